@@ -1,0 +1,64 @@
+//! Government services and the SMS gateway.
+//!
+//! Production speaks HTTP to them ([`registry::HttpRegistry`], [`sms::HttpSms`]) with
+//! timeouts and clear errors. The embedded default and the demo use the fixture registry
+//! of synthetic citizens and the dev outbox ([`crate::dev`]), which tests and the load tool
+//! also serve over HTTP so the HTTP adapters are exercised for real.
+
+pub mod registry;
+pub mod sms;
+
+/// Why a call to an upstream service did not give an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("{service} timed out")]
+    Timeout { service: &'static str },
+    #[error("{service} is unreachable: {detail}")]
+    Unreachable {
+        service: &'static str,
+        detail: String,
+    },
+    #[error("{service} answered {status}")]
+    Status {
+        service: &'static str,
+        status: u16,
+    },
+    #[error("{service} answered something unreadable: {detail}")]
+    Protocol {
+        service: &'static str,
+        detail: String,
+    },
+}
+
+impl UpstreamError {
+    pub(crate) fn from_reqwest(service: &'static str, e: reqwest::Error) -> Self {
+        if e.is_timeout() {
+            Self::Timeout { service }
+        } else if let Some(status) = e.status() {
+            Self::Status {
+                service,
+                status: status.as_u16(),
+            }
+        } else if e.is_decode() {
+            Self::Protocol {
+                service,
+                detail: e.to_string(),
+            }
+        } else {
+            Self::Unreachable {
+                service,
+                detail: e.to_string(),
+            }
+        }
+    }
+}
+
+/// One HTTP client for all upstreams: connection pooling matters during a surge.
+pub(crate) fn http_client(timeout: std::time::Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}

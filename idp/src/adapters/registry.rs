@@ -1,0 +1,142 @@
+//! The civil registry (person and birth date) and the mobile-ownership service (is this
+//! number registered to this national ID).
+//!
+//! Wire contract, JSON over HTTP POST (documented in the README):
+//! - `{registry}/persons/verify` `{"national_id","birth_date":"YYYY/MM/DD"}` →
+//!   `{"match":true,"given_name","family_name"}` or `{"match":false}`
+//! - `{ownership}/ownership/verify` `{"national_id","mobile":"+989…"}` → `{"match":bool}`
+
+use serde::{Deserialize, Serialize};
+
+use super::{http_client, UpstreamError};
+use crate::dev::FixtureRegistry;
+use crate::domain::{JalaliDate, MobileNumber, NationalId};
+
+/// What the civil registry says of a national ID and birth date.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PersonCheck {
+    Match {
+        given_name: String,
+        family_name: String,
+    },
+    Mismatch,
+}
+
+#[derive(Serialize)]
+pub struct PersonQuery<'a> {
+    pub national_id: &'a str,
+    pub birth_date: String,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+pub struct PersonAnswer {
+    #[serde(rename = "match")]
+    pub matched: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub given_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family_name: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct OwnershipQuery<'a> {
+    pub national_id: &'a str,
+    pub mobile: &'a str,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct OwnershipAnswer {
+    #[serde(rename = "match")]
+    pub matched: bool,
+}
+
+#[derive(Clone)]
+pub enum Registry {
+    Http(HttpRegistry),
+    Fixture(FixtureRegistry),
+}
+
+#[derive(Clone)]
+pub struct HttpRegistry {
+    client: reqwest::Client,
+    registry_url: String,
+    ownership_url: String,
+}
+
+impl HttpRegistry {
+    pub fn new(registry_url: &str, ownership_url: &str, timeout: std::time::Duration) -> Self {
+        Self {
+            client: http_client(timeout),
+            registry_url: registry_url.trim_end_matches('/').to_owned(),
+            ownership_url: ownership_url.trim_end_matches('/').to_owned(),
+        }
+    }
+}
+
+impl Registry {
+    #[tracing::instrument(skip_all, name = "registry.person")]
+    pub async fn check_person(
+        &self,
+        nid: &NationalId,
+        birth: &JalaliDate,
+    ) -> Result<PersonCheck, UpstreamError> {
+        const SERVICE: &str = "civil registry";
+        let answer: PersonAnswer = match self {
+            Self::Fixture(f) => f.person(nid, birth),
+            Self::Http(h) => h
+                .client
+                .post(format!("{}/persons/verify", h.registry_url))
+                .json(&PersonQuery {
+                    national_id: nid.as_str(),
+                    birth_date: birth.canonical(),
+                })
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .map_err(|e| UpstreamError::from_reqwest(SERVICE, e))?
+                .json()
+                .await
+                .map_err(|e| UpstreamError::from_reqwest(SERVICE, e))?,
+        };
+        match (answer.matched, answer.given_name, answer.family_name) {
+            (true, Some(given_name), Some(family_name)) => Ok(PersonCheck::Match {
+                given_name,
+                family_name,
+            }),
+            (true, _, _) => Err(UpstreamError::Protocol {
+                service: SERVICE,
+                detail: "a match without names".into(),
+            }),
+            (false, _, _) => Ok(PersonCheck::Mismatch),
+        }
+    }
+
+    #[tracing::instrument(skip_all, name = "registry.ownership")]
+    pub async fn owns_mobile(
+        &self,
+        nid: &NationalId,
+        mobile: &MobileNumber,
+    ) -> Result<bool, UpstreamError> {
+        const SERVICE: &str = "mobile ownership service";
+        match self {
+            Self::Fixture(f) => Ok(f.owns(nid, mobile)),
+            Self::Http(h) => {
+                let answer: OwnershipAnswer = h
+                    .client
+                    .post(format!("{}/ownership/verify", h.ownership_url))
+                    .json(&OwnershipQuery {
+                        national_id: nid.as_str(),
+                        mobile: mobile.e164(),
+                    })
+                    .send()
+                    .await
+                    .and_then(reqwest::Response::error_for_status)
+                    .map_err(|e| UpstreamError::from_reqwest(SERVICE, e))?
+                    .json()
+                    .await
+                    .map_err(|e| UpstreamError::from_reqwest(SERVICE, e))?;
+                Ok(answer.matched)
+            }
+        }
+    }
+}

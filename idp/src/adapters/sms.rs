@@ -1,0 +1,57 @@
+//! The SMS gateway. Wire contract: `POST {sms}/messages` `{"to":"+989…","text":"…"}`,
+//! any 2xx is accepted.
+
+use serde::{Deserialize, Serialize};
+
+use super::{http_client, UpstreamError};
+use crate::dev::Outbox;
+use crate::domain::MobileNumber;
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct SmsMessage {
+    pub to: String,
+    pub text: String,
+}
+
+#[derive(Clone)]
+pub enum Sms {
+    Http {
+        client: reqwest::Client,
+        url: String,
+    },
+    Outbox(Outbox),
+}
+
+impl Sms {
+    pub fn http(url: &str, timeout: std::time::Duration) -> Self {
+        Self::Http {
+            client: http_client(timeout),
+            url: format!("{}/messages", url.trim_end_matches('/')),
+        }
+    }
+
+    /// Sends `text` (which holds a code: it is never logged) to `to`.
+    #[tracing::instrument(skip_all, name = "sms.send")]
+    pub async fn send(&self, to: &MobileNumber, text: &str) -> Result<(), UpstreamError> {
+        const SERVICE: &str = "SMS gateway";
+        match self {
+            Self::Outbox(o) => {
+                o.push(to.e164(), text);
+                Ok(())
+            }
+            Self::Http { client, url } => {
+                client
+                    .post(url)
+                    .json(&SmsMessage {
+                        to: to.e164().to_owned(),
+                        text: text.to_owned(),
+                    })
+                    .send()
+                    .await
+                    .and_then(reqwest::Response::error_for_status)
+                    .map_err(|e| UpstreamError::from_reqwest(SERVICE, e))?;
+                Ok(())
+            }
+        }
+    }
+}

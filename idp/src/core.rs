@@ -1,0 +1,97 @@
+//! The provider's shared core: one cloneable struct that every flow and handler uses.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crate::adapters::registry::Registry;
+use crate::adapters::sms::Sms;
+use crate::config::Settings;
+use crate::crypto::Keyring;
+use crate::dev::Outbox;
+use crate::domain::{Client, ClientId};
+use crate::flow::limits::Limiter;
+use crate::keys::Keys;
+use crate::store::{Db, Ephemeral};
+
+#[derive(Clone)]
+pub struct Core(Arc<Inner>);
+
+pub struct Inner {
+    pub settings: Settings,
+    pub db: Db,
+    pub eph: Ephemeral,
+    pub keys: Keys,
+    pub clients: ClientCache,
+    pub registry: Registry,
+    pub sms: Sms,
+    /// The dev outbox, readable over HTTP only in dev mode.
+    pub outbox: Option<Outbox>,
+    pub keyring: Keyring,
+    /// The discovery document, built once at start-up.
+    pub discovery: String,
+    pub limiter: Limiter,
+    /// Turned off first on SIGTERM so the load balancer stops sending traffic.
+    pub ready: AtomicBool,
+}
+
+impl std::ops::Deref for Core {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl Core {
+    pub fn new(inner: Inner) -> Self {
+        Self(Arc::new(inner))
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.settings.issuer
+    }
+
+    pub fn secs(&self, s: i64) -> Duration {
+        Duration::from_secs(s.max(1) as u64)
+    }
+
+    /// Reloads clients and signing keys from SQL.
+    pub async fn reload(&self) -> crate::error::Result<()> {
+        let clients = self.db.clients().await?;
+        self.clients.replace(clients);
+        let rows = self.db.signing_keys().await?;
+        self.keys.load(&rows, crate::now())?;
+        Ok(())
+    }
+}
+
+/// Clients held in memory and reloaded from SQL every `reload_ms`: the token endpoint
+/// must not pay a SQL round trip per request. A suspension made through this replica's
+/// admin path applies at once; on other replicas within one reload interval.
+#[derive(Clone, Default)]
+pub struct ClientCache {
+    map: Arc<RwLock<Arc<HashMap<String, Arc<Client>>>>>,
+}
+
+impl ClientCache {
+    pub fn replace(&self, clients: Vec<Client>) {
+        let map = clients
+            .into_iter()
+            .map(|c| (c.id.as_str().to_owned(), Arc::new(c)))
+            .collect();
+        *self.map.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(map);
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Client>> {
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    pub fn get_id(&self, id: &ClientId) -> Option<Arc<Client>> {
+        self.get(id.as_str())
+    }
+}

@@ -1,0 +1,243 @@
+//! Manufacturers as OpenID Connect clients, with their e-namad-like trust record.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// A client identifier: lowercase letters, digits and dashes, 3 to 64 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ClientId(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("client ids are 3-64 lowercase letters, digits or dashes")]
+pub struct ClientIdError;
+
+impl ClientId {
+    pub fn parse(input: &str) -> Result<Self, ClientIdError> {
+        let ok = (3..=64).contains(&input.len())
+            && input
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok {
+            Ok(Self(input.to_owned()))
+        } else {
+            Err(ClientIdError)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A registered redirect URI. Matching is exact string comparison (RFC 9700 §4.1.3):
+/// no prefix, no wildcard, no normalisation beyond what registration stored.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RedirectUri(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RedirectUriError {
+    #[error("not an absolute URL")]
+    NotAbsolute,
+    #[error("redirect URIs must use https (http only for localhost)")]
+    Insecure,
+    #[error("redirect URIs must not have a fragment")]
+    Fragment,
+}
+
+impl RedirectUri {
+    pub fn parse(input: &str) -> Result<Self, RedirectUriError> {
+        let url = Url::parse(input).map_err(|_| RedirectUriError::NotAbsolute)?;
+        if url.fragment().is_some() {
+            return Err(RedirectUriError::Fragment);
+        }
+        let local = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+        match url.scheme() {
+            "https" => {}
+            "http" if local => {}
+            _ => return Err(RedirectUriError::Insecure),
+        }
+        Ok(Self(input.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The claims-bearing scopes this provider knows (DESIGN.md, "Scopes and claims").
+pub const KNOWN_SCOPES: &[&str] = &["openid", "profile", "phone", "national_id"];
+
+/// A set of scopes, always kept sorted so that consent comparison is set comparison.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Scopes(BTreeSet<String>);
+
+impl Scopes {
+    /// Parses a space-separated scope string. Unknown scopes are dropped, as OIDC allows.
+    pub fn parse_known(input: &str, allowed: &[&str]) -> Self {
+        Self(
+            input
+                .split_ascii_whitespace()
+                .filter(|s| allowed.contains(s))
+                .map(str::to_owned)
+                .collect(),
+        )
+    }
+
+    pub fn contains(&self, scope: &str) -> bool {
+        self.0.contains(scope)
+    }
+
+    pub fn is_subset(&self, other: &Scopes) -> bool {
+        self.0.is_subset(&other.0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+}
+
+impl std::fmt::Display for Scopes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let joined: Vec<&str> = self.iter().collect();
+        f.write_str(&joined.join(" "))
+    }
+}
+
+/// Whether a client may be used right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientStatus {
+    Active,
+    Suspended,
+}
+
+impl ClientStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        if s == "active" {
+            Self::Active
+        } else {
+            Self::Suspended
+        }
+    }
+}
+
+/// Which signature a client's ID tokens carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SigningAlg {
+    ES256,
+    RS256,
+}
+
+impl SigningAlg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ES256 => "ES256",
+            Self::RS256 => "RS256",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ES256" => Some(Self::ES256),
+            "RS256" => Some(Self::RS256),
+            _ => None,
+        }
+    }
+}
+
+/// A manufacturer registered by the ministry.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub id: ClientId,
+    /// Keyed hash of the secret; the secret itself is shown once at registration.
+    pub secret_hash: String,
+    pub name: String,
+    pub name_fa: String,
+    /// Trust level 1-5 stars, set by the ministry and shown on the consent screen.
+    pub stars: u8,
+    pub redirect_uris: Vec<RedirectUri>,
+    pub post_logout_redirect_uris: Vec<RedirectUri>,
+    /// Scopes the client may ask for with `client_credentials` (ministry APIs).
+    pub service_scopes: Vec<String>,
+    pub id_token_alg: SigningAlg,
+    pub status: ClientStatus,
+    /// Unix seconds; the trust record lapses after this.
+    pub valid_until: i64,
+}
+
+/// Why a client cannot be used now, shown on the authorize error page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientUnavailable {
+    Suspended,
+    Expired,
+}
+
+impl Client {
+    pub fn availability(&self, now: i64) -> Result<(), ClientUnavailable> {
+        if self.status == ClientStatus::Suspended {
+            Err(ClientUnavailable::Suspended)
+        } else if now >= self.valid_until {
+            Err(ClientUnavailable::Expired)
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn has_redirect_uri(&self, uri: &str) -> bool {
+        self.redirect_uris.iter().any(|r| r.as_str() == uri)
+    }
+
+    pub fn has_post_logout_redirect_uri(&self, uri: &str) -> bool {
+        self.post_logout_redirect_uris
+            .iter()
+            .any(|r| r.as_str() == uri)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_uris_must_be_https_except_on_localhost() {
+        assert!(RedirectUri::parse("https://shop.example/cb").is_ok());
+        assert!(RedirectUri::parse("http://localhost:8080/cb").is_ok());
+        assert_eq!(
+            RedirectUri::parse("http://shop.example/cb"),
+            Err(RedirectUriError::Insecure)
+        );
+        assert_eq!(
+            RedirectUri::parse("https://shop.example/cb#x"),
+            Err(RedirectUriError::Fragment)
+        );
+        assert_eq!(RedirectUri::parse("/cb"), Err(RedirectUriError::NotAbsolute));
+    }
+
+    #[test]
+    fn scopes_drop_unknown_values_and_sort() {
+        let s = Scopes::parse_known("phone openid evil profile", KNOWN_SCOPES);
+        assert_eq!(s.to_string(), "openid phone profile");
+    }
+
+    #[test]
+    fn client_ids_are_restricted() {
+        assert!(ClientId::parse("iran-khodro").is_ok());
+        assert!(ClientId::parse("Iran Khodro").is_err());
+        assert!(ClientId::parse("ab").is_err());
+    }
+}

@@ -1,0 +1,242 @@
+//! The authorization request: parsing, validation, and what answers it.
+//!
+//! Order of checks follows RFC 6749 §4.1.2.1 and RFC 9700: until the client and the exact
+//! redirect URI are known good, errors are shown on our own page and never redirected
+//! (an open redirector is how codes get stolen). After that, errors go back to the client
+//! with `state` and the RFC 9207 `iss` parameter.
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::core::Core;
+use crate::domain::client::{ClientUnavailable, KNOWN_SCOPES};
+use crate::domain::Scopes;
+use crate::error::{msg, Error};
+
+/// Raw parameters as they arrive (query for GET, form for POST).
+#[derive(Debug, Default, Deserialize)]
+pub struct RawAuthParams {
+    pub client_id: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub response_type: Option<String>,
+    pub response_mode: Option<String>,
+    pub scope: Option<String>,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub code_challenge_method: Option<String>,
+    pub prompt: Option<String>,
+    pub max_age: Option<String>,
+    pub login_hint: Option<String>,
+    pub ui_locales: Option<String>,
+    pub request: Option<String>,
+    pub request_uri: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Prompt {
+    pub none: bool,
+    pub login: bool,
+    pub consent: bool,
+}
+
+/// A validated authorization request, kept in the login transaction.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuthRequest {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub scope: Scopes,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: String,
+    pub prompt: Prompt,
+    pub max_age: Option<i64>,
+    pub login_hint: Option<String>,
+    /// `en` when the client asked for English first; Persian otherwise.
+    pub english: bool,
+}
+
+/// An error to send back to the client's redirect URI.
+#[derive(Debug, Clone)]
+pub struct RedirectError {
+    pub redirect_uri: String,
+    pub state: Option<String>,
+    pub error: &'static str,
+    pub description: &'static str,
+}
+
+/// Either an error page (client or redirect URI not trusted) or an error redirect.
+#[derive(Debug)]
+pub enum AuthorizeError {
+    Page(Error),
+    Redirect(RedirectError),
+}
+
+impl From<Error> for AuthorizeError {
+    fn from(e: Error) -> Self {
+        Self::Page(e)
+    }
+}
+
+const MAX_PARAM: usize = 2048;
+
+pub fn validate(core: &Core, raw: RawAuthParams, now: i64) -> Result<AuthRequest, AuthorizeError> {
+    use axum::http::StatusCode;
+    let page = |text| AuthorizeError::Page(Error::user(StatusCode::BAD_REQUEST, text));
+
+    let client_id = raw.client_id.as_deref().ok_or_else(|| page(msg::UNKNOWN_CLIENT))?;
+    let client = core
+        .clients
+        .get(client_id)
+        .ok_or_else(|| page(msg::UNKNOWN_CLIENT))?;
+    let redirect_uri = raw.redirect_uri.clone().ok_or_else(|| page(msg::BAD_REDIRECT))?;
+    if !client.has_redirect_uri(&redirect_uri) {
+        return Err(page(msg::BAD_REDIRECT));
+    }
+    validate_client_now(core, client_id, now)?;
+
+    let state = raw.state.clone().filter(|s| !s.is_empty());
+    let fail = |error: &'static str, description: &'static str| {
+        AuthorizeError::Redirect(RedirectError {
+            redirect_uri: redirect_uri.clone(),
+            state: state.clone(),
+            error,
+            description,
+        })
+    };
+
+    let too_long = [&raw.state, &raw.nonce, &raw.login_hint, &raw.scope, &raw.code_challenge]
+        .iter()
+        .any(|p| p.as_ref().is_some_and(|v| v.len() > MAX_PARAM));
+    if too_long {
+        return Err(fail("invalid_request", "a parameter is too long"));
+    }
+    if raw.request.is_some() {
+        return Err(fail("request_not_supported", "request objects are not supported"));
+    }
+    if raw.request_uri.is_some() {
+        return Err(fail("request_uri_not_supported", "request_uri is not supported"));
+    }
+    if raw.response_type.as_deref() != Some("code") {
+        return Err(fail(
+            "unsupported_response_type",
+            "only the authorization code flow (response_type=code) is supported",
+        ));
+    }
+    if raw.response_mode.as_deref().is_some_and(|m| m != "query") {
+        return Err(fail("invalid_request", "only response_mode=query is supported"));
+    }
+    let scope = Scopes::parse_known(raw.scope.as_deref().unwrap_or(""), KNOWN_SCOPES);
+    if !scope.contains("openid") {
+        return Err(fail("invalid_scope", "the openid scope is required"));
+    }
+    let code_challenge = match (raw.code_challenge.as_deref(), raw.code_challenge_method.as_deref())
+    {
+        (Some(c), Some("S256")) if c.len() == 43 => c.to_owned(),
+        (Some(_), Some("S256")) => {
+            return Err(fail("invalid_request", "code_challenge must be 43 base64url characters"))
+        }
+        (None, _) => return Err(fail("invalid_request", "PKCE (code_challenge) is required")),
+        (Some(_), _) => {
+            return Err(fail("invalid_request", "code_challenge_method must be S256"))
+        }
+    };
+    let mut prompt = Prompt::default();
+    for p in raw.prompt.as_deref().unwrap_or("").split_ascii_whitespace() {
+        match p {
+            "none" => prompt.none = true,
+            "login" => prompt.login = true,
+            "consent" => prompt.consent = true,
+            "select_account" => {}
+            _ => return Err(fail("invalid_request", "unknown prompt value")),
+        }
+    }
+    if prompt.none && (prompt.login || prompt.consent) {
+        return Err(fail("invalid_request", "prompt=none cannot be combined"));
+    }
+    let max_age = match raw.max_age.as_deref() {
+        None | Some("") => None,
+        Some(s) => match s.parse::<i64>() {
+            Ok(v) if v >= 0 => Some(v),
+            _ => return Err(fail("invalid_request", "max_age must be a non-negative integer")),
+        },
+    };
+    let english = raw
+        .ui_locales
+        .as_deref()
+        .and_then(|l| l.split_ascii_whitespace().next())
+        .is_some_and(|l| l.starts_with("en"));
+
+    Ok(AuthRequest {
+        client_id: client.id.as_str().to_owned(),
+        redirect_uri,
+        scope,
+        state,
+        nonce: raw.nonce.filter(|n| !n.is_empty()),
+        code_challenge,
+        prompt,
+        max_age,
+        login_hint: raw.login_hint,
+        english,
+    })
+}
+
+/// Builds the redirect back to the client: `code` or `error`, with `state` and `iss`.
+pub fn redirect_url(
+    issuer: &str,
+    redirect_uri: &str,
+    state: Option<&str>,
+    params: &[(&str, &str)],
+) -> String {
+    let mut all: Vec<(&str, &str)> = params.to_vec();
+    if let Some(s) = state {
+        all.push(("state", s));
+    }
+    all.push(("iss", issuer));
+    append_query(redirect_uri, &all)
+}
+
+impl RedirectError {
+    pub fn url(&self, issuer: &str) -> String {
+        redirect_url(
+            issuer,
+            &self.redirect_uri,
+            self.state.as_deref(),
+            &[("error", self.error), ("error_description", self.description)],
+        )
+    }
+}
+
+/// Appends query parameters to a URL that may already have some.
+pub fn append_query(base: &str, params: &[(&str, &str)]) -> String {
+    match Url::parse(base) {
+        Ok(mut url) => {
+            {
+                let mut q = url.query_pairs_mut();
+                for (k, v) in params {
+                    q.append_pair(k, v);
+                }
+            }
+            url.to_string()
+        }
+        Err(_) => base.to_owned(),
+    }
+}
+
+/// Re-checks, at the last moment, that a client may still be used.
+pub fn validate_client_now(core: &Core, client_id: &str, now: i64) -> Result<(), Error> {
+    use axum::http::StatusCode;
+    let client = core
+        .clients
+        .get(client_id)
+        .ok_or_else(|| Error::bad_request(msg::UNKNOWN_CLIENT))?;
+    match client.availability(now) {
+        Ok(()) => Ok(()),
+        Err(ClientUnavailable::Suspended) => {
+            Err(Error::user(StatusCode::FORBIDDEN, msg::CLIENT_SUSPENDED))
+        }
+        Err(ClientUnavailable::Expired) => {
+            Err(Error::user(StatusCode::FORBIDDEN, msg::CLIENT_EXPIRED))
+        }
+    }
+}

@@ -1,0 +1,458 @@
+//! The emta citizen verification flow, step by step, and the SSO session it ends in.
+//!
+//! 1. mobile number + proof of work → an SMS code is sent;
+//! 2. the code (6 digits, 2 minutes, 5 tries) → the phone is verified;
+//! 3. national ID + Jalali birth date → both registries confirm → SSO session;
+//! 4. consent "grant single sign-on" → authorization code (see [`super::tokens`]).
+//!
+//! A login transaction lives in the ephemeral store under a random id, bound to the
+//! browser that started it, so any replica can serve any step.
+
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::authorize::AuthRequest;
+use super::limits::Subject;
+use crate::adapters::registry::PersonCheck;
+use crate::core::Core;
+use crate::crypto::{pow, random_otp, random_token, sha256, b64};
+use crate::domain::{Citizen, JalaliDate, MobileNumber, NationalId};
+use crate::error::{msg, Error, Result};
+
+pub const TX_TTL: i64 = 15 * 60;
+pub const OTP_TTL: i64 = 120;
+pub const OTP_MAX_WRONG: i64 = 5;
+pub const RESEND_AFTER: i64 = 60;
+pub const POW_MAX_AGE: i64 = 600;
+
+/// The authentication context this flow gives: phone possession plus a registry match of
+/// national ID, birth date and mobile ownership.
+pub const ACR: &str = "urn:emta:loa:registry-verified";
+/// RFC 8176 methods: SMS one-time code, knowledge (national ID and birth date).
+pub const AMR: &[&str] = &["sms", "otp", "kba"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Step {
+    Phone,
+    Otp,
+    Identity,
+    Consent,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoginTx {
+    pub id: String,
+    /// The `emta_b` cookie of the browser that started it.
+    pub browser: String,
+    pub created_at: i64,
+    /// The client's request; `None` when the citizen signs in to their own account page.
+    pub request: Option<AuthRequest>,
+    pub step: Step,
+    pub mobile: Option<String>,
+    pub otp_hash: Option<String>,
+    pub otp_sent_at: i64,
+    /// Set once the identity step (or a live session) authenticated the citizen.
+    pub sid: Option<String>,
+}
+
+/// The SSO session: who, when and how. Keyed by a hash of the cookie value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Session {
+    pub sid: String,
+    pub citizen_id: String,
+    pub auth_time: i64,
+}
+
+fn tx_key(id: &str) -> String {
+    format!("tx:{id}")
+}
+
+fn session_key(cookie: &str) -> String {
+    format!("sso:{}", b64(&sha256(cookie.as_bytes())))
+}
+
+/// Records a step's outcome and latency for Prometheus.
+pub fn observe(step: &'static str, started: Instant, outcome: &'static str) {
+    metrics::counter!("emta_login_step_total", "step" => step, "outcome" => outcome).increment(1);
+    metrics::histogram!("emta_login_step_seconds", "step" => step)
+        .record(started.elapsed().as_secs_f64());
+}
+
+impl Core {
+    pub async fn start_login(
+        &self,
+        browser: &str,
+        request: Option<AuthRequest>,
+        step: Step,
+        sid: Option<String>,
+        now: i64,
+    ) -> Result<LoginTx> {
+        let tx = LoginTx {
+            id: random_token(18),
+            browser: browser.to_owned(),
+            created_at: now,
+            request,
+            step,
+            mobile: None,
+            otp_hash: None,
+            otp_sent_at: 0,
+            sid,
+        };
+        self.save_tx(&tx).await?;
+        metrics::counter!("emta_login_step_total", "step" => "start", "outcome" => "started")
+            .increment(1);
+        Ok(tx)
+    }
+
+    pub async fn save_tx(&self, tx: &LoginTx) -> Result<()> {
+        let remaining = (tx.created_at + TX_TTL - crate::now()).max(1);
+        let json = serde_json::to_string(tx).map_err(|e| Error::Internal(e.to_string()))?;
+        self.eph
+            .put(&tx_key(&tx.id), &json, self.secs(remaining))
+            .await?;
+        Ok(())
+    }
+
+    /// Loads a transaction and checks that this browser started it.
+    pub async fn load_tx(&self, id: &str, browser: Option<&str>) -> Result<LoginTx> {
+        if id.len() > 64 {
+            return Err(Error::user(StatusCode::NOT_FOUND, msg::LOGIN_EXPIRED));
+        }
+        let raw = self
+            .eph
+            .get(&tx_key(id))
+            .await?
+            .ok_or_else(|| Error::user(StatusCode::GONE, msg::LOGIN_EXPIRED))?;
+        let tx: LoginTx = serde_json::from_str(&raw).map_err(|e| Error::Internal(e.to_string()))?;
+        if browser != Some(tx.browser.as_str()) {
+            return Err(Error::user(StatusCode::FORBIDDEN, msg::LOGIN_OTHER_BROWSER));
+        }
+        Ok(tx)
+    }
+
+    pub async fn drop_tx(&self, id: &str) -> Result<()> {
+        self.eph.delete(&tx_key(id)).await?;
+        self.eph.delete(&format!("otp-wrong:{id}")).await?;
+        Ok(())
+    }
+
+    /// The CSRF token of a form: a keyed hash of what the form belongs to and the browser.
+    pub fn csrf_token(&self, scope: &str, browser: &str) -> String {
+        self.keyring
+            .hash("csrf", format!("{scope}|{browser}").as_bytes())
+    }
+
+    pub fn check_csrf(&self, scope: &str, browser: &str, token: &str) -> Result<()> {
+        if self
+            .keyring
+            .verify("csrf", format!("{scope}|{browser}").as_bytes(), token)
+        {
+            Ok(())
+        } else {
+            Err(Error::user(StatusCode::FORBIDDEN, msg::CSRF))
+        }
+    }
+
+    pub fn pow_challenge(&self, now: i64) -> String {
+        pow::issue(&self.keyring, now, self.settings.pow_difficulty)
+    }
+
+    /// Step 1: checks the proof of work and limits, then sends a code to `mobile`.
+    #[tracing::instrument(skip_all, fields(tx = %tx.id))]
+    pub async fn submit_phone(
+        &self,
+        tx: &mut LoginTx,
+        mobile: &str,
+        challenge: &str,
+        nonce: &str,
+        ip: &str,
+        now: i64,
+    ) -> Result<()> {
+        let started = Instant::now();
+        let result = self
+            .submit_phone_inner(tx, mobile, challenge, nonce, ip, now)
+            .await;
+        observe("phone", started, if result.is_ok() { "completed" } else { "failed" });
+        result
+    }
+
+    async fn submit_phone_inner(
+        &self,
+        tx: &mut LoginTx,
+        mobile: &str,
+        challenge: &str,
+        nonce: &str,
+        ip: &str,
+        now: i64,
+    ) -> Result<()> {
+        let mobile = MobileNumber::parse(mobile).map_err(|_| Error::bad_request(msg::BAD_MOBILE))?;
+        let random = pow::verify(
+            &self.keyring,
+            challenge,
+            nonce,
+            now,
+            POW_MAX_AGE,
+            self.settings.pow_difficulty,
+        )
+        .map_err(|_| Error::bad_request(msg::POW_FAILED))?;
+        // A solved challenge buys one attempt, on any replica.
+        if !self
+            .eph
+            .put_new(&format!("pow:{random}"), "1", self.secs(POW_MAX_AGE))
+            .await?
+        {
+            return Err(Error::bad_request(msg::POW_FAILED));
+        }
+        self.limiter
+            .hit(Subject::IpLogin(ip), self.settings.sms_per_ip * 3, Duration::from_secs(3600))
+            .await?;
+        tx.mobile = Some(mobile.e164().to_owned());
+        self.send_code(tx, &mobile, ip, now).await
+    }
+
+    /// Sends a fresh code; also the "resend" action, no sooner than a minute after the last.
+    pub async fn send_code(
+        &self,
+        tx: &mut LoginTx,
+        mobile: &MobileNumber,
+        ip: &str,
+        now: i64,
+    ) -> Result<()> {
+        if now - tx.otp_sent_at < RESEND_AFTER {
+            return Err(Error::user(StatusCode::TOO_MANY_REQUESTS, msg::RESEND_TOO_SOON));
+        }
+        // A cooldown per phone across transactions, so opening many logins does not
+        // multiply the SMS a victim receives (SMS bombing).
+        let cooldown = format!("sms-cooldown:{}", self.keyring.hash("rate-subject", mobile.e164().as_bytes()));
+        if !self
+            .eph
+            .put_new(&cooldown, "1", self.secs(RESEND_AFTER))
+            .await?
+        {
+            return Err(Error::user(StatusCode::TOO_MANY_REQUESTS, msg::RESEND_TOO_SOON));
+        }
+        self.limiter
+            .hit(Subject::PhoneSms(mobile.e164()), self.settings.sms_per_phone, Duration::from_secs(600))
+            .await?;
+        self.limiter
+            .hit(Subject::IpSms(ip), self.settings.sms_per_ip, Duration::from_secs(3600))
+            .await?;
+        let code = random_otp();
+        let text = format!(
+            "امتا: کد تأیید شما {code}\nemta code: {code}\nاین کد را به هیچ‌کس ندهید / never share it"
+        );
+        self.sms.send(mobile, &text).await.map_err(|source| Error::Upstream {
+            text: msg::SMS_DOWN,
+            source,
+        })?;
+        tx.otp_hash = Some(self.keyring.hash("otp", format!("{}|{code}", tx.id).as_bytes()));
+        tx.otp_sent_at = now;
+        tx.step = Step::Otp;
+        self.eph.delete(&format!("otp-wrong:{}", tx.id)).await?;
+        self.save_tx(tx).await?;
+        tracing::info!(phone = %mobile.masked(), "verification code sent");
+        Ok(())
+    }
+
+    /// Step 2: checks the code. Five wrong codes void the transaction.
+    #[tracing::instrument(skip_all, fields(tx = %tx.id))]
+    pub async fn submit_otp(&self, tx: &mut LoginTx, code: &str, now: i64) -> Result<()> {
+        let started = Instant::now();
+        let result = self.submit_otp_inner(tx, code, now).await;
+        observe("otp", started, if result.is_ok() { "completed" } else { "failed" });
+        result
+    }
+
+    async fn submit_otp_inner(&self, tx: &mut LoginTx, code: &str, now: i64) -> Result<()> {
+        if tx.step != Step::Otp {
+            return Err(Error::user(StatusCode::CONFLICT, msg::STEP_ORDER));
+        }
+        let code = crate::domain::digits::digits_only(code.trim());
+        if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Error::bad_request(msg::OTP_FORMAT));
+        }
+        let expected = tx.otp_hash.clone().unwrap_or_default();
+        if now - tx.otp_sent_at > OTP_TTL {
+            return Err(Error::bad_request(msg::OTP_EXPIRED));
+        }
+        if self
+            .keyring
+            .verify("otp", format!("{}|{code}", tx.id).as_bytes(), &expected)
+        {
+            tx.step = Step::Identity;
+            tx.otp_hash = None;
+            self.save_tx(tx).await?;
+            return Ok(());
+        }
+        // The counter is atomic, so parallel guesses cannot each see "0 so far".
+        let wrong = self
+            .eph
+            .hit(&format!("otp-wrong:{}", tx.id), self.secs(TX_TTL))
+            .await?;
+        if wrong.count >= OTP_MAX_WRONG {
+            self.drop_tx(&tx.id).await?;
+            return Err(Error::user(StatusCode::GONE, msg::OTP_VOID));
+        }
+        Err(Error::bad_request(msg::OTP_WRONG))
+    }
+
+    /// Step 3: national ID and birth date, checked against both registries (or the
+    /// identity cache). Opens the SSO session and returns its cookie value.
+    #[tracing::instrument(skip_all, fields(tx = %tx.id))]
+    pub async fn submit_identity(
+        &self,
+        tx: &mut LoginTx,
+        national_id: &str,
+        birth_date: &str,
+        now: i64,
+    ) -> Result<String> {
+        let started = Instant::now();
+        let result = self
+            .submit_identity_inner(tx, national_id, birth_date, now)
+            .await;
+        observe("identity", started, if result.is_ok() { "completed" } else { "failed" });
+        result
+    }
+
+    async fn submit_identity_inner(
+        &self,
+        tx: &mut LoginTx,
+        national_id: &str,
+        birth_date: &str,
+        now: i64,
+    ) -> Result<String> {
+        if tx.step != Step::Identity {
+            return Err(Error::user(StatusCode::CONFLICT, msg::STEP_ORDER));
+        }
+        let mobile = tx
+            .mobile
+            .as_deref()
+            .and_then(|m| MobileNumber::parse(m).ok())
+            .ok_or_else(|| Error::user(StatusCode::CONFLICT, msg::STEP_ORDER))?;
+        // Checksum first: a typo must not cost a registry call.
+        let nid = NationalId::parse(national_id).map_err(|_| Error::bad_request(msg::BAD_NATIONAL_ID))?;
+        let birth = JalaliDate::parse(birth_date).map_err(|e| {
+            Error::bad_request(match e {
+                crate::domain::jalali::JalaliDateError::Format => msg::BAD_BIRTH_DATE,
+                crate::domain::jalali::JalaliDateError::NoSuchDay => msg::BAD_BIRTH_DAY,
+            })
+        })?;
+        self.limiter
+            .check(Subject::NationalIdFail(nid.as_str()), self.settings.fails_per_national_id)
+            .await?;
+
+        let cached = self.db.citizen_by_national_id(&nid).await?.filter(|c| {
+            c.mobile == mobile
+                && c.birth_date == birth
+                && now - c.verified_at < self.settings.identity_cache_secs
+        });
+        let citizen = match cached {
+            Some(c) => {
+                metrics::counter!("emta_identity_cache_total", "outcome" => "hit").increment(1);
+                c
+            }
+            None => {
+                metrics::counter!("emta_identity_cache_total", "outcome" => "miss").increment(1);
+                let verified = self.ask_registries(&nid, &birth, &mobile).await?;
+                let Some((given_name, family_name)) = verified else {
+                    self.limiter
+                        .hit(
+                            Subject::NationalIdFail(nid.as_str()),
+                            i64::MAX,
+                            Duration::from_secs(3600),
+                        )
+                        .await?;
+                    return Err(Error::user(StatusCode::UNPROCESSABLE_ENTITY, msg::IDENTITY_MISMATCH));
+                };
+                let candidate = Citizen {
+                    id: format!("c-{}", random_token(15)),
+                    national_id: nid.clone(),
+                    mobile: mobile.clone(),
+                    given_name,
+                    family_name,
+                    birth_date: birth,
+                    verified_at: now,
+                };
+                self.db.upsert_citizen(&candidate, now).await?
+            }
+        };
+        let cookie = random_token(32);
+        let session = Session {
+            sid: random_token(16),
+            citizen_id: citizen.id.clone(),
+            auth_time: now,
+        };
+        self.save_session(&cookie, &session).await?;
+        tx.sid = Some(session.sid);
+        tx.step = Step::Consent;
+        self.save_tx(tx).await?;
+        Ok(cookie)
+    }
+
+    /// Both registries, concurrently. `None` is a mismatch of any kind: the citizen is not
+    /// told which field was wrong, so the form cannot be used to probe the registry.
+    async fn ask_registries(
+        &self,
+        nid: &NationalId,
+        birth: &JalaliDate,
+        mobile: &MobileNumber,
+    ) -> Result<Option<(String, String)>> {
+        let (person, owns) = tokio::join!(
+            self.registry.check_person(nid, birth),
+            self.registry.owns_mobile(nid, mobile)
+        );
+        let upstream = |source| Error::Upstream {
+            text: msg::REGISTRY_DOWN,
+            source,
+        };
+        let person = person.map_err(upstream)?;
+        let owns = owns.map_err(upstream)?;
+        Ok(match (person, owns) {
+            (
+                PersonCheck::Match {
+                    given_name,
+                    family_name,
+                },
+                true,
+            ) => Some((given_name, family_name)),
+            _ => None,
+        })
+    }
+
+    pub async fn save_session(&self, cookie: &str, s: &Session) -> Result<()> {
+        let json = serde_json::to_string(s).map_err(|e| Error::Internal(e.to_string()))?;
+        self.eph
+            .put(&session_key(cookie), &json, self.secs(self.settings.session_secs))
+            .await?;
+        // Index by sid too, for RP-initiated logout with only an id_token_hint.
+        self.eph
+            .put(&format!("sid:{}", s.sid), &session_key(cookie), self.secs(self.settings.session_secs))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn session(&self, cookie: Option<&str>) -> Result<Option<Session>> {
+        let Some(cookie) = cookie.filter(|c| c.len() <= 64) else {
+            return Ok(None);
+        };
+        Ok(self
+            .eph
+            .get(&session_key(cookie))
+            .await?
+            .and_then(|raw| serde_json::from_str(&raw).ok()))
+    }
+
+    pub async fn end_session(&self, cookie: Option<&str>, sid: Option<&str>) -> Result<()> {
+        if let Some(c) = cookie {
+            self.eph.delete(&session_key(c)).await?;
+        }
+        if let Some(sid) = sid {
+            if let Some(key) = self.eph.take(&format!("sid:{sid}")).await? {
+                self.eph.delete(&key).await?;
+            }
+        }
+        Ok(())
+    }
+}

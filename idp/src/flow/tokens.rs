@@ -1,0 +1,557 @@
+//! Authorization codes, the token endpoint's grants, access-token checks, revocation and
+//! introspection.
+//!
+//! - Codes are single use (an atomic GETDEL) and live 60 s. A replayed code fails and
+//!   revokes the grant issued from it (RFC 6749 §4.1.2, RFC 9700 §4.5).
+//! - Refresh tokens rotate on every use; presenting a used one is reuse and revokes the
+//!   whole grant (RFC 9700 §4.14.2).
+//! - Access tokens are opaque and held in the ephemeral store, so revocation, grant
+//!   revocation and client suspension stop them at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use super::authorize::AuthRequest;
+use super::limits::Subject;
+use super::login::{ACR, AMR};
+use crate::core::Core;
+use crate::crypto::{b64, pkce_s256_matches, random_token, sha256};
+use crate::domain::client::{ClientUnavailable, KNOWN_SCOPES};
+use crate::domain::{Citizen, Client, Scopes};
+use crate::error::{OAuthError, Result};
+use crate::store::sql::GrantRow;
+
+pub const CODE_TTL: i64 = 60;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CodeData {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub code_challenge: String,
+    pub nonce: Option<String>,
+    pub citizen_id: String,
+    pub scope: String,
+    pub sid: String,
+    pub auth_time: i64,
+}
+
+/// What an access token stands for, stored under the token's hash.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessData {
+    pub client_id: String,
+    /// The citizen; `None` for client_credentials tokens.
+    pub citizen_id: Option<String>,
+    pub grant_id: Option<String>,
+    pub scope: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+}
+
+fn hash_key(prefix: &str, token: &str) -> String {
+    format!("{prefix}:{}", b64(&sha256(token.as_bytes())))
+}
+
+fn revoked_grant_key(grant_id: &str) -> String {
+    format!("rg:{grant_id}")
+}
+
+/// The claims each scope releases (DESIGN.md, "Scopes and claims").
+pub fn scope_claims(citizen: &Citizen, scope: &Scopes, out: &mut Map<String, Value>) {
+    if scope.contains("profile") {
+        out.insert(
+            "name".into(),
+            json!(format!("{} {}", citizen.given_name, citizen.family_name)),
+        );
+        out.insert("given_name".into(), json!(citizen.given_name));
+        out.insert("family_name".into(), json!(citizen.family_name));
+        out.insert("birthdate".into(), json!(citizen.birth_date.to_iso_string()));
+    }
+    if scope.contains("phone") {
+        out.insert("phone_number".into(), json!(citizen.mobile.e164()));
+        out.insert("phone_number_verified".into(), json!(true));
+    }
+    if scope.contains("national_id") {
+        out.insert("national_id".into(), json!(citizen.national_id.as_str()));
+    }
+}
+
+/// Human-readable claim names per scope, for the consent screen.
+pub fn scope_descriptions(scope: &Scopes) -> Vec<crate::error::Text> {
+    use crate::error::Text;
+    let mut out = vec![Text {
+        fa: "شناسه کاربری امتا",
+        en: "Your emta user identifier",
+    }];
+    if scope.contains("profile") {
+        out.push(Text {
+            fa: "نام، نام خانوادگی و تاریخ تولد",
+            en: "Your name, family name and birth date",
+        });
+    }
+    if scope.contains("phone") {
+        out.push(Text {
+            fa: "شماره همراه تأییدشده",
+            en: "Your verified mobile number",
+        });
+    }
+    if scope.contains("national_id") {
+        out.push(Text {
+            fa: "کد ملی",
+            en: "Your national ID",
+        });
+    }
+    out
+}
+
+impl Core {
+    /// Issues a code for a completed login and returns the redirect URL to the client.
+    pub async fn issue_code(
+        &self,
+        req: &AuthRequest,
+        citizen_id: &str,
+        sid: &str,
+        auth_time: i64,
+        now: i64,
+    ) -> Result<String> {
+        let code = random_token(32);
+        let data = CodeData {
+            client_id: req.client_id.clone(),
+            redirect_uri: req.redirect_uri.clone(),
+            code_challenge: req.code_challenge.clone(),
+            nonce: req.nonce.clone(),
+            citizen_id: citizen_id.to_owned(),
+            scope: req.scope.to_string(),
+            sid: sid.to_owned(),
+            auth_time,
+        };
+        let json = serde_json::to_string(&data).map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+        self.eph
+            .put(&hash_key("code", &code), &json, self.secs(CODE_TTL))
+            .await?;
+        self.db.record_sign_in(citizen_id, &req.client_id, now).await?;
+        metrics::counter!("emta_login_step_total", "step" => "code", "outcome" => "completed")
+            .increment(1);
+        Ok(super::authorize::redirect_url(
+            self.issuer(),
+            &req.redirect_uri,
+            req.state.as_deref(),
+            &[("code", &code)],
+        ))
+    }
+
+    /// Authenticates a client at the token, revocation or introspection endpoint.
+    pub async fn authenticate_client(
+        &self,
+        basic: Option<(String, String)>,
+        form_id: Option<&str>,
+        form_secret: Option<&str>,
+        now: i64,
+    ) -> Result<Arc<Client>, OAuthError> {
+        let (id, secret) = match (basic, form_id, form_secret) {
+            (Some(_), _, Some(_)) => {
+                return Err(OAuthError::invalid_request(
+                    "use one client authentication method, not two",
+                ))
+            }
+            (Some((id, secret)), form_id, None) => {
+                if form_id.is_some_and(|f| f != id) {
+                    return Err(OAuthError::invalid_request("client_id does not match"));
+                }
+                (id, secret)
+            }
+            (None, Some(id), Some(secret)) => (id.to_owned(), secret.to_owned()),
+            _ => return Err(OAuthError::invalid_client("client authentication is required")),
+        };
+        let client = self
+            .clients
+            .get(&id)
+            .ok_or_else(|| OAuthError::invalid_client("unknown client or wrong secret"))?;
+        if !self
+            .keyring
+            .verify("client-secret", secret.as_bytes(), &client.secret_hash)
+        {
+            return Err(OAuthError::invalid_client("unknown client or wrong secret"));
+        }
+        match client.availability(now) {
+            Ok(()) => {}
+            Err(ClientUnavailable::Suspended) => {
+                return Err(OAuthError::invalid_client("the client is suspended by the ministry"))
+            }
+            Err(ClientUnavailable::Expired) => {
+                return Err(OAuthError::invalid_client("the client's trust record has expired"))
+            }
+        }
+        self.limiter
+            .hit(
+                Subject::ClientToken(client.id.as_str()),
+                self.settings.token_rps_per_client,
+                Duration::from_secs(1),
+            )
+            .await?;
+        Ok(client)
+    }
+
+    /// `grant_type=authorization_code`.
+    pub async fn exchange_code(
+        &self,
+        client: &Client,
+        code: &str,
+        redirect_uri: Option<&str>,
+        verifier: Option<&str>,
+        now: i64,
+    ) -> Result<TokenResponse, OAuthError> {
+        let key = hash_key("code", code);
+        let Some(raw) = self.eph.take(&key).await? else {
+            // Replay of a code already exchanged: revoke what it produced.
+            if let Some(grant_id) = self.eph.get(&hash_key("code-used", code)).await? {
+                self.revoke_grant(&grant_id, now).await?;
+                tracing::warn!(client = %client.id.as_str(), "authorization code replayed; grant revoked");
+            }
+            return Err(OAuthError::invalid_grant("the code is invalid, expired or used"));
+        };
+        let data: CodeData = serde_json::from_str(&raw)
+            .map_err(|e| OAuthError::from(crate::error::Error::Internal(e.to_string())))?;
+        if data.client_id != client.id.as_str() {
+            return Err(OAuthError::invalid_grant("the code was issued to another client"));
+        }
+        if redirect_uri != Some(data.redirect_uri.as_str()) {
+            return Err(OAuthError::invalid_grant("redirect_uri does not match the request"));
+        }
+        let Some(verifier) = verifier else {
+            return Err(OAuthError::invalid_grant("code_verifier is required (PKCE)"));
+        };
+        if !pkce_s256_matches(verifier, &data.code_challenge) {
+            return Err(OAuthError::invalid_grant("code_verifier does not match (PKCE)"));
+        }
+        let citizen = self
+            .db
+            .citizen_by_id(&data.citizen_id)
+            .await?
+            .ok_or_else(|| OAuthError::invalid_grant("the citizen is unknown"))?;
+        let grant = GrantRow {
+            id: random_token(16),
+            citizen_id: data.citizen_id.clone(),
+            client_id: data.client_id.clone(),
+            scope: data.scope.clone(),
+            sid: data.sid.clone(),
+            auth_time: data.auth_time,
+            created_at: now,
+            revoked_at: None,
+        };
+        let refresh = random_token(32);
+        let refresh_hash = b64(&sha256(refresh.as_bytes()));
+        self.db
+            .insert_grant(&grant, Some((&refresh_hash, now + self.settings.refresh_token_secs)))
+            .await?;
+        self.eph
+            .put(&hash_key("code-used", code), &grant.id, self.secs(600))
+            .await?;
+        let resp = self
+            .tokens_for_grant(client, &citizen, &grant, data.nonce.as_deref(), Some(refresh), now)
+            .await?;
+        metrics::counter!("emta_token_issued_total", "grant" => "authorization_code").increment(1);
+        Ok(resp)
+    }
+
+    async fn tokens_for_grant(
+        &self,
+        client: &Client,
+        citizen: &Citizen,
+        grant: &GrantRow,
+        nonce: Option<&str>,
+        refresh_token: Option<String>,
+        now: i64,
+    ) -> Result<TokenResponse, OAuthError> {
+        let scope = Scopes::parse_known(&grant.scope, KNOWN_SCOPES);
+        let access_token = self
+            .store_access_token(AccessData {
+                client_id: client.id.as_str().to_owned(),
+                citizen_id: Some(citizen.id.clone()),
+                grant_id: Some(grant.id.clone()),
+                scope: grant.scope.clone(),
+                iat: now,
+                exp: now + self.settings.access_token_secs,
+            })
+            .await?;
+        let digest = sha256(access_token.as_bytes());
+        let mut claims = Map::new();
+        claims.insert("iss".into(), json!(self.issuer()));
+        claims.insert("sub".into(), json!(citizen.id));
+        claims.insert("aud".into(), json!(client.id.as_str()));
+        claims.insert("azp".into(), json!(client.id.as_str()));
+        claims.insert("exp".into(), json!(now + self.settings.id_token_secs));
+        claims.insert("iat".into(), json!(now));
+        claims.insert("auth_time".into(), json!(grant.auth_time));
+        if let Some(n) = nonce {
+            claims.insert("nonce".into(), json!(n));
+        }
+        claims.insert("acr".into(), json!(ACR));
+        claims.insert("amr".into(), json!(AMR));
+        claims.insert("at_hash".into(), json!(b64(&digest[..16])));
+        claims.insert("sid".into(), json!(grant.sid));
+        scope_claims(citizen, &scope, &mut claims);
+        let id_token = self.keys.sign(client.id_token_alg, &Value::Object(claims))?;
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: self.settings.access_token_secs,
+            scope: grant.scope.clone(),
+            id_token: Some(id_token),
+            refresh_token,
+        })
+    }
+
+    async fn store_access_token(&self, data: AccessData) -> Result<String> {
+        let token = random_token(32);
+        let json = serde_json::to_string(&data).map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+        self.eph
+            .put(&hash_key("at", &token), &json, self.secs(data.exp - data.iat))
+            .await?;
+        Ok(token)
+    }
+
+    /// `grant_type=refresh_token`, with rotation and reuse detection.
+    pub async fn refresh(
+        &self,
+        client: &Client,
+        token: &str,
+        scope: Option<&str>,
+        now: i64,
+    ) -> Result<TokenResponse, OAuthError> {
+        let hash = b64(&sha256(token.as_bytes()));
+        let row = self
+            .db
+            .refresh_token(&hash)
+            .await?
+            .ok_or_else(|| OAuthError::invalid_grant("unknown refresh token"))?;
+        let grant = self
+            .db
+            .grant(&row.grant_id)
+            .await?
+            .ok_or_else(|| OAuthError::invalid_grant("unknown grant"))?;
+        if grant.client_id != client.id.as_str() {
+            return Err(OAuthError::invalid_grant("the token was issued to another client"));
+        }
+        if grant.revoked_at.is_some() {
+            return Err(OAuthError::invalid_grant("the grant has been revoked"));
+        }
+        if row.used_at.is_some() {
+            self.revoke_grant(&grant.id, now).await?;
+            tracing::warn!(client = %client.id.as_str(), "refresh token reused; grant revoked");
+            return Err(OAuthError::invalid_grant("refresh token reuse detected; the grant is revoked"));
+        }
+        if row.expires_at <= now {
+            return Err(OAuthError::invalid_grant("the refresh token has expired"));
+        }
+        let mut grant = grant;
+        if let Some(s) = scope {
+            let asked = Scopes::parse_known(s, KNOWN_SCOPES);
+            let had = Scopes::parse_known(&grant.scope, KNOWN_SCOPES);
+            if !asked.is_subset(&had) {
+                return Err(OAuthError::new(StatusCode::BAD_REQUEST, "invalid_scope", "scope exceeds the grant"));
+            }
+            grant.scope = asked.to_string();
+        }
+        let citizen = self
+            .db
+            .citizen_by_id(&grant.citizen_id)
+            .await?
+            .ok_or_else(|| OAuthError::invalid_grant("the citizen is unknown"))?;
+        let next = random_token(32);
+        let next_hash = b64(&sha256(next.as_bytes()));
+        let rotated = self
+            .db
+            .rotate_refresh_token(&hash, &next_hash, &grant.id, now, now + self.settings.refresh_token_secs)
+            .await?;
+        if !rotated {
+            // Lost a race with another use of the same token: that is reuse too.
+            self.revoke_grant(&grant.id, now).await?;
+            return Err(OAuthError::invalid_grant("refresh token reuse detected; the grant is revoked"));
+        }
+        let resp = self
+            .tokens_for_grant(client, &citizen, &grant, None, Some(next), now)
+            .await?;
+        metrics::counter!("emta_token_issued_total", "grant" => "refresh_token").increment(1);
+        Ok(resp)
+    }
+
+    /// `grant_type=client_credentials`: a manufacturer's back-end calling ministry APIs.
+    pub async fn client_credentials(
+        &self,
+        client: &Client,
+        scope: Option<&str>,
+        now: i64,
+    ) -> Result<TokenResponse, OAuthError> {
+        let asked: Vec<&str> = scope.unwrap_or("").split_ascii_whitespace().collect();
+        if let Some(bad) = asked.iter().find(|s| !client.service_scopes.iter().any(|a| a == *s)) {
+            return Err(OAuthError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_scope",
+                format!("scope {bad} is not allowed for this client"),
+            ));
+        }
+        let scope = if asked.is_empty() {
+            client.service_scopes.join(" ")
+        } else {
+            asked.join(" ")
+        };
+        let access_token = self
+            .store_access_token(AccessData {
+                client_id: client.id.as_str().to_owned(),
+                citizen_id: None,
+                grant_id: None,
+                scope: scope.clone(),
+                iat: now,
+                exp: now + self.settings.access_token_secs,
+            })
+            .await?;
+        metrics::counter!("emta_token_issued_total", "grant" => "client_credentials").increment(1);
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: self.settings.access_token_secs,
+            scope,
+            id_token: None,
+            refresh_token: None,
+        })
+    }
+
+    /// Revokes a grant: its refresh tokens stop at once (SQL), its access tokens too (a
+    /// marker every access-token check reads).
+    pub async fn revoke_grant(&self, grant_id: &str, now: i64) -> Result<()> {
+        self.db.revoke_grant(grant_id, now).await?;
+        self.mark_grant_revoked(grant_id).await
+    }
+
+    pub async fn mark_grant_revoked(&self, grant_id: &str) -> Result<()> {
+        self.eph
+            .put(
+                &revoked_grant_key(grant_id),
+                "1",
+                self.secs(self.settings.access_token_secs + 60),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The live access token's data, or `None` if unknown, expired, revoked, or its client
+    /// is no longer allowed.
+    pub async fn check_access_token(&self, token: &str, now: i64) -> Result<Option<AccessData>> {
+        if token.len() > 256 {
+            return Ok(None);
+        }
+        let Some(raw) = self.eph.get(&hash_key("at", token)).await? else {
+            return Ok(None);
+        };
+        let Ok(data) = serde_json::from_str::<AccessData>(&raw) else {
+            return Ok(None);
+        };
+        if data.exp <= now {
+            return Ok(None);
+        }
+        let client_ok = self
+            .clients
+            .get(&data.client_id)
+            .is_some_and(|c| c.availability(now).is_ok());
+        if !client_ok {
+            return Ok(None);
+        }
+        if let Some(g) = &data.grant_id {
+            if self.eph.get(&revoked_grant_key(g)).await?.is_some() {
+                return Ok(None);
+            }
+        }
+        Ok(Some(data))
+    }
+
+    /// RFC 7009: revokes an access or refresh token of `client`. Unknown tokens are fine.
+    pub async fn revoke_token(&self, client: &Client, token: &str, now: i64) -> Result<()> {
+        if let Some(raw) = self.eph.get(&hash_key("at", token)).await? {
+            if let Ok(data) = serde_json::from_str::<AccessData>(&raw) {
+                if data.client_id == client.id.as_str() {
+                    self.eph.delete(&hash_key("at", token)).await?;
+                }
+            }
+            return Ok(());
+        }
+        let hash = b64(&sha256(token.as_bytes()));
+        if let Some(row) = self.db.refresh_token(&hash).await? {
+            if let Some(grant) = self.db.grant(&row.grant_id).await? {
+                if grant.client_id == client.id.as_str() {
+                    // Revoking a refresh token revokes its grant and so its access tokens.
+                    self.revoke_grant(&grant.id, now).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// RFC 7662. A client may introspect only its own tokens; others are `active: false`.
+    pub async fn introspect(&self, client: &Client, token: &str, now: i64) -> Result<Value> {
+        if let Some(data) = self.check_access_token(token, now).await? {
+            if data.client_id == client.id.as_str() {
+                return Ok(json!({
+                    "active": true,
+                    "token_type": "Bearer",
+                    "scope": data.scope,
+                    "client_id": data.client_id,
+                    "sub": data.citizen_id.unwrap_or(data.client_id.clone()),
+                    "aud": data.client_id,
+                    "iss": self.issuer(),
+                    "iat": data.iat,
+                    "exp": data.exp,
+                }));
+            }
+            return Ok(json!({ "active": false }));
+        }
+        let hash = b64(&sha256(token.as_bytes()));
+        if let Some(row) = self.db.refresh_token(&hash).await? {
+            if let Some(grant) = self.db.grant(&row.grant_id).await? {
+                let live = grant.revoked_at.is_none() && row.used_at.is_none() && row.expires_at > now;
+                if live && grant.client_id == client.id.as_str() {
+                    return Ok(json!({
+                        "active": true,
+                        "token_type": "refresh_token",
+                        "scope": grant.scope,
+                        "client_id": grant.client_id,
+                        "sub": grant.citizen_id,
+                        "iss": self.issuer(),
+                        "exp": row.expires_at,
+                    }));
+                }
+            }
+        }
+        Ok(json!({ "active": false }))
+    }
+
+    /// Claims for the userinfo endpoint.
+    pub async fn userinfo(&self, data: &AccessData) -> Result<Option<Value>> {
+        let Some(citizen_id) = &data.citizen_id else {
+            return Ok(None);
+        };
+        let Some(citizen) = self.db.citizen_by_id(citizen_id).await? else {
+            return Ok(None);
+        };
+        let scope = Scopes::parse_known(&data.scope, KNOWN_SCOPES);
+        let mut claims = Map::new();
+        claims.insert("sub".into(), json!(citizen.id));
+        scope_claims(&citizen, &scope, &mut claims);
+        Ok(Some(Value::Object(claims)))
+    }
+}

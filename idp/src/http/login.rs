@@ -1,0 +1,597 @@
+//! The citizen's pages: authorize, the four login steps, consent, account and logout.
+//!
+//! Every POST either redirects (303, so a reload never re-submits) or re-renders its form
+//! with a message in both languages and the right status.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use axum_extra::extract::CookieJar;
+use serde::Deserialize;
+
+use super::pages::{self, ClientView, ConsentItem, Lang};
+use super::{browser_of, cookie_names, ensure_browser, make_cookie, session_cookie, ClientIp};
+use crate::core::Core;
+use crate::domain::client::KNOWN_SCOPES;
+use crate::domain::{ClientId, MobileNumber, Scopes};
+use crate::error::{msg, Error, Result};
+use crate::flow::authorize::{self, AuthRequest, AuthorizeError, RawAuthParams, RedirectError};
+use crate::flow::login::{LoginTx, Session, Step};
+use crate::flow::tokens::scope_descriptions;
+use crate::now;
+
+pub async fn authorize_get(
+    State(core): State<Core>,
+    jar: CookieJar,
+    Query(raw): Query<RawAuthParams>,
+) -> Response {
+    authorize(core, jar, raw).await
+}
+
+pub async fn authorize_post(
+    State(core): State<Core>,
+    jar: CookieJar,
+    Form(raw): Form<RawAuthParams>,
+) -> Response {
+    authorize(core, jar, raw).await
+}
+
+async fn authorize(core: Core, jar: CookieJar, raw: RawAuthParams) -> Response {
+    let now = now();
+    let english = raw.ui_locales.as_deref().is_some_and(|l| l.starts_with("en"));
+    let req = match authorize::validate(&core, raw, now) {
+        Ok(r) => r,
+        Err(AuthorizeError::Page(e)) => return render_error(Lang::from_english(english), e),
+        Err(AuthorizeError::Redirect(r)) => return Redirect::to(&r.url(core.issuer())).into_response(),
+    };
+    match answer_authorize(&core, jar, req, now).await {
+        Ok(resp) => resp,
+        Err(e) => render_error(Lang::from_english(english), e),
+    }
+}
+
+async fn answer_authorize(core: &Core, jar: CookieJar, req: AuthRequest, now: i64) -> Result<Response> {
+    let (jar, browser) = ensure_browser(core, jar);
+    let session = core
+        .session(session_cookie(core, &jar).as_deref())
+        .await?
+        .filter(|s| !req.prompt.login && req.max_age.is_none_or(|m| now - s.auth_time <= m));
+    let redirect_error = |error, description| {
+        let e = RedirectError {
+            redirect_uri: req.redirect_uri.clone(),
+            state: req.state.clone(),
+            error,
+            description,
+        };
+        Ok((jar.clone(), Redirect::to(&e.url(core.issuer()))).into_response())
+    };
+    let Some(session) = session else {
+        if req.prompt.none {
+            return redirect_error("login_required", "the citizen is not signed in");
+        }
+        let tx = core.start_login(&browser, Some(req), Step::Phone, None, now).await?;
+        return Ok((jar, Redirect::to(&format!("/login/{}", tx.id))).into_response());
+    };
+    if consent_covers(core, &session.citizen_id, &req).await? && !req.prompt.consent {
+        let url = core
+            .issue_code(&req, &session.citizen_id, &session.sid, session.auth_time, now)
+            .await?;
+        return Ok((jar, Redirect::to(&url)).into_response());
+    }
+    if req.prompt.none {
+        return redirect_error("consent_required", "the citizen has not granted this client");
+    }
+    let tx = core
+        .start_login(&browser, Some(req), Step::Consent, Some(session.sid), now)
+        .await?;
+    Ok((jar, Redirect::to(&format!("/login/{}", tx.id))).into_response())
+}
+
+async fn consent_covers(core: &Core, citizen_id: &str, req: &AuthRequest) -> Result<bool> {
+    let Ok(client_id) = ClientId::parse(&req.client_id) else {
+        return Ok(false);
+    };
+    Ok(core
+        .db
+        .consent(citizen_id, &client_id)
+        .await?
+        .is_some_and(|granted| req.scope.is_subset(&Scopes::parse_known(&granted, KNOWN_SCOPES))))
+}
+
+fn lang_of(tx: &LoginTx) -> Lang {
+    Lang::from_english(tx.request.as_ref().is_some_and(|r| r.english))
+}
+
+fn render_error(lang: Lang, e: Error) -> Response {
+    let (status, text, retry_after) = e.public();
+    let mut resp = (status, pages::error_page(lang, status, text)).into_response();
+    add_retry_after(&mut resp, retry_after);
+    resp
+}
+
+fn add_retry_after(resp: &mut Response, retry_after: Option<u64>) {
+    if let Some(secs) = retry_after {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
+            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+        }
+    }
+}
+
+/// GET /login/{tx}: the page of the transaction's current step.
+pub async fn show_step(State(core): State<Core>, jar: CookieJar, Path(id): Path<String>) -> Response {
+    let browser = browser_of(&core, &jar);
+    let tx = match core.load_tx(&id, browser.as_deref()).await {
+        Ok(tx) => tx,
+        Err(e) => return render_error(Lang::Fa, e),
+    };
+    match render_step(&core, &jar, &tx, None).await {
+        Ok(r) => r,
+        Err(e) => render_error(lang_of(&tx), e),
+    }
+}
+
+/// Renders the current step's page, with `error` (and its status) if given.
+async fn render_step(core: &Core, jar: &CookieJar, tx: &LoginTx, error: Option<Error>) -> Result<Response> {
+    let lang = lang_of(tx);
+    let (status, text, retry_after) = match &error {
+        Some(e) => {
+            let (s, t, r) = e.public();
+            (s, Some(t), r)
+        }
+        None => (StatusCode::OK, None, None),
+    };
+    let csrf = core.csrf_token(&tx.id, &tx.browser);
+    let client = tx
+        .request
+        .as_ref()
+        .and_then(|r| core.clients.get(&r.client_id));
+    let view = client.as_ref().map(|c| ClientView {
+        name: &c.name,
+        name_fa: &c.name_fa,
+        stars: c.stars,
+    });
+    let page = match tx.step {
+        Step::Phone => pages::phone_page(
+            lang,
+            &tx.id,
+            &csrf,
+            &core.pow_challenge(now()),
+            tx.request.as_ref().and_then(|r| r.login_hint.as_deref()),
+            view.as_ref(),
+            text,
+        ),
+        Step::Otp => {
+            let masked = tx
+                .mobile
+                .as_deref()
+                .and_then(|m| MobileNumber::parse(m).ok())
+                .map(|m| m.masked())
+                .unwrap_or_default();
+            pages::otp_page(lang, &tx.id, &csrf, &masked, text)
+        }
+        Step::Identity => pages::identity_page(lang, &tx.id, &csrf, text),
+        Step::Consent => {
+            let (Some(req), Some(view)) = (tx.request.as_ref(), view.as_ref()) else {
+                return Ok(Redirect::to("/account").into_response());
+            };
+            live_session_for(core, jar, tx).await?;
+            pages::consent_page(lang, &tx.id, &csrf, view, &scope_descriptions(&req.scope))
+        }
+    };
+    let mut resp = (status, page).into_response();
+    add_retry_after(&mut resp, retry_after);
+    Ok(resp)
+}
+
+/// The SSO session this browser holds, which must be the one the transaction reached.
+async fn live_session_for(core: &Core, jar: &CookieJar, tx: &LoginTx) -> Result<Session> {
+    core.session(session_cookie(core, jar).as_deref())
+        .await?
+        .filter(|s| Some(&s.sid) == tx.sid.as_ref())
+        .ok_or_else(|| Error::user(StatusCode::GONE, msg::LOGIN_EXPIRED))
+}
+
+/// Loads the transaction, checks browser binding and the form's CSRF token.
+async fn load_for_post(core: &Core, jar: &CookieJar, id: &str, csrf: &str) -> Result<LoginTx> {
+    let browser = browser_of(core, jar);
+    let tx = core.load_tx(id, browser.as_deref()).await?;
+    core.check_csrf(&tx.id, &tx.browser, csrf)?;
+    Ok(tx)
+}
+
+/// Runs one step: on success redirects to the next page, on a user error re-renders the
+/// step with the message; transaction-level failures get an error page.
+async fn step_outcome(core: &Core, jar: CookieJar, tx: &LoginTx, r: Result<()>) -> Response {
+    match r {
+        Ok(()) => (jar, Redirect::to(&format!("/login/{}", tx.id))).into_response(),
+        Err(e @ Error::User { status: StatusCode::GONE, .. }) => render_error(lang_of(tx), e),
+        Err(e) => match render_step(core, &jar, tx, Some(e)).await {
+            Ok(r) => r,
+            Err(e) => render_error(lang_of(tx), e),
+        },
+    }
+}
+
+#[derive(Deserialize)]
+pub struct PhoneForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    mobile: String,
+    #[serde(default)]
+    pow_challenge: String,
+    #[serde(default)]
+    pow_nonce: String,
+}
+
+pub async fn post_phone(
+    State(core): State<Core>,
+    jar: CookieJar,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<String>,
+    Form(f): Form<PhoneForm>,
+) -> Response {
+    let mut tx = match load_for_post(&core, &jar, &id, &f.csrf).await {
+        Ok(tx) => tx,
+        Err(e) => return render_error(Lang::Fa, e),
+    };
+    if tx.step != Step::Phone && tx.step != Step::Otp {
+        return render_error(lang_of(&tx), Error::user(StatusCode::CONFLICT, msg::STEP_ORDER));
+    }
+    tx.step = Step::Phone;
+    let r = core
+        .submit_phone(&mut tx, &f.mobile, &f.pow_challenge, &f.pow_nonce, &ip, now())
+        .await;
+    step_outcome(&core, jar, &tx, r).await
+}
+
+#[derive(Deserialize)]
+pub struct OtpForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    code: String,
+}
+
+pub async fn post_otp(
+    State(core): State<Core>,
+    jar: CookieJar,
+    Path(id): Path<String>,
+    Form(f): Form<OtpForm>,
+) -> Response {
+    let mut tx = match load_for_post(&core, &jar, &id, &f.csrf).await {
+        Ok(tx) => tx,
+        Err(e) => return render_error(Lang::Fa, e),
+    };
+    let r = core.submit_otp(&mut tx, &f.code, now()).await;
+    step_outcome(&core, jar, &tx, r).await
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+pub async fn post_resend(
+    State(core): State<Core>,
+    jar: CookieJar,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    let mut tx = match load_for_post(&core, &jar, &id, &f.csrf).await {
+        Ok(tx) => tx,
+        Err(e) => return render_error(Lang::Fa, e),
+    };
+    let mobile = tx.mobile.as_deref().and_then(|m| MobileNumber::parse(m).ok());
+    let r = match (tx.step, mobile) {
+        (Step::Otp, Some(m)) => core.send_code(&mut tx, &m, &ip, now()).await,
+        _ => Err(Error::user(StatusCode::CONFLICT, msg::STEP_ORDER)),
+    };
+    step_outcome(&core, jar, &tx, r).await
+}
+
+#[derive(Deserialize)]
+pub struct IdentityForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    national_id: String,
+    #[serde(default)]
+    birth_date: String,
+}
+
+pub async fn post_identity(
+    State(core): State<Core>,
+    jar: CookieJar,
+    Path(id): Path<String>,
+    Form(f): Form<IdentityForm>,
+) -> Response {
+    let mut tx = match load_for_post(&core, &jar, &id, &f.csrf).await {
+        Ok(tx) => tx,
+        Err(e) => return render_error(Lang::Fa, e),
+    };
+    let now = now();
+    let cookie = match core.submit_identity(&mut tx, &f.national_id, &f.birth_date, now).await {
+        Ok(c) => c,
+        Err(e) => return step_outcome(&core, jar, &tx, Err(e)).await,
+    };
+    let jar = jar.add(make_cookie(
+        &core,
+        cookie_names(&core).session,
+        cookie,
+        core.settings.session_secs,
+    ));
+    // Signed in for the account page only, or consent already given: finish now.
+    match finish_if_consented(&core, &jar, &tx, now).await {
+        Ok(Some(url)) => (jar, Redirect::to(&url)).into_response(),
+        Ok(None) => (jar, Redirect::to(&format!("/login/{}", tx.id))).into_response(),
+        Err(e) => (jar, render_error(lang_of(&tx), e)).into_response(),
+    }
+}
+
+/// After authentication: the account page, or the client if consent is remembered.
+async fn finish_if_consented(core: &Core, jar: &CookieJar, tx: &LoginTx, now: i64) -> Result<Option<String>> {
+    let Some(req) = &tx.request else {
+        core.drop_tx(&tx.id).await?;
+        return Ok(Some("/account".into()));
+    };
+    let session = match core.session(session_cookie(core, jar).as_deref()).await? {
+        Some(s) => s,
+        None => {
+            // The cookie was just set on this response; read the session by the tx's sid.
+            return Ok(None);
+        }
+    };
+    if consent_covers(core, &session.citizen_id, req).await? && !req.prompt.consent {
+        let url = core
+            .issue_code(req, &session.citizen_id, &session.sid, session.auth_time, now)
+            .await?;
+        core.drop_tx(&tx.id).await?;
+        return Ok(Some(url));
+    }
+    Ok(None)
+}
+
+#[derive(Deserialize)]
+pub struct ConsentForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    decision: String,
+}
+
+pub async fn post_consent(
+    State(core): State<Core>,
+    jar: CookieJar,
+    Path(id): Path<String>,
+    Form(f): Form<ConsentForm>,
+) -> Response {
+    let r = async {
+        let tx = load_for_post(&core, &jar, &id, &f.csrf)
+            .await
+            .map_err(|e| (Lang::Fa, e))?;
+        let lang = lang_of(&tx);
+        let (Step::Consent, Some(req)) = (tx.step, tx.request.clone()) else {
+            return Err((lang, Error::user(StatusCode::CONFLICT, msg::STEP_ORDER)));
+        };
+        let session = live_session_for(&core, &jar, &tx).await.map_err(|e| (lang, e))?;
+        let now = now();
+        // The ministry may have suspended the client while the citizen was reading.
+        if let Err(e) = authorize::validate_client_now(&core, &req.client_id, now) {
+            return Err((lang, e));
+        }
+        core.drop_tx(&tx.id).await.map_err(|e| (lang, e))?;
+        if f.decision != "approve" {
+            let e = RedirectError {
+                redirect_uri: req.redirect_uri.clone(),
+                state: req.state.clone(),
+                error: "access_denied",
+                description: "the citizen denied the request",
+            };
+            return Ok(e.url(core.issuer()));
+        }
+        let client_id = ClientId::parse(&req.client_id)
+            .map_err(|_| (lang, Error::bad_request(msg::UNKNOWN_CLIENT)))?;
+        core.db
+            .save_consent(&session.citizen_id, &client_id, &req.scope.to_string(), now)
+            .await
+            .map_err(|e| (lang, e.into()))?;
+        core.issue_code(&req, &session.citizen_id, &session.sid, session.auth_time, now)
+            .await
+            .map_err(|e| (lang, e))
+    }
+    .await;
+    match r {
+        Ok(url) => Redirect::to(&url).into_response(),
+        Err((lang, e)) => render_error(lang, e),
+    }
+}
+
+/// GET /account: the citizen's own page; signs them in first if needed.
+pub async fn account(State(core): State<Core>, jar: CookieJar) -> Response {
+    let r = async {
+        let (jar, browser) = ensure_browser(&core, jar);
+        let Some(session) = core.session(session_cookie(&core, &jar).as_deref()).await? else {
+            let tx = core.start_login(&browser, None, Step::Phone, None, now()).await?;
+            return Ok((jar, Redirect::to(&format!("/login/{}", tx.id))).into_response());
+        };
+        let citizen = core
+            .db
+            .citizen_by_id(&session.citizen_id)
+            .await?
+            .ok_or_else(|| Error::user(StatusCode::UNAUTHORIZED, msg::NOT_SIGNED_IN))?;
+        let consents = core
+            .db
+            .consents_of(&citizen.id)
+            .await?
+            .into_iter()
+            .map(|c| ConsentItem {
+                claims: scope_descriptions(&Scopes::parse_known(&c.scope, KNOWN_SCOPES)),
+                client_id: c.client_id,
+                name: c.name,
+                name_fa: c.name_fa,
+                stars: u8::try_from(c.stars).unwrap_or(0),
+            })
+            .collect::<Vec<_>>();
+        let sign_ins = core
+            .db
+            .recent_sign_ins(&citizen.id, 20)
+            .await?
+            .into_iter()
+            .map(|(client, at)| {
+                let name = core.clients.get(&client).map(|c| c.name_fa.clone()).unwrap_or(client);
+                (name, crate::format_time(at))
+            })
+            .collect::<Vec<_>>();
+        let csrf = core.csrf_token(&format!("account:{}", session.sid), &browser);
+        let name = format!("{} {}", citizen.given_name, citizen.family_name);
+        let page = pages::account_page(Lang::Fa, &csrf, &name, &consents, &sign_ins);
+        Ok((jar, page).into_response())
+    }
+    .await;
+    r.unwrap_or_else(|e| render_error(Lang::Fa, e))
+}
+
+#[derive(Deserialize)]
+pub struct RevokeForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    client_id: String,
+}
+
+/// POST /account/revoke: withdraws consent and revokes every token of that client.
+pub async fn account_revoke(State(core): State<Core>, jar: CookieJar, Form(f): Form<RevokeForm>) -> Response {
+    let r = async {
+        let browser = browser_of(&core, &jar).unwrap_or_default();
+        let session = core
+            .session(session_cookie(&core, &jar).as_deref())
+            .await?
+            .ok_or_else(|| Error::user(StatusCode::UNAUTHORIZED, msg::NOT_SIGNED_IN))?;
+        core.check_csrf(&format!("account:{}", session.sid), &browser, &f.csrf)?;
+        let client_id = ClientId::parse(&f.client_id).map_err(|_| Error::bad_request(msg::BAD_REQUEST))?;
+        let grants = core.db.revoke_consent(&session.citizen_id, &client_id, now()).await?;
+        for g in grants {
+            core.mark_grant_revoked(&g).await?;
+        }
+        Ok(Redirect::to("/account").into_response())
+    }
+    .await;
+    r.unwrap_or_else(|e| render_error(Lang::Fa, e))
+}
+
+#[derive(Deserialize, Default)]
+pub struct LogoutParams {
+    id_token_hint: Option<String>,
+    post_logout_redirect_uri: Option<String>,
+    state: Option<String>,
+    client_id: Option<String>,
+    ui_locales: Option<String>,
+    csrf: Option<String>,
+}
+
+/// GET /logout (RP-initiated logout). With a valid `id_token_hint` whose session is this
+/// browser's, signs out at once; otherwise asks the citizen to confirm (a logout link on
+/// another site must not sign people out).
+pub async fn logout_get(State(core): State<Core>, jar: CookieJar, Query(p): Query<LogoutParams>) -> Response {
+    logout(core, jar, p, false).await
+}
+
+pub async fn logout_post(State(core): State<Core>, jar: CookieJar, Form(p): Form<LogoutParams>) -> Response {
+    logout(core, jar, p, true).await
+}
+
+async fn logout(core: Core, jar: CookieJar, p: LogoutParams, posted: bool) -> Response {
+    let lang = Lang::from_english(p.ui_locales.as_deref().is_some_and(|l| l.starts_with("en")));
+    let r: Result<Response> = async {
+        let hint = p
+            .id_token_hint
+            .as_deref()
+            .and_then(|t| core.keys.verify_own(t, core.issuer()));
+        let hint_client = hint.as_ref().and_then(|c| c["aud"].as_str().map(str::to_owned));
+        let client_id = p.client_id.clone().or(hint_client.clone());
+        if p.client_id.is_some() && hint_client.is_some() && p.client_id != hint_client {
+            return Err(Error::bad_request(msg::BAD_REQUEST));
+        }
+        // A post-logout redirect needs a client (id_token_hint or client_id) that registered it.
+        let redirect = match &p.post_logout_redirect_uri {
+            None => None,
+            Some(uri) => {
+                let ok = client_id
+                    .as_deref()
+                    .and_then(|id| core.clients.get(id))
+                    .is_some_and(|c| c.has_post_logout_redirect_uri(uri));
+                if !ok {
+                    return Err(Error::bad_request(msg::BAD_REDIRECT));
+                }
+                Some(uri.clone())
+            }
+        };
+        let session = core.session(session_cookie(&core, &jar).as_deref()).await?;
+        let hint_sid = hint.as_ref().and_then(|c| c["sid"].as_str().map(str::to_owned));
+        let browser = browser_of(&core, &jar).unwrap_or_default();
+        let confirmed = match (&session, &hint_sid) {
+            (Some(s), Some(h)) => &s.sid == h,
+            (None, _) => true,
+            _ => false,
+        } || (posted
+            && p.csrf.as_deref().is_some_and(|c| {
+                core.check_csrf(&logout_scope(session.as_ref()), &browser, c).is_ok()
+            }));
+        if !confirmed {
+            let csrf = core.csrf_token(&logout_scope(session.as_ref()), &browser);
+            let mut hidden = vec![];
+            for (k, v) in [
+                ("id_token_hint", &p.id_token_hint),
+                ("post_logout_redirect_uri", &p.post_logout_redirect_uri),
+                ("state", &p.state),
+                ("client_id", &p.client_id),
+            ] {
+                if let Some(v) = v {
+                    hidden.push((k, v.clone()));
+                }
+            }
+            return Ok(pages::logout_confirm_page(lang, &csrf, &hidden).into_response());
+        }
+        core.end_session(session_cookie(&core, &jar).as_deref(), hint_sid.as_deref())
+            .await?;
+        let jar = jar.remove(axum_extra::extract::cookie::Cookie::build(cookie_names(&core).session).path("/"));
+        let resp = match redirect {
+            Some(uri) => {
+                let url = match &p.state {
+                    Some(s) => authorize::append_query(&uri, &[("state", s)]),
+                    None => uri,
+                };
+                Redirect::to(&url).into_response()
+            }
+            None => pages::message_page(
+                lang,
+                pages_text::SIGNED_OUT_TITLE,
+                pages_text::SIGNED_OUT,
+            )
+            .into_response(),
+        };
+        Ok((jar, resp).into_response())
+    }
+    .await;
+    r.unwrap_or_else(|e| render_error(lang, e))
+}
+
+fn logout_scope(session: Option<&Session>) -> String {
+    format!("logout:{}", session.map(|s| s.sid.as_str()).unwrap_or("-"))
+}
+
+mod pages_text {
+    use crate::error::Text;
+    pub const SIGNED_OUT_TITLE: Text = Text {
+        fa: "خارج شدید",
+        en: "Signed out",
+    };
+    pub const SIGNED_OUT: Text = Text {
+        fa: "از امتا خارج شدید. برای ورود دوباره از سامانه فروش اقدام کنید.",
+        en: "You have signed out of emta. Sign in again from a sales site.",
+    };
+}

@@ -1,0 +1,191 @@
+//! HTTP: routes, forms, cookies, headers and page rendering. Handlers parse input into
+//! domain types, call a flow on [`Core`], and render; they never build SQL.
+
+pub mod login;
+pub mod oauth;
+pub mod ops;
+pub mod pages;
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use axum_extra::extract::CookieJar;
+
+use crate::core::Core;
+use crate::crypto::random_token;
+
+pub fn router(core: Core) -> Router {
+    let mut r = Router::new()
+        .route("/.well-known/openid-configuration", get(oauth::discovery))
+        .route("/jwks", get(oauth::jwks))
+        .route("/authorize", get(login::authorize_get).post(login::authorize_post))
+        .route("/login/{tx}", get(login::show_step))
+        .route("/login/{tx}/phone", post(login::post_phone))
+        .route("/login/{tx}/otp", post(login::post_otp))
+        .route("/login/{tx}/resend", post(login::post_resend))
+        .route("/login/{tx}/identity", post(login::post_identity))
+        .route("/login/{tx}/consent", post(login::post_consent))
+        .route("/account", get(login::account))
+        .route("/account/revoke", post(login::account_revoke))
+        .route("/logout", get(login::logout_get).post(login::logout_post))
+        .route("/token", post(oauth::token))
+        .route("/revoke", post(oauth::revoke))
+        .route("/introspect", post(oauth::introspect))
+        .route("/userinfo", get(oauth::userinfo_get).post(oauth::userinfo_post))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/static/app.css", get(ops::css))
+        .route("/static/pow.js", get(ops::js));
+    if core.settings.dev {
+        r = r.route("/dev/outbox", get(ops::outbox));
+    }
+    r.fallback(ops::not_found)
+        .layer(axum::middleware::from_fn_with_state(core.clone(), security_headers))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(
+            |req: &Request| {
+                // The path only: query strings carry codes and tokens.
+                tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+            },
+        ))
+        .with_state(core)
+}
+
+/// Strict headers on every response (RFC 9700 §4.16, OWASP): no framing, no sniffing, no
+/// referrer leaking codes, no caching of pages that carry personal data.
+async fn security_headers(
+    axum::extract::State(core): axum::extract::State<Core>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let is_static = req.uri().path().starts_with("/static/");
+    let is_jwks = matches!(
+        req.uri().path(),
+        "/jwks" | "/.well-known/openid-configuration"
+    );
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; base-uri 'none'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    if !is_static && !is_jwks && !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if core.settings.secure_cookies() {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+        );
+    }
+    resp
+}
+
+/// Cookie names: `__Host-` prefixed (Secure, Path=/, no Domain) when served over https.
+pub(crate) struct CookieNames {
+    pub browser: &'static str,
+    pub session: &'static str,
+}
+
+pub(crate) fn cookie_names(core: &Core) -> CookieNames {
+    if core.settings.secure_cookies() {
+        CookieNames {
+            browser: "__Host-emta_b",
+            session: "__Host-emta_sso",
+        }
+    } else {
+        CookieNames {
+            browser: "emta_b",
+            session: "emta_sso",
+        }
+    }
+}
+
+/// Lax, not Strict: the authorize request is a top-level navigation from a manufacturer's
+/// site, and the SSO cookie must come along for single sign-on to work.
+pub(crate) fn make_cookie(core: &Core, name: &'static str, value: String, max_age: i64) -> Cookie<'static> {
+    Cookie::build((name, value))
+        .path("/")
+        .http_only(true)
+        .secure(core.settings.secure_cookies())
+        .same_site(SameSite::Lax)
+        .max_age(time_duration(max_age))
+        .build()
+}
+
+fn time_duration(secs: i64) -> time::Duration {
+    time::Duration::seconds(secs)
+}
+
+/// The browser id cookie, set when missing. Login transactions are bound to it.
+pub(crate) fn ensure_browser(core: &Core, jar: CookieJar) -> (CookieJar, String) {
+    let name = cookie_names(core).browser;
+    if let Some(c) = jar.get(name).filter(|c| c.value().len() <= 64) {
+        let v = c.value().to_owned();
+        return (jar, v);
+    }
+    let v = random_token(18);
+    let jar = jar.add(make_cookie(core, name, v.clone(), 365 * 24 * 3600));
+    (jar, v)
+}
+
+pub(crate) fn browser_of(core: &Core, jar: &CookieJar) -> Option<String> {
+    jar.get(cookie_names(core).browser)
+        .map(|c| c.value().to_owned())
+}
+
+pub(crate) fn session_cookie(core: &Core, jar: &CookieJar) -> Option<String> {
+    jar.get(cookie_names(core).session)
+        .map(|c| c.value().to_owned())
+}
+
+/// The client's IP: the socket peer, or the ingress's entry in X-Forwarded-For when
+/// configured to trust it. The rightmost entry is the one our own ingress appended; the
+/// ones before it are whatever the client sent and cannot be trusted.
+pub struct ClientIp(pub String);
+
+impl FromRequestParts<Core> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, core: &Core) -> Result<Self, Self::Rejection> {
+        if core.settings.trust_forwarded_for {
+            if let Some(ip) = forwarded_for(&parts.headers) {
+                return Ok(Self(ip));
+            }
+        }
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        Ok(Self(peer))
+    }
+}
+
+fn forwarded_for(h: &HeaderMap) -> Option<String> {
+    h.get("x-forwarded-for")?
+        .to_str()
+        .ok()?
+        .rsplit(',')
+        .next()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}

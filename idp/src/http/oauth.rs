@@ -1,0 +1,334 @@
+//! The OAuth 2.0 / OpenID Connect endpoints that relying parties call directly:
+//! discovery, JWKS, token, revocation (RFC 7009), introspection (RFC 7662), userinfo.
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Form, Json};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use openidconnect::core::{
+    CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClientAuthMethod, CoreGrantType,
+    CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm,
+    CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
+};
+use openidconnect::{
+    AdditionalProviderMetadata, AuthUrl, IssuerUrl, JsonWebKeySetUrl, LanguageTag,
+    ProviderMetadata, ResponseTypes, Scope, TokenUrl, UserInfoUrl,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::core::Core;
+use crate::domain::client::KNOWN_SCOPES;
+use crate::error::OAuthError;
+use crate::flow::login::ACR;
+use crate::now;
+
+/// Discovery fields that OpenID Connect Core does not define but clients rely on.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EmtaProviderMetadata {
+    pub code_challenge_methods_supported: Vec<String>,
+    pub end_session_endpoint: String,
+    pub revocation_endpoint: String,
+    pub revocation_endpoint_auth_methods_supported: Vec<String>,
+    pub introspection_endpoint: String,
+    pub introspection_endpoint_auth_methods_supported: Vec<String>,
+    /// RFC 9207: the authorization response carries `iss`.
+    pub authorization_response_iss_parameter_supported: bool,
+    pub prompt_values_supported: Vec<String>,
+}
+impl AdditionalProviderMetadata for EmtaProviderMetadata {}
+
+pub type EmtaProviderMetadataDoc = ProviderMetadata<
+    EmtaProviderMetadata,
+    CoreAuthDisplay,
+    CoreClientAuthMethod,
+    CoreClaimName,
+    CoreClaimType,
+    CoreGrantType,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJweKeyManagementAlgorithm,
+    CoreJsonWebKey,
+    CoreResponseMode,
+    CoreResponseType,
+    CoreSubjectIdentifierType,
+>;
+
+/// Builds the discovery document once, at start-up, with openidconnect's typed metadata.
+pub fn discovery_document(issuer: &str) -> Result<String, String> {
+    let url = |path: &str| format!("{}{path}", issuer.trim_end_matches('/'));
+    let e = |x: url::ParseError| x.to_string();
+    let auth_methods = vec![
+        CoreClientAuthMethod::ClientSecretBasic,
+        CoreClientAuthMethod::ClientSecretPost,
+    ];
+    let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let meta = EmtaProviderMetadataDoc::new(
+        IssuerUrl::new(issuer.to_owned()).map_err(e)?,
+        AuthUrl::new(url("/authorize")).map_err(e)?,
+        JsonWebKeySetUrl::new(url("/jwks")).map_err(e)?,
+        vec![ResponseTypes::new(vec![CoreResponseType::Code])],
+        vec![CoreSubjectIdentifierType::Public],
+        vec![
+            CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+            CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+        ],
+        EmtaProviderMetadata {
+            code_challenge_methods_supported: names(&["S256"]),
+            end_session_endpoint: url("/logout"),
+            revocation_endpoint: url("/revoke"),
+            revocation_endpoint_auth_methods_supported: names(&[
+                "client_secret_basic",
+                "client_secret_post",
+            ]),
+            introspection_endpoint: url("/introspect"),
+            introspection_endpoint_auth_methods_supported: names(&[
+                "client_secret_basic",
+                "client_secret_post",
+            ]),
+            authorization_response_iss_parameter_supported: true,
+            prompt_values_supported: names(&["none", "login", "consent"]),
+        },
+    )
+    .set_token_endpoint(Some(TokenUrl::new(url("/token")).map_err(e)?))
+    .set_userinfo_endpoint(Some(UserInfoUrl::new(url("/userinfo")).map_err(e)?))
+    .set_scopes_supported(Some(
+        KNOWN_SCOPES.iter().map(|s| Scope::new(s.to_string())).collect(),
+    ))
+    .set_response_modes_supported(Some(vec![CoreResponseMode::Query]))
+    .set_grant_types_supported(Some(vec![
+        CoreGrantType::AuthorizationCode,
+        CoreGrantType::RefreshToken,
+        CoreGrantType::ClientCredentials,
+    ]))
+    .set_acr_values_supported(Some(vec![openidconnect::AuthenticationContextClass::new(
+        ACR.to_owned(),
+    )]))
+    .set_token_endpoint_auth_methods_supported(Some(auth_methods))
+    .set_claim_types_supported(Some(vec![CoreClaimType::Normal]))
+    .set_claims_supported(Some(
+        [
+            "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "at_hash",
+            "sid", "name", "given_name", "family_name", "birthdate", "phone_number",
+            "phone_number_verified", "national_id",
+        ]
+        .iter()
+        .map(|c| CoreClaimName::new(c.to_string()))
+        .collect(),
+    ))
+    .set_ui_locales_supported(Some(vec![
+        LanguageTag::new("fa".into()),
+        LanguageTag::new("en".into()),
+    ]))
+    .set_claims_parameter_supported(Some(false))
+    .set_request_parameter_supported(Some(false))
+    .set_request_uri_parameter_supported(Some(false));
+    serde_json::to_string(&meta).map_err(|e| e.to_string())
+}
+
+fn json_with_cache(body: String, max_age: u32) -> Response {
+    let mut resp = (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body,
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={max_age}")) {
+        resp.headers_mut().insert(header::CACHE_CONTROL, v);
+    }
+    resp
+}
+
+pub async fn discovery(State(core): State<Core>) -> Response {
+    json_with_cache(core.discovery.clone(), 3600)
+}
+
+pub async fn jwks(State(core): State<Core>) -> Response {
+    json_with_cache(core.keys.jwks().to_string(), 300)
+}
+
+/// Client credentials from `Authorization: Basic` (RFC 6749 §2.3.1: form-urlencoded parts).
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let bad = || OAuthError::invalid_client("malformed Basic credentials");
+    let value = value.to_str().map_err(|_| bad())?;
+    let Some(b64) = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic ")) else {
+        return Ok(None);
+    };
+    let decoded = STANDARD.decode(b64.trim()).map_err(|_| bad())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
+    let (id, secret) = decoded.split_once(':').ok_or_else(bad)?;
+    let dec = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    Ok(Some((dec(id), dec(secret))))
+}
+
+#[derive(Deserialize, Default)]
+pub struct TokenForm {
+    grant_type: Option<String>,
+    code: Option<String>,
+    redirect_uri: Option<String>,
+    code_verifier: Option<String>,
+    refresh_token: Option<String>,
+    scope: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+pub async fn token(State(core): State<Core>, headers: HeaderMap, Form(f): Form<TokenForm>) -> Response {
+    let now = now();
+    let r = async {
+        let client = core
+            .authenticate_client(
+                basic_credentials(&headers)?,
+                f.client_id.as_deref(),
+                f.client_secret.as_deref(),
+                now,
+            )
+            .await?;
+        match f.grant_type.as_deref() {
+            Some("authorization_code") => {
+                let code = f
+                    .code
+                    .as_deref()
+                    .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
+                core.exchange_code(
+                    &client,
+                    code,
+                    f.redirect_uri.as_deref(),
+                    f.code_verifier.as_deref(),
+                    now,
+                )
+                .await
+            }
+            Some("refresh_token") => {
+                let token = f
+                    .refresh_token
+                    .as_deref()
+                    .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
+                core.refresh(&client, token, f.scope.as_deref(), now).await
+            }
+            Some("client_credentials") => {
+                core.client_credentials(&client, f.scope.as_deref(), now)
+                    .await
+            }
+            Some(_) => Err(OAuthError::new(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "supported: authorization_code, refresh_token, client_credentials",
+            )),
+            None => Err(OAuthError::invalid_request("grant_type is required")),
+        }
+    }
+    .await;
+    match r {
+        Ok(t) => {
+            let mut resp = Json(t).into_response();
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            resp
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize, Default)]
+pub struct TokenOnlyForm {
+    token: Option<String>,
+    #[allow(dead_code)]
+    token_type_hint: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+pub async fn revoke(State(core): State<Core>, headers: HeaderMap, Form(f): Form<TokenOnlyForm>) -> Response {
+    let now = now();
+    let r = async {
+        let client = core
+            .authenticate_client(
+                basic_credentials(&headers)?,
+                f.client_id.as_deref(),
+                f.client_secret.as_deref(),
+                now,
+            )
+            .await?;
+        let token = f
+            .token
+            .as_deref()
+            .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+        core.revoke_token(&client, token, now).await?;
+        Ok::<_, OAuthError>(StatusCode::OK.into_response())
+    }
+    .await;
+    r.unwrap_or_else(IntoResponse::into_response)
+}
+
+pub async fn introspect(
+    State(core): State<Core>,
+    headers: HeaderMap,
+    Form(f): Form<TokenOnlyForm>,
+) -> Response {
+    let now = now();
+    let r = async {
+        let client = core
+            .authenticate_client(
+                basic_credentials(&headers)?,
+                f.client_id.as_deref(),
+                f.client_secret.as_deref(),
+                now,
+            )
+            .await?;
+        let token = f
+            .token
+            .as_deref()
+            .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+        Ok::<_, OAuthError>(Json(core.introspect(&client, token, now).await?).into_response())
+    }
+    .await;
+    r.unwrap_or_else(IntoResponse::into_response)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    v.strip_prefix("Bearer ")
+        .or_else(|| v.strip_prefix("bearer "))
+        .map(|t| t.trim().to_owned())
+}
+
+pub async fn userinfo_get(State(core): State<Core>, headers: HeaderMap) -> Response {
+    userinfo(core, bearer(&headers)).await
+}
+
+#[derive(Deserialize, Default)]
+pub struct UserinfoForm {
+    access_token: Option<String>,
+}
+
+pub async fn userinfo_post(
+    State(core): State<Core>,
+    headers: HeaderMap,
+    Form(f): Form<UserinfoForm>,
+) -> Response {
+    userinfo(core, bearer(&headers).or(f.access_token)).await
+}
+
+async fn userinfo(core: Core, token: Option<String>) -> Response {
+    let r = async {
+        let token = token.ok_or_else(|| OAuthError::invalid_token("a bearer token is required"))?;
+        let data = core
+            .check_access_token(&token, now())
+            .await?
+            .ok_or_else(|| OAuthError::invalid_token("the access token is invalid or revoked"))?;
+        let claims = core.userinfo(&data).await?.ok_or_else(|| {
+            OAuthError::new(StatusCode::FORBIDDEN, "insufficient_scope", "not a citizen's token")
+        })?;
+        Ok::<_, OAuthError>(Json(claims).into_response())
+    }
+    .await;
+    r.unwrap_or_else(IntoResponse::into_response)
+}

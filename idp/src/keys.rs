@@ -1,0 +1,269 @@
+//! ID token signing keys: generation, storage in SQL, rotation and the published JWKS.
+//!
+//! Lifecycle of a key: created and published in JWKS at once; signs from `activate_at`
+//! (rotation sets it in the future, so relying parties' JWKS caches learn the key before
+//! the first token signed with it); stops signing at `retire_at`, when its successor
+//! activates; leaves JWKS at `expires_at`, after every ID token it signed has expired.
+//! Every replica reloads keys from SQL periodically, so a rotation made by the CLI reaches
+//! all of them without a restart.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::crypto::{b64, b64_decode, random_token};
+use crate::domain::SigningAlg;
+use crate::store::sql::{Db, KeyRow, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("key generation failed: {0}")]
+    Generate(String),
+    #[error("stored key {kid} is unusable: {detail}")]
+    Corrupt { kid: String, detail: String },
+    #[error("no active {0} signing key")]
+    NoActiveKey(&'static str),
+    #[error("signing failed: {0}")]
+    Sign(#[from] jsonwebtoken::errors::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+struct ActiveKey {
+    kid: String,
+    key: EncodingKey,
+}
+
+/// The keys in force right now, rebuilt from SQL on every reload.
+#[derive(Default)]
+struct KeySet {
+    signing: HashMap<&'static str, ActiveKey>,
+    verifying: HashMap<String, (Algorithm, DecodingKey)>,
+    jwks: Value,
+}
+
+#[derive(Clone, Default)]
+pub struct Keys {
+    current: Arc<RwLock<Arc<KeySet>>>,
+}
+
+/// Generates a fresh key row for `alg`, signing from `activate_at`.
+pub fn generate(alg: SigningAlg, now: i64, activate_at: i64) -> Result<KeyRow, KeyError> {
+    let kid = format!("{}-{}", alg.as_str().to_lowercase(), random_token(9));
+    let (private_der, jwk) = match alg {
+        SigningAlg::ES256 => {
+            let rng = SystemRandom::new();
+            let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                .map_err(|e| KeyError::Generate(e.to_string()))?;
+            let pair =
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+                    .map_err(|e| KeyError::Generate(e.to_string()))?;
+            // Uncompressed SEC1 point: 0x04 || X (32) || Y (32).
+            let point = pair.public_key().as_ref();
+            let jwk = json!({
+                "kty": "EC", "use": "sig", "alg": "ES256", "kid": kid, "crv": "P-256",
+                "x": b64(&point[1..33]), "y": b64(&point[33..65]),
+            });
+            (b64(pkcs8.as_ref()), jwk)
+        }
+        SigningAlg::RS256 => {
+            use rsa::pkcs1::EncodeRsaPrivateKey;
+            use rsa::traits::PublicKeyParts;
+            let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048)
+                .map_err(|e| KeyError::Generate(e.to_string()))?;
+            let der = key
+                .to_pkcs1_der()
+                .map_err(|e| KeyError::Generate(e.to_string()))?;
+            let jwk = json!({
+                "kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
+                "n": b64(&key.n().to_bytes_be()), "e": b64(&key.e().to_bytes_be()),
+            });
+            (b64(der.as_bytes()), jwk)
+        }
+    };
+    Ok(KeyRow {
+        kid,
+        alg: alg.as_str().to_owned(),
+        private_der,
+        public_jwk: jwk.to_string(),
+        created_at: now,
+        activate_at,
+        retire_at: None,
+        expires_at: None,
+    })
+}
+
+/// Makes sure each algorithm has a key that signs now (first start of a deployment).
+pub async fn ensure_keys(db: &Db, now: i64) -> Result<(), KeyError> {
+    let rows = db.signing_keys().await?;
+    for alg in [SigningAlg::ES256, SigningAlg::RS256] {
+        let has_active = rows.iter().any(|k| {
+            k.alg == alg.as_str() && k.activate_at <= now && k.retire_at.is_none_or(|r| r > now)
+        });
+        if !has_active {
+            let row = tokio::task::spawn_blocking(move || generate(alg, now, now))
+                .await
+                .map_err(|e| KeyError::Generate(e.to_string()))??;
+            db.add_signing_key(&row, None).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Rotates `alg`: the new key is published now and signs from `now + publish_ahead`; the
+/// current key retires then and leaves JWKS `token_ttl` (plus a margin) later.
+pub async fn rotate(
+    db: &Db,
+    alg: SigningAlg,
+    now: i64,
+    publish_ahead: i64,
+    token_ttl: i64,
+) -> Result<KeyRow, KeyError> {
+    let activate_at = now + publish_ahead;
+    let row = tokio::task::spawn_blocking(move || generate(alg, now, activate_at))
+        .await
+        .map_err(|e| KeyError::Generate(e.to_string()))??;
+    db.add_signing_key(&row, Some((activate_at, activate_at + token_ttl + 300)))
+        .await?;
+    Ok(row)
+}
+
+impl Keys {
+    /// Rebuilds the key set from SQL rows (called at start and periodically).
+    pub fn load(&self, rows: &[KeyRow], now: i64) -> Result<(), KeyError> {
+        let mut set = KeySet::default();
+        let mut published = Vec::new();
+        // Rows come ordered by activate_at, so a later active key replaces an earlier one.
+        for row in rows {
+            if row.expires_at.is_some_and(|e| e <= now) {
+                continue;
+            }
+            let corrupt = |detail: &str| KeyError::Corrupt {
+                kid: row.kid.clone(),
+                detail: detail.to_owned(),
+            };
+            let jwk: Value = serde_json::from_str(&row.public_jwk).map_err(|_| corrupt("jwk"))?;
+            let der = b64_decode(&row.private_der).ok_or_else(|| corrupt("der"))?;
+            let field = |name: &str| jwk[name].as_str().unwrap_or_default().to_owned();
+            let (alg_name, algorithm, encoding, decoding) = match row.alg.as_str() {
+                "ES256" => (
+                    "ES256",
+                    Algorithm::ES256,
+                    EncodingKey::from_ec_der(&der),
+                    DecodingKey::from_ec_components(&field("x"), &field("y"))
+                        .map_err(|_| corrupt("ec public key"))?,
+                ),
+                "RS256" => (
+                    "RS256",
+                    Algorithm::RS256,
+                    EncodingKey::from_rsa_der(&der),
+                    DecodingKey::from_rsa_components(&field("n"), &field("e"))
+                        .map_err(|_| corrupt("rsa public key"))?,
+                ),
+                _ => return Err(corrupt("algorithm")),
+            };
+            set.verifying.insert(row.kid.clone(), (algorithm, decoding));
+            published.push(jwk);
+            let signs_now = row.activate_at <= now && row.retire_at.is_none_or(|r| r > now);
+            if signs_now {
+                set.signing.insert(
+                    alg_name,
+                    ActiveKey {
+                        kid: row.kid.clone(),
+                        key: encoding,
+                    },
+                );
+            }
+        }
+        set.jwks = json!({ "keys": published });
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Arc<KeySet> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn jwks(&self) -> Value {
+        self.snapshot().jwks.clone()
+    }
+
+    /// Signs `claims` as a JWS with the active key of `alg`.
+    pub fn sign<T: Serialize>(&self, alg: SigningAlg, claims: &T) -> Result<String, KeyError> {
+        let set = self.snapshot();
+        let active = set
+            .signing
+            .get(alg.as_str())
+            .ok_or(KeyError::NoActiveKey(alg.as_str()))?;
+        let mut header = Header::new(match alg {
+            SigningAlg::ES256 => Algorithm::ES256,
+            SigningAlg::RS256 => Algorithm::RS256,
+        });
+        header.kid = Some(active.kid.clone());
+        Ok(jsonwebtoken::encode(&header, claims, &active.key)?)
+    }
+
+    /// Verifies a JWS we signed (an `id_token_hint`), ignoring expiry, and returns its
+    /// claims. `None` for anything not signed by a published key.
+    pub fn verify_own(&self, token: &str, issuer: &str) -> Option<Value> {
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        let set = self.snapshot();
+        let (alg, key) = set.verifying.get(header.kid.as_deref()?)?;
+        if header.alg != *alg {
+            return None;
+        }
+        let mut v = Validation::new(*alg);
+        v.validate_exp = false;
+        v.validate_aud = false;
+        v.set_issuer(&[issuer]);
+        v.required_spec_claims.clear();
+        jsonwebtoken::decode::<Value>(token, key, &v)
+            .ok()
+            .map(|d| d.claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signed_token_verifies_with_the_published_key() {
+        let keys = Keys::default();
+        let rows = vec![
+            generate(SigningAlg::ES256, 0, 0).expect("es"),
+            generate(SigningAlg::RS256, 0, 0).expect("rs"),
+        ];
+        keys.load(&rows, 10).expect("load");
+        for alg in [SigningAlg::ES256, SigningAlg::RS256] {
+            let t = keys
+                .sign(alg, &json!({"iss": "https://idp", "sub": "x"}))
+                .expect("sign");
+            let claims = keys.verify_own(&t, "https://idp").expect("verify");
+            assert_eq!(claims["sub"], "x");
+            assert!(keys.verify_own(&t, "https://other").is_none());
+        }
+        assert_eq!(keys.jwks()["keys"].as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn a_key_published_ahead_does_not_sign_yet() {
+        let keys = Keys::default();
+        let old = generate(SigningAlg::ES256, 0, 0).expect("old");
+        let mut next = generate(SigningAlg::ES256, 0, 100).expect("next");
+        next.created_at = 50;
+        keys.load(&[old.clone(), next.clone()], 60).expect("load");
+        let t = keys.sign(SigningAlg::ES256, &json!({"iss": "i"})).expect("sign");
+        let kid = jsonwebtoken::decode_header(&t).expect("header").kid;
+        assert_eq!(kid.as_deref(), Some(old.kid.as_str()));
+        assert_eq!(keys.jwks()["keys"].as_array().map(Vec::len), Some(2));
+    }
+}
