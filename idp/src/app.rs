@@ -33,6 +33,17 @@ pub struct DevFixtures {
 
 impl Application {
     pub async fn build(settings: Settings, fixtures: Option<DevFixtures>) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.listen).await?;
+        Self::build_with_listener(settings, fixtures, listener).await
+    }
+
+    /// As [`Application::build`], on a listener bound already (tests bind first so that
+    /// the issuer URL can name the port).
+    pub async fn build_with_listener(
+        settings: Settings,
+        fixtures: Option<DevFixtures>,
+        listener: TcpListener,
+    ) -> anyhow::Result<Self> {
         crate::telemetry::init_metrics();
         let db = Db::connect(settings.storage.database_url.expose(), settings.storage.db_max_connections).await?;
         db.migrate().await?;
@@ -83,7 +94,6 @@ impl Application {
         keys::ensure_keys(&db, crate::now()).await?;
         let discovery = crate::http::oauth::discovery_document(&settings.issuer)
             .map_err(|e| anyhow::anyhow!("issuer {}: {e}", settings.issuer))?;
-        let listener = TcpListener::bind(settings.listen).await?;
         let addr = listener.local_addr()?;
         let core = Core::new(Inner {
             limiter: Limiter::new(eph.clone(), keyring.clone()),

@@ -107,6 +107,18 @@ pub struct Settings {
     #[arg(long, env = "EMTA_IDENTITY_CACHE_SECS", default_value_t = 30 * 24 * 3600)]
     pub identity_cache_secs: i64,
 
+    /// How long a citizen has to finish the login steps (s).
+    #[arg(long, env = "EMTA_LOGIN_SECS", default_value_t = 15 * 60)]
+    pub login_secs: i64,
+
+    /// How long an SMS code stays valid (s).
+    #[arg(long, env = "EMTA_OTP_SECS", default_value_t = 120)]
+    pub otp_secs: i64,
+
+    /// Minimum gap between two SMS codes to one phone (s), across logins and replicas.
+    #[arg(long, env = "EMTA_RESEND_SECS", default_value_t = 60)]
+    pub resend_secs: i64,
+
     /// SSO session lifetime (s).
     #[arg(long, env = "EMTA_SESSION_SECS", default_value_t = 8 * 3600)]
     pub session_secs: i64,

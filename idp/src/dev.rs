@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Query, State};
@@ -173,6 +173,8 @@ pub struct StubServices {
     pub outbox: Outbox,
     /// When set, every registry call answers 503: the registry is down.
     pub registry_down: Arc<AtomicBool>,
+    /// Calls to the civil registry and ownership service, so tests can see the cache work.
+    pub registry_calls: Arc<AtomicU64>,
 }
 
 #[derive(Deserialize)]
@@ -198,6 +200,7 @@ impl StubServices {
             registry: FixtureRegistry::new(citizens),
             outbox: Outbox::default(),
             registry_down: Arc::default(),
+            registry_calls: Arc::default(),
         }
     }
 
@@ -232,6 +235,7 @@ async fn stub_person(
     State(s): State<StubServices>,
     Json(q): Json<PersonQueryIn>,
 ) -> Result<Json<PersonAnswer>, StatusCode> {
+    s.registry_calls.fetch_add(1, Ordering::Relaxed);
     if s.registry_down.load(Ordering::Relaxed) {
         return Err(StatusCode::SERVICE_UNAVAILABLE);
     }
@@ -246,6 +250,7 @@ async fn stub_ownership(
     State(s): State<StubServices>,
     Json(q): Json<OwnershipQueryIn>,
 ) -> Result<Json<OwnershipAnswer>, StatusCode> {
+    s.registry_calls.fetch_add(1, Ordering::Relaxed);
     if s.registry_down.load(Ordering::Relaxed) {
         return Err(StatusCode::SERVICE_UNAVAILABLE);
     }

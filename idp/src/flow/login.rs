@@ -21,10 +21,7 @@ use crate::crypto::{pow, random_otp, random_token, sha256, b64};
 use crate::domain::{Citizen, JalaliDate, MobileNumber, NationalId};
 use crate::error::{msg, Error, Result};
 
-pub const TX_TTL: i64 = 15 * 60;
-pub const OTP_TTL: i64 = 120;
 pub const OTP_MAX_WRONG: i64 = 5;
-pub const RESEND_AFTER: i64 = 60;
 pub const POW_MAX_AGE: i64 = 600;
 
 /// The authentication context this flow gives: phone possession plus a registry match of
@@ -107,7 +104,7 @@ impl Core {
     }
 
     pub async fn save_tx(&self, tx: &LoginTx) -> Result<()> {
-        let remaining = (tx.created_at + TX_TTL - crate::now()).max(1);
+        let remaining = (tx.created_at + self.settings.login_secs - crate::now()).max(1);
         let json = serde_json::to_string(tx).map_err(|e| Error::Internal(e.to_string()))?;
         self.eph
             .put(&tx_key(&tx.id), &json, self.secs(remaining))
@@ -220,17 +217,14 @@ impl Core {
         ip: &str,
         now: i64,
     ) -> Result<()> {
-        if now - tx.otp_sent_at < RESEND_AFTER {
+        let resend = self.settings.resend_secs;
+        if now - tx.otp_sent_at < resend {
             return Err(Error::user(StatusCode::TOO_MANY_REQUESTS, msg::RESEND_TOO_SOON));
         }
         // A cooldown per phone across transactions, so opening many logins does not
         // multiply the SMS a victim receives (SMS bombing).
         let cooldown = format!("sms-cooldown:{}", self.keyring.hash("rate-subject", mobile.e164().as_bytes()));
-        if !self
-            .eph
-            .put_new(&cooldown, "1", self.secs(RESEND_AFTER))
-            .await?
-        {
+        if resend > 0 && !self.eph.put_new(&cooldown, "1", self.secs(resend)).await? {
             return Err(Error::user(StatusCode::TOO_MANY_REQUESTS, msg::RESEND_TOO_SOON));
         }
         self.limiter
@@ -274,7 +268,7 @@ impl Core {
             return Err(Error::bad_request(msg::OTP_FORMAT));
         }
         let expected = tx.otp_hash.clone().unwrap_or_default();
-        if now - tx.otp_sent_at > OTP_TTL {
+        if now - tx.otp_sent_at > self.settings.otp_secs {
             return Err(Error::bad_request(msg::OTP_EXPIRED));
         }
         if self
@@ -289,7 +283,7 @@ impl Core {
         // The counter is atomic, so parallel guesses cannot each see "0 so far".
         let wrong = self
             .eph
-            .hit(&format!("otp-wrong:{}", tx.id), self.secs(TX_TTL))
+            .hit(&format!("otp-wrong:{}", tx.id), self.secs(self.settings.login_secs))
             .await?;
         if wrong.count >= OTP_MAX_WRONG {
             self.drop_tx(&tx.id).await?;

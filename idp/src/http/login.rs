@@ -56,7 +56,10 @@ async fn answer_authorize(core: &Core, jar: CookieJar, req: AuthRequest, now: i6
     let session = core
         .session(session_cookie(core, &jar).as_deref())
         .await?
-        .filter(|s| !req.prompt.login && req.max_age.is_none_or(|m| now - s.auth_time <= m));
+        .filter(|s| {
+            // max_age=0 always asks for a fresh login (seconds are too coarse otherwise).
+            !req.prompt.login && req.max_age.is_none_or(|m| m > 0 && now - s.auth_time <= m)
+        });
     let redirect_error = |error, description| {
         let e = RedirectError {
             redirect_uri: req.redirect_uri.clone(),

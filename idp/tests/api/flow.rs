@@ -1,0 +1,369 @@
+//! The whole journey as a relying party sees it, using the `openidconnect` crate:
+//! discovery, authorization URL, the four pages, code, token, ID token verification,
+//! userinfo, refresh, revoke, logout; then a second manufacturer through SSO.
+
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata,
+};
+use openidconnect::{
+    AccessTokenHash, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
+    OAuth2TokenResponse, PkceCodeChallenge, RedirectUrl, Scope, TokenResponse,
+};
+
+use crate::both;
+use crate::helpers::{query_of, Backend, Browser, spawn_app, TestApp};
+
+fn rp_http() -> openidconnect::reqwest::Client {
+    openidconnect::reqwest::ClientBuilder::new()
+        .redirect(openidconnect::reqwest::redirect::Policy::none())
+        .build()
+        .expect("rp http client")
+}
+
+async fn rp(app: &TestApp, key: &str) -> (impl std::ops::Deref<Target = ()>, RpClient) {
+    let http = rp_http();
+    let meta = CoreProviderMetadata::discover_async(IssuerUrl::new(app.base.clone()).expect("issuer"), &http)
+        .await
+        .expect("discovery");
+    let c = app.client(key);
+    let client = CoreClient::from_provider_metadata(
+        meta,
+        ClientId::new(c.id.clone()),
+        Some(ClientSecret::new(c.secret.clone())),
+    )
+    .set_redirect_uri(RedirectUrl::new(c.redirect_uri.clone()).expect("redirect"));
+    (Box::new(()), RpClient { client, http })
+}
+
+type DiscoveredClient = CoreClient<
+    openidconnect::EndpointSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointMaybeSet,
+    openidconnect::EndpointMaybeSet,
+>;
+
+struct RpClient {
+    client: DiscoveredClient,
+    http: openidconnect::reqwest::Client,
+}
+
+async fn full_flow_as_a_relying_party(backend: Backend) {
+    // Arrange
+    let app = spawn_app(backend).await;
+    let who = app.citizens[0].clone();
+    let (_g, saipa) = rp(&app, "saipa").await;
+    let browser = Browser::new(&app.base);
+
+    // Act: authorization URL with PKCE, state and nonce.
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (auth_url, state, nonce) = saipa
+        .client
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .add_scope(Scope::new("profile".into()))
+        .add_scope(Scope::new("phone".into()))
+        .add_scope(Scope::new("national_id".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+    let consent = browser.verify_to_consent(&app, auth_url.as_str(), &who).await;
+    assert_eq!(consent.status, 200, "{}", consent.body);
+    assert!(consent.body.contains("اعطای مجوز ورود یکپارچه"), "consent title");
+    assert!(consent.body.contains("سایپا") && consent.body.contains("★★★★☆"), "name and stars");
+    assert!(consent.body.contains("کد ملی"), "lists the national ID claim");
+    let back = browser.submit_consent(&consent, "approve").await;
+
+    // Assert: code, state and RFC 9207 iss come back.
+    let loc = back.location.expect("redirect to the storefront");
+    let q = query_of(&loc);
+    assert_eq!(q.get("state"), Some(state.secret()));
+    assert_eq!(q.get("iss"), Some(&app.base));
+    let code = q.get("code").expect("code").clone();
+
+    let tokens = saipa
+        .client
+        .exchange_code(AuthorizationCode::new(code))
+        .expect("token endpoint")
+        .set_pkce_verifier(verifier)
+        .request_async(&saipa.http)
+        .await
+        .expect("code exchange");
+    let verifier_v = saipa
+        .client
+        .id_token_verifier()
+        .set_allowed_algs(vec![CoreJwsSigningAlgorithm::EcdsaP256Sha256]);
+    let id_token = tokens.id_token().expect("id token");
+    let claims = id_token.claims(&verifier_v, &nonce).expect("valid ID token");
+    assert_eq!(claims.issuer().as_str(), app.base);
+    assert!(claims.auth_time().is_some());
+    assert_eq!(
+        claims.auth_context_ref().map(|a| a.as_str()),
+        Some("urn:emta:loa:registry-verified")
+    );
+    let amr: Vec<String> = claims
+        .auth_method_refs()
+        .map(|v| v.iter().map(|a| a.as_str().to_owned()).collect())
+        .unwrap_or_default();
+    assert_eq!(amr, ["sms", "otp", "kba"]);
+    let at_hash = AccessTokenHash::from_token(
+        tokens.access_token(),
+        id_token.signing_alg().expect("alg"),
+        id_token.signing_key(&verifier_v).expect("key"),
+    )
+    .expect("at_hash");
+    assert_eq!(claims.access_token_hash(), Some(&at_hash));
+    assert_eq!(claims.phone_number().map(|p| p.as_str().to_owned()), Some(format!("+98{}", &who.mobile[1..])));
+    assert_eq!(claims.phone_number_verified(), Some(true));
+    assert!(claims.birthdate().is_some());
+
+    // Userinfo, GET and POST, carries national_id.
+    let http = app.http();
+    let ui: serde_json::Value = http
+        .get(format!("{}/userinfo", app.base))
+        .bearer_auth(tokens.access_token().secret())
+        .send()
+        .await
+        .expect("userinfo")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ui["national_id"], who.national_id.as_str());
+    assert_eq!(ui["sub"], claims.subject().as_str());
+    let ui_post = http
+        .post(format!("{}/userinfo", app.base))
+        .form(&[("access_token", tokens.access_token().secret().as_str())])
+        .send()
+        .await
+        .expect("userinfo post");
+    assert_eq!(ui_post.status(), 200);
+
+    // Refresh rotates the refresh token.
+    let rt = tokens.refresh_token().expect("refresh token").clone();
+    let refreshed = saipa
+        .client
+        .exchange_refresh_token(&rt)
+        .expect("token endpoint")
+        .request_async(&saipa.http)
+        .await
+        .expect("refresh");
+    assert_ne!(refreshed.refresh_token().map(|r| r.secret()), Some(rt.secret()));
+
+    // Revocation of the new access token (RFC 7009).
+    let c = app.client("saipa");
+    let status = http
+        .post(format!("{}/revoke", app.base))
+        .basic_auth(&c.id, Some(&c.secret))
+        .form(&[("token", refreshed.access_token().secret().as_str())])
+        .send()
+        .await
+        .expect("revoke")
+        .status();
+    assert_eq!(status, 200);
+    let after = http
+        .get(format!("{}/userinfo", app.base))
+        .bearer_auth(refreshed.access_token().secret())
+        .send()
+        .await
+        .expect("userinfo");
+    assert_eq!(after.status(), 401);
+    assert!(after.headers().contains_key("www-authenticate"));
+
+    // A second manufacturer: SSO, so only the consent page.
+    let (_g2, ikco) = rp(&app, "ikco").await;
+    let calls_before = app.registry_calls();
+    let (challenge2, verifier2) = PkceCodeChallenge::new_random_sha256();
+    let (auth2, state2, nonce2) = ikco
+        .client
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .add_scope(Scope::new("profile".into()))
+        .set_pkce_challenge(challenge2)
+        .url();
+    let consent2 = browser.follow(browser.get(auth2.as_str()).await).await;
+    assert_eq!(consent2.status, 200);
+    assert!(consent2.body.contains("ایران خودرو"), "straight to consent");
+    assert!(!consent2.body.contains("name=\"mobile\""), "no login form");
+    let back2 = browser.submit_consent(&consent2, "approve").await;
+    let q2 = query_of(back2.location.as_deref().expect("redirect"));
+    assert_eq!(q2.get("state"), Some(state2.secret()));
+    let tokens2 = ikco
+        .client
+        .exchange_code(AuthorizationCode::new(q2["code"].clone()))
+        .expect("token endpoint")
+        .set_pkce_verifier(verifier2)
+        .request_async(&ikco.http)
+        .await
+        .expect("exchange at the second client");
+    let v2 = ikco
+        .client
+        .id_token_verifier()
+        .set_allowed_algs(vec![CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256]);
+    let claims2 = tokens2.id_token().expect("id token").claims(&v2, &nonce2).expect("RS256 ID token");
+    assert_eq!(claims2.subject(), claims.subject(), "same citizen");
+    assert_eq!(app.registry_calls(), calls_before, "no registry call for SSO");
+
+    // Remembered consent: a third login at the same client needs no page at all.
+    let (challenge3, _v3) = PkceCodeChallenge::new_random_sha256();
+    let (auth3, _, _) = ikco
+        .client
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .add_scope(Scope::new("profile".into()))
+        .set_pkce_challenge(challenge3)
+        .url();
+    let direct = browser.get(auth3.as_str()).await;
+    assert!(direct.location.as_deref().is_some_and(|l| l.contains("code=")), "remembered consent");
+
+    // RP-initiated logout with id_token_hint and a registered post-logout URI.
+    let bye = browser
+        .get(&format!(
+            "/logout?id_token_hint={}&post_logout_redirect_uri={}&state=xyz",
+            id_token.to_string(),
+            crate::helpers::urlencode(&c.post_logout_uri)
+        ))
+        .await;
+    assert_eq!(bye.location.as_deref(), Some(format!("{}?state=xyz", c.post_logout_uri).as_str()));
+    let again = browser.follow(browser.get(auth3.as_str()).await).await;
+    assert!(again.body.contains("name=\"mobile\""), "signed out: the login form again");
+}
+
+async fn denying_consent_returns_access_denied(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let browser = Browser::new(&app.base);
+    let auth = crate::helpers::raw_auth(&app, app.client("saipa"), "");
+    let consent = browser.verify_to_consent(&app, &auth.url, &app.citizens[1]).await;
+    let back = browser.submit_consent(&consent, "deny").await;
+    let q = query_of(back.location.as_deref().expect("redirect"));
+    assert_eq!(q.get("error").map(String::as_str), Some("access_denied"));
+    assert_eq!(q.get("state"), Some(&auth.state));
+}
+
+async fn a_returning_citizen_is_served_from_the_identity_cache(backend: Backend) {
+    let app = crate::helpers::spawn_app_with(
+        backend,
+        crate::helpers::Options { settings: Box::new(|s| s.resend_secs = 0) },
+    )
+    .await;
+    let who = &app.citizens[2];
+    crate::helpers::login_code(&app, &Browser::new(&app.base), app.client("saipa"), who).await;
+    let calls = app.registry_calls();
+    assert_eq!(calls, 2, "person and ownership checked once each");
+    // A new browser (no SSO): the full flow again, but no registry call.
+    crate::helpers::login_code(&app, &Browser::new(&app.base), app.client("saipa"), who).await;
+    assert_eq!(app.registry_calls(), calls);
+}
+
+async fn prompt_none_reports_login_and_consent_required(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let browser = Browser::new(&app.base);
+    let auth = crate::helpers::raw_auth(&app, app.client("saipa"), "&prompt=none");
+    let r = browser.get(&auth.url).await;
+    assert_eq!(query_of(r.location.as_deref().expect("redirect"))["error"], "login_required");
+
+    crate::helpers::login_code(&app, &browser, app.client("saipa"), &app.citizens[3]).await;
+    let auth = crate::helpers::raw_auth(&app, app.client("ikco"), "&prompt=none");
+    let r = browser.get(&auth.url).await;
+    assert_eq!(query_of(r.location.as_deref().expect("redirect"))["error"], "consent_required");
+
+    // prompt=login forces the login form despite the session; max_age=0 too.
+    for extra in ["&prompt=login", "&max_age=0"] {
+        let auth = crate::helpers::raw_auth(&app, app.client("saipa"), extra);
+        let page = browser.follow(browser.get(&auth.url).await).await;
+        assert!(page.body.contains("name=\"mobile\""), "{extra}");
+    }
+}
+
+async fn the_account_page_lists_and_revokes_grants(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let browser = Browser::new(&app.base);
+    let c = app.client("saipa");
+    let (code, auth) = crate::helpers::login_code(&app, &browser, c, &app.citizens[4]).await;
+    let (status, tokens) = crate::helpers::exchange(&app, c, &code, &auth.verifier).await;
+    assert_eq!(status, 200);
+    let account = browser.get("/account").await;
+    assert_eq!(account.status, 200);
+    assert!(account.body.contains("سایپا"), "lists the manufacturer");
+    assert!(account.body.contains("ورودهای اخیر"), "recent sign-ins");
+    let csrf = account.input("csrf").expect("csrf");
+    let r = browser
+        .post("/account/revoke", &[("csrf", &csrf), ("client_id", &c.id)])
+        .await;
+    assert_eq!(r.status, 303);
+    let ui = app
+        .http()
+        .get(format!("{}/userinfo", app.base))
+        .bearer_auth(tokens["access_token"].as_str().unwrap_or_default())
+        .send()
+        .await
+        .expect("userinfo");
+    assert_eq!(ui.status(), 401, "access token revoked with the consent");
+    let refresh = app
+        .http()
+        .post(app.token_url())
+        .basic_auth(&c.id, Some(&c.secret))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", tokens["refresh_token"].as_str().unwrap_or_default())])
+        .send()
+        .await
+        .expect("refresh");
+    assert_eq!(refresh.status(), 400, "refresh token revoked with the consent");
+    let account = browser.get("/account").await;
+    assert!(!account.body.contains("name=\"client_id\" value=\"saipa\""), "consent gone");
+}
+
+async fn client_credentials_and_introspection_work_for_back_ends(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let c = app.client("ikco");
+    let http = app.http();
+    let r: serde_json::Value = http
+        .post(app.token_url())
+        .basic_auth(&c.id, Some(&c.secret))
+        .form(&[("grant_type", "client_credentials"), ("scope", "presale.read")])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    let at = r["access_token"].as_str().expect("access token");
+    assert_eq!(r["scope"], "presale.read");
+    let intro: serde_json::Value = http
+        .post(format!("{}/introspect", app.base))
+        .basic_auth(&c.id, Some(&c.secret))
+        .form(&[("token", at)])
+        .send()
+        .await
+        .expect("introspect")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(intro["active"], true);
+    assert_eq!(intro["client_id"], c.id.as_str());
+    // Another client may not introspect it.
+    let other = app.client("saipa");
+    let intro: serde_json::Value = http
+        .post(format!("{}/introspect", app.base))
+        .form(&[("token", at), ("client_id", &other.id), ("client_secret", &other.secret)])
+        .send()
+        .await
+        .expect("introspect")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(intro["active"], false);
+    // A scope the client was not given is refused.
+    let bad = http
+        .post(app.token_url())
+        .basic_auth(&c.id, Some(&c.secret))
+        .form(&[("grant_type", "client_credentials"), ("scope", "ministry.admin")])
+        .send()
+        .await
+        .expect("token");
+    assert_eq!(bad.status(), 400);
+}
+
+both!(
+    full_flow_as_a_relying_party,
+    denying_consent_returns_access_denied,
+    a_returning_citizen_is_served_from_the_identity_cache,
+    prompt_none_reports_login_and_consent_required,
+    the_account_page_lists_and_revokes_grants,
+    client_credentials_and_introspection_work_for_back_ends,
+);

@@ -1,0 +1,9 @@
+//! API tests: the real IdP on port 0, driven like a relying party and a browser would.
+//! Every test runs on both storage backends (SQLite + in-process, PostgreSQL + Redis).
+
+mod helpers;
+
+mod abuse;
+mod flow;
+mod negative;
+mod ops;
