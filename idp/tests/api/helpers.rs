@@ -361,15 +361,19 @@ impl Browser {
         page
     }
 
-    /// Step 1: mobile number and proof of work. Returns the page after the redirect.
+    /// Step 1: mobile number and proof of work, solved as the page's script does.
     pub async fn submit_phone(&self, step: &Page, mobile: &str) -> Page {
-        let tx = step.tx_path().expect("a login form");
-        let csrf = step.input("csrf").expect("csrf");
         let challenge = step.input("pow_challenge").expect("challenge");
         let nonce = idp::crypto::pow::solve(&challenge);
+        self.submit_phone_with(step, mobile, &challenge, &nonce).await
+    }
+
+    pub async fn submit_phone_with(&self, step: &Page, mobile: &str, challenge: &str, nonce: &str) -> Page {
+        let tx = step.tx_path().expect("a login form");
+        let csrf = step.input("csrf").expect("csrf");
         self.post(
             &format!("{tx}/phone"),
-            &[("csrf", &csrf), ("mobile", mobile), ("pow_challenge", &challenge), ("pow_nonce", &nonce)],
+            &[("csrf", &csrf), ("mobile", mobile), ("pow_challenge", challenge), ("pow_nonce", nonce)],
         )
         .await
     }
@@ -401,6 +405,11 @@ impl Browser {
     /// Walks the whole emta flow from an authorization URL to the consent page.
     pub async fn verify_to_consent(&self, app: &TestApp, auth_url: &str, who: &FixtureCitizen) -> Page {
         let phone = self.follow(self.get(auth_url).await).await;
+        self.verify_from(app, phone, who).await
+    }
+
+    /// From the phone page to the consent page (or the client, if consent is remembered).
+    pub async fn verify_from(&self, app: &TestApp, phone: Page, who: &FixtureCitizen) -> Page {
         assert_eq!(phone.status, 200, "phone page: {}", phone.body);
         let otp = self.follow(self.submit_phone(&phone, &who.mobile).await).await;
         assert_eq!(otp.status, 200, "otp page: {}", otp.body);
@@ -472,16 +481,17 @@ pub async fn exchange(app: &TestApp, client: &RegisteredClient, code: &str, veri
     (resp.status().as_u16(), resp.json().await.unwrap_or_default())
 }
 
-/// Runs a full login with consent and returns the code (raw HTTP, no RP crate).
+/// Signs in (or uses the browser's SSO session), consents if asked, and returns the code.
 pub async fn login_code(app: &TestApp, browser: &Browser, client: &RegisteredClient, who: &FixtureCitizen) -> (String, RawAuth) {
     let auth = raw_auth(app, client, "");
-    let consent = browser.verify_to_consent(app, &auth.url, who).await;
-    let back = if consent.location.is_some() {
-        consent
-    } else {
-        browser.submit_consent(&consent, "approve").await
-    };
-    let loc = back.location.clone().expect("redirect to client");
+    let mut page = browser.follow(browser.get(&auth.url).await).await;
+    if page.body.contains("name=\"mobile\"") {
+        page = browser.verify_from(app, page, who).await;
+    }
+    if page.body.contains("name=\"decision\"") {
+        page = browser.submit_consent(&page, "approve").await;
+    }
+    let loc = page.location.clone().expect("redirect to client");
     assert!(loc.starts_with(&client.redirect_uri), "{loc}");
     let code = query_of(&loc).get("code").cloned().expect("code");
     (code, auth)
