@@ -66,10 +66,14 @@ pub async fn add_client(
     };
     let redirect_uris = uris(&new.redirect_uris)?;
     if redirect_uris.is_empty() {
-        return Err(AdminError::Invalid("at least one redirect URI is required".into()));
+        return Err(AdminError::Invalid(
+            "at least one redirect URI is required".into(),
+        ));
     }
     if new.name.trim().is_empty() || new.name_fa.trim().is_empty() {
-        return Err(AdminError::Invalid("a name in English and in Persian is required".into()));
+        return Err(AdminError::Invalid(
+            "a name in English and in Persian is required".into(),
+        ));
     }
     // 256 bits from the OS generator.
     let secret = random_token(32);
@@ -104,7 +108,10 @@ pub async fn set_status(
     now: i64,
 ) -> Result<(), AdminError> {
     let cid = parse_id(id)?;
-    if !db.update_client_trust(&cid, Some(status), None, None, now).await? {
+    if !db
+        .update_client_trust(&cid, Some(status), None, None, now)
+        .await?
+    {
         return Err(AdminError::NoSuchClient(id.into()));
     }
     let action = match status {
@@ -118,20 +125,29 @@ pub async fn set_status(
 /// Renews the yearly trust record: one year from today, or from the current end if later.
 pub async fn renew(db: &Db, id: &str, actor: &str, now: i64) -> Result<i64, AdminError> {
     let cid = parse_id(id)?;
-    let client = db.client(&cid).await?.ok_or_else(|| AdminError::NoSuchClient(id.into()))?;
+    let client = db
+        .client(&cid)
+        .await?
+        .ok_or_else(|| AdminError::NoSuchClient(id.into()))?;
     let until = client.valid_until.max(now) + YEAR;
-    db.update_client_trust(&cid, None, Some(until), None, now).await?;
-    db.audit(now, actor, "client.renew", id, &until.to_string()).await?;
+    db.update_client_trust(&cid, None, Some(until), None, now)
+        .await?;
+    db.audit(now, actor, "client.renew", id, &until.to_string())
+        .await?;
     Ok(until)
 }
 
 pub async fn rate(db: &Db, id: &str, stars: u8, actor: &str, now: i64) -> Result<(), AdminError> {
     let cid = parse_id(id)?;
     let stars = parse_stars(stars)?;
-    if !db.update_client_trust(&cid, None, None, Some(stars), now).await? {
+    if !db
+        .update_client_trust(&cid, None, None, Some(stars), now)
+        .await?
+    {
         return Err(AdminError::NoSuchClient(id.into()));
     }
-    db.audit(now, actor, "client.rate", id, &stars.to_string()).await?;
+    db.audit(now, actor, "client.rate", id, &stars.to_string())
+        .await?;
     Ok(())
 }
 
@@ -145,7 +161,10 @@ pub async fn rotate_secret(
 ) -> Result<String, AdminError> {
     let cid = parse_id(id)?;
     let secret = random_token(32);
-    if !db.update_client_secret(&cid, &hash_secret(keys, &secret), now).await? {
+    if !db
+        .update_client_secret(&cid, &hash_secret(keys, &secret), now)
+        .await?
+    {
         return Err(AdminError::NoSuchClient(id.into()));
     }
     db.audit(now, actor, "client.rotate-secret", id, "").await?;

@@ -45,7 +45,11 @@ impl Application {
         listener: TcpListener,
     ) -> anyhow::Result<Self> {
         crate::telemetry::init_metrics();
-        let db = Db::connect(settings.storage.database_url.expose(), settings.storage.db_max_connections).await?;
+        let db = Db::connect(
+            settings.storage.database_url.expose(),
+            settings.storage.db_max_connections,
+        )
+        .await?;
         db.migrate().await?;
         let redis_url = settings.storage.redis_url.expose();
         let eph = if redis_url.is_empty() {
@@ -81,10 +85,17 @@ impl Application {
         let registry = if settings.registry_url.is_empty() || settings.ownership_url.is_empty() {
             Registry::Fixture(fixture_registry()?)
         } else {
-            Registry::Http(HttpRegistry::new(&settings.registry_url, &settings.ownership_url, timeout))
+            Registry::Http(HttpRegistry::new(
+                &settings.registry_url,
+                &settings.ownership_url,
+                timeout,
+            ))
         };
         let (sms, outbox) = if settings.sms_url.is_empty() {
-            anyhow::ensure!(settings.dev, "no EMTA_SMS_URL: the SMS outbox runs only with --dev");
+            anyhow::ensure!(
+                settings.dev,
+                "no EMTA_SMS_URL: the SMS outbox runs only with --dev"
+            );
             let outbox = Outbox::default();
             (Sms::Outbox(outbox.clone()), Some(outbox))
         } else {
@@ -162,7 +173,7 @@ async fn background_tasks(core: Core) {
             tracing::warn!(error = %e, "reload of clients and keys failed; keeping the last ones");
         }
         n += 1;
-        if n % 30 == 0 {
+        if n.is_multiple_of(30) {
             core.eph.sweep();
         }
     }

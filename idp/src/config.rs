@@ -40,7 +40,11 @@ impl std::str::FromStr for Secret {
 #[derive(Args, Debug, Clone)]
 pub struct StorageSettings {
     /// SQL database: a SQLite file by default, `postgres://…` in production.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://emta-idp.db?mode=rwc")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://emta-idp.db?mode=rwc"
+    )]
     pub database_url: Secret,
 
     /// Maximum SQL connections per replica.

@@ -69,9 +69,11 @@ impl Core {
 /// Clients held in memory and reloaded from SQL every `reload_ms`: the token endpoint
 /// must not pay a SQL round trip per request. A suspension made through this replica's
 /// admin path applies at once; on other replicas within one reload interval.
+type ClientMap = Arc<HashMap<String, Arc<Client>>>;
+
 #[derive(Clone, Default)]
 pub struct ClientCache {
-    map: Arc<RwLock<Arc<HashMap<String, Arc<Client>>>>>,
+    map: Arc<RwLock<ClientMap>>,
 }
 
 impl ClientCache {

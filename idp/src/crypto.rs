@@ -197,7 +197,10 @@ pub mod pow {
             let keys = Keyring::new(b"k");
             let c = issue(&keys, 1000, 16);
             let forged = c.replacen(".16.", ".1.", 1);
-            assert_eq!(verify(&keys, &forged, "0", 1000, 300, 1), Err(PowError::Malformed));
+            assert_eq!(
+                verify(&keys, &forged, "0", 1000, 300, 1),
+                Err(PowError::Malformed)
+            );
             let wrong = (0..)
                 .map(|i: u32| i.to_string())
                 .find(|n| leading_zero_bits(&c, n) < 16)

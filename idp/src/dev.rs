@@ -34,12 +34,38 @@ pub struct FixtureCitizen {
 }
 
 const GIVEN: &[&str] = &[
-    "علی", "محمد", "زهرا", "فاطمه", "حسین", "مریم", "رضا", "سارا", "مهدی", "نرگس", "امیر",
-    "لیلا", "حمید", "پریسا", "کاوه", "شیرین",
+    "علی",
+    "محمد",
+    "زهرا",
+    "فاطمه",
+    "حسین",
+    "مریم",
+    "رضا",
+    "سارا",
+    "مهدی",
+    "نرگس",
+    "امیر",
+    "لیلا",
+    "حمید",
+    "پریسا",
+    "کاوه",
+    "شیرین",
 ];
 const FAMILY: &[&str] = &[
-    "احمدی", "محمدی", "حسینی", "رضایی", "کریمی", "موسوی", "جعفری", "صادقی", "رحیمی",
-    "کاظمی", "نوری", "تهرانی", "شیرازی", "اصفهانی",
+    "احمدی",
+    "محمدی",
+    "حسینی",
+    "رضایی",
+    "کریمی",
+    "موسوی",
+    "جعفری",
+    "صادقی",
+    "رحیمی",
+    "کاظمی",
+    "نوری",
+    "تهرانی",
+    "شیرازی",
+    "اصفهانی",
 ];
 
 /// Generates `n` synthetic citizens with valid national IDs, unique mobile numbers and
@@ -111,9 +137,9 @@ impl FixtureRegistry {
     }
 
     pub fn owns(&self, nid: &NationalId, mobile: &MobileNumber) -> bool {
-        self.by_nid.get(nid.as_str()).is_some_and(|c| {
-            MobileNumber::parse(&c.mobile).is_ok_and(|m| m == *mobile)
-        })
+        self.by_nid
+            .get(nid.as_str())
+            .is_some_and(|c| MobileNumber::parse(&c.mobile).is_ok_and(|m| m == *mobile))
     }
 }
 
@@ -239,8 +265,10 @@ async fn stub_person(
     if s.registry_down.load(Ordering::Relaxed) {
         return Err(StatusCode::SERVICE_UNAVAILABLE);
     }
-    let (Ok(nid), Ok(birth)) = (NationalId::parse(&q.national_id), JalaliDate::parse(&q.birth_date))
-    else {
+    let (Ok(nid), Ok(birth)) = (
+        NationalId::parse(&q.national_id),
+        JalaliDate::parse(&q.birth_date),
+    ) else {
         return Err(StatusCode::BAD_REQUEST);
     };
     Ok(Json(s.registry.person(&nid, &birth)))
@@ -254,8 +282,10 @@ async fn stub_ownership(
     if s.registry_down.load(Ordering::Relaxed) {
         return Err(StatusCode::SERVICE_UNAVAILABLE);
     }
-    let (Ok(nid), Ok(mobile)) = (NationalId::parse(&q.national_id), MobileNumber::parse(&q.mobile))
-    else {
+    let (Ok(nid), Ok(mobile)) = (
+        NationalId::parse(&q.national_id),
+        MobileNumber::parse(&q.mobile),
+    ) else {
         return Err(StatusCode::BAD_REQUEST);
     };
     Ok(Json(OwnershipAnswer {
@@ -272,11 +302,10 @@ async fn stub_outbox(
     State(s): State<StubServices>,
     Query(q): Query<OutboxQuery>,
 ) -> Json<Vec<OutboxEntry>> {
-    let to = q
-        .to
-        .as_deref()
-        .and_then(|t| MobileNumber::parse(t).ok())
-        .map(|m| m.e164().to_owned());
+    let to =
+        q.to.as_deref()
+            .and_then(|t| MobileNumber::parse(t).ok())
+            .map(|m| m.e164().to_owned());
     Json(s.outbox.list(to.as_deref(), 100))
 }
 

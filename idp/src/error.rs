@@ -96,9 +96,11 @@ impl Error {
     pub fn public(&self) -> (StatusCode, Text, Option<u64>) {
         match self {
             Self::User { status, text } => (*status, *text, None),
-            Self::RateLimited { retry_after } => {
-                (StatusCode::TOO_MANY_REQUESTS, msg::RATE_LIMITED, Some(*retry_after))
-            }
+            Self::RateLimited { retry_after } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                msg::RATE_LIMITED,
+                Some(*retry_after),
+            ),
             Self::Upstream { text, source } => {
                 tracing::warn!(error = %source, "upstream unavailable");
                 (StatusCode::SERVICE_UNAVAILABLE, *text, Some(30))
@@ -175,7 +177,11 @@ impl From<Error> for OAuthError {
         match e {
             Error::RateLimited { retry_after } => Self {
                 retry_after: Some(retry_after),
-                ..Self::new(StatusCode::TOO_MANY_REQUESTS, "slow_down", "rate limit exceeded")
+                ..Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "slow_down",
+                    "rate limit exceeded",
+                )
             },
             other => {
                 let (status, text, retry_after) = other.public();

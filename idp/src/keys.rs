@@ -261,7 +261,9 @@ mod tests {
         let mut next = generate(SigningAlg::ES256, 0, 100).expect("next");
         next.created_at = 50;
         keys.load(&[old.clone(), next.clone()], 60).expect("load");
-        let t = keys.sign(SigningAlg::ES256, &json!({"iss": "i"})).expect("sign");
+        let t = keys
+            .sign(SigningAlg::ES256, &json!({"iss": "i"}))
+            .expect("sign");
         let kid = jsonwebtoken::decode_header(&t).expect("header").kid;
         assert_eq!(kid.as_deref(), Some(old.kid.as_str()));
         assert_eq!(keys.jwks()["keys"].as_array().map(Vec::len), Some(2));

@@ -12,7 +12,11 @@ use idp::domain::SigningAlg;
 use idp::store::Db;
 
 #[derive(Parser)]
-#[command(name = "idp", version, about = "emta: national OpenID Connect provider")]
+#[command(
+    name = "idp",
+    version,
+    about = "emta: national OpenID Connect provider"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -87,16 +91,29 @@ enum ClientAction {
         valid_days: i64,
     },
     List,
-    Show { id: String },
+    Show {
+        id: String,
+    },
     /// Suspend at once: authorize, token, refresh, introspection and userinfo refuse it.
-    Suspend { id: String },
-    Resume { id: String },
+    Suspend {
+        id: String,
+    },
+    Resume {
+        id: String,
+    },
     /// Extend the trust record by a year.
-    Renew { id: String },
+    Renew {
+        id: String,
+    },
     /// Set the star rating (1-5).
-    Rate { id: String, stars: u8 },
+    Rate {
+        id: String,
+        stars: u8,
+    },
     /// Issue a new secret; the old one stops working.
-    RotateSecret { id: String },
+    RotateSecret {
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -153,18 +170,40 @@ async fn main() -> anyhow::Result<()> {
             open(&storage).await?;
             println!("migrations applied");
         }
-        Command::Client { storage, secret_key, actor, action } => {
+        Command::Client {
+            storage,
+            secret_key,
+            actor,
+            action,
+        } => {
             let db = open(&storage).await?;
             let keys = Keyring::new(secret_key.expose().as_bytes());
             match action {
                 ClientAction::Add {
-                    id, name, name_fa, stars, redirect_uris, post_logout_redirect_uris,
-                    service_scopes, alg: a, valid_days,
+                    id,
+                    name,
+                    name_fa,
+                    stars,
+                    redirect_uris,
+                    post_logout_redirect_uris,
+                    service_scopes,
+                    alg: a,
+                    valid_days,
                 } => {
-                    anyhow::ensure!(!secret_key.expose().is_empty(), "EMTA_SECRET_KEY is required to hash the client secret");
+                    anyhow::ensure!(
+                        !secret_key.expose().is_empty(),
+                        "EMTA_SECRET_KEY is required to hash the client secret"
+                    );
                     let new = NewClient {
-                        id, name, name_fa, stars, redirect_uris, post_logout_redirect_uris,
-                        service_scopes, id_token_alg: alg(&a)?, valid_days,
+                        id,
+                        name,
+                        name_fa,
+                        stars,
+                        redirect_uris,
+                        post_logout_redirect_uris,
+                        service_scopes,
+                        id_token_alg: alg(&a)?,
+                        valid_days,
                     };
                     let (client, secret) = admin::add_client(&db, &keys, new, &actor, now).await?;
                     println!("client_id={}\nclient_secret={secret}", client.id.as_str());
@@ -173,20 +212,40 @@ async fn main() -> anyhow::Result<()> {
                     for c in db.clients().await? {
                         println!(
                             "{}\t{}\t{}\t{}★\t{}\tvalid until {}",
-                            c.id.as_str(), c.name, c.name_fa, c.stars, c.status.as_str(),
+                            c.id.as_str(),
+                            c.name,
+                            c.name_fa,
+                            c.stars,
+                            c.status.as_str(),
                             idp::format_time(c.valid_until)
                         );
                     }
                 }
                 ClientAction::Show { id } => {
                     let cid = idp::domain::ClientId::parse(&id)?;
-                    let c = db.client(&cid).await?.ok_or_else(|| anyhow::anyhow!("no client {id}"))?;
-                    println!("id: {}\nname: {} / {}\nstars: {}\nstatus: {}\nvalid until: {}\nalg: {}",
-                        c.id.as_str(), c.name, c.name_fa, c.stars, c.status.as_str(),
-                        idp::format_time(c.valid_until), c.id_token_alg.as_str());
-                    for u in &c.redirect_uris { println!("redirect_uri: {}", u.as_str()); }
-                    for u in &c.post_logout_redirect_uris { println!("post_logout_redirect_uri: {}", u.as_str()); }
-                    for s in &c.service_scopes { println!("service_scope: {s}"); }
+                    let c = db
+                        .client(&cid)
+                        .await?
+                        .ok_or_else(|| anyhow::anyhow!("no client {id}"))?;
+                    println!(
+                        "id: {}\nname: {} / {}\nstars: {}\nstatus: {}\nvalid until: {}\nalg: {}",
+                        c.id.as_str(),
+                        c.name,
+                        c.name_fa,
+                        c.stars,
+                        c.status.as_str(),
+                        idp::format_time(c.valid_until),
+                        c.id_token_alg.as_str()
+                    );
+                    for u in &c.redirect_uris {
+                        println!("redirect_uri: {}", u.as_str());
+                    }
+                    for u in &c.post_logout_redirect_uris {
+                        println!("post_logout_redirect_uri: {}", u.as_str());
+                    }
+                    for s in &c.service_scopes {
+                        println!("service_scope: {s}");
+                    }
                 }
                 ClientAction::Suspend { id } => {
                     admin::set_status(&db, &id, ClientStatus::Suspended, &actor, now).await?;
@@ -205,7 +264,10 @@ async fn main() -> anyhow::Result<()> {
                     println!("{id} rated {stars}");
                 }
                 ClientAction::RotateSecret { id } => {
-                    anyhow::ensure!(!secret_key.expose().is_empty(), "EMTA_SECRET_KEY is required");
+                    anyhow::ensure!(
+                        !secret_key.expose().is_empty(),
+                        "EMTA_SECRET_KEY is required"
+                    );
                     let secret = admin::rotate_secret(&db, &keys, &id, &actor, now).await?;
                     println!("client_secret={secret}");
                 }
@@ -214,22 +276,43 @@ async fn main() -> anyhow::Result<()> {
         Command::Keys { storage, action } => {
             let db = open(&storage).await?;
             match action {
-                KeysAction::Rotate { alg: a, publish_ahead, token_ttl } => {
-                    let row = idp::keys::rotate(&db, alg(&a)?, now, publish_ahead, token_ttl).await?;
-                    db.audit(now, "operator", "keys.rotate", &row.kid, &a).await?;
-                    println!("published {} ({}); signs from {}", row.kid, row.alg, idp::format_time(row.activate_at));
+                KeysAction::Rotate {
+                    alg: a,
+                    publish_ahead,
+                    token_ttl,
+                } => {
+                    let row =
+                        idp::keys::rotate(&db, alg(&a)?, now, publish_ahead, token_ttl).await?;
+                    db.audit(now, "operator", "keys.rotate", &row.kid, &a)
+                        .await?;
+                    println!(
+                        "published {} ({}); signs from {}",
+                        row.kid,
+                        row.alg,
+                        idp::format_time(row.activate_at)
+                    );
                 }
                 KeysAction::List => {
                     for k in db.signing_keys().await? {
-                        println!("{}\t{}\tactive from {}\tretires {}\tunpublished {}", k.kid, k.alg,
+                        println!(
+                            "{}\t{}\tactive from {}\tretires {}\tunpublished {}",
+                            k.kid,
+                            k.alg,
                             idp::format_time(k.activate_at),
-                            k.retire_at.map(idp::format_time).unwrap_or_else(|| "-".into()),
-                            k.expires_at.map(idp::format_time).unwrap_or_else(|| "-".into()));
+                            k.retire_at
+                                .map(idp::format_time)
+                                .unwrap_or_else(|| "-".into()),
+                            k.expires_at
+                                .map(idp::format_time)
+                                .unwrap_or_else(|| "-".into())
+                        );
                     }
                 }
             }
         }
-        Command::Citizens { action: CitizensAction::Generate { n, seed, out } } => {
+        Command::Citizens {
+            action: CitizensAction::Generate { n, seed, out },
+        } => {
             let citizens = idp::dev::generate_citizens(n, seed);
             let json = serde_json::to_string_pretty(&citizens)?;
             match out {
@@ -240,7 +323,14 @@ async fn main() -> anyhow::Result<()> {
         Command::Audit { storage, limit } => {
             let db = open(&storage).await?;
             for a in admin::audit_log(&db, limit).await? {
-                println!("{}\t{}\t{}\t{}\t{}", idp::format_time(a.at), a.actor, a.action, a.subject, a.detail);
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    idp::format_time(a.at),
+                    a.actor,
+                    a.action,
+                    a.subject,
+                    a.detail
+                );
             }
         }
     }

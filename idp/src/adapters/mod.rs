@@ -19,10 +19,7 @@ pub enum UpstreamError {
         detail: String,
     },
     #[error("{service} answered {status}")]
-    Status {
-        service: &'static str,
-        status: u16,
-    },
+    Status { service: &'static str, status: u16 },
     #[error("{service} answered something unreadable: {detail}")]
     Protocol {
         service: &'static str,

@@ -225,7 +225,10 @@ mod tests {
             RedirectUri::parse("https://shop.example/cb#x"),
             Err(RedirectUriError::Fragment)
         );
-        assert_eq!(RedirectUri::parse("/cb"), Err(RedirectUriError::NotAbsolute));
+        assert_eq!(
+            RedirectUri::parse("/cb"),
+            Err(RedirectUriError::NotAbsolute)
+        );
     }
 
     #[test]

@@ -87,8 +87,14 @@ mod tests {
 
     #[test]
     fn impossible_days_are_rejected() {
-        assert_eq!(JalaliDate::parse("1370/07/31"), Err(JalaliDateError::NoSuchDay));
-        assert_eq!(JalaliDate::parse("1370/13/01"), Err(JalaliDateError::NoSuchDay));
+        assert_eq!(
+            JalaliDate::parse("1370/07/31"),
+            Err(JalaliDateError::NoSuchDay)
+        );
+        assert_eq!(
+            JalaliDate::parse("1370/13/01"),
+            Err(JalaliDateError::NoSuchDay)
+        );
         assert_eq!(JalaliDate::parse("1370/05"), Err(JalaliDateError::Format));
         assert_eq!(JalaliDate::parse("970/05/01"), Err(JalaliDateError::Format));
     }

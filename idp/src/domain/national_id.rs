@@ -92,8 +92,14 @@ mod tests {
     #[test]
     fn wrong_length_and_repeated_digits_are_rejected() {
         assert_eq!(NationalId::parse("12345"), Err(NationalIdError::Length));
-        assert_eq!(NationalId::parse("12345678a0"), Err(NationalIdError::Length));
-        assert_eq!(NationalId::parse("1111111111"), Err(NationalIdError::Checksum));
+        assert_eq!(
+            NationalId::parse("12345678a0"),
+            Err(NationalIdError::Length)
+        );
+        assert_eq!(
+            NationalId::parse("1111111111"),
+            Err(NationalIdError::Checksum)
+        );
     }
 
     #[test]

@@ -84,12 +84,18 @@ pub fn validate(core: &Core, raw: RawAuthParams, now: i64) -> Result<AuthRequest
     use axum::http::StatusCode;
     let page = |text| AuthorizeError::Page(Error::user(StatusCode::BAD_REQUEST, text));
 
-    let client_id = raw.client_id.as_deref().ok_or_else(|| page(msg::UNKNOWN_CLIENT))?;
+    let client_id = raw
+        .client_id
+        .as_deref()
+        .ok_or_else(|| page(msg::UNKNOWN_CLIENT))?;
     let client = core
         .clients
         .get(client_id)
         .ok_or_else(|| page(msg::UNKNOWN_CLIENT))?;
-    let redirect_uri = raw.redirect_uri.clone().ok_or_else(|| page(msg::BAD_REDIRECT))?;
+    let redirect_uri = raw
+        .redirect_uri
+        .clone()
+        .ok_or_else(|| page(msg::BAD_REDIRECT))?;
     if !client.has_redirect_uri(&redirect_uri) {
         return Err(page(msg::BAD_REDIRECT));
     }
@@ -105,17 +111,29 @@ pub fn validate(core: &Core, raw: RawAuthParams, now: i64) -> Result<AuthRequest
         })
     };
 
-    let too_long = [&raw.state, &raw.nonce, &raw.login_hint, &raw.scope, &raw.code_challenge]
-        .iter()
-        .any(|p| p.as_ref().is_some_and(|v| v.len() > MAX_PARAM));
+    let too_long = [
+        &raw.state,
+        &raw.nonce,
+        &raw.login_hint,
+        &raw.scope,
+        &raw.code_challenge,
+    ]
+    .iter()
+    .any(|p| p.as_ref().is_some_and(|v| v.len() > MAX_PARAM));
     if too_long {
         return Err(fail("invalid_request", "a parameter is too long"));
     }
     if raw.request.is_some() {
-        return Err(fail("request_not_supported", "request objects are not supported"));
+        return Err(fail(
+            "request_not_supported",
+            "request objects are not supported",
+        ));
     }
     if raw.request_uri.is_some() {
-        return Err(fail("request_uri_not_supported", "request_uri is not supported"));
+        return Err(fail(
+            "request_uri_not_supported",
+            "request_uri is not supported",
+        ));
     }
     if raw.response_type.as_deref() != Some("code") {
         return Err(fail(
@@ -124,21 +142,32 @@ pub fn validate(core: &Core, raw: RawAuthParams, now: i64) -> Result<AuthRequest
         ));
     }
     if raw.response_mode.as_deref().is_some_and(|m| m != "query") {
-        return Err(fail("invalid_request", "only response_mode=query is supported"));
+        return Err(fail(
+            "invalid_request",
+            "only response_mode=query is supported",
+        ));
     }
     let scope = Scopes::parse_known(raw.scope.as_deref().unwrap_or(""), KNOWN_SCOPES);
     if !scope.contains("openid") {
         return Err(fail("invalid_scope", "the openid scope is required"));
     }
-    let code_challenge = match (raw.code_challenge.as_deref(), raw.code_challenge_method.as_deref())
-    {
+    let code_challenge = match (
+        raw.code_challenge.as_deref(),
+        raw.code_challenge_method.as_deref(),
+    ) {
         (Some(c), Some("S256")) if c.len() == 43 => c.to_owned(),
         (Some(_), Some("S256")) => {
-            return Err(fail("invalid_request", "code_challenge must be 43 base64url characters"))
+            return Err(fail(
+                "invalid_request",
+                "code_challenge must be 43 base64url characters",
+            ))
         }
         (None, _) => return Err(fail("invalid_request", "PKCE (code_challenge) is required")),
         (Some(_), _) => {
-            return Err(fail("invalid_request", "code_challenge_method must be S256"))
+            return Err(fail(
+                "invalid_request",
+                "code_challenge_method must be S256",
+            ))
         }
     };
     let mut prompt = Prompt::default();
@@ -158,7 +187,12 @@ pub fn validate(core: &Core, raw: RawAuthParams, now: i64) -> Result<AuthRequest
         None | Some("") => None,
         Some(s) => match s.parse::<i64>() {
             Ok(v) if v >= 0 => Some(v),
-            _ => return Err(fail("invalid_request", "max_age must be a non-negative integer")),
+            _ => {
+                return Err(fail(
+                    "invalid_request",
+                    "max_age must be a non-negative integer",
+                ))
+            }
         },
     };
     let english = raw
@@ -202,7 +236,10 @@ impl RedirectError {
             issuer,
             &self.redirect_uri,
             self.state.as_deref(),
-            &[("error", self.error), ("error_description", self.description)],
+            &[
+                ("error", self.error),
+                ("error_description", self.description),
+            ],
         )
     }
 }

@@ -33,7 +33,10 @@ impl Subject<'_> {
             Self::NationalIdFail(v) => ("nid-fail", v),
             Self::ClientToken(v) => return format!("rl:client:{v}"),
         };
-        format!("rl:{kind}:{}", &keys.hash("rate-subject", value.as_bytes())[..22])
+        format!(
+            "rl:{kind}:{}",
+            &keys.hash("rate-subject", value.as_bytes())[..22]
+        )
     }
 }
 

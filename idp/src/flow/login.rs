@@ -17,7 +17,7 @@ use super::authorize::AuthRequest;
 use super::limits::Subject;
 use crate::adapters::registry::PersonCheck;
 use crate::core::Core;
-use crate::crypto::{pow, random_otp, random_token, sha256, b64};
+use crate::crypto::{b64, pow, random_otp, random_token, sha256};
 use crate::domain::{Citizen, JalaliDate, MobileNumber, NationalId};
 use crate::error::{msg, Error, Result};
 
@@ -171,7 +171,15 @@ impl Core {
         let result = self
             .submit_phone_inner(tx, mobile, challenge, nonce, ip, now)
             .await;
-        observe("phone", started, if result.is_ok() { "completed" } else { "failed" });
+        observe(
+            "phone",
+            started,
+            if result.is_ok() {
+                "completed"
+            } else {
+                "failed"
+            },
+        );
         result
     }
 
@@ -184,7 +192,8 @@ impl Core {
         ip: &str,
         now: i64,
     ) -> Result<()> {
-        let mobile = MobileNumber::parse(mobile).map_err(|_| Error::bad_request(msg::BAD_MOBILE))?;
+        let mobile =
+            MobileNumber::parse(mobile).map_err(|_| Error::bad_request(msg::BAD_MOBILE))?;
         let random = pow::verify(
             &self.keyring,
             challenge,
@@ -203,7 +212,11 @@ impl Core {
             return Err(Error::bad_request(msg::POW_FAILED));
         }
         self.limiter
-            .hit(Subject::IpLogin(ip), self.settings.sms_per_ip * 3, Duration::from_secs(3600))
+            .hit(
+                Subject::IpLogin(ip),
+                self.settings.sms_per_ip * 3,
+                Duration::from_secs(3600),
+            )
             .await?;
         tx.mobile = Some(mobile.e164().to_owned());
         self.send_code(tx, &mobile, ip, now).await
@@ -219,29 +232,52 @@ impl Core {
     ) -> Result<()> {
         let resend = self.settings.resend_secs;
         if now - tx.otp_sent_at < resend {
-            return Err(Error::user(StatusCode::TOO_MANY_REQUESTS, msg::RESEND_TOO_SOON));
+            return Err(Error::user(
+                StatusCode::TOO_MANY_REQUESTS,
+                msg::RESEND_TOO_SOON,
+            ));
         }
         // A cooldown per phone across transactions, so opening many logins does not
         // multiply the SMS a victim receives (SMS bombing).
-        let cooldown = format!("sms-cooldown:{}", self.keyring.hash("rate-subject", mobile.e164().as_bytes()));
+        let cooldown = format!(
+            "sms-cooldown:{}",
+            self.keyring.hash("rate-subject", mobile.e164().as_bytes())
+        );
         if resend > 0 && !self.eph.put_new(&cooldown, "1", self.secs(resend)).await? {
-            return Err(Error::user(StatusCode::TOO_MANY_REQUESTS, msg::RESEND_TOO_SOON));
+            return Err(Error::user(
+                StatusCode::TOO_MANY_REQUESTS,
+                msg::RESEND_TOO_SOON,
+            ));
         }
         self.limiter
-            .hit(Subject::PhoneSms(mobile.e164()), self.settings.sms_per_phone, Duration::from_secs(600))
+            .hit(
+                Subject::PhoneSms(mobile.e164()),
+                self.settings.sms_per_phone,
+                Duration::from_secs(600),
+            )
             .await?;
         self.limiter
-            .hit(Subject::IpSms(ip), self.settings.sms_per_ip, Duration::from_secs(3600))
+            .hit(
+                Subject::IpSms(ip),
+                self.settings.sms_per_ip,
+                Duration::from_secs(3600),
+            )
             .await?;
         let code = random_otp();
         let text = format!(
             "امتا: کد تأیید شما {code}\nemta code: {code}\nاین کد را به هیچ‌کس ندهید / never share it"
         );
-        self.sms.send(mobile, &text).await.map_err(|source| Error::Upstream {
-            text: msg::SMS_DOWN,
-            source,
-        })?;
-        tx.otp_hash = Some(self.keyring.hash("otp", format!("{}|{code}", tx.id).as_bytes()));
+        self.sms
+            .send(mobile, &text)
+            .await
+            .map_err(|source| Error::Upstream {
+                text: msg::SMS_DOWN,
+                source,
+            })?;
+        tx.otp_hash = Some(
+            self.keyring
+                .hash("otp", format!("{}|{code}", tx.id).as_bytes()),
+        );
         tx.otp_sent_at = now;
         tx.step = Step::Otp;
         self.eph.delete(&format!("otp-wrong:{}", tx.id)).await?;
@@ -255,7 +291,15 @@ impl Core {
     pub async fn submit_otp(&self, tx: &mut LoginTx, code: &str, now: i64) -> Result<()> {
         let started = Instant::now();
         let result = self.submit_otp_inner(tx, code, now).await;
-        observe("otp", started, if result.is_ok() { "completed" } else { "failed" });
+        observe(
+            "otp",
+            started,
+            if result.is_ok() {
+                "completed"
+            } else {
+                "failed"
+            },
+        );
         result
     }
 
@@ -283,7 +327,10 @@ impl Core {
         // The counter is atomic, so parallel guesses cannot each see "0 so far".
         let wrong = self
             .eph
-            .hit(&format!("otp-wrong:{}", tx.id), self.secs(self.settings.login_secs))
+            .hit(
+                &format!("otp-wrong:{}", tx.id),
+                self.secs(self.settings.login_secs),
+            )
             .await?;
         if wrong.count >= OTP_MAX_WRONG {
             self.drop_tx(&tx.id).await?;
@@ -306,7 +353,15 @@ impl Core {
         let result = self
             .submit_identity_inner(tx, national_id, birth_date, now)
             .await;
-        observe("identity", started, if result.is_ok() { "completed" } else { "failed" });
+        observe(
+            "identity",
+            started,
+            if result.is_ok() {
+                "completed"
+            } else {
+                "failed"
+            },
+        );
         result
     }
 
@@ -326,7 +381,8 @@ impl Core {
             .and_then(|m| MobileNumber::parse(m).ok())
             .ok_or_else(|| Error::user(StatusCode::CONFLICT, msg::STEP_ORDER))?;
         // Checksum first: a typo must not cost a registry call.
-        let nid = NationalId::parse(national_id).map_err(|_| Error::bad_request(msg::BAD_NATIONAL_ID))?;
+        let nid =
+            NationalId::parse(national_id).map_err(|_| Error::bad_request(msg::BAD_NATIONAL_ID))?;
         let birth = JalaliDate::parse(birth_date).map_err(|e| {
             Error::bad_request(match e {
                 crate::domain::jalali::JalaliDateError::Format => msg::BAD_BIRTH_DATE,
@@ -334,7 +390,10 @@ impl Core {
             })
         })?;
         self.limiter
-            .check(Subject::NationalIdFail(nid.as_str()), self.settings.fails_per_national_id)
+            .check(
+                Subject::NationalIdFail(nid.as_str()),
+                self.settings.fails_per_national_id,
+            )
             .await?;
 
         let cached = self.db.citizen_by_national_id(&nid).await?.filter(|c| {
@@ -358,7 +417,10 @@ impl Core {
                             Duration::from_secs(3600),
                         )
                         .await?;
-                    return Err(Error::user(StatusCode::UNPROCESSABLE_ENTITY, msg::IDENTITY_MISMATCH));
+                    return Err(Error::user(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        msg::IDENTITY_MISMATCH,
+                    ));
                 };
                 let candidate = Citizen {
                     id: format!("c-{}", random_token(15)),
@@ -418,11 +480,19 @@ impl Core {
     pub async fn save_session(&self, cookie: &str, s: &Session) -> Result<()> {
         let json = serde_json::to_string(s).map_err(|e| Error::Internal(e.to_string()))?;
         self.eph
-            .put(&session_key(cookie), &json, self.secs(self.settings.session_secs))
+            .put(
+                &session_key(cookie),
+                &json,
+                self.secs(self.settings.session_secs),
+            )
             .await?;
         // Index by sid too, for RP-initiated logout with only an id_token_hint.
         self.eph
-            .put(&format!("sid:{}", s.sid), &session_key(cookie), self.secs(self.settings.session_secs))
+            .put(
+                &format!("sid:{}", s.sid),
+                &session_key(cookie),
+                self.secs(self.settings.session_secs),
+            )
             .await?;
         Ok(())
     }

@@ -80,7 +80,10 @@ pub fn scope_claims(citizen: &Citizen, scope: &Scopes, out: &mut Map<String, Val
         );
         out.insert("given_name".into(), json!(citizen.given_name));
         out.insert("family_name".into(), json!(citizen.family_name));
-        out.insert("birthdate".into(), json!(citizen.birth_date.to_iso_string()));
+        out.insert(
+            "birthdate".into(),
+            json!(citizen.birth_date.to_iso_string()),
+        );
     }
     if scope.contains("phone") {
         out.insert("phone_number".into(), json!(citizen.mobile.e164()));
@@ -140,11 +143,14 @@ impl Core {
             sid: sid.to_owned(),
             auth_time,
         };
-        let json = serde_json::to_string(&data).map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+        let json = serde_json::to_string(&data)
+            .map_err(|e| crate::error::Error::Internal(e.to_string()))?;
         self.eph
             .put(&hash_key("code", &code), &json, self.secs(CODE_TTL))
             .await?;
-        self.db.record_sign_in(citizen_id, &req.client_id, now).await?;
+        self.db
+            .record_sign_in(citizen_id, &req.client_id, now)
+            .await?;
         metrics::counter!("emta_login_step_total", "step" => "code", "outcome" => "completed")
             .increment(1);
         Ok(super::authorize::redirect_url(
@@ -176,7 +182,11 @@ impl Core {
                 (id, secret)
             }
             (None, Some(id), Some(secret)) => (id.to_owned(), secret.to_owned()),
-            _ => return Err(OAuthError::invalid_client("client authentication is required")),
+            _ => {
+                return Err(OAuthError::invalid_client(
+                    "client authentication is required",
+                ))
+            }
         };
         let client = self
             .clients
@@ -191,10 +201,14 @@ impl Core {
         match client.availability(now) {
             Ok(()) => {}
             Err(ClientUnavailable::Suspended) => {
-                return Err(OAuthError::invalid_client("the client is suspended by the ministry"))
+                return Err(OAuthError::invalid_client(
+                    "the client is suspended by the ministry",
+                ))
             }
             Err(ClientUnavailable::Expired) => {
-                return Err(OAuthError::invalid_client("the client's trust record has expired"))
+                return Err(OAuthError::invalid_client(
+                    "the client's trust record has expired",
+                ))
             }
         }
         self.limiter
@@ -223,21 +237,31 @@ impl Core {
                 self.revoke_grant(&grant_id, now).await?;
                 tracing::warn!(client = %client.id.as_str(), "authorization code replayed; grant revoked");
             }
-            return Err(OAuthError::invalid_grant("the code is invalid, expired or used"));
+            return Err(OAuthError::invalid_grant(
+                "the code is invalid, expired or used",
+            ));
         };
         let data: CodeData = serde_json::from_str(&raw)
             .map_err(|e| OAuthError::from(crate::error::Error::Internal(e.to_string())))?;
         if data.client_id != client.id.as_str() {
-            return Err(OAuthError::invalid_grant("the code was issued to another client"));
+            return Err(OAuthError::invalid_grant(
+                "the code was issued to another client",
+            ));
         }
         if redirect_uri != Some(data.redirect_uri.as_str()) {
-            return Err(OAuthError::invalid_grant("redirect_uri does not match the request"));
+            return Err(OAuthError::invalid_grant(
+                "redirect_uri does not match the request",
+            ));
         }
         let Some(verifier) = verifier else {
-            return Err(OAuthError::invalid_grant("code_verifier is required (PKCE)"));
+            return Err(OAuthError::invalid_grant(
+                "code_verifier is required (PKCE)",
+            ));
         };
         if !pkce_s256_matches(verifier, &data.code_challenge) {
-            return Err(OAuthError::invalid_grant("code_verifier does not match (PKCE)"));
+            return Err(OAuthError::invalid_grant(
+                "code_verifier does not match (PKCE)",
+            ));
         }
         let citizen = self
             .db
@@ -257,13 +281,23 @@ impl Core {
         let refresh = random_token(32);
         let refresh_hash = b64(&sha256(refresh.as_bytes()));
         self.db
-            .insert_grant(&grant, Some((&refresh_hash, now + self.settings.refresh_token_secs)))
+            .insert_grant(
+                &grant,
+                Some((&refresh_hash, now + self.settings.refresh_token_secs)),
+            )
             .await?;
         self.eph
             .put(&hash_key("code-used", code), &grant.id, self.secs(600))
             .await?;
         let resp = self
-            .tokens_for_grant(client, &citizen, &grant, data.nonce.as_deref(), Some(refresh), now)
+            .tokens_for_grant(
+                client,
+                &citizen,
+                &grant,
+                data.nonce.as_deref(),
+                Some(refresh),
+                now,
+            )
             .await?;
         metrics::counter!("emta_token_issued_total", "grant" => "authorization_code").increment(1);
         Ok(resp)
@@ -306,7 +340,9 @@ impl Core {
         claims.insert("at_hash".into(), json!(b64(&digest[..16])));
         claims.insert("sid".into(), json!(grant.sid));
         scope_claims(citizen, &scope, &mut claims);
-        let id_token = self.keys.sign(client.id_token_alg, &Value::Object(claims))?;
+        let id_token = self
+            .keys
+            .sign(client.id_token_alg, &Value::Object(claims))?;
         Ok(TokenResponse {
             access_token,
             token_type: "Bearer",
@@ -319,9 +355,14 @@ impl Core {
 
     async fn store_access_token(&self, data: AccessData) -> Result<String> {
         let token = random_token(32);
-        let json = serde_json::to_string(&data).map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+        let json = serde_json::to_string(&data)
+            .map_err(|e| crate::error::Error::Internal(e.to_string()))?;
         self.eph
-            .put(&hash_key("at", &token), &json, self.secs(data.exp - data.iat))
+            .put(
+                &hash_key("at", &token),
+                &json,
+                self.secs(data.exp - data.iat),
+            )
             .await?;
         Ok(token)
     }
@@ -346,7 +387,9 @@ impl Core {
             .await?
             .ok_or_else(|| OAuthError::invalid_grant("unknown grant"))?;
         if grant.client_id != client.id.as_str() {
-            return Err(OAuthError::invalid_grant("the token was issued to another client"));
+            return Err(OAuthError::invalid_grant(
+                "the token was issued to another client",
+            ));
         }
         if grant.revoked_at.is_some() {
             return Err(OAuthError::invalid_grant("the grant has been revoked"));
@@ -354,7 +397,9 @@ impl Core {
         if row.used_at.is_some() {
             self.revoke_grant(&grant.id, now).await?;
             tracing::warn!(client = %client.id.as_str(), "refresh token reused; grant revoked");
-            return Err(OAuthError::invalid_grant("refresh token reuse detected; the grant is revoked"));
+            return Err(OAuthError::invalid_grant(
+                "refresh token reuse detected; the grant is revoked",
+            ));
         }
         if row.expires_at <= now {
             return Err(OAuthError::invalid_grant("the refresh token has expired"));
@@ -364,7 +409,11 @@ impl Core {
             let asked = Scopes::parse_known(s, KNOWN_SCOPES);
             let had = Scopes::parse_known(&grant.scope, KNOWN_SCOPES);
             if !asked.is_subset(&had) {
-                return Err(OAuthError::new(StatusCode::BAD_REQUEST, "invalid_scope", "scope exceeds the grant"));
+                return Err(OAuthError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_scope",
+                    "scope exceeds the grant",
+                ));
             }
             grant.scope = asked.to_string();
         }
@@ -377,12 +426,20 @@ impl Core {
         let next_hash = b64(&sha256(next.as_bytes()));
         let rotated = self
             .db
-            .rotate_refresh_token(&hash, &next_hash, &grant.id, now, now + self.settings.refresh_token_secs)
+            .rotate_refresh_token(
+                &hash,
+                &next_hash,
+                &grant.id,
+                now,
+                now + self.settings.refresh_token_secs,
+            )
             .await?;
         if !rotated {
             // Lost a race with another use of the same token: that is reuse too.
             self.revoke_grant(&grant.id, now).await?;
-            return Err(OAuthError::invalid_grant("refresh token reuse detected; the grant is revoked"));
+            return Err(OAuthError::invalid_grant(
+                "refresh token reuse detected; the grant is revoked",
+            ));
         }
         let resp = self
             .tokens_for_grant(client, &citizen, &grant, None, Some(next), now)
@@ -399,7 +456,10 @@ impl Core {
         now: i64,
     ) -> Result<TokenResponse, OAuthError> {
         let asked: Vec<&str> = scope.unwrap_or("").split_ascii_whitespace().collect();
-        if let Some(bad) = asked.iter().find(|s| !client.service_scopes.iter().any(|a| a == *s)) {
+        if let Some(bad) = asked
+            .iter()
+            .find(|s| !client.service_scopes.iter().any(|a| a == *s))
+        {
             return Err(OAuthError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_scope",
@@ -523,7 +583,8 @@ impl Core {
         let hash = b64(&sha256(token.as_bytes()));
         if let Some(row) = self.db.refresh_token(&hash).await? {
             if let Some(grant) = self.db.grant(&row.grant_id).await? {
-                let live = grant.revoked_at.is_none() && row.used_at.is_none() && row.expires_at > now;
+                let live =
+                    grant.revoked_at.is_none() && row.used_at.is_none() && row.expires_at > now;
                 if live && grant.client_id == client.id.as_str() {
                     return Ok(json!({
                         "active": true,

@@ -39,11 +39,16 @@ pub async fn authorize_post(
 
 async fn authorize(core: Core, jar: CookieJar, raw: RawAuthParams) -> Response {
     let now = now();
-    let english = raw.ui_locales.as_deref().is_some_and(|l| l.starts_with("en"));
+    let english = raw
+        .ui_locales
+        .as_deref()
+        .is_some_and(|l| l.starts_with("en"));
     let req = match authorize::validate(&core, raw, now) {
         Ok(r) => r,
         Err(AuthorizeError::Page(e)) => return render_error(Lang::from_english(english), e),
-        Err(AuthorizeError::Redirect(r)) => return Redirect::to(&r.url(core.issuer())).into_response(),
+        Err(AuthorizeError::Redirect(r)) => {
+            return Redirect::to(&r.url(core.issuer())).into_response()
+        }
     };
     match answer_authorize(&core, jar, req, now).await {
         Ok(resp) => resp,
@@ -51,7 +56,12 @@ async fn authorize(core: Core, jar: CookieJar, raw: RawAuthParams) -> Response {
     }
 }
 
-async fn answer_authorize(core: &Core, jar: CookieJar, req: AuthRequest, now: i64) -> Result<Response> {
+async fn answer_authorize(
+    core: &Core,
+    jar: CookieJar,
+    req: AuthRequest,
+    now: i64,
+) -> Result<Response> {
     let (jar, browser) = ensure_browser(core, jar);
     let session = core
         .session(session_cookie(core, &jar).as_deref())
@@ -73,17 +83,28 @@ async fn answer_authorize(core: &Core, jar: CookieJar, req: AuthRequest, now: i6
         if req.prompt.none {
             return redirect_error("login_required", "the citizen is not signed in");
         }
-        let tx = core.start_login(&browser, Some(req), Step::Phone, None, now).await?;
+        let tx = core
+            .start_login(&browser, Some(req), Step::Phone, None, now)
+            .await?;
         return Ok((jar, Redirect::to(&format!("/login/{}", tx.id))).into_response());
     };
     if consent_covers(core, &session.citizen_id, &req).await? && !req.prompt.consent {
         let url = core
-            .issue_code(&req, &session.citizen_id, &session.sid, session.auth_time, now)
+            .issue_code(
+                &req,
+                &session.citizen_id,
+                &session.sid,
+                session.auth_time,
+                now,
+            )
             .await?;
         return Ok((jar, Redirect::to(&url)).into_response());
     }
     if req.prompt.none {
-        return redirect_error("consent_required", "the citizen has not granted this client");
+        return redirect_error(
+            "consent_required",
+            "the citizen has not granted this client",
+        );
     }
     let tx = core
         .start_login(&browser, Some(req), Step::Consent, Some(session.sid), now)
@@ -99,7 +120,10 @@ async fn consent_covers(core: &Core, citizen_id: &str, req: &AuthRequest) -> Res
         .db
         .consent(citizen_id, &client_id)
         .await?
-        .is_some_and(|granted| req.scope.is_subset(&Scopes::parse_known(&granted, KNOWN_SCOPES))))
+        .is_some_and(|granted| {
+            req.scope
+                .is_subset(&Scopes::parse_known(&granted, KNOWN_SCOPES))
+        }))
 }
 
 fn lang_of(tx: &LoginTx) -> Lang {
@@ -116,13 +140,18 @@ fn render_error(lang: Lang, e: Error) -> Response {
 fn add_retry_after(resp: &mut Response, retry_after: Option<u64>) {
     if let Some(secs) = retry_after {
         if let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string()) {
-            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, v);
         }
     }
 }
 
 /// GET /login/{tx}: the page of the transaction's current step.
-pub async fn show_step(State(core): State<Core>, jar: CookieJar, Path(id): Path<String>) -> Response {
+pub async fn show_step(
+    State(core): State<Core>,
+    jar: CookieJar,
+    Path(id): Path<String>,
+) -> Response {
     let browser = browser_of(&core, &jar);
     let tx = match core.load_tx(&id, browser.as_deref()).await {
         Ok(tx) => tx,
@@ -135,7 +164,12 @@ pub async fn show_step(State(core): State<Core>, jar: CookieJar, Path(id): Path<
 }
 
 /// Renders the current step's page, with `error` (and its status) if given.
-async fn render_step(core: &Core, jar: &CookieJar, tx: &LoginTx, error: Option<Error>) -> Result<Response> {
+async fn render_step(
+    core: &Core,
+    jar: &CookieJar,
+    tx: &LoginTx,
+    error: Option<Error>,
+) -> Result<Response> {
     let lang = lang_of(tx);
     let (status, text, retry_after) = match &error {
         Some(e) => {
@@ -208,7 +242,12 @@ async fn load_for_post(core: &Core, jar: &CookieJar, id: &str, csrf: &str) -> Re
 async fn step_outcome(core: &Core, jar: CookieJar, tx: &LoginTx, r: Result<()>) -> Response {
     match r {
         Ok(()) => (jar, Redirect::to(&format!("/login/{}", tx.id))).into_response(),
-        Err(e @ Error::User { status: StatusCode::GONE, .. }) => render_error(lang_of(tx), e),
+        Err(
+            e @ Error::User {
+                status: StatusCode::GONE,
+                ..
+            },
+        ) => render_error(lang_of(tx), e),
         Err(e) => match render_step(core, &jar, tx, Some(e)).await {
             Ok(r) => r,
             Err(e) => render_error(lang_of(tx), e),
@@ -240,11 +279,21 @@ pub async fn post_phone(
         Err(e) => return render_error(Lang::Fa, e),
     };
     if tx.step != Step::Phone && tx.step != Step::Otp {
-        return render_error(lang_of(&tx), Error::user(StatusCode::CONFLICT, msg::STEP_ORDER));
+        return render_error(
+            lang_of(&tx),
+            Error::user(StatusCode::CONFLICT, msg::STEP_ORDER),
+        );
     }
     tx.step = Step::Phone;
     let r = core
-        .submit_phone(&mut tx, &f.mobile, &f.pow_challenge, &f.pow_nonce, &ip, now())
+        .submit_phone(
+            &mut tx,
+            &f.mobile,
+            &f.pow_challenge,
+            &f.pow_nonce,
+            &ip,
+            now(),
+        )
         .await;
     step_outcome(&core, jar, &tx, r).await
 }
@@ -288,7 +337,10 @@ pub async fn post_resend(
         Ok(tx) => tx,
         Err(e) => return render_error(Lang::Fa, e),
     };
-    let mobile = tx.mobile.as_deref().and_then(|m| MobileNumber::parse(m).ok());
+    let mobile = tx
+        .mobile
+        .as_deref()
+        .and_then(|m| MobileNumber::parse(m).ok());
     let r = match (tx.step, mobile) {
         (Step::Otp, Some(m)) => core.send_code(&mut tx, &m, &ip, now()).await,
         _ => Err(Error::user(StatusCode::CONFLICT, msg::STEP_ORDER)),
@@ -317,7 +369,10 @@ pub async fn post_identity(
         Err(e) => return render_error(Lang::Fa, e),
     };
     let now = now();
-    let cookie = match core.submit_identity(&mut tx, &f.national_id, &f.birth_date, now).await {
+    let cookie = match core
+        .submit_identity(&mut tx, &f.national_id, &f.birth_date, now)
+        .await
+    {
         Ok(c) => c,
         Err(e) => return step_outcome(&core, jar, &tx, Err(e)).await,
     };
@@ -336,7 +391,12 @@ pub async fn post_identity(
 }
 
 /// After authentication: the account page, or the client if consent is remembered.
-async fn finish_if_consented(core: &Core, jar: &CookieJar, tx: &LoginTx, now: i64) -> Result<Option<String>> {
+async fn finish_if_consented(
+    core: &Core,
+    jar: &CookieJar,
+    tx: &LoginTx,
+    now: i64,
+) -> Result<Option<String>> {
     let Some(req) = &tx.request else {
         core.drop_tx(&tx.id).await?;
         return Ok(Some("/account".into()));
@@ -350,7 +410,13 @@ async fn finish_if_consented(core: &Core, jar: &CookieJar, tx: &LoginTx, now: i6
     };
     if consent_covers(core, &session.citizen_id, req).await? && !req.prompt.consent {
         let url = core
-            .issue_code(req, &session.citizen_id, &session.sid, session.auth_time, now)
+            .issue_code(
+                req,
+                &session.citizen_id,
+                &session.sid,
+                session.auth_time,
+                now,
+            )
             .await?;
         core.drop_tx(&tx.id).await?;
         return Ok(Some(url));
@@ -380,7 +446,9 @@ pub async fn post_consent(
         let (Step::Consent, Some(req)) = (tx.step, tx.request.clone()) else {
             return Err((lang, Error::user(StatusCode::CONFLICT, msg::STEP_ORDER)));
         };
-        let session = live_session_for(&core, &jar, &tx).await.map_err(|e| (lang, e))?;
+        let session = live_session_for(&core, &jar, &tx)
+            .await
+            .map_err(|e| (lang, e))?;
         let now = now();
         // The ministry may have suspended the client while the citizen was reading.
         if let Err(e) = authorize::validate_client_now(&core, &req.client_id, now) {
@@ -402,9 +470,15 @@ pub async fn post_consent(
             .save_consent(&session.citizen_id, &client_id, &req.scope.to_string(), now)
             .await
             .map_err(|e| (lang, e.into()))?;
-        core.issue_code(&req, &session.citizen_id, &session.sid, session.auth_time, now)
-            .await
-            .map_err(|e| (lang, e))
+        core.issue_code(
+            &req,
+            &session.citizen_id,
+            &session.sid,
+            session.auth_time,
+            now,
+        )
+        .await
+        .map_err(|e| (lang, e))
     }
     .await;
     match r {
@@ -418,7 +492,9 @@ pub async fn account(State(core): State<Core>, jar: CookieJar) -> Response {
     let r = async {
         let (jar, browser) = ensure_browser(&core, jar);
         let Some(session) = core.session(session_cookie(&core, &jar).as_deref()).await? else {
-            let tx = core.start_login(&browser, None, Step::Phone, None, now()).await?;
+            let tx = core
+                .start_login(&browser, None, Step::Phone, None, now())
+                .await?;
             return Ok((jar, Redirect::to(&format!("/login/{}", tx.id))).into_response());
         };
         let citizen = core
@@ -445,7 +521,11 @@ pub async fn account(State(core): State<Core>, jar: CookieJar) -> Response {
             .await?
             .into_iter()
             .map(|(client, at)| {
-                let name = core.clients.get(&client).map(|c| c.name_fa.clone()).unwrap_or(client);
+                let name = core
+                    .clients
+                    .get(&client)
+                    .map(|c| c.name_fa.clone())
+                    .unwrap_or(client);
                 (name, crate::format_time(at))
             })
             .collect::<Vec<_>>();
@@ -467,7 +547,11 @@ pub struct RevokeForm {
 }
 
 /// POST /account/revoke: withdraws consent and revokes every token of that client.
-pub async fn account_revoke(State(core): State<Core>, jar: CookieJar, Form(f): Form<RevokeForm>) -> Response {
+pub async fn account_revoke(
+    State(core): State<Core>,
+    jar: CookieJar,
+    Form(f): Form<RevokeForm>,
+) -> Response {
     let r = async {
         let browser = browser_of(&core, &jar).unwrap_or_default();
         let session = core
@@ -475,8 +559,12 @@ pub async fn account_revoke(State(core): State<Core>, jar: CookieJar, Form(f): F
             .await?
             .ok_or_else(|| Error::user(StatusCode::UNAUTHORIZED, msg::NOT_SIGNED_IN))?;
         core.check_csrf(&format!("account:{}", session.sid), &browser, &f.csrf)?;
-        let client_id = ClientId::parse(&f.client_id).map_err(|_| Error::bad_request(msg::BAD_REQUEST))?;
-        let grants = core.db.revoke_consent(&session.citizen_id, &client_id, now()).await?;
+        let client_id =
+            ClientId::parse(&f.client_id).map_err(|_| Error::bad_request(msg::BAD_REQUEST))?;
+        let grants = core
+            .db
+            .revoke_consent(&session.citizen_id, &client_id, now())
+            .await?;
         for g in grants {
             core.mark_grant_revoked(&g).await?;
         }
@@ -499,11 +587,19 @@ pub struct LogoutParams {
 /// GET /logout (RP-initiated logout). With a valid `id_token_hint` whose session is this
 /// browser's, signs out at once; otherwise asks the citizen to confirm (a logout link on
 /// another site must not sign people out).
-pub async fn logout_get(State(core): State<Core>, jar: CookieJar, Query(p): Query<LogoutParams>) -> Response {
+pub async fn logout_get(
+    State(core): State<Core>,
+    jar: CookieJar,
+    Query(p): Query<LogoutParams>,
+) -> Response {
     logout(core, jar, p, false).await
 }
 
-pub async fn logout_post(State(core): State<Core>, jar: CookieJar, Form(p): Form<LogoutParams>) -> Response {
+pub async fn logout_post(
+    State(core): State<Core>,
+    jar: CookieJar,
+    Form(p): Form<LogoutParams>,
+) -> Response {
     logout(core, jar, p, true).await
 }
 
@@ -514,7 +610,9 @@ async fn logout(core: Core, jar: CookieJar, p: LogoutParams, posted: bool) -> Re
             .id_token_hint
             .as_deref()
             .and_then(|t| core.keys.verify_own(t, core.issuer()));
-        let hint_client = hint.as_ref().and_then(|c| c["aud"].as_str().map(str::to_owned));
+        let hint_client = hint
+            .as_ref()
+            .and_then(|c| c["aud"].as_str().map(str::to_owned));
         let client_id = p.client_id.clone().or(hint_client.clone());
         if p.client_id.is_some() && hint_client.is_some() && p.client_id != hint_client {
             return Err(Error::bad_request(msg::BAD_REQUEST));
@@ -534,7 +632,9 @@ async fn logout(core: Core, jar: CookieJar, p: LogoutParams, posted: bool) -> Re
             }
         };
         let session = core.session(session_cookie(&core, &jar).as_deref()).await?;
-        let hint_sid = hint.as_ref().and_then(|c| c["sid"].as_str().map(str::to_owned));
+        let hint_sid = hint
+            .as_ref()
+            .and_then(|c| c["sid"].as_str().map(str::to_owned));
         let browser = browser_of(&core, &jar).unwrap_or_default();
         let confirmed = match (&session, &hint_sid) {
             (Some(s), Some(h)) => &s.sid == h,
@@ -542,7 +642,8 @@ async fn logout(core: Core, jar: CookieJar, p: LogoutParams, posted: bool) -> Re
             _ => false,
         } || (posted
             && p.csrf.as_deref().is_some_and(|c| {
-                core.check_csrf(&logout_scope(session.as_ref()), &browser, c).is_ok()
+                core.check_csrf(&logout_scope(session.as_ref()), &browser, c)
+                    .is_ok()
             }));
         if !confirmed {
             let csrf = core.csrf_token(&logout_scope(session.as_ref()), &browser);
@@ -561,7 +662,9 @@ async fn logout(core: Core, jar: CookieJar, p: LogoutParams, posted: bool) -> Re
         }
         core.end_session(session_cookie(&core, &jar).as_deref(), hint_sid.as_deref())
             .await?;
-        let jar = jar.remove(axum_extra::extract::cookie::Cookie::build(cookie_names(&core).session).path("/"));
+        let jar = jar.remove(
+            axum_extra::extract::cookie::Cookie::build(cookie_names(&core).session).path("/"),
+        );
         let resp = match redirect {
             Some(uri) => {
                 let url = match &p.state {
@@ -570,12 +673,8 @@ async fn logout(core: Core, jar: CookieJar, p: LogoutParams, posted: bool) -> Re
                 };
                 Redirect::to(&url).into_response()
             }
-            None => pages::message_page(
-                lang,
-                pages_text::SIGNED_OUT_TITLE,
-                pages_text::SIGNED_OUT,
-            )
-            .into_response(),
+            None => pages::message_page(lang, pages_text::SIGNED_OUT_TITLE, pages_text::SIGNED_OUT)
+                .into_response(),
         };
         Ok((jar, resp).into_response())
     }

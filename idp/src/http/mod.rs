@@ -25,7 +25,10 @@ pub fn router(core: Core) -> Router {
     let mut r = Router::new()
         .route("/.well-known/openid-configuration", get(oauth::discovery))
         .route("/jwks", get(oauth::jwks))
-        .route("/authorize", get(login::authorize_get).post(login::authorize_post))
+        .route(
+            "/authorize",
+            get(login::authorize_get).post(login::authorize_post),
+        )
         .route("/login/{tx}", get(login::show_step))
         .route("/login/{tx}/phone", post(login::post_phone))
         .route("/login/{tx}/otp", post(login::post_otp))
@@ -38,7 +41,10 @@ pub fn router(core: Core) -> Router {
         .route("/token", post(oauth::token))
         .route("/revoke", post(oauth::revoke))
         .route("/introspect", post(oauth::introspect))
-        .route("/userinfo", get(oauth::userinfo_get).post(oauth::userinfo_post))
+        .route(
+            "/userinfo",
+            get(oauth::userinfo_get).post(oauth::userinfo_post),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -48,14 +54,17 @@ pub fn router(core: Core) -> Router {
         r = r.route("/dev/outbox", get(ops::outbox));
     }
     r.fallback(ops::not_found)
-        .layer(axum::middleware::from_fn_with_state(core.clone(), security_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            core.clone(),
+            security_headers,
+        ))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
-        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(
-            |req: &Request| {
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &Request| {
                 // The path only: query strings carry codes and tokens.
                 tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
-            },
-        ))
+            }),
+        )
         .with_state(core)
 }
 
@@ -81,8 +90,14 @@ async fn security_headers(
         ),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(
         "cross-origin-opener-policy",
         HeaderValue::from_static("same-origin"),
@@ -121,7 +136,12 @@ pub(crate) fn cookie_names(core: &Core) -> CookieNames {
 
 /// Lax, not Strict: the authorize request is a top-level navigation from a manufacturer's
 /// site, and the SSO cookie must come along for single sign-on to work.
-pub(crate) fn make_cookie(core: &Core, name: &'static str, value: String, max_age: i64) -> Cookie<'static> {
+pub(crate) fn make_cookie(
+    core: &Core,
+    name: &'static str,
+    value: String,
+    max_age: i64,
+) -> Cookie<'static> {
     Cookie::build((name, value))
         .path("/")
         .http_only(true)

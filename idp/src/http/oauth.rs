@@ -93,7 +93,10 @@ pub fn discovery_document(issuer: &str) -> Result<String, String> {
     .set_token_endpoint(Some(TokenUrl::new(url("/token")).map_err(e)?))
     .set_userinfo_endpoint(Some(UserInfoUrl::new(url("/userinfo")).map_err(e)?))
     .set_scopes_supported(Some(
-        KNOWN_SCOPES.iter().map(|s| Scope::new(s.to_string())).collect(),
+        KNOWN_SCOPES
+            .iter()
+            .map(|s| Scope::new(s.to_string()))
+            .collect(),
     ))
     .set_response_modes_supported(Some(vec![CoreResponseMode::Query]))
     .set_grant_types_supported(Some(vec![
@@ -108,9 +111,24 @@ pub fn discovery_document(issuer: &str) -> Result<String, String> {
     .set_claim_types_supported(Some(vec![CoreClaimType::Normal]))
     .set_claims_supported(Some(
         [
-            "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "at_hash",
-            "sid", "name", "given_name", "family_name", "birthdate", "phone_number",
-            "phone_number_verified", "national_id",
+            "sub",
+            "iss",
+            "aud",
+            "exp",
+            "iat",
+            "auth_time",
+            "nonce",
+            "acr",
+            "amr",
+            "at_hash",
+            "sid",
+            "name",
+            "given_name",
+            "family_name",
+            "birthdate",
+            "phone_number",
+            "phone_number_verified",
+            "national_id",
         ]
         .iter()
         .map(|c| CoreClaimName::new(c.to_string()))
@@ -128,7 +146,10 @@ pub fn discovery_document(issuer: &str) -> Result<String, String> {
 
 fn json_with_cache(body: String, max_age: u32) -> Response {
     let mut resp = (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         body,
     )
         .into_response();
@@ -153,7 +174,10 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
     };
     let bad = || OAuthError::invalid_client("malformed Basic credentials");
     let value = value.to_str().map_err(|_| bad())?;
-    let Some(b64) = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic ")) else {
+    let Some(b64) = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))
+    else {
         return Ok(None);
     };
     let decoded = STANDARD.decode(b64.trim()).map_err(|_| bad())?;
@@ -180,7 +204,11 @@ pub struct TokenForm {
     client_secret: Option<String>,
 }
 
-pub async fn token(State(core): State<Core>, headers: HeaderMap, Form(f): Form<TokenForm>) -> Response {
+pub async fn token(
+    State(core): State<Core>,
+    headers: HeaderMap,
+    Form(f): Form<TokenForm>,
+) -> Response {
     let now = now();
     let r = async {
         let client = core
@@ -246,7 +274,11 @@ pub struct TokenOnlyForm {
     client_secret: Option<String>,
 }
 
-pub async fn revoke(State(core): State<Core>, headers: HeaderMap, Form(f): Form<TokenOnlyForm>) -> Response {
+pub async fn revoke(
+    State(core): State<Core>,
+    headers: HeaderMap,
+    Form(f): Form<TokenOnlyForm>,
+) -> Response {
     let now = now();
     let r = async {
         let client = core
@@ -325,7 +357,11 @@ async fn userinfo(core: Core, token: Option<String>) -> Response {
             .await?
             .ok_or_else(|| OAuthError::invalid_token("the access token is invalid or revoked"))?;
         let claims = core.userinfo(&data).await?.ok_or_else(|| {
-            OAuthError::new(StatusCode::FORBIDDEN, "insufficient_scope", "not a citizen's token")
+            OAuthError::new(
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                "not a citizen's token",
+            )
         })?;
         Ok::<_, OAuthError>(Json(claims).into_response())
     }

@@ -42,7 +42,10 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
     (
         [
             (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
-            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            ),
         ],
         body,
     )
@@ -73,12 +76,15 @@ pub struct OutboxQuery {
 /// Dev mode only (the route exists only then): the SMS the fixture gateway "sent".
 pub async fn outbox(State(core): State<Core>, Query(q): Query<OutboxQuery>) -> Response {
     let Some(outbox) = &core.outbox else {
-        return (StatusCode::NOT_FOUND, "no outbox: an SMS gateway is configured").into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            "no outbox: an SMS gateway is configured",
+        )
+            .into_response();
     };
-    let to = q
-        .to
-        .as_deref()
-        .and_then(|t| crate::domain::MobileNumber::parse(t).ok())
-        .map(|m| m.e164().to_owned());
+    let to =
+        q.to.as_deref()
+            .and_then(|t| crate::domain::MobileNumber::parse(t).ok())
+            .map(|m| m.e164().to_owned());
     Json(outbox.list(to.as_deref(), 50)).into_response()
 }

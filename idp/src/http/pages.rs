@@ -111,7 +111,8 @@ pub struct ClientView<'a> {
 }
 
 fn client_name(lang: Lang, c: &ClientView<'_>) -> Markup {
-    let stars: String = "★".repeat(usize::from(c.stars)) + &"☆".repeat(5 - usize::from(c.stars.min(5)));
+    let stars: String =
+        "★".repeat(usize::from(c.stars)) + &"☆".repeat(5 - usize::from(c.stars.min(5)));
     html! {
         p.client {
             strong { (if lang == Lang::Fa { c.name_fa } else { c.name }) }

@@ -104,7 +104,10 @@ impl Ephemeral {
             Self::Memory(m) => Ok(m.get(key)),
             Self::Redis(r) => {
                 let mut c = r.pool.get().await?;
-                Ok(redis::cmd("GET").arg(r.key(key)).query_async(&mut c).await?)
+                Ok(redis::cmd("GET")
+                    .arg(r.key(key))
+                    .query_async(&mut c)
+                    .await?)
             }
         }
     }
@@ -131,7 +134,10 @@ impl Ephemeral {
             }
             Self::Redis(r) => {
                 let mut c = r.pool.get().await?;
-                redis::cmd("DEL").arg(r.key(key)).query_async::<()>(&mut c).await?;
+                redis::cmd("DEL")
+                    .arg(r.key(key))
+                    .query_async::<()>(&mut c)
+                    .await?;
                 Ok(())
             }
         }
@@ -323,7 +329,13 @@ mod tests {
     #[tokio::test]
     async fn put_new_refuses_a_live_key() {
         let s = Ephemeral::memory();
-        assert!(s.put_new("n", "1", Duration::from_secs(5)).await.expect("put"));
-        assert!(!s.put_new("n", "2", Duration::from_secs(5)).await.expect("put"));
+        assert!(s
+            .put_new("n", "1", Duration::from_secs(5))
+            .await
+            .expect("put"));
+        assert!(!s
+            .put_new("n", "2", Duration::from_secs(5))
+            .await
+            .expect("put"));
     }
 }

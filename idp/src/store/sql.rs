@@ -14,8 +14,7 @@ use crate::domain::{
 };
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/idp/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator =
-    sqlx::migrate!("../migrations/idp/postgres");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/idp/postgres");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -55,10 +54,18 @@ impl Db {
             // WAL lets readers proceed during a write; a busy writer waits instead of failing.
             options = options.after_connect(|conn, _| {
                 Box::pin(async move {
-                    sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA busy_timeout = 5000").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA journal_mode = WAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA busy_timeout = 5000")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA synchronous = NORMAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA foreign_keys = ON")
+                        .execute(&mut *conn)
+                        .await?;
                     Ok(())
                 })
             });
@@ -204,12 +211,13 @@ impl Db {
         secret_hash: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE clients SET secret_hash = $2, updated_at = $3 WHERE id = $1")
-            .bind(id.as_str())
-            .bind(secret_hash)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
+        let done =
+            sqlx::query("UPDATE clients SET secret_hash = $2, updated_at = $3 WHERE id = $1")
+                .bind(id.as_str())
+                .bind(secret_hash)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -220,11 +228,12 @@ impl Db {
         citizen_id: &str,
         client_id: &ClientId,
     ) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT scope FROM consents WHERE citizen_id = $1 AND client_id = $2")
-            .bind(citizen_id)
-            .bind(client_id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT scope FROM consents WHERE citizen_id = $1 AND client_id = $2")
+                .bind(citizen_id)
+                .bind(client_id.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(row.map(|r| r.try_get("scope")).transpose()?)
     }
 
@@ -338,10 +347,12 @@ impl Db {
     }
 
     pub async fn grant(&self, id: &str) -> Result<Option<GrantRow>, StoreError> {
-        Ok(sqlx::query_as::<_, GrantRow>("SELECT * FROM grants WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_as::<_, GrantRow>("SELECT * FROM grants WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// Revokes a grant; true if it was live until now.
@@ -483,10 +494,12 @@ impl Db {
     }
 
     pub async fn delete_expired_keys(&self, now: i64) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM signing_keys WHERE expires_at IS NOT NULL AND expires_at < $1")
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(
+            "DELETE FROM signing_keys WHERE expires_at IS NOT NULL AND expires_at < $1",
+        )
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected())
     }
 

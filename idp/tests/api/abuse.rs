@@ -2,7 +2,9 @@
 //! forged forms, and limits that hold across replicas.
 
 use crate::both;
-use crate::helpers::{raw_auth, spawn_app, spawn_app_with, start_replica, Backend, Browser, Options, Page, TestApp};
+use crate::helpers::{
+    raw_auth, spawn_app, spawn_app_with, start_replica, Backend, Browser, Options, Page, TestApp,
+};
 
 async fn otp_page(app: &TestApp, b: &Browser, mobile: &str) -> Page {
     let auth = raw_auth(app, app.client("saipa"), "");
@@ -44,9 +46,14 @@ async fn parallel_otp_guesses_cannot_exceed_five(backend: Backend) {
     let mut tasks = Vec::new();
     for i in 0..40u32 {
         let (b, tx, csrf) = (b.clone(), tx.clone(), csrf.clone());
-        let guess = format!("{:06}", (code.parse::<u32>().unwrap_or(0) + 1 + i) % 1_000_000);
+        let guess = format!(
+            "{:06}",
+            (code.parse::<u32>().unwrap_or(0) + 1 + i) % 1_000_000
+        );
         tasks.push(tokio::spawn(async move {
-            b.post(&format!("{tx}/otp"), &[("csrf", &csrf), ("code", &guess)]).await.status
+            b.post(&format!("{tx}/otp"), &[("csrf", &csrf), ("code", &guess)])
+                .await
+                .status
         }));
     }
     let mut wrong = 0;
@@ -55,14 +62,22 @@ async fn parallel_otp_guesses_cannot_exceed_five(backend: Backend) {
             wrong += 1;
         }
     }
-    assert!(wrong <= 4, "{wrong} guesses were judged; at most 4 before the void");
+    assert!(
+        wrong <= 4,
+        "{wrong} guesses were judged; at most 4 before the void"
+    );
     assert_eq!(b.submit_otp(&otp, &code).await.status, 410);
 }
 
 async fn sms_bombing_one_phone_is_throttled(backend: Backend) {
     let app = spawn_app_with(
         backend,
-        Options { settings: Box::new(|s| { s.resend_secs = 0; s.sms_per_phone = 3; }) },
+        Options {
+            settings: Box::new(|s| {
+                s.resend_secs = 0;
+                s.sms_per_phone = 3;
+            }),
+        },
     )
     .await;
     let who = &app.citizens[2];
@@ -99,7 +114,13 @@ async fn a_second_code_within_a_minute_is_refused(backend: Backend) {
 }
 
 async fn sms_sends_from_one_ip_are_limited(backend: Backend) {
-    let app = spawn_app_with(backend, Options { settings: Box::new(|s| s.sms_per_ip = 2) }).await;
+    let app = spawn_app_with(
+        backend,
+        Options {
+            settings: Box::new(|s| s.sms_per_ip = 2),
+        },
+    )
+    .await;
     let mut statuses = Vec::new();
     for who in app.citizens.iter().take(3) {
         let b = Browser::new(&app.base);
@@ -113,7 +134,12 @@ async fn sms_sends_from_one_ip_are_limited(backend: Backend) {
 async fn birth_date_guessing_locks_the_national_id(backend: Backend) {
     let app = spawn_app_with(
         backend,
-        Options { settings: Box::new(|s| { s.fails_per_national_id = 2; s.resend_secs = 0; }) },
+        Options {
+            settings: Box::new(|s| {
+                s.fails_per_national_id = 2;
+                s.resend_secs = 0;
+            }),
+        },
     )
     .await;
     let who = &app.citizens[4];
@@ -126,7 +152,9 @@ async fn birth_date_guessing_locks_the_national_id(backend: Backend) {
         assert_eq!(r.status, 422);
     }
     let calls = app.registry_calls();
-    let r = b.submit_identity(&identity, &who.national_id, &who.birth_date).await;
+    let r = b
+        .submit_identity(&identity, &who.national_id, &who.birth_date)
+        .await;
     assert_eq!(r.status, 429, "locked, even with the right date");
     assert_eq!(app.registry_calls(), calls, "and the registry is spared");
 }
@@ -134,7 +162,12 @@ async fn birth_date_guessing_locks_the_national_id(backend: Backend) {
 async fn an_expired_code_and_an_expired_login_are_explained(backend: Backend) {
     let app = spawn_app_with(
         backend,
-        Options { settings: Box::new(|s| { s.otp_secs = 1; s.login_secs = 3; }) },
+        Options {
+            settings: Box::new(|s| {
+                s.otp_secs = 1;
+                s.login_secs = 3;
+            }),
+        },
     )
     .await;
     let who = &app.citizens[5];
@@ -161,24 +194,56 @@ async fn forged_forms_and_foreign_browsers_are_refused(backend: Backend) {
     let challenge = phone.input("pow_challenge").expect("challenge");
     let nonce = idp::crypto::pow::solve(&challenge);
     let r = b
-        .post(&format!("{tx}/phone"), &[("csrf", "forged"), ("mobile", &who.mobile), ("pow_challenge", &challenge), ("pow_nonce", &nonce)])
+        .post(
+            &format!("{tx}/phone"),
+            &[
+                ("csrf", "forged"),
+                ("mobile", &who.mobile),
+                ("pow_challenge", &challenge),
+                ("pow_nonce", &nonce),
+            ],
+        )
         .await;
     assert_eq!(r.status, 403, "CSRF");
     let thief = Browser::new(&app.base);
-    assert_eq!(thief.get(&tx).await.status, 403, "bound to the browser that started it");
+    assert_eq!(
+        thief.get(&tx).await.status,
+        403,
+        "bound to the browser that started it"
+    );
     // An unsolved proof of work.
     let csrf = phone.input("csrf").expect("csrf");
-    let unsolved = (0..).map(|i: u32| i.to_string()).find(|n| idp::crypto::pow::leading_zero_bits(&challenge, n) < 4).unwrap_or_default();
+    let unsolved = (0..)
+        .map(|i: u32| i.to_string())
+        .find(|n| idp::crypto::pow::leading_zero_bits(&challenge, n) < 4)
+        .unwrap_or_default();
     let r = b
-        .post(&format!("{tx}/phone"), &[("csrf", &csrf), ("mobile", &who.mobile), ("pow_challenge", &challenge), ("pow_nonce", &unsolved)])
+        .post(
+            &format!("{tx}/phone"),
+            &[
+                ("csrf", &csrf),
+                ("mobile", &who.mobile),
+                ("pow_challenge", &challenge),
+                ("pow_nonce", &unsolved),
+            ],
+        )
         .await;
     assert_eq!(r.status, 400);
     assert!(r.body.contains("anti-bot"));
     // A solved challenge works once only.
-    assert_eq!(b.submit_phone_with(&phone, &who.mobile, &challenge, &nonce).await.status, 303);
+    assert_eq!(
+        b.submit_phone_with(&phone, &who.mobile, &challenge, &nonce)
+            .await
+            .status,
+        303
+    );
     let b2 = Browser::new(&app.base);
-    let phone2 = b2.follow(b2.get(&raw_auth(&app, app.client("saipa"), "").url).await).await;
-    let r = b2.submit_phone_with(&phone2, &app.citizens[7].mobile, &challenge, &nonce).await;
+    let phone2 = b2
+        .follow(b2.get(&raw_auth(&app, app.client("saipa"), "").url).await)
+        .await;
+    let r = b2
+        .submit_phone_with(&phone2, &app.citizens[7].mobile, &challenge, &nonce)
+        .await;
     assert_eq!(r.status, 400, "a replayed proof of work");
     let r = b.submit_phone(&phone, "0211234567").await;
     assert_eq!(r.status, 400);
@@ -200,7 +265,12 @@ both!(
 /// other, and a per-phone limit is one limit, not one per replica.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_logins_and_limits() {
-    let opts = || Options { settings: Box::new(|s| { s.resend_secs = 0; s.sms_per_phone = 2; }) };
+    let opts = || Options {
+        settings: Box::new(|s| {
+            s.resend_secs = 0;
+            s.sms_per_phone = 2;
+        }),
+    };
     let a = spawn_app_with(Backend::Servers, opts()).await;
     let b = start_replica(&a.deployment, &opts()).await;
     let who = &a.citizens[0];
@@ -211,10 +281,15 @@ async fn replicas_share_logins_and_limits() {
     let auth = raw_auth(&a, a.client("saipa"), "");
     let phone = browser.follow(browser.get(&auth.url).await).await;
     let tx = phone.tx_path().expect("tx");
-    let on_b = Browser { http: browser.http.clone(), base: b.base.clone() };
+    let on_b = Browser {
+        http: browser.http.clone(),
+        base: b.base.clone(),
+    };
     let phone_b = on_b.get(&tx).await;
     assert_eq!(phone_b.status, 200, "replica B serves A's login");
-    let otp = on_b.follow(on_b.submit_phone(&phone_b, &who.mobile).await).await;
+    let otp = on_b
+        .follow(on_b.submit_phone(&phone_b, &who.mobile).await)
+        .await;
     assert_eq!(otp.status, 200);
     let code = a.latest_code_for(&who.mobile).await.expect("code");
     let identity = browser.follow(browser.submit_otp(&otp, &code).await).await;
@@ -222,10 +297,13 @@ async fn replicas_share_logins_and_limits() {
 
     // The per-phone SMS limit (2) counts across replicas: one send above, one on A, then 429 on B.
     let b1 = Browser::new(&a.base);
-    let p = b1.follow(b1.get(&raw_auth(&a, a.client("saipa"), "").url).await).await;
+    let p = b1
+        .follow(b1.get(&raw_auth(&a, a.client("saipa"), "").url).await)
+        .await;
     assert_eq!(b1.submit_phone(&p, &who.mobile).await.status, 303);
     let b2 = Browser::new(&b.base);
-    let p = b2.follow(b2.get(&raw_auth(&b, a.client("saipa"), "").url).await).await;
+    let p = b2
+        .follow(b2.get(&raw_auth(&b, a.client("saipa"), "").url).await)
+        .await;
     assert_eq!(b2.submit_phone(&p, &who.mobile).await.status, 429);
 }
-

@@ -11,7 +11,7 @@ use openidconnect::{
 };
 
 use crate::both;
-use crate::helpers::{query_of, Backend, Browser, spawn_app, TestApp};
+use crate::helpers::{query_of, spawn_app, Backend, Browser, TestApp};
 
 fn rp_http() -> openidconnect::reqwest::Client {
     openidconnect::reqwest::ClientBuilder::new()
@@ -20,11 +20,14 @@ fn rp_http() -> openidconnect::reqwest::Client {
         .expect("rp http client")
 }
 
-async fn rp(app: &TestApp, key: &str) -> (impl std::ops::Deref<Target = ()>, RpClient) {
+async fn rp(app: &TestApp, key: &str) -> RpClient {
     let http = rp_http();
-    let meta = CoreProviderMetadata::discover_async(IssuerUrl::new(app.base.clone()).expect("issuer"), &http)
-        .await
-        .expect("discovery");
+    let meta = CoreProviderMetadata::discover_async(
+        IssuerUrl::new(app.base.clone()).expect("issuer"),
+        &http,
+    )
+    .await
+    .expect("discovery");
     let c = app.client(key);
     let client = CoreClient::from_provider_metadata(
         meta,
@@ -32,7 +35,7 @@ async fn rp(app: &TestApp, key: &str) -> (impl std::ops::Deref<Target = ()>, RpC
         Some(ClientSecret::new(c.secret.clone())),
     )
     .set_redirect_uri(RedirectUrl::new(c.redirect_uri.clone()).expect("redirect"));
-    (Box::new(()), RpClient { client, http })
+    RpClient { client, http }
 }
 
 type DiscoveredClient = CoreClient<
@@ -53,24 +56,39 @@ async fn full_flow_as_a_relying_party(backend: Backend) {
     // Arrange
     let app = spawn_app(backend).await;
     let who = app.citizens[0].clone();
-    let (_g, saipa) = rp(&app, "saipa").await;
+    let saipa = rp(&app, "saipa").await;
     let browser = Browser::new(&app.base);
 
     // Act: authorization URL with PKCE, state and nonce.
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (auth_url, state, nonce) = saipa
         .client
-        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
         .add_scope(Scope::new("profile".into()))
         .add_scope(Scope::new("phone".into()))
         .add_scope(Scope::new("national_id".into()))
         .set_pkce_challenge(challenge)
         .url();
-    let consent = browser.verify_to_consent(&app, auth_url.as_str(), &who).await;
+    let consent = browser
+        .verify_to_consent(&app, auth_url.as_str(), &who)
+        .await;
     assert_eq!(consent.status, 200, "{}", consent.body);
-    assert!(consent.body.contains("اعطای مجوز ورود یکپارچه"), "consent title");
-    assert!(consent.body.contains("سایپا") && consent.body.contains("★★★★☆"), "name and stars");
-    assert!(consent.body.contains("کد ملی"), "lists the national ID claim");
+    assert!(
+        consent.body.contains("اعطای مجوز ورود یکپارچه"),
+        "consent title"
+    );
+    assert!(
+        consent.body.contains("سایپا") && consent.body.contains("★★★★☆"),
+        "name and stars"
+    );
+    assert!(
+        consent.body.contains("کد ملی"),
+        "lists the national ID claim"
+    );
     let back = browser.submit_consent(&consent, "approve").await;
 
     // Assert: code, state and RFC 9207 iss come back.
@@ -93,7 +111,9 @@ async fn full_flow_as_a_relying_party(backend: Backend) {
         .id_token_verifier()
         .set_allowed_algs(vec![CoreJwsSigningAlgorithm::EcdsaP256Sha256]);
     let id_token = tokens.id_token().expect("id token");
-    let claims = id_token.claims(&verifier_v, &nonce).expect("valid ID token");
+    let claims = id_token
+        .claims(&verifier_v, &nonce)
+        .expect("valid ID token");
     assert_eq!(claims.issuer().as_str(), app.base);
     assert!(claims.auth_time().is_some());
     assert_eq!(
@@ -112,7 +132,10 @@ async fn full_flow_as_a_relying_party(backend: Backend) {
     )
     .expect("at_hash");
     assert_eq!(claims.access_token_hash(), Some(&at_hash));
-    assert_eq!(claims.phone_number().map(|p| p.as_str().to_owned()), Some(format!("+98{}", &who.mobile[1..])));
+    assert_eq!(
+        claims.phone_number().map(|p| p.as_str().to_owned()),
+        Some(format!("+98{}", &who.mobile[1..]))
+    );
     assert_eq!(claims.phone_number_verified(), Some(true));
     assert!(claims.birthdate().is_some());
 
@@ -146,7 +169,10 @@ async fn full_flow_as_a_relying_party(backend: Backend) {
         .request_async(&saipa.http)
         .await
         .expect("refresh");
-    assert_ne!(refreshed.refresh_token().map(|r| r.secret()), Some(rt.secret()));
+    assert_ne!(
+        refreshed.refresh_token().map(|r| r.secret()),
+        Some(rt.secret())
+    );
 
     // Revocation of the new access token (RFC 7009).
     let c = app.client("saipa");
@@ -169,12 +195,16 @@ async fn full_flow_as_a_relying_party(backend: Backend) {
     assert!(after.headers().contains_key("www-authenticate"));
 
     // A second manufacturer: SSO, so only the consent page.
-    let (_g2, ikco) = rp(&app, "ikco").await;
+    let ikco = rp(&app, "ikco").await;
     let calls_before = app.registry_calls();
     let (challenge2, verifier2) = PkceCodeChallenge::new_random_sha256();
     let (auth2, state2, nonce2) = ikco
         .client
-        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
         .add_scope(Scope::new("profile".into()))
         .set_pkce_challenge(challenge2)
         .url();
@@ -197,39 +227,65 @@ async fn full_flow_as_a_relying_party(backend: Backend) {
         .client
         .id_token_verifier()
         .set_allowed_algs(vec![CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256]);
-    let claims2 = tokens2.id_token().expect("id token").claims(&v2, &nonce2).expect("RS256 ID token");
+    let claims2 = tokens2
+        .id_token()
+        .expect("id token")
+        .claims(&v2, &nonce2)
+        .expect("RS256 ID token");
     assert_eq!(claims2.subject(), claims.subject(), "same citizen");
-    assert_eq!(app.registry_calls(), calls_before, "no registry call for SSO");
+    assert_eq!(
+        app.registry_calls(),
+        calls_before,
+        "no registry call for SSO"
+    );
 
     // Remembered consent: a third login at the same client needs no page at all.
     let (challenge3, _v3) = PkceCodeChallenge::new_random_sha256();
     let (auth3, _, _) = ikco
         .client
-        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
         .add_scope(Scope::new("profile".into()))
         .set_pkce_challenge(challenge3)
         .url();
     let direct = browser.get(auth3.as_str()).await;
-    assert!(direct.location.as_deref().is_some_and(|l| l.contains("code=")), "remembered consent");
+    assert!(
+        direct
+            .location
+            .as_deref()
+            .is_some_and(|l| l.contains("code=")),
+        "remembered consent"
+    );
 
     // RP-initiated logout with id_token_hint and a registered post-logout URI.
     let bye = browser
         .get(&format!(
             "/logout?id_token_hint={}&post_logout_redirect_uri={}&state=xyz",
-            id_token.to_string(),
+            id_token,
             crate::helpers::urlencode(&c.post_logout_uri)
         ))
         .await;
-    assert_eq!(bye.location.as_deref(), Some(format!("{}?state=xyz", c.post_logout_uri).as_str()));
+    assert_eq!(
+        bye.location.as_deref(),
+        Some(format!("{}?state=xyz", c.post_logout_uri).as_str())
+    );
     let again = browser.follow(browser.get(auth3.as_str()).await).await;
-    assert!(again.body.contains("name=\"mobile\""), "signed out: the login form again");
+    assert!(
+        again.body.contains("name=\"mobile\""),
+        "signed out: the login form again"
+    );
 }
 
 async fn denying_consent_returns_access_denied(backend: Backend) {
     let app = spawn_app(backend).await;
     let browser = Browser::new(&app.base);
     let auth = crate::helpers::raw_auth(&app, app.client("saipa"), "");
-    let consent = browser.verify_to_consent(&app, &auth.url, &app.citizens[1]).await;
+    let consent = browser
+        .verify_to_consent(&app, &auth.url, &app.citizens[1])
+        .await;
     let back = browser.submit_consent(&consent, "deny").await;
     let q = query_of(back.location.as_deref().expect("redirect"));
     assert_eq!(q.get("error").map(String::as_str), Some("access_denied"));
@@ -239,7 +295,9 @@ async fn denying_consent_returns_access_denied(backend: Backend) {
 async fn a_returning_citizen_is_served_from_the_identity_cache(backend: Backend) {
     let app = crate::helpers::spawn_app_with(
         backend,
-        crate::helpers::Options { settings: Box::new(|s| s.resend_secs = 0) },
+        crate::helpers::Options {
+            settings: Box::new(|s| s.resend_secs = 0),
+        },
     )
     .await;
     let who = &app.citizens[2];
@@ -256,12 +314,18 @@ async fn prompt_none_reports_login_and_consent_required(backend: Backend) {
     let browser = Browser::new(&app.base);
     let auth = crate::helpers::raw_auth(&app, app.client("saipa"), "&prompt=none");
     let r = browser.get(&auth.url).await;
-    assert_eq!(query_of(r.location.as_deref().expect("redirect"))["error"], "login_required");
+    assert_eq!(
+        query_of(r.location.as_deref().expect("redirect"))["error"],
+        "login_required"
+    );
 
     crate::helpers::login_code(&app, &browser, app.client("saipa"), &app.citizens[3]).await;
     let auth = crate::helpers::raw_auth(&app, app.client("ikco"), "&prompt=none");
     let r = browser.get(&auth.url).await;
-    assert_eq!(query_of(r.location.as_deref().expect("redirect"))["error"], "consent_required");
+    assert_eq!(
+        query_of(r.location.as_deref().expect("redirect"))["error"],
+        "consent_required"
+    );
 
     // prompt=login forces the login form despite the session; max_age=0 too.
     for extra in ["&prompt=login", "&max_age=0"] {
@@ -299,13 +363,26 @@ async fn the_account_page_lists_and_revokes_grants(backend: Backend) {
         .http()
         .post(app.token_url())
         .basic_auth(&c.id, Some(&c.secret))
-        .form(&[("grant_type", "refresh_token"), ("refresh_token", tokens["refresh_token"].as_str().unwrap_or_default())])
+        .form(&[
+            ("grant_type", "refresh_token"),
+            (
+                "refresh_token",
+                tokens["refresh_token"].as_str().unwrap_or_default(),
+            ),
+        ])
         .send()
         .await
         .expect("refresh");
-    assert_eq!(refresh.status(), 400, "refresh token revoked with the consent");
+    assert_eq!(
+        refresh.status(),
+        400,
+        "refresh token revoked with the consent"
+    );
     let account = browser.get("/account").await;
-    assert!(!account.body.contains("name=\"client_id\" value=\"saipa\""), "consent gone");
+    assert!(
+        !account.body.contains("name=\"client_id\" value=\"saipa\""),
+        "consent gone"
+    );
 }
 
 async fn client_credentials_and_introspection_work_for_back_ends(backend: Backend) {
@@ -315,7 +392,10 @@ async fn client_credentials_and_introspection_work_for_back_ends(backend: Backen
     let r: serde_json::Value = http
         .post(app.token_url())
         .basic_auth(&c.id, Some(&c.secret))
-        .form(&[("grant_type", "client_credentials"), ("scope", "presale.read")])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "presale.read"),
+        ])
         .send()
         .await
         .expect("token")
@@ -340,7 +420,11 @@ async fn client_credentials_and_introspection_work_for_back_ends(backend: Backen
     let other = app.client("saipa");
     let intro: serde_json::Value = http
         .post(format!("{}/introspect", app.base))
-        .form(&[("token", at), ("client_id", &other.id), ("client_secret", &other.secret)])
+        .form(&[
+            ("token", at),
+            ("client_id", &other.id),
+            ("client_secret", &other.secret),
+        ])
         .send()
         .await
         .expect("introspect")
@@ -352,7 +436,10 @@ async fn client_credentials_and_introspection_work_for_back_ends(backend: Backen
     let bad = http
         .post(app.token_url())
         .basic_auth(&c.id, Some(&c.secret))
-        .form(&[("grant_type", "client_credentials"), ("scope", "ministry.admin")])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "ministry.admin"),
+        ])
         .send()
         .await
         .expect("token");

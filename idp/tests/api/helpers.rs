@@ -7,7 +7,6 @@
 //! servers on the default local ports.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
 use idp::admin::{self, NewClient};
@@ -55,7 +54,6 @@ pub struct Deployment {
 }
 
 pub struct TestApp {
-    pub addr: SocketAddr,
     pub base: String,
     pub stub: StubServices,
     pub citizens: Vec<FixtureCitizen>,
@@ -137,7 +135,11 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
     let (database_url, tmp) = fresh_database(backend).await;
     let deployment = Deployment {
         database_url,
-        redis_url: if backend == Backend::Servers { redis_url() } else { String::new() },
+        redis_url: if backend == Backend::Servers {
+            redis_url()
+        } else {
+            String::new()
+        },
         redis_prefix: unique("emta_t"),
         secret_key: idp::crypto::random_token(32),
         stub_url: format!("http://{stub_addr}"),
@@ -153,7 +155,9 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
 
 /// Starts one more replica of the same deployment (same SQL, Redis and secret).
 pub async fn start_replica(d: &Deployment, options: &Options) -> TestApp {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let mut s = Settings::for_tests();
     s.issuer = format!("http://localhost:{}", addr.port());
@@ -178,7 +182,6 @@ pub async fn start_replica(d: &Deployment, options: &Options) -> TestApp {
         let _ = rx.await;
     }));
     TestApp {
-        addr,
         base: format!("http://localhost:{}", addr.port()),
         stub: d.stub.clone(),
         citizens: Vec::new(),
@@ -194,7 +197,14 @@ async fn register_clients(app: &TestApp) -> HashMap<&'static str, RegisteredClie
     let mut out = HashMap::new();
     for (key, id, name, name_fa, stars, alg) in [
         ("saipa", "saipa", "Saipa", "سایپا", 4, SigningAlg::ES256),
-        ("ikco", "iran-khodro", "Iran Khodro", "ایران خودرو", 5, SigningAlg::RS256),
+        (
+            "ikco",
+            "iran-khodro",
+            "Iran Khodro",
+            "ایران خودرو",
+            5,
+            SigningAlg::RS256,
+        ),
     ] {
         let redirect_uri = format!("http://localhost:9/{id}/callback");
         let post_logout_uri = format!("http://localhost:9/{id}/bye");
@@ -365,15 +375,27 @@ impl Browser {
     pub async fn submit_phone(&self, step: &Page, mobile: &str) -> Page {
         let challenge = step.input("pow_challenge").expect("challenge");
         let nonce = idp::crypto::pow::solve(&challenge);
-        self.submit_phone_with(step, mobile, &challenge, &nonce).await
+        self.submit_phone_with(step, mobile, &challenge, &nonce)
+            .await
     }
 
-    pub async fn submit_phone_with(&self, step: &Page, mobile: &str, challenge: &str, nonce: &str) -> Page {
+    pub async fn submit_phone_with(
+        &self,
+        step: &Page,
+        mobile: &str,
+        challenge: &str,
+        nonce: &str,
+    ) -> Page {
         let tx = step.tx_path().expect("a login form");
         let csrf = step.input("csrf").expect("csrf");
         self.post(
             &format!("{tx}/phone"),
-            &[("csrf", &csrf), ("mobile", mobile), ("pow_challenge", challenge), ("pow_nonce", nonce)],
+            &[
+                ("csrf", &csrf),
+                ("mobile", mobile),
+                ("pow_challenge", challenge),
+                ("pow_nonce", nonce),
+            ],
         )
         .await
     }
@@ -398,12 +420,20 @@ impl Browser {
     pub async fn submit_consent(&self, step: &Page, decision: &str) -> Page {
         let tx = step.tx_path().expect("a login form");
         let csrf = step.input("csrf").expect("csrf");
-        self.post(&format!("{tx}/consent"), &[("csrf", &csrf), ("decision", decision)])
-            .await
+        self.post(
+            &format!("{tx}/consent"),
+            &[("csrf", &csrf), ("decision", decision)],
+        )
+        .await
     }
 
     /// Walks the whole emta flow from an authorization URL to the consent page.
-    pub async fn verify_to_consent(&self, app: &TestApp, auth_url: &str, who: &FixtureCitizen) -> Page {
+    pub async fn verify_to_consent(
+        &self,
+        app: &TestApp,
+        auth_url: &str,
+        who: &FixtureCitizen,
+    ) -> Page {
         let phone = self.follow(self.get(auth_url).await).await;
         self.verify_from(app, phone, who).await
     }
@@ -411,7 +441,9 @@ impl Browser {
     /// From the phone page to the consent page (or the client, if consent is remembered).
     pub async fn verify_from(&self, app: &TestApp, phone: Page, who: &FixtureCitizen) -> Page {
         assert_eq!(phone.status, 200, "phone page: {}", phone.body);
-        let otp = self.follow(self.submit_phone(&phone, &who.mobile).await).await;
+        let otp = self
+            .follow(self.submit_phone(&phone, &who.mobile).await)
+            .await;
         assert_eq!(otp.status, 200, "otp page: {}", otp.body);
         let code = app.latest_code_for(&who.mobile).await.expect("an SMS code");
         let identity = self.follow(self.submit_otp(&otp, &code).await).await;
@@ -436,7 +468,6 @@ pub struct RawAuth {
     pub url: String,
     pub verifier: String,
     pub state: String,
-    pub nonce: String,
 }
 
 pub fn raw_auth(app: &TestApp, client: &RegisteredClient, extra: &str) -> RawAuth {
@@ -454,7 +485,6 @@ pub fn raw_auth(app: &TestApp, client: &RegisteredClient, extra: &str) -> RawAut
         url,
         verifier,
         state,
-        nonce,
     }
 }
 
@@ -463,7 +493,12 @@ pub fn urlencode(s: &str) -> String {
 }
 
 /// Exchanges a code at the token endpoint with client_secret_post; returns status and JSON.
-pub async fn exchange(app: &TestApp, client: &RegisteredClient, code: &str, verifier: &str) -> (u16, serde_json::Value) {
+pub async fn exchange(
+    app: &TestApp,
+    client: &RegisteredClient,
+    code: &str,
+    verifier: &str,
+) -> (u16, serde_json::Value) {
     let resp = app
         .http()
         .post(app.token_url())
@@ -478,11 +513,19 @@ pub async fn exchange(app: &TestApp, client: &RegisteredClient, code: &str, veri
         .send()
         .await
         .expect("token");
-    (resp.status().as_u16(), resp.json().await.unwrap_or_default())
+    (
+        resp.status().as_u16(),
+        resp.json().await.unwrap_or_default(),
+    )
 }
 
 /// Signs in (or uses the browser's SSO session), consents if asked, and returns the code.
-pub async fn login_code(app: &TestApp, browser: &Browser, client: &RegisteredClient, who: &FixtureCitizen) -> (String, RawAuth) {
+pub async fn login_code(
+    app: &TestApp,
+    browser: &Browser,
+    client: &RegisteredClient,
+    who: &FixtureCitizen,
+) -> (String, RawAuth) {
     let auth = raw_auth(app, client, "");
     let mut page = browser.follow(browser.get(&auth.url).await).await;
     if page.body.contains("name=\"mobile\"") {

@@ -1,7 +1,9 @@
 //! Every rule of the protocol, broken on purpose.
 
 use crate::both;
-use crate::helpers::{exchange, login_code, query_of, raw_auth, spawn_app, Backend, Browser, TestApp};
+use crate::helpers::{
+    exchange, login_code, query_of, raw_auth, spawn_app, Backend, Browser, TestApp,
+};
 
 async fn userinfo_status(app: &TestApp, at: &str) -> u16 {
     app.http()
@@ -33,9 +35,15 @@ async fn a_wrong_pkce_verifier_is_refused_and_burns_the_code(backend: Backend) {
     let (code, auth) = login_code(&app, &Browser::new(&app.base), c, &app.citizens[0]).await;
     let wrong = idp::crypto::random_token(32);
     let (status, body) = exchange(&app, c, &code, &wrong).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
     let (status, _) = exchange(&app, c, &code, &auth.verifier).await;
-    assert_eq!(status, 400, "a code is single use even when the first try failed");
+    assert_eq!(
+        status, 400,
+        "a code is single use even when the first try failed"
+    );
 }
 
 async fn a_replayed_code_fails_and_revokes_what_it_issued(backend: Backend) {
@@ -44,13 +52,28 @@ async fn a_replayed_code_fails_and_revokes_what_it_issued(backend: Backend) {
     let (code, auth) = login_code(&app, &Browser::new(&app.base), c, &app.citizens[1]).await;
     let (status, tokens) = exchange(&app, c, &code, &auth.verifier).await;
     assert_eq!(status, 200);
-    let at = tokens["access_token"].as_str().unwrap_or_default().to_owned();
+    let at = tokens["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert_eq!(userinfo_status(&app, &at).await, 200);
 
     let (status, body) = exchange(&app, c, &code, &auth.verifier).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
-    assert_eq!(userinfo_status(&app, &at).await, 401, "access token revoked");
-    let (status, _) = refresh(&app, "saipa", tokens["refresh_token"].as_str().unwrap_or_default()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    assert_eq!(
+        userinfo_status(&app, &at).await,
+        401,
+        "access token revoked"
+    );
+    let (status, _) = refresh(
+        &app,
+        "saipa",
+        tokens["refresh_token"].as_str().unwrap_or_default(),
+    )
+    .await;
     assert_eq!(status, 400, "refresh token revoked");
 }
 
@@ -67,7 +90,10 @@ async fn refresh_token_reuse_revokes_the_whole_grant(backend: Backend) {
 
     let (status, body) = refresh(&app, "saipa", &rt1).await;
     assert_eq!(status, 400, "reuse of a rotated token");
-    assert!(body["error_description"].as_str().unwrap_or_default().contains("reuse"));
+    assert!(body["error_description"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("reuse"));
     let (status, _) = refresh(&app, "saipa", &rt2).await;
     assert_eq!(status, 400, "the legitimate successor dies with the grant");
     assert_eq!(userinfo_status(&app, &at2).await, 401);
@@ -90,7 +116,10 @@ async fn concurrent_refreshes_with_one_token_yield_at_most_one_success(backend: 
         tasks.push(tokio::spawn(async move {
             http.post(url)
                 .basic_auth(id, Some(secret))
-                .form(&[("grant_type", "refresh_token"), ("refresh_token", rt.as_str())])
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", rt.as_str()),
+                ])
                 .send()
                 .await
                 .map(|r| r.status().as_u16())
@@ -103,7 +132,10 @@ async fn concurrent_refreshes_with_one_token_yield_at_most_one_success(backend: 
             ok += 1;
         }
     }
-    assert!(ok <= 1, "{ok} parallel rotations of one refresh token succeeded");
+    assert!(
+        ok <= 1,
+        "{ok} parallel rotations of one refresh token succeeded"
+    );
 }
 
 async fn an_unknown_client_or_redirect_uri_gets_an_error_page_never_a_redirect(backend: Backend) {
@@ -112,9 +144,18 @@ async fn an_unknown_client_or_redirect_uri_gets_an_error_page_never_a_redirect(b
     let c = app.client("saipa");
     let good = raw_auth(&app, c, "").url;
     for bad in [
-        good.replace(&crate::helpers::urlencode(&c.redirect_uri), "https%3A%2F%2Fevil.example%2Fcb"),
-        good.replace(&crate::helpers::urlencode(&c.redirect_uri), &crate::helpers::urlencode(&format!("{}/x", c.redirect_uri))),
-        good.replace(&crate::helpers::urlencode(&c.redirect_uri), &crate::helpers::urlencode(&format!("{}?a=1", c.redirect_uri))),
+        good.replace(
+            &crate::helpers::urlencode(&c.redirect_uri),
+            "https%3A%2F%2Fevil.example%2Fcb",
+        ),
+        good.replace(
+            &crate::helpers::urlencode(&c.redirect_uri),
+            &crate::helpers::urlencode(&format!("{}/x", c.redirect_uri)),
+        ),
+        good.replace(
+            &crate::helpers::urlencode(&c.redirect_uri),
+            &crate::helpers::urlencode(&format!("{}?a=1", c.redirect_uri)),
+        ),
         good.replace("client_id=saipa", "client_id=nobody"),
         good.replace("client_id=saipa&", ""),
     ] {
@@ -131,14 +172,28 @@ async fn requests_without_pkce_or_openid_are_sent_back_with_an_error(backend: Ba
     let c = app.client("saipa");
     let good = raw_auth(&app, c, "").url;
     for (bad, error) in [
-        (good.replace("code_challenge_method=S256", "code_challenge_method=plain"), "invalid_request"),
-        (good.split("&code_challenge=").next().unwrap_or_default().to_owned(), "invalid_request"),
+        (
+            good.replace("code_challenge_method=S256", "code_challenge_method=plain"),
+            "invalid_request",
+        ),
+        (
+            good.split("&code_challenge=")
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            "invalid_request",
+        ),
         (good.replace("scope=openid%20", "scope="), "invalid_scope"),
-        (good.replace("response_type=code", "response_type=token"), "unsupported_response_type"),
+        (
+            good.replace("response_type=code", "response_type=token"),
+            "unsupported_response_type",
+        ),
         (format!("{good}&request=eyJ"), "request_not_supported"),
     ] {
         let page = b.get(&bad).await;
-        let loc = page.location.unwrap_or_else(|| panic!("redirect expected for {bad}"));
+        let loc = page
+            .location
+            .unwrap_or_else(|| panic!("redirect expected for {bad}"));
         let q = query_of(&loc);
         assert_eq!(q.get("error").map(String::as_str), Some(error), "{bad}");
         assert_eq!(q.get("iss"), Some(&app.base));
@@ -150,19 +205,42 @@ async fn a_suspended_or_expired_client_is_refused_everywhere(backend: Backend) {
     let c = app.client("saipa");
     let (code, auth) = login_code(&app, &Browser::new(&app.base), c, &app.citizens[4]).await;
     let (_, tokens) = exchange(&app, c, &code, &auth.verifier).await;
-    let at = tokens["access_token"].as_str().unwrap_or_default().to_owned();
+    let at = tokens["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
 
-    idp::admin::set_status(&app.core.db, &c.id, idp::domain::ClientStatus::Suspended, "test", idp::now())
-        .await
-        .expect("suspend");
+    idp::admin::set_status(
+        &app.core.db,
+        &c.id,
+        idp::domain::ClientStatus::Suspended,
+        "test",
+        idp::now(),
+    )
+    .await
+    .expect("suspend");
     app.core.reload().await.expect("reload");
 
-    let page = Browser::new(&app.base).get(&raw_auth(&app, c, "").url).await;
+    let page = Browser::new(&app.base)
+        .get(&raw_auth(&app, c, "").url)
+        .await;
     assert_eq!(page.status, 403);
     assert!(page.body.contains("تعلیق"), "the page says why");
-    assert_eq!(userinfo_status(&app, &at).await, 401, "its tokens stop working");
-    let (status, body) = refresh(&app, "saipa", tokens["refresh_token"].as_str().unwrap_or_default()).await;
-    assert_eq!((status, body["error"].as_str()), (401, Some("invalid_client")));
+    assert_eq!(
+        userinfo_status(&app, &at).await,
+        401,
+        "its tokens stop working"
+    );
+    let (status, body) = refresh(
+        &app,
+        "saipa",
+        tokens["refresh_token"].as_str().unwrap_or_default(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
     let cc = app
         .http()
         .post(app.token_url())
@@ -191,7 +269,9 @@ async fn a_suspended_or_expired_client_is_refused_everywhere(backend: Backend) {
         .await
         .expect("expire");
     app.core.reload().await.expect("reload");
-    let page = Browser::new(&app.base).get(&raw_auth(&app, other, "").url).await;
+    let page = Browser::new(&app.base)
+        .get(&raw_auth(&app, other, "").url)
+        .await;
     assert_eq!(page.status, 403);
     assert!(page.body.contains("expired"), "the page says why");
 }
@@ -209,7 +289,12 @@ async fn wrong_client_secrets_are_refused_with_a_challenge(backend: Backend) {
         .expect("token");
     assert_eq!(r.status(), 401);
     assert!(r.headers().contains_key("www-authenticate"));
-    assert_eq!(r.headers().get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"));
+    assert_eq!(
+        r.headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-store")
+    );
 }
 
 async fn a_bad_national_id_checksum_never_reaches_the_registry(backend: Backend) {
@@ -229,7 +314,9 @@ async fn a_bad_national_id_checksum_never_reaches_the_registry(backend: Backend)
     assert_eq!(r.status, 400);
     assert!(r.body.contains("کد ملی معتبر نیست") && r.body.contains("national ID is not valid"));
     assert_eq!(app.registry_calls(), calls, "no registry call for a typo");
-    let r = b.submit_identity(&identity, &who.national_id, "1370/07/31").await;
+    let r = b
+        .submit_identity(&identity, &who.national_id, "1370/07/31")
+        .await;
     assert_eq!(r.status, 400, "Mehr has 30 days");
     assert_eq!(app.registry_calls(), calls);
 }
@@ -241,9 +328,21 @@ async fn registry_mismatches_do_not_say_which_field_was_wrong(backend: Backend) 
     let mut texts = Vec::new();
     for (mobile, nid, birth) in [
         // Wrong birth date.
-        (who.mobile.as_str(), who.national_id.as_str(), if who.birth_date == "1360/01/01" { "1360/01/02" } else { "1360/01/01" }),
+        (
+            who.mobile.as_str(),
+            who.national_id.as_str(),
+            if who.birth_date == "1360/01/01" {
+                "1360/01/02"
+            } else {
+                "1360/01/01"
+            },
+        ),
         // A mobile number that belongs to someone else.
-        (other.mobile.as_str(), who.national_id.as_str(), who.birth_date.as_str()),
+        (
+            other.mobile.as_str(),
+            who.national_id.as_str(),
+            who.birth_date.as_str(),
+        ),
     ] {
         let b = Browser::new(&app.base);
         let auth = raw_auth(&app, app.client("saipa"), "");
@@ -253,7 +352,15 @@ async fn registry_mismatches_do_not_say_which_field_was_wrong(backend: Backend) 
         let identity = b.follow(b.submit_otp(&otp, &code).await).await;
         let r = b.submit_identity(&identity, nid, birth).await;
         assert_eq!(r.status, 422);
-        let alert = r.body.split("role=\"alert\">").nth(1).unwrap_or_default().split("</p>").next().unwrap_or_default().to_owned();
+        let alert = r
+            .body
+            .split("role=\"alert\">")
+            .nth(1)
+            .unwrap_or_default()
+            .split("</p>")
+            .next()
+            .unwrap_or_default()
+            .to_owned();
         texts.push(alert);
     }
     assert!(texts[0].contains("do not match"));
@@ -269,14 +376,22 @@ async fn a_registry_outage_is_a_503_with_retry_after(backend: Backend) {
     let otp = b.follow(b.submit_phone(&phone, &who.mobile).await).await;
     let code = app.latest_code_for(&who.mobile).await.expect("code");
     let identity = b.follow(b.submit_otp(&otp, &code).await).await;
-    app.stub.registry_down.store(true, std::sync::atomic::Ordering::Relaxed);
-    let r = b.submit_identity(&identity, &who.national_id, &who.birth_date).await;
+    app.stub
+        .registry_down
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let r = b
+        .submit_identity(&identity, &who.national_id, &who.birth_date)
+        .await;
     assert_eq!(r.status, 503);
     assert!(r.headers.contains_key("retry-after"));
     assert!(r.body.contains("temporarily unavailable"));
     // Nothing half-stored: once the registry is back, the same form goes through.
-    app.stub.registry_down.store(false, std::sync::atomic::Ordering::Relaxed);
-    let r = b.submit_identity(&identity, &who.national_id, &who.birth_date).await;
+    app.stub
+        .registry_down
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    let r = b
+        .submit_identity(&identity, &who.national_id, &who.birth_date)
+        .await;
     assert_eq!(r.status, 303);
 }
 

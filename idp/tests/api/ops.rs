@@ -18,11 +18,22 @@ async fn discovery_and_jwks_describe_the_provider(backend: Backend) {
         .await
         .expect("json");
     assert_eq!(d["issuer"], app.base.as_str());
-    assert_eq!(d["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+    assert_eq!(
+        d["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
     assert_eq!(d["response_types_supported"], serde_json::json!(["code"]));
     assert_eq!(d["authorization_response_iss_parameter_supported"], true);
-    for k in ["revocation_endpoint", "introspection_endpoint", "end_session_endpoint", "userinfo_endpoint"] {
-        assert!(d[k].as_str().is_some_and(|u| u.starts_with(&app.base)), "{k}");
+    for k in [
+        "revocation_endpoint",
+        "introspection_endpoint",
+        "end_session_endpoint",
+        "userinfo_endpoint",
+    ] {
+        assert!(
+            d[k].as_str().is_some_and(|u| u.starts_with(&app.base)),
+            "{k}"
+        );
     }
     let scopes = d["scopes_supported"].to_string();
     assert!(scopes.contains("national_id") && scopes.contains("phone"));
@@ -34,7 +45,10 @@ async fn discovery_and_jwks_describe_the_provider(backend: Backend) {
         .json()
         .await
         .expect("json");
-    let algs: Vec<&str> = jwks["keys"].as_array().map(|k| k.iter().filter_map(|k| k["alg"].as_str()).collect()).unwrap_or_default();
+    let algs: Vec<&str> = jwks["keys"]
+        .as_array()
+        .map(|k| k.iter().filter_map(|k| k["alg"].as_str()).collect())
+        .unwrap_or_default();
     assert!(algs.contains(&"ES256") && algs.contains(&"RS256"));
     for k in jwks["keys"].as_array().into_iter().flatten() {
         assert!(k.get("d").is_none(), "no private parts in JWKS");
@@ -46,7 +60,10 @@ async fn key_rotation_publishes_the_next_key_before_it_signs(backend: Backend) {
     let kid_of = |t: &str| -> String {
         let header = t.split('.').next().unwrap_or_default();
         let bytes = idp::crypto::b64_decode(header).unwrap_or_default();
-        serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default()["kid"].as_str().unwrap_or_default().to_owned()
+        serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default()["kid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     };
     let c = app.client("saipa");
     let b = Browser::new(&app.base);
@@ -54,22 +71,42 @@ async fn key_rotation_publishes_the_next_key_before_it_signs(backend: Backend) {
     let (_, t) = exchange(&app, c, &code, &auth.verifier).await;
     let old_kid = kid_of(t["id_token"].as_str().unwrap_or_default());
 
-    let next = idp::keys::rotate(&app.core.db, idp::domain::SigningAlg::ES256, idp::now(), 2, 600)
-        .await
-        .expect("rotate");
+    let next = idp::keys::rotate(
+        &app.core.db,
+        idp::domain::SigningAlg::ES256,
+        idp::now(),
+        2,
+        600,
+    )
+    .await
+    .expect("rotate");
     app.core.reload().await.expect("reload");
     let jwks = app.core.keys.jwks().to_string();
-    assert!(jwks.contains(&next.kid) && jwks.contains(&old_kid), "both published");
+    assert!(
+        jwks.contains(&next.kid) && jwks.contains(&old_kid),
+        "both published"
+    );
     let (code, auth) = login_code(&app, &b, c, &app.citizens[0]).await;
     let (_, t) = exchange(&app, c, &code, &auth.verifier).await;
-    assert_eq!(kid_of(t["id_token"].as_str().unwrap_or_default()), old_kid, "not yet");
+    assert_eq!(
+        kid_of(t["id_token"].as_str().unwrap_or_default()),
+        old_kid,
+        "not yet"
+    );
 
     tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
     app.core.reload().await.expect("reload");
     let (code, auth) = login_code(&app, &b, c, &app.citizens[0]).await;
     let (_, t) = exchange(&app, c, &code, &auth.verifier).await;
-    assert_eq!(kid_of(t["id_token"].as_str().unwrap_or_default()), next.kid, "the new key signs");
-    assert!(app.core.keys.jwks().to_string().contains(&old_kid), "old key kept for its tokens");
+    assert_eq!(
+        kid_of(t["id_token"].as_str().unwrap_or_default()),
+        next.kid,
+        "the new key signs"
+    );
+    assert!(
+        app.core.keys.jwks().to_string().contains(&old_kid),
+        "old key kept for its tokens"
+    );
 }
 
 async fn pages_carry_strict_headers_and_cookies(backend: Backend) {
@@ -77,16 +114,40 @@ async fn pages_carry_strict_headers_and_cookies(backend: Backend) {
     let b = Browser::new(&app.base);
     let auth = crate::helpers::raw_auth(&app, app.client("saipa"), "");
     let first = b.get(&auth.url).await;
-    let cookie = first.headers.get("set-cookie").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/"), "{cookie}");
+    let cookie = first
+        .headers
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/"),
+        "{cookie}"
+    );
     let page = b.follow(first).await;
     let h = &page.headers;
-    let csp = h.get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let csp = h
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     assert!(csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"));
-    assert_eq!(h.get("x-frame-options").and_then(|v| v.to_str().ok()), Some("DENY"));
-    assert_eq!(h.get("x-content-type-options").and_then(|v| v.to_str().ok()), Some("nosniff"));
-    assert_eq!(h.get("referrer-policy").and_then(|v| v.to_str().ok()), Some("no-referrer"));
-    assert_eq!(h.get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"));
+    assert_eq!(
+        h.get("x-frame-options").and_then(|v| v.to_str().ok()),
+        Some("DENY")
+    );
+    assert_eq!(
+        h.get("x-content-type-options")
+            .and_then(|v| v.to_str().ok()),
+        Some("nosniff")
+    );
+    assert_eq!(
+        h.get("referrer-policy").and_then(|v| v.to_str().ok()),
+        Some("no-referrer")
+    );
+    assert_eq!(
+        h.get("cache-control").and_then(|v| v.to_str().ok()),
+        Some("no-store")
+    );
     assert!(page.body.contains("dir=\"rtl\"") && page.body.contains("lang=\"fa\""));
     let en = crate::helpers::raw_auth(&app, app.client("saipa"), "&ui_locales=en");
     let page = b.follow(b.get(&en.url).await).await;
@@ -97,11 +158,36 @@ async fn health_readiness_and_metrics_answer(backend: Backend) {
     let app = spawn_app(backend).await;
     let http = app.http();
     for path in ["/healthz", "/readyz"] {
-        assert_eq!(http.get(format!("{}{path}", app.base)).send().await.expect("get").status(), 200, "{path}");
+        assert_eq!(
+            http.get(format!("{}{path}", app.base))
+                .send()
+                .await
+                .expect("get")
+                .status(),
+            200,
+            "{path}"
+        );
     }
-    login_code(&app, &Browser::new(&app.base), app.client("saipa"), &app.citizens[1]).await;
-    let m = http.get(format!("{}/metrics", app.base)).send().await.expect("metrics").text().await.unwrap_or_default();
-    for needle in ["emta_login_step_total", "step=\"identity\"", "emta_login_step_seconds"] {
+    login_code(
+        &app,
+        &Browser::new(&app.base),
+        app.client("saipa"),
+        &app.citizens[1],
+    )
+    .await;
+    let m = http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap_or_default();
+    for needle in [
+        "emta_login_step_total",
+        "step=\"identity\"",
+        "emta_login_step_seconds",
+    ] {
         assert!(m.contains(needle), "{needle}");
     }
 }
@@ -118,7 +204,10 @@ struct Captured(Arc<Mutex<Vec<u8>>>);
 
 impl Write for Captured {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -150,7 +239,8 @@ async fn logs_never_contain_codes_secrets_or_national_ids() {
     let (code, auth) = login_code(&app, &Browser::new(&app.base), c, &who).await;
     let otp = app.latest_code_for(&who.mobile).await.expect("otp");
     let (_, tokens) = exchange(&app, c, &code, &auth.verifier).await;
-    let text = String::from_utf8_lossy(&logs.0.lock().unwrap_or_else(|p| p.into_inner())).to_string();
+    let text =
+        String::from_utf8_lossy(&logs.0.lock().unwrap_or_else(|p| p.into_inner())).to_string();
     assert!(text.contains("verification code sent"), "logging is on");
     for secret in [
         who.national_id.as_str(),
