@@ -17,6 +17,7 @@ pub mod app;
 pub mod config;
 pub mod core;
 pub mod crypto;
+pub mod demo;
 pub mod dev;
 pub mod domain;
 pub mod error;

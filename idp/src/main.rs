@@ -26,6 +26,15 @@ struct Cli {
 enum Command {
     /// Serve the provider.
     Serve(Settings),
+    /// Run the local demo on embedded defaults (SQLite, in-process store, fixture registry,
+    /// SMS outbox) with synthetic citizens and two demo manufacturers.
+    Demo {
+        /// Folder for the demo's database, secret and citizens.
+        #[arg(long, default_value = ".emta")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 8400)]
+        port: u16,
+    },
     /// Apply database migrations and exit.
     Migrate(StorageSettings),
     /// Manage manufacturers (OIDC clients).
@@ -164,6 +173,37 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(settings) => {
             let app = idp::Application::build(settings, None).await?;
             tracing::info!(addr = %app.addr(), "emta idp listening");
+            app.run_until_stopped(idp::app::shutdown_signal()).await?;
+        }
+        Command::Demo { dir, port } => {
+            let manufacturers = [
+                idp::demo::DemoManufacturer {
+                    id: "saipa", name: "Saipa", name_fa: "سایپا", stars: 4,
+                    redirect_uri: "http://localhost:8501/saipa/callback".into(),
+                    post_logout_uri: "http://localhost:8501/saipa/".into(),
+                },
+                idp::demo::DemoManufacturer {
+                    id: "iran-khodro", name: "Iran Khodro", name_fa: "ایران خودرو", stars: 5,
+                    redirect_uri: "http://localhost:8501/iran-khodro/callback".into(),
+                    post_logout_uri: "http://localhost:8501/iran-khodro/".into(),
+                },
+            ];
+            let demo = idp::demo::prepare(&dir, port, &manufacturers).await?;
+            let issuer = demo.settings.issuer.clone();
+            let app = idp::Application::build(demo.settings, None).await?;
+            println!("\nemta demo is running\n");
+            println!("  IdP (issuer)      {issuer}");
+            println!("  discovery         {issuer}/.well-known/openid-configuration");
+            println!("  citizen account   {issuer}/account   (walks the whole verification flow)");
+            println!("  SMS outbox        {issuer}/dev/outbox   (the codes the demo 'sent')");
+            for c in &demo.clients {
+                println!("  client {:<12} secret {}  redirect {}", c.id, c.secret, c.redirect_uri);
+            }
+            println!("\n  synthetic citizens (mobile, national ID, Jalali birth date); all in {}/citizens.json:", dir.display());
+            for c in demo.citizens.iter().take(3) {
+                println!("    {}  {}  {}", c.mobile, c.national_id, c.birth_date);
+            }
+            println!("\nCtrl-C stops it; rm -rf {} starts over.", dir.display());
             app.run_until_stopped(idp::app::shutdown_signal()).await?;
         }
         Command::Migrate(storage) => {

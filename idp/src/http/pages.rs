@@ -38,7 +38,11 @@ impl Lang {
 /// A text in the page's language with the other language beneath, smaller.
 pub fn both(lang: Lang, t: Text) -> Markup {
     let (main, other) = lang.pick(t);
-    html! { span { (main) } br; small.other lang=(if lang == Lang::Fa { "en" } else { "fa" }) { (other) } }
+    let (other_lang, other_dir) = match lang {
+        Lang::Fa => ("en", "ltr"),
+        Lang::En => ("fa", "rtl"),
+    };
+    html! { span { (main) } small.other lang=(other_lang) dir=(other_dir) { (other) } }
 }
 
 fn one(lang: Lang, t: Text) -> &'static str {

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod abuse;
+mod browser;
 mod flow;
 mod negative;
 mod ops;
