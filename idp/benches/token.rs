@@ -1,0 +1,352 @@
+//! Token endpoint and citizen-flow benchmark (`cargo bench -p idp --bench token`).
+//!
+//! Starts the real IdP in-process on the embedded defaults (SQLite + in-process store) or,
+//! with `EMTA_BENCH_REDIS_URL` and `EMTA_BENCH_POSTGRES_URL`, on PostgreSQL + Redis, and
+//! drives it over HTTP with a fixed number of concurrent clients:
+//! - `client_credentials`: a manufacturer back-end asking for a token;
+//! - `authorization_code`: code exchange with PKCE and an ES256 ID token (codes are minted
+//!   beforehand through the same code path the consent page uses);
+//! - `refresh_token`: rotation with reuse detection;
+//! - the full citizen flow: authorize, proof of work, SMS code, identity, consent, token.
+//!
+//! Prints throughput and HDR latency percentiles; results are recorded in BENCHMARKS.md.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use idp::admin::{self, NewClient};
+use idp::dev::{generate_citizens, StubServices};
+use idp::domain::{Citizen, JalaliDate, MobileNumber, NationalId, SigningAlg};
+use idp::flow::authorize::{AuthRequest, Prompt};
+use idp::{Application, Settings};
+use tokio::sync::Mutex;
+
+const CONCURRENCY: usize = 32;
+
+struct Report {
+    name: &'static str,
+    hist: Histogram<u64>,
+    elapsed: Duration,
+    errors: u64,
+}
+
+impl Report {
+    fn print(&self) {
+        let q = |p: f64| self.hist.value_at_quantile(p) as f64 / 1000.0;
+        println!(
+            "| {:<22} | {:>9.0} | {:>7.2} | {:>7.2} | {:>7.2} | {:>7.2} | {:>6} |",
+            self.name,
+            self.hist.len() as f64 / self.elapsed.as_secs_f64(),
+            q(0.5),
+            q(0.9),
+            q(0.99),
+            self.hist.max() as f64 / 1000.0,
+            self.errors
+        );
+    }
+}
+
+/// Runs `total` requests over `CONCURRENCY` tasks; `make(i)` performs request `i`.
+async fn drive<F, Fut>(name: &'static str, total: usize, make: F) -> Report
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let make = Arc::new(make);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let hist = Arc::new(Mutex::new(Histogram::<u64>::new(3).expect("histogram")));
+    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (make, next, hist, errors) = (make.clone(), next.clone(), hist.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut local = Histogram::<u64>::new(3).expect("histogram");
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= total {
+                    break;
+                }
+                let t = Instant::now();
+                if !make(i).await {
+                    errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                let _ = local.record(t.elapsed().as_micros() as u64);
+            }
+            let _ = hist.lock().await.add(&local);
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let elapsed = start.elapsed();
+    let hist = hist.lock().await.clone();
+    Report {
+        name,
+        hist,
+        elapsed,
+        errors: errors.load(std::sync::atomic::Ordering::Relaxed),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let scale: usize = std::env::var("EMTA_BENCH_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let citizens = generate_citizens(2000, 7);
+    let stub = StubServices::new(citizens.clone());
+    let (stub_addr, _) = stub.clone().serve(([127, 0, 0, 1], 0).into(), std::future::pending()).await?;
+    let dir = std::env::temp_dir().join(format!("emta-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let mut s = Settings::for_tests();
+    s.issuer = format!("http://localhost:{port}");
+    let backend = match (std::env::var("EMTA_BENCH_POSTGRES_URL"), std::env::var("EMTA_BENCH_REDIS_URL")) {
+        (Ok(pg), Ok(redis)) => {
+            s.storage.database_url = idp::config::Secret::new(pg);
+            s.storage.redis_url = idp::config::Secret::new(redis);
+            s.storage.redis_prefix = format!("bench{}", std::process::id());
+            "PostgreSQL + Redis"
+        }
+        _ => {
+            s.storage.database_url = idp::config::Secret::new(format!("sqlite://{}?mode=rwc", dir.join("idp.db").display()));
+            "SQLite + in-process store"
+        }
+    };
+    s.secret_key = idp::config::Secret::new("bench-secret-key-bench-secret-key");
+    s.registry_url = format!("http://{stub_addr}");
+    s.ownership_url = s.registry_url.clone();
+    s.sms_url = s.registry_url.clone();
+    s.pow_difficulty = 8;
+    s.resend_secs = 0;
+    s.sms_per_phone = 1_000_000;
+    s.sms_per_ip = 1_000_000;
+    s.token_rps_per_client = 1_000_000;
+    let app = Application::build_with_listener(s, None, listener).await?;
+    let core = app.core();
+    let base = format!("http://localhost:{port}");
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+
+    let redirect_uri = "http://localhost:9/cb".to_string();
+    let (_, secret) = admin::add_client(
+        &core.db,
+        &core.keyring,
+        NewClient {
+            id: "bench".into(),
+            name: "Bench".into(),
+            name_fa: "بنچ".into(),
+            stars: 5,
+            redirect_uris: vec![redirect_uri.clone()],
+            post_logout_redirect_uris: vec![],
+            service_scopes: vec!["presale.read".into()],
+            id_token_alg: SigningAlg::ES256,
+            valid_days: 365,
+        },
+        "bench",
+        idp::now(),
+    )
+    .await?;
+    core.reload().await?;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY).build()?;
+    let token_url = format!("{base}/token");
+
+    println!("\nemta idp token benchmark: {backend}, {CONCURRENCY} concurrent clients\n");
+    println!("| {:<22} | {:>9} | {:>7} | {:>7} | {:>7} | {:>7} | {:>6} |", "operation", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors");
+    println!("|{:-<24}|{:->11}|{:->9}|{:->9}|{:->9}|{:->9}|{:->8}|", "", "", "", "", "", "", "");
+
+    // Warm-up.
+    {
+        let (http, url, secret) = (http.clone(), token_url.clone(), secret.clone());
+        drive("warm-up", 500, move |_| {
+            let (http, url, secret) = (http.clone(), url.clone(), secret.clone());
+            async move { cc(&http, &url, &secret).await }
+        })
+        .await;
+    }
+
+    let (h, u, sec) = (http.clone(), token_url.clone(), secret.clone());
+    drive("client_credentials", 20_000 * scale, move |_| {
+        let (http, url, secret) = (h.clone(), u.clone(), sec.clone());
+        async move { cc(&http, &url, &secret).await }
+    })
+    .await
+    .print();
+
+    // Codes minted through the consent page's code path, for one verified citizen.
+    let c0 = &citizens[0];
+    let citizen = core
+        .db
+        .upsert_citizen(
+            &Citizen {
+                id: "c-bench".into(),
+                national_id: NationalId::parse(&c0.national_id)?,
+                mobile: MobileNumber::parse(&c0.mobile)?,
+                given_name: c0.given_name.clone(),
+                family_name: c0.family_name.clone(),
+                birth_date: JalaliDate::parse(&c0.birth_date)?,
+                verified_at: idp::now(),
+            },
+            idp::now(),
+        )
+        .await?;
+    let n_codes = 5_000 * scale;
+    let verifier = "v".repeat(43);
+    let challenge = idp::crypto::b64(&idp::crypto::sha256(verifier.as_bytes()));
+    let mut codes = Vec::with_capacity(n_codes);
+    for _ in 0..n_codes {
+        let req = AuthRequest {
+            client_id: "bench".into(),
+            redirect_uri: redirect_uri.clone(),
+            scope: idp::domain::Scopes::parse_known("openid profile phone national_id", idp::domain::client::KNOWN_SCOPES),
+            state: None,
+            nonce: Some("n".into()),
+            code_challenge: challenge.clone(),
+            prompt: Prompt::default(),
+            max_age: None,
+            login_hint: None,
+            english: false,
+        };
+        let url = core.issue_code(&req, &citizen.id, "sid", idp::now(), idp::now()).await?;
+        let code = url::Url::parse(&url)?.query_pairs().find(|(k, _)| k == "code").map(|(_, v)| v.into_owned()).unwrap_or_default();
+        codes.push(code);
+    }
+    let codes = Arc::new(codes);
+    let refresh_tokens = Arc::new(Mutex::new(Vec::with_capacity(n_codes)));
+    let (h, u, sec, cs, rts, ru, v) = (http.clone(), token_url.clone(), secret.clone(), codes.clone(), refresh_tokens.clone(), redirect_uri.clone(), verifier.clone());
+    drive("authorization_code", n_codes, move |i| {
+        let (http, url, secret, codes, rts, ru, v) = (h.clone(), u.clone(), sec.clone(), cs.clone(), rts.clone(), ru.clone(), v.clone());
+        async move {
+            let r = http
+                .post(&url)
+                .basic_auth("bench", Some(&secret))
+                .form(&[("grant_type", "authorization_code"), ("code", codes[i].as_str()), ("redirect_uri", ru.as_str()), ("code_verifier", v.as_str())])
+                .send()
+                .await;
+            match r {
+                Ok(r) if r.status() == 200 => {
+                    let j: serde_json::Value = r.json().await.unwrap_or_default();
+                    if let Some(rt) = j["refresh_token"].as_str() {
+                        rts.lock().await.push(rt.to_owned());
+                    }
+                    j["id_token"].is_string()
+                }
+                _ => false,
+            }
+        }
+    })
+    .await
+    .print();
+
+    let rts = Arc::new(std::mem::take(&mut *refresh_tokens.lock().await));
+    let (h, u, sec) = (http.clone(), token_url.clone(), secret.clone());
+    let n = rts.len();
+    drive("refresh_token", n, move |i| {
+        let (http, url, secret, rts) = (h.clone(), u.clone(), sec.clone(), rts.clone());
+        async move {
+            http.post(&url)
+                .basic_auth("bench", Some(&secret))
+                .form(&[("grant_type", "refresh_token"), ("refresh_token", rts[i].as_str())])
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        }
+    })
+    .await
+    .print();
+
+    let (h, b) = (http.clone(), base.clone());
+    drive("discovery", 20_000 * scale, move |_| {
+        let (http, base) = (h.clone(), b.clone());
+        async move {
+            http.get(format!("{base}/.well-known/openid-configuration"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        }
+    })
+    .await
+    .print();
+
+    // The whole citizen journey, one new browser per citizen (no SSO).
+    let flows = 300 * scale;
+    let (b, st, sec, ru, cz) = (base.clone(), stub.clone(), secret.clone(), redirect_uri.clone(), Arc::new(citizens.clone()));
+    drive("full citizen flow", flows.min(1900), move |i| {
+        let (base, stub, secret, ru, citizens) = (b.clone(), st.clone(), sec.clone(), ru.clone(), cz.clone());
+        async move { citizen_flow(&base, &stub, &secret, &ru, &citizens[i + 1]).await.is_ok() }
+    })
+    .await
+    .print();
+    println!();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+async fn cc(http: &reqwest::Client, url: &str, secret: &str) -> bool {
+    http.post(url)
+        .basic_auth("bench", Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .is_ok_and(|r| r.status() == 200)
+}
+
+fn input(body: &str, name: &str) -> String {
+    let needle = format!("name=\"{name}\" value=\"");
+    body.find(&needle)
+        .map(|i| {
+            let rest = &body[i + needle.len()..];
+            rest[..rest.find('"').unwrap_or(0)].to_owned()
+        })
+        .unwrap_or_default()
+}
+
+async fn citizen_flow(
+    base: &str,
+    stub: &StubServices,
+    secret: &str,
+    redirect_uri: &str,
+    who: &idp::dev::FixtureCitizen,
+) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build()?;
+    let verifier = idp::crypto::random_token(32);
+    let challenge = idp::crypto::b64(&idp::crypto::sha256(verifier.as_bytes()));
+    let auth = format!(
+        "{base}/authorize?response_type=code&client_id=bench&redirect_uri={}&scope=openid%20profile%20national_id&state=s&nonce=n&code_challenge={challenge}&code_challenge_method=S256",
+        url::form_urlencoded::byte_serialize(redirect_uri.as_bytes()).collect::<String>()
+    );
+    let loc = |r: &reqwest::Response| r.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_owned).unwrap_or_default();
+    let r = http.get(&auth).send().await?;
+    let tx = loc(&r);
+    let page = http.get(format!("{base}{tx}")).send().await?.text().await?;
+    let pow = input(&page, "pow_challenge");
+    let nonce = idp::crypto::pow::solve(&pow);
+    let csrf = input(&page, "csrf");
+    let r = http
+        .post(format!("{base}{tx}/phone"))
+        .form(&[("csrf", csrf.as_str()), ("mobile", who.mobile.as_str()), ("pow_challenge", pow.as_str()), ("pow_nonce", nonce.as_str())])
+        .send()
+        .await?;
+    anyhow::ensure!(r.status() == 303, "phone {}", r.status());
+    let m = MobileNumber::parse(&who.mobile)?;
+    let code = stub.outbox.list(Some(m.e164()), 1).first().and_then(|e| idp::dev::code_in(&e.text)).unwrap_or_default();
+    let r = http.post(format!("{base}{tx}/otp")).form(&[("csrf", csrf.as_str()), ("code", code.as_str())]).send().await?;
+    anyhow::ensure!(r.status() == 303, "otp {}", r.status());
+    let r = http
+        .post(format!("{base}{tx}/identity"))
+        .form(&[("csrf", csrf.as_str()), ("national_id", who.national_id.as_str()), ("birth_date", who.birth_date.as_str())])
+        .send()
+        .await?;
+    anyhow::ensure!(r.status() == 303, "identity {}", r.status());
+    let r = http.post(format!("{base}{tx}/consent")).form(&[("csrf", csrf.as_str()), ("decision", "approve")]).send().await?;
+    let back = loc(&r);
+    let code = url::Url::parse(&back)?.query_pairs().find(|(k, _)| k == "code").map(|(_, v)| v.into_owned()).unwrap_or_default();
+    let r = http
+        .post(format!("{base}/token"))
+        .basic_auth("bench", Some(secret))
+        .form(&[("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", redirect_uri), ("code_verifier", verifier.as_str())])
+        .send()
+        .await?;
+    anyhow::ensure!(r.status() == 200, "token {}", r.status());
+    Ok(())
+}
