@@ -104,7 +104,8 @@ impl Application {
 
         keys::ensure_keys(&db, crate::now()).await?;
         let discovery = crate::http::oauth::discovery_document(&settings.issuer)
-            .map_err(|e| anyhow::anyhow!("issuer {}: {e}", settings.issuer))?;
+            .map_err(|e| anyhow::anyhow!("issuer {}: {e}", settings.issuer))?
+            .into();
         let addr = listener.local_addr()?;
         let core = Core::new(Inner {
             limiter: Limiter::new(eph.clone(), keyring.clone()),

@@ -30,7 +30,7 @@ pub struct Inner {
     pub outbox: Option<Outbox>,
     pub keyring: Keyring,
     /// The discovery document, built once at start-up.
-    pub discovery: String,
+    pub discovery: axum::body::Bytes,
     pub limiter: Limiter,
     /// Turned off first on SIGTERM so the load balancer stops sending traffic.
     pub ready: AtomicBool,

@@ -17,9 +17,11 @@ use subtle::ConstantTimeEq;
 type HmacSha256 = Hmac<Sha256>;
 
 /// `n` random bytes from the OS generator, base64url without padding.
+/// `rand`'s thread-local generator is a CSPRNG (ChaCha12) seeded and periodically
+/// reseeded from the OS: as unpredictable as `OsRng`, without a syscall per token.
 pub fn random_token(n: usize) -> String {
     let mut buf = vec![0u8; n];
-    rand::rngs::OsRng.fill_bytes(&mut buf);
+    rand::thread_rng().fill_bytes(&mut buf);
     URL_SAFE_NO_PAD.encode(buf)
 }
 
@@ -51,16 +53,40 @@ pub fn ct_eq(a: &str, b: &str) -> bool {
 #[derive(Clone)]
 pub struct Keyring {
     master: Vec<u8>,
+    /// Keyed HMAC states per purpose, derived once: cloning a keyed state is cheaper than
+    /// deriving the key again on every request.
+    derived: std::sync::Arc<std::collections::HashMap<&'static str, HmacSha256>>,
 }
+
+/// Purposes used on hot paths; others are derived on demand.
+const PURPOSES: &[&str] = &[
+    "access-token",
+    "client-secret",
+    "csrf",
+    "otp",
+    "pow-challenge",
+    "rate-subject",
+];
 
 impl Keyring {
     pub fn new(master: &[u8]) -> Self {
-        Self {
+        let mut k = Self {
             master: master.to_vec(),
-        }
+            derived: Default::default(),
+        };
+        let derived = PURPOSES.iter().map(|p| (*p, k.derive(p))).collect();
+        k.derived = std::sync::Arc::new(derived);
+        k
     }
 
     fn mac(&self, purpose: &str) -> HmacSha256 {
+        match self.derived.get(purpose) {
+            Some(m) => m.clone(),
+            None => self.derive(purpose),
+        }
+    }
+
+    fn derive(&self, purpose: &str) -> HmacSha256 {
         // HMAC accepts keys of any length; `new_from_slice` cannot fail for HMAC.
         let mut outer = match HmacSha256::new_from_slice(&self.master) {
             Ok(m) => m,

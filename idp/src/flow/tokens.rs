@@ -5,8 +5,10 @@
 //!   revokes the grant issued from it (RFC 6749 §4.1.2, RFC 9700 §4.5).
 //! - Refresh tokens rotate on every use; presenting a used one is reuse and revokes the
 //!   whole grant (RFC 9700 §4.14.2).
-//! - Access tokens are opaque and held in the ephemeral store, so revocation, grant
-//!   revocation and client suspension stop them at once.
+//! - Access tokens are opaque to clients but self-contained: `base64url(json).mac`, MACed
+//!   under the server key. Issuing one writes nothing (a client_credentials flood cannot
+//!   fill Redis); checking one reads the revocation markers of the token and of its grant,
+//!   and the client's status, so revocation, grant revocation and suspension stop it at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +44,8 @@ pub struct CodeData {
 /// What an access token stands for, stored under the token's hash.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccessData {
+    /// Token id, for revocation of this one token.
+    pub jti: String,
     pub client_id: String,
     /// The citizen; `None` for client_credentials tokens.
     pub citizen_id: Option<String>,
@@ -65,6 +69,10 @@ pub struct TokenResponse {
 
 fn hash_key(prefix: &str, token: &str) -> String {
     format!("{prefix}:{}", b64(&sha256(token.as_bytes())))
+}
+
+fn revoked_token_key(jti: &str) -> String {
+    format!("rt:{jti}")
 }
 
 fn revoked_grant_key(grant_id: &str) -> String {
@@ -313,16 +321,15 @@ impl Core {
         now: i64,
     ) -> Result<TokenResponse, OAuthError> {
         let scope = Scopes::parse_known(&grant.scope, KNOWN_SCOPES);
-        let access_token = self
-            .store_access_token(AccessData {
+        let access_token = self.mint_access_token(&AccessData {
+                jti: random_token(12),
                 client_id: client.id.as_str().to_owned(),
                 citizen_id: Some(citizen.id.clone()),
                 grant_id: Some(grant.id.clone()),
                 scope: grant.scope.clone(),
                 iat: now,
                 exp: now + self.settings.access_token_secs,
-            })
-            .await?;
+            })?;
         let digest = sha256(access_token.as_bytes());
         let mut claims = Map::new();
         claims.insert("iss".into(), json!(self.issuer()));
@@ -353,18 +360,24 @@ impl Core {
         })
     }
 
-    async fn store_access_token(&self, data: AccessData) -> Result<String> {
-        let token = random_token(32);
-        let json = serde_json::to_string(&data)
-            .map_err(|e| crate::error::Error::Internal(e.to_string()))?;
-        self.eph
-            .put(
-                &hash_key("at", &token),
-                &json,
-                self.secs(data.exp - data.iat),
-            )
-            .await?;
-        Ok(token)
+    /// Mints a self-contained access token: nothing is stored until it is revoked.
+    fn mint_access_token(&self, data: &AccessData) -> Result<String> {
+        let json = serde_json::to_vec(data).map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+        let body = b64(&json);
+        let mac = self.keyring.hash("access-token", body.as_bytes());
+        Ok(format!("{body}.{mac}"))
+    }
+
+    /// Reads a token we minted; `None` if it is not ours or was tampered with.
+    fn open_access_token(&self, token: &str) -> Option<AccessData> {
+        if token.len() > 2048 {
+            return None;
+        }
+        let (body, mac) = token.split_once('.')?;
+        if !self.keyring.verify("access-token", body.as_bytes(), mac) {
+            return None;
+        }
+        serde_json::from_slice(&crate::crypto::b64_decode(body)?).ok()
     }
 
     /// `grant_type=refresh_token`, with rotation and reuse detection.
@@ -471,16 +484,15 @@ impl Core {
         } else {
             asked.join(" ")
         };
-        let access_token = self
-            .store_access_token(AccessData {
+        let access_token = self.mint_access_token(&AccessData {
+                jti: random_token(12),
                 client_id: client.id.as_str().to_owned(),
                 citizen_id: None,
                 grant_id: None,
                 scope: scope.clone(),
                 iat: now,
                 exp: now + self.settings.access_token_secs,
-            })
-            .await?;
+            })?;
         metrics::counter!("emta_token_issued_total", "grant" => "client_credentials").increment(1);
         Ok(TokenResponse {
             access_token,
@@ -513,13 +525,7 @@ impl Core {
     /// The live access token's data, or `None` if unknown, expired, revoked, or its client
     /// is no longer allowed.
     pub async fn check_access_token(&self, token: &str, now: i64) -> Result<Option<AccessData>> {
-        if token.len() > 256 {
-            return Ok(None);
-        }
-        let Some(raw) = self.eph.get(&hash_key("at", token)).await? else {
-            return Ok(None);
-        };
-        let Ok(data) = serde_json::from_str::<AccessData>(&raw) else {
+        let Some(data) = self.open_access_token(token) else {
             return Ok(None);
         };
         if data.exp <= now {
@@ -532,6 +538,9 @@ impl Core {
         if !client_ok {
             return Ok(None);
         }
+        if self.eph.get(&revoked_token_key(&data.jti)).await?.is_some() {
+            return Ok(None);
+        }
         if let Some(g) = &data.grant_id {
             if self.eph.get(&revoked_grant_key(g)).await?.is_some() {
                 return Ok(None);
@@ -542,11 +551,11 @@ impl Core {
 
     /// RFC 7009: revokes an access or refresh token of `client`. Unknown tokens are fine.
     pub async fn revoke_token(&self, client: &Client, token: &str, now: i64) -> Result<()> {
-        if let Some(raw) = self.eph.get(&hash_key("at", token)).await? {
-            if let Ok(data) = serde_json::from_str::<AccessData>(&raw) {
-                if data.client_id == client.id.as_str() {
-                    self.eph.delete(&hash_key("at", token)).await?;
-                }
+        if let Some(data) = self.open_access_token(token) {
+            if data.client_id == client.id.as_str() && data.exp > now {
+                self.eph
+                    .put(&revoked_token_key(&data.jti), "1", self.secs(data.exp - now + 1))
+                    .await?;
             }
             return Ok(());
         }

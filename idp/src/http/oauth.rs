@@ -144,7 +144,8 @@ pub fn discovery_document(issuer: &str) -> Result<String, String> {
     serde_json::to_string(&meta).map_err(|e| e.to_string())
 }
 
-fn json_with_cache(body: String, max_age: u32) -> Response {
+fn json_with_cache(body: impl Into<axum::body::Body>, max_age: u32) -> Response {
+    let body: axum::body::Body = body.into();
     let mut resp = (
         [(
             header::CONTENT_TYPE,
