@@ -58,6 +58,7 @@ echo "| server / operation                 |      req/s |      p50 |      p99 | 
 echo "|------------------------------------|-----------:|---------:|---------:|-------:|"
 emta_basic=$(printf 'bench:%s' "$secret" | base64 -w0)
 node_basic=$(printf 'bench:bench-secret' | base64 -w0)
+run "emta idp: /healthz (the stack's ceiling)" "http://localhost:$IDP_PORT/healthz" ""
 run "emta idp: discovery" "http://localhost:$IDP_PORT/.well-known/openid-configuration" ""
 run "node-oidc-provider: discovery" "http://localhost:$NODE_PORT/.well-known/openid-configuration" ""
 run "emta idp: client_credentials" "http://localhost:$IDP_PORT/token" "$emta_basic" "$work/cc.lua"

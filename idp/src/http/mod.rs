@@ -11,8 +11,6 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue};
-use axum::middleware::Next;
-use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use axum_extra::extract::cookie::{Cookie, SameSite};
@@ -53,11 +51,8 @@ pub fn router(core: Core) -> Router {
     if core.settings.dev {
         r = r.route("/dev/outbox", get(ops::outbox));
     }
-    r.fallback(ops::not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            core.clone(),
-            security_headers,
-        ))
+    let secure = core.settings.secure_cookies();
+    security_headers(r.fallback(ops::not_found), secure)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &Request| {
@@ -69,49 +64,43 @@ pub fn router(core: Core) -> Router {
 }
 
 /// Strict headers on every response (RFC 9700 §4.16, OWASP): no framing, no sniffing, no
-/// referrer leaking codes, no caching of pages that carry personal data.
-async fn security_headers(
-    axum::extract::State(core): axum::extract::State<Core>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let is_static = req.uri().path().starts_with("/static/");
-    let is_jwks = matches!(
-        req.uri().path(),
-        "/jwks" | "/.well-known/openid-configuration"
-    );
-    let mut resp = next.run(req).await;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             connect-src 'self'; base-uri 'none'; frame-ancestors 'none'",
-        ),
-    );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(
-        "cross-origin-opener-policy",
-        HeaderValue::from_static("same-origin"),
-    );
-    if !is_static && !is_jwks && !h.contains_key(header::CACHE_CONTROL) {
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-    if core.settings.secure_cookies() {
-        h.insert(
+/// referrer leaking codes, no caching of anything that did not say otherwise (pages carry
+/// personal data; discovery, JWKS and static assets set their own Cache-Control). Static
+/// header layers, not a middleware function: this runs on every request of a surge.
+fn security_headers<S: Clone + Send + Sync + 'static>(router: Router<S>, secure: bool) -> Router<S> {
+    use tower_http::set_header::SetResponseHeaderLayer as Set;
+    let mut r = router
+        .layer(Set::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                 connect-src 'self'; base-uri 'none'; frame-ancestors 'none'",
+            ),
+        ))
+        .layer(Set::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(Set::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(Set::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(Set::overriding(
+            header::HeaderName::from_static("cross-origin-opener-policy"),
+            HeaderValue::from_static("same-origin"),
+        ))
+        .layer(Set::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
+    if secure {
+        r = r.layer(Set::overriding(
             header::STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static("max-age=63072000; includeSubDomains"),
-        );
+        ));
     }
-    resp
+    r
 }
 
 /// Cookie names: `__Host-` prefixed (Secure, Path=/, no Domain) when served over https.
