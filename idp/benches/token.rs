@@ -33,6 +33,9 @@ struct Report {
 
 impl Report {
     fn print(&self) {
+        if self.hist.is_empty() {
+            return;
+        }
         let q = |p: f64| self.hist.value_at_quantile(p) as f64 / 1000.0;
         println!(
             "| {:<22} | {:>9.0} | {:>7.2} | {:>7.2} | {:>7.2} | {:>7.2} | {:>6} |",
@@ -92,17 +95,26 @@ where
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let scale: usize = std::env::var("EMTA_BENCH_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let scale: usize = std::env::var("EMTA_BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
     let citizens = generate_citizens(2000, 7);
     let stub = StubServices::new(citizens.clone());
-    let (stub_addr, _) = stub.clone().serve(([127, 0, 0, 1], 0).into(), std::future::pending()).await?;
+    let (stub_addr, _) = stub
+        .clone()
+        .serve(([127, 0, 0, 1], 0).into(), std::future::pending())
+        .await?;
     let dir = std::env::temp_dir().join(format!("emta-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
     let mut s = Settings::for_tests();
     s.issuer = format!("http://localhost:{port}");
-    let backend = match (std::env::var("EMTA_BENCH_POSTGRES_URL"), std::env::var("EMTA_BENCH_REDIS_URL")) {
+    let backend = match (
+        std::env::var("EMTA_BENCH_POSTGRES_URL"),
+        std::env::var("EMTA_BENCH_REDIS_URL"),
+    ) {
         (Ok(pg), Ok(redis)) => {
             s.storage.database_url = idp::config::Secret::new(pg);
             s.storage.redis_url = idp::config::Secret::new(redis);
@@ -110,7 +122,10 @@ async fn main() -> anyhow::Result<()> {
             "PostgreSQL + Redis"
         }
         _ => {
-            s.storage.database_url = idp::config::Secret::new(format!("sqlite://{}?mode=rwc", dir.join("idp.db").display()));
+            s.storage.database_url = idp::config::Secret::new(format!(
+                "sqlite://{}?mode=rwc",
+                dir.join("idp.db").display()
+            ));
             "SQLite + in-process store"
         }
     };
@@ -148,12 +163,20 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     core.reload().await?;
-    let http = reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY).build()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONCURRENCY)
+        .build()?;
     let token_url = format!("{base}/token");
 
     println!("\nemta idp token benchmark: {backend}, {CONCURRENCY} concurrent clients\n");
-    println!("| {:<22} | {:>9} | {:>7} | {:>7} | {:>7} | {:>7} | {:>6} |", "operation", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors");
-    println!("|{:-<24}|{:->11}|{:->9}|{:->9}|{:->9}|{:->9}|{:->8}|", "", "", "", "", "", "", "");
+    println!(
+        "| {:<22} | {:>9} | {:>7} | {:>7} | {:>7} | {:>7} | {:>6} |",
+        "operation", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors"
+    );
+    println!(
+        "|{:-<24}|{:->11}|{:->9}|{:->9}|{:->9}|{:->9}|{:->8}|",
+        "", "", "", "", "", "", ""
+    );
 
     // Warm-up.
     {
@@ -165,8 +188,16 @@ async fn main() -> anyhow::Result<()> {
         .await;
     }
 
+    // `EMTA_BENCH_ONLY=authorization_code` runs one operation (for profiling).
+    let only = std::env::var("EMTA_BENCH_ONLY").unwrap_or_default();
+    let wanted = |name: &str| only.is_empty() || only == name;
+    let cc_total = if wanted("client_credentials") {
+        20_000 * scale
+    } else {
+        0
+    };
     let (h, u, sec) = (http.clone(), token_url.clone(), secret.clone());
-    drive("client_credentials", 20_000 * scale, move |_| {
+    drive("client_credentials", cc_total, move |_| {
         let (http, url, secret) = (h.clone(), u.clone(), sec.clone());
         async move { cc(&http, &url, &secret).await }
     })
@@ -190,7 +221,11 @@ async fn main() -> anyhow::Result<()> {
             idp::now(),
         )
         .await?;
-    let n_codes = 5_000 * scale;
+    let n_codes = if wanted("authorization_code") || wanted("refresh_token") {
+        5_000 * scale
+    } else {
+        0
+    };
     let verifier = "v".repeat(43);
     let challenge = idp::crypto::b64(&idp::crypto::sha256(verifier.as_bytes()));
     let mut codes = Vec::with_capacity(n_codes);
@@ -198,7 +233,10 @@ async fn main() -> anyhow::Result<()> {
         let req = AuthRequest {
             client_id: "bench".into(),
             redirect_uri: redirect_uri.clone(),
-            scope: idp::domain::Scopes::parse_known("openid profile phone national_id", idp::domain::client::KNOWN_SCOPES),
+            scope: idp::domain::Scopes::parse_known(
+                "openid profile phone national_id",
+                idp::domain::client::KNOWN_SCOPES,
+            ),
             state: None,
             nonce: Some("n".into()),
             code_challenge: challenge.clone(),
@@ -207,20 +245,47 @@ async fn main() -> anyhow::Result<()> {
             login_hint: None,
             english: false,
         };
-        let url = core.issue_code(&req, &citizen.id, "sid", idp::now(), idp::now()).await?;
-        let code = url::Url::parse(&url)?.query_pairs().find(|(k, _)| k == "code").map(|(_, v)| v.into_owned()).unwrap_or_default();
+        let url = core
+            .issue_code(&req, &citizen.id, "sid", idp::now(), idp::now())
+            .await?;
+        let code = url::Url::parse(&url)?
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
         codes.push(code);
     }
     let codes = Arc::new(codes);
     let refresh_tokens = Arc::new(Mutex::new(Vec::with_capacity(n_codes)));
-    let (h, u, sec, cs, rts, ru, v) = (http.clone(), token_url.clone(), secret.clone(), codes.clone(), refresh_tokens.clone(), redirect_uri.clone(), verifier.clone());
+    let (h, u, sec, cs, rts, ru, v) = (
+        http.clone(),
+        token_url.clone(),
+        secret.clone(),
+        codes.clone(),
+        refresh_tokens.clone(),
+        redirect_uri.clone(),
+        verifier.clone(),
+    );
     drive("authorization_code", n_codes, move |i| {
-        let (http, url, secret, codes, rts, ru, v) = (h.clone(), u.clone(), sec.clone(), cs.clone(), rts.clone(), ru.clone(), v.clone());
+        let (http, url, secret, codes, rts, ru, v) = (
+            h.clone(),
+            u.clone(),
+            sec.clone(),
+            cs.clone(),
+            rts.clone(),
+            ru.clone(),
+            v.clone(),
+        );
         async move {
             let r = http
                 .post(&url)
                 .basic_auth("bench", Some(&secret))
-                .form(&[("grant_type", "authorization_code"), ("code", codes[i].as_str()), ("redirect_uri", ru.as_str()), ("code_verifier", v.as_str())])
+                .form(&[
+                    ("grant_type", "authorization_code"),
+                    ("code", codes[i].as_str()),
+                    ("redirect_uri", ru.as_str()),
+                    ("code_verifier", v.as_str()),
+                ])
                 .send()
                 .await;
             match r {
@@ -246,7 +311,10 @@ async fn main() -> anyhow::Result<()> {
         async move {
             http.post(&url)
                 .basic_auth("bench", Some(&secret))
-                .form(&[("grant_type", "refresh_token"), ("refresh_token", rts[i].as_str())])
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", rts[i].as_str()),
+                ])
                 .send()
                 .await
                 .is_ok_and(|r| r.status() == 200)
@@ -256,24 +324,47 @@ async fn main() -> anyhow::Result<()> {
     .print();
 
     let (h, b) = (http.clone(), base.clone());
-    drive("discovery", 20_000 * scale, move |_| {
-        let (http, base) = (h.clone(), b.clone());
-        async move {
-            http.get(format!("{base}/.well-known/openid-configuration"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200)
-        }
-    })
+    drive(
+        "discovery",
+        if wanted("discovery") {
+            20_000 * scale
+        } else {
+            0
+        },
+        move |_| {
+            let (http, base) = (h.clone(), b.clone());
+            async move {
+                http.get(format!("{base}/.well-known/openid-configuration"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == 200)
+            }
+        },
+    )
     .await
     .print();
 
     // The whole citizen journey, one new browser per citizen (no SSO).
-    let flows = 300 * scale;
-    let (b, st, sec, ru, cz) = (base.clone(), stub.clone(), secret.clone(), redirect_uri.clone(), Arc::new(citizens.clone()));
+    let flows = if wanted("full citizen flow") {
+        300 * scale
+    } else {
+        0
+    };
+    let (b, st, sec, ru, cz) = (
+        base.clone(),
+        stub.clone(),
+        secret.clone(),
+        redirect_uri.clone(),
+        Arc::new(citizens.clone()),
+    );
     drive("full citizen flow", flows.min(1900), move |i| {
-        let (base, stub, secret, ru, citizens) = (b.clone(), st.clone(), sec.clone(), ru.clone(), cz.clone());
-        async move { citizen_flow(&base, &stub, &secret, &ru, &citizens[i + 1]).await.is_ok() }
+        let (base, stub, secret, ru, citizens) =
+            (b.clone(), st.clone(), sec.clone(), ru.clone(), cz.clone());
+        async move {
+            citizen_flow(&base, &stub, &secret, &ru, &citizens[i + 1])
+                .await
+                .is_ok()
+        }
     })
     .await
     .print();
@@ -308,14 +399,23 @@ async fn citizen_flow(
     redirect_uri: &str,
     who: &idp::dev::FixtureCitizen,
 ) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build()?;
+    let http = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
     let verifier = idp::crypto::random_token(32);
     let challenge = idp::crypto::b64(&idp::crypto::sha256(verifier.as_bytes()));
     let auth = format!(
         "{base}/authorize?response_type=code&client_id=bench&redirect_uri={}&scope=openid%20profile%20national_id&state=s&nonce=n&code_challenge={challenge}&code_challenge_method=S256",
         url::form_urlencoded::byte_serialize(redirect_uri.as_bytes()).collect::<String>()
     );
-    let loc = |r: &reqwest::Response| r.headers().get("location").and_then(|v| v.to_str().ok()).map(str::to_owned).unwrap_or_default();
+    let loc = |r: &reqwest::Response| {
+        r.headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .unwrap_or_default()
+    };
     let r = http.get(&auth).send().await?;
     let tx = loc(&r);
     let page = http.get(format!("{base}{tx}")).send().await?.text().await?;
@@ -324,27 +424,58 @@ async fn citizen_flow(
     let csrf = input(&page, "csrf");
     let r = http
         .post(format!("{base}{tx}/phone"))
-        .form(&[("csrf", csrf.as_str()), ("mobile", who.mobile.as_str()), ("pow_challenge", pow.as_str()), ("pow_nonce", nonce.as_str())])
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("mobile", who.mobile.as_str()),
+            ("pow_challenge", pow.as_str()),
+            ("pow_nonce", nonce.as_str()),
+        ])
         .send()
         .await?;
     anyhow::ensure!(r.status() == 303, "phone {}", r.status());
     let m = MobileNumber::parse(&who.mobile)?;
-    let code = stub.outbox.list(Some(m.e164()), 1).first().and_then(|e| idp::dev::code_in(&e.text)).unwrap_or_default();
-    let r = http.post(format!("{base}{tx}/otp")).form(&[("csrf", csrf.as_str()), ("code", code.as_str())]).send().await?;
+    let code = stub
+        .outbox
+        .list(Some(m.e164()), 1)
+        .first()
+        .and_then(|e| idp::dev::code_in(&e.text))
+        .unwrap_or_default();
+    let r = http
+        .post(format!("{base}{tx}/otp"))
+        .form(&[("csrf", csrf.as_str()), ("code", code.as_str())])
+        .send()
+        .await?;
     anyhow::ensure!(r.status() == 303, "otp {}", r.status());
     let r = http
         .post(format!("{base}{tx}/identity"))
-        .form(&[("csrf", csrf.as_str()), ("national_id", who.national_id.as_str()), ("birth_date", who.birth_date.as_str())])
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("national_id", who.national_id.as_str()),
+            ("birth_date", who.birth_date.as_str()),
+        ])
         .send()
         .await?;
     anyhow::ensure!(r.status() == 303, "identity {}", r.status());
-    let r = http.post(format!("{base}{tx}/consent")).form(&[("csrf", csrf.as_str()), ("decision", "approve")]).send().await?;
+    let r = http
+        .post(format!("{base}{tx}/consent"))
+        .form(&[("csrf", csrf.as_str()), ("decision", "approve")])
+        .send()
+        .await?;
     let back = loc(&r);
-    let code = url::Url::parse(&back)?.query_pairs().find(|(k, _)| k == "code").map(|(_, v)| v.into_owned()).unwrap_or_default();
+    let code = url::Url::parse(&back)?
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
     let r = http
         .post(format!("{base}/token"))
         .basic_auth("bench", Some(secret))
-        .form(&[("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", redirect_uri), ("code_verifier", verifier.as_str())])
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", verifier.as_str()),
+        ])
         .send()
         .await?;
     anyhow::ensure!(r.status() == 200, "token {}", r.status());

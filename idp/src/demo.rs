@@ -35,7 +35,10 @@ pub struct DemoManufacturer<'a> {
     pub post_logout_uri: String,
 }
 
-fn read_or_create(path: &Path, make: impl FnOnce() -> anyhow::Result<String>) -> anyhow::Result<String> {
+fn read_or_create(
+    path: &Path,
+    make: impl FnOnce() -> anyhow::Result<String>,
+) -> anyhow::Result<String> {
     if let Ok(s) = std::fs::read_to_string(path) {
         return Ok(s);
     }
@@ -46,19 +49,28 @@ fn read_or_create(path: &Path, make: impl FnOnce() -> anyhow::Result<String>) ->
 
 /// Prepares the demo folder, database, citizens and manufacturers; returns settings for
 /// `Application::build` with the IdP on `port`.
-pub async fn prepare(dir: &Path, port: u16, manufacturers: &[DemoManufacturer<'_>]) -> anyhow::Result<Demo> {
+pub async fn prepare(
+    dir: &Path,
+    port: u16,
+    manufacturers: &[DemoManufacturer<'_>],
+) -> anyhow::Result<Demo> {
     std::fs::create_dir_all(dir)?;
     let secret = read_or_create(&dir.join("secret"), || Ok(random_token(32)))?;
     let citizens_path: PathBuf = dir.join("citizens.json");
     let citizens_json = read_or_create(&citizens_path, || {
-        Ok(serde_json::to_string_pretty(&generate_citizens(1000, 1403))?)
+        Ok(serde_json::to_string_pretty(&generate_citizens(
+            1000, 1403,
+        ))?)
     })?;
     let citizens: Vec<FixtureCitizen> = serde_json::from_str(&citizens_json)?;
 
     let mut settings = Settings::for_tests();
     settings.listen = ([127, 0, 0, 1], port).into();
     settings.issuer = format!("http://localhost:{port}");
-    settings.storage.database_url = Secret::new(format!("sqlite://{}?mode=rwc", dir.join("idp.db").display()));
+    settings.storage.database_url = Secret::new(format!(
+        "sqlite://{}?mode=rwc",
+        dir.join("idp.db").display()
+    ));
     settings.secret_key = Secret::new(secret.clone());
     settings.dev = true;
     settings.fixture_citizens = Some(citizens_path);

@@ -182,12 +182,18 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo { dir, port } => {
             let manufacturers = [
                 idp::demo::DemoManufacturer {
-                    id: "saipa", name: "Saipa", name_fa: "سایپا", stars: 4,
+                    id: "saipa",
+                    name: "Saipa",
+                    name_fa: "سایپا",
+                    stars: 4,
                     redirect_uri: "http://localhost:8501/saipa/callback".into(),
                     post_logout_uri: "http://localhost:8501/saipa/".into(),
                 },
                 idp::demo::DemoManufacturer {
-                    id: "iran-khodro", name: "Iran Khodro", name_fa: "ایران خودرو", stars: 5,
+                    id: "iran-khodro",
+                    name: "Iran Khodro",
+                    name_fa: "ایران خودرو",
+                    stars: 5,
                     redirect_uri: "http://localhost:8501/iran-khodro/callback".into(),
                     post_logout_uri: "http://localhost:8501/iran-khodro/".into(),
                 },
@@ -201,7 +207,10 @@ async fn main() -> anyhow::Result<()> {
             println!("  citizen account   {issuer}/account   (walks the whole verification flow)");
             println!("  SMS outbox        {issuer}/dev/outbox   (the codes the demo 'sent')");
             for c in &demo.clients {
-                println!("  client {:<12} secret {}  redirect {}", c.id, c.secret, c.redirect_uri);
+                println!(
+                    "  client {:<12} secret {}  redirect {}",
+                    c.id, c.secret, c.redirect_uri
+                );
             }
             println!("\n  synthetic citizens (mobile, national ID, Jalali birth date); all in {}/citizens.json:", dir.display());
             for c in demo.citizens.iter().take(3) {

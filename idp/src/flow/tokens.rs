@@ -322,14 +322,14 @@ impl Core {
     ) -> Result<TokenResponse, OAuthError> {
         let scope = Scopes::parse_known(&grant.scope, KNOWN_SCOPES);
         let access_token = self.mint_access_token(&AccessData {
-                jti: random_token(12),
-                client_id: client.id.as_str().to_owned(),
-                citizen_id: Some(citizen.id.clone()),
-                grant_id: Some(grant.id.clone()),
-                scope: grant.scope.clone(),
-                iat: now,
-                exp: now + self.settings.access_token_secs,
-            })?;
+            jti: random_token(12),
+            client_id: client.id.as_str().to_owned(),
+            citizen_id: Some(citizen.id.clone()),
+            grant_id: Some(grant.id.clone()),
+            scope: grant.scope.clone(),
+            iat: now,
+            exp: now + self.settings.access_token_secs,
+        })?;
         let digest = sha256(access_token.as_bytes());
         let mut claims = Map::new();
         claims.insert("iss".into(), json!(self.issuer()));
@@ -362,7 +362,8 @@ impl Core {
 
     /// Mints a self-contained access token: nothing is stored until it is revoked.
     fn mint_access_token(&self, data: &AccessData) -> Result<String> {
-        let json = serde_json::to_vec(data).map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+        let json =
+            serde_json::to_vec(data).map_err(|e| crate::error::Error::Internal(e.to_string()))?;
         let body = b64(&json);
         let mac = self.keyring.hash("access-token", body.as_bytes());
         Ok(format!("{body}.{mac}"))
@@ -485,14 +486,14 @@ impl Core {
             asked.join(" ")
         };
         let access_token = self.mint_access_token(&AccessData {
-                jti: random_token(12),
-                client_id: client.id.as_str().to_owned(),
-                citizen_id: None,
-                grant_id: None,
-                scope: scope.clone(),
-                iat: now,
-                exp: now + self.settings.access_token_secs,
-            })?;
+            jti: random_token(12),
+            client_id: client.id.as_str().to_owned(),
+            citizen_id: None,
+            grant_id: None,
+            scope: scope.clone(),
+            iat: now,
+            exp: now + self.settings.access_token_secs,
+        })?;
         metrics::counter!("emta_token_issued_total", "grant" => "client_credentials").increment(1);
         Ok(TokenResponse {
             access_token,
@@ -554,7 +555,11 @@ impl Core {
         if let Some(data) = self.open_access_token(token) {
             if data.client_id == client.id.as_str() && data.exp > now {
                 self.eph
-                    .put(&revoked_token_key(&data.jti), "1", self.secs(data.exp - now + 1))
+                    .put(
+                        &revoked_token_key(&data.jti),
+                        "1",
+                        self.secs(data.exp - now + 1),
+                    )
                     .await?;
             }
             return Ok(());

@@ -67,7 +67,10 @@ pub fn router(core: Core) -> Router {
 /// referrer leaking codes, no caching of anything that did not say otherwise (pages carry
 /// personal data; discovery, JWKS and static assets set their own Cache-Control). Static
 /// header layers, not a middleware function: this runs on every request of a surge.
-fn security_headers<S: Clone + Send + Sync + 'static>(router: Router<S>, secure: bool) -> Router<S> {
+fn security_headers<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+    secure: bool,
+) -> Router<S> {
     use tower_http::set_header::SetResponseHeaderLayer as Set;
     let mut r = router
         .layer(Set::overriding(
@@ -77,7 +80,10 @@ fn security_headers<S: Clone + Send + Sync + 'static>(router: Router<S>, secure:
                  connect-src 'self'; base-uri 'none'; frame-ancestors 'none'",
             ),
         ))
-        .layer(Set::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(Set::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
         .layer(Set::overriding(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),

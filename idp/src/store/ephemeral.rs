@@ -41,7 +41,11 @@ impl Ephemeral {
     }
 
     pub fn redis(url: &str, prefix: &str) -> Result<Self, EphemeralError> {
-        let pool = RedisConfig::from_url(url)
+        let mut cfg = RedisConfig::from_url(url);
+        // Every request of a surge touches Redis at least once; the default pool (4 per
+        // core) queues requests behind each other long before Redis is busy.
+        cfg.pool = Some(deadpool_redis::PoolConfig::new(64));
+        let pool = cfg
             .create_pool(Some(Runtime::Tokio1))
             .map_err(|e| EphemeralError::Setup(e.to_string()))?;
         Ok(Self::Redis(RedisStore {

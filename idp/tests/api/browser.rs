@@ -28,8 +28,10 @@ impl Drop for Driver {
 
 impl Driver {
     async fn start() -> Self {
-        let driver = std::env::var("EMTA_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
-        let chromium = std::env::var("EMTA_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let driver =
+            std::env::var("EMTA_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+        let chromium =
+            std::env::var("EMTA_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
         assert!(
             std::path::Path::new(&driver).exists() && std::path::Path::new(&chromium).exists(),
             "Chromium and chromedriver are needed: apt-get install chromium chromium-driver (.ci/run does)"
@@ -72,7 +74,10 @@ impl Driver {
             .json()
             .await
             .expect("session json");
-        let session = v["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {v}")).to_owned();
+        let session = v["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {v}"))
+            .to_owned();
         Self {
             child,
             http,
@@ -85,19 +90,34 @@ impl Driver {
     async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
         let url = format!("{}/session/{}{path}", self.base, self.session);
         let req = self.http.request(method.clone(), url);
-        let req = if method == reqwest::Method::GET { req } else { req.json(&body) };
-        let v: Value = req.send().await.expect("webdriver").json().await.expect("json");
+        let req = if method == reqwest::Method::GET {
+            req
+        } else {
+            req.json(&body)
+        };
+        let v: Value = req
+            .send()
+            .await
+            .expect("webdriver")
+            .json()
+            .await
+            .expect("json");
         v["value"].clone()
     }
 
     async fn goto(&self, url: &str) {
-        self.call(reqwest::Method::POST, "/url", json!({ "url": url })).await;
+        self.call(reqwest::Method::POST, "/url", json!({ "url": url }))
+            .await;
     }
 
     async fn find(&self, css: &str) -> String {
         for _ in 0..50 {
             let v = self
-                .call(reqwest::Method::POST, "/element", json!({"using": "css selector", "value": css}))
+                .call(
+                    reqwest::Method::POST,
+                    "/element",
+                    json!({"using": "css selector", "value": css}),
+                )
                 .await;
             if let Some(id) = v[ELEMENT].as_str() {
                 return id.to_owned();
@@ -108,23 +128,45 @@ impl Driver {
     }
 
     async fn source(&self) -> String {
-        self.call(reqwest::Method::GET, "/source", json!({})).await.as_str().unwrap_or_default().to_owned()
+        self.call(reqwest::Method::GET, "/source", json!({}))
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     async fn type_into(&self, css: &str, text: &str) {
         let el = self.find(css).await;
-        self.call(reqwest::Method::POST, &format!("/element/{el}/value"), json!({ "text": text })).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{el}/value"),
+            json!({ "text": text }),
+        )
+        .await;
     }
 
     async fn click(&self, css: &str) {
         let el = self.find(css).await;
-        self.call(reqwest::Method::POST, &format!("/element/{el}/click"), json!({})).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{el}/click"),
+            json!({}),
+        )
+        .await;
     }
 
     async fn wait_enabled(&self, css: &str) {
         let el = self.find(css).await;
         for _ in 0..200 {
-            if self.call(reqwest::Method::GET, &format!("/element/{el}/enabled"), json!({})).await == json!(true) {
+            if self
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/element/{el}/enabled"),
+                    json!({}),
+                )
+                .await
+                == json!(true)
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -133,11 +175,17 @@ impl Driver {
     }
 
     async fn url(&self) -> String {
-        self.call(reqwest::Method::GET, "/url", json!({})).await.as_str().unwrap_or_default().to_owned()
+        self.call(reqwest::Method::GET, "/url", json!({}))
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     async fn screenshot(&self, name: &str) {
-        let png = self.call(reqwest::Method::GET, "/screenshot", json!({})).await;
+        let png = self
+            .call(reqwest::Method::GET, "/screenshot", json!({}))
+            .await;
         if let Some(bytes) = png.as_str().and_then(|b| {
             use base64::Engine;
             base64::engine::general_purpose::STANDARD.decode(b).ok()
@@ -154,7 +202,9 @@ async fn a_citizen_signs_in_with_a_real_browser() {
     // Arrange: the proof of work at a difficulty the page's script has to work for.
     let app = crate::helpers::spawn_app_with(
         Backend::Embedded,
-        crate::helpers::Options { settings: Box::new(|s| s.pow_difficulty = 12) },
+        crate::helpers::Options {
+            settings: Box::new(|s| s.pow_difficulty = 12),
+        },
     )
     .await;
     let _ = spawn_app; // the plain helper is used by the other modules
@@ -166,12 +216,16 @@ async fn a_citizen_signs_in_with_a_real_browser() {
     // Act: the four pages.
     browser.goto(&auth.url).await;
     browser.type_into("#mobile", &who.mobile).await;
-    browser.wait_enabled("form[data-pow] button[type=submit]").await;
+    browser
+        .wait_enabled("form[data-pow] button[type=submit]")
+        .await;
     browser.screenshot("1-phone.png").await;
     browser.click("form[data-pow] button[type=submit]").await;
     browser.find("#code").await;
     let code = app.latest_code_for(&who.mobile).await.expect("an SMS code");
-    browser.type_into("#code", &idp::domain::digits::to_persian_digits(&code)).await;
+    browser
+        .type_into("#code", &idp::domain::digits::to_persian_digits(&code))
+        .await;
     browser.click("form[action$='/otp'] button").await;
     browser.type_into("#national_id", &who.national_id).await;
     browser.type_into("#birth_date", &who.birth_date).await;
@@ -190,7 +244,10 @@ async fn a_citizen_signs_in_with_a_real_browser() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let q = query_of(&url);
-    assert!(q.contains_key("code"), "back at the storefront with a code: {url}");
+    assert!(
+        q.contains_key("code"),
+        "back at the storefront with a code: {url}"
+    );
     assert_eq!(q.get("state"), Some(&auth.state));
     let (status, _) = crate::helpers::exchange(&app, c, &q["code"], &auth.verifier).await;
     assert_eq!(status, 200);
