@@ -6,6 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 CONNS=${CONNS:-64}
+# PIN=1 puts both servers on CPU 1 and wrk on CPU 0, so the load generator never takes the
+# servers' core; unpinned, all three share both cores.
+PIN=${PIN:-0}
+# Only ever run in the background (a subshell), so `exec` keeps $! the server's own pid.
+srv() { if [[ "$PIN" == 1 ]]; then exec taskset -c 1 "$@"; else exec "$@"; fi; }
+gen() { if [[ "$PIN" == 1 ]]; then taskset -c 0 "$@"; else "$@"; fi; }
 DURATION=${DURATION:-15s}
 IDP_PORT=${IDP_PORT:-8460}
 NODE_PORT=${NODE_PORT:-8600}
@@ -20,14 +26,14 @@ cargo build --release -p idp --quiet
 # node-oidc-provider, installed into a scratch folder (nothing of it is committed).
 cp idp/bench/node-oidc-provider/{package.json,server.js} "$work/"
 (cd "$work" && npm install --silent --no-audit --no-fund >/dev/null)
-CLIENT_SECRET=bench-secret PORT=$NODE_PORT WORKERS=2 node "$work/server.js" >"$work/node.log" 2>&1 &
+CLIENT_SECRET=bench-secret PORT=$NODE_PORT WORKERS=2 srv node "$work/server.js" >"$work/node.log" 2>&1 &
 pids+=($!)
 
 export DATABASE_URL="sqlite://$work/idp.db?mode=rwc" EMTA_SECRET_KEY=bench-secret-key-0123456789abcdef
 export RUST_LOG=warn
 secret=$(./target/release/idp client add --id bench --name Bench --name-fa بنچ \
   --redirect-uri http://localhost:9/cb --service-scope presale.read | sed -n 's/^client_secret=//p')
-./target/release/idp serve --dev --listen "127.0.0.1:$IDP_PORT" --issuer "http://localhost:$IDP_PORT" \
+srv ./target/release/idp serve --dev --listen "127.0.0.1:$IDP_PORT" --issuer "http://localhost:$IDP_PORT" \
   --token-rps-per-client 1000000 >"$work/idp.log" 2>&1 &
 pids+=($!)
 sleep 2
@@ -42,9 +48,9 @@ LUA
 run() { # name url basic [script]
   local out
   if [[ -n "${4:-}" ]]; then
-    out=$(BASIC="$3" wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s "$4" "$2")
+    out=$(BASIC="$3" gen wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s "$4" "$2")
   else
-    out=$(wrk -t2 -c"$CONNS" -d"$DURATION" --latency "$2")
+    out=$(gen wrk -t2 -c"$CONNS" -d"$DURATION" --latency "$2")
   fi
   local rps p50 p99 errs
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
@@ -57,6 +63,11 @@ run() { # name url basic [script]
 echo "| server / operation                 |      req/s |      p50 |      p99 | non-2xx |"
 echo "|------------------------------------|-----------:|---------:|---------:|-------:|"
 emta_basic=$(printf 'bench:%s' "$secret" | base64 -w0)
+# Both servers must answer a real token before anything is measured.
+for target in "$IDP_PORT:$emta_basic" "$NODE_PORT:$(printf 'bench:bench-secret' | base64 -w0)"; do
+  curl -fsS -H "Authorization: Basic ${target#*:}" -d grant_type=client_credentials \
+    "http://localhost:${target%%:*}/token" >/dev/null || { echo "token check failed on ${target%%:*}" >&2; cat "$work"/*.log >&2; exit 1; }
+done
 node_basic=$(printf 'bench:bench-secret' | base64 -w0)
 run "emta idp: /healthz (the stack's ceiling)" "http://localhost:$IDP_PORT/healthz" ""
 run "emta idp: discovery" "http://localhost:$IDP_PORT/.well-known/openid-configuration" ""
