@@ -31,12 +31,48 @@ pub enum StoreError {
 /// Turns a unique-constraint violation into [`StoreError::Conflict`] instead of matching
 /// on error strings.
 fn on_constraint(e: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &e {
-        if db.is_unique_violation() {
-            return StoreError::Conflict;
-        }
+    if is_unique_violation(&e) {
+        StoreError::Conflict
+    } else {
+        StoreError::Sql(e)
     }
-    StoreError::Sql(e)
+}
+
+pub fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres")
+}
+
+/// Opens an `Any` pool on SQLite or PostgreSQL (shared with the presale service). SQLite
+/// gets WAL, so readers proceed during a write, and a busy timeout, so a busy writer waits
+/// instead of failing.
+pub async fn connect_pool(url: &str, max_connections: u32) -> Result<AnyPool, sqlx::Error> {
+    sqlx::any::install_default_drivers();
+    let mut options = AnyPoolOptions::new().max_connections(max_connections);
+    if !is_postgres(url) {
+        options = options.after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::query("PRAGMA journal_mode = WAL")
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("PRAGMA busy_timeout = 5000")
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("PRAGMA synchronous = NORMAL")
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query("PRAGMA foreign_keys = ON")
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            })
+        });
+    }
+    options.connect(url).await
+}
+
+/// Turns a unique-constraint violation into [`StoreError::Conflict`] (shared helper).
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
 #[derive(Clone)]
@@ -47,31 +83,11 @@ pub struct Db {
 
 impl Db {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
-        sqlx::any::install_default_drivers();
-        let postgres = url.starts_with("postgres");
-        let mut options = AnyPoolOptions::new().max_connections(max_connections);
-        if !postgres {
-            // WAL lets readers proceed during a write; a busy writer waits instead of failing.
-            options = options.after_connect(|conn, _| {
-                Box::pin(async move {
-                    sqlx::query("PRAGMA journal_mode = WAL")
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::query("PRAGMA busy_timeout = 5000")
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::query("PRAGMA synchronous = NORMAL")
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::query("PRAGMA foreign_keys = ON")
-                        .execute(&mut *conn)
-                        .await?;
-                    Ok(())
-                })
-            });
-        }
-        let pool = options.connect(url).await?;
-        Ok(Self { pool, postgres })
+        let pool = connect_pool(url, max_connections).await?;
+        Ok(Self {
+            pool,
+            postgres: is_postgres(url),
+        })
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {

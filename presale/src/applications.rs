@@ -1,0 +1,247 @@
+//! Licenses and applications in SQL (SQLite or PostgreSQL).
+//!
+//! An application is accepted in one transaction that (1) inserts it, which the key
+//! `(license_id, national_id)` refuses for a second one, (2) claims the round when the
+//! license says one per round, which the key `(round, national_id)` refuses likewise, and
+//! (3) increments the license's `accepted` only while it is below `units` and the license
+//! is active. Any refusal rolls the whole transaction back, so nothing is half-stored and
+//! the cap holds under any concurrency and across replicas: PostgreSQL serialises the
+//! conditional UPDATEs on the license row, SQLite serialises writers. The UPDATE comes last
+//! so the license row is locked only for the commit.
+
+use sqlx::{AnyPool, Row};
+
+use idp::store::sql::{connect_pool, is_postgres, is_unique_violation};
+
+static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/presale/sqlite");
+static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/presale/postgres");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Why an application was refused. Each has a message in Persian and English.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    SoldOut,
+    AlreadyApplied,
+    AlreadyAppliedInRound,
+    Suspended,
+    OutsideWindow,
+    TooYoung,
+}
+
+impl Refusal {
+    pub fn text(self) -> idp::error::Text {
+        use idp::error::Text;
+        match self {
+            Self::SoldOut => Text {
+                fa: "ظرفیت این پیش‌فروش تکمیل شده است.",
+                en: "This presale is sold out.",
+            },
+            Self::AlreadyApplied => Text {
+                fa: "با این کد ملی قبلاً در این پیش‌فروش ثبت‌نام شده است.",
+                en: "This national ID has already applied in this presale.",
+            },
+            Self::AlreadyAppliedInRound => Text {
+                fa: "با این کد ملی در این دوره فروش قبلاً ثبت‌نام شده است.",
+                en: "This national ID has already applied in this sales round.",
+            },
+            Self::Suspended => Text {
+                fa: "مجوز این پیش‌فروش از سوی وزارت تعلیق شده است.",
+                en: "The ministry has suspended this presale's license.",
+            },
+            Self::OutsideWindow => Text {
+                fa: "زمان ثبت‌نام این پیش‌فروش نیست.",
+                en: "Registration for this presale is not open now.",
+            },
+            Self::TooYoung => Text {
+                fa: "سن متقاضی کمتر از حد مجاز این پیش‌فروش است.",
+                en: "The applicant is younger than this presale allows.",
+            },
+        }
+    }
+}
+
+/// The license fields an application is checked against.
+#[derive(Debug, Clone)]
+pub struct LicenseTerms {
+    pub id: String,
+    pub units: i64,
+    pub opens_at: i64,
+    pub closes_at: i64,
+    pub min_age: Option<i64>,
+    pub round: Option<String>,
+    pub active: bool,
+}
+
+/// One applicant's request, with the identity the IdP verified.
+#[derive(Debug, Clone)]
+pub struct ApplicationRequest {
+    pub national_id: String,
+    pub citizen_sub: String,
+    /// ISO 8601 birth date from the ID token.
+    pub birthdate: String,
+    pub ticket: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub id: String,
+    pub tracking_code: String,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    postgres: bool,
+}
+
+impl Store {
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        Ok(Self {
+            pool: connect_pool(url, max_connections).await?,
+            postgres: is_postgres(url),
+        })
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        if self.postgres {
+            POSTGRES.run(&self.pool).await?;
+        } else {
+            SQLITE.run(&self.pool).await?;
+        }
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Accepts an application or says why not. `now` in Unix seconds, `today` as ISO date.
+    pub async fn apply(
+        &self,
+        terms: &LicenseTerms,
+        req: &ApplicationRequest,
+        now: i64,
+        today: &str,
+    ) -> Result<Result<Accepted, Refusal>, StoreError> {
+        if !terms.active {
+            return Ok(Err(Refusal::Suspended));
+        }
+        if now < terms.opens_at || now >= terms.closes_at {
+            return Ok(Err(Refusal::OutsideWindow));
+        }
+        if let Some(min) = terms.min_age {
+            if age_on(&req.birthdate, today).is_none_or(|a| a < min) {
+                return Ok(Err(Refusal::TooYoung));
+            }
+        }
+        let id = idp::crypto::random_token(12);
+        let tracking_code = tracking_code();
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO applications (id, license_id, national_id, citizen_sub, ticket, \
+             tracking_code, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&id)
+        .bind(&terms.id)
+        .bind(&req.national_id)
+        .bind(&req.citizen_sub)
+        .bind(req.ticket)
+        .bind(&tracking_code)
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => return Ok(Err(Refusal::AlreadyApplied)),
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(round) = &terms.round {
+            let claimed = sqlx::query(
+                "INSERT INTO round_claims (round, national_id, application_id) VALUES ($1, $2, $3)",
+            )
+            .bind(round)
+            .bind(&req.national_id)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await;
+            match claimed {
+                Ok(_) => {}
+                Err(e) if is_unique_violation(&e) => {
+                    return Ok(Err(Refusal::AlreadyAppliedInRound))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let counted = sqlx::query(
+            "UPDATE licenses SET accepted = accepted + 1 \
+             WHERE id = $1 AND accepted < units AND status = 'active'",
+        )
+        .bind(&terms.id)
+        .execute(&mut *tx)
+        .await?;
+        if counted.rows_affected() != 1 {
+            return Ok(Err(Refusal::SoldOut));
+        }
+        tx.commit().await?;
+        Ok(Ok(Accepted { id, tracking_code }))
+    }
+
+    pub async fn accepted_count(&self, license_id: &str) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query("SELECT COUNT(*) AS n FROM applications WHERE license_id = $1")
+                .bind(license_id)
+                .fetch_one(&self.pool)
+                .await?
+                .try_get("n")?,
+        )
+    }
+
+    pub async fn license_accepted(&self, license_id: &str) -> Result<i64, StoreError> {
+        Ok(sqlx::query("SELECT accepted FROM licenses WHERE id = $1")
+            .bind(license_id)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("accepted")?)
+    }
+}
+
+/// A tracking code people can read out on the phone: 10 digits, no ambiguity.
+fn tracking_code() -> String {
+    use rand::Rng;
+    let n: u64 = rand::thread_rng().gen_range(1_000_000_000..10_000_000_000);
+    n.to_string()
+}
+
+/// Whole years from an ISO birth date to an ISO day.
+pub fn age_on(birthdate: &str, today: &str) -> Option<i64> {
+    let parse = |s: &str| -> Option<(i64, i64, i64)> {
+        let mut it = s.split('-').map(|p| p.parse::<i64>().ok());
+        Some((it.next()??, it.next()??, it.next()??))
+    };
+    let (by, bm, bd) = parse(birthdate)?;
+    let (ty, tm, td) = parse(today)?;
+    let mut age = ty - by;
+    if (tm, td) < (bm, bd) {
+        age -= 1;
+    }
+    Some(age)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::age_on;
+
+    #[test]
+    fn age_counts_whole_years() {
+        assert_eq!(age_on("2008-03-20", "2026-03-19"), Some(17));
+        assert_eq!(age_on("2008-03-20", "2026-03-20"), Some(18));
+        assert_eq!(age_on("garbage", "2026-03-20"), None);
+    }
+}

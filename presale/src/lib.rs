@@ -1,0 +1,22 @@
+//! emta presale: licensed campaigns, the identity-bound fair queue, and applications.
+//!
+//! # Layout
+//! - [`queue`]: the fair queue in Redis (joins, the admitter, admission checks) and the
+//!   seeded permutation of pre-opening arrivals.
+//! - [`applications`]: durable applications in SQL: never above the license's cap, never
+//!   two per national ID in a campaign (or a round), under any concurrency.
+//!
+//! Not built yet (issue 3): the storefronts (OIDC relying parties of the IdP), the
+//! ministry console with TOTP, lotteries, the waiting page, and the HTTP service.
+
+pub mod applications;
+pub mod license;
+pub mod queue;
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

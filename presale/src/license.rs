@@ -1,0 +1,219 @@
+//! Presale licenses as the ministry issues them, and the rules they must satisfy.
+
+use crate::applications::{Store, StoreError};
+
+/// Legal delivery limits by presale kind: firm 9 months, regular 12 months (DESIGN.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresaleKind {
+    Firm,
+    Regular,
+}
+
+impl PresaleKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Firm => "firm",
+            Self::Regular => "regular",
+        }
+    }
+
+    /// The latest delivery deadline allowed, counted from the registration window's close.
+    pub fn max_delivery_months(self) -> i64 {
+        match self {
+            Self::Firm => 9,
+            Self::Regular => 12,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    Queue,
+    Lottery,
+}
+
+impl Selection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queue => "queue",
+            Self::Lottery => "lottery",
+        }
+    }
+}
+
+/// A license to be issued. Times in Unix seconds, money in rials.
+#[derive(Debug, Clone)]
+pub struct NewLicense {
+    pub license_no: String,
+    pub manufacturer: String,
+    pub model: String,
+    pub units: i64,
+    pub unit_price: i64,
+    pub down_payment: i64,
+    pub kind: PresaleKind,
+    pub delivery_deadline: i64,
+    pub opens_at: i64,
+    pub closes_at: i64,
+    pub selection: Selection,
+    pub admission_per_min: i64,
+    pub max_active: i64,
+    pub apply_window_secs: i64,
+    pub min_age: Option<i64>,
+    pub round: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LicenseError {
+    #[error("units, price, down payment, rate and bounds must be positive")]
+    NotPositive,
+    #[error("the down payment cannot exceed the unit price")]
+    DownPayment,
+    #[error("the registration window must close after it opens")]
+    Window,
+    #[error("the delivery deadline passes the legal limit of {0} months for this kind")]
+    Deadline(i64),
+    #[error("license number: letters, digits and dashes, 3 to 32")]
+    LicenseNo,
+}
+
+const MONTH: i64 = 30 * 24 * 3600;
+
+impl NewLicense {
+    pub fn validate(&self) -> Result<(), LicenseError> {
+        let ok_no = (3..=32).contains(&self.license_no.len())
+            && self
+                .license_no
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !ok_no {
+            return Err(LicenseError::LicenseNo);
+        }
+        if self.units <= 0
+            || self.unit_price <= 0
+            || self.down_payment <= 0
+            || self.admission_per_min <= 0
+            || self.max_active <= 0
+            || self.apply_window_secs <= 0
+        {
+            return Err(LicenseError::NotPositive);
+        }
+        if self.down_payment > self.unit_price {
+            return Err(LicenseError::DownPayment);
+        }
+        if self.closes_at <= self.opens_at {
+            return Err(LicenseError::Window);
+        }
+        let months = self.kind.max_delivery_months();
+        if self.delivery_deadline > self.closes_at + months * MONTH
+            || self.delivery_deadline <= self.closes_at
+        {
+            return Err(LicenseError::Deadline(months));
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Issues a license with a fresh lottery/shuffle seed whose SHA-256 is published now.
+    pub async fn issue_license(
+        &self,
+        l: &NewLicense,
+        now: i64,
+    ) -> Result<Result<String, LicenseError>, StoreError> {
+        if let Err(e) = l.validate() {
+            return Ok(Err(e));
+        }
+        let id = format!("l-{}", idp::crypto::random_token(9));
+        let seed = idp::crypto::random_token(32);
+        let commitment = idp::crypto::b64(&idp::crypto::sha256(seed.as_bytes()));
+        sqlx::query(
+            "INSERT INTO licenses (id, license_no, manufacturer, model, units, unit_price, \
+             down_payment, kind, delivery_deadline, opens_at, closes_at, selection, \
+             admission_per_min, max_active, apply_window_secs, min_age, round, status, \
+             seed_commitment, seed, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+             $10, $11, $12, $13, $14, $15, $16, $17, 'active', $18, $19, $20)",
+        )
+        .bind(&id)
+        .bind(&l.license_no)
+        .bind(&l.manufacturer)
+        .bind(&l.model)
+        .bind(l.units)
+        .bind(l.unit_price)
+        .bind(l.down_payment)
+        .bind(l.kind.as_str())
+        .bind(l.delivery_deadline)
+        .bind(l.opens_at)
+        .bind(l.closes_at)
+        .bind(l.selection.as_str())
+        .bind(l.admission_per_min)
+        .bind(l.max_active)
+        .bind(l.apply_window_secs)
+        .bind(l.min_age)
+        .bind(l.round.clone())
+        .bind(&commitment)
+        .bind(&seed)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(Ok(id))
+    }
+
+    /// Suspends a license: applications stop at once (the conditional UPDATE checks it).
+    pub async fn set_license_active(&self, id: &str, active: bool) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE licenses SET status = $2 WHERE id = $1")
+            .bind(id)
+            .bind(if active { "active" } else { "suspended" })
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> NewLicense {
+        NewLicense {
+            license_no: "MIMT-1403-0001".into(),
+            manufacturer: "saipa".into(),
+            model: "Shahin".into(),
+            units: 100,
+            unit_price: 8_000_000_000,
+            down_payment: 2_000_000_000,
+            kind: PresaleKind::Firm,
+            delivery_deadline: 1_000 + 8 * MONTH,
+            opens_at: 0,
+            closes_at: 1_000,
+            selection: Selection::Queue,
+            admission_per_min: 600,
+            max_active: 50,
+            apply_window_secs: 600,
+            min_age: Some(18),
+            round: None,
+        }
+    }
+
+    #[test]
+    fn a_firm_presale_must_deliver_within_nine_months() {
+        assert_eq!(sample().validate(), Ok(()));
+        let mut late = sample();
+        late.delivery_deadline = 1_000 + 10 * MONTH;
+        assert_eq!(late.validate(), Err(LicenseError::Deadline(9)));
+        late.kind = PresaleKind::Regular;
+        assert_eq!(late.validate(), Ok(()));
+    }
+
+    #[test]
+    fn nonsense_terms_are_refused() {
+        let mut l = sample();
+        l.down_payment = l.unit_price + 1;
+        assert_eq!(l.validate(), Err(LicenseError::DownPayment));
+        let mut l = sample();
+        l.closes_at = l.opens_at;
+        assert_eq!(l.validate(), Err(LicenseError::Window));
+        let mut l = sample();
+        l.license_no = "no spaces".into();
+        assert_eq!(l.validate(), Err(LicenseError::LicenseNo));
+    }
+}
