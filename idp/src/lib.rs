@@ -60,6 +60,12 @@ pub fn format_time(unix: i64) -> String {
     )
 }
 
+/// Today's date in Tehran as ISO 8601 (`YYYY-MM-DD`), for age rules.
+pub fn today_iso() -> String {
+    let (y, m, d) = civil_from_days((now() + 3 * 3600 + 1800).div_euclid(86_400));
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn civil_from_days(z: i64) -> (i32, u8, u8) {
     let z = z + 719_468;

@@ -212,6 +212,80 @@ impl Store {
     }
 }
 
+/// A license as the storefront shows it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LicenseRow {
+    pub id: String,
+    pub license_no: String,
+    pub manufacturer: String,
+    pub model: String,
+    pub units: i64,
+    pub accepted: i64,
+    pub unit_price: i64,
+    pub down_payment: i64,
+    pub kind: String,
+    pub delivery_deadline: i64,
+    pub opens_at: i64,
+    pub closes_at: i64,
+    pub selection: String,
+    pub admission_per_min: i64,
+    pub max_active: i64,
+    pub apply_window_secs: i64,
+    pub min_age: Option<i64>,
+    pub round: Option<String>,
+    pub status: String,
+    pub seed_commitment: String,
+    pub seed: String,
+}
+
+impl LicenseRow {
+    pub fn terms(&self) -> LicenseTerms {
+        LicenseTerms {
+            id: self.id.clone(),
+            units: self.units,
+            opens_at: self.opens_at,
+            closes_at: self.closes_at,
+            min_age: self.min_age,
+            round: self.round.clone(),
+            active: self.status == "active",
+        }
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ApplicationRow {
+    pub license_id: String,
+    pub ticket: i64,
+    pub tracking_code: String,
+    pub created_at: i64,
+}
+
+impl Store {
+    pub async fn licenses(&self) -> Result<Vec<LicenseRow>, StoreError> {
+        Ok(sqlx::query_as::<_, LicenseRow>(
+            "SELECT id, license_no, manufacturer, model, units, accepted, unit_price, \
+             down_payment, kind, delivery_deadline, opens_at, closes_at, selection, \
+             admission_per_min, max_active, apply_window_secs, min_age, round, status, \
+             seed_commitment, seed FROM licenses ORDER BY opens_at",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn applications_of(
+        &self,
+        citizen_sub: &str,
+    ) -> Result<Vec<ApplicationRow>, StoreError> {
+        Ok(sqlx::query_as::<_, ApplicationRow>(
+            "SELECT license_id, ticket, tracking_code, created_at FROM applications \
+             WHERE citizen_sub = $1 ORDER BY created_at DESC",
+        )
+        .bind(citizen_sub)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
 /// A tracking code people can read out on the phone: 10 digits, no ambiguity.
 fn tracking_code() -> String {
     use rand::Rng;

@@ -12,6 +12,7 @@
 pub mod applications;
 pub mod license;
 pub mod queue;
+pub mod service;
 
 /// Unix milliseconds now.
 pub fn now_ms() -> i64 {

@@ -17,7 +17,10 @@
 //! slots whose time to apply ran out. Time is Redis's own (`TIME`), so replicas' clocks do
 //! not matter.
 
+pub mod memory;
 pub mod permutation;
+
+use std::sync::Arc;
 
 use deadpool_redis::{Config as RedisConfig, Pool, Runtime};
 use hmac::{Hmac, Mac};
@@ -73,10 +76,16 @@ pub struct Counters {
 
 #[derive(Clone)]
 pub struct Queue {
-    pool: Pool,
+    backend: Backend,
     prefix: String,
     /// Key for hashing national IDs into bucket fields.
     key: Vec<u8>,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Redis(Pool),
+    Memory(Arc<memory::MemoryQueue>),
 }
 
 const JOIN: &str = r"
@@ -128,10 +137,33 @@ impl Queue {
             .create_pool(Some(Runtime::Tokio1))
             .map_err(|e| QueueError::Setup(e.to_string()))?;
         Ok(Self {
-            pool,
+            backend: Backend::Redis(pool),
             prefix: prefix.to_owned(),
             key: key.to_vec(),
         })
+    }
+
+    /// The in-process queue of the single-node embedded default.
+    pub fn memory(key: &[u8]) -> Self {
+        Self {
+            backend: Backend::Memory(Arc::default()),
+            prefix: String::new(),
+            key: key.to_vec(),
+        }
+    }
+
+    async fn conn(&self) -> Result<Option<deadpool_redis::Connection>, QueueError> {
+        match &self.backend {
+            Backend::Redis(pool) => Ok(Some(pool.get().await?)),
+            Backend::Memory(_) => Ok(None),
+        }
+    }
+
+    fn mem(&self) -> Option<&memory::MemoryQueue> {
+        match &self.backend {
+            Backend::Memory(m) => Some(m),
+            Backend::Redis(_) => None,
+        }
     }
 
     fn k(&self, campaign: &str, part: &str) -> String {
@@ -155,7 +187,13 @@ impl Queue {
     /// Creates a campaign's queue (idempotent: settings of an existing queue are kept,
     /// except the admission rate and bound, which the ministry may change).
     pub async fn setup(&self, s: &QueueSettings) -> Result<(), QueueError> {
-        let mut c = self.pool.get().await?;
+        if let Some(m) = self.mem() {
+            m.setup(s);
+            return Ok(());
+        }
+        let Some(mut c) = self.conn().await? else {
+            return Ok(());
+        };
         let meta = self.k(&s.campaign, "m");
         redis::cmd("HSETNX")
             .arg(&meta)
@@ -184,7 +222,12 @@ impl Queue {
 
     pub async fn join(&self, s: &QueueSettings, national_id: &str) -> Result<Joined, QueueError> {
         let (bucket, field) = self.slot(national_id, s.buckets);
-        let mut c = self.pool.get().await?;
+        if let Some(m) = self.mem() {
+            return Ok(m.join(&s.campaign, field, crate::now_ms()));
+        }
+        let Some(mut c) = self.conn().await? else {
+            return Ok(Joined::Closed);
+        };
         let (n, code): (i64, i64) = redis::Script::new(JOIN)
             .key(self.k(&s.campaign, &format!("t:{bucket}")))
             .key(self.k(&s.campaign, "m"))
@@ -201,7 +244,12 @@ impl Queue {
 
     /// Runs the admitter once; returns the serving counter. Safe to call from every replica.
     pub async fn advance(&self, campaign: &str) -> Result<i64, QueueError> {
-        let mut c = self.pool.get().await?;
+        if let Some(m) = self.mem() {
+            return Ok(m.advance(campaign, crate::now_ms()));
+        }
+        let Some(mut c) = self.conn().await? else {
+            return Ok(0);
+        };
         Ok(redis::Script::new(ADVANCE)
             .key(self.k(campaign, "m"))
             .key(self.k(campaign, "a"))
@@ -210,7 +258,12 @@ impl Queue {
     }
 
     pub async fn counters(&self, campaign: &str) -> Result<Counters, QueueError> {
-        let mut c = self.pool.get().await?;
+        if let Some(m) = self.mem() {
+            return Ok(m.counters(campaign));
+        }
+        let Some(mut c) = self.conn().await? else {
+            return Ok(Counters::default());
+        };
         let v: Vec<Option<i64>> = redis::cmd("HMGET")
             .arg(self.k(campaign, "m"))
             .arg(&["serving", "early", "late", "closed", "suspended"])
@@ -228,7 +281,12 @@ impl Queue {
 
     /// Whether `ticket` is admitted now: served, and its time to apply has not run out.
     pub async fn is_admitted(&self, campaign: &str, ticket: i64) -> Result<bool, QueueError> {
-        let mut c = self.pool.get().await?;
+        if let Some(m) = self.mem() {
+            return Ok(m.is_admitted(campaign, ticket, crate::now_ms()));
+        }
+        let Some(mut c) = self.conn().await? else {
+            return Ok(false);
+        };
         let deadline: Option<f64> = redis::cmd("ZSCORE")
             .arg(self.k(campaign, "a"))
             .arg(ticket)
@@ -240,7 +298,13 @@ impl Queue {
 
     /// Frees an admitted slot (the applicant applied, or gave up).
     pub async fn release(&self, campaign: &str, ticket: i64) -> Result<(), QueueError> {
-        let mut c = self.pool.get().await?;
+        if let Some(m) = self.mem() {
+            m.release(campaign, ticket);
+            return Ok(());
+        }
+        let Some(mut c) = self.conn().await? else {
+            return Ok(());
+        };
         redis::cmd("ZREM")
             .arg(self.k(campaign, "a"))
             .arg(ticket)
@@ -260,7 +324,16 @@ impl Queue {
     }
 
     async fn set_flag(&self, campaign: &str, flag: &str, on: bool) -> Result<(), QueueError> {
-        let mut c = self.pool.get().await?;
+        if let Some(m) = self.mem() {
+            match flag {
+                "closed" => m.set_flag(campaign, Some(on), None),
+                _ => m.set_flag(campaign, None, Some(on)),
+            }
+            return Ok(());
+        }
+        let Some(mut c) = self.conn().await? else {
+            return Ok(());
+        };
         redis::cmd("HSET")
             .arg(self.k(campaign, "m"))
             .arg(flag)
@@ -272,7 +345,9 @@ impl Queue {
 
     /// Bytes Redis uses for a campaign's queue (`MEMORY USAGE` of each key).
     pub async fn memory_usage(&self, s: &QueueSettings) -> Result<i64, QueueError> {
-        let mut c = self.pool.get().await?;
+        let Some(mut c) = self.conn().await? else {
+            return Ok(0);
+        };
         let mut total = 0;
         let mut keys = vec![self.k(&s.campaign, "m"), self.k(&s.campaign, "a")];
         keys.extend((0..s.buckets).map(|b| self.k(&s.campaign, &format!("t:{b}"))));

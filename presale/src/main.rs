@@ -1,0 +1,213 @@
+//! `presale`: the presale service's command line. Thin: parses arguments, calls the library.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use presale::license::{NewLicense, PresaleKind, Selection};
+use presale::service::{Config, Service, StorefrontConfig};
+
+/// mimalloc, as in the IdP: allocation-heavy request handling under a surge.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "presale",
+    version,
+    about = "emta presale: storefronts, fair queue, applications"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The whole system locally on embedded defaults, with demo data: the IdP, two
+    /// manufacturers' storefronts and one licensed campaign opening a few minutes later.
+    Demo {
+        #[arg(long, default_value = ".emta")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 8400)]
+        idp_port: u16,
+        #[arg(long, default_value_t = 8500)]
+        port: u16,
+        /// Minutes until the demo campaign opens.
+        #[arg(long, default_value_t = 3)]
+        opens_in: i64,
+    },
+    /// Serve the presale service.
+    Serve {
+        #[arg(long, env = "EMTA_PRESALE_LISTEN", default_value = "127.0.0.1:8500")]
+        listen: std::net::SocketAddr,
+        #[arg(
+            long,
+            env = "EMTA_PRESALE_URL",
+            default_value = "http://localhost:8500"
+        )]
+        base_url: String,
+        #[arg(long, env = "EMTA_ISSUER", default_value = "http://localhost:8400")]
+        issuer: String,
+        #[arg(
+            long,
+            env = "DATABASE_URL",
+            default_value = "sqlite://emta-presale.db?mode=rwc"
+        )]
+        database_url: String,
+        #[arg(long, env = "REDIS_URL", default_value = "")]
+        redis_url: String,
+        #[arg(long, env = "EMTA_REDIS_PREFIX", default_value = "emta")]
+        redis_prefix: String,
+        #[arg(long, env = "EMTA_SECRET_KEY")]
+        secret_key: String,
+        /// JSON file: [{"id","name","name_fa","client_secret"}], one per manufacturer.
+        #[arg(long, env = "EMTA_STOREFRONTS_FILE")]
+        storefronts: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    idp::telemetry::init_logging();
+    match Cli::parse().command {
+        Command::Serve {
+            listen,
+            base_url,
+            issuer,
+            database_url,
+            redis_url,
+            redis_prefix,
+            secret_key,
+            storefronts,
+        } => {
+            let storefronts: Vec<StorefrontConfig> =
+                serde_json::from_slice(&std::fs::read(&storefronts)?)?;
+            let cfg = Config {
+                listen,
+                base_url,
+                issuer,
+                database_url,
+                redis_url,
+                redis_prefix,
+                secret_key,
+                storefronts,
+            };
+            let service = Service::build(cfg).await?;
+            tracing::info!(addr = %service.addr()?, "emta presale listening");
+            service
+                .run_until_stopped(idp::app::shutdown_signal())
+                .await?;
+        }
+        Command::Demo {
+            dir,
+            idp_port,
+            port,
+            opens_in,
+        } => demo(dir, idp_port, port, opens_in).await?,
+    }
+    Ok(())
+}
+
+async fn demo(dir: PathBuf, idp_port: u16, port: u16, opens_in: i64) -> anyhow::Result<()> {
+    let base = format!("http://localhost:{port}");
+    let makers = [
+        ("saipa", "Saipa", "سایپا", 4u8),
+        ("iran-khodro", "Iran Khodro", "ایران خودرو", 5u8),
+    ];
+    let manufacturers: Vec<idp::demo::DemoManufacturer> = makers
+        .iter()
+        .map(|(id, name, name_fa, stars)| idp::demo::DemoManufacturer {
+            id,
+            name,
+            name_fa,
+            stars: *stars,
+            redirect_uri: format!("{base}/{id}/callback"),
+            post_logout_uri: format!("{base}/{id}/"),
+        })
+        .collect();
+    let demo = idp::demo::prepare(&dir.join("idp"), idp_port, &manufacturers).await?;
+    let issuer = demo.settings.issuer.clone();
+    let secret = demo.settings.secret_key.expose().to_owned();
+    let idp_app = idp::Application::build(demo.settings, None).await?;
+    tokio::spawn(idp_app.run_until_stopped(std::future::pending()));
+
+    let database_url = format!("sqlite://{}?mode=rwc", dir.join("presale.db").display());
+    let store = presale::applications::Store::connect(&database_url, 4).await?;
+    store.migrate().await?;
+    let now = idp::now();
+    if store.licenses().await?.iter().all(|l| l.closes_at <= now) {
+        let opens = now + opens_in * 60;
+        let license = NewLicense {
+            license_no: format!("MIMT-DEMO-{}", now % 100_000),
+            manufacturer: "saipa".into(),
+            model: "شاهین / Shahin".into(),
+            units: 100,
+            unit_price: 8_500_000_000,
+            down_payment: 2_000_000_000,
+            kind: PresaleKind::Firm,
+            delivery_deadline: opens + 2 * 24 * 3600 + 240 * 24 * 3600,
+            opens_at: opens,
+            closes_at: opens + 2 * 24 * 3600,
+            selection: Selection::Queue,
+            admission_per_min: 30,
+            max_active: 10,
+            apply_window_secs: 600,
+            min_age: Some(18),
+            round: Some("demo-round".into()),
+        };
+        store
+            .issue_license(&license, now)
+            .await?
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let storefronts = demo
+        .clients
+        .iter()
+        .map(|c| {
+            let (_, name, name_fa, _) = makers
+                .iter()
+                .find(|m| m.0 == c.id)
+                .copied()
+                .unwrap_or(("", "", "", 0));
+            StorefrontConfig {
+                id: c.id.clone(),
+                name: name.into(),
+                name_fa: name_fa.into(),
+                client_secret: c.secret.clone(),
+            }
+        })
+        .collect();
+    let service = Service::build(Config {
+        listen: ([127, 0, 0, 1], port).into(),
+        base_url: base.clone(),
+        issuer: issuer.clone(),
+        database_url,
+        redis_url: String::new(),
+        redis_prefix: "emta".into(),
+        secret_key: secret,
+        storefronts,
+    })
+    .await?;
+    println!("\nemta demo is running (embedded defaults: SQLite, in-process stores)\n");
+    println!("  storefronts        {base}/   ({base}/saipa/ and {base}/iran-khodro/)");
+    println!(
+        "  national login     {issuer}   (discovery: {issuer}/.well-known/openid-configuration)"
+    );
+    println!("  citizen account    {issuer}/account");
+    println!("  SMS outbox (demo)  {issuer}/dev/outbox   (read your code here)");
+    println!(
+        "  demo campaign      Saipa Shahin, 100 units, opens {opens_in} min after the first start"
+    );
+    println!(
+        "\n  synthetic citizens (mobile, national ID, Jalali birth date); all in {}:",
+        dir.join("idp/citizens.json").display()
+    );
+    for c in demo.citizens.iter().take(3) {
+        println!("    {}  {}  {}", c.mobile, c.national_id, c.birth_date);
+    }
+    println!("\nCtrl-C stops it; rm -rf {} starts over.", dir.display());
+    service
+        .run_until_stopped(idp::app::shutdown_signal())
+        .await?;
+    Ok(())
+}

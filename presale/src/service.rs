@@ -1,0 +1,871 @@
+//! The presale HTTP service: manufacturers' storefronts (each its own OIDC relying party of
+//! the IdP, so single sign-on across them is real), joining the queue, the waiting page,
+//! and applying.
+//!
+//! Status polls are answered from this replica's cache of each campaign's counters,
+//! refreshed by the admitter loop, so a million people refreshing the waiting page do not
+//! touch Redis; only joins and applications do.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use axum_extra::extract::CookieJar;
+use idp::crypto::{b64_decode, random_token, Keyring};
+use idp::error::Text;
+use idp::http::pages::{both, layout, Lang};
+use idp::store::Ephemeral;
+use maud::html;
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata,
+};
+use openidconnect::{
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
+};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+use crate::applications::{ApplicationRequest, LicenseRow, Store};
+use crate::queue::{early_ticket, Counters, Joined, Queue, QueueSettings};
+
+type Rp = CoreClient<
+    openidconnect::EndpointSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointMaybeSet,
+    openidconnect::EndpointMaybeSet,
+>;
+
+/// One manufacturer's storefront: its OIDC client registration at the IdP.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StorefrontConfig {
+    pub id: String,
+    pub name: String,
+    pub name_fa: String,
+    pub client_secret: String,
+}
+
+pub struct Config {
+    pub listen: SocketAddr,
+    /// Public base URL of this service (redirect URIs are `{base}/{manufacturer}/callback`).
+    pub base_url: String,
+    pub issuer: String,
+    pub database_url: String,
+    pub redis_url: String,
+    pub redis_prefix: String,
+    pub secret_key: String,
+    pub storefronts: Vec<StorefrontConfig>,
+}
+
+struct Storefront {
+    cfg: StorefrontConfig,
+    rp: Rp,
+}
+
+struct Inner {
+    base_url: String,
+    store: Store,
+    queue: Queue,
+    eph: Ephemeral,
+    keys: Keyring,
+    http: openidconnect::reqwest::Client,
+    storefronts: HashMap<String, Storefront>,
+    licenses: RwLock<Arc<Vec<LicenseRow>>>,
+    counters: RwLock<HashMap<String, Counters>>,
+}
+
+#[derive(Clone)]
+struct App(Arc<Inner>);
+
+impl std::ops::Deref for App {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+const COOKIE: &str = "emta_ps";
+
+/// What the storefront knows of a signed-in citizen, from the verified ID token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Citizen {
+    sub: String,
+    national_id: String,
+    name: String,
+    birthdate: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LoginState {
+    manufacturer: String,
+    sid: String,
+    verifier: String,
+    nonce: String,
+}
+
+fn t(fa: &'static str, en: &'static str) -> Text {
+    Text { fa, en }
+}
+
+fn queue_settings(l: &LicenseRow) -> QueueSettings {
+    QueueSettings {
+        campaign: l.id.clone(),
+        opens_at_ms: l.opens_at * 1000,
+        rate_per_min: l.admission_per_min,
+        max_active: l.max_active,
+        apply_window_ms: l.apply_window_secs * 1000,
+        buckets: ((l.units * 50) / 100).clamp(1, 100_000) as u32,
+    }
+}
+
+pub struct Service {
+    app: App,
+    listener: TcpListener,
+}
+
+impl Service {
+    pub async fn build(cfg: Config) -> anyhow::Result<Self> {
+        let store = Store::connect(&cfg.database_url, 16).await?;
+        store.migrate().await?;
+        let (queue, eph) = if cfg.redis_url.is_empty() {
+            (
+                Queue::memory(cfg.secret_key.as_bytes()),
+                Ephemeral::memory(),
+            )
+        } else {
+            (
+                Queue::new(&cfg.redis_url, &cfg.redis_prefix, cfg.secret_key.as_bytes())?,
+                Ephemeral::redis(&cfg.redis_url, &format!("{}:ps", cfg.redis_prefix))?,
+            )
+        };
+        let http = openidconnect::reqwest::ClientBuilder::new()
+            .redirect(openidconnect::reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        let meta = CoreProviderMetadata::discover_async(IssuerUrl::new(cfg.issuer.clone())?, &http)
+            .await?;
+        let mut storefronts = HashMap::new();
+        for s in &cfg.storefronts {
+            let rp = CoreClient::from_provider_metadata(
+                meta.clone(),
+                ClientId::new(s.id.clone()),
+                Some(ClientSecret::new(s.client_secret.clone())),
+            )
+            .set_redirect_uri(RedirectUrl::new(format!(
+                "{}/{}/callback",
+                cfg.base_url, s.id
+            ))?);
+            storefronts.insert(s.id.clone(), Storefront { cfg: s.clone(), rp });
+        }
+        let listener = TcpListener::bind(cfg.listen).await?;
+        let app = App(Arc::new(Inner {
+            base_url: cfg.base_url,
+            store,
+            queue,
+            eph,
+            keys: Keyring::new(cfg.secret_key.as_bytes()),
+            http,
+            storefronts,
+            licenses: RwLock::default(),
+            counters: RwLock::default(),
+        }));
+        app.tick().await;
+        Ok(Self { app, listener })
+    }
+
+    pub fn addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let app = self.app.clone();
+        let admitter = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                tick.tick().await;
+                app.tick().await;
+            }
+        });
+        let router = router(self.app);
+        let r = axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        admitter.abort();
+        r
+    }
+}
+
+impl App {
+    /// Reloads licenses, runs the admitter once for every open queue campaign, and
+    /// refreshes this replica's counters cache.
+    async fn tick(&self) {
+        match self.store.licenses().await {
+            Ok(ls) => *self.licenses.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ls),
+            Err(e) => tracing::warn!(error = %e, "license reload failed"),
+        }
+        let licenses = self.all_licenses();
+        for l in licenses.iter().filter(|l| l.selection == "queue") {
+            let s = queue_settings(l);
+            let r = async {
+                self.queue.setup(&s).await?;
+                self.queue.suspend(&l.id, l.status != "active").await?;
+                if l.accepted >= l.units {
+                    self.queue.close(&l.id).await?;
+                }
+                self.queue.advance(&l.id).await?;
+                self.queue.counters(&l.id).await
+            }
+            .await;
+            match r {
+                Ok(c) => {
+                    self.counters
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(l.id.clone(), c);
+                }
+                Err(e) => tracing::warn!(error = %e, campaign = %l.id, "admitter tick failed"),
+            }
+        }
+    }
+
+    fn all_licenses(&self) -> Arc<Vec<LicenseRow>> {
+        self.licenses
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn license(&self, manufacturer: &str, id: &str) -> Option<LicenseRow> {
+        self.all_licenses()
+            .iter()
+            .find(|l| l.id == id && l.manufacturer == manufacturer)
+            .cloned()
+    }
+
+    fn cached(&self, id: &str) -> Counters {
+        self.counters
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    async fn citizen(&self, jar: &CookieJar, m: &str) -> Option<Citizen> {
+        let sid = jar.get(COOKIE)?.value().to_owned();
+        let raw = self.eph.get(&format!("ps:{sid}:{m}")).await.ok()??;
+        serde_json::from_str(&raw).ok()
+    }
+
+    fn csrf(&self, jar: &CookieJar) -> String {
+        let sid = jar
+            .get(COOKIE)
+            .map(|c| c.value().to_owned())
+            .unwrap_or_default();
+        self.keys.hash("csrf", format!("presale|{sid}").as_bytes())
+    }
+
+    fn check_csrf(&self, jar: &CookieJar, token: &str) -> bool {
+        idp::crypto::ct_eq(&self.csrf(jar), token)
+    }
+}
+
+fn router(app: App) -> Router {
+    use axum::http::{header, HeaderValue};
+    use tower_http::set_header::SetResponseHeaderLayer as Set;
+    Router::new()
+        .route("/", get(home))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/static/app.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], idp::http::pages::APP_CSS) }))
+        .route("/{m}/", get(storefront))
+        .route("/{m}/login", get(login))
+        .route("/{m}/callback", get(callback))
+        .route("/{m}/applications", get(my_applications))
+        .route("/{m}/c/{id}/join", post(join))
+        .route("/{m}/c/{id}/wait", get(wait))
+        .route("/{m}/c/{id}/status", get(status))
+        .route("/{m}/c/{id}/apply", post(apply))
+        .layer(Set::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'")))
+        .layer(Set::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(Set::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(Set::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+        .layer(Set::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .with_state(app)
+}
+
+fn page(status: StatusCode, title: Text, body: maud::Markup) -> Response {
+    (status, layout(Lang::Fa, title, body)).into_response()
+}
+
+fn problem(status: StatusCode, text: Text) -> Response {
+    page(
+        status,
+        t("خطا", "Error"),
+        html! { p.error role="alert" { (both(Lang::Fa, text)) } },
+    )
+}
+
+async fn home(State(app): State<App>) -> Response {
+    let mut fronts: Vec<&Storefront> = app.storefronts.values().collect();
+    fronts.sort_by(|a, b| a.cfg.id.cmp(&b.cfg.id));
+    page(
+        StatusCode::OK,
+        t("پیش‌فروش خودرو", "Car presales"),
+        html! {
+            ul { @for s in fronts { li { a href=(format!("/{}/", s.cfg.id)) { (s.cfg.name_fa) " — " (s.cfg.name) } } } }
+        },
+    )
+}
+
+fn money(rials: i64) -> String {
+    let s = rials.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+async fn storefront(State(app): State<App>, jar: CookieJar, Path(m): Path<String>) -> Response {
+    let Some(front) = app.storefronts.get(&m) else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            t("فروشگاه پیدا نشد.", "No such storefront."),
+        );
+    };
+    let citizen = app.citizen(&jar, &m).await;
+    let csrf = app.csrf(&jar);
+    let licenses: Vec<LicenseRow> = app
+        .all_licenses()
+        .iter()
+        .filter(|l| l.manufacturer == m)
+        .cloned()
+        .collect();
+    page(
+        StatusCode::OK,
+        t("پیش‌فروش", "Presale"),
+        html! {
+            p.client { strong { (front.cfg.name_fa) } " · " (front.cfg.name) }
+            @match &citizen {
+                Some(c) => { p { (c.name) " — " a href=(format!("/{m}/applications")) { (both(Lang::Fa, t("درخواست‌های من", "My applications"))) } } }
+                None => { p { a href=(format!("/{m}/login")) { (both(Lang::Fa, t("ورود با امتا", "Sign in with emta"))) } } }
+            }
+            @for l in &licenses {
+                section {
+                    h2 { (l.model) }
+                    ul {
+                        li { "مجوز / license: " (l.license_no) }
+                        li { "قیمت / price: " (money(l.unit_price)) " ریال · پیش‌پرداخت / down payment: " (money(l.down_payment)) }
+                        li { "ظرفیت / units: " (l.units) " (" (l.accepted) " پذیرفته / accepted)" }
+                        li { "تحویل تا / delivery by: " (idp::format_time(l.delivery_deadline)) " (" (l.kind) ")" }
+                        li { "ثبت‌نام / registration: " (idp::format_time(l.opens_at)) " → " (idp::format_time(l.closes_at)) }
+                        li { "روش انتخاب / selection: صف منصفانه؛ پیش از گشایش ترتیب تصادفی / fair queue; random order for those who join before the opening (seed commitment " code { (l.seed_commitment) } ")" }
+                        @if l.status != "active" { li.error { (both(Lang::Fa, t("مجوز تعلیق شده است.", "The license is suspended."))) } }
+                    }
+                    @if citizen.is_some() {
+                        form method="post" action=(format!("/{m}/c/{}/join", l.id)) {
+                            input type="hidden" name="csrf" value=(csrf);
+                            button type="submit" { (both(Lang::Fa, t("ورود به صف", "Join the queue"))) }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+async fn login(State(app): State<App>, jar: CookieJar, Path(m): Path<String>) -> Response {
+    let Some(front) = app.storefronts.get(&m) else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            t("فروشگاه پیدا نشد.", "No such storefront."),
+        );
+    };
+    let (jar, sid) = match jar.get(COOKIE) {
+        Some(c) => {
+            let v = c.value().to_owned();
+            (jar, v)
+        }
+        None => {
+            let sid = random_token(24);
+            let cookie = Cookie::build((COOKIE, sid.clone()))
+                .path("/")
+                .http_only(true)
+                .same_site(SameSite::Lax)
+                .secure(app.base_url.starts_with("https"))
+                .build();
+            (jar.add(cookie), sid)
+        }
+    };
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, state, nonce) = front
+        .rp
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
+        .add_scope(Scope::new("profile".into()))
+        .add_scope(Scope::new("phone".into()))
+        .add_scope(Scope::new("national_id".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+    let st = LoginState {
+        manufacturer: m,
+        sid,
+        verifier: verifier.secret().clone(),
+        nonce: nonce.secret().clone(),
+    };
+    let saved = match serde_json::to_string(&st) {
+        Ok(json) => app
+            .eph
+            .put(
+                &format!("rp:{}", state.secret()),
+                &json,
+                Duration::from_secs(600),
+            )
+            .await
+            .is_ok(),
+        Err(_) => false,
+    };
+    if !saved {
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            t(
+                "خطای موقت؛ دوباره تلاش کنید.",
+                "A temporary error; please try again.",
+            ),
+        );
+    }
+    (jar, Redirect::to(url.as_str())).into_response()
+}
+
+#[derive(Deserialize)]
+struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+async fn callback(
+    State(app): State<App>,
+    jar: CookieJar,
+    Path(m): Path<String>,
+    Query(q): Query<CallbackQuery>,
+) -> Response {
+    let fail = |text| problem(StatusCode::BAD_REQUEST, text);
+    if q.error.is_some() {
+        return fail(t(
+            "ورود انجام نشد یا اجازه داده نشد.",
+            "Sign-in did not complete or was not allowed.",
+        ));
+    }
+    let (Some(code), Some(state), Some(front)) = (q.code, q.state, app.storefronts.get(&m)) else {
+        return fail(t(
+            "پاسخ ورود نامعتبر است.",
+            "The sign-in answer is not valid.",
+        ));
+    };
+    let Ok(Some(raw)) = app.eph.take(&format!("rp:{state}")).await else {
+        return fail(t(
+            "این ورود منقضی شده است؛ دوباره وارد شوید.",
+            "This sign-in has expired; please sign in again.",
+        ));
+    };
+    let Ok(st) = serde_json::from_str::<LoginState>(&raw) else {
+        return fail(t(
+            "پاسخ ورود نامعتبر است.",
+            "The sign-in answer is not valid.",
+        ));
+    };
+    let sid = jar
+        .get(COOKIE)
+        .map(|c| c.value().to_owned())
+        .unwrap_or_default();
+    if st.sid != sid || st.manufacturer != m {
+        return fail(t(
+            "این ورود در مرورگر دیگری آغاز شده است.",
+            "This sign-in was started in another browser.",
+        ));
+    }
+    let exchanged = match front.rp.exchange_code(AuthorizationCode::new(code)) {
+        Ok(req) => req
+            .set_pkce_verifier(PkceCodeVerifier::new(st.verifier))
+            .request_async(&app.http)
+            .await
+            .ok(),
+        Err(_) => None,
+    };
+    let Some(tokens) = exchanged else {
+        return problem(
+            StatusCode::BAD_GATEWAY,
+            t(
+                "امتا پاسخ نداد؛ دوباره تلاش کنید.",
+                "emta did not answer; please try again.",
+            ),
+        );
+    };
+    let verifier = front.rp.id_token_verifier().set_allowed_algs(vec![
+        CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+        CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+    ]);
+    let Some(id_token) = tokens.id_token() else {
+        return fail(t(
+            "پاسخ ورود نامعتبر است.",
+            "The sign-in answer is not valid.",
+        ));
+    };
+    if id_token.claims(&verifier, &Nonce::new(st.nonce)).is_err() {
+        return fail(t(
+            "پاسخ ورود نامعتبر است.",
+            "The sign-in answer is not valid.",
+        ));
+    }
+    // Verified above; read the emta-specific claims from the same payload.
+    let payload: serde_json::Value = id_token
+        .to_string()
+        .split('.')
+        .nth(1)
+        .and_then(b64_decode)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let s = |k: &str| payload[k].as_str().unwrap_or_default().to_owned();
+    let citizen = Citizen {
+        sub: s("sub"),
+        national_id: s("national_id"),
+        name: s("name"),
+        birthdate: s("birthdate"),
+    };
+    if citizen.national_id.is_empty() {
+        return fail(t(
+            "شناسه ملی دریافت نشد.",
+            "The national ID was not released.",
+        ));
+    }
+    let Ok(json) = serde_json::to_string(&citizen) else {
+        return fail(t("خطای داخلی.", "Internal error."));
+    };
+    if app
+        .eph
+        .put(
+            &format!("ps:{sid}:{m}"),
+            &json,
+            Duration::from_secs(8 * 3600),
+        )
+        .await
+        .is_err()
+    {
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            t(
+                "خطای موقت؛ دوباره تلاش کنید.",
+                "A temporary error; please try again.",
+            ),
+        );
+    }
+    Redirect::to(&format!("/{m}/")).into_response()
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// The applicant's place, as the signed-in session remembers it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+enum Place {
+    Early(i64),
+    Ticket(i64),
+}
+
+async fn join(
+    State(app): State<App>,
+    jar: CookieJar,
+    Path((m, id)): Path<(String, String)>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if !app.check_csrf(&jar, &f.csrf) {
+        return problem(
+            StatusCode::FORBIDDEN,
+            t(
+                "فرم نامعتبر است؛ صفحه را دوباره باز کنید.",
+                "The form is not valid; reload the page.",
+            ),
+        );
+    }
+    let Some(c) = app.citizen(&jar, &m).await else {
+        return Redirect::to(&format!("/{m}/login")).into_response();
+    };
+    let Some(l) = app.license(&m, &id) else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            t("این پیش‌فروش پیدا نشد.", "No such presale."),
+        );
+    };
+    let place = match app.queue.join(&queue_settings(&l), &c.national_id).await {
+        Ok(Joined::Early { arrival, .. }) => Place::Early(arrival),
+        Ok(Joined::Ticket { ticket, .. }) => Place::Ticket(ticket),
+        Ok(Joined::Closed) => {
+            return problem(
+                StatusCode::CONFLICT,
+                t(
+                    "صف بسته است: ظرفیت تکمیل یا مجوز تعلیق شده است.",
+                    "The queue is closed: sold out or suspended.",
+                ),
+            )
+        }
+        // Overloaded or Redis away: shed load with a clear answer, nothing half-done.
+        Err(_) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [("retry-after", "10")],
+                "busy; retry in 10 s / شلوغ است؛ ۱۰ ثانیه دیگر",
+            )
+                .into_response()
+        }
+    };
+    let sid = jar
+        .get(COOKIE)
+        .map(|c| c.value().to_owned())
+        .unwrap_or_default();
+    if let Ok(json) = serde_json::to_string(&place) {
+        let _ = app
+            .eph
+            .put(
+                &format!("ps:{sid}:{m}:place:{id}"),
+                &json,
+                Duration::from_secs(3 * 24 * 3600),
+            )
+            .await;
+    }
+    Redirect::to(&format!("/{m}/c/{id}/wait")).into_response()
+}
+
+/// The ticket of a place, once it is known (after the opening for early arrivals).
+fn ticket_of(l: &LicenseRow, c: &Counters, place: Place, now: i64) -> Option<i64> {
+    match place {
+        Place::Ticket(t) => Some(t),
+        Place::Early(arrival) if now >= l.opens_at => {
+            early_ticket(l.seed.as_bytes(), c.early, arrival)
+        }
+        Place::Early(_) => None,
+    }
+}
+
+async fn place_of(app: &App, jar: &CookieJar, m: &str, id: &str) -> Option<Place> {
+    let sid = jar.get(COOKIE)?.value().to_owned();
+    let raw = app
+        .eph
+        .get(&format!("ps:{sid}:{m}:place:{id}"))
+        .await
+        .ok()??;
+    serde_json::from_str(&raw).ok()
+}
+
+#[derive(Serialize)]
+struct StatusBody {
+    ticket: Option<i64>,
+    serving: i64,
+    ahead: Option<i64>,
+    admitted: bool,
+    closed: bool,
+    eta_secs: Option<i64>,
+    opens_at: i64,
+}
+
+fn status_of(l: &LicenseRow, c: &Counters, place: Place, now: i64) -> StatusBody {
+    let ticket = ticket_of(l, c, place, now);
+    let ahead = ticket.map(|t| (t - c.serving - 1).max(0));
+    StatusBody {
+        ticket,
+        serving: c.serving,
+        ahead,
+        admitted: ticket.is_some_and(|t| t <= c.serving),
+        closed: c.closed || c.suspended,
+        eta_secs: ahead.map(|a| a * 60 / l.admission_per_min.max(1)),
+        opens_at: l.opens_at,
+    }
+}
+
+/// JSON for pollers; served from this replica's counters cache, never from Redis.
+async fn status(
+    State(app): State<App>,
+    jar: CookieJar,
+    Path((m, id)): Path<(String, String)>,
+) -> Response {
+    let (Some(l), Some(place)) = (app.license(&m, &id), place_of(&app, &jar, &m, &id).await) else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": "not in this queue"})),
+        )
+            .into_response();
+    };
+    Json(status_of(&l, &app.cached(&id), place, idp::now())).into_response()
+}
+
+async fn wait(
+    State(app): State<App>,
+    jar: CookieJar,
+    Path((m, id)): Path<(String, String)>,
+) -> Response {
+    let (Some(l), Some(place)) = (app.license(&m, &id), place_of(&app, &jar, &m, &id).await) else {
+        return Redirect::to(&format!("/{m}/")).into_response();
+    };
+    let now = idp::now();
+    let st = status_of(&l, &app.cached(&id), place, now);
+    let csrf = app.csrf(&jar);
+    // Refresh without JavaScript, backing off as the wait grows.
+    let refresh = st.eta_secs.map(|e| (e / 10).clamp(3, 30)).unwrap_or(10);
+    let body = html! {
+        meta http-equiv="refresh" content=(refresh);
+        h2 { (l.model) }
+        @if st.closed {
+            p.error { (both(Lang::Fa, t("صف بسته شد: ظرفیت تکمیل شد یا مجوز تعلیق شد.", "The queue has closed: sold out or suspended."))) }
+        } @else if st.admitted {
+            p { (both(Lang::Fa, t("نوبت شماست. تا پایان مهلت، درخواست خود را ثبت کنید.", "It is your turn. Apply before your time runs out."))) }
+            form method="post" action=(format!("/{m}/c/{id}/apply")) {
+                input type="hidden" name="csrf" value=(csrf);
+                button type="submit" { (both(Lang::Fa, t("ثبت درخواست", "Apply"))) }
+            }
+        } @else if let (Some(ticket), Some(ahead)) = (st.ticket, st.ahead) {
+            p { "نوبت / ticket: " strong { (ticket) } }
+            p { "نفرات جلوتر / people ahead: " strong { (ahead) } }
+            p { "زمان تقریبی / estimated wait: " (st.eta_secs.unwrap_or(0) / 60) " دقیقه / min" }
+        } @else {
+            p { (both(Lang::Fa, t("در صف ثبت شدید. ترتیب همه کسانی که پیش از گشایش آمده‌اند هنگام گشایش به قید قرعه تعیین می‌شود.", "You are in. The order of everyone who joined before the opening is drawn at the opening."))) }
+            p { "گشایش / opens: " (idp::format_time(l.opens_at)) }
+        }
+    };
+    page(StatusCode::OK, t("صف انتظار", "Waiting room"), body)
+}
+
+async fn apply(
+    State(app): State<App>,
+    jar: CookieJar,
+    Path((m, id)): Path<(String, String)>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if !app.check_csrf(&jar, &f.csrf) {
+        return problem(
+            StatusCode::FORBIDDEN,
+            t(
+                "فرم نامعتبر است؛ صفحه را دوباره باز کنید.",
+                "The form is not valid; reload the page.",
+            ),
+        );
+    }
+    let (Some(c), Some(l), Some(place)) = (
+        app.citizen(&jar, &m).await,
+        app.license(&m, &id),
+        place_of(&app, &jar, &m, &id).await,
+    ) else {
+        return Redirect::to(&format!("/{m}/")).into_response();
+    };
+    let now = idp::now();
+    let counters = app.cached(&id);
+    let Some(ticket) = ticket_of(&l, &counters, place, now) else {
+        return problem(
+            StatusCode::CONFLICT,
+            t("هنوز نوبت شما نرسیده است.", "It is not your turn yet."),
+        );
+    };
+    match app.queue.is_admitted(&id, ticket).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return problem(
+                StatusCode::CONFLICT,
+                t(
+                    "نوبت شما نرسیده یا مهلت آن گذشته است.",
+                    "It is not your turn, or your time to apply has run out.",
+                ),
+            )
+        }
+        Err(_) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [("retry-after", "5")],
+                "busy; retry in 5 s / شلوغ است",
+            )
+                .into_response()
+        }
+    }
+    let req = ApplicationRequest {
+        national_id: c.national_id.clone(),
+        citizen_sub: c.sub.clone(),
+        birthdate: c.birthdate.clone(),
+        ticket,
+    };
+    let today = idp::today_iso();
+    let result = match app.store.apply(&l.terms(), &req, now, &today).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "application failed");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [("retry-after", "5")],
+                "busy; retry in 5 s / شلوغ است",
+            )
+                .into_response();
+        }
+    };
+    let _ = app.queue.release(&id, ticket).await;
+    match result {
+        Ok(acc) => page(
+            StatusCode::OK,
+            t("درخواست ثبت شد", "Application accepted"),
+            html! {
+                p { (both(Lang::Fa, t("درخواست شما پذیرفته شد. کد پیگیری:", "Your application is accepted. Tracking code:"))) }
+                p { strong { (acc.tracking_code) } }
+                p { a href=(format!("/{m}/applications")) { (both(Lang::Fa, t("درخواست‌های من", "My applications"))) } }
+            },
+        ),
+        Err(why) => {
+            if why == crate::applications::Refusal::SoldOut {
+                let _ = app.queue.close(&id).await;
+            }
+            problem(StatusCode::CONFLICT, why.text())
+        }
+    }
+}
+
+async fn my_applications(
+    State(app): State<App>,
+    jar: CookieJar,
+    Path(m): Path<String>,
+) -> Response {
+    let Some(c) = app.citizen(&jar, &m).await else {
+        return Redirect::to(&format!("/{m}/login")).into_response();
+    };
+    let rows = app.store.applications_of(&c.sub).await.unwrap_or_default();
+    let licenses = app.all_licenses();
+    page(
+        StatusCode::OK,
+        t("درخواست‌های من", "My applications"),
+        html! {
+            @if rows.is_empty() { p { (both(Lang::Fa, t("هنوز درخواستی ندارید.", "You have no applications yet."))) } }
+            ul { @for r in &rows {
+                li {
+                    (licenses.iter().find(|l| l.id == r.license_id).map(|l| l.model.clone()).unwrap_or_default())
+                    " — کد پیگیری / tracking: " strong { (r.tracking_code) }
+                    " — " (idp::format_time(r.created_at))
+                }
+            } }
+        },
+    )
+}

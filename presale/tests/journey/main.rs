@@ -1,0 +1,385 @@
+//! A citizen's whole journey through the real services, in-process: a manufacturer's
+//! storefront, the IdP's real pages (proof of work, SMS code, identity, consent), back to
+//! the storefront, join the queue, wait, apply, and see the application; then a second
+//! manufacturer through single sign-on. On SQLite + in-process stores and on PostgreSQL +
+//! Redis.
+
+use idp::admin::{self, NewClient};
+use idp::dev::{generate_citizens, StubServices};
+use presale::license::{NewLicense, PresaleKind, Selection};
+use presale::service::{Config, Service, StorefrontConfig};
+use reqwest::redirect::Policy;
+use sqlx::Connection;
+
+struct Page {
+    status: u16,
+    location: Option<String>,
+    body: String,
+}
+
+struct Browser(reqwest::Client);
+
+impl Browser {
+    fn new() -> Self {
+        Self(
+            reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(Policy::none())
+                .build()
+                .expect("client"),
+        )
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Page {
+        let r = req.send().await.expect("request");
+        let status = r.status().as_u16();
+        let location = r
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Page {
+            status,
+            location,
+            body: r.text().await.unwrap_or_default(),
+        }
+    }
+
+    /// GET, following redirects (relative ones against the last absolute URL).
+    async fn go(&self, url: &str) -> (String, Page) {
+        let mut url = url.to_owned();
+        for _ in 0..12 {
+            let p = self.send(self.0.get(&url)).await;
+            match p.location.clone() {
+                Some(loc) => url = join(&url, &loc),
+                None => return (url, p),
+            }
+        }
+        panic!("redirect loop at {url}");
+    }
+
+    async fn post(&self, url: &str, form: &[(&str, &str)]) -> (String, Page) {
+        let p = self.send(self.0.post(url).form(form)).await;
+        match p.location.clone() {
+            Some(loc) => self.go(&join(url, &loc)).await,
+            None => (url.to_owned(), p),
+        }
+    }
+}
+
+fn join(base: &str, loc: &str) -> String {
+    url::Url::parse(base)
+        .and_then(|b| b.join(loc))
+        .map(|u| u.to_string())
+        .unwrap_or_else(|_| loc.to_owned())
+}
+
+fn input(body: &str, name: &str) -> String {
+    let needle = format!("name=\"{name}\" value=\"");
+    body.find(&needle)
+        .map(|i| {
+            let rest = &body[i + needle.len()..];
+            rest[..rest.find('"').unwrap_or(0)].to_owned()
+        })
+        .unwrap_or_default()
+}
+
+fn form_action(body: &str, ends_with: &str) -> String {
+    body.match_indices("action=\"")
+        .map(|(i, _)| {
+            let rest = &body[i + 8..];
+            rest[..rest.find('"').unwrap_or(0)].to_owned()
+        })
+        .find(|a| a.ends_with(ends_with))
+        .unwrap_or_else(|| panic!("no form ending {ends_with} in {body}"))
+}
+
+async fn database(postgres: bool, name: &str) -> String {
+    if !postgres {
+        let dir = std::env::temp_dir().join(format!(
+            "emta-journey-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).expect("dir");
+        return format!(
+            "sqlite://{}?mode=rwc",
+            dir.join(format!("{name}.db")).display()
+        );
+    }
+    let admin = std::env::var("EMTA_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let mut c = sqlx::PgConnection::connect(&admin).await.expect("postgres");
+    let db = format!(
+        "emta_journey_{name}_{}_{}",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&mut c)
+        .await
+        .expect("create");
+    format!(
+        "{}/{db}",
+        admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin)
+    )
+}
+
+async fn journey(postgres: bool) {
+    // Arrange: stub registries and SMS, the IdP, two registered manufacturers, the
+    // presale service with their storefronts, and an open license for Saipa.
+    let citizens = generate_citizens(10, rand::random());
+    let stub = StubServices::new(citizens.clone());
+    let (stub_addr, _) = stub
+        .clone()
+        .serve(([127, 0, 0, 1], 0).into(), std::future::pending())
+        .await
+        .expect("stub");
+    let redis = if postgres {
+        std::env::var("EMTA_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    } else {
+        String::new()
+    };
+    let prefix = format!("emta_j{}", rand::random::<u32>());
+    let secret = idp::crypto::random_token(32);
+
+    let idp_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let issuer = format!(
+        "http://localhost:{}",
+        idp_listener.local_addr().expect("addr").port()
+    );
+    let presale_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let presale_port = presale_listener.local_addr().expect("addr").port();
+    drop(presale_listener);
+    let base = format!("http://localhost:{presale_port}");
+
+    let mut s = idp::Settings::for_tests();
+    s.issuer = issuer.clone();
+    s.storage.database_url = idp::config::Secret::new(database(postgres, "idp").await);
+    s.storage.redis_url = idp::config::Secret::new(redis.clone());
+    s.storage.redis_prefix = prefix.clone();
+    s.secret_key = idp::config::Secret::new(secret.clone());
+    s.registry_url = format!("http://{stub_addr}");
+    s.ownership_url = s.registry_url.clone();
+    s.sms_url = s.registry_url.clone();
+    s.pow_difficulty = 4;
+    let idp_app = idp::Application::build_with_listener(s, None, idp_listener)
+        .await
+        .expect("idp");
+    let core = idp_app.core();
+    tokio::spawn(idp_app.run_until_stopped(std::future::pending()));
+    let mut fronts = Vec::new();
+    for (id, name, name_fa) in [
+        ("saipa", "Saipa", "سایپا"),
+        ("iran-khodro", "Iran Khodro", "ایران خودرو"),
+    ] {
+        let (_, client_secret) = admin::add_client(
+            &core.db,
+            &core.keyring,
+            NewClient {
+                id: id.into(),
+                name: name.into(),
+                name_fa: name_fa.into(),
+                stars: 4,
+                redirect_uris: vec![format!("{base}/{id}/callback")],
+                post_logout_redirect_uris: vec![],
+                service_scopes: vec![],
+                id_token_alg: idp::domain::SigningAlg::ES256,
+                valid_days: 365,
+            },
+            "test",
+            idp::now(),
+        )
+        .await
+        .expect("client");
+        fronts.push(StorefrontConfig {
+            id: id.into(),
+            name: name.into(),
+            name_fa: name_fa.into(),
+            client_secret,
+        });
+    }
+    core.reload().await.expect("reload");
+
+    let presale_db = database(postgres, "presale").await;
+    let store = presale::applications::Store::connect(&presale_db, 4)
+        .await
+        .expect("store");
+    store.migrate().await.expect("migrate");
+    let now = idp::now();
+    store
+        .issue_license(
+            &NewLicense {
+                license_no: format!("T-{}", rand::random::<u32>()),
+                manufacturer: "saipa".into(),
+                model: "Shahin".into(),
+                units: 5,
+                unit_price: 8_000_000_000,
+                down_payment: 1_000_000_000,
+                kind: PresaleKind::Regular,
+                delivery_deadline: now + 3600 + 300 * 24 * 3600,
+                opens_at: now - 5,
+                closes_at: now + 3600,
+                selection: Selection::Queue,
+                admission_per_min: 6000,
+                max_active: 10,
+                apply_window_secs: 300,
+                min_age: Some(18),
+                round: None,
+            },
+            now,
+        )
+        .await
+        .expect("sql")
+        .expect("valid");
+    let service = Service::build(Config {
+        listen: ([127, 0, 0, 1], presale_port).into(),
+        base_url: base.clone(),
+        issuer: issuer.clone(),
+        database_url: presale_db,
+        redis_url: redis,
+        redis_prefix: prefix,
+        secret_key: secret,
+        storefronts: fronts,
+    })
+    .await
+    .expect("presale");
+    tokio::spawn(service.run_until_stopped(std::future::pending()));
+
+    // Act: the citizen's journey.
+    let who = &citizens[0];
+    let b = Browser::new();
+    let (url, phone) = b.go(&format!("{base}/saipa/login")).await;
+    assert!(
+        url.starts_with(&issuer) && phone.body.contains("name=\"mobile\""),
+        "at the IdP's phone page"
+    );
+    let challenge = input(&phone.body, "pow_challenge");
+    let nonce = idp::crypto::pow::solve(&challenge);
+    let (_, otp) = b
+        .post(
+            &join(&url, &form_action(&phone.body, "/phone")),
+            &[
+                ("csrf", &input(&phone.body, "csrf")),
+                ("mobile", &who.mobile),
+                ("pow_challenge", &challenge),
+                ("pow_nonce", &nonce),
+            ],
+        )
+        .await;
+    let m = idp::domain::MobileNumber::parse(&who.mobile).expect("mobile");
+    let code = stub
+        .outbox
+        .list(Some(m.e164()), 1)
+        .first()
+        .and_then(|e| idp::dev::code_in(&e.text))
+        .expect("sms");
+    let (_, identity) = b
+        .post(
+            &join(&url, &form_action(&otp.body, "/otp")),
+            &[("csrf", &input(&otp.body, "csrf")), ("code", &code)],
+        )
+        .await;
+    let (_, consent) = b
+        .post(
+            &join(&url, &form_action(&identity.body, "/identity")),
+            &[
+                ("csrf", &input(&identity.body, "csrf")),
+                ("national_id", &who.national_id),
+                ("birth_date", &who.birth_date),
+            ],
+        )
+        .await;
+    assert!(
+        consent.body.contains("سایپا"),
+        "consent names the manufacturer"
+    );
+    let (url, front) = b
+        .post(
+            &join(&url, &form_action(&consent.body, "/consent")),
+            &[
+                ("csrf", &input(&consent.body, "csrf")),
+                ("decision", "approve"),
+            ],
+        )
+        .await;
+    assert_eq!(url, format!("{base}/saipa/"), "back at the storefront");
+    assert!(
+        front.body.contains(&who.given_name),
+        "signed in as the verified citizen"
+    );
+
+    let join_action = form_action(&front.body, "/join");
+    let (wait_url, waiting) = b
+        .post(
+            &join(&url, &join_action),
+            &[("csrf", &input(&front.body, "csrf"))],
+        )
+        .await;
+    assert_eq!(waiting.status, 200);
+    let mut page = waiting;
+    for _ in 0..50 {
+        if page.body.contains("/apply") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        page = b.go(&wait_url).await.1;
+    }
+    let status: serde_json::Value =
+        b.0.get(wait_url.replace("/wait", "/status"))
+            .send()
+            .await
+            .expect("status")
+            .json()
+            .await
+            .expect("json");
+    assert_eq!(status["admitted"], true, "{status}");
+    let (_, done) = b
+        .post(
+            &join(&wait_url, &form_action(&page.body, "/apply")),
+            &[("csrf", &input(&page.body, "csrf"))],
+        )
+        .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(done.body.contains("Tracking code"));
+    // Applying twice is refused with the reason, in both languages.
+    let (_, again) = b
+        .post(
+            &join(&wait_url, &form_action(&page.body, "/apply")),
+            &[("csrf", &input(&page.body, "csrf"))],
+        )
+        .await;
+    assert_eq!(again.status, 409);
+    let (_, mine) = b.go(&format!("{base}/saipa/applications")).await;
+    assert!(mine.body.contains("Shahin"));
+
+    // Assert: the second manufacturer needs only the consent page (single sign-on).
+    let (url2, consent2) = b.go(&format!("{base}/iran-khodro/login")).await;
+    assert!(
+        url2.starts_with(&issuer)
+            && consent2.body.contains("ایران خودرو")
+            && !consent2.body.contains("name=\"mobile\"")
+    );
+    let (back, _) = b
+        .post(
+            &join(&url2, &form_action(&consent2.body, "/consent")),
+            &[
+                ("csrf", &input(&consent2.body, "csrf")),
+                ("decision", "approve"),
+            ],
+        )
+        .await;
+    assert_eq!(back, format!("{base}/iran-khodro/"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_citizen_goes_from_storefront_to_accepted_application_embedded() {
+    journey(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_citizen_goes_from_storefront_to_accepted_application_on_postgres_and_redis() {
+    journey(true).await;
+}
