@@ -13,6 +13,7 @@ pub mod applications;
 pub mod license;
 pub mod queue;
 pub mod service;
+pub mod staff;
 
 /// Unix milliseconds now.
 pub fn now_ms() -> i64 {

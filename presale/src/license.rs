@@ -74,6 +74,8 @@ pub enum LicenseError {
     Deadline(i64),
     #[error("license number: letters, digits and dashes, 3 to 32")]
     LicenseNo,
+    #[error("this license number has been issued already")]
+    Exists,
 }
 
 const MONTH: i64 = 30 * 24 * 3600;
@@ -126,7 +128,7 @@ impl Store {
         let id = format!("l-{}", idp::crypto::random_token(9));
         let seed = idp::crypto::random_token(32);
         let commitment = idp::crypto::b64(&idp::crypto::sha256(seed.as_bytes()));
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO licenses (id, license_no, manufacturer, model, units, unit_price, \
              down_payment, kind, delivery_deadline, opens_at, closes_at, selection, \
              admission_per_min, max_active, apply_window_secs, min_age, round, status, \
@@ -154,8 +156,12 @@ impl Store {
         .bind(&seed)
         .bind(now)
         .execute(self.pool())
-        .await?;
-        Ok(Ok(id))
+        .await;
+        match inserted {
+            Ok(_) => Ok(Ok(id)),
+            Err(e) if idp::store::sql::is_unique_violation(&e) => Ok(Err(LicenseError::Exists)),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Suspends a license: applications stop at once (the conditional UPDATE checks it).

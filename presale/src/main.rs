@@ -36,6 +36,17 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         opens_in: i64,
     },
+    /// Ministry staff accounts.
+    Staff {
+        #[arg(
+            long,
+            env = "DATABASE_URL",
+            default_value = "sqlite://emta-presale.db?mode=rwc"
+        )]
+        database_url: String,
+        #[command(subcommand)]
+        action: StaffAction,
+    },
     /// Serve the presale service.
     Serve {
         #[arg(long, env = "EMTA_PRESALE_LISTEN", default_value = "127.0.0.1:8500")]
@@ -63,6 +74,24 @@ enum Command {
         /// JSON file: [{"id","name","name_fa","client_secret"}], one per manufacturer.
         #[arg(long, env = "EMTA_STOREFRONTS_FILE")]
         storefronts: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum StaffAction {
+    /// Create a staff account (the first one included). The password is read from
+    /// EMTA_STAFF_PASSWORD; prints the TOTP enrolment URI and QR code (SVG file).
+    Add {
+        #[arg(long)]
+        username: String,
+        /// issuer or auditor.
+        #[arg(long)]
+        role: String,
+        #[arg(long, env = "EMTA_STAFF_PASSWORD", hide_env_values = true)]
+        password: String,
+        /// Where to write the enrolment QR code.
+        #[arg(long, default_value = "totp-enrolment.svg")]
+        qr_out: PathBuf,
     },
 }
 
@@ -104,6 +133,31 @@ async fn main() -> anyhow::Result<()> {
             port,
             opens_in,
         } => demo(dir, idp_port, port, opens_in).await?,
+        Command::Staff {
+            database_url,
+            action:
+                StaffAction::Add {
+                    username,
+                    role,
+                    password,
+                    qr_out,
+                },
+        } => {
+            let role = presale::staff::Role::parse(&role)
+                .ok_or_else(|| anyhow::anyhow!("role: issuer or auditor"))?;
+            let store = presale::applications::Store::connect(&database_url, 2).await?;
+            store.migrate().await?;
+            let e = store
+                .add_staff(&username, &password, role, "cli", idp::now())
+                .await?;
+            std::fs::write(&qr_out, e.qr_svg)?;
+            println!("staff {username} ({}) created", role.as_str());
+            println!(
+                "TOTP enrolment (scan the QR in {} or enter this URI):\n{}",
+                qr_out.display(),
+                e.otpauth_uri
+            );
+        }
     }
     Ok(())
 }
@@ -160,6 +214,32 @@ async fn demo(dir: PathBuf, idp_port: u16, port: u16, opens_in: i64) -> anyhow::
             .await?
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
+    // A ministry issuer for the console: password printed, TOTP enrolment written.
+    let staff_note = match store
+        .add_staff(
+            "ministry",
+            "demo-password-1403",
+            presale::staff::Role::Issuer,
+            "demo",
+            now,
+        )
+        .await
+    {
+        Ok(e) => {
+            let qr = dir.join("ministry-totp.svg");
+            std::fs::write(&qr, e.qr_svg)?;
+            format!(
+                "user ministry, password demo-password-1403, TOTP: scan {} or add {}",
+                qr.display(),
+                e.otpauth_uri
+            )
+        }
+        Err(presale::staff::StaffError::Exists) => format!(
+            "user ministry, password demo-password-1403, TOTP as enrolled before ({})",
+            dir.join("ministry-totp.svg").display()
+        ),
+        Err(e) => return Err(e.into()),
+    };
     let storefronts = demo
         .clients
         .iter()
@@ -195,6 +275,7 @@ async fn demo(dir: PathBuf, idp_port: u16, port: u16, opens_in: i64) -> anyhow::
     );
     println!("  citizen account    {issuer}/account");
     println!("  SMS outbox (demo)  {issuer}/dev/outbox   (read your code here)");
+    println!("  ministry console   {base}/ministry   ({staff_note})");
     println!(
         "  demo campaign      Saipa Shahin, 100 units, opens {opens_in} min after the first start"
     );

@@ -125,9 +125,17 @@ async fn database(postgres: bool, name: &str) -> String {
     )
 }
 
-async fn journey(postgres: bool) {
-    // Arrange: stub registries and SMS, the IdP, two registered manufacturers, the
-    // presale service with their storefronts, and an open license for Saipa.
+struct Env {
+    base: String,
+    issuer: String,
+    stub: StubServices,
+    citizens: Vec<idp::dev::FixtureCitizen>,
+    store: presale::applications::Store,
+}
+
+/// Stub registries and SMS, the IdP, two registered manufacturers, the presale service
+/// with their storefronts, and an open license for Saipa.
+async fn start(postgres: bool) -> Env {
     let citizens = generate_citizens(10, rand::random());
     let stub = StubServices::new(citizens.clone());
     let (stub_addr, _) = stub
@@ -247,6 +255,24 @@ async fn journey(postgres: bool) {
     .await
     .expect("presale");
     tokio::spawn(service.run_until_stopped(std::future::pending()));
+    Env {
+        base,
+        issuer,
+        stub,
+        citizens,
+        store,
+    }
+}
+
+async fn journey(postgres: bool) {
+    // Arrange
+    let Env {
+        base,
+        issuer,
+        stub,
+        citizens,
+        ..
+    } = start(postgres).await;
 
     // Act: the citizen's journey.
     let who = &citizens[0];
@@ -382,4 +408,239 @@ async fn a_citizen_goes_from_storefront_to_accepted_application_embedded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_citizen_goes_from_storefront_to_accepted_application_on_postgres_and_redis() {
     journey(true).await;
+}
+
+async fn console(postgres: bool) {
+    // Arrange: an issuer and an auditor.
+    let env = start(postgres).await;
+    let now = idp::now();
+    let password = "correct horse battery staple";
+    env.store
+        .add_staff(
+            "issuer.one",
+            password,
+            presale::staff::Role::Issuer,
+            "test",
+            now,
+        )
+        .await
+        .expect("issuer");
+    env.store
+        .add_staff(
+            "auditor.one",
+            password,
+            presale::staff::Role::Auditor,
+            "test",
+            now,
+        )
+        .await
+        .expect("auditor");
+    let b = Browser::new();
+    let login = format!("{}/ministry/login", env.base);
+
+    // Act and assert: no TOTP, wrong TOTP, then the right one.
+    let (_, form) = b.go(&login).await;
+    let csrf = input(&form.body, "csrf");
+    for code in ["", "000000"] {
+        let (_, r) = b
+            .post(
+                &login,
+                &[
+                    ("csrf", &csrf),
+                    ("username", "issuer.one"),
+                    ("password", password),
+                    ("totp", code),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 401, "login without a valid TOTP code fails");
+    }
+    let code = env
+        .store
+        .current_totp("issuer.one", idp::now())
+        .await
+        .expect("sql")
+        .expect("code");
+    let (url, dash) = b
+        .post(
+            &login,
+            &[
+                ("csrf", &csrf),
+                ("username", "issuer.one"),
+                ("password", password),
+                ("totp", &code),
+            ],
+        )
+        .await;
+    assert_eq!(url, format!("{}/ministry", env.base), "{}", dash.body);
+    // The same code cannot be used twice.
+    let b2 = Browser::new();
+    let (_, f2) = b2.go(&login).await;
+    let (_, replay) = b2
+        .post(
+            &login,
+            &[
+                ("csrf", &input(&f2.body, "csrf")),
+                ("username", "issuer.one"),
+                ("password", password),
+                ("totp", &code),
+            ],
+        )
+        .await;
+    assert_eq!(replay.status, 401, "a TOTP code is single use");
+
+    // Issue a license through the form; a deadline past the legal limit is refused.
+    let csrf = input(&dash.body, "csrf");
+    let mut fields: Vec<(String, String)> = vec![
+        ("license_no", "MIMT-T-9"),
+        ("manufacturer", "iran-khodro"),
+        ("model", "Dena"),
+        ("units", "3"),
+        ("unit_price", "9000000000"),
+        ("down_payment", "1000000000"),
+        ("kind", "firm"),
+        ("admission_per_min", "600"),
+        ("max_active", "5"),
+        ("apply_window_secs", "300"),
+        ("min_age", "18"),
+        ("round", ""),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    fields.push(("opens_at".into(), (now - 5).to_string()));
+    fields.push(("closes_at".into(), (now + 3600).to_string()));
+    fields.push(("csrf".into(), csrf.clone()));
+    let mut late = fields.clone();
+    late.push((
+        "delivery_deadline".into(),
+        (now + 3600 + 300 * 24 * 3600).to_string(),
+    ));
+    let late: Vec<(&str, &str)> = late.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (_, refused) = b
+        .post(&format!("{}/ministry/licenses", env.base), &late)
+        .await;
+    assert_eq!(
+        refused.status, 422,
+        "a firm presale delivers within nine months"
+    );
+    fields.push((
+        "delivery_deadline".into(),
+        (now + 3600 + 200 * 24 * 3600).to_string(),
+    ));
+    let form: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let (_, issued) = b
+        .post(&format!("{}/ministry/licenses", env.base), &form)
+        .await;
+    assert!(issued.body.contains("MIMT-T-9"), "{}", issued.body);
+    let license = env
+        .store
+        .licenses()
+        .await
+        .expect("licenses")
+        .into_iter()
+        .find(|l| l.license_no == "MIMT-T-9")
+        .expect("issued");
+
+    // Suspend: admissions and applications stop at once.
+    let (_, after) = b
+        .post(
+            &format!("{}/ministry/licenses/{}/suspend", env.base, license.id),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert!(after.body.contains("suspended"));
+    let terms = env
+        .store
+        .licenses()
+        .await
+        .expect("licenses")
+        .into_iter()
+        .find(|l| l.id == license.id)
+        .expect("license")
+        .terms();
+    assert!(!terms.active);
+    let req = presale::applications::ApplicationRequest {
+        national_id: "0499370899".into(),
+        citizen_sub: "c".into(),
+        birthdate: "1990-01-01".into(),
+        ticket: 1,
+    };
+    let r = env
+        .store
+        .apply(&terms, &req, idp::now(), "2026-11-22")
+        .await
+        .expect("sql");
+    assert_eq!(r, Err(presale::applications::Refusal::Suspended));
+
+    // The auditor cannot issue, but reads and exports the log, which holds every action.
+    let a = Browser::new();
+    let (_, f3) = a.go(&login).await;
+    let code = env
+        .store
+        .current_totp("auditor.one", idp::now())
+        .await
+        .expect("sql")
+        .expect("code");
+    let (_, adash) = a
+        .post(
+            &login,
+            &[
+                ("csrf", &input(&f3.body, "csrf")),
+                ("username", "auditor.one"),
+                ("password", password),
+                ("totp", &code),
+            ],
+        )
+        .await;
+    assert!(
+        !adash.body.contains("/ministry/licenses\""),
+        "no issue form for auditors"
+    );
+    let (_, forbidden) = a
+        .post(
+            &format!("{}/ministry/licenses/{}/resume", env.base, license.id),
+            &[("csrf", &input(&adash.body, "csrf"))],
+        )
+        .await;
+    assert_eq!(forbidden.status, 403);
+    let csv =
+        a.0.get(format!("{}/ministry/audit.csv", env.base))
+            .send()
+            .await
+            .expect("csv")
+            .text()
+            .await
+            .expect("text");
+    for action in [
+        "staff.add",
+        "staff.login-failed",
+        "staff.login",
+        "license.issue",
+        "license.suspend",
+    ] {
+        assert!(csv.contains(action), "{action} in the audit log");
+    }
+    // Append-only: the database refuses to rewrite history.
+    let tampered = sqlx::query("UPDATE audit_log SET actor = 'nobody'")
+        .execute(env.store.pool())
+        .await;
+    assert!(tampered.is_err(), "audit log rows cannot be changed");
+    let deleted = sqlx::query("DELETE FROM audit_log")
+        .execute(env.store.pool())
+        .await;
+    assert!(deleted.is_err(), "audit log rows cannot be deleted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ministry_console_needs_totp_and_audits_everything_embedded() {
+    console(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ministry_console_needs_totp_and_audits_everything_on_postgres() {
+    console(true).await;
 }

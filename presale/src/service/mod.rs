@@ -33,6 +33,8 @@ use openidconnect::{
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
+mod console;
+
 use crate::applications::{ApplicationRequest, LicenseRow, Store};
 use crate::queue::{early_ticket, Counters, Joined, Queue, QueueSettings};
 
@@ -297,6 +299,7 @@ fn router(app: App) -> Router {
         .route("/{m}/c/{id}/wait", get(wait))
         .route("/{m}/c/{id}/status", get(status))
         .route("/{m}/c/{id}/apply", post(apply))
+        .merge(console::routes())
         .layer(Set::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'")))
         .layer(Set::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .layer(Set::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
