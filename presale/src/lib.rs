@@ -11,6 +11,7 @@
 
 pub mod applications;
 pub mod license;
+pub mod lottery;
 pub mod queue;
 pub mod service;
 pub mod staff;

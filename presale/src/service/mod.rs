@@ -643,21 +643,54 @@ async fn join(
                 .into_response()
         }
     };
-    let sid = jar
-        .get(COOKIE)
-        .map(|c| c.value().to_owned())
-        .unwrap_or_default();
-    if let Ok(json) = serde_json::to_string(&place) {
-        let _ = app
-            .eph
-            .put(
-                &format!("ps:{sid}:{m}:place:{id}"),
-                &json,
-                Duration::from_secs(3 * 24 * 3600),
-            )
-            .await;
+    let cookie = Cookie::build((ticket_cookie(&id), app.ticket_token(&id, &c.national_id, place)))
+        .path(format!("/{m}/c/{id}/"))
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(app.base_url.starts_with("https"))
+        .max_age(time::Duration::days(3))
+        .build();
+    (jar.add(cookie), Redirect::to(&format!("/{m}/c/{id}/wait"))).into_response()
+}
+
+fn ticket_cookie(license: &str) -> String {
+    format!("emta_q_{license}")
+}
+
+impl App {
+    /// The signed ticket: `place.mac.owner`. `mac` proves the place was issued by us (status
+    /// polls check it with no lookup at all); `owner` binds it to the national ID, checked
+    /// at apply time against the signed-in citizen, so a copied cookie is useless to others.
+    fn ticket_token(&self, license: &str, national_id: &str, place: Place) -> String {
+        let p = match place {
+            Place::Early(n) => format!("E{n}"),
+            Place::Ticket(n) => format!("T{n}"),
+        };
+        let mac = self.keys.hash("ticket", format!("{license}|{p}").as_bytes());
+        let owner = self.keys.hash("ticket-owner", format!("{license}|{national_id}|{p}").as_bytes());
+        format!("{p}.{mac}.{owner}")
     }
-    Redirect::to(&format!("/{m}/c/{id}/wait")).into_response()
+
+    /// Reads the signed ticket; with `owner`, also checks it belongs to that national ID.
+    fn read_ticket(&self, jar: &CookieJar, license: &str, owner: Option<&str>) -> Option<Place> {
+        let raw = jar.get(&ticket_cookie(license))?.value().to_owned();
+        let mut parts = raw.split('.');
+        let (p, mac, own) = (parts.next()?, parts.next()?, parts.next()?);
+        if !self.keys.verify("ticket", format!("{license}|{p}").as_bytes(), mac) {
+            return None;
+        }
+        if let Some(nid) = owner {
+            if !self.keys.verify("ticket-owner", format!("{license}|{nid}|{p}").as_bytes(), own) {
+                return None;
+            }
+        }
+        let n: i64 = p.get(1..)?.parse().ok()?;
+        match p.as_bytes().first()? {
+            b'E' => Some(Place::Early(n)),
+            b'T' => Some(Place::Ticket(n)),
+            _ => None,
+        }
+    }
 }
 
 /// The ticket of a place, once it is known (after the opening for early arrivals).
@@ -669,16 +702,6 @@ fn ticket_of(l: &LicenseRow, c: &Counters, place: Place, now: i64) -> Option<i64
         }
         Place::Early(_) => None,
     }
-}
-
-async fn place_of(app: &App, jar: &CookieJar, m: &str, id: &str) -> Option<Place> {
-    let sid = jar.get(COOKIE)?.value().to_owned();
-    let raw = app
-        .eph
-        .get(&format!("ps:{sid}:{m}:place:{id}"))
-        .await
-        .ok()??;
-    serde_json::from_str(&raw).ok()
 }
 
 #[derive(Serialize)]
@@ -712,7 +735,7 @@ async fn status(
     jar: CookieJar,
     Path((m, id)): Path<(String, String)>,
 ) -> Response {
-    let (Some(l), Some(place)) = (app.license(&m, &id), place_of(&app, &jar, &m, &id).await) else {
+    let (Some(l), Some(place)) = (app.license(&m, &id), app.read_ticket(&jar, &id, None)) else {
         return (
             StatusCode::NOT_FOUND,
             Json(serde_json::json!({"error": "not in this queue"})),
@@ -727,7 +750,7 @@ async fn wait(
     jar: CookieJar,
     Path((m, id)): Path<(String, String)>,
 ) -> Response {
-    let (Some(l), Some(place)) = (app.license(&m, &id), place_of(&app, &jar, &m, &id).await) else {
+    let (Some(l), Some(place)) = (app.license(&m, &id), app.read_ticket(&jar, &id, None)) else {
         return Redirect::to(&format!("/{m}/")).into_response();
     };
     let now = idp::now();
@@ -773,12 +796,14 @@ async fn apply(
             ),
         );
     }
-    let (Some(c), Some(l), Some(place)) = (
-        app.citizen(&jar, &m).await,
-        app.license(&m, &id),
-        place_of(&app, &jar, &m, &id).await,
-    ) else {
+    let (Some(c), Some(l)) = (app.citizen(&jar, &m).await, app.license(&m, &id)) else {
         return Redirect::to(&format!("/{m}/")).into_response();
+    };
+    let Some(place) = app.read_ticket(&jar, &id, Some(&c.national_id)) else {
+        return problem(
+            StatusCode::FORBIDDEN,
+            t("این نوبت به شما تعلق ندارد؛ دوباره وارد صف شوید.", "This ticket is not yours; join the queue again."),
+        );
     };
     let now = idp::now();
     let counters = app.cached(&id);
