@@ -1,9 +1,12 @@
 //! emta load: the surge replayer.
 //!
-//! What exists so far: [`stubs`], the stub civil registry, mobile-ownership service and SMS
+//! What exists so far: [`drive`], the closed-loop benchmark driver, and [`stubs`], the
+//! stub civil registry, mobile-ownership service and SMS
 //! gateway that a test deployment of emta points at, over synthetic citizens with valid
 //! national IDs. The surge replayer itself (open-model arrivals through the real HTTP
 //! flows, HDR latency per step, fairness report) is issue 4 and not built yet.
+
+pub mod drive;
 
 pub mod stubs {
     //! Serves `idp::dev::StubServices` (the three upstream contracts, plus `GET /outbox`

@@ -36,7 +36,12 @@ pub fn commitment(seed: &str) -> String {
 }
 
 /// Draws `units` winners and the waiting list from `entries` (public entry identifiers).
-pub fn draw(seed: &str, published_commitment: &str, entries: &[String], units: usize) -> Result<Draw, CommitmentMismatch> {
+pub fn draw(
+    seed: &str,
+    published_commitment: &str,
+    entries: &[String],
+    units: usize,
+) -> Result<Draw, CommitmentMismatch> {
     if !idp::crypto::ct_eq(&commitment(seed), published_commitment) {
         return Err(CommitmentMismatch);
     }
@@ -82,7 +87,10 @@ mod tests {
     #[test]
     fn changing_the_seed_after_commitment_is_detected() {
         let c = commitment("the seed");
-        assert_eq!(draw("another seed", &c, &entries(10), 3), Err(CommitmentMismatch));
+        assert_eq!(
+            draw("another seed", &c, &entries(10), 3),
+            Err(CommitmentMismatch)
+        );
     }
 
     #[test]
@@ -108,7 +116,10 @@ mod tests {
                 }
             }
         }
-        let chi2: f64 = wins.iter().map(|&o| (o as f64 - 1000.0).powi(2) / 1000.0).sum();
+        let chi2: f64 = wins
+            .iter()
+            .map(|&o| (o as f64 - 1000.0).powi(2) / 1000.0)
+            .sum();
         assert!(chi2 < 43.82, "chi-square {chi2:.2}");
     }
 }

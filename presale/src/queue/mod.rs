@@ -88,7 +88,8 @@ enum Backend {
     Memory(Arc<memory::MemoryQueue>),
 }
 
-const JOIN: &str = r"
+/// The join script, public so benchmarks can run it through `redis-benchmark` as well.
+pub const JOIN: &str = r"
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if v then return {tonumber(v), 0} end
 local m = redis.call('HMGET', KEYS[2], 'opens', 'closed', 'suspended')
