@@ -239,8 +239,7 @@ async fn main() -> anyhow::Result<()> {
     let last = text
         .split(['\r', '\n'])
         .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .last()
+        .rfind(|l| !l.is_empty())
         .unwrap_or("")
         .to_owned();
     let rps = last.split(": ").nth(1).unwrap_or(&last);

@@ -106,7 +106,7 @@ mod tests {
         // 20 entries, 5 units, 4000 seeds: each entry expects 1000 wins (chi-square, 19 dof,
         // critical value at p = 0.001 is 43.82).
         let list = entries(20);
-        let mut wins = vec![0u32; 20];
+        let mut wins = [0u32; 20];
         for s in 0..4000 {
             let seed = format!("seed-{s}");
             let d = draw(&seed, &commitment(&seed), &list, 5).expect("draw");
