@@ -73,8 +73,14 @@ struct Storefront {
     rp: Rp,
 }
 
+/// Per-IP limiter of this replica: cheap, local, and the first line against floods.
+type IpLimiter = governor::DefaultKeyedRateLimiter<std::net::IpAddr>;
+
 struct Inner {
     base_url: String,
+    ip_limiter: IpLimiter,
+    /// Requests in flight on this replica, for load shedding.
+    in_flight: std::sync::atomic::AtomicUsize,
     store: Store,
     queue: Queue,
     eph: Ephemeral,
@@ -169,8 +175,14 @@ impl Service {
             storefronts.insert(s.id.clone(), Storefront { cfg: s.clone(), rp });
         }
         let listener = TcpListener::bind(cfg.listen).await?;
+        let quota = governor::Quota::per_second(
+            std::num::NonZeroU32::new(50).unwrap_or(std::num::NonZeroU32::MIN),
+        )
+        .allow_burst(std::num::NonZeroU32::new(100).unwrap_or(std::num::NonZeroU32::MIN));
         let app = App(Arc::new(Inner {
             base_url: cfg.base_url,
+            ip_limiter: governor::RateLimiter::keyed(quota),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
             store,
             queue,
             eph,
@@ -201,9 +213,12 @@ impl Service {
             }
         });
         let router = router(self.app);
-        let r = axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let r = axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
         admitter.abort();
         r
     }
@@ -300,12 +315,80 @@ fn router(app: App) -> Router {
         .route("/{m}/c/{id}/status", get(status))
         .route("/{m}/c/{id}/apply", post(apply))
         .merge(console::routes())
+        .layer(axum::middleware::from_fn_with_state(app.clone(), guard))
         .layer(Set::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'")))
         .layer(Set::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .layer(Set::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(Set::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
         .layer(Set::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .with_state(app)
+}
+
+/// Requests a replica takes at once before it sheds load.
+const MAX_IN_FLIGHT: usize = 4096;
+
+/// Per-IP limit (governor, per replica) and load shedding. Shedding answers 503 with
+/// Retry-After before any work starts, and never for an application in progress: an
+/// application that got this far is worth finishing.
+async fn guard(
+    State(app): State<App>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use std::sync::atomic::Ordering;
+    let applying = req.uri().path().ends_with("/apply");
+    if !applying && app.ip_limiter.check_key(&peer.ip()).is_err() {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", "1")],
+            problem(StatusCode::TOO_MANY_REQUESTS, idp::error::msg::RATE_LIMITED),
+        )
+            .into_response();
+    }
+    let load = app.in_flight.fetch_add(1, Ordering::Relaxed);
+    let resp = if load >= MAX_IN_FLIGHT && !applying {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [("retry-after", "5")],
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                t(
+                    "سامانه شلوغ است؛ چند ثانیه دیگر این صفحه خودش دوباره باز می‌شود.",
+                    "The service is busy; this page will try again in a few seconds.",
+                ),
+            ),
+        )
+            .into_response()
+    } else {
+        next.run(req).await
+    };
+    app.in_flight.fetch_sub(1, Ordering::Relaxed);
+    resp
+}
+
+/// Shared limits (Redis in production, so replicas agree): joins and applications per
+/// national ID per minute.
+async fn citizen_limit(app: &App, what: &str, national_id: &str, max: i64) -> Result<(), Response> {
+    let key = format!(
+        "rl:{what}:{}",
+        &app.keys.hash("rate-subject", national_id.as_bytes())[..22]
+    );
+    match app.eph.hit(&key, Duration::from_secs(60)).await {
+        Ok(h) if h.count <= max => Ok(()),
+        Ok(h) => Err((
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", h.reset_in.as_secs().max(1).to_string())],
+            problem(StatusCode::TOO_MANY_REQUESTS, idp::error::msg::RATE_LIMITED),
+        )
+            .into_response()),
+        Err(_) => Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            [("retry-after", "5".to_string())],
+            "busy; retry in 5 s / شلوغ است",
+        )
+            .into_response()),
+    }
 }
 
 fn page(status: StatusCode, title: Text, body: maud::Markup) -> Response {
@@ -621,6 +704,9 @@ async fn join(
             t("این پیش‌فروش پیدا نشد.", "No such presale."),
         );
     };
+    if let Err(r) = citizen_limit(&app, "join", &c.national_id, 10).await {
+        return r;
+    }
     let place = match app.queue.join(&queue_settings(&l), &c.national_id).await {
         Ok(Joined::Early { arrival, .. }) => Place::Early(arrival),
         Ok(Joined::Ticket { ticket, .. }) => Place::Ticket(ticket),
@@ -836,6 +922,9 @@ async fn apply(
             ),
         );
     };
+    if let Err(r) = citizen_limit(&app, "apply", &c.national_id, 10).await {
+        return r;
+    }
     let now = idp::now();
     let counters = app.cached(&id);
     let Some(ticket) = ticket_of(&l, &counters, place, now) else {

@@ -644,3 +644,18 @@ async fn the_ministry_console_needs_totp_and_audits_everything_embedded() {
 async fn the_ministry_console_needs_totp_and_audits_everything_on_postgres() {
     console(true).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_one_ip_is_throttled_with_retry_after() {
+    let env = start(false).await;
+    let http = reqwest::Client::new();
+    let mut limited = None;
+    for _ in 0..400 {
+        let r = http.get(format!("{}/saipa/", env.base)).send().await.expect("get");
+        if r.status() == 429 {
+            limited = r.headers().get("retry-after").map(|v| v.to_str().unwrap_or_default().to_owned());
+            break;
+        }
+    }
+    assert_eq!(limited.as_deref(), Some("1"), "the per-IP limit answers 429 with Retry-After");
+}
