@@ -101,6 +101,7 @@ async fn main() -> anyhow::Result<()> {
         redis_url: redis.clone(),
         redis_prefix: prefix.clone(),
         secret_key: secret.clone(),
+        ip_per_sec: 10_000_000,
         storefronts: vec![StorefrontConfig {
             id: "saipa".into(),
             name: "Saipa".into(),

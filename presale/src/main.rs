@@ -74,6 +74,9 @@ enum Command {
         /// JSON file: [{"id","name","name_fa","client_secret"}], one per manufacturer.
         #[arg(long, env = "EMTA_STOREFRONTS_FILE")]
         storefronts: PathBuf,
+        /// Requests per second one IP may make to this replica (per-replica, governor).
+        #[arg(long, env = "EMTA_IP_PER_SEC", default_value_t = 50)]
+        ip_per_sec: u32,
     },
 }
 
@@ -108,6 +111,7 @@ async fn main() -> anyhow::Result<()> {
             redis_prefix,
             secret_key,
             storefronts,
+            ip_per_sec,
         } => {
             let storefronts: Vec<StorefrontConfig> =
                 serde_json::from_slice(&std::fs::read(&storefronts)?)?;
@@ -120,6 +124,7 @@ async fn main() -> anyhow::Result<()> {
                 redis_prefix,
                 secret_key,
                 storefronts,
+                ip_per_sec,
             };
             let service = Service::build(cfg).await?;
             tracing::info!(addr = %service.addr()?, "emta presale listening");
@@ -266,6 +271,7 @@ async fn demo(dir: PathBuf, idp_port: u16, port: u16, opens_in: i64) -> anyhow::
         redis_prefix: "emta".into(),
         secret_key: secret,
         storefronts,
+        ip_per_sec: 50,
     })
     .await?;
     println!("\nemta demo is running (embedded defaults: SQLite, in-process stores)\n");

@@ -66,6 +66,8 @@ pub struct Config {
     pub redis_prefix: String,
     pub secret_key: String,
     pub storefronts: Vec<StorefrontConfig>,
+    /// Requests per second one IP may make to this replica (burst: twice that).
+    pub ip_per_sec: u32,
 }
 
 struct Storefront {
@@ -175,10 +177,11 @@ impl Service {
             storefronts.insert(s.id.clone(), Storefront { cfg: s.clone(), rp });
         }
         let listener = TcpListener::bind(cfg.listen).await?;
-        let quota = governor::Quota::per_second(
-            std::num::NonZeroU32::new(50).unwrap_or(std::num::NonZeroU32::MIN),
-        )
-        .allow_burst(std::num::NonZeroU32::new(100).unwrap_or(std::num::NonZeroU32::MIN));
+        let per_sec =
+            std::num::NonZeroU32::new(cfg.ip_per_sec.max(1)).unwrap_or(std::num::NonZeroU32::MIN);
+        let burst =
+            std::num::NonZeroU32::new(cfg.ip_per_sec.max(1).saturating_mul(2)).unwrap_or(per_sec);
+        let quota = governor::Quota::per_second(per_sec).allow_burst(burst);
         let app = App(Arc::new(Inner {
             base_url: cfg.base_url,
             ip_limiter: governor::RateLimiter::keyed(quota),

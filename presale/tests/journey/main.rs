@@ -251,6 +251,7 @@ async fn start(postgres: bool) -> Env {
         redis_prefix: prefix,
         secret_key: secret,
         storefronts: fronts,
+        ip_per_sec: 50,
     })
     .await
     .expect("presale");
@@ -651,11 +652,22 @@ async fn a_flood_from_one_ip_is_throttled_with_retry_after() {
     let http = reqwest::Client::new();
     let mut limited = None;
     for _ in 0..400 {
-        let r = http.get(format!("{}/saipa/", env.base)).send().await.expect("get");
+        let r = http
+            .get(format!("{}/saipa/", env.base))
+            .send()
+            .await
+            .expect("get");
         if r.status() == 429 {
-            limited = r.headers().get("retry-after").map(|v| v.to_str().unwrap_or_default().to_owned());
+            limited = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap_or_default().to_owned());
             break;
         }
     }
-    assert_eq!(limited.as_deref(), Some("1"), "the per-IP limit answers 429 with Retry-After");
+    assert_eq!(
+        limited.as_deref(),
+        Some("1"),
+        "the per-IP limit answers 429 with Retry-After"
+    );
 }
