@@ -77,6 +77,9 @@ pub struct LicenseTerms {
     pub min_age: Option<i64>,
     pub round: Option<String>,
     pub active: bool,
+    /// Lottery winners apply after the window closes, for `apply_window_secs`.
+    pub lottery: bool,
+    pub apply_window_secs: i64,
 }
 
 /// One applicant's request, with the identity the IdP verified.
@@ -133,7 +136,12 @@ impl Store {
         if !terms.active {
             return Ok(Err(Refusal::Suspended));
         }
-        if now < terms.opens_at || now >= terms.closes_at {
+        let (from, until) = if terms.lottery {
+            (terms.closes_at, terms.closes_at + terms.apply_window_secs)
+        } else {
+            (terms.opens_at, terms.closes_at)
+        };
+        if now < from || now >= until {
             return Ok(Err(Refusal::OutsideWindow));
         }
         if let Some(min) = terms.min_age {
@@ -248,6 +256,8 @@ impl LicenseRow {
             min_age: self.min_age,
             round: self.round.clone(),
             active: self.status == "active",
+            lottery: self.selection == "lottery",
+            apply_window_secs: self.apply_window_secs,
         }
     }
 }

@@ -362,7 +362,11 @@ fn parse_license(f: &std::collections::HashMap<String, String>) -> Result<NewLic
         delivery_deadline: num("delivery_deadline")?,
         opens_at: num("opens_at")?,
         closes_at: num("closes_at")?,
-        selection: Selection::Queue,
+        selection: match text("selection").as_str() {
+            "" | "queue" => Selection::Queue,
+            "lottery" => Selection::Lottery,
+            _ => return Err("selection: queue or lottery".into()),
+        },
         admission_per_min: num("admission_per_min")?,
         max_active: num("max_active")?,
         apply_window_secs: num("apply_window_secs")?,

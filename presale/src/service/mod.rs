@@ -236,6 +236,15 @@ impl App {
             Err(e) => tracing::warn!(error = %e, "license reload failed"),
         }
         let licenses = self.all_licenses();
+        let now = idp::now();
+        for l in licenses
+            .iter()
+            .filter(|l| l.selection == "lottery" && now >= l.closes_at)
+        {
+            if let Err(e) = self.store.draw_lottery(l, now).await {
+                tracing::warn!(error = %e, license = %l.id, "lottery draw failed");
+            }
+        }
         for l in licenses.iter().filter(|l| l.selection == "queue") {
             let s = queue_settings(l);
             let r = async {
@@ -317,6 +326,7 @@ fn router(app: App) -> Router {
         .route("/{m}/c/{id}/wait", get(wait))
         .route("/{m}/c/{id}/status", get(status))
         .route("/{m}/c/{id}/apply", post(apply))
+        .route("/{m}/c/{id}/lottery", get(lottery_public))
         .merge(console::routes())
         .layer(axum::middleware::from_fn_with_state(app.clone(), guard))
         .layer(Set::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'")))
@@ -681,6 +691,8 @@ struct CsrfForm {
 enum Place {
     Early(i64),
     Ticket(i64),
+    /// A lottery entry number.
+    Entry(i64),
 }
 
 async fn join(
@@ -710,27 +722,61 @@ async fn join(
     if let Err(r) = citizen_limit(&app, "join", &c.national_id, 10).await {
         return r;
     }
-    let place = match app.queue.join(&queue_settings(&l), &c.national_id).await {
-        Ok(Joined::Early { arrival, .. }) => Place::Early(arrival),
-        Ok(Joined::Ticket { ticket, .. }) => Place::Ticket(ticket),
-        Ok(Joined::Closed) => {
-            return problem(
-                StatusCode::CONFLICT,
-                t(
-                    "صف بسته است: ظرفیت تکمیل یا مجوز تعلیق شده است.",
-                    "The queue is closed: sold out or suspended.",
-                ),
-            )
+    let lottery = if l.selection == "lottery" {
+        match app
+            .store
+            .enter_lottery(&l, &c.national_id, &c.sub, idp::now())
+            .await
+        {
+            Ok(
+                crate::lottery::store::Entered::New(n) | crate::lottery::store::Entered::Already(n),
+            ) => Some(Place::Entry(n)),
+            Ok(crate::lottery::store::Entered::Closed) => {
+                return problem(
+                    StatusCode::CONFLICT,
+                    t(
+                        "ثبت‌نام این قرعه‌کشی باز نیست.",
+                        "Registration for this lottery is not open.",
+                    ),
+                )
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "lottery entry failed");
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [("retry-after", "10")],
+                    "busy; retry in 10 s / شلوغ است",
+                )
+                    .into_response();
+            }
         }
-        // Overloaded or Redis away: shed load with a clear answer, nothing half-done.
-        Err(_) => {
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [("retry-after", "10")],
-                "busy; retry in 10 s / شلوغ است؛ ۱۰ ثانیه دیگر",
-            )
-                .into_response()
-        }
+    } else {
+        None
+    };
+    let place = match lottery {
+        Some(p) => p,
+        None => match app.queue.join(&queue_settings(&l), &c.national_id).await {
+            Ok(Joined::Early { arrival, .. }) => Place::Early(arrival),
+            Ok(Joined::Ticket { ticket, .. }) => Place::Ticket(ticket),
+            Ok(Joined::Closed) => {
+                return problem(
+                    StatusCode::CONFLICT,
+                    t(
+                        "صف بسته است: ظرفیت تکمیل یا مجوز تعلیق شده است.",
+                        "The queue is closed: sold out or suspended.",
+                    ),
+                )
+            }
+            // Overloaded or Redis away: shed load with a clear answer, nothing half-done.
+            Err(_) => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [("retry-after", "10")],
+                    "busy; retry in 10 s / شلوغ است؛ ۱۰ ثانیه دیگر",
+                )
+                    .into_response()
+            }
+        },
     };
     let cookie = Cookie::build((
         ticket_cookie(&id),
@@ -769,6 +815,7 @@ impl App {
         let p = match place {
             Place::Early(n) => format!("E{n}"),
             Place::Ticket(n) => format!("T{n}"),
+            Place::Entry(n) => format!("L{n}"),
         };
         // Same format as `ticket_cookie_header`.
         let mac = self
@@ -805,9 +852,142 @@ impl App {
         match p.as_bytes().first()? {
             b'E' => Some(Place::Early(n)),
             b'T' => Some(Place::Ticket(n)),
+            b'L' => Some(Place::Entry(n)),
             _ => None,
         }
     }
+}
+
+/// The ticket of a queue applicant who is admitted right now, or the answer to send.
+async fn queue_admission(
+    app: &App,
+    l: &LicenseRow,
+    id: &str,
+    place: Place,
+    now: i64,
+) -> Result<i64, Response> {
+    let counters = app.cached(id);
+    let Some(ticket) = ticket_of(l, &counters, place, now) else {
+        return Err(problem(
+            StatusCode::CONFLICT,
+            t("هنوز نوبت شما نرسیده است.", "It is not your turn yet."),
+        ));
+    };
+    match app.queue.is_admitted(id, ticket).await {
+        Ok(true) => Ok(ticket),
+        Ok(false) => Err(problem(
+            StatusCode::CONFLICT,
+            t(
+                "نوبت شما نرسیده یا مهلت آن گذشته است.",
+                "It is not your turn, or your time to apply has run out.",
+            ),
+        )),
+        Err(_) => Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            [("retry-after", "5")],
+            "busy; retry in 5 s / شلوغ است",
+        )
+            .into_response()),
+    }
+}
+
+/// The waiting page of a lottery entry: the entry, then the result once drawn.
+async fn lottery_wait(
+    app: &App,
+    jar: &CookieJar,
+    m: &str,
+    l: &LicenseRow,
+    entry: i64,
+    now: i64,
+) -> Response {
+    let id = &l.id;
+    let rank = if now >= l.closes_at {
+        app.store
+            .lottery_rank(
+                id,
+                &app.citizen(jar, m)
+                    .await
+                    .map(|c| c.national_id)
+                    .unwrap_or_default(),
+            )
+            .await
+            .ok()
+            .flatten()
+    } else {
+        None
+    };
+    let csrf = app.csrf(jar);
+    let body = html! {
+        h2 { (l.model) }
+        p { "شماره ثبت‌نام / entry: " strong { (crate::lottery::store::entry_id(entry)) } }
+        p { a href=(format!("/{m}/c/{id}/lottery")) { (both(Lang::Fa, t("فهرست عمومی و نتیجه قرعه‌کشی", "Public list and result of the draw"))) } }
+        @match rank {
+            None => {
+                meta http-equiv="refresh" content="30";
+                p { (both(Lang::Fa, t("ثبت‌نام شما در قرعه‌کشی انجام شد. قرعه‌کشی پس از پایان ثبت‌نام انجام می‌شود.", "You are registered for the lottery. The draw takes place after registration closes."))) }
+                p { "پایان ثبت‌نام / closes: " (idp::format_time(l.closes_at)) }
+            }
+            Some(r) if r <= l.units => {
+                p { (both(Lang::Fa, t("برنده شدید. تا پایان مهلت، درخواست خود را ثبت کنید.", "You won. Apply before your time runs out."))) }
+                form method="post" action=(format!("/{m}/c/{id}/apply")) {
+                    input type="hidden" name="csrf" value=(csrf);
+                    button type="submit" { (both(Lang::Fa, t("ثبت درخواست", "Apply"))) }
+                }
+            }
+            Some(r) => {
+                p { (both(Lang::Fa, t("برنده نشدید؛ در فهرست انتظار هستید.", "You did not win; you are on the waiting list."))) }
+                p { "جایگاه در فهرست انتظار / waiting list position: " strong { (r - l.units) } }
+            }
+        }
+    };
+    page(StatusCode::OK, t("قرعه‌کشی", "Lottery"), body)
+}
+
+/// The public lottery page: the commitment, the seed once revealed, the list of entries
+/// and the draw order, so that anyone can recompute the result.
+async fn lottery_public(State(app): State<App>, Path((m, id)): Path<(String, String)>) -> Response {
+    let Some(l) = app.license(&m, &id).filter(|l| l.selection == "lottery") else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            t("این قرعه‌کشی پیدا نشد.", "No such lottery."),
+        );
+    };
+    let (list, seed, order) = match (
+        app.store.lottery_list(&id).await,
+        app.store.revealed_seed(&id).await,
+        app.store.lottery_order(&id).await,
+    ) {
+        (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+        _ => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [("retry-after", "5")],
+                "busy; retry in 5 s / شلوغ است",
+            )
+                .into_response()
+        }
+    };
+    page(
+        StatusCode::OK,
+        t("قرعه‌کشی", "Lottery"),
+        html! {
+            h2 { (l.model) " — " (l.license_no) }
+            p { "SHA-256 commitment (base64url): " code { (l.seed_commitment) } }
+            @if let Some(seed) = &seed {
+                p { "seed: " code { (seed) } }
+                p { (both(Lang::Fa, t(
+                    "رتبه هر ثبت‌نام = ترتیب صعودی SHA-256(seed + \":\" + شماره ثبت‌نام). برندگان، به تعداد ظرفیت، از ابتدای فهرست‌اند.",
+                    "Each entry's rank is the ascending order of SHA-256(seed + \":\" + entry id). The first `units` entries win.",
+                ))) }
+                h3 { "draw order (" (l.units) " winners)" }
+                ol { @for n in &order { li { (crate::lottery::store::entry_id(*n)) } } }
+            } @else {
+                p { (both(Lang::Fa, t("بذر قرعه‌کشی پس از پایان ثبت‌نام منتشر می‌شود.", "The seed is revealed after registration closes."))) }
+            }
+            h3 { "entries (" (list.len()) ")" }
+            ul { @for (n, masked) in &list { li { (crate::lottery::store::entry_id(*n)) " " (masked) } } }
+        },
+    )
 }
 
 /// The ticket of a place, once it is known (after the opening for early arrivals).
@@ -817,7 +997,7 @@ fn ticket_of(l: &LicenseRow, c: &Counters, place: Place, now: i64) -> Option<i64
         Place::Early(arrival) if now >= l.opens_at => {
             early_ticket(l.seed.as_bytes(), c.early, arrival)
         }
-        Place::Early(_) => None,
+        Place::Early(_) | Place::Entry(_) => None,
     }
 }
 
@@ -871,6 +1051,9 @@ async fn wait(
         return Redirect::to(&format!("/{m}/")).into_response();
     };
     let now = idp::now();
+    if let Place::Entry(entry) = place {
+        return lottery_wait(&app, &jar, &m, &l, entry, now).await;
+    }
     let st = status_of(&l, &app.cached(&id), place, now);
     let csrf = app.csrf(&jar);
     // Refresh without JavaScript, backing off as the wait grows.
@@ -929,33 +1112,34 @@ async fn apply(
         return r;
     }
     let now = idp::now();
-    let counters = app.cached(&id);
-    let Some(ticket) = ticket_of(&l, &counters, place, now) else {
-        return problem(
-            StatusCode::CONFLICT,
-            t("هنوز نوبت شما نرسیده است.", "It is not your turn yet."),
-        );
+    let ticket = if let Place::Entry(_) = place {
+        // Lottery: only a winner (rank within the units) may apply.
+        match app.store.lottery_rank(&id, &c.national_id).await {
+            Ok(Some(rank)) if rank <= l.units => rank,
+            Ok(_) => {
+                return problem(
+                    StatusCode::CONFLICT,
+                    t(
+                        "شما در قرعه‌کشی برنده نشده‌اید یا قرعه‌کشی هنوز انجام نشده است.",
+                        "You did not win the lottery, or it has not been drawn yet.",
+                    ),
+                )
+            }
+            Err(_) => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [("retry-after", "5")],
+                    "busy; retry in 5 s / شلوغ است",
+                )
+                    .into_response()
+            }
+        }
+    } else {
+        match queue_admission(&app, &l, &id, place, now).await {
+            Ok(t) => t,
+            Err(r) => return r,
+        }
     };
-    match app.queue.is_admitted(&id, ticket).await {
-        Ok(true) => {}
-        Ok(false) => {
-            return problem(
-                StatusCode::CONFLICT,
-                t(
-                    "نوبت شما نرسیده یا مهلت آن گذشته است.",
-                    "It is not your turn, or your time to apply has run out.",
-                ),
-            )
-        }
-        Err(_) => {
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [("retry-after", "5")],
-                "busy; retry in 5 s / شلوغ است",
-            )
-                .into_response()
-        }
-    }
     let req = ApplicationRequest {
         national_id: c.national_id.clone(),
         citizen_sub: c.sub.clone(),

@@ -265,6 +265,205 @@ async fn start(postgres: bool) -> Env {
     }
 }
 
+/// Signs `who` in at storefront `front` through the IdP's pages (or consent only, with SSO).
+async fn sign_in(env: &Env, b: &Browser, front: &str, who: &idp::dev::FixtureCitizen) -> Page {
+    let (mut url, mut p) = b.go(&format!("{}/{front}/login", env.base)).await;
+    if p.body.contains("name=\"mobile\"") {
+        let challenge = input(&p.body, "pow_challenge");
+        let nonce = idp::crypto::pow::solve(&challenge);
+        let (_, otp) = b
+            .post(
+                &join(&url, &form_action(&p.body, "/phone")),
+                &[
+                    ("csrf", &input(&p.body, "csrf")),
+                    ("mobile", &who.mobile),
+                    ("pow_challenge", &challenge),
+                    ("pow_nonce", &nonce),
+                ],
+            )
+            .await;
+        let m = idp::domain::MobileNumber::parse(&who.mobile).expect("mobile");
+        let code = env
+            .stub
+            .outbox
+            .list(Some(m.e164()), 1)
+            .first()
+            .and_then(|e| idp::dev::code_in(&e.text))
+            .expect("sms");
+        let (_, identity) = b
+            .post(
+                &join(&url, &form_action(&otp.body, "/otp")),
+                &[("csrf", &input(&otp.body, "csrf")), ("code", &code)],
+            )
+            .await;
+        (url, p) = b
+            .post(
+                &join(&url, &form_action(&identity.body, "/identity")),
+                &[
+                    ("csrf", &input(&identity.body, "csrf")),
+                    ("national_id", &who.national_id),
+                    ("birth_date", &who.birth_date),
+                ],
+            )
+            .await;
+    }
+    if p.body.contains("name=\"decision\"") {
+        (url, p) = b
+            .post(
+                &join(&url, &form_action(&p.body, "/consent")),
+                &[("csrf", &input(&p.body, "csrf")), ("decision", "approve")],
+            )
+            .await;
+    }
+    assert_eq!(
+        url,
+        format!("{}/{front}/", env.base),
+        "back at the storefront"
+    );
+    p
+}
+
+async fn lottery(postgres: bool) {
+    // Arrange: a lottery for one car, registration closing in three seconds.
+    let env = start(postgres).await;
+    let now = idp::now();
+    env.store
+        .issue_license(
+            &NewLicense {
+                license_no: format!("LOT-{}", rand::random::<u32>()),
+                manufacturer: "iran-khodro".into(),
+                model: "Tara".into(),
+                units: 1,
+                unit_price: 9_000_000_000,
+                down_payment: 1_000_000_000,
+                kind: PresaleKind::Firm,
+                delivery_deadline: now + 3 + 200 * 24 * 3600,
+                opens_at: now - 5,
+                closes_at: now + 3,
+                selection: Selection::Lottery,
+                admission_per_min: 60,
+                max_active: 10,
+                apply_window_secs: 600,
+                min_age: Some(18),
+                round: None,
+            },
+            now,
+        )
+        .await
+        .expect("sql")
+        .expect("valid");
+
+    // Act: two citizens register; one registers twice.
+    let mut browsers = Vec::new();
+    for who in &env.citizens[..2] {
+        let b = Browser::new();
+        let mut front = sign_in(&env, &b, "iran-khodro", who).await;
+        // Replicas reload licenses four times a second.
+        for _ in 0..20 {
+            if front.body.contains("/join\"") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            front = b.go(&format!("{}/iran-khodro/", env.base)).await.1;
+        }
+        let action = form_action(&front.body, "/join");
+        for _ in 0..2 {
+            let (wait_url, p) = b
+                .post(
+                    &join(&format!("{}/iran-khodro/", env.base), &action),
+                    &[("csrf", &input(&front.body, "csrf"))],
+                )
+                .await;
+            assert!(
+                p.body.contains("E0000001") || p.body.contains("E0000002"),
+                "{}",
+                p.body
+            );
+            browsers.push((b.0.clone(), wait_url));
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(4500)).await;
+
+    // Assert: the draw happened, is published, recomputes, and the winner alone may apply.
+    let (_, public) = Browser::new()
+        .go(&browsers[0].1.replace("/wait", "/lottery"))
+        .await;
+    assert!(
+        public.body.contains("seed: <code>"),
+        "the seed is revealed after the close"
+    );
+    let license = env
+        .store
+        .licenses()
+        .await
+        .expect("licenses")
+        .into_iter()
+        .find(|l| l.model == "Tara")
+        .expect("license");
+    let entries: Vec<String> = env
+        .store
+        .lottery_list(&license.id)
+        .await
+        .expect("list")
+        .iter()
+        .map(|(n, _)| presale::lottery::store::entry_id(*n))
+        .collect();
+    assert_eq!(entries.len(), 2, "one entry per national ID");
+    let seed = env
+        .store
+        .revealed_seed(&license.id)
+        .await
+        .expect("seed")
+        .expect("drawn");
+    let recomputed = presale::lottery::draw(&seed, &license.seed_commitment, &entries, 1)
+        .expect("commitment holds");
+    let published: Vec<String> = env
+        .store
+        .lottery_order(&license.id)
+        .await
+        .expect("order")
+        .into_iter()
+        .map(presale::lottery::store::entry_id)
+        .collect();
+    assert_eq!(recomputed.order, published, "anyone can recompute the draw");
+    let mut outcomes = Vec::new();
+    for (client, wait_url) in browsers.iter().step_by(2) {
+        let b = Browser(client.clone());
+        let (_, page) = b.go(wait_url).await;
+        if page.body.contains("/apply") {
+            let (_, done) = b
+                .post(
+                    &join(wait_url, &form_action(&page.body, "/apply")),
+                    &[("csrf", &input(&page.body, "csrf"))],
+                )
+                .await;
+            outcomes.push(done.status);
+        } else {
+            assert!(page.body.contains("waiting list"), "{}", page.body);
+            let r = b
+                .send(
+                    b.0.post(wait_url.replace("/wait", "/apply"))
+                        .form(&[("csrf", "x")]),
+                )
+                .await;
+            assert_eq!(r.status, 403, "no form, no application");
+            outcomes.push(0);
+        }
+    }
+    outcomes.sort_unstable();
+    assert_eq!(outcomes, [0, 200], "exactly one winner applied");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lottery_draws_publicly_and_only_winners_apply_embedded() {
+    lottery(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lottery_draws_publicly_and_only_winners_apply_on_postgres() {
+    lottery(true).await;
+}
+
 async fn journey(postgres: bool) {
     // Arrange
     let Env {

@@ -92,6 +92,8 @@ async fn issue(store: &Store, l: &NewLicense) -> LicenseTerms {
         min_age: l.min_age,
         round: l.round.clone(),
         active: true,
+        lottery: false,
+        apply_window_secs: l.apply_window_secs,
     }
 }
 
