@@ -88,6 +88,7 @@ async fn main() -> anyhow::Result<()> {
                 apply_window_secs: 600,
                 min_age: None,
                 round: None,
+                exclusion: None,
             },
             now,
         )

@@ -33,6 +33,7 @@ pub enum Refusal {
     Suspended,
     OutsideWindow,
     TooYoung,
+    RecentPurchase,
 }
 
 impl Refusal {
@@ -63,6 +64,10 @@ impl Refusal {
                 fa: "سن متقاضی کمتر از حد مجاز این پیش‌فروش است.",
                 en: "The applicant is younger than this presale allows.",
             },
+            Self::RecentPurchase => Text {
+                fa: "این کد ملی در ماه‌های اخیر از خودروسازان بزرگ خرید داشته و در این پیش‌فروش مجاز نیست.",
+                en: "This national ID bought from a major manufacturer recently and cannot apply in this presale.",
+            },
         }
     }
 }
@@ -80,6 +85,8 @@ pub struct LicenseTerms {
     /// Lottery winners apply after the window closes, for `apply_window_secs`.
     pub lottery: bool,
     pub apply_window_secs: i64,
+    /// No accepted application at these manufacturers in the last so many months.
+    pub exclusion: Option<(Vec<String>, i64)>,
 }
 
 /// One applicant's request, with the identity the IdP verified.
@@ -147,6 +154,26 @@ impl Store {
         if let Some(min) = terms.min_age {
             if age_on(&req.birthdate, today).is_none_or(|a| a < min) {
                 return Ok(Err(Refusal::TooYoung));
+            }
+        }
+        if let Some((makers, months)) = &terms.exclusion {
+            // Checked before the transaction: SQLite's writers must start by writing. Two
+            // simultaneous applications at two different excluded manufacturers could both
+            // pass; licenses of one round close that gap with the round rule.
+            let since = now - months * 30 * 24 * 3600;
+            let recent = sqlx::query(
+                "SELECT l.manufacturer AS m FROM applications a JOIN licenses l ON l.id = a.license_id \
+                 WHERE a.national_id = $1 AND a.created_at >= $2",
+            )
+            .bind(&req.national_id)
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await?;
+            for r in recent {
+                let m: String = r.try_get("m")?;
+                if makers.contains(&m) {
+                    return Ok(Err(Refusal::RecentPurchase));
+                }
             }
         }
         let id = idp::crypto::random_token(12);
@@ -244,6 +271,8 @@ pub struct LicenseRow {
     pub status: String,
     pub seed_commitment: String,
     pub seed: String,
+    pub exclusion_manufacturers: Option<String>,
+    pub exclusion_months: Option<i64>,
 }
 
 impl LicenseRow {
@@ -258,6 +287,16 @@ impl LicenseRow {
             active: self.status == "active",
             lottery: self.selection == "lottery",
             apply_window_secs: self.apply_window_secs,
+            exclusion: match (&self.exclusion_manufacturers, self.exclusion_months) {
+                (Some(list), Some(months)) => Some((
+                    list.split(',')
+                        .map(|m| m.trim().to_owned())
+                        .filter(|m| !m.is_empty())
+                        .collect(),
+                    months,
+                )),
+                _ => None,
+            },
         }
     }
 }
@@ -276,7 +315,8 @@ impl Store {
             "SELECT id, license_no, manufacturer, model, units, accepted, unit_price, \
              down_payment, kind, delivery_deadline, opens_at, closes_at, selection, \
              admission_per_min, max_active, apply_window_secs, min_age, round, status, \
-             seed_commitment, seed FROM licenses ORDER BY opens_at",
+             seed_commitment, seed, exclusion_manufacturers, exclusion_months \
+             FROM licenses ORDER BY opens_at",
         )
         .fetch_all(&self.pool)
         .await?)

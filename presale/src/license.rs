@@ -41,6 +41,13 @@ impl Selection {
     }
 }
 
+/// Eligibility rule: no accepted application at these manufacturers in the last `months`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exclusion {
+    pub manufacturers: Vec<String>,
+    pub months: i64,
+}
+
 /// A license to be issued. Times in Unix seconds, money in rials.
 #[derive(Debug, Clone)]
 pub struct NewLicense {
@@ -60,6 +67,7 @@ pub struct NewLicense {
     pub apply_window_secs: i64,
     pub min_age: Option<i64>,
     pub round: Option<String>,
+    pub exclusion: Option<Exclusion>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -132,8 +140,9 @@ impl Store {
             "INSERT INTO licenses (id, license_no, manufacturer, model, units, unit_price, \
              down_payment, kind, delivery_deadline, opens_at, closes_at, selection, \
              admission_per_min, max_active, apply_window_secs, min_age, round, status, \
-             seed_commitment, seed, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-             $10, $11, $12, $13, $14, $15, $16, $17, 'active', $18, $19, $20)",
+             seed_commitment, seed, created_at, exclusion_manufacturers, exclusion_months) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+             'active', $18, $19, $20, $21, $22)",
         )
         .bind(&id)
         .bind(&l.license_no)
@@ -155,6 +164,8 @@ impl Store {
         .bind(&commitment)
         .bind(&seed)
         .bind(now)
+        .bind(l.exclusion.as_ref().map(|e| e.manufacturers.join(",")))
+        .bind(l.exclusion.as_ref().map(|e| e.months))
         .execute(self.pool())
         .await;
         match inserted {
@@ -197,6 +208,7 @@ mod tests {
             apply_window_secs: 600,
             min_age: Some(18),
             round: None,
+            exclusion: None,
         }
     }
 

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use presale::license::{NewLicense, PresaleKind, Selection};
+use presale::license::{Exclusion, NewLicense, PresaleKind, Selection};
 use presale::service::{Config, Service, StorefrontConfig};
 
 /// mimalloc, as in the IdP: allocation-heavy request handling under a surge.
@@ -213,6 +213,10 @@ async fn demo(dir: PathBuf, idp_port: u16, port: u16, opens_in: i64) -> anyhow::
             apply_window_secs: 600,
             min_age: Some(18),
             round: Some("demo-round".into()),
+            exclusion: Some(Exclusion {
+                manufacturers: vec!["saipa".into(), "iran-khodro".into()],
+                months: 48,
+            }),
         };
         store
             .issue_license(&license, now)

@@ -236,6 +236,7 @@ async fn start(postgres: bool) -> Env {
                 apply_window_secs: 300,
                 min_age: Some(18),
                 round: None,
+                exclusion: None,
             },
             now,
         )
@@ -346,6 +347,7 @@ async fn lottery(postgres: bool) {
                 apply_window_secs: 600,
                 min_age: Some(18),
                 round: None,
+                exclusion: None,
             },
             now,
         )

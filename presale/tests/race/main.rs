@@ -75,6 +75,7 @@ fn license(units: i64, round: Option<&str>) -> NewLicense {
         apply_window_secs: 600,
         min_age: Some(18),
         round: round.map(str::to_owned),
+        exclusion: None,
     }
 }
 
@@ -94,6 +95,10 @@ async fn issue(store: &Store, l: &NewLicense) -> LicenseTerms {
         active: true,
         lottery: false,
         apply_window_secs: l.apply_window_secs,
+        exclusion: l
+            .exclusion
+            .as_ref()
+            .map(|e| (e.manufacturers.clone(), e.months)),
     }
 }
 
@@ -217,6 +222,36 @@ async fn suspension_and_eligibility_refuse_with_reasons(backend: Backend) {
     );
 }
 
+async fn a_recent_purchase_from_a_major_manufacturer_excludes(backend: Backend) {
+    let (a, _) = two_stores(backend).await;
+    let saipa = issue(&a, &license(10, None)).await;
+    let mut l = license(10, None);
+    l.manufacturer = "modiran".into();
+    l.exclusion = Some(presale::license::Exclusion {
+        manufacturers: vec!["saipa".into(), "iran-khodro".into()],
+        months: 48,
+    });
+    let other = issue(&a, &l).await;
+    let buyer = person(7);
+    assert!(a
+        .apply(&saipa, &buyer, idp::now(), "2026-11-22")
+        .await
+        .expect("sql")
+        .is_ok());
+    let r = a
+        .apply(&other, &buyer, idp::now(), "2026-11-22")
+        .await
+        .expect("sql");
+    assert_eq!(r, Err(Refusal::RecentPurchase));
+    assert!(
+        a.apply(&other, &person(8), idp::now(), "2026-11-22")
+            .await
+            .expect("sql")
+            .is_ok(),
+        "others may apply"
+    );
+}
+
 macro_rules! both {
     ($($name:ident),*) => {
         mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(super::Backend::Sqlite).await })* }
@@ -226,7 +261,8 @@ macro_rules! both {
 both!(
     cap_holds_under_a_storm_of_applications,
     one_application_per_round_across_licenses,
-    suspension_and_eligibility_refuse_with_reasons
+    suspension_and_eligibility_refuse_with_reasons,
+    a_recent_purchase_from_a_major_manufacturer_excludes
 );
 
 fn settings(opens_in_ms: i64, rate_per_min: i64, max_active: i64, buckets: u32) -> QueueSettings {
