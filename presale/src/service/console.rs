@@ -372,17 +372,14 @@ fn parse_license(f: &std::collections::HashMap<String, String>) -> Result<NewLic
         apply_window_secs: num("apply_window_secs")?,
         min_age: opt("min_age")?,
         round: Some(text("round")).filter(|r| !r.is_empty()),
-        exclusion: match opt("exclusion_months")? {
-            Some(months) => Some(crate::license::Exclusion {
-                manufacturers: text("exclusion_manufacturers")
-                    .split(',')
-                    .map(|m| m.trim().to_owned())
-                    .filter(|m| !m.is_empty())
-                    .collect(),
-                months,
-            }),
-            None => None,
-        },
+        exclusion: opt("exclusion_months")?.map(|months| crate::license::Exclusion {
+            manufacturers: text("exclusion_manufacturers")
+                .split(',')
+                .map(|m| m.trim().to_owned())
+                .filter(|m| !m.is_empty())
+                .collect(),
+            months,
+        }),
     })
 }
 
