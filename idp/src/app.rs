@@ -120,6 +120,7 @@ impl Application {
             keyring,
             discovery,
             ready: AtomicBool::new(true),
+            reload_lock: tokio::sync::Mutex::new(()),
         });
         core.reload().await?;
         Ok(Self {

@@ -34,6 +34,9 @@ pub struct Inner {
     pub limiter: Limiter,
     /// Turned off first on SIGTERM so the load balancer stops sending traffic.
     pub ready: AtomicBool,
+    /// Serialises reloads, so a slow periodic reload that read SQL before a change cannot
+    /// overwrite the result of a newer one.
+    pub reload_lock: tokio::sync::Mutex<()>,
 }
 
 impl std::ops::Deref for Core {
@@ -58,6 +61,7 @@ impl Core {
 
     /// Reloads clients and signing keys from SQL.
     pub async fn reload(&self) -> crate::error::Result<()> {
+        let _one_at_a_time = self.reload_lock.lock().await;
         let clients = self.db.clients().await?;
         self.clients.replace(clients);
         let rows = self.db.signing_keys().await?;

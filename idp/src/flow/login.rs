@@ -129,9 +129,10 @@ impl Core {
         Ok(tx)
     }
 
+    /// Ends a transaction. Its wrong-code counter is left to expire, so a guess that was
+    /// already in flight still counts against the voided login instead of starting over.
     pub async fn drop_tx(&self, id: &str) -> Result<()> {
         self.eph.delete(&tx_key(id)).await?;
-        self.eph.delete(&format!("otp-wrong:{id}")).await?;
         Ok(())
     }
 
@@ -280,7 +281,7 @@ impl Core {
         );
         tx.otp_sent_at = now;
         tx.step = Step::Otp;
-        self.eph.delete(&format!("otp-wrong:{}", tx.id)).await?;
+        // The wrong-code counter is per login, not per code: five wrong codes in all.
         self.save_tx(tx).await?;
         tracing::info!(phone = %mobile.masked(), "verification code sent");
         Ok(())

@@ -402,7 +402,9 @@ async fn client_credentials_and_introspection_work_for_back_ends(backend: Backen
         .json()
         .await
         .expect("json");
-    let at = r["access_token"].as_str().expect("access token");
+    let at = r["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("access token: {r}"));
     assert_eq!(r["scope"], "presale.read");
     let intro: serde_json::Value = http
         .post(format!("{}/introspect", app.base))

@@ -83,6 +83,9 @@ struct Inner {
     ip_limiter: IpLimiter,
     /// Requests in flight on this replica, for load shedding.
     in_flight: std::sync::atomic::AtomicUsize,
+    /// One tick at a time: a slow tick that read licenses before a change must not
+    /// overwrite a newer tick's cache.
+    tick_lock: tokio::sync::Mutex<()>,
     store: Store,
     queue: Queue,
     eph: Ephemeral,
@@ -186,6 +189,7 @@ impl Service {
             base_url: cfg.base_url,
             ip_limiter: governor::RateLimiter::keyed(quota),
             in_flight: std::sync::atomic::AtomicUsize::new(0),
+            tick_lock: tokio::sync::Mutex::new(()),
             store,
             queue,
             eph,
@@ -231,6 +235,7 @@ impl App {
     /// Reloads licenses, runs the admitter once for every open queue campaign, and
     /// refreshes this replica's counters cache.
     async fn tick(&self) {
+        let _one_at_a_time = self.tick_lock.lock().await;
         match self.store.licenses().await {
             Ok(ls) => *self.licenses.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ls),
             Err(e) => tracing::warn!(error = %e, "license reload failed"),
