@@ -322,6 +322,15 @@ fn router(app: App) -> Router {
     Router::new()
         .route("/", get(home))
         .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/static/wait.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    include_str!("static/wait.js"),
+                )
+            }),
+        )
         .route("/static/app.css", get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], idp::http::pages::APP_CSS) }))
         .route("/{m}/", get(storefront))
         .route("/{m}/login", get(login))
@@ -334,7 +343,7 @@ fn router(app: App) -> Router {
         .route("/{m}/c/{id}/lottery", get(lottery_public))
         .merge(console::routes())
         .layer(axum::middleware::from_fn_with_state(app.clone(), guard))
-        .layer(Set::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'")))
+        .layer(Set::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'")))
         .layer(Set::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .layer(Set::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(Set::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
@@ -1064,7 +1073,10 @@ async fn wait(
     // Refresh without JavaScript, backing off as the wait grows.
     let refresh = st.eta_secs.map(|e| (e / 10).clamp(3, 30)).unwrap_or(10);
     let body = html! {
-        meta http-equiv="refresh" content=(refresh);
+        // With JavaScript the page updates itself (wait.js); without, it refreshes.
+        noscript { meta http-equiv="refresh" content=(refresh); }
+        div data-status-url=(format!("/{m}/c/{id}/status")) {}
+        script src="/static/wait.js" {}
         h2 { (l.model) }
         @if st.closed {
             p.error { (both(Lang::Fa, t("صف بسته شد: ظرفیت تکمیل شد یا مجوز تعلیق شد.", "The queue has closed: sold out or suspended."))) }
@@ -1075,9 +1087,9 @@ async fn wait(
                 button type="submit" { (both(Lang::Fa, t("ثبت درخواست", "Apply"))) }
             }
         } @else if let (Some(ticket), Some(ahead)) = (st.ticket, st.ahead) {
-            p { "نوبت / ticket: " strong { (ticket) } }
-            p { "نفرات جلوتر / people ahead: " strong { (ahead) } }
-            p { "زمان تقریبی / estimated wait: " (st.eta_secs.unwrap_or(0) / 60) " دقیقه / min" }
+            p { "نوبت / ticket: " strong #ticket { (ticket) } }
+            p { "نفرات جلوتر / people ahead: " strong #ahead { (ahead) } }
+            p { "زمان تقریبی / estimated wait: " span #eta { (st.eta_secs.unwrap_or(0) / 60) } " دقیقه / min" }
         } @else {
             p { (both(Lang::Fa, t("در صف ثبت شدید. ترتیب همه کسانی که پیش از گشایش آمده‌اند هنگام گشایش به قید قرعه تعیین می‌شود.", "You are in. The order of everyone who joined before the opening is drawn at the opening."))) }
             p { "گشایش / opens: " (idp::format_time(l.opens_at)) }

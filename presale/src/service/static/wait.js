@@ -1,0 +1,36 @@
+// emta waiting page: keeps position, people ahead and the estimate current without a
+// reload, by polling the status endpoint (served from each replica's cache) with backoff:
+// every 2 s at first, growing by half up to 30 s, and faster again as the turn nears.
+// When the turn comes or the queue closes, the page reloads once to show the form.
+(function () {
+  "use strict";
+  var root = document.querySelector("[data-status-url]");
+  if (!root) return;
+  var url = root.getAttribute("data-status-url");
+  var delay = 2000;
+  function set(id, v) {
+    var el = document.getElementById(id);
+    if (el && v !== null && v !== undefined) el.textContent = String(v);
+  }
+  function poll() {
+    fetch(url, { credentials: "same-origin", cache: "no-store" })
+      .then(function (r) {
+        if (r.status === 429 || r.status === 503) {
+          var ra = parseInt(r.headers.get("retry-after") || "5", 10);
+          delay = Math.max(delay, ra * 1000);
+          throw new Error("busy");
+        }
+        return r.json();
+      })
+      .then(function (s) {
+        if (s.admitted || s.closed) { window.location.reload(); return; }
+        set("ticket", s.ticket);
+        set("ahead", s.ahead);
+        if (s.eta_secs !== null) set("eta", Math.ceil(s.eta_secs / 60));
+        delay = s.ahead !== null && s.ahead < 50 ? 2000 : Math.min(delay * 1.5, 30000);
+      })
+      .catch(function () { delay = Math.min(delay * 1.5, 30000); })
+      .then(function () { setTimeout(poll, delay); });
+  }
+  setTimeout(poll, delay);
+})();
