@@ -375,18 +375,7 @@ async fn guard(
     }
     let load = app.in_flight.fetch_add(1, Ordering::Relaxed);
     let resp = if load >= MAX_IN_FLIGHT && !applying {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [("retry-after", "5")],
-            problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                t(
-                    "سامانه شلوغ است؛ چند ثانیه دیگر این صفحه خودش دوباره باز می‌شود.",
-                    "The service is busy; this page will try again in a few seconds.",
-                ),
-            ),
-        )
-            .into_response()
+        busy(5)
     } else {
         next.run(req).await
     };
@@ -409,13 +398,23 @@ async fn citizen_limit(app: &App, what: &str, national_id: &str, max: i64) -> Re
             problem(StatusCode::TOO_MANY_REQUESTS, idp::error::msg::RATE_LIMITED),
         )
             .into_response()),
-        Err(_) => Err((
-            StatusCode::SERVICE_UNAVAILABLE,
-            [("retry-after", "5".to_string())],
-            "busy; retry in 5 s / شلوغ است",
-        )
-            .into_response()),
+        Err(_) => Err(busy(5)),
     }
+}
+
+/// 503 with Retry-After: shed load or ride out a Redis or SQL hiccup, with nothing done.
+fn busy(retry_after: u64) -> Response {
+    let mut r = problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        t(
+            "سامانه شلوغ است؛ چند ثانیه دیگر دوباره تلاش کنید.",
+            "The service is busy; please try again in a few seconds.",
+        ),
+    );
+    if let Ok(v) = axum::http::HeaderValue::from_str(&retry_after.to_string()) {
+        r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+    }
+    r
 }
 
 fn page(status: StatusCode, title: Text, body: maud::Markup) -> Response {
@@ -557,13 +556,7 @@ async fn login(State(app): State<App>, jar: CookieJar, Path(m): Path<String>) ->
         Err(_) => false,
     };
     if !saved {
-        return problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            t(
-                "خطای موقت؛ دوباره تلاش کنید.",
-                "A temporary error; please try again.",
-            ),
-        );
+        return busy(5);
     }
     (jar, Redirect::to(url.as_str())).into_response()
 }
@@ -683,13 +676,7 @@ async fn callback(
         .await
         .is_err()
     {
-        return problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            t(
-                "خطای موقت؛ دوباره تلاش کنید.",
-                "A temporary error; please try again.",
-            ),
-        );
+        return busy(5);
     }
     Redirect::to(&format!("/{m}/")).into_response()
 }
@@ -756,12 +743,7 @@ async fn join(
             }
             Err(e) => {
                 tracing::error!(error = %e, "lottery entry failed");
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    [("retry-after", "10")],
-                    "busy; retry in 10 s / شلوغ است",
-                )
-                    .into_response();
+                return busy(10);
             }
         }
     } else {
@@ -782,14 +764,7 @@ async fn join(
                 )
             }
             // Overloaded or Redis away: shed load with a clear answer, nothing half-done.
-            Err(_) => {
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    [("retry-after", "10")],
-                    "busy; retry in 10 s / شلوغ است؛ ۱۰ ثانیه دیگر",
-                )
-                    .into_response()
-            }
+            Err(_) => return busy(10),
         },
     };
     let cookie = Cookie::build((
@@ -896,12 +871,7 @@ async fn queue_admission(
                 "It is not your turn, or your time to apply has run out.",
             ),
         )),
-        Err(_) => Err((
-            StatusCode::SERVICE_UNAVAILABLE,
-            [("retry-after", "5")],
-            "busy; retry in 5 s / شلوغ است",
-        )
-            .into_response()),
+        Err(_) => Err(busy(5)),
     }
 }
 
@@ -972,14 +942,7 @@ async fn lottery_public(State(app): State<App>, Path((m, id)): Path<(String, Str
         app.store.lottery_order(&id).await,
     ) {
         (Ok(a), Ok(b), Ok(c)) => (a, b, c),
-        _ => {
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [("retry-after", "5")],
-                "busy; retry in 5 s / شلوغ است",
-            )
-                .into_response()
-        }
+        _ => return busy(5),
     };
     page(
         StatusCode::OK,
@@ -1142,14 +1105,7 @@ async fn apply(
                     ),
                 )
             }
-            Err(_) => {
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    [("retry-after", "5")],
-                    "busy; retry in 5 s / شلوغ است",
-                )
-                    .into_response()
-            }
+            Err(_) => return busy(5),
         }
     } else {
         match queue_admission(&app, &l, &id, place, now).await {
@@ -1168,12 +1124,7 @@ async fn apply(
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "application failed");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [("retry-after", "5")],
-                "busy; retry in 5 s / شلوغ است",
-            )
-                .into_response();
+            return busy(5);
         }
     };
     let _ = app.queue.release(&id, ticket).await;

@@ -468,15 +468,10 @@ async fn a_lottery_draws_publicly_and_only_winners_apply_on_postgres() {
 
 async fn journey(postgres: bool) {
     // Arrange
-    let Env {
-        base,
-        issuer,
-        stub,
-        citizens,
-        ..
-    } = start(postgres).await;
+    let env = start(postgres).await;
+    let (base, issuer, citizens) = (env.base.clone(), env.issuer.clone(), env.citizens.clone());
 
-    // Act: the citizen's journey.
+    // Act: the citizen's journey, through the IdP's four pages.
     let who = &citizens[0];
     let b = Browser::new();
     let (url, phone) = b.go(&format!("{base}/saipa/login")).await;
@@ -484,60 +479,12 @@ async fn journey(postgres: bool) {
         url.starts_with(&issuer) && phone.body.contains("name=\"mobile\""),
         "at the IdP's phone page"
     );
-    let challenge = input(&phone.body, "pow_challenge");
-    let nonce = idp::crypto::pow::solve(&challenge);
-    let (_, otp) = b
-        .post(
-            &join(&url, &form_action(&phone.body, "/phone")),
-            &[
-                ("csrf", &input(&phone.body, "csrf")),
-                ("mobile", &who.mobile),
-                ("pow_challenge", &challenge),
-                ("pow_nonce", &nonce),
-            ],
-        )
-        .await;
-    let m = idp::domain::MobileNumber::parse(&who.mobile).expect("mobile");
-    let code = stub
-        .outbox
-        .list(Some(m.e164()), 1)
-        .first()
-        .and_then(|e| idp::dev::code_in(&e.text))
-        .expect("sms");
-    let (_, identity) = b
-        .post(
-            &join(&url, &form_action(&otp.body, "/otp")),
-            &[("csrf", &input(&otp.body, "csrf")), ("code", &code)],
-        )
-        .await;
-    let (_, consent) = b
-        .post(
-            &join(&url, &form_action(&identity.body, "/identity")),
-            &[
-                ("csrf", &input(&identity.body, "csrf")),
-                ("national_id", &who.national_id),
-                ("birth_date", &who.birth_date),
-            ],
-        )
-        .await;
-    assert!(
-        consent.body.contains("سایپا"),
-        "consent names the manufacturer"
-    );
-    let (url, front) = b
-        .post(
-            &join(&url, &form_action(&consent.body, "/consent")),
-            &[
-                ("csrf", &input(&consent.body, "csrf")),
-                ("decision", "approve"),
-            ],
-        )
-        .await;
-    assert_eq!(url, format!("{base}/saipa/"), "back at the storefront");
+    let front = sign_in(&env, &b, "saipa", who).await;
     assert!(
         front.body.contains(&who.given_name),
         "signed in as the verified citizen"
     );
+    let url = format!("{base}/saipa/");
 
     let join_action = form_action(&front.body, "/join");
     let (wait_url, waiting) = b
