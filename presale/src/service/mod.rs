@@ -402,6 +402,17 @@ async fn citizen_limit(app: &App, what: &str, national_id: &str, max: i64) -> Re
     }
 }
 
+/// 403 for a form whose CSRF token does not belong to this browser's session.
+fn bad_form() -> Response {
+    problem(
+        StatusCode::FORBIDDEN,
+        t(
+            "فرم نامعتبر است؛ صفحه را دوباره باز کنید.",
+            "The form is not valid; reload the page.",
+        ),
+    )
+}
+
 /// 503 with Retry-After: shed load or ride out a Redis or SQL hiccup, with nothing done.
 fn busy(retry_after: u64) -> Response {
     let mut r = problem(
@@ -703,13 +714,7 @@ async fn join(
     Form(f): Form<CsrfForm>,
 ) -> Response {
     if !app.check_csrf(&jar, &f.csrf) {
-        return problem(
-            StatusCode::FORBIDDEN,
-            t(
-                "فرم نامعتبر است؛ صفحه را دوباره باز کنید.",
-                "The form is not valid; reload the page.",
-            ),
-        );
+        return bad_form();
     }
     let Some(c) = app.citizen(&jar, &m).await else {
         return Redirect::to(&format!("/{m}/login")).into_response();
@@ -1068,13 +1073,7 @@ async fn apply(
     Form(f): Form<CsrfForm>,
 ) -> Response {
     if !app.check_csrf(&jar, &f.csrf) {
-        return problem(
-            StatusCode::FORBIDDEN,
-            t(
-                "فرم نامعتبر است؛ صفحه را دوباره باز کنید.",
-                "The form is not valid; reload the page.",
-            ),
-        );
+        return bad_form();
     }
     let (Some(c), Some(l)) = (app.citizen(&jar, &m).await, app.license(&m, &id)) else {
         return Redirect::to(&format!("/{m}/")).into_response();
