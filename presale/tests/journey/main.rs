@@ -127,6 +127,8 @@ async fn database(postgres: bool, name: &str) -> String {
 
 struct Env {
     base: String,
+    /// A second presale replica on the same SQL, Redis and secret.
+    replica: String,
     issuer: String,
     stub: StubServices,
     citizens: Vec<idp::dev::FixtureCitizen>,
@@ -162,6 +164,12 @@ async fn start(postgres: bool) -> Env {
     let presale_port = presale_listener.local_addr().expect("addr").port();
     drop(presale_listener);
     let base = format!("http://localhost:{presale_port}");
+    let replica_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let replica = format!("http://localhost:{replica_port}");
 
     let mut s = idp::Settings::for_tests();
     s.issuer = issuer.clone();
@@ -191,7 +199,10 @@ async fn start(postgres: bool) -> Env {
                 name: name.into(),
                 name_fa: name_fa.into(),
                 stars: 4,
-                redirect_uris: vec![format!("{base}/{id}/callback")],
+                redirect_uris: vec![
+                    format!("{base}/{id}/callback"),
+                    format!("{replica}/{id}/callback"),
+                ],
                 post_logout_redirect_uris: vec![],
                 service_scopes: vec![],
                 id_token_alg: idp::domain::SigningAlg::ES256,
@@ -243,22 +254,25 @@ async fn start(postgres: bool) -> Env {
         .await
         .expect("sql")
         .expect("valid");
-    let service = Service::build(Config {
-        listen: ([127, 0, 0, 1], presale_port).into(),
-        base_url: base.clone(),
-        issuer: issuer.clone(),
-        database_url: presale_db,
-        redis_url: redis,
-        redis_prefix: prefix,
-        secret_key: secret,
-        storefronts: fronts,
-        ip_per_sec: 50,
-    })
-    .await
-    .expect("presale");
-    tokio::spawn(service.run_until_stopped(std::future::pending()));
+    for (port, url) in [(presale_port, &base), (replica_port, &replica)] {
+        let service = Service::build(Config {
+            listen: ([127, 0, 0, 1], port).into(),
+            base_url: url.clone(),
+            issuer: issuer.clone(),
+            database_url: presale_db.clone(),
+            redis_url: redis.clone(),
+            redis_prefix: prefix.clone(),
+            secret_key: secret.clone(),
+            storefronts: fronts.clone(),
+            ip_per_sec: 50,
+        })
+        .await
+        .expect("presale");
+        tokio::spawn(service.run_until_stopped(std::future::pending()));
+    }
     Env {
         base,
+        replica,
         issuer,
         stub,
         citizens,
@@ -817,5 +831,102 @@ async fn a_flood_from_one_ip_is_throttled_with_retry_after() {
         limited.as_deref(),
         Some("1"),
         "the per-IP limit answers 429 with Retry-After"
+    );
+}
+
+/// Two presale replicas over HTTP, sharing PostgreSQL and Redis: citizens join through one
+/// and apply through the other, all at once, against a cap of three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_never_oversell_over_http() {
+    let env = start(true).await;
+    let now = idp::now();
+    env.store
+        .issue_license(
+            &NewLicense {
+                license_no: format!("R-{}", rand::random::<u32>()),
+                manufacturer: "iran-khodro".into(),
+                model: "Rana".into(),
+                units: 3,
+                unit_price: 7_000_000_000,
+                down_payment: 1_000_000_000,
+                kind: PresaleKind::Regular,
+                delivery_deadline: now + 3600 + 300 * 24 * 3600,
+                opens_at: now - 5,
+                closes_at: now + 3600,
+                selection: Selection::Queue,
+                admission_per_min: 60_000,
+                max_active: 100,
+                apply_window_secs: 300,
+                min_age: Some(18),
+                round: None,
+                exclusion: None,
+            },
+            now,
+        )
+        .await
+        .expect("sql")
+        .expect("valid");
+    // Ten citizens signed in (the presale session lives in Redis, so it holds on both).
+    let mut people = Vec::new();
+    for who in &env.citizens[..10] {
+        let b = Browser::new();
+        let mut front = sign_in(&env, &b, "iran-khodro", who).await;
+        for _ in 0..20 {
+            if front.body.contains("/join\"") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            front = b.go(&format!("{}/iran-khodro/", env.base)).await.1;
+        }
+        people.push((b, front));
+    }
+    let mut tasks = Vec::new();
+    for (k, (b, front)) in people.into_iter().enumerate() {
+        let (join_on, apply_on) = if k % 2 == 0 {
+            (env.base.clone(), env.replica.clone())
+        } else {
+            (env.replica.clone(), env.base.clone())
+        };
+        tasks.push(tokio::spawn(async move {
+            let action = form_action(&front.body, "/join");
+            let csrf = input(&front.body, "csrf");
+            let (wait_url, _) = b
+                .post(
+                    &join(&format!("{join_on}/iran-khodro/"), &action),
+                    &[("csrf", &csrf)],
+                )
+                .await;
+            let wait_other = wait_url.replace(&join_on, &apply_on);
+            for _ in 0..50 {
+                let (_, page) = b.go(&wait_other).await;
+                if page.body.contains("/apply") {
+                    let (_, done) = b
+                        .post(
+                            &join(&wait_other, &form_action(&page.body, "/apply")),
+                            &[("csrf", &input(&page.body, "csrf"))],
+                        )
+                        .await;
+                    return done.status;
+                }
+                if page.body.contains("closed") {
+                    return 409;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            0
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.expect("task"));
+    }
+    let accepted = statuses.iter().filter(|&&s| s == 200).count();
+    assert_eq!(
+        accepted, 3,
+        "applications == cap across replicas: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|&s| s == 200 || s == 409),
+        "everyone else told sold out: {statuses:?}"
     );
 }
