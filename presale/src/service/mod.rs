@@ -27,8 +27,8 @@ use openidconnect::core::{
     CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata,
 };
 use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, Scope, TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -115,6 +115,11 @@ struct Citizen {
     national_id: String,
     name: String,
     birthdate: String,
+    /// The IdP's refresh token: when the access token lapses the storefront refreshes, so
+    /// a withdrawn consent or a suspended manufacturer ends the storefront session too.
+    refresh_token: Option<String>,
+    /// Unix seconds when the access token lapses.
+    access_expires: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -299,8 +304,44 @@ impl App {
 
     async fn citizen(&self, jar: &CookieJar, m: &str) -> Option<Citizen> {
         let sid = jar.get(COOKIE)?.value().to_owned();
-        let raw = self.eph.get(&format!("ps:{sid}:{m}")).await.ok()??;
-        serde_json::from_str(&raw).ok()
+        let key = format!("ps:{sid}:{m}");
+        let raw = self.eph.get(&key).await.ok()??;
+        let mut c: Citizen = serde_json::from_str(&raw).ok()?;
+        if c.access_expires > idp::now() {
+            return Some(c);
+        }
+        // Refresh with rotation; any refusal (consent withdrawn, grant revoked, client
+        // suspended) signs the citizen out of this storefront.
+        let refreshed = match (&c.refresh_token, self.storefronts.get(m)) {
+            (Some(rt), Some(front)) => match front
+                .rp
+                .exchange_refresh_token(&RefreshToken::new(rt.clone()))
+            {
+                Ok(req) => req.request_async(&self.http).await.ok(),
+                Err(_) => None,
+            },
+            _ => None,
+        };
+        let Some(tokens) = refreshed else {
+            let _ = self.eph.delete(&key).await;
+            return None;
+        };
+        c.refresh_token = tokens
+            .refresh_token()
+            .map(|r| r.secret().clone())
+            .or(c.refresh_token);
+        c.access_expires = idp::now()
+            + tokens
+                .expires_in()
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(300);
+        if let Ok(json) = serde_json::to_string(&c) {
+            let _ = self
+                .eph
+                .put(&key, &json, Duration::from_secs(8 * 3600))
+                .await;
+        }
+        Some(c)
     }
 
     fn csrf(&self, jar: &CookieJar) -> String {
@@ -667,6 +708,12 @@ async fn callback(
         national_id: s("national_id"),
         name: s("name"),
         birthdate: s("birthdate"),
+        refresh_token: tokens.refresh_token().map(|r| r.secret().clone()),
+        access_expires: idp::now()
+            + tokens
+                .expires_in()
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(300),
     };
     if citizen.national_id.is_empty() {
         return fail(t(

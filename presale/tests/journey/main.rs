@@ -181,6 +181,8 @@ async fn start(postgres: bool) -> Env {
     s.ownership_url = s.registry_url.clone();
     s.sms_url = s.registry_url.clone();
     s.pow_difficulty = 4;
+    // Short-lived access tokens, so the storefronts' refresh path runs in these tests.
+    s.access_token_secs = 2;
     let idp_app = idp::Application::build_with_listener(s, None, idp_listener)
         .await
         .expect("idp");
@@ -561,6 +563,31 @@ async fn journey(postgres: bool) {
         )
         .await;
     assert_eq!(back, format!("{base}/iran-khodro/"));
+
+    // The citizen withdraws Iran Khodro's permission at the IdP: when the storefront's
+    // access token lapses, its refresh is refused and the citizen is signed out there,
+    // while Saipa's storefront refreshes and keeps the session.
+    let (_, account) = b.go(&format!("{issuer}/account")).await;
+    let (_, _) = b
+        .post(
+            &format!("{issuer}/account/revoke"),
+            &[
+                ("csrf", &input(&account.body, "csrf")),
+                ("client_id", "iran-khodro"),
+            ],
+        )
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let (_, ik) = b.go(&format!("{base}/iran-khodro/")).await;
+    assert!(
+        ik.body.contains("/iran-khodro/login"),
+        "signed out of the storefront whose consent was withdrawn"
+    );
+    let (_, sp) = b.go(&format!("{base}/saipa/")).await;
+    assert!(
+        sp.body.contains("/saipa/applications"),
+        "the other storefront refreshed and kept the session"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
