@@ -514,6 +514,7 @@ async fn storefront(State(app): State<App>, jar: CookieJar, Path(m): Path<String
     };
     let citizen = app.citizen(&jar, &m).await;
     let csrf = app.csrf(&jar);
+    let now = idp::now();
     let licenses: Vec<LicenseRow> = app
         .all_licenses()
         .iter()
@@ -538,7 +539,16 @@ async fn storefront(State(app): State<App>, jar: CookieJar, Path(m): Path<String
                         li { "ظرفیت / units: " (l.units) " (" (l.accepted) " پذیرفته / accepted)" }
                         li { "تحویل تا / delivery by: " (idp::format_time(l.delivery_deadline)) " (" (l.kind) ")" }
                         li { "ثبت‌نام / registration: " (idp::format_time(l.opens_at)) " → " (idp::format_time(l.closes_at)) }
-                        li { "روش انتخاب / selection: صف منصفانه؛ پیش از گشایش ترتیب تصادفی / fair queue; random order for those who join before the opening (seed commitment " code { (l.seed_commitment) } ")" }
+                        @if l.selection == "lottery" {
+                            li { "روش انتخاب / selection: قرعه‌کشی پس از پایان ثبت‌نام / lottery after registration closes (seed commitment " code { (l.seed_commitment) } ") — " a href=(format!("/{m}/c/{}/lottery", l.id)) { "فهرست و نتیجه / list and result" } }
+                        } @else {
+                            li { "روش انتخاب / selection: صف منصفانه؛ پیش از گشایش ترتیب تصادفی / fair queue; random order for those who join before the opening (seed commitment " code { (l.seed_commitment) } ")" }
+                            // After the opening the seed and the number of early arrivals are
+                            // public, so anyone can recompute every early ticket.
+                            @if now >= l.opens_at {
+                                li { "seed: " code { (l.seed) } " · early arrivals: " (app.cached(&l.id).early) " · ticket(p) = 1 + swap-or-not(seed, early, p − 1)" }
+                            }
+                        }
                         @if l.status != "active" { li.error { (both(Lang::Fa, t("مجوز تعلیق شده است.", "The license is suspended."))) } }
                     }
                     @if citizen.is_some() {

@@ -500,6 +500,10 @@ async fn journey(postgres: bool) {
         front.body.contains(&who.given_name),
         "signed in as the verified citizen"
     );
+    assert!(
+        front.body.contains("seed: <code>"),
+        "after the opening the queue's seed is public"
+    );
     let url = format!("{base}/saipa/");
 
     let join_action = form_action(&front.body, "/join");
