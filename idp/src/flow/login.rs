@@ -70,6 +70,12 @@ fn session_key(cookie: &str) -> String {
     format!("sso:{}", b64(&sha256(cookie.as_bytes())))
 }
 
+/// Counts a step's start (paired with [`observe`] for its outcome and latency).
+pub fn started(step: &'static str) -> Instant {
+    metrics::counter!("emta_login_step_total", "step" => step, "outcome" => "started").increment(1);
+    Instant::now()
+}
+
 /// Records a step's outcome and latency for Prometheus.
 pub fn observe(step: &'static str, started: Instant, outcome: &'static str) {
     metrics::counter!("emta_login_step_total", "step" => step, "outcome" => outcome).increment(1);
@@ -168,7 +174,7 @@ impl Core {
         ip: &str,
         now: i64,
     ) -> Result<()> {
-        let started = Instant::now();
+        let started = started("phone");
         let result = self
             .submit_phone_inner(tx, mobile, challenge, nonce, ip, now)
             .await;
@@ -290,7 +296,7 @@ impl Core {
     /// Step 2: checks the code. Five wrong codes void the transaction.
     #[tracing::instrument(skip_all, fields(tx = %tx.id))]
     pub async fn submit_otp(&self, tx: &mut LoginTx, code: &str, now: i64) -> Result<()> {
-        let started = Instant::now();
+        let started = started("otp");
         let result = self.submit_otp_inner(tx, code, now).await;
         observe(
             "otp",
@@ -350,7 +356,7 @@ impl Core {
         birth_date: &str,
         now: i64,
     ) -> Result<String> {
-        let started = Instant::now();
+        let started = started("identity");
         let result = self
             .submit_identity_inner(tx, national_id, birth_date, now)
             .await;

@@ -186,6 +186,7 @@ async fn health_readiness_and_metrics_answer(backend: Backend) {
     for needle in [
         "emta_login_step_total",
         "step=\"identity\"",
+        "outcome=\"started\"",
         "emta_login_step_seconds",
     ] {
         assert!(m.contains(needle), "{needle}");

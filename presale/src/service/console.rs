@@ -507,9 +507,14 @@ fn csv_field(s: &str) -> String {
 }
 
 async fn audit_csv(State(app): State<App>, jar: CookieJar) -> Response {
-    if let Err(r) = require(&app, &jar, None, None).await {
-        return r;
-    }
+    let s = match require(&app, &jar, None, None).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let _ = app
+        .store
+        .audit(idp::now(), &s.username, "audit.export", "audit_log", "csv")
+        .await;
     let rows = app.store.audit_entries().await.unwrap_or_default();
     let mut out = String::from("at,actor,action,subject,detail\n");
     for (at, actor, action, subject, detail) in rows {

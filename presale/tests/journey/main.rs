@@ -815,6 +815,7 @@ async fn console(postgres: bool) {
         "staff.login",
         "license.issue",
         "license.suspend",
+        "audit.export",
     ] {
         assert!(csv.contains(action), "{action} in the audit log");
     }
