@@ -178,7 +178,8 @@ async fn an_expired_code_and_an_expired_login_are_explained(backend: Backend) {
     let r = b.submit_otp(&otp, &code).await;
     assert_eq!(r.status, 400);
     assert!(r.body.contains("expired"));
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // The login's TTL is set in whole seconds: allow a full extra second of rounding.
+    tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
     let r = b.get(&otp.tx_path().expect("tx")).await;
     assert_eq!(r.status, 410);
     assert!(r.body.contains("This sign-in has expired"));
