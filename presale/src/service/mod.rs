@@ -80,6 +80,9 @@ type IpLimiter = governor::DefaultKeyedRateLimiter<std::net::IpAddr>;
 
 struct Inner {
     base_url: String,
+    /// The IdP's issuer, checked against the `iss` of every authorization response
+    /// (RFC 9207: mix-up defence).
+    issuer: String,
     ip_limiter: IpLimiter,
     /// Requests in flight on this replica, for load shedding.
     in_flight: std::sync::atomic::AtomicUsize,
@@ -191,6 +194,7 @@ impl Service {
             std::num::NonZeroU32::new(cfg.ip_per_sec.max(1).saturating_mul(2)).unwrap_or(per_sec);
         let quota = governor::Quota::per_second(per_sec).allow_burst(burst);
         let app = App(Arc::new(Inner {
+            issuer: cfg.issuer.clone(),
             base_url: cfg.base_url,
             ip_limiter: governor::RateLimiter::keyed(quota),
             in_flight: std::sync::atomic::AtomicUsize::new(0),
@@ -628,6 +632,7 @@ struct CallbackQuery {
     code: Option<String>,
     state: Option<String>,
     error: Option<String>,
+    iss: Option<String>,
 }
 
 async fn callback(
@@ -637,6 +642,13 @@ async fn callback(
     Query(q): Query<CallbackQuery>,
 ) -> Response {
     let fail = |text| problem(StatusCode::BAD_REQUEST, text);
+    // The IdP advertises RFC 9207, so a response without its `iss` is refused too.
+    if q.iss.as_deref() != Some(app.issuer.as_str()) {
+        return fail(t(
+            "پاسخ ورود از امتا نیست.",
+            "The sign-in answer did not come from emta.",
+        ));
+    }
     if q.error.is_some() {
         return fail(t(
             "ورود انجام نشد یا اجازه داده نشد.",

@@ -962,3 +962,22 @@ async fn two_replicas_never_oversell_over_http() {
         "everyone else told sold out: {statuses:?}"
     );
 }
+
+/// RFC 9207: an authorization response whose `iss` is not the IdP's is refused (mix-up).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_from_another_issuer_is_refused() {
+    let env = start(false).await;
+    let b = Browser::new();
+    let (_, p) = b
+        .go(&format!(
+            "{}/saipa/callback?code=c&state=s&iss=https%3A%2F%2Fevil.example",
+            env.base
+        ))
+        .await;
+    assert_eq!(p.status, 400);
+    assert!(p.body.contains("did not come from emta"));
+    let (_, p) = b
+        .go(&format!("{}/saipa/callback?code=c&state=s", env.base))
+        .await;
+    assert_eq!(p.status, 400, "no iss at all is refused too");
+}
