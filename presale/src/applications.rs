@@ -11,7 +11,7 @@
 
 use sqlx::{AnyPool, Row};
 
-use idp::store::sql::{connect_pool, is_postgres, is_unique_violation};
+use idp::store::sql::{connect_pool, is_postgres, is_unique_violation, migrate_any};
 
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/presale/sqlite");
 static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/presale/postgres");
@@ -120,11 +120,7 @@ impl Store {
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        if self.postgres {
-            POSTGRES.run(&self.pool).await?;
-        } else {
-            SQLITE.run(&self.pool).await?;
-        }
+        migrate_any(&self.pool, self.postgres, &SQLITE, &POSTGRES).await?;
         Ok(())
     }
 

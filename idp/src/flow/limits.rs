@@ -22,6 +22,9 @@ pub enum Subject<'a> {
     NationalIdFail(&'a str),
     /// Token-endpoint requests of one client.
     ClientToken(&'a str),
+    /// Another service's subject (the presale service's joins, applications, staff logins),
+    /// counted the same way.
+    Named(&'static str, &'a str),
 }
 
 impl Subject<'_> {
@@ -31,6 +34,7 @@ impl Subject<'_> {
             Self::IpSms(v) => ("sms-ip", v),
             Self::IpLogin(v) => ("login-ip", v),
             Self::NationalIdFail(v) => ("nid-fail", v),
+            Self::Named(kind, v) => (*kind, v),
             Self::ClientToken(v) => return format!("rl:client:{v}"),
         };
         format!(
@@ -82,5 +86,6 @@ fn subject_label(s: Subject<'_>) -> &'static str {
         Subject::IpLogin(_) => "ip_login",
         Subject::NationalIdFail(_) => "national_id_fail",
         Subject::ClientToken(_) => "client_token",
+        Subject::Named(kind, _) => kind,
     }
 }

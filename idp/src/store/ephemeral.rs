@@ -41,15 +41,8 @@ impl Ephemeral {
     }
 
     pub fn redis(url: &str, prefix: &str) -> Result<Self, EphemeralError> {
-        let mut cfg = RedisConfig::from_url(url);
-        // Every request of a surge touches Redis at least once; the default pool (4 per
-        // core) queues requests behind each other long before Redis is busy.
-        cfg.pool = Some(deadpool_redis::PoolConfig::new(64));
-        let pool = cfg
-            .create_pool(Some(Runtime::Tokio1))
-            .map_err(|e| EphemeralError::Setup(e.to_string()))?;
         Ok(Self::Redis(RedisStore {
-            pool,
+            pool: redis_pool(url)?,
             prefix: prefix.to_owned(),
         }))
     }
@@ -192,6 +185,16 @@ impl Ephemeral {
             m.sweep();
         }
     }
+}
+
+/// A Redis connection pool as every emta service sizes it (the presale queue too). Every
+/// request of a surge touches Redis at least once; the default pool (4 per core) queues
+/// requests behind each other long before Redis is busy.
+pub fn redis_pool(url: &str) -> Result<RedisPool, EphemeralError> {
+    let mut cfg = RedisConfig::from_url(url);
+    cfg.pool = Some(deadpool_redis::PoolConfig::new(64));
+    cfg.create_pool(Some(Runtime::Tokio1))
+        .map_err(|e| EphemeralError::Setup(e.to_string()))
 }
 
 static HIT_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {

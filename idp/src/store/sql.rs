@@ -70,7 +70,21 @@ pub async fn connect_pool(url: &str, max_connections: u32) -> Result<AnyPool, sq
     options.connect(url).await
 }
 
-/// Turns a unique-constraint violation into [`StoreError::Conflict`] (shared helper).
+/// Runs the migrations of the pool's engine (shared with the presale service).
+pub async fn migrate_any(
+    pool: &AnyPool,
+    postgres: bool,
+    sqlite_migrations: &sqlx::migrate::Migrator,
+    postgres_migrations: &sqlx::migrate::Migrator,
+) -> Result<(), sqlx::migrate::MigrateError> {
+    if postgres {
+        postgres_migrations.run(pool).await
+    } else {
+        sqlite_migrations.run(pool).await
+    }
+}
+
+/// Whether a database error is a unique-constraint violation (shared helper).
 pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
@@ -91,11 +105,13 @@ impl Db {
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        if self.postgres {
-            POSTGRES_MIGRATIONS.run(&self.pool).await?;
-        } else {
-            SQLITE_MIGRATIONS.run(&self.pool).await?;
-        }
+        migrate_any(
+            &self.pool,
+            self.postgres,
+            &SQLITE_MIGRATIONS,
+            &POSTGRES_MIGRATIONS,
+        )
+        .await?;
         Ok(())
     }
 

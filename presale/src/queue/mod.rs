@@ -22,7 +22,7 @@ pub mod permutation;
 
 use std::sync::Arc;
 
-use deadpool_redis::{Config as RedisConfig, Pool, Runtime};
+use deadpool_redis::Pool;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -132,10 +132,7 @@ return serving + k
 
 impl Queue {
     pub fn new(redis_url: &str, prefix: &str, key: &[u8]) -> Result<Self, QueueError> {
-        let mut cfg = RedisConfig::from_url(redis_url);
-        cfg.pool = Some(deadpool_redis::PoolConfig::new(64));
-        let pool = cfg
-            .create_pool(Some(Runtime::Tokio1))
+        let pool = idp::store::ephemeral::redis_pool(redis_url)
             .map_err(|e| QueueError::Setup(e.to_string()))?;
         Ok(Self {
             backend: Backend::Redis(pool),

@@ -16,9 +16,10 @@ use idp::http::pages::{both, Lang};
 use maud::html;
 use serde::{Deserialize, Serialize};
 
-use super::{page, problem, t, App};
+use super::{page, problem, t, too_many, App};
 use crate::license::{NewLicense, PresaleKind, Selection};
 use crate::staff::Role;
+use idp::flow::limits::Subject;
 
 const STAFF_COOKIE: &str = "emta_staff";
 const SESSION: Duration = Duration::from_secs(8 * 3600);
@@ -144,24 +145,18 @@ async fn login(State(app): State<App>, jar: CookieJar, Form(f): Form<LoginForm>)
     }
     // Five tries per username per 15 minutes, across replicas.
     let limited = app
-        .eph
+        .limiter
         .hit(
-            &format!(
-                "staff-login:{}",
-                app.keys.hash("rate-subject", f.username.as_bytes())
-            ),
+            Subject::Named("staff-login", &f.username),
+            5,
             Duration::from_secs(900),
         )
-        .await
-        .map(|h| h.count > 5)
-        .unwrap_or(true);
-    if limited {
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, "900")],
-            problem(StatusCode::TOO_MANY_REQUESTS, idp::error::msg::RATE_LIMITED),
-        )
-            .into_response();
+        .await;
+    match limited {
+        Ok(()) => {}
+        Err(idp::error::Error::RateLimited { retry_after }) => return too_many(retry_after),
+        // No shared counter, no login attempt.
+        Err(_) => return too_many(900),
     }
     let role = match app
         .store

@@ -20,6 +20,7 @@ use axum_extra::extract::cookie::{Cookie, SameSite};
 use axum_extra::extract::CookieJar;
 use idp::crypto::{b64_decode, random_token, Keyring};
 use idp::error::Text;
+use idp::flow::limits::Subject;
 use idp::http::pages::{both, layout, Lang};
 use idp::store::Ephemeral;
 use maud::html;
@@ -75,6 +76,13 @@ struct Storefront {
     rp: Rp,
 }
 
+type QueueState = (bool, i64, i64, i64, bool);
+
+/// A std mutex whose poisoning (a panic elsewhere mid-update of plain data) is ignored.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Per-IP limiter of this replica: cheap, local, and the first line against floods.
 type IpLimiter = governor::DefaultKeyedRateLimiter<std::net::IpAddr>;
 
@@ -84,18 +92,25 @@ struct Inner {
     /// (RFC 9207: mix-up defence).
     issuer: String,
     ip_limiter: IpLimiter,
+    /// Shared per-subject limits (the IdP's limiter over this service's ephemeral store).
+    limiter: idp::flow::limits::Limiter,
     /// Requests in flight on this replica, for load shedding.
     in_flight: std::sync::atomic::AtomicUsize,
     /// One tick at a time: a slow tick that read licenses before a change must not
     /// overwrite a newer tick's cache.
     tick_lock: tokio::sync::Mutex<()>,
+    /// What this replica last applied to each campaign's queue (active, rate, bound,
+    /// window, sold out), so a tick writes settings only when a license changes.
+    applied: std::sync::Mutex<HashMap<String, QueueState>>,
+    /// Lotteries this replica has seen drawn: no more draw attempts for them.
+    drawn: std::sync::Mutex<std::collections::HashSet<String>>,
     store: Store,
     queue: Queue,
     eph: Ephemeral,
     keys: Keyring,
     http: openidconnect::reqwest::Client,
     storefronts: HashMap<String, Storefront>,
-    licenses: RwLock<Arc<Vec<LicenseRow>>>,
+    licenses: RwLock<Arc<Vec<Arc<LicenseRow>>>>,
     counters: RwLock<HashMap<String, Counters>>,
 }
 
@@ -157,6 +172,7 @@ impl Service {
     pub async fn build(cfg: Config) -> anyhow::Result<Self> {
         let store = Store::connect(&cfg.database_url, 16).await?;
         store.migrate().await?;
+        let keys = Keyring::new(cfg.secret_key.as_bytes());
         let (queue, eph) = if cfg.redis_url.is_empty() {
             (
                 Queue::memory(cfg.secret_key.as_bytes()),
@@ -197,12 +213,15 @@ impl Service {
             issuer: cfg.issuer.clone(),
             base_url: cfg.base_url,
             ip_limiter: governor::RateLimiter::keyed(quota),
+            limiter: idp::flow::limits::Limiter::new(eph.clone(), keys.clone()),
             in_flight: std::sync::atomic::AtomicUsize::new(0),
             tick_lock: tokio::sync::Mutex::new(()),
+            applied: Default::default(),
+            drawn: Default::default(),
             store,
             queue,
             eph,
-            keys: Keyring::new(cfg.secret_key.as_bytes()),
+            keys,
             http,
             storefronts,
             licenses: RwLock::default(),
@@ -246,7 +265,10 @@ impl App {
     async fn tick(&self) {
         let _one_at_a_time = self.tick_lock.lock().await;
         match self.store.licenses().await {
-            Ok(ls) => *self.licenses.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ls),
+            Ok(ls) => {
+                *self.licenses.write().unwrap_or_else(|p| p.into_inner()) =
+                    Arc::new(ls.into_iter().map(Arc::new).collect())
+            }
             Err(e) => tracing::warn!(error = %e, "license reload failed"),
         }
         let licenses = self.all_licenses();
@@ -255,17 +277,36 @@ impl App {
             .iter()
             .filter(|l| l.selection == "lottery" && now >= l.closes_at)
         {
-            if let Err(e) = self.store.draw_lottery(l, now).await {
-                tracing::warn!(error = %e, license = %l.id, "lottery draw failed");
+            if lock(&self.drawn).contains(&l.id) {
+                continue;
+            }
+            match self.store.draw_lottery(l, now).await {
+                Ok(Some(_)) => {
+                    lock(&self.drawn).insert(l.id.clone());
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, license = %l.id, "lottery draw failed"),
             }
         }
         for l in licenses.iter().filter(|l| l.selection == "queue") {
             let s = queue_settings(l);
+            // Settings and flags go to the shared queue only when the license changed.
+            let wanted = (
+                l.status == "active",
+                s.rate_per_min,
+                s.max_active,
+                s.apply_window_ms,
+                l.accepted >= l.units,
+            );
+            let changed = lock(&self.applied).get(&l.id) != Some(&wanted);
             let r = async {
-                self.queue.setup(&s).await?;
-                self.queue.suspend(&l.id, l.status != "active").await?;
-                if l.accepted >= l.units {
-                    self.queue.close(&l.id).await?;
+                if changed {
+                    self.queue.setup(&s).await?;
+                    self.queue.suspend(&l.id, !wanted.0).await?;
+                    if wanted.4 {
+                        self.queue.close(&l.id).await?;
+                    }
+                    lock(&self.applied).insert(l.id.clone(), wanted);
                 }
                 self.queue.advance(&l.id).await?;
                 self.queue.counters(&l.id).await
@@ -283,14 +324,15 @@ impl App {
         }
     }
 
-    fn all_licenses(&self) -> Arc<Vec<LicenseRow>> {
+    fn all_licenses(&self) -> Arc<Vec<Arc<LicenseRow>>> {
         self.licenses
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
 
-    fn license(&self, manufacturer: &str, id: &str) -> Option<LicenseRow> {
+    /// A license by id, shared rather than copied: status polls look it up every time.
+    fn license(&self, manufacturer: &str, id: &str) -> Option<Arc<LicenseRow>> {
         self.all_licenses()
             .iter()
             .find(|l| l.id == id && l.manufacturer == manufacturer)
@@ -428,23 +470,37 @@ async fn guard(
     resp
 }
 
-/// Shared limits (Redis in production, so replicas agree): joins and applications per
-/// national ID per minute.
-async fn citizen_limit(app: &App, what: &str, national_id: &str, max: i64) -> Result<(), Response> {
-    let key = format!(
-        "rl:{what}:{}",
-        &app.keys.hash("rate-subject", national_id.as_bytes())[..22]
-    );
-    match app.eph.hit(&key, Duration::from_secs(60)).await {
-        Ok(h) if h.count <= max => Ok(()),
-        Ok(h) => Err((
-            StatusCode::TOO_MANY_REQUESTS,
-            [("retry-after", h.reset_in.as_secs().max(1).to_string())],
-            problem(StatusCode::TOO_MANY_REQUESTS, idp::error::msg::RATE_LIMITED),
+/// Shared limits through the IdP's limiter (Redis in production, so replicas agree):
+/// joins and applications per national ID per minute.
+async fn citizen_limit(
+    app: &App,
+    what: &'static str,
+    national_id: &str,
+    max: i64,
+) -> Result<(), Response> {
+    match app
+        .limiter
+        .hit(
+            Subject::Named(what, national_id),
+            max,
+            Duration::from_secs(60),
         )
-            .into_response()),
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(idp::error::Error::RateLimited { retry_after }) => Err(too_many(retry_after)),
         Err(_) => Err(busy(5)),
     }
+}
+
+/// 429 with Retry-After and the rate-limit page.
+fn too_many(retry_after: u64) -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [("retry-after", retry_after.to_string())],
+        problem(StatusCode::TOO_MANY_REQUESTS, idp::error::msg::RATE_LIMITED),
+    )
+        .into_response()
 }
 
 /// 403 for a form whose CSRF token does not belong to this browser's session.
@@ -519,7 +575,7 @@ async fn storefront(State(app): State<App>, jar: CookieJar, Path(m): Path<String
     let citizen = app.citizen(&jar, &m).await;
     let csrf = app.csrf(&jar);
     let now = idp::now();
-    let licenses: Vec<LicenseRow> = app
+    let licenses: Vec<Arc<LicenseRow>> = app
         .all_licenses()
         .iter()
         .filter(|l| l.manufacturer == m)
@@ -861,34 +917,30 @@ fn ticket_cookie(license: &str) -> String {
 /// The `Cookie` header a joined applicant's browser sends (benchmarks and tests).
 pub fn ticket_cookie_header(secret: &str, license: &str, national_id: &str, ticket: i64) -> String {
     let keys = Keyring::new(secret.as_bytes());
-    let p = format!("T{ticket}");
+    let token = signed_ticket(&keys, license, national_id, Place::Ticket(ticket));
+    format!("{}={token}", ticket_cookie(license))
+}
+
+/// The signed ticket: `place.mac.owner`. `mac` proves the place was issued by us (status
+/// polls check it with no lookup at all); `owner` binds it to the national ID, checked at
+/// apply time against the signed-in citizen, so a copied cookie is useless to others.
+fn signed_ticket(keys: &Keyring, license: &str, national_id: &str, place: Place) -> String {
+    let p = match place {
+        Place::Early(n) => format!("E{n}"),
+        Place::Ticket(n) => format!("T{n}"),
+        Place::Entry(n) => format!("L{n}"),
+    };
     let mac = keys.hash("ticket", format!("{license}|{p}").as_bytes());
     let owner = keys.hash(
         "ticket-owner",
         format!("{license}|{national_id}|{p}").as_bytes(),
     );
-    format!("{}={p}.{mac}.{owner}", ticket_cookie(license))
+    format!("{p}.{mac}.{owner}")
 }
 
 impl App {
-    /// The signed ticket: `place.mac.owner`. `mac` proves the place was issued by us (status
-    /// polls check it with no lookup at all); `owner` binds it to the national ID, checked
-    /// at apply time against the signed-in citizen, so a copied cookie is useless to others.
     fn ticket_token(&self, license: &str, national_id: &str, place: Place) -> String {
-        let p = match place {
-            Place::Early(n) => format!("E{n}"),
-            Place::Ticket(n) => format!("T{n}"),
-            Place::Entry(n) => format!("L{n}"),
-        };
-        // Same format as `ticket_cookie_header`.
-        let mac = self
-            .keys
-            .hash("ticket", format!("{license}|{p}").as_bytes());
-        let owner = self.keys.hash(
-            "ticket-owner",
-            format!("{license}|{national_id}|{p}").as_bytes(),
-        );
-        format!("{p}.{mac}.{owner}")
+        signed_ticket(&self.keys, license, national_id, place)
     }
 
     /// Reads the signed ticket; with `owner`, also checks it belongs to that national ID.

@@ -125,6 +125,56 @@ async fn database(postgres: bool, name: &str) -> String {
     )
 }
 
+/// A license open now for an hour; tests override what they are about.
+fn test_license(manufacturer: &str, model: &str, now: i64) -> NewLicense {
+    NewLicense {
+        license_no: format!("T-{}", rand::random::<u32>()),
+        manufacturer: manufacturer.into(),
+        model: model.into(),
+        units: 5,
+        unit_price: 8_000_000_000,
+        down_payment: 1_000_000_000,
+        kind: PresaleKind::Regular,
+        delivery_deadline: now + 3600 + 300 * 24 * 3600,
+        opens_at: now - 5,
+        closes_at: now + 3600,
+        selection: Selection::Queue,
+        admission_per_min: 6000,
+        max_active: 10,
+        apply_window_secs: 300,
+        min_age: Some(18),
+        round: None,
+        exclusion: None,
+    }
+}
+
+async fn issue(env_store: &presale::applications::Store, l: NewLicense, now: i64) {
+    env_store
+        .issue_license(&l, now)
+        .await
+        .expect("sql")
+        .expect("valid");
+}
+
+/// Signs in at `front` and waits until the storefront lists a campaign to join (replicas
+/// reload licenses four times a second).
+async fn sign_in_to_join(
+    env: &Env,
+    b: &Browser,
+    front: &str,
+    who: &idp::dev::FixtureCitizen,
+) -> Page {
+    let mut page = sign_in(env, b, front, who).await;
+    for _ in 0..20 {
+        if page.body.contains("/join\"") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        page = b.go(&format!("{}/{front}/", env.base)).await.1;
+    }
+    page
+}
+
 struct Env {
     base: String,
     /// A second presale replica on the same SQL, Redis and secret.
@@ -230,32 +280,7 @@ async fn start(postgres: bool) -> Env {
         .expect("store");
     store.migrate().await.expect("migrate");
     let now = idp::now();
-    store
-        .issue_license(
-            &NewLicense {
-                license_no: format!("T-{}", rand::random::<u32>()),
-                manufacturer: "saipa".into(),
-                model: "Shahin".into(),
-                units: 5,
-                unit_price: 8_000_000_000,
-                down_payment: 1_000_000_000,
-                kind: PresaleKind::Regular,
-                delivery_deadline: now + 3600 + 300 * 24 * 3600,
-                opens_at: now - 5,
-                closes_at: now + 3600,
-                selection: Selection::Queue,
-                admission_per_min: 6000,
-                max_active: 10,
-                apply_window_secs: 300,
-                min_age: Some(18),
-                round: None,
-                exclusion: None,
-            },
-            now,
-        )
-        .await
-        .expect("sql")
-        .expect("valid");
+    issue(&store, test_license("saipa", "Shahin", now), now).await;
     for (port, url) in [(presale_port, &base), (replica_port, &replica)] {
         let service = Service::build(Config {
             listen: ([127, 0, 0, 1], port).into(),
@@ -344,46 +369,24 @@ async fn lottery(postgres: bool) {
     // Arrange: a lottery for one car, registration closing in three seconds.
     let env = start(postgres).await;
     let now = idp::now();
-    env.store
-        .issue_license(
-            &NewLicense {
-                license_no: format!("LOT-{}", rand::random::<u32>()),
-                manufacturer: "iran-khodro".into(),
-                model: "Tara".into(),
-                units: 1,
-                unit_price: 9_000_000_000,
-                down_payment: 1_000_000_000,
-                kind: PresaleKind::Firm,
-                delivery_deadline: now + 3 + 200 * 24 * 3600,
-                opens_at: now - 5,
-                closes_at: now + 3,
-                selection: Selection::Lottery,
-                admission_per_min: 60,
-                max_active: 10,
-                apply_window_secs: 600,
-                min_age: Some(18),
-                round: None,
-                exclusion: None,
-            },
-            now,
-        )
-        .await
-        .expect("sql")
-        .expect("valid");
+    let lottery = NewLicense {
+        units: 1,
+        unit_price: 9_000_000_000,
+        kind: PresaleKind::Firm,
+        delivery_deadline: now + 3 + 200 * 24 * 3600,
+        closes_at: now + 3,
+        selection: Selection::Lottery,
+        admission_per_min: 60,
+        apply_window_secs: 600,
+        ..test_license("iran-khodro", "Tara", now)
+    };
+    issue(&env.store, lottery, now).await;
 
     // Act: two citizens register; one registers twice.
     let mut browsers = Vec::new();
     for who in &env.citizens[..2] {
         let b = Browser::new();
-        let mut front = sign_in(&env, &b, "iran-khodro", who).await;
-        // Replicas reload licenses four times a second.
-        for _ in 0..20 {
-            if front.body.contains("/join\"") {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            front = b.go(&format!("{}/iran-khodro/", env.base)).await.1;
-        }
+        let front = sign_in_to_join(&env, &b, "iran-khodro", who).await;
         let action = form_action(&front.body, "/join");
         for _ in 0..2 {
             let (wait_url, p) = b
@@ -872,44 +875,19 @@ async fn a_flood_from_one_ip_is_throttled_with_retry_after() {
 async fn two_replicas_never_oversell_over_http() {
     let env = start(true).await;
     let now = idp::now();
-    env.store
-        .issue_license(
-            &NewLicense {
-                license_no: format!("R-{}", rand::random::<u32>()),
-                manufacturer: "iran-khodro".into(),
-                model: "Rana".into(),
-                units: 3,
-                unit_price: 7_000_000_000,
-                down_payment: 1_000_000_000,
-                kind: PresaleKind::Regular,
-                delivery_deadline: now + 3600 + 300 * 24 * 3600,
-                opens_at: now - 5,
-                closes_at: now + 3600,
-                selection: Selection::Queue,
-                admission_per_min: 60_000,
-                max_active: 100,
-                apply_window_secs: 300,
-                min_age: Some(18),
-                round: None,
-                exclusion: None,
-            },
-            now,
-        )
-        .await
-        .expect("sql")
-        .expect("valid");
+    let rana = NewLicense {
+        units: 3,
+        unit_price: 7_000_000_000,
+        admission_per_min: 60_000,
+        max_active: 100,
+        ..test_license("iran-khodro", "Rana", now)
+    };
+    issue(&env.store, rana, now).await;
     // Ten citizens signed in (the presale session lives in Redis, so it holds on both).
     let mut people = Vec::new();
     for who in &env.citizens[..10] {
         let b = Browser::new();
-        let mut front = sign_in(&env, &b, "iran-khodro", who).await;
-        for _ in 0..20 {
-            if front.body.contains("/join\"") {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            front = b.go(&format!("{}/iran-khodro/", env.base)).await.1;
-        }
+        let front = sign_in_to_join(&env, &b, "iran-khodro", who).await;
         people.push((b, front));
     }
     let mut tasks = Vec::new();
