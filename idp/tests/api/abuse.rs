@@ -251,7 +251,38 @@ async fn forged_forms_and_foreign_browsers_are_refused(backend: Backend) {
     assert!(r.body.contains("not a valid mobile number"));
 }
 
+async fn token_requests_are_limited_per_client(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        Options {
+            settings: Box::new(|s| s.token_rps_per_client = 2),
+        },
+    )
+    .await;
+    let c = app.client("saipa");
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..3 {
+        let r = app
+            .http()
+            .post(app.token_url())
+            .basic_auth(&c.id, Some(&c.secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .expect("token");
+        statuses.push(r.status().as_u16());
+        retry_after = retry_after.or(r
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap_or("").to_owned()));
+    }
+    assert_eq!(statuses, [200, 200, 429]);
+    assert!(retry_after.is_some(), "429 carries Retry-After");
+}
+
 both!(
+    token_requests_are_limited_per_client,
     five_wrong_codes_void_the_login,
     parallel_otp_guesses_cannot_exceed_five,
     sms_bombing_one_phone_is_throttled,

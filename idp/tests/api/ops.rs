@@ -149,6 +149,14 @@ async fn pages_carry_strict_headers_and_cookies(backend: Backend) {
         Some("no-store")
     );
     assert!(page.body.contains("dir=\"rtl\"") && page.body.contains("lang=\"fa\""));
+    let hinted = crate::helpers::raw_auth(&app, app.client("saipa"), "&login_hint=09121234567");
+    let b2 = Browser::new(&app.base);
+    let page = b2.follow(b2.get(&hinted.url).await).await;
+    assert_eq!(
+        page.input("mobile").as_deref(),
+        Some("09121234567"),
+        "login_hint prefills the mobile number"
+    );
     let en = crate::helpers::raw_auth(&app, app.client("saipa"), "&ui_locales=en");
     let page = b.follow(b.get(&en.url).await).await;
     assert!(page.body.contains("dir=\"ltr\""), "English on request");

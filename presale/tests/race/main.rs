@@ -370,6 +370,36 @@ async fn admission_follows_ticket_order_at_the_rate_and_bound() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unused_admission_is_reclaimed_when_its_time_runs_out() {
+    let (qa, qb) = queues();
+    let s = QueueSettings {
+        apply_window_ms: 300,
+        ..settings(-10, 60_000, 5, 2)
+    };
+    qa.setup(&s).await.expect("setup");
+    for i in 0..20 {
+        qa.join(&s, &nid(i)).await.expect("join");
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        qa.advance(&s.campaign).await.expect("advance"),
+        5,
+        "bounded by max_active"
+    );
+    assert!(qb.is_admitted(&s.campaign, 1).await.expect("admitted"));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        !qb.is_admitted(&s.campaign, 1).await.expect("admitted"),
+        "time to apply ran out"
+    );
+    assert_eq!(
+        qb.advance(&s.campaign).await.expect("advance"),
+        10,
+        "the five slots went to the next five"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_admission_rate_is_respected() {
     let (qa, qb) = queues();
     let s = settings(-10, 600, 1000, 2); // 10 per second
