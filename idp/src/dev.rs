@@ -144,9 +144,21 @@ impl FixtureRegistry {
 }
 
 /// Messages "sent" in dev mode, newest last; bounded so a flood cannot exhaust memory.
+/// Indexed by recipient as well, because the load tool reads one citizen's code per
+/// login at thousands of logins a second.
 #[derive(Clone, Default)]
 pub struct Outbox {
-    messages: Arc<Mutex<VecDeque<OutboxEntry>>>,
+    inner: Arc<Mutex<OutboxInner>>,
+}
+
+#[derive(Default)]
+struct OutboxInner {
+    /// Every message in arrival order (the dev page lists the newest).
+    all: VecDeque<OutboxEntry>,
+    /// The last few messages per recipient, and recipients in first-seen order so the
+    /// oldest can be forgotten.
+    by_to: HashMap<String, VecDeque<OutboxEntry>>,
+    recipients: VecDeque<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -157,29 +169,48 @@ pub struct OutboxEntry {
 }
 
 const OUTBOX_CAP: usize = 10_000;
+/// Recipients remembered (about 200 bytes each: 200 MB at the cap).
+const OUTBOX_RECIPIENTS: usize = 1_000_000;
+const OUTBOX_PER_RECIPIENT: usize = 4;
 
 impl Outbox {
     pub fn push(&self, to: &str, text: &str) {
-        let mut q = self.messages.lock().unwrap_or_else(|p| p.into_inner());
-        if q.len() >= OUTBOX_CAP {
-            q.pop_front();
-        }
-        q.push_back(OutboxEntry {
+        let entry = OutboxEntry {
             to: to.to_owned(),
             text: text.to_owned(),
             at: crate::now(),
-        });
+        };
+        let mut q = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if q.all.len() >= OUTBOX_CAP {
+            q.all.pop_front();
+        }
+        q.all.push_back(entry.clone());
+        if !q.by_to.contains_key(to) {
+            if q.recipients.len() >= OUTBOX_RECIPIENTS {
+                if let Some(old) = q.recipients.pop_front() {
+                    q.by_to.remove(&old);
+                }
+            }
+            q.recipients.push_back(to.to_owned());
+        }
+        let mine = q.by_to.entry(to.to_owned()).or_default();
+        if mine.len() >= OUTBOX_PER_RECIPIENT {
+            mine.pop_front();
+        }
+        mine.push_back(entry);
     }
 
     /// Messages to `to` (E.164), or all when `None`, newest first, at most `limit`.
     pub fn list(&self, to: Option<&str>, limit: usize) -> Vec<OutboxEntry> {
-        let q = self.messages.lock().unwrap_or_else(|p| p.into_inner());
-        q.iter()
-            .rev()
-            .filter(|m| to.is_none_or(|t| m.to == t))
-            .take(limit)
-            .cloned()
-            .collect()
+        let q = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let source = match to {
+            Some(t) => match q.by_to.get(t) {
+                Some(mine) => mine,
+                None => return Vec::new(),
+            },
+            None => &q.all,
+        };
+        source.iter().rev().take(limit).cloned().collect()
     }
 }
 

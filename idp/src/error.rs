@@ -68,6 +68,10 @@ pub enum Error {
     /// A limit was hit; the answer is 429 with Retry-After.
     #[error("rate limited for {retry_after}s")]
     RateLimited { retry_after: u64 },
+    /// Too soon for this action (a new SMS code within the minute): 429 with its own
+    /// message and Retry-After.
+    #[error("too soon, {retry_after}s to wait: {}", text.en)]
+    TooSoon { text: Text, retry_after: u64 },
     /// An upstream the flow depends on is down; 503 with Retry-After.
     #[error("upstream unavailable: {source}")]
     Upstream { text: Text, source: UpstreamError },
@@ -101,6 +105,9 @@ impl Error {
                 msg::RATE_LIMITED,
                 Some(*retry_after),
             ),
+            Self::TooSoon { text, retry_after } => {
+                (StatusCode::TOO_MANY_REQUESTS, *text, Some(*retry_after))
+            }
             Self::Upstream { text, source } => {
                 tracing::warn!(error = %source, "upstream unavailable");
                 (StatusCode::SERVICE_UNAVAILABLE, *text, Some(30))

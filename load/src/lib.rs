@@ -1,12 +1,28 @@
-//! emta load: the surge replayer.
+//! emta load: replays a national registration surge against a deployment of emta (IdP +
+//! presale) through the real HTTP flows, and reports whether it held.
 //!
-//! What exists so far: [`drive`], the closed-loop benchmark driver, and [`stubs`], the
-//! stub civil registry, mobile-ownership service and SMS
-//! gateway that a test deployment of emta points at, over synthetic citizens with valid
-//! national IDs. The surge replayer itself (open-model arrivals through the real HTTP
-//! flows, HDR latency per step, fairness report) is issue 4 and not built yet.
+//! - [`curve`]: arrival curves (recorded CSV series or built-in shapes), scaled and
+//!   time-compressed; arrivals follow the curve whatever the servers do (open model).
+//! - [`journey`]: one citizen's browser walk: storefront, the IdP's pages (proof of work,
+//!   SMS code from the stub gateway, identity, consent), join, wait as the waiting page
+//!   does, apply; with returning (SSO), impatient, retrying, mistyping and two-device
+//!   citizens.
+//! - [`record`], [`report`], [`fairness`], [`html`]: HDR latency per step measured from
+//!   intended start, outcomes, applications against the cap, fairness, a timeline; JSON
+//!   and an HTML page with charts.
+//! - [`run`]: the run itself, with live progress and Ctrl-C for a partial report.
+//! - [`stubs`]: the stub civil registry, mobile ownership and SMS gateway a test deployment
+//!   points at; [`drive`]: a closed-loop driver for single-operation benchmarks.
 
+pub mod curve;
 pub mod drive;
+pub mod fairness;
+pub mod html;
+pub mod http;
+pub mod journey;
+pub mod record;
+pub mod report;
+pub mod run;
 
 pub mod stubs {
     //! Serves `idp::dev::StubServices` (the three upstream contracts, plus `GET /outbox`

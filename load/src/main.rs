@@ -2,14 +2,21 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use load::curve::{Curve, Shape};
+use load::http::{Http, Targets};
+use load::journey::{Codes, Journey};
+use load::record::Recorder;
+use load::run::{Mix, Plan};
+use url::Url;
 
 #[derive(Parser)]
 #[command(
     name = "load",
     version,
-    about = "emta load: surge replayer and stub services"
+    about = "emta load: replays a registration surge end to end and reports whether it held"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -18,6 +25,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Replay a surge: arrivals on a curve, each a citizen walking the real journey.
+    Run(RunArgs),
+    /// List the named scenarios.
+    Scenarios,
     /// Serve the stub civil registry, mobile-ownership service and SMS gateway over
     /// synthetic citizens; point the IdP's EMTA_REGISTRY_URL, EMTA_OWNERSHIP_URL and
     /// EMTA_SMS_URL at it.
@@ -35,10 +46,316 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum Scenario {
+    /// 100 citizens over 20 s, no mixes: does the path work at all.
+    Smoke,
+    /// Against the README's demo (`presale demo`): an opening-day spike of ~100 citizens
+    /// with every mix, read codes from the demo's outbox.
+    Demo,
+    /// An opening at 200 arrivals/s with every mix (~3 800 citizens in two minutes).
+    Opening,
+    /// 5 million registrations in a day, 10% in the first ten minutes, replayed at a
+    /// thousandth and sixty times faster (5 000 citizens in 24 minutes).
+    NationalDay,
+}
+
+struct Preset {
+    curve: Curve,
+    mix: Mix,
+    demo: bool,
+}
+
+fn everyday_mix() -> Mix {
+    Mix {
+        returning: 0.1,
+        give_up: 0.05,
+        patience_secs: 300.0,
+        retry: 0.8,
+        wrong_code: 0.05,
+        second_device: 0.02,
+    }
+}
+
+fn national_day() -> Curve {
+    // Per minute: 500 000 in the first ten minutes, the other 4.5 million decaying over the
+    // rest of the day.
+    let rest = 24 * 60 - 10;
+    let tau = 180.0f64;
+    let norm: f64 = (0..rest).map(|m| (-(m as f64) / tau).exp()).sum();
+    let mut counts = vec![50_000.0; 10];
+    counts.extend((0..rest).map(|m| 4_500_000.0 * (-(m as f64) / tau).exp() / norm));
+    Curve {
+        bucket_secs: 60.0,
+        counts,
+    }
+}
+
+impl Scenario {
+    fn preset(self) -> anyhow::Result<Preset> {
+        Ok(match self {
+            Self::Smoke => Preset {
+                curve: Curve::shape(Shape::Plateau, 5.0, 20.0)?,
+                mix: Mix::default(),
+                demo: false,
+            },
+            Self::Demo => Preset {
+                curve: Curve::shape(Shape::Opening, 10.0, 60.0)?,
+                mix: Mix {
+                    patience_secs: 600.0,
+                    ..everyday_mix()
+                },
+                demo: true,
+            },
+            Self::Opening => Preset {
+                curve: Curve::shape(Shape::Opening, 200.0, 120.0)?,
+                mix: everyday_mix(),
+                demo: false,
+            },
+            Self::NationalDay => Preset {
+                curve: national_day().scaled(0.001).compressed(60.0),
+                mix: everyday_mix(),
+                demo: false,
+            },
+        })
+    }
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[arg(long, value_enum, default_value = "smoke")]
+    scenario: Scenario,
+    /// The presale service's public URL.
+    #[arg(long)]
+    presale: Option<Url>,
+    /// The storefront (manufacturer id) citizens register at.
+    #[arg(long, default_value = "saipa")]
+    storefront: String,
+    /// Where returning citizens signed in before the surge (another manufacturer).
+    #[arg(long)]
+    sso_from: Option<String>,
+    /// The campaign id; by default the storefront's first.
+    #[arg(long)]
+    campaign: Option<String>,
+    /// Presale replicas behind the public URL; requests rotate over them.
+    #[arg(long = "presale-replica")]
+    presale_replicas: Vec<Url>,
+    /// The IdP's issuer URL, when requests to it should rotate over --idp-replica.
+    #[arg(long)]
+    issuer: Option<Url>,
+    #[arg(long = "idp-replica")]
+    idp_replicas: Vec<Url>,
+    /// Synthetic citizens (JSON, as `load stubs --out` or the demo writes them).
+    #[arg(long)]
+    citizens: Option<PathBuf>,
+    /// Where SMS codes are read: a stub gateway's /outbox or a dev IdP's /dev/outbox.
+    #[arg(long)]
+    outbox: Option<Url>,
+
+    /// A built-in shape instead of the scenario's curve.
+    #[arg(long, value_enum)]
+    shape: Option<Shape>,
+    /// Peak arrivals per second of --shape.
+    #[arg(long, default_value_t = 10.0)]
+    peak: f64,
+    /// Seconds of --shape.
+    #[arg(long, default_value_t = 60.0)]
+    duration: f64,
+    /// A recorded arrival series (CSV: one bucket a line, the last column the count).
+    #[arg(long, conflicts_with = "shape")]
+    csv: Option<PathBuf>,
+    /// Seconds per line of --csv (60 for a per-minute series).
+    #[arg(long, default_value_t = 1.0)]
+    csv_bucket_secs: f64,
+    /// Multiply arrivals (0.01 replays a hundredth of the crowd).
+    #[arg(long)]
+    scale: Option<f64>,
+    /// Replay this many times faster.
+    #[arg(long)]
+    compress: Option<f64>,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+
+    #[command(flatten)]
+    mix: MixFlags,
+
+    /// Multiplies the waiting page's poll intervals (1 = as browsers poll).
+    #[arg(long, default_value_t = 1.0)]
+    poll_scale: f64,
+    /// A citizen neither admitted nor closed out after this long counts as failed.
+    #[arg(long, default_value_t = 3600)]
+    max_wait_secs: u64,
+    /// The latency every step's p99 must stay under for the run to hold.
+    #[arg(long, default_value_t = 500.0)]
+    p99_limit_ms: f64,
+    #[arg(long, default_value_t = 30)]
+    timeout_secs: u64,
+    /// Do not send X-Forwarded-For (by default every citizen has an address of their own,
+    /// which a deployment that trusts its ingress uses for per-IP limits).
+    #[arg(long)]
+    no_spoof_ips: bool,
+    /// Report path without extension: writes .json and .html.
+    #[arg(long, default_value = "load-report")]
+    out: PathBuf,
+}
+
+/// Overrides of the scenario's mix (shares between 0 and 1).
+#[derive(Args)]
+struct MixFlags {
+    #[arg(long)]
+    returning: Option<f64>,
+    #[arg(long)]
+    give_up: Option<f64>,
+    #[arg(long)]
+    patience_secs: Option<f64>,
+    #[arg(long)]
+    retry: Option<f64>,
+    #[arg(long)]
+    wrong_code: Option<f64>,
+    #[arg(long)]
+    second_device: Option<f64>,
+}
+
+fn share(name: &str, v: Option<f64>, default: f64) -> anyhow::Result<f64> {
+    let v = v.unwrap_or(default);
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&v),
+        "--{name} is a share between 0 and 1, not {v}"
+    );
+    Ok(v)
+}
+
+async fn run(a: RunArgs) -> anyhow::Result<bool> {
+    let preset = a.scenario.preset()?;
+    let mut curve = match (&a.csv, a.shape) {
+        (Some(path), _) => Curve::from_csv(&std::fs::read_to_string(path)?, a.csv_bucket_secs)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        (None, Some(shape)) => Curve::shape(shape, a.peak, a.duration)?,
+        (None, None) => preset.curve,
+    };
+    if let Some(s) = a.scale {
+        anyhow::ensure!(s > 0.0, "--scale must be positive");
+        curve = curve.scaled(s);
+    }
+    if let Some(c) = a.compress {
+        anyhow::ensure!(c > 0.0, "--compress must be positive");
+        curve = curve.compressed(c);
+    }
+    let m = &a.mix;
+    let mix = Mix {
+        returning: share("returning", m.returning, preset.mix.returning)?,
+        give_up: share("give-up", m.give_up, preset.mix.give_up)?,
+        patience_secs: m.patience_secs.unwrap_or(preset.mix.patience_secs).max(0.0),
+        retry: share("retry", m.retry, preset.mix.retry)?,
+        wrong_code: share("wrong-code", m.wrong_code, preset.mix.wrong_code)?,
+        second_device: share("second-device", m.second_device, preset.mix.second_device)?,
+    };
+    let demo = preset.demo;
+    let presale = match (a.presale, demo) {
+        (Some(u), _) => u,
+        (None, true) => Url::parse("http://localhost:8500")?,
+        (None, false) => anyhow::bail!("--presale URL is required (or --scenario demo)"),
+    };
+    let citizens_path = match (a.citizens, demo) {
+        (Some(p), _) => p,
+        (None, true) => PathBuf::from(".emta/idp/citizens.json"),
+        (None, false) => anyhow::bail!("--citizens FILE is required: the synthetic citizens the deployment's registry knows (load stubs --out FILE)"),
+    };
+    let citizens: Vec<idp::dev::FixtureCitizen> = serde_json::from_slice(
+        &std::fs::read(&citizens_path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", citizens_path.display()))?,
+    )?;
+    let outbox = match (a.outbox, demo) {
+        (Some(u), _) => u,
+        (None, true) => Url::parse("http://localhost:8400/dev/outbox")?,
+        (None, false) => anyhow::bail!("--outbox URL is required: where the stub SMS gateway shows codes (http://STUBS/outbox)"),
+    };
+    let sso_from = a
+        .sso_from
+        .or_else(|| demo.then(|| "iran-khodro".to_owned()));
+    let target = serde_json::json!({
+        "presale": presale.as_str(),
+        "storefront": a.storefront,
+        "presale_replicas": a.presale_replicas.iter().map(Url::as_str).collect::<Vec<_>>(),
+        "issuer": a.issuer.as_ref().map(Url::as_str),
+        "idp_replicas": a.idp_replicas.iter().map(Url::as_str).collect::<Vec<_>>(),
+        "sso_from": sso_from,
+    });
+    let http = Http::new(
+        Targets {
+            presale,
+            presale_replicas: a.presale_replicas,
+            idp_replicas: a.idp_replicas,
+            issuer: a.issuer,
+        },
+        Duration::from_secs(a.timeout_secs),
+    )?;
+    let journey = Journey {
+        http,
+        rec: std::sync::Arc::new(Recorder::new(std::time::Instant::now())),
+        codes: Codes::Http(outbox),
+        storefront: a.storefront,
+        campaign: a.campaign,
+        poll_scale: a.poll_scale,
+        max_wait: Duration::from_secs(a.max_wait_secs),
+        spoof_ips: !a.no_spoof_ips,
+    };
+    let name = a
+        .scenario
+        .to_possible_value()
+        .map(|v| v.get_name().to_owned())
+        .unwrap_or_default();
+    eprintln!(
+        "{name}: {:.0} arrivals over {:.0} s, peak {:.1}/s; Ctrl-C stops with a partial report",
+        curve.total(),
+        curve.duration_secs(),
+        curve.peak_per_sec()
+    );
+    let plan = Plan {
+        scenario: name,
+        curve,
+        seed: a.seed,
+        mix,
+        citizens,
+        sso_from,
+        p99_limit_ms: a.p99_limit_ms,
+        progress: true,
+        target,
+    };
+    let report = load::run::run(plan, journey, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    let (json, page) = load::run::write(&report, &a.out)?;
+    println!("{}", report.summary());
+    println!("report: {} and {}", json.display(), page.display());
+    Ok(report.verdict.held)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     idp::telemetry::init_logging();
     match Cli::parse().command {
+        Command::Run(a) => {
+            if !run(a).await? {
+                std::process::exit(2);
+            }
+        }
+        Command::Scenarios => {
+            for s in Scenario::value_variants() {
+                if let Some(v) = s.to_possible_value() {
+                    let p = s.preset()?;
+                    println!(
+                        "{:<13} {:>7.0} arrivals over {:>5.0} s, peak {:>6.1}/s  {}",
+                        v.get_name(),
+                        p.curve.total(),
+                        p.curve.duration_secs(),
+                        p.curve.peak_per_sec(),
+                        v.get_help().map(|h| h.to_string()).unwrap_or_default()
+                    );
+                }
+            }
+        }
         Command::Stubs {
             listen,
             citizens,

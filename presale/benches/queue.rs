@@ -103,6 +103,7 @@ async fn main() -> anyhow::Result<()> {
         redis_prefix: prefix.clone(),
         secret_key: secret.clone(),
         ip_per_sec: 10_000_000,
+        trust_forwarded_for: false,
         storefronts: vec![StorefrontConfig {
             id: "saipa".into(),
             name: "Saipa".into(),

@@ -77,6 +77,9 @@ enum Command {
         /// Requests per second one IP may make to this replica (per-replica, governor).
         #[arg(long, env = "EMTA_IP_PER_SEC", default_value_t = 50)]
         ip_per_sec: u32,
+        /// Take the client IP from the rightmost X-Forwarded-For entry (behind an ingress).
+        #[arg(long, env = "EMTA_TRUST_FORWARDED_FOR", default_value_t = false)]
+        trust_forwarded_for: bool,
     },
 }
 
@@ -112,6 +115,7 @@ async fn main() -> anyhow::Result<()> {
             secret_key,
             storefronts,
             ip_per_sec,
+            trust_forwarded_for,
         } => {
             let storefronts: Vec<StorefrontConfig> =
                 serde_json::from_slice(&std::fs::read(&storefronts)?)?;
@@ -125,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
                 secret_key,
                 storefronts,
                 ip_per_sec,
+                trust_forwarded_for,
             };
             let service = Service::build(cfg).await?;
             tracing::info!(addr = %service.addr()?, "emta presale listening");
@@ -184,7 +189,8 @@ async fn demo(dir: PathBuf, idp_port: u16, port: u16, opens_in: i64) -> anyhow::
             post_logout_uri: format!("{base}/{id}/"),
         })
         .collect();
-    let demo = idp::demo::prepare(&dir.join("idp"), idp_port, &manufacturers).await?;
+    let mut demo = idp::demo::prepare(&dir.join("idp"), idp_port, &manufacturers).await?;
+    demo.settings.trust_forwarded_for = true;
     let issuer = demo.settings.issuer.clone();
     let secret = demo.settings.secret_key.expose().to_owned();
     let idp_app = idp::Application::build(demo.settings, None).await?;
@@ -276,6 +282,10 @@ async fn demo(dir: PathBuf, idp_port: u16, port: u16, opens_in: i64) -> anyhow::
         secret_key: secret,
         storefronts,
         ip_per_sec: 50,
+        // The demo listens on loopback only: whoever reaches it is on this machine, so it
+        // may take the client IP from X-Forwarded-For, which lets `load` give every
+        // simulated citizen an address of their own.
+        trust_forwarded_for: true,
     })
     .await?;
     println!("\nemta demo is running (embedded defaults: SQLite, in-process stores)\n");

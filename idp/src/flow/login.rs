@@ -239,10 +239,10 @@ impl Core {
     ) -> Result<()> {
         let resend = self.settings.resend_secs;
         if now - tx.otp_sent_at < resend {
-            return Err(Error::user(
-                StatusCode::TOO_MANY_REQUESTS,
-                msg::RESEND_TOO_SOON,
-            ));
+            return Err(Error::TooSoon {
+                text: msg::RESEND_TOO_SOON,
+                retry_after: (resend - (now - tx.otp_sent_at)).max(1) as u64,
+            });
         }
         // A cooldown per phone across transactions, so opening many logins does not
         // multiply the SMS a victim receives (SMS bombing).
@@ -251,10 +251,10 @@ impl Core {
             self.keyring.hash("rate-subject", mobile.e164().as_bytes())
         );
         if resend > 0 && !self.eph.put_new(&cooldown, "1", self.secs(resend)).await? {
-            return Err(Error::user(
-                StatusCode::TOO_MANY_REQUESTS,
-                msg::RESEND_TOO_SOON,
-            ));
+            return Err(Error::TooSoon {
+                text: msg::RESEND_TOO_SOON,
+                retry_after: resend as u64,
+            });
         }
         self.limiter
             .hit(

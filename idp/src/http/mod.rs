@@ -195,7 +195,8 @@ impl FromRequestParts<Core> for ClientIp {
     }
 }
 
-fn forwarded_for(h: &HeaderMap) -> Option<String> {
+/// The rightmost X-Forwarded-For entry (the one the deployment's own ingress appended).
+pub fn forwarded_for(h: &HeaderMap) -> Option<String> {
     h.get("x-forwarded-for")?
         .to_str()
         .ok()?

@@ -115,6 +115,7 @@ impl MemoryQueue {
             late: c.late,
             closed: c.closed,
             suspended: c.suspended,
+            early_final: false,
         })
     }
 

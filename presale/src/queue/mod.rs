@@ -72,6 +72,10 @@ pub struct Counters {
     pub late: i64,
     pub closed: bool,
     pub suspended: bool,
+    /// `early` is final: these counters were read after the opening (plus a margin for
+    /// clock skew), so no early join can still land. Early tickets are computed from
+    /// `early`, so they are shown only when this holds (set by whoever reads them).
+    pub early_final: bool,
 }
 
 #[derive(Clone)]
@@ -274,6 +278,7 @@ impl Queue {
             late: get(2),
             closed: get(3) == 1,
             suspended: get(4) == 1,
+            early_final: false,
         })
     }
 

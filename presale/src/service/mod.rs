@@ -69,6 +69,9 @@ pub struct Config {
     pub storefronts: Vec<StorefrontConfig>,
     /// Requests per second one IP may make to this replica (burst: twice that).
     pub ip_per_sec: u32,
+    /// Take the client IP for the per-IP limit from the rightmost X-Forwarded-For entry
+    /// (behind an ingress that appends it), as the IdP does.
+    pub trust_forwarded_for: bool,
 }
 
 struct Storefront {
@@ -92,6 +95,7 @@ struct Inner {
     /// (RFC 9207: mix-up defence).
     issuer: String,
     ip_limiter: IpLimiter,
+    trust_forwarded_for: bool,
     /// Shared per-subject limits (the IdP's limiter over this service's ephemeral store).
     limiter: idp::flow::limits::Limiter,
     /// Requests in flight on this replica, for load shedding.
@@ -213,6 +217,7 @@ impl Service {
             issuer: cfg.issuer.clone(),
             base_url: cfg.base_url,
             ip_limiter: governor::RateLimiter::keyed(quota),
+            trust_forwarded_for: cfg.trust_forwarded_for,
             limiter: idp::flow::limits::Limiter::new(eph.clone(), keys.clone()),
             in_flight: std::sync::atomic::AtomicUsize::new(0),
             tick_lock: tokio::sync::Mutex::new(()),
@@ -299,6 +304,7 @@ impl App {
                 l.accepted >= l.units,
             );
             let changed = lock(&self.applied).get(&l.id) != Some(&wanted);
+            let early_final = early_final(l, crate::now_ms());
             let r = async {
                 if changed {
                     self.queue.setup(&s).await?;
@@ -309,7 +315,9 @@ impl App {
                     lock(&self.applied).insert(l.id.clone(), wanted);
                 }
                 self.queue.advance(&l.id).await?;
-                self.queue.counters(&l.id).await
+                let mut c = self.queue.counters(&l.id).await?;
+                c.early_final = early_final;
+                Ok::<_, crate::queue::QueueError>(c)
             }
             .await;
             match r {
@@ -452,7 +460,13 @@ async fn guard(
 ) -> Response {
     use std::sync::atomic::Ordering;
     let applying = req.uri().path().ends_with("/apply");
-    if !applying && app.ip_limiter.check_key(&peer.ip()).is_err() {
+    let ip = app
+        .trust_forwarded_for
+        .then(|| idp::http::forwarded_for(req.headers()))
+        .flatten()
+        .and_then(|s| s.parse::<std::net::IpAddr>().ok())
+        .unwrap_or(peer.ip());
+    if !applying && app.ip_limiter.check_key(&ip).is_err() {
         return (
             StatusCode::TOO_MANY_REQUESTS,
             [("retry-after", "1")],
@@ -591,7 +605,8 @@ async fn storefront(State(app): State<App>, jar: CookieJar, Path(m): Path<String
                 None => { p { a href=(format!("/{m}/login")) { (both(Lang::Fa, t("ورود با امتا", "Sign in with emta"))) } } }
             }
             @for l in &licenses {
-                section {
+                // data-* for tools (the load tool reads the cap and the window from here).
+                section data-campaign=(l.id) data-units=(l.units) data-opens-at=(l.opens_at) data-closes-at=(l.closes_at) data-selection=(l.selection) {
                     h2 { (l.model) }
                     ul {
                         li { "مجوز / license: " (l.license_no) }
@@ -981,7 +996,19 @@ async fn queue_admission(
     place: Place,
     now: i64,
 ) -> Result<i64, Response> {
-    let counters = app.cached(id);
+    let mut counters = app.cached(id);
+    if matches!(place, Place::Early(_)) && !counters.early_final {
+        // This replica's cache may not have the final count of early joins yet; an
+        // application is worth one read of the shared counters.
+        let asked = crate::now_ms();
+        counters = match app.queue.counters(id).await {
+            Ok(c) => Counters {
+                early_final: early_final(l, asked),
+                ..c
+            },
+            Err(_) => return Err(busy(5)),
+        };
+    }
     let Some(ticket) = ticket_of(l, &counters, place, now) else {
         return Err(problem(
             StatusCode::CONFLICT,
@@ -999,6 +1026,22 @@ async fn queue_admission(
         )),
         Err(_) => Err(busy(5)),
     }
+}
+
+/// Why someone who was shown the form is not admitted now, in words they can act on:
+/// their other device applied already (and released the turn), the campaign sold out, or
+/// (`otherwise`) their turn lapsed.
+async fn not_admitted(app: &App, c: &Citizen, l: &LicenseRow, otherwise: Response) -> Response {
+    use crate::applications::Refusal;
+    if let Ok(mine) = app.store.applications_of(&c.sub).await {
+        if mine.iter().any(|a| a.license_id == l.id) {
+            return problem(StatusCode::CONFLICT, Refusal::AlreadyApplied.text());
+        }
+    }
+    if app.cached(&l.id).closed {
+        return problem(StatusCode::CONFLICT, Refusal::SoldOut.text());
+    }
+    otherwise
 }
 
 /// The waiting page of a lottery entry: the entry, then the result once drawn.
@@ -1094,10 +1137,18 @@ async fn lottery_public(State(app): State<App>, Path((m, id)): Path<(String, Str
 }
 
 /// The ticket of a place, once it is known (after the opening for early arrivals).
+/// Whether counters read at `asked_ms` hold the final number of early joins: a second
+/// past the opening (margin for clock skew with Redis), every early join has landed.
+fn early_final(l: &LicenseRow, asked_ms: i64) -> bool {
+    asked_ms >= l.opens_at * 1000 + 1000
+}
+
 fn ticket_of(l: &LicenseRow, c: &Counters, place: Place, now: i64) -> Option<i64> {
     match place {
         Place::Ticket(t) => Some(t),
-        Place::Early(arrival) if now >= l.opens_at => {
+        // Early tickets come from the number of early joins, final only once read after
+        // the opening: before that a replica's cache could give two people one ticket.
+        Place::Early(arrival) if now >= l.opens_at && c.early_final => {
             early_ticket(l.seed.as_bytes(), c.early, arrival)
         }
         Place::Early(_) | Place::Entry(_) => None,
@@ -1230,7 +1281,7 @@ async fn apply(
     } else {
         match queue_admission(&app, &l, &id, place, now).await {
             Ok(t) => t,
-            Err(r) => return r,
+            Err(r) => return not_admitted(&app, &c, &l, r).await,
         }
     };
     let req = ApplicationRequest {

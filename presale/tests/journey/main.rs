@@ -292,6 +292,7 @@ async fn start(postgres: bool) -> Env {
             secret_key: secret.clone(),
             storefronts: fronts.clone(),
             ip_per_sec: 50,
+            trust_forwarded_for: false,
         })
         .await
         .expect("presale");

@@ -1,0 +1,338 @@
+//! A citizen's browser over one shared connection pool: each citizen has their own
+//! cookie jar and (optionally) their own client address, as a person behind their own
+//! phone would; requests go to the deployment's replicas the way a load balancer would
+//! send them, while cookies and redirects stay with the public URLs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::cookie::CookieStore;
+use reqwest::header::{HeaderValue, COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE};
+use url::Url;
+
+/// Where the deployment is: its public origins and, optionally, the replicas behind each
+/// (requests rotate over them; a login can start on one and finish on another).
+#[derive(Debug, Clone)]
+pub struct Targets {
+    pub presale: Url,
+    pub presale_replicas: Vec<Url>,
+    /// The IdP's issuer as the storefronts redirect to it.
+    pub idp_replicas: Vec<Url>,
+    pub issuer: Option<Url>,
+}
+
+#[derive(Clone)]
+pub struct Http {
+    client: reqwest::Client,
+    targets: Arc<Targets>,
+    counter: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// An answer: status, where it redirected, Retry-After, the body and the public URL.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub status: u16,
+    pub location: Option<String>,
+    pub retry_after: Option<u64>,
+    pub body: String,
+    pub url: Url,
+}
+
+/// Why a request gave no usable answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fail {
+    /// Connection refused or reset.
+    Connect,
+    Timeout,
+    /// An HTTP status the step did not expect.
+    Status {
+        status: u16,
+        retry_after: Option<u64>,
+    },
+    /// A 200 that was not the page the step expected (what it looked for).
+    Page(&'static str),
+}
+
+impl Fail {
+    pub fn kind(&self) -> String {
+        match self {
+            Self::Connect => "connect".into(),
+            Self::Timeout => "timeout".into(),
+            Self::Status { status, .. } => format!("http {status}"),
+            Self::Page(what) => format!("unexpected page ({what})"),
+        }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Worth a retry for a person who retries: overload, throttling, network trouble.
+    pub fn retryable(&self) -> bool {
+        match self {
+            Self::Connect | Self::Timeout => true,
+            Self::Status { status, .. } => *status == 429 || *status >= 500,
+            Self::Page(_) => false,
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+pub struct Browser {
+    jar: reqwest::cookie::Jar,
+    /// Sent as X-Forwarded-For, so a deployment that trusts its ingress sees one address
+    /// per citizen instead of the load machine's one.
+    ip: Option<HeaderValue>,
+}
+
+impl Browser {
+    pub fn new(ip: Option<String>) -> Self {
+        Self {
+            jar: reqwest::cookie::Jar::default(),
+            ip: ip.and_then(|s| HeaderValue::from_str(&s).ok()),
+        }
+    }
+
+    /// The value of a cookie that would be sent to `url`.
+    pub fn cookie(&self, url: &Url, name: &str) -> Option<String> {
+        let all = self.jar.cookies(url)?;
+        let all = all.to_str().ok()?;
+        all.split("; ").find_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            (k == name).then(|| v.to_owned())
+        })
+    }
+}
+
+impl Http {
+    pub fn new(targets: Targets, timeout: Duration) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(1024)
+            .build()?;
+        Ok(Self {
+            client,
+            targets: Arc::new(targets),
+            counter: Arc::default(),
+        })
+    }
+
+    pub fn targets(&self) -> &Targets {
+        &self.targets
+    }
+
+    /// Where a request for public `url` actually goes: the next replica, like a load
+    /// balancer's round robin.
+    fn route(&self, url: &Url) -> Url {
+        let t = &self.targets;
+        let replicas = if same_origin(url, &t.presale) {
+            &t.presale_replicas
+        } else if t.issuer.as_ref().is_some_and(|i| same_origin(url, i)) {
+            &t.idp_replicas
+        } else {
+            return url.clone();
+        };
+        if replicas.is_empty() {
+            return url.clone();
+        }
+        let i = self
+            .counter
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut routed = url.clone();
+        let r = &replicas[i % replicas.len()];
+        let _ = routed.set_scheme(r.scheme());
+        let _ = routed.set_host(r.host_str());
+        let _ = routed.set_port(r.port_or_known_default());
+        routed
+    }
+
+    /// One request, no redirects followed.
+    pub async fn send(
+        &self,
+        b: &Browser,
+        url: &Url,
+        form: Option<&[(&str, &str)]>,
+    ) -> Result<Page, Fail> {
+        let target = self.route(url);
+        let mut req = match form {
+            Some(f) => self.client.post(target).form(f),
+            None => self.client.get(target),
+        };
+        if let Some(c) = b.jar.cookies(url) {
+            req = req.header(COOKIE, c);
+        }
+        if let Some(ip) = &b.ip {
+            req = req.header("x-forwarded-for", ip.clone());
+        }
+        let r = req.send().await.map_err(|e| {
+            if e.is_timeout() {
+                Fail::Timeout
+            } else {
+                Fail::Connect
+            }
+        })?;
+        let mut set = r.headers().get_all(SET_COOKIE).iter();
+        b.jar.set_cookies(&mut set, url);
+        let status = r.status().as_u16();
+        let header = |n| {
+            r.headers()
+                .get(n)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let location = header(LOCATION);
+        let retry_after = header(RETRY_AFTER).and_then(|v| v.trim().parse().ok());
+        let body = r.text().await.map_err(|e| {
+            if e.is_timeout() {
+                Fail::Timeout
+            } else {
+                Fail::Connect
+            }
+        })?;
+        Ok(Page {
+            status,
+            location,
+            retry_after,
+            body,
+            url: url.clone(),
+        })
+    }
+
+    /// GET `url`, following redirects; the final page (any status).
+    pub async fn go(&self, b: &Browser, url: &Url) -> Result<Page, Fail> {
+        let mut url = url.clone();
+        for _ in 0..12 {
+            let p = self.send(b, &url, None).await?;
+            match p.location.as_deref().map(|l| url.join(l)) {
+                Some(Ok(next)) if (300..400).contains(&p.status) => url = next,
+                _ => return Ok(p),
+            }
+        }
+        Err(Fail::Page("a redirect loop"))
+    }
+
+    /// POST a form to `url`, following the redirect it answers with.
+    pub async fn post(&self, b: &Browser, url: &Url, form: &[(&str, &str)]) -> Result<Page, Fail> {
+        let p = self.send(b, url, Some(form)).await?;
+        match p.location.as_deref().map(|l| url.join(l)) {
+            Some(Ok(next)) if (300..400).contains(&p.status) => self.go(b, &next).await,
+            _ => Ok(p),
+        }
+    }
+
+    /// GET a JSON document (the waiting page's status poll).
+    pub async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        b: &Browser,
+        url: &Url,
+    ) -> Result<T, Fail> {
+        let p = self.send(b, url, None).await?;
+        if p.status != 200 {
+            return Err(Fail::Status {
+                status: p.status,
+                retry_after: p.retry_after,
+            });
+        }
+        serde_json::from_str(&p.body).map_err(|_| Fail::Page("JSON"))
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+}
+
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// The value of hidden input `name` in a page.
+pub fn input(body: &str, name: &str) -> Option<String> {
+    let needle = format!("name=\"{name}\" value=\"");
+    let i = body.find(&needle)?;
+    let rest = &body[i + needle.len()..];
+    Some(unescape(&rest[..rest.find('"')?]))
+}
+
+/// The action of the first form whose action ends with `suffix`.
+pub fn form_action(body: &str, suffix: &str) -> Option<String> {
+    body.match_indices("action=\"").find_map(|(i, _)| {
+        let rest = &body[i + 8..];
+        let a = unescape(&rest[..rest.find('"')?]);
+        a.ends_with(suffix).then_some(a)
+    })
+}
+
+/// An attribute's value inside the first element that has `marker` in it.
+pub fn attribute(body: &str, marker: &str, name: &str) -> Option<String> {
+    let at = body.find(marker)?;
+    let tag_end = body[at..].find('>')? + at;
+    let tag = &body[at..tag_end];
+    let needle = format!("{name}=\"");
+    let i = tag.find(&needle)?;
+    let rest = &tag[i + needle.len()..];
+    Some(unescape(&rest[..rest.find('"')?]))
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&amp;", "&")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_and_attributes_are_read() {
+        let page = r#"<section data-campaign="c1" data-units="50"><form action="/s/c/c1/join?a=1&amp;b=2"><input type="hidden" name="csrf" value="x&amp;y"></form>"#;
+        assert_eq!(input(page, "csrf").as_deref(), Some("x&y"));
+        assert_eq!(
+            form_action(page, "/join?a=1&b=2").as_deref(),
+            Some("/s/c/c1/join?a=1&b=2")
+        );
+        assert_eq!(
+            attribute(page, "data-campaign=", "data-units").as_deref(),
+            Some("50")
+        );
+        assert_eq!(input(page, "missing"), None);
+    }
+
+    #[test]
+    fn requests_rotate_over_replicas_and_keep_public_urls() {
+        let u = |s: &str| Url::parse(s).expect("url");
+        let http = Http::new(
+            Targets {
+                presale: u("http://shop.example"),
+                presale_replicas: vec![u("http://127.0.0.1:1"), u("http://127.0.0.1:2")],
+                idp_replicas: vec![],
+                issuer: Some(u("http://id.example")),
+            },
+            Duration::from_secs(1),
+        )
+        .expect("client");
+        let a = http.route(&u("http://shop.example/saipa/?x=1"));
+        let b = http.route(&u("http://shop.example/saipa/?x=1"));
+        assert_eq!(a.as_str(), "http://127.0.0.1:1/saipa/?x=1");
+        assert_eq!(b.as_str(), "http://127.0.0.1:2/saipa/?x=1");
+        assert_eq!(
+            http.route(&u("http://id.example/authorize")).as_str(),
+            "http://id.example/authorize"
+        );
+    }
+}

@@ -1,0 +1,392 @@
+//! The report: per step throughput, latency percentiles and errors; outcomes; applications
+//! against the cap; fairness; a per-second timeline; and a verdict. Written as JSON for
+//! machines and as an HTML page with charts for people.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::fairness::{self, Fairness};
+use crate::record::{Campaign, Outcome, Recorded};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+impl Latency {
+    /// From a histogram in microseconds, in milliseconds.
+    pub fn of(h: &Histogram<u64>) -> Self {
+        let ms = |v: u64| v as f64 / 1000.0;
+        if h.is_empty() {
+            return Self {
+                p50: 0.0,
+                p90: 0.0,
+                p99: 0.0,
+                p999: 0.0,
+                max: 0.0,
+                mean: 0.0,
+            };
+        }
+        Self {
+            p50: ms(h.value_at_quantile(0.5)),
+            p90: ms(h.value_at_quantile(0.9)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+            mean: h.mean() / 1000.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub name: String,
+    pub count: u64,
+    pub ok: u64,
+    pub errors_total: u64,
+    pub per_sec: f64,
+    /// From when the step was meant to start.
+    pub latency_ms: Latency,
+    pub errors: BTreeMap<String, u64>,
+    pub statuses: BTreeMap<u16, u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientWork {
+    pub name: String,
+    pub count: u64,
+    pub latency_ms: Latency,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Outcomes {
+    pub total: u64,
+    pub applied: u64,
+    pub sold_out: BTreeMap<String, u64>,
+    pub gave_up: u64,
+    pub refused: BTreeMap<String, u64>,
+    pub entered_lottery: u64,
+    pub failed: BTreeMap<String, u64>,
+    pub interrupted: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Applications {
+    /// Citizens with an accepted application.
+    pub accepted: u64,
+    /// The campaign's units, as its storefront states them.
+    pub cap: Option<i64>,
+    /// Citizens who met the rules and wanted one: applied or were told sold out.
+    pub eligible: u64,
+    /// min(cap, eligible).
+    pub expected: Option<u64>,
+    pub matches_expected: Option<bool>,
+    /// National IDs with more than one accepted application. Must be 0.
+    pub duplicates: u64,
+    /// Second devices whose application was refused because the first one's was accepted.
+    pub second_device_refused: u64,
+    /// Second devices that got a different place in the queue. Must be 0.
+    pub second_device_mismatch: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Point {
+    pub t: usize,
+    pub arrivals: u64,
+    pub completions: u64,
+    pub applied: u64,
+    pub errors: u64,
+    pub waiting: i64,
+    pub in_flight: i64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    /// Every step's p99 under the limit, no errors, no failures, no duplicates and nobody
+    /// admitted out of order.
+    pub held: bool,
+    pub p99_limit_ms: f64,
+    pub reasons: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Arrivals {
+    pub planned: usize,
+    pub launched: u64,
+    pub peak_per_sec: f64,
+    pub duration_secs: f64,
+    /// How late the load tool started arrivals (its own health: should stay tiny).
+    pub launch_lag_ms: Latency,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub target: serde_json::Value,
+    pub mix: serde_json::Value,
+    pub started_at: i64,
+    pub elapsed_secs: f64,
+    pub interrupted: bool,
+    pub arrivals: Arrivals,
+    pub steps: Vec<StepReport>,
+    pub client: Vec<ClientWork>,
+    pub outcomes: Outcomes,
+    pub applications: Applications,
+    pub campaign: Option<Campaign>,
+    pub fairness: Fairness,
+    pub timeline: Vec<Point>,
+    pub verdict: Verdict,
+}
+
+pub struct Meta {
+    pub scenario: String,
+    pub target: serde_json::Value,
+    pub mix: serde_json::Value,
+    pub started_at: i64,
+    pub elapsed_secs: f64,
+    pub interrupted: bool,
+    pub planned: usize,
+    pub launched: u64,
+    pub peak_per_sec: f64,
+    pub duration_secs: f64,
+    pub p99_limit_ms: f64,
+}
+
+pub fn build(meta: Meta, r: Recorded) -> Report {
+    let elapsed = meta.elapsed_secs.max(1e-9);
+    let steps: Vec<StepReport> = r
+        .steps
+        .iter()
+        .map(|(name, s)| {
+            let h = s.hist.clone().unwrap_or_else(|| {
+                Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant bounds")
+            });
+            let errors_total: u64 = s.errors.values().sum();
+            StepReport {
+                name: (*name).to_owned(),
+                count: s.ok + errors_total,
+                ok: s.ok,
+                errors_total,
+                per_sec: (s.ok + errors_total) as f64 / elapsed,
+                latency_ms: Latency::of(&h),
+                errors: s.errors.clone(),
+                statuses: s.statuses.clone(),
+            }
+        })
+        .collect();
+    let client = r
+        .client
+        .iter()
+        .map(|(name, h)| ClientWork {
+            name: (*name).to_owned(),
+            count: h.len(),
+            latency_ms: Latency::of(h),
+        })
+        .collect();
+    let mut o = Outcomes::default();
+    for x in &r.outcomes {
+        o.total += 1;
+        match x {
+            Outcome::Applied => o.applied += 1,
+            Outcome::SoldOut { at } => *o.sold_out.entry((*at).into()).or_default() += 1,
+            Outcome::GaveUp { .. } => o.gave_up += 1,
+            Outcome::Refused { why } => *o.refused.entry(why.clone()).or_default() += 1,
+            Outcome::Entered => o.entered_lottery += 1,
+            Outcome::Failed { step, kind } => {
+                *o.failed.entry(format!("{step}: {kind}")).or_default() += 1
+            }
+            Outcome::Interrupted { step } => *o.interrupted.entry((*step).into()).or_default() += 1,
+        }
+    }
+    let cap = r.campaign.as_ref().and_then(|c| c.units);
+    let accepted = r.accepted.len() as u64;
+    let eligible = o.applied + o.sold_out.values().sum::<u64>();
+    let expected = cap.map(|c| eligible.min(c.max(0) as u64));
+    let apps = Applications {
+        accepted,
+        cap,
+        eligible,
+        expected,
+        matches_expected: expected.map(|e| e == accepted),
+        duplicates: r.accepted.values().filter(|n| **n > 1).count() as u64,
+        second_device_refused: r.second_device_refused,
+        second_device_mismatch: r.second_device_mismatch,
+    };
+    let fairness = fairness::assess(&r.joins);
+    let timeline = r
+        .seconds
+        .iter()
+        .enumerate()
+        .map(|(t, s)| Point {
+            t,
+            arrivals: s.arrivals,
+            completions: s.completions,
+            applied: s.applied,
+            errors: s.errors,
+            waiting: s.waiting,
+            in_flight: s.in_flight,
+            p50_ms: ms_at(&s.hist, 0.5),
+            p99_ms: ms_at(&s.hist, 0.99),
+        })
+        .collect();
+    let mut reasons = Vec::new();
+    for s in &steps {
+        if s.latency_ms.p99 >= meta.p99_limit_ms {
+            reasons.push(format!(
+                "step {}: p99 {:.0} ms is not under {:.0} ms",
+                s.name, s.latency_ms.p99, meta.p99_limit_ms
+            ));
+        }
+        if s.errors_total > 0 {
+            reasons.push(format!(
+                "step {}: {} errors {:?}",
+                s.name, s.errors_total, s.errors
+            ));
+        }
+    }
+    if !o.failed.is_empty() {
+        reasons.push(format!("citizens who failed: {:?}", o.failed));
+    }
+    if apps.duplicates > 0 || apps.second_device_mismatch > 0 {
+        reasons.push(format!(
+            "{} duplicate applications, {} second devices with another place",
+            apps.duplicates, apps.second_device_mismatch
+        ));
+    }
+    if fairness.after_opening.out_of_order > 0 {
+        reasons.push(format!(
+            "{} citizens admitted ahead of someone who came before them",
+            fairness.after_opening.out_of_order
+        ));
+    }
+    if meta.interrupted {
+        reasons.push("interrupted before the end".into());
+    }
+    Report {
+        scenario: meta.scenario,
+        target: meta.target,
+        mix: meta.mix,
+        started_at: meta.started_at,
+        elapsed_secs: meta.elapsed_secs,
+        interrupted: meta.interrupted,
+        arrivals: Arrivals {
+            planned: meta.planned,
+            launched: meta.launched,
+            peak_per_sec: meta.peak_per_sec,
+            duration_secs: meta.duration_secs,
+            launch_lag_ms: Latency::of(&r.launch_lag),
+        },
+        steps,
+        client,
+        outcomes: o,
+        applications: apps,
+        campaign: r.campaign,
+        fairness,
+        timeline,
+        verdict: Verdict {
+            held: reasons.is_empty(),
+            p99_limit_ms: meta.p99_limit_ms,
+            reasons,
+        },
+    }
+}
+
+fn ms_at(h: &Histogram<u64>, q: f64) -> f64 {
+    if h.is_empty() {
+        0.0
+    } else {
+        h.value_at_quantile(q) as f64 / 1000.0
+    }
+}
+
+impl Report {
+    /// A few lines for the terminal.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{}: {} of {} arrivals in {:.1} s (peak {:.1}/s){}",
+            self.scenario,
+            self.arrivals.launched,
+            self.arrivals.planned,
+            self.elapsed_secs,
+            self.arrivals.peak_per_sec,
+            if self.interrupted {
+                " — interrupted"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(
+            s,
+            "{:<18} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>6}",
+            "step", "count", "per s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "errors"
+        );
+        for st in &self.steps {
+            let _ = writeln!(
+                s,
+                "{:<18} {:>8} {:>8.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>6}",
+                st.name,
+                st.count,
+                st.per_sec,
+                st.latency_ms.p50,
+                st.latency_ms.p99,
+                st.latency_ms.p999,
+                st.latency_ms.max,
+                st.errors_total
+            );
+        }
+        let o = &self.outcomes;
+        let _ = writeln!(
+            s,
+            "outcomes: {} applied, {} sold out, {} gave up, refused {:?}, failed {:?}, interrupted {:?}",
+            o.applied,
+            o.sold_out.values().sum::<u64>(),
+            o.gave_up,
+            o.refused,
+            o.failed,
+            o.interrupted
+        );
+        let a = &self.applications;
+        let _ = writeln!(
+            s,
+            "applications: {} accepted, cap {:?}, expected {:?}, duplicates {}",
+            a.accepted, a.cap, a.expected, a.duplicates
+        );
+        let f = &self.fairness;
+        let _ = writeln!(
+            s,
+            "fairness: after opening n={} tau={:?} out of order {}; before opening n={} p={:?}",
+            f.after_opening.n,
+            f.after_opening.kendall_tau,
+            f.after_opening.out_of_order,
+            f.before_opening.n,
+            f.before_opening.p_value
+        );
+        let _ = writeln!(
+            s,
+            "verdict: {}{}",
+            if self.verdict.held {
+                "held"
+            } else {
+                "did not hold"
+            },
+            self.verdict
+                .reasons
+                .iter()
+                .map(|r| format!("\n  - {r}"))
+                .collect::<String>()
+        );
+        s
+    }
+}

@@ -1,0 +1,342 @@
+//! A small surge through the real services, in-process: stub registry and SMS, the IdP,
+//! two presale replicas behind one public URL, on PostgreSQL and Redis; the load tool's
+//! citizens walk every page over HTTP. The report must account for everyone, fill the cap
+//! exactly, never duplicate, and carry the fairness figures.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use idp::admin::{self, NewClient};
+use idp::dev::{generate_citizens, StubServices};
+use load::curve::Curve;
+use load::http::{Http, Targets};
+use load::journey::{Codes, Journey};
+use load::record::Recorder;
+use load::run::{Mix, Plan};
+use presale::license::{NewLicense, PresaleKind, Selection};
+use presale::service::{Config, Service, StorefrontConfig};
+use sqlx::Connection;
+use url::Url;
+
+struct Deployment {
+    presale: Url,
+    replicas: Vec<Url>,
+    stub: StubServices,
+    citizens: Vec<idp::dev::FixtureCitizen>,
+    store: presale::applications::Store,
+}
+
+async fn database(postgres: bool, name: &str) -> String {
+    let unique = format!("{name}_{}_{}", std::process::id(), rand::random::<u32>());
+    if !postgres {
+        let dir = std::env::temp_dir().join(format!("emta-load-{unique}"));
+        std::fs::create_dir_all(&dir).expect("dir");
+        return format!("sqlite://{}?mode=rwc", dir.join("db").display());
+    }
+    let admin = std::env::var("EMTA_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let mut c = sqlx::PgConnection::connect(&admin).await.expect("postgres");
+    let db = format!("emta_load_{unique}");
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&mut c)
+        .await
+        .expect("create");
+    format!(
+        "{}/{db}",
+        admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin)
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+/// Stubs, the IdP, Saipa and Iran Khodro registered, two presale replicas, `license`.
+async fn deploy(postgres: bool, n_citizens: usize, license: NewLicense) -> Deployment {
+    let citizens = generate_citizens(n_citizens, rand::random());
+    let stub = StubServices::new(citizens.clone());
+    let (stub_addr, _) = stub
+        .clone()
+        .serve(([127, 0, 0, 1], 0).into(), std::future::pending())
+        .await
+        .expect("stub");
+    let redis = if postgres {
+        std::env::var("EMTA_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    } else {
+        String::new()
+    };
+    let prefix = format!("emta_l{}", rand::random::<u32>());
+    let secret = idp::crypto::random_token(32);
+    let idp_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let issuer = format!(
+        "http://localhost:{}",
+        idp_listener.local_addr().expect("addr").port()
+    );
+    let ports = [free_port(), free_port()];
+    let replicas: Vec<Url> = ports
+        .iter()
+        .map(|p| Url::parse(&format!("http://127.0.0.1:{p}")).expect("url"))
+        .collect();
+    // The public URL, as the ingress in front of the replicas would have it.
+    let public = format!("http://localhost:{}", ports[0]);
+
+    let mut s = idp::Settings::for_tests();
+    s.issuer = issuer.clone();
+    s.storage.database_url = idp::config::Secret::new(database(postgres, "idp").await);
+    s.storage.redis_url = idp::config::Secret::new(redis.clone());
+    s.storage.redis_prefix = prefix.clone();
+    s.secret_key = idp::config::Secret::new(secret.clone());
+    s.registry_url = format!("http://{stub_addr}");
+    s.ownership_url = s.registry_url.clone();
+    s.sms_url = s.registry_url.clone();
+    s.pow_difficulty = 4;
+    s.resend_secs = 1;
+    s.trust_forwarded_for = true;
+    let app = idp::Application::build_with_listener(s, None, idp_listener)
+        .await
+        .expect("idp");
+    let core = app.core();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let mut fronts = Vec::new();
+    for (id, name) in [("saipa", "Saipa"), ("iran-khodro", "Iran Khodro")] {
+        let (_, client_secret) = admin::add_client(
+            &core.db,
+            &core.keyring,
+            NewClient {
+                id: id.into(),
+                name: name.into(),
+                name_fa: name.into(),
+                stars: 4,
+                redirect_uris: vec![format!("{public}/{id}/callback")],
+                post_logout_redirect_uris: vec![],
+                service_scopes: vec![],
+                id_token_alg: idp::domain::SigningAlg::ES256,
+                valid_days: 365,
+            },
+            "test",
+            idp::now(),
+        )
+        .await
+        .expect("client");
+        fronts.push(StorefrontConfig {
+            id: id.into(),
+            name: name.into(),
+            name_fa: name.into(),
+            client_secret,
+        });
+    }
+    core.reload().await.expect("reload");
+    let db = database(postgres, "presale").await;
+    let store = presale::applications::Store::connect(&db, 4)
+        .await
+        .expect("store");
+    store.migrate().await.expect("migrate");
+    store
+        .issue_license(&license, idp::now())
+        .await
+        .expect("sql")
+        .expect("valid");
+    for port in ports {
+        let service = Service::build(Config {
+            listen: ([127, 0, 0, 1], port).into(),
+            base_url: public.clone(),
+            issuer: issuer.clone(),
+            database_url: db.clone(),
+            redis_url: redis.clone(),
+            redis_prefix: prefix.clone(),
+            secret_key: secret.clone(),
+            storefronts: fronts.clone(),
+            ip_per_sec: 50,
+            trust_forwarded_for: true,
+        })
+        .await
+        .expect("presale");
+        tokio::spawn(service.run_until_stopped(std::future::pending()));
+    }
+    Deployment {
+        presale: Url::parse(&public).expect("url"),
+        replicas,
+        stub,
+        citizens,
+        store,
+    }
+}
+
+fn queue_license(units: i64, opens_in: i64) -> NewLicense {
+    let now = idp::now();
+    NewLicense {
+        license_no: format!("L-{}", rand::random::<u32>()),
+        manufacturer: "saipa".into(),
+        model: "Shahin".into(),
+        units,
+        unit_price: 8_000_000_000,
+        down_payment: 1_000_000_000,
+        kind: PresaleKind::Regular,
+        delivery_deadline: now + 300 * 24 * 3600,
+        opens_at: now + opens_in,
+        closes_at: now + 3600,
+        selection: Selection::Queue,
+        admission_per_min: 60_000,
+        max_active: 200,
+        apply_window_secs: 120,
+        min_age: Some(21),
+        round: None,
+        exclusion: None,
+    }
+}
+
+fn journey(d: &Deployment, poll_scale: f64) -> Journey {
+    Journey {
+        http: Http::new(
+            Targets {
+                presale: d.presale.clone(),
+                presale_replicas: d.replicas.clone(),
+                idp_replicas: vec![],
+                issuer: None,
+            },
+            Duration::from_secs(30),
+        )
+        .expect("http"),
+        rec: Arc::new(Recorder::new(Instant::now())),
+        codes: Codes::Outbox(d.stub.outbox.clone()),
+        storefront: "saipa".into(),
+        campaign: None,
+        poll_scale,
+        max_wait: Duration::from_secs(120),
+        spoof_ips: true,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_surge_is_accounted_for_fills_the_cap_and_stays_fair() {
+    // Arrange: 300 citizens over 20 s through two replicas; 120 units; the campaign opens
+    // about a third of the way in, so some join before the opening and some after.
+    let d = deploy(true, 300, queue_license(120, 8)).await;
+    let plan = Plan {
+        scenario: "test-surge".into(),
+        curve: Curve {
+            bucket_secs: 1.0,
+            counts: vec![15.0; 20],
+        },
+        seed: 7,
+        mix: Mix {
+            returning: 0.1,
+            give_up: 0.0,
+            patience_secs: 60.0,
+            retry: 1.0,
+            wrong_code: 0.1,
+            second_device: 0.05,
+        },
+        citizens: d.citizens.clone(),
+        sso_from: Some("iran-khodro".into()),
+        p99_limit_ms: 500.0,
+        progress: false,
+        target: serde_json::json!({"presale": d.presale.as_str()}),
+    };
+
+    // Act
+    let report = load::run::run(plan, journey(&d, 0.25), std::future::pending())
+        .await
+        .expect("run");
+
+    // Assert: everyone accounted for, nobody failed.
+    eprintln!("{}", report.summary());
+    let o = &report.outcomes;
+    assert_eq!(report.arrivals.planned, 300);
+    assert_eq!(o.total, 300, "{}", report.summary());
+    assert!(
+        o.failed.is_empty() && o.interrupted.is_empty(),
+        "{}",
+        report.summary()
+    );
+    let sold_out: u64 = o.sold_out.values().sum();
+    let refused: u64 = o.refused.values().sum();
+    assert_eq!(o.applied + sold_out + refused + o.gave_up, 300);
+    // The cap is filled exactly, once per national ID, as the database agrees.
+    let a = &report.applications;
+    assert_eq!(a.cap, Some(120));
+    assert_eq!(a.expected, Some(a.eligible.min(120)));
+    assert_eq!(a.matches_expected, Some(true), "{}", report.summary());
+    assert_eq!(a.accepted, 120);
+    assert_eq!(o.applied, 120, "outcomes agree with accepted applications");
+    assert_eq!((a.duplicates, a.second_device_mismatch), (0, 0));
+    let license = d.store.licenses().await.expect("licenses").remove(0);
+    assert_eq!(
+        d.store.accepted_count(&license.id).await.expect("count"),
+        120
+    );
+    // Every mix was exercised: SSO (consent without the phone step), wrong codes refused,
+    // second devices.
+    let step = |n: &str| report.steps.iter().find(|s| s.name == n);
+    let phone = step("phone").map(|s| s.count).unwrap_or(0);
+    let consent = step("consent").map(|s| s.count).unwrap_or(0);
+    assert!(
+        consent > phone - 20,
+        "returning citizens skip the phone step"
+    );
+    assert!(step("otp (wrong code)").is_some_and(|s| s.errors_total == 0 && s.count > 0));
+    assert!(step("join").is_some_and(|s| s.errors_total == 0));
+    // Fairness figures: first come, first served after the opening; a shuffle before.
+    let f = &report.fairness;
+    assert!(f.after_opening.n > 20 && f.before_opening.n > 20, "{f:?}");
+    assert_eq!(f.after_opening.out_of_order, 0);
+    assert!(
+        f.after_opening.kendall_tau.is_some_and(|t| t > 0.9),
+        "{f:?}"
+    );
+    assert!(f.before_opening.distinct_tickets);
+    assert!(f.before_opening.p_value.is_some());
+    // The timeline and the pages are written.
+    assert!(report.timeline.iter().map(|p| p.arrivals).sum::<u64>() == 300);
+    assert!(report.timeline.iter().any(|p| p.waiting > 0));
+    let out = std::env::temp_dir().join(format!("emta-load-report-{}", std::process::id()));
+    let (json, html) = load::run::write(&report, &out).expect("write");
+    let page = std::fs::read_to_string(html).expect("html");
+    assert!(page.contains("<svg") && page.contains("Kendall"));
+    let back: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(json).expect("json")).expect("parse");
+    assert_eq!(back["applications"]["accepted"], 120);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_a_run_gives_a_partial_report() {
+    let d = deploy(false, 200, queue_license(50, 0)).await;
+    let plan = Plan {
+        scenario: "stopped".into(),
+        curve: Curve {
+            bucket_secs: 1.0,
+            counts: vec![20.0; 10],
+        },
+        seed: 1,
+        mix: Mix::default(),
+        citizens: d.citizens.clone(),
+        sso_from: None,
+        p99_limit_ms: 500.0,
+        progress: false,
+        target: serde_json::json!({}),
+    };
+    let report = load::run::run(
+        plan,
+        journey(&d, 1.0),
+        tokio::time::sleep(Duration::from_secs(3)),
+    )
+    .await
+    .expect("run");
+    assert!(report.interrupted);
+    assert!(report.arrivals.launched < 200 && report.arrivals.launched > 20);
+    assert_eq!(
+        report.outcomes.total, report.arrivals.launched,
+        "everyone who came is accounted for"
+    );
+    assert!(!report.verdict.held);
+    assert!(report
+        .verdict
+        .reasons
+        .iter()
+        .any(|r| r.contains("interrupted")));
+}
