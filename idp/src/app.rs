@@ -152,11 +152,11 @@ impl Application {
             self.listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            stop_core.ready.store(false, Ordering::Relaxed);
-            tracing::info!("shutting down: finishing requests in flight");
-        })
+        .with_graceful_shutdown(stop_gracefully(
+            shutdown,
+            move || stop_core.ready.store(false, Ordering::Relaxed),
+            Duration::from_secs(core.settings.drain_secs),
+        ))
         .await;
         background.abort();
         core.db.close().await;
@@ -182,6 +182,26 @@ async fn background_tasks(core: Core) {
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
+/// How a replica stops when told to (SIGTERM from Kubernetes): readiness goes false at
+/// once (`not_ready`), so the load balancer stops sending it new requests; it keeps
+/// serving for `drain` while that propagates; then this future resolves, the server
+/// stops accepting connections and finishes the requests in flight, and the process
+/// exits. `drain` plus the longest request must fit the pod's grace period.
+pub async fn stop_gracefully(
+    shutdown: impl Future<Output = ()>,
+    not_ready: impl FnOnce(),
+    drain: Duration,
+) {
+    shutdown.await;
+    not_ready();
+    tracing::info!(
+        drain_secs = drain.as_secs(),
+        "stopping: readiness is false; serving while the load balancer drains"
+    );
+    tokio::time::sleep(drain).await;
+    tracing::info!("stopping: no new connections; finishing requests in flight");
+}
+
 pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -163,6 +163,11 @@ pub struct Settings {
     /// Trust the first X-Forwarded-For hop for client IPs (behind the ingress only).
     #[arg(long, env = "EMTA_TRUST_FORWARDED_FOR", default_value_t = false)]
     pub trust_forwarded_for: bool,
+
+    /// On SIGTERM, seconds to keep serving with readiness false (while the load balancer
+    /// stops sending new requests) before closing the listener and finishing in flight.
+    #[arg(long, env = "EMTA_DRAIN_SECS", default_value_t = 0)]
+    pub drain_secs: u64,
 }
 
 impl Settings {

@@ -179,6 +179,13 @@ pub fn render(r: &Report) -> String {
                     tr { th { (format!("chi-square {}×{} independence, dof {}", f.before_opening.quantiles, f.before_opening.quantiles, f.before_opening.dof)) } td { (f.before_opening.chi_square.map(|v| format!("{v:.2}")).unwrap_or_else(|| "too few to test".into())) " p = " (f.before_opening.p_value.map(|v| format!("{v:.4}")).unwrap_or_else(|| "—".into())) } }
                     tr { th { "distinct drawn tickets" } td { (f.before_opening.distinct_tickets) } }
                 }
+                @if !r.routed.is_empty() {
+                    h2 { "Replicas" }
+                    table {
+                        @for (k, v) in &r.routed { tr { th { (k) } td { (v) } } }
+                        tr { th { "sign-ins served by more than one IdP replica" } td { (r.logins_across_replicas) } }
+                    }
+                }
                 h2 { "Run" }
                 pre { (serde_json::to_string_pretty(&serde_json::json!({"target": r.target, "mix": r.mix, "campaign": r.campaign})).unwrap_or_default()) }
             }

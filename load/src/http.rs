@@ -3,6 +3,7 @@
 //! phone would; requests go to the deployment's replicas the way a load balancer would
 //! send them, while cookies and redirects stay with the public URLs.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +27,15 @@ pub struct Http {
     client: reqwest::Client,
     targets: Arc<Targets>,
     counter: Arc<std::sync::atomic::AtomicUsize>,
+    health: Arc<Health>,
+}
+
+/// Which replicas answer their readiness probe, as a load balancer tracks it, and how
+/// many requests each was sent.
+struct Health {
+    presale: Vec<AtomicBool>,
+    idp: Vec<AtomicBool>,
+    routed: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 /// An answer: status, where it redirected, Retry-After, the body and the public URL.
@@ -89,6 +99,8 @@ impl Fail {
 
 pub struct Browser {
     jar: reqwest::cookie::Jar,
+    /// Which IdP replicas (bit per replica) served this browser.
+    idp_seen: std::sync::atomic::AtomicU64,
     /// Sent as X-Forwarded-For, so a deployment that trusts its ingress sees one address
     /// per citizen instead of the load machine's one.
     ip: Option<HeaderValue>,
@@ -98,8 +110,14 @@ impl Browser {
     pub fn new(ip: Option<String>) -> Self {
         Self {
             jar: reqwest::cookie::Jar::default(),
+            idp_seen: Default::default(),
             ip: ip.and_then(|s| HeaderValue::from_str(&s).ok()),
         }
+    }
+
+    /// How many IdP replicas served this browser so far.
+    pub fn idp_replicas_seen(&self) -> u32 {
+        self.idp_seen.load(Ordering::Relaxed).count_ones()
     }
 
     /// The value of a cookie that would be sent to `url`.
@@ -121,11 +139,58 @@ impl Http {
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(1024)
             .build()?;
+        let up = |n: usize| (0..n).map(|_| AtomicBool::new(true)).collect();
         Ok(Self {
             client,
+            health: Arc::new(Health {
+                presale: up(targets.presale_replicas.len()),
+                idp: up(targets.idp_replicas.len()),
+                routed: Default::default(),
+            }),
             targets: Arc::new(targets),
             counter: Arc::default(),
         })
+    }
+
+    /// Probes every replica's `/readyz` four times a second until dropped, and routes only
+    /// to those that answer 200 (all of them if none does), as a Kubernetes Service does:
+    /// a replica told to stop leaves the rotation before it closes.
+    pub fn watch_readiness(&self) -> tokio::task::JoinHandle<()> {
+        let http = self.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_millis(250));
+            loop {
+                every.tick().await;
+                let t = &http.targets;
+                for (urls, flags) in [
+                    (&t.presale_replicas, &http.health.presale),
+                    (&t.idp_replicas, &http.health.idp),
+                ] {
+                    for (u, flag) in urls.iter().zip(flags.iter()) {
+                        let ok = match u.join("/readyz") {
+                            Ok(probe) => http
+                                .client
+                                .get(probe)
+                                .timeout(Duration::from_secs(1))
+                                .send()
+                                .await
+                                .is_ok_and(|r| r.status().is_success()),
+                            Err(_) => false,
+                        };
+                        flag.store(ok, Ordering::Relaxed);
+                    }
+                }
+            }
+        })
+    }
+
+    /// Requests sent to each replica (empty without replicas).
+    pub fn routed(&self) -> std::collections::BTreeMap<String, u64> {
+        self.health
+            .routed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn targets(&self) -> &Targets {
@@ -134,23 +199,36 @@ impl Http {
 
     /// Where a request for public `url` actually goes: the next replica, like a load
     /// balancer's round robin.
-    fn route(&self, url: &Url) -> Url {
+    fn route(&self, url: &Url, b: Option<&Browser>) -> Url {
         let t = &self.targets;
-        let replicas = if same_origin(url, &t.presale) {
-            &t.presale_replicas
+        let (replicas, ready, idp) = if same_origin(url, &t.presale) {
+            (&t.presale_replicas, &self.health.presale, false)
         } else if t.issuer.as_ref().is_some_and(|i| same_origin(url, i)) {
-            &t.idp_replicas
+            (&t.idp_replicas, &self.health.idp, true)
         } else {
             return url.clone();
         };
         if replicas.is_empty() {
             return url.clone();
         }
-        let i = self
-            .counter
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = replicas.len();
+        let start = self.counter.fetch_add(1, Ordering::Relaxed);
+        let pick = (0..n)
+            .map(|k| (start + k) % n)
+            .find(|i| ready[*i].load(Ordering::Relaxed))
+            .unwrap_or(start % n);
+        if let (true, Some(b)) = (idp, b) {
+            b.idp_seen.fetch_or(1 << (pick % 64), Ordering::Relaxed);
+        }
         let mut routed = url.clone();
-        let r = &replicas[i % replicas.len()];
+        let r = &replicas[pick];
+        *self
+            .health
+            .routed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(r.to_string())
+            .or_default() += 1;
         let _ = routed.set_scheme(r.scheme());
         let _ = routed.set_host(r.host_str());
         let _ = routed.set_port(r.port_or_known_default());
@@ -164,7 +242,7 @@ impl Http {
         url: &Url,
         form: Option<&[(&str, &str)]>,
     ) -> Result<Page, Fail> {
-        let target = self.route(url);
+        let target = self.route(url, Some(b));
         let mut req = match form {
             Some(f) => self.client.post(target).form(f),
             None => self.client.get(target),
@@ -326,12 +404,12 @@ mod tests {
             Duration::from_secs(1),
         )
         .expect("client");
-        let a = http.route(&u("http://shop.example/saipa/?x=1"));
-        let b = http.route(&u("http://shop.example/saipa/?x=1"));
+        let a = http.route(&u("http://shop.example/saipa/?x=1"), None);
+        let b = http.route(&u("http://shop.example/saipa/?x=1"), None);
         assert_eq!(a.as_str(), "http://127.0.0.1:1/saipa/?x=1");
         assert_eq!(b.as_str(), "http://127.0.0.1:2/saipa/?x=1");
         assert_eq!(
-            http.route(&u("http://id.example/authorize")).as_str(),
+            http.route(&u("http://id.example/authorize"), None).as_str(),
             "http://id.example/authorize"
         );
     }

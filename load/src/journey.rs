@@ -232,6 +232,9 @@ impl<'a> Walk<'a> {
         if p.url.path() != home.path() {
             return Err(Stop::Fail(self.step, Fail::Page("back at the storefront")));
         }
+        if self.b.idp_replicas_seen() > 1 {
+            self.j.rec.login_across_replicas();
+        }
         Ok(p)
     }
 

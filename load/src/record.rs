@@ -81,6 +81,7 @@ struct Inner {
     accepted: HashMap<usize, u32>,
     second_device_refused: u64,
     second_device_mismatch: u64,
+    logins_across_replicas: u64,
     campaign: Option<Campaign>,
     launch_lag: Option<Histogram<u64>>,
 }
@@ -229,6 +230,11 @@ impl Recorder {
         self.lock().second_device_refused += 1;
     }
 
+    /// A sign-in whose IdP pages were served by more than one IdP replica.
+    pub fn login_across_replicas(&self) {
+        self.lock().logins_across_replicas += 1;
+    }
+
     /// A second device joined and got a different place from the first: must never happen.
     pub fn second_device_mismatch(&self) {
         self.lock().second_device_mismatch += 1;
@@ -286,6 +292,7 @@ impl Recorder {
             accepted: inner.accepted,
             second_device_refused: inner.second_device_refused,
             second_device_mismatch: inner.second_device_mismatch,
+            logins_across_replicas: inner.logins_across_replicas,
             campaign: inner.campaign,
             launch_lag: inner.launch_lag.unwrap_or_else(hist),
         }
@@ -301,6 +308,7 @@ pub struct Recorded {
     pub accepted: HashMap<usize, u32>,
     pub second_device_refused: u64,
     pub second_device_mismatch: u64,
+    pub logins_across_replicas: u64,
     pub campaign: Option<Campaign>,
     pub launch_lag: Histogram<u64>,
 }

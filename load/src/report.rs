@@ -132,6 +132,11 @@ pub struct Arrivals {
 pub struct Report {
     pub scenario: String,
     pub target: serde_json::Value,
+    /// Requests sent to each replica, when replicas were given.
+    pub routed: BTreeMap<String, u64>,
+    /// Sign-ins whose IdP pages were served by more than one IdP replica (started on one,
+    /// finished on another).
+    pub logins_across_replicas: u64,
     pub mix: serde_json::Value,
     pub started_at: i64,
     pub elapsed_secs: f64,
@@ -150,6 +155,7 @@ pub struct Report {
 pub struct Meta {
     pub scenario: String,
     pub target: serde_json::Value,
+    pub routed: BTreeMap<String, u64>,
     pub mix: serde_json::Value,
     pub started_at: i64,
     pub elapsed_secs: f64,
@@ -274,6 +280,8 @@ pub fn build(meta: Meta, r: Recorded) -> Report {
     Report {
         scenario: meta.scenario,
         target: meta.target,
+        routed: meta.routed,
+        logins_across_replicas: r.logins_across_replicas,
         mix: meta.mix,
         started_at: meta.started_at,
         elapsed_secs: meta.elapsed_secs,

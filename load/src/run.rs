@@ -141,6 +141,7 @@ pub async fn run(
         }
     }
 
+    let probes = journey.http.watch_readiness();
     let start = Instant::now();
     let rec = Arc::new(Recorder::new(start));
     journey.rec = rec.clone();
@@ -239,10 +240,12 @@ pub async fn run(
     }
     rec.sample();
     ticker.abort();
+    probes.abort();
     let elapsed = start.elapsed().as_secs_f64();
     let meta = Meta {
         scenario: plan.scenario,
         target: plan.target,
+        routed: journey.http.routed(),
         mix: serde_json::to_value(&plan.mix).unwrap_or_default(),
         started_at,
         elapsed_secs: elapsed,

@@ -153,6 +153,7 @@ async fn deploy(postgres: bool, n_citizens: usize, license: NewLicense) -> Deplo
             storefronts: fronts.clone(),
             ip_per_sec: 50,
             trust_forwarded_for: true,
+            drain_secs: 0,
         })
         .await
         .expect("presale");

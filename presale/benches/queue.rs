@@ -104,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
         secret_key: secret.clone(),
         ip_per_sec: 10_000_000,
         trust_forwarded_for: false,
+        drain_secs: 0,
         storefronts: vec![StorefrontConfig {
             id: "saipa".into(),
             name: "Saipa".into(),

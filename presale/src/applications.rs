@@ -224,6 +224,11 @@ impl Store {
         Ok(Ok(Accepted { id, tracking_code }))
     }
 
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     pub async fn accepted_count(&self, license_id: &str) -> Result<i64, StoreError> {
         Ok(
             sqlx::query("SELECT COUNT(*) AS n FROM applications WHERE license_id = $1")

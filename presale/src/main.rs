@@ -80,6 +80,9 @@ enum Command {
         /// Take the client IP from the rightmost X-Forwarded-For entry (behind an ingress).
         #[arg(long, env = "EMTA_TRUST_FORWARDED_FOR", default_value_t = false)]
         trust_forwarded_for: bool,
+        /// On SIGTERM, seconds to keep serving with readiness false before closing.
+        #[arg(long, env = "EMTA_DRAIN_SECS", default_value_t = 0)]
+        drain_secs: u64,
     },
 }
 
@@ -116,6 +119,7 @@ async fn main() -> anyhow::Result<()> {
             storefronts,
             ip_per_sec,
             trust_forwarded_for,
+            drain_secs,
         } => {
             let storefronts: Vec<StorefrontConfig> =
                 serde_json::from_slice(&std::fs::read(&storefronts)?)?;
@@ -130,6 +134,7 @@ async fn main() -> anyhow::Result<()> {
                 storefronts,
                 ip_per_sec,
                 trust_forwarded_for,
+                drain_secs,
             };
             let service = Service::build(cfg).await?;
             tracing::info!(addr = %service.addr()?, "emta presale listening");
@@ -286,6 +291,7 @@ async fn demo(dir: PathBuf, idp_port: u16, port: u16, opens_in: i64) -> anyhow::
         // may take the client IP from X-Forwarded-For, which lets `load` give every
         // simulated citizen an address of their own.
         trust_forwarded_for: true,
+        drain_secs: 0,
     })
     .await?;
     println!("\nemta demo is running (embedded defaults: SQLite, in-process stores)\n");

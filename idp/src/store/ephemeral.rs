@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use deadpool_redis::{Config as RedisConfig, Pool as RedisPool, Runtime};
+use super::redis::RedisPool;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EphemeralError {
@@ -187,14 +187,10 @@ impl Ephemeral {
     }
 }
 
-/// A Redis connection pool as every emta service sizes it (the presale queue too). Every
-/// request of a surge touches Redis at least once; the default pool (4 per core) queues
-/// requests behind each other long before Redis is busy.
+/// A Redis connection pool as every emta service sizes it (the presale queue too): a
+/// single server or a Cluster, by the URL ([`super::redis`]).
 pub fn redis_pool(url: &str) -> Result<RedisPool, EphemeralError> {
-    let mut cfg = RedisConfig::from_url(url);
-    cfg.pool = Some(deadpool_redis::PoolConfig::new(64));
-    cfg.create_pool(Some(Runtime::Tokio1))
-        .map_err(|e| EphemeralError::Setup(e.to_string()))
+    RedisPool::new(url).map_err(EphemeralError::Setup)
 }
 
 static HIT_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {

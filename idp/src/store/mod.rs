@@ -2,6 +2,7 @@
 //! Storage never renders HTML and knows nothing of HTTP.
 
 pub mod ephemeral;
+pub mod redis;
 pub mod sql;
 
 pub use ephemeral::{Ephemeral, EphemeralError, Hit};

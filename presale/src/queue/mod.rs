@@ -22,8 +22,8 @@ pub mod permutation;
 
 use std::sync::Arc;
 
-use deadpool_redis::Pool;
 use hmac::{Hmac, Mac};
+use idp::store::redis::{RedisConn, RedisPool as Pool};
 use sha2::Sha256;
 
 #[derive(Debug, thiserror::Error)]
@@ -154,7 +154,7 @@ impl Queue {
         }
     }
 
-    async fn conn(&self) -> Result<Option<deadpool_redis::Connection>, QueueError> {
+    async fn conn(&self) -> Result<Option<RedisConn>, QueueError> {
         match &self.backend {
             Backend::Redis(pool) => Ok(Some(pool.get().await?)),
             Backend::Memory(_) => Ok(None),

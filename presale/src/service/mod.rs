@@ -72,6 +72,8 @@ pub struct Config {
     /// Take the client IP for the per-IP limit from the rightmost X-Forwarded-For entry
     /// (behind an ingress that appends it), as the IdP does.
     pub trust_forwarded_for: bool,
+    /// On shutdown, seconds to keep serving with readiness false before closing.
+    pub drain_secs: u64,
 }
 
 struct Storefront {
@@ -96,6 +98,9 @@ struct Inner {
     issuer: String,
     ip_limiter: IpLimiter,
     trust_forwarded_for: bool,
+    /// False from the moment the replica is told to stop (readiness probe).
+    ready: std::sync::atomic::AtomicBool,
+    drain: Duration,
     /// Shared per-subject limits (the IdP's limiter over this service's ephemeral store).
     limiter: idp::flow::limits::Limiter,
     /// Requests in flight on this replica, for load shedding.
@@ -218,6 +223,8 @@ impl Service {
             base_url: cfg.base_url,
             ip_limiter: governor::RateLimiter::keyed(quota),
             trust_forwarded_for: cfg.trust_forwarded_for,
+            ready: std::sync::atomic::AtomicBool::new(true),
+            drain: Duration::from_secs(cfg.drain_secs),
             limiter: idp::flow::limits::Limiter::new(eph.clone(), keys.clone()),
             in_flight: std::sync::atomic::AtomicUsize::new(0),
             tick_lock: tokio::sync::Mutex::new(()),
@@ -252,12 +259,22 @@ impl Service {
                 app.tick().await;
             }
         });
+        let stop_app = self.app.clone();
+        let drain = self.app.drain;
         let router = router(self.app);
         let r = axum::serve(
             self.listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(idp::app::stop_gracefully(
+            shutdown,
+            move || {
+                stop_app
+                    .ready
+                    .store(false, std::sync::atomic::Ordering::Relaxed)
+            },
+            drain,
+        ))
         .await;
         admitter.abort();
         r
@@ -417,6 +434,7 @@ fn router(app: App) -> Router {
     Router::new()
         .route("/", get(home))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .route(
             "/static/wait.js",
             get(|| async {
@@ -444,6 +462,21 @@ fn router(app: App) -> Router {
         .layer(Set::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
         .layer(Set::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .with_state(app)
+}
+
+/// Ready while not stopping and the database answers (Redis trouble sheds load per
+/// request instead: a replica without Redis still serves storefront pages).
+async fn readyz(State(app): State<App>) -> Response {
+    if !app.ready.load(std::sync::atomic::Ordering::Relaxed) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "stopping").into_response();
+    }
+    match app.store.ping().await {
+        Ok(()) => "ready".into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: database");
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+        }
+    }
 }
 
 /// Requests a replica takes at once before it sheds load.

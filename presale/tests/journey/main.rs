@@ -293,6 +293,7 @@ async fn start(postgres: bool) -> Env {
             storefronts: fronts.clone(),
             ip_per_sec: 50,
             trust_forwarded_for: false,
+            drain_secs: 0,
         })
         .await
         .expect("presale");

@@ -1,0 +1,426 @@
+//! Scale-out, for real: a three-master Redis Cluster on loopback ports, PostgreSQL, two IdP
+//! replicas and two presale replicas running as separate processes of the built binary. The
+//! load tool drives a surge through them, rotating every request over the replicas as a
+//! load balancer would: logins start on one IdP replica and finish on the other, the queue
+//! and the cap hold across replicas, and a presale replica sent SIGTERM in the middle of
+//! the surge leaves the rotation and exits without losing a request.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use idp::admin::{self, NewClient};
+use idp::dev::{generate_citizens, StubServices};
+use load::curve::Curve;
+use load::http::{Http, Targets};
+use load::journey::{Codes, Journey};
+use load::record::Recorder;
+use load::run::{Mix, Plan};
+use presale::license::{NewLicense, PresaleKind, Selection};
+use presale::service::StorefrontConfig;
+use sqlx::Connection;
+use url::Url;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+/// Child processes killed when the test ends, however it ends.
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Three cluster-enabled redis-server processes joined into one Cluster (no replicas).
+fn redis_cluster(dir: &std::path::Path) -> (Children, Vec<u16>) {
+    let ports = [free_port(), free_port(), free_port()];
+    let mut children = Children(Vec::new());
+    for p in ports {
+        let d = dir.join(format!("redis-{p}"));
+        std::fs::create_dir_all(&d).expect("dir");
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &p.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--dir",
+                &d.display().to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (.ci/run installs it)");
+        children.0.push(child);
+    }
+    for p in ports {
+        wait_for(|| redis_cli(p, &["PING"]).contains("PONG"), "redis node");
+    }
+    let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let out = Command::new("redis-cli")
+        .arg("--cluster")
+        .arg("create")
+        .args(&nodes)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .expect("redis-cli");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    wait_for(
+        || {
+            ports
+                .iter()
+                .all(|p| redis_cli(*p, &["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+        },
+        "cluster state ok",
+    );
+    (children, ports.to_vec())
+}
+
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    Command::new("redis-cli")
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+fn wait_for(mut ok: impl FnMut() -> bool, what: &str) {
+    let until = Instant::now() + Duration::from_secs(30);
+    while !ok() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+async fn postgres_db() -> String {
+    let admin = std::env::var("EMTA_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let mut c = sqlx::PgConnection::connect(&admin).await.expect("postgres");
+    let db = format!(
+        "emta_scale_{}_{}",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&mut c)
+        .await
+        .expect("create");
+    format!(
+        "{}/{db}",
+        admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin)
+    )
+}
+
+async fn ready(url: &str) {
+    let client = reqwest::Client::new();
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        if client
+            .get(format!("{url}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return;
+        }
+        assert!(Instant::now() < until, "{url} never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_a_redis_cluster_keep_every_property_and_drain_on_sigterm() {
+    // Arrange: the Cluster, the database, the stubs.
+    let dir = std::env::temp_dir().join(format!("emta-scale-{}", std::process::id()));
+    let (_redis, redis_ports) = redis_cluster(&dir);
+    let redis_url = format!(
+        "redis+cluster://{}",
+        redis_ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let citizens = generate_citizens(240, rand::random());
+    let stub = StubServices::new(citizens.clone());
+    let (stub_addr, _) = stub
+        .clone()
+        .serve(([127, 0, 0, 1], 0).into(), std::future::pending())
+        .await
+        .expect("stub");
+    let secret = idp::crypto::random_token(32);
+    let prefix = "emta";
+
+    // Two IdP replicas: one database, one Cluster, one secret; the issuer is the public URL.
+    let idp_db = postgres_db().await;
+    let idp_ports = [free_port(), free_port()];
+    let issuer = format!("http://localhost:{}", idp_ports[0]);
+    let mut cores = Vec::new();
+    for port in idp_ports {
+        let mut s = idp::Settings::for_tests();
+        s.listen = ([127, 0, 0, 1], port).into();
+        s.issuer = issuer.clone();
+        s.storage.database_url = idp::config::Secret::new(idp_db.clone());
+        s.storage.redis_url = idp::config::Secret::new(redis_url.clone());
+        s.storage.redis_prefix = prefix.into();
+        s.secret_key = idp::config::Secret::new(secret.clone());
+        s.registry_url = format!("http://{stub_addr}");
+        s.ownership_url = s.registry_url.clone();
+        s.sms_url = s.registry_url.clone();
+        s.pow_difficulty = 4;
+        s.resend_secs = 1;
+        s.trust_forwarded_for = true;
+        let app = idp::Application::build(s, None).await.expect("idp");
+        cores.push(app.core());
+        tokio::spawn(app.run_until_stopped(std::future::pending()));
+    }
+    let core = cores[0].clone();
+
+    // Two manufacturers, registered for the presale service's public URL.
+    let presale_ports = [free_port(), free_port()];
+    let public = format!("http://localhost:{}", presale_ports[0]);
+    let mut fronts = Vec::new();
+    for id in ["saipa", "iran-khodro"] {
+        let (_, client_secret) = admin::add_client(
+            &core.db,
+            &core.keyring,
+            NewClient {
+                id: id.into(),
+                name: id.into(),
+                name_fa: id.into(),
+                stars: 4,
+                redirect_uris: vec![format!("{public}/{id}/callback")],
+                post_logout_redirect_uris: vec![],
+                service_scopes: vec![],
+                id_token_alg: idp::domain::SigningAlg::ES256,
+                valid_days: 365,
+            },
+            "test",
+            idp::now(),
+        )
+        .await
+        .expect("client");
+        fronts.push(StorefrontConfig {
+            id: id.into(),
+            name: id.into(),
+            name_fa: id.into(),
+            client_secret,
+        });
+    }
+    for c in &cores {
+        c.reload().await.expect("reload");
+    }
+
+    // One license: 80 units, opening a few seconds into the surge.
+    let presale_db = postgres_db().await;
+    let store = presale::applications::Store::connect(&presale_db, 4)
+        .await
+        .expect("store");
+    store.migrate().await.expect("migrate");
+    let now = idp::now();
+    let license = NewLicense {
+        license_no: format!("S-{}", rand::random::<u32>()),
+        manufacturer: "saipa".into(),
+        model: "Shahin".into(),
+        units: 80,
+        unit_price: 8_000_000_000,
+        down_payment: 1_000_000_000,
+        kind: PresaleKind::Regular,
+        delivery_deadline: now + 300 * 24 * 3600,
+        opens_at: now + 6,
+        closes_at: now + 3600,
+        selection: Selection::Queue,
+        admission_per_min: 60_000,
+        max_active: 200,
+        apply_window_secs: 120,
+        min_age: None,
+        round: None,
+        exclusion: None,
+    };
+    store
+        .issue_license(&license, now)
+        .await
+        .expect("sql")
+        .expect("valid");
+    let fronts_file = dir.join("storefronts.json");
+    std::fs::write(&fronts_file, serde_json::to_vec(&fronts).expect("json")).expect("write");
+
+    // Two presale replicas as processes of the built binary.
+    let mut presale = Children(Vec::new());
+    for port in presale_ports {
+        let child = Command::new(env!("CARGO_BIN_EXE_presale"))
+            .arg("serve")
+            .env("EMTA_PRESALE_LISTEN", format!("127.0.0.1:{port}"))
+            .env("EMTA_PRESALE_URL", &public)
+            .env("EMTA_ISSUER", &issuer)
+            .env("DATABASE_URL", &presale_db)
+            .env("REDIS_URL", &redis_url)
+            .env("EMTA_REDIS_PREFIX", prefix)
+            .env("EMTA_SECRET_KEY", &secret)
+            .env("EMTA_STOREFRONTS_FILE", &fronts_file)
+            .env("EMTA_IP_PER_SEC", "1000")
+            .env("EMTA_TRUST_FORWARDED_FOR", "true")
+            .env("EMTA_DRAIN_SECS", "2")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("presale binary");
+        presale.0.push(child);
+    }
+    let presale_urls: Vec<Url> = presale_ports
+        .iter()
+        .map(|p| Url::parse(&format!("http://127.0.0.1:{p}")).expect("url"))
+        .collect();
+    for u in &presale_urls {
+        ready(u.as_str().trim_end_matches('/')).await;
+    }
+    let idp_urls: Vec<Url> = idp_ports
+        .iter()
+        .map(|p| Url::parse(&format!("http://127.0.0.1:{p}")).expect("url"))
+        .collect();
+
+    let journey = Journey {
+        http: Http::new(
+            Targets {
+                presale: Url::parse(&public).expect("url"),
+                presale_replicas: presale_urls.clone(),
+                idp_replicas: idp_urls.clone(),
+                issuer: Some(Url::parse(&issuer).expect("url")),
+            },
+            Duration::from_secs(30),
+        )
+        .expect("http"),
+        rec: Arc::new(Recorder::new(Instant::now())),
+        codes: Codes::Outbox(stub.outbox.clone()),
+        storefront: "saipa".into(),
+        campaign: None,
+        poll_scale: 0.25,
+        max_wait: Duration::from_secs(120),
+        spoof_ips: true,
+    };
+    let plan = Plan {
+        scenario: "scale-out".into(),
+        curve: Curve {
+            bucket_secs: 1.0,
+            counts: vec![16.0; 14],
+        },
+        seed: 11,
+        mix: Mix {
+            returning: 0.1,
+            give_up: 0.0,
+            patience_secs: 60.0,
+            retry: 0.0,
+            wrong_code: 0.1,
+            second_device: 0.05,
+        },
+        citizens,
+        sso_from: Some("iran-khodro".into()),
+        p99_limit_ms: 1000.0,
+        progress: false,
+        target: serde_json::json!({"presale": public}),
+    };
+
+    // Act: the surge; eight seconds in, SIGTERM to the second presale replica.
+    let victim = presale.0[1].id();
+    let terminated = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        let sent = Command::new("kill")
+            .args(["-TERM", &victim.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        (sent, Instant::now())
+    });
+    let report = load::run::run(plan, journey, std::future::pending())
+        .await
+        .expect("run");
+    let (sent, at) = terminated.await.expect("sigterm task");
+    eprintln!("{}", report.summary());
+
+    // Assert: the replica drained and exited cleanly within its grace period.
+    assert!(sent, "SIGTERM sent");
+    let status = loop {
+        if let Some(s) = presale.0[1].try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            at.elapsed() < Duration::from_secs(20),
+            "exited within the grace period"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "a clean exit: {status:?}");
+    // No request lost: the citizens do not retry (retry share 0), so any refused, reset
+    // or dropped request would show up as an error or a failed citizen.
+    let o = &report.outcomes;
+    assert_eq!(o.total, 224, "{}", report.summary());
+    assert!(o.failed.is_empty(), "{}", report.summary());
+    for s in &report.steps {
+        assert_eq!(
+            s.errors_total, 0,
+            "step {} lost requests: {:?}",
+            s.name, s.errors
+        );
+    }
+    // Logins crossed IdP replicas; both presale replicas served.
+    assert!(
+        report.logins_across_replicas > 100,
+        "{}",
+        report.logins_across_replicas
+    );
+    for u in idp_urls.iter().chain(&presale_urls) {
+        assert!(
+            report.routed.get(u.as_str()).is_some_and(|n| *n > 100),
+            "{u} served: {:?}",
+            report.routed
+        );
+    }
+    // The cap and one application per person hold across replicas, as SQL agrees.
+    let a = &report.applications;
+    assert_eq!(a.accepted, 80);
+    assert_eq!(a.matches_expected, Some(true));
+    assert_eq!((a.duplicates, a.second_device_mismatch), (0, 0));
+    let id = store.licenses().await.expect("licenses").remove(0).id;
+    assert_eq!(store.accepted_count(&id).await.expect("count"), 80);
+    // The queue: first come, first served after the opening; a fair draw before it.
+    let f = &report.fairness;
+    assert!(f.after_opening.n > 20 && f.before_opening.n > 20, "{f:?}");
+    assert_eq!(f.after_opening.out_of_order, 0);
+    assert!(f.before_opening.distinct_tickets);
+    // The campaign's keys spread nowhere but their own slot: one node holds them all.
+    let holders = redis_ports
+        .iter()
+        .filter(|p| {
+            redis_cli(**p, &["DBSIZE"])
+                .trim()
+                .parse::<u64>()
+                .unwrap_or(0)
+                > 0
+        })
+        .count();
+    assert!(
+        holders >= 2,
+        "keys of logins and limits spread over the shards"
+    );
+}
