@@ -11,6 +11,8 @@
 //!   intended start, outcomes, applications against the cap, fairness, a timeline; JSON
 //!   and an HTML page with charts.
 //! - [`run`]: the run itself, with live progress and Ctrl-C for a partial report.
+//! - [`sweep`]: rising plateaus through an in-process deployment on PostgreSQL and Redis,
+//!   to find the largest arrival rate one replica of each service holds.
 //! - [`stubs`]: the stub civil registry, mobile ownership and SMS gateway a test deployment
 //!   points at; [`drive`]: a closed-loop driver for single-operation benchmarks.
 
@@ -23,6 +25,7 @@ pub mod journey;
 pub mod record;
 pub mod report;
 pub mod run;
+pub mod sweep;
 
 pub mod stubs {
     //! Serves `idp::dev::StubServices` (the three upstream contracts, plus `GET /outbox`

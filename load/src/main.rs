@@ -26,9 +26,47 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Replay a surge: arrivals on a curve, each a citizen walking the real journey.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List the named scenarios.
     Scenarios,
+    /// Find the largest arrival rate one replica of each service holds: an in-process
+    /// deployment on PostgreSQL and Redis, then plateaus of rising rates until one does
+    /// not hold (every step's p99 under the limit, no errors but planned sold-out).
+    Sweep {
+        #[arg(
+            long,
+            env = "EMTA_TEST_POSTGRES_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+        )]
+        postgres: String,
+        #[arg(
+            long,
+            env = "EMTA_TEST_REDIS_URL",
+            default_value = "redis://127.0.0.1:6379"
+        )]
+        redis: String,
+        /// Arrival rates to try, per second, in order.
+        #[arg(long, value_delimiter = ',', default_value = "10,20,40,60,80,100,120")]
+        rates: Vec<f64>,
+        /// Seconds of each plateau.
+        #[arg(long, default_value_t = 60.0)]
+        secs: f64,
+        /// The IdP's proof-of-work difficulty (citizens' devices pay it, and here the load
+        /// tool does, on the same cores as the servers).
+        #[arg(long, default_value_t = 8)]
+        pow_difficulty: u8,
+        #[arg(long, default_value_t = 500.0)]
+        p99_limit_ms: f64,
+        /// Keep going past the first rate that does not hold.
+        #[arg(long)]
+        all: bool,
+        /// The campaign's admission rate per minute (the ministry sets it to what the
+        /// database absorbs; the queue holds everyone else).
+        #[arg(long, default_value_t = 6000)]
+        admission_per_min: i64,
+        #[arg(long, default_value = "load-sweep")]
+        out: PathBuf,
+    },
     /// Serve the stub civil registry, mobile-ownership service and SMS gateway over
     /// synthetic citizens; point the IdP's EMTA_REGISTRY_URL, EMTA_OWNERSHIP_URL and
     /// EMTA_SMS_URL at it.
@@ -300,11 +338,25 @@ async fn run(a: RunArgs) -> anyhow::Result<bool> {
         max_wait: Duration::from_secs(a.max_wait_secs),
         spoof_ips: !a.no_spoof_ips,
     };
-    let name = a
+    let preset_name = a
         .scenario
         .to_possible_value()
         .map(|v| v.get_name().to_owned())
         .unwrap_or_default();
+    // The curve's own name when the scenario's was replaced.
+    let name = match (&a.csv, a.shape) {
+        (Some(path), _) => format!("{} ({preset_name} mix)", path.display()),
+        (None, Some(shape)) => format!(
+            "{} {}/s over {} s ({preset_name} mix)",
+            shape
+                .to_possible_value()
+                .map(|v| v.get_name().to_owned())
+                .unwrap_or_default(),
+            a.peak,
+            a.duration
+        ),
+        (None, None) => preset_name,
+    };
     eprintln!(
         "{name}: {:.0} arrivals over {:.0} s, peak {:.1}/s; Ctrl-C stops with a partial report",
         curve.total(),
@@ -337,9 +389,34 @@ async fn main() -> anyhow::Result<()> {
     idp::telemetry::init_logging();
     match Cli::parse().command {
         Command::Run(a) => {
-            if !run(a).await? {
+            if !run(*a).await? {
                 std::process::exit(2);
             }
+        }
+        Command::Sweep {
+            postgres,
+            redis,
+            rates,
+            secs,
+            pow_difficulty,
+            p99_limit_ms,
+            all,
+            admission_per_min,
+            out,
+        } => {
+            let table = load::sweep::run(load::sweep::Sweep {
+                postgres_admin: postgres,
+                redis_url: redis,
+                rates,
+                secs,
+                pow_difficulty,
+                p99_limit_ms,
+                out,
+                all,
+                admission_per_min,
+            })
+            .await?;
+            println!("{table}");
         }
         Command::Scenarios => {
             for s in Scenario::value_variants() {

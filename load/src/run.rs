@@ -185,7 +185,7 @@ pub async fn run(
                         b.set_position(rec.launched.load(Ordering::Relaxed));
                         b.set_message(line);
                     }
-                    None if progress && n % 5 == 0 => eprintln!(
+                    None if progress && n.is_multiple_of(5) => eprintln!(
                         "{:>5} s  arrived {}/{} · {line}",
                         n,
                         rec.launched.load(Ordering::Relaxed),

@@ -6,166 +6,36 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use idp::admin::{self, NewClient};
-use idp::dev::{generate_citizens, StubServices};
 use load::curve::Curve;
 use load::http::{Http, Targets};
 use load::journey::{Codes, Journey};
 use load::record::Recorder;
 use load::run::{Mix, Plan};
 use presale::license::{NewLicense, PresaleKind, Selection};
-use presale::service::{Config, Service, StorefrontConfig};
-use sqlx::Connection;
-use url::Url;
+use presale::local::{Deployment, Options};
 
-struct Deployment {
-    presale: Url,
-    replicas: Vec<Url>,
-    stub: StubServices,
-    citizens: Vec<idp::dev::FixtureCitizen>,
-    store: presale::applications::Store,
+fn postgres_admin() -> String {
+    std::env::var("EMTA_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-async fn database(postgres: bool, name: &str) -> String {
-    let unique = format!("{name}_{}_{}", std::process::id(), rand::random::<u32>());
-    if !postgres {
-        let dir = std::env::temp_dir().join(format!("emta-load-{unique}"));
-        std::fs::create_dir_all(&dir).expect("dir");
-        return format!("sqlite://{}?mode=rwc", dir.join("db").display());
-    }
-    let admin = std::env::var("EMTA_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let mut c = sqlx::PgConnection::connect(&admin).await.expect("postgres");
-    let db = format!("emta_load_{unique}");
-    sqlx::query(&format!("CREATE DATABASE {db}"))
-        .execute(&mut c)
-        .await
-        .expect("create");
-    format!(
-        "{}/{db}",
-        admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin)
-    )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
+fn redis() -> String {
+    std::env::var("EMTA_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
 /// Stubs, the IdP, Saipa and Iran Khodro registered, two presale replicas, `license`.
-async fn deploy(postgres: bool, n_citizens: usize, license: NewLicense) -> Deployment {
-    let citizens = generate_citizens(n_citizens, rand::random());
-    let stub = StubServices::new(citizens.clone());
-    let (stub_addr, _) = stub
-        .clone()
-        .serve(([127, 0, 0, 1], 0).into(), std::future::pending())
-        .await
-        .expect("stub");
-    let redis = if postgres {
-        std::env::var("EMTA_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-    } else {
-        String::new()
-    };
-    let prefix = format!("emta_l{}", rand::random::<u32>());
-    let secret = idp::crypto::random_token(32);
-    let idp_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let issuer = format!(
-        "http://localhost:{}",
-        idp_listener.local_addr().expect("addr").port()
-    );
-    let ports = [free_port(), free_port()];
-    let replicas: Vec<Url> = ports
-        .iter()
-        .map(|p| Url::parse(&format!("http://127.0.0.1:{p}")).expect("url"))
-        .collect();
-    // The public URL, as the ingress in front of the replicas would have it.
-    let public = format!("http://localhost:{}", ports[0]);
-
-    let mut s = idp::Settings::for_tests();
-    s.issuer = issuer.clone();
-    s.storage.database_url = idp::config::Secret::new(database(postgres, "idp").await);
-    s.storage.redis_url = idp::config::Secret::new(redis.clone());
-    s.storage.redis_prefix = prefix.clone();
-    s.secret_key = idp::config::Secret::new(secret.clone());
-    s.registry_url = format!("http://{stub_addr}");
-    s.ownership_url = s.registry_url.clone();
-    s.sms_url = s.registry_url.clone();
-    s.pow_difficulty = 4;
-    s.resend_secs = 1;
-    s.trust_forwarded_for = true;
-    let app = idp::Application::build_with_listener(s, None, idp_listener)
-        .await
-        .expect("idp");
-    let core = app.core();
-    tokio::spawn(app.run_until_stopped(std::future::pending()));
-    let mut fronts = Vec::new();
-    for (id, name) in [("saipa", "Saipa"), ("iran-khodro", "Iran Khodro")] {
-        let (_, client_secret) = admin::add_client(
-            &core.db,
-            &core.keyring,
-            NewClient {
-                id: id.into(),
-                name: name.into(),
-                name_fa: name.into(),
-                stars: 4,
-                redirect_uris: vec![format!("{public}/{id}/callback")],
-                post_logout_redirect_uris: vec![],
-                service_scopes: vec![],
-                id_token_alg: idp::domain::SigningAlg::ES256,
-                valid_days: 365,
-            },
-            "test",
-            idp::now(),
-        )
-        .await
-        .expect("client");
-        fronts.push(StorefrontConfig {
-            id: id.into(),
-            name: name.into(),
-            name_fa: name.into(),
-            client_secret,
-        });
-    }
-    core.reload().await.expect("reload");
-    let db = database(postgres, "presale").await;
-    let store = presale::applications::Store::connect(&db, 4)
-        .await
-        .expect("store");
-    store.migrate().await.expect("migrate");
-    store
-        .issue_license(&license, idp::now())
-        .await
-        .expect("sql")
-        .expect("valid");
-    for port in ports {
-        let service = Service::build(Config {
-            listen: ([127, 0, 0, 1], port).into(),
-            base_url: public.clone(),
-            issuer: issuer.clone(),
-            database_url: db.clone(),
-            redis_url: redis.clone(),
-            redis_prefix: prefix.clone(),
-            secret_key: secret.clone(),
-            storefronts: fronts.clone(),
-            ip_per_sec: 50,
-            trust_forwarded_for: true,
-            drain_secs: 0,
-        })
-        .await
-        .expect("presale");
-        tokio::spawn(service.run_until_stopped(std::future::pending()));
-    }
-    Deployment {
-        presale: Url::parse(&public).expect("url"),
-        replicas,
-        stub,
+async fn deploy(postgres: bool, citizens: usize, license: NewLicense) -> Deployment {
+    presale::local::deploy(Options {
+        postgres_admin: postgres.then(postgres_admin),
+        redis_url: if postgres { redis() } else { String::new() },
         citizens,
-        store,
-    }
+        presale_replicas: 2,
+        pow_difficulty: 4,
+        ip_per_sec: 50,
+        license,
+    })
+    .await
+    .expect("deployment")
 }
 
 fn queue_license(units: i64, opens_in: i64) -> NewLicense {

@@ -224,6 +224,10 @@ impl Store {
         Ok(Ok(Accepted { id, tracking_code }))
     }
 
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

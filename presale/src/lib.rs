@@ -6,11 +6,15 @@
 //! - [`applications`]: durable applications in SQL: never above the license's cap, never
 //!   two per national ID in a campaign (or a round), under any concurrency.
 //!
-//! Not built yet (issue 3): the storefronts (OIDC relying parties of the IdP), the
-//! ministry console with TOTP, lotteries, the waiting page, and the HTTP service.
+//! - [`license`], [`lottery`], [`staff`]: licenses the ministry issues, public lottery
+//!   draws, and the ministry's staff (argon2 + TOTP, audit log).
+//! - [`service`]: the HTTP service: storefronts (OIDC relying parties of the IdP), the
+//!   waiting room, applications, the ministry console.
+//! - [`local`]: a whole deployment in one process, for tests and benchmarks.
 
 pub mod applications;
 pub mod license;
+pub mod local;
 pub mod lottery;
 pub mod queue;
 pub mod service;

@@ -3,7 +3,8 @@
 use crate::applications::{Store, StoreError};
 
 /// Legal delivery limits by presale kind: firm 9 months, regular 12 months (DESIGN.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PresaleKind {
     Firm,
     Regular,
@@ -26,7 +27,8 @@ impl PresaleKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Selection {
     Queue,
     Lottery,
@@ -42,14 +44,17 @@ impl Selection {
 }
 
 /// Eligibility rule: no accepted application at these manufacturers in the last `months`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct Exclusion {
     pub manufacturers: Vec<String>,
     pub months: i64,
 }
 
-/// A license to be issued. Times in Unix seconds, money in rials.
-#[derive(Debug, Clone)]
+/// A license to be issued. Times in Unix seconds, money in rials. (JSON for `presale
+/// license issue`: the same field names, `kind` "firm" or "regular", `selection` "queue"
+/// or "lottery".)
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewLicense {
     pub license_no: String,
     pub manufacturer: String,

@@ -36,6 +36,17 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         opens_in: i64,
     },
+    /// Licenses outside the console.
+    License {
+        #[arg(
+            long,
+            env = "DATABASE_URL",
+            default_value = "sqlite://emta-presale.db?mode=rwc"
+        )]
+        database_url: String,
+        #[command(subcommand)]
+        action: LicenseAction,
+    },
     /// Ministry staff accounts.
     Staff {
         #[arg(
@@ -83,6 +94,21 @@ enum Command {
         /// On SIGTERM, seconds to keep serving with readiness false before closing.
         #[arg(long, env = "EMTA_DRAIN_SECS", default_value_t = 0)]
         drain_secs: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum LicenseAction {
+    /// Issue a license from a JSON file (bootstrap, scripted test deployments). Validated
+    /// like the console's form and written to the audit log as `cli:<actor>`; the console
+    /// with TOTP is the way for day-to-day issuing.
+    Issue {
+        /// The license (NewLicense fields; times in Unix seconds).
+        #[arg(long)]
+        file: PathBuf,
+        /// Who issues it, for the audit log.
+        #[arg(long)]
+        actor: String,
     },
 }
 
@@ -148,6 +174,33 @@ async fn main() -> anyhow::Result<()> {
             port,
             opens_in,
         } => demo(dir, idp_port, port, opens_in).await?,
+        Command::License {
+            database_url,
+            action: LicenseAction::Issue { file, actor },
+        } => {
+            let license: NewLicense = serde_json::from_slice(&std::fs::read(&file)?)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            let store = presale::applications::Store::connect(&database_url, 2).await?;
+            store.migrate().await?;
+            let now = idp::now();
+            let id = store
+                .issue_license(&license, now)
+                .await?
+                .map_err(|e| anyhow::anyhow!("license refused: {e}"))?;
+            store
+                .audit(
+                    now,
+                    &format!("cli:{actor}"),
+                    "license.issue",
+                    &id,
+                    &format!(
+                        "{} {} units={}",
+                        license.license_no, license.model, license.units
+                    ),
+                )
+                .await?;
+            println!("{id}");
+        }
         Command::Staff {
             database_url,
             action:

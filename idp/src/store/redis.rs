@@ -8,8 +8,6 @@
 //! seed nodes (`redis://a:6379,redis://b:6379`) or the `redis+cluster://` scheme
 //! (`redis+cluster://a:6379,b:6379`) is a Cluster.
 
-use std::future::Future;
-
 use redis::aio::ConnectionLike;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
@@ -84,13 +82,11 @@ impl RedisPool {
         matches!(self, Self::Cluster(_))
     }
 
-    pub fn get(&self) -> impl Future<Output = Result<RedisConn, deadpool_redis::PoolError>> + '_ {
-        async move {
-            Ok(match self {
-                Self::Single(p) => RedisConn::Single(p.get().await?),
-                Self::Cluster(p) => RedisConn::Cluster(p.get().await?),
-            })
-        }
+    pub async fn get(&self) -> Result<RedisConn, deadpool_redis::PoolError> {
+        Ok(match self {
+            Self::Single(p) => RedisConn::Single(p.get().await?),
+            Self::Cluster(p) => RedisConn::Cluster(p.get().await?),
+        })
     }
 }
 

@@ -1,0 +1,205 @@
+//! How much one replica of each service holds: a whole deployment in this process (stub
+//! services, the IdP, one presale replica, on PostgreSQL and Redis), then plateaus of
+//! rising arrival rates through it, each a fresh license and fresh databases, until a
+//! rate does not hold. The load tool runs on the same machine, so what it measures is
+//! the whole system's capacity on these cores, the tool's own work included.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use presale::license::{NewLicense, PresaleKind, Selection};
+use presale::local::Options;
+
+use crate::curve::{Curve, Shape};
+use crate::http::{Http, Targets};
+use crate::journey::{Codes, Journey};
+use crate::record::Recorder;
+use crate::report::Report;
+use crate::run::{Mix, Plan};
+
+pub struct Sweep {
+    pub postgres_admin: String,
+    pub redis_url: String,
+    pub rates: Vec<f64>,
+    pub secs: f64,
+    pub pow_difficulty: u8,
+    pub p99_limit_ms: f64,
+    pub out: std::path::PathBuf,
+    /// Keep going past the first rate that does not hold.
+    pub all: bool,
+    /// The license's admission rate: how fast the queue lets people apply.
+    pub admission_per_min: i64,
+}
+
+/// Work the servers' backends did: PostgreSQL commits (all databases) and Redis commands.
+async fn backend_work(s: &Sweep) -> (i64, i64) {
+    use sqlx::Connection;
+    let commits = async {
+        let mut c = sqlx::PgConnection::connect(&s.postgres_admin).await.ok()?;
+        sqlx::query_scalar::<_, i64>("SELECT sum(xact_commit)::bigint FROM pg_stat_database")
+            .fetch_one(&mut c)
+            .await
+            .ok()
+    }
+    .await
+    .unwrap_or(0);
+    let commands = async {
+        let client = redis::Client::open(s.redis_url.as_str()).ok()?;
+        let mut c = client.get_multiplexed_async_connection().await.ok()?;
+        let info: String = redis::cmd("INFO")
+            .arg("stats")
+            .query_async(&mut c)
+            .await
+            .ok()?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("total_commands_processed:"))
+            .and_then(|v| v.trim().parse().ok())
+    }
+    .await
+    .unwrap_or(0);
+    (commits, commands)
+}
+
+fn license(units: i64, admission_per_min: i64) -> NewLicense {
+    let now = idp::now();
+    NewLicense {
+        license_no: format!("SWEEP-{}", rand::random::<u32>()),
+        manufacturer: "saipa".into(),
+        model: "Shahin".into(),
+        units,
+        unit_price: 8_000_000_000,
+        down_payment: 1_000_000_000,
+        kind: PresaleKind::Regular,
+        delivery_deadline: now + 300 * 24 * 3600,
+        // Opens a fifth of the way in, like the opening shape.
+        opens_at: now + 5,
+        closes_at: now + 24 * 3600,
+        selection: Selection::Queue,
+        admission_per_min,
+        max_active: 100_000,
+        apply_window_secs: 600,
+        min_age: Some(18),
+        round: None,
+        exclusion: None,
+    }
+}
+
+/// One rate: a fresh deployment and a plateau at `rate` for `secs`; half as many units as
+/// arrivals, so selling out (planned) is part of every run.
+pub async fn one(s: &Sweep, rate: f64) -> anyhow::Result<Report> {
+    let curve = Curve::shape(Shape::Plateau, rate, s.secs)?;
+    let n = curve.total().ceil() as usize + 1;
+    let d = presale::local::deploy(Options {
+        postgres_admin: Some(s.postgres_admin.clone()),
+        redis_url: s.redis_url.clone(),
+        citizens: n,
+        presale_replicas: 1,
+        pow_difficulty: s.pow_difficulty,
+        ip_per_sec: 50,
+        license: license((n / 2) as i64, s.admission_per_min),
+    })
+    .await?;
+    let journey = Journey {
+        http: Http::new(
+            Targets {
+                presale: d.presale.clone(),
+                presale_replicas: vec![],
+                idp_replicas: vec![],
+                issuer: None,
+            },
+            Duration::from_secs(30),
+        )?,
+        rec: Arc::new(Recorder::new(Instant::now())),
+        codes: Codes::Outbox(d.stub.outbox.clone()),
+        storefront: "saipa".into(),
+        campaign: None,
+        poll_scale: 1.0,
+        max_wait: Duration::from_secs(600),
+        spoof_ips: true,
+    };
+    let plan = Plan {
+        scenario: format!("plateau {rate}/s"),
+        curve,
+        seed: rate as u64,
+        mix: Mix {
+            returning: 0.1,
+            give_up: 0.0,
+            patience_secs: 600.0,
+            retry: 0.0,
+            wrong_code: 0.05,
+            second_device: 0.0,
+        },
+        citizens: d.citizens.clone(),
+        sso_from: Some("iran-khodro".into()),
+        p99_limit_ms: s.p99_limit_ms,
+        progress: true,
+        target: serde_json::json!({"deployment": "in-process: stubs, 1 IdP, 1 presale replica, PostgreSQL, Redis", "pow_difficulty": s.pow_difficulty}),
+    };
+    let report = crate::run::run(plan, journey, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await;
+    d.stop().await;
+    report
+}
+
+/// The step that gave way first: the most errors, else the highest p99.
+pub fn weakest(r: &Report) -> String {
+    if let Some(s) = r
+        .steps
+        .iter()
+        .filter(|s| s.errors_total > 0)
+        .max_by_key(|s| s.errors_total)
+    {
+        return format!("{}: {} errors {:?}", s.name, s.errors_total, s.errors);
+    }
+    r.steps
+        .iter()
+        .max_by(|a, b| a.latency_ms.p99.total_cmp(&b.latency_ms.p99))
+        .map(|s| format!("{}: p99 {:.0} ms", s.name, s.latency_ms.p99))
+        .unwrap_or_default()
+}
+
+/// Runs the rates in order; writes each report and a Markdown table; returns the table.
+pub async fn run(s: Sweep) -> anyhow::Result<String> {
+    let mut table = String::from(
+        "| arrivals/s | citizens | held | slowest step p99 (ms) | status polls p99 (ms) | applied | sold out | SQL commits / citizen | Redis commands / citizen | what gave way first |\n|---:|---:|:---:|---|---:|---:|---:|---:|---:|---|\n",
+    );
+    std::fs::create_dir_all(&s.out)?;
+    for &rate in &s.rates {
+        let before = backend_work(&s).await;
+        let r = one(&s, rate).await?;
+        let after = backend_work(&s).await;
+        let per = |a: i64, b: i64| (b - a) as f64 / r.outcomes.total.max(1) as f64;
+        crate::run::write(&r, &s.out.join(format!("plateau-{rate}")))?;
+        let slowest = r
+            .steps
+            .iter()
+            .max_by(|a, b| a.latency_ms.p99.total_cmp(&b.latency_ms.p99))
+            .map(|x| format!("{} {:.0}", x.name, x.latency_ms.p99))
+            .unwrap_or_default();
+        let status = r
+            .steps
+            .iter()
+            .find(|x| x.name == "status")
+            .map(|x| x.latency_ms.p99)
+            .unwrap_or(0.0);
+        let row = format!(
+            "| {rate} | {} | {} | {slowest} | {status:.0} | {} | {} | {:.1} | {:.1} | {} |\n",
+            r.outcomes.total,
+            if r.verdict.held { "yes" } else { "no" },
+            r.outcomes.applied,
+            r.outcomes.sold_out.values().sum::<u64>(),
+            per(before.0, after.0),
+            per(before.1, after.1),
+            weakest(&r)
+        );
+        eprint!("{row}");
+        table.push_str(&row);
+        if !r.verdict.held && !s.all {
+            break;
+        }
+    }
+    std::fs::write(s.out.join("sweep.md"), &table)?;
+    Ok(table)
+}
