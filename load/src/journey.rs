@@ -613,6 +613,37 @@ fn action(p: &Page, suffix: &str, what: &'static str) -> Result<Url, Stop> {
 }
 
 impl Journey {
+    /// Journeys through an in-process deployment: requests rotate over its presale
+    /// replicas, codes come straight from its stub gateway, every citizen has an address.
+    pub fn local(
+        d: &presale::local::Deployment,
+        poll_scale: f64,
+        max_wait: Duration,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            http: Http::new(
+                crate::http::Targets {
+                    presale: d.presale.clone(),
+                    presale_replicas: if d.replicas.len() > 1 {
+                        d.replicas.clone()
+                    } else {
+                        vec![]
+                    },
+                    idp_replicas: vec![],
+                    issuer: None,
+                },
+                Duration::from_secs(30),
+            )?,
+            rec: Arc::new(Recorder::new(Instant::now())),
+            codes: Codes::Outbox(d.stub.outbox.clone()),
+            storefront: "saipa".into(),
+            campaign: None,
+            poll_scale,
+            max_wait,
+            spoof_ips: true,
+        })
+    }
+
     /// Before the surge: a returning citizen signs in at another manufacturer's
     /// storefront, so at arrival the IdP asks only for consent. Returns their browser.
     pub async fn warm_up(&self, p: &Person, other: &str) -> Result<Browser, String> {

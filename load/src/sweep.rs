@@ -4,16 +4,12 @@
 //! rate does not hold. The load tool runs on the same machine, so what it measures is
 //! the whole system's capacity on these cores, the tool's own work included.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use presale::license::{NewLicense, PresaleKind, Selection};
 use presale::local::Options;
 
 use crate::curve::{Curve, Shape};
-use crate::http::{Http, Targets};
-use crate::journey::{Codes, Journey};
-use crate::record::Recorder;
+use crate::journey::Journey;
 use crate::report::Report;
 use crate::run::{Mix, Plan};
 
@@ -60,30 +56,6 @@ async fn backend_work(s: &Sweep) -> (i64, i64) {
     (commits, commands)
 }
 
-fn license(units: i64, admission_per_min: i64) -> NewLicense {
-    let now = idp::now();
-    NewLicense {
-        license_no: format!("SWEEP-{}", rand::random::<u32>()),
-        manufacturer: "saipa".into(),
-        model: "Shahin".into(),
-        units,
-        unit_price: 8_000_000_000,
-        down_payment: 1_000_000_000,
-        kind: PresaleKind::Regular,
-        delivery_deadline: now + 300 * 24 * 3600,
-        // Opens a fifth of the way in, like the opening shape.
-        opens_at: now + 5,
-        closes_at: now + 24 * 3600,
-        selection: Selection::Queue,
-        admission_per_min,
-        max_active: 100_000,
-        apply_window_secs: 600,
-        min_age: Some(18),
-        round: None,
-        exclusion: None,
-    }
-}
-
 /// One rate: a fresh deployment and a plateau at `rate` for `secs`; half as many units as
 /// arrivals, so selling out (planned) is part of every run.
 pub async fn one(s: &Sweep, rate: f64) -> anyhow::Result<Report> {
@@ -96,27 +68,11 @@ pub async fn one(s: &Sweep, rate: f64) -> anyhow::Result<Report> {
         presale_replicas: 1,
         pow_difficulty: s.pow_difficulty,
         ip_per_sec: 50,
-        license: license((n / 2) as i64, s.admission_per_min),
+        // Opens a fifth of the way in (5 s), like the opening shape.
+        license: presale::local::queue_license((n / 2) as i64, 5, s.admission_per_min),
     })
     .await?;
-    let journey = Journey {
-        http: Http::new(
-            Targets {
-                presale: d.presale.clone(),
-                presale_replicas: vec![],
-                idp_replicas: vec![],
-                issuer: None,
-            },
-            Duration::from_secs(30),
-        )?,
-        rec: Arc::new(Recorder::new(Instant::now())),
-        codes: Codes::Outbox(d.stub.outbox.clone()),
-        storefront: "saipa".into(),
-        campaign: None,
-        poll_scale: 1.0,
-        max_wait: Duration::from_secs(600),
-        spoof_ips: true,
-    };
+    let journey = Journey::local(&d, 1.0, Duration::from_secs(600))?;
     let plan = Plan {
         scenario: format!("plateau {rate}/s"),
         curve,

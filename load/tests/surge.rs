@@ -3,15 +3,12 @@
 //! citizens walk every page over HTTP. The report must account for everyone, fill the cap
 //! exactly, never duplicate, and carry the fairness figures.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use load::curve::Curve;
-use load::http::{Http, Targets};
-use load::journey::{Codes, Journey};
-use load::record::Recorder;
+use load::journey::Journey;
 use load::run::{Mix, Plan};
-use presale::license::{NewLicense, PresaleKind, Selection};
+use presale::license::NewLicense;
 use presale::local::{Deployment, Options};
 
 fn postgres_admin() -> String {
@@ -38,49 +35,18 @@ async fn deploy(postgres: bool, citizens: usize, license: NewLicense) -> Deploym
     .expect("deployment")
 }
 
+/// 600 applications a minute, 200 admitted at once, two minutes to apply, at least 21.
 fn queue_license(units: i64, opens_in: i64) -> NewLicense {
-    let now = idp::now();
     NewLicense {
-        license_no: format!("L-{}", rand::random::<u32>()),
-        manufacturer: "saipa".into(),
-        model: "Shahin".into(),
-        units,
-        unit_price: 8_000_000_000,
-        down_payment: 1_000_000_000,
-        kind: PresaleKind::Regular,
-        delivery_deadline: now + 300 * 24 * 3600,
-        opens_at: now + opens_in,
-        closes_at: now + 3600,
-        selection: Selection::Queue,
-        admission_per_min: 60_000,
         max_active: 200,
         apply_window_secs: 120,
         min_age: Some(21),
-        round: None,
-        exclusion: None,
+        ..presale::local::queue_license(units, opens_in, 60_000)
     }
 }
 
 fn journey(d: &Deployment, poll_scale: f64) -> Journey {
-    Journey {
-        http: Http::new(
-            Targets {
-                presale: d.presale.clone(),
-                presale_replicas: d.replicas.clone(),
-                idp_replicas: vec![],
-                issuer: None,
-            },
-            Duration::from_secs(30),
-        )
-        .expect("http"),
-        rec: Arc::new(Recorder::new(Instant::now())),
-        codes: Codes::Outbox(d.stub.outbox.clone()),
-        storefront: "saipa".into(),
-        campaign: None,
-        poll_scale,
-        max_wait: Duration::from_secs(120),
-        spoof_ips: true,
-    }
+    Journey::local(d, poll_scale, Duration::from_secs(120)).expect("journey")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,7 @@ use sqlx::Connection;
 use url::Url;
 
 use crate::applications::Store;
-use crate::license::NewLicense;
+use crate::license::{NewLicense, PresaleKind, Selection};
 use crate::service::{Config, Service, StorefrontConfig};
 
 pub struct Options {
@@ -59,6 +59,32 @@ fn stopped(
     let mut rx = rx.clone();
     async move {
         let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+/// A Saipa Shahin queue license for tests and benchmarks: `units`, opening in `opens_in`
+/// seconds for a day, admitting `admission_per_min`, 600 s to apply, adults only; callers
+/// change what they are about with struct update syntax.
+pub fn queue_license(units: i64, opens_in: i64, admission_per_min: i64) -> NewLicense {
+    let now = idp::now();
+    NewLicense {
+        license_no: format!("LOCAL-{}", rand::random::<u32>()),
+        manufacturer: "saipa".into(),
+        model: "Shahin".into(),
+        units,
+        unit_price: 8_000_000_000,
+        down_payment: 1_000_000_000,
+        kind: PresaleKind::Regular,
+        delivery_deadline: now + 300 * 24 * 3600,
+        opens_at: now + opens_in,
+        closes_at: now + 24 * 3600,
+        selection: Selection::Queue,
+        admission_per_min,
+        max_active: 100_000,
+        apply_window_secs: 600,
+        min_age: Some(18),
+        round: None,
+        exclusion: None,
     }
 }
 

@@ -17,9 +17,8 @@ use load::http::{Http, Targets};
 use load::journey::{Codes, Journey};
 use load::record::Recorder;
 use load::run::{Mix, Plan};
-use presale::license::{NewLicense, PresaleKind, Selection};
+use presale::license::NewLicense;
 use presale::service::StorefrontConfig;
-use sqlx::Connection;
 use url::Url;
 
 fn free_port() -> u16 {
@@ -117,20 +116,9 @@ fn wait_for(mut ok: impl FnMut() -> bool, what: &str) {
 async fn postgres_db() -> String {
     let admin = std::env::var("EMTA_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let mut c = sqlx::PgConnection::connect(&admin).await.expect("postgres");
-    let db = format!(
-        "emta_scale_{}_{}",
-        std::process::id(),
-        rand::random::<u32>()
-    );
-    sqlx::query(&format!("CREATE DATABASE {db}"))
-        .execute(&mut c)
+    presale::local::fresh_database(Some(&admin), "scale")
         .await
-        .expect("create");
-    format!(
-        "{}/{db}",
-        admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin)
-    )
+        .expect("postgres")
 }
 
 async fn ready(url: &str) {
@@ -241,23 +229,10 @@ async fn replicas_on_a_redis_cluster_keep_every_property_and_drain_on_sigterm() 
     store.migrate().await.expect("migrate");
     let now = idp::now();
     let license = NewLicense {
-        license_no: format!("S-{}", rand::random::<u32>()),
-        manufacturer: "saipa".into(),
-        model: "Shahin".into(),
-        units: 80,
-        unit_price: 8_000_000_000,
-        down_payment: 1_000_000_000,
-        kind: PresaleKind::Regular,
-        delivery_deadline: now + 300 * 24 * 3600,
-        opens_at: now + 6,
-        closes_at: now + 3600,
-        selection: Selection::Queue,
-        admission_per_min: 60_000,
         max_active: 200,
         apply_window_secs: 120,
         min_age: None,
-        round: None,
-        exclusion: None,
+        ..presale::local::queue_license(80, 6, 60_000)
     };
     store
         .issue_license(&license, now)
