@@ -381,6 +381,13 @@ impl Report {
             f.before_opening.n,
             f.before_opening.p_value
         );
+        if !self.routed.is_empty() {
+            let _ = writeln!(
+                s,
+                "replicas: {:?}; sign-ins served by more than one IdP replica: {}",
+                self.routed, self.logins_across_replicas
+            );
+        }
         let _ = writeln!(
             s,
             "verdict: {}{}",
