@@ -88,6 +88,45 @@ pub fn queue_license(units: i64, opens_in: i64, admission_per_min: i64) -> NewLi
     }
 }
 
+/// Registers Saipa and Iran Khodro at the IdP, with a callback under each of `bases` (a
+/// presale service's public URL, or several), and returns their storefront settings.
+pub async fn register_storefronts(
+    core: &idp::core::Core,
+    bases: &[String],
+) -> anyhow::Result<Vec<StorefrontConfig>> {
+    let mut fronts = Vec::new();
+    for (id, name, name_fa) in [
+        ("saipa", "Saipa", "سایپا"),
+        ("iran-khodro", "Iran Khodro", "ایران خودرو"),
+    ] {
+        let (_, client_secret) = admin::add_client(
+            &core.db,
+            &core.keyring,
+            NewClient {
+                id: id.into(),
+                name: name.into(),
+                name_fa: name_fa.into(),
+                stars: 4,
+                redirect_uris: bases.iter().map(|b| format!("{b}/{id}/callback")).collect(),
+                post_logout_redirect_uris: vec![],
+                service_scopes: vec![],
+                id_token_alg: idp::domain::SigningAlg::ES256,
+                valid_days: 365,
+            },
+            "local",
+            idp::now(),
+        )
+        .await?;
+        fronts.push(StorefrontConfig {
+            id: id.into(),
+            name: name.into(),
+            name_fa: name_fa.into(),
+            client_secret,
+        });
+    }
+    Ok(fronts)
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -155,36 +194,7 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
     servers.push(tokio::spawn(async move {
         let _ = app.run_until_stopped(idp_stop).await;
     }));
-    let mut fronts = Vec::new();
-    for (id, name, name_fa) in [
-        ("saipa", "Saipa", "سایپا"),
-        ("iran-khodro", "Iran Khodro", "ایران خودرو"),
-    ] {
-        let (_, client_secret) = admin::add_client(
-            &core.db,
-            &core.keyring,
-            NewClient {
-                id: id.into(),
-                name: name.into(),
-                name_fa: name_fa.into(),
-                stars: 4,
-                redirect_uris: vec![format!("{public}/{id}/callback")],
-                post_logout_redirect_uris: vec![],
-                service_scopes: vec![],
-                id_token_alg: idp::domain::SigningAlg::ES256,
-                valid_days: 365,
-            },
-            "local",
-            idp::now(),
-        )
-        .await?;
-        fronts.push(StorefrontConfig {
-            id: id.into(),
-            name: name.into(),
-            name_fa: name_fa.into(),
-            client_secret,
-        });
-    }
+    let fronts = register_storefronts(&core, std::slice::from_ref(&public)).await?;
     core.reload().await?;
     let db = fresh_database(o.postgres_admin.as_deref(), "presale").await?;
     let store = Store::connect(&db, 4).await?;

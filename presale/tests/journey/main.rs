@@ -4,10 +4,9 @@
 //! manufacturer through single sign-on. On SQLite + in-process stores and on PostgreSQL +
 //! Redis.
 
-use idp::admin::{self, NewClient};
 use idp::dev::{generate_citizens, StubServices};
 use presale::license::{NewLicense, PresaleKind, Selection};
-use presale::service::{Config, Service, StorefrontConfig};
+use presale::service::{Config, Service};
 use reqwest::redirect::Policy;
 use sqlx::Connection;
 
@@ -238,40 +237,9 @@ async fn start(postgres: bool) -> Env {
         .expect("idp");
     let core = idp_app.core();
     tokio::spawn(idp_app.run_until_stopped(std::future::pending()));
-    let mut fronts = Vec::new();
-    for (id, name, name_fa) in [
-        ("saipa", "Saipa", "سایپا"),
-        ("iran-khodro", "Iran Khodro", "ایران خودرو"),
-    ] {
-        let (_, client_secret) = admin::add_client(
-            &core.db,
-            &core.keyring,
-            NewClient {
-                id: id.into(),
-                name: name.into(),
-                name_fa: name_fa.into(),
-                stars: 4,
-                redirect_uris: vec![
-                    format!("{base}/{id}/callback"),
-                    format!("{replica}/{id}/callback"),
-                ],
-                post_logout_redirect_uris: vec![],
-                service_scopes: vec![],
-                id_token_alg: idp::domain::SigningAlg::ES256,
-                valid_days: 365,
-            },
-            "test",
-            idp::now(),
-        )
+    let fronts = presale::local::register_storefronts(&core, &[base.clone(), replica.clone()])
         .await
-        .expect("client");
-        fronts.push(StorefrontConfig {
-            id: id.into(),
-            name: name.into(),
-            name_fa: name_fa.into(),
-            client_secret,
-        });
-    }
+        .expect("clients");
     core.reload().await.expect("reload");
 
     let presale_db = database(postgres, "presale").await;

@@ -11,7 +11,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use idp::admin::{self, NewClient};
 use idp::dev::{generate_citizens, StubServices};
 use load::curve::Curve;
 use load::http::{Http, Targets};
@@ -19,7 +18,6 @@ use load::journey::{Codes, Journey};
 use load::record::Recorder;
 use load::run::{Mix, Plan};
 use presale::license::NewLicense;
-use presale::service::StorefrontConfig;
 use url::Url;
 
 fn free_port() -> u16 {
@@ -204,34 +202,9 @@ async fn replicas_on_a_redis_cluster_keep_every_property_and_drain_on_sigterm() 
     // Two manufacturers, registered for the presale service's public URL.
     let presale_ports = [free_port(), free_port()];
     let public = format!("http://localhost:{}", presale_ports[0]);
-    let mut fronts = Vec::new();
-    for id in ["saipa", "iran-khodro"] {
-        let (_, client_secret) = admin::add_client(
-            &core.db,
-            &core.keyring,
-            NewClient {
-                id: id.into(),
-                name: id.into(),
-                name_fa: id.into(),
-                stars: 4,
-                redirect_uris: vec![format!("{public}/{id}/callback")],
-                post_logout_redirect_uris: vec![],
-                service_scopes: vec![],
-                id_token_alg: idp::domain::SigningAlg::ES256,
-                valid_days: 365,
-            },
-            "test",
-            idp::now(),
-        )
+    let fronts = presale::local::register_storefronts(&core, std::slice::from_ref(&public))
         .await
-        .expect("client");
-        fronts.push(StorefrontConfig {
-            id: id.into(),
-            name: id.into(),
-            name_fa: id.into(),
-            client_secret,
-        });
-    }
+        .expect("clients");
     for c in &cores {
         c.reload().await.expect("reload");
     }
@@ -339,8 +312,8 @@ async fn replicas_on_a_redis_cluster_keep_every_property_and_drain_on_sigterm() 
         tokio::time::sleep(Duration::from_secs(6)).await;
         let _ = stop_idp.send(());
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let sent = Command::new("kill")
-            .args(["-TERM", &victim.to_string()])
+        let sent = Command::new("sh")
+            .args(["-c", &format!("kill -TERM {victim}")])
             .status()
             .is_ok_and(|s| s.success());
         (sent, Instant::now())
