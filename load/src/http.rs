@@ -3,7 +3,7 @@
 //! phone would; requests go to the deployment's replicas the way a load balancer would
 //! send them, while cookies and redirects stay with the public URLs.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,11 +31,12 @@ pub struct Http {
 }
 
 /// Which replicas answer their readiness probe, as a load balancer tracks it, and how
-/// many requests each was sent.
+/// many requests each was sent (counters beside the replica lists: no lock per request).
 struct Health {
     presale: Vec<AtomicBool>,
     idp: Vec<AtomicBool>,
-    routed: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    presale_sent: Vec<AtomicU64>,
+    idp_sent: Vec<AtomicU64>,
 }
 
 /// An answer: status, where it redirected, Retry-After, the body and the public URL.
@@ -64,6 +65,14 @@ pub enum Fail {
 }
 
 impl Fail {
+    fn of(e: reqwest::Error) -> Self {
+        if e.is_timeout() {
+            Self::Timeout
+        } else {
+            Self::Connect
+        }
+    }
+
     pub fn kind(&self) -> String {
         match self {
             Self::Connect => "connect".into(),
@@ -140,12 +149,14 @@ impl Http {
             .pool_max_idle_per_host(1024)
             .build()?;
         let up = |n: usize| (0..n).map(|_| AtomicBool::new(true)).collect();
+        let zero = |n: usize| (0..n).map(|_| AtomicU64::new(0)).collect();
         Ok(Self {
             client,
             health: Arc::new(Health {
                 presale: up(targets.presale_replicas.len()),
                 idp: up(targets.idp_replicas.len()),
-                routed: Default::default(),
+                presale_sent: zero(targets.presale_replicas.len()),
+                idp_sent: zero(targets.idp_replicas.len()),
             }),
             targets: Arc::new(targets),
             counter: Arc::default(),
@@ -186,11 +197,15 @@ impl Http {
 
     /// Requests sent to each replica (empty without replicas).
     pub fn routed(&self) -> std::collections::BTreeMap<String, u64> {
-        self.health
-            .routed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        let t = &self.targets;
+        let h = &self.health;
+        t.presale_replicas
+            .iter()
+            .zip(&h.presale_sent)
+            .chain(t.idp_replicas.iter().zip(&h.idp_sent))
+            .map(|(u, n)| (u.to_string(), n.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
     }
 
     pub fn targets(&self) -> &Targets {
@@ -201,10 +216,11 @@ impl Http {
     /// balancer's round robin.
     fn route(&self, url: &Url, b: Option<&Browser>) -> Url {
         let t = &self.targets;
-        let (replicas, ready, idp) = if same_origin(url, &t.presale) {
-            (&t.presale_replicas, &self.health.presale, false)
+        let h = &self.health;
+        let (replicas, ready, sent, idp) = if same_origin(url, &t.presale) {
+            (&t.presale_replicas, &h.presale, &h.presale_sent, false)
         } else if t.issuer.as_ref().is_some_and(|i| same_origin(url, i)) {
-            (&t.idp_replicas, &self.health.idp, true)
+            (&t.idp_replicas, &h.idp, &h.idp_sent, true)
         } else {
             return url.clone();
         };
@@ -222,13 +238,7 @@ impl Http {
         }
         let mut routed = url.clone();
         let r = &replicas[pick];
-        *self
-            .health
-            .routed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(r.to_string())
-            .or_default() += 1;
+        sent[pick].fetch_add(1, Ordering::Relaxed);
         let _ = routed.set_scheme(r.scheme());
         let _ = routed.set_host(r.host_str());
         let _ = routed.set_port(r.port_or_known_default());
@@ -253,13 +263,7 @@ impl Http {
         if let Some(ip) = &b.ip {
             req = req.header("x-forwarded-for", ip.clone());
         }
-        let r = req.send().await.map_err(|e| {
-            if e.is_timeout() {
-                Fail::Timeout
-            } else {
-                Fail::Connect
-            }
-        })?;
+        let r = req.send().await.map_err(Fail::of)?;
         let mut set = r.headers().get_all(SET_COOKIE).iter();
         b.jar.set_cookies(&mut set, url);
         let status = r.status().as_u16();
@@ -271,13 +275,7 @@ impl Http {
         };
         let location = header(LOCATION);
         let retry_after = header(RETRY_AFTER).and_then(|v| v.trim().parse().ok());
-        let body = r.text().await.map_err(|e| {
-            if e.is_timeout() {
-                Fail::Timeout
-            } else {
-                Fail::Connect
-            }
-        })?;
+        let body = r.text().await.map_err(Fail::of)?;
         Ok(Page {
             status,
             location,

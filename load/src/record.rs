@@ -11,6 +11,15 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
+/// The value at quantile `q` of a histogram in microseconds, in milliseconds (0 if empty).
+pub(crate) fn ms_at(h: &Histogram<u64>, q: f64) -> f64 {
+    if h.is_empty() {
+        0.0
+    } else {
+        h.value_at_quantile(q) as f64 / 1000.0
+    }
+}
+
 /// How a citizen's journey ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -62,7 +71,7 @@ pub struct Second {
     pub hist: Histogram<u64>,
 }
 
-fn hist() -> Histogram<u64> {
+pub(crate) fn hist() -> Histogram<u64> {
     // Microseconds, 1 µs to 1 hour, 3 significant figures.
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant bounds are valid")
 }
@@ -272,11 +281,7 @@ impl Recorder {
         for s in g.seconds.iter().skip((i + 1).saturating_sub(secs)) {
             let _ = h.add(&s.hist);
         }
-        if h.is_empty() {
-            0.0
-        } else {
-            h.value_at_quantile(0.99) as f64 / 1000.0
-        }
+        ms_at(&h, 0.99)
     }
 
     /// Everything recorded, for the report.

@@ -8,7 +8,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::fairness::{self, Fairness};
-use crate::record::{Campaign, Outcome, Recorded};
+use crate::record::{ms_at, Campaign, Outcome, Recorded};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Latency {
@@ -21,25 +21,14 @@ pub struct Latency {
 }
 
 impl Latency {
-    /// From a histogram in microseconds, in milliseconds.
+    /// From a histogram in microseconds, in milliseconds (zeros if empty).
     pub fn of(h: &Histogram<u64>) -> Self {
-        let ms = |v: u64| v as f64 / 1000.0;
-        if h.is_empty() {
-            return Self {
-                p50: 0.0,
-                p90: 0.0,
-                p99: 0.0,
-                p999: 0.0,
-                max: 0.0,
-                mean: 0.0,
-            };
-        }
         Self {
-            p50: ms(h.value_at_quantile(0.5)),
-            p90: ms(h.value_at_quantile(0.9)),
-            p99: ms(h.value_at_quantile(0.99)),
-            p999: ms(h.value_at_quantile(0.999)),
-            max: ms(h.max()),
+            p50: ms_at(h, 0.5),
+            p90: ms_at(h, 0.9),
+            p99: ms_at(h, 0.99),
+            p999: ms_at(h, 0.999),
+            max: h.max() as f64 / 1000.0,
             mean: h.mean() / 1000.0,
         }
     }
@@ -173,9 +162,6 @@ pub fn build(meta: Meta, r: Recorded) -> Report {
         .steps
         .iter()
         .map(|(name, s)| {
-            let h = s.hist.clone().unwrap_or_else(|| {
-                Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant bounds")
-            });
             let errors_total: u64 = s.errors.values().sum();
             StepReport {
                 name: (*name).to_owned(),
@@ -183,7 +169,10 @@ pub fn build(meta: Meta, r: Recorded) -> Report {
                 ok: s.ok,
                 errors_total,
                 per_sec: (s.ok + errors_total) as f64 / elapsed,
-                latency_ms: Latency::of(&h),
+                latency_ms: s
+                    .hist
+                    .as_ref()
+                    .map_or_else(|| Latency::of(&crate::record::hist()), Latency::of),
                 errors: s.errors.clone(),
                 statuses: s.statuses.clone(),
             }
@@ -305,14 +294,6 @@ pub fn build(meta: Meta, r: Recorded) -> Report {
             p99_limit_ms: meta.p99_limit_ms,
             reasons,
         },
-    }
-}
-
-fn ms_at(h: &Histogram<u64>, q: f64) -> f64 {
-    if h.is_empty() {
-        0.0
-    } else {
-        h.value_at_quantile(q) as f64 / 1000.0
     }
 }
 

@@ -17,26 +17,20 @@ use crate::record::Recorder;
 use crate::report::{self, Meta, Report};
 
 /// How the crowd behaves: shares of citizens with each trait.
-#[derive(Debug, Clone, Serialize, clap::Args)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Mix {
     /// Share signed in at another manufacturer before the surge (SSO: consent only).
-    #[arg(long, default_value_t = 0.0)]
     pub returning: f64,
     /// Share who give up while waiting, after an exponentially distributed patience.
-    #[arg(long, default_value_t = 0.0)]
     pub give_up: f64,
     /// Mean patience of those who give up, seconds.
-    #[arg(long, default_value_t = 120.0)]
     pub patience_secs: f64,
     /// Share who retry a step that failed with overload or a network error (up to 3 times,
     /// as Retry-After says); the others stop at the first such error.
-    #[arg(long, default_value_t = 1.0)]
     pub retry: f64,
     /// Share who type a wrong SMS code first.
-    #[arg(long, default_value_t = 0.0)]
     pub wrong_code: f64,
     /// Share who also join and apply from a second device.
-    #[arg(long, default_value_t = 0.0)]
     pub second_device: f64,
 }
 

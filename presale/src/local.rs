@@ -88,6 +88,31 @@ pub fn queue_license(units: i64, opens_in: i64, admission_per_min: i64) -> NewLi
     }
 }
 
+/// An IdP replica's settings in a local deployment: `issuer`, its database, Redis (empty
+/// for the in-process store) under `prefix`, the shared `secret`, the stub upstreams at
+/// `stubs`, and a 4-bit proof of work; callers add what their test is about.
+pub fn idp_settings(
+    issuer: &str,
+    database_url: &str,
+    redis_url: &str,
+    prefix: &str,
+    secret: &str,
+    stubs: std::net::SocketAddr,
+) -> idp::Settings {
+    use idp::config::Secret;
+    let mut s = idp::Settings::for_tests();
+    s.issuer = issuer.to_owned();
+    s.storage.database_url = Secret::new(database_url);
+    s.storage.redis_url = Secret::new(redis_url);
+    s.storage.redis_prefix = prefix.to_owned();
+    s.secret_key = Secret::new(secret);
+    s.registry_url = format!("http://{stubs}");
+    s.ownership_url = s.registry_url.clone();
+    s.sms_url = s.registry_url.clone();
+    s.pow_difficulty = 4;
+    s
+}
+
 /// Registers Saipa and Iran Khodro at the IdP, with a callback under each of `bases` (a
 /// presale service's public URL, or several), and returns their storefront settings.
 pub async fn register_storefronts(
@@ -175,16 +200,8 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
         .collect::<Result<Vec<_>, _>>()?;
     let public = format!("http://localhost:{}", ports[0]);
 
-    let mut s = idp::Settings::for_tests();
-    s.issuer = issuer.clone();
-    s.storage.database_url =
-        idp::config::Secret::new(fresh_database(o.postgres_admin.as_deref(), "idp").await?);
-    s.storage.redis_url = idp::config::Secret::new(o.redis_url.clone());
-    s.storage.redis_prefix = prefix.clone();
-    s.secret_key = idp::config::Secret::new(secret.clone());
-    s.registry_url = format!("http://{stub_addr}");
-    s.ownership_url = s.registry_url.clone();
-    s.sms_url = s.registry_url.clone();
+    let idp_db = fresh_database(o.postgres_admin.as_deref(), "idp").await?;
+    let mut s = idp_settings(&issuer, &idp_db, &o.redis_url, &prefix, &secret, stub_addr);
     s.pow_difficulty = o.pow_difficulty;
     s.resend_secs = 1;
     s.trust_forwarded_for = true;

@@ -220,16 +220,8 @@ async fn start(postgres: bool) -> Env {
         .port();
     let replica = format!("http://localhost:{replica_port}");
 
-    let mut s = idp::Settings::for_tests();
-    s.issuer = issuer.clone();
-    s.storage.database_url = idp::config::Secret::new(database(postgres, "idp").await);
-    s.storage.redis_url = idp::config::Secret::new(redis.clone());
-    s.storage.redis_prefix = prefix.clone();
-    s.secret_key = idp::config::Secret::new(secret.clone());
-    s.registry_url = format!("http://{stub_addr}");
-    s.ownership_url = s.registry_url.clone();
-    s.sms_url = s.registry_url.clone();
-    s.pow_difficulty = 4;
+    let idp_db = database(postgres, "idp").await;
+    let mut s = presale::local::idp_settings(&issuer, &idp_db, &redis, &prefix, &secret, stub_addr);
     // Short-lived access tokens, so the storefronts' refresh path runs in these tests.
     s.access_token_secs = 2;
     let idp_app = idp::Application::build_with_listener(s, None, idp_listener)

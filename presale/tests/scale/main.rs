@@ -171,17 +171,9 @@ async fn replicas_on_a_redis_cluster_keep_every_property_and_drain_on_sigterm() 
     let (stop_idp, idp_told) = tokio::sync::oneshot::channel::<()>();
     let mut idp_told = Some(idp_told);
     for (i, port) in idp_ports.into_iter().enumerate() {
-        let mut s = idp::Settings::for_tests();
+        let mut s =
+            presale::local::idp_settings(&issuer, &idp_db, &redis_url, prefix, &secret, stub_addr);
         s.listen = ([127, 0, 0, 1], port).into();
-        s.issuer = issuer.clone();
-        s.storage.database_url = idp::config::Secret::new(idp_db.clone());
-        s.storage.redis_url = idp::config::Secret::new(redis_url.clone());
-        s.storage.redis_prefix = prefix.into();
-        s.secret_key = idp::config::Secret::new(secret.clone());
-        s.registry_url = format!("http://{stub_addr}");
-        s.ownership_url = s.registry_url.clone();
-        s.sms_url = s.registry_url.clone();
-        s.pow_difficulty = 4;
         s.resend_secs = 1;
         s.trust_forwarded_for = true;
         s.drain_secs = 2;
