@@ -21,7 +21,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
-cargo build --release -p idp --quiet
+cargo build --release -p idp -p load --quiet
 
 # node-oidc-provider, installed into a scratch folder (nothing of it is committed).
 cp idp/bench/node-oidc-provider/{package.json,server.js} "$work/"
@@ -29,11 +29,17 @@ cp idp/bench/node-oidc-provider/{package.json,server.js} "$work/"
 CLIENT_SECRET=bench-secret PORT=$NODE_PORT WORKERS=2 srv node "$work/server.js" >"$work/node.log" 2>&1 &
 pids+=($!)
 
+# The IdP always speaks HTTP to the registries and the SMS gateway: the stubs stand in
+# (neither discovery nor client_credentials calls them).
+STUB_PORT=$((IDP_PORT + 1))
+./target/release/load stubs --listen "127.0.0.1:$STUB_PORT" --citizens 10 >/dev/null 2>&1 &
+pids+=($!)
+export EMTA_REGISTRY_URL=http://127.0.0.1:$STUB_PORT EMTA_OWNERSHIP_URL=http://127.0.0.1:$STUB_PORT EMTA_SMS_URL=http://127.0.0.1:$STUB_PORT
 export DATABASE_URL="sqlite://$work/idp.db?mode=rwc" EMTA_SECRET_KEY=bench-secret-key-0123456789abcdef
 export RUST_LOG=warn
 secret=$(./target/release/idp client add --id bench --name Bench --name-fa بنچ \
   --redirect-uri http://localhost:9/cb --service-scope presale.read | sed -n 's/^client_secret=//p')
-srv ./target/release/idp serve --dev --listen "127.0.0.1:$IDP_PORT" --issuer "http://localhost:$IDP_PORT" \
+srv ./target/release/idp serve --listen "127.0.0.1:$IDP_PORT" --issuer "http://localhost:$IDP_PORT" \
   --token-rps-per-client 1000000 >"$work/idp.log" 2>&1 &
 pids+=($!)
 sleep 2

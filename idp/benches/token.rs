@@ -12,85 +12,23 @@
 //! Prints throughput and HDR latency percentiles; results are recorded in BENCHMARKS.md.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use idp::admin::{self, NewClient};
-use idp::dev::{generate_citizens, StubServices};
 use idp::domain::{Citizen, JalaliDate, MobileNumber, NationalId, SigningAlg};
 use idp::flow::authorize::{AuthRequest, Prompt};
 use idp::{Application, Settings};
+use testkit::{generate_citizens, FixtureCitizen, StubServices};
 use tokio::sync::Mutex;
 
 const CONCURRENCY: usize = 32;
 
-struct Report {
-    name: &'static str,
-    hist: Histogram<u64>,
-    elapsed: Duration,
-    errors: u64,
-}
-
-impl Report {
-    fn print(&self) {
-        if self.hist.is_empty() {
-            return;
-        }
-        let q = |p: f64| self.hist.value_at_quantile(p) as f64 / 1000.0;
-        println!(
-            "| {:<22} | {:>9.0} | {:>7.2} | {:>7.2} | {:>7.2} | {:>7.2} | {:>6} |",
-            self.name,
-            self.hist.len() as f64 / self.elapsed.as_secs_f64(),
-            q(0.5),
-            q(0.9),
-            q(0.99),
-            self.hist.max() as f64 / 1000.0,
-            self.errors
-        );
-    }
-}
-
 /// Runs `total` requests over `CONCURRENCY` tasks; `make(i)` performs request `i`.
-async fn drive<F, Fut>(name: &'static str, total: usize, make: F) -> Report
+async fn drive<F, Fut>(name: &'static str, total: usize, make: F) -> testkit::drive::Report
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = bool> + Send,
 {
-    let make = Arc::new(make);
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let hist = Arc::new(Mutex::new(Histogram::<u64>::new(3).expect("histogram")));
-    let errors = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..CONCURRENCY {
-        let (make, next, hist, errors) = (make.clone(), next.clone(), hist.clone(), errors.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut local = Histogram::<u64>::new(3).expect("histogram");
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= total {
-                    break;
-                }
-                let t = Instant::now();
-                if !make(i).await {
-                    errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                let _ = local.record(t.elapsed().as_micros() as u64);
-            }
-            let _ = hist.lock().await.add(&local);
-        }));
-    }
-    for t in tasks {
-        let _ = t.await;
-    }
-    let elapsed = start.elapsed();
-    let hist = hist.lock().await.clone();
-    Report {
-        name,
-        hist,
-        elapsed,
-        errors: errors.load(std::sync::atomic::Ordering::Relaxed),
-    }
+    testkit::drive::drive(name, total, CONCURRENCY, make).await
 }
 
 #[tokio::main]
@@ -101,12 +39,8 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or(1);
     let citizens = generate_citizens(2000, 7);
     let stub = StubServices::new(citizens.clone());
-    let (stub_addr, _) = stub
-        .clone()
-        .serve(([127, 0, 0, 1], 0).into(), std::future::pending())
-        .await?;
-    let dir = std::env::temp_dir().join(format!("emta-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    let stub_url = stub.start().await;
+    let dir = testkit::servers::TempDir::new("emta-bench")?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
     let mut s = Settings::for_tests();
@@ -124,13 +58,13 @@ async fn main() -> anyhow::Result<()> {
         _ => {
             s.storage.database_url = idp::config::Secret::new(format!(
                 "sqlite://{}?mode=rwc",
-                dir.join("idp.db").display()
+                dir.path().join("idp.db").display()
             ));
             "SQLite + in-process store"
         }
     };
     s.secret_key = idp::config::Secret::new("bench-secret-key-bench-secret-key");
-    s.registry_url = format!("http://{stub_addr}");
+    s.registry_url = stub_url;
     s.ownership_url = s.registry_url.clone();
     s.sms_url = s.registry_url.clone();
     s.pow_difficulty = 8;
@@ -138,7 +72,7 @@ async fn main() -> anyhow::Result<()> {
     s.sms_per_phone = 1_000_000;
     s.sms_per_ip = 1_000_000;
     s.token_rps_per_client = 1_000_000;
-    let app = Application::build_with_listener(s, None, listener).await?;
+    let app = Application::build_with_listener(s, listener).await?;
     let core = app.core();
     let base = format!("http://localhost:{port}");
     tokio::spawn(app.run_until_stopped(std::future::pending()));
@@ -169,14 +103,7 @@ async fn main() -> anyhow::Result<()> {
     let token_url = format!("{base}/token");
 
     println!("\nemta idp token benchmark: {backend}, {CONCURRENCY} concurrent clients\n");
-    println!(
-        "| {:<22} | {:>9} | {:>7} | {:>7} | {:>7} | {:>7} | {:>6} |",
-        "operation", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors"
-    );
-    println!(
-        "|{:-<24}|{:->11}|{:->9}|{:->9}|{:->9}|{:->9}|{:->8}|",
-        "", "", "", "", "", "", ""
-    );
+    println!("{}", testkit::drive::HEADER);
 
     // Warm-up.
     {
@@ -369,7 +296,7 @@ async fn main() -> anyhow::Result<()> {
     .await
     .print();
     println!();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
     Ok(())
 }
 
@@ -383,13 +310,7 @@ async fn cc(http: &reqwest::Client, url: &str, secret: &str) -> bool {
 }
 
 fn input(body: &str, name: &str) -> String {
-    let needle = format!("name=\"{name}\" value=\"");
-    body.find(&needle)
-        .map(|i| {
-            let rest = &body[i + needle.len()..];
-            rest[..rest.find('"').unwrap_or(0)].to_owned()
-        })
-        .unwrap_or_default()
+    testkit::forms::input(body, name).unwrap_or_default()
 }
 
 async fn citizen_flow(
@@ -397,7 +318,7 @@ async fn citizen_flow(
     stub: &StubServices,
     secret: &str,
     redirect_uri: &str,
-    who: &idp::dev::FixtureCitizen,
+    who: &FixtureCitizen,
 ) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .cookie_store(true)
@@ -420,7 +341,7 @@ async fn citizen_flow(
     let tx = loc(&r);
     let page = http.get(format!("{base}{tx}")).send().await?.text().await?;
     let pow = input(&page, "pow_challenge");
-    let nonce = idp::crypto::pow::solve(&pow);
+    let nonce = testkit::login::solve_pow(&pow);
     let csrf = input(&page, "csrf");
     let r = http
         .post(format!("{base}{tx}/phone"))
@@ -433,13 +354,7 @@ async fn citizen_flow(
         .send()
         .await?;
     anyhow::ensure!(r.status() == 303, "phone {}", r.status());
-    let m = MobileNumber::parse(&who.mobile)?;
-    let code = stub
-        .outbox
-        .list(Some(m.e164()), 1)
-        .first()
-        .and_then(|e| idp::dev::code_in(&e.text))
-        .unwrap_or_default();
+    let code = stub.outbox.latest_code(&who.mobile).unwrap_or_default();
     let r = http
         .post(format!("{base}{tx}/otp"))
         .form(&[("csrf", csrf.as_str()), ("code", code.as_str())])

@@ -9,12 +9,11 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::adapters::registry::{HttpRegistry, Registry};
+use crate::adapters::registry::Registry;
 use crate::adapters::sms::Sms;
 use crate::config::Settings;
 use crate::core::{ClientCache, Core, Inner};
 use crate::crypto::{random_token, Keyring};
-use crate::dev::{FixtureCitizen, FixtureRegistry, Outbox};
 use crate::flow::limits::Limiter;
 use crate::keys::{self, Keys};
 use crate::store::{Db, Ephemeral};
@@ -25,23 +24,16 @@ pub struct Application {
     addr: SocketAddr,
 }
 
-/// What the embedded default runs on instead of government services (dev and demo).
-#[derive(Default)]
-pub struct DevFixtures {
-    pub citizens: Vec<FixtureCitizen>,
-}
-
 impl Application {
-    pub async fn build(settings: Settings, fixtures: Option<DevFixtures>) -> anyhow::Result<Self> {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(settings.listen).await?;
-        Self::build_with_listener(settings, fixtures, listener).await
+        Self::build_with_listener(settings, listener).await
     }
 
     /// As [`Application::build`], on a listener bound already (tests bind first so that
     /// the issuer URL can name the port).
     pub async fn build_with_listener(
         settings: Settings,
-        fixtures: Option<DevFixtures>,
         listener: TcpListener,
     ) -> anyhow::Result<Self> {
         crate::telemetry::init_metrics();
@@ -70,37 +62,16 @@ impl Application {
         let keyring = Keyring::new(secret.as_bytes());
         let timeout = Duration::from_millis(settings.upstream_timeout_ms);
 
-        let fixture_registry = || -> anyhow::Result<FixtureRegistry> {
-            anyhow::ensure!(
-                settings.dev,
-                "no EMTA_REGISTRY_URL / EMTA_OWNERSHIP_URL: the fixture registry runs only with --dev"
-            );
-            let citizens = match (&settings.fixture_citizens, &fixtures) {
-                (Some(path), _) => serde_json::from_slice(&std::fs::read(path)?)?,
-                (None, Some(f)) => f.citizens.clone(),
-                (None, None) => crate::dev::generate_citizens(100, 1),
-            };
-            Ok(FixtureRegistry::new(citizens))
-        };
-        let registry = if settings.registry_url.is_empty() || settings.ownership_url.is_empty() {
-            Registry::Fixture(fixture_registry()?)
-        } else {
-            Registry::Http(HttpRegistry::new(
-                &settings.registry_url,
-                &settings.ownership_url,
-                timeout,
-            ))
-        };
-        let (sms, outbox) = if settings.sms_url.is_empty() {
-            anyhow::ensure!(
-                settings.dev,
-                "no EMTA_SMS_URL: the SMS outbox runs only with --dev"
-            );
-            let outbox = Outbox::default();
-            (Sms::Outbox(outbox.clone()), Some(outbox))
-        } else {
-            (Sms::http(&settings.sms_url, timeout), None)
-        };
+        anyhow::ensure!(
+            !settings.registry_url.is_empty()
+                && !settings.ownership_url.is_empty()
+                && !settings.sms_url.is_empty(),
+            "EMTA_REGISTRY_URL, EMTA_OWNERSHIP_URL and EMTA_SMS_URL are required (on one \
+             machine, `cargo run -p local -- demo` starts stubs of all three and points the \
+             IdP at them)"
+        );
+        let registry = Registry::new(&settings.registry_url, &settings.ownership_url, timeout);
+        let sms = Sms::http(&settings.sms_url, timeout);
 
         keys::ensure_keys(&db, crate::now()).await?;
         let discovery = crate::http::oauth::discovery_document(&settings.issuer)
@@ -116,7 +87,6 @@ impl Application {
             clients: ClientCache::default(),
             registry,
             sms,
-            outbox,
             keyring,
             discovery,
             ready: AtomicBool::new(true),
@@ -181,41 +151,4 @@ async fn background_tasks(core: Core) {
     }
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-/// How a replica stops when told to (SIGTERM from Kubernetes): readiness goes false at
-/// once (`not_ready`), so the load balancer stops sending it new requests; it keeps
-/// serving for `drain` while that propagates; then this future resolves, the server
-/// stops accepting connections and finishes the requests in flight, and the process
-/// exits. `drain` plus the longest request must fit the pod's grace period.
-pub async fn stop_gracefully(
-    shutdown: impl Future<Output = ()>,
-    not_ready: impl FnOnce(),
-    drain: Duration,
-) {
-    shutdown.await;
-    not_ready();
-    tracing::info!(
-        drain_secs = drain.as_secs(),
-        "stopping: readiness is false; serving while the load balancer drains"
-    );
-    tokio::time::sleep(drain).await;
-    tracing::info!("stopping: no new connections; finishing requests in flight");
-}
-
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-}
+pub use service_kit::shutdown::{shutdown_signal, stop_gracefully};

@@ -1,40 +1,15 @@
 //! Typed configuration for the IdP, read from flags and environment variables.
 //!
 //! Every field has a documented default that makes `idp serve` work on a laptop with no
-//! servers: a SQLite file, the in-process ephemeral store and the fixture registry.
+//! servers: a SQLite file and the in-process ephemeral store; the government services and
+//! the SMS gateway are always HTTP URLs (stubs of them for local runs: `testkit::stubs`).
 //! Kubernetes sets the same fields through `EMTA_*` environment variables.
 
-use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use clap::Args;
 
-/// A secret that never prints, not even in `Debug` (so settings can be logged whole).
-#[derive(Clone, Default)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(s.to_owned()))
-    }
-}
+pub use service_kit::secret::Secret;
 
 /// Where durable state lives. `sqlite://…` (default) or `postgres://…`.
 #[derive(Args, Debug, Clone)]
@@ -79,15 +54,15 @@ pub struct Settings {
     #[arg(long, env = "EMTA_SECRET_KEY", default_value = "")]
     pub secret_key: Secret,
 
-    /// Civil registry base URL; empty uses the fixture registry (dev and demo only).
+    /// Civil registry base URL (required).
     #[arg(long, env = "EMTA_REGISTRY_URL", default_value = "")]
     pub registry_url: String,
 
-    /// Mobile-ownership service base URL; empty uses the fixture registry.
+    /// Mobile-ownership service base URL (required).
     #[arg(long, env = "EMTA_OWNERSHIP_URL", default_value = "")]
     pub ownership_url: String,
 
-    /// SMS gateway base URL; empty keeps messages in the dev outbox.
+    /// SMS gateway base URL (required).
     #[arg(long, env = "EMTA_SMS_URL", default_value = "")]
     pub sms_url: String,
 
@@ -95,11 +70,7 @@ pub struct Settings {
     #[arg(long, env = "EMTA_UPSTREAM_TIMEOUT_MS", default_value_t = 3000)]
     pub upstream_timeout_ms: u64,
 
-    /// JSON file of synthetic citizens for the fixture registry (see `idp citizens generate`).
-    #[arg(long, env = "EMTA_FIXTURE_CITIZENS")]
-    pub fixture_citizens: Option<PathBuf>,
-
-    /// Dev mode: serves the SMS outbox at /dev/outbox. Never in production.
+    /// Dev mode: without EMTA_SECRET_KEY a random secret is used. Never in production.
     #[arg(long, env = "EMTA_DEV", default_value_t = false)]
     pub dev: bool,
 

@@ -9,7 +9,6 @@ use crate::adapters::registry::Registry;
 use crate::adapters::sms::Sms;
 use crate::config::Settings;
 use crate::crypto::Keyring;
-use crate::dev::Outbox;
 use crate::domain::{Client, ClientId};
 use crate::flow::limits::Limiter;
 use crate::keys::Keys;
@@ -26,8 +25,6 @@ pub struct Inner {
     pub clients: ClientCache,
     pub registry: Registry,
     pub sms: Sms,
-    /// The dev outbox, readable over HTTP only in dev mode.
-    pub outbox: Option<Outbox>,
     pub keyring: Keyring,
     /// The discovery document, built once at start-up.
     pub discovery: axum::body::Bytes,

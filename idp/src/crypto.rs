@@ -7,23 +7,7 @@
 //! and it buys nothing against 256-bit secrets. The pepper means a database dump alone
 //! cannot confirm a guessed OTP or secret.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
-use hmac::{Hmac, Mac};
-use rand::RngCore;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
-
-type HmacSha256 = Hmac<Sha256>;
-
-/// `n` random bytes from the OS generator, base64url without padding.
-/// `rand`'s thread-local generator is a CSPRNG (ChaCha12) seeded and periodically
-/// reseeded from the OS: as unpredictable as `OsRng`, without a syscall per token.
-pub fn random_token(n: usize) -> String {
-    let mut buf = vec![0u8; n];
-    rand::thread_rng().fill_bytes(&mut buf);
-    URL_SAFE_NO_PAD.encode(buf)
-}
+pub use service_kit::keys::{b64, b64_decode, ct_eq, random_token, sha256};
 
 /// A uniformly random 6-digit code.
 pub fn random_otp() -> String {
@@ -31,32 +15,10 @@ pub fn random_otp() -> String {
     format!("{:06}", rand::rngs::OsRng.gen_range(0..1_000_000u32))
 }
 
-pub fn b64(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-pub fn b64_decode(s: &str) -> Option<Vec<u8>> {
-    URL_SAFE_NO_PAD.decode(s).ok()
-}
-
-pub fn sha256(data: &[u8]) -> [u8; 32] {
-    Sha256::digest(data).into()
-}
-
-/// Constant-time string comparison for secrets and hashes.
-pub fn ct_eq(a: &str, b: &str) -> bool {
-    a.as_bytes().ct_eq(b.as_bytes()).into()
-}
-
-/// Derives independent keys from the one server secret, one per purpose, so a value made
-/// for one purpose (a CSRF token, say) is never valid as another (a PoW challenge).
+/// The IdP's keyring: purpose-separated keys under `EMTA_SECRET_KEY`, with the purposes
+/// of hot paths derived once.
 #[derive(Clone)]
-pub struct Keyring {
-    master: Vec<u8>,
-    /// Keyed HMAC states per purpose, derived once: cloning a keyed state is cheaper than
-    /// deriving the key again on every request.
-    derived: std::sync::Arc<std::collections::HashMap<&'static str, HmacSha256>>,
-}
+pub struct Keyring(service_kit::keys::Keyring);
 
 /// Purposes used on hot paths; others are derived on demand.
 const PURPOSES: &[&str] = &[
@@ -70,45 +32,19 @@ const PURPOSES: &[&str] = &[
 
 impl Keyring {
     pub fn new(master: &[u8]) -> Self {
-        let mut k = Self {
-            master: master.to_vec(),
-            derived: Default::default(),
-        };
-        let derived = PURPOSES.iter().map(|p| (*p, k.derive(p))).collect();
-        k.derived = std::sync::Arc::new(derived);
-        k
+        Self(service_kit::keys::Keyring::new(master, PURPOSES))
     }
 
-    fn mac(&self, purpose: &str) -> HmacSha256 {
-        match self.derived.get(purpose) {
-            Some(m) => m.clone(),
-            None => self.derive(purpose),
-        }
+    /// The service-neutral keyring underneath (the shared rate limiter takes it).
+    pub fn inner(&self) -> &service_kit::keys::Keyring {
+        &self.0
     }
+}
 
-    fn derive(&self, purpose: &str) -> HmacSha256 {
-        // HMAC accepts keys of any length; `new_from_slice` cannot fail for HMAC.
-        let mut outer = match HmacSha256::new_from_slice(&self.master) {
-            Ok(m) => m,
-            Err(_) => unreachable!("HMAC takes keys of any length"),
-        };
-        outer.update(purpose.as_bytes());
-        let derived = outer.finalize().into_bytes();
-        match HmacSha256::new_from_slice(&derived) {
-            Ok(m) => m,
-            Err(_) => unreachable!("HMAC takes keys of any length"),
-        }
-    }
-
-    /// Keyed hash of `data` for `purpose`, base64url.
-    pub fn hash(&self, purpose: &str, data: &[u8]) -> String {
-        let mut mac = self.mac(purpose);
-        mac.update(data);
-        b64(&mac.finalize().into_bytes())
-    }
-
-    pub fn verify(&self, purpose: &str, data: &[u8], expected: &str) -> bool {
-        ct_eq(&self.hash(purpose, data), expected)
+impl std::ops::Deref for Keyring {
+    type Target = service_kit::keys::Keyring;
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }
 
@@ -187,23 +123,6 @@ pub mod pow {
         bits
     }
 
-    /// Solves a challenge by brute force, as the page's script does (tests and the load tool).
-    pub fn solve(challenge: &str) -> String {
-        let difficulty: u32 = challenge
-            .split('.')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let mut n: u64 = 0;
-        loop {
-            let nonce = n.to_string();
-            if leading_zero_bits(challenge, &nonce) >= difficulty {
-                return nonce;
-            }
-            n += 1;
-        }
-    }
-
     #[cfg(test)]
     mod tests {
         use super::*;
@@ -212,7 +131,7 @@ pub mod pow {
         fn a_solved_challenge_verifies_once_fresh() {
             let keys = Keyring::new(b"k");
             let c = issue(&keys, 1000, 8);
-            let n = solve(&c);
+            let n = testkit::login::solve_pow(&c);
             assert!(verify(&keys, &c, &n, 1010, 300, 8).is_ok());
             assert_eq!(verify(&keys, &c, &n, 2000, 300, 8), Err(PowError::Expired));
             assert_eq!(verify(&keys, &c, &n, 1010, 300, 9), Err(PowError::TooEasy));

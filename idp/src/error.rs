@@ -14,12 +14,7 @@ use crate::adapters::UpstreamError;
 use crate::keys::KeyError;
 use crate::store::{EphemeralError, StoreError};
 
-/// A message in both languages. Pages show the primary language first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Text {
-    pub fa: &'static str,
-    pub en: &'static str,
-}
+pub use service_kit::Text;
 
 macro_rules! texts {
     ($($name:ident = $fa:literal / $en:literal;)*) => {
@@ -72,6 +67,10 @@ pub enum Error {
     /// message and Retry-After.
     #[error("too soon, {retry_after}s to wait: {}", text.en)]
     TooSoon { text: Text, retry_after: u64 },
+    /// The login transaction cannot go on (expired, voided, its session gone): 410 and an
+    /// error page rather than the step's form again.
+    #[error("login over: {}", .0.en)]
+    LoginOver(Text),
     /// An upstream the flow depends on is down; 503 with Retry-After.
     #[error("upstream unavailable: {source}")]
     Upstream { text: Text, source: UpstreamError },
@@ -108,6 +107,7 @@ impl Error {
             Self::TooSoon { text, retry_after } => {
                 (StatusCode::TOO_MANY_REQUESTS, *text, Some(*retry_after))
             }
+            Self::LoginOver(text) => (StatusCode::GONE, *text, None),
             Self::Upstream { text, source } => {
                 tracing::warn!(error = %source, "upstream unavailable");
                 (StatusCode::SERVICE_UNAVAILABLE, *text, Some(30))
@@ -123,7 +123,7 @@ impl Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, text, retry_after) = self.public();
-        let page = crate::http::pages::error_page(crate::http::pages::Lang::Fa, status, text);
+        let page = crate::http::pages::error_page(crate::http::pages::Lang::Fa, text);
         let mut resp = (status, page).into_response();
         if let Some(secs) = retry_after {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {

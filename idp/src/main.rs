@@ -1,7 +1,5 @@
 //! `idp`: the emta OpenID provider's command line. Thin: parses arguments, calls the library.
 
-use std::path::PathBuf;
-
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use idp::admin::{self, NewClient};
@@ -26,15 +24,6 @@ struct Cli {
 enum Command {
     /// Serve the provider.
     Serve(Settings),
-    /// Run the local demo on embedded defaults (SQLite, in-process store, fixture registry,
-    /// SMS outbox) with synthetic citizens and two demo manufacturers.
-    Demo {
-        /// Folder for the demo's database, secret and citizens.
-        #[arg(long, default_value = ".emta")]
-        dir: PathBuf,
-        #[arg(long, default_value_t = 8400)]
-        port: u16,
-    },
     /// Apply database migrations and exit.
     Migrate(StorageSettings),
     /// Manage manufacturers (OIDC clients).
@@ -56,11 +45,6 @@ enum Command {
         storage: StorageSettings,
         #[command(subcommand)]
         action: KeysAction,
-    },
-    /// Synthetic citizens for the fixture registry and the load tool.
-    Citizens {
-        #[command(subcommand)]
-        action: CitizensAction,
     },
     /// Print the audit log, newest first.
     Audit {
@@ -140,18 +124,6 @@ enum KeysAction {
     List,
 }
 
-#[derive(Subcommand)]
-enum CitizensAction {
-    /// Write N synthetic citizens (valid national IDs) as JSON.
-    Generate {
-        n: usize,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
-}
-
 async fn open(storage: &StorageSettings) -> anyhow::Result<Db> {
     let db = Db::connect(storage.database_url.expose(), storage.db_max_connections)
         .await
@@ -175,48 +147,8 @@ async fn main() -> anyhow::Result<()> {
     let now = idp::now();
     match cli.command {
         Command::Serve(settings) => {
-            let app = idp::Application::build(settings, None).await?;
+            let app = idp::Application::build(settings).await?;
             tracing::info!(addr = %app.addr(), "emta idp listening");
-            app.run_until_stopped(idp::app::shutdown_signal()).await?;
-        }
-        Command::Demo { dir, port } => {
-            let manufacturers = [
-                idp::demo::DemoManufacturer {
-                    id: "saipa",
-                    name: "Saipa",
-                    name_fa: "سایپا",
-                    stars: 4,
-                    redirect_uri: "http://localhost:8501/saipa/callback".into(),
-                    post_logout_uri: "http://localhost:8501/saipa/".into(),
-                },
-                idp::demo::DemoManufacturer {
-                    id: "iran-khodro",
-                    name: "Iran Khodro",
-                    name_fa: "ایران خودرو",
-                    stars: 5,
-                    redirect_uri: "http://localhost:8501/iran-khodro/callback".into(),
-                    post_logout_uri: "http://localhost:8501/iran-khodro/".into(),
-                },
-            ];
-            let demo = idp::demo::prepare(&dir, port, &manufacturers).await?;
-            let issuer = demo.settings.issuer.clone();
-            let app = idp::Application::build(demo.settings, None).await?;
-            println!("\nemta demo is running\n");
-            println!("  IdP (issuer)      {issuer}");
-            println!("  discovery         {issuer}/.well-known/openid-configuration");
-            println!("  citizen account   {issuer}/account   (walks the whole verification flow)");
-            println!("  SMS outbox        {issuer}/dev/outbox   (the codes the demo 'sent')");
-            for c in &demo.clients {
-                println!(
-                    "  client {:<12} secret {}  redirect {}",
-                    c.id, c.secret, c.redirect_uri
-                );
-            }
-            println!("\n  synthetic citizens (mobile, national ID, Jalali birth date); all in {}/citizens.json:", dir.display());
-            for c in demo.citizens.iter().take(3) {
-                println!("    {}  {}  {}", c.mobile, c.national_id, c.birth_date);
-            }
-            println!("\nCtrl-C stops it; rm -rf {} starts over.", dir.display());
             app.run_until_stopped(idp::app::shutdown_signal()).await?;
         }
         Command::Migrate(storage) => {
@@ -361,16 +293,6 @@ async fn main() -> anyhow::Result<()> {
                         );
                     }
                 }
-            }
-        }
-        Command::Citizens {
-            action: CitizensAction::Generate { n, seed, out },
-        } => {
-            let citizens = idp::dev::generate_citizens(n, seed);
-            let json = serde_json::to_string_pretty(&citizens)?;
-            match out {
-                Some(path) => std::fs::write(&path, json)?,
-                None => println!("{json}"),
             }
         }
         Command::Audit { storage, limit } => {

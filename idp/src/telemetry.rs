@@ -31,16 +31,4 @@ pub fn render_metrics() -> String {
         .unwrap_or_default()
 }
 
-/// Logging for the binaries: `RUST_LOG` filter, JSON when `EMTA_LOG_JSON=1`.
-pub fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
-    let json = std::env::var("EMTA_LOG_JSON").is_ok_and(|v| v == "1");
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let _ = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
-}
+pub use service_kit::telemetry::init_logging;

@@ -334,60 +334,9 @@ fn same_origin(a: &Url, b: &Url) -> bool {
         && a.port_or_known_default() == b.port_or_known_default()
 }
 
-/// The value of hidden input `name` in a page.
-pub fn input(body: &str, name: &str) -> Option<String> {
-    let needle = format!("name=\"{name}\" value=\"");
-    let i = body.find(&needle)?;
-    let rest = &body[i + needle.len()..];
-    Some(unescape(&rest[..rest.find('"')?]))
-}
-
-/// The action of the first form whose action ends with `suffix`.
-pub fn form_action(body: &str, suffix: &str) -> Option<String> {
-    body.match_indices("action=\"").find_map(|(i, _)| {
-        let rest = &body[i + 8..];
-        let a = unescape(&rest[..rest.find('"')?]);
-        a.ends_with(suffix).then_some(a)
-    })
-}
-
-/// An attribute's value inside the first element that has `marker` in it.
-pub fn attribute(body: &str, marker: &str, name: &str) -> Option<String> {
-    let at = body.find(marker)?;
-    let tag_end = body[at..].find('>')? + at;
-    let tag = &body[at..tag_end];
-    let needle = format!("{name}=\"");
-    let i = tag.find(&needle)?;
-    let rest = &tag[i + needle.len()..];
-    Some(unescape(&rest[..rest.find('"')?]))
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("&amp;", "&")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn forms_and_attributes_are_read() {
-        let page = r#"<section data-campaign="c1" data-units="50"><form action="/s/c/c1/join?a=1&amp;b=2"><input type="hidden" name="csrf" value="x&amp;y"></form>"#;
-        assert_eq!(input(page, "csrf").as_deref(), Some("x&y"));
-        assert_eq!(
-            form_action(page, "/join?a=1&b=2").as_deref(),
-            Some("/s/c/c1/join?a=1&b=2")
-        );
-        assert_eq!(
-            attribute(page, "data-campaign=", "data-units").as_deref(),
-            Some("50")
-        );
-        assert_eq!(input(page, "missing"), None);
-    }
 
     #[test]
     fn requests_rotate_over_replicas_and_keep_public_urls() {

@@ -5,18 +5,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use idp::dev::FixtureCitizen;
 use serde::Deserialize;
+use testkit::forms::{attribute, form_action, input};
+use testkit::FixtureCitizen;
 use url::Url;
 
-use crate::http::{attribute, form_action, input, Browser, Fail, Http, Page};
+use crate::http::{Browser, Fail, Http, Page};
 use crate::record::{Campaign, JoinRecord, Outcome, Recorder};
 
 /// Where each citizen's SMS code is read.
 #[derive(Clone)]
 pub enum Codes {
     /// The stub gateway this process serves.
-    Outbox(idp::dev::Outbox),
+    Outbox(testkit::Outbox),
     /// A stub gateway's or a dev IdP's outbox over HTTP: `GET {url}?to={mobile}`.
     Http(Url),
 }
@@ -245,7 +246,7 @@ impl<'a> Walk<'a> {
         let challenge = input(&phone.body, "pow_challenge").unwrap_or_default();
         let solving = Instant::now();
         let ch = challenge.clone();
-        let nonce = tokio::task::spawn_blocking(move || idp::crypto::pow::solve(&ch))
+        let nonce = tokio::task::spawn_blocking(move || testkit::login::solve_pow(&ch))
             .await
             .map_err(|_| Stop::Fail("phone", Fail::Page("a proof of work")))?;
         self.j.rec.client("proof of work", solving.elapsed());
@@ -342,12 +343,12 @@ impl<'a> Walk<'a> {
     }
 
     async fn latest_code(&self) -> Option<String> {
-        let mobile = idp::domain::MobileNumber::parse(&self.p.citizen.mobile).ok()?;
-        let list: Vec<idp::dev::OutboxEntry> = match &self.j.codes {
-            Codes::Outbox(o) => o.list(Some(mobile.e164()), 1),
+        let mobile = testkit::citizens::e164(&self.p.citizen.mobile)?;
+        let list: Vec<testkit::stubs::OutboxEntry> = match &self.j.codes {
+            Codes::Outbox(o) => o.list(Some(&mobile), 1),
             Codes::Http(u) => {
                 let mut u = u.clone();
-                u.query_pairs_mut().append_pair("to", mobile.e164());
+                u.query_pairs_mut().append_pair("to", &mobile);
                 self.j
                     .http
                     .client()
@@ -360,7 +361,7 @@ impl<'a> Walk<'a> {
                     .ok()?
             }
         };
-        list.first().and_then(|e| idp::dev::code_in(&e.text))
+        list.first().and_then(|e| testkit::stubs::code_in(&e.text))
     }
 
     /// The code the gateway delivered after the phone step (not `before`, an older one).
@@ -616,7 +617,7 @@ impl Journey {
     /// Journeys through an in-process deployment: requests rotate over its presale
     /// replicas, codes come straight from its stub gateway, every citizen has an address.
     pub fn local(
-        d: &presale::local::Deployment,
+        d: &local::Deployment,
         poll_scale: f64,
         max_wait: Duration,
     ) -> anyhow::Result<Self> {

@@ -14,10 +14,9 @@
 //! - [`sweep`]: rising plateaus through an in-process deployment on PostgreSQL and Redis,
 //!   to find the largest arrival rate one replica of each service holds.
 //! - [`stubs`]: the stub civil registry, mobile ownership and SMS gateway a test deployment
-//!   points at; [`drive`]: a closed-loop driver for single-operation benchmarks.
+//!   points at.
 
 pub mod curve;
-pub mod drive;
 pub mod fairness;
 pub mod html;
 pub mod http;
@@ -28,13 +27,13 @@ pub mod run;
 pub mod sweep;
 
 pub mod stubs {
-    //! Serves `idp::dev::StubServices` (the three upstream contracts, plus `GET /outbox`
+    //! Serves `testkit`'s stub services (the three upstream contracts, plus `GET /outbox`
     //! where the replayer reads each citizen's SMS code).
 
     use std::net::SocketAddr;
     use std::path::Path;
 
-    use idp::dev::{generate_citizens, FixtureCitizen, StubServices};
+    use testkit::{generate_citizens, FixtureCitizen, StubServices};
 
     /// Generates `n` citizens from `seed`, writes them to `out` (the replayer and the
     /// deployment's demo both read the same list), and serves the stubs on `listen`.

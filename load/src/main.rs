@@ -36,13 +36,13 @@ enum Command {
         #[arg(
             long,
             env = "EMTA_TEST_POSTGRES_URL",
-            default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+            default_value = testkit::servers::DEFAULT_POSTGRES_URL
         )]
         postgres: String,
         #[arg(
             long,
             env = "EMTA_TEST_REDIS_URL",
-            default_value = "redis://127.0.0.1:6379"
+            default_value = testkit::servers::DEFAULT_REDIS_URL
         )]
         redis: String,
         /// Arrival rates to try, per second, in order.
@@ -88,7 +88,7 @@ enum Command {
 enum Scenario {
     /// 100 citizens over 20 s, no mixes: does the path work at all.
     Smoke,
-    /// Against the README's demo (`presale demo`): an opening-day spike of ~100 citizens
+    /// Against the README's demo (`local demo`): an opening-day spike of ~100 citizens
     /// with every mix, read codes from the demo's outbox.
     Demo,
     /// An opening at 200 arrivals/s with every mix (~3 800 citizens in two minutes).
@@ -186,7 +186,7 @@ struct RunArgs {
     /// Synthetic citizens (JSON, as `load stubs --out` or the demo writes them).
     #[arg(long)]
     citizens: Option<PathBuf>,
-    /// Where SMS codes are read: a stub gateway's /outbox or a dev IdP's /dev/outbox.
+    /// Where SMS codes are read: the stub SMS gateway's /outbox.
     #[arg(long)]
     outbox: Option<Url>,
 
@@ -299,13 +299,13 @@ async fn run(a: RunArgs) -> anyhow::Result<bool> {
         (None, true) => PathBuf::from(".emta/idp/citizens.json"),
         (None, false) => anyhow::bail!("--citizens FILE is required: the synthetic citizens the deployment's registry knows (load stubs --out FILE)"),
     };
-    let citizens: Vec<idp::dev::FixtureCitizen> = serde_json::from_slice(
+    let citizens: Vec<testkit::FixtureCitizen> = serde_json::from_slice(
         &std::fs::read(&citizens_path)
             .map_err(|e| anyhow::anyhow!("{}: {e}", citizens_path.display()))?,
     )?;
     let outbox = match (a.outbox, demo) {
         (Some(u), _) => u,
-        (None, true) => Url::parse("http://localhost:8400/dev/outbox")?,
+        (None, true) => Url::parse("http://localhost:8300/outbox")?,
         (None, false) => anyhow::bail!("--outbox URL is required: where the stub SMS gateway shows codes (http://STUBS/outbox)"),
     };
     let sso_from = a
@@ -386,7 +386,7 @@ async fn run(a: RunArgs) -> anyhow::Result<bool> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    idp::telemetry::init_logging();
+    service_kit::telemetry::init_logging();
     match Cli::parse().command {
         Command::Run(a) => {
             if !run(*a).await? {
@@ -444,7 +444,7 @@ async fn main() -> anyhow::Result<()> {
                 citizens,
                 seed,
                 out.as_deref(),
-                idp::app::shutdown_signal(),
+                service_kit::shutdown::shutdown_signal(),
             )
             .await?;
             println!(

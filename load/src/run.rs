@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use idp::dev::FixtureCitizen;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
+use testkit::FixtureCitizen;
 
 use crate::curve::Curve;
 use crate::journey::{Journey, Person, Traits};
@@ -140,7 +140,7 @@ pub async fn run(
     let rec = Arc::new(Recorder::new(start));
     journey.rec = rec.clone();
     let journey = Arc::new(journey);
-    let started_at = idp::now();
+    let started_at = service_kit::clock::now();
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     let done = Arc::new(tokio::sync::Notify::new());
     let planned = schedule.len();

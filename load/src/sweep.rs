@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use presale::local::Options;
+use local::Options;
 
 use crate::curve::{Curve, Shape};
 use crate::journey::Journey;
@@ -61,15 +61,13 @@ async fn backend_work(s: &Sweep) -> (i64, i64) {
 pub async fn one(s: &Sweep, rate: f64) -> anyhow::Result<Report> {
     let curve = Curve::shape(Shape::Plateau, rate, s.secs)?;
     let n = curve.total().ceil() as usize + 1;
-    let d = presale::local::deploy(Options {
+    let d = local::deploy(Options {
         postgres_admin: Some(s.postgres_admin.clone()),
         redis_url: s.redis_url.clone(),
         citizens: n,
-        presale_replicas: 1,
         pow_difficulty: s.pow_difficulty,
-        ip_per_sec: 50,
         // Opens a fifth of the way in (5 s), like the opening shape.
-        license: presale::local::queue_license((n / 2) as i64, 5, s.admission_per_min),
+        ..Options::new(local::queue_license((n / 2) as i64, 5, s.admission_per_min))
     })
     .await?;
     let journey = Journey::local(&d, 1.0, Duration::from_secs(600))?;

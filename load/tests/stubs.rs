@@ -14,7 +14,7 @@ async fn the_stubs_confirm_synthetic_citizens_and_keep_sms() {
     )
     .await
     .expect("serve");
-    let written: Vec<idp::dev::FixtureCitizen> =
+    let written: Vec<testkit::FixtureCitizen> =
         serde_json::from_slice(&std::fs::read(&out).expect("file")).expect("json");
     assert_eq!(written, citizens);
     let c = &citizens[0];

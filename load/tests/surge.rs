@@ -8,28 +8,18 @@ use std::time::Duration;
 use load::curve::Curve;
 use load::journey::Journey;
 use load::run::{Mix, Plan};
-use presale::license::NewLicense;
-use presale::local::{Deployment, Options};
-
-fn postgres_admin() -> String {
-    std::env::var("EMTA_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn redis() -> String {
-    std::env::var("EMTA_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
+use local::{Deployment, Options};
+use presale::domain::NewLicense;
+use testkit::servers::{postgres_admin_url as postgres_admin, redis_url as redis};
 
 /// Stubs, the IdP, Saipa and Iran Khodro registered, two presale replicas, `license`.
 async fn deploy(postgres: bool, citizens: usize, license: NewLicense) -> Deployment {
-    presale::local::deploy(Options {
+    local::deploy(Options {
         postgres_admin: postgres.then(postgres_admin),
         redis_url: if postgres { redis() } else { String::new() },
         citizens,
         presale_replicas: 2,
-        pow_difficulty: 4,
-        ip_per_sec: 50,
-        license,
+        ..Options::new(license)
     })
     .await
     .expect("deployment")
@@ -41,7 +31,7 @@ fn queue_license(units: i64, opens_in: i64) -> NewLicense {
         max_active: 200,
         apply_window_secs: 120,
         min_age: Some(21),
-        ..presale::local::queue_license(units, opens_in, 60_000)
+        ..local::queue_license(units, opens_in, 60_000)
     }
 }
 

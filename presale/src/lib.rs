@@ -1,29 +1,33 @@
 //! emta presale: licensed campaigns, the identity-bound fair queue, and applications.
 //!
-//! # Layout
-//! - [`queue`]: the fair queue in Redis (joins, the admitter, admission checks) and the
-//!   seeded permutation of pre-opening arrivals.
-//! - [`applications`]: durable applications in SQL: never above the license's cap, never
-//!   two per national ID in a campaign (or a round), under any concurrency.
+//! Presale knows the national IdP only as an OpenID provider at a URL, exactly as a
+//! manufacturer's own site would: it depends on no IdP code.
 //!
-//! - [`license`], [`lottery`], [`staff`]: licenses the ministry issues, public lottery
-//!   draws, and the ministry's staff (argon2 + TOTP, audit log).
-//! - [`service`]: the HTTP service: storefronts (OIDC relying parties of the IdP), the
-//!   waiting room, applications, the ministry console.
-//! - [`local`]: a whole deployment in one process, for tests and benchmarks.
+//! # Layout
+//! - [`http`]: routes, forms and pages, one module per feature (storefront, sign-in,
+//!   waiting room, apply, lottery, ministry console), each with its own `router()`.
+//! - [`domain`]: the rules, in types that parse at the edge: licenses (kind, selection,
+//!   status, terms), applications and refusals, national IDs and their keyed hashes,
+//!   signed tickets, the lottery draw.
+//! - [`store`]: SQL (SQLite or PostgreSQL): applications accepted in one transaction
+//!   under the cap, licenses, lottery entries and draws, staff and the audit log.
+//! - [`queue`]: the fair queue in Redis (or in-process for one node): joins, admissions,
+//!   the seeded permutation of pre-opening arrivals.
+//! - [`admitter`]: the loop every replica runs: reload licenses, admit at each license's
+//!   rate, draw closed lotteries.
+//! - [`adapters`]: the storefronts as OIDC relying parties of the IdP.
+//! - [`app`], [`config`], [`error`]: building and running the service, its typed
+//!   settings, its one error type.
 
-pub mod applications;
-pub mod license;
-pub mod local;
-pub mod lottery;
+pub mod adapters;
+pub mod admitter;
+pub mod app;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
 pub mod queue;
-pub mod service;
-pub mod staff;
+pub mod store;
 
-/// Unix milliseconds now.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use app::Application;
+pub use config::Settings;

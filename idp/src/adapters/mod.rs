@@ -1,9 +1,9 @@
 //! Government services and the SMS gateway.
 //!
-//! Production speaks HTTP to them ([`registry::HttpRegistry`], [`sms::HttpSms`]) with
-//! timeouts and clear errors. The embedded default and the demo use the fixture registry
-//! of synthetic citizens and the dev outbox ([`crate::dev`]), which tests and the load tool
-//! also serve over HTTP so the HTTP adapters are exercised for real.
+//! The IdP always speaks HTTP to them ([`registry::Registry`], [`sms::Sms`]) with timeouts
+//! and clear errors. Tests, the local demo and the load tool point it at stubs that serve
+//! the same wire contracts over synthetic citizens (`testkit::stubs`), so these adapters
+//! are exercised for real everywhere.
 
 pub mod registry;
 pub mod sms;

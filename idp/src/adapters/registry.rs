@@ -9,7 +9,6 @@
 use serde::{Deserialize, Serialize};
 
 use super::{http_client, UpstreamError};
-use crate::dev::FixtureRegistry;
 use crate::domain::{JalaliDate, MobileNumber, NationalId};
 
 /// What the civil registry says of a national ID and birth date.
@@ -50,20 +49,15 @@ pub struct OwnershipAnswer {
     pub matched: bool,
 }
 
+/// The civil registry and the mobile-ownership service, over HTTP.
 #[derive(Clone)]
-pub enum Registry {
-    Http(HttpRegistry),
-    Fixture(FixtureRegistry),
-}
-
-#[derive(Clone)]
-pub struct HttpRegistry {
+pub struct Registry {
     client: reqwest::Client,
     registry_url: String,
     ownership_url: String,
 }
 
-impl HttpRegistry {
+impl Registry {
     pub fn new(registry_url: &str, ownership_url: &str, timeout: std::time::Duration) -> Self {
         Self {
             client: http_client(timeout),
@@ -71,9 +65,7 @@ impl HttpRegistry {
             ownership_url: ownership_url.trim_end_matches('/').to_owned(),
         }
     }
-}
 
-impl Registry {
     #[tracing::instrument(skip_all, name = "registry.person")]
     pub async fn check_person(
         &self,
@@ -81,23 +73,20 @@ impl Registry {
         birth: &JalaliDate,
     ) -> Result<PersonCheck, UpstreamError> {
         const SERVICE: &str = "civil registry";
-        let answer: PersonAnswer = match self {
-            Self::Fixture(f) => f.person(nid, birth),
-            Self::Http(h) => h
-                .client
-                .post(format!("{}/persons/verify", h.registry_url))
-                .json(&PersonQuery {
-                    national_id: nid.as_str(),
-                    birth_date: birth.canonical(),
-                })
-                .send()
-                .await
-                .and_then(reqwest::Response::error_for_status)
-                .map_err(|e| UpstreamError::from_reqwest(SERVICE, e))?
-                .json()
-                .await
-                .map_err(|e| UpstreamError::from_reqwest(SERVICE, e))?,
-        };
+        let answer: PersonAnswer = self
+            .client
+            .post(format!("{}/persons/verify", self.registry_url))
+            .json(&PersonQuery {
+                national_id: nid.as_str(),
+                birth_date: birth.canonical(),
+            })
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| UpstreamError::from_reqwest(SERVICE, e))?
+            .json()
+            .await
+            .map_err(|e| UpstreamError::from_reqwest(SERVICE, e))?;
         match (answer.matched, answer.given_name, answer.family_name) {
             (true, Some(given_name), Some(family_name)) => Ok(PersonCheck::Match {
                 given_name,
@@ -118,25 +107,20 @@ impl Registry {
         mobile: &MobileNumber,
     ) -> Result<bool, UpstreamError> {
         const SERVICE: &str = "mobile ownership service";
-        match self {
-            Self::Fixture(f) => Ok(f.owns(nid, mobile)),
-            Self::Http(h) => {
-                let answer: OwnershipAnswer = h
-                    .client
-                    .post(format!("{}/ownership/verify", h.ownership_url))
-                    .json(&OwnershipQuery {
-                        national_id: nid.as_str(),
-                        mobile: mobile.e164(),
-                    })
-                    .send()
-                    .await
-                    .and_then(reqwest::Response::error_for_status)
-                    .map_err(|e| UpstreamError::from_reqwest(SERVICE, e))?
-                    .json()
-                    .await
-                    .map_err(|e| UpstreamError::from_reqwest(SERVICE, e))?;
-                Ok(answer.matched)
-            }
-        }
+        let answer: OwnershipAnswer = self
+            .client
+            .post(format!("{}/ownership/verify", self.ownership_url))
+            .json(&OwnershipQuery {
+                national_id: nid.as_str(),
+                mobile: mobile.e164(),
+            })
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| UpstreamError::from_reqwest(SERVICE, e))?
+            .json()
+            .await
+            .map_err(|e| UpstreamError::from_reqwest(SERVICE, e))?;
+        Ok(answer.matched)
     }
 }

@@ -4,7 +4,6 @@
 use serde::{Deserialize, Serialize};
 
 use super::{http_client, UpstreamError};
-use crate::dev::Outbox;
 use crate::domain::MobileNumber;
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -13,18 +12,16 @@ pub struct SmsMessage {
     pub text: String,
 }
 
+/// The SMS gateway over HTTP.
 #[derive(Clone)]
-pub enum Sms {
-    Http {
-        client: reqwest::Client,
-        url: String,
-    },
-    Outbox(Outbox),
+pub struct Sms {
+    client: reqwest::Client,
+    url: String,
 }
 
 impl Sms {
     pub fn http(url: &str, timeout: std::time::Duration) -> Self {
-        Self::Http {
+        Self {
             client: http_client(timeout),
             url: format!("{}/messages", url.trim_end_matches('/')),
         }
@@ -34,24 +31,16 @@ impl Sms {
     #[tracing::instrument(skip_all, name = "sms.send")]
     pub async fn send(&self, to: &MobileNumber, text: &str) -> Result<(), UpstreamError> {
         const SERVICE: &str = "SMS gateway";
-        match self {
-            Self::Outbox(o) => {
-                o.push(to.e164(), text);
-                Ok(())
-            }
-            Self::Http { client, url } => {
-                client
-                    .post(url)
-                    .json(&SmsMessage {
-                        to: to.e164().to_owned(),
-                        text: text.to_owned(),
-                    })
-                    .send()
-                    .await
-                    .and_then(reqwest::Response::error_for_status)
-                    .map_err(|e| UpstreamError::from_reqwest(SERVICE, e))?;
-                Ok(())
-            }
-        }
+        self.client
+            .post(&self.url)
+            .json(&SmsMessage {
+                to: to.e164().to_owned(),
+                text: text.to_owned(),
+            })
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| UpstreamError::from_reqwest(SERVICE, e))?;
+        Ok(())
     }
 }

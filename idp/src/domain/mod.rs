@@ -1,7 +1,7 @@
 //! Domain types that parse at the edge: a handler never sees a raw string it must re-check.
 
 pub mod client;
-pub mod digits;
+pub use service_kit::digits;
 pub mod jalali;
 pub mod mobile;
 pub mod national_id;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::crypto::Keyring;
 use crate::error::{Error, Result};
 use crate::store::Ephemeral;
+use service_kit::limit::LimitError;
 
 #[derive(Debug, Clone, Copy)]
 pub enum Subject<'a> {
@@ -22,60 +23,56 @@ pub enum Subject<'a> {
     NationalIdFail(&'a str),
     /// Token-endpoint requests of one client.
     ClientToken(&'a str),
-    /// Another service's subject (the presale service's joins, applications, staff logins),
-    /// counted the same way.
-    Named(&'static str, &'a str),
 }
 
 impl Subject<'_> {
-    fn key(&self, keys: &Keyring) -> String {
+    fn key(&self, limiter: &service_kit::limit::Limiter) -> String {
         let (kind, value) = match self {
             Self::PhoneSms(v) => ("sms-phone", v),
             Self::IpSms(v) => ("sms-ip", v),
             Self::IpLogin(v) => ("login-ip", v),
             Self::NationalIdFail(v) => ("nid-fail", v),
-            Self::Named(kind, v) => (*kind, v),
             Self::ClientToken(v) => return format!("rl:client:{v}"),
         };
-        format!(
-            "rl:{kind}:{}",
-            &keys.hash("rate-subject", value.as_bytes())[..22]
-        )
+        limiter.key(kind, value)
     }
 }
 
+/// The IdP's limits over the shared limiter, counted in its metrics and answered with
+/// its error type.
 #[derive(Clone)]
-pub struct Limiter {
-    store: Ephemeral,
-    keys: Keyring,
-}
+pub struct Limiter(service_kit::limit::Limiter);
 
 impl Limiter {
     pub fn new(store: Ephemeral, keys: Keyring) -> Self {
-        Self { store, keys }
+        Self(service_kit::limit::Limiter::new(
+            store,
+            keys.inner().clone(),
+        ))
     }
 
     /// Counts one hit; fails with 429 once more than `max` hits fall in `window`.
     pub async fn hit(&self, subject: Subject<'_>, max: i64, window: Duration) -> Result<()> {
-        let hit = self.store.hit(&subject.key(&self.keys), window).await?;
-        if hit.count > max {
-            metrics::counter!("emta_rate_limited_total", "subject" => subject_label(subject))
-                .increment(1);
-            return Err(Error::RateLimited {
-                retry_after: hit.reset_in.as_secs().max(1),
-            });
-        }
-        Ok(())
+        let r = self.0.hit_key(&subject.key(&self.0), max, window).await;
+        self.answer(subject, r)
     }
 
     /// Fails with 429 if `max` hits are already counted, without counting one.
     pub async fn check(&self, subject: Subject<'_>, max: i64) -> Result<()> {
-        if self.store.count(&subject.key(&self.keys)).await? >= max {
-            metrics::counter!("emta_rate_limited_total", "subject" => subject_label(subject))
-                .increment(1);
-            return Err(Error::RateLimited { retry_after: 600 });
+        let r = self.0.check_key(&subject.key(&self.0), max).await;
+        self.answer(subject, r)
+    }
+
+    fn answer(&self, subject: Subject<'_>, r: Result<(), LimitError>) -> Result<()> {
+        match r {
+            Ok(()) => Ok(()),
+            Err(LimitError::Limited { retry_after }) => {
+                metrics::counter!("emta_rate_limited_total", "subject" => subject_label(subject))
+                    .increment(1);
+                Err(Error::RateLimited { retry_after })
+            }
+            Err(LimitError::Store(e)) => Err(e.into()),
         }
-        Ok(())
     }
 }
 
@@ -86,6 +83,5 @@ fn subject_label(s: Subject<'_>) -> &'static str {
         Subject::IpLogin(_) => "ip_login",
         Subject::NationalIdFail(_) => "national_id_fail",
         Subject::ClientToken(_) => "client_token",
-        Subject::Named(kind, _) => kind,
     }
 }

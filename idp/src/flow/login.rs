@@ -18,7 +18,8 @@ use super::limits::Subject;
 use crate::adapters::registry::PersonCheck;
 use crate::core::Core;
 use crate::crypto::{b64, pow, random_otp, random_token, sha256};
-use crate::domain::{Citizen, JalaliDate, MobileNumber, NationalId};
+use crate::domain::client::KNOWN_SCOPES;
+use crate::domain::{Citizen, ClientId, JalaliDate, MobileNumber, NationalId, Scopes};
 use crate::error::{msg, Error, Result};
 
 pub const OTP_MAX_WRONG: i64 = 5;
@@ -62,6 +63,34 @@ pub struct Session {
     pub auth_time: i64,
 }
 
+/// What comes after a step, decided here and rendered by HTTP.
+#[derive(Debug)]
+pub enum Next {
+    /// The transaction's page at its (new) current step.
+    Step,
+    /// The same step's page again, with what the citizen must fix.
+    Retry(Error),
+    /// This login cannot go on (expired, voided, out of order): an error page.
+    Over(Error),
+    /// Out of the login: the client's redirect URI (with a code or an error) or the
+    /// citizen's account page.
+    Leave(String),
+}
+
+impl From<Result<()>> for Next {
+    fn from(r: Result<()>) -> Self {
+        match r {
+            Ok(()) => Self::Step,
+            Err(e @ Error::LoginOver(_)) => Self::Over(e),
+            Err(e) => Self::Retry(e),
+        }
+    }
+}
+
+fn step_order() -> Error {
+    Error::user(StatusCode::CONFLICT, msg::STEP_ORDER)
+}
+
 fn tx_key(id: &str) -> String {
     format!("tx:{id}")
 }
@@ -84,6 +113,174 @@ pub fn observe(step: &'static str, started: Instant, outcome: &'static str) {
 }
 
 impl Core {
+    /// Step 1 as submitted: a new number may be given while waiting for the code.
+    pub async fn phone_step(
+        &self,
+        tx: &mut LoginTx,
+        mobile: &str,
+        pow_challenge: &str,
+        pow_nonce: &str,
+        ip: &str,
+        now: i64,
+    ) -> Next {
+        if tx.step != Step::Phone && tx.step != Step::Otp {
+            return Next::Over(step_order());
+        }
+        tx.step = Step::Phone;
+        self.submit_phone(tx, mobile, pow_challenge, pow_nonce, ip, now)
+            .await
+            .into()
+    }
+
+    /// Step 2 as submitted.
+    pub async fn otp_step(&self, tx: &mut LoginTx, code: &str, now: i64) -> Next {
+        self.submit_otp(tx, code, now).await.into()
+    }
+
+    /// A new code for the number of step 1, only while waiting for one.
+    pub async fn resend_step(&self, tx: &mut LoginTx, ip: &str, now: i64) -> Next {
+        let mobile = tx
+            .mobile
+            .as_deref()
+            .and_then(|m| MobileNumber::parse(m).ok());
+        match (tx.step, mobile) {
+            (Step::Otp, Some(m)) => self.send_code(tx, &m, ip, now).await.into(),
+            _ => Next::Retry(step_order()),
+        }
+    }
+
+    /// Step 3 as submitted; with success, the new SSO session's cookie value, and the
+    /// login finishes at once when there is nothing to consent to.
+    pub async fn identity_step(
+        &self,
+        tx: &mut LoginTx,
+        national_id: &str,
+        birth_date: &str,
+        now: i64,
+    ) -> (Next, Option<String>) {
+        let cookie = match self.submit_identity(tx, national_id, birth_date, now).await {
+            Ok(c) => c,
+            Err(e) => return (Err(e).into(), None),
+        };
+        let next = match self.finish_if_consented(tx, &cookie, now).await {
+            Ok(Some(url)) => Next::Leave(url),
+            Ok(None) => Next::Step,
+            Err(e) => Next::Over(e),
+        };
+        (next, Some(cookie))
+    }
+
+    /// After authentication: the account page, or the client if consent is remembered.
+    async fn finish_if_consented(
+        &self,
+        tx: &LoginTx,
+        session_cookie: &str,
+        now: i64,
+    ) -> Result<Option<String>> {
+        let Some(req) = &tx.request else {
+            self.drop_tx(&tx.id).await?;
+            return Ok(Some("/account".into()));
+        };
+        let Some(session) = self.session(Some(session_cookie)).await? else {
+            return Ok(None);
+        };
+        if self.consent_covers(&session.citizen_id, req).await? && !req.prompt.consent {
+            let url = self
+                .issue_code(
+                    req,
+                    &session.citizen_id,
+                    &session.sid,
+                    session.auth_time,
+                    now,
+                )
+                .await?;
+            self.drop_tx(&tx.id).await?;
+            return Ok(Some(url));
+        }
+        Ok(None)
+    }
+
+    /// Whether the citizen has granted this client at least the requested scopes.
+    pub async fn consent_covers(&self, citizen_id: &str, req: &AuthRequest) -> Result<bool> {
+        let Ok(client_id) = ClientId::parse(&req.client_id) else {
+            return Ok(false);
+        };
+        Ok(self
+            .db
+            .consent(citizen_id, &client_id)
+            .await?
+            .is_some_and(|granted| {
+                req.scope
+                    .is_subset(&Scopes::parse_known(&granted, KNOWN_SCOPES))
+            }))
+    }
+
+    /// The SSO session of `session_cookie`, which must be the one the transaction
+    /// reached.
+    pub async fn live_session(
+        &self,
+        session_cookie: Option<&str>,
+        tx: &LoginTx,
+    ) -> Result<Session> {
+        self.session(session_cookie)
+            .await?
+            .filter(|s| Some(&s.sid) == tx.sid.as_ref())
+            .ok_or(Error::LoginOver(msg::LOGIN_EXPIRED))
+    }
+
+    /// Step 4 as submitted: `approve` remembers the consent and issues the code; anything
+    /// else answers the client `access_denied`.
+    pub async fn consent_step(
+        &self,
+        tx: &LoginTx,
+        session_cookie: Option<&str>,
+        decision: &str,
+        now: i64,
+    ) -> Next {
+        match self.consent_inner(tx, session_cookie, decision, now).await {
+            Ok(url) => Next::Leave(url),
+            Err(e) => Next::Over(e),
+        }
+    }
+
+    async fn consent_inner(
+        &self,
+        tx: &LoginTx,
+        session_cookie: Option<&str>,
+        decision: &str,
+        now: i64,
+    ) -> Result<String> {
+        let (Step::Consent, Some(req)) = (tx.step, tx.request.as_ref()) else {
+            return Err(step_order());
+        };
+        let session = self.live_session(session_cookie, tx).await?;
+        // The ministry may have suspended the client while the citizen was reading.
+        super::authorize::validate_client_now(self, &req.client_id, now)?;
+        self.drop_tx(&tx.id).await?;
+        if decision != "approve" {
+            let e = super::authorize::RedirectError {
+                redirect_uri: req.redirect_uri.clone(),
+                state: req.state.clone(),
+                error: "access_denied",
+                description: "the citizen denied the request",
+            };
+            return Ok(e.url(self.issuer()));
+        }
+        let client_id =
+            ClientId::parse(&req.client_id).map_err(|_| Error::bad_request(msg::UNKNOWN_CLIENT))?;
+        self.db
+            .save_consent(&session.citizen_id, &client_id, &req.scope.to_string(), now)
+            .await?;
+        self.issue_code(
+            req,
+            &session.citizen_id,
+            &session.sid,
+            session.auth_time,
+            now,
+        )
+        .await
+    }
+
     pub async fn start_login(
         &self,
         browser: &str,
@@ -127,7 +324,7 @@ impl Core {
             .eph
             .get(&tx_key(id))
             .await?
-            .ok_or_else(|| Error::user(StatusCode::GONE, msg::LOGIN_EXPIRED))?;
+            .ok_or(Error::LoginOver(msg::LOGIN_EXPIRED))?;
         let tx: LoginTx = serde_json::from_str(&raw).map_err(|e| Error::Internal(e.to_string()))?;
         if browser != Some(tx.browser.as_str()) {
             return Err(Error::user(StatusCode::FORBIDDEN, msg::LOGIN_OTHER_BROWSER));
@@ -341,7 +538,7 @@ impl Core {
             .await?;
         if wrong.count >= OTP_MAX_WRONG {
             self.drop_tx(&tx.id).await?;
-            return Err(Error::user(StatusCode::GONE, msg::OTP_VOID));
+            return Err(Error::LoginOver(msg::OTP_VOID));
         }
         Err(Error::bad_request(msg::OTP_WRONG))
     }

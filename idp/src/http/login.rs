@@ -17,7 +17,7 @@ use crate::domain::client::KNOWN_SCOPES;
 use crate::domain::{ClientId, MobileNumber, Scopes};
 use crate::error::{msg, Error, Result};
 use crate::flow::authorize::{self, AuthRequest, AuthorizeError, RawAuthParams, RedirectError};
-use crate::flow::login::{LoginTx, Session, Step};
+use crate::flow::login::{LoginTx, Next, Session, Step};
 use crate::flow::tokens::scope_descriptions;
 use crate::now;
 
@@ -88,7 +88,7 @@ async fn answer_authorize(
             .await?;
         return Ok((jar, Redirect::to(&format!("/login/{}", tx.id))).into_response());
     };
-    if consent_covers(core, &session.citizen_id, &req).await? && !req.prompt.consent {
+    if core.consent_covers(&session.citizen_id, &req).await? && !req.prompt.consent {
         let url = core
             .issue_code(
                 &req,
@@ -112,27 +112,13 @@ async fn answer_authorize(
     Ok((jar, Redirect::to(&format!("/login/{}", tx.id))).into_response())
 }
 
-async fn consent_covers(core: &Core, citizen_id: &str, req: &AuthRequest) -> Result<bool> {
-    let Ok(client_id) = ClientId::parse(&req.client_id) else {
-        return Ok(false);
-    };
-    Ok(core
-        .db
-        .consent(citizen_id, &client_id)
-        .await?
-        .is_some_and(|granted| {
-            req.scope
-                .is_subset(&Scopes::parse_known(&granted, KNOWN_SCOPES))
-        }))
-}
-
 fn lang_of(tx: &LoginTx) -> Lang {
     Lang::from_english(tx.request.as_ref().is_some_and(|r| r.english))
 }
 
 fn render_error(lang: Lang, e: Error) -> Response {
     let (status, text, retry_after) = e.public();
-    let mut resp = (status, pages::error_page(lang, status, text)).into_response();
+    let mut resp = (status, pages::error_page(lang, text)).into_response();
     add_retry_after(&mut resp, retry_after);
     resp
 }
@@ -212,21 +198,14 @@ async fn render_step(
             let (Some(req), Some(view)) = (tx.request.as_ref(), view.as_ref()) else {
                 return Ok(Redirect::to("/account").into_response());
             };
-            live_session_for(core, jar, tx).await?;
+            core.live_session(session_cookie(core, jar).as_deref(), tx)
+                .await?;
             pages::consent_page(lang, &tx.id, &csrf, view, &scope_descriptions(&req.scope))
         }
     };
     let mut resp = (status, page).into_response();
     add_retry_after(&mut resp, retry_after);
     Ok(resp)
-}
-
-/// The SSO session this browser holds, which must be the one the transaction reached.
-async fn live_session_for(core: &Core, jar: &CookieJar, tx: &LoginTx) -> Result<Session> {
-    core.session(session_cookie(core, jar).as_deref())
-        .await?
-        .filter(|s| Some(&s.sid) == tx.sid.as_ref())
-        .ok_or_else(|| Error::user(StatusCode::GONE, msg::LOGIN_EXPIRED))
 }
 
 /// Loads the transaction, checks browser binding and the form's CSRF token.
@@ -237,18 +216,13 @@ async fn load_for_post(core: &Core, jar: &CookieJar, id: &str, csrf: &str) -> Re
     Ok(tx)
 }
 
-/// Runs one step: on success redirects to the next page, on a user error re-renders the
-/// step with the message; transaction-level failures get an error page.
-async fn step_outcome(core: &Core, jar: CookieJar, tx: &LoginTx, r: Result<()>) -> Response {
-    match r {
-        Ok(()) => (jar, Redirect::to(&format!("/login/{}", tx.id))).into_response(),
-        Err(
-            e @ Error::User {
-                status: StatusCode::GONE,
-                ..
-            },
-        ) => render_error(lang_of(tx), e),
-        Err(e) => match render_step(core, &jar, tx, Some(e)).await {
+/// Renders what the flow decided comes after a step.
+async fn show(core: &Core, jar: CookieJar, tx: &LoginTx, next: Next) -> Response {
+    match next {
+        Next::Step => (jar, Redirect::to(&format!("/login/{}", tx.id))).into_response(),
+        Next::Leave(url) => (jar, Redirect::to(&url)).into_response(),
+        Next::Over(e) => (jar, render_error(lang_of(tx), e)).into_response(),
+        Next::Retry(e) => match render_step(core, &jar, tx, Some(e)).await {
             Ok(r) => r,
             Err(e) => render_error(lang_of(tx), e),
         },
@@ -278,15 +252,8 @@ pub async fn post_phone(
         Ok(tx) => tx,
         Err(e) => return render_error(Lang::Fa, e),
     };
-    if tx.step != Step::Phone && tx.step != Step::Otp {
-        return render_error(
-            lang_of(&tx),
-            Error::user(StatusCode::CONFLICT, msg::STEP_ORDER),
-        );
-    }
-    tx.step = Step::Phone;
-    let r = core
-        .submit_phone(
+    let next = core
+        .phone_step(
             &mut tx,
             &f.mobile,
             &f.pow_challenge,
@@ -295,7 +262,7 @@ pub async fn post_phone(
             now(),
         )
         .await;
-    step_outcome(&core, jar, &tx, r).await
+    show(&core, jar, &tx, next).await
 }
 
 #[derive(Deserialize)]
@@ -316,8 +283,8 @@ pub async fn post_otp(
         Ok(tx) => tx,
         Err(e) => return render_error(Lang::Fa, e),
     };
-    let r = core.submit_otp(&mut tx, &f.code, now()).await;
-    step_outcome(&core, jar, &tx, r).await
+    let next = core.otp_step(&mut tx, &f.code, now()).await;
+    show(&core, jar, &tx, next).await
 }
 
 #[derive(Deserialize)]
@@ -337,15 +304,8 @@ pub async fn post_resend(
         Ok(tx) => tx,
         Err(e) => return render_error(Lang::Fa, e),
     };
-    let mobile = tx
-        .mobile
-        .as_deref()
-        .and_then(|m| MobileNumber::parse(m).ok());
-    let r = match (tx.step, mobile) {
-        (Step::Otp, Some(m)) => core.send_code(&mut tx, &m, &ip, now()).await,
-        _ => Err(Error::user(StatusCode::CONFLICT, msg::STEP_ORDER)),
-    };
-    step_outcome(&core, jar, &tx, r).await
+    let next = core.resend_step(&mut tx, &ip, now()).await;
+    show(&core, jar, &tx, next).await
 }
 
 #[derive(Deserialize)]
@@ -368,60 +328,19 @@ pub async fn post_identity(
         Ok(tx) => tx,
         Err(e) => return render_error(Lang::Fa, e),
     };
-    let now = now();
-    let cookie = match core
-        .submit_identity(&mut tx, &f.national_id, &f.birth_date, now)
-        .await
-    {
-        Ok(c) => c,
-        Err(e) => return step_outcome(&core, jar, &tx, Err(e)).await,
+    let (next, cookie) = core
+        .identity_step(&mut tx, &f.national_id, &f.birth_date, now())
+        .await;
+    let jar = match cookie {
+        Some(c) => jar.add(make_cookie(
+            &core,
+            cookie_names(&core).session,
+            c,
+            core.settings.session_secs,
+        )),
+        None => jar,
     };
-    let jar = jar.add(make_cookie(
-        &core,
-        cookie_names(&core).session,
-        cookie,
-        core.settings.session_secs,
-    ));
-    // Signed in for the account page only, or consent already given: finish now.
-    match finish_if_consented(&core, &jar, &tx, now).await {
-        Ok(Some(url)) => (jar, Redirect::to(&url)).into_response(),
-        Ok(None) => (jar, Redirect::to(&format!("/login/{}", tx.id))).into_response(),
-        Err(e) => (jar, render_error(lang_of(&tx), e)).into_response(),
-    }
-}
-
-/// After authentication: the account page, or the client if consent is remembered.
-async fn finish_if_consented(
-    core: &Core,
-    jar: &CookieJar,
-    tx: &LoginTx,
-    now: i64,
-) -> Result<Option<String>> {
-    let Some(req) = &tx.request else {
-        core.drop_tx(&tx.id).await?;
-        return Ok(Some("/account".into()));
-    };
-    let session = match core.session(session_cookie(core, jar).as_deref()).await? {
-        Some(s) => s,
-        None => {
-            // The cookie was just set on this response; read the session by the tx's sid.
-            return Ok(None);
-        }
-    };
-    if consent_covers(core, &session.citizen_id, req).await? && !req.prompt.consent {
-        let url = core
-            .issue_code(
-                req,
-                &session.citizen_id,
-                &session.sid,
-                session.auth_time,
-                now,
-            )
-            .await?;
-        core.drop_tx(&tx.id).await?;
-        return Ok(Some(url));
-    }
-    Ok(None)
+    show(&core, jar, &tx, next).await
 }
 
 #[derive(Deserialize)]
@@ -438,53 +357,19 @@ pub async fn post_consent(
     Path(id): Path<String>,
     Form(f): Form<ConsentForm>,
 ) -> Response {
-    let r = async {
-        let tx = load_for_post(&core, &jar, &id, &f.csrf)
-            .await
-            .map_err(|e| (Lang::Fa, e))?;
-        let lang = lang_of(&tx);
-        let (Step::Consent, Some(req)) = (tx.step, tx.request.clone()) else {
-            return Err((lang, Error::user(StatusCode::CONFLICT, msg::STEP_ORDER)));
-        };
-        let session = live_session_for(&core, &jar, &tx)
-            .await
-            .map_err(|e| (lang, e))?;
-        let now = now();
-        // The ministry may have suspended the client while the citizen was reading.
-        if let Err(e) = authorize::validate_client_now(&core, &req.client_id, now) {
-            return Err((lang, e));
-        }
-        core.drop_tx(&tx.id).await.map_err(|e| (lang, e))?;
-        if f.decision != "approve" {
-            let e = RedirectError {
-                redirect_uri: req.redirect_uri.clone(),
-                state: req.state.clone(),
-                error: "access_denied",
-                description: "the citizen denied the request",
-            };
-            return Ok(e.url(core.issuer()));
-        }
-        let client_id = ClientId::parse(&req.client_id)
-            .map_err(|_| (lang, Error::bad_request(msg::UNKNOWN_CLIENT)))?;
-        core.db
-            .save_consent(&session.citizen_id, &client_id, &req.scope.to_string(), now)
-            .await
-            .map_err(|e| (lang, e.into()))?;
-        core.issue_code(
-            &req,
-            &session.citizen_id,
-            &session.sid,
-            session.auth_time,
-            now,
+    let tx = match load_for_post(&core, &jar, &id, &f.csrf).await {
+        Ok(tx) => tx,
+        Err(e) => return render_error(Lang::Fa, e),
+    };
+    let next = core
+        .consent_step(
+            &tx,
+            session_cookie(&core, &jar).as_deref(),
+            &f.decision,
+            now(),
         )
-        .await
-        .map_err(|e| (lang, e))
-    }
-    .await;
-    match r {
-        Ok(url) => Redirect::to(&url).into_response(),
-        Err((lang, e)) => render_error(lang, e),
-    }
+        .await;
+    show(&core, jar, &tx, next).await
 }
 
 /// GET /account: the citizen's own page; signs them in first if needed.

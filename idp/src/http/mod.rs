@@ -20,7 +20,7 @@ use crate::core::Core;
 use crate::crypto::random_token;
 
 pub fn router(core: Core) -> Router {
-    let mut r = Router::new()
+    let r = Router::new()
         .route("/.well-known/openid-configuration", get(oauth::discovery))
         .route("/jwks", get(oauth::jwks))
         .route(
@@ -48,9 +48,6 @@ pub fn router(core: Core) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/static/app.css", get(ops::css))
         .route("/static/pow.js", get(ops::js));
-    if core.settings.dev {
-        r = r.route("/dev/outbox", get(ops::outbox));
-    }
     let secure = core.settings.secure_cookies();
     security_headers(r.fallback(ops::not_found), secure)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))

@@ -1,10 +1,8 @@
-//! Operations: health, readiness, Prometheus metrics, static assets, the dev outbox.
+//! Operations: health, readiness, Prometheus metrics, static assets.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use serde::Deserialize;
 
 use super::pages::{self, Lang};
 use crate::core::Core;
@@ -63,28 +61,7 @@ pub async fn js() -> Response {
 pub async fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
-        pages::error_page(Lang::Fa, StatusCode::NOT_FOUND, msg::NOT_FOUND),
+        pages::error_page(Lang::Fa, msg::NOT_FOUND),
     )
         .into_response()
-}
-
-#[derive(Deserialize)]
-pub struct OutboxQuery {
-    to: Option<String>,
-}
-
-/// Dev mode only (the route exists only then): the SMS the fixture gateway "sent".
-pub async fn outbox(State(core): State<Core>, Query(q): Query<OutboxQuery>) -> Response {
-    let Some(outbox) = &core.outbox else {
-        return (
-            StatusCode::NOT_FOUND,
-            "no outbox: an SMS gateway is configured",
-        )
-            .into_response();
-    };
-    let to =
-        q.to.as_deref()
-            .and_then(|t| crate::domain::MobileNumber::parse(t).ok())
-            .map(|m| m.e164().to_owned());
-    Json(outbox.list(to.as_deref(), 50)).into_response()
 }

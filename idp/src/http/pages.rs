@@ -2,89 +2,27 @@
 //! (`ui_locales=en`), every message in both languages. Plain HTML forms that work without
 //! JavaScript, except the proof-of-work, which needs it. maud escapes every value.
 
-use axum::http::StatusCode;
 use axum::response::Html;
-use maud::{html, Markup, PreEscaped, DOCTYPE};
+use maud::{html, Markup};
+use service_kit::t;
 
 /// A rendered page.
 pub type Page = Html<String>;
 
 use crate::domain::digits::to_persian_digits;
-use crate::error::Text;
+use service_kit::Text;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lang {
-    Fa,
-    En,
-}
+pub use service_kit::page::{both, Lang};
 
-impl Lang {
-    pub fn from_english(english: bool) -> Self {
-        if english {
-            Self::En
-        } else {
-            Self::Fa
-        }
-    }
-
-    fn pick(self, t: Text) -> (&'static str, &'static str) {
-        match self {
-            Self::Fa => (t.fa, t.en),
-            Self::En => (t.en, t.fa),
-        }
-    }
-}
-
-/// A text in the page's language with the other language beneath, smaller.
-pub fn both(lang: Lang, t: Text) -> Markup {
-    let (main, other) = lang.pick(t);
-    let (other_lang, other_dir) = match lang {
-        Lang::Fa => ("en", "ltr"),
-        Lang::En => ("fa", "rtl"),
-    };
-    html! { span { (main) } small.other lang=(other_lang) dir=(other_dir) { (other) } }
-}
+/// What the IdP's pages say under the emta name.
+const TAGLINE: Text = t!("احراز هویت یکپارچه مشتریان", "national sign-in for buyers");
 
 fn one(lang: Lang, t: Text) -> &'static str {
-    lang.pick(t).0
-}
-
-macro_rules! t {
-    ($fa:literal, $en:literal) => {
-        Text { fa: $fa, en: $en }
-    };
+    lang.one(t)
 }
 
 pub fn layout(lang: Lang, title: Text, body: Markup) -> Page {
-    Html(layout_markup(lang, title, body).into_string())
-}
-
-fn layout_markup(lang: Lang, title: Text, body: Markup) -> Markup {
-    let (code, dir) = match lang {
-        Lang::Fa => ("fa", "rtl"),
-        Lang::En => ("en", "ltr"),
-    };
-    html! {
-        (DOCTYPE)
-        html lang=(code) dir=(dir) {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="referrer" content="no-referrer";
-                title { (one(lang, title)) " | " (one(lang, t!("امتا", "emta"))) }
-                link rel="stylesheet" href="/static/app.css";
-            }
-            body {
-                header {
-                    strong { (one(lang, t!("امتا", "emta"))) }
-                    " · "
-                    (one(lang, t!("احراز هویت یکپارچه مشتریان", "national sign-in for buyers")))
-                }
-                main { h1 { (both(lang, title)) } (body) }
-                footer { (one(lang, t!("وزارت صنعت، معدن و تجارت", "Ministry of Industry, Mine and Trade"))) }
-            }
-        }
-    }
+    service_kit::page::layout(lang, TAGLINE, title, body)
 }
 
 fn error_box(lang: Lang, error: Option<Text>) -> Markup {
@@ -95,13 +33,8 @@ fn csrf(token: &str) -> Markup {
     html! { input type="hidden" name="csrf" value=(token); }
 }
 
-pub fn error_page(lang: Lang, status: StatusCode, text: Text) -> Page {
-    let _ = status;
-    layout(
-        lang,
-        t!("خطا", "Error"),
-        html! { p.error role="alert" { (both(lang, text)) } },
-    )
+pub fn error_page(lang: Lang, text: Text) -> Page {
+    service_kit::page::error_page(lang, TAGLINE, text)
 }
 
 pub fn message_page(lang: Lang, title: Text, text: Text) -> Page {
@@ -306,10 +239,7 @@ pub fn logout_confirm_page(lang: Lang, csrf_token: &str, hidden: &[(&str, String
     )
 }
 
-pub const APP_CSS: &str = include_str!("static/app.css");
+pub use service_kit::page::APP_CSS;
 pub const POW_JS: &str = include_str!("static/pow.js");
 
-/// For pages that need raw markup from a trusted constant.
-pub fn raw(s: &'static str) -> PreEscaped<&'static str> {
-    PreEscaped(s)
-}
+pub use service_kit::page::raw;

@@ -5,7 +5,7 @@
 //! its own migration folder under `migrations/idp/`, so the schema can use each engine's
 //! idioms where they differ (identity columns).
 
-use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::any::AnyRow;
 use sqlx::{AnyPool, FromRow, Row};
 
 use crate::domain::{
@@ -38,56 +38,7 @@ fn on_constraint(e: sqlx::Error) -> StoreError {
     }
 }
 
-pub fn is_postgres(url: &str) -> bool {
-    url.starts_with("postgres")
-}
-
-/// Opens an `Any` pool on SQLite or PostgreSQL (shared with the presale service). SQLite
-/// gets WAL, so readers proceed during a write, and a busy timeout, so a busy writer waits
-/// instead of failing.
-pub async fn connect_pool(url: &str, max_connections: u32) -> Result<AnyPool, sqlx::Error> {
-    sqlx::any::install_default_drivers();
-    let mut options = AnyPoolOptions::new().max_connections(max_connections);
-    if !is_postgres(url) {
-        options = options.after_connect(|conn, _| {
-            Box::pin(async move {
-                sqlx::query("PRAGMA journal_mode = WAL")
-                    .execute(&mut *conn)
-                    .await?;
-                sqlx::query("PRAGMA busy_timeout = 5000")
-                    .execute(&mut *conn)
-                    .await?;
-                sqlx::query("PRAGMA synchronous = NORMAL")
-                    .execute(&mut *conn)
-                    .await?;
-                sqlx::query("PRAGMA foreign_keys = ON")
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(())
-            })
-        });
-    }
-    options.connect(url).await
-}
-
-/// Runs the migrations of the pool's engine (shared with the presale service).
-pub async fn migrate_any(
-    pool: &AnyPool,
-    postgres: bool,
-    sqlite_migrations: &sqlx::migrate::Migrator,
-    postgres_migrations: &sqlx::migrate::Migrator,
-) -> Result<(), sqlx::migrate::MigrateError> {
-    if postgres {
-        postgres_migrations.run(pool).await
-    } else {
-        sqlite_migrations.run(pool).await
-    }
-}
-
-/// Whether a database error is a unique-constraint violation (shared helper).
-pub fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
-}
+pub use service_kit::sql::{connect_pool, is_postgres, is_unique_violation, migrate_any};
 
 #[derive(Clone)]
 pub struct Db {

@@ -3,7 +3,8 @@
 
 use crate::both;
 use crate::helpers::{
-    raw_auth, spawn_app, spawn_app_with, start_replica, Backend, Browser, Options, Page, TestApp,
+    raw_auth, spawn_app, spawn_app_with, start_replica, Backend, Browser, Options, Page,
+    Steps as _, TestApp,
 };
 
 async fn otp_page(app: &TestApp, b: &Browser, mobile: &str) -> Page {
@@ -193,7 +194,7 @@ async fn forged_forms_and_foreign_browsers_are_refused(backend: Backend) {
     let phone = b.follow(b.get(&auth.url).await).await;
     let tx = phone.tx_path().expect("tx");
     let challenge = phone.input("pow_challenge").expect("challenge");
-    let nonce = idp::crypto::pow::solve(&challenge);
+    let nonce = testkit::login::solve_pow(&challenge);
     let r = b
         .post(
             &format!("{tx}/phone"),

@@ -16,7 +16,7 @@ struct Driver {
     http: reqwest::Client,
     base: String,
     session: String,
-    _profile: crate::helpers::TempDir,
+    _profile: testkit::servers::TempDir,
 }
 
 impl Drop for Driver {
@@ -54,7 +54,7 @@ impl Driver {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let profile = std::env::temp_dir().join(format!("emta-chromium-{}", rand::random::<u64>()));
+        let profile = testkit::servers::TempDir::new("emta-chromium").expect("profile dir");
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
@@ -62,7 +62,7 @@ impl Driver {
                 "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                          "--no-first-run", "--disable-background-networking",
                          "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                         format!("--user-data-dir={}", profile.display()), "--window-size=412,900"]
+                         format!("--user-data-dir={}", profile.path().display()), "--window-size=412,900"]
             }
         }}});
         let v: Value = http
@@ -83,7 +83,7 @@ impl Driver {
             http,
             base,
             session,
-            _profile: crate::helpers::TempDir(profile),
+            _profile: profile,
         }
     }
 

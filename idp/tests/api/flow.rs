@@ -11,7 +11,7 @@ use openidconnect::{
 };
 
 use crate::both;
-use crate::helpers::{query_of, spawn_app, Backend, Browser, TestApp};
+use crate::helpers::{query_of, spawn_app, Backend, Browser, Steps as _, TestApp};
 
 fn rp_http() -> openidconnect::reqwest::Client {
     openidconnect::reqwest::ClientBuilder::new()

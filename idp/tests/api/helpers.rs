@@ -7,33 +7,16 @@
 //! servers on the default local ports.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 
 use idp::admin::{self, NewClient};
-use idp::dev::{generate_citizens, FixtureCitizen, StubServices};
 use idp::domain::SigningAlg;
 use idp::{Application, Settings};
-use reqwest::header::LOCATION;
 use reqwest::redirect::Policy;
-use sqlx::Connection;
+use testkit::servers::TempDir;
+use testkit::{generate_citizens, login, FixtureCitizen, StubServices};
 use tokio::sync::oneshot;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// SQLite file + in-process ephemeral store: the embedded default.
-    Embedded,
-    /// PostgreSQL + Redis: production.
-    Servers,
-}
-
-pub fn postgres_admin_url() -> String {
-    std::env::var("EMTA_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-pub fn redis_url() -> String {
-    std::env::var("EMTA_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
+pub use testkit::{Backend, Browser, Page};
 
 pub struct RegisteredClient {
     pub id: String,
@@ -72,42 +55,6 @@ impl Drop for TestApp {
     }
 }
 
-pub struct TempDir(pub std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}_{}_{}", std::process::id(), rand::random::<u64>())
-}
-
-async fn fresh_database(backend: Backend) -> (String, Option<TempDir>) {
-    match backend {
-        Backend::Embedded => {
-            let dir = std::env::temp_dir().join(unique("emta_idp"));
-            std::fs::create_dir_all(&dir).expect("temp dir");
-            let url = format!("sqlite://{}?mode=rwc", dir.join("idp.db").display());
-            (url, Some(TempDir(dir)))
-        }
-        Backend::Servers => {
-            let admin = postgres_admin_url();
-            let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
-                panic!("PostgreSQL at {admin} is not reachable ({e}); run .ci/run or set EMTA_TEST_POSTGRES_URL")
-            });
-            let name = unique("emta_idp_test");
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut conn)
-                .await
-                .expect("create database");
-            let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
-            (format!("{base}/{name}"), None)
-        }
-    }
-}
-
 pub struct Options {
     pub settings: Box<dyn Fn(&mut Settings) + Send>,
 }
@@ -127,27 +74,19 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
     let citizens = generate_citizens(40, rand::random());
     let stub = StubServices::new(citizens.clone());
-    let (stub_addr, _) = stub
-        .clone()
-        .serve(([127, 0, 0, 1], 0).into(), std::future::pending())
-        .await
-        .expect("stub services");
-    let (database_url, tmp) = fresh_database(backend).await;
+    let stub_url = stub.start().await;
+    let db = backend.database("idp").await;
     let deployment = Deployment {
-        database_url,
-        redis_url: if backend == Backend::Servers {
-            redis_url()
-        } else {
-            String::new()
-        },
-        redis_prefix: unique("emta_t"),
+        database_url: db.url,
+        redis_url: backend.redis_url(),
+        redis_prefix: testkit::servers::redis_prefix(),
         secret_key: idp::crypto::random_token(32),
-        stub_url: format!("http://{stub_addr}"),
+        stub_url,
         stub,
     };
     let mut app = start_replica(&deployment, &options).await;
     app.citizens = citizens;
-    app._tmp = tmp;
+    app._tmp = db.dir;
     app.clients = register_clients(&app).await;
     app.core.reload().await.expect("reload");
     app
@@ -173,7 +112,7 @@ pub async fn start_replica(d: &Deployment, options: &Options) -> TestApp {
     s.dev = false;
     s.reload_ms = 200;
     (options.settings)(&mut s);
-    let app = Application::build_with_listener(s, None, listener)
+    let app = Application::build_with_listener(s, listener)
         .await
         .expect("build app");
     let core = app.core();
@@ -242,7 +181,7 @@ async fn register_clients(app: &TestApp) -> HashMap<&'static str, RegisteredClie
 
 impl TestApp {
     pub fn registry_calls(&self) -> u64 {
-        self.stub.registry_calls.load(Ordering::Relaxed)
+        self.stub.registry_calls()
     }
 
     pub fn client(&self, key: &str) -> &RegisteredClient {
@@ -250,12 +189,7 @@ impl TestApp {
     }
 
     pub async fn latest_code_for(&self, mobile: &str) -> Option<String> {
-        let m = idp::domain::MobileNumber::parse(mobile).ok()?;
-        self.stub
-            .outbox
-            .list(Some(m.e164()), 1)
-            .first()
-            .and_then(|e| idp::dev::code_in(&e.text))
+        self.stub.outbox.latest_code(mobile)
     }
 
     pub fn token_url(&self) -> String {
@@ -271,188 +205,61 @@ impl TestApp {
     }
 }
 
-/// A citizen's browser: a cookie jar, no automatic redirects (so tests see each hop).
-pub struct Browser {
-    pub http: reqwest::Client,
-    pub base: String,
+/// The IdP's login steps as methods of the test browser, one hop each (tests look at
+/// each answer), over the one walk in `testkit::login`.
+#[allow(async_fn_in_trait)]
+pub trait Steps {
+    async fn submit_phone(&self, step: &Page, mobile: &str) -> Page;
+    async fn submit_phone_with(
+        &self,
+        step: &Page,
+        mobile: &str,
+        challenge: &str,
+        nonce: &str,
+    ) -> Page;
+    async fn submit_otp(&self, step: &Page, code: &str) -> Page;
+    async fn submit_identity(&self, step: &Page, nid: &str, birth: &str) -> Page;
+    async fn submit_consent(&self, step: &Page, decision: &str) -> Page;
+    /// Walks the whole emta flow from an authorization URL to the consent page.
+    async fn verify_to_consent(&self, app: &TestApp, auth_url: &str, who: &FixtureCitizen) -> Page;
+    /// From the phone page to the consent page (or the client, if consent is remembered).
+    async fn verify_from(&self, app: &TestApp, phone: Page, who: &FixtureCitizen) -> Page;
 }
 
-#[derive(Debug)]
-pub struct Page {
-    pub status: u16,
-    pub location: Option<String>,
-    pub body: String,
-    pub headers: reqwest::header::HeaderMap,
-}
-
-impl Page {
-    /// The value of the named hidden or text input.
-    pub fn input(&self, name: &str) -> Option<String> {
-        let needle = format!("name=\"{name}\"");
-        let at = self.body.find(&needle)?;
-        let tag_start = self.body[..at].rfind('<')?;
-        let tag_end = at + self.body[at..].find('>')?;
-        let tag = &self.body[tag_start..tag_end];
-        let v = tag.find("value=\"")? + 7;
-        let end = tag[v..].find('"')?;
-        Some(tag[v..v + end].replace("&amp;", "&"))
+impl Steps for Browser {
+    async fn submit_phone(&self, step: &Page, mobile: &str) -> Page {
+        login::phone(self, step, mobile).await
     }
 
-    pub fn tx_path(&self) -> Option<String> {
-        let at = self.body.find("action=\"/login/")? + 8;
-        let rest = &self.body[at..];
-        let end = rest[7..].find('/')? + 7;
-        Some(rest[..end].to_owned())
-    }
-}
-
-impl Browser {
-    pub fn new(base: &str) -> Self {
-        Self {
-            http: reqwest::Client::builder()
-                .cookie_store(true)
-                .redirect(Policy::none())
-                .build()
-                .expect("client"),
-            base: base.to_owned(),
-        }
-    }
-
-    fn abs(&self, url: &str) -> String {
-        if url.starts_with("http") {
-            url.to_owned()
-        } else {
-            format!("{}{url}", self.base)
-        }
-    }
-
-    async fn page(resp: reqwest::Response) -> Page {
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let location = headers
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = resp.text().await.unwrap_or_default();
-        Page {
-            status,
-            location,
-            body,
-            headers,
-        }
-    }
-
-    pub async fn get(&self, url: &str) -> Page {
-        Self::page(self.http.get(self.abs(url)).send().await.expect("GET")).await
-    }
-
-    pub async fn post(&self, url: &str, form: &[(&str, &str)]) -> Page {
-        Self::page(
-            self.http
-                .post(self.abs(url))
-                .form(form)
-                .send()
-                .await
-                .expect("POST"),
-        )
-        .await
-    }
-
-    /// Follows redirects on the IdP until a page or a redirect leaving the IdP.
-    pub async fn follow(&self, mut page: Page) -> Page {
-        for _ in 0..10 {
-            match &page.location {
-                Some(loc) if !loc.starts_with("http") || loc.starts_with(&self.base) => {
-                    page = self.get(loc).await;
-                }
-                _ => return page,
-            }
-        }
-        page
-    }
-
-    /// Step 1: mobile number and proof of work, solved as the page's script does.
-    pub async fn submit_phone(&self, step: &Page, mobile: &str) -> Page {
-        let challenge = step.input("pow_challenge").expect("challenge");
-        let nonce = idp::crypto::pow::solve(&challenge);
-        self.submit_phone_with(step, mobile, &challenge, &nonce)
-            .await
-    }
-
-    pub async fn submit_phone_with(
+    async fn submit_phone_with(
         &self,
         step: &Page,
         mobile: &str,
         challenge: &str,
         nonce: &str,
     ) -> Page {
-        let tx = step.tx_path().expect("a login form");
-        let csrf = step.input("csrf").expect("csrf");
-        self.post(
-            &format!("{tx}/phone"),
-            &[
-                ("csrf", &csrf),
-                ("mobile", mobile),
-                ("pow_challenge", challenge),
-                ("pow_nonce", nonce),
-            ],
-        )
-        .await
+        login::phone_with(self, step, mobile, challenge, nonce).await
     }
 
-    pub async fn submit_otp(&self, step: &Page, code: &str) -> Page {
-        let tx = step.tx_path().expect("a login form");
-        let csrf = step.input("csrf").expect("csrf");
-        self.post(&format!("{tx}/otp"), &[("csrf", &csrf), ("code", code)])
-            .await
+    async fn submit_otp(&self, step: &Page, code: &str) -> Page {
+        login::otp(self, step, code).await
     }
 
-    pub async fn submit_identity(&self, step: &Page, nid: &str, birth: &str) -> Page {
-        let tx = step.tx_path().expect("a login form");
-        let csrf = step.input("csrf").expect("csrf");
-        self.post(
-            &format!("{tx}/identity"),
-            &[("csrf", &csrf), ("national_id", nid), ("birth_date", birth)],
-        )
-        .await
+    async fn submit_identity(&self, step: &Page, nid: &str, birth: &str) -> Page {
+        login::identity(self, step, nid, birth).await
     }
 
-    pub async fn submit_consent(&self, step: &Page, decision: &str) -> Page {
-        let tx = step.tx_path().expect("a login form");
-        let csrf = step.input("csrf").expect("csrf");
-        self.post(
-            &format!("{tx}/consent"),
-            &[("csrf", &csrf), ("decision", decision)],
-        )
-        .await
+    async fn submit_consent(&self, step: &Page, decision: &str) -> Page {
+        login::consent(self, step, decision).await
     }
 
-    /// Walks the whole emta flow from an authorization URL to the consent page.
-    pub async fn verify_to_consent(
-        &self,
-        app: &TestApp,
-        auth_url: &str,
-        who: &FixtureCitizen,
-    ) -> Page {
+    async fn verify_to_consent(&self, app: &TestApp, auth_url: &str, who: &FixtureCitizen) -> Page {
         let phone = self.follow(self.get(auth_url).await).await;
         self.verify_from(app, phone, who).await
     }
 
-    /// From the phone page to the consent page (or the client, if consent is remembered).
-    pub async fn verify_from(&self, app: &TestApp, phone: Page, who: &FixtureCitizen) -> Page {
-        assert_eq!(phone.status, 200, "phone page: {}", phone.body);
-        let otp = self
-            .follow(self.submit_phone(&phone, &who.mobile).await)
-            .await;
-        assert_eq!(otp.status, 200, "otp page: {}", otp.body);
-        let code = app.latest_code_for(&who.mobile).await.expect("an SMS code");
-        let identity = self.follow(self.submit_otp(&otp, &code).await).await;
-        assert_eq!(identity.status, 200, "identity page: {}", identity.body);
-        self.follow(
-            self.submit_identity(&identity, &who.national_id, &who.birth_date)
-                .await,
-        )
-        .await
+    async fn verify_from(&self, app: &TestApp, phone: Page, who: &FixtureCitizen) -> Page {
+        login::verify(self, phone, who, &app.stub.outbox).await
     }
 }
 

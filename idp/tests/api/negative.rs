@@ -2,7 +2,7 @@
 
 use crate::both;
 use crate::helpers::{
-    exchange, login_code, query_of, raw_auth, spawn_app, Backend, Browser, TestApp,
+    exchange, login_code, query_of, raw_auth, spawn_app, Backend, Browser, Steps as _, TestApp,
 };
 
 async fn userinfo_status(app: &TestApp, at: &str) -> u16 {

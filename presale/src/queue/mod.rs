@@ -23,7 +23,9 @@ pub mod permutation;
 use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
-use idp::store::redis::{RedisConn, RedisPool as Pool};
+use service_kit::redis::{RedisConn, RedisPool as Pool};
+
+use crate::domain::{NationalId, NidHash};
 use sha2::Sha256;
 
 #[derive(Debug, thiserror::Error)]
@@ -136,7 +138,7 @@ return serving + k
 
 impl Queue {
     pub fn new(redis_url: &str, prefix: &str, key: &[u8]) -> Result<Self, QueueError> {
-        let pool = idp::store::ephemeral::redis_pool(redis_url)
+        let pool = service_kit::ephemeral::redis_pool(redis_url)
             .map_err(|e| QueueError::Setup(e.to_string()))?;
         Ok(Self {
             backend: Backend::Redis(pool),
@@ -172,18 +174,18 @@ impl Queue {
         format!("{}:q:{{c:{campaign}}}:{part}", self.prefix)
     }
 
-    /// The bucket and 8-byte field of a national ID: a keyed hash, so Redis holds no IDs.
-    fn slot(&self, national_id: &str, buckets: u32) -> (u32, [u8; 8]) {
+    /// The bucket and the hash of a national ID: keyed, so Redis holds no IDs.
+    fn slot(&self, national_id: &NationalId, buckets: u32) -> (u32, NidHash) {
         let mut mac = match Hmac::<Sha256>::new_from_slice(&self.key) {
             Ok(m) => m,
             Err(_) => unreachable!("HMAC takes keys of any length"),
         };
-        mac.update(national_id.as_bytes());
+        mac.update(national_id.as_str().as_bytes());
         let out = mac.finalize().into_bytes();
         let mut field = [0u8; 8];
         field.copy_from_slice(&out[..8]);
         let bucket = u32::from_be_bytes([out[8], out[9], out[10], out[11]]) % buckets.max(1);
-        (bucket, field)
+        (bucket, NidHash(field))
     }
 
     /// Creates a campaign's queue (idempotent: settings of an existing queue are kept,
@@ -222,10 +224,14 @@ impl Queue {
         Ok(())
     }
 
-    pub async fn join(&self, s: &QueueSettings, national_id: &str) -> Result<Joined, QueueError> {
-        let (bucket, field) = self.slot(national_id, s.buckets);
+    pub async fn join(
+        &self,
+        s: &QueueSettings,
+        national_id: &NationalId,
+    ) -> Result<Joined, QueueError> {
+        let (bucket, NidHash(field)) = self.slot(national_id, s.buckets);
         if let Some(m) = self.mem() {
-            return Ok(m.join(&s.campaign, field, crate::now_ms()));
+            return Ok(m.join(&s.campaign, field, service_kit::clock::now_ms()));
         }
         let Some(mut c) = self.conn().await? else {
             return Ok(Joined::Closed);
@@ -247,7 +253,7 @@ impl Queue {
     /// Runs the admitter once; returns the serving counter. Safe to call from every replica.
     pub async fn advance(&self, campaign: &str) -> Result<i64, QueueError> {
         if let Some(m) = self.mem() {
-            return Ok(m.advance(campaign, crate::now_ms()));
+            return Ok(m.advance(campaign, service_kit::clock::now_ms()));
         }
         let Some(mut c) = self.conn().await? else {
             return Ok(0);
@@ -285,7 +291,7 @@ impl Queue {
     /// Whether `ticket` is admitted now: served, and its time to apply has not run out.
     pub async fn is_admitted(&self, campaign: &str, ticket: i64) -> Result<bool, QueueError> {
         if let Some(m) = self.mem() {
-            return Ok(m.is_admitted(campaign, ticket, crate::now_ms()));
+            return Ok(m.is_admitted(campaign, ticket, service_kit::clock::now_ms()));
         }
         let Some(mut c) = self.conn().await? else {
             return Ok(false);
@@ -295,7 +301,7 @@ impl Queue {
             .arg(ticket)
             .query_async(&mut c)
             .await?;
-        let now_ms = crate::now_ms();
+        let now_ms = service_kit::clock::now_ms();
         Ok(deadline.is_some_and(|d| d as i64 > now_ms))
     }
 

@@ -6,50 +6,20 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use presale::applications::{ApplicationRequest, LicenseTerms, Refusal, Store};
-use presale::license::{NewLicense, PresaleKind, Selection};
+use presale::domain::{
+    ApplicationRequest, LicenseTerms, NationalId, NewLicense, PresaleKind, Refusal, Selection,
+};
 use presale::queue::{early_ticket, Joined, Queue, QueueSettings};
-use sqlx::Connection;
-
-fn redis_url() -> String {
-    std::env::var("EMTA_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-fn unique(p: &str) -> String {
-    format!("{p}_{}_{}", std::process::id(), rand::random::<u32>())
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
+use presale::store::Store;
+use testkit::servers::{redis_url, unique};
+use testkit::Backend;
 
 /// A fresh database and two stores on it (two replicas' pools).
 async fn two_stores(backend: Backend) -> (Store, Store) {
-    let url = match backend {
-        Backend::Sqlite => {
-            let dir = std::env::temp_dir().join(unique("emta_presale"));
-            std::fs::create_dir_all(&dir).expect("dir");
-            format!("sqlite://{}?mode=rwc", dir.join("presale.db").display())
-        }
-        Backend::Postgres => {
-            let admin = std::env::var("EMTA_TEST_POSTGRES_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-            let mut c = sqlx::PgConnection::connect(&admin)
-                .await
-                .expect("postgres reachable");
-            let name = unique("emta_presale_test");
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut c)
-                .await
-                .expect("create db");
-            format!(
-                "{}/{name}",
-                admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin)
-            )
-        }
-    };
+    let db = backend.database("presale").await;
+    let url = db.url.clone();
+    // The SQLite file must outlive both pools, which live as long as the test.
+    std::mem::forget(db);
     let a = Store::connect(&url, 10).await.expect("store a");
     a.migrate().await.expect("migrate");
     let b = Store::connect(&url, 10).await.expect("store b");
@@ -57,7 +27,7 @@ async fn two_stores(backend: Backend) -> (Store, Store) {
 }
 
 fn license(units: i64, round: Option<&str>) -> NewLicense {
-    let now = idp::now();
+    let now = service_kit::clock::now();
     NewLicense {
         license_no: unique("L").replace('_', "-"),
         manufacturer: "saipa".into(),
@@ -81,7 +51,7 @@ fn license(units: i64, round: Option<&str>) -> NewLicense {
 
 async fn issue(store: &Store, l: &NewLicense) -> LicenseTerms {
     let id = store
-        .issue_license(l, idp::now())
+        .issue_license(l, service_kit::clock::now())
         .await
         .expect("sql")
         .expect("valid license");
@@ -95,18 +65,13 @@ async fn issue(store: &Store, l: &NewLicense) -> LicenseTerms {
         active: true,
         lottery: false,
         apply_window_secs: l.apply_window_secs,
-        exclusion: l
-            .exclusion
-            .as_ref()
-            .map(|e| (e.manufacturers.clone(), e.months)),
+        exclusion: l.exclusion.clone(),
     }
 }
 
 fn person(i: usize) -> ApplicationRequest {
     ApplicationRequest {
-        national_id: idp::domain::NationalId::from_prefix(100_000_000 + i as u32)
-            .as_str()
-            .to_owned(),
+        national_id: national_id(100_000_000 + i as u32),
         citizen_sub: format!("c-{i}"),
         birthdate: "1990-01-01".into(),
         ticket: i as i64 + 1,
@@ -126,7 +91,7 @@ async fn cap_holds_under_a_storm_of_applications(backend: Backend) {
             let terms = terms.clone();
             tasks.push(tokio::spawn(async move {
                 let r = store
-                    .apply(&terms, &person(i), idp::now(), today)
+                    .apply(&terms, &person(i), service_kit::clock::now(), today)
                     .await
                     .expect("sql");
                 (i, k, r)
@@ -169,7 +134,7 @@ async fn one_application_per_round_across_licenses(backend: Backend) {
                 (
                     i,
                     store
-                        .apply(&terms, &person(i), idp::now(), "2026-11-22")
+                        .apply(&terms, &person(i), service_kit::clock::now(), "2026-11-22")
                         .await
                         .expect("sql"),
                 )
@@ -194,7 +159,7 @@ async fn suspension_and_eligibility_refuse_with_reasons(backend: Backend) {
     let mut young = person(1);
     young.birthdate = "2010-01-01".into();
     let r = a
-        .apply(&terms, &young, idp::now(), "2026-11-22")
+        .apply(&terms, &young, service_kit::clock::now(), "2026-11-22")
         .await
         .expect("sql");
     assert_eq!(r, Err(Refusal::TooYoung));
@@ -204,13 +169,13 @@ async fn suspension_and_eligibility_refuse_with_reasons(backend: Backend) {
         .expect("suspend"));
     // Even with stale terms in a replica's cache, the SQL refuses a suspended license.
     let r = a
-        .apply(&terms, &person(2), idp::now(), "2026-11-22")
+        .apply(&terms, &person(2), service_kit::clock::now(), "2026-11-22")
         .await
         .expect("sql");
     assert_eq!(r, Err(Refusal::SoldOut));
     terms.active = false;
     let r = a
-        .apply(&terms, &person(2), idp::now(), "2026-11-22")
+        .apply(&terms, &person(2), service_kit::clock::now(), "2026-11-22")
         .await
         .expect("sql");
     assert_eq!(r, Err(Refusal::Suspended));
@@ -227,24 +192,24 @@ async fn a_recent_purchase_from_a_major_manufacturer_excludes(backend: Backend) 
     let saipa = issue(&a, &license(10, None)).await;
     let mut l = license(10, None);
     l.manufacturer = "modiran".into();
-    l.exclusion = Some(presale::license::Exclusion {
+    l.exclusion = Some(presale::domain::Exclusion {
         manufacturers: vec!["saipa".into(), "iran-khodro".into()],
         months: 48,
     });
     let other = issue(&a, &l).await;
     let buyer = person(7);
     assert!(a
-        .apply(&saipa, &buyer, idp::now(), "2026-11-22")
+        .apply(&saipa, &buyer, service_kit::clock::now(), "2026-11-22")
         .await
         .expect("sql")
         .is_ok());
     let r = a
-        .apply(&other, &buyer, idp::now(), "2026-11-22")
+        .apply(&other, &buyer, service_kit::clock::now(), "2026-11-22")
         .await
         .expect("sql");
     assert_eq!(r, Err(Refusal::RecentPurchase));
     assert!(
-        a.apply(&other, &person(8), idp::now(), "2026-11-22")
+        a.apply(&other, &person(8), service_kit::clock::now(), "2026-11-22")
             .await
             .expect("sql")
             .is_ok(),
@@ -254,8 +219,8 @@ async fn a_recent_purchase_from_a_major_manufacturer_excludes(backend: Backend) 
 
 macro_rules! both {
     ($($name:ident),*) => {
-        mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(super::Backend::Sqlite).await })* }
-        mod postgres { $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(super::Backend::Postgres).await })* }
+        mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(super::Backend::Embedded).await })* }
+        mod postgres { $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(super::Backend::Servers).await })* }
     };
 }
 both!(
@@ -268,7 +233,7 @@ both!(
 fn settings(opens_in_ms: i64, rate_per_min: i64, max_active: i64, buckets: u32) -> QueueSettings {
     QueueSettings {
         campaign: unique("c"),
-        opens_at_ms: presale::now_ms() + opens_in_ms,
+        opens_at_ms: service_kit::clock::now_ms() + opens_in_ms,
         rate_per_min,
         max_active,
         apply_window_ms: 60_000,
@@ -285,10 +250,14 @@ fn queues() -> (Queue, Queue) {
     )
 }
 
-fn nid(i: usize) -> String {
-    idp::domain::NationalId::from_prefix(200_000_000 + i as u32)
-        .as_str()
-        .to_owned()
+fn nid(i: usize) -> NationalId {
+    national_id(200_000_000 + i as u32)
+}
+
+/// A valid national ID from nine leading digits.
+fn national_id(prefix: u32) -> NationalId {
+    let s = testkit::citizens::national_id_from(prefix).expect("not all one digit");
+    NationalId::parse(&s).expect("valid")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -417,7 +386,7 @@ async fn the_admission_rate_is_respected() {
     // Measured from the opening (the admitter's own origin), not from the loop's start:
     // the joins before the loop take time too, and that time counts.
     let serving = qa.advance(&s.campaign).await.expect("advance");
-    let since_open = (presale::now_ms() - s.opens_at_ms) as f64 / 1000.0;
+    let since_open = (service_kit::clock::now_ms() - s.opens_at_ms) as f64 / 1000.0;
     let expected = (since_open * 10.0) as i64;
     assert!(
         (expected - 3..=expected + 1).contains(&serving),
@@ -537,7 +506,7 @@ async fn a_waiting_applicant_costs_under_40_bytes_of_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thousands_join_and_apply_through_two_replicas_without_oversell() {
     let (qa, qb) = queues();
-    let (sa, sb) = two_stores(Backend::Postgres).await;
+    let (sa, sb) = two_stores(Backend::Servers).await;
     let cap = 40;
     let terms = Arc::new(issue(&sa, &license(cap, None)).await);
     let s = Arc::new(QueueSettings {
@@ -594,7 +563,7 @@ async fn thousands_join_and_apply_through_two_replicas_without_oversell() {
                     req.national_id = nid(i);
                     req.ticket = ticket;
                     let r = store
-                        .apply(&terms, &req, idp::now(), "2026-11-22")
+                        .apply(&terms, &req, service_kit::clock::now(), "2026-11-22")
                         .await
                         .expect("sql");
                     q.release(&campaign, ticket).await.expect("release");

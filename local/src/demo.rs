@@ -1,0 +1,311 @@
+//! The local demo: the whole system on embedded defaults (SQLite files, in-process stores)
+//! with demo data: stub government services and SMS gateway over synthetic citizens, the
+//! IdP with two manufacturers registered, their storefronts, one licensed campaign and a
+//! ministry staff account. Everything lives under one folder so that `rm -rf .emta`
+//! starts over.
+
+use std::path::{Path, PathBuf};
+
+use idp::admin::{self, NewClient};
+use idp::config::{Secret, Settings};
+use idp::crypto::Keyring;
+use idp::domain::{ClientId, SigningAlg};
+use idp::store::Db;
+use presale::config::StorefrontConfig;
+use presale::domain::{Exclusion, NewLicense, PresaleKind, Selection};
+use presale::store::staff::{Role, StaffError};
+use presale::store::Store;
+use service_kit::keys::random_token;
+use testkit::{generate_citizens, FixtureCitizen, StubServices};
+
+/// A demo manufacturer and the secret it was given on this start.
+pub struct DemoClient {
+    pub id: String,
+    pub name: String,
+    pub secret: String,
+    pub redirect_uri: String,
+}
+
+pub struct Demo {
+    pub settings: Settings,
+    pub citizens: Vec<FixtureCitizen>,
+    pub clients: Vec<DemoClient>,
+}
+
+/// One manufacturer to register: id, English and Persian names, stars, redirect URI.
+pub struct DemoManufacturer<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub name_fa: &'a str,
+    pub stars: u8,
+    pub redirect_uri: String,
+    pub post_logout_uri: String,
+}
+
+fn read_or_create(
+    path: &Path,
+    make: impl FnOnce() -> anyhow::Result<String>,
+) -> anyhow::Result<String> {
+    if let Ok(s) = std::fs::read_to_string(path) {
+        return Ok(s);
+    }
+    let s = make()?;
+    std::fs::write(path, &s)?;
+    Ok(s)
+}
+
+/// Prepares the IdP's demo folder, database, citizens and manufacturers; returns settings
+/// for `idp::Application::build` with the IdP on `port` and the stubs at `stubs`.
+pub async fn prepare(
+    dir: &Path,
+    port: u16,
+    stubs: &str,
+    manufacturers: &[DemoManufacturer<'_>],
+) -> anyhow::Result<Demo> {
+    std::fs::create_dir_all(dir)?;
+    let secret = read_or_create(&dir.join("secret"), || Ok(random_token(32)))?;
+    let citizens_path: PathBuf = dir.join("citizens.json");
+    let citizens_json = read_or_create(&citizens_path, || {
+        Ok(serde_json::to_string_pretty(&generate_citizens(
+            1000, 1403,
+        ))?)
+    })?;
+    let citizens: Vec<FixtureCitizen> = serde_json::from_str(&citizens_json)?;
+
+    let mut settings = Settings::for_tests();
+    settings.listen = ([127, 0, 0, 1], port).into();
+    settings.issuer = format!("http://localhost:{port}");
+    settings.storage.database_url = Secret::new(format!(
+        "sqlite://{}?mode=rwc",
+        dir.join("idp.db").display()
+    ));
+    settings.secret_key = Secret::new(secret.clone());
+    settings.registry_url = stubs.to_owned();
+    settings.ownership_url = stubs.to_owned();
+    settings.sms_url = stubs.to_owned();
+    // Demo visitors solve the proof of work in their browser: keep it quick.
+    settings.pow_difficulty = 16;
+
+    let db = Db::connect(settings.storage.database_url.expose(), 4).await?;
+    db.migrate().await?;
+    let keys = Keyring::new(secret.as_bytes());
+    let now = service_kit::clock::now();
+    let mut clients = Vec::new();
+    for m in manufacturers {
+        let cid = ClientId::parse(m.id).map_err(|e| anyhow::anyhow!("{}: {e}", m.id))?;
+        let secret = if db.client(&cid).await?.is_some() {
+            admin::rotate_secret(&db, &keys, m.id, "demo", now).await?
+        } else {
+            let new = NewClient {
+                id: m.id.into(),
+                name: m.name.into(),
+                name_fa: m.name_fa.into(),
+                stars: m.stars,
+                redirect_uris: vec![m.redirect_uri.clone()],
+                post_logout_redirect_uris: vec![m.post_logout_uri.clone()],
+                service_scopes: vec!["presale.read".into()],
+                id_token_alg: SigningAlg::ES256,
+                valid_days: 365,
+            };
+            admin::add_client(&db, &keys, new, "demo", now).await?.1
+        };
+        clients.push(DemoClient {
+            id: m.id.into(),
+            name: m.name.into(),
+            secret,
+            redirect_uri: m.redirect_uri.clone(),
+        });
+    }
+    db.close().await;
+    Ok(Demo {
+        settings,
+        citizens,
+        clients,
+    })
+}
+
+/// Where the demo listens.
+pub struct Ports {
+    pub idp: u16,
+    pub presale: u16,
+    pub stubs: u16,
+}
+
+/// Runs the IdP alone (with the stubs) until Ctrl-C or SIGTERM.
+pub async fn run_idp(dir: &Path, ports: &Ports) -> anyhow::Result<()> {
+    let stub_url = format!("http://localhost:{}", ports.stubs);
+    let manufacturers = demo_manufacturers(&format!("http://localhost:{}", ports.presale));
+    let demo = prepare(&dir.join("idp"), ports.idp, &stub_url, &manufacturers).await?;
+    serve_stubs(&demo.citizens, ports.stubs).await?;
+    let issuer = demo.settings.issuer.clone();
+    let app = idp::Application::build(demo.settings).await?;
+    println!("\nemta IdP demo is running\n");
+    println!("  IdP (issuer)      {issuer}");
+    println!("  discovery         {issuer}/.well-known/openid-configuration");
+    println!("  citizen account   {issuer}/account   (walks the whole verification flow)");
+    println!("  SMS outbox        {stub_url}/outbox   (the codes the demo 'sent')");
+    for c in &demo.clients {
+        println!(
+            "  client {:<12} secret {}  redirect {}",
+            c.id, c.secret, c.redirect_uri
+        );
+    }
+    print_citizens(dir, &demo.citizens);
+    app.run_until_stopped(service_kit::shutdown::shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+const MAKERS: [(&str, &str, &str, u8); 2] = [
+    ("saipa", "Saipa", "سایپا", 4),
+    ("iran-khodro", "Iran Khodro", "ایران خودرو", 5),
+];
+
+fn demo_manufacturers(base: &str) -> Vec<DemoManufacturer<'static>> {
+    MAKERS
+        .iter()
+        .map(|(id, name, name_fa, stars)| DemoManufacturer {
+            id,
+            name,
+            name_fa,
+            stars: *stars,
+            redirect_uri: format!("{base}/{id}/callback"),
+            post_logout_uri: format!("{base}/{id}/"),
+        })
+        .collect()
+}
+
+/// The stub civil registry, mobile ownership and SMS gateway, on loopback.
+async fn serve_stubs(citizens: &[FixtureCitizen], port: u16) -> anyhow::Result<()> {
+    StubServices::new(citizens.to_vec())
+        .serve(([127, 0, 0, 1], port).into(), std::future::pending())
+        .await?;
+    Ok(())
+}
+
+fn print_citizens(dir: &Path, citizens: &[FixtureCitizen]) {
+    println!(
+        "\n  synthetic citizens (mobile, national ID, Jalali birth date); all in {}:",
+        dir.join("idp/citizens.json").display()
+    );
+    for c in citizens.iter().take(3) {
+        println!("    {}  {}  {}", c.mobile, c.national_id, c.birth_date);
+    }
+    println!("\nCtrl-C stops it; rm -rf {} starts over.", dir.display());
+}
+
+/// The demo campaign: Saipa Shahin, 100 units, opening `opens_in` minutes from `now`.
+fn demo_license(now: i64, opens_in: i64) -> NewLicense {
+    let opens = now + opens_in * 60;
+    NewLicense {
+        license_no: format!("MIMT-DEMO-{}", now % 100_000),
+        manufacturer: "saipa".into(),
+        model: "شاهین / Shahin".into(),
+        units: 100,
+        unit_price: 8_500_000_000,
+        down_payment: 2_000_000_000,
+        kind: PresaleKind::Firm,
+        delivery_deadline: opens + 2 * 24 * 3600 + 240 * 24 * 3600,
+        opens_at: opens,
+        closes_at: opens + 2 * 24 * 3600,
+        selection: Selection::Queue,
+        admission_per_min: 30,
+        max_active: 10,
+        apply_window_secs: 600,
+        min_age: Some(18),
+        round: Some("demo-round".into()),
+        exclusion: Some(Exclusion {
+            manufacturers: vec!["saipa".into(), "iran-khodro".into()],
+            months: 48,
+        }),
+    }
+}
+
+/// The whole system until Ctrl-C or SIGTERM: stubs, the IdP, the storefronts, a campaign.
+pub async fn run(dir: &Path, ports: &Ports, opens_in: i64) -> anyhow::Result<()> {
+    let base = format!("http://localhost:{}", ports.presale);
+    let stub_url = format!("http://localhost:{}", ports.stubs);
+    let mut demo = prepare(
+        &dir.join("idp"),
+        ports.idp,
+        &stub_url,
+        &demo_manufacturers(&base),
+    )
+    .await?;
+    serve_stubs(&demo.citizens, ports.stubs).await?;
+    demo.settings.trust_forwarded_for = true;
+    let issuer = demo.settings.issuer.clone();
+    let secret = demo.settings.secret_key.expose().to_owned();
+    let idp_app = idp::Application::build(demo.settings).await?;
+    tokio::spawn(idp_app.run_until_stopped(std::future::pending()));
+
+    let database_url = format!("sqlite://{}?mode=rwc", dir.join("presale.db").display());
+    let store = Store::connect(&database_url, 4).await?;
+    store.migrate().await?;
+    let now = service_kit::clock::now();
+    if store.licenses().await?.iter().all(|l| l.closes_at <= now) {
+        store
+            .issue_license(&demo_license(now, opens_in), now)
+            .await?
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    // A ministry issuer for the console: password printed, TOTP enrolment written.
+    let qr = dir.join("ministry-totp.svg");
+    let staff_note = match store
+        .add_staff("ministry", "demo-password-1403", Role::Issuer, "demo", now)
+        .await
+    {
+        Ok(e) => {
+            std::fs::write(&qr, e.qr_svg)?;
+            format!(
+                "user ministry, password demo-password-1403, TOTP: scan {} or add {}",
+                qr.display(),
+                e.otpauth_uri
+            )
+        }
+        Err(StaffError::Exists) => format!(
+            "user ministry, password demo-password-1403, TOTP as enrolled before ({})",
+            qr.display()
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    store.close().await;
+    let storefronts: Vec<StorefrontConfig> = demo
+        .clients
+        .iter()
+        .filter_map(|c| {
+            let (_, name, name_fa, _) = MAKERS.iter().find(|m| m.0 == c.id)?;
+            Some(StorefrontConfig {
+                id: c.id.clone(),
+                name: (*name).into(),
+                name_fa: (*name_fa).into(),
+                client_secret: presale::config::Secret::new(c.secret.clone()),
+            })
+        })
+        .collect();
+    let mut settings = crate::deploy::presale_settings(
+        ([127, 0, 0, 1], ports.presale).into(),
+        &base,
+        &issuer,
+        &secret,
+        &storefronts,
+    );
+    settings.storage.database_url = presale::config::Secret::new(database_url);
+    let service = presale::Application::build(settings).await?;
+    println!("\nemta demo is running (embedded defaults: SQLite, in-process stores)\n");
+    println!("  storefronts        {base}/   ({base}/saipa/ and {base}/iran-khodro/)");
+    println!(
+        "  national login     {issuer}   (discovery: {issuer}/.well-known/openid-configuration)"
+    );
+    println!("  citizen account    {issuer}/account");
+    println!("  SMS outbox (stub)  {stub_url}/outbox   (read your code here)");
+    println!("  ministry console   {base}/ministry   ({staff_note})");
+    println!(
+        "  demo campaign      Saipa Shahin, 100 units, opens {opens_in} min after the first start"
+    );
+    print_citizens(dir, &demo.citizens);
+    service
+        .run_until_stopped(service_kit::shutdown::shutdown_signal())
+        .await?;
+    Ok(())
+}

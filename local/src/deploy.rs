@@ -1,0 +1,315 @@
+//! A whole deployment in one process, for tests, benchmarks and the load tool's sweep: stub government services and SMS (over real HTTP), the IdP, Saipa and Iran
+//! Khodro registered, presale replicas sharing one database, one Redis and one secret
+//! behind one public URL, and a license. SQLite and in-process stores, or PostgreSQL and
+//! Redis.
+
+use idp::admin::{self, NewClient};
+use presale::config::{Secret, StorefrontConfig};
+use presale::domain::{NewLicense, PresaleKind, Selection};
+use presale::store::Store;
+use testkit::servers::{free_port, fresh_database, FreshDatabase};
+use testkit::{generate_citizens, FixtureCitizen, StubServices};
+use url::Url;
+
+pub struct Options {
+    /// PostgreSQL server to create fresh databases on (`postgres://…/postgres`); `None` for
+    /// SQLite files in a temporary folder.
+    pub postgres_admin: Option<String>,
+    /// Redis (or a Cluster: `redis+cluster://…`); empty for the in-process stores.
+    pub redis_url: String,
+    pub citizens: usize,
+    pub presale_replicas: usize,
+    pub pow_difficulty: u8,
+    /// Per-IP requests per second at each presale replica.
+    pub ip_per_sec: u32,
+    pub license: NewLicense,
+    /// Each presale replica public at a URL of its own (each registered at the IdP), rather
+    /// than all behind the first one's.
+    pub public_per_replica: bool,
+    /// The IdP's access-token lifetime, when a test needs the storefronts to refresh.
+    pub access_token_secs: Option<i64>,
+    /// Presale takes the client IP from X-Forwarded-For (the load tool gives every citizen
+    /// an address); off, every request counts against the connection's address.
+    pub trust_forwarded_for: bool,
+}
+
+impl Options {
+    /// A deployment of `license` on SQLite and in-process stores: 100 citizens, one presale
+    /// replica, a 4-bit proof of work, 50 requests per second per IP, forwarded addresses
+    /// trusted; callers change what they are about with struct update syntax.
+    pub fn new(license: NewLicense) -> Self {
+        Self {
+            postgres_admin: None,
+            redis_url: String::new(),
+            citizens: 100,
+            presale_replicas: 1,
+            pow_difficulty: 4,
+            ip_per_sec: 50,
+            license,
+            public_per_replica: false,
+            access_token_secs: None,
+            trust_forwarded_for: true,
+        }
+    }
+}
+
+pub struct Deployment {
+    /// The public URL of the presale service (what the IdP redirects back to).
+    pub presale: Url,
+    /// Where each presale replica listens.
+    pub replicas: Vec<Url>,
+    /// Each replica's public URL (all the same unless `public_per_replica`).
+    pub public: Vec<Url>,
+    pub issuer: String,
+    /// The secret every replica shares (benchmarks sign tickets with it).
+    pub secret: String,
+    pub stub: StubServices,
+    pub citizens: Vec<FixtureCitizen>,
+    pub store: Store,
+    pub idp: idp::core::Core,
+    /// The databases made for this deployment (their SQLite folders go with them).
+    pub databases: Vec<FreshDatabase>,
+    postgres_admin: Option<String>,
+    stop: tokio::sync::watch::Sender<bool>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Deployment {
+    /// Stops every server (they finish what is in flight) and closes their pools, so a
+    /// process can run deployment after deployment without running out of connections.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for s in self.servers {
+            let _ = s.await;
+        }
+        self.store.close().await;
+        if let Some(admin) = &self.postgres_admin {
+            for d in &self.databases {
+                if let Err(e) = testkit::servers::drop_database(admin, &d.url).await {
+                    tracing::warn!(error = %e, "could not drop a deployment's database");
+                }
+            }
+        }
+    }
+}
+
+fn stopped(
+    rx: &tokio::sync::watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let mut rx = rx.clone();
+    async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+/// A Saipa Shahin queue license for tests and benchmarks: `units`, opening in `opens_in`
+/// seconds for a day, admitting `admission_per_min`, 600 s to apply, adults only; callers
+/// change what they are about with struct update syntax.
+pub fn queue_license(units: i64, opens_in: i64, admission_per_min: i64) -> NewLicense {
+    let now = service_kit::clock::now();
+    NewLicense {
+        license_no: format!("LOCAL-{}", rand::random::<u32>()),
+        manufacturer: "saipa".into(),
+        model: "Shahin".into(),
+        units,
+        unit_price: 8_000_000_000,
+        down_payment: 1_000_000_000,
+        kind: PresaleKind::Regular,
+        delivery_deadline: now + 300 * 24 * 3600,
+        opens_at: now + opens_in,
+        closes_at: now + 24 * 3600,
+        selection: Selection::Queue,
+        admission_per_min,
+        max_active: 100_000,
+        apply_window_secs: 600,
+        min_age: Some(18),
+        round: None,
+        exclusion: None,
+    }
+}
+
+/// An IdP replica's settings in a local deployment: `issuer`, its database, Redis (empty
+/// for the in-process store) under `prefix`, the shared `secret`, the stub upstreams at
+/// `stubs`, and a 4-bit proof of work; callers add what their test is about.
+pub fn idp_settings(
+    issuer: &str,
+    database_url: &str,
+    redis_url: &str,
+    prefix: &str,
+    secret: &str,
+    stubs: &str,
+) -> idp::Settings {
+    use idp::config::Secret;
+    let mut s = idp::Settings::for_tests();
+    s.issuer = issuer.to_owned();
+    s.storage.database_url = Secret::new(database_url);
+    s.storage.redis_url = Secret::new(redis_url);
+    s.storage.redis_prefix = prefix.to_owned();
+    s.secret_key = Secret::new(secret);
+    s.registry_url = stubs.to_owned();
+    s.ownership_url = s.registry_url.clone();
+    s.sms_url = s.registry_url.clone();
+    s.pow_difficulty = 4;
+    s
+}
+
+/// A presale replica's settings in a local deployment: listening on `listen`, public at
+/// `base`, signing in through `issuer` with the storefronts `fronts`. Behind the local
+/// deployment's loopback "ingress" it takes the client IP from X-Forwarded-For, which lets
+/// the load tool give every simulated citizen an address of its own.
+pub fn presale_settings(
+    listen: std::net::SocketAddr,
+    base: &str,
+    issuer: &str,
+    secret: &str,
+    fronts: &[StorefrontConfig],
+) -> presale::Settings {
+    let mut s = presale::Settings::new(listen, base, issuer, secret);
+    s.storefronts = fronts.to_vec();
+    s.trust_forwarded_for = true;
+    s
+}
+
+/// Registers Saipa and Iran Khodro at the IdP, with a callback under each of `bases` (a
+/// presale service's public URL, or several), and returns their storefront settings.
+pub async fn register_storefronts(
+    core: &idp::core::Core,
+    bases: &[String],
+) -> anyhow::Result<Vec<StorefrontConfig>> {
+    let mut fronts = Vec::new();
+    for (id, name, name_fa) in [
+        ("saipa", "Saipa", "سایپا"),
+        ("iran-khodro", "Iran Khodro", "ایران خودرو"),
+    ] {
+        let (_, client_secret) = admin::add_client(
+            &core.db,
+            &core.keyring,
+            NewClient {
+                id: id.into(),
+                name: name.into(),
+                name_fa: name_fa.into(),
+                stars: 4,
+                redirect_uris: bases.iter().map(|b| format!("{b}/{id}/callback")).collect(),
+                post_logout_redirect_uris: vec![],
+                service_scopes: vec![],
+                id_token_alg: idp::domain::SigningAlg::ES256,
+                valid_days: 365,
+            },
+            "local",
+            service_kit::clock::now(),
+        )
+        .await?;
+        fronts.push(StorefrontConfig {
+            id: id.into(),
+            name: name.into(),
+            name_fa: name_fa.into(),
+            client_secret: Secret::new(client_secret),
+        });
+    }
+    Ok(fronts)
+}
+
+pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let mut servers = Vec::new();
+    let citizens = generate_citizens(o.citizens, rand::random());
+    let stub = StubServices::new(citizens.clone());
+    let (stub_addr, stub_server) = stub
+        .clone()
+        .serve(([127, 0, 0, 1], 0).into(), stopped(&rx))
+        .await?;
+    servers.push(stub_server);
+    let stub_url = format!("http://{stub_addr}");
+    let prefix = testkit::servers::redis_prefix();
+    let secret = service_kit::keys::random_token(32);
+    let idp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let issuer = format!("http://localhost:{}", idp_listener.local_addr()?.port());
+    let ports: Vec<u16> = (0..o.presale_replicas.max(1))
+        .map(|_| free_port())
+        .collect();
+    let replicas = ports
+        .iter()
+        .map(|p| Url::parse(&format!("http://127.0.0.1:{p}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let publics: Vec<String> = ports
+        .iter()
+        .map(|p| {
+            format!(
+                "http://localhost:{}",
+                if o.public_per_replica { *p } else { ports[0] }
+            )
+        })
+        .collect();
+    let public = publics[0].clone();
+
+    let idp_db = fresh_database(o.postgres_admin.as_deref(), "idp").await?;
+    let mut s = idp_settings(
+        &issuer,
+        &idp_db.url,
+        &o.redis_url,
+        &prefix,
+        &secret,
+        &stub_url,
+    );
+    s.pow_difficulty = o.pow_difficulty;
+    s.resend_secs = 1;
+    s.trust_forwarded_for = true;
+    if let Some(secs) = o.access_token_secs {
+        s.access_token_secs = secs;
+    }
+    let app = idp::Application::build_with_listener(s, idp_listener).await?;
+    let core = app.core();
+    let idp_stop = stopped(&rx);
+    servers.push(tokio::spawn(async move {
+        let _ = app.run_until_stopped(idp_stop).await;
+    }));
+    let mut bases = publics.clone();
+    bases.dedup();
+    let fronts = register_storefronts(&core, &bases).await?;
+    core.reload().await?;
+    let db = fresh_database(o.postgres_admin.as_deref(), "presale").await?;
+    let store = Store::connect(&db.url, 4).await?;
+    store.migrate().await?;
+    store
+        .issue_license(&o.license, service_kit::clock::now())
+        .await?
+        .map_err(|e| anyhow::anyhow!("license: {e}"))?;
+    for (port, base) in ports.into_iter().zip(&publics) {
+        let mut settings = presale_settings(
+            ([127, 0, 0, 1], port).into(),
+            base,
+            &issuer,
+            &secret,
+            &fronts,
+        );
+        settings.storage.database_url = Secret::new(db.url.clone());
+        settings.storage.redis_url = Secret::new(o.redis_url.clone());
+        settings.storage.redis_prefix = prefix.clone();
+        settings.storage.db_max_connections = 4;
+        settings.ip_per_sec = o.ip_per_sec;
+        settings.trust_forwarded_for = o.trust_forwarded_for;
+        let service = presale::Application::build(settings).await?;
+        let stop = stopped(&rx);
+        servers.push(tokio::spawn(async move {
+            let _ = service.run_until_stopped(stop).await;
+        }));
+    }
+    Ok(Deployment {
+        presale: Url::parse(&public)?,
+        replicas,
+        public: publics
+            .iter()
+            .map(|p| Url::parse(p))
+            .collect::<Result<Vec<_>, _>>()?,
+        issuer,
+        secret,
+        stub,
+        citizens,
+        store,
+        idp: core,
+        databases: vec![idp_db, db],
+        postgres_admin: o.postgres_admin,
+        stop,
+        servers,
+    })
+}

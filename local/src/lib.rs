@@ -1,0 +1,14 @@
+//! emta on one machine. This is the only code that runs the IdP and the presale platform
+//! in one process; neither service depends on the other, nor on this.
+//!
+//! # Layout
+//! - [`demo`]: `cargo run -p local -- demo`: the whole system on embedded defaults with
+//!   demo data, on fixed local ports.
+//! - [`deploy`]: a whole deployment on free ports (stubs, the IdP, presale replicas, a
+//!   license) on SQLite or on PostgreSQL and Redis, which end-to-end tests, benches and the
+//!   load tool's sweep start and stop.
+
+pub mod demo;
+pub mod deploy;
+
+pub use deploy::{deploy, queue_license, Deployment, Options};

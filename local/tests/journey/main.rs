@@ -1,0 +1,735 @@
+//! A citizen's whole journey through the real services, in-process: a manufacturer's
+//! storefront, the IdP's real pages (proof of work, SMS code, identity, consent), back to
+//! the storefront, join the queue, wait, apply, and see the application; then a second
+//! manufacturer through single sign-on. On SQLite + in-process stores and on PostgreSQL +
+//! Redis.
+
+use local::{Deployment, Options};
+use presale::domain::{NewLicense, PresaleKind, Selection};
+use presale::store::Store;
+use testkit::browser::resolve;
+use testkit::{login, Browser, FixtureCitizen, Page, StubServices};
+
+fn input(body: &str, name: &str) -> String {
+    testkit::forms::input(body, name).unwrap_or_default()
+}
+
+fn form_action(body: &str, ends_with: &str) -> String {
+    testkit::forms::form_action(body, ends_with)
+        .unwrap_or_else(|| panic!("no form ending {ends_with} in {body}"))
+}
+
+/// A license open now for an hour; tests override what they are about.
+fn test_license(manufacturer: &str, model: &str, now: i64) -> NewLicense {
+    NewLicense {
+        license_no: format!("T-{}", rand::random::<u32>()),
+        manufacturer: manufacturer.into(),
+        model: model.into(),
+        units: 5,
+        unit_price: 8_000_000_000,
+        down_payment: 1_000_000_000,
+        kind: PresaleKind::Regular,
+        delivery_deadline: now + 3600 + 300 * 24 * 3600,
+        opens_at: now - 5,
+        closes_at: now + 3600,
+        selection: Selection::Queue,
+        admission_per_min: 6000,
+        max_active: 10,
+        apply_window_secs: 300,
+        min_age: Some(18),
+        round: None,
+        exclusion: None,
+    }
+}
+
+async fn issue(env_store: &Store, l: NewLicense, now: i64) {
+    env_store
+        .issue_license(&l, now)
+        .await
+        .expect("sql")
+        .expect("valid");
+}
+
+/// Signs in at `front` and waits until the storefront lists a campaign to join (replicas
+/// reload licenses four times a second).
+async fn sign_in_to_join(env: &Env, b: &Browser, front: &str, who: &FixtureCitizen) -> Page {
+    let mut page = sign_in(env, b, front, who).await;
+    for _ in 0..20 {
+        if page.body.contains("/join\"") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        page = b.go(&format!("{}/{front}/", env.base)).await;
+    }
+    page
+}
+
+struct Env {
+    base: String,
+    /// A second presale replica on the same SQL, Redis and secret, public at its own URL.
+    replica: String,
+    issuer: String,
+    stub: StubServices,
+    citizens: Vec<FixtureCitizen>,
+    store: Store,
+    /// Everything above runs until this is dropped.
+    _deployment: Deployment,
+}
+
+/// Stub registries and SMS, the IdP, two registered manufacturers, two presale replicas
+/// each public at its own URL, and an open license for Saipa.
+async fn start(postgres: bool) -> Env {
+    let backend = if postgres {
+        testkit::Backend::Servers
+    } else {
+        testkit::Backend::Embedded
+    };
+    let now = service_kit::clock::now();
+    let d = local::deploy(Options {
+        postgres_admin: postgres.then(testkit::servers::postgres_admin_url),
+        redis_url: backend.redis_url(),
+        citizens: 10,
+        presale_replicas: 2,
+        public_per_replica: true,
+        // Short-lived access tokens, so the storefronts' refresh path runs in these tests.
+        access_token_secs: Some(2),
+        trust_forwarded_for: false,
+        ..Options::new(test_license("saipa", "Shahin", now))
+    })
+    .await
+    .expect("deployment");
+    let url = |u: &url::Url| u.as_str().trim_end_matches('/').to_owned();
+    Env {
+        base: url(&d.public[0]),
+        replica: url(&d.public[1]),
+        issuer: d.issuer.clone(),
+        stub: d.stub.clone(),
+        citizens: d.citizens.clone(),
+        store: d.store.clone(),
+        _deployment: d,
+    }
+}
+
+/// Signs `who` in at storefront `front` through the IdP's pages (or consent only, with SSO).
+async fn sign_in(env: &Env, b: &Browser, front: &str, who: &FixtureCitizen) -> Page {
+    let first = b.go(&format!("{}/{front}/login", env.base)).await;
+    let answer = login::complete(b, first, who, &env.stub.outbox).await;
+    let p = match answer.location.clone() {
+        Some(back) => b.go(&back).await,
+        None => answer,
+    };
+    assert_eq!(
+        p.url,
+        format!("{}/{front}/", env.base),
+        "back at the storefront"
+    );
+    p
+}
+
+async fn lottery(postgres: bool) {
+    // Arrange: a lottery for one car, registration closing in three seconds.
+    let env = start(postgres).await;
+    let now = service_kit::clock::now();
+    let lottery = NewLicense {
+        units: 1,
+        unit_price: 9_000_000_000,
+        kind: PresaleKind::Firm,
+        delivery_deadline: now + 3 + 200 * 24 * 3600,
+        closes_at: now + 3,
+        selection: Selection::Lottery,
+        admission_per_min: 60,
+        apply_window_secs: 600,
+        ..test_license("iran-khodro", "Tara", now)
+    };
+    issue(&env.store, lottery, now).await;
+
+    // Act: two citizens register; one registers twice.
+    let mut browsers = Vec::new();
+    for who in &env.citizens[..2] {
+        let b = Browser::new("");
+        let front = sign_in_to_join(&env, &b, "iran-khodro", who).await;
+        let action = form_action(&front.body, "/join");
+        for _ in 0..2 {
+            let p = b
+                .post_follow(
+                    &resolve(&format!("{}/iran-khodro/", env.base), &action),
+                    &[("csrf", &input(&front.body, "csrf"))],
+                )
+                .await;
+            let wait_url = p.url.clone();
+            assert!(
+                p.body.contains("E0000001") || p.body.contains("E0000002"),
+                "{}",
+                p.body
+            );
+            browsers.push((b.http.clone(), wait_url));
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(4500)).await;
+
+    // Assert: the draw happened, is published, recomputes, and the winner alone may apply.
+    let public = Browser::new("")
+        .go(&browsers[0].1.replace("/wait", "/lottery"))
+        .await;
+    assert!(
+        public.body.contains("seed: <code>"),
+        "the seed is revealed after the close"
+    );
+    let license = env
+        .store
+        .licenses()
+        .await
+        .expect("licenses")
+        .into_iter()
+        .find(|l| l.model == "Tara")
+        .expect("license");
+    let entries: Vec<String> = env
+        .store
+        .lottery_list(&license.id)
+        .await
+        .expect("list")
+        .iter()
+        .map(|(n, _)| presale::store::lottery::entry_id(*n))
+        .collect();
+    assert_eq!(entries.len(), 2, "one entry per national ID");
+    let seed = env
+        .store
+        .revealed_seed(&license.id)
+        .await
+        .expect("seed")
+        .expect("drawn");
+    let recomputed = presale::domain::lottery::draw(&seed, &license.seed_commitment, &entries, 1)
+        .expect("commitment holds");
+    let published: Vec<String> = env
+        .store
+        .lottery_order(&license.id)
+        .await
+        .expect("order")
+        .into_iter()
+        .map(presale::store::lottery::entry_id)
+        .collect();
+    assert_eq!(recomputed.order, published, "anyone can recompute the draw");
+    let mut outcomes = Vec::new();
+    for (client, wait_url) in browsers.iter().step_by(2) {
+        let b = Browser {
+            http: client.clone(),
+            base: String::new(),
+        };
+        let page = b.go(wait_url).await;
+        if page.body.contains("/apply") {
+            let done = b
+                .post_follow(
+                    &resolve(wait_url, &form_action(&page.body, "/apply")),
+                    &[("csrf", &input(&page.body, "csrf"))],
+                )
+                .await;
+            outcomes.push(done.status);
+        } else {
+            assert!(page.body.contains("waiting list"), "{}", page.body);
+            let r = b
+                .http
+                .post(wait_url.replace("/wait", "/apply"))
+                .form(&[("csrf", "x")])
+                .send()
+                .await
+                .expect("apply");
+            assert_eq!(r.status(), 403, "no form, no application");
+            outcomes.push(0);
+        }
+    }
+    outcomes.sort_unstable();
+    assert_eq!(outcomes, [0, 200], "exactly one winner applied");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lottery_draws_publicly_and_only_winners_apply_embedded() {
+    lottery(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lottery_draws_publicly_and_only_winners_apply_on_postgres() {
+    lottery(true).await;
+}
+
+async fn journey(postgres: bool) {
+    // Arrange
+    let env = start(postgres).await;
+    let (base, issuer, citizens) = (env.base.clone(), env.issuer.clone(), env.citizens.clone());
+
+    // Act: the citizen's journey, through the IdP's four pages.
+    let who = &citizens[0];
+    let b = Browser::new("");
+    let phone = b.go(&format!("{base}/saipa/login")).await;
+    let url = phone.url.clone();
+    assert!(
+        url.starts_with(&issuer) && phone.body.contains("name=\"mobile\""),
+        "at the IdP's phone page"
+    );
+    let front = sign_in(&env, &b, "saipa", who).await;
+    assert!(
+        front.body.contains(&who.given_name),
+        "signed in as the verified citizen"
+    );
+    assert!(
+        front.body.contains("seed: <code>"),
+        "after the opening the queue's seed is public"
+    );
+    let url = format!("{base}/saipa/");
+
+    let join_action = form_action(&front.body, "/join");
+    let waiting = b
+        .post_follow(
+            &resolve(&url, &join_action),
+            &[("csrf", &input(&front.body, "csrf"))],
+        )
+        .await;
+    let wait_url = waiting.url.clone();
+    assert_eq!(waiting.status, 200);
+    let mut page = waiting;
+    for _ in 0..50 {
+        if page.body.contains("/apply") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        page = b.go(&wait_url).await;
+    }
+    let status: serde_json::Value = b
+        .http
+        .get(wait_url.replace("/wait", "/status"))
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(status["admitted"], true, "{status}");
+    let done = b
+        .post_follow(
+            &resolve(&wait_url, &form_action(&page.body, "/apply")),
+            &[("csrf", &input(&page.body, "csrf"))],
+        )
+        .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(done.body.contains("Tracking code"));
+    // Applying twice is refused with the reason, in both languages.
+    let again = b
+        .post_follow(
+            &resolve(&wait_url, &form_action(&page.body, "/apply")),
+            &[("csrf", &input(&page.body, "csrf"))],
+        )
+        .await;
+    assert_eq!(again.status, 409);
+    let mine = b.go(&format!("{base}/saipa/applications")).await;
+    assert!(mine.body.contains("Shahin"));
+
+    // Assert: the second manufacturer needs only the consent page (single sign-on).
+    let consent2 = b.go(&format!("{base}/iran-khodro/login")).await;
+    let url2 = consent2.url.clone();
+    assert!(
+        url2.starts_with(&issuer)
+            && consent2.body.contains("ایران خودرو")
+            && !consent2.body.contains("name=\"mobile\"")
+    );
+    let back = b
+        .post_follow(
+            &resolve(&url2, &form_action(&consent2.body, "/consent")),
+            &[
+                ("csrf", &input(&consent2.body, "csrf")),
+                ("decision", "approve"),
+            ],
+        )
+        .await
+        .url;
+    assert_eq!(back, format!("{base}/iran-khodro/"));
+
+    // The citizen withdraws Iran Khodro's permission at the IdP: when the storefront's
+    // access token lapses, its refresh is refused and the citizen is signed out there,
+    // while Saipa's storefront refreshes and keeps the session.
+    let account = b.go(&format!("{issuer}/account")).await;
+    let _ = b
+        .post_follow(
+            &format!("{issuer}/account/revoke"),
+            &[
+                ("csrf", &input(&account.body, "csrf")),
+                ("client_id", "iran-khodro"),
+            ],
+        )
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let ik = b.go(&format!("{base}/iran-khodro/")).await;
+    assert!(
+        ik.body.contains("/iran-khodro/login"),
+        "signed out of the storefront whose consent was withdrawn"
+    );
+    let sp = b.go(&format!("{base}/saipa/")).await;
+    assert!(
+        sp.body.contains("/saipa/applications"),
+        "the other storefront refreshed and kept the session"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_citizen_goes_from_storefront_to_accepted_application_embedded() {
+    journey(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_citizen_goes_from_storefront_to_accepted_application_on_postgres_and_redis() {
+    journey(true).await;
+}
+
+async fn console(postgres: bool) {
+    // Arrange: an issuer and an auditor.
+    let env = start(postgres).await;
+    let now = service_kit::clock::now();
+    let password = "correct horse battery staple";
+    env.store
+        .add_staff(
+            "issuer.one",
+            password,
+            presale::store::staff::Role::Issuer,
+            "test",
+            now,
+        )
+        .await
+        .expect("issuer");
+    env.store
+        .add_staff(
+            "auditor.one",
+            password,
+            presale::store::staff::Role::Auditor,
+            "test",
+            now,
+        )
+        .await
+        .expect("auditor");
+    let b = Browser::new("");
+    let login = format!("{}/ministry/login", env.base);
+
+    // Act and assert: no TOTP, wrong TOTP, then the right one.
+    let form = b.go(&login).await;
+    let csrf = input(&form.body, "csrf");
+    for code in ["", "000000"] {
+        let r = b
+            .post_follow(
+                &login,
+                &[
+                    ("csrf", &csrf),
+                    ("username", "issuer.one"),
+                    ("password", password),
+                    ("totp", code),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 401, "login without a valid TOTP code fails");
+    }
+    let code = env
+        .store
+        .current_totp("issuer.one", service_kit::clock::now())
+        .await
+        .expect("sql")
+        .expect("code");
+    let dash = b
+        .post_follow(
+            &login,
+            &[
+                ("csrf", &csrf),
+                ("username", "issuer.one"),
+                ("password", password),
+                ("totp", &code),
+            ],
+        )
+        .await;
+    let url = dash.url.clone();
+    assert_eq!(url, format!("{}/ministry", env.base), "{}", dash.body);
+    // The same code cannot be used twice.
+    let b2 = Browser::new("");
+    let f2 = b2.go(&login).await;
+    let replay = b2
+        .post_follow(
+            &login,
+            &[
+                ("csrf", &input(&f2.body, "csrf")),
+                ("username", "issuer.one"),
+                ("password", password),
+                ("totp", &code),
+            ],
+        )
+        .await;
+    assert_eq!(replay.status, 401, "a TOTP code is single use");
+
+    // Issue a license through the form; a deadline past the legal limit is refused.
+    let csrf = input(&dash.body, "csrf");
+    let mut fields: Vec<(String, String)> = vec![
+        ("license_no", "MIMT-T-9"),
+        ("manufacturer", "iran-khodro"),
+        ("model", "Dena"),
+        ("units", "3"),
+        ("unit_price", "9000000000"),
+        ("down_payment", "1000000000"),
+        ("kind", "firm"),
+        ("admission_per_min", "600"),
+        ("max_active", "5"),
+        ("apply_window_secs", "300"),
+        ("min_age", "18"),
+        ("round", ""),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    fields.push(("opens_at".into(), (now - 5).to_string()));
+    fields.push(("closes_at".into(), (now + 3600).to_string()));
+    fields.push(("csrf".into(), csrf.clone()));
+    let mut late = fields.clone();
+    late.push((
+        "delivery_deadline".into(),
+        (now + 3600 + 300 * 24 * 3600).to_string(),
+    ));
+    let late: Vec<(&str, &str)> = late.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let refused = b
+        .post_follow(&format!("{}/ministry/licenses", env.base), &late)
+        .await;
+    assert_eq!(
+        refused.status, 422,
+        "a firm presale delivers within nine months"
+    );
+    fields.push((
+        "delivery_deadline".into(),
+        (now + 3600 + 200 * 24 * 3600).to_string(),
+    ));
+    let form: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let issued = b
+        .post_follow(&format!("{}/ministry/licenses", env.base), &form)
+        .await;
+    assert!(issued.body.contains("MIMT-T-9"), "{}", issued.body);
+    let license = env
+        .store
+        .licenses()
+        .await
+        .expect("licenses")
+        .into_iter()
+        .find(|l| l.license_no == "MIMT-T-9")
+        .expect("issued");
+
+    // Suspend: admissions and applications stop at once.
+    let after = b
+        .post_follow(
+            &format!("{}/ministry/licenses/{}/suspend", env.base, license.id),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert!(after.body.contains("suspended"));
+    let terms = env
+        .store
+        .licenses()
+        .await
+        .expect("licenses")
+        .into_iter()
+        .find(|l| l.id == license.id)
+        .expect("license")
+        .terms();
+    assert!(!terms.active);
+    let req = presale::domain::ApplicationRequest {
+        national_id: presale::domain::NationalId::parse("0499370899").expect("valid"),
+        citizen_sub: "c".into(),
+        birthdate: "1990-01-01".into(),
+        ticket: 1,
+    };
+    let r = env
+        .store
+        .apply(&terms, &req, service_kit::clock::now(), "2026-11-22")
+        .await
+        .expect("sql");
+    assert_eq!(r, Err(presale::domain::Refusal::Suspended));
+
+    // The auditor cannot issue, but reads and exports the log, which holds every action.
+    let a = Browser::new("");
+    let f3 = a.go(&login).await;
+    let code = env
+        .store
+        .current_totp("auditor.one", service_kit::clock::now())
+        .await
+        .expect("sql")
+        .expect("code");
+    let adash = a
+        .post_follow(
+            &login,
+            &[
+                ("csrf", &input(&f3.body, "csrf")),
+                ("username", "auditor.one"),
+                ("password", password),
+                ("totp", &code),
+            ],
+        )
+        .await;
+    assert!(
+        !adash.body.contains("/ministry/licenses\""),
+        "no issue form for auditors"
+    );
+    let forbidden = a
+        .post_follow(
+            &format!("{}/ministry/licenses/{}/resume", env.base, license.id),
+            &[("csrf", &input(&adash.body, "csrf"))],
+        )
+        .await;
+    assert_eq!(forbidden.status, 403);
+    let csv = a
+        .http
+        .get(format!("{}/ministry/audit.csv", env.base))
+        .send()
+        .await
+        .expect("csv")
+        .text()
+        .await
+        .expect("text");
+    for action in [
+        "staff.add",
+        "staff.login-failed",
+        "staff.login",
+        "license.issue",
+        "license.suspend",
+        "audit.export",
+    ] {
+        assert!(csv.contains(action), "{action} in the audit log");
+    }
+    // Append-only: the database refuses to rewrite history.
+    let tampered = sqlx::query("UPDATE audit_log SET actor = 'nobody'")
+        .execute(env.store.pool())
+        .await;
+    assert!(tampered.is_err(), "audit log rows cannot be changed");
+    let deleted = sqlx::query("DELETE FROM audit_log")
+        .execute(env.store.pool())
+        .await;
+    assert!(deleted.is_err(), "audit log rows cannot be deleted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ministry_console_needs_totp_and_audits_everything_embedded() {
+    console(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ministry_console_needs_totp_and_audits_everything_on_postgres() {
+    console(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_one_ip_is_throttled_with_retry_after() {
+    let env = start(false).await;
+    let http = reqwest::Client::new();
+    let mut limited = None;
+    for _ in 0..400 {
+        let r = http
+            .get(format!("{}/saipa/", env.base))
+            .send()
+            .await
+            .expect("get");
+        if r.status() == 429 {
+            limited = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap_or_default().to_owned());
+            break;
+        }
+    }
+    assert_eq!(
+        limited.as_deref(),
+        Some("1"),
+        "the per-IP limit answers 429 with Retry-After"
+    );
+}
+
+/// Two presale replicas over HTTP, sharing PostgreSQL and Redis: citizens join through one
+/// and apply through the other, all at once, against a cap of three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_never_oversell_over_http() {
+    let env = start(true).await;
+    let now = service_kit::clock::now();
+    let rana = NewLicense {
+        units: 3,
+        unit_price: 7_000_000_000,
+        admission_per_min: 60_000,
+        max_active: 100,
+        ..test_license("iran-khodro", "Rana", now)
+    };
+    issue(&env.store, rana, now).await;
+    // Ten citizens signed in (the presale session lives in Redis, so it holds on both).
+    let mut people = Vec::new();
+    for who in &env.citizens[..10] {
+        let b = Browser::new("");
+        let front = sign_in_to_join(&env, &b, "iran-khodro", who).await;
+        people.push((b, front));
+    }
+    let mut tasks = Vec::new();
+    for (k, (b, front)) in people.into_iter().enumerate() {
+        let (join_on, apply_on) = if k % 2 == 0 {
+            (env.base.clone(), env.replica.clone())
+        } else {
+            (env.replica.clone(), env.base.clone())
+        };
+        tasks.push(tokio::spawn(async move {
+            let action = form_action(&front.body, "/join");
+            let csrf = input(&front.body, "csrf");
+            let wait_url = b
+                .post_follow(
+                    &resolve(&format!("{join_on}/iran-khodro/"), &action),
+                    &[("csrf", &csrf)],
+                )
+                .await
+                .url;
+            let wait_other = wait_url.replace(&join_on, &apply_on);
+            for _ in 0..50 {
+                let page = b.go(&wait_other).await;
+                if page.body.contains("/apply") {
+                    let done = b
+                        .post_follow(
+                            &resolve(&wait_other, &form_action(&page.body, "/apply")),
+                            &[("csrf", &input(&page.body, "csrf"))],
+                        )
+                        .await;
+                    return done.status;
+                }
+                if page.body.contains("closed") {
+                    return 409;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            0
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.expect("task"));
+    }
+    let accepted = statuses.iter().filter(|&&s| s == 200).count();
+    assert_eq!(
+        accepted, 3,
+        "applications == cap across replicas: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|&s| s == 200 || s == 409),
+        "everyone else told sold out: {statuses:?}"
+    );
+}
+
+/// RFC 9207: an authorization response whose `iss` is not the IdP's is refused (mix-up).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_from_another_issuer_is_refused() {
+    let env = start(false).await;
+    let b = Browser::new("");
+    let p = b
+        .go(&format!(
+            "{}/saipa/callback?code=c&state=s&iss=https%3A%2F%2Fevil.example",
+            env.base
+        ))
+        .await;
+    assert_eq!(p.status, 400);
+    assert!(p.body.contains("did not come from emta"));
+    let p = b
+        .go(&format!("{}/saipa/callback?code=c&state=s", env.base))
+        .await;
+    assert_eq!(p.status, 400, "no iss at all is refused too");
+}

@@ -1,0 +1,3 @@
+//! What presale talks to besides its own stores: the IdP, as any relying party would.
+
+pub mod oidc;

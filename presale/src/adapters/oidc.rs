@@ -1,0 +1,220 @@
+//! The storefronts as OpenID Connect relying parties of the IdP. Presale knows the IdP
+//! only by its issuer URL: endpoints and keys come from discovery, each storefront is a
+//! confidential client with its own registration, and every sign-in uses PKCE, state,
+//! nonce and the RFC 9207 `iss` check, exactly as a manufacturer's own site would.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata,
+};
+use openidconnect::{
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, Scope, TokenResponse,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Settings, StorefrontConfig};
+use crate::domain::NationalId;
+
+type Client = CoreClient<
+    openidconnect::EndpointSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointMaybeSet,
+    openidconnect::EndpointMaybeSet,
+>;
+
+/// One manufacturer's storefront and its client at the IdP.
+pub struct Storefront {
+    pub cfg: StorefrontConfig,
+    client: Client,
+}
+
+/// What a sign-in must remember between the redirect to the IdP and the callback.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pending {
+    pub manufacturer: String,
+    /// The browser session that started it: a callback in another browser is refused.
+    pub sid: String,
+    verifier: String,
+    nonce: String,
+}
+
+/// The verified citizen, from the ID token.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub sub: String,
+    pub national_id: NationalId,
+    pub name: String,
+    pub birthdate: String,
+}
+
+/// Fresh tokens: the refresh token to keep and when the access token lapses.
+pub struct Tokens {
+    pub refresh_token: Option<String>,
+    pub access_expires: i64,
+}
+
+/// Why a sign-in did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    #[error("the IdP did not answer the code exchange")]
+    Unreachable,
+    #[error("the ID token is missing or does not verify")]
+    InvalidToken,
+    #[error("the national ID was not released or is not valid")]
+    NoNationalId,
+}
+
+pub struct RelyingParty {
+    pub issuer: String,
+    http: openidconnect::reqwest::Client,
+    storefronts: HashMap<String, Storefront>,
+}
+
+fn expires(tokens: &impl OAuth2TokenResponse) -> i64 {
+    service_kit::clock::now()
+        + tokens
+            .expires_in()
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(300)
+}
+
+impl RelyingParty {
+    /// Reads the IdP's discovery document and registers each storefront's client with
+    /// redirect URI `{base_url}/{id}/callback`.
+    pub async fn discover(settings: &Settings) -> anyhow::Result<Self> {
+        let http = openidconnect::reqwest::ClientBuilder::new()
+            .redirect(openidconnect::reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        let meta =
+            CoreProviderMetadata::discover_async(IssuerUrl::new(settings.issuer.clone())?, &http)
+                .await?;
+        let mut storefronts = HashMap::new();
+        for s in &settings.storefronts {
+            let client = CoreClient::from_provider_metadata(
+                meta.clone(),
+                ClientId::new(s.id.clone()),
+                Some(ClientSecret::new(s.client_secret.expose().to_owned())),
+            )
+            .set_redirect_uri(RedirectUrl::new(format!(
+                "{}/{}/callback",
+                settings.base_url, s.id
+            ))?);
+            storefronts.insert(
+                s.id.clone(),
+                Storefront {
+                    cfg: s.clone(),
+                    client,
+                },
+            );
+        }
+        Ok(Self {
+            issuer: settings.issuer.clone(),
+            http,
+            storefronts,
+        })
+    }
+
+    pub fn storefront(&self, id: &str) -> Option<&Storefront> {
+        self.storefronts.get(id)
+    }
+
+    /// The storefronts by id.
+    pub fn storefronts(&self) -> Vec<&Storefront> {
+        let mut v: Vec<&Storefront> = self.storefronts.values().collect();
+        v.sort_by(|a, b| a.cfg.id.cmp(&b.cfg.id));
+        v
+    }
+
+    /// Where to send the browser, the `state` to file the pending sign-in under, and the
+    /// pending sign-in itself.
+    pub fn start(&self, front: &Storefront, sid: &str) -> (String, String, Pending) {
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let (url, state, nonce) = front
+            .client
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
+            .add_scope(Scope::new("profile".into()))
+            .add_scope(Scope::new("phone".into()))
+            .add_scope(Scope::new("national_id".into()))
+            .set_pkce_challenge(challenge)
+            .url();
+        let pending = Pending {
+            manufacturer: front.cfg.id.clone(),
+            sid: sid.to_owned(),
+            verifier: verifier.secret().clone(),
+            nonce: nonce.secret().clone(),
+        };
+        (url.to_string(), state.secret().clone(), pending)
+    }
+
+    /// Exchanges the code and verifies the ID token against the pending sign-in.
+    pub async fn finish(
+        &self,
+        front: &Storefront,
+        code: String,
+        pending: Pending,
+    ) -> Result<(Identity, Tokens), SignInError> {
+        let tokens = match front.client.exchange_code(AuthorizationCode::new(code)) {
+            Ok(req) => req
+                .set_pkce_verifier(PkceCodeVerifier::new(pending.verifier))
+                .request_async(&self.http)
+                .await
+                .map_err(|_| SignInError::Unreachable)?,
+            Err(_) => return Err(SignInError::Unreachable),
+        };
+        let verifier = front.client.id_token_verifier().set_allowed_algs(vec![
+            CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+            CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+        ]);
+        let id_token = tokens.id_token().ok_or(SignInError::InvalidToken)?;
+        if id_token
+            .claims(&verifier, &Nonce::new(pending.nonce))
+            .is_err()
+        {
+            return Err(SignInError::InvalidToken);
+        }
+        // Verified above; read the emta-specific claims from the same payload.
+        let payload: serde_json::Value = id_token
+            .to_string()
+            .split('.')
+            .nth(1)
+            .and_then(service_kit::keys::b64_decode)
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let s = |k: &str| payload[k].as_str().unwrap_or_default().to_owned();
+        let national_id =
+            NationalId::parse(&s("national_id")).map_err(|_| SignInError::NoNationalId)?;
+        let identity = Identity {
+            sub: s("sub"),
+            national_id,
+            name: s("name"),
+            birthdate: s("birthdate"),
+        };
+        let fresh = Tokens {
+            refresh_token: tokens.refresh_token().map(|r| r.secret().clone()),
+            access_expires: expires(&tokens),
+        };
+        Ok((identity, fresh))
+    }
+
+    /// Refreshes with rotation; `None` when the IdP refuses (consent withdrawn, grant
+    /// revoked, client suspended) or cannot be reached.
+    pub async fn refresh(&self, front: &Storefront, refresh_token: &str) -> Option<Tokens> {
+        let refresh_token = RefreshToken::new(refresh_token.to_owned());
+        let req = front.client.exchange_refresh_token(&refresh_token).ok()?;
+        let tokens = req.request_async(&self.http).await.ok()?;
+        Some(Tokens {
+            refresh_token: tokens.refresh_token().map(|r| r.secret().clone()),
+            access_expires: expires(&tokens),
+        })
+    }
+}

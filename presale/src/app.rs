@@ -1,0 +1,208 @@
+//! Building and running the presale service: `Application::build(settings)` connects
+//! storage, discovers the IdP, and binds the listener (port 0 in tests);
+//! `run_until_stopped` serves, and runs the admitter, until the shutdown future resolves.
+//!
+//! [`Core`] is the state every handler and the admitter share; replicas share nothing but
+//! SQL and Redis.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use service_kit::ephemeral::Ephemeral;
+use service_kit::keys::Keyring;
+use service_kit::limit::Limiter;
+use tokio::net::TcpListener;
+
+use crate::adapters::oidc::RelyingParty;
+use crate::admitter::Admitter;
+use crate::config::Settings;
+use crate::domain::ticket::Tickets;
+use crate::domain::License;
+use crate::queue::{Counters, Queue};
+use crate::store::Store;
+
+/// Per-IP limiter of this replica: cheap, local, and the first line against floods.
+pub(crate) type IpLimiter = governor::DefaultKeyedRateLimiter<std::net::IpAddr>;
+
+/// Purposes of the keyed hashes used on every request.
+const HOT_PURPOSES: &[&str] = &["csrf", "ticket", "ticket-owner", "rate-subject"];
+
+/// The state handlers and the admitter share, cheap to clone.
+#[derive(Clone)]
+pub struct Core(Arc<CoreState>);
+
+impl std::ops::Deref for Core {
+    type Target = CoreState;
+    fn deref(&self) -> &CoreState {
+        &self.0
+    }
+}
+
+pub struct CoreState {
+    pub(crate) base_url: String,
+    pub(crate) store: Store,
+    pub(crate) queue: Queue,
+    /// Storefront sessions, sign-in states, staff sessions, shared limit counters.
+    pub(crate) sessions: Ephemeral,
+    pub(crate) keys: Keyring,
+    pub(crate) tickets: Tickets,
+    /// Joins, applications and staff logins per subject, shared by replicas.
+    pub(crate) limiter: Limiter,
+    pub(crate) ip_limiter: IpLimiter,
+    pub(crate) trust_forwarded_for: bool,
+    /// The storefronts as OIDC relying parties of the IdP.
+    pub(crate) rp: RelyingParty,
+    /// False from the moment the replica is told to stop (readiness probe).
+    pub(crate) ready: AtomicBool,
+    pub(crate) drain: Duration,
+    /// Requests in flight on this replica, for load shedding.
+    pub(crate) in_flight: AtomicUsize,
+    pub(crate) admitter: Admitter,
+    /// Licenses as last read from SQL, shared rather than copied: status polls look them
+    /// up on every request.
+    licenses: RwLock<Arc<Vec<Arc<License>>>>,
+    /// Each queue campaign's counters as the admitter last read them: status polls are
+    /// answered from here and never touch Redis.
+    counters: RwLock<HashMap<String, Counters>>,
+}
+
+impl Core {
+    pub(crate) fn all_licenses(&self) -> Arc<Vec<Arc<License>>> {
+        self.licenses
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_licenses(&self, ls: Vec<License>) {
+        *self.licenses.write().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(ls.into_iter().map(Arc::new).collect());
+    }
+
+    /// A manufacturer's license by id.
+    pub(crate) fn license(&self, manufacturer: &str, id: &str) -> Option<Arc<License>> {
+        self.all_licenses()
+            .iter()
+            .find(|l| l.id == id && l.manufacturer == manufacturer)
+            .cloned()
+    }
+
+    pub(crate) fn cached(&self, id: &str) -> Counters {
+        self.counters
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn set_counters(&self, id: &str, c: Counters) {
+        self.counters
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_owned(), c);
+    }
+
+    pub(crate) fn secure_cookies(&self) -> bool {
+        self.base_url.starts_with("https")
+    }
+}
+
+pub struct Application {
+    core: Core,
+    listener: TcpListener,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.listen).await?;
+        Self::build_with_listener(settings, listener).await
+    }
+
+    /// As [`Application::build`], on a listener bound already.
+    pub async fn build_with_listener(
+        settings: Settings,
+        listener: TcpListener,
+    ) -> anyhow::Result<Self> {
+        let secret = settings.secret_key.expose();
+        anyhow::ensure!(
+            !secret.is_empty(),
+            "EMTA_SECRET_KEY is required: every replica must share it"
+        );
+        let store = Store::connect(
+            settings.storage.database_url.expose(),
+            settings.storage.db_max_connections,
+        )
+        .await?;
+        store.migrate().await?;
+        let keys = Keyring::new(secret.as_bytes(), HOT_PURPOSES);
+        let redis_url = settings.storage.redis_url.expose();
+        let (queue, sessions) = if redis_url.is_empty() {
+            (Queue::memory(secret.as_bytes()), Ephemeral::memory())
+        } else {
+            let prefix = &settings.storage.redis_prefix;
+            (
+                Queue::new(redis_url, prefix, secret.as_bytes())?,
+                Ephemeral::redis(redis_url, &format!("{prefix}:ps"))?,
+            )
+        };
+        let rp = RelyingParty::discover(&settings).await?;
+        let per_sec = std::num::NonZeroU32::new(settings.ip_per_sec.max(1))
+            .unwrap_or(std::num::NonZeroU32::MIN);
+        let burst = std::num::NonZeroU32::new(settings.ip_per_sec.max(1).saturating_mul(2))
+            .unwrap_or(per_sec);
+        let quota = governor::Quota::per_second(per_sec).allow_burst(burst);
+        let core = Core(Arc::new(CoreState {
+            base_url: settings.base_url.clone(),
+            limiter: Limiter::new(sessions.clone(), keys.clone()),
+            tickets: Tickets::new(keys.clone()),
+            ip_limiter: governor::RateLimiter::keyed(quota),
+            trust_forwarded_for: settings.trust_forwarded_for,
+            ready: AtomicBool::new(true),
+            drain: Duration::from_secs(settings.drain_secs),
+            in_flight: AtomicUsize::new(0),
+            admitter: Admitter::default(),
+            store,
+            queue,
+            sessions,
+            keys,
+            rp,
+            licenses: RwLock::default(),
+            counters: RwLock::default(),
+        }));
+        crate::admitter::tick(&core).await;
+        Ok(Self { core, listener })
+    }
+
+    pub fn addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves; then readiness turns false, the replica drains,
+    /// new connections are refused and requests in flight finish.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let admitter = tokio::spawn(crate::admitter::run(self.core.clone()));
+        let stop = self.core.clone();
+        let drain = self.core.drain;
+        let router = crate::http::router(self.core.clone());
+        let r = axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(service_kit::shutdown::stop_gracefully(
+            shutdown,
+            move || stop.ready.store(false, Ordering::Relaxed),
+            drain,
+        ))
+        .await;
+        admitter.abort();
+        self.core.store.close().await;
+        r
+    }
+}

@@ -1,0 +1,172 @@
+//! Typed configuration of the presale service, read from flags and environment variables
+//! (what Kubernetes sets), with a documented default for every field and secrets that
+//! never print.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use serde::{Deserialize, Serialize};
+pub use service_kit::secret::Secret;
+
+/// One manufacturer's storefront: its OIDC client registration at the IdP.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct StorefrontConfig {
+    pub id: String,
+    pub name: String,
+    pub name_fa: String,
+    #[serde(with = "secret_string")]
+    pub client_secret: Secret,
+}
+
+impl std::fmt::Debug for StorefrontConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorefrontConfig")
+            .field("id", &self.id)
+            .field("client_secret", &self.client_secret)
+            .finish()
+    }
+}
+
+mod secret_string {
+    use super::Secret;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(s: &Secret, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_str(s.expose())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Secret, D::Error> {
+        String::deserialize(de).map(Secret::new)
+    }
+}
+
+/// Where durable and ephemeral state live.
+#[derive(Args, Debug, Clone)]
+pub struct StorageSettings {
+    /// SQL database: a SQLite file by default, `postgres://…` in production.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://emta-presale.db?mode=rwc"
+    )]
+    pub database_url: Secret,
+
+    /// Maximum SQL connections per replica.
+    #[arg(long, env = "EMTA_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+
+    /// The queue and sessions: empty for the in-process store (one replica only), or
+    /// `redis://…` / `redis+cluster://…`.
+    #[arg(long, env = "REDIS_URL", default_value = "")]
+    pub redis_url: Secret,
+
+    /// Prefix of every Redis key, so several deployments (or tests) can share one Redis.
+    #[arg(long, env = "EMTA_REDIS_PREFIX", default_value = "emta")]
+    pub redis_prefix: String,
+}
+
+/// Settings of `presale serve`.
+#[derive(Args, Debug, Clone)]
+pub struct Settings {
+    /// Address to listen on. Port 0 picks a free port (tests).
+    #[arg(long, env = "EMTA_PRESALE_LISTEN", default_value = "127.0.0.1:8500")]
+    pub listen: SocketAddr,
+
+    /// Public base URL of this service (redirect URIs are `{base}/{manufacturer}/callback`).
+    #[arg(
+        long,
+        env = "EMTA_PRESALE_URL",
+        default_value = "http://localhost:8500"
+    )]
+    pub base_url: String,
+
+    /// The IdP's issuer: presale knows the IdP only through its OIDC discovery document.
+    #[arg(long, env = "EMTA_ISSUER", default_value = "http://localhost:8400")]
+    pub issuer: String,
+
+    #[command(flatten)]
+    pub storage: StorageSettings,
+
+    /// Secret from which CSRF, ticket and rate-limit keys are derived; the same on every
+    /// replica (required).
+    #[arg(long, env = "EMTA_SECRET_KEY")]
+    pub secret_key: Secret,
+
+    /// JSON file: `[{"id","name","name_fa","client_secret"}]`, one per manufacturer.
+    #[arg(long, env = "EMTA_STOREFRONTS_FILE")]
+    pub storefronts_file: Option<PathBuf>,
+
+    /// The storefronts themselves (from `storefronts_file`, or given by a local deployment).
+    #[arg(skip)]
+    pub storefronts: Vec<StorefrontConfig>,
+
+    /// Requests per second one IP may make to this replica (burst: twice that).
+    #[arg(long, env = "EMTA_IP_PER_SEC", default_value_t = 50)]
+    pub ip_per_sec: u32,
+
+    /// Take the client IP from the rightmost X-Forwarded-For entry (behind an ingress that
+    /// appends it), as the IdP does.
+    #[arg(long, env = "EMTA_TRUST_FORWARDED_FOR", default_value_t = false)]
+    pub trust_forwarded_for: bool,
+
+    /// On SIGTERM, seconds to keep serving with readiness false before closing.
+    #[arg(long, env = "EMTA_DRAIN_SECS", default_value_t = 0)]
+    pub drain_secs: u64,
+}
+
+impl Settings {
+    /// Settings for a service on `listen` at `base_url` with everything else defaulted
+    /// (local deployments and tests fill in the rest).
+    pub fn new(listen: SocketAddr, base_url: &str, issuer: &str, secret_key: &str) -> Self {
+        Self {
+            listen,
+            base_url: base_url.to_owned(),
+            issuer: issuer.to_owned(),
+            storage: StorageSettings {
+                database_url: Secret::new("sqlite://emta-presale.db?mode=rwc"),
+                db_max_connections: 16,
+                redis_url: Secret::default(),
+                redis_prefix: "emta".into(),
+            },
+            secret_key: Secret::new(secret_key),
+            storefronts_file: None,
+            storefronts: Vec::new(),
+            ip_per_sec: 50,
+            trust_forwarded_for: false,
+            drain_secs: 0,
+        }
+    }
+
+    /// Reads `storefronts_file` into `storefronts` when given.
+    pub fn load_storefronts(&mut self) -> anyhow::Result<()> {
+        if let Some(path) = &self.storefronts_file {
+            self.storefronts = serde_json::from_slice(&std::fs::read(path)?)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_do_not_print() {
+        let mut s = Settings::new(
+            ([127, 0, 0, 1], 0).into(),
+            "http://x",
+            "http://i",
+            "s3cr3t-key",
+        );
+        s.storefronts.push(StorefrontConfig {
+            id: "saipa".into(),
+            name: "Saipa".into(),
+            name_fa: "سایپا".into(),
+            client_secret: Secret::new("client-s3cr3t"),
+        });
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+    }
+}

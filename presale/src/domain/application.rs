@@ -1,0 +1,120 @@
+//! An application and the rules it is checked against.
+
+use service_kit::Text;
+
+use super::citizen::NationalId;
+use super::license::Exclusion;
+
+/// Why an application was refused. Each has a message in Persian and English.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    SoldOut,
+    AlreadyApplied,
+    AlreadyAppliedInRound,
+    Suspended,
+    OutsideWindow,
+    TooYoung,
+    RecentPurchase,
+}
+
+impl Refusal {
+    pub fn text(self) -> Text {
+        match self {
+            Self::SoldOut => Text {
+                fa: "ظرفیت این پیش‌فروش تکمیل شده است.",
+                en: "This presale is sold out.",
+            },
+            Self::AlreadyApplied => Text {
+                fa: "با این کد ملی قبلاً در این پیش‌فروش ثبت‌نام شده است.",
+                en: "This national ID has already applied in this presale.",
+            },
+            Self::AlreadyAppliedInRound => Text {
+                fa: "با این کد ملی در این دوره فروش قبلاً ثبت‌نام شده است.",
+                en: "This national ID has already applied in this sales round.",
+            },
+            Self::Suspended => Text {
+                fa: "مجوز این پیش‌فروش از سوی وزارت تعلیق شده است.",
+                en: "The ministry has suspended this presale's license.",
+            },
+            Self::OutsideWindow => Text {
+                fa: "زمان ثبت‌نام این پیش‌فروش نیست.",
+                en: "Registration for this presale is not open now.",
+            },
+            Self::TooYoung => Text {
+                fa: "سن متقاضی کمتر از حد مجاز این پیش‌فروش است.",
+                en: "The applicant is younger than this presale allows.",
+            },
+            Self::RecentPurchase => Text {
+                fa: "این کد ملی در ماه‌های اخیر از خودروسازان بزرگ خرید داشته و در این پیش‌فروش مجاز نیست.",
+                en: "This national ID bought from a major manufacturer recently and cannot apply in this presale.",
+            },
+        }
+    }
+}
+
+/// The license fields an application is checked against.
+#[derive(Debug, Clone)]
+pub struct LicenseTerms {
+    pub id: String,
+    pub units: i64,
+    pub opens_at: i64,
+    pub closes_at: i64,
+    pub min_age: Option<i64>,
+    pub round: Option<String>,
+    pub active: bool,
+    /// Lottery winners apply after the window closes, for `apply_window_secs`.
+    pub lottery: bool,
+    pub apply_window_secs: i64,
+    /// No accepted application at these manufacturers in the last so many months.
+    pub exclusion: Option<Exclusion>,
+}
+
+/// One applicant's request, with the identity the IdP verified.
+#[derive(Debug, Clone)]
+pub struct ApplicationRequest {
+    pub national_id: NationalId,
+    pub citizen_sub: String,
+    /// ISO 8601 birth date from the ID token.
+    pub birthdate: String,
+    pub ticket: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub id: String,
+    pub tracking_code: String,
+}
+
+/// A tracking code people can read out on the phone: 10 digits, no ambiguity.
+pub fn tracking_code() -> String {
+    use rand::Rng;
+    let n: u64 = rand::thread_rng().gen_range(1_000_000_000..10_000_000_000);
+    n.to_string()
+}
+
+/// Whole years from an ISO birth date to an ISO day.
+pub fn age_on(birthdate: &str, today: &str) -> Option<i64> {
+    let parse = |s: &str| -> Option<(i64, i64, i64)> {
+        let mut it = s.split('-').map(|p| p.parse::<i64>().ok());
+        Some((it.next()??, it.next()??, it.next()??))
+    };
+    let (by, bm, bd) = parse(birthdate)?;
+    let (ty, tm, td) = parse(today)?;
+    let mut age = ty - by;
+    if (tm, td) < (bm, bd) {
+        age -= 1;
+    }
+    Some(age)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::age_on;
+
+    #[test]
+    fn age_counts_whole_years() {
+        assert_eq!(age_on("2008-03-20", "2026-03-19"), Some(17));
+        assert_eq!(age_on("2008-03-20", "2026-03-20"), Some(18));
+        assert_eq!(age_on("garbage", "2026-03-20"), None);
+    }
+}

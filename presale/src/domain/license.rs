@@ -1,0 +1,278 @@
+//! Presale licenses as the ministry issues them, and the rules they must satisfy.
+
+use super::application::LicenseTerms;
+
+/// Legal delivery limits by presale kind: firm 9 months, regular 12 months (DESIGN.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PresaleKind {
+    Firm,
+    Regular,
+}
+
+impl PresaleKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Firm => "firm",
+            Self::Regular => "regular",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "firm" => Some(Self::Firm),
+            "regular" => Some(Self::Regular),
+            _ => None,
+        }
+    }
+
+    /// The latest delivery deadline allowed, counted from the registration window's close.
+    pub fn max_delivery_months(self) -> i64 {
+        match self {
+            Self::Firm => 9,
+            Self::Regular => 12,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Selection {
+    Queue,
+    Lottery,
+}
+
+impl Selection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queue => "queue",
+            Self::Lottery => "lottery",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "queue" => Some(Self::Queue),
+            "lottery" => Some(Self::Lottery),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a license may sell now. Suspension is the ministry's (staff console).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LicenseStatus {
+    Active,
+    Suspended,
+}
+
+impl LicenseStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(Self::Active),
+            "suspended" => Some(Self::Suspended),
+            _ => None,
+        }
+    }
+}
+
+/// Eligibility rule: no accepted application at these manufacturers in the last `months`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct Exclusion {
+    pub manufacturers: Vec<String>,
+    pub months: i64,
+}
+
+/// A license to be issued. Times in Unix seconds, money in rials. (JSON for `presale
+/// license issue`: the same field names, `kind` "firm" or "regular", `selection` "queue"
+/// or "lottery".)
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewLicense {
+    pub license_no: String,
+    pub manufacturer: String,
+    pub model: String,
+    pub units: i64,
+    pub unit_price: i64,
+    pub down_payment: i64,
+    pub kind: PresaleKind,
+    pub delivery_deadline: i64,
+    pub opens_at: i64,
+    pub closes_at: i64,
+    pub selection: Selection,
+    pub admission_per_min: i64,
+    pub max_active: i64,
+    pub apply_window_secs: i64,
+    pub min_age: Option<i64>,
+    pub round: Option<String>,
+    pub exclusion: Option<Exclusion>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LicenseError {
+    #[error("units, price, down payment, rate and bounds must be positive")]
+    NotPositive,
+    #[error("the down payment cannot exceed the unit price")]
+    DownPayment,
+    #[error("the registration window must close after it opens")]
+    Window,
+    #[error("the delivery deadline passes the legal limit of {0} months for this kind")]
+    Deadline(i64),
+    #[error("license number: letters, digits and dashes, 3 to 32")]
+    LicenseNo,
+    #[error("this license number has been issued already")]
+    Exists,
+}
+
+/// An issued license, as storefronts show it and applications are checked against.
+#[derive(Debug, Clone)]
+pub struct License {
+    pub id: String,
+    pub license_no: String,
+    pub manufacturer: String,
+    pub model: String,
+    pub units: i64,
+    /// Applications accepted so far (never above `units`).
+    pub accepted: i64,
+    pub unit_price: i64,
+    pub down_payment: i64,
+    pub kind: PresaleKind,
+    pub delivery_deadline: i64,
+    pub opens_at: i64,
+    pub closes_at: i64,
+    pub selection: Selection,
+    pub admission_per_min: i64,
+    pub max_active: i64,
+    pub apply_window_secs: i64,
+    pub min_age: Option<i64>,
+    pub round: Option<String>,
+    pub status: LicenseStatus,
+    /// base64url(SHA-256(seed)), published at issuance.
+    pub seed_commitment: String,
+    pub seed: String,
+    pub exclusion: Option<Exclusion>,
+}
+
+impl License {
+    pub fn is_active(&self) -> bool {
+        self.status == LicenseStatus::Active
+    }
+
+    pub fn is_lottery(&self) -> bool {
+        self.selection == Selection::Lottery
+    }
+
+    pub fn sold_out(&self) -> bool {
+        self.accepted >= self.units
+    }
+
+    /// What an application is checked against.
+    pub fn terms(&self) -> LicenseTerms {
+        LicenseTerms {
+            id: self.id.clone(),
+            units: self.units,
+            opens_at: self.opens_at,
+            closes_at: self.closes_at,
+            min_age: self.min_age,
+            round: self.round.clone(),
+            active: self.is_active(),
+            lottery: self.is_lottery(),
+            apply_window_secs: self.apply_window_secs,
+            exclusion: self.exclusion.clone(),
+        }
+    }
+}
+
+const MONTH: i64 = 30 * 24 * 3600;
+
+impl NewLicense {
+    pub fn validate(&self) -> Result<(), LicenseError> {
+        let ok_no = (3..=32).contains(&self.license_no.len())
+            && self
+                .license_no
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !ok_no {
+            return Err(LicenseError::LicenseNo);
+        }
+        if self.units <= 0
+            || self.unit_price <= 0
+            || self.down_payment <= 0
+            || self.admission_per_min <= 0
+            || self.max_active <= 0
+            || self.apply_window_secs <= 0
+        {
+            return Err(LicenseError::NotPositive);
+        }
+        if self.down_payment > self.unit_price {
+            return Err(LicenseError::DownPayment);
+        }
+        if self.closes_at <= self.opens_at {
+            return Err(LicenseError::Window);
+        }
+        let months = self.kind.max_delivery_months();
+        if self.delivery_deadline > self.closes_at + months * MONTH
+            || self.delivery_deadline <= self.closes_at
+        {
+            return Err(LicenseError::Deadline(months));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> NewLicense {
+        NewLicense {
+            license_no: "MIMT-1403-0001".into(),
+            manufacturer: "saipa".into(),
+            model: "Shahin".into(),
+            units: 100,
+            unit_price: 8_000_000_000,
+            down_payment: 2_000_000_000,
+            kind: PresaleKind::Firm,
+            delivery_deadline: 1_000 + 8 * MONTH,
+            opens_at: 0,
+            closes_at: 1_000,
+            selection: Selection::Queue,
+            admission_per_min: 600,
+            max_active: 50,
+            apply_window_secs: 600,
+            min_age: Some(18),
+            round: None,
+            exclusion: None,
+        }
+    }
+
+    #[test]
+    fn a_firm_presale_must_deliver_within_nine_months() {
+        assert_eq!(sample().validate(), Ok(()));
+        let mut late = sample();
+        late.delivery_deadline = 1_000 + 10 * MONTH;
+        assert_eq!(late.validate(), Err(LicenseError::Deadline(9)));
+        late.kind = PresaleKind::Regular;
+        assert_eq!(late.validate(), Ok(()));
+    }
+
+    #[test]
+    fn nonsense_terms_are_refused() {
+        let mut l = sample();
+        l.down_payment = l.unit_price + 1;
+        assert_eq!(l.validate(), Err(LicenseError::DownPayment));
+        let mut l = sample();
+        l.closes_at = l.opens_at;
+        assert_eq!(l.validate(), Err(LicenseError::Window));
+        let mut l = sample();
+        l.license_no = "no spaces".into();
+        assert_eq!(l.validate(), Err(LicenseError::LicenseNo));
+    }
+}

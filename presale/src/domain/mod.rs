@@ -1,0 +1,15 @@
+//! Presale's domain: types that parse at the edge and the rules they follow. Nothing here
+//! knows HTTP, SQL or Redis.
+
+pub mod application;
+pub mod citizen;
+pub mod license;
+pub mod lottery;
+pub mod ticket;
+
+pub use application::{Accepted, ApplicationRequest, LicenseTerms, Refusal};
+pub use citizen::{NationalId, NidHash};
+pub use license::{
+    Exclusion, License, LicenseError, LicenseStatus, NewLicense, PresaleKind, Selection,
+};
+pub use ticket::Place;

@@ -1,0 +1,91 @@
+//! Applying: only the owner of an admitted ticket (or a lottery winner), once, within the
+//! cap. The store decides in one transaction; this handler explains its answer.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::post;
+use axum::{Form, Router};
+use axum_extra::extract::CookieJar;
+use maud::html;
+use service_kit::t;
+
+use super::pages::{fa, page};
+use super::session::{Citizen, CsrfForm};
+use super::waiting::{admitted_ticket, citizen_limit, read_place};
+use crate::app::Core;
+use crate::domain::{ApplicationRequest, License, Place, Refusal};
+use crate::error::{msg, Error, Result};
+
+pub(crate) fn router() -> Router<Core> {
+    Router::new().route("/{m}/c/{id}/apply", post(apply))
+}
+
+/// Why someone who was shown the form is not admitted now, in words they can act on:
+/// their other device applied already (and released the turn), the campaign sold out, or
+/// (`otherwise`) their turn lapsed.
+async fn not_admitted(core: &Core, c: &Citizen, l: &License, otherwise: Error) -> Error {
+    if let Ok(mine) = core.store.applications_of(&c.sub).await {
+        if mine.iter().any(|a| a.license_id == l.id) {
+            return Refusal::AlreadyApplied.into();
+        }
+    }
+    if core.cached(&l.id).closed {
+        return Refusal::SoldOut.into();
+    }
+    otherwise
+}
+
+async fn apply(
+    State(core): State<Core>,
+    jar: CookieJar,
+    Path((m, id)): Path<(String, String)>,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response> {
+    core.check_csrf(&jar, &f.csrf)?;
+    let (Some(c), Some(l)) = (core.citizen(&jar, &m).await, core.license(&m, &id)) else {
+        return Ok(Redirect::to(&format!("/{m}/")).into_response());
+    };
+    let place = read_place(&core, &jar, &id, Some(&c.national_id))
+        .ok_or(Error::user(StatusCode::FORBIDDEN, msg::NOT_YOUR_TICKET))?;
+    citizen_limit(&core, "apply", &c.national_id).await?;
+    let now = service_kit::clock::now();
+    let ticket = if let Place::Entry(_) = place {
+        // Lottery: only a winner (rank within the units) may apply.
+        match core.store.lottery_rank(&id, &c.national_id).await? {
+            Some(rank) if rank <= l.units => rank,
+            _ => return Err(Error::conflict(msg::NOT_A_WINNER)),
+        }
+    } else {
+        match admitted_ticket(&core, &l, place, now).await {
+            Ok(t) => t,
+            Err(e) => return Err(not_admitted(&core, &c, &l, e).await),
+        }
+    };
+    let req = ApplicationRequest {
+        national_id: c.national_id.clone(),
+        citizen_sub: c.sub.clone(),
+        birthdate: c.birthdate.clone(),
+        ticket,
+    };
+    let today = service_kit::clock::today_iso();
+    let result = core.store.apply(&l.terms(), &req, now, &today).await?;
+    let _ = core.queue.release(&id, ticket).await;
+    match result {
+        Ok(acc) => Ok(page(
+            StatusCode::OK,
+            t!("درخواست ثبت شد", "Application accepted"),
+            html! {
+                p { (fa(t!("درخواست شما پذیرفته شد. کد پیگیری:", "Your application is accepted. Tracking code:"))) }
+                p { strong { (acc.tracking_code) } }
+                p { a href=(format!("/{m}/applications")) { (fa(t!("درخواست‌های من", "My applications"))) } }
+            },
+        )),
+        Err(why) => {
+            if why == Refusal::SoldOut {
+                let _ = core.queue.close(&id).await;
+            }
+            Err(why.into())
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! The presale HTTP layer: routes, forms, pages. Each feature owns its routes and merges
+//! them here; handlers parse, call the domain and the stores, and render. They never build
+//! SQL or Redis commands.
+//!
+//! - [`storefront`]: the manufacturers' storefronts and the citizen's applications.
+//! - [`signin`]: signing citizens in through the IdP (the relying party's two routes).
+//! - [`waiting`]: joining the queue, the waiting room and its status JSON.
+//! - [`apply`]: applying once admitted (or drawn).
+//! - [`lottery`]: the public list and draw of a lottery campaign.
+//! - [`console`]: the ministry console.
+//! - [`session`], [`pages`]: the storefront session and CSRF, the page shell.
+//!
+//! Status polls are answered from the replica's counters cache, so a million people
+//! refreshing the waiting page do not touch Redis; only joins and applications do.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tower_http::set_header::SetResponseHeaderLayer as Set;
+
+use crate::app::Core;
+use crate::error::{msg, Error};
+
+pub mod apply;
+pub mod console;
+pub mod lottery;
+pub mod pages;
+pub mod session;
+pub mod signin;
+pub mod storefront;
+pub mod waiting;
+
+/// Requests a replica takes at once before it sheds load.
+const MAX_IN_FLIGHT: usize = 4096;
+
+pub(crate) fn router(core: Core) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/static/wait.js", get(|| async {
+            ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("static/wait.js"))
+        }))
+        .route("/static/app.css", get(|| async {
+            ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], service_kit::page::APP_CSS)
+        }))
+        .merge(storefront::router())
+        .merge(signin::router())
+        .merge(waiting::router())
+        .merge(apply::router())
+        .merge(lottery::router())
+        .merge(console::router())
+        .fallback(|| async { Error::not_found(msg::NOT_FOUND) })
+        .layer(axum::middleware::from_fn_with_state(core.clone(), guard))
+        .layer(Set::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'")))
+        .layer(Set::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(Set::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(Set::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
+        .layer(Set::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .with_state(core)
+}
+
+/// Ready while not stopping and the database answers (Redis trouble sheds load per
+/// request instead: a replica without Redis still serves storefront pages).
+async fn readyz(State(core): State<Core>) -> Response {
+    if !core.ready.load(Ordering::Relaxed) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "stopping").into_response();
+    }
+    match core.store.ping().await {
+        Ok(()) => "ready".into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready: database");
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+        }
+    }
+}
+
+/// Per-IP limit (governor, per replica) and load shedding. Shedding answers 503 with
+/// Retry-After before any work starts, and never for an application in progress: an
+/// application that got this far is worth finishing.
+async fn guard(
+    State(core): State<Core>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let applying = req.uri().path().ends_with("/apply");
+    let ip = core
+        .trust_forwarded_for
+        .then(|| service_kit::net::forwarded_for(req.headers()))
+        .flatten()
+        .and_then(|s| s.parse::<std::net::IpAddr>().ok())
+        .unwrap_or(peer.ip());
+    if !applying && core.ip_limiter.check_key(&ip).is_err() {
+        return Error::RateLimited { retry_after: 1 }.into_response();
+    }
+    let load = core.in_flight.fetch_add(1, Ordering::Relaxed);
+    let resp = if load >= MAX_IN_FLIGHT && !applying {
+        Error::Busy { retry_after: 5 }.into_response()
+    } else {
+        next.run(req).await
+    };
+    core.in_flight.fetch_sub(1, Ordering::Relaxed);
+    resp
+}

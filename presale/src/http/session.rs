@@ -1,0 +1,115 @@
+//! The storefront session: a browser cookie naming what the storefront knows of the
+//! signed-in citizen (kept in the ephemeral store per manufacturer), and the CSRF token
+//! bound to it.
+
+use std::time::Duration;
+
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use axum_extra::extract::CookieJar;
+use serde::{Deserialize, Serialize};
+
+use crate::app::Core;
+use crate::domain::NationalId;
+
+pub(crate) const COOKIE: &str = "emta_ps";
+/// How long a storefront remembers a sign-in (the refresh token keeps it honest).
+const SESSION: Duration = Duration::from_secs(8 * 3600);
+
+/// What the storefront knows of a signed-in citizen, from the verified ID token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Citizen {
+    pub sub: String,
+    pub national_id: NationalId,
+    pub name: String,
+    pub birthdate: String,
+    /// The IdP's refresh token: when the access token lapses the storefront refreshes, so
+    /// a withdrawn consent or a suspended manufacturer ends the storefront session too.
+    pub refresh_token: Option<String>,
+    /// Unix seconds when the access token lapses.
+    pub access_expires: i64,
+}
+
+fn key(sid: &str, m: &str) -> String {
+    format!("ps:{sid}:{m}")
+}
+
+fn sid(jar: &CookieJar) -> String {
+    jar.get(COOKIE)
+        .map(|c| c.value().to_owned())
+        .unwrap_or_default()
+}
+
+impl Core {
+    /// The citizen signed in at storefront `m` in this browser, refreshed at the IdP when
+    /// the access token has lapsed; any refusal signs them out of this storefront.
+    pub(crate) async fn citizen(&self, jar: &CookieJar, m: &str) -> Option<Citizen> {
+        let key = key(jar.get(COOKIE)?.value(), m);
+        let raw = self.sessions.get(&key).await.ok()??;
+        let mut c: Citizen = serde_json::from_str(&raw).ok()?;
+        if c.access_expires > service_kit::clock::now() {
+            return Some(c);
+        }
+        let refreshed = match (&c.refresh_token, self.rp.storefront(m)) {
+            (Some(rt), Some(front)) => self.rp.refresh(front, rt).await,
+            _ => None,
+        };
+        let Some(tokens) = refreshed else {
+            let _ = self.sessions.delete(&key).await;
+            return None;
+        };
+        c.refresh_token = tokens.refresh_token.or(c.refresh_token);
+        c.access_expires = tokens.access_expires;
+        let _ = self.save_citizen(jar, m, &c).await;
+        Some(c)
+    }
+
+    pub(crate) async fn save_citizen(
+        &self,
+        jar: &CookieJar,
+        m: &str,
+        c: &Citizen,
+    ) -> crate::error::Result<()> {
+        let json =
+            serde_json::to_string(c).map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+        self.sessions
+            .put(&key(&sid(jar), m), &json, SESSION)
+            .await?;
+        Ok(())
+    }
+
+    /// The browser's session cookie, set now if it has none.
+    pub(crate) fn ensure_session(&self, jar: CookieJar) -> (CookieJar, String) {
+        if let Some(c) = jar.get(COOKIE) {
+            let v = c.value().to_owned();
+            return (jar, v);
+        }
+        let sid = service_kit::keys::random_token(24);
+        let cookie = Cookie::build((COOKIE, sid.clone()))
+            .path("/")
+            .http_only(true)
+            .same_site(SameSite::Lax)
+            .secure(self.secure_cookies())
+            .build();
+        (jar.add(cookie), sid)
+    }
+
+    pub(crate) fn csrf(&self, jar: &CookieJar) -> String {
+        self.keys
+            .hash("csrf", format!("presale|{}", sid(jar)).as_bytes())
+    }
+
+    pub(crate) fn check_csrf(&self, jar: &CookieJar, token: &str) -> crate::error::Result<()> {
+        if service_kit::keys::ct_eq(&self.csrf(jar), token) {
+            Ok(())
+        } else {
+            Err(crate::error::Error::BadForm)
+        }
+    }
+}
+
+/// A form whose only field is the CSRF token.
+#[derive(Deserialize)]
+pub(crate) struct CsrfForm {
+    #[serde(default)]
+    pub csrf: String,
+}

@@ -1,0 +1,106 @@
+//! Signing a citizen in at a storefront: `/{m}/login` sends the browser to the IdP with
+//! PKCE, state and nonce; `/{m}/callback` checks the answer came from the IdP (RFC 9207
+//! `iss`), from this browser, and exchanges the code.
+
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::Router;
+use axum_extra::extract::CookieJar;
+use serde::Deserialize;
+
+use super::session::{Citizen, COOKIE};
+use crate::adapters::oidc::{Pending, SignInError};
+use crate::app::Core;
+use crate::error::{msg, Error, Result};
+
+/// How long a started sign-in may take to come back.
+const PENDING: Duration = Duration::from_secs(600);
+
+pub(crate) fn router() -> Router<Core> {
+    Router::new()
+        .route("/{m}/login", get(login))
+        .route("/{m}/callback", get(callback))
+}
+
+fn pending_key(state: &str) -> String {
+    format!("rp:{state}")
+}
+
+async fn login(
+    State(core): State<Core>,
+    jar: CookieJar,
+    Path(m): Path<String>,
+) -> Result<Response> {
+    let front = core
+        .rp
+        .storefront(&m)
+        .ok_or(Error::not_found(msg::NO_STOREFRONT))?;
+    let (jar, sid) = core.ensure_session(jar);
+    let (url, state, pending) = core.rp.start(front, &sid);
+    let json = serde_json::to_string(&pending).map_err(|e| Error::Internal(e.to_string()))?;
+    core.sessions
+        .put(&pending_key(&state), &json, PENDING)
+        .await?;
+    Ok((jar, Redirect::to(&url)).into_response())
+}
+
+#[derive(Deserialize)]
+struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    iss: Option<String>,
+}
+
+async fn callback(
+    State(core): State<Core>,
+    jar: CookieJar,
+    Path(m): Path<String>,
+    Query(q): Query<CallbackQuery>,
+) -> Result<Response> {
+    // The IdP advertises RFC 9207, so a response without its `iss` is refused too.
+    if q.iss.as_deref() != Some(core.rp.issuer.as_str()) {
+        return Err(Error::bad_request(msg::NOT_FROM_EMTA));
+    }
+    if q.error.is_some() {
+        return Err(Error::bad_request(msg::SIGN_IN_REFUSED));
+    }
+    let (Some(code), Some(state), Some(front)) = (q.code, q.state, core.rp.storefront(&m)) else {
+        return Err(Error::bad_request(msg::SIGN_IN_INVALID));
+    };
+    let Ok(Some(raw)) = core.sessions.take(&pending_key(&state)).await else {
+        return Err(Error::bad_request(msg::SIGN_IN_EXPIRED));
+    };
+    let pending: Pending =
+        serde_json::from_str(&raw).map_err(|_| Error::bad_request(msg::SIGN_IN_INVALID))?;
+    let sid = jar
+        .get(COOKIE)
+        .map(|c| c.value().to_owned())
+        .unwrap_or_default();
+    if pending.sid != sid || pending.manufacturer != m {
+        return Err(Error::bad_request(msg::SIGN_IN_OTHER_BROWSER));
+    }
+    let (who, tokens) = core
+        .rp
+        .finish(front, code, pending)
+        .await
+        .map_err(|e| match e {
+            SignInError::Unreachable => Error::user(StatusCode::BAD_GATEWAY, msg::IDP_DOWN),
+            SignInError::InvalidToken => Error::bad_request(msg::SIGN_IN_INVALID),
+            SignInError::NoNationalId => Error::bad_request(msg::NO_NATIONAL_ID),
+        })?;
+    let citizen = Citizen {
+        sub: who.sub,
+        national_id: who.national_id,
+        name: who.name,
+        birthdate: who.birthdate,
+        refresh_token: tokens.refresh_token,
+        access_expires: tokens.access_expires,
+    };
+    core.save_citizen(&jar, &m, &citizen).await?;
+    Ok(Redirect::to(&format!("/{m}/")).into_response())
+}

@@ -1,0 +1,124 @@
+//! The manufacturers' storefronts: the list of storefronts, each one's licensed campaigns
+//! with their terms, and the signed-in citizen's applications.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::Router;
+use axum_extra::extract::CookieJar;
+use maud::html;
+use service_kit::clock::format_time;
+use service_kit::t;
+
+use super::pages::{fa, money, page};
+use crate::app::Core;
+use crate::domain::{License, Selection};
+use crate::error::{msg, Error, Result};
+
+pub(crate) fn router() -> Router<Core> {
+    Router::new()
+        .route("/", get(home))
+        .route("/{m}/", get(storefront))
+        .route("/{m}/applications", get(my_applications))
+}
+
+async fn home(State(core): State<Core>) -> Response {
+    let fronts = core.rp.storefronts();
+    page(
+        StatusCode::OK,
+        t!("پیش‌فروش خودرو", "Car presales"),
+        html! {
+            ul { @for s in fronts { li { a href=(format!("/{}/", s.cfg.id)) { (s.cfg.name_fa) " — " (s.cfg.name) } } } }
+        },
+    )
+}
+
+async fn storefront(
+    State(core): State<Core>,
+    jar: CookieJar,
+    Path(m): Path<String>,
+) -> Result<Response> {
+    let front = core
+        .rp
+        .storefront(&m)
+        .ok_or(Error::not_found(msg::NO_STOREFRONT))?;
+    let citizen = core.citizen(&jar, &m).await;
+    let csrf = core.csrf(&jar);
+    let now = service_kit::clock::now();
+    let licenses: Vec<Arc<License>> = core
+        .all_licenses()
+        .iter()
+        .filter(|l| l.manufacturer == m)
+        .cloned()
+        .collect();
+    Ok(page(
+        StatusCode::OK,
+        t!("پیش‌فروش", "Presale"),
+        html! {
+            p.client { strong { (front.cfg.name_fa) } " · " (front.cfg.name) }
+            @match &citizen {
+                Some(c) => { p { (c.name) " — " a href=(format!("/{m}/applications")) { (fa(t!("درخواست‌های من", "My applications"))) } } }
+                None => { p { a href=(format!("/{m}/login")) { (fa(t!("ورود با امتا", "Sign in with emta"))) } } }
+            }
+            @for l in &licenses {
+                // data-* for tools (the load tool reads the cap and the window from here).
+                section data-campaign=(l.id) data-units=(l.units) data-opens-at=(l.opens_at) data-closes-at=(l.closes_at) data-selection=(l.selection.as_str()) {
+                    h2 { (l.model) }
+                    ul {
+                        li { "مجوز / license: " (l.license_no) }
+                        li { "قیمت / price: " (money(l.unit_price)) " ریال · پیش‌پرداخت / down payment: " (money(l.down_payment)) }
+                        li { "ظرفیت / units: " (l.units) " (" (l.accepted) " پذیرفته / accepted)" }
+                        li { "تحویل تا / delivery by: " (format_time(l.delivery_deadline)) " (" (l.kind.as_str()) ")" }
+                        li { "ثبت‌نام / registration: " (format_time(l.opens_at)) " → " (format_time(l.closes_at)) }
+                        @if l.selection == Selection::Lottery {
+                            li { "روش انتخاب / selection: قرعه‌کشی پس از پایان ثبت‌نام / lottery after registration closes (seed commitment " code { (l.seed_commitment) } ") — " a href=(format!("/{m}/c/{}/lottery", l.id)) { "فهرست و نتیجه / list and result" } }
+                        } @else {
+                            li { "روش انتخاب / selection: صف منصفانه؛ پیش از گشایش ترتیب تصادفی / fair queue; random order for those who join before the opening (seed commitment " code { (l.seed_commitment) } ")" }
+                            // After the opening the seed and the number of early arrivals are
+                            // public, so anyone can recompute every early ticket.
+                            @if now >= l.opens_at {
+                                li { "seed: " code { (l.seed) } " · early arrivals: " (core.cached(&l.id).early) " · ticket(p) = 1 + swap-or-not(seed, early, p − 1)" }
+                            }
+                        }
+                        @if !l.is_active() { li.error { (fa(t!("مجوز تعلیق شده است.", "The license is suspended."))) } }
+                    }
+                    @if citizen.is_some() {
+                        form method="post" action=(format!("/{m}/c/{}/join", l.id)) {
+                            input type="hidden" name="csrf" value=(csrf);
+                            button type="submit" { (fa(t!("ورود به صف", "Join the queue"))) }
+                        }
+                    }
+                }
+            }
+        },
+    ))
+}
+
+async fn my_applications(
+    State(core): State<Core>,
+    jar: CookieJar,
+    Path(m): Path<String>,
+) -> Result<Response> {
+    let Some(c) = core.citizen(&jar, &m).await else {
+        return Ok(Redirect::to(&format!("/{m}/login")).into_response());
+    };
+    let rows = core.store.applications_of(&c.sub).await?;
+    let licenses = core.all_licenses();
+    Ok(page(
+        StatusCode::OK,
+        t!("درخواست‌های من", "My applications"),
+        html! {
+            @if rows.is_empty() { p { (fa(t!("هنوز درخواستی ندارید.", "You have no applications yet."))) } }
+            ul { @for r in &rows {
+                li {
+                    (licenses.iter().find(|l| l.id == r.license_id).map(|l| l.model.clone()).unwrap_or_default())
+                    " — کد پیگیری / tracking: " strong { (r.tracking_code) }
+                    " — " (format_time(r.created_at))
+                }
+            } }
+        },
+    ))
+}

@@ -1,0 +1,227 @@
+//! Joining a campaign and waiting for one's turn: `join` gives a signed place (an early
+//! arrival number, a ticket, or a lottery entry) in a cookie; the waiting page and its
+//! status JSON read it with no lookup and answer from this replica's counters cache.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use axum_extra::extract::cookie::{Cookie, SameSite};
+use axum_extra::extract::CookieJar;
+use maud::html;
+use serde::Serialize;
+use service_kit::clock::format_time;
+use service_kit::t;
+
+use super::pages::{fa, page};
+use super::session::CsrfForm;
+use crate::admitter::{early_final, queue_settings};
+use crate::app::Core;
+use crate::domain::ticket::cookie_name;
+use crate::domain::{License, NationalId, Place, Selection};
+use crate::error::{msg, Error, Result};
+use crate::queue::{early_ticket, Counters, Joined};
+use crate::store::lottery::Entered;
+
+pub(crate) fn router() -> Router<Core> {
+    Router::new()
+        .route("/{m}/c/{id}/join", post(join))
+        .route("/{m}/c/{id}/wait", get(wait))
+        .route("/{m}/c/{id}/status", get(status))
+}
+
+/// Joins and applications per national ID per minute, shared by replicas.
+pub(super) async fn citizen_limit(core: &Core, what: &str, nid: &NationalId) -> Result<()> {
+    core.limiter
+        .hit(what, nid.as_str(), 10, Duration::from_secs(60))
+        .await?;
+    Ok(())
+}
+
+async fn join(
+    State(core): State<Core>,
+    jar: CookieJar,
+    Path((m, id)): Path<(String, String)>,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response> {
+    core.check_csrf(&jar, &f.csrf)?;
+    let Some(c) = core.citizen(&jar, &m).await else {
+        return Ok(Redirect::to(&format!("/{m}/login")).into_response());
+    };
+    let l = core
+        .license(&m, &id)
+        .ok_or(Error::not_found(msg::NO_PRESALE))?;
+    citizen_limit(&core, "join", &c.national_id).await?;
+    let place = match l.selection {
+        Selection::Lottery => {
+            let now = service_kit::clock::now();
+            match core
+                .store
+                .enter_lottery(&l, &c.national_id, &c.sub, now)
+                .await?
+            {
+                Entered::New(n) | Entered::Already(n) => Place::Entry(n),
+                Entered::Closed => return Err(Error::conflict(msg::LOTTERY_NOT_OPEN)),
+            }
+        }
+        // Overloaded or Redis away: the queue error sheds load with a clear answer.
+        Selection::Queue => match core.queue.join(&queue_settings(&l), &c.national_id).await? {
+            Joined::Early { arrival, .. } => Place::Early(arrival),
+            Joined::Ticket { ticket, .. } => Place::Ticket(ticket),
+            Joined::Closed => return Err(Error::conflict(msg::QUEUE_CLOSED)),
+        },
+    };
+    let cookie = Cookie::build((
+        cookie_name(&id),
+        core.tickets.sign(&id, &c.national_id, place),
+    ))
+    .path(format!("/{m}/c/{id}/"))
+    .http_only(true)
+    .same_site(SameSite::Lax)
+    .secure(core.secure_cookies())
+    .max_age(time::Duration::days(3))
+    .build();
+    Ok((jar.add(cookie), Redirect::to(&format!("/{m}/c/{id}/wait"))).into_response())
+}
+
+/// The place in this browser's ticket cookie for campaign `id`; with `owner`, only if it
+/// is theirs.
+pub(super) fn read_place(
+    core: &Core,
+    jar: &CookieJar,
+    id: &str,
+    owner: Option<&NationalId>,
+) -> Option<Place> {
+    let token = jar.get(&cookie_name(id))?.value().to_owned();
+    core.tickets.read(&token, id, owner)
+}
+
+/// The ticket of a place, once it is known (after the opening for early arrivals). Early
+/// tickets come from the number of early joins, final only once read after the opening:
+/// before that a replica's cache could give two people one ticket.
+pub(super) fn ticket_of(l: &License, c: &Counters, place: Place, now: i64) -> Option<i64> {
+    match place {
+        Place::Ticket(t) => Some(t),
+        Place::Early(arrival) if now >= l.opens_at && c.early_final => {
+            early_ticket(l.seed.as_bytes(), c.early, arrival)
+        }
+        Place::Early(_) | Place::Entry(_) => None,
+    }
+}
+
+#[derive(Serialize)]
+struct StatusBody {
+    ticket: Option<i64>,
+    serving: i64,
+    ahead: Option<i64>,
+    admitted: bool,
+    closed: bool,
+    eta_secs: Option<i64>,
+    opens_at: i64,
+}
+
+fn status_of(l: &License, c: &Counters, place: Place, now: i64) -> StatusBody {
+    let ticket = ticket_of(l, c, place, now);
+    let ahead = ticket.map(|t| (t - c.serving - 1).max(0));
+    StatusBody {
+        ticket,
+        serving: c.serving,
+        ahead,
+        admitted: ticket.is_some_and(|t| t <= c.serving),
+        closed: c.closed || c.suspended,
+        eta_secs: ahead.map(|a| a * 60 / l.admission_per_min.max(1)),
+        opens_at: l.opens_at,
+    }
+}
+
+/// The ticket of a queue applicant who is admitted right now.
+pub(super) async fn admitted_ticket(
+    core: &Core,
+    l: &License,
+    place: Place,
+    now: i64,
+) -> Result<i64> {
+    let mut counters = core.cached(&l.id);
+    if matches!(place, Place::Early(_)) && !counters.early_final {
+        // This replica's cache may not have the final count of early joins yet; an
+        // application is worth one read of the shared counters.
+        let asked = service_kit::clock::now_ms();
+        counters = Counters {
+            early_final: early_final(l, asked),
+            ..core.queue.counters(&l.id).await?
+        };
+    }
+    let ticket = ticket_of(l, &counters, place, now).ok_or(Error::conflict(msg::NOT_YET))?;
+    if core.queue.is_admitted(&l.id, ticket).await? {
+        Ok(ticket)
+    } else {
+        Err(Error::conflict(msg::TURN_OVER))
+    }
+}
+
+/// JSON for pollers; served from this replica's counters cache, never from Redis.
+async fn status(
+    State(core): State<Core>,
+    jar: CookieJar,
+    Path((m, id)): Path<(String, String)>,
+) -> Response {
+    let (Some(l), Some(place)) = (core.license(&m, &id), read_place(&core, &jar, &id, None)) else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": "not in this queue"})),
+        )
+            .into_response();
+    };
+    Json(status_of(
+        &l,
+        &core.cached(&id),
+        place,
+        service_kit::clock::now(),
+    ))
+    .into_response()
+}
+
+async fn wait(
+    State(core): State<Core>,
+    jar: CookieJar,
+    Path((m, id)): Path<(String, String)>,
+) -> Result<Response> {
+    let (Some(l), Some(place)) = (core.license(&m, &id), read_place(&core, &jar, &id, None)) else {
+        return Ok(Redirect::to(&format!("/{m}/")).into_response());
+    };
+    let now = service_kit::clock::now();
+    if let Place::Entry(entry) = place {
+        return super::lottery::waiting(&core, &jar, &m, &l, entry, now).await;
+    }
+    let st = status_of(&l, &core.cached(&id), place, now);
+    let csrf = core.csrf(&jar);
+    // Refresh without JavaScript, backing off as the wait grows.
+    let refresh = st.eta_secs.map(|e| (e / 10).clamp(3, 30)).unwrap_or(10);
+    let body = html! {
+        // With JavaScript the page updates itself (wait.js); without, it refreshes.
+        noscript { meta http-equiv="refresh" content=(refresh); }
+        div data-status-url=(format!("/{m}/c/{id}/status")) {}
+        script src="/static/wait.js" {}
+        h2 { (l.model) }
+        @if st.closed {
+            p.error { (fa(t!("صف بسته شد: ظرفیت تکمیل شد یا مجوز تعلیق شد.", "The queue has closed: sold out or suspended."))) }
+        } @else if st.admitted {
+            p { (fa(t!("نوبت شماست. تا پایان مهلت، درخواست خود را ثبت کنید.", "It is your turn. Apply before your time runs out."))) }
+            form method="post" action=(format!("/{m}/c/{id}/apply")) {
+                input type="hidden" name="csrf" value=(csrf);
+                button type="submit" { (fa(t!("ثبت درخواست", "Apply"))) }
+            }
+        } @else if let (Some(ticket), Some(ahead)) = (st.ticket, st.ahead) {
+            p { "نوبت / ticket: " strong #ticket { (ticket) } }
+            p { "نفرات جلوتر / people ahead: " strong #ahead { (ahead) } }
+            p { "زمان تقریبی / estimated wait: " span #eta { (st.eta_secs.unwrap_or(0) / 60) } " دقیقه / min" }
+        } @else {
+            p { (fa(t!("در صف ثبت شدید. ترتیب همه کسانی که پیش از گشایش آمده‌اند هنگام گشایش به قید قرعه تعیین می‌شود.", "You are in. The order of everyone who joined before the opening is drawn at the opening."))) }
+            p { "گشایش / opens: " (format_time(l.opens_at)) }
+        }
+    };
+    Ok(page(StatusCode::OK, t!("صف انتظار", "Waiting room"), body))
+}

@@ -1,0 +1,167 @@
+//! Licenses in SQL: issuing, suspending, reading.
+
+use service_kit::sql::is_unique_violation;
+
+use super::{Store, StoreError};
+use crate::domain::license::{
+    Exclusion, License, LicenseError, LicenseStatus, NewLicense, PresaleKind, Selection,
+};
+
+impl Store {
+    /// Issues a license with a fresh lottery/shuffle seed whose SHA-256 is published now.
+    pub async fn issue_license(
+        &self,
+        l: &NewLicense,
+        now: i64,
+    ) -> Result<Result<String, LicenseError>, StoreError> {
+        if let Err(e) = l.validate() {
+            return Ok(Err(e));
+        }
+        let id = format!("l-{}", service_kit::keys::random_token(9));
+        let seed = service_kit::keys::random_token(32);
+        let commitment = crate::domain::lottery::commitment(&seed);
+        let inserted = sqlx::query(
+            "INSERT INTO licenses (id, license_no, manufacturer, model, units, unit_price, \
+             down_payment, kind, delivery_deadline, opens_at, closes_at, selection, \
+             admission_per_min, max_active, apply_window_secs, min_age, round, status, \
+             seed_commitment, seed, created_at, exclusion_manufacturers, exclusion_months) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+             'active', $18, $19, $20, $21, $22)",
+        )
+        .bind(&id)
+        .bind(&l.license_no)
+        .bind(&l.manufacturer)
+        .bind(&l.model)
+        .bind(l.units)
+        .bind(l.unit_price)
+        .bind(l.down_payment)
+        .bind(l.kind.as_str())
+        .bind(l.delivery_deadline)
+        .bind(l.opens_at)
+        .bind(l.closes_at)
+        .bind(l.selection.as_str())
+        .bind(l.admission_per_min)
+        .bind(l.max_active)
+        .bind(l.apply_window_secs)
+        .bind(l.min_age)
+        .bind(l.round.clone())
+        .bind(&commitment)
+        .bind(&seed)
+        .bind(now)
+        .bind(l.exclusion.as_ref().map(|e| e.manufacturers.join(",")))
+        .bind(l.exclusion.as_ref().map(|e| e.months))
+        .execute(self.pool())
+        .await;
+        match inserted {
+            Ok(_) => Ok(Ok(id)),
+            Err(e) if is_unique_violation(&e) => Ok(Err(LicenseError::Exists)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Suspends a license: applications stop at once (the conditional UPDATE checks it).
+    pub async fn set_license_active(&self, id: &str, active: bool) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE licenses SET status = $2 WHERE id = $1")
+            .bind(id)
+            .bind(
+                if active {
+                    LicenseStatus::Active
+                } else {
+                    LicenseStatus::Suspended
+                }
+                .as_str(),
+            )
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn licenses(&self) -> Result<Vec<License>, StoreError> {
+        let rows = sqlx::query_as::<_, LicenseRow>(
+            "SELECT id, license_no, manufacturer, model, units, accepted, unit_price, \
+             down_payment, kind, delivery_deadline, opens_at, closes_at, selection, \
+             admission_per_min, max_active, apply_window_secs, min_age, round, status, \
+             seed_commitment, seed, exclusion_manufacturers, exclusion_months \
+             FROM licenses ORDER BY opens_at",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(License::try_from).collect()
+    }
+}
+
+/// A license row as stored; [`License`] is what the rest of presale sees.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct LicenseRow {
+    id: String,
+    license_no: String,
+    manufacturer: String,
+    model: String,
+    units: i64,
+    accepted: i64,
+    unit_price: i64,
+    down_payment: i64,
+    kind: String,
+    delivery_deadline: i64,
+    opens_at: i64,
+    closes_at: i64,
+    selection: String,
+    admission_per_min: i64,
+    max_active: i64,
+    apply_window_secs: i64,
+    min_age: Option<i64>,
+    round: Option<String>,
+    status: String,
+    seed_commitment: String,
+    seed: String,
+    exclusion_manufacturers: Option<String>,
+    exclusion_months: Option<i64>,
+}
+
+impl TryFrom<LicenseRow> for License {
+    type Error = StoreError;
+
+    fn try_from(r: LicenseRow) -> Result<Self, StoreError> {
+        let bad =
+            |what: &str, v: &str| StoreError::Corrupt(format!("license {}: {what} {v:?}", r.id));
+        let kind = PresaleKind::parse(&r.kind).ok_or_else(|| bad("kind", &r.kind))?;
+        let selection =
+            Selection::parse(&r.selection).ok_or_else(|| bad("selection", &r.selection))?;
+        let status = LicenseStatus::parse(&r.status).ok_or_else(|| bad("status", &r.status))?;
+        let exclusion = match (&r.exclusion_manufacturers, r.exclusion_months) {
+            (Some(list), Some(months)) => Some(Exclusion {
+                manufacturers: list
+                    .split(',')
+                    .map(|m| m.trim().to_owned())
+                    .filter(|m| !m.is_empty())
+                    .collect(),
+                months,
+            }),
+            _ => None,
+        };
+        Ok(License {
+            kind,
+            selection,
+            status,
+            exclusion,
+            id: r.id,
+            license_no: r.license_no,
+            manufacturer: r.manufacturer,
+            model: r.model,
+            units: r.units,
+            accepted: r.accepted,
+            unit_price: r.unit_price,
+            down_payment: r.down_payment,
+            delivery_deadline: r.delivery_deadline,
+            opens_at: r.opens_at,
+            closes_at: r.closes_at,
+            admission_per_min: r.admission_per_min,
+            max_active: r.max_active,
+            apply_window_secs: r.apply_window_secs,
+            min_age: r.min_age,
+            round: r.round,
+            seed_commitment: r.seed_commitment,
+            seed: r.seed,
+        })
+    }
+}

@@ -1,0 +1,63 @@
+//! Presale's durable state in SQL: SQLite (the embedded default) or PostgreSQL, one code
+//! path through sqlx's `Any` driver, each engine with its own migrations under
+//! `migrations/presale/`. Storage never renders HTML and knows nothing of HTTP.
+//!
+//! - [`applications`]: accepting an application in one transaction (cap, one per person).
+//! - [`licenses`]: issuing, suspending and reading licenses.
+//! - [`lottery`]: entries, the draw and its public list.
+//! - [`staff`]: the ministry's staff (argon2 + TOTP) and the audit log.
+
+pub mod applications;
+pub mod licenses;
+pub mod lottery;
+pub mod staff;
+
+use sqlx::AnyPool;
+
+use service_kit::sql::{connect_pool, is_postgres, migrate_any};
+
+static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/presale/sqlite");
+static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/presale/postgres");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    postgres: bool,
+}
+
+impl Store {
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        Ok(Self {
+            pool: connect_pool(url, max_connections).await?,
+            postgres: is_postgres(url),
+        })
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        migrate_any(&self.pool, self.postgres, &SQLITE, &POSTGRES).await?;
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}

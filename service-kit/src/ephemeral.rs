@@ -1,0 +1,344 @@
+//! Ephemeral state with a time to live: login transactions, OTP attempt counters, SSO
+//! sessions, single-use authorization codes, access tokens and shared rate counters.
+//!
+//! Redis in production, so that every replica sees the same state and any replica can
+//! serve any step; an in-process map for the single-node default. Every key gets its own
+//! hash tag (`{…}`) so that Redis Cluster can place it anywhere and each operation,
+//! including the Lua scripts, touches one slot.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::redis::RedisPool;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EphemeralError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("redis pool: {0}")]
+    Pool(#[from] deadpool_redis::PoolError),
+    #[error("redis setup: {0}")]
+    Setup(String),
+}
+
+#[derive(Clone)]
+pub enum Ephemeral {
+    Memory(Arc<MemoryStore>),
+    Redis(RedisStore),
+}
+
+/// A fixed-window counter reading: the count after this hit, and when the window resets.
+#[derive(Debug, Clone, Copy)]
+pub struct Hit {
+    pub count: i64,
+    pub reset_in: Duration,
+}
+
+impl Ephemeral {
+    pub fn memory() -> Self {
+        Self::Memory(Arc::new(MemoryStore::default()))
+    }
+
+    pub fn redis(url: &str, prefix: &str) -> Result<Self, EphemeralError> {
+        Ok(Self::Redis(RedisStore {
+            pool: redis_pool(url)?,
+            prefix: prefix.to_owned(),
+        }))
+    }
+
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Self::Redis(_))
+    }
+
+    /// Stores `value` under `key` for `ttl`, replacing what was there.
+    pub async fn put(&self, key: &str, value: &str, ttl: Duration) -> Result<(), EphemeralError> {
+        match self {
+            Self::Memory(m) => {
+                m.put(key, value, ttl);
+                Ok(())
+            }
+            Self::Redis(r) => {
+                let mut c = r.pool.get().await?;
+                redis::cmd("SET")
+                    .arg(r.key(key))
+                    .arg(value)
+                    .arg("PX")
+                    .arg(ttl_ms(ttl))
+                    .query_async::<()>(&mut c)
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Stores only if absent; true if this call stored it (single-use markers, locks).
+    pub async fn put_new(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, EphemeralError> {
+        match self {
+            Self::Memory(m) => Ok(m.put_new(key, value, ttl)),
+            Self::Redis(r) => {
+                let mut c = r.pool.get().await?;
+                let set: Option<String> = redis::cmd("SET")
+                    .arg(r.key(key))
+                    .arg(value)
+                    .arg("PX")
+                    .arg(ttl_ms(ttl))
+                    .arg("NX")
+                    .query_async(&mut c)
+                    .await?;
+                Ok(set.is_some())
+            }
+        }
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<String>, EphemeralError> {
+        match self {
+            Self::Memory(m) => Ok(m.get(key)),
+            Self::Redis(r) => {
+                let mut c = r.pool.get().await?;
+                Ok(redis::cmd("GET")
+                    .arg(r.key(key))
+                    .query_async(&mut c)
+                    .await?)
+            }
+        }
+    }
+
+    /// Reads and deletes in one step: of two concurrent callers, only one gets the value.
+    pub async fn take(&self, key: &str) -> Result<Option<String>, EphemeralError> {
+        match self {
+            Self::Memory(m) => Ok(m.take(key)),
+            Self::Redis(r) => {
+                let mut c = r.pool.get().await?;
+                Ok(redis::cmd("GETDEL")
+                    .arg(r.key(key))
+                    .query_async(&mut c)
+                    .await?)
+            }
+        }
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<(), EphemeralError> {
+        match self {
+            Self::Memory(m) => {
+                m.take(key);
+                Ok(())
+            }
+            Self::Redis(r) => {
+                let mut c = r.pool.get().await?;
+                redis::cmd("DEL")
+                    .arg(r.key(key))
+                    .query_async::<()>(&mut c)
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Counts a hit in a fixed window of length `window` that starts at the first hit.
+    pub async fn hit(&self, key: &str, window: Duration) -> Result<Hit, EphemeralError> {
+        match self {
+            Self::Memory(m) => Ok(m.hit(key, window)),
+            Self::Redis(r) => {
+                let mut c = r.pool.get().await?;
+                let (count, pttl): (i64, i64) = HIT_SCRIPT
+                    .key(r.key(key))
+                    .arg(ttl_ms(window))
+                    .invoke_async(&mut c)
+                    .await?;
+                Ok(Hit {
+                    count,
+                    reset_in: Duration::from_millis(pttl.max(0) as u64),
+                })
+            }
+        }
+    }
+
+    /// Reads a counter without counting (a limit checked before an expensive step).
+    pub async fn count(&self, key: &str) -> Result<i64, EphemeralError> {
+        Ok(self
+            .get(key)
+            .await?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
+    }
+
+    pub async fn ping(&self) -> Result<(), EphemeralError> {
+        match self {
+            Self::Memory(_) => Ok(()),
+            Self::Redis(r) => {
+                let mut c = r.pool.get().await?;
+                redis::cmd("PING").query_async::<()>(&mut c).await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Drops expired entries of the in-process store (Redis expires keys by itself).
+    pub fn sweep(&self) {
+        if let Self::Memory(m) = self {
+            m.sweep();
+        }
+    }
+}
+
+/// A Redis connection pool as every emta service sizes it (the presale queue too): a
+/// single server or a Cluster, by the URL ([`crate::redis`]).
+pub fn redis_pool(url: &str) -> Result<RedisPool, EphemeralError> {
+    RedisPool::new(url).map_err(EphemeralError::Setup)
+}
+
+static HIT_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"local n = redis.call('INCR', KEYS[1])
+          if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+          local t = redis.call('PTTL', KEYS[1])
+          if t < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); t = tonumber(ARGV[1]) end
+          return {n, t}",
+    )
+});
+
+fn ttl_ms(ttl: Duration) -> u64 {
+    (ttl.as_millis() as u64).max(1)
+}
+
+#[derive(Clone)]
+pub struct RedisStore {
+    pool: RedisPool,
+    prefix: String,
+}
+
+impl RedisStore {
+    /// `prefix:{key}`: the braces make the whole logical key the Cluster hash tag.
+    fn key(&self, key: &str) -> String {
+        format!("{}:{{{}}}", self.prefix, key)
+    }
+}
+
+const SHARDS: usize = 32;
+
+/// The single-node store: sharded mutex-protected maps, swept periodically.
+pub struct MemoryStore {
+    shards: Vec<Mutex<HashMap<String, (String, Instant)>>>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
+}
+
+impl MemoryStore {
+    fn shard(&self, key: &str) -> std::sync::MutexGuard<'_, HashMap<String, (String, Instant)>> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        key.hash(&mut h);
+        let i = (h.finish() as usize) % SHARDS;
+        // A poisoned shard only means another thread panicked mid-insert of a plain map
+        // entry; the map is still consistent, so keep serving.
+        self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn put(&self, key: &str, value: &str, ttl: Duration) {
+        self.shard(key)
+            .insert(key.to_owned(), (value.to_owned(), Instant::now() + ttl));
+    }
+
+    fn put_new(&self, key: &str, value: &str, ttl: Duration) -> bool {
+        let now = Instant::now();
+        let mut map = self.shard(key);
+        match map.get(key) {
+            Some((_, exp)) if *exp > now => false,
+            _ => {
+                map.insert(key.to_owned(), (value.to_owned(), now + ttl));
+                true
+            }
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<String> {
+        let now = Instant::now();
+        self.shard(key)
+            .get(key)
+            .filter(|(_, exp)| *exp > now)
+            .map(|(v, _)| v.clone())
+    }
+
+    fn take(&self, key: &str) -> Option<String> {
+        let now = Instant::now();
+        self.shard(key)
+            .remove(key)
+            .filter(|(_, exp)| *exp > now)
+            .map(|(v, _)| v)
+    }
+
+    fn hit(&self, key: &str, window: Duration) -> Hit {
+        let now = Instant::now();
+        let mut map = self.shard(key);
+        let entry = map
+            .entry(key.to_owned())
+            .or_insert_with(|| ("0".to_owned(), now + window));
+        if entry.1 <= now {
+            *entry = ("0".to_owned(), now + window);
+        }
+        let count = entry.0.parse::<i64>().unwrap_or(0) + 1;
+        entry.0 = count.to_string();
+        Hit {
+            count,
+            reset_in: entry.1.saturating_duration_since(now),
+        }
+    }
+
+    fn sweep(&self) {
+        let now = Instant::now();
+        for shard in &self.shards {
+            shard
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|_, (_, exp)| *exp > now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn take_returns_a_value_once() {
+        let s = Ephemeral::memory();
+        s.put("k", "v", Duration::from_secs(5)).await.expect("put");
+        assert_eq!(s.take("k").await.expect("take"), Some("v".into()));
+        assert_eq!(s.take("k").await.expect("take"), None);
+    }
+
+    #[tokio::test]
+    async fn hits_count_within_a_window_and_reset_after() {
+        let s = Ephemeral::memory();
+        let w = Duration::from_millis(50);
+        assert_eq!(s.hit("c", w).await.expect("hit").count, 1);
+        assert_eq!(s.hit("c", w).await.expect("hit").count, 2);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(s.hit("c", w).await.expect("hit").count, 1);
+    }
+
+    #[tokio::test]
+    async fn put_new_refuses_a_live_key() {
+        let s = Ephemeral::memory();
+        assert!(s
+            .put_new("n", "1", Duration::from_secs(5))
+            .await
+            .expect("put"));
+        assert!(!s
+            .put_new("n", "2", Duration::from_secs(5))
+            .await
+            .expect("put"));
+    }
+}

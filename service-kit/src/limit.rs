@@ -1,0 +1,90 @@
+//! Fixed-window rate limits shared by every replica: counters in the ephemeral store
+//! (Redis in production, so N replicas never give N times the quota).
+//!
+//! Subjects are keyed hashes, not raw phone numbers or national IDs, so that a look at
+//! Redis reveals no identities.
+
+use std::time::Duration;
+
+use crate::ephemeral::{Ephemeral, EphemeralError};
+use crate::keys::Keyring;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LimitError {
+    /// Over the limit: answer 429 with this Retry-After.
+    #[error("rate limited for {retry_after}s")]
+    Limited { retry_after: u64 },
+    #[error(transparent)]
+    Store(#[from] EphemeralError),
+}
+
+#[derive(Clone)]
+pub struct Limiter {
+    store: Ephemeral,
+    keys: Keyring,
+}
+
+impl Limiter {
+    pub fn new(store: Ephemeral, keys: Keyring) -> Self {
+        Self { store, keys }
+    }
+
+    /// The counter's key for one subject (`kind`, `value`): the value is hashed.
+    pub fn key(&self, kind: &str, value: &str) -> String {
+        format!(
+            "rl:{kind}:{}",
+            &self.keys.hash("rate-subject", value.as_bytes())[..22]
+        )
+    }
+
+    /// Counts one hit on `key`; fails once more than `max` hits fall in `window`.
+    pub async fn hit_key(&self, key: &str, max: i64, window: Duration) -> Result<(), LimitError> {
+        let hit = self.store.hit(key, window).await?;
+        if hit.count > max {
+            return Err(LimitError::Limited {
+                retry_after: hit.reset_in.as_secs().max(1),
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts one hit for the subject (`kind`, `value`).
+    pub async fn hit(
+        &self,
+        kind: &str,
+        value: &str,
+        max: i64,
+        window: Duration,
+    ) -> Result<(), LimitError> {
+        self.hit_key(&self.key(kind, value), max, window).await
+    }
+
+    /// Fails if `max` hits are already counted on `key`, without counting one.
+    pub async fn check_key(&self, key: &str, max: i64) -> Result<(), LimitError> {
+        if self.store.count(key).await? >= max {
+            return Err(LimitError::Limited { retry_after: 600 });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_hit_past_the_limit_is_refused_with_retry_after() {
+        let l = Limiter::new(Ephemeral::memory(), Keyring::new(b"k", &[]));
+        let w = Duration::from_secs(60);
+        for _ in 0..3 {
+            l.hit("join", "0012345678", 3, w)
+                .await
+                .expect("within limit");
+        }
+        match l.hit("join", "0012345678", 3, w).await {
+            Err(LimitError::Limited { retry_after }) => assert!(retry_after >= 1),
+            other => panic!("expected a limit, got {other:?}"),
+        }
+        assert!(!l.key("join", "0012345678").contains("0012345678"));
+    }
+}

@@ -1,0 +1,51 @@
+//! SQL helpers both services' stores use: one `Any` pool over SQLite (the embedded
+//! default) or PostgreSQL (production), per-engine migrations, constraint detection.
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
+
+pub fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres")
+}
+
+/// Opens an `Any` pool on SQLite or PostgreSQL. SQLite gets WAL, so readers proceed
+/// during a write, and a busy timeout, so a busy writer waits instead of failing.
+pub async fn connect_pool(url: &str, max_connections: u32) -> Result<AnyPool, sqlx::Error> {
+    sqlx::any::install_default_drivers();
+    let mut options = AnyPoolOptions::new().max_connections(max_connections);
+    if !is_postgres(url) {
+        options = options.after_connect(|conn, _| {
+            Box::pin(async move {
+                for pragma in [
+                    "PRAGMA journal_mode = WAL",
+                    "PRAGMA busy_timeout = 5000",
+                    "PRAGMA synchronous = NORMAL",
+                    "PRAGMA foreign_keys = ON",
+                ] {
+                    sqlx::query(pragma).execute(&mut *conn).await?;
+                }
+                Ok(())
+            })
+        });
+    }
+    options.connect(url).await
+}
+
+/// Runs the migrations of the pool's engine.
+pub async fn migrate_any(
+    pool: &AnyPool,
+    postgres: bool,
+    sqlite_migrations: &sqlx::migrate::Migrator,
+    postgres_migrations: &sqlx::migrate::Migrator,
+) -> Result<(), sqlx::migrate::MigrateError> {
+    if postgres {
+        postgres_migrations.run(pool).await
+    } else {
+        sqlite_migrations.run(pool).await
+    }
+}
+
+/// Whether a database error is a unique-constraint violation.
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}

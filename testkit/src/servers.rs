@@ -1,0 +1,164 @@
+//! Where the tests' PostgreSQL and Redis are, and fresh, isolated places in them.
+//!
+//! `.ci/run` starts throwaway servers and sets `EMTA_TEST_POSTGRES_URL` and
+//! `EMTA_TEST_REDIS_URL`; without them the defaults are the servers on the standard local
+//! ports. Every test gets its own database and its own Redis key prefix, so tests run in
+//! parallel on one server.
+
+use std::path::{Path, PathBuf};
+
+use sqlx::Connection;
+
+/// The PostgreSQL a test may create databases on.
+pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+/// The Redis tests share (each under its own prefix).
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("EMTA_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("EMTA_TEST_REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.into())
+}
+
+/// `prefix_<pid>_<random>`: unique across parallel tests and test processes, and a valid
+/// SQL identifier.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}_{}", std::process::id(), rand::random::<u32>())
+}
+
+/// A fresh Redis key prefix.
+pub fn redis_prefix() -> String {
+    unique("emta")
+}
+
+/// Which storage a test runs on: every storage test runs on both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file and the in-process ephemeral store: the embedded default.
+    Embedded,
+    /// PostgreSQL and Redis: production.
+    Servers,
+}
+
+impl Backend {
+    /// A fresh database for this backend; panics with a hint when the server is away.
+    pub async fn database(self, name: &str) -> FreshDatabase {
+        let admin = (self == Self::Servers).then(postgres_admin_url);
+        fresh_database(admin.as_deref(), name)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("a fresh {name} database ({e}); run .ci/run or set EMTA_TEST_POSTGRES_URL")
+            })
+    }
+
+    /// The Redis URL for this backend: empty (in-process store) for the embedded one.
+    pub fn redis_url(self) -> String {
+        match self {
+            Self::Embedded => String::new(),
+            Self::Servers => redis_url(),
+        }
+    }
+}
+
+/// A database made for one test or one local deployment.
+pub struct FreshDatabase {
+    pub url: String,
+    /// The SQLite file's folder, removed when this is dropped.
+    pub dir: Option<TempDir>,
+}
+
+/// A new PostgreSQL database on `admin`, or a new SQLite file when `admin` is `None`.
+pub async fn fresh_database(admin: Option<&str>, name: &str) -> Result<FreshDatabase, sqlx::Error> {
+    let name = unique(&format!("emta_{name}"));
+    let Some(admin) = admin else {
+        let dir = TempDir::new(&name)?;
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("db.sqlite").display()
+        );
+        return Ok(FreshDatabase {
+            url,
+            dir: Some(dir),
+        });
+    };
+    let mut c = sqlx::PgConnection::connect(admin).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut c)
+        .await?;
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(admin);
+    Ok(FreshDatabase {
+        url: format!("{base}/{name}"),
+        dir: None,
+    })
+}
+
+/// Drops a PostgreSQL database made by [`fresh_database`] (after its pools are closed).
+pub async fn drop_database(admin: &str, url: &str) -> Result<(), sqlx::Error> {
+    let Some(name) = url.rsplit('/').next().filter(|n| n.starts_with("emta_")) else {
+        return Ok(());
+    };
+    let mut c = sqlx::PgConnection::connect(admin).await?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut c)
+        .await?;
+    Ok(())
+}
+
+/// A folder under the system's temporary folder, removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> std::io::Result<Self> {
+        let dir = std::env::temp_dir().join(unique(name));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self(dir))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A loopback port free right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// The path of a workspace binary built in the same profile as the running test, built
+/// first if it is not there (a test of one package that runs another's binary).
+pub fn binary(package: &str, name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current exe: {e}"));
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("unexpected test path {}", exe.display()));
+    let bin = profile_dir.join(name);
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.args(["build", "-p", package, "--bin", name]);
+        if profile_dir.file_name().is_some_and(|p| p == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd
+            .status()
+            .unwrap_or_else(|e| panic!("cargo build {name}: {e}"));
+        assert!(
+            status.success(),
+            "cargo build -p {package} --bin {name} failed"
+        );
+    }
+    bin
+}
