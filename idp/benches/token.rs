@@ -173,6 +173,7 @@ async fn main() -> anyhow::Result<()> {
             english: false,
         };
         let url = core
+            .tokens()
             .issue_code(&req, &citizen.id, "sid", idp::now(), idp::now())
             .await?;
         let code = url::Url::parse(&url)?

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use crate::adapters::registry::Registry;
 use crate::adapters::sms::Sms;
 use crate::config::Settings;
-use crate::core::{ClientCache, Core, Inner};
+use crate::core::{ClientCache, Core, CoreState};
 use crate::crypto::{random_token, Keyring};
 use crate::flow::limits::Limiter;
 use crate::keys::{self, Keys};
@@ -78,7 +78,7 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("issuer {}: {e}", settings.issuer))?
             .into();
         let addr = listener.local_addr()?;
-        let core = Core::new(Inner {
+        let core = Core::new(CoreState {
             limiter: Limiter::new(eph.clone(), keyring.clone()),
             settings,
             db,

@@ -1,4 +1,7 @@
-//! The provider's shared core: one cloneable struct that every flow and handler uses.
+//! The provider's shared core: one cloneable struct that every handler holds. Its own
+//! methods are here; each flow is a view of it with the flow's methods
+//! (`core.login()` in [`crate::flow::login`], `core.tokens()` in [`crate::flow::tokens`]),
+//! so a newcomer finds a rule in the flow it belongs to.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
@@ -15,9 +18,9 @@ use crate::keys::Keys;
 use crate::store::{Db, Ephemeral};
 
 #[derive(Clone)]
-pub struct Core(Arc<Inner>);
+pub struct Core(Arc<CoreState>);
 
-pub struct Inner {
+pub struct CoreState {
     pub settings: Settings,
     pub db: Db,
     pub eph: Ephemeral,
@@ -37,15 +40,25 @@ pub struct Inner {
 }
 
 impl std::ops::Deref for Core {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
+    type Target = CoreState;
+    fn deref(&self) -> &CoreState {
         &self.0
     }
 }
 
 impl Core {
-    pub fn new(inner: Inner) -> Self {
-        Self(Arc::new(inner))
+    pub fn new(state: CoreState) -> Self {
+        Self(Arc::new(state))
+    }
+
+    /// The login flow: transactions, steps, SSO sessions.
+    pub fn login(&self) -> crate::flow::login::Login<'_> {
+        crate::flow::login::Login(self)
+    }
+
+    /// Codes, tokens, grants, client authentication.
+    pub fn tokens(&self) -> crate::flow::tokens::Tokens<'_> {
+        crate::flow::tokens::Tokens(self)
     }
 
     pub fn issuer(&self) -> &str {

@@ -16,7 +16,7 @@ use service_kit::keys::Keyring;
 use service_kit::limit::Limiter;
 use tokio::net::TcpListener;
 
-use crate::adapters::oidc::RelyingParty;
+use crate::adapters::oidc::{RelyingParty, Storefront};
 use crate::admitter::Admitter;
 use crate::config::Settings;
 use crate::domain::ticket::Tickets;
@@ -80,6 +80,13 @@ impl Core {
     pub(crate) fn set_licenses(&self, ls: Vec<License>) {
         *self.licenses.write().unwrap_or_else(|p| p.into_inner()) =
             Arc::new(ls.into_iter().map(Arc::new).collect());
+    }
+
+    /// The storefront of manufacturer `m`, or 404.
+    pub(crate) fn storefront(&self, m: &str) -> crate::error::Result<&Storefront> {
+        self.rp.storefront(m).ok_or(crate::error::Error::not_found(
+            crate::error::msg::NO_STOREFRONT,
+        ))
     }
 
     /// A manufacturer's license by id.

@@ -4,6 +4,42 @@
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 
+/// What a SQL store can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("a row with this key exists already")]
+    Conflict,
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// One entry of a service's audit log (each service has its own `audit_log` table, made
+/// append-only by its migrations).
+pub async fn append_audit(
+    pool: &AnyPool,
+    at: i64,
+    actor: &str,
+    action: &str,
+    subject: &str,
+    detail: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(at)
+    .bind(actor)
+    .bind(action)
+    .bind(subject)
+    .bind(detail)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 pub fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres")
 }

@@ -63,6 +63,18 @@ pub struct Session {
     pub auth_time: i64,
 }
 
+/// The login flow over the provider's core (`core.login()`): the transaction's state
+/// machine, the SSO session, and what each step leads to.
+#[derive(Clone, Copy)]
+pub struct Login<'a>(pub(crate) &'a Core);
+
+impl std::ops::Deref for Login<'_> {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        self.0
+    }
+}
+
 /// What comes after a step, decided here and rendered by HTTP.
 #[derive(Debug)]
 pub enum Next {
@@ -112,7 +124,7 @@ pub fn observe(step: &'static str, started: Instant, outcome: &'static str) {
         .record(started.elapsed().as_secs_f64());
 }
 
-impl Core {
+impl Login<'_> {
     /// Step 1 as submitted: a new number may be given while waiting for the code.
     pub async fn phone_step(
         &self,
@@ -186,6 +198,7 @@ impl Core {
         };
         if self.consent_covers(&session.citizen_id, req).await? && !req.prompt.consent {
             let url = self
+                .tokens()
                 .issue_code(
                     req,
                     &session.citizen_id,
@@ -271,14 +284,15 @@ impl Core {
         self.db
             .save_consent(&session.citizen_id, &client_id, &req.scope.to_string(), now)
             .await?;
-        self.issue_code(
-            req,
-            &session.citizen_id,
-            &session.sid,
-            session.auth_time,
-            now,
-        )
-        .await
+        self.tokens()
+            .issue_code(
+                req,
+                &session.citizen_id,
+                &session.sid,
+                session.auth_time,
+                now,
+            )
+            .await
     }
 
     pub async fn start_login(

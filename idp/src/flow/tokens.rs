@@ -130,7 +130,18 @@ pub fn scope_descriptions(scope: &Scopes) -> Vec<crate::error::Text> {
     out
 }
 
-impl Core {
+/// Codes, tokens and grants over the provider's core (`core.tokens()`).
+#[derive(Clone, Copy)]
+pub struct Tokens<'a>(pub(crate) &'a Core);
+
+impl std::ops::Deref for Tokens<'_> {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        self.0
+    }
+}
+
+impl Tokens<'_> {
     /// Issues a code for a completed login and returns the redirect URL to the client.
     pub async fn issue_code(
         &self,

@@ -64,6 +64,7 @@ async fn answer_authorize(
 ) -> Result<Response> {
     let (jar, browser) = ensure_browser(core, jar);
     let session = core
+        .login()
         .session(session_cookie(core, &jar).as_deref())
         .await?
         .filter(|s| {
@@ -84,12 +85,19 @@ async fn answer_authorize(
             return redirect_error("login_required", "the citizen is not signed in");
         }
         let tx = core
+            .login()
             .start_login(&browser, Some(req), Step::Phone, None, now)
             .await?;
         return Ok((jar, Redirect::to(&format!("/login/{}", tx.id))).into_response());
     };
-    if core.consent_covers(&session.citizen_id, &req).await? && !req.prompt.consent {
+    if core
+        .login()
+        .consent_covers(&session.citizen_id, &req)
+        .await?
+        && !req.prompt.consent
+    {
         let url = core
+            .tokens()
             .issue_code(
                 &req,
                 &session.citizen_id,
@@ -107,6 +115,7 @@ async fn answer_authorize(
         );
     }
     let tx = core
+        .login()
         .start_login(&browser, Some(req), Step::Consent, Some(session.sid), now)
         .await?;
     Ok((jar, Redirect::to(&format!("/login/{}", tx.id))).into_response())
@@ -139,7 +148,7 @@ pub async fn show_step(
     Path(id): Path<String>,
 ) -> Response {
     let browser = browser_of(&core, &jar);
-    let tx = match core.load_tx(&id, browser.as_deref()).await {
+    let tx = match core.login().load_tx(&id, browser.as_deref()).await {
         Ok(tx) => tx,
         Err(e) => return render_error(Lang::Fa, e),
     };
@@ -164,7 +173,7 @@ async fn render_step(
         }
         None => (StatusCode::OK, None, None),
     };
-    let csrf = core.csrf_token(&tx.id, &tx.browser);
+    let csrf = core.login().csrf_token(&tx.id, &tx.browser);
     let client = tx
         .request
         .as_ref()
@@ -179,7 +188,7 @@ async fn render_step(
             lang,
             &tx.id,
             &csrf,
-            &core.pow_challenge(now()),
+            &core.login().pow_challenge(now()),
             tx.request.as_ref().and_then(|r| r.login_hint.as_deref()),
             view.as_ref(),
             text,
@@ -198,7 +207,8 @@ async fn render_step(
             let (Some(req), Some(view)) = (tx.request.as_ref(), view.as_ref()) else {
                 return Ok(Redirect::to("/account").into_response());
             };
-            core.live_session(session_cookie(core, jar).as_deref(), tx)
+            core.login()
+                .live_session(session_cookie(core, jar).as_deref(), tx)
                 .await?;
             pages::consent_page(lang, &tx.id, &csrf, view, &scope_descriptions(&req.scope))
         }
@@ -211,8 +221,8 @@ async fn render_step(
 /// Loads the transaction, checks browser binding and the form's CSRF token.
 async fn load_for_post(core: &Core, jar: &CookieJar, id: &str, csrf: &str) -> Result<LoginTx> {
     let browser = browser_of(core, jar);
-    let tx = core.load_tx(id, browser.as_deref()).await?;
-    core.check_csrf(&tx.id, &tx.browser, csrf)?;
+    let tx = core.login().load_tx(id, browser.as_deref()).await?;
+    core.login().check_csrf(&tx.id, &tx.browser, csrf)?;
     Ok(tx)
 }
 
@@ -253,6 +263,7 @@ pub async fn post_phone(
         Err(e) => return render_error(Lang::Fa, e),
     };
     let next = core
+        .login()
         .phone_step(
             &mut tx,
             &f.mobile,
@@ -283,7 +294,7 @@ pub async fn post_otp(
         Ok(tx) => tx,
         Err(e) => return render_error(Lang::Fa, e),
     };
-    let next = core.otp_step(&mut tx, &f.code, now()).await;
+    let next = core.login().otp_step(&mut tx, &f.code, now()).await;
     show(&core, jar, &tx, next).await
 }
 
@@ -304,7 +315,7 @@ pub async fn post_resend(
         Ok(tx) => tx,
         Err(e) => return render_error(Lang::Fa, e),
     };
-    let next = core.resend_step(&mut tx, &ip, now()).await;
+    let next = core.login().resend_step(&mut tx, &ip, now()).await;
     show(&core, jar, &tx, next).await
 }
 
@@ -329,6 +340,7 @@ pub async fn post_identity(
         Err(e) => return render_error(Lang::Fa, e),
     };
     let (next, cookie) = core
+        .login()
         .identity_step(&mut tx, &f.national_id, &f.birth_date, now())
         .await;
     let jar = match cookie {
@@ -362,6 +374,7 @@ pub async fn post_consent(
         Err(e) => return render_error(Lang::Fa, e),
     };
     let next = core
+        .login()
         .consent_step(
             &tx,
             session_cookie(&core, &jar).as_deref(),
@@ -376,8 +389,13 @@ pub async fn post_consent(
 pub async fn account(State(core): State<Core>, jar: CookieJar) -> Response {
     let r = async {
         let (jar, browser) = ensure_browser(&core, jar);
-        let Some(session) = core.session(session_cookie(&core, &jar).as_deref()).await? else {
+        let Some(session) = core
+            .login()
+            .session(session_cookie(&core, &jar).as_deref())
+            .await?
+        else {
             let tx = core
+                .login()
                 .start_login(&browser, None, Step::Phone, None, now())
                 .await?;
             return Ok((jar, Redirect::to(&format!("/login/{}", tx.id))).into_response());
@@ -414,7 +432,9 @@ pub async fn account(State(core): State<Core>, jar: CookieJar) -> Response {
                 (name, crate::format_time(at))
             })
             .collect::<Vec<_>>();
-        let csrf = core.csrf_token(&format!("account:{}", session.sid), &browser);
+        let csrf = core
+            .login()
+            .csrf_token(&format!("account:{}", session.sid), &browser);
         let name = format!("{} {}", citizen.given_name, citizen.family_name);
         let page = pages::account_page(Lang::Fa, &csrf, &name, &consents, &sign_ins);
         Ok((jar, page).into_response())
@@ -440,10 +460,12 @@ pub async fn account_revoke(
     let r = async {
         let browser = browser_of(&core, &jar).unwrap_or_default();
         let session = core
+            .login()
             .session(session_cookie(&core, &jar).as_deref())
             .await?
             .ok_or_else(|| Error::user(StatusCode::UNAUTHORIZED, msg::NOT_SIGNED_IN))?;
-        core.check_csrf(&format!("account:{}", session.sid), &browser, &f.csrf)?;
+        core.login()
+            .check_csrf(&format!("account:{}", session.sid), &browser, &f.csrf)?;
         let client_id =
             ClientId::parse(&f.client_id).map_err(|_| Error::bad_request(msg::BAD_REQUEST))?;
         let grants = core
@@ -451,7 +473,7 @@ pub async fn account_revoke(
             .revoke_consent(&session.citizen_id, &client_id, now())
             .await?;
         for g in grants {
-            core.mark_grant_revoked(&g).await?;
+            core.tokens().mark_grant_revoked(&g).await?;
         }
         Ok(Redirect::to("/account").into_response())
     }
@@ -516,7 +538,10 @@ async fn logout(core: Core, jar: CookieJar, p: LogoutParams, posted: bool) -> Re
                 Some(uri.clone())
             }
         };
-        let session = core.session(session_cookie(&core, &jar).as_deref()).await?;
+        let session = core
+            .login()
+            .session(session_cookie(&core, &jar).as_deref())
+            .await?;
         let hint_sid = hint
             .as_ref()
             .and_then(|c| c["sid"].as_str().map(str::to_owned));
@@ -527,11 +552,14 @@ async fn logout(core: Core, jar: CookieJar, p: LogoutParams, posted: bool) -> Re
             _ => false,
         } || (posted
             && p.csrf.as_deref().is_some_and(|c| {
-                core.check_csrf(&logout_scope(session.as_ref()), &browser, c)
+                core.login()
+                    .check_csrf(&logout_scope(session.as_ref()), &browser, c)
                     .is_ok()
             }));
         if !confirmed {
-            let csrf = core.csrf_token(&logout_scope(session.as_ref()), &browser);
+            let csrf = core
+                .login()
+                .csrf_token(&logout_scope(session.as_ref()), &browser);
             let mut hidden = vec![];
             for (k, v) in [
                 ("id_token_hint", &p.id_token_hint),
@@ -545,7 +573,8 @@ async fn logout(core: Core, jar: CookieJar, p: LogoutParams, posted: bool) -> Re
             }
             return Ok(pages::logout_confirm_page(lang, &csrf, &hidden).into_response());
         }
-        core.end_session(session_cookie(&core, &jar).as_deref(), hint_sid.as_deref())
+        core.login()
+            .end_session(session_cookie(&core, &jar).as_deref(), hint_sid.as_deref())
             .await?;
         let jar = jar.remove(
             axum_extra::extract::cookie::Cookie::build(cookie_names(&core).session).path("/"),

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderValue};
 use axum::routing::{get, post};
 use axum::Router;
 use axum_extra::extract::cookie::{Cookie, SameSite};
@@ -179,7 +179,7 @@ impl FromRequestParts<Core> for ClientIp {
 
     async fn from_request_parts(parts: &mut Parts, core: &Core) -> Result<Self, Self::Rejection> {
         if core.settings.trust_forwarded_for {
-            if let Some(ip) = forwarded_for(&parts.headers) {
+            if let Some(ip) = service_kit::net::forwarded_for(&parts.headers) {
                 return Ok(Self(ip));
             }
         }
@@ -190,15 +190,4 @@ impl FromRequestParts<Core> for ClientIp {
             .unwrap_or_else(|| "unknown".into());
         Ok(Self(peer))
     }
-}
-
-/// The rightmost X-Forwarded-For entry (the one the deployment's own ingress appended).
-pub fn forwarded_for(h: &HeaderMap) -> Option<String> {
-    h.get("x-forwarded-for")?
-        .to_str()
-        .ok()?
-        .rsplit(',')
-        .next()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
 }

@@ -213,6 +213,7 @@ pub async fn token(
     let now = now();
     let r = async {
         let client = core
+            .tokens()
             .authenticate_client(
                 basic_credentials(&headers)?,
                 f.client_id.as_deref(),
@@ -226,24 +227,28 @@ pub async fn token(
                     .code
                     .as_deref()
                     .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
-                core.exchange_code(
-                    &client,
-                    code,
-                    f.redirect_uri.as_deref(),
-                    f.code_verifier.as_deref(),
-                    now,
-                )
-                .await
+                core.tokens()
+                    .exchange_code(
+                        &client,
+                        code,
+                        f.redirect_uri.as_deref(),
+                        f.code_verifier.as_deref(),
+                        now,
+                    )
+                    .await
             }
             Some("refresh_token") => {
                 let token = f
                     .refresh_token
                     .as_deref()
                     .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
-                core.refresh(&client, token, f.scope.as_deref(), now).await
+                core.tokens()
+                    .refresh(&client, token, f.scope.as_deref(), now)
+                    .await
             }
             Some("client_credentials") => {
-                core.client_credentials(&client, f.scope.as_deref(), now)
+                core.tokens()
+                    .client_credentials(&client, f.scope.as_deref(), now)
                     .await
             }
             Some(_) => Err(OAuthError::new(
@@ -283,6 +288,7 @@ pub async fn revoke(
     let now = now();
     let r = async {
         let client = core
+            .tokens()
             .authenticate_client(
                 basic_credentials(&headers)?,
                 f.client_id.as_deref(),
@@ -294,7 +300,7 @@ pub async fn revoke(
             .token
             .as_deref()
             .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
-        core.revoke_token(&client, token, now).await?;
+        core.tokens().revoke_token(&client, token, now).await?;
         Ok::<_, OAuthError>(StatusCode::OK.into_response())
     }
     .await;
@@ -309,6 +315,7 @@ pub async fn introspect(
     let now = now();
     let r = async {
         let client = core
+            .tokens()
             .authenticate_client(
                 basic_credentials(&headers)?,
                 f.client_id.as_deref(),
@@ -320,7 +327,9 @@ pub async fn introspect(
             .token
             .as_deref()
             .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
-        Ok::<_, OAuthError>(Json(core.introspect(&client, token, now).await?).into_response())
+        Ok::<_, OAuthError>(
+            Json(core.tokens().introspect(&client, token, now).await?).into_response(),
+        )
     }
     .await;
     r.unwrap_or_else(IntoResponse::into_response)
@@ -354,10 +363,11 @@ async fn userinfo(core: Core, token: Option<String>) -> Response {
     let r = async {
         let token = token.ok_or_else(|| OAuthError::invalid_token("a bearer token is required"))?;
         let data = core
+            .tokens()
             .check_access_token(&token, now())
             .await?
             .ok_or_else(|| OAuthError::invalid_token("the access token is invalid or revoked"))?;
-        let claims = core.userinfo(&data).await?.ok_or_else(|| {
+        let claims = core.tokens().userinfo(&data).await?.ok_or_else(|| {
             OAuthError::new(
                 StatusCode::FORBIDDEN,
                 "insufficient_scope",

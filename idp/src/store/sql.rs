@@ -16,17 +16,7 @@ use crate::domain::{
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/idp/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/idp/postgres");
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database: {0}")]
-    Sql(#[from] sqlx::Error),
-    #[error("migration: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("a row with this key exists already")]
-    Conflict,
-    #[error("corrupt row: {0}")]
-    Corrupt(String),
-}
+pub use service_kit::sql::StoreError;
 
 /// Turns a unique-constraint violation into [`StoreError::Conflict`] instead of matching
 /// on error strings.
@@ -496,17 +486,7 @@ impl Db {
         subject: &str,
         detail: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit_log (at, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(at)
-        .bind(actor)
-        .bind(action)
-        .bind(subject)
-        .bind(detail)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        service_kit::sql::append_audit(&self.pool, at, actor, action, subject, detail).await
     }
 
     pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditRow>, StoreError> {

@@ -18,6 +18,10 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Settings, StorefrontConfig};
 use crate::domain::NationalId;
 
+/// What a storefront asks the IdP to release (besides `openid`): the name and birth date
+/// (age rules), the verified phone, and the national ID (one seat per person).
+const SCOPES: [&str; 3] = ["profile", "phone", "national_id"];
+
 type Client = CoreClient<
     openidconnect::EndpointSet,
     openidconnect::EndpointNotSet,
@@ -142,9 +146,7 @@ impl RelyingParty {
                 CsrfToken::new_random,
                 Nonce::new_random,
             )
-            .add_scope(Scope::new("profile".into()))
-            .add_scope(Scope::new("phone".into()))
-            .add_scope(Scope::new("national_id".into()))
+            .add_scopes(SCOPES.iter().map(|s| Scope::new((*s).to_owned())))
             .set_pkce_challenge(challenge)
             .url();
         let pending = Pending {

@@ -35,10 +35,7 @@ async fn login(
     jar: CookieJar,
     Path(m): Path<String>,
 ) -> Result<Response> {
-    let front = core
-        .rp
-        .storefront(&m)
-        .ok_or(Error::not_found(msg::NO_STOREFRONT))?;
+    let front = core.storefront(&m)?;
     let (jar, sid) = core.ensure_session(jar);
     let (url, state, pending) = core.rp.start(front, &sid);
     let json = serde_json::to_string(&pending).map_err(|e| Error::Internal(e.to_string()))?;

@@ -16,7 +16,7 @@ use service_kit::t;
 use super::pages::{fa, money, page};
 use crate::app::Core;
 use crate::domain::{License, Selection};
-use crate::error::{msg, Error, Result};
+use crate::error::Result;
 
 pub(crate) fn router() -> Router<Core> {
     Router::new()
@@ -41,10 +41,7 @@ async fn storefront(
     jar: CookieJar,
     Path(m): Path<String>,
 ) -> Result<Response> {
-    let front = core
-        .rp
-        .storefront(&m)
-        .ok_or(Error::not_found(msg::NO_STOREFRONT))?;
+    let front = core.storefront(&m)?;
     let citizen = core.citizen(&jar, &m).await;
     let csrf = core.csrf(&jar);
     let now = service_kit::clock::now();

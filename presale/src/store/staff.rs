@@ -217,15 +217,7 @@ impl Store {
         subject: &str,
         detail: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO audit_log (at, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5)")
-            .bind(at)
-            .bind(actor)
-            .bind(action)
-            .bind(subject)
-            .bind(detail)
-            .execute(self.pool())
-            .await?;
-        Ok(())
+        service_kit::sql::append_audit(self.pool(), at, actor, action, subject, detail).await
     }
 
     /// The audit log, oldest first: (at, actor, action, subject, detail).
