@@ -43,7 +43,7 @@ async fn main() -> anyhow::Result<()> {
     let dir = testkit::servers::TempDir::new("emta-bench")?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
-    let mut s = Settings::for_tests();
+    let mut s = Settings::defaults();
     s.issuer = format!("http://localhost:{port}");
     let backend = match (
         std::env::var("EMTA_BENCH_POSTGRES_URL"),

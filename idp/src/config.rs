@@ -147,8 +147,9 @@ impl Settings {
         self.issuer.starts_with("https://")
     }
 
-    /// Defaults for tests and embedding: everything as documented, listening on port 0.
-    pub fn for_tests() -> Self {
+    /// The documented defaults (and any `EMTA_*` variables set), listening on a free port:
+    /// for embedding the provider (local deployments, tests).
+    pub fn defaults() -> Self {
         use clap::Parser;
         #[derive(Parser)]
         struct Wrapper {

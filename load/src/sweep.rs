@@ -57,8 +57,11 @@ async fn backend_work(s: &Sweep) -> (i64, i64) {
 }
 
 /// One rate: a fresh deployment and a plateau at `rate` for `secs`; half as many units as
-/// arrivals, so selling out (planned) is part of every run.
-pub async fn one(s: &Sweep, rate: f64) -> anyhow::Result<Report> {
+/// arrivals, so selling out (planned) is part of every run. Also returns the SQL commits
+/// and Redis commands the run cost, read before the deployment drops its databases (a
+/// dropped database's counters leave `pg_stat_database`).
+pub async fn one(s: &Sweep, rate: f64) -> anyhow::Result<(Report, (i64, i64))> {
+    let before = backend_work(s).await;
     let curve = Curve::shape(Shape::Plateau, rate, s.secs)?;
     let n = curve.total().ceil() as usize + 1;
     let d = local::deploy(Options {
@@ -93,8 +96,9 @@ pub async fn one(s: &Sweep, rate: f64) -> anyhow::Result<Report> {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await;
+    let after = backend_work(s).await;
     d.stop().await;
-    report
+    Ok((report?, (after.0 - before.0, after.1 - before.1)))
 }
 
 /// The step that gave way first: the most errors, else the highest p99.
@@ -121,10 +125,8 @@ pub async fn run(s: Sweep) -> anyhow::Result<String> {
     );
     std::fs::create_dir_all(&s.out)?;
     for &rate in &s.rates {
-        let before = backend_work(&s).await;
-        let r = one(&s, rate).await?;
-        let after = backend_work(&s).await;
-        let per = |a: i64, b: i64| (b - a) as f64 / r.outcomes.total.max(1) as f64;
+        let (r, (commits, commands)) = one(&s, rate).await?;
+        let per = |n: i64| n as f64 / r.outcomes.total.max(1) as f64;
         crate::run::write(&r, &s.out.join(format!("plateau-{rate}")))?;
         let slowest = r
             .steps
@@ -144,8 +146,8 @@ pub async fn run(s: Sweep) -> anyhow::Result<String> {
             if r.verdict.held { "yes" } else { "no" },
             r.outcomes.applied,
             r.outcomes.sold_out.values().sum::<u64>(),
-            per(before.0, after.0),
-            per(before.1, after.1),
+            per(commits),
+            per(commands),
             weakest(&r)
         );
         eprint!("{row}");

@@ -72,7 +72,7 @@ pub async fn prepare(
     })?;
     let citizens: Vec<FixtureCitizen> = serde_json::from_str(&citizens_json)?;
 
-    let mut settings = Settings::for_tests();
+    let mut settings = Settings::defaults();
     settings.listen = ([127, 0, 0, 1], port).into();
     settings.issuer = format!("http://localhost:{port}");
     settings.storage.database_url = Secret::new(format!(

@@ -140,7 +140,7 @@ pub fn idp_settings(
     stubs: &str,
 ) -> idp::Settings {
     use idp::config::Secret;
-    let mut s = idp::Settings::for_tests();
+    let mut s = idp::Settings::defaults();
     s.issuer = issuer.to_owned();
     s.storage.database_url = Secret::new(database_url);
     s.storage.redis_url = Secret::new(redis_url);

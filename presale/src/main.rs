@@ -89,6 +89,10 @@ async fn main() -> anyhow::Result<()> {
     service_kit::telemetry::init_logging();
     match Cli::parse().command {
         Command::Serve(mut settings) => {
+            anyhow::ensure!(
+                settings.storefronts_file.is_some(),
+                "EMTA_STOREFRONTS_FILE is required: the manufacturers' client registrations at the IdP"
+            );
             settings.load_storefronts()?;
             let app = Application::build(settings).await?;
             tracing::info!(addr = %app.addr()?, "emta presale listening");

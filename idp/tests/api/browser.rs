@@ -21,6 +21,19 @@ struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // Ending the session makes chromedriver quit the Chromium it started; killing only
+        // chromedriver would leave the browser running after the test.
+        let addr = self.base.trim_start_matches("http://");
+        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+            use std::io::{Read, Write};
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = write!(
+                s,
+                "DELETE /session/{} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n",
+                self.session
+            );
+            let _ = s.read_to_end(&mut Vec::new());
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -98,7 +98,7 @@ pub async fn start_replica(d: &Deployment, options: &Options) -> TestApp {
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let mut s = Settings::for_tests();
+    let mut s = Settings::defaults();
     s.issuer = format!("http://localhost:{}", addr.port());
     s.storage.database_url = idp::config::Secret::new(d.database_url.clone());
     s.storage.redis_url = idp::config::Secret::new(d.redis_url.clone());

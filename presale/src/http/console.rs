@@ -17,10 +17,10 @@ use service_kit::keys::{ct_eq, random_token};
 use service_kit::page::both;
 use service_kit::{Lang, Text};
 
-use super::pages::{page, problem};
+use super::pages::page;
 use crate::app::Core as App;
 use crate::domain::{LicenseError, NewLicense, PresaleKind, Selection};
-use crate::error::{msg, Error};
+use crate::error::Error;
 use crate::store::staff::Role;
 
 fn t(fa: &'static str, en: &'static str) -> Text {
@@ -77,17 +77,15 @@ async fn require(
     };
     if let Some(token) = csrf {
         if !ct_eq(&app.staff_csrf(jar), token) {
-            return Err(problem(
-                StatusCode::FORBIDDEN,
-                t("فرم نامعتبر است.", "The form is not valid."),
-            ));
+            return Err(Error::BadForm.into_response());
         }
     }
     if role.is_some_and(|r| r.as_str() != s.role) {
-        return Err(problem(
+        return Err(Error::user(
             StatusCode::FORBIDDEN,
             t("این کار در نقش شما نیست.", "Your role does not allow this."),
-        ));
+        )
+        .into_response());
     }
     Ok(s)
 }
@@ -144,10 +142,7 @@ struct LoginForm {
 
 async fn login(State(app): State<App>, jar: CookieJar, Form(f): Form<LoginForm>) -> Response {
     if !ct_eq(&app.staff_csrf(&jar), &f.csrf) {
-        return problem(
-            StatusCode::FORBIDDEN,
-            t("فرم نامعتبر است.", "The form is not valid."),
-        );
+        return Error::BadForm.into_response();
     }
     // Five tries per username per 15 minutes, across replicas.
     let limited = app
@@ -169,17 +164,18 @@ async fn login(State(app): State<App>, jar: CookieJar, Form(f): Form<LoginForm>)
     {
         Ok(Ok(role)) => role,
         Ok(Err(_)) => {
-            return problem(
+            return Error::user(
                 StatusCode::UNAUTHORIZED,
                 t(
                     "نام کاربری، گذرواژه یا کد یکبارمصرف نادرست است.",
                     "Wrong username, password or one-time code.",
                 ),
             )
+            .into_response()
         }
         Err(e) => {
             tracing::error!(error = %e, "staff login failed");
-            return problem(StatusCode::SERVICE_UNAVAILABLE, msg::INTERNAL);
+            return Error::Busy { retry_after: 5 }.into_response();
         }
     };
     // A fresh session id after login (no fixation).
@@ -189,7 +185,7 @@ async fn login(State(app): State<App>, jar: CookieJar, Form(f): Form<LoginForm>)
         role: role.as_str().into(),
     };
     let Ok(json) = serde_json::to_string(&session) else {
-        return problem(StatusCode::INTERNAL_SERVER_ERROR, msg::INTERNAL);
+        return Error::Internal("staff session".into()).into_response();
     };
     if app
         .sessions
@@ -197,7 +193,7 @@ async fn login(State(app): State<App>, jar: CookieJar, Form(f): Form<LoginForm>)
         .await
         .is_err()
     {
-        return problem(StatusCode::SERVICE_UNAVAILABLE, msg::INTERNAL);
+        return Error::Busy { retry_after: 5 }.into_response();
     }
     let cookie = Cookie::build((STAFF_COOKIE, sid))
         .path("/ministry")
@@ -422,13 +418,11 @@ async fn issue(State(app): State<App>, jar: CookieJar, Form(f): Form<IssueForm>)
             crate::admitter::tick(&app).await;
             Redirect::to("/ministry").into_response()
         }
-        Ok(Err(LicenseError::Exists)) => problem(
-            StatusCode::CONFLICT,
-            t(
-                "این شماره مجوز قبلاً صادر شده است.",
-                "This license number has been issued already.",
-            ),
-        ),
+        Ok(Err(LicenseError::Exists)) => Error::conflict(t(
+            "این شماره مجوز قبلاً صادر شده است.",
+            "This license number has been issued already.",
+        ))
+        .into_response(),
         Ok(Err(why)) => page(
             StatusCode::UNPROCESSABLE_ENTITY,
             t("خطا", "Error"),
@@ -436,7 +430,7 @@ async fn issue(State(app): State<App>, jar: CookieJar, Form(f): Form<IssueForm>)
         ),
         Err(e) => {
             tracing::error!(error = %e, "license issue failed");
-            problem(StatusCode::SERVICE_UNAVAILABLE, msg::INTERNAL)
+            Error::Busy { retry_after: 5 }.into_response()
         }
     }
 }
@@ -451,7 +445,7 @@ async fn set_active(app: App, jar: CookieJar, id: String, csrf: String, active: 
     let queue = app.queue.suspend(&id, !active).await;
     let sql = app.store.set_license_active(&id, active).await;
     if queue.is_err() || !matches!(sql, Ok(true)) {
-        return problem(StatusCode::SERVICE_UNAVAILABLE, msg::INTERNAL);
+        return Error::Busy { retry_after: 5 }.into_response();
     }
     let action = if active {
         "license.resume"
