@@ -50,6 +50,26 @@ impl UpstreamError {
     }
 }
 
+/// POSTs `body` as JSON to `service` at `url` and reads its JSON answer; any failure is an
+/// [`UpstreamError`] naming the service.
+pub(crate) async fn post_json<A: serde::de::DeserializeOwned>(
+    client: &reqwest::Client,
+    service: &'static str,
+    url: String,
+    body: &impl serde::Serialize,
+) -> Result<A, UpstreamError> {
+    client
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| UpstreamError::from_reqwest(service, e))?
+        .json()
+        .await
+        .map_err(|e| UpstreamError::from_reqwest(service, e))
+}
+
 /// One HTTP client for all upstreams: connection pooling matters during a surge.
 pub(crate) fn http_client(timeout: std::time::Duration) -> reqwest::Client {
     reqwest::Client::builder()

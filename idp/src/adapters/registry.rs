@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{http_client, UpstreamError};
+use super::{http_client, post_json, UpstreamError};
 use crate::domain::{JalaliDate, MobileNumber, NationalId};
 
 /// What the civil registry says of a national ID and birth date.
@@ -73,20 +73,12 @@ impl Registry {
         birth: &JalaliDate,
     ) -> Result<PersonCheck, UpstreamError> {
         const SERVICE: &str = "civil registry";
-        let answer: PersonAnswer = self
-            .client
-            .post(format!("{}/persons/verify", self.registry_url))
-            .json(&PersonQuery {
-                national_id: nid.as_str(),
-                birth_date: birth.canonical(),
-            })
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| UpstreamError::from_reqwest(SERVICE, e))?
-            .json()
-            .await
-            .map_err(|e| UpstreamError::from_reqwest(SERVICE, e))?;
+        let query = PersonQuery {
+            national_id: nid.as_str(),
+            birth_date: birth.canonical(),
+        };
+        let url = format!("{}/persons/verify", self.registry_url);
+        let answer: PersonAnswer = post_json(&self.client, SERVICE, url, &query).await?;
         match (answer.matched, answer.given_name, answer.family_name) {
             (true, Some(given_name), Some(family_name)) => Ok(PersonCheck::Match {
                 given_name,
@@ -107,20 +99,12 @@ impl Registry {
         mobile: &MobileNumber,
     ) -> Result<bool, UpstreamError> {
         const SERVICE: &str = "mobile ownership service";
-        let answer: OwnershipAnswer = self
-            .client
-            .post(format!("{}/ownership/verify", self.ownership_url))
-            .json(&OwnershipQuery {
-                national_id: nid.as_str(),
-                mobile: mobile.e164(),
-            })
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| UpstreamError::from_reqwest(SERVICE, e))?
-            .json()
-            .await
-            .map_err(|e| UpstreamError::from_reqwest(SERVICE, e))?;
+        let query = OwnershipQuery {
+            national_id: nid.as_str(),
+            mobile: mobile.e164(),
+        };
+        let url = format!("{}/ownership/verify", self.ownership_url);
+        let answer: OwnershipAnswer = post_json(&self.client, SERVICE, url, &query).await?;
         Ok(answer.matched)
     }
 }
