@@ -7,14 +7,24 @@
 //! is active. Any refusal rolls the whole transaction back, so nothing is half-stored and
 //! the cap holds under any concurrency and across replicas: PostgreSQL serialises the
 //! conditional UPDATEs on the license row, SQLite serialises writers. The UPDATE comes last
-//! so the license row is locked only for the commit.
+//! so the license row is locked only for the commit. The exclusion rule (no recent purchase
+//! at listed manufacturers) is read inside the same transaction, after a per-person lock,
+//! so two simultaneous applications at two excluding manufacturers cannot both pass.
 
 use sqlx::Row;
 
 use service_kit::sql::is_unique_violation;
 
 use super::{Store, StoreError};
-use crate::domain::application::tracking_code;
+
+/// Draws of a tracking code before giving up: at 10 random digits and five million
+/// applications a draw collides with probability 5e-4, eight in a row never.
+const TRACKING_CODE_TRIES: usize = 8;
+
+/// The advisory-lock key of one national ID (its digits are a number below 10^10).
+fn person_lock(national_id: &crate::domain::NationalId) -> i64 {
+    national_id.as_str().parse().unwrap_or(0)
+}
 use crate::domain::{Accepted, ApplicationRequest, LicenseTerms, Refusal};
 
 impl Store {
@@ -42,18 +52,37 @@ impl Store {
                 return Ok(Err(Refusal::TooYoung));
             }
         }
+        let id = service_kit::keys::random_token(12);
+        let mut tx = self.pool.begin().await?;
+        if terms.exclusion.is_some() && self.postgres {
+            // One person's applications one at a time, so the exclusion rule below reads
+            // every application of theirs that committed before (READ COMMITTED takes a
+            // fresh snapshot per statement). SQLite needs no lock: the INSERT below makes
+            // this the only writer until it commits.
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(person_lock(&req.national_id))
+                .execute(&mut *tx)
+                .await?;
+        }
+        // The INSERT comes first (SQLite's writers must start by writing); the key
+        // `(license_id, national_id)` refuses a second application.
+        let tracking_code = match self
+            .insert_application(&mut tx, &id, terms, req, now)
+            .await?
+        {
+            Ok(code) => code,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
         if let Some(ex) = &terms.exclusion {
-            // Checked before the transaction: SQLite's writers must start by writing. Two
-            // simultaneous applications at two different excluded manufacturers could both
-            // pass; licenses of one round close that gap with the round rule.
             let since = now - ex.months * 30 * 24 * 3600;
             let recent = sqlx::query(
                 "SELECT l.manufacturer AS m FROM applications a JOIN licenses l ON l.id = a.license_id \
-                 WHERE a.national_id = $1 AND a.created_at >= $2",
+                 WHERE a.national_id = $1 AND a.created_at >= $2 AND a.id <> $3",
             )
             .bind(req.national_id.as_str())
             .bind(since)
-            .fetch_all(&self.pool)
+            .bind(&id)
+            .fetch_all(&mut *tx)
             .await?;
             for r in recent {
                 let m: String = r.try_get("m")?;
@@ -61,27 +90,6 @@ impl Store {
                     return Ok(Err(Refusal::RecentPurchase));
                 }
             }
-        }
-        let id = service_kit::keys::random_token(12);
-        let tracking_code = tracking_code();
-        let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO applications (id, license_id, national_id, citizen_sub, ticket, \
-             tracking_code, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&id)
-        .bind(&terms.id)
-        .bind(req.national_id.as_str())
-        .bind(&req.citizen_sub)
-        .bind(req.ticket)
-        .bind(&tracking_code)
-        .bind(now)
-        .execute(&mut *tx)
-        .await;
-        match inserted {
-            Ok(_) => {}
-            Err(e) if is_unique_violation(&e) => return Ok(Err(Refusal::AlreadyApplied)),
-            Err(e) => return Err(e.into()),
         }
         if let Some(round) = &terms.round {
             let claimed = sqlx::query(
@@ -112,6 +120,60 @@ impl Store {
         }
         tx.commit().await?;
         Ok(Ok(Accepted { id, tracking_code }))
+    }
+
+    /// Inserts the application with a fresh tracking code and returns the code. A code
+    /// that collides with another application's is drawn again inside the transaction (a
+    /// savepoint undoes the failed INSERT), so a collision costs a retry, never the turn;
+    /// a second application of the same national ID is refused.
+    async fn insert_application(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        id: &str,
+        terms: &LicenseTerms,
+        req: &ApplicationRequest,
+        now: i64,
+    ) -> Result<Result<String, Refusal>, StoreError> {
+        use sqlx::Acquire;
+        for _ in 0..TRACKING_CODE_TRIES {
+            let code = (self.tracking_codes)();
+            let mut attempt = (&mut **tx).begin().await?;
+            let inserted = sqlx::query(
+                "INSERT INTO applications (id, license_id, national_id, citizen_sub, ticket, \
+                 tracking_code, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(id)
+            .bind(&terms.id)
+            .bind(req.national_id.as_str())
+            .bind(&req.citizen_sub)
+            .bind(req.ticket)
+            .bind(&code)
+            .bind(now)
+            .execute(&mut *attempt)
+            .await;
+            match inserted {
+                Ok(_) => {
+                    attempt.commit().await?;
+                    return Ok(Ok(code));
+                }
+                Err(e) if is_unique_violation(&e) => {
+                    attempt.rollback().await?;
+                    let mine = sqlx::query(
+                        "SELECT 1 AS one FROM applications WHERE license_id = $1 AND national_id = $2",
+                    )
+                    .bind(&terms.id)
+                    .bind(req.national_id.as_str())
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                    if mine.is_some() {
+                        return Ok(Err(Refusal::AlreadyApplied));
+                    }
+                    tracing::warn!(license = %terms.id, "tracking code collision; drawing another");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::Conflict)
     }
 
     pub async fn accepted_count(&self, license_id: &str) -> Result<i64, StoreError> {

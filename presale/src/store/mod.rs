@@ -21,10 +21,14 @@ static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/presale
 
 pub use service_kit::sql::StoreError;
 
+/// Where tracking codes come from.
+pub type CodeSource = std::sync::Arc<dyn Fn() -> String + Send + Sync>;
+
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
     postgres: bool,
+    tracking_codes: CodeSource,
 }
 
 impl Store {
@@ -32,7 +36,14 @@ impl Store {
         Ok(Self {
             pool: connect_pool(url, max_connections).await?,
             postgres: is_postgres(url),
+            tracking_codes: std::sync::Arc::new(crate::domain::application::tracking_code),
         })
+    }
+
+    /// The same store drawing tracking codes from `source` (tests force collisions).
+    pub fn with_tracking_codes(mut self, source: CodeSource) -> Self {
+        self.tracking_codes = source;
+        self
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {

@@ -217,6 +217,78 @@ async fn a_recent_purchase_from_a_major_manufacturer_excludes(backend: Backend) 
     );
 }
 
+async fn a_tracking_code_collision_is_retried_not_reported_as_already_applied(backend: Backend) {
+    // Arrange: the code source gives the same ten digits twice, then fresh ones.
+    let (store, _) = two_stores(backend).await;
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = calls.clone();
+    let store = store.with_tracking_codes(Arc::new(move || {
+        match seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed) {
+            0 | 1 => "1111111111".to_owned(),
+            _ => presale::domain::application::tracking_code(),
+        }
+    }));
+    let terms = issue(&store, &license(10, None)).await;
+    let now = service_kit::clock::now();
+
+    // Act: two different people apply; the second draws the first one's code.
+    let first = store.apply(&terms, &person(1), now, "2026-11-22").await;
+    let second = store.apply(&terms, &person(2), now, "2026-11-22").await;
+
+    // Assert: both accepted, with different codes; the collision cost a retry, not a turn.
+    let first = first.expect("sql").expect("first accepted");
+    let second = second
+        .expect("sql")
+        .expect("second accepted, not 'already applied'");
+    assert_eq!(first.tracking_code, "1111111111");
+    assert_ne!(second.tracking_code, first.tracking_code);
+    assert_eq!(store.accepted_count(&terms.id).await.expect("count"), 2);
+    assert!(calls.load(std::sync::atomic::Ordering::Relaxed) >= 3);
+}
+
+async fn simultaneous_applications_at_two_excluding_manufacturers_accept_one(backend: Backend) {
+    // Arrange: two manufacturers' licenses, each excluding recent buyers of either.
+    let (a, b) = two_stores(backend).await;
+    let exclusion = presale::domain::Exclusion {
+        manufacturers: vec!["saipa".into(), "iran-khodro".into()],
+        months: 48,
+    };
+    let mut saipa = license(1000, None);
+    saipa.exclusion = Some(exclusion.clone());
+    let mut ikco = license(1000, None);
+    ikco.manufacturer = "iran-khodro".into();
+    ikco.exclusion = Some(exclusion);
+    let saipa = Arc::new(issue(&a, &saipa).await);
+    let ikco = Arc::new(issue(&a, &ikco).await);
+
+    // Act: 150 people each apply at both at once, through two replicas' pools.
+    let mut tasks = Vec::new();
+    for i in 0..150 {
+        for (store, terms) in [(a.clone(), saipa.clone()), (b.clone(), ikco.clone())] {
+            tasks.push(tokio::spawn(async move {
+                let r = store
+                    .apply(&terms, &person(i), service_kit::clock::now(), "2026-11-22")
+                    .await
+                    .expect("sql");
+                (i, r)
+            }));
+        }
+    }
+    let mut accepted: HashMap<usize, usize> = HashMap::new();
+    for t in tasks {
+        let (i, r) = t.await.expect("task");
+        match r {
+            Ok(_) => *accepted.entry(i).or_default() += 1,
+            Err(why) => assert_eq!(why, Refusal::RecentPurchase),
+        }
+    }
+
+    // Assert: everyone got exactly one of the two.
+    assert_eq!(accepted.len(), 150, "everyone is accepted somewhere");
+    let twice: Vec<_> = accepted.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "accepted at both: {twice:?}");
+}
+
 macro_rules! both {
     ($($name:ident),*) => {
         mod sqlite { $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)] async fn $name() { super::$name(super::Backend::Embedded).await })* }
@@ -227,7 +299,9 @@ both!(
     cap_holds_under_a_storm_of_applications,
     one_application_per_round_across_licenses,
     suspension_and_eligibility_refuse_with_reasons,
-    a_recent_purchase_from_a_major_manufacturer_excludes
+    a_recent_purchase_from_a_major_manufacturer_excludes,
+    a_tracking_code_collision_is_retried_not_reported_as_already_applied,
+    simultaneous_applications_at_two_excluding_manufacturers_accept_one
 );
 
 fn settings(opens_in_ms: i64, rate_per_min: i64, max_active: i64, buckets: u32) -> QueueSettings {
