@@ -171,6 +171,14 @@ impl OAuthError {
         }
     }
 
+    /// A valid token that does not carry what the resource needs (RFC 6750 §3.1).
+    pub fn insufficient_scope(d: impl Into<String>) -> Self {
+        Self {
+            challenge: Some("Bearer error=\"insufficient_scope\""),
+            ..Self::new(StatusCode::FORBIDDEN, "insufficient_scope", d)
+        }
+    }
+
     pub fn invalid_token(d: impl Into<String>) -> Self {
         Self {
             challenge: Some("Bearer error=\"invalid_token\""),

@@ -162,7 +162,10 @@ impl Browser {
         let action = page
             .action(suffix)
             .unwrap_or_else(|| panic!("no form ending {suffix} at {}: {}", page.url, page.body));
-        let csrf = page.input("csrf").unwrap_or_default();
+        // The CSRF token of that form: a page may carry several, each of its own purpose.
+        let csrf = forms::form(&page.body, suffix)
+            .and_then(|f| forms::input(f, "csrf"))
+            .unwrap_or_default();
         let mut form = vec![("csrf", csrf.as_str())];
         form.extend_from_slice(fields);
         self.post(&action, &form).await

@@ -18,6 +18,18 @@ pub fn form_action(body: &str, suffix: &str) -> Option<String> {
     })
 }
 
+/// The HTML of the first form whose action ends with `suffix` (its inputs, for a page
+/// with several forms).
+pub fn form<'a>(body: &'a str, suffix: &str) -> Option<&'a str> {
+    body.match_indices("<form").find_map(|(i, _)| {
+        let end = body[i..].find("</form>").map_or(body.len(), |e| i + e);
+        let html = &body[i..end];
+        attribute_in(&html[..html.find('>')?], "action")
+            .filter(|a| a.ends_with(suffix))
+            .map(|_| html)
+    })
+}
+
 /// An attribute's value inside the first element that has `marker` in it.
 pub fn attribute(body: &str, marker: &str, name: &str) -> Option<String> {
     let at = body.find(marker)?;
@@ -64,6 +76,11 @@ mod tests {
             Some("50")
         );
         assert_eq!(input(page, "missing"), None);
+        let two = r#"<form action="/a"><input name="csrf" value="1"></form><form action="/b"><input name="csrf" value="2"></form>"#;
+        assert_eq!(
+            form(two, "/b").and_then(|f| input(f, "csrf")).as_deref(),
+            Some("2")
+        );
         assert_eq!(
             attribute(page, "data-campaign=", "units"),
             None,

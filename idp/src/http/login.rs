@@ -435,8 +435,21 @@ pub async fn account(State(core): State<Core>, jar: CookieJar) -> Response {
         let csrf = core
             .login()
             .csrf_token(&format!("account:{}", session.sid), &browser);
+        // The sign-out form posts to /logout, which checks its own CSRF purpose.
+        let logout_csrf = core
+            .login()
+            .csrf_token(&logout_scope(Some(&session)), &browser);
         let name = format!("{} {}", citizen.given_name, citizen.family_name);
-        let page = pages::account_page(Lang::Fa, &csrf, &name, &consents, &sign_ins);
+        let page = pages::account_page(
+            Lang::Fa,
+            pages::AccountForms {
+                revoke_csrf: &csrf,
+                logout_csrf: &logout_csrf,
+            },
+            &name,
+            &consents,
+            &sign_ins,
+        );
         Ok((jar, page).into_response())
     }
     .await;

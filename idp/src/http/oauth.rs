@@ -367,13 +367,11 @@ async fn userinfo(core: Core, token: Option<String>) -> Response {
             .check_access_token(&token, now())
             .await?
             .ok_or_else(|| OAuthError::invalid_token("the access token is invalid or revoked"))?;
-        let claims = core.tokens().userinfo(&data).await?.ok_or_else(|| {
-            OAuthError::new(
-                StatusCode::FORBIDDEN,
-                "insufficient_scope",
-                "not a citizen's token",
-            )
-        })?;
+        let claims = core
+            .tokens()
+            .userinfo(&data)
+            .await?
+            .ok_or_else(|| OAuthError::insufficient_scope("not a citizen's token"))?;
         Ok::<_, OAuthError>(Json(claims).into_response())
     }
     .await;

@@ -187,9 +187,15 @@ pub struct ConsentItem {
     pub claims: Vec<Text>,
 }
 
+/// The account page's two kinds of form, each with the CSRF token of its own purpose.
+pub struct AccountForms<'a> {
+    pub revoke_csrf: &'a str,
+    pub logout_csrf: &'a str,
+}
+
 pub fn account_page(
     lang: Lang,
-    csrf_token: &str,
+    forms: AccountForms<'_>,
     name: &str,
     consents: &[ConsentItem],
     sign_ins: &[(String, String)],
@@ -207,7 +213,7 @@ pub fn account_page(
                         (client_name(lang, &ClientView { name: &c.name, name_fa: &c.name_fa, stars: c.stars }))
                         ul.claims { @for t in &c.claims { li { (one(lang, *t)) } } }
                         form method="post" action="/account/revoke" {
-                            (csrf(csrf_token))
+                            (csrf(forms.revoke_csrf))
                             input type="hidden" name="client_id" value=(c.client_id);
                             button.secondary type="submit" { (both(lang, t!("لغو مجوز", "Withdraw permission"))) }
                         }
@@ -217,7 +223,7 @@ pub fn account_page(
             h2 { (both(lang, t!("ورودهای اخیر", "Recent sign-ins"))) }
             ul.sign-ins { @for (client, at) in sign_ins { li { bdi { (client) } " — " bdi { (at) } } } }
             form method="post" action="/logout" {
-                (csrf(csrf_token))
+                (csrf(forms.logout_csrf))
                 button.secondary type="submit" { (both(lang, t!("خروج", "Sign out"))) }
             }
         },

@@ -418,6 +418,23 @@ async fn client_credentials_and_introspection_work_for_back_ends(backend: Backen
         .expect("json");
     assert_eq!(intro["active"], true);
     assert_eq!(intro["client_id"], c.id.as_str());
+    // A service token at userinfo: 403 with the RFC 6750 challenge saying why.
+    let ui = http
+        .get(format!("{}/userinfo", app.base))
+        .bearer_auth(at)
+        .send()
+        .await
+        .expect("userinfo");
+    assert_eq!(ui.status(), 403);
+    let challenge = ui
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(
+        challenge.starts_with("Bearer") && challenge.contains("error=\"insufficient_scope\""),
+        "WWW-Authenticate: {challenge:?}"
+    );
     // Another client may not introspect it.
     let other = app.client("saipa");
     let intro: serde_json::Value = http
@@ -448,7 +465,29 @@ async fn client_credentials_and_introspection_work_for_back_ends(backend: Backen
     assert_eq!(bad.status(), 400);
 }
 
+async fn the_account_page_signs_out_in_one_step(backend: Backend) {
+    // Arrange: a citizen signed in, on their account page.
+    let app = spawn_app(backend).await;
+    let browser = Browser::new(&app.base);
+    let c = app.client("saipa");
+    crate::helpers::login_code(&app, &browser, c, &app.citizens[5]).await;
+    let account = browser.get("/account").await;
+    assert_eq!(account.status, 200);
+
+    // Act: the page's own sign-out form.
+    let out = browser
+        .follow(browser.post_form(&account, "/logout", &[]).await)
+        .await;
+
+    // Assert: signed out at once (no second confirmation), and the session is gone.
+    assert_eq!(out.status, 200);
+    assert!(out.body.contains("Signed out"), "{}", out.body);
+    let again = browser.get("/account").await;
+    assert_ne!(again.status, 200, "the account page asks to sign in again");
+}
+
 both!(
+    the_account_page_signs_out_in_one_step,
     full_flow_as_a_relying_party,
     denying_consent_returns_access_denied,
     a_returning_citizen_is_served_from_the_identity_cache,
