@@ -116,26 +116,21 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Settings for a service on `listen` at `base_url` with everything else defaulted
-    /// (local deployments and tests fill in the rest).
+    /// The documented defaults (and any variables of the environment, as clap reads
+    /// them) for a service on `listen` at `base_url`, signing in through `issuer`: for
+    /// embedding (local deployments, tests).
     pub fn new(listen: SocketAddr, base_url: &str, issuer: &str, secret_key: &str) -> Self {
-        Self {
-            listen,
-            base_url: base_url.to_owned(),
-            issuer: issuer.to_owned(),
-            storage: StorageSettings {
-                database_url: Secret::new("sqlite://emta-presale.db?mode=rwc"),
-                db_max_connections: 16,
-                redis_url: Secret::default(),
-                redis_prefix: "emta".into(),
-            },
-            secret_key: Secret::new(secret_key),
-            storefronts_file: None,
-            storefronts: Vec::new(),
-            ip_per_sec: 50,
-            trust_forwarded_for: false,
-            drain_secs: 0,
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            settings: Settings,
         }
+        let mut s = Wrapper::parse_from(["presale", "--secret-key", secret_key]).settings;
+        s.listen = listen;
+        s.base_url = base_url.to_owned();
+        s.issuer = issuer.to_owned();
+        s
     }
 
     /// Reads `storefronts_file` into `storefronts` when given.

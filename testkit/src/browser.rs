@@ -63,22 +63,8 @@ pub struct Browser {
 
 impl Browser {
     pub fn new(base: &str) -> Self {
-        Self::with(base, reqwest::Client::builder())
-    }
-
-    /// A browser whose requests carry `X-Forwarded-For: ip` (tests of per-IP limits
-    /// behind a trusted ingress).
-    pub fn from_ip(base: &str, ip: &str) -> Self {
-        let mut h = reqwest::header::HeaderMap::new();
-        if let Ok(v) = ip.parse() {
-            h.insert("x-forwarded-for", v);
-        }
-        Self::with(base, reqwest::Client::builder().default_headers(h))
-    }
-
-    fn with(base: &str, builder: reqwest::ClientBuilder) -> Self {
         Self {
-            http: builder
+            http: reqwest::Client::builder()
                 .cookie_store(true)
                 .redirect(Policy::none())
                 .build()
@@ -169,11 +155,5 @@ impl Browser {
         let mut form = vec![("csrf", csrf.as_str())];
         form.extend_from_slice(fields);
         self.post(&action, &form).await
-    }
-
-    /// [`Browser::post_form`], then follows redirects on the same origin.
-    pub async fn submit(&self, page: &Page, suffix: &str, fields: &[(&str, &str)]) -> Page {
-        self.follow(self.post_form(page, suffix, fields).await)
-            .await
     }
 }
