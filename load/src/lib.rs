@@ -1,6 +1,9 @@
 //! emta load: replays a national registration surge against a deployment of emta (IdP +
 //! presale) through the real HTTP flows, and reports whether it held.
 //!
+//! # Layout
+//! - [`http`]: the traffic client: HTTP only, requests rotated over replicas that pass
+//!   `/readyz`, failures classified, every request timed from its intended start.
 //! - [`curve`]: arrival curves (recorded CSV series or built-in shapes), scaled and
 //!   time-compressed; arrivals follow the curve whatever the servers do (open model).
 //! - [`journey`]: one citizen's browser walk: storefront, the IdP's pages (proof of work,

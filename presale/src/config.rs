@@ -126,7 +126,9 @@ impl Settings {
             #[command(flatten)]
             settings: Settings,
         }
-        let mut s = Wrapper::parse_from(["presale", "--secret-key", secret_key]).settings;
+        // `--flag=value`: a secret may start with '-', which would read as another flag.
+        let secret = format!("--secret-key={secret_key}");
+        let mut s = Wrapper::parse_from(["presale", secret.as_str()]).settings;
         s.listen = listen;
         s.base_url = base_url.to_owned();
         s.issuer = issuer.to_owned();
@@ -146,6 +148,12 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_that_starts_with_a_dash_is_taken_as_the_secret() {
+        let s = Settings::new(([127, 0, 0, 1], 0).into(), "http://x", "http://i", "-Ixyz");
+        assert_eq!(s.secret_key.expose(), "-Ixyz");
+    }
 
     #[test]
     fn secrets_do_not_print() {
