@@ -3,7 +3,7 @@
 //! `run_until_stopped` serves, and runs the admitter, until the shutdown future resolves.
 //!
 //! [`Core`] is the state every handler and the admitter share; replicas share nothing but
-//! SQL and Redis.
+//! SQL (every durable record, the queue's included) and Redis (sessions and rate limits).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,7 +21,7 @@ use crate::admitter::Admitter;
 use crate::config::Settings;
 use crate::domain::ticket::Tickets;
 use crate::domain::License;
-use crate::queue::{Counters, Queue};
+use crate::queue::{Queue, QueueState};
 use crate::store::Store;
 
 /// Per-IP limiter of this replica: cheap, local, and the first line against floods.
@@ -64,9 +64,9 @@ pub struct CoreState {
     /// Licenses as last read from SQL, shared rather than copied: status polls look them
     /// up on every request.
     licenses: RwLock<Arc<Vec<Arc<License>>>>,
-    /// Each queue campaign's counters as the admitter last read them: status polls are
-    /// answered from here and never touch Redis.
-    counters: RwLock<HashMap<String, Counters>>,
+    /// Each queue campaign's state as the admitter last committed it: status polls are
+    /// answered from here and never touch a store.
+    counters: RwLock<HashMap<String, QueueState>>,
 }
 
 impl Core {
@@ -97,7 +97,7 @@ impl Core {
             .cloned()
     }
 
-    pub(crate) fn cached(&self, id: &str) -> Counters {
+    pub(crate) fn cached(&self, id: &str) -> QueueState {
         self.counters
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -106,7 +106,7 @@ impl Core {
             .unwrap_or_default()
     }
 
-    pub(crate) fn set_counters(&self, id: &str, c: Counters) {
+    pub(crate) fn set_counters(&self, id: &str, c: QueueState) {
         self.counters
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -147,15 +147,13 @@ impl Application {
         store.migrate().await?;
         let keys = Keyring::new(secret.as_bytes(), HOT_PURPOSES);
         let redis_url = settings.storage.redis_url.expose();
-        let (queue, sessions) = if redis_url.is_empty() {
-            (Queue::memory(secret.as_bytes()), Ephemeral::memory())
+        let sessions = if redis_url.is_empty() {
+            Ephemeral::memory()
         } else {
             let prefix = &settings.storage.redis_prefix;
-            (
-                Queue::new(redis_url, prefix, secret.as_bytes())?,
-                Ephemeral::redis(redis_url, &format!("{prefix}:ps"))?,
-            )
+            Ephemeral::redis(redis_url, &format!("{prefix}:ps"))?
         };
+        let queue = Queue::new(store.clone(), keys.clone());
         let rp = RelyingParty::discover(&settings).await?;
         let per_sec = std::num::NonZeroU32::new(settings.ip_per_sec.max(1))
             .unwrap_or(std::num::NonZeroU32::MIN);

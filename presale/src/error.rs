@@ -66,8 +66,12 @@ pub mod msg {
         "Registration for this lottery is not open."
     );
     pub const QUEUE_CLOSED: Text = t!(
-        "صف بسته است: ظرفیت تکمیل یا مجوز تعلیق شده است.",
-        "The queue is closed: sold out or suspended."
+        "صف بسته است: ظرفیت تکمیل شده است.",
+        "The queue is closed: sold out."
+    );
+    pub const QUEUE_SUSPENDED: Text = t!(
+        "این پیش‌فروش از سوی وزارت موقتاً متوقف شده است؛ پس از ازسرگیری دوباره بپیوندید.",
+        "The ministry has paused this presale; join again once it resumes."
     );
     pub const NOT_YOUR_TICKET: Text = t!(
         "این نوبت به شما تعلق ندارد؛ دوباره وارد صف شوید.",

@@ -11,8 +11,8 @@
 //!   signed tickets, the lottery draw.
 //! - [`store`]: SQL (SQLite or PostgreSQL): applications accepted in one transaction
 //!   under the cap, licenses, lottery entries and draws, staff and the audit log.
-//! - [`queue`]: the fair queue in Redis (or in-process for one node): joins, admissions,
-//!   the seeded permutation of pre-opening arrivals.
+//! - [`queue`]: the fair queue: group commit of joins into its durable record in SQL
+//!   ([`store::queue`]), the seeded permutation of pre-opening arrivals.
 //! - [`admitter`]: the loop every replica runs: reload licenses, admit at each license's
 //!   rate, draw closed lotteries.
 //! - [`adapters`]: the storefronts as OIDC relying parties of the IdP.

@@ -162,3 +162,87 @@ pub fn binary(package: &str, name: &str) -> PathBuf {
     }
     bin
 }
+
+/// A Redis server of the test's own on a free loopback port, which the test may flush,
+/// kill -9 and start again (with its append-only file, or after deleting it) without
+/// touching the Redis other tests share. Stopped when dropped.
+pub struct RedisServer {
+    port: u16,
+    dir: TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl RedisServer {
+    /// Starts `redis-server` with an append-only file fsynced every second.
+    pub fn start() -> std::io::Result<Self> {
+        let mut s = Self {
+            port: free_port(),
+            dir: TempDir::new("redis")?,
+            child: None,
+        };
+        s.spawn()?;
+        Ok(s)
+    }
+
+    fn spawn(&mut self) -> std::io::Result<()> {
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
+            .args(["--port", &self.port.to_string()])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()?;
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.cli(&["PING"]).trim() != "PONG" {
+            if std::time::Instant::now() > deadline {
+                return Err(std::io::Error::other("redis-server did not answer PING"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs `redis-cli` against this server; its output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        std::process::Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// kill -9, then a start on the same port: with its files (`keep_files`) or without.
+    pub fn crash_and_restart(&mut self, keep_files: bool) -> std::io::Result<()> {
+        self.kill();
+        if !keep_files {
+            for entry in std::fs::read_dir(self.dir.path())? {
+                let path = entry?.path();
+                if path.is_dir() {
+                    std::fs::remove_dir_all(&path)?;
+                } else {
+                    std::fs::remove_file(&path)?;
+                }
+            }
+        }
+        self.spawn()
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

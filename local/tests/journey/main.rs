@@ -84,10 +84,15 @@ async fn start(postgres: bool) -> Env {
     } else {
         testkit::Backend::Embedded
     };
+    start_on(postgres, backend.redis_url()).await
+}
+
+/// As [`start`], on the Redis at `redis_url`.
+async fn start_on(postgres: bool, redis_url: String) -> Env {
     let now = service_kit::clock::now();
     let d = local::deploy(Options {
         postgres_admin: postgres.then(testkit::servers::postgres_admin_url),
-        redis_url: backend.redis_url(),
+        redis_url,
         citizens: 10,
         presale_replicas: 2,
         public_per_replica: true,
@@ -540,7 +545,7 @@ async fn console(postgres: bool) {
     };
     let r = env
         .store
-        .apply(&terms, &req, service_kit::clock::now(), "2026-11-22")
+        .apply(&terms, &req, "2026-11-22")
         .await
         .expect("sql");
     assert_eq!(r, Err(presale::domain::Refusal::Suspended));
@@ -732,4 +737,73 @@ async fn a_callback_from_another_issuer_is_refused() {
         .go(&format!("{}/saipa/callback?code=c&state=s", env.base))
         .await;
     assert_eq!(p.status, 400, "no iss at all is refused too");
+}
+
+/// Signs `who` in at Saipa's storefront in a new browser, joins its queue and reads the
+/// ticket from the status JSON.
+async fn join_for_ticket(env: &Env, who: &FixtureCitizen) -> i64 {
+    let b = Browser::new("");
+    let front = sign_in_to_join(env, &b, "saipa", who).await;
+    let url = format!("{}/saipa/", env.base);
+    let waiting = b
+        .post_follow(
+            &resolve(&url, &form_action(&front.body, "/join")),
+            &[("csrf", &input(&front.body, "csrf"))],
+        )
+        .await;
+    assert_eq!(waiting.status, 200, "joined: {}", waiting.body);
+    let status: serde_json::Value = b
+        .http
+        .get(waiting.url.replace("/wait", "/status"))
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    status["ticket"].as_i64().expect("a ticket")
+}
+
+/// Redis is flushed, then killed and started again without its files, mid-campaign:
+/// everyone keeps their ticket (from a new browser too, after signing in again), later
+/// arrivals continue the numbering, and no number is given twice. Before, the queue lived
+/// in Redis: after a flush every join failed with 503 for good and the places were gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_queue_survives_a_redis_flush_and_a_redis_crash_without_its_files() {
+    let mut redis = testkit::servers::RedisServer::start().expect("redis-server");
+    let env = start_on(true, redis.url()).await;
+    let mut ticket_of = std::collections::HashMap::new();
+    for who in &env.citizens[..4] {
+        ticket_of.insert(who.national_id.clone(), join_for_ticket(&env, who).await);
+    }
+
+    redis.cli(&["FLUSHALL"]);
+    for who in &env.citizens[..4] {
+        assert_eq!(
+            join_for_ticket(&env, who).await,
+            ticket_of[&who.national_id],
+            "the same place after the flush"
+        );
+    }
+    for who in &env.citizens[4..7] {
+        ticket_of.insert(who.national_id.clone(), join_for_ticket(&env, who).await);
+    }
+
+    redis.crash_and_restart(false).expect("redis restarted");
+    for who in &env.citizens[7..10] {
+        ticket_of.insert(who.national_id.clone(), join_for_ticket(&env, who).await);
+    }
+    for who in &env.citizens[..2] {
+        assert_eq!(
+            join_for_ticket(&env, who).await,
+            ticket_of[&who.national_id],
+            "the same place after Redis lost everything"
+        );
+    }
+    let tickets: std::collections::HashSet<i64> = ticket_of.values().copied().collect();
+    assert_eq!(
+        tickets,
+        (1..=10).collect(),
+        "ten people, ten numbers, none twice"
+    );
 }

@@ -15,6 +15,8 @@ pub enum Refusal {
     OutsideWindow,
     TooYoung,
     RecentPurchase,
+    /// Not admitted, or the time to apply ran out.
+    TurnOver,
 }
 
 impl Refusal {
@@ -43,6 +45,10 @@ impl Refusal {
             Self::TooYoung => Text {
                 fa: "سن متقاضی کمتر از حد مجاز این پیش‌فروش است.",
                 en: "The applicant is younger than this presale allows.",
+            },
+            Self::TurnOver => Text {
+                fa: "نوبت شما نرسیده یا مهلت آن گذشته است.",
+                en: "It is not your turn, or your time to apply has run out.",
             },
             Self::RecentPurchase => Text {
                 fa: "این کد ملی در ماه‌های اخیر از خودروسازان بزرگ خرید داشته و در این پیش‌فروش مجاز نیست.",

@@ -52,13 +52,12 @@ impl From<NationalId> for String {
     }
 }
 
-/// A keyed hash of a national ID, as the queue stores it: Redis never holds an ID, and
-/// without the server secret the 10^10 IDs cannot be enumerated against it. Eight bytes:
-/// a collision among five million applicants has probability under 1e-6, and costs only
-/// that two people would share one seat in the queue, never an application (SQL keys the
-/// national ID itself).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct NidHash(pub [u8; 8]);
+/// Who holds a place in one campaign's queue: a keyed hash of the campaign and the national
+/// ID. The queue's tables never hold an ID; without the server secret the 10^10 IDs cannot
+/// be enumerated against it, and one person's holders in two campaigns cannot be linked.
+/// 132 bits: no two applicants ever share one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Holder(pub String);
 
 #[cfg(test)]
 mod tests {

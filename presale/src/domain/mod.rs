@@ -8,7 +8,7 @@ pub mod lottery;
 pub mod ticket;
 
 pub use application::{Accepted, ApplicationRequest, LicenseTerms, Refusal};
-pub use citizen::{NationalId, NidHash};
+pub use citizen::{Holder, NationalId};
 pub use license::{
     Exclusion, License, LicenseError, LicenseStatus, NewLicense, PresaleKind, Selection,
 };

@@ -12,7 +12,7 @@ use service_kit::t;
 
 use super::pages::{fa, page};
 use super::session::{Citizen, CsrfForm};
-use super::waiting::{admitted_ticket, citizen_limit, read_place};
+use super::waiting::{citizen_limit, queue_ticket, read_place};
 use crate::app::Core;
 use crate::domain::{ApplicationRequest, License, Place, Refusal};
 use crate::error::{msg, Error, Result};
@@ -21,19 +21,18 @@ pub(crate) fn router() -> Router<Core> {
     Router::new().route("/{m}/c/{id}/apply", post(apply))
 }
 
-/// Why someone who was shown the form is not admitted now, in words they can act on:
-/// their other device applied already (and released the turn), the campaign sold out, or
-/// (`otherwise`) their turn lapsed.
-async fn not_admitted(core: &Core, c: &Citizen, l: &License, otherwise: Error) -> Error {
+/// Why a queue applicant was refused for lack of a live admission, in words they can act
+/// on: their other device applied already, the campaign sold out, or their turn lapsed.
+async fn not_admitted(core: &Core, c: &Citizen, l: &License) -> Error {
     if let Ok(mine) = core.store.applications_of(&c.sub).await {
         if mine.iter().any(|a| a.license_id == l.id) {
             return Refusal::AlreadyApplied.into();
         }
     }
-    if core.cached(&l.id).closed {
+    if core.cached(&l.id).sold_out {
         return Refusal::SoldOut.into();
     }
-    otherwise
+    Refusal::TurnOver.into()
 }
 
 async fn apply(
@@ -49,18 +48,15 @@ async fn apply(
     let place = read_place(&core, &jar, &id, Some(&c.national_id))
         .ok_or(Error::user(StatusCode::FORBIDDEN, msg::NOT_YOUR_TICKET))?;
     citizen_limit(&core, "apply", &c.national_id).await?;
-    let now = service_kit::clock::now();
-    let ticket = if let Place::Entry(_) = place {
+    let lottery = matches!(place, Place::Entry(_));
+    let ticket = if lottery {
         // Lottery: only a winner (rank within the units) may apply.
         match core.store.lottery_rank(&id, &c.national_id).await? {
             Some(rank) if rank <= l.units => rank,
             _ => return Err(Error::conflict(msg::NOT_A_WINNER)),
         }
     } else {
-        match admitted_ticket(&core, &l, place, now).await {
-            Ok(t) => t,
-            Err(e) => return Err(not_admitted(&core, &c, &l, e).await),
-        }
+        queue_ticket(&core, &l, place).await?
     };
     let req = ApplicationRequest {
         national_id: c.national_id.clone(),
@@ -69,9 +65,7 @@ async fn apply(
         ticket,
     };
     let today = service_kit::clock::today_iso();
-    let result = core.store.apply(&l.terms(), &req, now, &today).await?;
-    let _ = core.queue.release(&id, ticket).await;
-    match result {
+    match core.store.apply(&l.terms(), &req, &today).await? {
         Ok(acc) => Ok(page(
             StatusCode::OK,
             t!("درخواست ثبت شد", "Application accepted"),
@@ -81,9 +75,11 @@ async fn apply(
                 p { a href=(format!("/{m}/applications")) { (fa(t!("درخواست‌های من", "My applications"))) } }
             },
         )),
+        Err(Refusal::TurnOver) => Err(not_admitted(&core, &c, &l).await),
         Err(why) => {
-            if why == Refusal::SoldOut {
-                let _ = core.queue.close(&id).await;
+            // Refused for good (not for a pause or the cap): the slot goes to the next.
+            if !lottery && !matches!(why, Refusal::Suspended | Refusal::SoldOut) {
+                let _ = core.store.release_admission(&id, ticket).await;
             }
             Err(why.into())
         }

@@ -440,11 +440,11 @@ async fn set_active(app: App, jar: CookieJar, id: String, csrf: String, active: 
         Ok(s) => s,
         Err(r) => return r,
     };
-    // Admissions stop at once on every replica (the flag is in the shared queue), and
-    // applications too (the acceptance UPDATE checks the license's status in SQL).
-    let queue = app.queue.suspend(&id, !active).await;
+    // Admissions stop at once on every replica (each tick reads the status under the
+    // campaign's lock), applications too (their transaction checks it), and the queue's
+    // clock stops, so nobody's time to apply runs while suspended.
     let sql = app.store.set_license_active(&id, active).await;
-    if queue.is_err() || !matches!(sql, Ok(true)) {
+    if !matches!(sql, Ok(true)) {
         return Error::Busy { retry_after: 5 }.into_response();
     }
     let action = if active {

@@ -10,8 +10,9 @@
 //! - [`console`]: the ministry console.
 //! - [`session`], [`pages`]: the storefront session and CSRF, the page shell.
 //!
-//! Status polls are answered from the replica's counters cache, so a million people
-//! refreshing the waiting page do not touch Redis; only joins and applications do.
+//! Status polls are answered from the replica's cache of the queue's committed state, so a
+//! million people refreshing the waiting page touch no store; only joins and applications
+//! do.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -64,8 +65,9 @@ pub(crate) fn router(core: Core) -> Router {
         .with_state(core)
 }
 
-/// Ready while not stopping and the database answers (Redis trouble sheds load per
-/// request instead: a replica without Redis still serves storefront pages).
+/// Ready while not stopping and the database answers: it holds every durable record, the
+/// queue's included, so a replica that cannot reach it cannot take a join. (Redis trouble
+/// sheds load per request instead: it holds sessions and limits only.)
 async fn readyz(State(core): State<Core>) -> Response {
     if !core.ready.load(Ordering::Relaxed) {
         return (StatusCode::SERVICE_UNAVAILABLE, "stopping").into_response();

@@ -18,12 +18,11 @@ use service_kit::t;
 
 use super::pages::{fa, page};
 use super::session::CsrfForm;
-use crate::admitter::{early_final, queue_settings};
 use crate::app::Core;
 use crate::domain::ticket::cookie_name;
 use crate::domain::{License, NationalId, Place, Selection};
 use crate::error::{msg, Error, Result};
-use crate::queue::{early_ticket, Counters, Joined};
+use crate::queue::{early_ticket, Joined, QueueState};
 use crate::store::lottery::Entered;
 
 pub(crate) fn router() -> Router<Core> {
@@ -56,22 +55,17 @@ async fn join(
         .ok_or(Error::not_found(msg::NO_PRESALE))?;
     citizen_limit(&core, "join", &c.national_id).await?;
     let place = match l.selection {
-        Selection::Lottery => {
-            let now = service_kit::clock::now();
-            match core
-                .store
-                .enter_lottery(&l, &c.national_id, &c.sub, now)
-                .await?
-            {
-                Entered::New(n) | Entered::Already(n) => Place::Entry(n),
-                Entered::Closed => return Err(Error::conflict(msg::LOTTERY_NOT_OPEN)),
-            }
-        }
-        // Overloaded or Redis away: the queue error sheds load with a clear answer.
-        Selection::Queue => match core.queue.join(&queue_settings(&l), &c.national_id).await? {
+        Selection::Lottery => match core.store.enter_lottery(&l, &c.national_id, &c.sub).await? {
+            Entered::New(n) | Entered::Already(n) => Place::Entry(n),
+            Entered::Closed => return Err(Error::conflict(msg::LOTTERY_NOT_OPEN)),
+        },
+        // Answered once the join has committed; a store that cannot commit sheds the join
+        // with 503 and Retry-After, and nothing was promised.
+        Selection::Queue => match core.queue.join(&l.id, &c.national_id).await? {
             Joined::Early { arrival, .. } => Place::Early(arrival),
             Joined::Ticket { ticket, .. } => Place::Ticket(ticket),
-            Joined::Closed => return Err(Error::conflict(msg::QUEUE_CLOSED)),
+            Joined::SoldOut | Joined::Unknown => return Err(Error::conflict(msg::QUEUE_CLOSED)),
+            Joined::Suspended => return Err(Error::conflict(msg::QUEUE_SUSPENDED)),
         },
     };
     let cookie = Cookie::build((
@@ -99,15 +93,13 @@ pub(super) fn read_place(
     core.tickets.read(&token, id, owner)
 }
 
-/// The ticket of a place, once it is known (after the opening for early arrivals). Early
-/// tickets come from the number of early joins, final only once read after the opening:
-/// before that a replica's cache could give two people one ticket.
-pub(super) fn ticket_of(l: &License, c: &Counters, place: Place, now: i64) -> Option<i64> {
+/// The ticket of a place, once it is known: early tickets come from the number of early
+/// joins, which is final once the queue has opened on the database's clock (no replica
+/// clock decides it).
+pub(super) fn ticket_of(l: &License, c: &QueueState, place: Place) -> Option<i64> {
     match place {
         Place::Ticket(t) => Some(t),
-        Place::Early(arrival) if now >= l.opens_at && c.early_final => {
-            early_ticket(l.seed.as_bytes(), c.early, arrival)
-        }
+        Place::Early(arrival) if c.opened => early_ticket(l.seed.as_bytes(), c.early, arrival),
         Place::Early(_) | Place::Entry(_) => None,
     }
 }
@@ -119,47 +111,36 @@ struct StatusBody {
     ahead: Option<i64>,
     admitted: bool,
     closed: bool,
+    suspended: bool,
     eta_secs: Option<i64>,
     opens_at: i64,
 }
 
-fn status_of(l: &License, c: &Counters, place: Place, now: i64) -> StatusBody {
-    let ticket = ticket_of(l, c, place, now);
+fn status_of(l: &License, c: &QueueState, place: Place) -> StatusBody {
+    let ticket = ticket_of(l, c, place);
     let ahead = ticket.map(|t| (t - c.serving - 1).max(0));
     StatusBody {
         ticket,
         serving: c.serving,
         ahead,
         admitted: ticket.is_some_and(|t| t <= c.serving),
-        closed: c.closed || c.suspended,
+        closed: c.sold_out,
+        suspended: c.suspended,
         eta_secs: ahead.map(|a| a * 60 / l.admission_per_min.max(1)),
         opens_at: l.opens_at,
     }
 }
 
-/// The ticket of a queue applicant who is admitted right now.
-pub(super) async fn admitted_ticket(
-    core: &Core,
-    l: &License,
-    place: Place,
-    now: i64,
-) -> Result<i64> {
-    let mut counters = core.cached(&l.id);
-    if matches!(place, Place::Early(_)) && !counters.early_final {
-        // This replica's cache may not have the final count of early joins yet; an
-        // application is worth one read of the shared counters.
-        let asked = service_kit::clock::now_ms();
-        counters = Counters {
-            early_final: early_final(l, asked),
-            ..core.queue.counters(&l.id).await?
-        };
+/// The ticket of a queue applicant, once known. The application's transaction decides
+/// whether it holds a live admission.
+pub(super) async fn queue_ticket(core: &Core, l: &License, place: Place) -> Result<i64> {
+    let mut state = core.cached(&l.id);
+    if matches!(place, Place::Early(_)) && !state.opened {
+        // This replica's cache may predate the opening's fence; an application is worth
+        // one read of the committed state.
+        state = core.store.queue_state(&l.id).await?.unwrap_or_default();
     }
-    let ticket = ticket_of(l, &counters, place, now).ok_or(Error::conflict(msg::NOT_YET))?;
-    if core.queue.is_admitted(&l.id, ticket).await? {
-        Ok(ticket)
-    } else {
-        Err(Error::conflict(msg::TURN_OVER))
-    }
+    ticket_of(l, &state, place).ok_or(Error::conflict(msg::NOT_YET))
 }
 
 /// JSON for pollers; served from this replica's counters cache, never from Redis.
@@ -175,13 +156,7 @@ async fn status(
         )
             .into_response();
     };
-    Json(status_of(
-        &l,
-        &core.cached(&id),
-        place,
-        service_kit::clock::now(),
-    ))
-    .into_response()
+    Json(status_of(&l, &core.cached(&id), place)).into_response()
 }
 
 async fn wait(
@@ -196,7 +171,7 @@ async fn wait(
     if let Place::Entry(entry) = place {
         return super::lottery::waiting(&core, &jar, &m, &l, entry, now).await;
     }
-    let st = status_of(&l, &core.cached(&id), place, now);
+    let st = status_of(&l, &core.cached(&id), place);
     let csrf = core.csrf(&jar);
     // Refresh without JavaScript, backing off as the wait grows.
     let refresh = st.eta_secs.map(|e| (e / 10).clamp(3, 30)).unwrap_or(10);
@@ -207,7 +182,9 @@ async fn wait(
         script src="/static/wait.js" {}
         h2 { (l.model) }
         @if st.closed {
-            p.error { (fa(t!("صف بسته شد: ظرفیت تکمیل شد یا مجوز تعلیق شد.", "The queue has closed: sold out or suspended."))) }
+            p.error { (fa(t!("صف بسته شد: ظرفیت تکمیل شد.", "The queue has closed: sold out."))) }
+        } @else if st.suspended {
+            p.error { (fa(t!("این پیش‌فروش از سوی وزارت موقتاً متوقف شده است. جای شما در صف و مهلت ثبت درخواست شما محفوظ است.", "The ministry has paused this presale. Your place in the queue and your time to apply are kept."))) }
         } @else if st.admitted {
             p { (fa(t!("نوبت شماست. تا پایان مهلت، درخواست خود را ثبت کنید.", "It is your turn. Apply before your time runs out."))) }
             form method="post" action=(format!("/{m}/c/{id}/apply")) {

@@ -3,8 +3,8 @@
 //! An application is accepted in one transaction that (1) inserts it, which the key
 //! `(license_id, national_id)` refuses for a second one, (2) claims the round when the
 //! license says one per round, which the key `(round, national_id)` refuses likewise, and
-//! (3) increments the license's `accepted` only while it is below `units` and the license
-//! is active. Any refusal rolls the whole transaction back, so nothing is half-stored and
+//! (3) uses the applicant's live admission when the license is a queue, and (4) increments
+//! the license's `accepted` only while it is below `units` and the license is active. Any refusal rolls the whole transaction back, so nothing is half-stored and
 //! the cap holds under any concurrency and across replicas: PostgreSQL serialises the
 //! conditional UPDATEs on the license row, SQLite serialises writers. The UPDATE comes last
 //! so the license row is locked only for the commit. The exclusion rule (no recent purchase
@@ -28,17 +28,19 @@ fn person_lock(national_id: &crate::domain::NationalId) -> i64 {
 use crate::domain::{Accepted, ApplicationRequest, LicenseTerms, Refusal};
 
 impl Store {
-    /// Accepts an application or says why not. `now` in Unix seconds, `today` as ISO date.
+    /// Accepts an application or says why not, on the database's clock; `today` (ISO
+    /// date) is what ages are computed on. A queue applicant's admission is used in the
+    /// same transaction, so it is either spent on an accepted application or still theirs.
     pub async fn apply(
         &self,
         terms: &LicenseTerms,
         req: &ApplicationRequest,
-        now: i64,
         today: &str,
     ) -> Result<Result<Accepted, Refusal>, StoreError> {
         if !terms.active {
             return Ok(Err(Refusal::Suspended));
         }
+        let now = self.db_now_ms().await?.div_euclid(1000);
         let (from, until) = if terms.lottery {
             (terms.closes_at, terms.closes_at + terms.apply_window_secs)
         } else {
@@ -73,6 +75,9 @@ impl Store {
             Ok(code) => code,
             Err(refusal) => return Ok(Err(refusal)),
         };
+        if !terms.lottery && !self.claim_admission(&mut tx, &terms.id, req.ticket).await? {
+            return Ok(Err(Refusal::TurnOver));
+        }
         if let Some(ex) = &terms.exclusion {
             let since = now - ex.months * 30 * 24 * 3600;
             let recent = sqlx::query(
@@ -116,7 +121,20 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if counted.rows_affected() != 1 {
-            return Ok(Err(Refusal::SoldOut));
+            // Sold out, or suspended since this replica last read the license: say which.
+            drop(tx);
+            let status: String = sqlx::query("SELECT status FROM licenses WHERE id = $1")
+                .bind(&terms.id)
+                .fetch_one(&self.pool)
+                .await?
+                .try_get("status")?;
+            return Ok(Err(
+                if status == crate::domain::LicenseStatus::Active.as_str() {
+                    Refusal::SoldOut
+                } else {
+                    Refusal::Suspended
+                },
+            ));
         }
         tx.commit().await?;
         Ok(Ok(Accepted { id, tracking_code }))

@@ -20,6 +20,7 @@ impl Store {
         let id = format!("l-{}", service_kit::keys::random_token(9));
         let seed = service_kit::keys::random_token(32);
         let commitment = crate::domain::lottery::commitment(&seed);
+        let mut tx = self.pool().begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO licenses (id, license_no, manufacturer, model, units, unit_price, \
              down_payment, kind, delivery_deadline, opens_at, closes_at, selection, \
@@ -50,17 +51,27 @@ impl Store {
         .bind(now)
         .bind(l.exclusion.as_ref().map(|e| e.manufacturers.join(",")))
         .bind(l.exclusion.as_ref().map(|e| e.months))
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await;
         match inserted {
-            Ok(_) => Ok(Ok(id)),
+            Ok(_) => {
+                if l.selection == Selection::Queue {
+                    self.create_queue(&mut tx, &id, l.opens_at).await?;
+                }
+                tx.commit().await?;
+                Ok(Ok(id))
+            }
             Err(e) if is_unique_violation(&e) => Ok(Err(LicenseError::Exists)),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// Suspends a license: applications stop at once (the conditional UPDATE checks it).
+    /// Suspends or resumes a license. Applications stop at once (their transaction checks
+    /// the status), admissions too (every admitter tick reads it under the campaign's
+    /// lock), and the queue's clock stops now, so no apply deadline runs while suspended:
+    /// the first tick after the resumption extends them by the time it stood still.
     pub async fn set_license_active(&self, id: &str, active: bool) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
         let done = sqlx::query("UPDATE licenses SET status = $2 WHERE id = $1")
             .bind(id)
             .bind(
@@ -71,8 +82,20 @@ impl Store {
                 }
                 .as_str(),
             )
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
+        if !active {
+            // The queue's time is `min(now, clock_ms + STALL_MS)`: stop it at now.
+            sqlx::query(&format!(
+                "UPDATE queue_campaigns SET clock_ms = {} - {} WHERE license_id = $1 AND clock_ms > 0",
+                self.now_ms_sql(),
+                super::queue::STALL_MS
+            ))
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(done.rows_affected() == 1)
     }
 

@@ -4,7 +4,7 @@ use sqlx::Row;
 use service_kit::sql::is_unique_violation;
 
 use super::{Store, StoreError};
-use crate::domain::{License, NationalId};
+use crate::domain::{License, LicenseStatus, NationalId};
 
 /// A public entry identifier, as the draw and the published list use it.
 pub fn entry_id(entry_no: i64) -> String {
@@ -20,27 +20,35 @@ pub enum Entered {
 
 impl Store {
     /// Registers a national ID in a lottery (idempotent: the same entry number again).
+    /// The window is checked on the database's clock after taking the license row's lock,
+    /// which the draw takes too: an entry either commits before the draw reads the list,
+    /// or finds the window closed and is refused.
     pub async fn enter_lottery(
         &self,
         l: &License,
         national_id: &NationalId,
         sub: &str,
-        now: i64,
     ) -> Result<Entered, StoreError> {
         if let Some(n) = self.entry_of(&l.id, national_id).await? {
             return Ok(Entered::Already(n));
         }
-        if now < l.opens_at || now >= l.closes_at || !l.is_active() {
-            return Ok(Entered::Closed);
-        }
         let mut tx = self.pool().begin().await?;
-        let n: i64 = sqlx::query(
-            "UPDATE licenses SET entries = entries + 1 WHERE id = $1 RETURNING entries",
-        )
+        let row = sqlx::query(&format!(
+            "UPDATE licenses SET entries = entries + 1 WHERE id = $1 \
+             RETURNING entries, opens_at, closes_at, status, {} AS now_ms",
+            self.now_ms_sql()
+        ))
         .bind(&l.id)
         .fetch_one(&mut *tx)
-        .await?
-        .try_get("entries")?;
+        .await?;
+        let now_ms: i64 = row.try_get("now_ms")?;
+        let opens_ms = row.try_get::<i64, _>("opens_at")? * 1000;
+        let closes_ms = row.try_get::<i64, _>("closes_at")? * 1000;
+        let status: String = row.try_get("status")?;
+        if now_ms < opens_ms || now_ms >= closes_ms || status != LicenseStatus::Active.as_str() {
+            return Ok(Entered::Closed);
+        }
+        let n: i64 = row.try_get("entries")?;
         let inserted = sqlx::query(
             "INSERT INTO lottery_entries (license_id, entry_no, national_id, citizen_sub, entered_at) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -48,7 +56,7 @@ impl Store {
         .bind(n)
         .bind(national_id.as_str())
         .bind(sub)
-        .bind(now)
+        .bind(now_ms.div_euclid(1000))
         .execute(&mut *tx)
         .await;
         match inserted {
@@ -99,21 +107,50 @@ impl Store {
             .collect()
     }
 
-    /// Draws once, after the window closes; a second call (any replica) is a no-op.
-    /// Returns the revealed seed when the draw exists.
-    pub async fn draw_lottery(&self, l: &License, now: i64) -> Result<Option<String>, StoreError> {
+    /// Draws once, after the window closes on the database's clock and while the license
+    /// is active (a suspended lottery waits for its resumption); a second call (any
+    /// replica) is a no-op. The list is read inside the transaction, after the license
+    /// row's lock that every entry takes: the draw ranks exactly the entries that
+    /// committed. Returns the revealed seed when the draw exists.
+    pub async fn draw_lottery(&self, l: &License) -> Result<Option<String>, StoreError> {
         if let Some(seed) = self.revealed_seed(&l.id).await? {
             return Ok(Some(seed));
         }
-        if now < l.closes_at {
+        let mut tx = self.pool().begin().await?;
+        let row = sqlx::query(&format!(
+            "UPDATE licenses SET entries = entries WHERE id = $1 \
+             RETURNING closes_at, status, {} AS now_ms",
+            self.now_ms_sql()
+        ))
+        .bind(&l.id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let now_ms: i64 = row.try_get("now_ms")?;
+        let status: String = row.try_get("status")?;
+        if now_ms < row.try_get::<i64, _>("closes_at")? * 1000
+            || status != LicenseStatus::Active.as_str()
+        {
             return Ok(None);
         }
-        let entries: Vec<String> = self
-            .lottery_list(&l.id)
-            .await?
-            .iter()
-            .map(|(n, _)| entry_id(*n))
-            .collect();
+        let drawn: Option<String> =
+            sqlx::query("SELECT seed FROM lottery_draws WHERE license_id = $1")
+                .bind(&l.id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.try_get("seed"))
+                .transpose()?;
+        if drawn.is_some() {
+            return Ok(drawn);
+        }
+        let entries: Vec<String> = sqlx::query(
+            "SELECT entry_no FROM lottery_entries WHERE license_id = $1 ORDER BY entry_no",
+        )
+        .bind(&l.id)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<i64, _>("entry_no").map(entry_id))
+        .collect::<Result<_, _>>()?;
         let Ok(draw) =
             crate::domain::lottery::draw(&l.seed, &l.seed_commitment, &entries, l.units as usize)
         else {
@@ -121,30 +158,33 @@ impl Store {
             tracing::error!(license = %l.id, "lottery seed does not match its commitment; not drawing");
             return Ok(None);
         };
-        let mut tx = self.pool().begin().await?;
-        let claimed = sqlx::query(
-            "INSERT INTO lottery_draws (license_id, seed, drawn_at) VALUES ($1, $2, $3)",
-        )
-        .bind(&l.id)
-        .bind(&l.seed)
-        .bind(now)
-        .execute(&mut *tx)
-        .await;
-        match claimed {
-            Ok(_) => {}
-            Err(e) if is_unique_violation(&e) => return self.revealed_seed(&l.id).await,
-            Err(e) => return Err(e.into()),
-        }
-        for (rank, e) in draw.order.iter().enumerate() {
-            let no: i64 = e.trim_start_matches('E').parse().unwrap_or(0);
-            sqlx::query(
-                "INSERT INTO lottery_ranks (license_id, entry_no, rank) VALUES ($1, $2, $3)",
-            )
+        sqlx::query("INSERT INTO lottery_draws (license_id, seed, drawn_at) VALUES ($1, $2, $3)")
             .bind(&l.id)
-            .bind(no)
-            .bind(rank as i64 + 1)
+            .bind(&l.seed)
+            .bind(now_ms.div_euclid(1000))
             .execute(&mut *tx)
             .await?;
+        let ranked: Vec<(i64, i64)> = draw
+            .order
+            .iter()
+            .enumerate()
+            .map(|(rank, e)| {
+                (
+                    e.trim_start_matches('E').parse().unwrap_or(0),
+                    rank as i64 + 1,
+                )
+            })
+            .collect();
+        for chunk in ranked.chunks(super::CHUNK) {
+            let sql = format!(
+                "INSERT INTO lottery_ranks (license_id, entry_no, rank) VALUES {}",
+                super::values(chunk.len(), 3, 1)
+            );
+            let mut query = sqlx::query(&sql);
+            for (no, rank) in chunk {
+                query = query.bind(&l.id).bind(*no).bind(*rank);
+            }
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(Some(l.seed.clone()))

@@ -5,11 +5,13 @@
 //! - [`applications`]: accepting an application in one transaction (cap, one per person).
 //! - [`licenses`]: issuing, suspending and reading licenses.
 //! - [`lottery`]: entries, the draw and its public list.
+//! - [`queue`]: the fair queue's durable record: tickets, admissions, the queue's clock.
 //! - [`staff`]: the ministry's staff (argon2 + TOTP) and the audit log.
 
 pub mod applications;
 pub mod licenses;
 pub mod lottery;
+pub mod queue;
 pub mod staff;
 
 use sqlx::AnyPool;
@@ -20,6 +22,22 @@ static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/presale/s
 static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/presale/postgres");
 
 pub use service_kit::sql::StoreError;
+
+/// Rows per multi-row statement (well under both engines' bind limits).
+pub(crate) const CHUNK: usize = 400;
+
+/// `($2, $3, …), (…)` for `rows` rows of `cols` values, numbered from `$first`.
+pub(crate) fn values(rows: usize, cols: usize, first: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let cells: Vec<String> = (0..cols)
+                .map(|c| format!("${}", first + r * cols + c))
+                .collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// Where tracking codes come from.
 pub type CodeSource = std::sync::Arc<dyn Fn() -> String + Send + Sync>;

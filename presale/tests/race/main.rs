@@ -9,13 +9,19 @@ use std::time::Duration;
 use presale::domain::{
     ApplicationRequest, LicenseTerms, NationalId, NewLicense, PresaleKind, Refusal, Selection,
 };
-use presale::queue::{early_ticket, Joined, Queue, QueueSettings};
+use presale::queue::{early_ticket, Joined, Queue};
 use presale::store::Store;
-use testkit::servers::{redis_url, unique};
+use testkit::servers::unique;
 use testkit::Backend;
 
 /// A fresh database and two stores on it (two replicas' pools).
 async fn two_stores(backend: Backend) -> (Store, Store) {
+    let (a, b, _) = two_stores_at(backend).await;
+    (a, b)
+}
+
+/// The same, with the database's URL (to open a third pool, as a restarted replica does).
+async fn two_stores_at(backend: Backend) -> (Store, Store, String) {
     let db = backend.database("presale").await;
     let url = db.url.clone();
     // The SQLite file must outlive both pools, which live as long as the test.
@@ -23,7 +29,7 @@ async fn two_stores(backend: Backend) -> (Store, Store) {
     let a = Store::connect(&url, 10).await.expect("store a");
     a.migrate().await.expect("migrate");
     let b = Store::connect(&url, 10).await.expect("store b");
-    (a, b)
+    (a, b, url)
 }
 
 fn license(units: i64, round: Option<&str>) -> NewLicense {
@@ -40,8 +46,8 @@ fn license(units: i64, round: Option<&str>) -> NewLicense {
         opens_at: now - 10,
         closes_at: now + 3600,
         selection: Selection::Queue,
-        admission_per_min: 600,
-        max_active: 100,
+        admission_per_min: 6_000_000,
+        max_active: 100_000,
         apply_window_secs: 600,
         min_age: Some(18),
         round: round.map(str::to_owned),
@@ -49,12 +55,24 @@ fn license(units: i64, round: Option<&str>) -> NewLicense {
     }
 }
 
+/// Issues a license; a queue license then admits 1000 people at once, so `person(i)` holds
+/// a live admission for ticket `i + 1` (these tests are about what applying decides).
 async fn issue(store: &Store, l: &NewLicense) -> LicenseTerms {
     let id = store
         .issue_license(l, service_kit::clock::now())
         .await
         .expect("sql")
         .expect("valid license");
+    if l.selection == Selection::Queue {
+        let holders: Vec<String> = (0..1000).map(|i| format!("p{i}")).collect();
+        store.join_queue(&id, &holders).await.expect("join");
+        let st = store
+            .advance_queue(&id)
+            .await
+            .expect("tick")
+            .expect("queue");
+        assert_eq!(st.serving, 1000.min(l.max_active));
+    }
     LicenseTerms {
         id,
         units: l.units,
@@ -90,10 +108,7 @@ async fn cap_holds_under_a_storm_of_applications(backend: Backend) {
         for (k, store) in [a.clone(), b.clone()].into_iter().enumerate() {
             let terms = terms.clone();
             tasks.push(tokio::spawn(async move {
-                let r = store
-                    .apply(&terms, &person(i), service_kit::clock::now(), today)
-                    .await
-                    .expect("sql");
+                let r = store.apply(&terms, &person(i), today).await.expect("sql");
                 (i, k, r)
             }));
         }
@@ -134,7 +149,7 @@ async fn one_application_per_round_across_licenses(backend: Backend) {
                 (
                     i,
                     store
-                        .apply(&terms, &person(i), service_kit::clock::now(), "2026-11-22")
+                        .apply(&terms, &person(i), "2026-11-22")
                         .await
                         .expect("sql"),
                 )
@@ -158,24 +173,22 @@ async fn suspension_and_eligibility_refuse_with_reasons(backend: Backend) {
     let mut terms = issue(&a, &license(10, None)).await;
     let mut young = person(1);
     young.birthdate = "2010-01-01".into();
-    let r = a
-        .apply(&terms, &young, service_kit::clock::now(), "2026-11-22")
-        .await
-        .expect("sql");
+    let r = a.apply(&terms, &young, "2026-11-22").await.expect("sql");
     assert_eq!(r, Err(Refusal::TooYoung));
     assert!(a
         .set_license_active(&terms.id, false)
         .await
         .expect("suspend"));
-    // Even with stale terms in a replica's cache, the SQL refuses a suspended license.
+    // Even with stale terms in a replica's cache, the SQL refuses a suspended license, and
+    // says so: "sold out" would close the queue for good (issue 10, point 4).
     let r = a
-        .apply(&terms, &person(2), service_kit::clock::now(), "2026-11-22")
+        .apply(&terms, &person(2), "2026-11-22")
         .await
         .expect("sql");
-    assert_eq!(r, Err(Refusal::SoldOut));
+    assert_eq!(r, Err(Refusal::Suspended));
     terms.active = false;
     let r = a
-        .apply(&terms, &person(2), service_kit::clock::now(), "2026-11-22")
+        .apply(&terms, &person(2), "2026-11-22")
         .await
         .expect("sql");
     assert_eq!(r, Err(Refusal::Suspended));
@@ -199,17 +212,14 @@ async fn a_recent_purchase_from_a_major_manufacturer_excludes(backend: Backend) 
     let other = issue(&a, &l).await;
     let buyer = person(7);
     assert!(a
-        .apply(&saipa, &buyer, service_kit::clock::now(), "2026-11-22")
+        .apply(&saipa, &buyer, "2026-11-22")
         .await
         .expect("sql")
         .is_ok());
-    let r = a
-        .apply(&other, &buyer, service_kit::clock::now(), "2026-11-22")
-        .await
-        .expect("sql");
+    let r = a.apply(&other, &buyer, "2026-11-22").await.expect("sql");
     assert_eq!(r, Err(Refusal::RecentPurchase));
     assert!(
-        a.apply(&other, &person(8), service_kit::clock::now(), "2026-11-22")
+        a.apply(&other, &person(8), "2026-11-22")
             .await
             .expect("sql")
             .is_ok(),
@@ -229,11 +239,10 @@ async fn a_tracking_code_collision_is_retried_not_reported_as_already_applied(ba
         }
     }));
     let terms = issue(&store, &license(10, None)).await;
-    let now = service_kit::clock::now();
 
     // Act: two different people apply; the second draws the first one's code.
-    let first = store.apply(&terms, &person(1), now, "2026-11-22").await;
-    let second = store.apply(&terms, &person(2), now, "2026-11-22").await;
+    let first = store.apply(&terms, &person(1), "2026-11-22").await;
+    let second = store.apply(&terms, &person(2), "2026-11-22").await;
 
     // Assert: both accepted, with different codes; the collision cost a retry, not a turn.
     let first = first.expect("sql").expect("first accepted");
@@ -267,7 +276,7 @@ async fn simultaneous_applications_at_two_excluding_manufacturers_accept_one(bac
         for (store, terms) in [(a.clone(), saipa.clone()), (b.clone(), ikco.clone())] {
             tasks.push(tokio::spawn(async move {
                 let r = store
-                    .apply(&terms, &person(i), service_kit::clock::now(), "2026-11-22")
+                    .apply(&terms, &person(i), "2026-11-22")
                     .await
                     .expect("sql");
                 (i, r)
@@ -301,32 +310,18 @@ both!(
     suspension_and_eligibility_refuse_with_reasons,
     a_recent_purchase_from_a_major_manufacturer_excludes,
     a_tracking_code_collision_is_retried_not_reported_as_already_applied,
-    simultaneous_applications_at_two_excluding_manufacturers_accept_one
+    simultaneous_applications_at_two_excluding_manufacturers_accept_one,
+    joining_is_idempotent_per_national_id_across_replicas,
+    admission_follows_ticket_order_at_the_rate_and_bound,
+    an_unused_admission_is_reclaimed_when_its_time_runs_out,
+    the_admission_rate_is_respected,
+    early_arrivals_are_shuffled_ahead_of_later_ones,
+    a_restarted_replica_continues_the_numbering_and_keeps_every_ticket,
+    suspension_pauses_and_resume_restores_the_queue_exactly,
+    an_admitter_that_cannot_reach_the_database_costs_nobody_their_turn,
+    a_lottery_entry_at_the_close_is_either_drawn_or_refused,
+    thousands_join_and_apply_through_two_replicas_without_oversell
 );
-
-fn settings(opens_in_ms: i64, rate_per_min: i64, max_active: i64, buckets: u32) -> QueueSettings {
-    QueueSettings {
-        campaign: unique("c"),
-        opens_at_ms: service_kit::clock::now_ms() + opens_in_ms,
-        rate_per_min,
-        max_active,
-        apply_window_ms: 60_000,
-        buckets,
-    }
-}
-
-fn queues() -> (Queue, Queue) {
-    let prefix = unique("emta_q");
-    let key = b"queue-test-key";
-    (
-        Queue::new(&redis_url(), &prefix, key).expect("queue a"),
-        Queue::new(&redis_url(), &prefix, key).expect("queue b"),
-    )
-}
-
-fn nid(i: usize) -> NationalId {
-    national_id(200_000_000 + i as u32)
-}
 
 /// A valid national ID from nine leading digits.
 fn national_id(prefix: u32) -> NationalId {
@@ -334,18 +329,67 @@ fn national_id(prefix: u32) -> NationalId {
     NationalId::parse(&s).expect("valid")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn joining_is_idempotent_per_national_id_across_replicas() {
-    let (qa, qb) = queues();
-    let s = Arc::new(settings(-1000, 600, 100, 4));
-    qa.setup(&s).await.expect("setup");
+fn nid(i: usize) -> NationalId {
+    national_id(200_000_000 + i as u32)
+}
+
+/// A queue license opening `opens_in` seconds from now.
+fn queue_license(
+    opens_in: i64,
+    rate_per_min: i64,
+    max_active: i64,
+    window_secs: i64,
+) -> NewLicense {
+    let now = service_kit::clock::now();
+    NewLicense {
+        opens_at: now + opens_in,
+        admission_per_min: rate_per_min,
+        max_active,
+        apply_window_secs: window_secs,
+        ..license(1000, None)
+    }
+}
+
+async fn issue_id(store: &Store, l: &NewLicense) -> String {
+    store
+        .issue_license(l, service_kit::clock::now())
+        .await
+        .expect("sql")
+        .expect("valid license")
+}
+
+/// Two replicas' queues over two replicas' stores on one database.
+fn queues(a: &Store, b: &Store) -> (Queue, Queue) {
+    let keys = || service_kit::keys::Keyring::new(b"queue-test-key", &[]);
+    (Queue::new(a.clone(), keys()), Queue::new(b.clone(), keys()))
+}
+
+async fn tick(store: &Store, id: &str) -> presale::queue::QueueState {
+    store
+        .advance_queue(id)
+        .await
+        .expect("tick")
+        .expect("a queue")
+}
+
+fn ticket(j: Joined) -> i64 {
+    match j {
+        Joined::Ticket { ticket, .. } => ticket,
+        other => panic!("expected a ticket, got {other:?}"),
+    }
+}
+
+async fn joining_is_idempotent_per_national_id_across_replicas(backend: Backend) {
+    let (sa, sb) = two_stores(backend).await;
+    let (qa, qb) = queues(&sa, &sb);
+    let id = Arc::new(issue_id(&sa, &queue_license(-1, 600, 100, 60)).await);
     let mut tasks = Vec::new();
     for i in 0..300 {
         for k in 0..4 {
             let q = if k % 2 == 0 { qa.clone() } else { qb.clone() };
-            let s = s.clone();
+            let id = id.clone();
             tasks.push(tokio::spawn(async move {
-                (i, q.join(&s, &nid(i)).await.expect("join"))
+                (i, q.join(&id, &nid(i)).await.expect("join"))
             }));
         }
     }
@@ -366,117 +410,102 @@ async fn joining_is_idempotent_per_national_id_across_replicas() {
     assert_eq!(
         tickets,
         (1..=300).collect(),
-        "tickets are 1..=300 with no gaps or repeats"
+        "tickets are 1..=300, no gaps or repeats"
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn admission_follows_ticket_order_at_the_rate_and_bound() {
-    let (qa, qb) = queues();
+async fn admission_follows_ticket_order_at_the_rate_and_bound(backend: Backend) {
+    let (sa, sb) = two_stores(backend).await;
+    let (qa, _) = queues(&sa, &sb);
     // 60 000 per minute: the bound (10 active), not the rate, limits admission here.
-    let s = settings(-10, 60_000, 10, 2);
-    qa.setup(&s).await.expect("setup");
+    let id = issue_id(&sa, &queue_license(-10, 60_000, 10, 60)).await;
     for i in 0..40 {
-        qa.join(&s, &nid(i)).await.expect("join");
+        qa.join(&id, &nid(i)).await.expect("join");
     }
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let serving = qb.advance(&s.campaign).await.expect("advance");
-    assert_eq!(serving, 10, "bounded by max_active");
+    assert_eq!(tick(&sb, &id).await.serving, 10, "bounded by max_active");
     for t in 1..=10 {
         assert!(
-            qa.is_admitted(&s.campaign, t).await.expect("admitted"),
+            sa.is_admitted(&id, t).await.expect("admitted"),
             "ticket {t}"
         );
     }
-    assert!(!qa.is_admitted(&s.campaign, 11).await.expect("admitted"));
+    assert!(!sa.is_admitted(&id, 11).await.expect("admitted"));
     // Three of them apply and leave: exactly three more get in, the next in order.
     for t in [2, 5, 9] {
-        qb.release(&s.campaign, t).await.expect("release");
+        sb.release_admission(&id, t).await.expect("release");
     }
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    assert_eq!(qa.advance(&s.campaign).await.expect("advance"), 13);
-    assert!(qa.is_admitted(&s.campaign, 13).await.expect("admitted"));
-    // Suspension stops admissions at once.
-    qa.suspend(&s.campaign, true).await.expect("suspend");
+    assert_eq!(tick(&sa, &id).await.serving, 13);
+    assert!(sa.is_admitted(&id, 13).await.expect("admitted"));
+    // Suspension stops admissions at once, on every replica.
+    assert!(sa.set_license_active(&id, false).await.expect("suspend"));
     for t in [1, 3, 4, 6] {
-        qa.release(&s.campaign, t).await.expect("release");
+        sa.release_admission(&id, t).await.expect("release");
     }
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(tick(&sb, &id).await.serving, 13, "suspended: nobody more");
     assert_eq!(
-        qb.advance(&s.campaign).await.expect("advance"),
-        13,
-        "suspended: nobody more"
+        qa.join(&id, &nid(999)).await.expect("join"),
+        Joined::Suspended
     );
-    // Closing (cap reached) refuses new joins.
-    qa.close(&s.campaign).await.expect("close");
-    assert_eq!(qa.join(&s, &nid(999)).await.expect("join"), Joined::Closed);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_unused_admission_is_reclaimed_when_its_time_runs_out() {
-    let (qa, qb) = queues();
-    let s = QueueSettings {
-        apply_window_ms: 300,
-        ..settings(-10, 60_000, 5, 2)
-    };
-    qa.setup(&s).await.expect("setup");
+async fn an_unused_admission_is_reclaimed_when_its_time_runs_out(backend: Backend) {
+    let (sa, sb) = two_stores(backend).await;
+    let (qa, _) = queues(&sa, &sb);
+    let id = issue_id(&sa, &queue_license(-10, 60_000, 5, 1)).await;
     for i in 0..20 {
-        qa.join(&s, &nid(i)).await.expect("join");
+        qa.join(&id, &nid(i)).await.expect("join");
     }
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    assert_eq!(
-        qa.advance(&s.campaign).await.expect("advance"),
-        5,
-        "bounded by max_active"
-    );
-    assert!(qb.is_admitted(&s.campaign, 1).await.expect("admitted"));
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(tick(&sa, &id).await.serving, 5, "bounded by max_active");
+    assert!(sb.is_admitted(&id, 1).await.expect("admitted"));
+    // The admitter keeps ticking (the queue's clock runs) while the second passes.
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        tick(&sb, &id).await;
+    }
     assert!(
-        !qb.is_admitted(&s.campaign, 1).await.expect("admitted"),
+        !sb.is_admitted(&id, 1).await.expect("admitted"),
         "time to apply ran out"
     );
     assert_eq!(
-        qb.advance(&s.campaign).await.expect("advance"),
+        tick(&sb, &id).await.serving,
         10,
         "the five slots went to the next five"
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_admission_rate_is_respected() {
-    let (qa, qb) = queues();
-    let s = settings(-10, 600, 1000, 2); // 10 per second
-    qa.setup(&s).await.expect("setup");
-    for i in 0..100 {
-        qa.join(&s, &nid(i)).await.expect("join");
-    }
+async fn the_admission_rate_is_respected(backend: Backend) {
+    let (sa, sb) = two_stores(backend).await;
+    let (qa, _) = queues(&sa, &sb);
+    let id = issue_id(&sa, &queue_license(-10, 600, 1000, 60)).await; // 10 per second
+    let holders: Vec<String> = (0..100).map(|i| format!("h{i}")).collect();
+    sa.join_queue(&id, &holders).await.expect("join");
+    drop(qa);
+    // The first tick admits what one second (the most a tick may count) allows.
+    let first = tick(&sa, &id).await.serving;
+    assert_eq!(first, 10);
     let start = std::time::Instant::now();
     while start.elapsed() < Duration::from_millis(1500) {
-        // Both replicas call the admitter; it must not admit twice as fast.
-        qa.advance(&s.campaign).await.expect("advance");
-        qb.advance(&s.campaign).await.expect("advance");
+        // Both replicas tick; together they must not admit twice as fast.
+        tick(&sa, &id).await;
+        tick(&sb, &id).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Measured from the opening (the admitter's own origin), not from the loop's start:
-    // the joins before the loop take time too, and that time counts.
-    let serving = qa.advance(&s.campaign).await.expect("advance");
-    let since_open = (service_kit::clock::now_ms() - s.opens_at_ms) as f64 / 1000.0;
-    let expected = (since_open * 10.0) as i64;
+    let serving = tick(&sa, &id).await.serving;
+    let expected = first + (start.elapsed().as_secs_f64() * 10.0) as i64;
     assert!(
-        (expected - 3..=expected + 1).contains(&serving),
+        (expected - 2..=expected + 1).contains(&serving),
         "served {serving}, rate says ~{expected}"
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn early_arrivals_are_shuffled_ahead_of_later_ones() {
-    let (qa, qb) = queues();
-    let s = Arc::new(settings(800, 60_000, 1000, 2));
-    qa.setup(&s).await.expect("setup");
+async fn early_arrivals_are_shuffled_ahead_of_later_ones(backend: Backend) {
+    let (sa, sb) = two_stores(backend).await;
+    let (qa, qb) = queues(&sa, &sb);
+    let id = issue_id(&sa, &queue_license(2, 60_000, 1000, 60)).await;
     let mut arrivals = Vec::new();
     for i in 0..20 {
         let q = if i % 2 == 0 { &qa } else { &qb };
-        match q.join(&s, &nid(i)).await.expect("join") {
+        match q.join(&id, &nid(i)).await.expect("join") {
             Joined::Early { arrival, .. } => arrivals.push(arrival),
             other => panic!("before opening: {other:?}"),
         }
@@ -484,120 +513,266 @@ async fn early_arrivals_are_shuffled_ahead_of_later_ones() {
     assert_eq!(arrivals, (1..=20).collect::<Vec<_>>());
     // Joining again before the opening returns the same arrival number.
     assert_eq!(
-        qb.join(&s, &nid(3)).await.expect("join"),
+        qb.join(&id, &nid(3)).await.expect("join"),
         Joined::Early {
             arrival: 4,
             fresh: false
         }
     );
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert!(
+        !sa.queue_state(&id)
+            .await
+            .expect("state")
+            .expect("queue")
+            .opened
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     for i in 20..30 {
-        let Joined::Ticket { ticket, .. } = qa.join(&s, &nid(i)).await.expect("join") else {
-            panic!("after opening")
-        };
+        let t = ticket(qa.join(&id, &nid(i)).await.expect("join"));
         assert_eq!(
-            ticket,
+            t,
             i as i64 + 1,
             "later arrivals queue after every early one, in order"
         );
     }
-    let counters = qa.counters(&s.campaign).await.expect("counters");
-    assert_eq!((counters.early, counters.late), (20, 10));
+    let st = sb.queue_state(&id).await.expect("state").expect("queue");
+    assert_eq!((st.early, st.late, st.opened), (20, 10, true));
     let seed = b"revealed-seed";
     let tickets: HashSet<i64> = (1..=20).filter_map(|p| early_ticket(seed, 20, p)).collect();
+    assert_eq!(tickets, (1..=20).collect(), "a permutation of 1..=20");
+}
+
+/// A replica restarts (its process, queue and pool are gone): the numbering goes on from
+/// the durable record, everyone who had a ticket keeps it, and no number is issued twice.
+/// Before, a restarted in-process queue began again at 1, and a Redis flush or restart
+/// without its files lost every place.
+async fn a_restarted_replica_continues_the_numbering_and_keeps_every_ticket(backend: Backend) {
+    let (sa, sb, url) = two_stores_at(backend).await;
+    let id = issue_id(&sa, &queue_license(-1, 600, 100, 60)).await;
+    let (qa, qb) = queues(&sa, &sb);
+    let mut first = HashMap::new();
+    for i in 0..100 {
+        first.insert(i, ticket(qa.join(&id, &nid(i)).await.expect("join")));
+    }
+    drop((qa, qb));
+    sa.close().await;
+
+    let restarted = Store::connect(&url, 5).await.expect("reconnect");
+    let (qc, _) = queues(&restarted, &sb);
+    for i in 0..100 {
+        assert_eq!(
+            ticket(qc.join(&id, &nid(i)).await.expect("join")),
+            first[&i]
+        );
+    }
+    let mut seen: HashSet<i64> = first.values().copied().collect();
+    for i in 100..150 {
+        let t = ticket(qc.join(&id, &nid(i)).await.expect("join"));
+        assert!(seen.insert(t), "ticket {t} issued twice");
+    }
+    assert_eq!(seen, (1..=150).collect());
+}
+
+/// Suspension pauses: no admissions, no new joins, the queue's clock stops (nobody's time
+/// to apply runs), and resume restores the queue exactly. Before, a suspension closed the
+/// queue for good when an apply raced it, and deadlines ran on.
+async fn suspension_pauses_and_resume_restores_the_queue_exactly(backend: Backend) {
+    let (sa, sb) = two_stores(backend).await;
+    let (qa, _) = queues(&sa, &sb);
+    let id = issue_id(&sa, &queue_license(-10, 60_000, 5, 2)).await;
+    for i in 0..20 {
+        qa.join(&id, &nid(i)).await.expect("join");
+    }
+    assert_eq!(tick(&sa, &id).await.serving, 5);
+    assert!(sa.set_license_active(&id, false).await.expect("suspend"));
+
+    // Suspended for longer than the time to apply, the admitter ticking all along.
+    for _ in 0..12 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let st = tick(&sb, &id).await;
+        assert_eq!(st.serving, 5, "nobody admitted while suspended");
+        assert!(st.suspended && !st.sold_out);
+    }
     assert_eq!(
-        tickets,
-        (1..=20).collect(),
-        "the early arrivals' tickets are a permutation of 1..=20"
+        qa.join(&id, &nid(500)).await.expect("join"),
+        Joined::Suspended
     );
+    assert_eq!(
+        ticket(qa.join(&id, &nid(3)).await.expect("join")),
+        4,
+        "those in the queue keep their place"
+    );
+    assert!(
+        sa.is_admitted(&id, 1).await.expect("admitted"),
+        "the clock stood still"
+    );
+
+    assert!(sa.set_license_active(&id, true).await.expect("resume"));
+    let st = tick(&sa, &id).await;
+    assert!(!st.suspended && !st.sold_out);
+    assert_eq!(st.serving, 5, "the five admitted still hold their slots");
+    for t in 1..=5 {
+        assert!(
+            sb.is_admitted(&id, t).await.expect("admitted"),
+            "ticket {t} kept its turn"
+        );
+    }
+    assert_eq!(ticket(qa.join(&id, &nid(500)).await.expect("join")), 21);
+    // And the time they had left runs out as it would have.
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        tick(&sb, &id).await;
+    }
+    assert!(!sb.is_admitted(&id, 1).await.expect("admitted"));
+    assert_eq!(tick(&sa, &id).await.serving, 10, "admissions go on");
 }
 
-/// Chi-square test over many seeded draws: every early arrival is equally likely to land in
-/// every position. 10 arrivals, 20 000 draws: each (arrival, ticket) cell expects 2000.
-#[test]
-fn the_pre_opening_shuffle_is_uniform() {
-    let n = 10usize;
-    let draws = 20_000usize;
-    let mut cells = vec![vec![0u32; n]; n];
-    for d in 0..draws {
-        let seed = format!("seed-{d}");
-        for p in 1..=n as i64 {
-            let t = early_ticket(seed.as_bytes(), n as i64, p).expect("ticket");
-            cells[(p - 1) as usize][(t - 1) as usize] += 1;
-        }
+/// Nothing ticks for longer than the time to apply (no replica reached the database):
+/// the admitted keep their turn, because the queue's clock stood still, and the first
+/// tick after extends their deadlines by that time. Before, the deadlines ran out.
+async fn an_admitter_that_cannot_reach_the_database_costs_nobody_their_turn(backend: Backend) {
+    let (sa, sb) = two_stores(backend).await;
+    let (qa, _) = queues(&sa, &sb);
+    let id = issue_id(&sa, &queue_license(-10, 60_000, 3, 2)).await;
+    for i in 0..10 {
+        qa.join(&id, &nid(i)).await.expect("join");
     }
-    let expected = draws as f64 / n as f64;
-    // Per arrival: 9 degrees of freedom; critical value at p = 0.001 is 27.88.
-    for (p, row) in cells.iter().enumerate() {
-        let chi2: f64 = row
-            .iter()
-            .map(|&o| (o as f64 - expected).powi(2) / expected)
-            .sum();
-        assert!(chi2 < 27.88, "arrival {}: chi-square {chi2:.2}", p + 1);
-    }
-    // Whole table: (n-1)^2 = 81 degrees of freedom; critical value at p = 0.001 is 126.0.
-    let chi2: f64 = cells
-        .iter()
-        .flatten()
-        .map(|&o| (o as f64 - expected).powi(2) / expected)
-        .sum();
-    assert!(chi2 < 126.0, "table chi-square {chi2:.2}");
+    assert_eq!(tick(&sa, &id).await.serving, 3);
+    // The queue's clock runs on for STALL_MS (1 s) after the last tick, then stands still.
+    tokio::time::sleep(Duration::from_millis(5000)).await;
+    assert!(
+        sb.is_admitted(&id, 1).await.expect("admitted"),
+        "frozen during the outage"
+    );
+    let st = tick(&sb, &id).await;
+    assert_eq!(st.serving, 3, "the three admitted still hold their slots");
+    assert!(
+        sb.is_admitted(&id, 2).await.expect("admitted"),
+        "extended after it"
+    );
+    let mut req = person(0);
+    req.national_id = nid(1);
+    req.ticket = 2;
+    let terms = presale::domain::LicenseTerms {
+        id: id.clone(),
+        ..issue_terms(&sa, &id).await
+    };
+    assert!(sa
+        .apply(&terms, &req, "2026-11-22")
+        .await
+        .expect("sql")
+        .is_ok());
 }
 
-/// Redis memory per waiting applicant, measured with MEMORY USAGE, stays under 40 bytes.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_waiting_applicant_costs_under_40_bytes_of_redis() {
-    let (qa, _) = queues();
-    let n = 20_000usize;
-    let s = Arc::new(settings(-10, 600, 100, (n / 100) as u32));
-    qa.setup(&s).await.expect("setup");
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..32 {
-        let (q, s, next) = (qa.clone(), s.clone(), next.clone());
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= n {
-                    break;
-                }
-                q.join(&s, &nid(i)).await.expect("join");
+async fn issue_terms(store: &Store, id: &str) -> presale::domain::LicenseTerms {
+    store
+        .licenses()
+        .await
+        .expect("licenses")
+        .into_iter()
+        .find(|l| l.id == id)
+        .expect("the license")
+        .terms()
+}
+
+/// Entries race the close of a lottery's registration while replicas keep trying to draw:
+/// every entry answered as accepted is ranked, and the rest were refused. Before, an entry
+/// that checked a replica's clock just before the close could commit after the draw had
+/// read the list: published, never ranked, "draw pending" for ever.
+async fn a_lottery_entry_at_the_close_is_either_drawn_or_refused(backend: Backend) {
+    let (sa, sb) = two_stores(backend).await;
+    let now = service_kit::clock::now();
+    let mut l = license(50, None);
+    l.selection = Selection::Lottery;
+    l.opens_at = now - 10;
+    l.closes_at = now + 2;
+    let id = issue_id(&sa, &l).await;
+    let lic = Arc::new(
+        sa.licenses()
+            .await
+            .expect("licenses")
+            .into_iter()
+            .find(|x| x.id == id)
+            .expect("license"),
+    );
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut drawers = Vec::new();
+    for store in [sa.clone(), sb.clone()] {
+        let (lic, stop) = (lic.clone(), stop.clone());
+        drawers.push(tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = store.draw_lottery(&lic).await.expect("draw");
+                tokio::time::sleep(Duration::from_millis(2)).await;
             }
         }));
     }
-    for t in tasks {
-        t.await.expect("task");
+    let mut entrants = Vec::new();
+    for w in 0..16 {
+        let (store, lic) = (
+            if w % 2 == 0 { sa.clone() } else { sb.clone() },
+            lic.clone(),
+        );
+        entrants.push(tokio::spawn(async move {
+            let mut accepted = Vec::new();
+            let deadline = std::time::Instant::now() + Duration::from_millis(3000);
+            let mut k = 0;
+            while std::time::Instant::now() < deadline {
+                let who = nid(10_000 + w * 10_000 + k);
+                k += 1;
+                match store.enter_lottery(&lic, &who, "sub").await.expect("enter") {
+                    presale::store::lottery::Entered::New(n) => accepted.push(n),
+                    presale::store::lottery::Entered::Already(_) => panic!("fresh people"),
+                    presale::store::lottery::Entered::Closed => {}
+                }
+            }
+            accepted
+        }));
     }
-    let bytes = qa.memory_usage(&s).await.expect("memory");
-    let per = bytes as f64 / n as f64;
-    println!("redis bytes per waiting applicant: {per:.1} ({bytes} bytes for {n})");
-    assert!(per < 40.0, "{per:.1} bytes per applicant");
+    let mut accepted = Vec::new();
+    for e in entrants {
+        accepted.extend(e.await.expect("entrant"));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for d in drawers {
+        d.await.expect("drawer");
+    }
+    assert!(
+        sa.draw_lottery(&lic).await.expect("draw").is_some(),
+        "drawn"
+    );
+    let ranked: HashSet<i64> = sa
+        .lottery_order(&id)
+        .await
+        .expect("order")
+        .into_iter()
+        .collect();
+    assert!(
+        accepted.len() > 10,
+        "entries were accepted before the close"
+    );
+    let missing: Vec<_> = accepted.iter().filter(|n| !ranked.contains(n)).collect();
+    assert!(missing.is_empty(), "accepted but never drawn: {missing:?}");
+    assert_eq!(ranked.len(), accepted.len(), "nobody drawn who was refused");
 }
 
 /// The whole path: thousands join through two replicas, the admitter runs on both, the
 /// admitted apply through both, the cap holds, nobody holds two applications, and the
-/// accepted applicants are exactly the lowest tickets that tried.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn thousands_join_and_apply_through_two_replicas_without_oversell() {
-    let (qa, qb) = queues();
-    let (sa, sb) = two_stores(Backend::Servers).await;
+/// accepted applicants hold the lowest tickets that tried.
+async fn thousands_join_and_apply_through_two_replicas_without_oversell(backend: Backend) {
+    let (sa, sb) = two_stores(backend).await;
+    let (qa, qb) = queues(&sa, &sb);
     let cap = 40;
-    let terms = Arc::new(issue(&sa, &license(cap, None)).await);
-    let s = Arc::new(QueueSettings {
-        campaign: terms.id.clone(),
-        ..settings(-10, 120_000, 25, 20)
-    });
-    qa.setup(&s).await.expect("setup");
+    let mut l = queue_license(-10, 120_000, 25, 60);
+    l.units = cap;
+    let id = issue_id(&sa, &l).await;
+    let terms = Arc::new(issue_terms(&sa, &id).await);
     let people = 2000usize;
 
     let mut joins = Vec::new();
     for i in 0..people {
-        let (q, s) = (if i % 2 == 0 { qa.clone() } else { qb.clone() }, s.clone());
+        let (q, id) = (if i % 2 == 0 { qa.clone() } else { qb.clone() }, id.clone());
         joins.push(tokio::spawn(async move {
-            match q.join(&s, &nid(i)).await.expect("join") {
-                Joined::Ticket { ticket, .. } => (i, ticket),
-                other => panic!("{other:?}"),
-            }
+            (i, ticket(q.join(&id, &nid(i)).await.expect("join")))
         }));
     }
     let mut tickets = Vec::new();
@@ -605,14 +780,14 @@ async fn thousands_join_and_apply_through_two_replicas_without_oversell() {
         tickets.push(j.await.expect("join task"));
     }
 
-    // The admitter, on both replicas, until the queue closes.
+    // The admitter, on both replicas, until the campaign sells out.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut admitters = Vec::new();
-    for q in [qa.clone(), qb.clone()] {
-        let (stop, campaign) = (stop.clone(), s.campaign.clone());
+    for store in [sa.clone(), sb.clone()] {
+        let (stop, id) = (stop.clone(), id.clone());
         admitters.push(tokio::spawn(async move {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let _ = q.advance(&campaign).await;
+                let _ = store.advance_queue(&id).await;
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }));
@@ -620,30 +795,22 @@ async fn thousands_join_and_apply_through_two_replicas_without_oversell() {
 
     let mut appliers = Vec::new();
     for (k, (i, ticket)) in tickets.into_iter().enumerate() {
-        let (q, store, terms, campaign) = if k % 2 == 0 {
-            (qa.clone(), sa.clone(), terms.clone(), s.campaign.clone())
-        } else {
-            (qb.clone(), sb.clone(), terms.clone(), s.campaign.clone())
-        };
+        let (store, terms, id) = (
+            if k % 2 == 0 { sa.clone() } else { sb.clone() },
+            terms.clone(),
+            id.clone(),
+        );
         appliers.push(tokio::spawn(async move {
             loop {
-                let c = q.counters(&campaign).await.expect("counters");
-                if c.closed {
+                let st = store.queue_state(&id).await.expect("state").expect("queue");
+                if st.sold_out {
                     return (ticket, None);
                 }
-                if ticket <= c.serving && q.is_admitted(&campaign, ticket).await.expect("admitted")
-                {
+                if ticket <= st.serving {
                     let mut req = person(i);
                     req.national_id = nid(i);
                     req.ticket = ticket;
-                    let r = store
-                        .apply(&terms, &req, service_kit::clock::now(), "2026-11-22")
-                        .await
-                        .expect("sql");
-                    q.release(&campaign, ticket).await.expect("release");
-                    if r == Err(Refusal::SoldOut) {
-                        q.close(&campaign).await.expect("close");
-                    }
+                    let r = store.apply(&terms, &req, "2026-11-22").await.expect("sql");
                     return (ticket, Some(r));
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -669,18 +836,19 @@ async fn thousands_join_and_apply_through_two_replicas_without_oversell() {
 
     assert_eq!(accepted_tickets.len() as i64, cap, "applications == cap");
     assert_eq!(sa.accepted_count(&terms.id).await.expect("count"), cap);
-    // Admission is in ticket order: only a prefix of the tickets was ever let in, and no
-    // more than the slots freed by those who applied plus the bound on concurrently
-    // admitted applicants.
-    let serving = qa.counters(&s.campaign).await.expect("counters").serving;
+    let st = sa.queue_state(&id).await.expect("state").expect("queue");
+    assert!(st.sold_out);
+    // Admission is in ticket order: only a prefix was ever let in, no more than the slots
+    // freed by those who applied plus the bound on concurrently admitted applicants.
     assert!(
-        serving <= attempts + s.max_active,
-        "serving {serving}, attempts {attempts}"
+        st.serving <= attempts + l.max_active,
+        "serving {}, attempts {attempts}",
+        st.serving
     );
-    assert!(accepted_tickets.iter().all(|&t| t <= serving));
-    for t in serving + 1..serving + 50 {
+    assert!(accepted_tickets.iter().all(|&t| t <= st.serving));
+    for t in st.serving + 1..st.serving + 50 {
         assert!(
-            !qb.is_admitted(&s.campaign, t).await.expect("admitted"),
+            !sb.is_admitted(&id, t).await.expect("admitted"),
             "ticket {t} beyond the prefix"
         );
     }

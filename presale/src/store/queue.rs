@@ -1,0 +1,464 @@
+//! The fair queue's durable record in SQL (tables `queue_campaigns`, `queue_tickets`,
+//! `queue_admissions`; see migration 0005).
+//!
+//! Every join batch and every admitter tick locks its campaign's row first, so they happen
+//! one at a time per campaign across all replicas, and each decides on the database's
+//! clock, read after the lock. Numbers come from the counters under that lock and the
+//! `UNIQUE (license_id, number)` key refuses any second holder of a number, so nothing is
+//! issued twice whatever a clock does. A ticket or admission exists only once its
+//! transaction has committed, and only then is it answered.
+//!
+//! The queue has its own clock (`clock_ms`): the admitter's last tick. Apply deadlines are
+//! read against `min(now, clock_ms + STALL_MS)`, so when the admitter cannot tick (the
+//! license is suspended, or no replica reached the database) the queue's time stands
+//! still, and the next tick extends every live deadline by the time it stood still: nobody
+//! loses a turn they could not use.
+
+use std::collections::HashMap;
+
+use sqlx::Row;
+
+use super::{Store, StoreError};
+
+/// How long the queue's clock runs on without an admitter tick (ticks come every 250 ms).
+pub const STALL_MS: i64 = 1000;
+
+/// The answer to one join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Joined {
+    /// Joined before the opening: arrival number (1-based); the ticket is drawn at the
+    /// opening. `fresh` is false when this holder had joined already.
+    Early { arrival: i64, fresh: bool },
+    /// Joined after the opening: the ticket number.
+    Ticket { ticket: i64, fresh: bool },
+    /// Sold out: nobody new joins.
+    SoldOut,
+    /// Suspended by the ministry: nobody new joins until it resumes.
+    Suspended,
+    /// Not a queue campaign.
+    Unknown,
+}
+
+impl Joined {
+    fn of(number: i64, fresh: bool) -> Self {
+        if number < 0 {
+            Self::Early {
+                arrival: -number,
+                fresh,
+            }
+        } else {
+            Self::Ticket {
+                ticket: number,
+                fresh,
+            }
+        }
+    }
+}
+
+/// A campaign's queue as committed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueState {
+    pub serving: i64,
+    pub early: i64,
+    pub late: i64,
+    /// The opening has passed on the database's clock: no join is early any more, so
+    /// `early` is final and early tickets can be computed.
+    pub opened: bool,
+    pub sold_out: bool,
+    pub suspended: bool,
+    /// Admitted applicants whose time to apply is still running.
+    pub live: i64,
+}
+
+/// A campaign's row, locked, with its license and the database's time after the lock.
+struct Locked {
+    opens_at_ms: i64,
+    early: i64,
+    late: i64,
+    opened: bool,
+    serving: i64,
+    clock_ms: i64,
+    carry_milli: i64,
+    now_ms: i64,
+    suspended: bool,
+    sold_out: bool,
+    rate_per_min: i64,
+    max_active: i64,
+    window_ms: i64,
+}
+
+impl Store {
+    /// The database's clock in Unix milliseconds, as an SQL expression. SQLite is the
+    /// embedded single-node default, so its clock is this host's.
+    pub(crate) fn now_ms_sql(&self) -> &'static str {
+        if self.postgres {
+            "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
+        } else {
+            "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
+        }
+    }
+
+    /// The time on the database's clock (Unix milliseconds).
+    pub async fn db_now_ms(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query(&format!("SELECT {} AS now_ms", self.now_ms_sql()))
+                .fetch_one(&self.pool)
+                .await?
+                .try_get("now_ms")?,
+        )
+    }
+
+    /// The SQL of "the queue's time now" for the campaign `$1`: the database's clock,
+    /// stopped at `clock_ms + STALL_MS` while no admitter ticks.
+    pub(crate) fn queue_time_sql(&self) -> String {
+        let least = if self.postgres { "LEAST" } else { "MIN" };
+        format!(
+            "(SELECT {least}({now}, CASE WHEN clock_ms = 0 THEN {now} ELSE clock_ms + {STALL_MS} END) \
+             FROM queue_campaigns WHERE license_id = $1)",
+            now = self.now_ms_sql()
+        )
+    }
+
+    /// Creates a campaign's queue row (idempotent). Issuing a queue license does this in
+    /// its own transaction.
+    pub(crate) async fn create_queue(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        license_id: &str,
+        opens_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO queue_campaigns (license_id, opens_at_ms) VALUES ($1, $2) \
+             ON CONFLICT (license_id) DO NOTHING",
+        )
+        .bind(license_id)
+        .bind(opens_at * 1000)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    /// Locks a campaign's row (the first statement writes, as SQLite's writers must).
+    async fn lock_queue(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        license_id: &str,
+    ) -> Result<Option<Locked>, StoreError> {
+        let Some(q) = sqlx::query(&format!(
+            "UPDATE queue_campaigns SET opened = opened WHERE license_id = $1 \
+             RETURNING opens_at_ms, early, late, opened, serving, clock_ms, carry_milli, {} AS now_ms",
+            self.now_ms_sql()
+        ))
+        .bind(license_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let l = sqlx::query(
+            "SELECT status, accepted, units, admission_per_min, max_active, apply_window_secs \
+             FROM licenses WHERE id = $1",
+        )
+        .bind(license_id)
+        .fetch_one(&mut *conn)
+        .await?;
+        let status: String = l.try_get("status")?;
+        let accepted: i64 = l.try_get("accepted")?;
+        let units: i64 = l.try_get("units")?;
+        Ok(Some(Locked {
+            opens_at_ms: q.try_get("opens_at_ms")?,
+            early: q.try_get("early")?,
+            late: q.try_get("late")?,
+            opened: q.try_get::<i64, _>("opened")? == 1,
+            serving: q.try_get("serving")?,
+            clock_ms: q.try_get("clock_ms")?,
+            carry_milli: q.try_get("carry_milli")?,
+            now_ms: q.try_get("now_ms")?,
+            suspended: status != crate::domain::LicenseStatus::Active.as_str(),
+            sold_out: accepted >= units,
+            rate_per_min: l.try_get("admission_per_min")?,
+            max_active: l.try_get("max_active")?,
+            window_ms: l.try_get::<i64, _>("apply_window_secs")? * 1000,
+        }))
+    }
+
+    /// Joins a batch of holders (keyed hashes of national IDs) to a campaign's queue in one
+    /// transaction: group commit. Idempotent per holder, within the batch too. Answers in
+    /// the order of `holders`, after the commit.
+    pub async fn join_queue(
+        &self,
+        license_id: &str,
+        holders: &[String],
+    ) -> Result<Vec<Joined>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(q) = self.lock_queue(&mut tx, license_id).await? else {
+            return Ok(vec![Joined::Unknown; holders.len()]);
+        };
+        let mut known: HashMap<String, i64> = HashMap::new();
+        for chunk in holders.chunks(super::CHUNK) {
+            let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT holder, number FROM queue_tickets WHERE license_id = $1 AND holder IN ({})",
+                marks.join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(license_id);
+            for h in chunk {
+                query = query.bind(h);
+            }
+            for row in query.fetch_all(&mut *tx).await? {
+                known.insert(row.try_get("holder")?, row.try_get("number")?);
+            }
+        }
+        let refused = if q.suspended {
+            Some(Joined::Suspended)
+        } else if q.sold_out {
+            Some(Joined::SoldOut)
+        } else {
+            None
+        };
+        // Once anything happened at or after the opening, nothing is early again.
+        let early_now = q.now_ms < q.opens_at_ms && !q.opened;
+        let (mut early, mut late) = (q.early, q.late);
+        let mut fresh: Vec<(&String, i64)> = Vec::new();
+        let answers: Vec<Joined> = holders
+            .iter()
+            .map(|h| {
+                if let Some(&n) = known.get(h) {
+                    return Joined::of(n, false);
+                }
+                if let Some(r) = refused {
+                    return r;
+                }
+                let n = if early_now {
+                    early += 1;
+                    -early
+                } else {
+                    late += 1;
+                    early + late
+                };
+                known.insert(h.clone(), n);
+                fresh.push((h, n));
+                Joined::of(n, true)
+            })
+            .collect();
+        for chunk in fresh.chunks(super::CHUNK) {
+            let sql = format!(
+                "INSERT INTO queue_tickets (license_id, holder, number, joined_at_ms) VALUES {}",
+                super::values(chunk.len(), 4, 1)
+            );
+            let mut query = sqlx::query(&sql);
+            for (h, n) in chunk {
+                query = query.bind(license_id).bind(*h).bind(*n).bind(q.now_ms);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        sqlx::query(
+            "UPDATE queue_campaigns SET early = $2, late = $3, opened = $4 WHERE license_id = $1",
+        )
+        .bind(license_id)
+        .bind(early)
+        .bind(late)
+        .bind(i64::from(q.opened || !early_now))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(answers)
+    }
+
+    /// One admitter tick for a campaign (any replica may run it; ticks and joins take the
+    /// campaign's lock in turn). Admits at the license's rate, bounded by the admitted
+    /// applicants still within their time, and only while the license is active and not
+    /// sold out. Returns the state as committed.
+    pub async fn advance_queue(&self, license_id: &str) -> Result<Option<QueueState>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(q) = self.lock_queue(&mut tx, license_id).await? else {
+            return Ok(None);
+        };
+        let now = q.now_ms;
+        let opened = q.opened || now >= q.opens_at_ms;
+        let mut serving = q.serving;
+        let (mut clock, mut carry) = (q.clock_ms, q.carry_milli);
+        // Suspended or sold out: nobody is admitted and the queue's clock stands still.
+        if opened && !q.suspended && !q.sold_out {
+            let since = if q.clock_ms == 0 {
+                q.opens_at_ms
+            } else {
+                q.clock_ms
+            };
+            let gap = now - since;
+            if q.clock_ms != 0 && gap > STALL_MS {
+                // The queue's time stood still from `clock + STALL` until now: every
+                // deadline still running then runs on by as much.
+                let stood = gap - STALL_MS;
+                let extended = sqlx::query(
+                    "UPDATE queue_admissions SET deadline_ms = deadline_ms + $3 \
+                     WHERE license_id = $1 AND released = 0 AND deadline_ms > $2",
+                )
+                .bind(license_id)
+                .bind(q.clock_ms + STALL_MS)
+                .bind(stood)
+                .execute(&mut *tx)
+                .await?;
+                tracing::warn!(
+                    campaign = license_id,
+                    stood_ms = stood,
+                    extended = extended.rows_affected(),
+                    "the queue's clock stood still; deadlines extended"
+                );
+            }
+            let live = self.live_admissions(&mut tx, license_id, now).await?;
+            let allowance = carry + gap.clamp(0, STALL_MS) * q.rate_per_min / 60;
+            let k = (allowance / 1000)
+                .min(q.max_active - live)
+                .min(q.early + q.late - serving)
+                .max(0);
+            let first = serving + 1;
+            let tickets: Vec<i64> = (first..first + k).collect();
+            for chunk in tickets.chunks(super::CHUNK) {
+                let sql = format!(
+                    "INSERT INTO queue_admissions (license_id, ticket, admitted_at_ms, deadline_ms) VALUES {}",
+                    super::values(chunk.len(), 4, 1)
+                );
+                let mut query = sqlx::query(&sql);
+                for t in chunk {
+                    query = query
+                        .bind(license_id)
+                        .bind(*t)
+                        .bind(now)
+                        .bind(now + q.window_ms);
+                }
+                query.execute(&mut *tx).await?;
+            }
+            serving += k;
+            // An idle queue does not bank admissions for a burst later: at most a minute's.
+            carry = (allowance - k * 1000).min(q.rate_per_min * 1000);
+            clock = now;
+        }
+        sqlx::query(
+            "UPDATE queue_campaigns SET serving = $2, clock_ms = $3, carry_milli = $4, opened = $5 \
+             WHERE license_id = $1",
+        )
+        .bind(license_id)
+        .bind(serving)
+        .bind(clock)
+        .bind(carry)
+        .bind(i64::from(opened))
+        .execute(&mut *tx)
+        .await?;
+        let live = self.live_admissions(&mut tx, license_id, now).await?;
+        tx.commit().await?;
+        Ok(Some(QueueState {
+            serving,
+            early: q.early,
+            late: q.late,
+            opened,
+            sold_out: q.sold_out,
+            suspended: q.suspended,
+            live,
+        }))
+    }
+
+    async fn live_admissions(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        license_id: &str,
+        now_ms: i64,
+    ) -> Result<i64, StoreError> {
+        Ok(sqlx::query(
+            "SELECT COUNT(*) AS n FROM queue_admissions \
+             WHERE license_id = $1 AND released = 0 AND deadline_ms > $2",
+        )
+        .bind(license_id)
+        .bind(now_ms)
+        .fetch_one(&mut *conn)
+        .await?
+        .try_get("n")?)
+    }
+
+    /// A campaign's queue as committed, without ticking.
+    pub async fn queue_state(&self, license_id: &str) -> Result<Option<QueueState>, StoreError> {
+        let Some(r) = sqlx::query(&format!(
+            "SELECT q.early, q.late, q.serving, q.opened, l.status, l.accepted, l.units, \
+             {} AS now_ms FROM queue_campaigns q JOIN licenses l ON l.id = q.license_id \
+             WHERE q.license_id = $1",
+            self.now_ms_sql()
+        ))
+        .bind(license_id)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let now: i64 = r.try_get("now_ms")?;
+        let status: String = r.try_get("status")?;
+        let live = {
+            let mut conn = self.pool.acquire().await?;
+            self.live_admissions(&mut conn, license_id, now).await?
+        };
+        Ok(Some(QueueState {
+            serving: r.try_get("serving")?,
+            early: r.try_get("early")?,
+            late: r.try_get("late")?,
+            // Set by the first join or tick after the opening, under the campaign's lock,
+            // so every early join has committed by then.
+            opened: r.try_get::<i64, _>("opened")? == 1,
+            sold_out: r.try_get::<i64, _>("accepted")? >= r.try_get::<i64, _>("units")?,
+            suspended: status != crate::domain::LicenseStatus::Active.as_str(),
+            live,
+        }))
+    }
+
+    /// Whether `ticket` holds a live admission now, on the queue's clock.
+    pub async fn is_admitted(&self, license_id: &str, ticket: i64) -> Result<bool, StoreError> {
+        Ok(sqlx::query(&format!(
+            "SELECT 1 AS one FROM queue_admissions WHERE license_id = $1 AND ticket = $2 \
+             AND released = 0 AND deadline_ms > {}",
+            self.queue_time_sql()
+        ))
+        .bind(license_id)
+        .bind(ticket)
+        .fetch_optional(&self.pool)
+        .await?
+        .is_some())
+    }
+
+    /// Gives an admitted slot back (its holder was refused for good, or gave up).
+    pub async fn release_admission(&self, license_id: &str, ticket: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE queue_admissions SET released = 1 WHERE license_id = $1 AND ticket = $2",
+        )
+        .bind(license_id)
+        .bind(ticket)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Uses a live admission inside an application's transaction: true if `ticket` was
+    /// admitted and its time (on the queue's clock) has not run out.
+    pub(crate) async fn claim_admission(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        license_id: &str,
+        ticket: i64,
+    ) -> Result<bool, StoreError> {
+        let used = sqlx::query(&format!(
+            "UPDATE queue_admissions SET released = 1 WHERE license_id = $1 AND ticket = $2 \
+             AND released = 0 AND deadline_ms > {}",
+            self.queue_time_sql()
+        ))
+        .bind(license_id)
+        .bind(ticket)
+        .execute(&mut *conn)
+        .await?;
+        Ok(used.rows_affected() == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn values_numbers_placeholders_row_by_row() {
+        assert_eq!(super::super::values(2, 2, 3), "($3, $4), ($5, $6)");
+    }
+}
