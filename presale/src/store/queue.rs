@@ -194,6 +194,13 @@ impl Store {
         let Some(q) = self.lock_queue(&mut tx, license_id).await? else {
             return Ok(vec![Joined::Unknown; holders.len()]);
         };
+        if self.postgres {
+            // The IN list below is prepared once per length; a generic plan made while the
+            // table was empty would scan it whole on every batch. Plan each with its values.
+            sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
+                .execute(&mut *tx)
+                .await?;
+        }
         let mut known: HashMap<String, i64> = HashMap::new();
         for chunk in holders.chunks(super::CHUNK) {
             let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
