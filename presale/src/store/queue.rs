@@ -285,6 +285,8 @@ impl Store {
         let opened = q.opened || now >= q.opens_at_ms;
         let mut serving = q.serving;
         let (mut clock, mut carry) = (q.clock_ms, q.carry_milli);
+        // Admitted applicants still within their time, once counted.
+        let mut live = None;
         // Suspended or sold out: nobody is admitted and the queue's clock stands still.
         if opened && !q.suspended && !q.sold_out {
             let since = if q.clock_ms == 0 {
@@ -313,10 +315,10 @@ impl Store {
                     "the queue's clock stood still; deadlines extended"
                 );
             }
-            let live = self.live_admissions(&mut tx, license_id, now).await?;
+            let counted = self.live_admissions(&mut tx, license_id, now).await?;
             let allowance = carry + gap.clamp(0, STALL_MS) * q.rate_per_min / 60;
             let k = (allowance / 1000)
-                .min(q.max_active - live)
+                .min(q.max_active - counted)
                 .min(q.early + q.late - serving)
                 .max(0);
             let first = serving + 1;
@@ -337,6 +339,7 @@ impl Store {
                 query.execute(&mut *tx).await?;
             }
             serving += k;
+            live = Some(counted + k);
             // An idle queue does not bank admissions for a burst later: at most a minute's.
             carry = (allowance - k * 1000).min(q.rate_per_min * 1000);
             clock = now;
@@ -352,7 +355,10 @@ impl Store {
         .bind(i64::from(opened))
         .execute(&mut *tx)
         .await?;
-        let live = self.live_admissions(&mut tx, license_id, now).await?;
+        let live = match live {
+            Some(n) => n,
+            None => self.live_admissions(&mut tx, license_id, now).await?,
+        };
         tx.commit().await?;
         Ok(Some(QueueState {
             serving,
@@ -415,12 +421,20 @@ impl Store {
         }))
     }
 
+    /// The admission of ticket `$2` in campaign `$1`, unused and within its time on the
+    /// queue's clock (one definition for the check and for its use).
+    fn live_ticket_sql(&self) -> String {
+        format!(
+            "license_id = $1 AND ticket = $2 AND released = 0 AND deadline_ms > {}",
+            self.queue_time_sql()
+        )
+    }
+
     /// Whether `ticket` holds a live admission now, on the queue's clock.
     pub async fn is_admitted(&self, license_id: &str, ticket: i64) -> Result<bool, StoreError> {
         Ok(sqlx::query(&format!(
-            "SELECT 1 AS one FROM queue_admissions WHERE license_id = $1 AND ticket = $2 \
-             AND released = 0 AND deadline_ms > {}",
-            self.queue_time_sql()
+            "SELECT 1 AS one FROM queue_admissions WHERE {}",
+            self.live_ticket_sql()
         ))
         .bind(license_id)
         .bind(ticket)
@@ -450,9 +464,8 @@ impl Store {
         ticket: i64,
     ) -> Result<bool, StoreError> {
         let used = sqlx::query(&format!(
-            "UPDATE queue_admissions SET released = 1 WHERE license_id = $1 AND ticket = $2 \
-             AND released = 0 AND deadline_ms > {}",
-            self.queue_time_sql()
+            "UPDATE queue_admissions SET released = 1 WHERE {}",
+            self.live_ticket_sql()
         ))
         .bind(license_id)
         .bind(ticket)
