@@ -218,6 +218,7 @@ fn demo_license(now: i64, opens_in: i64) -> NewLicense {
             manufacturers: vec!["saipa".into(), "iran-khodro".into()],
             months: 48,
         }),
+        parties: crate::parties::commitments(),
     }
 }
 
@@ -269,7 +270,8 @@ pub async fn run(dir: &Path, ports: &Ports, opens_in: i64) -> anyhow::Result<()>
         ),
         Err(e) => return Err(e.into()),
     };
-    store.close().await;
+    // The seed's parties, played by the machine: they reveal as soon as the list is frozen.
+    tokio::spawn(crate::parties::reveal_when_frozen(store.clone()));
     let storefronts: Vec<StorefrontConfig> = demo
         .clients
         .iter()

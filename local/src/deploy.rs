@@ -125,6 +125,7 @@ pub fn queue_license(units: i64, opens_in: i64, admission_per_min: i64) -> NewLi
         min_age: Some(18),
         round: None,
         exclusion: None,
+        parties: crate::parties::commitments(),
     }
 }
 
@@ -274,6 +275,9 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
         .issue_license(&o.license, service_kit::clock::now())
         .await?
         .map_err(|e| anyhow::anyhow!("license: {e}"))?;
+    servers.push(tokio::spawn(crate::parties::reveal_when_frozen(
+        store.clone(),
+    )));
     for (port, base) in ports.into_iter().zip(&publics) {
         let mut settings = presale_settings(
             ([127, 0, 0, 1], port).into(),

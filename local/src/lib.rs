@@ -7,8 +7,10 @@
 //! - [`deploy`]: a whole deployment on free ports (stubs, the IdP, presale replicas, a
 //!   license) on SQLite or on PostgreSQL and Redis, which end-to-end tests, benches and the
 //!   load tool's sweep start and stop.
+//! - [`parties`]: the seed's parties played by the machine (public demo secrets).
 
 pub mod demo;
 pub mod deploy;
+pub mod parties;
 
 pub use deploy::{deploy, queue_license, Deployment, Options};

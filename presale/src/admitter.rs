@@ -1,7 +1,8 @@
 //! The admitter: four times a second on every replica, reload the licenses, tick every
 //! queue campaign (admit at the license's rate; a transaction under the campaign's lock,
 //! so any number of replicas may run it), refresh this replica's counters cache from what
-//! committed, and draw lotteries whose registration has closed.
+//! committed, draw lotteries whose registration has closed (freezing their entries first),
+//! and sequence and sign every campaign's transparency log.
 //!
 //! While the database cannot be reached nothing is admitted (the tick is a transaction),
 //! and the queue's clock stands still, so those already admitted do not lose their turn
@@ -72,6 +73,11 @@ pub(crate) async fn tick(core: &Core) {
     for l in licenses.iter().filter(|l| l.selection == Selection::Queue) {
         if let Err(e) = admit(core, l).await {
             tracing::warn!(error = %e, campaign = %l.id, "admitter tick failed");
+        }
+    }
+    for l in licenses.iter() {
+        if let Err(e) = core.store.sequence_log(&l.id, &core.log_key).await {
+            tracing::warn!(error = %e, campaign = %l.id, "transparency log sequencing failed");
         }
     }
 }

@@ -23,6 +23,7 @@ use crate::domain::ticket::Tickets;
 use crate::domain::License;
 use crate::queue::{Queue, QueueState};
 use crate::store::Store;
+use crate::transparency::LogKey;
 
 /// Per-IP limiter of this replica: cheap, local, and the first line against floods.
 pub(crate) type IpLimiter = governor::DefaultKeyedRateLimiter<std::net::IpAddr>;
@@ -61,6 +62,8 @@ pub struct CoreState {
     /// Requests in flight on this replica, for load shedding.
     pub(crate) in_flight: AtomicUsize,
     pub(crate) admitter: Admitter,
+    /// Signs the campaigns' transparency-log checkpoints.
+    pub(crate) log_key: LogKey,
     /// Licenses as last read from SQL, shared rather than copied: status polls look them
     /// up on every request.
     licenses: RwLock<Arc<Vec<Arc<License>>>>,
@@ -89,6 +92,11 @@ impl Core {
         ))
     }
 
+    /// A license by id, whoever's.
+    pub(crate) fn license_by_id(&self, id: &str) -> Option<Arc<License>> {
+        self.all_licenses().iter().find(|l| l.id == id).cloned()
+    }
+
     /// A manufacturer's license by id.
     pub(crate) fn license(&self, manufacturer: &str, id: &str) -> Option<Arc<License>> {
         self.all_licenses()
@@ -102,7 +110,7 @@ impl Core {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(id)
-            .copied()
+            .cloned()
             .unwrap_or_default()
     }
 
@@ -170,6 +178,7 @@ impl Application {
             drain: Duration::from_secs(settings.drain_secs),
             in_flight: AtomicUsize::new(0),
             admitter: Admitter::default(),
+            log_key: LogKey::from_keyring(&keys),
             store,
             queue,
             sessions,

@@ -82,6 +82,30 @@ pub mod msg {
         "نوبت شما نرسیده یا مهلت آن گذشته است.",
         "It is not your turn, or your time to apply has run out."
     );
+    pub const NO_LOG: Text = t!(
+        "گزارش شفافیت این پیش‌فروش پیدا نشد.",
+        "No transparency log for this presale."
+    );
+    pub const REVEAL_TOO_EARLY: Text = t!(
+        "فهرست هنوز قطعی نشده است؛ راز را پس از قطعی شدن فهرست آشکار کنید.",
+        "The list is not frozen yet; reveal the secret after it is frozen."
+    );
+    pub const REVEAL_UNKNOWN_PARTY: Text = t!(
+        "این طرف در بذر این پیش‌فروش سهمی ندارد.",
+        "This party has no share in this presale's seed."
+    );
+    pub const REVEAL_MISMATCH: Text = t!(
+        "این راز با تعهد منتشرشده این طرف نمی‌خواند.",
+        "This secret does not match the party's published commitment."
+    );
+    pub const BAD_RECEIPT: Text = t!(
+        "رسید خوانا نیست: متن JSON رسید را کامل بچسبانید.",
+        "The receipt cannot be read: paste the receipt's whole JSON."
+    );
+    pub const BAD_RANGE: Text = t!(
+        "بازه درخواستی نامعتبر است.",
+        "The requested range is not valid."
+    );
     pub const NOT_A_WINNER: Text = t!(
         "شما در قرعه‌کشی برنده نشده‌اید یا قرعه‌کشی هنوز انجام نشده است.",
         "You did not win the lottery, or it has not been drawn yet."

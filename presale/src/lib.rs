@@ -28,6 +28,7 @@ pub mod error;
 pub mod http;
 pub mod queue;
 pub mod store;
+pub mod transparency;
 
 pub use app::Application;
 pub use config::Settings;

@@ -38,6 +38,29 @@ enum Command {
         #[command(subcommand)]
         action: LicenseAction,
     },
+    /// Make a seed contribution for a license: prints a secret to keep (and reveal after
+    /// the freeze) and the commitment to give the ministry at issuance.
+    Commit {
+        /// The party: `ministry`, the manufacturer's name, or `observer`.
+        party: String,
+    },
+    /// Audit a campaign from its public transparency log alone: checkpoints, consistency,
+    /// the seed, the shuffle, the admission order, the draw and every acceptance. Exits
+    /// non-zero on any finding.
+    Verify {
+        /// The presale service's public URL.
+        url: String,
+        /// The campaign (license id).
+        campaign: String,
+        /// The log's verifier key, obtained out of band (the ministry's site); without it
+        /// the key the service publishes is used (trust on first use).
+        #[arg(long)]
+        key: Option<String>,
+        /// A file of checkpoints kept from earlier runs: the log must still agree with
+        /// every one, and the latest is added to it.
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
     /// Ministry staff accounts.
     Staff {
         #[arg(
@@ -125,6 +148,63 @@ async fn main() -> anyhow::Result<()> {
                 )
                 .await?;
             println!("{id}");
+        }
+        Command::Commit { party } => {
+            anyhow::ensure!(
+                presale::transparency::seed::valid_party(&party),
+                "party: lowercase letters, digits and dashes, 1 to 32"
+            );
+            let c = presale::transparency::seed::Contribution::generate(&party);
+            println!("party:      {party}");
+            println!(
+                "secret:     {}   (keep it; reveal it only after the list is frozen)",
+                c.secret
+            );
+            println!(
+                "commitment: {}   (give this to the ministry for the license)",
+                c.commitment().commitment
+            );
+        }
+        Command::Verify {
+            url,
+            campaign,
+            key,
+            state,
+        } => {
+            let source = presale::transparency::verify::HttpSource::new(&url);
+            let key = match key {
+                Some(k) => k,
+                None => {
+                    let k = source.key().await.map_err(anyhow::Error::msg)?;
+                    println!("key (as published, not pinned): {k}");
+                    k
+                }
+            };
+            let kept: Vec<String> = match &state {
+                Some(p) if p.exists() => serde_json::from_slice(&std::fs::read(p)?)?,
+                _ => Vec::new(),
+            };
+            let report = presale::transparency::verify::audit(&source, &campaign, &key, &kept)
+                .await
+                .map_err(anyhow::Error::msg)?;
+            for c in &report.checked {
+                println!("checked: {c}");
+            }
+            for f in &report.findings {
+                println!("FINDING: {f}");
+            }
+            if let (Some(p), Some(latest)) = (&state, &report.latest) {
+                let mut kept = kept;
+                if !kept.contains(&latest.note) {
+                    kept.push(latest.note.clone());
+                }
+                std::fs::write(p, serde_json::to_vec_pretty(&kept)?)?;
+            }
+            if report.ok() {
+                println!("campaign {campaign}: everything recomputed from the log matches");
+            } else {
+                anyhow::bail!("campaign {campaign}: {} findings", report.findings.len());
+            }
         }
         Command::Staff {
             database_url,

@@ -39,6 +39,7 @@ fn test_license(manufacturer: &str, model: &str, now: i64) -> NewLicense {
         min_age: Some(18),
         round: None,
         exclusion: None,
+        parties: local::parties::commitments(),
     }
 }
 
@@ -170,12 +171,20 @@ async fn lottery(postgres: bool) {
             browsers.push((b.http.clone(), wait_url));
         }
     }
-    tokio::time::sleep(std::time::Duration::from_millis(4500)).await;
-
-    // Assert: the draw happened, is published, recomputes, and the winner alone may apply.
-    let public = Browser::new("")
+    // Assert: the draw happened (after the close froze the list and the parties revealed),
+    // is published, recomputes, and the winner alone may apply.
+    let mut public = Browser::new("")
         .go(&browsers[0].1.replace("/wait", "/lottery"))
         .await;
+    for _ in 0..60 {
+        if public.body.contains("seed: <code>") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        public = Browser::new("")
+            .go(&browsers[0].1.replace("/wait", "/lottery"))
+            .await;
+    }
     assert!(
         public.body.contains("seed: <code>"),
         "the seed is revealed after the close"
@@ -203,8 +212,7 @@ async fn lottery(postgres: bool) {
         .await
         .expect("seed")
         .expect("drawn");
-    let recomputed = presale::domain::lottery::draw(&seed, &license.seed_commitment, &entries, 1)
-        .expect("commitment holds");
+    let recomputed = presale::domain::lottery::draw(&seed, &entries, 1);
     let published: Vec<String> = env
         .store
         .lottery_order(&license.id)
@@ -270,11 +278,19 @@ async fn journey(postgres: bool) {
         url.starts_with(&issuer) && phone.body.contains("name=\"mobile\""),
         "at the IdP's phone page"
     );
-    let front = sign_in(&env, &b, "saipa", who).await;
+    let mut front = sign_in(&env, &b, "saipa", who).await;
     assert!(
         front.body.contains(&who.given_name),
         "signed in as the verified citizen"
     );
+    // The opening froze the pre-opening list; the parties reveal; the seed is public.
+    for _ in 0..40 {
+        if front.body.contains("seed: <code>") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        front = b.go(&format!("{base}/saipa/")).await;
+    }
     assert!(
         front.body.contains("seed: <code>"),
         "after the opening the queue's seed is public"
@@ -326,6 +342,76 @@ async fn journey(postgres: bool) {
     assert_eq!(again.status, 409);
     let mine = b.go(&format!("{base}/saipa/applications")).await;
     assert!(mine.body.contains("Shahin"));
+
+    // The citizen's receipts: their ticket and their application, each proved in the
+    // campaign's signed log, checkable on its own and on the public check page; and the
+    // auditor recomputes the whole campaign from the public log over HTTP.
+    let key = reqwest::get(format!("{base}/transparency/key"))
+        .await
+        .expect("key")
+        .text()
+        .await
+        .expect("key text");
+    let receipts_url = wait_url.replace("/wait", "/receipts");
+    let mut receipts: Vec<presale::transparency::Receipt> = Vec::new();
+    for _ in 0..40 {
+        receipts = b
+            .http
+            .get(&receipts_url)
+            .send()
+            .await
+            .expect("receipts")
+            .json()
+            .await
+            .expect("receipts json");
+        if receipts.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert!(
+        receipts
+            .iter()
+            .any(|r| r.record.contains("\"event\":\"ticket\""))
+            && receipts
+                .iter()
+                .any(|r| r.record.contains("\"event\":\"accepted\"")),
+        "{receipts:?}"
+    );
+    for r in &receipts {
+        r.check(key.trim()).expect("the receipt holds");
+    }
+    let check = Browser::new("")
+        .go(&format!(
+            "{base}/transparency/check?receipt={}",
+            url::form_urlencoded::byte_serialize(
+                serde_json::to_string(&receipts[0])
+                    .expect("json")
+                    .as_bytes()
+            )
+            .collect::<String>()
+        ))
+        .await;
+    assert_eq!(check.status, 200, "{}", check.body);
+    assert!(check.body.contains("The receipt holds"), "{}", check.body);
+    let mut forged = receipts[0].clone();
+    forged.record = forged.record.replace("ticket", "tickeT");
+    let refused = Browser::new("")
+        .go(&format!(
+            "{base}/transparency/check?receipt={}",
+            url::form_urlencoded::byte_serialize(
+                serde_json::to_string(&forged).expect("json").as_bytes()
+            )
+            .collect::<String>()
+        ))
+        .await;
+    assert_eq!(refused.status, 422, "a forged receipt does not hold");
+    let campaign = &receipts[0].campaign;
+    let source = presale::transparency::verify::HttpSource::new(&base);
+    let report = presale::transparency::verify::audit(&source, campaign, key.trim(), &[])
+        .await
+        .expect("audit");
+    assert!(report.ok(), "{:?}", report.findings);
 
     // Assert: the second manufacturer needs only the consent page (single sign-on).
     let consent2 = b.go(&format!("{base}/iran-khodro/login")).await;
@@ -465,6 +551,12 @@ async fn console(postgres: bool) {
 
     // Issue a license through the form; a deadline past the legal limit is refused.
     let csrf = input(&dash.body, "csrf");
+    let ministry_commitment = presale::transparency::seed::Contribution::generate("ministry")
+        .commitment()
+        .commitment;
+    let maker_commitment = presale::transparency::seed::Contribution::generate("iran-khodro")
+        .commitment()
+        .commitment;
     let mut fields: Vec<(String, String)> = vec![
         ("license_no", "MIMT-T-9"),
         ("manufacturer", "iran-khodro"),
@@ -478,6 +570,8 @@ async fn console(postgres: bool) {
         ("apply_window_secs", "300"),
         ("min_age", "18"),
         ("round", ""),
+        ("ministry_commitment", &ministry_commitment),
+        ("manufacturer_commitment", &maker_commitment),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -542,6 +636,7 @@ async fn console(postgres: bool) {
         citizen_sub: "c".into(),
         birthdate: "1990-01-01".into(),
         ticket: 1,
+        holder: presale::domain::Holder("h".into()),
     };
     let r = env
         .store

@@ -83,6 +83,8 @@ pub struct ApplicationRequest {
     /// ISO 8601 birth date from the ID token.
     pub birthdate: String,
     pub ticket: i64,
+    /// The per-campaign keyed hash of the national ID, as the transparency log shows it.
+    pub holder: super::Holder,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 use super::application::LicenseTerms;
 
 /// Legal delivery limits by presale kind: firm 9 months, regular 12 months (DESIGN.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PresaleKind {
     Firm,
@@ -35,7 +35,7 @@ impl PresaleKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Selection {
     Queue,
@@ -84,7 +84,7 @@ impl LicenseStatus {
 }
 
 /// Eligibility rule: no accepted application at these manufacturers in the last `months`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Exclusion {
     pub manufacturers: Vec<String>,
     pub months: i64,
@@ -92,8 +92,8 @@ pub struct Exclusion {
 
 /// A license to be issued. Times in Unix seconds, money in rials. (JSON for `presale
 /// license issue`: the same field names, `kind` "firm" or "regular", `selection` "queue"
-/// or "lottery".)
-#[derive(Debug, Clone, serde::Deserialize)]
+/// or "lottery", `parties` the seed commitments: `presale commit PARTY` makes one.)
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewLicense {
     pub license_no: String,
@@ -113,6 +113,8 @@ pub struct NewLicense {
     pub min_age: Option<i64>,
     pub round: Option<String>,
     pub exclusion: Option<Exclusion>,
+    /// Every party's commitment to its seed contribution: at least two parties.
+    pub parties: Vec<crate::transparency::seed::Commitment>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -129,6 +131,8 @@ pub enum LicenseError {
     LicenseNo,
     #[error("this license number has been issued already")]
     Exists,
+    #[error("the seed needs commitments from at least two distinct parties (name: a-z, 0-9, dashes; commitment: base64url SHA-256)")]
+    Parties,
 }
 
 /// An issued license, as storefronts show it and applications are checked against.
@@ -154,9 +158,6 @@ pub struct License {
     pub min_age: Option<i64>,
     pub round: Option<String>,
     pub status: LicenseStatus,
-    /// base64url(SHA-256(seed)), published at issuance.
-    pub seed_commitment: String,
-    pub seed: String,
     pub exclusion: Option<Exclusion>,
 }
 
@@ -223,6 +224,9 @@ impl NewLicense {
         {
             return Err(LicenseError::Deadline(months));
         }
+        if !crate::transparency::seed::valid_parties(&self.parties) {
+            return Err(LicenseError::Parties);
+        }
         Ok(())
     }
 }
@@ -250,6 +254,9 @@ mod tests {
             min_age: Some(18),
             round: None,
             exclusion: None,
+            parties: ["ministry", "saipa"]
+                .map(|p| crate::transparency::seed::Contribution::generate(p).commitment())
+                .to_vec(),
         }
     }
 
@@ -274,5 +281,8 @@ mod tests {
         let mut l = sample();
         l.license_no = "no spaces".into();
         assert_eq!(l.validate(), Err(LicenseError::LicenseNo));
+        let mut l = sample();
+        l.parties.pop();
+        assert_eq!(l.validate(), Err(LicenseError::Parties));
     }
 }

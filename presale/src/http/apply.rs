@@ -63,6 +63,7 @@ async fn apply(
         citizen_sub: c.sub.clone(),
         birthdate: c.birthdate.clone(),
         ticket,
+        holder: core.queue.holder(&id, &c.national_id),
     };
     let today = service_kit::clock::today_iso();
     match core.store.apply(&l.terms(), &req, &today).await? {
@@ -73,6 +74,7 @@ async fn apply(
                 p { (fa(t!("درخواست شما پذیرفته شد. کد پیگیری:", "Your application is accepted. Tracking code:"))) }
                 p { strong { (acc.tracking_code) } }
                 p { a href=(format!("/{m}/applications")) { (fa(t!("درخواست‌های من", "My applications"))) } }
+                p { a href=(format!("/{m}/c/{id}/receipts")) { (fa(t!("رسید ثبت در گزارش شفافیت (چند ثانیه دیگر)", "Receipt from the transparency log (in a few seconds)"))) } }
             },
         )),
         Err(Refusal::TurnOver) => Err(not_admitted(&core, &c, &l).await),

@@ -323,6 +323,21 @@ const FIELDS: &[(&str, &str, &str)] = &[
         "دوره فروش، یک درخواست در دوره (اختیاری)",
         "Sales round, one application per round (optional)",
     ),
+    (
+        "ministry_commitment",
+        "تعهد بذر وزارت (خروجی presale commit ministry)",
+        "The ministry's seed commitment (from `presale commit ministry`)",
+    ),
+    (
+        "manufacturer_commitment",
+        "تعهد بذر خودروساز (از خودروساز)",
+        "The manufacturer's seed commitment (from the manufacturer)",
+    ),
+    (
+        "observer_commitment",
+        "تعهد بذر ناظر (اختیاری)",
+        "An observer's seed commitment (optional)",
+    ),
 ];
 
 #[derive(Deserialize)]
@@ -381,6 +396,23 @@ fn parse_license(f: &std::collections::HashMap<String, String>) -> Result<NewLic
                 .collect(),
             months,
         }),
+        parties: [
+            ("ministry", text("ministry_commitment")),
+            (
+                text("manufacturer").as_str(),
+                text("manufacturer_commitment"),
+            ),
+            ("observer", text("observer_commitment")),
+        ]
+        .into_iter()
+        .filter(|(_, c)| !c.is_empty())
+        .map(
+            |(party, commitment)| crate::transparency::seed::Commitment {
+                party: party.to_owned(),
+                commitment,
+            },
+        )
+        .collect(),
     })
 }
 

@@ -84,7 +84,7 @@ async fn public(
         t!("قرعه‌کشی", "Lottery"),
         html! {
             h2 { (l.model) " — " (l.license_no) }
-            p { "SHA-256 commitment (base64url): " code { (l.seed_commitment) } }
+            p { a href=(format!("/transparency/{id}")) { (fa(t!("گزارش شفافیت: تعهدها، فهرست قطعی، سهم‌ها و بذر", "Transparency log: commitments, the frozen list, the shares and the seed"))) } }
             @if let Some(seed) = &seed {
                 p { "seed: " code { (seed) } }
                 p { (fa(t!(
@@ -94,7 +94,7 @@ async fn public(
                 h3 { "draw order (" (l.units) " winners)" }
                 ol { @for n in &order { li { (entry_id(*n)) } } }
             } @else {
-                p { (fa(t!("بذر قرعه‌کشی پس از پایان ثبت‌نام منتشر می‌شود.", "The seed is revealed after registration closes."))) }
+                p { (fa(t!("بذر قرعه‌کشی پس از پایان ثبت‌نام و قطعی شدن فهرست، از سهم آشکارشده همه طرف‌ها ساخته می‌شود.", "The draw's seed is made after registration closes and the list is frozen, from every party's revealed share."))) }
             }
             h3 { "entries (" (list.len()) ")" }
             ul { @for (n, masked) in &list { li { (entry_id(*n)) " " (masked) } } }

@@ -8,6 +8,7 @@
 //! - [`apply`]: applying once admitted (or drawn).
 //! - [`lottery`]: the public list and draw of a lottery campaign.
 //! - [`console`]: the ministry console.
+//! - [`transparency`]: each campaign's public log, proofs, reveals, receipts.
 //! - [`session`], [`pages`]: the storefront session and CSRF, the page shell.
 //!
 //! Status polls are answered from the replica's cache of the queue's committed state, so a
@@ -34,6 +35,7 @@ pub mod pages;
 pub mod session;
 pub mod signin;
 pub mod storefront;
+pub mod transparency;
 pub mod waiting;
 
 /// Requests a replica takes at once before it sheds load.
@@ -55,6 +57,7 @@ pub(crate) fn router(core: Core) -> Router {
         .merge(apply::router())
         .merge(lottery::router())
         .merge(console::router())
+        .merge(transparency::router())
         .fallback(|| async { Error::not_found(msg::NOT_FOUND) })
         .layer(axum::middleware::from_fn_with_state(core.clone(), guard))
         .layer(Set::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'")))

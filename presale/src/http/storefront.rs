@@ -71,15 +71,16 @@ async fn storefront(
                         li { "تحویل تا / delivery by: " (format_time(l.delivery_deadline)) " (" (l.kind.as_str()) ")" }
                         li { "ثبت‌نام / registration: " (format_time(l.opens_at)) " → " (format_time(l.closes_at)) }
                         @if l.selection == Selection::Lottery {
-                            li { "روش انتخاب / selection: قرعه‌کشی پس از پایان ثبت‌نام / lottery after registration closes (seed commitment " code { (l.seed_commitment) } ") — " a href=(format!("/{m}/c/{}/lottery", l.id)) { "فهرست و نتیجه / list and result" } }
+                            li { "روش انتخاب / selection: قرعه‌کشی پس از پایان ثبت‌نام / lottery after registration closes — " a href=(format!("/{m}/c/{}/lottery", l.id)) { "فهرست و نتیجه / list and result" } }
                         } @else {
-                            li { "روش انتخاب / selection: صف منصفانه؛ پیش از گشایش ترتیب تصادفی / fair queue; random order for those who join before the opening (seed commitment " code { (l.seed_commitment) } ")" }
+                            li { "روش انتخاب / selection: صف منصفانه؛ پیش از گشایش ترتیب تصادفی / fair queue; random order for those who join before the opening" }
                             // After the opening the seed and the number of early arrivals are
                             // public, so anyone can recompute every early ticket.
-                            @if now >= l.opens_at {
-                                li { "seed: " code { (l.seed) } " · early arrivals: " (core.cached(&l.id).early) " · ticket(p) = 1 + swap-or-not(seed, early, p − 1)" }
+                            @if let (true, Some(seed)) = (now >= l.opens_at, core.cached(&l.id).seed) {
+                                li { "seed: " code { (seed) } " · early arrivals: " (core.cached(&l.id).early) " · ticket(p) = 1 + swap-or-not(seed, early, p − 1)" }
                             }
                         }
+                        li { a href=(format!("/transparency/{}", l.id)) { "گزارش شفافیت / transparency log" } " (" (fa(t!("بذر از سهم چند طرف پس از قطعی شدن فهرست ساخته می‌شود", "the seed is made from several parties' shares after the list is frozen"))) ")" }
                         @if !l.is_active() { li.error { (fa(t!("مجوز تعلیق شده است.", "The license is suspended."))) } }
                     }
                     @if citizen.is_some() {

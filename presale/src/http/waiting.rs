@@ -55,7 +55,16 @@ async fn join(
         .ok_or(Error::not_found(msg::NO_PRESALE))?;
     citizen_limit(&core, "join", &c.national_id).await?;
     let place = match l.selection {
-        Selection::Lottery => match core.store.enter_lottery(&l, &c.national_id, &c.sub).await? {
+        Selection::Lottery => match core
+            .store
+            .enter_lottery(
+                &l,
+                &c.national_id,
+                &c.sub,
+                &core.queue.holder(&l.id, &c.national_id),
+            )
+            .await?
+        {
             Entered::New(n) | Entered::Already(n) => Place::Entry(n),
             Entered::Closed => return Err(Error::conflict(msg::LOTTERY_NOT_OPEN)),
         },
@@ -93,14 +102,16 @@ pub(super) fn read_place(
     core.tickets.read(&token, id, owner)
 }
 
-/// The ticket of a place, once it is known: early tickets come from the number of early
-/// joins, which is final once the queue has opened on the database's clock (no replica
-/// clock decides it).
-pub(super) fn ticket_of(l: &License, c: &QueueState, place: Place) -> Option<i64> {
-    match place {
-        Place::Ticket(t) => Some(t),
-        Place::Early(arrival) if c.opened => early_ticket(l.seed.as_bytes(), c.early, arrival),
-        Place::Early(_) | Place::Entry(_) => None,
+/// The ticket of a place, once it is known: early tickets come from the frozen list of
+/// early joins (final once the queue has opened on the database's clock) and the seed,
+/// which exists only after every party revealed its share after that freeze.
+pub(super) fn ticket_of(c: &QueueState, place: Place) -> Option<i64> {
+    match (place, &c.seed) {
+        (Place::Ticket(t), _) => Some(t),
+        (Place::Early(arrival), Some(seed)) if c.opened => {
+            early_ticket(seed.as_bytes(), c.early, arrival)
+        }
+        (Place::Early(_) | Place::Entry(_), _) => None,
     }
 }
 
@@ -117,7 +128,7 @@ struct StatusBody {
 }
 
 fn status_of(l: &License, c: &QueueState, place: Place) -> StatusBody {
-    let ticket = ticket_of(l, c, place);
+    let ticket = ticket_of(c, place);
     let ahead = ticket.map(|t| (t - c.serving - 1).max(0));
     StatusBody {
         ticket,
@@ -140,7 +151,7 @@ pub(super) async fn queue_ticket(core: &Core, l: &License, place: Place) -> Resu
         // one read of the committed state.
         state = core.store.queue_state(&l.id).await?.unwrap_or_default();
     }
-    ticket_of(l, &state, place).ok_or(Error::conflict(msg::NOT_YET))
+    ticket_of(&state, place).ok_or(Error::conflict(msg::NOT_YET))
 }
 
 /// JSON for pollers; served from this replica's counters cache, never from Redis.

@@ -113,6 +113,12 @@ impl Store {
                 Err(e) => return Err(e.into()),
             }
         }
+        let event = crate::transparency::Event::Accepted {
+            holder: req.holder.0.clone(),
+            ticket: req.ticket,
+            tracking_code: tracking_code.clone(),
+        };
+        self.log_event(&mut tx, &terms.id, &event).await?;
         let counted = sqlx::query(
             "UPDATE licenses SET accepted = accepted + 1 \
              WHERE id = $1 AND accepted < units AND status = 'active'",

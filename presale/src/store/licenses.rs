@@ -6,9 +6,11 @@ use super::{Store, StoreError};
 use crate::domain::license::{
     Exclusion, License, LicenseError, LicenseStatus, NewLicense, PresaleKind, Selection,
 };
+use crate::transparency::Event;
 
 impl Store {
-    /// Issues a license with a fresh lottery/shuffle seed whose SHA-256 is published now.
+    /// Issues a license, in one transaction with its seed parties' commitments, its
+    /// queue, and its transparency log whose first record is the license as issued.
     pub async fn issue_license(
         &self,
         l: &NewLicense,
@@ -18,8 +20,6 @@ impl Store {
             return Ok(Err(e));
         }
         let id = format!("l-{}", service_kit::keys::random_token(9));
-        let seed = service_kit::keys::random_token(32);
-        let commitment = crate::domain::lottery::commitment(&seed);
         let mut tx = self.pool().begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO licenses (id, license_no, manufacturer, model, units, unit_price, \
@@ -27,7 +27,7 @@ impl Store {
              admission_per_min, max_active, apply_window_secs, min_age, round, status, \
              seed_commitment, seed, created_at, exclusion_manufacturers, exclusion_months) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-             'active', $18, $19, $20, $21, $22)",
+             'active', '', '', $18, $19, $20)",
         )
         .bind(&id)
         .bind(&l.license_no)
@@ -46,8 +46,6 @@ impl Store {
         .bind(l.apply_window_secs)
         .bind(l.min_age)
         .bind(l.round.clone())
-        .bind(&commitment)
-        .bind(&seed)
         .bind(now)
         .bind(l.exclusion.as_ref().map(|e| e.manufacturers.join(",")))
         .bind(l.exclusion.as_ref().map(|e| e.months))
@@ -58,6 +56,14 @@ impl Store {
                 if l.selection == Selection::Queue {
                     self.create_queue(&mut tx, &id, l.opens_at).await?;
                 }
+                self.insert_parties(&mut tx, &id, &l.parties).await?;
+                self.create_log(&mut tx, &id).await?;
+                let event = Event::License {
+                    id: id.clone(),
+                    terms: Box::new(l.clone()),
+                    at_ms: now * 1000,
+                };
+                self.log_event(&mut tx, &id, &event).await?;
                 tx.commit().await?;
                 Ok(Ok(id))
             }
@@ -84,6 +90,12 @@ impl Store {
             )
             .execute(&mut *tx)
             .await?;
+        if done.rows_affected() == 1 {
+            let at_ms = self.db_now_ms().await?;
+            let status = if active { "active" } else { "suspended" }.to_owned();
+            self.log_event(&mut tx, id, &Event::Status { status, at_ms })
+                .await?;
+        }
         if !active {
             // The queue's time is `min(now, clock_ms + STALL_MS)`: stop it at now.
             sqlx::query(&format!(
@@ -104,7 +116,7 @@ impl Store {
             "SELECT id, license_no, manufacturer, model, units, accepted, unit_price, \
              down_payment, kind, delivery_deadline, opens_at, closes_at, selection, \
              admission_per_min, max_active, apply_window_secs, min_age, round, status, \
-             seed_commitment, seed, exclusion_manufacturers, exclusion_months \
+             exclusion_manufacturers, exclusion_months \
              FROM licenses ORDER BY opens_at",
         )
         .fetch_all(&self.pool)
@@ -135,8 +147,6 @@ struct LicenseRow {
     min_age: Option<i64>,
     round: Option<String>,
     status: String,
-    seed_commitment: String,
-    seed: String,
     exclusion_manufacturers: Option<String>,
     exclusion_months: Option<i64>,
 }
@@ -183,8 +193,6 @@ impl TryFrom<LicenseRow> for License {
             apply_window_secs: r.apply_window_secs,
             min_age: r.min_age,
             round: r.round,
-            seed_commitment: r.seed_commitment,
-            seed: r.seed,
         })
     }
 }

@@ -4,7 +4,8 @@ use sqlx::Row;
 use service_kit::sql::is_unique_violation;
 
 use super::{Store, StoreError};
-use crate::domain::{License, LicenseStatus, NationalId};
+use crate::domain::{Holder, License, LicenseStatus, NationalId};
+use crate::transparency::{Event, ENTRIES};
 
 /// A public entry identifier, as the draw and the published list use it.
 pub fn entry_id(entry_no: i64) -> String {
@@ -28,6 +29,7 @@ impl Store {
         l: &License,
         national_id: &NationalId,
         sub: &str,
+        holder: &Holder,
     ) -> Result<Entered, StoreError> {
         if let Some(n) = self.entry_of(&l.id, national_id).await? {
             return Ok(Entered::Already(n));
@@ -50,17 +52,23 @@ impl Store {
         }
         let n: i64 = row.try_get("entries")?;
         let inserted = sqlx::query(
-            "INSERT INTO lottery_entries (license_id, entry_no, national_id, citizen_sub, entered_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO lottery_entries (license_id, entry_no, national_id, citizen_sub, entered_at, holder) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&l.id)
         .bind(n)
         .bind(national_id.as_str())
         .bind(sub)
         .bind(now_ms.div_euclid(1000))
+        .bind(&holder.0)
         .execute(&mut *tx)
         .await;
         match inserted {
             Ok(_) => {
+                let event = Event::Entry {
+                    holder: holder.0.clone(),
+                    entry: n,
+                };
+                self.log_event(&mut tx, &l.id, &event).await?;
                 tx.commit().await?;
                 Ok(Entered::New(n))
             }
@@ -109,9 +117,10 @@ impl Store {
 
     /// Draws once, after the window closes on the database's clock and while the license
     /// is active (a suspended lottery waits for its resumption); a second call (any
-    /// replica) is a no-op. The list is read inside the transaction, after the license
-    /// row's lock that every entry takes: the draw ranks exactly the entries that
-    /// committed. Returns the revealed seed when the draw exists.
+    /// replica) is a no-op. Under the license row's lock, which every entry takes: the
+    /// first attempt after the close freezes the list of entries (its root goes into the
+    /// log); the draw waits until every party has revealed after that, and ranks exactly
+    /// the frozen entries. Returns the seed when the draw exists.
     pub async fn draw_lottery(&self, l: &License) -> Result<Option<String>, StoreError> {
         if let Some(seed) = self.revealed_seed(&l.id).await? {
             return Ok(Some(seed));
@@ -142,38 +151,45 @@ impl Store {
         if drawn.is_some() {
             return Ok(drawn);
         }
-        let entries: Vec<String> = sqlx::query(
-            "SELECT entry_no FROM lottery_entries WHERE license_id = $1 ORDER BY entry_no",
+        let rows = sqlx::query(
+            "SELECT entry_no, holder FROM lottery_entries WHERE license_id = $1 ORDER BY entry_no",
         )
         .bind(&l.id)
         .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|r| r.try_get::<i64, _>("entry_no").map(entry_id))
-        .collect::<Result<_, _>>()?;
-        let Ok(draw) =
-            crate::domain::lottery::draw(&l.seed, &l.seed_commitment, &entries, l.units as usize)
-        else {
-            // The stored seed no longer matches its published commitment: refuse.
-            tracing::error!(license = %l.id, "lottery seed does not match its commitment; not drawing");
+        .await?;
+        let mut numbers = Vec::with_capacity(rows.len());
+        let mut holders = Vec::with_capacity(rows.len());
+        for r in &rows {
+            numbers.push(r.try_get::<i64, _>("entry_no")?);
+            holders.push(
+                r.try_get::<Option<String>, _>("holder")?
+                    .unwrap_or_default(),
+            );
+        }
+        self.freeze_list(&mut tx, &l.id, ENTRIES, &holders, now_ms)
+            .await?;
+        let Some(seed) = self.campaign_seed_in(&mut tx, &l.id).await? else {
+            // Frozen; the parties reveal next.
+            tx.commit().await?;
             return Ok(None);
         };
+        let entries: Vec<String> = numbers.iter().map(|n| entry_id(*n)).collect();
+        let draw = crate::domain::lottery::draw(&seed, &entries, l.units as usize);
         sqlx::query("INSERT INTO lottery_draws (license_id, seed, drawn_at) VALUES ($1, $2, $3)")
             .bind(&l.id)
-            .bind(&l.seed)
+            .bind(&seed)
             .bind(now_ms.div_euclid(1000))
             .execute(&mut *tx)
             .await?;
-        let ranked: Vec<(i64, i64)> = draw
+        let order: Vec<i64> = draw
             .order
             .iter()
+            .map(|e| e.trim_start_matches('E').parse().unwrap_or(0))
+            .collect();
+        let ranked: Vec<(i64, i64)> = order
+            .iter()
             .enumerate()
-            .map(|(rank, e)| {
-                (
-                    e.trim_start_matches('E').parse().unwrap_or(0),
-                    rank as i64 + 1,
-                )
-            })
+            .map(|(rank, no)| (*no, rank as i64 + 1))
             .collect();
         for chunk in ranked.chunks(super::CHUNK) {
             let sql = format!(
@@ -186,8 +202,14 @@ impl Store {
             }
             query.execute(&mut *tx).await?;
         }
+        let event = Event::Draw {
+            entries: order.len() as i64,
+            order_sha256: crate::transparency::order_digest(&order),
+            at_ms: now_ms,
+        };
+        self.log_event(&mut tx, &l.id, &event).await?;
         tx.commit().await?;
-        Ok(Some(l.seed.clone()))
+        Ok(Some(seed))
     }
 
     pub async fn revealed_seed(&self, license_id: &str) -> Result<Option<String>, StoreError> {

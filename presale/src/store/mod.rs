@@ -7,11 +7,15 @@
 //! - [`lottery`]: entries, the draw and its public list.
 //! - [`queue`]: the fair queue's durable record: tickets, admissions, the queue's clock.
 //! - [`staff`]: the ministry's staff (argon2 + TOTP) and the audit log.
+//! - [`log`]: the campaigns' transparency logs: pending events, the sequencer, proofs.
+//! - [`seeds`]: commit-then-reveal seeds: parties, the frozen list, reveals.
 
 pub mod applications;
 pub mod licenses;
+pub mod log;
 pub mod lottery;
 pub mod queue;
+pub mod seeds;
 pub mod staff;
 
 use sqlx::AnyPool;

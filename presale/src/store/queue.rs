@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use sqlx::Row;
 
 use super::{Store, StoreError};
+use crate::transparency::{Event, EARLY};
 
 /// How long the queue's clock runs on without an admitter tick (ticks come every 250 ms).
 pub const STALL_MS: i64 = 1000;
@@ -56,7 +57,7 @@ impl Joined {
 }
 
 /// A campaign's queue as committed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueueState {
     pub serving: i64,
     pub early: i64,
@@ -68,6 +69,9 @@ pub struct QueueState {
     pub suspended: bool,
     /// Admitted applicants whose time to apply is still running.
     pub live: i64,
+    /// The seed that orders the pre-opening arrivals, once every party revealed it after
+    /// the opening froze their list.
+    pub seed: Option<String>,
 }
 
 /// A campaign's row, locked, with its license and the database's time after the lock.
@@ -259,6 +263,15 @@ impl Store {
             }
             query.execute(&mut *tx).await?;
         }
+        let events: Vec<Event> = fresh
+            .iter()
+            .map(|(h, n)| Event::Ticket {
+                holder: (*h).clone(),
+                arrival: (*n < 0).then_some(-n),
+                ticket: (*n > 0).then_some(*n),
+            })
+            .collect();
+        self.log_events(&mut tx, license_id, &events).await?;
         sqlx::query(
             "UPDATE queue_campaigns SET early = $2, late = $3, opened = $4 WHERE license_id = $1",
         )
@@ -287,6 +300,14 @@ impl Store {
         let (mut clock, mut carry) = (q.clock_ms, q.carry_milli);
         // Admitted applicants still within their time, once counted.
         let mut live = None;
+        // At the opening the pre-opening list is final (every early join committed under
+        // this lock before): freeze it. Its tickets need the seed, revealed only after.
+        let seeded = if opened {
+            self.freeze_early(&mut tx, license_id, now).await?
+        } else {
+            false
+        };
+        let waiting_for_seed = !seeded && q.serving < q.early;
         // Suspended or sold out: nobody is admitted and the queue's clock stands still.
         if opened && !q.suspended && !q.sold_out {
             let since = if q.clock_ms == 0 {
@@ -316,7 +337,12 @@ impl Store {
                 );
             }
             let counted = self.live_admissions(&mut tx, license_id, now).await?;
-            let allowance = carry + gap.clamp(0, STALL_MS) * q.rate_per_min / 60;
+            // Nothing is owed while the first tickets wait for their seed: no burst after.
+            let allowance = if waiting_for_seed {
+                0
+            } else {
+                carry + gap.clamp(0, STALL_MS) * q.rate_per_min / 60
+            };
             let k = (allowance / 1000)
                 .min(q.max_active - counted)
                 .min(q.early + q.late - serving)
@@ -337,6 +363,14 @@ impl Store {
                         .bind(now + q.window_ms);
                 }
                 query.execute(&mut *tx).await?;
+            }
+            if k > 0 {
+                let event = Event::Admitted {
+                    first,
+                    last: first + k - 1,
+                    at_ms: now,
+                };
+                self.log_event(&mut tx, license_id, &event).await?;
             }
             serving += k;
             live = Some(counted + k);
@@ -359,6 +393,7 @@ impl Store {
             Some(n) => n,
             None => self.live_admissions(&mut tx, license_id, now).await?,
         };
+        let seed = self.campaign_seed_in(&mut tx, license_id).await?;
         tx.commit().await?;
         Ok(Some(QueueState {
             serving,
@@ -368,7 +403,37 @@ impl Store {
             sold_out: q.sold_out,
             suspended: q.suspended,
             live,
+            seed,
         }))
+    }
+
+    /// Freezes the pre-opening list once (its holders in arrival order) and says whether
+    /// the seed that orders it exists.
+    async fn freeze_early(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        license_id: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let frozen = sqlx::query("SELECT seed FROM campaign_seeds WHERE license_id = $1")
+            .bind(license_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if let Some(row) = frozen {
+            return Ok(row.try_get::<Option<String>, _>("seed")?.is_some());
+        }
+        let holders: Vec<String> = sqlx::query(
+            "SELECT holder FROM queue_tickets WHERE license_id = $1 AND number < 0 ORDER BY number DESC",
+        )
+        .bind(license_id)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|r| r.try_get("holder"))
+        .collect::<Result<_, _>>()?;
+        self.freeze_list(conn, license_id, EARLY, &holders, now_ms)
+            .await?;
+        Ok(self.campaign_seed_in(conn, license_id).await?.is_some())
     }
 
     async fn live_admissions(
@@ -404,9 +469,12 @@ impl Store {
         };
         let now: i64 = r.try_get("now_ms")?;
         let status: String = r.try_get("status")?;
-        let live = {
+        let (live, seed) = {
             let mut conn = self.pool.acquire().await?;
-            self.live_admissions(&mut conn, license_id, now).await?
+            (
+                self.live_admissions(&mut conn, license_id, now).await?,
+                self.campaign_seed_in(&mut conn, license_id).await?,
+            )
         };
         Ok(Some(QueueState {
             serving: r.try_get("serving")?,
@@ -418,6 +486,7 @@ impl Store {
             sold_out: r.try_get::<i64, _>("accepted")? >= r.try_get::<i64, _>("units")?,
             suspended: status != crate::domain::LicenseStatus::Active.as_str(),
             live,
+            seed,
         }))
     }
 

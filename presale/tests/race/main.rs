@@ -6,13 +6,19 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use presale::domain::Holder;
 use presale::domain::{
     ApplicationRequest, LicenseTerms, NationalId, NewLicense, PresaleKind, Refusal, Selection,
 };
 use presale::queue::{early_ticket, Joined, Queue};
+use presale::store::seeds::Revealed;
 use presale::store::Store;
+use presale::transparency::seed::Contribution;
 use testkit::servers::unique;
 use testkit::Backend;
+
+mod transparency;
+use transparency::*;
 
 /// A fresh database and two stores on it (two replicas' pools).
 async fn two_stores(backend: Backend) -> (Store, Store) {
@@ -52,7 +58,34 @@ fn license(units: i64, round: Option<&str>) -> NewLicense {
         min_age: Some(18),
         round: round.map(str::to_owned),
         exclusion: None,
+        parties: contributions()
+            .iter()
+            .map(Contribution::commitment)
+            .collect(),
     }
+}
+
+/// The seed's parties in these tests, and their secrets.
+fn contributions() -> Vec<Contribution> {
+    ["ministry", "saipa"]
+        .map(|p| Contribution {
+            party: p.to_owned(),
+            secret: format!("race-test-secret-of-{p}"),
+        })
+        .to_vec()
+}
+
+/// Every party reveals; true once the seed exists.
+async fn reveal_all(store: &Store, id: &str) -> bool {
+    let mut seeded = false;
+    for c in contributions() {
+        if let Revealed::Accepted { seeded: true } =
+            store.reveal(id, &c.party, &c.secret).await.expect("reveal")
+        {
+            seeded = true;
+        }
+    }
+    seeded || store.campaign_seed(id).await.expect("seed").is_some()
 }
 
 /// Issues a license; a queue license then admits 1000 people at once, so `person(i)` holds
@@ -93,6 +126,7 @@ fn person(i: usize) -> ApplicationRequest {
         citizen_sub: format!("c-{i}"),
         birthdate: "1990-01-01".into(),
         ticket: i as i64 + 1,
+        holder: Holder(format!("p{i}")),
     }
 }
 
@@ -305,6 +339,9 @@ macro_rules! both {
     };
 }
 both!(
+    the_seed_is_unknowable_until_the_list_is_frozen_and_every_party_revealed,
+    the_auditor_recomputes_a_queue_campaign_and_finds_tampering,
+    the_auditor_recomputes_a_lottery_campaign,
     cap_holds_under_a_storm_of_applications,
     one_application_per_round_across_licenses,
     suspension_and_eligibility_refuse_with_reasons,
@@ -537,8 +574,15 @@ async fn early_arrivals_are_shuffled_ahead_of_later_ones(backend: Backend) {
     }
     let st = sb.queue_state(&id).await.expect("state").expect("queue");
     assert_eq!((st.early, st.late, st.opened), (20, 10, true));
-    let seed = b"revealed-seed";
-    let tickets: HashSet<i64> = (1..=20).filter_map(|p| early_ticket(seed, 20, p)).collect();
+    tick(&sa, &id).await;
+    assert!(
+        reveal_all(&sb, &id).await,
+        "the parties reveal after the freeze"
+    );
+    let seed = sa.campaign_seed(&id).await.expect("seed").expect("seeded");
+    let tickets: HashSet<i64> = (1..=20)
+        .filter_map(|p| early_ticket(seed.as_bytes(), 20, p))
+        .collect();
     assert_eq!(tickets, (1..=20).collect(), "a permutation of 1..=20");
 }
 
@@ -702,6 +746,8 @@ async fn a_lottery_entry_at_the_close_is_either_drawn_or_refused(backend: Backen
         drawers.push(tokio::spawn(async move {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let _ = store.draw_lottery(&lic).await.expect("draw");
+                // The parties reveal as soon as the close froze the list.
+                let _ = reveal_all(&store, &lic.id).await;
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
         }));
@@ -719,7 +765,12 @@ async fn a_lottery_entry_at_the_close_is_either_drawn_or_refused(backend: Backen
             while std::time::Instant::now() < deadline {
                 let who = nid(10_000 + w * 10_000 + k);
                 k += 1;
-                match store.enter_lottery(&lic, &who, "sub").await.expect("enter") {
+                let holder = Holder(format!("h{w}-{k}"));
+                match store
+                    .enter_lottery(&lic, &who, "sub", &holder)
+                    .await
+                    .expect("enter")
+                {
                     presale::store::lottery::Entered::New(n) => accepted.push(n),
                     presale::store::lottery::Entered::Already(_) => panic!("fresh people"),
                     presale::store::lottery::Entered::Closed => {}
@@ -736,6 +787,8 @@ async fn a_lottery_entry_at_the_close_is_either_drawn_or_refused(backend: Backen
     for d in drawers {
         d.await.expect("drawer");
     }
+    let _ = sa.draw_lottery(&lic).await.expect("freeze");
+    assert!(reveal_all(&sa, &id).await, "seeded after the freeze");
     assert!(
         sa.draw_lottery(&lic).await.expect("draw").is_some(),
         "drawn"

@@ -1,0 +1,295 @@
+//! The public transparency log of every campaign (see [`crate::transparency`]): its page,
+//! its checkpoints and records as the auditor downloads them, proofs, the parties'
+//! reveals, a citizen's receipts, and a page that checks a receipt.
+//!
+//! Everything here is public and read-only except the reveal, which needs no session: a
+//! secret is accepted only if it opens its party's commitment, and only after the freeze,
+//! so knowing it is the authority.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Json, Router};
+use axum_extra::extract::CookieJar;
+use maud::html;
+use service_kit::{t, Text};
+
+use super::pages::{fa, page};
+use crate::app::Core;
+use crate::domain::License;
+use crate::error::{msg, Error, Result};
+use crate::store::seeds::Revealed;
+use crate::transparency::Receipt;
+
+pub(crate) fn router() -> Router<Core> {
+    Router::new()
+        .route("/transparency/key", get(key))
+        .route("/transparency/check", get(check))
+        .route("/transparency/{id}", get(overview))
+        .route("/transparency/{id}/checkpoint", get(checkpoint))
+        .route("/transparency/{id}/checkpoints", get(checkpoints))
+        .route("/transparency/{id}/records", get(records))
+        .route("/transparency/{id}/proof", get(proof))
+        .route("/transparency/{id}/consistency", get(consistency))
+        .route("/transparency/{id}/reveal", post(reveal))
+        .route("/{m}/c/{id}/receipts", get(receipts))
+}
+
+fn campaign(core: &Core, id: &str) -> Result<std::sync::Arc<License>> {
+    core.license_by_id(id).ok_or(Error::not_found(msg::NO_LOG))
+}
+
+async fn key(State(core): State<Core>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{}\n", core.log_key.verifier_key()),
+    )
+        .into_response()
+}
+
+async fn checkpoint(State(core): State<Core>, Path(id): Path<String>) -> Result<Response> {
+    campaign(&core, &id)?;
+    let note = core
+        .store
+        .log_checkpoint(&id)
+        .await?
+        .ok_or(Error::not_found(msg::NO_LOG))?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response())
+}
+
+async fn checkpoints(State(core): State<Core>, Path(id): Path<String>) -> Result<Response> {
+    campaign(&core, &id)?;
+    Ok(Json(core.store.log_checkpoints(&id).await?).into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct Range {
+    start: u64,
+    end: u64,
+}
+
+async fn records(
+    State(core): State<Core>,
+    Path(id): Path<String>,
+    Query(r): Query<Range>,
+) -> Result<Response> {
+    campaign(&core, &id)?;
+    if r.end < r.start {
+        return Err(Error::bad_request(msg::BAD_RANGE));
+    }
+    Ok(Json(core.store.log_records(&id, r.start, r.end).await?).into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct ProofQuery {
+    index: u64,
+    size: u64,
+}
+
+async fn proof(
+    State(core): State<Core>,
+    Path(id): Path<String>,
+    Query(q): Query<ProofQuery>,
+) -> Result<Response> {
+    campaign(&core, &id)?;
+    let p = core
+        .store
+        .log_inclusion(&id, q.size, q.index)
+        .await?
+        .ok_or(Error::bad_request(msg::BAD_RANGE))?;
+    Ok(Json(serde_json::json!({ "index": q.index, "size": q.size, "proof": p })).into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct ConsistencyQuery {
+    old: u64,
+    new: u64,
+}
+
+async fn consistency(
+    State(core): State<Core>,
+    Path(id): Path<String>,
+    Query(q): Query<ConsistencyQuery>,
+) -> Result<Response> {
+    campaign(&core, &id)?;
+    let p = core
+        .store
+        .log_consistency(&id, q.new, q.old)
+        .await?
+        .ok_or(Error::bad_request(msg::BAD_RANGE))?;
+    Ok(Json(serde_json::json!({ "old": q.old, "new": q.new, "proof": p })).into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct RevealForm {
+    party: String,
+    secret: String,
+}
+
+fn answer(status: StatusCode, text: Text) -> Response {
+    (
+        status,
+        Json(serde_json::json!({ "ok": status.is_success(), "fa": text.fa, "en": text.en })),
+    )
+        .into_response()
+}
+
+/// A party reveals its secret: `curl -d party=ministry -d secret=... URL/transparency/ID/reveal`.
+async fn reveal(
+    State(core): State<Core>,
+    Path(id): Path<String>,
+    Form(f): Form<RevealForm>,
+) -> Result<Response> {
+    campaign(&core, &id)?;
+    use crate::transparency::seed::{valid_party, valid_secret};
+    if !valid_party(&f.party) || !valid_secret(&f.secret) {
+        return Ok(answer(StatusCode::BAD_REQUEST, msg::BAD_FORM));
+    }
+    Ok(match core.store.reveal(&id, &f.party, &f.secret).await? {
+        Revealed::Accepted { seeded: true } => answer(
+            StatusCode::OK,
+            t!(
+                "پذیرفته شد؛ همه سهم‌ها آشکار شده و بذر ساخته شد.",
+                "Accepted; every share is revealed and the seed is made."
+            ),
+        ),
+        Revealed::Accepted { seeded: false } => answer(
+            StatusCode::OK,
+            t!(
+                "پذیرفته شد؛ در انتظار سهم طرف‌های دیگر.",
+                "Accepted; waiting for the other parties' shares."
+            ),
+        ),
+        Revealed::Already => answer(
+            StatusCode::OK,
+            t!(
+                "این راز پیش‌تر آشکار شده بود.",
+                "This secret was revealed already."
+            ),
+        ),
+        Revealed::TooEarly => answer(StatusCode::CONFLICT, msg::REVEAL_TOO_EARLY),
+        Revealed::UnknownParty => answer(StatusCode::NOT_FOUND, msg::REVEAL_UNKNOWN_PARTY),
+        Revealed::Mismatch => answer(StatusCode::UNPROCESSABLE_ENTITY, msg::REVEAL_MISMATCH),
+    })
+}
+
+/// The signed-in citizen's receipts in a campaign: their ticket or entry and their
+/// application, each with its inclusion proof and the checkpoint it is proved against.
+async fn receipts(
+    State(core): State<Core>,
+    jar: CookieJar,
+    Path((m, id)): Path<(String, String)>,
+) -> Result<Response> {
+    let Some(c) = core.citizen(&jar, &m).await else {
+        return Err(Error::user(StatusCode::UNAUTHORIZED, msg::SIGN_IN_EXPIRED));
+    };
+    core.license(&m, &id)
+        .ok_or(Error::not_found(msg::NO_PRESALE))?;
+    let holder = core.queue.holder(&id, &c.national_id);
+    let list = core
+        .store
+        .receipts(&id, &holder.0, core.log_key.verifier_key())
+        .await?;
+    Ok((
+        [(
+            header::CONTENT_DISPOSITION,
+            "attachment; filename=\"emta-receipts.json\"",
+        )],
+        Json(list),
+    )
+        .into_response())
+}
+
+async fn overview(State(core): State<Core>, Path(id): Path<String>) -> Result<Response> {
+    let l = campaign(&core, &id)?;
+    let seed = core.store.seed_status(&id).await?;
+    let note = core.store.log_checkpoint(&id).await?;
+    let base = &core.base_url;
+    let body = html! {
+        h2 { (l.model) " · " (l.license_no) }
+        p { (fa(t!(
+            "هر رویداد عمومی این پیش‌فروش (مجوز، نوبت‌ها، فهرست قطعی، سهم‌های بذر، پذیرش‌ها، درخواست‌های پذیرفته، قرعه‌کشی، تعلیق) در یک درخت مرکل فقط‌افزودنی ثبت و سرخط آن امضا می‌شود.",
+            "Every public event of this presale (the license, tickets, the frozen list, the seed's shares, admissions, accepted applications, the draw, suspensions) is appended to a Merkle tree whose heads are signed."
+        ))) }
+        h3 { (fa(t!("بذر", "Seed"))) }
+        table {
+            @for (p, revealed) in &seed.parties {
+                tr { td { (p.party) } td { code { (p.commitment) } } td { @if *revealed { "✓" } @else { "…" } } }
+            }
+        }
+        @if let Some((size, root)) = &seed.frozen {
+            p { (fa(t!("فهرست قطعی:", "Frozen list:"))) " " (size) " · " code { (root) } }
+        }
+        @if let Some(s) = &seed.seed { p { "seed: " code { (s) } } }
+        h3 { (fa(t!("آخرین سرخط امضاشده", "Latest signed checkpoint"))) }
+        @if let Some(n) = &note { pre { (n) } }
+        p { a href=(format!("/transparency/{id}/checkpoints")) { "checkpoints.json" } " · "
+            a href=(format!("/transparency/{id}/records?start=0&end=1000")) { "records.json" } " · "
+            a href="/transparency/key" { (fa(t!("کلید عمومی", "public key"))) } }
+        p { (fa(t!("هر کسی می‌تواند کل گزارش را بازسازی و بررسی کند:", "Anyone can recompute and check the whole log:"))) }
+        pre { "presale verify " (base) " " (id) " --key '" (core.log_key.verifier_key()) "'" }
+        h3 { (fa(t!("بررسی رسید", "Check a receipt"))) }
+        form method="get" action="/transparency/check" {
+            textarea name="receipt" rows="6" cols="60" required {}
+            button type="submit" { (fa(t!("بررسی", "Check"))) }
+        }
+    };
+    Ok(page(
+        StatusCode::OK,
+        t!("گزارش شفافیت", "Transparency log"),
+        body,
+    ))
+}
+
+#[derive(serde::Deserialize)]
+struct CheckQuery {
+    receipt: String,
+}
+
+/// Checks a receipt: the checkpoint's signature, the record's inclusion, and that the log
+/// served now still contains that checkpoint's tree (a consistency proof to the latest).
+async fn check(State(core): State<Core>, Query(q): Query<CheckQuery>) -> Result<Response> {
+    let receipt: Receipt =
+        serde_json::from_str(&q.receipt).map_err(|_| Error::bad_request(msg::BAD_RECEIPT))?;
+    let key = core.log_key.verifier_key();
+    let verdict: std::result::Result<String, String> = async {
+        let head = receipt.check(key).map_err(|e| e.to_string())?;
+        let latest_note = core
+            .store
+            .log_checkpoint(&receipt.campaign)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("no checkpoint")?;
+        let latest = crate::transparency::open_checkpoint(&latest_note, key, &receipt.campaign)
+            .map_err(|e| e.to_string())?;
+        let proof = core
+            .store
+            .log_consistency(&receipt.campaign, latest.size, head.size)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("no consistency proof")?;
+        let proof: Vec<_> = proof
+            .iter()
+            .filter_map(|p| crate::transparency::parse_hash(p))
+            .collect();
+        tlog_tiles::tlog::check_tree(&proof, latest.size, latest.root, head.size, head.root)
+            .map_err(|_| "the log no longer contains the receipt's tree: it was rewritten".to_owned())?;
+        Ok(format!(
+            "record {} is in the signed tree of {} records, which the current log of {} records still contains",
+            receipt.index, head.size, latest.size
+        ))
+    }
+    .await;
+    let (status, body) = match verdict {
+        Ok(s) => (
+            StatusCode::OK,
+            html! { p.ok { (fa(t!("رسید معتبر است.", "The receipt holds."))) } p { (s) } pre { (receipt.record) } },
+        ),
+        Err(e) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            html! { p.error role="alert" { (fa(t!("رسید معتبر نیست.", "The receipt does not hold."))) } p { (e) } },
+        ),
+    };
+    Ok(page(status, t!("بررسی رسید", "Receipt check"), body))
+}

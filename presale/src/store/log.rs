@@ -1,0 +1,336 @@
+//! The campaigns' transparency logs in SQL (migration 0006).
+//!
+//! An event is appended to `log_pending` inside the transaction of what it records, so it
+//! exists exactly when its action committed. The sequencer ([`Store::sequence_log`], run by
+//! the admitter on any replica, one at a time per campaign under `log_state`'s row lock)
+//! takes what is pending, gives it the next indices, stores the records and the tree's
+//! hashes (tlog's stored-hash layout: about two per record) and signs a checkpoint. Records,
+//! hashes and checkpoints are insert-only (triggers refuse the rest); a change made anyway
+//! by someone with the database shows as a root that no longer matches a checkpoint anyone
+//! kept.
+
+use std::collections::HashMap;
+
+use sqlx::Row;
+use tlog_tiles::tlog::{self, Hash};
+
+use super::{Store, StoreError};
+use crate::transparency::{hash_text, parse_hash, with_hashes, Event, LogKey, Receipt};
+
+/// Records sequenced in one transaction at most.
+const SEQUENCE_BATCH: i64 = 20_000;
+
+/// Records served per page.
+pub const PAGE: u64 = 10_000;
+
+impl Store {
+    /// Appends an event to a campaign's log, in the caller's transaction.
+    pub(crate) async fn log_event(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        license_id: &str,
+        event: &Event,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO log_pending (license_id, body, ref) VALUES ($1, $2, $3)")
+            .bind(license_id)
+            .bind(event.line())
+            .bind(event.holder())
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Appends many events to a campaign's log, in the caller's transaction.
+    pub(crate) async fn log_events(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        license_id: &str,
+        events: &[Event],
+    ) -> Result<(), StoreError> {
+        for chunk in events.chunks(super::CHUNK) {
+            let sql = format!(
+                "INSERT INTO log_pending (license_id, body, ref) VALUES {}",
+                super::values(chunk.len(), 3, 1)
+            );
+            let mut query = sqlx::query(&sql);
+            for e in chunk {
+                query = query.bind(license_id).bind(e.line()).bind(e.holder());
+            }
+            query.execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates a campaign's log (in the issuing transaction).
+    pub(crate) async fn create_log(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        license_id: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO log_state (license_id) VALUES ($1)")
+            .bind(license_id)
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Sequences what is pending in a campaign's log and signs the new tree. Returns the
+    /// tree's size after.
+    pub async fn sequence_log(&self, license_id: &str, key: &LogKey) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(row) = sqlx::query(&format!(
+            "UPDATE log_state SET size = size WHERE license_id = $1 RETURNING size, {} AS now_ms",
+            self.now_ms_sql()
+        ))
+        .bind(license_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(0);
+        };
+        let size = row.try_get::<i64, _>("size")? as u64;
+        let now_ms: i64 = row.try_get("now_ms")?;
+        let pending = sqlx::query(
+            "SELECT id, body, ref FROM log_pending WHERE license_id = $1 ORDER BY id LIMIT $2",
+        )
+        .bind(license_id)
+        .bind(SEQUENCE_BATCH)
+        .fetch_all(&mut *tx)
+        .await?;
+        if pending.is_empty() {
+            return Ok(size);
+        }
+        let mut ids = Vec::with_capacity(pending.len());
+        let mut records: Vec<(String, Option<String>)> = Vec::with_capacity(pending.len());
+        for r in &pending {
+            ids.push(r.try_get::<i64, _>("id")?);
+            records.push((r.try_get("body")?, r.try_get("ref")?));
+        }
+        // The new records' stored hashes, reading the old tree's right edge from SQL.
+        let mut new: HashMap<u64, Hash> = HashMap::new();
+        for (i, (body, _)) in records.iter().enumerate() {
+            let n = size + i as u64;
+            let hashes = with_hashes(
+                &new,
+                |idx| self.read_hashes(license_id, idx),
+                |r| tlog::stored_hashes(n, body.as_bytes(), r),
+            )
+            .await?
+            .map_err(|e| StoreError::Corrupt(format!("log {license_id}: {e:?}")))?;
+            let first = tlog::stored_hash_count(n);
+            for (k, h) in hashes.into_iter().enumerate() {
+                new.insert(first + k as u64, h);
+            }
+        }
+        let new_size = size + records.len() as u64;
+        let root = with_hashes(
+            &new,
+            |idx| self.read_hashes(license_id, idx),
+            |r| tlog::tree_hash(new_size, r),
+        )
+        .await?
+        .map_err(|e| StoreError::Corrupt(format!("log {license_id}: {e:?}")))?;
+        for (chunk_no, chunk) in records.chunks(super::CHUNK).enumerate() {
+            let sql = format!(
+                "INSERT INTO log_records (license_id, idx, body, ref) VALUES {}",
+                super::values(chunk.len(), 4, 1)
+            );
+            let mut query = sqlx::query(&sql);
+            for (k, (body, reference)) in chunk.iter().enumerate() {
+                let idx = size + (chunk_no * super::CHUNK + k) as u64;
+                query = query
+                    .bind(license_id)
+                    .bind(idx as i64)
+                    .bind(body)
+                    .bind(reference);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        let mut hashes: Vec<(u64, Hash)> = new.into_iter().collect();
+        hashes.sort_unstable_by_key(|(i, _)| *i);
+        for chunk in hashes.chunks(super::CHUNK) {
+            let sql = format!(
+                "INSERT INTO log_hashes (license_id, idx, hash) VALUES {}",
+                super::values(chunk.len(), 3, 1)
+            );
+            let mut query = sqlx::query(&sql);
+            for (i, h) in chunk {
+                query = query.bind(license_id).bind(*i as i64).bind(hash_text(h));
+            }
+            query.execute(&mut *tx).await?;
+        }
+        for chunk in ids.chunks(super::CHUNK) {
+            let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 1)).collect();
+            let sql = format!("DELETE FROM log_pending WHERE id IN ({})", marks.join(", "));
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        sqlx::query("UPDATE log_state SET size = $2 WHERE license_id = $1")
+            .bind(license_id)
+            .bind(new_size as i64)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO log_heads (license_id, size, note, at_ms) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(license_id)
+        .bind(new_size as i64)
+        .bind(key.sign(license_id, new_size, root, now_ms))
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(new_size)
+    }
+
+    async fn read_hashes(
+        &self,
+        license_id: &str,
+        indexes: Vec<u64>,
+    ) -> Result<HashMap<u64, Hash>, StoreError> {
+        let mut out = HashMap::new();
+        for chunk in indexes.chunks(super::CHUNK) {
+            let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT idx, hash FROM log_hashes WHERE license_id = $1 AND idx IN ({})",
+                marks.join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(license_id);
+            for i in chunk {
+                query = query.bind(*i as i64);
+            }
+            for r in query.fetch_all(&self.pool).await? {
+                let idx: i64 = r.try_get("idx")?;
+                let text: String = r.try_get("hash")?;
+                let h = parse_hash(&text).ok_or_else(|| {
+                    StoreError::Corrupt(format!("log {license_id}: hash {idx} is not a hash"))
+                })?;
+                out.insert(idx as u64, h);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The latest signed checkpoint of a campaign's log.
+    pub async fn log_checkpoint(&self, license_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query(
+            "SELECT note FROM log_heads WHERE license_id = $1 ORDER BY size DESC LIMIT 1",
+        )
+        .bind(license_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| r.try_get("note"))
+        .transpose()?)
+    }
+
+    /// Every signed checkpoint of a campaign's log, oldest first.
+    pub async fn log_checkpoints(&self, license_id: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT note FROM log_heads WHERE license_id = $1 ORDER BY size")
+            .bind(license_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get("note")?)).collect()
+    }
+
+    /// Records `start..end` (at most [`PAGE`]).
+    pub async fn log_records(
+        &self,
+        license_id: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<String>, StoreError> {
+        let end = end.min(start + PAGE);
+        let rows = sqlx::query(
+            "SELECT body FROM log_records WHERE license_id = $1 AND idx >= $2 AND idx < $3 ORDER BY idx",
+        )
+        .bind(license_id)
+        .bind(start as i64)
+        .bind(end as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("body")?)).collect()
+    }
+
+    /// The proof that record `index` is in the tree of `size` records.
+    pub async fn log_inclusion(
+        &self,
+        license_id: &str,
+        size: u64,
+        index: u64,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let proof = with_hashes(
+            &HashMap::new(),
+            |idx| self.read_hashes(license_id, idx),
+            |r| tlog::prove_record(size, index, r),
+        )
+        .await?;
+        Ok(proof.ok().map(|p| p.iter().map(hash_text).collect()))
+    }
+
+    /// The proof that the tree of `old` records is a prefix of the tree of `new`.
+    pub async fn log_consistency(
+        &self,
+        license_id: &str,
+        new: u64,
+        old: u64,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let proof = with_hashes(
+            &HashMap::new(),
+            |idx| self.read_hashes(license_id, idx),
+            |r| tlog::prove_tree(new, old, r),
+        )
+        .await?;
+        Ok(proof.ok().map(|p| p.iter().map(hash_text).collect()))
+    }
+
+    /// Receipts for every sequenced record about `holder`, against the latest checkpoint.
+    pub async fn receipts(
+        &self,
+        license_id: &str,
+        holder: &str,
+        verifier_key: &str,
+    ) -> Result<Vec<Receipt>, StoreError> {
+        let Some(note) = self.log_checkpoint(license_id).await? else {
+            return Ok(Vec::new());
+        };
+        let Ok(head) = crate::transparency::open_checkpoint(&note, verifier_key, license_id) else {
+            return Err(StoreError::Corrupt(format!(
+                "log {license_id}: the latest checkpoint does not verify"
+            )));
+        };
+        let rows = sqlx::query(
+            "SELECT idx, body FROM log_records WHERE license_id = $1 AND ref = $2 AND idx < $3 ORDER BY idx",
+        )
+        .bind(license_id)
+        .bind(holder)
+        .bind(head.size as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for r in rows {
+            let index = r.try_get::<i64, _>("idx")? as u64;
+            let Some(proof) = self.log_inclusion(license_id, head.size, index).await? else {
+                continue;
+            };
+            out.push(Receipt {
+                campaign: license_id.to_owned(),
+                index,
+                record: r.try_get("body")?,
+                proof,
+                checkpoint: note.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Events not yet sequenced, per campaign (the operators' journal lag).
+    pub async fn log_pending(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query("SELECT COUNT(*) AS n FROM log_pending")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("n")?)
+    }
+}

@@ -1,0 +1,483 @@
+//! The auditor: downloads a campaign's whole log and recomputes everything that matters
+//! from it alone, trusting only the pinned signing key (`presale verify URL CAMPAIGN`).
+//!
+//! 1. The log: every checkpoint's signature, and that the records served hash to every
+//!    checkpoint's root (so each checkpoint is a prefix of the next: a record changed,
+//!    dropped or reordered after any checkpoint was published shows here), including
+//!    checkpoints the auditor kept from earlier runs.
+//! 2. The campaign: the commitments, the frozen list (its size and root recomputed from
+//!    the tickets or entries before it), every reveal against its commitment, the seed
+//!    recomputed, the shuffle of the pre-opening arrivals, the admission order (tickets in
+//!    order from 1, none before the seed exists), each accepted application (a holder with
+//!    an admitted ticket or a winning rank, once, within the cap, not while suspended), and
+//!    the lottery's draw.
+
+use std::collections::{HashMap, HashSet};
+
+use super::seed::{self, Commitment};
+use super::{list_root, open_checkpoint, Event, Head, MemoryTree, EARLY, ENTRIES};
+use crate::domain::Selection;
+
+/// Where the auditor reads a log from.
+#[allow(async_fn_in_trait)]
+pub trait LogSource {
+    /// Every signed checkpoint the log publishes.
+    async fn checkpoints(&self, campaign: &str) -> Result<Vec<String>, String>;
+    /// Records `start..end`; may return fewer (a page).
+    async fn records(&self, campaign: &str, start: u64, end: u64) -> Result<Vec<String>, String>;
+}
+
+/// A log served over HTTP by presale (`/transparency/...`).
+pub struct HttpSource {
+    pub base: String,
+    pub client: reqwest::Client,
+}
+
+impl HttpSource {
+    pub fn new(base: &str) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, String> {
+        let url = format!("{}{path}", self.base);
+        let r = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        if !r.status().is_success() {
+            return Err(format!("{url}: HTTP {}", r.status()));
+        }
+        r.json().await.map_err(|e| format!("{url}: {e}"))
+    }
+
+    /// The log's published verifier key (to pin it, compare it with one obtained
+    /// elsewhere: the ministry's site, a newspaper).
+    pub async fn key(&self) -> Result<String, String> {
+        let url = format!("{}/transparency/key", self.base);
+        let r = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        Ok(r.text()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?
+            .trim()
+            .to_owned())
+    }
+}
+
+impl LogSource for HttpSource {
+    async fn checkpoints(&self, campaign: &str) -> Result<Vec<String>, String> {
+        self.get(&format!("/transparency/{campaign}/checkpoints"))
+            .await
+    }
+
+    async fn records(&self, campaign: &str, start: u64, end: u64) -> Result<Vec<String>, String> {
+        self.get(&format!(
+            "/transparency/{campaign}/records?start={start}&end={end}"
+        ))
+        .await
+    }
+}
+
+/// What the auditor found.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Each is a broken promise; empty means everything recomputed matches.
+    pub findings: Vec<String>,
+    /// What was checked, in words.
+    pub checked: Vec<String>,
+    /// The latest checkpoint that verified (to keep for the next run).
+    pub latest: Option<Head>,
+}
+
+impl Report {
+    pub fn ok(&self) -> bool {
+        self.findings.is_empty()
+    }
+
+    fn find(&mut self, what: String) {
+        if self.findings.len() < 200 {
+            self.findings.push(what);
+        }
+    }
+}
+
+/// Audits a campaign's log. `kept` are checkpoints (signed notes) from earlier runs:
+/// the log must still agree with each.
+pub async fn audit(
+    source: &impl LogSource,
+    campaign: &str,
+    verifier_key: &str,
+    kept: &[String],
+) -> Result<Report, String> {
+    let mut report = Report::default();
+    let mut heads = Vec::new();
+    for note in source.checkpoints(campaign).await?.iter().chain(kept) {
+        match open_checkpoint(note, verifier_key, campaign) {
+            Ok(h) => heads.push(h),
+            Err(e) => report.find(format!("checkpoint: {e}")),
+        }
+    }
+    heads.sort_by_key(|h| h.size);
+    let Some(latest) = heads.last().cloned() else {
+        report.find("no checkpoint verifies with the pinned key".into());
+        return Ok(report);
+    };
+    let mut records = Vec::with_capacity(latest.size as usize);
+    while (records.len() as u64) < latest.size {
+        let page = source
+            .records(campaign, records.len() as u64, latest.size)
+            .await?;
+        if page.is_empty() {
+            break;
+        }
+        records.extend(page);
+    }
+    if records.len() as u64 != latest.size {
+        report.find(format!(
+            "the log serves {} records; its checkpoint says {}",
+            records.len(),
+            latest.size
+        ));
+        return Ok(report);
+    }
+    let mut tree = MemoryTree::default();
+    for r in &records {
+        tree.push(r.as_bytes());
+    }
+    for h in &heads {
+        if tree.root_at(h.size) != Some(h.root) {
+            report.find(format!(
+                "the records do not hash to the signed checkpoint of size {} (time {}): a record was changed, dropped or reordered, or the log forked",
+                h.size, h.at_ms
+            ));
+        }
+    }
+    report.checked.push(format!(
+        "{} checkpoints signed by the pinned key, all prefixes of one log of {} records",
+        heads.len(),
+        records.len()
+    ));
+    report.latest = Some(latest);
+    if !report.ok() {
+        return Ok(report);
+    }
+    let mut events = Vec::with_capacity(records.len());
+    for (i, r) in records.iter().enumerate() {
+        match Event::parse(r) {
+            Some(e) => events.push(e),
+            None => report.find(format!("record {i} is not an event: {r}")),
+        }
+    }
+    Campaign::new(campaign).replay(&events, &mut report);
+    Ok(report)
+}
+
+/// The campaign as the log tells it, rebuilt record by record.
+#[derive(Default)]
+struct Campaign {
+    id: String,
+    selection: Option<Selection>,
+    units: i64,
+    parties: Vec<Commitment>,
+    /// Holders in list order (pre-opening arrivals or lottery entries).
+    listed: Vec<String>,
+    /// Queue tickets after the opening: holder by ticket.
+    late: Vec<(i64, String)>,
+    holders: HashSet<String>,
+    frozen: Option<(String, i64, String)>,
+    reveals: Vec<(String, String)>,
+    seed: Option<String>,
+    admitted_to: i64,
+    accepted: HashSet<String>,
+    tracking: HashSet<String>,
+    suspended: bool,
+    /// Lottery: holder's rank once drawn.
+    ranks: HashMap<String, i64>,
+}
+
+impl Campaign {
+    fn new(id: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    fn replay(mut self, events: &[Event], report: &mut Report) {
+        for (i, e) in events.iter().enumerate() {
+            if let Err(why) = self.apply(i, e) {
+                report.find(format!("record {i}: {why}"));
+            }
+        }
+        let (early, late) = (self.early_count(), self.late.len());
+        match self.selection {
+            Some(Selection::Queue) => report.checked.push(format!(
+                "queue: {early} pre-opening arrivals shuffled by the recomputed seed, {late} later tickets in order, {} admitted in ticket order, {} accepted (cap {})",
+                self.admitted_to,
+                self.accepted.len(),
+                self.units
+            )),
+            Some(Selection::Lottery) => report.checked.push(format!(
+                "lottery: {} entries frozen, draw recomputed from the seed, {} accepted (cap {})",
+                self.listed.len(),
+                self.accepted.len(),
+                self.units
+            )),
+            None => {}
+        }
+        if self.parties.len() < 2 {
+            report.find(format!(
+                "the seed has {} party: one party could know it in advance",
+                self.parties.len()
+            ));
+        }
+        if self.seed.is_some() {
+            report.checked.push(format!(
+                "seed recomputed from {} reveals",
+                self.reveals.len()
+            ));
+        }
+    }
+
+    fn early_count(&self) -> i64 {
+        match self.selection {
+            Some(Selection::Queue) => self.listed.len() as i64,
+            _ => 0,
+        }
+    }
+
+    /// The ticket of a queue holder, with the seed known.
+    fn ticket_of(&self, holder: &str) -> Option<i64> {
+        if let Some(p) = self.listed.iter().position(|h| h == holder) {
+            let seed = self.seed.as_ref()?;
+            return crate::queue::early_ticket(
+                seed.as_bytes(),
+                self.listed.len() as i64,
+                p as i64 + 1,
+            );
+        }
+        self.late.iter().find(|(_, h)| h == holder).map(|(t, _)| *t)
+    }
+
+    fn apply(&mut self, i: usize, e: &Event) -> Result<(), String> {
+        match e {
+            Event::License { id, terms, .. } => {
+                if i != 0 || *id != self.id {
+                    return Err(format!("a license record for {id} out of place"));
+                }
+                if !seed::valid_parties(&terms.parties) {
+                    return Err(
+                        "the license's seed commitments are not two distinct parties".into(),
+                    );
+                }
+                self.selection = Some(terms.selection);
+                self.units = terms.units;
+                self.parties = terms.parties.clone();
+            }
+            _ if i == 0 => {
+                // A campaign issued before the log existed: its single legacy party.
+                self.parties = vec![Commitment {
+                    party: seed::LEGACY.into(),
+                    commitment: String::new(),
+                }];
+                return Err(
+                    "the log does not start with the license (issued before the log existed)"
+                        .into(),
+                );
+            }
+            Event::Ticket {
+                holder,
+                arrival,
+                ticket,
+            } => {
+                if !self.holders.insert(holder.clone()) {
+                    return Err(format!("holder {holder} has a second ticket"));
+                }
+                match (arrival, ticket) {
+                    (Some(a), None) => {
+                        if self.frozen.is_some() {
+                            return Err(format!(
+                                "pre-opening arrival {a} after the list was frozen"
+                            ));
+                        }
+                        if *a != self.listed.len() as i64 + 1 {
+                            return Err(format!(
+                                "arrival {a} out of order (expected {})",
+                                self.listed.len() + 1
+                            ));
+                        }
+                        self.listed.push(holder.clone());
+                    }
+                    (None, Some(t)) => {
+                        let expected = self.late.len() as i64 + 1;
+                        // Later tickets count on from the pre-opening arrivals, whose
+                        // number is final at the first later ticket.
+                        if *t != self.early_count() + expected {
+                            return Err(format!(
+                                "ticket {t} out of order (expected {}): a number skipped or issued twice",
+                                self.early_count() + expected
+                            ));
+                        }
+                        self.late.push((*t, holder.clone()));
+                    }
+                    _ => return Err("a ticket record with neither or both numbers".into()),
+                }
+            }
+            Event::Entry { holder, entry } => {
+                if self.frozen.is_some() {
+                    return Err(format!("entry {entry} after the list was frozen"));
+                }
+                if !self.holders.insert(holder.clone()) {
+                    return Err(format!("holder {holder} entered twice"));
+                }
+                if *entry != self.listed.len() as i64 + 1 {
+                    return Err(format!("entry {entry} out of order"));
+                }
+                self.listed.push(holder.clone());
+            }
+            Event::Frozen {
+                list, size, root, ..
+            } => {
+                if self.frozen.is_some() {
+                    return Err("the list was frozen twice".into());
+                }
+                let expected_list = match self.selection {
+                    Some(Selection::Queue) => EARLY,
+                    _ => ENTRIES,
+                };
+                let (n, r) = list_root(expected_list, self.listed.iter().map(String::as_str));
+                if list != expected_list || *size != n || *root != r {
+                    return Err(format!(
+                        "the frozen list ({list}, {size}, {root}) is not the list before it ({expected_list}, {n}, {r})"
+                    ));
+                }
+                self.frozen = Some((list.clone(), *size, root.clone()));
+            }
+            Event::Reveal { party, secret, .. } => {
+                if self.frozen.is_none() {
+                    return Err(format!("{party} revealed before the list was frozen"));
+                }
+                let Some(c) = self.parties.iter().find(|p| p.party == *party) else {
+                    return Err(format!("{party} is not a party of this campaign"));
+                };
+                if !seed::opens(&c.commitment, secret) {
+                    return Err(format!("{party}'s reveal does not match its commitment"));
+                }
+                if self.reveals.iter().any(|(p, _)| p == party) {
+                    return Err(format!("{party} revealed twice"));
+                }
+                self.reveals.push((party.clone(), secret.clone()));
+            }
+            Event::Seed { seed: s } => {
+                let Some((list, size, root)) = &self.frozen else {
+                    return Err("a seed before the list was frozen".into());
+                };
+                if self.reveals.len() != self.parties.len() {
+                    return Err("a seed before every party revealed".into());
+                }
+                let expected = seed::campaign_seed(&self.id, list, *size, root, &self.reveals);
+                if *s != expected {
+                    return Err(format!(
+                        "the seed {s} is not the one the reveals and the frozen list give ({expected})"
+                    ));
+                }
+                self.seed = Some(s.clone());
+            }
+            Event::Admitted { first, last, .. } => {
+                if *first != self.admitted_to + 1 || last < first {
+                    return Err(format!(
+                        "admission of {first}..={last} out of order (next is {})",
+                        self.admitted_to + 1
+                    ));
+                }
+                if *first <= self.early_count() && self.seed.is_none() {
+                    return Err("pre-opening tickets admitted before their seed existed".into());
+                }
+                let issued = self.early_count() + self.late.len() as i64;
+                if *last > issued {
+                    return Err(format!("ticket {last} admitted but only {issued} issued"));
+                }
+                self.admitted_to = *last;
+            }
+            Event::Accepted {
+                holder,
+                ticket,
+                tracking_code,
+            } => {
+                if self.suspended {
+                    return Err("an application accepted while suspended".into());
+                }
+                if !self.accepted.insert(holder.clone()) {
+                    return Err(format!("holder {holder} accepted twice"));
+                }
+                if !self.tracking.insert(tracking_code.clone()) {
+                    return Err(format!("tracking code {tracking_code} given twice"));
+                }
+                if self.accepted.len() as i64 > self.units {
+                    return Err(format!("more than {} applications accepted", self.units));
+                }
+                match self.selection {
+                    Some(Selection::Lottery) => match self.ranks.get(holder) {
+                        Some(r) if *r == *ticket && *r <= self.units => {}
+                        _ => {
+                            return Err(format!("holder {holder} accepted without a winning rank"))
+                        }
+                    },
+                    _ => {
+                        if self.ticket_of(holder) != Some(*ticket) {
+                            return Err(format!(
+                                "holder {holder} accepted with ticket {ticket}, not theirs"
+                            ));
+                        }
+                        if *ticket > self.admitted_to {
+                            return Err(format!("ticket {ticket} accepted before it was admitted"));
+                        }
+                    }
+                }
+            }
+            Event::Draw {
+                entries,
+                order_sha256,
+                ..
+            } => {
+                let Some(s) = &self.seed else {
+                    return Err("a draw before the seed".into());
+                };
+                if *entries != self.listed.len() as i64 {
+                    return Err(format!(
+                        "the draw ranked {entries} entries; {} were frozen",
+                        self.listed.len()
+                    ));
+                }
+                let ids: Vec<String> = (1..=self.listed.len() as i64)
+                    .map(crate::store::lottery::entry_id)
+                    .collect();
+                let draw = crate::domain::lottery::draw(s, &ids, self.units as usize);
+                let order: Vec<i64> = draw
+                    .order
+                    .iter()
+                    .map(|e| e.trim_start_matches('E').parse().unwrap_or(0))
+                    .collect();
+                if super::order_digest(&order) != *order_sha256 {
+                    return Err("the draw's order is not the one the seed gives".into());
+                }
+                for (rank, no) in order.iter().enumerate() {
+                    if let Some(h) = self.listed.get(*no as usize - 1) {
+                        self.ranks.insert(h.clone(), rank as i64 + 1);
+                    }
+                }
+            }
+            Event::Status { status, .. } => self.suspended = status == "suspended",
+        }
+        Ok(())
+    }
+}
