@@ -58,6 +58,8 @@ pub struct Deployment {
     pub presale: Url,
     /// Where each presale replica listens.
     pub replicas: Vec<Url>,
+    /// Each presale replica's private metrics listener (`/metrics`).
+    pub metrics: Vec<Url>,
     /// Each replica's public URL (all the same unless `public_per_replica`).
     pub public: Vec<Url>,
     pub issuer: String,
@@ -278,6 +280,7 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
     servers.push(tokio::spawn(crate::parties::reveal_when_frozen(
         store.clone(),
     )));
+    let mut metrics = Vec::new();
     for (port, base) in ports.into_iter().zip(&publics) {
         let mut settings = presale_settings(
             ([127, 0, 0, 1], port).into(),
@@ -292,7 +295,11 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
         settings.storage.db_max_connections = 4;
         settings.ip_per_sec = o.ip_per_sec;
         settings.trust_forwarded_for = o.trust_forwarded_for;
+        settings.metrics_listen = Some(([127, 0, 0, 1], 0).into());
         let service = presale::Application::build(settings).await?;
+        if let Some(addr) = service.metrics_addr() {
+            metrics.push(Url::parse(&format!("http://{addr}/metrics"))?);
+        }
         let stop = stopped(&rx);
         servers.push(tokio::spawn(async move {
             let _ = service.run_until_stopped(stop).await;
@@ -301,6 +308,7 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
     Ok(Deployment {
         presale: Url::parse(&public)?,
         replicas,
+        metrics,
         public: publics
             .iter()
             .map(|p| Url::parse(p))

@@ -26,6 +26,8 @@ pub(crate) struct Admitter {
     one_at_a_time: tokio::sync::Mutex<()>,
     /// Lotteries this replica has seen drawn: no more draw attempts for them.
     drawn: std::sync::Mutex<HashSet<String>>,
+    /// When this replica last completed a tick with every campaign advanced (Unix ms).
+    pub(crate) last_tick_ms: std::sync::atomic::AtomicI64,
 }
 
 /// A std mutex whose poisoning (a panic elsewhere mid-update of plain data) is ignored.
@@ -70,10 +72,18 @@ pub(crate) async fn tick(core: &Core) {
             Err(e) => tracing::warn!(error = %e, license = %l.id, "lottery draw failed"),
         }
     }
+    let mut all_advanced = true;
     for l in licenses.iter().filter(|l| l.selection == Selection::Queue) {
         if let Err(e) = admit(core, l).await {
+            all_advanced = false;
             tracing::warn!(error = %e, campaign = %l.id, "admitter tick failed");
         }
+    }
+    if all_advanced {
+        a.last_tick_ms.store(
+            service_kit::clock::now_ms(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
     for l in licenses.iter() {
         if let Err(e) = core.store.sequence_log(&l.id, &core.log_key).await {

@@ -62,6 +62,8 @@ pub struct CoreState {
     /// Requests in flight on this replica, for load shedding.
     pub(crate) in_flight: AtomicUsize,
     pub(crate) admitter: Admitter,
+    /// Applications this replica refused, by reason (`Refusal::ALL` order).
+    refusals: [std::sync::atomic::AtomicU64; 8],
     /// Signs the campaigns' transparency-log checkpoints.
     pub(crate) log_key: LogKey,
     /// Licenses as last read from SQL, shared rather than copied: status polls look them
@@ -121,6 +123,20 @@ impl Core {
             .insert(id.to_owned(), c);
     }
 
+    pub(crate) fn count_refusal(&self, r: crate::domain::Refusal) {
+        if let Some(i) = crate::domain::Refusal::ALL.iter().position(|x| *x == r) {
+            self.refusals[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn refusals(&self, r: crate::domain::Refusal) -> u64 {
+        crate::domain::Refusal::ALL
+            .iter()
+            .position(|x| *x == r)
+            .map(|i| self.refusals[i].load(Ordering::Relaxed))
+            .unwrap_or(0)
+    }
+
     pub(crate) fn secure_cookies(&self) -> bool {
         self.base_url.starts_with("https")
     }
@@ -129,6 +145,8 @@ impl Core {
 pub struct Application {
     core: Core,
     listener: TcpListener,
+    /// The operators' listener (`/metrics`), when configured.
+    metrics: Option<TcpListener>,
 }
 
 impl Application {
@@ -179,6 +197,7 @@ impl Application {
             in_flight: AtomicUsize::new(0),
             admitter: Admitter::default(),
             log_key: LogKey::from_keyring(&keys),
+            refusals: Default::default(),
             store,
             queue,
             sessions,
@@ -188,11 +207,24 @@ impl Application {
             counters: RwLock::default(),
         }));
         crate::admitter::tick(&core).await;
-        Ok(Self { core, listener })
+        let metrics = match settings.metrics_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
+        Ok(Self {
+            core,
+            listener,
+            metrics,
+        })
     }
 
     pub fn addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Where `/metrics` is served, if anywhere.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// Serves until `shutdown` resolves; then readiness turns false, the replica drains,
@@ -202,6 +234,10 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let admitter = tokio::spawn(crate::admitter::run(self.core.clone()));
+        let metrics = self.metrics.map(|l| {
+            let router = crate::http::metrics::router(self.core.clone());
+            tokio::spawn(async move { axum::serve(l, router).await })
+        });
         let stop = self.core.clone();
         let drain = self.core.drain;
         let router = crate::http::router(self.core.clone());
@@ -216,6 +252,9 @@ impl Application {
         ))
         .await;
         admitter.abort();
+        if let Some(m) = metrics {
+            m.abort();
+        }
         self.core.store.close().await;
         r
     }

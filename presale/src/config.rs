@@ -110,6 +110,11 @@ pub struct Settings {
     #[arg(long, env = "EMTA_TRUST_FORWARDED_FOR", default_value_t = false)]
     pub trust_forwarded_for: bool,
 
+    /// Where operators scrape `/metrics` (Prometheus text): a second listener, not the
+    /// public one, so the ingress never exposes it. Unset: no metrics listener.
+    #[arg(long, env = "EMTA_PRESALE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// On SIGTERM, seconds to keep serving with readiness false before closing.
     #[arg(long, env = "EMTA_DRAIN_SECS", default_value_t = 0)]
     pub drain_secs: u64,

@@ -5,16 +5,20 @@
 //!
 //! # Layout
 //! - [`http`]: routes, forms and pages, one module per feature (storefront, sign-in,
-//!   waiting room, apply, lottery, ministry console), each with its own `router()`.
+//!   waiting room, apply, lottery, ministry console, transparency log), each with its own
+//!   `router()`.
 //! - [`domain`]: the rules, in types that parse at the edge: licenses (kind, selection,
 //!   status, terms), applications and refusals, national IDs and their keyed hashes,
 //!   signed tickets, the lottery draw.
 //! - [`store`]: SQL (SQLite or PostgreSQL): applications accepted in one transaction
-//!   under the cap, licenses, lottery entries and draws, staff and the audit log.
+//!   under the cap, licenses, lottery entries and draws, staff and the audit log, the
+//!   transparency logs and the commit-reveal seeds.
 //! - [`queue`]: the fair queue: group commit of joins into its durable record in SQL
 //!   ([`store::queue`]), the seeded permutation of pre-opening arrivals.
 //! - [`admitter`]: the loop every replica runs: reload licenses, admit at each license's
-//!   rate, draw closed lotteries.
+//!   rate, draw closed lotteries, sequence and sign the transparency logs.
+//! - [`transparency`]: the public log's records, checkpoints and receipts, the seed's
+//!   commit-then-reveal, and the auditor (`presale verify`).
 //! - [`adapters`]: the storefronts as OIDC relying parties of the IdP.
 //! - [`app`], [`config`], [`error`]: building and running the service, its typed
 //!   settings, its one error type.

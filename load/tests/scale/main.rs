@@ -199,11 +199,13 @@ async fn replicas_on_a_redis_cluster_keep_every_property_and_drain_on_sigterm() 
         min_age: None,
         ..local::queue_license(80, 6, 60_000)
     };
-    store
+    let campaign = store
         .issue_license(&license, now)
         .await
         .expect("sql")
         .expect("valid");
+    // The seed's parties reveal once the opening froze the pre-opening list.
+    let revealer = tokio::spawn(local::parties::reveal_when_frozen(store.clone()));
     let fronts_file = dir.join("storefronts.json");
     std::fs::write(&fronts_file, serde_json::to_vec(&fronts).expect("json")).expect("write");
 
@@ -369,4 +371,32 @@ async fn replicas_on_a_redis_cluster_keep_every_property_and_drain_on_sigterm() 
         .filter(|p| keys(**p, "emta:*") > 0)
         .count();
     assert!(busy_nodes >= 2, "logins and limits spread over the shards");
+
+    // Anyone recomputes the campaign from its public log, served by the surviving replica.
+    revealer.abort();
+    let survivor = format!("http://127.0.0.1:{}", presale_ports[0]);
+    let source = presale::transparency::verify::HttpSource::new(&survivor);
+    let key = source.key().await.expect("key");
+    let accepted = store.license_accepted(&campaign).await.expect("accepted");
+    let expected = format!("{accepted} accepted (cap 80)");
+    let mut audit = None;
+    for _ in 0..20 {
+        let r = presale::transparency::verify::audit(&source, &campaign, &key, &[])
+            .await
+            .expect("audit");
+        // The last events are sequenced within a tick or two.
+        if r.ok() && r.checked.iter().any(|c| c.contains(&expected)) {
+            audit = Some(r);
+            break;
+        }
+        audit = Some(r);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let audit = audit.expect("audited");
+    assert!(audit.ok(), "{:?}", audit.findings);
+    assert!(
+        audit.checked.iter().any(|c| c.contains(&expected)),
+        "{:?}",
+        audit.checked
+    );
 }

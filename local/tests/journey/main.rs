@@ -413,6 +413,28 @@ async fn journey(postgres: bool) {
         .expect("audit");
     assert!(report.ok(), "{:?}", report.findings);
 
+    // Operators see the queue on the private listener; the public one has no /metrics.
+    let public_metrics = reqwest::get(format!("{base}/metrics")).await.expect("get");
+    assert_eq!(public_metrics.status(), 404);
+    let mut scraped = String::new();
+    for url in &env._deployment.metrics {
+        scraped += &reqwest::get(url.as_str())
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+    }
+    for expected in [
+        format!("emta_presale_applications_accepted{{campaign=\"{campaign}\"}} 1"),
+        "emta_presale_refusals_total{reason=\"already_applied\"} 1".to_owned(),
+        format!("emta_presale_queue_admitted{{campaign=\"{campaign}\"}}"),
+        "emta_presale_admitter_lag_seconds 0.".to_owned(),
+        "emta_presale_journal_pending".to_owned(),
+    ] {
+        assert!(scraped.contains(&expected), "{expected} in {scraped}");
+    }
+
     // Assert: the second manufacturer needs only the consent page (single sign-on).
     let consent2 = b.go(&format!("{base}/iran-khodro/login")).await;
     let url2 = consent2.url.clone();

@@ -20,6 +20,32 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// Every refusal, for counting them by reason.
+    pub const ALL: [Self; 8] = [
+        Self::SoldOut,
+        Self::AlreadyApplied,
+        Self::AlreadyAppliedInRound,
+        Self::Suspended,
+        Self::OutsideWindow,
+        Self::TooYoung,
+        Self::RecentPurchase,
+        Self::TurnOver,
+    ];
+
+    /// The reason as a metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::SoldOut => "sold_out",
+            Self::AlreadyApplied => "already_applied",
+            Self::AlreadyAppliedInRound => "already_applied_in_round",
+            Self::Suspended => "suspended",
+            Self::OutsideWindow => "outside_window",
+            Self::TooYoung => "too_young",
+            Self::RecentPurchase => "recent_purchase",
+            Self::TurnOver => "turn_over",
+        }
+    }
+
     pub fn text(self) -> Text {
         match self {
             Self::SoldOut => Text {

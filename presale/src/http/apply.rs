@@ -77,8 +77,12 @@ async fn apply(
                 p { a href=(format!("/{m}/c/{id}/receipts")) { (fa(t!("رسید ثبت در گزارش شفافیت (چند ثانیه دیگر)", "Receipt from the transparency log (in a few seconds)"))) } }
             },
         )),
-        Err(Refusal::TurnOver) => Err(not_admitted(&core, &c, &l).await),
+        Err(Refusal::TurnOver) => {
+            core.count_refusal(Refusal::TurnOver);
+            Err(not_admitted(&core, &c, &l).await)
+        }
         Err(why) => {
+            core.count_refusal(why);
             // Refused for good (not for a pause or the cap): the slot goes to the next.
             if !lottery && !matches!(why, Refusal::Suspended | Refusal::SoldOut) {
                 let _ = core.store.release_admission(&id, ticket).await;

@@ -9,6 +9,7 @@
 //! - [`lottery`]: the public list and draw of a lottery campaign.
 //! - [`console`]: the ministry console.
 //! - [`transparency`]: each campaign's public log, proofs, reveals, receipts.
+//! - [`metrics`]: `/metrics` for operators, on the private listener only.
 //! - [`session`], [`pages`]: the storefront session and CSRF, the page shell.
 //!
 //! Status polls are answered from the replica's cache of the queue's committed state, so a
@@ -31,6 +32,7 @@ use crate::error::{msg, Error};
 pub mod apply;
 pub mod console;
 pub mod lottery;
+pub mod metrics;
 pub mod pages;
 pub mod session;
 pub mod signin;
