@@ -41,7 +41,7 @@ impl HttpSource {
         }
     }
 
-    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, String> {
+    async fn fetch(&self, path: &str) -> Result<reqwest::Response, String> {
         let url = format!("{}{path}", self.base);
         let r = self
             .client
@@ -52,24 +52,27 @@ impl HttpSource {
         if !r.status().is_success() {
             return Err(format!("{url}: HTTP {}", r.status()));
         }
-        r.json().await.map_err(|e| format!("{url}: {e}"))
+        Ok(r)
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, String> {
+        self.fetch(path)
+            .await?
+            .json()
+            .await
+            .map_err(|e| format!("{path}: {e}"))
     }
 
     /// The log's published verifier key (to pin it, compare it with one obtained
     /// elsewhere: the ministry's site, a newspaper).
     pub async fn key(&self) -> Result<String, String> {
-        let url = format!("{}/transparency/key", self.base);
-        let r = self
-            .client
-            .get(&url)
-            .send()
+        let text = self
+            .fetch("/transparency/key")
+            .await?
+            .text()
             .await
-            .map_err(|e| format!("{url}: {e}"))?;
-        Ok(r.text()
-            .await
-            .map_err(|e| format!("{url}: {e}"))?
-            .trim()
-            .to_owned())
+            .map_err(|e| format!("/transparency/key: {e}"))?;
+        Ok(text.trim().to_owned())
     }
 }
 
