@@ -146,9 +146,9 @@ fn status_of(l: &License, c: &QueueState, place: Place) -> StatusBody {
 /// whether it holds a live admission.
 pub(super) async fn queue_ticket(core: &Core, l: &License, place: Place) -> Result<i64> {
     let mut state = core.cached(&l.id);
-    if matches!(place, Place::Early(_)) && !state.opened {
-        // This replica's cache may predate the opening's fence; an application is worth
-        // one read of the committed state.
+    if matches!(place, Place::Early(_)) && (!state.opened || state.seed.is_none()) {
+        // This replica's cache may predate the opening's fence or the seed; an
+        // application is worth one read of the committed state.
         state = core.store.queue_state(&l.id).await?.unwrap_or_default();
     }
     ticket_of(&state, place).ok_or(Error::conflict(msg::NOT_YET))
@@ -207,7 +207,7 @@ async fn wait(
             p { "نفرات جلوتر / people ahead: " strong #ahead { (ahead) } }
             p { "زمان تقریبی / estimated wait: " span #eta { (st.eta_secs.unwrap_or(0) / 60) } " دقیقه / min" }
         } @else {
-            p { (fa(t!("در صف ثبت شدید. ترتیب همه کسانی که پیش از گشایش آمده‌اند هنگام گشایش به قید قرعه تعیین می‌شود.", "You are in. The order of everyone who joined before the opening is drawn at the opening."))) }
+            p { (fa(t!("در صف ثبت شدید. ترتیب همه کسانی که پیش از گشایش آمده‌اند پس از گشایش به قید قرعه تعیین می‌شود، با بذری که پس از قطعی شدن فهرست از سهم چند طرف ساخته می‌شود.", "You are in. The order of everyone who joined before the opening is drawn after the opening, with a seed made from several parties' shares once the list is frozen."))) }
             p { "گشایش / opens: " (format_time(l.opens_at)) }
         }
     };
