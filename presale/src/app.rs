@@ -63,7 +63,7 @@ pub struct CoreState {
     pub(crate) in_flight: AtomicUsize,
     pub(crate) admitter: Admitter,
     /// Applications this replica refused, by reason (`Refusal::ALL` order).
-    refusals: [std::sync::atomic::AtomicU64; 8],
+    refusals: [std::sync::atomic::AtomicU64; crate::domain::Refusal::ALL.len()],
     /// Signs the campaigns' transparency-log checkpoints.
     pub(crate) log_key: LogKey,
     /// Licenses as last read from SQL, shared rather than copied: status polls look them

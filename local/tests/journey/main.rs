@@ -381,30 +381,17 @@ async fn journey(postgres: bool) {
     for r in &receipts {
         r.check(key.trim()).expect("the receipt holds");
     }
-    let check = Browser::new("")
-        .go(&format!(
-            "{base}/transparency/check?receipt={}",
-            url::form_urlencoded::byte_serialize(
-                serde_json::to_string(&receipts[0])
-                    .expect("json")
-                    .as_bytes()
-            )
-            .collect::<String>()
-        ))
-        .await;
+    let check_page = |r: &presale::transparency::Receipt| {
+        let json = serde_json::to_string(r).expect("json");
+        let query: String = url::form_urlencoded::byte_serialize(json.as_bytes()).collect();
+        format!("{base}/transparency/check?receipt={query}")
+    };
+    let check = Browser::new("").go(&check_page(&receipts[0])).await;
     assert_eq!(check.status, 200, "{}", check.body);
     assert!(check.body.contains("The receipt holds"), "{}", check.body);
     let mut forged = receipts[0].clone();
     forged.record = forged.record.replace("ticket", "tickeT");
-    let refused = Browser::new("")
-        .go(&format!(
-            "{base}/transparency/check?receipt={}",
-            url::form_urlencoded::byte_serialize(
-                serde_json::to_string(&forged).expect("json").as_bytes()
-            )
-            .collect::<String>()
-        ))
-        .await;
+    let refused = Browser::new("").go(&check_page(&forged)).await;
     assert_eq!(refused.status, 422, "a forged receipt does not hold");
     let campaign = &receipts[0].campaign;
     let source = presale::transparency::verify::HttpSource::new(&base);

@@ -31,13 +31,8 @@ impl Store {
         license_id: &str,
         event: &Event,
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO log_pending (license_id, body, ref) VALUES ($1, $2, $3)")
-            .bind(license_id)
-            .bind(event.line())
-            .bind(event.holder())
-            .execute(&mut *conn)
-            .await?;
-        Ok(())
+        self.log_events(conn, license_id, std::slice::from_ref(event))
+            .await
     }
 
     /// Appends many events to a campaign's log, in the caller's transaction.
@@ -122,12 +117,13 @@ impl Store {
             ids.push(r.try_get::<i64, _>("id")?);
             records.push((r.try_get("body")?, r.try_get("ref")?));
         }
-        // The new records' stored hashes, reading the old tree's right edge from SQL.
-        let mut new: HashMap<u64, Hash> = HashMap::new();
+        // The new records' stored hashes, reading the old tree's right edge from SQL once:
+        // `known` keeps what was read and what was computed.
+        let mut known: HashMap<u64, Hash> = HashMap::new();
         for (i, (body, _)) in records.iter().enumerate() {
             let n = size + i as u64;
             let hashes = with_hashes(
-                &new,
+                &mut known,
                 |idx| self.read_hashes(license_id, idx),
                 |r| tlog::stored_hashes(n, body.as_bytes(), r),
             )
@@ -135,12 +131,12 @@ impl Store {
             .map_err(|e| StoreError::Corrupt(format!("log {license_id}: {e:?}")))?;
             let first = tlog::stored_hash_count(n);
             for (k, h) in hashes.into_iter().enumerate() {
-                new.insert(first + k as u64, h);
+                known.insert(first + k as u64, h);
             }
         }
         let new_size = size + records.len() as u64;
         let root = with_hashes(
-            &new,
+            &mut known,
             |idx| self.read_hashes(license_id, idx),
             |r| tlog::tree_hash(new_size, r),
         )
@@ -162,7 +158,10 @@ impl Store {
             }
             query.execute(&mut *tx).await?;
         }
-        let mut hashes: Vec<(u64, Hash)> = new.into_iter().collect();
+        // Only the new ones: those from the old tree are stored already.
+        let old_count = tlog::stored_hash_count(size);
+        let mut hashes: Vec<(u64, Hash)> =
+            known.into_iter().filter(|(i, _)| *i >= old_count).collect();
         hashes.sort_unstable_by_key(|(i, _)| *i);
         for chunk in hashes.chunks(super::CHUNK) {
             let sql = format!(
@@ -278,7 +277,7 @@ impl Store {
         index: u64,
     ) -> Result<Option<Vec<String>>, StoreError> {
         let proof = with_hashes(
-            &HashMap::new(),
+            &mut HashMap::new(),
             |idx| self.read_hashes(license_id, idx),
             |r| tlog::prove_record(size, index, r),
         )
@@ -294,7 +293,7 @@ impl Store {
         old: u64,
     ) -> Result<Option<Vec<String>>, StoreError> {
         let proof = with_hashes(
-            &HashMap::new(),
+            &mut HashMap::new(),
             |idx| self.read_hashes(license_id, idx),
             |r| tlog::prove_tree(new, old, r),
         )

@@ -188,10 +188,11 @@ pub fn list_root<'a>(list: &str, holders: impl IntoIterator<Item = &'a str>) -> 
 
 /// Runs a tlog computation whose hash reads go to a store that is only reachable
 /// asynchronously: the indexes a computation reads depend only on the tree's shape, so a
-/// first run with placeholder hashes names them, `fetch` reads them, a second run
-/// computes. Hashes in `known` are not fetched.
+/// first run with placeholder hashes names them, `fetch` reads those not in `known`
+/// (which keeps them, so a run of computations fetches each hash once), a second run
+/// computes.
 pub async fn with_hashes<T, F, Fut, E>(
-    known: &HashMap<u64, Hash>,
+    known: &mut HashMap<u64, Hash>,
     fetch: F,
     compute: impl Fn(&Hashes) -> Result<T, tlog::Error>,
 ) -> Result<Result<T, tlog::Error>, E>
@@ -212,24 +213,19 @@ where
         .collect();
     need.sort_unstable();
     need.dedup();
-    let mut all = if need.is_empty() {
-        HashMap::new()
-    } else {
-        fetch(need).await?
-    };
-    for (k, v) in known {
-        all.insert(*k, *v);
+    if !need.is_empty() {
+        known.extend(fetch(need).await?);
     }
-    Ok(compute(&Hashes::Read(all)))
+    Ok(compute(&Hashes::Read(known)))
 }
 
 /// The hash reader of [`with_hashes`]: first naming the hashes wanted, then reading them.
-pub enum Hashes {
+pub enum Hashes<'a> {
     Wanted(std::sync::Mutex<Vec<u64>>),
-    Read(HashMap<u64, Hash>),
+    Read(&'a HashMap<u64, Hash>),
 }
 
-impl HashReader for Hashes {
+impl HashReader for Hashes<'_> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog::Error> {
         match self {
             Self::Wanted(w) => {

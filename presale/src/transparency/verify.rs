@@ -193,8 +193,10 @@ struct Campaign {
     parties: Vec<Commitment>,
     /// Holders in list order (pre-opening arrivals or lottery entries).
     listed: Vec<String>,
+    /// Each listed holder's place in the list (0-based).
+    place: HashMap<String, usize>,
     /// Queue tickets after the opening: holder by ticket.
-    late: Vec<(i64, String)>,
+    late: HashMap<String, i64>,
     holders: HashSet<String>,
     frozen: Option<(String, i64, String)>,
     reveals: Vec<(String, String)>,
@@ -258,9 +260,14 @@ impl Campaign {
         }
     }
 
+    fn list(&mut self, holder: &str) {
+        self.place.insert(holder.to_owned(), self.listed.len());
+        self.listed.push(holder.to_owned());
+    }
+
     /// The ticket of a queue holder, with the seed known.
     fn ticket_of(&self, holder: &str) -> Option<i64> {
-        if let Some(p) = self.listed.iter().position(|h| h == holder) {
+        if let Some(&p) = self.place.get(holder) {
             let seed = self.seed.as_ref()?;
             return crate::queue::early_ticket(
                 seed.as_bytes(),
@@ -268,7 +275,7 @@ impl Campaign {
                 p as i64 + 1,
             );
         }
-        self.late.iter().find(|(_, h)| h == holder).map(|(t, _)| *t)
+        self.late.get(holder).copied()
     }
 
     fn apply(&mut self, i: usize, e: &Event) -> Result<(), String> {
@@ -318,7 +325,7 @@ impl Campaign {
                                 self.listed.len() + 1
                             ));
                         }
-                        self.listed.push(holder.clone());
+                        self.list(holder);
                     }
                     (None, Some(t)) => {
                         let expected = self.late.len() as i64 + 1;
@@ -330,7 +337,7 @@ impl Campaign {
                                 self.early_count() + expected
                             ));
                         }
-                        self.late.push((*t, holder.clone()));
+                        self.late.insert(holder.clone(), *t);
                     }
                     _ => return Err("a ticket record with neither or both numbers".into()),
                 }
@@ -345,7 +352,7 @@ impl Campaign {
                 if *entry != self.listed.len() as i64 + 1 {
                     return Err(format!("entry {entry} out of order"));
                 }
-                self.listed.push(holder.clone());
+                self.list(holder);
             }
             Event::Frozen {
                 list, size, root, ..

@@ -708,6 +708,25 @@ async fn an_admitter_that_cannot_reach_the_database_costs_nobody_their_turn(back
         .is_ok());
 }
 
+/// A lottery of `units`, open since ten seconds ago and closing in `closes_in` seconds.
+async fn issue_lottery(store: &Store, units: i64, closes_in: i64) -> Arc<presale::domain::License> {
+    let now = service_kit::clock::now();
+    let mut l = license(units, None);
+    l.selection = Selection::Lottery;
+    l.opens_at = now - 10;
+    l.closes_at = now + closes_in;
+    let id = issue_id(store, &l).await;
+    Arc::new(
+        store
+            .licenses()
+            .await
+            .expect("licenses")
+            .into_iter()
+            .find(|x| x.id == id)
+            .expect("license"),
+    )
+}
+
 async fn issue_terms(store: &Store, id: &str) -> presale::domain::LicenseTerms {
     store
         .licenses()
@@ -725,20 +744,8 @@ async fn issue_terms(store: &Store, id: &str) -> presale::domain::LicenseTerms {
 /// read the list: published, never ranked, "draw pending" for ever.
 async fn a_lottery_entry_at_the_close_is_either_drawn_or_refused(backend: Backend) {
     let (sa, sb) = two_stores(backend).await;
-    let now = service_kit::clock::now();
-    let mut l = license(50, None);
-    l.selection = Selection::Lottery;
-    l.opens_at = now - 10;
-    l.closes_at = now + 2;
-    let id = issue_id(&sa, &l).await;
-    let lic = Arc::new(
-        sa.licenses()
-            .await
-            .expect("licenses")
-            .into_iter()
-            .find(|x| x.id == id)
-            .expect("license"),
-    );
+    let lic = issue_lottery(&sa, 50, 2).await;
+    let id = lic.id.clone();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut drawers = Vec::new();
     for store in [sa.clone(), sb.clone()] {

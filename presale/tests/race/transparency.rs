@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use presale::domain::{ApplicationRequest, Holder, Selection};
+use presale::domain::{ApplicationRequest, Holder};
 use presale::queue::{early_ticket, Joined};
 use presale::store::seeds::Revealed;
 use presale::store::Store;
@@ -15,8 +15,7 @@ use presale::transparency::{list_root, seed, Event, LogKey, MemoryTree, EARLY};
 use sqlx::Row;
 
 use super::{
-    contributions, issue_id, issue_terms, license, nid, queue_license, queues, reveal_all, tick,
-    Backend,
+    contributions, issue_id, issue_terms, nid, queue_license, queues, reveal_all, tick, Backend,
 };
 
 fn key() -> LogKey {
@@ -422,21 +421,9 @@ pub(crate) async fn the_auditor_recomputes_a_queue_campaign_and_finds_tampering(
 pub(crate) async fn the_auditor_recomputes_a_lottery_campaign(backend: Backend) {
     let (sa, sb) = super::two_stores(backend).await;
     let (qa, _) = queues(&sa, &sb);
-    let now = service_kit::clock::now();
-    let mut l = license(200, None);
-    l.selection = Selection::Lottery;
-    l.opens_at = now - 10;
-    // Long enough for 2000 entries on a busy CI machine.
-    l.closes_at = now + 8;
-    let id = issue_id(&sa, &l).await;
-    let lic = Arc::new(
-        sa.licenses()
-            .await
-            .expect("licenses")
-            .into_iter()
-            .find(|x| x.id == id)
-            .expect("license"),
-    );
+    // Open long enough for 2000 entries on a busy CI machine.
+    let lic = super::issue_lottery(&sa, 200, 8).await;
+    let id = lic.id.clone();
     let mut tasks = Vec::new();
     for i in 0..2000 {
         let (store, lic, holder) = (
