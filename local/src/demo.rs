@@ -250,26 +250,32 @@ pub async fn run(dir: &Path, ports: &Ports, opens_in: i64) -> anyhow::Result<()>
             .await?
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
-    // A ministry issuer for the console: password printed, TOTP enrolment written.
-    let qr = dir.join("ministry-totp.svg");
-    let staff_note = match store
-        .add_staff("ministry", "demo-password-1403", Role::Issuer, "demo", now)
-        .await
-    {
-        Ok(e) => {
-            std::fs::write(&qr, e.qr_svg)?;
-            format!(
-                "user ministry, password demo-password-1403, TOTP: scan {} or add {}",
-                qr.display(),
-                e.otpauth_uri
-            )
-        }
-        Err(StaffError::Exists) => format!(
-            "user ministry, password demo-password-1403, TOTP as enrolled before ({})",
-            qr.display()
-        ),
-        Err(e) => return Err(e.into()),
-    };
+    // Two ministry issuers for the console (a change to a campaign needs a second
+    // issuer's approval): password printed, TOTP enrolments written.
+    let mut staff_notes = Vec::new();
+    for user in ["ministry", "ministry.two"] {
+        let qr = dir.join(format!("{user}-totp.svg"));
+        let note = match store
+            .add_staff(user, "demo-password-1403", Role::Issuer, "demo", now)
+            .await
+        {
+            Ok(e) => {
+                std::fs::write(&qr, e.qr_svg)?;
+                format!(
+                    "user {user}, password demo-password-1403, TOTP: scan {} or add {}",
+                    qr.display(),
+                    e.otpauth_uri
+                )
+            }
+            Err(StaffError::Exists) => format!(
+                "user {user}, password demo-password-1403, TOTP as enrolled before ({})",
+                qr.display()
+            ),
+            Err(e) => return Err(e.into()),
+        };
+        staff_notes.push(note);
+    }
+    let staff_note = staff_notes.join(";\n                       ");
     // The seed's parties, played by the machine: they reveal as soon as the list is frozen.
     tokio::spawn(crate::parties::reveal_when_frozen(store.clone()));
     let storefronts: Vec<StorefrontConfig> = demo

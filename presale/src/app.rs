@@ -170,7 +170,11 @@ impl Application {
             settings.storage.db_max_connections,
         )
         .await?;
-        store.migrate().await?;
+        if settings.storage.migrate {
+            store.migrate().await?;
+        } else {
+            store.check_migrated().await?;
+        }
         let keys = Keyring::new(secret.as_bytes(), HOT_PURPOSES);
         let redis_url = settings.storage.redis_url.expose();
         let sessions = if redis_url.is_empty() {

@@ -61,6 +61,14 @@ pub struct StorageSettings {
     #[arg(long, env = "REDIS_URL", default_value = "")]
     pub redis_url: Secret,
 
+    /// Run the migrations at start (the default, and what SQLite needs). In production the
+    /// service connects with a role that may not change the schema nor rewrite the audit
+    /// log: set this to false, and `presale migrate --grant-to ROLE` runs them (as an
+    /// init container) with the owner's credentials; the service then only checks that
+    /// the schema is current.
+    #[arg(long, env = "EMTA_PRESALE_MIGRATE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub migrate: bool,
+
     /// Prefix of every Redis key, so several deployments (or tests) can share one Redis.
     #[arg(long, env = "EMTA_REDIS_PREFIX", default_value = "emta")]
     pub redis_prefix: String,

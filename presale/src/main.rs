@@ -61,6 +61,20 @@ enum Command {
         #[arg(long)]
         state: Option<PathBuf>,
     },
+    /// Run the database migrations with the owner's credentials and, on PostgreSQL, let
+    /// the service's role do what it needs and no more (`--grant-to`): it may only read
+    /// and append to the audit log and the transparency logs, and owns nothing.
+    Migrate {
+        #[arg(
+            long,
+            env = "DATABASE_URL",
+            default_value = "sqlite://emta-presale.db?mode=rwc"
+        )]
+        database_url: String,
+        /// The service's database role.
+        #[arg(long)]
+        grant_to: Option<String>,
+    },
     /// Ministry staff accounts.
     Staff {
         #[arg(
@@ -105,6 +119,31 @@ enum StaffAction {
         #[arg(long, default_value = "totp-enrolment.svg")]
         qr_out: PathBuf,
     },
+    /// Disable an account and end its sessions at once.
+    Disable {
+        #[arg(long)]
+        username: String,
+        /// Who does it, for the audit log.
+        #[arg(long)]
+        actor: String,
+    },
+    /// Enable a disabled account again.
+    Enable {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        actor: String,
+    },
+    /// End every session of an account (a lost laptop) without disabling it.
+    RevokeSessions {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        actor: String,
+    },
+    /// Recompute the audit log's hash chain and compare it with its anchors in the
+    /// campaigns' transparency logs. Exits non-zero on any finding.
+    AuditCheck,
 }
 
 #[tokio::main]
@@ -130,23 +169,10 @@ async fn main() -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             let store = Store::connect(&database_url, 2).await?;
             store.migrate().await?;
-            let now = service_kit::clock::now();
             let id = store
-                .issue_license(&license, now)
+                .issue_license_as(&license, &format!("cli:{actor}"), service_kit::clock::now())
                 .await?
                 .map_err(|e| anyhow::anyhow!("license refused: {e}"))?;
-            store
-                .audit(
-                    now,
-                    &format!("cli:{actor}"),
-                    "license.issue",
-                    &id,
-                    &format!(
-                        "{} {} units={}",
-                        license.license_no, license.model, license.units
-                    ),
-                )
-                .await?;
             println!("{id}");
         }
         Command::Commit { party } => {
@@ -206,22 +232,45 @@ async fn main() -> anyhow::Result<()> {
                 anyhow::bail!("campaign {campaign}: {} findings", report.findings.len());
             }
         }
+        Command::Migrate {
+            database_url,
+            grant_to,
+        } => {
+            let store = Store::connect(&database_url, 2).await?;
+            store.migrate().await?;
+            if let Some(role) = grant_to {
+                store.grant_service_role(&role).await?;
+                println!("migrated; {role} may read and append the audit and transparency logs, not rewrite them");
+            } else {
+                println!("migrated");
+            }
+        }
         Command::Staff {
             database_url,
-            action:
-                StaffAction::Add {
-                    username,
-                    role,
-                    password,
-                    qr_out,
-                },
+            action,
+        } => {
+            let store = Store::connect(&database_url, 2).await?;
+            store.migrate().await?;
+            staff(&store, action).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn staff(store: &Store, action: StaffAction) -> anyhow::Result<()> {
+    use presale::store::staff::Standing;
+    let now = service_kit::clock::now();
+    let (username, actor, standing) = match action {
+        StaffAction::Add {
+            username,
+            role,
+            password,
+            qr_out,
         } => {
             let role =
                 Role::parse(&role).ok_or_else(|| anyhow::anyhow!("role: issuer or auditor"))?;
-            let store = Store::connect(&database_url, 2).await?;
-            store.migrate().await?;
             let e = store
-                .add_staff(&username, &password, role, "cli", service_kit::clock::now())
+                .add_staff(&username, &password, role, "cli", now)
                 .await?;
             std::fs::write(&qr_out, e.qr_svg)?;
             println!("staff {username} ({}) created", role.as_str());
@@ -230,7 +279,32 @@ async fn main() -> anyhow::Result<()> {
                 qr_out.display(),
                 e.otpauth_uri
             );
+            return Ok(());
         }
-    }
+        StaffAction::AuditCheck => {
+            let check = store.check_audit_chain().await?;
+            for f in &check.findings {
+                println!("FINDING: {f}");
+            }
+            anyhow::ensure!(
+                check.ok(),
+                "the audit log: {} findings",
+                check.findings.len()
+            );
+            println!(
+                "the audit log: {} chained entries recomputed, {} anchors in the transparency logs match",
+                check.entries, check.anchors
+            );
+            return Ok(());
+        }
+        StaffAction::Disable { username, actor } => (username, actor, Standing::Disabled),
+        StaffAction::Enable { username, actor } => (username, actor, Standing::Enabled),
+        StaffAction::RevokeSessions { username, actor } => (username, actor, Standing::Revoked),
+    };
+    let done = store
+        .set_staff_standing(&username, standing, &format!("cli:{actor}"), now)
+        .await?;
+    anyhow::ensure!(done, "no staff account {username}");
+    println!("{username}: {standing:?}; every session of the account has ended");
     Ok(())
 }

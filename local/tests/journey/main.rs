@@ -478,31 +478,52 @@ async fn a_citizen_goes_from_storefront_to_accepted_application_on_postgres_and_
     journey(true).await;
 }
 
+const STAFF_PASSWORD: &str = "correct horse battery staple";
+
+/// Signs `who` in at the console with the TOTP code of `offset` seconds from now (the
+/// check accepts one step either side; each step once), returning the page after.
+async fn staff_sign_in(env: &Env, b: &Browser, who: &str, offset: i64) -> Page {
+    let login = format!("{}/ministry/login", env.base);
+    let form = b.go(&login).await;
+    let code = env
+        .store
+        .current_totp(who, service_kit::clock::now() + offset)
+        .await
+        .expect("sql")
+        .expect("code");
+    b.post_follow(
+        &login,
+        &[
+            ("csrf", &input(&form.body, "csrf")),
+            ("username", who),
+            ("password", STAFF_PASSWORD),
+            ("totp", &code),
+        ],
+    )
+    .await
+}
+
+async fn add_staff(env: &Env, who: &str, role: presale::store::staff::Role) {
+    env.store
+        .add_staff(who, STAFF_PASSWORD, role, "test", service_kit::clock::now())
+        .await
+        .expect("staff");
+}
+
+/// The pending proposal's approve (or reject) form on a dashboard.
+fn proposal_form(body: &str, verb: &str) -> String {
+    form_action(body, verb)
+}
+
 async fn console(postgres: bool) {
-    // Arrange: an issuer and an auditor.
+    // Arrange: two issuers and an auditor.
+    use presale::store::staff::Role;
     let env = start(postgres).await;
     let now = service_kit::clock::now();
-    let password = "correct horse battery staple";
-    env.store
-        .add_staff(
-            "issuer.one",
-            password,
-            presale::store::staff::Role::Issuer,
-            "test",
-            now,
-        )
-        .await
-        .expect("issuer");
-    env.store
-        .add_staff(
-            "auditor.one",
-            password,
-            presale::store::staff::Role::Auditor,
-            "test",
-            now,
-        )
-        .await
-        .expect("auditor");
+    let password = STAFF_PASSWORD;
+    add_staff(&env, "issuer.one", Role::Issuer).await;
+    add_staff(&env, "issuer.two", Role::Issuer).await;
+    add_staff(&env, "auditor.one", Role::Auditor).await;
     let b = Browser::new("");
     let login = format!("{}/ministry/login", env.base);
 
@@ -558,7 +579,7 @@ async fn console(postgres: bool) {
         .await;
     assert_eq!(replay.status, 401, "a TOTP code is single use");
 
-    // Issue a license through the form; a deadline past the legal limit is refused.
+    // Propose a license through the form; a deadline past the legal limit is refused.
     let csrf = input(&dash.body, "csrf");
     let ministry_commitment = presale::transparency::seed::Contribution::generate("ministry")
         .commitment()
@@ -609,34 +630,88 @@ async fn console(postgres: bool) {
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    let issued = b
+    let proposed = b
         .post_follow(&format!("{}/ministry/licenses", env.base), &form)
         .await;
-    assert!(issued.body.contains("MIMT-T-9"), "{}", issued.body);
-    let license = env
+    assert_eq!(proposed.status, 200, "{}", proposed.body);
+    let issued_now = |env_store: Store| async move {
+        env_store
+            .licenses()
+            .await
+            .expect("licenses")
+            .into_iter()
+            .find(|l| l.license_no == "MIMT-T-9")
+    };
+    // Four-eyes: one issuer's form issues nothing; their own approval is refused.
+    assert!(
+        issued_now(env.store.clone()).await.is_none(),
+        "one issuer alone cannot issue a license"
+    );
+    assert!(
+        !proposed.body.contains("/approve\""),
+        "no approve button on one's own proposal"
+    );
+    let pending = env
         .store
-        .licenses()
+        .pending_proposals(service_kit::clock::now())
         .await
-        .expect("licenses")
-        .into_iter()
-        .find(|l| l.license_no == "MIMT-T-9")
-        .expect("issued");
+        .expect("proposals");
+    assert_eq!(pending.len(), 1);
+    let own = b
+        .post_follow(
+            &format!("{}/ministry/proposals/{}/approve", env.base, pending[0].id),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(own.status, 403, "{}", own.body);
+    assert!(issued_now(env.store.clone()).await.is_none());
+    // The auditor cannot approve either.
+    let a = Browser::new("");
+    let adash = staff_sign_in(&env, &a, "auditor.one", 0).await;
+    assert!(
+        !adash.body.contains("/ministry/licenses\""),
+        "no issue form for auditors"
+    );
+    let forbidden = a
+        .post_follow(
+            &format!("{}/ministry/proposals/{}/approve", env.base, pending[0].id),
+            &[("csrf", &input(&adash.body, "csrf"))],
+        )
+        .await;
+    assert_eq!(forbidden.status, 403);
+    // A second issuer approves: now it is issued.
+    let b3 = Browser::new("");
+    let dash2 = staff_sign_in(&env, &b3, "issuer.two", 0).await;
+    let csrf2 = input(&dash2.body, "csrf");
+    let approved = b3
+        .post_follow(
+            &resolve(&env.base, &proposal_form(&dash2.body, "/approve")),
+            &[("csrf", &csrf2)],
+        )
+        .await;
+    assert!(approved.body.contains("MIMT-T-9"), "{}", approved.body);
+    let license = issued_now(env.store.clone()).await.expect("issued");
 
-    // Suspend: admissions and applications stop at once.
-    let after = b
+    // Suspend: proposed by one, approved by the other; admissions and applications stop.
+    let proposed = b
         .post_follow(
             &format!("{}/ministry/licenses/{}/suspend", env.base, license.id),
             &[("csrf", &csrf)],
         )
         .await;
-    assert!(after.body.contains("suspended"));
-    let terms = env
-        .store
-        .licenses()
+    assert!(proposed.body.contains("suspend"), "{}", proposed.body);
+    let still = issued_now(env.store.clone()).await.expect("license");
+    assert!(still.is_active(), "a suspension needs a second issuer too");
+    let dash2 = b3.go(&format!("{}/ministry", env.base)).await;
+    let after = b3
+        .post_follow(
+            &resolve(&env.base, &proposal_form(&dash2.body, "/approve")),
+            &[("csrf", &csrf2)],
+        )
+        .await;
+    assert!(after.body.contains("suspended"), "{}", after.body);
+    let terms = issued_now(env.store.clone())
         .await
-        .expect("licenses")
-        .into_iter()
-        .find(|l| l.id == license.id)
         .expect("license")
         .terms();
     assert!(!terms.active);
@@ -654,37 +729,56 @@ async fn console(postgres: bool) {
         .expect("sql");
     assert_eq!(r, Err(presale::domain::Refusal::Suspended));
 
-    // The auditor cannot issue, but reads and exports the log, which holds every action.
-    let a = Browser::new("");
-    let f3 = a.go(&login).await;
-    let code = env
-        .store
-        .current_totp("auditor.one", service_kit::clock::now())
-        .await
-        .expect("sql")
-        .expect("code");
-    let adash = a
-        .post_follow(
-            &login,
-            &[
-                ("csrf", &input(&f3.body, "csrf")),
-                ("username", "auditor.one"),
-                ("password", password),
-                ("totp", &code),
-            ],
-        )
-        .await;
-    assert!(
-        !adash.body.contains("/ministry/licenses\""),
-        "no issue form for auditors"
+    // A rate change, proposed by the second issuer, rejected by the first: nothing changes.
+    b3.post_follow(
+        &format!("{}/ministry/licenses/{}/rate", env.base, license.id),
+        &[("csrf", &csrf2), ("admission_per_min", "60000")],
+    )
+    .await;
+    let dash1 = b.go(&format!("{}/ministry", env.base)).await;
+    b.post_follow(
+        &resolve(&env.base, &proposal_form(&dash1.body, "/reject")),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    let l = issued_now(env.store.clone()).await.expect("license");
+    assert_eq!(
+        l.admission_per_min, 600,
+        "a rejected rate change changes nothing"
     );
-    let forbidden = a
-        .post_follow(
-            &format!("{}/ministry/licenses/{}/resume", env.base, license.id),
-            &[("csrf", &input(&adash.body, "csrf"))],
+
+    // Disabling an account ends its sessions at once; revoking ends them without disabling.
+    assert!(env
+        .store
+        .set_staff_standing(
+            "issuer.two",
+            presale::store::staff::Standing::Disabled,
+            "cli:test",
+            service_kit::clock::now(),
         )
-        .await;
-    assert_eq!(forbidden.status, 403);
+        .await
+        .expect("sql"));
+    let gone = b3.go(&format!("{}/ministry", env.base)).await;
+    assert!(gone.url.ends_with("/ministry/login"), "{}", gone.url);
+    let again = staff_sign_in(&env, &b3, "issuer.two", 30).await;
+    assert_eq!(again.status, 401, "a disabled account cannot sign in");
+    assert!(env
+        .store
+        .set_staff_standing(
+            "auditor.one",
+            presale::store::staff::Standing::Revoked,
+            "cli:test",
+            service_kit::clock::now(),
+        )
+        .await
+        .expect("sql"));
+    let gone = a.go(&format!("{}/ministry", env.base)).await;
+    assert!(gone.url.ends_with("/ministry/login"), "{}", gone.url);
+    let back = staff_sign_in(&env, &a, "auditor.one", 30).await;
+    assert_eq!(back.url, format!("{}/ministry", env.base), "{}", back.body);
+
+    // The auditor reads and exports the log, which holds every action as a hash chain,
+    // each of the license's entries anchored in its public transparency log.
     let csv = a
         .http
         .get(format!("{}/ministry/audit.csv", env.base))
@@ -698,12 +792,36 @@ async fn console(postgres: bool) {
         "staff.add",
         "staff.login-failed",
         "staff.login",
+        "proposal.create",
+        "proposal.approved",
+        "proposal.rejected",
         "license.issue",
         "license.suspend",
+        "staff.disable",
+        "staff.login-disabled",
+        "staff.revoke-sessions",
         "audit.export",
     ] {
-        assert!(csv.contains(action), "{action} in the audit log");
+        assert!(csv.contains(action), "{action} in the audit log: {csv}");
     }
+    assert!(
+        !csv.contains("\"issuer.two\",\"staff.login-failed\""),
+        "a failed sign-in is not written in the account's name"
+    );
+    let page = a.go(&format!("{}/ministry/audit", env.base)).await;
+    assert!(page.body.contains("The hash chain holds"), "{}", page.body);
+    // The admitter sequences the anchors into the campaign's log within a tick or two.
+    let mut check = env.store.check_audit_chain().await.expect("check");
+    for _ in 0..40 {
+        if check.anchors >= 6 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        check = env.store.check_audit_chain().await.expect("check");
+    }
+    assert!(check.ok(), "{:?}", check.findings);
+    // Issue approved (2), suspension proposed and approved (3), rate proposed and rejected (2).
+    assert!(check.anchors >= 6, "{check:?}");
     // Append-only: the database refuses to rewrite history.
     let tampered = sqlx::query("UPDATE audit_log SET actor = 'nobody'")
         .execute(env.store.pool())
@@ -713,6 +831,100 @@ async fn console(postgres: bool) {
         .execute(env.store.pool())
         .await;
     assert!(deleted.is_err(), "audit log rows cannot be deleted");
+    if postgres {
+        let truncated = sqlx::query("TRUNCATE audit_log")
+            .execute(env.store.pool())
+            .await;
+        assert!(truncated.is_err(), "audit log cannot be truncated");
+    }
+}
+
+/// One sign-in attempt with a wrong password.
+async fn wrong_password(env: &Env, b: &Browser, who: &str) -> Page {
+    let login = format!("{}/ministry/login", env.base);
+    let form = b.go(&login).await;
+    b.post_follow(
+        &login,
+        &[
+            ("csrf", &input(&form.body, "csrf")),
+            ("username", who),
+            ("password", "not the password at all"),
+            ("totp", "123456"),
+        ],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nobody_can_lock_an_issuer_out_of_their_desk_and_one_address_is_throttled() {
+    let env = start(false).await;
+    add_staff(&env, "issuer.one", presale::store::staff::Role::Issuer).await;
+    let console = format!("{}/ministry", env.base);
+    // The owner signs in at their desk, which becomes a known device.
+    let desk = Browser::new("");
+    let first = staff_sign_in(&env, &desk, "issuer.one", -30).await;
+    assert_eq!(first.url, console, "{}", first.body);
+
+    // Somebody guesses four times; the owner, from a new browser, still signs in:
+    // successes do not count against the username.
+    let stranger = Browser::new("");
+    for _ in 0..4 {
+        assert_eq!(
+            wrong_password(&env, &stranger, "issuer.one").await.status,
+            401
+        );
+    }
+    let laptop = Browser::new("");
+    let second = staff_sign_in(&env, &laptop, "issuer.one", 0).await;
+    assert_eq!(
+        second.url, console,
+        "successes are not failures: {}",
+        second.body
+    );
+
+    // A fifth wrong guess locks the username for browsers the account does not know...
+    assert_eq!(
+        wrong_password(&env, &stranger, "issuer.one").await.status,
+        401
+    );
+    let locked = wrong_password(&env, &Browser::new(""), "issuer.one").await;
+    assert_eq!(locked.status, 429, "{}", locked.body);
+    // ...but not for the owner at their desk.
+    let desk_again = staff_sign_in(&env, &desk, "issuer.one", 30).await;
+    assert_eq!(
+        desk_again.url, console,
+        "a known device keeps its own budget: {}",
+        desk_again.body
+    );
+
+    // Failures for made-up usernames write nothing durable.
+    assert_eq!(
+        wrong_password(&env, &stranger, "nobody-at-all")
+            .await
+            .status,
+        401
+    );
+    let log = env.store.audit_log().await.expect("audit");
+    assert!(log.iter().all(|e| e.subject != "nobody-at-all"));
+    assert!(
+        log.iter()
+            .filter(|e| e.action == "staff.login-failed")
+            .all(|e| e.actor == "anonymous"),
+        "failed sign-ins are not written in the account's name"
+    );
+
+    // One address, many usernames: throttled by address.
+    let mut throttled = None;
+    for i in 0..40 {
+        let r = wrong_password(&env, &stranger, &format!("someone.{i}")).await;
+        if r.status == 429 {
+            throttled = Some(i);
+            break;
+        }
+        assert_eq!(r.status, 401);
+    }
+    let at = throttled.expect("an address spraying usernames is throttled");
+    assert!(at <= 25, "throttled after {at} more attempts");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,10 +1,11 @@
 //! The ministry console, under `/ministry`: staff sign in with password and TOTP; issuers
-//! issue and suspend presale licenses; auditors read and export the audit log. Every
-//! action is written to the append-only audit log.
+//! propose issuing, suspending, resuming a license and changing its admission rate, and a
+//! second issuer approves (four-eyes); auditors read, check and export the audit log.
+//! Every action is written to the hash-chained audit log in its own transaction.
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -18,9 +19,11 @@ use service_kit::page::both;
 use service_kit::{Lang, Text};
 
 use super::pages::page;
+use super::ClientIp;
 use crate::app::Core as App;
 use crate::domain::{LicenseError, NewLicense, PresaleKind, Selection};
 use crate::error::Error;
+use crate::store::proposals::{Change, Decision, Outcome, ProposalError};
 use crate::store::staff::Role;
 
 fn t(fa: &'static str, en: &'static str) -> Text {
@@ -28,12 +31,29 @@ fn t(fa: &'static str, en: &'static str) -> Text {
 }
 
 const STAFF_COOKIE: &str = "emta_staff";
+/// A browser where the account signed in before: its own failure budget, so a username
+/// locked by somebody else's guesses does not lock its owner out at their desk.
+const DEVICE_COOKIE: &str = "emta_staff_device";
 const SESSION: Duration = Duration::from_secs(8 * 3600);
+const DEVICE_LIFETIME: Duration = Duration::from_secs(180 * 24 * 3600);
+/// Failed sign-ins per username (or per username on a known device) per window.
+const USER_FAILURES: i64 = 5;
+/// Sign-in attempts per client address (IPv6: per /64) per window, failed or not.
+const IP_ATTEMPTS: i64 = 30;
+const LOGIN_WINDOW: Duration = Duration::from_secs(900);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct StaffSession {
     username: String,
-    role: String,
+    /// The account's session epoch at sign-in: disabling the account or revoking its
+    /// sessions moves the epoch, which ends this session on its next request.
+    epoch: i64,
+}
+
+/// The signed-in staff member, as the database says now.
+struct Staff {
+    username: String,
+    role: Role,
 }
 
 pub(crate) fn router() -> Router<App> {
@@ -44,6 +64,9 @@ pub(crate) fn router() -> Router<App> {
         .route("/ministry/licenses", post(issue))
         .route("/ministry/licenses/{id}/suspend", post(suspend))
         .route("/ministry/licenses/{id}/resume", post(resume))
+        .route("/ministry/licenses/{id}/rate", post(rate))
+        .route("/ministry/proposals/{id}/approve", post(approve))
+        .route("/ministry/proposals/{id}/reject", post(reject))
         .route("/ministry/audit", get(audit))
         .route("/ministry/audit.csv", get(audit_csv))
 }
@@ -62,6 +85,21 @@ impl App {
             .unwrap_or_default();
         self.keys.hash("csrf", format!("ministry|{sid}").as_bytes())
     }
+
+    /// The known-device cookie's value for `username`: `nonce.mac`.
+    fn device_token(&self, username: &str, nonce: &str) -> String {
+        let mac = self
+            .keys
+            .hash("staff-device", format!("{username}|{nonce}").as_bytes());
+        format!("{nonce}.{mac}")
+    }
+
+    /// The device's nonce, if this browser is a known device of `username`.
+    fn known_device(&self, jar: &CookieJar, username: &str) -> Option<String> {
+        let value = jar.get(DEVICE_COOKIE)?.value().to_owned();
+        let (nonce, _) = value.split_once('.')?;
+        ct_eq(&self.device_token(username, nonce), &value).then(|| nonce.to_owned())
+    }
 }
 
 /// The signed-in staff member with `role` (issuers may also read the audit log), after the
@@ -71,23 +109,40 @@ async fn require(
     jar: &CookieJar,
     role: Option<Role>,
     csrf: Option<&str>,
-) -> Result<StaffSession, Response> {
+) -> Result<Staff, Response> {
     let Some(s) = app.staff(jar).await else {
         return Err(Redirect::to("/ministry/login").into_response());
+    };
+    // The account as it stands now: disabled, revoked or demoted takes effect at once.
+    let account = match app.store.staff_account(&s.username).await {
+        Ok(Some(a)) if a.enabled && a.epoch == s.epoch => a,
+        Ok(_) => {
+            if let Some(c) = jar.get(STAFF_COOKIE) {
+                let _ = app.sessions.delete(&format!("staff:{}", c.value())).await;
+            }
+            return Err(Redirect::to("/ministry/login").into_response());
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "staff account lookup failed");
+            return Err(Error::Busy { retry_after: 5 }.into_response());
+        }
     };
     if let Some(token) = csrf {
         if !ct_eq(&app.staff_csrf(jar), token) {
             return Err(Error::BadForm.into_response());
         }
     }
-    if role.is_some_and(|r| r.as_str() != s.role) {
+    if role.is_some_and(|r| r != account.role) {
         return Err(Error::user(
             StatusCode::FORBIDDEN,
             t("این کار در نقش شما نیست.", "Your role does not allow this."),
         )
         .into_response());
     }
-    Ok(s)
+    Ok(Staff {
+        username: s.username,
+        role: account.role,
+    })
 }
 
 async fn login_form(State(app): State<App>, jar: CookieJar) -> Response {
@@ -140,30 +195,65 @@ struct LoginForm {
     totp: String,
 }
 
-async fn login(State(app): State<App>, jar: CookieJar, Form(f): Form<LoginForm>) -> Response {
+fn limited(e: service_kit::limit::LimitError) -> Response {
+    match e {
+        service_kit::limit::LimitError::Limited { retry_after } => {
+            Error::RateLimited { retry_after }.into_response()
+        }
+        // No shared counter, no login attempt.
+        service_kit::limit::LimitError::Store(_) => Error::RateLimited {
+            retry_after: LOGIN_WINDOW.as_secs(),
+        }
+        .into_response(),
+    }
+}
+
+async fn login(
+    State(app): State<App>,
+    Extension(ip): Extension<ClientIp>,
+    jar: CookieJar,
+    Form(f): Form<LoginForm>,
+) -> Response {
     if !ct_eq(&app.staff_csrf(&jar), &f.csrf) {
         return Error::BadForm.into_response();
     }
-    // Five tries per username per 15 minutes, across replicas.
-    let limited = app
+    // Every attempt counts against the client's address (argon2 is costly); only
+    // failures count against the username, and a browser the account signed in from
+    // before has a budget of its own, so nobody can lock an issuer out of their desk.
+    if let Err(e) = app
         .limiter
-        .hit("staff-login", &f.username, 5, Duration::from_secs(900))
-        .await;
-    match limited {
-        Ok(()) => {}
-        Err(service_kit::limit::LimitError::Limited { retry_after }) => {
-            return Error::RateLimited { retry_after }.into_response()
-        }
-        // No shared counter, no login attempt.
-        Err(_) => return Error::RateLimited { retry_after: 900 }.into_response(),
-    }
-    let role = match app
-        .store
-        .staff_login(&f.username, &f.password, &f.totp, service_kit::clock::now())
+        .hit("staff-login-ip", &ip.subject(), IP_ATTEMPTS, LOGIN_WINDOW)
         .await
     {
-        Ok(Ok(role)) => role,
+        return limited(e);
+    }
+    let device = app.known_device(&jar, &f.username);
+    let user_key = match &device {
+        Some(nonce) => app
+            .limiter
+            .key("staff-login-device", &format!("{}|{nonce}", f.username)),
+        None => app.limiter.key("staff-login-user", &f.username),
+    };
+    if let Err(e) = app.limiter.check_key(&user_key, USER_FAILURES).await {
+        return limited(e);
+    }
+    let signed_in = match app
+        .store
+        .staff_login(
+            &f.username,
+            &f.password,
+            &f.totp,
+            service_kit::clock::now(),
+            &ip.subject(),
+        )
+        .await
+    {
+        Ok(Ok(s)) => s,
         Ok(Err(_)) => {
+            let _ = app
+                .limiter
+                .hit_key(&user_key, USER_FAILURES, LOGIN_WINDOW)
+                .await;
             return Error::user(
                 StatusCode::UNAUTHORIZED,
                 t(
@@ -171,7 +261,7 @@ async fn login(State(app): State<App>, jar: CookieJar, Form(f): Form<LoginForm>)
                     "Wrong username, password or one-time code.",
                 ),
             )
-            .into_response()
+            .into_response();
         }
         Err(e) => {
             tracing::error!(error = %e, "staff login failed");
@@ -182,7 +272,7 @@ async fn login(State(app): State<App>, jar: CookieJar, Form(f): Form<LoginForm>)
     let sid = random_token(24);
     let session = StaffSession {
         username: f.username.clone(),
-        role: role.as_str().into(),
+        epoch: signed_in.epoch,
     };
     let Ok(json) = serde_json::to_string(&session) else {
         return Error::Internal("staff session".into()).into_response();
@@ -201,7 +291,15 @@ async fn login(State(app): State<App>, jar: CookieJar, Form(f): Form<LoginForm>)
         .same_site(SameSite::Strict)
         .secure(app.secure_cookies())
         .build();
-    (jar.add(cookie), Redirect::to("/ministry")).into_response()
+    let nonce = device.unwrap_or_else(|| random_token(16));
+    let known = Cookie::build((DEVICE_COOKIE, app.device_token(&f.username, &nonce)))
+        .path("/ministry")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(app.secure_cookies())
+        .max_age(time::Duration::seconds(DEVICE_LIFETIME.as_secs() as i64))
+        .build();
+    (jar.add(cookie).add(known), Redirect::to("/ministry")).into_response()
 }
 
 #[derive(Deserialize)]
@@ -236,33 +334,73 @@ async fn dashboard(State(app): State<App>, jar: CookieJar) -> Response {
     };
     let csrf = app.staff_csrf(&jar);
     let licenses = app.store.licenses().await.unwrap_or_default();
-    let issuer = s.role == Role::Issuer.as_str();
+    let proposals = app
+        .store
+        .pending_proposals(service_kit::clock::now())
+        .await
+        .unwrap_or_default();
+    let issuer = s.role == Role::Issuer;
     let body = html! {
-        p { (s.username) " (" (s.role) ") · " a href="/ministry/audit" { "audit log" } }
+        p { (s.username) " (" (s.role.as_str()) ") · " a href="/ministry/audit" { "audit log" } }
+        h2 { (both(Lang::Fa, t("در انتظار تأیید نفر دوم", "Waiting for a second issuer"))) }
+        @if proposals.is_empty() {
+            p { (both(Lang::Fa, t("هیچ", "None"))) }
+        }
         table {
-            tr { th { "license" } th { "manufacturer" } th { "model" } th { "units" } th { "accepted" } th { "status" } th {} }
+            @for p in &proposals {
+                tr.proposal {
+                    td { (p.id) }
+                    td { (p.change.summary()) }
+                    td { "proposed by " (p.proposed_by) " at " (service_kit::clock::format_time(p.proposed_at)) }
+                    td { @if issuer {
+                        @if p.proposed_by != s.username {
+                            form method="post" action=(format!("/ministry/proposals/{}/approve", p.id)) {
+                                input type="hidden" name="csrf" value=(csrf);
+                                button type="submit" { (both(Lang::Fa, t("تأیید", "Approve"))) }
+                            }
+                        }
+                        form method="post" action=(format!("/ministry/proposals/{}/reject", p.id)) {
+                            input type="hidden" name="csrf" value=(csrf);
+                            button.secondary type="submit" {
+                                @if p.proposed_by == s.username { (both(Lang::Fa, t("پس گرفتن", "Withdraw"))) }
+                                @else { (both(Lang::Fa, t("رد", "Reject"))) }
+                            }
+                        }
+                    } }
+                }
+            }
+        }
+        h2 { (both(Lang::Fa, t("مجوزها", "Licenses"))) }
+        table {
+            tr { th { "license" } th { "manufacturer" } th { "model" } th { "units" } th { "accepted" } th { "rate/min" } th { "status" } th {} }
             @for l in &licenses {
                 tr {
-                    td { (l.license_no) } td { (l.manufacturer) } td { (l.model) } td { (l.units) } td { (l.accepted) } td { (l.status.as_str()) }
+                    td { (l.license_no) } td { (l.manufacturer) } td { (l.model) } td { (l.units) } td { (l.accepted) } td { (l.admission_per_min) } td { (l.status.as_str()) }
                     td { @if issuer {
                         @let action = if l.is_active() { "suspend" } else { "resume" };
                         form method="post" action=(format!("/ministry/licenses/{}/{action}", l.id)) {
                             input type="hidden" name="csrf" value=(csrf);
-                            button.secondary type="submit" { (action) }
+                            button.secondary type="submit" { "propose to " (action) }
+                        }
+                        form method="post" action=(format!("/ministry/licenses/{}/rate", l.id)) {
+                            input type="hidden" name="csrf" value=(csrf);
+                            input type="text" name="admission_per_min" inputmode="numeric" aria-label="admissions per minute";
+                            button.secondary type="submit" { "propose rate" }
                         }
                     } }
                 }
             }
         }
         @if issuer {
-            h2 { (both(Lang::Fa, t("صدور مجوز پیش‌فروش", "Issue a presale license"))) }
+            h2 { (both(Lang::Fa, t("پیشنهاد صدور مجوز پیش‌فروش", "Propose a presale license"))) }
+            p { (both(Lang::Fa, t("مجوز پس از تأیید یک صادرکننده دیگر صادر می‌شود.", "The license is issued when another issuer approves it."))) }
             form method="post" action="/ministry/licenses" {
                 input type="hidden" name="csrf" value=(csrf);
                 @for (name, fa, en) in FIELDS {
                     label for=(name) { (both(Lang::Fa, t(fa, en))) }
                     input id=(name) type="text" name=(name);
                 }
-                button type="submit" { (both(Lang::Fa, t("صدور", "Issue"))) }
+                button type="submit" { (both(Lang::Fa, t("پیشنهاد صدور", "Propose"))) }
             }
         }
         form method="post" action="/ministry/logout" { input type="hidden" name="csrf" value=(csrf); button.secondary type="submit" { "sign out" } }
@@ -416,80 +554,94 @@ fn parse_license(f: &std::collections::HashMap<String, String>) -> Result<NewLic
     })
 }
 
-async fn issue(State(app): State<App>, jar: CookieJar, Form(f): Form<IssueForm>) -> Response {
-    let s = match require(&app, &jar, Some(Role::Issuer), Some(&f.csrf)).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let license = match parse_license(&f.fields) {
-        Ok(l) => l,
-        Err(why) => {
-            return page(
-                StatusCode::BAD_REQUEST,
-                t("خطا", "Error"),
-                html! { p.error role="alert" { "اطلاعات مجوز نادرست است / the license is not valid: " (why) } },
-            )
-        }
-    };
-    let now = service_kit::clock::now();
-    match app.store.issue_license(&license, now).await {
-        Ok(Ok(id)) => {
-            let _ = app
-                .store
-                .audit(
-                    now,
-                    &s.username,
-                    "license.issue",
-                    &id,
-                    &format!(
-                        "{} {} units={}",
-                        license.license_no, license.model, license.units
-                    ),
-                )
-                .await;
-            crate::admitter::tick(&app).await;
-            Redirect::to("/ministry").into_response()
-        }
-        Ok(Err(LicenseError::Exists)) => Error::conflict(t(
+/// A proposal's or a decision's refusal, in both languages.
+fn refused(e: ProposalError) -> Response {
+    match e {
+        ProposalError::License(LicenseError::Exists) => Error::conflict(t(
             "این شماره مجوز قبلاً صادر شده است.",
             "This license number has been issued already.",
         ))
         .into_response(),
-        Ok(Err(why)) => page(
+        ProposalError::License(why) => page(
             StatusCode::UNPROCESSABLE_ENTITY,
             t("خطا", "Error"),
             html! { p.error role="alert" { "اطلاعات مجوز نادرست است / the license is not valid: " (why.to_string()) } },
         ),
+        ProposalError::OwnProposal => Error::user(
+            StatusCode::FORBIDDEN,
+            t(
+                "پیشنهاد خودتان را نمی‌توانید تأیید کنید: تأیید با صادرکننده دیگری است.",
+                "You cannot approve your own proposal: another issuer must.",
+            ),
+        )
+        .into_response(),
+        ProposalError::NotIssuer => Error::user(
+            StatusCode::FORBIDDEN,
+            t("این کار در نقش شما نیست.", "Your role does not allow this."),
+        )
+        .into_response(),
+        ProposalError::NotFound | ProposalError::NoLicense => Error::user(
+            StatusCode::NOT_FOUND,
+            t(
+                "چنین پیشنهاد یا مجوزی در انتظار نیست.",
+                "No such pending proposal or license.",
+            ),
+        )
+        .into_response(),
+        ProposalError::Expired => Error::conflict(t(
+            "مهلت تأیید این پیشنهاد گذشته است؛ دوباره پیشنهاد دهید.",
+            "This proposal expired unapproved; propose it again.",
+        ))
+        .into_response(),
+        ProposalError::Rate => Error::user(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            t(
+                "نرخ پذیرش باید عددی مثبت (در دقیقه) باشد.",
+                "The admission rate must be a positive number per minute.",
+            ),
+        )
+        .into_response(),
+    }
+}
+
+/// Records `change` as a proposal by the signed-in issuer.
+async fn propose(app: &App, jar: &CookieJar, csrf: &str, change: Change) -> Response {
+    let s = match require(app, jar, Some(Role::Issuer), Some(csrf)).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match app
+        .store
+        .propose(&change, &s.username, service_kit::clock::now())
+        .await
+    {
+        Ok(Ok(_)) => Redirect::to("/ministry").into_response(),
+        Ok(Err(e)) => refused(e),
         Err(e) => {
-            tracing::error!(error = %e, "license issue failed");
+            tracing::error!(error = %e, "proposal failed");
             Error::Busy { retry_after: 5 }.into_response()
         }
     }
 }
 
-async fn set_active(app: App, jar: CookieJar, id: String, csrf: String, active: bool) -> Response {
-    let s = match require(&app, &jar, Some(Role::Issuer), Some(&csrf)).await {
-        Ok(s) => s,
-        Err(r) => return r,
+async fn issue(State(app): State<App>, jar: CookieJar, Form(f): Form<IssueForm>) -> Response {
+    let license = match parse_license(&f.fields) {
+        Ok(l) => l,
+        Err(why) => {
+            if let Err(r) = require(&app, &jar, Some(Role::Issuer), Some(&f.csrf)).await {
+                return r;
+            }
+            return page(
+                StatusCode::BAD_REQUEST,
+                t("خطا", "Error"),
+                html! { p.error role="alert" { "اطلاعات مجوز نادرست است / the license is not valid: " (why) } },
+            );
+        }
     };
-    // Admissions stop at once on every replica (each tick reads the status under the
-    // campaign's lock), applications too (their transaction checks it), and the queue's
-    // clock stops, so nobody's time to apply runs while suspended.
-    let sql = app.store.set_license_active(&id, active).await;
-    if !matches!(sql, Ok(true)) {
-        return Error::Busy { retry_after: 5 }.into_response();
-    }
-    let action = if active {
-        "license.resume"
-    } else {
-        "license.suspend"
+    let change = Change::Issue {
+        license: Box::new(license),
     };
-    let _ = app
-        .store
-        .audit(service_kit::clock::now(), &s.username, action, &id, "")
-        .await;
-    crate::admitter::tick(&app).await;
-    Redirect::to("/ministry").into_response()
+    propose(&app, &jar, &f.csrf, change).await
 }
 
 async fn suspend(
@@ -498,7 +650,7 @@ async fn suspend(
     Path(id): Path<String>,
     Form(f): Form<CsrfOnly>,
 ) -> Response {
-    set_active(app, jar, id, f.csrf, false).await
+    propose(&app, &jar, &f.csrf, Change::Suspend { license_id: id }).await
 }
 
 async fn resume(
@@ -507,21 +659,102 @@ async fn resume(
     Path(id): Path<String>,
     Form(f): Form<CsrfOnly>,
 ) -> Response {
-    set_active(app, jar, id, f.csrf, true).await
+    propose(&app, &jar, &f.csrf, Change::Resume { license_id: id }).await
+}
+
+#[derive(Deserialize)]
+struct RateForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    admission_per_min: String,
+}
+
+async fn rate(
+    State(app): State<App>,
+    jar: CookieJar,
+    Path(id): Path<String>,
+    Form(f): Form<RateForm>,
+) -> Response {
+    let per_min = service_kit::digits::to_latin_digits(f.admission_per_min.trim())
+        .replace(',', "")
+        .parse::<i64>()
+        .unwrap_or(0);
+    let change = Change::Rate {
+        license_id: id,
+        admission_per_min: per_min,
+    };
+    propose(&app, &jar, &f.csrf, change).await
+}
+
+async fn decide(app: App, jar: CookieJar, id: String, csrf: String, d: Decision) -> Response {
+    let s = match require(&app, &jar, Some(Role::Issuer), Some(&csrf)).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match app
+        .store
+        .decide(&id, &s.username, d, service_kit::clock::now())
+        .await
+    {
+        Ok(Ok(outcome)) => {
+            if matches!(outcome, Outcome::Done { .. }) {
+                // Suspension, resumption and a new rate hold from this tick on.
+                crate::admitter::tick(&app).await;
+            }
+            Redirect::to("/ministry").into_response()
+        }
+        Ok(Err(e)) => refused(e),
+        Err(e) => {
+            tracing::error!(error = %e, "decision failed");
+            Error::Busy { retry_after: 5 }.into_response()
+        }
+    }
+}
+
+async fn approve(
+    State(app): State<App>,
+    jar: CookieJar,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfOnly>,
+) -> Response {
+    decide(app, jar, id, f.csrf, Decision::Approve).await
+}
+
+async fn reject(
+    State(app): State<App>,
+    jar: CookieJar,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfOnly>,
+) -> Response {
+    decide(app, jar, id, f.csrf, Decision::Reject).await
 }
 
 async fn audit(State(app): State<App>, jar: CookieJar) -> Response {
     if let Err(r) = require(&app, &jar, None, None).await {
         return r;
     }
-    let rows = app.store.audit_entries().await.unwrap_or_default();
+    let rows = app.store.audit_log().await.unwrap_or_default();
+    let check = app.store.check_audit_chain().await;
     page(
         StatusCode::OK,
         t("گزارش رویدادها", "Audit log"),
         html! {
+            @match &check {
+                Ok(c) if c.ok() => p.chain-ok { "The hash chain holds: " (c.entries) " entries recomputed, " (c.anchors) " anchors in the campaigns' public logs match." }
+                Ok(c) => div.error role="alert" {
+                    p { (both(Lang::Fa, t("زنجیره گزارش رویدادها دستکاری شده است.", "The audit log's hash chain is broken."))) }
+                    ul { @for f in &c.findings { li { (f) } } }
+                }
+                Err(_) => p.error { "The chain could not be checked now." }
+            }
             p { a href="/ministry/audit.csv" { "CSV" } }
-            table { @for (at, actor, action, subject, detail) in &rows {
-                tr { td { (service_kit::clock::format_time(*at)) } td { (actor) } td { (action) } td { (subject) } td { (detail) } }
+            table { @for e in &rows {
+                tr {
+                    td { (e.seq.map(|s| s.to_string()).unwrap_or_default()) }
+                    td { (service_kit::clock::format_time(e.at)) } td { (e.actor) } td { (e.action) } td { (e.subject) } td { (e.detail) }
+                    td.hash { (e.hash) }
+                }
             } }
         },
     )
@@ -552,15 +785,19 @@ async fn audit_csv(State(app): State<App>, jar: CookieJar) -> Response {
             "csv",
         )
         .await;
-    let rows = app.store.audit_entries().await.unwrap_or_default();
-    let mut out = String::from("at,actor,action,subject,detail\n");
-    for (at, actor, action, subject, detail) in rows {
+    let rows = app.store.audit_log().await.unwrap_or_default();
+    let mut out = String::from("seq,at,actor,action,subject,detail,prev_hash,hash\n");
+    for e in rows {
         out.push_str(&format!(
-            "{at},{},{},{},{}\n",
-            csv_field(&actor),
-            csv_field(&action),
-            csv_field(&subject),
-            csv_field(&detail)
+            "{},{},{},{},{},{},{},{}\n",
+            e.seq.map(|s| s.to_string()).unwrap_or_default(),
+            e.at,
+            csv_field(&e.actor),
+            csv_field(&e.action),
+            csv_field(&e.subject),
+            csv_field(&e.detail),
+            csv_field(&e.prev_hash),
+            csv_field(&e.hash)
         ));
     }
     (

@@ -86,13 +86,32 @@ async fn readyz(State(core): State<Core>) -> Response {
     }
 }
 
+/// The client's address as the guard saw it (the peer, or the ingress's
+/// X-Forwarded-For when trusted), for handlers that limit per client.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientIp(pub std::net::IpAddr);
+
+impl ClientIp {
+    /// The subject a per-client limit keys: the address, or its /64 for IPv6 (one
+    /// subscriber's allocation, which it can rotate through freely).
+    pub(crate) fn subject(self) -> String {
+        match self.0 {
+            std::net::IpAddr::V4(v4) => v4.to_string(),
+            std::net::IpAddr::V6(v6) => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        }
+    }
+}
+
 /// Per-IP limit (governor, per replica) and load shedding. Shedding answers 503 with
 /// Retry-After before any work starts, and never for an application in progress: an
 /// application that got this far is worth finishing.
 async fn guard(
     State(core): State<Core>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
-    req: axum::extract::Request,
+    mut req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     let applying = req.uri().path().ends_with("/apply");
@@ -102,6 +121,7 @@ async fn guard(
         .flatten()
         .and_then(|s| s.parse::<std::net::IpAddr>().ok())
         .unwrap_or(peer.ip());
+    req.extensions_mut().insert(ClientIp(ip));
     if !applying && core.ip_limiter.check_key(&ip).is_err() {
         return Error::RateLimited { retry_after: 1 }.into_response();
     }

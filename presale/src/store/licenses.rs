@@ -11,8 +11,53 @@ use crate::transparency::Event;
 impl Store {
     /// Issues a license, in one transaction with its seed parties' commitments, its
     /// queue, and its transparency log whose first record is the license as issued.
+    /// (Library callers: demos, tests, benches. Staff issue through an approved proposal.)
     pub async fn issue_license(
         &self,
+        l: &NewLicense,
+        now: i64,
+    ) -> Result<Result<String, LicenseError>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let id = self.issue_license_in(&mut tx, l, now).await?;
+        if id.is_ok() {
+            tx.commit().await?;
+        }
+        Ok(id)
+    }
+
+    /// Issues a license outside the console (`presale license issue`: the operator's
+    /// bootstrap path, which needs the database's credentials), with its audit entry in
+    /// the same transaction, anchored in the new campaign's log.
+    pub async fn issue_license_as(
+        &self,
+        l: &NewLicense,
+        actor: &str,
+        now: i64,
+    ) -> Result<Result<String, LicenseError>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let id = match self.issue_license_in(&mut tx, l, now).await? {
+            Ok(id) => id,
+            Err(e) => return Ok(Err(e)),
+        };
+        let detail = format!("{} {} units={}", l.license_no, l.model, l.units);
+        let entry = super::audit::Entry {
+            at: now,
+            actor,
+            action: "license.issue",
+            subject: &id,
+            detail: &detail,
+            anchor: Some(&id),
+        };
+        self.audit_in(&mut tx, &entry).await?;
+        tx.commit().await?;
+        Ok(Ok(id))
+    }
+
+    /// [`Store::issue_license`] in the caller's transaction. On `Err(Exists)` the
+    /// transaction must be rolled back (PostgreSQL has aborted it).
+    pub(crate) async fn issue_license_in(
+        &self,
+        tx: &mut sqlx::AnyConnection,
         l: &NewLicense,
         now: i64,
     ) -> Result<Result<String, LicenseError>, StoreError> {
@@ -20,7 +65,6 @@ impl Store {
             return Ok(Err(e));
         }
         let id = format!("l-{}", service_kit::keys::random_token(9));
-        let mut tx = self.pool().begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO licenses (id, license_no, manufacturer, model, units, unit_price, \
              down_payment, kind, delivery_deadline, opens_at, closes_at, selection, \
@@ -52,32 +96,45 @@ impl Store {
         .execute(&mut *tx)
         .await;
         match inserted {
-            Ok(_) => {
-                if l.selection == Selection::Queue {
-                    self.create_queue(&mut tx, &id, l.opens_at).await?;
-                }
-                self.insert_parties(&mut tx, &id, &l.parties).await?;
-                self.create_log(&mut tx, &id).await?;
-                let event = Event::License {
-                    id: id.clone(),
-                    terms: Box::new(l.clone()),
-                    at_ms: now * 1000,
-                };
-                self.log_event(&mut tx, &id, &event).await?;
-                tx.commit().await?;
-                Ok(Ok(id))
-            }
-            Err(e) if is_unique_violation(&e) => Ok(Err(LicenseError::Exists)),
-            Err(e) => Err(e.into()),
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => return Ok(Err(LicenseError::Exists)),
+            Err(e) => return Err(e.into()),
         }
+        if l.selection == Selection::Queue {
+            self.create_queue(tx, &id, l.opens_at).await?;
+        }
+        self.insert_parties(tx, &id, &l.parties).await?;
+        self.create_log(tx, &id).await?;
+        let at_ms = self.db_now_ms_in(tx).await?;
+        let event = Event::License {
+            id: id.clone(),
+            terms: Box::new(l.clone()),
+            at_ms,
+        };
+        self.log_event(tx, &id, &event).await?;
+        Ok(Ok(id))
     }
 
-    /// Suspends or resumes a license. Applications stop at once (their transaction checks
-    /// the status), admissions too (every admitter tick reads it under the campaign's
-    /// lock), and the queue's clock stops now, so no apply deadline runs while suspended:
-    /// the first tick after the resumption extends them by the time it stood still.
+    /// Suspends or resumes a license (library callers; staff do it through an approved
+    /// proposal). See [`Store::set_license_active_in`].
     pub async fn set_license_active(&self, id: &str, active: bool) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await?;
+        let done = self.set_license_active_in(&mut tx, id, active).await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    /// Suspends or resumes a license, in the caller's transaction. Applications stop at
+    /// once (their transaction checks the status), admissions too (every admitter tick
+    /// reads it under the campaign's lock), and the queue's clock stops now, so no apply
+    /// deadline runs while suspended: the first tick after the resumption extends them by
+    /// the time it stood still. False if there is no such license.
+    pub(crate) async fn set_license_active_in(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        id: &str,
+        active: bool,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query("UPDATE licenses SET status = $2 WHERE id = $1")
             .bind(id)
             .bind(
@@ -91,9 +148,9 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         if done.rows_affected() == 1 {
-            let at_ms = self.db_now_ms().await?;
+            let at_ms = self.db_now_ms_in(tx).await?;
             let status = if active { "active" } else { "suspended" }.to_owned();
-            self.log_event(&mut tx, id, &Event::Status { status, at_ms })
+            self.log_event(tx, id, &Event::Status { status, at_ms })
                 .await?;
         }
         if !active {
@@ -107,7 +164,31 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Changes a license's admission rate, in the caller's transaction; every admitter
+    /// tick reads it under the campaign's lock, so it holds from the next tick on. False if
+    /// there is no such license.
+    pub(crate) async fn set_rate_in(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        id: &str,
+        admission_per_min: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE licenses SET admission_per_min = $2 WHERE id = $1")
+            .bind(id)
+            .bind(admission_per_min)
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 1 {
+            let at_ms = self.db_now_ms_in(tx).await?;
+            let event = Event::Rate {
+                admission_per_min,
+                at_ms,
+            };
+            self.log_event(tx, id, &event).await?;
+        }
         Ok(done.rows_affected() == 1)
     }
 

@@ -6,14 +6,18 @@
 //! - [`licenses`]: issuing, suspending and reading licenses.
 //! - [`lottery`]: entries, the draw and its public list.
 //! - [`queue`]: the fair queue's durable record: tickets, admissions, the queue's clock.
-//! - [`staff`]: the ministry's staff (argon2 + TOTP) and the audit log.
+//! - [`staff`]: the ministry's staff (argon2 + TOTP), disabling, session revocation.
+//! - [`audit`]: the hash-chained audit log, anchored in the campaigns' transparency logs.
+//! - [`proposals`]: four-eyes: campaign changes wait for a second issuer's approval.
 //! - [`log`]: the campaigns' transparency logs: pending events, the sequencer, proofs.
 //! - [`seeds`]: commit-then-reveal seeds: parties, the frozen list, reveals.
 
 pub mod applications;
+pub mod audit;
 pub mod licenses;
 pub mod log;
 pub mod lottery;
+pub mod proposals;
 pub mod queue;
 pub mod seeds;
 pub mod staff;
@@ -26,6 +30,9 @@ static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/presale/s
 static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/presale/postgres");
 
 pub use service_kit::sql::StoreError;
+
+/// Tables the service may only read and append to.
+const APPEND_ONLY: &str = "audit_log, log_records, log_hashes, log_heads";
 
 /// Rows per multi-row statement (well under both engines' bind limits).
 pub(crate) const CHUNK: usize = 400;
@@ -70,6 +77,68 @@ impl Store {
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
         migrate_any(&self.pool, self.postgres, &SQLITE, &POSTGRES).await?;
+        Ok(())
+    }
+
+    /// Refuses to serve on a schema older than this build's (for a service that runs with
+    /// a role that may not migrate: `presale migrate` runs them with the owner's).
+    pub async fn check_migrated(&self) -> Result<(), StoreError> {
+        let migrator = if self.postgres { &POSTGRES } else { &SQLITE };
+        let applied: Vec<i64> = sqlx::query_scalar(
+            "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let missing: Vec<String> = migrator
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .map(|m| format!("{} {}", m.version, m.description))
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(StoreError::Corrupt(format!(
+                "the database is not migrated (missing {}): run `presale migrate` with the owner's credentials",
+                missing.join(", ")
+            )))
+        }
+    }
+
+    /// Lets `role` (PostgreSQL) do what the service does and no more: read and write the
+    /// working tables, only read and append the audit log and the transparency logs. The
+    /// role owns nothing, so it cannot drop or disable their triggers either.
+    pub async fn grant_service_role(&self, role: &str) -> Result<(), StoreError> {
+        if !self.postgres {
+            return Err(StoreError::Corrupt(
+                "database roles exist on PostgreSQL only (SQLite is a file: protect the file)"
+                    .into(),
+            ));
+        }
+        let ok = !role.is_empty()
+            && role.len() <= 63
+            && role
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !ok {
+            return Err(StoreError::Corrupt(
+                "role: lowercase letters, digits and underscores".into(),
+            ));
+        }
+        let mut tx = self.pool.begin().await?;
+        for sql in [
+            format!("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}"),
+            format!("GRANT USAGE ON SCHEMA public TO {role}"),
+            format!(
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"
+            ),
+            format!("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}"),
+            format!("REVOKE UPDATE, DELETE, TRUNCATE ON {APPEND_ONLY} FROM {role}",),
+            format!("REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON _sqlx_migrations FROM {role}"),
+            format!("REVOKE DELETE, TRUNCATE ON audit_head FROM {role}"),
+        ] {
+            sqlx::query(&sql).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

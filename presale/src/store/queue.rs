@@ -112,6 +112,19 @@ impl Store {
         )
     }
 
+    /// The time on the database's clock (Unix milliseconds), in the caller's transaction.
+    pub(crate) async fn db_now_ms_in(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+    ) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query(&format!("SELECT {} AS now_ms", self.now_ms_sql()))
+                .fetch_one(&mut *conn)
+                .await?
+                .try_get("now_ms")?,
+        )
+    }
+
     /// The SQL of "the queue's time now" for the campaign `$1`: the database's clock,
     /// stopped at `clock_ms + STALL_MS` while no admitter ticks.
     pub(crate) fn queue_time_sql(&self) -> String {

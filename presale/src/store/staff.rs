@@ -8,7 +8,7 @@ use argon2::Argon2;
 use sqlx::Row;
 use totp_rs::{Builder, Totp};
 
-use super::{Store, StoreError};
+use super::{audit, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -68,6 +68,29 @@ fn totp_for(username: &str, secret_b32: &str) -> Result<Totp, StaffError> {
         .map_err(|e| StaffError::Totp(e.to_string()))
 }
 
+/// A successful sign-in: the account's role and the epoch its session carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignedIn {
+    pub role: Role,
+    pub epoch: i64,
+}
+
+/// An account's standing (see [`Store::staff_account`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Account {
+    pub role: Role,
+    pub enabled: bool,
+    pub epoch: i64,
+}
+
+/// What an operator does to an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Disabled,
+    Enabled,
+    Revoked,
+}
+
 /// Why a login failed; deliberately one answer for the user ("wrong credentials").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoginFailure {
@@ -110,6 +133,7 @@ impl Store {
             .render::<qrcode::render::svg::Color<'_>>()
             .min_dimensions(200, 200)
             .build();
+        let mut tx = self.pool().begin().await.map_err(StoreError::from)?;
         let inserted = sqlx::query(
             "INSERT INTO staff (username, password_hash, totp_secret, role, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -118,33 +142,48 @@ impl Store {
         .bind(&secret)
         .bind(role.as_str())
         .bind(now)
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await;
         match inserted {
             Ok(_) => {}
             Err(e) if service_kit::sql::is_unique_violation(&e) => return Err(StaffError::Exists),
             Err(e) => return Err(StoreError::from(e).into()),
         }
-        self.audit(now, actor, "staff.add", username, role.as_str())
-            .await?;
+        let entry = audit::Entry {
+            at: now,
+            actor,
+            action: "staff.add",
+            subject: username,
+            detail: role.as_str(),
+            anchor: None,
+        };
+        self.audit_in(&mut tx, &entry).await?;
+        tx.commit().await.map_err(StoreError::from)?;
         Ok(Enrolment {
             otpauth_uri: uri,
             qr_svg: svg,
         })
     }
 
-    /// Checks password and TOTP code (each code usable once). Slow on purpose (argon2id).
+    /// Checks password and TOTP code (each code usable once) of an enabled account. Slow
+    /// on purpose (argon2id). A failure is audited as `anonymous` (the caller is not known
+    /// to be the account's owner), and only for an existing account, so a flood of made-up
+    /// usernames writes nothing durable.
     pub async fn staff_login(
         &self,
         username: &str,
         password: &str,
         code: &str,
         now: i64,
-    ) -> Result<Result<Role, LoginFailure>, StoreError> {
-        let row = sqlx::query("SELECT password_hash, totp_secret, last_totp_step, role FROM staff WHERE username = $1")
-            .bind(username)
-            .fetch_optional(self.pool())
-            .await?;
+        from: &str,
+    ) -> Result<Result<SignedIn, LoginFailure>, StoreError> {
+        let row = sqlx::query(
+            "SELECT password_hash, totp_secret, last_totp_step, role, disabled_at, session_epoch \
+             FROM staff WHERE username = $1",
+        )
+        .bind(username)
+        .fetch_optional(self.pool())
+        .await?;
         let Some(row) = row else {
             // Spend the same time as a real check, so usernames cannot be probed by timing.
             let _ = Argon2::default()
@@ -154,6 +193,8 @@ impl Store {
         let hash: String = row.try_get("password_hash")?;
         let secret: String = row.try_get("totp_secret")?;
         let last: i64 = row.try_get("last_totp_step")?;
+        let disabled = row.try_get::<Option<i64>, _>("disabled_at")?.is_some();
+        let epoch: i64 = row.try_get("session_epoch")?;
         let role = Role::parse(&row.try_get::<String, _>("role")?).unwrap_or(Role::Auditor);
         let password_ok = PasswordHash::new(&hash)
             .map(|h| {
@@ -166,29 +207,104 @@ impl Store {
             .ok()
             .and_then(|t| t.check(code.trim(), now as u64))
             .map(|s| s as i64);
+        let mut tx = self.pool().begin().await?;
         let result = match (password_ok, step) {
-            (true, Some(step)) if step > last => {
+            (true, Some(step)) if step > last && !disabled => {
                 // Single use: a concurrent login with the same code loses this race.
-                let done = sqlx::query("UPDATE staff SET last_totp_step = $2 WHERE username = $1 AND last_totp_step < $2")
+                let done = sqlx::query("UPDATE staff SET last_totp_step = $2 WHERE username = $1 AND last_totp_step < $2 AND disabled_at IS NULL")
                     .bind(username)
                     .bind(step)
-                    .execute(self.pool())
+                    .execute(&mut *tx)
                     .await?;
                 if done.rows_affected() == 1 {
-                    Ok(role)
+                    Ok(SignedIn { role, epoch })
                 } else {
                     Err(LoginFailure::BadCredentials)
                 }
             }
             _ => Err(LoginFailure::BadCredentials),
         };
-        let action = if result.is_ok() {
-            "staff.login"
-        } else {
-            "staff.login-failed"
+        let (actor, action) = match (&result, disabled) {
+            (Ok(_), _) => (username, "staff.login"),
+            (Err(_), true) => ("anonymous", "staff.login-disabled"),
+            (Err(_), false) => ("anonymous", "staff.login-failed"),
         };
-        self.audit(now, username, action, username, "").await?;
+        let detail = format!("from {from}");
+        let entry = audit::Entry {
+            at: now,
+            actor,
+            action,
+            subject: username,
+            detail: &detail,
+            anchor: None,
+        };
+        self.audit_in(&mut tx, &entry).await?;
+        tx.commit().await?;
         Ok(result)
+    }
+
+    /// An account's standing, read on every console request: its role, whether it is
+    /// enabled, and the epoch its sessions must carry.
+    pub async fn staff_account(&self, username: &str) -> Result<Option<Account>, StoreError> {
+        let row =
+            sqlx::query("SELECT role, disabled_at, session_epoch FROM staff WHERE username = $1")
+                .bind(username)
+                .fetch_optional(self.pool())
+                .await?;
+        row.map(|r| {
+            Ok(Account {
+                role: Role::parse(&r.try_get::<String, _>("role")?)
+                    .ok_or_else(|| StoreError::Corrupt(format!("staff {username}: role")))?,
+                enabled: r.try_get::<Option<i64>, _>("disabled_at")?.is_none(),
+                epoch: r.try_get("session_epoch")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Disables or re-enables an account, or only ends its sessions (`Standing::Revoked`);
+    /// every change ends every session the account has. False if there is no such account.
+    pub async fn set_staff_standing(
+        &self,
+        username: &str,
+        standing: Standing,
+        actor: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let (sql, action) = match standing {
+            Standing::Disabled => (
+                "UPDATE staff SET disabled_at = $2, session_epoch = session_epoch + 1 WHERE username = $1",
+                "staff.disable",
+            ),
+            Standing::Enabled => (
+                "UPDATE staff SET disabled_at = NULL, session_epoch = session_epoch + 1 WHERE username = $1",
+                "staff.enable",
+            ),
+            Standing::Revoked => (
+                "UPDATE staff SET session_epoch = session_epoch + 1 WHERE username = $1",
+                "staff.revoke-sessions",
+            ),
+        };
+        let mut query = sqlx::query(sql).bind(username);
+        if standing == Standing::Disabled {
+            query = query.bind(now);
+        }
+        let done = query.execute(&mut *tx).await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        let entry = audit::Entry {
+            at: now,
+            actor,
+            action,
+            subject: username,
+            detail: "",
+            anchor: None,
+        };
+        self.audit_in(&mut tx, &entry).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// The current TOTP code of a staff member (tests and the enrolment check only).
@@ -207,37 +323,5 @@ impl Store {
         Ok(secret
             .and_then(|s| totp_for(username, &s).ok())
             .map(|t| t.generate(now as u64).to_string()))
-    }
-
-    pub async fn audit(
-        &self,
-        at: i64,
-        actor: &str,
-        action: &str,
-        subject: &str,
-        detail: &str,
-    ) -> Result<(), StoreError> {
-        service_kit::sql::append_audit(self.pool(), at, actor, action, subject, detail).await
-    }
-
-    /// The audit log, oldest first: (at, actor, action, subject, detail).
-    pub async fn audit_entries(
-        &self,
-    ) -> Result<Vec<(i64, String, String, String, String)>, StoreError> {
-        let rows =
-            sqlx::query("SELECT at, actor, action, subject, detail FROM audit_log ORDER BY id")
-                .fetch_all(self.pool())
-                .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("at")?,
-                    r.try_get("actor")?,
-                    r.try_get("action")?,
-                    r.try_get("subject")?,
-                    r.try_get("detail")?,
-                ))
-            })
-            .collect()
     }
 }

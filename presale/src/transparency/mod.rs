@@ -81,6 +81,15 @@ pub enum Event {
     },
     /// The ministry suspended or resumed the license.
     Status { status: String, at_ms: i64 },
+    /// The ministry changed the admission rate (approved by a second issuer).
+    Rate { admission_per_min: i64, at_ms: i64 },
+    /// A staff action about this campaign: its entry in the ministry's hash-chained audit
+    /// log (sequence number and hash, no names). It pins the whole chain up to that entry.
+    Audit {
+        seq: i64,
+        hash: String,
+        action: String,
+    },
 }
 
 impl Event {

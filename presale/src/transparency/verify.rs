@@ -487,6 +487,9 @@ impl Campaign {
                 }
             }
             Event::Status { status, .. } => self.suspended = status == "suspended",
+            // Checked against the ministry's audit chain by `presale staff audit-check`;
+            // the rate is not yet recomputed here.
+            Event::Rate { .. } | Event::Audit { .. } => {}
         }
         Ok(())
     }

@@ -17,7 +17,9 @@ use presale::transparency::seed::Contribution;
 use testkit::servers::unique;
 use testkit::Backend;
 
+mod insiders;
 mod transparency;
+use insiders::*;
 use transparency::*;
 
 /// A fresh database and two stores on it (two replicas' pools).
@@ -339,6 +341,8 @@ macro_rules! both {
     };
 }
 both!(
+    campaign_changes_need_a_second_issuer_raced_and_audited_with_their_action,
+    the_audit_chain_shows_an_altered_a_deleted_and_a_rewritten_entry,
     the_seed_is_unknowable_until_the_list_is_frozen_and_every_party_revealed,
     the_auditor_recomputes_a_queue_campaign_and_finds_tampering,
     the_auditor_recomputes_a_lottery_campaign,

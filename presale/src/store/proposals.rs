@@ -1,0 +1,340 @@
+//! Four-eyes: what changes a campaign (issuing, suspending, resuming a license, changing
+//! its admission rate) is a proposal until a second issuer approves it. The approval
+//! carries out the action in the same transaction as the proposal's decision, the audit
+//! entries and the campaign's log records: all of it happens, or none.
+
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use super::staff::Role;
+use super::{audit, Store, StoreError};
+use crate::domain::{LicenseError, NewLicense};
+
+/// How long a proposal waits for its second pair of eyes.
+pub const PROPOSAL_TTL_SECS: i64 = 24 * 3600;
+
+/// What a proposal would do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Change {
+    Issue {
+        license: Box<NewLicense>,
+    },
+    Suspend {
+        license_id: String,
+    },
+    Resume {
+        license_id: String,
+    },
+    Rate {
+        license_id: String,
+        admission_per_min: i64,
+    },
+}
+
+impl Change {
+    /// The audit log's action name.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Self::Issue { .. } => "license.issue",
+            Self::Suspend { .. } => "license.suspend",
+            Self::Resume { .. } => "license.resume",
+            Self::Rate { .. } => "license.rate",
+        }
+    }
+
+    /// The license it is about (none yet for an issue).
+    pub fn license_id(&self) -> Option<&str> {
+        match self {
+            Self::Issue { .. } => None,
+            Self::Suspend { license_id }
+            | Self::Resume { license_id }
+            | Self::Rate { license_id, .. } => Some(license_id),
+        }
+    }
+
+    /// One line for people: what would happen.
+    pub fn summary(&self) -> String {
+        match self {
+            Self::Issue { license: l } => format!(
+                "issue {} ({} {}, {} units, {}/min)",
+                l.license_no, l.manufacturer, l.model, l.units, l.admission_per_min
+            ),
+            Self::Suspend { license_id } => format!("suspend {license_id}"),
+            Self::Resume { license_id } => format!("resume {license_id}"),
+            Self::Rate {
+                license_id,
+                admission_per_min,
+            } => format!("set {license_id}'s admission rate to {admission_per_min}/min"),
+        }
+    }
+}
+
+/// A pending proposal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Proposal {
+    pub id: String,
+    pub change: Change,
+    pub proposed_by: String,
+    pub proposed_at: i64,
+}
+
+/// Why a proposal or a decision was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProposalError {
+    #[error("no such pending proposal")]
+    NotFound,
+    #[error("a proposal needs a second issuer: its author cannot approve it")]
+    OwnProposal,
+    #[error("the proposal expired unapproved")]
+    Expired,
+    #[error("only an enabled issuer may propose or decide")]
+    NotIssuer,
+    #[error("no such license")]
+    NoLicense,
+    #[error("the admission rate must be a positive number per minute")]
+    Rate,
+    #[error(transparent)]
+    License(#[from] LicenseError),
+}
+
+/// The decision on a proposal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Approve,
+    /// By another issuer: rejected; by its author: withdrawn.
+    Reject,
+}
+
+/// What an approval did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Carried out; for an issue, the new license's id.
+    Done {
+        license_id: String,
+    },
+    Rejected,
+    Withdrawn,
+}
+
+impl Store {
+    /// Whether `username` is an enabled issuer (read in the caller's transaction).
+    async fn is_issuer(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        username: &str,
+    ) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT role, disabled_at FROM staff WHERE username = $1")
+            .bind(username)
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(match row {
+            Some(r) => {
+                r.try_get::<String, _>("role")? == Role::Issuer.as_str()
+                    && r.try_get::<Option<i64>, _>("disabled_at")?.is_none()
+            }
+            None => false,
+        })
+    }
+
+    /// Records a proposal; nothing changes until another issuer approves it.
+    pub async fn propose(
+        &self,
+        change: &Change,
+        by: &str,
+        now: i64,
+    ) -> Result<Result<String, ProposalError>, StoreError> {
+        match change {
+            Change::Issue { license } => {
+                if let Err(e) = license.validate() {
+                    return Ok(Err(e.into()));
+                }
+            }
+            Change::Rate {
+                admission_per_min, ..
+            } if *admission_per_min <= 0 => return Ok(Err(ProposalError::Rate)),
+            _ => {}
+        }
+        let id = format!("p-{}", service_kit::keys::random_token(9));
+        let payload = serde_json::to_string(change)
+            .map_err(|e| StoreError::Corrupt(format!("proposal: {e}")))?;
+        let mut tx = self.pool().begin().await?;
+        // The chain's lock first (SQLite: the write lock before any read).
+        let summary = change.summary();
+        let entry = audit::Entry {
+            at: now,
+            actor: by,
+            action: "proposal.create",
+            subject: &id,
+            detail: &summary,
+            anchor: change.license_id(),
+        };
+        self.audit_in(&mut tx, &entry).await?;
+        if !self.is_issuer(&mut tx, by).await? {
+            return Ok(Err(ProposalError::NotIssuer));
+        }
+        if let Some(license_id) = change.license_id() {
+            let exists = sqlx::query("SELECT 1 FROM licenses WHERE id = $1")
+                .bind(license_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if exists.is_none() {
+                return Ok(Err(ProposalError::NoLicense));
+            }
+        }
+        sqlx::query(
+            "INSERT INTO proposals (id, action, subject, payload, proposed_by, proposed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&id)
+        .bind(change.action())
+        .bind(change.license_id().unwrap_or(""))
+        .bind(&payload)
+        .bind(by)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Ok(id))
+    }
+
+    /// Proposals waiting for a decision (not expired), oldest first.
+    pub async fn pending_proposals(&self, now: i64) -> Result<Vec<Proposal>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, payload, proposed_by, proposed_at FROM proposals \
+             WHERE outcome IS NULL AND proposed_at > $1 ORDER BY proposed_at, id",
+        )
+        .bind(now - PROPOSAL_TTL_SECS)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let payload: String = r.try_get("payload")?;
+                Ok(Proposal {
+                    id: r.try_get("id")?,
+                    change: serde_json::from_str(&payload)
+                        .map_err(|e| StoreError::Corrupt(format!("proposal: {e}")))?,
+                    proposed_by: r.try_get("proposed_by")?,
+                    proposed_at: r.try_get("proposed_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Decides a proposal. An approval by an enabled issuer other than its author carries
+    /// the change out in this transaction; if the change is refused (say, the license
+    /// number was issued meanwhile) nothing is written and the proposal stays pending.
+    pub async fn decide(
+        &self,
+        id: &str,
+        by: &str,
+        decision: Decision,
+        now: i64,
+    ) -> Result<Result<Outcome, ProposalError>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        // The row's lock: two approvals race; one decides, the other finds it decided.
+        let row = sqlx::query(
+            "UPDATE proposals SET outcome = outcome WHERE id = $1 AND outcome IS NULL \
+             RETURNING payload, proposed_by, proposed_at",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(Err(ProposalError::NotFound));
+        };
+        let proposed_by: String = row.try_get("proposed_by")?;
+        let proposed_at: i64 = row.try_get("proposed_at")?;
+        let payload: String = row.try_get("payload")?;
+        let change: Change = serde_json::from_str(&payload)
+            .map_err(|e| StoreError::Corrupt(format!("proposal {id}: {e}")))?;
+        let own = proposed_by == by;
+        if !own && !self.is_issuer(&mut tx, by).await? {
+            return Ok(Err(ProposalError::NotIssuer));
+        }
+        let (outcome, license_id) = match decision {
+            Decision::Reject if own => ("withdrawn", change.license_id().map(str::to_owned)),
+            Decision::Reject => ("rejected", change.license_id().map(str::to_owned)),
+            Decision::Approve if own => return Ok(Err(ProposalError::OwnProposal)),
+            Decision::Approve if proposed_at <= now - PROPOSAL_TTL_SECS => {
+                return Ok(Err(ProposalError::Expired))
+            }
+            Decision::Approve => match self.carry_out(&mut tx, &change, now).await? {
+                Ok(license_id) => ("approved", Some(license_id)),
+                Err(e) => return Ok(Err(e)),
+            },
+        };
+        sqlx::query(
+            "UPDATE proposals SET outcome = $2, decided_by = $3, decided_at = $4 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(outcome)
+        .bind(by)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let decided = format!("proposal.{outcome}");
+        let summary = change.summary();
+        let entry = audit::Entry {
+            at: now,
+            actor: by,
+            action: &decided,
+            subject: id,
+            detail: &summary,
+            anchor: license_id.as_deref(),
+        };
+        self.audit_in(&mut tx, &entry).await?;
+        if outcome == "approved" {
+            let detail = format!("{summary}; proposed by {proposed_by} as {id}, approved by {by}");
+            let entry = audit::Entry {
+                at: now,
+                actor: by,
+                action: change.action(),
+                subject: license_id.as_deref().unwrap_or(""),
+                detail: &detail,
+                anchor: license_id.as_deref(),
+            };
+            self.audit_in(&mut tx, &entry).await?;
+        }
+        tx.commit().await?;
+        Ok(Ok(match outcome {
+            "approved" => Outcome::Done {
+                license_id: license_id.unwrap_or_default(),
+            },
+            "withdrawn" => Outcome::Withdrawn,
+            _ => Outcome::Rejected,
+        }))
+    }
+
+    /// Carries out an approved change in the caller's transaction; the license's id.
+    async fn carry_out(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        change: &Change,
+        now: i64,
+    ) -> Result<Result<String, ProposalError>, StoreError> {
+        let found = match change {
+            Change::Issue { license } => {
+                return Ok(self
+                    .issue_license_in(tx, license, now)
+                    .await?
+                    .map_err(ProposalError::from))
+            }
+            Change::Suspend { license_id } => {
+                self.set_license_active_in(tx, license_id, false).await?
+            }
+            Change::Resume { license_id } => {
+                self.set_license_active_in(tx, license_id, true).await?
+            }
+            Change::Rate {
+                license_id,
+                admission_per_min,
+            } => self.set_rate_in(tx, license_id, *admission_per_min).await?,
+        };
+        Ok(if found {
+            Ok(change.license_id().unwrap_or_default().to_owned())
+        } else {
+            Err(ProposalError::NoLicense)
+        })
+    }
+}

@@ -1,0 +1,440 @@
+//! Insiders need a second person, and cannot rewrite what they did (issue 10, point 9):
+//! four-eyes on every change to a campaign, raced; an action whose audit entry cannot be
+//! written does not happen; the hash chain shows an altered, a deleted and a consistently
+//! rewritten entry (the last against its anchor in the public log); and the service's own
+//! database role can serve but not rewrite the audit log or the transparency logs.
+
+use presale::store::proposals::{Change, Decision, Outcome, ProposalError};
+use presale::store::staff::Role;
+use presale::store::Store;
+use presale::transparency::LogKey;
+use sqlx::Row;
+use testkit::servers::unique;
+
+use super::{issue_terms, license, person, two_stores, Backend};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+async fn staff(store: &Store, who: &str, role: Role) {
+    store
+        .add_staff(who, PASSWORD, role, "test", service_kit::clock::now())
+        .await
+        .expect("staff");
+}
+
+async fn decide(store: &Store, id: &str, by: &str, d: Decision) -> Result<Outcome, ProposalError> {
+    store
+        .decide(id, by, d, service_kit::clock::now())
+        .await
+        .expect("sql")
+}
+
+async fn propose(store: &Store, change: &Change, by: &str) -> String {
+    store
+        .propose(change, by, service_kit::clock::now())
+        .await
+        .expect("sql")
+        .expect("proposal")
+}
+
+/// Sequences a campaign's log, so its anchors are records.
+async fn sequence(store: &Store, id: &str) {
+    store
+        .sequence_log(id, &LogKey::from_seed(&[7; 32]))
+        .await
+        .expect("sequence");
+}
+
+/// What the database's owner can do and the service cannot: switch the audit log's
+/// append-only triggers off (`on`: back on).
+async fn owner_unlocks_the_audit_log(store: &Store, postgres: bool, on: bool) {
+    let sql: &[&str] = match (postgres, on) {
+        (true, false) => &[
+            "ALTER TABLE audit_log DISABLE TRIGGER USER",
+            "ALTER TABLE audit_head DISABLE TRIGGER USER",
+        ],
+        (true, true) => &[
+            "ALTER TABLE audit_log ENABLE TRIGGER USER",
+            "ALTER TABLE audit_head ENABLE TRIGGER USER",
+        ],
+        (false, false) => &[
+            "DROP TRIGGER audit_log_no_update",
+            "DROP TRIGGER audit_log_no_delete",
+            "DROP TRIGGER audit_head_forward",
+        ],
+        (false, true) => &[],
+    };
+    for s in sql {
+        sqlx::query(s).execute(store.pool()).await.expect(s);
+    }
+}
+
+pub(crate) async fn campaign_changes_need_a_second_issuer_raced_and_audited_with_their_action(
+    backend: Backend,
+) {
+    let (a, b) = two_stores(backend).await;
+    for who in ["issuer.a", "issuer.b", "issuer.c"] {
+        staff(&a, who, Role::Issuer).await;
+    }
+    staff(&a, "auditor.a", Role::Auditor).await;
+    let terms = license(10, None);
+    let change = Change::Issue {
+        license: Box::new(terms.clone()),
+    };
+    let p = propose(&a, &change, "issuer.a").await;
+    assert!(a.licenses().await.expect("licenses").is_empty());
+
+    // Not the author, not an auditor, not a disabled issuer.
+    assert_eq!(
+        decide(&b, &p, "issuer.a", Decision::Approve).await,
+        Err(ProposalError::OwnProposal)
+    );
+    assert_eq!(
+        decide(&b, &p, "auditor.a", Decision::Approve).await,
+        Err(ProposalError::NotIssuer)
+    );
+    assert_eq!(
+        a.propose(&change, "auditor.a", service_kit::clock::now())
+            .await
+            .expect("sql"),
+        Err(ProposalError::NotIssuer)
+    );
+
+    // Two issuers on two replicas approve at once, many times: it is carried out once.
+    let mut racers = Vec::new();
+    for i in 0..16 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let by = if i % 2 == 0 { "issuer.b" } else { "issuer.c" };
+        let p = p.clone();
+        racers.push(tokio::spawn(async move {
+            decide(&store, &p, by, Decision::Approve).await
+        }));
+    }
+    let mut done = Vec::new();
+    for r in racers {
+        match r.await.expect("task") {
+            Ok(Outcome::Done { license_id }) => done.push(license_id),
+            Err(ProposalError::NotFound) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(done.len(), 1, "approved exactly once");
+    let id = done[0].clone();
+    assert_eq!(a.licenses().await.expect("licenses").len(), 1);
+
+    // An action whose audit entry cannot be written does not happen.
+    let suspend = propose(
+        &a,
+        &Change::Suspend {
+            license_id: id.clone(),
+        },
+        "issuer.b",
+    )
+    .await;
+    let postgres = backend == Backend::Servers;
+    let (break_audit, mend_audit): (&[&str], &[&str]) = if postgres {
+        (
+            &[
+                "CREATE FUNCTION audit_down() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'audit down'; END; $$ LANGUAGE plpgsql",
+                "CREATE TRIGGER audit_down BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_down()",
+            ],
+            &["DROP TRIGGER audit_down ON audit_log"],
+        )
+    } else {
+        (
+            &["CREATE TRIGGER audit_down BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'audit down'); END"],
+            &["DROP TRIGGER audit_down"],
+        )
+    };
+    for s in break_audit {
+        sqlx::query(s).execute(a.pool()).await.expect(s);
+    }
+    let failed = a
+        .decide(
+            &suspend,
+            "issuer.c",
+            Decision::Approve,
+            service_kit::clock::now(),
+        )
+        .await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert!(
+        issue_terms(&a, &id).await.active,
+        "not suspended without its audit entry"
+    );
+    for s in mend_audit {
+        sqlx::query(s).execute(a.pool()).await.expect(s);
+    }
+    assert!(matches!(
+        decide(&b, &suspend, "issuer.c", Decision::Approve).await,
+        Ok(Outcome::Done { .. })
+    ));
+    assert!(!issue_terms(&a, &id).await.active);
+
+    // A rate change, withdrawn by its author; then one approved.
+    let rate = |per_min| Change::Rate {
+        license_id: id.clone(),
+        admission_per_min: per_min,
+    };
+    let w = propose(&a, &rate(5), "issuer.c").await;
+    assert_eq!(
+        decide(&a, &w, "issuer.c", Decision::Reject).await,
+        Ok(Outcome::Withdrawn)
+    );
+    let r = propose(&a, &rate(7), "issuer.c").await;
+    assert!(matches!(
+        decide(&a, &r, "issuer.a", Decision::Approve).await,
+        Ok(Outcome::Done { .. })
+    ));
+    let l = a
+        .licenses()
+        .await
+        .expect("licenses")
+        .into_iter()
+        .find(|l| l.id == id)
+        .expect("license");
+    assert_eq!(l.admission_per_min, 7);
+    assert!(a
+        .pending_proposals(service_kit::clock::now())
+        .await
+        .expect("pending")
+        .is_empty());
+
+    // Every change is in the chain and anchored in the campaign's public log.
+    sequence(&a, &id).await;
+    let check = a.check_audit_chain().await.expect("check");
+    assert!(check.ok(), "{:?}", check.findings);
+    // Issue (approved + issue), suspend (create, approved, suspend), rates (create,
+    // withdrawn, create, approved, rate).
+    assert_eq!(check.anchors, 10, "{check:?}");
+}
+
+pub(crate) async fn the_audit_chain_shows_an_altered_a_deleted_and_a_rewritten_entry(
+    backend: Backend,
+) {
+    let (a, _) = two_stores(backend).await;
+    let postgres = backend == Backend::Servers;
+    staff(&a, "issuer.a", Role::Issuer).await;
+    staff(&a, "issuer.b", Role::Issuer).await;
+    let p = propose(
+        &a,
+        &Change::Issue {
+            license: Box::new(license(10, None)),
+        },
+        "issuer.a",
+    )
+    .await;
+    let Ok(Outcome::Done { license_id: id }) = decide(&a, &p, "issuer.b", Decision::Approve).await
+    else {
+        panic!("approved")
+    };
+    for active in [false, true, false] {
+        let change = if active {
+            Change::Resume {
+                license_id: id.clone(),
+            }
+        } else {
+            Change::Suspend {
+                license_id: id.clone(),
+            }
+        };
+        let p = propose(&a, &change, "issuer.b").await;
+        assert!(decide(&a, &p, "issuer.a", Decision::Approve).await.is_ok());
+    }
+    a.audit(
+        service_kit::clock::now(),
+        "issuer.a",
+        "audit.export",
+        "audit_log",
+        "csv",
+    )
+    .await
+    .expect("audit");
+    sequence(&a, &id).await;
+    let before = a.check_audit_chain().await.expect("check");
+    assert!(before.ok(), "{:?}", before.findings);
+    let log = a.audit_log().await.expect("log");
+    let suspended = log
+        .iter()
+        .find(|e| e.action == "license.suspend")
+        .expect("a suspension")
+        .clone();
+    let seq = suspended.seq.expect("chained");
+
+    owner_unlocks_the_audit_log(&a, postgres, false).await;
+    // Altered: who approved the suspension.
+    sqlx::query("UPDATE audit_log SET detail = $1 WHERE seq = $2")
+        .bind("approved by nobody")
+        .bind(seq)
+        .execute(a.pool())
+        .await
+        .expect("owner edits");
+    let check = a.check_audit_chain().await.expect("check");
+    assert!(
+        check.findings.iter().any(|f| f.contains("altered")),
+        "{:?}",
+        check.findings
+    );
+    sqlx::query("UPDATE audit_log SET detail = $1 WHERE seq = $2")
+        .bind(&suspended.detail)
+        .bind(seq)
+        .execute(a.pool())
+        .await
+        .expect("owner restores");
+    assert!(a.check_audit_chain().await.expect("check").ok());
+
+    // Deleted: the last entry (no successor to give it away but the head).
+    let last = log.last().and_then(|e| e.seq).expect("last");
+    sqlx::query("DELETE FROM audit_log WHERE seq = $1")
+        .bind(last)
+        .execute(a.pool())
+        .await
+        .expect("owner deletes");
+    let check = a.check_audit_chain().await.expect("check");
+    assert!(
+        !check.ok(),
+        "a deleted last entry is found against the head"
+    );
+
+    // Rewritten consistently from the suspension on: every hash recomputed, the head too.
+    // The chain alone now checks; its anchors in the public log do not.
+    let mut prev = suspended.prev_hash.clone();
+    for e in log
+        .iter()
+        .filter(|e| e.seq.is_some_and(|s| s >= seq && s < last))
+    {
+        let s = e.seq.expect("chained");
+        let detail = if s == seq {
+            "approved by nobody".to_owned()
+        } else {
+            e.detail.clone()
+        };
+        let entry = presale::store::audit::Entry {
+            at: e.at,
+            actor: &e.actor,
+            action: &e.action,
+            subject: &e.subject,
+            detail: &detail,
+            anchor: None,
+        };
+        let hash = presale::store::audit::chain_hash(&prev, s, &entry);
+        sqlx::query("UPDATE audit_log SET detail = $1, prev_hash = $2, hash = $3 WHERE seq = $4")
+            .bind(&detail)
+            .bind(&prev)
+            .bind(&hash)
+            .bind(s)
+            .execute(a.pool())
+            .await
+            .expect("owner rewrites");
+        prev = hash;
+    }
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+        .bind(last - 1)
+        .bind(&prev)
+        .execute(a.pool())
+        .await
+        .expect("owner moves the head back");
+    let check = a.check_audit_chain().await.expect("check");
+    assert!(
+        check
+            .findings
+            .iter()
+            .any(|f| f.contains("differs from its anchor")),
+        "the public log's anchors give the rewrite away: {:?}",
+        check.findings
+    );
+    owner_unlocks_the_audit_log(&a, postgres, true).await;
+}
+
+/// `url` with `user:password@` in place of its credentials.
+fn as_user(url: &str, user: &str, password: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL");
+    let host = rest.split_once('@').map(|(_, h)| h).unwrap_or(rest);
+    format!("{scheme}://{user}:{password}@{host}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_service_role_serves_but_cannot_rewrite_the_audit_or_the_logs() {
+    let db = Backend::Servers.database("presale").await;
+    let owner = Store::connect(&db.url, 4).await.expect("owner");
+    owner.migrate().await.expect("migrate");
+    let role = unique("emta_app").to_lowercase();
+    sqlx::query(&format!("CREATE ROLE {role} LOGIN PASSWORD 'app-password'"))
+        .execute(owner.pool())
+        .await
+        .expect("role");
+    owner.grant_service_role(&role).await.expect("grant");
+    let app = Store::connect(&as_user(&db.url, &role, "app-password"), 4)
+        .await
+        .expect("the service's role connects");
+    app.check_migrated().await.expect("the schema is current");
+
+    // Everything the service does, as the role: staff, four-eyes, queue, application, log.
+    staff(&app, "issuer.a", Role::Issuer).await;
+    staff(&app, "issuer.b", Role::Issuer).await;
+    let p = propose(
+        &app,
+        &Change::Issue {
+            license: Box::new(license(10, None)),
+        },
+        "issuer.a",
+    )
+    .await;
+    let Ok(Outcome::Done { license_id: id }) =
+        decide(&app, &p, "issuer.b", Decision::Approve).await
+    else {
+        panic!("approved")
+    };
+    let holders: Vec<String> = (0..20).map(|i| format!("p{i}")).collect();
+    app.join_queue(&id, &holders).await.expect("join");
+    app.advance_queue(&id).await.expect("tick").expect("queue");
+    let terms = issue_terms(&app, &id).await;
+    let accepted = app
+        .apply(&terms, &person(0), "2026-11-22")
+        .await
+        .expect("apply");
+    assert!(accepted.is_ok(), "{accepted:?}");
+    sequence(&app, &id).await;
+    assert!(app.check_audit_chain().await.expect("check").ok());
+    let size: i64 = sqlx::query("SELECT size FROM log_state WHERE license_id = $1")
+        .bind(&id)
+        .fetch_one(app.pool())
+        .await
+        .expect("size")
+        .try_get("size")
+        .expect("size");
+    assert!(size > 20, "the log holds the campaign: {size}");
+
+    // What it cannot do, triggers or not.
+    for sql in [
+        "UPDATE audit_log SET actor = 'nobody'",
+        "DELETE FROM audit_log",
+        "TRUNCATE audit_log",
+        "ALTER TABLE audit_log DISABLE TRIGGER USER",
+        "DROP TRIGGER audit_log_no_update ON audit_log",
+        "UPDATE log_records SET body = '{}'",
+        "DELETE FROM log_hashes",
+        "TRUNCATE log_heads",
+        "DELETE FROM audit_head",
+        "UPDATE audit_head SET seq = 0",
+        "DELETE FROM _sqlx_migrations",
+        "DROP TABLE licenses",
+        "CREATE TABLE shadow (x INTEGER)",
+    ] {
+        let r = sqlx::query(sql).execute(app.pool()).await;
+        assert!(r.is_err(), "the service's role may not: {sql}");
+    }
+    // Refused by the grants themselves, not only by triggers the owner could switch off.
+    for sql in [
+        "UPDATE audit_log SET actor = 'nobody'",
+        "UPDATE log_records SET body = '{}'",
+    ] {
+        let e = sqlx::query(sql)
+            .execute(app.pool())
+            .await
+            .expect_err("refused");
+        assert!(e.to_string().contains("permission denied"), "{sql}: {e}");
+    }
+    app.close().await;
+    owner.close().await;
+}
