@@ -15,6 +15,9 @@ pub struct Options {
     /// PostgreSQL server to create fresh databases on (`postgres://…/postgres`); `None` for
     /// SQLite files in a temporary folder.
     pub postgres_admin: Option<String>,
+    /// Another PostgreSQL server for the presale service's database alone (tests that stop
+    /// it while the IdP's stays up, as the two are separate clusters in production).
+    pub presale_postgres_admin: Option<String>,
     /// Redis (or a Cluster: `redis+cluster://…`); empty for the in-process stores.
     pub redis_url: String,
     pub citizens: usize,
@@ -40,6 +43,7 @@ impl Options {
     pub fn new(license: NewLicense) -> Self {
         Self {
             postgres_admin: None,
+            presale_postgres_admin: None,
             redis_url: String::new(),
             citizens: 100,
             presale_replicas: 1,
@@ -270,7 +274,11 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
     bases.dedup();
     let fronts = register_storefronts(&core, &bases).await?;
     core.reload().await?;
-    let db = fresh_database(o.postgres_admin.as_deref(), "presale").await?;
+    let presale_admin = o
+        .presale_postgres_admin
+        .as_deref()
+        .or(o.postgres_admin.as_deref());
+    let db = fresh_database(presale_admin, "presale").await?;
     let store = Store::connect(&db.url, 4).await?;
     store.migrate().await?;
     store

@@ -48,7 +48,11 @@ pub fn is_postgres(url: &str) -> bool {
 /// during a write, and a busy timeout, so a busy writer waits instead of failing.
 pub async fn connect_pool(url: &str, max_connections: u32) -> Result<AnyPool, sqlx::Error> {
     sqlx::any::install_default_drivers();
-    let mut options = AnyPoolOptions::new().max_connections(max_connections);
+    // A database that is down fails requests in seconds (503 with Retry-After), not after
+    // sqlx's default half minute of reconnecting; waiting for a busy pool is bounded alike.
+    let mut options = AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(std::time::Duration::from_secs(5));
     if !is_postgres(url) {
         options = options.after_connect(|conn, _| {
             Box::pin(async move {

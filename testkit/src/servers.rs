@@ -246,3 +246,153 @@ impl Drop for RedisServer {
         self.kill();
     }
 }
+
+/// A PostgreSQL server of the test's own on a free loopback port, which the test may stop
+/// (cleanly or as a crash) and start again without touching the server other tests share.
+/// As root it runs `initdb` and `pg_ctl` through `runuser -u postgres` (PostgreSQL refuses
+/// to run as root). Stopped when dropped.
+pub struct PostgresServer {
+    port: u16,
+    bin: PathBuf,
+    dir: TempDir,
+    running: bool,
+}
+
+/// How a [`PostgresServer`] stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgStop {
+    /// `pg_ctl stop -m fast`: connections are cut, the server shuts down cleanly.
+    Fast,
+    /// `pg_ctl stop -m immediate`: the server dies as in a crash and recovers from its
+    /// write-ahead log at the next start.
+    Crash,
+}
+
+impl PostgresServer {
+    /// `initdb` (trust on loopback) and a start.
+    pub fn start() -> std::io::Result<Self> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("bin"))
+            .filter(|p| p.join("initdb").exists())
+            .max_by_key(|p| {
+                p.parent()
+                    .and_then(|v| v.file_name())
+                    .and_then(|v| v.to_str())
+                    .and_then(|v| v.parse::<u32>().ok())
+                    .unwrap_or(0)
+            })
+            .ok_or_else(|| std::io::Error::other("no /usr/lib/postgresql/<version>/bin/initdb"))?;
+        let dir = TempDir::new("pg")?;
+        let mut s = Self {
+            port: free_port(),
+            bin,
+            dir,
+            running: false,
+        };
+        if is_root() {
+            run(std::process::Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(s.dir.path()))?;
+        }
+        let data = s.data();
+        s.pg("initdb", &["-A", "trust", "-U", "postgres", "-D", &data])?;
+        // A free port can be taken between the check and the bind: try another.
+        let mut tries = 0;
+        loop {
+            match s.start_again() {
+                Ok(()) => return Ok(s),
+                Err(e) if tries == 2 => return Err(e),
+                Err(_) => {
+                    tries += 1;
+                    s.port = free_port();
+                }
+            }
+        }
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    /// Runs one of PostgreSQL's programs, as `postgres` when we are root.
+    fn pg(&self, program: &str, args: &[&str]) -> std::io::Result<()> {
+        let exe = self.bin.join(program);
+        let mut cmd = if is_root() {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&exe);
+            c
+        } else {
+            std::process::Command::new(&exe)
+        };
+        run(cmd.args(args))
+    }
+
+    /// Starts the server (again, after a stop) on its port.
+    pub fn start_again(&mut self) -> std::io::Result<()> {
+        let data = self.data();
+        let log = self.dir.path().join("server.log").display().to_string();
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
+            self.port,
+            self.dir.path().display()
+        );
+        self.pg(
+            "pg_ctl",
+            &["-D", &data, "-w", "-l", &log, "-o", &options, "start"],
+        )
+        .map_err(|e| {
+            let tail = std::fs::read_to_string(&log).unwrap_or_default();
+            std::io::Error::other(format!("{e}\n{tail}"))
+        })?;
+        self.running = true;
+        Ok(())
+    }
+
+    /// Stops the server.
+    pub fn stop(&mut self, how: PgStop) -> std::io::Result<()> {
+        let mode = match how {
+            PgStop::Fast => "fast",
+            PgStop::Crash => "immediate",
+        };
+        let data = self.data();
+        self.pg("pg_ctl", &["-D", &data, "-w", "-m", mode, "stop"])?;
+        self.running = false;
+        Ok(())
+    }
+
+    /// The URL of its `postgres` database as the `postgres` superuser (tests make their
+    /// databases on it, as on [`postgres_admin_url`]).
+    pub fn admin_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        if self.running {
+            let _ = self.stop(PgStop::Crash);
+        }
+    }
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn run(cmd: &mut std::process::Command) -> std::io::Result<()> {
+    let out = cmd.output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "{cmd:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )))
+    }
+}

@@ -91,8 +91,30 @@ async fn start(postgres: bool) -> Env {
 /// As [`start`], on the Redis at `redis_url`.
 async fn start_on(postgres: bool, redis_url: String) -> Env {
     let now = service_kit::clock::now();
+    start_with(
+        postgres.then(testkit::servers::postgres_admin_url),
+        redis_url,
+        test_license("saipa", "Shahin", now),
+    )
+    .await
+}
+
+/// Two presale replicas public at their own URLs, on the PostgreSQL at `postgres_admin`
+/// (SQLite without) and `redis_url`, running `license`.
+async fn start_with(postgres_admin: Option<String>, redis_url: String, license: NewLicense) -> Env {
+    start_split(postgres_admin, None, redis_url, license).await
+}
+
+/// As [`start_with`], with the presale database on a PostgreSQL of its own.
+async fn start_split(
+    postgres_admin: Option<String>,
+    presale_postgres_admin: Option<String>,
+    redis_url: String,
+    license: NewLicense,
+) -> Env {
     let d = local::deploy(Options {
-        postgres_admin: postgres.then(testkit::servers::postgres_admin_url),
+        postgres_admin,
+        presale_postgres_admin,
         redis_url,
         citizens: 10,
         presale_replicas: 2,
@@ -100,7 +122,7 @@ async fn start_on(postgres: bool, redis_url: String) -> Env {
         // Short-lived access tokens, so the storefronts' refresh path runs in these tests.
         access_token_secs: Some(2),
         trust_forwarded_for: false,
-        ..Options::new(test_license("saipa", "Shahin", now))
+        ..Options::new(license)
     })
     .await
     .expect("deployment");
@@ -1122,4 +1144,182 @@ async fn the_queue_survives_a_redis_flush_and_a_redis_crash_without_its_files() 
         (1..=10).collect(),
         "ten people, ten numbers, none twice"
     );
+}
+
+/// Joins Saipa's queue as `who` from a browser signed in already at `front`; the wait URL.
+async fn join_from(b: &Browser, env: &Env, front: &Page) -> Page {
+    let url = format!("{}/saipa/", env.base);
+    b.post_follow(
+        &resolve(&url, &form_action(&front.body, "/join")),
+        &[("csrf", &input(&front.body, "csrf"))],
+    )
+    .await
+}
+
+async fn status_of(b: &Browser, wait_url: &str) -> serde_json::Value {
+    b.http
+        .get(wait_url.replace("/wait", "/status"))
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json")
+}
+
+/// Waits (up to `secs`) until the wait page offers the application form; that page.
+async fn until_admitted(b: &Browser, wait_url: &str, secs: u64) -> Page {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let page = b.go(wait_url).await;
+        if page.body.contains("/apply") {
+            return page;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not admitted in {secs} s: {}",
+            page.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+async fn apply_from(b: &Browser, wait_url: &str, page: &Page) -> Page {
+    b.post_follow(
+        &resolve(wait_url, &form_action(&page.body, "/apply")),
+        &[("csrf", &input(&page.body, "csrf"))],
+    )
+    .await
+}
+
+/// PostgreSQL dies (as in a crash) mid-campaign and stays down for a minute, longer than
+/// the admitted applicants' 20 s to apply: the queue's clock stands still while no
+/// admitter can tick, so every admitted person still applies after the restart; every
+/// acknowledged ticket keeps its number, joins during the outage are refused with
+/// Retry-After (not half-stored), readiness reports the outage, and no number is given
+/// twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgresql_down_for_a_minute_costs_nobody_their_turn_or_their_ticket() {
+    let mut pg = testkit::servers::PostgresServer::start().expect("a PostgreSQL of our own");
+    let now = service_kit::clock::now();
+    let license = NewLicense {
+        units: 10,
+        max_active: 3,
+        apply_window_secs: 20,
+        ..test_license("saipa", "Shahin", now)
+    };
+    // The IdP's database stays up (another cluster in production); presale's goes down.
+    let env = start_split(
+        Some(testkit::servers::postgres_admin_url()),
+        Some(pg.admin_url()),
+        testkit::servers::redis_url(),
+        license,
+    )
+    .await;
+
+    // Six join: three are admitted, three wait; a seventh is signed in, not yet joined.
+    let mut people = Vec::new();
+    for who in &env.citizens[..7] {
+        let b = Browser::new("");
+        let front = sign_in_to_join(&env, &b, "saipa", who).await;
+        people.push((b, front));
+    }
+    let mut waits = Vec::new();
+    for (b, front) in &people[..6] {
+        let w = join_from(b, &env, front).await;
+        assert_eq!(w.status, 200, "{}", w.body);
+        waits.push(w.url);
+    }
+    let mut tickets = Vec::new();
+    for (i, (b, _)) in people[..6].iter().enumerate() {
+        tickets.push(
+            status_of(b, &waits[i]).await["ticket"]
+                .as_i64()
+                .expect("ticket"),
+        );
+    }
+    let mut admitted = Vec::new();
+    for (i, (b, _)) in people[..3].iter().enumerate() {
+        admitted.push(until_admitted(b, &waits[i], 10).await);
+    }
+
+    let t0 = std::time::Instant::now();
+    // PostgreSQL crashes and stays down a minute.
+    pg.stop(testkit::servers::PgStop::Crash).expect("stop");
+    let probe = reqwest::Client::new();
+    let ready = probe
+        .get(format!("{}/readyz", env.replica))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 503, "readiness reports the database");
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(2),
+        "within a probe's timeout"
+    );
+    let (b7, front7) = &people[6];
+    let refused = join_from(b7, &env, front7).await;
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(10),
+        "refused in seconds, not after a half-minute hang: {:?}",
+        t0.elapsed()
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+    pg.start_again().expect("restart");
+    for replica in [&env.base, &env.replica] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let r = probe.get(format!("{replica}/readyz")).send().await;
+            if r.is_ok_and(|r| r.status() == 200) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{replica} ready again"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
+    // Everyone admitted before the outage still applies: 60 s down, 20 s to apply.
+    for (i, (b, _)) in people[..3].iter().enumerate() {
+        let done = apply_from(b, &waits[i], &admitted[i]).await;
+        assert_eq!(
+            done.status, 200,
+            "admitted before the outage: {}",
+            done.body
+        );
+        assert!(done.body.contains("Tracking code"));
+    }
+    // The waiting keep their numbers and their turn comes; the seventh joins now.
+    for (i, (b, _)) in people[3..6].iter().enumerate() {
+        let i = i + 3;
+        assert_eq!(
+            status_of(b, &waits[i]).await["ticket"].as_i64(),
+            Some(tickets[i]),
+            "the same number after the crash"
+        );
+        let page = until_admitted(b, &waits[i], 20).await;
+        let done = apply_from(b, &waits[i], &page).await;
+        assert_eq!(done.status, 200, "{}", done.body);
+    }
+    let w7 = join_from(b7, &env, front7).await;
+    assert_eq!(w7.status, 200, "{}", w7.body);
+    tickets.push(
+        status_of(b7, &w7.url).await["ticket"]
+            .as_i64()
+            .expect("ticket"),
+    );
+    let distinct: std::collections::HashSet<i64> = tickets.iter().copied().collect();
+    assert_eq!(distinct, (1..=7).collect(), "seven people, seven numbers");
+    let accepted = env
+        .store
+        .licenses()
+        .await
+        .expect("licenses")
+        .into_iter()
+        .map(|l| l.accepted)
+        .sum::<i64>();
+    assert_eq!(accepted, 6);
 }

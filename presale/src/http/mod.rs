@@ -18,6 +18,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -77,10 +78,15 @@ async fn readyz(State(core): State<Core>) -> Response {
     if !core.ready.load(Ordering::Relaxed) {
         return (StatusCode::SERVICE_UNAVAILABLE, "stopping").into_response();
     }
-    match core.store.ping().await {
-        Ok(()) => "ready".into_response(),
-        Err(e) => {
+    // A probe's timeout is a second or so: answer within it either way.
+    match tokio::time::timeout(Duration::from_millis(800), core.store.ping()).await {
+        Ok(Ok(())) => "ready".into_response(),
+        Ok(Err(e)) => {
             tracing::warn!(error = %e, "not ready: database");
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+        }
+        Err(_) => {
+            tracing::warn!("not ready: the database did not answer in time");
             (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
         }
     }
