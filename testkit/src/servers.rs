@@ -170,24 +170,61 @@ pub struct RedisServer {
     port: u16,
     dir: TempDir,
     child: Option<std::process::Child>,
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     /// Starts `redis-server` with an append-only file fsynced every second.
     pub fn start() -> std::io::Result<Self> {
+        Self::start_with(Vec::new())
+    }
+
+    /// Starts a replica of the primary at `primary` (asynchronous replication, as Redis
+    /// does; put a [`TcpProxy`] between them to cut the link).
+    pub fn start_replica_of(primary: std::net::SocketAddr) -> std::io::Result<Self> {
+        let s = Self::start_with(vec![
+            "--replicaof".into(),
+            primary.ip().to_string(),
+            primary.port().to_string(),
+        ])?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !s
+            .cli(&["INFO", "replication"])
+            .contains("master_link_status:up")
+        {
+            if std::time::Instant::now() > deadline {
+                return Err(std::io::Error::other("the replica did not sync"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(s)
+    }
+
+    fn start_with(extra: Vec<String>) -> std::io::Result<Self> {
         let mut s = Self {
             port: free_port(),
             dir: TempDir::new("redis")?,
             child: None,
+            extra,
         };
         s.spawn()?;
         Ok(s)
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
+    }
+
+    /// kill -9: the server is gone at once, with whatever it had not replicated.
+    pub fn crash(&mut self) {
+        self.kill();
     }
 
     fn spawn(&mut self) -> std::io::Result<()> {
         let child = std::process::Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
             .args(["--port", &self.port.to_string()])
+            .args(&self.extra)
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(std::process::Stdio::null())
@@ -394,5 +431,67 @@ fn run(cmd: &mut std::process::Command) -> std::io::Result<()> {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         )))
+    }
+}
+
+/// A TCP forwarder on a loopback port of its own, standing for a Kubernetes Service in front
+/// of whichever server is the primary: [`TcpProxy::point_to`] moves it (a failover's
+/// endpoint change) and cuts the connections to the old one.
+pub struct TcpProxy {
+    addr: std::net::SocketAddr,
+    target: std::sync::Arc<std::sync::Mutex<(std::net::SocketAddr, u64)>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TcpProxy {
+    pub async fn start(target: std::net::SocketAddr) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let target = std::sync::Arc::new(std::sync::Mutex::new((target, 0u64)));
+        let shared = target.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let Ok((to, generation)) = shared.lock().map(|t| *t) else {
+                        return;
+                    };
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await else {
+                        return;
+                    };
+                    // Forward until either side closes or the proxy is re-pointed.
+                    let moved = async {
+                        loop {
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                            if shared.lock().map(|t| t.1 != generation).unwrap_or(true) {
+                                return;
+                            }
+                        }
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = moved => {}
+                    }
+                });
+            }
+        });
+        Ok(Self { addr, target, task })
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// Sends new connections to `target` and cuts every connection made before.
+    pub fn point_to(&self, target: std::net::SocketAddr) {
+        if let Ok(mut t) = self.target.lock() {
+            *t = (target, t.1 + 1);
+        }
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

@@ -1323,3 +1323,93 @@ async fn postgresql_down_for_a_minute_costs_nobody_their_turn_or_their_ticket() 
         .sum::<i64>();
     assert_eq!(accepted, 6);
 }
+
+/// Waits (up to 30 s) until both replicas answer /readyz with 200.
+async fn until_ready(env: &Env) {
+    let probe = reqwest::Client::new();
+    for replica in [&env.base, &env.replica] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let r = probe.get(format!("{replica}/readyz")).send().await;
+            if r.is_ok_and(|r| r.status() == 200) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{replica} ready again"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// A real Redis primary and its replica behind one address (a Service): the replica falls
+/// behind, two more people join (acknowledged by the primary only), the primary is killed
+/// and the replica promoted, as an operator's failover does. Redis holds sessions, not the
+/// queue: the two whose sessions were lost sign in again and find their places, everyone
+/// else keeps theirs, numbering continues, and no number is given twice. (When the queue
+/// lived in Redis, an asynchronous failover lost the last joins and issued their numbers
+/// again.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_queue_survives_a_redis_primary_failover() {
+    use testkit::servers::{RedisServer, TcpProxy};
+    let mut primary = RedisServer::start().expect("primary");
+    // The replication link goes through a proxy the test can cut.
+    let link = TcpProxy::start(primary.addr()).await.expect("link");
+    let replica = RedisServer::start_replica_of(link.addr()).expect("replica");
+    let service = TcpProxy::start(primary.addr()).await.expect("proxy");
+    let env = start_on(true, format!("redis://{}", service.addr())).await;
+    let mut ticket_of = std::collections::HashMap::new();
+    let mut kept = Vec::new();
+    for who in &env.citizens[..4] {
+        let b = Browser::new("");
+        let front = sign_in_to_join(&env, &b, "saipa", who).await;
+        let w = join_from(&b, &env, &front).await;
+        assert_eq!(w.status, 200, "{}", w.body);
+        let ticket = status_of(&b, &w.url).await["ticket"]
+            .as_i64()
+            .expect("ticket");
+        ticket_of.insert(who.national_id.clone(), ticket);
+        kept.push((b, w.url, ticket));
+    }
+    // The link breaks; two more join, acknowledged by the primary alone.
+    link.point_to(([127, 0, 0, 1], testkit::servers::free_port()).into());
+    for who in &env.citizens[4..6] {
+        ticket_of.insert(who.national_id.clone(), join_for_ticket(&env, who).await);
+    }
+    let keys = |r: &RedisServer| r.cli(&["DBSIZE"]).trim().parse::<u64>().expect("DBSIZE");
+    let on_primary = keys(&primary);
+    primary.crash();
+    assert!(
+        keys(&replica) < on_primary,
+        "the promoted replica lacks what the primary acknowledged last"
+    );
+    assert!(replica.cli(&["REPLICAOF", "NO", "ONE"]).contains("OK"));
+    service.point_to(replica.addr());
+    until_ready(&env).await;
+    // The one-second SMS cooldown of the last sign-ins runs out (test settings).
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+
+    // Sessions the replica had: the same browsers see the same places.
+    for (b, wait_url, ticket) in &kept {
+        let status = status_of(b, wait_url).await;
+        assert_eq!(status["ticket"].as_i64(), Some(*ticket), "{status}");
+    }
+    // Sessions it never had: those two sign in again and find their places.
+    for who in &env.citizens[4..6] {
+        assert_eq!(
+            join_for_ticket(&env, who).await,
+            ticket_of[&who.national_id],
+            "the same place after the failover"
+        );
+    }
+    for who in &env.citizens[6..9] {
+        ticket_of.insert(who.national_id.clone(), join_for_ticket(&env, who).await);
+    }
+    let tickets: std::collections::HashSet<i64> = ticket_of.values().copied().collect();
+    assert_eq!(
+        tickets,
+        (1..=9).collect(),
+        "nine people, nine numbers, none twice"
+    );
+}

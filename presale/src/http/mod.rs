@@ -78,7 +78,13 @@ async fn readyz(State(core): State<Core>) -> Response {
     if !core.ready.load(Ordering::Relaxed) {
         return (StatusCode::SERVICE_UNAVAILABLE, "stopping").into_response();
     }
-    // A probe's timeout is a second or so: answer within it either way.
+    // A probe's timeout is a second or so: answer within it either way. Sessions (and so
+    // every signed-in step) need the shared store as much as the queue needs SQL.
+    let sessions = tokio::time::timeout(Duration::from_millis(800), core.sessions.ping()).await;
+    if !matches!(sessions, Ok(Ok(()))) {
+        tracing::warn!("not ready: the session store");
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response();
+    }
     match tokio::time::timeout(Duration::from_millis(800), core.store.ping()).await {
         Ok(Ok(())) => "ready".into_response(),
         Ok(Err(e)) => {
