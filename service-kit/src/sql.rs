@@ -53,7 +53,19 @@ pub async fn connect_pool(url: &str, max_connections: u32) -> Result<AnyPool, sq
     let mut options = AnyPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(std::time::Duration::from_secs(5));
-    if !is_postgres(url) {
+    if is_postgres(url) {
+        // Statements are prepared once per text; a generic plan made while a table was
+        // small (an IN list over an empty queue) would scan it whole forever after. Plan
+        // every execution with its values: the statements are short, planning is cheap.
+        options = options.after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::query("SET plan_cache_mode = force_custom_plan")
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            })
+        });
+    } else {
         options = options.after_connect(|conn, _| {
             Box::pin(async move {
                 for pragma in [

@@ -161,24 +161,48 @@ impl Store {
         conn: &mut sqlx::AnyConnection,
         license_id: &str,
     ) -> Result<Option<Locked>, StoreError> {
-        let Some(q) = sqlx::query(&format!(
-            "UPDATE queue_campaigns SET opened = opened WHERE license_id = $1 \
-             RETURNING opens_at_ms, early, late, opened, serving, clock_ms, carry_milli, {} AS now_ms",
-            self.now_ms_sql()
-        ))
+        // PostgreSQL: the lock and the license's terms in one round trip (SQLite's RETURNING
+        // may not name a joined table; it is in-process, so two statements cost little).
+        let returning = "opens_at_ms, early, late, opened, serving, clock_ms, carry_milli";
+        let terms = "status, accepted, units, admission_per_min, max_active, apply_window_secs";
+        let Some(q) = sqlx::query(&if self.postgres {
+            format!(
+                "UPDATE queue_campaigns q SET opened = q.opened FROM licenses l \
+                 WHERE q.license_id = $1 AND l.id = q.license_id \
+                 RETURNING {}, {}, {} AS now_ms",
+                returning
+                    .split(", ")
+                    .map(|c| format!("q.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                terms
+                    .split(", ")
+                    .map(|c| format!("l.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                self.now_ms_sql()
+            )
+        } else {
+            format!(
+                "UPDATE queue_campaigns SET opened = opened WHERE license_id = $1 \
+                 RETURNING {returning}, {} AS now_ms",
+                self.now_ms_sql()
+            )
+        })
         .bind(license_id)
         .fetch_optional(&mut *conn)
         .await?
         else {
             return Ok(None);
         };
-        let l = sqlx::query(
-            "SELECT status, accepted, units, admission_per_min, max_active, apply_window_secs \
-             FROM licenses WHERE id = $1",
-        )
-        .bind(license_id)
-        .fetch_one(&mut *conn)
-        .await?;
+        let l = if self.postgres {
+            q.clone()
+        } else {
+            sqlx::query(&format!("SELECT {terms} FROM licenses WHERE id = $1"))
+                .bind(license_id)
+                .fetch_one(&mut *conn)
+                .await?
+        };
         let status: String = l.try_get("status")?;
         let accepted: i64 = l.try_get("accepted")?;
         let units: i64 = l.try_get("units")?;
@@ -211,13 +235,6 @@ impl Store {
         let Some(q) = self.lock_queue(&mut tx, license_id).await? else {
             return Ok(vec![Joined::Unknown; holders.len()]);
         };
-        if self.postgres {
-            // The IN list below is prepared once per length; a generic plan made while the
-            // table was empty would scan it whole on every batch. Plan each with its values.
-            sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
-                .execute(&mut *tx)
-                .await?;
-        }
         let mut known: HashMap<String, i64> = HashMap::new();
         for chunk in holders.chunks(super::CHUNK) {
             let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
@@ -265,17 +282,6 @@ impl Store {
                 Joined::of(n, true)
             })
             .collect();
-        for chunk in fresh.chunks(super::CHUNK) {
-            let sql = format!(
-                "INSERT INTO queue_tickets (license_id, holder, number, joined_at_ms) VALUES {}",
-                super::values(chunk.len(), 4, 1)
-            );
-            let mut query = sqlx::query(&sql);
-            for (h, n) in chunk {
-                query = query.bind(license_id).bind(*h).bind(*n).bind(q.now_ms);
-            }
-            query.execute(&mut *tx).await?;
-        }
         let events: Vec<Event> = fresh
             .iter()
             .map(|(h, n)| Event::Ticket {
@@ -284,16 +290,53 @@ impl Store {
                 ticket: (*n > 0).then_some(*n),
             })
             .collect();
-        self.log_events(&mut tx, license_id, &events).await?;
-        sqlx::query(
-            "UPDATE queue_campaigns SET early = $2, late = $3, opened = $4 WHERE license_id = $1",
-        )
-        .bind(license_id)
-        .bind(early)
-        .bind(late)
-        .bind(i64::from(q.opened || !early_now))
-        .execute(&mut *tx)
-        .await?;
+        let opened = i64::from(q.opened || !early_now);
+        if self.postgres && !fresh.is_empty() && fresh.len() <= super::CHUNK {
+            // One round trip for the batch's writes (under the campaign's lock, every
+            // round trip is time nobody else joins): tickets, log records, counters.
+            let tickets = super::values(fresh.len(), 4, 5);
+            let records = super::values(fresh.len(), 3, 5 + 4 * fresh.len());
+            let sql = format!(
+                "WITH t AS (INSERT INTO queue_tickets (license_id, holder, number, joined_at_ms) \
+                 VALUES {tickets}), \
+                 p AS (INSERT INTO log_pending (license_id, body, ref) VALUES {records}) \
+                 UPDATE queue_campaigns SET early = $2, late = $3, opened = $4 WHERE license_id = $1"
+            );
+            let mut query = sqlx::query(&sql)
+                .bind(license_id)
+                .bind(early)
+                .bind(late)
+                .bind(opened);
+            for (h, n) in &fresh {
+                query = query.bind(license_id).bind(*h).bind(*n).bind(q.now_ms);
+            }
+            for e in &events {
+                query = query.bind(license_id).bind(e.line()).bind(e.holder());
+            }
+            query.execute(&mut *tx).await?;
+        } else {
+            for chunk in fresh.chunks(super::CHUNK) {
+                let sql = format!(
+                    "INSERT INTO queue_tickets (license_id, holder, number, joined_at_ms) VALUES {}",
+                    super::values(chunk.len(), 4, 1)
+                );
+                let mut query = sqlx::query(&sql);
+                for (h, n) in chunk {
+                    query = query.bind(license_id).bind(*h).bind(*n).bind(q.now_ms);
+                }
+                query.execute(&mut *tx).await?;
+            }
+            self.log_events(&mut tx, license_id, &events).await?;
+            sqlx::query(
+                "UPDATE queue_campaigns SET early = $2, late = $3, opened = $4 WHERE license_id = $1",
+            )
+            .bind(license_id)
+            .bind(early)
+            .bind(late)
+            .bind(opened)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(answers)
     }
