@@ -165,9 +165,10 @@ impl Application {
             !secret.is_empty(),
             "EMTA_SECRET_KEY is required: every replica must share it"
         );
-        let store = Store::connect(
+        let store = Store::connect_waiting(
             settings.storage.database_url.expose(),
             settings.storage.db_max_connections,
+            Duration::from_secs(5),
         )
         .await?;
         if settings.storage.migrate {

@@ -47,12 +47,22 @@ pub fn is_postgres(url: &str) -> bool {
 /// Opens an `Any` pool on SQLite or PostgreSQL. SQLite gets WAL, so readers proceed
 /// during a write, and a busy timeout, so a busy writer waits instead of failing.
 pub async fn connect_pool(url: &str, max_connections: u32) -> Result<AnyPool, sqlx::Error> {
+    connect_pool_waiting(url, max_connections, std::time::Duration::from_secs(30)).await
+}
+
+/// [`connect_pool`], waiting at most `acquire` for a connection. A serving replica uses a
+/// few seconds, so a database that is down fails requests quickly (503 with Retry-After)
+/// rather than after sqlx's default half minute of reconnecting; batch work and tests keep
+/// the default.
+pub async fn connect_pool_waiting(
+    url: &str,
+    max_connections: u32,
+    acquire: std::time::Duration,
+) -> Result<AnyPool, sqlx::Error> {
     sqlx::any::install_default_drivers();
-    // A database that is down fails requests in seconds (503 with Retry-After), not after
-    // sqlx's default half minute of reconnecting; waiting for a busy pool is bounded alike.
     let mut options = AnyPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(std::time::Duration::from_secs(5));
+        .acquire_timeout(acquire);
     if is_postgres(url) {
         // Statements are prepared once per text; a generic plan made while a table was
         // small (an IN list over an empty queue) would scan it whole forever after. Plan

@@ -1267,20 +1267,7 @@ async fn postgresql_down_for_a_minute_costs_nobody_their_turn_or_their_ticket() 
     );
     tokio::time::sleep(std::time::Duration::from_secs(60)).await;
     pg.start_again().expect("restart");
-    for replica in [&env.base, &env.replica] {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let r = probe.get(format!("{replica}/readyz")).send().await;
-            if r.is_ok_and(|r| r.status() == 200) {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{replica} ready again"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        }
-    }
+    until_ready(&env).await;
 
     // Everyone admitted before the outage still applies: 60 s down, 20 s to apply.
     for (i, (b, _)) in people[..3].iter().enumerate() {

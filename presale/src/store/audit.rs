@@ -212,12 +212,23 @@ impl Store {
                 expected - 1
             ));
         }
-        let anchors = sqlx::query(
-            "SELECT license_id, idx, body FROM log_records WHERE body LIKE '{\"event\":\"audit\"%' \
-             ORDER BY license_id, idx",
-        )
-        .fetch_all(self.pool())
-        .await?;
+        // Per campaign, by the records' lookup key (an index, not a scan of every record).
+        let mut anchors = Vec::new();
+        let campaigns: Vec<String> = sqlx::query_scalar("SELECT license_id FROM log_state")
+            .fetch_all(self.pool())
+            .await?;
+        for campaign in &campaigns {
+            anchors.extend(
+                sqlx::query(
+                    "SELECT license_id, body FROM log_records WHERE license_id = $1 AND ref = $2 \
+                     ORDER BY idx",
+                )
+                .bind(campaign)
+                .bind(crate::transparency::AUDIT_REF)
+                .fetch_all(self.pool())
+                .await?,
+            );
+        }
         for r in &anchors {
             let body: String = r.try_get("body")?;
             let Some(Event::Audit { seq, hash, .. }) = Event::parse(&body) else {

@@ -24,7 +24,7 @@ pub mod staff;
 
 use sqlx::AnyPool;
 
-use service_kit::sql::{connect_pool, is_postgres, migrate_any};
+use service_kit::sql::{connect_pool_waiting, is_postgres, migrate_any};
 
 static SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/presale/sqlite");
 static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/presale/postgres");
@@ -62,8 +62,18 @@ pub struct Store {
 
 impl Store {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        Self::connect_waiting(url, max_connections, std::time::Duration::from_secs(30)).await
+    }
+
+    /// As [`Store::connect`], waiting at most `acquire` for a connection (a serving
+    /// replica: a database that is down fails requests in seconds).
+    pub async fn connect_waiting(
+        url: &str,
+        max_connections: u32,
+        acquire: std::time::Duration,
+    ) -> Result<Self, StoreError> {
         Ok(Self {
-            pool: connect_pool(url, max_connections).await?,
+            pool: connect_pool_waiting(url, max_connections, acquire).await?,
             postgres: is_postgres(url),
             tracking_codes: std::sync::Arc::new(crate::domain::application::tracking_code),
         })

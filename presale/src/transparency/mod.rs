@@ -102,11 +102,13 @@ impl Event {
         serde_json::from_str(line).ok()
     }
 
-    /// The holder a record is about, for finding a citizen's receipts.
+    /// What a record is stored under for lookups (`log_records.ref`): the holder it is
+    /// about, for finding a citizen's receipts; [`AUDIT_REF`] for the audit chain's anchors.
     pub fn holder(&self) -> Option<&str> {
         match self {
             Self::Ticket { holder, .. } | Self::Entry { holder, .. } => Some(holder),
             Self::Accepted { holder, .. } => Some(holder),
+            Self::Audit { .. } => Some(AUDIT_REF),
             _ => None,
         }
     }
@@ -117,6 +119,9 @@ impl Event {
 pub fn list_line(list: &str, n: i64, holder: &str) -> String {
     format!("{list} {n} {holder}\n")
 }
+
+/// The lookup key of the audit chain's anchors (no holder hash looks like it).
+pub const AUDIT_REF: &str = "audit";
 
 /// Lists frozen in the log.
 pub const EARLY: &str = "arrival";

@@ -422,7 +422,7 @@ pub(crate) async fn the_auditor_recomputes_a_lottery_campaign(backend: Backend) 
     let (sa, sb) = super::two_stores(backend).await;
     let (qa, _) = queues(&sa, &sb);
     // Open long enough for 2000 entries on a busy CI machine.
-    let lic = super::issue_lottery(&sa, 200, 8).await;
+    let lic = super::issue_lottery(&sa, 200, 15).await;
     let id = lic.id.clone();
     let mut tasks = Vec::new();
     for i in 0..2000 {
