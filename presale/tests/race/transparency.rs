@@ -195,6 +195,9 @@ pub(crate) async fn the_seed_is_unknowable_until_the_list_is_frozen_and_every_pa
         sa.campaign_seed(&id).await.expect("seed"),
         Some(expected.clone())
     );
+    // Admissions accrue at the rate over time: let a few milliseconds pass first (a tick
+    // in the same millisecond as the last one has nothing to admit yet).
+    tokio::time::sleep(Duration::from_millis(20)).await;
     let st = tick(&sa, &id).await;
     assert!(st.serving > 0, "admissions start once the seed exists");
     assert_eq!(st.seed, Some(expected));
