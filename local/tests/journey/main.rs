@@ -532,6 +532,16 @@ async fn add_staff(env: &Env, who: &str, role: presale::store::staff::Role) {
         .expect("staff");
 }
 
+/// What `presale staff disable|enable|revoke-sessions` does.
+async fn set_standing(env: &Env, who: &str, standing: presale::store::staff::Standing) {
+    let done = env
+        .store
+        .set_staff_standing(who, standing, "cli:test", service_kit::clock::now())
+        .await
+        .expect("sql");
+    assert!(done, "{who} exists");
+}
+
 /// The pending proposal's approve (or reject) form on a dashboard.
 fn proposal_form(body: &str, verb: &str) -> String {
     form_action(body, verb)
@@ -770,30 +780,22 @@ async fn console(postgres: bool) {
     );
 
     // Disabling an account ends its sessions at once; revoking ends them without disabling.
-    assert!(env
-        .store
-        .set_staff_standing(
-            "issuer.two",
-            presale::store::staff::Standing::Disabled,
-            "cli:test",
-            service_kit::clock::now(),
-        )
-        .await
-        .expect("sql"));
+    set_standing(
+        &env,
+        "issuer.two",
+        presale::store::staff::Standing::Disabled,
+    )
+    .await;
     let gone = b3.go(&format!("{}/ministry", env.base)).await;
     assert!(gone.url.ends_with("/ministry/login"), "{}", gone.url);
     let again = staff_sign_in(&env, &b3, "issuer.two", 30).await;
     assert_eq!(again.status, 401, "a disabled account cannot sign in");
-    assert!(env
-        .store
-        .set_staff_standing(
-            "auditor.one",
-            presale::store::staff::Standing::Revoked,
-            "cli:test",
-            service_kit::clock::now(),
-        )
-        .await
-        .expect("sql"));
+    set_standing(
+        &env,
+        "auditor.one",
+        presale::store::staff::Standing::Revoked,
+    )
+    .await;
     let gone = a.go(&format!("{}/ministry", env.base)).await;
     assert!(gone.url.ends_with("/ministry/login"), "{}", gone.url);
     let back = staff_sign_in(&env, &a, "auditor.one", 30).await;

@@ -74,14 +74,13 @@ impl Store {
     ) -> Result<i64, StoreError> {
         // The head's row lock orders the chain (and on SQLite takes the write lock first,
         // so the transaction never has to upgrade a read).
-        let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq")
-            .fetch_one(&mut *conn)
-            .await?;
+        // RETURNING gives the new seq and the hash as yet unchanged: the predecessor's.
+        let head =
+            sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+                .fetch_one(&mut *conn)
+                .await?;
         let seq: i64 = head.try_get("seq")?;
-        let prev: String = sqlx::query("SELECT hash FROM audit_head WHERE id = 1")
-            .fetch_one(&mut *conn)
-            .await?
-            .try_get("hash")?;
+        let prev: String = head.try_get("hash")?;
         let hash = chain_hash(&prev, seq, e);
         sqlx::query(
             "INSERT INTO audit_log (at, actor, action, subject, detail, seq, prev_hash, hash) \

@@ -163,29 +163,20 @@ impl Store {
     ) -> Result<Option<Locked>, StoreError> {
         // PostgreSQL: the lock and the license's terms in one round trip (SQLite's RETURNING
         // may not name a joined table; it is in-process, so two statements cost little).
-        let returning = "opens_at_ms, early, late, opened, serving, clock_ms, carry_milli";
-        let terms = "status, accepted, units, admission_per_min, max_active, apply_window_secs";
         let Some(q) = sqlx::query(&if self.postgres {
             format!(
                 "UPDATE queue_campaigns q SET opened = q.opened FROM licenses l \
                  WHERE q.license_id = $1 AND l.id = q.license_id \
-                 RETURNING {}, {}, {} AS now_ms",
-                returning
-                    .split(", ")
-                    .map(|c| format!("q.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                terms
-                    .split(", ")
-                    .map(|c| format!("l.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                 RETURNING q.opens_at_ms, q.early, q.late, q.opened, q.serving, q.clock_ms, \
+                 q.carry_milli, l.status, l.accepted, l.units, l.admission_per_min, \
+                 l.max_active, l.apply_window_secs, {} AS now_ms",
                 self.now_ms_sql()
             )
         } else {
             format!(
                 "UPDATE queue_campaigns SET opened = opened WHERE license_id = $1 \
-                 RETURNING {returning}, {} AS now_ms",
+                 RETURNING opens_at_ms, early, late, opened, serving, clock_ms, carry_milli, \
+                 {} AS now_ms",
                 self.now_ms_sql()
             )
         })
@@ -195,14 +186,20 @@ impl Store {
         else {
             return Ok(None);
         };
-        let l = if self.postgres {
-            q.clone()
+        let separate = if self.postgres {
+            None
         } else {
-            sqlx::query(&format!("SELECT {terms} FROM licenses WHERE id = $1"))
+            Some(
+                sqlx::query(
+                    "SELECT status, accepted, units, admission_per_min, max_active, \
+                     apply_window_secs FROM licenses WHERE id = $1",
+                )
                 .bind(license_id)
                 .fetch_one(&mut *conn)
-                .await?
+                .await?,
+            )
         };
+        let l = separate.as_ref().unwrap_or(&q);
         let status: String = l.try_get("status")?;
         let accepted: i64 = l.try_get("accepted")?;
         let units: i64 = l.try_get("units")?;
