@@ -171,6 +171,7 @@ async fn main() -> anyhow::Result<()> {
             max_age: None,
             login_hint: None,
             english: false,
+            hint_sub: None,
         };
         let url = core
             .tokens()

@@ -22,6 +22,8 @@ pub struct Application {
     core: Core,
     listener: TcpListener,
     addr: SocketAddr,
+    /// The operators' listener (`/metrics`), when configured.
+    metrics: Option<TcpListener>,
 }
 
 impl Application {
@@ -57,6 +59,10 @@ impl Application {
             tracing::warn!("no EMTA_SECRET_KEY: using a random one; sessions end at restart");
             random_token(32)
         } else {
+            settings
+                .secret_key
+                .check_strength("EMTA_SECRET_KEY")
+                .map_err(anyhow::Error::msg)?;
             settings.secret_key.expose().to_owned()
         };
         let keyring = Keyring::new(secret.as_bytes());
@@ -93,15 +99,25 @@ impl Application {
             reload_lock: tokio::sync::Mutex::new(()),
         });
         core.reload().await?;
+        let metrics = match core.settings.metrics_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
         Ok(Self {
             core,
             listener,
             addr,
+            metrics,
         })
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where `/metrics` is served, if anywhere.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn core(&self) -> Core {
@@ -116,6 +132,10 @@ impl Application {
     ) -> std::io::Result<()> {
         let core = self.core.clone();
         let background = tokio::spawn(background_tasks(core.clone()));
+        let metrics = self.metrics.map(|l| {
+            let router = crate::http::metrics_router();
+            tokio::spawn(async move { axum::serve(l, router).await })
+        });
         let app = crate::http::router(core.clone());
         let stop_core = core.clone();
         let result = axum::serve(
@@ -129,6 +149,9 @@ impl Application {
         ))
         .await;
         background.abort();
+        if let Some(m) = metrics {
+            m.abort();
+        }
         core.db.close().await;
         result
     }

@@ -42,6 +42,11 @@ pub struct Settings {
     #[arg(long, env = "EMTA_IDP_LISTEN", default_value = "127.0.0.1:8400")]
     pub listen: SocketAddr,
 
+    /// Where operators scrape `/metrics` (Prometheus text): a second listener that the
+    /// ingress never routes. Unset: no metrics listener.
+    #[arg(long, env = "EMTA_IDP_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Public issuer URL; must be exactly what relying parties configure.
     #[arg(long, env = "EMTA_ISSUER", default_value = "http://localhost:8400")]
     pub issuer: String,
@@ -110,7 +115,13 @@ pub struct Settings {
     #[arg(long, env = "EMTA_REFRESH_TOKEN_SECS", default_value_t = 7 * 24 * 3600)]
     pub refresh_token_secs: i64,
 
-    /// SMS sends allowed per phone number per 10 minutes.
+    /// Absolute lifetime of a grant (s): refresh rotation extends it up to this, then the
+    /// citizen signs in again.
+    #[arg(long, env = "EMTA_GRANT_MAX_SECS", default_value_t = 30 * 24 * 3600)]
+    pub grant_max_secs: i64,
+
+    /// SMS sends per (phone, browser) per 10 minutes; browsers that never verified the
+    /// phone share three times this per hour.
     #[arg(long, env = "EMTA_SMS_PER_PHONE", default_value_t = 3)]
     pub sms_per_phone: i64,
 
@@ -118,9 +129,42 @@ pub struct Settings {
     #[arg(long, env = "EMTA_SMS_PER_IP", default_value_t = 20)]
     pub sms_per_ip: i64,
 
-    /// Failed identity checks allowed per national ID per hour.
+    /// Identity tries allowed per (phone, national ID) pair per hour. Per pair, not per
+    /// national ID: a stranger's failures, made from another phone, never lock the owner.
     #[arg(long, env = "EMTA_FAILS_PER_NATIONAL_ID", default_value_t = 5)]
     pub fails_per_national_id: i64,
+
+    /// Identity tries allowed per verified phone per hour, whatever national IDs they
+    /// name: one phone cannot probe or flood the registries with many national IDs.
+    #[arg(long, env = "EMTA_IDENTITY_TRIES_PER_PHONE", default_value_t = 10)]
+    pub identity_tries_per_phone: i64,
+
+    /// Identity tries allowed per client address (IPv6: per prefix) per hour. High: a
+    /// carrier's NAT puts many citizens behind one address.
+    #[arg(long, env = "EMTA_IDENTITY_TRIES_PER_IP", default_value_t = 600)]
+    pub identity_tries_per_ip: i64,
+
+    /// SMS codes tried per phone per hour across all its logins (each login allows five).
+    #[arg(long, env = "EMTA_OTP_TRIES_PER_PHONE", default_value_t = 20)]
+    pub otp_tries_per_phone: i64,
+
+    /// Login transactions one client address (IPv6: per prefix) may open per minute.
+    #[arg(long, env = "EMTA_LOGINS_PER_IP", default_value_t = 600)]
+    pub logins_per_ip: i64,
+
+    /// Bits of an IPv6 address that name one subscriber for per-address limits.
+    #[arg(long, env = "EMTA_IPV6_PREFIX", default_value_t = 64)]
+    pub ipv6_prefix: u8,
+
+    /// Registry checks per second, all replicas together: the government services'
+    /// agreed capacity. Past it, citizens get 503 with Retry-After, not a slow registry.
+    #[arg(long, env = "EMTA_REGISTRY_RPS", default_value_t = 400)]
+    pub registry_rps: i64,
+
+    /// SMS sends per second, all replicas together: the gateway contract's rate, and the
+    /// cap on what SMS pumping can cost.
+    #[arg(long, env = "EMTA_SMS_RPS", default_value_t = 200)]
+    pub sms_rps: i64,
 
     /// Token-endpoint requests allowed per client per second, shared across replicas.
     #[arg(long, env = "EMTA_TOKEN_RPS_PER_CLIENT", default_value_t = 5000)]

@@ -46,6 +46,9 @@ pub mod msg {
         IDENTITY_MISMATCH = "اطلاعات واردشده با اطلاعات ثبت احوال و مالکیت شماره همراه یکسان نیست." / "The details you entered do not match the civil registry and mobile-ownership records.";
         REGISTRY_DOWN = "سامانه استعلام هویت موقتاً در دسترس نیست. چند دقیقه دیگر دوباره تلاش کنید." / "The identity registry is temporarily unavailable. Please try again in a few minutes.";
         SMS_DOWN = "ارسال پیامک موقتاً ممکن نیست. کمی بعد دوباره تلاش کنید." / "Text messages cannot be sent right now. Please try again shortly.";
+        OTP_TRIES = "برای این شماره همراه بیش از حد کد نادرست وارد شده است. یک ساعت دیگر دوباره تلاش کنید." / "Too many codes were tried for this mobile number. Please try again in an hour.";
+        IDENTITY_VOID = "اطلاعات هویتی سه بار یکسان نبود و این ورود باطل شد. از ابتدا شروع کنید." / "The details did not match three times, so this sign-in is void. Start again.";
+        BUSY = "سامانه در این لحظه بیش از ظرفیت درخواست دارد. چند ثانیه دیگر دوباره تلاش کنید." / "emta has more requests than it can serve this moment. Please try again in a few seconds.";
         RATE_LIMITED = "تعداد درخواست‌ها بیش از حد مجاز است. لطفاً بعداً دوباره تلاش کنید." / "Too many attempts. Please try again later.";
         NOT_SIGNED_IN = "ابتدا وارد شوید." / "Please sign in first.";
         STEP_ORDER = "این مرحله هنوز در دسترس نیست. از ابتدا ادامه دهید." / "This step is not available yet. Please continue from the start.";
@@ -71,6 +74,10 @@ pub enum Error {
     /// error page rather than the step's form again.
     #[error("login over: {}", .0.en)]
     LoginOver(Text),
+    /// More work than the service (or an upstream's agreed budget) takes right now: 503
+    /// with Retry-After, at once.
+    #[error("busy, {retry_after}s to wait")]
+    Busy { retry_after: u64 },
     /// An upstream the flow depends on is down; 503 with Retry-After.
     #[error("upstream unavailable: {source}")]
     Upstream { text: Text, source: UpstreamError },
@@ -110,7 +117,26 @@ impl Error {
             Self::LoginOver(text) => (StatusCode::GONE, *text, None),
             Self::Upstream { text, source } => {
                 tracing::warn!(error = %source, "upstream unavailable");
-                (StatusCode::SERVICE_UNAVAILABLE, *text, Some(30))
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    *text,
+                    Some(source.retry_after()),
+                )
+            }
+            Self::Busy { retry_after } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                msg::BUSY,
+                Some(*retry_after),
+            ),
+            Self::Ephemeral(EphemeralError::Full) => {
+                tracing::warn!("the in-process store is full");
+                (StatusCode::SERVICE_UNAVAILABLE, msg::BUSY, Some(5))
+            }
+            Self::Store(StoreError::Sql(
+                e @ (sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed),
+            )) => {
+                tracing::warn!(error = %e, "database unavailable");
+                (StatusCode::SERVICE_UNAVAILABLE, msg::BUSY, Some(5))
             }
             other => {
                 tracing::error!(error = ?other, "internal error");
@@ -192,9 +218,11 @@ impl From<Error> for OAuthError {
         match e {
             Error::RateLimited { retry_after } => Self {
                 retry_after: Some(retry_after),
+                // `slow_down` belongs to device-flow polling (RFC 8628); a plain rate
+                // limit is a temporary refusal with Retry-After.
                 ..Self::new(
                     StatusCode::TOO_MANY_REQUESTS,
-                    "slow_down",
+                    "temporarily_unavailable",
                     "rate limit exceeded",
                 )
             },

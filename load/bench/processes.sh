@@ -41,7 +41,7 @@ base=${PG%/*}
 psql -q "$PG" -c "CREATE DATABASE emta_idp_$tag" -c "CREATE DATABASE emta_presale_$tag"
 idp_db="$base/emta_idp_$tag"
 presale_db="$base/emta_presale_$tag"
-secret=$(head -c 32 /dev/urandom | base64 | tr -d '=+/')
+secret=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
 stub_port=$(port); idp_port=$(port); presale_port=$(port)
 citizens=$(python3 -c "print(int($RATE * $SECS * 1.1) + 100)")
 

@@ -165,6 +165,10 @@ impl Application {
             !secret.is_empty(),
             "EMTA_SECRET_KEY is required: every replica must share it"
         );
+        settings
+            .secret_key
+            .check_strength("EMTA_SECRET_KEY")
+            .map_err(anyhow::Error::msg)?;
         let store = Store::connect_waiting(
             settings.storage.database_url.expose(),
             settings.storage.db_max_connections,

@@ -20,6 +20,9 @@ pub enum EphemeralError {
     Pool(#[from] deadpool_redis::PoolError),
     #[error("redis setup: {0}")]
     Setup(String),
+    /// The in-process store holds its maximum number of live entries.
+    #[error("the in-process store is full")]
+    Full,
 }
 
 #[derive(Clone)]
@@ -36,8 +39,24 @@ pub struct Hit {
 }
 
 impl Ephemeral {
+    /// The in-process store with room for [`MEMORY_MAX_ENTRIES`] live entries.
     pub fn memory() -> Self {
-        Self::Memory(Arc::new(MemoryStore::default()))
+        Self::memory_bounded(MEMORY_MAX_ENTRIES)
+    }
+
+    /// The in-process store with room for `max_entries` live entries: past that, new keys
+    /// are refused with [`EphemeralError::Full`] (a flood costs a bounded amount of memory
+    /// and answers 503; what is stored is never evicted early).
+    pub fn memory_bounded(max_entries: usize) -> Self {
+        Self::Memory(Arc::new(MemoryStore::with_capacity(max_entries)))
+    }
+
+    /// Live entries of the in-process store (None for Redis: ask Redis).
+    pub fn entries(&self) -> Option<usize> {
+        match self {
+            Self::Memory(m) => Some(m.len()),
+            Self::Redis(_) => None,
+        }
     }
 
     pub fn redis(url: &str, prefix: &str) -> Result<Self, EphemeralError> {
@@ -54,10 +73,7 @@ impl Ephemeral {
     /// Stores `value` under `key` for `ttl`, replacing what was there.
     pub async fn put(&self, key: &str, value: &str, ttl: Duration) -> Result<(), EphemeralError> {
         match self {
-            Self::Memory(m) => {
-                m.put(key, value, ttl);
-                Ok(())
-            }
+            Self::Memory(m) => m.put(key, value, ttl),
             Self::Redis(r) => {
                 let mut c = r.pool.get().await?;
                 redis::cmd("SET")
@@ -80,7 +96,7 @@ impl Ephemeral {
         ttl: Duration,
     ) -> Result<bool, EphemeralError> {
         match self {
-            Self::Memory(m) => Ok(m.put_new(key, value, ttl)),
+            Self::Memory(m) => m.put_new(key, value, ttl),
             Self::Redis(r) => {
                 let mut c = r.pool.get().await?;
                 let set: Option<String> = redis::cmd("SET")
@@ -89,6 +105,31 @@ impl Ephemeral {
                     .arg("PX")
                     .arg(ttl_ms(ttl))
                     .arg("NX")
+                    .query_async(&mut c)
+                    .await?;
+                Ok(set.is_some())
+            }
+        }
+    }
+
+    /// Stores only if present and live; true if this call replaced it (a state machine's
+    /// next state, which must not bring back an entry that was deleted meanwhile).
+    pub async fn replace(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, EphemeralError> {
+        match self {
+            Self::Memory(m) => Ok(m.replace(key, value, ttl)),
+            Self::Redis(r) => {
+                let mut c = r.pool.get().await?;
+                let set: Option<String> = redis::cmd("SET")
+                    .arg(r.key(key))
+                    .arg(value)
+                    .arg("PX")
+                    .arg(ttl_ms(ttl))
+                    .arg("XX")
                     .query_async(&mut c)
                     .await?;
                 Ok(set.is_some())
@@ -143,7 +184,7 @@ impl Ephemeral {
     /// Counts a hit in a fixed window of length `window` that starts at the first hit.
     pub async fn hit(&self, key: &str, window: Duration) -> Result<Hit, EphemeralError> {
         match self {
-            Self::Memory(m) => Ok(m.hit(key, window)),
+            Self::Memory(m) => m.hit(key, window),
             Self::Redis(r) => {
                 let mut c = r.pool.get().await?;
                 let (count, pttl): (i64, i64) = HIT_SCRIPT
@@ -222,20 +263,54 @@ impl RedisStore {
 
 const SHARDS: usize = 32;
 
-/// The single-node store: sharded mutex-protected maps, swept periodically.
-pub struct MemoryStore {
-    shards: Vec<Mutex<HashMap<String, (String, Instant)>>>,
-}
+/// The in-process store's default bound: about 1 GiB at the largest entries the services
+/// store (a login transaction of a few kilobytes), far more than one node serves.
+pub const MEMORY_MAX_ENTRIES: usize = 400_000;
 
-impl Default for MemoryStore {
-    fn default() -> Self {
-        Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-        }
-    }
+type Shard = HashMap<String, (String, Instant)>;
+
+/// The single-node store: sharded mutex-protected maps, swept periodically, each shard
+/// bounded.
+pub struct MemoryStore {
+    shards: Vec<Mutex<Shard>>,
+    per_shard: usize,
 }
 
 impl MemoryStore {
+    fn with_capacity(max_entries: usize) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            per_shard: max_entries.div_ceil(SHARDS).max(1),
+        }
+    }
+
+    fn len(&self) -> usize {
+        let now = Instant::now();
+        self.shards
+            .iter()
+            .map(|s| {
+                s.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .values()
+                    .filter(|(_, exp)| *exp > now)
+                    .count()
+            })
+            .sum()
+    }
+
+    /// Room for one more key in `map`: expired entries are dropped first when it is full.
+    fn room(&self, map: &mut Shard, key: &str, now: Instant) -> Result<(), EphemeralError> {
+        if map.len() < self.per_shard || map.contains_key(key) {
+            return Ok(());
+        }
+        map.retain(|_, (_, exp)| *exp > now);
+        if map.len() < self.per_shard {
+            Ok(())
+        } else {
+            Err(EphemeralError::Full)
+        }
+    }
+
     fn shard(&self, key: &str) -> std::sync::MutexGuard<'_, HashMap<String, (String, Instant)>> {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -246,20 +321,35 @@ impl MemoryStore {
         self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn put(&self, key: &str, value: &str, ttl: Duration) {
-        self.shard(key)
-            .insert(key.to_owned(), (value.to_owned(), Instant::now() + ttl));
+    fn put(&self, key: &str, value: &str, ttl: Duration) -> Result<(), EphemeralError> {
+        let now = Instant::now();
+        let mut map = self.shard(key);
+        self.room(&mut map, key, now)?;
+        map.insert(key.to_owned(), (value.to_owned(), now + ttl));
+        Ok(())
     }
 
-    fn put_new(&self, key: &str, value: &str, ttl: Duration) -> bool {
+    fn put_new(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, EphemeralError> {
         let now = Instant::now();
         let mut map = self.shard(key);
         match map.get(key) {
-            Some((_, exp)) if *exp > now => false,
+            Some((_, exp)) if *exp > now => Ok(false),
             _ => {
+                self.room(&mut map, key, now)?;
                 map.insert(key.to_owned(), (value.to_owned(), now + ttl));
+                Ok(true)
+            }
+        }
+    }
+
+    fn replace(&self, key: &str, value: &str, ttl: Duration) -> bool {
+        let now = Instant::now();
+        match self.shard(key).get_mut(key) {
+            Some(entry) if entry.1 > now => {
+                *entry = (value.to_owned(), now + ttl);
                 true
             }
+            _ => false,
         }
     }
 
@@ -279,9 +369,10 @@ impl MemoryStore {
             .map(|(v, _)| v)
     }
 
-    fn hit(&self, key: &str, window: Duration) -> Hit {
+    fn hit(&self, key: &str, window: Duration) -> Result<Hit, EphemeralError> {
         let now = Instant::now();
         let mut map = self.shard(key);
+        self.room(&mut map, key, now)?;
         let entry = map
             .entry(key.to_owned())
             .or_insert_with(|| ("0".to_owned(), now + window));
@@ -290,10 +381,10 @@ impl MemoryStore {
         }
         let count = entry.0.parse::<i64>().unwrap_or(0) + 1;
         entry.0 = count.to_string();
-        Hit {
+        Ok(Hit {
             count,
             reset_in: entry.1.saturating_duration_since(now),
-        }
+        })
     }
 
     fn sweep(&self) {
@@ -327,6 +418,40 @@ mod tests {
         assert_eq!(s.hit("c", w).await.expect("hit").count, 2);
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert_eq!(s.hit("c", w).await.expect("hit").count, 1);
+    }
+
+    #[tokio::test]
+    async fn a_full_store_refuses_new_keys_until_entries_expire() {
+        let s = Ephemeral::memory_bounded(SHARDS);
+        let short = Duration::from_millis(30);
+        let mut stored = 0;
+        for i in 0..10 * SHARDS {
+            match s.put(&format!("k{i}"), "v", short).await {
+                Ok(()) => stored += 1,
+                Err(EphemeralError::Full) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(stored <= SHARDS, "{stored} stored, room for {SHARDS}");
+        assert_eq!(s.entries(), Some(stored));
+        assert!(matches!(
+            s.hit("counter", short).await,
+            Ok(_) | Err(EphemeralError::Full)
+        ));
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        s.put("k0", "v", short).await.expect("room after expiry");
+    }
+
+    #[tokio::test]
+    async fn replace_never_brings_back_a_deleted_key() {
+        let s = Ephemeral::memory();
+        let ttl = Duration::from_secs(5);
+        assert!(!s.replace("r", "1", ttl).await.expect("replace"));
+        s.put("r", "1", ttl).await.expect("put");
+        assert!(s.replace("r", "2", ttl).await.expect("replace"));
+        s.delete("r").await.expect("delete");
+        assert!(!s.replace("r", "3", ttl).await.expect("replace"));
+        assert_eq!(s.get("r").await.expect("get"), None);
     }
 
     #[tokio::test]

@@ -15,6 +15,47 @@ impl Secret {
     }
 }
 
+/// The least a server secret may carry: 32 bytes (256 bits) of key material.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+impl Secret {
+    /// Checks that the secret holds at least [`MIN_SECRET_BYTES`] of key material, as
+    /// `openssl rand -base64 32` (or `-hex 32`) gives: base64 (standard or URL-safe, padded
+    /// or not) or hex is decoded and counted; anything else must be at least 64 characters
+    /// with at least 16 different ones. A short, guessable secret would let anyone forge
+    /// what it MACs (access tokens, CSRF tokens, cookies).
+    pub fn check_strength(&self, name: &str) -> Result<(), String> {
+        use base64::Engine as _;
+        let s = self.0.trim();
+        let engines = [
+            &base64::engine::general_purpose::STANDARD,
+            &base64::engine::general_purpose::STANDARD_NO_PAD,
+            &base64::engine::general_purpose::URL_SAFE,
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        ];
+        let hex = (s.len().is_multiple_of(2) && s.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then_some(s.len() / 2);
+        let decoded = hex.or_else(|| {
+            engines
+                .iter()
+                .find_map(|e| e.decode(s).ok().map(|b| b.len()))
+        });
+        let distinct = s.chars().collect::<std::collections::HashSet<_>>().len();
+        let ok = match decoded {
+            Some(n) => n >= MIN_SECRET_BYTES,
+            None => s.chars().count() >= 2 * MIN_SECRET_BYTES && distinct >= 16,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "{name} is too weak: it must carry at least {MIN_SECRET_BYTES} random bytes \
+                 (make one with `openssl rand -base64 32`)"
+            ))
+        }
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(***)")
@@ -25,5 +66,41 @@ impl std::str::FromStr for Secret {
     type Err = std::convert::Infallible;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(Self(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_or_guessable_secrets_are_refused() {
+        for weak in [
+            "",
+            "changeme",
+            "secret-secret-secret-secret-secret",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBka", // 27 bytes
+            "00112233445566778899aabbccddeeff",     // 16 bytes hex
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!", // one char
+        ] {
+            assert!(Secret::new(weak).check_strength("K").is_err(), "{weak}");
+        }
+    }
+
+    #[test]
+    fn thirty_two_random_bytes_in_any_usual_spelling_pass() {
+        let bytes: Vec<u8> = (0u8..32)
+            .map(|i| i.wrapping_mul(37).wrapping_add(11))
+            .collect();
+        use base64::Engine as _;
+        for good in [
+            base64::engine::general_purpose::STANDARD.encode(&bytes),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&bytes),
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            crate::keys::random_token(32),
+            "correct horse battery staple, then a long sentence nobody would guess".into(),
+        ] {
+            assert!(Secret::new(&good).check_strength("K").is_ok(), "{good}");
+        }
     }
 }

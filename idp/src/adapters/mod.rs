@@ -25,6 +25,81 @@ pub enum UpstreamError {
         service: &'static str,
         detail: String,
     },
+    /// Not asked: it failed repeatedly just now and the breaker gives it time to recover.
+    #[error("{service} is not asked for {retry_after}s after repeated failures")]
+    Open {
+        service: &'static str,
+        retry_after: u64,
+    },
+}
+
+impl UpstreamError {
+    /// Seconds a citizen should wait before trying again.
+    pub fn retry_after(&self) -> u64 {
+        match self {
+            Self::Open { retry_after, .. } => *retry_after,
+            _ => 30,
+        }
+    }
+}
+
+/// A circuit breaker per upstream and replica: after `threshold` failures in a row the
+/// upstream is not asked for `cooldown`, so a struggling government service is not
+/// hammered by retries and citizens get an immediate 503 with Retry-After instead of a
+/// timeout each. After the cooldown calls go through again; one more failure reopens it,
+/// one success closes it.
+pub struct Breaker {
+    service: &'static str,
+    threshold: u32,
+    cooldown: std::time::Duration,
+    failures: std::sync::atomic::AtomicU32,
+    open_until: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Breaker {
+    pub fn new(service: &'static str, threshold: u32, cooldown: std::time::Duration) -> Self {
+        Self {
+            service,
+            threshold: threshold.max(1),
+            cooldown,
+            failures: std::sync::atomic::AtomicU32::new(0),
+            open_until: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Runs `call` unless the breaker is open, and records its outcome.
+    pub async fn call<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, UpstreamError>>,
+    ) -> Result<T, UpstreamError> {
+        use std::sync::atomic::Ordering;
+        let now = std::time::Instant::now();
+        if let Some(until) = *self.open_until.lock().unwrap_or_else(|p| p.into_inner()) {
+            if until > now {
+                return Err(UpstreamError::Open {
+                    service: self.service,
+                    retry_after: until.duration_since(now).as_secs().max(1),
+                });
+            }
+        }
+        let result = call.await;
+        match &result {
+            Ok(_) => {
+                self.failures.store(0, Ordering::Relaxed);
+            }
+            Err(_) => {
+                let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                if n >= self.threshold {
+                    *self.open_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(std::time::Instant::now() + self.cooldown);
+                    metrics::counter!("emta_breaker_opened_total", "service" => self.service)
+                        .increment(1);
+                    tracing::warn!(service = self.service, failures = n, "circuit breaker open");
+                }
+            }
+        }
+        result
+    }
 }
 
 impl UpstreamError {

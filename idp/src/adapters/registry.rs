@@ -8,7 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{http_client, post_json, UpstreamError};
+use std::sync::Arc;
+
+use super::{http_client, post_json, Breaker, UpstreamError};
 use crate::domain::{JalaliDate, MobileNumber, NationalId};
 
 /// What the civil registry says of a national ID and birth date.
@@ -49,12 +51,17 @@ pub struct OwnershipAnswer {
     pub matched: bool,
 }
 
+/// How long a failing registry is left alone before it is asked again.
+const BREAKER_COOLDOWN: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The civil registry and the mobile-ownership service, over HTTP.
 #[derive(Clone)]
 pub struct Registry {
     client: reqwest::Client,
     registry_url: String,
     ownership_url: String,
+    person_breaker: Arc<Breaker>,
+    ownership_breaker: Arc<Breaker>,
 }
 
 impl Registry {
@@ -63,6 +70,12 @@ impl Registry {
             client: http_client(timeout),
             registry_url: registry_url.trim_end_matches('/').to_owned(),
             ownership_url: ownership_url.trim_end_matches('/').to_owned(),
+            person_breaker: Arc::new(Breaker::new("civil registry", 5, BREAKER_COOLDOWN)),
+            ownership_breaker: Arc::new(Breaker::new(
+                "mobile ownership service",
+                5,
+                BREAKER_COOLDOWN,
+            )),
         }
     }
 
@@ -78,7 +91,10 @@ impl Registry {
             birth_date: birth.canonical(),
         };
         let url = format!("{}/persons/verify", self.registry_url);
-        let answer: PersonAnswer = post_json(&self.client, SERVICE, url, &query).await?;
+        let answer: PersonAnswer = self
+            .person_breaker
+            .call(post_json(&self.client, SERVICE, url, &query))
+            .await?;
         match (answer.matched, answer.given_name, answer.family_name) {
             (true, Some(given_name), Some(family_name)) => Ok(PersonCheck::Match {
                 given_name,
@@ -104,7 +120,10 @@ impl Registry {
             mobile: mobile.e164(),
         };
         let url = format!("{}/ownership/verify", self.ownership_url);
-        let answer: OwnershipAnswer = post_json(&self.client, SERVICE, url, &query).await?;
+        let answer: OwnershipAnswer = self
+            .ownership_breaker
+            .call(post_json(&self.client, SERVICE, url, &query))
+            .await?;
         Ok(answer.matched)
     }
 }

@@ -3,7 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{http_client, UpstreamError};
+use std::sync::Arc;
+
+use super::{http_client, Breaker, UpstreamError};
 use crate::domain::MobileNumber;
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -17,6 +19,7 @@ pub struct SmsMessage {
 pub struct Sms {
     client: reqwest::Client,
     url: String,
+    breaker: Arc<Breaker>,
 }
 
 impl Sms {
@@ -24,6 +27,11 @@ impl Sms {
         Self {
             client: http_client(timeout),
             url: format!("{}/messages", url.trim_end_matches('/')),
+            breaker: Arc::new(Breaker::new(
+                "SMS gateway",
+                5,
+                std::time::Duration::from_secs(10),
+            )),
         }
     }
 
@@ -31,16 +39,19 @@ impl Sms {
     #[tracing::instrument(skip_all, name = "sms.send")]
     pub async fn send(&self, to: &MobileNumber, text: &str) -> Result<(), UpstreamError> {
         const SERVICE: &str = "SMS gateway";
-        self.client
-            .post(&self.url)
-            .json(&SmsMessage {
-                to: to.e164().to_owned(),
-                text: text.to_owned(),
-            })
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| UpstreamError::from_reqwest(SERVICE, e))?;
+        let send = async {
+            self.client
+                .post(&self.url)
+                .json(&SmsMessage {
+                    to: to.e164().to_owned(),
+                    text: text.to_owned(),
+                })
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .map_err(|e| UpstreamError::from_reqwest(SERVICE, e))
+        };
+        self.breaker.call(send).await?;
         Ok(())
     }
 }

@@ -4,6 +4,17 @@ use std::fmt;
 
 use super::digits::digits_only;
 
+/// The mobile prefixes (after the trunk `0`) that Iranian operators are assigned: MCI
+/// (910-919, 990-994), Irancell (900-905, 930, 933, 935-939, 941), Rightel (920-922),
+/// Spadan (931), Taliya (932), TKC Kish (934), the MVNOs (998, 999). A number outside
+/// them cannot receive an SMS code and must not cost a gateway call (SMS pumping relies
+/// on premium or unassigned ranges).
+const OPERATOR_PREFIXES: &[&str] = &[
+    "900", "901", "902", "903", "904", "905", "910", "911", "912", "913", "914", "915", "916",
+    "917", "918", "919", "920", "921", "922", "930", "931", "932", "933", "934", "935", "936",
+    "937", "938", "939", "941", "990", "991", "992", "993", "994", "998", "999",
+];
+
 /// A mobile number in E.164. `Debug` and [`MobileNumber::masked`] hide the middle digits.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct MobileNumber(String);
@@ -29,8 +40,8 @@ impl MobileNumber {
             s
         };
         if national.len() != 10
-            || !national.starts_with('9')
             || !national.bytes().all(|b| b.is_ascii_digit())
+            || !OPERATOR_PREFIXES.contains(&&national[..3])
         {
             return Err(MobileNumberError);
         }
@@ -47,10 +58,12 @@ impl MobileNumber {
         format!("0{}", &self.0[3..])
     }
 
-    /// `0912***4567`: enough for a person to recognise, not enough to identify.
+    /// `0912*****67`: the operator and the last two digits, enough for a person to
+    /// recognise their own number, far from enough to identify one (a million numbers
+    /// share each mask).
     pub fn masked(&self) -> String {
         let local = self.local();
-        format!("{}***{}", &local[..4], &local[7..])
+        format!("{}*****{}", &local[..4], &local[9..])
     }
 }
 
@@ -85,7 +98,18 @@ mod tests {
 
     #[test]
     fn landlines_and_garbage_are_rejected() {
-        for input in ["02112345678", "0912123456", "091212345678", "abc", ""] {
+        for input in [
+            "02112345678",
+            "0912123456",
+            "091212345678",
+            "abc",
+            "",
+            // Mobile-looking but unassigned prefixes.
+            "09501234567",
+            "09601234567",
+            "09971234567",
+            "09401234567",
+        ] {
             assert!(MobileNumber::parse(input).is_err(), "{input}");
         }
     }
@@ -93,6 +117,13 @@ mod tests {
     #[test]
     fn masked_hides_the_middle() {
         let m = MobileNumber::parse("09121234567").expect("valid");
-        assert_eq!(m.masked(), "0912***4567");
+        assert_eq!(m.masked(), "0912*****67");
+    }
+
+    #[test]
+    fn every_operator_prefix_is_accepted() {
+        for p in OPERATOR_PREFIXES {
+            assert!(MobileNumber::parse(&format!("0{p}1234567")).is_ok(), "{p}");
+        }
     }
 }

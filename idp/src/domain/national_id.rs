@@ -65,7 +65,7 @@ fn checksum_digit(first_nine: &[u32]) -> u32 {
 
 impl fmt::Debug for NationalId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "NationalId(******{})", &self.0[6..])
+        write!(f, "NationalId(********{})", &self.0[8..])
     }
 }
 

@@ -31,6 +31,7 @@ pub struct RawAuthParams {
     pub ui_locales: Option<String>,
     pub request: Option<String>,
     pub request_uri: Option<String>,
+    pub id_token_hint: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -54,6 +55,9 @@ pub struct AuthRequest {
     pub login_hint: Option<String>,
     /// `en` when the client asked for English first; Persian otherwise.
     pub english: bool,
+    /// The `sub` of a valid `id_token_hint`: only that citizen's session may answer.
+    #[serde(default)]
+    pub hint_sub: Option<String>,
 }
 
 /// An error to send back to the client's redirect URI.
@@ -117,6 +121,7 @@ pub fn validate(core: &Core, raw: RawAuthParams, now: i64) -> Result<AuthRequest
         &raw.login_hint,
         &raw.scope,
         &raw.code_challenge,
+        &raw.id_token_hint,
     ]
     .iter()
     .any(|p| p.as_ref().is_some_and(|v| v.len() > MAX_PARAM));
@@ -200,6 +205,32 @@ pub fn validate(core: &Core, raw: RawAuthParams, now: i64) -> Result<AuthRequest
         .as_deref()
         .and_then(|l| l.split_ascii_whitespace().next())
         .is_some_and(|l| l.starts_with("en"));
+    // An ID token we issued to this client (expired ones too, OIDC Core §3.1.2.1): its
+    // subject is who the client expects to be signed in.
+    let hint_sub = match raw.id_token_hint.as_deref().filter(|h| !h.is_empty()) {
+        None => None,
+        Some(hint) => {
+            let claims = core.keys.verify_own(hint, core.issuer());
+            let sub = claims.as_ref().and_then(|c| {
+                let aud_ok = c["aud"].as_str() == Some(client.id.as_str())
+                    || c["aud"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|v| v.as_str() == Some(client.id.as_str())));
+                aud_ok
+                    .then(|| c["sub"].as_str().map(str::to_owned))
+                    .flatten()
+            });
+            match sub {
+                Some(s) => Some(s),
+                None => {
+                    return Err(fail(
+                        "invalid_request",
+                        "id_token_hint is not an ID token this provider issued to this client",
+                    ))
+                }
+            }
+        }
+    };
 
     Ok(AuthRequest {
         client_id: client.id.as_str().to_owned(),
@@ -212,6 +243,7 @@ pub fn validate(core: &Core, raw: RawAuthParams, now: i64) -> Result<AuthRequest
         max_age,
         login_hint: raw.login_hint,
         english,
+        hint_sub,
     })
 }
 

@@ -17,12 +17,24 @@ pub enum Subject<'a> {
     PhoneSms(&'a str),
     /// SMS sends triggered from one client IP.
     IpSms(&'a str),
-    /// Login starts (PoW verifications) from one IP.
+    /// Phone submissions (PoW verifications) from one IP.
     IpLogin(&'a str),
-    /// Failed identity verifications of one national ID.
-    NationalIdFail(&'a str),
+    /// Login transactions opened from one IP.
+    IpLoginStart(&'a str),
+    /// SMS codes tried for one phone, across its logins.
+    PhoneOtp(&'a str),
+    /// Identity tries by one verified phone, whatever national IDs they name.
+    PhoneIdentity(&'a str),
+    /// Identity tries from one IP.
+    IpIdentity(&'a str),
+    /// Identity tries of one (phone, national ID) pair: `phone|national ID`.
+    PairIdentity(&'a str),
     /// Token-endpoint requests of one client.
     ClientToken(&'a str),
+    /// Registry checks per second, all citizens and replicas together.
+    RegistryBudget,
+    /// SMS sends per second, all citizens and replicas together.
+    SmsBudget,
 }
 
 impl Subject<'_> {
@@ -31,8 +43,14 @@ impl Subject<'_> {
             Self::PhoneSms(v) => ("sms-phone", v),
             Self::IpSms(v) => ("sms-ip", v),
             Self::IpLogin(v) => ("login-ip", v),
-            Self::NationalIdFail(v) => ("nid-fail", v),
+            Self::IpLoginStart(v) => ("login-start-ip", v),
+            Self::PhoneOtp(v) => ("otp-phone", v),
+            Self::PhoneIdentity(v) => ("id-phone", v),
+            Self::IpIdentity(v) => ("id-ip", v),
+            Self::PairIdentity(v) => ("id-pair", v),
             Self::ClientToken(v) => return format!("rl:client:{v}"),
+            Self::RegistryBudget => return "rl:budget:registry".into(),
+            Self::SmsBudget => return "rl:budget:sms".into(),
         };
         limiter.key(kind, value)
     }
@@ -57,10 +75,13 @@ impl Limiter {
         self.answer(subject, r)
     }
 
-    /// Fails with 429 if `max` hits are already counted, without counting one.
-    pub async fn check(&self, subject: Subject<'_>, max: i64) -> Result<()> {
-        let r = self.0.check_key(&subject.key(&self.0), max).await;
-        self.answer(subject, r)
+    /// Counts one use of a shared per-second budget; past `per_second`, fails with 503
+    /// and Retry-After (the service is busy, not the citizen at fault).
+    pub async fn budget(&self, subject: Subject<'_>, per_second: i64) -> Result<()> {
+        match self.hit(subject, per_second, Duration::from_secs(1)).await {
+            Err(Error::RateLimited { retry_after }) => Err(Error::Busy { retry_after }),
+            other => other,
+        }
     }
 
     fn answer(&self, subject: Subject<'_>, r: Result<(), LimitError>) -> Result<()> {
@@ -81,7 +102,13 @@ fn subject_label(s: Subject<'_>) -> &'static str {
         Subject::PhoneSms(_) => "phone_sms",
         Subject::IpSms(_) => "ip_sms",
         Subject::IpLogin(_) => "ip_login",
-        Subject::NationalIdFail(_) => "national_id_fail",
+        Subject::IpLoginStart(_) => "ip_login_start",
+        Subject::PhoneOtp(_) => "phone_otp",
+        Subject::PhoneIdentity(_) => "phone_identity",
+        Subject::IpIdentity(_) => "ip_identity",
+        Subject::PairIdentity(_) => "pair_identity",
         Subject::ClientToken(_) => "client_token",
+        Subject::RegistryBudget => "registry_budget",
+        Subject::SmsBudget => "sms_budget",
     }
 }

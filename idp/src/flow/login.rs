@@ -22,7 +22,12 @@ use crate::domain::client::KNOWN_SCOPES;
 use crate::domain::{Citizen, ClientId, JalaliDate, MobileNumber, NationalId, Scopes};
 use crate::error::{msg, Error, Result};
 
-pub const OTP_MAX_WRONG: i64 = 5;
+/// Codes a login may try; the fifth wrong one voids it.
+pub const OTP_MAX_TRIES: i64 = 5;
+/// Identity submissions a login may make; the fourth voids it.
+pub const IDENTITY_MAX_TRIES: i64 = 3;
+/// How long a browser is remembered as one where a phone was verified (a signed cookie).
+pub const KNOWN_DEVICE_SECS: i64 = 180 * 24 * 3600;
 pub const POW_MAX_AGE: i64 = 600;
 
 /// The authentication context this flow gives: phone possession plus a registry match of
@@ -73,6 +78,14 @@ impl std::ops::Deref for Login<'_> {
     fn deref(&self) -> &Core {
         self.0
     }
+}
+
+/// Where a step was submitted from: the address (as limits key it) and the browser's
+/// known-device cookie, if it sent one.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    pub ip: &'a str,
+    pub known_device: Option<&'a str>,
 }
 
 /// What comes after a step, decided here and rendered by HTTP.
@@ -130,16 +143,15 @@ impl Login<'_> {
         &self,
         tx: &mut LoginTx,
         mobile: &str,
-        pow_challenge: &str,
-        pow_nonce: &str,
-        ip: &str,
+        pow: (&str, &str),
+        from: Origin<'_>,
         now: i64,
     ) -> Next {
         if tx.step != Step::Phone && tx.step != Step::Otp {
             return Next::Over(step_order());
         }
         tx.step = Step::Phone;
-        self.submit_phone(tx, mobile, pow_challenge, pow_nonce, ip, now)
+        self.submit_phone(tx, mobile, pow.0, pow.1, from, now)
             .await
             .into()
     }
@@ -150,13 +162,13 @@ impl Login<'_> {
     }
 
     /// A new code for the number of step 1, only while waiting for one.
-    pub async fn resend_step(&self, tx: &mut LoginTx, ip: &str, now: i64) -> Next {
+    pub async fn resend_step(&self, tx: &mut LoginTx, from: Origin<'_>, now: i64) -> Next {
         let mobile = tx
             .mobile
             .as_deref()
             .and_then(|m| MobileNumber::parse(m).ok());
         match (tx.step, mobile) {
-            (Step::Otp, Some(m)) => self.send_code(tx, &m, ip, now).await.into(),
+            (Step::Otp, Some(m)) => self.send_code(tx, &m, from, now).await.into(),
             _ => Next::Retry(step_order()),
         }
     }
@@ -168,9 +180,13 @@ impl Login<'_> {
         tx: &mut LoginTx,
         national_id: &str,
         birth_date: &str,
+        ip: &str,
         now: i64,
     ) -> (Next, Option<String>) {
-        let cookie = match self.submit_identity(tx, national_id, birth_date, now).await {
+        let cookie = match self
+            .submit_identity(tx, national_id, birth_date, ip, now)
+            .await
+        {
             Ok(c) => c,
             Err(e) => return (Err(e).into(), None),
         };
@@ -295,14 +311,25 @@ impl Login<'_> {
             .await
     }
 
+    /// Opens a login transaction. Each costs the store a few kilobytes for the login's
+    /// lifetime, so an address may open only `logins_per_ip` a minute (and the in-process
+    /// store is bounded): a flood of authorize requests is refused, not stored.
     pub async fn start_login(
         &self,
         browser: &str,
         request: Option<AuthRequest>,
         step: Step,
         sid: Option<String>,
+        ip: &str,
         now: i64,
     ) -> Result<LoginTx> {
+        self.limiter
+            .hit(
+                Subject::IpLoginStart(ip),
+                self.settings.logins_per_ip,
+                Duration::from_secs(60),
+            )
+            .await?;
         let tx = LoginTx {
             id: random_token(18),
             browser: browser.to_owned(),
@@ -321,12 +348,25 @@ impl Login<'_> {
     }
 
     pub async fn save_tx(&self, tx: &LoginTx) -> Result<()> {
-        let remaining = (tx.created_at + self.settings.login_secs - crate::now()).max(1);
         let json = serde_json::to_string(tx).map_err(|e| Error::Internal(e.to_string()))?;
         self.eph
-            .put(&tx_key(&tx.id), &json, self.secs(remaining))
+            .put(&tx_key(&tx.id), &json, self.tx_ttl(tx))
             .await?;
         Ok(())
+    }
+
+    /// Saves the transaction's next state only if it still exists; false if it was ended
+    /// meanwhile (voided, finished, expired).
+    pub async fn replace_tx(&self, tx: &LoginTx) -> Result<bool> {
+        let json = serde_json::to_string(tx).map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(self
+            .eph
+            .replace(&tx_key(&tx.id), &json, self.tx_ttl(tx))
+            .await?)
+    }
+
+    fn tx_ttl(&self, tx: &LoginTx) -> Duration {
+        self.secs((tx.created_at + self.settings.login_secs - crate::now()).max(1))
     }
 
     /// Loads a transaction and checks that this browser started it.
@@ -382,12 +422,12 @@ impl Login<'_> {
         mobile: &str,
         challenge: &str,
         nonce: &str,
-        ip: &str,
+        from: Origin<'_>,
         now: i64,
     ) -> Result<()> {
         let started = started("phone");
         let result = self
-            .submit_phone_inner(tx, mobile, challenge, nonce, ip, now)
+            .submit_phone_inner(tx, mobile, challenge, nonce, from, now)
             .await;
         observe(
             "phone",
@@ -407,7 +447,7 @@ impl Login<'_> {
         mobile: &str,
         challenge: &str,
         nonce: &str,
-        ip: &str,
+        from: Origin<'_>,
         now: i64,
     ) -> Result<()> {
         let mobile =
@@ -431,21 +471,45 @@ impl Login<'_> {
         }
         self.limiter
             .hit(
-                Subject::IpLogin(ip),
+                Subject::IpLogin(from.ip),
                 self.settings.sms_per_ip * 3,
                 Duration::from_secs(3600),
             )
             .await?;
         tx.mobile = Some(mobile.e164().to_owned());
-        self.send_code(tx, &mobile, ip, now).await
+        self.send_code(tx, &mobile, from, now).await
+    }
+
+    /// The value of the known-device cookie for `mobile` in `browser`: set when the code
+    /// sent to that phone was entered in that browser.
+    pub fn known_device_token(&self, mobile: &str, browser: &str) -> String {
+        self.keyring
+            .hash("known-device", format!("{mobile}|{browser}").as_bytes())
+    }
+
+    fn is_known_device(&self, mobile: &MobileNumber, tx: &LoginTx, from: Origin<'_>) -> bool {
+        from.known_device.is_some_and(|t| {
+            self.keyring.verify(
+                "known-device",
+                format!("{}|{}", mobile.e164(), tx.browser).as_bytes(),
+                t,
+            )
+        })
     }
 
     /// Sends a fresh code; also the "resend" action, no sooner than a minute after the last.
+    ///
+    /// The budgets are per (phone, browser), so a stranger who knows a number cannot spend
+    /// its owner's: a minute's cooldown and `sms_per_phone` per 10 minutes. Browsers that
+    /// never verified this phone share one more budget per phone (`sms_per_phone` × 3 an
+    /// hour) that bounds SMS bombing through fresh browsers; a browser where the owner
+    /// verified it before (the signed known-device cookie) is not held by that one. Every
+    /// send also counts against the address and against the deployment's SMS rate.
     pub async fn send_code(
         &self,
         tx: &mut LoginTx,
         mobile: &MobileNumber,
-        ip: &str,
+        from: Origin<'_>,
         now: i64,
     ) -> Result<()> {
         let resend = self.settings.resend_secs;
@@ -455,11 +519,10 @@ impl Login<'_> {
                 retry_after: (resend - (now - tx.otp_sent_at)).max(1) as u64,
             });
         }
-        // A cooldown per phone across transactions, so opening many logins does not
-        // multiply the SMS a victim receives (SMS bombing).
+        let phone_browser = format!("{}|{}", mobile.e164(), tx.browser);
         let cooldown = format!(
             "sms-cooldown:{}",
-            self.keyring.hash("rate-subject", mobile.e164().as_bytes())
+            self.keyring.hash("rate-subject", phone_browser.as_bytes())
         );
         if resend > 0 && !self.eph.put_new(&cooldown, "1", self.secs(resend)).await? {
             return Err(Error::TooSoon {
@@ -469,17 +532,29 @@ impl Login<'_> {
         }
         self.limiter
             .hit(
-                Subject::PhoneSms(mobile.e164()),
+                Subject::PhoneSms(&phone_browser),
                 self.settings.sms_per_phone,
                 Duration::from_secs(600),
             )
             .await?;
+        if !self.is_known_device(mobile, tx, from) {
+            self.limiter
+                .hit(
+                    Subject::PhoneSms(mobile.e164()),
+                    self.settings.sms_per_phone * 3,
+                    Duration::from_secs(3600),
+                )
+                .await?;
+        }
         self.limiter
             .hit(
-                Subject::IpSms(ip),
+                Subject::IpSms(from.ip),
                 self.settings.sms_per_ip,
                 Duration::from_secs(3600),
             )
+            .await?;
+        self.limiter
+            .budget(Subject::SmsBudget, self.settings.sms_rps)
             .await?;
         let code = random_otp();
         let text = format!(
@@ -492,13 +567,14 @@ impl Login<'_> {
                 text: msg::SMS_DOWN,
                 source,
             })?;
+        metrics::counter!("emta_sms_sent_total").increment(1);
         tx.otp_hash = Some(
             self.keyring
                 .hash("otp", format!("{}|{code}", tx.id).as_bytes()),
         );
         tx.otp_sent_at = now;
         tx.step = Step::Otp;
-        // The wrong-code counter is per login, not per code: five wrong codes in all.
+        // The tries are per login, not per code: five codes in all.
         self.save_tx(tx).await?;
         tracing::info!(phone = %mobile.masked(), "verification code sent");
         Ok(())
@@ -529,32 +605,66 @@ impl Login<'_> {
         if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
             return Err(Error::bad_request(msg::OTP_FORMAT));
         }
-        let expected = tx.otp_hash.clone().unwrap_or_default();
         if now - tx.otp_sent_at > self.settings.otp_secs {
             return Err(Error::bad_request(msg::OTP_EXPIRED));
         }
-        if self
-            .keyring
-            .verify("otp", format!("{}|{code}", tx.id).as_bytes(), &expected)
-        {
-            tx.step = Step::Identity;
-            tx.otp_hash = None;
-            self.save_tx(tx).await?;
-            return Ok(());
-        }
-        // The counter is atomic, so parallel guesses cannot each see "0 so far".
-        let wrong = self
+        let mobile = tx.mobile.clone().unwrap_or_default();
+        // Every try is counted before the code is compared, atomically: parallel guesses
+        // cannot each see "fewer than five so far", and a try past the fifth is never
+        // compared at all.
+        let tries = self
             .eph
             .hit(
-                &format!("otp-wrong:{}", tx.id),
+                &format!("otp-tries:{}", tx.id),
                 self.secs(self.settings.login_secs),
             )
+            .await?
+            .count;
+        if tries > OTP_MAX_TRIES {
+            return Err(Error::LoginOver(msg::LOGIN_EXPIRED));
+        }
+        // And per phone, across its logins: opening new logins buys no new guesses.
+        self.limiter
+            .hit(
+                Subject::PhoneOtp(&mobile),
+                self.settings.otp_tries_per_phone,
+                Duration::from_secs(3600),
+            )
+            .await
+            .map_err(|e| match e {
+                Error::RateLimited { retry_after } => Error::TooSoon {
+                    text: msg::OTP_TRIES,
+                    retry_after,
+                },
+                other => other,
+            })?;
+        let expected = tx.otp_hash.clone().unwrap_or_default();
+        let right = self
+            .keyring
+            .verify("otp", format!("{}|{code}", tx.id).as_bytes(), &expected);
+        if !right && tries < OTP_MAX_TRIES {
+            return Err(Error::bad_request(msg::OTP_WRONG));
+        }
+        // The right code and the fifth wrong one may race: the first to claim the step's
+        // outcome decides it, so a void stands and a success is never voided after it.
+        let outcome = format!("otp-outcome:{}", tx.id);
+        let decided = self
+            .eph
+            .put_new(&outcome, "1", self.secs(self.settings.login_secs))
             .await?;
-        if wrong.count >= OTP_MAX_WRONG {
+        if !decided {
+            return Err(Error::LoginOver(msg::LOGIN_EXPIRED));
+        }
+        if !right {
             self.drop_tx(&tx.id).await?;
             return Err(Error::LoginOver(msg::OTP_VOID));
         }
-        Err(Error::bad_request(msg::OTP_WRONG))
+        tx.step = Step::Identity;
+        tx.otp_hash = None;
+        if !self.replace_tx(tx).await? {
+            return Err(Error::LoginOver(msg::LOGIN_EXPIRED));
+        }
+        Ok(())
     }
 
     /// Step 3: national ID and birth date, checked against both registries (or the
@@ -565,11 +675,12 @@ impl Login<'_> {
         tx: &mut LoginTx,
         national_id: &str,
         birth_date: &str,
+        ip: &str,
         now: i64,
     ) -> Result<String> {
         let started = started("identity");
         let result = self
-            .submit_identity_inner(tx, national_id, birth_date, now)
+            .submit_identity_inner(tx, national_id, birth_date, ip, now)
             .await;
         observe(
             "identity",
@@ -588,6 +699,7 @@ impl Login<'_> {
         tx: &mut LoginTx,
         national_id: &str,
         birth_date: &str,
+        ip: &str,
         now: i64,
     ) -> Result<String> {
         if tx.step != Step::Identity {
@@ -607,12 +719,7 @@ impl Login<'_> {
                 crate::domain::jalali::JalaliDateError::NoSuchDay => msg::BAD_BIRTH_DAY,
             })
         })?;
-        self.limiter
-            .check(
-                Subject::NationalIdFail(nid.as_str()),
-                self.settings.fails_per_national_id,
-            )
-            .await?;
+        self.count_identity_try(tx, &mobile, &nid, ip).await?;
 
         let cached = self.db.citizen_by_national_id(&nid).await?.filter(|c| {
             c.mobile == mobile
@@ -628,13 +735,6 @@ impl Login<'_> {
                 metrics::counter!("emta_identity_cache_total", "outcome" => "miss").increment(1);
                 let verified = self.ask_registries(&nid, &birth, &mobile).await?;
                 let Some((given_name, family_name)) = verified else {
-                    self.limiter
-                        .hit(
-                            Subject::NationalIdFail(nid.as_str()),
-                            i64::MAX,
-                            Duration::from_secs(3600),
-                        )
-                        .await?;
                     return Err(Error::user(
                         StatusCode::UNPROCESSABLE_ENTITY,
                         msg::IDENTITY_MISMATCH,
@@ -665,6 +765,54 @@ impl Login<'_> {
         Ok(cookie)
     }
 
+    /// Counts an identity try before anything is looked up, atomically, so that parallel
+    /// submissions cannot all pass: per login (the fourth voids it), per address, per
+    /// verified phone, and per (phone, national ID) pair. Nothing is counted per national
+    /// ID alone: only the phone registered to a national ID can ever match it, so a
+    /// stranger's failures (from another phone) must not and do not lock its owner out.
+    async fn count_identity_try(
+        &self,
+        tx: &LoginTx,
+        mobile: &MobileNumber,
+        nid: &NationalId,
+        ip: &str,
+    ) -> Result<()> {
+        let tries = self
+            .eph
+            .hit(
+                &format!("id-tries:{}", tx.id),
+                self.secs(self.settings.login_secs),
+            )
+            .await?
+            .count;
+        if tries > IDENTITY_MAX_TRIES {
+            self.drop_tx(&tx.id).await?;
+            return Err(Error::LoginOver(msg::IDENTITY_VOID));
+        }
+        let hour = Duration::from_secs(3600);
+        self.limiter
+            .hit(
+                Subject::IpIdentity(ip),
+                self.settings.identity_tries_per_ip,
+                hour,
+            )
+            .await?;
+        self.limiter
+            .hit(
+                Subject::PhoneIdentity(mobile.e164()),
+                self.settings.identity_tries_per_phone,
+                hour,
+            )
+            .await?;
+        self.limiter
+            .hit(
+                Subject::PairIdentity(&format!("{}|{}", mobile.e164(), nid.as_str())),
+                self.settings.fails_per_national_id,
+                hour,
+            )
+            .await
+    }
+
     /// Both registries, concurrently. `None` is a mismatch of any kind: the citizen is not
     /// told which field was wrong, so the form cannot be used to probe the registry.
     async fn ask_registries(
@@ -673,6 +821,9 @@ impl Login<'_> {
         birth: &JalaliDate,
         mobile: &MobileNumber,
     ) -> Result<Option<(String, String)>> {
+        self.limiter
+            .budget(Subject::RegistryBudget, self.settings.registry_rps)
+            .await?;
         let (person, owns) = tokio::join!(
             self.registry.check_person(nid, birth),
             self.registry.owns_mobile(nid, mobile)

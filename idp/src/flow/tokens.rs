@@ -302,7 +302,13 @@ impl Tokens<'_> {
         self.db
             .insert_grant(
                 &grant,
-                Some((&refresh_hash, now + self.settings.refresh_token_secs)),
+                Some((
+                    &refresh_hash,
+                    now + self
+                        .settings
+                        .refresh_token_secs
+                        .min(self.settings.grant_max_secs),
+                )),
             )
             .await?;
         self.eph
@@ -429,6 +435,14 @@ impl Tokens<'_> {
         if row.expires_at <= now {
             return Err(OAuthError::invalid_grant("the refresh token has expired"));
         }
+        // Rotation extends a grant, but never past its absolute lifetime: then the citizen
+        // signs in again.
+        let grant_ends = grant.created_at + self.settings.grant_max_secs;
+        if grant_ends <= now {
+            return Err(OAuthError::invalid_grant(
+                "the grant has reached its maximum lifetime; sign in again",
+            ));
+        }
         let mut grant = grant;
         if let Some(s) = scope {
             let asked = Scopes::parse_known(s, KNOWN_SCOPES);
@@ -456,7 +470,7 @@ impl Tokens<'_> {
                 &next_hash,
                 &grant.id,
                 now,
-                now + self.settings.refresh_token_secs,
+                (now + self.settings.refresh_token_secs).min(grant_ends),
             )
             .await?;
         if !rotated {
@@ -521,6 +535,16 @@ impl Tokens<'_> {
     pub async fn revoke_grant(&self, grant_id: &str, now: i64) -> Result<()> {
         self.db.revoke_grant(grant_id, now).await?;
         self.mark_grant_revoked(grant_id).await
+    }
+
+    /// Signing out: every grant issued from the SSO session ends, refresh tokens at once
+    /// and access tokens at their next check (RFC 9700 §4.14; OIDC RP-Initiated Logout).
+    pub async fn revoke_session_grants(&self, sid: &str, now: i64) -> Result<usize> {
+        let ids = self.db.revoke_session_grants(sid, now).await?;
+        for id in &ids {
+            self.mark_grant_revoked(id).await?;
+        }
+        Ok(ids.len())
     }
 
     pub async fn mark_grant_revoked(&self, grant_id: &str) -> Result<()> {
@@ -611,9 +635,10 @@ impl Tokens<'_> {
                 let live =
                     grant.revoked_at.is_none() && row.used_at.is_none() && row.expires_at > now;
                 if live && grant.client_id == client.id.as_str() {
+                    // No token_type: RFC 7662 means the access token's type by it, and a
+                    // refresh token has none.
                     return Ok(json!({
                         "active": true,
-                        "token_type": "refresh_token",
                         "scope": grant.scope,
                         "client_id": grant.client_id,
                         "sub": grant.citizen_id,

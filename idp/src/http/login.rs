@@ -17,27 +17,29 @@ use crate::domain::client::KNOWN_SCOPES;
 use crate::domain::{ClientId, MobileNumber, Scopes};
 use crate::error::{msg, Error, Result};
 use crate::flow::authorize::{self, AuthRequest, AuthorizeError, RawAuthParams, RedirectError};
-use crate::flow::login::{LoginTx, Next, Session, Step};
+use crate::flow::login::{LoginTx, Next, Origin, Session, Step};
 use crate::flow::tokens::scope_descriptions;
 use crate::now;
 
 pub async fn authorize_get(
     State(core): State<Core>,
     jar: CookieJar,
+    ClientIp(ip): ClientIp,
     Query(raw): Query<RawAuthParams>,
 ) -> Response {
-    authorize(core, jar, raw).await
+    authorize(core, jar, &ip, raw).await
 }
 
 pub async fn authorize_post(
     State(core): State<Core>,
     jar: CookieJar,
+    ClientIp(ip): ClientIp,
     Form(raw): Form<RawAuthParams>,
 ) -> Response {
-    authorize(core, jar, raw).await
+    authorize(core, jar, &ip, raw).await
 }
 
-async fn authorize(core: Core, jar: CookieJar, raw: RawAuthParams) -> Response {
+async fn authorize(core: Core, jar: CookieJar, ip: &str, raw: RawAuthParams) -> Response {
     let now = now();
     let english = raw
         .ui_locales
@@ -50,7 +52,7 @@ async fn authorize(core: Core, jar: CookieJar, raw: RawAuthParams) -> Response {
             return Redirect::to(&r.url(core.issuer())).into_response()
         }
     };
-    match answer_authorize(&core, jar, req, now).await {
+    match answer_authorize(&core, jar, req, ip, now).await {
         Ok(resp) => resp,
         Err(e) => render_error(Lang::from_english(english), e),
     }
@@ -60,6 +62,7 @@ async fn answer_authorize(
     core: &Core,
     jar: CookieJar,
     req: AuthRequest,
+    ip: &str,
     now: i64,
 ) -> Result<Response> {
     let (jar, browser) = ensure_browser(core, jar);
@@ -70,7 +73,10 @@ async fn answer_authorize(
         .filter(|s| {
             // max_age=0 always asks for a fresh login (seconds are too coarse otherwise).
             !req.prompt.login && req.max_age.is_none_or(|m| m > 0 && now - s.auth_time <= m)
-        });
+        })
+        // An id_token_hint names the citizen the client expects: someone else's session
+        // does not answer for them (with prompt=none: login_required).
+        .filter(|s| req.hint_sub.as_ref().is_none_or(|h| h == &s.citizen_id));
     let redirect_error = |error, description| {
         let e = RedirectError {
             redirect_uri: req.redirect_uri.clone(),
@@ -86,7 +92,7 @@ async fn answer_authorize(
         }
         let tx = core
             .login()
-            .start_login(&browser, Some(req), Step::Phone, None, now)
+            .start_login(&browser, Some(req), Step::Phone, None, ip, now)
             .await?;
         return Ok((jar, Redirect::to(&format!("/login/{}", tx.id))).into_response());
     };
@@ -116,7 +122,14 @@ async fn answer_authorize(
     }
     let tx = core
         .login()
-        .start_login(&browser, Some(req), Step::Consent, Some(session.sid), now)
+        .start_login(
+            &browser,
+            Some(req),
+            Step::Consent,
+            Some(session.sid),
+            ip,
+            now,
+        )
         .await?;
     Ok((jar, Redirect::to(&format!("/login/{}", tx.id))).into_response())
 }
@@ -262,18 +275,28 @@ pub async fn post_phone(
         Ok(tx) => tx,
         Err(e) => return render_error(Lang::Fa, e),
     };
+    let known = known_device(&core, &jar);
+    let from = Origin {
+        ip: &ip,
+        known_device: known.as_deref(),
+    };
     let next = core
         .login()
         .phone_step(
             &mut tx,
             &f.mobile,
-            &f.pow_challenge,
-            &f.pow_nonce,
-            &ip,
+            (&f.pow_challenge, &f.pow_nonce),
+            from,
             now(),
         )
         .await;
     show(&core, jar, &tx, next).await
+}
+
+fn known_device(core: &Core, jar: &CookieJar) -> Option<String> {
+    jar.get(cookie_names(core).known_device)
+        .map(|c| c.value().to_owned())
+        .filter(|v| v.len() <= 64)
 }
 
 #[derive(Deserialize)]
@@ -295,6 +318,20 @@ pub async fn post_otp(
         Err(e) => return render_error(Lang::Fa, e),
     };
     let next = core.login().otp_step(&mut tx, &f.code, now()).await;
+    // The code reached this browser: it is now a known device of this phone, which keeps
+    // the owner's own budget when strangers spend the number's (see `send_code`).
+    let jar = match (&next, &tx.mobile) {
+        (Next::Step, Some(mobile)) if tx.step == Step::Identity => {
+            let value = core.login().known_device_token(mobile, &tx.browser);
+            jar.add(make_cookie(
+                &core,
+                cookie_names(&core).known_device,
+                value,
+                crate::flow::login::KNOWN_DEVICE_SECS,
+            ))
+        }
+        _ => jar,
+    };
     show(&core, jar, &tx, next).await
 }
 
@@ -315,7 +352,12 @@ pub async fn post_resend(
         Ok(tx) => tx,
         Err(e) => return render_error(Lang::Fa, e),
     };
-    let next = core.login().resend_step(&mut tx, &ip, now()).await;
+    let known = known_device(&core, &jar);
+    let from = Origin {
+        ip: &ip,
+        known_device: known.as_deref(),
+    };
+    let next = core.login().resend_step(&mut tx, from, now()).await;
     show(&core, jar, &tx, next).await
 }
 
@@ -332,6 +374,7 @@ pub struct IdentityForm {
 pub async fn post_identity(
     State(core): State<Core>,
     jar: CookieJar,
+    ClientIp(ip): ClientIp,
     Path(id): Path<String>,
     Form(f): Form<IdentityForm>,
 ) -> Response {
@@ -341,7 +384,7 @@ pub async fn post_identity(
     };
     let (next, cookie) = core
         .login()
-        .identity_step(&mut tx, &f.national_id, &f.birth_date, now())
+        .identity_step(&mut tx, &f.national_id, &f.birth_date, &ip, now())
         .await;
     let jar = match cookie {
         Some(c) => jar.add(make_cookie(
@@ -386,7 +429,7 @@ pub async fn post_consent(
 }
 
 /// GET /account: the citizen's own page; signs them in first if needed.
-pub async fn account(State(core): State<Core>, jar: CookieJar) -> Response {
+pub async fn account(State(core): State<Core>, jar: CookieJar, ClientIp(ip): ClientIp) -> Response {
     let r = async {
         let (jar, browser) = ensure_browser(&core, jar);
         let Some(session) = core
@@ -396,7 +439,7 @@ pub async fn account(State(core): State<Core>, jar: CookieJar) -> Response {
         else {
             let tx = core
                 .login()
-                .start_login(&browser, None, Step::Phone, None, now())
+                .start_login(&browser, None, Step::Phone, None, &ip, now())
                 .await?;
             return Ok((jar, Redirect::to(&format!("/login/{}", tx.id))).into_response());
         };
@@ -589,9 +632,20 @@ async fn logout(core: Core, jar: CookieJar, p: LogoutParams, posted: bool) -> Re
         core.login()
             .end_session(session_cookie(&core, &jar).as_deref(), hint_sid.as_deref())
             .await?;
-        let jar = jar.remove(
-            axum_extra::extract::cookie::Cookie::build(cookie_names(&core).session).path("/"),
-        );
+        // Signing out signs out: the grants this browser's session gave manufacturers end
+        // too. (An id_token_hint alone, with no session here, ends no grants: ID tokens
+        // travel to manufacturers and must not sign a citizen out of the others.)
+        if let Some(s) = &session {
+            core.tokens().revoke_session_grants(&s.sid, now()).await?;
+        }
+        // Deleted with the attributes it was set with: a `__Host-` cookie without
+        // `Secure` is refused by browsers, and the session cookie would stay.
+        let jar = jar.remove(make_cookie(
+            &core,
+            cookie_names(&core).session,
+            String::new(),
+            0,
+        ));
         let resp = match redirect {
             Some(uri) => {
                 let url = match &p.state {

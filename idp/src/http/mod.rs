@@ -45,7 +45,6 @@ pub fn router(core: Core) -> Router {
         )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
         .route("/static/app.css", get(ops::css))
         .route("/static/pow.js", get(ops::js));
     let secure = core.settings.secure_cookies();
@@ -58,6 +57,11 @@ pub fn router(core: Core) -> Router {
             }),
         )
         .with_state(core)
+}
+
+/// The operators' listener: `/metrics` only, never on the public router.
+pub fn metrics_router() -> Router {
+    Router::new().route("/metrics", get(ops::metrics))
 }
 
 /// Strict headers on every response (RFC 9700 §4.16, OWASP): no framing, no sniffing, no
@@ -110,6 +114,7 @@ fn security_headers<S: Clone + Send + Sync + 'static>(
 pub(crate) struct CookieNames {
     pub browser: &'static str,
     pub session: &'static str,
+    pub known_device: &'static str,
 }
 
 pub(crate) fn cookie_names(core: &Core) -> CookieNames {
@@ -117,11 +122,13 @@ pub(crate) fn cookie_names(core: &Core) -> CookieNames {
         CookieNames {
             browser: "__Host-emta_b",
             session: "__Host-emta_sso",
+            known_device: "__Host-emta_known",
         }
     } else {
         CookieNames {
             browser: "emta_b",
             session: "emta_sso",
+            known_device: "emta_known",
         }
     }
 }
@@ -169,9 +176,10 @@ pub(crate) fn session_cookie(core: &Core, jar: &CookieJar) -> Option<String> {
         .map(|c| c.value().to_owned())
 }
 
-/// The client's IP: the socket peer, or the ingress's entry in X-Forwarded-For when
-/// configured to trust it. The rightmost entry is the one our own ingress appended; the
-/// ones before it are whatever the client sent and cannot be trusted.
+/// The client's address as per-address limits key it: the socket peer, or the ingress's
+/// entry in X-Forwarded-For when configured to trust it (the rightmost entry is the one our
+/// own ingress appended; the ones before it are whatever the client sent), with IPv6 cut
+/// to the subscriber's prefix (`ipv6_prefix`).
 pub struct ClientIp(pub String);
 
 impl FromRequestParts<Core> for ClientIp {
@@ -180,7 +188,7 @@ impl FromRequestParts<Core> for ClientIp {
     async fn from_request_parts(parts: &mut Parts, core: &Core) -> Result<Self, Self::Rejection> {
         if core.settings.trust_forwarded_for {
             if let Some(ip) = service_kit::net::forwarded_for(&parts.headers) {
-                return Ok(Self(ip));
+                return Ok(Self(subject(core, &ip)));
             }
         }
         let peer = parts
@@ -188,6 +196,10 @@ impl FromRequestParts<Core> for ClientIp {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip().to_string())
             .unwrap_or_else(|| "unknown".into());
-        Ok(Self(peer))
+        Ok(Self(subject(core, &peer)))
     }
+}
+
+fn subject(core: &Core, ip: &str) -> String {
+    service_kit::net::limit_subject(ip, core.settings.ipv6_prefix)
 }

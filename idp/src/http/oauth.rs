@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Form, Json};
+use axum::Json;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use openidconnect::core::{
@@ -193,6 +193,28 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
     Ok(Some((dec(id), dec(secret))))
 }
 
+/// A form body for the OAuth endpoints: anything that is not one (another content type,
+/// a duplicated parameter, broken encoding) is answered as the protocol says, with a JSON
+/// `invalid_request` (RFC 6749 §5.2), not the framework's plain-text rejection.
+pub struct OAuthForm<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S>
+    for OAuthForm<T>
+{
+    type Rejection = OAuthError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, OAuthError> {
+        match axum::Form::<T>::from_request(req, state).await {
+            Ok(axum::Form(v)) => Ok(Self(v)),
+            Err(e) => Err(OAuthError::invalid_request(format!(
+                "the body must be a form (application/x-www-form-urlencoded) with each \
+                 parameter once: {}",
+                e.body_text()
+            ))),
+        }
+    }
+}
+
 #[derive(Deserialize, Default)]
 pub struct TokenForm {
     grant_type: Option<String>,
@@ -208,7 +230,7 @@ pub struct TokenForm {
 pub async fn token(
     State(core): State<Core>,
     headers: HeaderMap,
-    Form(f): Form<TokenForm>,
+    OAuthForm(f): OAuthForm<TokenForm>,
 ) -> Response {
     let now = now();
     let r = async {
@@ -283,7 +305,7 @@ pub struct TokenOnlyForm {
 pub async fn revoke(
     State(core): State<Core>,
     headers: HeaderMap,
-    Form(f): Form<TokenOnlyForm>,
+    OAuthForm(f): OAuthForm<TokenOnlyForm>,
 ) -> Response {
     let now = now();
     let r = async {
@@ -310,7 +332,7 @@ pub async fn revoke(
 pub async fn introspect(
     State(core): State<Core>,
     headers: HeaderMap,
-    Form(f): Form<TokenOnlyForm>,
+    OAuthForm(f): OAuthForm<TokenOnlyForm>,
 ) -> Response {
     let now = now();
     let r = async {
@@ -354,7 +376,7 @@ pub struct UserinfoForm {
 pub async fn userinfo_post(
     State(core): State<Core>,
     headers: HeaderMap,
-    Form(f): Form<UserinfoForm>,
+    OAuthForm(f): OAuthForm<UserinfoForm>,
 ) -> Response {
     userinfo(core, bearer(&headers).or(f.access_token)).await
 }

@@ -328,6 +328,26 @@ impl Db {
         )
     }
 
+    /// Revokes every live grant issued from the SSO session `sid`; returns their ids.
+    pub async fn revoke_session_grants(
+        &self,
+        sid: &str,
+        now: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        sqlx::query(
+            "UPDATE grants SET revoked_at = $2 WHERE sid = $1 AND revoked_at IS NULL \
+             RETURNING id",
+        )
+        .bind(sid)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String, _>("id"))
+        .collect::<Result<_, _>>()
+        .map_err(StoreError::from)
+    }
+
     /// Revokes a grant; true if it was live until now.
     pub async fn revoke_grant(&self, id: &str, now: i64) -> Result<bool, StoreError> {
         let done =

@@ -3,15 +3,9 @@
 
 use crate::both;
 use crate::helpers::{
-    raw_auth, spawn_app, spawn_app_with, start_replica, Backend, Browser, Options, Page,
-    Steps as _, TestApp,
+    identity_page, otp_page, raw_auth, spawn_app, spawn_app_with, start_replica, Backend, Browser,
+    Options, Steps as _,
 };
-
-async fn otp_page(app: &TestApp, b: &Browser, mobile: &str) -> Page {
-    let auth = raw_auth(app, app.client("saipa"), "");
-    let phone = b.follow(b.get(&auth.url).await).await;
-    b.follow(b.submit_phone(&phone, mobile).await).await
-}
 
 fn wrong_code(right: &str) -> String {
     let n: u32 = right.parse().unwrap_or(0);
@@ -36,47 +30,98 @@ async fn five_wrong_codes_void_the_login(backend: Backend) {
     assert_eq!(r.status, 410, "even the right code is too late now");
 }
 
+/// Forty guesses at once, the right code among them: at most five codes are ever compared
+/// (a "not correct", the void, or the success), and a success after the void is impossible.
 async fn parallel_otp_guesses_cannot_exceed_five(backend: Backend) {
     let app = spawn_app(backend).await;
-    let who = &app.citizens[1];
-    let b = std::sync::Arc::new(Browser::new(&app.base));
-    let otp = otp_page(&app, &b, &who.mobile).await;
-    let code = app.latest_code_for(&who.mobile).await.expect("code");
-    let tx = otp.tx_path().expect("tx");
-    let csrf = otp.input("csrf").expect("csrf");
-    let mut tasks = Vec::new();
-    for i in 0..40u32 {
-        let (b, tx, csrf) = (b.clone(), tx.clone(), csrf.clone());
-        let guess = format!(
-            "{:06}",
-            (code.parse::<u32>().unwrap_or(0) + 1 + i) % 1_000_000
+    for (round, who) in app.citizens[1..4].iter().enumerate() {
+        let b = std::sync::Arc::new(Browser::new(&app.base));
+        let otp = otp_page(&app, &b, &who.mobile).await;
+        let code = app.latest_code_for(&who.mobile).await.expect("code");
+        let tx = otp.tx_path().expect("tx");
+        let csrf = otp.input("csrf").expect("csrf");
+        let right_at = 5 + round * 10;
+        let mut tasks = Vec::new();
+        for i in 0..40usize {
+            let (b, tx, csrf) = (b.clone(), tx.clone(), csrf.clone());
+            let guess = if i == right_at {
+                code.clone()
+            } else {
+                format!(
+                    "{:06}",
+                    (code.parse::<usize>().unwrap_or(0) + 1 + i) % 1_000_000
+                )
+            };
+            tasks.push(tokio::spawn(async move {
+                let r = b
+                    .post(&format!("{tx}/otp"), &[("csrf", &csrf), ("code", &guess)])
+                    .await;
+                (i == right_at, r.status, r.body.contains("wrong five times"))
+            }));
+        }
+        let (mut judged, mut accepted, mut voided) = (0, false, false);
+        for t in tasks {
+            let (right, status, void) = t.await.expect("task");
+            if status == 400 || status == 303 || void {
+                judged += 1;
+            }
+            accepted |= right && status == 303;
+            voided |= void;
+        }
+        assert!(judged <= 5, "{judged} codes were compared; at most five");
+        assert!(
+            !(accepted && voided),
+            "the right code was accepted after the void"
         );
-        tasks.push(tokio::spawn(async move {
-            b.post(&format!("{tx}/otp"), &[("csrf", &csrf), ("code", &guess)])
-                .await
-                .status
-        }));
-    }
-    let mut wrong = 0;
-    for t in tasks {
-        if t.await.unwrap_or(0) == 400 {
-            wrong += 1;
+        let after = b.get(&tx).await.status;
+        if accepted {
+            assert_eq!(after, 200, "the accepted login goes on");
+        } else {
+            assert_eq!(after, 410, "the voided login stays void");
         }
     }
-    assert!(
-        wrong <= 4,
-        "{wrong} guesses were judged; at most 4 before the void"
-    );
-    assert_eq!(b.submit_otp(&otp, &code).await.status, 410);
 }
 
+/// Wrong codes are also counted per phone across logins: opening new logins does not
+/// buy new guesses.
+async fn wrong_codes_are_budgeted_per_phone_across_logins(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        Options {
+            settings: Box::new(|s| {
+                s.resend_secs = 0;
+                s.sms_per_phone = 10;
+                s.otp_tries_per_phone = 7;
+            }),
+        },
+    )
+    .await;
+    let who = &app.citizens[8];
+    let b = Browser::new(&app.base);
+    let otp = otp_page(&app, &b, &who.mobile).await;
+    let code = app.latest_code_for(&who.mobile).await.expect("code");
+    for _ in 0..5 {
+        b.submit_otp(&otp, &wrong_code(&code)).await;
+    }
+    let b2 = Browser::new(&app.base);
+    let otp2 = otp_page(&app, &b2, &who.mobile).await;
+    let code2 = app.latest_code_for(&who.mobile).await.expect("code");
+    assert_eq!(b2.submit_otp(&otp2, &wrong_code(&code2)).await.status, 400);
+    assert_eq!(b2.submit_otp(&otp2, &wrong_code(&code2)).await.status, 400);
+    let r = b2.submit_otp(&otp2, &code2).await;
+    assert_eq!(r.status, 429, "the phone's budget of codes is spent");
+    assert!(r.headers.contains_key("retry-after"));
+}
+
+/// Fresh browsers (a bomber's, cookies thrown away each time) share one budget per
+/// phone: `sms_per_phone` × 3 an hour.
 async fn sms_bombing_one_phone_is_throttled(backend: Backend) {
     let app = spawn_app_with(
         backend,
         Options {
             settings: Box::new(|s| {
                 s.resend_secs = 0;
-                s.sms_per_phone = 3;
+                s.sms_per_phone = 1;
             }),
         },
     )
@@ -107,11 +152,52 @@ async fn a_second_code_within_a_minute_is_refused(backend: Backend) {
     let r = b.post(&format!("{tx}/resend"), &[("csrf", &csrf)]).await;
     assert_eq!(r.status, 429);
     assert!(r.body.contains("wait a minute"));
-    // Another login for the same phone within the minute does not get a code either.
-    let b2 = Browser::new(&app.base);
+    // Another login for the same phone in the same browser within the minute does not get
+    // a code either.
     let auth = raw_auth(&app, app.client("ikco"), "");
+    let phone = b.follow(b.get(&auth.url).await).await;
+    assert_eq!(b.submit_phone(&phone, &who.mobile).await.status, 429);
+    // Another browser's minute is its own: a stranger typing the number cannot keep the
+    // owner from getting a code.
+    let b2 = Browser::new(&app.base);
     let phone = b2.follow(b2.get(&auth.url).await).await;
-    assert_eq!(b2.submit_phone(&phone, &who.mobile).await.status, 429);
+    assert_eq!(b2.submit_phone(&phone, &who.mobile).await.status, 303);
+}
+
+/// A stranger who knows a number spends everything fresh browsers may send it; the owner,
+/// in a browser where they verified the number before, still gets a code at once.
+async fn a_stranger_cannot_spend_the_owners_sms_budget(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        Options {
+            settings: Box::new(|s| {
+                s.resend_secs = 0;
+                s.sms_per_phone = 2;
+                s.sms_per_ip = 100;
+            }),
+        },
+    )
+    .await;
+    let who = &app.citizens[12];
+    // The owner signed in from this browser last week.
+    let owner = Browser::new(&app.base);
+    crate::helpers::login_code(&app, &owner, app.client("saipa"), who).await;
+    // The stranger spends the number's budget for fresh browsers (the owner's first
+    // code counted in it too), then is refused.
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let s = Browser::new(&app.base);
+        let phone = s
+            .follow(s.get(&raw_auth(&app, app.client("ikco"), "").url).await)
+            .await;
+        statuses.push(s.submit_phone(&phone, &who.mobile).await.status);
+    }
+    assert_eq!(statuses, [303, 303, 303, 303, 303, 429]);
+    // The owner's own browser: its own minute, its own budget.
+    let auth = raw_auth(&app, app.client("ikco"), "&prompt=login");
+    let phone = owner.follow(owner.get(&auth.url).await).await;
+    let r = owner.submit_phone(&phone, &who.mobile).await;
+    assert_eq!(r.status, 303, "the owner gets their code: {}", r.body);
 }
 
 async fn sms_sends_from_one_ip_are_limited(backend: Backend) {
@@ -132,6 +218,8 @@ async fn sms_sends_from_one_ip_are_limited(backend: Backend) {
     assert_eq!(statuses, [303, 303, 429]);
 }
 
+/// Whoever holds a phone can guess birth dates for its owner's national ID only a few
+/// times: the (phone, national ID) pair locks, and the registry is spared.
 async fn birth_date_guessing_locks_the_national_id(backend: Backend) {
     let app = spawn_app_with(
         backend,
@@ -145,9 +233,7 @@ async fn birth_date_guessing_locks_the_national_id(backend: Backend) {
     .await;
     let who = &app.citizens[4];
     let b = Browser::new(&app.base);
-    let otp = otp_page(&app, &b, &who.mobile).await;
-    let code = app.latest_code_for(&who.mobile).await.expect("code");
-    let identity = b.follow(b.submit_otp(&otp, &code).await).await;
+    let identity = identity_page(&app, &b, &who.mobile).await;
     for guess in ["1350/01/01", "1350/01/02"] {
         let r = b.submit_identity(&identity, &who.national_id, guess).await;
         assert_eq!(r.status, 422);
@@ -158,6 +244,70 @@ async fn birth_date_guessing_locks_the_national_id(backend: Backend) {
         .await;
     assert_eq!(r.status, 429, "locked, even with the right date");
     assert_eq!(app.registry_calls(), calls, "and the registry is spared");
+}
+
+/// A stranger with their own verified phone fails five times with a victim's national ID
+/// (in two logins) and cannot lock the victim out: neither a returning citizen whose
+/// identity is cached nor one the registries must check again. The stranger's phone runs
+/// out of attempts instead, before it can flood the registries.
+async fn a_stranger_cannot_lock_out_a_citizen(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        Options {
+            settings: Box::new(|s| {
+                s.resend_secs = 0;
+                s.sms_per_phone = 10;
+                s.identity_tries_per_phone = 10;
+            }),
+        },
+    )
+    .await;
+    let (stranger, cached, fresh) = (&app.citizens[9], &app.citizens[10], &app.citizens[11]);
+    // The cached victim signed in once before.
+    let b = Browser::new(&app.base);
+    let (_code, _) = crate::helpers::login_code(&app, &b, app.client("saipa"), cached).await;
+
+    let s = Browser::new(&app.base);
+    for victim in [cached, fresh] {
+        let mut page = identity_page(&app, &s, &stranger.mobile).await;
+        for (i, guess) in [
+            "1350/01/01",
+            "1350/01/02",
+            "1350/01/03",
+            "1350/01/04",
+            "1350/01/05",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let r = s.submit_identity(&page, &victim.national_id, guess).await;
+            if r.status == 410 {
+                // The login is void after its own tries; a new login continues.
+                assert!(i >= 3, "a login allows three tries");
+                page = identity_page(&app, &s, &stranger.mobile).await;
+                let r = s.submit_identity(&page, &victim.national_id, guess).await;
+                assert_eq!(r.status, 422);
+            } else {
+                assert_eq!(r.status, 422, "try {i}");
+            }
+        }
+    }
+    // Ten tries from one phone within the hour: the next is refused before any registry call.
+    let page = identity_page(&app, &s, &stranger.mobile).await;
+    let calls = app.registry_calls();
+    let r = s
+        .submit_identity(&page, &fresh.national_id, "1350/01/06")
+        .await;
+    assert_eq!(r.status, 429, "the stranger's phone is out of tries");
+    assert_eq!(app.registry_calls(), calls);
+
+    for victim in [cached, fresh] {
+        let v = Browser::new(&app.base);
+        let (code, auth) = crate::helpers::login_code(&app, &v, app.client("ikco"), victim).await;
+        let (status, _) =
+            crate::helpers::exchange(&app, app.client("ikco"), &code, &auth.verifier).await;
+        assert_eq!(status, 200, "the victim still signs in");
+    }
 }
 
 async fn an_expired_code_and_an_expired_login_are_explained(backend: Backend) {
@@ -263,6 +413,7 @@ async fn token_requests_are_limited_per_client(backend: Backend) {
     let c = app.client("saipa");
     let mut statuses = Vec::new();
     let mut retry_after = None;
+    let mut error = None;
     for _ in 0..3 {
         let r = app
             .http()
@@ -277,12 +428,83 @@ async fn token_requests_are_limited_per_client(backend: Backend) {
             .headers()
             .get("retry-after")
             .map(|v| v.to_str().unwrap_or("").to_owned()));
+        let j: serde_json::Value = r.json().await.unwrap_or_default();
+        error = j["error"].as_str().map(str::to_owned).or(error);
     }
     assert_eq!(statuses, [200, 200, 429]);
     assert!(retry_after.is_some(), "429 carries Retry-After");
+    assert_eq!(error.as_deref(), Some("temporarily_unavailable"));
+}
+
+/// 100 000 authorize requests from one address (each a fresh browser, with the largest
+/// `state` and `nonce` allowed): the ephemeral store holds what one address may open in a
+/// minute, not one login per request, and the rest are refused at once with Retry-After.
+async fn an_authorize_flood_costs_the_store_a_bounded_amount(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        Options {
+            settings: Box::new(|s| s.logins_per_ip = 500),
+        },
+    )
+    .await;
+    let before = app.ephemeral_keys().await;
+    let big = "s".repeat(2048);
+    let url = raw_auth(&app, app.client("saipa"), "")
+        .url
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some(("state" | "nonce", _)) => format!("{}={big}", &p[..5]),
+            _ => p.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(64)
+        .build()
+        .expect("client");
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..32 {
+        let (http, url, next) = (http.clone(), url.clone(), next.clone());
+        workers.push(tokio::spawn(async move {
+            let (mut started, mut refused, mut other) = (0u32, 0u32, 0u32);
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 100_000 {
+                match http.get(&url).send().await {
+                    Ok(r) if r.status() == 303 => started += 1,
+                    Ok(r) if r.status() == 429 && r.headers().contains_key("retry-after") => {
+                        refused += 1
+                    }
+                    _ => other += 1,
+                }
+            }
+            (started, refused, other)
+        }));
+    }
+    let (mut started, mut refused, mut other) = (0, 0, 0);
+    for w in workers {
+        let (s, r, o) = w.await.expect("worker");
+        (started, refused, other) = (started + s, refused + r, other + o);
+    }
+    let after = app.ephemeral_keys().await;
+    assert_eq!(started + refused + other, 100_000);
+    assert_eq!(
+        other, 0,
+        "every request either started a login or was refused"
+    );
+    assert!(
+        started <= 1_000,
+        "{started} logins started in a minute from one address"
+    );
+    assert!(
+        after - before <= 1_010,
+        "{} keys stored by 100 000 requests",
+        after - before
+    );
 }
 
 both!(
+    an_authorize_flood_costs_the_store_a_bounded_amount,
     token_requests_are_limited_per_client,
     five_wrong_codes_void_the_login,
     parallel_otp_guesses_cannot_exceed_five,
@@ -290,6 +512,9 @@ both!(
     a_second_code_within_a_minute_is_refused,
     sms_sends_from_one_ip_are_limited,
     birth_date_guessing_locks_the_national_id,
+    a_stranger_cannot_lock_out_a_citizen,
+    a_stranger_cannot_spend_the_owners_sms_budget,
+    wrong_codes_are_budgeted_per_phone_across_logins,
     an_expired_code_and_an_expired_login_are_explained,
     forged_forms_and_foreign_browsers_are_refused,
 );
@@ -301,7 +526,7 @@ async fn replicas_share_logins_and_limits() {
     let opts = || Options {
         settings: Box::new(|s| {
             s.resend_secs = 0;
-            s.sms_per_phone = 2;
+            s.sms_per_phone = 1;
         }),
     };
     let a = spawn_app_with(Backend::Servers, opts()).await;
@@ -328,15 +553,19 @@ async fn replicas_share_logins_and_limits() {
     let identity = browser.follow(browser.submit_otp(&otp, &code).await).await;
     assert_eq!(identity.status, 200, "and A continues it");
 
-    // The per-phone SMS limit (2) counts across replicas: one send above, one on A, then 429 on B.
-    let b1 = Browser::new(&a.base);
-    let p = b1
-        .follow(b1.get(&raw_auth(&a, a.client("saipa"), "").url).await)
-        .await;
-    assert_eq!(b1.submit_phone(&p, &who.mobile).await.status, 303);
-    let b2 = Browser::new(&b.base);
-    let p = b2
-        .follow(b2.get(&raw_auth(&b, a.client("saipa"), "").url).await)
-        .await;
-    assert_eq!(b2.submit_phone(&p, &who.mobile).await.status, 429);
+    // The per-phone SMS limit of fresh browsers (3) counts across replicas: one send
+    // above, one on A, one on B, then 429 on B.
+    let mut statuses = Vec::new();
+    for replica in [&a, &b, &b] {
+        let fresh = Browser::new(&replica.base);
+        let p = fresh
+            .follow(
+                fresh
+                    .get(&raw_auth(replica, a.client("saipa"), "").url)
+                    .await,
+            )
+            .await;
+        statuses.push(fresh.submit_phone(&p, &who.mobile).await.status);
+    }
+    assert_eq!(statuses, [303, 303, 429]);
 }

@@ -38,6 +38,8 @@ pub struct Deployment {
 
 pub struct TestApp {
     pub base: String,
+    /// The private listener's `/metrics`.
+    pub metrics_url: String,
     pub stub: StubServices,
     pub citizens: Vec<FixtureCitizen>,
     pub clients: HashMap<&'static str, RegisteredClient>,
@@ -111,17 +113,23 @@ pub async fn start_replica(d: &Deployment, options: &Options) -> TestApp {
     s.pow_difficulty = 4;
     s.dev = false;
     s.reload_ms = 200;
+    s.metrics_listen = Some(([127, 0, 0, 1], 0).into());
     (options.settings)(&mut s);
     let app = Application::build_with_listener(s, listener)
         .await
         .expect("build app");
     let core = app.core();
+    let metrics_url = format!(
+        "http://{}/metrics",
+        app.metrics_addr().expect("metrics listener")
+    );
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(app.run_until_stopped(async {
         let _ = rx.await;
     }));
     TestApp {
         base: format!("http://localhost:{}", addr.port()),
+        metrics_url,
         stub: d.stub.clone(),
         citizens: Vec::new(),
         clients: HashMap::new(),
@@ -190,6 +198,38 @@ impl TestApp {
 
     pub async fn latest_code_for(&self, mobile: &str) -> Option<String> {
         self.stub.outbox.latest_code(mobile)
+    }
+
+    /// Live keys in this deployment's ephemeral store: the in-process map's entries, or
+    /// the Redis keys under the deployment's prefix.
+    pub async fn ephemeral_keys(&self) -> usize {
+        if let Some(n) = self.core.eph.entries() {
+            return n;
+        }
+        let client = redis::Client::open(self.deployment.redis_url.as_str()).expect("redis url");
+        let mut c = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis");
+        let pattern = format!("{}:*", self.deployment.redis_prefix);
+        let mut cursor = 0u64;
+        let mut n = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(10_000)
+                .query_async(&mut c)
+                .await
+                .expect("scan");
+            n += keys.len();
+            if next == 0 {
+                return n;
+            }
+            cursor = next;
+        }
     }
 
     pub fn token_url(&self) -> String {
@@ -261,6 +301,20 @@ impl Steps for Browser {
     async fn verify_from(&self, app: &TestApp, phone: Page, who: &FixtureCitizen) -> Page {
         login::verify(self, phone, who, &app.stub.outbox).await
     }
+}
+
+/// A new login at Saipa in `b`, with `mobile` submitted: the code's page.
+pub async fn otp_page(app: &TestApp, b: &Browser, mobile: &str) -> Page {
+    let auth = raw_auth(app, app.client("saipa"), "");
+    let phone = b.follow(b.get(&auth.url).await).await;
+    b.follow(b.submit_phone(&phone, mobile).await).await
+}
+
+/// As [`otp_page`], with the code sent entered: the identity step's page.
+pub async fn identity_page(app: &TestApp, b: &Browser, mobile: &str) -> Page {
+    let otp = otp_page(app, b, mobile).await;
+    let code = app.latest_code_for(mobile).await.expect("code");
+    b.follow(b.submit_otp(&otp, &code).await).await
 }
 
 /// The query parameters of a URL.

@@ -371,11 +371,7 @@ async fn a_registry_outage_is_a_503_with_retry_after(backend: Backend) {
     let app = spawn_app(backend).await;
     let who = &app.citizens[8];
     let b = Browser::new(&app.base);
-    let auth = raw_auth(&app, app.client("saipa"), "");
-    let phone = b.follow(b.get(&auth.url).await).await;
-    let otp = b.follow(b.submit_phone(&phone, &who.mobile).await).await;
-    let code = app.latest_code_for(&who.mobile).await.expect("code");
-    let identity = b.follow(b.submit_otp(&otp, &code).await).await;
+    let identity = crate::helpers::identity_page(&app, &b, &who.mobile).await;
     app.stub
         .registry_down
         .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -395,7 +391,190 @@ async fn a_registry_outage_is_a_503_with_retry_after(backend: Backend) {
     assert_eq!(r.status, 303);
 }
 
+/// After repeated failures the registries are left alone for a while: citizens get 503
+/// with Retry-After at once, and the struggling service gets no more calls.
+async fn a_failing_registry_is_left_alone_for_a_while(backend: Backend) {
+    let app = crate::helpers::spawn_app_with(
+        backend,
+        crate::helpers::Options {
+            settings: Box::new(|s| {
+                s.resend_secs = 0;
+                s.fails_per_national_id = 100;
+            }),
+        },
+    )
+    .await;
+    let who = &app.citizens[9];
+    app.stub
+        .registry_down
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut statuses = Vec::new();
+    let mut calls = Vec::new();
+    for _ in 0..2 {
+        let b = Browser::new(&app.base);
+        let identity = crate::helpers::identity_page(&app, &b, &who.mobile).await;
+        for _ in 0..3 {
+            let r = b
+                .submit_identity(&identity, &who.national_id, &who.birth_date)
+                .await;
+            assert!(r.headers.contains_key("retry-after"));
+            statuses.push(r.status);
+            calls.push(app.registry_calls());
+        }
+    }
+    assert!(statuses.iter().all(|s| *s == 503), "{statuses:?}");
+    // Each try asks both services; the fifth failure in a row opens the breakers.
+    assert_eq!(calls[4], 10, "{calls:?}");
+    assert_eq!(
+        calls[5], 10,
+        "the sixth try was answered without a call: {calls:?}"
+    );
+}
+
+/// OIDC Core §3.1.2.1: an `id_token_hint` names who the client expects. With another
+/// citizen's session in the browser, prompt=none answers login_required instead of a code
+/// for whoever is signed in; without prompt=none the citizen signs in again.
+async fn an_id_token_hint_for_someone_else_is_not_answered_by_this_session(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let c = app.client("saipa");
+    let (alice, bob) = (&app.citizens[13], &app.citizens[14]);
+    let a = Browser::new(&app.base);
+    let (code, auth) = login_code(&app, &a, c, alice).await;
+    let (_, alice_tokens) = exchange(&app, c, &code, &auth.verifier).await;
+    let b = Browser::new(&app.base);
+    let (code, auth) = login_code(&app, &b, c, bob).await;
+    let (_, bob_tokens) = exchange(&app, c, &code, &auth.verifier).await;
+    let bob_hint = bob_tokens["id_token"].as_str().expect("id token");
+    let alice_hint = alice_tokens["id_token"].as_str().expect("id token");
+
+    let hinted =
+        |hint: &str, prompt: &str| raw_auth(&app, c, &format!("&id_token_hint={hint}{prompt}")).url;
+    let r = a.get(&hinted(bob_hint, "&prompt=none")).await;
+    let q = query_of(r.location.as_deref().unwrap_or(""));
+    assert_eq!(
+        q.get("error").map(String::as_str),
+        Some("login_required"),
+        "{q:?}"
+    );
+    assert!(!q.contains_key("code"));
+    let r = a.get(&hinted(bob_hint, "")).await;
+    assert!(
+        r.location.as_deref().is_some_and(|l| l.contains("/login/")),
+        "asked to sign in: {:?}",
+        r.location
+    );
+    let r = a.get(&hinted(alice_hint, "&prompt=none")).await;
+    let q = query_of(r.location.as_deref().unwrap_or(""));
+    assert!(q.contains_key("code"), "her own hint: {q:?}");
+    let r = a.get(&hinted("not.a.token", "&prompt=none")).await;
+    let q = query_of(r.location.as_deref().unwrap_or(""));
+    assert_eq!(q.get("error").map(String::as_str), Some("invalid_request"));
+}
+
+/// The token endpoint answers what is not a form as OAuth says: JSON `invalid_request`.
+/// Its rate limit says `temporarily_unavailable` (not device flow's `slow_down`), and
+/// introspection gives a refresh token no access-token type.
+async fn the_token_endpoint_answers_in_oauth_terms(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let c = app.client("ikco");
+    for (content_type, body) in [
+        ("application/json", r#"{"grant_type":"client_credentials"}"#),
+        ("text/plain", "grant_type=client_credentials"),
+        (
+            "application/x-www-form-urlencoded",
+            "grant_type=client_credentials&grant_type=refresh_token",
+        ),
+    ] {
+        let r = app
+            .http()
+            .post(app.token_url())
+            .basic_auth(&c.id, Some(&c.secret))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("token");
+        assert_eq!(r.status(), 400, "{content_type}");
+        assert!(r
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.to_str().unwrap_or("").starts_with("application/json")));
+        let j: serde_json::Value = r.json().await.unwrap_or_default();
+        assert_eq!(j["error"], "invalid_request", "{content_type}: {j}");
+    }
+    let (code, auth) = login_code(&app, &Browser::new(&app.base), c, &app.citizens[15]).await;
+    let (_, tokens) = exchange(&app, c, &code, &auth.verifier).await;
+    let j: serde_json::Value = app
+        .http()
+        .post(format!("{}/introspect", app.base))
+        .basic_auth(&c.id, Some(&c.secret))
+        .form(&[("token", tokens["refresh_token"].as_str().unwrap_or(""))])
+        .send()
+        .await
+        .expect("introspect")
+        .json()
+        .await
+        .unwrap_or_default();
+    assert_eq!(j["active"], true);
+    assert!(j.get("token_type").is_none(), "{j}");
+}
+
+/// RP-initiated logout ends the SSO session and every grant it gave: both manufacturers'
+/// refresh tokens stop, and their access tokens too.
+async fn signing_out_ends_the_grants_of_the_session(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let who = &app.citizens[16];
+    let b = Browser::new(&app.base);
+    let mut tokens = Vec::new();
+    for key in ["saipa", "ikco"] {
+        let (code, auth) = login_code(&app, &b, app.client(key), who).await;
+        let (status, t) = exchange(&app, app.client(key), &code, &auth.verifier).await;
+        assert_eq!(status, 200);
+        tokens.push((key, t));
+    }
+    let hint = tokens[0].1["id_token"].as_str().unwrap_or_default();
+    let r = b
+        .get(&format!("{}/logout?id_token_hint={hint}", app.base))
+        .await;
+    assert_eq!(r.status, 200, "signed out at once with a matching hint");
+    for (key, t) in &tokens {
+        let at = t["access_token"].as_str().unwrap_or_default();
+        assert_eq!(userinfo_status(&app, at).await, 401, "{key}'s access token");
+        let (status, j) = refresh(&app, key, t["refresh_token"].as_str().unwrap_or("")).await;
+        assert_eq!(
+            (status, j["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{key}"
+        );
+    }
+}
+
+/// Refresh rotation extends a grant only up to its absolute lifetime.
+async fn a_grant_ends_at_its_absolute_lifetime(backend: Backend) {
+    let app = crate::helpers::spawn_app_with(
+        backend,
+        crate::helpers::Options {
+            settings: Box::new(|s| s.grant_max_secs = 2),
+        },
+    )
+    .await;
+    let c = app.client("saipa");
+    let (code, auth) = login_code(&app, &Browser::new(&app.base), c, &app.citizens[17]).await;
+    let (_, t) = exchange(&app, c, &code, &auth.verifier).await;
+    let (status, t) = refresh(&app, "saipa", t["refresh_token"].as_str().unwrap_or("")).await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (status, j) = refresh(&app, "saipa", t["refresh_token"].as_str().unwrap_or("")).await;
+    assert_eq!(status, 400);
+    assert_eq!(j["error"], "invalid_grant");
+}
+
 both!(
+    signing_out_ends_the_grants_of_the_session,
+    a_grant_ends_at_its_absolute_lifetime,
+    a_failing_registry_is_left_alone_for_a_while,
+    an_id_token_hint_for_someone_else_is_not_answered_by_this_session,
+    the_token_endpoint_answers_in_oauth_terms,
     a_wrong_pkce_verifier_is_refused_and_burns_the_code,
     a_replayed_code_fails_and_revokes_what_it_issued,
     refresh_token_reuse_revokes_the_whole_grant,

@@ -183,8 +183,14 @@ async fn health_readiness_and_metrics_answer(backend: Backend) {
         &app.citizens[1],
     )
     .await;
-    let m = http
+    let public = http
         .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(public.status(), 404, "not on the public listener");
+    let m = http
+        .get(&app.metrics_url)
         .send()
         .await
         .expect("metrics")
@@ -201,7 +207,41 @@ async fn health_readiness_and_metrics_answer(backend: Backend) {
     }
 }
 
+/// Over https the session cookie is `__Host-emta_sso` (Secure, Path=/, no Domain); signing
+/// out must delete it with those attributes, or browsers refuse the deletion and the
+/// session cookie stays.
+async fn signing_out_deletes_the_host_cookie_with_its_attributes(backend: Backend) {
+    let app = crate::helpers::spawn_app_with(
+        backend,
+        crate::helpers::Options {
+            settings: Box::new(|s| s.issuer = "https://login.emta.test".into()),
+        },
+    )
+    .await;
+    let r = app
+        .http()
+        .get(format!("{}/logout", app.base))
+        .header("cookie", "__Host-emta_sso=anything")
+        .send()
+        .await
+        .expect("logout");
+    let deletion = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("__Host-emta_sso="))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(deletion.contains("Max-Age=0"), "{deletion}");
+    assert!(
+        deletion.contains("Secure") && deletion.contains("Path=/") && !deletion.contains("Domain"),
+        "{deletion}"
+    );
+}
+
 both!(
+    signing_out_deletes_the_host_cookie_with_its_attributes,
     discovery_and_jwks_describe_the_provider,
     key_rotation_publishes_the_next_key_before_it_signs,
     pages_carry_strict_headers_and_cookies,
@@ -262,4 +302,28 @@ async fn logs_never_contain_codes_secrets_or_national_ids() {
     ] {
         assert!(!text.contains(secret), "a secret reached the logs");
     }
+    // A masked phone shows the operator and two more digits, nothing near enough to find
+    // the number.
+    let shown = text
+        .split_whitespace()
+        .find(|w| w.contains("***"))
+        .map(without_ansi)
+        .expect("the phone is logged masked");
+    let digits = shown.chars().filter(char::is_ascii_digit).count();
+    assert!(digits <= 6, "{shown}: {digits} digits");
+}
+
+/// A log word without its terminal colour codes (`ESC [ … m`).
+fn without_ansi(word: &str) -> String {
+    let mut out = String::new();
+    let mut escape = false;
+    for c in word.chars() {
+        match (escape, c) {
+            (false, '\u{1b}') => escape = true,
+            (true, 'm') => escape = false,
+            (true, _) => {}
+            (false, c) => out.push(c),
+        }
+    }
+    out
 }

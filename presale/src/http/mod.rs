@@ -107,13 +107,7 @@ impl ClientIp {
     /// The subject a per-client limit keys: the address, or its /64 for IPv6 (one
     /// subscriber's allocation, which it can rotate through freely).
     pub(crate) fn subject(self) -> String {
-        match self.0 {
-            std::net::IpAddr::V4(v4) => v4.to_string(),
-            std::net::IpAddr::V6(v6) => {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-        }
+        service_kit::net::limit_subject(&self.0.to_string(), 64)
     }
 }
 
