@@ -200,6 +200,26 @@ impl Ephemeral {
         }
     }
 
+    /// Takes back one hit of a live counter (a try that the service, not the caller,
+    /// failed: an upstream outage must not spend a citizen's tries). Never below zero; an
+    /// expired or missing counter stays missing.
+    pub async fn unhit(&self, key: &str) -> Result<(), EphemeralError> {
+        match self {
+            Self::Memory(m) => {
+                m.unhit(key);
+                Ok(())
+            }
+            Self::Redis(r) => {
+                let mut c = r.pool.get().await?;
+                UNHIT_SCRIPT
+                    .key(r.key(key))
+                    .invoke_async::<()>(&mut c)
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
     /// Reads a counter without counting (a limit checked before an expensive step).
     pub async fn count(&self, key: &str) -> Result<i64, EphemeralError> {
         Ok(self
@@ -241,6 +261,14 @@ static HIT_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new
           local t = redis.call('PTTL', KEYS[1])
           if t < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); t = tonumber(ARGV[1]) end
           return {n, t}",
+    )
+});
+
+static UNHIT_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+          if n > 0 then redis.call('DECR', KEYS[1]) end
+          return 0",
     )
 });
 
@@ -387,6 +415,14 @@ impl MemoryStore {
         })
     }
 
+    fn unhit(&self, key: &str) {
+        let now = Instant::now();
+        if let Some(entry) = self.shard(key).get_mut(key).filter(|e| e.1 > now) {
+            let n = entry.0.parse::<i64>().unwrap_or(0);
+            entry.0 = (n - 1).max(0).to_string();
+        }
+    }
+
     fn sweep(&self) {
         let now = Instant::now();
         for shard in &self.shards {
@@ -440,6 +476,22 @@ mod tests {
         ));
         tokio::time::sleep(Duration::from_millis(40)).await;
         s.put("k0", "v", short).await.expect("room after expiry");
+    }
+
+    #[tokio::test]
+    async fn unhit_takes_back_one_hit_and_never_goes_below_zero() {
+        let s = Ephemeral::memory();
+        let w = Duration::from_secs(5);
+        s.hit("u", w).await.expect("hit");
+        s.hit("u", w).await.expect("hit");
+        s.unhit("u").await.expect("unhit");
+        assert_eq!(s.hit("u", w).await.expect("hit").count, 2);
+        for _ in 0..5 {
+            s.unhit("u").await.expect("unhit");
+        }
+        assert_eq!(s.hit("u", w).await.expect("hit").count, 1);
+        s.unhit("missing").await.expect("unhit");
+        assert_eq!(s.get("missing").await.expect("get"), None);
     }
 
     #[tokio::test]

@@ -48,6 +48,11 @@ impl Limiter {
         Ok(())
     }
 
+    /// Takes back one hit on `key` (see [`Ephemeral::unhit`]).
+    pub async fn unhit_key(&self, key: &str) -> Result<(), LimitError> {
+        Ok(self.store.unhit(key).await?)
+    }
+
     /// Counts one hit for the subject (`kind`, `value`).
     pub async fn hit(
         &self,

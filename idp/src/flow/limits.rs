@@ -75,6 +75,12 @@ impl Limiter {
         self.answer(subject, r)
     }
 
+    /// Takes back one hit (a try the service failed, not the citizen).
+    pub async fn refund(&self, subject: Subject<'_>) -> Result<()> {
+        let r = self.0.unhit_key(&subject.key(&self.0)).await;
+        self.answer(subject, r)
+    }
+
     /// Counts one use of a shared per-second budget; past `per_second`, fails with 503
     /// and Retry-After (the service is busy, not the citizen at fault).
     pub async fn budget(&self, subject: Subject<'_>, per_second: i64) -> Result<()> {

@@ -112,6 +112,11 @@ impl From<Result<()>> for Next {
     }
 }
 
+/// The (phone, national ID) pair an identity budget keys.
+fn pair(mobile: &MobileNumber, nid: &NationalId) -> String {
+    format!("{}|{}", mobile.e164(), nid.as_str())
+}
+
 fn step_order() -> Error {
     Error::user(StatusCode::CONFLICT, msg::STEP_ORDER)
 }
@@ -733,7 +738,15 @@ impl Login<'_> {
             }
             None => {
                 metrics::counter!("emta_identity_cache_total", "outcome" => "miss").increment(1);
-                let verified = self.ask_registries(&nid, &birth, &mobile).await?;
+                let verified = match self.ask_registries(&nid, &birth, &mobile).await {
+                    Ok(v) => v,
+                    Err(e @ (Error::Upstream { .. } | Error::Busy { .. })) => {
+                        // The registries failed, not the citizen: the try is given back.
+                        self.refund_identity_try(tx, &mobile, &nid, ip).await?;
+                        return Err(e);
+                    }
+                    Err(e) => return Err(e),
+                };
                 let Some((given_name, family_name)) = verified else {
                     return Err(Error::user(
                         StatusCode::UNPROCESSABLE_ENTITY,
@@ -806,10 +819,28 @@ impl Login<'_> {
             .await?;
         self.limiter
             .hit(
-                Subject::PairIdentity(&format!("{}|{}", mobile.e164(), nid.as_str())),
+                Subject::PairIdentity(&pair(mobile, nid)),
                 self.settings.fails_per_national_id,
                 hour,
             )
+            .await
+    }
+
+    /// Gives back what [`Self::count_identity_try`] counted.
+    async fn refund_identity_try(
+        &self,
+        tx: &LoginTx,
+        mobile: &MobileNumber,
+        nid: &NationalId,
+        ip: &str,
+    ) -> Result<()> {
+        self.eph.unhit(&format!("id-tries:{}", tx.id)).await?;
+        self.limiter.refund(Subject::IpIdentity(ip)).await?;
+        self.limiter
+            .refund(Subject::PhoneIdentity(mobile.e164()))
+            .await?;
+        self.limiter
+            .refund(Subject::PairIdentity(&pair(mobile, nid)))
             .await
     }
 

@@ -381,6 +381,13 @@ async fn a_registry_outage_is_a_503_with_retry_after(backend: Backend) {
     assert_eq!(r.status, 503);
     assert!(r.headers.contains_key("retry-after"));
     assert!(r.body.contains("temporarily unavailable"));
+    // The outage is not the citizen's fault: it spends none of the login's three tries.
+    for _ in 0..3 {
+        let r = b
+            .submit_identity(&identity, &who.national_id, &who.birth_date)
+            .await;
+        assert_eq!(r.status, 503);
+    }
     // Nothing half-stored: once the registry is back, the same form goes through.
     app.stub
         .registry_down
