@@ -74,17 +74,7 @@ impl Ephemeral {
     pub async fn put(&self, key: &str, value: &str, ttl: Duration) -> Result<(), EphemeralError> {
         match self {
             Self::Memory(m) => m.put(key, value, ttl),
-            Self::Redis(r) => {
-                let mut c = r.pool.get().await?;
-                redis::cmd("SET")
-                    .arg(r.key(key))
-                    .arg(value)
-                    .arg("PX")
-                    .arg(ttl_ms(ttl))
-                    .query_async::<()>(&mut c)
-                    .await?;
-                Ok(())
-            }
+            Self::Redis(r) => r.set(key, value, ttl, None).await.map(|_| ()),
         }
     }
 
@@ -97,18 +87,7 @@ impl Ephemeral {
     ) -> Result<bool, EphemeralError> {
         match self {
             Self::Memory(m) => m.put_new(key, value, ttl),
-            Self::Redis(r) => {
-                let mut c = r.pool.get().await?;
-                let set: Option<String> = redis::cmd("SET")
-                    .arg(r.key(key))
-                    .arg(value)
-                    .arg("PX")
-                    .arg(ttl_ms(ttl))
-                    .arg("NX")
-                    .query_async(&mut c)
-                    .await?;
-                Ok(set.is_some())
-            }
+            Self::Redis(r) => r.set(key, value, ttl, Some("NX")).await,
         }
     }
 
@@ -122,18 +101,7 @@ impl Ephemeral {
     ) -> Result<bool, EphemeralError> {
         match self {
             Self::Memory(m) => Ok(m.replace(key, value, ttl)),
-            Self::Redis(r) => {
-                let mut c = r.pool.get().await?;
-                let set: Option<String> = redis::cmd("SET")
-                    .arg(r.key(key))
-                    .arg(value)
-                    .arg("PX")
-                    .arg(ttl_ms(ttl))
-                    .arg("XX")
-                    .query_async(&mut c)
-                    .await?;
-                Ok(set.is_some())
-            }
+            Self::Redis(r) => r.set(key, value, ttl, Some("XX")).await,
         }
     }
 
@@ -286,6 +254,24 @@ impl RedisStore {
     /// `prefix:{key}`: the braces make the whole logical key the Cluster hash tag.
     fn key(&self, key: &str) -> String {
         format!("{}:{{{}}}", self.prefix, key)
+    }
+
+    /// `SET key value PX ttl [NX|XX]`; true if it stored.
+    async fn set(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+        condition: Option<&str>,
+    ) -> Result<bool, EphemeralError> {
+        let mut c = self.pool.get().await?;
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(key)).arg(value).arg("PX").arg(ttl_ms(ttl));
+        if let Some(nx_or_xx) = condition {
+            cmd.arg(nx_or_xx);
+        }
+        let set: Option<String> = cmd.query_async(&mut c).await?;
+        Ok(set.is_some())
     }
 }
 

@@ -112,6 +112,11 @@ impl From<Result<()>> for Next {
     }
 }
 
+/// The counter of one step's tries in one login.
+fn step_tries_key(tx: &LoginTx, step: Step) -> String {
+    format!("tries:{step:?}:{}", tx.id)
+}
+
 /// The (phone, national ID) pair an identity budget keys.
 fn pair(mobile: &MobileNumber, nid: &NationalId) -> String {
     format!("{}|{}", mobile.e164(), nid.as_str())
@@ -617,14 +622,7 @@ impl Login<'_> {
         // Every try is counted before the code is compared, atomically: parallel guesses
         // cannot each see "fewer than five so far", and a try past the fifth is never
         // compared at all.
-        let tries = self
-            .eph
-            .hit(
-                &format!("otp-tries:{}", tx.id),
-                self.secs(self.settings.login_secs),
-            )
-            .await?
-            .count;
+        let tries = self.count_step_try(tx, Step::Otp).await?;
         if tries > OTP_MAX_TRIES {
             return Err(Error::LoginOver(msg::LOGIN_EXPIRED));
         }
@@ -790,14 +788,7 @@ impl Login<'_> {
         nid: &NationalId,
         ip: &str,
     ) -> Result<()> {
-        let tries = self
-            .eph
-            .hit(
-                &format!("id-tries:{}", tx.id),
-                self.secs(self.settings.login_secs),
-            )
-            .await?
-            .count;
+        let tries = self.count_step_try(tx, Step::Identity).await?;
         if tries > IDENTITY_MAX_TRIES {
             self.drop_tx(&tx.id).await?;
             return Err(Error::LoginOver(msg::IDENTITY_VOID));
@@ -826,6 +817,13 @@ impl Login<'_> {
             .await
     }
 
+    /// Counts one try of `step` in this login (for its lifetime) and returns the count.
+    async fn count_step_try(&self, tx: &LoginTx, step: Step) -> Result<i64> {
+        let key = step_tries_key(tx, step);
+        let window = self.secs(self.settings.login_secs);
+        Ok(self.eph.hit(&key, window).await?.count)
+    }
+
     /// Gives back what [`Self::count_identity_try`] counted.
     async fn refund_identity_try(
         &self,
@@ -834,7 +832,7 @@ impl Login<'_> {
         nid: &NationalId,
         ip: &str,
     ) -> Result<()> {
-        self.eph.unhit(&format!("id-tries:{}", tx.id)).await?;
+        self.eph.unhit(&step_tries_key(tx, Step::Identity)).await?;
         self.limiter.refund(Subject::IpIdentity(ip)).await?;
         self.limiter
             .refund(Subject::PhoneIdentity(mobile.e164()))
