@@ -2,8 +2,8 @@
 //! keys, read the audit log. Every change is written to the audit log with the actor.
 
 use crate::crypto::{random_token, Keyring};
-use crate::domain::client::ClientStatus;
-use crate::domain::{Client, ClientId, RedirectUri, SigningAlg};
+use crate::domain::client::{ClientStatus, KNOWN_SCOPES};
+use crate::domain::{Client, ClientId, RedirectUri, Scopes, SigningAlg, SubjectType};
 use crate::store::sql::{AuditRow, Db, StoreError};
 
 pub const YEAR: i64 = 365 * 24 * 3600;
@@ -32,6 +32,71 @@ pub struct NewClient {
     pub service_scopes: Vec<String>,
     pub id_token_alg: SigningAlg,
     pub valid_days: i64,
+    /// Claims-bearing scopes the client may ask for; `openid` is always allowed.
+    /// `national_id` only where the ministry decides.
+    pub allowed_scopes: Vec<String>,
+    pub subject_type: SubjectType,
+    /// The sector of pairwise subjects; by default the redirect URIs' one host.
+    pub sector_identifier: Option<String>,
+    pub backchannel_logout_uri: Option<String>,
+}
+
+/// What a manufacturer gets unless the ministry decides otherwise: no national ID, and a
+/// `sub` of its own.
+pub const DEFAULT_SCOPES: &[&str] = &["openid", "profile", "phone"];
+
+/// Parses the scopes a client may ask for: known ones only, `openid` always included.
+pub fn parse_allowed_scopes(asked: &[String]) -> Result<Scopes, AdminError> {
+    if let Some(bad) = asked.iter().find(|s| !KNOWN_SCOPES.contains(&s.as_str())) {
+        return Err(AdminError::Invalid(format!(
+            "unknown scope {bad}; known: {}",
+            KNOWN_SCOPES.join(" ")
+        )));
+    }
+    Ok(Scopes::parse_known(
+        &format!("openid {}", asked.join(" ")),
+        KNOWN_SCOPES,
+    ))
+}
+
+/// The pairwise sector: the one given, or the single host all redirect URIs share
+/// (OIDC Core §8.1: several hosts need a sector identifier).
+fn pairwise_sector(
+    subject_type: SubjectType,
+    given: Option<String>,
+    redirect_uris: &[RedirectUri],
+) -> Result<Option<String>, AdminError> {
+    if let Some(s) = given {
+        let s = s.trim().to_owned();
+        let ok = !s.is_empty()
+            && s.len() <= 255
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:/_".contains(&b));
+        if !ok {
+            return Err(AdminError::Invalid(
+                "the sector identifier is a host name or an https URL".into(),
+            ));
+        }
+        return Ok(Some(s));
+    }
+    if subject_type == SubjectType::Public {
+        return Ok(None);
+    }
+    let hosts: std::collections::BTreeSet<String> = redirect_uris
+        .iter()
+        .filter_map(|u| {
+            url::Url::parse(u.as_str())
+                .ok()?
+                .host_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    match hosts.len() {
+        1 => Ok(hosts.into_iter().next()),
+        _ => Err(AdminError::Invalid(
+            "redirect URIs on several hosts need a sector identifier for pairwise subjects".into(),
+        )),
+    }
 }
 
 /// Hashes a client secret the way the token endpoint checks it.
@@ -75,6 +140,14 @@ pub async fn add_client(
             "a name in English and in Persian is required".into(),
         ));
     }
+    let allowed_scopes = parse_allowed_scopes(&new.allowed_scopes)?;
+    let sector_identifier =
+        pairwise_sector(new.subject_type, new.sector_identifier, &redirect_uris)?;
+    let backchannel_logout_uri = new
+        .backchannel_logout_uri
+        .as_deref()
+        .map(|u| RedirectUri::parse(u).map_err(|e| AdminError::Invalid(format!("{u}: {e}"))))
+        .transpose()?;
     // 256 bits from the OS generator.
     let secret = random_token(32);
     let client = Client {
@@ -89,6 +162,11 @@ pub async fn add_client(
         id_token_alg: new.id_token_alg,
         status: ClientStatus::Active,
         valid_until: now + new.valid_days.max(1) * 24 * 3600,
+        allowed_scopes,
+        subject_type: new.subject_type,
+        sector_identifier,
+        backchannel_logout_uri,
+        previous_secret: None,
     };
     match db.insert_client(&client, now).await {
         Ok(()) => {}
@@ -151,24 +229,66 @@ pub async fn rate(db: &Db, id: &str, stars: u8, actor: &str, now: i64) -> Result
     Ok(())
 }
 
-/// Issues a new secret; the old one stops working at once.
+/// Issues a new secret; the old one keeps working for `overlap_secs` (0: stops at once,
+/// for a leaked secret), so the manufacturer can deploy the new one without an outage.
 pub async fn rotate_secret(
     db: &Db,
     keys: &Keyring,
     id: &str,
+    overlap_secs: i64,
     actor: &str,
     now: i64,
 ) -> Result<String, AdminError> {
     let cid = parse_id(id)?;
     let secret = random_token(32);
     if !db
-        .update_client_secret(&cid, &hash_secret(keys, &secret), now)
+        .update_client_secret(
+            &cid,
+            &hash_secret(keys, &secret),
+            now + overlap_secs.max(0),
+            now,
+        )
         .await?
     {
         return Err(AdminError::NoSuchClient(id.into()));
     }
-    db.audit(now, actor, "client.rotate-secret", id, "").await?;
+    db.audit(
+        now,
+        actor,
+        "client.rotate-secret",
+        id,
+        &format!("old secret until {}", now + overlap_secs.max(0)),
+    )
+    .await?;
     Ok(secret)
+}
+
+/// Sets the scopes a client may ask for and the subject type it sees.
+pub async fn set_policy(
+    db: &Db,
+    id: &str,
+    allowed_scopes: &[String],
+    subject_type: SubjectType,
+    actor: &str,
+    now: i64,
+) -> Result<(), AdminError> {
+    let cid = parse_id(id)?;
+    let scopes = parse_allowed_scopes(allowed_scopes)?;
+    if !db
+        .update_client_policy(&cid, &scopes, subject_type, now)
+        .await?
+    {
+        return Err(AdminError::NoSuchClient(id.into()));
+    }
+    db.audit(
+        now,
+        actor,
+        "client.policy",
+        id,
+        &format!("scopes {scopes}; subject {}", subject_type.as_str()),
+    )
+    .await?;
+    Ok(())
 }
 
 pub async fn audit_log(db: &Db, limit: i64) -> Result<Vec<AuditRow>, AdminError> {

@@ -79,7 +79,18 @@ impl Application {
         let registry = Registry::new(&settings.registry_url, &settings.ownership_url, timeout);
         let sms = Sms::http(&settings.sms_url, timeout);
 
-        keys::ensure_keys(&db, crate::now()).await?;
+        if !settings.key_encryption_key.expose().is_empty() {
+            settings
+                .key_encryption_key
+                .check_strength("EMTA_KEY_ENCRYPTION_KEY")
+                .map_err(anyhow::Error::msg)?;
+        }
+        let signing_keys = Keys::new(keys::keks(
+            settings.key_encryption_key.expose(),
+            settings.key_encryption_key_previous.expose(),
+            &secret,
+        ));
+        keys::ensure_keys(&db, &signing_keys, crate::now()).await?;
         let discovery = crate::http::oauth::discovery_document(&settings.issuer)
             .map_err(|e| anyhow::anyhow!("issuer {}: {e}", settings.issuer))?
             .into();
@@ -89,13 +100,18 @@ impl Application {
             settings,
             db,
             eph,
-            keys: Keys::default(),
+            keys: signing_keys,
             clients: ClientCache::default(),
             registry,
             sms,
             keyring,
             discovery,
             ready: AtomicBool::new(true),
+            deliveries: tokio::sync::Notify::new(),
+            outbound: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .connect_timeout(Duration::from_secs(3))
+                .build()?,
             reload_lock: tokio::sync::Mutex::new(()),
         });
         core.reload().await?;
@@ -132,6 +148,7 @@ impl Application {
     ) -> std::io::Result<()> {
         let core = self.core.clone();
         let background = tokio::spawn(background_tasks(core.clone()));
+        let deliveries = tokio::spawn(crate::flow::backchannel::run(core.clone()));
         let metrics = self.metrics.map(|l| {
             let router = crate::http::metrics_router();
             tokio::spawn(async move { axum::serve(l, router).await })
@@ -149,6 +166,7 @@ impl Application {
         ))
         .await;
         background.abort();
+        deliveries.abort();
         if let Some(m) = metrics {
             m.abort();
         }

@@ -59,6 +59,16 @@ pub struct Settings {
     #[arg(long, env = "EMTA_SECRET_KEY", default_value = "")]
     pub secret_key: Secret,
 
+    /// Key-encryption key that seals the ID-token signing keys in SQL (give it from the
+    /// KMS or secret store). Empty: one derived from EMTA_SECRET_KEY.
+    #[arg(long, env = "EMTA_KEY_ENCRYPTION_KEY", default_value = "")]
+    pub key_encryption_key: Secret,
+
+    /// The key-encryption key being rotated out: it opens keys, never seals; keys are
+    /// sealed again under the current one at start-up.
+    #[arg(long, env = "EMTA_KEY_ENCRYPTION_KEY_PREVIOUS", default_value = "")]
+    pub key_encryption_key_previous: Secret,
+
     /// Civil registry base URL (required).
     #[arg(long, env = "EMTA_REGISTRY_URL", default_value = "")]
     pub registry_url: String,
@@ -119,6 +129,12 @@ pub struct Settings {
     /// citizen signs in again.
     #[arg(long, env = "EMTA_GRANT_MAX_SECS", default_value_t = 30 * 24 * 3600)]
     pub grant_max_secs: i64,
+
+    /// A confidential client that presents a refresh token again within this many seconds
+    /// of its rotation (a retry after a timeout) gets the same new token pair, as long as
+    /// it has not used the new refresh token; later, or after that, it is reuse. 0: none.
+    #[arg(long, env = "EMTA_REFRESH_GRACE_SECS", default_value_t = 30)]
+    pub refresh_grace_secs: i64,
 
     /// SMS sends per (phone, browser) per 10 minutes; browsers that never verified the
     /// phone share three times this per hour.

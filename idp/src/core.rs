@@ -12,7 +12,7 @@ use crate::adapters::registry::Registry;
 use crate::adapters::sms::Sms;
 use crate::config::Settings;
 use crate::crypto::Keyring;
-use crate::domain::{Client, ClientId};
+use crate::domain::{Client, ClientId, SubjectType};
 use crate::flow::limits::Limiter;
 use crate::keys::Keys;
 use crate::store::{Db, Ephemeral};
@@ -34,6 +34,10 @@ pub struct CoreState {
     pub limiter: Limiter,
     /// Turned off first on SIGTERM so the load balancer stops sending traffic.
     pub ready: AtomicBool,
+    /// Wakes the back-channel logout deliverer (a sign-out on this replica).
+    pub deliveries: tokio::sync::Notify,
+    /// For calls to manufacturers (logout tokens): no redirects followed.
+    pub outbound: reqwest::Client,
     /// Serialises reloads, so a slow periodic reload that read SQL before a change cannot
     /// overwrite the result of a newer one.
     pub reload_lock: tokio::sync::Mutex<()>,
@@ -61,8 +65,33 @@ impl Core {
         crate::flow::tokens::Tokens(self)
     }
 
+    /// Back-channel logout deliveries.
+    pub fn backchannel(&self) -> crate::flow::backchannel::Backchannel<'_> {
+        crate::flow::backchannel::Backchannel(self)
+    }
+
     pub fn issuer(&self) -> &str {
         &self.settings.issuer
+    }
+
+    /// The `sub` that `client` sees for a citizen: the citizen's id for public clients,
+    /// a keyed hash of the client's sector and the citizen for pairwise ones (OIDC Core
+    /// §8.1). Stable for as long as `EMTA_SECRET_KEY` is (client secrets depend on it too).
+    pub fn subject(&self, client: &Client, citizen_id: &str) -> String {
+        match client.subject_type {
+            SubjectType::Public => citizen_id.to_owned(),
+            SubjectType::Pairwise => self.keyring.hash(
+                "pairwise-sub",
+                format!("{}\n{citizen_id}", client.sector()).as_bytes(),
+            ),
+        }
+    }
+
+    /// [`Core::subject`] by client id; `None` when the client is unknown.
+    pub fn subject_at(&self, client_id: &str, citizen_id: &str) -> Option<String> {
+        self.clients
+            .get(client_id)
+            .map(|c| self.subject(&c, citizen_id))
     }
 
     pub fn secs(&self, s: i64) -> Duration {

@@ -6,6 +6,12 @@
 //! activates; leaves JWKS at `expires_at`, after every ID token it signed has expired.
 //! Every replica reloads keys from SQL periodically, so a rotation made by the CLI reaches
 //! all of them without a restart.
+//!
+//! Private keys are sealed at rest (ChaCha20-Poly1305, the key id as associated data)
+//! under a key-encryption key that never enters SQL: `EMTA_KEY_ENCRYPTION_KEY`, or by
+//! default one derived from `EMTA_SECRET_KEY`. A database dump or backup alone cannot sign
+//! an ID token. Rows sealed under an older key-encryption key (listed as "also opens")
+//! and rows stored before sealing existed are sealed under the current one at start-up.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -50,6 +56,28 @@ struct KeySet {
 #[derive(Clone, Default)]
 pub struct Keys {
     current: Arc<RwLock<Arc<KeySet>>>,
+    /// Key-encryption keys: the first seals, every one opens. Empty only in unit tests.
+    keks: Arc<Vec<[u8; 32]>>,
+}
+
+/// How a sealed private key is stored: this prefix, then `seal(kek, kid, der_b64)`.
+const SEALED: &str = "sealed:v1:";
+
+/// A key-encryption key from a secret of the environment.
+pub fn kek_from_secret(secret: &str) -> [u8; 32] {
+    crate::crypto::sha256(format!("emta signing-key kek\n{secret}").as_bytes())
+}
+
+/// The key-encryption keys in force: the given one (or, if none, one derived from the
+/// server secret) seals; the previous one and the server secret's also open.
+pub fn keks(kek: &str, previous: &str, server_secret: &str) -> Vec<[u8; 32]> {
+    let mut out = Vec::new();
+    for s in [kek, previous, server_secret] {
+        if !s.is_empty() && !out.contains(&kek_from_secret(s)) {
+            out.push(kek_from_secret(s));
+        }
+    }
+    out
 }
 
 /// Generates a fresh key row for `alg`, signing from `activate_at`.
@@ -98,17 +126,27 @@ pub fn generate(alg: SigningAlg, now: i64, activate_at: i64) -> Result<KeyRow, K
     })
 }
 
-/// Makes sure each algorithm has a key that signs now (first start of a deployment).
-pub async fn ensure_keys(db: &Db, now: i64) -> Result<(), KeyError> {
+/// Makes sure each algorithm has a key that signs now (first start of a deployment), and
+/// that every stored key is sealed under the current key-encryption key.
+pub async fn ensure_keys(db: &Db, keys: &Keys, now: i64) -> Result<(), KeyError> {
     let rows = db.signing_keys().await?;
+    for row in &rows {
+        if !keys.sealed_under_current(row) {
+            let der = keys.open(row)?;
+            db.set_signing_key_private(&row.kid, &keys.seal(&row.kid, &der)?)
+                .await?;
+            tracing::info!(kid = %row.kid, "signing key sealed under the current key-encryption key");
+        }
+    }
     for alg in [SigningAlg::ES256, SigningAlg::RS256] {
         let has_active = rows.iter().any(|k| {
             k.alg == alg.as_str() && k.activate_at <= now && k.retire_at.is_none_or(|r| r > now)
         });
         if !has_active {
-            let row = tokio::task::spawn_blocking(move || generate(alg, now, now))
+            let mut row = tokio::task::spawn_blocking(move || generate(alg, now, now))
                 .await
                 .map_err(|e| KeyError::Generate(e.to_string()))??;
+            row.private_der = keys.seal(&row.kid, &row.private_der)?;
             db.add_signing_key(&row, None).await?;
         }
     }
@@ -119,21 +157,68 @@ pub async fn ensure_keys(db: &Db, now: i64) -> Result<(), KeyError> {
 /// current key retires then and leaves JWKS `token_ttl` (plus a margin) later.
 pub async fn rotate(
     db: &Db,
+    keys: &Keys,
     alg: SigningAlg,
     now: i64,
     publish_ahead: i64,
     token_ttl: i64,
 ) -> Result<KeyRow, KeyError> {
     let activate_at = now + publish_ahead;
-    let row = tokio::task::spawn_blocking(move || generate(alg, now, activate_at))
+    let mut row = tokio::task::spawn_blocking(move || generate(alg, now, activate_at))
         .await
         .map_err(|e| KeyError::Generate(e.to_string()))??;
+    row.private_der = keys.seal(&row.kid, &row.private_der)?;
     db.add_signing_key(&row, Some((activate_at, activate_at + token_ttl + 300)))
         .await?;
     Ok(row)
 }
 
 impl Keys {
+    /// Keys sealed under `keks[0]`, opened with any of `keks`.
+    pub fn new(keks: Vec<[u8; 32]>) -> Self {
+        Self {
+            current: Default::default(),
+            keks: Arc::new(keks),
+        }
+    }
+
+    /// Seals a private key (base64 DER) for storage.
+    pub fn seal(&self, kid: &str, der_b64: &str) -> Result<String, KeyError> {
+        let Some(kek) = self.keks.first() else {
+            return Ok(der_b64.to_owned());
+        };
+        service_kit::keys::seal::seal(kek, kid.as_bytes(), der_b64.as_bytes())
+            .map(|sealed| format!("{SEALED}{sealed}"))
+            .ok_or_else(|| KeyError::Generate("sealing the private key failed".into()))
+    }
+
+    fn sealed_under_current(&self, row: &KeyRow) -> bool {
+        match (self.keks.first(), row.private_der.strip_prefix(SEALED)) {
+            (None, _) => true,
+            (Some(kek), Some(sealed)) => {
+                service_kit::keys::seal::open(kek, row.kid.as_bytes(), sealed).is_some()
+            }
+            (Some(_), None) => false,
+        }
+    }
+
+    /// The private key of a stored row (base64 DER), opened with any key-encryption key.
+    fn open(&self, row: &KeyRow) -> Result<String, KeyError> {
+        let Some(sealed) = row.private_der.strip_prefix(SEALED) else {
+            return Ok(row.private_der.clone());
+        };
+        self.keks
+            .iter()
+            .find_map(|kek| service_kit::keys::seal::open(kek, row.kid.as_bytes(), sealed))
+            .and_then(|plain| String::from_utf8(plain).ok())
+            .ok_or_else(|| KeyError::Corrupt {
+                kid: row.kid.clone(),
+                detail: "sealed under a key-encryption key this replica does not have \
+                         (EMTA_KEY_ENCRYPTION_KEY or EMTA_SECRET_KEY changed?)"
+                    .into(),
+            })
+    }
+
     /// Rebuilds the key set from SQL rows (called at start and periodically).
     pub fn load(&self, rows: &[KeyRow], now: i64) -> Result<(), KeyError> {
         let mut set = KeySet::default();
@@ -148,7 +233,7 @@ impl Keys {
                 detail: detail.to_owned(),
             };
             let jwk: Value = serde_json::from_str(&row.public_jwk).map_err(|_| corrupt("jwk"))?;
-            let der = b64_decode(&row.private_der).ok_or_else(|| corrupt("der"))?;
+            let der = b64_decode(&self.open(row)?).ok_or_else(|| corrupt("der"))?;
             let field = |name: &str| jwk[name].as_str().unwrap_or_default().to_owned();
             let (alg_name, algorithm, encoding, decoding) = match row.alg.as_str() {
                 "ES256" => (
@@ -198,6 +283,17 @@ impl Keys {
 
     /// Signs `claims` as a JWS with the active key of `alg`.
     pub fn sign<T: Serialize>(&self, alg: SigningAlg, claims: &T) -> Result<String, KeyError> {
+        self.sign_typed(alg, None, claims)
+    }
+
+    /// [`Keys::sign`] with an explicit `typ` header (`logout+jwt` for logout tokens, so
+    /// that no verifier can take one for an ID token).
+    pub fn sign_typed<T: Serialize>(
+        &self,
+        alg: SigningAlg,
+        typ: Option<&str>,
+        claims: &T,
+    ) -> Result<String, KeyError> {
         let set = self.snapshot();
         let active = set
             .signing
@@ -208,6 +304,9 @@ impl Keys {
             SigningAlg::RS256 => Algorithm::RS256,
         });
         header.kid = Some(active.kid.clone());
+        if let Some(t) = typ {
+            header.typ = Some(t.to_owned());
+        }
         Ok(jsonwebtoken::encode(&header, claims, &active.key)?)
     }
 
@@ -252,6 +351,32 @@ mod tests {
             assert!(keys.verify_own(&t, "https://other").is_none());
         }
         assert_eq!(keys.jwks()["keys"].as_array().map(Vec::len), Some(2));
+    }
+
+    #[test]
+    fn a_sealed_key_opens_only_under_a_known_kek() {
+        let row = generate(SigningAlg::ES256, 0, 0).expect("es");
+        let old = Keys::new(vec![kek_from_secret("old")]);
+        let mut sealed = row.clone();
+        sealed.private_der = old.seal(&row.kid, &row.private_der).expect("seal");
+        assert!(sealed.private_der.starts_with(SEALED));
+        assert!(!sealed.private_der.contains(&row.private_der));
+        assert!(old.load(std::slice::from_ref(&sealed), 10).is_ok());
+        let stranger = Keys::new(vec![kek_from_secret("other")]);
+        assert!(matches!(
+            stranger.load(std::slice::from_ref(&sealed), 10),
+            Err(KeyError::Corrupt { .. })
+        ));
+        let rotated = Keys::new(vec![kek_from_secret("new"), kek_from_secret("old")]);
+        assert!(rotated.load(std::slice::from_ref(&sealed), 10).is_ok());
+        assert!(
+            !rotated.sealed_under_current(&sealed),
+            "resealed at start-up"
+        );
+        // A row sealed for one key id does not open as another's.
+        let mut moved = sealed.clone();
+        moved.kid = "es256-other".into();
+        assert!(old.open(&moved).is_err());
     }
 
     #[test]

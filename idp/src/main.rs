@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the provider.
-    Serve(Settings),
+    Serve(Box<Settings>),
     /// Apply database migrations and exit.
     Migrate(StorageSettings),
     /// Manage manufacturers (OIDC clients).
@@ -43,6 +43,14 @@ enum Command {
     Keys {
         #[command(flatten)]
         storage: StorageSettings,
+        /// The server's secret and key-encryption keys (new keys are sealed as `serve`
+        /// seals them).
+        #[arg(long, env = "EMTA_SECRET_KEY", default_value = "")]
+        secret_key: Secret,
+        #[arg(long, env = "EMTA_KEY_ENCRYPTION_KEY", default_value = "")]
+        key_encryption_key: Secret,
+        #[arg(long, env = "EMTA_KEY_ENCRYPTION_KEY_PREVIOUS", default_value = "")]
+        key_encryption_key_previous: Secret,
         #[command(subcommand)]
         action: KeysAction,
     },
@@ -55,33 +63,57 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct AddClient {
+    #[arg(long)]
+    id: String,
+    #[arg(long)]
+    name: String,
+    #[arg(long)]
+    name_fa: String,
+    /// Trust level, 1 to 5 stars.
+    #[arg(long, default_value_t = 3)]
+    stars: u8,
+    /// Exact redirect URI (repeat for several).
+    #[arg(long = "redirect-uri", required = true)]
+    redirect_uris: Vec<String>,
+    #[arg(long = "post-logout-redirect-uri")]
+    post_logout_redirect_uris: Vec<String>,
+    /// Scopes allowed with client_credentials (repeat).
+    #[arg(long = "service-scope")]
+    service_scopes: Vec<String>,
+    /// ID token signature: ES256 (default) or RS256.
+    #[arg(long, default_value = "ES256")]
+    alg: String,
+    /// Validity of the trust record in days.
+    #[arg(long, default_value_t = 365)]
+    valid_days: i64,
+    /// A claims scope the client may ask for (repeat): profile, phone, national_id.
+    /// Default: profile and phone; national_id only where the ministry decides.
+    #[arg(long = "allow-scope")]
+    allowed_scopes: Vec<String>,
+    /// `pairwise` (default: a sub of its own per sector) or `public`.
+    #[arg(long, default_value = "pairwise")]
+    subject_type: String,
+    /// Sector of pairwise subjects (default: the redirect URIs' host).
+    #[arg(long)]
+    sector_identifier: Option<String>,
+    /// Where logout tokens are posted (OIDC Back-Channel Logout).
+    #[arg(long)]
+    backchannel_logout_uri: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum ClientAction {
     /// Register a manufacturer; prints its client id and secret (shown once).
-    Add {
-        #[arg(long)]
+    Add(Box<AddClient>),
+    /// Set the scopes a client may ask for and the subject it sees.
+    Policy {
         id: String,
-        #[arg(long)]
-        name: String,
-        #[arg(long)]
-        name_fa: String,
-        /// Trust level, 1 to 5 stars.
-        #[arg(long, default_value_t = 3)]
-        stars: u8,
-        /// Exact redirect URI (repeat for several).
-        #[arg(long = "redirect-uri", required = true)]
-        redirect_uris: Vec<String>,
-        #[arg(long = "post-logout-redirect-uri")]
-        post_logout_redirect_uris: Vec<String>,
-        /// Scopes allowed with client_credentials (repeat).
-        #[arg(long = "service-scope")]
-        service_scopes: Vec<String>,
-        /// ID token signature: ES256 (default) or RS256.
-        #[arg(long, default_value = "ES256")]
-        alg: String,
-        /// Validity of the trust record in days.
-        #[arg(long, default_value_t = 365)]
-        valid_days: i64,
+        #[arg(long = "allow-scope")]
+        allowed_scopes: Vec<String>,
+        #[arg(long, default_value = "pairwise")]
+        subject_type: String,
     },
     List,
     Show {
@@ -103,9 +135,11 @@ enum ClientAction {
         id: String,
         stars: u8,
     },
-    /// Issue a new secret; the old one stops working.
+    /// Issue a new secret; the old one keeps working for the overlap (0 for a leak).
     RotateSecret {
         id: String,
+        #[arg(long, default_value_t = 24)]
+        overlap_hours: i64,
     },
 }
 
@@ -132,6 +166,11 @@ async fn open(storage: &StorageSettings) -> anyhow::Result<Db> {
     Ok(db)
 }
 
+fn subject_type(s: &str) -> anyhow::Result<idp::domain::SubjectType> {
+    idp::domain::SubjectType::parse(s)
+        .ok_or_else(|| anyhow::anyhow!("subject type must be pairwise or public"))
+}
+
 fn alg(s: &str) -> anyhow::Result<SigningAlg> {
     SigningAlg::parse(s).ok_or_else(|| anyhow::anyhow!("alg must be ES256 or RS256"))
 }
@@ -147,7 +186,7 @@ async fn main() -> anyhow::Result<()> {
     let now = idp::now();
     match cli.command {
         Command::Serve(settings) => {
-            let app = idp::Application::build(settings).await?;
+            let app = idp::Application::build(*settings).await?;
             tracing::info!(addr = %app.addr(), "emta idp listening");
             app.run_until_stopped(idp::app::shutdown_signal()).await?;
         }
@@ -164,31 +203,33 @@ async fn main() -> anyhow::Result<()> {
             let db = open(&storage).await?;
             let keys = Keyring::new(secret_key.expose().as_bytes());
             match action {
-                ClientAction::Add {
-                    id,
-                    name,
-                    name_fa,
-                    stars,
-                    redirect_uris,
-                    post_logout_redirect_uris,
-                    service_scopes,
-                    alg: a,
-                    valid_days,
-                } => {
+                ClientAction::Add(add) => {
+                    let add = *add;
                     anyhow::ensure!(
                         !secret_key.expose().is_empty(),
                         "EMTA_SECRET_KEY is required to hash the client secret"
                     );
                     let new = NewClient {
-                        id,
-                        name,
-                        name_fa,
-                        stars,
-                        redirect_uris,
-                        post_logout_redirect_uris,
-                        service_scopes,
-                        id_token_alg: alg(&a)?,
-                        valid_days,
+                        id: add.id,
+                        name: add.name,
+                        name_fa: add.name_fa,
+                        stars: add.stars,
+                        redirect_uris: add.redirect_uris,
+                        post_logout_redirect_uris: add.post_logout_redirect_uris,
+                        service_scopes: add.service_scopes,
+                        id_token_alg: alg(&add.alg)?,
+                        valid_days: add.valid_days,
+                        allowed_scopes: if add.allowed_scopes.is_empty() {
+                            admin::DEFAULT_SCOPES
+                                .iter()
+                                .map(|s| s.to_string())
+                                .collect()
+                        } else {
+                            add.allowed_scopes
+                        },
+                        subject_type: subject_type(&add.subject_type)?,
+                        sector_identifier: add.sector_identifier,
+                        backchannel_logout_uri: add.backchannel_logout_uri,
                     };
                     let (client, secret) = admin::add_client(&db, &keys, new, &actor, now).await?;
                     println!("client_id={}\nclient_secret={secret}", client.id.as_str());
@@ -228,6 +269,15 @@ async fn main() -> anyhow::Result<()> {
                     for u in &c.post_logout_redirect_uris {
                         println!("post_logout_redirect_uri: {}", u.as_str());
                     }
+                    println!(
+                        "allowed scopes: {}\nsubject: {} (sector {})\nbackchannel logout: {}",
+                        c.allowed_scopes,
+                        c.subject_type.as_str(),
+                        c.sector(),
+                        c.backchannel_logout_uri
+                            .as_ref()
+                            .map_or("-", |u| u.as_str())
+                    );
                     for s in &c.service_scopes {
                         println!("service_scope: {s}");
                     }
@@ -248,26 +298,53 @@ async fn main() -> anyhow::Result<()> {
                     admin::rate(&db, &id, stars, &actor, now).await?;
                     println!("{id} rated {stars}");
                 }
-                ClientAction::RotateSecret { id } => {
+                ClientAction::RotateSecret { id, overlap_hours } => {
                     anyhow::ensure!(
                         !secret_key.expose().is_empty(),
                         "EMTA_SECRET_KEY is required"
                     );
-                    let secret = admin::rotate_secret(&db, &keys, &id, &actor, now).await?;
+                    let secret =
+                        admin::rotate_secret(&db, &keys, &id, overlap_hours * 3600, &actor, now)
+                            .await?;
                     println!("client_secret={secret}");
+                }
+                ClientAction::Policy {
+                    id,
+                    allowed_scopes,
+                    subject_type: st,
+                } => {
+                    admin::set_policy(&db, &id, &allowed_scopes, subject_type(&st)?, &actor, now)
+                        .await?;
+                    println!("{id}: policy set");
                 }
             }
         }
-        Command::Keys { storage, action } => {
+        Command::Keys {
+            storage,
+            secret_key,
+            key_encryption_key,
+            key_encryption_key_previous,
+            action,
+        } => {
             let db = open(&storage).await?;
+            let keys = idp::keys::Keys::new(idp::keys::keks(
+                key_encryption_key.expose(),
+                key_encryption_key_previous.expose(),
+                secret_key.expose(),
+            ));
             match action {
                 KeysAction::Rotate {
                     alg: a,
                     publish_ahead,
                     token_ttl,
                 } => {
+                    anyhow::ensure!(
+                        !secret_key.expose().is_empty() || !key_encryption_key.expose().is_empty(),
+                        "EMTA_SECRET_KEY (or EMTA_KEY_ENCRYPTION_KEY) is required to seal the key"
+                    );
                     let row =
-                        idp::keys::rotate(&db, alg(&a)?, now, publish_ahead, token_ttl).await?;
+                        idp::keys::rotate(&db, &keys, alg(&a)?, now, publish_ahead, token_ttl)
+                            .await?;
                     db.audit(now, "operator", "keys.rotate", &row.kid, &a)
                         .await?;
                     println!(

@@ -40,6 +40,7 @@ pub struct DemoManufacturer<'a> {
     pub stars: u8,
     pub redirect_uri: String,
     pub post_logout_uri: String,
+    pub backchannel_logout_uri: String,
 }
 
 fn read_or_create(
@@ -94,7 +95,8 @@ pub async fn prepare(
     for m in manufacturers {
         let cid = ClientId::parse(m.id).map_err(|e| anyhow::anyhow!("{}: {e}", m.id))?;
         let secret = if db.client(&cid).await?.is_some() {
-            admin::rotate_secret(&db, &keys, m.id, "demo", now).await?
+            // A restarted demo hands its storefronts a fresh secret; the old one is gone.
+            admin::rotate_secret(&db, &keys, m.id, 0, "demo", now).await?
         } else {
             let new = NewClient {
                 id: m.id.into(),
@@ -106,6 +108,10 @@ pub async fn prepare(
                 service_scopes: vec!["presale.read".into()],
                 id_token_alg: SigningAlg::ES256,
                 valid_days: 365,
+                allowed_scopes: vec!["profile".into(), "phone".into(), "national_id".into()],
+                subject_type: idp::domain::SubjectType::Pairwise,
+                sector_identifier: Some(format!("{}.storefront", m.id)),
+                backchannel_logout_uri: Some(m.backchannel_logout_uri.clone()),
             };
             admin::add_client(&db, &keys, new, "demo", now).await?.1
         };
@@ -171,6 +177,7 @@ fn demo_manufacturers(base: &str) -> Vec<DemoManufacturer<'static>> {
             stars: *stars,
             redirect_uri: format!("{base}/{id}/callback"),
             post_logout_uri: format!("{base}/{id}/"),
+            backchannel_logout_uri: format!("{base}/{id}/backchannel-logout"),
         })
         .collect()
 }

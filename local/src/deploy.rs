@@ -201,6 +201,15 @@ pub async fn register_storefronts(
                 service_scopes: vec![],
                 id_token_alg: idp::domain::SigningAlg::ES256,
                 valid_days: 365,
+                // The storefronts need the national ID (one seat per person).
+                allowed_scopes: vec!["profile".into(), "phone".into(), "national_id".into()],
+                subject_type: idp::domain::SubjectType::Pairwise,
+                // Both storefronts share the presale service's host: each manufacturer is
+                // its own sector all the same.
+                sector_identifier: Some(format!("{id}.storefront")),
+                backchannel_logout_uri: bases
+                    .first()
+                    .map(|b| format!("{b}/{id}/backchannel-logout")),
             },
             "local",
             service_kit::clock::now(),

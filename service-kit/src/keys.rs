@@ -106,3 +106,72 @@ mod tests {
         assert!(!k.verify("a", b"y", &again.hash("a", b"x")));
     }
 }
+
+/// Authenticated encryption (ChaCha20-Poly1305, RFC 8439) under a 256-bit key, for values
+/// that must be kept but not read by whoever reads the store: signing keys under the
+/// key-encryption key, a refresh answer under the refresh token it answers. The output is
+/// `base64url(nonce || ciphertext || tag)`; the nonce is random (96 bits), and `aad` binds
+/// the value to where it belongs (a key id, a token hash), so a sealed value moved
+/// elsewhere does not open.
+pub mod seal {
+    use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
+    use ring::rand::{SecureRandom, SystemRandom};
+
+    fn key(k: &[u8; 32]) -> Option<LessSafeKey> {
+        UnboundKey::new(&CHACHA20_POLY1305, k)
+            .ok()
+            .map(LessSafeKey::new)
+    }
+
+    /// Seals `plaintext`; `None` only if the system's random source fails.
+    pub fn seal(k: &[u8; 32], aad: &[u8], plaintext: &[u8]) -> Option<String> {
+        let mut nonce = [0u8; NONCE_LEN];
+        SystemRandom::new().fill(&mut nonce).ok()?;
+        let mut buf = plaintext.to_vec();
+        key(k)?
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                &mut buf,
+            )
+            .ok()?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&buf);
+        Some(super::b64(&out))
+    }
+
+    /// Opens what [`seal`] made under the same key and `aad`; `None` if anything differs.
+    pub fn open(k: &[u8; 32], aad: &[u8], sealed: &str) -> Option<Vec<u8>> {
+        let raw = super::b64_decode(sealed)?;
+        if raw.len() < NONCE_LEN {
+            return None;
+        }
+        let (nonce, body) = raw.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut buf = body.to_vec();
+        let plain = key(k)?
+            .open_in_place(nonce, Aad::from(aad), &mut buf)
+            .ok()?;
+        Some(plain.to_vec())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_sealed_value_opens_only_with_its_key_and_aad() {
+            let k = [7u8; 32];
+            let s = seal(&k, b"kid-1", b"secret").expect("seal");
+            assert_eq!(open(&k, b"kid-1", &s).as_deref(), Some(&b"secret"[..]));
+            assert_eq!(open(&k, b"kid-2", &s), None, "moved elsewhere");
+            assert_eq!(open(&[8u8; 32], b"kid-1", &s), None, "another key");
+            let mut tampered = s.into_bytes();
+            let last = tampered.len() - 3;
+            tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+            let tampered = String::from_utf8(tampered).expect("ascii");
+            assert_eq!(open(&k, b"kid-1", &tampered), None, "tampered");
+            assert_eq!(open(&k, b"kid-1", "short"), None);
+        }
+    }
+}

@@ -102,6 +102,12 @@ impl Scopes {
     pub fn iter(&self) -> impl Iterator<Item = &str> {
         self.0.iter().map(String::as_str)
     }
+
+    /// The scopes of `self` that `allowed` permits (RFC 6749 §3.3: the server may grant
+    /// fewer scopes than asked, and says so in the token response's `scope`).
+    pub fn restrict(&self, allowed: &Scopes) -> Self {
+        Self(self.0.intersection(&allowed.0).cloned().collect())
+    }
 }
 
 impl std::fmt::Display for Scopes {
@@ -132,6 +138,34 @@ impl ClientStatus {
             Self::Active
         } else {
             Self::Suspended
+        }
+    }
+}
+
+/// Which `sub` a client sees for a citizen (OIDC Core §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SubjectType {
+    /// The citizen's emta identifier, the same at every client so registered.
+    Public,
+    /// A keyed hash of the client's sector and the citizen: two manufacturers cannot join
+    /// their records by `sub`.
+    Pairwise,
+}
+
+impl SubjectType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Public => "public",
+            Self::Pairwise => "pairwise",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "public" => Some(Self::Public),
+            "pairwise" => Some(Self::Pairwise),
+            _ => None,
         }
     }
 }
@@ -178,6 +212,16 @@ pub struct Client {
     pub status: ClientStatus,
     /// Unix seconds; the trust record lapses after this.
     pub valid_until: i64,
+    /// The claims-bearing scopes the ministry lets this client ask for (`openid` always).
+    pub allowed_scopes: Scopes,
+    pub subject_type: SubjectType,
+    /// The sector of pairwise subjects: clients of one sector see one `sub`. Defaults to
+    /// the host of the redirect URIs.
+    pub sector_identifier: Option<String>,
+    /// Where logout tokens are posted (OIDC Back-Channel Logout 1.0).
+    pub backchannel_logout_uri: Option<RedirectUri>,
+    /// A rotated-out secret's hash and until when it is still accepted.
+    pub previous_secret: Option<(String, i64)>,
 }
 
 /// Why a client cannot be used now, shown on the authorize error page.
@@ -196,6 +240,17 @@ impl Client {
         } else {
             Ok(())
         }
+    }
+
+    /// The sector this client's pairwise subjects are computed for.
+    pub fn sector(&self) -> String {
+        self.sector_identifier.clone().unwrap_or_else(|| {
+            self.redirect_uris
+                .first()
+                .and_then(|u| Url::parse(u.as_str()).ok())
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .unwrap_or_else(|| self.id.as_str().to_owned())
+        })
     }
 
     pub fn has_redirect_uri(&self, uri: &str) -> bool {
@@ -235,6 +290,13 @@ mod tests {
     fn scopes_drop_unknown_values_and_sort() {
         let s = Scopes::parse_known("phone openid evil profile", KNOWN_SCOPES);
         assert_eq!(s.to_string(), "openid phone profile");
+    }
+
+    #[test]
+    fn restricting_scopes_keeps_only_the_allowed() {
+        let asked = Scopes::parse_known("openid national_id phone", KNOWN_SCOPES);
+        let allowed = Scopes::parse_known("openid profile phone", KNOWN_SCOPES);
+        assert_eq!(asked.restrict(&allowed).to_string(), "openid phone");
     }
 
     #[test]

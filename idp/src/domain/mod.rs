@@ -6,7 +6,7 @@ pub mod jalali;
 pub mod mobile;
 pub mod national_id;
 
-pub use client::{Client, ClientId, ClientStatus, RedirectUri, Scopes, SigningAlg};
+pub use client::{Client, ClientId, ClientStatus, RedirectUri, Scopes, SigningAlg, SubjectType};
 pub use jalali::JalaliDate;
 pub use mobile::MobileNumber;
 pub use national_id::NationalId;

@@ -152,7 +152,10 @@ pub fn validate(core: &Core, raw: RawAuthParams, now: i64) -> Result<AuthRequest
             "only response_mode=query is supported",
         ));
     }
-    let scope = Scopes::parse_known(raw.scope.as_deref().unwrap_or(""), KNOWN_SCOPES);
+    // Scopes the ministry has not allowed this client are dropped like unknown ones: the
+    // consent screen never offers them and the token response's `scope` shows the rest.
+    let scope = Scopes::parse_known(raw.scope.as_deref().unwrap_or(""), KNOWN_SCOPES)
+        .restrict(&client.allowed_scopes);
     if !scope.contains("openid") {
         return Err(fail("invalid_scope", "the openid scope is required"));
     }

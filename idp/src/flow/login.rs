@@ -793,28 +793,34 @@ impl Login<'_> {
             self.drop_tx(&tx.id).await?;
             return Err(Error::LoginOver(msg::IDENTITY_VOID));
         }
-        let hour = Duration::from_secs(3600);
-        self.limiter
-            .hit(
-                Subject::IpIdentity(ip),
-                self.settings.identity_tries_per_ip,
-                hour,
-            )
-            .await?;
-        self.limiter
-            .hit(
+        let pair = pair(mobile, nid);
+        for (subject, max) in self.identity_budgets(mobile, &pair, ip) {
+            self.limiter
+                .hit(subject, max, Duration::from_secs(3600))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The hourly budgets an identity try counts against: per address, per verified phone
+    /// and per (phone, national ID) pair; counted and refunded alike.
+    fn identity_budgets<'a>(
+        &self,
+        mobile: &'a MobileNumber,
+        pair: &'a str,
+        ip: &'a str,
+    ) -> [(Subject<'a>, i64); 3] {
+        [
+            (Subject::IpIdentity(ip), self.settings.identity_tries_per_ip),
+            (
                 Subject::PhoneIdentity(mobile.e164()),
                 self.settings.identity_tries_per_phone,
-                hour,
-            )
-            .await?;
-        self.limiter
-            .hit(
-                Subject::PairIdentity(&pair(mobile, nid)),
+            ),
+            (
+                Subject::PairIdentity(pair),
                 self.settings.fails_per_national_id,
-                hour,
-            )
-            .await
+            ),
+        ]
     }
 
     /// Counts one try of `step` in this login (for its lifetime) and returns the count.
@@ -833,13 +839,11 @@ impl Login<'_> {
         ip: &str,
     ) -> Result<()> {
         self.eph.unhit(&step_tries_key(tx, Step::Identity)).await?;
-        self.limiter.refund(Subject::IpIdentity(ip)).await?;
-        self.limiter
-            .refund(Subject::PhoneIdentity(mobile.e164()))
-            .await?;
-        self.limiter
-            .refund(Subject::PairIdentity(&pair(mobile, nid)))
-            .await
+        let pair = pair(mobile, nid);
+        for (subject, _) in self.identity_budgets(mobile, &pair, ip) {
+            self.limiter.refund(subject).await?;
+        }
+        Ok(())
     }
 
     /// Both registries, concurrently. `None` is a mismatch of any kind: the citizen is not

@@ -3,6 +3,7 @@
 //! `adapters` and return domain results that `http` renders.
 
 pub mod authorize;
+pub mod backchannel;
 pub mod limits;
 pub mod login;
 pub mod tokens;

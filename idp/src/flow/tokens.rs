@@ -23,7 +23,7 @@ use super::login::{ACR, AMR};
 use crate::core::Core;
 use crate::crypto::{b64, pkce_s256_matches, random_token, sha256};
 use crate::domain::client::{ClientUnavailable, KNOWN_SCOPES};
-use crate::domain::{Citizen, Client, Scopes};
+use crate::domain::{Citizen, Client, ClientId, Scopes};
 use crate::error::{OAuthError, Result};
 use crate::store::sql::GrantRow;
 
@@ -55,10 +55,10 @@ pub struct AccessData {
     pub exp: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct TokenResponse {
     pub access_token: String,
-    pub token_type: &'static str,
+    pub token_type: std::borrow::Cow<'static, str>,
     pub expires_in: i64,
     pub scope: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -77,6 +77,16 @@ fn revoked_token_key(jti: &str) -> String {
 
 fn revoked_grant_key(grant_id: &str) -> String {
     format!("rg:{grant_id}")
+}
+
+/// Where the answer to a refresh is kept for a retry, sealed under a key only the
+/// presenter of the old refresh token can derive: the store never holds a usable token.
+fn retry_key(old_hash: &str) -> String {
+    format!("refresh-retry:{old_hash}")
+}
+
+fn retry_seal_key(old_token: &str) -> [u8; 32] {
+    sha256(format!("emta refresh retry\n{old_token}").as_bytes())
 }
 
 /// The claims each scope releases (DESIGN.md, "Scopes and claims").
@@ -211,10 +221,16 @@ impl Tokens<'_> {
             .clients
             .get(&id)
             .ok_or_else(|| OAuthError::invalid_client("unknown client or wrong secret"))?;
-        if !self
-            .keyring
-            .verify("client-secret", secret.as_bytes(), &client.secret_hash)
-        {
+        // The current secret, or the one it replaced during the rotation's overlap.
+        let matches = |hash: &str| {
+            self.keyring
+                .verify("client-secret", secret.as_bytes(), hash)
+        };
+        let previous_ok = client
+            .previous_secret
+            .as_ref()
+            .is_some_and(|(hash, until)| now < *until && matches(hash));
+        if !matches(&client.secret_hash) && !previous_ok {
             return Err(OAuthError::invalid_client("unknown client or wrong secret"));
         }
         match client.availability(now) {
@@ -350,7 +366,7 @@ impl Tokens<'_> {
         let digest = sha256(access_token.as_bytes());
         let mut claims = Map::new();
         claims.insert("iss".into(), json!(self.issuer()));
-        claims.insert("sub".into(), json!(citizen.id));
+        claims.insert("sub".into(), json!(self.subject(client, &citizen.id)));
         claims.insert("aud".into(), json!(client.id.as_str()));
         claims.insert("azp".into(), json!(client.id.as_str()));
         claims.insert("exp".into(), json!(now + self.settings.id_token_secs));
@@ -369,7 +385,7 @@ impl Tokens<'_> {
             .sign(client.id_token_alg, &Value::Object(claims))?;
         Ok(TokenResponse {
             access_token,
-            token_type: "Bearer",
+            token_type: "Bearer".into(),
             expires_in: self.settings.access_token_secs,
             scope: grant.scope.clone(),
             id_token: Some(id_token),
@@ -425,12 +441,10 @@ impl Tokens<'_> {
         if grant.revoked_at.is_some() {
             return Err(OAuthError::invalid_grant("the grant has been revoked"));
         }
-        if row.used_at.is_some() {
-            self.revoke_grant(&grant.id, now).await?;
-            tracing::warn!(client = %client.id.as_str(), "refresh token reused; grant revoked");
-            return Err(OAuthError::invalid_grant(
-                "refresh token reuse detected; the grant is revoked",
-            ));
+        if let Some(used_at) = row.used_at {
+            return self
+                .retried_refresh(client, token, &hash, &grant, used_at, now)
+                .await;
         }
         if row.expires_at <= now {
             return Err(OAuthError::invalid_grant("the refresh token has expired"));
@@ -474,17 +488,89 @@ impl Tokens<'_> {
             )
             .await?;
         if !rotated {
-            // Lost a race with another use of the same token: that is reuse too.
-            self.revoke_grant(&grant.id, now).await?;
-            return Err(OAuthError::invalid_grant(
-                "refresh token reuse detected; the grant is revoked",
-            ));
+            // Lost a race with another use of the same token: a retry within the grace
+            // gets the winner's answer, anything else is reuse.
+            return self
+                .retried_refresh(client, token, &hash, &grant, now, now)
+                .await;
         }
         let resp = self
             .tokens_for_grant(client, &citizen, &grant, None, Some(next), now)
             .await?;
+        if self.settings.refresh_grace_secs > 0 {
+            // Kept for a retry of this very request (a timeout during a surge), sealed.
+            let sealed = serde_json::to_vec(&resp)
+                .ok()
+                .and_then(|json| {
+                    service_kit::keys::seal::seal(&retry_seal_key(token), hash.as_bytes(), &json)
+                })
+                .ok_or_else(|| crate::error::Error::Internal("sealing a refresh answer".into()))?;
+            self.eph
+                .put(
+                    &retry_key(&hash),
+                    &sealed,
+                    self.secs(self.settings.refresh_grace_secs),
+                )
+                .await?;
+        }
         metrics::counter!("emta_token_issued_total", "grant" => "refresh_token").increment(1);
         Ok(resp)
+    }
+
+    /// A refresh token presented after it was rotated. Within the grace window, by its own
+    /// client, while the grant lives and the new refresh token is unused, it is a retry:
+    /// the same answer again (waiting up to a second for a rotation still being written).
+    /// Anything else is reuse (RFC 9700 §4.14.2): the grant is revoked.
+    async fn retried_refresh(
+        &self,
+        client: &Client,
+        token: &str,
+        hash: &str,
+        grant: &GrantRow,
+        used_at: i64,
+        now: i64,
+    ) -> Result<TokenResponse, OAuthError> {
+        let grace = self.settings.refresh_grace_secs;
+        if grace > 0 && now - used_at <= grace {
+            for _ in 0..20 {
+                if let Some(sealed) = self.eph.get(&retry_key(hash)).await? {
+                    let again = service_kit::keys::seal::open(
+                        &retry_seal_key(token),
+                        hash.as_bytes(),
+                        &sealed,
+                    )
+                    .and_then(|json| serde_json::from_slice::<TokenResponse>(&json).ok());
+                    if let Some(resp) = again {
+                        if self.successor_unused(&resp, grant).await? {
+                            metrics::counter!("emta_refresh_retried_total").increment(1);
+                            return Ok(resp);
+                        }
+                    }
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        self.revoke_grant(&grant.id, now).await?;
+        tracing::warn!(client = %client.id.as_str(), "refresh token reused; grant revoked");
+        Err(OAuthError::invalid_grant(
+            "refresh token reuse detected; the grant is revoked",
+        ))
+    }
+
+    /// Whether the refresh token of an earlier answer is still unused and its grant live.
+    async fn successor_unused(&self, resp: &TokenResponse, grant: &GrantRow) -> Result<bool> {
+        let Some(next) = &resp.refresh_token else {
+            return Ok(false);
+        };
+        let next_hash = b64(&sha256(next.as_bytes()));
+        let row = self.db.refresh_token(&next_hash).await?;
+        let live = self
+            .db
+            .grant(&grant.id)
+            .await?
+            .is_some_and(|g| g.revoked_at.is_none());
+        Ok(live && row.is_some_and(|r| r.used_at.is_none() && r.grant_id == grant.id))
     }
 
     /// `grant_type=client_credentials`: a manufacturer's back-end calling ministry APIs.
@@ -522,7 +608,7 @@ impl Tokens<'_> {
         metrics::counter!("emta_token_issued_total", "grant" => "client_credentials").increment(1);
         Ok(TokenResponse {
             access_token,
-            token_type: "Bearer",
+            token_type: "Bearer".into(),
             expires_in: self.settings.access_token_secs,
             scope,
             id_token: None,
@@ -544,7 +630,24 @@ impl Tokens<'_> {
         for id in &ids {
             self.mark_grant_revoked(id).await?;
         }
+        // The manufacturers are told now (back-channel logout), not at their next refresh.
+        self.deliveries.notify_one();
         Ok(ids.len())
+    }
+
+    /// The citizen withdraws a manufacturer's consent (account page): its grants end, and
+    /// it is told through back-channel logout.
+    pub async fn revoke_consent(
+        &self,
+        citizen_id: &str,
+        client_id: &ClientId,
+        now: i64,
+    ) -> Result<()> {
+        for g in self.db.revoke_consent(citizen_id, client_id, now).await? {
+            self.mark_grant_revoked(&g).await?;
+        }
+        self.deliveries.notify_one();
+        Ok(())
     }
 
     pub async fn mark_grant_revoked(&self, grant_id: &str) -> Result<()> {
@@ -620,7 +723,10 @@ impl Tokens<'_> {
                     "token_type": "Bearer",
                     "scope": data.scope,
                     "client_id": data.client_id,
-                    "sub": data.citizen_id.unwrap_or(data.client_id.clone()),
+                    "sub": data
+                        .citizen_id
+                        .as_deref()
+                        .map_or(data.client_id.clone(), |c| self.subject(client, c)),
                     "aud": data.client_id,
                     "iss": self.issuer(),
                     "iat": data.iat,
@@ -641,7 +747,7 @@ impl Tokens<'_> {
                         "active": true,
                         "scope": grant.scope,
                         "client_id": grant.client_id,
-                        "sub": grant.citizen_id,
+                        "sub": self.subject(client, &grant.citizen_id),
                         "iss": self.issuer(),
                         "exp": row.expires_at,
                     }));
@@ -659,9 +765,12 @@ impl Tokens<'_> {
         let Some(citizen) = self.db.citizen_by_id(citizen_id).await? else {
             return Ok(None);
         };
+        let Some(sub) = self.subject_at(&data.client_id, &citizen.id) else {
+            return Ok(None);
+        };
         let scope = Scopes::parse_known(&data.scope, KNOWN_SCOPES);
         let mut claims = Map::new();
-        claims.insert("sub".into(), json!(citizen.id));
+        claims.insert("sub".into(), json!(sub));
         scope_claims(&citizen, &scope, &mut claims);
         Ok(Some(Value::Object(claims)))
     }

@@ -76,7 +76,11 @@ async fn answer_authorize(
         })
         // An id_token_hint names the citizen the client expects: someone else's session
         // does not answer for them (with prompt=none: login_required).
-        .filter(|s| req.hint_sub.as_ref().is_none_or(|h| h == &s.citizen_id));
+        .filter(|s| {
+            req.hint_sub
+                .as_ref()
+                .is_none_or(|h| core.subject_at(&req.client_id, &s.citizen_id).as_ref() == Some(h))
+        });
     let redirect_error = |error, description| {
         let e = RedirectError {
             redirect_uri: req.redirect_uri.clone(),
@@ -524,13 +528,9 @@ pub async fn account_revoke(
             .check_csrf(&format!("account:{}", session.sid), &browser, &f.csrf)?;
         let client_id =
             ClientId::parse(&f.client_id).map_err(|_| Error::bad_request(msg::BAD_REQUEST))?;
-        let grants = core
-            .db
+        core.tokens()
             .revoke_consent(&session.citizen_id, &client_id, now())
             .await?;
-        for g in grants {
-            core.tokens().mark_grant_revoked(&g).await?;
-        }
         Ok(Redirect::to("/account").into_response())
     }
     .await;

@@ -36,6 +36,9 @@ pub struct EmtaProviderMetadata {
     /// RFC 9207: the authorization response carries `iss`.
     pub authorization_response_iss_parameter_supported: bool,
     pub prompt_values_supported: Vec<String>,
+    /// OpenID Connect Back-Channel Logout 1.0: logout tokens carry `sid`.
+    pub backchannel_logout_supported: bool,
+    pub backchannel_logout_session_supported: bool,
 }
 impl AdditionalProviderMetadata for EmtaProviderMetadata {}
 
@@ -68,7 +71,10 @@ pub fn discovery_document(issuer: &str) -> Result<String, String> {
         AuthUrl::new(url("/authorize")).map_err(e)?,
         JsonWebKeySetUrl::new(url("/jwks")).map_err(e)?,
         vec![ResponseTypes::new(vec![CoreResponseType::Code])],
-        vec![CoreSubjectIdentifierType::Public],
+        vec![
+            CoreSubjectIdentifierType::Public,
+            CoreSubjectIdentifierType::Pairwise,
+        ],
         vec![
             CoreJwsSigningAlgorithm::EcdsaP256Sha256,
             CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
@@ -88,6 +94,8 @@ pub fn discovery_document(issuer: &str) -> Result<String, String> {
             ]),
             authorization_response_iss_parameter_supported: true,
             prompt_values_supported: names(&["none", "login", "consent"]),
+            backchannel_logout_supported: true,
+            backchannel_logout_session_supported: true,
         },
     )
     .set_token_endpoint(Some(TokenUrl::new(url("/token")).map_err(e)?))

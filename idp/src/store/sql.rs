@@ -8,10 +8,21 @@
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, FromRow, Row};
 
+use crate::domain::client::{ClientStatus, KNOWN_SCOPES};
 use crate::domain::{
-    client::ClientStatus, Citizen, Client, ClientId, JalaliDate, MobileNumber, NationalId,
-    RedirectUri, SigningAlg,
+    Citizen, Client, ClientId, JalaliDate, MobileNumber, NationalId, RedirectUri, Scopes,
+    SigningAlg, SubjectType,
 };
+
+/// Queues a back-channel logout for each (client, session) among the live grants the
+/// caller's `WHERE` selects (`$2` is now), for clients that registered a logout URI. Both
+/// engines accept `INSERT … SELECT … ON CONFLICT DO NOTHING`.
+const ENQUEUE_LOGOUTS: &str = "INSERT INTO logout_deliveries \
+     (id, client_id, citizen_id, sid, attempts, next_at, created_at) \
+     SELECT DISTINCT g.client_id || ':' || g.sid, g.client_id, g.citizen_id, g.sid, 0, $2, $2 \
+     FROM grants g JOIN clients c ON c.id = g.client_id";
+const ENQUEUE_LOGOUTS_END: &str =
+    "AND g.revoked_at IS NULL AND c.backchannel_logout_uri IS NOT NULL ON CONFLICT (id) DO NOTHING";
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/idp/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/idp/postgres");
@@ -116,8 +127,9 @@ impl Db {
         sqlx::query(
             "INSERT INTO clients (id, secret_hash, name, name_fa, stars, redirect_uris, \
              post_logout_redirect_uris, service_scopes, id_token_alg, status, valid_until, \
-             created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
+             created_at, updated_at, allowed_scopes, subject_type, sector_identifier, \
+             backchannel_logout_uri) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14, $15, $16)",
         )
         .bind(c.id.as_str())
         .bind(&c.secret_hash)
@@ -133,6 +145,10 @@ impl Db {
         .bind(c.status.as_str())
         .bind(c.valid_until)
         .bind(now)
+        .bind(json_list(c.allowed_scopes.iter()))
+        .bind(c.subject_type.as_str())
+        .bind(c.sector_identifier.as_deref())
+        .bind(c.backchannel_logout_uri.as_ref().map(RedirectUri::as_str))
         .execute(&self.pool)
         .await
         .map_err(on_constraint)?;
@@ -178,19 +194,46 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Replaces the secret; the one it replaces is still accepted until `old_until`
+    /// (the overlap in which the manufacturer deploys the new one).
     pub async fn update_client_secret(
         &self,
         id: &ClientId,
         secret_hash: &str,
+        old_until: i64,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let done =
-            sqlx::query("UPDATE clients SET secret_hash = $2, updated_at = $3 WHERE id = $1")
-                .bind(id.as_str())
-                .bind(secret_hash)
-                .bind(now)
-                .execute(&self.pool)
-                .await?;
+        let done = sqlx::query(
+            "UPDATE clients SET previous_secret_hash = secret_hash, \
+             previous_secret_until = $4, secret_hash = $2, updated_at = $3 WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .bind(secret_hash)
+        .bind(now)
+        .bind(old_until)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Sets what the ministry allows a client: its scopes and its subject type.
+    pub async fn update_client_policy(
+        &self,
+        id: &ClientId,
+        allowed_scopes: &Scopes,
+        subject_type: SubjectType,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE clients SET allowed_scopes = $2, subject_type = $3, updated_at = $4 \
+             WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .bind(json_list(allowed_scopes.iter()))
+        .bind(subject_type.as_str())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -252,6 +295,15 @@ impl Db {
         now: i64,
     ) -> Result<Vec<String>, StoreError> {
         let mut tx = self.pool.begin().await?;
+        sqlx::query(&format!(
+            "{ENQUEUE_LOGOUTS} WHERE g.citizen_id = $1 AND g.client_id = $3 \
+             {ENQUEUE_LOGOUTS_END}"
+        ))
+        .bind(citizen_id)
+        .bind(now)
+        .bind(client_id.as_str())
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("DELETE FROM consents WHERE citizen_id = $1 AND client_id = $2")
             .bind(citizen_id)
             .bind(client_id.as_str())
@@ -334,18 +386,74 @@ impl Db {
         sid: &str,
         now: i64,
     ) -> Result<Vec<String>, StoreError> {
-        sqlx::query(
+        let mut tx = self.pool.begin().await?;
+        // The clients told of it (back-channel logout) are queued in the same transaction.
+        sqlx::query(&format!(
+            "{ENQUEUE_LOGOUTS} WHERE g.sid = $1 {ENQUEUE_LOGOUTS_END}"
+        ))
+        .bind(sid)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let ids = sqlx::query(
             "UPDATE grants SET revoked_at = $2 WHERE sid = $1 AND revoked_at IS NULL \
              RETURNING id",
         )
         .bind(sid)
         .bind(now)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?
         .iter()
         .map(|r| r.try_get::<String, _>("id"))
-        .collect::<Result<_, _>>()
-        .map_err(StoreError::from)
+        .collect::<Result<_, _>>()?;
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    // ---- back-channel logout deliveries ---------------------------------------------
+
+    /// Deliveries whose time has come, oldest first.
+    pub async fn due_logout_deliveries(
+        &self,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<LogoutDelivery>, StoreError> {
+        Ok(sqlx::query_as::<_, LogoutDelivery>(
+            "SELECT id, client_id, citizen_id, sid, attempts, next_at FROM logout_deliveries \
+             WHERE next_at <= $1 ORDER BY next_at LIMIT $2",
+        )
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Claims a delivery for one attempt: true for exactly one replica, which moves its
+    /// next attempt to `retry_at` (where it stays if this one fails or the replica dies).
+    pub async fn claim_logout_delivery(
+        &self,
+        d: &LogoutDelivery,
+        retry_at: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE logout_deliveries SET attempts = attempts + 1, next_at = $3 \
+             WHERE id = $1 AND next_at = $2 AND attempts = $4",
+        )
+        .bind(&d.id)
+        .bind(d.next_at)
+        .bind(retry_at)
+        .bind(d.attempts)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn delete_logout_delivery(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM logout_deliveries WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Revokes a grant; true if it was live until now.
@@ -442,6 +550,20 @@ impl Db {
     }
 
     // ---- signing keys ---------------------------------------------------------------
+
+    /// Replaces a key's stored private part (sealing it under a new key-encryption key).
+    pub async fn set_signing_key_private(
+        &self,
+        kid: &str,
+        private: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE signing_keys SET private_der = $2 WHERE kid = $1")
+            .bind(kid)
+            .bind(private)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
 
     pub async fn signing_keys(&self) -> Result<Vec<KeyRow>, StoreError> {
         Ok(
@@ -564,6 +686,24 @@ fn client_from_row(r: &AnyRow) -> Result<Client, StoreError> {
             .ok_or_else(|| corrupt("alg"))?,
         status: ClientStatus::parse(&r.try_get::<String, _>("status")?),
         valid_until: r.try_get("valid_until")?,
+        allowed_scopes: Scopes::parse_known(
+            &parse_json_list(&r.try_get::<String, _>("allowed_scopes")?)?.join(" "),
+            KNOWN_SCOPES,
+        ),
+        subject_type: SubjectType::parse(&r.try_get::<String, _>("subject_type")?)
+            .ok_or_else(|| corrupt("subject type"))?,
+        sector_identifier: r.try_get("sector_identifier")?,
+        backchannel_logout_uri: r
+            .try_get::<Option<String>, _>("backchannel_logout_uri")?
+            .map(|u| RedirectUri::parse(&u).map_err(|_| corrupt("backchannel_logout_uri")))
+            .transpose()?,
+        previous_secret: match (
+            r.try_get::<Option<String>, _>("previous_secret_hash")?,
+            r.try_get::<Option<i64>, _>("previous_secret_until")?,
+        ) {
+            (Some(h), Some(until)) => Some((h, until)),
+            _ => None,
+        },
     })
 }
 
@@ -595,6 +735,17 @@ pub struct RefreshRow {
     pub grant_id: String,
     pub expires_at: i64,
     pub used_at: Option<i64>,
+}
+
+/// A logout token to deliver to a client (one per client and SSO session).
+#[derive(Debug, Clone, FromRow)]
+pub struct LogoutDelivery {
+    pub id: String,
+    pub client_id: String,
+    pub citizen_id: String,
+    pub sid: String,
+    pub attempts: i64,
+    pub next_at: i64,
 }
 
 #[derive(Debug, Clone, FromRow)]

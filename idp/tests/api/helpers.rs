@@ -96,6 +96,11 @@ pub async fn spawn_app_with(backend: Backend, options: Options) -> TestApp {
 
 /// Starts one more replica of the same deployment (same SQL, Redis and secret).
 pub async fn start_replica(d: &Deployment, options: &Options) -> TestApp {
+    try_start_replica(d, options).await.expect("build app")
+}
+
+/// As [`start_replica`], with the reason it would not start.
+pub async fn try_start_replica(d: &Deployment, options: &Options) -> anyhow::Result<TestApp> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -115,9 +120,7 @@ pub async fn start_replica(d: &Deployment, options: &Options) -> TestApp {
     s.reload_ms = 200;
     s.metrics_listen = Some(([127, 0, 0, 1], 0).into());
     (options.settings)(&mut s);
-    let app = Application::build_with_listener(s, listener)
-        .await
-        .expect("build app");
+    let app = Application::build_with_listener(s, listener).await?;
     let core = app.core();
     let metrics_url = format!(
         "http://{}/metrics",
@@ -127,7 +130,7 @@ pub async fn start_replica(d: &Deployment, options: &Options) -> TestApp {
     tokio::spawn(app.run_until_stopped(async {
         let _ = rx.await;
     }));
-    TestApp {
+    Ok(TestApp {
         base: format!("http://localhost:{}", addr.port()),
         metrics_url,
         stub: d.stub.clone(),
@@ -137,13 +140,25 @@ pub async fn start_replica(d: &Deployment, options: &Options) -> TestApp {
         deployment: d.clone(),
         stop: Some(tx),
         _tmp: None,
-    }
+    })
 }
 
 async fn register_clients(app: &TestApp) -> HashMap<&'static str, RegisteredClient> {
     let mut out = HashMap::new();
-    for (key, id, name, name_fa, stars, alg) in [
-        ("saipa", "saipa", "Saipa", "سایپا", 4, SigningAlg::ES256),
+    // Saipa and Iran Khodro may read the national ID, each with its own pairwise sector;
+    // Modiran is registered as a new manufacturer is by default (no national ID).
+    const ALL: &[&str] = &["profile", "phone", "national_id"];
+    for (key, id, name, name_fa, stars, alg, scopes, sector) in [
+        (
+            "saipa",
+            "saipa",
+            "Saipa",
+            "سایپا",
+            4,
+            SigningAlg::ES256,
+            ALL,
+            Some("saipa.ir"),
+        ),
         (
             "ikco",
             "iran-khodro",
@@ -151,6 +166,18 @@ async fn register_clients(app: &TestApp) -> HashMap<&'static str, RegisteredClie
             "ایران خودرو",
             5,
             SigningAlg::RS256,
+            ALL,
+            Some("ikco.ir"),
+        ),
+        (
+            "modiran",
+            "modiran",
+            "Modiran",
+            "مدیران",
+            3,
+            SigningAlg::ES256,
+            admin::DEFAULT_SCOPES,
+            None,
         ),
     ] {
         let redirect_uri = format!("http://localhost:9/{id}/callback");
@@ -168,6 +195,10 @@ async fn register_clients(app: &TestApp) -> HashMap<&'static str, RegisteredClie
                 service_scopes: vec!["presale.read".into()],
                 id_token_alg: alg,
                 valid_days: 365,
+                allowed_scopes: scopes.iter().map(|s| s.to_string()).collect(),
+                subject_type: idp::domain::SubjectType::Pairwise,
+                sector_identifier: sector.map(str::to_owned),
+                backchannel_logout_uri: None,
             },
             "test",
             idp::now(),

@@ -5,6 +5,7 @@ mod helpers;
 
 mod abuse;
 mod browser;
+mod clients;
 mod flow;
 mod negative;
 mod ops;

@@ -4,7 +4,9 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::both;
-use crate::helpers::{exchange, login_code, spawn_app, Backend, Browser};
+use crate::helpers::{
+    exchange, login_code, spawn_app, start_replica, try_start_replica, Backend, Browser, Options,
+};
 
 async fn discovery_and_jwks_describe_the_provider(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -73,6 +75,7 @@ async fn key_rotation_publishes_the_next_key_before_it_signs(backend: Backend) {
 
     let next = idp::keys::rotate(
         &app.core.db,
+        &app.core.keys,
         idp::domain::SigningAlg::ES256,
         idp::now(),
         2,
@@ -240,7 +243,47 @@ async fn signing_out_deletes_the_host_cookie_with_its_attributes(backend: Backen
     );
 }
 
+/// Issue 11: ID-token signing keys are sealed in SQL under a key-encryption key that is
+/// not there: a dump cannot sign. Moving to a key-encryption key of its own (from a secret
+/// store) seals them again at the next start; a replica without it cannot open them and
+/// refuses to start, saying why.
+async fn signing_keys_are_sealed_at_rest(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let before = app.core.db.signing_keys().await.expect("keys");
+    assert!(before.len() >= 2);
+    for k in &before {
+        assert!(
+            k.private_der.starts_with("sealed:v1:"),
+            "{} is sealed",
+            k.kid
+        );
+        assert!(idp::crypto::b64_decode(&k.private_der).is_none());
+    }
+    let kek = idp::crypto::random_token(32);
+    let with_kek = Options {
+        settings: Box::new(move |s| {
+            s.key_encryption_key = idp::config::Secret::new(kek.clone());
+        }),
+    };
+    let replica = start_replica(&app.deployment, &with_kek).await;
+    let after = replica.core.db.signing_keys().await.expect("keys");
+    for (a, b) in before.iter().zip(&after) {
+        assert_eq!(a.kid, b.kid);
+        assert_ne!(
+            a.private_der, b.private_der,
+            "sealed again under the new KEK"
+        );
+    }
+    // It signs with them: a login through the replica gives a verifiable ID token.
+    let jwks = replica.core.keys.jwks().to_string();
+    assert!(before.iter().all(|k| jwks.contains(&k.kid)));
+    let without = try_start_replica(&app.deployment, &Options::default()).await;
+    let err = without.err().map(|e| format!("{e:#}")).unwrap_or_default();
+    assert!(err.contains("key-encryption key"), "{err}");
+}
+
 both!(
+    signing_keys_are_sealed_at_rest,
     signing_out_deletes_the_host_cookie_with_its_attributes,
     discovery_and_jwks_describe_the_provider,
     key_rotation_publishes_the_next_key_before_it_signs,

@@ -126,6 +126,11 @@ async fn start_split(
     })
     .await
     .expect("deployment");
+    env_of(d)
+}
+
+/// The test's view of a deployment with two public presale replicas.
+fn env_of(d: local::Deployment) -> Env {
     let url = |u: &url::Url| u.as_str().trim_end_matches('/').to_owned();
     Env {
         base: url(&d.public[0]),
@@ -1401,4 +1406,118 @@ async fn the_queue_survives_a_redis_primary_failover() {
         (1..=9).collect(),
         "nine people, nine numbers, none twice"
     );
+}
+
+/// Whether `b` is signed in at storefront `front` (its applications page answers rather
+/// than sending the browser to sign in).
+async fn signed_in_at(b: &Browser, base: &str, front: &str) -> bool {
+    b.get(&format!("{base}/{front}/applications")).await.status == 200
+}
+
+/// Polls until `b` is signed out of `front` at `base`, for up to `within`; how long it took.
+async fn until_signed_out(
+    b: &Browser,
+    base: &str,
+    front: &str,
+    within: std::time::Duration,
+) -> Option<std::time::Duration> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < within {
+        if !signed_in_at(b, base, front).await {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    None
+}
+
+/// Issue 11: logout reaches the manufacturers. A citizen signed in at two storefronts
+/// signs out at emta (or withdraws one manufacturer's consent on the account page): each
+/// storefront concerned ends its own session within a second, on every presale replica,
+/// through OpenID Connect Back-Channel Logout, not at the next token refresh (access
+/// tokens live their default five minutes here).
+async fn signing_out_at_emta_signs_out_of_the_storefronts(postgres: bool) {
+    let now = service_kit::clock::now();
+    let d = local::deploy(Options {
+        postgres_admin: postgres.then(testkit::servers::postgres_admin_url),
+        redis_url: if postgres {
+            testkit::Backend::Servers.redis_url()
+        } else {
+            testkit::Backend::Embedded.redis_url()
+        },
+        citizens: 4,
+        presale_replicas: 2,
+        public_per_replica: true,
+        ..Options::new(test_license("saipa", "Shahin", now))
+    })
+    .await
+    .expect("deployment");
+    let env = env_of(d);
+    let second = std::time::Duration::from_secs(1);
+    let who = env.citizens[0].clone();
+
+    // Signed out at emta: both storefronts, on both replicas.
+    let b = Browser::new("");
+    sign_in(&env, &b, "saipa", &who).await;
+    sign_in(&env, &b, "iran-khodro", &who).await;
+    // Replicas share sessions through Redis; embedded, each has its own.
+    let other = if postgres { &env.replica } else { &env.base };
+    for (base, front) in [
+        (&env.base, "saipa"),
+        (other, "saipa"),
+        (&env.base, "iran-khodro"),
+    ] {
+        assert!(signed_in_at(&b, base, front).await, "{front} at {base}");
+    }
+    let account = b.get(&format!("{}/account", env.issuer)).await;
+    assert_eq!(account.status, 200);
+    let out = b.post_form(&account, "/logout", &[]).await;
+    assert!(out.status < 400, "{}", out.body);
+    for (base, front) in [(&env.base, "saipa"), (other, "iran-khodro")] {
+        let took = until_signed_out(&b, base, front, second).await;
+        assert!(took.is_some(), "{front} still signed in a second after");
+    }
+
+    // Withdrawn consent: that storefront only.
+    let b = Browser::new("");
+    sign_in(&env, &b, "saipa", &who).await;
+    sign_in(&env, &b, "iran-khodro", &who).await;
+    let account = b.get(&format!("{}/account", env.issuer)).await;
+    let csrf = account.input("csrf").expect("csrf");
+    let r = b
+        .post(
+            &format!("{}/account/revoke", env.issuer),
+            &[("csrf", &csrf), ("client_id", "iran-khodro")],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    let took = until_signed_out(&b, &env.base, "iran-khodro", second).await;
+    assert!(took.is_some(), "iran-khodro still signed in a second after");
+    assert!(
+        signed_in_at(&b, &env.base, "saipa").await,
+        "saipa keeps its session"
+    );
+
+    // A forged or misdirected logout token changes nothing.
+    let http = reqwest::Client::new();
+    for token in ["", "a.b.c"] {
+        let r = http
+            .post(format!("{}/saipa/backchannel-logout", env.base))
+            .form(&[("logout_token", token)])
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 400);
+    }
+    assert!(signed_in_at(&b, &env.base, "saipa").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_out_at_emta_signs_out_of_the_storefronts_embedded() {
+    signing_out_at_emta_signs_out_of_the_storefronts(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_out_at_emta_signs_out_of_the_storefronts_on_postgres_and_redis() {
+    signing_out_at_emta_signs_out_of_the_storefronts(true).await;
 }

@@ -51,6 +51,8 @@ pub struct Pending {
 #[derive(Debug, Clone)]
 pub struct Identity {
     pub sub: String,
+    /// The IdP's session (`sid`): a logout token naming it ends this sign-in.
+    pub idp_sid: Option<String>,
     pub national_id: NationalId,
     pub name: String,
     pub birthdate: String,
@@ -77,7 +79,38 @@ pub struct RelyingParty {
     pub issuer: String,
     http: openidconnect::reqwest::Client,
     storefronts: HashMap<String, Storefront>,
+    /// The IdP's published keys for logout tokens, fetched again (at most every 30 s)
+    /// when a token names a key not among them: the IdP rotates its keys.
+    jwks_uri: String,
+    jwks: std::sync::RwLock<(jsonwebtoken::jwk::JwkSet, i64)>,
 }
+
+/// What a verified logout token names.
+#[derive(Debug, Clone)]
+pub struct Logout {
+    pub sid: Option<String>,
+    pub sub: Option<String>,
+    pub jti: String,
+}
+
+/// Why a logout token was refused (OIDC Back-Channel Logout 1.0 §2.6).
+#[derive(Debug, thiserror::Error)]
+pub enum LogoutError {
+    #[error("not a JWT")]
+    Malformed,
+    #[error("typ is not logout+jwt")]
+    Type,
+    #[error("signed by no key the IdP publishes")]
+    UnknownKey,
+    #[error("signature, issuer, audience or expiry do not verify")]
+    Invalid,
+    #[error("not a logout event, or carries a nonce")]
+    NotLogout,
+    #[error("names neither a session nor a subject")]
+    NoSubject,
+}
+
+const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 
 fn expires(tokens: &impl OAuth2TokenResponse) -> i64 {
     service_kit::clock::now()
@@ -98,6 +131,12 @@ impl RelyingParty {
         let meta =
             CoreProviderMetadata::discover_async(IssuerUrl::new(settings.issuer.clone())?, &http)
                 .await?;
+        // The same keys as the ID token verifier's, in the form the JWT checker takes.
+        let jwks_uri = meta.jwks_uri().url().to_string();
+        let jwks = serde_json::to_value(meta.jwks())
+            .ok()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or(jsonwebtoken::jwk::JwkSet { keys: vec![] });
         let mut storefronts = HashMap::new();
         for s in &settings.storefronts {
             let client = CoreClient::from_provider_metadata(
@@ -121,6 +160,95 @@ impl RelyingParty {
             issuer: settings.issuer.clone(),
             http,
             storefronts,
+            jwks_uri,
+            jwks: std::sync::RwLock::new((jwks, service_kit::clock::now())),
+        })
+    }
+
+    /// The IdP's key `kid`, fetching the key set again if it is new to us.
+    async fn logout_key(&self, kid: &str) -> Option<jsonwebtoken::DecodingKey> {
+        let find = |set: &jsonwebtoken::jwk::JwkSet| {
+            set.find(kid)
+                .and_then(|k| jsonwebtoken::DecodingKey::from_jwk(k).ok())
+        };
+        let fetched_at = {
+            let guard = self.jwks.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(k) = find(&guard.0) {
+                return Some(k);
+            }
+            guard.1
+        };
+        let now = service_kit::clock::now();
+        if now - fetched_at < 30 {
+            return None;
+        }
+        let fresh: jsonwebtoken::jwk::JwkSet = self
+            .http
+            .get(&self.jwks_uri)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let key = find(&fresh);
+        *self.jwks.write().unwrap_or_else(|p| p.into_inner()) = (fresh, now);
+        key
+    }
+
+    /// Verifies a logout token for `front` as §2.6 says: signed by the IdP (never `none`),
+    /// `typ` logout+jwt when present, our issuer, this storefront's client id as audience,
+    /// fresh, the back-channel logout event, no `nonce`, and a `sid` or `sub`.
+    pub async fn verify_logout_token(
+        &self,
+        front: &Storefront,
+        token: &str,
+    ) -> Result<Logout, LogoutError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| LogoutError::Malformed)?;
+        if header.typ.as_deref().is_some_and(|t| t != "logout+jwt") {
+            return Err(LogoutError::Type);
+        }
+        if !matches!(
+            header.alg,
+            jsonwebtoken::Algorithm::ES256 | jsonwebtoken::Algorithm::RS256
+        ) {
+            return Err(LogoutError::Invalid);
+        }
+        let key = self
+            .logout_key(header.kid.as_deref().ok_or(LogoutError::UnknownKey)?)
+            .await
+            .ok_or(LogoutError::UnknownKey)?;
+        let mut v = jsonwebtoken::Validation::new(header.alg);
+        v.set_issuer(&[&self.issuer]);
+        v.set_audience(&[&front.cfg.id]);
+        v.set_required_spec_claims(&["iss", "aud", "exp", "iat"]);
+        v.leeway = 30;
+        let claims = jsonwebtoken::decode::<serde_json::Value>(token, &key, &v)
+            .map_err(|_| LogoutError::Invalid)?
+            .claims;
+        let iat = claims["iat"].as_i64().unwrap_or_default();
+        if (service_kit::clock::now() - iat).abs() > 300 {
+            return Err(LogoutError::Invalid);
+        }
+        if claims["events"].get(EVENT).is_none_or(|e| !e.is_object())
+            || claims.get("nonce").is_some()
+        {
+            return Err(LogoutError::NotLogout);
+        }
+        let text = |k: &str| {
+            claims[k]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        let (sid, sub) = (text("sid"), text("sub"));
+        if sid.is_none() && sub.is_none() {
+            return Err(LogoutError::NoSubject);
+        }
+        Ok(Logout {
+            sid,
+            sub,
+            jti: text("jti").ok_or(LogoutError::Invalid)?,
         })
     }
 
@@ -197,6 +325,7 @@ impl RelyingParty {
             NationalId::parse(&s("national_id")).map_err(|_| SignInError::NoNationalId)?;
         let identity = Identity {
             sub: s("sub"),
+            idp_sid: Some(s("sid")).filter(|v| !v.is_empty()),
             national_id,
             name: s("name"),
             birthdate: s("birthdate"),

@@ -33,6 +33,12 @@ fn key(sid: &str, m: &str) -> String {
     format!("ps:{sid}:{m}")
 }
 
+/// Which browser session a sign-in from the IdP's session `idp_sid` went to, per
+/// storefront: a logout token names the IdP's session.
+fn idp_session_key(m: &str, idp_sid: &str) -> String {
+    format!("ps-idp:{m}:{idp_sid}")
+}
+
 fn sid(jar: &CookieJar) -> String {
     jar.get(COOKIE)
         .map(|c| c.value().to_owned())
@@ -75,6 +81,33 @@ impl Core {
             .put(&key(&sid(jar), m), &json, SESSION)
             .await?;
         Ok(())
+    }
+
+    /// Remembers that this browser's sign-in at `m` came from the IdP's session `idp_sid`.
+    pub(crate) async fn link_idp_session(
+        &self,
+        m: &str,
+        idp_sid: &str,
+        browser_sid: &str,
+    ) -> crate::error::Result<()> {
+        self.sessions
+            .put(&idp_session_key(m, idp_sid), browser_sid, SESSION)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends the sign-in at `m` that came from the IdP's session `idp_sid` (back-channel
+    /// logout); false if there was none (already signed out, or never here).
+    pub(crate) async fn end_idp_session(
+        &self,
+        m: &str,
+        idp_sid: &str,
+    ) -> crate::error::Result<bool> {
+        let Some(browser_sid) = self.sessions.take(&idp_session_key(m, idp_sid)).await? else {
+            return Ok(false);
+        };
+        self.sessions.delete(&key(&browser_sid, m)).await?;
+        Ok(true)
     }
 
     /// The browser's session cookie, set now if it has none.

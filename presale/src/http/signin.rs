@@ -24,6 +24,10 @@ pub(crate) fn router() -> Router<Core> {
     Router::new()
         .route("/{m}/login", get(login))
         .route("/{m}/callback", get(callback))
+        .route(
+            "/{m}/backchannel-logout",
+            axum::routing::post(backchannel_logout),
+        )
 }
 
 fn pending_key(state: &str) -> String {
@@ -90,6 +94,9 @@ async fn callback(
             SignInError::InvalidToken => Error::bad_request(msg::SIGN_IN_INVALID),
             SignInError::NoNationalId => Error::bad_request(msg::NO_NATIONAL_ID),
         })?;
+    if let Some(idp_sid) = &who.idp_sid {
+        core.link_idp_session(&m, idp_sid, &sid).await?;
+    }
     let citizen = Citizen {
         sub: who.sub,
         national_id: who.national_id,
@@ -100,4 +107,57 @@ async fn callback(
     };
     core.save_citizen(&jar, &m, &citizen).await?;
     Ok(Redirect::to(&format!("/{m}/")).into_response())
+}
+
+#[derive(Deserialize)]
+struct LogoutForm {
+    logout_token: String,
+}
+
+/// POST /{m}/backchannel-logout (OpenID Connect Back-Channel Logout 1.0): the IdP says the
+/// citizen signed out, or withdrew this manufacturer's consent. The sign-in that came from
+/// the named IdP session ends at once. 200 when done (or nothing was signed in), 400 with
+/// an OAuth-style error when the token does not verify. A server-to-server call: no
+/// cookie, no CSRF token; the IdP's signature is the authentication.
+async fn backchannel_logout(
+    State(core): State<Core>,
+    Path(m): Path<String>,
+    form: std::result::Result<axum::Form<LogoutForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let refuse = |description: String| {
+        (
+            StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({
+                "error": "invalid_request",
+                "error_description": description,
+            })),
+        )
+            .into_response()
+    };
+    let Some(front) = core.rp.storefront(&m) else {
+        return Error::not_found(msg::NOT_FOUND).into_response();
+    };
+    let Ok(axum::Form(f)) = form else {
+        return refuse("a form with logout_token is required".into());
+    };
+    let logout = match core.rp.verify_logout_token(front, &f.logout_token).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(storefront = %m, error = %e, "logout token refused");
+            return refuse(format!("logout token refused: {e}"));
+        }
+    };
+    // Sign-ins are remembered by the IdP's session: a token with only a `sub` cannot name
+    // one (the IdP always sends `sid`; registration says so).
+    let Some(idp_sid) = logout.sid else {
+        return refuse("a sid is required".into());
+    };
+    match core.end_idp_session(&m, &idp_sid).await {
+        Ok(ended) => {
+            tracing::info!(storefront = %m, ended, jti = %logout.jti, "back-channel logout");
+            StatusCode::OK.into_response()
+        }
+        // The IdP retries a 5xx; the session store is back by then.
+        Err(e) => e.into_response(),
+    }
 }

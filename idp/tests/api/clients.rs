@@ -1,0 +1,366 @@
+//! What the ministry allows each manufacturer (issue 11, hole 7, and client authentication):
+//! pairwise subjects per sector, scopes per client, secret rotation with an overlap.
+
+use serde_json::Value;
+
+use crate::both;
+use crate::helpers::{
+    exchange, login_code, spawn_app, Backend, Browser, RegisteredClient, Steps as _, TestApp,
+};
+
+/// The claims of a JWT we received over TLS from the IdP (signature checked elsewhere).
+pub fn jwt_claims(token: &str) -> Value {
+    token
+        .split('.')
+        .nth(1)
+        .and_then(idp::crypto::b64_decode)
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+async fn userinfo(app: &TestApp, access_token: &str) -> Value {
+    app.http()
+        .get(format!("{}/userinfo", app.base))
+        .bearer_auth(access_token)
+        .send()
+        .await
+        .expect("userinfo")
+        .json()
+        .await
+        .expect("json")
+}
+
+/// Two manufacturers see two different `sub`s for one citizen, so they cannot join their
+/// customer records by it; each sees the same one in the ID token, at userinfo and in
+/// introspection, every time.
+async fn each_manufacturer_sees_its_own_subject(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let who = &app.citizens[20];
+    let b = Browser::new(&app.base);
+    let mut subs = Vec::new();
+    for key in ["saipa", "ikco", "saipa"] {
+        let c = app.client(key);
+        let (code, auth) = login_code(&app, &b, c, who).await;
+        let (status, tokens) = exchange(&app, c, &code, &auth.verifier).await;
+        assert_eq!(status, 200, "{tokens}");
+        let id_sub = jwt_claims(tokens["id_token"].as_str().unwrap_or_default())["sub"].clone();
+        let access = tokens["access_token"].as_str().unwrap_or_default();
+        assert_eq!(
+            userinfo(&app, access).await["sub"],
+            id_sub,
+            "{key}: userinfo"
+        );
+        let intro: Value = app
+            .http()
+            .post(format!("{}/introspect", app.base))
+            .basic_auth(&c.id, Some(&c.secret))
+            .form(&[("token", access)])
+            .send()
+            .await
+            .expect("introspect")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(intro["sub"], id_sub, "{key}: introspection");
+        subs.push(id_sub.as_str().unwrap_or_default().to_owned());
+    }
+    assert_eq!(subs[0], subs[2], "stable for one manufacturer");
+    assert_ne!(subs[0], subs[1], "different across manufacturers");
+    let citizen = app
+        .core
+        .db
+        .citizen_by_national_id(&idp::domain::NationalId::parse(&who.national_id).expect("nid"))
+        .await
+        .expect("sql")
+        .expect("citizen");
+    assert!(
+        !subs.contains(&citizen.id),
+        "neither sees emta's own identifier"
+    );
+}
+
+/// A manufacturer the ministry has not allowed the national ID never gets it, whatever it
+/// asks: the consent screen does not offer it, and neither the ID token, userinfo nor the
+/// token response's `scope` carries it.
+async fn a_manufacturer_gets_only_the_scopes_it_is_allowed(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let who = &app.citizens[21];
+    let c = app.client("modiran");
+    let b = Browser::new(&app.base);
+    let auth = crate::helpers::raw_auth(&app, c, "");
+    assert!(auth.url.contains("national_id"), "it asks for it");
+    let mut page = b.follow(b.get(&auth.url).await).await;
+    page = b.verify_from(&app, page, who).await;
+    assert!(page.body.contains("name=\"decision\""), "consent screen");
+    assert!(
+        !page.body.contains("کد ملی"),
+        "the national ID is not offered"
+    );
+    let back = b.submit_consent(&page, "approve").await;
+    let loc = back.location.expect("redirect");
+    let code = crate::helpers::query_of(&loc)
+        .get("code")
+        .cloned()
+        .expect("code");
+    let (status, tokens) = exchange(&app, c, &code, &auth.verifier).await;
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(tokens["scope"], "openid phone profile");
+    let claims = jwt_claims(tokens["id_token"].as_str().unwrap_or_default());
+    assert!(claims.get("national_id").is_none(), "{claims}");
+    assert!(claims.get("phone_number").is_some(), "allowed claims flow");
+    let ui = userinfo(&app, tokens["access_token"].as_str().unwrap_or_default()).await;
+    assert!(ui.get("national_id").is_none(), "{ui}");
+}
+
+/// A rotated secret keeps working for the overlap the ministry gives, so the manufacturer
+/// deploys the new one without an outage; a zero overlap (a leaked secret) cuts it at once.
+async fn a_rotated_secret_works_until_its_overlap_ends(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let c = app.client("ikco");
+    let cc = |secret: String| {
+        let app = &app;
+        let id = c.id.clone();
+        async move {
+            app.http()
+                .post(app.token_url())
+                .basic_auth(&id, Some(&secret))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .expect("token")
+                .status()
+                .as_u16()
+        }
+    };
+    let now = idp::now();
+    let keys = &app.core.keyring;
+    let fresh = idp::admin::rotate_secret(&app.core.db, keys, &c.id, 3600, "test", now)
+        .await
+        .expect("rotate");
+    app.core.reload().await.expect("reload");
+    assert_eq!(cc(fresh.clone()).await, 200, "the new secret");
+    assert_eq!(
+        cc(c.secret.clone()).await,
+        200,
+        "the old one, in the overlap"
+    );
+    let leaked = idp::admin::rotate_secret(&app.core.db, keys, &c.id, 0, "test", now)
+        .await
+        .expect("rotate");
+    app.core.reload().await.expect("reload");
+    assert_eq!(cc(leaked).await, 200);
+    assert_eq!(cc(fresh).await, 401, "cut at once");
+    assert_eq!(cc(c.secret.clone()).await, 401, "older still: gone");
+}
+
+/// A manufacturer's back-channel logout endpoint, for the test: records every form it is
+/// posted and answers 503 to the first `fail_first` of them.
+#[derive(Clone, Default)]
+struct LogoutReceiver {
+    tokens: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    fail_first: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl LogoutReceiver {
+    async fn serve(self) -> String {
+        use axum::routing::post;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let me = self.clone();
+        let app = axum::Router::new().route(
+            "/bcl",
+            post(
+                move |axum::Form(f): axum::Form<std::collections::HashMap<String, String>>| {
+                    let me = me.clone();
+                    async move {
+                        me.tokens
+                            .lock()
+                            .expect("lock")
+                            .push(f.get("logout_token").cloned().unwrap_or_default());
+                        let failing = me
+                            .fail_first
+                            .fetch_update(
+                                std::sync::atomic::Ordering::SeqCst,
+                                std::sync::atomic::Ordering::SeqCst,
+                                |n| n.checked_sub(1),
+                            )
+                            .is_ok();
+                        if failing {
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE
+                        } else {
+                            axum::http::StatusCode::OK
+                        }
+                    }
+                },
+            ),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://127.0.0.1:{}/bcl", addr.port())
+    }
+
+    fn received(&self) -> Vec<String> {
+        self.tokens.lock().expect("lock").clone()
+    }
+
+    async fn wait_for(&self, n: usize, within: std::time::Duration) -> Vec<String> {
+        let start = std::time::Instant::now();
+        while self.received().len() < n && start.elapsed() < within {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        self.received()
+    }
+}
+
+/// Registers a manufacturer with a back-channel logout URI.
+async fn client_with_logout_uri(app: &TestApp, id: &str, uri: &str) -> RegisteredClient {
+    let redirect_uri = format!("http://localhost:9/{id}/callback");
+    let (_, secret) = idp::admin::add_client(
+        &app.core.db,
+        &app.core.keyring,
+        idp::admin::NewClient {
+            id: id.into(),
+            name: "Bahman".into(),
+            name_fa: "بهمن".into(),
+            stars: 3,
+            redirect_uris: vec![redirect_uri.clone()],
+            post_logout_redirect_uris: vec![],
+            service_scopes: vec![],
+            id_token_alg: idp::domain::SigningAlg::RS256,
+            valid_days: 365,
+            allowed_scopes: vec!["profile".into()],
+            subject_type: idp::domain::SubjectType::Pairwise,
+            sector_identifier: Some(format!("{id}.ir")),
+            backchannel_logout_uri: Some(uri.into()),
+        },
+        "test",
+        idp::now(),
+    )
+    .await
+    .expect("add client");
+    app.core.reload().await.expect("reload");
+    RegisteredClient {
+        id: id.into(),
+        secret,
+        redirect_uri,
+        post_logout_uri: String::new(),
+    }
+}
+
+/// Checks a logout token as OIDC Back-Channel Logout 1.0 §2.6 says a client must: the
+/// signature with a key of the IdP's JWKS, `typ`, `iss`, `aud`, `iat`, the event, no
+/// `nonce`; returns its claims.
+async fn verified_logout_token(app: &TestApp, token: &str, client_id: &str) -> Value {
+    let header = jsonwebtoken::decode_header(token).expect("header");
+    assert_eq!(header.typ.as_deref(), Some("logout+jwt"));
+    let jwks: jsonwebtoken::jwk::JwkSet = app
+        .http()
+        .get(format!("{}/jwks", app.base))
+        .send()
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("json");
+    let jwk = jwks
+        .find(header.kid.as_deref().expect("kid"))
+        .expect("a published key");
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk).expect("key");
+    let mut v = jsonwebtoken::Validation::new(header.alg);
+    v.set_issuer(&[&app.base]);
+    v.set_audience(&[client_id]);
+    let claims = jsonwebtoken::decode::<Value>(token, &key, &v)
+        .expect("a valid logout token")
+        .claims;
+    assert!(claims["events"]
+        .get("http://schemas.openid.net/event/backchannel-logout")
+        .is_some());
+    assert!(claims.get("nonce").is_none());
+    assert!(claims["iat"].as_i64().is_some_and(|t| t >= idp::now() - 60));
+    assert!(claims["jti"].as_str().is_some_and(|j| !j.is_empty()));
+    claims
+}
+
+/// Issue 11, hole 5: signing out at the IdP reaches the manufacturers. Each client with a
+/// grant from the session and a registered `backchannel_logout_uri` gets a signed logout
+/// token naming the session (`sid`) and its own `sub`, within a second; one that answers
+/// 503 gets it again; withdrawing consent at the account page sends one too.
+async fn signing_out_sends_each_manufacturer_a_logout_token(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let bahman_rx = LogoutReceiver::default();
+    bahman_rx
+        .fail_first
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let bahman = client_with_logout_uri(&app, "bahman", &bahman_rx.clone().serve().await).await;
+    let kerman_rx = LogoutReceiver::default();
+    let kerman = client_with_logout_uri(&app, "kerman", &kerman_rx.clone().serve().await).await;
+    let who = &app.citizens[22];
+    let b = Browser::new(&app.base);
+    let mut id_tokens = Vec::new();
+    for c in [&bahman, &kerman] {
+        let (code, auth) = login_code(&app, &b, c, who).await;
+        let (status, tokens) = exchange(&app, c, &code, &auth.verifier).await;
+        assert_eq!(status, 200, "{tokens}");
+        id_tokens.push(jwt_claims(tokens["id_token"].as_str().unwrap_or_default()));
+    }
+    assert!(kerman_rx.received().is_empty());
+
+    let account = b.get("/account").await;
+    let signed_out = std::time::Instant::now();
+    let out = b.follow(b.post_form(&account, "/logout", &[]).await).await;
+    assert_eq!(out.status, 200, "{}", out.body);
+
+    let got = kerman_rx
+        .wait_for(1, std::time::Duration::from_secs(1))
+        .await;
+    assert_eq!(got.len(), 1, "kerman told within a second");
+    let claims = verified_logout_token(&app, &got[0], "kerman").await;
+    assert_eq!(claims["sid"], id_tokens[1]["sid"], "the session");
+    assert_eq!(claims["sub"], id_tokens[1]["sub"], "kerman's own sub");
+    // Bahman answered 503 once: the delivery comes again after its backoff (2 s).
+    let got = bahman_rx
+        .wait_for(2, std::time::Duration::from_secs(6))
+        .await;
+    assert_eq!(got.len(), 2, "retried after a 503");
+    let claims = verified_logout_token(&app, &got[1], "bahman").await;
+    assert_eq!(claims["sub"], id_tokens[0]["sub"]);
+    assert_ne!(claims["jti"], jwt_claims(&got[0])["jti"], "a fresh token");
+    assert!(signed_out.elapsed() < std::time::Duration::from_secs(8));
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        kerman_rx.received().len(),
+        1,
+        "an acknowledged one is not sent again"
+    );
+
+    // Withdrawing consent at the account page tells that manufacturer only.
+    let b = Browser::new(&app.base);
+    for c in [&bahman, &kerman] {
+        let (code, auth) = login_code(&app, &b, c, who).await;
+        let (status, _) = exchange(&app, c, &code, &auth.verifier).await;
+        assert_eq!(status, 200);
+    }
+    let account = b.get("/account").await;
+    let csrf = account.input("csrf").expect("csrf");
+    let r = b
+        .post(
+            "/account/revoke",
+            &[("csrf", &csrf), ("client_id", "kerman")],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    let got = kerman_rx
+        .wait_for(2, std::time::Duration::from_secs(1))
+        .await;
+    assert_eq!(got.len(), 2, "kerman told of the withdrawn consent");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(bahman_rx.received().len(), 2, "bahman is not told");
+}
+
+both!(
+    each_manufacturer_sees_its_own_subject,
+    a_manufacturer_gets_only_the_scopes_it_is_allowed,
+    a_rotated_secret_works_until_its_overlap_ends,
+    signing_out_sends_each_manufacturer_a_logout_token,
+);
