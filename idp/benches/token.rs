@@ -95,6 +95,7 @@ async fn main() -> anyhow::Result<()> {
             subject_type: idp::domain::SubjectType::Pairwise,
             sector_identifier: None,
             backchannel_logout_uri: None,
+            private_key_jwt: None,
         },
         "bench",
         idp::now(),

@@ -2,7 +2,7 @@
 //! keys, read the audit log. Every change is written to the audit log with the actor.
 
 use crate::crypto::{random_token, Keyring};
-use crate::domain::client::{ClientStatus, KNOWN_SCOPES};
+use crate::domain::client::{ClientAuth, ClientStatus, KeySource, KNOWN_SCOPES};
 use crate::domain::{Client, ClientId, RedirectUri, Scopes, SigningAlg, SubjectType};
 use crate::store::sql::{AuditRow, Db, StoreError};
 
@@ -39,6 +39,73 @@ pub struct NewClient {
     /// The sector of pairwise subjects; by default the redirect URIs' one host.
     pub sector_identifier: Option<String>,
     pub backchannel_logout_uri: Option<String>,
+    /// The client's own keys (`private_key_jwt`, see [`parse_client_keys`]); `None` for a
+    /// client that authenticates with a secret.
+    pub private_key_jwt: Option<KeySource>,
+}
+
+/// Checks the keys a `private_key_jwt` client registers: a JWKS document of public
+/// signing keys (EC P-256 or RSA of at least 2048 bits; no private or symmetric members),
+/// or an https URI where the client publishes them. Neither means a secret client.
+pub fn parse_client_keys(
+    jwks: Option<&str>,
+    jwks_uri: Option<&str>,
+) -> Result<Option<KeySource>, AdminError> {
+    let bad = |m: &str| AdminError::Invalid(m.to_owned());
+    match (jwks, jwks_uri) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(bad("give one of --jwks and --jwks-uri, not both")),
+        (None, Some(uri)) => {
+            RedirectUri::parse(uri).map_err(|_| {
+                bad("the JWKS URI must be an absolute https URL (http only for localhost)")
+            })?;
+            Ok(Some(KeySource::Uri(uri.to_owned())))
+        }
+        (Some(doc), None) => {
+            let raw: serde_json::Value = serde_json::from_str(doc)
+                .map_err(|e| bad(&format!("the JWKS is not a JSON document: {e}")))?;
+            let keys = raw["keys"].as_array().cloned().unwrap_or_default();
+            if keys.is_empty() {
+                return Err(bad("the JWKS has no keys"));
+            }
+            for k in &keys {
+                check_public_jwk(k).map_err(|m| bad(&m))?;
+            }
+            let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(raw)
+                .map_err(|e| bad(&format!("the JWKS does not parse: {e}")))?;
+            Ok(Some(KeySource::Jwks(set)))
+        }
+    }
+}
+
+/// One key of a client's JWKS: a public signing key of a kind assertions may use.
+pub fn check_public_jwk(k: &serde_json::Value) -> Result<(), String> {
+    let kid = k["kid"].as_str().unwrap_or("(no kid)");
+    if ["d", "p", "q", "dp", "dq", "qi", "k"]
+        .iter()
+        .any(|m| k.get(m).is_some())
+    {
+        return Err(format!(
+            "key {kid} holds private or symmetric material; register public keys only"
+        ));
+    }
+    match (k["kty"].as_str(), k["crv"].as_str()) {
+        (Some("EC"), Some("P-256")) => Ok(()),
+        (Some("RSA"), _) => {
+            let bits = k["n"]
+                .as_str()
+                .and_then(crate::crypto::b64_decode)
+                .map_or(0, |n| n.len() * 8);
+            if bits >= 2048 {
+                Ok(())
+            } else {
+                Err(format!("RSA key {kid} is shorter than 2048 bits"))
+            }
+        }
+        _ => Err(format!(
+            "key {kid} is not an EC P-256 or RSA public key (ES256, PS256, RS256)"
+        )),
+    }
 }
 
 /// What a manufacturer gets unless the ministry decides otherwise: no national ID, and a
@@ -116,7 +183,8 @@ fn parse_id(id: &str) -> Result<ClientId, AdminError> {
     ClientId::parse(id).map_err(|e| AdminError::Invalid(e.to_string()))
 }
 
-/// Registers a client and returns it with its secret, shown once and never stored.
+/// Registers a client and returns it with its secret, shown once and never stored (empty
+/// for a client that authenticates with its own keys).
 pub async fn add_client(
     db: &Db,
     keys: &Keyring,
@@ -148,11 +216,17 @@ pub async fn add_client(
         .as_deref()
         .map(|u| RedirectUri::parse(u).map_err(|e| AdminError::Invalid(format!("{u}: {e}"))))
         .transpose()?;
-    // 256 bits from the OS generator.
+    // 256 bits from the OS generator. A key-holding client is given none: its stored hash
+    // is of a secret nobody knows, and its registered method refuses secrets anyway.
     let secret = random_token(32);
+    let secret_hash = hash_secret(keys, &secret);
+    let (auth, secret) = match new.private_key_jwt {
+        Some(k) => (ClientAuth::PrivateKeyJwt(k), String::new()),
+        None => (ClientAuth::Secret, secret),
+    };
     let client = Client {
         id: parse_id(&new.id)?,
-        secret_hash: hash_secret(keys, &secret),
+        secret_hash,
         name: new.name.trim().to_owned(),
         name_fa: new.name_fa.trim().to_owned(),
         stars: parse_stars(new.stars)?,
@@ -167,6 +241,7 @@ pub async fn add_client(
         sector_identifier,
         backchannel_logout_uri,
         previous_secret: None,
+        auth,
     };
     match db.insert_client(&client, now).await {
         Ok(()) => {}
@@ -288,6 +363,36 @@ pub async fn set_policy(
         &format!("scopes {scopes}; subject {}", subject_type.as_str()),
     )
     .await?;
+    Ok(())
+}
+
+/// Registers new keys for a `private_key_jwt` client (inline or at a URI) and makes it
+/// one: its secrets stop working. With neither, it goes back to its secret.
+pub async fn set_client_keys(
+    db: &Db,
+    id: &str,
+    keys: Option<KeySource>,
+    actor: &str,
+    now: i64,
+) -> Result<(), AdminError> {
+    let cid = parse_id(id)?;
+    let auth = keys.map_or(ClientAuth::Secret, ClientAuth::PrivateKeyJwt);
+    let detail = match &auth {
+        ClientAuth::Secret => "secret".to_owned(),
+        ClientAuth::PrivateKeyJwt(KeySource::Uri(u)) => format!("private_key_jwt, jwks_uri {u}"),
+        ClientAuth::PrivateKeyJwt(KeySource::Jwks(set)) => format!(
+            "private_key_jwt, keys {}",
+            set.keys
+                .iter()
+                .map(|k| k.common.key_id.as_deref().unwrap_or("(no kid)"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    };
+    if !db.update_client_auth(&cid, &auth, now).await? {
+        return Err(AdminError::NoSuchClient(id.into()));
+    }
+    db.audit(now, actor, "client.keys", id, &detail).await?;
     Ok(())
 }
 

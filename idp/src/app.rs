@@ -112,6 +112,7 @@ impl Application {
                 .redirect(reqwest::redirect::Policy::none())
                 .connect_timeout(Duration::from_secs(3))
                 .build()?,
+            client_keys: Default::default(),
             reload_lock: tokio::sync::Mutex::new(()),
         });
         core.reload().await?;

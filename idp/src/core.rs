@@ -38,6 +38,8 @@ pub struct CoreState {
     pub deliveries: tokio::sync::Notify,
     /// For calls to manufacturers (logout tokens): no redirects followed.
     pub outbound: reqwest::Client,
+    /// Keys fetched from `private_key_jwt` clients' JWKS URIs.
+    pub client_keys: crate::flow::client_auth::ClientKeyCache,
     /// Serialises reloads, so a slow periodic reload that read SQL before a change cannot
     /// overwrite the result of a newer one.
     pub reload_lock: tokio::sync::Mutex<()>,
@@ -72,6 +74,11 @@ impl Core {
 
     pub fn issuer(&self) -> &str {
         &self.settings.issuer
+    }
+
+    /// The public URL of one of this provider's endpoints (`path` starts with `/`).
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}{path}", self.issuer().trim_end_matches('/'))
     }
 
     /// The `sub` that `client` sees for a citizen: the citizen's id for public clients,

@@ -101,6 +101,33 @@ struct AddClient {
     /// Where logout tokens are posted (OIDC Back-Channel Logout).
     #[arg(long)]
     backchannel_logout_uri: Option<String>,
+    #[command(flatten)]
+    keys: ClientKeysArgs,
+}
+
+/// A client that authenticates with its own key (private_key_jwt) instead of a secret.
+#[derive(clap::Args)]
+struct ClientKeysArgs {
+    /// A file with the client's public keys (a JWKS document).
+    #[arg(long, value_name = "FILE", conflicts_with = "jwks_uri")]
+    jwks: Option<std::path::PathBuf>,
+    /// The https URL where the client publishes its public keys.
+    #[arg(long)]
+    jwks_uri: Option<String>,
+}
+
+impl ClientKeysArgs {
+    fn parse(&self) -> anyhow::Result<Option<idp::domain::client::KeySource>> {
+        let doc = self
+            .jwks
+            .as_ref()
+            .map(|f| std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display())))
+            .transpose()?;
+        Ok(admin::parse_client_keys(
+            doc.as_deref(),
+            self.jwks_uri.as_deref(),
+        )?)
+    }
 }
 
 #[derive(Subcommand)]
@@ -134,6 +161,13 @@ enum ClientAction {
     Rate {
         id: String,
         stars: u8,
+    },
+    /// Register new public keys (private_key_jwt): a JWKS file or URI; with neither, the
+    /// client goes back to its secret (rotate it to get one).
+    Keys {
+        id: String,
+        #[command(flatten)]
+        keys: ClientKeysArgs,
     },
     /// Issue a new secret; the old one keeps working for the overlap (0 for a leak).
     RotateSecret {
@@ -230,9 +264,15 @@ async fn main() -> anyhow::Result<()> {
                         subject_type: subject_type(&add.subject_type)?,
                         sector_identifier: add.sector_identifier,
                         backchannel_logout_uri: add.backchannel_logout_uri,
+                        private_key_jwt: add.keys.parse()?,
                     };
                     let (client, secret) = admin::add_client(&db, &keys, new, &actor, now).await?;
-                    println!("client_id={}\nclient_secret={secret}", client.id.as_str());
+                    println!("client_id={}", client.id.as_str());
+                    if secret.is_empty() {
+                        println!("token_endpoint_auth_method=private_key_jwt");
+                    } else {
+                        println!("client_secret={secret}");
+                    }
                 }
                 ClientAction::List => {
                     for c in db.clients().await? {
@@ -278,6 +318,20 @@ async fn main() -> anyhow::Result<()> {
                             .as_ref()
                             .map_or("-", |u| u.as_str())
                     );
+                    println!("token_endpoint_auth_method: {}", c.auth.method());
+                    match &c.auth {
+                        idp::domain::client::ClientAuth::PrivateKeyJwt(
+                            idp::domain::client::KeySource::Uri(u),
+                        ) => println!("jwks_uri: {u}"),
+                        idp::domain::client::ClientAuth::PrivateKeyJwt(
+                            idp::domain::client::KeySource::Jwks(set),
+                        ) => {
+                            for k in &set.keys {
+                                println!("jwk: {}", k.common.key_id.as_deref().unwrap_or("-"));
+                            }
+                        }
+                        idp::domain::client::ClientAuth::Secret => {}
+                    }
                     for s in &c.service_scopes {
                         println!("service_scope: {s}");
                     }
@@ -307,6 +361,10 @@ async fn main() -> anyhow::Result<()> {
                         admin::rotate_secret(&db, &keys, &id, overlap_hours * 3600, &actor, now)
                             .await?;
                     println!("client_secret={secret}");
+                }
+                ClientAction::Keys { id, keys: k } => {
+                    admin::set_client_keys(&db, &id, k.parse()?, &actor, now).await?;
+                    println!("{id}: keys set");
                 }
                 ClientAction::Policy {
                     id,

@@ -112,6 +112,7 @@ pub async fn prepare(
                 subject_type: idp::domain::SubjectType::Pairwise,
                 sector_identifier: Some(format!("{}.storefront", m.id)),
                 backchannel_logout_uri: Some(m.backchannel_logout_uri.clone()),
+                private_key_jwt: None,
             };
             admin::add_client(&db, &keys, new, "demo", now).await?.1
         };

@@ -210,6 +210,7 @@ pub async fn register_storefronts(
                 backchannel_logout_uri: bases
                     .first()
                     .map(|b| format!("{b}/{id}/backchannel-logout")),
+                private_key_jwt: None,
             },
             "local",
             service_kit::clock::now(),

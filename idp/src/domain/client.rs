@@ -68,8 +68,14 @@ impl RedirectUri {
     }
 }
 
-/// The claims-bearing scopes this provider knows (DESIGN.md, "Scopes and claims").
-pub const KNOWN_SCOPES: &[&str] = &["openid", "profile", "phone", "national_id"];
+/// The scopes this provider knows (DESIGN.md, "Scopes and claims"): the claims-bearing
+/// ones, and `offline_access` (OIDC Core §11), which releases no claim but lets a grant
+/// outlive the sign-in it came from.
+pub const KNOWN_SCOPES: &[&str] = &["openid", "profile", "phone", "national_id", OFFLINE_ACCESS];
+
+/// The scope that makes a grant offline: it survives sign-out and lives up to the
+/// absolute grant lifetime. Only for clients the ministry allows it, after consent.
+pub const OFFLINE_ACCESS: &str = "offline_access";
 
 /// A set of scopes, always kept sorted so that consent comparison is set comparison.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -194,6 +200,37 @@ impl SigningAlg {
     }
 }
 
+/// How a client proves who it is at the token, revocation and introspection endpoints.
+/// A client authenticates one way only, the way it is registered with.
+#[derive(Debug, Clone)]
+pub enum ClientAuth {
+    /// The secret the ministry issued, in HTTP Basic or the form (`client_secret_basic`,
+    /// `client_secret_post`).
+    Secret,
+    /// A short-lived JWT signed with the client's own private key (`private_key_jwt`,
+    /// RFC 7523 and OIDC Core §9): nothing the IdP stores can impersonate the client.
+    PrivateKeyJwt(KeySource),
+}
+
+impl ClientAuth {
+    /// The registration metadata's `token_endpoint_auth_method`.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Self::Secret => "client_secret_basic",
+            Self::PrivateKeyJwt(_) => "private_key_jwt",
+        }
+    }
+}
+
+/// Where a `private_key_jwt` client's public keys are.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// Registered with the client (its `jwks`).
+    Jwks(jsonwebtoken::jwk::JwkSet),
+    /// Published by the client at an https URL (its `jwks_uri`), fetched and cached.
+    Uri(String),
+}
+
 /// A manufacturer registered by the ministry.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -222,6 +259,9 @@ pub struct Client {
     pub backchannel_logout_uri: Option<RedirectUri>,
     /// A rotated-out secret's hash and until when it is still accepted.
     pub previous_secret: Option<(String, i64)>,
+    /// How it authenticates; a `private_key_jwt` client's secret hash is of a secret
+    /// nobody was given.
+    pub auth: ClientAuth,
 }
 
 /// Why a client cannot be used now, shown on the authorize error page.

@@ -4,6 +4,7 @@
 
 pub mod authorize;
 pub mod backchannel;
+pub mod client_auth;
 pub mod limits;
 pub mod login;
 pub mod tokens;

@@ -10,7 +10,6 @@
 //!   fill Redis); checking one reads the revocation markers of the token and of its grant,
 //!   and the client's status, so revocation, grant revocation and suspension stop it at once.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -18,11 +17,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::authorize::AuthRequest;
-use super::limits::Subject;
 use super::login::{ACR, AMR};
 use crate::core::Core;
 use crate::crypto::{b64, pkce_s256_matches, random_token, sha256};
-use crate::domain::client::{ClientUnavailable, KNOWN_SCOPES};
+use crate::domain::client::{KNOWN_SCOPES, OFFLINE_ACCESS};
 use crate::domain::{Citizen, Client, ClientId, Scopes};
 use crate::error::{OAuthError, Result};
 use crate::store::sql::GrantRow;
@@ -137,6 +135,12 @@ pub fn scope_descriptions(scope: &Scopes) -> Vec<crate::error::Text> {
             en: "Your national ID",
         });
     }
+    if scope.contains(OFFLINE_ACCESS) {
+        out.push(Text {
+            fa: "دسترسی پس از خروج شما از امتا، تا زمانی که آن را در حساب کاربری لغو کنید",
+            en: "Access while you are signed out of emta, until you withdraw it on your account page",
+        });
+    }
     out
 }
 
@@ -152,6 +156,19 @@ impl std::ops::Deref for Tokens<'_> {
 }
 
 impl Tokens<'_> {
+    /// When a grant ends, however often it is refreshed. An offline grant (the citizen
+    /// consented to `offline_access`) lives up to the absolute grant lifetime and survives
+    /// sign-out; any other grant is bound to the sign-in it came from: it ends with that
+    /// SSO session's lifetime (`session_secs` after `auth_time`) or its logout.
+    pub fn grant_ends(&self, grant: &GrantRow) -> i64 {
+        let absolute = grant.created_at + self.settings.grant_max_secs;
+        if Scopes::parse_known(&grant.scope, KNOWN_SCOPES).contains(OFFLINE_ACCESS) {
+            absolute
+        } else {
+            absolute.min(grant.auth_time + self.settings.session_secs)
+        }
+    }
+
     /// Issues a code for a completed login and returns the redirect URL to the client.
     pub async fn issue_code(
         &self,
@@ -188,72 +205,6 @@ impl Tokens<'_> {
             req.state.as_deref(),
             &[("code", &code)],
         ))
-    }
-
-    /// Authenticates a client at the token, revocation or introspection endpoint.
-    pub async fn authenticate_client(
-        &self,
-        basic: Option<(String, String)>,
-        form_id: Option<&str>,
-        form_secret: Option<&str>,
-        now: i64,
-    ) -> Result<Arc<Client>, OAuthError> {
-        let (id, secret) = match (basic, form_id, form_secret) {
-            (Some(_), _, Some(_)) => {
-                return Err(OAuthError::invalid_request(
-                    "use one client authentication method, not two",
-                ))
-            }
-            (Some((id, secret)), form_id, None) => {
-                if form_id.is_some_and(|f| f != id) {
-                    return Err(OAuthError::invalid_request("client_id does not match"));
-                }
-                (id, secret)
-            }
-            (None, Some(id), Some(secret)) => (id.to_owned(), secret.to_owned()),
-            _ => {
-                return Err(OAuthError::invalid_client(
-                    "client authentication is required",
-                ))
-            }
-        };
-        let client = self
-            .clients
-            .get(&id)
-            .ok_or_else(|| OAuthError::invalid_client("unknown client or wrong secret"))?;
-        // The current secret, or the one it replaced during the rotation's overlap.
-        let matches = |hash: &str| {
-            self.keyring
-                .verify("client-secret", secret.as_bytes(), hash)
-        };
-        let previous_ok = client
-            .previous_secret
-            .as_ref()
-            .is_some_and(|(hash, until)| now < *until && matches(hash));
-        if !matches(&client.secret_hash) && !previous_ok {
-            return Err(OAuthError::invalid_client("unknown client or wrong secret"));
-        }
-        match client.availability(now) {
-            Ok(()) => {}
-            Err(ClientUnavailable::Suspended) => {
-                return Err(OAuthError::invalid_client(
-                    "the client is suspended by the ministry",
-                ))
-            }
-            Err(ClientUnavailable::Expired) => {
-                return Err(OAuthError::invalid_client(
-                    "the client's trust record has expired",
-                ))
-            }
-        }
-        self.limiter
-            .hit(
-                Subject::ClientToken(client.id.as_str()),
-                self.settings.token_rps_per_client,
-                Duration::from_secs(1),
-            )
-            .await?;
-        Ok(client)
     }
 
     /// `grant_type=authorization_code`.
@@ -320,10 +271,7 @@ impl Tokens<'_> {
                 &grant,
                 Some((
                     &refresh_hash,
-                    now + self
-                        .settings
-                        .refresh_token_secs
-                        .min(self.settings.grant_max_secs),
+                    (now + self.settings.refresh_token_secs).min(self.grant_ends(&grant)),
                 )),
             )
             .await?;
@@ -449,12 +397,12 @@ impl Tokens<'_> {
         if row.expires_at <= now {
             return Err(OAuthError::invalid_grant("the refresh token has expired"));
         }
-        // Rotation extends a grant, but never past its absolute lifetime: then the citizen
-        // signs in again.
-        let grant_ends = grant.created_at + self.settings.grant_max_secs;
+        // Rotation extends a grant, but never past its end (see `grant_ends`): then the
+        // citizen signs in again.
+        let grant_ends = self.grant_ends(&grant);
         if grant_ends <= now {
             return Err(OAuthError::invalid_grant(
-                "the grant has reached its maximum lifetime; sign in again",
+                "the grant has reached its lifetime (the sign-in it came from has ended); sign in again",
             ));
         }
         let mut grant = grant;

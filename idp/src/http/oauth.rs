@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::core::Core;
 use crate::domain::client::KNOWN_SCOPES;
 use crate::error::OAuthError;
+use crate::flow::client_auth::ClientCredentials;
 use crate::flow::login::ACR;
 use crate::now;
 
@@ -64,6 +65,12 @@ pub fn discovery_document(issuer: &str) -> Result<String, String> {
     let auth_methods = vec![
         CoreClientAuthMethod::ClientSecretBasic,
         CoreClientAuthMethod::ClientSecretPost,
+        CoreClientAuthMethod::PrivateKeyJwt,
+    ];
+    let auth_algs = vec![
+        CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+        CoreJwsSigningAlgorithm::RsaSsaPssSha256,
+        CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
     ];
     let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let meta = EmtaProviderMetadataDoc::new(
@@ -86,11 +93,13 @@ pub fn discovery_document(issuer: &str) -> Result<String, String> {
             revocation_endpoint_auth_methods_supported: names(&[
                 "client_secret_basic",
                 "client_secret_post",
+                "private_key_jwt",
             ]),
             introspection_endpoint: url("/introspect"),
             introspection_endpoint_auth_methods_supported: names(&[
                 "client_secret_basic",
                 "client_secret_post",
+                "private_key_jwt",
             ]),
             authorization_response_iss_parameter_supported: true,
             prompt_values_supported: names(&["none", "login", "consent"]),
@@ -116,6 +125,7 @@ pub fn discovery_document(issuer: &str) -> Result<String, String> {
         ACR.to_owned(),
     )]))
     .set_token_endpoint_auth_methods_supported(Some(auth_methods))
+    .set_token_endpoint_auth_signing_alg_values_supported(Some(auth_algs))
     .set_claim_types_supported(Some(vec![CoreClaimType::Normal]))
     .set_claims_supported(Some(
         [
@@ -233,6 +243,8 @@ pub struct TokenForm {
     scope: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
+    client_assertion_type: Option<String>,
+    client_assertion: Option<String>,
 }
 
 pub async fn token(
@@ -245,9 +257,14 @@ pub async fn token(
         let client = core
             .tokens()
             .authenticate_client(
-                basic_credentials(&headers)?,
-                f.client_id.as_deref(),
-                f.client_secret.as_deref(),
+                ClientCredentials {
+                    basic: basic_credentials(&headers)?,
+                    client_id: f.client_id.as_deref(),
+                    client_secret: f.client_secret.as_deref(),
+                    assertion_type: f.client_assertion_type.as_deref(),
+                    assertion: f.client_assertion.as_deref(),
+                },
+                &core.endpoint("/token"),
                 now,
             )
             .await?;
@@ -308,6 +325,8 @@ pub struct TokenOnlyForm {
     token_type_hint: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
+    client_assertion_type: Option<String>,
+    client_assertion: Option<String>,
 }
 
 pub async fn revoke(
@@ -320,9 +339,14 @@ pub async fn revoke(
         let client = core
             .tokens()
             .authenticate_client(
-                basic_credentials(&headers)?,
-                f.client_id.as_deref(),
-                f.client_secret.as_deref(),
+                ClientCredentials {
+                    basic: basic_credentials(&headers)?,
+                    client_id: f.client_id.as_deref(),
+                    client_secret: f.client_secret.as_deref(),
+                    assertion_type: f.client_assertion_type.as_deref(),
+                    assertion: f.client_assertion.as_deref(),
+                },
+                &core.endpoint("/revoke"),
                 now,
             )
             .await?;
@@ -347,9 +371,14 @@ pub async fn introspect(
         let client = core
             .tokens()
             .authenticate_client(
-                basic_credentials(&headers)?,
-                f.client_id.as_deref(),
-                f.client_secret.as_deref(),
+                ClientCredentials {
+                    basic: basic_credentials(&headers)?,
+                    client_id: f.client_id.as_deref(),
+                    client_secret: f.client_secret.as_deref(),
+                    assertion_type: f.client_assertion_type.as_deref(),
+                    assertion: f.client_assertion.as_deref(),
+                },
+                &core.endpoint("/introspect"),
                 now,
             )
             .await?;

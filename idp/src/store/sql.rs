@@ -8,7 +8,7 @@
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, FromRow, Row};
 
-use crate::domain::client::{ClientStatus, KNOWN_SCOPES};
+use crate::domain::client::{ClientAuth, ClientStatus, KeySource, KNOWN_SCOPES};
 use crate::domain::{
     Citizen, Client, ClientId, JalaliDate, MobileNumber, NationalId, RedirectUri, Scopes,
     SigningAlg, SubjectType,
@@ -128,8 +128,9 @@ impl Db {
             "INSERT INTO clients (id, secret_hash, name, name_fa, stars, redirect_uris, \
              post_logout_redirect_uris, service_scopes, id_token_alg, status, valid_until, \
              created_at, updated_at, allowed_scopes, subject_type, sector_identifier, \
-             backchannel_logout_uri) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14, $15, $16)",
+             backchannel_logout_uri, token_endpoint_auth_method, jwks, jwks_uri) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $13, $14, $15, $16, \
+             $17, $18, $19)",
         )
         .bind(c.id.as_str())
         .bind(&c.secret_hash)
@@ -149,6 +150,9 @@ impl Db {
         .bind(c.subject_type.as_str())
         .bind(c.sector_identifier.as_deref())
         .bind(c.backchannel_logout_uri.as_ref().map(RedirectUri::as_str))
+        .bind(c.auth.method())
+        .bind(key_columns(&c.auth).0)
+        .bind(key_columns(&c.auth).1)
         .execute(&self.pool)
         .await
         .map_err(on_constraint)?;
@@ -211,6 +215,28 @@ impl Db {
         .bind(secret_hash)
         .bind(now)
         .bind(old_until)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Replaces how a client authenticates (a `private_key_jwt` client's new keys).
+    pub async fn update_client_auth(
+        &self,
+        id: &ClientId,
+        auth: &ClientAuth,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let (jwks, jwks_uri) = key_columns(auth);
+        let done = sqlx::query(
+            "UPDATE clients SET token_endpoint_auth_method = $2, jwks = $3, jwks_uri = $4, \
+             updated_at = $5 WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .bind(auth.method())
+        .bind(jwks)
+        .bind(jwks_uri)
+        .bind(now)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -395,9 +421,12 @@ impl Db {
         .bind(now)
         .execute(&mut *tx)
         .await?;
+        // Offline grants (the citizen consented to `offline_access`) are for use while the
+        // citizen is signed out: they stay until withdrawn on the account page. Scopes are
+        // stored space-separated.
         let ids = sqlx::query(
             "UPDATE grants SET revoked_at = $2 WHERE sid = $1 AND revoked_at IS NULL \
-             RETURNING id",
+             AND (' ' || scope || ' ') NOT LIKE '% offline_access %' RETURNING id",
         )
         .bind(sid)
         .bind(now)
@@ -665,6 +694,31 @@ fn citizen_from_row(r: &AnyRow) -> Result<Citizen, StoreError> {
     })
 }
 
+/// The `jwks` and `jwks_uri` columns of a client's authentication.
+fn key_columns(auth: &ClientAuth) -> (Option<String>, Option<String>) {
+    match auth {
+        ClientAuth::Secret => (None, None),
+        ClientAuth::PrivateKeyJwt(KeySource::Jwks(set)) => (serde_json::to_string(set).ok(), None),
+        ClientAuth::PrivateKeyJwt(KeySource::Uri(uri)) => (None, Some(uri.clone())),
+    }
+}
+
+fn client_auth_from_row(r: &AnyRow) -> Result<ClientAuth, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("client {what}"));
+    let method: String = r.try_get("token_endpoint_auth_method")?;
+    if method != "private_key_jwt" {
+        return Ok(ClientAuth::Secret);
+    }
+    let jwks: Option<String> = r.try_get("jwks")?;
+    let uri: Option<String> = r.try_get("jwks_uri")?;
+    let source = match (jwks, uri) {
+        (Some(j), None) => KeySource::Jwks(serde_json::from_str(&j).map_err(|_| corrupt("jwks"))?),
+        (None, Some(u)) => KeySource::Uri(u),
+        _ => return Err(corrupt("keys: one of jwks and jwks_uri")),
+    };
+    Ok(ClientAuth::PrivateKeyJwt(source))
+}
+
 fn client_from_row(r: &AnyRow) -> Result<Client, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("client {what}"));
     let uris = |col: &str| -> Result<Vec<RedirectUri>, StoreError> {
@@ -704,6 +758,7 @@ fn client_from_row(r: &AnyRow) -> Result<Client, StoreError> {
             (Some(h), Some(until)) => Some((h, until)),
             _ => None,
         },
+        auth: client_auth_from_row(r)?,
     })
 }
 

@@ -233,6 +233,7 @@ async fn client_with_logout_uri(app: &TestApp, id: &str, uri: &str) -> Registere
             subject_type: idp::domain::SubjectType::Pairwise,
             sector_identifier: Some(format!("{id}.ir")),
             backchannel_logout_uri: Some(uri.into()),
+            private_key_jwt: None,
         },
         "test",
         idp::now(),

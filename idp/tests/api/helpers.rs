@@ -148,6 +148,8 @@ async fn register_clients(app: &TestApp) -> HashMap<&'static str, RegisteredClie
     // Saipa and Iran Khodro may read the national ID, each with its own pairwise sector;
     // Modiran is registered as a new manufacturer is by default (no national ID).
     const ALL: &[&str] = &["profile", "phone", "national_id"];
+    // Iran Khodro may also keep access while the citizen is signed out.
+    const OFFLINE: &[&str] = &["profile", "phone", "national_id", "offline_access"];
     for (key, id, name, name_fa, stars, alg, scopes, sector) in [
         (
             "saipa",
@@ -166,7 +168,7 @@ async fn register_clients(app: &TestApp) -> HashMap<&'static str, RegisteredClie
             "ایران خودرو",
             5,
             SigningAlg::RS256,
-            ALL,
+            OFFLINE,
             Some("ikco.ir"),
         ),
         (
@@ -199,6 +201,7 @@ async fn register_clients(app: &TestApp) -> HashMap<&'static str, RegisteredClie
                 subject_type: idp::domain::SubjectType::Pairwise,
                 sector_identifier: sector.map(str::to_owned),
                 backchannel_logout_uri: None,
+                private_key_jwt: None,
             },
             "test",
             idp::now(),
