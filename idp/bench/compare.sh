@@ -35,7 +35,7 @@ STUB_PORT=$((IDP_PORT + 1))
 ./target/release/load stubs --listen "127.0.0.1:$STUB_PORT" --citizens 10 >/dev/null 2>&1 &
 pids+=($!)
 export EMTA_REGISTRY_URL=http://127.0.0.1:$STUB_PORT EMTA_OWNERSHIP_URL=http://127.0.0.1:$STUB_PORT EMTA_SMS_URL=http://127.0.0.1:$STUB_PORT
-export DATABASE_URL="sqlite://$work/idp.db?mode=rwc" EMTA_SECRET_KEY=bench-secret-key-0123456789abcdef
+export DATABASE_URL="sqlite://$work/idp.db?mode=rwc" EMTA_SECRET_KEY=0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0
 export RUST_LOG=warn
 secret=$(./target/release/idp client add --id bench --name Bench --name-fa بنچ \
   --redirect-uri http://localhost:9/cb --service-scope presale.read | sed -n 's/^client_secret=//p')

@@ -63,7 +63,9 @@ async fn main() -> anyhow::Result<()> {
             "SQLite + in-process store"
         }
     };
-    s.secret_key = idp::config::Secret::new("bench-secret-key-bench-secret-key");
+    s.secret_key = idp::config::Secret::new(
+        "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0",
+    );
     s.registry_url = stub_url;
     s.ownership_url = s.registry_url.clone();
     s.sms_url = s.registry_url.clone();
@@ -72,6 +74,11 @@ async fn main() -> anyhow::Result<()> {
     s.sms_per_phone = 1_000_000;
     s.sms_per_ip = 1_000_000;
     s.token_rps_per_client = 1_000_000;
+    // The gateways' contracted rates would pace the flow, not the IdP: out of the way.
+    s.sms_rps = 1_000_000;
+    s.registry_rps = 1_000_000;
+    s.identity_tries_per_ip = 1_000_000;
+    s.logins_per_ip = 1_000_000;
     let app = Application::build_with_listener(s, listener).await?;
     let core = app.core();
     let base = format!("http://localhost:{port}");

@@ -39,9 +39,10 @@ impl Application {
         listener: TcpListener,
     ) -> anyhow::Result<Self> {
         crate::telemetry::init_metrics();
-        let db = Db::connect(
+        let db = Db::connect_waiting(
             settings.storage.database_url.expose(),
             settings.storage.db_max_connections,
+            Duration::from_millis(settings.db_acquire_ms.max(1)),
         )
         .await?;
         db.migrate().await?;
@@ -95,6 +96,7 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("issuer {}: {e}", settings.issuer))?
             .into();
         let addr = listener.local_addr()?;
+        let gates = crate::core::Gates::new(&settings);
         let core = Core::new(CoreState {
             limiter: Limiter::new(eph.clone(), keyring.clone()),
             settings,
@@ -113,6 +115,7 @@ impl Application {
                 .connect_timeout(Duration::from_secs(3))
                 .build()?,
             client_keys: Default::default(),
+            gates,
             reload_lock: tokio::sync::Mutex::new(()),
         });
         core.reload().await?;

@@ -191,6 +191,22 @@ pub struct Settings {
     #[arg(long, env = "EMTA_RELOAD_MS", default_value_t = 1000)]
     pub reload_ms: u64,
 
+    /// Citizen-step and token requests served at once by this replica; past it, requests
+    /// wait at most the queue budget and are then answered 503 with Retry-After. A new
+    /// sign-in is refused once half of it is in use, the steps that finish a sign-in may
+    /// use all of it, so overload refuses new work first and goodput stays near the
+    /// knee. 0: no limit.
+    #[arg(long, env = "EMTA_MAX_INFLIGHT", default_value_t = 256)]
+    pub max_inflight: usize,
+
+    /// How long a request may wait for room under `EMTA_MAX_INFLIGHT` (ms).
+    #[arg(long, env = "EMTA_QUEUE_BUDGET_MS", default_value_t = 100)]
+    pub queue_budget_ms: u64,
+
+    /// How long a request may wait for a SQL connection (ms) before it is answered 503.
+    #[arg(long, env = "EMTA_DB_ACQUIRE_MS", default_value_t = 2000)]
+    pub db_acquire_ms: u64,
+
     /// Trust the first X-Forwarded-For hop for client IPs (behind the ingress only).
     #[arg(long, env = "EMTA_TRUST_FORWARDED_FOR", default_value_t = false)]
     pub trust_forwarded_for: bool,

@@ -16,6 +16,7 @@ use crate::domain::{Client, ClientId, SubjectType};
 use crate::flow::limits::Limiter;
 use crate::keys::Keys;
 use crate::store::{Db, Ephemeral};
+use service_kit::admission::{Admission, Class};
 
 #[derive(Clone)]
 pub struct Core(Arc<CoreState>);
@@ -40,6 +41,8 @@ pub struct CoreState {
     pub outbound: reqwest::Client,
     /// Keys fetched from `private_key_jwt` clients' JWKS URIs.
     pub client_keys: crate::flow::client_auth::ClientKeyCache,
+    /// Admission control per step: bounded in flight, refused at once past it.
+    pub gates: Gates,
     /// Serialises reloads, so a slow periodic reload that read SQL before a change cannot
     /// overwrite the result of a newer one.
     pub reload_lock: tokio::sync::Mutex<()>,
@@ -113,6 +116,35 @@ impl Core {
         let rows = self.db.signing_keys().await?;
         self.keys.load(&rows, crate::now())?;
         Ok(())
+    }
+}
+
+/// The classes of admission control (`service_kit::admission`), each admitted while the
+/// replica's load is below its share of `EMTA_MAX_INFLIGHT`: a new sign-in below half, the
+/// phone step (an SMS) below 60%, the code and identity steps below 75%; the steps that
+/// finish a sign-in (consent, the pages between steps, sign-out) and the manufacturers'
+/// back-end calls (token, userinfo, introspection, revocation) may use all of it. Under
+/// overload new sign-ins are refused first and the ones under way finish.
+pub struct Gates {
+    pub start: Class,
+    pub phone: Class,
+    pub otp: Class,
+    pub identity: Class,
+    pub finish: Class,
+    pub backend: Class,
+}
+
+impl Gates {
+    pub fn new(s: &crate::config::Settings) -> Self {
+        let a = Admission::new(s.max_inflight, Duration::from_millis(s.queue_budget_ms));
+        Self {
+            start: a.class("start", 0.5),
+            phone: a.class("phone", 0.6),
+            otp: a.class("otp", 0.75),
+            identity: a.class("identity", 0.75),
+            finish: a.class("finish", 1.0),
+            backend: a.class("backend", 1.0),
+        }
     }
 }
 

@@ -85,8 +85,16 @@ impl Deployment {
     /// process can run deployment after deployment without running out of connections.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
-        for s in self.servers {
-            let _ = s.await;
+        // Graceful, but bounded: a client that keeps a connection busy (a readiness probe,
+        // a long poll) must not keep the deployment, and the run that owns it, alive.
+        for mut s in self.servers {
+            if tokio::time::timeout(std::time::Duration::from_secs(10), &mut s)
+                .await
+                .is_err()
+            {
+                tracing::warn!("a server still had requests in flight after 10 s; stopped");
+                s.abort();
+            }
         }
         self.store.close().await;
         if let Some(admin) = &self.postgres_admin {

@@ -15,7 +15,9 @@
 //! - [`net`]: the client address behind an ingress; [`secret`]: configuration values
 //!   that never print.
 //! - [`shutdown`], [`telemetry`]: SIGTERM drain and logging setup for the binaries.
+//! - [`admission`]: bounded in-flight work per step, refusing at once past it.
 
+pub mod admission;
 pub mod clock;
 pub mod digits;
 pub mod ephemeral;

@@ -113,6 +113,8 @@ pub struct StubServices {
     pub registry_down: Arc<AtomicBool>,
     /// Calls to the civil registry and ownership service, so tests can see the cache work.
     pub registry_calls: Arc<AtomicU64>,
+    /// Milliseconds every registry answer takes (a slow government service).
+    pub registry_delay_ms: Arc<AtomicU64>,
 }
 
 /// The registry side of the wire contract.
@@ -182,6 +184,7 @@ impl StubServices {
             outbox: Outbox::default(),
             registry_down: Arc::default(),
             registry_calls: Arc::default(),
+            registry_delay_ms: Arc::default(),
         }
     }
 
@@ -227,8 +230,12 @@ impl StubServices {
         }
     }
 
-    fn called(&self) -> Result<(), StatusCode> {
+    async fn called(&self) -> Result<(), StatusCode> {
         self.registry_calls.fetch_add(1, Ordering::Relaxed);
+        let delay = self.registry_delay_ms.load(Ordering::Relaxed);
+        if delay > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+        }
         if self.registry_down.load(Ordering::Relaxed) {
             return Err(StatusCode::SERVICE_UNAVAILABLE);
         }
@@ -240,7 +247,7 @@ async fn person(
     State(s): State<StubServices>,
     Json(q): Json<PersonQuery>,
 ) -> Result<Json<PersonAnswer>, StatusCode> {
-    s.called()?;
+    s.called().await?;
     if !is_national_id(&q.national_id) || !is_canonical_date(&q.birth_date) {
         return Err(StatusCode::BAD_REQUEST);
     }
@@ -258,7 +265,7 @@ async fn ownership(
     State(s): State<StubServices>,
     Json(q): Json<OwnershipQuery>,
 ) -> Result<Json<OwnershipAnswer>, StatusCode> {
-    s.called()?;
+    s.called().await?;
     let (true, Some(mobile)) = (is_national_id(&q.national_id), e164(&q.mobile)) else {
         return Err(StatusCode::BAD_REQUEST);
     };

@@ -18,31 +18,58 @@ use axum_extra::extract::CookieJar;
 
 use crate::core::Core;
 use crate::crypto::random_token;
+use service_kit::admission::Class;
 
 pub fn router(core: Core) -> Router {
+    let g = &core.gates;
+    let gated = |class: &Class, r: Router<Core>| {
+        r.route_layer(axum::middleware::from_fn_with_state(class.clone(), admit))
+    };
     let r = Router::new()
         .route("/.well-known/openid-configuration", get(oauth::discovery))
         .route("/jwks", get(oauth::jwks))
-        .route(
-            "/authorize",
-            get(login::authorize_get).post(login::authorize_post),
-        )
-        .route("/login/{tx}", get(login::show_step))
-        .route("/login/{tx}/phone", post(login::post_phone))
-        .route("/login/{tx}/otp", post(login::post_otp))
-        .route("/login/{tx}/resend", post(login::post_resend))
-        .route("/login/{tx}/identity", post(login::post_identity))
-        .route("/login/{tx}/consent", post(login::post_consent))
-        .route("/account", get(login::account))
-        .route("/account/revoke", post(login::account_revoke))
-        .route("/logout", get(login::logout_get).post(login::logout_post))
-        .route("/token", post(oauth::token))
-        .route("/revoke", post(oauth::revoke))
-        .route("/introspect", post(oauth::introspect))
-        .route(
-            "/userinfo",
-            get(oauth::userinfo_get).post(oauth::userinfo_post),
-        )
+        .merge(gated(
+            &g.start,
+            Router::new()
+                .route(
+                    "/authorize",
+                    get(login::authorize_get).post(login::authorize_post),
+                )
+                .route("/account", get(login::account)),
+        ))
+        .merge(gated(
+            &g.phone,
+            Router::new()
+                .route("/login/{tx}/phone", post(login::post_phone))
+                .route("/login/{tx}/resend", post(login::post_resend)),
+        ))
+        .merge(gated(
+            &g.otp,
+            Router::new().route("/login/{tx}/otp", post(login::post_otp)),
+        ))
+        .merge(gated(
+            &g.identity,
+            Router::new().route("/login/{tx}/identity", post(login::post_identity)),
+        ))
+        .merge(gated(
+            &g.finish,
+            Router::new()
+                .route("/login/{tx}", get(login::show_step))
+                .route("/login/{tx}/consent", post(login::post_consent))
+                .route("/account/revoke", post(login::account_revoke))
+                .route("/logout", get(login::logout_get).post(login::logout_post)),
+        ))
+        .merge(gated(
+            &g.backend,
+            Router::new()
+                .route("/token", post(oauth::token))
+                .route("/revoke", post(oauth::revoke))
+                .route("/introspect", post(oauth::introspect))
+                .route(
+                    "/userinfo",
+                    get(oauth::userinfo_get).post(oauth::userinfo_post),
+                ),
+        ))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/static/app.css", get(ops::css))
@@ -57,6 +84,29 @@ pub fn router(core: Core) -> Router {
             }),
         )
         .with_state(core)
+}
+
+/// Admission control in front of a class of routes: room within the queue budget, or 503
+/// with Retry-After at once (JSON for the manufacturers' back-end endpoints, the busy page
+/// for citizens), before the request has cost anything.
+async fn admit(
+    axum::extract::State(class): axum::extract::State<Class>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match class.enter().await {
+        Some(_room) => next.run(req).await,
+        None => {
+            let retry_after = class.retry_after();
+            let busy = crate::error::Error::Busy { retry_after };
+            if class.name == "backend" {
+                crate::error::OAuthError::from(busy).into_response()
+            } else {
+                busy.into_response()
+            }
+        }
+    }
 }
 
 /// The operators' listener: `/metrics` only, never on the public router.

@@ -410,12 +410,35 @@ pub struct UserinfoForm {
     access_token: Option<String>,
 }
 
-pub async fn userinfo_post(
-    State(core): State<Core>,
-    headers: HeaderMap,
-    OAuthForm(f): OAuthForm<UserinfoForm>,
-) -> Response {
-    userinfo(core, bearer(&headers).or(f.access_token)).await
+/// POST /userinfo: the token in the Authorization header (then the body may be empty and
+/// untyped, as the certification suite's `oidcc-userinfo-post-header` sends it) or in a
+/// form body (RFC 6750 §2.2); never both (§2: one method per request).
+pub async fn userinfo_post(State(core): State<Core>, req: axum::extract::Request) -> Response {
+    use axum::extract::FromRequest;
+    let header_token = bearer(req.headers());
+    let has_body = req.headers().contains_key(header::CONTENT_TYPE)
+        || req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    let body_token = if has_body {
+        match OAuthForm::<UserinfoForm>::from_request(req, &()).await {
+            Ok(OAuthForm(f)) => f.access_token,
+            Err(e) => return e.into_response(),
+        }
+    } else {
+        None
+    };
+    let token = match (header_token, body_token) {
+        (Some(_), Some(_)) => {
+            return OAuthError::invalid_request(
+                "send the access token in the header or the body, not both",
+            )
+            .into_response()
+        }
+        (h, b) => h.or(b),
+    };
+    userinfo(core, token).await
 }
 
 async fn userinfo(core: Core, token: Option<String>) -> Response {

@@ -39,7 +39,7 @@ fn on_constraint(e: sqlx::Error) -> StoreError {
     }
 }
 
-pub use service_kit::sql::{connect_pool, is_postgres, is_unique_violation, migrate_any};
+pub use service_kit::sql::{connect_pool_waiting, is_postgres, is_unique_violation, migrate_any};
 
 #[derive(Clone)]
 pub struct Db {
@@ -48,8 +48,19 @@ pub struct Db {
 }
 
 impl Db {
+    /// For commands and batch work: waits up to sqlx's half minute for a connection.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
-        let pool = connect_pool(url, max_connections).await?;
+        Self::connect_waiting(url, max_connections, std::time::Duration::from_secs(30)).await
+    }
+
+    /// For a serving replica: a request waits at most `acquire` for a connection, then
+    /// fails (503 with Retry-After) instead of joining an unbounded queue.
+    pub async fn connect_waiting(
+        url: &str,
+        max_connections: u32,
+        acquire: std::time::Duration,
+    ) -> Result<Self, StoreError> {
+        let pool = connect_pool_waiting(url, max_connections, acquire).await?;
         Ok(Self {
             pool,
             postgres: is_postgres(url),

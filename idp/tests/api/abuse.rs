@@ -347,6 +347,100 @@ async fn an_expired_code_and_an_expired_login_are_explained(backend: Backend) {
     assert!(r.body.contains("This sign-in has expired"));
 }
 
+/// Overload degrades, it does not collapse (issue 11): with the registries slow and more
+/// identity submissions than the step may have in flight, the excess is answered at once
+/// with 503 and Retry-After, having cost nothing (no registry call, no try spent), instead
+/// of queueing behind the slow ones; each refused citizen's retry then goes through.
+async fn an_overloaded_step_refuses_at_once_and_the_retry_goes_through(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        Options {
+            settings: Box::new(|s| {
+                // The identity step is admitted while fewer than three quarters of four
+                // are in flight: three at once.
+                s.max_inflight = 4;
+                s.queue_budget_ms = 50;
+                s.resend_secs = 0;
+            }),
+        },
+    )
+    .await;
+    let mut forms = Vec::new();
+    for who in &app.citizens[30..38] {
+        let b = std::sync::Arc::new(Browser::new(&app.base));
+        let page = crate::helpers::identity_page(&app, &b, &who.mobile).await;
+        assert!(page.body.contains("national_id"), "{}", page.body);
+        let form = [
+            ("csrf".to_owned(), page.input("csrf").expect("csrf")),
+            ("national_id".to_owned(), who.national_id.clone()),
+            ("birth_date".to_owned(), who.birth_date.clone()),
+        ];
+        forms.push((b, format!("{}/identity", page.tx_path().expect("tx")), form));
+    }
+    app.stub
+        .registry_delay_ms
+        .store(800, std::sync::atomic::Ordering::SeqCst);
+    let calls = app.registry_calls();
+    let submit = |(b, path, form): &(std::sync::Arc<Browser>, String, [(String, String); 3])| {
+        let (b, path, form) = (b.clone(), path.clone(), form.clone());
+        tokio::spawn(async move {
+            let t = std::time::Instant::now();
+            let pairs: Vec<(&str, &str)> =
+                form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let r = b.post(&path, &pairs).await;
+            (r, t.elapsed())
+        })
+    };
+    let tasks: Vec<_> = forms.iter().map(submit).collect();
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.expect("task"));
+    }
+    let served = answers.iter().filter(|(r, _)| r.status == 303).count();
+    let refused: Vec<_> = answers.iter().filter(|(r, _)| r.status == 503).collect();
+    assert_eq!(
+        served + refused.len(),
+        forms.len(),
+        "only served or refused"
+    );
+    assert!(
+        (1..=3).contains(&served),
+        "at most three in flight: {served}"
+    );
+    for (r, took) in &refused {
+        assert!(
+            *took < std::time::Duration::from_millis(400),
+            "refused at once, not after the slow ones: {took:?}"
+        );
+        let retry: u64 = r
+            .headers
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .expect("Retry-After");
+        assert!((1..=3).contains(&retry));
+        assert!(
+            r.body.contains("more requests than it can serve"),
+            "{}",
+            r.body
+        );
+    }
+    assert_eq!(
+        app.registry_calls() - calls,
+        2 * served as u64,
+        "the refused never reached the registries"
+    );
+    // The refused come back when told to, and their login is as they left it.
+    app.stub
+        .registry_delay_ms
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+    for (f, (r, _)) in forms.iter().zip(&answers) {
+        if r.status == 503 {
+            let (again, _) = submit(f).await.expect("task");
+            assert_eq!(again.status, 303, "{}", again.body);
+        }
+    }
+}
+
 async fn forged_forms_and_foreign_browsers_are_refused(backend: Backend) {
     let app = spawn_app(backend).await;
     let who = &app.citizens[6];
@@ -527,6 +621,7 @@ both!(
     a_stranger_cannot_spend_the_owners_sms_budget,
     wrong_codes_are_budgeted_per_phone_across_logins,
     an_expired_code_and_an_expired_login_are_explained,
+    an_overloaded_step_refuses_at_once_and_the_retry_goes_through,
     forged_forms_and_foreign_browsers_are_refused,
 );
 

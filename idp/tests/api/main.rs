@@ -5,6 +5,7 @@ mod helpers;
 
 mod abuse;
 mod browser;
+mod certification;
 mod client_auth;
 mod clients;
 mod flow;
