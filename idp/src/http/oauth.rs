@@ -241,10 +241,30 @@ pub struct TokenForm {
     code_verifier: Option<String>,
     refresh_token: Option<String>,
     scope: Option<String>,
+    #[serde(flatten)]
+    auth: ClientAuthForm,
+}
+
+/// The form fields of client authentication (RFC 6749 §2.3.1, RFC 7523 §2.2), shared by
+/// the token, revocation and introspection endpoints.
+#[derive(Deserialize, Default)]
+pub struct ClientAuthForm {
     client_id: Option<String>,
     client_secret: Option<String>,
     client_assertion_type: Option<String>,
     client_assertion: Option<String>,
+}
+
+impl ClientAuthForm {
+    fn credentials<'a>(&'a self, headers: &HeaderMap) -> Result<ClientCredentials<'a>, OAuthError> {
+        Ok(ClientCredentials {
+            basic: basic_credentials(headers)?,
+            client_id: self.client_id.as_deref(),
+            client_secret: self.client_secret.as_deref(),
+            assertion_type: self.client_assertion_type.as_deref(),
+            assertion: self.client_assertion.as_deref(),
+        })
+    }
 }
 
 pub async fn token(
@@ -256,17 +276,7 @@ pub async fn token(
     let r = async {
         let client = core
             .tokens()
-            .authenticate_client(
-                ClientCredentials {
-                    basic: basic_credentials(&headers)?,
-                    client_id: f.client_id.as_deref(),
-                    client_secret: f.client_secret.as_deref(),
-                    assertion_type: f.client_assertion_type.as_deref(),
-                    assertion: f.client_assertion.as_deref(),
-                },
-                &core.endpoint("/token"),
-                now,
-            )
+            .authenticate_client(f.auth.credentials(&headers)?, &core.endpoint("/token"), now)
             .await?;
         match f.grant_type.as_deref() {
             Some("authorization_code") => {
@@ -323,10 +333,8 @@ pub struct TokenOnlyForm {
     token: Option<String>,
     #[allow(dead_code)]
     token_type_hint: Option<String>,
-    client_id: Option<String>,
-    client_secret: Option<String>,
-    client_assertion_type: Option<String>,
-    client_assertion: Option<String>,
+    #[serde(flatten)]
+    auth: ClientAuthForm,
 }
 
 pub async fn revoke(
@@ -339,13 +347,7 @@ pub async fn revoke(
         let client = core
             .tokens()
             .authenticate_client(
-                ClientCredentials {
-                    basic: basic_credentials(&headers)?,
-                    client_id: f.client_id.as_deref(),
-                    client_secret: f.client_secret.as_deref(),
-                    assertion_type: f.client_assertion_type.as_deref(),
-                    assertion: f.client_assertion.as_deref(),
-                },
+                f.auth.credentials(&headers)?,
                 &core.endpoint("/revoke"),
                 now,
             )
@@ -371,13 +373,7 @@ pub async fn introspect(
         let client = core
             .tokens()
             .authenticate_client(
-                ClientCredentials {
-                    basic: basic_credentials(&headers)?,
-                    client_id: f.client_id.as_deref(),
-                    client_secret: f.client_secret.as_deref(),
-                    assertion_type: f.client_assertion_type.as_deref(),
-                    assertion: f.client_assertion.as_deref(),
-                },
+                f.auth.credentials(&headers)?,
                 &core.endpoint("/introspect"),
                 now,
             )

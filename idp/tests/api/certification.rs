@@ -152,15 +152,8 @@ async fn id_token(app: &TestApp, key: &str, token: &str, nonce: Option<&str>) ->
         "{:?} is among {algs}",
         header.alg
     );
-    let jwks: jsonwebtoken::jwk::JwkSet = app
-        .http()
-        .get(disco["jwks_uri"].as_str().expect("jwks_uri"))
-        .send()
-        .await
-        .expect("jwks")
-        .json()
-        .await
-        .expect("json");
+    assert_eq!(disco["jwks_uri"], format!("{}/jwks", app.base));
+    let jwks: jsonwebtoken::jwk::JwkSet = app.get_json("/jwks").await;
     let jwk = jwks
         .find(header.kid.as_deref().expect("kid in the header"))
         .expect("the kid is published");
@@ -181,14 +174,7 @@ async fn id_token(app: &TestApp, key: &str, token: &str, nonce: Option<&str>) ->
 }
 
 async fn discovery(app: &TestApp) -> Value {
-    app.http()
-        .get(format!("{}/.well-known/openid-configuration", app.base))
-        .send()
-        .await
-        .expect("discovery")
-        .json()
-        .await
-        .expect("json")
+    app.get_json("/.well-known/openid-configuration").await
 }
 
 /// A whole sign-in: the code, then the tokens and the ID token's claims.
@@ -726,15 +712,8 @@ async fn oidcc_discovery_endpoint_verification(backend: Backend) {
         "token_endpoint_auth_methods_supported",
         "client_secret_basic"
     ));
-    let jwks: jsonwebtoken::jwk::JwkSet = app
-        .http()
-        .get(d["jwks_uri"].as_str().unwrap_or(""))
-        .send()
-        .await
-        .expect("jwks")
-        .json()
-        .await
-        .expect("a JWKS");
+    assert_eq!(d["jwks_uri"], format!("{}/jwks", app.base));
+    let jwks: jsonwebtoken::jwk::JwkSet = app.get_json("/jwks").await;
     assert!(!jwks.keys.is_empty());
     for k in &jwks.keys {
         assert!(k.common.key_id.is_some(), "every key has a kid");

@@ -165,15 +165,7 @@ async fn a_manufacturer_authenticates_with_its_own_key(backend: Backend) {
     let key = ClientKey::generate("pars-2026");
     let redirect = register(&app, "pars", Some(&ClientKey::jwks(&[&key])), None).await;
 
-    let disco: Value = app
-        .http()
-        .get(format!("{}/.well-known/openid-configuration", app.base))
-        .send()
-        .await
-        .expect("discovery")
-        .json()
-        .await
-        .expect("json");
+    let disco: Value = app.get_json("/.well-known/openid-configuration").await;
     assert!(disco["token_endpoint_auth_methods_supported"]
         .as_array()
         .is_some_and(|m| m.contains(&json!("private_key_jwt"))));

@@ -255,15 +255,7 @@ async fn client_with_logout_uri(app: &TestApp, id: &str, uri: &str) -> Registere
 async fn verified_logout_token(app: &TestApp, token: &str, client_id: &str) -> Value {
     let header = jsonwebtoken::decode_header(token).expect("header");
     assert_eq!(header.typ.as_deref(), Some("logout+jwt"));
-    let jwks: jsonwebtoken::jwk::JwkSet = app
-        .http()
-        .get(format!("{}/jwks", app.base))
-        .send()
-        .await
-        .expect("jwks")
-        .json()
-        .await
-        .expect("json");
+    let jwks: jsonwebtoken::jwk::JwkSet = app.get_json("/jwks").await;
     let jwk = jwks
         .find(header.kid.as_deref().expect("kid"))
         .expect("a published key");

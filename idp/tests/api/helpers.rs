@@ -266,6 +266,19 @@ impl TestApp {
         }
     }
 
+    /// One of the provider's JSON documents (`/.well-known/openid-configuration`,
+    /// `/jwks`), as a relying party fetches it.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        self.http()
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
     pub fn token_url(&self) -> String {
         format!("{}/token", self.base)
     }

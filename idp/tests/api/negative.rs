@@ -541,7 +541,18 @@ async fn the_token_endpoint_answers_in_oauth_terms(backend: Backend) {
             "application/x-www-form-urlencoded",
             "grant_type=client_credentials&grant_type=refresh_token",
         ),
-    ] {
+    ]
+    .map(|(t, b)| (t, b.to_owned()))
+    .into_iter()
+    // A client-authentication field said twice is as ambiguous as any other (alone, the
+    // same client_id as the Basic credentials is fine).
+    .chain([(
+        "application/x-www-form-urlencoded",
+        format!(
+            "grant_type=client_credentials&client_id={0}&client_id={0}",
+            c.id
+        ),
+    )]) {
         let r = app
             .http()
             .post(app.token_url())

@@ -10,15 +10,7 @@ use crate::helpers::{
 
 async fn discovery_and_jwks_describe_the_provider(backend: Backend) {
     let app = spawn_app(backend).await;
-    let http = app.http();
-    let d: serde_json::Value = http
-        .get(format!("{}/.well-known/openid-configuration", app.base))
-        .send()
-        .await
-        .expect("discovery")
-        .json()
-        .await
-        .expect("json");
+    let d: serde_json::Value = app.get_json("/.well-known/openid-configuration").await;
     assert_eq!(d["issuer"], app.base.as_str());
     assert_eq!(
         d["code_challenge_methods_supported"],
@@ -39,14 +31,7 @@ async fn discovery_and_jwks_describe_the_provider(backend: Backend) {
     }
     let scopes = d["scopes_supported"].to_string();
     assert!(scopes.contains("national_id") && scopes.contains("phone"));
-    let jwks: serde_json::Value = http
-        .get(format!("{}/jwks", app.base))
-        .send()
-        .await
-        .expect("jwks")
-        .json()
-        .await
-        .expect("json");
+    let jwks: serde_json::Value = app.get_json("/jwks").await;
     let algs: Vec<&str> = jwks["keys"]
         .as_array()
         .map(|k| k.iter().filter_map(|k| k["alg"].as_str()).collect())
