@@ -315,6 +315,16 @@ pub async fn rotate_secret(
     now: i64,
 ) -> Result<String, AdminError> {
     let cid = parse_id(id)?;
+    // A key-holding client is never accepted with a secret: issuing one would only give
+    // the operator the false idea that it works.
+    if let Some(c) = db.client(&cid).await? {
+        if matches!(c.auth, ClientAuth::PrivateKeyJwt(_)) {
+            return Err(AdminError::Invalid(format!(
+                "{id} authenticates with private_key_jwt: register new keys with \
+                 `idp client keys {id}`, or go back to secrets with no keys first"
+            )));
+        }
+    }
     let secret = random_token(32);
     if !db
         .update_client_secret(

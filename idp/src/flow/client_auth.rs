@@ -16,7 +16,7 @@
 //! when an assertion does not verify with the cached set (a rotation), at most once per
 //! [`REFETCH_SECS`] per URI, so assertions naming unknown keys cannot turn into a flood of
 //! requests at the manufacturer. If the manufacturer's host is down, the last keys fetched
-//! keep working.
+//! keep working; fetches for one URI wait for each other, never for another URI's.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -60,9 +60,10 @@ pub struct ClientCredentials<'a> {
 #[derive(Default)]
 pub struct ClientKeyCache {
     sets: std::sync::Mutex<HashMap<String, Fetched>>,
-    /// One fetch at a time: a cold cache at the opening is one request per manufacturer,
-    /// not one per token request.
-    fetching: tokio::sync::Mutex<()>,
+    /// One fetch at a time per URI: a cold cache at the opening is one request per
+    /// manufacturer, not one per token request, and a manufacturer whose host is slow
+    /// holds up only its own requests.
+    fetching: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 #[derive(Clone)]
@@ -80,6 +81,15 @@ impl ClientKeyCache {
             .unwrap_or_else(|p| p.into_inner())
             .get(uri)
             .cloned()
+    }
+
+    fn fetch_lock(&self, uri: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.fetching
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(uri.to_owned())
+            .or_default()
+            .clone()
     }
 
     fn store(&self, uri: &str, fetched: Fetched) {
@@ -314,7 +324,8 @@ impl Tokens<'_> {
             return Ok(f.set.clone());
         }
         let asked = Instant::now();
-        let _one = self.client_keys.fetching.lock().await;
+        let lock = self.client_keys.fetch_lock(uri);
+        let _one = lock.lock().await;
         // Another request may have fetched while this one waited.
         let now_cached = self.client_keys.cached(uri);
         if let Some(f) = now_cached.as_ref().filter(|f| f.at >= asked || fresh(f)) {

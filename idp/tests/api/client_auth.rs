@@ -413,6 +413,12 @@ async fn keys_at_a_jwks_uri_are_fetched_cached_and_rotated(backend: Backend) {
         2,
         "unknown kids refetch at most once per interval"
     );
+    // A secret would never be accepted for it, so none is issued.
+    let keys = &app.core.keyring;
+    let e = idp::admin::rotate_secret(&app.core.db, keys, "kish", 0, "test", idp::now())
+        .await
+        .expect_err("no secret for a key-holding client");
+    assert!(e.to_string().contains("private_key_jwt"), "{e}");
 }
 
 /// What the ministry registers is checked: a JWKS with a private key or a symmetric key,
