@@ -135,6 +135,7 @@ impl Db {
     // ---- clients --------------------------------------------------------------------
 
     pub async fn insert_client(&self, c: &Client, now: i64) -> Result<(), StoreError> {
+        let (jwks, jwks_uri) = key_columns(&c.auth);
         sqlx::query(
             "INSERT INTO clients (id, secret_hash, name, name_fa, stars, redirect_uris, \
              post_logout_redirect_uris, service_scopes, id_token_alg, status, valid_until, \
@@ -162,8 +163,8 @@ impl Db {
         .bind(c.sector_identifier.as_deref())
         .bind(c.backchannel_logout_uri.as_ref().map(RedirectUri::as_str))
         .bind(c.auth.method())
-        .bind(key_columns(&c.auth).0)
-        .bind(key_columns(&c.auth).1)
+        .bind(jwks)
+        .bind(jwks_uri)
         .execute(&self.pool)
         .await
         .map_err(on_constraint)?;

@@ -453,19 +453,24 @@ async fn oidcc_prompt_none_logged_in(backend: Backend) {
         9,
     )
     .await;
-    let req = request(&app, "saipa", SCOPE, "prompt=none", &[]);
-    let r = b.get(&req.url).await;
-    let q = query_of(&r.location.expect("straight back"));
-    let (status, t) = exchange(&app, "saipa", &q["code"], &req).await;
-    assert_eq!(status, 200);
-    let claims = id_token(
-        &app,
+    let claims = silent_sign_in(&app, &b, "prompt=none").await;
+    assert_eq!(claims["sub"], first["sub"]);
+}
+
+/// A `prompt=none` request (`extra`) that must come straight back with a code: the ID
+/// token's claims from exchanging it.
+async fn silent_sign_in(app: &TestApp, b: &Browser, extra: &str) -> Value {
+    let req = request(app, "saipa", SCOPE, extra, &[]);
+    let q = query_of(&b.get(&req.url).await.location.expect("straight back"));
+    let (status, t) = exchange(app, "saipa", &q["code"], &req).await;
+    assert_eq!(status, 200, "{t}");
+    id_token(
+        app,
         "saipa",
         t["id_token"].as_str().unwrap_or(""),
         Some(&req.nonce),
     )
-    .await;
-    assert_eq!(claims["sub"], first["sub"]);
+    .await
 }
 
 /// `oidcc-max-age-1` and `oidcc-max-age-10000`: an older sign-in than `max_age` must
@@ -507,22 +512,7 @@ async fn oidcc_id_token_hint(backend: Backend) {
     )
     .await;
     let hint = t["id_token"].as_str().unwrap_or("").to_owned();
-    let req = request(
-        &app,
-        "saipa",
-        SCOPE,
-        &format!("prompt=none&id_token_hint={hint}"),
-        &[],
-    );
-    let q = query_of(&b.get(&req.url).await.location.expect("straight back"));
-    let (_, t2) = exchange(&app, "saipa", &q["code"], &req).await;
-    let claims = id_token(
-        &app,
-        "saipa",
-        t2["id_token"].as_str().unwrap_or(""),
-        Some(&req.nonce),
-    )
-    .await;
+    let claims = silent_sign_in(&app, &b, &format!("prompt=none&id_token_hint={hint}")).await;
     assert_eq!(claims["sub"], first["sub"]);
 }
 
