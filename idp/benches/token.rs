@@ -79,6 +79,7 @@ async fn main() -> anyhow::Result<()> {
     s.registry_rps = 1_000_000;
     s.identity_tries_per_ip = 1_000_000;
     s.logins_per_ip = 1_000_000;
+    s.logins_per_client_rps = 1_000_000;
     let app = Application::build_with_listener(s, listener).await?;
     let core = app.core();
     let base = format!("http://localhost:{port}");

@@ -168,6 +168,12 @@ pub struct Settings {
     #[arg(long, env = "EMTA_LOGINS_PER_IP", default_value_t = 600)]
     pub logins_per_ip: i64,
 
+    /// Login transactions one manufacturer's sign-ins (or the account page's) may open per
+    /// second, all replicas together. A flood through one client from many addresses
+    /// fills at most this share of the store; past it, 503 with Retry-After.
+    #[arg(long, env = "EMTA_LOGINS_PER_CLIENT_RPS", default_value_t = 1000)]
+    pub logins_per_client_rps: i64,
+
     /// Bits of an IPv6 address that name one subscriber for per-address limits.
     #[arg(long, env = "EMTA_IPV6_PREFIX", default_value_t = 64)]
     pub ipv6_prefix: u8,

@@ -7,7 +7,7 @@ use idp::admin::{self, NewClient};
 use presale::config::{Secret, StorefrontConfig};
 use presale::domain::{NewLicense, PresaleKind, Selection};
 use presale::store::Store;
-use testkit::servers::{free_port, fresh_database, FreshDatabase};
+use testkit::servers::{fresh_database, FreshDatabase};
 use testkit::{generate_citizens, FixtureCitizen, StubServices};
 use url::Url;
 
@@ -258,9 +258,17 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
     let secret = service_kit::keys::random_token(32);
     let idp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let issuer = format!("http://localhost:{}", idp_listener.local_addr()?.port());
-    let ports: Vec<u16> = (0..o.presale_replicas.max(1))
-        .map(|_| free_port())
-        .collect();
+    // The replicas' listeners are bound now and handed over: their public URLs are
+    // registered at the IdP before they start, and a port merely found free could be
+    // taken by a parallel test in between.
+    let mut listeners = Vec::new();
+    for _ in 0..o.presale_replicas.max(1) {
+        listeners.push(tokio::net::TcpListener::bind("127.0.0.1:0").await?);
+    }
+    let ports: Vec<u16> = listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<Result<_, _>>()?;
     let replicas = ports
         .iter()
         .map(|p| Url::parse(&format!("http://127.0.0.1:{p}")))
@@ -316,7 +324,7 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
         store.clone(),
     )));
     let mut metrics = Vec::new();
-    for (port, base) in ports.into_iter().zip(&publics) {
+    for ((port, base), listener) in ports.into_iter().zip(&publics).zip(listeners) {
         let mut settings = presale_settings(
             ([127, 0, 0, 1], port).into(),
             base,
@@ -331,7 +339,7 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
         settings.ip_per_sec = o.ip_per_sec;
         settings.trust_forwarded_for = o.trust_forwarded_for;
         settings.metrics_listen = Some(([127, 0, 0, 1], 0).into());
-        let service = presale::Application::build(settings).await?;
+        let service = presale::Application::build_with_listener(settings, listener).await?;
         if let Some(addr) = service.metrics_addr() {
             metrics.push(Url::parse(&format!("http://{addr}/metrics"))?);
         }

@@ -31,6 +31,8 @@ pub enum Subject<'a> {
     PairIdentity(&'a str),
     /// Token-endpoint requests of one client.
     ClientToken(&'a str),
+    /// Login transactions opened for one client (or the account page), per second.
+    ClientLoginStart(&'a str),
     /// Registry checks per second, all citizens and replicas together.
     RegistryBudget,
     /// SMS sends per second, all citizens and replicas together.
@@ -49,6 +51,7 @@ impl Subject<'_> {
             Self::IpIdentity(v) => ("id-ip", v),
             Self::PairIdentity(v) => ("id-pair", v),
             Self::ClientToken(v) => return format!("rl:client:{v}"),
+            Self::ClientLoginStart(v) => return format!("rl:login-client:{v}"),
             Self::RegistryBudget => return "rl:budget:registry".into(),
             Self::SmsBudget => return "rl:budget:sms".into(),
         };
@@ -114,6 +117,7 @@ fn subject_label(s: Subject<'_>) -> &'static str {
         Subject::IpIdentity(_) => "ip_identity",
         Subject::PairIdentity(_) => "pair_identity",
         Subject::ClientToken(_) => "client_token",
+        Subject::ClientLoginStart(_) => "client_login_start",
         Subject::RegistryBudget => "registry_budget",
         Subject::SmsBudget => "sms_budget",
     }

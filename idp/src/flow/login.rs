@@ -322,8 +322,10 @@ impl Login<'_> {
     }
 
     /// Opens a login transaction. Each costs the store a few kilobytes for the login's
-    /// lifetime, so an address may open only `logins_per_ip` a minute (and the in-process
-    /// store is bounded): a flood of authorize requests is refused, not stored.
+    /// lifetime, so an address may open only `logins_per_ip` a minute, one client's
+    /// sign-ins only `logins_per_client_rps` a second (a flood from many addresses through
+    /// one manufacturer takes only that share), and the in-process store is bounded: a
+    /// flood of authorize requests is refused, not stored.
     pub async fn start_login(
         &self,
         browser: &str,
@@ -338,6 +340,14 @@ impl Login<'_> {
                 Subject::IpLoginStart(ip),
                 self.settings.logins_per_ip,
                 Duration::from_secs(60),
+            )
+            .await?;
+        // The account page's sign-ins have no client; they share one budget of their own.
+        let client = request.as_ref().map_or("", |r| r.client_id.as_str());
+        self.limiter
+            .budget(
+                Subject::ClientLoginStart(client),
+                self.settings.logins_per_client_rps,
             )
             .await?;
         let tx = LoginTx {

@@ -608,7 +608,78 @@ async fn an_authorize_flood_costs_the_store_a_bounded_amount(backend: Backend) {
     );
 }
 
+/// A flood through one manufacturer's client from many addresses (each under its own
+/// per-address limit) opens at most that client's share of logins; the rest get 503 with
+/// Retry-After at once, and citizens of another manufacturer are not held up by it.
+async fn a_flood_through_one_client_is_held_to_its_share(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        Options {
+            settings: Box::new(|s| {
+                s.trust_forwarded_for = true;
+                s.logins_per_client_rps = 20;
+            }),
+        },
+    )
+    .await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let url = raw_auth(&app, app.client("saipa"), "").url;
+    let started_at = std::time::Instant::now();
+    let mut workers = Vec::new();
+    for w in 0..8u32 {
+        let (http, url) = (http.clone(), url.clone());
+        workers.push(tokio::spawn(async move {
+            let (mut started, mut busy, mut other) = (0u32, 0u32, 0u32);
+            for i in 0..50u32 {
+                let r = http
+                    .get(&url)
+                    .header(
+                        "x-forwarded-for",
+                        format!("10.{w}.{}.{}", i / 250, i % 250 + 1),
+                    )
+                    .send()
+                    .await
+                    .expect("send");
+                match r.status().as_u16() {
+                    303 => started += 1,
+                    503 if r.headers().contains_key("retry-after") => busy += 1,
+                    _ => other += 1,
+                }
+            }
+            (started, busy, other)
+        }));
+    }
+    let (mut started, mut busy, mut other) = (0, 0, 0);
+    for w in workers {
+        let (s, b, o) = w.await.expect("worker");
+        (started, busy, other) = (started + s, busy + b, other + o);
+    }
+    let windows = started_at.elapsed().as_secs() + 2;
+    assert_eq!(
+        other, 0,
+        "every request either started a login or was told to wait"
+    );
+    assert!(
+        u64::from(started) <= 20 * windows,
+        "{started} logins opened through one client in {windows} windows of a second"
+    );
+    assert!(busy > 0, "the flood was answered 503 + Retry-After");
+
+    // Another manufacturer's citizen starts a login while saipa's budget is spent.
+    let r = http
+        .get(raw_auth(&app, app.client("ikco"), "").url)
+        .header("x-forwarded-for", "192.0.2.7")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 303, "another client's logins are not held up");
+}
+
 both!(
+    a_flood_through_one_client_is_held_to_its_share,
     an_authorize_flood_costs_the_store_a_bounded_amount,
     token_requests_are_limited_per_client,
     five_wrong_codes_void_the_login,

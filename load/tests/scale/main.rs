@@ -147,7 +147,19 @@ async fn replicas_on_a_redis_cluster_keep_every_property_and_drain_on_sigterm() 
 
     // Two IdP replicas: one database, one Cluster, one secret; the issuer is the public URL.
     let idp_db = postgres_db().await;
-    let idp_ports = [free_port(), free_port()];
+    // Bound now and handed over, so no parallel test can take a port in between.
+    let mut idp_listeners = Vec::new();
+    for _ in 0..2 {
+        idp_listeners.push(
+            tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind"),
+        );
+    }
+    let idp_ports: Vec<u16> = idp_listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr").port())
+        .collect();
     let issuer = format!("http://localhost:{}", idp_ports[0]);
     let mut cores = Vec::new();
     let mut idp_servers = Vec::new();
@@ -155,14 +167,15 @@ async fn replicas_on_a_redis_cluster_keep_every_property_and_drain_on_sigterm() 
     // takes in `idp serve` (`stop_gracefully`: readiness false, drain, finish in flight).
     let (stop_idp, idp_told) = tokio::sync::oneshot::channel::<()>();
     let mut idp_told = Some(idp_told);
-    for (i, port) in idp_ports.into_iter().enumerate() {
+    for (i, listener) in idp_listeners.into_iter().enumerate() {
         let mut s =
             local::deploy::idp_settings(&issuer, &idp_db, &redis_url, prefix, &secret, &stub_url);
-        s.listen = ([127, 0, 0, 1], port).into();
         s.resend_secs = 1;
         s.trust_forwarded_for = true;
         s.drain_secs = 2;
-        let app = idp::Application::build(s).await.expect("idp");
+        let app = idp::Application::build_with_listener(s, listener)
+            .await
+            .expect("idp");
         cores.push(app.core());
         let told = if i == 1 { idp_told.take() } else { None };
         idp_servers.push(tokio::spawn(app.run_until_stopped(async move {

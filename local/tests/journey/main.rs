@@ -430,23 +430,33 @@ async fn journey(postgres: bool) {
     // Operators see the queue on the private listener; the public one has no /metrics.
     let public_metrics = reqwest::get(format!("{base}/metrics")).await.expect("get");
     assert_eq!(public_metrics.status(), 404);
-    let mut scraped = String::new();
-    for url in &env._deployment.metrics {
-        scraped += &reqwest::get(url.as_str())
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-    }
-    for expected in [
+    // The gauges come from each replica's cache of the committed state, reloaded four
+    // times a second: wait for the acceptance to reach it rather than race the reload.
+    let expected = [
         format!("emta_presale_applications_accepted{{campaign=\"{campaign}\"}} 1"),
         "emta_presale_refusals_total{reason=\"already_applied\"} 1".to_owned(),
         format!("emta_presale_queue_admitted{{campaign=\"{campaign}\"}}"),
         "emta_presale_admitter_lag_seconds 0.".to_owned(),
         "emta_presale_journal_pending".to_owned(),
-    ] {
-        assert!(scraped.contains(&expected), "{expected} in {scraped}");
+    ];
+    let mut scraped = String::new();
+    for _ in 0..50 {
+        scraped.clear();
+        for url in &env._deployment.metrics {
+            scraped += &reqwest::get(url.as_str())
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("text");
+        }
+        if expected.iter().all(|e| scraped.contains(e)) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for e in &expected {
+        assert!(scraped.contains(e), "{e} in {scraped}");
     }
 
     // Assert: the second manufacturer needs only the consent page (single sign-on).
