@@ -132,6 +132,12 @@ impl Error {
                 tracing::warn!("the in-process store is full");
                 (StatusCode::SERVICE_UNAVAILABLE, msg::BUSY, Some(5))
             }
+            // Redis that cannot answer (killed, restarting, a failover under way): ride it
+            // out with a retry, nothing half-done, as for the database below.
+            Self::Ephemeral(e @ (EphemeralError::Redis(_) | EphemeralError::Pool(_))) => {
+                tracing::warn!(error = %e, "ephemeral store unavailable");
+                (StatusCode::SERVICE_UNAVAILABLE, msg::BUSY, Some(2))
+            }
             Self::Store(StoreError::Sql(
                 e @ (sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed),
             )) => {

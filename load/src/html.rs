@@ -9,7 +9,8 @@ use crate::report::{Latency, Report};
 
 type Series<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
 
-fn chart(title: &str, y_label: &str, series: &[Series<'_>]) -> String {
+/// Draws `series`, with a dashed vertical line at each fault's instant.
+fn chart(title: &str, y_label: &str, series: &[Series<'_>], faults: &[f64]) -> String {
     let mut svg = String::new();
     let drawn = (|| -> Result<(), Box<dyn std::error::Error>> {
         let root = SVGBackend::with_string(&mut svg, (960, 320)).into_drawing_area();
@@ -17,6 +18,7 @@ fn chart(title: &str, y_label: &str, series: &[Series<'_>]) -> String {
         let x_max = series
             .iter()
             .flat_map(|s| s.2.iter().map(|p| p.0))
+            .chain(faults.iter().copied())
             .fold(1.0, f64::max);
         let y_max = series
             .iter()
@@ -33,6 +35,22 @@ fn chart(title: &str, y_label: &str, series: &[Series<'_>]) -> String {
             .x_desc("seconds since the start")
             .y_desc(y_label)
             .draw()?;
+        let fault_color = RGBColor(90, 90, 90);
+        for (k, &at) in faults.iter().enumerate() {
+            // Dashed: short segments up the chart.
+            let steps = 40;
+            let segments = (0..steps).step_by(2).map(move |i| {
+                let y0 = y_max * i as f64 / steps as f64;
+                let y1 = y_max * (i + 1) as f64 / steps as f64;
+                PathElement::new(vec![(at, y0), (at, y1)], fault_color.stroke_width(1))
+            });
+            let drawn = c.draw_series(segments)?;
+            if k == 0 {
+                drawn
+                    .label("faults")
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], fault_color));
+            }
+        }
         for (name, color, points) in series {
             let color = *color;
             c.draw_series(LineSeries::new(
@@ -68,6 +86,7 @@ pub fn render(r: &Report) -> String {
     let t = |f: fn(&crate::report::Point) -> f64| -> Vec<(f64, f64)> {
         r.timeline.iter().map(|p| (p.t as f64, f(p))).collect()
     };
+    let faults: Vec<f64> = r.faults.iter().map(|f| f.at_secs).collect();
     let flow = chart(
         "Arrivals against completions (per second)",
         "citizens per second",
@@ -85,6 +104,7 @@ pub fn render(r: &Report) -> String {
             ),
             ("errors", RGBColor(214, 39, 40), t(|p| p.errors as f64)),
         ],
+        &faults,
     );
     let latency = chart(
         "Latency of requests ending each second (from intended start)",
@@ -93,6 +113,7 @@ pub fn render(r: &Report) -> String {
             ("p50", RGBColor(31, 119, 180), t(|p| p.p50_ms)),
             ("p99", RGBColor(214, 39, 40), t(|p| p.p99_ms)),
         ],
+        &faults,
     );
     let queue = chart(
         "Queue length and citizens in flight",
@@ -109,6 +130,7 @@ pub fn render(r: &Report) -> String {
                 t(|p| p.in_flight as f64),
             ),
         ],
+        &faults,
     );
     let a = &r.applications;
     let f = &r.fairness;
@@ -131,6 +153,30 @@ pub fn render(r: &Report) -> String {
                 (PreEscaped(flow))
                 (PreEscaped(latency))
                 (PreEscaped(queue))
+                @if !r.faults.is_empty() {
+                    h2 { "Faults" }
+                    p { "Dashed lines on the charts. Errors are the failed requests from the fault until the next one (a citizen who retries may still get through); recovered once they stopped for the rest of that window." }
+                    table {
+                        tr { th { "fault" } th { "at (s)" } th { "errors after it" } th { "recovered after (s)" } th { "injected" } }
+                        @for x in &r.faults {
+                            tr { td { (x.name) } td { (format!("{:.1}", x.at_secs)) } td { (x.errors) } td { (x.recovered_after_secs.map(|v| format!("{v:.1}")).unwrap_or_else(|| "not in its window".into())) } td { (x.error.clone().unwrap_or_else(|| "yes".into())) } }
+                        }
+                    }
+                }
+                @if let Some(l) = &r.ledger {
+                    h2 { "Ledger" }
+                    p { "Everything the servers answered, checked against the campaign " (l.campaign) "'s audited transparency log. Each count must be 0." }
+                    table {
+                        tr { th { "tickets / admissions / applications acknowledged" } td { (l.tickets_acknowledged) " / " (l.admissions_acknowledged) " / " (l.applications_acknowledged) } }
+                        tr { th { "acknowledged and lost" } td { (l.lost) } }
+                        tr { th { "issued twice" } td { (l.issued_twice) } }
+                        tr { th { "admitted out of order" } td { (l.out_of_order) } }
+                        tr { th { "oversold" } td { (l.oversold) } }
+                        tr { th { "duplicate national IDs" } td { (l.duplicate_national_ids) } }
+                    }
+                    @if !l.findings.is_empty() { ul { @for x in &l.findings { li { (x) } } } }
+                    @if !l.checked.is_empty() { p { "The log's audit checked: " } ul { @for x in &l.checked { li { (x) } } } }
+                }
                 h2 { "Steps" }
                 p { "Latency in milliseconds from when each step was meant to start (the arrival instant for the first), so waiting behind a slow server counts." }
                 table {

@@ -12,6 +12,7 @@ use url::Url;
 
 use crate::http::{Browser, Fail, Http, Page};
 use crate::record::{Campaign, JoinRecord, Outcome, Recorder};
+use crate::run::Cancel;
 
 /// Where each citizen's SMS code is read.
 #[derive(Clone)]
@@ -478,6 +479,16 @@ impl<'a> Walk<'a> {
 
     fn applied(&self, done: &Page) -> Outcome {
         if done.status == 200 {
+            // Accepted only with a tracking code: a 200 without one is another page (a
+            // sign-in the session was lost to), not an application.
+            let Some(code) = attribute(&done.body, "data-tracking-code", "data-tracking-code")
+            else {
+                return Outcome::Failed {
+                    step: "apply",
+                    kind: "answered 200 without a tracking code".into(),
+                };
+            };
+            self.j.rec.tracking_code(self.p.index, code);
             self.j.rec.accepted(self.p.index);
             return Outcome::Applied;
         }
@@ -587,6 +598,9 @@ impl<'a> Walk<'a> {
                         self.j.rec.ticket(j, t);
                     }
                     if s.admitted {
+                        if let Some(t) = s.ticket {
+                            self.j.rec.admitted(self.p.index, t);
+                        }
                         return Ok(Ok(()));
                     }
                     if s.closed {
@@ -663,7 +677,7 @@ impl Journey {
         p: Arc<Person>,
         intended: Instant,
         browser: Option<Browser>,
-        mut cancel: tokio::sync::watch::Receiver<bool>,
+        mut cancel: tokio::sync::watch::Receiver<Cancel>,
     ) {
         let mut w = Walk::new(&self, &p, 1, intended);
         if let Some(b) = browser {
@@ -682,17 +696,21 @@ impl Journey {
                 w.queue(&front).await
             };
             tokio::select! {
-                r = fut => Some(r),
-                _ = cancel.wait_for(|c| *c) => None,
+                r = fut => Ok(r),
+                c = cancel.wait_for(|c| *c != Cancel::No) => Err(c.map_or(Cancel::Interrupted, |c| *c)),
             }
         };
         let outcome = match walked {
-            Some(Ok(o)) => o,
-            Some(Err(Stop::Fail(step, f))) => Outcome::Failed {
+            Ok(Ok(o)) => o,
+            Ok(Err(Stop::Fail(step, f))) => Outcome::Failed {
                 step,
                 kind: f.kind(),
             },
-            None => Outcome::Interrupted { step: w.step },
+            Err(Cancel::Overdue) => Outcome::Failed {
+                step: w.step,
+                kind: "still going at the run's deadline".into(),
+            },
+            Err(_) => Outcome::Interrupted { step: w.step },
         };
         if let Some(h) = other {
             let _ = h.await;
@@ -713,7 +731,7 @@ impl Journey {
     async fn second_device(
         self: Arc<Self>,
         p: Arc<Person>,
-        mut cancel: tokio::sync::watch::Receiver<bool>,
+        mut cancel: tokio::sync::watch::Receiver<Cancel>,
     ) {
         let mut w = Walk::new(&self, &p, 2, Instant::now());
         let fut = async {
@@ -722,7 +740,7 @@ impl Journey {
         };
         let r = tokio::select! {
             r = fut => r,
-            _ = cancel.wait_for(|c| *c) => return,
+            _ = cancel.wait_for(|c| *c != Cancel::No) => return,
         };
         match r {
             Ok(Outcome::Refused { why }) if why == "already applied" => {

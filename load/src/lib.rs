@@ -14,6 +14,12 @@
 //!   intended start, outcomes, applications against the cap, fairness, a timeline; JSON
 //!   and an HTML page with charts.
 //! - [`run`]: the run itself, with live progress and Ctrl-C for a partial report.
+//! - [`faults`]: a fault schedule beside the curve (the tool's own processes broken by
+//!   name, or the operator's commands), and what each fault cost.
+//! - [`rehearsal`]: `load rehearse`, the opening rehearsed with faults on one machine:
+//!   the tool owns PostgreSQL, Redis and the presale processes it breaks.
+//! - [`ledger`]: every ticket, admission and tracking code answered, checked after the
+//!   run against the campaign's audited transparency log.
 //! - [`sweep`]: rising plateaus through an in-process deployment on PostgreSQL and Redis,
 //!   to find the largest arrival rate one replica of each service holds.
 //! - [`stubs`]: the stub civil registry, mobile ownership and SMS gateway a test deployment
@@ -21,10 +27,13 @@
 
 pub mod curve;
 pub mod fairness;
+pub mod faults;
 pub mod html;
 pub mod http;
 pub mod journey;
+pub mod ledger;
 pub mod record;
+pub mod rehearsal;
 pub mod report;
 pub mod run;
 pub mod sweep;

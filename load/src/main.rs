@@ -67,6 +67,35 @@ enum Command {
         #[arg(long, default_value = "load-sweep")]
         out: PathBuf,
     },
+    /// Rehearse the opening with faults, on this machine: the tool starts PostgreSQL, Redis
+    /// (append-only file), the stubs, the IdP and presale replicas as processes, runs a
+    /// plateau of arrivals with a fault schedule (by default a Redis kill -9, a PostgreSQL
+    /// crash-restart and a presale replica kill -9), and checks the ledger: nothing
+    /// acknowledged lost, nothing issued twice, no admission out of order, no oversell.
+    Rehearse {
+        /// Arrivals per second.
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 60.0)]
+        secs: f64,
+        /// A fault schedule (`SECONDS FAULT` a line; faults: redis-crash, redis-wipe,
+        /// postgres-restart, presale-crash, or `run COMMAND`).
+        #[arg(long)]
+        faults: Option<PathBuf>,
+        /// The presale binary the replicas run (default: beside this one).
+        #[arg(long)]
+        presale_binary: Option<PathBuf>,
+        #[arg(long, default_value_t = 2)]
+        presale_replicas: usize,
+        #[arg(long, default_value_t = 6000)]
+        admission_per_min: i64,
+        #[arg(long, default_value_t = 8)]
+        pow_difficulty: u8,
+        #[arg(long, default_value_t = 500.0)]
+        p99_limit_ms: f64,
+        #[arg(long, default_value = "load-rehearsal")]
+        out: PathBuf,
+    },
     /// Serve the stub civil registry, mobile-ownership service and SMS gateway over
     /// synthetic citizens; point the IdP's EMTA_REGISTRY_URL, EMTA_OWNERSHIP_URL and
     /// EMTA_SMS_URL at it.
@@ -232,6 +261,18 @@ struct RunArgs {
     /// which a deployment that trusts its ingress uses for per-IP limits).
     #[arg(long)]
     no_spoof_ips: bool,
+    /// A fault schedule (one `SECONDS FAULT` a line; `run COMMAND` runs the operator's
+    /// hook): see the README's "Rehearsing the opening".
+    #[arg(long)]
+    faults: Option<PathBuf>,
+    /// After the last arrival, journeys still going after this long are ended and counted
+    /// failed, so a run always ends (default: --max-wait-secs plus two minutes).
+    #[arg(long)]
+    finish_within_secs: Option<u64>,
+    /// Do not check the acknowledgements against the campaign's transparency log after
+    /// the run (the ledger: 0 lost, 0 issued twice, 0 out of order, 0 oversold).
+    #[arg(long)]
+    no_ledger: bool,
     /// Report path without extension: writes .json and .html.
     #[arg(long, default_value = "load-report")]
     out: PathBuf,
@@ -265,6 +306,14 @@ fn share(name: &str, v: Option<f64>, default: f64) -> anyhow::Result<f64> {
 
 async fn run(a: RunArgs) -> anyhow::Result<bool> {
     let preset = a.scenario.preset()?;
+    let faults = match &a.faults {
+        Some(path) => load::faults::parse(
+            &std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        )
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        None => Vec::new(),
+    };
     let mut curve = match (&a.csv, a.shape) {
         (Some(path), _) => Curve::from_csv(&std::fs::read_to_string(path)?, a.csv_bucket_secs)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
@@ -373,11 +422,26 @@ async fn run(a: RunArgs) -> anyhow::Result<bool> {
         p99_limit_ms: a.p99_limit_ms,
         progress: true,
         target,
+        faults,
+        injector: None,
+        finish_within: Duration::from_secs(a.finish_within_secs.unwrap_or(a.max_wait_secs + 120)),
     };
-    let report = load::run::run(plan, journey, async {
+    let ledger_at = journey.http.targets().presale.to_string();
+    let mut report = load::run::run(plan, journey, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await?;
+    if !a.no_ledger {
+        if let Some(c) = report.campaign.clone() {
+            eprintln!(
+                "checking the ledger against the transparency log of {}",
+                c.id
+            );
+            let l = load::ledger::check(&ledger_at, &c.id, &report.acks, Duration::from_secs(30))
+                .await?;
+            report = report.with_ledger(l);
+        }
+    }
     let (json, page) = load::run::write(&report, &a.out)?;
     println!("{}", report.summary());
     println!("report: {} and {}", json.display(), page.display());
@@ -417,6 +481,58 @@ async fn main() -> anyhow::Result<()> {
             })
             .await?;
             println!("{table}");
+        }
+        Command::Rehearse {
+            rate,
+            secs,
+            faults,
+            presale_binary,
+            presale_replicas,
+            admission_per_min,
+            pow_difficulty,
+            p99_limit_ms,
+            out,
+        } => {
+            let faults = match &faults {
+                Some(path) => load::faults::parse(
+                    &std::fs::read_to_string(path)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+                )
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+                None => load::rehearsal::default_schedule(secs),
+            };
+            let presale_binary = match presale_binary {
+                Some(p) => p,
+                None => std::env::current_exe()?
+                    .parent()
+                    .map(|d| d.join("presale"))
+                    .ok_or_else(|| anyhow::anyhow!("--presale-binary is required"))?,
+            };
+            anyhow::ensure!(
+                presale_binary.exists(),
+                "{} not found: build it (cargo build --release -p presale) or give --presale-binary",
+                presale_binary.display()
+            );
+            let report = load::rehearsal::run(load::rehearsal::Rehearsal {
+                rate,
+                secs,
+                faults,
+                presale_binary,
+                presale_replicas,
+                units: None,
+                admission_per_min,
+                pow_difficulty,
+                p99_limit_ms,
+                progress: true,
+                seed: 1,
+            })
+            .await?;
+            let (json, page) = load::run::write(&report, &out)?;
+            println!("{}", report.summary());
+            println!("report: {} and {}", json.display(), page.display());
+            if !report.ledger.as_ref().is_some_and(|l| l.holds()) {
+                std::process::exit(2);
+            }
         }
         Command::Scenarios => {
             for s in Scenario::value_variants() {

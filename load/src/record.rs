@@ -93,6 +93,9 @@ struct Inner {
     logins_across_replicas: u64,
     campaign: Option<Campaign>,
     launch_lag: Option<Histogram<u64>>,
+    admissions: Vec<(usize, i64)>,
+    codes: Vec<(usize, String)>,
+    faults: Vec<crate::faults::FaultEvent>,
 }
 
 /// The campaign as its storefront describes it (data-* attributes).
@@ -230,6 +233,21 @@ impl Recorder {
         *self.lock().accepted.entry(citizen).or_default() += 1;
     }
 
+    /// The servers answered `citizen` that ticket `ticket` is admitted (the ledger).
+    pub fn admitted(&self, citizen: usize, ticket: i64) {
+        self.lock().admissions.push((citizen, ticket));
+    }
+
+    /// The servers answered `citizen` with this tracking code (the ledger).
+    pub fn tracking_code(&self, citizen: usize, code: String) {
+        self.lock().codes.push((citizen, code));
+    }
+
+    /// A fault of the schedule was injected (or failed to be).
+    pub fn fault(&self, f: crate::faults::FaultEvent) {
+        self.lock().faults.push(f);
+    }
+
     pub fn has_accepted(&self, citizen: usize) -> bool {
         self.lock().accepted.contains_key(&citizen)
     }
@@ -300,6 +318,9 @@ impl Recorder {
             logins_across_replicas: inner.logins_across_replicas,
             campaign: inner.campaign,
             launch_lag: inner.launch_lag.unwrap_or_else(hist),
+            admissions: inner.admissions,
+            codes: inner.codes,
+            faults: inner.faults,
         }
     }
 }
@@ -316,4 +337,9 @@ pub struct Recorded {
     pub logins_across_replicas: u64,
     pub campaign: Option<Campaign>,
     pub launch_lag: Histogram<u64>,
+    /// Admissions the servers acknowledged: (citizen, ticket).
+    pub admissions: Vec<(usize, i64)>,
+    /// Tracking codes the servers acknowledged: (citizen, code).
+    pub codes: Vec<(usize, String)>,
+    pub faults: Vec<crate::faults::FaultEvent>,
 }

@@ -138,7 +138,16 @@ pub struct Report {
     pub campaign: Option<Campaign>,
     pub fairness: Fairness,
     pub timeline: Vec<Point>,
+    /// The faults injected, each with what it cost.
+    pub faults: Vec<crate::faults::FaultCost>,
+    /// The acknowledgements checked against the durable record, when the run checked them.
+    pub ledger: Option<crate::ledger::Ledger>,
+    /// The run ended journeys still going at its deadline (counted failed).
+    pub overdue: bool,
     pub verdict: Verdict,
+    /// What the servers acknowledged, for [`crate::ledger::check`].
+    #[serde(skip)]
+    pub acks: crate::ledger::Acks,
 }
 
 pub struct Meta {
@@ -149,6 +158,7 @@ pub struct Meta {
     pub started_at: i64,
     pub elapsed_secs: f64,
     pub interrupted: bool,
+    pub overdue: bool,
     pub planned: usize,
     pub launched: u64,
     pub peak_per_sec: f64,
@@ -217,7 +227,7 @@ pub fn build(meta: Meta, r: Recorded) -> Report {
         second_device_mismatch: r.second_device_mismatch,
     };
     let fairness = fairness::assess(&r.joins);
-    let timeline = r
+    let timeline: Vec<Point> = r
         .seconds
         .iter()
         .enumerate()
@@ -266,6 +276,28 @@ pub fn build(meta: Meta, r: Recorded) -> Report {
     if meta.interrupted {
         reasons.push("interrupted before the end".into());
     }
+    if meta.overdue {
+        reasons.push("journeys still going at the run's deadline were ended".into());
+    }
+    let errors_per_sec: Vec<u64> = timeline.iter().map(|p| p.errors).collect();
+    let faults = crate::faults::costs(&r.faults, &errors_per_sec);
+    for f in &faults {
+        if let Some(e) = &f.error {
+            reasons.push(format!(
+                "fault {} at {:.0} s not injected: {e}",
+                f.name, f.at_secs
+            ));
+        }
+    }
+    let acks = crate::ledger::Acks {
+        tickets: r
+            .joins
+            .iter()
+            .filter_map(|j| j.ticket.map(|t| (j.citizen, t)))
+            .collect(),
+        admissions: r.admissions,
+        codes: r.codes,
+    };
     Report {
         scenario: meta.scenario,
         target: meta.target,
@@ -289,15 +321,32 @@ pub fn build(meta: Meta, r: Recorded) -> Report {
         campaign: r.campaign,
         fairness,
         timeline,
+        faults,
+        ledger: None,
+        overdue: meta.overdue,
         verdict: Verdict {
             held: reasons.is_empty(),
             p99_limit_ms: meta.p99_limit_ms,
             reasons,
         },
+        acks,
     }
 }
 
 impl Report {
+    /// Adds the ledger's check; the run holds only if the ledger does.
+    pub fn with_ledger(mut self, l: crate::ledger::Ledger) -> Self {
+        if !l.holds() {
+            self.verdict.reasons.push(format!(
+                "the ledger: {} lost, {} issued twice, {} out of order, {} oversold, {} duplicate national IDs",
+                l.lost, l.issued_twice, l.out_of_order, l.oversold, l.duplicate_national_ids
+            ));
+            self.verdict.held = false;
+        }
+        self.ledger = Some(l);
+        self
+    }
+
     /// A few lines for the terminal.
     pub fn summary(&self) -> String {
         use std::fmt::Write;
@@ -367,6 +416,42 @@ impl Report {
                 s,
                 "replicas: {:?}; sign-ins served by more than one IdP replica: {}",
                 self.routed, self.logins_across_replicas
+            );
+        }
+        for fc in &self.faults {
+            let _ = writeln!(
+                s,
+                "fault {} at {:.1} s: {} errors after it, {}{}",
+                fc.name,
+                fc.at_secs,
+                fc.errors,
+                fc.recovered_after_secs.map_or_else(
+                    || "not recovered in its window".to_owned(),
+                    |r| format!("recovered after {r:.1} s")
+                ),
+                fc.error
+                    .as_ref()
+                    .map(|e| format!(" (NOT INJECTED: {e})"))
+                    .unwrap_or_default()
+            );
+        }
+        if let Some(l) = &self.ledger {
+            let _ = writeln!(
+                s,
+                "ledger of {}: {} tickets, {} admissions, {} applications acknowledged; {} lost, {} issued twice, {} out of order, {} oversold, {} duplicate national IDs{}",
+                l.campaign,
+                l.tickets_acknowledged,
+                l.admissions_acknowledged,
+                l.applications_acknowledged,
+                l.lost,
+                l.issued_twice,
+                l.out_of_order,
+                l.oversold,
+                l.duplicate_national_ids,
+                l.findings
+                    .first()
+                    .map(|f| format!(" (first finding: {f})"))
+                    .unwrap_or_default()
             );
         }
         let _ = writeln!(

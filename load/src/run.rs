@@ -58,6 +58,13 @@ pub struct Plan {
     pub p99_limit_ms: f64,
     pub progress: bool,
     pub target: serde_json::Value,
+    /// Faults to inject at their instants (see [`crate::faults`]).
+    pub faults: Vec<crate::faults::Fault>,
+    /// Breaks the processes the run owns, for named faults.
+    pub injector: Option<Arc<dyn crate::faults::Injector>>,
+    /// After the last arrival, how long journeys may still take before the run ends
+    /// them and counts them failed: a run always ends, whatever the servers do.
+    pub finish_within: Duration,
 }
 
 fn traits(mix: &Mix, rng: &mut impl Rng, sso: bool) -> Traits {
@@ -78,6 +85,16 @@ fn traits(mix: &Mix, rng: &mut impl Rng, sso: bool) -> Traits {
         wrong_code,
         second_device,
     }
+}
+
+/// Why journeys still in flight are told to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancel {
+    No,
+    /// Ctrl-C: the report is partial.
+    Interrupted,
+    /// The run's deadline (`finish_within` after the last arrival): counted failed.
+    Overdue,
 }
 
 /// Runs the plan until every journey ends or `stop` fires (then arrivals stop, journeys
@@ -135,15 +152,23 @@ pub async fn run(
         }
     }
 
+    crate::faults::check(&plan.faults, plan.injector.as_deref())
+        .map_err(|e| anyhow::anyhow!("the fault schedule: {e}"))?;
     let probes = journey.http.watch_readiness();
     let start = Instant::now();
     let rec = Arc::new(Recorder::new(start));
     journey.rec = rec.clone();
     let journey = Arc::new(journey);
     let started_at = service_kit::clock::now();
-    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(Cancel::No);
     let done = Arc::new(tokio::sync::Notify::new());
     let planned = schedule.len();
+    let faults = crate::faults::spawn(
+        plan.faults.clone(),
+        plan.injector.clone(),
+        rec.clone(),
+        start,
+    );
 
     let ticker = {
         let (rec, progress) = (rec.clone(), plan.progress);
@@ -216,17 +241,25 @@ pub async fn run(
             }
         });
     }
+    let mut overdue = false;
     if !interrupted {
+        let end = Instant::now() + plan.finish_within;
         while live.load(Ordering::SeqCst) > 0 {
             tokio::select! {
                 _ = done.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = tokio::time::sleep_until(end.into()) => { overdue = true; break; }
                 _ = &mut stop => { interrupted = true; break; }
             }
         }
     }
-    if interrupted {
-        let _ = cancel_tx.send(true);
+    if interrupted || overdue {
+        // Journeys still going end now: interrupted by Ctrl-C, or failed at the deadline.
+        let _ = cancel_tx.send(if overdue {
+            Cancel::Overdue
+        } else {
+            Cancel::Interrupted
+        });
         let grace = Instant::now() + Duration::from_secs(10);
         while live.load(Ordering::SeqCst) > 0 && Instant::now() < grace {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -235,6 +268,7 @@ pub async fn run(
     rec.sample();
     ticker.abort();
     probes.abort();
+    faults.abort();
     let elapsed = start.elapsed().as_secs_f64();
     let meta = Meta {
         scenario: plan.scenario,
@@ -244,6 +278,7 @@ pub async fn run(
         started_at,
         elapsed_secs: elapsed,
         interrupted,
+        overdue,
         planned,
         launched: rec.launched.load(Ordering::Relaxed),
         peak_per_sec: plan.curve.peak_per_sec(),

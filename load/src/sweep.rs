@@ -91,6 +91,9 @@ pub async fn one(s: &Sweep, rate: f64) -> anyhow::Result<(Report, (i64, i64))> {
         p99_limit_ms: s.p99_limit_ms,
         progress: true,
         target: serde_json::json!({"deployment": "in-process: stubs, 1 IdP, 1 presale replica, PostgreSQL, Redis", "pow_difficulty": s.pow_difficulty}),
+        faults: Vec::new(),
+        injector: None,
+        finish_within: Duration::from_secs(660),
     };
     let report = crate::run::run(plan, journey, async {
         let _ = tokio::signal::ctrl_c().await;

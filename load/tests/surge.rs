@@ -64,6 +64,9 @@ async fn a_small_surge_is_accounted_for_fills_the_cap_and_stays_fair() {
         p99_limit_ms: 500.0,
         progress: false,
         target: serde_json::json!({"presale": d.presale.as_str()}),
+        faults: Vec::new(),
+        injector: None,
+        finish_within: Duration::from_secs(600),
     };
 
     // Act
@@ -146,6 +149,9 @@ async fn stopping_a_run_gives_a_partial_report() {
         p99_limit_ms: 500.0,
         progress: false,
         target: serde_json::json!({}),
+        faults: Vec::new(),
+        injector: None,
+        finish_within: Duration::from_secs(600),
     };
     let report = load::run::run(
         plan,

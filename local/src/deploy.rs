@@ -34,6 +34,9 @@ pub struct Options {
     /// Presale takes the client IP from X-Forwarded-For (the load tool gives every citizen
     /// an address); off, every request counts against the connection's address.
     pub trust_forwarded_for: bool,
+    /// Run the presale replicas as processes of this `presale` binary rather than in
+    /// this process, so that a rehearsal can kill -9 one ([`PresaleProcesses`]).
+    pub presale_binary: Option<std::path::PathBuf>,
 }
 
 impl Options {
@@ -53,6 +56,7 @@ impl Options {
             public_per_replica: false,
             access_token_secs: None,
             trust_forwarded_for: true,
+            presale_binary: None,
         }
     }
 }
@@ -75,9 +79,113 @@ pub struct Deployment {
     pub idp: idp::core::Core,
     /// The databases made for this deployment (their SQLite folders go with them).
     pub databases: Vec<FreshDatabase>,
+    /// The presale replicas, when they run as processes (`Options::presale_binary`).
+    pub presale_processes: PresaleProcesses,
     postgres_admin: Option<String>,
     stop: tokio::sync::watch::Sender<bool>,
     servers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Presale replicas running as processes of the built binary, which a rehearsal may kill
+/// -9 and start again on the same port with the same settings. Killed when dropped.
+#[derive(Clone, Default)]
+pub struct PresaleProcesses(std::sync::Arc<std::sync::Mutex<Vec<PresaleProcess>>>);
+
+struct PresaleProcess {
+    command: std::path::PathBuf,
+    env: Vec<(String, String)>,
+    port: u16,
+    child: Option<std::process::Child>,
+    /// Holds the storefronts file the process reads.
+    _dir: std::sync::Arc<testkit::servers::TempDir>,
+}
+
+impl PresaleProcess {
+    fn spawn(&mut self) -> std::io::Result<()> {
+        let child = std::process::Command::new(&self.command)
+            .arg("serve")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(std::process::Stdio::null())
+            .spawn()?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PresaleProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl PresaleProcesses {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<PresaleProcess>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// kill -9 of replica `i`: gone at once, with whatever it had in flight.
+    pub fn crash(&self, i: usize) -> anyhow::Result<()> {
+        let mut g = self.lock();
+        let p = g
+            .get_mut(i)
+            .ok_or_else(|| anyhow::anyhow!("no presale replica {i}"))?;
+        p.kill();
+        Ok(())
+    }
+
+    /// Starts replica `i` again (same port, same settings) and waits until it is ready.
+    pub async fn start(&self, i: usize) -> anyhow::Result<()> {
+        let port = {
+            let mut g = self.lock();
+            let p = g
+                .get_mut(i)
+                .ok_or_else(|| anyhow::anyhow!("no presale replica {i}"))?;
+            p.kill();
+            p.spawn()?;
+            p.port
+        };
+        ready(port).await
+    }
+
+    fn kill_all(&self) {
+        for p in self.lock().iter_mut() {
+            p.kill();
+        }
+    }
+}
+
+/// Waits up to 30 s for a replica's `/readyz` to answer 200.
+async fn ready(port: u16) -> anyhow::Result<()> {
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(r) = http.get(&url).send().await {
+            if r.status().is_success() {
+                return Ok(());
+            }
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the presale replica on port {port} was not ready within 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 impl Deployment {
@@ -85,6 +193,7 @@ impl Deployment {
     /// process can run deployment after deployment without running out of connections.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
+        self.presale_processes.kill_all();
         // Graceful, but bounded: a client that keeps a connection busy (a readiness probe,
         // a long poll) must not keep the deployment, and the run that owns it, alive.
         for mut s in self.servers {
@@ -324,6 +433,49 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
         store.clone(),
     )));
     let mut metrics = Vec::new();
+    let processes = PresaleProcesses::default();
+    if let Some(binary) = &o.presale_binary {
+        let dir = std::sync::Arc::new(testkit::servers::TempDir::new("presale")?);
+        let fronts_file = dir.path().join("storefronts.json");
+        std::fs::write(&fronts_file, serde_json::to_vec(&fronts)?)?;
+        // The listeners were bound only to reserve the ports: each process binds its own.
+        listeners.clear();
+        for (port, base) in ports.iter().zip(&publics) {
+            let env = [
+                ("EMTA_PRESALE_LISTEN", format!("127.0.0.1:{port}")),
+                ("EMTA_PRESALE_URL", base.clone()),
+                ("EMTA_ISSUER", issuer.clone()),
+                ("DATABASE_URL", db.url.clone()),
+                ("REDIS_URL", o.redis_url.clone()),
+                ("EMTA_REDIS_PREFIX", prefix.clone()),
+                ("EMTA_SECRET_KEY", secret.clone()),
+                ("EMTA_STOREFRONTS_FILE", fronts_file.display().to_string()),
+                ("EMTA_IP_PER_SEC", o.ip_per_sec.to_string()),
+                (
+                    "EMTA_TRUST_FORWARDED_FOR",
+                    o.trust_forwarded_for.to_string(),
+                ),
+                ("EMTA_DB_MAX_CONNECTIONS", "4".into()),
+                ("RUST_LOG", "warn".into()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+            let mut p = PresaleProcess {
+                command: binary.clone(),
+                env,
+                port: *port,
+                child: None,
+                _dir: dir.clone(),
+            };
+            p.spawn()?;
+            processes.lock().push(p);
+        }
+        for port in &ports {
+            ready(*port).await?;
+        }
+    }
+    // In-process replicas, unless they run as processes (then no listener is left).
     for ((port, base), listener) in ports.into_iter().zip(&publics).zip(listeners) {
         let mut settings = presale_settings(
             ([127, 0, 0, 1], port).into(),
@@ -363,6 +515,7 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
         store,
         idp: core,
         databases: vec![idp_db, db],
+        presale_processes: processes,
         postgres_admin: o.postgres_admin,
         stop,
         servers,

@@ -750,3 +750,43 @@ both!(
     registry_mismatches_do_not_say_which_field_was_wrong,
     a_registry_outage_is_a_503_with_retry_after,
 );
+
+/// Redis gone (killed, or a failover under way): the pages answer 503 with Retry-After,
+/// not 500, so that citizens and load balancers try again instead of giving up; and the
+/// same request goes through once Redis is back. (A rehearsal found 500s here.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_is_a_503_with_retry_after() {
+    let mut redis = testkit::servers::RedisServer::start().expect("redis-server");
+    let url = redis.url();
+    let app = crate::helpers::spawn_app_with(
+        Backend::Servers,
+        crate::helpers::Options {
+            settings: Box::new(move |s| {
+                s.storage.redis_url = idp::config::Secret::new(url.clone());
+            }),
+        },
+    )
+    .await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let auth = raw_auth(&app, app.client("saipa"), "").url;
+    assert_eq!(http.get(&auth).send().await.expect("get").status(), 303);
+
+    redis.crash();
+    let r = http.get(&auth).send().await.expect("get");
+    assert_eq!(r.status(), 503, "{}", r.text().await.unwrap_or_default());
+    assert!(r.headers().contains_key("retry-after"));
+
+    redis.crash_and_restart(true).expect("redis back");
+    let mut status = 0;
+    for _ in 0..50 {
+        status = http.get(&auth).send().await.expect("get").status().as_u16();
+        if status == 303 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 303, "served again once Redis is back");
+}

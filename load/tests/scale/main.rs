@@ -295,6 +295,9 @@ async fn replicas_on_a_redis_cluster_keep_every_property_and_drain_on_sigterm() 
         p99_limit_ms: 1000.0,
         progress: false,
         target: serde_json::json!({"presale": public}),
+        faults: Vec::new(),
+        injector: None,
+        finish_within: Duration::from_secs(600),
     };
 
     // Act: the surge; six seconds in, the second IdP replica is told to stop; eight

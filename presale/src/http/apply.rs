@@ -72,7 +72,7 @@ async fn apply(
             t!("درخواست ثبت شد", "Application accepted"),
             html! {
                 p { (fa(t!("درخواست شما پذیرفته شد. کد پیگیری:", "Your application is accepted. Tracking code:"))) }
-                p { strong { (acc.tracking_code) } }
+                p { strong data-tracking-code=(acc.tracking_code) { (acc.tracking_code) } }
                 p { a href=(format!("/{m}/applications")) { (fa(t!("درخواست‌های من", "My applications"))) } }
                 p { a href=(format!("/{m}/c/{id}/receipts")) { (fa(t!("رسید ثبت در گزارش شفافیت (چند ثانیه دیگر)", "Receipt from the transparency log (in a few seconds)"))) } }
             },

@@ -99,6 +99,21 @@ pub struct Report {
     pub checked: Vec<String>,
     /// The latest checkpoint that verified (to keep for the next run).
     pub latest: Option<Head>,
+    /// What the log says was issued, admitted and accepted, once its records replayed.
+    pub summary: Option<Summary>,
+}
+
+/// The campaign's state as its log gives it: what a replayer's acknowledgements are
+/// compared with (`load`'s ledger).
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    pub units: i64,
+    /// Tickets `1..=issued` exist (pre-opening arrivals and later tickets together).
+    pub issued: i64,
+    /// Tickets `1..=admitted_to` were admitted.
+    pub admitted_to: i64,
+    /// Accepted applications: tracking code and the ticket (or rank) it used.
+    pub accepted: HashMap<String, i64>,
 }
 
 impl Report {
@@ -218,11 +233,27 @@ impl Campaign {
     }
 
     fn replay(mut self, events: &[Event], report: &mut Report) {
+        let mut summary = Summary::default();
         for (i, e) in events.iter().enumerate() {
             if let Err(why) = self.apply(i, e) {
                 report.find(format!("record {i}: {why}"));
             }
+            if let Event::Accepted {
+                ticket,
+                tracking_code,
+                ..
+            } = e
+            {
+                summary.accepted.insert(tracking_code.clone(), *ticket);
+            }
         }
+        summary.units = self.units;
+        summary.issued = match self.selection {
+            Some(Selection::Queue) => self.early_count() + self.late.len() as i64,
+            _ => self.listed.len() as i64,
+        };
+        summary.admitted_to = self.admitted_to;
+        report.summary = Some(summary);
         let (early, late) = (self.early_count(), self.late.len());
         match self.selection {
             Some(Selection::Queue) => report.checked.push(format!(

@@ -1,0 +1,307 @@
+//! The ledger of acknowledgements: every ticket, admission and tracking code the servers
+//! answered a citizen during the run, checked afterwards against the durable public
+//! record, the campaign's transparency log (audited first: signatures, consistency, the
+//! shuffle, the admission order and the cap, by `presale`'s own verifier).
+//!
+//! Each count below must be 0 for the run to hold: something answered to a citizen and
+//! missing from the record was lost; a ticket or tracking code answered to two citizens was
+//! issued twice; an admission out of ticket order or an application over the cap is what
+//! the queue exists to prevent.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use presale::transparency::verify::{self, HttpSource, Summary};
+use serde::Serialize;
+
+/// What the servers acknowledged, per citizen (indexes into the run's citizens).
+#[derive(Debug, Default, Clone)]
+pub struct Acks {
+    pub tickets: Vec<(usize, i64)>,
+    pub admissions: Vec<(usize, i64)>,
+    pub codes: Vec<(usize, String)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Ledger {
+    pub campaign: String,
+    pub tickets_acknowledged: usize,
+    pub admissions_acknowledged: usize,
+    pub applications_acknowledged: usize,
+    /// Acknowledged but not in the durable record.
+    pub lost: u64,
+    /// One ticket number or tracking code answered to two citizens, or given twice in the
+    /// record.
+    pub issued_twice: u64,
+    /// Admissions out of ticket order in the record.
+    pub out_of_order: u64,
+    /// Applications beyond the cap.
+    pub oversold: u64,
+    /// A citizen (one national ID) with two accepted applications.
+    pub duplicate_national_ids: u64,
+    /// Every discrepancy, in words (at most 200).
+    pub findings: Vec<String>,
+    /// What the log's audit checked.
+    pub checked: Vec<String>,
+}
+
+impl Ledger {
+    pub fn holds(&self) -> bool {
+        self.findings.is_empty()
+            && self.lost
+                + self.issued_twice
+                + self.out_of_order
+                + self.oversold
+                + self.duplicate_national_ids
+                == 0
+    }
+}
+
+/// Compares `acks` with what the log says, judged by [`Summary`] and the audit's
+/// findings.
+pub fn compare(campaign: &str, acks: &Acks, audit: &verify::Report) -> Ledger {
+    let mut l = Ledger {
+        campaign: campaign.to_owned(),
+        tickets_acknowledged: acks.tickets.len(),
+        admissions_acknowledged: acks.admissions.len(),
+        applications_acknowledged: acks.codes.len(),
+        lost: 0,
+        issued_twice: 0,
+        out_of_order: 0,
+        oversold: 0,
+        duplicate_national_ids: 0,
+        findings: Vec::new(),
+        checked: audit.checked.clone(),
+    };
+    let mut find = |l: &mut Ledger, what: String| {
+        if l.findings.len() < 200 {
+            l.findings.push(what);
+        }
+    };
+    for f in &audit.findings {
+        // The verifier's words for what it found; each also counts under its kind.
+        if f.contains("out of order") {
+            l.out_of_order += 1;
+        } else if f.contains("twice") && f.contains("accepted") {
+            l.duplicate_national_ids += 1;
+        } else if f.contains("twice") || f.contains("second ticket") {
+            l.issued_twice += 1;
+        } else if f.contains("more than") {
+            l.oversold += 1;
+        }
+        find(&mut l, format!("the log's audit: {f}"));
+    }
+    let Some(s) = &audit.summary else {
+        find(
+            &mut l,
+            "the log could not be replayed, so nothing acknowledged can be found in it".into(),
+        );
+        l.lost = (acks.tickets.len() + acks.admissions.len() + acks.codes.len()) as u64;
+        return l;
+    };
+    compare_summary(&mut l, acks, s, &mut find);
+    l
+}
+
+fn compare_summary(
+    l: &mut Ledger,
+    acks: &Acks,
+    s: &Summary,
+    find: &mut impl FnMut(&mut Ledger, String),
+) {
+    // Tickets: each number to one citizen, each in the record.
+    let mut holder_of: HashMap<i64, usize> = HashMap::new();
+    let mut ticket_of: HashMap<usize, i64> = HashMap::new();
+    for &(citizen, t) in &acks.tickets {
+        match holder_of.insert(t, citizen) {
+            Some(other) if other != citizen => {
+                l.issued_twice += 1;
+                find(
+                    l,
+                    format!("ticket {t} was answered to citizens {other} and {citizen}"),
+                );
+            }
+            _ => {}
+        }
+        match ticket_of.insert(citizen, t) {
+            Some(other) if other != t => {
+                l.issued_twice += 1;
+                find(
+                    l,
+                    format!("citizen {citizen} was answered tickets {other} and {t}"),
+                );
+            }
+            _ => {}
+        }
+        if !(1..=s.issued).contains(&t) {
+            l.lost += 1;
+            find(
+                l,
+                format!(
+                    "ticket {t} was answered but the log issued only 1..={}",
+                    s.issued
+                ),
+            );
+        }
+    }
+    // Admissions: each admitted in the record.
+    for &(citizen, t) in &acks.admissions {
+        if t > s.admitted_to {
+            l.lost += 1;
+            find(
+                l,
+                format!("citizen {citizen}'s ticket {t} was answered admitted; the log admitted up to {}", s.admitted_to),
+            );
+        }
+    }
+    // Applications: each code in the record, with the citizen's own ticket; one per
+    // citizen; within the cap.
+    let mut codes_of: HashMap<usize, HashSet<&str>> = HashMap::new();
+    let mut citizen_of: HashMap<&str, usize> = HashMap::new();
+    for (citizen, code) in &acks.codes {
+        codes_of.entry(*citizen).or_default().insert(code);
+        match citizen_of.insert(code, *citizen) {
+            Some(other) if other != *citizen => {
+                l.issued_twice += 1;
+                find(
+                    l,
+                    format!("tracking code {code} was answered to citizens {other} and {citizen}"),
+                );
+            }
+            _ => {}
+        }
+        match s.accepted.get(code) {
+            None => {
+                l.lost += 1;
+                find(
+                    l,
+                    format!("tracking code {code} (citizen {citizen}) is not in the log"),
+                );
+            }
+            Some(t) => {
+                if let Some(mine) = ticket_of.get(citizen).filter(|m| **m != *t) {
+                    l.issued_twice += 1;
+                    find(
+                        l,
+                        format!("citizen {citizen} held ticket {mine} but their application used ticket {t}"),
+                    );
+                }
+            }
+        }
+    }
+    for (citizen, codes) in &codes_of {
+        if codes.len() > 1 {
+            l.duplicate_national_ids += 1;
+            find(
+                l,
+                format!("citizen {citizen} was accepted {} times", codes.len()),
+            );
+        }
+    }
+    let accepted = s.accepted.len().max(citizen_of.len()) as i64;
+    if accepted > s.units {
+        l.oversold += (accepted - s.units) as u64;
+        find(
+            l,
+            format!("{accepted} applications accepted for {} units", s.units),
+        );
+    }
+}
+
+/// Audits the campaign's log at `presale` and compares the acknowledgements with it. The
+/// log is written a little after each acknowledgement (records are sequenced and signed
+/// in batches), so this waits up to `patience` for it to catch up before judging.
+pub async fn check(
+    presale: &str,
+    campaign: &str,
+    acks: &Acks,
+    patience: Duration,
+) -> anyhow::Result<Ledger> {
+    let source = HttpSource::new(presale);
+    let key = source
+        .key()
+        .await
+        .map_err(|e| anyhow::anyhow!("the log's key: {e}"))?;
+    let deadline = Instant::now() + patience;
+    loop {
+        let audit = verify::audit(&source, campaign, &key, &[])
+            .await
+            .map_err(|e| anyhow::anyhow!("the log of {campaign}: {e}"))?;
+        let ledger = compare(campaign, acks, &audit);
+        if ledger.holds() || Instant::now() >= deadline {
+            return Ok(ledger);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn audit(issued: i64, admitted_to: i64, accepted: &[(&str, i64)]) -> verify::Report {
+        verify::Report {
+            summary: Some(Summary {
+                units: 2,
+                issued,
+                admitted_to,
+                accepted: accepted
+                    .iter()
+                    .map(|(c, t)| ((*c).to_owned(), *t))
+                    .collect(),
+            }),
+            ..verify::Report::default()
+        }
+    }
+
+    #[test]
+    fn what_was_answered_and_recorded_holds() {
+        let acks = Acks {
+            tickets: vec![(0, 1), (1, 2), (2, 3), (0, 1)],
+            admissions: vec![(0, 1), (1, 2)],
+            codes: vec![(0, "A".into()), (1, "B".into())],
+        };
+        let l = compare("c", &acks, &audit(3, 2, &[("A", 1), ("B", 2)]));
+        assert!(l.holds(), "{:?}", l.findings);
+    }
+
+    #[test]
+    fn each_broken_promise_is_counted() {
+        let acks = Acks {
+            // Ticket 2 to two citizens; ticket 9 never issued.
+            tickets: vec![(0, 1), (1, 2), (2, 2), (3, 9)],
+            // Ticket 3 answered admitted; the log admitted only up to 2.
+            admissions: vec![(0, 1), (2, 3)],
+            // C is not in the log; citizen 0 accepted twice.
+            codes: vec![(0, "A".into()), (1, "B".into()), (0, "C".into())],
+        };
+        let l = compare("c", &acks, &audit(3, 2, &[("A", 1), ("B", 2)]));
+        assert_eq!(l.issued_twice, 1, "{:?}", l.findings);
+        assert_eq!(
+            l.lost, 3,
+            "ticket 9, the admission of 3, code C: {:?}",
+            l.findings
+        );
+        assert_eq!(l.duplicate_national_ids, 1);
+        assert_eq!(l.oversold, 1, "three codes answered for two units");
+        assert!(!l.holds());
+    }
+
+    #[test]
+    fn a_log_that_cannot_be_replayed_loses_everything() {
+        let acks = Acks {
+            tickets: vec![(0, 1)],
+            ..Acks::default()
+        };
+        let l = compare(
+            "c",
+            &acks,
+            &verify::Report {
+                findings: vec!["the records do not hash to the signed checkpoint".into()],
+                ..verify::Report::default()
+            },
+        );
+        assert_eq!(l.lost, 1);
+        assert!(!l.holds());
+    }
+}
