@@ -11,7 +11,18 @@
 //! - `postgres-restart`: immediate shutdown of PostgreSQL (a crash: recovery from the WAL
 //!   at the start), then a start;
 //! - `presale-crash`: kill -9 of a presale replica (the last one first, then the others in
-//!   turn), restarted at once on its port.
+//!   turn), restarted at once on its port;
+//! - `redis-failover`: kill -9 of the Redis primary, its replica promoted (`REPLICAOF NO
+//!   ONE`) and the services' endpoint moved to it (as a Kubernetes Service follows the
+//!   primary), a new replica started behind it; what the old primary had not replicated
+//!   is lost, as in a real asynchronous failover;
+//! - `redis-partition`, `postgres-partition`: for five seconds the services' connections
+//!   to the store go silent and new ones are never answered (a broken network, not a
+//!   refused connection), then the network comes back.
+//!
+//! The services reach Redis and PostgreSQL through loopback TCP proxies the tool owns
+//! (standing for the Kubernetes Services in front of them), which is how the failover
+//! moves them and the partitions cut them.
 //!
 //! And any `run COMMAND`, as against a remote deployment.
 
@@ -20,7 +31,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use testkit::servers::{PgStop, PostgresServer, RedisServer};
+use testkit::servers::{PgStop, PostgresServer, RedisServer, TcpProxy};
 
 use crate::curve::{Curve, Shape};
 use crate::faults::{Fault, Injected, Injector};
@@ -31,9 +42,15 @@ use crate::run::{Mix, Plan};
 pub const FAULTS: &[&str] = &[
     "redis-crash",
     "redis-wipe",
+    "redis-failover",
+    "redis-partition",
     "postgres-restart",
+    "postgres-partition",
     "presale-crash",
 ];
+
+/// How long a partition lasts.
+pub const PARTITION_SECS: u64 = 5;
 
 /// The default schedule of `load rehearse`: each kind of fault the tool owns, spread
 /// over the run (at a fifth, two fifths and three fifths of it).
@@ -68,8 +85,11 @@ pub struct Rehearsal {
 
 /// The processes a rehearsal owns, broken on schedule.
 struct Owned {
-    redis: Mutex<RedisServer>,
+    /// The Redis primary, and its replica (asynchronous, as Redis replicates).
+    redis: Mutex<(RedisServer, RedisServer)>,
+    redis_proxy: TcpProxy,
     postgres: Mutex<PostgresServer>,
+    postgres_proxy: TcpProxy,
     presale: local::deploy::PresaleProcesses,
     next_presale: AtomicUsize,
 }
@@ -77,7 +97,43 @@ struct Owned {
 impl Owned {
     fn redis(&self, keep_files: bool) -> Result<(), String> {
         let mut r = self.redis.lock().unwrap_or_else(|e| e.into_inner());
-        tokio::task::block_in_place(|| r.crash_and_restart(keep_files)).map_err(|e| e.to_string())
+        tokio::task::block_in_place(|| r.0.crash_and_restart(keep_files)).map_err(|e| e.to_string())
+    }
+
+    fn failover(&self) -> Result<(), String> {
+        let mut r = self.redis.lock().unwrap_or_else(|e| e.into_inner());
+        tokio::task::block_in_place(|| {
+            r.0.crash();
+            r.1.promote().map_err(|e| e.to_string())?;
+            self.redis_proxy.point_to(r.1.addr());
+            let replica = RedisServer::start_replica_of(r.1.addr()).map_err(|e| e.to_string())?;
+            // The promoted replica is the primary now; the old primary's files go with it.
+            let promoted = std::mem::replace(&mut r.1, replica);
+            drop(std::mem::replace(&mut r.0, promoted));
+            Ok(())
+        })
+    }
+
+    async fn partition(&self, proxy: &TcpProxy, to: std::net::SocketAddr) -> Result<(), String> {
+        proxy.partition();
+        tokio::time::sleep(Duration::from_secs(PARTITION_SECS)).await;
+        proxy.point_to(to);
+        Ok(())
+    }
+
+    fn redis_addr(&self) -> std::net::SocketAddr {
+        self.redis
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .addr()
+    }
+
+    fn postgres_addr(&self) -> std::net::SocketAddr {
+        self.postgres
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .addr()
     }
 
     fn postgres(&self) -> Result<(), String> {
@@ -111,7 +167,13 @@ impl Injector for Owned {
             match name {
                 "redis-crash" => self.redis(true),
                 "redis-wipe" => self.redis(false),
+                "redis-failover" => self.failover(),
+                "redis-partition" => self.partition(&self.redis_proxy, self.redis_addr()).await,
                 "postgres-restart" => self.postgres(),
+                "postgres-partition" => {
+                    self.partition(&self.postgres_proxy, self.postgres_addr())
+                        .await
+                }
                 "presale-crash" => self.presale().await,
                 other => Err(format!("unknown fault `{other}`")),
             }
@@ -126,9 +188,15 @@ pub async fn run(r: Rehearsal) -> anyhow::Result<Report> {
     let postgres = tokio::task::spawn_blocking(PostgresServer::start)
         .await?
         .map_err(|e| anyhow::anyhow!("starting PostgreSQL: {e}"))?;
-    let redis = tokio::task::spawn_blocking(RedisServer::start)
-        .await?
-        .map_err(|e| anyhow::anyhow!("starting Redis: {e}"))?;
+    let redis = tokio::task::spawn_blocking(|| {
+        let primary = RedisServer::start()?;
+        let replica = RedisServer::start_replica_of(primary.addr())?;
+        Ok::<_, std::io::Error>((primary, replica))
+    })
+    .await?
+    .map_err(|e| anyhow::anyhow!("starting Redis: {e}"))?;
+    let redis_proxy = TcpProxy::start(redis.0.addr()).await?;
+    let postgres_proxy = TcpProxy::start(postgres.addr()).await?;
     let curve = Curve::shape(Shape::Plateau, r.rate, r.secs)?;
     let n = curve.total().ceil() as usize + 1;
     let license = local::queue_license(
@@ -138,8 +206,11 @@ pub async fn run(r: Rehearsal) -> anyhow::Result<Report> {
         r.admission_per_min,
     );
     let d = local::deploy(local::Options {
-        postgres_admin: Some(postgres.admin_url()),
-        redis_url: redis.url(),
+        postgres_admin: Some(format!(
+            "postgres://postgres@{}/postgres",
+            postgres_proxy.addr()
+        )),
+        redis_url: format!("redis://{}", redis_proxy.addr()),
         citizens: n,
         presale_replicas: r.presale_replicas.max(1),
         pow_difficulty: r.pow_difficulty,
@@ -150,7 +221,9 @@ pub async fn run(r: Rehearsal) -> anyhow::Result<Report> {
     .await?;
     let owned = Arc::new(Owned {
         redis: Mutex::new(redis),
+        redis_proxy,
         postgres: Mutex::new(postgres),
+        postgres_proxy,
         presale: d.presale_processes.clone(),
         next_presale: AtomicUsize::new(0),
     });
@@ -173,7 +246,7 @@ pub async fn run(r: Rehearsal) -> anyhow::Result<Report> {
         p99_limit_ms: r.p99_limit_ms,
         progress: r.progress,
         target: serde_json::json!({
-            "deployment": format!("rehearsal: stubs, 1 IdP, {} presale processes, PostgreSQL and Redis (append-only file) of its own", r.presale_replicas.max(1)),
+            "deployment": format!("rehearsal: stubs, 1 IdP, {} presale processes, PostgreSQL and a Redis primary (append-only file) with a replica of its own, behind loopback proxies", r.presale_replicas.max(1)),
             "pow_difficulty": r.pow_difficulty,
         }),
         faults: r.faults,

@@ -215,6 +215,16 @@ impl RedisServer {
         ([127, 0, 0, 1], self.port).into()
     }
 
+    /// Promotes a replica (`REPLICAOF NO ONE`): a primary from now on, restarts included.
+    pub fn promote(&mut self) -> std::io::Result<()> {
+        let out = self.cli(&["REPLICAOF", "NO", "ONE"]);
+        if !out.contains("OK") {
+            return Err(std::io::Error::other(format!("REPLICAOF NO ONE: {out}")));
+        }
+        self.extra.clear();
+        Ok(())
+    }
+
     /// kill -9: the server is gone at once, with whatever it had not replicated.
     pub fn crash(&mut self) {
         self.kill();
@@ -398,6 +408,10 @@ impl PostgresServer {
         Ok(())
     }
 
+    pub fn addr(&self) -> std::net::SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
+    }
+
     /// The URL of its `postgres` database as the `postgres` superuser (tests make their
     /// databases on it, as on [`postgres_admin_url`]).
     pub fn admin_url(&self) -> String {
@@ -439,7 +453,9 @@ fn run(cmd: &mut std::process::Command) -> std::io::Result<()> {
 /// endpoint change) and cuts the connections to the old one.
 pub struct TcpProxy {
     addr: std::net::SocketAddr,
-    target: std::sync::Arc<std::sync::Mutex<(std::net::SocketAddr, u64)>>,
+    /// Where new connections go (`None`: nowhere, a partition) and a generation that
+    /// changes each time it is moved.
+    target: ProxyTarget,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -447,7 +463,7 @@ impl TcpProxy {
     pub async fn start(target: std::net::SocketAddr) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let target = std::sync::Arc::new(std::sync::Mutex::new((target, 0u64)));
+        let target = std::sync::Arc::new(std::sync::Mutex::new((Some(target), 0u64)));
         let shared = target.clone();
         let task = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
@@ -456,21 +472,24 @@ impl TcpProxy {
                     let Ok((to, generation)) = shared.lock().map(|t| *t) else {
                         return;
                     };
+                    // Partitioned: the connection is accepted and never answered (packets
+                    // dropped, as across a broken network), until the proxy is moved.
+                    let Some(to) = to else {
+                        moved(&shared, generation).await;
+                        return;
+                    };
                     let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await else {
                         return;
                     };
-                    // Forward until either side closes or the proxy is re-pointed.
-                    let moved = async {
-                        loop {
-                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                            if shared.lock().map(|t| t.1 != generation).unwrap_or(true) {
-                                return;
-                            }
-                        }
-                    };
+                    // Forward until either side closes or the proxy is moved; moved into
+                    // a partition, the connection goes silent instead of closing.
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = moved => {}
+                        now = moved(&shared, generation) => {
+                            if let (None, g) = now {
+                                moved(&shared, g).await;
+                            }
+                        }
                     }
                 });
             }
@@ -485,7 +504,29 @@ impl TcpProxy {
     /// Sends new connections to `target` and cuts every connection made before.
     pub fn point_to(&self, target: std::net::SocketAddr) {
         if let Ok(mut t) = self.target.lock() {
-            *t = (target, t.1 + 1);
+            *t = (Some(target), t.1 + 1);
+        }
+    }
+
+    /// A partition: every connection is cut, and new ones are accepted but never
+    /// answered, until [`TcpProxy::point_to`].
+    pub fn partition(&self) {
+        if let Ok(mut t) = self.target.lock() {
+            *t = (None, t.1 + 1);
+        }
+    }
+}
+
+type ProxyTarget = std::sync::Arc<std::sync::Mutex<(Option<std::net::SocketAddr>, u64)>>;
+
+/// Resolves once the proxy's generation is no longer `generation`: its new target.
+async fn moved(shared: &ProxyTarget, generation: u64) -> (Option<std::net::SocketAddr>, u64) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        match shared.lock().map(|t| *t) {
+            Ok(t) if t.1 == generation => {}
+            Ok(t) => return t,
+            Err(_) => return (None, generation.wrapping_add(1)),
         }
     }
 }

@@ -1531,3 +1531,41 @@ async fn signing_out_at_emta_signs_out_of_the_storefronts_embedded() {
 async fn signing_out_at_emta_signs_out_of_the_storefronts_on_postgres_and_redis() {
     signing_out_at_emta_signs_out_of_the_storefronts(true).await;
 }
+
+/// Redis unreachable while an admitted citizen applies: the storefront answers 503 with
+/// Retry-After (its session store cannot answer), never "sign in again", which bounced
+/// the citizen through the IdP mid-turn (a rehearsal with a Redis partition found 22
+/// citizens sent back to sign in); once Redis is back with its files, the same form is
+/// accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_outage_at_apply_is_a_retry_not_a_sign_out() {
+    let mut redis = testkit::servers::RedisServer::start().expect("redis-server");
+    let env = start_on(true, redis.url()).await;
+    let who = &env.citizens[0];
+    let b = Browser::new("");
+    let front = sign_in_to_join(&env, &b, "saipa", who).await;
+    let w = join_from(&b, &env, &front).await;
+    assert_eq!(w.status, 200, "{}", w.body);
+    let page = until_admitted(&b, &w.url, 20).await;
+    // The session is older than the append-only file's one-second fsync.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+
+    redis.crash();
+    let apply = resolve(&w.url, &form_action(&page.body, "/apply"));
+    let csrf = input(&page.body, "csrf");
+    let r = b.post(&apply, &[("csrf", &csrf)]).await;
+    assert_eq!(r.status, 503, "{:?} {}", r.location, r.body);
+    assert!(r.headers.contains_key("retry-after"), "with Retry-After");
+
+    redis.crash_and_restart(true).expect("redis back");
+    let mut done = r;
+    for _ in 0..40 {
+        done = b.post(&apply, &[("csrf", &csrf)]).await;
+        if done.status != 503 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert_eq!(done.status, 200, "{:?} {}", done.location, done.body);
+    assert!(done.body.contains("data-tracking-code"), "{}", done.body);
+}

@@ -42,7 +42,7 @@ async fn apply(
     Form(f): Form<CsrfForm>,
 ) -> Result<Response> {
     core.check_csrf(&jar, &f.csrf)?;
-    let (Some(c), Some(l)) = (core.citizen(&jar, &m).await, core.license(&m, &id)) else {
+    let (Some(c), Some(l)) = (core.citizen(&jar, &m).await?, core.license(&m, &id)) else {
         return Ok(Redirect::to(&format!("/{m}/")).into_response());
     };
     let place = read_place(&core, &jar, &id, Some(&c.national_id))

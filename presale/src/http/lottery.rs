@@ -31,7 +31,7 @@ pub(super) async fn waiting(
     now: i64,
 ) -> Result<Response> {
     let id = &l.id;
-    let rank = match (now >= l.closes_at, core.citizen(jar, m).await) {
+    let rank = match (now >= l.closes_at, core.citizen(jar, m).await?) {
         (true, Some(c)) => core
             .store
             .lottery_rank(id, &c.national_id)

@@ -47,13 +47,34 @@ fn sid(jar: &CookieJar) -> String {
 
 impl Core {
     /// The citizen signed in at storefront `m` in this browser, refreshed at the IdP when
-    /// the access token has lapsed; any refusal signs them out of this storefront.
-    pub(crate) async fn citizen(&self, jar: &CookieJar, m: &str) -> Option<Citizen> {
-        let key = key(jar.get(COOKIE)?.value(), m);
-        let raw = self.sessions.get(&key).await.ok()??;
-        let mut c: Citizen = serde_json::from_str(&raw).ok()?;
+    /// the access token has lapsed; any refusal signs them out of this storefront. A
+    /// session store that cannot answer is an error (503, try again), not a sign-out: a
+    /// citizen mid-turn must not be sent through the IdP because Redis blinked.
+    pub(crate) async fn citizen(
+        &self,
+        jar: &CookieJar,
+        m: &str,
+    ) -> crate::error::Result<Option<Citizen>> {
+        Ok(self.citizen_inner(jar, m).await?)
+    }
+
+    async fn citizen_inner(
+        &self,
+        jar: &CookieJar,
+        m: &str,
+    ) -> Result<Option<Citizen>, service_kit::ephemeral::EphemeralError> {
+        let Some(cookie) = jar.get(COOKIE) else {
+            return Ok(None);
+        };
+        let key = key(cookie.value(), m);
+        let Some(raw) = self.sessions.get(&key).await? else {
+            return Ok(None);
+        };
+        let Ok(mut c) = serde_json::from_str::<Citizen>(&raw) else {
+            return Ok(None);
+        };
         if c.access_expires > service_kit::clock::now() {
-            return Some(c);
+            return Ok(Some(c));
         }
         let refreshed = match (&c.refresh_token, self.rp.storefront(m)) {
             (Some(rt), Some(front)) => self.rp.refresh(front, rt).await,
@@ -61,12 +82,12 @@ impl Core {
         };
         let Some(tokens) = refreshed else {
             let _ = self.sessions.delete(&key).await;
-            return None;
+            return Ok(None);
         };
         c.refresh_token = tokens.refresh_token.or(c.refresh_token);
         c.access_expires = tokens.access_expires;
         let _ = self.save_citizen(jar, m, &c).await;
-        Some(c)
+        Ok(Some(c))
     }
 
     pub(crate) async fn save_citizen(

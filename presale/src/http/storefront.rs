@@ -42,7 +42,7 @@ async fn storefront(
     Path(m): Path<String>,
 ) -> Result<Response> {
     let front = core.storefront(&m)?;
-    let citizen = core.citizen(&jar, &m).await;
+    let citizen = core.citizen(&jar, &m).await?;
     let csrf = core.csrf(&jar);
     let now = service_kit::clock::now();
     let licenses: Vec<Arc<License>> = core
@@ -100,7 +100,7 @@ async fn my_applications(
     jar: CookieJar,
     Path(m): Path<String>,
 ) -> Result<Response> {
-    let Some(c) = core.citizen(&jar, &m).await else {
+    let Some(c) = core.citizen(&jar, &m).await? else {
         return Ok(Redirect::to(&format!("/{m}/login")).into_response());
     };
     let rows = core.store.applications_of(&c.sub).await?;

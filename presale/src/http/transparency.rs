@@ -181,7 +181,7 @@ async fn receipts(
     jar: CookieJar,
     Path((m, id)): Path<(String, String)>,
 ) -> Result<Response> {
-    let Some(c) = core.citizen(&jar, &m).await else {
+    let Some(c) = core.citizen(&jar, &m).await? else {
         return Err(Error::user(StatusCode::UNAUTHORIZED, msg::SIGN_IN_EXPIRED));
     };
     core.license(&m, &id)

@@ -47,7 +47,7 @@ async fn join(
     Form(f): Form<CsrfForm>,
 ) -> Result<Response> {
     core.check_csrf(&jar, &f.csrf)?;
-    let Some(c) = core.citizen(&jar, &m).await else {
+    let Some(c) = core.citizen(&jar, &m).await? else {
         return Ok(Redirect::to(&format!("/{m}/login")).into_response());
     };
     let l = core
