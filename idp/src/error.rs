@@ -138,8 +138,15 @@ impl Error {
                 tracing::warn!(error = %e, "ephemeral store unavailable");
                 (StatusCode::SERVICE_UNAVAILABLE, msg::BUSY, Some(2))
             }
+            // A protocol error is a connection to a server that is not (yet) answering as
+            // one: a rehearsal's PostgreSQL restart gave "unexpected response from
+            // SSLRequest" while it came up.
             Self::Store(StoreError::Sql(
-                e @ (sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed),
+                e @ (sqlx::Error::PoolTimedOut
+                | sqlx::Error::Io(_)
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::WorkerCrashed),
             )) => {
                 tracing::warn!(error = %e, "database unavailable");
                 (StatusCode::SERVICE_UNAVAILABLE, msg::BUSY, Some(5))
@@ -278,5 +285,28 @@ impl IntoResponse for OAuthError {
             }
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stores_that_cannot_answer_are_503_with_retry_after() {
+        let unavailable = [
+            Error::Store(StoreError::Sql(sqlx::Error::PoolTimedOut)),
+            Error::Store(StoreError::Sql(sqlx::Error::Protocol(
+                "unexpected response from SSLRequest: 0x00".into(),
+            ))),
+            Error::Ephemeral(EphemeralError::Full),
+        ];
+        for e in unavailable {
+            let (status, _, retry_after) = e.public();
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{e:?}");
+            assert!(retry_after.is_some(), "{e:?}");
+        }
+        let (status, _, _) = Error::Internal("a bug".into()).public();
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

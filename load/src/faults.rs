@@ -94,6 +94,13 @@ pub fn parse(text: &str) -> Result<Vec<Fault>, String> {
     Ok(out)
 }
 
+/// Reads and parses a schedule file; errors name the file and the line.
+pub fn read(path: &std::path::Path) -> anyhow::Result<Vec<Fault>> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
 pub type Injected<'a> = Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
 
 /// Breaks the processes a run owns.

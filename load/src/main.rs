@@ -307,11 +307,7 @@ fn share(name: &str, v: Option<f64>, default: f64) -> anyhow::Result<f64> {
 async fn run(a: RunArgs) -> anyhow::Result<bool> {
     let preset = a.scenario.preset()?;
     let faults = match &a.faults {
-        Some(path) => load::faults::parse(
-            &std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
-        )
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        Some(path) => load::faults::read(path)?,
         None => Vec::new(),
     };
     let mut curve = match (&a.csv, a.shape) {
@@ -494,11 +490,7 @@ async fn main() -> anyhow::Result<()> {
             out,
         } => {
             let faults = match &faults {
-                Some(path) => load::faults::parse(
-                    &std::fs::read_to_string(path)
-                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
-                )
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+                Some(path) => load::faults::read(path)?,
                 None => load::rehearsal::default_schedule(secs),
             };
             let presale_binary = match presale_binary {

@@ -44,6 +44,20 @@ pub fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres")
 }
 
+/// `pool.begin()`, safe to cancel. sqlx 0.8 on PostgreSQL leaves a connection inside its
+/// transaction when the future is dropped between sending BEGIN and reading the answer
+/// (transact-rs/sqlx#4393): the pool then hands it to the next borrower, whose writes run
+/// in that transaction and are lost when the connection closes. Here BEGIN runs in a task
+/// of its own: if the caller is cancelled (a client hung up, a timeout, a shed request),
+/// the task still finishes and drops the transaction it got, which rolls it back.
+/// Every transaction of both services starts here.
+pub async fn begin(pool: &AnyPool) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+    let pool = pool.clone();
+    tokio::spawn(async move { pool.begin().await })
+        .await
+        .map_err(|_| sqlx::Error::WorkerCrashed)?
+}
+
 /// Opens an `Any` pool on SQLite or PostgreSQL. SQLite gets WAL, so readers proceed
 /// during a write, and a busy timeout, so a busy writer waits instead of failing.
 pub async fn connect_pool(url: &str, max_connections: u32) -> Result<AnyPool, sqlx::Error> {

@@ -332,7 +332,7 @@ impl Db {
         client_id: &ClientId,
         now: i64,
     ) -> Result<Vec<String>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = service_kit::sql::begin(&self.pool).await?;
         sqlx::query(&format!(
             "{ENQUEUE_LOGOUTS} WHERE g.citizen_id = $1 AND g.client_id = $3 \
              {ENQUEUE_LOGOUTS_END}"
@@ -379,7 +379,7 @@ impl Db {
         g: &GrantRow,
         refresh: Option<(&str, i64)>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = service_kit::sql::begin(&self.pool).await?;
         sqlx::query(
             "INSERT INTO grants (id, citizen_id, client_id, scope, sid, auth_time, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -424,7 +424,7 @@ impl Db {
         sid: &str,
         now: i64,
     ) -> Result<Vec<String>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = service_kit::sql::begin(&self.pool).await?;
         // The clients told of it (back-channel logout) are queued in the same transaction.
         sqlx::query(&format!(
             "{ENQUEUE_LOGOUTS} WHERE g.sid = $1 {ENQUEUE_LOGOUTS_END}"
@@ -529,7 +529,7 @@ impl Db {
         now: i64,
         expires_at: i64,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = service_kit::sql::begin(&self.pool).await?;
         let done = sqlx::query(
             "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL",
         )
@@ -620,7 +620,7 @@ impl Db {
         k: &KeyRow,
         retire_previous_at: Option<(i64, i64)>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = service_kit::sql::begin(&self.pool).await?;
         if let Some((retire_at, expires_at)) = retire_previous_at {
             sqlx::query(
                 "UPDATE signing_keys SET retire_at = $2, expires_at = $3 \

@@ -55,7 +55,7 @@ impl Store {
             }
         }
         let id = service_kit::keys::random_token(12);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = service_kit::sql::begin(&self.pool).await?;
         if terms.exclusion.is_some() && self.postgres {
             // One person's applications one at a time, so the exclusion rule below reads
             // every application of theirs that committed before (READ COMMITTED takes a

@@ -121,7 +121,7 @@ impl Store {
         subject: &str,
         detail: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = service_kit::sql::begin(self.pool()).await?;
         let entry = Entry {
             at,
             actor,

@@ -17,7 +17,7 @@ impl Store {
         l: &NewLicense,
         now: i64,
     ) -> Result<Result<String, LicenseError>, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = service_kit::sql::begin(self.pool()).await?;
         let id = self.issue_license_in(&mut tx, l, now).await?;
         if id.is_ok() {
             tx.commit().await?;
@@ -34,7 +34,7 @@ impl Store {
         actor: &str,
         now: i64,
     ) -> Result<Result<String, LicenseError>, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = service_kit::sql::begin(self.pool()).await?;
         let id = match self.issue_license_in(&mut tx, l, now).await? {
             Ok(id) => id,
             Err(e) => return Ok(Err(e)),
@@ -118,7 +118,7 @@ impl Store {
     /// Suspends or resumes a license (library callers; staff do it through an approved
     /// proposal). See [`Store::set_license_active_in`].
     pub async fn set_license_active(&self, id: &str, active: bool) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = service_kit::sql::begin(self.pool()).await?;
         let done = self.set_license_active_in(&mut tx, id, active).await?;
         tx.commit().await?;
         Ok(done)

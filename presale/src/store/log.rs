@@ -88,7 +88,7 @@ impl Store {
                     .unwrap_or(0) as u64,
             );
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = service_kit::sql::begin(&self.pool).await?;
         let Some(row) = sqlx::query(&format!(
             "UPDATE log_state SET size = size WHERE license_id = $1 RETURNING size, {} AS now_ms",
             self.now_ms_sql()

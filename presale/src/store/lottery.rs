@@ -34,7 +34,7 @@ impl Store {
         if let Some(n) = self.entry_of(&l.id, national_id).await? {
             return Ok(Entered::Already(n));
         }
-        let mut tx = self.pool().begin().await?;
+        let mut tx = service_kit::sql::begin(self.pool()).await?;
         let row = sqlx::query(&format!(
             "UPDATE licenses SET entries = entries + 1 WHERE id = $1 \
              RETURNING entries, opens_at, closes_at, status, {} AS now_ms",
@@ -125,7 +125,7 @@ impl Store {
         if let Some(seed) = self.revealed_seed(&l.id).await? {
             return Ok(Some(seed));
         }
-        let mut tx = self.pool().begin().await?;
+        let mut tx = service_kit::sql::begin(self.pool()).await?;
         let row = sqlx::query(&format!(
             "UPDATE licenses SET entries = entries WHERE id = $1 \
              RETURNING closes_at, status, {} AS now_ms",

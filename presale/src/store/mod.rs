@@ -134,7 +134,7 @@ impl Store {
                 "role: lowercase letters, digits and underscores".into(),
             ));
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = service_kit::sql::begin(&self.pool).await?;
         for sql in [
             format!("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}"),
             format!("GRANT USAGE ON SCHEMA public TO {role}"),

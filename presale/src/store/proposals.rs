@@ -158,7 +158,7 @@ impl Store {
         let id = format!("p-{}", service_kit::keys::random_token(9));
         let payload = serde_json::to_string(change)
             .map_err(|e| StoreError::Corrupt(format!("proposal: {e}")))?;
-        let mut tx = self.pool().begin().await?;
+        let mut tx = service_kit::sql::begin(self.pool()).await?;
         // The chain's lock first (SQLite: the write lock before any read).
         let summary = change.summary();
         let entry = audit::Entry {
@@ -231,7 +231,7 @@ impl Store {
         decision: Decision,
         now: i64,
     ) -> Result<Result<Outcome, ProposalError>, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = service_kit::sql::begin(self.pool()).await?;
         // The row's lock: two approvals race; one decides, the other finds it decided.
         let row = sqlx::query(
             "UPDATE proposals SET outcome = outcome WHERE id = $1 AND outcome IS NULL \

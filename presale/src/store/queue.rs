@@ -228,7 +228,7 @@ impl Store {
         license_id: &str,
         holders: &[String],
     ) -> Result<Vec<Joined>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = service_kit::sql::begin(&self.pool).await?;
         let Some(q) = self.lock_queue(&mut tx, license_id).await? else {
             return Ok(vec![Joined::Unknown; holders.len()]);
         };
@@ -343,7 +343,7 @@ impl Store {
     /// applicants still within their time, and only while the license is active and not
     /// sold out. Returns the state as committed.
     pub async fn advance_queue(&self, license_id: &str) -> Result<Option<QueueState>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = service_kit::sql::begin(&self.pool).await?;
         let Some(q) = self.lock_queue(&mut tx, license_id).await? else {
             return Ok(None);
         };

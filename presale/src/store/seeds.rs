@@ -150,7 +150,7 @@ impl Store {
         party: &str,
         secret: &str,
     ) -> Result<Revealed, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = service_kit::sql::begin(&self.pool).await?;
         let Some(frozen) = sqlx::query(&format!(
             "UPDATE campaign_seeds SET list_size = list_size WHERE license_id = $1 \
              RETURNING {} AS now_ms",

@@ -133,7 +133,9 @@ impl Store {
             .render::<qrcode::render::svg::Color<'_>>()
             .min_dimensions(200, 200)
             .build();
-        let mut tx = self.pool().begin().await.map_err(StoreError::from)?;
+        let mut tx = service_kit::sql::begin(self.pool())
+            .await
+            .map_err(StoreError::from)?;
         let inserted = sqlx::query(
             "INSERT INTO staff (username, password_hash, totp_secret, role, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
@@ -207,7 +209,7 @@ impl Store {
             .ok()
             .and_then(|t| t.check(code.trim(), now as u64))
             .map(|s| s as i64);
-        let mut tx = self.pool().begin().await?;
+        let mut tx = service_kit::sql::begin(self.pool()).await?;
         let result = match (password_ok, step) {
             (true, Some(step)) if step > last && !disabled => {
                 // Single use: a concurrent login with the same code loses this race.
@@ -271,7 +273,7 @@ impl Store {
         actor: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = service_kit::sql::begin(self.pool()).await?;
         let (sql, action) = match standing {
             Standing::Disabled => (
                 "UPDATE staff SET disabled_at = $2, session_epoch = session_epoch + 1 WHERE username = $1",
