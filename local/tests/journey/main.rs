@@ -1569,3 +1569,35 @@ async fn a_redis_outage_at_apply_is_a_retry_not_a_sign_out() {
     assert_eq!(done.status, 200, "{:?} {}", done.location, done.body);
     assert!(done.body.contains("data-tracking-code"), "{}", done.body);
 }
+
+/// The same for the ministry's staff: Redis unreachable keeps an issuer signed in and
+/// says "try again" (503 with Retry-After), rather than sending them to the sign-in page
+/// in the middle of an emergency suspension; the desk is back with Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_outage_keeps_staff_signed_in_and_says_try_again() {
+    let mut redis = testkit::servers::RedisServer::start().expect("redis-server");
+    let env = start_on(true, redis.url()).await;
+    add_staff(&env, "issuer.one", presale::store::staff::Role::Issuer).await;
+    let b = Browser::new("");
+    let desk = staff_sign_in(&env, &b, "issuer.one", 0).await;
+    assert_eq!(desk.status, 200, "{}", desk.body);
+    // The session is older than the append-only file's one-second fsync.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+
+    redis.crash();
+    let dashboard = format!("{}/ministry", env.base);
+    let r = b.get(&dashboard).await;
+    assert_eq!(r.status, 503, "{:?} {}", r.location, r.body);
+    assert!(r.headers.contains_key("retry-after"), "with Retry-After");
+
+    redis.crash_and_restart(true).expect("redis back");
+    let mut back = r;
+    for _ in 0..40 {
+        back = b.get(&dashboard).await;
+        if back.status != 503 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert_eq!(back.status, 200, "{:?} {}", back.location, back.body);
+}

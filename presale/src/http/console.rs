@@ -72,10 +72,19 @@ pub(crate) fn router() -> Router<App> {
 }
 
 impl App {
-    async fn staff(&self, jar: &CookieJar) -> Option<StaffSession> {
-        let sid = jar.get(STAFF_COOKIE)?.value().to_owned();
-        let raw = self.sessions.get(&format!("staff:{sid}")).await.ok()??;
-        serde_json::from_str(&raw).ok()
+    /// The staff session of this browser. A session store that cannot answer is an
+    /// error (503, try again), not a sign-out.
+    async fn staff(
+        &self,
+        jar: &CookieJar,
+    ) -> Result<Option<StaffSession>, service_kit::ephemeral::EphemeralError> {
+        let Some(sid) = jar.get(STAFF_COOKIE).map(|c| c.value().to_owned()) else {
+            return Ok(None);
+        };
+        let Some(raw) = self.sessions.get(&format!("staff:{sid}")).await? else {
+            return Ok(None);
+        };
+        Ok(serde_json::from_str(&raw).ok())
     }
 
     fn staff_csrf(&self, jar: &CookieJar) -> String {
@@ -110,8 +119,10 @@ async fn require(
     role: Option<Role>,
     csrf: Option<&str>,
 ) -> Result<Staff, Response> {
-    let Some(s) = app.staff(jar).await else {
-        return Err(Redirect::to("/ministry/login").into_response());
+    let s = match app.staff(jar).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return Err(Redirect::to("/ministry/login").into_response()),
+        Err(e) => return Err(Error::from(e).into_response()),
     };
     // The account as it stands now: disabled, revoked or demoted takes effect at once.
     let account = match app.store.staff_account(&s.username).await {
