@@ -188,25 +188,30 @@ pub struct FaultCost {
     pub name: String,
     pub at_secs: f64,
     pub error: Option<String>,
-    /// Failed requests (after the citizen's retries) in the fault's window.
+    /// Failed requests in the fault's window.
     pub errors: u64,
+    /// Requests in the window that went through on a retry (after a 503 with
+    /// Retry-After, or a network error).
+    pub retried_ok: u64,
+    /// Citizens whose journey ended failed in the window.
+    pub citizens_failed: u64,
     /// Seconds from the fault until errors stopped; `None` if they never did in its window.
     pub recovered_after_secs: Option<f64>,
 }
 
-/// Per fault, its cost from the per-second `errors` of the timeline.
-pub fn costs(events: &[FaultEvent], errors_per_sec: &[u64]) -> Vec<FaultCost> {
+/// Per fault, its cost from the run's per-second timeline.
+pub fn costs(events: &[FaultEvent], timeline: &[crate::report::Point]) -> Vec<FaultCost> {
     let mut out = Vec::new();
     for (k, e) in events.iter().enumerate() {
-        let from = e.at_secs.floor() as usize;
+        let from = (e.at_secs.floor() as usize).min(timeline.len());
         let to = events
             .get(k + 1)
-            .map_or(errors_per_sec.len(), |n| n.at_secs.floor() as usize)
-            .min(errors_per_sec.len());
-        let window = errors_per_sec.get(from..to.max(from)).unwrap_or(&[]);
-        let errors: u64 = window.iter().sum();
+            .map_or(timeline.len(), |n| n.at_secs.floor() as usize)
+            .clamp(from, timeline.len());
+        let window = &timeline[from..to];
+        let errors: u64 = window.iter().map(|p| p.errors).sum();
         // Recovered once the errors stop for the rest of the window, three seconds at least.
-        let recovered_after_secs = match window.iter().rposition(|&n| n > 0) {
+        let recovered_after_secs = match window.iter().rposition(|p| p.errors > 0) {
             None => Some(0.0),
             Some(last) if window.len() - last > 3 => {
                 Some(((from + last + 1) as f64 - e.at_secs).max(0.0))
@@ -218,6 +223,8 @@ pub fn costs(events: &[FaultEvent], errors_per_sec: &[u64]) -> Vec<FaultCost> {
             at_secs: e.at_secs,
             error: e.error.clone(),
             errors,
+            retried_ok: window.iter().map(|p| p.retried_ok).sum(),
+            citizens_failed: window.iter().map(|p| p.failed).sum(),
             recovered_after_secs,
         });
     }
@@ -274,8 +281,27 @@ mod tests {
             error: None,
         };
         let errors = [0, 0, 5, 3, 0, 1, 0, 0, 0, 0, 0, 0, 2, 2, 2];
-        let c = costs(&[ev("a", 2.2), ev("b", 12.0)], &errors);
+        let timeline: Vec<crate::report::Point> = errors
+            .iter()
+            .enumerate()
+            .map(|(t, &e)| crate::report::Point {
+                t,
+                arrivals: 10,
+                completions: 10,
+                applied: 0,
+                errors: e,
+                retried_ok: e / 2,
+                failed: u64::from(t == 3),
+                waiting: 0,
+                in_flight: 0,
+                p50_ms: 1.0,
+                p99_ms: 2.0,
+            })
+            .collect();
+        let c = costs(&[ev("a", 2.2), ev("b", 12.0)], &timeline);
         assert_eq!(c[0].errors, 9);
+        assert_eq!(c[0].retried_ok, 2 + 1);
+        assert_eq!(c[0].citizens_failed, 1);
         assert_eq!(c[0].recovered_after_secs, Some(6.0 - 2.2));
         assert_eq!(c[1].errors, 6);
         assert_eq!(c[1].recovered_after_secs, None, "never clean again");

@@ -157,9 +157,9 @@ pub fn render(r: &Report) -> String {
                     h2 { "Faults" }
                     p { "Dashed lines on the charts. Errors are the failed requests from the fault until the next one (a citizen who retries may still get through); recovered once they stopped for the rest of that window." }
                     table {
-                        tr { th { "fault" } th { "at (s)" } th { "errors after it" } th { "recovered after (s)" } th { "injected" } }
+                        tr { th { "fault" } th { "at (s)" } th { "errors after it" } th { "through on a retry" } th { "citizens failed" } th { "recovered after (s)" } th { "injected" } }
                         @for x in &r.faults {
-                            tr { td { (x.name) } td { (format!("{:.1}", x.at_secs)) } td { (x.errors) } td { (x.recovered_after_secs.map(|v| format!("{v:.1}")).unwrap_or_else(|| "not in its window".into())) } td { (x.error.clone().unwrap_or_else(|| "yes".into())) } }
+                            tr { td { (x.name) } td { (format!("{:.1}", x.at_secs)) } td { (x.errors) } td { (x.retried_ok) } td { (x.citizens_failed) } td { (x.recovered_after_secs.map(|v| format!("{v:.1}")).unwrap_or_else(|| "not in its window".into())) } td { (x.error.clone().unwrap_or_else(|| "yes".into())) } }
                         }
                     }
                 }

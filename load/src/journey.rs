@@ -174,7 +174,12 @@ impl<'a> Walk<'a> {
                 .step(name, self.next, r.as_ref().map(|p| p.status));
             self.next = Instant::now();
             match r {
-                Ok(p) => return Ok(p),
+                Ok(p) => {
+                    if attempt > 0 {
+                        self.j.rec.retried_ok();
+                    }
+                    return Ok(p);
+                }
                 Err(f) if f.retryable() && attempt < retries => {
                     attempt += 1;
                     let wait = f.retry_after().unwrap_or(1 << attempt).min(60);

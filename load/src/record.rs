@@ -65,6 +65,10 @@ pub struct Second {
     pub completions: u64,
     pub applied: u64,
     pub errors: u64,
+    /// Requests that went through on a retry after a 503 or a network error.
+    pub retried_ok: u64,
+    /// Citizens whose journey ended failed.
+    pub failed: u64,
     /// Sampled once a second: joined and not yet admitted, closed out or gone.
     pub waiting: i64,
     pub in_flight: i64,
@@ -145,6 +149,8 @@ impl Recorder {
                 completions: 0,
                 applied: 0,
                 errors: 0,
+                retried_ok: 0,
+                failed: 0,
                 waiting: 0,
                 in_flight: 0,
                 hist: coarse(),
@@ -267,6 +273,12 @@ impl Recorder {
         self.lock().second_device_mismatch += 1;
     }
 
+    /// A request went through on a retry (after a 503 with Retry-After or a network error).
+    pub fn retried_ok(&self) {
+        let i = self.start.elapsed().as_secs() as usize;
+        Self::second(&mut self.lock(), i).retried_ok += 1;
+    }
+
     pub fn outcome(&self, o: Outcome) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.completed.fetch_add(1, Ordering::Relaxed);
@@ -276,6 +288,9 @@ impl Recorder {
         s.completions += 1;
         if o == Outcome::Applied {
             s.applied += 1;
+        }
+        if matches!(o, Outcome::Failed { .. }) {
+            s.failed += 1;
         }
         g.outcomes.push(o);
     }

@@ -92,6 +92,8 @@ pub struct Point {
     pub completions: u64,
     pub applied: u64,
     pub errors: u64,
+    pub retried_ok: u64,
+    pub failed: u64,
     pub waiting: i64,
     pub in_flight: i64,
     pub p50_ms: f64,
@@ -237,6 +239,8 @@ pub fn build(meta: Meta, r: Recorded) -> Report {
             completions: s.completions,
             applied: s.applied,
             errors: s.errors,
+            retried_ok: s.retried_ok,
+            failed: s.failed,
             waiting: s.waiting,
             in_flight: s.in_flight,
             p50_ms: ms_at(&s.hist, 0.5),
@@ -279,8 +283,7 @@ pub fn build(meta: Meta, r: Recorded) -> Report {
     if meta.overdue {
         reasons.push("journeys still going at the run's deadline were ended".into());
     }
-    let errors_per_sec: Vec<u64> = timeline.iter().map(|p| p.errors).collect();
-    let faults = crate::faults::costs(&r.faults, &errors_per_sec);
+    let faults = crate::faults::costs(&r.faults, &timeline);
     for f in &faults {
         if let Some(e) = &f.error {
             reasons.push(format!(
@@ -421,10 +424,12 @@ impl Report {
         for fc in &self.faults {
             let _ = writeln!(
                 s,
-                "fault {} at {:.1} s: {} errors after it, {}{}",
+                "fault {} at {:.1} s: {} errors after it, {} requests through on a retry, {} citizens failed, {}{}",
                 fc.name,
                 fc.at_secs,
                 fc.errors,
+                fc.retried_ok,
+                fc.citizens_failed,
                 fc.recovered_after_secs.map_or_else(
                     || "not recovered in its window".to_owned(),
                     |r| format!("recovered after {r:.1} s")
