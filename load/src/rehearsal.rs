@@ -183,7 +183,7 @@ impl Injector for Owned {
 
 /// Runs the rehearsal: its report, with the ledger checked.
 pub async fn run(r: Rehearsal) -> anyhow::Result<Report> {
-    crate::faults::check(&r.faults, Some(&NamesOnly))
+    crate::faults::check(&r.faults, FAULTS)
         .map_err(|e| anyhow::anyhow!("the fault schedule: {e}"))?;
     let postgres = tokio::task::spawn_blocking(PostgresServer::start)
         .await?
@@ -273,17 +273,4 @@ pub async fn run(r: Rehearsal) -> anyhow::Result<Report> {
     d.stop().await;
     drop(owned);
     report
-}
-
-/// Checks names before anything is started.
-struct NamesOnly;
-
-impl Injector for NamesOnly {
-    fn names(&self) -> &'static [&'static str] {
-        FAULTS
-    }
-
-    fn inject<'a>(&'a self, _: &'a str) -> Injected<'a> {
-        Box::pin(async { Err("names only".to_owned()) })
-    }
 }

@@ -152,8 +152,11 @@ pub async fn run(
         }
     }
 
-    crate::faults::check(&plan.faults, plan.injector.as_deref())
-        .map_err(|e| anyhow::anyhow!("the fault schedule: {e}"))?;
+    crate::faults::check(
+        &plan.faults,
+        plan.injector.as_ref().map_or(&[], |i| i.names()),
+    )
+    .map_err(|e| anyhow::anyhow!("the fault schedule: {e}"))?;
     let probes = journey.http.watch_readiness();
     let start = Instant::now();
     let rec = Arc::new(Recorder::new(start));

@@ -55,14 +55,6 @@ impl Core {
         jar: &CookieJar,
         m: &str,
     ) -> crate::error::Result<Option<Citizen>> {
-        Ok(self.citizen_inner(jar, m).await?)
-    }
-
-    async fn citizen_inner(
-        &self,
-        jar: &CookieJar,
-        m: &str,
-    ) -> Result<Option<Citizen>, service_kit::ephemeral::EphemeralError> {
         let Some(cookie) = jar.get(COOKIE) else {
             return Ok(None);
         };
