@@ -678,7 +678,49 @@ async fn a_flood_through_one_client_is_held_to_its_share(backend: Backend) {
     assert_eq!(r.status(), 303, "another client's logins are not held up");
 }
 
+/// The national SMS budget (`sms_rps`, all replicas together) caps what pumping can
+/// cost: past it a code is refused at once with 503 and Retry-After, and sends go through
+/// again the next second.
+async fn the_national_sms_budget_refuses_past_its_rate(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        Options {
+            settings: Box::new(|s| s.sms_rps = 2),
+        },
+    )
+    .await;
+    let mut phones = Vec::new();
+    for who in &app.citizens[20..26] {
+        let b = Browser::new(&app.base);
+        let auth = raw_auth(&app, app.client("saipa"), "");
+        let phone = b.follow(b.get(&auth.url).await).await;
+        phones.push((b, phone, who.mobile.clone()));
+    }
+    let mut statuses = Vec::new();
+    for (b, phone, mobile) in &phones[..5] {
+        let r = b.submit_phone(phone, mobile).await;
+        if r.status == 503 {
+            assert!(r.headers.contains_key("retry-after"), "with Retry-After");
+        }
+        statuses.push(r.status);
+    }
+    // Five sends in at most two windows of a second, two per window: one at least refused.
+    assert!(statuses.contains(&503), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 303 || *s == 503),
+        "{statuses:?}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (b, phone, mobile) = &phones[5];
+    assert_eq!(
+        b.submit_phone(phone, mobile).await.status,
+        303,
+        "sent the next second"
+    );
+}
+
 both!(
+    the_national_sms_budget_refuses_past_its_rate,
     a_flood_through_one_client_is_held_to_its_share,
     an_authorize_flood_costs_the_store_a_bounded_amount,
     token_requests_are_limited_per_client,
