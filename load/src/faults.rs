@@ -130,36 +130,51 @@ pub fn check(faults: &[Fault], known: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
-/// Injects each fault at its instant, recording it; ends after the last.
+/// Injects each fault at its instant, recording it; ends after the last has ended. Each
+/// runs on its own: a fault that lasts (a partition, a latency, a skewed clock) does not
+/// hold back the ones after it.
 pub fn spawn(
     faults: Vec<Fault>,
     injector: Option<Arc<dyn Injector>>,
     rec: Arc<Recorder>,
     start: Instant,
 ) -> tokio::task::JoinHandle<()> {
+    let tasks: Vec<_> = faults
+        .into_iter()
+        .map(|f| {
+            let (injector, rec) = (injector.clone(), rec.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep_until((start + Duration::from_secs_f64(f.at_secs)).into()).await;
+                inject(f, injector.as_deref(), &rec).await;
+            })
+        })
+        .collect();
     tokio::spawn(async move {
-        for f in faults {
-            tokio::time::sleep_until((start + Duration::from_secs_f64(f.at_secs)).into()).await;
-            let began = Instant::now();
-            let at_secs = rec.secs(began);
-            let name = f.name();
-            tracing::warn!(fault = %name, at_secs, "injecting a fault");
-            let r = match (&f.action, &injector) {
-                (Action::Run(cmd), _) => run_command(cmd).await,
-                (Action::Named(n), Some(i)) => i.inject(n).await,
-                (Action::Named(n), None) => Err(format!("no injector for `{n}`")),
-            };
-            if let Err(e) = &r {
-                tracing::error!(fault = %name, error = %e, "the fault could not be injected");
-            }
-            rec.fault(FaultEvent {
-                name,
-                at_secs,
-                took_secs: began.elapsed().as_secs_f64(),
-                error: r.err(),
-            });
+        for t in tasks {
+            let _ = t.await;
         }
     })
+}
+
+async fn inject(f: Fault, injector: Option<&dyn Injector>, rec: &Recorder) {
+    let began = Instant::now();
+    let at_secs = rec.secs(began);
+    let name = f.name();
+    tracing::warn!(fault = %name, at_secs, "injecting a fault");
+    let r = match (&f.action, injector) {
+        (Action::Run(cmd), _) => run_command(cmd).await,
+        (Action::Named(n), Some(i)) => i.inject(n).await,
+        (Action::Named(n), None) => Err(format!("no injector for `{n}`")),
+    };
+    if let Err(e) = &r {
+        tracing::error!(fault = %name, error = %e, "the fault could not be injected");
+    }
+    rec.fault(FaultEvent {
+        name,
+        at_secs,
+        took_secs: began.elapsed().as_secs_f64(),
+        error: r.err(),
+    });
 }
 
 async fn run_command(cmd: &str) -> Result<(), String> {
@@ -193,8 +208,16 @@ pub struct FaultCost {
     /// Requests in the window that went through on a retry (after a 503 with
     /// Retry-After, or a network error).
     pub retried_ok: u64,
+    /// Sign-ins started again from the storefront after an error page in the window.
+    pub started_over: u64,
     /// Citizens whose journey ended failed in the window.
     pub citizens_failed: u64,
+    /// Requests refused with 503 and Retry-After in the window, and the p99 of how fast
+    /// those refusals were answered.
+    pub shed: u64,
+    pub shed_p99_ms: f64,
+    /// The worst second's p99 in the window: what a slow store cost.
+    pub peak_p99_ms: f64,
     /// Seconds from the fault until errors stopped; `None` if they never did in its window.
     pub recovered_after_secs: Option<f64>,
 }
@@ -218,12 +241,20 @@ pub fn costs(events: &[FaultEvent], timeline: &[crate::report::Point]) -> Vec<Fa
             }
             Some(_) => None,
         };
+        let mut shed_hist = crate::record::hist();
+        for p in window {
+            let _ = shed_hist.add(&p.shed_hist);
+        }
         out.push(FaultCost {
+            shed: window.iter().map(|p| p.shed).sum(),
+            shed_p99_ms: crate::record::ms_at(&shed_hist, 0.99),
+            peak_p99_ms: window.iter().map(|p| p.p99_ms).fold(0.0, f64::max),
             name: e.name.clone(),
             at_secs: e.at_secs,
             error: e.error.clone(),
             errors,
             retried_ok: window.iter().map(|p| p.retried_ok).sum(),
+            started_over: window.iter().map(|p| p.started_over).sum(),
             citizens_failed: window.iter().map(|p| p.failed).sum(),
             recovered_after_secs,
         });
@@ -292,16 +323,22 @@ mod tests {
                 errors: e,
                 retried_ok: e / 2,
                 failed: u64::from(t == 3),
+                shed: e / 3,
+                started_over: u64::from(t == 5),
                 waiting: 0,
                 in_flight: 0,
                 p50_ms: 1.0,
-                p99_ms: 2.0,
+                p99_ms: 2.0 + t as f64,
+                shed_hist: crate::record::hist(),
             })
             .collect();
         let c = costs(&[ev("a", 2.2), ev("b", 12.0)], &timeline);
         assert_eq!(c[0].errors, 9);
         assert_eq!(c[0].retried_ok, 2 + 1);
         assert_eq!(c[0].citizens_failed, 1);
+        assert_eq!(c[0].shed, 1 + 1);
+        assert_eq!(c[0].started_over, 1);
+        assert_eq!(c[0].peak_p99_ms, 2.0 + 11.0);
         assert_eq!(c[0].recovered_after_secs, Some(6.0 - 2.2));
         assert_eq!(c[1].errors, 6);
         assert_eq!(c[1].recovered_after_secs, None, "never clean again");

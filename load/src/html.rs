@@ -103,6 +103,11 @@ pub fn render(r: &Report) -> String {
                 t(|p| p.applied as f64),
             ),
             ("errors", RGBColor(214, 39, 40), t(|p| p.errors as f64)),
+            (
+                "of which refused with 503 + Retry-After",
+                RGBColor(255, 187, 120),
+                t(|p| p.shed as f64),
+            ),
         ],
         &faults,
     );
@@ -150,6 +155,10 @@ pub fn render(r: &Report) -> String {
                     " (every step's p99 under " (r.verdict.p99_limit_ms) " ms, no errors but planned sold-out, no duplicates, first come first served)"
                     @if !r.verdict.reasons.is_empty() { ul { @for x in &r.verdict.reasons { li { (x) } } } }
                 }
+                @let ov = &r.overload;
+                p { "Goodput " strong { (format!("{:.1}", ov.goodput_per_sec)) " journeys/s" } "; "
+                    (ov.shed) " of " (ov.requests) " requests (" (format!("{:.1}", 100.0 * ov.shed_share)) "%) refused with 503 + Retry-After, answered in p99 " (format!("{:.1}", ov.shed_ms.p99)) " ms; what was served, p99 "
+                    (format!("{:.0}", ov.accepted_p99_ms)) " ms at the slowest step (" (ov.accepted_p99_step) ")." }
                 (PreEscaped(flow))
                 (PreEscaped(latency))
                 (PreEscaped(queue))
@@ -157,9 +166,9 @@ pub fn render(r: &Report) -> String {
                     h2 { "Faults" }
                     p { "Dashed lines on the charts. Errors are the failed requests from the fault until the next one (a citizen who retries may still get through); recovered once they stopped for the rest of that window." }
                     table {
-                        tr { th { "fault" } th { "at (s)" } th { "errors after it" } th { "through on a retry" } th { "citizens failed" } th { "recovered after (s)" } th { "injected" } }
+                        tr { th { "fault" } th { "at (s)" } th { "errors after it" } th { "refused (503 + Retry-After)" } th { "refusals answered, p99 (ms)" } th { "worst second's p99 (ms)" } th { "through on a retry" } th { "sign-ins started over" } th { "citizens failed" } th { "recovered after (s)" } th { "injected" } }
                         @for x in &r.faults {
-                            tr { td { (x.name) } td { (format!("{:.1}", x.at_secs)) } td { (x.errors) } td { (x.retried_ok) } td { (x.citizens_failed) } td { (x.recovered_after_secs.map(|v| format!("{v:.1}")).unwrap_or_else(|| "not in its window".into())) } td { (x.error.clone().unwrap_or_else(|| "yes".into())) } }
+                            tr { td { (x.name) } td { (format!("{:.1}", x.at_secs)) } td { (x.errors) } td { (x.shed) } td { (format!("{:.0}", x.shed_p99_ms)) } td { (format!("{:.0}", x.peak_p99_ms)) } td { (x.retried_ok) } td { (x.started_over) } td { (x.citizens_failed) } td { (x.recovered_after_secs.map(|v| format!("{v:.1}")).unwrap_or_else(|| "not in its window".into())) } td { (x.error.clone().unwrap_or_else(|| "yes".into())) } }
                         }
                     }
                 }

@@ -82,6 +82,29 @@ impl Fail {
         }
     }
 
+    /// An error page a person leaves by starting the sign-in again from the storefront:
+    /// the login is gone (410) or spent (409), a server or its gateway failed (5xx), or
+    /// nothing answered.
+    pub fn start_over(&self) -> bool {
+        match self {
+            Self::Connect | Self::Timeout => true,
+            Self::Status { status, .. } => matches!(status, 409 | 410 | 500..=599),
+            Self::Page(_) => false,
+        }
+    }
+
+    /// Refused with 503 and Retry-After: the server shedding load, as it should when
+    /// overloaded (answered at once, with when to come back).
+    pub fn shed(&self) -> bool {
+        matches!(
+            self,
+            Self::Status {
+                status: 503,
+                retry_after: Some(_)
+            }
+        )
+    }
+
     pub fn status(&self) -> Option<u16> {
         match self {
             Self::Status { status, .. } => Some(*status),

@@ -200,8 +200,26 @@ impl<'a> Walk<'a> {
             .map_err(|_| Stop::Fail("storefront", Fail::Page("a storefront URL")))
     }
 
-    /// Signs in at storefront `front`; the storefront page afterwards.
+    /// Signs in at storefront `front`; the storefront page afterwards. A sign-in that
+    /// ends on an error page (the login gone with a store, a code already spent by a
+    /// request whose answer was lost, a server down) is started again from the storefront,
+    /// twice at most, as a person would.
     async fn sign_in(&mut self, front: &str) -> Result<Page, Stop> {
+        let mut again = 0;
+        loop {
+            match self.sign_in_once(front).await {
+                Err(Stop::Fail(_, f)) if again < 2 && f.start_over() => {
+                    again += 1;
+                    self.j.rec.started_over();
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    self.next = Instant::now();
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn sign_in_once(&mut self, front: &str) -> Result<Page, Stop> {
         let login = self.storefront_url(front, "login")?;
         let home = self.storefront_url(front, "")?;
         let mut tries = 0;

@@ -20,6 +20,8 @@
 //!   the tool owns PostgreSQL, Redis and the presale processes it breaks.
 //! - [`ledger`]: every ticket, admission and tracking code answered, checked after the
 //!   run against the campaign's audited transparency log.
+//! - [`fuzz`]: bad input at scale against every page and JSON endpoint of both services:
+//!   never a 5xx other than a planned 503, never a dropped connection.
 //! - [`sweep`]: rising plateaus through an in-process deployment on PostgreSQL and Redis,
 //!   to find the largest arrival rate one replica of each service holds.
 //! - [`stubs`]: the stub civil registry, mobile ownership and SMS gateway a test deployment
@@ -28,6 +30,7 @@
 pub mod curve;
 pub mod fairness;
 pub mod faults;
+pub mod fuzz;
 pub mod html;
 pub mod http;
 pub mod journey;

@@ -29,6 +29,24 @@ enum Command {
     Run(Box<RunArgs>),
     /// List the named scenarios.
     Scenarios,
+    /// Bad input at scale: a local deployment (the stubs, the IdP, presale, a campaign)
+    /// sent malformed forms, oversized fields, wrong content types, broken cookies,
+    /// replayed CSRF tokens, odd methods and paths on every page and JSON endpoint. Fails
+    /// on any 5xx other than a 503 with Retry-After, or a dropped connection.
+    Fuzz {
+        #[arg(long, default_value_t = 100_000)]
+        requests: u64,
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// On PostgreSQL and Redis (EMTA_TEST_POSTGRES_URL, EMTA_TEST_REDIS_URL; default
+        /// the local servers) rather than SQLite and in-process stores.
+        #[arg(long)]
+        servers: bool,
+        #[arg(long, default_value = "load-fuzz.json")]
+        out: PathBuf,
+    },
     /// Find the largest arrival rate one replica of each service holds: an in-process
     /// deployment on PostgreSQL and Redis, then plateaus of rising rates until one does
     /// not hold (every step's p99 under the limit, no errors but planned sold-out).
@@ -79,7 +97,9 @@ enum Command {
         #[arg(long, default_value_t = 60.0)]
         secs: f64,
         /// A fault schedule (`SECONDS FAULT` a line; faults: redis-crash, redis-wipe,
-        /// postgres-restart, presale-crash, or `run COMMAND`).
+        /// redis-failover, redis-partition, redis-latency, postgres-restart,
+        /// postgres-partition, postgres-latency, presale-crash, presale-clock-skew,
+        /// idp-crash, or `run COMMAND`).
         #[arg(long)]
         faults: Option<PathBuf>,
         /// The presale binary the replicas run (default: beside this one).
@@ -87,6 +107,12 @@ enum Command {
         presale_binary: Option<PathBuf>,
         #[arg(long, default_value_t = 2)]
         presale_replicas: usize,
+        /// The idp binary the IdP replicas run (default: beside this one); 0 replicas run
+        /// the IdP in this process instead (then `idp-crash` cannot be injected).
+        #[arg(long)]
+        idp_binary: Option<PathBuf>,
+        #[arg(long, default_value_t = 2)]
+        idp_replicas: usize,
         #[arg(long, default_value_t = 6000)]
         admission_per_min: i64,
         #[arg(long, default_value_t = 8)]
@@ -484,6 +510,8 @@ async fn main() -> anyhow::Result<()> {
             faults,
             presale_binary,
             presale_replicas,
+            idp_binary,
+            idp_replicas,
             admission_per_min,
             pow_difficulty,
             p99_limit_ms,
@@ -493,24 +521,19 @@ async fn main() -> anyhow::Result<()> {
                 Some(path) => load::faults::read(path)?,
                 None => load::rehearsal::default_schedule(secs),
             };
-            let presale_binary = match presale_binary {
-                Some(p) => p,
-                None => std::env::current_exe()?
-                    .parent()
-                    .map(|d| d.join("presale"))
-                    .ok_or_else(|| anyhow::anyhow!("--presale-binary is required"))?,
+            let presale_binary = service_binary("presale", presale_binary)?;
+            let idp_binary = match idp_replicas {
+                0 => None,
+                _ => Some(service_binary("idp", idp_binary)?),
             };
-            anyhow::ensure!(
-                presale_binary.exists(),
-                "{} not found: build it (cargo build --release -p presale) or give --presale-binary",
-                presale_binary.display()
-            );
             let report = load::rehearsal::run(load::rehearsal::Rehearsal {
                 rate,
                 secs,
                 faults,
                 presale_binary,
                 presale_replicas,
+                idp_binary,
+                idp_replicas,
                 units: None,
                 admission_per_min,
                 pow_difficulty,
@@ -523,6 +546,21 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", report.summary());
             println!("report: {} and {}", json.display(), page.display());
             if !report.ledger.as_ref().is_some_and(|l| l.holds()) {
+                std::process::exit(2);
+            }
+        }
+        Command::Fuzz {
+            requests,
+            concurrency,
+            seed,
+            servers,
+            out,
+        } => {
+            let report = load::fuzz::local(requests, concurrency, seed, servers).await?;
+            std::fs::write(&out, serde_json::to_vec_pretty(&report)?)?;
+            println!("{}", report.summary());
+            println!("report: {}", out.display());
+            if !report.holds() {
                 std::process::exit(2);
             }
         }
@@ -565,4 +603,21 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A service's binary: `given`, or the one of that name beside this one; it must exist.
+fn service_binary(name: &str, given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let path = match given {
+        Some(p) => p,
+        None => std::env::current_exe()?
+            .parent()
+            .map(|d| d.join(name))
+            .ok_or_else(|| anyhow::anyhow!("--{name}-binary is required"))?,
+    };
+    anyhow::ensure!(
+        path.exists(),
+        "{} not found: build it (cargo build --release -p {name}) or give --{name}-binary",
+        path.display()
+    );
+    Ok(path)
 }

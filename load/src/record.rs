@@ -53,7 +53,14 @@ pub struct JoinRecord {
 
 #[derive(Default)]
 pub struct StepStats {
+    /// Every attempt.
     pub hist: Option<Histogram<u64>>,
+    /// The attempts that were answered as the step expects.
+    pub accepted: Option<Histogram<u64>>,
+    /// The attempts refused with 503 and Retry-After (load shed, the server's "come back
+    /// later"): how many, and how fast they were answered.
+    pub shed: u64,
+    pub shed_hist: Option<Histogram<u64>>,
     pub ok: u64,
     pub errors: BTreeMap<String, u64>,
     pub statuses: BTreeMap<u16, u64>,
@@ -69,6 +76,11 @@ pub struct Second {
     pub retried_ok: u64,
     /// Citizens whose journey ended failed.
     pub failed: u64,
+    /// Requests refused with 503 and Retry-After, and how fast they were answered.
+    pub shed: u64,
+    pub shed_hist: Histogram<u64>,
+    /// Sign-ins started again from the storefront after an error page.
+    pub started_over: u64,
     /// Sampled once a second: joined and not yet admitted, closed out or gone.
     pub waiting: i64,
     pub in_flight: i64,
@@ -151,6 +163,9 @@ impl Recorder {
                 errors: 0,
                 retried_ok: 0,
                 failed: 0,
+                shed: 0,
+                shed_hist: coarse(),
+                started_over: 0,
                 waiting: 0,
                 in_flight: 0,
                 hist: coarse(),
@@ -187,17 +202,29 @@ impl Recorder {
             Ok(status) => {
                 s.ok += 1;
                 *s.statuses.entry(status).or_default() += 1;
+                s.accepted.get_or_insert_with(hist).saturating_record(us);
             }
             Err(f) => {
                 *s.errors.entry(f.kind()).or_default() += 1;
                 if let Some(st) = f.status() {
                     *s.statuses.entry(st).or_default() += 1;
                 }
+                if f.shed() {
+                    s.shed += 1;
+                    s.shed_hist.get_or_insert_with(hist).saturating_record(us);
+                }
                 self.errors.fetch_add(1, Ordering::Relaxed);
-                Self::second(&mut g, i).errors += 1;
             }
         }
-        Self::second(&mut g, i).hist.saturating_record(us);
+        let sec = Self::second(&mut g, i);
+        if let Err(f) = result {
+            sec.errors += 1;
+            if f.shed() {
+                sec.shed += 1;
+                sec.shed_hist.saturating_record(us);
+            }
+        }
+        sec.hist.saturating_record(us);
     }
 
     /// Work done on the citizen's own device (the proof of work), not server latency.
@@ -274,6 +301,11 @@ impl Recorder {
     }
 
     /// A request went through on a retry (after a 503 with Retry-After or a network error).
+    pub fn started_over(&self) {
+        let i = self.start.elapsed().as_secs() as usize;
+        Self::second(&mut self.lock(), i).started_over += 1;
+    }
+
     pub fn retried_ok(&self) {
         let i = self.start.elapsed().as_secs() as usize;
         Self::second(&mut self.lock(), i).retried_ok += 1;
@@ -335,7 +367,12 @@ impl Recorder {
             launch_lag: inner.launch_lag.unwrap_or_else(hist),
             admissions: inner.admissions,
             codes: inner.codes,
-            faults: inner.faults,
+            // In the order they were injected (each is recorded when it has ended).
+            faults: {
+                let mut f = inner.faults;
+                f.sort_by(|a, b| a.at_secs.total_cmp(&b.at_secs));
+                f
+            },
         }
     }
 }

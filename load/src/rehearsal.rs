@@ -18,11 +18,18 @@
 //!   is lost, as in a real asynchronous failover;
 //! - `redis-partition`, `postgres-partition`: for five seconds the services' connections
 //!   to the store go silent and new ones are never answered (a broken network, not a
-//!   refused connection), then the network comes back.
+//!   refused connection), then the network comes back;
+//! - `redis-latency`, `postgres-latency`: for ten seconds every packet between the
+//!   services and the store is held back 100 ms each way (`tc netem delay`'s effect);
+//! - `idp-crash`: kill -9 of an IdP replica (in turn), restarted at once; the balancer in
+//!   front of them skips it while it is down (with `Rehearsal::idp_binary`);
+//! - `presale-clock-skew`: a presale replica's clock (in turn) jumps 30 s ahead for
+//!   twenty seconds, then back (libfaketime, Debian's `faketime`, under every replica from
+//!   the start, its offset moved at run time: the process is not restarted).
 //!
 //! The services reach Redis and PostgreSQL through loopback TCP proxies the tool owns
 //! (standing for the Kubernetes Services in front of them), which is how the failover
-//! moves them and the partitions cut them.
+//! moves them, the partitions cut them and the latency slows them.
 //!
 //! And any `run COMMAND`, as against a remote deployment.
 
@@ -47,10 +54,23 @@ pub const FAULTS: &[&str] = &[
     "postgres-restart",
     "postgres-partition",
     "presale-crash",
+    "redis-latency",
+    "postgres-latency",
+    "idp-crash",
+    "presale-clock-skew",
 ];
 
 /// How long a partition lasts.
 pub const PARTITION_SECS: u64 = 5;
+/// The one-way delay of a latency fault, and how long it lasts.
+pub const LATENCY_MS: u64 = 100;
+pub const LATENCY_SECS: u64 = 10;
+/// How far a skewed clock runs ahead, and for how long.
+pub const SKEW_SECS: i64 = 30;
+pub const SKEW_FOR_SECS: u64 = 20;
+
+/// Debian's `faketime` library (the thread-safe one).
+pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
 
 /// The default schedule of `load rehearse`: each kind of fault the tool owns, spread
 /// over the run (at a fifth, two fifths and three fifths of it).
@@ -74,6 +94,10 @@ pub struct Rehearsal {
     /// The `presale` binary the replicas run.
     pub presale_binary: PathBuf,
     pub presale_replicas: usize,
+    /// The `idp` binary, to run the IdP as `idp_replicas` processes (which `idp-crash`
+    /// needs); `None`: the IdP runs in the tool's process.
+    pub idp_binary: Option<PathBuf>,
+    pub idp_replicas: usize,
     /// Units on sale; by default half the crowd, so the campaign sells out.
     pub units: Option<i64>,
     pub admission_per_min: i64,
@@ -90,8 +114,18 @@ struct Owned {
     redis_proxy: TcpProxy,
     postgres: Mutex<PostgresServer>,
     postgres_proxy: TcpProxy,
-    presale: local::deploy::PresaleProcesses,
+    presale: local::processes::Processes,
     next_presale: AtomicUsize,
+    idp: local::processes::Processes,
+    next_idp: AtomicUsize,
+    /// Each presale replica's libfaketime offset file, when the schedule skews clocks.
+    clocks: Option<testkit::servers::TempDir>,
+    next_clock: AtomicUsize,
+}
+
+/// The offset file of presale replica `i`'s clock.
+fn clock_file(dir: &std::path::Path, i: usize) -> PathBuf {
+    dir.join(format!("clock-{i}"))
 }
 
 impl Owned {
@@ -145,15 +179,42 @@ impl Owned {
         .map_err(|e| e.to_string())
     }
 
-    async fn presale(&self) -> Result<(), String> {
-        let n = self.presale.len();
+    async fn latency(&self, proxy: &TcpProxy) -> Result<(), String> {
+        proxy.set_delay(Duration::from_millis(LATENCY_MS));
+        tokio::time::sleep(Duration::from_secs(LATENCY_SECS)).await;
+        proxy.set_delay(Duration::ZERO);
+        Ok(())
+    }
+
+    /// kill -9 of one of `replicas` (in turn, the last one first: the first presale
+    /// replica's URL is the public one) and a restart.
+    async fn crash(
+        replicas: &local::processes::Processes,
+        next: &AtomicUsize,
+        what: &str,
+    ) -> Result<(), String> {
+        let n = replicas.len();
         if n == 0 {
-            return Err("the presale replicas do not run as processes".into());
+            return Err(format!("the {what} replicas do not run as processes"));
         }
-        // The last replica first: the first one's URL is the public one.
-        let i = n - 1 - self.next_presale.fetch_add(1, Ordering::Relaxed) % n;
-        self.presale.crash(i).map_err(|e| e.to_string())?;
-        self.presale.start(i).await.map_err(|e| e.to_string())
+        let i = n - 1 - next.fetch_add(1, Ordering::Relaxed) % n;
+        replicas.crash(i).map_err(|e| e.to_string())?;
+        replicas.start(i).await.map_err(|e| e.to_string())
+    }
+
+    async fn skew(&self) -> Result<(), String> {
+        let Some(dir) = &self.clocks else {
+            return Err("the presale replicas run without libfaketime".into());
+        };
+        let n = self.presale.len().max(1);
+        let file = clock_file(
+            dir.path(),
+            self.next_clock.fetch_add(1, Ordering::Relaxed) % n,
+        );
+        let set = |offset: String| std::fs::write(&file, offset).map_err(|e| e.to_string());
+        set(format!("+{SKEW_SECS}s"))?;
+        tokio::time::sleep(Duration::from_secs(SKEW_FOR_SECS)).await;
+        set("+0".into())
     }
 }
 
@@ -174,7 +235,11 @@ impl Injector for Owned {
                     self.partition(&self.postgres_proxy, self.postgres_addr())
                         .await
                 }
-                "presale-crash" => self.presale().await,
+                "presale-crash" => Self::crash(&self.presale, &self.next_presale, "presale").await,
+                "idp-crash" => Self::crash(&self.idp, &self.next_idp, "IdP").await,
+                "redis-latency" => self.latency(&self.redis_proxy).await,
+                "postgres-latency" => self.latency(&self.postgres_proxy).await,
+                "presale-clock-skew" => self.skew().await,
                 other => Err(format!("unknown fault `{other}`")),
             }
         })
@@ -197,6 +262,42 @@ pub async fn run(r: Rehearsal) -> anyhow::Result<Report> {
     .map_err(|e| anyhow::anyhow!("starting Redis: {e}"))?;
     let redis_proxy = TcpProxy::start(redis.0.addr()).await?;
     let postgres_proxy = TcpProxy::start(postgres.addr()).await?;
+    // Clocks are skewed through libfaketime under every presale replica from the start
+    // (the offset file is re-read each second), only when the schedule asks for it.
+    let skews = r
+        .faults
+        .iter()
+        .any(|f| f.action == crate::faults::Action::Named("presale-clock-skew".into()));
+    let clocks = if skews {
+        anyhow::ensure!(
+            std::path::Path::new(LIBFAKETIME).exists(),
+            "presale-clock-skew needs {LIBFAKETIME}: apt-get install faketime"
+        );
+        let dir = testkit::servers::TempDir::new("clocks")?;
+        for i in 0..r.presale_replicas.max(1) {
+            std::fs::write(clock_file(dir.path(), i), "+0")?;
+        }
+        Some(dir)
+    } else {
+        None
+    };
+    let presale_env: Vec<(String, String)> = match &clocks {
+        Some(dir) => [
+            ("LD_PRELOAD", LIBFAKETIME.to_owned()),
+            (
+                "FAKETIME_TIMESTAMP_FILE",
+                // One file a replica: `{replica}` is its index (see `clock_file`).
+                dir.path().join("clock-{replica}").display().to_string(),
+            ),
+            ("FAKETIME_CACHE_DURATION", "1".into()),
+            // Timers and timeouts keep real time; only the wall clock is skewed.
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect(),
+        None => Vec::new(),
+    };
     let curve = Curve::shape(Shape::Plateau, r.rate, r.secs)?;
     let n = curve.total().ceil() as usize + 1;
     let license = local::queue_license(
@@ -216,6 +317,9 @@ pub async fn run(r: Rehearsal) -> anyhow::Result<Report> {
         pow_difficulty: r.pow_difficulty,
         ip_per_sec: 1000,
         presale_binary: Some(r.presale_binary.clone()),
+        presale_env,
+        idp_binary: r.idp_binary.clone(),
+        idp_replicas: r.idp_replicas.max(1),
         ..local::Options::new(license)
     })
     .await?;
@@ -226,6 +330,10 @@ pub async fn run(r: Rehearsal) -> anyhow::Result<Report> {
         postgres_proxy,
         presale: d.presale_processes.clone(),
         next_presale: AtomicUsize::new(0),
+        idp: d.idp_processes.clone(),
+        next_idp: AtomicUsize::new(0),
+        clocks,
+        next_clock: AtomicUsize::new(0),
     });
     let journey = Journey::local(&d, 1.0, Duration::from_secs(120))?;
     let plan = Plan {
@@ -246,7 +354,14 @@ pub async fn run(r: Rehearsal) -> anyhow::Result<Report> {
         p99_limit_ms: r.p99_limit_ms,
         progress: r.progress,
         target: serde_json::json!({
-            "deployment": format!("rehearsal: stubs, 1 IdP, {} presale processes, PostgreSQL and a Redis primary (append-only file) with a replica of its own, behind loopback proxies", r.presale_replicas.max(1)),
+            "deployment": format!(
+                "rehearsal: stubs, {}, {} presale processes, PostgreSQL and a Redis primary (append-only file) with a replica of its own, behind loopback proxies",
+                match r.idp_binary {
+                    Some(_) => format!("{} IdP processes behind a balancer", r.idp_replicas.max(1)),
+                    None => "the IdP in the tool's process".into(),
+                },
+                r.presale_replicas.max(1)
+            ),
             "pow_difficulty": r.pow_difficulty,
         }),
         faults: r.faults,

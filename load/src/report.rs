@@ -41,8 +41,13 @@ pub struct StepReport {
     pub ok: u64,
     pub errors_total: u64,
     pub per_sec: f64,
-    /// From when the step was meant to start.
+    /// From when the step was meant to start, every attempt.
     pub latency_ms: Latency,
+    /// The attempts answered as the step expects.
+    pub accepted_ms: Latency,
+    /// The attempts refused with 503 and Retry-After, and how fast they were answered.
+    pub shed: u64,
+    pub shed_ms: Latency,
     pub errors: BTreeMap<String, u64>,
     pub statuses: BTreeMap<u16, u64>,
 }
@@ -94,10 +99,35 @@ pub struct Point {
     pub errors: u64,
     pub retried_ok: u64,
     pub failed: u64,
+    /// Refused with 503 and Retry-After.
+    pub shed: u64,
+    /// Sign-ins started again from the storefront after an error page.
+    pub started_over: u64,
     pub waiting: i64,
     pub in_flight: i64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// How fast this second's refusals were answered (for each fault's cost).
+    #[serde(skip)]
+    pub shed_hist: Histogram<u64>,
+}
+
+/// The run as an overload: journeys completed per second against the requests refused
+/// with 503 and Retry-After, how fast those were answered, and the p99 of what was
+/// served. Beyond what the system holds, it should keep its goodput and refuse the rest
+/// at once, rather than slow down for everyone.
+#[derive(Debug, Clone, Serialize)]
+pub struct Overload {
+    /// Journeys that ended as designed (applied, sold out, refused by a rule, entered a
+    /// lottery) per second of the run.
+    pub goodput_per_sec: f64,
+    pub requests: u64,
+    pub shed: u64,
+    pub shed_share: f64,
+    pub shed_ms: Latency,
+    /// The slowest step's p99 over the attempts it served, and which step.
+    pub accepted_p99_ms: f64,
+    pub accepted_p99_step: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -139,6 +169,7 @@ pub struct Report {
     pub applications: Applications,
     pub campaign: Option<Campaign>,
     pub fairness: Fairness,
+    pub overload: Overload,
     pub timeline: Vec<Point>,
     /// The faults injected, each with what it cost.
     pub faults: Vec<crate::faults::FaultCost>,
@@ -168,6 +199,50 @@ pub struct Meta {
     pub p99_limit_ms: f64,
 }
 
+fn latency(h: &Option<Histogram<u64>>) -> Latency {
+    h.as_ref()
+        .map_or_else(|| Latency::of(&crate::record::hist()), Latency::of)
+}
+
+fn overload(
+    steps: &BTreeMap<&'static str, crate::record::StepStats>,
+    o: &Outcomes,
+    elapsed: f64,
+) -> Overload {
+    let mut shed_hist = crate::record::hist();
+    let mut requests = 0;
+    let mut shed = 0;
+    let mut slowest = (0.0, String::new());
+    for (name, s) in steps {
+        requests += s.ok + s.errors.values().sum::<u64>();
+        shed += s.shed;
+        if let Some(h) = &s.shed_hist {
+            let _ = shed_hist.add(h);
+        }
+        let p99 = s.accepted.as_ref().map_or(0.0, |h| ms_at(h, 0.99));
+        if p99 > slowest.0 {
+            slowest = (p99, (*name).to_owned());
+        }
+    }
+    let completed = o.applied
+        + o.sold_out.values().sum::<u64>()
+        + o.refused.values().sum::<u64>()
+        + o.entered_lottery;
+    Overload {
+        goodput_per_sec: completed as f64 / elapsed,
+        requests,
+        shed,
+        shed_share: if requests == 0 {
+            0.0
+        } else {
+            shed as f64 / requests as f64
+        },
+        shed_ms: Latency::of(&shed_hist),
+        accepted_p99_ms: slowest.0,
+        accepted_p99_step: slowest.1,
+    }
+}
+
 pub fn build(meta: Meta, r: Recorded) -> Report {
     let elapsed = meta.elapsed_secs.max(1e-9);
     let steps: Vec<StepReport> = r
@@ -181,10 +256,10 @@ pub fn build(meta: Meta, r: Recorded) -> Report {
                 ok: s.ok,
                 errors_total,
                 per_sec: (s.ok + errors_total) as f64 / elapsed,
-                latency_ms: s
-                    .hist
-                    .as_ref()
-                    .map_or_else(|| Latency::of(&crate::record::hist()), Latency::of),
+                latency_ms: latency(&s.hist),
+                accepted_ms: latency(&s.accepted),
+                shed: s.shed,
+                shed_ms: latency(&s.shed_hist),
                 errors: s.errors.clone(),
                 statuses: s.statuses.clone(),
             }
@@ -241,12 +316,16 @@ pub fn build(meta: Meta, r: Recorded) -> Report {
             errors: s.errors,
             retried_ok: s.retried_ok,
             failed: s.failed,
+            shed: s.shed,
+            started_over: s.started_over,
             waiting: s.waiting,
             in_flight: s.in_flight,
             p50_ms: ms_at(&s.hist, 0.5),
             p99_ms: ms_at(&s.hist, 0.99),
+            shed_hist: s.shed_hist.clone(),
         })
         .collect();
+    let overload = overload(&r.steps, &o, elapsed);
     let mut reasons = Vec::new();
     for s in &steps {
         if s.latency_ms.p99 >= meta.p99_limit_ms {
@@ -323,6 +402,7 @@ pub fn build(meta: Meta, r: Recorded) -> Report {
         applications: apps,
         campaign: r.campaign,
         fairness,
+        overload,
         timeline,
         faults,
         ledger: None,
@@ -414,6 +494,18 @@ impl Report {
             f.before_opening.n,
             f.before_opening.p_value
         );
+        let ov = &self.overload;
+        let _ = writeln!(
+            s,
+            "overload: goodput {:.1} journeys/s; {} of {} requests ({:.1}%) refused with 503 + Retry-After, answered in p99 {:.1} ms; served p99 {:.0} ms (slowest step: {})",
+            ov.goodput_per_sec,
+            ov.shed,
+            ov.requests,
+            100.0 * ov.shed_share,
+            ov.shed_ms.p99,
+            ov.accepted_p99_ms,
+            if ov.accepted_p99_step.is_empty() { "none" } else { &ov.accepted_p99_step }
+        );
         if !self.routed.is_empty() {
             let _ = writeln!(
                 s,
@@ -424,11 +516,15 @@ impl Report {
         for fc in &self.faults {
             let _ = writeln!(
                 s,
-                "fault {} at {:.1} s: {} errors after it, {} requests through on a retry, {} citizens failed, {}{}",
+                "fault {} at {:.1} s: {} errors after it ({} refused with 503 + Retry-After, answered in p99 {:.0} ms), worst p99 {:.0} ms, {} requests through on a retry, {} sign-ins started over, {} citizens failed, {}{}",
                 fc.name,
                 fc.at_secs,
                 fc.errors,
+                fc.shed,
+                fc.shed_p99_ms,
+                fc.peak_p99_ms,
                 fc.retried_ok,
+                fc.started_over,
                 fc.citizens_failed,
                 fc.recovered_after_secs.map_or_else(
                     || "not recovered in its window".to_owned(),

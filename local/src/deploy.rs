@@ -7,7 +7,9 @@ use idp::admin::{self, NewClient};
 use presale::config::{Secret, StorefrontConfig};
 use presale::domain::{NewLicense, PresaleKind, Selection};
 use presale::store::Store;
-use testkit::servers::{fresh_database, FreshDatabase};
+use testkit::servers::{fresh_database, FreshDatabase, TcpProxy};
+
+use crate::processes::{Process, Processes};
 use testkit::{generate_citizens, FixtureCitizen, StubServices};
 use url::Url;
 
@@ -35,8 +37,15 @@ pub struct Options {
     /// an address); off, every request counts against the connection's address.
     pub trust_forwarded_for: bool,
     /// Run the presale replicas as processes of this `presale` binary rather than in
-    /// this process, so that a rehearsal can kill -9 one ([`PresaleProcesses`]).
+    /// this process, so that a rehearsal can kill -9 one ([`Processes`]).
     pub presale_binary: Option<std::path::PathBuf>,
+    /// More environment for the presale processes (a rehearsal's clock skew); `{replica}`
+    /// in a value is the replica's index.
+    pub presale_env: Vec<(String, String)>,
+    /// Run the IdP as `idp_replicas` processes of this `idp` binary, behind a loopback
+    /// balancer at the issuer's address, rather than in this process.
+    pub idp_binary: Option<std::path::PathBuf>,
+    pub idp_replicas: usize,
 }
 
 impl Options {
@@ -57,6 +66,9 @@ impl Options {
             access_token_secs: None,
             trust_forwarded_for: true,
             presale_binary: None,
+            presale_env: Vec::new(),
+            idp_binary: None,
+            idp_replicas: 1,
         }
     }
 }
@@ -80,112 +92,14 @@ pub struct Deployment {
     /// The databases made for this deployment (their SQLite folders go with them).
     pub databases: Vec<FreshDatabase>,
     /// The presale replicas, when they run as processes (`Options::presale_binary`).
-    pub presale_processes: PresaleProcesses,
+    pub presale_processes: Processes,
+    /// The IdP replicas, when they run as processes (`Options::idp_binary`), and the
+    /// balancer in front of them.
+    pub idp_processes: Processes,
+    idp_balancer: Option<TcpProxy>,
     postgres_admin: Option<String>,
     stop: tokio::sync::watch::Sender<bool>,
     servers: Vec<tokio::task::JoinHandle<()>>,
-}
-
-/// Presale replicas running as processes of the built binary, which a rehearsal may kill
-/// -9 and start again on the same port with the same settings. Killed when dropped.
-#[derive(Clone, Default)]
-pub struct PresaleProcesses(std::sync::Arc<std::sync::Mutex<Vec<PresaleProcess>>>);
-
-struct PresaleProcess {
-    command: std::path::PathBuf,
-    env: Vec<(String, String)>,
-    port: u16,
-    child: Option<std::process::Child>,
-    /// Holds the storefronts file the process reads.
-    _dir: std::sync::Arc<testkit::servers::TempDir>,
-}
-
-impl PresaleProcess {
-    fn spawn(&mut self) -> std::io::Result<()> {
-        let child = std::process::Command::new(&self.command)
-            .arg("serve")
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdout(std::process::Stdio::null())
-            .spawn()?;
-        self.child = Some(child);
-        Ok(())
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for PresaleProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-impl PresaleProcesses {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<PresaleProcess>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// kill -9 of replica `i`: gone at once, with whatever it had in flight.
-    pub fn crash(&self, i: usize) -> anyhow::Result<()> {
-        let mut g = self.lock();
-        let p = g
-            .get_mut(i)
-            .ok_or_else(|| anyhow::anyhow!("no presale replica {i}"))?;
-        p.kill();
-        Ok(())
-    }
-
-    /// Starts replica `i` again (same port, same settings) and waits until it is ready.
-    pub async fn start(&self, i: usize) -> anyhow::Result<()> {
-        let port = {
-            let mut g = self.lock();
-            let p = g
-                .get_mut(i)
-                .ok_or_else(|| anyhow::anyhow!("no presale replica {i}"))?;
-            p.kill();
-            p.spawn()?;
-            p.port
-        };
-        ready(port).await
-    }
-
-    fn kill_all(&self) {
-        for p in self.lock().iter_mut() {
-            p.kill();
-        }
-    }
-}
-
-/// Waits up to 30 s for a replica's `/readyz` to answer 200.
-async fn ready(port: u16) -> anyhow::Result<()> {
-    let url = format!("http://127.0.0.1:{port}/readyz");
-    let http = reqwest::Client::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        if let Ok(r) = http.get(&url).send().await {
-            if r.status().is_success() {
-                return Ok(());
-            }
-        }
-        anyhow::ensure!(
-            std::time::Instant::now() < deadline,
-            "the presale replica on port {port} was not ready within 30 s"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
 }
 
 impl Deployment {
@@ -194,6 +108,8 @@ impl Deployment {
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         self.presale_processes.kill_all();
+        self.idp_processes.kill_all();
+        drop(self.idp_balancer);
         // Graceful, but bounded: a client that keeps a connection busy (a readiness probe,
         // a long poll) must not keep the deployment, and the run that owns it, alive.
         for mut s in self.servers {
@@ -352,6 +268,47 @@ pub async fn register_storefronts(
     Ok(fronts)
 }
 
+/// The environment of an IdP process with the settings `s`, listening on `port`.
+fn idp_env(s: &idp::Settings, port: u16) -> Vec<(String, String)> {
+    [
+        ("EMTA_IDP_LISTEN", format!("127.0.0.1:{port}")),
+        ("EMTA_ISSUER", s.issuer.clone()),
+        ("DATABASE_URL", s.storage.database_url.expose().to_owned()),
+        ("EMTA_DB_MAX_CONNECTIONS", "8".into()),
+        ("REDIS_URL", s.storage.redis_url.expose().to_owned()),
+        ("EMTA_REDIS_PREFIX", s.storage.redis_prefix.clone()),
+        ("EMTA_SECRET_KEY", s.secret_key.expose().to_owned()),
+        ("EMTA_REGISTRY_URL", s.registry_url.clone()),
+        ("EMTA_OWNERSHIP_URL", s.ownership_url.clone()),
+        ("EMTA_SMS_URL", s.sms_url.clone()),
+        ("EMTA_POW_DIFFICULTY", s.pow_difficulty.to_string()),
+        ("EMTA_RESEND_SECS", s.resend_secs.to_string()),
+        ("EMTA_ACCESS_TOKEN_SECS", s.access_token_secs.to_string()),
+        ("EMTA_REGISTRY_RPS", s.registry_rps.to_string()),
+        ("EMTA_SMS_RPS", s.sms_rps.to_string()),
+        (
+            "EMTA_TRUST_FORWARDED_FOR",
+            s.trust_forwarded_for.to_string(),
+        ),
+        ("RUST_LOG", "warn".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// `n` loopback ports for processes to bind. Free now; a parallel test could take one
+/// before the process binds it (a process cannot be handed a bound socket here).
+fn reserve_ports(n: usize) -> std::io::Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()?;
+    listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect()
+}
+
 pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
     let (stop, rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();
@@ -366,7 +323,18 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
     let prefix = testkit::servers::redis_prefix();
     let secret = service_kit::keys::random_token(32);
     let idp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let issuer = format!("http://localhost:{}", idp_listener.local_addr()?.port());
+    // As processes, the IdP replicas sit behind a balancer at the issuer's address.
+    let idp_balancer = match o.idp_binary {
+        Some(_) => Some(TcpProxy::balance(Vec::new()).await?),
+        None => None,
+    };
+    let issuer = format!(
+        "http://localhost:{}",
+        match &idp_balancer {
+            Some(b) => b.addr().port(),
+            None => idp_listener.local_addr()?.port(),
+        }
+    );
     // The replicas' listeners are bound now and handed over: their public URLs are
     // registered at the IdP before they start, and a port merely found free could be
     // taken by a parallel test in between.
@@ -408,16 +376,28 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
     if let Some(secs) = o.access_token_secs {
         s.access_token_secs = secs;
     }
-    let app = idp::Application::build_with_listener(s, idp_listener).await?;
+    let app = idp::Application::build_with_listener(s.clone(), idp_listener).await?;
     let core = app.core();
-    let idp_stop = stopped(&rx);
-    servers.push(tokio::spawn(async move {
-        let _ = app.run_until_stopped(idp_stop).await;
-    }));
+    if o.idp_binary.is_none() {
+        let idp_stop = stopped(&rx);
+        servers.push(tokio::spawn(async move {
+            let _ = app.run_until_stopped(idp_stop).await;
+        }));
+    }
     let mut bases = publics.clone();
     bases.dedup();
     let fronts = register_storefronts(&core, &bases).await?;
     core.reload().await?;
+    let idp_processes = Processes::default();
+    if let (Some(binary), Some(balancer)) = (&o.idp_binary, &idp_balancer) {
+        // The IdP built here migrated the database, made the signing keys and registered
+        // the storefronts; the processes serve.
+        for port in reserve_ports(o.idp_replicas.max(1))? {
+            idp_processes.spawn(Process::new(binary.clone(), idp_env(&s, port), port, None))?;
+        }
+        idp_processes.ready().await?;
+        balancer.balance_over(idp_processes.addrs());
+    }
     let presale_admin = o
         .presale_postgres_admin
         .as_deref()
@@ -433,14 +413,14 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
         store.clone(),
     )));
     let mut metrics = Vec::new();
-    let processes = PresaleProcesses::default();
+    let processes = Processes::default();
     if let Some(binary) = &o.presale_binary {
         let dir = std::sync::Arc::new(testkit::servers::TempDir::new("presale")?);
         let fronts_file = dir.path().join("storefronts.json");
         std::fs::write(&fronts_file, serde_json::to_vec(&fronts)?)?;
         // The listeners were bound only to reserve the ports: each process binds its own.
         listeners.clear();
-        for (port, base) in ports.iter().zip(&publics) {
+        for (replica, (port, base)) in ports.iter().zip(&publics).enumerate() {
             let env = [
                 ("EMTA_PRESALE_LISTEN", format!("127.0.0.1:{port}")),
                 ("EMTA_PRESALE_URL", base.clone()),
@@ -460,20 +440,15 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
             ]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
+            .chain(
+                o.presale_env
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.replace("{replica}", &replica.to_string()))),
+            )
             .collect();
-            let mut p = PresaleProcess {
-                command: binary.clone(),
-                env,
-                port: *port,
-                child: None,
-                _dir: dir.clone(),
-            };
-            p.spawn()?;
-            processes.lock().push(p);
+            processes.spawn(Process::new(binary.clone(), env, *port, Some(dir.clone())))?;
         }
-        for port in &ports {
-            ready(*port).await?;
-        }
+        processes.ready().await?;
     }
     // In-process replicas, unless they run as processes (then no listener is left).
     for ((port, base), listener) in ports.into_iter().zip(&publics).zip(listeners) {
@@ -516,6 +491,8 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
         idp: core,
         databases: vec![idp_db, db],
         presale_processes: processes,
+        idp_processes,
+        idp_balancer,
         postgres_admin: o.postgres_admin,
         stop,
         servers,

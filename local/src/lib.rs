@@ -12,5 +12,6 @@
 pub mod demo;
 pub mod deploy;
 pub mod parties;
+pub mod processes;
 
 pub use deploy::{deploy, queue_license, Deployment, Options};

@@ -6,7 +6,7 @@
 //! - [`page`]: the bilingual page shell (Persian right-to-left first, English beneath),
 //!   [`page::Lang`], [`page::Text`] and the stylesheet.
 //! - [`digits`], [`clock`]: Persian and Arabic-Indic digits; Unix time, Jalali dates and
-//!   Tehran time for pages.
+//!   Tehran time for pages. [`national_id`]: the national ID's check, one rule for both.
 //! - [`keys`]: purpose-separated keyed hashes under one server secret, random tokens.
 //! - [`redis`], [`ephemeral`], [`limit`]: the Redis pool recipe (single server or Cluster),
 //!   the expiring key-value store (Redis, or in-process for one node) and fixed-window
@@ -23,6 +23,7 @@ pub mod digits;
 pub mod ephemeral;
 pub mod keys;
 pub mod limit;
+pub mod national_id;
 pub mod net;
 pub mod page;
 pub mod redis;

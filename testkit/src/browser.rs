@@ -55,22 +55,43 @@ fn origin(url: &str) -> Option<url::Origin> {
     Url::parse(url).ok().map(|u| u.origin())
 }
 
+/// Clones share the cookie jar: the same browser.
+#[derive(Clone)]
 pub struct Browser {
     pub http: reqwest::Client,
+    jar: std::sync::Arc<reqwest::cookie::Jar>,
     /// Relative URLs given to [`Browser::get`] and [`Browser::post`] resolve against this.
     pub base: String,
 }
 
 impl Browser {
     pub fn new(base: &str) -> Self {
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
         Self {
             http: reqwest::Client::builder()
-                .cookie_store(true)
+                .cookie_provider(jar.clone())
                 .redirect(Policy::none())
                 .build()
                 .unwrap_or_else(|e| panic!("HTTP client: {e}")),
+            jar,
             base: base.to_owned(),
         }
+    }
+
+    /// The cookies this browser would send to `url`, as (name, value).
+    pub fn cookies(&self, url: &str) -> Vec<(String, String)> {
+        use reqwest::cookie::CookieStore;
+        let Ok(url) = url::Url::parse(&self.abs(url)) else {
+            return Vec::new();
+        };
+        self.jar
+            .cookies(&url)
+            .and_then(|h| h.to_str().ok().map(str::to_owned))
+            .unwrap_or_default()
+            .split("; ")
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect()
     }
 
     fn abs(&self, url: &str) -> String {

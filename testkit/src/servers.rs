@@ -84,6 +84,7 @@ pub async fn fresh_database(admin: Option<&str>, name: &str) -> Result<FreshData
         });
     };
     let mut c = sqlx::PgConnection::connect(admin).await?;
+    drop_orphans(&mut c).await;
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&mut c)
         .await?;
@@ -92,6 +93,56 @@ pub async fn fresh_database(admin: Option<&str>, name: &str) -> Result<FreshData
         url: format!("{base}/{name}"),
         dir: None,
     })
+}
+
+/// Drops the databases left by test processes that have ended. A test's databases live
+/// as long as its process (most tests never drop theirs, and one that panics cannot), and
+/// a suite of hundreds of tests would otherwise fill the disk with them: each name carries
+/// the id of the process that made it ([`unique`]), and one that no longer runs on this
+/// machine has no use for them. One process sweeps at a time (an advisory lock); errors
+/// are left for the next sweep. Not on a machine without `/proc`.
+async fn drop_orphans(c: &mut sqlx::PgConnection) {
+    const SWEEPER: i64 = 0x656d_7461; // "emta"
+    if !Path::new("/proc/self").exists() {
+        return;
+    }
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(SWEEPER)
+        .fetch_one(&mut *c)
+        .await
+        .unwrap_or(false);
+    if !locked {
+        return;
+    }
+    let names: Vec<String> =
+        sqlx::query_scalar(r"SELECT datname FROM pg_database WHERE datname LIKE 'emta\_%'")
+            .fetch_all(&mut *c)
+            .await
+            .unwrap_or_default();
+    for name in names.into_iter().filter(|n| orphaned(n)) {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut *c)
+            .await;
+    }
+    let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(SWEEPER)
+        .execute(&mut *c)
+        .await;
+}
+
+/// Whether a database named by [`unique`] (`…_<pid>_<random>`) belongs to a process that
+/// no longer runs here.
+fn orphaned(name: &str) -> bool {
+    let mut parts = name.rsplitn(3, '_');
+    let (Some(random), Some(pid), Some(_)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    random.parse::<u32>().is_ok()
+        && pid != std::process::id()
+        && !Path::new("/proc").join(pid.to_string()).exists()
 }
 
 /// Drops a PostgreSQL database made by [`fresh_database`] (after its pools are closed).
@@ -448,53 +499,75 @@ fn run(cmd: &mut std::process::Command) -> std::io::Result<()> {
     }
 }
 
-/// A TCP forwarder on a loopback port of its own, standing for a Kubernetes Service in front
-/// of whichever server is the primary: [`TcpProxy::point_to`] moves it (a failover's
-/// endpoint change) and cuts the connections to the old one.
+/// A TCP forwarder on a loopback port of its own, standing for a Kubernetes Service: in
+/// front of whichever server is a store's primary ([`TcpProxy::point_to`] moves it, a
+/// failover's endpoint change, and cuts the connections to the old one), or in front of a
+/// service's replicas ([`TcpProxy::balance`]: connections in turn, past one that refuses,
+/// as a Service skips a pod that is down). It can also cut the network
+/// ([`TcpProxy::partition`]) and slow it ([`TcpProxy::set_delay`]).
 pub struct TcpProxy {
     addr: std::net::SocketAddr,
-    /// Where new connections go (`None`: nowhere, a partition) and a generation that
-    /// changes each time it is moved.
-    target: ProxyTarget,
+    state: std::sync::Arc<ProxyState>,
     task: tokio::task::JoinHandle<()>,
+}
+
+struct ProxyState {
+    /// Where new connections go (none: nowhere, a partition) and a generation that changes
+    /// each time they are moved.
+    targets: std::sync::Mutex<(Vec<std::net::SocketAddr>, u64)>,
+    /// The target the next connection tries first.
+    next: std::sync::atomic::AtomicUsize,
+    /// The one-way delay added to every chunk in either direction, in microseconds.
+    delay_us: std::sync::atomic::AtomicU64,
+}
+
+impl ProxyState {
+    fn now(&self) -> (Vec<std::net::SocketAddr>, u64) {
+        self.targets
+            .lock()
+            .map(|t| t.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    fn set(&self, targets: Vec<std::net::SocketAddr>) {
+        let mut t = self.targets.lock().unwrap_or_else(|e| e.into_inner());
+        *t = (targets, t.1 + 1);
+    }
+
+    /// Resolves once the targets are no longer those of `generation`: whether the proxy
+    /// is partitioned now, and the new generation.
+    async fn moved(&self, generation: u64) -> (bool, u64) {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            let (targets, g) = self.now();
+            if g != generation {
+                return (targets.is_empty(), g);
+            }
+        }
+    }
 }
 
 impl TcpProxy {
     pub async fn start(target: std::net::SocketAddr) -> std::io::Result<Self> {
+        Self::balance(vec![target]).await
+    }
+
+    /// Spreads connections over `targets` in turn; a target that refuses is skipped.
+    pub async fn balance(targets: Vec<std::net::SocketAddr>) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
-        let target = std::sync::Arc::new(std::sync::Mutex::new((Some(target), 0u64)));
-        let shared = target.clone();
+        let state = std::sync::Arc::new(ProxyState {
+            targets: std::sync::Mutex::new((targets, 0)),
+            next: std::sync::atomic::AtomicUsize::new(0),
+            delay_us: std::sync::atomic::AtomicU64::new(0),
+        });
+        let shared = state.clone();
         let task = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    let Ok((to, generation)) = shared.lock().map(|t| *t) else {
-                        return;
-                    };
-                    // Partitioned: the connection is accepted and never answered (packets
-                    // dropped, as across a broken network), until the proxy is moved.
-                    let Some(to) = to else {
-                        moved(&shared, generation).await;
-                        return;
-                    };
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await else {
-                        return;
-                    };
-                    // Forward until either side closes or the proxy is moved; moved into
-                    // a partition, the connection goes silent instead of closing.
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        now = moved(&shared, generation) => {
-                            if let (None, g) = now {
-                                moved(&shared, g).await;
-                            }
-                        }
-                    }
-                });
+            while let Ok((inbound, _)) = listener.accept().await {
+                tokio::spawn(forward(shared.clone(), inbound));
             }
         });
-        Ok(Self { addr, target, task })
+        Ok(Self { addr, state, task })
     }
 
     pub fn addr(&self) -> std::net::SocketAddr {
@@ -503,36 +576,256 @@ impl TcpProxy {
 
     /// Sends new connections to `target` and cuts every connection made before.
     pub fn point_to(&self, target: std::net::SocketAddr) {
-        if let Ok(mut t) = self.target.lock() {
-            *t = (Some(target), t.1 + 1);
-        }
+        self.balance_over(vec![target]);
+    }
+
+    /// Spreads new connections over `targets` and cuts every connection made before.
+    pub fn balance_over(&self, targets: Vec<std::net::SocketAddr>) {
+        self.state.set(targets);
     }
 
     /// A partition: every connection is cut, and new ones are accepted but never
     /// answered, until [`TcpProxy::point_to`].
     pub fn partition(&self) {
-        if let Ok(mut t) = self.target.lock() {
-            *t = (None, t.1 + 1);
+        self.state.set(Vec::new());
+    }
+
+    /// From now on every chunk, in either direction and on connections already open, is
+    /// held back `one_way` (zero: none), in order and without holding up the chunks
+    /// behind it, as `tc netem delay` does on a link.
+    pub fn set_delay(&self, one_way: std::time::Duration) {
+        self.state.delay_us.store(
+            one_way.as_micros() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+}
+
+/// One connection through the proxy.
+async fn forward(state: std::sync::Arc<ProxyState>, mut inbound: tokio::net::TcpStream) {
+    let (targets, generation) = state.now();
+    // Partitioned: the connection is accepted and never answered (packets dropped, as
+    // across a broken network), until the proxy is moved.
+    if targets.is_empty() {
+        state.moved(generation).await;
+        return;
+    }
+    let first = state
+        .next
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut outbound = None;
+    for k in 0..targets.len() {
+        let to = targets[(first + k) % targets.len()];
+        if let Ok(s) = tokio::net::TcpStream::connect(to).await {
+            outbound = Some(s);
+            break;
+        }
+    }
+    let Some(mut outbound) = outbound else {
+        return;
+    };
+    // Forward until either side closes or the proxy is moved; moved into a partition, the
+    // connection goes silent instead of closing.
+    let (from_client, to_client) = inbound.split();
+    let (from_server, to_server) = outbound.split();
+    let delay = &state.delay_us;
+    tokio::select! {
+        _ = async {
+            tokio::try_join!(
+                delayed_copy(from_client, to_server, delay),
+                delayed_copy(from_server, to_client, delay),
+            )
+        } => {}
+        (partitioned, g) = state.moved(generation) => {
+            if partitioned {
+                state.moved(g).await;
+            }
         }
     }
 }
 
-type ProxyTarget = std::sync::Arc<std::sync::Mutex<(Option<std::net::SocketAddr>, u64)>>;
-
-/// Resolves once the proxy's generation is no longer `generation`: its new target.
-async fn moved(shared: &ProxyTarget, generation: u64) -> (Option<std::net::SocketAddr>, u64) {
-    loop {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        match shared.lock().map(|t| *t) {
-            Ok(t) if t.1 == generation => {}
-            Ok(t) => return t,
-            Err(_) => return (None, generation.wrapping_add(1)),
+/// Copies `from` to `to`, each chunk sent the proxy's delay after it arrived (a delay
+/// line: chunks in flight do not wait for each other, so the throughput stays).
+async fn delayed_copy(
+    mut from: impl tokio::io::AsyncRead + Unpin,
+    mut to: impl tokio::io::AsyncWrite + Unpin,
+    delay: &std::sync::atomic::AtomicU64,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(tokio::time::Instant, Vec<u8>)>(256);
+    let read = async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            let n = from.read(&mut buf).await?;
+            if n == 0 {
+                return Ok::<_, std::io::Error>(());
+            }
+            let d =
+                std::time::Duration::from_micros(delay.load(std::sync::atomic::Ordering::Relaxed));
+            let due = tokio::time::Instant::now() + d;
+            if tx.send((due, buf[..n].to_vec())).await.is_err() {
+                return Ok(());
+            }
         }
-    }
+    };
+    let write = async move {
+        while let Some((due, chunk)) = rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            to.write_all(&chunk).await?;
+        }
+        to.shutdown().await
+    };
+    tokio::try_join!(read, write).map(|_| ())
 }
 
 impl Drop for TcpProxy {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The id of a process that has just ended.
+    fn dead_pid() -> u32 {
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let pid = child.id();
+        child.wait().expect("wait");
+        pid
+    }
+
+    #[test]
+    fn only_names_of_ended_processes_are_orphans() {
+        let dead = dead_pid();
+        assert!(orphaned(&format!("emta_idp_{dead}_12345")));
+        assert!(orphaned(&format!("emta_two_parts_{dead}_1")));
+        assert!(!orphaned(&format!("emta_idp_{}_12345", std::process::id())));
+        assert!(!orphaned("emta_idp_1_12345"), "pid 1 runs");
+        assert!(!orphaned("emta_demo"));
+        assert!(!orphaned(&format!("emta_idp_{dead}_x")));
+    }
+
+    /// Watched failing with the sweep taken out of `fresh_database`.
+    #[tokio::test]
+    async fn a_new_database_sweeps_away_those_of_ended_processes() {
+        let admin = postgres_admin_url();
+        let left = format!("emta_left_{}_{}", dead_pid(), rand::random::<u32>());
+        let mut c = sqlx::PgConnection::connect(&admin)
+            .await
+            .expect("PostgreSQL: run .ci/run or set EMTA_TEST_POSTGRES_URL");
+        sqlx::query(&format!("CREATE DATABASE {left}"))
+            .execute(&mut c)
+            .await
+            .expect("create");
+        let mine = fresh_database(Some(&admin), "sweep").await.expect("fresh");
+        let names: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database")
+            .fetch_all(&mut c)
+            .await
+            .expect("list");
+        // Another test process may hold the sweep: then a later database sweeps it.
+        let mut tries = 0;
+        let mut names = names;
+        while names.contains(&left) && tries < 20 {
+            tries += 1;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let _ = fresh_database(Some(&admin), "sweep").await.expect("fresh");
+            names = sqlx::query_scalar("SELECT datname FROM pg_database")
+                .fetch_all(&mut c)
+                .await
+                .expect("list");
+        }
+        assert!(!names.contains(&left), "{left} was left behind");
+        let mine_name = mine.url.rsplit('/').next().unwrap_or_default().to_owned();
+        assert!(
+            names.contains(&mine_name),
+            "this process's database was dropped"
+        );
+        drop_database(&admin, &mine.url).await.expect("drop");
+    }
+
+    /// An echo server on a loopback port, answering each connection with what it sent,
+    /// prefixed by `tag`.
+    async fn echo(tag: u8) -> std::net::SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = l.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n) = c.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        let mut out = vec![tag];
+                        out.extend_from_slice(&buf[..n]);
+                        if c.write_all(&out).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    async fn round_trip(to: std::net::SocketAddr) -> (u8, std::time::Duration) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let began = std::time::Instant::now();
+        let mut c = tokio::net::TcpStream::connect(to).await.expect("connect");
+        c.write_all(b"x").await.expect("write");
+        let mut buf = [0u8; 2];
+        c.read_exact(&mut buf).await.expect("read");
+        (buf[0], began.elapsed())
+    }
+
+    #[tokio::test]
+    async fn a_delayed_link_holds_each_chunk_back_but_not_behind_the_others() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let proxy = TcpProxy::start(echo(b'a').await).await.expect("proxy");
+        proxy.set_delay(std::time::Duration::from_millis(100));
+        let (_, rtt) = round_trip(proxy.addr()).await;
+        assert!(rtt >= std::time::Duration::from_millis(200), "{rtt:?}");
+        // Twenty pings in flight at once cost one round trip, not twenty.
+        let mut c = tokio::net::TcpStream::connect(proxy.addr())
+            .await
+            .expect("connect");
+        let began = std::time::Instant::now();
+        for _ in 0..20 {
+            c.write_all(b"y").await.expect("write");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let mut got = 0;
+        let mut buf = [0u8; 64];
+        while got < 40 {
+            got += c.read(&mut buf).await.expect("read");
+        }
+        let took = began.elapsed();
+        assert!(took < std::time::Duration::from_millis(1500), "{took:?}");
+        proxy.set_delay(std::time::Duration::ZERO);
+        let (_, rtt) = round_trip(proxy.addr()).await;
+        assert!(rtt < std::time::Duration::from_millis(150), "{rtt:?}");
+    }
+
+    #[tokio::test]
+    async fn a_balancer_takes_turns_and_skips_a_target_that_is_down() {
+        let down = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr")
+        };
+        let proxy = TcpProxy::balance(vec![echo(b'a').await, down, echo(b'b').await])
+            .await
+            .expect("proxy");
+        let mut tags = Vec::new();
+        for _ in 0..6 {
+            tags.push(round_trip(proxy.addr()).await.0);
+        }
+        assert!(tags.contains(&b'a') && tags.contains(&b'b'), "{tags:?}");
     }
 }

@@ -85,6 +85,44 @@ mod tests {
         assert_eq!(d.to_iso_string(), "1991-08-03");
     }
 
+    proptest::proptest! {
+        /// Anything at all is parsed or refused, never a panic.
+        #[test]
+        fn any_input_is_parsed_or_refused(s in "\\PC{0,16}|[0-9۰-۹/.-]{5,12}") {
+            if let Ok(d) = JalaliDate::parse(&s) {
+                proptest::prop_assert_eq!(JalaliDate::parse(&d.canonical()), Ok(d));
+            }
+        }
+
+        /// A year, month and day parse exactly when that day exists (ICU4X's Persian
+        /// calendar), in any spelling; the canonical form parses back, and the ISO day
+        /// goes back to the same Jalali day.
+        #[test]
+        fn a_day_parses_exactly_when_it_exists(
+            y in 1300i32..=1500,
+            m in 1u8..=12,
+            d in 1u8..=31,
+            sep in proptest::sample::select(vec!["/", "-", ".", " / "]),
+            persian in proptest::bool::ANY,
+        ) {
+            let written = format!("{y}{sep}{m}{sep}{d}");
+            let written = if persian { crate::domain::digits::to_persian_digits(&written) } else { written };
+            let exists = Date::try_new_persian(y, m, d).is_ok();
+            let parsed = JalaliDate::parse(&written);
+            proptest::prop_assert_eq!(parsed.is_ok(), exists, "{}", written);
+            if let Ok(j) = parsed {
+                proptest::prop_assert_eq!(JalaliDate::parse(&j.canonical()), Ok(j));
+                let iso: Date<Iso> = Date::try_new_persian(y, m, d).map(|x| x.to_calendar(Iso)).map_err(|_| proptest::test_runner::TestCaseError::fail("exists"))?;
+                let back = iso.to_calendar(icu_calendar::cal::Persian);
+                proptest::prop_assert_eq!(
+                    (back.year().extended_year(), back.month().ordinal, back.day_of_month().0),
+                    (y, m, d)
+                );
+                proptest::prop_assert_eq!(j.to_iso_string().len(), 10);
+            }
+        }
+    }
+
     #[test]
     fn impossible_days_are_rejected() {
         assert_eq!(

@@ -76,6 +76,7 @@ impl fmt::Debug for MobileNumber {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
 
     #[test]
     fn every_common_spelling_normalises_to_e164() {
@@ -118,6 +119,45 @@ mod tests {
     fn masked_hides_the_middle() {
         let m = MobileNumber::parse("09121234567").expect("valid");
         assert_eq!(m.masked(), "0912*****67");
+    }
+
+    proptest::proptest! {
+        /// Anything at all is parsed or refused, never a panic; what parses is E.164 with
+        /// an operator's prefix, and its local form parses back to it.
+        #[test]
+        fn any_input_is_parsed_or_refused(s in "\\PC{0,20}|[+0-9 ۰-۹٠-٩-]{9,16}") {
+            if let Ok(m) = MobileNumber::parse(&s) {
+                let e = m.e164();
+                proptest::prop_assert!(e.len() == 13 && e.starts_with("+98"));
+                proptest::prop_assert!(OPERATOR_PREFIXES.contains(&&e[3..6]));
+                proptest::prop_assert_eq!(MobileNumber::parse(&m.local()), Ok(m.clone()));
+            }
+        }
+
+        /// An operator's number written with any country prefix (or none), in any digit
+        /// form and with separators, is the same number.
+        #[test]
+        fn every_spelling_of_a_number_is_that_number(
+            (e164, typed) in (0..OPERATOR_PREFIXES.len(), 0u32..10_000_000, 0usize..5)
+                .prop_flat_map(|(p, rest, form)| {
+                    let national = format!("{}{rest:07}", OPERATOR_PREFIXES[p]);
+                    let written = match form {
+                        0 => format!("0{national}"),
+                        1 => national.clone(),
+                        2 => format!("98{national}"),
+                        3 => format!("0098{national}"),
+                        _ => format!("98{national}"),
+                    };
+                    let plus = form == 4;
+                    (
+                        proptest::strategy::Just(format!("+98{national}")),
+                        crate::domain::typed::spelled(written)
+                            .prop_map(move |t| if plus { format!("+{t}") } else { t }),
+                    )
+                }),
+        ) {
+            proptest::prop_assert_eq!(MobileNumber::parse(&typed).map(|m| m.e164().to_owned()), Ok(e164));
+        }
     }
 
     #[test]

@@ -25,12 +25,7 @@ impl NationalId {
         if digits.len() != 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(NationalIdError::Length);
         }
-        let d: Vec<u32> = digits.bytes().map(|b| u32::from(b - b'0')).collect();
-        // Ten equal digits pass the arithmetic but are never issued.
-        if d.iter().all(|&x| x == d[0]) {
-            return Err(NationalIdError::Checksum);
-        }
-        if checksum_digit(&d[..9]) != d[9] {
+        if !service_kit::national_id::is_valid(&digits) {
             return Err(NationalIdError::Checksum);
         }
         Ok(Self(digits))
@@ -40,26 +35,12 @@ impl NationalId {
     pub fn from_prefix(prefix: u32) -> Self {
         let s = format!("{:09}", prefix % 1_000_000_000);
         let d: Vec<u32> = s.bytes().map(|b| u32::from(b - b'0')).collect();
-        let check = checksum_digit(&d);
+        let check = service_kit::national_id::check_digit(&d);
         Self(format!("{s}{check}"))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-fn checksum_digit(first_nine: &[u32]) -> u32 {
-    let sum: u32 = first_nine
-        .iter()
-        .enumerate()
-        .map(|(i, &x)| x * (10 - i as u32))
-        .sum();
-    let r = sum % 11;
-    if r < 2 {
-        r
-    } else {
-        11 - r
     }
 }
 
@@ -72,6 +53,7 @@ impl fmt::Debug for NationalId {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
 
     #[test]
     fn a_valid_id_parses_from_persian_digits() {
@@ -106,6 +88,37 @@ mod tests {
     fn known_good_id_passes() {
         // 0499370899 is a commonly cited valid example of the algorithm.
         assert!(NationalId::parse("0499370899").is_ok());
+    }
+
+    proptest::proptest! {
+        /// Anything at all is parsed or refused, never a panic; what parses is ten ASCII
+        /// digits that parse again to the same ID.
+        #[test]
+        fn any_input_is_parsed_or_refused(s in "\\PC{0,24}|[0-9 ۰-۹-]{8,14}") {
+            if let Ok(id) = NationalId::parse(&s) {
+                proptest::prop_assert!(id.as_str().len() == 10 && id.as_str().bytes().all(|b| b.is_ascii_digit()));
+                proptest::prop_assert_eq!(NationalId::parse(id.as_str()), Ok(id));
+            }
+        }
+
+        /// A valid ID typed in any mix of digit forms and separators is that ID; any
+        /// other check digit is refused.
+        #[test]
+        fn every_spelling_of_an_id_is_that_id(
+            (id, typed) in (0u32..1_000_000_000)
+                .prop_filter("not ten equal digits", |p| p % 111_111_111 != 0)
+                .prop_flat_map(|p| {
+                    let id = NationalId::from_prefix(p);
+                    (proptest::strategy::Just(id.clone()), crate::domain::typed::spelled(id.as_str().to_owned()))
+                }),
+            other in 1u32..10,
+        ) {
+            proptest::prop_assert_eq!(NationalId::parse(&typed), Ok(id.clone()));
+            let mut wrong = id.as_str().to_owned();
+            let last = wrong.pop().and_then(|c| c.to_digit(10)).unwrap_or(0);
+            wrong.push(char::from(b'0' + ((last + other) % 10) as u8));
+            proptest::prop_assert!(NationalId::parse(&wrong).is_err());
+        }
     }
 
     #[test]

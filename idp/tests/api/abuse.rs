@@ -758,10 +758,8 @@ async fn replicas_share_logins_and_limits() {
     let auth = raw_auth(&a, a.client("saipa"), "");
     let phone = browser.follow(browser.get(&auth.url).await).await;
     let tx = phone.tx_path().expect("tx");
-    let on_b = Browser {
-        http: browser.http.clone(),
-        base: b.base.clone(),
-    };
+    let mut on_b = browser.clone();
+    on_b.base = b.base.clone();
     let phone_b = on_b.get(&tx).await;
     assert_eq!(phone_b.status, 200, "replica B serves A's login");
     let otp = on_b

@@ -195,7 +195,7 @@ async fn lottery(postgres: bool) {
                 "{}",
                 p.body
             );
-            browsers.push((b.http.clone(), wait_url));
+            browsers.push((b.clone(), wait_url));
         }
     }
     // Assert: the draw happened (after the close froze the list and the parties revealed),
@@ -250,11 +250,7 @@ async fn lottery(postgres: bool) {
         .collect();
     assert_eq!(recomputed.order, published, "anyone can recompute the draw");
     let mut outcomes = Vec::new();
-    for (client, wait_url) in browsers.iter().step_by(2) {
-        let b = Browser {
-            http: client.clone(),
-            base: String::new(),
-        };
+    for (b, wait_url) in browsers.iter().step_by(2) {
         let page = b.go(wait_url).await;
         if page.body.contains("/apply") {
             let done = b
@@ -1092,6 +1088,38 @@ async fn a_callback_from_another_issuer_is_refused() {
         .go(&format!("{}/saipa/callback?code=c&state=s", env.base))
         .await;
     assert_eq!(p.status, 400, "no iss at all is refused too");
+}
+
+/// Found by `load fuzz`: a storefront path segment went into redirects unchecked, so
+/// `/%2Fevil.example/applications` sent the browser to `//evil.example/login` (an open
+/// redirect) and a control character in it was a 500 (the redirect's header panicked).
+/// Every `/{m}/…` page names a storefront that exists, or is a 404.
+#[tokio::test]
+async fn a_path_under_an_unknown_storefront_is_a_404_never_a_redirect() {
+    let env = start(false).await;
+    let b = Browser::new("");
+    for path in [
+        "/%2Fevil.example/applications",
+        "/%2F%2Fevil.example/c/x/wait",
+        "/%01/applications",
+        "/%0d%0aSet-Cookie:x=y/login",
+        "/nobody/applications",
+        "/nobody/c/x/status",
+        "/nobody/login",
+    ] {
+        let p = b.get(&format!("{}{path}", env.base)).await;
+        assert_eq!(p.status, 404, "{path}: {:?} {:?}", p.location, p.body);
+        assert!(
+            p.location.is_none(),
+            "{path} redirected to {:?}",
+            p.location
+        );
+    }
+    let p = b.get(&format!("{}/saipa/applications", env.base)).await;
+    assert_eq!(
+        p.status, 303,
+        "a known storefront still sends strangers to sign in"
+    );
 }
 
 /// Signs `who` in at Saipa's storefront in a new browser, joins its queue and reads the

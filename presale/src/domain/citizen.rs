@@ -14,14 +14,7 @@ pub struct InvalidNationalId;
 
 impl NationalId {
     pub fn parse(s: &str) -> Result<Self, InvalidNationalId> {
-        let d: Vec<u32> = s.bytes().map(|b| u32::from(b.wrapping_sub(b'0'))).collect();
-        if d.len() != 10 || d.iter().any(|&x| x > 9) {
-            return Err(InvalidNationalId);
-        }
-        let weighted: u32 = d[..9].iter().zip((2..=10).rev()).map(|(x, w)| x * w).sum();
-        let r = weighted % 11;
-        let check = if r < 2 { r } else { 11 - r };
-        if d[9] != check {
+        if !service_kit::national_id::is_valid(s) {
             return Err(InvalidNationalId);
         }
         Ok(Self(s.to_owned()))
@@ -69,6 +62,37 @@ mod tests {
         assert!(NationalId::parse("0499370898").is_err());
         assert!(NationalId::parse("049937089").is_err());
         assert!(NationalId::parse("04993708a9").is_err());
+    }
+
+    /// Ten equal digits pass the checksum but are never issued; the IdP refuses them, and
+    /// presale must not accept what the IdP would never release (watched failing: presale
+    /// accepted all ten).
+    #[test]
+    fn ten_equal_digits_are_never_an_id() {
+        for d in '0'..='9' {
+            let s: String = std::iter::repeat_n(d, 10).collect();
+            assert!(NationalId::parse(&s).is_err(), "{s}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Anything at all: refused or parsed, never a panic; what parses is what was given.
+        #[test]
+        fn any_input_is_parsed_or_refused(s in "\\PC{0,16}|[0-9]{10}|[0-9\u{6f0}-\u{6f9}]{10}") {
+            if let Ok(id) = NationalId::parse(&s) {
+                proptest::prop_assert_eq!(id.as_str(), s.as_str());
+            }
+        }
+
+        /// Ten ASCII digits parse exactly when the mod-11 check digit holds.
+        #[test]
+        fn ten_digits_parse_when_the_check_digit_holds(s in "[0-9]{10}") {
+            let d: Vec<u32> = s.bytes().map(|b| u32::from(b - b'0')).collect();
+            let r = (0..9).map(|i| d[i] * (10 - i as u32)).sum::<u32>() % 11;
+            let holds = d[9] == if r < 2 { r } else { 11 - r };
+            let equal = d.iter().all(|&x| x == d[0]);
+            proptest::prop_assert_eq!(NationalId::parse(&s).is_ok(), holds && !equal);
+        }
     }
 
     #[test]

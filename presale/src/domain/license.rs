@@ -133,6 +133,12 @@ pub enum LicenseError {
     Exists,
     #[error("the seed needs commitments from at least two distinct parties (name: a-z, 0-9, dashes; commitment: base64url SHA-256)")]
     Parties,
+    #[error("times are Unix seconds up to the year 2999, and the apply window is at most 30 days")]
+    Times,
+    #[error("the minimum age is 0 to 120 years")]
+    MinAge,
+    #[error("the exclusion rule names at least one manufacturer and 1 to 120 months")]
+    Exclusion,
 }
 
 /// An issued license, as storefronts show it and applications are checked against.
@@ -192,6 +198,11 @@ impl License {
 }
 
 const MONTH: i64 = 30 * 24 * 3600;
+/// The range a license's instants must fall in (Unix seconds up to 2999-12-31): anything
+/// else is a typo, and the bound keeps every sum of an instant and a duration far from
+/// overflowing.
+const EARLIEST: i64 = 0;
+const LATEST: i64 = 32_503_593_600;
 
 impl NewLicense {
     pub fn validate(&self) -> Result<(), LicenseError> {
@@ -215,6 +226,12 @@ impl NewLicense {
         if self.down_payment > self.unit_price {
             return Err(LicenseError::DownPayment);
         }
+        let instants = [self.opens_at, self.closes_at, self.delivery_deadline];
+        if instants.iter().any(|t| !(EARLIEST..=LATEST).contains(t))
+            || self.apply_window_secs > MONTH
+        {
+            return Err(LicenseError::Times);
+        }
         if self.closes_at <= self.opens_at {
             return Err(LicenseError::Window);
         }
@@ -223,6 +240,16 @@ impl NewLicense {
             || self.delivery_deadline <= self.closes_at
         {
             return Err(LicenseError::Deadline(months));
+        }
+        if self.min_age.is_some_and(|a| !(0..=120).contains(&a)) {
+            return Err(LicenseError::MinAge);
+        }
+        if self
+            .exclusion
+            .as_ref()
+            .is_some_and(|e| e.manufacturers.is_empty() || !(1..=120).contains(&e.months))
+        {
+            return Err(LicenseError::Exclusion);
         }
         if !crate::transparency::seed::valid_parties(&self.parties) {
             return Err(LicenseError::Parties);
@@ -284,5 +311,19 @@ mod tests {
         let mut l = sample();
         l.parties.pop();
         assert_eq!(l.validate(), Err(LicenseError::Parties));
+        // Found by the license form's property test: a rule that excludes nobody, ages and
+        // instants whose sums overflow.
+        let mut l = sample();
+        l.exclusion = Some(crate::domain::Exclusion {
+            manufacturers: vec![],
+            months: 12,
+        });
+        assert_eq!(l.validate(), Err(LicenseError::Exclusion));
+        let mut l = sample();
+        l.min_age = Some(-1);
+        assert_eq!(l.validate(), Err(LicenseError::MinAge));
+        let mut l = sample();
+        l.closes_at = i64::MAX;
+        assert_eq!(l.validate(), Err(LicenseError::Times));
     }
 }

@@ -104,4 +104,46 @@ mod tests {
         assert_eq!(t.read(&token, "l-2", None), None);
         assert_eq!(t.read(&token.replace("T42", "T41"), "l-1", None), None);
     }
+
+    fn place() -> impl proptest::strategy::Strategy<Value = Place> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<i64>().prop_map(Place::Early),
+            any::<i64>().prop_map(Place::Ticket),
+            any::<i64>().prop_map(Place::Entry),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Any cookie value is read as a place or refused, never a panic, and never as a
+        /// place this service did not sign.
+        #[test]
+        fn any_cookie_is_read_or_refused(token in "\\PC{0,40}|[ETL]-?[0-9]{1,20}\\.[A-Za-z0-9_-]{0,44}\\.[A-Za-z0-9_-]{0,44}") {
+            let t = Tickets::new(Keyring::new(b"k", &[]));
+            let me = NationalId::parse("0499370899").expect("valid");
+            proptest::prop_assert_eq!(t.read(&token, "l-1", Some(&me)), None);
+            proptest::prop_assert_eq!(t.read(&token, "l-1", None), None);
+        }
+
+        /// A signed place reads back for its owner; a change of any one character of it
+        /// reads as nothing (or, in the owner part when no owner is asked, as the same
+        /// place).
+        #[test]
+        fn a_changed_ticket_is_refused(p in place(), at in proptest::prelude::any::<proptest::sample::Index>(), to in proptest::char::range('-', 'z')) {
+            let t = Tickets::new(Keyring::new(b"k", &[]));
+            let me = NationalId::parse("0499370899").expect("valid");
+            let token = t.sign("l-1", &me, p);
+            proptest::prop_assert_eq!(t.read(&token, "l-1", Some(&me)), Some(p));
+            let i = at.index(token.len());
+            let mut changed: Vec<char> = token.chars().collect();
+            if changed[i] == to {
+                return Ok(());
+            }
+            changed[i] = to;
+            let changed: String = changed.into_iter().collect();
+            proptest::prop_assert_eq!(t.read(&changed, "l-1", Some(&me)), None, "{} -> {}", token, changed);
+            let anyone = t.read(&changed, "l-1", None);
+            proptest::prop_assert!(anyone.is_none() || anyone == Some(p));
+        }
+    }
 }

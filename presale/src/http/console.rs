@@ -823,3 +823,128 @@ async fn audit_csv(State(app): State<App>, jar: CookieJar) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::parse_license;
+
+    /// What a form field may carry: a plausible value, an extreme number, Persian digits,
+    /// or anything at all.
+    fn value(plausible: &'static [&'static str]) -> impl Strategy<Value = String> {
+        prop_oneof![
+            // Mostly plausible, so that many forms get as far as the checks of one odd field.
+            40 => proptest::sample::select(plausible).prop_map(str::to_owned),
+            1 => any::<i64>().prop_map(|n| n.to_string()),
+            1 => proptest::sample::select(vec![
+                i64::MAX.to_string(),
+                i64::MIN.to_string(),
+                (i64::MAX / 2).to_string(),
+                "-1".into(),
+                "0".into(),
+            ]),
+            1 => "[0-9۰-۹,]{1,20}",
+            1 => "\\PC{0,12}",
+        ]
+    }
+
+    fn form() -> impl Strategy<Value = HashMap<String, String>> {
+        let fields: Vec<(&'static str, BoxedStrategy<String>)> = vec![
+            ("license_no", value(&["MIMT-1403-0001", "L-1"]).boxed()),
+            ("manufacturer", value(&["saipa"]).boxed()),
+            ("model", value(&["Shahin"]).boxed()),
+            ("units", value(&["100", "1"]).boxed()),
+            ("unit_price", value(&["8000000000"]).boxed()),
+            ("down_payment", value(&["1000000000"]).boxed()),
+            ("kind", value(&["firm", "regular"]).boxed()),
+            ("delivery_deadline", value(&["1810000000"]).boxed()),
+            ("opens_at", value(&["1800000000"]).boxed()),
+            ("closes_at", value(&["1800086400"]).boxed()),
+            ("selection", value(&["queue", "lottery", ""]).boxed()),
+            ("admission_per_min", value(&["6000"]).boxed()),
+            ("max_active", value(&["100000"]).boxed()),
+            ("apply_window_secs", value(&["600"]).boxed()),
+            ("min_age", value(&["18", ""]).boxed()),
+            ("exclusion_months", value(&["", "12"]).boxed()),
+            (
+                "exclusion_manufacturers",
+                value(&["saipa,iran-khodro", ""]).boxed(),
+            ),
+            (
+                "ministry_commitment",
+                value(&["47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU"]).boxed(),
+            ),
+            (
+                "manufacturer_commitment",
+                value(&["ypeBEsobvcr6wjGzmiPcTaeG7_gUfE5yuYB3ha_uSLs"]).boxed(),
+            ),
+        ];
+        fields
+            .into_iter()
+            .map(|(k, v)| v.prop_map(move |v| (k.to_owned(), v)))
+            .collect::<Vec<_>>()
+            .prop_map(|kv| kv.into_iter().collect())
+    }
+
+    #[test]
+    fn the_plausible_form_is_a_license() {
+        // The plausible values alone make a license, so the property above sees many.
+        let plausible: HashMap<String, String> = [
+            ("license_no", "MIMT-1403-0001"),
+            ("manufacturer", "saipa"),
+            ("model", "Shahin"),
+            ("units", "100"),
+            ("unit_price", "8000000000"),
+            ("down_payment", "1000000000"),
+            ("kind", "regular"),
+            ("delivery_deadline", "1810000000"),
+            ("opens_at", "1800000000"),
+            ("closes_at", "1800086400"),
+            ("selection", "queue"),
+            ("admission_per_min", "6000"),
+            ("max_active", "100000"),
+            ("apply_window_secs", "600"),
+            ("min_age", "18"),
+            ("exclusion_months", "12"),
+            ("exclusion_manufacturers", "saipa,iran-khodro"),
+            (
+                "ministry_commitment",
+                "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU",
+            ),
+            (
+                "manufacturer_commitment",
+                "ypeBEsobvcr6wjGzmiPcTaeG7_gUfE5yuYB3ha_uSLs",
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let l = parse_license(&plausible).expect("parses");
+        assert_eq!(l.validate(), Ok(()));
+    }
+
+    proptest! {
+        /// Any license form is refused with a reason or accepted, never a panic, and what
+        /// is accepted keeps every later computation in range: the apply window's end,
+        /// the exclusion rule's look-back, the age rule, the delivery deadline.
+        #[test]
+        fn any_license_form_is_refused_or_sound(f in form()) {
+            let Ok(l) = parse_license(&f) else { return Ok(()) };
+            if l.validate().is_err() {
+                return Ok(());
+            }
+            prop_assert!(l.closes_at.checked_add(l.apply_window_secs).is_some(), "{l:?}");
+            prop_assert!(l.opens_at >= 0, "{l:?}");
+            if let Some(age) = l.min_age {
+                prop_assert!((0..=120).contains(&age), "{l:?}");
+            }
+            if let Some(ex) = &l.exclusion {
+                prop_assert!((1..=120).contains(&ex.months), "{l:?}");
+                prop_assert!(!ex.manufacturers.is_empty(), "{l:?}");
+            }
+        }
+    }
+}

@@ -114,6 +114,24 @@ impl ClientIp {
 /// Per-IP limit (governor, per replica) and load shedding. Shedding answers 503 with
 /// Retry-After before any work starts, and never for an application in progress: an
 /// application that got this far is worth finishing.
+/// The first segments of the paths that are the service's own, not a storefront's.
+const SERVICE_PATHS: &[&str] = &[
+    "",
+    "healthz",
+    "readyz",
+    "static",
+    "ministry",
+    "transparency",
+    "metrics",
+];
+
+/// The storefront a path is under, as the router's `{m}` would read it (raw: storefront
+/// ids are plain letters, digits and dashes).
+fn storefront_segment(path: &str) -> Option<&str> {
+    let first = path.strip_prefix('/')?.split('/').next()?;
+    (!SERVICE_PATHS.contains(&first)).then_some(first)
+}
+
 async fn guard(
     State(core): State<Core>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
@@ -128,6 +146,13 @@ async fn guard(
         .and_then(|s| s.parse::<std::net::IpAddr>().ok())
         .unwrap_or(peer.ip());
     req.extensions_mut().insert(ClientIp(ip));
+    // A path under a storefront (`/{m}/…`) names one that exists: the segment goes into
+    // redirects and links, and an unknown one (`/%2Fevil.example/…`) must not.
+    if let Some(m) = storefront_segment(req.uri().path()) {
+        if core.rp.storefront(m).is_none() {
+            return Error::not_found(msg::NO_STOREFRONT).into_response();
+        }
+    }
     if !applying && core.ip_limiter.check_key(&ip).is_err() {
         return Error::RateLimited { retry_after: 1 }.into_response();
     }
