@@ -86,7 +86,7 @@ enum Command {
         out: PathBuf,
     },
     /// Rehearse the opening with faults, on this machine: the tool starts PostgreSQL, Redis
-    /// (append-only file), the stubs, the IdP and presale replicas as processes, runs a
+    /// (append-only file, a replica), the stubs, IdP and presale replicas as processes, runs a
     /// plateau of arrivals with a fault schedule (by default a Redis kill -9, a PostgreSQL
     /// crash-restart and a presale replica kill -9), and checks the ledger: nothing
     /// acknowledged lost, nothing issued twice, no admission out of order, no oversell.

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 pub struct Processes(Arc<Mutex<Vec<Process>>>);
 
 pub(crate) struct Process {
+    child: testkit::servers::Child,
     pub command: PathBuf,
     pub env: Vec<(String, String)>,
     pub port: u16,
-    child: Option<std::process::Child>,
     /// Holds the files the process reads (the storefronts file).
     _dir: Option<Arc<testkit::servers::TempDir>>,
 }
@@ -30,7 +30,7 @@ impl Process {
             command,
             env,
             port,
-            child: None,
+            child: testkit::servers::Child::default(),
             _dir: dir,
         }
     }
@@ -41,21 +41,12 @@ impl Process {
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(std::process::Stdio::null())
             .spawn()?;
-        self.child = Some(child);
+        self.child.set(child);
         Ok(())
     }
 
     fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.kill();
+        self.child.kill();
     }
 }
 

@@ -218,10 +218,38 @@ pub fn binary(package: &str, name: &str) -> PathBuf {
 /// kill -9 and start again (with its append-only file, or after deleting it) without
 /// touching the Redis other tests share. Stopped when dropped.
 pub struct RedisServer {
+    // First: fields drop in order, and the server goes before its folder.
+    child: Child,
     port: u16,
     dir: TempDir,
-    child: Option<std::process::Child>,
     extra: Vec<String>,
+}
+
+/// A child process that is killed (SIGKILL) and reaped when it is replaced, killed or
+/// dropped: a server a test or a rehearsal owns never outlives it.
+#[derive(Default)]
+pub struct Child(Option<std::process::Child>);
+
+impl Child {
+    /// Kills the one running, if any, and holds `c` instead.
+    pub fn set(&mut self, c: std::process::Child) {
+        self.kill();
+        self.0 = Some(c);
+    }
+
+    /// kill -9 and wait: gone at once, with whatever it had in flight.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 impl RedisServer {
@@ -255,7 +283,7 @@ impl RedisServer {
         let mut s = Self {
             port: free_port(),
             dir: TempDir::new("redis")?,
-            child: None,
+            child: Child::default(),
             extra,
         };
         s.spawn()?;
@@ -278,7 +306,7 @@ impl RedisServer {
 
     /// kill -9: the server is gone at once, with whatever it had not replicated.
     pub fn crash(&mut self) {
-        self.kill();
+        self.child.kill();
     }
 
     fn spawn(&mut self) -> std::io::Result<()> {
@@ -290,7 +318,7 @@ impl RedisServer {
             .arg(self.dir.path())
             .stdout(std::process::Stdio::null())
             .spawn()?;
-        self.child = Some(child);
+        self.child.set(child);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while self.cli(&["PING"]).trim() != "PONG" {
             if std::time::Instant::now() > deadline {
@@ -317,7 +345,7 @@ impl RedisServer {
 
     /// kill -9, then a start on the same port: with its files (`keep_files`) or without.
     pub fn crash_and_restart(&mut self, keep_files: bool) -> std::io::Result<()> {
-        self.kill();
+        self.child.kill();
         if !keep_files {
             for entry in std::fs::read_dir(self.dir.path())? {
                 let path = entry?.path();
@@ -329,19 +357,6 @@ impl RedisServer {
             }
         }
         self.spawn()
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
