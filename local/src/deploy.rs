@@ -1,17 +1,18 @@
-//! A whole deployment in one process, for tests, benchmarks and the load tool's sweep: stub government services and SMS (over real HTTP), the IdP, Saipa and Iran
-//! Khodro registered, presale replicas sharing one database, one Redis and one secret
-//! behind one public URL, and a license. SQLite and in-process stores, or PostgreSQL and
-//! Redis.
+//! A whole deployment for tests, benchmarks, the load tool's sweep and its rehearsal: stub
+//! government services and SMS (over real HTTP), the IdP, Saipa and Iran Khodro
+//! registered, presale replicas sharing one database, one Redis and one secret behind one
+//! public URL, and a license. SQLite and in-process stores, or PostgreSQL and Redis; the
+//! services in this process, or (for a rehearsal) as processes it owns.
 
 use idp::admin::{self, NewClient};
 use presale::config::{Secret, StorefrontConfig};
 use presale::domain::{NewLicense, PresaleKind, Selection};
 use presale::store::Store;
 use testkit::servers::{fresh_database, FreshDatabase, TcpProxy};
-
-use crate::processes::{Process, Processes};
 use testkit::{generate_citizens, FixtureCitizen, StubServices};
 use url::Url;
+
+use crate::processes::{Process, Processes};
 
 pub struct Options {
     /// PostgreSQL server to create fresh databases on (`postgres://…/postgres`); `None` for

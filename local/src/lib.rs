@@ -1,5 +1,6 @@
 //! emta on one machine. This is the only code that runs the IdP and the presale platform
-//! in one process; neither service depends on the other, nor on this.
+//! together (in one process, or as processes it owns); neither service depends on the
+//! other, nor on this.
 //!
 //! # Layout
 //! - [`demo`]: `cargo run -p local -- demo`: the whole system on embedded defaults with
@@ -8,6 +9,8 @@
 //!   license) on SQLite or on PostgreSQL and Redis, which end-to-end tests, benches and the
 //!   load tool's sweep start and stop.
 //! - [`parties`]: the seed's parties played by the machine (public demo secrets).
+//! - [`processes`]: IdP and presale replicas as processes of their built binaries, which
+//!   a rehearsal kills -9 and starts again.
 
 pub mod demo;
 pub mod deploy;
