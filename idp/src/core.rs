@@ -16,7 +16,7 @@ use crate::domain::{Client, ClientId, SubjectType};
 use crate::flow::limits::Limiter;
 use crate::keys::Keys;
 use crate::store::{Db, Ephemeral};
-use service_kit::admission::{Admission, Class};
+use service_kit::admission::{Admission, Class, Gate};
 
 #[derive(Clone)]
 pub struct Core(Arc<CoreState>);
@@ -126,26 +126,45 @@ impl Core {
 /// back-end calls (token, userinfo, introspection, revocation) may use all of it. Under
 /// overload new sign-ins are refused first and the ones under way finish.
 pub struct Gates {
-    pub start: Class,
-    pub phone: Class,
-    pub otp: Class,
-    pub identity: Class,
-    pub finish: Class,
-    pub backend: Class,
+    pub start: Gate,
+    pub phone: Gate,
+    pub otp: Gate,
+    pub identity: Gate,
+    pub finish: Gate,
+    pub backend: Gate,
 }
 
 impl Gates {
     pub fn new(s: &crate::config::Settings) -> Self {
         let a = Admission::new(s.max_inflight, Duration::from_millis(s.queue_budget_ms));
+        let page = |name, share| Gate {
+            class: a.class(name, share),
+            refuse: busy_page,
+        };
         Self {
-            start: a.class("start", 0.5),
-            phone: a.class("phone", 0.6),
-            otp: a.class("otp", 0.75),
-            identity: a.class("identity", 0.75),
-            finish: a.class("finish", 1.0),
-            backend: a.class("backend", 1.0),
+            start: page("start", 0.5),
+            phone: page("phone", 0.6),
+            otp: page("otp", 0.75),
+            identity: page("identity", 0.75),
+            finish: page("finish", 1.0),
+            backend: Gate {
+                class: a.class("backend", 1.0),
+                refuse: busy_json,
+            },
         }
     }
+}
+
+/// A citizen's step refused: the busy page, in both languages.
+fn busy_page(_: &Class, retry_after: u64) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    crate::error::Error::Busy { retry_after }.into_response()
+}
+
+/// A manufacturer's back-end call refused: the OAuth JSON error.
+fn busy_json(_: &Class, retry_after: u64) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    crate::error::OAuthError::from(crate::error::Error::Busy { retry_after }).into_response()
 }
 
 /// Clients held in memory and reloaded from SQL every `reload_ms`: the token endpoint

@@ -47,6 +47,9 @@ pub struct Options {
     /// balancer at the issuer's address, rather than in this process.
     pub idp_binary: Option<std::path::PathBuf>,
     pub idp_replicas: usize,
+    /// Presale's admission control as (`EMTA_MAX_INFLIGHT`, `EMTA_QUEUE_BUDGET_MS`); `None`
+    /// for its defaults.
+    pub presale_admission: Option<(usize, u64)>,
 }
 
 impl Options {
@@ -70,6 +73,7 @@ impl Options {
             presale_env: Vec::new(),
             idp_binary: None,
             idp_replicas: 1,
+            presale_admission: None,
         }
     }
 }
@@ -441,6 +445,12 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
             ]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
+            .chain(o.presale_admission.into_iter().flat_map(|(n, ms)| {
+                [
+                    ("EMTA_MAX_INFLIGHT".to_owned(), n.to_string()),
+                    ("EMTA_QUEUE_BUDGET_MS".to_owned(), ms.to_string()),
+                ]
+            }))
             .chain(
                 o.presale_env
                     .iter()
@@ -467,6 +477,10 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
         settings.ip_per_sec = o.ip_per_sec;
         settings.trust_forwarded_for = o.trust_forwarded_for;
         settings.metrics_listen = Some(([127, 0, 0, 1], 0).into());
+        if let Some((n, ms)) = o.presale_admission {
+            settings.max_inflight = n;
+            settings.queue_budget_ms = ms;
+        }
         let service = presale::Application::build_with_listener(settings, listener).await?;
         if let Some(addr) = service.metrics_addr() {
             metrics.push(Url::parse(&format!("http://{addr}/metrics"))?);

@@ -62,6 +62,8 @@ pub struct CoreState {
     /// Requests in flight on this replica, for load shedding.
     pub(crate) in_flight: AtomicUsize,
     pub(crate) admitter: Admitter,
+    /// Admission control per step (`http::Gates`).
+    pub(crate) gates: crate::http::Gates,
     /// Applications this replica refused, by reason (`Refusal::ALL` order).
     refusals: [std::sync::atomic::AtomicU64; crate::domain::Refusal::ALL.len()],
     /// Signs the campaigns' transparency-log checkpoints.
@@ -205,6 +207,7 @@ impl Application {
             drain: Duration::from_secs(settings.drain_secs),
             in_flight: AtomicUsize::new(0),
             admitter: Admitter::default(),
+            gates: crate::http::Gates::new(&settings),
             log_key: LogKey::from_keyring(&keys),
             refusals: Default::default(),
             store,

@@ -113,6 +113,19 @@ pub struct Settings {
     #[arg(long, env = "EMTA_IP_PER_SEC", default_value_t = 50)]
     pub ip_per_sec: u32,
 
+    /// Gated requests (sign-ins, joins, applications) served at once by this replica;
+    /// past it they are answered 503 with Retry-After before they cost anything. Sized to
+    /// what the database pool finishes within a request's time: new work (a storefront
+    /// page, a sign-in, a join) is refused once part of it is in use, and an application,
+    /// which finishes a journey, may use all of it. 0: no limit.
+    #[arg(long, env = "EMTA_MAX_INFLIGHT", default_value_t = 64)]
+    pub max_inflight: usize,
+
+    /// How long an application may wait for room under `EMTA_MAX_INFLIGHT` (ms); the
+    /// other steps are refused at once past their share.
+    #[arg(long, env = "EMTA_QUEUE_BUDGET_MS", default_value_t = 100)]
+    pub queue_budget_ms: u64,
+
     /// Take the client IP from the rightmost X-Forwarded-For entry (behind an ingress that
     /// appends it), as the IdP does.
     #[arg(long, env = "EMTA_TRUST_FORWARDED_FOR", default_value_t = false)]

@@ -105,6 +105,37 @@ impl Class {
     }
 }
 
+/// A class in front of a group of routes, with how the service words its refusal (a page
+/// for citizens, a JSON error for back-end clients), given the seconds to wait.
+#[derive(Clone)]
+pub struct Gate {
+    pub class: Class,
+    pub refuse: fn(&Class, u64) -> axum::response::Response,
+}
+
+impl Gate {
+    /// `routes` served only with room in this gate's class, refused at once otherwise.
+    pub fn around<S: Clone + Send + Sync + 'static>(
+        &self,
+        routes: axum::Router<S>,
+    ) -> axum::Router<S> {
+        routes.route_layer(axum::middleware::from_fn_with_state(self.clone(), admit))
+    }
+}
+
+/// Admission control as middleware: room within the queue budget, or the refusal with
+/// Retry-After at once, before the request has cost anything.
+async fn admit(
+    axum::extract::State(gate): axum::extract::State<Gate>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match gate.class.enter().await {
+        Some(_room) => next.run(req).await,
+        None => (gate.refuse)(&gate.class, gate.class.retry_after()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,13 +18,10 @@ use axum_extra::extract::CookieJar;
 
 use crate::core::Core;
 use crate::crypto::random_token;
-use service_kit::admission::Class;
 
 pub fn router(core: Core) -> Router {
     let g = &core.gates;
-    let gated = |class: &Class, r: Router<Core>| {
-        r.route_layer(axum::middleware::from_fn_with_state(class.clone(), admit))
-    };
+    let gated = |gate: &service_kit::admission::Gate, r: Router<Core>| gate.around(r);
     let r = Router::new()
         .route("/.well-known/openid-configuration", get(oauth::discovery))
         .route("/jwks", get(oauth::jwks))
@@ -84,29 +81,6 @@ pub fn router(core: Core) -> Router {
             }),
         )
         .with_state(core)
-}
-
-/// Admission control in front of a class of routes: room within the queue budget, or 503
-/// with Retry-After at once (JSON for the manufacturers' back-end endpoints, the busy page
-/// for citizens), before the request has cost anything.
-async fn admit(
-    axum::extract::State(class): axum::extract::State<Class>,
-    req: Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    match class.enter().await {
-        Some(_room) => next.run(req).await,
-        None => {
-            let retry_after = class.retry_after();
-            let busy = crate::error::Error::Busy { retry_after };
-            if class.name == "backend" {
-                crate::error::OAuthError::from(busy).into_response()
-            } else {
-                busy.into_response()
-            }
-        }
-    }
 }
 
 /// The operators' listener: `/metrics` only, never on the public router.

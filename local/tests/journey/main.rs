@@ -129,12 +129,13 @@ async fn start_split(
     env_of(d)
 }
 
-/// The test's view of a deployment with two public presale replicas.
+/// The test's view of a deployment with two public presale replicas (or one: then
+/// `replica` is the same as `base`).
 fn env_of(d: local::Deployment) -> Env {
     let url = |u: &url::Url| u.as_str().trim_end_matches('/').to_owned();
     Env {
         base: url(&d.public[0]),
-        replica: url(&d.public[1]),
+        replica: url(d.public.last().unwrap_or(&d.public[0])),
         issuer: d.issuer.clone(),
         stub: d.stub.clone(),
         citizens: d.citizens.clone(),
@@ -1628,4 +1629,93 @@ async fn a_redis_outage_keeps_staff_signed_in_and_says_try_again() {
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
     assert_eq!(back.status, 200, "{:?} {}", back.location, back.body);
+}
+
+/// Past its in-flight budget a replica refuses at once, with Retry-After, and costs nothing:
+/// with presale's database 300 ms away (each way) and a budget of four, a dozen joins at
+/// once get a few served (slowly, by the database) and the rest a 503 within the queue
+/// budget, not after the pool's or the database's timeouts; once the database is near
+/// again, the refused retry and everyone has a ticket of their own. Before, presale had no
+/// admission gate: every join waited on the pool, however long that took.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn past_its_budget_a_replica_refuses_joins_at_once_with_retry_after() {
+    let admin = testkit::servers::postgres_admin_url();
+    let mut through = url::Url::parse(&admin).expect("admin url");
+    let pg: std::net::SocketAddr = through
+        .socket_addrs(|| Some(5432))
+        .expect("postgres address")[0];
+    let proxy = testkit::servers::TcpProxy::start(pg).await.expect("proxy");
+    through.set_port(Some(proxy.addr().port())).expect("port");
+    let now = service_kit::clock::now();
+    let d = local::deploy(Options {
+        postgres_admin: Some(admin),
+        presale_postgres_admin: Some(through.to_string()),
+        redis_url: testkit::servers::redis_url(),
+        citizens: 12,
+        presale_admission: Some((4, 50)),
+        ..Options::new(test_license("saipa", "Shahin", now))
+    })
+    .await
+    .expect("deployment");
+    let env = env_of(d);
+    let mut people = Vec::new();
+    for who in &env.citizens[..12] {
+        let b = Browser::new("");
+        let front = sign_in_to_join(&env, &b, "saipa", who).await;
+        let join = resolve(
+            &format!("{}/saipa/", env.base),
+            &form_action(&front.body, "/join"),
+        );
+        let csrf = input(&front.body, "csrf");
+        people.push((b, join, csrf));
+    }
+    let people = std::sync::Arc::new(people);
+
+    proxy.set_delay(std::time::Duration::from_millis(300));
+    let mut tasks = Vec::new();
+    for i in 0..people.len() {
+        let people = people.clone();
+        tasks.push(tokio::spawn(async move {
+            let (b, join, csrf) = &people[i];
+            let t = std::time::Instant::now();
+            let p = b.post(join, &[("csrf", csrf)]).await;
+            (i, p, t.elapsed())
+        }));
+    }
+    let mut refused = Vec::new();
+    for t in tasks {
+        let (i, p, took) = t.await.expect("join task");
+        if p.status == 503 {
+            assert!(
+                p.headers.contains_key("retry-after"),
+                "a refusal says when to come back"
+            );
+            assert!(
+                took < std::time::Duration::from_millis(500),
+                "refused at once, not after the database: {took:?}"
+            );
+            refused.push(i);
+        } else {
+            assert_eq!(p.status, 303, "served: to the waiting page: {}", p.body);
+        }
+    }
+    proxy.set_delay(std::time::Duration::ZERO);
+    assert!(
+        refused.len() >= 6,
+        "past a budget of four, most of a dozen joins are refused at once: {} were",
+        refused.len()
+    );
+    for &i in &refused {
+        let (b, join, csrf) = &people[i];
+        let p = b.post(join, &[("csrf", csrf)]).await;
+        assert_eq!(p.status, 303, "the retry is served: {}", p.body);
+    }
+    let mut tickets = std::collections::HashSet::new();
+    for (b, join, _) in people.iter() {
+        let status = status_of(b, &join.replace("/join", "/wait")).await;
+        assert!(
+            tickets.insert(status["ticket"].as_i64().expect("a ticket")),
+            "tickets are everyone's own"
+        );
+    }
 }

@@ -17,8 +17,9 @@ use crate::app::Core;
 use crate::domain::{ApplicationRequest, License, Place, Refusal};
 use crate::error::{msg, Error, Result};
 
-pub(crate) fn router() -> Router<Core> {
-    Router::new().route("/{m}/c/{id}/apply", post(apply))
+pub(crate) fn router(g: &super::Gates) -> Router<Core> {
+    g.apply
+        .around(Router::new().route("/{m}/c/{id}/apply", post(apply)))
 }
 
 /// Why a queue applicant was refused for lack of a live admission, in words they can act

@@ -17,8 +17,9 @@ use crate::domain::License;
 use crate::error::{msg, Error, Result};
 use crate::store::lottery::entry_id;
 
-pub(crate) fn router() -> Router<Core> {
-    Router::new().route("/{m}/c/{id}/lottery", get(public))
+pub(crate) fn router(g: &super::Gates) -> Router<Core> {
+    g.browse
+        .around(Router::new().route("/{m}/c/{id}/lottery", get(public)))
 }
 
 /// The waiting page of a lottery entry: the entry, then the result once drawn.

@@ -27,6 +27,8 @@ use axum::routing::get;
 use axum::Router;
 use tower_http::set_header::SetResponseHeaderLayer as Set;
 
+use service_kit::admission::{Admission, Class, Gate};
+
 use crate::app::Core;
 use crate::error::{msg, Error};
 
@@ -44,7 +46,43 @@ pub mod waiting;
 /// Requests a replica takes at once before it sheds load.
 const MAX_IN_FLIGHT: usize = 4096;
 
+/// Admission control per step of a citizen's journey (`service_kit::admission`): new work
+/// is refused first, so under overload the journeys under way keep the database. A
+/// storefront page or a started sign-in is refused once half the budget is in use, a join
+/// at three quarters, a finished sign-in (the IdP's work already done) at nine tenths;
+/// an application, the step that completes a journey, waits its queue budget for room.
+/// Status polls (answered from the replica's cache), the console, the back-channel
+/// logout and transparency reveals are not gated.
+pub(crate) struct Gates {
+    pub(crate) browse: Gate,
+    pub(crate) sign_in: Gate,
+    pub(crate) join: Gate,
+    pub(crate) apply: Gate,
+}
+
+impl Gates {
+    pub(crate) fn new(s: &crate::config::Settings) -> Self {
+        let a = Admission::new(s.max_inflight, Duration::from_millis(s.queue_budget_ms));
+        let gate = |name, share| Gate {
+            class: a.class(name, share),
+            refuse: busy,
+        };
+        Self {
+            browse: gate("browse", 0.5),
+            join: gate("join", 0.75),
+            sign_in: gate("sign_in", 0.9),
+            apply: gate("apply", 1.0),
+        }
+    }
+}
+
+/// A refused step: the busy page, in both languages, with Retry-After.
+fn busy(_: &Class, retry_after: u64) -> Response {
+    Error::Busy { retry_after }.into_response()
+}
+
 pub(crate) fn router(core: Core) -> Router {
+    let g = &core.gates;
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -54,13 +92,13 @@ pub(crate) fn router(core: Core) -> Router {
         .route("/static/app.css", get(|| async {
             ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], service_kit::page::APP_CSS)
         }))
-        .merge(storefront::router())
-        .merge(signin::router())
-        .merge(waiting::router())
-        .merge(apply::router())
-        .merge(lottery::router())
+        .merge(storefront::router(g))
+        .merge(signin::router(g))
+        .merge(waiting::router(g))
+        .merge(apply::router(g))
+        .merge(lottery::router(g))
         .merge(console::router())
-        .merge(transparency::router())
+        .merge(transparency::router(g))
         .fallback(|| async { Error::not_found(msg::NOT_FOUND) })
         .layer(axum::middleware::from_fn_with_state(core.clone(), guard))
         .layer(Set::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'")))

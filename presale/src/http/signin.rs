@@ -20,10 +20,16 @@ use crate::error::{msg, Error, Result};
 /// How long a started sign-in may take to come back.
 const PENDING: Duration = Duration::from_secs(600);
 
-pub(crate) fn router() -> Router<Core> {
+pub(crate) fn router(g: &super::Gates) -> Router<Core> {
     Router::new()
-        .route("/{m}/login", get(login))
-        .route("/{m}/callback", get(callback))
+        .merge(
+            g.browse
+                .around(Router::new().route("/{m}/login", get(login))),
+        )
+        .merge(
+            g.sign_in
+                .around(Router::new().route("/{m}/callback", get(callback))),
+        )
         .route(
             "/{m}/backchannel-logout",
             axum::routing::post(backchannel_logout),

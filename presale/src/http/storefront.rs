@@ -18,11 +18,13 @@ use crate::app::Core;
 use crate::domain::{License, Selection};
 use crate::error::Result;
 
-pub(crate) fn router() -> Router<Core> {
-    Router::new()
-        .route("/", get(home))
-        .route("/{m}/", get(storefront))
-        .route("/{m}/applications", get(my_applications))
+pub(crate) fn router(g: &super::Gates) -> Router<Core> {
+    g.browse.around(
+        Router::new()
+            .route("/", get(home))
+            .route("/{m}/", get(storefront))
+            .route("/{m}/applications", get(my_applications)),
+    )
 }
 
 async fn home(State(core): State<Core>) -> Response {

@@ -22,8 +22,8 @@ use crate::error::{msg, Error, Result};
 use crate::store::seeds::Revealed;
 use crate::transparency::Receipt;
 
-pub(crate) fn router() -> Router<Core> {
-    Router::new()
+pub(crate) fn router(g: &super::Gates) -> Router<Core> {
+    let reads = Router::new()
         .route("/transparency/key", get(key))
         .route("/transparency/check", get(check))
         .route("/transparency/{id}", get(overview))
@@ -32,8 +32,10 @@ pub(crate) fn router() -> Router<Core> {
         .route("/transparency/{id}/records", get(records))
         .route("/transparency/{id}/proof", get(proof))
         .route("/transparency/{id}/consistency", get(consistency))
+        .route("/{m}/c/{id}/receipts", get(receipts));
+    g.browse
+        .around(reads)
         .route("/transparency/{id}/reveal", post(reveal))
-        .route("/{m}/c/{id}/receipts", get(receipts))
 }
 
 fn campaign(core: &Core, id: &str) -> Result<std::sync::Arc<License>> {

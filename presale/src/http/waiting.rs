@@ -25,9 +25,12 @@ use crate::error::{msg, Error, Result};
 use crate::queue::{early_ticket, Joined, QueueState};
 use crate::store::lottery::Entered;
 
-pub(crate) fn router() -> Router<Core> {
+pub(crate) fn router(g: &super::Gates) -> Router<Core> {
     Router::new()
-        .route("/{m}/c/{id}/join", post(join))
+        .merge(
+            g.join
+                .around(Router::new().route("/{m}/c/{id}/join", post(join))),
+        )
         .route("/{m}/c/{id}/wait", get(wait))
         .route("/{m}/c/{id}/status", get(status))
 }
