@@ -82,6 +82,16 @@ enum Command {
         /// database absorbs; the queue holds everyone else).
         #[arg(long, default_value_t = 6000)]
         admission_per_min: i64,
+        /// The presale replica's SQL pool (its `EMTA_DB_MAX_CONNECTIONS`).
+        #[arg(long, default_value_t = local::PRESALE_DB_CONNECTIONS)]
+        presale_db_connections: u32,
+        /// The presale replica's admission budget, as `EMTA_MAX_INFLIGHT` and
+        /// `EMTA_QUEUE_BUDGET_MS` (`N,MS`; 0 turns it off); the service's defaults if unset.
+        #[arg(long, value_parser = parse_admission)]
+        presale_admission: Option<(usize, u64)>,
+        /// The IdP's admission budget, likewise.
+        #[arg(long, value_parser = parse_admission)]
+        idp_admission: Option<(usize, u64)>,
         #[arg(long, default_value = "load-sweep")]
         out: PathBuf,
     },
@@ -488,6 +498,9 @@ async fn main() -> anyhow::Result<()> {
             p99_limit_ms,
             all,
             admission_per_min,
+            presale_db_connections,
+            presale_admission,
+            idp_admission,
             out,
         } => {
             let table = load::sweep::run(load::sweep::Sweep {
@@ -500,6 +513,9 @@ async fn main() -> anyhow::Result<()> {
                 out,
                 all,
                 admission_per_min,
+                presale_db_connections,
+                presale_admission,
+                idp_admission,
             })
             .await?;
             println!("{table}");
@@ -620,4 +636,28 @@ fn service_binary(name: &str, given: Option<PathBuf>) -> anyhow::Result<PathBuf>
         path.display()
     );
     Ok(path)
+}
+
+/// `N,MS`: an admission budget of N requests in flight, each waiting at most MS for room.
+fn parse_admission(s: &str) -> Result<(usize, u64), String> {
+    let (n, ms) = s
+        .split_once(',')
+        .ok_or_else(|| format!("{s:?}: expected N,MS (e.g. 256,100)"))?;
+    let n = n.trim().parse().map_err(|e| format!("{n:?}: {e}"))?;
+    let ms = ms.trim().parse().map_err(|e| format!("{ms:?}: {e}"))?;
+    Ok((n, ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_admission;
+
+    #[test]
+    fn an_admission_budget_is_two_numbers() {
+        assert_eq!(parse_admission("64,100"), Ok((64, 100)));
+        assert_eq!(parse_admission(" 0 , 5 "), Ok((0, 5)));
+        for bad in ["64", "", "a,1", "1,b", "-1,100", "1,2,3"] {
+            assert!(parse_admission(bad).is_err(), "{bad:?} is refused");
+        }
+    }
 }

@@ -25,6 +25,12 @@ pub struct Sweep {
     pub all: bool,
     /// The license's admission rate: how fast the queue lets people apply.
     pub admission_per_min: i64,
+    /// The presale replica's SQL pool.
+    pub presale_db_connections: u32,
+    /// The presale replica's admission budget (`None`: its defaults).
+    pub presale_admission: Option<(usize, u64)>,
+    /// The IdP's admission budget (`None`: its defaults).
+    pub idp_admission: Option<(usize, u64)>,
 }
 
 /// Work the servers' backends did: PostgreSQL commits (all databases) and Redis commands.
@@ -69,6 +75,9 @@ pub async fn one(s: &Sweep, rate: f64) -> anyhow::Result<(Report, (i64, i64))> {
         redis_url: s.redis_url.clone(),
         citizens: n,
         pow_difficulty: s.pow_difficulty,
+        presale_db_connections: s.presale_db_connections,
+        presale_admission: s.presale_admission,
+        idp_admission: s.idp_admission,
         // Opens a fifth of the way in (5 s), like the opening shape.
         ..Options::new(local::queue_license((n / 2) as i64, 5, s.admission_per_min))
     })
@@ -90,7 +99,15 @@ pub async fn one(s: &Sweep, rate: f64) -> anyhow::Result<(Report, (i64, i64))> {
         sso_from: Some("iran-khodro".into()),
         p99_limit_ms: s.p99_limit_ms,
         progress: true,
-        target: serde_json::json!({"deployment": "in-process: stubs, 1 IdP, 1 presale replica, PostgreSQL, Redis", "pow_difficulty": s.pow_difficulty}),
+        target: serde_json::json!({
+            "deployment": "in-process: stubs, 1 IdP, 1 presale replica, PostgreSQL, Redis",
+            "pow_difficulty": s.pow_difficulty,
+            "admission_per_min": s.admission_per_min,
+            "presale_db_connections": s.presale_db_connections,
+            // [max in flight, queue budget ms]; null: the service's defaults.
+            "presale_admission": s.presale_admission,
+            "idp_admission": s.idp_admission,
+        }),
         faults: Vec::new(),
         injector: None,
         finish_within: Duration::from_secs(660),

@@ -50,7 +50,16 @@ pub struct Options {
     /// Presale's admission control as (`EMTA_MAX_INFLIGHT`, `EMTA_QUEUE_BUDGET_MS`); `None`
     /// for its defaults.
     pub presale_admission: Option<(usize, u64)>,
+    /// The IdP's admission control, likewise.
+    pub idp_admission: Option<(usize, u64)>,
+    /// Each presale replica's SQL pool (`EMTA_DB_MAX_CONNECTIONS`): the service's default
+    /// unless a test needs fewer. (It was 4 here from 2026-11-22, which is what lowered
+    /// the surge capacity measured through this deployment; see load/BENCHMARKS.md.)
+    pub presale_db_connections: u32,
 }
+
+/// Presale's own default pool (`presale serve --help`).
+pub const PRESALE_DB_CONNECTIONS: u32 = 16;
 
 impl Options {
     /// A deployment of `license` on SQLite and in-process stores: 100 citizens, one presale
@@ -74,6 +83,8 @@ impl Options {
             idp_binary: None,
             idp_replicas: 1,
             presale_admission: None,
+            idp_admission: None,
+            presale_db_connections: PRESALE_DB_CONNECTIONS,
         }
     }
 }
@@ -291,6 +302,8 @@ fn idp_env(s: &idp::Settings, port: u16) -> Vec<(String, String)> {
         ("EMTA_ACCESS_TOKEN_SECS", s.access_token_secs.to_string()),
         ("EMTA_REGISTRY_RPS", s.registry_rps.to_string()),
         ("EMTA_SMS_RPS", s.sms_rps.to_string()),
+        ("EMTA_MAX_INFLIGHT", s.max_inflight.to_string()),
+        ("EMTA_QUEUE_BUDGET_MS", s.queue_budget_ms.to_string()),
         (
             "EMTA_TRUST_FORWARDED_FOR",
             s.trust_forwarded_for.to_string(),
@@ -378,6 +391,10 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
     s.pow_difficulty = o.pow_difficulty;
     s.resend_secs = 1;
     s.trust_forwarded_for = true;
+    if let Some((n, ms)) = o.idp_admission {
+        s.max_inflight = n;
+        s.queue_budget_ms = ms;
+    }
     if let Some(secs) = o.access_token_secs {
         s.access_token_secs = secs;
     }
@@ -440,7 +457,10 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
                     "EMTA_TRUST_FORWARDED_FOR",
                     o.trust_forwarded_for.to_string(),
                 ),
-                ("EMTA_DB_MAX_CONNECTIONS", "4".into()),
+                (
+                    "EMTA_DB_MAX_CONNECTIONS",
+                    o.presale_db_connections.to_string(),
+                ),
                 ("RUST_LOG", "warn".into()),
             ]
             .into_iter()
@@ -473,7 +493,7 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
         settings.storage.database_url = Secret::new(db.url.clone());
         settings.storage.redis_url = Secret::new(o.redis_url.clone());
         settings.storage.redis_prefix = prefix.clone();
-        settings.storage.db_max_connections = 4;
+        settings.storage.db_max_connections = o.presale_db_connections;
         settings.ip_per_sec = o.ip_per_sec;
         settings.trust_forwarded_for = o.trust_forwarded_for;
         settings.metrics_listen = Some(([127, 0, 0, 1], 0).into());

@@ -17,4 +17,4 @@ pub mod deploy;
 pub mod parties;
 pub mod processes;
 
-pub use deploy::{deploy, queue_license, Deployment, Options};
+pub use deploy::{deploy, queue_license, Deployment, Options, PRESALE_DB_CONNECTIONS};
