@@ -479,25 +479,45 @@ impl<'a> Walk<'a> {
         }
         let waited = self.wait_turn(&wait, join).await;
         self.j.rec.left_queue();
-        let (page, apply) = match waited? {
+        let (mut page, mut apply) = match waited? {
             Ok(found) => found,
             Err(outcome) => return Ok(outcome),
         };
-        let apply = wait
-            .url
-            .join(&apply)
-            .map_err(|_| Stop::Fail("apply", Fail::Page("the application form")))?;
-        let csrf = input(&page.body, "csrf").unwrap_or_default();
-        let done = self
-            .step("apply", Req::Post(apply, vec![("csrf", csrf)]), |p| {
-                if p.status == 409 || p.status == 403 {
-                    Ok(())
-                } else {
-                    ok_page(p)
-                }
-            })
-            .await?;
-        Ok(self.applied(&done))
+        let front = self.j.storefront.clone();
+        let home = self.storefront_url(&front, "")?;
+        let mut signed_in_again = false;
+        loop {
+            let url = wait
+                .url
+                .join(&apply)
+                .map_err(|_| Stop::Fail("apply", Fail::Page("the application form")))?;
+            let csrf = input(&page.body, "csrf").unwrap_or_default();
+            let done = self
+                .step("apply", Req::Post(url, vec![("csrf", csrf)]), |p| {
+                    if p.status == 409 || p.status == 403 {
+                        Ok(())
+                    } else {
+                        ok_page(p)
+                    }
+                })
+                .await?;
+            // Sent back to the storefront: the storefront session is gone (its store lost
+            // it). A person signs in again and applies; the admission is durable and bound
+            // to their ticket, so the waiting page shows the form again. Once.
+            let session_lost = done.status == 200
+                && !has(&done, "data-tracking-code")
+                && done.url.path() == home.path();
+            if !session_lost || signed_in_again {
+                return Ok(self.applied(&done));
+            }
+            signed_in_again = true;
+            self.j.rec.started_over();
+            self.sign_in(&front).await?;
+            (page, apply) = match self.wait_turn(&wait, None).await? {
+                Ok(found) => found,
+                Err(outcome) => return Ok(outcome),
+            };
+        }
     }
 
     fn applied(&self, done: &Page) -> Outcome {
