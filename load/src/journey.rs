@@ -160,14 +160,23 @@ impl<'a> Walk<'a> {
     ) -> Result<Page, Stop> {
         self.step = name;
         let mut attempt = 0;
+        let mut req = req;
         loop {
-            let r = match &req {
-                Req::Go(u) => self.j.http.go(&self.b, u).await,
+            let (r, asked) = match &req {
+                Req::Go(u) => (self.j.http.go(&self.b, u).await, u),
                 Req::Post(u, f) => {
                     let form: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                    self.j.http.post(&self.b, u, &form).await
+                    (self.j.http.post(&self.b, u, &form).await, u)
                 }
             };
+            // Where a redirect took the browser: a retry reloads that page (the storefront's
+            // callback, say), as a person does, rather than sending the first request again
+            // (a consent already given, a code already spent).
+            let landed = r
+                .as_ref()
+                .ok()
+                .map(|p| p.url.clone())
+                .filter(|u| u != asked);
             let r = r.and_then(|p| check(&p).map(|()| p));
             self.j
                 .rec
@@ -185,6 +194,9 @@ impl<'a> Walk<'a> {
                     let wait = f.retry_after().unwrap_or(1 << attempt).min(60);
                     tokio::time::sleep(Duration::from_secs(wait)).await;
                     self.next = Instant::now();
+                    if let Some(u) = landed {
+                        req = Req::Go(u);
+                    }
                 }
                 Err(f) => return Err(Stop::Fail(name, f)),
             }

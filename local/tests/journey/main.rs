@@ -1719,3 +1719,97 @@ async fn past_its_budget_a_replica_refuses_joins_at_once_with_retry_after() {
         );
     }
 }
+
+/// A sign-in that comes back while the session store is down is told to try again, and
+/// the retry signs in: the pending sign-in is still in the store once it is back. Before,
+/// the store's error read as "this sign-in has expired" (400): the citizen had to start
+/// over, and the rehearsal counted them lost ("consent: http 400").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_back_during_a_redis_outage_is_told_to_retry_and_the_retry_signs_in() {
+    let mut redis = testkit::servers::RedisServer::start().expect("redis-server");
+    let env = start_on(true, redis.url()).await;
+    let who = &env.citizens[0];
+    let b = Browser::new("");
+    let first = b.go(&format!("{}/saipa/login", env.base)).await;
+    let answer = login::complete(&b, first, who, &env.stub.outbox).await;
+    let callback = answer
+        .location
+        .clone()
+        .expect("the IdP's answer to the storefront");
+    assert!(callback.contains("/saipa/callback"), "{callback}");
+    // Older than the append-only file's one-second fsync.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+
+    redis.crash();
+    let r = b.get(&callback).await;
+    assert_eq!(r.status, 503, "{:?} {}", r.location, r.body);
+    assert!(r.headers.contains_key("retry-after"), "with Retry-After");
+
+    redis.crash_and_restart(true).expect("redis back");
+    let mut back = r;
+    for _ in 0..40 {
+        back = b.get(&callback).await;
+        if back.status != 503 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        back.status, 303,
+        "signed in: {:?} {}",
+        back.location, back.body
+    );
+    let front = b
+        .go(&back.location.clone().expect("to the storefront"))
+        .await;
+    assert_eq!(front.url, format!("{}/saipa/", env.base));
+    assert!(
+        front.body.contains("/join\"") || front.body.contains("/applications"),
+        "the storefront of a signed-in citizen: {}",
+        front.body
+    );
+}
+
+/// A sign-in that comes back while the IdP cannot be reached is told so (502), and
+/// reloading the page once the IdP is back signs in: the pending sign-in is consumed only
+/// when it succeeds. Before, it was consumed first, so the reload said "this sign-in has
+/// expired" (400) and the citizen had to start over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_back_while_the_idp_is_down_signs_in_on_a_reload() {
+    let now = service_kit::clock::now();
+    let d = local::deploy(Options {
+        postgres_admin: Some(testkit::servers::postgres_admin_url()),
+        redis_url: testkit::servers::redis_url(),
+        idp_binary: Some(testkit::servers::binary("idp", "idp")),
+        idp_replicas: 1,
+        ..Options::new(test_license("saipa", "Shahin", now))
+    })
+    .await
+    .expect("deployment");
+    let idp = d.idp_processes.clone();
+    let env = env_of(d);
+    let b = Browser::new("");
+    let first = b.go(&format!("{}/saipa/login", env.base)).await;
+    let answer = login::complete(&b, first, &env.citizens[0], &env.stub.outbox).await;
+    let callback = answer
+        .location
+        .clone()
+        .expect("the IdP's answer to the storefront");
+
+    idp.crash(0).expect("kill the IdP");
+    let r = b.get(&callback).await;
+    assert_eq!(
+        r.status, 502,
+        "the IdP is down: {:?} {}",
+        r.location, r.body
+    );
+
+    idp.start(0).await.expect("the IdP again");
+    idp.ready().await.expect("the IdP ready");
+    let back = b.get(&callback).await;
+    assert_eq!(back.status, 303, "signed in on the reload: {}", back.body);
+    let front = b
+        .go(&back.location.clone().expect("to the storefront"))
+        .await;
+    assert_eq!(front.url, format!("{}/saipa/", env.base));
+}

@@ -79,7 +79,12 @@ async fn callback(
     let (Some(code), Some(state), Some(front)) = (q.code, q.state, core.rp.storefront(&m)) else {
         return Err(Error::bad_request(msg::SIGN_IN_INVALID));
     };
-    let Ok(Some(raw)) = core.sessions.take(&pending_key(&state)).await else {
+    // A store that cannot answer is "try again" (503), not "expired": the pending
+    // sign-in is still there once it is back. It is read here and consumed only once the
+    // code is exchanged (or refused for good), so a reload after the IdP could not be
+    // reached signs in; it stays single-use, as the IdP's code is.
+    let key = pending_key(&state);
+    let Some(raw) = core.sessions.get(&key).await? else {
         return Err(Error::bad_request(msg::SIGN_IN_EXPIRED));
     };
     let pending: Pending =
@@ -91,15 +96,19 @@ async fn callback(
     if pending.sid != sid || pending.manufacturer != m {
         return Err(Error::bad_request(msg::SIGN_IN_OTHER_BROWSER));
     }
-    let (who, tokens) = core
-        .rp
-        .finish(front, code, pending)
-        .await
-        .map_err(|e| match e {
-            SignInError::Unreachable => Error::user(StatusCode::BAD_GATEWAY, msg::IDP_DOWN),
-            SignInError::InvalidToken => Error::bad_request(msg::SIGN_IN_INVALID),
-            SignInError::NoNationalId => Error::bad_request(msg::NO_NATIONAL_ID),
-        })?;
+    let finished = core.rp.finish(front, code, pending).await;
+    if !matches!(finished, Err(SignInError::Unreachable)) {
+        // Spent either way (signed in, or a code the IdP refused): a replay is "expired".
+        // Should the delete fail, the entry lapses with its TTL and the code is spent.
+        if let Err(e) = core.sessions.delete(&key).await {
+            tracing::warn!(error = %e, "a finished sign-in's pending state stays until it lapses");
+        }
+    }
+    let (who, tokens) = finished.map_err(|e| match e {
+        SignInError::Unreachable => Error::user(StatusCode::BAD_GATEWAY, msg::IDP_DOWN),
+        SignInError::InvalidToken => Error::bad_request(msg::SIGN_IN_INVALID),
+        SignInError::NoNationalId => Error::bad_request(msg::NO_NATIONAL_ID),
+    })?;
     if let Some(idp_sid) = &who.idp_sid {
         core.link_idp_session(&m, idp_sid, &sid).await?;
     }
