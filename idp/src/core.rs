@@ -16,7 +16,7 @@ use crate::domain::{Client, ClientId, SubjectType};
 use crate::flow::limits::Limiter;
 use crate::keys::Keys;
 use crate::store::{Db, Ephemeral};
-use service_kit::admission::{Admission, Class, Gate};
+use service_kit::admission::{Admission, Gate};
 
 #[derive(Clone)]
 pub struct Core(Arc<CoreState>);
@@ -156,13 +156,13 @@ impl Gates {
 }
 
 /// A citizen's step refused: the busy page, in both languages.
-fn busy_page(_: &Class, retry_after: u64) -> axum::response::Response {
+fn busy_page(retry_after: u64) -> axum::response::Response {
     use axum::response::IntoResponse;
     crate::error::Error::Busy { retry_after }.into_response()
 }
 
 /// A manufacturer's back-end call refused: the OAuth JSON error.
-fn busy_json(_: &Class, retry_after: u64) -> axum::response::Response {
+fn busy_json(retry_after: u64) -> axum::response::Response {
     use axum::response::IntoResponse;
     crate::error::OAuthError::from(crate::error::Error::Busy { retry_after }).into_response()
 }

@@ -110,7 +110,7 @@ impl Class {
 #[derive(Clone)]
 pub struct Gate {
     pub class: Class,
-    pub refuse: fn(&Class, u64) -> axum::response::Response,
+    pub refuse: fn(u64) -> axum::response::Response,
 }
 
 impl Gate {
@@ -132,7 +132,7 @@ async fn admit(
 ) -> axum::response::Response {
     match gate.class.enter().await {
         Some(_room) => next.run(req).await,
-        None => (gate.refuse)(&gate.class, gate.class.retry_after()),
+        None => (gate.refuse)(gate.class.retry_after()),
     }
 }
 

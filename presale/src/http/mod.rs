@@ -27,7 +27,7 @@ use axum::routing::get;
 use axum::Router;
 use tower_http::set_header::SetResponseHeaderLayer as Set;
 
-use service_kit::admission::{Admission, Class, Gate};
+use service_kit::admission::{Admission, Gate};
 
 use crate::app::Core;
 use crate::error::{msg, Error};
@@ -77,7 +77,7 @@ impl Gates {
 }
 
 /// A refused step: the busy page, in both languages, with Retry-After.
-fn busy(_: &Class, retry_after: u64) -> Response {
+fn busy(retry_after: u64) -> Response {
     Error::Busy { retry_after }.into_response()
 }
 
