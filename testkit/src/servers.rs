@@ -187,7 +187,9 @@ pub fn free_port() -> u16 {
 }
 
 /// The path of a workspace binary built in the same profile as the running test, built
-/// first if it is not there (a test of one package that runs another's binary).
+/// first if it is not there or is older than its package's sources or service-kit's (a
+/// test of one package that runs another's binary: `cargo nextest run -p load` does not
+/// rebuild presale's, and a stale one would make the test pass or fail on old code).
 pub fn binary(package: &str, name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_else(|e| panic!("current exe: {e}"));
     // target/<profile>/deps/<test> → target/<profile>/<name>
@@ -196,7 +198,15 @@ pub fn binary(package: &str, name: &str) -> PathBuf {
         .and_then(Path::parent)
         .unwrap_or_else(|| panic!("unexpected test path {}", exe.display()));
     let bin = profile_dir.join(name);
-    if !bin.exists() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or_else(|| Path::new("."));
+    let sources = [
+        root.join(package).join("src"),
+        root.join("service-kit").join("src"),
+    ];
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+    if built.is_none_or(|b| newest_change(&sources).is_some_and(|s| s > b)) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = std::process::Command::new(cargo);
         cmd.args(["build", "-p", package, "--bin", name]);
@@ -212,6 +222,26 @@ pub fn binary(package: &str, name: &str) -> PathBuf {
         );
     }
     bin
+}
+
+/// The latest modification time of any file below `dirs`.
+fn newest_change(dirs: &[PathBuf]) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    let mut stack: Vec<PathBuf> = dirs.to_vec();
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(e.path());
+            } else if let Ok(t) = meta.modified() {
+                newest = newest.max(Some(t));
+            }
+        }
+    }
+    newest
 }
 
 /// A Redis server of the test's own on a free loopback port, which the test may flush,
@@ -702,6 +732,21 @@ impl Drop for TcpProxy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_newest_change_is_found_in_nested_folders() {
+        let dir = TempDir::new("newest").expect("dir");
+        let nested = dir.path().join("a").join("b");
+        std::fs::create_dir_all(&nested).expect("mkdir");
+        std::fs::write(dir.path().join("old.rs"), "").expect("write");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let before = std::time::SystemTime::now();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(nested.join("new.rs"), "").expect("write");
+        let newest = newest_change(&[dir.path().to_owned()]).expect("files");
+        assert!(newest > before, "the nested file is the newest");
+        assert_eq!(newest_change(&[dir.path().join("missing")]), None);
+    }
 
     /// The id of a process that has just ended.
     fn dead_pid() -> u32 {
