@@ -201,8 +201,10 @@ pub struct Settings {
     /// wait at most the queue budget and are then answered 503 with Retry-After. A new
     /// sign-in is refused once half of it is in use, the steps that finish a sign-in may
     /// use all of it, so overload refuses new work first and goodput stays near the
-    /// knee. 0: no limit.
-    #[arg(long, env = "EMTA_MAX_INFLIGHT", default_value_t = 256)]
+    /// knee. 0: no limit. By default 32 per core of this host (64 to 1024): a budget
+    /// sized to the cores, since one larger than the replica can serve lets overload in
+    /// to wait and refuses late (`load/BENCHMARKS.md`, "Overload").
+    #[arg(long, env = "EMTA_MAX_INFLIGHT", default_value_t = per_core_inflight())]
     pub max_inflight: usize,
 
     /// How long a request may wait for room under `EMTA_MAX_INFLIGHT` (ms).
@@ -242,4 +244,10 @@ impl Settings {
         s.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         s
     }
+}
+
+/// The default admission budget: 32 requests per core of this host, 64 to 1024.
+pub fn per_core_inflight() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (32 * cores).clamp(64, 1024)
 }

@@ -177,6 +177,7 @@ pub fn render(r: &Report) -> String {
                     p { "Everything the servers answered, checked against the campaign " (l.campaign) "'s audited transparency log. Each count must be 0." }
                     table {
                         tr { th { "tickets / admissions / applications acknowledged" } td { (l.tickets_acknowledged) " / " (l.admissions_acknowledged) " / " (l.applications_acknowledged) } }
+                        tr { th { "sign-ins whose tokens were checked" } td { @match l.tokens_acknowledged { Some(t) => { (t) }, None => { "not checked (no IdP database)" } } } }
                         tr { th { "acknowledged and lost" } td { (l.lost) } }
                         tr { th { "issued twice" } td { (l.issued_twice) } }
                         tr { th { "admitted out of order" } td { (l.out_of_order) } }

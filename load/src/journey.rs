@@ -272,6 +272,7 @@ impl<'a> Walk<'a> {
         if self.b.idp_replicas_seen() > 1 {
             self.j.rec.login_across_replicas();
         }
+        self.j.rec.signed_in(self.p.index, front);
         Ok(p)
     }
 

@@ -1,7 +1,10 @@
 //! The ledger of acknowledgements: every ticket, admission and tracking code the servers
 //! answered a citizen during the run, checked afterwards against the durable public
 //! record, the campaign's transparency log (audited first: signatures, consistency, the
-//! shuffle, the admission order and the cap, by `presale`'s own verifier).
+//! shuffle, the admission order and the cap, by `presale`'s own verifier); and every
+//! sign-in a storefront acknowledged, checked against the IdP's durable record of the
+//! tokens it answered (its grants and refresh tokens, read from its database where the
+//! tool has it: a rehearsal owns it; `load run --idp-database-url` for a deployment).
 //!
 //! Each count below must be 0 for the run to hold: something answered to a citizen and
 //! missing from the record was lost; a ticket or tracking code answered to two citizens was
@@ -20,6 +23,9 @@ pub struct Acks {
     pub tickets: Vec<(usize, i64)>,
     pub admissions: Vec<(usize, i64)>,
     pub codes: Vec<(usize, String)>,
+    /// Sign-ins a storefront acknowledged: (citizen, client). Each rests on a token
+    /// response of the IdP.
+    pub sign_ins: Vec<(usize, String)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -28,6 +34,9 @@ pub struct Ledger {
     pub tickets_acknowledged: usize,
     pub admissions_acknowledged: usize,
     pub applications_acknowledged: usize,
+    /// Sign-ins acknowledged, each checked against the IdP's grants and refresh tokens;
+    /// `None` when the IdP's database was not at hand (not checked).
+    pub tokens_acknowledged: Option<usize>,
     /// Acknowledged but not in the durable record.
     pub lost: u64,
     /// One ticket number or tracking code answered to two citizens, or given twice in the
@@ -57,6 +66,13 @@ impl Ledger {
     }
 }
 
+/// Records a discrepancy in words (the first 200).
+fn note(l: &mut Ledger, what: String) {
+    if l.findings.len() < 200 {
+        l.findings.push(what);
+    }
+}
+
 /// Compares `acks` with what the log says, judged by [`Summary`] and the audit's
 /// findings.
 pub fn compare(campaign: &str, acks: &Acks, audit: &verify::Report) -> Ledger {
@@ -65,6 +81,7 @@ pub fn compare(campaign: &str, acks: &Acks, audit: &verify::Report) -> Ledger {
         tickets_acknowledged: acks.tickets.len(),
         admissions_acknowledged: acks.admissions.len(),
         applications_acknowledged: acks.codes.len(),
+        tokens_acknowledged: None,
         lost: 0,
         issued_twice: 0,
         out_of_order: 0,
@@ -73,11 +90,7 @@ pub fn compare(campaign: &str, acks: &Acks, audit: &verify::Report) -> Ledger {
         findings: Vec::new(),
         checked: audit.checked.clone(),
     };
-    let mut find = |l: &mut Ledger, what: String| {
-        if l.findings.len() < 200 {
-            l.findings.push(what);
-        }
-    };
+    let mut find = note;
     for f in &audit.findings {
         // The verifier's words for what it found; each also counts under its kind.
         if f.contains("out of order") {
@@ -208,6 +221,80 @@ fn compare_summary(
     }
 }
 
+/// Checks every acknowledged sign-in against the IdP's durable record: the citizen
+/// (`citizens[i]`'s national ID) holds a grant at that client, not revoked, with a live
+/// refresh token (the token the storefront was answered is still good: nothing the IdP
+/// answered was lost with a store or a process). A grant with more than one live refresh
+/// token was issued twice (rotation forked: reuse detection would no longer hold).
+pub fn compare_tokens(
+    l: &mut Ledger,
+    acks: &Acks,
+    national_ids: &[String],
+    grants: &[idp::store::sql::GrantAudit],
+) {
+    l.tokens_acknowledged = Some(acks.sign_ins.len());
+    l.checked
+        .push("the IdP's grants and refresh tokens (its database)".into());
+    let mut live: HashMap<(&str, &str), i64> = HashMap::new();
+    let mut granted: HashSet<(&str, &str)> = HashSet::new();
+    for g in grants {
+        granted.insert((&g.national_id, &g.client_id));
+        if g.revoked_at.is_none() {
+            *live.entry((&g.national_id, &g.client_id)).or_default() += g.live_tokens;
+        }
+        if g.live_tokens > 1 {
+            l.issued_twice += 1;
+            note(
+                l,
+                format!(
+                    "grant {} at {} has {} live refresh tokens (rotation leaves one)",
+                    g.grant_id, g.client_id, g.live_tokens
+                ),
+            );
+        }
+    }
+    let mut seen: HashSet<(usize, &str)> = HashSet::new();
+    for (citizen, client) in &acks.sign_ins {
+        if !seen.insert((*citizen, client)) {
+            continue;
+        }
+        let Some(nid) = national_ids.get(*citizen) else {
+            continue;
+        };
+        let key = (nid.as_str(), client.as_str());
+        if !granted.contains(&key) {
+            l.lost += 1;
+            note(
+                l,
+                format!(
+                    "citizen {citizen} was signed in at {client}, but the IdP has no grant for it"
+                ),
+            );
+        } else if live.get(&key).copied().unwrap_or(0) == 0 {
+            l.lost += 1;
+            note(
+                l,
+                format!("citizen {citizen} was signed in at {client}, but no refresh token of theirs there is live"),
+            );
+        }
+    }
+}
+
+/// [`compare_tokens`] against the IdP's database at `db`.
+pub async fn check_tokens(
+    l: &mut Ledger,
+    acks: &Acks,
+    national_ids: &[String],
+    db: &idp::store::Db,
+) -> anyhow::Result<()> {
+    let grants = db
+        .grant_audit(service_kit::clock::now())
+        .await
+        .map_err(|e| anyhow::anyhow!("the IdP's grants: {e}"))?;
+    compare_tokens(l, acks, national_ids, &grants);
+    Ok(())
+}
+
 /// Audits the campaign's log at `presale` and compares the acknowledgements with it. The
 /// log is written a little after each acknowledgement (records are sequenced and signed
 /// in batches), so this waits up to `patience` for it to catch up before judging.
@@ -260,6 +347,7 @@ mod tests {
             tickets: vec![(0, 1), (1, 2), (2, 3), (0, 1)],
             admissions: vec![(0, 1), (1, 2)],
             codes: vec![(0, "A".into()), (1, "B".into())],
+            ..Acks::default()
         };
         let l = compare("c", &acks, &audit(3, 2, &[("A", 1), ("B", 2)]));
         assert!(l.holds(), "{:?}", l.findings);
@@ -274,6 +362,7 @@ mod tests {
             admissions: vec![(0, 1), (2, 3)],
             // C is not in the log; citizen 0 accepted twice.
             codes: vec![(0, "A".into()), (1, "B".into()), (0, "C".into())],
+            ..Acks::default()
         };
         let l = compare("c", &acks, &audit(3, 2, &[("A", 1), ("B", 2)]));
         assert_eq!(l.issued_twice, 1, "{:?}", l.findings);
@@ -302,6 +391,73 @@ mod tests {
             },
         );
         assert_eq!(l.lost, 1);
+        assert!(!l.holds());
+    }
+
+    fn grant(nid: &str, client: &str, revoked: bool, live: i64) -> idp::store::sql::GrantAudit {
+        idp::store::sql::GrantAudit {
+            national_id: nid.into(),
+            client_id: client.into(),
+            grant_id: format!("g-{nid}-{client}-{live}"),
+            revoked_at: revoked.then_some(1),
+            live_tokens: live,
+        }
+    }
+
+    #[test]
+    fn sign_ins_resting_on_live_grants_hold() {
+        let acks = Acks {
+            // Citizen 1 signed in twice at saipa (a start over): two grants, one live.
+            sign_ins: vec![
+                (0, "saipa".into()),
+                (1, "saipa".into()),
+                (1, "saipa".into()),
+            ],
+            ..Acks::default()
+        };
+        let mut l = compare("c", &acks, &audit(0, 0, &[]));
+        let ids = ["A".to_owned(), "B".to_owned()];
+        compare_tokens(
+            &mut l,
+            &acks,
+            &ids,
+            &[
+                grant("A", "saipa", false, 1),
+                grant("B", "saipa", true, 0),
+                grant("B", "saipa", false, 1),
+            ],
+        );
+        assert!(l.holds(), "{:?}", l.findings);
+        assert_eq!(l.tokens_acknowledged, Some(3));
+    }
+
+    #[test]
+    fn a_lost_grant_a_dead_token_and_a_forked_rotation_are_counted() {
+        let acks = Acks {
+            sign_ins: vec![
+                (0, "saipa".into()),
+                (1, "saipa".into()),
+                (2, "iran-khodro".into()),
+            ],
+            ..Acks::default()
+        };
+        let mut l = compare("c", &acks, &audit(0, 0, &[]));
+        let ids = ["A".to_owned(), "B".to_owned(), "C".to_owned()];
+        compare_tokens(
+            &mut l,
+            &acks,
+            &ids,
+            &[
+                // A's grant is at the other manufacturer only: lost.
+                grant("A", "iran-khodro", false, 1),
+                // B's grant was revoked: its token is not good any more.
+                grant("B", "saipa", true, 1),
+                // C's grant has two live refresh tokens.
+                grant("C", "iran-khodro", false, 2),
+            ],
+        );
+        assert_eq!(l.lost, 2, "{:?}", l.findings);
+        assert_eq!(l.issued_twice, 1, "{:?}", l.findings);
         assert!(!l.holds());
     }
 }

@@ -129,6 +129,13 @@ enum Command {
         pow_difficulty: u8,
         #[arg(long, default_value_t = 500.0)]
         p99_limit_ms: f64,
+        /// The presale replicas' admission budget (`N,MS`, as for `load sweep`); the
+        /// service's defaults if unset.
+        #[arg(long, value_parser = parse_admission)]
+        presale_admission: Option<(usize, u64)>,
+        /// The IdP replicas' admission budget, likewise.
+        #[arg(long, value_parser = parse_admission)]
+        idp_admission: Option<(usize, u64)>,
         #[arg(long, default_value = "load-rehearsal")]
         out: PathBuf,
     },
@@ -309,6 +316,11 @@ struct RunArgs {
     /// the run (the ledger: 0 lost, 0 issued twice, 0 out of order, 0 oversold).
     #[arg(long)]
     no_ledger: bool,
+    /// The IdP's database (read only), so the ledger also checks every acknowledged
+    /// sign-in against the grants and refresh tokens the IdP answered; the demo's by
+    /// default with `--scenario demo`. Without it, tokens are not checked.
+    #[arg(long)]
+    idp_database_url: Option<String>,
     /// Report path without extension: writes .json and .html.
     #[arg(long, default_value = "load-report")]
     out: PathBuf,
@@ -389,6 +401,10 @@ async fn run(a: RunArgs) -> anyhow::Result<bool> {
         (None, true) => Url::parse("http://localhost:8300/outbox")?,
         (None, false) => anyhow::bail!("--outbox URL is required: where the stub SMS gateway shows codes (http://STUBS/outbox)"),
     };
+    let idp_database = a
+        .idp_database_url
+        .clone()
+        .or_else(|| demo.then(|| "sqlite://.emta/idp/idp.db?mode=rw".to_owned()));
     let sso_from = a
         .sso_from
         .or_else(|| demo.then(|| "iran-khodro".to_owned()));
@@ -444,6 +460,7 @@ async fn run(a: RunArgs) -> anyhow::Result<bool> {
         curve.duration_secs(),
         curve.peak_per_sec()
     );
+    let national_ids: Vec<String> = citizens.iter().map(|c| c.national_id.clone()).collect();
     let plan = Plan {
         scenario: name,
         curve,
@@ -469,8 +486,19 @@ async fn run(a: RunArgs) -> anyhow::Result<bool> {
                 "checking the ledger against the transparency log of {}",
                 c.id
             );
-            let l = load::ledger::check(&ledger_at, &c.id, &report.acks, Duration::from_secs(30))
-                .await?;
+            let mut l =
+                load::ledger::check(&ledger_at, &c.id, &report.acks, Duration::from_secs(30))
+                    .await?;
+            if let Some(url) = &idp_database {
+                eprintln!("checking the sign-ins against the IdP's grants");
+                let db = idp::store::Db::connect(url, 2)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("the IdP's database: {e}"))?;
+                let checked =
+                    load::ledger::check_tokens(&mut l, &report.acks, &national_ids, &db).await;
+                db.close().await;
+                checked?;
+            }
             report = report.with_ledger(l);
         }
     }
@@ -531,6 +559,8 @@ async fn main() -> anyhow::Result<()> {
             admission_per_min,
             pow_difficulty,
             p99_limit_ms,
+            presale_admission,
+            idp_admission,
             out,
         } => {
             let faults = match &faults {
@@ -554,6 +584,8 @@ async fn main() -> anyhow::Result<()> {
                 admission_per_min,
                 pow_difficulty,
                 p99_limit_ms,
+                presale_admission,
+                idp_admission,
                 progress: true,
                 seed: 1,
             })

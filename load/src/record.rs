@@ -111,6 +111,7 @@ struct Inner {
     launch_lag: Option<Histogram<u64>>,
     admissions: Vec<(usize, i64)>,
     codes: Vec<(usize, String)>,
+    sign_ins: Vec<(usize, String)>,
     faults: Vec<crate::faults::FaultEvent>,
 }
 
@@ -276,6 +277,12 @@ impl Recorder {
         self.lock().codes.push((citizen, code));
     }
 
+    /// The storefront `client` answered `citizen` signed in: the IdP had answered its
+    /// token request (the ledger).
+    pub fn signed_in(&self, citizen: usize, client: &str) {
+        self.lock().sign_ins.push((citizen, client.to_owned()));
+    }
+
     /// A fault of the schedule was injected (or failed to be).
     pub fn fault(&self, f: crate::faults::FaultEvent) {
         self.lock().faults.push(f);
@@ -367,6 +374,7 @@ impl Recorder {
             launch_lag: inner.launch_lag.unwrap_or_else(hist),
             admissions: inner.admissions,
             codes: inner.codes,
+            sign_ins: inner.sign_ins,
             // In the order they were injected (each is recorded when it has ended).
             faults: {
                 let mut f = inner.faults;
@@ -393,5 +401,7 @@ pub struct Recorded {
     pub admissions: Vec<(usize, i64)>,
     /// Tracking codes the servers acknowledged: (citizen, code).
     pub codes: Vec<(usize, String)>,
+    /// Sign-ins the storefronts acknowledged: (citizen, client).
+    pub sign_ins: Vec<(usize, String)>,
     pub faults: Vec<crate::faults::FaultEvent>,
 }

@@ -103,6 +103,10 @@ pub struct Rehearsal {
     pub admission_per_min: i64,
     pub pow_difficulty: u8,
     pub p99_limit_ms: f64,
+    /// Admission budgets (`EMTA_MAX_INFLIGHT`, `EMTA_QUEUE_BUDGET_MS`) for the presale and
+    /// IdP replicas; `None`: the services' defaults.
+    pub presale_admission: Option<(usize, u64)>,
+    pub idp_admission: Option<(usize, u64)>,
     pub progress: bool,
     pub seed: u64,
 }
@@ -320,6 +324,8 @@ pub async fn run(r: Rehearsal) -> anyhow::Result<Report> {
         presale_env,
         idp_binary: r.idp_binary.clone(),
         idp_replicas: r.idp_replicas.max(1),
+        presale_admission: r.presale_admission,
+        idp_admission: r.idp_admission,
         ..local::Options::new(license)
     })
     .await?;
@@ -363,6 +369,8 @@ pub async fn run(r: Rehearsal) -> anyhow::Result<Report> {
                 r.presale_replicas.max(1)
             ),
             "pow_difficulty": r.pow_difficulty,
+            "presale_admission": r.presale_admission,
+            "idp_admission": r.idp_admission,
         }),
         faults: r.faults,
         injector: Some(owned.clone()),
@@ -376,10 +384,18 @@ pub async fn run(r: Rehearsal) -> anyhow::Result<Report> {
     let report = match report {
         Ok(report) => match report.campaign.clone() {
             Some(c) => {
-                let l =
-                    crate::ledger::check(&ledger_at, &c.id, &report.acks, Duration::from_secs(30))
-                        .await;
-                l.map(|l| report.with_ledger(l))
+                let national_ids: Vec<String> =
+                    d.citizens.iter().map(|c| c.national_id.clone()).collect();
+                match crate::ledger::check(&ledger_at, &c.id, &report.acks, Duration::from_secs(30))
+                    .await
+                {
+                    Ok(mut l) => {
+                        crate::ledger::check_tokens(&mut l, &report.acks, &national_ids, &d.idp.db)
+                            .await
+                            .map(|()| report.with_ledger(l))
+                    }
+                    Err(e) => Err(e),
+                }
             }
             None => Ok(report),
         },

@@ -379,6 +379,7 @@ pub fn build(meta: Meta, r: Recorded) -> Report {
             .collect(),
         admissions: r.admissions,
         codes: r.codes,
+        sign_ins: r.sign_ins,
     };
     Report {
         scenario: meta.scenario,
@@ -539,11 +540,15 @@ impl Report {
         if let Some(l) = &self.ledger {
             let _ = writeln!(
                 s,
-                "ledger of {}: {} tickets, {} admissions, {} applications acknowledged; {} lost, {} issued twice, {} out of order, {} oversold, {} duplicate national IDs{}",
+                "ledger of {}: {} tickets, {} admissions, {} applications, {} acknowledged; {} lost, {} issued twice, {} out of order, {} oversold, {} duplicate national IDs{}",
                 l.campaign,
                 l.tickets_acknowledged,
                 l.admissions_acknowledged,
                 l.applications_acknowledged,
+                match l.tokens_acknowledged {
+                    Some(t) => format!("{t} sign-ins' tokens"),
+                    None => "sign-ins' tokens not checked (no IdP database)".into(),
+                },
                 l.lost,
                 l.issued_twice,
                 l.out_of_order,

@@ -17,7 +17,8 @@ fn at(secs: f64, name: &str) -> Fault {
 }
 
 /// Every fault injected, the run ended on its own, and a ledger that is not vacuous and
-/// holds: 0 lost, 0 issued twice, 0 out of order, 0 oversold, 0 duplicate national IDs.
+/// holds (tickets, admissions, applications and the sign-ins' tokens): 0 lost, 0 issued
+/// twice, 0 out of order, 0 oversold, 0 duplicate national IDs.
 fn assert_nothing_acknowledged_was_lost(report: &Report, faults: usize) {
     assert_eq!(report.faults.len(), faults, "every fault was injected");
     for f in &report.faults {
@@ -29,7 +30,9 @@ fn assert_nothing_acknowledged_was_lost(report: &Report, faults: usize) {
     );
     let l = report.ledger.as_ref().expect("the ledger was checked");
     assert!(
-        l.tickets_acknowledged >= 100 && l.applications_acknowledged >= 60,
+        l.tickets_acknowledged >= 100
+            && l.applications_acknowledged >= 60
+            && l.tokens_acknowledged.is_some_and(|t| t >= 100),
         "the ledger is not vacuous: {l:?}"
     );
     assert_eq!(
@@ -65,6 +68,8 @@ async fn a_rehearsal_with_redis_postgres_and_replica_crashes_loses_nothing_ackno
         admission_per_min: 6000,
         pow_difficulty: 4,
         p99_limit_ms: 5000.0,
+        presale_admission: None,
+        idp_admission: None,
         progress: false,
         seed: 3,
     })
@@ -96,6 +101,8 @@ async fn a_rehearsal_with_an_idp_crash_slow_stores_and_a_skewed_clock_loses_noth
         admission_per_min: 6000,
         pow_difficulty: 4,
         p99_limit_ms: 5000.0,
+        presale_admission: None,
+        idp_admission: None,
         progress: false,
         seed: 5,
     })

@@ -418,6 +418,22 @@ impl Db {
         )
     }
 
+    /// Every grant with what an auditor checks it against: the citizen's national ID, and
+    /// how many of its refresh tokens are live at `now` (unused, unexpired; rotation
+    /// leaves exactly one). For the operator's audit after a rehearsal (the load tool's
+    /// ledger), not for serving.
+    pub async fn grant_audit(&self, now: i64) -> Result<Vec<GrantAudit>, StoreError> {
+        Ok(sqlx::query_as::<_, GrantAudit>(
+            "SELECT c.national_id, g.client_id, g.id AS grant_id, g.revoked_at, \
+             (SELECT COUNT(*) FROM refresh_tokens r WHERE r.grant_id = g.id \
+              AND r.used_at IS NULL AND r.expires_at > $1) AS live_tokens \
+             FROM grants g JOIN citizens c ON c.id = g.citizen_id",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Revokes every live grant issued from the SSO session `sid`; returns their ids.
     pub async fn revoke_session_grants(
         &self,
@@ -794,6 +810,16 @@ pub struct GrantRow {
     pub auth_time: i64,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+}
+
+/// A grant as [`Db::grant_audit`] reads it.
+#[derive(Debug, Clone, FromRow)]
+pub struct GrantAudit {
+    pub national_id: String,
+    pub client_id: String,
+    pub grant_id: String,
+    pub revoked_at: Option<i64>,
+    pub live_tokens: i64,
 }
 
 #[derive(Debug, Clone, FromRow)]

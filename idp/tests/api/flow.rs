@@ -173,6 +173,24 @@ async fn full_flow_as_a_relying_party(backend: Backend) {
         refreshed.refresh_token().map(|r| r.secret()),
         Some(rt.secret())
     );
+    // The auditor's view of it (the load tool's ledger): one grant for this citizen at
+    // saipa, with exactly one live refresh token after the rotation.
+    let audit = app
+        .core
+        .db
+        .grant_audit(service_kit::clock::now())
+        .await
+        .expect("grant audit");
+    let mine: Vec<_> = audit
+        .iter()
+        .filter(|g| g.national_id == who.national_id && g.client_id == app.client("saipa").id)
+        .collect();
+    assert_eq!(mine.len(), 1, "{audit:?}");
+    assert_eq!(
+        mine[0].live_tokens, 1,
+        "rotation leaves one live token: {audit:?}"
+    );
+    assert_eq!(mine[0].revoked_at, None);
 
     // Revocation of the new access token (RFC 7009).
     let c = app.client("saipa");
