@@ -51,6 +51,7 @@ pub mod msg {
         "این ورود منقضی شده است؛ دوباره وارد شوید.",
         "This sign-in has expired; please sign in again."
     );
+    pub const SIGN_IN_AGAIN: Text = t!("ورود دوباره با امتا", "Sign in again with emta");
     pub const SIGN_IN_OTHER_BROWSER: Text = t!(
         "این ورود در مرورگر دیگری آغاز شده است.",
         "This sign-in was started in another browser."

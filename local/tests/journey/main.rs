@@ -1770,6 +1770,101 @@ async fn a_sign_in_back_during_a_redis_outage_is_told_to_retry_and_the_retry_sig
     );
 }
 
+/// Deletes the Redis keys matching `pattern` (what a failover or a crash without its
+/// files loses); how many.
+async fn forget(redis_url: &str, pattern: &str) -> usize {
+    let client = redis::Client::open(redis_url).expect("redis url");
+    let mut c = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(&mut c)
+        .await
+        .expect("KEYS");
+    for k in &keys {
+        let _: i64 = redis::cmd("DEL")
+            .arg(k)
+            .query_async(&mut c)
+            .await
+            .expect("DEL");
+    }
+    keys.len()
+}
+
+/// A citizen signed in at the IdP, back at the storefront's callback URL (not yet
+/// followed).
+async fn at_callback(env: &Env, b: &Browser) -> String {
+    let who = &env.citizens[0];
+    let first = b.go(&format!("{}/saipa/login", env.base)).await;
+    let answer = login::complete(b, first, who, &env.stub.outbox).await;
+    let callback = answer
+        .location
+        .clone()
+        .expect("the IdP's answer to the storefront");
+    assert!(callback.contains("/saipa/callback"), "{callback}");
+    callback
+}
+
+/// A sign-in whose pending state the storefront's store lost (a failover, a crash
+/// without its files) is gone: 410 with a way to sign in again, which a person takes. It
+/// was a 400 "expired" page with nowhere to go, which the rehearsal counted as citizens
+/// lost at consent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_whose_pending_state_was_lost_is_gone_and_offers_to_start_again() {
+    let env = start(true).await;
+    let b = Browser::new("");
+    let callback = at_callback(&env, &b).await;
+    let state = url::Url::parse(&callback)
+        .expect("callback URL")
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .expect("state");
+    assert_eq!(
+        forget(
+            &testkit::Backend::Servers.redis_url(),
+            &format!("*{{rp:{state}}}")
+        )
+        .await,
+        1,
+        "the pending sign-in"
+    );
+    let r = b.get(&callback).await;
+    assert_eq!(r.status, 410, "{:?} {}", r.location, r.body);
+    assert!(
+        r.body.contains("href=\"/saipa/login\""),
+        "a way to sign in again: {}",
+        r.body
+    );
+}
+
+/// A code the IdP no longer knows (lost with its store) is refused by the IdP
+/// (`invalid_grant`): the sign-in is gone (410, start again), not "the IdP is down"
+/// (502), which a reload could never mend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_the_idp_lost_is_a_sign_in_to_start_again_not_an_idp_outage() {
+    let env = start(true).await;
+    let b = Browser::new("");
+    let callback = at_callback(&env, &b).await;
+    // This deployment's IdP keys only (other tests share the Redis).
+    let codes = format!(
+        "{}:{{code:*",
+        env._deployment.idp.settings.storage.redis_prefix
+    );
+    assert_eq!(
+        forget(&testkit::Backend::Servers.redis_url(), &codes).await,
+        1,
+        "the IdP's code"
+    );
+    let r = b.get(&callback).await;
+    assert_eq!(r.status, 410, "{:?} {}", r.location, r.body);
+    assert!(r.body.contains("href=\"/saipa/login\""), "{}", r.body);
+    // Spent: a reload is gone too.
+    assert_eq!(b.get(&callback).await.status, 410);
+}
+
 /// A sign-in that comes back while the IdP cannot be reached is told so (502), and
 /// reloading the page once the IdP is back signs in: the pending sign-in is consumed only
 /// when it succeeds. Before, it was consumed first, so the reload said "this sign-in has

@@ -7,11 +7,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm, CoreProviderMetadata,
+    CoreAuthenticationFlow, CoreClient, CoreErrorResponseType, CoreJwsSigningAlgorithm,
+    CoreProviderMetadata,
 };
 use openidconnect::{
     AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
-    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, Scope, TokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope,
+    TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 
@@ -69,6 +71,10 @@ pub struct Tokens {
 pub enum SignInError {
     #[error("the IdP did not answer the code exchange")]
     Unreachable,
+    /// The IdP refused the code for good (`invalid_grant`: spent, expired, or lost with
+    /// its store): this sign-in cannot finish; a new one can.
+    #[error("the IdP refused the code")]
+    Refused,
     #[error("the ID token is missing or does not verify")]
     InvalidToken,
     #[error("the national ID was not released or is not valid")]
@@ -298,7 +304,15 @@ impl RelyingParty {
                 .set_pkce_verifier(PkceCodeVerifier::new(pending.verifier))
                 .request_async(&self.http)
                 .await
-                .map_err(|_| SignInError::Unreachable)?,
+                .map_err(|e| match e {
+                    RequestTokenError::ServerResponse(r)
+                        if *r.error() == CoreErrorResponseType::InvalidGrant =>
+                    {
+                        SignInError::Refused
+                    }
+                    // Anything else may pass (a busy or unreachable IdP): a reload retries.
+                    _ => SignInError::Unreachable,
+                })?,
             Err(_) => return Err(SignInError::Unreachable),
         };
         let verifier = front.client.id_token_verifier().set_allowed_algs(vec![

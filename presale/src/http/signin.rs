@@ -55,6 +55,20 @@ async fn login(
     Ok((jar, Redirect::to(&url)).into_response())
 }
 
+/// A sign-in that can no longer finish (its pending state lapsed or was lost with the
+/// store, or the IdP refused its code): 410, with the way to start a new one, which with
+/// the IdP's single sign-on is usually one click.
+fn gone(m: &str) -> Response {
+    super::pages::page(
+        StatusCode::GONE,
+        crate::error::ERROR_TITLE,
+        maud::html! {
+            p.error role="alert" { (super::pages::fa(msg::SIGN_IN_EXPIRED)) }
+            p { a href=(format!("/{m}/login")) { (super::pages::fa(msg::SIGN_IN_AGAIN)) } }
+        },
+    )
+}
+
 #[derive(Deserialize)]
 struct CallbackQuery {
     code: Option<String>,
@@ -85,7 +99,7 @@ async fn callback(
     // reached signs in; it stays single-use, as the IdP's code is.
     let key = pending_key(&state);
     let Some(raw) = core.sessions.get(&key).await? else {
-        return Err(Error::bad_request(msg::SIGN_IN_EXPIRED));
+        return Ok(gone(&m));
     };
     let pending: Pending =
         serde_json::from_str(&raw).map_err(|_| Error::bad_request(msg::SIGN_IN_INVALID))?;
@@ -104,8 +118,12 @@ async fn callback(
             tracing::warn!(error = %e, "a finished sign-in's pending state stays until it lapses");
         }
     }
+    if matches!(finished, Err(SignInError::Refused)) {
+        return Ok(gone(&m));
+    }
     let (who, tokens) = finished.map_err(|e| match e {
         SignInError::Unreachable => Error::user(StatusCode::BAD_GATEWAY, msg::IDP_DOWN),
+        SignInError::Refused => Error::user(StatusCode::GONE, msg::SIGN_IN_EXPIRED),
         SignInError::InvalidToken => Error::bad_request(msg::SIGN_IN_INVALID),
         SignInError::NoNationalId => Error::bad_request(msg::NO_NATIONAL_ID),
     })?;
