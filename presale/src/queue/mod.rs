@@ -22,6 +22,7 @@ use service_kit::keys::Keyring;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::{Holder, NationalId};
+use crate::store::queue::Held;
 pub use crate::store::queue::{Joined, QueueState};
 use crate::store::Store;
 
@@ -97,7 +98,21 @@ impl Queue {
 
 /// The committer: every join waiting, one transaction per campaign, then the answers.
 async fn commit_joins(store: Store, mut rx: mpsc::Receiver<Job>) {
-    while let Some(first) = rx.recv().await {
+    let mut held = Held::default();
+    loop {
+        // The connection kept between batches goes back to the pool once joins pause, so
+        // that nothing holds one while idle (closing a pool waits for every connection).
+        let first = match tokio::time::timeout(Held::IDLE, rx.recv()).await {
+            Ok(Some(job)) => job,
+            Ok(None) => break,
+            Err(_) => {
+                held.release();
+                match rx.recv().await {
+                    Some(job) => job,
+                    None => break,
+                }
+            }
+        };
         let mut batch = vec![first];
         // Let the joins already on their way in (the citizens answered by the last batch
         // send their next at once under a surge) reach this batch rather than wait a whole
@@ -125,7 +140,7 @@ async fn commit_joins(store: Store, mut rx: mpsc::Receiver<Job>) {
         }
         for (campaign, jobs) in by_campaign {
             let holders: Vec<String> = jobs.iter().map(|j| j.holder.0.clone()).collect();
-            match store.join_queue(&campaign, &holders).await {
+            match store.join_batch(&mut held, &campaign, &holders).await {
                 Ok(answers) => {
                     for (job, joined) in jobs.into_iter().zip(answers) {
                         let _ = job.reply.send(Ok(joined));

@@ -91,6 +91,165 @@ struct Locked {
     window_ms: i64,
 }
 
+impl Locked {
+    fn view(&self) -> JoinView {
+        JoinView {
+            opens_at_ms: self.opens_at_ms,
+            early: self.early,
+            late: self.late,
+            opened: self.opened,
+            now_ms: self.now_ms,
+            suspended: self.suspended,
+            sold_out: self.sold_out,
+        }
+    }
+}
+
+/// The connection a join committer keeps between its batches, and whether its batches
+/// race others'. Taking a connection from the pool costs a round trip (sqlx pings an idle
+/// one before lending it), a third of an optimistic batch. It is kept only while batches
+/// follow each other: one idle for a second, or one whose batch failed, goes back to the
+/// pool, so the next batch takes a checked one (after a database restart, say).
+#[derive(Default)]
+pub(crate) struct Held {
+    conn: Option<(sqlx::pool::PoolConnection<sqlx::Any>, std::time::Instant)>,
+    /// Until when batches go straight to the lock: an optimistic batch lost a race.
+    locked_until: Option<std::time::Instant>,
+}
+
+impl Held {
+    /// How long a kept connection may sit idle and still be used unchecked.
+    pub(crate) const IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+    /// How long batches take the lock after one lost a race. Under a surge on several
+    /// replicas most optimistic batches would lose (each read wasted); at a lull, or on
+    /// one replica, they win.
+    const LOCKED_AFTER_A_RACE: std::time::Duration = std::time::Duration::from_millis(200);
+
+    async fn take(
+        &mut self,
+        pool: &sqlx::AnyPool,
+    ) -> Result<&mut sqlx::pool::PoolConnection<sqlx::Any>, sqlx::Error> {
+        let conn = match self.conn.take() {
+            Some((conn, last)) if last.elapsed() <= Self::IDLE => conn,
+            _ => pool.acquire().await?,
+        };
+        let (conn, _) = self.conn.insert((conn, std::time::Instant::now()));
+        Ok(conn)
+    }
+
+    pub(crate) fn release(&mut self) {
+        self.conn = None;
+    }
+
+    fn optimistic(&self) -> bool {
+        self.locked_until
+            .is_none_or(|until| std::time::Instant::now() >= until)
+    }
+
+    fn raced(&mut self) {
+        tracing::debug!("a join batch raced another; taking the lock for a while");
+        self.locked_until = Some(std::time::Instant::now() + Self::LOCKED_AFTER_A_RACE);
+    }
+}
+
+/// An optimistic batch after its read: answered already (nobody new to number), or
+/// numbered and waiting for its swap.
+pub(crate) enum Prepared<'a> {
+    Answered(Vec<Joined>),
+    Numbered(Box<(JoinView, Plan<'a>)>),
+}
+
+/// What a join batch decides from: its campaign's counters, the license's standing and
+/// the database's time, read under the campaign's lock or, optimistically, before it.
+pub(crate) struct JoinView {
+    opens_at_ms: i64,
+    early: i64,
+    late: i64,
+    opened: bool,
+    now_ms: i64,
+    suspended: bool,
+    sold_out: bool,
+}
+
+/// A batch decided: the answers in the order asked, the holders numbered now, their log
+/// records, and the counters after.
+pub(crate) struct Plan<'a> {
+    answers: Vec<Joined>,
+    fresh: Vec<(&'a String, i64)>,
+    events: Vec<Event>,
+    early: i64,
+    late: i64,
+    opened: i64,
+}
+
+impl JoinView {
+    /// From a row with the columns of the campaign and its license.
+    fn read(row: &sqlx::any::AnyRow) -> Result<Self, StoreError> {
+        let status: String = row.try_get("status")?;
+        Ok(Self {
+            opens_at_ms: row.try_get("opens_at_ms")?,
+            early: row.try_get("early")?,
+            late: row.try_get("late")?,
+            opened: row.try_get::<i64, _>("opened")? == 1,
+            now_ms: row.try_get("now_ms")?,
+            suspended: status != crate::domain::LicenseStatus::Active.as_str(),
+            sold_out: row.try_get::<i64, _>("accepted")? >= row.try_get::<i64, _>("units")?,
+        })
+    }
+
+    /// Numbers the holders not `known` yet (a holder twice in the batch gets one number).
+    fn plan<'a>(&self, holders: &'a [String], mut known: HashMap<String, i64>) -> Plan<'a> {
+        let refused = if self.suspended {
+            Some(Joined::Suspended)
+        } else if self.sold_out {
+            Some(Joined::SoldOut)
+        } else {
+            None
+        };
+        // Once anything happened at or after the opening, nothing is early again.
+        let early_now = self.now_ms < self.opens_at_ms && !self.opened;
+        let (mut early, mut late) = (self.early, self.late);
+        let mut fresh: Vec<(&String, i64)> = Vec::new();
+        let answers: Vec<Joined> = holders
+            .iter()
+            .map(|h| {
+                if let Some(&n) = known.get(h) {
+                    return Joined::of(n, false);
+                }
+                if let Some(r) = refused {
+                    return r;
+                }
+                let n = if early_now {
+                    early += 1;
+                    -early
+                } else {
+                    late += 1;
+                    early + late
+                };
+                known.insert(h.clone(), n);
+                fresh.push((h, n));
+                Joined::of(n, true)
+            })
+            .collect();
+        let events = fresh
+            .iter()
+            .map(|(h, n)| Event::Ticket {
+                holder: (*h).clone(),
+                arrival: (*n < 0).then_some(-n),
+                ticket: (*n > 0).then_some(*n),
+            })
+            .collect();
+        Plan {
+            answers,
+            fresh,
+            events,
+            early,
+            late,
+            opened: i64::from(self.opened || !early_now),
+        }
+    }
+}
+
 impl Store {
     /// The database's clock in Unix milliseconds, as an SQL expression. SQLite is the
     /// embedded single-node default, so its clock is this host's.
@@ -228,6 +387,145 @@ impl Store {
         license_id: &str,
         holders: &[String],
     ) -> Result<Vec<Joined>, StoreError> {
+        self.join_batch(&mut Held::default(), license_id, holders)
+            .await
+    }
+
+    /// [`Self::join_queue`] for a replica's committer, on the connection it keeps between
+    /// batches.
+    ///
+    /// On PostgreSQL a batch first tries without holding the campaign's lock across round
+    /// trips ([`Self::prepare_join`], [`Self::swap_join`]): two statements and no explicit
+    /// transaction, where the locked path takes five with the lock held through all of
+    /// them. When another batch (another replica's, or the admitter's tick that freezes
+    /// the pre-opening list) moved the counters in between, nothing was written and the
+    /// batch takes the lock; while batches keep racing like that (replicas joining the
+    /// same campaign at full speed), the committer goes straight to the lock for a while.
+    pub(crate) async fn join_batch(
+        &self,
+        held: &mut Held,
+        license_id: &str,
+        holders: &[String],
+    ) -> Result<Vec<Joined>, StoreError> {
+        if self.postgres && holders.len() <= super::CHUNK && held.optimistic() {
+            let tried = match self.prepare_join(held, license_id, holders).await {
+                Ok(Prepared::Answered(answers)) => return Ok(answers),
+                Ok(Prepared::Numbered(batch)) => self.swap_join(held, license_id, batch).await,
+                Err(e) => Err(e),
+            };
+            match tried {
+                Ok(Some(answers)) => return Ok(answers),
+                Ok(None) => held.raced(),
+                Err(e) => {
+                    // Whatever broke, the next batch starts on a connection the pool checked.
+                    held.release();
+                    return Err(e);
+                }
+            }
+        }
+        self.join_queue_locked(license_id, holders).await
+    }
+
+    /// The optimistic batch's first step (PostgreSQL): the counters, the license's standing
+    /// and the holders already known, read without a lock, and the batch numbered from
+    /// them.
+    pub(crate) async fn prepare_join<'a>(
+        &self,
+        held: &mut Held,
+        license_id: &str,
+        holders: &'a [String],
+    ) -> Result<Prepared<'a>, StoreError> {
+        let marks: Vec<String> = (0..holders.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT q.opens_at_ms, q.early, q.late, q.opened, l.status, l.accepted, l.units, \
+             {} AS now_ms, t.holder, t.number \
+             FROM queue_campaigns q JOIN licenses l ON l.id = q.license_id \
+             LEFT JOIN queue_tickets t ON t.license_id = q.license_id AND t.holder IN ({}) \
+             WHERE q.license_id = $1",
+            self.now_ms_sql(),
+            marks.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(license_id);
+        for h in holders {
+            query = query.bind(h);
+        }
+        let rows = query.fetch_all(&mut **held.take(&self.pool).await?).await?;
+        let Some(first) = rows.first() else {
+            return Ok(Prepared::Answered(vec![Joined::Unknown; holders.len()]));
+        };
+        let view = JoinView::read(first)?;
+        let mut known = HashMap::new();
+        for row in &rows {
+            if let Some(h) = row.try_get::<Option<String>, _>("holder")? {
+                known.insert(h, row.try_get("number")?);
+            }
+        }
+        let plan = view.plan(holders, known);
+        Ok(if plan.fresh.is_empty() {
+            Prepared::Answered(plan.answers)
+        } else {
+            Prepared::Numbered(Box::new((view, plan)))
+        })
+    }
+
+    /// The optimistic batch's second step: tickets, log records and counters in one
+    /// statement (its own transaction) that takes effect only if the counters are still
+    /// those the batch was numbered from, a compare-and-swap on `(early, late, opened)`.
+    /// `None` when it did not take effect: nothing was written.
+    ///
+    /// Why it is as safe as the lock: whatever issues a ticket or freezes the pre-opening
+    /// list (this, the locked batch, the admitter's tick at the opening) changes those
+    /// counters in that row, and they only grow, so a swap that finds the values it read
+    /// saw nothing issued or frozen since. PostgreSQL re-checks the condition on the row's
+    /// latest version after waiting for its lock.
+    pub(crate) async fn swap_join(
+        &self,
+        held: &mut Held,
+        license_id: &str,
+        batch: Box<(JoinView, Plan<'_>)>,
+    ) -> Result<Option<Vec<Joined>>, StoreError> {
+        let (view, plan) = *batch;
+        let n = plan.fresh.len();
+        let tickets = super::values(n, 2, 9);
+        let records = super::values(n, 2, 9 + 2 * n);
+        let sql = format!(
+            "WITH c AS (UPDATE queue_campaigns SET early = $2, late = $3, opened = $4 \
+             WHERE license_id = $1 AND early = $5 AND late = $6 AND opened = $7 \
+             RETURNING license_id), \
+             t AS (INSERT INTO queue_tickets (license_id, holder, number, joined_at_ms) \
+             SELECT c.license_id, v.holder, v.number, $8 FROM c, (VALUES {tickets}) AS v (holder, number)), \
+             p AS (INSERT INTO log_pending (license_id, body, ref) \
+             SELECT c.license_id, v.body, v.ref FROM c, (VALUES {records}) AS v (body, ref)) \
+             SELECT COUNT(*) AS swapped FROM c"
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(license_id)
+            .bind(plan.early)
+            .bind(plan.late)
+            .bind(plan.opened)
+            .bind(view.early)
+            .bind(view.late)
+            .bind(i64::from(view.opened))
+            .bind(view.now_ms);
+        for (h, n) in &plan.fresh {
+            query = query.bind(*h).bind(*n);
+        }
+        for e in &plan.events {
+            query = query.bind(e.line()).bind(e.holder());
+        }
+        let swapped: i64 = query
+            .fetch_one(&mut **held.take(&self.pool).await?)
+            .await?
+            .try_get("swapped")?;
+        Ok((swapped == 1).then_some(plan.answers))
+    }
+
+    /// The batch under the campaign's lock, held from the first statement to the commit.
+    async fn join_queue_locked(
+        &self,
+        license_id: &str,
+        holders: &[String],
+    ) -> Result<Vec<Joined>, StoreError> {
         let mut tx = service_kit::sql::begin(&self.pool).await?;
         let Some(q) = self.lock_queue(&mut tx, license_id).await? else {
             return Ok(vec![Joined::Unknown; holders.len()]);
@@ -247,47 +545,14 @@ impl Store {
                 known.insert(row.try_get("holder")?, row.try_get("number")?);
             }
         }
-        let refused = if q.suspended {
-            Some(Joined::Suspended)
-        } else if q.sold_out {
-            Some(Joined::SoldOut)
-        } else {
-            None
-        };
-        // Once anything happened at or after the opening, nothing is early again.
-        let early_now = q.now_ms < q.opens_at_ms && !q.opened;
-        let (mut early, mut late) = (q.early, q.late);
-        let mut fresh: Vec<(&String, i64)> = Vec::new();
-        let answers: Vec<Joined> = holders
-            .iter()
-            .map(|h| {
-                if let Some(&n) = known.get(h) {
-                    return Joined::of(n, false);
-                }
-                if let Some(r) = refused {
-                    return r;
-                }
-                let n = if early_now {
-                    early += 1;
-                    -early
-                } else {
-                    late += 1;
-                    early + late
-                };
-                known.insert(h.clone(), n);
-                fresh.push((h, n));
-                Joined::of(n, true)
-            })
-            .collect();
-        let events: Vec<Event> = fresh
-            .iter()
-            .map(|(h, n)| Event::Ticket {
-                holder: (*h).clone(),
-                arrival: (*n < 0).then_some(-n),
-                ticket: (*n > 0).then_some(*n),
-            })
-            .collect();
-        let opened = i64::from(q.opened || !early_now);
+        let Plan {
+            answers,
+            fresh,
+            events,
+            early,
+            late,
+            opened,
+        } = q.view().plan(holders, known);
         if self.postgres && !fresh.is_empty() && fresh.len() <= super::CHUNK {
             // One round trip for the batch's writes (under the campaign's lock, every
             // round trip is time nobody else joins): tickets, log records, counters.
@@ -599,8 +864,159 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::domain::{NewLicense, PresaleKind, Selection};
+
     #[test]
     fn values_numbers_placeholders_row_by_row() {
         assert_eq!(super::super::values(2, 2, 3), "($3, $4), ($5, $6)");
+    }
+
+    /// A queue campaign on a fresh PostgreSQL database, opening `opens_in` seconds from now.
+    async fn campaign(opens_in: i64) -> (Store, String, testkit::servers::FreshDatabase) {
+        let db = testkit::Backend::Servers.database("presale").await;
+        let store = Store::connect(&db.url, 4).await.expect("store");
+        store.migrate().await.expect("migrate");
+        let now = service_kit::clock::now();
+        let terms = NewLicense {
+            license_no: "MIMT-1403-0001".into(),
+            manufacturer: "saipa".into(),
+            model: "Shahin".into(),
+            units: 100,
+            unit_price: 8_000_000_000,
+            down_payment: 2_000_000_000,
+            kind: PresaleKind::Firm,
+            delivery_deadline: now + 200 * 24 * 3600,
+            opens_at: now + opens_in,
+            closes_at: now + 3600,
+            selection: Selection::Queue,
+            admission_per_min: 600,
+            max_active: 50,
+            apply_window_secs: 600,
+            min_age: None,
+            round: None,
+            exclusion: None,
+            parties: ["ministry", "saipa"]
+                .map(|p| crate::transparency::seed::Contribution::generate(p).commitment())
+                .to_vec(),
+        };
+        let id = store
+            .issue_license(&terms, now)
+            .await
+            .expect("sql")
+            .expect("valid");
+        (store, id, db)
+    }
+
+    fn holders(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    /// An optimistic batch is numbered from a read and written by a later statement; what
+    /// happened in between must stop it. Here: the admitter's tick at the opening froze
+    /// the pre-opening list between the two. Written anyway, the batch's people would be
+    /// answered "early" and be missing from the frozen list (and `opened` would be set
+    /// back). Found lacking when the swap compared only the counters.
+    #[tokio::test]
+    async fn a_batch_numbered_before_the_opening_is_not_written_after_the_freeze() {
+        // Arrange: one early arrival; a batch read and numbered before the opening.
+        let (store, id, _db) = campaign(1).await;
+        store.join_queue(&id, &holders(&["a"])).await.expect("join");
+        let mut held = Held::default();
+        let late_comers = holders(&["b", "c"]);
+        let Prepared::Numbered(batch) = store
+            .prepare_join(&mut held, &id, &late_comers)
+            .await
+            .expect("read")
+        else {
+            panic!("two new holders to number")
+        };
+        assert!(batch.1.fresh.iter().all(|(_, n)| *n < 0), "numbered early");
+
+        // Act: the opening passes and a tick freezes the list; then the swap is tried.
+        let opens = batch.0.opens_at_ms;
+        while store.db_now_ms().await.expect("clock") < opens {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        store
+            .advance_queue(&id)
+            .await
+            .expect("tick")
+            .expect("queue");
+        let swapped = store.swap_join(&mut held, &id, batch).await.expect("swap");
+
+        // Assert: nothing written; the batch joins again as later arrivals, after the list.
+        assert_eq!(
+            swapped, None,
+            "a batch numbered before the freeze was written after it"
+        );
+        let st = store.queue_state(&id).await.expect("state").expect("queue");
+        assert_eq!((st.early, st.late, st.opened), (1, 0, true));
+        let again = store
+            .join_batch(&mut held, &id, &late_comers)
+            .await
+            .expect("join");
+        assert_eq!(
+            again,
+            vec![
+                Joined::Ticket {
+                    ticket: 2,
+                    fresh: true
+                },
+                Joined::Ticket {
+                    ticket: 3,
+                    fresh: true
+                }
+            ]
+        );
+        let frozen = store.seed_status(&id).await.expect("seeds").frozen;
+        assert_eq!(frozen.map(|(size, _)| size), Some(1), "the frozen list");
+    }
+
+    /// Two replicas number from the same read; the second swap finds the counters moved
+    /// and writes nothing, then its committer takes the lock: nobody shares a number.
+    #[tokio::test]
+    async fn of_two_batches_numbered_from_one_read_only_the_first_is_written() {
+        let (store, id, _db) = campaign(-5).await;
+        // The queue is open and has a first ticket (so `opened` is set and stays).
+        store.join_queue(&id, &holders(&["w"])).await.expect("join");
+        let (mut one, mut two) = (Held::default(), Held::default());
+        let (xs, ys) = (holders(&["x1", "x2"]), holders(&["y1"]));
+        let (Prepared::Numbered(first), Prepared::Numbered(second)) = (
+            store.prepare_join(&mut one, &id, &xs).await.expect("read"),
+            store.prepare_join(&mut two, &id, &ys).await.expect("read"),
+        ) else {
+            panic!("new holders to number")
+        };
+        assert_eq!(
+            store
+                .swap_join(&mut one, &id, first)
+                .await
+                .expect("swap")
+                .as_deref(),
+            Some(
+                &[
+                    Joined::Ticket {
+                        ticket: 2,
+                        fresh: true
+                    },
+                    Joined::Ticket {
+                        ticket: 3,
+                        fresh: true
+                    }
+                ][..]
+            )
+        );
+        assert_eq!(
+            store.swap_join(&mut two, &id, second).await.expect("swap"),
+            None
+        );
+        assert_eq!(
+            store.join_batch(&mut two, &id, &ys).await.expect("join"),
+            vec![Joined::Ticket {
+                ticket: 4,
+                fresh: true
+            }]
+        );
     }
 }

@@ -353,6 +353,7 @@ both!(
     a_tracking_code_collision_is_retried_not_reported_as_already_applied,
     simultaneous_applications_at_two_excluding_manufacturers_accept_one,
     joining_is_idempotent_per_national_id_across_replicas,
+    joins_racing_the_opening_are_frozen_early_or_queued_after_it,
     admission_follows_ticket_order_at_the_rate_and_bound,
     an_unused_admission_is_reclaimed_when_its_time_runs_out,
     the_admission_rate_is_respected,
@@ -453,6 +454,132 @@ async fn joining_is_idempotent_per_national_id_across_replicas(backend: Backend)
         (1..=300).collect(),
         "tickets are 1..=300, no gaps or repeats"
     );
+}
+
+/// Joins race the opening on two replicas while both replicas' admitters tick through it
+/// (the tick at the opening freezes the pre-opening list). Every join answered "early" is
+/// in the frozen list, every later one is numbered after all of them, nothing twice, and
+/// the auditor recomputes the campaign from its log. A join batch numbered before the
+/// freeze but committed after it would be answered early and missing from the list: the
+/// optimistic batch on PostgreSQL must see the freeze and number again.
+async fn joins_racing_the_opening_are_frozen_early_or_queued_after_it(backend: Backend) {
+    // Arrange: a queue opening in one to two seconds (licenses count whole seconds).
+    let (sa, sb) = two_stores(backend).await;
+    let (qa, qb) = queues(&sa, &sb);
+    let terms = queue_license(2, 60_000, 1000, 60);
+    let opening = std::time::UNIX_EPOCH + Duration::from_secs(terms.opens_at as u64);
+    let id = Arc::new(issue_id(&sa, &terms).await);
+    let until = tokio::time::Instant::now() + Duration::from_millis(3500);
+
+    // Act: an admitter ticking on each replica all along; a trickle of arrivals, a burst
+    // of 1500 just before the opening (so that batches are in flight when the tick
+    // freezes the list), a trickle after; alternate replicas, a tenth of people twice.
+    let tickers: Vec<_> = [sa.clone(), sb.clone()]
+        .into_iter()
+        .map(|s| {
+            let id = id.clone();
+            tokio::spawn(async move {
+                while tokio::time::Instant::now() < until {
+                    s.advance_queue(&id).await.expect("tick");
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            })
+        })
+        .collect();
+    let mut joins = Vec::new();
+    for i in 0..1200 {
+        if i == 300 {
+            let to_opening = opening
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+            tokio::time::sleep(to_opening.saturating_sub(Duration::from_millis(30))).await;
+        }
+        for again in 0..1 + usize::from(i % 10 == 0) {
+            let q = if (i + again) % 2 == 0 {
+                qa.clone()
+            } else {
+                qb.clone()
+            };
+            let id = id.clone();
+            joins.push(tokio::spawn(async move {
+                (i, q.join(&id, &nid(i)).await.expect("join"))
+            }));
+        }
+        if !(300..900).contains(&i) && i % 5 == 4 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let mut place: HashMap<usize, Joined> = HashMap::new();
+    for j in joins {
+        let (i, joined) = j.await.expect("task");
+        let joined = match joined {
+            Joined::Early { arrival, .. } => Joined::Early {
+                arrival,
+                fresh: true,
+            },
+            Joined::Ticket { ticket, .. } => Joined::Ticket {
+                ticket,
+                fresh: true,
+            },
+            other => panic!("an open queue answered {other:?}"),
+        };
+        if let Some(before) = place.insert(i, joined) {
+            assert_eq!(before, joined, "person {i} was answered two places");
+        }
+    }
+    for t in tickers {
+        t.await.expect("ticker");
+    }
+
+    // Assert: the early answers are exactly the frozen list, the later ones follow it.
+    let st = tick(&sa, &id).await;
+    assert!(st.opened, "the queue opened during the run");
+    let mut arrivals: Vec<i64> = place
+        .values()
+        .filter_map(|j| match j {
+            Joined::Early { arrival, .. } => Some(*arrival),
+            _ => None,
+        })
+        .collect();
+    let mut tickets: Vec<i64> = place
+        .values()
+        .filter_map(|j| match j {
+            Joined::Ticket { ticket, .. } => Some(*ticket),
+            _ => None,
+        })
+        .collect();
+    arrivals.sort_unstable();
+    tickets.sort_unstable();
+    assert!(
+        !arrivals.is_empty() && !tickets.is_empty(),
+        "the run spans the opening: {} early, {} later",
+        arrivals.len(),
+        tickets.len()
+    );
+    assert_eq!(
+        arrivals,
+        (1..=st.early).collect::<Vec<_>>(),
+        "every early answer is an arrival among the {} counted, once",
+        st.early
+    );
+    let frozen = sa.seed_status(&id).await.expect("status").frozen;
+    assert_eq!(
+        frozen.map(|(size, _)| size),
+        Some(st.early),
+        "the list frozen at the opening holds every early arrival"
+    );
+    assert_eq!(
+        tickets,
+        (st.early + 1..=st.early + st.late).collect::<Vec<_>>(),
+        "later tickets follow the list, dense, once each"
+    );
+    assert!(
+        reveal_all(&sb, &id).await,
+        "the parties reveal after the freeze"
+    );
+    sequence_all(&sa, &id).await;
+    let report = audit_db(&sa, &id, &[]).await;
+    assert!(report.ok(), "{}", findings(&report));
 }
 
 async fn admission_follows_ticket_order_at_the_rate_and_bound(backend: Backend) {

@@ -76,7 +76,7 @@ impl LogSource for Forged {
     }
 }
 
-async fn sequence_all(store: &Store, id: &str) -> u64 {
+pub(crate) async fn sequence_all(store: &Store, id: &str) -> u64 {
     let mut size = 0;
     for _ in 0..20 {
         size = store.sequence_log(id, &key()).await.expect("sequence");
@@ -87,13 +87,13 @@ async fn sequence_all(store: &Store, id: &str) -> u64 {
     size
 }
 
-async fn audit_db(store: &Store, id: &str, kept: &[String]) -> Report {
+pub(crate) async fn audit_db(store: &Store, id: &str, kept: &[String]) -> Report {
     audit(&Db(store), id, key().verifier_key(), kept)
         .await
         .expect("audit")
 }
 
-fn findings(r: &Report) -> String {
+pub(crate) fn findings(r: &Report) -> String {
     r.findings.join("\n")
 }
 
