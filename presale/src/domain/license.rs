@@ -259,10 +259,11 @@ impl NewLicense {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn sample() -> NewLicense {
+    /// Sound terms, for tests to change what they are about.
+    pub(crate) fn sample() -> NewLicense {
         NewLicense {
             license_no: "MIMT-1403-0001".into(),
             manufacturer: "saipa".into(),

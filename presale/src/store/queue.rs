@@ -865,7 +865,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{NewLicense, PresaleKind, Selection};
+    use crate::domain::NewLicense;
 
     #[test]
     fn values_numbers_placeholders_row_by_row() {
@@ -879,26 +879,10 @@ mod tests {
         store.migrate().await.expect("migrate");
         let now = service_kit::clock::now();
         let terms = NewLicense {
-            license_no: "MIMT-1403-0001".into(),
-            manufacturer: "saipa".into(),
-            model: "Shahin".into(),
-            units: 100,
-            unit_price: 8_000_000_000,
-            down_payment: 2_000_000_000,
-            kind: PresaleKind::Firm,
             delivery_deadline: now + 200 * 24 * 3600,
             opens_at: now + opens_in,
             closes_at: now + 3600,
-            selection: Selection::Queue,
-            admission_per_min: 600,
-            max_active: 50,
-            apply_window_secs: 600,
-            min_age: None,
-            round: None,
-            exclusion: None,
-            parties: ["ministry", "saipa"]
-                .map(|p| crate::transparency::seed::Contribution::generate(p).commitment())
-                .to_vec(),
+            ..crate::domain::license::tests::sample()
         };
         let id = store
             .issue_license(&terms, now)

@@ -534,20 +534,14 @@ async fn joins_racing_the_opening_are_frozen_early_or_queued_after_it(backend: B
     // Assert: the early answers are exactly the frozen list, the later ones follow it.
     let st = tick(&sa, &id).await;
     assert!(st.opened, "the queue opened during the run");
-    let mut arrivals: Vec<i64> = place
-        .values()
-        .filter_map(|j| match j {
-            Joined::Early { arrival, .. } => Some(*arrival),
-            _ => None,
-        })
-        .collect();
-    let mut tickets: Vec<i64> = place
-        .values()
-        .filter_map(|j| match j {
-            Joined::Ticket { ticket, .. } => Some(*ticket),
-            _ => None,
-        })
-        .collect();
+    let (mut arrivals, mut tickets) = (Vec::new(), Vec::new());
+    for joined in place.values() {
+        match joined {
+            Joined::Early { arrival, .. } => arrivals.push(*arrival),
+            Joined::Ticket { ticket, .. } => tickets.push(*ticket),
+            _ => {}
+        }
+    }
     arrivals.sort_unstable();
     tickets.sort_unstable();
     assert!(
