@@ -5,7 +5,7 @@
 //! at a time per campaign across all replicas, and each decides on the database's clock.
 //! A tick, and a join batch on SQLite or after a lost race, locks the row first and reads
 //! after the lock; a join batch on PostgreSQL first reads without it and writes only if
-//! the row's counters are still those it read (a compare-and-swap, [`Store::swap_join`]).
+//! the row's counters are still those it read (a compare-and-swap, `Store::swap_join`).
 //! Numbers come from those counters and the `UNIQUE (license_id, number)` key refuses any
 //! second holder of a number, so nothing is issued twice whatever a clock does. A ticket or admission exists only once its
 //! transaction has committed, and only then is it answered.
