@@ -437,15 +437,14 @@ impl Store {
         license_id: &str,
         holders: &'a [String],
     ) -> Result<Prepared<'a>, StoreError> {
-        let marks: Vec<String> = (0..holders.len()).map(|i| format!("${}", i + 2)).collect();
         let sql = format!(
             "SELECT q.opens_at_ms, q.early, q.late, q.opened, l.status, l.accepted, l.units, \
              {} AS now_ms, t.holder, t.number \
              FROM queue_campaigns q JOIN licenses l ON l.id = q.license_id \
-             LEFT JOIN queue_tickets t ON t.license_id = q.license_id AND t.holder IN ({}) \
+             LEFT JOIN queue_tickets t ON t.license_id = q.license_id AND t.holder IN {} \
              WHERE q.license_id = $1",
             self.now_ms_sql(),
-            marks.join(", ")
+            super::values(1, holders.len(), 2)
         );
         let mut query = sqlx::query(&sql).bind(license_id);
         for h in holders {
@@ -534,10 +533,9 @@ impl Store {
         };
         let mut known: HashMap<String, i64> = HashMap::new();
         for chunk in holders.chunks(super::CHUNK) {
-            let marks: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
             let sql = format!(
-                "SELECT holder, number FROM queue_tickets WHERE license_id = $1 AND holder IN ({})",
-                marks.join(", ")
+                "SELECT holder, number FROM queue_tickets WHERE license_id = $1 AND holder IN {}",
+                super::values(1, chunk.len(), 2)
             );
             let mut query = sqlx::query(&sql).bind(license_id);
             for h in chunk {
