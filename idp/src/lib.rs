@@ -33,4 +33,4 @@ pub mod telemetry;
 pub use app::Application;
 pub use config::Settings;
 
-pub use service_kit::clock::{format_time, now, today_iso};
+pub use service_kit::clock::{format_time, now};

@@ -37,9 +37,10 @@ pub fn format_time(unix: i64) -> String {
     )
 }
 
-/// Today's date in Tehran as ISO 8601 (`YYYY-MM-DD`), for age rules.
-pub fn today_iso() -> String {
-    let (y, m, d) = civil_from_days((now() + TEHRAN_OFFSET_SECS).div_euclid(86_400));
+/// A Unix time's date in Tehran as ISO 8601 (`YYYY-MM-DD`), for age rules (on the
+/// database's clock: see presale's `Store::apply`).
+pub fn date_iso(unix: i64) -> String {
+    let (y, m, d) = civil_from_days((unix + TEHRAN_OFFSET_SECS).div_euclid(86_400));
     format!("{y:04}-{m:02}-{d:02}")
 }
 

@@ -766,11 +766,7 @@ async fn console(postgres: bool) {
         ticket: 1,
         holder: presale::domain::Holder("h".into()),
     };
-    let r = env
-        .store
-        .apply(&terms, &req, "2026-11-22")
-        .await
-        .expect("sql");
+    let r = env.store.apply(&terms, &req).await.expect("sql");
     assert_eq!(r, Err(presale::domain::Refusal::Suspended));
 
     // A rate change, proposed by the second issuer, rejected by the first: nothing changes.

@@ -66,8 +66,7 @@ async fn apply(
         ticket,
         holder: core.queue.holder(&id, &c.national_id),
     };
-    let today = service_kit::clock::today_iso();
-    match core.store.apply(&l.terms(), &req, &today).await? {
+    match core.store.apply(&l.terms(), &req).await? {
         Ok(acc) => Ok(page(
             StatusCode::OK,
             t!("درخواست ثبت شد", "Application accepted"),

@@ -28,14 +28,13 @@ fn person_lock(national_id: &crate::domain::NationalId) -> i64 {
 use crate::domain::{Accepted, ApplicationRequest, LicenseTerms, Refusal};
 
 impl Store {
-    /// Accepts an application or says why not, on the database's clock; `today` (ISO
-    /// date) is what ages are computed on. A queue applicant's admission is used in the
+    /// Accepts an application or says why not, on the database's clock: the window and
+    /// the applicant's age (on the database's date in Tehran) alike. A queue applicant's admission is used in the
     /// same transaction, so it is either spent on an accepted application or still theirs.
     pub async fn apply(
         &self,
         terms: &LicenseTerms,
         req: &ApplicationRequest,
-        today: &str,
     ) -> Result<Result<Accepted, Refusal>, StoreError> {
         if !terms.active {
             return Ok(Err(Refusal::Suspended));
@@ -50,7 +49,8 @@ impl Store {
             return Ok(Err(Refusal::OutsideWindow));
         }
         if let Some(min) = terms.min_age {
-            if crate::domain::application::age_on(&req.birthdate, today).is_none_or(|a| a < min) {
+            let today = service_kit::clock::date_iso(now);
+            if crate::domain::application::age_on(&req.birthdate, &today).is_none_or(|a| a < min) {
                 return Ok(Err(Refusal::TooYoung));
             }
         }

@@ -389,10 +389,7 @@ async fn the_service_role_serves_but_cannot_rewrite_the_audit_or_the_logs() {
     app.join_queue(&id, &holders).await.expect("join");
     app.advance_queue(&id).await.expect("tick").expect("queue");
     let terms = issue_terms(&app, &id).await;
-    let accepted = app
-        .apply(&terms, &person(0), "2026-11-22")
-        .await
-        .expect("apply");
+    let accepted = app.apply(&terms, &person(0)).await.expect("apply");
     assert!(accepted.is_ok(), "{accepted:?}");
     sequence(&app, &id).await;
     assert!(app.check_audit_chain().await.expect("check").ok());

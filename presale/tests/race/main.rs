@@ -136,7 +136,6 @@ async fn cap_holds_under_a_storm_of_applications(backend: Backend) {
     // Arrange: 600 people, each applying twice at once, half through each replica; cap 50.
     let (a, b) = two_stores(backend).await;
     let terms = Arc::new(issue(&a, &license(50, None)).await);
-    let today = "2026-11-22";
 
     // Act
     let mut tasks = Vec::new();
@@ -144,7 +143,7 @@ async fn cap_holds_under_a_storm_of_applications(backend: Backend) {
         for (k, store) in [a.clone(), b.clone()].into_iter().enumerate() {
             let terms = terms.clone();
             tasks.push(tokio::spawn(async move {
-                let r = store.apply(&terms, &person(i), today).await.expect("sql");
+                let r = store.apply(&terms, &person(i)).await.expect("sql");
                 (i, k, r)
             }));
         }
@@ -182,13 +181,7 @@ async fn one_application_per_round_across_licenses(backend: Backend) {
     for i in 0..150 {
         for (store, terms) in [(a.clone(), l1.clone()), (b.clone(), l2.clone())] {
             tasks.push(tokio::spawn(async move {
-                (
-                    i,
-                    store
-                        .apply(&terms, &person(i), "2026-11-22")
-                        .await
-                        .expect("sql"),
-                )
+                (i, store.apply(&terms, &person(i)).await.expect("sql"))
             }));
         }
     }
@@ -204,12 +197,40 @@ async fn one_application_per_round_across_licenses(backend: Backend) {
     assert!(per_person.values().all(|&n| n == 1));
 }
 
+/// Ages are judged on the database's date, not on a replica's (issue 10, point 8): someone
+/// who turns 18 tomorrow by the database's clock is too young, on their birthday they may
+/// apply. (Written first with the replica's date as an argument, a year ahead: the too
+/// young was accepted. The store takes no date now.)
+async fn ages_are_judged_on_the_databases_date(backend: Backend) {
+    use service_kit::clock::date_iso;
+    let (a, _) = two_stores(backend).await;
+    let terms = issue(&a, &license(10, None)).await;
+    let now = a.db_now_ms().await.expect("clock").div_euclid(1000);
+    let eighteen_years_before = |unix: i64| {
+        let d = date_iso(unix);
+        let year: i32 = d[..4].parse().expect("year");
+        match format!("{:04}{}", year - 18, &d[4..]) {
+            // No 29 February eighteen years ago: the day after is as late.
+            b if b.ends_with("-02-29") => format!("{:04}-03-01", year - 18),
+            b => b,
+        }
+    };
+    let mut young = person(1);
+    young.birthdate = eighteen_years_before(now + 86_400);
+    let r = a.apply(&terms, &young).await.expect("sql");
+    assert_eq!(r, Err(Refusal::TooYoung), "born {}", young.birthdate);
+    let mut of_age = person(2);
+    of_age.birthdate = eighteen_years_before(now);
+    let r = a.apply(&terms, &of_age).await.expect("sql");
+    assert!(r.is_ok(), "born {}: {r:?}", of_age.birthdate);
+}
+
 async fn suspension_and_eligibility_refuse_with_reasons(backend: Backend) {
     let (a, _) = two_stores(backend).await;
     let mut terms = issue(&a, &license(10, None)).await;
     let mut young = person(1);
     young.birthdate = "2010-01-01".into();
-    let r = a.apply(&terms, &young, "2026-11-22").await.expect("sql");
+    let r = a.apply(&terms, &young).await.expect("sql");
     assert_eq!(r, Err(Refusal::TooYoung));
     assert!(a
         .set_license_active(&terms.id, false)
@@ -217,16 +238,10 @@ async fn suspension_and_eligibility_refuse_with_reasons(backend: Backend) {
         .expect("suspend"));
     // Even with stale terms in a replica's cache, the SQL refuses a suspended license, and
     // says so: "sold out" would close the queue for good (issue 10, point 4).
-    let r = a
-        .apply(&terms, &person(2), "2026-11-22")
-        .await
-        .expect("sql");
+    let r = a.apply(&terms, &person(2)).await.expect("sql");
     assert_eq!(r, Err(Refusal::Suspended));
     terms.active = false;
-    let r = a
-        .apply(&terms, &person(2), "2026-11-22")
-        .await
-        .expect("sql");
+    let r = a.apply(&terms, &person(2)).await.expect("sql");
     assert_eq!(r, Err(Refusal::Suspended));
     assert!(Refusal::Suspended.text().fa.contains("تعلیق"));
     assert_eq!(
@@ -247,18 +262,11 @@ async fn a_recent_purchase_from_a_major_manufacturer_excludes(backend: Backend) 
     });
     let other = issue(&a, &l).await;
     let buyer = person(7);
-    assert!(a
-        .apply(&saipa, &buyer, "2026-11-22")
-        .await
-        .expect("sql")
-        .is_ok());
-    let r = a.apply(&other, &buyer, "2026-11-22").await.expect("sql");
+    assert!(a.apply(&saipa, &buyer).await.expect("sql").is_ok());
+    let r = a.apply(&other, &buyer).await.expect("sql");
     assert_eq!(r, Err(Refusal::RecentPurchase));
     assert!(
-        a.apply(&other, &person(8), "2026-11-22")
-            .await
-            .expect("sql")
-            .is_ok(),
+        a.apply(&other, &person(8)).await.expect("sql").is_ok(),
         "others may apply"
     );
 }
@@ -277,8 +285,8 @@ async fn a_tracking_code_collision_is_retried_not_reported_as_already_applied(ba
     let terms = issue(&store, &license(10, None)).await;
 
     // Act: two different people apply; the second draws the first one's code.
-    let first = store.apply(&terms, &person(1), "2026-11-22").await;
-    let second = store.apply(&terms, &person(2), "2026-11-22").await;
+    let first = store.apply(&terms, &person(1)).await;
+    let second = store.apply(&terms, &person(2)).await;
 
     // Assert: both accepted, with different codes; the collision cost a retry, not a turn.
     let first = first.expect("sql").expect("first accepted");
@@ -311,10 +319,7 @@ async fn simultaneous_applications_at_two_excluding_manufacturers_accept_one(bac
     for i in 0..150 {
         for (store, terms) in [(a.clone(), saipa.clone()), (b.clone(), ikco.clone())] {
             tasks.push(tokio::spawn(async move {
-                let r = store
-                    .apply(&terms, &person(i), "2026-11-22")
-                    .await
-                    .expect("sql");
+                let r = store.apply(&terms, &person(i)).await.expect("sql");
                 (i, r)
             }));
         }
@@ -349,6 +354,7 @@ both!(
     cap_holds_under_a_storm_of_applications,
     one_application_per_round_across_licenses,
     suspension_and_eligibility_refuse_with_reasons,
+    ages_are_judged_on_the_databases_date,
     a_recent_purchase_from_a_major_manufacturer_excludes,
     a_tracking_code_collision_is_retried_not_reported_as_already_applied,
     simultaneous_applications_at_two_excluding_manufacturers_accept_one,
@@ -826,11 +832,7 @@ async fn an_admitter_that_cannot_reach_the_database_costs_nobody_their_turn(back
         id: id.clone(),
         ..issue_terms(&sa, &id).await
     };
-    assert!(sa
-        .apply(&terms, &req, "2026-11-22")
-        .await
-        .expect("sql")
-        .is_ok());
+    assert!(sa.apply(&terms, &req).await.expect("sql").is_ok());
 }
 
 /// A lottery of `units`, open since ten seconds ago and closing in `closes_in` seconds.
@@ -995,7 +997,7 @@ async fn thousands_join_and_apply_through_two_replicas_without_oversell(backend:
                     let mut req = person(i);
                     req.national_id = nid(i);
                     req.ticket = ticket;
-                    let r = store.apply(&terms, &req, "2026-11-22").await.expect("sql");
+                    let r = store.apply(&terms, &req).await.expect("sql");
                     return (ticket, Some(r));
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;

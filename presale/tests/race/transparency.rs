@@ -270,7 +270,7 @@ async fn run_queue_campaign(sa: &Store, sb: &Store, early: usize, late: usize) -
                 ticket: t,
                 holder,
             };
-            store.apply(&terms, &req, "2026-11-22").await.expect("sql")
+            store.apply(&terms, &req).await.expect("sql")
         }));
     }
     let mut accepted = 0;
@@ -473,7 +473,7 @@ pub(crate) async fn the_auditor_recomputes_a_lottery_campaign(backend: Backend) 
                 ticket: rank,
                 holder,
             };
-            store.apply(&terms, &req, "2026-11-22").await.expect("sql")
+            store.apply(&terms, &req).await.expect("sql")
         }));
     }
     // Applications open at the close; the winners apply.
