@@ -74,9 +74,22 @@ pub async fn connect_pool_waiting(
     acquire: std::time::Duration,
 ) -> Result<AnyPool, sqlx::Error> {
     sqlx::any::install_default_drivers();
+    // sqlx pings a connection when it is returned (which finds one a request broke) and,
+    // by default, again when it is taken: two round trips for every checkout. The second
+    // is kept only for a connection idle for a second or more (the server may have closed
+    // it meanwhile); one in steady use was checked at its return a moment ago.
     let mut options = AnyPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(acquire);
+        .acquire_timeout(acquire)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= std::time::Duration::from_secs(1) {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        });
     if is_postgres(url) {
         // Statements are prepared once per text; a generic plan made while a table was
         // small (an IN list over an empty queue) would scan it whole forever after. Plan
