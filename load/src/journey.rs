@@ -14,6 +14,10 @@ use crate::http::{Browser, Fail, Http, Page};
 use crate::record::{Campaign, JoinRecord, Outcome, Recorder};
 use crate::run::Cancel;
 
+/// How long a person who retries keeps coming back to a step while its page tells them
+/// when (a minute: on the day of a presale people do not give up after three tries).
+const TOLD_TO_COME_BACK_FOR: Duration = Duration::from_secs(60);
+
 /// Where each citizen's SMS code is read.
 #[derive(Clone)]
 pub enum Codes {
@@ -139,7 +143,10 @@ impl<'a> Walk<'a> {
         }
     }
 
-    /// One step: the request (with the person's retries), recorded from `self.next`.
+    /// One step: the request (with the person's retries), recorded from `self.next`. A
+    /// person who retries does so `retries` times after a failure, and for as long as
+    /// [`TOLD_TO_COME_BACK_FOR`] while the page says when to come back (503 or 429 with
+    /// Retry-After: the busy page asks them to try again in a few seconds).
     async fn step(
         &mut self,
         name: &'static str,
@@ -160,6 +167,7 @@ impl<'a> Walk<'a> {
     ) -> Result<Page, Stop> {
         self.step = name;
         let mut attempt = 0;
+        let started = Instant::now();
         let mut req = req;
         loop {
             let (r, asked) = match &req {
@@ -189,7 +197,13 @@ impl<'a> Walk<'a> {
                     }
                     return Ok(p);
                 }
-                Err(f) if f.retryable() && attempt < retries => {
+                Err(f)
+                    if f.retryable()
+                        && (attempt < retries
+                            || (retries > 0
+                                && f.retry_after().is_some()
+                                && started.elapsed() < TOLD_TO_COME_BACK_FOR)) =>
+                {
                     attempt += 1;
                     let wait = f.retry_after().unwrap_or(1 << attempt).min(60);
                     tokio::time::sleep(Duration::from_secs(wait)).await;

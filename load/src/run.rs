@@ -25,8 +25,9 @@ pub struct Mix {
     pub give_up: f64,
     /// Mean patience of those who give up, seconds.
     pub patience_secs: f64,
-    /// Share who retry a step that failed with overload or a network error (up to 3 times,
-    /// as Retry-After says); the others stop at the first such error.
+    /// Share who retry a step that failed with overload or a network error (3 times, and
+    /// for up to a minute while Retry-After says when; see `journey::TOLD_TO_COME_BACK_FOR`);
+    /// the others stop at the first such error.
     pub retry: f64,
     /// Share who type a wrong SMS code first.
     pub wrong_code: f64,
