@@ -211,12 +211,6 @@ pub struct Settings {
     #[arg(long, env = "EMTA_QUEUE_BUDGET_MS", default_value_t = 100)]
     pub queue_budget_ms: u64,
 
-    /// How long the load may stay past a step's share before that step is refused at
-    /// once (ms): a burst shorter than this is ridden out, a lasting one is overload
-    /// (`service_kit::admission`). 0: refused as soon as the load reaches the share.
-    #[arg(long, env = "EMTA_OVERLOAD_GRACE_MS", default_value_t = service_kit::admission::GRACE.as_millis() as u64)]
-    pub overload_grace_ms: u64,
-
     /// How long a request may wait for a SQL connection (ms) before it is answered 503.
     #[arg(long, env = "EMTA_DB_ACQUIRE_MS", default_value_t = 2000)]
     pub db_acquire_ms: u64,

@@ -136,11 +136,7 @@ pub struct Gates {
 
 impl Gates {
     pub fn new(s: &crate::config::Settings) -> Self {
-        let a = Admission::with_grace(
-            s.max_inflight,
-            Duration::from_millis(s.queue_budget_ms),
-            Duration::from_millis(s.overload_grace_ms),
-        );
+        let a = Admission::new(s.max_inflight, Duration::from_millis(s.queue_budget_ms));
         let page = |name, share| Gate {
             class: a.class(name, share),
             refuse: busy_page,

@@ -126,12 +126,6 @@ pub struct Settings {
     #[arg(long, env = "EMTA_QUEUE_BUDGET_MS", default_value_t = 100)]
     pub queue_budget_ms: u64,
 
-    /// How long the load may stay past a step's share before that step is refused at
-    /// once (ms): a burst shorter than this is ridden out, a lasting one is overload
-    /// (`service_kit::admission`). 0: refused as soon as the load reaches the share.
-    #[arg(long, env = "EMTA_OVERLOAD_GRACE_MS", default_value_t = service_kit::admission::GRACE.as_millis() as u64)]
-    pub overload_grace_ms: u64,
-
     /// Take the client IP from the rightmost X-Forwarded-For entry (behind an ingress that
     /// appends it), as the IdP does.
     #[arg(long, env = "EMTA_TRUST_FORWARDED_FOR", default_value_t = false)]

@@ -17,18 +17,9 @@
 //! the rest of the budget: goodput, journeys completed per second, stays near the knee
 //! while arrivals double. Classes with the whole budget (share 1) wait for a permit in
 //! arrival order.
-//!
-//! A load past a class's share is refused only once it has **lasted** a grace period
-//! (CoDel's idea: a standing queue is overload, a burst that drains is not). Arrivals
-//! come in bursts, and on a shared machine a store's fsync or a core taken for a moment
-//! lifts the load past a share for a few hundred milliseconds while nothing is wrong;
-//! refusing then turned citizens away from a replica that held the rate (`load sweep`,
-//! `load/BENCHMARKS.md`). During the grace the class waits for a permit like the others,
-//! so the budget still bounds what is in flight.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -39,14 +30,7 @@ pub struct Admission {
     inflight: Arc<Semaphore>,
     budget: Duration,
     enabled: bool,
-    /// How long a load past a class's share may last before the class is refused.
-    grace: Duration,
-    epoch: Instant,
 }
-
-/// A load past a class's share lasting this long is overload (a few times CoDel's 100 ms
-/// interval: this machine's stalls under a held rate lasted up to half a second).
-pub const GRACE: Duration = Duration::from_millis(500);
 
 /// One class of requests (a step), admitted while the load is below its share.
 #[derive(Debug, Clone)]
@@ -56,9 +40,6 @@ pub struct Class {
     /// it waits for a permit instead).
     below: usize,
     admission: Arc<Admission>,
-    /// Since when (ms after the admission's epoch, plus one; 0: not) the load has been
-    /// at or above `below`, as the last request of this class found it.
-    over_since: Arc<AtomicU64>,
 }
 
 /// Held while a request is served; dropping it frees the room.
@@ -71,19 +52,11 @@ impl Admission {
     /// `max_inflight` gated requests at once on this replica (0: no admission control),
     /// each waiting at most `budget` for room.
     pub fn new(max_inflight: usize, budget: Duration) -> Arc<Self> {
-        Self::with_grace(max_inflight, budget, GRACE)
-    }
-
-    /// [`Admission::new`] with its own grace (zero: a class is refused as soon as the load
-    /// reaches its share).
-    pub fn with_grace(max_inflight: usize, budget: Duration, grace: Duration) -> Arc<Self> {
         Arc::new(Self {
             total: max_inflight.max(1),
             inflight: Arc::new(Semaphore::new(max_inflight.max(1))),
             budget,
             enabled: max_inflight > 0,
-            grace,
-            epoch: Instant::now(),
         })
     }
 
@@ -94,7 +67,6 @@ impl Admission {
             name,
             below,
             admission: self.clone(),
-            over_since: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -111,7 +83,7 @@ impl Class {
         if !a.enabled {
             return Some(Admitted { _permit: None });
         }
-        let outcome = if self.below < a.total && self.overloaded() {
+        let outcome = if self.below < a.total && a.in_use() >= self.below {
             None
         } else {
             tokio::time::timeout(a.budget, a.inflight.clone().acquire_owned())
@@ -124,25 +96,6 @@ impl Class {
             "outcome" => if outcome.is_some() { "admitted" } else { "refused" })
         .increment(1);
         outcome
-    }
-
-    /// Whether the load has been at or above this class's share for the grace.
-    fn overloaded(&self) -> bool {
-        let a = &self.admission;
-        if a.in_use() < self.below {
-            self.over_since.store(0, Ordering::Relaxed);
-            return false;
-        }
-        let now = a.epoch.elapsed().as_millis() as u64 + 1;
-        let since =
-            match self
-                .over_since
-                .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => now,
-                Err(since) => since,
-            };
-        Duration::from_millis(now - since) >= a.grace
     }
 
     /// Seconds a refused client should wait: 1 to 3, spread so refused clients do not
@@ -189,7 +142,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_class_is_refused_past_its_share_and_the_budget() {
-        let a = Admission::with_grace(4, Duration::from_millis(300), Duration::ZERO);
+        let a = Admission::new(4, Duration::from_millis(300));
         let start = a.class("start", 0.25);
         let finish = a.class("finish", 1.0);
         let first = start.enter().await.expect("room for one start");
@@ -212,50 +165,6 @@ mod tests {
         );
         drop(first);
         assert!(finish.enter().await.is_some(), "room again");
-    }
-
-    /// A burst past a class's share that passes within the grace (Poisson arrivals, a
-    /// store's fsync, a core taken for a moment) is ridden out; a load that stays past
-    /// the share for the grace is overload, and the class is refused at once.
-    #[tokio::test]
-    async fn a_burst_past_a_share_is_ridden_out_and_a_lasting_one_refused() {
-        let grace = Duration::from_millis(300);
-        let a = Admission::with_grace(8, Duration::from_millis(50), grace);
-        let start = a.class("start", 0.25);
-        let finish = a.class("finish", 1.0);
-        let burst: Vec<_> = hold(&finish, 2).await;
-        assert!(
-            start.enter().await.is_some(),
-            "a burst just began: admitted"
-        );
-        drop(burst);
-        assert!(start.enter().await.is_some(), "below the share again");
-        let lasting: Vec<_> = hold(&finish, 2).await;
-        assert!(
-            start.enter().await.is_some(),
-            "past the share again: a new burst"
-        );
-        tokio::time::sleep(grace + Duration::from_millis(50)).await;
-        let t = std::time::Instant::now();
-        assert!(
-            start.enter().await.is_none(),
-            "past the share for the grace: refused"
-        );
-        assert!(t.elapsed() < Duration::from_millis(40), "at once");
-        drop(lasting);
-        assert!(
-            start.enter().await.is_some(),
-            "the load went down: admitted"
-        );
-    }
-
-    /// `n` requests of `class` held.
-    async fn hold(class: &Class, n: usize) -> Vec<Admitted> {
-        let mut held = Vec::new();
-        for _ in 0..n {
-            held.push(class.enter().await.expect("room"));
-        }
-        held
     }
 
     #[tokio::test]

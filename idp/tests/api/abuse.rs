@@ -360,8 +360,6 @@ async fn an_overloaded_step_refuses_at_once_and_the_retry_goes_through(backend: 
                 // are in flight: three at once.
                 s.max_inflight = 4;
                 s.queue_budget_ms = 50;
-                // Refused as soon as the share is reached, not after a lasting load.
-                s.overload_grace_ms = 0;
                 s.resend_secs = 0;
             }),
         },
