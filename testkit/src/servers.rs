@@ -161,8 +161,21 @@ pub async fn drop_database(admin: &str, url: &str) -> Result<(), sqlx::Error> {
 pub struct TempDir(PathBuf);
 
 impl TempDir {
+    /// A new folder `<name>_<pid>_<random>`. Folders named `emta_…` that processes which
+    /// have ended left behind (a test's SQLite file, kept past its pools) are removed first,
+    /// as [`drop_orphans`] does for databases.
     pub fn new(name: &str) -> std::io::Result<Self> {
-        let dir = std::env::temp_dir().join(unique(name));
+        let tmp = std::env::temp_dir();
+        if let Ok(entries) = std::fs::read_dir(&tmp) {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with("emta_") && orphaned(&name) {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let dir = tmp.join(unique(name));
         std::fs::create_dir_all(&dir)?;
         Ok(Self(dir))
     }
@@ -732,6 +745,26 @@ impl Drop for TcpProxy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A test's SQLite folder outlives its pools on purpose (the presale race tests forget
+    /// theirs), so folders of processes that have ended are removed by the next one made,
+    /// as their PostgreSQL databases are ([`drop_orphans`]).
+    #[test]
+    fn a_folder_left_by_an_ended_process_is_removed_by_the_next() {
+        let mut child = std::process::Command::new("true").spawn().expect("true");
+        let dead = child.id();
+        child.wait().expect("wait");
+        let left = std::env::temp_dir().join(format!("emta_left_{dead}_{}", rand::random::<u32>()));
+        std::fs::create_dir_all(left.join("inside")).expect("folder");
+        let mine = TempDir::new("emta_mine").expect("folder");
+        let alive = TempDir::new("emta_alive").expect("folder");
+        let _next = TempDir::new("emta_next").expect("folder");
+        assert!(!left.exists(), "{} left behind", left.display());
+        assert!(
+            mine.path().exists() && alive.path().exists(),
+            "a running process's folders stay"
+        );
+    }
 
     #[test]
     fn the_newest_change_is_found_in_nested_folders() {
