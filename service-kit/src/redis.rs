@@ -8,6 +8,7 @@
 //! seed nodes (`redis://a:6379,redis://b:6379`) or the `redis+cluster://` scheme
 //! (`redis+cluster://a:6379,b:6379`) is a Cluster.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use deadpool::managed::{self, Metrics, RecycleError, RecycleResult};
@@ -20,6 +21,11 @@ const POOL_SIZE: usize = 64;
 
 /// A connection used this recently is handed out without a PING: see [`Manager`].
 const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// Bumped whenever a request finds a connection broken, in any pool of this process: a
+/// server that went away broke every connection to it, so each is checked (PINGed) at its
+/// next checkout, and the request that found out is the only one that fails.
+static BROKEN_SEEN: AtomicU64 = AtomicU64::new(0);
 
 #[derive(Clone)]
 pub enum RedisPool {
@@ -35,18 +41,23 @@ pub enum RedisConn {
 /// deadpool-redis's manager, except in how it recycles. deadpool-redis sends UNWATCH and
 /// PING on every checkout, one round trip more for every request: half of what a citizen
 /// cost Redis in `load sweep` (100 of 197 commands). Here a connection is checked only
-/// when it has been idle for [`CHECK_AFTER_IDLE`]; one in steady use is handed out as it
-/// is, and one whose request failed as a connection (I/O, a timeout, a primary that became
-/// a replica) is marked broken by [`RedisConn`] and dropped at its return, so the next
-/// checkout connects afresh. emta never uses WATCH, so there is nothing to UNWATCH.
+/// when it has been idle for [`CHECK_AFTER_IDLE`] or when some request of this process has
+/// found a connection broken since it was last checked ([`BROKEN_SEEN`]); one in steady
+/// use is handed out as it is. One whose request failed as a connection (I/O, a timeout, a
+/// primary that became a replica) is marked broken by [`RedisConn`] and dropped at its
+/// return. So after Redis dies and comes back, the first request to find out fails (503
+/// with Retry-After, as any request in flight at the crash) and the others are served by
+/// connections checked or made afresh. emta never uses WATCH: nothing to UNWATCH.
 pub struct Manager {
     inner: deadpool_redis::Manager,
 }
 
-/// A pooled connection and whether a request found it broken.
+/// A pooled connection, whether a request found it broken, and the [`BROKEN_SEEN`] it
+/// was last known good at.
 pub struct Pooled {
     conn: MultiplexedConnection,
     broken: bool,
+    checked_at: u64,
 }
 
 impl managed::Manager for Manager {
@@ -54,9 +65,11 @@ impl managed::Manager for Manager {
     type Error = RedisError;
 
     async fn create(&self) -> Result<Pooled, RedisError> {
+        let checked_at = BROKEN_SEEN.load(Ordering::Acquire);
         Ok(Pooled {
             conn: self.inner.create().await?,
             broken: false,
+            checked_at,
         })
     }
 
@@ -66,10 +79,13 @@ impl managed::Manager for Manager {
                 "a request found the connection broken",
             ));
         }
-        if metrics.last_used() < CHECK_AFTER_IDLE {
+        let seen = BROKEN_SEEN.load(Ordering::Acquire);
+        if c.checked_at == seen && metrics.last_used() < CHECK_AFTER_IDLE {
             return Ok(());
         }
-        self.inner.recycle(&mut c.conn, metrics).await
+        self.inner.recycle(&mut c.conn, metrics).await?;
+        c.checked_at = seen;
+        Ok(())
     }
 }
 
@@ -167,7 +183,10 @@ impl Pooled {
     /// Marks the connection broken when `r` says so.
     fn note<T>(&mut self, r: redis::RedisResult<T>) -> redis::RedisResult<T> {
         if let Err(e) = &r {
-            self.broken |= breaks_connection(e);
+            if breaks_connection(e) {
+                self.broken = true;
+                BROKEN_SEEN.fetch_add(1, Ordering::AcqRel);
+            }
         }
         r
     }

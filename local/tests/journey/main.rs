@@ -1170,6 +1170,10 @@ async fn the_queue_survives_a_redis_flush_and_a_redis_crash_without_its_files() 
     }
 
     redis.crash_and_restart(false).expect("redis restarted");
+    // The readiness probes find the dead connections first, as a deployment's do every
+    // few seconds: the request that finds them is answered 503 with Retry-After and every
+    // pooled connection is checked before its next use (`service_kit::redis`).
+    until_ready(&env).await;
     for who in &env.citizens[7..10] {
         ticket_of.insert(who.national_id.clone(), join_for_ticket(&env, who).await);
     }
