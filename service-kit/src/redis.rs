@@ -163,17 +163,7 @@ impl RedisPool {
 
     pub async fn get(&self) -> Result<RedisConn, deadpool_redis::PoolError> {
         Ok(match self {
-            Self::Single(p) => RedisConn::Single(p.get().await.map_err(|e| match e {
-                managed::PoolError::Timeout(t) => deadpool_redis::PoolError::Timeout(t),
-                managed::PoolError::Backend(e) => deadpool_redis::PoolError::Backend(e),
-                managed::PoolError::Closed => deadpool_redis::PoolError::Closed,
-                managed::PoolError::NoRuntimeSpecified => {
-                    deadpool_redis::PoolError::NoRuntimeSpecified
-                }
-                managed::PoolError::PostCreateHook(e) => {
-                    deadpool_redis::PoolError::PostCreateHook(e)
-                }
-            })?),
+            Self::Single(p) => RedisConn::Single(p.get().await?),
             Self::Cluster(p) => RedisConn::Cluster(p.get().await?),
         })
     }

@@ -29,8 +29,9 @@ use crate::domain::{Accepted, ApplicationRequest, LicenseTerms, Refusal};
 
 impl Store {
     /// Accepts an application or says why not, on the database's clock: the window and
-    /// the applicant's age (on the database's date in Tehran) alike. A queue applicant's admission is used in the
-    /// same transaction, so it is either spent on an accepted application or still theirs.
+    /// the applicant's age (on the database's date in Tehran) alike. A queue applicant's
+    /// admission is used in the same transaction, so it is either spent on an accepted
+    /// application or still theirs.
     pub async fn apply(
         &self,
         terms: &LicenseTerms,
