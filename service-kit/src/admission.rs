@@ -16,10 +16,16 @@
 //! new sign-ins (a small share) are the first refused, and the journeys under way keep
 //! the rest of the budget: goodput, journeys completed per second, stays near the knee
 //! while arrivals double. Classes with the whole budget (share 1) wait for a permit in
-//! arrival order.
+//! arrival order, but only when one can be expected within the queue budget: the replica
+//! keeps a moving average of how long a request holds its permit, and a request that
+//! would find more waiters ahead of it than the budget lets go through (each permit
+//! frees after about that average) is refused at once. Waiting the whole budget only to
+//! be refused costs the client the wait and the replica the timer: under overload it was
+//! the slowest refusals (`load/BENCHMARKS.md`, "Overload").
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -30,6 +36,10 @@ pub struct Admission {
     inflight: Arc<Semaphore>,
     budget: Duration,
     enabled: bool,
+    /// Requests waiting for a permit now.
+    waiting: AtomicUsize,
+    /// Moving average of how long a permit is held, in microseconds (0: none seen yet).
+    hold_us: AtomicU64,
 }
 
 /// One class of requests (a step), admitted while the load is below its share.
@@ -45,7 +55,31 @@ pub struct Class {
 /// Held while a request is served; dropping it frees the room.
 #[derive(Debug)]
 pub struct Admitted {
-    _permit: Option<OwnedSemaphorePermit>,
+    held: Option<(OwnedSemaphorePermit, Arc<Admission>, Instant)>,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        if let Some((_permit, a, since)) = &self.held {
+            a.record_hold(since.elapsed());
+        }
+    }
+}
+
+/// Counts a request among the waiters while it waits.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::Relaxed);
+        Self(n)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Admission {
@@ -57,6 +91,8 @@ impl Admission {
             inflight: Arc::new(Semaphore::new(max_inflight.max(1))),
             budget,
             enabled: max_inflight > 0,
+            waiting: AtomicUsize::new(0),
+            hold_us: AtomicU64::new(0),
         })
     }
 
@@ -73,24 +109,57 @@ impl Admission {
     fn in_use(&self) -> usize {
         self.total - self.inflight.available_permits()
     }
+
+    /// Folds one permit's holding time into the moving average (weight 1/8, as TCP's
+    /// smoothed round-trip time).
+    fn record_hold(&self, held: Duration) {
+        let sample = u64::try_from(held.as_micros()).unwrap_or(u64::MAX).max(1);
+        let _ = self
+            .hold_us
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                Some(if old == 0 {
+                    sample
+                } else {
+                    old - old / 8 + sample / 8
+                })
+            });
+    }
+
+    /// Whether a request arriving with no permit free can expect one within the budget:
+    /// the waiters ahead of it and itself, served by every permit as each frees after the
+    /// average holding time. Unknown until a permit has been held once.
+    fn room_expected_in_budget(&self) -> bool {
+        if self.inflight.available_permits() > 0 {
+            return true;
+        }
+        let hold = self.hold_us.load(Ordering::Relaxed);
+        let ahead = self.waiting.load(Ordering::Relaxed) as u64 + 1;
+        let expected_us = ahead.saturating_mul(hold) / self.total as u64;
+        u128::from(expected_us) <= self.budget.as_micros()
+    }
 }
 
 impl Class {
     /// Room for one request, or `None`: at once when the load is at or above this class's
-    /// share, or when no permit came free within the queue budget.
+    /// share or when no permit can be expected within the queue budget, otherwise when
+    /// none came free within it.
     pub async fn enter(&self) -> Option<Admitted> {
         let a = &self.admission;
         if !a.enabled {
-            return Some(Admitted { _permit: None });
+            return Some(Admitted { held: None });
         }
-        let outcome = if self.below < a.total && a.in_use() >= self.below {
+        let past_share = self.below < a.total && a.in_use() >= self.below;
+        let outcome = if past_share || !a.room_expected_in_budget() {
             None
         } else {
+            let _waiting = Waiting::new(&a.waiting);
             tokio::time::timeout(a.budget, a.inflight.clone().acquire_owned())
                 .await
                 .ok()
                 .and_then(Result::ok)
-                .map(|p| Admitted { _permit: Some(p) })
+                .map(|p| Admitted {
+                    held: Some((p, a.clone(), Instant::now())),
+                })
         };
         metrics::counter!("emta_admission_total", "class" => self.name,
             "outcome" => if outcome.is_some() { "admitted" } else { "refused" })
@@ -123,17 +192,29 @@ impl Gate {
     }
 }
 
-/// Admission control as middleware: room within the queue budget, or the refusal with
-/// Retry-After at once, before the request has cost anything.
+impl Gate {
+    /// Serves `req` with room in this gate's class (within the queue budget), or refuses
+    /// it with Retry-After at once, before it has cost anything. For middleware that picks
+    /// the gate per request.
+    pub async fn pass(
+        &self,
+        req: axum::extract::Request,
+        next: axum::middleware::Next,
+    ) -> axum::response::Response {
+        match self.class.enter().await {
+            Some(_room) => next.run(req).await,
+            None => (self.refuse)(self.class.retry_after()),
+        }
+    }
+}
+
+/// Admission control as middleware: [`Gate::pass`].
 async fn admit(
     axum::extract::State(gate): axum::extract::State<Gate>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    match gate.class.enter().await {
-        Some(_room) => next.run(req).await,
-        None => (gate.refuse)(gate.class.retry_after()),
-    }
+    gate.pass(req, next).await
 }
 
 #[cfg(test)]
@@ -177,6 +258,45 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(50)).await;
         drop(held);
         assert!(waiter.await.expect("join"), "admitted when room came free");
+    }
+
+    #[tokio::test]
+    async fn a_request_that_cannot_expect_room_in_its_budget_is_refused_at_once() {
+        let a = Admission::new(2, Duration::from_millis(100));
+        let c = a.class("finish", 1.0);
+        // Permits have been held 400 ms: with both in use, the next one frees in about
+        // 200 ms, twice the budget.
+        let first = c.enter().await.expect("first");
+        let second = c.enter().await.expect("second");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        drop(first);
+        drop(second);
+        let _held = [c.enter().await.expect("one"), c.enter().await.expect("two")];
+        let t = std::time::Instant::now();
+        assert!(c.enter().await.is_none(), "no room within the budget");
+        assert!(
+            t.elapsed() < Duration::from_millis(50),
+            "refused at once, not after waiting {:?} of a budget it could not use",
+            t.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_that_can_expect_room_waits_for_it() {
+        let a = Admission::new(2, Duration::from_millis(300));
+        let c = a.class("finish", 1.0);
+        // Permits are held 20 ms: the next one frees in about 10 ms.
+        for _ in 0..4 {
+            let p = c.enter().await.expect("room");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            drop(p);
+        }
+        let held = [c.enter().await.expect("one"), c.enter().await.expect("two")];
+        let c2 = c.clone();
+        let waiter = tokio::spawn(async move { c2.enter().await.is_some() });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(held);
+        assert!(waiter.await.expect("join"), "waited and was admitted");
     }
 
     #[tokio::test]
