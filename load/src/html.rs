@@ -157,7 +157,7 @@ pub fn render(r: &Report) -> String {
                 }
                 @let ov = &r.overload;
                 p { "Goodput " strong { (format!("{:.1}", ov.goodput_per_sec)) " journeys/s" } "; "
-                    (ov.shed) " of " (ov.requests) " requests (" (format!("{:.1}", 100.0 * ov.shed_share)) "%) refused with 503 + Retry-After, answered in p99 " (format!("{:.1}", ov.shed_ms.p99)) " ms; what was served, p99 "
+                    (ov.shed) " of " (ov.requests) " requests (" (format!("{:.1}", 100.0 * ov.shed_share)) "%) refused with 503 + Retry-After, the refusing request answered in p99 " (format!("{:.1}", ov.shed_ms.p99)) " ms (its step, with the redirects served before it, p99 " (format!("{:.1}", ov.shed_step_ms.p99)) " ms); what was served, p99 "
                     (format!("{:.0}", ov.accepted_p99_ms)) " ms at the slowest step (" (ov.accepted_p99_step) ")." }
                 (PreEscaped(flow))
                 (PreEscaped(latency))

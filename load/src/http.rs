@@ -47,6 +47,25 @@ pub struct Page {
     pub retry_after: Option<u64>,
     pub body: String,
     pub url: Url,
+    /// This request's own time, from sending it to the end of its body (not the
+    /// redirects before it).
+    pub took: Duration,
+}
+
+impl Page {
+    /// Which page this is, for reports: the last segment of its path, or "storefront" for
+    /// a manufacturer's `/{m}/` (no national IDs, tickets or codes: those are in queries
+    /// and forms, not in these paths' last segments).
+    pub fn name(&self) -> String {
+        let path = self.url.path();
+        if path.len() > 1 && path.ends_with('/') {
+            return "storefront".into();
+        }
+        match path.rsplit('/').next() {
+            Some("") | None => "home".into(),
+            Some(last) => last.into(),
+        }
+    }
 }
 
 /// Why a request gave no usable answer.
@@ -276,6 +295,7 @@ impl Http {
         form: Option<&[(&str, &str)]>,
     ) -> Result<Page, Fail> {
         let target = self.route(url, Some(b));
+        let sent = std::time::Instant::now();
         let mut req = match form {
             Some(f) => self.client.post(target).form(f),
             None => self.client.get(target),
@@ -305,6 +325,7 @@ impl Http {
             retry_after,
             body,
             url: url.clone(),
+            took: sent.elapsed(),
         })
     }
 

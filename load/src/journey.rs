@@ -185,10 +185,11 @@ impl<'a> Walk<'a> {
                 .ok()
                 .map(|p| p.url.clone())
                 .filter(|u| u != asked);
+            let last = r.as_ref().ok().cloned();
             let r = r.and_then(|p| check(&p).map(|()| p));
             self.j
                 .rec
-                .step(name, self.next, r.as_ref().map(|p| p.status));
+                .step_answered(name, self.next, r.as_ref().map(|p| p.status), last.as_ref());
             self.next = Instant::now();
             match r {
                 Ok(p) => {

@@ -58,9 +58,13 @@ pub struct StepStats {
     /// The attempts that were answered as the step expects.
     pub accepted: Option<Histogram<u64>>,
     /// The attempts refused with 503 and Retry-After (load shed, the server's "come back
-    /// later"): how many, and how fast they were answered.
+    /// later"): how many, how fast the refusing request was answered, and how long the
+    /// step had taken when it was (with the redirects served before the refusal).
     pub shed: u64,
     pub shed_hist: Option<Histogram<u64>>,
+    pub shed_step_hist: Option<Histogram<u64>>,
+    /// Which page refused, by [`crate::http::Page::name`].
+    pub refused_by: BTreeMap<String, u64>,
     pub ok: u64,
     pub errors: BTreeMap<String, u64>,
     pub statuses: BTreeMap<u16, u64>,
@@ -186,15 +190,29 @@ impl Recorder {
         h.saturating_record((lag.as_micros() as u64).max(1));
     }
 
-    /// A step ended now; it was meant to start at `intended`.
+    /// A step of one request ended now; it was meant to start at `intended`.
     pub fn step(
         &self,
         name: &'static str,
         intended: Instant,
         result: Result<u16, &crate::http::Fail>,
     ) {
+        self.step_answered(name, intended, result, None);
+    }
+
+    /// A step ended now; it was meant to start at `intended`. `last` is the page that
+    /// answered last (after any redirects), when there was one: a refusal is timed by
+    /// that request's own answer, and the page is named among the step's refusers.
+    pub fn step_answered(
+        &self,
+        name: &'static str,
+        intended: Instant,
+        result: Result<u16, &crate::http::Fail>,
+        last: Option<&crate::http::Page>,
+    ) {
         let now = Instant::now();
         let us = (now.saturating_duration_since(intended).as_micros() as u64).max(1);
+        let refusal_us = last.map_or(us, |p| (p.took.as_micros() as u64).clamp(1, us));
         let i = self.secs(now) as usize;
         let mut g = self.lock();
         let s = g.steps.entry(name).or_default();
@@ -212,7 +230,15 @@ impl Recorder {
                 }
                 if f.shed() {
                     s.shed += 1;
-                    s.shed_hist.get_or_insert_with(hist).saturating_record(us);
+                    s.shed_hist
+                        .get_or_insert_with(hist)
+                        .saturating_record(refusal_us);
+                    s.shed_step_hist
+                        .get_or_insert_with(hist)
+                        .saturating_record(us);
+                    if let Some(p) = last {
+                        *s.refused_by.entry(p.name()).or_default() += 1;
+                    }
                 }
                 self.errors.fetch_add(1, Ordering::Relaxed);
             }
@@ -222,7 +248,7 @@ impl Recorder {
             sec.errors += 1;
             if f.shed() {
                 sec.shed += 1;
-                sec.shed_hist.saturating_record(us);
+                sec.shed_hist.saturating_record(refusal_us);
             }
         }
         sec.hist.saturating_record(us);
@@ -404,4 +430,41 @@ pub struct Recorded {
     /// Sign-ins the storefronts acknowledged: (citizen, client).
     pub sign_ins: Vec<(usize, String)>,
     pub faults: Vec<crate::faults::FaultEvent>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::{Fail, Page};
+
+    /// A step whose last hop was refused: the refusal is timed by that request's own
+    /// answer, the step's time to it is kept beside it, and the refusing page is named.
+    #[test]
+    fn a_refusal_is_timed_by_the_request_that_refused() {
+        let start = Instant::now();
+        let rec = Recorder::new(start);
+        let intended = start;
+        std::thread::sleep(Duration::from_millis(60));
+        let page = Page {
+            status: 503,
+            location: None,
+            retry_after: Some(2),
+            body: String::new(),
+            url: url::Url::parse("http://presale.test/saipa/").expect("url"),
+            took: Duration::from_millis(4),
+        };
+        let busy = Fail::Status {
+            status: 503,
+            retry_after: Some(2),
+        };
+        rec.step_answered("consent", intended, Err(&busy), Some(&page));
+        let r = rec.finish();
+        let s = &r.steps["consent"];
+        let own = ms_at(s.shed_hist.as_ref().expect("refusals"), 0.99);
+        let step = ms_at(s.shed_step_hist.as_ref().expect("steps"), 0.99);
+        assert!((3.9..4.1).contains(&own), "the refusing request: {own} ms");
+        assert!(step >= 60.0, "the step until refused: {step} ms");
+        assert_eq!(s.refused_by.get("storefront"), Some(&1));
+        assert_eq!(s.shed, 1);
+    }
 }

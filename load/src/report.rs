@@ -45,9 +45,13 @@ pub struct StepReport {
     pub latency_ms: Latency,
     /// The attempts answered as the step expects.
     pub accepted_ms: Latency,
-    /// The attempts refused with 503 and Retry-After, and how fast they were answered.
+    /// The attempts refused with 503 and Retry-After, how fast the refusing request was
+    /// answered, how long the step had taken by then (with the redirects served before
+    /// the refusal: a consent given, then its storefront busy), and which page refused.
     pub shed: u64,
     pub shed_ms: Latency,
+    pub shed_step_ms: Latency,
+    pub refused_by: BTreeMap<String, u64>,
     pub errors: BTreeMap<String, u64>,
     pub statuses: BTreeMap<u16, u64>,
 }
@@ -124,7 +128,11 @@ pub struct Overload {
     pub requests: u64,
     pub shed: u64,
     pub shed_share: f64,
+    /// How fast the refusing requests were answered.
     pub shed_ms: Latency,
+    /// How long the refused steps had taken by then, with the redirects served before
+    /// the refusal.
+    pub shed_step_ms: Latency,
     /// The slowest step's p99 over the attempts it served, and which step.
     pub accepted_p99_ms: f64,
     pub accepted_p99_step: String,
@@ -210,6 +218,7 @@ fn overload(
     elapsed: f64,
 ) -> Overload {
     let mut shed_hist = crate::record::hist();
+    let mut shed_step_hist = crate::record::hist();
     let mut requests = 0;
     let mut shed = 0;
     let mut slowest = (0.0, String::new());
@@ -218,6 +227,9 @@ fn overload(
         shed += s.shed;
         if let Some(h) = &s.shed_hist {
             let _ = shed_hist.add(h);
+        }
+        if let Some(h) = &s.shed_step_hist {
+            let _ = shed_step_hist.add(h);
         }
         let p99 = s.accepted.as_ref().map_or(0.0, |h| ms_at(h, 0.99));
         if p99 > slowest.0 {
@@ -238,6 +250,7 @@ fn overload(
             shed as f64 / requests as f64
         },
         shed_ms: Latency::of(&shed_hist),
+        shed_step_ms: Latency::of(&shed_step_hist),
         accepted_p99_ms: slowest.0,
         accepted_p99_step: slowest.1,
     }
@@ -260,6 +273,8 @@ pub fn build(meta: Meta, r: Recorded) -> Report {
                 accepted_ms: latency(&s.accepted),
                 shed: s.shed,
                 shed_ms: latency(&s.shed_hist),
+                shed_step_ms: latency(&s.shed_step_hist),
+                refused_by: s.refused_by.clone(),
                 errors: s.errors.clone(),
                 statuses: s.statuses.clone(),
             }

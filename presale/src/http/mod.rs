@@ -49,13 +49,16 @@ const MAX_IN_FLIGHT: usize = 4096;
 /// Admission control per step of a citizen's journey (`service_kit::admission`): new work
 /// is refused first, so under overload the journeys under way keep the database. A
 /// storefront page or a started sign-in is refused once half the budget is in use, a join
-/// at three quarters, a finished sign-in (the IdP's work already done) at nine tenths;
-/// an application, the step that completes a journey, waits its queue budget for room.
+/// at three quarters, a finished sign-in (the IdP's work already done) and the storefront
+/// pages of a citizen signed in (where a sign-in lands: refusing them there would waste
+/// it) at nine tenths; an application, the step that completes a journey, waits its
+/// queue budget for room.
 /// Status polls (answered from the replica's cache), the console, the back-channel
 /// logout and transparency reveals are not gated.
 pub(crate) struct Gates {
     pub(crate) browse: Gate,
     pub(crate) sign_in: Gate,
+    pub(crate) signed_in: Gate,
     pub(crate) join: Gate,
     pub(crate) apply: Gate,
 }
@@ -71,6 +74,7 @@ impl Gates {
             browse: gate("browse", 0.5),
             join: gate("join", 0.75),
             sign_in: gate("sign_in", 0.9),
+            signed_in: gate("signed_in", 0.9),
             apply: gate("apply", 1.0),
         }
     }
@@ -92,7 +96,7 @@ pub(crate) fn router(core: Core) -> Router {
         .route("/static/app.css", get(|| async {
             ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], service_kit::page::APP_CSS)
         }))
-        .merge(storefront::router(g))
+        .merge(storefront::router(&core))
         .merge(signin::router(g))
         .merge(waiting::router(g))
         .merge(apply::router(g))

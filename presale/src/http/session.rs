@@ -12,6 +12,11 @@ use crate::app::Core;
 use crate::domain::NationalId;
 
 pub(crate) const COOKIE: &str = "emta_ps";
+/// Set by a finished sign-in: a keyed hash of the session cookie, so admission control can
+/// tell a signed-in citizen from a visitor without a store lookup, and nobody can make one
+/// up. It says a sign-in finished in this browser session once; the session store says
+/// who is signed in where.
+pub(crate) const SIGNED_IN: &str = "emta_ps_in";
 /// How long a storefront remembers a sign-in (the refresh token keeps it honest).
 const SESSION: Duration = Duration::from_secs(8 * 3600);
 
@@ -137,6 +142,28 @@ impl Core {
             .secure(self.secure_cookies())
             .build();
         (jar.add(cookie), sid)
+    }
+
+    /// `jar` with the mark of a finished sign-in for its session.
+    pub(crate) fn mark_signed_in(&self, jar: CookieJar) -> CookieJar {
+        let mark = self.keys.hash("signed-in", sid(&jar).as_bytes());
+        jar.add(
+            Cookie::build((SIGNED_IN, mark))
+                .path("/")
+                .http_only(true)
+                .same_site(SameSite::Lax)
+                .secure(self.secure_cookies())
+                .build(),
+        )
+    }
+
+    /// Whether a sign-in finished in this browser session (its mark matches the cookie).
+    pub(crate) fn signed_in_here(&self, jar: &CookieJar) -> bool {
+        let (Some(session), Some(mark)) = (jar.get(COOKIE), jar.get(SIGNED_IN)) else {
+            return false;
+        };
+        self.keys
+            .verify("signed-in", session.value().as_bytes(), mark.value())
     }
 
     pub(crate) fn csrf(&self, jar: &CookieJar) -> String {

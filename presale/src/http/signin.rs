@@ -139,7 +139,7 @@ async fn callback(
         access_expires: tokens.access_expires,
     };
     core.save_citizen(&jar, &m, &citizen).await?;
-    Ok(Redirect::to(&format!("/{m}/")).into_response())
+    Ok((core.mark_signed_in(jar), Redirect::to(&format!("/{m}/"))).into_response())
 }
 
 #[derive(Deserialize)]

@@ -18,13 +18,33 @@ use crate::app::Core;
 use crate::domain::{License, Selection};
 use crate::error::Result;
 
-pub(crate) fn router(g: &super::Gates) -> Router<Core> {
-    g.browse.around(
-        Router::new()
-            .route("/", get(home))
-            .route("/{m}/", get(storefront))
-            .route("/{m}/applications", get(my_applications)),
-    )
+pub(crate) fn router(core: &Core) -> Router<Core> {
+    Router::new()
+        .route("/", get(home))
+        .route("/{m}/", get(storefront))
+        .route("/{m}/applications", get(my_applications))
+        .route_layer(axum::middleware::from_fn_with_state(
+            core.clone(),
+            by_visitor,
+        ))
+}
+
+/// A storefront's pages admitted as the visitor's journey stands: a citizen signed in
+/// (the mark a finished sign-in sets, checked without a store) at the signed-in share,
+/// anyone else as browsing.
+async fn by_visitor(
+    State(core): State<Core>,
+    jar: CookieJar,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let g = &core.gates;
+    let gate = if core.signed_in_here(&jar) {
+        &g.signed_in
+    } else {
+        &g.browse
+    };
+    gate.pass(req, next).await
 }
 
 async fn home(State(core): State<Core>) -> Response {
