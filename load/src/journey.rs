@@ -120,6 +120,11 @@ fn has(p: &Page, s: &str) -> bool {
     p.body.contains(s)
 }
 
+/// A page of the IdP's sign-in (the phone step, or consent for a citizen it still knows).
+fn is_sign_in(p: &Page) -> bool {
+    has(p, "name=\"mobile\"") || has(p, "name=\"decision\"")
+}
+
 fn ok_page(p: &Page) -> Result<(), Fail> {
     if p.status >= 400 {
         return Err(Fail::Status {
@@ -453,22 +458,35 @@ impl<'a> Walk<'a> {
             opens_at: num("data-opens-at"),
             selection: attribute(&front.body, &marker, "data-selection"),
         });
-        let join_url = action(front, &format!("/c/{id}/join"), "join")?;
-        let csrf = input(&front.body, "csrf").unwrap_or_default();
-        let sent = self.j.rec.secs(Instant::now());
-        let wait = self
-            .step("join", Req::Post(join_url, vec![("csrf", csrf)]), |p| {
-                if p.status == 409 {
-                    return Ok(());
-                }
-                ok_page(p)?;
-                if has(p, "data-status-url") {
-                    Ok(())
-                } else {
-                    Err(Fail::Page("the waiting room"))
-                }
-            })
-            .await?;
+        let mut front = front.clone();
+        let mut signed_in_again = false;
+        let (wait, sent) = loop {
+            let join_url = action(&front, &format!("/c/{id}/join"), "join")?;
+            let csrf = input(&front.body, "csrf").unwrap_or_default();
+            let sent = self.j.rec.secs(Instant::now());
+            let wait = self
+                .step("join", Req::Post(join_url, vec![("csrf", csrf)]), |p| {
+                    if p.status == 409 {
+                        return Ok(());
+                    }
+                    ok_page(p)?;
+                    if has(p, "data-status-url") || (!signed_in_again && is_sign_in(p)) {
+                        Ok(())
+                    } else {
+                        Err(Fail::Page("the waiting room"))
+                    }
+                })
+                .await?;
+            if wait.status == 409 || has(&wait, "data-status-url") {
+                break (wait, sent);
+            }
+            // Sent to sign in: the storefront session went with its store (a Redis wiped).
+            // A person signs in again and joins, as at the application below. Once.
+            signed_in_again = true;
+            self.j.rec.started_over();
+            let storefront = self.j.storefront.clone();
+            front = self.sign_in(&storefront).await?;
+        };
         if wait.status == 409 {
             return Ok(Outcome::SoldOut { at: "join" });
         }
