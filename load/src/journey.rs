@@ -461,6 +461,16 @@ impl<'a> Walk<'a> {
         let mut front = front.clone();
         let mut signed_in_again = false;
         let (wait, sent) = loop {
+            let storefront = self.j.storefront.clone();
+            if !signed_in_again && has(&front, &format!("/{storefront}/login\"")) {
+                // The storefront shows them signed out: the session the sign-in had just
+                // stored went with its store (a Redis wiped between the callback and this
+                // page). A person signs in again, once.
+                signed_in_again = true;
+                self.j.rec.started_over();
+                front = self.sign_in(&storefront).await?;
+                continue;
+            }
             let join_url = action(&front, &format!("/c/{id}/join"), "join")?;
             let csrf = input(&front.body, "csrf").unwrap_or_default();
             let sent = self.j.rec.secs(Instant::now());
@@ -484,7 +494,6 @@ impl<'a> Walk<'a> {
             // A person signs in again and joins, as at the application below. Once.
             signed_in_again = true;
             self.j.rec.started_over();
-            let storefront = self.j.storefront.clone();
             front = self.sign_in(&storefront).await?;
         };
         if wait.status == 409 {
