@@ -1631,14 +1631,9 @@ async fn a_redis_outage_keeps_staff_signed_in_and_says_try_again() {
     assert_eq!(back.status, 200, "{:?} {}", back.location, back.body);
 }
 
-/// Past its in-flight budget a replica refuses at once, with Retry-After, and costs nothing:
-/// with presale's database 300 ms away (each way) and a budget of four, a dozen joins at
-/// once get a few served (slowly, by the database) and the rest a 503 within the queue
-/// budget, not after the pool's or the database's timeouts; once the database is near
-/// again, the refused retry and everyone has a ticket of their own. Before, presale had no
-/// admission gate: every join waited on the pool, however long that took.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn past_its_budget_a_replica_refuses_joins_at_once_with_retry_after() {
+/// A deployment whose presale replicas reach PostgreSQL through a proxy the test can slow
+/// down, with a presale admission budget of four (queue budget 50 ms), and `citizens`.
+async fn behind_a_slow_database(citizens: usize) -> (Env, testkit::servers::TcpProxy) {
     let admin = testkit::servers::postgres_admin_url();
     let mut through = url::Url::parse(&admin).expect("admin url");
     let pg: std::net::SocketAddr = through
@@ -1651,13 +1646,24 @@ async fn past_its_budget_a_replica_refuses_joins_at_once_with_retry_after() {
         postgres_admin: Some(admin),
         presale_postgres_admin: Some(through.to_string()),
         redis_url: testkit::servers::redis_url(),
-        citizens: 12,
+        citizens,
         presale_admission: Some((4, 50)),
         ..Options::new(test_license("saipa", "Shahin", now))
     })
     .await
     .expect("deployment");
-    let env = env_of(d);
+    (env_of(d), proxy)
+}
+
+/// Past its in-flight budget a replica refuses at once, with Retry-After, and costs nothing:
+/// with presale's database 300 ms away (each way) and a budget of four, a dozen joins at
+/// once get a few served (slowly, by the database) and the rest a 503 within the queue
+/// budget, not after the pool's or the database's timeouts; once the database is near
+/// again, the refused retry and everyone has a ticket of their own. Before, presale had no
+/// admission gate: every join waited on the pool, however long that took.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn past_its_budget_a_replica_refuses_joins_at_once_with_retry_after() {
+    let (env, proxy) = behind_a_slow_database(12).await;
     let mut people = Vec::new();
     for who in &env.citizens[..12] {
         let b = Browser::new("");
@@ -1729,25 +1735,7 @@ async fn past_its_budget_a_replica_refuses_joins_at_once_with_retry_after() {
 /// admitted up to nine tenths.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn under_overload_a_citizen_just_signed_in_keeps_their_storefront_page() {
-    let admin = testkit::servers::postgres_admin_url();
-    let mut through = url::Url::parse(&admin).expect("admin url");
-    let pg: std::net::SocketAddr = through
-        .socket_addrs(|| Some(5432))
-        .expect("postgres address")[0];
-    let proxy = testkit::servers::TcpProxy::start(pg).await.expect("proxy");
-    through.set_port(Some(proxy.addr().port())).expect("port");
-    let now = service_kit::clock::now();
-    let d = local::deploy(Options {
-        postgres_admin: Some(admin),
-        presale_postgres_admin: Some(through.to_string()),
-        redis_url: testkit::servers::redis_url(),
-        citizens: 3,
-        presale_admission: Some((4, 50)),
-        ..Options::new(test_license("saipa", "Shahin", now))
-    })
-    .await
-    .expect("deployment");
-    let env = env_of(d);
+    let (env, proxy) = behind_a_slow_database(3).await;
     let front = format!("{}/saipa/", env.base);
     let mut joiners = Vec::new();
     for who in &env.citizens[..2] {
