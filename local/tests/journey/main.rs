@@ -1970,3 +1970,49 @@ async fn a_sign_in_back_while_the_idp_is_down_signs_in_on_a_reload() {
         .await;
     assert_eq!(front.url, format!("{}/saipa/", env.base));
 }
+
+/// A storefront whose access token has lapsed while the IdP cannot answer says "try
+/// again", and the citizen is still signed in once the IdP is back: an unreachable IdP is
+/// not a withdrawn consent. Before, the failed refresh signed the citizen out (the
+/// storefront deleted its session), so an IdP blip during a surge sent everyone whose
+/// token lapsed back through the sign-in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lapsed_token_while_the_idp_is_down_is_a_retry_not_a_sign_out() {
+    let now = service_kit::clock::now();
+    let d = local::deploy(Options {
+        postgres_admin: Some(testkit::servers::postgres_admin_url()),
+        redis_url: testkit::servers::redis_url(),
+        idp_binary: Some(testkit::servers::binary("idp", "idp")),
+        idp_replicas: 1,
+        access_token_secs: Some(2),
+        ..Options::new(test_license("saipa", "Shahin", now))
+    })
+    .await
+    .expect("deployment");
+    let idp = d.idp_processes.clone();
+    let env = env_of(d);
+    let b = Browser::new("");
+    let front = sign_in_to_join(&env, &b, "saipa", &env.citizens[0]).await;
+    assert!(front.body.contains("/join\""), "signed in: {}", front.body);
+
+    idp.crash(0).expect("kill the IdP");
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let down = b.get(&format!("{}/saipa/", env.base)).await;
+    assert!(
+        down.status == 502 || down.status == 503,
+        "the IdP is down: try again, not a signed-out page: {} {}",
+        down.status,
+        down.body
+    );
+    assert!(down.body.contains("emta did not answer"), "{}", down.body);
+
+    idp.start(0).await.expect("the IdP again");
+    idp.ready().await.expect("the IdP ready");
+    let back = b.get(&format!("{}/saipa/", env.base)).await;
+    assert_eq!(back.status, 200, "{}", back.body);
+    assert!(
+        back.body.contains("/join\""),
+        "still signed in once the IdP is back: {}",
+        back.body
+    );
+}

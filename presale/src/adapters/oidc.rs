@@ -66,6 +66,17 @@ pub struct Tokens {
     pub access_expires: i64,
 }
 
+/// Why a refresh gave no tokens.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RefreshError {
+    /// The IdP answered no for good (the grant revoked, consent withdrawn, the
+    /// manufacturer suspended, a reused token): the storefront session ends.
+    Refused,
+    /// The IdP did not answer, or answered that it is busy or failing: try again later,
+    /// signed in as before.
+    Unreachable,
+}
+
 /// Why a sign-in did not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum SignInError {
@@ -353,11 +364,29 @@ impl RelyingParty {
 
     /// Refreshes with rotation; `None` when the IdP refuses (consent withdrawn, grant
     /// revoked, client suspended) or cannot be reached.
-    pub async fn refresh(&self, front: &Storefront, refresh_token: &str) -> Option<Tokens> {
+    pub async fn refresh(
+        &self,
+        front: &Storefront,
+        refresh_token: &str,
+    ) -> Result<Tokens, RefreshError> {
         let refresh_token = RefreshToken::new(refresh_token.to_owned());
-        let req = front.client.exchange_refresh_token(&refresh_token).ok()?;
-        let tokens = req.request_async(&self.http).await.ok()?;
-        Some(Tokens {
+        let req = front
+            .client
+            .exchange_refresh_token(&refresh_token)
+            .map_err(|_| RefreshError::Refused)?;
+        let tokens = req.request_async(&self.http).await.map_err(|e| match e {
+            RequestTokenError::ServerResponse(r) => match r.error() {
+                CoreErrorResponseType::Extension(x)
+                    if x == "temporarily_unavailable" || x == "server_error" =>
+                {
+                    RefreshError::Unreachable
+                }
+                _ => RefreshError::Refused,
+            },
+            // No OAuth answer at all (a connection refused, a timeout, a proxy's page).
+            _ => RefreshError::Unreachable,
+        })?;
+        Ok(Tokens {
             refresh_token: tokens.refresh_token().map(|r| r.secret().clone()),
             access_expires: expires(&tokens),
         })

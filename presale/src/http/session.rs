@@ -8,6 +8,7 @@ use axum_extra::extract::cookie::{Cookie, SameSite};
 use axum_extra::extract::CookieJar;
 use serde::{Deserialize, Serialize};
 
+use crate::adapters::oidc::RefreshError;
 use crate::app::Core;
 use crate::domain::NationalId;
 
@@ -52,9 +53,10 @@ fn sid(jar: &CookieJar) -> String {
 
 impl Core {
     /// The citizen signed in at storefront `m` in this browser, refreshed at the IdP when
-    /// the access token has lapsed; any refusal signs them out of this storefront. A
-    /// session store that cannot answer is an error (503, try again), not a sign-out: a
-    /// citizen mid-turn must not be sent through the IdP because Redis blinked.
+    /// the access token has lapsed; the IdP's refusal signs them out of this storefront.
+    /// A session store or an IdP that cannot answer is an error (503 or 502, try again),
+    /// not a sign-out: a citizen mid-turn must not be sent through the sign-in because
+    /// Redis or the IdP blinked.
     pub(crate) async fn citizen(
         &self,
         jar: &CookieJar,
@@ -75,11 +77,22 @@ impl Core {
         }
         let refreshed = match (&c.refresh_token, self.rp.storefront(m)) {
             (Some(rt), Some(front)) => self.rp.refresh(front, rt).await,
-            _ => None,
+            _ => Err(RefreshError::Refused),
         };
-        let Some(tokens) = refreshed else {
-            let _ = self.sessions.delete(&key).await;
-            return Ok(None);
+        let tokens = match refreshed {
+            Ok(tokens) => tokens,
+            Err(RefreshError::Refused) => {
+                let _ = self.sessions.delete(&key).await;
+                return Ok(None);
+            }
+            // Not a sign-out: the grant may well stand, and a citizen mid-turn must not be
+            // sent through the sign-in because the IdP blinked.
+            Err(RefreshError::Unreachable) => {
+                return Err(crate::error::Error::user(
+                    axum::http::StatusCode::BAD_GATEWAY,
+                    crate::error::msg::IDP_DOWN,
+                ))
+            }
         };
         c.refresh_token = tokens.refresh_token.or(c.refresh_token);
         c.access_expires = tokens.access_expires;
