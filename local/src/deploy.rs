@@ -114,6 +114,10 @@ pub struct Deployment {
     pub idp_processes: Processes,
     idp_balancer: Option<TcpProxy>,
     postgres_admin: Option<String>,
+    /// The shared Redis (empty: the in-process store) and this deployment's key prefix in
+    /// it, whose keys go when the deployment is stopped.
+    pub redis_url: String,
+    pub redis_prefix: String,
     stop: tokio::sync::watch::Sender<bool>,
     servers: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -138,6 +142,14 @@ impl Deployment {
             }
         }
         self.store.close().await;
+        if !self.redis_url.is_empty() {
+            let mine = format!("{}:", self.redis_prefix);
+            let pattern = format!("{mine}*");
+            let gone = forget_keys(&self.redis_url, |k| k.starts_with(&mine), &pattern);
+            if let Err(e) = gone.await {
+                tracing::warn!(error = %e, "could not remove a deployment's Redis keys");
+            }
+        }
         if let Some(admin) = &self.postgres_admin {
             for d in &self.databases {
                 if let Err(e) = testkit::servers::drop_database(admin, &d.url).await {
@@ -182,6 +194,69 @@ pub fn queue_license(units: i64, opens_in: i64, admission_per_min: i64) -> NewLi
         exclusion: None,
         parties: crate::parties::commitments(),
     }
+}
+
+/// Removes the keys matching `pattern` for which `keep_out` holds (SCAN, then UNLINK in
+/// batches: no KEYS, which blocks a Redis with millions of keys), within a minute.
+async fn forget_keys(
+    url: &str,
+    keep_out: impl Fn(&str) -> bool,
+    pattern: &str,
+) -> redis::RedisResult<()> {
+    let client = redis::Client::open(url)?;
+    let mut c = client.get_multiplexed_async_connection().await?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(10_000)
+            .query_async(&mut c)
+            .await?;
+        let gone: Vec<&String> = keys.iter().filter(|k| keep_out(k)).collect();
+        if !gone.is_empty() {
+            let _: i64 = redis::cmd("UNLINK").arg(&gone).query_async(&mut c).await?;
+        }
+        if next == 0 || tokio::time::Instant::now() > deadline {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
+
+/// Removes the keys left in the shared Redis by deployments of processes that ended
+/// without stopping them (a test that dropped its deployment, a killed run): their
+/// prefixes carry the process id ([`testkit::servers::unique`]). One deployment sweeps at
+/// a time (a lock key with a TTL); errors are left for the next sweep.
+async fn sweep_orphaned_keys(url: &str) {
+    let Ok(client) = redis::Client::open(url) else {
+        return;
+    };
+    let Ok(mut c) = client.get_multiplexed_async_connection().await else {
+        return;
+    };
+    let locked: redis::RedisResult<Option<String>> = redis::cmd("SET")
+        .arg("emta-local-sweeper")
+        .arg(std::process::id())
+        .arg("NX")
+        .arg("EX")
+        .arg(120)
+        .query_async(&mut c)
+        .await;
+    if !matches!(locked, Ok(Some(_))) {
+        return;
+    }
+    let orphaned = |k: &str| k.split(':').next().is_some_and(testkit::servers::orphaned);
+    if let Err(e) = forget_keys(url, orphaned, "emta_*").await {
+        tracing::warn!(error = %e, "could not sweep ended deployments' Redis keys");
+    }
+    let _: redis::RedisResult<i64> = redis::cmd("DEL")
+        .arg("emta-local-sweeper")
+        .query_async(&mut c)
+        .await;
 }
 
 /// An IdP replica's settings in a local deployment: `issuer`, its database, Redis (empty
@@ -339,6 +414,9 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
     servers.push(stub_server);
     let stub_url = format!("http://{stub_addr}");
     let prefix = testkit::servers::redis_prefix();
+    if !o.redis_url.is_empty() {
+        sweep_orphaned_keys(&o.redis_url).await;
+    }
     let secret = service_kit::keys::random_token(32);
     let idp_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     // As processes, the IdP replicas sit behind a balancer at the issuer's address.
@@ -529,6 +607,8 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
         idp_processes,
         idp_balancer,
         postgres_admin: o.postgres_admin,
+        redis_url: o.redis_url.clone(),
+        redis_prefix: prefix,
         stop,
         servers,
     })

@@ -130,9 +130,9 @@ async fn drop_orphans(c: &mut sqlx::PgConnection) {
         .await;
 }
 
-/// Whether a database named by [`unique`] (`…_<pid>_<random>`) belongs to a process that
-/// no longer runs here.
-fn orphaned(name: &str) -> bool {
+/// Whether a name made by [`unique`] (`…_<pid>_<random>`: a database, a Redis key
+/// prefix) belongs to a process that no longer runs here.
+pub fn orphaned(name: &str) -> bool {
     let mut parts = name.rsplitn(3, '_');
     let (Some(random), Some(pid), Some(_)) = (parts.next(), parts.next(), parts.next()) else {
         return false;

@@ -2016,3 +2016,84 @@ async fn a_lapsed_token_while_the_idp_is_down_is_a_retry_not_a_sign_out() {
         back.body
     );
 }
+
+/// Keys under `pattern` in the Redis at `url`.
+async fn keys_under(url: &str, pattern: &str) -> usize {
+    let client = redis::Client::open(url).expect("redis url");
+    let mut c = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let mut n = 0;
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(10_000)
+            .query_async(&mut c)
+            .await
+            .expect("SCAN");
+        n += keys.len();
+        if next == 0 {
+            return n;
+        }
+        cursor = next;
+    }
+}
+
+/// What a deployment made in a shared Redis goes with it: stopped, it removes the keys
+/// under its prefix; and the next deployment removes those of a process that ended
+/// without stopping its own (a test that dropped its deployment, a run killed). Before,
+/// `load sweep` and the test suite left them all: 1.1 million keys on this machine after
+/// a day of sweeps, enough for a KEYS in a test to time out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_takes_its_redis_keys_with_it() {
+    let redis_url = testkit::servers::redis_url();
+    let client = redis::Client::open(redis_url.as_str()).expect("redis url");
+    let mut c = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    // A process id above any the kernel hands out: ended.
+    let orphan = "emta_4194305_17:left";
+    let _: () = redis::cmd("SET")
+        .arg(orphan)
+        .arg("x")
+        .query_async(&mut c)
+        .await
+        .expect("SET");
+    let now = service_kit::clock::now();
+    let d = local::deploy(Options {
+        postgres_admin: Some(testkit::servers::postgres_admin_url()),
+        redis_url: redis_url.clone(),
+        citizens: 2,
+        ..Options::new(test_license("saipa", "Shahin", now))
+    })
+    .await
+    .expect("deployment");
+    let prefix = d.redis_prefix.clone();
+    let b = Browser::new("");
+    let base = d.presale.as_str().trim_end_matches('/').to_owned();
+    let first = b.go(&format!("{base}/saipa/login")).await;
+    let back = login::complete(&b, first, &d.citizens[0], &d.stub.outbox).await;
+    assert!(back.location.is_some(), "signed in: {}", back.body);
+    let mine = format!("{prefix}*");
+    assert!(
+        keys_under(&redis_url, &mine).await > 0,
+        "the sign-in left keys"
+    );
+    assert_eq!(
+        keys_under(&redis_url, "emta_4194305_17:*").await,
+        0,
+        "the ended process's keys were removed when the deployment started"
+    );
+    d.stop().await;
+    assert_eq!(
+        keys_under(&redis_url, &mine).await,
+        0,
+        "the stopped deployment's keys are gone"
+    );
+}
