@@ -190,11 +190,20 @@ impl<'a> Walk<'a> {
                 .ok()
                 .map(|p| p.url.clone())
                 .filter(|u| u != asked);
-            let last = r.as_ref().ok().cloned();
+            // The last answer's own time, and which page it was when it was a refusal.
+            let last = r.as_ref().ok().map(|p| {
+                let page = if p.status == 503 {
+                    p.name()
+                } else {
+                    String::new()
+                };
+                (p.took, page)
+            });
             let r = r.and_then(|p| check(&p).map(|()| p));
+            let last = last.as_ref().map(|(took, page)| (*took, page.as_str()));
             self.j
                 .rec
-                .step_answered(name, self.next, r.as_ref().map(|p| p.status), last.as_ref());
+                .step_answered(name, self.next, r.as_ref().map(|p| p.status), last);
             self.next = Instant::now();
             match r {
                 Ok(p) => {

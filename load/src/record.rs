@@ -200,19 +200,20 @@ impl Recorder {
         self.step_answered(name, intended, result, None);
     }
 
-    /// A step ended now; it was meant to start at `intended`. `last` is the page that
-    /// answered last (after any redirects), when there was one: a refusal is timed by
-    /// that request's own answer, and the page is named among the step's refusers.
+    /// A step ended now; it was meant to start at `intended`. `last` is the request that
+    /// answered last (after any redirects), when there was one: its own time, and its
+    /// page ([`crate::http::Page::name`]). A refusal is timed by that request's own
+    /// answer, and the page is named among the step's refusers.
     pub fn step_answered(
         &self,
         name: &'static str,
         intended: Instant,
         result: Result<u16, &crate::http::Fail>,
-        last: Option<&crate::http::Page>,
+        last: Option<(Duration, &str)>,
     ) {
         let now = Instant::now();
         let us = (now.saturating_duration_since(intended).as_micros() as u64).max(1);
-        let refusal_us = last.map_or(us, |p| (p.took.as_micros() as u64).clamp(1, us));
+        let refusal_us = last.map_or(us, |(took, _)| (took.as_micros() as u64).clamp(1, us));
         let i = self.secs(now) as usize;
         let mut g = self.lock();
         let s = g.steps.entry(name).or_default();
@@ -236,8 +237,8 @@ impl Recorder {
                     s.shed_step_hist
                         .get_or_insert_with(hist)
                         .saturating_record(us);
-                    if let Some(p) = last {
-                        *s.refused_by.entry(p.name()).or_default() += 1;
+                    if let Some((_, page)) = last {
+                        *s.refused_by.entry(page.to_owned()).or_default() += 1;
                     }
                 }
                 self.errors.fetch_add(1, Ordering::Relaxed);
@@ -457,7 +458,12 @@ mod tests {
             status: 503,
             retry_after: Some(2),
         };
-        rec.step_answered("consent", intended, Err(&busy), Some(&page));
+        rec.step_answered(
+            "consent",
+            intended,
+            Err(&busy),
+            Some((page.took, &page.name())),
+        );
         let r = rec.finish();
         let s = &r.steps["consent"];
         let own = ms_at(s.shed_hist.as_ref().expect("refusals"), 0.99);
