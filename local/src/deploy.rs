@@ -196,16 +196,18 @@ pub fn queue_license(units: i64, opens_in: i64, admission_per_min: i64) -> NewLi
     }
 }
 
-/// Removes the keys matching `pattern` for which `keep_out` holds (SCAN, then UNLINK in
-/// batches: no KEYS, which blocks a Redis with millions of keys), within a minute.
-async fn forget_keys(
+/// Walks the keys matching `pattern` in the Redis at `url` (SCAN: no KEYS, which blocks a
+/// Redis with millions of keys), for at most a minute, and UNLINKs the keys `pick` returns
+/// from each batch; how many it removed.
+pub async fn sweep_keys(
     url: &str,
-    keep_out: impl Fn(&str) -> bool,
     pattern: &str,
-) -> redis::RedisResult<()> {
+    mut pick: impl FnMut(Vec<String>) -> Vec<String>,
+) -> redis::RedisResult<usize> {
     let client = redis::Client::open(url)?;
     let mut c = client.get_multiplexed_async_connection().await?;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut removed = 0;
     let mut cursor: u64 = 0;
     loop {
         let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
@@ -216,15 +218,28 @@ async fn forget_keys(
             .arg(10_000)
             .query_async(&mut c)
             .await?;
-        let gone: Vec<&String> = keys.iter().filter(|k| keep_out(k)).collect();
+        let gone = pick(keys);
         if !gone.is_empty() {
             let _: i64 = redis::cmd("UNLINK").arg(&gone).query_async(&mut c).await?;
+            removed += gone.len();
         }
         if next == 0 || tokio::time::Instant::now() > deadline {
-            return Ok(());
+            return Ok(removed);
         }
         cursor = next;
     }
+}
+
+/// Removes the keys matching `pattern` for which `keep_out` holds.
+async fn forget_keys(
+    url: &str,
+    keep_out: impl Fn(&str) -> bool,
+    pattern: &str,
+) -> redis::RedisResult<usize> {
+    sweep_keys(url, pattern, |keys| {
+        keys.into_iter().filter(|k| keep_out(k)).collect()
+    })
+    .await
 }
 
 /// Removes the keys left in the shared Redis by deployments of processes that ended

@@ -1835,24 +1835,9 @@ async fn a_sign_in_back_during_a_redis_outage_is_told_to_retry_and_the_retry_sig
 /// Deletes the Redis keys matching `pattern` (what a failover or a crash without its
 /// files loses); how many.
 async fn forget(redis_url: &str, pattern: &str) -> usize {
-    let client = redis::Client::open(redis_url).expect("redis url");
-    let mut c = client
-        .get_multiplexed_async_connection()
+    local::deploy::sweep_keys(redis_url, pattern, |keys| keys)
         .await
-        .expect("redis");
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(pattern)
-        .query_async(&mut c)
-        .await
-        .expect("KEYS");
-    for k in &keys {
-        let _: i64 = redis::cmd("DEL")
-            .arg(k)
-            .query_async(&mut c)
-            .await
-            .expect("DEL");
-    }
-    keys.len()
+        .expect("SCAN and UNLINK")
 }
 
 /// A citizen signed in at the IdP, back at the storefront's callback URL (not yet
@@ -2019,29 +2004,14 @@ async fn a_lapsed_token_while_the_idp_is_down_is_a_retry_not_a_sign_out() {
 
 /// Keys under `pattern` in the Redis at `url`.
 async fn keys_under(url: &str, pattern: &str) -> usize {
-    let client = redis::Client::open(url).expect("redis url");
-    let mut c = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
     let mut n = 0;
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(10_000)
-            .query_async(&mut c)
-            .await
-            .expect("SCAN");
+    local::deploy::sweep_keys(url, pattern, |keys| {
         n += keys.len();
-        if next == 0 {
-            return n;
-        }
-        cursor = next;
-    }
+        Vec::new()
+    })
+    .await
+    .expect("SCAN");
+    n
 }
 
 /// What a deployment made in a shared Redis goes with it: stopped, it removes the keys
