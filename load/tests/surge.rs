@@ -173,3 +173,58 @@ async fn stopping_a_run_gives_a_partial_report() {
         .iter()
         .any(|r| r.contains("interrupted")));
 }
+
+/// A run always ends (issue 12): citizens still waiting `finish_within` after the last
+/// arrival are counted failed and the run reports, rather than waiting on them. Here the
+/// campaign admits one applicant a minute, so nearly everyone who joins waits, and the
+/// deadline is 3 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_whose_citizens_cannot_finish_ends_at_its_deadline() {
+    let d = deploy(true, 20, local::queue_license(50, 0, 1)).await;
+    let plan = Plan {
+        scenario: "overdue".into(),
+        curve: Curve {
+            bucket_secs: 1.0,
+            counts: vec![10.0; 2],
+        },
+        seed: 3,
+        mix: Mix::default(),
+        citizens: d.citizens.clone(),
+        sso_from: None,
+        p99_limit_ms: 500.0,
+        progress: false,
+        target: serde_json::json!({}),
+        faults: Vec::new(),
+        injector: None,
+        finish_within: Duration::from_secs(3),
+    };
+    let started = std::time::Instant::now();
+    let report = tokio::time::timeout(
+        Duration::from_secs(60),
+        load::run::run(plan, journey(&d, 1.0), std::future::pending()),
+    )
+    .await
+    .expect("the run ended on its own")
+    .expect("run");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "ended at its deadline, not when the campaign opens: {:?}",
+        started.elapsed()
+    );
+    assert!(report.overdue, "{:?}", report.outcomes);
+    assert!(!report.interrupted);
+    assert_eq!(report.outcomes.total, 20, "everyone is accounted for");
+    let overdue: u64 = report
+        .outcomes
+        .failed
+        .iter()
+        .filter(|(why, _)| why.contains("the run's deadline"))
+        .map(|(_, n)| n)
+        .sum();
+    assert!(
+        overdue >= 15,
+        "the waiting citizens counted failed at the deadline: {:?}",
+        report.outcomes
+    );
+    assert!(!report.verdict.held);
+}
