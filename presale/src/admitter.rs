@@ -72,12 +72,28 @@ pub(crate) async fn tick(core: &Core) {
             Err(e) => tracing::warn!(error = %e, license = %l.id, "lottery draw failed"),
         }
     }
+    // Each campaign on its own, at once and within its own budget: one campaign whose row
+    // somebody holds locked (or whose log is slow to sign) must not halt every other
+    // campaign's admissions. On PostgreSQL the tick's and the sequencer's transactions
+    // also carry a lock and a statement timeout, so the server gives up as well.
+    let mut work = tokio::task::JoinSet::new();
+    for l in licenses.iter() {
+        let (core, l) = (core.clone(), l.clone());
+        work.spawn(async move {
+            let id = l.id.clone();
+            let done = tokio::time::timeout(CAMPAIGN_BUDGET, campaign(&core, &l)).await;
+            match done {
+                Ok(advanced) => advanced,
+                Err(_) => {
+                    tracing::warn!(campaign = %id, "a campaign's admitter work ran past its budget");
+                    false
+                }
+            }
+        });
+    }
     let mut all_advanced = true;
-    for l in licenses.iter().filter(|l| l.selection == Selection::Queue) {
-        if let Err(e) = admit(core, l).await {
-            all_advanced = false;
-            tracing::warn!(error = %e, campaign = %l.id, "admitter tick failed");
-        }
+    while let Some(advanced) = work.join_next().await {
+        all_advanced &= advanced.unwrap_or(false);
     }
     if all_advanced {
         a.last_tick_ms.store(
@@ -85,11 +101,25 @@ pub(crate) async fn tick(core: &Core) {
             std::sync::atomic::Ordering::Relaxed,
         );
     }
-    for l in licenses.iter() {
-        if let Err(e) = core.store.sequence_log(&l.id, &core.log_key).await {
-            tracing::warn!(error = %e, campaign = %l.id, "transparency log sequencing failed");
+}
+
+/// How long one campaign's admitter work may take in one round.
+const CAMPAIGN_BUDGET: Duration = Duration::from_secs(3);
+
+/// One campaign's round: admit (queues), then sequence and sign its log. False if its
+/// queue could not be advanced.
+async fn campaign(core: &Core, l: &License) -> bool {
+    let mut advanced = true;
+    if l.selection == Selection::Queue {
+        if let Err(e) = admit(core, l).await {
+            advanced = false;
+            tracing::warn!(error = %e, campaign = %l.id, "admitter tick failed");
         }
     }
+    if let Err(e) = core.store.sequence_log(&l.id, &core.log_key).await {
+        tracing::warn!(error = %e, campaign = %l.id, "transparency log sequencing failed");
+    }
+    advanced
 }
 
 async fn admit(core: &Core, l: &License) -> Result<(), StoreError> {

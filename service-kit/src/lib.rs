@@ -15,9 +15,11 @@
 //! - [`net`]: the client address behind an ingress; [`secret`]: configuration values
 //!   that never print.
 //! - [`shutdown`], [`telemetry`]: SIGTERM drain and logging setup for the binaries.
-//! - [`admission`]: bounded in-flight work per step, refusing at once past it.
+//! - [`admission`]: bounded in-flight work per step, refusing at once past it;
+//!   [`body`]: request bodies read whole, within a size and a deadline, before any of it.
 
 pub mod admission;
+pub mod body;
 pub mod clock;
 pub mod digits;
 pub mod ephemeral;

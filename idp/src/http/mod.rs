@@ -73,6 +73,8 @@ pub fn router(core: Core) -> Router {
         .route("/static/pow.js", get(ops::js));
     let secure = core.settings.secure_cookies();
     security_headers(r.fallback(ops::not_found), secure)
+        // Outside every admission gate: a body trickled a byte at a time holds no permit.
+        .layer(axum::middleware::from_fn(service_kit::body::read_first))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(64 * 1024))
         .layer(
             tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &Request| {

@@ -263,14 +263,22 @@ async fn lottery(postgres: bool) {
             outcomes.push(done.status);
         } else {
             assert!(page.body.contains("waiting list"), "{}", page.body);
+            // With this browser's own valid CSRF token (before, the test posted a bad
+            // one and passed on the 403 that earned): refused as no winner.
+            let csrf = input(
+                &b.go(&format!("{}/iran-khodro/", env.base)).await.body,
+                "csrf",
+            );
             let r = b
                 .http
                 .post(wait_url.replace("/wait", "/apply"))
-                .form(&[("csrf", "x")])
+                .form(&[("csrf", csrf.as_str())])
                 .send()
                 .await
                 .expect("apply");
-            assert_eq!(r.status(), 403, "no form, no application");
+            assert_eq!(r.status(), 409, "a loser's application");
+            let body = r.text().await.unwrap_or_default();
+            assert!(body.contains("did not win"), "{body}");
             outcomes.push(0);
         }
     }
@@ -302,10 +310,39 @@ async fn journey(postgres: bool) {
         url.starts_with(&issuer) && phone.body.contains("name=\"mobile\""),
         "at the IdP's phone page"
     );
+    let session = |b: &Browser| {
+        b.cookies(&format!("{base}/saipa/"))
+            .into_iter()
+            .find(|(name, _)| name == "emta_ps")
+            .map(|(_, v)| v)
+            .expect("a storefront session cookie")
+    };
+    let before = session(&b);
     let mut front = sign_in(&env, &b, "saipa", who).await;
     assert!(
         front.body.contains(&who.given_name),
         "signed in as the verified citizen"
+    );
+    // The session id the sign-in started under (one a stranger could have planted in
+    // this browser) is renewed at the callback and signs nobody in (issue 31, point 12).
+    // First failure: the same id before and after.
+    assert_ne!(
+        session(&b),
+        before,
+        "the session id was not renewed at sign-in"
+    );
+    let planted = reqwest::Client::new()
+        .get(format!("{base}/saipa/"))
+        .header("cookie", format!("emta_ps={before}"))
+        .send()
+        .await
+        .expect("storefront")
+        .text()
+        .await
+        .expect("page");
+    assert!(
+        !planted.contains(&who.given_name),
+        "the session id from before the sign-in is signed in"
     );
     // The opening froze the pre-opening list; the parties reveal; the seed is public.
     for _ in 0..40 {
@@ -764,6 +801,7 @@ async fn console(postgres: bool) {
         citizen_sub: "c".into(),
         birthdate: "1990-01-01".into(),
         ticket: 1,
+        arrival: None,
         holder: presale::domain::Holder("h".into()),
     };
     let r = env.store.apply(&terms, &req).await.expect("sql");
@@ -992,6 +1030,24 @@ async fn a_flood_from_one_ip_is_throttled_with_retry_after() {
         limited.as_deref(),
         Some("1"),
         "the per-IP limit answers 429 with Retry-After"
+    );
+    // A path that merely ends in `/apply`, without a finished sign-in, is not exempt
+    // (issue 31, point 11). First failure: 400 POSTs all passed the limit.
+    let mut limited = false;
+    for _ in 0..400 {
+        let r = http
+            .post(format!("{}/saipa/anything/apply", env.base))
+            .send()
+            .await
+            .expect("post");
+        if r.status() == 429 {
+            limited = true;
+            break;
+        }
+    }
+    assert!(
+        limited,
+        "a path ending in /apply skipped the per-address limit"
     );
 }
 

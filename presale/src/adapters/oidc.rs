@@ -273,6 +273,11 @@ impl RelyingParty {
         self.storefronts.get(id)
     }
 
+    /// Every storefront's id.
+    pub fn storefront_ids(&self) -> impl Iterator<Item = &str> {
+        self.storefronts.keys().map(String::as_str)
+    }
+
     /// The storefronts by id.
     pub fn storefronts(&self) -> Vec<&Storefront> {
         let mut v: Vec<&Storefront> = self.storefronts.values().collect();

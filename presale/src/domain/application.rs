@@ -17,11 +17,13 @@ pub enum Refusal {
     RecentPurchase,
     /// Not admitted, or the time to apply ran out.
     TurnOver,
+    /// A lottery entry whose rank is not among the winners.
+    NotAWinner,
 }
 
 impl Refusal {
     /// Every refusal, for counting them by reason.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::SoldOut,
         Self::AlreadyApplied,
         Self::AlreadyAppliedInRound,
@@ -30,6 +32,7 @@ impl Refusal {
         Self::TooYoung,
         Self::RecentPurchase,
         Self::TurnOver,
+        Self::NotAWinner,
     ];
 
     /// The reason as a metric label.
@@ -43,6 +46,7 @@ impl Refusal {
             Self::TooYoung => "too_young",
             Self::RecentPurchase => "recent_purchase",
             Self::TurnOver => "turn_over",
+            Self::NotAWinner => "not_a_winner",
         }
     }
 
@@ -71,6 +75,10 @@ impl Refusal {
             Self::TooYoung => Text {
                 fa: "سن متقاضی کمتر از حد مجاز این پیش‌فروش است.",
                 en: "The applicant is younger than this presale allows.",
+            },
+            Self::NotAWinner => Text {
+                fa: "شما در قرعه‌کشی برنده نشده‌اید یا قرعه‌کشی هنوز انجام نشده است.",
+                en: "You did not win the lottery, or it has not been drawn yet.",
             },
             Self::TurnOver => Text {
                 fa: "نوبت شما نرسیده یا مهلت آن گذشته است.",
@@ -108,7 +116,11 @@ pub struct ApplicationRequest {
     pub citizen_sub: String,
     /// ISO 8601 birth date from the ID token.
     pub birthdate: String,
+    /// The queue ticket, or the lottery rank, applied with.
     pub ticket: i64,
+    /// A pre-opening arrival's number, whose ticket the seed gave: the application's
+    /// transaction checks that the holder owns that arrival (or, without one, the ticket).
+    pub arrival: Option<i64>,
     /// The per-campaign keyed hash of the national ID, as the transparency log shows it.
     pub holder: super::Holder,
 }

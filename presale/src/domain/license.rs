@@ -83,6 +83,39 @@ impl LicenseStatus {
     }
 }
 
+/// What a suspension or a resumption asked of a license in a given standing does. Only a
+/// real change of status is carried out: a second suspension stopping the queue's clock
+/// again would cost everyone whose deadline fell between the two their turn, and a
+/// duplicate proposal approved twice is the same thing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusChange {
+    /// Suspend now.
+    Suspend,
+    /// Resume; the suspension lasted `paused_ms`, which every open deadline gets back.
+    Resume { paused_ms: i64 },
+    /// It is so already: nothing to do, and a proposal for it is stale.
+    Unchanged,
+}
+
+/// The rule: `active` asked of a license in `current` standing, suspended since
+/// `suspended_at_ms` (when suspended), at `now_ms` on the database's clock.
+pub fn status_change(
+    current: LicenseStatus,
+    suspended_at_ms: Option<i64>,
+    active: bool,
+    now_ms: i64,
+) -> StatusChange {
+    match (current, active) {
+        (LicenseStatus::Active, false) => StatusChange::Suspend,
+        (LicenseStatus::Suspended, true) => StatusChange::Resume {
+            // A suspension from before its start was recorded gives nothing back: no
+            // guess at a length an insider could inflate.
+            paused_ms: suspended_at_ms.map_or(0, |at| (now_ms - at).max(0)),
+        },
+        _ => StatusChange::Unchanged,
+    }
+}
+
 /// Eligibility rule: no accepted application at these manufacturers in the last `months`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Exclusion {
@@ -286,6 +319,37 @@ pub(crate) mod tests {
                 .map(|p| crate::transparency::seed::Contribution::generate(p).commitment())
                 .to_vec(),
         }
+    }
+
+    #[test]
+    fn only_a_real_change_of_status_is_carried_out() {
+        use LicenseStatus::{Active, Suspended};
+        assert_eq!(
+            status_change(Active, None, false, 10),
+            StatusChange::Suspend
+        );
+        assert_eq!(
+            status_change(Suspended, Some(4), false, 10),
+            StatusChange::Unchanged,
+            "a second suspension is not a change"
+        );
+        assert_eq!(
+            status_change(Active, None, true, 10),
+            StatusChange::Unchanged
+        );
+        assert_eq!(
+            status_change(Suspended, Some(4), true, 10),
+            StatusChange::Resume { paused_ms: 6 }
+        );
+        assert_eq!(
+            status_change(Suspended, None, true, 10),
+            StatusChange::Resume { paused_ms: 0 }
+        );
+        assert_eq!(
+            status_change(Suspended, Some(40), true, 10),
+            StatusChange::Resume { paused_ms: 0 },
+            "a clock that stepped back gives no negative time"
+        );
     }
 
     #[test]

@@ -11,5 +11,6 @@ pub use application::{Accepted, ApplicationRequest, LicenseTerms, Refusal};
 pub use citizen::{Holder, NationalId};
 pub use license::{
     Exclusion, License, LicenseError, LicenseStatus, NewLicense, PresaleKind, Selection,
+    StatusChange,
 };
 pub use ticket::Place;

@@ -64,6 +64,10 @@ async fn apply(
         citizen_sub: c.sub.clone(),
         birthdate: c.birthdate.clone(),
         ticket,
+        arrival: match place {
+            Place::Early(arrival) => Some(arrival),
+            _ => None,
+        },
         holder: core.queue.holder(&id, &c.national_id),
     };
     match core.store.apply(&l.terms(), &req).await? {
@@ -85,7 +89,7 @@ async fn apply(
             core.count_refusal(why);
             // Refused for good (not for a pause or the cap): the slot goes to the next.
             if !lottery && !matches!(why, Refusal::Suspended | Refusal::SoldOut) {
-                let _ = core.store.release_admission(&id, ticket).await;
+                let _ = core.store.release_own_admission(&id, &req).await;
             }
             Err(why.into())
         }

@@ -604,6 +604,16 @@ fn refused(e: ProposalError) -> Response {
             "This proposal expired unapproved; propose it again.",
         ))
         .into_response(),
+        ProposalError::Unchanged => Error::conflict(t(
+            "مجوز هم‌اکنون در همین وضعیت است؛ این تغییر کاری انجام نمی‌دهد.",
+            "The license is already so: this change would do nothing.",
+        ))
+        .into_response(),
+        ProposalError::Duplicate => Error::conflict(t(
+            "همین تغییر برای این مجوز در انتظار تأیید است.",
+            "The same change to this license is already waiting for approval.",
+        ))
+        .into_response(),
         ProposalError::Rate => Error::user(
             StatusCode::UNPROCESSABLE_ENTITY,
             t(

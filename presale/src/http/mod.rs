@@ -104,6 +104,9 @@ pub(crate) fn router(core: Core) -> Router {
         .merge(console::router())
         .merge(transparency::router(g))
         .fallback(|| async { Error::not_found(msg::NOT_FOUND) })
+        // Inside the per-address guard, outside every admission gate: a body trickled a
+        // byte at a time holds no permit.
+        .layer(axum::middleware::from_fn(service_kit::body::read_first))
         .layer(axum::middleware::from_fn_with_state(core.clone(), guard))
         .layer(Set::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'")))
         .layer(Set::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
@@ -174,13 +177,25 @@ fn storefront_segment(path: &str) -> Option<&str> {
     (!SERVICE_PATHS.contains(&first)).then_some(first)
 }
 
+/// `/{m}/c/{id}/apply`, the one route an application is made on.
+fn is_apply_route(path: &str) -> bool {
+    let parts: Vec<&str> = path.split('/').collect();
+    matches!(parts.as_slice(), ["", m, "c", id, "apply"] if !m.is_empty() && !id.is_empty())
+}
+
 async fn guard(
     State(core): State<Core>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
     mut req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let applying = req.uri().path().ends_with("/apply");
+    // An application in progress is worth finishing, so it passes the per-address limit
+    // and the shedding below: only a POST to an application's own route from a browser
+    // whose sign-in finished (a keyed mark, checked without a store), not any path that
+    // ends in `/apply`.
+    let applying = req.method() == axum::http::Method::POST
+        && is_apply_route(req.uri().path())
+        && core.signed_in_here(&axum_extra::extract::CookieJar::from_headers(req.headers()));
     let ip = core
         .trust_forwarded_for
         .then(|| service_kit::net::forwarded_for(req.headers()))

@@ -12,12 +12,18 @@ use crate::adapters::oidc::RefreshError;
 use crate::app::Core;
 use crate::domain::NationalId;
 
-pub(crate) const COOKIE: &str = "emta_ps";
+/// The session cookie's name over plain http (local runs and tests); over https it has
+/// the `__Host-` prefix, so that no other host of the domain and no plain-http page can
+/// set it (RFC 6265bis): a session fixed from a sibling subdomain is refused by the
+/// browser itself.
+const COOKIE: &str = "emta_ps";
+const HOST_COOKIE: &str = "__Host-emta_ps";
 /// Set by a finished sign-in: a keyed hash of the session cookie, so admission control can
 /// tell a signed-in citizen from a visitor without a store lookup, and nobody can make one
 /// up. It says a sign-in finished in this browser session once; the session store says
 /// who is signed in where.
-pub(crate) const SIGNED_IN: &str = "emta_ps_in";
+const SIGNED_IN: &str = "emta_ps_in";
+const HOST_SIGNED_IN: &str = "__Host-emta_ps_in";
 /// How long a storefront remembers a sign-in (the refresh token keeps it honest).
 const SESSION: Duration = Duration::from_secs(8 * 3600);
 
@@ -33,6 +39,10 @@ pub(crate) struct Citizen {
     pub refresh_token: Option<String>,
     /// Unix seconds when the access token lapses.
     pub access_expires: i64,
+    /// The IdP's session this sign-in came from (back-channel logout names it), kept so
+    /// that a renewed browser session is linked to it again.
+    #[serde(default)]
+    pub idp_sid: Option<String>,
 }
 
 fn key(sid: &str, m: &str) -> String {
@@ -45,13 +55,67 @@ fn idp_session_key(m: &str, idp_sid: &str) -> String {
     format!("ps-idp:{m}:{idp_sid}")
 }
 
-fn sid(jar: &CookieJar) -> String {
-    jar.get(COOKIE)
-        .map(|c| c.value().to_owned())
-        .unwrap_or_default()
-}
-
 impl Core {
+    /// The session cookie's name: `__Host-` prefixed when served over https.
+    pub(crate) fn session_cookie(&self) -> &'static str {
+        if self.secure_cookies() {
+            HOST_COOKIE
+        } else {
+            COOKIE
+        }
+    }
+
+    fn signed_in_cookie(&self) -> &'static str {
+        if self.secure_cookies() {
+            HOST_SIGNED_IN
+        } else {
+            SIGNED_IN
+        }
+    }
+
+    /// This browser's session id (empty without the cookie).
+    pub(crate) fn sid(&self, jar: &CookieJar) -> String {
+        jar.get(self.session_cookie())
+            .map(|c| c.value().to_owned())
+            .unwrap_or_default()
+    }
+
+    fn session_cookie_of(&self, sid: String) -> Cookie<'static> {
+        Cookie::build((self.session_cookie(), sid))
+            .path("/")
+            .http_only(true)
+            .same_site(SameSite::Lax)
+            .secure(self.secure_cookies())
+            .build()
+    }
+
+    /// A new session id for this browser at the end of a sign-in, carrying over what the
+    /// old one held (the sign-ins at the other storefronts, which the one cookie names,
+    /// and their links to the IdP's sessions). A session id planted in the browser before
+    /// the sign-in (session fixation) is worth nothing after it.
+    pub(crate) async fn renew_session(
+        &self,
+        jar: CookieJar,
+    ) -> crate::error::Result<(CookieJar, String)> {
+        let old = self.sid(&jar);
+        let new = service_kit::keys::random_token(24);
+        if !old.is_empty() {
+            for m in self.rp.storefront_ids() {
+                let Some(raw) = self.sessions.take(&key(&old, m)).await? else {
+                    continue;
+                };
+                self.sessions.put(&key(&new, m), &raw, SESSION).await?;
+                if let Some(idp_sid) = serde_json::from_str::<Citizen>(&raw)
+                    .ok()
+                    .and_then(|c| c.idp_sid)
+                {
+                    self.link_idp_session(m, &idp_sid, &new).await?;
+                }
+            }
+        }
+        Ok((jar.add(self.session_cookie_of(new.clone())), new))
+    }
+
     /// The citizen signed in at storefront `m` in this browser, refreshed at the IdP when
     /// the access token has lapsed; the IdP's refusal signs them out of this storefront.
     /// A session store or an IdP that cannot answer is an error (503 or 502, try again),
@@ -62,7 +126,7 @@ impl Core {
         jar: &CookieJar,
         m: &str,
     ) -> crate::error::Result<Option<Citizen>> {
-        let Some(cookie) = jar.get(COOKIE) else {
+        let Some(cookie) = jar.get(self.session_cookie()) else {
             return Ok(None);
         };
         let key = key(cookie.value(), m);
@@ -109,7 +173,7 @@ impl Core {
         let json =
             serde_json::to_string(c).map_err(|e| crate::error::Error::Internal(e.to_string()))?;
         self.sessions
-            .put(&key(&sid(jar), m), &json, SESSION)
+            .put(&key(&self.sid(jar), m), &json, SESSION)
             .await?;
         Ok(())
     }
@@ -143,25 +207,19 @@ impl Core {
 
     /// The browser's session cookie, set now if it has none.
     pub(crate) fn ensure_session(&self, jar: CookieJar) -> (CookieJar, String) {
-        if let Some(c) = jar.get(COOKIE) {
+        if let Some(c) = jar.get(self.session_cookie()) {
             let v = c.value().to_owned();
             return (jar, v);
         }
         let sid = service_kit::keys::random_token(24);
-        let cookie = Cookie::build((COOKIE, sid.clone()))
-            .path("/")
-            .http_only(true)
-            .same_site(SameSite::Lax)
-            .secure(self.secure_cookies())
-            .build();
-        (jar.add(cookie), sid)
+        (jar.add(self.session_cookie_of(sid.clone())), sid)
     }
 
     /// `jar` with the mark of a finished sign-in for its session.
     pub(crate) fn mark_signed_in(&self, jar: CookieJar) -> CookieJar {
-        let mark = self.keys.hash("signed-in", sid(&jar).as_bytes());
+        let mark = self.keys.hash("signed-in", self.sid(&jar).as_bytes());
         jar.add(
-            Cookie::build((SIGNED_IN, mark))
+            Cookie::build((self.signed_in_cookie(), mark))
                 .path("/")
                 .http_only(true)
                 .same_site(SameSite::Lax)
@@ -172,7 +230,10 @@ impl Core {
 
     /// Whether a sign-in finished in this browser session (its mark matches the cookie).
     pub(crate) fn signed_in_here(&self, jar: &CookieJar) -> bool {
-        let (Some(session), Some(mark)) = (jar.get(COOKIE), jar.get(SIGNED_IN)) else {
+        let (Some(session), Some(mark)) = (
+            jar.get(self.session_cookie()),
+            jar.get(self.signed_in_cookie()),
+        ) else {
             return false;
         };
         self.keys
@@ -181,7 +242,7 @@ impl Core {
 
     pub(crate) fn csrf(&self, jar: &CookieJar) -> String {
         self.keys
-            .hash("csrf", format!("presale|{}", sid(jar)).as_bytes())
+            .hash("csrf", format!("presale|{}", self.sid(jar)).as_bytes())
     }
 
     pub(crate) fn check_csrf(&self, jar: &CookieJar, token: &str) -> crate::error::Result<()> {

@@ -12,7 +12,7 @@ use axum::Router;
 use axum_extra::extract::CookieJar;
 use serde::Deserialize;
 
-use super::session::{Citizen, COOKIE};
+use super::session::Citizen;
 use crate::adapters::oidc::{Pending, SignInError};
 use crate::app::Core;
 use crate::error::{msg, Error, Result};
@@ -103,10 +103,7 @@ async fn callback(
     };
     let pending: Pending =
         serde_json::from_str(&raw).map_err(|_| Error::bad_request(msg::SIGN_IN_INVALID))?;
-    let sid = jar
-        .get(COOKIE)
-        .map(|c| c.value().to_owned())
-        .unwrap_or_default();
+    let sid = core.sid(&jar);
     if pending.sid != sid || pending.manufacturer != m {
         return Err(Error::bad_request(msg::SIGN_IN_OTHER_BROWSER));
     }
@@ -127,6 +124,9 @@ async fn callback(
         SignInError::InvalidToken => Error::bad_request(msg::SIGN_IN_INVALID),
         SignInError::NoNationalId => Error::bad_request(msg::NO_NATIONAL_ID),
     })?;
+    // A new session id from here on: whoever knew the one this sign-in started under
+    // (set in this browser by someone else, say) is not signed in by it.
+    let (jar, sid) = core.renew_session(jar).await?;
     if let Some(idp_sid) = &who.idp_sid {
         core.link_idp_session(&m, idp_sid, &sid).await?;
     }
@@ -137,6 +137,7 @@ async fn callback(
         birthdate: who.birthdate,
         refresh_token: tokens.refresh_token,
         access_expires: tokens.access_expires,
+        idp_sid: who.idp_sid,
     };
     core.save_citizen(&jar, &m, &citizen).await?;
     Ok((core.mark_signed_in(jar), Redirect::to(&format!("/{m}/"))).into_response())

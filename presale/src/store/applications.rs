@@ -40,13 +40,12 @@ impl Store {
         if !terms.active {
             return Ok(Err(Refusal::Suspended));
         }
-        let now = self.db_now_ms().await?.div_euclid(1000);
-        let (from, until) = if terms.lottery {
-            (terms.closes_at, terms.closes_at + terms.apply_window_secs)
-        } else {
-            (terms.opens_at, terms.closes_at)
-        };
-        if now < from || now >= until {
+        let now_ms = self.db_now_ms().await?;
+        let now = now_ms.div_euclid(1000);
+        // A queue's applications start at the opening and end with the applicant's
+        // admission (given only before the close, kept through suspensions); a lottery's
+        // run from its draw, checked in the transaction below.
+        if (!terms.lottery && now < terms.opens_at) || (terms.lottery && now < terms.closes_at) {
             return Ok(Err(Refusal::OutsideWindow));
         }
         if let Some(min) = terms.min_age {
@@ -76,7 +75,11 @@ impl Store {
             Ok(code) => code,
             Err(refusal) => return Ok(Err(refusal)),
         };
-        if !terms.lottery && !self.claim_admission(&mut tx, &terms.id, req.ticket).await? {
+        if terms.lottery {
+            if let Err(refusal) = self.check_winner(&mut tx, terms, req, now_ms).await? {
+                return Ok(Err(refusal));
+            }
+        } else if !self.claim_admission(&mut tx, &terms.id, req).await? {
             return Ok(Err(Refusal::TurnOver));
         }
         if let Some(ex) = &terms.exclusion {
@@ -145,6 +148,44 @@ impl Store {
         }
         tx.commit().await?;
         Ok(Ok(Accepted { id, tracking_code }))
+    }
+
+    /// A lottery application's rank, read in its transaction: the applicant's own entry
+    /// must be ranked among the winners and applied with that rank, within the apply
+    /// window that runs from the draw (moved on by suspensions since). The handler's
+    /// check is only for a quicker answer; this one decides.
+    async fn check_winner(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        terms: &LicenseTerms,
+        req: &ApplicationRequest,
+        now_ms: i64,
+    ) -> Result<Result<(), Refusal>, StoreError> {
+        let Some(row) = sqlx::query(
+            "SELECT r.rank, d.apply_until_ms FROM lottery_entries e \
+             JOIN lottery_ranks r ON r.license_id = e.license_id AND r.entry_no = e.entry_no \
+             JOIN lottery_draws d ON d.license_id = e.license_id \
+             WHERE e.license_id = $1 AND e.national_id = $2",
+        )
+        .bind(&terms.id)
+        .bind(req.national_id.as_str())
+        .fetch_optional(&mut **tx)
+        .await?
+        else {
+            return Ok(Err(Refusal::NotAWinner));
+        };
+        let rank: i64 = row.try_get("rank")?;
+        if rank > terms.units || rank != req.ticket {
+            return Ok(Err(Refusal::NotAWinner));
+        }
+        // Draws from before the window ran from the draw: from the close, as then.
+        let until = row
+            .try_get::<Option<i64>, _>("apply_until_ms")?
+            .unwrap_or((terms.closes_at + terms.apply_window_secs) * 1000);
+        if now_ms >= until {
+            return Ok(Err(Refusal::OutsideWindow));
+        }
+        Ok(Ok(()))
     }
 
     /// Inserts the application with a fresh tracking code and returns the code. A code

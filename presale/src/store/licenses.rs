@@ -3,8 +3,11 @@
 use service_kit::sql::is_unique_violation;
 
 use super::{Store, StoreError};
+use sqlx::Row;
+
 use crate::domain::license::{
-    Exclusion, License, LicenseError, LicenseStatus, NewLicense, PresaleKind, Selection,
+    status_change, Exclusion, License, LicenseError, LicenseStatus, NewLicense, PresaleKind,
+    Selection, StatusChange,
 };
 use crate::transparency::Event;
 
@@ -116,80 +119,132 @@ impl Store {
     }
 
     /// Suspends or resumes a license (library callers; staff do it through an approved
-    /// proposal). See [`Store::set_license_active_in`].
+    /// proposal). True if the status changed. See [`Store::set_license_active_in`].
     pub async fn set_license_active(&self, id: &str, active: bool) -> Result<bool, StoreError> {
         let mut tx = service_kit::sql::begin(self.pool()).await?;
         let done = self.set_license_active_in(&mut tx, id, active).await?;
         tx.commit().await?;
-        Ok(done)
+        Ok(matches!(
+            done,
+            Some(StatusChange::Suspend | StatusChange::Resume { .. })
+        ))
     }
 
-    /// Suspends or resumes a license, in the caller's transaction. Applications stop at
+    /// Suspends or resumes a license, in the caller's transaction, under the license row's
+    /// lock and by [`crate::domain::license::status_change`]: only a real change of status
+    /// happens (a repeated one is `Unchanged` and writes nothing). Applications stop at
     /// once (their transaction checks the status), admissions too (every admitter tick
-    /// reads it under the campaign's lock), and the queue's clock stops now, so no apply
+    /// reads it after the campaign's lock), and the queue's clock stops now, so no apply
     /// deadline runs while suspended: the first tick after the resumption extends them by
-    /// the time it stood still. False if there is no such license.
+    /// the time it stood still. A resumption gives the suspension's length back to the
+    /// admitter's close and to a drawn lottery's apply window. None if there is no such
+    /// license.
     pub(crate) async fn set_license_active_in(
         &self,
         tx: &mut sqlx::AnyConnection,
         id: &str,
         active: bool,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE licenses SET status = $2 WHERE id = $1")
-            .bind(id)
-            .bind(
-                if active {
-                    LicenseStatus::Active
-                } else {
-                    LicenseStatus::Suspended
-                }
-                .as_str(),
-            )
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() == 1 {
-            let at_ms = self.db_now_ms_in(tx).await?;
-            let status = if active { "active" } else { "suspended" }.to_owned();
-            self.log_event(tx, id, &Event::Status { status, at_ms })
+    ) -> Result<Option<StatusChange>, StoreError> {
+        let Some(row) = sqlx::query(&format!(
+            "UPDATE licenses SET status = status WHERE id = $1 \
+             RETURNING status, suspended_at_ms, {} AS now_ms",
+            self.now_ms_sql()
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let status: String = row.try_get("status")?;
+        let status = LicenseStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("license {id}: status {status:?}")))?;
+        let suspended_at: Option<i64> = row.try_get("suspended_at_ms")?;
+        let at_ms: i64 = row.try_get("now_ms")?;
+        let change = status_change(status, suspended_at, active, at_ms);
+        match change {
+            StatusChange::Unchanged => return Ok(Some(change)),
+            StatusChange::Suspend => {
+                sqlx::query(
+                    "UPDATE licenses SET status = 'suspended', suspended_at_ms = $2 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(at_ms)
+                .execute(&mut *tx)
                 .await?;
+                // The queue's time is `min(now, clock_ms + STALL_MS)`: stop it at now.
+                sqlx::query(&format!(
+                    "UPDATE queue_campaigns SET clock_ms = {} - {} WHERE license_id = $1 AND clock_ms > 0",
+                    self.now_ms_sql(),
+                    super::queue::STALL_MS
+                ))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            StatusChange::Resume { paused_ms } => {
+                sqlx::query(
+                    "UPDATE licenses SET status = 'active', suspended_at_ms = NULL, \
+                     paused_ms = paused_ms + $2 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(paused_ms)
+                .execute(&mut *tx)
+                .await?;
+                // Winners whose window was still open when the suspension began get its
+                // length back.
+                sqlx::query(
+                    "UPDATE lottery_draws SET apply_until_ms = apply_until_ms + $2 \
+                     WHERE license_id = $1 AND apply_until_ms > $3",
+                )
+                .bind(id)
+                .bind(paused_ms)
+                .bind(suspended_at.unwrap_or(at_ms))
+                .execute(&mut *tx)
+                .await?;
+            }
         }
-        if !active {
-            // The queue's time is `min(now, clock_ms + STALL_MS)`: stop it at now.
-            sqlx::query(&format!(
-                "UPDATE queue_campaigns SET clock_ms = {} - {} WHERE license_id = $1 AND clock_ms > 0",
-                self.now_ms_sql(),
-                super::queue::STALL_MS
-            ))
-            .bind(id)
-            .execute(&mut *tx)
+        let status = if active { "active" } else { "suspended" }.to_owned();
+        self.log_event(tx, id, &Event::Status { status, at_ms })
             .await?;
-        }
-        Ok(done.rows_affected() == 1)
+        Ok(Some(change))
     }
 
     /// Changes a license's admission rate, in the caller's transaction; every admitter
-    /// tick reads it under the campaign's lock, so it holds from the next tick on. False if
-    /// there is no such license.
+    /// tick reads it under the campaign's lock, so it holds from the next tick on. None if
+    /// there is no such license, `Some(false)` if the rate is that already (nothing
+    /// written: a stale or repeated change is not carried out twice).
     pub(crate) async fn set_rate_in(
         &self,
         tx: &mut sqlx::AnyConnection,
         id: &str,
         admission_per_min: i64,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE licenses SET admission_per_min = $2 WHERE id = $1")
+    ) -> Result<Option<bool>, StoreError> {
+        let Some(row) = sqlx::query(&format!(
+            "UPDATE licenses SET admission_per_min = admission_per_min WHERE id = $1 \
+             RETURNING admission_per_min, {} AS now_ms",
+            self.now_ms_sql()
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(None);
+        };
+        if row.try_get::<i64, _>("admission_per_min")? == admission_per_min {
+            return Ok(Some(false));
+        }
+        sqlx::query("UPDATE licenses SET admission_per_min = $2 WHERE id = $1")
             .bind(id)
             .bind(admission_per_min)
             .execute(&mut *tx)
             .await?;
-        if done.rows_affected() == 1 {
-            let at_ms = self.db_now_ms_in(tx).await?;
-            let event = Event::Rate {
-                admission_per_min,
-                at_ms,
-            };
-            self.log_event(tx, id, &event).await?;
-        }
-        Ok(done.rows_affected() == 1)
+        let event = Event::Rate {
+            admission_per_min,
+            at_ms: row.try_get("now_ms")?,
+        };
+        self.log_event(tx, id, &event).await?;
+        Ok(Some(true))
     }
 
     pub async fn licenses(&self) -> Result<Vec<License>, StoreError> {

@@ -89,6 +89,7 @@ impl Store {
             );
         }
         let mut tx = service_kit::sql::begin(&self.pool).await?;
+        self.bound_admitter_tx(&mut tx).await?;
         let Some(row) = sqlx::query(&format!(
             "UPDATE log_state SET size = size WHERE license_id = $1 RETURNING size, {} AS now_ms",
             self.now_ms_sql()

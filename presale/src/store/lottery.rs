@@ -35,9 +35,12 @@ impl Store {
             return Ok(Entered::Already(n));
         }
         let mut tx = service_kit::sql::begin(self.pool()).await?;
+        // `frozen_at_ms` is in the row this statement locks, so PostgreSQL re-reads it
+        // after waiting for the draw's lock: once the list is frozen, no entry is taken,
+        // whatever the clock says (one stepped back after a failover, say).
         let row = sqlx::query(&format!(
             "UPDATE licenses SET entries = entries + 1 WHERE id = $1 \
-             RETURNING entries, opens_at, closes_at, status, {} AS now_ms",
+             RETURNING entries, opens_at, closes_at, status, frozen_at_ms, {} AS now_ms",
             self.now_ms_sql()
         ))
         .bind(&l.id)
@@ -47,7 +50,12 @@ impl Store {
         let opens_ms = row.try_get::<i64, _>("opens_at")? * 1000;
         let closes_ms = row.try_get::<i64, _>("closes_at")? * 1000;
         let status: String = row.try_get("status")?;
-        if now_ms < opens_ms || now_ms >= closes_ms || status != LicenseStatus::Active.as_str() {
+        let frozen = row.try_get::<Option<i64>, _>("frozen_at_ms")?.is_some();
+        if frozen
+            || now_ms < opens_ms
+            || now_ms >= closes_ms
+            || status != LicenseStatus::Active.as_str()
+        {
             return Ok(Entered::Closed);
         }
         let n: i64 = row.try_get("entries")?;
@@ -128,7 +136,7 @@ impl Store {
         let mut tx = service_kit::sql::begin(self.pool()).await?;
         let row = sqlx::query(&format!(
             "UPDATE licenses SET entries = entries WHERE id = $1 \
-             RETURNING closes_at, status, {} AS now_ms",
+             RETURNING closes_at, status, frozen_at_ms, apply_window_secs, {} AS now_ms",
             self.now_ms_sql()
         ))
         .bind(&l.id)
@@ -136,7 +144,9 @@ impl Store {
         .await?;
         let now_ms: i64 = row.try_get("now_ms")?;
         let status: String = row.try_get("status")?;
-        if now_ms < row.try_get::<i64, _>("closes_at")? * 1000
+        let frozen = row.try_get::<Option<i64>, _>("frozen_at_ms")?.is_some();
+        // Once frozen, the close is final: a clock that steps back does not reopen it.
+        if (!frozen && now_ms < row.try_get::<i64, _>("closes_at")? * 1000)
             || status != LicenseStatus::Active.as_str()
         {
             return Ok(None);
@@ -150,6 +160,13 @@ impl Store {
                 .transpose()?;
         if drawn.is_some() {
             return Ok(drawn);
+        }
+        if !frozen {
+            sqlx::query("UPDATE licenses SET frozen_at_ms = $2 WHERE id = $1")
+                .bind(&l.id)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
         }
         let rows = sqlx::query(
             "SELECT entry_no, holder FROM lottery_entries WHERE license_id = $1 ORDER BY entry_no",
@@ -168,6 +185,26 @@ impl Store {
         }
         self.freeze_list(&mut tx, &l.id, ENTRIES, &holders, now_ms)
             .await?;
+        // The draw ranks exactly the frozen list: entries 1..=size, whose root must be the
+        // frozen one. An entry added, changed or removed since (by anyone who can write
+        // the table) stops the draw rather than being drawn.
+        let frozen_list =
+            sqlx::query("SELECT list_size, list_root FROM campaign_seeds WHERE license_id = $1")
+                .bind(&l.id)
+                .fetch_one(&mut *tx)
+                .await?;
+        let size: i64 = frozen_list.try_get("list_size")?;
+        let root: String = frozen_list.try_get("list_root")?;
+        let expected: Vec<i64> = (1..=size).collect();
+        let (_, now_root) =
+            crate::transparency::list_root(ENTRIES, holders.iter().map(String::as_str));
+        if numbers != expected || now_root != root {
+            return Err(StoreError::Corrupt(format!(
+                "lottery {}: the entries ({} now) are not the frozen list of {size}; not drawing",
+                l.id,
+                numbers.len()
+            )));
+        }
         let Some(seed) = self.campaign_seed_in(&mut tx, &l.id).await? else {
             // Frozen; the parties reveal next.
             tx.commit().await?;
@@ -175,12 +212,19 @@ impl Store {
         };
         let entries: Vec<String> = numbers.iter().map(|n| entry_id(*n)).collect();
         let draw = crate::domain::lottery::draw(&seed, &entries, l.units as usize);
-        sqlx::query("INSERT INTO lottery_draws (license_id, seed, drawn_at) VALUES ($1, $2, $3)")
-            .bind(&l.id)
-            .bind(&seed)
-            .bind(now_ms.div_euclid(1000))
-            .execute(&mut *tx)
-            .await?;
+        // Winners apply for the license's window from now (the draw waits for every
+        // reveal, so the window runs from the draw, not from the close).
+        let window_ms = row.try_get::<i64, _>("apply_window_secs")? * 1000;
+        sqlx::query(
+            "INSERT INTO lottery_draws (license_id, seed, drawn_at, apply_until_ms) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&l.id)
+        .bind(&seed)
+        .bind(now_ms.div_euclid(1000))
+        .bind(now_ms + window_ms)
+        .execute(&mut *tx)
+        .await?;
         let order: Vec<i64> = draw
             .order
             .iter()

@@ -8,7 +8,7 @@ use sqlx::Row;
 
 use super::staff::Role;
 use super::{audit, Store, StoreError};
-use crate::domain::{LicenseError, NewLicense};
+use crate::domain::{LicenseError, LicenseStatus, NewLicense, StatusChange};
 
 /// How long a proposal waits for its second pair of eyes.
 pub const PROPOSAL_TTL_SECS: i64 = 24 * 3600;
@@ -94,6 +94,13 @@ pub enum ProposalError {
     NoLicense,
     #[error("the admission rate must be a positive number per minute")]
     Rate,
+    /// Suspend while suspended, resume while active, a rate it has already: carried out,
+    /// it would change nothing (or, for a suspension, stop the queue's clock a second
+    /// time and cost people their turn).
+    #[error("the license is already so: nothing to change")]
+    Unchanged,
+    #[error("the same change to this license is already waiting for approval")]
+    Duplicate,
     #[error(transparent)]
     License(#[from] LicenseError),
 }
@@ -174,12 +181,38 @@ impl Store {
             return Ok(Err(ProposalError::NotIssuer));
         }
         if let Some(license_id) = change.license_id() {
-            let exists = sqlx::query("SELECT 1 FROM licenses WHERE id = $1")
-                .bind(license_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if exists.is_none() {
+            let Some(current) =
+                sqlx::query("SELECT status, admission_per_min FROM licenses WHERE id = $1")
+                    .bind(license_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+            else {
                 return Ok(Err(ProposalError::NoLicense));
+            };
+            let status: String = current.try_get("status")?;
+            let active = status == LicenseStatus::Active.as_str();
+            let stale = match change {
+                Change::Suspend { .. } => !active,
+                Change::Resume { .. } => active,
+                Change::Rate {
+                    admission_per_min, ..
+                } => current.try_get::<i64, _>("admission_per_min")? == *admission_per_min,
+                Change::Issue { .. } => false,
+            };
+            if stale {
+                return Ok(Err(ProposalError::Unchanged));
+            }
+            let pending = sqlx::query(
+                "SELECT 1 AS one FROM proposals WHERE action = $1 AND subject = $2 \
+                 AND outcome IS NULL AND proposed_at > $3",
+            )
+            .bind(change.action())
+            .bind(license_id)
+            .bind(now - PROPOSAL_TTL_SECS)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if pending.is_some() {
+                return Ok(Err(ProposalError::Duplicate));
             }
         }
         sqlx::query(
@@ -313,28 +346,28 @@ impl Store {
         change: &Change,
         now: i64,
     ) -> Result<Result<String, ProposalError>, StoreError> {
-        let found = match change {
+        let changed = match change {
             Change::Issue { license } => {
                 return Ok(self
                     .issue_license_in(tx, license, now)
                     .await?
                     .map_err(ProposalError::from))
             }
-            Change::Suspend { license_id } => {
-                self.set_license_active_in(tx, license_id, false).await?
-            }
-            Change::Resume { license_id } => {
-                self.set_license_active_in(tx, license_id, true).await?
-            }
+            Change::Suspend { license_id } | Change::Resume { license_id } => self
+                .set_license_active_in(tx, license_id, matches!(change, Change::Resume { .. }))
+                .await?
+                .map(|c| c != StatusChange::Unchanged),
             Change::Rate {
                 license_id,
                 admission_per_min,
             } => self.set_rate_in(tx, license_id, *admission_per_min).await?,
         };
-        Ok(if found {
-            Ok(change.license_id().unwrap_or_default().to_owned())
-        } else {
-            Err(ProposalError::NoLicense)
+        Ok(match changed {
+            Some(true) => Ok(change.license_id().unwrap_or_default().to_owned()),
+            // Stale since it was proposed (another proposal did it first): refused, and
+            // the proposal stays pending for its author to withdraw.
+            Some(false) => Err(ProposalError::Unchanged),
+            None => Err(ProposalError::NoLicense),
         })
     }
 }

@@ -88,6 +88,10 @@ struct Locked {
     now_ms: i64,
     suspended: bool,
     sold_out: bool,
+    /// Units not yet taken by an accepted application.
+    units_left: i64,
+    /// When the admitter stops: the license's close, moved on by its suspensions.
+    closes_at_ms: i64,
     rate_per_min: i64,
     max_active: i64,
     window_ms: i64,
@@ -263,6 +267,25 @@ impl Store {
         }
     }
 
+    /// PostgreSQL: the admitter's transactions (a campaign's tick, its log's sequencing)
+    /// give up on a lock after two seconds and on a statement after five, so one campaign
+    /// whose row somebody holds cannot hold the admitter's connection, or the server's
+    /// backend, for long. (SQLite has one writer and a busy timeout of its own.)
+    pub(crate) async fn bound_admitter_tx(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+    ) -> Result<(), StoreError> {
+        if self.postgres {
+            sqlx::query(
+                "SELECT set_config('lock_timeout', '2000', true), \
+                 set_config('statement_timeout', '5000', true)",
+            )
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+
     /// The time on the database's clock (Unix milliseconds).
     pub async fn db_now_ms(&self) -> Result<i64, StoreError> {
         Ok(
@@ -317,20 +340,29 @@ impl Store {
     }
 
     /// Locks a campaign's row (the first statement writes, as SQLite's writers must).
+    ///
+    /// A join reads the license's terms in the same round trip on PostgreSQL. An admitter
+    /// `tick` reads them in a statement of its own after the lock: under READ COMMITTED,
+    /// an UPDATE that waited for the row re-checks only that row and keeps the joined
+    /// license as its snapshot saw it, so a tick that waited behind a suspension (which
+    /// moves this row's clock) would still see the license active and admit a second's
+    /// worth of people. A new statement sees what committed before the lock was granted.
     async fn lock_queue(
         &self,
         conn: &mut sqlx::AnyConnection,
         license_id: &str,
+        tick: bool,
     ) -> Result<Option<Locked>, StoreError> {
+        let joined = self.postgres && !tick;
         // PostgreSQL: the lock and the license's terms in one round trip (SQLite's RETURNING
         // may not name a joined table; it is in-process, so two statements cost little).
-        let Some(q) = sqlx::query(&if self.postgres {
+        let Some(q) = sqlx::query(&if joined {
             format!(
                 "UPDATE queue_campaigns q SET opened = q.opened FROM licenses l \
                  WHERE q.license_id = $1 AND l.id = q.license_id \
                  RETURNING q.opens_at_ms, q.early, q.late, q.opened, q.serving, q.clock_ms, \
                  q.carry_milli, l.status, l.accepted, l.units, l.admission_per_min, \
-                 l.max_active, l.apply_window_secs, {} AS now_ms",
+                 l.max_active, l.apply_window_secs, l.closes_at, l.paused_ms, {} AS now_ms",
                 self.now_ms_sql()
             )
         } else {
@@ -347,13 +379,13 @@ impl Store {
         else {
             return Ok(None);
         };
-        let separate = if self.postgres {
+        let separate = if joined {
             None
         } else {
             Some(
                 sqlx::query(
                     "SELECT status, accepted, units, admission_per_min, max_active, \
-                     apply_window_secs FROM licenses WHERE id = $1",
+                     apply_window_secs, closes_at, paused_ms FROM licenses WHERE id = $1",
                 )
                 .bind(license_id)
                 .fetch_one(&mut *conn)
@@ -375,6 +407,9 @@ impl Store {
             now_ms: q.try_get("now_ms")?,
             suspended: status != crate::domain::LicenseStatus::Active.as_str(),
             sold_out: accepted >= units,
+            units_left: units - accepted,
+            closes_at_ms: l.try_get::<i64, _>("closes_at")? * 1000
+                + l.try_get::<i64, _>("paused_ms")?,
             rate_per_min: l.try_get("admission_per_min")?,
             max_active: l.try_get("max_active")?,
             window_ms: l.try_get::<i64, _>("apply_window_secs")? * 1000,
@@ -528,7 +563,7 @@ impl Store {
         holders: &[String],
     ) -> Result<Vec<Joined>, StoreError> {
         let mut tx = service_kit::sql::begin(&self.pool).await?;
-        let Some(q) = self.lock_queue(&mut tx, license_id).await? else {
+        let Some(q) = self.lock_queue(&mut tx, license_id, false).await? else {
             return Ok(vec![Joined::Unknown; holders.len()]);
         };
         let mut known: HashMap<String, i64> = HashMap::new();
@@ -609,7 +644,8 @@ impl Store {
     /// sold out. Returns the state as committed.
     pub async fn advance_queue(&self, license_id: &str) -> Result<Option<QueueState>, StoreError> {
         let mut tx = service_kit::sql::begin(&self.pool).await?;
-        let Some(q) = self.lock_queue(&mut tx, license_id).await? else {
+        self.bound_admitter_tx(&mut tx).await?;
+        let Some(q) = self.lock_queue(&mut tx, license_id, true).await? else {
             return Ok(None);
         };
         let now = q.now_ms;
@@ -627,7 +663,10 @@ impl Store {
         };
         let waiting_for_seed = !seeded && q.serving < q.early;
         // Suspended or sold out: nobody is admitted and the queue's clock stands still.
+        // After the close (moved on by suspensions) the clock runs, so the admitted keep
+        // exactly their time, but nobody new is admitted.
         if opened && !q.suspended && !q.sold_out {
+            let admitting = now < q.closes_at_ms;
             let since = if q.clock_ms == 0 {
                 q.opens_at_ms
             } else {
@@ -656,13 +695,17 @@ impl Store {
             }
             let counted = self.live_admissions(&mut tx, license_id, now).await?;
             // Nothing is owed while the first tickets wait for their seed: no burst after.
-            let allowance = if waiting_for_seed {
+            let allowance = if waiting_for_seed || !admitting {
                 0
             } else {
                 carry + gap.clamp(0, STALL_MS) * q.rate_per_min / 60
             };
+            // Never more admitted than units left for them: at sell-out as at the opening,
+            // every admitted applicant has a unit, so a faster script with a later ticket
+            // cannot take the one an earlier ticket was admitted for.
             let k = (allowance / 1000)
                 .min(q.max_active - counted)
+                .min(q.units_left - counted)
                 .min(q.early + q.late - serving)
                 .max(0);
             let first = serving + 1;
@@ -830,7 +873,8 @@ impl Store {
         .is_some())
     }
 
-    /// Gives an admitted slot back (its holder was refused for good, or gave up).
+    /// Gives an admitted slot back (its holder gave up). Library callers; the service
+    /// releases an applicant's own slot only, with [`Self::release_own_admission`].
     pub async fn release_admission(&self, license_id: &str, ticket: i64) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE queue_admissions SET released = 1 WHERE license_id = $1 AND ticket = $2",
@@ -842,20 +886,52 @@ impl Store {
         Ok(())
     }
 
-    /// Uses a live admission inside an application's transaction: true if `ticket` was
-    /// admitted and its time (on the queue's clock) has not run out.
+    /// Gives back the admitted slot of an applicant refused for good, if the slot is
+    /// theirs: a ticket in a forged cookie releases nobody else's.
+    pub async fn release_own_admission(
+        &self,
+        license_id: &str,
+        req: &crate::domain::ApplicationRequest,
+    ) -> Result<(), StoreError> {
+        sqlx::query(&format!(
+            "UPDATE queue_admissions SET released = 1 \
+             WHERE license_id = $1 AND ticket = $2 AND {}",
+            Self::OWNS_TICKET
+        ))
+        .bind(license_id)
+        .bind(req.ticket)
+        .bind(&req.holder.0)
+        .bind(req.arrival.map_or(req.ticket, |a| -a))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The holder `$3` joined campaign `$1` with queue number `$4` (the ticket, or minus
+    /// a pre-opening arrival, whose ticket the seed gives).
+    const OWNS_TICKET: &'static str = "EXISTS (SELECT 1 FROM queue_tickets t \
+         WHERE t.license_id = $1 AND t.holder = $3 AND t.number = $4)";
+
+    /// Uses a live admission inside an application's transaction: true if the applicant's
+    /// ticket was admitted, its time (on the queue's clock) has not run out, and the
+    /// ticket is the applicant's own. The ticket in the cookie is signed, but whoever holds
+    /// the signing key could sign another's number: the holder is checked here, against
+    /// the queue's record, in the transaction that spends the turn.
     pub(crate) async fn claim_admission(
         &self,
         conn: &mut sqlx::AnyConnection,
         license_id: &str,
-        ticket: i64,
+        req: &crate::domain::ApplicationRequest,
     ) -> Result<bool, StoreError> {
         let used = sqlx::query(&format!(
-            "UPDATE queue_admissions SET released = 1 WHERE {}",
-            self.live_ticket_sql()
+            "UPDATE queue_admissions SET released = 1 WHERE {} AND {}",
+            self.live_ticket_sql(),
+            Self::OWNS_TICKET
         ))
         .bind(license_id)
-        .bind(ticket)
+        .bind(req.ticket)
+        .bind(&req.holder.0)
+        .bind(req.arrival.map_or(req.ticket, |a| -a))
         .execute(&mut *conn)
         .await?;
         Ok(used.rows_affected() == 1)

@@ -434,6 +434,11 @@ impl Campaign {
                 self.seed = Some(s.clone());
             }
             Event::Admitted { first, last, .. } => {
+                if self.suspended {
+                    return Err(format!(
+                        "tickets {first}..={last} admitted while the license was suspended"
+                    ));
+                }
                 if *first != self.admitted_to + 1 || last < first {
                     return Err(format!(
                         "admission of {first}..={last} out of order (next is {})",

@@ -208,7 +208,8 @@ pub(crate) async fn the_seed_is_unknowable_until_the_list_is_frozen_and_every_pa
 /// until sold out. Returns the campaign's id.
 async fn run_queue_campaign(sa: &Store, sb: &Store, early: usize, late: usize) -> String {
     let (qa, qb) = queues(sa, sb);
-    let mut l = queue_license(3, 60_000, 100_000, 600);
+    // 200 a second: the 300 units' admissions take several ticks (and log records).
+    let mut l = queue_license(3, 12_000, 100_000, 600);
     l.units = 300;
     let id = issue_id(sa, &l).await;
     let join_all = |range: std::ops::Range<usize>| {
@@ -237,9 +238,11 @@ async fn run_queue_campaign(sa: &Store, sb: &Store, early: usize, late: usize) -
     sa.set_license_active(&id, false).await.expect("suspend");
     sb.set_license_active(&id, true).await.expect("resume");
     let _ = sb.sequence_log(&id, &key()).await.expect("sequence");
+    // Admissions stop at the units left for them: the first 300 tickets.
     loop {
         let st = tick(sa, &id).await;
-        if st.serving as usize >= early + late {
+        if st.serving >= l.units {
+            assert_eq!(st.serving, l.units, "never more admitted than units left");
             break;
         }
     }
@@ -247,11 +250,12 @@ async fn run_queue_campaign(sa: &Store, sb: &Store, early: usize, late: usize) -
     let terms = Arc::new(issue_terms(sa, &id).await);
     let mut applies = Vec::new();
     for (i, joined) in places {
-        let t = match joined {
-            Joined::Early { arrival, .. } => {
-                early_ticket(seed.as_bytes(), early as i64, arrival).expect("ticket")
-            }
-            Joined::Ticket { ticket, .. } => ticket,
+        let (t, arrival) = match joined {
+            Joined::Early { arrival, .. } => (
+                early_ticket(seed.as_bytes(), early as i64, arrival).expect("ticket"),
+                Some(arrival),
+            ),
+            Joined::Ticket { ticket, .. } => (ticket, None),
             other => panic!("{other:?}"),
         };
         if t > 400 {
@@ -268,16 +272,28 @@ async fn run_queue_campaign(sa: &Store, sb: &Store, early: usize, late: usize) -
                 citizen_sub: format!("c-{i}"),
                 birthdate: "1990-01-01".into(),
                 ticket: t,
+                arrival,
                 holder,
             };
-            store.apply(&terms, &req).await.expect("sql")
+            (t, store.apply(&terms, &req).await.expect("sql"))
         }));
     }
-    let mut accepted = 0;
+    // Tickets up to 400 race for the last units: the earliest 300 win them, whichever
+    // script is fastest (before, admissions ran past the units and later tickets won).
+    let mut won = Vec::new();
     for a in applies {
-        accepted += usize::from(a.await.expect("apply").is_ok());
+        let (t, r) = a.await.expect("apply");
+        if r.is_ok() {
+            won.push(t);
+        }
     }
-    assert_eq!(accepted, 300, "sold out exactly");
+    won.sort_unstable();
+    assert_eq!(won.len(), 300, "sold out exactly");
+    assert_eq!(
+        won,
+        (1..=300).collect::<Vec<i64>>(),
+        "a later ticket won a unit an earlier one was admitted for"
+    );
     id
 }
 
@@ -345,7 +361,23 @@ pub(crate) async fn the_auditor_recomputes_a_queue_campaign_and_finds_tampering(
         seed: "a-seed-the-insider-prefers".into(),
     }
     .line();
+    // A suspension recorded before an admission: the admission is a finding (issue 31,
+    // point 8; before, the verifier ignored the status at admissions).
+    let mut while_suspended = records.clone();
+    while_suspended.insert(
+        admissions[1],
+        Event::Status {
+            status: "suspended".into(),
+            at_ms: 0,
+        }
+        .line(),
+    );
     for (what, forged, expect) in [
+        (
+            "admitted while suspended",
+            while_suspended,
+            "admitted while the license was suspended",
+        ),
         ("reordered admission", reordered, "out of order"),
         ("dropped ticket", dropped, "ticket 2001 out of order"),
         ("replaced seed", reseeded, "is not the one the reveals"),
@@ -471,6 +503,7 @@ pub(crate) async fn the_auditor_recomputes_a_lottery_campaign(backend: Backend) 
                 citizen_sub: format!("c-{i}"),
                 birthdate: "1990-01-01".into(),
                 ticket: rank,
+                arrival: None,
                 holder,
             };
             store.apply(&terms, &req).await.expect("sql")
