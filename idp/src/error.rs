@@ -43,6 +43,7 @@ pub mod msg {
         BAD_NATIONAL_ID = "کد ملی معتبر نیست؛ ده رقم آن را دوباره بررسی کنید." / "That national ID is not valid; please check its ten digits.";
         BAD_BIRTH_DATE = "تاریخ تولد را به شکل سال/ماه/روز شمسی بنویسید، مانند ۱۳۷۰/۰۵/۱۲." / "Write the birth date as Jalali year/month/day, for example 1370/05/12.";
         BAD_BIRTH_DAY = "چنین روزی در تقویم شمسی وجود ندارد." / "That day does not exist in the Jalali calendar.";
+        BIRTH_IN_FUTURE = "تاریخ تولد نمی‌تواند پس از امروز باشد." / "The birth date cannot be after today.";
         IDENTITY_MISMATCH = "اطلاعات واردشده با اطلاعات ثبت احوال و مالکیت شماره همراه یکسان نیست." / "The details you entered do not match the civil registry and mobile-ownership records.";
         REGISTRY_DOWN = "سامانه استعلام هویت موقتاً در دسترس نیست. چند دقیقه دیگر دوباره تلاش کنید." / "The identity registry is temporarily unavailable. Please try again in a few minutes.";
         SMS_DOWN = "ارسال پیامک موقتاً ممکن نیست. کمی بعد دوباره تلاش کنید." / "Text messages cannot be sent right now. Please try again shortly.";

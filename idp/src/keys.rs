@@ -131,6 +131,12 @@ pub fn generate(alg: SigningAlg, now: i64, activate_at: i64) -> Result<KeyRow, K
 pub async fn ensure_keys(db: &Db, keys: &Keys, now: i64) -> Result<(), KeyError> {
     let rows = db.signing_keys().await?;
     for row in &rows {
+        if keys.unsealed(row) {
+            // Not sealing it now: a row without the seal is one this service did not
+            // write (keys are sealed as they are made), and sealing it would adopt it.
+            tracing::error!(kid = %row.kid, "an unsealed signing key row is ignored");
+            continue;
+        }
         if !keys.sealed_under_current(row) {
             let der = keys.open(row)?;
             db.set_signing_key_private(&row.kid, &keys.seal(&row.kid, &der)?)
@@ -140,7 +146,10 @@ pub async fn ensure_keys(db: &Db, keys: &Keys, now: i64) -> Result<(), KeyError>
     }
     for alg in [SigningAlg::ES256, SigningAlg::RS256] {
         let has_active = rows.iter().any(|k| {
-            k.alg == alg.as_str() && k.activate_at <= now && k.retire_at.is_none_or(|r| r > now)
+            !keys.unsealed(k)
+                && k.alg == alg.as_str()
+                && k.activate_at <= now
+                && k.retire_at.is_none_or(|r| r > now)
         });
         if !has_active {
             let mut row = tokio::task::spawn_blocking(move || generate(alg, now, now))
@@ -192,6 +201,13 @@ impl Keys {
             .ok_or_else(|| KeyError::Generate("sealing the private key failed".into()))
     }
 
+    /// A row stored without the seal while this service seals its keys: not one it
+    /// wrote (someone with the database's role planted it), so never loaded, published or
+    /// used to sign.
+    fn unsealed(&self, row: &KeyRow) -> bool {
+        !self.keks.is_empty() && !row.private_der.starts_with(SEALED)
+    }
+
     fn sealed_under_current(&self, row: &KeyRow) -> bool {
         match (self.keks.first(), row.private_der.strip_prefix(SEALED)) {
             (None, _) => true,
@@ -226,6 +242,11 @@ impl Keys {
         // Rows come ordered by activate_at, so a later active key replaces an earlier one.
         for row in rows {
             if row.expires_at.is_some_and(|e| e <= now) {
+                continue;
+            }
+            if self.unsealed(row) {
+                tracing::error!(kid = %row.kid, "an unsealed signing key row is ignored");
+                metrics::counter!("emta_signing_key_rejected_total").increment(1);
                 continue;
             }
             let corrupt = |detail: &str| KeyError::Corrupt {

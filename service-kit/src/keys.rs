@@ -90,6 +90,14 @@ impl Keyring {
     pub fn verify(&self, purpose: &str, data: &[u8], expected: &str) -> bool {
         ct_eq(&self.hash(purpose, data), expected)
     }
+
+    /// A 256-bit key for `purpose` (for [`seal`]), derived under the master secret as the
+    /// MAC keys are, and separate from them.
+    pub fn key(&self, purpose: &str) -> [u8; 32] {
+        let mut mac = self.mac(purpose);
+        mac.update(b"\0emta sealing key");
+        mac.finalize().into_bytes().into()
+    }
 }
 
 #[cfg(test)]

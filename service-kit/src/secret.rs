@@ -35,16 +35,30 @@ impl Secret {
         ];
         let hex = (s.len().is_multiple_of(2) && s.bytes().all(|b| b.is_ascii_hexdigit()))
             .then_some(s.len() / 2);
-        let decoded = hex.or_else(|| {
-            engines
-                .iter()
-                .find_map(|e| e.decode(s).ok().map(|b| b.len()))
-        });
-        let distinct = s.chars().collect::<std::collections::HashSet<_>>().len();
-        let ok = match decoded {
-            Some(n) => n >= MIN_SECRET_BYTES,
-            None => s.chars().count() >= 2 * MIN_SECRET_BYTES && distinct >= 16,
+        let decoded: Option<Vec<u8>> = match hex {
+            Some(_) => Some(
+                (0..s.len())
+                    .step_by(2)
+                    .filter_map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+                    .collect(),
+            ),
+            None => engines.iter().find_map(|e| e.decode(s).ok()),
         };
+        let distinct = s.chars().collect::<std::collections::HashSet<_>>().len();
+        // A short unit repeated ("changeme" eight times is valid base64 of 48 bytes)
+        // carries no more than the unit: judged by its content, not its length.
+        let b = s.as_bytes();
+        let periodic =
+            (1..=b.len() / 2).any(|p| b.len() % p == 0 && b.chunks(p).all(|c| c == &b[..p]));
+        let ok = !periodic
+            && match decoded {
+                // Thirty-two random bytes have about 30 different values; 16 is far below.
+                Some(bytes) => {
+                    bytes.len() >= MIN_SECRET_BYTES
+                        && bytes.iter().collect::<std::collections::HashSet<_>>().len() >= 16
+                }
+                None => s.chars().count() >= 2 * MIN_SECRET_BYTES && distinct >= 16,
+            };
         if ok {
             Ok(())
         } else {
@@ -84,6 +98,15 @@ mod tests {
             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!", // one char
         ] {
             assert!(Secret::new(weak).check_strength("K").is_err(), "{weak}");
+        }
+        // Long enough to decode to 32 bytes or more, and no secret at all (issue 32,
+        // point 11: "changeme" eight times passed).
+        for weak in [
+            "changeme".repeat(8),
+            "0123456789abcdef".repeat(4),
+            "AAAA".repeat(16),
+        ] {
+            assert!(Secret::new(&weak).check_strength("K").is_err(), "{weak}");
         }
     }
 

@@ -66,11 +66,26 @@ pub struct Browser {
 
 impl Browser {
     pub fn new(base: &str) -> Self {
+        Self::with_headers(base, reqwest::header::HeaderMap::new())
+    }
+
+    /// A browser behind the address `ip`, as a trusted ingress would say in
+    /// `X-Forwarded-For` (for a service started with its forwarded-for trust on).
+    pub fn from_address(base: &str, ip: &str) -> Self {
+        let mut h = reqwest::header::HeaderMap::new();
+        if let Ok(v) = reqwest::header::HeaderValue::from_str(ip) {
+            h.insert("x-forwarded-for", v);
+        }
+        Self::with_headers(base, h)
+    }
+
+    fn with_headers(base: &str, headers: reqwest::header::HeaderMap) -> Self {
         let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
         Self {
             http: reqwest::Client::builder()
                 .cookie_provider(jar.clone())
                 .redirect(Policy::none())
+                .default_headers(headers)
                 .build()
                 .unwrap_or_else(|e| panic!("HTTP client: {e}")),
             jar,

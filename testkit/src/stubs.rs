@@ -115,6 +115,9 @@ pub struct StubServices {
     pub registry_calls: Arc<AtomicU64>,
     /// Milliseconds every registry answer takes (a slow government service).
     pub registry_delay_ms: Arc<AtomicU64>,
+    /// When not zero, every registry call answers this status (a registry refusing the
+    /// query itself, say 404).
+    pub registry_status: Arc<std::sync::atomic::AtomicU16>,
 }
 
 /// The registry side of the wire contract.
@@ -185,6 +188,7 @@ impl StubServices {
             registry_down: Arc::default(),
             registry_calls: Arc::default(),
             registry_delay_ms: Arc::default(),
+            registry_status: Arc::default(),
         }
     }
 
@@ -239,7 +243,10 @@ impl StubServices {
         if self.registry_down.load(Ordering::Relaxed) {
             return Err(StatusCode::SERVICE_UNAVAILABLE);
         }
-        Ok(())
+        match self.registry_status.load(Ordering::Relaxed) {
+            0 => Ok(()),
+            n => Err(StatusCode::from_u16(n).unwrap_or(StatusCode::BAD_REQUEST)),
+        }
     }
 }
 

@@ -25,6 +25,12 @@ pub enum UpstreamError {
         service: &'static str,
         detail: String,
     },
+    /// It answered, refusing the query itself (a 4xx other than a credential fault or
+    /// throttling): a definite answer about this input, not an outage. It is neither
+    /// given back to the citizen as a free try nor counted by the breaker, so inputs the
+    /// registry rejects cannot hold the breaker open for everyone.
+    #[error("{service} refused the query ({status})")]
+    Rejected { service: &'static str, status: u16 },
     /// Not asked: it failed repeatedly just now and the breaker gives it time to recover.
     #[error("{service} is not asked for {retry_after}s after repeated failures")]
     Open {
@@ -84,7 +90,8 @@ impl Breaker {
         }
         let result = call.await;
         match &result {
-            Ok(_) => {
+            // It answered, either way.
+            Ok(_) | Err(UpstreamError::Rejected { .. }) => {
                 self.failures.store(0, Ordering::Relaxed);
             }
             Err(_) => {
@@ -104,6 +111,9 @@ impl Breaker {
 
 impl UpstreamError {
     pub(crate) fn from_reqwest(service: &'static str, e: reqwest::Error) -> Self {
+        // The URL stays out of the error and so out of the logs: it may carry credentials
+        // or a query the upstream took as a secret.
+        let e = e.without_url();
         if e.is_timeout() {
             Self::Timeout { service }
         } else if let Some(status) = e.status() {
@@ -133,12 +143,23 @@ pub(crate) async fn post_json<A: serde::de::DeserializeOwned>(
     url: String,
     body: &impl serde::Serialize,
 ) -> Result<A, UpstreamError> {
-    client
+    let answer = client
         .post(url)
         .json(body)
         .send()
         .await
-        .and_then(reqwest::Response::error_for_status)
+        .map_err(|e| UpstreamError::from_reqwest(service, e))?;
+    let status = answer.status();
+    // A refusal of this query is an answer; our own credentials refused (401, 403), a
+    // timeout (408) or throttling (429) is the service's or our fault, like a 5xx.
+    if status.is_client_error() && !matches!(status.as_u16(), 401 | 403 | 408 | 429) {
+        return Err(UpstreamError::Rejected {
+            service,
+            status: status.as_u16(),
+        });
+    }
+    answer
+        .error_for_status()
         .map_err(|e| UpstreamError::from_reqwest(service, e))?
         .json()
         .await
@@ -153,4 +174,25 @@ pub(crate) fn http_client(timeout: std::time::Duration) -> reqwest::Client {
         .pool_max_idle_per_host(64)
         .build()
         .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 32, point 11: an upstream error logged the full URL, credentials and query
+    /// included. First failure: the error read "…http://emta:URLSECRET@127.0.0.1:9/…".
+    #[tokio::test]
+    async fn an_upstream_error_never_carries_its_url() {
+        let e = reqwest::Client::new()
+            .get("http://emta:URLSECRET@127.0.0.1:9/check?token=QUERYSECRET")
+            .send()
+            .await
+            .expect_err("nothing listens on port 9");
+        let shown = UpstreamError::from_reqwest("registry", e).to_string();
+        assert!(
+            !shown.contains("URLSECRET") && !shown.contains("QUERYSECRET"),
+            "{shown}"
+        );
+    }
 }

@@ -91,10 +91,17 @@ impl Registry {
             birth_date: birth.canonical(),
         };
         let url = format!("{}/persons/verify", self.registry_url);
-        let answer: PersonAnswer = self
+        let answer: PersonAnswer = match self
             .person_breaker
             .call(post_json(&self.client, SERVICE, url, &query))
-            .await?;
+            .await
+        {
+            Err(UpstreamError::Rejected { status, .. }) => {
+                tracing::warn!(service = SERVICE, status, "the registry refused a query");
+                return Ok(PersonCheck::Mismatch);
+            }
+            answer => answer?,
+        };
         match (answer.matched, answer.given_name, answer.family_name) {
             (true, Some(given_name), Some(family_name)) => Ok(PersonCheck::Match {
                 given_name,
@@ -120,10 +127,17 @@ impl Registry {
             mobile: mobile.e164(),
         };
         let url = format!("{}/ownership/verify", self.ownership_url);
-        let answer: OwnershipAnswer = self
+        match self
             .ownership_breaker
             .call(post_json(&self.client, SERVICE, url, &query))
-            .await?;
-        Ok(answer.matched)
+            .await
+        {
+            Ok(OwnershipAnswer { matched, .. }) => Ok(matched),
+            Err(UpstreamError::Rejected { status, .. }) => {
+                tracing::warn!(service = SERVICE, status, "the registry refused a query");
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
     }
 }

@@ -252,10 +252,18 @@ impl Tokens<'_> {
                 "this client authenticates with its secret, not an assertion",
             ));
         };
-        let token_url = self.endpoint("/token");
+        // The audience is the issuer identifier, as one string (RFC 7523bis, 2025): an
+        // assertion made for an endpoint, or for several audiences, could be replayed
+        // where it was not meant to go (the attack on multi-audience assertions).
+        if unverified["aud"].as_str() != Some(self.issuer()) {
+            return Err(invalid(
+                "the client assertion's aud must be the issuer identifier, as a single string",
+            ));
+        }
+        let _ = endpoint;
         let mut v = Validation::new(header.alg);
         v.leeway = LEEWAY_SECS;
-        v.set_audience(&[self.issuer(), token_url.as_str(), endpoint]);
+        v.set_audience(&[self.issuer()]);
         v.set_issuer(&[id]);
         v.sub = Some(id.to_owned());
         v.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);

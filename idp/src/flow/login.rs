@@ -126,6 +126,11 @@ fn step_order() -> Error {
     Error::user(StatusCode::CONFLICT, msg::STEP_ORDER)
 }
 
+/// What a proof-of-work challenge is bound to: the login and its browser.
+fn pow_binding(tx: &LoginTx) -> String {
+    format!("{}|{}", tx.id, tx.browser)
+}
+
 fn tx_key(id: &str) -> String {
     format!("tx:{id}")
 }
@@ -223,6 +228,9 @@ impl Login<'_> {
             return Ok(None);
         };
         if self.consent_covers(&session.citizen_id, req).await? && !req.prompt.consent {
+            // Claimed before the code is issued: of two requests that read this
+            // transaction at once, one issues a code and the other finds it over.
+            self.claim_tx(&tx.id).await?;
             let url = self
                 .tokens()
                 .issue_code(
@@ -233,7 +241,6 @@ impl Login<'_> {
                     now,
                 )
                 .await?;
-            self.drop_tx(&tx.id).await?;
             return Ok(Some(url));
         }
         Ok(None)
@@ -295,7 +302,9 @@ impl Login<'_> {
         let session = self.live_session(session_cookie, tx).await?;
         // The ministry may have suspended the client while the citizen was reading.
         super::authorize::validate_client_now(self, &req.client_id, now)?;
-        self.drop_tx(&tx.id).await?;
+        // Two consents posted at once (a double click, a script) issue one code: the
+        // transaction is taken, not merely deleted, and only its taker goes on.
+        self.claim_tx(&tx.id).await?;
         if decision != "approve" {
             let e = super::authorize::RedirectError {
                 redirect_uri: req.redirect_uri.clone(),
@@ -413,6 +422,15 @@ impl Login<'_> {
         Ok(())
     }
 
+    /// Takes a transaction for the one request that finishes it: `LoginOver` if another
+    /// took it first (or it lapsed).
+    async fn claim_tx(&self, id: &str) -> Result<()> {
+        match self.eph.take(&tx_key(id)).await? {
+            Some(_) => Ok(()),
+            None => Err(Error::LoginOver(msg::LOGIN_EXPIRED)),
+        }
+    }
+
     /// The CSRF token of a form: a keyed hash of what the form belongs to and the browser.
     pub fn csrf_token(&self, scope: &str, browser: &str) -> String {
         self.keyring
@@ -430,8 +448,14 @@ impl Login<'_> {
         }
     }
 
-    pub fn pow_challenge(&self, now: i64) -> String {
-        pow::issue(&self.keyring, now, self.settings.pow_difficulty)
+    /// The phone step's proof-of-work challenge, bound to this login and its browser.
+    pub fn pow_challenge(&self, tx: &LoginTx, now: i64) -> String {
+        pow::issue(
+            &self.keyring,
+            now,
+            self.settings.pow_difficulty,
+            &pow_binding(tx),
+        )
     }
 
     /// Step 1: checks the proof of work and limits, then sends a code to `mobile`.
@@ -475,6 +499,7 @@ impl Login<'_> {
         let random = pow::verify(
             &self.keyring,
             challenge,
+            &pow_binding(tx),
             nonce,
             now,
             POW_MAX_AGE,
@@ -521,10 +546,12 @@ impl Login<'_> {
     ///
     /// The budgets are per (phone, browser), so a stranger who knows a number cannot spend
     /// its owner's: a minute's cooldown and `sms_per_phone` per 10 minutes. Browsers that
-    /// never verified this phone share one more budget per phone (`sms_per_phone` × 3 an
-    /// hour) that bounds SMS bombing through fresh browsers; a browser where the owner
-    /// verified it before (the signed known-device cookie) is not held by that one. Every
-    /// send also counts against the address and against the deployment's SMS rate.
+    /// never verified this phone have one more budget per (phone, address)
+    /// (`sms_per_phone` × 3 an hour), which a stranger spends for their own address only,
+    /// and all addresses together a cap per phone (four addresses' worth) that bounds SMS
+    /// bombing through fresh browsers from many addresses; a browser where the owner
+    /// verified it before (the signed known-device cookie) is held by neither. Every send
+    /// also counts against the address and against the deployment's SMS rate.
     pub async fn send_code(
         &self,
         tx: &mut LoginTx,
@@ -558,10 +585,18 @@ impl Login<'_> {
             )
             .await?;
         if !self.is_known_device(mobile, tx, from) {
+            let phone_address = format!("{}|{}", mobile.e164(), from.ip);
+            self.limiter
+                .hit(
+                    Subject::PhoneSms(&phone_address),
+                    self.settings.sms_per_phone * 3,
+                    Duration::from_secs(3600),
+                )
+                .await?;
             self.limiter
                 .hit(
                     Subject::PhoneSms(mobile.e164()),
-                    self.settings.sms_per_phone * 3,
+                    self.settings.sms_per_phone * 12,
                     Duration::from_secs(3600),
                 )
                 .await?;
@@ -636,10 +671,14 @@ impl Login<'_> {
         if tries > OTP_MAX_TRIES {
             return Err(Error::LoginOver(msg::LOGIN_EXPIRED));
         }
-        // And per phone, across its logins: opening new logins buys no new guesses.
+        // And per (phone, browser), across its logins: opening new logins in a browser
+        // buys it no new guesses. Not per phone: a stranger's wrong codes would then
+        // lock the owner's right one out. Across browsers the guesses stay bounded per
+        // code (five) and so per SMS, which the phone's SMS budgets bound.
+        let phone_browser = format!("{mobile}|{}", tx.browser);
         self.limiter
             .hit(
-                Subject::PhoneOtp(&mobile),
+                Subject::PhoneOtp(&phone_browser),
                 self.settings.otp_tries_per_phone,
                 Duration::from_secs(3600),
             )
@@ -732,6 +771,11 @@ impl Login<'_> {
                 crate::domain::jalali::JalaliDateError::NoSuchDay => msg::BAD_BIRTH_DAY,
             })
         })?;
+        // Nobody is born after today (in Tehran): a typo, refused before it costs a try
+        // or a registry call (zero-padded ISO dates compare as strings).
+        if birth.to_iso_string() > service_kit::clock::date_iso(now) {
+            return Err(Error::bad_request(msg::BIRTH_IN_FUTURE));
+        }
         self.count_identity_try(tx, &mobile, &nid, ip).await?;
 
         let cached = self.db.citizen_by_national_id(&nid).await?.filter(|c| {

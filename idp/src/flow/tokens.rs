@@ -1,16 +1,20 @@
 //! Authorization codes, the token endpoint's grants, access-token checks, revocation and
 //! introspection.
 //!
-//! - Codes are single use (an atomic GETDEL) and live 60 s. A replayed code fails and
-//!   revokes the grant issued from it (RFC 6749 §4.1.2, RFC 9700 §4.5).
+//! - Codes are single use (an atomic GETDEL) and live 60 s. A replayed code fails and,
+//!   presented again by its own client, revokes the grant issued from it (RFC 6749
+//!   §4.1.2, RFC 9700 §4.5); one presented by another client, or taken while the database
+//!   could not be reached, is given back; a code makes at most one grant (its id is
+//!   derived from the code).
 //! - Refresh tokens rotate on every use; presenting a used one is reuse and revokes the
-//!   whole grant (RFC 9700 §4.14.2).
-//! - Access tokens are opaque to clients but self-contained: `base64url(json).mac`, MACed
-//!   under the server key. Issuing one writes nothing (a client_credentials flood cannot
-//!   fill Redis); checking one reads the revocation markers of the token and of its grant,
-//!   and the client's status, so revocation, grant revocation and suspension stop it at once.
-
-use std::time::Duration;
+//!   whole grant (RFC 9700 §4.14.2), except a retry within the grace, which gets the
+//!   answer kept with the rotation.
+//! - Access tokens are opaque to clients and self-contained: `at1.` and the sealed
+//!   payload (ChaCha20-Poly1305 under a key derived from the server secret). Issuing one
+//!   writes nothing (a client_credentials flood cannot fill Redis); checking one reads the
+//!   revocation markers of the token and of its grant, and the client's status and
+//!   current scopes, so revocation, grant revocation, suspension and a withdrawn scope
+//!   stop it at once.
 
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -23,7 +27,7 @@ use crate::crypto::{b64, pkce_s256_matches, random_token, sha256};
 use crate::domain::client::{KNOWN_SCOPES, OFFLINE_ACCESS};
 use crate::domain::{Citizen, Client, ClientId, Scopes};
 use crate::error::{OAuthError, Result};
-use crate::store::sql::GrantRow;
+use crate::store::sql::{GrantRow, RefreshRow};
 
 pub const CODE_TTL: i64 = 60;
 
@@ -37,6 +41,10 @@ pub struct CodeData {
     pub scope: String,
     pub sid: String,
     pub auth_time: i64,
+    /// When the code lapses (Unix seconds): a code given back after an exchange that
+    /// could not reach the database keeps only the time it had left.
+    #[serde(default)]
+    pub expires_at: i64,
 }
 
 /// What an access token stands for, stored under the token's hash.
@@ -77,14 +85,21 @@ fn revoked_grant_key(grant_id: &str) -> String {
     format!("rg:{grant_id}")
 }
 
-/// Where the answer to a refresh is kept for a retry, sealed under a key only the
-/// presenter of the old refresh token can derive: the store never holds a usable token.
-fn retry_key(old_hash: &str) -> String {
-    format!("refresh-retry:{old_hash}")
-}
-
+/// The key the answer to a refresh is sealed under for a retry (kept with the rotation,
+/// in SQL): only the presenter of the old refresh token can derive it, so the database
+/// never holds a usable token.
 fn retry_seal_key(old_token: &str) -> [u8; 32] {
     sha256(format!("emta refresh retry\n{old_token}").as_bytes())
+}
+
+/// What every access token starts with: its format's version (and the seal's AAD).
+const ACCESS_TOKEN_PREFIX: &str = "at1.";
+
+/// A granted scope as its client may still have it: the ministry's current policy.
+fn current_scope(granted: &str, client: &Client) -> String {
+    Scopes::parse_known(granted, KNOWN_SCOPES)
+        .restrict(&client.allowed_scopes)
+        .to_string()
 }
 
 /// The claims each scope releases (DESIGN.md, "Scopes and claims").
@@ -188,6 +203,7 @@ impl Tokens<'_> {
             scope: req.scope.to_string(),
             sid: sid.to_owned(),
             auth_time,
+            expires_at: now + CODE_TTL,
         };
         let json = serde_json::to_string(&data)
             .map_err(|e| crate::error::Error::Internal(e.to_string()))?;
@@ -218,10 +234,16 @@ impl Tokens<'_> {
     ) -> Result<TokenResponse, OAuthError> {
         let key = hash_key("code", code);
         let Some(raw) = self.eph.take(&key).await? else {
-            // Replay of a code already exchanged: revoke what it produced.
-            if let Some(grant_id) = self.eph.get(&hash_key("code-used", code)).await? {
-                self.revoke_grant(&grant_id, now).await?;
-                tracing::warn!(client = %client.id.as_str(), "authorization code replayed; grant revoked");
+            // Replay of a code already exchanged, by the client it was issued to: revoke
+            // what it produced (RFC 9700 §4.2.4). Another client presenting it proves
+            // nothing about the owner's grant, and must not end it.
+            if let Some(used) = self.eph.get(&hash_key("code-used", code)).await? {
+                if let Some((owner, grant_id)) = used.split_once('|') {
+                    if owner == client.id.as_str() {
+                        self.revoke_grant(grant_id, now).await?;
+                        tracing::warn!(client = %client.id.as_str(), "authorization code replayed; grant revoked");
+                    }
+                }
             }
             return Err(OAuthError::invalid_grant(
                 "the code is invalid, expired or used",
@@ -230,6 +252,8 @@ impl Tokens<'_> {
         let data: CodeData = serde_json::from_str(&raw)
             .map_err(|e| OAuthError::from(crate::error::Error::Internal(e.to_string())))?;
         if data.client_id != client.id.as_str() {
+            // Given back untouched: a client holding another's code cannot burn it.
+            self.give_back_code(&key, &raw, &data, now).await;
             return Err(OAuthError::invalid_grant(
                 "the code was issued to another client",
             ));
@@ -249,13 +273,46 @@ impl Tokens<'_> {
                 "code_verifier does not match (PKCE)",
             ));
         }
+        match self.grant_for_code(client, code, &data, now).await {
+            // The database could not be reached: nothing was decided, so the code is
+            // given back for the client's retry instead of being burnt. (Had the grant
+            // committed and only its answer been lost, the retry finds the grant's key
+            // taken, below, and is refused: a code never makes two grants.)
+            Err(e) if e.status == StatusCode::SERVICE_UNAVAILABLE => {
+                self.give_back_code(&key, &raw, &data, now).await;
+                Err(e)
+            }
+            done => done,
+        }
+    }
+
+    /// Puts a taken code back for the time it had left (best effort: a code that cannot
+    /// be put back is spent, as before).
+    async fn give_back_code(&self, key: &str, raw: &str, data: &CodeData, now: i64) {
+        let left = data.expires_at - now;
+        if left > 0 {
+            if let Err(e) = self.eph.put_new(key, raw, self.secs(left)).await {
+                tracing::warn!(error = %e, "a code could not be given back");
+            }
+        }
+    }
+
+    /// The grant a checked code makes, its refresh token and its tokens. The grant's id is
+    /// derived from the code, so a code can make at most one grant.
+    async fn grant_for_code(
+        &self,
+        client: &Client,
+        code: &str,
+        data: &CodeData,
+        now: i64,
+    ) -> Result<TokenResponse, OAuthError> {
         let citizen = self
             .db
             .citizen_by_id(&data.citizen_id)
             .await?
             .ok_or_else(|| OAuthError::invalid_grant("the citizen is unknown"))?;
         let grant = GrantRow {
-            id: random_token(16),
+            id: b64(&sha256(format!("emta grant\n{code}").as_bytes())[..16]),
             citizen_id: data.citizen_id.clone(),
             client_id: data.client_id.clone(),
             scope: data.scope.clone(),
@@ -266,7 +323,8 @@ impl Tokens<'_> {
         };
         let refresh = random_token(32);
         let refresh_hash = b64(&sha256(refresh.as_bytes()));
-        self.db
+        let inserted = self
+            .db
             .insert_grant(
                 &grant,
                 Some((
@@ -274,9 +332,22 @@ impl Tokens<'_> {
                     (now + self.settings.refresh_token_secs).min(self.grant_ends(&grant)),
                 )),
             )
-            .await?;
+            .await;
+        match inserted {
+            Ok(()) => {}
+            Err(crate::store::StoreError::Sql(e)) if service_kit::sql::is_unique_violation(&e) => {
+                return Err(OAuthError::invalid_grant(
+                    "the code is invalid, expired or used",
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        }
         self.eph
-            .put(&hash_key("code-used", code), &grant.id, self.secs(600))
+            .put(
+                &hash_key("code-used", code),
+                &format!("{}|{}", client.id.as_str(), grant.id),
+                self.secs(600),
+            )
             .await?;
         let resp = self
             .tokens_for_grant(
@@ -341,13 +412,22 @@ impl Tokens<'_> {
         })
     }
 
-    /// Mints a self-contained access token: nothing is stored until it is revoked.
+    /// Mints a self-contained access token: nothing is stored until it is revoked. Its
+    /// payload is sealed (ChaCha20-Poly1305 under a key derived from the server secret),
+    /// not only MACed: a manufacturer holds the token but cannot read it, so the citizen's
+    /// global id inside it cannot join two manufacturers' records, which is what pairwise
+    /// subjects are for. Clients learn what a token stands for at userinfo and
+    /// introspection, in their own subject.
     fn mint_access_token(&self, data: &AccessData) -> Result<String> {
         let json =
             serde_json::to_vec(data).map_err(|e| crate::error::Error::Internal(e.to_string()))?;
-        let body = b64(&json);
-        let mac = self.keyring.hash("access-token", body.as_bytes());
-        Ok(format!("{body}.{mac}"))
+        let sealed = service_kit::keys::seal::seal(
+            &self.keyring.key("access-token-seal"),
+            ACCESS_TOKEN_PREFIX.as_bytes(),
+            &json,
+        )
+        .ok_or_else(|| crate::error::Error::Internal("sealing an access token".into()))?;
+        Ok(format!("{ACCESS_TOKEN_PREFIX}{sealed}"))
     }
 
     /// Reads a token we minted; `None` if it is not ours or was tampered with.
@@ -355,11 +435,13 @@ impl Tokens<'_> {
         if token.len() > 2048 {
             return None;
         }
-        let (body, mac) = token.split_once('.')?;
-        if !self.keyring.verify("access-token", body.as_bytes(), mac) {
-            return None;
-        }
-        serde_json::from_slice(&crate::crypto::b64_decode(body)?).ok()
+        let sealed = token.strip_prefix(ACCESS_TOKEN_PREFIX)?;
+        let json = service_kit::keys::seal::open(
+            &self.keyring.key("access-token-seal"),
+            ACCESS_TOKEN_PREFIX.as_bytes(),
+            sealed,
+        )?;
+        serde_json::from_slice(&json).ok()
     }
 
     /// `grant_type=refresh_token`, with rotation and reuse detection.
@@ -389,9 +471,14 @@ impl Tokens<'_> {
         if grant.revoked_at.is_some() {
             return Err(OAuthError::invalid_grant("the grant has been revoked"));
         }
-        if let Some(used_at) = row.used_at {
+        // What the ministry has withdrawn from this manufacturer since the consent is
+        // withdrawn from the grant too (`offline_access` included, so its lifetime below
+        // is an online grant's): a refresh releases only what the client may still have.
+        let mut grant = grant;
+        grant.scope = current_scope(&grant.scope, client);
+        if row.used_at.is_some() {
             return self
-                .retried_refresh(client, token, &hash, &grant, used_at, now)
+                .retried_refresh(client, token, &hash, &grant, &row, now)
                 .await;
         }
         if row.expires_at <= now {
@@ -405,7 +492,6 @@ impl Tokens<'_> {
                 "the grant has reached its lifetime (the sign-in it came from has ended); sign in again",
             ));
         }
-        let mut grant = grant;
         if let Some(s) = scope {
             let asked = Scopes::parse_known(s, KNOWN_SCOPES);
             let had = Scopes::parse_known(&grant.scope, KNOWN_SCOPES);
@@ -425,6 +511,31 @@ impl Tokens<'_> {
             .ok_or_else(|| OAuthError::invalid_grant("the citizen is unknown"))?;
         let next = random_token(32);
         let next_hash = b64(&sha256(next.as_bytes()));
+        // The answer first, sealed, then the rotation that keeps it in its own
+        // transaction: whenever the answer is lost (a timeout, a dropped connection, a
+        // crash), a retry within the grace finds it with the rotation, never a rotation
+        // without its answer. (A lost race wastes one signature; nothing is stored.)
+        let resp = self
+            .tokens_for_grant(client, &citizen, &grant, None, Some(next), now)
+            .await?;
+        let sealed = if self.settings.refresh_grace_secs > 0 {
+            Some(
+                serde_json::to_vec(&resp)
+                    .ok()
+                    .and_then(|json| {
+                        service_kit::keys::seal::seal(
+                            &retry_seal_key(token),
+                            hash.as_bytes(),
+                            &json,
+                        )
+                    })
+                    .ok_or_else(|| {
+                        crate::error::Error::Internal("sealing a refresh answer".into())
+                    })?,
+            )
+        } else {
+            None
+        };
         let rotated = self
             .db
             .rotate_refresh_token(
@@ -433,33 +544,21 @@ impl Tokens<'_> {
                 &grant.id,
                 now,
                 (now + self.settings.refresh_token_secs).min(grant_ends),
+                sealed.as_deref(),
             )
             .await?;
         if !rotated {
             // Lost a race with another use of the same token: a retry within the grace
-            // gets the winner's answer, anything else is reuse.
+            // gets the winner's answer (committed with its rotation), anything else is
+            // reuse.
+            let row = self
+                .db
+                .refresh_token(&hash)
+                .await?
+                .ok_or_else(|| OAuthError::invalid_grant("unknown refresh token"))?;
             return self
-                .retried_refresh(client, token, &hash, &grant, now, now)
+                .retried_refresh(client, token, &hash, &grant, &row, now)
                 .await;
-        }
-        let resp = self
-            .tokens_for_grant(client, &citizen, &grant, None, Some(next), now)
-            .await?;
-        if self.settings.refresh_grace_secs > 0 {
-            // Kept for a retry of this very request (a timeout during a surge), sealed.
-            let sealed = serde_json::to_vec(&resp)
-                .ok()
-                .and_then(|json| {
-                    service_kit::keys::seal::seal(&retry_seal_key(token), hash.as_bytes(), &json)
-                })
-                .ok_or_else(|| crate::error::Error::Internal("sealing a refresh answer".into()))?;
-            self.eph
-                .put(
-                    &retry_key(&hash),
-                    &sealed,
-                    self.secs(self.settings.refresh_grace_secs),
-                )
-                .await?;
         }
         metrics::counter!("emta_token_issued_total", "grant" => "refresh_token").increment(1);
         Ok(resp)
@@ -467,36 +566,29 @@ impl Tokens<'_> {
 
     /// A refresh token presented after it was rotated. Within the grace window, by its own
     /// client, while the grant lives and the new refresh token is unused, it is a retry:
-    /// the same answer again (waiting up to a second for a rotation still being written).
-    /// Anything else is reuse (RFC 9700 §4.14.2): the grant is revoked.
+    /// the same answer again, kept with the rotation in its transaction. Anything else is
+    /// reuse (RFC 9700 §4.14.2): the grant is revoked.
     async fn retried_refresh(
         &self,
         client: &Client,
         token: &str,
         hash: &str,
         grant: &GrantRow,
-        used_at: i64,
+        row: &RefreshRow,
         now: i64,
     ) -> Result<TokenResponse, OAuthError> {
         let grace = self.settings.refresh_grace_secs;
+        let used_at = row.used_at.unwrap_or(now);
         if grace > 0 && now - used_at <= grace {
-            for _ in 0..20 {
-                if let Some(sealed) = self.eph.get(&retry_key(hash)).await? {
-                    let again = service_kit::keys::seal::open(
-                        &retry_seal_key(token),
-                        hash.as_bytes(),
-                        &sealed,
-                    )
-                    .and_then(|json| serde_json::from_slice::<TokenResponse>(&json).ok());
-                    if let Some(resp) = again {
-                        if self.successor_unused(&resp, grant).await? {
-                            metrics::counter!("emta_refresh_retried_total").increment(1);
-                            return Ok(resp);
-                        }
-                    }
-                    break;
+            let again = row.retry_answer.as_deref().and_then(|sealed| {
+                service_kit::keys::seal::open(&retry_seal_key(token), hash.as_bytes(), sealed)
+                    .and_then(|json| serde_json::from_slice::<TokenResponse>(&json).ok())
+            });
+            if let Some(resp) = again {
+                if self.successor_unused(&resp, grant).await? {
+                    metrics::counter!("emta_refresh_retried_total").increment(1);
+                    return Ok(resp);
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
         self.revoke_grant(&grant.id, now).await?;
@@ -618,13 +710,13 @@ impl Tokens<'_> {
         if data.exp <= now {
             return Ok(None);
         }
-        let client_ok = self
+        let Some(client) = self
             .clients
             .get(&data.client_id)
-            .is_some_and(|c| c.availability(now).is_ok());
-        if !client_ok {
+            .filter(|c| c.availability(now).is_ok())
+        else {
             return Ok(None);
-        }
+        };
         if self.eph.get(&revoked_token_key(&data.jti)).await?.is_some() {
             return Ok(None);
         }
@@ -632,6 +724,13 @@ impl Tokens<'_> {
             if self.eph.get(&revoked_grant_key(g)).await?.is_some() {
                 return Ok(None);
             }
+        }
+        // A citizen's token releases only what its client may still have (userinfo and
+        // introspection read this): a scope the ministry withdrew stops at once, not when
+        // the token lapses.
+        let mut data = data;
+        if data.citizen_id.is_some() {
+            data.scope = current_scope(&data.scope, &client);
         }
         Ok(Some(data))
     }
@@ -693,7 +792,7 @@ impl Tokens<'_> {
                     // refresh token has none.
                     return Ok(json!({
                         "active": true,
-                        "scope": grant.scope,
+                        "scope": current_scope(&grant.scope, client),
                         "client_id": grant.client_id,
                         "sub": self.subject(client, &grant.citizen_id),
                         "iss": self.issuer(),

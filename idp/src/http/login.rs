@@ -205,7 +205,7 @@ async fn render_step(
             lang,
             &tx.id,
             &csrf,
-            &core.login().pow_challenge(now()),
+            &core.login().pow_challenge(&tx, now()),
             tx.request.as_ref().and_then(|r| r.login_hint.as_deref()),
             view.as_ref(),
             text,
@@ -629,13 +629,14 @@ async fn logout(core: Core, jar: CookieJar, p: LogoutParams, posted: bool) -> Re
             }
             return Ok(pages::logout_confirm_page(lang, &csrf, &hidden).into_response());
         }
-        core.login()
-            .end_session(session_cookie(&core, &jar).as_deref(), hint_sid.as_deref())
-            .await?;
-        // Signing out signs out: the grants this browser's session gave manufacturers end
-        // too. (An id_token_hint alone, with no session here, ends no grants: ID tokens
-        // travel to manufacturers and must not sign a citizen out of the others.)
+        // Only this browser's own session ends, and with it the grants it gave
+        // manufacturers. An id_token_hint names a session but proves nothing (ID tokens
+        // travel to manufacturers): without the session's cookie it ends nothing, neither
+        // the session nor its grants; with another session's cookie it ends that one only.
         if let Some(s) = &session {
+            core.login()
+                .end_session(session_cookie(&core, &jar).as_deref(), Some(&s.sid))
+                .await?;
             core.tokens().revoke_session_grants(&s.sid, now()).await?;
         }
         // Deleted with the attributes it was set with: a `__Host-` cookie without

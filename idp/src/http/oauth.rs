@@ -412,18 +412,21 @@ pub struct UserinfoForm {
 pub async fn userinfo_post(State(core): State<Core>, req: axum::extract::Request) -> Response {
     use axum::extract::FromRequest;
     let header_token = bearer(req.headers());
-    let has_body = req.headers().contains_key(header::CONTENT_TYPE)
-        || req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() != b"0");
-    let body_token = if has_body {
+    // An empty body is no body, whatever its Content-Type says (a client library that
+    // always sends `application/json` with a bearer header): read it first (it is small,
+    // and read whole before any gate anyway) and parse a form only when there is one.
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 16 * 1024).await else {
+        return OAuthError::invalid_request("the request body is too large").into_response();
+    };
+    let body_token = if bytes.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        let req = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
         match OAuthForm::<UserinfoForm>::from_request(req, &()).await {
             Ok(OAuthForm(f)) => f.access_token,
             Err(e) => return e.into_response(),
         }
-    } else {
-        None
     };
     let token = match (header_token, body_token) {
         (Some(_), Some(_)) => {

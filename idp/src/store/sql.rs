@@ -526,7 +526,7 @@ impl Db {
 
     pub async fn refresh_token(&self, hash: &str) -> Result<Option<RefreshRow>, StoreError> {
         Ok(sqlx::query_as::<_, RefreshRow>(
-            "SELECT token_hash, grant_id, expires_at, used_at FROM refresh_tokens \
+            "SELECT token_hash, grant_id, expires_at, used_at, retry_answer FROM refresh_tokens \
              WHERE token_hash = $1",
         )
         .bind(hash)
@@ -534,9 +534,10 @@ impl Db {
         .await?)
     }
 
-    /// Rotates a refresh token: marks the old one used and stores its successor, in one
+    /// Rotates a refresh token: marks the old one used, keeping the answer it gave (sealed:
+    /// a retry within the grace gets it again), and stores its successor, in one
     /// transaction. Returns false, storing nothing, if the old one was used already (by a
-    /// concurrent request or a thief): the caller treats that as reuse.
+    /// concurrent request or a thief): the caller treats that as a retry or as reuse.
     pub async fn rotate_refresh_token(
         &self,
         old_hash: &str,
@@ -544,13 +545,16 @@ impl Db {
         grant_id: &str,
         now: i64,
         expires_at: i64,
+        sealed_answer: Option<&str>,
     ) -> Result<bool, StoreError> {
         let mut tx = service_kit::sql::begin(&self.pool).await?;
         let done = sqlx::query(
-            "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL",
+            "UPDATE refresh_tokens SET used_at = $2, retry_answer = $3 \
+             WHERE token_hash = $1 AND used_at IS NULL",
         )
         .bind(old_hash)
         .bind(now)
+        .bind(sealed_answer)
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() != 1 {
@@ -828,6 +832,8 @@ pub struct RefreshRow {
     pub grant_id: String,
     pub expires_at: i64,
     pub used_at: Option<i64>,
+    /// The answer its rotation gave, sealed under a key derived from the token itself.
+    pub retry_answer: Option<String>,
 }
 
 /// A logout token to deliver to a client (one per client and SSO session).

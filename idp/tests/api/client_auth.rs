@@ -203,16 +203,13 @@ async fn a_manufacturer_authenticates_with_its_own_key(backend: Backend) {
     let back = browser.submit_consent(&consent, "approve").await;
     let code = query_of(&back.location.expect("redirect"))["code"].clone();
 
-    let token_url = app.token_url();
+    let aud = app.base.clone();
     let tokens = client
         .exchange_code(AuthorizationCode::new(code))
         .expect("token endpoint")
         .set_pkce_verifier(verifier)
         .add_extra_param("client_assertion_type", ASSERTION_TYPE)
-        .add_extra_param(
-            "client_assertion",
-            key.assertion("pars", &token_url, json!({})),
-        )
+        .add_extra_param("client_assertion", key.assertion("pars", &aud, json!({})))
         .request_async(&http)
         .await
         .expect("the code is exchanged with a signed assertion");
@@ -227,7 +224,7 @@ async fn a_manufacturer_authenticates_with_its_own_key(backend: Backend) {
     assert!(claims.given_name().is_some(), "profile released");
     let refresh = tokens.refresh_token().expect("refresh").secret().clone();
 
-    // The issuer is an audience RFC 7523 allows as well as the token endpoint.
+    // The issuer, as one string, is the audience (RFC 7523bis).
     let fresh = key.assertion("pars", &app.base, json!({}));
     let form = |assertion: &str| {
         vec![
@@ -255,7 +252,7 @@ async fn a_manufacturer_authenticates_with_its_own_key(backend: Backend) {
     let other = ClientKey::generate("pars-2026");
     let hs256 = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"iss": "pars", "sub": "pars", "aud": token_url, "exp": idp::now() + 60, "jti": "x"}),
+        &json!({"iss": "pars", "sub": "pars", "aud": aud, "exp": idp::now() + 60, "jti": "x"}),
         &jsonwebtoken::EncodingKey::from_secret(b"guessable"),
     )
     .expect("hs256");
@@ -269,31 +266,40 @@ async fn a_manufacturer_authenticates_with_its_own_key(backend: Backend) {
         ("replayed (jti used)", fresh.clone()),
         (
             "another key, same kid",
-            other.assertion("pars", &token_url, json!({})),
+            other.assertion("pars", &aud, json!({})),
         ),
         (
             "another audience",
             key.assertion("pars", "https://elsewhere.example/token", json!({})),
         ),
+        // Issue 32, point 11: both were accepted before.
         (
-            "expired",
+            "the token endpoint as audience",
+            key.assertion("pars", &app.token_url(), json!({})),
+        ),
+        (
+            "an array of audiences",
             key.assertion(
                 "pars",
-                &token_url,
-                json!({"iat": now - 600, "exp": now - 300}),
+                &aud,
+                json!({"aud": [app.base.clone(), "https://elsewhere.example"]}),
             ),
         ),
         (
+            "expired",
+            key.assertion("pars", &aud, json!({"iat": now - 600, "exp": now - 300})),
+        ),
+        (
             "valid for too long",
-            key.assertion("pars", &token_url, json!({"exp": now + 86_400})),
+            key.assertion("pars", &aud, json!({"exp": now + 86_400})),
         ),
         (
             "issued for another client",
-            key.assertion("saipa", &token_url, json!({})),
+            key.assertion("saipa", &aud, json!({})),
         ),
         (
             "without a jti",
-            key.assertion("pars", &token_url, json!({"jti": null})),
+            key.assertion("pars", &aud, json!({"jti": null})),
         ),
         ("a shared-secret MAC", hs256),
         ("alg none", unsigned),
@@ -309,10 +315,7 @@ async fn a_manufacturer_authenticates_with_its_own_key(backend: Backend) {
             ("grant_type", "refresh_token"),
             ("refresh_token", &refresh2),
             ("client_assertion_type", "urn:example:not-a-jwt"),
-            (
-                "client_assertion",
-                &key.assertion("pars", &token_url, json!({})),
-            ),
+            ("client_assertion", &key.assertion("pars", &aud, json!({}))),
         ],
     )
     .await;
@@ -337,10 +340,7 @@ async fn a_manufacturer_authenticates_with_its_own_key(backend: Backend) {
             ("grant_type", "client_credentials"),
             ("client_id", "saipa"),
             ("client_assertion_type", ASSERTION_TYPE),
-            (
-                "client_assertion",
-                &key.assertion("saipa", &token_url, json!({})),
-            ),
+            ("client_assertion", &key.assertion("saipa", &aud, json!({}))),
         ],
     )
     .await;
@@ -351,10 +351,7 @@ async fn a_manufacturer_authenticates_with_its_own_key(backend: Backend) {
         ("grant_type", "refresh_token".to_owned()),
         ("refresh_token", refresh2.clone()),
         ("client_assertion_type", ASSERTION_TYPE.to_owned()),
-        (
-            "client_assertion",
-            key.assertion("pars", &token_url, json!({})),
-        ),
+        ("client_assertion", key.assertion("pars", &aud, json!({}))),
     ])
     .await;
     assert_eq!(status, 200, "{body}");
@@ -370,7 +367,7 @@ async fn keys_at_a_jwks_uri_are_fetched_cached_and_rotated(backend: Backend) {
     *host.body.lock().expect("lock") = ClientKey::jwks(&[&old]);
     let uri = host.serve().await;
     register(&app, "kish", None, Some(&uri)).await;
-    let token_url = app.token_url();
+    let aud = app.base.clone();
     let cc = |assertion: String| {
         let app = &app;
         async move {
@@ -386,7 +383,7 @@ async fn keys_at_a_jwks_uri_are_fetched_cached_and_rotated(backend: Backend) {
         }
     };
     for _ in 0..3 {
-        let (status, body) = cc(old.assertion("kish", &token_url, json!({}))).await;
+        let (status, body) = cc(old.assertion("kish", &aud, json!({}))).await;
         assert_eq!(status, 200, "{body}");
     }
     assert_eq!(
@@ -398,14 +395,14 @@ async fn keys_at_a_jwks_uri_are_fetched_cached_and_rotated(backend: Backend) {
     // The manufacturer rotates: the new key is published and used at once.
     let new = ClientKey::generate("kish-2");
     *host.body.lock().expect("lock") = ClientKey::jwks(&[&new]);
-    let (status, body) = cc(new.assertion("kish", &token_url, json!({}))).await;
+    let (status, body) = cc(new.assertion("kish", &aud, json!({}))).await;
     assert_eq!(status, 200, "an unknown kid refetches: {body}");
     assert_eq!(host.fetches.load(Ordering::SeqCst), 2);
     // A flood of assertions naming keys nobody published does not become a flood of
     // fetches at the manufacturer.
     for i in 0..5 {
         let stranger = ClientKey::generate(&format!("nobody-{i}"));
-        let (status, _) = cc(stranger.assertion("kish", &token_url, json!({}))).await;
+        let (status, _) = cc(stranger.assertion("kish", &aud, json!({}))).await;
         assert_eq!(status, 401);
     }
     assert_eq!(

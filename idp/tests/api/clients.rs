@@ -112,6 +112,104 @@ async fn a_manufacturer_gets_only_the_scopes_it_is_allowed(backend: Backend) {
     assert!(ui.get("national_id").is_none(), "{ui}");
 }
 
+/// An access token tells its holder nothing: no part of it decodes to the citizen's global
+/// id (what a public-subject client gets as `sub`) or to anything else that two
+/// manufacturers could compare to join their records (issue 32, point 5). First failure:
+/// its first part was base64 JSON with `citizen_id`.
+async fn an_access_token_carries_nothing_a_client_can_read(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let who = &app.citizens[23];
+    let c = app.client("saipa");
+    let (code, auth) = login_code(&app, &Browser::new(&app.base), c, who).await;
+    let (status, t) = exchange(&app, c, &code, &auth.verifier).await;
+    assert_eq!(status, 200, "{t}");
+    let citizen = app
+        .core
+        .db
+        .citizen_by_national_id(&idp::domain::NationalId::parse(&who.national_id).expect("nid"))
+        .await
+        .expect("db")
+        .expect("the citizen");
+    let at = t["access_token"].as_str().unwrap_or_default();
+    let readable: String = at
+        .split('.')
+        .filter_map(idp::crypto::b64_decode)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .collect();
+    for secret in [
+        citizen.id.as_str(),
+        "citizen_id",
+        "grant_id",
+        &who.national_id,
+    ] {
+        assert!(
+            !at.contains(secret) && !readable.contains(secret),
+            "the access token shows {secret}"
+        );
+    }
+    assert!(
+        userinfo(&app, at).await.get("sub").is_some(),
+        "and still works"
+    );
+}
+
+/// The ministry withdraws a scope from a manufacturer: its existing grant stops releasing
+/// it at once, at userinfo, in introspection and in refreshed tokens (issue 32, point 8).
+/// First failure: userinfo still released `national_id` after the withdrawal.
+async fn withdrawing_a_scope_stops_its_release_at_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let c = app.client("saipa");
+    let (code, auth) = login_code(&app, &Browser::new(&app.base), c, &app.citizens[22]).await;
+    let (status, t) = exchange(&app, c, &code, &auth.verifier).await;
+    assert_eq!(status, 200, "{t}");
+    let at = t["access_token"].as_str().unwrap_or_default().to_owned();
+    assert!(userinfo(&app, &at).await.get("national_id").is_some());
+    idp::admin::set_policy(
+        &app.core.db,
+        &c.id,
+        &["profile".into(), "phone".into()],
+        idp::domain::SubjectType::Pairwise,
+        "test",
+        service_kit::clock::now(),
+    )
+    .await
+    .expect("policy");
+    app.core.reload().await.expect("reload");
+    let ui = userinfo(&app, &at).await;
+    assert!(ui.get("national_id").is_none(), "userinfo: {ui}");
+    assert!(
+        ui.get("phone_number").is_some(),
+        "what stays allowed flows: {ui}"
+    );
+    let intro: Value = app
+        .http()
+        .post(format!("{}/introspect", app.base))
+        .basic_auth(&c.id, Some(&c.secret))
+        .form(&[("token", at.as_str())])
+        .send()
+        .await
+        .expect("introspect")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(intro["scope"], "openid phone profile", "{intro}");
+    let rt = t["refresh_token"].as_str().unwrap_or_default();
+    let refreshed: Value = app
+        .http()
+        .post(app.token_url())
+        .basic_auth(&c.id, Some(&c.secret))
+        .form(&[("grant_type", "refresh_token"), ("refresh_token", rt)])
+        .send()
+        .await
+        .expect("refresh")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(refreshed["scope"], "openid phone profile", "{refreshed}");
+    let claims = jwt_claims(refreshed["id_token"].as_str().unwrap_or_default());
+    assert!(claims.get("national_id").is_none(), "{claims}");
+}
+
 /// A rotated secret keeps working for the overlap the ministry gives, so the manufacturer
 /// deploys the new one without an outage; a zero overlap (a leaked secret) cuts it at once.
 async fn a_rotated_secret_works_until_its_overlap_ends(backend: Backend) {
@@ -352,6 +450,8 @@ async fn signing_out_sends_each_manufacturer_a_logout_token(backend: Backend) {
 }
 
 both!(
+    an_access_token_carries_nothing_a_client_can_read,
+    withdrawing_a_scope_stops_its_release_at_once,
     each_manufacturer_sees_its_own_subject,
     a_manufacturer_gets_only_the_scopes_it_is_allowed,
     a_rotated_secret_works_until_its_overlap_ends,

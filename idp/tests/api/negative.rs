@@ -138,6 +138,93 @@ async fn a_retried_refresh_gets_the_same_answer_until_the_new_token_is_used(back
     assert_eq!(status, 400, "and the grant is revoked");
 }
 
+/// userinfo by POST with the token in the header and an empty body typed as JSON (what
+/// some client libraries send) is answered, not refused as a malformed form (issue 32,
+/// point 11). First failure: 400 invalid_request.
+async fn userinfo_post_with_a_bearer_header_and_an_empty_json_body_answers(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let c = app.client("saipa");
+    let (code, auth) = login_code(&app, &Browser::new(&app.base), c, &app.citizens[13]).await;
+    let (_, t) = exchange(&app, c, &code, &auth.verifier).await;
+    let at = t["access_token"].as_str().unwrap_or_default();
+    let r = app
+        .http()
+        .post(format!("{}/userinfo", app.base))
+        .bearer_auth(at)
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .expect("userinfo");
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+}
+
+/// A code presented by another client is refused and given back untouched: the client it
+/// was issued to still exchanges it, and a second try by the other client revokes nothing
+/// of the owner's (issue 32, point 11). First failure: the owner's exchange got 400, the
+/// code burnt by the other client's try.
+async fn another_clients_try_neither_burns_a_code_nor_revokes_its_grant(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (saipa, ikco) = (app.client("saipa"), app.client("ikco"));
+    let (code, auth) = login_code(&app, &Browser::new(&app.base), saipa, &app.citizens[11]).await;
+    let (status, _) = exchange(&app, ikco, &code, &auth.verifier).await;
+    assert_eq!(status, 400, "not ikco's code");
+    let (status, t) = exchange(&app, saipa, &code, &auth.verifier).await;
+    assert_eq!(status, 200, "the owner's exchange: {t}");
+    let (status, _) = exchange(&app, ikco, &code, &auth.verifier).await;
+    assert_eq!(status, 400);
+    let at = t["access_token"].as_str().unwrap_or_default();
+    assert_eq!(
+        userinfo_status(&app, at).await,
+        200,
+        "the owner's grant stands"
+    );
+    let rt = t["refresh_token"].as_str().unwrap_or_default();
+    assert_eq!(refresh(&app, "saipa", rt).await.0, 200);
+}
+
+/// A code exchanged while the database cannot be reached is given back, so the client's
+/// retry succeeds; once exchanged, it is single use as ever (issue 32, point 11). First
+/// failure: the retry got 400, the code burnt by the 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_exchanged_while_the_database_is_down_survives_for_the_retry() {
+    let app = spawn_app(Backend::Servers).await;
+    let c = app.client("saipa");
+    let (code, auth) = login_code(&app, &Browser::new(&app.base), c, &app.citizens[12]).await;
+    let broken = crate::helpers::start_replica(&app.deployment, &Default::default()).await;
+    broken.core.db.close().await;
+    let (status, body) = exchange(&broken, c, &code, &auth.verifier).await;
+    assert_eq!(status, 503, "{body}");
+    let (status, t) = exchange(&app, c, &code, &auth.verifier).await;
+    assert_eq!(status, 200, "the retry: {t}");
+    let (status, _) = exchange(&app, c, &code, &auth.verifier).await;
+    assert_eq!(status, 400, "single use");
+}
+
+/// A refresh whose answer was lost after the rotation committed (here: the copy a retry
+/// used to find in the shared store is gone, as when the request died between its commit
+/// and that write) is answered again on its retry, not taken for reuse (issue 32, point 3).
+/// First failure: the retry got 400 invalid_grant and the grant was revoked.
+async fn a_retried_refresh_survives_an_answer_lost_after_the_commit(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let c = app.client("saipa");
+    let (code, auth) = login_code(&app, &Browser::new(&app.base), c, &app.citizens[9]).await;
+    let (_, t1) = exchange(&app, c, &code, &auth.verifier).await;
+    let rt1 = t1["refresh_token"].as_str().unwrap_or_default().to_owned();
+    let (status, first) = refresh(&app, "saipa", &rt1).await;
+    assert_eq!(status, 200, "{first}");
+    let h = idp::crypto::b64(&idp::crypto::sha256(rt1.as_bytes()));
+    app.core
+        .eph
+        .delete(&format!("refresh-retry:{h}"))
+        .await
+        .expect("the store");
+    let (status, again) = refresh(&app, "saipa", &rt1).await;
+    assert_eq!(status, 200, "the retry signed the citizen out: {again}");
+    assert_eq!(again["refresh_token"], first["refresh_token"]);
+    let next = first["refresh_token"].as_str().unwrap_or_default();
+    assert_eq!(refresh(&app, "saipa", next).await.0, 200, "the grant lives");
+}
+
 /// Parallel uses of one refresh token (a client retrying in a hurry) rotate it once: every
 /// answer carries the same successor, and the grant survives.
 async fn concurrent_refreshes_with_one_token_rotate_it_once(backend: Backend) {
@@ -369,6 +456,13 @@ async fn a_bad_national_id_checksum_never_reaches_the_registry(backend: Backend)
         .await;
     assert_eq!(r.status, 400, "Mehr has 30 days");
     assert_eq!(app.registry_calls(), calls);
+    // Born decades from now (issue 32, point 9). First failure: 422 after a registry call.
+    let r = b
+        .submit_identity(&identity, &who.national_id, "1490/01/01")
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("cannot be after today"), "{}", r.body);
+    assert_eq!(app.registry_calls(), calls);
 }
 
 async fn registry_mismatches_do_not_say_which_field_was_wrong(backend: Backend) {
@@ -486,6 +580,47 @@ async fn a_failing_registry_is_left_alone_for_a_while(backend: Backend) {
         calls[5], 10,
         "the sixth try was answered without a call: {calls:?}"
     );
+}
+
+/// A registry that refuses the query itself (a 4xx) has answered: the try counts as a
+/// mismatch, is not given back, and the breakers stay closed, so inputs a registry rejects
+/// cannot hold them open for everyone (issue 32, point 9). First failure: every try was a
+/// 503 "registry down", refunded, and the sixth found the breakers open.
+async fn a_registry_refusal_is_a_mismatch_not_an_outage(backend: Backend) {
+    let app = crate::helpers::spawn_app_with(
+        backend,
+        crate::helpers::Options {
+            settings: Box::new(|s| {
+                s.resend_secs = 0;
+                s.fails_per_national_id = 100;
+                s.identity_tries_per_phone = 100;
+            }),
+        },
+    )
+    .await;
+    let who = &app.citizens[10];
+    app.stub
+        .registry_status
+        .store(404, std::sync::atomic::Ordering::Relaxed);
+    let mut statuses = Vec::new();
+    let mut calls = Vec::new();
+    for _ in 0..2 {
+        let b = Browser::new(&app.base);
+        let identity = crate::helpers::identity_page(&app, &b, &who.mobile).await;
+        for _ in 0..3 {
+            let r = b
+                .submit_identity(&identity, &who.national_id, &who.birth_date)
+                .await;
+            statuses.push(r.status);
+            calls.push(app.registry_calls());
+        }
+        let r = b
+            .submit_identity(&identity, &who.national_id, &who.birth_date)
+            .await;
+        assert_eq!(r.status, 410, "three tries spent, none given back");
+    }
+    assert!(statuses.iter().all(|s| *s == 422), "{statuses:?}");
+    assert_eq!(calls[5], 12, "both registries asked every time: {calls:?}");
 }
 
 /// OIDC Core §3.1.2.1: an `id_token_hint` names who the client expects. With another
@@ -617,6 +752,35 @@ async fn signing_out_ends_the_grants_of_the_session(backend: Backend) {
     }
 }
 
+/// A logout request with someone's `id_token_hint` and no session cookie (a manufacturer,
+/// or anyone an ID token reached) signs nobody out (issue 32, point 6). First failure: the
+/// hinted citizen's session ended and its grants lived on.
+async fn an_id_token_hint_without_the_session_cookie_signs_no_one_out(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let c = app.client("saipa");
+    let b = Browser::new(&app.base);
+    let (code, auth) = login_code(&app, &b, c, &app.citizens[12]).await;
+    let (status, t) = exchange(&app, c, &code, &auth.verifier).await;
+    assert_eq!(status, 200);
+    let hint = t["id_token"].as_str().unwrap_or_default();
+    let stranger = Browser::new(&app.base);
+    let r = stranger
+        .get(&format!("{}/logout?id_token_hint={hint}", app.base))
+        .await;
+    assert_eq!(r.status, 200);
+    let again = b.follow(b.get(&raw_auth(&app, c, "").url).await).await;
+    assert!(
+        again
+            .location
+            .as_deref()
+            .is_some_and(|l| l.contains("code=")),
+        "the citizen was signed out by a stranger's request: {:?}",
+        again.location
+    );
+    let at = t["access_token"].as_str().unwrap_or_default();
+    assert_eq!(userinfo_status(&app, at).await, 200, "the grant stands");
+}
+
 /// `offline_access` governs long-lived grants (OIDC Core §11): only a manufacturer the
 /// ministry allows it, only after the citizen consented to it on the consent screen, gets
 /// a grant that outlives the sign-in; every other grant ends with its SSO session (its
@@ -731,10 +895,12 @@ async fn a_grant_ends_at_its_absolute_lifetime(backend: Backend) {
 }
 
 both!(
+    an_id_token_hint_without_the_session_cookie_signs_no_one_out,
     signing_out_ends_the_grants_of_the_session,
     offline_access_is_what_keeps_a_grant_past_the_sign_in,
     a_grant_ends_at_its_absolute_lifetime,
     a_failing_registry_is_left_alone_for_a_while,
+    a_registry_refusal_is_a_mismatch_not_an_outage,
     an_id_token_hint_for_someone_else_is_not_answered_by_this_session,
     the_token_endpoint_answers_in_oauth_terms,
     a_wrong_pkce_verifier_is_refused_and_burns_the_code,
@@ -742,6 +908,9 @@ both!(
     refresh_token_reuse_revokes_the_whole_grant,
     concurrent_refreshes_with_one_token_rotate_it_once,
     a_retried_refresh_gets_the_same_answer_until_the_new_token_is_used,
+    a_retried_refresh_survives_an_answer_lost_after_the_commit,
+    another_clients_try_neither_burns_a_code_nor_revokes_its_grant,
+    userinfo_post_with_a_bearer_header_and_an_empty_json_body_answers,
     an_unknown_client_or_redirect_uri_gets_an_error_page_never_a_redirect,
     requests_without_pkce_or_openid_are_sent_back_with_an_error,
     a_suspended_or_expired_client_is_refused_everywhere,

@@ -267,7 +267,46 @@ async fn signing_keys_are_sealed_at_rest(backend: Backend) {
     assert!(err.contains("key-encryption key"), "{err}");
 }
 
+/// A signing key planted in the database without the seal (by someone with the service's
+/// database role) is never published, never signs and is not adopted by sealing it at the
+/// next start (issue 32, point 11). First failure: its kid was in the JWKS.
+async fn an_unsealed_signing_key_row_is_ignored(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let now = idp::now();
+    let planted = idp::keys::generate(idp::domain::SigningAlg::ES256, now, now).expect("a key");
+    app.core
+        .db
+        .add_signing_key(&planted, None)
+        .await
+        .expect("plant");
+    app.core.reload().await.expect("reload");
+    assert!(
+        !app.core.keys.jwks().to_string().contains(&planted.kid),
+        "an unsealed key is published"
+    );
+    let c = app.client("saipa");
+    let (code, auth) = login_code(&app, &Browser::new(&app.base), c, &app.citizens[2]).await;
+    let (status, t) = exchange(&app, c, &code, &auth.verifier).await;
+    assert_eq!(status, 200, "{t}");
+    let header =
+        jsonwebtoken::decode_header(t["id_token"].as_str().unwrap_or_default()).expect("a JWT");
+    assert_ne!(
+        header.kid.as_deref(),
+        Some(planted.kid.as_str()),
+        "it signed"
+    );
+    let replica = start_replica(&app.deployment, &Options::default()).await;
+    let rows = replica.core.db.signing_keys().await.expect("keys");
+    let row = rows
+        .iter()
+        .find(|k| k.kid == planted.kid)
+        .expect("still there");
+    assert!(!row.private_der.starts_with("sealed:"), "adopted at start");
+    assert!(!replica.core.keys.jwks().to_string().contains(&planted.kid));
+}
+
 both!(
+    an_unsealed_signing_key_row_is_ignored,
     signing_keys_are_sealed_at_rest,
     signing_out_deletes_the_host_cookie_with_its_attributes,
     discovery_and_jwks_describe_the_provider,
