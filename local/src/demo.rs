@@ -227,6 +227,7 @@ fn demo_license(now: i64, opens_in: i64) -> NewLicense {
             months: 48,
         }),
         parties: crate::parties::commitments(),
+        seed_delay: Some(crate::parties::SEED_DELAY),
     }
 }
 

@@ -193,6 +193,7 @@ pub fn queue_license(units: i64, opens_in: i64, admission_per_min: i64) -> NewLi
         round: None,
         exclusion: None,
         parties: crate::parties::commitments(),
+        seed_delay: Some(crate::parties::SEED_DELAY),
     }
 }
 

@@ -25,6 +25,14 @@ pub fn contributions() -> Vec<Contribution> {
         .to_vec()
 }
 
+/// The seed's reveal window and delay in a local deployment: the machine reveals at once,
+/// so the window only matters when a test withholds; a few delay steps (well under a
+/// second) so that tests and the demo do not wait for the production delay's minutes.
+pub const SEED_DELAY: presale::domain::SeedDelay = presale::domain::SeedDelay {
+    reveal_secs: 30,
+    iterations: 16,
+};
+
 /// The commitments a local license is issued with.
 pub fn commitments() -> Vec<Commitment> {
     contributions()

@@ -26,6 +26,13 @@ pub(crate) struct Admitter {
     one_at_a_time: tokio::sync::Mutex<()>,
     /// Lotteries this replica has seen drawn: no more draw attempts for them.
     drawn: std::sync::Mutex<HashSet<String>>,
+    /// Campaigns whose delayed seed this replica is computing (minutes each): one at a
+    /// time per campaign here; other replicas may compute it too, the first write stands.
+    settling: std::sync::Arc<std::sync::Mutex<HashSet<String>>>,
+    /// Campaigns whose log this replica is sequencing: each on its own task, one at a
+    /// time, so a backlog's large batch is never cut off by a round's budget (and rolled
+    /// back, round after round) and never holds up another campaign's admissions.
+    sequencing: std::sync::Arc<std::sync::Mutex<HashSet<String>>>,
     /// When this replica last completed a tick with every campaign advanced (Unix ms).
     pub(crate) last_tick_ms: std::sync::atomic::AtomicI64,
 }
@@ -54,6 +61,7 @@ pub(crate) async fn tick(core: &Core) {
         Err(e) => tracing::warn!(error = %e, "license reload failed"),
     }
     let licenses = core.all_licenses();
+    settle_seeds(core).await;
     // The draw decides on the database's clock under the license's lock; this replica's
     // clock only spares the database a draw attempt per tick during the whole window.
     let soon = service_kit::clock::now() + 5;
@@ -103,11 +111,38 @@ pub(crate) async fn tick(core: &Core) {
     }
 }
 
+/// Starts computing every delayed seed whose shares are final, each on its own task
+/// (the delay function takes minutes, by design): the round goes on meanwhile.
+async fn settle_seeds(core: &Core) {
+    let pending = match core.store.unsettled_seeds().await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "seeds waiting for their delay could not be listed");
+            return;
+        }
+    };
+    for id in pending {
+        let settling = core.admitter.settling.clone();
+        if !lock(&settling).insert(id.clone()) {
+            continue;
+        }
+        let store = core.store.clone();
+        tokio::spawn(async move {
+            match store.settle_seed(&id).await {
+                Ok(Some(_)) => tracing::info!(campaign = %id, "the seed is settled"),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, campaign = %id, "settling the seed failed"),
+            }
+            lock(&settling).remove(&id);
+        });
+    }
+}
+
 /// How long one campaign's admitter work may take in one round.
 const CAMPAIGN_BUDGET: Duration = Duration::from_secs(3);
 
-/// One campaign's round: admit (queues), then sequence and sign its log. False if its
-/// queue could not be advanced.
+/// One campaign's round: admit (queues), then start sequencing and signing its log. False
+/// if its queue could not be advanced.
 async fn campaign(core: &Core, l: &License) -> bool {
     let mut advanced = true;
     if l.selection == Selection::Queue {
@@ -116,8 +151,15 @@ async fn campaign(core: &Core, l: &License) -> bool {
             tracing::warn!(error = %e, campaign = %l.id, "admitter tick failed");
         }
     }
-    if let Err(e) = core.store.sequence_log(&l.id, &core.log_key).await {
-        tracing::warn!(error = %e, campaign = %l.id, "transparency log sequencing failed");
+    let sequencing = core.admitter.sequencing.clone();
+    if lock(&sequencing).insert(l.id.clone()) {
+        let (store, key, id) = (core.store.clone(), core.log_key.clone(), l.id.clone());
+        tokio::spawn(async move {
+            if let Err(e) = store.sequence_log(&id, &key).await {
+                tracing::warn!(error = %e, campaign = %id, "transparency log sequencing failed");
+            }
+            lock(&sequencing).remove(&id);
+        });
     }
     advanced
 }

@@ -44,6 +44,17 @@ enum Command {
         /// The party: `ministry`, the manufacturer's name, or `observer`.
         party: String,
     },
+    /// Measure the seed's delay function on this machine: how many steps a second one
+    /// core computes and checks, and the steps for a delay of `--seconds` here (choose the
+    /// license's `seed_delay.iterations` from the fastest machine an attacker may have).
+    SeedDelay {
+        /// Steps to time.
+        #[arg(long, default_value_t = 200)]
+        steps: u64,
+        /// The delay wanted, in seconds of this machine.
+        #[arg(long, default_value_t = 600)]
+        seconds: u64,
+    },
     /// Audit a campaign from its public transparency log alone: checkpoints, consistency,
     /// the seed, the shuffle, the admission order, the draw and every acceptance. Exits
     /// non-zero on any finding.
@@ -174,6 +185,29 @@ async fn main() -> anyhow::Result<()> {
                 .await?
                 .map_err(|e| anyhow::anyhow!("license refused: {e}"))?;
             println!("{id}");
+        }
+        Command::SeedDelay { steps, seconds } => {
+            let input = presale::transparency::seed::sha256(b"emta seed delay calibration");
+            let started = std::time::Instant::now();
+            let output = presale::transparency::vdf::delay(&input, steps);
+            let slow = started.elapsed().as_secs_f64();
+            let started = std::time::Instant::now();
+            anyhow::ensure!(
+                presale::transparency::vdf::check(&input, steps, &output),
+                "the delay function did not check"
+            );
+            let fast = started.elapsed().as_secs_f64();
+            let per_sec = steps as f64 / slow;
+            println!("steps:            {steps}");
+            println!("compute:          {slow:.3} s ({per_sec:.1} steps/s on one core)");
+            println!(
+                "check:            {fast:.4} s ({:.0}x faster)",
+                slow / fast.max(1e-9)
+            );
+            println!(
+                "for {seconds} s here: iterations = {}",
+                (per_sec * seconds as f64).round() as u64
+            );
         }
         Command::Commit { party } => {
             anyhow::ensure!(

@@ -150,9 +150,10 @@ pub(crate) async fn post_json<A: serde::de::DeserializeOwned>(
         .await
         .map_err(|e| UpstreamError::from_reqwest(service, e))?;
     let status = answer.status();
-    // A refusal of this query is an answer; our own credentials refused (401, 403), a
-    // timeout (408) or throttling (429) is the service's or our fault, like a 5xx.
-    if status.is_client_error() && !matches!(status.as_u16(), 401 | 403 | 408 | 429) {
+    // A refusal of this query (a malformed or unknown record: 400, 404, 422) is an
+    // answer; anything else (our credentials refused, a timeout, throttling, a gateway's
+    // odd status) is the service's or our fault, like a 5xx.
+    if matches!(status.as_u16(), 400 | 404 | 422) {
         return Err(UpstreamError::Rejected {
             service,
             status: status.as_u16(),

@@ -56,6 +56,10 @@ pub struct LoginTx {
     pub mobile: Option<String>,
     pub otp_hash: Option<String>,
     pub otp_sent_at: i64,
+    /// Whether the code went to a browser where this phone's code was entered before (the
+    /// known-device cookie): its wrong codes are not counted in the phone's cap.
+    #[serde(default)]
+    pub known_device: bool,
     /// Set once the identity step (or a live session) authenticated the citizen.
     pub sid: Option<String>,
 }
@@ -368,6 +372,7 @@ impl Login<'_> {
             mobile: None,
             otp_hash: None,
             otp_sent_at: 0,
+            known_device: false,
             sid,
         };
         self.save_tx(&tx).await?;
@@ -628,6 +633,7 @@ impl Login<'_> {
                 .hash("otp", format!("{}|{code}", tx.id).as_bytes()),
         );
         tx.otp_sent_at = now;
+        tx.known_device = self.is_known_device(mobile, tx, from);
         tx.step = Step::Otp;
         // The tries are per login, not per code: five codes in all.
         self.save_tx(tx).await?;
@@ -676,20 +682,25 @@ impl Login<'_> {
         // lock the owner's right one out. Across browsers the guesses stay bounded per
         // code (five) and so per SMS, which the phone's SMS budgets bound.
         let phone_browser = format!("{mobile}|{}", tx.browser);
-        self.limiter
-            .hit(
-                Subject::PhoneOtp(&phone_browser),
-                self.settings.otp_tries_per_phone,
-                Duration::from_secs(3600),
-            )
-            .await
-            .map_err(|e| match e {
-                Error::RateLimited { retry_after } => Error::TooSoon {
-                    text: msg::OTP_TRIES,
-                    retry_after,
-                },
-                other => other,
-            })?;
+        let mut budgets = vec![(phone_browser.as_str(), self.settings.otp_tries_per_phone)];
+        // And, from browsers that never verified this phone, a cap per phone (three
+        // browsers' worth): the owner's known device is not held by it, so strangers
+        // spending it lock nobody out, and their guesses stay bounded per phone too.
+        if !tx.known_device {
+            budgets.push((mobile.as_str(), self.settings.otp_tries_per_phone * 3));
+        }
+        for (subject, max) in budgets {
+            self.limiter
+                .hit(Subject::PhoneOtp(subject), max, Duration::from_secs(3600))
+                .await
+                .map_err(|e| match e {
+                    Error::RateLimited { retry_after } => Error::TooSoon {
+                        text: msg::OTP_TRIES,
+                        retry_after,
+                    },
+                    other => other,
+                })?;
+        }
         let expected = tx.otp_hash.clone().unwrap_or_default();
         let right = self
             .keyring

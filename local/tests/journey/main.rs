@@ -40,6 +40,7 @@ fn test_license(manufacturer: &str, model: &str, now: i64) -> NewLicense {
         round: None,
         exclusion: None,
         parties: local::parties::commitments(),
+        seed_delay: Some(local::parties::SEED_DELAY),
     }
 }
 

@@ -17,3 +17,9 @@ ALTER TABLE lottery_draws ADD COLUMN apply_until_ms BIGINT;
 -- the license row's lock, and no entry is taken once it is set, whatever any clock says
 -- afterwards (a database whose clock stepped back after a failover, say).
 ALTER TABLE licenses ADD COLUMN frozen_at_ms BIGINT;
+
+-- The seed's reveal window (seconds after the freeze) and its delay (sloth steps from the
+-- reveals to the seed). NULL on campaigns issued before: their seed followed the last
+-- reveal at once.
+ALTER TABLE licenses ADD COLUMN seed_reveal_secs BIGINT;
+ALTER TABLE licenses ADD COLUMN seed_iterations BIGINT;

@@ -148,6 +148,42 @@ pub struct NewLicense {
     pub exclusion: Option<Exclusion>,
     /// Every party's commitment to its seed contribution: at least two parties.
     pub parties: Vec<crate::transparency::seed::Commitment>,
+    /// The reveals' deadline and the delay between them and the seed (see
+    /// [`crate::transparency::vdf`]). Required at issuance; absent only in the records of
+    /// campaigns issued before it existed (their seed followed the last reveal at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed_delay: Option<SeedDelay>,
+}
+
+/// When reveals are due and how long the seed takes to compute after them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedDelay {
+    /// Seconds after the freeze during which the parties reveal. A reveal later is
+    /// refused, and the party's share is a fixed marker: withholding cannot be undone.
+    pub reveal_secs: i64,
+    /// Sloth steps from the reveals (and markers) to the seed. Chosen so that the fastest
+    /// known hardware takes longer than `reveal_secs` to compute them: by the time anyone
+    /// can know the outcome, every reveal was due.
+    pub iterations: u64,
+}
+
+impl SeedDelay {
+    /// The ministry's default: reveals within a minute of the freeze, and 40 000 steps.
+    /// Measured on this project's machine (`presale seed-delay`, `load/BENCHMARKS.md`):
+    /// GMP, the fastest implementation we know, takes 4.3 ms per modular square root of
+    /// 2048 bits, about 6.4 ms per step (half the steps take two), so 40 000 steps are
+    /// about 4 minutes there, and still over two minutes on a core twice as fast: more
+    /// than twice the reveal window for an attacker, while the service computes it in
+    /// the minutes after the window.
+    pub const RECOMMENDED: Self = Self {
+        reveal_secs: 60,
+        iterations: 40_000,
+    };
+
+    fn valid(&self) -> bool {
+        (1..=86_400).contains(&self.reveal_secs) && (1..=100_000_000).contains(&self.iterations)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -164,7 +200,7 @@ pub enum LicenseError {
     LicenseNo,
     #[error("this license number has been issued already")]
     Exists,
-    #[error("the seed needs commitments from at least two distinct parties (name: a-z, 0-9, dashes; commitment: base64url SHA-256)")]
+    #[error("the seed needs commitments from at least two distinct parties, with distinct names and distinct commitments (name: a-z, 0-9, dashes; commitment: base64url SHA-256)")]
     Parties,
     #[error("times are Unix seconds up to the year 2999, and the apply window is at most 30 days")]
     Times,
@@ -172,6 +208,10 @@ pub enum LicenseError {
     MinAge,
     #[error("the exclusion rule names at least one manufacturer and 1 to 120 months")]
     Exclusion,
+    #[error(
+        "the seed needs a reveal window of 1 second to a day and 1 to 100 000 000 delay steps"
+    )]
+    SeedDelay,
 }
 
 /// An issued license, as storefronts show it and applications are checked against.
@@ -287,6 +327,9 @@ impl NewLicense {
         if !crate::transparency::seed::valid_parties(&self.parties) {
             return Err(LicenseError::Parties);
         }
+        if !self.seed_delay.is_some_and(|d| d.valid()) {
+            return Err(LicenseError::SeedDelay);
+        }
         Ok(())
     }
 }
@@ -318,6 +361,10 @@ pub(crate) mod tests {
             parties: ["ministry", "saipa"]
                 .map(|p| crate::transparency::seed::Contribution::generate(p).commitment())
                 .to_vec(),
+            seed_delay: Some(SeedDelay {
+                reveal_secs: 5,
+                iterations: 4,
+            }),
         }
     }
 
@@ -376,6 +423,14 @@ pub(crate) mod tests {
         let mut l = sample();
         l.parties.pop();
         assert_eq!(l.validate(), Err(LicenseError::Parties));
+        // One commitment under two names is one party (issue 31, point 1). First failure:
+        // such a license was valid.
+        let mut l = sample();
+        l.parties[1].commitment = l.parties[0].commitment.clone();
+        assert_eq!(l.validate(), Err(LicenseError::Parties));
+        let mut l = sample();
+        l.seed_delay = None;
+        assert_eq!(l.validate(), Err(LicenseError::SeedDelay));
         // Found by the license form's property test: a rule that excludes nobody, ages and
         // instants whose sums overflow.
         let mut l = sample();

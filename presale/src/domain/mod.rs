@@ -10,7 +10,7 @@ pub mod ticket;
 pub use application::{Accepted, ApplicationRequest, LicenseTerms, Refusal};
 pub use citizen::{Holder, NationalId};
 pub use license::{
-    Exclusion, License, LicenseError, LicenseStatus, NewLicense, PresaleKind, Selection,
+    Exclusion, License, LicenseError, LicenseStatus, NewLicense, PresaleKind, SeedDelay, Selection,
     StatusChange,
 };
 pub use ticket::Place;

@@ -487,6 +487,16 @@ const FIELDS: &[(&str, &str, &str)] = &[
         "تعهد بذر ناظر (اختیاری)",
         "An observer's seed commitment (optional)",
     ),
+    (
+        "seed_reveal_secs",
+        "مهلت افشای بذر پس از انجماد فهرست، ثانیه (پیش‌فرض ۶۰)",
+        "Seconds after the freeze for the seed's reveals (default 60)",
+    ),
+    (
+        "seed_iterations",
+        "گام‌های تأخیر بذر (پیش‌فرض ۴۰۰۰۰)",
+        "The seed's delay steps (default 40 000)",
+    ),
 ];
 
 #[derive(Deserialize)]
@@ -562,6 +572,14 @@ fn parse_license(f: &std::collections::HashMap<String, String>) -> Result<NewLic
             },
         )
         .collect(),
+        seed_delay: Some(crate::domain::SeedDelay {
+            reveal_secs: opt("seed_reveal_secs")?
+                .unwrap_or(crate::domain::SeedDelay::RECOMMENDED.reveal_secs),
+            iterations: opt("seed_iterations")?
+                .map_or(crate::domain::SeedDelay::RECOMMENDED.iterations, |n| {
+                    n.max(0) as u64
+                }),
+        }),
     })
 }
 

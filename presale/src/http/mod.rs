@@ -104,8 +104,10 @@ pub(crate) fn router(core: Core) -> Router {
         .merge(console::router())
         .merge(transparency::router(g))
         .fallback(|| async { Error::not_found(msg::NOT_FOUND) })
-        // Inside the per-address guard, outside every admission gate: a body trickled a
-        // byte at a time holds no permit.
+        // Load shedding counts a request only once its body is in; the body is read after
+        // the per-address guard and before every admission gate: a body trickled a byte
+        // at a time holds no permit and no place in the replica's in-flight count.
+        .layer(axum::middleware::from_fn_with_state(core.clone(), shed))
         .layer(axum::middleware::from_fn(service_kit::body::read_first))
         .layer(axum::middleware::from_fn_with_state(core.clone(), guard))
         .layer(Set::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'")))
@@ -177,6 +179,14 @@ fn storefront_segment(path: &str) -> Option<&str> {
     (!SERVICE_PATHS.contains(&first)).then_some(first)
 }
 
+/// An application in progress: a POST to the apply route from a browser whose sign-in
+/// finished (its keyed mark, checked without a store).
+fn applying(core: &Core, req: &axum::extract::Request) -> bool {
+    req.method() == axum::http::Method::POST
+        && is_apply_route(req.uri().path())
+        && core.signed_in_here(&axum_extra::extract::CookieJar::from_headers(req.headers()))
+}
+
 /// `/{m}/c/{id}/apply`, the one route an application is made on.
 fn is_apply_route(path: &str) -> bool {
     let parts: Vec<&str> = path.split('/').collect();
@@ -193,9 +203,7 @@ async fn guard(
     // and the shedding below: only a POST to an application's own route from a browser
     // whose sign-in finished (a keyed mark, checked without a store), not any path that
     // ends in `/apply`.
-    let applying = req.method() == axum::http::Method::POST
-        && is_apply_route(req.uri().path())
-        && core.signed_in_here(&axum_extra::extract::CookieJar::from_headers(req.headers()));
+    let applying = applying(&core, &req);
     let ip = core
         .trust_forwarded_for
         .then(|| service_kit::net::forwarded_for(req.headers()))
@@ -213,6 +221,17 @@ async fn guard(
     if !applying && core.ip_limiter.check_key(&ip).is_err() {
         return Error::RateLimited { retry_after: 1 }.into_response();
     }
+    next.run(req).await
+}
+
+/// Load shedding: past `MAX_IN_FLIGHT` requests in this replica, 503 with Retry-After
+/// before any work starts, except for an application in progress (see [`guard`]).
+async fn shed(
+    State(core): State<Core>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let applying = applying(&core, &req);
     let load = core.in_flight.fetch_add(1, Ordering::Relaxed);
     let resp = if load >= MAX_IN_FLIGHT && !applying {
         Error::Busy { retry_after: 5 }.into_response()

@@ -89,28 +89,36 @@ impl Core {
             .build()
     }
 
-    /// A new session id for this browser at the end of a sign-in, carrying over what the
-    /// old one held (the sign-ins at the other storefronts, which the one cookie names,
-    /// and their links to the IdP's sessions). A session id planted in the browser before
-    /// the sign-in (session fixation) is worth nothing after it.
+    /// A new session id for this browser at the end of `who`'s sign-in, carrying over
+    /// what the old one held for the same citizen (the sign-ins at the other storefronts,
+    /// which the one cookie names, and their links to the IdP's sessions). A session id
+    /// planted in the browser before the sign-in (session fixation) is worth nothing after
+    /// it, and a planted session's sign-ins under another identity are not carried into
+    /// this one (login CSRF). Each is written under the new id before the old is removed,
+    /// so a store failure midway signs nobody out.
     pub(crate) async fn renew_session(
         &self,
         jar: CookieJar,
+        who: &NationalId,
     ) -> crate::error::Result<(CookieJar, String)> {
         let old = self.sid(&jar);
         let new = service_kit::keys::random_token(24);
         if !old.is_empty() {
             for m in self.rp.storefront_ids() {
-                let Some(raw) = self.sessions.take(&key(&old, m)).await? else {
+                let old_key = key(&old, m);
+                let Some(raw) = self.sessions.get(&old_key).await? else {
                     continue;
                 };
-                self.sessions.put(&key(&new, m), &raw, SESSION).await?;
-                if let Some(idp_sid) = serde_json::from_str::<Citizen>(&raw)
+                if let Some(c) = serde_json::from_str::<Citizen>(&raw)
                     .ok()
-                    .and_then(|c| c.idp_sid)
+                    .filter(|c| &c.national_id == who)
                 {
-                    self.link_idp_session(m, &idp_sid, &new).await?;
+                    self.sessions.put(&key(&new, m), &raw, SESSION).await?;
+                    if let Some(idp_sid) = &c.idp_sid {
+                        self.link_idp_session(m, idp_sid, &new).await?;
+                    }
                 }
+                self.sessions.delete(&old_key).await?;
             }
         }
         Ok((jar.add(self.session_cookie_of(new.clone())), new))

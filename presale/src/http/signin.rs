@@ -126,7 +126,7 @@ async fn callback(
     })?;
     // A new session id from here on: whoever knew the one this sign-in started under
     // (set in this browser by someone else, say) is not signed in by it.
-    let (jar, sid) = core.renew_session(jar).await?;
+    let (jar, sid) = core.renew_session(jar, &who.national_id).await?;
     if let Some(idp_sid) = &who.idp_sid {
         core.link_idp_session(&m, idp_sid, &sid).await?;
     }

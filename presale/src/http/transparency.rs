@@ -159,8 +159,15 @@ async fn reveal(
         Revealed::Accepted { seeded: false } => answer(
             StatusCode::OK,
             t!(
-                "پذیرفته شد؛ در انتظار سهم طرف‌های دیگر.",
-                "Accepted; waiting for the other parties' shares."
+                "پذیرفته شد؛ بذر پس از آشکار شدن همه سهم‌ها یا پایان مهلت، با تأخیر محاسبه می‌شود.",
+                "Accepted; the seed is computed, with its delay, once every share is revealed or the window closes."
+            ),
+        ),
+        Revealed::TooLate => answer(
+            StatusCode::CONFLICT,
+            t!(
+                "مهلت آشکارسازی گذشته است؛ سهم این طرف «خودداری‌شده» ثبت می‌شود.",
+                "The reveal window has closed; this party's share counts as withheld."
             ),
         ),
         Revealed::Already => answer(

@@ -72,9 +72,10 @@ impl Store {
             "INSERT INTO licenses (id, license_no, manufacturer, model, units, unit_price, \
              down_payment, kind, delivery_deadline, opens_at, closes_at, selection, \
              admission_per_min, max_active, apply_window_secs, min_age, round, status, \
-             seed_commitment, seed, created_at, exclusion_manufacturers, exclusion_months) \
+             seed_commitment, seed, created_at, exclusion_manufacturers, exclusion_months, \
+             seed_reveal_secs, seed_iterations) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-             'active', '', '', $18, $19, $20)",
+             'active', '', '', $18, $19, $20, $21, $22)",
         )
         .bind(&id)
         .bind(&l.license_no)
@@ -96,6 +97,8 @@ impl Store {
         .bind(now)
         .bind(l.exclusion.as_ref().map(|e| e.manufacturers.join(",")))
         .bind(l.exclusion.as_ref().map(|e| e.months))
+        .bind(l.seed_delay.map(|d| d.reveal_secs))
+        .bind(l.seed_delay.map(|d| d.iterations as i64))
         .execute(&mut *tx)
         .await;
         match inserted {

@@ -161,6 +161,11 @@ impl Store {
         if drawn.is_some() {
             return Ok(drawn);
         }
+        // Frozen and still waiting for its seed (the reveal window, then the delay: minutes):
+        // nothing to read until it exists. Every replica tries four times a second.
+        if frozen && self.campaign_seed_in(&mut tx, &l.id).await?.is_none() {
+            return Ok(None);
+        }
         if !frozen {
             sqlx::query("UPDATE licenses SET frozen_at_ms = $2 WHERE id = $1")
                 .bind(&l.id)

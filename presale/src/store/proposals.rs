@@ -202,12 +202,16 @@ impl Store {
             if stale {
                 return Ok(Err(ProposalError::Unchanged));
             }
+            // The same change pending already (the same payload: two different rates
+            // may wait side by side, so one issuer cannot block every rate change by
+            // keeping one proposal pending).
             let pending = sqlx::query(
                 "SELECT 1 AS one FROM proposals WHERE action = $1 AND subject = $2 \
-                 AND outcome IS NULL AND proposed_at > $3",
+                 AND payload = $3 AND outcome IS NULL AND proposed_at > $4",
             )
             .bind(change.action())
             .bind(license_id)
+            .bind(&payload)
             .bind(now - PROPOSAL_TTL_SECS)
             .fetch_optional(&mut *tx)
             .await?;

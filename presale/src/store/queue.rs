@@ -88,8 +88,11 @@ struct Locked {
     now_ms: i64,
     suspended: bool,
     sold_out: bool,
-    /// Units not yet taken by an accepted application.
+    /// Units neither taken by an accepted application nor promised to a live
+    /// admission, read in one snapshot (ticks only).
     units_left: i64,
+    /// Units not taken by an accepted application (same snapshot).
+    units_unsold: i64,
     /// When the admitter stops: the license's close, moved on by its suspensions.
     closes_at_ms: i64,
     rate_per_min: i64,
@@ -383,10 +386,17 @@ impl Store {
             None
         } else {
             Some(
-                sqlx::query(
+                // The live admissions in the same statement as `accepted`: one snapshot,
+                // so an application that commits between two reads (its admission
+                // spent, `accepted` not yet seen) cannot make a unit look free twice.
+                sqlx::query(&format!(
                     "SELECT status, accepted, units, admission_per_min, max_active, \
-                     apply_window_secs, closes_at, paused_ms FROM licenses WHERE id = $1",
-                )
+                     apply_window_secs, closes_at, paused_ms, \
+                     (SELECT COUNT(*) FROM queue_admissions a WHERE a.license_id = $1 \
+                      AND a.released = 0 AND a.deadline_ms > {}) AS live \
+                     FROM licenses WHERE id = $1",
+                    self.now_ms_sql()
+                ))
                 .bind(license_id)
                 .fetch_one(&mut *conn)
                 .await?,
@@ -407,7 +417,14 @@ impl Store {
             now_ms: q.try_get("now_ms")?,
             suspended: status != crate::domain::LicenseStatus::Active.as_str(),
             sold_out: accepted >= units,
-            units_left: units - accepted,
+            units_unsold: units - accepted,
+            // For a join (no tick) the units left are not used.
+            units_left: units
+                - accepted
+                - match &separate {
+                    Some(r) => r.try_get::<i64, _>("live")?,
+                    None => 0,
+                },
             closes_at_ms: l.try_get::<i64, _>("closes_at")? * 1000
                 + l.try_get::<i64, _>("paused_ms")?,
             rate_per_min: l.try_get("admission_per_min")?,
@@ -703,9 +720,13 @@ impl Store {
             // Never more admitted than units left for them: at sell-out as at the opening,
             // every admitted applicant has a unit, so a faster script with a later ticket
             // cannot take the one an earlier ticket was admitted for.
+            // Both bounds: the one-snapshot count (an application committing between two
+            // reads cannot free a unit twice) and the count after the deadlines were
+            // extended (admissions a stall revived are promised units too).
             let k = (allowance / 1000)
                 .min(q.max_active - counted)
-                .min(q.units_left - counted)
+                .min(q.units_left)
+                .min(q.units_unsold - counted)
                 .min(q.early + q.late - serving)
                 .max(0);
             let first = serving + 1;

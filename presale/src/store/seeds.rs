@@ -9,6 +9,7 @@
 use sqlx::Row;
 
 use super::{Store, StoreError};
+use crate::domain::SeedDelay;
 use crate::transparency::seed::{self, Commitment};
 use crate::transparency::{list_root, Event};
 
@@ -19,12 +20,25 @@ pub enum Revealed {
     Accepted { seeded: bool },
     /// This party had revealed this secret already.
     Already,
+    /// The reveal window closed: this party's share is the withheld marker for good.
+    TooLate,
     /// The list is not frozen yet: revealing now would let the list be chosen after it.
     TooEarly,
     /// No such party in this campaign.
     UnknownParty,
     /// The secret does not match the party's commitment.
     Mismatch,
+}
+
+/// A delayed seed's inputs, as far as they are known.
+enum Shares {
+    Settled(String),
+    Final {
+        list: String,
+        size: i64,
+        root: String,
+        shares: Vec<(String, String)>,
+    },
 }
 
 /// What the public can see of a campaign's seed.
@@ -93,7 +107,36 @@ impl Store {
             },
         )
         .await?;
-        self.seed_if_revealed(conn, license_id).await
+        if self.seed_delay_in(conn, license_id).await?.is_none() {
+            self.seed_if_revealed(conn, license_id).await?;
+        }
+        Ok(())
+    }
+
+    /// A campaign's seed delay (None: issued before it existed).
+    pub(crate) async fn seed_delay_in(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        license_id: &str,
+    ) -> Result<Option<SeedDelay>, StoreError> {
+        let row =
+            sqlx::query("SELECT seed_reveal_secs, seed_iterations FROM licenses WHERE id = $1")
+                .bind(license_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(
+            match (
+                row.try_get::<Option<i64>, _>("seed_reveal_secs")?,
+                row.try_get::<Option<i64>, _>("seed_iterations")?,
+            ) {
+                (Some(reveal_secs), Some(iterations)) => Some(SeedDelay {
+                    reveal_secs,
+                    iterations: iterations.max(0) as u64,
+                }),
+                _ => None,
+            },
+        )
     }
 
     /// Derives and logs the seed once every party has revealed.
@@ -139,7 +182,7 @@ impl Store {
         .bind(&seed)
         .execute(&mut *conn)
         .await?;
-        self.log_event(conn, license_id, &Event::Seed { seed })
+        self.log_event(conn, license_id, &Event::Seed { seed, delay: None })
             .await
     }
 
@@ -153,7 +196,7 @@ impl Store {
         let mut tx = service_kit::sql::begin(&self.pool).await?;
         let Some(frozen) = sqlx::query(&format!(
             "UPDATE campaign_seeds SET list_size = list_size WHERE license_id = $1 \
-             RETURNING {} AS now_ms",
+             RETURNING frozen_at_ms, seed, {} AS now_ms",
             self.now_ms_sql()
         ))
         .bind(license_id)
@@ -163,6 +206,15 @@ impl Store {
             return Ok(Revealed::TooEarly);
         };
         let now_ms: i64 = frozen.try_get("now_ms")?;
+        let delay = self.seed_delay_in(&mut tx, license_id).await?;
+        if let Some(d) = delay {
+            // Due within the window after the freeze (on the database's clock, under the
+            // row the seed is settled under), and never once the seed exists.
+            let due = frozen.try_get::<i64, _>("frozen_at_ms")? + d.reveal_secs * 1000;
+            if now_ms > due || frozen.try_get::<Option<String>, _>("seed")?.is_some() {
+                return Ok(Revealed::TooLate);
+            }
+        }
         let Some(p) = sqlx::query(
             "SELECT commitment, secret FROM seed_parties WHERE license_id = $1 AND party = $2",
         )
@@ -199,10 +251,149 @@ impl Store {
             },
         )
         .await?;
-        self.seed_if_revealed(&mut tx, license_id).await?;
+        if delay.is_none() {
+            self.seed_if_revealed(&mut tx, license_id).await?;
+        }
         let seeded = self.campaign_seed_in(&mut tx, license_id).await?.is_some();
         tx.commit().await?;
         Ok(Revealed::Accepted { seeded })
+    }
+
+    /// Campaigns whose seed is waiting for its delay: frozen, not seeded, with a delay.
+    pub async fn unsettled_seeds(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT s.license_id FROM campaign_seeds s JOIN licenses l ON l.id = s.license_id \
+             WHERE s.seed IS NULL AND l.seed_iterations IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get("license_id")?)).collect()
+    }
+
+    /// Settles a delayed seed once its shares are final (every party revealed, or the
+    /// window closed: the missing ones count as [`seed::WITHHELD`]): computes the delay
+    /// function on a blocking thread (minutes, by design; outside any transaction), then
+    /// writes the seed under the campaign's seed row, logging each withheld party and the
+    /// seed with the delay's output. Any replica may run it; the first write stands, and a
+    /// share that changed meanwhile (a reveal that committed just before the deadline)
+    /// makes the result be thrown away and computed again. The seed, once settled.
+    pub async fn settle_seed(&self, license_id: &str) -> Result<Option<String>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let Some(delay) = self.seed_delay_in(&mut conn, license_id).await? else {
+            return self.campaign_seed_in(&mut conn, license_id).await;
+        };
+        let Some(shares) = self.final_shares(&mut conn, license_id, delay).await? else {
+            return Ok(None);
+        };
+        if let Shares::Settled(seed) = shares {
+            return Ok(Some(seed));
+        }
+        let Shares::Final {
+            list,
+            size,
+            root,
+            shares,
+        } = shares
+        else {
+            return Ok(None);
+        };
+        drop(conn);
+        let (id, l, r, sh) = (
+            license_id.to_owned(),
+            list.clone(),
+            root.clone(),
+            shares.clone(),
+        );
+        let (seed, proof) = tokio::task::spawn_blocking(move || {
+            seed::delayed_seed(&id, &l, size, &r, &sh, delay.iterations)
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("the seed's delay: {e}")))?;
+        let mut tx = service_kit::sql::begin(&self.pool).await?;
+        let row = sqlx::query(&format!(
+            "UPDATE campaign_seeds SET list_size = list_size WHERE license_id = $1 \
+             RETURNING seed, {} AS now_ms",
+            self.now_ms_sql()
+        ))
+        .bind(license_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if let Some(settled) = row.try_get::<Option<String>, _>("seed")? {
+            return Ok(Some(settled));
+        }
+        let now_ms: i64 = row.try_get("now_ms")?;
+        match self.final_shares(&mut tx, license_id, delay).await? {
+            Some(Shares::Final { shares: now, .. }) if now == shares => {}
+            _ => return Ok(None),
+        }
+        for (party, share) in &shares {
+            if share == seed::WITHHELD {
+                let event = Event::Withheld {
+                    party: party.clone(),
+                    at_ms: now_ms,
+                };
+                self.log_event(&mut tx, license_id, &event).await?;
+            }
+        }
+        sqlx::query("UPDATE campaign_seeds SET seed = $2, seeded_at_ms = $3 WHERE license_id = $1")
+            .bind(license_id)
+            .bind(&seed)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        let event = Event::Seed {
+            seed: seed.clone(),
+            delay: Some(proof),
+        };
+        self.log_event(&mut tx, license_id, &event).await?;
+        tx.commit().await?;
+        Ok(Some(seed))
+    }
+
+    /// The shares of a delayed seed, if final: every party's secret, or the withheld
+    /// marker for those that had not revealed when the window closed.
+    async fn final_shares(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        license_id: &str,
+        delay: SeedDelay,
+    ) -> Result<Option<Shares>, StoreError> {
+        let Some(frozen) = sqlx::query(&format!(
+            "SELECT list, list_size, list_root, frozen_at_ms, seed, {} AS now_ms \
+             FROM campaign_seeds WHERE license_id = $1",
+            self.now_ms_sql()
+        ))
+        .bind(license_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        else {
+            return Ok(None);
+        };
+        if let Some(seed) = frozen.try_get::<Option<String>, _>("seed")? {
+            return Ok(Some(Shares::Settled(seed)));
+        }
+        let closed = frozen.try_get::<i64, _>("now_ms")?
+            > frozen.try_get::<i64, _>("frozen_at_ms")? + delay.reveal_secs * 1000;
+        let rows = sqlx::query("SELECT party, secret FROM seed_parties WHERE license_id = $1")
+            .bind(license_id)
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut shares = Vec::with_capacity(rows.len());
+        for r in rows {
+            let party: String = r.try_get("party")?;
+            match r.try_get::<Option<String>, _>("secret")? {
+                Some(secret) => shares.push((party, secret)),
+                None if closed => shares.push((party, seed::WITHHELD.to_owned())),
+                None => return Ok(None),
+            }
+        }
+        shares.sort();
+        Ok(Some(Shares::Final {
+            list: frozen.try_get("list")?,
+            size: frozen.try_get("list_size")?,
+            root: frozen.try_get("list_root")?,
+            shares,
+        }))
     }
 
     pub(crate) async fn campaign_seed_in(

@@ -13,6 +13,7 @@
 //! - [`verify`]: the auditor: recomputes a whole campaign from its public log.
 
 pub mod seed;
+pub mod vdf;
 pub mod verify;
 
 use std::collections::HashMap;
@@ -61,8 +62,16 @@ pub enum Event {
         secret: String,
         at_ms: i64,
     },
-    /// The seed, derived from the frozen list and every reveal ([`seed::derive`]).
-    Seed { seed: String },
+    /// A party that had not revealed by the deadline: its share is a fixed marker.
+    Withheld { party: String, at_ms: i64 },
+    /// The seed, derived from the frozen list and every reveal ([`seed::derive`]); for a
+    /// campaign with a seed delay, through the delay function, whose output is here so
+    /// that anyone checks it with squarings instead of recomputing it.
+    Seed {
+        seed: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        delay: Option<seed::DelayProof>,
+    },
     /// Tickets `first..=last` admitted at `at_ms`.
     Admitted { first: i64, last: i64, at_ms: i64 },
     /// An accepted application: the holder, the ticket (queue) or rank (lottery) it used,

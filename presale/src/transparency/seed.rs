@@ -8,8 +8,15 @@
 //! commitment. The seed is SHA-256 over the campaign, the frozen list's size and root and
 //! every party's secret. As long as one party kept its secret until the freeze, nobody
 //! could know the seed while the list could still change, and anyone can recompute it
-//! from the log afterwards. A party that never reveals stalls the draw (the ministry then
-//! suspends the license and investigates); it cannot choose the outcome.
+//! from the log afterwards.
+//!
+//! The last to reveal sees every other reveal first. So reveals are due within the
+//! license's reveal window after the freeze; a party that has not revealed by then
+//! counts as [`WITHHELD`] (a fixed marker), and the seed comes out of a delay function
+//! ([`super::vdf`]) over the shares, slower to compute than the window lasts: nobody,
+//! the last revealer included, can know the outcome before every reveal was due, so
+//! withholding is a blind choice, not a veto. (Campaigns issued before the delay existed
+//! keep the old rule: the seed follows the last reveal at once.)
 
 use serde::{Deserialize, Serialize};
 
@@ -73,13 +80,19 @@ pub fn valid_secret(secret: &str) -> bool {
     (16..=200).contains(&secret.len()) && secret.bytes().all(|b| b.is_ascii_graphic())
 }
 
-/// Parties are distinct and well named, commitments are SHA-256 digests, and there are
-/// at least two: no single party controls the seed.
+/// Parties are distinct and well named, commitments are SHA-256 digests, distinct too,
+/// and there are at least two: no single party controls the seed. (One and the same
+/// commitment under two names is one secret, so one party: whoever holds it knows the
+/// seed alone.)
 pub fn valid_parties(parties: &[Commitment]) -> bool {
     let mut names: Vec<&str> = parties.iter().map(|p| p.party.as_str()).collect();
     names.sort_unstable();
     names.dedup();
+    let mut commitments: Vec<&str> = parties.iter().map(|p| p.commitment.as_str()).collect();
+    commitments.sort_unstable();
+    commitments.dedup();
     names.len() == parties.len()
+        && commitments.len() == parties.len()
         && parties.len() >= 2
         && parties.iter().all(|p| {
             valid_party(&p.party)
@@ -103,6 +116,86 @@ pub fn derive(
         text.push_str(&format!("{party}\n{secret}\n"));
     }
     service_kit::keys::b64(&service_kit::keys::sha256(text.as_bytes()))
+}
+
+/// What stands for a party that did not reveal by the deadline. No secret can be it (a
+/// secret has 16 to 200 characters), so a withheld share is never confused with one.
+pub const WITHHELD: &str = "-";
+
+/// The delay function's output for a seed, as the log carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DelayProof {
+    pub iterations: u64,
+    /// base64url of the sloth output (big-endian).
+    pub output: String,
+}
+
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    service_kit::keys::sha256(data)
+}
+
+/// The delay function's input for a campaign with a seed delay: SHA-256 over a domain
+/// tag, the campaign, the frozen list and every party's share in the order of their
+/// names, [`WITHHELD`] for a party that did not reveal in time.
+pub fn delay_input(
+    license_id: &str,
+    list: &str,
+    size: i64,
+    root: &str,
+    shares: &[(String, String)],
+) -> [u8; 32] {
+    let mut sorted: Vec<&(String, String)> = shares.iter().collect();
+    sorted.sort();
+    let mut text = format!("emta-seed/v2\n{license_id}\n{list}\n{size}\n{root}\n");
+    for (party, secret) in sorted {
+        text.push_str(&format!("{party}\n{secret}\n"));
+    }
+    sha256(text.as_bytes())
+}
+
+/// The seed from the delay function's output.
+pub fn seed_of_delay(output: &[u8]) -> String {
+    let mut text = b"emta-seed/v2/out\n".to_vec();
+    text.extend_from_slice(output);
+    service_kit::keys::b64(&sha256(&text))
+}
+
+/// A delayed seed computed in full (slow: minutes by design; a blocking thread).
+pub fn delayed_seed(
+    license_id: &str,
+    list: &str,
+    size: i64,
+    root: &str,
+    shares: &[(String, String)],
+    iterations: u64,
+) -> (String, DelayProof) {
+    let input = delay_input(license_id, list, size, root, shares);
+    let output = super::vdf::delay(&input, iterations);
+    (
+        seed_of_delay(&output),
+        DelayProof {
+            iterations,
+            output: service_kit::keys::b64(&output),
+        },
+    )
+}
+
+/// Checks a delayed seed against its shares and proof (fast: squarings).
+pub fn check_delayed_seed(
+    license_id: &str,
+    list: &str,
+    size: i64,
+    root: &str,
+    shares: &[(String, String)],
+    proof: &DelayProof,
+    seed: &str,
+) -> bool {
+    let input = delay_input(license_id, list, size, root, shares);
+    let Some(output) = service_kit::keys::b64_decode(&proof.output) else {
+        return false;
+    };
+    super::vdf::check(&input, proof.iterations, &output) && seed_of_delay(&output) == seed
 }
 
 /// The party name of a seed generated at issuance before commit-reveal existed.

@@ -195,9 +195,21 @@ pub async fn audit(
             None => report.find(format!("record {i} is not an event: {r}")),
         }
     }
-    Campaign::new(campaign).replay(&events, &mut report);
+    let mut c = Campaign::new(campaign);
+    c.signed = heads.iter().map(|h| (h.size, h.at_ms)).collect();
+    c.replay(&events, &mut report);
     Ok(report)
 }
+
+/// How long after a reveal's deadline its record may first be signed (at most; a shorter
+/// window allows as long as itself): the sequencer runs four times a second on every
+/// replica, so this is an outage's margin. It stays far below the seed's delay, so a
+/// reveal slipped in within it could not have been chosen by its outcome.
+const SIGNED_SLACK_MS: i64 = 30_000;
+
+/// Delay steps per second of reveal window below which the delay is reported as weak:
+/// twice what GMP computes on this project's machine (about 155 a second).
+const STEPS_PER_WINDOW_SECOND: u64 = 300;
 
 /// The campaign as the log tells it, rebuilt record by record.
 #[derive(Default)]
@@ -214,7 +226,16 @@ struct Campaign {
     late: HashMap<String, i64>,
     holders: HashSet<String>,
     frozen: Option<(String, i64, String)>,
+    /// When the list was frozen (its record's time): reveals are due within the window.
+    frozen_at_ms: i64,
+    /// The signed checkpoints (size, time), smallest first: the time of the first one
+    /// that includes a record bounds, under the log's signature, when it was written.
+    signed: Vec<(u64, i64)>,
+    /// The license's seed delay (None: issued before it existed).
+    seed_delay: Option<crate::domain::SeedDelay>,
     reveals: Vec<(String, String)>,
+    /// Parties whose share became the withheld marker.
+    withheld: Vec<String>,
     seed: Option<String>,
     admitted_to: i64,
     accepted: HashSet<String>,
@@ -277,10 +298,22 @@ impl Campaign {
             ));
         }
         if self.seed.is_some() {
-            report.checked.push(format!(
-                "seed recomputed from {} reveals",
-                self.reveals.len()
-            ));
+            report.checked.push(match self.seed_delay {
+                Some(d) => format!(
+                    "seed checked through its delay ({} steps, {} per second of the reveal window{}) from {} reveals within {} s of the freeze and {} withheld",
+                    d.iterations,
+                    d.iterations / d.reveal_secs.max(1) as u64,
+                    if d.iterations < d.reveal_secs.max(1) as u64 * STEPS_PER_WINDOW_SECOND {
+                        ": weak, faster hardware could compute it within the window"
+                    } else {
+                        ""
+                    },
+                    self.reveals.len(),
+                    d.reveal_secs,
+                    self.withheld.len()
+                ),
+                None => format!("seed recomputed from {} reveals", self.reveals.len()),
+            });
         }
     }
 
@@ -317,12 +350,15 @@ impl Campaign {
                 }
                 if !seed::valid_parties(&terms.parties) {
                     return Err(
-                        "the license's seed commitments are not two distinct parties".into(),
+                        "the license's seed commitments are not two distinct parties \
+                         (distinct names and distinct commitments)"
+                            .into(),
                     );
                 }
                 self.selection = Some(terms.selection);
                 self.units = terms.units;
                 self.parties = terms.parties.clone();
+                self.seed_delay = terms.seed_delay;
             }
             _ if i == 0 => {
                 // A campaign issued before the log existed: its single legacy party.
@@ -386,8 +422,12 @@ impl Campaign {
                 self.list(holder);
             }
             Event::Frozen {
-                list, size, root, ..
+                list,
+                size,
+                root,
+                at_ms,
             } => {
+                self.frozen_at_ms = *at_ms;
                 if self.frozen.is_some() {
                     return Err("the list was frozen twice".into());
                 }
@@ -403,9 +443,38 @@ impl Campaign {
                 }
                 self.frozen = Some((list.clone(), *size, root.clone()));
             }
-            Event::Reveal { party, secret, .. } => {
+            Event::Reveal {
+                party,
+                secret,
+                at_ms,
+            } => {
                 if self.frozen.is_none() {
                     return Err(format!("{party} revealed before the list was frozen"));
+                }
+                if let Some(d) = self.seed_delay {
+                    let due = self.frozen_at_ms + d.reveal_secs * 1000;
+                    if *at_ms > due {
+                        return Err(format!(
+                            "{party} revealed at {at_ms}, after the deadline {due}: a late reveal lets a party choose"
+                        ));
+                    }
+                    // The record's own time is written by the service; the checkpoint that
+                    // first includes it is signed. A reveal slipped in after the deadline
+                    // with a back-dated time shows in the first checkpoint's time.
+                    let signed_at = self
+                        .signed
+                        .iter()
+                        .find(|(size, _)| *size > i as u64)
+                        .map(|(_, at)| *at);
+                    let slack = SIGNED_SLACK_MS.min(d.reveal_secs * 1000);
+                    if let Some(t) = signed_at.filter(|t| *t > due + slack) {
+                        return Err(format!(
+                            "{party}'s reveal was first signed at {t}, after the deadline {due} (and {slack} ms of sequencing): back-dated"
+                        ));
+                    }
+                    if self.seed.is_some() || self.withheld.contains(party) {
+                        return Err(format!("{party} revealed after its share was settled"));
+                    }
                 }
                 let Some(c) = self.parties.iter().find(|p| p.party == *party) else {
                     return Err(format!("{party} is not a party of this campaign"));
@@ -418,18 +487,61 @@ impl Campaign {
                 }
                 self.reveals.push((party.clone(), secret.clone()));
             }
-            Event::Seed { seed: s } => {
+            Event::Withheld { party, at_ms } => {
+                let Some(d) = self.seed_delay else {
+                    return Err(format!("{party} withheld in a campaign without a deadline"));
+                };
+                if self.frozen.is_none() || *at_ms <= self.frozen_at_ms + d.reveal_secs * 1000 {
+                    return Err(format!("{party} counted as withheld before the deadline"));
+                }
+                if !self.parties.iter().any(|p| p.party == *party)
+                    || self.reveals.iter().any(|(p, _)| p == party)
+                    || self.withheld.contains(party)
+                {
+                    return Err(format!("{party} cannot be withheld: not a silent party"));
+                }
+                self.withheld.push(party.clone());
+            }
+            Event::Seed { seed: s, delay } => {
                 let Some((list, size, root)) = &self.frozen else {
                     return Err("a seed before the list was frozen".into());
                 };
-                if self.reveals.len() != self.parties.len() {
-                    return Err("a seed before every party revealed".into());
+                if self.reveals.len() + self.withheld.len() != self.parties.len() {
+                    return Err("a seed before every party revealed or was withheld".into());
                 }
-                let expected = seed::campaign_seed(&self.id, list, *size, root, &self.reveals);
-                if *s != expected {
-                    return Err(format!(
-                        "the seed {s} is not the one the reveals and the frozen list give ({expected})"
-                    ));
+                match (self.seed_delay, delay) {
+                    (Some(d), Some(proof)) => {
+                        if proof.iterations != d.iterations {
+                            return Err(format!(
+                                "the seed's delay ran {} steps; the license says {}",
+                                proof.iterations, d.iterations
+                            ));
+                        }
+                        let mut shares = self.reveals.clone();
+                        shares.extend(
+                            self.withheld
+                                .iter()
+                                .map(|p| (p.clone(), seed::WITHHELD.to_owned())),
+                        );
+                        if !seed::check_delayed_seed(&self.id, list, *size, root, &shares, proof, s)
+                        {
+                            return Err(format!(
+                                "the seed {s} is not the delay function's output over the reveals and the frozen list"
+                            ));
+                        }
+                    }
+                    (Some(_), None) => {
+                        return Err("a seed without the delay the license requires".into())
+                    }
+                    (None, _) => {
+                        let expected =
+                            seed::campaign_seed(&self.id, list, *size, root, &self.reveals);
+                        if *s != expected {
+                            return Err(format!(
+                                "the seed {s} is not the one the reveals and the frozen list give ({expected})"
+                            ));
+                        }
+                    }
                 }
                 self.seed = Some(s.clone());
             }

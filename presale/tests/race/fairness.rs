@@ -427,3 +427,126 @@ pub(crate) async fn a_held_lock_on_one_campaign_does_not_halt_another() {
         "and ticks once it is free"
     );
 }
+
+/// Three parties commit to a lottery's seed; the last withholds past the reveal window.
+/// The seed is then fixed by the shares as they stood at the deadline (the withheld one a
+/// fixed marker) through the delay function, the late reveal is refused, and the auditor
+/// recomputes all of it from the public log alone (issue 31, point 2). First failure: the
+/// withholding party held the draw for ever (no seed after the deadline).
+pub(crate) async fn the_last_party_withholding_changes_nothing_it_could_choose(backend: Backend) {
+    use presale::store::seeds::Revealed;
+    use presale::transparency::seed::{self, Contribution};
+    let (sa, sb) = two_stores(backend).await;
+    let parties: Vec<Contribution> = ["ministry", "saipa", "observer"]
+        .iter()
+        .map(|p| Contribution::generate(p))
+        .collect();
+    let now = service_kit::clock::now();
+    let mut l = super::license(2, None);
+    l.selection = presale::domain::Selection::Lottery;
+    l.opens_at = now - 10;
+    l.closes_at = now + 1;
+    l.parties = parties.iter().map(Contribution::commitment).collect();
+    l.seed_delay = Some(presale::domain::SeedDelay {
+        reveal_secs: 2,
+        iterations: 8,
+    });
+    let id = issue_id(&sa, &l).await;
+    let lic = sa
+        .licenses()
+        .await
+        .expect("licenses")
+        .into_iter()
+        .find(|x| x.id == id)
+        .expect("license");
+    for i in 0..5 {
+        sa.enter_lottery(&lic, &nid(800 + i), "sub", &Holder(format!("w-{i}")))
+            .await
+            .expect("enter");
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(sa.draw_lottery(&lic).await.expect("freeze"), None);
+    for c in &parties[..2] {
+        assert_eq!(
+            sb.reveal(&id, &c.party, &c.secret).await.expect("reveal"),
+            Revealed::Accepted { seeded: false }
+        );
+    }
+    assert_eq!(
+        sa.settle_seed(&id).await.expect("settle"),
+        None,
+        "within the window the observer may still reveal"
+    );
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let settled = sb
+        .settle_seed(&id)
+        .await
+        .expect("settle")
+        .expect("the seed, the observer's share withheld");
+    let late = &parties[2];
+    assert_eq!(
+        sa.reveal(&id, &late.party, &late.secret)
+            .await
+            .expect("reveal"),
+        Revealed::TooLate,
+        "a reveal after the deadline"
+    );
+    // The outcome is the one the shares at the deadline fix.
+    let status = sa.seed_status(&id).await.expect("status");
+    let (size, root) = status.frozen.expect("frozen");
+    let shares = vec![
+        (parties[0].party.clone(), parties[0].secret.clone()),
+        (parties[1].party.clone(), parties[1].secret.clone()),
+        (late.party.clone(), seed::WITHHELD.to_owned()),
+    ];
+    let (expected, _) = seed::delayed_seed(&id, "entry", size, &root, &shares, 8);
+    assert_eq!(settled, expected);
+    assert!(
+        sa.draw_lottery(&lic).await.expect("draw").is_some(),
+        "drawn"
+    );
+    // The auditor recomputes it from the public log alone.
+    let size = super::transparency::sequence_all(&sa, &id).await;
+    assert!(size > 5);
+    let report = super::transparency::audit_db(&sa, &id, &[]).await;
+    assert!(report.ok(), "{}", report.findings.join("\n"));
+    assert!(
+        report
+            .checked
+            .iter()
+            .any(|c| c.contains("seed checked through its delay")),
+        "{:?}",
+        report.checked
+    );
+    // An insider slips the observer's reveal in after the deadline, back-dated to before
+    // it: the first signed checkpoint that holds it is late, and the auditor says so.
+    let frozen_at: i64 = {
+        use sqlx::Row;
+        sqlx::query("SELECT frozen_at_ms FROM campaign_seeds WHERE license_id = $1")
+            .bind(&id)
+            .fetch_one(sa.pool())
+            .await
+            .expect("frozen")
+            .try_get("frozen_at_ms")
+            .expect("time")
+    };
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let backdated = presale::transparency::Event::Reveal {
+        party: late.party.clone(),
+        secret: late.secret.clone(),
+        at_ms: frozen_at + 1000,
+    };
+    sqlx::query("INSERT INTO log_pending (license_id, body, ref) VALUES ($1, $2, NULL)")
+        .bind(&id)
+        .bind(backdated.line())
+        .execute(sa.pool())
+        .await
+        .expect("plant a reveal");
+    super::transparency::sequence_all(&sa, &id).await;
+    let report = super::transparency::audit_db(&sa, &id, &[]).await;
+    assert!(
+        report.findings.iter().any(|f| f.contains("back-dated")),
+        "{}",
+        report.findings.join("\n")
+    );
+}

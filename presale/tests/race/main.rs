@@ -11,7 +11,6 @@ use presale::domain::{
     ApplicationRequest, LicenseTerms, NationalId, NewLicense, PresaleKind, Refusal, Selection,
 };
 use presale::queue::{early_ticket, Joined, Queue};
-use presale::store::seeds::Revealed;
 use presale::store::Store;
 use presale::transparency::seed::Contribution;
 use testkit::servers::unique;
@@ -66,6 +65,10 @@ fn license(units: i64, round: Option<&str>) -> NewLicense {
             .iter()
             .map(Contribution::commitment)
             .collect(),
+        seed_delay: Some(presale::domain::SeedDelay {
+            reveal_secs: 5,
+            iterations: 4,
+        }),
     }
 }
 
@@ -79,17 +82,13 @@ fn contributions() -> Vec<Contribution> {
         .to_vec()
 }
 
-/// Every party reveals; true once the seed exists.
+/// Every party reveals and the seed's delay is computed (as the admitter does); true once
+/// the seed exists.
 async fn reveal_all(store: &Store, id: &str) -> bool {
-    let mut seeded = false;
     for c in contributions() {
-        if let Revealed::Accepted { seeded: true } =
-            store.reveal(id, &c.party, &c.secret).await.expect("reveal")
-        {
-            seeded = true;
-        }
+        let _ = store.reveal(id, &c.party, &c.secret).await.expect("reveal");
     }
-    seeded || store.campaign_seed(id).await.expect("seed").is_some()
+    store.settle_seed(id).await.expect("settle").is_some()
 }
 
 /// Issues a license; a queue license then admits 1000 people at once, so `person(i)` holds
@@ -349,6 +348,7 @@ macro_rules! both {
     };
 }
 both!(
+    the_last_party_withholding_changes_nothing_it_could_choose,
     a_second_suspension_costs_nobody_their_turn,
     stale_and_duplicate_proposals_are_refused,
     a_ticket_is_spent_only_by_its_holder,

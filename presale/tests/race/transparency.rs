@@ -184,13 +184,19 @@ pub(crate) async fn the_seed_is_unknowable_until_the_list_is_frozen_and_every_pa
     let d = &contributions()[1];
     assert_eq!(
         sa.reveal(&id, &d.party, &d.secret).await.expect("reveal"),
-        Revealed::Accepted { seeded: true }
+        Revealed::Accepted { seeded: false },
+        "the seed waits for its delay, computed outside the reveal"
     );
+    assert_eq!(sa.campaign_seed(&id).await.expect("seed"), None);
     let reveals: Vec<(String, String)> = contributions()
         .into_iter()
         .map(|c| (c.party, c.secret))
         .collect();
-    let expected = seed::derive(&id, EARLY, 30, &root, &reveals);
+    let (expected, _) = seed::delayed_seed(&id, EARLY, 30, &root, &reveals, 4);
+    assert_eq!(
+        sb.settle_seed(&id).await.expect("settle"),
+        Some(expected.clone())
+    );
     assert_eq!(
         sa.campaign_seed(&id).await.expect("seed"),
         Some(expected.clone())
@@ -357,8 +363,13 @@ pub(crate) async fn the_auditor_recomputes_a_queue_campaign_and_finds_tampering(
         &|e| matches!(e, Event::Ticket { ticket: Some(t), .. } if *t == 2000),
     ));
     let mut reseeded = records.clone();
-    reseeded[position(&|e| matches!(e, Event::Seed { .. }))] = Event::Seed {
+    let at = position(&|e| matches!(e, Event::Seed { .. }));
+    let Event::Seed { delay, .. } = &events[at] else {
+        unreachable!("found by position")
+    };
+    reseeded[at] = Event::Seed {
         seed: "a-seed-the-insider-prefers".into(),
+        delay: delay.clone(),
     }
     .line();
     // A suspension recorded before an admission: the admission is a finding (issue 31,
@@ -372,7 +383,24 @@ pub(crate) async fn the_auditor_recomputes_a_queue_campaign_and_finds_tampering(
         }
         .line(),
     );
+    // One commitment under two parties' names (issue 31, point 1): a finding.
+    let mut one_party = records.clone();
+    if let Event::License { id, terms, at_ms } = &events[0] {
+        let mut terms = terms.clone();
+        terms.parties[1].commitment = terms.parties[0].commitment.clone();
+        one_party[0] = Event::License {
+            id: id.clone(),
+            terms,
+            at_ms: *at_ms,
+        }
+        .line();
+    }
     for (what, forged, expect) in [
+        (
+            "one commitment twice",
+            one_party,
+            "not two distinct parties",
+        ),
         (
             "admitted while suspended",
             while_suspended,
@@ -380,7 +408,11 @@ pub(crate) async fn the_auditor_recomputes_a_queue_campaign_and_finds_tampering(
         ),
         ("reordered admission", reordered, "out of order"),
         ("dropped ticket", dropped, "ticket 2001 out of order"),
-        ("replaced seed", reseeded, "is not the one the reveals"),
+        (
+            "replaced seed",
+            reseeded,
+            "is not the delay function's output",
+        ),
     ] {
         let forged = Forged::new(&id, forged);
         let alone = audit(&forged, &id, key().verifier_key(), &[])
