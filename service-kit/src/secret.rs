@@ -48,8 +48,8 @@ impl Secret {
         // A short unit repeated ("changeme" eight times is valid base64 of 48 bytes)
         // carries no more than the unit: judged by its content, not its length.
         let b = s.as_bytes();
-        let periodic =
-            (1..=b.len() / 2).any(|p| b.len() % p == 0 && b.chunks(p).all(|c| c == &b[..p]));
+        let periodic = (1..=b.len() / 2)
+            .any(|p| b.len().is_multiple_of(p) && b.chunks(p).all(|c| c == &b[..p]));
         let ok = !periodic
             && match decoded {
                 // Thirty-two random bytes have about 30 different values; 16 is far below.

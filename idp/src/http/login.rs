@@ -205,7 +205,7 @@ async fn render_step(
             lang,
             &tx.id,
             &csrf,
-            &core.login().pow_challenge(&tx, now()),
+            &core.login().pow_challenge(tx, now()),
             tx.request.as_ref().and_then(|r| r.login_hint.as_deref()),
             view.as_ref(),
             text,

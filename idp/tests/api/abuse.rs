@@ -798,29 +798,27 @@ async fn a_proof_of_work_is_good_only_for_its_own_login(backend: Backend) {
     let p2 = b2.follow(b2.get(&auth.url).await).await;
     let challenge = p1.input("pow_challenge").expect("challenge");
     let nonce = testkit::login::solve_pow(&challenge);
-    let r = b2
-        .post(
-            &format!("{}/phone", p2.tx_path().expect("tx")),
-            &[
-                ("csrf", p2.input("csrf").expect("csrf").as_str()),
-                ("mobile", who.mobile.as_str()),
+    // The phone step of the login on a page, with login 1's solved challenge.
+    let submit = |b: &Browser, page: &testkit::Page| {
+        let (b, csrf, tx) = (
+            b.clone(),
+            page.input("csrf").expect("csrf"),
+            page.tx_path().expect("tx"),
+        );
+        let (challenge, nonce, mobile) = (challenge.clone(), nonce.clone(), who.mobile.clone());
+        async move {
+            let fields = [
+                ("csrf", csrf.as_str()),
+                ("mobile", mobile.as_str()),
                 ("pow_challenge", challenge.as_str()),
                 ("pow_nonce", nonce.as_str()),
-            ],
-        )
-        .await;
+            ];
+            b.post(&format!("{tx}/phone"), &fields).await
+        }
+    };
+    let r = submit(&b2, &p2).await;
     assert_eq!(r.status, 400, "another login's proof of work was taken");
-    let r = b1
-        .post(
-            &format!("{}/phone", p1.tx_path().expect("tx")),
-            &[
-                ("csrf", p1.input("csrf").expect("csrf").as_str()),
-                ("mobile", who.mobile.as_str()),
-                ("pow_challenge", challenge.as_str()),
-                ("pow_nonce", nonce.as_str()),
-            ],
-        )
-        .await;
+    let r = submit(&b1, &p1).await;
     assert_eq!(r.status, 303, "its own login takes it: {}", r.body);
 }
 

@@ -148,15 +148,7 @@ impl Store {
         id: &str,
         active: bool,
     ) -> Result<Option<StatusChange>, StoreError> {
-        let Some(row) = sqlx::query(&format!(
-            "UPDATE licenses SET status = status WHERE id = $1 \
-             RETURNING status, suspended_at_ms, {} AS now_ms",
-            self.now_ms_sql()
-        ))
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?
-        else {
+        let Some(row) = self.lock_license(tx, id, "status, suspended_at_ms").await? else {
             return Ok(None);
         };
         let status: String = row.try_get("status")?;
@@ -213,6 +205,24 @@ impl Store {
         Ok(Some(change))
     }
 
+    /// Takes a license row's lock in the caller's transaction (the first statement writes,
+    /// as SQLite's writers must) and reads `columns` and the database's time (`now_ms`)
+    /// after it; None if there is no such license.
+    async fn lock_license(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        id: &str,
+        columns: &str,
+    ) -> Result<Option<sqlx::any::AnyRow>, StoreError> {
+        Ok(sqlx::query(&format!(
+            "UPDATE licenses SET id = id WHERE id = $1 RETURNING {columns}, {} AS now_ms",
+            self.now_ms_sql()
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?)
+    }
+
     /// Changes a license's admission rate, in the caller's transaction; every admitter
     /// tick reads it under the campaign's lock, so it holds from the next tick on. None if
     /// there is no such license, `Some(false)` if the rate is that already (nothing
@@ -223,15 +233,7 @@ impl Store {
         id: &str,
         admission_per_min: i64,
     ) -> Result<Option<bool>, StoreError> {
-        let Some(row) = sqlx::query(&format!(
-            "UPDATE licenses SET admission_per_min = admission_per_min WHERE id = $1 \
-             RETURNING admission_per_min, {} AS now_ms",
-            self.now_ms_sql()
-        ))
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?
-        else {
+        let Some(row) = self.lock_license(tx, id, "admission_per_min").await? else {
             return Ok(None);
         };
         if row.try_get::<i64, _>("admission_per_min")? == admission_per_min {
