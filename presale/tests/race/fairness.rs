@@ -20,6 +20,17 @@ use super::{
 
 const PASSWORD: &str = "correct horse battery staple";
 
+/// How long a test lottery's registration stays open: long enough for its few entries on
+/// a loaded machine (CI runs the suites in parallel on two cores).
+const REGISTRATION_SECS: i64 = 4;
+
+/// Waits until the database's clock has passed `unix_secs` (plus `extra_ms`).
+async fn until_db_past(store: &Store, unix_secs: i64, extra_ms: i64) {
+    while store.db_now_ms().await.expect("clock") <= unix_secs * 1000 + extra_ms {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Ticks the admitter for `ms`, four times a second, as every replica does.
 async fn tick_for(store: &Store, id: &str, ms: u64) {
     let until = std::time::Instant::now() + Duration::from_millis(ms);
@@ -169,7 +180,7 @@ pub(crate) async fn only_a_winner_applies_and_a_suspension_after_the_draw_gives_
     backend: Backend,
 ) {
     let (sa, _) = two_stores(backend).await;
-    let lic = issue_lottery(&sa, 1, 1).await;
+    let lic = issue_lottery(&sa, 1, REGISTRATION_SECS).await;
     let mut entrants = Vec::new();
     for i in 0..2 {
         let who = nid(500 + i);
@@ -182,7 +193,7 @@ pub(crate) async fn only_a_winner_applies_and_a_suspension_after_the_draw_gives_
         ));
         entrants.push(who);
     }
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    until_db_past(&sa, lic.closes_at, 100).await;
     assert_eq!(sa.draw_lottery(&lic).await.expect("freeze"), None);
     assert!(reveal_all(&sa, &lic.id).await);
     assert!(sa.draw_lottery(&lic).await.expect("draw").is_some());
@@ -251,7 +262,7 @@ pub(crate) async fn only_a_winner_applies_and_a_suspension_after_the_draw_gives_
 /// entry was accepted.
 pub(crate) async fn a_frozen_lottery_takes_no_entry_and_draws_exactly_its_list(backend: Backend) {
     let (sa, _) = two_stores(backend).await;
-    let lic = issue_lottery(&sa, 2, 1).await;
+    let lic = issue_lottery(&sa, 2, REGISTRATION_SECS).await;
     for i in 0..3 {
         let entered = sa
             .enter_lottery(&lic, &nid(600 + i), "sub", &Holder(format!("f-{i}")))
@@ -259,7 +270,7 @@ pub(crate) async fn a_frozen_lottery_takes_no_entry_and_draws_exactly_its_list(b
             .expect("enter");
         assert!(matches!(entered, Entered::New(_)));
     }
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    until_db_past(&sa, lic.closes_at, 100).await;
     assert_eq!(sa.draw_lottery(&lic).await.expect("freeze"), None);
 
     // The clock steps back behind the close (here: the close moves ahead of the clock).
@@ -311,7 +322,7 @@ pub(crate) async fn a_resume_gives_time_back_past_the_close_and_the_admitter_sto
     let (sa, sb) = two_stores(backend).await;
     let (qa, _) = queues(&sa, &sb);
     let mut l = queue_license(-10, 60_000, 2, 3);
-    l.closes_at = service_kit::clock::now() + 3;
+    l.closes_at = service_kit::clock::now() + REGISTRATION_SECS;
     l.delivery_deadline = l.closes_at + 200 * 24 * 3600;
     let id = issue_id(&sa, &l).await;
     for i in 0..10 {
@@ -319,7 +330,10 @@ pub(crate) async fn a_resume_gives_time_back_past_the_close_and_the_admitter_sto
     }
     assert_eq!(tick(&sa, &id).await.serving, 2);
     assert!(sa.set_license_active(&id, false).await.expect("suspend"));
-    tick_for(&sb, &id, 4000).await;
+    // Suspended across the close.
+    until_db_past(&sa, l.closes_at, 500).await;
+    tick_for(&sb, &id, 250).await;
+    let resumed_at = sa.db_now_ms().await.expect("clock");
     assert!(sa.set_license_active(&id, true).await.expect("resume"));
     tick(&sa, &id).await;
     let terms = issue_terms(&sa, &id).await;
@@ -331,8 +345,22 @@ pub(crate) async fn a_resume_gives_time_back_past_the_close_and_the_admitter_sto
         sa.apply(&terms, &req).await.expect("sql").is_ok(),
         "the suspension across the close cost an admitted applicant their turn"
     );
-    // The close, moved on by the suspension's four seconds, passes; the admitter stops.
-    let close_ms = (l.closes_at + 4) * 1000 + 500;
+    // The close, moved on by the suspension's length, passes; the admitter stops.
+    let paused_ms: i64 = {
+        use sqlx::Row;
+        sqlx::query("SELECT paused_ms FROM licenses WHERE id = $1")
+            .bind(&id)
+            .fetch_one(sa.pool())
+            .await
+            .expect("license")
+            .try_get("paused_ms")
+            .expect("paused")
+    };
+    assert!(
+        paused_ms > 0 && paused_ms <= resumed_at,
+        "the pause was counted"
+    );
+    let close_ms = l.closes_at * 1000 + paused_ms + 500;
     while sa.db_now_ms().await.expect("clock") < close_ms {
         tick(&sa, &id).await;
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -445,7 +473,7 @@ pub(crate) async fn the_last_party_withholding_changes_nothing_it_could_choose(b
     let mut l = super::license(2, None);
     l.selection = presale::domain::Selection::Lottery;
     l.opens_at = now - 10;
-    l.closes_at = now + 1;
+    l.closes_at = now + REGISTRATION_SECS;
     l.parties = parties.iter().map(Contribution::commitment).collect();
     l.seed_delay = Some(presale::domain::SeedDelay {
         reveal_secs: 2,
@@ -464,7 +492,7 @@ pub(crate) async fn the_last_party_withholding_changes_nothing_it_could_choose(b
             .await
             .expect("enter");
     }
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    until_db_past(&sa, lic.closes_at, 100).await;
     assert_eq!(sa.draw_lottery(&lic).await.expect("freeze"), None);
     for c in &parties[..2] {
         assert_eq!(
