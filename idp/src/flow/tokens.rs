@@ -77,6 +77,11 @@ fn hash_key(prefix: &str, token: &str) -> String {
     format!("{prefix}:{}", b64(&sha256(token.as_bytes())))
 }
 
+/// Marks an SSO session that ended (signed out), for the codes it issued just before.
+fn ended_session_key(sid: &str) -> String {
+    format!("sid-ended:{sid}")
+}
+
 fn revoked_token_key(jti: &str) -> String {
     format!("rt:{jti}")
 }
@@ -341,6 +346,24 @@ impl Tokens<'_> {
                 ))
             }
             Err(e) => return Err(e.into()),
+        }
+        // A code from a session that has ended since (signed out between the consent and
+        // the exchange) makes no live grant, unless the citizen granted offline access,
+        // which outlives the sign-in by design. Checked after the grant is written: the
+        // sign-out marks the session before it revokes its grants, so either the mark is
+        // seen here or the revocation finds this grant.
+        let offline = Scopes::parse_known(&grant.scope, KNOWN_SCOPES).contains(OFFLINE_ACCESS);
+        if !offline
+            && self
+                .eph
+                .get(&ended_session_key(&grant.sid))
+                .await?
+                .is_some()
+        {
+            self.revoke_grant(&grant.id, now).await?;
+            return Err(OAuthError::invalid_grant(
+                "the sign-in this code came from has ended",
+            ));
         }
         self.eph
             .put(
@@ -666,6 +689,12 @@ impl Tokens<'_> {
     /// Signing out: every grant issued from the SSO session ends, refresh tokens at once
     /// and access tokens at their next check (RFC 9700 §4.14; OIDC RP-Initiated Logout).
     pub async fn revoke_session_grants(&self, sid: &str, now: i64) -> Result<usize> {
+        // First the mark that the session ended, then the grants: a code issued from the
+        // session and exchanged after this (its grant made after the revocation below)
+        // finds the mark and is refused (see `grant_for_code`).
+        self.eph
+            .put(&ended_session_key(sid), "1", self.secs(CODE_TTL * 2))
+            .await?;
         let ids = self.db.revoke_session_grants(sid, now).await?;
         for id in &ids {
             self.mark_grant_revoked(id).await?;

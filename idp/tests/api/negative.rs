@@ -752,6 +752,25 @@ async fn signing_out_ends_the_grants_of_the_session(backend: Backend) {
     }
 }
 
+/// A code issued just before the citizen signs out, exchanged just after, makes no live
+/// grant (issue 32, point 11). First failure: the exchange answered 200 with tokens of a
+/// session that had ended.
+async fn a_code_from_a_session_that_ended_makes_no_grant(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let c = app.client("saipa");
+    let b = Browser::new(&app.base);
+    let (code, auth) = login_code(&app, &b, c, &app.citizens[17]).await;
+    let account = b.get("/account").await;
+    let out = b.follow(b.post_form(&account, "/logout", &[]).await).await;
+    assert_eq!(out.status, 200, "{}", out.body);
+    let (status, body) = exchange(&app, c, &code, &auth.verifier).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+}
+
 /// A logout request with someone's `id_token_hint` and no session cookie (a manufacturer,
 /// or anyone an ID token reached) signs nobody out (issue 32, point 6). First failure: the
 /// hinted citizen's session ended and its grants lived on.
@@ -895,6 +914,7 @@ async fn a_grant_ends_at_its_absolute_lifetime(backend: Backend) {
 }
 
 both!(
+    a_code_from_a_session_that_ended_makes_no_grant,
     an_id_token_hint_without_the_session_cookie_signs_no_one_out,
     signing_out_ends_the_grants_of_the_session,
     offline_access_is_what_keeps_a_grant_past_the_sign_in,
