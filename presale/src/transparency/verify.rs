@@ -231,6 +231,12 @@ struct Campaign {
     /// The signed checkpoints (size, time), smallest first: the time of the first one
     /// that includes a record bounds, under the log's signature, when it was written.
     signed: Vec<(u64, i64)>,
+    /// The admission rate in force (per minute): the license's, then each Rate record's.
+    rate_per_min: i64,
+    /// What the rate in force allows to be admitted next, in thousandths of a ticket: a
+    /// bucket of at most one minute's worth, refilled at the rate between admission
+    /// records (the admitter banks no more than that). None before the first admission.
+    allowance_milli: Option<(i64, i64)>,
     /// The license's seed delay (None: issued before it existed).
     seed_delay: Option<crate::domain::SeedDelay>,
     reveals: Vec<(String, String)>,
@@ -357,6 +363,7 @@ impl Campaign {
                 }
                 self.selection = Some(terms.selection);
                 self.units = terms.units;
+                self.rate_per_min = terms.admission_per_min;
                 self.parties = terms.parties.clone();
                 self.seed_delay = terms.seed_delay;
             }
@@ -545,12 +552,27 @@ impl Campaign {
                 }
                 self.seed = Some(s.clone());
             }
-            Event::Admitted { first, last, .. } => {
+            Event::Admitted { first, last, at_ms } => {
                 if self.suspended {
                     return Err(format!(
                         "tickets {first}..={last} admitted while the license was suspended"
                     ));
                 }
+                // Against the rate in force: the records of who changed it are the only
+                // way it changes, so a rate raised in the database without one shows here.
+                let cap = self.rate_per_min.max(0) * 1000;
+                let (budget, since) = self.allowance_milli.unwrap_or((cap, *at_ms));
+                // What was banked under an earlier, higher rate may still be spent once.
+                let budget = (budget + (at_ms - since).max(0) * self.rate_per_min.max(0) / 60)
+                    .min(cap.max(budget));
+                let count = last - first + 1;
+                if count * 1000 > budget + 1000 {
+                    return Err(format!(
+                        "tickets {first}..={last} ({count}) admitted at {at_ms}, more than the rate in force ({} a minute) allows",
+                        self.rate_per_min
+                    ));
+                }
+                self.allowance_milli = Some(((budget - count * 1000).max(0), *at_ms));
                 if *first != self.admitted_to + 1 || last < first {
                     return Err(format!(
                         "admission of {first}..={last} out of order (next is {})",
@@ -635,9 +657,20 @@ impl Campaign {
                 }
             }
             Event::Status { status, .. } => self.suspended = status == "suspended",
-            // Checked against the ministry's audit chain by `presale staff audit-check`;
-            // the rate is not yet recomputed here.
-            Event::Rate { .. } | Event::Audit { .. } => {}
+            // Checked against the ministry's audit chain by `presale staff audit-check`.
+            Event::Rate {
+                admission_per_min,
+                at_ms,
+            } => {
+                // What the old rate banked until now, then the new rate from now.
+                if let Some((budget, since)) = self.allowance_milli {
+                    let old = self.rate_per_min.max(0);
+                    let banked = (budget + (at_ms - since).max(0) * old / 60).min(old * 1000);
+                    self.allowance_milli = Some((banked.max(budget), *at_ms));
+                }
+                self.rate_per_min = *admission_per_min;
+            }
+            Event::Audit { .. } => {}
         }
         Ok(())
     }

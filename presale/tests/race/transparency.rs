@@ -395,7 +395,25 @@ pub(crate) async fn the_auditor_recomputes_a_queue_campaign_and_finds_tampering(
         }
         .line();
     }
+    // The database said a higher rate than any record did (issue 31, point 4): here, the
+    // license's rate as logged is a ticket a minute, and the admissions are not.
+    let mut too_fast = records.clone();
+    if let Event::License { id, terms, at_ms } = &events[0] {
+        let mut terms = terms.clone();
+        terms.admission_per_min = 1;
+        too_fast[0] = Event::License {
+            id: id.clone(),
+            terms,
+            at_ms: *at_ms,
+        }
+        .line();
+    }
     for (what, forged, expect) in [
+        (
+            "admitted past the rate",
+            too_fast,
+            "more than the rate in force",
+        ),
         (
             "one commitment twice",
             one_party,
