@@ -28,14 +28,17 @@ pub(crate) struct Admitter {
     drawn: std::sync::Mutex<HashSet<String>>,
     /// Campaigns whose delayed seed this replica is computing (minutes each): one at a
     /// time per campaign here; other replicas may compute it too, the first write stands.
-    settling: std::sync::Arc<std::sync::Mutex<HashSet<String>>>,
+    settling: Running,
     /// Campaigns whose log this replica is sequencing: each on its own task, one at a
     /// time, so a backlog's large batch is never cut off by a round's budget (and rolled
     /// back, round after round) and never holds up another campaign's admissions.
-    sequencing: std::sync::Arc<std::sync::Mutex<HashSet<String>>>,
+    sequencing: Running,
     /// When this replica last completed a tick with every campaign advanced (Unix ms).
     pub(crate) last_tick_ms: std::sync::atomic::AtomicI64,
 }
+
+/// Campaigns with a task of some kind running on this replica.
+type Running = std::sync::Arc<std::sync::Mutex<HashSet<String>>>;
 
 /// A std mutex whose poisoning (a panic elsewhere mid-update of plain data) is ignored.
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -122,20 +125,40 @@ async fn settle_seeds(core: &Core) {
         }
     };
     for id in pending {
-        let settling = core.admitter.settling.clone();
-        if !lock(&settling).insert(id.clone()) {
-            continue;
-        }
         let store = core.store.clone();
-        tokio::spawn(async move {
+        spawn_once(&core.admitter.settling, id, |id| async move {
             match store.settle_seed(&id).await {
                 Ok(Some(_)) => tracing::info!(campaign = %id, "the seed is settled"),
                 Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, campaign = %id, "settling the seed failed"),
             }
-            lock(&settling).remove(&id);
         });
     }
+}
+
+/// Runs `work` for campaign `id` on a task of its own, unless one for it is still running
+/// here (as `running` records). The record goes when the task ends, however it ends.
+fn spawn_once<F, Fut>(running: &Running, id: String, work: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    if !lock(running).insert(id.clone()) {
+        return;
+    }
+    /// Removes the campaign from the set when dropped (a panic included).
+    struct Done(Running, String);
+    impl Drop for Done {
+        fn drop(&mut self) {
+            lock(&self.0).remove(&self.1);
+        }
+    }
+    let done = Done(running.clone(), id.clone());
+    let fut = work(id);
+    tokio::spawn(async move {
+        let _done = done;
+        fut.await;
+    });
 }
 
 /// How long one campaign's admitter work may take in one round.
@@ -151,16 +174,12 @@ async fn campaign(core: &Core, l: &License) -> bool {
             tracing::warn!(error = %e, campaign = %l.id, "admitter tick failed");
         }
     }
-    let sequencing = core.admitter.sequencing.clone();
-    if lock(&sequencing).insert(l.id.clone()) {
-        let (store, key, id) = (core.store.clone(), core.log_key.clone(), l.id.clone());
-        tokio::spawn(async move {
-            if let Err(e) = store.sequence_log(&id, &key).await {
-                tracing::warn!(error = %e, campaign = %id, "transparency log sequencing failed");
-            }
-            lock(&sequencing).remove(&id);
-        });
-    }
+    let (store, key) = (core.store.clone(), core.log_key.clone());
+    spawn_once(&core.admitter.sequencing, l.id.clone(), |id| async move {
+        if let Err(e) = store.sequence_log(&id, &key).await {
+            tracing::warn!(error = %e, campaign = %id, "transparency log sequencing failed");
+        }
+    });
     advanced
 }
 

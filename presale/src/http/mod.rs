@@ -179,6 +179,10 @@ fn storefront_segment(path: &str) -> Option<&str> {
     (!SERVICE_PATHS.contains(&first)).then_some(first)
 }
 
+/// Set by [`guard`] on an application in progress, for [`shed`] to read.
+#[derive(Clone, Copy)]
+struct Applying;
+
 /// An application in progress: a POST to the apply route from a browser whose sign-in
 /// finished (its keyed mark, checked without a store).
 fn applying(core: &Core, req: &axum::extract::Request) -> bool {
@@ -204,6 +208,9 @@ async fn guard(
     // whose sign-in finished (a keyed mark, checked without a store), not any path that
     // ends in `/apply`.
     let applying = applying(&core, &req);
+    if applying {
+        req.extensions_mut().insert(Applying);
+    }
     let ip = core
         .trust_forwarded_for
         .then(|| service_kit::net::forwarded_for(req.headers()))
@@ -231,7 +238,7 @@ async fn shed(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let applying = applying(&core, &req);
+    let applying = req.extensions().get::<Applying>().is_some();
     let load = core.in_flight.fetch_add(1, Ordering::Relaxed);
     let resp = if load >= MAX_IN_FLIGHT && !applying {
         Error::Busy { retry_after: 5 }.into_response()
