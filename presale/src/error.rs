@@ -17,6 +17,264 @@ use crate::store::StoreError;
 pub mod msg {
     use service_kit::{t, Text};
 
+    /// The ministry console's texts.
+    pub mod console {
+        use service_kit::{t, Text};
+
+        pub const CONSOLE: Text = t!("سامانه وزارت", "Ministry console");
+        pub const HOME: Text = t!("پیشخوان", "Home");
+        pub const PROPOSE_LICENSE: Text =
+            t!("پیشنهاد صدور مجوز پیش‌فروش", "Propose a presale license");
+        pub const PROPOSE_EXPLAINED: Text = t!("مجوز پس از تأیید یک صادرکننده دیگر صادر می‌شود. تاریخ‌ها شمسی و به وقت تهران‌اند؛ رقم فارسی یا لاتین، هر دو پذیرفته است.", "The license is issued when another issuer approves it. Dates are Jalali, in Tehran time; Persian or Latin digits are both fine.");
+        pub const STAFF: Text = t!("کارکنان", "Staff");
+        pub const AUDIT_LOG: Text = t!("گزارش رویدادها", "Audit log");
+        pub const SIGN_OUT: Text = t!("خروج", "Sign out");
+        pub const SIGN_IN: Text = t!("ورود", "Sign in");
+        pub const USERNAME: Text = t!("نام کاربری", "Username");
+        pub const USERNAME_RULE: Text = t!(
+            "۳ تا ۳۲ حرف کوچک لاتین، رقم، نقطه یا خط تیره.",
+            "3 to 32 lowercase letters, digits, dots or dashes."
+        );
+        pub const PASSWORD: Text = t!("گذرواژه", "Password");
+        pub const TOTP: Text = t!("کد یکبارمصرف (TOTP)", "One-time code (TOTP)");
+        pub const WRONG_CREDENTIALS: Text = t!(
+            "نام کاربری، گذرواژه یا کد یکبارمصرف نادرست است.",
+            "Wrong username, password or one-time code."
+        );
+        pub const NOT_YOUR_ROLE: Text =
+            t!("این کار در نقش شما نیست.", "Your role does not allow this.");
+        pub const ROLE: Text = t!("نقش", "Role");
+        pub const ROLE_ADMINISTRATOR: Text = t!("مدیر کارکنان", "Administrator");
+        pub const ROLE_ISSUER: Text = t!("صادرکننده مجوز", "Issuer");
+        pub const ROLE_AUDITOR: Text = t!("بازرس", "Auditor");
+        pub const CHECK: Text = t!("بررسی بدون ثبت", "Check without proposing");
+        pub const PROPOSE: Text = t!("پیشنهاد صدور", "Propose");
+        pub const OPTIONAL: Text = t!("اختیاری", "optional");
+        pub const FORM_HAS_ERRORS: Text = t!(
+            "فرم خطا دارد؛ خطای هر خانه کنار آن آمده است.",
+            "The form has errors; each is shown beside its field."
+        );
+        pub const F_LICENSE_NO: Text = t!("شماره مجوز", "License number");
+        pub const F_MANUFACTURER: Text = t!("خودروساز", "Manufacturer");
+        pub const F_MODEL: Text = t!("مدل خودرو", "Model");
+        pub const F_KIND: Text = t!("نوع فروش", "Kind of sale");
+        pub const F_SELECTION: Text = t!("شیوه انتخاب", "Selection");
+        pub const F_UNITS: Text = t!("تعداد (سقف)", "Units (the cap)");
+        pub const F_UNIT_PRICE: Text = t!("قیمت هر خودرو (ریال)", "Unit price (rials)");
+        pub const F_DOWN_PAYMENT: Text = t!("پیش‌پرداخت (ریال)", "Down payment (rials)");
+        pub const F_OPENS_AT: Text = t!(
+            "آغاز ثبت‌نام (تاریخ شمسی و ساعت)",
+            "Registration opens (Jalali date and time)"
+        );
+        pub const F_CLOSES_AT: Text = t!(
+            "پایان ثبت‌نام (تاریخ شمسی و ساعت؛ بی ساعت: ۲۳:۵۹)",
+            "Registration closes (Jalali date and time; without a time: 23:59)"
+        );
+        pub const F_DELIVERY: Text =
+            t!("مهلت تحویل (تاریخ شمسی)", "Delivery deadline (Jalali date)");
+        pub const F_RATE: Text = t!("نرخ پذیرش در دقیقه", "Admissions per minute");
+        pub const F_MAX_ACTIVE: Text = t!("حداکثر پذیرفته‌شدگان هم‌زمان", "Most admitted at once");
+        pub const F_APPLY_WINDOW: Text = t!(
+            "مهلت ثبت درخواست پس از پذیرش (دقیقه)",
+            "Time to apply once admitted (minutes)"
+        );
+        pub const F_MIN_AGE: Text = t!("حداقل سن", "Minimum age");
+        pub const F_ROUND: Text = t!(
+            "دوره فروش (یک درخواست در هر دوره)",
+            "Sales round (one application per round)"
+        );
+        pub const F_EXCLUSION_MONTHS: Text = t!(
+            "محرومیت: ماه‌های پس از خرید قبلی",
+            "Exclusion: months since a previous purchase"
+        );
+        pub const F_EXCLUSION_MAKERS: Text = t!(
+            "محرومیت: خودروسازها (با ویرگول)",
+            "Exclusion: manufacturers (comma-separated)"
+        );
+        pub const F_MINISTRY_COMMITMENT: Text = t!(
+            "تعهد بذر وزارت (خروجی presale commit ministry)",
+            "The ministry's seed commitment (from presale commit ministry)"
+        );
+        pub const F_MAKER_COMMITMENT: Text = t!(
+            "تعهد بذر خودروساز (از خودروساز)",
+            "The manufacturer's seed commitment (from the manufacturer)"
+        );
+        pub const F_OBSERVER_COMMITMENT: Text =
+            t!("تعهد بذر ناظر", "An observer's seed commitment");
+        pub const F_SEED_REVEAL: Text = t!(
+            "مهلت افشای بذر پس از انجماد فهرست (ثانیه)",
+            "Seconds after the freeze for the seed's reveals"
+        );
+        pub const F_SEED_STEPS: Text = t!("گام‌های تأخیر بذر", "The seed's delay steps");
+        pub const KIND_REGULAR: Text = t!(
+            "پیش‌فروش عادی (تحویل تا ۱۲ ماه)",
+            "Regular presale (delivery within 12 months)"
+        );
+        pub const KIND_FIRM: Text = t!(
+            "پیش‌فروش قطعی (تحویل تا ۹ ماه)",
+            "Firm presale (delivery within 9 months)"
+        );
+        pub const SELECTION_QUEUE: Text = t!("صف به ترتیب ورود", "Queue, first come");
+        pub const SELECTION_LOTTERY: Text = t!("قرعه‌کشی", "Lottery");
+        pub const E_REQUIRED: Text = t!("این خانه را پر کنید.", "This field is required.");
+        pub const E_WHOLE: Text = t!(
+            "یک عدد صحیح مثبت بنویسید (جداکننده هزارگان مجاز است).",
+            "Write a whole positive number (thousands separators are fine)."
+        );
+        pub const E_POSITIVE: Text = t!(
+            "این مقدار باید بیشتر از صفر باشد.",
+            "This must be more than zero."
+        );
+        pub const E_CHOICE: Text = t!(
+            "یکی از گزینه‌ها را انتخاب کنید.",
+            "Choose one of the options."
+        );
+        pub const E_MANUFACTURER: Text = t!(
+            "این خودروساز در امتا ثبت یا فعال نیست.",
+            "This manufacturer is not registered or not active at emta."
+        );
+        pub const E_DATE_FORMAT: Text = t!("تاریخ را به شکل سال/ماه/روز و ساعت را به شکل ساعت:دقیقه بنویسید، مثلاً ۱۴۰۵/۰۹/۱۵ ۰۹:۳۰.", "Write the date as year/month/day and the time as hour:minute, for example 1405/09/15 09:30.");
+        pub const E_DATE_YEAR: Text = t!(
+            "سال شمسی باید بین ۱۳۹۰ و ۱۵۰۰ باشد.",
+            "The Jalali year must be between 1390 and 1500."
+        );
+        pub const E_DATE_NO_DAY: Text = t!("این روز در تقویم شمسی وجود ندارد (اسفند ۳۰ فقط در سال کبیسه است؛ مهر تا بهمن ۳۰ روزه‌اند).", "That day does not exist in the Jalali calendar (Esfand 30 only in leap years; Mehr to Bahman have 30 days).");
+        pub const E_DATE_TIME: Text = t!(
+            "ساعت از ۰۰ تا ۲۳ و دقیقه از ۰۰ تا ۵۹ است.",
+            "Hours are 00 to 23 and minutes 00 to 59."
+        );
+        pub const E_WINDOW: Text = t!(
+            "پایان ثبت‌نام باید پس از آغاز آن باشد.",
+            "Registration must close after it opens."
+        );
+        pub const E_APPLY_WINDOW: Text = t!(
+            "مهلت ثبت درخواست حداکثر ۳۰ روز است.",
+            "The time to apply is at most 30 days."
+        );
+        pub const E_DOWN_PAYMENT: Text = t!(
+            "پیش‌پرداخت نمی‌تواند از قیمت خودرو بیشتر باشد.",
+            "The down payment cannot exceed the unit price."
+        );
+        pub const E_DEADLINE_FIRM: Text = t!("مهلت تحویل پیش‌فروش قطعی باید پس از پایان ثبت‌نام و حداکثر ۹ ماه پس از آن باشد.", "A firm presale's delivery deadline must fall after registration closes and within 9 months of it.");
+        pub const E_DEADLINE_REGULAR: Text = t!("مهلت تحویل پیش‌فروش عادی باید پس از پایان ثبت‌نام و حداکثر ۱۲ ماه پس از آن باشد.", "A regular presale's delivery deadline must fall after registration closes and within 12 months of it.");
+        pub const E_LICENSE_NO: Text = t!(
+            "شماره مجوز: ۳ تا ۳۲ حرف لاتین، رقم یا خط تیره.",
+            "License number: 3 to 32 letters, digits or dashes."
+        );
+        pub const E_LICENSE_EXISTS: Text = t!(
+            "این شماره مجوز قبلاً صادر شده است.",
+            "This license number has been issued already."
+        );
+        pub const E_PARTIES: Text = t!("بذر به تعهد دست‌کم دو طرف متمایز نیاز دارد، با تعهدهای متفاوت (SHA-256 در base64url).", "The seed needs commitments from at least two distinct parties, each different (base64url SHA-256).");
+        pub const E_TIMES: Text = t!(
+            "زمان‌ها باید در بازه معقول باشند.",
+            "The times must be in a sensible range."
+        );
+        pub const E_MIN_AGE: Text = t!(
+            "حداقل سن باید بین ۰ و ۱۲۰ سال باشد.",
+            "The minimum age must be 0 to 120 years."
+        );
+        pub const E_EXCLUSION: Text = t!(
+            "قاعده محرومیت دست‌کم یک خودروساز و ۱ تا ۱۲۰ ماه می‌خواهد.",
+            "The exclusion rule names at least one manufacturer and 1 to 120 months."
+        );
+        pub const E_SEED_DELAY: Text = t!(
+            "مهلت افشا ۱ ثانیه تا یک روز و گام‌های تأخیر ۱ تا ۱۰۰ میلیون است.",
+            "The reveal window is 1 second to a day and the delay 1 to 100 million steps."
+        );
+        pub const E_RATE: Text = t!(
+            "نرخ پذیرش باید عددی مثبت (در دقیقه) باشد.",
+            "The admission rate must be a positive number per minute."
+        );
+        pub const OWN_PROPOSAL: Text = t!(
+            "پیشنهاد خودتان را نمی‌توانید تأیید کنید: تأیید با صادرکننده دیگری است.",
+            "You cannot approve your own proposal: another issuer must."
+        );
+        pub const NO_PROPOSAL: Text = t!(
+            "چنین پیشنهاد یا مجوزی پیدا نشد.",
+            "No such proposal or license."
+        );
+        pub const PROPOSAL_EXPIRED: Text = t!(
+            "مهلت تأیید این پیشنهاد گذشته است؛ دوباره پیشنهاد دهید.",
+            "This proposal expired unapproved; propose it again."
+        );
+        pub const UNCHANGED: Text = t!(
+            "هم‌اکنون همین وضعیت برقرار است؛ این تغییر کاری انجام نمی‌دهد.",
+            "It is already so: this change would do nothing."
+        );
+        pub const DUPLICATE: Text = t!(
+            "همین تغییر برای این مجوز در انتظار تأیید است.",
+            "The same change to this license is already waiting for approval."
+        );
+        pub const PROPOSAL_CHANGED: Text = t!("این پیشنهاد با آنچه به شما نشان داده شد یا با آنچه پیشنهاد شده بود یکی نیست؛ صفحه آن را دوباره بخوانید.", "This proposal is not what you were shown or not what was proposed; read its page again.");
+        pub const PROPOSAL: Text = t!("پیشنهاد", "Proposal");
+        pub const PROPOSALS: Text = t!("پیشنهادها", "Proposals");
+        pub const PROPOSED_BY: Text = t!("پیشنهاددهنده:", "Proposed by");
+        pub const IN_FORCE: Text = t!("اکنون", "In force");
+        pub const PROPOSED: Text = t!("پیشنهادی", "Proposed");
+        pub const DIGEST: Text = t!(
+            "چکیده (SHA-256) آنچه تأیید می‌کنید:",
+            "Digest (SHA-256) of what you approve:"
+        );
+        pub const DECIDED: Text = t!("تصمیم:", "Decided:");
+        pub const APPROVE: Text = t!("تأیید", "Approve");
+        pub const REJECT: Text = t!("رد", "Reject");
+        pub const WITHDRAW: Text = t!("پس گرفتن", "Withdraw");
+        pub const REVIEW: Text = t!("بررسی و تصمیم", "Review and decide");
+        pub const WAITING_FOR_SECOND: Text =
+            t!("در انتظار تأیید نفر دوم", "Waiting for a second issuer");
+        pub const LICENSES: Text = t!("مجوزها", "Licenses");
+        pub const LICENSE: Text = t!("مجوز", "License");
+        pub const NO_LICENSE: Text = t!("این مجوز پیدا نشد.", "No such license.");
+        pub const NONE: Text = t!("هیچ", "None");
+        pub const STATUS: Text = t!("وضعیت", "Status");
+        pub const ACCEPTED: Text = t!("درخواست‌های پذیرفته / سقف", "Accepted / cap");
+        pub const ACTIONS: Text = t!("اقدام‌ها", "Actions");
+        pub const PROPOSE_SUSPEND: Text = t!("پیشنهاد تعلیق", "Propose to suspend");
+        pub const PROPOSE_RESUME: Text = t!("پیشنهاد ازسرگیری", "Propose to resume");
+        pub const PROPOSE_RATE: Text = t!("پیشنهاد نرخ تازه", "Propose this rate");
+        pub const SEED: Text = t!("بذر قرعه و ترتیب", "The seed");
+        pub const SEED_PARTY: Text = t!("تعهد بذر", "Seed commitment");
+        pub const REVEALED: Text = t!("آشکار شده", "revealed");
+        pub const NOT_REVEALED: Text = t!("هنوز آشکار نشده", "not revealed yet");
+        pub const FROZEN_LIST: Text = t!("فهرست قطعی:", "Frozen list:");
+        pub const SIGNED_HEAD: Text = t!("آخرین سرخط امضاشده", "Latest signed tree head");
+        pub const PUBLIC_LOG: Text = t!("گزارش شفافیت عمومی", "The public transparency log");
+        pub const HISTORY: Text = t!("تاریخچه", "History");
+        pub const CHAIN_BROKEN: Text = t!(
+            "زنجیره گزارش رویدادها دستکاری شده است.",
+            "The audit log's hash chain is broken."
+        );
+        pub const CHAIN_UNCHECKED: Text = t!(
+            "زنجیره اکنون بررسی نشد.",
+            "The chain could not be checked now."
+        );
+        pub const ADD_STAFF: Text = t!("افزودن کارمند", "Add a staff member");
+        pub const ADDED: Text = t!("افزوده در", "Added");
+        pub const DISABLED: Text = t!("غیرفعال", "Disabled");
+        pub const ENABLED: Text = t!("فعال", "Enabled");
+        pub const DISABLE: Text = t!("غیرفعال کردن", "Disable");
+        pub const ENABLE: Text = t!("فعال کردن", "Enable");
+        pub const END_SESSIONS: Text = t!("پایان همه نشست‌ها", "End all sessions");
+        pub const RESET_TOTP: Text = t!("ثبت دوباره TOTP", "Reset TOTP");
+        pub const CHANGE_ROLE: Text = t!("تغییر نقش", "Change role");
+        pub const ENROLMENT: Text = t!("ثبت کد یکبارمصرف", "TOTP enrolment");
+        pub const SHOWN_ONCE: Text = t!(
+            "این اطلاعات فقط همین یک بار نشان داده می‌شود؛ آن را حضوری به خود کارمند بدهید.",
+            "This is shown only this once; hand it to the staff member in person."
+        );
+        pub const TOTP_SECRET: Text = t!("کلید TOTP", "TOTP secret");
+        pub const STAFF_EXISTS: Text = t!(
+            "کارمندی با این نام کاربری هست.",
+            "A staff member with this username exists."
+        );
+        pub const NO_STAFF: Text = t!("چنین کارمندی نیست.", "No such staff member.");
+        pub const NOT_YOURSELF: Text = t!(
+            "حساب خودتان را مدیر دیگری باید تغییر دهد.",
+            "Another administrator must change your own account."
+        );
+    }
+
     pub const INTERNAL: Text = t!(
         "خطای داخلی رخ داد. لطفاً دوباره تلاش کنید.",
         "Something went wrong on our side. Please try again."

@@ -301,8 +301,8 @@ async fn staff(store: &Store, action: StaffAction) -> anyhow::Result<()> {
             password,
             qr_out,
         } => {
-            let role =
-                Role::parse(&role).ok_or_else(|| anyhow::anyhow!("role: issuer or auditor"))?;
+            let role = Role::parse(&role)
+                .ok_or_else(|| anyhow::anyhow!("role: administrator, issuer or auditor"))?;
             let e = store
                 .add_staff(&username, &password, role, "cli", now)
                 .await?;

@@ -68,6 +68,16 @@ pub fn both(lang: Lang, t: Text) -> Markup {
 /// The whole page: head, the emta header with the service's `tagline`, the title in both
 /// languages, `body`, and the ministry footer.
 pub fn layout(lang: Lang, tagline: Text, title: Text, body: Markup) -> Page {
+    shell(lang, tagline, title, body, false)
+}
+
+/// [`layout`] for work pages with tables and side-by-side panels (the ministry console):
+/// the main card takes the width of the screen up to a desk's, and still fits a phone.
+pub fn layout_wide(lang: Lang, tagline: Text, title: Text, body: Markup) -> Page {
+    shell(lang, tagline, title, body, true)
+}
+
+fn shell(lang: Lang, tagline: Text, title: Text, body: Markup, wide: bool) -> Page {
     let (code, dir) = match lang {
         Lang::Fa => ("fa", "rtl"),
         Lang::En => ("en", "ltr"),
@@ -90,7 +100,7 @@ pub fn layout(lang: Lang, tagline: Text, title: Text, body: Markup) -> Page {
                         " · "
                         (lang.one(tagline))
                     }
-                    main { h1 { (both(lang, title)) } (body) }
+                    main.wide[wide] { h1 { (both(lang, title)) } (body) }
                     footer { (lang.one(t!("وزارت صنعت، معدن و تجارت", "Ministry of Industry, Mine and Trade"))) }
                 }
             }

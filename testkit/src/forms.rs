@@ -9,6 +9,15 @@ pub fn input(body: &str, name: &str) -> Option<String> {
     attribute_in(&body[tag_start..tag_end], "value")
 }
 
+/// The first link (`href`) that starts with `prefix`.
+pub fn link(body: &str, prefix: &str) -> Option<String> {
+    body.match_indices("href=\"").find_map(|(i, _)| {
+        let rest = &body[i + 6..];
+        let a = unescape(&rest[..rest.find('"')?]);
+        a.starts_with(prefix).then_some(a)
+    })
+}
+
 /// The action of the first form whose action ends with `suffix`.
 pub fn form_action(body: &str, suffix: &str) -> Option<String> {
     body.match_indices("action=\"").find_map(|(i, _)| {

@@ -592,9 +592,30 @@ async fn set_standing(env: &Env, who: &str, standing: presale::store::staff::Sta
     assert!(done, "{who} exists");
 }
 
-/// The pending proposal's approve (or reject) form on a dashboard.
-fn proposal_form(body: &str, verb: &str) -> String {
-    form_action(body, verb)
+/// A Unix time as an issuer types it: the Jalali date and Tehran time, in Persian digits.
+fn jalali(unix: i64) -> String {
+    service_kit::digits::to_persian_digits(&service_kit::clock::format_time(unix))
+}
+
+/// Decides the first pending proposal on its own page, as the approver was shown it: the
+/// form carries the digest of what the page showed.
+async fn decide_on_page(env: &Env, b: &Browser, verb: &str) -> Page {
+    let dash = b.go(&format!("{}/ministry", env.base)).await;
+    let link = testkit::forms::link(&dash.body, "/ministry/proposals/")
+        .unwrap_or_else(|| panic!("a pending proposal on {}", dash.body));
+    let page = b.go(&resolve(&env.base, &link)).await;
+    let form =
+        testkit::forms::form(&page.body, verb).unwrap_or_else(|| panic!("{verb} in {}", page.body));
+    let mut fields = vec![("csrf".to_owned(), input(&page.body, "csrf"))];
+    if let Some(d) = testkit::forms::input(form, "digest") {
+        fields.push(("digest".to_owned(), d));
+    }
+    let fields: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    b.post_follow(&resolve(&env.base, &form_action(&page.body, verb)), &fields)
+        .await
 }
 
 async fn console(postgres: bool) {
@@ -673,13 +694,14 @@ async fn console(postgres: bool) {
         ("license_no", "MIMT-T-9"),
         ("manufacturer", "iran-khodro"),
         ("model", "Dena"),
-        ("units", "3"),
-        ("unit_price", "9000000000"),
-        ("down_payment", "1000000000"),
+        ("units", "۳"),
+        ("unit_price", "۹٬۰۰۰٬۰۰۰٬۰۰۰"),
+        ("down_payment", "1,000,000,000"),
         ("kind", "firm"),
+        ("selection", "queue"),
         ("admission_per_min", "600"),
         ("max_active", "5"),
-        ("apply_window_secs", "300"),
+        ("apply_window_min", "5"),
         ("min_age", "18"),
         ("round", ""),
         ("ministry_commitment", &ministry_commitment),
@@ -688,13 +710,14 @@ async fn console(postgres: bool) {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    fields.push(("opens_at".into(), (now - 5).to_string()));
-    fields.push(("closes_at".into(), (now + 3600).to_string()));
+    // Jalali dates in Persian digits, Tehran time, to the minute.
+    fields.push(("opens_at".into(), jalali(now - 60)));
+    fields.push(("closes_at".into(), jalali(now + 3600)));
     fields.push(("csrf".into(), csrf.clone()));
     let mut late = fields.clone();
     late.push((
         "delivery_deadline".into(),
-        (now + 3600 + 300 * 24 * 3600).to_string(),
+        jalali(now + 3600 + 300 * 24 * 3600),
     ));
     let late: Vec<(&str, &str)> = late.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let refused = b
@@ -704,9 +727,23 @@ async fn console(postgres: bool) {
         refused.status, 422,
         "a firm presale delivers within nine months"
     );
+    // The refusal is told beside its field, and the form keeps what was typed.
+    assert!(
+        refused.body.contains("id=\"delivery_deadline-error\""),
+        "{}",
+        refused.body
+    );
+    assert!(refused.body.contains("within 9 months"), "{}", refused.body);
+    assert!(refused.body.contains("value=\"Dena\""), "{}", refused.body);
+    assert!(refused.body.contains("۹٬۰۰۰٬۰۰۰٬۰۰۰"), "{}", refused.body);
+    assert!(
+        refused.body.contains("900,000,000 toman"),
+        "the toman equivalent beside the rials: {}",
+        refused.body
+    );
     fields.push((
         "delivery_deadline".into(),
-        (now + 3600 + 200 * 24 * 3600).to_string(),
+        jalali(now + 3600 + 200 * 24 * 3600),
     ));
     let form: Vec<(&str, &str)> = fields
         .iter()
@@ -739,6 +776,25 @@ async fn console(postgres: bool) {
         .await
         .expect("proposals");
     assert_eq!(pending.len(), 1);
+    // Every term is on the proposal's page, read back from the Jalali form as typed.
+    let shown = b
+        .go(&format!(
+            "{}/ministry/proposals/{}",
+            env.base, pending[0].id
+        ))
+        .await;
+    for term in [
+        "MIMT-T-9".to_owned(),
+        "iran-khodro".to_owned(),
+        "9,000,000,000".to_owned(),
+        service_kit::clock::format_time(now - 60),
+        service_kit::clock::format_gregorian(now + 3600),
+        ministry_commitment.clone(),
+        maker_commitment.clone(),
+        pending[0].digest.clone(),
+    ] {
+        assert!(shown.body.contains(&term), "{term} on {}", shown.body);
+    }
     let own = b
         .post_follow(
             &format!("{}/ministry/proposals/{}/approve", env.base, pending[0].id),
@@ -765,12 +821,39 @@ async fn console(postgres: bool) {
     let b3 = Browser::new("");
     let dash2 = staff_sign_in(&env, &b3, "issuer.two", 0).await;
     let csrf2 = input(&dash2.body, "csrf");
-    let approved = b3
+    // An approval of something other than what the page showed is refused: a stale
+    // digest, and a payload edited in the database after it was proposed (the page then
+    // shows the edit, but the proposal's audit entry pins the original).
+    let stale = b3
         .post_follow(
-            &resolve(&env.base, &proposal_form(&dash2.body, "/approve")),
-            &[("csrf", &csrf2)],
+            &format!("{}/ministry/proposals/{}/approve", env.base, pending[0].id),
+            &[("csrf", &csrf2), ("digest", "not-what-was-shown")],
         )
         .await;
+    assert_eq!(stale.status, 409, "{}", stale.body);
+    let original: String = sqlx::query_scalar("SELECT payload FROM proposals WHERE id = $1")
+        .bind(&pending[0].id)
+        .fetch_one(env.store.pool())
+        .await
+        .expect("payload");
+    let edited = original.replace("\"units\":3,", "\"units\":300,");
+    assert_ne!(edited, original);
+    sqlx::query("UPDATE proposals SET payload = $2 WHERE id = $1")
+        .bind(&pending[0].id)
+        .bind(&edited)
+        .execute(env.store.pool())
+        .await
+        .expect("edit");
+    let tampered = decide_on_page(&env, &b3, "/approve").await;
+    assert_eq!(tampered.status, 409, "{}", tampered.body);
+    assert!(issued_now(env.store.clone()).await.is_none());
+    sqlx::query("UPDATE proposals SET payload = $2 WHERE id = $1")
+        .bind(&pending[0].id)
+        .bind(&original)
+        .execute(env.store.pool())
+        .await
+        .expect("restore");
+    let approved = decide_on_page(&env, &b3, "/approve").await;
     assert!(approved.body.contains("MIMT-T-9"), "{}", approved.body);
     let license = issued_now(env.store.clone()).await.expect("issued");
 
@@ -784,13 +867,7 @@ async fn console(postgres: bool) {
     assert!(proposed.body.contains("suspend"), "{}", proposed.body);
     let still = issued_now(env.store.clone()).await.expect("license");
     assert!(still.is_active(), "a suspension needs a second issuer too");
-    let dash2 = b3.go(&format!("{}/ministry", env.base)).await;
-    let after = b3
-        .post_follow(
-            &resolve(&env.base, &proposal_form(&dash2.body, "/approve")),
-            &[("csrf", &csrf2)],
-        )
-        .await;
+    let after = decide_on_page(&env, &b3, "/approve").await;
     assert!(after.body.contains("suspended"), "{}", after.body);
     let terms = issued_now(env.store.clone())
         .await
@@ -814,12 +891,7 @@ async fn console(postgres: bool) {
         &[("csrf", &csrf2), ("admission_per_min", "60000")],
     )
     .await;
-    let dash1 = b.go(&format!("{}/ministry", env.base)).await;
-    b.post_follow(
-        &resolve(&env.base, &proposal_form(&dash1.body, "/reject")),
-        &[("csrf", &csrf)],
-    )
-    .await;
+    decide_on_page(&env, &b, "/reject").await;
     let l = issued_now(env.store.clone()).await.expect("license");
     assert_eq!(
         l.admission_per_min, 600,
@@ -924,6 +996,319 @@ async fn wrong_password(env: &Env, b: &Browser, who: &str) -> Page {
         ],
     )
     .await
+}
+
+/// The text of the element with `id` (a `<code id=…>` on the enrolment page).
+fn element_text(body: &str, id: &str) -> String {
+    let at = body
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("#{id} in {body}"));
+    let start = at + body[at..].find('>').expect("tag end") + 1;
+    let end = start + body[start..].find('<').expect("text end");
+    body[start..end].to_owned()
+}
+
+/// The current code of a TOTP secret as an authenticator app computes it from the QR.
+fn code_from_secret(username: &str, secret: &str, at: i64) -> String {
+    let secret = totp_rs::Secret::try_from_base32(secret).expect("base32");
+    totp_rs::Builder::new()
+        .with_secret(secret)
+        .with_account_name(username)
+        .with_issuer(Some("emta ministry"))
+        .build()
+        .expect("totp")
+        .generate(at as u64)
+        .to_string()
+}
+
+async fn sign_in_with(env: &Env, b: &Browser, who: &str, password: &str, code: &str) -> Page {
+    let login = format!("{}/ministry/login", env.base);
+    let form = b.go(&login).await;
+    b.post_follow(
+        &login,
+        &[
+            ("csrf", &input(&form.body, "csrf")),
+            ("username", who),
+            ("password", password),
+            ("totp", code),
+        ],
+    )
+    .await
+}
+
+async fn staff_management(postgres: bool) {
+    use presale::store::staff::Role;
+    let env = start(postgres).await;
+    let console = format!("{}/ministry", env.base);
+    add_staff(&env, "admin.one", Role::Administrator).await;
+    add_staff(&env, "admin.two", Role::Administrator).await;
+    add_staff(&env, "issuer.one", Role::Issuer).await;
+    add_staff(&env, "auditor.one", Role::Auditor).await;
+
+    // An administrator enrols an issuer: a password and a TOTP secret shown once, with its QR.
+    let admin = Browser::new("");
+    let dash = staff_sign_in(&env, &admin, "admin.one", 0).await;
+    assert_eq!(dash.url, console, "{}", dash.body);
+    let people = admin.go(&format!("{console}/staff")).await;
+    assert_eq!(people.status, 200, "{}", people.body);
+    let csrf = input(&people.body, "csrf");
+    let added = admin
+        .post_follow(
+            &format!("{console}/staff"),
+            &[
+                ("csrf", &csrf),
+                ("username", "issuer.new"),
+                ("role", "issuer"),
+            ],
+        )
+        .await;
+    assert_eq!(added.status, 200, "{}", added.body);
+    assert!(added.body.contains("<svg"), "a QR code: {}", added.body);
+    let password = element_text(&added.body, "new-password");
+    let secret = element_text(&added.body, "totp-secret");
+    assert!(
+        password.len() >= 20 && secret.len() >= 32,
+        "{password} {secret}"
+    );
+    let again = admin
+        .post_follow(
+            &format!("{console}/staff"),
+            &[
+                ("csrf", &csrf),
+                ("username", "issuer.new"),
+                ("role", "issuer"),
+            ],
+        )
+        .await;
+    assert_eq!(again.status, 409, "one account per username");
+    // The new issuer signs in with a code computed from the shown secret.
+    let newcomer = Browser::new("");
+    let now = service_kit::clock::now();
+    let first = sign_in_with(
+        &env,
+        &newcomer,
+        "issuer.new",
+        &password,
+        &code_from_secret("issuer.new", &secret, now - 30),
+    )
+    .await;
+    assert_eq!(first.url, console, "{}", first.body);
+    assert!(
+        first.body.contains("/ministry/licenses/new"),
+        "an issuer may propose"
+    );
+
+    // An administrator changes no campaign and approves nothing.
+    let form = admin.go(&format!("{console}/licenses/new")).await;
+    assert_eq!(form.status, 403, "{}", form.body);
+    let proposed = admin
+        .post_follow(
+            &format!("{console}/licenses"),
+            &[("csrf", &csrf), ("license_no", "X-1")],
+        )
+        .await;
+    assert_eq!(proposed.status, 403);
+    let license = env.store.licenses().await.expect("licenses").remove(0);
+    let suspend = env
+        .store
+        .propose(
+            &presale::store::proposals::Change::Suspend {
+                license_id: license.id.clone(),
+            },
+            "issuer.one",
+            now,
+        )
+        .await
+        .expect("sql")
+        .expect("proposed");
+    let digest = env
+        .store
+        .proposal(&suspend)
+        .await
+        .expect("sql")
+        .expect("p")
+        .digest;
+    let approve = format!("{console}/proposals/{suspend}/approve");
+    let refused = admin
+        .post_follow(&approve, &[("csrf", &csrf), ("digest", &digest)])
+        .await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(env
+        .store
+        .license(&license.id)
+        .await
+        .expect("sql")
+        .expect("l")
+        .is_active());
+    // Nor do they change their own account: another administrator must.
+    let own = admin
+        .post_follow(
+            &format!("{console}/staff/admin.one/role"),
+            &[("csrf", &csrf), ("role", "issuer")],
+        )
+        .await;
+    assert_eq!(own.status, 403, "{}", own.body);
+
+    // The auditor reads every page, and every change it attempts is refused with 403.
+    let auditor = Browser::new("");
+    let adash = staff_sign_in(&env, &auditor, "auditor.one", 0).await;
+    let acsrf = input(&adash.body, "csrf");
+    for path in [
+        String::new(),
+        format!("/licenses/{}", license.id),
+        format!("/proposals/{suspend}"),
+        "/audit".to_owned(),
+        "/audit.csv".to_owned(),
+    ] {
+        let r = auditor.go(&format!("{console}{path}")).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+    }
+    for (path, extra) in [
+        (
+            format!("/proposals/{suspend}/approve"),
+            ("digest", digest.as_str()),
+        ),
+        (format!("/proposals/{suspend}/reject"), ("x", "")),
+        (format!("/licenses/{}/suspend", license.id), ("x", "")),
+        (
+            format!("/licenses/{}/rate", license.id),
+            ("admission_per_min", "1"),
+        ),
+        ("/licenses".to_owned(), ("license_no", "X-2")),
+        ("/staff".to_owned(), ("username", "mole")),
+        ("/staff/issuer.one/disable".to_owned(), ("x", "")),
+        ("/staff/issuer.one/role".to_owned(), ("role", "auditor")),
+    ] {
+        let r = auditor
+            .post_follow(&format!("{console}{path}"), &[("csrf", &acsrf), extra])
+            .await;
+        assert_eq!(r.status, 403, "{path}: {}", r.body);
+    }
+    for path in ["/staff", "/licenses/new"] {
+        assert_eq!(
+            auditor.go(&format!("{console}{path}")).await.status,
+            403,
+            "{path}"
+        );
+    }
+    assert!(env
+        .store
+        .license(&license.id)
+        .await
+        .expect("sql")
+        .expect("l")
+        .is_active());
+    assert_eq!(
+        env.store.pending_proposals(now).await.expect("sql").len(),
+        1,
+        "the auditor's attempts changed nothing"
+    );
+
+    // A reset TOTP ends the account's sessions and the old secret's codes.
+    let csrf = input(&admin.go(&format!("{console}/staff")).await.body, "csrf");
+    let reset = admin
+        .post_follow(
+            &format!("{console}/staff/issuer.new/reset-totp"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(reset.status, 200, "{}", reset.body);
+    let new_secret = element_text(&reset.body, "totp-secret");
+    assert_ne!(new_secret, secret);
+    let gone = newcomer.go(&console).await;
+    assert!(gone.url.ends_with("/ministry/login"), "{}", gone.url);
+    let old = sign_in_with(
+        &env,
+        &Browser::new(""),
+        "issuer.new",
+        &password,
+        &code_from_secret("issuer.new", &secret, now + 30),
+    )
+    .await;
+    assert_eq!(old.status, 401, "the old secret's codes stop working");
+    let back = sign_in_with(
+        &env,
+        &newcomer,
+        "issuer.new",
+        &password,
+        &code_from_secret("issuer.new", &new_secret, now + 30),
+    )
+    .await;
+    assert_eq!(back.url, console, "{}", back.body);
+
+    // A new role holds from the next sign-in: the session ends at once.
+    let demoted = admin
+        .post_follow(
+            &format!("{console}/staff/issuer.new/role"),
+            &[("csrf", &csrf), ("role", "auditor")],
+        )
+        .await;
+    assert_eq!(demoted.status, 200, "{}", demoted.body);
+    assert!(newcomer.go(&console).await.url.ends_with("/ministry/login"));
+    let same = admin
+        .post_follow(
+            &format!("{console}/staff/issuer.new/role"),
+            &[("csrf", &csrf), ("role", "auditor")],
+        )
+        .await;
+    assert_eq!(same.status, 409, "a role it has already changes nothing");
+    // Disabled: no sign-in.
+    let disabled = admin
+        .post_follow(
+            &format!("{console}/staff/issuer.new/disable"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(disabled.status, 200);
+    let no = sign_in_with(
+        &env,
+        &Browser::new(""),
+        "issuer.new",
+        &password,
+        &code_from_secret("issuer.new", &new_secret, now + 60),
+    )
+    .await;
+    assert_eq!(no.status, 401, "a disabled account cannot sign in");
+    // Ending sessions without disabling.
+    let second = Browser::new("");
+    assert_eq!(
+        staff_sign_in(&env, &second, "admin.two", 0).await.url,
+        console
+    );
+    admin
+        .post_follow(
+            &format!("{console}/staff/admin.two/revoke"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert!(second.go(&console).await.url.ends_with("/ministry/login"));
+
+    // Each change is in the audit log, in the administrator's name.
+    let log = env.store.audit_log().await.expect("audit");
+    for (action, subject) in [
+        ("staff.add", "issuer.new"),
+        ("staff.reset-totp", "issuer.new"),
+        ("staff.role", "issuer.new"),
+        ("staff.disable", "issuer.new"),
+        ("staff.revoke-sessions", "admin.two"),
+    ] {
+        assert!(
+            log.iter()
+                .any(|e| e.action == action && e.subject == subject && e.actor == "admin.one"),
+            "{action} {subject} by admin.one"
+        );
+    }
+    assert!(env.store.check_audit_chain().await.expect("check").ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administrators_manage_staff_and_change_no_campaign_embedded() {
+    staff_management(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administrators_manage_staff_and_change_no_campaign_on_postgres() {
+    staff_management(true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -270,7 +270,7 @@ impl License {
     }
 }
 
-const MONTH: i64 = 30 * 24 * 3600;
+pub const MONTH: i64 = 30 * 24 * 3600;
 /// The range a license's instants must fall in (Unix seconds up to 2999-12-31): anything
 /// else is a typo, and the bound keeps every sum of an instant and a duration far from
 /// overflowing.

@@ -13,6 +13,15 @@ pub(crate) fn page(status: StatusCode, title: Text, body: Markup) -> Response {
     (status, layout(Lang::Fa, TAGLINE, title, body)).into_response()
 }
 
+/// A ministry console page: the wide shell.
+pub(crate) fn console_page(status: StatusCode, title: Text, body: Markup) -> Response {
+    (
+        status,
+        service_kit::page::layout_wide(Lang::Fa, TAGLINE, title, body),
+    )
+        .into_response()
+}
+
 /// An error page with one alert.
 pub(crate) fn problem(status: StatusCode, text: Text) -> Response {
     page(
@@ -24,8 +33,8 @@ pub(crate) fn problem(status: StatusCode, text: Text) -> Response {
 
 /// Rials with thousands separators.
 pub(crate) fn money(rials: i64) -> String {
-    let s = rials.to_string();
-    let mut out = String::new();
+    let s = rials.unsigned_abs().to_string();
+    let mut out = String::from(if rials < 0 { "-" } else { "" });
     for (i, c) in s.chars().enumerate() {
         if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');

@@ -64,6 +64,21 @@ impl ChainCheck {
     }
 }
 
+fn stored_from_row(r: &sqlx::any::AnyRow) -> Result<Stored, StoreError> {
+    Ok(Stored {
+        seq: r.try_get("seq")?,
+        at: r.try_get("at")?,
+        actor: r.try_get("actor")?,
+        action: r.try_get("action")?,
+        subject: r.try_get("subject")?,
+        detail: r.try_get("detail")?,
+        prev_hash: r
+            .try_get::<Option<String>, _>("prev_hash")?
+            .unwrap_or_default(),
+        hash: r.try_get::<Option<String>, _>("hash")?.unwrap_or_default(),
+    })
+}
+
 impl Store {
     /// Appends an entry to the chain, in the caller's transaction; returns its sequence
     /// number.
@@ -143,22 +158,20 @@ impl Store {
         )
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Stored {
-                    seq: r.try_get("seq")?,
-                    at: r.try_get("at")?,
-                    actor: r.try_get("actor")?,
-                    action: r.try_get("action")?,
-                    subject: r.try_get("subject")?,
-                    detail: r.try_get("detail")?,
-                    prev_hash: r
-                        .try_get::<Option<String>, _>("prev_hash")?
-                        .unwrap_or_default(),
-                    hash: r.try_get::<Option<String>, _>("hash")?.unwrap_or_default(),
-                })
-            })
-            .collect()
+        rows.iter().map(stored_from_row).collect()
+    }
+
+    /// The entries about one license: its own and its proposals', oldest first.
+    pub async fn audit_for(&self, license_id: &str) -> Result<Vec<Stored>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, at, actor, action, subject, detail, prev_hash, hash FROM audit_log \
+             WHERE subject = $1 OR subject IN (SELECT id FROM proposals WHERE subject = $1) \
+             ORDER BY seq IS NULL DESC, seq, id",
+        )
+        .bind(license_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(stored_from_row).collect()
     }
 
     /// Recomputes the chain from its first entry to the head, and compares every anchor

@@ -252,6 +252,22 @@ impl Store {
         Ok(Some(true))
     }
 
+    /// One license.
+    pub async fn license(&self, id: &str) -> Result<Option<License>, StoreError> {
+        sqlx::query_as::<_, LicenseRow>(
+            "SELECT id, license_no, manufacturer, model, units, accepted, unit_price, \
+             down_payment, kind, delivery_deadline, opens_at, closes_at, selection, \
+             admission_per_min, max_active, apply_window_secs, min_age, round, status, \
+             exclusion_manufacturers, exclusion_months \
+             FROM licenses WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(License::try_from)
+        .transpose()
+    }
+
     pub async fn licenses(&self) -> Result<Vec<License>, StoreError> {
         let rows = sqlx::query_as::<_, LicenseRow>(
             "SELECT id, license_no, manufacturer, model, units, accepted, unit_price, \

@@ -70,13 +70,32 @@ impl Change {
     }
 }
 
-/// A pending proposal.
+/// A proposal's digest: SHA-256 over its exact stored payload, pinned in its
+/// `proposal.create` audit entry. The approver's form carries the digest of what they were
+/// shown; an approval carries the change out only if the payload still has both.
+pub fn digest(payload: &str) -> String {
+    service_kit::keys::b64(&service_kit::keys::sha256(
+        format!("emta-proposal-v1\n{payload}").as_bytes(),
+    ))
+}
+
+/// How the digest reads in the audit entry's detail.
+fn pinned(digest: &str) -> String {
+    format!("sha256:{digest}")
+}
+
+/// A proposal, pending or decided.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Proposal {
     pub id: String,
     pub change: Change,
     pub proposed_by: String,
     pub proposed_at: i64,
+    /// [`digest`] of the stored payload.
+    pub digest: String,
+    /// `approved`, `rejected` or `withdrawn`; None while pending.
+    pub outcome: Option<String>,
+    pub decided_by: Option<String>,
 }
 
 /// Why a proposal or a decision was refused.
@@ -101,6 +120,9 @@ pub enum ProposalError {
     Unchanged,
     #[error("the same change to this license is already waiting for approval")]
     Duplicate,
+    /// The payload is not what the approver was shown, or not what its audit entry pins.
+    #[error("the proposal is not what was shown or what was proposed")]
+    Changed,
     #[error(transparent)]
     License(#[from] LicenseError),
 }
@@ -122,6 +144,20 @@ pub enum Outcome {
     },
     Rejected,
     Withdrawn,
+}
+
+fn proposal_from_row(r: &sqlx::any::AnyRow) -> Result<Proposal, StoreError> {
+    let payload: String = r.try_get("payload")?;
+    Ok(Proposal {
+        id: r.try_get("id")?,
+        change: serde_json::from_str(&payload)
+            .map_err(|e| StoreError::Corrupt(format!("proposal: {e}")))?,
+        proposed_by: r.try_get("proposed_by")?,
+        proposed_at: r.try_get("proposed_at")?,
+        digest: digest(&payload),
+        outcome: r.try_get("outcome")?,
+        decided_by: r.try_get("decided_by")?,
+    })
 }
 
 impl Store {
@@ -166,8 +202,9 @@ impl Store {
         let payload = serde_json::to_string(change)
             .map_err(|e| StoreError::Corrupt(format!("proposal: {e}")))?;
         let mut tx = service_kit::sql::begin(self.pool()).await?;
-        // The chain's lock first (SQLite: the write lock before any read).
-        let summary = change.summary();
+        // The chain's lock first (SQLite: the write lock before any read). The entry pins
+        // the payload's digest, which the approval checks again.
+        let summary = format!("{}; {}", change.summary(), pinned(&digest(&payload)));
         let entry = audit::Entry {
             at: now,
             actor: by,
@@ -238,24 +275,39 @@ impl Store {
     /// Proposals waiting for a decision (not expired), oldest first.
     pub async fn pending_proposals(&self, now: i64) -> Result<Vec<Proposal>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, payload, proposed_by, proposed_at FROM proposals \
+            "SELECT id, payload, proposed_by, proposed_at, outcome, decided_by FROM proposals \
              WHERE outcome IS NULL AND proposed_at > $1 ORDER BY proposed_at, id",
         )
         .bind(now - PROPOSAL_TTL_SECS)
         .fetch_all(self.pool())
         .await?;
-        rows.iter()
-            .map(|r| {
-                let payload: String = r.try_get("payload")?;
-                Ok(Proposal {
-                    id: r.try_get("id")?,
-                    change: serde_json::from_str(&payload)
-                        .map_err(|e| StoreError::Corrupt(format!("proposal: {e}")))?,
-                    proposed_by: r.try_get("proposed_by")?,
-                    proposed_at: r.try_get("proposed_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(proposal_from_row).collect()
+    }
+
+    /// One proposal, pending or decided.
+    pub async fn proposal(&self, id: &str) -> Result<Option<Proposal>, StoreError> {
+        sqlx::query(
+            "SELECT id, payload, proposed_by, proposed_at, outcome, decided_by FROM proposals \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?
+        .as_ref()
+        .map(proposal_from_row)
+        .transpose()
+    }
+
+    /// The proposals about one license (its issue included), newest first.
+    pub async fn proposals_for(&self, license_id: &str) -> Result<Vec<Proposal>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, payload, proposed_by, proposed_at, outcome, decided_by FROM proposals \
+             WHERE subject = $1 ORDER BY proposed_at DESC, id",
+        )
+        .bind(license_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(proposal_from_row).collect()
     }
 
     /// Decides a proposal. An approval by an enabled issuer other than its author carries
@@ -266,6 +318,21 @@ impl Store {
         id: &str,
         by: &str,
         decision: Decision,
+        now: i64,
+    ) -> Result<Result<Outcome, ProposalError>, StoreError> {
+        self.decide_seen(id, by, decision, None, now).await
+    }
+
+    /// [`Store::decide`], by someone who was shown the proposal whose digest is `seen`: an
+    /// approval goes ahead only if the stored payload still has that digest and the one its
+    /// `proposal.create` audit entry pins (a payload edited in the database since, by
+    /// anyone, is refused).
+    pub async fn decide_seen(
+        &self,
+        id: &str,
+        by: &str,
+        decision: Decision,
+        seen: Option<&str>,
         now: i64,
     ) -> Result<Result<Outcome, ProposalError>, StoreError> {
         let mut tx = service_kit::sql::begin(self.pool()).await?;
@@ -286,6 +353,31 @@ impl Store {
         let change: Change = serde_json::from_str(&payload)
             .map_err(|e| StoreError::Corrupt(format!("proposal {id}: {e}")))?;
         let own = proposed_by == by;
+        // (Its author's approval is refused below as their own, whatever its digest.)
+        if decision == Decision::Approve && !own {
+            let digest = digest(&payload);
+            if seen.is_some_and(|s| !service_kit::keys::ct_eq(s, &digest)) {
+                return Ok(Err(ProposalError::Changed));
+            }
+            let created = sqlx::query(
+                "SELECT detail FROM audit_log WHERE action = 'proposal.create' AND subject = $1",
+            )
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+            let pin = pinned(&digest);
+            let matches = created.len() == 1
+                && created[0]
+                    .try_get::<String, _>("detail")?
+                    .ends_with(&format!("; {pin}"));
+            if !matches {
+                tracing::error!(
+                    proposal = id,
+                    "a proposal's payload differs from its audit entry"
+                );
+                return Ok(Err(ProposalError::Changed));
+            }
+        }
         if !own && !self.is_issuer(&mut tx, by).await? {
             return Ok(Err(ProposalError::NotIssuer));
         }
@@ -301,17 +393,21 @@ impl Store {
                 Err(e) => return Ok(Err(e)),
             },
         };
+        // An issue's proposal takes the new license's id as its subject, so the license's
+        // page lists it with the rest of its history.
         sqlx::query(
-            "UPDATE proposals SET outcome = $2, decided_by = $3, decided_at = $4 WHERE id = $1",
+            "UPDATE proposals SET outcome = $2, decided_by = $3, decided_at = $4, \
+             subject = COALESCE($5, subject) WHERE id = $1",
         )
         .bind(id)
         .bind(outcome)
         .bind(by)
         .bind(now)
+        .bind(license_id.as_deref())
         .execute(&mut *tx)
         .await?;
         let decided = format!("proposal.{outcome}");
-        let summary = change.summary();
+        let summary = format!("{}; {}", change.summary(), pinned(&digest(&payload)));
         let entry = audit::Entry {
             at: now,
             actor: by,

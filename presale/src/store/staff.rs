@@ -12,15 +12,20 @@ use super::{audit, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// Issues and suspends licenses.
+    /// Manages staff accounts; approves nothing and changes no campaign.
+    Administrator,
+    /// Proposes and approves issuing, suspending and resuming licenses and their rates.
     Issuer,
-    /// Reads and exports the audit log.
+    /// Reads everything and exports the audit log; changes nothing.
     Auditor,
 }
 
 impl Role {
+    pub const ALL: [Role; 3] = [Self::Administrator, Self::Issuer, Self::Auditor];
+
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Administrator => "administrator",
             Self::Issuer => "issuer",
             Self::Auditor => "auditor",
         }
@@ -28,11 +33,21 @@ impl Role {
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
+            "administrator" => Some(Self::Administrator),
             "issuer" => Some(Self::Issuer),
             "auditor" => Some(Self::Auditor),
             _ => None,
         }
     }
+}
+
+/// A staff account as the administrators' page lists it (no secrets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub username: String,
+    pub role: Role,
+    pub created_at: i64,
+    pub disabled_at: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +81,27 @@ fn totp_for(username: &str, secret_b32: &str) -> Result<Totp, StaffError> {
         .with_issuer(Some("emta ministry"))
         .build()
         .map_err(|e| StaffError::Totp(e.to_string()))
+}
+
+/// A fresh TOTP secret for `username` (base32) and its enrolment to show once.
+fn new_totp(username: &str) -> Result<(String, Enrolment), StaffError> {
+    let mut raw = [0u8; 20];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut raw);
+    let secret = totp_rs::Secret::from(raw.to_vec()).to_base32();
+    let totp = totp_for(username, &secret)?;
+    let uri = totp.to_url().map_err(|e| StaffError::Totp(e.to_string()))?;
+    let qr = qrcode::QrCode::new(uri.as_bytes()).map_err(|e| StaffError::Totp(e.to_string()))?;
+    let svg = qr
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(200, 200)
+        .build();
+    Ok((
+        secret,
+        Enrolment {
+            otpauth_uri: uri,
+            qr_svg: svg,
+        },
+    ))
 }
 
 /// A successful sign-in: the account's role and the epoch its session carries.
@@ -122,17 +158,7 @@ impl Store {
             .hash_password(password.as_bytes(), &salt)
             .map_err(|e| StaffError::Hash(e.to_string()))?
             .to_string();
-        let mut raw = [0u8; 20];
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut raw);
-        let secret = totp_rs::Secret::from(raw.to_vec()).to_base32();
-        let totp = totp_for(username, &secret)?;
-        let uri = totp.to_url().map_err(|e| StaffError::Totp(e.to_string()))?;
-        let qr =
-            qrcode::QrCode::new(uri.as_bytes()).map_err(|e| StaffError::Totp(e.to_string()))?;
-        let svg = qr
-            .render::<qrcode::render::svg::Color<'_>>()
-            .min_dimensions(200, 200)
-            .build();
+        let (secret, enrolment) = new_totp(username)?;
         let mut tx = service_kit::sql::begin(self.pool())
             .await
             .map_err(StoreError::from)?;
@@ -161,10 +187,100 @@ impl Store {
         };
         self.audit_in(&mut tx, &entry).await?;
         tx.commit().await.map_err(StoreError::from)?;
-        Ok(Enrolment {
-            otpauth_uri: uri,
-            qr_svg: svg,
-        })
+        Ok(enrolment)
+    }
+
+    /// Every staff account, by username.
+    pub async fn staff_members(&self) -> Result<Vec<Member>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT username, role, created_at, disabled_at FROM staff ORDER BY username",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let username: String = r.try_get("username")?;
+                Ok(Member {
+                    role: Role::parse(&r.try_get::<String, _>("role")?)
+                        .ok_or_else(|| StoreError::Corrupt(format!("staff {username}: role")))?,
+                    created_at: r.try_get("created_at")?,
+                    disabled_at: r.try_get("disabled_at")?,
+                    username,
+                })
+            })
+            .collect()
+    }
+
+    /// Gives an account a new TOTP secret (a lost phone): the old codes stop working, every
+    /// session of the account ends, and the new enrolment is shown once. None if there is
+    /// no such account.
+    pub async fn reset_staff_totp(
+        &self,
+        username: &str,
+        actor: &str,
+        now: i64,
+    ) -> Result<Option<Enrolment>, StaffError> {
+        let (secret, enrolment) = new_totp(username)?;
+        let mut tx = service_kit::sql::begin(self.pool())
+            .await
+            .map_err(StoreError::from)?;
+        let done = sqlx::query(
+            "UPDATE staff SET totp_secret = $2, last_totp_step = 0, \
+             session_epoch = session_epoch + 1 WHERE username = $1",
+        )
+        .bind(username)
+        .bind(&secret)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::from)?;
+        if done.rows_affected() != 1 {
+            return Ok(None);
+        }
+        let entry = audit::Entry {
+            at: now,
+            actor,
+            action: "staff.reset-totp",
+            subject: username,
+            detail: "",
+            anchor: None,
+        };
+        self.audit_in(&mut tx, &entry).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(Some(enrolment))
+    }
+
+    /// Changes an account's role; its sessions end, so the new role holds from its next
+    /// sign-in. False if there is no such account or it has this role already.
+    pub async fn set_staff_role(
+        &self,
+        username: &str,
+        role: Role,
+        actor: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = service_kit::sql::begin(self.pool()).await?;
+        let done = sqlx::query(
+            "UPDATE staff SET role = $2, session_epoch = session_epoch + 1 \
+             WHERE username = $1 AND role <> $2",
+        )
+        .bind(username)
+        .bind(role.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        let entry = audit::Entry {
+            at: now,
+            actor,
+            action: "staff.role",
+            subject: username,
+            detail: role.as_str(),
+            anchor: None,
+        };
+        self.audit_in(&mut tx, &entry).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Checks password and TOTP code (each code usable once) of an enabled account. Slow

@@ -1,0 +1,176 @@
+//! A license's own page: its terms and status, its proposals and audit history, its seed's
+//! commitments and reveals and the latest signed tree head of its public log, and the
+//! actions the signed-in role allows (issuers propose suspending, resuming, a new rate).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use maud::html;
+use serde::Deserialize;
+
+use super::login::CsrfOnly;
+use super::{fa, page, when, Staff};
+use crate::app::Core as App;
+use crate::error::msg::console as m;
+use crate::error::Error;
+use crate::http::pages::money;
+use crate::store::proposals::Change;
+use crate::store::staff::Role;
+
+pub(super) async fn show(
+    State(app): State<App>,
+    staff: Staff,
+    Path(id): Path<String>,
+) -> Result<Response, Error> {
+    let l = app
+        .store
+        .license(&id)
+        .await?
+        .ok_or(Error::not_found(m::NO_LICENSE))?;
+    let proposals = app.store.proposals_for(&id).await?;
+    let history = app.store.audit_for(&id).await?;
+    let seed = app.store.seed_status(&id).await?;
+    let head = app.store.log_checkpoint(&id).await?;
+    let issuer = staff.role == Role::Issuer;
+    let body = html! {
+        section.card {
+            h2 { (l.model) " · " span lang="en" dir="ltr" { (l.license_no) } }
+            table.terms {
+                tr { th scope="row" { (fa(m::STATUS)) } td { (l.status.as_str()) } }
+                tr { th scope="row" { (fa(m::F_MANUFACTURER)) } td { (l.manufacturer) } }
+                tr { th scope="row" { (fa(m::F_KIND)) } td { (l.kind.as_str()) } }
+                tr { th scope="row" { (fa(m::F_SELECTION)) } td { (l.selection.as_str()) } }
+                tr { th scope="row" { (fa(m::ACCEPTED)) } td { (money(l.accepted)) " / " (money(l.units)) } }
+                tr { th scope="row" { (fa(m::F_UNIT_PRICE)) } td { (money(l.unit_price)) } }
+                tr { th scope="row" { (fa(m::F_DOWN_PAYMENT)) } td { (money(l.down_payment)) } }
+                tr { th scope="row" { (fa(m::F_OPENS_AT)) } td { (when(l.opens_at)) } }
+                tr { th scope="row" { (fa(m::F_CLOSES_AT)) } td { (when(l.closes_at)) } }
+                tr { th scope="row" { (fa(m::F_DELIVERY)) } td { (when(l.delivery_deadline)) } }
+                tr { th scope="row" { (fa(m::F_RATE)) } td { (money(l.admission_per_min)) } }
+                tr { th scope="row" { (fa(m::F_MAX_ACTIVE)) } td { (money(l.max_active)) } }
+                tr { th scope="row" { (fa(m::F_APPLY_WINDOW)) } td { (l.apply_window_secs / 60) } }
+                tr { th scope="row" { (fa(m::F_MIN_AGE)) } td { (l.min_age.map(|a| a.to_string()).unwrap_or_else(|| "—".into())) } }
+                tr { th scope="row" { (fa(m::F_ROUND)) } td { (l.round.as_deref().unwrap_or("—")) } }
+            }
+        }
+        @if issuer {
+            section.card {
+                h2 { (fa(m::ACTIONS)) }
+                div.actions {
+                    @let action = if l.is_active() { "suspend" } else { "resume" };
+                    form method="post" action=(format!("/ministry/licenses/{}/{action}", l.id)) {
+                        input type="hidden" name="csrf" value=(staff.csrf);
+                        button.secondary type="submit" {
+                            @if l.is_active() { (fa(m::PROPOSE_SUSPEND)) } @else { (fa(m::PROPOSE_RESUME)) }
+                        }
+                    }
+                }
+                form method="post" action=(format!("/ministry/licenses/{}/rate", l.id)) {
+                    input type="hidden" name="csrf" value=(staff.csrf);
+                    label for="admission_per_min" { (fa(m::F_RATE)) }
+                    input #admission_per_min type="text" name="admission_per_min" inputmode="numeric" value=(l.admission_per_min);
+                    button.secondary type="submit" { (fa(m::PROPOSE_RATE)) }
+                }
+            }
+        }
+        section.card {
+            h2 { (fa(m::PROPOSALS)) }
+            @if proposals.is_empty() { p { (fa(m::NONE)) } }
+            ul.list {
+                @for p in &proposals {
+                    li {
+                        a href=(format!("/ministry/proposals/{}", p.id)) { (p.change.summary()) }
+                        " · " (p.proposed_by) " · " (p.outcome.as_deref().unwrap_or("pending"))
+                    }
+                }
+            }
+        }
+        section.card {
+            h2 { (fa(m::SEED)) }
+            table.terms {
+                @for (p, revealed) in &seed.parties {
+                    tr {
+                        th scope="row" { (p.party) }
+                        td { code.hash { (p.commitment) } }
+                        td { @if *revealed { (fa(m::REVEALED)) } @else { (fa(m::NOT_REVEALED)) } }
+                    }
+                }
+            }
+            @if let Some((size, root)) = &seed.frozen {
+                p { (fa(m::FROZEN_LIST)) " " (size) " · " code.hash { (root) } }
+            }
+            @if let Some(s) = &seed.seed { p { "seed: " code.hash { (s) } } }
+            h3 { (fa(m::SIGNED_HEAD)) }
+            @if let Some(n) = &head { pre.note { (n) } } @else { p { (fa(m::NONE)) } }
+            p { a href=(format!("/transparency/{}", l.id)) { (fa(m::PUBLIC_LOG)) } }
+        }
+        section.card {
+            h2 { (fa(m::HISTORY)) }
+            ol.history {
+                @for e in &history {
+                    li {
+                        (when(e.at)) " · " span lang="en" dir="ltr" { (e.actor) " · " (e.action) }
+                        p.detail lang="en" dir="ltr" { (e.detail) }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page(&staff, StatusCode::OK, m::LICENSE, body))
+}
+
+/// Records `change` as a proposal by the signed-in issuer; its page is where it is read.
+async fn propose(app: &App, staff: &Staff, csrf: &str, change: Change) -> Result<Response, Error> {
+    staff.may(Role::Issuer, csrf)?;
+    let id = app
+        .store
+        .propose(&change, &staff.username, service_kit::clock::now())
+        .await?
+        .map_err(super::proposals::refused)?;
+    Ok(Redirect::to(&format!("/ministry/proposals/{id}")).into_response())
+}
+
+pub(super) async fn suspend(
+    State(app): State<App>,
+    staff: Staff,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfOnly>,
+) -> Result<Response, Error> {
+    propose(&app, &staff, &f.csrf, Change::Suspend { license_id: id }).await
+}
+
+pub(super) async fn resume(
+    State(app): State<App>,
+    staff: Staff,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfOnly>,
+) -> Result<Response, Error> {
+    propose(&app, &staff, &f.csrf, Change::Resume { license_id: id }).await
+}
+
+#[derive(Deserialize)]
+pub(super) struct RateForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    admission_per_min: String,
+}
+
+pub(super) async fn rate(
+    State(app): State<App>,
+    staff: Staff,
+    Path(id): Path<String>,
+    Form(f): Form<RateForm>,
+) -> Result<Response, Error> {
+    // Anything but a whole number is no rate (the store refuses 0 with its reason).
+    let per_min = service_kit::digits::to_latin_digits(f.admission_per_min.trim())
+        .replace([',', '٬'], "")
+        .parse::<i64>()
+        .unwrap_or(0);
+    let change = Change::Rate {
+        license_id: id,
+        admission_per_min: per_min,
+    };
+    propose(&app, &staff, &f.csrf, change).await
+}

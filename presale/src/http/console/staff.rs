@@ -1,0 +1,153 @@
+//! Who is signed in at the console: the [`Staff`] extractor, which reads the session and the
+//! account as the database says now, and answers by itself when there is nobody (the
+//! sign-in page) or the store cannot say (503).
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::CookieJar;
+use serde::{Deserialize, Serialize};
+use service_kit::keys::ct_eq;
+use service_kit::Text;
+
+use crate::app::Core as App;
+use crate::error::msg::console as m;
+use crate::error::Error;
+use crate::store::staff::Role;
+
+pub(super) const STAFF_COOKIE: &str = "emta_staff";
+/// A browser where the account signed in before: its own failure budget, so a username
+/// locked by somebody else's guesses does not lock its owner out at their desk.
+pub(super) const DEVICE_COOKIE: &str = "emta_staff_device";
+
+/// What the session store keeps for a signed-in staff member.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct StaffSession {
+    pub(super) username: String,
+    /// The account's session epoch at sign-in: disabling the account, resetting its TOTP,
+    /// changing its role or revoking its sessions moves the epoch, which ends this session
+    /// on its next request.
+    pub(super) epoch: i64,
+}
+
+/// The signed-in staff member, as the database says now, with this browser's CSRF token.
+pub(crate) struct Staff {
+    pub(crate) username: String,
+    pub(crate) role: Role,
+    pub(crate) csrf: String,
+}
+
+impl Staff {
+    /// A form of this member's: its CSRF token must be this browser's (403 otherwise).
+    pub(super) fn form(&self, token: &str) -> Result<(), Error> {
+        if ct_eq(&self.csrf, token) {
+            Ok(())
+        } else {
+            Err(Error::BadForm)
+        }
+    }
+
+    /// A change only `role` may make: the form is checked first, then the role (403).
+    pub(super) fn may(&self, role: Role, token: &str) -> Result<(), Error> {
+        self.form(token)?;
+        self.is(role)
+    }
+
+    /// A page or an action for `role` only (403 otherwise).
+    pub(super) fn is(&self, role: Role) -> Result<(), Error> {
+        if self.role == role {
+            Ok(())
+        } else {
+            Err(Error::user(
+                axum::http::StatusCode::FORBIDDEN,
+                m::NOT_YOUR_ROLE,
+            ))
+        }
+    }
+
+    pub(super) fn role_text(&self) -> Text {
+        role_text(self.role)
+    }
+}
+
+pub(super) fn role_text(role: Role) -> Text {
+    match role {
+        Role::Administrator => m::ROLE_ADMINISTRATOR,
+        Role::Issuer => m::ROLE_ISSUER,
+        Role::Auditor => m::ROLE_AUDITOR,
+    }
+}
+
+impl App {
+    /// The staff session of this browser. A session store that cannot answer is an
+    /// error (503, try again), not a sign-out.
+    pub(super) async fn staff_session(
+        &self,
+        jar: &CookieJar,
+    ) -> Result<Option<StaffSession>, service_kit::ephemeral::EphemeralError> {
+        let Some(sid) = jar.get(STAFF_COOKIE).map(|c| c.value().to_owned()) else {
+            return Ok(None);
+        };
+        let Some(raw) = self.sessions.get(&format!("staff:{sid}")).await? else {
+            return Ok(None);
+        };
+        Ok(serde_json::from_str(&raw).ok())
+    }
+
+    /// The console's CSRF token for this browser: bound to its staff cookie.
+    pub(super) fn staff_csrf(&self, jar: &CookieJar) -> String {
+        let sid = jar
+            .get(STAFF_COOKIE)
+            .map(|c| c.value().to_owned())
+            .unwrap_or_default();
+        self.keys.hash("csrf", format!("ministry|{sid}").as_bytes())
+    }
+
+    /// The known-device cookie's value for `username`: `nonce.mac`.
+    pub(super) fn device_token(&self, username: &str, nonce: &str) -> String {
+        let mac = self
+            .keys
+            .hash("staff-device", format!("{username}|{nonce}").as_bytes());
+        format!("{nonce}.{mac}")
+    }
+
+    /// The device's nonce, if this browser is a known device of `username`.
+    pub(super) fn known_device(&self, jar: &CookieJar, username: &str) -> Option<String> {
+        let value = jar.get(DEVICE_COOKIE)?.value().to_owned();
+        let (nonce, _) = value.split_once('.')?;
+        ct_eq(&self.device_token(username, nonce), &value).then(|| nonce.to_owned())
+    }
+}
+
+impl FromRequestParts<App> for Staff {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Response> {
+        let jar = CookieJar::from_headers(&parts.headers);
+        let to_login = || Redirect::to("/ministry/login").into_response();
+        let session = match app.staff_session(&jar).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return Err(to_login()),
+            Err(e) => return Err(Error::from(e).into_response()),
+        };
+        // The account as it stands now: disabled, revoked, re-enrolled or given another
+        // role takes effect at once.
+        match app.store.staff_account(&session.username).await {
+            Ok(Some(a)) if a.enabled && a.epoch == session.epoch => Ok(Staff {
+                csrf: app.staff_csrf(&jar),
+                username: session.username,
+                role: a.role,
+            }),
+            Ok(_) => {
+                if let Some(c) = jar.get(STAFF_COOKIE) {
+                    let _ = app.sessions.delete(&format!("staff:{}", c.value())).await;
+                }
+                Err(to_login())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "staff account lookup failed");
+                Err(Error::Busy { retry_after: 5 }.into_response())
+            }
+        }
+    }
+}
