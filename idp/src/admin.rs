@@ -198,9 +198,12 @@ pub async fn add_client(
             .collect()
     };
     let redirect_uris = uris(&new.redirect_uris)?;
-    if redirect_uris.is_empty() {
+    // A client with no redirect URI signs nobody in: a service client (the ministry's own,
+    // calling ministry APIs with client_credentials), which may ask for no citizen's claims.
+    let service_only = !new.service_scopes.is_empty() && new.allowed_scopes.is_empty();
+    if redirect_uris.is_empty() && !service_only {
         return Err(AdminError::Invalid(
-            "at least one redirect URI is required".into(),
+            "at least one redirect URI is required (or, for a service client, service scopes and no claims scopes)".into(),
         ));
     }
     if new.name.trim().is_empty() || new.name_fa.trim().is_empty() {

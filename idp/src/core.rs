@@ -194,6 +194,14 @@ impl ClientCache {
             .cloned()
     }
 
+    /// Every client, by id.
+    pub fn all(&self) -> Vec<Arc<Client>> {
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut all: Vec<Arc<Client>> = map.values().cloned().collect();
+        all.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+        all
+    }
+
     pub fn get_id(&self, id: &ClientId) -> Option<Arc<Client>> {
         self.get(id.as_str())
     }

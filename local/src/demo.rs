@@ -30,6 +30,8 @@ pub struct Demo {
     pub settings: Settings,
     pub citizens: Vec<FixtureCitizen>,
     pub clients: Vec<DemoClient>,
+    /// The ministry's own client at the IdP (id, secret), for presale's console.
+    pub ministry: (String, String),
 }
 
 /// One manufacturer to register: id, English and Persian names, stars, redirect URI.
@@ -105,7 +107,7 @@ pub async fn prepare(
                 stars: m.stars,
                 redirect_uris: vec![m.redirect_uri.clone()],
                 post_logout_redirect_uris: vec![m.post_logout_uri.clone()],
-                service_scopes: vec!["presale.read".into()],
+                service_scopes: vec!["presale.read".into(), "presale.seed".into()],
                 id_token_alg: SigningAlg::ES256,
                 valid_days: 365,
                 allowed_scopes: vec!["profile".into(), "phone".into(), "national_id".into()],
@@ -123,11 +125,13 @@ pub async fn prepare(
             redirect_uri: m.redirect_uri.clone(),
         });
     }
+    let ministry = crate::deploy::register_ministry_client(&db, &keys).await?;
     db.close().await;
     Ok(Demo {
         settings,
         citizens,
         clients,
+        ministry,
     })
 }
 
@@ -232,6 +236,10 @@ fn demo_license(now: i64, opens_in: i64) -> NewLicense {
 }
 
 /// The whole system until Ctrl-C or SIGTERM: stubs, the IdP, the storefronts, a campaign.
+/// The license number a person proposes from the console in the demo: the manufacturers'
+/// commitments for it are sent at start.
+pub const DEMO_LICENSE_NO: &str = "DEMO-1405-0002";
+
 pub async fn run(dir: &Path, ports: &Ports, opens_in: i64) -> anyhow::Result<()> {
     let base = format!("http://localhost:{}", ports.presale);
     let stub_url = format!("http://localhost:{}", ports.stubs);
@@ -259,32 +267,38 @@ pub async fn run(dir: &Path, ports: &Ports, opens_in: i64) -> anyhow::Result<()>
             .await?
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
-    // Two ministry issuers for the console (a change to a campaign needs a second
-    // issuer's approval): password printed, TOTP enrolments written.
+    // An administrator and two ministry issuers for the console (a change to a campaign
+    // needs a second issuer's approval): passwords printed, TOTP enrolments written.
     let mut staff_notes = Vec::new();
-    for user in ["ministry", "ministry.two"] {
+    for (user, role) in [
+        ("admin", Role::Administrator),
+        ("ministry", Role::Issuer),
+        ("ministry.two", Role::Issuer),
+    ] {
         let qr = dir.join(format!("{user}-totp.svg"));
         let note = match store
-            .add_staff(user, "demo-password-1403", Role::Issuer, "demo", now)
+            .add_staff(user, "demo-password-1403", role, "demo", now)
             .await
         {
             Ok(e) => {
                 std::fs::write(&qr, e.qr_svg)?;
                 format!(
-                    "user {user}, password demo-password-1403, TOTP: scan {} or add {}",
+                    "{} {user}, password demo-password-1403, TOTP: scan {} or add {}",
+                    role.as_str(),
                     qr.display(),
                     e.otpauth_uri
                 )
             }
             Err(StaffError::Exists) => format!(
-                "user {user}, password demo-password-1403, TOTP as enrolled before ({})",
+                "{} {user}, password demo-password-1403, TOTP as enrolled before ({})",
+                role.as_str(),
                 qr.display()
             ),
             Err(e) => return Err(e.into()),
         };
         staff_notes.push(note);
     }
-    let staff_note = staff_notes.join(";\n                       ");
+    let staff_note = staff_notes.join("\n                       ");
     // The seed's parties, played by the machine: they reveal as soon as the list is frozen.
     tokio::spawn(crate::parties::reveal_when_frozen(store.clone()));
     let storefronts: Vec<StorefrontConfig> = demo
@@ -308,7 +322,42 @@ pub async fn run(dir: &Path, ports: &Ports, opens_in: i64) -> anyhow::Result<()>
         &storefronts,
     );
     settings.storage.database_url = presale::config::Secret::new(database_url);
+    settings.ministry_client_id = Some(demo.ministry.0.clone());
+    settings.ministry_client_secret = Some(presale::config::Secret::new(demo.ministry.1.clone()));
     let service = presale::Application::build(settings).await?;
+    // The manufacturers' back-ends send their seed commitments for the next license
+    // number through their own credentials at the IdP, as real ones would: a license for
+    // it can be proposed in the console once the ministry's is entered there.
+    let makers: Vec<(String, String)> = demo
+        .clients
+        .iter()
+        .map(|c| (c.id.clone(), c.secret.clone()))
+        .collect();
+    let (issuer_c, base_c) = (issuer.clone(), base.clone());
+    tokio::spawn(async move {
+        for _ in 0..50 {
+            let mut all = true;
+            for (id, secret) in &makers {
+                let sent = crate::parties::commit_through_idp(
+                    &issuer_c,
+                    &base_c,
+                    id,
+                    secret,
+                    DEMO_LICENSE_NO,
+                )
+                .await;
+                all &= sent.is_ok();
+            }
+            if all {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        tracing::warn!("the demo manufacturers' seed commitments were not sent");
+    });
+    let ministry_commitment = crate::parties::contribution("ministry")
+        .commitment()
+        .commitment;
     println!("\nemta demo is running (embedded defaults: SQLite, in-process stores)\n");
     println!("  storefronts        {base}/   ({base}/saipa/ and {base}/iran-khodro/)");
     println!(
@@ -316,7 +365,20 @@ pub async fn run(dir: &Path, ports: &Ports, opens_in: i64) -> anyhow::Result<()>
     );
     println!("  citizen account    {issuer}/account");
     println!("  SMS outbox (stub)  {stub_url}/outbox   (read your code here)");
-    println!("  ministry console   {base}/ministry   ({staff_note})");
+    println!("  ministry console   {base}/ministry");
+    println!("                     {staff_note}");
+    println!(
+        "  run a campaign     as ministry.two, enter the ministry's seed commitment for license number"
+    );
+    println!(
+        "                     {DEMO_LICENSE_NO} at {base}/ministry/commitments: {ministry_commitment}"
+    );
+    println!(
+        "                     (both manufacturers' arrived through their own credentials); then as ministry"
+    );
+    println!(
+        "                     propose it at {base}/ministry/licenses/new and approve it as ministry.two"
+    );
     println!(
         "  demo campaign      Saipa Shahin, 100 units, opens {opens_in} min after the first start"
     );

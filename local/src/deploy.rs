@@ -104,6 +104,9 @@ pub struct Deployment {
     pub stub: StubServices,
     pub citizens: Vec<FixtureCitizen>,
     pub store: Store,
+    /// The manufacturers' storefronts, with their client secrets at the IdP (their
+    /// back-ends' credentials, as for a seed commitment).
+    pub storefronts: Vec<StorefrontConfig>,
     pub idp: idp::core::Core,
     /// The databases made for this deployment (their SQLite folders go with them).
     pub databases: Vec<FreshDatabase>,
@@ -347,7 +350,8 @@ pub async fn register_storefronts(
                 stars: 4,
                 redirect_uris: bases.iter().map(|b| format!("{b}/{id}/callback")).collect(),
                 post_logout_redirect_uris: vec![],
-                service_scopes: vec![],
+                // Its back-end sends its seed commitments to presale with its own credentials.
+                service_scopes: vec!["presale.seed".into()],
                 id_token_alg: idp::domain::SigningAlg::ES256,
                 valid_days: 365,
                 // The storefronts need the national ID (one seat per person).
@@ -373,6 +377,49 @@ pub async fn register_storefronts(
         });
     }
     Ok(fronts)
+}
+
+/// The ministry's own client at the IdP, as presale uses it: the manufacturers API and the
+/// introspection of manufacturers' service tokens. Registered once; a restart rotates its
+/// secret (the old one is gone). Returns its id and secret.
+pub async fn register_ministry_client(
+    db: &idp::store::Db,
+    keys: &idp::crypto::Keyring,
+) -> anyhow::Result<(String, String)> {
+    const ID: &str = "ministry-console";
+    let now = service_kit::clock::now();
+    let cid = idp::domain::ClientId::parse(ID).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if db.client(&cid).await?.is_some() {
+        let secret = admin::rotate_secret(db, keys, ID, 0, "local", now).await?;
+        return Ok((ID.into(), secret));
+    }
+    let (_, secret) = admin::add_client(
+        db,
+        keys,
+        NewClient {
+            id: ID.into(),
+            name: "Ministry console".into(),
+            name_fa: "سامانه وزارت".into(),
+            stars: 5,
+            redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
+            service_scopes: vec![
+                "ministry.manufacturers".into(),
+                "ministry.introspect".into(),
+            ],
+            id_token_alg: idp::domain::SigningAlg::ES256,
+            valid_days: 365,
+            allowed_scopes: vec![],
+            subject_type: idp::domain::SubjectType::Public,
+            sector_identifier: None,
+            backchannel_logout_uri: None,
+            private_key_jwt: None,
+        },
+        "local",
+        now,
+    )
+    .await?;
+    Ok((ID.into(), secret))
 }
 
 /// The environment of an IdP process with the settings `s`, listening on `port`.
@@ -503,6 +550,7 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
     let mut bases = publics.clone();
     bases.dedup();
     let fronts = register_storefronts(&core, &bases).await?;
+    let (ministry_id, ministry_secret) = register_ministry_client(&core.db, &core.keyring).await?;
     core.reload().await?;
     let idp_processes = Processes::default();
     if let (Some(binary), Some(balancer)) = (&o.idp_binary, &idp_balancer) {
@@ -546,6 +594,8 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
                 ("EMTA_REDIS_PREFIX", prefix.clone()),
                 ("EMTA_SECRET_KEY", secret.clone()),
                 ("EMTA_STOREFRONTS_FILE", fronts_file.display().to_string()),
+                ("EMTA_MINISTRY_CLIENT_ID", ministry_id.clone()),
+                ("EMTA_MINISTRY_CLIENT_SECRET", ministry_secret.clone()),
                 ("EMTA_IP_PER_SEC", o.ip_per_sec.to_string()),
                 (
                     "EMTA_TRUST_FORWARDED_FOR",
@@ -585,6 +635,8 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
             &fronts,
         );
         settings.storage.database_url = Secret::new(db.url.clone());
+        settings.ministry_client_id = Some(ministry_id.clone());
+        settings.ministry_client_secret = Some(Secret::new(ministry_secret.clone()));
         settings.storage.redis_url = Secret::new(o.redis_url.clone());
         settings.storage.redis_prefix = prefix.clone();
         settings.storage.db_max_connections = o.presale_db_connections;
@@ -617,6 +669,7 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
         stub,
         citizens,
         store,
+        storefronts: fronts,
         idp: core,
         databases: vec![idp_db, db],
         presale_processes: processes,

@@ -17,12 +17,58 @@ use presale::transparency::seed::{Commitment, Contribution};
 
 /// The local parties and their (public) secrets.
 pub fn contributions() -> Vec<Contribution> {
-    ["ministry", "manufacturer"]
-        .map(|party| Contribution {
-            party: party.to_owned(),
-            secret: format!("local-demo-secret-of-the-{party}"),
-        })
-        .to_vec()
+    ["ministry", "manufacturer"].map(contribution).to_vec()
+}
+
+/// A local party's contribution: `ministry`, `manufacturer`, or a manufacturer by its
+/// client id (a license proposed in the console names the manufacturer's own party).
+pub fn contribution(party: &str) -> Contribution {
+    Contribution {
+        party: party.to_owned(),
+        secret: format!("local-demo-secret-of-the-{party}"),
+    }
+}
+
+/// Sends `manufacturer`'s seed commitment for license number `license_no` through its own
+/// channel, as the manufacturer's back-end would: a client_credentials token from the IdP
+/// at `issuer` (scope `presale.seed`), then `POST {presale}/api/seed-commitments`.
+pub async fn commit_through_idp(
+    issuer: &str,
+    presale: &str,
+    manufacturer: &str,
+    client_secret: &str,
+    license_no: &str,
+) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let token: serde_json::Value = http
+        .post(format!("{issuer}/token"))
+        .basic_auth(manufacturer, Some(client_secret))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "presale.seed"),
+        ])
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let access = token["access_token"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("no access token: {token}"))?;
+    let commitment = contribution(manufacturer).commitment().commitment;
+    let r = http
+        .post(format!("{presale}/api/seed-commitments"))
+        .bearer_auth(access)
+        .json(&serde_json::json!({ "license_no": license_no, "commitment": commitment }))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        r.status().is_success() || r.status() == reqwest::StatusCode::CONFLICT,
+        "commitment refused: {} {}",
+        r.status(),
+        r.text().await.unwrap_or_default()
+    );
+    Ok(())
 }
 
 /// The seed's reveal window and delay in a local deployment: the machine reveals at once,
@@ -48,7 +94,9 @@ pub async fn reveal_when_frozen(store: Store) {
     loop {
         if let Ok(licenses) = store.licenses().await {
             for l in licenses {
-                for c in contributions() {
+                let mut parties = contributions();
+                parties.push(contribution(&l.manufacturer));
+                for c in parties {
                     let key = (l.id.clone(), c.party.clone());
                     if done.contains(&key) {
                         continue;

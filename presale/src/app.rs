@@ -56,6 +56,8 @@ pub struct CoreState {
     pub(crate) trust_forwarded_for: bool,
     /// The storefronts as OIDC relying parties of the IdP.
     pub(crate) rp: RelyingParty,
+    /// The ministry's own client at the IdP, when configured.
+    pub(crate) ministry: Option<crate::adapters::ministry::MinistryClient>,
     /// False from the moment the replica is told to stop (readiness probe).
     pub(crate) ready: AtomicBool,
     pub(crate) drain: Duration,
@@ -192,6 +194,20 @@ impl Application {
         };
         let queue = Queue::new(store.clone(), keys.clone());
         let rp = RelyingParty::discover(&settings).await?;
+        let ministry = match (
+            &settings.ministry_client_id,
+            &settings.ministry_client_secret,
+        ) {
+            (Some(id), Some(secret)) => Some(
+                crate::adapters::ministry::MinistryClient::discover(
+                    &settings.issuer,
+                    id,
+                    secret.clone(),
+                )
+                .await?,
+            ),
+            _ => None,
+        };
         let per_sec = std::num::NonZeroU32::new(settings.ip_per_sec.max(1))
             .unwrap_or(std::num::NonZeroU32::MIN);
         let burst = std::num::NonZeroU32::new(settings.ip_per_sec.max(1).saturating_mul(2))
@@ -199,6 +215,7 @@ impl Application {
         let quota = governor::Quota::per_second(per_sec).allow_burst(burst);
         let core = Core(Arc::new(CoreState {
             base_url: settings.base_url.clone(),
+            ministry,
             limiter: Limiter::new(sessions.clone(), keys.clone()),
             tickets: Tickets::new(keys.clone()),
             ip_limiter: governor::RateLimiter::keyed(quota),

@@ -109,6 +109,17 @@ pub struct Settings {
     #[arg(skip)]
     pub storefronts: Vec<StorefrontConfig>,
 
+    /// The ministry's own client at the IdP (client_credentials, service scopes
+    /// `ministry.manufacturers` and `ministry.introspect`): the console reads the registered
+    /// manufacturers through it, and manufacturers' seed commitments are checked with it.
+    /// Unset: the license form offers the storefronts this service is configured with, and
+    /// commitments through a manufacturer's credentials are refused.
+    #[arg(long, env = "EMTA_MINISTRY_CLIENT_ID")]
+    pub ministry_client_id: Option<String>,
+
+    #[arg(long, env = "EMTA_MINISTRY_CLIENT_SECRET", hide_env_values = true)]
+    pub ministry_client_secret: Option<Secret>,
+
     /// Requests per second one IP may make to this replica (burst: twice that).
     #[arg(long, env = "EMTA_IP_PER_SEC", default_value_t = 50)]
     pub ip_per_sec: u32,

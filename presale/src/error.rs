@@ -20,6 +20,36 @@ pub mod msg {
     /// The ministry console's texts.
     pub mod console {
         use service_kit::{t, Text};
+        pub const E_NO_MAKER_COMMITMENT: Text = t!("تعهد بذر خودروساز هنوز از درگاه خود خودروساز (اعتبارنامه او در امتا) برای این شماره مجوز نرسیده است.", "The manufacturer's seed commitment for this license number has not yet arrived through the manufacturer's own channel (its credentials at emta).");
+        pub const E_NO_MINISTRY_COMMITMENT: Text = t!("تعهد بذر وزارت برای این شماره مجوز را کارمند دیگری جز پیشنهاددهنده باید در صفحه تعهدها ثبت کند.", "The ministry's seed commitment for this license number must be entered on the commitments page by a member of staff other than the proposer.");
+        pub const E_COMMITMENT_FORMAT: Text = t!("تعهد باید خروجی presale commit باشد (۴۳ نویسه base64url) و شماره مجوز ۳ تا ۳۲ حرف لاتین، رقم یا خط تیره.", "A commitment is the output of presale commit (43 base64url characters), and a license number 3 to 32 letters, digits or dashes.");
+        pub const E_COMMITMENT_EXISTS: Text = t!("این طرف برای این شماره مجوز پیش‌تر تعهد ثبت کرده است؛ تعهد را نمی‌توان عوض کرد.", "This party has already committed for this license number; a commitment cannot be replaced.");
+        pub const E_COMMITMENT_MISMATCH: Text = t!(
+            "طرف‌های بذر این پیشنهاد همان تعهدهای ثبت‌شده نیستند.",
+            "This proposal's seed parties are not the commitments recorded for it."
+        );
+        pub const SEED_COMMITMENTS: Text = t!("تعهدهای بذر", "Seed commitments");
+        pub const SEED_COMMITMENTS_EXPLAINED: Text = t!("طرف‌های بذر را صادرکننده وارد نمی‌کند: تعهد خودروساز از درگاه خود او می‌رسد و تعهد وزارت را کارمند دیگری ثبت می‌کند.", "The issuer does not type the seed's parties: the manufacturer's commitment arrives through its own channel, and another member of staff enters the ministry's.");
+        pub const COMMITTED_BY: Text = t!("ثبت‌کننده:", "Entered by");
+        pub const E_NO_CHANNEL: Text = t!(
+            "درگاه تعهد خودروسازها پیکربندی نشده است.",
+            "The manufacturers' commitment channel is not configured."
+        );
+        pub const E_TOKEN: Text = t!(
+            "توکن دسترسی معتبر (client_credentials از امتا) لازم است.",
+            "A valid access token (client_credentials from emta) is required."
+        );
+        pub const E_SCOPE: Text = t!(
+            "این توکن دامنه presale.seed را ندارد.",
+            "This token does not carry the presale.seed scope."
+        );
+        pub const COMMITMENTS: Text = t!("صفحه تعهدها", "The commitments page");
+        pub const MINISTRY_COMMITMENT_EXPLAINED: Text = t!("تعهد وزارت را با presale commit ministry روی رایانه خود بسازید و راز را نزد خود نگه دارید؛ اینجا فقط تعهد را بچسبانید. پیشنهاددهنده مجوز نمی‌تواند تعهد وزارت را ثبت کرده باشد.", "Make the ministry's commitment with presale commit ministry on your own computer and keep the secret; paste only the commitment here. Whoever proposes the license cannot be who entered the ministry's commitment.");
+        pub const ENTER_COMMITMENT: Text = t!("ثبت تعهد وزارت", "Enter the ministry's commitment");
+        pub const F_COMMITMENT: Text = t!(
+            "تعهد (خروجی presale commit ministry)",
+            "Commitment (from presale commit ministry)"
+        );
 
         pub const CONSOLE: Text = t!("سامانه وزارت", "Ministry console");
         pub const HOME: Text = t!("پیشخوان", "Home");
@@ -91,16 +121,6 @@ pub mod msg {
             "محرومیت: خودروسازها (با ویرگول)",
             "Exclusion: manufacturers (comma-separated)"
         );
-        pub const F_MINISTRY_COMMITMENT: Text = t!(
-            "تعهد بذر وزارت (خروجی presale commit ministry)",
-            "The ministry's seed commitment (from presale commit ministry)"
-        );
-        pub const F_MAKER_COMMITMENT: Text = t!(
-            "تعهد بذر خودروساز (از خودروساز)",
-            "The manufacturer's seed commitment (from the manufacturer)"
-        );
-        pub const F_OBSERVER_COMMITMENT: Text =
-            t!("تعهد بذر ناظر", "An observer's seed commitment");
         pub const F_SEED_REVEAL: Text = t!(
             "مهلت افشای بذر پس از انجماد فهرست (ثانیه)",
             "Seconds after the freeze for the seed's reveals"

@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the presale service.
-    Serve(Settings),
+    Serve(Box<Settings>),
     /// Licenses outside the console.
     License {
         #[arg(
@@ -167,7 +167,7 @@ async fn main() -> anyhow::Result<()> {
                 "EMTA_STOREFRONTS_FILE is required: the manufacturers' client registrations at the IdP"
             );
             settings.load_storefronts()?;
-            let app = Application::build(settings).await?;
+            let app = Application::build(*settings).await?;
             tracing::info!(addr = %app.addr()?, "emta presale listening");
             app.run_until_stopped(service_kit::shutdown::shutdown_signal())
                 .await?;

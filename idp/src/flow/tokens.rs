@@ -101,6 +101,9 @@ fn retry_seal_key(old_token: &str) -> [u8; 32] {
 const ACCESS_TOKEN_PREFIX: &str = "at1.";
 
 /// A granted scope as its client may still have it: the ministry's current policy.
+/// The service scope that lets a client introspect other clients' service tokens.
+pub const INTROSPECT_SCOPE: &str = "ministry.introspect";
+
 fn current_scope(granted: &str, client: &Client) -> String {
     Scopes::parse_known(granted, KNOWN_SCOPES)
         .restrict(&client.allowed_scopes)
@@ -760,6 +763,15 @@ impl Tokens<'_> {
         let mut data = data;
         if data.citizen_id.is_some() {
             data.scope = current_scope(&data.scope, &client);
+        } else {
+            // A service token likewise: a ministry API the client may no longer call
+            // stops at once.
+            data.scope = data
+                .scope
+                .split_ascii_whitespace()
+                .filter(|s| client.service_scopes.iter().any(|a| a == s))
+                .collect::<Vec<_>>()
+                .join(" ");
         }
         Ok(Some(data))
     }
@@ -793,7 +805,12 @@ impl Tokens<'_> {
     /// RFC 7662. A client may introspect only its own tokens; others are `active: false`.
     pub async fn introspect(&self, client: &Client, token: &str, now: i64) -> Result<Value> {
         if let Some(data) = self.check_access_token(token, now).await? {
-            if data.client_id == client.id.as_str() {
+            // A resource server the ministry lets check other clients' service tokens
+            // (presale, for a manufacturer's seed commitment): client_credentials tokens
+            // only, never a citizen's.
+            let resource_server = data.citizen_id.is_none()
+                && client.service_scopes.iter().any(|s| s == INTROSPECT_SCOPE);
+            if data.client_id == client.id.as_str() || resource_server {
                 return Ok(json!({
                     "active": true,
                     "token_type": "Bearer",

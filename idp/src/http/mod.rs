@@ -1,6 +1,7 @@
 //! HTTP: routes, forms, cookies, headers and page rendering. Handlers parse input into
 //! domain types, call a flow on [`Core`], and render; they never build SQL.
 
+pub mod api;
 pub mod login;
 pub mod oauth;
 pub mod ops;
@@ -62,6 +63,7 @@ pub fn router(core: Core) -> Router {
                 .route("/token", post(oauth::token))
                 .route("/revoke", post(oauth::revoke))
                 .route("/introspect", post(oauth::introspect))
+                .route("/api/manufacturers", get(api::manufacturers))
                 .route(
                     "/userinfo",
                     get(oauth::userinfo_get).post(oauth::userinfo_post),

@@ -489,6 +489,137 @@ async fn client_credentials_and_introspection_work_for_back_ends(backend: Backen
     assert_eq!(bad.status(), 400);
 }
 
+/// The ministry's own client (no redirect URI, service scopes only) reads the registered,
+/// active manufacturers over the ministry API and checks a manufacturer's service token by
+/// introspection, as presale's console and seed channel do.
+async fn the_ministry_reads_manufacturers_and_checks_service_tokens(backend: Backend) {
+    use idp::admin::{self, NewClient};
+    let app = spawn_app(backend).await;
+    let http = app.http();
+    let (_, ministry_secret) = admin::add_client(
+        &app.core.db,
+        &app.core.keyring,
+        NewClient {
+            id: "ministry-console".into(),
+            name: "Ministry console".into(),
+            name_fa: "سامانه وزارت".into(),
+            stars: 5,
+            redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
+            service_scopes: vec![
+                "ministry.manufacturers".into(),
+                "ministry.introspect".into(),
+            ],
+            id_token_alg: idp::domain::SigningAlg::ES256,
+            valid_days: 365,
+            allowed_scopes: vec![],
+            subject_type: idp::domain::SubjectType::Public,
+            sector_identifier: None,
+            backchannel_logout_uri: None,
+            private_key_jwt: None,
+        },
+        "test",
+        idp::now(),
+    )
+    .await
+    .expect("a service client needs no redirect URI");
+    app.core.reload().await.expect("reload");
+    let token = |id: &'static str, secret: String, scope: &'static str| {
+        let http = http.clone();
+        let url = app.token_url();
+        async move {
+            let r: serde_json::Value = http
+                .post(url)
+                .basic_auth(id, Some(secret))
+                .form(&[("grant_type", "client_credentials"), ("scope", scope)])
+                .send()
+                .await
+                .expect("token")
+                .json()
+                .await
+                .expect("json");
+            r["access_token"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{r}"))
+                .to_owned()
+        }
+    };
+    let list = |bearer: Option<String>| {
+        let http = http.clone();
+        let url = format!("{}/api/manufacturers", app.base);
+        async move {
+            let mut req = http.get(url);
+            if let Some(b) = bearer {
+                req = req.bearer_auth(b);
+            }
+            req.send().await.expect("api")
+        }
+    };
+    let ministry = token(
+        "ministry-console",
+        ministry_secret.clone(),
+        "ministry.manufacturers",
+    )
+    .await;
+    let r = list(Some(ministry.clone())).await;
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.expect("json");
+    let ids: Vec<&str> = body["manufacturers"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        ["iran-khodro", "modiran", "saipa"],
+        "manufacturers, not service clients"
+    );
+    // A suspended manufacturer is not offered.
+    admin::set_status(
+        &app.core.db,
+        "modiran",
+        idp::domain::ClientStatus::Suspended,
+        "test",
+        idp::now(),
+    )
+    .await
+    .expect("suspend");
+    app.core.reload().await.expect("reload");
+    let body: serde_json::Value = list(Some(ministry)).await.json().await.expect("json");
+    assert!(!body.to_string().contains("modiran"), "{body}");
+    // No token, or a manufacturer's token: refused with the bearer challenge.
+    assert_eq!(list(None).await.status(), 401);
+    let ikco = app.client("ikco");
+    let maker = token("iran-khodro", ikco.secret.clone(), "presale.read").await;
+    let r = list(Some(maker.clone())).await;
+    assert_eq!(r.status(), 403);
+    // The ministry, a resource server, may introspect a manufacturer's service token.
+    let intro: serde_json::Value = http
+        .post(format!("{}/introspect", app.base))
+        .basic_auth("ministry-console", Some(&ministry_secret))
+        .form(&[("token", maker.as_str())])
+        .send()
+        .await
+        .expect("introspect")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(intro["active"], true, "{intro}");
+    assert_eq!(intro["client_id"], "iran-khodro");
+    assert_eq!(intro["scope"], "presale.read");
+    // A client with no redirect URI signs nobody in.
+    let r = http
+        .get(format!(
+            "{}/authorize?client_id=ministry-console&response_type=code&scope=openid&redirect_uri=http://localhost:9/cb&state=s&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
+            app.base
+        ))
+        .send()
+        .await
+        .expect("authorize");
+    assert_eq!(r.status(), 400);
+}
+
 async fn the_account_page_signs_out_in_one_step(backend: Backend) {
     // Arrange: a citizen signed in, on their account page.
     let app = spawn_app(backend).await;
@@ -518,4 +649,5 @@ both!(
     prompt_none_reports_login_and_consent_required,
     the_account_page_lists_and_revokes_grants,
     client_credentials_and_introspection_work_for_back_ends,
+    the_ministry_reads_manufacturers_and_checks_service_tokens,
 );

@@ -74,6 +74,8 @@ struct Env {
     stub: StubServices,
     citizens: Vec<FixtureCitizen>,
     store: Store,
+    /// The manufacturers' client credentials at the IdP (their back-ends').
+    fronts: Vec<presale::config::StorefrontConfig>,
     /// Everything above runs until this is dropped.
     _deployment: Deployment,
 }
@@ -141,6 +143,7 @@ fn env_of(d: local::Deployment) -> Env {
         stub: d.stub.clone(),
         citizens: d.citizens.clone(),
         store: d.store.clone(),
+        fronts: d.storefronts.clone(),
         _deployment: d,
     }
 }
@@ -684,12 +687,75 @@ async fn console(postgres: bool) {
 
     // Propose a license through the form; a deadline past the legal limit is refused.
     let csrf = input(&dash.body, "csrf");
-    let ministry_commitment = presale::transparency::seed::Contribution::generate("ministry")
+    // The seed's parties are not typed by the issuer: the manufacturer's commitment arrives
+    // through its own credentials at the IdP, the ministry's from another member of staff.
+    let ministry_commitment = local::parties::contribution("ministry")
         .commitment()
         .commitment;
-    let maker_commitment = presale::transparency::seed::Contribution::generate("iran-khodro")
+    let maker_commitment = local::parties::contribution("iran-khodro")
         .commitment()
         .commitment;
+    let maker_secret = env
+        .fronts
+        .iter()
+        .find(|f| f.id == "iran-khodro")
+        .expect("iran-khodro")
+        .client_secret
+        .expose()
+        .to_owned();
+    let forged = reqwest::Client::new()
+        .post(format!("{}/api/seed-commitments", env.base))
+        .bearer_auth("not-a-token-the-idp-issued")
+        .json(&serde_json::json!({ "license_no": "MIMT-T-9", "commitment": maker_commitment }))
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(forged.status(), 401, "only the IdP's tokens commit");
+    let b3 = Browser::new("");
+    let dash2 = staff_sign_in(&env, &b3, "issuer.two", 0).await;
+    let csrf2 = input(&dash2.body, "csrf");
+    for no in ["MIMT-T-9", "MIMT-T-10"] {
+        local::parties::commit_through_idp(
+            &env.issuer,
+            &env.base,
+            "iran-khodro",
+            &maker_secret,
+            no,
+        )
+        .await
+        .expect("the manufacturer commits through its channel");
+    }
+    let entered = b3
+        .post_follow(
+            &format!("{}/ministry/commitments", env.base),
+            &[
+                ("csrf", &csrf2),
+                ("license_no", "MIMT-T-9"),
+                ("commitment", &ministry_commitment),
+            ],
+        )
+        .await;
+    assert_eq!(entered.status, 200, "{}", entered.body);
+    for (party, via) in [
+        ("ministry", "the console"),
+        ("iran-khodro", "client_credentials"),
+    ] {
+        assert!(
+            entered.body.contains(party) && entered.body.contains(via),
+            "{party} via {via}: {}",
+            entered.body
+        );
+    }
+    // The proposer cannot be the ministry's party: their own commitment does not count.
+    b.post_follow(
+        &format!("{}/ministry/commitments", env.base),
+        &[
+            ("csrf", &csrf),
+            ("license_no", "MIMT-T-10"),
+            ("commitment", &ministry_commitment),
+        ],
+    )
+    .await;
     let mut fields: Vec<(String, String)> = vec![
         ("license_no", "MIMT-T-9"),
         ("manufacturer", "iran-khodro"),
@@ -704,8 +770,9 @@ async fn console(postgres: bool) {
         ("apply_window_min", "5"),
         ("min_age", "18"),
         ("round", ""),
-        ("ministry_commitment", &ministry_commitment),
-        ("manufacturer_commitment", &maker_commitment),
+        // The local parties reveal at once: a delay of a few steps, not the production
+        // delay's minutes of computation at the end of the test.
+        ("seed_iterations", "16"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -745,6 +812,27 @@ async fn console(postgres: bool) {
         "delivery_deadline".into(),
         jalali(now + 3600 + 200 * 24 * 3600),
     ));
+    let mut own_seed: Vec<(String, String)> = fields.clone();
+    own_seed.retain(|(k, _)| k != "license_no");
+    own_seed.push(("license_no".into(), "MIMT-T-10".into()));
+    let own_seed: Vec<(&str, &str)> = own_seed
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let refused = b
+        .post_follow(&format!("{}/ministry/licenses", env.base), &own_seed)
+        .await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    assert!(
+        refused.body.contains("id=\"seed-error\""),
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.body.contains("other than the proposer"),
+        "{}",
+        refused.body
+    );
     let form: Vec<(&str, &str)> = fields
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -818,9 +906,7 @@ async fn console(postgres: bool) {
         .await;
     assert_eq!(forbidden.status, 403);
     // A second issuer approves: now it is issued.
-    let b3 = Browser::new("");
-    let dash2 = staff_sign_in(&env, &b3, "issuer.two", 0).await;
-    let csrf2 = input(&dash2.body, "csrf");
+
     // An approval of something other than what the page showed is refused: a stale
     // digest, and a payload edited in the database after it was proposed (the page then
     // shows the edit, but the proposal's audit entry pins the original).

@@ -32,6 +32,7 @@ use service_kit::admission::{Admission, Gate};
 use crate::app::Core;
 use crate::error::{msg, Error};
 
+pub mod api;
 pub mod apply;
 pub mod console;
 pub mod lottery;
@@ -102,6 +103,7 @@ pub(crate) fn router(core: Core) -> Router {
         .merge(apply::router(g))
         .merge(lottery::router(g))
         .merge(console::router())
+        .merge(api::router())
         .merge(transparency::router(g))
         .fallback(|| async { Error::not_found(msg::NOT_FOUND) })
         // Load shedding counts a request only once its body is in; the body is read after
@@ -168,6 +170,7 @@ const SERVICE_PATHS: &[&str] = &[
     "readyz",
     "static",
     "ministry",
+    "api",
     "transparency",
     "metrics",
 ];

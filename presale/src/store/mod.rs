@@ -14,6 +14,7 @@
 
 pub mod applications;
 pub mod audit;
+pub mod commitments;
 pub mod licenses;
 pub mod log;
 pub mod lottery;

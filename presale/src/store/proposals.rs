@@ -125,6 +125,10 @@ pub enum ProposalError {
     Changed,
     #[error(transparent)]
     License(#[from] LicenseError),
+    /// The license's seed parties are not the commitments recorded for it (see
+    /// [`super::commitments`]).
+    #[error(transparent)]
+    Commitments(#[from] super::commitments::CommitmentError),
 }
 
 /// The decision on a proposal.
@@ -216,6 +220,20 @@ impl Store {
         self.audit_in(&mut tx, &entry).await?;
         if !self.is_issuer(&mut tx, by).await? {
             return Ok(Err(ProposalError::NotIssuer));
+        }
+        if let Change::Issue { license } = change {
+            if let Err(e) = self
+                .check_parties_in(
+                    &mut tx,
+                    &license.license_no,
+                    &license.manufacturer,
+                    by,
+                    &license.parties,
+                )
+                .await?
+            {
+                return Ok(Err(e.into()));
+            }
         }
         if let Some(license_id) = change.license_id() {
             let Some(current) =
@@ -388,7 +406,7 @@ impl Store {
             Decision::Approve if proposed_at <= now - PROPOSAL_TTL_SECS => {
                 return Ok(Err(ProposalError::Expired))
             }
-            Decision::Approve => match self.carry_out(&mut tx, &change, now).await? {
+            Decision::Approve => match self.carry_out(&mut tx, &change, &proposed_by, now).await? {
                 Ok(license_id) => ("approved", Some(license_id)),
                 Err(e) => return Ok(Err(e)),
             },
@@ -444,14 +462,28 @@ impl Store {
         &self,
         tx: &mut sqlx::AnyConnection,
         change: &Change,
+        proposed_by: &str,
         now: i64,
     ) -> Result<Result<String, ProposalError>, StoreError> {
         let changed = match change {
             Change::Issue { license } => {
+                // The parties are still the commitments recorded for it.
+                if let Err(e) = self
+                    .check_parties_in(
+                        tx,
+                        &license.license_no,
+                        &license.manufacturer,
+                        proposed_by,
+                        &license.parties,
+                    )
+                    .await?
+                {
+                    return Ok(Err(e.into()));
+                }
                 return Ok(self
                     .issue_license_in(tx, license, now)
                     .await?
-                    .map_err(ProposalError::from))
+                    .map_err(ProposalError::from));
             }
             Change::Suspend { license_id } | Change::Resume { license_id } => self
                 .set_license_active_in(tx, license_id, matches!(change, Change::Resume { .. }))

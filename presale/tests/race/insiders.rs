@@ -29,7 +29,35 @@ async fn decide(store: &Store, id: &str, by: &str, d: Decision) -> Result<Outcom
         .expect("sql")
 }
 
+/// Records a license's seed parties as they arrive in a real deployment: the ministry's
+/// entered in the console by `ministry_by`, the manufacturer's through its own channel.
+async fn record_parties(store: &Store, l: &presale::domain::NewLicense, ministry_by: &str) {
+    use presale::store::commitments::{CommitmentError, Via};
+    for p in &l.parties {
+        let (via, by) = if p.party == "ministry" {
+            (Via::Console, ministry_by)
+        } else {
+            (Via::IdpClient, p.party.as_str())
+        };
+        let r = store
+            .record_commitment(
+                &l.license_no,
+                &p.party,
+                &p.commitment,
+                via,
+                by,
+                service_kit::clock::now(),
+            )
+            .await
+            .expect("sql");
+        assert!(matches!(r, Ok(_) | Err(CommitmentError::Exists)), "{r:?}");
+    }
+}
+
 async fn propose(store: &Store, change: &Change, by: &str) -> String {
+    if let Change::Issue { license } = change {
+        record_parties(store, license, "ministry.officer").await;
+    }
     store
         .propose(change, by, service_kit::clock::now())
         .await
@@ -81,6 +109,118 @@ pub(crate) async fn campaign_changes_need_a_second_issuer_raced_and_audited_with
     let change = Change::Issue {
         license: Box::new(terms.clone()),
     };
+    // The seed's parties are the commitments that arrived for the license, not what the
+    // proposer typed: none recorded, the manufacturer's missing, the ministry's entered by
+    // the proposer, or a commitment other than the recorded one, and it is refused.
+    use presale::store::commitments::{CommitmentError, Via};
+    let now = service_kit::clock::now();
+    let refused = |r: Result<String, ProposalError>| match r {
+        Err(ProposalError::Commitments(e)) => e,
+        other => panic!("refused for its parties, not {other:?}"),
+    };
+    let r = a.propose(&change, "issuer.a", now).await.expect("sql");
+    assert_eq!(refused(r), CommitmentError::NoManufacturer);
+    let [ministry, maker] = [&terms.parties[0], &terms.parties[1]];
+    assert_eq!(
+        (ministry.party.as_str(), maker.party.as_str()),
+        ("ministry", "saipa")
+    );
+    // The ministry's alone, then a commitment in the manufacturer's name that did not come
+    // through its channel.
+    let third = presale::domain::NewLicense {
+        license_no: format!("{}-3", terms.license_no),
+        ..license(10, None)
+    };
+    a.record_commitment(
+        &third.license_no,
+        "ministry",
+        &ministry.commitment,
+        Via::Console,
+        "issuer.b",
+        now,
+    )
+    .await
+    .expect("sql")
+    .expect("recorded");
+    let issue_third = Change::Issue {
+        license: Box::new(third.clone()),
+    };
+    let r = a.propose(&issue_third, "issuer.a", now).await.expect("sql");
+    assert_eq!(refused(r), CommitmentError::NoManufacturer);
+    a.record_commitment(
+        &third.license_no,
+        "saipa",
+        &maker.commitment,
+        Via::Console,
+        "issuer.b",
+        now,
+    )
+    .await
+    .expect("sql")
+    .expect("recorded");
+    let r = a.propose(&issue_third, "issuer.a", now).await.expect("sql");
+    assert_eq!(refused(r), CommitmentError::NoManufacturer);
+    // With both recorded properly, the proposer who entered the ministry's share is still
+    // refused: another issuer's proposal is not.
+    let second = license(10, None);
+    let second = presale::domain::NewLicense {
+        license_no: format!("{}-2", terms.license_no),
+        ..second
+    };
+    a.record_commitment(
+        &second.license_no,
+        "ministry",
+        &ministry.commitment,
+        Via::Console,
+        "issuer.a",
+        now,
+    )
+    .await
+    .expect("sql")
+    .expect("recorded");
+    a.record_commitment(
+        &second.license_no,
+        "saipa",
+        &maker.commitment,
+        Via::IdpClient,
+        "saipa",
+        now,
+    )
+    .await
+    .expect("sql")
+    .expect("recorded");
+    let issue_second = Change::Issue {
+        license: Box::new(second.clone()),
+    };
+    let r = a
+        .propose(&issue_second, "issuer.a", now)
+        .await
+        .expect("sql");
+    assert_eq!(refused(r), CommitmentError::NoMinistry);
+    // Parties other than the recorded commitments.
+    let mut typed = second.clone();
+    typed.parties[1].commitment = ministry.commitment.replace('A', "B");
+    let r = a
+        .propose(
+            &Change::Issue {
+                license: Box::new(typed),
+            },
+            "issuer.b",
+            now,
+        )
+        .await
+        .expect("sql");
+    assert_eq!(refused(r), CommitmentError::Mismatch);
+    let ok = a
+        .propose(&issue_second, "issuer.b", now)
+        .await
+        .expect("sql")
+        .expect("another issuer's proposal of the recorded parties");
+    assert_eq!(
+        decide(&a, &ok, "issuer.b", Decision::Reject).await,
+        Ok(Outcome::Withdrawn)
+    );
+
     let p = propose(&a, &change, "issuer.a").await;
     assert!(a.licenses().await.expect("licenses").is_empty());
 

@@ -24,8 +24,10 @@ use crate::domain::{LicenseError, NewLicense, PresaleKind, SeedDelay, Selection}
 use crate::error::msg::console as m;
 use crate::error::Error;
 use crate::http::pages::money;
+use crate::store::commitments::{CommitmentError, Received};
 use crate::store::proposals::{Change, ProposalError};
 use crate::store::staff::Role;
+use crate::transparency::seed::Commitment;
 
 /// How a field is typed and read.
 #[derive(Clone, Copy)]
@@ -161,27 +163,6 @@ const FIELDS: &[Field] = &[
         "saipa,iran-khodro",
     ),
     field(
-        "ministry_commitment",
-        m::F_MINISTRY_COMMITMENT,
-        Kind::Text,
-        true,
-        "",
-    ),
-    field(
-        "manufacturer_commitment",
-        m::F_MAKER_COMMITMENT,
-        Kind::Text,
-        true,
-        "",
-    ),
-    field(
-        "observer_commitment",
-        m::F_OBSERVER_COMMITMENT,
-        Kind::Text,
-        false,
-        "",
-    ),
-    field(
         "seed_reveal_secs",
         m::F_SEED_REVEAL,
         Kind::Whole,
@@ -234,11 +215,25 @@ fn time_error(e: JalaliTimeError) -> Text {
 /// Reads the typed form into a license, or says what is wrong with each field. `makers`
 /// are the manufacturers one may choose.
 #[cfg(test)]
-fn parse(typed: &Typed, makers: &[String]) -> Result<NewLicense, Errors> {
-    read(typed, makers).0
+fn parse(typed: &Typed, makers: &[String], parties: &Parties) -> Result<NewLicense, Errors> {
+    read(typed, makers, parties).0
 }
 
-fn read(typed: &Typed, makers: &[String]) -> (Result<NewLicense, Errors>, Read) {
+/// The seed's parties recorded for the typed license number and manufacturer (see
+/// [`crate::store::commitments`]): never typed into this form.
+pub(super) type Parties = Result<Vec<Commitment>, CommitmentError>;
+
+fn commitment_error(e: &CommitmentError) -> Text {
+    match e {
+        CommitmentError::NoManufacturer => m::E_NO_MAKER_COMMITMENT,
+        CommitmentError::NoMinistry => m::E_NO_MINISTRY_COMMITMENT,
+        CommitmentError::Malformed | CommitmentError::Exists | CommitmentError::Mismatch => {
+            m::E_PARTIES
+        }
+    }
+}
+
+fn read(typed: &Typed, makers: &[String], parties: &Parties) -> (Result<NewLicense, Errors>, Read) {
     let mut errors = Errors::new();
     let mut r = Read::default();
     let text = |k: &str| {
@@ -313,6 +308,9 @@ fn read(typed: &Typed, makers: &[String]) -> (Result<NewLicense, Errors>, Read) 
             errors.insert("closes_at", m::E_WINDOW);
         }
     }
+    if let Err(e) = parties {
+        errors.insert("seed", commitment_error(e));
+    }
     if !errors.is_empty() {
         return (Err(errors), r);
     }
@@ -344,20 +342,7 @@ fn read(typed: &Typed, makers: &[String]) -> (Result<NewLicense, Errors>, Read) 
                 .collect(),
             months,
         }),
-        parties: [
-            ("ministry", text("ministry_commitment")),
-            (maker.as_str(), text("manufacturer_commitment")),
-            ("observer", text("observer_commitment")),
-        ]
-        .into_iter()
-        .filter(|(_, c)| !c.is_empty())
-        .map(
-            |(party, commitment)| crate::transparency::seed::Commitment {
-                party: party.to_owned(),
-                commitment,
-            },
-        )
-        .collect(),
+        parties: parties.clone().unwrap_or_default(),
         seed_delay: Some(SeedDelay {
             reveal_secs: opt("seed_reveal_secs").unwrap_or(SeedDelay::RECOMMENDED.reveal_secs),
             iterations: opt("seed_iterations")
@@ -383,7 +368,7 @@ pub(super) fn field_of(e: &LicenseError) -> (&'static str, Text) {
         LicenseError::Deadline(_) => ("delivery_deadline", m::E_DEADLINE_REGULAR),
         LicenseError::LicenseNo => ("license_no", m::E_LICENSE_NO),
         LicenseError::Exists => ("license_no", m::E_LICENSE_EXISTS),
-        LicenseError::Parties => ("manufacturer_commitment", m::E_PARTIES),
+        LicenseError::Parties => ("seed", m::E_PARTIES),
         LicenseError::Times => ("opens_at", m::E_TIMES),
         LicenseError::MinAge => ("min_age", m::E_MIN_AGE),
         LicenseError::Exclusion => ("exclusion_months", m::E_EXCLUSION),
@@ -406,13 +391,28 @@ fn defaults() -> Typed {
     .collect()
 }
 
-/// The manufacturers one may choose: id, Persian and English names.
-fn makers(app: &App) -> Vec<(String, String, String)> {
-    app.rp
-        .storefronts()
-        .into_iter()
-        .map(|s| (s.cfg.id.clone(), s.cfg.name_fa.clone(), s.cfg.name.clone()))
-        .collect()
+/// The manufacturers one may choose (id, Persian and English names): the IdP's
+/// registered, active manufacturers, read over its ministry API; without the ministry's
+/// client configured, the storefronts this service serves.
+async fn makers(app: &App) -> Result<Vec<(String, String, String)>, Error> {
+    match &app.ministry {
+        Some(ministry) => Ok(ministry
+            .manufacturers()
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "the IdP's manufacturer list");
+                Error::Busy { retry_after: 5 }
+            })?
+            .into_iter()
+            .map(|m| (m.id, m.name_fa, m.name))
+            .collect()),
+        None => Ok(app
+            .rp
+            .storefronts()
+            .into_iter()
+            .map(|s| (s.cfg.id.clone(), s.cfg.name_fa.clone(), s.cfg.name.clone()))
+            .collect()),
+    }
 }
 
 /// The hint beside a field: what it reads as.
@@ -449,16 +449,17 @@ fn hint(f: &Field, r: &Read) -> Option<Markup> {
 }
 
 /// The form with what was typed, its errors beside their fields, and the hints.
+#[allow(clippy::too_many_arguments)]
 fn render(
     staff: &Staff,
-    app: &App,
+    makers: &[(String, String, String)],
     typed: &Typed,
     errors: &Errors,
     r: &Read,
+    received: &[Received],
     status: StatusCode,
 ) -> Response {
     let value = |k: &str| typed.get(k).cloned().unwrap_or_default();
-    let makers = makers(app);
     let body = html! {
         p { (fa(m::PROPOSE_EXPLAINED)) }
         @if !errors.is_empty() {
@@ -488,7 +489,7 @@ fn render(
                         Kind::Manufacturer => {
                             select id=(f.name) name=(f.name) aria-describedby=(described) aria-invalid=[err.map(|_| "true")] {
                                 option value="" { "—" }
-                                @for (id, name_fa, name_en) in &makers {
+                                @for (id, name_fa, name_en) in makers {
                                     option value=(id) selected[value(f.name) == *id] { (name_fa) " / " (name_en) " (" (id) ")" }
                                 }
                             }
@@ -508,6 +509,22 @@ fn render(
                     }
                 }
             }
+            fieldset.field #seed aria-describedby="seed-error" {
+                legend { (fa(m::SEED_COMMITMENTS)) }
+                p.hint { (fa(m::SEED_COMMITMENTS_EXPLAINED)) " " a href="/ministry/commitments" { (fa(m::COMMITMENTS)) } }
+                @if received.is_empty() { p { (fa(m::NONE)) } }
+                ul.list {
+                    @for c in received {
+                        li lang="en" dir="ltr" {
+                            strong { (c.party) } " · " code.hash { (c.commitment) }
+                            " · via " (c.via.as_str()) " by " (c.made_by) " · " (format_time(c.made_at))
+                        }
+                    }
+                }
+                @if let Some(e) = errors.get("seed") {
+                    p.error id="seed-error" { (fa(*e)) }
+                }
+            }
             div.actions {
                 button.secondary type="submit" name="check" value="1" { (fa(m::CHECK)) }
                 button type="submit" { (fa(m::PROPOSE)) }
@@ -519,12 +536,14 @@ fn render(
 
 pub(super) async fn blank(State(app): State<App>, staff: Staff) -> Result<Response, Error> {
     staff.is(Role::Issuer)?;
+    let makers = makers(&app).await?;
     Ok(render(
         &staff,
-        &app,
+        &makers,
         &defaults(),
         &Errors::new(),
         &Read::default(),
+        &[],
         StatusCode::OK,
     ))
 }
@@ -545,8 +564,23 @@ pub(super) async fn submit(
     Form(f): Form<Submitted>,
 ) -> Result<Response, Error> {
     staff.may(Role::Issuer, &f.csrf)?;
-    let ids: Vec<String> = makers(&app).into_iter().map(|(id, _, _)| id).collect();
-    let (parsed, r) = read(&f.fields, &ids);
+    let makers = makers(&app).await?;
+    let ids: Vec<String> = makers.iter().map(|(id, _, _)| id.clone()).collect();
+    let typed = |k: &str| {
+        f.fields
+            .get(k)
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let (license_no, maker) = (typed("license_no"), typed("manufacturer"));
+    let received = app.store.commitments_for(&license_no).await?;
+    let parties = app
+        .store
+        .recorded_parties(&license_no, &maker, &staff.username)
+        .await?;
+    let (parsed, r) = read(&f.fields, &ids, &parties);
+    let show =
+        |errors: &Errors, status| render(&staff, &makers, &f.fields, errors, &r, &received, status);
     let license = match parsed {
         Err(errors) => {
             let status = if f.check.is_some() {
@@ -554,19 +588,9 @@ pub(super) async fn submit(
             } else {
                 StatusCode::UNPROCESSABLE_ENTITY
             };
-            return Ok(render(&staff, &app, &f.fields, &errors, &r, status));
+            return Ok(show(&errors, status));
         }
-        Ok(l) if f.check.is_some() => {
-            let _ = l;
-            return Ok(render(
-                &staff,
-                &app,
-                &f.fields,
-                &Errors::new(),
-                &r,
-                StatusCode::OK,
-            ));
-        }
+        Ok(_) if f.check.is_some() => return Ok(show(&Errors::new(), StatusCode::OK)),
         Ok(l) => l,
     };
     let change = Change::Issue {
@@ -585,15 +609,12 @@ pub(super) async fn submit(
             } else {
                 StatusCode::UNPROCESSABLE_ENTITY
             };
-            Ok(render(
-                &staff,
-                &app,
-                &f.fields,
-                &Errors::from([(name, text)]),
-                &r,
-                status,
-            ))
+            Ok(show(&Errors::from([(name, text)]), status))
         }
+        Err(ProposalError::Commitments(e)) => Ok(show(
+            &Errors::from([("seed", commitment_error(&e))]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )),
         Err(e) => Err(super::proposals::refused(e)),
     }
 }
@@ -602,8 +623,10 @@ pub(super) async fn submit(
 mod tests {
     use proptest::prelude::*;
 
-    use super::{parse, Typed};
+    use super::{parse, Parties, Typed};
     use crate::error::msg::console as m;
+    use crate::store::commitments::CommitmentError;
+    use crate::transparency::seed::Commitment;
 
     fn makers() -> Vec<String> {
         vec!["saipa".into(), "iran-khodro".into()]
@@ -628,18 +651,24 @@ mod tests {
             ("min_age", "18"),
             ("exclusion_months", "48"),
             ("exclusion_manufacturers", "saipa,iran-khodro"),
-            (
-                "ministry_commitment",
-                "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU",
-            ),
-            (
-                "manufacturer_commitment",
-                "ypeBEsobvcr6wjGzmiPcTaeG7_gUfE5yuYB3ha_uSLs",
-            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect()
+    }
+
+    /// The commitments recorded for the license, as the store would find them.
+    fn recorded() -> Parties {
+        Ok(vec![
+            Commitment {
+                party: "ministry".into(),
+                commitment: "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU".into(),
+            },
+            Commitment {
+                party: "saipa".into(),
+                commitment: "ypeBEsobvcr6wjGzmiPcTaeG7_gUfE5yuYB3ha_uSLs".into(),
+            },
+        ])
     }
 
     fn with(k: &str, v: &str) -> Typed {
@@ -650,7 +679,7 @@ mod tests {
 
     #[test]
     fn a_form_typed_in_persian_and_arabic_indic_digits_is_a_license() {
-        let l = parse(&plausible(), &makers()).expect("valid");
+        let l = parse(&plausible(), &makers(), &recorded()).expect("valid");
         assert_eq!(l.units, 1000);
         assert_eq!(l.unit_price, 8_000_000_000);
         assert_eq!(l.down_payment, 1_000_000_000);
@@ -711,12 +740,6 @@ mod tests {
                 m::E_DEADLINE_FIRM,
             ),
             ("license_no", "a b", "license_no", m::E_LICENSE_NO),
-            (
-                "manufacturer_commitment",
-                "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU",
-                "manufacturer_commitment",
-                m::E_PARTIES,
-            ),
             ("min_age", "200", "min_age", m::E_MIN_AGE),
             (
                 "apply_window_min",
@@ -726,21 +749,31 @@ mod tests {
             ),
         ];
         for (k, v, field, text) in cases {
-            let errors = parse(&with(k, v), &makers()).expect_err(&format!("{k}={v} refused"));
+            let errors =
+                parse(&with(k, v), &makers(), &recorded()).expect_err(&format!("{k}={v} refused"));
             assert_eq!(errors.get(field), Some(text), "{k}={v}: {errors:?}");
+        }
+        // The seed's parties are what was recorded, never typed here: without the
+        // manufacturer's or the ministry's commitment the form says which is missing.
+        for (missing, text) in [
+            (CommitmentError::NoManufacturer, m::E_NO_MAKER_COMMITMENT),
+            (CommitmentError::NoMinistry, m::E_NO_MINISTRY_COMMITMENT),
+        ] {
+            let errors = parse(&plausible(), &makers(), &Err(missing)).expect_err("no seed");
+            assert_eq!(errors.get("seed"), Some(&text));
         }
         // A regular presale may deliver in twelve months: the same date is accepted.
         let mut f = with("delivery_deadline", "1406/08/01");
         f.insert("kind".into(), "regular".into());
-        assert!(parse(&f, &makers()).is_ok());
+        assert!(parse(&f, &makers(), &recorded()).is_ok());
         // Esfand 30 of a leap year is a day (1403 is leap).
         let mut f = with("opens_at", "1403/12/30 10:00");
         f.insert("closes_at".into(), "1404/01/02".into());
         f.insert("delivery_deadline".into(), "1404/06/01".into());
         assert!(
-            parse(&f, &makers()).is_ok(),
+            parse(&f, &makers(), &recorded()).is_ok(),
             "{:?}",
-            parse(&f, &makers()).err()
+            parse(&f, &makers(), &recorded()).err()
         );
     }
 
@@ -773,7 +806,7 @@ mod tests {
                            ("min_age", age), ("exclusion_months", months)] {
                 f.insert(k.into(), v);
             }
-            match parse(&f, &makers()) {
+            match parse(&f, &makers(), &recorded()) {
                 Err(errors) => prop_assert!(!errors.is_empty()),
                 Ok(l) => {
                     prop_assert_eq!(l.validate(), Ok(()));

@@ -25,6 +25,7 @@ use crate::error::msg::console as m;
 use crate::store::staff::Role;
 
 mod audit;
+mod commitments;
 mod form;
 mod home;
 mod license;
@@ -51,6 +52,10 @@ pub(crate) fn router() -> Router<App> {
         .route("/ministry/proposals/{id}/reject", post(proposals::reject))
         .route("/ministry/staff", get(people::list).post(people::add))
         .route("/ministry/staff/{username}/{action}", post(people::act))
+        .route(
+            "/ministry/commitments",
+            get(commitments::list).post(commitments::enter),
+        )
         .route("/ministry/audit", get(audit::show))
         .route("/ministry/audit.csv", get(audit::csv))
 }
@@ -87,6 +92,7 @@ fn page(staff: &Staff, status: StatusCode, title: Text, body: Markup) -> Respons
                 li { a href="/ministry" { (fa(m::HOME)) } }
                 @if staff.role == Role::Issuer {
                     li { a href="/ministry/licenses/new" { (fa(m::PROPOSE_LICENSE)) } }
+                    li { a href="/ministry/commitments" { (fa(m::SEED_COMMITMENTS)) } }
                 }
                 @if staff.role == Role::Administrator {
                     li { a href="/ministry/staff" { (fa(m::STAFF)) } }

@@ -35,6 +35,10 @@ pub(super) fn refused(e: ProposalError) -> Error {
         ProposalError::Duplicate => Error::conflict(m::DUPLICATE),
         ProposalError::Rate => Error::user(StatusCode::UNPROCESSABLE_ENTITY, m::E_RATE),
         ProposalError::Changed => Error::conflict(m::PROPOSAL_CHANGED),
+        ProposalError::Commitments(e) => Error::user(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            super::commitments::text(&e),
+        ),
     }
 }
 

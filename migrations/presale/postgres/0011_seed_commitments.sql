@@ -1,0 +1,17 @@
+-- Seed commitments as they arrive, before a license names them: a manufacturer's through
+-- its own credentials at the IdP (a client_credentials token the IdP vouches for), the
+-- ministry's from a member of staff in the console. A license proposal takes its parties
+-- from here and not from what the proposer types: the proposer can be no party, and the
+-- manufacturer's share is the manufacturer's.
+CREATE TABLE seed_commitments (
+    id          TEXT PRIMARY KEY,
+    license_no  TEXT NOT NULL,
+    party       TEXT NOT NULL,
+    commitment  TEXT NOT NULL,
+    -- 'idp-client': the manufacturer's client_credentials token; 'console': a staff member.
+    via         TEXT NOT NULL CHECK (via IN ('idp-client', 'console')),
+    -- The client id, or the staff member's username.
+    made_by     TEXT NOT NULL,
+    made_at     BIGINT NOT NULL,
+    UNIQUE (license_no, party)
+);

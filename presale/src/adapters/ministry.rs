@@ -1,0 +1,213 @@
+//! Presale as the ministry's own client of the IdP (client_credentials, no citizen):
+//! - the registered, active manufacturers, for the console's license form
+//!   (`GET {issuer}/api/manufacturers`, scope `ministry.manufacturers`), never read from the
+//!   IdP's database;
+//! - who holds a service token presented to presale (RFC 7662 introspection, scope
+//!   `ministry.introspect`): a manufacturer sending its seed commitment through its own
+//!   credentials at the IdP.
+//!
+//! Endpoints come from the IdP's discovery document. The token is reused until shortly
+//! before it expires; the list is kept for 30 seconds.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::Deserialize;
+use service_kit::secret::Secret;
+
+/// A manufacturer as the IdP lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Manufacturer {
+    pub id: String,
+    pub name: String,
+    pub name_fa: String,
+    pub stars: u8,
+    pub valid_until: i64,
+}
+
+/// A service token's holder, as the IdP vouches for it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub client_id: String,
+    pub scopes: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MinistryError {
+    #[error("the IdP did not answer: {0}")]
+    Unreachable(String),
+    #[error("the IdP refused the ministry's client: {0}")]
+    Refused(String),
+}
+
+const LIST_TTL_SECS: i64 = 30;
+
+pub struct MinistryClient {
+    http: openidconnect::reqwest::Client,
+    token_endpoint: String,
+    introspection_endpoint: String,
+    manufacturers_url: String,
+    client_id: String,
+    secret: Secret,
+    token: Mutex<Option<(String, i64)>>,
+    list: Mutex<Option<(Vec<Manufacturer>, i64)>>,
+}
+
+#[derive(Deserialize)]
+struct Discovery {
+    token_endpoint: String,
+    introspection_endpoint: String,
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    expires_in: i64,
+}
+
+#[derive(Deserialize)]
+struct List {
+    manufacturers: Vec<Manufacturer>,
+}
+
+#[derive(Deserialize)]
+struct Introspection {
+    active: bool,
+    #[serde(default)]
+    client_id: String,
+    #[serde(default)]
+    scope: String,
+    #[serde(default)]
+    sub: Option<String>,
+}
+
+fn unreachable(e: impl std::fmt::Display) -> MinistryError {
+    MinistryError::Unreachable(e.to_string())
+}
+
+impl MinistryClient {
+    /// Reads the IdP's discovery document at `issuer`.
+    pub async fn discover(issuer: &str, client_id: &str, secret: Secret) -> anyhow::Result<Self> {
+        let http = openidconnect::reqwest::ClientBuilder::new()
+            .redirect(openidconnect::reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(5))
+            .build()?;
+        let d: Discovery = http
+            .get(format!("{issuer}/.well-known/openid-configuration"))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        Ok(Self {
+            http,
+            token_endpoint: d.token_endpoint,
+            introspection_endpoint: d.introspection_endpoint,
+            manufacturers_url: format!("{issuer}/api/manufacturers"),
+            client_id: client_id.to_owned(),
+            secret,
+            token: Mutex::new(None),
+            list: Mutex::new(None),
+        })
+    }
+
+    /// A service token for the manufacturers API, reused until a minute before it ends.
+    async fn token(&self) -> Result<String, MinistryError> {
+        let now = service_kit::clock::now();
+        if let Some((t, until)) = self.token.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            if until > now {
+                return Ok(t);
+            }
+        }
+        let r = self
+            .http
+            .post(&self.token_endpoint)
+            .basic_auth(&self.client_id, Some(self.secret.expose()))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("scope", "ministry.manufacturers"),
+            ])
+            .send()
+            .await
+            .map_err(unreachable)?;
+        if !r.status().is_success() {
+            return Err(MinistryError::Refused(format!("token: {}", r.status())));
+        }
+        let t: TokenAnswer = r.json().await.map_err(unreachable)?;
+        *self.token.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((t.access_token.clone(), now + (t.expires_in - 60).max(0)));
+        Ok(t.access_token)
+    }
+
+    /// The registered, active manufacturers (kept for 30 seconds).
+    pub async fn manufacturers(&self) -> Result<Vec<Manufacturer>, MinistryError> {
+        let now = service_kit::clock::now();
+        if let Some((list, at)) = self.list.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            if now - at < LIST_TTL_SECS {
+                return Ok(list);
+            }
+        }
+        let mut answer = None;
+        // A token the IdP no longer honours (its keys rotated, the client re-registered)
+        // is fetched again once.
+        for _ in 0..2 {
+            let token = self.token().await?;
+            let r = self
+                .http
+                .get(&self.manufacturers_url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .map_err(unreachable)?;
+            if r.status().as_u16() == 401 {
+                *self.token.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                continue;
+            }
+            if !r.status().is_success() {
+                return Err(MinistryError::Refused(format!(
+                    "manufacturers: {}",
+                    r.status()
+                )));
+            }
+            answer = Some(r.json::<List>().await.map_err(unreachable)?);
+            break;
+        }
+        let list = answer
+            .ok_or_else(|| MinistryError::Refused("manufacturers: token refused".into()))?
+            .manufacturers;
+        *self.list.lock().unwrap_or_else(|p| p.into_inner()) = Some((list.clone(), now));
+        Ok(list)
+    }
+
+    /// Who holds `token`: a service token (client_credentials) that is live now, of a
+    /// client the ministry has not suspended. `None` for anything else.
+    pub async fn caller(&self, token: &str) -> Result<Option<Caller>, MinistryError> {
+        let r = self
+            .http
+            .post(&self.introspection_endpoint)
+            .basic_auth(&self.client_id, Some(self.secret.expose()))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .map_err(unreachable)?;
+        if !r.status().is_success() {
+            return Err(MinistryError::Refused(format!(
+                "introspect: {}",
+                r.status()
+            )));
+        }
+        let i: Introspection = r.json().await.map_err(unreachable)?;
+        // A service token's subject is its client; a citizen's is somebody else.
+        let service = i.sub.as_deref().is_none_or(|s| s == i.client_id);
+        Ok(
+            (i.active && service && !i.client_id.is_empty()).then(|| Caller {
+                client_id: i.client_id,
+                scopes: i
+                    .scope
+                    .split_ascii_whitespace()
+                    .map(str::to_owned)
+                    .collect(),
+            }),
+        )
+    }
+}

@@ -1,0 +1,107 @@
+//! The seed commitments received for licenses to come, and where a member of staff enters
+//! the ministry's (made with `presale commit ministry` on their own computer: the secret
+//! never reaches the service). The manufacturer's arrive through its own channel
+//! (`POST /api/seed-commitments`, see [`crate::http::api`]). The page shows which party
+//! committed, when, through what and by whom.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use maud::html;
+use serde::Deserialize;
+use service_kit::Text;
+
+use super::{fa, page, when, Staff};
+use crate::app::Core as App;
+use crate::error::msg::console as m;
+use crate::error::Error;
+use crate::store::commitments::{CommitmentError, Via, MINISTRY};
+use crate::store::staff::Role;
+
+/// What to say about a commitment refused, or a license's parties not accepted.
+pub(super) fn text(e: &CommitmentError) -> Text {
+    match e {
+        CommitmentError::Malformed => m::E_COMMITMENT_FORMAT,
+        CommitmentError::Exists => m::E_COMMITMENT_EXISTS,
+        CommitmentError::NoManufacturer => m::E_NO_MAKER_COMMITMENT,
+        CommitmentError::NoMinistry => m::E_NO_MINISTRY_COMMITMENT,
+        CommitmentError::Mismatch => m::E_COMMITMENT_MISMATCH,
+    }
+}
+
+pub(super) async fn list(State(app): State<App>, staff: Staff) -> Result<Response, Error> {
+    let received = app.store.recent_commitments(200).await?;
+    let body = html! {
+        @if staff.role == Role::Issuer {
+            section.card {
+                h2 { (fa(m::ENTER_COMMITMENT)) }
+                p { (fa(m::MINISTRY_COMMITMENT_EXPLAINED)) }
+                form method="post" action="/ministry/commitments" {
+                    input type="hidden" name="csrf" value=(staff.csrf);
+                    label for="license_no" { (fa(m::F_LICENSE_NO)) }
+                    input #license_no type="text" name="license_no" required;
+                    label for="commitment" { (fa(m::F_COMMITMENT)) }
+                    input #commitment type="text" name="commitment" required autocomplete="off";
+                    button type="submit" { (fa(m::ENTER_COMMITMENT)) }
+                }
+            }
+        }
+        section.card {
+            h2 { (fa(m::SEED_COMMITMENTS)) }
+            @if received.is_empty() { p { (fa(m::NONE)) } }
+            ul.cards {
+                @for c in &received {
+                    li {
+                        strong lang="en" dir="ltr" { (c.license_no) " · " (c.party) }
+                        dl {
+                            dt { (fa(m::F_COMMITMENT)) } dd { code.hash { (c.commitment) } }
+                            dt { "via" } dd lang="en" dir="ltr" {
+                                @match c.via {
+                                    Via::IdpClient => "the manufacturer's credentials at emta (client_credentials, checked at the IdP)",
+                                    Via::Console => "the console",
+                                }
+                            }
+                            dt { (fa(m::COMMITTED_BY)) } dd lang="en" dir="ltr" { (c.made_by) }
+                            dt { (fa(m::ADDED)) } dd { (when(c.made_at)) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(page(&staff, StatusCode::OK, m::SEED_COMMITMENTS, body))
+}
+
+#[derive(Deserialize)]
+pub(super) struct EnterForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    license_no: String,
+    #[serde(default)]
+    commitment: String,
+}
+
+pub(super) async fn enter(
+    State(app): State<App>,
+    staff: Staff,
+    Form(f): Form<EnterForm>,
+) -> Result<Response, Error> {
+    staff.may(Role::Issuer, &f.csrf)?;
+    app.store
+        .record_commitment(
+            f.license_no.trim(),
+            MINISTRY,
+            f.commitment.trim(),
+            Via::Console,
+            &staff.username,
+            service_kit::clock::now(),
+        )
+        .await?
+        .map_err(|e| match e {
+            CommitmentError::Exists => Error::conflict(text(&e)),
+            e => Error::user(StatusCode::UNPROCESSABLE_ENTITY, text(&e)),
+        })?;
+    Ok(Redirect::to("/ministry/commitments").into_response())
+}

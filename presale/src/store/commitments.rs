@@ -1,0 +1,265 @@
+//! Seed commitments as they arrive, before a license names them (issue 29; issue 31,
+//! point 1): a manufacturer sends its own through its credentials at the IdP, the
+//! ministry's is entered in the console by a member of staff. A proposal to issue a
+//! license takes its parties from here, and the store checks that:
+//! - the manufacturer's share came through the manufacturer's own channel;
+//! - the ministry's came from a member of staff other than the proposer;
+//! - every party's commitment is the one recorded for it, once.
+//!
+//! So one issuer can no longer be every party of a draw.
+
+use sqlx::Row;
+
+use super::{audit, Store, StoreError};
+use crate::transparency::seed::Commitment;
+
+/// The channel a commitment came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// A client_credentials token the IdP vouched for: the party is that client.
+    IdpClient,
+    /// A member of staff, in the console: the ministry's share.
+    Console,
+}
+
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::IdpClient => "idp-client",
+            Self::Console => "console",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "idp-client" => Some(Self::IdpClient),
+            "console" => Some(Self::Console),
+            _ => None,
+        }
+    }
+}
+
+/// The ministry's party name in every seed.
+pub const MINISTRY: &str = "ministry";
+
+/// A recorded commitment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub id: String,
+    pub license_no: String,
+    pub party: String,
+    pub commitment: String,
+    pub via: Via,
+    pub made_by: String,
+    pub made_at: i64,
+}
+
+/// Why a commitment was not recorded, or a license's parties not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommitmentError {
+    #[error("a commitment is base64url SHA-256 (43 characters); a license number 3 to 32 letters, digits or dashes")]
+    Malformed,
+    #[error("this party has a commitment for this license number already")]
+    Exists,
+    #[error("the manufacturer's commitment has not arrived through its own credentials")]
+    NoManufacturer,
+    #[error("the ministry's commitment has not been entered by a member of staff other than the proposer")]
+    NoMinistry,
+    #[error("a party's commitment is not the one recorded for it")]
+    Mismatch,
+}
+
+fn valid_license_no(no: &str) -> bool {
+    (3..=32).contains(&no.len()) && no.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+impl Store {
+    /// Records `party`'s commitment for license number `license_no`, once, audited.
+    pub async fn record_commitment(
+        &self,
+        license_no: &str,
+        party: &str,
+        commitment: &str,
+        via: Via,
+        made_by: &str,
+        now: i64,
+    ) -> Result<Result<String, CommitmentError>, StoreError> {
+        let c = Commitment {
+            party: party.to_owned(),
+            commitment: commitment.to_owned(),
+        };
+        let well_formed = valid_license_no(license_no)
+            && crate::transparency::seed::valid_party(party)
+            && service_kit::keys::b64_decode(&c.commitment).is_some_and(|d| d.len() == 32)
+            && c.commitment.len() == 43;
+        if !well_formed {
+            return Ok(Err(CommitmentError::Malformed));
+        }
+        let id = format!("c-{}", service_kit::keys::random_token(9));
+        let mut tx = service_kit::sql::begin(self.pool()).await?;
+        let detail = format!("{party} {commitment} via {}", via.as_str());
+        let entry = audit::Entry {
+            at: now,
+            actor: made_by,
+            action: "seed.commit",
+            subject: license_no,
+            detail: &detail,
+            anchor: None,
+        };
+        self.audit_in(&mut tx, &entry).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO seed_commitments (id, license_no, party, commitment, via, made_by, made_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&id)
+        .bind(license_no)
+        .bind(party)
+        .bind(commitment)
+        .bind(via.as_str())
+        .bind(made_by)
+        .bind(now)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(e) if service_kit::sql::is_unique_violation(&e) => {
+                return Ok(Err(CommitmentError::Exists))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tx.commit().await?;
+        Ok(Ok(id))
+    }
+
+    /// The commitments recorded for `license_no`, by party.
+    pub async fn commitments_for(&self, license_no: &str) -> Result<Vec<Received>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, license_no, party, commitment, via, made_by, made_at \
+             FROM seed_commitments WHERE license_no = $1 ORDER BY party",
+        )
+        .bind(license_no)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(received_from_row).collect()
+    }
+
+    /// The latest commitments, newest first (the console's list).
+    pub async fn recent_commitments(&self, limit: i64) -> Result<Vec<Received>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, license_no, party, commitment, via, made_by, made_at \
+             FROM seed_commitments ORDER BY made_at DESC, id LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(received_from_row).collect()
+    }
+
+    /// The parties of a license to be issued, as recorded: the ministry's from staff other
+    /// than `proposer` and the manufacturer's through its own channel. Read in the
+    /// caller's transaction.
+    pub(crate) async fn recorded_parties_in(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        license_no: &str,
+        manufacturer: &str,
+        proposer: &str,
+    ) -> Result<Result<Vec<Commitment>, CommitmentError>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, license_no, party, commitment, via, made_by, made_at \
+             FROM seed_commitments WHERE license_no = $1 ORDER BY party",
+        )
+        .bind(license_no)
+        .fetch_all(&mut *conn)
+        .await?;
+        let received: Vec<Received> = rows
+            .iter()
+            .map(received_from_row)
+            .collect::<Result<_, _>>()?;
+        Ok(parties_of(&received, manufacturer, proposer))
+    }
+
+    /// [`Store::recorded_parties_in`], outside a transaction (the console's form).
+    pub async fn recorded_parties(
+        &self,
+        license_no: &str,
+        manufacturer: &str,
+        proposer: &str,
+    ) -> Result<Result<Vec<Commitment>, CommitmentError>, StoreError> {
+        let received = self.commitments_for(license_no).await?;
+        Ok(parties_of(&received, manufacturer, proposer))
+    }
+
+    /// Whether `parties` are exactly what was recorded for the license (see
+    /// [`Store::recorded_parties_in`]).
+    pub(crate) async fn check_parties_in(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        license_no: &str,
+        manufacturer: &str,
+        proposer: &str,
+        parties: &[Commitment],
+    ) -> Result<Result<(), CommitmentError>, StoreError> {
+        let recorded = match self
+            .recorded_parties_in(conn, license_no, manufacturer, proposer)
+            .await?
+        {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e)),
+        };
+        let mut given = parties.to_vec();
+        given.sort_by(|a, b| a.party.cmp(&b.party));
+        Ok(if given == recorded {
+            Ok(())
+        } else {
+            Err(CommitmentError::Mismatch)
+        })
+    }
+}
+
+/// Which recorded commitments make a license's parties, sorted by name.
+fn parties_of(
+    received: &[Received],
+    manufacturer: &str,
+    proposer: &str,
+) -> Result<Vec<Commitment>, CommitmentError> {
+    // Observers' shares (with keys of their own) are not taken yet: another client's
+    // commitment for this license number is not a party of its seed.
+    let counts = |r: &Received| match r.party.as_str() {
+        MINISTRY => r.via == Via::Console && r.made_by != proposer,
+        party => party == manufacturer && r.via == Via::IdpClient && r.made_by == party,
+    };
+    if !received
+        .iter()
+        .any(|r| r.party == manufacturer && counts(r))
+    {
+        return Err(CommitmentError::NoManufacturer);
+    }
+    if !received.iter().any(|r| r.party == MINISTRY && counts(r)) {
+        return Err(CommitmentError::NoMinistry);
+    }
+    let mut parties: Vec<Commitment> = received
+        .iter()
+        .filter(|r| counts(r))
+        .map(|r| Commitment {
+            party: r.party.clone(),
+            commitment: r.commitment.clone(),
+        })
+        .collect();
+    parties.sort_by(|a, b| a.party.cmp(&b.party));
+    Ok(parties)
+}
+
+fn received_from_row(r: &sqlx::any::AnyRow) -> Result<Received, StoreError> {
+    let via: String = r.try_get("via")?;
+    Ok(Received {
+        id: r.try_get("id")?,
+        license_no: r.try_get("license_no")?,
+        party: r.try_get("party")?,
+        commitment: r.try_get("commitment")?,
+        via: Via::parse(&via)
+            .ok_or_else(|| StoreError::Corrupt(format!("commitment via {via:?}")))?,
+        made_by: r.try_get("made_by")?,
+        made_at: r.try_get("made_at")?,
+    })
+}
