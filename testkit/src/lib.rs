@@ -14,6 +14,7 @@
 //! - [`drive`]: a closed-loop driver with HDR histograms for single-operation benchmarks.
 //! - [`servers`]: where the test PostgreSQL and Redis are, fresh databases and key
 //!   prefixes, temporary folders, free ports, built binaries.
+//! - [`webdriver`]: headless Chromium over WebDriver, for the pages people use.
 
 pub mod browser;
 pub mod citizens;
@@ -22,6 +23,7 @@ pub mod forms;
 pub mod login;
 pub mod servers;
 pub mod stubs;
+pub mod webdriver;
 
 pub use browser::{Browser, Page};
 pub use citizens::{generate_citizens, FixtureCitizen};

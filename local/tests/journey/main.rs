@@ -4,6 +4,8 @@
 //! manufacturer through single sign-on. On SQLite + in-process stores and on PostgreSQL +
 //! Redis.
 
+mod console_browser;
+
 use local::{Deployment, Options};
 use presale::domain::{NewLicense, PresaleKind, Selection};
 use presale::store::Store;

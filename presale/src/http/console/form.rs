@@ -465,7 +465,12 @@ fn render(
         @if !errors.is_empty() {
             div.error role="alert" id="form-errors" {
                 (fa(m::FORM_HAS_ERRORS))
-                ul { @for (name, _) in errors { li { a href=(format!("#{name}")) { (name) } } } }
+                ul {
+                    @for (name, _) in errors {
+                        @let label = FIELDS.iter().find(|f| f.name == *name).map_or(m::SEED_COMMITMENTS, |f| f.label);
+                        li { a href=(format!("#{name}")) { (label.fa) " / " (label.en) } }
+                    }
+                }
             }
         }
         form.license method="post" action="/ministry/licenses" novalidate {
