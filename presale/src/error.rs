@@ -43,6 +43,18 @@ pub mod msg {
             "این توکن دامنه presale.seed را ندارد.",
             "This token does not carry the presale.seed scope."
         );
+        pub const OUTFLOW: Text = t!("کنترل جریان پذیرش", "Outflow control");
+        pub const PAUSE_EXPLAINED: Text = t!("توقف پذیرش، مجوز را معلق نمی‌کند: کسی جای خود یا مهلتش را از دست نمی‌دهد، ثبت‌نام و ثبت درخواست ادامه دارد و پایان پذیرش به اندازه توقف عقب می‌رود. یک صادرکننده کافی است؛ در گزارش عمومی ثبت می‌شود.", "Pausing admissions does not suspend the license: nobody loses their place or their time, joining and applying go on, and the close moves on by the pause's length. One issuer suffices; it is in the public log.");
+        pub const PAUSE: Text = t!("توقف پذیرش", "Pause admissions");
+        pub const UNPAUSE: Text = t!("ازسرگیری پذیرش", "Resume admissions");
+        pub const ADMISSIONS_PAUSED: Text = t!("پذیرش متوقف است", "admissions paused");
+        pub const PROPOSE_MAX_ACTIVE: Text = t!("پیشنهاد سقف تازه", "Propose this number");
+        pub const EXTEND_BY: Text = t!(
+            "افزودن به مهلت ثبت درخواست (دقیقه)",
+            "More time to apply (minutes)"
+        );
+        pub const EXTEND_EXPLAINED: Text = t!("برای همه پذیرفته‌شدگانی که مهلتشان نگذشته (پس از یک قطعی)؛ ۱ تا ۱۴۴۰ دقیقه.", "For everyone admitted whose time has not run out (after an outage); 1 to 1440 minutes.");
+        pub const PROPOSE_EXTEND: Text = t!("پیشنهاد تمدید مهلت", "Propose the extension");
         pub const COMMITMENTS: Text = t!("صفحه تعهدها", "The commitments page");
         pub const MINISTRY_COMMITMENT_EXPLAINED: Text = t!("تعهد وزارت را با presale commit ministry روی رایانه خود بسازید و راز را نزد خود نگه دارید؛ اینجا فقط تعهد را بچسبانید. پیشنهاددهنده مجوز نمی‌تواند تعهد وزارت را ثبت کرده باشد.", "Make the ministry's commitment with presale commit ministry on your own computer and keep the secret; paste only the commitment here. Whoever proposes the license cannot be who entered the ministry's commitment.");
         pub const ENTER_COMMITMENT: Text = t!("ثبت تعهد وزارت", "Enter the ministry's commitment");
@@ -203,8 +215,8 @@ pub mod msg {
             "The reveal window is 1 second to a day and the delay 1 to 100 million steps."
         );
         pub const E_RATE: Text = t!(
-            "نرخ پذیرش باید عددی مثبت (در دقیقه) باشد.",
-            "The admission rate must be a positive number per minute."
+            "یک عدد صحیح مثبت لازم است: نرخ پذیرش در دقیقه، سقف پذیرفته‌شدگان، یا تمدید ۱ تا ۱۴۴۰ دقیقه.",
+            "A whole positive number is needed: admissions per minute, the most admitted at once, or an extension of 1 to 1440 minutes."
         );
         pub const OWN_PROPOSAL: Text = t!(
             "پیشنهاد خودتان را نمی‌توانید تأیید کنید: تأیید با صادرکننده دیگری است.",

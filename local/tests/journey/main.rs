@@ -945,6 +945,35 @@ async fn console(postgres: bool) {
     assert!(approved.body.contains("MIMT-T-9"), "{}", approved.body);
     let license = issued_now(env.store.clone()).await.expect("issued");
 
+    // Admissions paused and resumed by one issuer, at once (it delays, it decides nothing);
+    // a pause while paused is refused.
+    let paused = b
+        .post_follow(
+            &format!("{}/ministry/licenses/{}/pause", env.base, license.id),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(paused.status, 200, "{}", paused.body);
+    assert!(paused.body.contains("Resume admissions"), "{}", paused.body);
+    let again = b3
+        .post_follow(
+            &format!("{}/ministry/licenses/{}/pause", env.base, license.id),
+            &[("csrf", &csrf2)],
+        )
+        .await;
+    assert_eq!(again.status, 409, "{}", again.body);
+    let resumed = b3
+        .post_follow(
+            &format!("{}/ministry/licenses/{}/unpause", env.base, license.id),
+            &[("csrf", &csrf2)],
+        )
+        .await;
+    assert!(
+        resumed.body.contains("Pause admissions") && !resumed.body.contains("Resume admissions"),
+        "{}",
+        resumed.body
+    );
+
     // Suspend: proposed by one, approved by the other; admissions and applications stop.
     let proposed = b
         .post_follow(
@@ -1028,6 +1057,8 @@ async fn console(postgres: bool) {
         "proposal.rejected",
         "license.issue",
         "license.suspend",
+        "license.pause",
+        "license.unpause",
         "staff.disable",
         "staff.login-disabled",
         "staff.revoke-sessions",
@@ -1258,6 +1289,12 @@ async fn staff_management(postgres: bool) {
         ),
         (format!("/proposals/{suspend}/reject"), ("x", "")),
         (format!("/licenses/{}/suspend", license.id), ("x", "")),
+        (format!("/licenses/{}/pause", license.id), ("x", "")),
+        (format!("/licenses/{}/extend", license.id), ("minutes", "5")),
+        (
+            format!("/licenses/{}/max-active", license.id),
+            ("max_active", "5"),
+        ),
         (
             format!("/licenses/{}/rate", license.id),
             ("admission_per_min", "1"),

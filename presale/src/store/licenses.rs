@@ -252,6 +252,131 @@ impl Store {
         Ok(Some(true))
     }
 
+    /// Pauses (`paused`) or resumes admissions, in the caller's transaction, under the
+    /// license row's lock, the license staying active: joins and applications go on, the
+    /// admitted keep their time (the queue's clock runs), and nobody is admitted until the
+    /// resumption, which moves the admitter's close on by the pause's length. `Some(false)`
+    /// if there is nothing to change (paused already, not paused, or the license is
+    /// suspended); None if there is no such license.
+    pub(crate) async fn set_admissions_paused_in(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        id: &str,
+        paused: bool,
+    ) -> Result<Option<bool>, StoreError> {
+        let Some(row) = self
+            .lock_license(tx, id, "status, selection, admissions_paused_at_ms")
+            .await?
+        else {
+            return Ok(None);
+        };
+        // A lottery admits nobody: its winners are drawn.
+        let active = row.try_get::<String, _>("status")? == LicenseStatus::Active.as_str()
+            && row.try_get::<String, _>("selection")? == crate::domain::Selection::Queue.as_str();
+        let since: Option<i64> = row.try_get("admissions_paused_at_ms")?;
+        let at_ms: i64 = row.try_get("now_ms")?;
+        match (paused, since) {
+            (true, None) if active => {
+                sqlx::query("UPDATE licenses SET admissions_paused_at_ms = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(at_ms)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            (false, Some(since)) => {
+                sqlx::query(
+                    "UPDATE licenses SET admissions_paused_at_ms = NULL, \
+                     paused_ms = paused_ms + $2 WHERE id = $1",
+                )
+                .bind(id)
+                .bind((at_ms - since).max(0))
+                .execute(&mut *tx)
+                .await?;
+            }
+            _ => return Ok(Some(false)),
+        }
+        self.log_event(tx, id, &Event::Admissions { paused, at_ms })
+            .await?;
+        Ok(Some(true))
+    }
+
+    /// Changes how many may be admitted at once, in the caller's transaction (as
+    /// [`Store::set_rate_in`]).
+    pub(crate) async fn set_max_active_in(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        id: &str,
+        max_active: i64,
+    ) -> Result<Option<bool>, StoreError> {
+        let Some(row) = self.lock_license(tx, id, "max_active").await? else {
+            return Ok(None);
+        };
+        if row.try_get::<i64, _>("max_active")? == max_active {
+            return Ok(Some(false));
+        }
+        sqlx::query("UPDATE licenses SET max_active = $2 WHERE id = $1")
+            .bind(id)
+            .bind(max_active)
+            .execute(&mut *tx)
+            .await?;
+        let event = Event::MaxActive {
+            max_active,
+            at_ms: row.try_get("now_ms")?,
+        };
+        self.log_event(tx, id, &event).await?;
+        Ok(Some(true))
+    }
+
+    /// Gives everyone admitted and still within their time `by_ms` more to apply (a
+    /// queue's admissions and a drawn lottery's winners), in the caller's transaction.
+    /// Admissions already lapsed stay lapsed: their units may be promised to others.
+    /// `Some(false)` if nobody is within their time.
+    pub(crate) async fn extend_in(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        id: &str,
+        by_ms: i64,
+    ) -> Result<Option<bool>, StoreError> {
+        let Some(row) = self.lock_license(tx, id, "status").await? else {
+            return Ok(None);
+        };
+        let at_ms: i64 = row.try_get("now_ms")?;
+        let queue = sqlx::query(
+            "UPDATE queue_admissions SET deadline_ms = deadline_ms + $2 \
+             WHERE license_id = $1 AND released = 0 AND deadline_ms > $3",
+        )
+        .bind(id)
+        .bind(by_ms)
+        .bind(at_ms)
+        .execute(&mut *tx)
+        .await?;
+        let lottery = sqlx::query(
+            "UPDATE lottery_draws SET apply_until_ms = apply_until_ms + $2 \
+             WHERE license_id = $1 AND apply_until_ms > $3",
+        )
+        .bind(id)
+        .bind(by_ms)
+        .bind(at_ms)
+        .execute(&mut *tx)
+        .await?;
+        if queue.rows_affected() + lottery.rows_affected() == 0 {
+            return Ok(Some(false));
+        }
+        self.log_event(tx, id, &Event::Extended { by_ms, at_ms })
+            .await?;
+        Ok(Some(true))
+    }
+
+    /// Whether admissions are paused now (the console's view).
+    pub async fn admissions_paused(&self, id: &str) -> Result<bool, StoreError> {
+        let since: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT admissions_paused_at_ms FROM licenses WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(since.flatten().is_some())
+    }
+
     /// One license.
     pub async fn license(&self, id: &str) -> Result<Option<License>, StoreError> {
         sqlx::query_as::<_, LicenseRow>(

@@ -30,6 +30,17 @@ pub enum Change {
         license_id: String,
         admission_per_min: i64,
     },
+    /// How many may be admitted at once.
+    MaxActive {
+        license_id: String,
+        max_active: i64,
+    },
+    /// More time to apply for everyone admitted and still within their time (after an
+    /// outage), in minutes.
+    Extend {
+        license_id: String,
+        minutes: i64,
+    },
 }
 
 impl Change {
@@ -40,6 +51,8 @@ impl Change {
             Self::Suspend { .. } => "license.suspend",
             Self::Resume { .. } => "license.resume",
             Self::Rate { .. } => "license.rate",
+            Self::MaxActive { .. } => "license.max-active",
+            Self::Extend { .. } => "license.extend",
         }
     }
 
@@ -49,7 +62,9 @@ impl Change {
             Self::Issue { .. } => None,
             Self::Suspend { license_id }
             | Self::Resume { license_id }
-            | Self::Rate { license_id, .. } => Some(license_id),
+            | Self::Rate { license_id, .. }
+            | Self::MaxActive { license_id, .. }
+            | Self::Extend { license_id, .. } => Some(license_id),
         }
     }
 
@@ -66,6 +81,14 @@ impl Change {
                 license_id,
                 admission_per_min,
             } => format!("set {license_id}'s admission rate to {admission_per_min}/min"),
+            Self::MaxActive {
+                license_id,
+                max_active,
+            } => format!("let up to {max_active} be admitted at once in {license_id}"),
+            Self::Extend {
+                license_id,
+                minutes,
+            } => format!("give everyone admitted in {license_id} {minutes} more minutes to apply"),
         }
     }
 }
@@ -200,6 +223,13 @@ impl Store {
             Change::Rate {
                 admission_per_min, ..
             } if *admission_per_min <= 0 => return Ok(Err(ProposalError::Rate)),
+            Change::MaxActive { max_active, .. } if *max_active <= 0 => {
+                return Ok(Err(ProposalError::Rate))
+            }
+            // At most a day at a time.
+            Change::Extend { minutes, .. } if !(1..=24 * 60).contains(minutes) => {
+                return Ok(Err(ProposalError::Rate))
+            }
             _ => {}
         }
         let id = format!("p-{}", service_kit::keys::random_token(9));
@@ -236,11 +266,12 @@ impl Store {
             }
         }
         if let Some(license_id) = change.license_id() {
-            let Some(current) =
-                sqlx::query("SELECT status, admission_per_min FROM licenses WHERE id = $1")
-                    .bind(license_id)
-                    .fetch_optional(&mut *tx)
-                    .await?
+            let Some(current) = sqlx::query(
+                "SELECT status, admission_per_min, max_active FROM licenses WHERE id = $1",
+            )
+            .bind(license_id)
+            .fetch_optional(&mut *tx)
+            .await?
             else {
                 return Ok(Err(ProposalError::NoLicense));
             };
@@ -252,7 +283,10 @@ impl Store {
                 Change::Rate {
                     admission_per_min, ..
                 } => current.try_get::<i64, _>("admission_per_min")? == *admission_per_min,
-                Change::Issue { .. } => false,
+                Change::MaxActive { max_active, .. } => {
+                    current.try_get::<i64, _>("max_active")? == *max_active
+                }
+                Change::Issue { .. } | Change::Extend { .. } => false,
             };
             if stale {
                 return Ok(Err(ProposalError::Unchanged));
@@ -288,6 +322,48 @@ impl Store {
         .await?;
         tx.commit().await?;
         Ok(Ok(id))
+    }
+
+    /// Pauses or resumes a queue's admissions at once, by one enabled issuer (it changes
+    /// nobody's place or time, and the close moves on by the pause: it delays, it decides
+    /// nothing), audited and in the campaign's public log in one transaction. Refused as
+    /// `Unchanged` when paused already, not paused, suspended, or a lottery.
+    pub async fn pause_admissions(
+        &self,
+        license_id: &str,
+        paused: bool,
+        by: &str,
+        now: i64,
+    ) -> Result<Result<(), ProposalError>, StoreError> {
+        let mut tx = service_kit::sql::begin(self.pool()).await?;
+        let (action, detail) = if paused {
+            ("license.pause", "admissions paused")
+        } else {
+            ("license.unpause", "admissions resumed")
+        };
+        let entry = audit::Entry {
+            at: now,
+            actor: by,
+            action,
+            subject: license_id,
+            detail,
+            anchor: Some(license_id),
+        };
+        // The chain's lock first (SQLite: the write lock before any read).
+        self.audit_in(&mut tx, &entry).await?;
+        if !self.is_issuer(&mut tx, by).await? {
+            return Ok(Err(ProposalError::NotIssuer));
+        }
+        match self
+            .set_admissions_paused_in(&mut tx, license_id, paused)
+            .await?
+        {
+            None => return Ok(Err(ProposalError::NoLicense)),
+            Some(false) => return Ok(Err(ProposalError::Unchanged)),
+            Some(true) => {}
+        }
+        tx.commit().await?;
+        Ok(Ok(()))
     }
 
     /// Proposals waiting for a decision (not expired), oldest first.
@@ -493,6 +569,14 @@ impl Store {
                 license_id,
                 admission_per_min,
             } => self.set_rate_in(tx, license_id, *admission_per_min).await?,
+            Change::MaxActive {
+                license_id,
+                max_active,
+            } => self.set_max_active_in(tx, license_id, *max_active).await?,
+            Change::Extend {
+                license_id,
+                minutes,
+            } => self.extend_in(tx, license_id, minutes * 60_000).await?,
         };
         Ok(match changed {
             Some(true) => Ok(change.license_id().unwrap_or_default().to_owned()),

@@ -87,6 +87,8 @@ struct Locked {
     carry_milli: i64,
     now_ms: i64,
     suspended: bool,
+    /// Admissions paused by the ministry (the license still active).
+    admissions_paused: bool,
     sold_out: bool,
     /// Units neither taken by an accepted application nor promised to a live
     /// admission, read in one snapshot (ticks only).
@@ -365,7 +367,8 @@ impl Store {
                  WHERE q.license_id = $1 AND l.id = q.license_id \
                  RETURNING q.opens_at_ms, q.early, q.late, q.opened, q.serving, q.clock_ms, \
                  q.carry_milli, l.status, l.accepted, l.units, l.admission_per_min, \
-                 l.max_active, l.apply_window_secs, l.closes_at, l.paused_ms, {} AS now_ms",
+                 l.max_active, l.apply_window_secs, l.closes_at, l.paused_ms, \
+                 l.admissions_paused_at_ms, {} AS now_ms",
                 self.now_ms_sql()
             )
         } else {
@@ -391,7 +394,7 @@ impl Store {
                 // spent, `accepted` not yet seen) cannot make a unit look free twice.
                 sqlx::query(&format!(
                     "SELECT status, accepted, units, admission_per_min, max_active, \
-                     apply_window_secs, closes_at, paused_ms, \
+                     apply_window_secs, closes_at, paused_ms, admissions_paused_at_ms, \
                      (SELECT COUNT(*) FROM queue_admissions a WHERE a.license_id = $1 \
                       AND a.released = 0 AND a.deadline_ms > {}) AS live \
                      FROM licenses WHERE id = $1",
@@ -416,6 +419,9 @@ impl Store {
             carry_milli: q.try_get("carry_milli")?,
             now_ms: q.try_get("now_ms")?,
             suspended: status != crate::domain::LicenseStatus::Active.as_str(),
+            admissions_paused: l
+                .try_get::<Option<i64>, _>("admissions_paused_at_ms")?
+                .is_some(),
             sold_out: accepted >= units,
             units_unsold: units - accepted,
             // For a join (no tick) the units left are not used.
@@ -711,8 +717,9 @@ impl Store {
                 );
             }
             let counted = self.live_admissions(&mut tx, license_id, now).await?;
-            // Nothing is owed while the first tickets wait for their seed: no burst after.
-            let allowance = if waiting_for_seed || !admitting {
+            // Nothing is owed while the first tickets wait for their seed, nor while the
+            // ministry has paused admissions: no burst after.
+            let allowance = if waiting_for_seed || !admitting || q.admissions_paused {
                 0
             } else {
                 carry + gap.clamp(0, STALL_MS) * q.rate_per_min / 60

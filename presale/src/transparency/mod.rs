@@ -92,6 +92,14 @@ pub enum Event {
     Status { status: String, at_ms: i64 },
     /// The ministry changed the admission rate (approved by a second issuer).
     Rate { admission_per_min: i64, at_ms: i64 },
+    /// The ministry paused admissions (`paused`) or resumed them, the license staying
+    /// active: nobody loses a place or their time, and the close moves on by the pause.
+    Admissions { paused: bool, at_ms: i64 },
+    /// The ministry changed how many may be admitted at once (approved by a second issuer).
+    MaxActive { max_active: i64, at_ms: i64 },
+    /// The ministry gave everyone admitted and still within their time `by_ms` more to
+    /// apply (after an outage; approved by a second issuer).
+    Extended { by_ms: i64, at_ms: i64 },
     /// A staff action about this campaign: its entry in the ministry's hash-chained audit
     /// log (sequence number and hash, no names). It pins the whole chain up to that entry.
     Audit {

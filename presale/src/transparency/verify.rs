@@ -247,6 +247,8 @@ struct Campaign {
     accepted: HashSet<String>,
     tracking: HashSet<String>,
     suspended: bool,
+    /// Admissions paused by the ministry (the license still active).
+    admissions_paused: bool,
     /// Lottery: holder's rank once drawn.
     ranks: HashMap<String, i64>,
 }
@@ -558,6 +560,11 @@ impl Campaign {
                         "tickets {first}..={last} admitted while the license was suspended"
                     ));
                 }
+                if self.admissions_paused {
+                    return Err(format!(
+                        "tickets {first}..={last} admitted while admissions were paused"
+                    ));
+                }
                 // Against the rate in force: the records of who changed it are the only
                 // way it changes, so a rate raised in the database without one shows here.
                 let cap = self.rate_per_min.max(0) * 1000;
@@ -670,6 +677,8 @@ impl Campaign {
                 }
                 self.rate_per_min = *admission_per_min;
             }
+            Event::Admissions { paused, .. } => self.admissions_paused = *paused,
+            Event::MaxActive { .. } | Event::Extended { .. } => {}
             Event::Audit { .. } => {}
         }
         Ok(())

@@ -18,9 +18,11 @@ use testkit::Backend;
 
 mod fairness;
 mod insiders;
+mod outflow;
 mod transparency;
 use fairness::*;
 use insiders::*;
+use outflow::*;
 use transparency::*;
 
 /// A fresh database and two stores on it (two replicas' pools).
@@ -348,6 +350,7 @@ macro_rules! both {
     };
 }
 both!(
+    pausing_admissions_keeps_every_place_and_deadline,
     the_last_party_withholding_changes_nothing_it_could_choose,
     a_second_suspension_costs_nobody_their_turn,
     stale_and_duplicate_proposals_are_refused,

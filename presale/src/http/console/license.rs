@@ -32,12 +32,16 @@ pub(super) async fn show(
     let history = app.store.audit_for(&id).await?;
     let seed = app.store.seed_status(&id).await?;
     let head = app.store.log_checkpoint(&id).await?;
+    let paused = app.store.admissions_paused(&id).await?;
     let issuer = staff.role == Role::Issuer;
     let body = html! {
         section.card {
             h2 { (l.model) " · " span lang="en" dir="ltr" { (l.license_no) } }
             table.terms {
-                tr { th scope="row" { (fa(m::STATUS)) } td { (l.status.as_str()) } }
+                tr { th scope="row" { (fa(m::STATUS)) } td {
+                    (l.status.as_str())
+                    @if paused { " · " (fa(m::ADMISSIONS_PAUSED)) }
+                } }
                 tr { th scope="row" { (fa(m::F_MANUFACTURER)) } td { (l.manufacturer) } }
                 tr { th scope="row" { (fa(m::F_KIND)) } td { (l.kind.as_str()) } }
                 tr { th scope="row" { (fa(m::F_SELECTION)) } td { (l.selection.as_str()) } }
@@ -66,11 +70,35 @@ pub(super) async fn show(
                         }
                     }
                 }
+                @if l.is_active() && !l.is_lottery() {
+                    h3 { (fa(m::OUTFLOW)) }
+                    p.hint { (fa(m::PAUSE_EXPLAINED)) }
+                    @let action = if paused { "unpause" } else { "pause" };
+                    form method="post" action=(format!("/ministry/licenses/{}/{action}", l.id)) {
+                        input type="hidden" name="csrf" value=(staff.csrf);
+                        button.secondary type="submit" {
+                            @if paused { (fa(m::UNPAUSE)) } @else { (fa(m::PAUSE)) }
+                        }
+                    }
+                }
                 form method="post" action=(format!("/ministry/licenses/{}/rate", l.id)) {
                     input type="hidden" name="csrf" value=(staff.csrf);
                     label for="admission_per_min" { (fa(m::F_RATE)) }
                     input #admission_per_min type="text" name="admission_per_min" inputmode="numeric" value=(l.admission_per_min);
                     button.secondary type="submit" { (fa(m::PROPOSE_RATE)) }
+                }
+                form method="post" action=(format!("/ministry/licenses/{}/max-active", l.id)) {
+                    input type="hidden" name="csrf" value=(staff.csrf);
+                    label for="max_active" { (fa(m::F_MAX_ACTIVE)) }
+                    input #max_active type="text" name="max_active" inputmode="numeric" value=(l.max_active);
+                    button.secondary type="submit" { (fa(m::PROPOSE_MAX_ACTIVE)) }
+                }
+                form method="post" action=(format!("/ministry/licenses/{}/extend", l.id)) {
+                    input type="hidden" name="csrf" value=(staff.csrf);
+                    label for="minutes" { (fa(m::EXTEND_BY)) }
+                    input #minutes type="text" name="minutes" inputmode="numeric" aria-describedby="minutes-hint";
+                    p.hint #minutes-hint { (fa(m::EXTEND_EXPLAINED)) }
+                    button.secondary type="submit" { (fa(m::PROPOSE_EXTEND)) }
                 }
             }
         }
@@ -147,6 +175,87 @@ pub(super) async fn resume(
     Form(f): Form<CsrfOnly>,
 ) -> Result<Response, Error> {
     propose(&app, &staff, &f.csrf, Change::Resume { license_id: id }).await
+}
+
+/// A whole number as people type it; 0 for anything else (the store refuses it with its
+/// reason).
+fn number(s: &str) -> i64 {
+    service_kit::digits::to_latin_digits(s.trim())
+        .replace([',', '٬'], "")
+        .parse::<i64>()
+        .unwrap_or(0)
+}
+
+#[derive(Deserialize)]
+pub(super) struct NumberForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    max_active: String,
+    #[serde(default)]
+    minutes: String,
+}
+
+pub(super) async fn max_active(
+    State(app): State<App>,
+    staff: Staff,
+    Path(id): Path<String>,
+    Form(f): Form<NumberForm>,
+) -> Result<Response, Error> {
+    let change = Change::MaxActive {
+        license_id: id,
+        max_active: number(&f.max_active),
+    };
+    propose(&app, &staff, &f.csrf, change).await
+}
+
+pub(super) async fn extend(
+    State(app): State<App>,
+    staff: Staff,
+    Path(id): Path<String>,
+    Form(f): Form<NumberForm>,
+) -> Result<Response, Error> {
+    let change = Change::Extend {
+        license_id: id,
+        minutes: number(&f.minutes),
+    };
+    propose(&app, &staff, &f.csrf, change).await
+}
+
+/// Pauses or resumes admissions at once: one issuer, audited, in the public log (it
+/// delays, it decides nothing: see [`crate::store::Store::pause_admissions`]).
+async fn set_paused(
+    app: &App,
+    staff: &Staff,
+    id: &str,
+    csrf: &str,
+    paused: bool,
+) -> Result<Response, Error> {
+    staff.may(Role::Issuer, csrf)?;
+    app.store
+        .pause_admissions(id, paused, &staff.username, service_kit::clock::now())
+        .await?
+        .map_err(super::proposals::refused)?;
+    crate::admitter::tick(app).await;
+    Ok(Redirect::to(&format!("/ministry/licenses/{id}")).into_response())
+}
+
+pub(super) async fn pause(
+    State(app): State<App>,
+    staff: Staff,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfOnly>,
+) -> Result<Response, Error> {
+    set_paused(&app, &staff, &id, &f.csrf, true).await
+}
+
+pub(super) async fn unpause(
+    State(app): State<App>,
+    staff: Staff,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfOnly>,
+) -> Result<Response, Error> {
+    set_paused(&app, &staff, &id, &f.csrf, false).await
 }
 
 #[derive(Deserialize)]

@@ -47,6 +47,13 @@ pub(crate) fn router() -> Router<App> {
         .route("/ministry/licenses/{id}/suspend", post(license::suspend))
         .route("/ministry/licenses/{id}/resume", post(license::resume))
         .route("/ministry/licenses/{id}/rate", post(license::rate))
+        .route(
+            "/ministry/licenses/{id}/max-active",
+            post(license::max_active),
+        )
+        .route("/ministry/licenses/{id}/extend", post(license::extend))
+        .route("/ministry/licenses/{id}/pause", post(license::pause))
+        .route("/ministry/licenses/{id}/unpause", post(license::unpause))
         .route("/ministry/proposals/{id}", get(proposals::show))
         .route("/ministry/proposals/{id}/approve", post(proposals::approve))
         .route("/ministry/proposals/{id}/reject", post(proposals::reject))

@@ -104,6 +104,8 @@ fn diff(change: &Change, l: Option<&License>) -> Markup {
                     Change::Suspend { .. } => (row(m::STATUS, Some(text(l.status.as_str())), text(status(false)))),
                     Change::Resume { .. } => (row(m::STATUS, Some(text(l.status.as_str())), text(status(true)))),
                     Change::Rate { admission_per_min, .. } => (row(m::F_RATE, Some(text(money(l.admission_per_min))), text(money(*admission_per_min)))),
+                    Change::MaxActive { max_active, .. } => (row(m::F_MAX_ACTIVE, Some(text(money(l.max_active))), text(money(*max_active)))),
+                    Change::Extend { minutes, .. } => (row(m::EXTEND_BY, Some(text(0)), text(minutes))),
                     Change::Issue { .. } => {}
                 }
             }
