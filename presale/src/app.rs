@@ -128,6 +128,7 @@ impl Core {
     }
 
     pub(crate) fn count_refusal(&self, r: crate::domain::Refusal) {
+        metrics::counter!("emta_presale_refusals_total", "reason" => r.label()).increment(1);
         if let Some(i) = crate::domain::Refusal::ALL.iter().position(|x| *x == r) {
             self.refusals[i].fetch_add(1, Ordering::Relaxed);
         }
@@ -236,6 +237,7 @@ impl Application {
             counters: RwLock::default(),
         }));
         crate::admitter::tick(&core).await;
+        service_kit::telemetry::init_metrics();
         let metrics = match settings.metrics_listen {
             Some(addr) => Some(TcpListener::bind(addr).await?),
             None => None,

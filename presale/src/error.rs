@@ -55,6 +55,34 @@ pub mod msg {
         );
         pub const EXTEND_EXPLAINED: Text = t!("برای همه پذیرفته‌شدگانی که مهلتشان نگذشته (پس از یک قطعی)؛ ۱ تا ۱۴۴۰ دقیقه.", "For everyone admitted whose time has not run out (after an outage); 1 to 1440 minutes.");
         pub const PROPOSE_EXTEND: Text = t!("پیشنهاد تمدید مهلت", "Propose the extension");
+        pub const DASHBOARD: Text = t!("داشبورد زنده", "Live dashboard");
+        pub const JOINED: Text = t!("پیوستن", "joins");
+        pub const ADMITTED: Text = t!("پذیرفته‌شده تا کنون", "Admitted so far");
+        pub const ACCEPTED_SHORT: Text = t!("درخواست پذیرفته", "accepted applications");
+        pub const PER_MINUTE_LAST_HOUR: Text = t!(
+            "در دقیقه، یک ساعت گذشته؛ بیشینه",
+            "per minute, the last hour; top"
+        );
+        pub const ENTRIES: Text = t!("ثبت‌نام‌های قرعه‌کشی", "Lottery entries");
+        pub const DRAW: Text = t!("قرعه‌کشی", "The draw");
+        pub const DRAWN: Text = t!("انجام شده", "drawn");
+        pub const FROZEN: Text = t!(
+            "فهرست قطعی شده؛ در انتظار بذر",
+            "list frozen; waiting for the seed"
+        );
+        pub const OPEN: Text = t!("ثبت‌نام باز است", "registration open");
+        pub const WAITING: Text = t!("در صف", "Waiting");
+        pub const LIVE: Text = t!("پذیرفته و در مهلت", "Admitted, within their time");
+        pub const ABANDONED: Text = t!(
+            "پذیرفته و بازنگشته (مهلت گذشته)",
+            "Admitted and did not come back"
+        );
+        pub const RATE_SET_ACHIEVED: Text =
+            t!("نرخ تعیین‌شده / دقیقه گذشته", "Rate set / the last minute");
+        pub const OLDEST_WAITING: Text = t!("طولانی‌ترین انتظار", "The longest wait now");
+        pub const WAIT_TO_ADMISSION: Text = t!("انتظار تا پذیرش", "Wait to admission");
+        pub const REFUSALS: Text = t!("درخواست‌های ردشده (این نمونه)", "Refusals (this replica)");
+        pub const AS_OF: Text = t!("زمان", "As of");
         pub const COMMITMENTS: Text = t!("صفحه تعهدها", "The commitments page");
         pub const MINISTRY_COMMITMENT_EXPLAINED: Text = t!("تعهد وزارت را با presale commit ministry روی رایانه خود بسازید و راز را نزد خود نگه دارید؛ اینجا فقط تعهد را بچسبانید. پیشنهاددهنده مجوز نمی‌تواند تعهد وزارت را ثبت کرده باشد.", "Make the ministry's commitment with presale commit ministry on your own computer and keep the secret; paste only the commitment here. Whoever proposes the license cannot be who entered the ministry's commitment.");
         pub const ENTER_COMMITMENT: Text = t!("ثبت تعهد وزارت", "Enter the ministry's commitment");

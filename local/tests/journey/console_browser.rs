@@ -10,7 +10,7 @@
 use presale::store::staff::Role;
 use testkit::webdriver::Driver;
 
-use super::{add_staff, code_from_secret, jalali, start, Env, STAFF_PASSWORD};
+use super::{add_staff, code_from_secret, jalali, join_for_ticket, start, Env, STAFF_PASSWORD};
 
 fn shots() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/e2e/console")
@@ -267,6 +267,49 @@ async fn an_opening_day_in_the_console_in_a_real_browser() {
     wait_for_url(&d, |u| u.contains("/ministry/licenses/")).await;
     assert!(d.source().await.contains("active"));
     check(&d, "license").await;
+
+    // The live dashboard of the campaign citizens are joining: its figures move without a
+    // reload while citizens join over HTTP.
+    let saipa = env
+        .store
+        .licenses()
+        .await
+        .expect("licenses")
+        .into_iter()
+        .find(|l| l.manufacturer == "saipa")
+        .expect("the saipa campaign");
+    let dashboard = format!("{console}/licenses/{}/dashboard", saipa.id);
+    d.goto(&dashboard).await;
+    let admitted = || async { text_of(&d, "admitted").await };
+    assert_eq!(admitted().await, "0");
+    for who in &env.citizens[..8] {
+        join_for_ticket(&env, who).await;
+    }
+    // Admitted as far as units allow (a unit for everyone admitted), the rest waiting.
+    let expected = 8.min(saipa.units);
+    let mut moved = String::new();
+    for _ in 0..50 {
+        moved = admitted().await;
+        if moved == expected.to_string() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        moved,
+        expected.to_string(),
+        "the figures moved: {}",
+        d.source().await
+    );
+    assert_eq!(d.url().await, dashboard, "without a reload");
+    assert!(
+        d.script("return document.getElementById('live').getAttribute('data-refreshed')")
+            .await
+            .is_string(),
+        "refreshed by the page's script"
+    );
+    assert_eq!(text_of(&d, "waiting").await, (8 - expected).to_string());
+    check(&d, "dashboard").await;
     sign_out(&d).await;
 
     // The auditor reads the log.

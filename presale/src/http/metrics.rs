@@ -1,13 +1,15 @@
-//! Operators' view of the queue: `/metrics` in Prometheus text, served on the private
+//! Operators' view of the campaigns: `/metrics` in Prometheus text through the `metrics`
+//! crate (the process-wide recorder of `service_kit::telemetry`), served on the private
 //! listener (`EMTA_PRESALE_METRICS_LISTEN`) only, never on the public one.
 //!
-//! Per campaign, from this replica's cache of the committed state: waiting, admitted
-//! (serving), admitted and still within their time, accepted applications, suspended,
-//! sold out. This replica's refusals by reason. The admitter's lag (time since this
-//! replica last advanced every campaign) and the transparency log's journal lag (events
-//! committed but not yet sequenced into the signed tree).
+//! Per campaign, from its committed records ([`crate::store::figures`], the same figures
+//! the console's live dashboard shows): waiting, admitted, admitted and still within their
+//! time, abandoned, accepted applications, admissions in the last minute, the oldest wait,
+//! the wait to admission (p50, p90), suspended and paused. This replica's refusals by
+//! reason (counted as they happen). The admitter's lag (time since this replica last
+//! advanced every campaign) and the transparency log's journal lag (events committed but
+//! not yet sequenced into the signed tree).
 
-use std::fmt::Write;
 use std::sync::atomic::Ordering;
 
 use axum::extract::State;
@@ -15,9 +17,10 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use metrics::gauge;
 
 use crate::app::Core;
-use crate::domain::{Refusal, Selection};
+use crate::store::figures::Figures;
 
 pub(crate) fn router(core: Core) -> Router {
     Router::new()
@@ -25,101 +28,49 @@ pub(crate) fn router(core: Core) -> Router {
         .with_state(core)
 }
 
+/// Sets campaign `id`'s gauges from its figures.
+pub(crate) fn export(id: &str, f: &Figures, suspended: bool, paused: bool) {
+    let c = id.to_owned();
+    gauge!("emta_presale_queue_waiting", "campaign" => c.clone())
+        .set((f.joined - f.admitted).max(0) as f64);
+    gauge!("emta_presale_queue_admitted", "campaign" => c.clone()).set(f.admitted as f64);
+    gauge!("emta_presale_queue_live", "campaign" => c.clone()).set(f.live as f64);
+    gauge!("emta_presale_queue_abandoned", "campaign" => c.clone()).set(f.abandoned as f64);
+    gauge!("emta_presale_queue_admitted_last_minute", "campaign" => c.clone())
+        .set(f.admitted_last_minute as f64);
+    gauge!("emta_presale_queue_oldest_wait_seconds", "campaign" => c.clone()).set(
+        f.oldest_waiting_ms
+            .map_or(0.0, |t| (f.now_ms - t).max(0) as f64 / 1000.0),
+    );
+    for (q, v) in [("0.5", f.wait_p50_ms), ("0.9", f.wait_p90_ms)] {
+        gauge!("emta_presale_queue_wait_seconds", "campaign" => c.clone(), "quantile" => q)
+            .set(v.unwrap_or(0) as f64 / 1000.0);
+    }
+    gauge!("emta_presale_applications_accepted", "campaign" => c.clone()).set(f.accepted as f64);
+    gauge!("emta_presale_campaign_suspended", "campaign" => c.clone())
+        .set(f64::from(u8::from(suspended)));
+    gauge!("emta_presale_admissions_paused", "campaign" => c).set(f64::from(u8::from(paused)));
+}
+
 async fn metrics(State(core): State<Core>) -> Response {
-    let mut out = String::new();
-    let gauge = |out: &mut String, name: &str, help: &str| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-    };
-    let licenses = core.all_licenses();
-    let queues: Vec<_> = licenses
-        .iter()
-        .filter(|l| l.selection == Selection::Queue)
-        .map(|l| (l.id.clone(), core.cached(&l.id)))
-        .collect();
-    gauge(
-        &mut out,
-        "emta_presale_queue_waiting",
-        "Tickets issued and not yet admitted.",
-    );
-    for (id, q) in &queues {
-        let _ = writeln!(
-            out,
-            "emta_presale_queue_waiting{{campaign=\"{id}\"}} {}",
-            (q.early + q.late - q.serving).max(0)
-        );
+    for l in core.all_licenses().iter() {
+        let paused = core.store.admissions_paused(&l.id).await.unwrap_or(false);
+        if let Ok(Some(f)) = core.store.figures(&l.id).await {
+            export(&l.id, &f, !l.is_active(), paused);
+        }
     }
-    gauge(
-        &mut out,
-        "emta_presale_queue_admitted",
-        "Tickets admitted so far (the serving counter).",
-    );
-    for (id, q) in &queues {
-        let _ = writeln!(
-            out,
-            "emta_presale_queue_admitted{{campaign=\"{id}\"}} {}",
-            q.serving
-        );
-    }
-    gauge(
-        &mut out,
-        "emta_presale_queue_live",
-        "Admitted applicants still within their time to apply.",
-    );
-    for (id, q) in &queues {
-        let _ = writeln!(
-            out,
-            "emta_presale_queue_live{{campaign=\"{id}\"}} {}",
-            q.live
-        );
-    }
-    gauge(
-        &mut out,
-        "emta_presale_applications_accepted",
-        "Accepted applications (never above units).",
-    );
-    for l in licenses.iter() {
-        let _ = writeln!(
-            out,
-            "emta_presale_applications_accepted{{campaign=\"{}\"}} {}",
-            l.id, l.accepted
-        );
-    }
-    gauge(
-        &mut out,
-        "emta_presale_campaign_suspended",
-        "1 while the ministry has suspended the license.",
-    );
-    for l in licenses.iter() {
-        let _ = writeln!(
-            out,
-            "emta_presale_campaign_suspended{{campaign=\"{}\"}} {}",
-            l.id,
-            u8::from(!l.is_active())
-        );
-    }
-    let _ = writeln!(out, "# HELP emta_presale_refusals_total Applications refused by this replica, by reason.\n# TYPE emta_presale_refusals_total counter");
-    for r in Refusal::ALL {
-        let _ = writeln!(
-            out,
-            "emta_presale_refusals_total{{reason=\"{}\"}} {}",
-            r.label(),
-            core.refusals(r)
-        );
-    }
-    gauge(
-        &mut out,
-        "emta_presale_admitter_lag_seconds",
-        "Seconds since this replica's admitter last advanced every campaign.",
-    );
     let last = core.admitter.last_tick_ms.load(Ordering::Relaxed);
     let lag = if last == 0 {
         -1.0
     } else {
         (service_kit::clock::now_ms() - last) as f64 / 1000.0
     };
-    let _ = writeln!(out, "emta_presale_admitter_lag_seconds {lag}");
-    gauge(&mut out, "emta_presale_journal_pending", "Transparency-log events committed and not yet sequenced into the signed tree (-1: the database did not answer).");
+    gauge!("emta_presale_admitter_lag_seconds").set(lag);
     let pending = core.store.log_pending().await.unwrap_or(-1);
-    let _ = writeln!(out, "emta_presale_journal_pending {pending}");
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+    gauge!("emta_presale_journal_pending").set(pending as f64);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        service_kit::telemetry::render_metrics(),
+    )
+        .into_response()
 }

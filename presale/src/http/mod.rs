@@ -94,6 +94,9 @@ pub(crate) fn router(core: Core) -> Router {
         .route("/static/wait.js", get(|| async {
             ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("static/wait.js"))
         }))
+        .route("/static/dashboard.js", get(|| async {
+            ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("static/dashboard.js"))
+        }))
         .route("/static/app.css", get(|| async {
             ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], service_kit::page::APP_CSS)
         }))

@@ -15,6 +15,7 @@
 pub mod applications;
 pub mod audit;
 pub mod commitments;
+pub mod figures;
 pub mod licenses;
 pub mod log;
 pub mod lottery;

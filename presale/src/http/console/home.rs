@@ -52,6 +52,7 @@ pub(super) async fn show(State(app): State<App>, staff: Staff) -> Result<Respons
                             dt { (fa(m::F_RATE)) } dd { (money(l.admission_per_min)) }
                             dt { (fa(m::F_OPENS_AT)) } dd { (when(l.opens_at)) }
                         }
+                        a href=(format!("/ministry/licenses/{}/dashboard", l.id)) { (fa(m::DASHBOARD)) }
                     }
                 }
             }

@@ -37,6 +37,7 @@ pub(super) async fn show(
     let body = html! {
         section.card {
             h2 { (l.model) " · " span lang="en" dir="ltr" { (l.license_no) } }
+            p { a.button href=(format!("/ministry/licenses/{}/dashboard", l.id)) { (fa(m::DASHBOARD)) } }
             table.terms {
                 tr { th scope="row" { (fa(m::STATUS)) } td {
                     (l.status.as_str())

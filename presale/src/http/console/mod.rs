@@ -26,6 +26,7 @@ use crate::store::staff::Role;
 
 mod audit;
 mod commitments;
+mod dashboard;
 mod form;
 mod home;
 mod license;
@@ -44,6 +45,11 @@ pub(crate) fn router() -> Router<App> {
         .route("/ministry/licenses", post(form::submit))
         .route("/ministry/licenses/new", get(form::blank))
         .route("/ministry/licenses/{id}", get(license::show))
+        .route("/ministry/licenses/{id}/dashboard", get(dashboard::show))
+        .route(
+            "/ministry/licenses/{id}/dashboard/live",
+            get(dashboard::live),
+        )
         .route("/ministry/licenses/{id}/suspend", post(license::suspend))
         .route("/ministry/licenses/{id}/resume", post(license::resume))
         .route("/ministry/licenses/{id}/rate", post(license::rate))

@@ -1,0 +1,230 @@
+//! How a campaign is going, from its committed records: what the console's live dashboard
+//! shows and what `/metrics` exports (one source for both). Read on demand; every figure
+//! is a count or a bounded read over indexed columns, and the series cover the last hour.
+
+use sqlx::Row;
+
+use super::{Store, StoreError};
+
+/// One minute of a campaign: joins, admissions and accepted applications in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Minute {
+    /// The minute's start (Unix ms).
+    pub at_ms: i64,
+    pub joined: i64,
+    pub admitted: i64,
+    pub accepted: i64,
+}
+
+/// A campaign's figures at `now_ms` (the database's clock).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Figures {
+    pub now_ms: i64,
+    /// Queue: tickets issued (pre-opening arrivals and joins since); lottery: entries.
+    pub joined: i64,
+    /// Tickets admitted so far.
+    pub admitted: i64,
+    /// Admitted and still within their time to apply.
+    pub live: i64,
+    /// Admitted, unused, and out of time: people who did not come back.
+    pub abandoned: i64,
+    pub accepted: i64,
+    pub units: i64,
+    /// Admissions in the last minute (the rate achieved).
+    pub admitted_last_minute: i64,
+    /// When the one waiting longest joined (a pre-opening arrival: the opening).
+    pub oldest_waiting_ms: Option<i64>,
+    /// Time from joining (or the opening, for a pre-opening arrival) to admission over
+    /// the latest admissions: median and 90th percentile, ms.
+    pub wait_p50_ms: Option<i64>,
+    pub wait_p90_ms: Option<i64>,
+    /// The last hour, minute by minute (minutes with nothing left out).
+    pub series: Vec<Minute>,
+    /// A lottery's list frozen, and its draw made.
+    pub frozen: bool,
+    pub drawn: bool,
+}
+
+/// The admissions the wait percentiles are taken over.
+const RECENT: i64 = 5000;
+
+fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted.get(i).copied()
+}
+
+impl Store {
+    /// The figures of campaign `license_id`; None if there is no such license.
+    pub async fn figures(&self, license_id: &str) -> Result<Option<Figures>, StoreError> {
+        let now_ms: i64 = sqlx::query(&format!("SELECT {} AS now_ms", self.now_ms_sql()))
+            .fetch_one(self.pool())
+            .await?
+            .try_get("now_ms")?;
+        let Some(l) = sqlx::query(
+            "SELECT units, accepted, selection, frozen_at_ms FROM licenses WHERE id = $1",
+        )
+        .bind(license_id)
+        .fetch_optional(self.pool())
+        .await?
+        else {
+            return Ok(None);
+        };
+        let mut f = Figures {
+            now_ms,
+            units: l.try_get("units")?,
+            accepted: l.try_get("accepted")?,
+            frozen: l.try_get::<Option<i64>, _>("frozen_at_ms")?.is_some(),
+            ..Figures::default()
+        };
+        let hour_ago = now_ms - 3_600_000;
+        let minute = |t: i64| t - t.rem_euclid(60_000);
+        let mut series: std::collections::BTreeMap<i64, Minute> = Default::default();
+        if l.try_get::<String, _>("selection")? == "lottery" {
+            f.joined =
+                sqlx::query("SELECT COUNT(*) AS n FROM lottery_entries WHERE license_id = $1")
+                    .bind(license_id)
+                    .fetch_one(self.pool())
+                    .await?
+                    .try_get("n")?;
+            f.drawn = sqlx::query("SELECT 1 AS one FROM lottery_draws WHERE license_id = $1")
+                .bind(license_id)
+                .fetch_optional(self.pool())
+                .await?
+                .is_some();
+            for r in sqlx::query(
+                "SELECT entered_at FROM lottery_entries WHERE license_id = $1 AND entered_at * 1000 > $2",
+            )
+            .bind(license_id)
+            .bind(hour_ago)
+            .fetch_all(self.pool())
+            .await?
+            {
+                let at = minute(r.try_get::<i64, _>("entered_at")? * 1000);
+                series.entry(at).or_insert(Minute { at_ms: at, ..Minute::default() }).joined += 1;
+            }
+        } else if let Some(q) = sqlx::query(
+            "SELECT early, late, serving, opens_at_ms FROM queue_campaigns WHERE license_id = $1",
+        )
+        .bind(license_id)
+        .fetch_optional(self.pool())
+        .await?
+        {
+            let (early, late, serving): (i64, i64, i64) = (
+                q.try_get("early")?,
+                q.try_get("late")?,
+                q.try_get("serving")?,
+            );
+            let opens_at_ms: i64 = q.try_get("opens_at_ms")?;
+            f.joined = early + late;
+            f.admitted = serving;
+            let counts = sqlx::query(
+                "SELECT \
+                 COALESCE(SUM(CASE WHEN released = 0 AND deadline_ms > $2 THEN 1 ELSE 0 END), 0) AS live, \
+                 COALESCE(SUM(CASE WHEN released = 0 AND deadline_ms <= $2 THEN 1 ELSE 0 END), 0) AS abandoned, \
+                 COALESCE(SUM(CASE WHEN admitted_at_ms > $3 THEN 1 ELSE 0 END), 0) AS last_minute \
+                 FROM queue_admissions WHERE license_id = $1",
+            )
+            .bind(license_id)
+            .bind(now_ms)
+            .bind(now_ms - 60_000)
+            .fetch_one(self.pool())
+            .await?;
+            f.live = counts.try_get("live")?;
+            f.abandoned = counts.try_get("abandoned")?;
+            f.admitted_last_minute = counts.try_get("last_minute")?;
+            // The one waiting longest: a pre-opening arrival waits from the opening; after
+            // them, the lowest ticket not yet admitted.
+            f.oldest_waiting_ms = if serving < early {
+                Some(opens_at_ms)
+            } else if serving < early + late {
+                sqlx::query(
+                    "SELECT joined_at_ms FROM queue_tickets WHERE license_id = $1 AND number = $2",
+                )
+                .bind(license_id)
+                .bind(serving + 1)
+                .fetch_optional(self.pool())
+                .await?
+                .map(|r| r.try_get("joined_at_ms"))
+                .transpose()?
+            } else {
+                None
+            };
+            // From joining (or the opening) to admission, over the latest admissions.
+            let mut waits: Vec<i64> = sqlx::query(
+                "SELECT a.admitted_at_ms - COALESCE(t.joined_at_ms, $2) AS wait \
+                 FROM queue_admissions a LEFT JOIN queue_tickets t \
+                 ON t.license_id = a.license_id AND t.number = a.ticket \
+                 WHERE a.license_id = $1 ORDER BY a.ticket DESC LIMIT $3",
+            )
+            .bind(license_id)
+            .bind(opens_at_ms)
+            .bind(RECENT)
+            .fetch_all(self.pool())
+            .await?
+            .iter()
+            .map(|r| r.try_get::<i64, _>("wait").map(|w| w.max(0)))
+            .collect::<Result<_, _>>()?;
+            waits.sort_unstable();
+            f.wait_p50_ms = percentile(&waits, 0.5);
+            f.wait_p90_ms = percentile(&waits, 0.9);
+            for (sql, which) in [
+                (
+                    "SELECT joined_at_ms AS t FROM queue_tickets WHERE license_id = $1 AND joined_at_ms > $2",
+                    0,
+                ),
+                (
+                    "SELECT admitted_at_ms AS t FROM queue_admissions WHERE license_id = $1 AND admitted_at_ms > $2",
+                    1,
+                ),
+            ] {
+                for r in sqlx::query(sql)
+                    .bind(license_id)
+                    .bind(hour_ago)
+                    .fetch_all(self.pool())
+                    .await?
+                {
+                    let at = minute(r.try_get::<i64, _>("t")?);
+                    let m = series.entry(at).or_insert(Minute { at_ms: at, ..Minute::default() });
+                    if which == 0 {
+                        m.joined += 1;
+                    } else {
+                        m.admitted += 1;
+                    }
+                }
+            }
+        }
+        for r in sqlx::query(
+            "SELECT created_at FROM applications WHERE license_id = $1 AND created_at * 1000 > $2",
+        )
+        .bind(license_id)
+        .bind(hour_ago)
+        .fetch_all(self.pool())
+        .await?
+        {
+            let at = minute(r.try_get::<i64, _>("created_at")? * 1000);
+            series
+                .entry(at)
+                .or_insert(Minute {
+                    at_ms: at,
+                    ..Minute::default()
+                })
+                .accepted += 1;
+        }
+        f.series = series.into_values().collect();
+        Ok(Some(f))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn percentiles_of_a_few_waits() {
+        let w = [10, 20, 30, 40, 50, 60, 70, 80, 90, 100];
+        assert_eq!(super::percentile(&w, 0.5), Some(60));
+        assert_eq!(super::percentile(&w, 0.9), Some(90));
+        assert_eq!(super::percentile(&[], 0.5), None);
+    }
+}
