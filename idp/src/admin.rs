@@ -206,6 +206,19 @@ pub async fn add_client(
             "at least one redirect URI is required (or, for a service client, service scopes and no claims scopes)".into(),
         ));
     }
+    // The ministry's scopes (reading the manufacturers, introspecting other clients'
+    // service tokens) go to the ministry's own service clients only, never to a client
+    // that signs citizens in.
+    if !redirect_uris.is_empty()
+        && new
+            .service_scopes
+            .iter()
+            .any(|s| s.starts_with("ministry."))
+    {
+        return Err(AdminError::Invalid(
+            "ministry.* service scopes are for service clients only (no redirect URI)".into(),
+        ));
+    }
     if new.name.trim().is_empty() || new.name_fa.trim().is_empty() {
         return Err(AdminError::Invalid(
             "a name in English and in Persian is required".into(),

@@ -21,7 +21,7 @@ pub mod msg {
     pub mod console {
         use service_kit::{t, Text};
         pub const E_NO_MAKER_COMMITMENT: Text = t!("تعهد بذر خودروساز هنوز از درگاه خود خودروساز (اعتبارنامه او در امتا) برای این شماره مجوز نرسیده است.", "The manufacturer's seed commitment for this license number has not yet arrived through the manufacturer's own channel (its credentials at emta).");
-        pub const E_NO_MINISTRY_COMMITMENT: Text = t!("تعهد بذر وزارت برای این شماره مجوز را کارمند دیگری جز پیشنهاددهنده باید در صفحه تعهدها ثبت کند.", "The ministry's seed commitment for this license number must be entered on the commitments page by a member of staff other than the proposer.");
+        pub const E_NO_MINISTRY_COMMITMENT: Text = t!("تعهد بذر وزارت برای این شماره مجوز را کارمند دیگری جز پیشنهاددهنده باید در صفحه تعهدها ثبت کند.", "The ministry's seed commitment for this license number must be entered on the commitments page by a member of staff other than the proposer (and not enrolled by the same administrator).");
         pub const E_COMMITMENT_FORMAT: Text = t!("تعهد باید خروجی presale commit باشد (۴۳ نویسه base64url) و شماره مجوز ۳ تا ۳۲ حرف لاتین، رقم یا خط تیره.", "A commitment is the output of presale commit (43 base64url characters), and a license number 3 to 32 letters, digits or dashes.");
         pub const E_COMMITMENT_EXISTS: Text = t!("این طرف برای این شماره مجوز پیش‌تر تعهد ثبت کرده است؛ تعهد را نمی‌توان عوض کرد.", "This party has already committed for this license number; a commitment cannot be replaced.");
         pub const E_COMMITMENT_MISMATCH: Text = t!(
@@ -83,6 +83,7 @@ pub mod msg {
         pub const WAIT_TO_ADMISSION: Text = t!("انتظار تا پذیرش", "Wait to admission");
         pub const REFUSALS: Text = t!("درخواست‌های ردشده (این نمونه)", "Refusals (this replica)");
         pub const AS_OF: Text = t!("زمان", "As of");
+        pub const SAME_PERSON: Text = t!("تأییدکننده و پیشنهاددهنده یک نفرند: یکی دیگری را ثبت کرده یا هر دو را یک مدیر ثبت کرده است. تأیید با صادرکننده مستقل دیگری است.", "The approver and the proposer are one person: one enrolled the other, or one administrator enrolled both. Another, independent issuer must approve.");
         pub const COMMITMENTS: Text = t!("صفحه تعهدها", "The commitments page");
         pub const MINISTRY_COMMITMENT_EXPLAINED: Text = t!("تعهد وزارت را با presale commit ministry روی رایانه خود بسازید و راز را نزد خود نگه دارید؛ اینجا فقط تعهد را بچسبانید. پیشنهاددهنده مجوز نمی‌تواند تعهد وزارت را ثبت کرده باشد.", "Make the ministry's commitment with presale commit ministry on your own computer and keep the secret; paste only the commitment here. Whoever proposes the license cannot be who entered the ministry's commitment.");
         pub const ENTER_COMMITMENT: Text = t!("ثبت تعهد وزارت", "Enter the ministry's commitment");

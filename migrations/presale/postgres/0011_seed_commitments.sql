@@ -15,3 +15,15 @@ CREATE TABLE seed_commitments (
     made_at     BIGINT NOT NULL,
     UNIQUE (license_no, party)
 );
+
+-- A commitment, once recorded, is evidence: never changed, never removed (and the
+-- service's role may only read and append it: `presale migrate --grant-to`).
+CREATE FUNCTION seed_commitments_append_only() RETURNS trigger AS $$
+BEGIN
+    RAISE EXCEPTION 'seed commitments are append-only';
+END;
+$$ LANGUAGE plpgsql;
+CREATE TRIGGER seed_commitments_append_only BEFORE UPDATE OR DELETE ON seed_commitments
+    FOR EACH ROW EXECUTE FUNCTION seed_commitments_append_only();
+CREATE TRIGGER seed_commitments_no_truncate BEFORE TRUNCATE ON seed_commitments
+    FOR EACH STATEMENT EXECUTE FUNCTION seed_commitments_append_only();

@@ -15,3 +15,13 @@ CREATE TABLE seed_commitments (
     made_at     BIGINT NOT NULL,
     UNIQUE (license_no, party)
 );
+
+-- A commitment, once recorded, is evidence: never changed, never removed.
+CREATE TRIGGER seed_commitments_no_update BEFORE UPDATE ON seed_commitments
+BEGIN
+    SELECT RAISE(ABORT, 'seed commitments are append-only');
+END;
+CREATE TRIGGER seed_commitments_no_delete BEFORE DELETE ON seed_commitments
+BEGIN
+    SELECT RAISE(ABORT, 'seed commitments are append-only');
+END;

@@ -69,6 +69,11 @@ pub enum CommitmentError {
     Mismatch,
 }
 
+/// A commitment's audit entry's detail.
+fn audit_detail(party: &str, commitment: &str, via: Via) -> String {
+    format!("{party} {commitment} via {}", via.as_str())
+}
+
 fn valid_license_no(no: &str) -> bool {
     (3..=32).contains(&no.len()) && no.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
@@ -97,7 +102,7 @@ impl Store {
         }
         let id = format!("c-{}", service_kit::keys::random_token(9));
         let mut tx = service_kit::sql::begin(self.pool()).await?;
-        let detail = format!("{party} {commitment} via {}", via.as_str());
+        let detail = audit_detail(party, commitment, via);
         let entry = audit::Entry {
             at: now,
             actor: made_by,
@@ -123,7 +128,17 @@ impl Store {
         match inserted {
             Ok(_) => {}
             Err(e) if service_kit::sql::is_unique_violation(&e) => {
-                return Ok(Err(CommitmentError::Exists))
+                drop(tx);
+                // The same commitment sent again (a retry after a lost answer) is the
+                // record it made; another one is refused: a commitment is never replaced.
+                let same = self
+                    .commitments_for(license_no)
+                    .await?
+                    .into_iter()
+                    .find(|r| {
+                        r.party == party && r.commitment == commitment && r.made_by == made_by
+                    });
+                return Ok(same.map(|r| r.id).ok_or(CommitmentError::Exists));
             }
             Err(e) => return Err(e.into()),
         }
@@ -176,7 +191,47 @@ impl Store {
             .iter()
             .map(received_from_row)
             .collect::<Result<_, _>>()?;
-        Ok(parties_of(&received, manufacturer, proposer))
+        let audited = self.audited_commitments(&mut *conn, license_no).await?;
+        // The ministry's party must be another person than the proposer: not an account
+        // the same administrator enrolled.
+        let mut independent = std::collections::HashSet::new();
+        for r in received
+            .iter()
+            .filter(|r| r.party == MINISTRY && r.via == Via::Console)
+        {
+            if self.independent(&mut *conn, &r.made_by, proposer).await? {
+                independent.insert(r.made_by.clone());
+            }
+        }
+        Ok(parties_of(
+            &received,
+            &audited,
+            &independent,
+            manufacturer,
+            proposer,
+        ))
+    }
+
+    /// The `seed.commit` audit entries of a license number: (actor, detail). A recorded
+    /// commitment counts only with its entry, which the hash chain and the campaigns'
+    /// public logs pin: a row inserted or rewritten in the database without one does not.
+    async fn audited_commitments<'c, E>(
+        &self,
+        conn: E,
+        license_no: &str,
+    ) -> Result<std::collections::HashSet<(String, String)>, StoreError>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Any>,
+    {
+        let rows = sqlx::query(
+            "SELECT actor, detail FROM audit_log WHERE action = 'seed.commit' AND subject = $1",
+        )
+        .bind(license_no)
+        .fetch_all(conn)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("actor")?, r.try_get("detail")?)))
+            .collect()
     }
 
     /// [`Store::recorded_parties_in`], outside a transaction (the console's form).
@@ -186,8 +241,9 @@ impl Store {
         manufacturer: &str,
         proposer: &str,
     ) -> Result<Result<Vec<Commitment>, CommitmentError>, StoreError> {
-        let received = self.commitments_for(license_no).await?;
-        Ok(parties_of(&received, manufacturer, proposer))
+        let mut conn = self.pool().acquire().await?;
+        self.recorded_parties_in(&mut conn, license_no, manufacturer, proposer)
+            .await
     }
 
     /// Whether `parties` are exactly what was recorded for the license (see
@@ -220,14 +276,27 @@ impl Store {
 /// Which recorded commitments make a license's parties, sorted by name.
 fn parties_of(
     received: &[Received],
+    audited: &std::collections::HashSet<(String, String)>,
+    independent: &std::collections::HashSet<String>,
     manufacturer: &str,
     proposer: &str,
 ) -> Result<Vec<Commitment>, CommitmentError> {
     // Observers' shares (with keys of their own) are not taken yet: another client's
     // commitment for this license number is not a party of its seed.
-    let counts = |r: &Received| match r.party.as_str() {
-        MINISTRY => r.via == Via::Console && r.made_by != proposer,
-        party => party == manufacturer && r.via == Via::IdpClient && r.made_by == party,
+    let counts = |r: &Received| {
+        let entry = (
+            r.made_by.clone(),
+            audit_detail(&r.party, &r.commitment, r.via),
+        );
+        audited.contains(&entry)
+            && match r.party.as_str() {
+                MINISTRY => {
+                    r.via == Via::Console
+                        && r.made_by != proposer
+                        && independent.contains(&r.made_by)
+                }
+                party => party == manufacturer && r.via == Via::IdpClient && r.made_by == party,
+            }
     };
     if !received
         .iter()

@@ -186,6 +186,16 @@ impl Store {
                 .bind(paused_ms)
                 .execute(&mut *tx)
                 .await?;
+                // A pause of admissions that spans the suspension counts from its end: the
+                // suspension's length is given back once, above.
+                sqlx::query(
+                    "UPDATE licenses SET admissions_paused_at_ms = admissions_paused_at_ms + $2 \
+                     WHERE id = $1 AND admissions_paused_at_ms IS NOT NULL",
+                )
+                .bind(id)
+                .bind(paused_ms)
+                .execute(&mut *tx)
+                .await?;
                 // Winners whose window was still open when the suspension began get its
                 // length back.
                 sqlx::query(
@@ -264,6 +274,12 @@ impl Store {
         id: &str,
         paused: bool,
     ) -> Result<Option<bool>, StoreError> {
+        // The campaign's lock first, as every admitter tick takes it: a tick that read the
+        // license before this commits is done before it, and one after sees the pause.
+        sqlx::query("UPDATE queue_campaigns SET opened = opened WHERE license_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         let Some(row) = self
             .lock_license(tx, id, "status, selection, admissions_paused_at_ms")
             .await?
@@ -283,7 +299,9 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
             }
-            (false, Some(since)) => {
+            // Not while suspended: the suspension gives its own length back at the
+            // resumption, and the pause then counts from there (see the resumption).
+            (false, Some(since)) if active => {
                 sqlx::query(
                     "UPDATE licenses SET admissions_paused_at_ms = NULL, \
                      paused_ms = paused_ms + $2 WHERE id = $1",

@@ -34,7 +34,7 @@ static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/presale
 pub use service_kit::sql::StoreError;
 
 /// Tables the service may only read and append to.
-const APPEND_ONLY: &str = "audit_log, log_records, log_hashes, log_heads";
+const APPEND_ONLY: &str = "audit_log, log_records, log_hashes, log_heads, seed_commitments";
 
 /// Rows per multi-row statement (well under both engines' bind limits).
 pub(crate) const CHUNK: usize = 400;
@@ -89,6 +89,25 @@ impl Store {
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
         migrate_any(&self.pool, self.postgres, &SQLITE, &POSTGRES).await?;
+        Ok(())
+    }
+
+    /// Runs the migrations up to `version` only: upgrade tests start from an older schema
+    /// with data in it.
+    #[doc(hidden)]
+    pub async fn migrate_to(&self, version: i64) -> Result<(), StoreError> {
+        let all = if self.postgres { &POSTGRES } else { &SQLITE };
+        let older = sqlx::migrate::Migrator {
+            migrations: std::borrow::Cow::Owned(
+                all.migrations
+                    .iter()
+                    .filter(|m| m.version <= version)
+                    .cloned()
+                    .collect(),
+            ),
+            ..sqlx::migrate::Migrator::DEFAULT
+        };
+        older.run(&self.pool).await?;
         Ok(())
     }
 

@@ -143,6 +143,10 @@ pub enum ProposalError {
     Unchanged,
     #[error("the same change to this license is already waiting for approval")]
     Duplicate,
+    /// The approver and the author are one person behind two accounts: one enrolled the
+    /// other, or one administrator enrolled both.
+    #[error("the approver and the proposer are, or were enrolled by, the same person")]
+    SamePerson,
     /// The payload is not what the approver was shown, or not what its audit entry pins.
     #[error("the proposal is not what was shown or what was proposed")]
     Changed,
@@ -430,6 +434,11 @@ impl Store {
         now: i64,
     ) -> Result<Result<Outcome, ProposalError>, StoreError> {
         let mut tx = service_kit::sql::begin(self.pool()).await?;
+        // The audit chain's lock first, as every other staff action takes it (a pause: the
+        // chain, then the license): one order, no deadlock.
+        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
         // The row's lock: two approvals race; one decides, the other finds it decided.
         let row = sqlx::query(
             "UPDATE proposals SET outcome = outcome WHERE id = $1 AND outcome IS NULL \
@@ -454,16 +463,22 @@ impl Store {
                 return Ok(Err(ProposalError::Changed));
             }
             let created = sqlx::query(
-                "SELECT detail FROM audit_log WHERE action = 'proposal.create' AND subject = $1",
+                "SELECT actor, at, detail FROM audit_log \
+                 WHERE action = 'proposal.create' AND subject = $1",
             )
             .bind(id)
             .fetch_all(&mut *tx)
             .await?;
             let pin = pinned(&digest);
+            // The payload, its author and its time, all as the entry recorded them: an
+            // author or a time edited in the database (to approve one's own proposal, or
+            // to bring an expired one back) is refused as a changed payload is.
             let matches = created.len() == 1
                 && created[0]
                     .try_get::<String, _>("detail")?
-                    .ends_with(&format!("; {pin}"));
+                    .ends_with(&format!("; {pin}"))
+                && created[0].try_get::<String, _>("actor")? == proposed_by
+                && created[0].try_get::<i64, _>("at")? == proposed_at;
             if !matches {
                 tracing::error!(
                     proposal = id,
@@ -474,6 +489,18 @@ impl Store {
         }
         if !own && !self.is_issuer(&mut tx, by).await? {
             return Ok(Err(ProposalError::NotIssuer));
+        }
+        // An author disabled or given another role since: their proposal is not carried
+        // out (it may still be rejected).
+        if decision == Decision::Approve && !own && !self.is_issuer(&mut tx, &proposed_by).await? {
+            return Ok(Err(ProposalError::NotIssuer));
+        }
+        // Two accounts, one person: no second pair of eyes.
+        if decision == Decision::Approve
+            && !own
+            && !self.independent(&mut tx, &proposed_by, by).await?
+        {
+            return Ok(Err(ProposalError::SamePerson));
         }
         let (outcome, license_id) = match decision {
             Decision::Reject if own => ("withdrawn", change.license_id().map(str::to_owned)),

@@ -163,13 +163,15 @@ impl Store {
             .await
             .map_err(StoreError::from)?;
         let inserted = sqlx::query(
-            "INSERT INTO staff (username, password_hash, totp_secret, role, created_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO staff (username, password_hash, totp_secret, role, created_at, \
+             enrolled_by, role_set_by) VALUES ($1, $2, $3, $4, $5, $6, $6)",
         )
         .bind(username)
         .bind(&hash)
         .bind(&secret)
         .bind(role.as_str())
         .bind(now)
+        .bind(actor)
         .execute(&mut *tx)
         .await;
         match inserted {
@@ -226,10 +228,11 @@ impl Store {
             .map_err(StoreError::from)?;
         let done = sqlx::query(
             "UPDATE staff SET totp_secret = $2, last_totp_step = 0, \
-             session_epoch = session_epoch + 1 WHERE username = $1",
+             session_epoch = session_epoch + 1, enrolled_by = $3 WHERE username = $1",
         )
         .bind(username)
         .bind(&secret)
+        .bind(actor)
         .execute(&mut *tx)
         .await
         .map_err(StoreError::from)?;
@@ -260,11 +263,12 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let mut tx = service_kit::sql::begin(self.pool()).await?;
         let done = sqlx::query(
-            "UPDATE staff SET role = $2, session_epoch = session_epoch + 1 \
+            "UPDATE staff SET role = $2, session_epoch = session_epoch + 1, role_set_by = $3 \
              WHERE username = $1 AND role <> $2",
         )
         .bind(username)
         .bind(role.as_str())
+        .bind(actor)
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() != 1 {
@@ -423,6 +427,60 @@ impl Store {
         self.audit_in(&mut tx, &entry).await?;
         tx.commit().await?;
         Ok(true)
+    }
+
+    /// The people behind an account: the account itself, and whoever set its credentials
+    /// or its role (an administrator, who saw its TOTP secret or made it an issuer), and
+    /// theirs, back to the command line (outside the console). Read in the caller's
+    /// transaction. Two accounts with anyone in common are one person for four-eyes.
+    pub(crate) async fn people_behind(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        username: &str,
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut seen = std::collections::HashSet::from([username.to_owned()]);
+        let mut next = vec![username.to_owned()];
+        while let Some(u) = next.pop() {
+            let Some(row) =
+                sqlx::query("SELECT enrolled_by, role_set_by FROM staff WHERE username = $1")
+                    .bind(&u)
+                    .fetch_optional(&mut *conn)
+                    .await?
+            else {
+                continue;
+            };
+            for by in [
+                row.try_get::<Option<String>, _>("enrolled_by")?,
+                row.try_get::<Option<String>, _>("role_set_by")?,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                // Only console accounts: `cli`, `cli:NAME` and the like are outside it.
+                let account = sqlx::query("SELECT 1 AS one FROM staff WHERE username = $1")
+                    .bind(&by)
+                    .fetch_optional(&mut *conn)
+                    .await?
+                    .is_some();
+                if account && seen.insert(by.clone()) {
+                    next.push(by);
+                }
+            }
+        }
+        Ok(seen)
+    }
+
+    /// Whether `a` and `b` may be the two pairs of eyes: nobody behind one is behind the
+    /// other (see [`Store::people_behind`]).
+    pub(crate) async fn independent(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        a: &str,
+        b: &str,
+    ) -> Result<bool, StoreError> {
+        let behind_a = self.people_behind(conn, a).await?;
+        let behind_b = self.people_behind(conn, b).await?;
+        Ok(behind_a.is_disjoint(&behind_b))
     }
 
     /// The current TOTP code of a staff member (tests and the enrolment check only).

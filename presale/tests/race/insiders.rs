@@ -575,3 +575,219 @@ async fn the_service_role_serves_but_cannot_rewrite_the_audit_or_the_logs() {
     app.close().await;
     owner.close().await;
 }
+
+/// The console's migration (roles: administrator) on a database with staff and decided
+/// proposals in it: SQLite rebuilds the staff table, and with it the proposals that refer
+/// to it; every row survives, the references hold, and an administrator can be added.
+/// (The first version of the SQLite migration failed here: "FOREIGN KEY constraint
+/// failed" at its commit, since dropping the staff table orphaned the proposals.)
+pub(crate) async fn the_console_migration_keeps_staff_and_proposals(backend: Backend) {
+    let db = backend.database("presale").await;
+    let store = Store::connect(&db.url, 4).await.expect("store");
+    store
+        .migrate_to(9)
+        .await
+        .expect("the schema before the console");
+    for (who, role) in [("issuer.a", "issuer"), ("issuer.b", "issuer")] {
+        sqlx::query(
+            "INSERT INTO staff (username, password_hash, totp_secret, role, created_at) \
+             VALUES ($1, 'h', 's', $2, 1)",
+        )
+        .bind(who)
+        .bind(role)
+        .execute(store.pool())
+        .await
+        .expect("staff");
+    }
+    sqlx::query(
+        "INSERT INTO proposals (id, action, subject, payload, proposed_by, proposed_at, \
+         decided_by, decided_at, outcome) VALUES ('p-1', 'license.suspend', 'l-1', '{}', \
+         'issuer.a', 1, 'issuer.b', 2, 'approved')",
+    )
+    .execute(store.pool())
+    .await
+    .expect("proposal");
+    store
+        .migrate()
+        .await
+        .expect("the console's migrations on a database with data");
+    let row =
+        sqlx::query("SELECT proposed_by, decided_by, outcome FROM proposals WHERE id = 'p-1'")
+            .fetch_one(store.pool())
+            .await
+            .expect("the proposal survives");
+    assert_eq!(row.get::<String, _>("decided_by"), "issuer.b");
+    staff(&store, "admin.a", Role::Administrator).await;
+    let orphan = sqlx::query(
+        "INSERT INTO proposals (id, action, subject, payload, proposed_by, proposed_at) \
+         VALUES ('p-2', 'x', '', '{}', 'nobody', 1)",
+    )
+    .execute(store.pool())
+    .await;
+    assert!(orphan.is_err(), "the references to staff still hold");
+    drop(db);
+}
+
+/// Four-eyes counts people, not accounts (issue 29): an administrator who enrolled two
+/// issuers saw both TOTP secrets, so neither approves the other's proposal, nor is the
+/// seed's ministry party for it, through any chain of accounts that administrator made;
+/// an independent issuer does. And what the database says is checked against the audit
+/// chain: a proposal's author edited in place, a commitment rewritten or inserted without
+/// its audit entry, count for nothing. (Before: the approval went through, and the
+/// inserted commitment counted.)
+pub(crate) async fn one_person_behind_two_accounts_is_one_pair_of_eyes(backend: Backend) {
+    use presale::store::commitments::{CommitmentError, Via};
+    let (a, b) = two_stores(backend).await;
+    let now = service_kit::clock::now();
+    staff(&a, "admin.a", Role::Administrator).await;
+    staff(&a, "issuer.b", Role::Issuer).await;
+    for (who, role) in [
+        ("xx.one", Role::Issuer),
+        ("xx.two", Role::Issuer),
+        ("admin.p", Role::Administrator),
+    ] {
+        a.add_staff(who, PASSWORD, role, "admin.a", now)
+            .await
+            .expect("staff");
+    }
+    // A puppet administrator's issuer: behind it, admin.p and so admin.a.
+    a.add_staff("yy.one", PASSWORD, Role::Issuer, "admin.p", now)
+        .await
+        .expect("staff");
+    let id = super::issue_id(&a, &license(10, None)).await;
+    let suspend = Change::Suspend {
+        license_id: id.clone(),
+    };
+    let p = propose(&a, &suspend, "xx.one").await;
+    for approver in ["xx.two", "yy.one"] {
+        assert_eq!(
+            decide(&b, &p, approver, Decision::Approve).await,
+            Err(ProposalError::SamePerson),
+            "{approver} approving xx.one"
+        );
+    }
+    assert!(matches!(
+        decide(&b, &p, "issuer.b", Decision::Approve).await,
+        Ok(Outcome::Done { .. })
+    ));
+
+    // The ministry's share entered by x1, a license proposed by x2: not independent.
+    let l = license(10, None);
+    let [ministry, maker] = [&l.parties[0], &l.parties[1]];
+    a.record_commitment(
+        &l.license_no,
+        "ministry",
+        &ministry.commitment,
+        Via::Console,
+        "xx.one",
+        now,
+    )
+    .await
+    .expect("sql")
+    .expect("recorded");
+    a.record_commitment(
+        &l.license_no,
+        "saipa",
+        &maker.commitment,
+        Via::IdpClient,
+        "saipa",
+        now,
+    )
+    .await
+    .expect("sql")
+    .expect("recorded");
+    let issue = Change::Issue {
+        license: Box::new(l.clone()),
+    };
+    assert_eq!(
+        a.propose(&issue, "xx.two", now).await.expect("sql"),
+        Err(ProposalError::Commitments(CommitmentError::NoMinistry))
+    );
+    assert!(a
+        .propose(&issue, "issuer.b", now)
+        .await
+        .expect("sql")
+        .is_ok());
+
+    // The same commitment sent again is the same record; another is refused.
+    let again = a
+        .record_commitment(
+            &l.license_no,
+            "saipa",
+            &maker.commitment,
+            Via::IdpClient,
+            "saipa",
+            now,
+        )
+        .await
+        .expect("sql");
+    assert!(again.is_ok(), "{again:?}");
+    let other = a
+        .record_commitment(
+            &l.license_no,
+            "saipa",
+            &ministry.commitment,
+            Via::IdpClient,
+            "saipa",
+            now,
+        )
+        .await
+        .expect("sql");
+    assert_eq!(other, Err(CommitmentError::Exists));
+
+    // The database's word against the audit chain's.
+    let rewrite = sqlx::query("UPDATE seed_commitments SET made_by = 'issuer.b'")
+        .execute(a.pool())
+        .await;
+    assert!(rewrite.is_err(), "commitments are append-only");
+    let l2 = license(10, None);
+    sqlx::query(
+        "INSERT INTO seed_commitments (id, license_no, party, commitment, via, made_by, made_at) \
+         VALUES ('c-forged', $1, 'saipa', $2, 'idp-client', 'saipa', 1)",
+    )
+    .bind(&l2.license_no)
+    .bind(&l2.parties[1].commitment)
+    .execute(a.pool())
+    .await
+    .expect("a row inserted by the service's role");
+    a.record_commitment(
+        &l2.license_no,
+        "ministry",
+        &l2.parties[0].commitment,
+        Via::Console,
+        "issuer.b",
+        now,
+    )
+    .await
+    .expect("sql")
+    .expect("recorded");
+    assert_eq!(
+        a.propose(
+            &Change::Issue {
+                license: Box::new(l2)
+            },
+            "xx.one",
+            now
+        )
+        .await
+        .expect("sql"),
+        Err(ProposalError::Commitments(CommitmentError::NoManufacturer)),
+        "a commitment without its audit entry counts for nothing"
+    );
+    // x1 makes issuer.b's suspension proposal look like x1's own... and the other way:
+    // an author edited in place is refused at approval.
+    let resume = Change::Resume {
+        license_id: id.clone(),
+    };
+    let p = propose(&a, &resume, "xx.one").await;
+    sqlx::query("UPDATE proposals SET proposed_by = 'issuer.b' WHERE id = $1")
+        .bind(&p)
+        .execute(a.pool())
+        .await
+        .expect("edit");
+    assert_eq!(
+        decide(&b, &p, "xx.two", Decision::Approve).await,
+        Err(ProposalError::Changed),
+        "an author edited in the database"
+    );
+}

@@ -350,6 +350,8 @@ macro_rules! both {
     };
 }
 both!(
+    one_person_behind_two_accounts_is_one_pair_of_eyes,
+    the_console_migration_keeps_staff_and_proposals,
     pausing_admissions_keeps_every_place_and_deadline,
     the_last_party_withholding_changes_nothing_it_could_choose,
     a_second_suspension_costs_nobody_their_turn,

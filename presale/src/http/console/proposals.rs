@@ -35,6 +35,7 @@ pub(super) fn refused(e: ProposalError) -> Error {
         ProposalError::Duplicate => Error::conflict(m::DUPLICATE),
         ProposalError::Rate => Error::user(StatusCode::UNPROCESSABLE_ENTITY, m::E_RATE),
         ProposalError::Changed => Error::conflict(m::PROPOSAL_CHANGED),
+        ProposalError::SamePerson => Error::user(StatusCode::FORBIDDEN, m::SAME_PERSON),
         ProposalError::Commitments(e) => Error::user(
             StatusCode::UNPROCESSABLE_ENTITY,
             super::commitments::text(&e),
