@@ -30,6 +30,8 @@ pub struct Demo {
     pub settings: Settings,
     pub citizens: Vec<FixtureCitizen>,
     pub clients: Vec<DemoClient>,
+    /// Each manufacturer's own seed client's secret (manufacturer, secret).
+    pub seed_clients: Vec<(String, String)>,
     /// The ministry's own client at the IdP (id, secret), for presale's console.
     pub ministry: (String, String),
 }
@@ -107,7 +109,7 @@ pub async fn prepare(
                 stars: m.stars,
                 redirect_uris: vec![m.redirect_uri.clone()],
                 post_logout_redirect_uris: vec![m.post_logout_uri.clone()],
-                service_scopes: vec!["presale.read".into(), "presale.seed".into()],
+                service_scopes: vec!["presale.read".into()],
                 id_token_alg: SigningAlg::ES256,
                 valid_days: 365,
                 allowed_scopes: vec!["profile".into(), "phone".into(), "national_id".into()],
@@ -126,11 +128,17 @@ pub async fn prepare(
         });
     }
     let ministry = crate::deploy::register_ministry_client(&db, &keys).await?;
+    let makers: Vec<(&str, &str, &str)> = manufacturers
+        .iter()
+        .map(|m| (m.id, m.name, m.name_fa))
+        .collect();
+    let seed_clients = crate::deploy::register_seed_clients(&db, &keys, &makers).await?;
     db.close().await;
     Ok(Demo {
         settings,
         citizens,
         clients,
+        seed_clients,
         ministry,
     })
 }
@@ -328,11 +336,7 @@ pub async fn run(dir: &Path, ports: &Ports, opens_in: i64) -> anyhow::Result<()>
     // The manufacturers' back-ends send their seed commitments for the next license
     // number through their own credentials at the IdP, as real ones would: a license for
     // it can be proposed in the console once the ministry's is entered there.
-    let makers: Vec<(String, String)> = demo
-        .clients
-        .iter()
-        .map(|c| (c.id.clone(), c.secret.clone()))
-        .collect();
+    let makers = demo.seed_clients.clone();
     let (issuer_c, base_c) = (issuer.clone(), base.clone());
     tokio::spawn(async move {
         for _ in 0..50 {

@@ -107,6 +107,9 @@ pub struct Deployment {
     /// The manufacturers' storefronts, with their client secrets at the IdP (their
     /// back-ends' credentials, as for a seed commitment).
     pub storefronts: Vec<StorefrontConfig>,
+    /// Each manufacturer's own seed client's secret (manufacturer, secret): what its
+    /// back-end holds, and presale does not.
+    pub seed_clients: Vec<(String, String)>,
     pub idp: idp::core::Core,
     /// The databases made for this deployment (their SQLite folders go with them).
     pub databases: Vec<FreshDatabase>,
@@ -350,8 +353,7 @@ pub async fn register_storefronts(
                 stars: 4,
                 redirect_uris: bases.iter().map(|b| format!("{b}/{id}/callback")).collect(),
                 post_logout_redirect_uris: vec![],
-                // Its back-end sends its seed commitments to presale with its own credentials.
-                service_scopes: vec!["presale.seed".into()],
+                service_scopes: vec![],
                 id_token_alg: idp::domain::SigningAlg::ES256,
                 valid_days: 365,
                 // The storefronts need the national ID (one seat per person).
@@ -420,6 +422,53 @@ pub async fn register_ministry_client(
     )
     .await?;
     Ok((ID.into(), secret))
+}
+
+/// Each manufacturer's own seed client at the IdP, `{id}-seed` (a service client with scope
+/// `presale.seed`): its back-end sends its seed commitments to presale with it. Presale
+/// never holds these credentials (it holds the storefronts' clients). Registered once; a
+/// restart rotates the secret. Returns (manufacturer, secret) pairs.
+pub async fn register_seed_clients(
+    db: &idp::store::Db,
+    keys: &idp::crypto::Keyring,
+    manufacturers: &[(&str, &str, &str)],
+) -> anyhow::Result<Vec<(String, String)>> {
+    let now = service_kit::clock::now();
+    let mut out = Vec::new();
+    for (id, name, name_fa) in manufacturers {
+        let client = format!("{id}{}", presale::store::commitments::SEED_CLIENT_SUFFIX);
+        let cid = idp::domain::ClientId::parse(&client).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let secret = if db.client(&cid).await?.is_some() {
+            admin::rotate_secret(db, keys, &client, 0, "local", now).await?
+        } else {
+            admin::add_client(
+                db,
+                keys,
+                NewClient {
+                    id: client.clone(),
+                    name: format!("{name} (seed)"),
+                    name_fa: format!("{name_fa} (بذر)"),
+                    stars: 4,
+                    redirect_uris: vec![],
+                    post_logout_redirect_uris: vec![],
+                    service_scopes: vec!["presale.seed".into()],
+                    id_token_alg: idp::domain::SigningAlg::ES256,
+                    valid_days: 365,
+                    allowed_scopes: vec![],
+                    subject_type: idp::domain::SubjectType::Public,
+                    sector_identifier: None,
+                    backchannel_logout_uri: None,
+                    private_key_jwt: None,
+                },
+                "local",
+                now,
+            )
+            .await?
+            .1
+        };
+        out.push(((*id).to_owned(), secret));
+    }
+    Ok(out)
 }
 
 /// The environment of an IdP process with the settings `s`, listening on `port`.
@@ -551,6 +600,15 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
     bases.dedup();
     let fronts = register_storefronts(&core, &bases).await?;
     let (ministry_id, ministry_secret) = register_ministry_client(&core.db, &core.keyring).await?;
+    let seed_clients = register_seed_clients(
+        &core.db,
+        &core.keyring,
+        &[
+            ("saipa", "Saipa", "سایپا"),
+            ("iran-khodro", "Iran Khodro", "ایران خودرو"),
+        ],
+    )
+    .await?;
     core.reload().await?;
     let idp_processes = Processes::default();
     if let (Some(binary), Some(balancer)) = (&o.idp_binary, &idp_balancer) {
@@ -670,6 +728,7 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
         citizens,
         store,
         storefronts: fronts,
+        seed_clients,
         idp: core,
         databases: vec![idp_db, db],
         presale_processes: processes,

@@ -30,8 +30,9 @@ pub fn contribution(party: &str) -> Contribution {
 }
 
 /// Sends `manufacturer`'s seed commitment for license number `license_no` through its own
-/// channel, as the manufacturer's back-end would: a client_credentials token from the IdP
-/// at `issuer` (scope `presale.seed`), then `POST {presale}/api/seed-commitments`.
+/// channel, as the manufacturer's back-end would: a client_credentials token of its seed
+/// client (`{manufacturer}-seed`, with `client_secret`) from the IdP at `issuer` (scope
+/// `presale.seed`), then `POST {presale}/api/seed-commitments`.
 pub async fn commit_through_idp(
     issuer: &str,
     presale: &str,
@@ -42,7 +43,13 @@ pub async fn commit_through_idp(
     let http = reqwest::Client::new();
     let token: serde_json::Value = http
         .post(format!("{issuer}/token"))
-        .basic_auth(manufacturer, Some(client_secret))
+        .basic_auth(
+            format!(
+                "{manufacturer}{}",
+                presale::store::commitments::SEED_CLIENT_SUFFIX
+            ),
+            Some(client_secret),
+        )
         .form(&[
             ("grant_type", "client_credentials"),
             ("scope", "presale.seed"),

@@ -76,6 +76,11 @@ pub struct CoreState {
     /// Each queue campaign's state as the admitter last committed it: status polls are
     /// answered from here and never touch a store.
     counters: RwLock<HashMap<String, QueueState>>,
+    /// Each campaign's figures (dashboard, `/metrics`) as last read, and when: read again
+    /// at most every two seconds, however many dashboards are open.
+    figures: std::sync::Mutex<
+        HashMap<String, (std::time::Instant, Arc<crate::store::figures::Figures>)>,
+    >,
 }
 
 impl Core {
@@ -125,6 +130,34 @@ impl Core {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id.to_owned(), c);
+    }
+
+    /// Campaign `id`'s figures, read again when older than two seconds; None if there is
+    /// no such campaign.
+    pub(crate) async fn figures(
+        &self,
+        id: &str,
+    ) -> Result<Option<Arc<crate::store::figures::Figures>>, crate::store::StoreError> {
+        let fresh = std::time::Duration::from_secs(2);
+        if let Some((at, f)) = self
+            .figures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+        {
+            if at.elapsed() < fresh {
+                return Ok(Some(f.clone()));
+            }
+        }
+        let Some(f) = self.store.figures(id).await? else {
+            return Ok(None);
+        };
+        let f = Arc::new(f);
+        self.figures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_owned(), (std::time::Instant::now(), f.clone()));
+        Ok(Some(f))
     }
 
     pub(crate) fn count_refusal(&self, r: crate::domain::Refusal) {
@@ -235,6 +268,7 @@ impl Application {
             rp,
             licenses: RwLock::default(),
             counters: RwLock::default(),
+            figures: std::sync::Mutex::default(),
         }));
         crate::admitter::tick(&core).await;
         service_kit::telemetry::init_metrics();

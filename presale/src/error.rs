@@ -84,6 +84,7 @@ pub mod msg {
         pub const REFUSALS: Text = t!("درخواست‌های ردشده (این نمونه)", "Refusals (this replica)");
         pub const AS_OF: Text = t!("زمان", "As of");
         pub const SAME_PERSON: Text = t!("تأییدکننده و پیشنهاددهنده یک نفرند: یکی دیگری را ثبت کرده یا هر دو را یک مدیر ثبت کرده است. تأیید با صادرکننده مستقل دیگری است.", "The approver and the proposer are one person: one enrolled the other, or one administrator enrolled both. Another, independent issuer must approve.");
+        pub const E_NOT_SEED_CLIENT: Text = t!("تعهد خودروساز فقط با کلاینت بذر خود او ({خودروساز}-seed) پذیرفته است، نه با کلاینت فروشگاه.", "A manufacturer's commitment is taken from its own seed client ({manufacturer}-seed) only, never the storefront's client.");
         pub const COMMITMENTS: Text = t!("صفحه تعهدها", "The commitments page");
         pub const MINISTRY_COMMITMENT_EXPLAINED: Text = t!("تعهد وزارت را با presale commit ministry روی رایانه خود بسازید و راز را نزد خود نگه دارید؛ اینجا فقط تعهد را بچسبانید. پیشنهاددهنده مجوز نمی‌تواند تعهد وزارت را ثبت کرده باشد.", "Make the ministry's commitment with presale commit ministry on your own computer and keep the secret; paste only the commitment here. Whoever proposes the license cannot be who entered the ministry's commitment.");
         pub const ENTER_COMMITMENT: Text = t!("ثبت تعهد وزارت", "Enter the ministry's commitment");

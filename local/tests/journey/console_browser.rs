@@ -139,13 +139,12 @@ async fn an_opening_day_in_the_console_in_a_real_browser() {
     // The manufacturer's commitment arrives through its channel; another issuer enters the
     // ministry's.
     let maker_secret = env
-        .fronts
+        .seed_clients
         .iter()
-        .find(|f| f.id == "iran-khodro")
-        .expect("iran-khodro")
-        .client_secret
-        .expose()
-        .to_owned();
+        .find(|(m, _)| m == "iran-khodro")
+        .expect("iran-khodro's seed client")
+        .1
+        .clone();
     local::parties::commit_through_idp(
         &env.issuer,
         &env.base,

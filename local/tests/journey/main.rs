@@ -76,8 +76,10 @@ struct Env {
     stub: StubServices,
     citizens: Vec<FixtureCitizen>,
     store: Store,
-    /// The manufacturers' client credentials at the IdP (their back-ends').
+    /// The manufacturers' storefront clients at the IdP (presale holds their secrets).
     fronts: Vec<presale::config::StorefrontConfig>,
+    /// The manufacturers' own seed clients' secrets (their back-ends').
+    seed_clients: Vec<(String, String)>,
     /// Everything above runs until this is dropped.
     _deployment: Deployment,
 }
@@ -146,6 +148,7 @@ fn env_of(d: local::Deployment) -> Env {
         citizens: d.citizens.clone(),
         store: d.store.clone(),
         fronts: d.storefronts.clone(),
+        seed_clients: d.seed_clients.clone(),
         _deployment: d,
     }
 }
@@ -698,13 +701,12 @@ async fn console(postgres: bool) {
         .commitment()
         .commitment;
     let maker_secret = env
-        .fronts
+        .seed_clients
         .iter()
-        .find(|f| f.id == "iran-khodro")
-        .expect("iran-khodro")
-        .client_secret
-        .expose()
-        .to_owned();
+        .find(|(m, _)| m == "iran-khodro")
+        .expect("iran-khodro's seed client")
+        .1
+        .clone();
     let forged = reqwest::Client::new()
         .post(format!("{}/api/seed-commitments", env.base))
         .bearer_auth("not-a-token-the-idp-issued")
@@ -713,6 +715,34 @@ async fn console(postgres: bool) {
         .await
         .expect("api");
     assert_eq!(forged.status(), 401, "only the IdP's tokens commit");
+    // Nor the storefront's client, whose secret presale itself holds: only the
+    // manufacturer's own seed client.
+    let front_secret = env
+        .fronts
+        .iter()
+        .find(|f| f.id == "iran-khodro")
+        .expect("iran-khodro")
+        .client_secret
+        .expose()
+        .to_owned();
+    let token: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/token", env.issuer))
+        .basic_auth("iran-khodro", Some(&front_secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("json");
+    let storefront = reqwest::Client::new()
+        .post(format!("{}/api/seed-commitments", env.base))
+        .bearer_auth(token["access_token"].as_str().expect("a service token"))
+        .json(&serde_json::json!({ "license_no": "MIMT-T-9", "commitment": maker_commitment }))
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(storefront.status(), 403, "not with the storefront's client");
     let b3 = Browser::new("");
     let dash2 = staff_sign_in(&env, &b3, "issuer.two", 0).await;
     let csrf2 = input(&dash2.body, "csrf");
@@ -740,7 +770,7 @@ async fn console(postgres: bool) {
     assert_eq!(entered.status, 200, "{}", entered.body);
     for (party, via) in [
         ("ministry", "the console"),
-        ("iran-khodro", "client_credentials"),
+        ("iran-khodro-seed", "client_credentials"),
     ] {
         assert!(
             entered.body.contains(party) && entered.body.contains(via),

@@ -3,9 +3,12 @@
 //! [`crate::adapters::ministry`]).
 //!
 //! - `POST /api/seed-commitments`, JSON `{"license_no", "commitment"}`: a manufacturer's
-//!   seed commitment for a license to come, sent with a client_credentials token of its
-//!   own client at the IdP (scope `presale.seed`). The party is the token's client: nobody
-//!   else can commit in a manufacturer's name, and an issuer cannot type it in.
+//!   seed commitment for a license to come, sent with a client_credentials token of the
+//!   manufacturer's own seed client at the IdP, `{manufacturer}-seed` (a service client,
+//!   scope `presale.seed`, whose secret or key only the manufacturer holds: never the
+//!   storefront's client, whose secret presale itself holds). The party is the manufacturer
+//!   that client belongs to: nobody else can commit in its name, and an issuer cannot type
+//!   it in.
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -22,6 +25,8 @@ use crate::store::commitments::{CommitmentError, Via};
 
 /// The service scope a manufacturer's token needs to commit to a seed.
 pub const SEED_SCOPE: &str = "presale.seed";
+
+pub use crate::store::commitments::SEED_CLIENT_SUFFIX;
 
 pub(crate) fn router() -> Router<Core> {
     Router::new().route("/api/seed-commitments", post(seed_commitment))
@@ -93,6 +98,18 @@ async fn seed_commitment(
     if !caller.scopes.iter().any(|s| s == SEED_SCOPE) {
         return problem(StatusCode::FORBIDDEN, "insufficient_scope", m::E_SCOPE);
     }
+    // A manufacturer's seed client, never a client whose secret this service holds.
+    let Some(manufacturer) = caller
+        .client_id
+        .strip_suffix(SEED_CLIENT_SUFFIX)
+        .filter(|m| !m.is_empty() && core.rp.storefront(&caller.client_id).is_none())
+    else {
+        return problem(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            m::E_NOT_SEED_CLIENT,
+        );
+    };
     let Ok(Json(c)) = body else {
         return problem(
             StatusCode::BAD_REQUEST,
@@ -104,7 +121,7 @@ async fn seed_commitment(
         .store
         .record_commitment(
             c.license_no.trim(),
-            &caller.client_id,
+            manufacturer,
             c.commitment.trim(),
             Via::IdpClient,
             &caller.client_id,
@@ -114,7 +131,7 @@ async fn seed_commitment(
     {
         Ok(Ok(id)) => (
             StatusCode::CREATED,
-            Json(json!({ "id": id, "license_no": c.license_no.trim(), "party": caller.client_id })),
+            Json(json!({ "id": id, "license_no": c.license_no.trim(), "party": manufacturer })),
         )
             .into_response(),
         Ok(Err(CommitmentError::Exists)) => {

@@ -42,6 +42,10 @@ impl Via {
 /// The ministry's party name in every seed.
 pub const MINISTRY: &str = "ministry";
 
+/// A manufacturer's seed client at the IdP is `{manufacturer}-seed`: a service client of
+/// its own, whose credentials only the manufacturer holds.
+pub const SEED_CLIENT_SUFFIX: &str = "-seed";
+
 /// A recorded commitment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Received {
@@ -295,7 +299,11 @@ fn parties_of(
                         && r.made_by != proposer
                         && independent.contains(&r.made_by)
                 }
-                party => party == manufacturer && r.via == Via::IdpClient && r.made_by == party,
+                party => {
+                    party == manufacturer
+                        && r.via == Via::IdpClient
+                        && r.made_by == format!("{party}{SEED_CLIENT_SUFFIX}")
+                }
             }
     };
     if !received

@@ -1,6 +1,9 @@
 //! How a campaign is going, from its committed records: what the console's live dashboard
-//! shows and what `/metrics` exports (one source for both). Read on demand; every figure
-//! is a count or a bounded read over indexed columns, and the series cover the last hour.
+//! shows and what `/metrics` exports (one source for both). Every read is bounded by an
+//! index range, whatever the campaign's size: the counts of the admitted by the live
+//! admissions index, the series and the waits by ticket number (the latest tickets only),
+//! and the replica keeps the result for two seconds (`app::Core::figures`), so open
+//! dashboards and scrapes cost the database a few bounded reads a second at most.
 
 use sqlx::Row;
 
@@ -48,6 +51,10 @@ pub struct Figures {
 /// The admissions the wait percentiles are taken over.
 const RECENT: i64 = 5000;
 
+/// The latest tickets the hour's series is counted over: a campaign admitting more than
+/// this in an hour shows the latest part of the hour.
+const SERIES_TICKETS: i64 = 200_000;
+
 fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
     if sorted.is_empty() {
         return None;
@@ -80,7 +87,7 @@ impl Store {
             ..Figures::default()
         };
         let hour_ago = now_ms - 3_600_000;
-        let minute = |t: i64| t - t.rem_euclid(60_000);
+
         let mut series: std::collections::BTreeMap<i64, Minute> = Default::default();
         if l.try_get::<String, _>("selection")? == "lottery" {
             f.joined =
@@ -94,16 +101,25 @@ impl Store {
                 .fetch_optional(self.pool())
                 .await?
                 .is_some();
+            // The latest entries only (a range of the entry-number index).
             for r in sqlx::query(
-                "SELECT entered_at FROM lottery_entries WHERE license_id = $1 AND entered_at * 1000 > $2",
+                "SELECT entered_at / 60 AS m, COUNT(*) AS n FROM lottery_entries \
+                 WHERE license_id = $1 AND entry_no > $2 AND entered_at > $3 GROUP BY entered_at / 60",
             )
             .bind(license_id)
-            .bind(hour_ago)
+            .bind(f.joined - SERIES_TICKETS)
+            .bind(hour_ago / 1000)
             .fetch_all(self.pool())
             .await?
             {
-                let at = minute(r.try_get::<i64, _>("entered_at")? * 1000);
-                series.entry(at).or_insert(Minute { at_ms: at, ..Minute::default() }).joined += 1;
+                let at = r.try_get::<i64, _>("m")? * 60_000;
+                series
+                    .entry(at)
+                    .or_insert(Minute {
+                        at_ms: at,
+                        ..Minute::default()
+                    })
+                    .joined += r.try_get::<i64, _>("n")?;
             }
         } else if let Some(q) = sqlx::query(
             "SELECT early, late, serving, opens_at_ms FROM queue_campaigns WHERE license_id = $1",
@@ -120,21 +136,20 @@ impl Store {
             let opens_at_ms: i64 = q.try_get("opens_at_ms")?;
             f.joined = early + late;
             f.admitted = serving;
+            // Both on the live admissions index (license, released, deadline).
             let counts = sqlx::query(
                 "SELECT \
-                 COALESCE(SUM(CASE WHEN released = 0 AND deadline_ms > $2 THEN 1 ELSE 0 END), 0) AS live, \
-                 COALESCE(SUM(CASE WHEN released = 0 AND deadline_ms <= $2 THEN 1 ELSE 0 END), 0) AS abandoned, \
-                 COALESCE(SUM(CASE WHEN admitted_at_ms > $3 THEN 1 ELSE 0 END), 0) AS last_minute \
-                 FROM queue_admissions WHERE license_id = $1",
+                 (SELECT COUNT(*) FROM queue_admissions WHERE license_id = $1 \
+                  AND released = 0 AND deadline_ms > $2) AS live, \
+                 (SELECT COUNT(*) FROM queue_admissions WHERE license_id = $1 \
+                  AND released = 0 AND deadline_ms <= $2) AS abandoned",
             )
             .bind(license_id)
             .bind(now_ms)
-            .bind(now_ms - 60_000)
             .fetch_one(self.pool())
             .await?;
             f.live = counts.try_get("live")?;
             f.abandoned = counts.try_get("abandoned")?;
-            f.admitted_last_minute = counts.try_get("last_minute")?;
             // The one waiting longest: a pre-opening arrival waits from the opening; after
             // them, the lowest ticket not yet admitted.
             f.oldest_waiting_ms = if serving < early {
@@ -170,48 +185,74 @@ impl Store {
             waits.sort_unstable();
             f.wait_p50_ms = percentile(&waits, 0.5);
             f.wait_p90_ms = percentile(&waits, 0.9);
-            for (sql, which) in [
+            // Per minute in SQL, over the latest tickets only (a range of the ticket-number
+            // index; a pre-opening arrival's number is negative, and its join is before the
+            // hour of a long campaign anyway).
+            for (sql, floor, which) in [
                 (
-                    "SELECT joined_at_ms AS t FROM queue_tickets WHERE license_id = $1 AND joined_at_ms > $2",
+                    "SELECT joined_at_ms / 60000 AS m, COUNT(*) AS n FROM queue_tickets \
+                     WHERE license_id = $1 AND number > $2 AND joined_at_ms > $3 GROUP BY joined_at_ms / 60000",
+                    late + early - SERIES_TICKETS,
                     0,
                 ),
                 (
-                    "SELECT admitted_at_ms AS t FROM queue_admissions WHERE license_id = $1 AND admitted_at_ms > $2",
+                    "SELECT admitted_at_ms / 60000 AS m, COUNT(*) AS n FROM queue_admissions \
+                     WHERE license_id = $1 AND ticket > $2 AND admitted_at_ms > $3 GROUP BY admitted_at_ms / 60000",
+                    serving - SERIES_TICKETS,
                     1,
                 ),
             ] {
                 for r in sqlx::query(sql)
                     .bind(license_id)
+                    .bind(floor)
                     .bind(hour_ago)
                     .fetch_all(self.pool())
                     .await?
                 {
-                    let at = minute(r.try_get::<i64, _>("t")?);
-                    let m = series.entry(at).or_insert(Minute { at_ms: at, ..Minute::default() });
+                    let at = r.try_get::<i64, _>("m")? * 60_000;
+                    let n: i64 = r.try_get("n")?;
+                    let m = series.entry(at).or_insert(Minute {
+                        at_ms: at,
+                        ..Minute::default()
+                    });
                     if which == 0 {
-                        m.joined += 1;
+                        m.joined += n;
                     } else {
-                        m.admitted += 1;
+                        m.admitted += n;
                     }
                 }
             }
+            // The rate achieved: admissions in the last minute, bounded by the rate's worth
+            // of the latest tickets.
+            f.admitted_last_minute = sqlx::query(
+                "SELECT COUNT(*) AS n FROM queue_admissions \
+                 WHERE license_id = $1 AND ticket > $2 AND admitted_at_ms > $3",
+            )
+            .bind(license_id)
+            .bind(serving - SERIES_TICKETS)
+            .bind(now_ms - 60_000)
+            .fetch_one(self.pool())
+            .await?
+            .try_get("n")?;
         }
+        // Applications are bounded by the cap.
         for r in sqlx::query(
-            "SELECT created_at FROM applications WHERE license_id = $1 AND created_at * 1000 > $2",
+            "SELECT created_at / 60 AS m, COUNT(*) AS n FROM applications \
+             WHERE license_id = $1 AND created_at > $2 GROUP BY created_at / 60",
         )
         .bind(license_id)
-        .bind(hour_ago)
+        .bind(hour_ago / 1000)
         .fetch_all(self.pool())
         .await?
         {
-            let at = minute(r.try_get::<i64, _>("created_at")? * 1000);
+            let at = r.try_get::<i64, _>("m")? * 60_000;
             series
                 .entry(at)
                 .or_insert(Minute {
                     at_ms: at,
                     ..Minute::default()
                 })
-                .accepted += 1;
+                .accepted += r.try_get::<i64, _>("n")?;
         }
         f.series = series.into_values().collect();
         Ok(Some(f))

@@ -37,7 +37,7 @@ async fn record_parties(store: &Store, l: &presale::domain::NewLicense, ministry
         let (via, by) = if p.party == "ministry" {
             (Via::Console, ministry_by)
         } else {
-            (Via::IdpClient, p.party.as_str())
+            (Via::IdpClient, "saipa-seed")
         };
         let r = store
             .record_commitment(
@@ -183,7 +183,7 @@ pub(crate) async fn campaign_changes_need_a_second_issuer_raced_and_audited_with
         "saipa",
         &maker.commitment,
         Via::IdpClient,
-        "saipa",
+        "saipa-seed",
         now,
     )
     .await
@@ -690,7 +690,7 @@ pub(crate) async fn one_person_behind_two_accounts_is_one_pair_of_eyes(backend: 
         "saipa",
         &maker.commitment,
         Via::IdpClient,
-        "saipa",
+        "saipa-seed",
         now,
     )
     .await
@@ -716,7 +716,7 @@ pub(crate) async fn one_person_behind_two_accounts_is_one_pair_of_eyes(backend: 
             "saipa",
             &maker.commitment,
             Via::IdpClient,
-            "saipa",
+            "saipa-seed",
             now,
         )
         .await
@@ -728,7 +728,7 @@ pub(crate) async fn one_person_behind_two_accounts_is_one_pair_of_eyes(backend: 
             "saipa",
             &ministry.commitment,
             Via::IdpClient,
-            "saipa",
+            "saipa-seed",
             now,
         )
         .await
@@ -743,7 +743,7 @@ pub(crate) async fn one_person_behind_two_accounts_is_one_pair_of_eyes(backend: 
     let l2 = license(10, None);
     sqlx::query(
         "INSERT INTO seed_commitments (id, license_no, party, commitment, via, made_by, made_at) \
-         VALUES ('c-forged', $1, 'saipa', $2, 'idp-client', 'saipa', 1)",
+         VALUES ('c-forged', $1, 'saipa', $2, 'idp-client', 'saipa-seed', 1)",
     )
     .bind(&l2.license_no)
     .bind(&l2.parties[1].commitment)

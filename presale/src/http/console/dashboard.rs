@@ -116,14 +116,13 @@ fn figures(app: &App, l: &License, f: &Figures, paused: bool) -> Markup {
     }
 }
 
-async fn load(app: &App, id: &str) -> Result<(License, Figures, bool), Error> {
+async fn load(app: &App, id: &str) -> Result<(License, std::sync::Arc<Figures>, bool), Error> {
     let l = app
         .store
         .license(id)
         .await?
         .ok_or(Error::not_found(m::NO_LICENSE))?;
     let f = app
-        .store
         .figures(id)
         .await?
         .ok_or(Error::not_found(m::NO_LICENSE))?;
