@@ -306,7 +306,7 @@ pub async fn run(dir: &Path, ports: &Ports, opens_in: i64) -> anyhow::Result<()>
         };
         staff_notes.push(note);
     }
-    let staff_note = staff_notes.join("\n                       ");
+    let staff_note = staff_notes.join("\n                     ");
     // The seed's parties, played by the machine: they reveal as soon as the list is frozen.
     tokio::spawn(crate::parties::reveal_when_frozen(store.clone()));
     let storefronts: Vec<StorefrontConfig> = demo

@@ -203,7 +203,11 @@ impl Store {
             .iter()
             .filter(|r| r.party == MINISTRY && r.via == Via::Console)
         {
-            if self.independent(&mut *conn, &r.made_by, proposer).await? {
+            // Entered by an issuer still enabled: an account disabled or demoted since
+            // (one that left, or was found out) no longer makes the ministry's share.
+            if self.is_issuer(&mut *conn, &r.made_by).await?
+                && self.independent(&mut *conn, &r.made_by, proposer).await?
+            {
                 independent.insert(r.made_by.clone());
             }
         }

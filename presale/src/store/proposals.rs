@@ -193,7 +193,7 @@ fn proposal_from_row(r: &sqlx::any::AnyRow) -> Result<Proposal, StoreError> {
 
 impl Store {
     /// Whether `username` is an enabled issuer (read in the caller's transaction).
-    async fn is_issuer(
+    pub(crate) async fn is_issuer(
         &self,
         conn: &mut sqlx::AnyConnection,
         username: &str,
