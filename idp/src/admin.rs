@@ -209,14 +209,16 @@ pub async fn add_client(
     // The ministry's scopes (reading the manufacturers, introspecting other clients'
     // service tokens) go to the ministry's own service clients only, never to a client
     // that signs citizens in.
+    // Likewise a manufacturer's seed share (`presale.seed`): its own seed client, never the
+    // storefront's, whose secret presale holds.
     if !redirect_uris.is_empty()
         && new
             .service_scopes
             .iter()
-            .any(|s| s.starts_with("ministry."))
+            .any(|s| s.starts_with("ministry.") || s == "presale.seed")
     {
         return Err(AdminError::Invalid(
-            "ministry.* service scopes are for service clients only (no redirect URI)".into(),
+            "ministry.* and presale.seed service scopes are for service clients only (no redirect URI)".into(),
         ));
     }
     if new.name.trim().is_empty() || new.name_fa.trim().is_empty() {

@@ -381,44 +381,53 @@ pub async fn register_storefronts(
     Ok(fronts)
 }
 
+/// A service client at the IdP (no redirect URI, no citizen's claims: client_credentials
+/// for `service_scopes` only), registered once; a restart rotates its secret (the old one
+/// is gone). Returns its secret.
+async fn service_client(
+    db: &idp::store::Db,
+    keys: &idp::crypto::Keyring,
+    id: &str,
+    names: (&str, &str),
+    service_scopes: &[&str],
+) -> anyhow::Result<String> {
+    let now = service_kit::clock::now();
+    let cid = idp::domain::ClientId::parse(id).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if db.client(&cid).await?.is_some() {
+        return Ok(admin::rotate_secret(db, keys, id, 0, "local", now).await?);
+    }
+    let new = NewClient {
+        id: id.into(),
+        name: names.0.into(),
+        name_fa: names.1.into(),
+        stars: 5,
+        redirect_uris: vec![],
+        post_logout_redirect_uris: vec![],
+        service_scopes: service_scopes.iter().map(|s| (*s).to_owned()).collect(),
+        id_token_alg: idp::domain::SigningAlg::ES256,
+        valid_days: 365,
+        allowed_scopes: vec![],
+        subject_type: idp::domain::SubjectType::Public,
+        sector_identifier: None,
+        backchannel_logout_uri: None,
+        private_key_jwt: None,
+    };
+    Ok(admin::add_client(db, keys, new, "local", now).await?.1)
+}
+
 /// The ministry's own client at the IdP, as presale uses it: the manufacturers API and the
-/// introspection of manufacturers' service tokens. Registered once; a restart rotates its
-/// secret (the old one is gone). Returns its id and secret.
+/// introspection of manufacturers' service tokens. Returns its id and secret.
 pub async fn register_ministry_client(
     db: &idp::store::Db,
     keys: &idp::crypto::Keyring,
 ) -> anyhow::Result<(String, String)> {
     const ID: &str = "ministry-console";
-    let now = service_kit::clock::now();
-    let cid = idp::domain::ClientId::parse(ID).map_err(|e| anyhow::anyhow!("{e}"))?;
-    if db.client(&cid).await?.is_some() {
-        let secret = admin::rotate_secret(db, keys, ID, 0, "local", now).await?;
-        return Ok((ID.into(), secret));
-    }
-    let (_, secret) = admin::add_client(
+    let secret = service_client(
         db,
         keys,
-        NewClient {
-            id: ID.into(),
-            name: "Ministry console".into(),
-            name_fa: "سامانه وزارت".into(),
-            stars: 5,
-            redirect_uris: vec![],
-            post_logout_redirect_uris: vec![],
-            service_scopes: vec![
-                "ministry.manufacturers".into(),
-                "ministry.introspect".into(),
-            ],
-            id_token_alg: idp::domain::SigningAlg::ES256,
-            valid_days: 365,
-            allowed_scopes: vec![],
-            subject_type: idp::domain::SubjectType::Public,
-            sector_identifier: None,
-            backchannel_logout_uri: None,
-            private_key_jwt: None,
-        },
-        "local",
-        now,
+        ID,
+        ("Ministry console", "سامانه وزارت"),
+        &["ministry.manufacturers", "ministry.introspect"],
     )
     .await?;
     Ok((ID.into(), secret))
@@ -426,46 +435,19 @@ pub async fn register_ministry_client(
 
 /// Each manufacturer's own seed client at the IdP, `{id}-seed` (a service client with scope
 /// `presale.seed`): its back-end sends its seed commitments to presale with it. Presale
-/// never holds these credentials (it holds the storefronts' clients). Registered once; a
-/// restart rotates the secret. Returns (manufacturer, secret) pairs.
+/// never holds these credentials (it holds the storefronts' clients). Returns
+/// (manufacturer, secret) pairs.
 pub async fn register_seed_clients(
     db: &idp::store::Db,
     keys: &idp::crypto::Keyring,
     manufacturers: &[(&str, &str, &str)],
 ) -> anyhow::Result<Vec<(String, String)>> {
-    let now = service_kit::clock::now();
     let mut out = Vec::new();
     for (id, name, name_fa) in manufacturers {
         let client = format!("{id}{}", presale::store::commitments::SEED_CLIENT_SUFFIX);
-        let cid = idp::domain::ClientId::parse(&client).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let secret = if db.client(&cid).await?.is_some() {
-            admin::rotate_secret(db, keys, &client, 0, "local", now).await?
-        } else {
-            admin::add_client(
-                db,
-                keys,
-                NewClient {
-                    id: client.clone(),
-                    name: format!("{name} (seed)"),
-                    name_fa: format!("{name_fa} (بذر)"),
-                    stars: 4,
-                    redirect_uris: vec![],
-                    post_logout_redirect_uris: vec![],
-                    service_scopes: vec!["presale.seed".into()],
-                    id_token_alg: idp::domain::SigningAlg::ES256,
-                    valid_days: 365,
-                    allowed_scopes: vec![],
-                    subject_type: idp::domain::SubjectType::Public,
-                    sector_identifier: None,
-                    backchannel_logout_uri: None,
-                    private_key_jwt: None,
-                },
-                "local",
-                now,
-            )
-            .await?
-            .1
-        };
+        let names = (format!("{name} (seed)"), format!("{name_fa} (بذر)"));
+        let secret =
+            service_client(db, keys, &client, (&names.0, &names.1), &["presale.seed"]).await?;
         out.push(((*id).to_owned(), secret));
     }
     Ok(out)

@@ -304,7 +304,7 @@ async fn staff(store: &Store, action: StaffAction) -> anyhow::Result<()> {
             let role = Role::parse(&role)
                 .ok_or_else(|| anyhow::anyhow!("role: administrator, issuer or auditor"))?;
             let e = store
-                .add_staff(&username, &password, role, "cli", now)
+                .add_staff(&username, &password, role, "cli:staff-add", now)
                 .await?;
             std::fs::write(&qr_out, e.qr_svg)?;
             println!("staff {username} ({}) created", role.as_str());

@@ -88,6 +88,20 @@ async fn sign_in(d: &Driver, env: &Env, who: &str, password: &str, code: &str) {
     wait_for_url(d, |u| u == console).await;
 }
 
+/// Clicks `css` (a form's button) and waits for the page it brings: the old page carries a
+/// mark the new one does not.
+async fn submit_and_wait(d: &Driver, css: &str) {
+    d.script("window.emtaOldPage = true; return null").await;
+    d.click(css).await;
+    for _ in 0..100 {
+        if d.script("return window.emtaOldPage === true").await == serde_json::json!(false) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no new page after {css}");
+}
+
 async fn sign_out(d: &Driver) {
     d.click("form[action='/ministry/logout'] button").await;
     wait_for_url(d, |u| u.ends_with("/ministry/login")).await;
@@ -138,13 +152,7 @@ async fn an_opening_day_in_the_console_in_a_real_browser() {
 
     // The manufacturer's commitment arrives through its channel; another issuer enters the
     // ministry's.
-    let maker_secret = env
-        .seed_clients
-        .iter()
-        .find(|(m, _)| m == "iran-khodro")
-        .expect("iran-khodro's seed client")
-        .1
-        .clone();
+    let maker_secret = env.seed_secret("iran-khodro");
     local::parties::commit_through_idp(
         &env.issuer,
         &env.base,
@@ -212,7 +220,7 @@ async fn an_opening_day_in_the_console_in_a_real_browser() {
         jalali(now - 86_400)
     ))
     .await;
-    d.click("button[name=check]").await;
+    submit_and_wait(&d, "button[name=check]").await;
     d.find("#closes_at-error").await;
     assert!(
         d.source().await.contains("value=\"Tara\""),
@@ -224,7 +232,7 @@ async fn an_opening_day_in_the_console_in_a_real_browser() {
         jalali(now + 3 * 86_400)
     ))
     .await;
-    d.click("button[name=check]").await;
+    submit_and_wait(&d, "button[name=check]").await;
     d.find("#delivery_deadline-hint").await;
     let page = d.source().await;
     assert!(!page.contains("class=\"error\""), "checked clean: {page}");

@@ -84,6 +84,17 @@ struct Env {
     _deployment: Deployment,
 }
 
+impl Env {
+    /// The secret of `manufacturer`'s own seed client (what its back-end holds).
+    fn seed_secret(&self, manufacturer: &str) -> String {
+        self.seed_clients
+            .iter()
+            .find(|(m, _)| m == manufacturer)
+            .map(|(_, s)| s.clone())
+            .unwrap_or_else(|| panic!("{manufacturer}'s seed client"))
+    }
+}
+
 /// Stub registries and SMS, the IdP, two registered manufacturers, two presale replicas
 /// each public at its own URL, and an open license for Saipa.
 async fn start(postgres: bool) -> Env {
@@ -700,13 +711,7 @@ async fn console(postgres: bool) {
     let maker_commitment = local::parties::contribution("iran-khodro")
         .commitment()
         .commitment;
-    let maker_secret = env
-        .seed_clients
-        .iter()
-        .find(|(m, _)| m == "iran-khodro")
-        .expect("iran-khodro's seed client")
-        .1
-        .clone();
+    let maker_secret = env.seed_secret("iran-khodro");
     let forged = reqwest::Client::new()
         .post(format!("{}/api/seed-commitments", env.base))
         .bearer_auth("not-a-token-the-idp-issued")

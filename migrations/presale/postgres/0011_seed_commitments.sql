@@ -13,7 +13,9 @@ CREATE TABLE seed_commitments (
     -- The client id, or the staff member's username.
     made_by     TEXT NOT NULL,
     made_at     BIGINT NOT NULL,
-    UNIQUE (license_no, party)
+    -- One commitment per party and author for a license number, never replaced (the
+    -- ministry's may come from several issuers: a proposal names one of them).
+    UNIQUE (license_no, party, made_by)
 );
 
 -- A commitment, once recorded, is evidence: never changed, never removed (and the

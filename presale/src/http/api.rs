@@ -102,7 +102,11 @@ async fn seed_commitment(
     let Some(manufacturer) = caller
         .client_id
         .strip_suffix(SEED_CLIENT_SUFFIX)
-        .filter(|m| !m.is_empty() && core.rp.storefront(&caller.client_id).is_none())
+        .filter(|m| {
+            !m.is_empty()
+                && *m != crate::store::commitments::MINISTRY
+                && core.rp.storefront(&caller.client_id).is_none()
+        })
     else {
         return problem(
             StatusCode::FORBIDDEN,

@@ -174,16 +174,16 @@ impl Store {
         rows.iter().map(received_from_row).collect()
     }
 
-    /// The parties of a license to be issued, as recorded: the ministry's from staff other
-    /// than `proposer` and the manufacturer's through its own channel. Read in the
-    /// caller's transaction.
-    pub(crate) async fn recorded_parties_in(
+    /// The commitments that may be a license's parties, as recorded: the ministry's from
+    /// staff independent of `proposer` and the manufacturer's through its own channel.
+    /// Read in the caller's transaction.
+    async fn eligible_in(
         &self,
         conn: &mut sqlx::AnyConnection,
         license_no: &str,
         manufacturer: &str,
         proposer: &str,
-    ) -> Result<Result<Vec<Commitment>, CommitmentError>, StoreError> {
+    ) -> Result<Result<Eligible, CommitmentError>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, license_no, party, commitment, via, made_by, made_at \
              FROM seed_commitments WHERE license_no = $1 ORDER BY party",
@@ -242,7 +242,8 @@ impl Store {
             .collect()
     }
 
-    /// [`Store::recorded_parties_in`], outside a transaction (the console's form).
+    /// The parties a proposal takes (the latest eligible ministry's commitment and the
+    /// manufacturer's), outside a transaction (the console's form).
     pub async fn recorded_parties(
         &self,
         license_no: &str,
@@ -250,12 +251,14 @@ impl Store {
         proposer: &str,
     ) -> Result<Result<Vec<Commitment>, CommitmentError>, StoreError> {
         let mut conn = self.pool().acquire().await?;
-        self.recorded_parties_in(&mut conn, license_no, manufacturer, proposer)
-            .await
+        Ok(self
+            .eligible_in(&mut conn, license_no, manufacturer, proposer)
+            .await?
+            .map(|e| chosen(&e)))
     }
 
-    /// Whether `parties` are exactly what was recorded for the license (see
-    /// [`Store::recorded_parties_in`]).
+    /// Whether `parties` are what was recorded for the license: the manufacturer's, and
+    /// one eligible ministry commitment.
     pub(crate) async fn check_parties_in(
         &self,
         conn: &mut sqlx::AnyConnection,
@@ -264,16 +267,30 @@ impl Store {
         proposer: &str,
         parties: &[Commitment],
     ) -> Result<Result<(), CommitmentError>, StoreError> {
-        let recorded = match self
-            .recorded_parties_in(conn, license_no, manufacturer, proposer)
+        let eligible = match self
+            .eligible_in(conn, license_no, manufacturer, proposer)
             .await?
         {
-            Ok(r) => r,
+            Ok(e) => e,
             Err(e) => return Ok(Err(e)),
         };
-        let mut given = parties.to_vec();
-        given.sort_by(|a, b| a.party.cmp(&b.party));
-        Ok(if given == recorded {
+        // Exactly two parties: the manufacturer's recorded commitment, and one of the
+        // eligible ministry commitments (the one the proposal names: a ministry
+        // commitment entered since does not undo it).
+        let ministry = parties
+            .iter()
+            .filter(|p| p.party == MINISTRY)
+            .collect::<Vec<_>>();
+        let maker = parties
+            .iter()
+            .filter(|p| p.party != MINISTRY)
+            .collect::<Vec<_>>();
+        let ok = parties.len() == 2
+            && ministry.len() == 1
+            && eligible.ministry.contains(ministry[0])
+            && maker.len() == 1
+            && *maker[0] == eligible.maker;
+        Ok(if ok {
             Ok(())
         } else {
             Err(CommitmentError::Mismatch)
@@ -281,14 +298,20 @@ impl Store {
     }
 }
 
-/// Which recorded commitments make a license's parties, sorted by name.
+/// The recorded commitments that may be a license's parties: the manufacturer's one, and
+/// every eligible ministry's (several issuers may have entered one), the latest first.
+struct Eligible {
+    maker: Commitment,
+    ministry: Vec<Commitment>,
+}
+
 fn parties_of(
     received: &[Received],
     audited: &std::collections::HashSet<(String, String)>,
     independent: &std::collections::HashSet<String>,
     manufacturer: &str,
     proposer: &str,
-) -> Result<Vec<Commitment>, CommitmentError> {
+) -> Result<Eligible, CommitmentError> {
     // Observers' shares (with keys of their own) are not taken yet: another client's
     // commitment for this license number is not a party of its seed.
     let counts = |r: &Received| {
@@ -310,25 +333,36 @@ fn parties_of(
                 }
             }
     };
-    if !received
+    let commitment = |r: &Received| Commitment {
+        party: r.party.clone(),
+        commitment: r.commitment.clone(),
+    };
+    let maker = received
         .iter()
-        .any(|r| r.party == manufacturer && counts(r))
-    {
-        return Err(CommitmentError::NoManufacturer);
-    }
-    if !received.iter().any(|r| r.party == MINISTRY && counts(r)) {
+        .find(|r| r.party == manufacturer && r.party != MINISTRY && counts(r))
+        .map(commitment)
+        .ok_or(CommitmentError::NoManufacturer)?;
+    let mut ministry: Vec<&Received> = received
+        .iter()
+        .filter(|r| r.party == MINISTRY && counts(r))
+        .collect();
+    ministry.sort_by_key(|r| std::cmp::Reverse(r.made_at));
+    if ministry.is_empty() {
         return Err(CommitmentError::NoMinistry);
     }
-    let mut parties: Vec<Commitment> = received
-        .iter()
-        .filter(|r| counts(r))
-        .map(|r| Commitment {
-            party: r.party.clone(),
-            commitment: r.commitment.clone(),
-        })
-        .collect();
+    Ok(Eligible {
+        maker,
+        ministry: ministry.into_iter().map(commitment).collect(),
+    })
+}
+
+/// The parties a proposal takes: the latest eligible ministry's and the manufacturer's,
+/// sorted by name.
+fn chosen(e: &Eligible) -> Vec<Commitment> {
+    let mut parties = vec![e.maker.clone()];
+    parties.extend(e.ministry.first().cloned());
     parties.sort_by(|a, b| a.party.cmp(&b.party));
-    Ok(parties)
+    parties
 }
 
 fn received_from_row(r: &sqlx::any::AnyRow) -> Result<Received, StoreError> {

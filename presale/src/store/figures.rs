@@ -55,6 +55,22 @@ const RECENT: i64 = 5000;
 /// this in an hour shows the latest part of the hour.
 const SERIES_TICKETS: i64 = 200_000;
 
+/// Adds a `(m, n)` row (minute number `m`, `n` events) to the series, in the field `pick`.
+fn tally(
+    series: &mut std::collections::BTreeMap<i64, Minute>,
+    row: &sqlx::any::AnyRow,
+    minute_ms: i64,
+    pick: fn(&mut Minute) -> &mut i64,
+) -> Result<(), StoreError> {
+    let at = row.try_get::<i64, _>("m")? * minute_ms;
+    let m = series.entry(at).or_insert(Minute {
+        at_ms: at,
+        ..Minute::default()
+    });
+    *pick(m) += row.try_get::<i64, _>("n")?;
+    Ok(())
+}
+
 fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
     if sorted.is_empty() {
         return None;
@@ -112,14 +128,7 @@ impl Store {
             .fetch_all(self.pool())
             .await?
             {
-                let at = r.try_get::<i64, _>("m")? * 60_000;
-                series
-                    .entry(at)
-                    .or_insert(Minute {
-                        at_ms: at,
-                        ..Minute::default()
-                    })
-                    .joined += r.try_get::<i64, _>("n")?;
+                tally(&mut series, &r, 60_000, |m| &mut m.joined)?;
             }
         } else if let Some(q) = sqlx::query(
             "SELECT early, late, serving, opens_at_ms FROM queue_campaigns WHERE license_id = $1",
@@ -137,15 +146,16 @@ impl Store {
             f.joined = early + late;
             f.admitted = serving;
             // Both on the live admissions index (license, released, deadline).
-            let counts = sqlx::query(
+            // On the queue's clock, as an application is judged.
+            let queue_time = self.queue_time_sql();
+            let counts = sqlx::query(&format!(
                 "SELECT \
                  (SELECT COUNT(*) FROM queue_admissions WHERE license_id = $1 \
-                  AND released = 0 AND deadline_ms > $2) AS live, \
+                  AND released = 0 AND deadline_ms > {queue_time}) AS live, \
                  (SELECT COUNT(*) FROM queue_admissions WHERE license_id = $1 \
-                  AND released = 0 AND deadline_ms <= $2) AS abandoned",
-            )
+                  AND released = 0 AND deadline_ms <= {queue_time}) AS abandoned"
+            ))
             .bind(license_id)
-            .bind(now_ms)
             .fetch_one(self.pool())
             .await?;
             f.live = counts.try_get("live")?;
@@ -209,16 +219,10 @@ impl Store {
                     .fetch_all(self.pool())
                     .await?
                 {
-                    let at = r.try_get::<i64, _>("m")? * 60_000;
-                    let n: i64 = r.try_get("n")?;
-                    let m = series.entry(at).or_insert(Minute {
-                        at_ms: at,
-                        ..Minute::default()
-                    });
                     if which == 0 {
-                        m.joined += n;
+                        tally(&mut series, &r, 60_000, |m| &mut m.joined)?;
                     } else {
-                        m.admitted += n;
+                        tally(&mut series, &r, 60_000, |m| &mut m.admitted)?;
                     }
                 }
             }
@@ -245,14 +249,7 @@ impl Store {
         .fetch_all(self.pool())
         .await?
         {
-            let at = r.try_get::<i64, _>("m")? * 60_000;
-            series
-                .entry(at)
-                .or_insert(Minute {
-                    at_ms: at,
-                    ..Minute::default()
-                })
-                .accepted += r.try_get::<i64, _>("n")?;
+            tally(&mut series, &r, 60_000, |m| &mut m.accepted)?;
         }
         f.series = series.into_values().collect();
         Ok(Some(f))

@@ -355,19 +355,22 @@ impl Store {
         id: &str,
         by_ms: i64,
     ) -> Result<Option<bool>, StoreError> {
+        // The admissions before the license row: the order an application takes them in
+        // (its admission, then the license's count), so the two never deadlock. Within
+        // their time on the queue's clock, which stands still while the queue does.
+        let queue = sqlx::query(&format!(
+            "UPDATE queue_admissions SET deadline_ms = deadline_ms + $2 \
+             WHERE license_id = $1 AND released = 0 AND deadline_ms > {}",
+            self.queue_time_sql()
+        ))
+        .bind(id)
+        .bind(by_ms)
+        .execute(&mut *tx)
+        .await?;
         let Some(row) = self.lock_license(tx, id, "status").await? else {
             return Ok(None);
         };
         let at_ms: i64 = row.try_get("now_ms")?;
-        let queue = sqlx::query(
-            "UPDATE queue_admissions SET deadline_ms = deadline_ms + $2 \
-             WHERE license_id = $1 AND released = 0 AND deadline_ms > $3",
-        )
-        .bind(id)
-        .bind(by_ms)
-        .bind(at_ms)
-        .execute(&mut *tx)
-        .await?;
         let lottery = sqlx::query(
             "UPDATE lottery_draws SET apply_until_ms = apply_until_ms + $2 \
              WHERE license_id = $1 AND apply_until_ms > $3",

@@ -202,13 +202,23 @@ impl Store {
             .bind(username)
             .fetch_optional(&mut *conn)
             .await?;
-        Ok(match row {
+        let enabled_issuer = match row {
             Some(r) => {
                 r.try_get::<String, _>("role")? == Role::Issuer.as_str()
                     && r.try_get::<Option<i64>, _>("disabled_at")?.is_none()
             }
             None => false,
-        })
+        };
+        // And enrolled on the record: a staff row inserted in the database without its
+        // `staff.add` entry is nobody's.
+        Ok(enabled_issuer
+            && sqlx::query(
+                "SELECT 1 AS one FROM audit_log WHERE action = 'staff.add' AND subject = $1",
+            )
+            .bind(username)
+            .fetch_optional(&mut *conn)
+            .await?
+            .is_some())
     }
 
     /// Records a proposal; nothing changes until another issuer approves it.

@@ -163,15 +163,13 @@ impl Store {
             .await
             .map_err(StoreError::from)?;
         let inserted = sqlx::query(
-            "INSERT INTO staff (username, password_hash, totp_secret, role, created_at, \
-             enrolled_by, role_set_by) VALUES ($1, $2, $3, $4, $5, $6, $6)",
+            "INSERT INTO staff (username, password_hash, totp_secret, role, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(username)
         .bind(&hash)
         .bind(&secret)
         .bind(role.as_str())
         .bind(now)
-        .bind(actor)
         .execute(&mut *tx)
         .await;
         match inserted {
@@ -228,11 +226,10 @@ impl Store {
             .map_err(StoreError::from)?;
         let done = sqlx::query(
             "UPDATE staff SET totp_secret = $2, last_totp_step = 0, \
-             session_epoch = session_epoch + 1, enrolled_by = $3 WHERE username = $1",
+             session_epoch = session_epoch + 1 WHERE username = $1",
         )
         .bind(username)
         .bind(&secret)
-        .bind(actor)
         .execute(&mut *tx)
         .await
         .map_err(StoreError::from)?;
@@ -263,12 +260,11 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let mut tx = service_kit::sql::begin(self.pool()).await?;
         let done = sqlx::query(
-            "UPDATE staff SET role = $2, session_epoch = session_epoch + 1, role_set_by = $3 \
+            "UPDATE staff SET role = $2, session_epoch = session_epoch + 1 \
              WHERE username = $1 AND role <> $2",
         )
         .bind(username)
         .bind(role.as_str())
-        .bind(actor)
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() != 1 {
@@ -429,10 +425,12 @@ impl Store {
         Ok(true)
     }
 
-    /// The people behind an account: the account itself, and whoever set its credentials
-    /// or its role (an administrator, who saw its TOTP secret or made it an issuer), and
-    /// theirs, back to the command line (outside the console). Read in the caller's
-    /// transaction. Two accounts with anyone in common are one person for four-eyes.
+    /// The people behind an account: the account itself, and whoever enrolled it (an
+    /// administrator, who was shown its password, which nobody can change, and its first
+    /// TOTP secret), and theirs, back to the command line (outside the console). Read from
+    /// the hash-chained `staff.add` entries, not from a column the service's role could
+    /// rewrite. A TOTP reset or a role change gives nobody the password: it adds nobody.
+    /// Two accounts with anyone in common are one person for four-eyes.
     pub(crate) async fn people_behind(
         &self,
         conn: &mut sqlx::AnyConnection,
@@ -441,27 +439,22 @@ impl Store {
         let mut seen = std::collections::HashSet::from([username.to_owned()]);
         let mut next = vec![username.to_owned()];
         while let Some(u) = next.pop() {
-            let Some(row) =
-                sqlx::query("SELECT enrolled_by, role_set_by FROM staff WHERE username = $1")
-                    .bind(&u)
-                    .fetch_optional(&mut *conn)
-                    .await?
-            else {
-                continue;
-            };
-            for by in [
-                row.try_get::<Option<String>, _>("enrolled_by")?,
-                row.try_get::<Option<String>, _>("role_set_by")?,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                // Only console accounts: `cli`, `cli:NAME` and the like are outside it.
-                let account = sqlx::query("SELECT 1 AS one FROM staff WHERE username = $1")
-                    .bind(&by)
-                    .fetch_optional(&mut *conn)
-                    .await?
-                    .is_some();
+            let enrolled = sqlx::query(
+                "SELECT actor FROM audit_log WHERE action = 'staff.add' AND subject = $1",
+            )
+            .bind(&u)
+            .fetch_all(&mut *conn)
+            .await?;
+            for row in enrolled {
+                let by: String = row.try_get("actor")?;
+                // Only console accounts: the command line's `cli:…` (a colon is in no
+                // username) and the like are outside it.
+                let account = !by.contains(':')
+                    && sqlx::query("SELECT 1 AS one FROM staff WHERE username = $1")
+                        .bind(&by)
+                        .fetch_optional(&mut *conn)
+                        .await?
+                        .is_some();
                 if account && seen.insert(by.clone()) {
                     next.push(by);
                 }

@@ -33,6 +33,20 @@ async fn decide(store: &Store, id: &str, by: &str, d: Decision) -> Result<Outcom
 /// entered in the console by `ministry_by`, the manufacturer's through its own channel.
 async fn record_parties(store: &Store, l: &presale::domain::NewLicense, ministry_by: &str) {
     use presale::store::commitments::{CommitmentError, Via};
+    // The ministry's share is entered by an enabled issuer.
+    match store
+        .add_staff(
+            ministry_by,
+            PASSWORD,
+            Role::Issuer,
+            "test",
+            service_kit::clock::now(),
+        )
+        .await
+    {
+        Ok(_) | Err(presale::store::staff::StaffError::Exists) => {}
+        Err(e) => panic!("staff: {e}"),
+    }
     for p in &l.parties {
         let (via, by) = if p.party == "ministry" {
             (Via::Console, ministry_by)
@@ -670,8 +684,59 @@ pub(crate) async fn one_person_behind_two_accounts_is_one_pair_of_eyes(backend: 
         decide(&b, &p, "issuer.b", Decision::Approve).await,
         Ok(Outcome::Done { .. })
     ));
+    // Who enrolled an account stays behind it: another administrator resetting its TOTP
+    // (or changing its role) adds nobody and removes nobody; its password is the first.
+    staff(&a, "admin.b", Role::Administrator).await;
+    a.reset_staff_totp("xx.two", "admin.b", now)
+        .await
+        .expect("reset")
+        .expect("an account");
+    assert!(a
+        .set_staff_role("xx.two", Role::Auditor, "admin.b", now)
+        .await
+        .expect("role"));
+    assert!(a
+        .set_staff_role("xx.two", Role::Issuer, "admin.b", now)
+        .await
+        .expect("role"));
+    let resume = Change::Resume {
+        license_id: id.clone(),
+    };
+    let p = propose(&a, &resume, "xx.one").await;
+    assert_eq!(
+        decide(&b, &p, "xx.two", Decision::Approve).await,
+        Err(ProposalError::SamePerson),
+        "admin.a still enrolled xx.two"
+    );
+    // An issuer admin.b enrolled is independent of admin.a's, whoever reset it since.
+    a.add_staff("zz.one", PASSWORD, Role::Issuer, "admin.b", now)
+        .await
+        .expect("staff");
+    a.reset_staff_totp("zz.one", "admin.a", now)
+        .await
+        .expect("reset")
+        .expect("an account");
+    assert!(matches!(
+        decide(&b, &p, "zz.one", Decision::Approve).await,
+        Ok(Outcome::Done { .. })
+    ));
+    // A staff row inserted without its enrolment on the record is nobody's.
+    sqlx::query(
+        "INSERT INTO staff (username, password_hash, totp_secret, role, created_at) \
+         VALUES ('mole', 'h', 's', 'issuer', 1)",
+    )
+    .execute(a.pool())
+    .await
+    .expect("a row inserted by the service's role");
+    let suspend = Change::Suspend {
+        license_id: id.clone(),
+    };
+    assert_eq!(
+        a.propose(&suspend, "mole", now).await.expect("sql"),
+        Err(ProposalError::NotIssuer)
+    );
 
-    // The ministry's share entered by x1, a license proposed by x2: not independent.
+    // The ministry's share entered by xx.one, a license proposed by xx.two: not independent.
     let l = license(10, None);
     let [ministry, maker] = [&l.parties[0], &l.parties[1]];
     a.record_commitment(
@@ -703,11 +768,28 @@ pub(crate) async fn one_person_behind_two_accounts_is_one_pair_of_eyes(backend: 
         a.propose(&issue, "xx.two", now).await.expect("sql"),
         Err(ProposalError::Commitments(CommitmentError::NoMinistry))
     );
-    assert!(a
+    let named = a
         .propose(&issue, "issuer.b", now)
         .await
         .expect("sql")
-        .is_ok());
+        .expect("proposed");
+    // Another issuer's ministry commitment entered since does not undo the proposal: it
+    // names one of the eligible ones.
+    a.record_commitment(
+        &l.license_no,
+        "ministry",
+        &maker.commitment,
+        Via::Console,
+        "zz.one",
+        now + 1,
+    )
+    .await
+    .expect("sql")
+    .expect("a second ministry commitment");
+    assert!(matches!(
+        decide(&b, &named, "zz.one", Decision::Approve).await,
+        Ok(Outcome::Done { .. })
+    ));
 
     // The same commitment sent again is the same record; another is refused.
     let again = a
@@ -776,10 +858,7 @@ pub(crate) async fn one_person_behind_two_accounts_is_one_pair_of_eyes(backend: 
     );
     // x1 makes issuer.b's suspension proposal look like x1's own... and the other way:
     // an author edited in place is refused at approval.
-    let resume = Change::Resume {
-        license_id: id.clone(),
-    };
-    let p = propose(&a, &resume, "xx.one").await;
+    let p = propose(&a, &suspend, "xx.one").await;
     sqlx::query("UPDATE proposals SET proposed_by = 'issuer.b' WHERE id = $1")
         .bind(&p)
         .execute(a.pool())
