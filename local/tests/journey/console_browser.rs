@@ -341,4 +341,14 @@ async fn an_opening_day_in_the_console_in_a_real_browser() {
         .expect("issued through the console");
     assert_eq!(issued.units, 50);
     assert_eq!(issued.manufacturer, "iran-khodro");
+
+    // The citizen's public pages at the same widths: a storefront, a campaign's public
+    // transparency log, the lottery list's page shell.
+    for (name, path) in [
+        ("storefront", "/saipa/".to_owned()),
+        ("transparency", format!("/transparency/{}", saipa.id)),
+    ] {
+        d.goto(&format!("{}{path}", env.base)).await;
+        check(&d, name).await;
+    }
 }

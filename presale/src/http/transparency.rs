@@ -240,7 +240,8 @@ async fn overview(State(core): State<Core>, Path(id): Path<String>) -> Result<Re
         pre { "presale verify " (base) " " (id) " --key '" (core.log_key.verifier_key()) "'" }
         h3 { (fa(t!("بررسی رسید", "Check a receipt"))) }
         form method="get" action="/transparency/check" {
-            textarea name="receipt" rows="6" cols="60" required {}
+            label for="receipt" { (fa(t!("رسید (متن JSON)", "The receipt (its JSON)"))) }
+            textarea #receipt name="receipt" rows="6" required {}
             button type="submit" { (fa(t!("بررسی", "Check"))) }
         }
     };

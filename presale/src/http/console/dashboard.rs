@@ -137,12 +137,29 @@ pub(super) async fn show(
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
     let (l, f, paused) = load(&app, &id).await?;
+    // What waits for a second issuer on this campaign.
+    let pending: Vec<_> = app
+        .store
+        .pending_proposals(service_kit::clock::now())
+        .await?
+        .into_iter()
+        .filter(|p| p.change.license_id() == Some(l.id.as_str()))
+        .collect();
     let body = html! {
         // Without the script, the whole page every ten seconds.
         noscript { meta http-equiv="refresh" content="10"; }
         p { a href=(format!("/ministry/licenses/{}", l.id)) { (l.model) " · " span lang="en" dir="ltr" { (l.license_no) } } }
         section.card #live data-src=(format!("/ministry/licenses/{}/dashboard/live", l.id)) aria-live="polite" {
             (figures(&app, &l, &f, paused))
+        }
+        section.card {
+            h2 { (fa(m::WAITING_FOR_SECOND)) }
+            @if pending.is_empty() { p { (fa(m::NONE)) } }
+            ul.list {
+                @for p in &pending {
+                    li { a href=(format!("/ministry/proposals/{}", p.id)) { (p.change.summary()) } " · " span lang="en" dir="ltr" { (p.proposed_by) } }
+                }
+            }
         }
         script src="/static/dashboard.js" {}
     };
