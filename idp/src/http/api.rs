@@ -15,6 +15,8 @@ use serde::Serialize;
 use crate::core::Core;
 use crate::error::OAuthError;
 
+use super::oauth::bearer;
+
 pub const MANUFACTURERS_SCOPE: &str = "ministry.manufacturers";
 
 #[derive(Serialize)]
@@ -24,13 +26,6 @@ struct Manufacturer {
     name_fa: String,
     stars: u8,
     valid_until: i64,
-}
-
-fn bearer(headers: &HeaderMap) -> Option<String> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    v.strip_prefix("Bearer ")
-        .or_else(|| v.strip_prefix("bearer "))
-        .map(|t| t.trim().to_owned())
 }
 
 pub async fn manufacturers(State(core): State<Core>, headers: HeaderMap) -> Response {

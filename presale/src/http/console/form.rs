@@ -192,7 +192,7 @@ struct Read {
     kind: Option<PresaleKind>,
 }
 
-fn whole(s: &str) -> Option<i64> {
+pub(super) fn whole(s: &str) -> Option<i64> {
     let s: String = to_latin_digits(s.trim())
         .chars()
         .filter(|c| !matches!(c, ',' | '٬' | '،' | ' ' | '\u{200c}'))

@@ -181,10 +181,7 @@ pub(super) async fn resume(
 /// A whole number as people type it; 0 for anything else (the store refuses it with its
 /// reason).
 fn number(s: &str) -> i64 {
-    service_kit::digits::to_latin_digits(s.trim())
-        .replace([',', '٬'], "")
-        .parse::<i64>()
-        .unwrap_or(0)
+    super::form::whole(s).unwrap_or(0)
 }
 
 #[derive(Deserialize)]
@@ -274,10 +271,7 @@ pub(super) async fn rate(
     Form(f): Form<RateForm>,
 ) -> Result<Response, Error> {
     // Anything but a whole number is no rate (the store refuses 0 with its reason).
-    let per_min = service_kit::digits::to_latin_digits(f.admission_per_min.trim())
-        .replace([',', '٬'], "")
-        .parse::<i64>()
-        .unwrap_or(0);
+    let per_min = number(&f.admission_per_min);
     let change = Change::Rate {
         license_id: id,
         admission_per_min: per_min,
