@@ -276,18 +276,28 @@ pub async fn run(dir: &Path, ports: &Ports, opens_in: i64) -> anyhow::Result<()>
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     // An administrator and two ministry issuers for the console (a change to a campaign
-    // needs a second issuer's approval): passwords printed, TOTP enrolments written.
+    // needs a second issuer's approval), and the demo campaign's manufacturer's
+    // representative: passwords printed, TOTP enrolments written.
     let mut staff_notes = Vec::new();
+    let maker = demo_license(now, opens_in).manufacturer;
+    let representative = format!("{maker}.rep");
     for (user, role) in [
         ("admin", Role::Administrator),
         ("ministry", Role::Issuer),
         ("ministry.two", Role::Issuer),
+        (representative.as_str(), Role::Representative),
     ] {
         let qr = dir.join(format!("{user}-totp.svg"));
-        let note = match store
-            .add_staff(user, "demo-password-1403", role, "demo", now)
-            .await
-        {
+        let added = if role == Role::Representative {
+            store
+                .add_representative(user, "demo-password-1403", &maker, "demo", now)
+                .await
+        } else {
+            store
+                .add_staff(user, "demo-password-1403", role, "demo", now)
+                .await
+        };
+        let note = match added {
             Ok(e) => {
                 std::fs::write(&qr, e.qr_svg)?;
                 format!(

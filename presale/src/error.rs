@@ -20,7 +20,7 @@ pub mod msg {
     /// The ministry console's texts.
     pub mod console {
         use service_kit::{t, Text};
-        pub const E_NO_MAKER_COMMITMENT: Text = t!("تعهد بذر خودروساز هنوز از درگاه خود خودروساز (اعتبارنامه او در امتا) برای این شماره مجوز نرسیده است.", "The manufacturer's seed commitment for this license number has not yet arrived through the manufacturer's own channel (its credentials at emta).");
+        pub const E_NO_MAKER_COMMITMENT: Text = t!("تعهد بذر خودروساز هنوز از درگاه خود خودروساز (اعتبارنامه او در امتا، یا صفحه نماینده او در سامانه) برای این شماره مجوز نرسیده است.", "The manufacturer's seed commitment for this license number has not yet arrived through the manufacturer's own channel (its credentials at emta, or its representative's console page).");
         pub const E_NO_MINISTRY_COMMITMENT: Text = t!("تعهد بذر وزارت برای این شماره مجوز را کارمند دیگری جز پیشنهاددهنده باید در صفحه تعهدها ثبت کند.", "The ministry's seed commitment for this license number must be entered on the commitments page by a member of staff other than the proposer (and not enrolled by the same administrator).");
         pub const E_COMMITMENT_FORMAT: Text = t!("تعهد باید خروجی presale commit باشد (۴۳ نویسه base64url) و شماره مجوز ۳ تا ۳۲ حرف لاتین، رقم یا خط تیره.", "A commitment is the output of presale commit (43 base64url characters), and a license number 3 to 32 letters, digits or dashes.");
         pub const E_COMMITMENT_EXISTS: Text = t!("این طرف برای این شماره مجوز پیش‌تر تعهد ثبت کرده است؛ تعهد را نمی‌توان عوض کرد.", "This party has already committed for this license number; a commitment cannot be replaced.");
@@ -89,8 +89,8 @@ pub mod msg {
         pub const MINISTRY_COMMITMENT_EXPLAINED: Text = t!("تعهد وزارت را با presale commit ministry روی رایانه خود بسازید و راز را نزد خود نگه دارید؛ اینجا فقط تعهد را بچسبانید. پیشنهاددهنده مجوز نمی‌تواند تعهد وزارت را ثبت کرده باشد.", "Make the ministry's commitment with presale commit ministry on your own computer and keep the secret; paste only the commitment here. Whoever proposes the license cannot be who entered the ministry's commitment.");
         pub const ENTER_COMMITMENT: Text = t!("ثبت تعهد وزارت", "Enter the ministry's commitment");
         pub const F_COMMITMENT: Text = t!(
-            "تعهد (خروجی presale commit ministry)",
-            "Commitment (from presale commit ministry)"
+            "تعهد (خروجی presale commit)",
+            "Commitment (from presale commit)"
         );
 
         pub const CONSOLE: Text = t!("سامانه وزارت", "Ministry console");
@@ -119,6 +119,22 @@ pub mod msg {
         pub const ROLE_ADMINISTRATOR: Text = t!("مدیر کارکنان", "Administrator");
         pub const ROLE_ISSUER: Text = t!("صادرکننده مجوز", "Issuer");
         pub const ROLE_AUDITOR: Text = t!("بازرس", "Auditor");
+        pub const ROLE_REPRESENTATIVE: Text =
+            t!("نماینده خودروساز", "Manufacturer's representative");
+        pub const REPRESENTS: Text = t!("نماینده", "Represents");
+        pub const F_REPRESENTED: Text = t!(
+            "خودروساز (فقط برای نماینده خودروساز)",
+            "Manufacturer (a representative's only)"
+        );
+        pub const E_REPRESENTED: Text = t!("نماینده خودروساز باید برای یکی از خودروسازهای ثبت‌شده و فعال ساخته شود، و فقط نماینده خودروساز خودروساز دارد.", "A manufacturer's representative is enrolled for one of the registered, active manufacturers, and only a representative has a manufacturer.");
+        pub const NO_ROLE_CHANGE_FOR_REPRESENTATIVE: Text = t!("نقش نماینده خودروساز عوض نمی‌شود و هیچ حسابی نماینده نمی‌شود: حساب را غیرفعال کنید و حساب تازه بسازید.", "A representative's role does not change, and no account becomes one: disable the account and enrol a new one.");
+        pub const ENTER_MAKER_COMMITMENT: Text = t!(
+            "ثبت تعهد بذر خودروساز",
+            "Enter the manufacturer's seed commitment"
+        );
+        pub const MAKER_COMMITMENT_EXPLAINED: Text = t!("تعهد خودروساز را با presale commit و نام خودروساز روی رایانه خود بسازید و راز را نزد خود نگه دارید؛ اینجا فقط تعهد را بچسبانید. این صفحه به خودروساز شما بسته است.", "Make the manufacturer's commitment with presale commit and the manufacturer's name on your own computer and keep the secret; paste only the commitment here. This page is bound to your manufacturer.");
+        pub const YOUR_CAMPAIGNS: Text =
+            t!("پیش‌فروش‌های خودروساز شما", "Your manufacturer's campaigns");
         pub const CHECK: Text = t!("بررسی بدون ثبت", "Check without proposing");
         pub const PROPOSE: Text = t!("پیشنهاد صدور", "Propose");
         pub const OPTIONAL: Text = t!("اختیاری", "optional");

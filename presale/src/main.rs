@@ -121,9 +121,12 @@ enum StaffAction {
     Add {
         #[arg(long)]
         username: String,
-        /// issuer or auditor.
+        /// administrator, issuer, auditor or representative.
         #[arg(long)]
         role: String,
+        /// A representative's manufacturer (its client id at the IdP).
+        #[arg(long)]
+        manufacturer: Option<String>,
         #[arg(long, env = "EMTA_STAFF_PASSWORD", hide_env_values = true)]
         password: String,
         /// Where to write the enrolment QR code.
@@ -298,14 +301,28 @@ async fn staff(store: &Store, action: StaffAction) -> anyhow::Result<()> {
         StaffAction::Add {
             username,
             role,
+            manufacturer,
             password,
             qr_out,
         } => {
-            let role = Role::parse(&role)
-                .ok_or_else(|| anyhow::anyhow!("role: administrator, issuer or auditor"))?;
-            let e = store
-                .add_staff(&username, &password, role, "cli:staff-add", now)
-                .await?;
+            let role = Role::parse(&role).ok_or_else(|| {
+                anyhow::anyhow!("role: administrator, issuer, auditor or representative")
+            })?;
+            let e = match (role, manufacturer) {
+                (Role::Representative, Some(m)) => {
+                    store
+                        .add_representative(&username, &password, &m, "cli:staff-add", now)
+                        .await?
+                }
+                (role, None) => {
+                    store
+                        .add_staff(&username, &password, role, "cli:staff-add", now)
+                        .await?
+                }
+                _ => {
+                    anyhow::bail!("--manufacturer goes with --role representative, and only there")
+                }
+            };
             std::fs::write(&qr_out, e.qr_svg)?;
             println!("staff {username} ({}) created", role.as_str());
             println!(

@@ -10,7 +10,9 @@
 use presale::store::staff::Role;
 use testkit::webdriver::Driver;
 
-use super::{add_staff, code_from_secret, jalali, join_for_ticket, start, Env, STAFF_PASSWORD};
+use super::{
+    add_staff, code_from_secret, jalali, join_and_stay, start, status_of, Env, STAFF_PASSWORD,
+};
 
 fn shots() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/e2e/console")
@@ -176,8 +178,8 @@ async fn an_opening_day_in_the_console_in_a_real_browser() {
         .commitment()
         .commitment;
     d.type_into("#commitment", &ministry).await;
-    d.click("form[action='/ministry/commitments'] button").await;
-    wait_for_url(&d, |u| u.ends_with("/ministry/commitments")).await;
+    // The answer is the same page: wait for the new one.
+    submit_and_wait(&d, "form[action='/ministry/commitments'] button").await;
     assert!(d.source().await.contains("MIMT-1405-0007"));
     check(&d, "commitments").await;
     sign_out(&d).await;
@@ -289,8 +291,9 @@ async fn an_opening_day_in_the_console_in_a_real_browser() {
     d.goto(&dashboard).await;
     let admitted = || async { text_of(&d, "admitted").await };
     assert_eq!(admitted().await, "0");
+    let mut joined = Vec::new();
     for who in &env.citizens[..8] {
-        join_for_ticket(&env, who).await;
+        joined.push(join_and_stay(&env, who).await);
     }
     // Admitted as far as units allow (a unit for everyone admitted), the rest waiting.
     let expected = 8.min(saipa.units);
@@ -317,6 +320,85 @@ async fn an_opening_day_in_the_console_in_a_real_browser() {
     );
     assert_eq!(text_of(&d, "waiting").await, (8 - expected).to_string());
     check(&d, "dashboard").await;
+
+    // Pause and resume from the license pages: every place and every apply deadline kept,
+    // and nobody admitted while paused (a citizen joins the console's new campaign, with
+    // room for fifty, and waits until it resumes).
+    let places = || async {
+        let mut all = Vec::new();
+        for (b, wait) in &joined {
+            let s = status_of(b, wait).await;
+            all.push((
+                s["ticket"].clone(),
+                s["ahead"].clone(),
+                s["admitted"].clone(),
+            ));
+        }
+        all
+    };
+    let places_before = places().await;
+    let deadlines_before = deadlines(&env, &saipa.id).await;
+    assert_eq!(deadlines_before.len(), expected as usize);
+    for l in [&saipa, &issued_now(&env, "MIMT-1405-0007").await] {
+        d.goto(&format!("{console}/licenses/{}", l.id)).await;
+        submit_and_wait(&d, "form[action$='/pause'] button").await;
+        d.find("form[action$='/unpause'] button").await;
+    }
+    check(&d, "license-paused").await;
+    d.goto(&dashboard).await;
+    assert!(
+        d.source().await.contains("admissions paused"),
+        "the dashboard says so"
+    );
+    let wait = citizen_joins(&d, &env).await;
+    check(&d, "waiting-room").await;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    d.goto(&wait).await;
+    assert!(
+        !d.source().await.contains("/apply\""),
+        "nobody is admitted while paused"
+    );
+    assert_eq!(
+        places().await,
+        places_before,
+        "every place kept while paused"
+    );
+    for l in [&saipa, &issued_now(&env, "MIMT-1405-0007").await] {
+        d.goto(&format!("{console}/licenses/{}", l.id)).await;
+        submit_and_wait(&d, "form[action$='/unpause'] button").await;
+        d.find("form[action$='/pause'] button").await;
+    }
+    assert_eq!(places().await, places_before, "every place kept after");
+    assert_eq!(
+        deadlines(&env, &saipa.id).await,
+        deadlines_before,
+        "every apply deadline kept"
+    );
+
+    // Resumed: the citizen is admitted and applies, in the browser.
+    let mut admitted_page = String::new();
+    for _ in 0..60 {
+        d.goto(&wait).await;
+        admitted_page = d.source().await;
+        if admitted_page.contains("/apply\"") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert!(
+        admitted_page.contains("/apply\""),
+        "admitted: {admitted_page}"
+    );
+    check(&d, "admitted").await;
+    submit_and_wait(&d, "form[action$='/apply'] button").await;
+    let receipt = d.source().await;
+    assert!(receipt.contains("/applications"), "a receipt: {receipt}");
+    check(&d, "receipt").await;
+    d.click("a[href$='/applications']").await;
+    wait_for_url(&d, |u| u.ends_with("/iran-khodro/applications")).await;
+    assert!(d.source().await.contains("Tara"));
+    check(&d, "applications").await;
+    d.goto(&console).await;
     sign_out(&d).await;
 
     // The auditor reads the log.
@@ -351,4 +433,123 @@ async fn an_opening_day_in_the_console_in_a_real_browser() {
         d.goto(&format!("{}{path}", env.base)).await;
         check(&d, name).await;
     }
+
+    // Saipa's representative: its campaign's dashboard, and its seed commitment pasted on
+    // the page bound to Saipa.
+    env.store
+        .add_representative(
+            "saipa.rep",
+            STAFF_PASSWORD,
+            "saipa",
+            "admin.one",
+            service_kit::clock::now(),
+        )
+        .await
+        .expect("representative");
+    sign_in(
+        &d,
+        &env,
+        "saipa.rep",
+        STAFF_PASSWORD,
+        &current(&env, "saipa.rep", 0).await,
+    )
+    .await;
+    assert!(d.source().await.contains(&dashboard.replace(&env.base, "")));
+    check(&d, "home-representative").await;
+    d.goto(&dashboard).await;
+    check(&d, "dashboard-representative").await;
+    d.goto(&format!("{console}/commitments")).await;
+    d.type_into("#license_no", "MIMT-1405-0008").await;
+    let share = local::parties::contribution("saipa")
+        .commitment()
+        .commitment;
+    d.type_into("#commitment", &share).await;
+    // The answer is the same page: wait for the new one.
+    submit_and_wait(&d, "form[action='/ministry/commitments'] button").await;
+    assert!(d.source().await.contains("MIMT-1405-0008"));
+    check(&d, "commitments-representative").await;
+    let recorded = env
+        .store
+        .commitments_for("MIMT-1405-0008")
+        .await
+        .expect("sql");
+    assert_eq!(
+        (recorded[0].party.as_str(), recorded[0].made_by.as_str()),
+        ("saipa", "saipa.rep")
+    );
+    d.goto(&format!("{console}/audit")).await;
+    assert!(
+        d.source().await.contains("Your role does not allow this"),
+        "a representative reads no audit log"
+    );
+}
+
+/// Every admission of a campaign: ticket and apply deadline.
+async fn deadlines(env: &Env, license_id: &str) -> Vec<(i64, i64)> {
+    use sqlx::Row;
+    sqlx::query(
+        "SELECT ticket, deadline_ms FROM queue_admissions WHERE license_id = $1 ORDER BY ticket",
+    )
+    .bind(license_id)
+    .fetch_all(env.store.pool())
+    .await
+    .expect("admissions")
+    .iter()
+    .map(|r| (r.get::<i64, _>("ticket"), r.get::<i64, _>("deadline_ms")))
+    .collect()
+}
+
+async fn issued_now(env: &Env, license_no: &str) -> presale::domain::License {
+    env.store
+        .licenses()
+        .await
+        .expect("licenses")
+        .into_iter()
+        .find(|l| l.license_no == license_no)
+        .expect("issued")
+}
+
+/// A citizen signs in at Iran Khodro's storefront in the browser, through the IdP's own
+/// pages (the proof of work solved by the page's script, the SMS code from the stub's
+/// outbox, the civil registry's check, consent), each checked at both widths, and joins
+/// the console's campaign; the wait page's URL.
+async fn citizen_joins(d: &Driver, env: &Env) -> String {
+    let who = env.citizens[9].clone();
+    d.goto(&format!("{}/iran-khodro/login", env.base)).await;
+    d.find("#mobile").await;
+    check(d, "idp-phone").await;
+    d.type_into("#mobile", &who.mobile).await;
+    d.wait_enabled("form[data-pow] button[type=submit]").await;
+    d.click("form[data-pow] button[type=submit]").await;
+    d.find("#code").await;
+    check(d, "idp-code").await;
+    let code = env
+        .stub
+        .outbox
+        .latest_code(&who.mobile)
+        .expect("an SMS code");
+    d.type_into("#code", &service_kit::digits::to_persian_digits(&code))
+        .await;
+    d.click("form[action$='/otp'] button").await;
+    d.find("#national_id").await;
+    check(d, "idp-identity").await;
+    d.type_into("#national_id", &who.national_id).await;
+    d.type_into("#birth_date", &who.birth_date).await;
+    d.click("form[action$='/identity'] button").await;
+    d.find("button[value=approve]").await;
+    check(d, "idp-consent").await;
+    d.click("button[value=approve]").await;
+    let front = format!("{}/iran-khodro/", env.base);
+    wait_for_url(d, |u| u == front).await;
+    // The replicas load a new license within a quarter of a second.
+    for _ in 0..40 {
+        if d.source().await.contains("/join\"") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        d.goto(&front).await;
+    }
+    check(d, "storefront-signed-in").await;
+    submit_and_wait(d, "form[action$='/join'] button").await;
+    wait_for_url(d, |u| u.ends_with("/wait")).await
 }

@@ -1443,6 +1443,8 @@ async fn staff_management(postgres: bool) {
         .await;
     assert!(second.go(&console).await.url.ends_with("/ministry/login"));
 
+    representatives(&env, &admin, &csrf, &license.id).await;
+
     // Each change is in the audit log, in the administrator's name.
     let log = env.store.audit_log().await.expect("audit");
     for (action, subject) in [
@@ -1459,6 +1461,302 @@ async fn staff_management(postgres: bool) {
         );
     }
     assert!(env.store.check_audit_chain().await.expect("check").ok());
+}
+
+/// A manufacturer's representative (issue 29): enrolled by an administrator for one
+/// registered manufacturer; sees that manufacturer's campaigns' dashboards and enters its
+/// seed commitment on a page bound to it; reaches nothing else (403), and no role change
+/// makes or unmakes one. Its commitment is the manufacturer's share of a seed only when
+/// it is a representative of that manufacturer on the record, of other people than the
+/// proposer.
+async fn representatives(env: &Env, admin: &Browser, csrf: &str, saipa: &str) {
+    use presale::store::commitments::{CommitmentError, Via, MINISTRY};
+    let console = format!("{}/ministry", env.base);
+    let now = service_kit::clock::now();
+    let staff_url = format!("{console}/staff");
+    let enrol = |username: &'static str, role: &'static str, maker: &'static str| {
+        let staff_url = staff_url.clone();
+        async move {
+            admin
+                .post_follow(
+                    &staff_url,
+                    &[
+                        ("csrf", csrf),
+                        ("username", username),
+                        ("role", role),
+                        ("manufacturer", maker),
+                    ],
+                )
+                .await
+        }
+    };
+    // A representative of nobody, of a maker that is not registered, or an issuer bound to
+    // a maker: refused, nothing stored.
+    for (username, role, maker) in [
+        ("rep.none", "representative", ""),
+        ("rep.ghost", "representative", "ghost-motors"),
+        ("issuer.bound", "issuer", "saipa"),
+    ] {
+        let r = enrol(username, role, maker).await;
+        assert_eq!(r.status, 422, "{username}: {}", r.body);
+        assert!(r.body.contains("representative"), "{}", r.body);
+    }
+    let members = env.store.staff_members().await.expect("staff");
+    assert!(!members.iter().any(|m| m.username.starts_with("rep.n")
+        || m.username == "rep.ghost"
+        || m.username == "issuer.bound"));
+    let added = enrol("saipa.rep", "representative", "saipa").await;
+    assert_eq!(added.status, 200, "{}", added.body);
+    let password = element_text(&added.body, "new-password");
+    let secret = element_text(&added.body, "totp-secret");
+    let staff_page = admin.go(&format!("{console}/staff")).await;
+    assert!(staff_page.body.contains("saipa.rep"));
+    for role in ["auditor", "representative"] {
+        let who = if role == "auditor" {
+            "saipa.rep"
+        } else {
+            "auditor.one"
+        };
+        let changed = admin
+            .post_follow(
+                &format!("{console}/staff/{who}/role"),
+                &[("csrf", csrf), ("role", role)],
+            )
+            .await;
+        assert_eq!(changed.status, 409, "{who} to {role}: {}", changed.body);
+    }
+
+    // Another manufacturer's campaign beside Saipa's.
+    let khodro = test_license("iran-khodro", "Dena", now);
+    let khodro_no = khodro.license_no.clone();
+    issue(&env.store, khodro, now).await;
+    let khodro = env
+        .store
+        .licenses()
+        .await
+        .expect("licenses")
+        .into_iter()
+        .find(|l| l.license_no == khodro_no)
+        .expect("issued");
+
+    let rep = Browser::new("");
+    let home = sign_in_with(
+        env,
+        &rep,
+        "saipa.rep",
+        &password,
+        &code_from_secret("saipa.rep", &secret, now),
+    )
+    .await;
+    assert_eq!(home.url, console, "{}", home.body);
+    assert!(
+        home.body
+            .contains(&format!("/ministry/licenses/{saipa}/dashboard")),
+        "its own campaign: {}",
+        home.body
+    );
+    assert!(
+        !home.body.contains(&khodro.id) && !home.body.contains("/ministry/audit"),
+        "nobody else's: {}",
+        home.body
+    );
+    for path in [
+        format!("/licenses/{saipa}/dashboard"),
+        format!("/licenses/{saipa}/dashboard/live"),
+        "/commitments".to_owned(),
+    ] {
+        let r = rep.go(&format!("{console}{path}")).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.body);
+    }
+    let rcsrf = input(&home.body, "csrf");
+    let pending = env.store.pending_proposals(now).await.expect("sql");
+    for path in [
+        format!("/licenses/{}/dashboard", khodro.id),
+        format!("/licenses/{}/dashboard/live", khodro.id),
+        format!("/licenses/{saipa}"),
+        format!("/proposals/{}", pending[0].id),
+        "/licenses/new".to_owned(),
+        "/audit".to_owned(),
+        "/audit.csv".to_owned(),
+        "/staff".to_owned(),
+    ] {
+        let r = rep.go(&format!("{console}{path}")).await;
+        assert_eq!(r.status, 403, "{path}: {}", r.body);
+    }
+    for (path, extra) in [
+        (
+            format!("/proposals/{}/approve", pending[0].id),
+            ("digest", pending[0].digest.as_str()),
+        ),
+        (format!("/licenses/{saipa}/pause"), ("x", "")),
+        (format!("/licenses/{saipa}/suspend"), ("x", "")),
+        (format!("/licenses/{saipa}/extend"), ("minutes", "5")),
+        ("/licenses".to_owned(), ("license_no", "X-3")),
+        ("/staff".to_owned(), ("username", "mole")),
+    ] {
+        let r = rep
+            .post_follow(&format!("{console}{path}"), &[("csrf", &rcsrf), extra])
+            .await;
+        assert_eq!(r.status, 403, "{path}: {}", r.body);
+    }
+    assert!(!env.store.admissions_paused(saipa).await.expect("sql"));
+
+    // The manufacturer's share, pasted by its representative; the page enters it for
+    // Saipa whatever the form says.
+    let share = local::parties::contribution("saipa")
+        .commitment()
+        .commitment;
+    let committed = rep
+        .post_follow(
+            &format!("{console}/commitments"),
+            &[
+                ("csrf", &rcsrf),
+                ("license_no", "MIMT-R-1"),
+                ("commitment", &share),
+                ("party", "iran-khodro"),
+            ],
+        )
+        .await;
+    assert_eq!(committed.status, 200, "{}", committed.body);
+    assert!(committed.body.contains("MIMT-R-1") && committed.body.contains("representative"));
+    let recorded = env.store.commitments_for("MIMT-R-1").await.expect("sql");
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(
+        (
+            recorded[0].party.as_str(),
+            recorded[0].via,
+            recorded[0].made_by.as_str()
+        ),
+        ("saipa", Via::Console, "saipa.rep")
+    );
+    // The ministry's, from an issuer another administrator enrolled.
+    env.store
+        .add_staff(
+            "issuer.m",
+            STAFF_PASSWORD,
+            presale::store::staff::Role::Issuer,
+            "admin.two",
+            now,
+        )
+        .await
+        .expect("staff");
+    let ministry = local::parties::contribution(MINISTRY)
+        .commitment()
+        .commitment;
+    env.store
+        .record_commitment(
+            "MIMT-R-1",
+            MINISTRY,
+            &ministry,
+            Via::Console,
+            "issuer.m",
+            now,
+        )
+        .await
+        .expect("sql")
+        .expect("recorded");
+    // A license proposed by issuer.one (nobody behind it in common) takes the
+    // representative's share as Saipa's.
+    let parties = env
+        .store
+        .recorded_parties("MIMT-R-1", "saipa", "issuer.one")
+        .await
+        .expect("sql")
+        .expect("both parties");
+    assert!(parties
+        .iter()
+        .any(|p| p.party == "saipa" && p.commitment == share));
+    // Not for another manufacturer's license, and not when the proposer's administrator
+    // enrolled the representative too (one person behind both).
+    assert_eq!(
+        env.store
+            .recorded_parties("MIMT-R-1", "iran-khodro", "issuer.one")
+            .await
+            .expect("sql"),
+        Err(CommitmentError::NoManufacturer)
+    );
+    env.store
+        .add_staff(
+            "issuer.a1",
+            STAFF_PASSWORD,
+            presale::store::staff::Role::Issuer,
+            "admin.one",
+            now,
+        )
+        .await
+        .expect("staff");
+    assert_eq!(
+        env.store
+            .recorded_parties("MIMT-R-1", "saipa", "issuer.a1")
+            .await
+            .expect("sql"),
+        Err(CommitmentError::NoManufacturer)
+    );
+    // A representative made in the database (no enrolment on the record), or one whose
+    // manufacturer was rewritten there, is nobody's representative.
+    sqlx::query(
+        "INSERT INTO staff (username, password_hash, totp_secret, role, created_at, manufacturer) \
+         VALUES ('mole.rep', 'x', 'x', 'representative', 0, 'saipa')",
+    )
+    .execute(env.store.pool())
+    .await
+    .expect("insert");
+    env.store
+        .record_commitment("MIMT-R-2", "saipa", &share, Via::Console, "mole.rep", now)
+        .await
+        .expect("sql")
+        .expect("recorded");
+    env.store
+        .record_commitment(
+            "MIMT-R-2",
+            MINISTRY,
+            &ministry,
+            Via::Console,
+            "issuer.m",
+            now,
+        )
+        .await
+        .expect("sql")
+        .expect("recorded");
+    assert_eq!(
+        env.store
+            .recorded_parties("MIMT-R-2", "saipa", "issuer.one")
+            .await
+            .expect("sql"),
+        Err(CommitmentError::NoManufacturer)
+    );
+    sqlx::query("UPDATE staff SET manufacturer = 'iran-khodro' WHERE username = 'saipa.rep'")
+        .execute(env.store.pool())
+        .await
+        .expect("rewrite");
+    assert_eq!(
+        env.store
+            .recorded_parties("MIMT-R-1", "saipa", "issuer.one")
+            .await
+            .expect("sql"),
+        Err(CommitmentError::NoManufacturer)
+    );
+    assert_eq!(
+        env.store
+            .recorded_parties("MIMT-R-1", "iran-khodro", "issuer.one")
+            .await
+            .expect("sql"),
+        Err(CommitmentError::NoManufacturer),
+        "its share was Saipa's: rewriting the binding moves nothing"
+    );
+    sqlx::query("UPDATE staff SET manufacturer = 'saipa' WHERE username = 'saipa.rep'")
+        .execute(env.store.pool())
+        .await
+        .expect("restore");
+    // Disabled, it makes no share any more.
+    set_standing(env, "saipa.rep", presale::store::staff::Standing::Disabled).await;
+    assert_eq!(
+        env.store
+            .recorded_parties("MIMT-R-1", "saipa", "issuer.one")
+            .await
+            .expect("sql"),
+        Err(CommitmentError::NoManufacturer)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1724,6 +2022,15 @@ async fn a_path_under_an_unknown_storefront_is_a_404_never_a_redirect() {
 /// Signs `who` in at Saipa's storefront in a new browser, joins its queue and reads the
 /// ticket from the status JSON.
 async fn join_for_ticket(env: &Env, who: &FixtureCitizen) -> i64 {
+    let (b, wait) = join_and_stay(env, who).await;
+    status_of(&b, &wait).await["ticket"]
+        .as_i64()
+        .expect("a ticket")
+}
+
+/// Signs `who` in at Saipa's storefront in a new browser and joins its queue: the browser,
+/// still signed in, and its wait page's URL.
+async fn join_and_stay(env: &Env, who: &FixtureCitizen) -> (Browser, String) {
     let b = Browser::new("");
     let front = sign_in_to_join(env, &b, "saipa", who).await;
     let url = format!("{}/saipa/", env.base);
@@ -1734,16 +2041,7 @@ async fn join_for_ticket(env: &Env, who: &FixtureCitizen) -> i64 {
         )
         .await;
     assert_eq!(waiting.status, 200, "joined: {}", waiting.body);
-    let status: serde_json::Value = b
-        .http
-        .get(waiting.url.replace("/wait", "/status"))
-        .send()
-        .await
-        .expect("status")
-        .json()
-        .await
-        .expect("json");
-    status["ticket"].as_i64().expect("a ticket")
+    (b, waiting.url)
 }
 
 /// Redis is flushed, then killed and started again without its files, mid-campaign:

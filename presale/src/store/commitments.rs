@@ -2,7 +2,9 @@
 //! point 1): a manufacturer sends its own through its credentials at the IdP, the
 //! ministry's is entered in the console by a member of staff. A proposal to issue a
 //! license takes its parties from here, and the store checks that:
-//! - the manufacturer's share came through the manufacturer's own channel;
+//! - the manufacturer's share came through the manufacturer's own channel: its seed
+//!   client's credentials, or its representative's console page (an account enrolled
+//!   for that manufacturer, of other people than the proposer);
 //! - the ministry's came from a member of staff other than the proposer;
 //! - every party's commitment is the one recorded for it, once.
 //!
@@ -18,7 +20,8 @@ use crate::transparency::seed::Commitment;
 pub enum Via {
     /// A client_credentials token the IdP vouched for: the party is that client.
     IdpClient,
-    /// A member of staff, in the console: the ministry's share.
+    /// A member of staff, in the console: the ministry's share from an issuer, or the
+    /// manufacturer's from its representative.
     Console,
 }
 
@@ -65,7 +68,7 @@ pub enum CommitmentError {
     Malformed,
     #[error("this party has a commitment for this license number already")]
     Exists,
-    #[error("the manufacturer's commitment has not arrived through its own credentials")]
+    #[error("the manufacturer's commitment has not arrived through its own credentials or its representative")]
     NoManufacturer,
     #[error("the ministry's commitment has not been entered by a member of staff other than the proposer")]
     NoMinistry,
@@ -211,10 +214,30 @@ impl Store {
                 independent.insert(r.made_by.clone());
             }
         }
+        // The manufacturer's, entered in the console: only by a representative of that
+        // manufacturer on the record, and of other people than the proposer.
+        let mut representatives = std::collections::HashSet::new();
+        for r in received
+            .iter()
+            .filter(|r| r.party == manufacturer && r.via == Via::Console)
+        {
+            if self
+                .representative_of(&mut *conn, &r.made_by)
+                .await?
+                .as_deref()
+                == Some(manufacturer)
+                && self.independent(&mut *conn, &r.made_by, proposer).await?
+            {
+                representatives.insert(r.made_by.clone());
+            }
+        }
         Ok(parties_of(
             &received,
             &audited,
-            &independent,
+            &Vouched {
+                issuers: independent,
+                representatives,
+            },
             manufacturer,
             proposer,
         ))
@@ -289,7 +312,7 @@ impl Store {
             && ministry.len() == 1
             && eligible.ministry.contains(ministry[0])
             && maker.len() == 1
-            && *maker[0] == eligible.maker;
+            && eligible.maker.contains(maker[0]);
         Ok(if ok {
             Ok(())
         } else {
@@ -298,17 +321,25 @@ impl Store {
     }
 }
 
-/// The recorded commitments that may be a license's parties: the manufacturer's one, and
-/// every eligible ministry's (several issuers may have entered one), the latest first.
+/// The recorded commitments that may be a license's parties: the manufacturer's (its seed
+/// client's first, then its representatives', the latest first), and every eligible
+/// ministry's (several issuers may have entered one), the latest first.
 struct Eligible {
-    maker: Commitment,
+    maker: Vec<Commitment>,
     ministry: Vec<Commitment>,
+}
+
+/// The console's authors whose commitments count: issuers for the ministry's share,
+/// representatives for the manufacturer's, each independent of the proposer.
+struct Vouched {
+    issuers: std::collections::HashSet<String>,
+    representatives: std::collections::HashSet<String>,
 }
 
 fn parties_of(
     received: &[Received],
     audited: &std::collections::HashSet<(String, String)>,
-    independent: &std::collections::HashSet<String>,
+    vouched: &Vouched,
     manufacturer: &str,
     proposer: &str,
 ) -> Result<Eligible, CommitmentError> {
@@ -324,12 +355,17 @@ fn parties_of(
                 MINISTRY => {
                     r.via == Via::Console
                         && r.made_by != proposer
-                        && independent.contains(&r.made_by)
+                        && vouched.issuers.contains(&r.made_by)
                 }
                 party => {
                     party == manufacturer
-                        && r.via == Via::IdpClient
-                        && r.made_by == format!("{party}{SEED_CLIENT_SUFFIX}")
+                        && match r.via {
+                            Via::IdpClient => r.made_by == format!("{party}{SEED_CLIENT_SUFFIX}"),
+                            Via::Console => {
+                                r.made_by != proposer
+                                    && vouched.representatives.contains(&r.made_by)
+                            }
+                        }
                 }
             }
     };
@@ -337,11 +373,14 @@ fn parties_of(
         party: r.party.clone(),
         commitment: r.commitment.clone(),
     };
-    let maker = received
+    let mut maker: Vec<&Received> = received
         .iter()
-        .find(|r| r.party == manufacturer && r.party != MINISTRY && counts(r))
-        .map(commitment)
-        .ok_or(CommitmentError::NoManufacturer)?;
+        .filter(|r| r.party == manufacturer && r.party != MINISTRY && counts(r))
+        .collect();
+    if maker.is_empty() {
+        return Err(CommitmentError::NoManufacturer);
+    }
+    maker.sort_by_key(|r| (r.via != Via::IdpClient, std::cmp::Reverse(r.made_at)));
     let mut ministry: Vec<&Received> = received
         .iter()
         .filter(|r| r.party == MINISTRY && counts(r))
@@ -351,7 +390,7 @@ fn parties_of(
         return Err(CommitmentError::NoMinistry);
     }
     Ok(Eligible {
-        maker,
+        maker: maker.into_iter().map(commitment).collect(),
         ministry: ministry.into_iter().map(commitment).collect(),
     })
 }
@@ -359,7 +398,7 @@ fn parties_of(
 /// The parties a proposal takes: the latest eligible ministry's and the manufacturer's,
 /// sorted by name.
 fn chosen(e: &Eligible) -> Vec<Commitment> {
-    let mut parties = vec![e.maker.clone()];
+    let mut parties: Vec<Commitment> = e.maker.first().cloned().into_iter().collect();
     parties.extend(e.ministry.first().cloned());
     parties.sort_by(|a, b| a.party.cmp(&b.party));
     parties

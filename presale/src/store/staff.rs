@@ -18,16 +18,28 @@ pub enum Role {
     Issuer,
     /// Reads everything and exports the audit log; changes nothing.
     Auditor,
+    /// A manufacturer's representative, bound to that manufacturer when enrolled: sees its
+    /// campaigns' dashboards and enters its seed commitment; changes nothing else.
+    Representative,
 }
 
 impl Role {
-    pub const ALL: [Role; 3] = [Self::Administrator, Self::Issuer, Self::Auditor];
+    pub const ALL: [Role; 4] = [
+        Self::Administrator,
+        Self::Issuer,
+        Self::Auditor,
+        Self::Representative,
+    ];
+    /// The roles an account may be moved between. A representative is bound to its
+    /// manufacturer at enrolment: no role change makes or unmakes one.
+    pub const CHANGEABLE: [Role; 3] = [Self::Administrator, Self::Issuer, Self::Auditor];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Administrator => "administrator",
             Self::Issuer => "issuer",
             Self::Auditor => "auditor",
+            Self::Representative => "representative",
         }
     }
 
@@ -36,6 +48,7 @@ impl Role {
             "administrator" => Some(Self::Administrator),
             "issuer" => Some(Self::Issuer),
             "auditor" => Some(Self::Auditor),
+            "representative" => Some(Self::Representative),
             _ => None,
         }
     }
@@ -46,6 +59,8 @@ impl Role {
 pub struct Member {
     pub username: String,
     pub role: Role,
+    /// A representative's manufacturer.
+    pub manufacturer: Option<String>,
     pub created_at: i64,
     pub disabled_at: Option<i64>,
 }
@@ -58,6 +73,8 @@ pub enum StaffError {
     WeakPassword,
     #[error("a staff account with this username exists")]
     Exists,
+    #[error("a representative is enrolled for one manufacturer, and only a representative is")]
+    Manufacturer,
     #[error("password hashing failed: {0}")]
     Hash(String),
     #[error("TOTP setup failed: {0}")]
@@ -112,9 +129,11 @@ pub struct SignedIn {
 }
 
 /// An account's standing (see [`Store::staff_account`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
     pub role: Role,
+    /// A representative's manufacturer.
+    pub manufacturer: Option<String>,
     pub enabled: bool,
     pub epoch: i64,
 }
@@ -143,6 +162,48 @@ impl Store {
         actor: &str,
         now: i64,
     ) -> Result<Enrolment, StaffError> {
+        self.enrol(username, password, role, None, actor, now).await
+    }
+
+    /// Creates a representative of `manufacturer`; returns the TOTP enrolment to show once.
+    pub async fn add_representative(
+        &self,
+        username: &str,
+        password: &str,
+        manufacturer: &str,
+        actor: &str,
+        now: i64,
+    ) -> Result<Enrolment, StaffError> {
+        self.enrol(
+            username,
+            password,
+            Role::Representative,
+            Some(manufacturer),
+            actor,
+            now,
+        )
+        .await
+    }
+
+    async fn enrol(
+        &self,
+        username: &str,
+        password: &str,
+        role: Role,
+        manufacturer: Option<&str>,
+        actor: &str,
+        now: i64,
+    ) -> Result<Enrolment, StaffError> {
+        let bound = match (role, manufacturer) {
+            (Role::Representative, Some(m)) => {
+                crate::transparency::seed::valid_party(m) && m != super::commitments::MINISTRY
+            }
+            (Role::Representative, None) | (_, Some(_)) => false,
+            (_, None) => true,
+        };
+        if !bound {
+            return Err(StaffError::Manufacturer);
+        }
         let ok = (3..=32).contains(&username.len())
             && username
                 .bytes()
@@ -162,14 +223,15 @@ impl Store {
         let mut tx = service_kit::sql::begin(self.pool())
             .await
             .map_err(StoreError::from)?;
-        let inserted = sqlx::query(
-            "INSERT INTO staff (username, password_hash, totp_secret, role, created_at) VALUES ($1, $2, $3, $4, $5)",
+        let inserted = sqlx::query(            "INSERT INTO staff (username, password_hash, totp_secret, role, created_at, manufacturer) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(username)
         .bind(&hash)
         .bind(&secret)
         .bind(role.as_str())
         .bind(now)
+        .bind(manufacturer)
         .execute(&mut *tx)
         .await;
         match inserted {
@@ -177,12 +239,15 @@ impl Store {
             Err(e) if service_kit::sql::is_unique_violation(&e) => return Err(StaffError::Exists),
             Err(e) => return Err(StoreError::from(e).into()),
         }
+        // A representative's manufacturer is on the record: what the seed's eligibility
+        // reads, not the column.
+        let detail = enrolled_as(role, manufacturer);
         let entry = audit::Entry {
             at: now,
             actor,
             action: "staff.add",
             subject: username,
-            detail: role.as_str(),
+            detail: &detail,
             anchor: None,
         };
         self.audit_in(&mut tx, &entry).await?;
@@ -192,8 +257,7 @@ impl Store {
 
     /// Every staff account, by username.
     pub async fn staff_members(&self) -> Result<Vec<Member>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT username, role, created_at, disabled_at FROM staff ORDER BY username",
+        let rows = sqlx::query(            "SELECT username, role, manufacturer, created_at, disabled_at FROM staff ORDER BY username",
         )
         .fetch_all(self.pool())
         .await?;
@@ -203,6 +267,7 @@ impl Store {
                 Ok(Member {
                     role: Role::parse(&r.try_get::<String, _>("role")?)
                         .ok_or_else(|| StoreError::Corrupt(format!("staff {username}: role")))?,
+                    manufacturer: r.try_get("manufacturer")?,
                     created_at: r.try_get("created_at")?,
                     disabled_at: r.try_get("disabled_at")?,
                     username,
@@ -258,10 +323,13 @@ impl Store {
         actor: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
+        if role == Role::Representative {
+            return Ok(false);
+        }
         let mut tx = service_kit::sql::begin(self.pool()).await?;
         let done = sqlx::query(
             "UPDATE staff SET role = $2, session_epoch = session_epoch + 1 \
-             WHERE username = $1 AND role <> $2",
+             WHERE username = $1 AND role <> $2 AND role <> 'representative'",
         )
         .bind(username)
         .bind(role.as_str())
@@ -364,15 +432,17 @@ impl Store {
     /// An account's standing, read on every console request: its role, whether it is
     /// enabled, and the epoch its sessions must carry.
     pub async fn staff_account(&self, username: &str) -> Result<Option<Account>, StoreError> {
-        let row =
-            sqlx::query("SELECT role, disabled_at, session_epoch FROM staff WHERE username = $1")
-                .bind(username)
-                .fetch_optional(self.pool())
-                .await?;
+        let row = sqlx::query(
+            "SELECT role, manufacturer, disabled_at, session_epoch FROM staff WHERE username = $1",
+        )
+        .bind(username)
+        .fetch_optional(self.pool())
+        .await?;
         row.map(|r| {
             Ok(Account {
                 role: Role::parse(&r.try_get::<String, _>("role")?)
                     .ok_or_else(|| StoreError::Corrupt(format!("staff {username}: role")))?,
+                manufacturer: r.try_get("manufacturer")?,
                 enabled: r.try_get::<Option<i64>, _>("disabled_at")?.is_none(),
                 epoch: r.try_get("session_epoch")?,
             })
@@ -462,6 +532,41 @@ impl Store {
         }
         Ok(seen)
     }
+    /// The manufacturer `username` represents, if it is an enabled representative enrolled
+    /// for it on the record (its `staff.add` entry names the manufacturer: a row inserted
+    /// or a column rewritten in the database without one represents nobody).
+    pub(crate) async fn representative_of(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        username: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row =
+            sqlx::query("SELECT role, manufacturer, disabled_at FROM staff WHERE username = $1")
+                .bind(username)
+                .fetch_optional(&mut *conn)
+                .await?;
+        let Some(row) = row else { return Ok(None) };
+        let manufacturer: Option<String> = row.try_get("manufacturer")?;
+        let enabled = row.try_get::<Option<i64>, _>("disabled_at")?.is_none();
+        let (Some(manufacturer), true, true) = (
+            manufacturer,
+            row.try_get::<String, _>("role")? == Role::Representative.as_str(),
+            enabled,
+        ) else {
+            return Ok(None);
+        };
+        let details =
+            sqlx::query("SELECT detail FROM audit_log WHERE action = 'staff.add' AND subject = $1")
+                .bind(username)
+                .fetch_all(&mut *conn)
+                .await?;
+        let expected = enrolled_as(Role::Representative, Some(&manufacturer));
+        let mut on_record = false;
+        for d in details {
+            on_record |= d.try_get::<String, _>("detail")? == expected;
+        }
+        Ok(on_record.then_some(manufacturer))
+    }
 
     /// Whether `a` and `b` may be the two pairs of eyes: nobody behind one is behind the
     /// other (see [`Store::people_behind`]).
@@ -492,5 +597,13 @@ impl Store {
         Ok(secret
             .and_then(|s| totp_for(username, &s).ok())
             .map(|t| t.generate(now as u64).to_string()))
+    }
+}
+
+/// The `staff.add` entry's detail: the role, and a representative's manufacturer.
+fn enrolled_as(role: Role, manufacturer: Option<&str>) -> String {
+    match manufacturer {
+        Some(m) => format!("{} {m}", role.as_str()),
+        None => role.as_str().to_owned(),
     }
 }

@@ -1,8 +1,10 @@
 //! The seed commitments received for licenses to come, and where a member of staff enters
 //! the ministry's (made with `presale commit ministry` on their own computer: the secret
 //! never reaches the service). The manufacturer's arrive through its own channel
-//! (`POST /api/seed-commitments`, see [`crate::http::api`]). The page shows which party
-//! committed, when, through what and by whom.
+//! (`POST /api/seed-commitments`, see [`crate::http::api`]), or are pasted here by its
+//! representative, on a page bound to that manufacturer (it lists and enters that
+//! manufacturer's only). The page shows which party committed, when, through what and by
+//! whom.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -30,20 +32,37 @@ pub(super) fn text(e: &CommitmentError) -> Text {
     }
 }
 
+/// The party a member enters commitments for: the ministry for an issuer, its manufacturer
+/// for a representative, nobody else.
+fn party_of(staff: &Staff) -> Option<&str> {
+    match staff.role {
+        Role::Issuer => Some(MINISTRY),
+        Role::Representative => staff.manufacturer.as_deref(),
+        _ => None,
+    }
+}
+
 pub(super) async fn list(State(app): State<App>, staff: Staff) -> Result<Response, Error> {
-    let received = app.store.recent_commitments(200).await?;
+    let mut received = app.store.recent_commitments(200).await?;
+    if staff.role == Role::Representative {
+        received.retain(|c| Some(c.party.as_str()) == staff.manufacturer.as_deref());
+    }
+    let (heading, explained) = if staff.role == Role::Representative {
+        (m::ENTER_MAKER_COMMITMENT, m::MAKER_COMMITMENT_EXPLAINED)
+    } else {
+        (m::ENTER_COMMITMENT, m::MINISTRY_COMMITMENT_EXPLAINED)
+    };
     let body = html! {
-        @if staff.role == Role::Issuer {
+        @if let Some(party) = party_of(&staff) {
             section.card {
-                h2 { (fa(m::ENTER_COMMITMENT)) }
-                p { (fa(m::MINISTRY_COMMITMENT_EXPLAINED)) }
+                h2 { (fa(heading)) " · " span lang="en" dir="ltr" { (party) } }
+                p { (fa(explained)) }
                 form method="post" action="/ministry/commitments" {
                     input type="hidden" name="csrf" value=(staff.csrf);
                     label for="license_no" { (fa(m::F_LICENSE_NO)) }
                     input #license_no type="text" name="license_no" required;
-                    label for="commitment" { (fa(m::F_COMMITMENT)) }
-                    input #commitment type="text" name="commitment" required autocomplete="off";
-                    button type="submit" { (fa(m::ENTER_COMMITMENT)) }
+                    label for="commitment" { (fa(m::F_COMMITMENT)) }                    input #commitment type="text" name="commitment" required autocomplete="off";
+                    button type="submit" { (fa(heading)) }
                 }
             }
         }
@@ -58,8 +77,8 @@ pub(super) async fn list(State(app): State<App>, staff: Staff) -> Result<Respons
                             dt { (fa(m::F_COMMITMENT)) } dd { code.hash { (c.commitment) } }
                             dt { "via" } dd lang="en" dir="ltr" {
                                 @match c.via {
-                                    Via::IdpClient => "the manufacturer's credentials at emta (client_credentials, checked at the IdP)",
-                                    Via::Console => "the console",
+                                    Via::IdpClient => "the manufacturer's credentials at emta (client_credentials, checked at the IdP)",                                    Via::Console if c.party == MINISTRY => "the console (an issuer)",
+                                    Via::Console => "the console (the manufacturer's representative)",
                                 }
                             }
                             dt { (fa(m::COMMITTED_BY)) } dd lang="en" dir="ltr" { (c.made_by) }
@@ -88,11 +107,12 @@ pub(super) async fn enter(
     staff: Staff,
     Form(f): Form<EnterForm>,
 ) -> Result<Response, Error> {
-    staff.may(Role::Issuer, &f.csrf)?;
+    staff.form(&f.csrf)?;
+    let party = party_of(&staff).ok_or(Error::user(StatusCode::FORBIDDEN, m::NOT_YOUR_ROLE))?;
     app.store
         .record_commitment(
             f.license_no.trim(),
-            MINISTRY,
+            party,
             f.commitment.trim(),
             Via::Console,
             &staff.username,

@@ -18,6 +18,7 @@ use crate::error::msg::console as m;
 use crate::error::Error;
 use crate::http::pages::money;
 use crate::store::figures::{Figures, Minute};
+use crate::store::staff::Role;
 
 fn seconds(ms: i64) -> String {
     let s = ms.max(0) / 1000;
@@ -116,12 +117,19 @@ fn figures(app: &App, l: &License, f: &Figures, paused: bool) -> Markup {
     }
 }
 
-async fn load(app: &App, id: &str) -> Result<(License, std::sync::Arc<Figures>, bool), Error> {
+/// The campaign, its figures and whether admissions are paused, for a member who may see
+/// it (a representative: its own manufacturer's only).
+async fn load(
+    app: &App,
+    staff: &Staff,
+    id: &str,
+) -> Result<(License, std::sync::Arc<Figures>, bool), Error> {
     let l = app
         .store
         .license(id)
         .await?
         .ok_or(Error::not_found(m::NO_LICENSE))?;
+    staff.sees(&l.manufacturer)?;
     let f = app
         .figures(id)
         .await?
@@ -136,28 +144,38 @@ pub(super) async fn show(
     staff: Staff,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
-    let (l, f, paused) = load(&app, &id).await?;
-    // What waits for a second issuer on this campaign.
-    let pending: Vec<_> = app
-        .store
-        .pending_proposals(service_kit::clock::now())
-        .await?
-        .into_iter()
-        .filter(|p| p.change.license_id() == Some(l.id.as_str()))
-        .collect();
+    let (l, f, paused) = load(&app, &staff, &id).await?;
+    // What waits for a second issuer on this campaign (not a representative's business).
+    let ministry = staff.role != Role::Representative;
+    let pending: Vec<_> = if ministry {
+        app.store
+            .pending_proposals(service_kit::clock::now())
+            .await?
+            .into_iter()
+            .filter(|p| p.change.license_id() == Some(l.id.as_str()))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let body = html! {
         // Without the script, the whole page every ten seconds.
-        noscript { meta http-equiv="refresh" content="10"; }
-        p { a href=(format!("/ministry/licenses/{}", l.id)) { (l.model) " · " span lang="en" dir="ltr" { (l.license_no) } } }
+        noscript { meta http-equiv="refresh" content="10"; }        p {
+            @if ministry {
+                a href=(format!("/ministry/licenses/{}", l.id)) { (l.model) " · " span lang="en" dir="ltr" { (l.license_no) } }
+            } @else {
+                (l.model) " · " span lang="en" dir="ltr" { (l.license_no) }
+            }
+        }
         section.card #live data-src=(format!("/ministry/licenses/{}/dashboard/live", l.id)) aria-live="polite" {
             (figures(&app, &l, &f, paused))
-        }
-        section.card {
-            h2 { (fa(m::WAITING_FOR_SECOND)) }
-            @if pending.is_empty() { p { (fa(m::NONE)) } }
-            ul.list {
-                @for p in &pending {
-                    li { a href=(format!("/ministry/proposals/{}", p.id)) { (p.change.summary()) } " · " span lang="en" dir="ltr" { (p.proposed_by) } }
+        }        @if ministry {
+            section.card {
+                h2 { (fa(m::WAITING_FOR_SECOND)) }
+                @if pending.is_empty() { p { (fa(m::NONE)) } }
+                ul.list {
+                    @for p in &pending {
+                        li { a href=(format!("/ministry/proposals/{}", p.id)) { (p.change.summary()) } " · " span lang="en" dir="ltr" { (p.proposed_by) } }
+                    }
                 }
             }
         }
@@ -169,10 +187,10 @@ pub(super) async fn show(
 /// The figures alone, for the page's script.
 pub(super) async fn live(
     State(app): State<App>,
-    _staff: Staff,
+    staff: Staff,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
-    let (l, f, paused) = load(&app, &id).await?;
+    let (l, f, paused) = load(&app, &staff, &id).await?;
     Ok((
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
         figures(&app, &l, &f, paused).into_string(),

@@ -394,7 +394,7 @@ fn defaults() -> Typed {
 /// The manufacturers one may choose (id, Persian and English names): the IdP's
 /// registered, active manufacturers, read over its ministry API; without the ministry's
 /// client configured, the storefronts this service serves.
-async fn makers(app: &App) -> Result<Vec<(String, String, String)>, Error> {
+pub(super) async fn makers(app: &App) -> Result<Vec<(String, String, String)>, Error> {
     match &app.ministry {
         Some(ministry) => Ok(ministry
             .manufacturers()

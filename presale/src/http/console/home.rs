@@ -14,6 +14,9 @@ use crate::http::pages::money;
 use crate::store::staff::Role;
 
 pub(super) async fn show(State(app): State<App>, staff: Staff) -> Result<Response, Error> {
+    if staff.role == Role::Representative {
+        return representative(&app, &staff).await;
+    }
     let licenses = app.store.licenses().await?;
     let proposals = app
         .store
@@ -59,4 +62,39 @@ pub(super) async fn show(State(app): State<App>, staff: Staff) -> Result<Respons
         }
     };
     Ok(page(&staff, StatusCode::OK, m::CONSOLE, body))
+}
+
+/// A representative's first page: its manufacturer's campaigns, each with its dashboard,
+/// and where to enter the manufacturer's seed commitment.
+async fn representative(app: &App, staff: &Staff) -> Result<Response, Error> {
+    let mine = staff.manufacturer.as_deref().unwrap_or_default();
+    let licenses: Vec<_> = app
+        .store
+        .licenses()
+        .await?
+        .into_iter()
+        .filter(|l| l.manufacturer == mine)
+        .collect();
+    let body = html! {
+        section.card {
+            h2 { (fa(m::YOUR_CAMPAIGNS)) " · " span lang="en" dir="ltr" { (mine) } }
+            @if licenses.is_empty() { p { (fa(m::NONE)) } }
+            ul.cards {
+                @for l in &licenses {
+                    li {
+                        a href=(format!("/ministry/licenses/{}/dashboard", l.id)) {
+                            strong { (l.model) } " · " span lang="en" dir="ltr" { (l.license_no) }
+                        }
+                        dl {
+                            dt { (fa(m::STATUS)) } dd { (l.status.as_str()) }
+                            dt { (fa(m::ACCEPTED)) } dd { (money(l.accepted)) " / " (money(l.units)) }
+                            dt { (fa(m::F_OPENS_AT)) } dd { (when(l.opens_at)) }
+                        }
+                    }
+                }
+            }
+            p { a href="/ministry/commitments" { (fa(m::ENTER_MAKER_COMMITMENT)) } }
+        }
+    };
+    Ok(page(staff, StatusCode::OK, m::CONSOLE, body))
 }

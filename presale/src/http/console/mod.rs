@@ -4,7 +4,10 @@
 //! - issuers propose issuing, suspending and resuming a license and changing its rate
 //!   ([`form`], [`license`]), and a second issuer approves what they were shown in full
 //!   ([`proposals`]: four-eyes, with the payload's digest pinned in the audit log);
-//! - auditors read everything and export the audit log ([`audit`]).
+//! - auditors read everything and export the audit log ([`audit`]);
+//! - a manufacturer's representative sees its own manufacturer's campaigns' dashboards
+//!   and enters its seed commitment ([`commitments`]), and reaches nothing else (the
+//!   [`Staff`] extractor closes every other page to it).
 //!
 //! Every page is a module; the [`Staff`] extractor answers the sign-in redirect (or 403)
 //! by itself, handlers return `Result`, and the texts are in [`crate::error::msg::console`].
@@ -96,21 +99,24 @@ fn cookie(
 /// out), then `body`.
 fn page(staff: &Staff, status: StatusCode, title: Text, body: Markup) -> Response {
     let nav = html! {
-        nav.staff aria-label="console" {
-            p {
+        nav.staff aria-label="console" {                p {
                 span lang="en" dir="ltr" { (staff.username) }
                 " · " (fa(staff.role_text()))
+                @if let Some(maker) = &staff.manufacturer { " · " span lang="en" dir="ltr" { (maker) } }
             }
             ul {
                 li { a href="/ministry" { (fa(m::HOME)) } }
                 @if staff.role == Role::Issuer {
                     li { a href="/ministry/licenses/new" { (fa(m::PROPOSE_LICENSE)) } }
                     li { a href="/ministry/commitments" { (fa(m::SEED_COMMITMENTS)) } }
-                }
-                @if staff.role == Role::Administrator {
+                }                @if staff.role == Role::Administrator {
                     li { a href="/ministry/staff" { (fa(m::STAFF)) } }
                 }
-                li { a href="/ministry/audit" { (fa(m::AUDIT_LOG)) } }
+                @if staff.role == Role::Representative {
+                    li { a href="/ministry/commitments" { (fa(m::SEED_COMMITMENTS)) } }
+                } @else {
+                    li { a href="/ministry/audit" { (fa(m::AUDIT_LOG)) } }
+                }
             }
             form method="post" action="/ministry/logout" {
                 input type="hidden" name="csrf" value=(staff.csrf);

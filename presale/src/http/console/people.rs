@@ -21,6 +21,7 @@ use crate::store::staff::{Enrolment, Role, StaffError, Standing};
 pub(super) async fn list(State(app): State<App>, staff: Staff) -> Result<Response, Error> {
     staff.is(Role::Administrator)?;
     let members = app.store.staff_members().await?;
+    let makers = super::form::makers(&app).await?;
     let body = html! {
         section.card {
             h2 { (fa(m::ADD_STAFF)) }
@@ -30,8 +31,12 @@ pub(super) async fn list(State(app): State<App>, staff: Staff) -> Result<Respons
                 input #username type="text" name="username" autocomplete="off" required aria-describedby="username-hint";
                 p.hint #username-hint { (fa(m::USERNAME_RULE)) }
                 label for="role" { (fa(m::ROLE)) }
-                select #role name="role" {
-                    @for r in Role::ALL { option value=(r.as_str()) { (role_text(r).fa) " / " (role_text(r).en) } }
+                select #role name="role" {                    @for r in Role::ALL { option value=(r.as_str()) { (role_text(r).fa) " / " (role_text(r).en) } }
+                }
+                label for="manufacturer" { (fa(m::F_REPRESENTED)) }
+                select #manufacturer name="manufacturer" {
+                    option value="" { "—" }
+                    @for (id, fa_name, en) in &makers { option value=(id) { (fa_name) " / " (en) } }
                 }
                 button type="submit" { (fa(m::ADD_STAFF)) }
             }
@@ -44,6 +49,9 @@ pub(super) async fn list(State(app): State<App>, staff: Staff) -> Result<Respons
                         strong lang="en" dir="ltr" { (member.username) }
                         dl {
                             dt { (fa(m::ROLE)) } dd { (fa(role_text(member.role))) }
+                            @if let Some(maker) = &member.manufacturer {
+                                dt { (fa(m::REPRESENTS)) } dd lang="en" dir="ltr" { (maker) }
+                            }
                             dt { (fa(m::ADDED)) } dd { (when(member.created_at)) }
                             dt { (fa(m::STATUS)) } dd {
                                 @if let Some(at) = member.disabled_at { (fa(m::DISABLED)) " · " (when(at)) }
@@ -58,15 +66,16 @@ pub(super) async fn list(State(app): State<App>, staff: Staff) -> Result<Respons
                                         input type="hidden" name="csrf" value=(staff.csrf);
                                         button.secondary type="submit" { (fa(label)) }
                                     }
-                                }
-                                form method="post" action=(format!("/ministry/staff/{}/role", member.username)) {
-                                    input type="hidden" name="csrf" value=(staff.csrf);
-                                    @let id = format!("role-{}", member.username);
-                                    label for=(id) { (fa(m::CHANGE_ROLE)) }
-                                    select id=(id) name="role" {
-                                        @for r in Role::ALL { option value=(r.as_str()) selected[r == member.role] { (role_text(r).fa) " / " (role_text(r).en) } }
+                                }                                @if member.role != Role::Representative {
+                                    form method="post" action=(format!("/ministry/staff/{}/role", member.username)) {
+                                        input type="hidden" name="csrf" value=(staff.csrf);
+                                        @let id = format!("role-{}", member.username);
+                                        label for=(id) { (fa(m::CHANGE_ROLE)) }
+                                        select id=(id) name="role" {
+                                            @for r in Role::CHANGEABLE { option value=(r.as_str()) selected[r == member.role] { (role_text(r).fa) " / " (role_text(r).en) } }
+                                        }
+                                        button.secondary type="submit" { (fa(m::CHANGE_ROLE)) }
                                     }
-                                    button.secondary type="submit" { (fa(m::CHANGE_ROLE)) }
                                 }
                             }
                         }
@@ -110,6 +119,7 @@ fn staff_error(e: StaffError) -> Error {
     match e {
         StaffError::Username => Error::user(StatusCode::UNPROCESSABLE_ENTITY, m::USERNAME_RULE),
         StaffError::Exists => Error::conflict(m::STAFF_EXISTS),
+        StaffError::Manufacturer => Error::user(StatusCode::UNPROCESSABLE_ENTITY, m::E_REPRESENTED),
         StaffError::WeakPassword | StaffError::Hash(_) | StaffError::Totp(_) => {
             Error::Internal(e.to_string())
         }
@@ -125,6 +135,9 @@ pub(super) struct AddForm {
     username: String,
     #[serde(default)]
     role: String,
+    /// A representative's manufacturer (one of the IdP's registered, active ones).
+    #[serde(default)]
+    manufacturer: String,
 }
 
 pub(super) async fn add(
@@ -136,19 +149,31 @@ pub(super) async fn add(
     let role = Role::parse(&f.role)
         .ok_or_else(|| Error::user(StatusCode::UNPROCESSABLE_ENTITY, m::E_CHOICE))?;
     let username = f.username.trim();
+    let manufacturer = f.manufacturer.trim();
     // 24 random characters: about 143 bits, typed once by the new member.
     let password = service_kit::keys::random_token(18);
-    let enrolment = app
-        .store
-        .add_staff(
-            username,
-            &password,
-            role,
-            &staff.username,
-            service_kit::clock::now(),
-        )
-        .await
-        .map_err(staff_error)?;
+    let now = service_kit::clock::now();
+    let enrolment = match (role, manufacturer) {
+        (Role::Representative, maker) => {
+            let registered = super::form::makers(&app)
+                .await?
+                .iter()
+                .any(|(id, _, _)| id == maker);
+            if !registered {
+                return Err(staff_error(StaffError::Manufacturer));
+            }
+            app.store
+                .add_representative(username, &password, maker, &staff.username, now)
+                .await
+        }
+        (role, "") => {
+            app.store
+                .add_staff(username, &password, role, &staff.username, now)
+                .await
+        }
+        _ => Err(StaffError::Manufacturer),
+    }
+    .map_err(staff_error)?;
     Ok(enrolment_page(
         &staff,
         username,
@@ -202,6 +227,12 @@ pub(super) async fn act(
         ("role", None) => {
             let role = Role::parse(&f.role)
                 .ok_or_else(|| Error::user(StatusCode::UNPROCESSABLE_ENTITY, m::E_CHOICE))?;
+            let current = app.store.staff_account(&username).await?;
+            if role == Role::Representative
+                || current.as_ref().map(|a| a.role) == Some(Role::Representative)
+            {
+                return Err(Error::conflict(m::NO_ROLE_CHANGE_FOR_REPRESENTATIVE));
+            }
             if !app
                 .store
                 .set_staff_role(&username, role, &staff.username, now)

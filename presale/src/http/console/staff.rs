@@ -34,6 +34,8 @@ pub(super) struct StaffSession {
 pub(crate) struct Staff {
     pub(crate) username: String,
     pub(crate) role: Role,
+    /// A representative's manufacturer.
+    pub(crate) manufacturer: Option<String>,
     pub(crate) csrf: String,
 }
 
@@ -64,10 +66,44 @@ impl Staff {
             ))
         }
     }
-
     pub(super) fn role_text(&self) -> Text {
         role_text(self.role)
     }
+
+    /// Whether this member may see `manufacturer`'s campaign: a representative only its
+    /// own manufacturer's, everyone else every campaign (403 otherwise).
+    pub(super) fn sees(&self, manufacturer: &str) -> Result<(), Error> {
+        match (&self.role, &self.manufacturer) {
+            (Role::Representative, Some(m)) if m == manufacturer => Ok(()),
+            (Role::Representative, _) => Err(Error::user(
+                axum::http::StatusCode::FORBIDDEN,
+                m::NOT_YOUR_ROLE,
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The console's pages a manufacturer's representative may reach: home, the seed
+/// commitments page (bound to its manufacturer), its campaigns' dashboards (checked
+/// against its manufacturer by the page), and signing out. Everything else is closed to
+/// it here, before any handler runs, so a page added later is closed until it is listed.
+fn open_to_representatives(path: &str) -> bool {
+    let path = path.trim_end_matches('/');
+    if matches!(
+        path,
+        "/ministry" | "/ministry/commitments" | "/ministry/logout"
+    ) {
+        return true;
+    }
+    let Some(rest) = path.strip_prefix("/ministry/licenses/") else {
+        return false;
+    };
+    let mut parts = rest.split('/');
+    let (Some(id), Some("dashboard"), tail) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    !id.is_empty() && matches!(tail, None | Some("live")) && parts.next().is_none()
 }
 
 pub(super) fn role_text(role: Role) -> Text {
@@ -75,6 +111,7 @@ pub(super) fn role_text(role: Role) -> Text {
         Role::Administrator => m::ROLE_ADMINISTRATOR,
         Role::Issuer => m::ROLE_ISSUER,
         Role::Auditor => m::ROLE_AUDITOR,
+        Role::Representative => m::ROLE_REPRESENTATIVE,
     }
 }
 
@@ -133,11 +170,20 @@ impl FromRequestParts<App> for Staff {
         // The account as it stands now: disabled, revoked, re-enrolled or given another
         // role takes effect at once.
         match app.store.staff_account(&session.username).await {
-            Ok(Some(a)) if a.enabled && a.epoch == session.epoch => Ok(Staff {
-                csrf: app.staff_csrf(&jar),
-                username: session.username,
-                role: a.role,
-            }),
+            Ok(Some(a)) if a.enabled && a.epoch == session.epoch => {
+                if a.role == Role::Representative && !open_to_representatives(parts.uri.path()) {
+                    return Err(
+                        Error::user(axum::http::StatusCode::FORBIDDEN, m::NOT_YOUR_ROLE)
+                            .into_response(),
+                    );
+                }
+                Ok(Staff {
+                    csrf: app.staff_csrf(&jar),
+                    username: session.username,
+                    role: a.role,
+                    manufacturer: a.manufacturer,
+                })
+            }
             Ok(_) => {
                 if let Some(c) = jar.get(STAFF_COOKIE) {
                     let _ = app.sessions.delete(&format!("staff:{}", c.value())).await;
@@ -148,6 +194,41 @@ impl FromRequestParts<App> for Staff {
                 tracing::error!(error = %e, "staff account lookup failed");
                 Err(Error::Busy { retry_after: 5 }.into_response())
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::open_to_representatives as open;
+
+    #[test]
+    fn a_representative_reaches_home_commitments_and_dashboards_only() {
+        for path in [
+            "/ministry",
+            "/ministry/",
+            "/ministry/commitments",
+            "/ministry/logout",
+            "/ministry/licenses/l-1/dashboard",
+            "/ministry/licenses/l-1/dashboard/live",
+        ] {
+            assert!(open(path), "{path}");
+        }
+        for path in [
+            "/ministry/licenses/new",
+            "/ministry/licenses",
+            "/ministry/licenses/l-1",
+            "/ministry/licenses/l-1/pause",
+            "/ministry/licenses/l-1/dashboard/live/x",
+            "/ministry/licenses//dashboard",
+            "/ministry/proposals/p-1",
+            "/ministry/proposals/p-1/approve",
+            "/ministry/staff",
+            "/ministry/audit",
+            "/ministry/audit.csv",
+            "/ministry/commitments/x",
+        ] {
+            assert!(!open(path), "{path}");
         }
     }
 }
