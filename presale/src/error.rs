@@ -24,6 +24,7 @@ pub mod msg {
         pub const E_NO_MINISTRY_COMMITMENT: Text = t!("تعهد بذر وزارت برای این شماره مجوز را کارمند دیگری جز پیشنهاددهنده باید در صفحه تعهدها ثبت کند.", "The ministry's seed commitment for this license number must be entered on the commitments page by a member of staff other than the proposer (and not enrolled by the same administrator).");
         pub const E_COMMITMENT_FORMAT: Text = t!("تعهد باید خروجی presale commit باشد (۴۳ نویسه base64url) و شماره مجوز ۳ تا ۳۲ حرف لاتین، رقم یا خط تیره.", "A commitment is the output of presale commit (43 base64url characters), and a license number 3 to 32 letters, digits or dashes.");
         pub const E_COMMITMENT_EXISTS: Text = t!("این طرف برای این شماره مجوز پیش‌تر تعهد ثبت کرده است؛ تعهد را نمی‌توان عوض کرد.", "This party has already committed for this license number; a commitment cannot be replaced.");
+        pub const E_COMMITMENT_DEPENDENT: Text = t!("تعهد وزارت و تعهد نماینده خودروساز را حساب‌هایی ثبت کرده‌اند که یک نفر پشت هر دو است (یک مدیر هر دو را ساخته است)؛ دو طرف بذر باید دو نفر باشند.", "The ministry's and the manufacturer's representative's commitments were entered by accounts with someone behind both (one administrator enrolled both); a seed's two parties must be two people.");
         pub const E_COMMITMENT_MISMATCH: Text = t!(
             "طرف‌های بذر این پیشنهاد همان تعهدهای ثبت‌شده نیستند.",
             "This proposal's seed parties are not the commitments recorded for it."
@@ -104,8 +105,8 @@ pub mod msg {
         pub const SIGN_IN: Text = t!("ورود", "Sign in");
         pub const USERNAME: Text = t!("نام کاربری", "Username");
         pub const USERNAME_RULE: Text = t!(
-            "۳ تا ۳۲ حرف کوچک لاتین، رقم، نقطه یا خط تیره.",
-            "3 to 32 lowercase letters, digits, dots or dashes."
+            "۳ تا ۳۲ حرف کوچک لاتین، رقم، نقطه یا خط تیره، که به ‎-seed‎ ختم نشود.",
+            "3 to 32 lowercase letters, digits, dots or dashes, not ending in -seed."
         );
         pub const PASSWORD: Text = t!("گذرواژه", "Password");
         pub const TOTP: Text = t!("کد یکبارمصرف (TOTP)", "One-time code (TOTP)");

@@ -1505,6 +1505,11 @@ async fn representatives(env: &Env, admin: &Browser, csrf: &str, saipa: &str) {
     assert!(!members.iter().any(|m| m.username.starts_with("rep.n")
         || m.username == "rep.ghost"
         || m.username == "issuer.bound"));
+    // Never under a manufacturer's seed client's name: its commitments would take the
+    // client's place.
+    let seedlike = enrol("saipa-seed", "representative", "saipa").await;
+    assert_eq!(seedlike.status, 422, "{}", seedlike.body);
+    assert!(seedlike.body.contains("-seed"), "{}", seedlike.body);
     let added = enrol("saipa.rep", "representative", "saipa").await;
     assert_eq!(added.status, 200, "{}", added.body);
     let password = element_text(&added.body, "new-password");
@@ -1567,7 +1572,21 @@ async fn representatives(env: &Env, admin: &Browser, csrf: &str, saipa: &str) {
     ] {
         let r = rep.go(&format!("{console}{path}")).await;
         assert_eq!(r.status, 200, "{path}: {}", r.body);
+        // The replica's refusals count every campaign's: not for a manufacturer.
+        assert!(
+            !r.body.contains("Refusals (this replica)"),
+            "{path}: {}",
+            r.body
+        );
     }
+    let ministry_view = admin
+        .go(&format!("{console}/licenses/{saipa}/dashboard/live"))
+        .await;
+    assert!(
+        ministry_view.body.contains("Refusals (this replica)"),
+        "the ministry's staff see them: {}",
+        ministry_view.body
+    );
     let rcsrf = input(&home.body, "csrf");
     let pending = env.store.pending_proposals(now).await.expect("sql");
     for path in [
@@ -1666,6 +1685,87 @@ async fn representatives(env: &Env, admin: &Browser, csrf: &str, saipa: &str) {
     assert!(parties
         .iter()
         .any(|p| p.party == "saipa" && p.commitment == share));
+    // And a proposal naming them is taken (the store checks the parties again).
+    let mut proposed = test_license("saipa", "Saina", now);
+    proposed.license_no = "MIMT-R-1".into();
+    proposed.parties = parties.clone();
+    let change = presale::store::proposals::Change::Issue {
+        license: Box::new(proposed.clone()),
+    };
+    let taken = env
+        .store
+        .propose(&change, "issuer.one", now)
+        .await
+        .expect("sql");
+    assert!(taken.is_ok(), "{taken:?}");
+    // A ministry share entered by an issuer that the representative's administrator
+    // enrolled too is not a second party: one person could sign in as both.
+    env.store
+        .add_staff(
+            "issuer.a2",
+            STAFF_PASSWORD,
+            presale::store::staff::Role::Issuer,
+            "admin.one",
+            now,
+        )
+        .await
+        .expect("staff");
+    let own = presale::transparency::seed::Contribution::generate(MINISTRY)
+        .commitment()
+        .commitment;
+    env.store
+        .record_commitment(
+            "MIMT-R-1",
+            MINISTRY,
+            &own,
+            Via::Console,
+            "issuer.a2",
+            now + 1,
+        )
+        .await
+        .expect("sql")
+        .expect("recorded");
+    let still = env
+        .store
+        .recorded_parties("MIMT-R-1", "saipa", "issuer.one")
+        .await
+        .expect("sql")
+        .expect("both parties");
+    assert_eq!(
+        still, parties,
+        "the latest ministry share is passed over: same people"
+    );
+    let mut colluding = proposed.clone();
+    colluding.parties = vec![
+        presale::transparency::seed::Commitment {
+            party: MINISTRY.into(),
+            commitment: own.clone(),
+        },
+        presale::transparency::seed::Commitment {
+            party: "saipa".into(),
+            commitment: share.clone(),
+        },
+    ];
+    let refused = env
+        .store
+        .propose(
+            &presale::store::proposals::Change::Issue {
+                license: Box::new(colluding),
+            },
+            "issuer.one",
+            now,
+        )
+        .await
+        .expect("sql");
+    assert!(
+        matches!(
+            refused,
+            Err(presale::store::proposals::ProposalError::Commitments(
+                CommitmentError::Dependent
+            ))
+        ),
+        "{refused:?}"
+    );
     // Not for another manufacturer's license, and not when the proposer's administrator
     // enrolled the representative too (one person behind both).
     assert_eq!(
@@ -1744,7 +1844,73 @@ async fn representatives(env: &Env, admin: &Browser, csrf: &str, saipa: &str) {
         Err(CommitmentError::NoManufacturer),
         "its share was Saipa's: rewriting the binding moves nothing"
     );
+    // Rewritten to Iran Khodro, its new share is not Iran Khodro's either.
+    let khodro_share = presale::transparency::seed::Contribution::generate("iran-khodro")
+        .commitment()
+        .commitment;
+    env.store
+        .record_commitment(
+            "MIMT-R-3",
+            "iran-khodro",
+            &khodro_share,
+            Via::Console,
+            "saipa.rep",
+            now,
+        )
+        .await
+        .expect("sql")
+        .expect("recorded");
+    env.store
+        .record_commitment(
+            "MIMT-R-3",
+            MINISTRY,
+            &ministry,
+            Via::Console,
+            "issuer.m",
+            now,
+        )
+        .await
+        .expect("sql")
+        .expect("recorded");
+    assert_eq!(
+        env.store
+            .recorded_parties("MIMT-R-3", "iran-khodro", "issuer.one")
+            .await
+            .expect("sql"),
+        Err(CommitmentError::NoManufacturer)
+    );
     sqlx::query("UPDATE staff SET manufacturer = 'saipa' WHERE username = 'saipa.rep'")
+        .execute(env.store.pool())
+        .await
+        .expect("restore");
+    // Made an issuer in the database, it proposes nothing: its entries say representative.
+    sqlx::query(
+        "UPDATE staff SET role = 'issuer', manufacturer = NULL WHERE username = 'saipa.rep'",
+    )
+    .execute(env.store.pool())
+    .await
+    .expect("flip");
+    let mut by_rep = test_license("saipa", "Quick", now);
+    by_rep.license_no = "MIMT-R-9".into();
+    let flipped = env
+        .store
+        .propose(
+            &presale::store::proposals::Change::Issue {
+                license: Box::new(by_rep),
+            },
+            "saipa.rep",
+            now,
+        )
+        .await
+        .expect("sql");
+    assert!(
+        matches!(
+            flipped,
+            Err(presale::store::proposals::ProposalError::NotIssuer)
+        ),
+        "{flipped:?}"
+    );
+    sqlx::query("UPDATE staff SET role = 'representative', manufacturer = 'saipa' WHERE username = 'saipa.rep'")
         .execute(env.store.pool())
         .await
         .expect("restore");

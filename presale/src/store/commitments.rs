@@ -74,6 +74,8 @@ pub enum CommitmentError {
     NoMinistry,
     #[error("a party's commitment is not the one recorded for it")]
     Mismatch,
+    #[error("the two parties' commitments were entered by accounts with someone behind both")]
+    Dependent,
 }
 
 /// A commitment's audit entry's detail.
@@ -177,6 +179,23 @@ impl Store {
         rows.iter().map(received_from_row).collect()
     }
 
+    /// `party`'s latest commitments, newest first (a representative's list).
+    pub async fn recent_commitments_of(
+        &self,
+        party: &str,
+        limit: i64,
+    ) -> Result<Vec<Received>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, license_no, party, commitment, via, made_by, made_at \
+             FROM seed_commitments WHERE party = $1 ORDER BY made_at DESC, id LIMIT $2",
+        )
+        .bind(party)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(received_from_row).collect()
+    }
+
     /// The commitments that may be a license's parties, as recorded: the ministry's from
     /// staff independent of `proposer` and the manufacturer's through its own channel.
     /// Read in the caller's transaction.
@@ -231,7 +250,7 @@ impl Store {
                 representatives.insert(r.made_by.clone());
             }
         }
-        Ok(parties_of(
+        let mut eligible = match parties_of(
             &received,
             &audited,
             &Vouched {
@@ -240,7 +259,24 @@ impl Store {
             },
             manufacturer,
             proposer,
-        ))
+        ) {
+            Ok(e) => e,
+            Err(e) => return Ok(Err(e)),
+        };
+        // A seed's two parties are two people: a representative's share and a ministry's
+        // share entered by accounts with anyone behind both (one administrator enrolled
+        // both, and so can sign in as both) are one party.
+        for (_, maker_author) in &eligible.maker {
+            let Some(k) = maker_author else { continue };
+            for (_, ministry_author) in &eligible.ministry {
+                if !self.independent(&mut *conn, k, ministry_author).await? {
+                    eligible
+                        .dependent
+                        .insert((ministry_author.clone(), k.clone()));
+                }
+            }
+        }
+        Ok(Ok(eligible))
     }
 
     /// The `seed.commit` audit entries of a license number: (actor, detail). A recorded
@@ -277,7 +313,7 @@ impl Store {
         Ok(self
             .eligible_in(&mut conn, license_no, manufacturer, proposer)
             .await?
-            .map(|e| chosen(&e)))
+            .and_then(|e| chosen(&e)))
     }
 
     /// Whether `parties` are what was recorded for the license: the manufacturer's, and
@@ -308,25 +344,54 @@ impl Store {
             .iter()
             .filter(|p| p.party != MINISTRY)
             .collect::<Vec<_>>();
-        let ok = parties.len() == 2
-            && ministry.len() == 1
-            && eligible.ministry.contains(ministry[0])
-            && maker.len() == 1
-            && eligible.maker.contains(maker[0]);
-        Ok(if ok {
+        if parties.len() != 2 || ministry.len() != 1 || maker.len() != 1 {
+            return Ok(Err(CommitmentError::Mismatch));
+        }
+        let ministry_authors: Vec<&String> = eligible
+            .ministry
+            .iter()
+            .filter(|(c, _)| c == ministry[0])
+            .map(|(_, a)| a)
+            .collect();
+        let maker_authors: Vec<&Option<String>> = eligible
+            .maker
+            .iter()
+            .filter(|(c, _)| c == maker[0])
+            .map(|(_, a)| a)
+            .collect();
+        if ministry_authors.is_empty() || maker_authors.is_empty() {
+            return Ok(Err(CommitmentError::Mismatch));
+        }
+        let apart = ministry_authors
+            .iter()
+            .any(|m| maker_authors.iter().any(|k| eligible.apart(m, k)));
+        Ok(if apart {
             Ok(())
         } else {
-            Err(CommitmentError::Mismatch)
+            Err(CommitmentError::Dependent)
         })
     }
 }
 
-/// The recorded commitments that may be a license's parties: the manufacturer's (its seed
-/// client's first, then its representatives', the latest first), and every eligible
-/// ministry's (several issuers may have entered one), the latest first.
+/// The recorded commitments that may be a license's parties, with who entered them in the
+/// console: the manufacturer's (its seed client's first, then its representatives', the
+/// latest first), and every eligible ministry's (several issuers may have entered one),
+/// the latest first; and the pairs of authors that are not two people.
 struct Eligible {
-    maker: Vec<Commitment>,
-    ministry: Vec<Commitment>,
+    maker: Vec<(Commitment, Option<String>)>,
+    ministry: Vec<(Commitment, String)>,
+    /// (ministry author, representative) pairs with someone behind both.
+    dependent: std::collections::HashSet<(String, String)>,
+}
+
+impl Eligible {
+    /// Whether a ministry share by `ministry` and a manufacturer's by `maker` (None: its
+    /// seed client, outside the console) are two people's.
+    fn apart(&self, ministry: &str, maker: &Option<String>) -> bool {
+        maker
+            .as_ref()
+            .is_none_or(|k| !self.dependent.contains(&(ministry.to_owned(), k.clone())))
+    }
 }
 
 /// The console's authors whose commitments count: issuers for the ministry's share,
@@ -390,18 +455,37 @@ fn parties_of(
         return Err(CommitmentError::NoMinistry);
     }
     Ok(Eligible {
-        maker: maker.into_iter().map(commitment).collect(),
-        ministry: ministry.into_iter().map(commitment).collect(),
+        maker: maker
+            .into_iter()
+            .map(|r| {
+                let author = (r.via == Via::Console).then(|| r.made_by.clone());
+                (commitment(r), author)
+            })
+            .collect(),
+        ministry: ministry
+            .into_iter()
+            .map(|r| (commitment(r), r.made_by.clone()))
+            .collect(),
+        dependent: std::collections::HashSet::new(),
     })
 }
 
 /// The parties a proposal takes: the latest eligible ministry's and the manufacturer's,
 /// sorted by name.
-fn chosen(e: &Eligible) -> Vec<Commitment> {
-    let mut parties: Vec<Commitment> = e.maker.first().cloned().into_iter().collect();
-    parties.extend(e.ministry.first().cloned());
+fn chosen(e: &Eligible) -> Result<Vec<Commitment>, CommitmentError> {
+    let (maker, ministry) = e
+        .maker
+        .iter()
+        .find_map(|(k, ka)| {
+            e.ministry
+                .iter()
+                .find(|(_, ma)| e.apart(ma, ka))
+                .map(|(m, _)| (k, m))
+        })
+        .ok_or(CommitmentError::Dependent)?;
+    let mut parties = vec![maker.clone(), ministry.clone()];
     parties.sort_by(|a, b| a.party.cmp(&b.party));
-    parties
+    Ok(parties)
 }
 
 fn received_from_row(r: &sqlx::any::AnyRow) -> Result<Received, StoreError> {

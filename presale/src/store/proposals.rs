@@ -209,16 +209,13 @@ impl Store {
             }
             None => false,
         };
-        // And enrolled on the record: a staff row inserted in the database without its
-        // `staff.add` entry is nobody's.
-        Ok(enabled_issuer
-            && sqlx::query(
-                "SELECT 1 AS one FROM audit_log WHERE action = 'staff.add' AND subject = $1",
-            )
-            .bind(username)
-            .fetch_optional(&mut *conn)
-            .await?
-            .is_some())
+        // And an issuer on the record: a staff row inserted in the database without its
+        // `staff.add` entry is nobody's, and a role rewritten there (a representative
+        // made an issuer) is the role its entries say.
+        Ok(
+            enabled_issuer
+                && self.role_on_record(&mut *conn, username).await? == Some(Role::Issuer),
+        )
     }
 
     /// Records a proposal; nothing changes until another issuer approves it.

@@ -67,7 +67,7 @@ pub struct Member {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StaffError {
-    #[error("username: 3-32 lowercase letters, digits, dots or dashes")]
+    #[error("username: 3-32 lowercase letters, digits, dots or dashes, not ending in -seed")]
     Username,
     #[error("passwords need at least 12 characters")]
     WeakPassword,
@@ -204,7 +204,10 @@ impl Store {
         if !bound {
             return Err(StaffError::Manufacturer);
         }
+        // Never a manufacturer's seed client's name (`{manufacturer}-seed`): a commitment
+        // entered under it would take that client's place for the license number.
         let ok = (3..=32).contains(&username.len())
+            && !username.ends_with(super::commitments::SEED_CLIENT_SUFFIX)
             && username
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
@@ -560,12 +563,34 @@ impl Store {
                 .bind(username)
                 .fetch_all(&mut *conn)
                 .await?;
+        if self.role_on_record(&mut *conn, username).await? != Some(Role::Representative) {
+            return Ok(None);
+        }
         let expected = enrolled_as(Role::Representative, Some(&manufacturer));
         let mut on_record = false;
         for d in details {
             on_record |= d.try_get::<String, _>("detail")? == expected;
         }
         Ok(on_record.then_some(manufacturer))
+    }
+
+    /// The role an account has on the record: that of its latest `staff.add` or
+    /// `staff.role` entry (the hash chain's order), whatever the column says.
+    pub(crate) async fn role_on_record(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        username: &str,
+    ) -> Result<Option<Role>, StoreError> {
+        let detail: Option<String> = sqlx::query(
+            "SELECT detail FROM audit_log WHERE action IN ('staff.add', 'staff.role') \
+             AND subject = $1 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(username)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|r| r.try_get("detail"))
+        .transpose()?;
+        Ok(detail.and_then(|d| d.split(' ').next().and_then(Role::parse)))
     }
 
     /// Whether `a` and `b` may be the two pairs of eyes: nobody behind one is behind the

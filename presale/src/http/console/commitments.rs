@@ -29,6 +29,7 @@ pub(super) fn text(e: &CommitmentError) -> Text {
         CommitmentError::NoManufacturer => m::E_NO_MAKER_COMMITMENT,
         CommitmentError::NoMinistry => m::E_NO_MINISTRY_COMMITMENT,
         CommitmentError::Mismatch => m::E_COMMITMENT_MISMATCH,
+        CommitmentError::Dependent => m::E_COMMITMENT_DEPENDENT,
     }
 }
 
@@ -43,10 +44,11 @@ fn party_of(staff: &Staff) -> Option<&str> {
 }
 
 pub(super) async fn list(State(app): State<App>, staff: Staff) -> Result<Response, Error> {
-    let mut received = app.store.recent_commitments(200).await?;
-    if staff.role == Role::Representative {
-        received.retain(|c| Some(c.party.as_str()) == staff.manufacturer.as_deref());
-    }
+    let received = match (staff.role, staff.manufacturer.as_deref()) {
+        (Role::Representative, Some(maker)) => app.store.recent_commitments_of(maker, 200).await?,
+        (Role::Representative, None) => Vec::new(),
+        _ => app.store.recent_commitments(200).await?,
+    };
     let (heading, explained) = if staff.role == Role::Representative {
         (m::ENTER_MAKER_COMMITMENT, m::MAKER_COMMITMENT_EXPLAINED)
     } else {

@@ -78,7 +78,9 @@ fn chart(series: &[Minute], now_ms: i64) -> Markup {
 }
 
 /// The figures, as the page shows them and the script refreshes them.
-fn figures(app: &App, l: &License, f: &Figures, paused: bool) -> Markup {
+/// `refusals`: this replica's refusals by reason, across every campaign: the ministry's
+/// business, not a manufacturer's representative's.
+fn figures(app: &App, l: &License, f: &Figures, paused: bool, refusals: bool) -> Markup {
     let lottery = l.is_lottery();
     html! {
         table.terms.figures {
@@ -104,13 +106,15 @@ fn figures(app: &App, l: &License, f: &Figures, paused: bool) -> Markup {
                 } }
             }
             tr { th scope="row" { (fa(m::ACCEPTED)) } td #accepted { (money(f.accepted)) " / " (money(f.units)) } }
-            tr { th scope="row" { (fa(m::REFUSALS)) } td {
-                ul.list {
-                    @for r in Refusal::ALL {
-                        li lang="en" dir="ltr" { (r.label()) ": " (app.refusals(r)) }
+            @if refusals {
+                tr { th scope="row" { (fa(m::REFUSALS)) } td {
+                    ul.list {
+                        @for r in Refusal::ALL {
+                            li lang="en" dir="ltr" { (r.label()) ": " (app.refusals(r)) }
+                        }
                     }
-                }
-            } }
+                } }
+            }
             tr { th scope="row" { (fa(m::AS_OF)) } td { (when(f.now_ms / 1000)) } }
         }
         (chart(&f.series, f.now_ms))
@@ -167,7 +171,7 @@ pub(super) async fn show(
             }
         }
         section.card #live data-src=(format!("/ministry/licenses/{}/dashboard/live", l.id)) aria-live="polite" {
-            (figures(&app, &l, &f, paused))
+            (figures(&app, &l, &f, paused, ministry))
         }        @if ministry {
             section.card {
                 h2 { (fa(m::WAITING_FOR_SECOND)) }
@@ -193,7 +197,7 @@ pub(super) async fn live(
     let (l, f, paused) = load(&app, &staff, &id).await?;
     Ok((
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        figures(&app, &l, &f, paused).into_string(),
+        figures(&app, &l, &f, paused, staff.role != Role::Representative).into_string(),
     )
         .into_response())
 }

@@ -227,6 +227,7 @@ fn commitment_error(e: &CommitmentError) -> Text {
     match e {
         CommitmentError::NoManufacturer => m::E_NO_MAKER_COMMITMENT,
         CommitmentError::NoMinistry => m::E_NO_MINISTRY_COMMITMENT,
+        CommitmentError::Dependent => m::E_COMMITMENT_DEPENDENT,
         CommitmentError::Malformed | CommitmentError::Exists | CommitmentError::Mismatch => {
             m::E_PARTIES
         }
