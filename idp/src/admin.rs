@@ -194,7 +194,9 @@ pub async fn add_client(
 ) -> Result<(Client, String), AdminError> {
     let uris = |v: &[String]| -> Result<Vec<RedirectUri>, AdminError> {
         v.iter()
-            .map(|u| RedirectUri::parse(u).map_err(|e| AdminError::Invalid(format!("{u}: {e}"))))
+            .map(|u| {
+                RedirectUri::parse_new(u).map_err(|e| AdminError::Invalid(format!("{u}: {e}")))
+            })
             .collect()
     };
     let redirect_uris = uris(&new.redirect_uris)?;
@@ -232,7 +234,7 @@ pub async fn add_client(
     let backchannel_logout_uri = new
         .backchannel_logout_uri
         .as_deref()
-        .map(|u| RedirectUri::parse(u).map_err(|e| AdminError::Invalid(format!("{u}: {e}"))))
+        .map(|u| RedirectUri::parse_new(u).map_err(|e| AdminError::Invalid(format!("{u}: {e}"))))
         .transpose()?;
     // 256 bits from the OS generator. A key-holding client is given none: its stored hash
     // is of a secret nobody knows, and its registered method refuses secrets anyway.
@@ -260,6 +262,7 @@ pub async fn add_client(
         backchannel_logout_uri,
         previous_secret: None,
         auth,
+        require_par: false,
     };
     match db.insert_client(&client, now).await {
         Ok(()) => {}
@@ -389,6 +392,29 @@ pub async fn set_policy(
         "client.policy",
         id,
         &format!("scopes {scopes}; subject {}", subject_type.as_str()),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Requires a client to push its authorization requests (RFC 9126), or stops requiring it.
+pub async fn set_par(
+    db: &Db,
+    id: &str,
+    required: bool,
+    actor: &str,
+    now: i64,
+) -> Result<(), AdminError> {
+    let cid = parse_id(id)?;
+    if !db.update_client_par(&cid, required, now).await? {
+        return Err(AdminError::NoSuchClient(id.into()));
+    }
+    db.audit(
+        now,
+        actor,
+        "client.par",
+        id,
+        if required { "required" } else { "optional" },
     )
     .await?;
     Ok(())

@@ -176,6 +176,13 @@ pub struct Settings {
     #[arg(long, env = "EMTA_LOGINS_PER_CLIENT_RPS", default_value_t = 1000)]
     pub logins_per_client_rps: i64,
 
+    /// Login transactions stored per `login_secs`, all clients and replicas together: the
+    /// store holds at most about twice this many (a fixed window), each a few kilobytes
+    /// at most; past it a new login is answered 503 with Retry-After before the store
+    /// fills. Nothing is stored for a login before its phone step's proof of work.
+    #[arg(long, env = "EMTA_MAX_LIVE_LOGINS", default_value_t = 100_000)]
+    pub max_live_logins: i64,
+
     /// Bits of an IPv6 address that name one subscriber for per-address limits.
     #[arg(long, env = "EMTA_IPV6_PREFIX", default_value_t = 64)]
     pub ipv6_prefix: u8,

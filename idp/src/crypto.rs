@@ -25,6 +25,7 @@ const PURPOSES: &[&str] = &[
     "access-token-seal",
     "client-secret",
     "csrf",
+    "login-pending",
     "otp",
     "pow-challenge",
     "rate-subject",

@@ -142,6 +142,13 @@ enum ClientAction {
         #[arg(long, default_value = "pairwise")]
         subject_type: String,
     },
+    /// Require pushed authorization requests (RFC 9126) of a client, or stop requiring
+    /// them: `--required true|false`.
+    Par {
+        id: String,
+        #[arg(long, action = clap::ArgAction::Set)]
+        required: bool,
+    },
     List,
     Show {
         id: String,
@@ -365,6 +372,13 @@ async fn main() -> anyhow::Result<()> {
                 ClientAction::Keys { id, keys: k } => {
                     admin::set_client_keys(&db, &id, k.parse()?, &actor, now).await?;
                     println!("{id}: keys set");
+                }
+                ClientAction::Par { id, required } => {
+                    admin::set_par(&db, &id, required, &actor, now).await?;
+                    println!(
+                        "{id}: pushed authorization requests {}",
+                        if required { "required" } else { "optional" }
+                    );
                 }
                 ClientAction::Policy {
                     id,

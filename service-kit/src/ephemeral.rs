@@ -44,11 +44,18 @@ impl Ephemeral {
         Self::memory_bounded(MEMORY_MAX_ENTRIES)
     }
 
-    /// The in-process store with room for `max_entries` live entries: past that, new keys
-    /// are refused with [`EphemeralError::Full`] (a flood costs a bounded amount of memory
-    /// and answers 503; what is stored is never evicted early).
+    /// The in-process store with room for `max_entries` live entries and
+    /// [`MEMORY_MAX_BYTES`] of keys and values: past either, new writes are refused with
+    /// [`EphemeralError::Full`] (a flood costs a bounded amount of memory and answers 503;
+    /// what is stored is never evicted early).
     pub fn memory_bounded(max_entries: usize) -> Self {
-        Self::Memory(Arc::new(MemoryStore::with_capacity(max_entries)))
+        Self::memory_within(max_entries, MEMORY_MAX_BYTES)
+    }
+
+    /// As [`Self::memory_bounded`], with room for `max_bytes` of keys and values: bytes
+    /// as well as entries, so that large values cannot fill memory under the entry cap.
+    pub fn memory_within(max_entries: usize, max_bytes: usize) -> Self {
+        Self::Memory(Arc::new(MemoryStore::with_capacity(max_entries, max_bytes)))
     }
 
     /// Live entries of the in-process store (None for Redis: ask Redis).
@@ -100,7 +107,7 @@ impl Ephemeral {
         ttl: Duration,
     ) -> Result<bool, EphemeralError> {
         match self {
-            Self::Memory(m) => Ok(m.replace(key, value, ttl)),
+            Self::Memory(m) => m.replace(key, value, ttl),
             Self::Redis(r) => r.set(key, value, ttl, Some("XX")).await,
         }
     }
@@ -277,24 +284,68 @@ impl RedisStore {
 
 const SHARDS: usize = 32;
 
-/// The in-process store's default bound: about 1 GiB at the largest entries the services
-/// store (a login transaction of a few kilobytes), far more than one node serves.
+/// The in-process store's default bound on entries: far more than one node serves.
 pub const MEMORY_MAX_ENTRIES: usize = 400_000;
+/// The in-process store's default bound on the bytes of its keys and values (the maps'
+/// own overhead comes on top, a few dozen bytes an entry).
+pub const MEMORY_MAX_BYTES: usize = 512 * 1024 * 1024;
 
-type Shard = HashMap<String, (String, Instant)>;
+/// One shard: its entries and the bytes of their keys and values.
+#[derive(Default)]
+struct Shard {
+    map: HashMap<String, (String, Instant)>,
+    bytes: usize,
+}
+
+impl Shard {
+    fn size(key: &str, value: &str) -> usize {
+        key.len() + value.len()
+    }
+
+    /// Inserts or replaces, keeping the byte count.
+    fn insert(&mut self, key: &str, value: String, expires: Instant) {
+        let added = Self::size(key, &value);
+        if let Some((old, _)) = self.map.insert(key.to_owned(), (value, expires)) {
+            self.bytes = self.bytes.saturating_sub(Self::size(key, &old));
+        }
+        self.bytes += added;
+    }
+
+    fn remove(&mut self, key: &str) -> Option<(String, Instant)> {
+        let gone = self.map.remove(key);
+        if let Some((v, _)) = &gone {
+            self.bytes = self.bytes.saturating_sub(Self::size(key, v));
+        }
+        gone
+    }
+
+    fn retain_live(&mut self, now: Instant) {
+        let mut freed = 0;
+        self.map.retain(|k, (v, exp)| {
+            let keep = *exp > now;
+            if !keep {
+                freed += k.len() + v.len();
+            }
+            keep
+        });
+        self.bytes = self.bytes.saturating_sub(freed);
+    }
+}
 
 /// The single-node store: sharded mutex-protected maps, swept periodically, each shard
-/// bounded.
+/// bounded in entries and in bytes.
 pub struct MemoryStore {
     shards: Vec<Mutex<Shard>>,
     per_shard: usize,
+    bytes_per_shard: usize,
 }
 
 impl MemoryStore {
-    fn with_capacity(max_entries: usize) -> Self {
+    fn with_capacity(max_entries: usize, max_bytes: usize) -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             per_shard: max_entries.div_ceil(SHARDS).max(1),
+            bytes_per_shard: max_bytes.div_ceil(SHARDS).max(1),
         }
     }
 
@@ -305,6 +356,7 @@ impl MemoryStore {
             .map(|s| {
                 s.lock()
                     .unwrap_or_else(|p| p.into_inner())
+                    .map
                     .values()
                     .filter(|(_, exp)| *exp > now)
                     .count()
@@ -312,20 +364,33 @@ impl MemoryStore {
             .sum()
     }
 
-    /// Room for one more key in `map`: expired entries are dropped first when it is full.
-    fn room(&self, map: &mut Shard, key: &str, now: Instant) -> Result<(), EphemeralError> {
-        if map.len() < self.per_shard || map.contains_key(key) {
+    /// Room in `shard` for `key` to hold `value`: expired entries are dropped first when
+    /// it is full, by entries or by bytes.
+    fn room(
+        &self,
+        shard: &mut Shard,
+        key: &str,
+        value: &str,
+        now: Instant,
+    ) -> Result<(), EphemeralError> {
+        let fits = |s: &Shard| {
+            let old = s.map.get(key).map_or(0, |(v, _)| Shard::size(key, v));
+            let entries_ok = s.map.len() < self.per_shard || s.map.contains_key(key);
+            entries_ok
+                && s.bytes - old.min(s.bytes) + Shard::size(key, value) <= self.bytes_per_shard
+        };
+        if fits(shard) {
             return Ok(());
         }
-        map.retain(|_, (_, exp)| *exp > now);
-        if map.len() < self.per_shard {
+        shard.retain_live(now);
+        if fits(shard) {
             Ok(())
         } else {
             Err(EphemeralError::Full)
         }
     }
 
-    fn shard(&self, key: &str) -> std::sync::MutexGuard<'_, HashMap<String, (String, Instant)>> {
+    fn shard(&self, key: &str) -> std::sync::MutexGuard<'_, Shard> {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         key.hash(&mut h);
@@ -337,39 +402,42 @@ impl MemoryStore {
 
     fn put(&self, key: &str, value: &str, ttl: Duration) -> Result<(), EphemeralError> {
         let now = Instant::now();
-        let mut map = self.shard(key);
-        self.room(&mut map, key, now)?;
-        map.insert(key.to_owned(), (value.to_owned(), now + ttl));
+        let mut shard = self.shard(key);
+        self.room(&mut shard, key, value, now)?;
+        shard.insert(key, value.to_owned(), now + ttl);
         Ok(())
     }
 
     fn put_new(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, EphemeralError> {
         let now = Instant::now();
-        let mut map = self.shard(key);
-        match map.get(key) {
+        let mut shard = self.shard(key);
+        match shard.map.get(key) {
             Some((_, exp)) if *exp > now => Ok(false),
             _ => {
-                self.room(&mut map, key, now)?;
-                map.insert(key.to_owned(), (value.to_owned(), now + ttl));
+                self.room(&mut shard, key, value, now)?;
+                shard.insert(key, value.to_owned(), now + ttl);
                 Ok(true)
             }
         }
     }
 
-    fn replace(&self, key: &str, value: &str, ttl: Duration) -> bool {
+    fn replace(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, EphemeralError> {
         let now = Instant::now();
-        match self.shard(key).get_mut(key) {
-            Some(entry) if entry.1 > now => {
-                *entry = (value.to_owned(), now + ttl);
-                true
+        let mut shard = self.shard(key);
+        match shard.map.get(key) {
+            Some((_, exp)) if *exp > now => {
+                self.room(&mut shard, key, value, now)?;
+                shard.insert(key, value.to_owned(), now + ttl);
+                Ok(true)
             }
-            _ => false,
+            _ => Ok(false),
         }
     }
 
     fn get(&self, key: &str) -> Option<String> {
         let now = Instant::now();
         self.shard(key)
+            .map
             .get(key)
             .filter(|(_, exp)| *exp > now)
             .map(|(v, _)| v.clone())
@@ -385,27 +453,26 @@ impl MemoryStore {
 
     fn hit(&self, key: &str, window: Duration) -> Result<Hit, EphemeralError> {
         let now = Instant::now();
-        let mut map = self.shard(key);
-        self.room(&mut map, key, now)?;
-        let entry = map
-            .entry(key.to_owned())
-            .or_insert_with(|| ("0".to_owned(), now + window));
-        if entry.1 <= now {
-            *entry = ("0".to_owned(), now + window);
-        }
-        let count = entry.0.parse::<i64>().unwrap_or(0) + 1;
-        entry.0 = count.to_string();
+        let mut shard = self.shard(key);
+        let (count, expires) = match shard.map.get(key) {
+            Some((n, exp)) if *exp > now => (n.parse::<i64>().unwrap_or(0) + 1, *exp),
+            _ => (1, now + window),
+        };
+        let value = count.to_string();
+        self.room(&mut shard, key, &value, now)?;
+        shard.insert(key, value, expires);
         Ok(Hit {
             count,
-            reset_in: entry.1.saturating_duration_since(now),
+            reset_in: expires.saturating_duration_since(now),
         })
     }
 
     fn unhit(&self, key: &str) {
         let now = Instant::now();
-        if let Some(entry) = self.shard(key).get_mut(key).filter(|e| e.1 > now) {
-            let n = entry.0.parse::<i64>().unwrap_or(0);
-            entry.0 = (n - 1).max(0).to_string();
+        let mut shard = self.shard(key);
+        if let Some((n, exp)) = shard.map.get(key).filter(|e| e.1 > now).cloned() {
+            let n = n.parse::<i64>().unwrap_or(0);
+            shard.insert(key, (n - 1).max(0).to_string(), exp);
         }
     }
 
@@ -415,7 +482,7 @@ impl MemoryStore {
             shard
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .retain(|_, (_, exp)| *exp > now);
+                .retain_live(now);
         }
     }
 }
@@ -462,6 +529,43 @@ mod tests {
         ));
         tokio::time::sleep(Duration::from_millis(40)).await;
         s.put("k0", "v", short).await.expect("room after expiry");
+    }
+
+    #[tokio::test]
+    async fn a_store_full_of_bytes_refuses_large_values_until_they_expire() {
+        // Room for 10 entries a shard but 64 KiB in all: 2 KiB a shard.
+        let s = Ephemeral::memory_within(10 * SHARDS, 64 * 1024);
+        let short = Duration::from_millis(30);
+        let big = "x".repeat(1500);
+        let mut stored = 0usize;
+        for i in 0..20 * SHARDS {
+            match s.put(&format!("k{i}"), &big, short).await {
+                Ok(()) => stored += 1,
+                Err(EphemeralError::Full) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(stored <= SHARDS, "{stored} values of 1.5 KB in 64 KiB");
+        assert!(stored > 0);
+        // A small counter still fits beside them; growing a value past the room does not.
+        s.hit("c", short).await.expect("room for a counter");
+        let stored_key = (0..20 * SHARDS)
+            .map(|i| format!("k{i}"))
+            .find(|k| memory_get(&s, k).is_some())
+            .expect("one stored");
+        assert!(matches!(
+            s.replace(&stored_key, &"y".repeat(4000), short).await,
+            Err(EphemeralError::Full)
+        ));
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        s.put("k0", &big, short).await.expect("room after expiry");
+    }
+
+    fn memory_get(s: &Ephemeral, key: &str) -> Option<String> {
+        match s {
+            Ephemeral::Memory(m) => m.get(key),
+            Ephemeral::Redis(_) => None,
+        }
     }
 
     #[tokio::test]

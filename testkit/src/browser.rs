@@ -93,6 +93,14 @@ impl Browser {
         }
     }
 
+    /// Puts a cookie in this browser's jar as if `url` had set it (`cookie` is a
+    /// Set-Cookie value): what a thief who copied another browser's cookie does.
+    pub fn add_cookie(&self, url: &str, cookie: &str) {
+        if let Ok(url) = url::Url::parse(&self.abs(url)) {
+            self.jar.add_cookie_str(cookie, &url);
+        }
+    }
+
     /// The cookies this browser would send to `url`, as (name, value).
     pub fn cookies(&self, url: &str) -> Vec<(String, String)> {
         use reqwest::cookie::CookieStore;

@@ -322,6 +322,11 @@ impl RedisServer {
         Ok(s)
     }
 
+    /// A throwaway server with extra arguments (`--maxmemory 256mb`, say).
+    pub fn start_with_args(args: &[&str]) -> std::io::Result<Self> {
+        Self::start_with(args.iter().map(|a| (*a).to_owned()).collect())
+    }
+
     fn start_with(extra: Vec<String>) -> std::io::Result<Self> {
         let mut s = Self {
             port: free_port(),

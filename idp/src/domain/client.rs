@@ -46,9 +46,24 @@ pub enum RedirectUriError {
     Insecure,
     #[error("redirect URIs must not have a fragment")]
     Fragment,
+    #[error("redirect URIs are at most 512 bytes")]
+    TooLong,
 }
 
+/// The longest redirect URI registered: a login carries its client's request (the URI
+/// included) in a cookie until the phone step's proof of work.
+pub const MAX_REDIRECT_URI: usize = 512;
+
 impl RedirectUri {
+    /// A URI to register: as [`Self::parse`], and at most [`MAX_REDIRECT_URI`] bytes.
+    pub fn parse_new(input: &str) -> Result<Self, RedirectUriError> {
+        if input.len() > MAX_REDIRECT_URI {
+            return Err(RedirectUriError::TooLong);
+        }
+        Self::parse(input)
+    }
+
+    /// A URI as registered (a stored one registered before the length limit still loads).
     pub fn parse(input: &str) -> Result<Self, RedirectUriError> {
         let url = Url::parse(input).map_err(|_| RedirectUriError::NotAbsolute)?;
         if url.fragment().is_some() {
@@ -262,6 +277,9 @@ pub struct Client {
     /// How it authenticates; a `private_key_jwt` client's secret hash is of a secret
     /// nobody was given.
     pub auth: ClientAuth,
+    /// Whether its authorization requests must be pushed (RFC 9126): the browser then
+    /// carries only a `request_uri`.
+    pub require_par: bool,
 }
 
 /// Why a client cannot be used now, shown on the authorize error page.

@@ -83,6 +83,17 @@ impl From<Error> for AuthorizeError {
 }
 
 const MAX_PARAM: usize = 2048;
+/// What is kept of a request for the login's lifetime is short and printable: `state` and
+/// `nonce` at most this many visible ASCII characters and spaces (RFC 6749's VSCHAR), ...
+pub const MAX_KEPT: usize = 512;
+/// ... and a `login_hint` a phone number's length (a longer or unprintable hint is only
+/// a hint: it is dropped).
+pub const MAX_LOGIN_HINT: usize = 20;
+
+/// RFC 6749's VSCHAR: %x20-7E.
+fn printable(s: &str) -> bool {
+    s.bytes().all(|b| (0x20..=0x7e).contains(&b))
+}
 
 pub fn validate(core: &Core, raw: RawAuthParams, now: i64) -> Result<AuthRequest, AuthorizeError> {
     use axum::http::StatusCode;
@@ -106,6 +117,14 @@ pub fn validate(core: &Core, raw: RawAuthParams, now: i64) -> Result<AuthRequest
     validate_client_now(core, client_id, now)?;
 
     let state = raw.state.clone().filter(|s| !s.is_empty());
+    // A state that cannot be kept cannot be sent back either: an error page, not a
+    // redirect without it (the client would take that for a forged answer).
+    if state
+        .as_deref()
+        .is_some_and(|s| s.len() > MAX_KEPT || !printable(s))
+    {
+        return Err(page(msg::BAD_STATE));
+    }
     let fail = |error: &'static str, description: &'static str| {
         AuthorizeError::Redirect(RedirectError {
             redirect_uri: redirect_uri.clone(),
@@ -127,6 +146,16 @@ pub fn validate(core: &Core, raw: RawAuthParams, now: i64) -> Result<AuthRequest
     .any(|p| p.as_ref().is_some_and(|v| v.len() > MAX_PARAM));
     if too_long {
         return Err(fail("invalid_request", "a parameter is too long"));
+    }
+    if raw
+        .nonce
+        .as_deref()
+        .is_some_and(|n| n.len() > MAX_KEPT || !printable(n))
+    {
+        return Err(fail(
+            "invalid_request",
+            "nonce must be at most 512 printable ASCII characters",
+        ));
     }
     if raw.request.is_some() {
         return Err(fail(
@@ -244,7 +273,9 @@ pub fn validate(core: &Core, raw: RawAuthParams, now: i64) -> Result<AuthRequest
         code_challenge,
         prompt,
         max_age,
-        login_hint: raw.login_hint,
+        login_hint: raw
+            .login_hint
+            .filter(|h| !h.is_empty() && h.len() <= MAX_LOGIN_HINT && printable(h)),
         english,
         hint_sub,
     })

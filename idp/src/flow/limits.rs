@@ -37,6 +37,10 @@ pub enum Subject<'a> {
     RegistryBudget,
     /// SMS sends per second, all citizens and replicas together.
     SmsBudget,
+    /// Login transactions stored per login lifetime, all clients and replicas together.
+    LiveLogins,
+    /// Consent-only logins and codes at authorize of one SSO session (by its sid).
+    SessionLogins(&'a str),
 }
 
 impl Subject<'_> {
@@ -46,6 +50,7 @@ impl Subject<'_> {
             Self::IpSms(v) => ("sms-ip", v),
             Self::IpLogin(v) => ("login-ip", v),
             Self::IpLoginStart(v) => ("login-start-ip", v),
+            Self::SessionLogins(v) => ("login-session", v),
             Self::PhoneOtp(v) => ("otp-phone", v),
             Self::PhoneIdentity(v) => ("id-phone", v),
             Self::IpIdentity(v) => ("id-ip", v),
@@ -54,6 +59,7 @@ impl Subject<'_> {
             Self::ClientLoginStart(v) => return format!("rl:login-client:{v}"),
             Self::RegistryBudget => return "rl:budget:registry".into(),
             Self::SmsBudget => return "rl:budget:sms".into(),
+            Self::LiveLogins => return "rl:budget:live-logins".into(),
         };
         limiter.key(kind, value)
     }
@@ -93,6 +99,15 @@ impl Limiter {
         }
     }
 
+    /// Counts one use of a deployment-wide budget over `window`; past `max`, 503 with
+    /// Retry-After (the service is full, not the citizen at fault).
+    pub async fn capacity(&self, subject: Subject<'_>, max: i64, window: Duration) -> Result<()> {
+        match self.hit(subject, max, window).await {
+            Err(Error::RateLimited { retry_after }) => Err(Error::Busy { retry_after }),
+            other => other,
+        }
+    }
+
     fn answer(&self, subject: Subject<'_>, r: Result<(), LimitError>) -> Result<()> {
         match r {
             Ok(()) => Ok(()),
@@ -120,5 +135,7 @@ fn subject_label(s: Subject<'_>) -> &'static str {
         Subject::ClientLoginStart(_) => "client_login_start",
         Subject::RegistryBudget => "registry_budget",
         Subject::SmsBudget => "sms_budget",
+        Subject::LiveLogins => "live_logins",
+        Subject::SessionLogins(_) => "session_logins",
     }
 }

@@ -62,7 +62,24 @@ pub struct LoginTx {
     pub known_device: bool,
     /// Set once the identity step (or a live session) authenticated the citizen.
     pub sid: Option<String>,
+    /// Whether the store holds (or is about to hold) this login: false while it is only
+    /// the browser's pending cookie, before the phone step's proof of work.
+    #[serde(default)]
+    pub persisted: bool,
 }
+
+/// The longest pending-login cookie value: a browser keeps a cookie's name and value in
+/// 4 096 bytes.
+pub const MAX_PENDING: usize = 3_800;
+/// Logins one SSO session may open or answer at once (consent-only logins and codes issued
+/// at authorize) per login lifetime: a citizen signs in to a few manufacturers, a script
+/// with a session would otherwise store or write without limit.
+pub const SESSION_LOGINS: i64 = 60;
+
+/// A request too large to travel in the pending cookie (state, nonce and redirect URI
+/// together, as JSON escapes them).
+#[derive(Debug)]
+pub struct TooLarge;
 
 /// The SSO session: who, when and how. Keyed by a hash of the cookie value.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -137,6 +154,11 @@ fn pow_binding(tx: &LoginTx) -> String {
 
 fn tx_key(id: &str) -> String {
     format!("tx:{id}")
+}
+
+/// Set when a login's code step is decided (the right code, or the last wrong one).
+fn otp_outcome_key(id: &str) -> String {
+    format!("otp-outcome:{id}")
 }
 
 fn session_key(cookie: &str) -> String {
@@ -334,11 +356,11 @@ impl Login<'_> {
             .await
     }
 
-    /// Opens a login transaction. Each costs the store a few kilobytes for the login's
-    /// lifetime, so an address may open only `logins_per_ip` a minute, one client's
-    /// sign-ins only `logins_per_client_rps` a second (a flood from many addresses through
-    /// one manufacturer takes only that share), and the in-process store is bounded: a
-    /// flood of authorize requests is refused, not stored.
+    /// Opens a login transaction that the store holds at once: the consent step of a
+    /// citizen with a live SSO session (who paid for it when they signed in). It counts
+    /// against the address's limit, the session's ([`SESSION_LOGINS`]) and its client's
+    /// share, not against the deployment's cap of paid-for logins, which a session could
+    /// otherwise spend for everyone.
     pub async fn start_login(
         &self,
         browser: &str,
@@ -348,21 +370,11 @@ impl Login<'_> {
         ip: &str,
         now: i64,
     ) -> Result<LoginTx> {
-        self.limiter
-            .hit(
-                Subject::IpLoginStart(ip),
-                self.settings.logins_per_ip,
-                Duration::from_secs(60),
-            )
-            .await?;
-        // The account page's sign-ins have no client; they share one budget of their own.
-        let client = request.as_ref().map_or("", |r| r.client_id.as_str());
-        self.limiter
-            .budget(
-                Subject::ClientLoginStart(client),
-                self.settings.logins_per_client_rps,
-            )
-            .await?;
+        self.start_limits(ip).await?;
+        if let Some(sid) = sid.as_deref() {
+            self.session_use(sid).await?;
+        }
+        self.client_share(request.as_ref()).await?;
         let tx = LoginTx {
             id: random_token(18),
             browser: browser.to_owned(),
@@ -374,11 +386,146 @@ impl Login<'_> {
             otp_sent_at: 0,
             known_device: false,
             sid,
+            persisted: true,
         };
         self.save_tx(&tx).await?;
         metrics::counter!("emta_login_step_total", "step" => "start", "outcome" => "started")
             .increment(1);
         Ok(tx)
+    }
+
+    /// Opens a login at the phone step without storing anything: the transaction travels
+    /// as the browser's pending cookie (MACed, bound to the browser, expiring with the
+    /// login) until the phone step's proof of work is paid, and only then is stored (see
+    /// [`Self::submit_phone`]). A flood of authorize requests of any size from any number
+    /// of addresses costs the store nothing but the per-address and per-client counters.
+    /// Returns the transaction and its cookie's value.
+    pub async fn pending_login(
+        &self,
+        browser: &str,
+        request: Option<AuthRequest>,
+        ip: &str,
+        now: i64,
+    ) -> Result<std::result::Result<(LoginTx, String), TooLarge>> {
+        self.start_limits(ip).await?;
+        let tx = LoginTx {
+            id: random_token(18),
+            browser: browser.to_owned(),
+            created_at: now,
+            request,
+            step: Step::Phone,
+            mobile: None,
+            otp_hash: None,
+            otp_sent_at: 0,
+            known_device: false,
+            sid: None,
+            persisted: false,
+        };
+        let body = b64(&serde_json::to_vec(&tx).map_err(|e| Error::Internal(e.to_string()))?);
+        let mac = self.keyring.hash("login-pending", body.as_bytes());
+        let sealed = format!("{body}.{mac}");
+        if sealed.len() > MAX_PENDING {
+            return Ok(Err(TooLarge));
+        }
+        metrics::counter!("emta_login_step_total", "step" => "start", "outcome" => "started")
+            .increment(1);
+        Ok(Ok((tx, sealed)))
+    }
+
+    /// One more login or code of the SSO session `sid` ([`SESSION_LOGINS`] per login
+    /// lifetime; 429 past it).
+    pub async fn session_use(&self, sid: &str) -> Result<()> {
+        self.limiter
+            .hit(
+                Subject::SessionLogins(sid),
+                SESSION_LOGINS,
+                Duration::from_secs(u64::try_from(self.settings.login_secs.max(1)).unwrap_or(900)),
+            )
+            .await
+    }
+
+    /// The pending login `id` from its cookie's `value`: its MAC, its id, this browser,
+    /// its phone step and its lifetime checked, and not a login whose code step was
+    /// decided since (finished or voided: a kept cookie does not bring it back). Expired
+    /// or altered is "login over".
+    pub async fn open_pending(
+        &self,
+        id: &str,
+        value: &str,
+        browser: Option<&str>,
+        now: i64,
+    ) -> Result<LoginTx> {
+        let over = || Error::LoginOver(msg::LOGIN_EXPIRED);
+        if value.len() > MAX_PENDING {
+            return Err(over());
+        }
+        let (body, mac) = value.rsplit_once('.').ok_or_else(over)?;
+        if !self.keyring.verify("login-pending", body.as_bytes(), mac) {
+            return Err(over());
+        }
+        let tx: LoginTx = service_kit::keys::b64_decode(body)
+            .and_then(|json| serde_json::from_slice(&json).ok())
+            .ok_or_else(over)?;
+        let live = now < tx.created_at + self.settings.login_secs;
+        if tx.id != id || tx.step != Step::Phone || tx.persisted || !live {
+            return Err(over());
+        }
+        if browser != Some(tx.browser.as_str()) {
+            return Err(Error::user(StatusCode::FORBIDDEN, msg::LOGIN_OTHER_BROWSER));
+        }
+        if self.eph.get(&otp_outcome_key(id)).await?.is_some() {
+            return Err(over());
+        }
+        Ok(tx)
+    }
+
+    /// One more stored login of its client's (`logins_per_client_rps`, so that a flood
+    /// through one manufacturer, paid for in proofs of work, takes only that share; the
+    /// account page's sign-ins have one budget of their own); 503 with Retry-After past it.
+    async fn client_share(&self, request: Option<&AuthRequest>) -> Result<()> {
+        let client = request.map_or("", |r| r.client_id.as_str());
+        self.limiter
+            .budget(
+                Subject::ClientLoginStart(client),
+                self.settings.logins_per_client_rps,
+            )
+            .await
+    }
+
+    /// Gives back what [`Self::count_live_login`] took, for a login that was not stored
+    /// after all (its code could not be sent).
+    async fn uncount_live_login(&self, request: Option<&AuthRequest>) -> Result<()> {
+        let client = request.map_or("", |r| r.client_id.as_str());
+        self.limiter
+            .refund(Subject::ClientLoginStart(client))
+            .await?;
+        self.limiter.refund(Subject::LiveLogins).await
+    }
+
+    /// One more paid-for login to store: its client's share ([`Self::client_share`]) and
+    /// the deployment's cap (`max_live_logins` per login lifetime); past either, 503 with
+    /// Retry-After, before the store fills.
+    async fn count_live_login(&self, request: Option<&AuthRequest>) -> Result<()> {
+        self.client_share(request).await?;
+        self.limiter
+            .capacity(
+                Subject::LiveLogins,
+                self.settings.max_live_logins,
+                Duration::from_secs(u64::try_from(self.settings.login_secs.max(1)).unwrap_or(900)),
+            )
+            .await
+    }
+
+    /// The limit on opening a login, stored or not: an address may open only
+    /// `logins_per_ip` a minute.
+    async fn start_limits(&self, ip: &str) -> Result<()> {
+        self.limiter
+            .hit(
+                Subject::IpLoginStart(ip),
+                self.settings.logins_per_ip,
+                Duration::from_secs(60),
+            )
+            .await
     }
 
     pub async fn save_tx(&self, tx: &LoginTx) -> Result<()> {
@@ -526,8 +673,24 @@ impl Login<'_> {
                 Duration::from_secs(3600),
             )
             .await?;
+        // Paid for: from here the store holds this login (a pending one is stored by
+        // `send_code`), within the deployment's cap. A code that cannot be sent (limits,
+        // the SMS budget, the gateway) stores nothing and gives the count back: the
+        // citizen retries from the same page.
+        let counted = !tx.persisted;
+        if counted {
+            self.count_live_login(tx.request.as_ref()).await?;
+            tx.persisted = true;
+        }
         tx.mobile = Some(mobile.e164().to_owned());
-        self.send_code(tx, &mobile, from, now).await
+        let sent = self.send_code(tx, &mobile, from, now).await;
+        if sent.is_err() && counted {
+            tx.persisted = false;
+            if let Err(e) = self.uncount_live_login(tx.request.as_ref()).await {
+                tracing::warn!(error = %e, "a login's count not given back");
+            }
+        }
+        sent
     }
 
     /// The value of the known-device cookie for `mobile` in `browser`: set when the code
@@ -582,37 +745,73 @@ impl Login<'_> {
                 retry_after: resend as u64,
             });
         }
-        self.limiter
-            .hit(
-                Subject::PhoneSms(&phone_browser),
-                self.settings.sms_per_phone,
-                Duration::from_secs(600),
-            )
-            .await?;
+        // A code that is not sent after all (a limit, the deployment's budget, the
+        // gateway) gives back the cooldown and every count it took: the citizen retries
+        // at once, and only codes sent count against anyone.
+        let phone_address = format!("{}|{}", mobile.e164(), from.ip);
+        let mut taken: Vec<Subject<'_>> = Vec::new();
+        let sent = self
+            .send_within_limits(tx, mobile, from, &phone_browser, &phone_address, &mut taken)
+            .await;
+        let code = match sent {
+            Ok(code) => code,
+            Err(e) => {
+                let _ = self.eph.delete(&cooldown).await;
+                for s in taken {
+                    let _ = self.limiter.refund(s).await;
+                }
+                return Err(e);
+            }
+        };
+        metrics::counter!("emta_sms_sent_total").increment(1);
+        tx.otp_hash = Some(
+            self.keyring
+                .hash("otp", format!("{}|{code}", tx.id).as_bytes()),
+        );
+        tx.otp_sent_at = now;
+        tx.known_device = self.is_known_device(mobile, tx, from);
+        tx.step = Step::Otp;
+        // The tries are per login, not per code: five codes in all.
+        self.save_tx(tx).await?;
+        tracing::info!(phone = %mobile.masked(), "verification code sent");
+        Ok(())
+    }
+
+    /// The SMS limits of [`Self::send_code`], then the send: the code sent. Each count
+    /// taken is pushed on `taken` so that a failure can give it back.
+    async fn send_within_limits<'s>(
+        &self,
+        tx: &LoginTx,
+        mobile: &'s MobileNumber,
+        from: Origin<'s>,
+        phone_browser: &'s str,
+        phone_address: &'s str,
+        taken: &mut Vec<Subject<'s>>,
+    ) -> Result<String> {
+        let mut limits = vec![(
+            Subject::PhoneSms(phone_browser),
+            self.settings.sms_per_phone,
+            600,
+        )];
         if !self.is_known_device(mobile, tx, from) {
-            let phone_address = format!("{}|{}", mobile.e164(), from.ip);
-            self.limiter
-                .hit(
-                    Subject::PhoneSms(&phone_address),
-                    self.settings.sms_per_phone * 3,
-                    Duration::from_secs(3600),
-                )
-                .await?;
-            self.limiter
-                .hit(
-                    Subject::PhoneSms(mobile.e164()),
-                    self.settings.sms_per_phone * 12,
-                    Duration::from_secs(3600),
-                )
-                .await?;
+            limits.push((
+                Subject::PhoneSms(phone_address),
+                self.settings.sms_per_phone * 3,
+                3600,
+            ));
+            limits.push((
+                Subject::PhoneSms(mobile.e164()),
+                self.settings.sms_per_phone * 12,
+                3600,
+            ));
         }
-        self.limiter
-            .hit(
-                Subject::IpSms(from.ip),
-                self.settings.sms_per_ip,
-                Duration::from_secs(3600),
-            )
-            .await?;
+        limits.push((Subject::IpSms(from.ip), self.settings.sms_per_ip, 3600));
+        for (subject, max, secs) in limits {
+            self.limiter
+                .hit(subject, max, Duration::from_secs(secs))
+                .await?;
+            taken.push(subject);
+        }
         self.limiter
             .budget(Subject::SmsBudget, self.settings.sms_rps)
             .await?;
@@ -627,18 +826,7 @@ impl Login<'_> {
                 text: msg::SMS_DOWN,
                 source,
             })?;
-        metrics::counter!("emta_sms_sent_total").increment(1);
-        tx.otp_hash = Some(
-            self.keyring
-                .hash("otp", format!("{}|{code}", tx.id).as_bytes()),
-        );
-        tx.otp_sent_at = now;
-        tx.known_device = self.is_known_device(mobile, tx, from);
-        tx.step = Step::Otp;
-        // The tries are per login, not per code: five codes in all.
-        self.save_tx(tx).await?;
-        tracing::info!(phone = %mobile.masked(), "verification code sent");
-        Ok(())
+        Ok(code)
     }
 
     /// Step 2: checks the code. Five wrong codes void the transaction.
@@ -710,7 +898,7 @@ impl Login<'_> {
         }
         // The right code and the fifth wrong one may race: the first to claim the step's
         // outcome decides it, so a void stands and a success is never voided after it.
-        let outcome = format!("otp-outcome:{}", tx.id);
+        let outcome = otp_outcome_key(&tx.id);
         let decided = self
             .eph
             .put_new(&outcome, "1", self.secs(self.settings.login_secs))

@@ -17,7 +17,7 @@ use crate::domain::client::KNOWN_SCOPES;
 use crate::domain::{ClientId, MobileNumber, Scopes};
 use crate::error::{msg, Error, Result};
 use crate::flow::authorize::{self, AuthRequest, AuthorizeError, RawAuthParams, RedirectError};
-use crate::flow::login::{LoginTx, Next, Origin, Session, Step};
+use crate::flow::login::{LoginTx, Next, Origin, Session, Step, TooLarge};
 use crate::flow::tokens::scope_descriptions;
 use crate::now;
 
@@ -94,10 +94,20 @@ async fn answer_authorize(
         if req.prompt.none {
             return redirect_error("login_required", "the citizen is not signed in");
         }
-        let tx = core
+        let (tx, pending) = match core
             .login()
-            .start_login(&browser, Some(req), Step::Phone, None, ip, now)
-            .await?;
+            .pending_login(&browser, Some(req.clone()), ip, now)
+            .await?
+        {
+            Ok(p) => p,
+            Err(TooLarge) => {
+                return redirect_error(
+                    "invalid_request",
+                    "the request is too large to keep (state, nonce and redirect URI together)",
+                )
+            }
+        };
+        let jar = jar.add(pending_cookie(core, &tx.id, pending));
         return Ok((jar, Redirect::to(&format!("/login/{}", tx.id))).into_response());
     };
     if core
@@ -106,6 +116,7 @@ async fn answer_authorize(
         .await?
         && !req.prompt.consent
     {
+        core.login().session_use(&session.sid).await?;
         let url = core
             .tokens()
             .issue_code(
@@ -158,14 +169,47 @@ fn add_retry_after(resp: &mut Response, retry_after: Option<u64>) {
     }
 }
 
+/// The pending login's cookie (see [`crate::flow::login::Login::pending_login`]): sent
+/// only to this login's own pages (its path), never to scripts, and gone with the login.
+fn pending_cookie(
+    core: &Core,
+    id: &str,
+    value: String,
+) -> axum_extra::extract::cookie::Cookie<'static> {
+    let mut c = make_cookie(
+        core,
+        cookie_names(core).pending,
+        value,
+        core.settings.login_secs,
+    );
+    c.set_path(format!("/login/{id}"));
+    c
+}
+
+/// The login `id` of this browser: as the store holds it, or, before the phone step's
+/// proof of work, as its pending cookie carries it.
+async fn load_any(core: &Core, jar: &CookieJar, id: &str) -> Result<LoginTx> {
+    let browser = browser_of(core, jar);
+    match core.login().load_tx(id, browser.as_deref()).await {
+        Err(Error::LoginOver(text)) => match jar.get(cookie_names(core).pending) {
+            Some(c) => {
+                core.login()
+                    .open_pending(id, c.value(), browser.as_deref(), now())
+                    .await
+            }
+            None => Err(Error::LoginOver(text)),
+        },
+        other => other,
+    }
+}
+
 /// GET /login/{tx}: the page of the transaction's current step.
 pub async fn show_step(
     State(core): State<Core>,
     jar: CookieJar,
     Path(id): Path<String>,
 ) -> Response {
-    let browser = browser_of(&core, &jar);
-    let tx = match core.login().load_tx(&id, browser.as_deref()).await {
+    let tx = match load_any(&core, &jar, &id).await {
         Ok(tx) => tx,
         Err(e) => return render_error(Lang::Fa, e),
     };
@@ -237,8 +281,7 @@ async fn render_step(
 
 /// Loads the transaction, checks browser binding and the form's CSRF token.
 async fn load_for_post(core: &Core, jar: &CookieJar, id: &str, csrf: &str) -> Result<LoginTx> {
-    let browser = browser_of(core, jar);
-    let tx = core.login().load_tx(id, browser.as_deref()).await?;
+    let tx = load_any(core, jar, id).await?;
     core.login().check_csrf(&tx.id, &tx.browser, csrf)?;
     Ok(tx)
 }
@@ -294,6 +337,13 @@ pub async fn post_phone(
             now(),
         )
         .await;
+    // Stored now (the code was sent): the pending cookie has done its work.
+    let stored = tx.persisted && tx.step == Step::Otp && matches!(next, Next::Step);
+    let jar = if stored && jar.get(cookie_names(&core).pending).is_some() {
+        jar.remove(pending_cookie(&core, &tx.id, String::new()))
+    } else {
+        jar
+    };
     show(&core, jar, &tx, next).await
 }
 
@@ -441,10 +491,14 @@ pub async fn account(State(core): State<Core>, jar: CookieJar, ClientIp(ip): Cli
             .session(session_cookie(&core, &jar).as_deref())
             .await?
         else {
-            let tx = core
+            let Ok((tx, pending)) = core
                 .login()
-                .start_login(&browser, None, Step::Phone, None, &ip, now())
-                .await?;
+                .pending_login(&browser, None, &ip, now())
+                .await?
+            else {
+                return Err(Error::bad_request(msg::REQUEST_TOO_LARGE));
+            };
+            let jar = jar.add(pending_cookie(&core, &tx.id, pending));
             return Ok((jar, Redirect::to(&format!("/login/{}", tx.id))).into_response());
         };
         let citizen = core

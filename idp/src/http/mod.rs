@@ -143,6 +143,8 @@ pub(crate) struct CookieNames {
     pub browser: &'static str,
     pub session: &'static str,
     pub known_device: &'static str,
+    /// A login not stored yet: its request, MACed, until the phone step's proof of work.
+    pub pending: &'static str,
 }
 
 pub(crate) fn cookie_names(core: &Core) -> CookieNames {
@@ -151,12 +153,15 @@ pub(crate) fn cookie_names(core: &Core) -> CookieNames {
             browser: "__Host-emta_b",
             session: "__Host-emta_sso",
             known_device: "__Host-emta_known",
+            // Scoped to one login's path, so `__Secure-` (`__Host-` needs the root).
+            pending: "__Secure-emta_login",
         }
     } else {
         CookieNames {
             browser: "emta_b",
             session: "emta_sso",
             known_device: "emta_known",
+            pending: "emta_login",
         }
     }
 }

@@ -275,6 +275,23 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Requires (or stops requiring) pushed authorization requests of a client.
+    pub async fn update_client_par(
+        &self,
+        id: &ClientId,
+        required: bool,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE clients SET require_par = $2, updated_at = $3 WHERE id = $1")
+                .bind(id.as_str())
+                .bind(i64::from(required))
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     // ---- consents -------------------------------------------------------------------
 
     pub async fn consent(
@@ -791,6 +808,7 @@ fn client_from_row(r: &AnyRow) -> Result<Client, StoreError> {
             _ => None,
         },
         auth: client_auth_from_row(r)?,
+        require_par: r.try_get::<i64, _>("require_par")? != 0,
     })
 }
 

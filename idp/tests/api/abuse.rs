@@ -30,6 +30,121 @@ async fn five_wrong_codes_void_the_login(backend: Backend) {
     assert_eq!(r.status, 410, "even the right code is too late now");
 }
 
+/// A login voided by wrong codes does not come back from a kept copy of its pending
+/// cookie: the phone step is refused, so it sends no more SMS and spends no more budget.
+async fn a_voided_login_does_not_come_back_from_its_cookie(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let who = &app.citizens[5];
+    let b = Browser::new(&app.base);
+    let phone = b
+        .follow(b.get(&raw_auth(&app, app.client("saipa"), "").url).await)
+        .await;
+    let tx = phone.tx_path().expect("tx");
+    let kept = b
+        .cookies(&tx)
+        .into_iter()
+        .find(|(n, _)| n.ends_with("emta_login"))
+        .expect("the pending cookie");
+    let otp = b.follow(b.submit_phone(&phone, &who.mobile).await).await;
+    assert!(
+        !b.cookies(&tx)
+            .iter()
+            .any(|(n, _)| n.ends_with("emta_login")),
+        "stored, the pending cookie is gone"
+    );
+    let code = app.latest_code_for(&who.mobile).await.expect("code");
+    for _ in 0..5 {
+        b.submit_otp(&otp, &wrong_code(&code)).await;
+    }
+    b.add_cookie(&tx, &format!("{}={}; Path={tx}", kept.0, kept.1));
+    assert_eq!(b.get(&tx).await.status, 410, "voided stays voided");
+}
+
+/// A code the SMS side refuses (here the deployment's SMS budget) stores nothing and
+/// loses nothing: the same login goes on from its page once the budget allows.
+async fn a_refused_sms_costs_the_citizen_nothing_but_a_retry(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        Options {
+            settings: Box::new(|s| s.sms_rps = 1),
+        },
+    )
+    .await;
+    let first = Browser::new(&app.base);
+    let page = first
+        .follow(
+            first
+                .get(&raw_auth(&app, app.client("saipa"), "").url)
+                .await,
+        )
+        .await;
+    assert_eq!(
+        first
+            .submit_phone(&page, &app.citizens[6].mobile)
+            .await
+            .status,
+        303
+    );
+    let b = Browser::new(&app.base);
+    let mut page = b
+        .follow(b.get(&raw_auth(&app, app.client("saipa"), "").url).await)
+        .await;
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        let r = b.submit_phone(&page, &app.citizens[7].mobile).await;
+        statuses.push(r.status);
+        if r.status == 303 {
+            break;
+        }
+        assert_eq!(r.status, 503, "{}", r.body);
+        page = r;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    assert_eq!(
+        statuses.first(),
+        Some(&503),
+        "the budget was spent: {statuses:?}"
+    );
+    assert_eq!(
+        statuses.last(),
+        Some(&303),
+        "the same login went on: {statuses:?}"
+    );
+}
+
+/// A session's consent-only logins do not count against the deployment's cap of paid-for
+/// logins (a script with one session could otherwise spend it for everyone), and one
+/// session opens at most `SESSION_LOGINS` of them (and codes at authorize) per login
+/// lifetime.
+async fn a_session_cannot_spend_the_deployments_login_cap(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        Options {
+            settings: Box::new(|s| s.max_live_logins = 2),
+        },
+    )
+    .await;
+    let b = Browser::new(&app.base);
+    crate::helpers::login_code(&app, &b, app.client("saipa"), &app.citizens[8]).await;
+    let mut statuses = Vec::new();
+    for _ in 0..=idp::flow::login::SESSION_LOGINS {
+        let r = b
+            .get(&raw_auth(&app, app.client("ikco"), "&prompt=consent").url)
+            .await;
+        statuses.push(r.status);
+    }
+    let opened = statuses.iter().filter(|s| **s == 303).count();
+    assert_eq!(
+        opened,
+        usize::try_from(idp::flow::login::SESSION_LOGINS).unwrap_or(0),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.last(), Some(&429));
+    // Another citizen still gets in: the cap of 2 was not spent by the session.
+    let c = Browser::new(&app.base);
+    crate::helpers::login_code(&app, &c, app.client("saipa"), &app.citizens[9]).await;
+}
+
 /// Forty guesses at once, the right code among them: at most five codes are ever compared
 /// (a "not correct", the void, or the success), and a success after the void is impossible.
 async fn parallel_otp_guesses_cannot_exceed_five(backend: Backend) {
@@ -529,7 +644,23 @@ async fn forged_forms_and_foreign_browsers_are_refused(backend: Backend) {
         )
         .await;
     assert_eq!(r.status, 403, "CSRF");
+    // Before its proof of work a login is only the browser's pending cookie: another
+    // browser has nothing, and a copy of the cookie is bound to the browser that got it.
     let thief = Browser::new(&app.base);
+    assert_eq!(
+        thief.get(&tx).await.status,
+        410,
+        "nothing stored, nothing to steal"
+    );
+    let (name, value) = b
+        .cookies(&tx)
+        .into_iter()
+        .find(|(n, _)| n.ends_with("emta_login"))
+        .expect("the pending login's cookie");
+    thief.add_cookie(
+        &tx,
+        &format!("{name}={value}; Path={}", tx.trim_start_matches(&app.base)),
+    );
     assert_eq!(
         thief.get(&tx).await.status,
         403,
@@ -560,6 +691,12 @@ async fn forged_forms_and_foreign_browsers_are_refused(backend: Backend) {
             .await
             .status,
         303
+    );
+    // Stored now, and still this browser's only.
+    assert_eq!(
+        Browser::new(&app.base).get(&tx).await.status,
+        403,
+        "bound to the browser that started it"
     );
     let b2 = Browser::new(&app.base);
     let phone2 = b2
@@ -609,8 +746,11 @@ async fn token_requests_are_limited_per_client(backend: Backend) {
 }
 
 /// 100 000 authorize requests from one address (each a fresh browser, with the largest
-/// `state` and `nonce` allowed): the ephemeral store holds what one address may open in a
-/// minute, not one login per request, and the rest are refused at once with Retry-After.
+/// `state` and `nonce` kept): nothing is stored for a login before its phone step's proof
+/// of work (the request travels in the browser's pending cookie), so the store holds the
+/// address's and the client's counters and no login at all; past the address's budget
+/// the rest are refused at once with Retry-After. Before, every started login stored the
+/// whole request for 15 minutes: 500 logins from one address a minute.
 async fn an_authorize_flood_costs_the_store_a_bounded_amount(backend: Backend) {
     let app = spawn_app_with(
         backend,
@@ -620,16 +760,11 @@ async fn an_authorize_flood_costs_the_store_a_bounded_amount(backend: Backend) {
     )
     .await;
     let before = app.ephemeral_keys().await;
-    let big = "s".repeat(2048);
-    let url = raw_auth(&app, app.client("saipa"), "")
-        .url
-        .split('&')
-        .map(|p| match p.split_once('=') {
-            Some(("state" | "nonce", _)) => format!("{}={big}", &p[..5]),
-            _ => p.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join("&");
+    let big = "s".repeat(idp::flow::authorize::MAX_KEPT);
+    let url = with_params(
+        &raw_auth(&app, app.client("saipa"), "").url,
+        &[("state", &big), ("nonce", &big)],
+    );
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(64)
@@ -669,15 +804,328 @@ async fn an_authorize_flood_costs_the_store_a_bounded_amount(backend: Backend) {
         "{started} logins started in a minute from one address"
     );
     assert!(
-        after - before <= 1_010,
-        "{} keys stored by 100 000 requests",
+        after - before <= 5,
+        "{} keys stored by 100 000 requests (the counters only)",
         after - before
     );
 }
 
+/// `url` with the query parameters `set` replaced (added when missing), percent-encoded.
+fn with_params(url: &str, set: &[(&str, &str)]) -> String {
+    let mut u = url::Url::parse(url).expect("url");
+    let kept: Vec<(String, String)> = u
+        .query_pairs()
+        .filter(|(k, _)| !set.iter().any(|(s, _)| s == k))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    u.query_pairs_mut()
+        .clear()
+        .extend_pairs(kept)
+        .extend_pairs(set.iter().copied());
+    u.into()
+}
+
+/// What a request keeps must be short and printable: a `state` too long or with control
+/// characters is an error page (it cannot be sent back), a `nonce` so is an
+/// invalid_request redirect, a `login_hint` so is dropped; none of them is stored.
+async fn parameters_kept_for_a_login_are_short_and_printable(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let base = raw_auth(&app, app.client("saipa"), "").url;
+    let control = "\u{1}".repeat(300);
+    let before = app.ephemeral_keys().await;
+    for state in [
+        "s".repeat(idp::flow::authorize::MAX_KEPT + 1),
+        control.clone(),
+    ] {
+        let r = http
+            .get(with_params(&base, &[("state", &state)]))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 400);
+        assert!(r.text().await.unwrap_or_default().contains("state"));
+    }
+    for nonce in [
+        "n".repeat(idp::flow::authorize::MAX_KEPT + 1),
+        control.clone(),
+    ] {
+        let r = http
+            .get(with_params(&base, &[("nonce", &nonce)]))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 303);
+        let to = r.headers()["location"]
+            .to_str()
+            .expect("location")
+            .to_owned();
+        assert!(to.contains("error=invalid_request"), "{to}");
+    }
+    assert!(
+        app.ephemeral_keys().await - before <= 1,
+        "nothing stored for these"
+    );
+    // As JSON escapes it, the largest printable request may not fit the pending cookie:
+    // an invalid_request redirect, nothing stored.
+    let quotes = "\"".repeat(idp::flow::authorize::MAX_KEPT);
+    let r = http
+        .get(with_params(
+            &base,
+            &[("state", &quotes), ("nonce", &quotes)],
+        ))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 303);
+    let to = r.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    assert!(to.starts_with("/login/"), "it fits: {to}");
+    // With the longest redirect URI a client may register, it does not: an
+    // invalid_request redirect, nothing stored.
+    let long = format!("http://localhost:9/{}", "r".repeat(480));
+    idp::admin::add_client(
+        &app.core.db,
+        &app.core.keyring,
+        idp::admin::NewClient {
+            id: "long-uri".into(),
+            name: "Long".into(),
+            name_fa: "بلند".into(),
+            stars: 3,
+            redirect_uris: vec![long.clone()],
+            post_logout_redirect_uris: Vec::new(),
+            service_scopes: Vec::new(),
+            id_token_alg: idp::domain::SigningAlg::ES256,
+            valid_days: 30,
+            allowed_scopes: Vec::new(),
+            subject_type: idp::domain::SubjectType::Pairwise,
+            sector_identifier: None,
+            backchannel_logout_uri: None,
+            private_key_jwt: None,
+        },
+        "test",
+        service_kit::clock::now(),
+    )
+    .await
+    .expect("registered");
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let long_base = base
+        .replace("client_id=saipa", "client_id=long-uri")
+        .replace(
+            &crate::helpers::urlencode(&app.client("saipa").redirect_uri),
+            &crate::helpers::urlencode(&long),
+        );
+    let keys_before = app.ephemeral_keys().await;
+    let r = http
+        .get(with_params(
+            &long_base,
+            &[("state", &quotes), ("nonce", &quotes)],
+        ))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 303);
+    let to = r.headers()["location"]
+        .to_str()
+        .expect("location")
+        .to_owned();
+    assert!(
+        to.starts_with(&long) && to.contains("error=invalid_request"),
+        "{to}"
+    );
+    assert!(
+        app.ephemeral_keys().await - keys_before <= 1,
+        "nothing stored for it"
+    );
+    // A hint that is no phone number is dropped: the phone page starts empty.
+    let b = Browser::new(&app.base);
+    let page = b
+        .follow(
+            b.get(&with_params(&base, &[("login_hint", &"9".repeat(200))]))
+                .await,
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(!page.body.contains(&"9".repeat(200)));
+    // The largest kept request still fits its cookie, and the login goes on from it.
+    let big = "x".repeat(idp::flow::authorize::MAX_KEPT);
+    let b = Browser::new(&app.base);
+    let phone = b
+        .follow(
+            b.get(&with_params(&base, &[("state", &big), ("nonce", &big)]))
+                .await,
+        )
+        .await;
+    assert_eq!(phone.status, 200, "{}", phone.body);
+    let next = b.verify_from(&app, phone, &app.citizens[3]).await;
+    assert!(
+        next.body.contains("name=\"decision\""),
+        "consent after the pending login was stored: {}",
+        next.body
+    );
+}
+
+/// The deployment's cap on stored logins (`max_live_logins` per login lifetime): past
+/// it, a paid-for phone step is answered 503 with Retry-After and nothing more is stored.
+async fn the_live_login_cap_answers_503_before_the_store_fills(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        Options {
+            settings: Box::new(|s| s.max_live_logins = 3),
+        },
+    )
+    .await;
+    let mut statuses = Vec::new();
+    for who in &app.citizens[10..14] {
+        let b = Browser::new(&app.base);
+        let phone = b
+            .follow(b.get(&raw_auth(&app, app.client("saipa"), "").url).await)
+            .await;
+        let r = b.submit_phone(&phone, &who.mobile).await;
+        if r.status == 503 {
+            assert!(r.headers.contains_key("retry-after"));
+        }
+        statuses.push(r.status);
+    }
+    assert_eq!(statuses, [303, 303, 303, 503]);
+}
+
+/// A flood by bytes from 50 addresses for 20 seconds (issue 32, point 1): authorize
+/// requests with 2 KB control-character `state`, `nonce` and `login_hint`, and requests
+/// with the largest printable ones, against an IdP on a Redis of 256 MB (`noeviction`,
+/// as deployed). Redis grows by the counters only and the IdP's memory stays bounded;
+/// a citizen who signs in during the flood gets in. Before, each started login stored
+/// about 41 KB for 15 minutes and Redis was full within seconds: every write failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_by_bytes_from_many_addresses_leaves_redis_and_citizens_alone() {
+    let redis = testkit::servers::RedisServer::start_with_args(&[
+        "--maxmemory",
+        "256mb",
+        "--maxmemory-policy",
+        "noeviction",
+    ])
+    .expect("redis-server");
+    let redis_url = redis.url();
+    let app = spawn_app_with(
+        Backend::Servers,
+        Options {
+            settings: Box::new(move |s| {
+                s.storage.redis_url = idp::config::Secret::new(redis_url.clone());
+                s.trust_forwarded_for = true;
+            }),
+        },
+    )
+    .await;
+    let used = || -> u64 {
+        redis
+            .cli(&["INFO", "memory"])
+            .lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("used_memory")
+    };
+    let rss = || -> u64 {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+            })
+            .unwrap_or(0)
+            * 1024
+    };
+    let (redis_before, rss_before) = (used(), rss());
+    let control = "\u{7}".repeat(2048);
+    let printable = "p".repeat(idp::flow::authorize::MAX_KEPT);
+    let base = raw_auth(&app, app.client("saipa"), "").url;
+    let hostile = with_params(
+        &base,
+        &[
+            ("state", &control),
+            ("nonce", &control),
+            ("login_hint", &control),
+        ],
+    );
+    let largest = with_params(
+        &base,
+        &[
+            ("state", &printable),
+            ("nonce", &printable),
+            ("login_hint", &control),
+        ],
+    );
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut workers = Vec::new();
+    for w in 0..16u32 {
+        let (hostile, largest) = (hostile.clone(), largest.clone());
+        workers.push(tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client");
+            let mut answered = std::collections::BTreeMap::<u16, u64>::new();
+            let mut i = 0u32;
+            while std::time::Instant::now() < until {
+                let from = format!("198.51.100.{}", (w * 7 + i) % 50 + 1);
+                let url = if i.is_multiple_of(2) {
+                    &hostile
+                } else {
+                    &largest
+                };
+                if let Ok(r) = http.get(url).header("x-forwarded-for", from).send().await {
+                    *answered.entry(r.status().as_u16()).or_default() += 1;
+                }
+                i += 1;
+            }
+            answered
+        }));
+    }
+    // A citizen signs in during the flood, from an address of their own.
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let citizen = Browser::from_address(&app.base, "203.0.113.9");
+    let (code, _) =
+        crate::helpers::login_code(&app, &citizen, app.client("saipa"), &app.citizens[2]).await;
+    assert!(!code.is_empty(), "the citizen got in during the flood");
+    let mut answered = std::collections::BTreeMap::<u16, u64>::new();
+    for w in workers {
+        for (status, n) in w.await.expect("worker") {
+            *answered.entry(status).or_default() += n;
+        }
+    }
+    let total: u64 = answered.values().sum();
+    let grown = used().saturating_sub(redis_before);
+    let rss_grown = rss().saturating_sub(rss_before);
+    println!(
+        "{total} requests in 20 s from 50 addresses: {answered:?}; Redis grew by {grown} bytes, \
+         the test process (IdP included) by {rss_grown} bytes"
+    );
+    assert!(total > 1_000, "a flood: {total}");
+    assert!(
+        answered.keys().all(|s| [303, 400, 429].contains(s)),
+        "refused or started, never an error: {answered:?}"
+    );
+    assert!(
+        grown < 4 * 1024 * 1024,
+        "Redis grew by {grown} bytes: the counters only, no login"
+    );
+    assert!(
+        rss_grown < 256 * 1024 * 1024,
+        "the IdP's memory grew by {rss_grown} bytes"
+    );
+}
+
 /// A flood through one manufacturer's client from many addresses (each under its own
-/// per-address limit) opens at most that client's share of logins; the rest get 503 with
-/// Retry-After at once, and citizens of another manufacturer are not held up by it.
+/// per-address limit, each login paid for with its proof of work) stores at most that
+/// client's share of logins; the rest get 503 with Retry-After at once, and citizens of
+/// another manufacturer are not held up by it. The share is counted where a login is
+/// stored, after the phone step's proof of work: authorize requests, which store nothing,
+/// spend nobody's budget.
 async fn a_flood_through_one_client_is_held_to_its_share(backend: Backend) {
     let app = spawn_app_with(
         backend,
@@ -685,64 +1133,73 @@ async fn a_flood_through_one_client_is_held_to_its_share(backend: Backend) {
             settings: Box::new(|s| {
                 s.trust_forwarded_for = true;
                 s.logins_per_client_rps = 20;
+                s.sms_rps = 10_000;
             }),
         },
     )
     .await;
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
     let url = raw_auth(&app, app.client("saipa"), "").url;
     let started_at = std::time::Instant::now();
     let mut workers = Vec::new();
     for w in 0..8u32 {
-        let (http, url) = (http.clone(), url.clone());
+        let url = url.clone();
+        let (base, mobiles) = (
+            app.base.clone(),
+            app.citizens
+                .iter()
+                .map(|c| c.mobile.clone())
+                .collect::<Vec<_>>(),
+        );
         workers.push(tokio::spawn(async move {
-            let (mut started, mut busy, mut other) = (0u32, 0u32, 0u32);
-            for i in 0..50u32 {
-                let r = http
-                    .get(&url)
-                    .header(
-                        "x-forwarded-for",
-                        format!("10.{w}.{}.{}", i / 250, i % 250 + 1),
-                    )
-                    .send()
-                    .await
-                    .expect("send");
-                match r.status().as_u16() {
+            let (mut started, mut busy, mut other) = (0u32, 0u32, Vec::new());
+            for i in 0..25u32 {
+                let b =
+                    Browser::from_address(&base, &format!("10.{w}.{}.{}", i / 250, i % 250 + 1));
+                let phone = b.follow(b.get(&url).await).await;
+                assert_eq!(
+                    phone.status, 200,
+                    "authorize stores nothing and spends nothing"
+                );
+                let mobile = &mobiles[((w * 25 + i) as usize) % mobiles.len()];
+                let r = b.submit_phone(&phone, mobile).await;
+                match r.status {
                     303 => started += 1,
-                    503 if r.headers().contains_key("retry-after") => busy += 1,
-                    _ => other += 1,
+                    503 if r.headers.contains_key("retry-after") => busy += 1,
+                    s => other.push(s),
                 }
             }
             (started, busy, other)
         }));
     }
-    let (mut started, mut busy, mut other) = (0, 0, 0);
+    let (mut started, mut busy, mut other) = (0, 0, Vec::new());
     for w in workers {
         let (s, b, o) = w.await.expect("worker");
-        (started, busy, other) = (started + s, busy + b, other + o);
+        (started, busy) = (started + s, busy + b);
+        other.extend(o);
     }
     let windows = started_at.elapsed().as_secs() + 2;
-    assert_eq!(
-        other, 0,
-        "every request either started a login or was told to wait"
+    // A phone's own budgets (a few codes per number from fresh browsers) answer 429.
+    assert!(
+        other.iter().all(|s| *s == 429),
+        "every login either started, was told to wait, or met its phone's limit: {other:?}"
     );
     assert!(
         u64::from(started) <= 20 * windows,
-        "{started} logins opened through one client in {windows} windows of a second"
+        "{started} logins stored through one client in {windows} windows of a second"
     );
     assert!(busy > 0, "the flood was answered 503 + Retry-After");
 
-    // Another manufacturer's citizen starts a login while saipa's budget is spent.
-    let r = http
-        .get(raw_auth(&app, app.client("ikco"), "").url)
-        .header("x-forwarded-for", "192.0.2.7")
-        .send()
-        .await
-        .expect("send");
-    assert_eq!(r.status(), 303, "another client's logins are not held up");
+    // Another manufacturer's citizen signs in while saipa's budget is spent.
+    let b = Browser::from_address(&app.base, "192.0.2.7");
+    let phone = b
+        .follow(b.get(&raw_auth(&app, app.client("ikco"), "").url).await)
+        .await;
+    let r = b.submit_phone(&phone, &app.citizens[39].mobile).await;
+    assert_eq!(
+        r.status, 303,
+        "another client's logins are not held up: {}",
+        r.body
+    );
 }
 
 /// The national SMS budget (`sms_rps`, all replicas together) caps what pumping can
@@ -863,6 +1320,11 @@ both!(
     the_national_sms_budget_refuses_past_its_rate,
     a_flood_through_one_client_is_held_to_its_share,
     an_authorize_flood_costs_the_store_a_bounded_amount,
+    a_voided_login_does_not_come_back_from_its_cookie,
+    a_refused_sms_costs_the_citizen_nothing_but_a_retry,
+    a_session_cannot_spend_the_deployments_login_cap,
+    parameters_kept_for_a_login_are_short_and_printable,
+    the_live_login_cap_answers_503_before_the_store_fills,
     token_requests_are_limited_per_client,
     five_wrong_codes_void_the_login,
     parallel_otp_guesses_cannot_exceed_five,
