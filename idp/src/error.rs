@@ -30,6 +30,7 @@ pub mod msg {
         BAD_REDIRECT = "نشانی بازگشت این درخواست با نشانی ثبت‌شده سامانه فروش یکی نیست." / "The return address of this request does not match the one registered for the sales site.";
         BAD_STATE = "درخواست سامانه فروش پارامتر state نادرستی دارد (حداکثر ۵۱۲ نویسه چاپی)؛ ورود از این درخواست ممکن نیست." / "The sales site's request carries an unusable state parameter (at most 512 printable characters); this request cannot sign you in.";
         REQUEST_TOO_LARGE = "درخواست سامانه فروش بیش از اندازه بزرگ است." / "The sales site's request is too large.";
+        PAR_UNKNOWN = "این درخواست ورود منقضی یا پیش‌تر به‌کار رفته است. لطفاً از سامانه فروش دوباره وارد شوید." / "This sign-in request has expired or was used already. Please start again from the sales site.";
         CLIENT_SUSPENDED = "مجوز این سامانه فروش از سوی وزارت صمت تعلیق شده است؛ ورود به آن ممکن نیست." / "The ministry has suspended this sales site; you cannot sign in to it.";
         CLIENT_EXPIRED = "اعتبار یک‌ساله این سامانه فروش به پایان رسیده و تمدید نشده است." / "This sales site's yearly trust record has expired and has not been renewed.";
         LOGIN_EXPIRED = "مهلت این ورود به پایان رسیده است. لطفاً از سامانه فروش دوباره وارد شوید." / "This sign-in has expired. Please start again from the sales site.";

@@ -326,6 +326,14 @@ async fn main() -> anyhow::Result<()> {
                             .map_or("-", |u| u.as_str())
                     );
                     println!("token_endpoint_auth_method: {}", c.auth.method());
+                    println!(
+                        "pushed authorization requests: {}",
+                        if c.require_par {
+                            "required"
+                        } else {
+                            "optional"
+                        }
+                    );
                     match &c.auth {
                         idp::domain::client::ClientAuth::PrivateKeyJwt(
                             idp::domain::client::KeySource::Uri(u),

@@ -95,7 +95,111 @@ fn printable(s: &str) -> bool {
     s.bytes().all(|b| (0x20..=0x7e).contains(&b))
 }
 
+/// RFC 9126: the `request_uri` prefix of a pushed request.
+pub const PAR_URN: &str = "urn:ietf:params:oauth:request_uri:";
+/// How long a pushed request waits for its browser (s).
+pub const PAR_TTL: i64 = 60;
+
+fn par_key(reference: &str) -> String {
+    format!("par:{reference}")
+}
+
+/// Why a pushed request was refused: its OAuth error and description.
+#[derive(Debug)]
+pub struct PushRefused {
+    pub error: &'static str,
+    pub description: String,
+}
+
+/// Stores an authorization request that `client` pushed over its authenticated channel
+/// (RFC 9126), checked as an authorize request is: the `request_uri` the browser will
+/// carry instead, once, within [`PAR_TTL`] seconds.
+pub async fn push(
+    core: &Core,
+    client_id: &str,
+    mut raw: RawAuthParams,
+    now: i64,
+) -> Result<Result<String, PushRefused>, Error> {
+    let refuse = |error: &'static str, description: &str| {
+        Ok(Err(PushRefused {
+            error,
+            description: description.to_owned(),
+        }))
+    };
+    if raw.client_id.as_deref().is_some_and(|c| c != client_id) {
+        return refuse(
+            "invalid_request",
+            "client_id is not the authenticated client",
+        );
+    }
+    if raw.request_uri.is_some() {
+        return refuse("invalid_request", "request_uri cannot be pushed");
+    }
+    raw.client_id = Some(client_id.to_owned());
+    let req = match check(core, raw, now, true) {
+        Ok(r) => r,
+        Err(AuthorizeError::Page(e)) => return refuse("invalid_request", e.public().1.en),
+        Err(AuthorizeError::Redirect(r)) => return refuse(r.error, r.description),
+    };
+    let reference = crate::crypto::random_token(24);
+    let json = serde_json::to_string(&req).map_err(|e| Error::Internal(e.to_string()))?;
+    core.eph
+        .put(
+            &par_key(&reference),
+            &json,
+            std::time::Duration::from_secs(PAR_TTL as u64),
+        )
+        .await?;
+    Ok(Ok(format!("{PAR_URN}{reference}")))
+}
+
+/// The pushed request a browser brings by its `request_uri` (RFC 9126 §4): taken once,
+/// for the client that pushed it, whose standing is checked again now. Anything else is
+/// an error page: without the pushed request there is no trusted place to redirect to.
+pub async fn pulled(
+    core: &Core,
+    raw: &RawAuthParams,
+    now: i64,
+) -> Result<AuthRequest, AuthorizeError> {
+    use axum::http::StatusCode;
+    let gone = || AuthorizeError::Page(Error::user(StatusCode::BAD_REQUEST, msg::PAR_UNKNOWN));
+    let client_id = raw
+        .client_id
+        .as_deref()
+        .ok_or(AuthorizeError::Page(Error::bad_request(
+            msg::UNKNOWN_CLIENT,
+        )))?;
+    let reference = raw
+        .request_uri
+        .as_deref()
+        .and_then(|u| u.strip_prefix(PAR_URN))
+        .filter(|r| !r.is_empty() && r.len() <= 64)
+        .ok_or_else(gone)?;
+    let stored = core
+        .eph
+        .take(&par_key(reference))
+        .await
+        .map_err(|e| AuthorizeError::Page(e.into()))?
+        .ok_or_else(gone)?;
+    let req: AuthRequest = serde_json::from_str(&stored).map_err(|_| gone())?;
+    if req.client_id != client_id {
+        return Err(gone());
+    }
+    validate_client_now(core, client_id, now)?;
+    Ok(req)
+}
+
+/// Checks an authorize request that came through the browser.
 pub fn validate(core: &Core, raw: RawAuthParams, now: i64) -> Result<AuthRequest, AuthorizeError> {
+    check(core, raw, now, false)
+}
+
+fn check(
+    core: &Core,
+    raw: RawAuthParams,
+    now: i64,
+    pushed: bool,
+) -> Result<AuthRequest, AuthorizeError> {
     use axum::http::StatusCode;
     let page = |text| AuthorizeError::Page(Error::user(StatusCode::BAD_REQUEST, text));
 
@@ -161,6 +265,12 @@ pub fn validate(core: &Core, raw: RawAuthParams, now: i64) -> Result<AuthRequest
         return Err(fail(
             "request_not_supported",
             "request objects are not supported",
+        ));
+    }
+    if client.require_par && !pushed {
+        return Err(fail(
+            "invalid_request",
+            "this client must push its authorization requests (RFC 9126: /par)",
         ));
     }
     if raw.request_uri.is_some() {

@@ -45,7 +45,18 @@ async fn authorize(core: Core, jar: CookieJar, ip: &str, raw: RawAuthParams) -> 
         .ui_locales
         .as_deref()
         .is_some_and(|l| l.starts_with("en"));
-    let req = match authorize::validate(&core, raw, now) {
+    // A pushed request (RFC 9126) comes by its request_uri alone; another request_uri
+    // (OIDC's request objects by reference) is not supported, as `validate` answers.
+    let pushed = raw
+        .request_uri
+        .as_deref()
+        .is_some_and(|u| u.starts_with(authorize::PAR_URN));
+    let req = if pushed {
+        authorize::pulled(&core, &raw, now).await
+    } else {
+        authorize::validate(&core, raw, now)
+    };
+    let req = match req {
         Ok(r) => r,
         Err(AuthorizeError::Page(e)) => return render_error(Lang::from_english(english), e),
         Err(AuthorizeError::Redirect(r)) => {

@@ -61,6 +61,7 @@ pub fn router(core: Core) -> Router {
             &g.backend,
             Router::new()
                 .route("/token", post(oauth::token))
+                .route("/par", post(oauth::par))
                 .route("/revoke", post(oauth::revoke))
                 .route("/introspect", post(oauth::introspect))
                 .route("/api/manufacturers", get(api::manufacturers))

@@ -40,6 +40,10 @@ pub struct EmtaProviderMetadata {
     /// OpenID Connect Back-Channel Logout 1.0: logout tokens carry `sid`.
     pub backchannel_logout_supported: bool,
     pub backchannel_logout_session_supported: bool,
+    /// RFC 9126: pushed authorization requests; required per client where the ministry
+    /// says so (the client's `require_pushed_authorization_requests`), not server-wide.
+    pub pushed_authorization_request_endpoint: String,
+    pub require_pushed_authorization_requests: bool,
 }
 impl AdditionalProviderMetadata for EmtaProviderMetadata {}
 
@@ -105,6 +109,8 @@ pub fn discovery_document(issuer: &str) -> Result<String, String> {
             prompt_values_supported: names(&["none", "login", "consent"]),
             backchannel_logout_supported: true,
             backchannel_logout_session_supported: true,
+            pushed_authorization_request_endpoint: url("/par"),
+            require_pushed_authorization_requests: false,
         },
     )
     .set_token_endpoint(Some(TokenUrl::new(url("/token")).map_err(e)?))
@@ -358,6 +364,61 @@ pub async fn revoke(
             .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
         core.tokens().revoke_token(&client, token, now).await?;
         Ok::<_, OAuthError>(StatusCode::OK.into_response())
+    }
+    .await;
+    r.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// A pushed authorization request's form: the client's credentials and the request.
+#[derive(Deserialize)]
+pub struct ParForm {
+    client_secret: Option<String>,
+    client_assertion_type: Option<String>,
+    client_assertion: Option<String>,
+    #[serde(flatten)]
+    raw: crate::flow::authorize::RawAuthParams,
+}
+
+/// POST /par (RFC 9126): a confidential client pushes its authorization request; the
+/// answer is the `request_uri` its browser carries to /authorize instead.
+pub async fn par(
+    State(core): State<Core>,
+    headers: HeaderMap,
+    OAuthForm(f): OAuthForm<ParForm>,
+) -> Response {
+    let now = now();
+    let r = async {
+        let auth = ClientAuthForm {
+            client_id: f.raw.client_id.clone(),
+            client_secret: f.client_secret,
+            client_assertion_type: f.client_assertion_type,
+            client_assertion: f.client_assertion,
+        };
+        let client = core
+            .tokens()
+            .authenticate_client(auth.credentials(&headers)?, &core.endpoint("/par"), now)
+            .await?;
+        match crate::flow::authorize::push(&core, client.id.as_str(), f.raw, now)
+            .await
+            .map_err(OAuthError::from)?
+        {
+            Ok(request_uri) => Ok::<_, OAuthError>(
+                (
+                    StatusCode::CREATED,
+                    [(header::CACHE_CONTROL, "no-store")],
+                    Json(serde_json::json!({
+                        "request_uri": request_uri,
+                        "expires_in": crate::flow::authorize::PAR_TTL,
+                    })),
+                )
+                    .into_response(),
+            ),
+            Err(refused) => Err(OAuthError::new(
+                StatusCode::BAD_REQUEST,
+                refused.error,
+                refused.description,
+            )),
+        }
     }
     .await;
     r.unwrap_or_else(IntoResponse::into_response)

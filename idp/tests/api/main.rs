@@ -11,3 +11,4 @@ mod clients;
 mod flow;
 mod negative;
 mod ops;
+mod par;
