@@ -228,6 +228,15 @@ pub struct Settings {
     #[arg(long, env = "EMTA_TRUST_FORWARDED_FOR", default_value_t = false)]
     pub trust_forwarded_for: bool,
 
+    /// Carrier-NAT ranges (CIDRs, comma-separated): thousands of citizens share one of
+    /// their addresses, so per-address budgets there are `carrier_nat_factor` times larger.
+    #[arg(long, env = "EMTA_CARRIER_NAT_RANGES", value_delimiter = ',')]
+    pub carrier_nat_ranges: Vec<String>,
+
+    /// How many times the per-address budgets a carrier-NAT address gets.
+    #[arg(long, env = "EMTA_CARRIER_NAT_FACTOR", default_value_t = 50)]
+    pub carrier_nat_factor: i64,
+
     /// On SIGTERM, seconds to keep serving with readiness false (while the load balancer
     /// stops sending new requests) before closing the listener and finishing in flight.
     #[arg(long, env = "EMTA_DRAIN_SECS", default_value_t = 0)]

@@ -34,9 +34,84 @@ pub fn limit_subject(ip: &str, v6_prefix: u8) -> String {
     }
 }
 
+/// The wider ranges an IPv6 subject (`net/64`, from [`limit_subject`]) lies in, each with
+/// how many times the subject's own budget it may spend in all: its /56 (a home or a small
+/// office: 256 /64s) 8 times, its /48 (a site: 65 536 /64s) 32 times. A subscriber who
+/// rotates through the /64s of one /56 or /48 is held by these; none for IPv4.
+pub fn wider_ranges(subject: &str) -> Vec<(String, i64)> {
+    let Some((net, bits)) = subject.split_once('/') else {
+        return Vec::new();
+    };
+    let (Ok(net), Ok(bits)) = (net.parse::<std::net::Ipv6Addr>(), bits.parse::<u8>()) else {
+        return Vec::new();
+    };
+    [(56u8, 8i64), (48, 32)]
+        .into_iter()
+        .filter(|(wider, _)| *wider < bits)
+        .map(|(wider, times)| (limit_subject(&net.to_string(), wider), times))
+        .collect()
+}
+
+/// Whether `subject` (an address, or an IPv6 network from [`limit_subject`]) lies in one
+/// of `ranges` (CIDRs such as `5.200.0.0/16` or `2a01:5ec0::/32`); a range that does not
+/// parse matches nothing.
+pub fn in_ranges(subject: &str, ranges: &[String]) -> bool {
+    let addr = subject.split('/').next().unwrap_or(subject);
+    let Ok(ip) = addr.parse::<std::net::IpAddr>() else {
+        return false;
+    };
+    ranges.iter().any(|r| {
+        let Some((net, bits)) = r.trim().split_once('/') else {
+            return false;
+        };
+        let (Ok(net), Ok(bits)) = (net.parse::<std::net::IpAddr>(), bits.parse::<u32>()) else {
+            return false;
+        };
+        match (ip, net) {
+            (std::net::IpAddr::V4(a), std::net::IpAddr::V4(n)) if bits <= 32 => {
+                let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
+                u32::from(a) & mask == u32::from(n) & mask
+            }
+            (std::net::IpAddr::V6(a), std::net::IpAddr::V6(n)) if bits <= 128 => {
+                let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+                u128::from(a) & mask == u128::from(n) & mask
+            }
+            _ => false,
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_64_lies_in_its_56_and_48() {
+        let s = limit_subject("2001:db8:1:2f3:aaaa::1", 64);
+        assert_eq!(
+            wider_ranges(&s),
+            [
+                ("2001:db8:1:200::/56".to_owned(), 8),
+                ("2001:db8:1::/48".to_owned(), 32)
+            ]
+        );
+        assert!(wider_ranges("192.0.2.7").is_empty());
+        assert!(wider_ranges(&limit_subject("2001:db8::1", 48)).is_empty());
+    }
+
+    #[test]
+    fn carrier_ranges_match_by_prefix() {
+        let ranges = vec![
+            "5.200.0.0/16".to_owned(),
+            "2a01:5ec0::/32".to_owned(),
+            "junk".to_owned(),
+        ];
+        assert!(in_ranges("5.200.17.4", &ranges));
+        assert!(!in_ranges("5.201.17.4", &ranges));
+        assert!(in_ranges(&limit_subject("2a01:5ec0:12:34::9", 64), &ranges));
+        assert!(!in_ranges(&limit_subject("2a01:5ec1::9", 64), &ranges));
+        assert!(!in_ranges("unknown", &ranges));
+    }
 
     #[test]
     fn ipv6_addresses_of_one_subscriber_share_a_subject() {

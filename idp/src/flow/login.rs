@@ -517,15 +517,48 @@ impl Login<'_> {
     }
 
     /// The limit on opening a login, stored or not: an address may open only
-    /// `logins_per_ip` a minute.
+    /// `logins_per_ip` a minute (and its ranges their share, see [`Self::address_limits`]).
     async fn start_limits(&self, ip: &str) -> Result<()> {
-        self.limiter
-            .hit(
-                Subject::IpLoginStart(ip),
-                self.settings.logins_per_ip,
-                Duration::from_secs(60),
-            )
-            .await
+        let wider = service_kit::net::wider_ranges(ip);
+        for (subject, max) in self.address_limits(
+            Subject::IpLoginStart,
+            ip,
+            &wider,
+            self.settings.logins_per_ip,
+        ) {
+            self.limiter
+                .hit(subject, max, Duration::from_secs(60))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A per-address budget as a real network sees it: the address (an IPv4 address or an
+    /// IPv6 /64) gets `max`, and an IPv6 address's /56 and /48 (`wider`, from
+    /// [`service_kit::net::wider_ranges`]) 8 and 32 times as much in all, so rotating
+    /// through the /64s of one subscriber's range buys nothing; an address in a
+    /// configured carrier-NAT range, shared by thousands, gets `carrier_nat_factor` times
+    /// all of these.
+    fn address_limits<'a>(
+        &self,
+        kind: fn(&'a str) -> Subject<'a>,
+        ip: &'a str,
+        wider: &'a [(String, i64)],
+        max: i64,
+    ) -> Vec<(Subject<'a>, i64)> {
+        let factor = if service_kit::net::in_ranges(ip, &self.settings.carrier_nat_ranges) {
+            self.settings.carrier_nat_factor.max(1)
+        } else {
+            1
+        };
+        let mut out = vec![(kind(ip), max.saturating_mul(factor))];
+        for (range, times) in wider {
+            out.push((
+                kind(range),
+                max.saturating_mul(*times).saturating_mul(factor),
+            ));
+        }
+        out
     }
 
     pub async fn save_tx(&self, tx: &LoginTx) -> Result<()> {
@@ -666,13 +699,17 @@ impl Login<'_> {
         {
             return Err(Error::bad_request(msg::POW_FAILED));
         }
-        self.limiter
-            .hit(
-                Subject::IpLogin(from.ip),
-                self.settings.sms_per_ip * 3,
-                Duration::from_secs(3600),
-            )
-            .await?;
+        let wider = service_kit::net::wider_ranges(from.ip);
+        for (subject, max) in self.address_limits(
+            Subject::IpLogin,
+            from.ip,
+            &wider,
+            self.settings.sms_per_ip * 3,
+        ) {
+            self.limiter
+                .hit(subject, max, Duration::from_secs(3600))
+                .await?;
+        }
         // Paid for: from here the store holds this login (a pending one is stored by
         // `send_code`), within the deployment's cap. A code that cannot be sent (limits,
         // the SMS budget, the gateway) stores nothing and gives the count back: the
@@ -749,9 +786,16 @@ impl Login<'_> {
         // gateway) gives back the cooldown and every count it took: the citizen retries
         // at once, and only codes sent count against anyone.
         let phone_address = format!("{}|{}", mobile.e164(), from.ip);
+        let wider = service_kit::net::wider_ranges(from.ip);
         let mut taken: Vec<Subject<'_>> = Vec::new();
         let sent = self
-            .send_within_limits(tx, mobile, from, &phone_browser, &phone_address, &mut taken)
+            .send_within_limits(
+                tx,
+                mobile,
+                from,
+                (&phone_browser, &phone_address, &wider),
+                &mut taken,
+            )
             .await;
         let code = match sent {
             Ok(code) => code,
@@ -784,8 +828,7 @@ impl Login<'_> {
         tx: &LoginTx,
         mobile: &'s MobileNumber,
         from: Origin<'s>,
-        phone_browser: &'s str,
-        phone_address: &'s str,
+        (phone_browser, phone_address, wider): (&'s str, &'s str, &'s [(String, i64)]),
         taken: &mut Vec<Subject<'s>>,
     ) -> Result<String> {
         let mut limits = vec![(
@@ -805,7 +848,11 @@ impl Login<'_> {
                 3600,
             ));
         }
-        limits.push((Subject::IpSms(from.ip), self.settings.sms_per_ip, 3600));
+        for (subject, max) in
+            self.address_limits(Subject::IpSms, from.ip, wider, self.settings.sms_per_ip)
+        {
+            limits.push((subject, max, 3600));
+        }
         for (subject, max, secs) in limits {
             self.limiter
                 .hit(subject, max, Duration::from_secs(secs))

@@ -30,6 +30,63 @@ async fn five_wrong_codes_void_the_login(backend: Backend) {
     assert_eq!(r.status, 410, "even the right code is too late now");
 }
 
+/// Address ranges as a real network sees them (issue 32, point 4): rotating through the
+/// /64s of one IPv6 /56 buys no more codes than the /56's share (8 times one /64's), while
+/// a /64 of another /56 is not held; an address in a configured carrier-NAT range, which
+/// thousands of citizens share, gets `carrier_nat_factor` times the budgets.
+async fn address_ranges_are_budgeted_as_networks_see_them(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        Options {
+            settings: Box::new(|s| {
+                s.trust_forwarded_for = true;
+                s.sms_per_ip = 2;
+                s.carrier_nat_ranges = vec!["198.18.0.0/15".into()];
+                s.carrier_nat_factor = 10;
+            }),
+        },
+    )
+    .await;
+    let code_from = |ip: String, who: usize| {
+        let app = &app;
+        async move {
+            let b = Browser::from_address(&app.base, &ip);
+            let phone = b
+                .follow(b.get(&raw_auth(app, app.client("saipa"), "").url).await)
+                .await;
+            b.submit_phone(&phone, &app.citizens[who].mobile)
+                .await
+                .status
+        }
+    };
+    let mut home = Vec::new();
+    for i in 0..18usize {
+        home.push(code_from(format!("2001:db8:1:2{i:02x}::1"), i).await);
+    }
+    assert_eq!(
+        home.iter().filter(|s| **s == 303).count(),
+        16,
+        "one /56 gets 8 times one /64's codes: {home:?}"
+    );
+    assert!(home[16..].iter().all(|s| *s == 429), "{home:?}");
+    assert_eq!(
+        code_from("2001:db8:1:3000::1".into(), 18).await,
+        303,
+        "another /56 of the same /48 is not held"
+    );
+    // A carrier-NAT address: ten times the budget; an ordinary one: two codes.
+    let mut carrier = Vec::new();
+    for who in 19..31usize {
+        carrier.push(code_from("198.18.0.5".into(), who).await);
+    }
+    assert!(carrier.iter().all(|s| *s == 303), "{carrier:?}");
+    let mut ordinary = Vec::new();
+    for who in 31..34usize {
+        ordinary.push(code_from("192.0.2.50".into(), who).await);
+    }
+    assert_eq!(ordinary, [303, 303, 429]);
+}
+
 /// A login voided by wrong codes does not come back from a kept copy of its pending
 /// cookie: the phone step is refused, so it sends no more SMS and spends no more budget.
 async fn a_voided_login_does_not_come_back_from_its_cookie(backend: Backend) {
@@ -1321,6 +1378,7 @@ both!(
     a_flood_through_one_client_is_held_to_its_share,
     an_authorize_flood_costs_the_store_a_bounded_amount,
     a_voided_login_does_not_come_back_from_its_cookie,
+    address_ranges_are_budgeted_as_networks_see_them,
     a_refused_sms_costs_the_citizen_nothing_but_a_retry,
     a_session_cannot_spend_the_deployments_login_cap,
     parameters_kept_for_a_login_are_short_and_printable,
