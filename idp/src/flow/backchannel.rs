@@ -130,15 +130,29 @@ impl Backchannel<'_> {
 }
 
 /// Delivers logout tokens until the process stops: at once when woken (a sign-out on this
-/// replica), and every second for retries and for sign-outs on other replicas.
+/// replica), and every second for retries and for sign-outs on other replicas. Each round
+/// runs on its own (up to [`ROUNDS_IN_FLIGHT`] at once), so a manufacturer whose endpoint
+/// holds a delivery for its whole timeout delays nobody else's; the claim on each row
+/// keeps rounds from taking the same one.
 pub async fn run(core: Core) {
+    let rounds = std::sync::Arc::new(tokio::sync::Semaphore::new(ROUNDS_IN_FLIGHT));
     loop {
         let _ = tokio::time::timeout(Duration::from_secs(1), core.deliveries.notified()).await;
-        if let Err(e) = core.backchannel().deliver_due(crate::now()).await {
-            tracing::warn!(error = %e, "back-channel logout deliveries failed this round");
-        }
+        let Ok(permit) = rounds.clone().acquire_owned().await else {
+            return;
+        };
+        let core = core.clone();
+        tokio::spawn(async move {
+            if let Err(e) = core.backchannel().deliver_due(crate::now()).await {
+                tracing::warn!(error = %e, "back-channel logout deliveries failed this round");
+            }
+            drop(permit);
+        });
     }
 }
+
+/// Rounds of deliveries at once (each at most 64 deliveries, 4 of any one client's).
+pub const ROUNDS_IN_FLIGHT: usize = 8;
 
 #[cfg(test)]
 mod tests {

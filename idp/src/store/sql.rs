@@ -41,6 +41,9 @@ fn on_constraint(e: sqlx::Error) -> StoreError {
 
 pub use service_kit::sql::{connect_pool_waiting, is_postgres, is_unique_violation, migrate_any};
 
+/// The most deliveries of one client in one round of back-channel logout deliveries.
+pub const PER_CLIENT_DUE: i64 = 4;
+
 #[derive(Clone)]
 pub struct Db {
     pool: AnyPool,
@@ -487,17 +490,23 @@ impl Db {
     // ---- back-channel logout deliveries ---------------------------------------------
 
     /// Deliveries whose time has come, oldest first.
+    /// The deliveries due now, at most [`PER_CLIENT_DUE`] of any one client's, so that a
+    /// manufacturer whose endpoint does not answer cannot fill a round.
     pub async fn due_logout_deliveries(
         &self,
         now: i64,
         limit: i64,
     ) -> Result<Vec<LogoutDelivery>, StoreError> {
         Ok(sqlx::query_as::<_, LogoutDelivery>(
-            "SELECT id, client_id, citizen_id, sid, attempts, next_at FROM logout_deliveries \
-             WHERE next_at <= $1 ORDER BY next_at LIMIT $2",
+            "SELECT id, client_id, citizen_id, sid, attempts, next_at FROM ( \
+               SELECT id, client_id, citizen_id, sid, attempts, next_at, \
+                      ROW_NUMBER() OVER (PARTITION BY client_id ORDER BY next_at, id) AS n \
+               FROM logout_deliveries WHERE next_at <= $1) AS due \
+             WHERE n <= $3 ORDER BY next_at LIMIT $2",
         )
         .bind(now)
         .bind(limit)
+        .bind(PER_CLIENT_DUE)
         .fetch_all(&self.pool)
         .await?)
     }

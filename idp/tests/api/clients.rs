@@ -449,7 +449,66 @@ async fn signing_out_sends_each_manufacturer_a_logout_token(backend: Backend) {
     assert_eq!(bahman_rx.received().len(), 2, "bahman is not told");
 }
 
+/// A manufacturer whose back-channel endpoint accepts and never answers holds each of its
+/// deliveries for the whole timeout (5 s): it must delay nobody else's. Before, a round
+/// of deliveries waited for its slowest, so another manufacturer's logout token waited
+/// behind the black hole's timeout.
+async fn a_black_holed_manufacturer_delays_no_other_logout(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hole_url = format!("http://{}/logout", hole.local_addr().expect("addr"));
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    {
+        let held = held.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = hole.accept().await {
+                held.lock().expect("lock").push(socket);
+            }
+        });
+    }
+    let dark = client_with_logout_uri(&app, "dark", &hole_url).await;
+    let kerman_rx = LogoutReceiver::default();
+    let kerman = client_with_logout_uri(&app, "kerman", &kerman_rx.clone().serve().await).await;
+    // One citizen signed in to the black hole signs out: its delivery hangs.
+    let b = Browser::new(&app.base);
+    let (code, auth) = login_code(&app, &b, &dark, &app.citizens[24]).await;
+    assert_eq!(exchange(&app, &dark, &code, &auth.verifier).await.0, 200);
+    let other = Browser::new(&app.base);
+    let (code, auth) = login_code(&app, &other, &kerman, &app.citizens[25]).await;
+    assert_eq!(exchange(&app, &kerman, &code, &auth.verifier).await.0, 200);
+    let account = b.get("/account").await;
+    b.follow(b.post_form(&account, "/logout", &[]).await).await;
+    for _ in 0..50 {
+        if !held.lock().expect("lock").is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        !held.lock().expect("lock").is_empty(),
+        "the black hole holds a delivery"
+    );
+    // Meanwhile another citizen signs out of Kerman: told at once.
+    let account = other.get("/account").await;
+    let signed_out = std::time::Instant::now();
+    other
+        .follow(other.post_form(&account, "/logout", &[]).await)
+        .await;
+    let got = kerman_rx
+        .wait_for(1, std::time::Duration::from_secs(3))
+        .await;
+    assert_eq!(got.len(), 1, "kerman told");
+    assert!(
+        signed_out.elapsed() < std::time::Duration::from_millis(2500),
+        "kerman told in {:?}, not after the black hole's timeout",
+        signed_out.elapsed()
+    );
+}
+
 both!(
+    a_black_holed_manufacturer_delays_no_other_logout,
     an_access_token_carries_nothing_a_client_can_read,
     withdrawing_a_scope_stops_its_release_at_once,
     each_manufacturer_sees_its_own_subject,
