@@ -46,6 +46,7 @@ impl Application {
         )
         .await?;
         db.migrate().await?;
+        let allow_private_callbacks = settings.allow_private_callbacks;
         let redis_url = settings.storage.redis_url.expose();
         let eph = if redis_url.is_empty() {
             Ephemeral::memory()
@@ -110,10 +111,7 @@ impl Application {
             discovery,
             ready: AtomicBool::new(true),
             deliveries: tokio::sync::Notify::new(),
-            outbound: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .connect_timeout(Duration::from_secs(3))
-                .build()?,
+            outbound: crate::adapters::outbound::client(allow_private_callbacks)?,
             client_keys: Default::default(),
             gates,
             reload_lock: tokio::sync::Mutex::new(()),

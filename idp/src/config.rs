@@ -233,6 +233,12 @@ pub struct Settings {
     #[arg(long, env = "EMTA_CARRIER_NAT_RANGES", value_delimiter = ',')]
     pub carrier_nat_ranges: Vec<String>,
 
+    /// Let the IdP call manufacturers' endpoints (`jwks_uri`, back-channel logout) at
+    /// private and loopback addresses: a local deployment and tests only. Otherwise only
+    /// public addresses are called (no server-side request forgery into the network).
+    #[arg(long, env = "EMTA_ALLOW_PRIVATE_CALLBACKS", default_value_t = false)]
+    pub allow_private_callbacks: bool,
+
     /// How many times the per-address budgets a carrier-NAT address gets.
     #[arg(long, env = "EMTA_CARRIER_NAT_FACTOR", default_value_t = 50)]
     pub carrier_nat_factor: i64,

@@ -303,6 +303,8 @@ pub fn idp_settings(
     s.ownership_url = s.registry_url.clone();
     s.sms_url = s.registry_url.clone();
     s.pow_difficulty = 4;
+    // The storefronts' back-channel logout endpoints are on the loopback here.
+    s.allow_private_callbacks = true;
     // The stub gateways have no contracted rate: unless asked for, the national SMS and
     // registry budgets stand aside, so that a sweep measures the system and not a budget
     // (above 200 arrivals a second the SMS budget refused the sweep's own warm-up).
@@ -476,6 +478,10 @@ fn idp_env(s: &idp::Settings, port: u16) -> Vec<(String, String)> {
         (
             "EMTA_TRUST_FORWARDED_FOR",
             s.trust_forwarded_for.to_string(),
+        ),
+        (
+            "EMTA_ALLOW_PRIVATE_CALLBACKS",
+            s.allow_private_callbacks.to_string(),
         ),
         ("RUST_LOG", "warn".into()),
     ]

@@ -113,6 +113,7 @@ impl Backchannel<'_> {
             .keys
             .sign_typed(client.id_token_alg, Some("logout+jwt"), &claims)
             .map_err(|e| e.to_string())?;
+        crate::adapters::outbound::allowed(uri.as_str(), core.settings.allow_private_callbacks)?;
         let resp = core
             .outbound
             .post(uri.as_str())

@@ -373,6 +373,7 @@ impl Tokens<'_> {
     }
 
     async fn fetch_keys(&self, uri: &str) -> Result<JwkSet, String> {
+        crate::adapters::outbound::allowed(uri, self.settings.allow_private_callbacks)?;
         let mut resp = self
             .outbound
             .get(uri)

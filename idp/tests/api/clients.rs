@@ -507,7 +507,30 @@ async fn a_black_holed_manufacturer_delays_no_other_logout(backend: Backend) {
     );
 }
 
+/// In production the IdP calls manufacturers' endpoints only at public addresses (issue
+/// 32, point 11): a back-channel logout URI on the loopback, as a registration could
+/// name to reach into the IdP's own network, is never called. Before, any URI was.
+async fn the_idp_calls_no_private_address_in_production(backend: Backend) {
+    let app = crate::helpers::spawn_app_with(
+        backend,
+        crate::helpers::Options {
+            settings: Box::new(|s| s.allow_private_callbacks = false),
+        },
+    )
+    .await;
+    let rx = LogoutReceiver::default();
+    let inner = client_with_logout_uri(&app, "inner", &rx.clone().serve().await).await;
+    let b = Browser::new(&app.base);
+    let (code, auth) = login_code(&app, &b, &inner, &app.citizens[26]).await;
+    assert_eq!(exchange(&app, &inner, &code, &auth.verifier).await.0, 200);
+    let account = b.get("/account").await;
+    b.follow(b.post_form(&account, "/logout", &[]).await).await;
+    let got = rx.wait_for(1, std::time::Duration::from_millis(1500)).await;
+    assert!(got.is_empty(), "a loopback endpoint was called: {got:?}");
+}
+
 both!(
+    the_idp_calls_no_private_address_in_production,
     a_black_holed_manufacturer_delays_no_other_logout,
     an_access_token_carries_nothing_a_client_can_read,
     withdrawing_a_scope_stops_its_release_at_once,

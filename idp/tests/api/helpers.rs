@@ -117,6 +117,8 @@ pub async fn try_start_replica(d: &Deployment, options: &Options) -> anyhow::Res
     s.sms_url = d.stub_url.clone();
     s.pow_difficulty = 4;
     s.dev = false;
+    // The tests' manufacturers (logout receivers, JWKS servers) listen on the loopback.
+    s.allow_private_callbacks = true;
     s.reload_ms = 200;
     s.metrics_listen = Some(([127, 0, 0, 1], 0).into());
     (options.settings)(&mut s);
