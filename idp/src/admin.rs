@@ -128,6 +128,26 @@ pub fn parse_allowed_scopes(asked: &[String]) -> Result<Scopes, AdminError> {
 
 /// The pairwise sector: the one given, or the single host all redirect URIs share
 /// (OIDC Core §8.1: several hosts need a sector identifier).
+/// Refuses `sector` when another client (not `except`) has it.
+async fn sector_is_free(
+    db: &Db,
+    sector: &str,
+    except: Option<&ClientId>,
+) -> Result<(), AdminError> {
+    if let Some(other) = db
+        .clients()
+        .await?
+        .into_iter()
+        .find(|c| Some(&c.id) != except && c.sector() == sector)
+    {
+        return Err(AdminError::Invalid(format!(
+            "{sector} is the pairwise sector of {} already: give this client a --sector-identifier of its own",
+            other.id.as_str()
+        )));
+    }
+    Ok(())
+}
+
 fn pairwise_sector(
     subject_type: SubjectType,
     given: Option<String>,
@@ -229,8 +249,16 @@ pub async fn add_client(
         ));
     }
     let allowed_scopes = parse_allowed_scopes(&new.allowed_scopes)?;
+    let given_sector = new.sector_identifier.is_some();
     let sector_identifier =
         pairwise_sector(new.subject_type, new.sector_identifier, &redirect_uris)?;
+    // A sector taken from the redirect URIs' host must be this manufacturer's alone: two
+    // manufacturers on one host (a shared platform) would otherwise get the same pairwise
+    // subjects and could join their records. A sector given on purpose may be shared (one
+    // organisation's clients), as OIDC intends.
+    if let (false, Some(sector)) = (given_sector, sector_identifier.as_deref()) {
+        sector_is_free(db, sector, None).await?;
+    }
     let backchannel_logout_uri = new
         .backchannel_logout_uri
         .as_deref()
@@ -380,8 +408,22 @@ pub async fn set_policy(
 ) -> Result<(), AdminError> {
     let cid = parse_id(id)?;
     let scopes = parse_allowed_scopes(allowed_scopes)?;
+    let client = db
+        .client(&cid)
+        .await?
+        .ok_or_else(|| AdminError::NoSuchClient(id.into()))?;
+    // A client switched to pairwise without a sector of its own gets its redirect host's,
+    // written down now (so that it never moves), and only if no other client has it.
+    let sector = match (subject_type, &client.sector_identifier) {
+        (SubjectType::Pairwise, None) => {
+            let derived = client.sector();
+            sector_is_free(db, &derived, Some(&cid)).await?;
+            Some(derived)
+        }
+        _ => None,
+    };
     if !db
-        .update_client_policy(&cid, &scopes, subject_type, now)
+        .update_client_policy(&cid, &scopes, subject_type, sector.as_deref(), now)
         .await?
     {
         return Err(AdminError::NoSuchClient(id.into()));

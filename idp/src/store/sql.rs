@@ -263,16 +263,18 @@ impl Db {
         id: &ClientId,
         allowed_scopes: &Scopes,
         subject_type: SubjectType,
+        sector: Option<&str>,
         now: i64,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE clients SET allowed_scopes = $2, subject_type = $3, updated_at = $4 \
-             WHERE id = $1",
+            "UPDATE clients SET allowed_scopes = $2, subject_type = $3, updated_at = $4, \
+             sector_identifier = COALESCE($5, sector_identifier) WHERE id = $1",
         )
         .bind(id.as_str())
         .bind(json_list(allowed_scopes.iter()))
         .bind(subject_type.as_str())
         .bind(now)
+        .bind(sector)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)

@@ -961,7 +961,7 @@ async fn parameters_kept_for_a_login_are_short_and_printable(backend: Backend) {
             valid_days: 30,
             allowed_scopes: Vec::new(),
             subject_type: idp::domain::SubjectType::Pairwise,
-            sector_identifier: None,
+            sector_identifier: Some("long-uri.example".into()),
             backchannel_logout_uri: None,
             private_key_jwt: None,
         },

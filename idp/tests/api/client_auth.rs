@@ -98,7 +98,7 @@ async fn register(app: &TestApp, id: &str, jwks: Option<&str>, jwks_uri: Option<
             valid_days: 365,
             allowed_scopes: vec!["profile".into()],
             subject_type: idp::domain::SubjectType::Pairwise,
-            sector_identifier: None,
+            sector_identifier: Some(format!("{id}.example")),
             backchannel_logout_uri: None,
             private_key_jwt: keys,
         },

@@ -529,7 +529,109 @@ async fn the_idp_calls_no_private_address_in_production(backend: Backend) {
     assert!(got.is_empty(), "a loopback endpoint was called: {got:?}");
 }
 
+/// A pairwise sector taken from the redirect URIs' host is one manufacturer's alone
+/// (issue 32, point 11): two manufacturers on one shared host would otherwise get the
+/// same subjects for a citizen and could join their records. Registering the second, or
+/// switching a legacy public client on that host to pairwise, is refused without a sector
+/// of its own; a legacy client switched to pairwise has its sector written down.
+async fn a_derived_pairwise_sector_is_one_manufacturers_alone(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let new = |id: &str, uri: &str, subject: idp::domain::SubjectType, sector: Option<&str>| {
+        idp::admin::NewClient {
+            id: id.into(),
+            name: "Shared".into(),
+            name_fa: "مشترک".into(),
+            stars: 3,
+            redirect_uris: vec![uri.into()],
+            post_logout_redirect_uris: vec![],
+            service_scopes: vec![],
+            id_token_alg: idp::domain::SigningAlg::ES256,
+            valid_days: 365,
+            allowed_scopes: vec!["profile".into()],
+            subject_type: subject,
+            sector_identifier: sector.map(str::to_owned),
+            backchannel_logout_uri: None,
+            private_key_jwt: None,
+        }
+    };
+    let add = |n: idp::admin::NewClient| {
+        let app = &app;
+        async move {
+            idp::admin::add_client(&app.core.db, &app.core.keyring, n, "test", idp::now()).await
+        }
+    };
+    use idp::domain::SubjectType::{Pairwise, Public};
+    add(new(
+        "shop-a",
+        "https://platform.example/a/cb",
+        Pairwise,
+        None,
+    ))
+    .await
+    .expect("the first on the host");
+    let second = add(new(
+        "shop-b",
+        "https://platform.example/b/cb",
+        Pairwise,
+        None,
+    ))
+    .await;
+    assert!(
+        second
+            .as_ref()
+            .err()
+            .is_some_and(|e| e.to_string().contains("shop-a")),
+        "{:?}",
+        second.map(|(c, _)| c.id)
+    );
+    add(new(
+        "shop-b",
+        "https://platform.example/b/cb",
+        Pairwise,
+        Some("shop-b.example"),
+    ))
+    .await
+    .expect("with a sector of its own");
+    // A legacy public client on the same host cannot be switched to the shared sector.
+    add(new("shop-c", "https://platform.example/c/cb", Public, None))
+        .await
+        .expect("public");
+    let switched = idp::admin::set_policy(
+        &app.core.db,
+        "shop-c",
+        &["profile".into()],
+        Pairwise,
+        "test",
+        idp::now(),
+    )
+    .await;
+    assert!(switched.is_err(), "switched onto shop-a's sector");
+    // On a host of its own it can, and its sector is written down.
+    add(new("shop-d", "https://d.example/cb", Public, None))
+        .await
+        .expect("public");
+    idp::admin::set_policy(
+        &app.core.db,
+        "shop-d",
+        &["profile".into()],
+        Pairwise,
+        "test",
+        idp::now(),
+    )
+    .await
+    .expect("switched");
+    let d = app
+        .core
+        .db
+        .client(&idp::domain::ClientId::parse("shop-d").expect("id"))
+        .await
+        .expect("sql")
+        .expect("shop-d");
+    assert_eq!(d.sector_identifier.as_deref(), Some("d.example"));
+}
+
 both!(
+    a_derived_pairwise_sector_is_one_manufacturers_alone,
     the_idp_calls_no_private_address_in_production,
     a_black_holed_manufacturer_delays_no_other_logout,
     an_access_token_carries_nothing_a_client_can_read,
