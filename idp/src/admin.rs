@@ -134,12 +134,9 @@ async fn sector_is_free(
     sector: &str,
     except: Option<&ClientId>,
 ) -> Result<(), AdminError> {
-    if let Some(other) = db
-        .clients()
-        .await?
-        .into_iter()
-        .find(|c| Some(&c.id) != except && c.sector() == sector)
-    {
+    if let Some(other) = db.clients().await?.into_iter().find(|c| {
+        Some(&c.id) != except && c.subject_type == SubjectType::Pairwise && c.sector() == sector
+    }) {
         return Err(AdminError::Invalid(format!(
             "{sector} is the pairwise sector of {} already: give this client a --sector-identifier of its own",
             other.id.as_str()
@@ -249,14 +246,15 @@ pub async fn add_client(
         ));
     }
     let allowed_scopes = parse_allowed_scopes(&new.allowed_scopes)?;
-    let given_sector = new.sector_identifier.is_some();
     let sector_identifier =
         pairwise_sector(new.subject_type, new.sector_identifier, &redirect_uris)?;
-    // A sector taken from the redirect URIs' host must be this manufacturer's alone: two
-    // manufacturers on one host (a shared platform) would otherwise get the same pairwise
-    // subjects and could join their records. A sector given on purpose may be shared (one
-    // organisation's clients), as OIDC intends.
-    if let (false, Some(sector)) = (given_sector, sector_identifier.as_deref()) {
+    // A pairwise sector is one manufacturer's alone, whether taken from the redirect
+    // URIs' host or given: two manufacturers on one host (a shared platform), or one that
+    // names another's sector, would otherwise get the same subjects and could join their
+    // records. (OIDC lets one organisation's clients share a sector; the ministry
+    // registers one client per manufacturer, so none needs to.)
+    if let (SubjectType::Pairwise, Some(sector)) = (new.subject_type, sector_identifier.as_deref())
+    {
         sector_is_free(db, sector, None).await?;
     }
     let backchannel_logout_uri = new

@@ -35,11 +35,29 @@ pub fn is_public(ip: IpAddr) -> bool {
                 return is_public(IpAddr::V4(v4));
             }
             let s = v6.segments();
+            let embedded = |hi: u16, lo: u16| {
+                IpAddr::V4(std::net::Ipv4Addr::new(
+                    (hi >> 8) as u8,
+                    hi as u8,
+                    (lo >> 8) as u8,
+                    lo as u8,
+                ))
+            };
+            // Addresses that carry an IPv4 address: judged as it (NAT64's well-known
+            // prefix, IPv4-compatible, 6to4).
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || s[..6] == [0; 6] {
+                return is_public(embedded(s[6], s[7]));
+            }
+            if s[0] == 0x2002 {
+                return is_public(embedded(s[1], s[2]));
+            }
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (s[0] & 0xfe00) == 0xfc00
                 || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] & 0xffc0) == 0xfec0
+                || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1)
                 || (s[0] == 0x2001 && s[1] == 0x0db8))
         }
     }
@@ -66,8 +84,10 @@ impl reqwest::dns::Resolve for PublicOnly {
 
 /// The HTTP client for calls to manufacturers' endpoints; `private` allows any address.
 pub fn client(private: bool) -> reqwest::Result<reqwest::Client> {
+    // No proxy from the environment: a proxy would resolve the name itself, past the check.
     let b = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
         .connect_timeout(Duration::from_secs(3));
     if private {
         b.build()
@@ -115,6 +135,11 @@ mod tests {
             "fd00::1",
             "fe80::1",
             "::ffff:127.0.0.1",
+            "64:ff9b::a00:5",
+            "64:ff9b:1::1",
+            "::a00:5",
+            "2002:a00:5::1",
+            "fec0::1",
         ] {
             let ip: IpAddr = private.parse().expect("ip");
             assert!(!is_public(ip), "{private}");

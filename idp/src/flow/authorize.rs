@@ -141,6 +141,21 @@ pub async fn push(
         Err(AuthorizeError::Page(e)) => return refuse("invalid_request", e.public().1.en),
         Err(AuthorizeError::Redirect(r)) => return refuse(r.error, r.description),
     };
+    // A pushed request is stored: it counts as a login to come against its client's share
+    // and the deployment's cap on stored logins (503 past either, before the store fills).
+    core.limiter
+        .budget(
+            crate::flow::limits::Subject::ClientLoginStart(client_id),
+            core.settings.logins_per_client_rps,
+        )
+        .await?;
+    core.limiter
+        .capacity(
+            crate::flow::limits::Subject::LiveLogins,
+            core.settings.max_live_logins,
+            std::time::Duration::from_secs(u64::try_from(PAR_TTL).unwrap_or(60)),
+        )
+        .await?;
     let reference = crate::crypto::random_token(24);
     let json = serde_json::to_string(&req).map_err(|e| Error::Internal(e.to_string()))?;
     core.eph
@@ -175,9 +190,11 @@ pub async fn pulled(
         .and_then(|u| u.strip_prefix(PAR_URN))
         .filter(|r| !r.is_empty() && r.len() <= 64)
         .ok_or_else(gone)?;
+    // Read first, taken only by its own client: someone who saw the request_uri cannot
+    // spend it under another client id.
     let stored = core
         .eph
-        .take(&par_key(reference))
+        .get(&par_key(reference))
         .await
         .map_err(|e| AuthorizeError::Page(e.into()))?
         .ok_or_else(gone)?;
@@ -185,6 +202,11 @@ pub async fn pulled(
     if req.client_id != client_id {
         return Err(gone());
     }
+    core.eph
+        .take(&par_key(reference))
+        .await
+        .map_err(|e| AuthorizeError::Page(e.into()))?
+        .ok_or_else(gone)?;
     validate_client_now(core, client_id, now)?;
     Ok(req)
 }

@@ -551,7 +551,10 @@ impl Login<'_> {
         } else {
             1
         };
-        let mut out = vec![(kind(ip), max.saturating_mul(factor))];
+        // An IPv6 /64 is one subscriber's, carrier or not: the factor is for what many
+        // share (an IPv4 address behind carrier NAT, an IPv6 range).
+        let own = if ip.contains('/') { 1 } else { factor };
+        let mut out = vec![(kind(ip), max.saturating_mul(own))];
         for (range, times) in wider {
             out.push((
                 kind(range),

@@ -41,7 +41,7 @@ async fn address_ranges_are_budgeted_as_networks_see_them(backend: Backend) {
             settings: Box::new(|s| {
                 s.trust_forwarded_for = true;
                 s.sms_per_ip = 2;
-                s.carrier_nat_ranges = vec!["198.18.0.0/15".into()];
+                s.carrier_nat_ranges = vec!["198.18.0.0/15".into(), "2a01:5ec0::/32".into()];
                 s.carrier_nat_factor = 10;
             }),
         },
@@ -85,6 +85,16 @@ async fn address_ranges_are_budgeted_as_networks_see_them(backend: Backend) {
         ordinary.push(code_from("192.0.2.50".into(), who).await);
     }
     assert_eq!(ordinary, [303, 303, 429]);
+    // On a carrier's IPv6 each subscriber has a /64 of its own: no factor for it.
+    let mut sim = Vec::new();
+    for who in 34..37usize {
+        sim.push(code_from("2a01:5ec0:12:34::9".into(), who).await);
+    }
+    assert_eq!(
+        sim,
+        [303, 303, 429],
+        "one SIM's /64 gets one address's budget"
+    );
 }
 
 /// A login voided by wrong codes does not come back from a kept copy of its pending

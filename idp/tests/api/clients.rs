@@ -592,6 +592,15 @@ async fn a_derived_pairwise_sector_is_one_manufacturers_alone(backend: Backend) 
     ))
     .await
     .expect("with a sector of its own");
+    // Nor by naming shop-a's sector on purpose.
+    let named = add(new(
+        "shop-e",
+        "https://e.example/cb",
+        Pairwise,
+        Some("platform.example"),
+    ))
+    .await;
+    assert!(named.is_err(), "another's sector named on purpose");
     // A legacy public client on the same host cannot be switched to the shared sector.
     add(new("shop-c", "https://platform.example/c/cb", Public, None))
         .await

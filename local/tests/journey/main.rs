@@ -1469,6 +1469,38 @@ async fn staff_management(postgres: bool) {
 /// makes or unmakes one. Its commitment is the manufacturer's share of a seed only when
 /// it is a representative of that manufacturer on the record, of other people than the
 /// proposer.
+/// Records a commitment entered in the console, as `by`.
+async fn commit(env: &Env, license_no: &str, party: &str, c: &str, by: &str, at: i64) {
+    env.store
+        .record_commitment(
+            license_no,
+            party,
+            c,
+            presale::store::commitments::Via::Console,
+            by,
+            at,
+        )
+        .await
+        .expect("sql")
+        .expect("recorded");
+}
+
+/// The parties a proposal of `license_no` for `maker` by `proposer` would take.
+async fn parties_of(
+    env: &Env,
+    license_no: &str,
+    maker: &str,
+    proposer: &str,
+) -> Result<
+    Vec<presale::transparency::seed::Commitment>,
+    presale::store::commitments::CommitmentError,
+> {
+    env.store
+        .recorded_parties(license_no, maker, proposer)
+        .await
+        .expect("sql")
+}
+
 async fn representatives(env: &Env, admin: &Browser, csrf: &str, saipa: &str) {
     use presale::store::commitments::{CommitmentError, Via, MINISTRY};
     let console = format!("{}/ministry", env.base);
@@ -1662,18 +1694,7 @@ async fn representatives(env: &Env, admin: &Browser, csrf: &str, saipa: &str) {
     let ministry = local::parties::contribution(MINISTRY)
         .commitment()
         .commitment;
-    env.store
-        .record_commitment(
-            "MIMT-R-1",
-            MINISTRY,
-            &ministry,
-            Via::Console,
-            "issuer.m",
-            now,
-        )
-        .await
-        .expect("sql")
-        .expect("recorded");
+    commit(env, "MIMT-R-1", MINISTRY, &ministry, "issuer.m", now).await;
     // A license proposed by issuer.one (nobody behind it in common) takes the
     // representative's share as Saipa's.
     let parties = env
@@ -1713,18 +1734,7 @@ async fn representatives(env: &Env, admin: &Browser, csrf: &str, saipa: &str) {
     let own = presale::transparency::seed::Contribution::generate(MINISTRY)
         .commitment()
         .commitment;
-    env.store
-        .record_commitment(
-            "MIMT-R-1",
-            MINISTRY,
-            &own,
-            Via::Console,
-            "issuer.a2",
-            now + 1,
-        )
-        .await
-        .expect("sql")
-        .expect("recorded");
+    commit(env, "MIMT-R-1", MINISTRY, &own, "issuer.a2", now + 1).await;
     let still = env
         .store
         .recorded_parties("MIMT-R-1", "saipa", "issuer.one")
@@ -1769,10 +1779,7 @@ async fn representatives(env: &Env, admin: &Browser, csrf: &str, saipa: &str) {
     // Not for another manufacturer's license, and not when the proposer's administrator
     // enrolled the representative too (one person behind both).
     assert_eq!(
-        env.store
-            .recorded_parties("MIMT-R-1", "iran-khodro", "issuer.one")
-            .await
-            .expect("sql"),
+        parties_of(env, "MIMT-R-1", "iran-khodro", "issuer.one").await,
         Err(CommitmentError::NoManufacturer)
     );
     env.store
@@ -1786,10 +1793,7 @@ async fn representatives(env: &Env, admin: &Browser, csrf: &str, saipa: &str) {
         .await
         .expect("staff");
     assert_eq!(
-        env.store
-            .recorded_parties("MIMT-R-1", "saipa", "issuer.a1")
-            .await
-            .expect("sql"),
+        parties_of(env, "MIMT-R-1", "saipa", "issuer.a1").await,
         Err(CommitmentError::NoManufacturer)
     );
     // A representative made in the database (no enrolment on the record), or one whose
@@ -1801,28 +1805,10 @@ async fn representatives(env: &Env, admin: &Browser, csrf: &str, saipa: &str) {
     .execute(env.store.pool())
     .await
     .expect("insert");
-    env.store
-        .record_commitment("MIMT-R-2", "saipa", &share, Via::Console, "mole.rep", now)
-        .await
-        .expect("sql")
-        .expect("recorded");
-    env.store
-        .record_commitment(
-            "MIMT-R-2",
-            MINISTRY,
-            &ministry,
-            Via::Console,
-            "issuer.m",
-            now,
-        )
-        .await
-        .expect("sql")
-        .expect("recorded");
+    commit(env, "MIMT-R-2", "saipa", &share, "mole.rep", now).await;
+    commit(env, "MIMT-R-2", MINISTRY, &ministry, "issuer.m", now).await;
     assert_eq!(
-        env.store
-            .recorded_parties("MIMT-R-2", "saipa", "issuer.one")
-            .await
-            .expect("sql"),
+        parties_of(env, "MIMT-R-2", "saipa", "issuer.one").await,
         Err(CommitmentError::NoManufacturer)
     );
     sqlx::query("UPDATE staff SET manufacturer = 'iran-khodro' WHERE username = 'saipa.rep'")
@@ -1830,17 +1816,11 @@ async fn representatives(env: &Env, admin: &Browser, csrf: &str, saipa: &str) {
         .await
         .expect("rewrite");
     assert_eq!(
-        env.store
-            .recorded_parties("MIMT-R-1", "saipa", "issuer.one")
-            .await
-            .expect("sql"),
+        parties_of(env, "MIMT-R-1", "saipa", "issuer.one").await,
         Err(CommitmentError::NoManufacturer)
     );
     assert_eq!(
-        env.store
-            .recorded_parties("MIMT-R-1", "iran-khodro", "issuer.one")
-            .await
-            .expect("sql"),
+        parties_of(env, "MIMT-R-1", "iran-khodro", "issuer.one").await,
         Err(CommitmentError::NoManufacturer),
         "its share was Saipa's: rewriting the binding moves nothing"
     );
@@ -1848,35 +1828,18 @@ async fn representatives(env: &Env, admin: &Browser, csrf: &str, saipa: &str) {
     let khodro_share = presale::transparency::seed::Contribution::generate("iran-khodro")
         .commitment()
         .commitment;
-    env.store
-        .record_commitment(
-            "MIMT-R-3",
-            "iran-khodro",
-            &khodro_share,
-            Via::Console,
-            "saipa.rep",
-            now,
-        )
-        .await
-        .expect("sql")
-        .expect("recorded");
-    env.store
-        .record_commitment(
-            "MIMT-R-3",
-            MINISTRY,
-            &ministry,
-            Via::Console,
-            "issuer.m",
-            now,
-        )
-        .await
-        .expect("sql")
-        .expect("recorded");
+    commit(
+        env,
+        "MIMT-R-3",
+        "iran-khodro",
+        &khodro_share,
+        "saipa.rep",
+        now,
+    )
+    .await;
+    commit(env, "MIMT-R-3", MINISTRY, &ministry, "issuer.m", now).await;
     assert_eq!(
-        env.store
-            .recorded_parties("MIMT-R-3", "iran-khodro", "issuer.one")
-            .await
-            .expect("sql"),
+        parties_of(env, "MIMT-R-3", "iran-khodro", "issuer.one").await,
         Err(CommitmentError::NoManufacturer)
     );
     sqlx::query("UPDATE staff SET manufacturer = 'saipa' WHERE username = 'saipa.rep'")
@@ -1917,10 +1880,7 @@ async fn representatives(env: &Env, admin: &Browser, csrf: &str, saipa: &str) {
     // Disabled, it makes no share any more.
     set_standing(env, "saipa.rep", presale::store::staff::Standing::Disabled).await;
     assert_eq!(
-        env.store
-            .recorded_parties("MIMT-R-1", "saipa", "issuer.one")
-            .await
-            .expect("sql"),
+        parties_of(env, "MIMT-R-1", "saipa", "issuer.one").await,
         Err(CommitmentError::NoManufacturer)
     );
 }
