@@ -25,6 +25,14 @@ pub fn limit_subject(ip: &str, v6_prefix: u8) -> String {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return v4.to_string();
             }
+            // 6to4 (2002:V4::/48) is one IPv4 address's holder: it shares that address's
+            // budgets instead of getting a /48 of its own.
+            let s = v6.segments();
+            if s[0] == 0x2002 {
+                let [a, b] = s[1].to_be_bytes();
+                let [c, d] = s[2].to_be_bytes();
+                return std::net::Ipv4Addr::new(a, b, c, d).to_string();
+            }
             let bits = u32::from(v6_prefix.min(128));
             let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
             let net = std::net::Ipv6Addr::from(u128::from(v6) & mask);
@@ -124,5 +132,6 @@ mod tests {
         assert_eq!(limit_subject("::ffff:192.0.2.7", 64), "192.0.2.7");
         assert_eq!(limit_subject("2001:db8::1", 128), "2001:db8::1/128");
         assert_eq!(limit_subject("2001:db8::1", 0), "::/0");
+        assert_eq!(limit_subject("2002:c000:207:1::9", 64), "192.0.2.7", "6to4");
     }
 }
