@@ -371,10 +371,12 @@ impl Login<'_> {
         now: i64,
     ) -> Result<LoginTx> {
         self.start_limits(ip).await?;
-        if let Some(sid) = sid.as_deref() {
-            self.session_use(sid).await?;
+        // A live session's holder is admitted ahead of the client's share, which
+        // strangers can spend; the session's own limit bounds what it opens.
+        match sid.as_deref() {
+            Some(sid) => self.session_use(sid).await?,
+            None => self.client_share(request.as_ref()).await?,
         }
-        self.client_share(request.as_ref()).await?;
         let tx = LoginTx {
             id: random_token(18),
             browser: browser.to_owned(),
@@ -494,19 +496,25 @@ impl Login<'_> {
 
     /// Gives back what [`Self::count_live_login`] took, for a login that was not stored
     /// after all (its code could not be sent).
-    async fn uncount_live_login(&self, request: Option<&AuthRequest>) -> Result<()> {
-        let client = request.map_or("", |r| r.client_id.as_str());
-        self.limiter
-            .refund(Subject::ClientLoginStart(client))
-            .await?;
+    async fn uncount_live_login(&self, request: Option<&AuthRequest>, ahead: bool) -> Result<()> {
+        if !ahead {
+            let client = request.map_or("", |r| r.client_id.as_str());
+            self.limiter
+                .refund(Subject::ClientLoginStart(client))
+                .await?;
+        }
         self.limiter.refund(Subject::LiveLogins).await
     }
 
-    /// One more paid-for login to store: its client's share ([`Self::client_share`]) and
-    /// the deployment's cap (`max_live_logins` per login lifetime); past either, 503 with
-    /// Retry-After, before the store fills.
-    async fn count_live_login(&self, request: Option<&AuthRequest>) -> Result<()> {
-        self.client_share(request).await?;
+    /// One more paid-for login to store: its client's share ([`Self::client_share`]),
+    /// unless `ahead` (the phone's owner, on a browser where its code was entered before:
+    /// admitted ahead of a share that strangers can spend), and the deployment's cap
+    /// (`max_live_logins` per login lifetime); past either, 503 with Retry-After, before
+    /// the store fills.
+    async fn count_live_login(&self, request: Option<&AuthRequest>, ahead: bool) -> Result<()> {
+        if !ahead {
+            self.client_share(request).await?;
+        }
         self.limiter
             .capacity(
                 Subject::LiveLogins,
@@ -718,15 +726,16 @@ impl Login<'_> {
         // the SMS budget, the gateway) stores nothing and gives the count back: the
         // citizen retries from the same page.
         let counted = !tx.persisted;
+        let ahead = self.is_known_device(&mobile, tx, from);
         if counted {
-            self.count_live_login(tx.request.as_ref()).await?;
+            self.count_live_login(tx.request.as_ref(), ahead).await?;
             tx.persisted = true;
         }
         tx.mobile = Some(mobile.e164().to_owned());
         let sent = self.send_code(tx, &mobile, from, now).await;
         if sent.is_err() && counted {
             tx.persisted = false;
-            if let Err(e) = self.uncount_live_login(tx.request.as_ref()).await {
+            if let Err(e) = self.uncount_live_login(tx.request.as_ref(), ahead).await {
                 tracing::warn!(error = %e, "a login's count not given back");
             }
         }

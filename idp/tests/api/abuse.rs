@@ -97,6 +97,89 @@ async fn address_ranges_are_budgeted_as_networks_see_them(backend: Backend) {
     );
 }
 
+/// A client's login share is spent by strangers paying proofs of work; its citizens who
+/// hold an SSO session, or sign in again on a browser where their phone's code was entered
+/// before, are admitted ahead of it (issue 32, point 4): during a flood that spends the
+/// share every second, both still get in.
+async fn owners_are_admitted_ahead_of_a_spent_client_share(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        Options {
+            settings: Box::new(|s| {
+                s.trust_forwarded_for = true;
+                s.logins_per_client_rps = 1;
+            }),
+        },
+    )
+    .await;
+    let owner = &app.citizens[0];
+    let b = Browser::from_address(&app.base, "203.0.113.20");
+    crate::helpers::login_code(&app, &b, app.client("saipa"), owner).await;
+    // Strangers flood saipa's share, each login paid for with a proof of work.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let mut flood = Vec::new();
+    for w in 0..4u32 {
+        let (stop, busy, app_base) = (stop.clone(), busy.clone(), app.base.clone());
+        let url = raw_auth(&app, app.client("saipa"), "").url;
+        let mobiles: Vec<String> = app.citizens[10..40]
+            .iter()
+            .map(|c| c.mobile.clone())
+            .collect();
+        flood.push(tokio::spawn(async move {
+            let mut i = 0usize;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let b = Browser::from_address(&app_base, &format!("10.9.{w}.{}", i % 250 + 1));
+                let phone = b.follow(b.get(&url).await).await;
+                let r = b
+                    .submit_phone(&phone, &mobiles[(w as usize * 7 + i) % mobiles.len()])
+                    .await;
+                if r.status == 503 {
+                    busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                i += 1;
+            }
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    // The session's holder: consent at another manufacturer, not held by saipa's share
+    // (nor by ikco's, which nobody spends); and saipa itself again, with its session.
+    let again = b
+        .get(&raw_auth(&app, app.client("saipa"), "&prompt=consent").url)
+        .await;
+    assert_eq!(again.status, 303, "{}", again.body);
+    assert!(again
+        .location
+        .clone()
+        .unwrap_or_default()
+        .contains("/login/"));
+    // Signed out, on the browser where the phone's code was entered: a new login's phone
+    // step is admitted ahead of the spent share.
+    let account = b.get("/account").await;
+    b.follow(b.post_form(&account, "/logout", &[]).await).await;
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let phone = b
+            .follow(b.get(&raw_auth(&app, app.client("saipa"), "").url).await)
+            .await;
+        let r = b.submit_phone(&phone, &owner.mobile).await;
+        statuses.push(r.status);
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for f in flood {
+        let _ = f.await;
+    }
+    assert!(
+        busy.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "the strangers spent the share"
+    );
+    assert!(
+        statuses.iter().all(|s| *s != 503),
+        "the owner was never told to wait for the share: {statuses:?}"
+    );
+}
+
 /// A login voided by wrong codes does not come back from a kept copy of its pending
 /// cookie: the phone step is refused, so it sends no more SMS and spends no more budget.
 async fn a_voided_login_does_not_come_back_from_its_cookie(backend: Backend) {
@@ -1388,6 +1471,7 @@ both!(
     a_flood_through_one_client_is_held_to_its_share,
     an_authorize_flood_costs_the_store_a_bounded_amount,
     a_voided_login_does_not_come_back_from_its_cookie,
+    owners_are_admitted_ahead_of_a_spent_client_share,
     address_ranges_are_budgeted_as_networks_see_them,
     a_refused_sms_costs_the_citizen_nothing_but_a_retry,
     a_session_cannot_spend_the_deployments_login_cap,
