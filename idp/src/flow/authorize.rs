@@ -153,17 +153,13 @@ pub async fn push(
         .capacity(
             crate::flow::limits::Subject::LiveLogins,
             core.settings.max_live_logins,
-            std::time::Duration::from_secs(u64::try_from(PAR_TTL).unwrap_or(60)),
+            core.secs(PAR_TTL),
         )
         .await?;
     let reference = crate::crypto::random_token(24);
     let json = serde_json::to_string(&req).map_err(|e| Error::Internal(e.to_string()))?;
     core.eph
-        .put(
-            &par_key(&reference),
-            &json,
-            std::time::Duration::from_secs(PAR_TTL as u64),
-        )
+        .put(&par_key(&reference), &json, core.secs(PAR_TTL))
         .await?;
     Ok(Ok(format!("{PAR_URN}{reference}")))
 }

@@ -30,32 +30,6 @@ pub fn backoff(n: i64) -> i64 {
     (1_i64 << n.clamp(1, 12)).min(3600)
 }
 
-/// The deliveries being posted by this process.
-struct InFlight(String);
-
-impl InFlight {
-    fn set() -> &'static std::sync::Mutex<std::collections::HashSet<String>> {
-        static SET: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> =
-            std::sync::OnceLock::new();
-        SET.get_or_init(Default::default)
-    }
-
-    /// The delivery `id` for one attempt, unless one is under way.
-    fn take(id: &str) -> Option<Self> {
-        let mut set = Self::set().lock().unwrap_or_else(|p| p.into_inner());
-        set.insert(id.to_owned()).then(|| Self(id.to_owned()))
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        Self::set()
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.0);
-    }
-}
-
 /// Deliveries over the provider's core (`core.backchannel()`).
 #[derive(Clone, Copy)]
 pub struct Backchannel<'a>(pub(crate) &'a Core);
@@ -66,17 +40,8 @@ impl Backchannel<'_> {
         let due = self.0.db.due_logout_deliveries(now, 64).await?;
         let mut attempts = tokio::task::JoinSet::new();
         for d in due {
-            // A delivery whose earlier attempt is still posting here (rounds overlap, and
-            // a retry can fall due before the attempt's timeout) is not posted twice.
-            let Some(guard) = InFlight::take(&d.id) else {
-                continue;
-            };
             let core = self.0.clone();
-            attempts.spawn(async move {
-                let delivered = core.backchannel().attempt(d, now).await;
-                drop(guard);
-                delivered
-            });
+            attempts.spawn(async move { core.backchannel().attempt(d, now).await });
         }
         Ok(attempts
             .join_all()
@@ -90,9 +55,12 @@ impl Backchannel<'_> {
     async fn attempt(&self, d: LogoutDelivery, now: i64) -> bool {
         let core = self.0;
         let attempt = d.attempts + 1;
+        // The claim holds the row until this attempt can have ended (its timeout), so that
+        // no round on any replica posts it meanwhile; a failed attempt then sets its retry.
+        let lease = DELIVERY_TIMEOUT.as_secs() as i64 + 1;
         match core
             .db
-            .claim_logout_delivery(&d, now + backoff(attempt))
+            .claim_logout_delivery(&d, now + lease.max(backoff(attempt)))
             .await
         {
             Ok(true) => {}
@@ -118,6 +86,12 @@ impl Backchannel<'_> {
             if let Err(e) = core.db.delete_logout_delivery(&d.id).await {
                 tracing::warn!(error = %e, "removing a finished logout delivery failed");
             }
+        } else if let Err(e) = core
+            .db
+            .retry_logout_delivery(&d.id, attempt, crate::now() + backoff(attempt))
+            .await
+        {
+            tracing::warn!(error = %e, "rescheduling a logout delivery failed");
         }
         outcome.is_ok()
     }

@@ -441,7 +441,7 @@ impl Login<'_> {
             .hit(
                 Subject::SessionLogins(sid),
                 SESSION_LOGINS,
-                Duration::from_secs(u64::try_from(self.settings.login_secs.max(1)).unwrap_or(900)),
+                self.secs(self.settings.login_secs),
             )
             .await
     }
@@ -519,7 +519,7 @@ impl Login<'_> {
             .capacity(
                 Subject::LiveLogins,
                 self.settings.max_live_logins,
-                Duration::from_secs(u64::try_from(self.settings.login_secs.max(1)).unwrap_or(900)),
+                self.secs(self.settings.login_secs),
             )
             .await
     }

@@ -533,6 +533,23 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Sets the retry of a delivery whose attempt `attempts` failed (if no later attempt
+    /// claimed it since).
+    pub async fn retry_logout_delivery(
+        &self,
+        id: &str,
+        attempts: i64,
+        retry_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE logout_deliveries SET next_at = $2 WHERE id = $1 AND attempts = $3")
+            .bind(id)
+            .bind(retry_at)
+            .bind(attempts)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn delete_logout_delivery(&self, id: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM logout_deliveries WHERE id = $1")
             .bind(id)

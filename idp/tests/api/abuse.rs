@@ -159,9 +159,7 @@ async fn owners_are_admitted_ahead_of_a_spent_client_share(backend: Backend) {
     b.follow(b.post_form(&account, "/logout", &[]).await).await;
     let mut statuses = Vec::new();
     for _ in 0..3 {
-        let phone = b
-            .follow(b.get(&raw_auth(&app, app.client("saipa"), "").url).await)
-            .await;
+        let phone = phone_page(&app, &b, "saipa").await;
         let r = b.submit_phone(&phone, &owner.mobile).await;
         statuses.push(r.status);
         tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
@@ -186,9 +184,7 @@ async fn a_voided_login_does_not_come_back_from_its_cookie(backend: Backend) {
     let app = spawn_app(backend).await;
     let who = &app.citizens[5];
     let b = Browser::new(&app.base);
-    let phone = b
-        .follow(b.get(&raw_auth(&app, app.client("saipa"), "").url).await)
-        .await;
+    let phone = phone_page(&app, &b, "saipa").await;
     let tx = phone.tx_path().expect("tx");
     let kept = b
         .cookies(&tx)
@@ -236,9 +232,7 @@ async fn a_refused_sms_costs_the_citizen_nothing_but_a_retry(backend: Backend) {
         303
     );
     let b = Browser::new(&app.base);
-    let mut page = b
-        .follow(b.get(&raw_auth(&app, app.client("saipa"), "").url).await)
-        .await;
+    let mut page = phone_page(&app, &b, "saipa").await;
     let mut statuses = Vec::new();
     for _ in 0..20 {
         let r = b.submit_phone(&page, &app.citizens[7].mobile).await;
@@ -473,9 +467,7 @@ async fn a_stranger_cannot_spend_the_owners_sms_budget(backend: Backend) {
     let mut statuses = Vec::new();
     for _ in 0..6 {
         let s = Browser::new(&app.base);
-        let phone = s
-            .follow(s.get(&raw_auth(&app, app.client("ikco"), "").url).await)
-            .await;
+        let phone = phone_page(&app, &s, "ikco").await;
         statuses.push(s.submit_phone(&phone, &who.mobile).await.status);
     }
     assert_eq!(statuses, [303, 303, 303, 303, 303, 429]);
@@ -506,9 +498,7 @@ async fn a_stranger_spends_fresh_browser_sms_for_their_own_address_only(backend:
     let mut statuses = Vec::new();
     for _ in 0..4 {
         let s = Browser::from_address(&app.base, "198.51.100.7");
-        let phone = s
-            .follow(s.get(&raw_auth(&app, app.client("saipa"), "").url).await)
-            .await;
+        let phone = phone_page(&app, &s, "saipa").await;
         statuses.push(s.submit_phone(&phone, &who.mobile).await.status);
     }
     assert_eq!(
@@ -849,9 +839,7 @@ async fn forged_forms_and_foreign_browsers_are_refused(backend: Backend) {
         "bound to the browser that started it"
     );
     let b2 = Browser::new(&app.base);
-    let phone2 = b2
-        .follow(b2.get(&raw_auth(&app, app.client("saipa"), "").url).await)
-        .await;
+    let phone2 = phone_page(&app, &b2, "saipa").await;
     let r = b2
         .submit_phone_with(&phone2, &app.citizens[7].mobile, &challenge, &nonce)
         .await;
@@ -1133,9 +1121,7 @@ async fn the_live_login_cap_answers_503_before_the_store_fills(backend: Backend)
     let mut statuses = Vec::new();
     for who in &app.citizens[10..14] {
         let b = Browser::new(&app.base);
-        let phone = b
-            .follow(b.get(&raw_auth(&app, app.client("saipa"), "").url).await)
-            .await;
+        let phone = phone_page(&app, &b, "saipa").await;
         let r = b.submit_phone(&phone, &who.mobile).await;
         if r.status == 503 {
             assert!(r.headers.contains_key("retry-after"));
@@ -1341,9 +1327,7 @@ async fn a_flood_through_one_client_is_held_to_its_share(backend: Backend) {
 
     // Another manufacturer's citizen signs in while saipa's budget is spent.
     let b = Browser::from_address(&app.base, "192.0.2.7");
-    let phone = b
-        .follow(b.get(&raw_auth(&app, app.client("ikco"), "").url).await)
-        .await;
+    let phone = phone_page(&app, &b, "ikco").await;
     let r = b.submit_phone(&phone, &app.citizens[39].mobile).await;
     assert_eq!(
         r.status, 303,
@@ -1540,4 +1524,15 @@ async fn replicas_share_logins_and_limits() {
         statuses.push(fresh.submit_phone(&p, &who.mobile).await.status);
     }
     assert_eq!(statuses, [303, 303, 429]);
+}
+
+/// A fresh login's first page at `client`'s request (the phone page, or what a live
+/// session leads to).
+async fn phone_page(
+    app: &crate::helpers::TestApp,
+    b: &Browser,
+    client: &str,
+) -> crate::helpers::Page {
+    b.follow(b.get(&raw_auth(app, app.client(client), "").url).await)
+        .await
 }

@@ -1469,6 +1469,24 @@ async fn staff_management(postgres: bool) {
 /// makes or unmakes one. Its commitment is the manufacturer's share of a seed only when
 /// it is a representative of that manufacturer on the record, of other people than the
 /// proposer.
+/// Proposes issuing `license` as `by`, now.
+async fn propose_issue(
+    env: &Env,
+    license: NewLicense,
+    by: &str,
+) -> Result<String, presale::store::proposals::ProposalError> {
+    env.store
+        .propose(
+            &presale::store::proposals::Change::Issue {
+                license: Box::new(license),
+            },
+            by,
+            service_kit::clock::now(),
+        )
+        .await
+        .expect("sql")
+}
+
 /// Records a commitment entered in the console, as `by`.
 async fn commit(env: &Env, license_no: &str, party: &str, c: &str, by: &str, at: i64) {
     env.store
@@ -1756,17 +1774,7 @@ async fn representatives(env: &Env, admin: &Browser, csrf: &str, saipa: &str) {
             commitment: share.clone(),
         },
     ];
-    let refused = env
-        .store
-        .propose(
-            &presale::store::proposals::Change::Issue {
-                license: Box::new(colluding),
-            },
-            "issuer.one",
-            now,
-        )
-        .await
-        .expect("sql");
+    let refused = propose_issue(env, colluding, "issuer.one").await;
     assert!(
         matches!(
             refused,
@@ -1855,17 +1863,7 @@ async fn representatives(env: &Env, admin: &Browser, csrf: &str, saipa: &str) {
     .expect("flip");
     let mut by_rep = test_license("saipa", "Quick", now);
     by_rep.license_no = "MIMT-R-9".into();
-    let flipped = env
-        .store
-        .propose(
-            &presale::store::proposals::Change::Issue {
-                license: Box::new(by_rep),
-            },
-            "saipa.rep",
-            now,
-        )
-        .await
-        .expect("sql");
+    let flipped = propose_issue(env, by_rep, "saipa.rep").await;
     assert!(
         matches!(
             flipped,
