@@ -104,6 +104,7 @@ async fn main() -> anyhow::Result<()> {
             sector_identifier: None,
             backchannel_logout_uri: None,
             private_key_jwt: None,
+            private_callbacks: true,
         },
         "bench",
         idp::now(),
@@ -169,10 +170,12 @@ async fn main() -> anyhow::Result<()> {
     let verifier = "v".repeat(43);
     let challenge = idp::crypto::b64(&idp::crypto::sha256(verifier.as_bytes()));
     let mut codes = Vec::with_capacity(n_codes);
+    let bench_id = idp::domain::ClientId::parse("bench").expect("a client id");
+    let bench_uri = idp::domain::RedirectUri::parse(&redirect_uri).expect("a redirect URI");
     for _ in 0..n_codes {
         let req = AuthRequest {
-            client_id: "bench".into(),
-            redirect_uri: redirect_uri.clone(),
+            client_id: bench_id.clone(),
+            redirect_uri: bench_uri.clone(),
             scope: idp::domain::Scopes::parse_known(
                 "openid profile phone national_id",
                 idp::domain::client::KNOWN_SCOPES,

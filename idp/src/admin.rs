@@ -42,6 +42,26 @@ pub struct NewClient {
     /// The client's own keys (`private_key_jwt`, see [`parse_client_keys`]); `None` for a
     /// client that authenticates with a secret.
     pub private_key_jwt: Option<KeySource>,
+    /// Whether its callbacks (`jwks_uri`, back-channel logout URI) may be private or
+    /// loopback addresses: a local deployment and tests only (`EMTA_ALLOW_PRIVATE_CALLBACKS`),
+    /// see [`callback_uri`].
+    pub private_callbacks: bool,
+}
+
+/// A URL the IdP itself will call (a `jwks_uri`, a back-channel logout URI): absolute
+/// https (http only for localhost) and, unless `private`, one the IdP may call in
+/// production ([`crate::adapters::outbound::allowed`]: no localhost, no private address
+/// written in it). Checked at registration, so that a registration the IdP would refuse
+/// to call is refused when it is made, not silently failed at every call.
+pub fn callback_uri(uri: &str, private: bool) -> Result<RedirectUri, AdminError> {
+    let parsed =
+        RedirectUri::parse_new(uri).map_err(|e| AdminError::Invalid(format!("{uri}: {e}")))?;
+    crate::adapters::outbound::allowed(uri, private).map_err(|why| {
+        AdminError::Invalid(format!(
+            "{uri}: the IdP calls only public https addresses in production, not {why}"
+        ))
+    })?;
+    Ok(parsed)
 }
 
 /// Checks the keys a `private_key_jwt` client registers: a JWKS document of public
@@ -50,6 +70,7 @@ pub struct NewClient {
 pub fn parse_client_keys(
     jwks: Option<&str>,
     jwks_uri: Option<&str>,
+    private: bool,
 ) -> Result<Option<KeySource>, AdminError> {
     let bad = |m: &str| AdminError::Invalid(m.to_owned());
     match (jwks, jwks_uri) {
@@ -59,6 +80,7 @@ pub fn parse_client_keys(
             RedirectUri::parse(uri).map_err(|_| {
                 bad("the JWKS URI must be an absolute https URL (http only for localhost)")
             })?;
+            callback_uri(uri, private)?;
             Ok(Some(KeySource::Uri(uri.to_owned())))
         }
         (Some(doc), None) => {
@@ -260,7 +282,7 @@ pub async fn add_client(
     let backchannel_logout_uri = new
         .backchannel_logout_uri
         .as_deref()
-        .map(|u| RedirectUri::parse_new(u).map_err(|e| AdminError::Invalid(format!("{u}: {e}"))))
+        .map(|u| callback_uri(u, new.private_callbacks))
         .transpose()?;
     // 256 bits from the OS generator. A key-holding client is given none: its stored hash
     // is of a secret nobody knows, and its registered method refuses secrets anyway.

@@ -111,10 +111,11 @@ impl Application {
             discovery,
             ready: AtomicBool::new(true),
             deliveries: tokio::sync::Notify::new(),
-            outbound: crate::adapters::outbound::client(allow_private_callbacks)?,
+            outbound: crate::adapters::outbound::Outbound::new(allow_private_callbacks)?,
             client_keys: Default::default(),
             gates,
             reload_lock: tokio::sync::Mutex::new(()),
+            pow_load: Default::default(),
         });
         core.reload().await?;
         let metrics = match core.settings.metrics_listen {

@@ -93,6 +93,11 @@ pub struct Settings {
     #[arg(long, env = "EMTA_POW_DIFFICULTY", default_value_t = 18)]
     pub pow_difficulty: u8,
 
+    /// How many bits the proof of work may rise above `pow_difficulty` as the live-login
+    /// cap fills (see `flow::pow`); 0 keeps it fixed.
+    #[arg(long, env = "EMTA_POW_MAX_RISE", default_value_t = 3)]
+    pub pow_max_rise: u8,
+
     /// How long a verified identity is trusted before the registries are asked again (s).
     #[arg(long, env = "EMTA_IDENTITY_CACHE_SECS", default_value_t = 30 * 24 * 3600)]
     pub identity_cache_secs: i64,

@@ -38,7 +38,7 @@ pub struct CoreState {
     /// Wakes the back-channel logout deliverer (a sign-out on this replica).
     pub deliveries: tokio::sync::Notify,
     /// For calls to manufacturers (logout tokens): no redirects followed.
-    pub outbound: reqwest::Client,
+    pub outbound: crate::adapters::outbound::Outbound,
     /// Keys fetched from `private_key_jwt` clients' JWKS URIs.
     pub client_keys: crate::flow::client_auth::ClientKeyCache,
     /// Admission control per step: bounded in flight, refused at once past it.
@@ -46,6 +46,8 @@ pub struct CoreState {
     /// Serialises reloads, so a slow periodic reload that read SQL before a change cannot
     /// overwrite the result of a newer one.
     pub reload_lock: tokio::sync::Mutex<()>,
+    /// The last reading of the deployment's load, for the proof of work's difficulty.
+    pub pow_load: crate::flow::pow::PowLoad,
 }
 
 impl std::ops::Deref for Core {

@@ -36,6 +36,10 @@ enum Command {
         /// Who is acting, for the audit log.
         #[arg(long, env = "EMTA_ACTOR", default_value = "operator")]
         actor: String,
+        /// Accept private and loopback callback URLs (`jwks_uri`, back-channel logout):
+        /// a local deployment only, as `serve`'s flag of the same name.
+        #[arg(long, env = "EMTA_ALLOW_PRIVATE_CALLBACKS", default_value_t = false)]
+        allow_private_callbacks: bool,
         #[command(subcommand)]
         action: ClientAction,
     },
@@ -117,7 +121,7 @@ struct ClientKeysArgs {
 }
 
 impl ClientKeysArgs {
-    fn parse(&self) -> anyhow::Result<Option<idp::domain::client::KeySource>> {
+    fn parse(&self, private: bool) -> anyhow::Result<Option<idp::domain::client::KeySource>> {
         let doc = self
             .jwks
             .as_ref()
@@ -126,6 +130,7 @@ impl ClientKeysArgs {
         Ok(admin::parse_client_keys(
             doc.as_deref(),
             self.jwks_uri.as_deref(),
+            private,
         )?)
     }
 }
@@ -239,6 +244,7 @@ async fn main() -> anyhow::Result<()> {
             storage,
             secret_key,
             actor,
+            allow_private_callbacks,
             action,
         } => {
             let db = open(&storage).await?;
@@ -271,7 +277,8 @@ async fn main() -> anyhow::Result<()> {
                         subject_type: subject_type(&add.subject_type)?,
                         sector_identifier: add.sector_identifier,
                         backchannel_logout_uri: add.backchannel_logout_uri,
-                        private_key_jwt: add.keys.parse()?,
+                        private_key_jwt: add.keys.parse(allow_private_callbacks)?,
+                        private_callbacks: allow_private_callbacks,
                     };
                     let (client, secret) = admin::add_client(&db, &keys, new, &actor, now).await?;
                     println!("client_id={}", client.id.as_str());
@@ -378,7 +385,14 @@ async fn main() -> anyhow::Result<()> {
                     println!("client_secret={secret}");
                 }
                 ClientAction::Keys { id, keys: k } => {
-                    admin::set_client_keys(&db, &id, k.parse()?, &actor, now).await?;
+                    admin::set_client_keys(
+                        &db,
+                        &id,
+                        k.parse(allow_private_callbacks)?,
+                        &actor,
+                        now,
+                    )
+                    .await?;
                     println!("{id}: keys set");
                 }
                 ClientAction::Par { id, required } => {

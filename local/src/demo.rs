@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::deploy::PUSHING;
 use idp::admin::{self, NewClient};
 use idp::config::{Secret, Settings};
 use idp::crypto::Keyring;
@@ -117,9 +118,14 @@ pub async fn prepare(
                 sector_identifier: Some(format!("{}.storefront", m.id)),
                 backchannel_logout_uri: Some(m.backchannel_logout_uri.clone()),
                 private_key_jwt: None,
+                private_callbacks: true,
             };
             admin::add_client(&db, &keys, new, "demo", now).await?.1
         };
+        // One storefront pushes its requests, and the IdP requires it of it.
+        if m.id == PUSHING {
+            admin::set_par(&db, m.id, true, "demo", now).await?;
+        }
         clients.push(DemoClient {
             id: m.id.into(),
             name: m.name.into(),
@@ -329,6 +335,7 @@ pub async fn run(dir: &Path, ports: &Ports, opens_in: i64) -> anyhow::Result<()>
                 name: (*name).into(),
                 name_fa: (*name_fa).into(),
                 client_secret: presale::config::Secret::new(c.secret.clone()),
+                push_requests: c.id == PUSHING,
             })
         })
         .collect();

@@ -334,8 +334,14 @@ pub fn presale_settings(
     s
 }
 
+/// The storefront that pushes its authorization requests (RFC 9126), and of which the IdP
+/// requires it: the other sends them through the browser, so both ways are in every
+/// deployment.
+pub const PUSHING: &str = "iran-khodro";
+
 /// Registers Saipa and Iran Khodro at the IdP, with a callback under each of `bases` (a
 /// presale service's public URL, or several), and returns their storefront settings.
+/// Iran Khodro pushes its authorization requests and the IdP requires it ([`PUSHING`]).
 pub async fn register_storefronts(
     core: &idp::core::Core,
     bases: &[String],
@@ -368,16 +374,21 @@ pub async fn register_storefronts(
                     .first()
                     .map(|b| format!("{b}/{id}/backchannel-logout")),
                 private_key_jwt: None,
+                private_callbacks: true,
             },
             "local",
             service_kit::clock::now(),
         )
         .await?;
+        if id == PUSHING {
+            admin::set_par(&core.db, id, true, "local", service_kit::clock::now()).await?;
+        }
         fronts.push(StorefrontConfig {
             id: id.into(),
             name: name.into(),
             name_fa: name_fa.into(),
             client_secret: Secret::new(client_secret),
+            push_requests: id == PUSHING,
         });
     }
     Ok(fronts)
@@ -413,6 +424,7 @@ async fn service_client(
         sector_identifier: None,
         backchannel_logout_uri: None,
         private_key_jwt: None,
+        private_callbacks: true,
     };
     Ok(admin::add_client(db, keys, new, "local", now).await?.1)
 }

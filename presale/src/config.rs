@@ -17,6 +17,11 @@ pub struct StorefrontConfig {
     pub name_fa: String,
     #[serde(with = "secret_string")]
     pub client_secret: Secret,
+    /// Whether its sign-ins push their authorization requests to the IdP first (RFC 9126:
+    /// the browser then carries only a `request_uri`), as a client the ministry requires
+    /// PAR of must.
+    #[serde(default)]
+    pub push_requests: bool,
 }
 
 impl std::fmt::Debug for StorefrontConfig {
@@ -205,6 +210,7 @@ mod tests {
             name: "Saipa".into(),
             name_fa: "سایپا".into(),
             client_secret: Secret::new("client-s3cr3t"),
+            push_requests: false,
         });
         let shown = format!("{s:?}");
         assert!(!shown.contains("s3cr3t"), "{shown}");

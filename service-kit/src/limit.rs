@@ -64,6 +64,11 @@ impl Limiter {
         self.hit_key(&self.key(kind, value), max, window).await
     }
 
+    /// The hits counted on `key` in its current window.
+    pub async fn count_key(&self, key: &str) -> Result<i64, LimitError> {
+        Ok(self.store.count(key).await?)
+    }
+
     /// Fails if `max` hits are already counted on `key`, without counting one.
     pub async fn check_key(&self, key: &str, max: i64) -> Result<(), LimitError> {
         if self.store.count(key).await? >= max {

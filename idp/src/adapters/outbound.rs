@@ -82,6 +82,83 @@ impl reqwest::dns::Resolve for PublicOnly {
     }
 }
 
+/// The IdP's calls to manufacturers' endpoints, each checked by [`allowed`] and dialled
+/// through [`client`]'s resolver; errors are short texts without the URL's query.
+#[derive(Clone)]
+pub struct Outbound {
+    http: reqwest::Client,
+    private: bool,
+}
+
+impl Outbound {
+    /// `private` allows any address (`EMTA_ALLOW_PRIVATE_CALLBACKS`).
+    pub fn new(private: bool) -> reqwest::Result<Self> {
+        Ok(Self {
+            http: client(private)?,
+            private,
+        })
+    }
+
+    /// Posts a logout token to a back-channel logout URI (OIDC Back-Channel Logout 1.0
+    /// §2.5): any 2xx is a delivery.
+    pub async fn post_logout_token(
+        &self,
+        uri: &str,
+        token: &str,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        allowed(uri, self.private)?;
+        let resp = self
+            .http
+            .post(uri)
+            .timeout(timeout)
+            .form(&[("logout_token", token)])
+            .send()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("answered {}", resp.status()))
+        }
+    }
+
+    /// Fetches a JSON document (a client's JWKS) of at most `max_bytes`, read in chunks so
+    /// that a larger one is refused before it is held.
+    pub async fn get_json(
+        &self,
+        uri: &str,
+        accept: &str,
+        timeout: Duration,
+        max_bytes: usize,
+    ) -> Result<serde_json::Value, String> {
+        allowed(uri, self.private)?;
+        let mut resp = self
+            .http
+            .get(uri)
+            .header("accept", accept)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        if !resp.status().is_success() {
+            return Err(format!("HTTP {}", resp.status()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| e.without_url().to_string())?
+        {
+            body.extend_from_slice(&chunk);
+            if body.len() > max_bytes {
+                return Err(format!("larger than {} KiB", max_bytes / 1024));
+            }
+        }
+        serde_json::from_slice(&body).map_err(|e| e.to_string())
+    }
+}
+
 /// The HTTP client for calls to manufacturers' endpoints; `private` allows any address.
 pub fn client(private: bool) -> reqwest::Result<reqwest::Client> {
     // No proxy from the environment: a proxy would resolve the name itself, past the check.

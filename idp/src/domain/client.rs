@@ -6,9 +6,30 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 /// A client identifier: lowercase letters, digits and dashes, 3 to 64 characters.
+/// Deserialised through [`ClientId::parse`], so one read back from a stored login is
+/// checked as one from a request is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String", into = "String")]
 pub struct ClientId(String);
+
+impl TryFrom<String> for ClientId {
+    type Error = ClientIdError;
+    fn try_from(s: String) -> Result<Self, ClientIdError> {
+        Self::parse(&s)
+    }
+}
+
+impl From<ClientId> for String {
+    fn from(c: ClientId) -> String {
+        c.0
+    }
+}
+
+impl std::fmt::Display for ClientId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("client ids are 3-64 lowercase letters, digits or dashes")]
@@ -34,9 +55,23 @@ impl ClientId {
 
 /// A registered redirect URI. Matching is exact string comparison (RFC 9700 §4.1.3):
 /// no prefix, no wildcard, no normalisation beyond what registration stored.
+/// Deserialised through [`RedirectUri::parse`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(try_from = "String", into = "String")]
 pub struct RedirectUri(String);
+
+impl TryFrom<String> for RedirectUri {
+    type Error = RedirectUriError;
+    fn try_from(s: String) -> Result<Self, RedirectUriError> {
+        Self::parse(&s)
+    }
+}
+
+impl From<RedirectUri> for String {
+    fn from(u: RedirectUri) -> String {
+        u.0
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RedirectUriError {

@@ -16,8 +16,23 @@ const OPERATOR_PREFIXES: &[&str] = &[
 ];
 
 /// A mobile number in E.164. `Debug` and [`MobileNumber::masked`] hide the middle digits.
-#[derive(Clone, PartialEq, Eq, Hash)]
+/// Stored as its E.164 form, and read back through [`MobileNumber::parse`].
+#[derive(Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct MobileNumber(String);
+
+impl TryFrom<String> for MobileNumber {
+    type Error = MobileNumberError;
+    fn try_from(s: String) -> Result<Self, MobileNumberError> {
+        Self::parse(&s)
+    }
+}
+
+impl From<MobileNumber> for String {
+    fn from(m: MobileNumber) -> String {
+        m.0
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("not an Iranian mobile number (09xx xxx xxxx)")]

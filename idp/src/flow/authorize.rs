@@ -10,7 +10,7 @@ use url::Url;
 
 use crate::core::Core;
 use crate::domain::client::{ClientUnavailable, KNOWN_SCOPES};
-use crate::domain::Scopes;
+use crate::domain::{ClientId, RedirectUri, Scopes};
 use crate::error::{msg, Error};
 
 /// Raw parameters as they arrive (query for GET, form for POST).
@@ -44,8 +44,10 @@ pub struct Prompt {
 /// A validated authorization request, kept in the login transaction.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuthRequest {
-    pub client_id: String,
-    pub redirect_uri: String,
+    /// Parsed once, when the request arrived, and again whenever it is read back.
+    pub client_id: ClientId,
+    /// One of the client's registered URIs, exactly.
+    pub redirect_uri: RedirectUri,
     pub scope: Scopes,
     pub state: Option<String>,
     pub nonce: Option<String>,
@@ -195,7 +197,7 @@ pub async fn pulled(
         .map_err(|e| AuthorizeError::Page(e.into()))?
         .ok_or_else(gone)?;
     let req: AuthRequest = serde_json::from_str(&stored).map_err(|_| gone())?;
-    if req.client_id != client_id {
+    if req.client_id.as_str() != client_id {
         return Err(gone());
     }
     core.eph
@@ -233,9 +235,12 @@ fn check(
         .redirect_uri
         .clone()
         .ok_or_else(|| page(msg::BAD_REDIRECT))?;
-    if !client.has_redirect_uri(&redirect_uri) {
-        return Err(page(msg::BAD_REDIRECT));
-    }
+    let registered = client
+        .redirect_uris
+        .iter()
+        .find(|r| r.as_str() == redirect_uri)
+        .cloned()
+        .ok_or_else(|| page(msg::BAD_REDIRECT))?;
     validate_client_now(core, client_id, now)?;
 
     let state = raw.state.clone().filter(|s| !s.is_empty());
@@ -393,8 +398,8 @@ fn check(
     };
 
     Ok(AuthRequest {
-        client_id: client.id.as_str().to_owned(),
-        redirect_uri,
+        client_id: client.id.clone(),
+        redirect_uri: registered,
         scope,
         state,
         nonce: raw.nonce.filter(|n| !n.is_empty()),

@@ -122,20 +122,9 @@ impl Backchannel<'_> {
             .keys
             .sign_typed(client.id_token_alg, Some("logout+jwt"), &claims)
             .map_err(|e| e.to_string())?;
-        crate::adapters::outbound::allowed(uri.as_str(), core.settings.allow_private_callbacks)?;
-        let resp = core
-            .outbound
-            .post(uri.as_str())
-            .timeout(DELIVERY_TIMEOUT)
-            .form(&[("logout_token", token)])
-            .send()
+        core.outbound
+            .post_logout_token(uri.as_str(), &token, DELIVERY_TIMEOUT)
             .await
-            .map_err(|e| e.without_url().to_string())?;
-        if resp.status().is_success() {
-            Ok(())
-        } else {
-            Err(format!("answered {}", resp.status()))
-        }
     }
 }
 

@@ -373,26 +373,15 @@ impl Tokens<'_> {
     }
 
     async fn fetch_keys(&self, uri: &str) -> Result<JwkSet, String> {
-        crate::adapters::outbound::allowed(uri, self.settings.allow_private_callbacks)?;
-        let mut resp = self
+        let raw = self
             .outbound
-            .get(uri)
-            .header("accept", "application/json, application/jwk-set+json")
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if !resp.status().is_success() {
-            return Err(format!("HTTP {}", resp.status()));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
-            body.extend_from_slice(&chunk);
-            if body.len() > MAX_JWKS_BYTES {
-                return Err("larger than 64 KiB".into());
-            }
-        }
-        let raw: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+            .get_json(
+                uri,
+                "application/json, application/jwk-set+json",
+                Duration::from_secs(5),
+                MAX_JWKS_BYTES,
+            )
+            .await?;
         // Keys a registration would refuse (private, symmetric, short) are dropped.
         let keys: Vec<Value> = raw["keys"]
             .as_array()

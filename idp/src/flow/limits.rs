@@ -84,6 +84,17 @@ impl Limiter {
         self.answer(subject, r)
     }
 
+    /// Reads a subject's count in its current window, without counting.
+    pub async fn count(&self, subject: Subject<'_>) -> Result<i64> {
+        self.0
+            .count_key(&subject.key(&self.0))
+            .await
+            .map_err(|e| match e {
+                LimitError::Store(e) => e.into(),
+                LimitError::Limited { retry_after } => Error::RateLimited { retry_after },
+            })
+    }
+
     /// Takes back one hit (a try the service failed, not the citizen).
     pub async fn refund(&self, subject: Subject<'_>) -> Result<()> {
         let r = self.0.unhit_key(&subject.key(&self.0)).await;

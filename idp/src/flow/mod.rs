@@ -7,4 +7,5 @@ pub mod backchannel;
 pub mod client_auth;
 pub mod limits;
 pub mod login;
+pub mod pow;
 pub mod tokens;

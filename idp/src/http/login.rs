@@ -88,13 +88,15 @@ async fn answer_authorize(
         // An id_token_hint names the citizen the client expects: someone else's session
         // does not answer for them (with prompt=none: login_required).
         .filter(|s| {
-            req.hint_sub
-                .as_ref()
-                .is_none_or(|h| core.subject_at(&req.client_id, &s.citizen_id).as_ref() == Some(h))
+            req.hint_sub.as_ref().is_none_or(|h| {
+                core.subject_at(req.client_id.as_str(), &s.citizen_id)
+                    .as_ref()
+                    == Some(h)
+            })
         });
     let redirect_error = |error, description| {
         let e = RedirectError {
-            redirect_uri: req.redirect_uri.clone(),
+            redirect_uri: req.redirect_uri.as_str().to_owned(),
             state: req.state.clone(),
             error,
             description,
@@ -249,7 +251,7 @@ async fn render_step(
     let client = tx
         .request
         .as_ref()
-        .and_then(|r| core.clients.get(&r.client_id));
+        .and_then(|r| core.clients.get(r.client_id.as_str()));
     let view = client.as_ref().map(|c| ClientView {
         name: &c.name,
         name_fa: &c.name_fa,
@@ -260,7 +262,7 @@ async fn render_step(
             lang,
             &tx.id,
             &csrf,
-            &core.login().pow_challenge(tx, now()),
+            &core.login().pow_challenge(tx, now()).await,
             tx.request.as_ref().and_then(|r| r.login_hint.as_deref()),
             view.as_ref(),
             text,
@@ -268,9 +270,8 @@ async fn render_step(
         Step::Otp => {
             let masked = tx
                 .mobile
-                .as_deref()
-                .and_then(|m| MobileNumber::parse(m).ok())
-                .map(|m| m.masked())
+                .as_ref()
+                .map(MobileNumber::masked)
                 .unwrap_or_default();
             pages::otp_page(lang, &tx.id, &csrf, &masked, text)
         }
@@ -387,7 +388,7 @@ pub async fn post_otp(
     // the owner's own budget when strangers spend the number's (see `send_code`).
     let jar = match (&next, &tx.mobile) {
         (Next::Step, Some(mobile)) if tx.step == Step::Identity => {
-            let value = core.login().known_device_token(mobile, &tx.browser);
+            let value = core.login().known_device_token(mobile.e164(), &tx.browser);
             jar.add(make_cookie(
                 &core,
                 cookie_names(&core).known_device,

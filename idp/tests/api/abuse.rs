@@ -1045,6 +1045,7 @@ async fn parameters_kept_for_a_login_are_short_and_printable(backend: Backend) {
             sector_identifier: Some("long-uri.example".into()),
             backchannel_logout_uri: None,
             private_key_jwt: None,
+            private_callbacks: true,
         },
         "test",
         service_kit::clock::now(),
@@ -1129,6 +1130,52 @@ async fn the_live_login_cap_answers_503_before_the_store_fills(backend: Backend)
         statuses.push(r.status);
     }
     assert_eq!(statuses, [303, 303, 303, 503]);
+}
+
+/// The proof of work rises with the deployment's load (issue 32, point 4): as the
+/// live-login cap fills, the phone page's challenge asks for more bits (at 80% of the cap,
+/// two), and a challenge stockpiled while the deployment was quiet is refused once it is
+/// loaded. Before, every challenge asked `pow_difficulty` whatever the load, and one
+/// solved in a quiet hour bought a stored login in the surge.
+async fn the_proof_of_work_rises_with_the_deployments_load(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        Options {
+            settings: Box::new(|s| s.max_live_logins = 10),
+        },
+    )
+    .await;
+    let bits = |p: &crate::helpers::Page| -> u32 {
+        p.input("pow_challenge")
+            .and_then(|c| c.split('.').nth(1).and_then(|d| d.parse().ok()))
+            .expect("a challenge with its difficulty")
+    };
+    let quiet = Browser::new(&app.base);
+    let stockpiled = phone_page(&app, &quiet, "saipa").await;
+    assert_eq!(bits(&stockpiled), 4, "the base difficulty while quiet");
+    for who in &app.citizens[10..18] {
+        let b = Browser::new(&app.base);
+        let phone = phone_page(&app, &b, "saipa").await;
+        assert_eq!(b.submit_phone(&phone, &who.mobile).await.status, 303);
+    }
+    // Eight of ten stored: the next reading (at most a second old) adds two bits.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let loaded = Browser::new(&app.base);
+    let page = phone_page(&app, &loaded, "saipa").await;
+    assert_eq!(bits(&page), 6, "two bits more at 80% of the cap");
+    let r = quiet
+        .submit_phone(&stockpiled, &app.citizens[18].mobile)
+        .await;
+    assert_ne!(r.status, 303, "a quiet hour's challenge bought a login");
+    assert!(r.body.contains("anti-bot check"), "{}", r.body);
+    assert_eq!(
+        loaded
+            .submit_phone(&page, &app.citizens[19].mobile)
+            .await
+            .status,
+        303,
+        "the loaded challenge, solved"
+    );
 }
 
 /// A flood by bytes from 50 addresses for 20 seconds (issue 32, point 1): authorize
@@ -1461,6 +1508,7 @@ both!(
     a_session_cannot_spend_the_deployments_login_cap,
     parameters_kept_for_a_login_are_short_and_printable,
     the_live_login_cap_answers_503_before_the_store_fills,
+    the_proof_of_work_rises_with_the_deployments_load,
     token_requests_are_limited_per_client,
     five_wrong_codes_void_the_login,
     parallel_otp_guesses_cannot_exceed_five,

@@ -82,7 +82,7 @@ impl ClientKey {
 /// Registers a manufacturer that authenticates with its key, inline or by URI.
 async fn register(app: &TestApp, id: &str, jwks: Option<&str>, jwks_uri: Option<&str>) -> String {
     let redirect_uri = format!("http://localhost:9/{id}/callback");
-    let keys = idp::admin::parse_client_keys(jwks, jwks_uri).expect("valid keys");
+    let keys = idp::admin::parse_client_keys(jwks, jwks_uri, true).expect("valid keys");
     let (_, secret) = idp::admin::add_client(
         &app.core.db,
         &app.core.keyring,
@@ -101,6 +101,7 @@ async fn register(app: &TestApp, id: &str, jwks: Option<&str>, jwks_uri: Option<
             sector_identifier: Some(format!("{id}.example")),
             backchannel_logout_uri: None,
             private_key_jwt: keys,
+            private_callbacks: true,
         },
         "test",
         idp::now(),
@@ -446,17 +447,17 @@ async fn registered_keys_are_checked() {
         ),
     ];
     for (jwks, uri, says) in cases {
-        let e = idp::admin::parse_client_keys(jwks.as_deref(), uri)
+        let e = idp::admin::parse_client_keys(jwks.as_deref(), uri, true)
             .expect_err("refused")
             .to_string();
         assert!(e.contains(says), "{e} should say {says}");
     }
     assert!(
-        idp::admin::parse_client_keys(Some(&ClientKey::jwks(&[&key])), None)
+        idp::admin::parse_client_keys(Some(&ClientKey::jwks(&[&key])), None, true)
             .expect("valid")
             .is_some()
     );
-    assert!(idp::admin::parse_client_keys(None, None)
+    assert!(idp::admin::parse_client_keys(None, None, true)
         .expect("valid")
         .is_none());
 }

@@ -332,6 +332,7 @@ async fn client_with_logout_uri(app: &TestApp, id: &str, uri: &str) -> Registere
             sector_identifier: Some(format!("{id}.ir")),
             backchannel_logout_uri: Some(uri.into()),
             private_key_jwt: None,
+            private_callbacks: true,
         },
         "test",
         idp::now(),
@@ -529,6 +530,84 @@ async fn the_idp_calls_no_private_address_in_production(backend: Backend) {
     assert!(got.is_empty(), "a loopback endpoint was called: {got:?}");
 }
 
+/// A callback the IdP would refuse to call in production is refused when it is
+/// registered (issue 32, point 11): a back-channel logout URI or a `jwks_uri` on
+/// `localhost` or a private address written in the URL, http or https. Before, both were
+/// accepted (`http://localhost` as for a redirect URI) and then silently never called.
+async fn a_private_callback_is_refused_at_registration(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let new = |id: &str, logout: Option<&str>, keys| idp::admin::NewClient {
+        id: id.into(),
+        name: "Inner".into(),
+        name_fa: "درونی".into(),
+        stars: 3,
+        redirect_uris: vec![format!("https://{id}.example/cb")],
+        post_logout_redirect_uris: vec![],
+        service_scopes: vec![],
+        id_token_alg: idp::domain::SigningAlg::ES256,
+        valid_days: 365,
+        allowed_scopes: vec!["profile".into()],
+        subject_type: idp::domain::SubjectType::Public,
+        sector_identifier: None,
+        backchannel_logout_uri: logout.map(str::to_owned),
+        private_key_jwt: keys,
+        private_callbacks: false,
+    };
+    for uri in [
+        "http://localhost:9/logout",
+        "https://localhost/logout",
+        "https://127.0.0.1/logout",
+        "https://10.0.0.7/logout",
+        "https://[::1]/logout",
+        "https://169.254.169.254/latest",
+    ] {
+        let e = idp::admin::add_client(
+            &app.core.db,
+            &app.core.keyring,
+            new("inner", Some(uri), None),
+            "test",
+            idp::now(),
+        )
+        .await
+        .map(|(c, _)| c.id)
+        .expect_err(uri)
+        .to_string();
+        assert!(e.contains("public https"), "{uri}: {e}");
+        let e = idp::admin::parse_client_keys(None, Some(&uri.replace("logout", "jwks")), false)
+            .expect_err(uri)
+            .to_string();
+        assert!(
+            e.contains("public https") || e.contains("https URL"),
+            "{uri}: {e}"
+        );
+    }
+    assert!(app
+        .core
+        .db
+        .client(&idp::domain::ClientId::parse("inner").expect("id"))
+        .await
+        .expect("sql")
+        .is_none());
+    // A public https callback is what production registers; a local deployment may
+    // still name the loopback.
+    let keys = idp::admin::parse_client_keys(None, Some("https://keys.inner.example/jwks"), false)
+        .expect("public keys URI");
+    idp::admin::add_client(
+        &app.core.db,
+        &app.core.keyring,
+        new("inner", Some("https://inner.example/logout"), keys),
+        "test",
+        idp::now(),
+    )
+    .await
+    .expect("public callbacks");
+    let mut local = new("local", Some("http://localhost:9/logout"), None);
+    local.private_callbacks = true;
+    idp::admin::add_client(&app.core.db, &app.core.keyring, local, "test", idp::now())
+        .await
+        .expect("a local deployment's loopback");
+}
+
 /// A pairwise sector taken from the redirect URIs' host is one manufacturer's alone
 /// (issue 32, point 11): two manufacturers on one shared host would otherwise get the
 /// same subjects for a citizen and could join their records. Registering the second, or
@@ -552,6 +631,7 @@ async fn a_derived_pairwise_sector_is_one_manufacturers_alone(backend: Backend) 
             sector_identifier: sector.map(str::to_owned),
             backchannel_logout_uri: None,
             private_key_jwt: None,
+            private_callbacks: true,
         }
     };
     let add = |n: idp::admin::NewClient| {
@@ -640,6 +720,7 @@ async fn a_derived_pairwise_sector_is_one_manufacturers_alone(backend: Backend) 
 }
 
 both!(
+    a_private_callback_is_refused_at_registration,
     a_derived_pairwise_sector_is_one_manufacturers_alone,
     the_idp_calls_no_private_address_in_production,
     a_black_holed_manufacturer_delays_no_other_logout,

@@ -517,6 +517,7 @@ async fn the_ministry_reads_manufacturers_and_checks_service_tokens(backend: Bac
             sector_identifier: None,
             backchannel_logout_uri: None,
             private_key_jwt: None,
+            private_callbacks: true,
         },
         "test",
         idp::now(),

@@ -204,6 +204,7 @@ async fn register_clients(app: &TestApp) -> HashMap<&'static str, RegisteredClie
                 sector_identifier: sector.map(str::to_owned),
                 backchannel_logout_uri: None,
                 private_key_jwt: None,
+                private_callbacks: true,
             },
             "test",
             idp::now(),

@@ -513,6 +513,35 @@ async fn journey(postgres: bool) {
         assert!(scraped.contains(e), "{e} in {scraped}");
     }
 
+    // Iran Khodro pushes its authorization requests (RFC 9126), as the IdP requires of it:
+    // the browser is sent with only the client and a `request_uri`, while Saipa's carries
+    // the whole request.
+    let bare = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    for (front, pushed) in [("iran-khodro", true), ("saipa", false)] {
+        let r = bare
+            .get(format!("{base}/{front}/login"))
+            .send()
+            .await
+            .expect("login");
+        let to = url::Url::parse(
+            r.headers()
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .expect("a redirect to the IdP"),
+        )
+        .expect("url");
+        let mut keys: Vec<String> = to.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        keys.sort();
+        if pushed {
+            assert_eq!(keys, ["client_id", "request_uri"], "{to}");
+        } else {
+            assert!(keys.contains(&"code_challenge".to_owned()), "{to}");
+        }
+    }
+
     // Assert: the second manufacturer needs only the consent page (single sign-on).
     let consent2 = b.go(&format!("{base}/iran-khodro/login")).await;
     let url2 = consent2.url.clone();

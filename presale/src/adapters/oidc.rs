@@ -100,6 +100,18 @@ pub struct RelyingParty {
     /// when a token names a key not among them: the IdP rotates its keys.
     jwks_uri: String,
     jwks: std::sync::RwLock<(jsonwebtoken::jwk::JwkSet, i64)>,
+    /// The IdP's pushed authorization request endpoint (RFC 9126), when it has one, and
+    /// its authorization endpoint, where a pushed request is then sent by reference.
+    par_endpoint: Option<String>,
+    authorization_endpoint: String,
+}
+
+/// Why a sign-in could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The IdP did not take the pushed request (unreachable, busy, or refusing it).
+    #[error("the IdP did not take the pushed authorization request")]
+    Unreachable,
 }
 
 /// What a verified logout token names.
@@ -150,6 +162,23 @@ impl RelyingParty {
                 .await?;
         // The same keys as the ID token verifier's, in the form the JWT checker takes.
         let jwks_uri = meta.jwks_uri().url().to_string();
+        let authorization_endpoint = meta.authorization_endpoint().url().to_string();
+        // RFC 9126's metadata is not among the library's fields: read it from the same
+        // document.
+        let par_endpoint = http
+            .get(format!(
+                "{}/.well-known/openid-configuration",
+                settings.issuer.trim_end_matches('/')
+            ))
+            .send()
+            .await?
+            .json::<serde_json::Value>()
+            .await?["pushed_authorization_request_endpoint"]
+            .as_str()
+            .map(str::to_owned);
+        if settings.storefronts.iter().any(|s| s.push_requests) && par_endpoint.is_none() {
+            anyhow::bail!("a storefront pushes its requests, but the IdP has no PAR endpoint");
+        }
         let jwks = serde_json::to_value(meta.jwks())
             .ok()
             .and_then(|v| serde_json::from_value(v).ok())
@@ -179,6 +208,8 @@ impl RelyingParty {
             storefronts,
             jwks_uri,
             jwks: std::sync::RwLock::new((jwks, service_kit::clock::now())),
+            par_endpoint,
+            authorization_endpoint,
         })
     }
 
@@ -286,8 +317,14 @@ impl RelyingParty {
     }
 
     /// Where to send the browser, the `state` to file the pending sign-in under, and the
-    /// pending sign-in itself.
-    pub fn start(&self, front: &Storefront, sid: &str) -> (String, String, Pending) {
+    /// pending sign-in itself. A storefront that pushes its requests (`push_requests`)
+    /// posts them to the IdP first, authenticated, and sends the browser with only the
+    /// `request_uri` it is given.
+    pub async fn start(
+        &self,
+        front: &Storefront,
+        sid: &str,
+    ) -> Result<(String, String, Pending), StartError> {
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let (url, state, nonce) = front
             .client
@@ -305,7 +342,44 @@ impl RelyingParty {
             verifier: verifier.secret().clone(),
             nonce: nonce.secret().clone(),
         };
-        (url.to_string(), state.secret().clone(), pending)
+        let url = match (&self.par_endpoint, front.cfg.push_requests) {
+            (Some(endpoint), true) => self.push(front, endpoint, &url).await?,
+            _ => url.to_string(),
+        };
+        Ok((url, state.secret().clone(), pending))
+    }
+
+    /// Pushes the request `url` carries (RFC 9126 §2.1) and gives the authorization URL
+    /// that names it by reference.
+    async fn push(
+        &self,
+        front: &Storefront,
+        endpoint: &str,
+        url: &openidconnect::url::Url,
+    ) -> Result<String, StartError> {
+        let params: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        let answer = self
+            .http
+            .post(endpoint)
+            .basic_auth(&front.cfg.id, Some(front.cfg.client_secret.expose()))
+            .form(&params)
+            .send()
+            .await
+            .map_err(|_| StartError::Unreachable)?;
+        if answer.status().as_u16() != 201 {
+            tracing::warn!(status = %answer.status(), storefront = %front.cfg.id, "pushed request refused");
+            return Err(StartError::Unreachable);
+        }
+        let body: serde_json::Value = answer.json().await.map_err(|_| StartError::Unreachable)?;
+        let request_uri = body["request_uri"]
+            .as_str()
+            .ok_or(StartError::Unreachable)?;
+        let mut out =
+            url::Url::parse(&self.authorization_endpoint).map_err(|_| StartError::Unreachable)?;
+        out.query_pairs_mut()
+            .append_pair("client_id", &front.cfg.id)
+            .append_pair("request_uri", request_uri);
+        Ok(out.to_string())
     }
 
     /// Exchanges the code and verifies the ID token against the pending sign-in.

@@ -47,7 +47,11 @@ async fn login(
 ) -> Result<Response> {
     let front = core.storefront(&m)?;
     let (jar, sid) = core.ensure_session(jar);
-    let (url, state, pending) = core.rp.start(front, &sid);
+    let (url, state, pending) = core
+        .rp
+        .start(front, &sid)
+        .await
+        .map_err(|_| Error::Busy { retry_after: 2 })?;
     let json = serde_json::to_string(&pending).map_err(|e| Error::Internal(e.to_string()))?;
     core.sessions
         .put(&pending_key(&state), &json, PENDING)

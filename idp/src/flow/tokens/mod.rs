@@ -16,6 +16,10 @@
 //!   current scopes, so revocation, grant revocation, suspension and a withdrawn scope
 //!   stop it at once.
 
+mod access;
+mod refresh;
+mod revoke;
+
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -25,7 +29,7 @@ use super::login::{ACR, AMR};
 use crate::core::Core;
 use crate::crypto::{b64, pkce_s256_matches, random_token, sha256};
 use crate::domain::client::{KNOWN_SCOPES, OFFLINE_ACCESS};
-use crate::domain::{Citizen, Client, ClientId, Scopes};
+use crate::domain::{Citizen, Client, ClientId, RedirectUri, Scopes};
 use crate::error::{OAuthError, Result};
 use crate::store::sql::{GrantRow, RefreshRow};
 
@@ -33,8 +37,8 @@ pub const CODE_TTL: i64 = 60;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CodeData {
-    pub client_id: String,
-    pub redirect_uri: String,
+    pub client_id: ClientId,
+    pub redirect_uri: RedirectUri,
     pub code_challenge: String,
     pub nonce: Option<String>,
     pub citizen_id: String,
@@ -219,13 +223,13 @@ impl Tokens<'_> {
             .put(&hash_key("code", &code), &json, self.secs(CODE_TTL))
             .await?;
         self.db
-            .record_sign_in(citizen_id, &req.client_id, now)
+            .record_sign_in(citizen_id, req.client_id.as_str(), now)
             .await?;
         metrics::counter!("emta_login_step_total", "step" => "code", "outcome" => "completed")
             .increment(1);
         Ok(super::authorize::redirect_url(
             self.issuer(),
-            &req.redirect_uri,
+            req.redirect_uri.as_str(),
             req.state.as_deref(),
             &[("code", &code)],
         ))
@@ -259,7 +263,7 @@ impl Tokens<'_> {
         };
         let data: CodeData = serde_json::from_str(&raw)
             .map_err(|e| OAuthError::from(crate::error::Error::Internal(e.to_string())))?;
-        if data.client_id != client.id.as_str() {
+        if data.client_id != client.id {
             // Given back untouched: a client holding another's code cannot burn it.
             self.give_back_code(&key, &raw, &data, now).await;
             return Err(OAuthError::invalid_grant(
@@ -322,7 +326,7 @@ impl Tokens<'_> {
         let grant = GrantRow {
             id: b64(&sha256(format!("emta grant\n{code}").as_bytes())[..16]),
             citizen_id: data.citizen_id.clone(),
-            client_id: data.client_id.clone(),
+            client_id: data.client_id.as_str().to_owned(),
             scope: data.scope.clone(),
             sid: data.sid.clone(),
             auth_time: data.auth_time,
@@ -438,207 +442,6 @@ impl Tokens<'_> {
         })
     }
 
-    /// Mints a self-contained access token: nothing is stored until it is revoked. Its
-    /// payload is sealed (ChaCha20-Poly1305 under a key derived from the server secret),
-    /// not only MACed: a manufacturer holds the token but cannot read it, so the citizen's
-    /// global id inside it cannot join two manufacturers' records, which is what pairwise
-    /// subjects are for. Clients learn what a token stands for at userinfo and
-    /// introspection, in their own subject.
-    fn mint_access_token(&self, data: &AccessData) -> Result<String> {
-        let json =
-            serde_json::to_vec(data).map_err(|e| crate::error::Error::Internal(e.to_string()))?;
-        let sealed = service_kit::keys::seal::seal(
-            &self.keyring.key("access-token-seal"),
-            ACCESS_TOKEN_PREFIX.as_bytes(),
-            &json,
-        )
-        .ok_or_else(|| crate::error::Error::Internal("sealing an access token".into()))?;
-        Ok(format!("{ACCESS_TOKEN_PREFIX}{sealed}"))
-    }
-
-    /// Reads a token we minted; `None` if it is not ours or was tampered with.
-    fn open_access_token(&self, token: &str) -> Option<AccessData> {
-        if token.len() > 2048 {
-            return None;
-        }
-        let sealed = token.strip_prefix(ACCESS_TOKEN_PREFIX)?;
-        let json = service_kit::keys::seal::open(
-            &self.keyring.key("access-token-seal"),
-            ACCESS_TOKEN_PREFIX.as_bytes(),
-            sealed,
-        )?;
-        serde_json::from_slice(&json).ok()
-    }
-
-    /// `grant_type=refresh_token`, with rotation and reuse detection.
-    pub async fn refresh(
-        &self,
-        client: &Client,
-        token: &str,
-        scope: Option<&str>,
-        now: i64,
-    ) -> Result<TokenResponse, OAuthError> {
-        let hash = b64(&sha256(token.as_bytes()));
-        let row = self
-            .db
-            .refresh_token(&hash)
-            .await?
-            .ok_or_else(|| OAuthError::invalid_grant("unknown refresh token"))?;
-        let grant = self
-            .db
-            .grant(&row.grant_id)
-            .await?
-            .ok_or_else(|| OAuthError::invalid_grant("unknown grant"))?;
-        if grant.client_id != client.id.as_str() {
-            return Err(OAuthError::invalid_grant(
-                "the token was issued to another client",
-            ));
-        }
-        if grant.revoked_at.is_some() {
-            return Err(OAuthError::invalid_grant("the grant has been revoked"));
-        }
-        // What the ministry has withdrawn from this manufacturer since the consent is
-        // withdrawn from the grant too (`offline_access` included, so its lifetime below
-        // is an online grant's): a refresh releases only what the client may still have.
-        let mut grant = grant;
-        grant.scope = current_scope(&grant.scope, client);
-        if row.used_at.is_some() {
-            return self
-                .retried_refresh(client, token, &hash, &grant, &row, now)
-                .await;
-        }
-        if row.expires_at <= now {
-            return Err(OAuthError::invalid_grant("the refresh token has expired"));
-        }
-        // Rotation extends a grant, but never past its end (see `grant_ends`): then the
-        // citizen signs in again.
-        let grant_ends = self.grant_ends(&grant);
-        if grant_ends <= now {
-            return Err(OAuthError::invalid_grant(
-                "the grant has reached its lifetime (the sign-in it came from has ended); sign in again",
-            ));
-        }
-        if let Some(s) = scope {
-            let asked = Scopes::parse_known(s, KNOWN_SCOPES);
-            let had = Scopes::parse_known(&grant.scope, KNOWN_SCOPES);
-            if !asked.is_subset(&had) {
-                return Err(OAuthError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_scope",
-                    "scope exceeds the grant",
-                ));
-            }
-            grant.scope = asked.to_string();
-        }
-        let citizen = self
-            .db
-            .citizen_by_id(&grant.citizen_id)
-            .await?
-            .ok_or_else(|| OAuthError::invalid_grant("the citizen is unknown"))?;
-        let next = random_token(32);
-        let next_hash = b64(&sha256(next.as_bytes()));
-        // The answer first, sealed, then the rotation that keeps it in its own
-        // transaction: whenever the answer is lost (a timeout, a dropped connection, a
-        // crash), a retry within the grace finds it with the rotation, never a rotation
-        // without its answer. (A lost race wastes one signature; nothing is stored.)
-        let resp = self
-            .tokens_for_grant(client, &citizen, &grant, None, Some(next), now)
-            .await?;
-        let sealed = if self.settings.refresh_grace_secs > 0 {
-            Some(
-                serde_json::to_vec(&resp)
-                    .ok()
-                    .and_then(|json| {
-                        service_kit::keys::seal::seal(
-                            &retry_seal_key(token),
-                            hash.as_bytes(),
-                            &json,
-                        )
-                    })
-                    .ok_or_else(|| {
-                        crate::error::Error::Internal("sealing a refresh answer".into())
-                    })?,
-            )
-        } else {
-            None
-        };
-        let rotated = self
-            .db
-            .rotate_refresh_token(
-                &hash,
-                &next_hash,
-                &grant.id,
-                now,
-                (now + self.settings.refresh_token_secs).min(grant_ends),
-                sealed.as_deref(),
-            )
-            .await?;
-        if !rotated {
-            // Lost a race with another use of the same token: a retry within the grace
-            // gets the winner's answer (committed with its rotation), anything else is
-            // reuse.
-            let row = self
-                .db
-                .refresh_token(&hash)
-                .await?
-                .ok_or_else(|| OAuthError::invalid_grant("unknown refresh token"))?;
-            return self
-                .retried_refresh(client, token, &hash, &grant, &row, now)
-                .await;
-        }
-        metrics::counter!("emta_token_issued_total", "grant" => "refresh_token").increment(1);
-        Ok(resp)
-    }
-
-    /// A refresh token presented after it was rotated. Within the grace window, by its own
-    /// client, while the grant lives and the new refresh token is unused, it is a retry:
-    /// the same answer again, kept with the rotation in its transaction. Anything else is
-    /// reuse (RFC 9700 §4.14.2): the grant is revoked.
-    async fn retried_refresh(
-        &self,
-        client: &Client,
-        token: &str,
-        hash: &str,
-        grant: &GrantRow,
-        row: &RefreshRow,
-        now: i64,
-    ) -> Result<TokenResponse, OAuthError> {
-        let grace = self.settings.refresh_grace_secs;
-        let used_at = row.used_at.unwrap_or(now);
-        if grace > 0 && now - used_at <= grace {
-            let again = row.retry_answer.as_deref().and_then(|sealed| {
-                service_kit::keys::seal::open(&retry_seal_key(token), hash.as_bytes(), sealed)
-                    .and_then(|json| serde_json::from_slice::<TokenResponse>(&json).ok())
-            });
-            if let Some(resp) = again {
-                if self.successor_unused(&resp, grant).await? {
-                    metrics::counter!("emta_refresh_retried_total").increment(1);
-                    return Ok(resp);
-                }
-            }
-        }
-        self.revoke_grant(&grant.id, now).await?;
-        tracing::warn!(client = %client.id.as_str(), "refresh token reused; grant revoked");
-        Err(OAuthError::invalid_grant(
-            "refresh token reuse detected; the grant is revoked",
-        ))
-    }
-
-    /// Whether the refresh token of an earlier answer is still unused and its grant live.
-    async fn successor_unused(&self, resp: &TokenResponse, grant: &GrantRow) -> Result<bool> {
-        let Some(next) = &resp.refresh_token else {
-            return Ok(false);
-        };
-        let next_hash = b64(&sha256(next.as_bytes()));
-        let row = self.db.refresh_token(&next_hash).await?;
-        let live = self
-            .db
-            .grant(&grant.id)
-            .await?
-            .is_some_and(|g| g.revoked_at.is_none());
-        Ok(live && row.is_some_and(|r| r.used_at.is_none() && r.grant_id == grant.id))
-    }
-
     /// `grant_type=client_credentials`: a manufacturer's back-end calling ministry APIs.
     pub async fn client_credentials(
         &self,
@@ -680,191 +483,5 @@ impl Tokens<'_> {
             id_token: None,
             refresh_token: None,
         })
-    }
-
-    /// Revokes a grant: its refresh tokens stop at once (SQL), its access tokens too (a
-    /// marker every access-token check reads).
-    pub async fn revoke_grant(&self, grant_id: &str, now: i64) -> Result<()> {
-        self.db.revoke_grant(grant_id, now).await?;
-        self.mark_grant_revoked(grant_id).await
-    }
-
-    /// Signing out: every grant issued from the SSO session ends, refresh tokens at once
-    /// and access tokens at their next check (RFC 9700 §4.14; OIDC RP-Initiated Logout).
-    pub async fn revoke_session_grants(&self, sid: &str, now: i64) -> Result<usize> {
-        // First the mark that the session ended, then the grants: a code issued from the
-        // session and exchanged after this (its grant made after the revocation below)
-        // finds the mark and is refused (see `grant_for_code`).
-        self.eph
-            .put(&ended_session_key(sid), "1", self.secs(CODE_TTL * 2))
-            .await?;
-        let ids = self.db.revoke_session_grants(sid, now).await?;
-        for id in &ids {
-            self.mark_grant_revoked(id).await?;
-        }
-        // The manufacturers are told now (back-channel logout), not at their next refresh.
-        self.deliveries.notify_one();
-        Ok(ids.len())
-    }
-
-    /// The citizen withdraws a manufacturer's consent (account page): its grants end, and
-    /// it is told through back-channel logout.
-    pub async fn revoke_consent(
-        &self,
-        citizen_id: &str,
-        client_id: &ClientId,
-        now: i64,
-    ) -> Result<()> {
-        for g in self.db.revoke_consent(citizen_id, client_id, now).await? {
-            self.mark_grant_revoked(&g).await?;
-        }
-        self.deliveries.notify_one();
-        Ok(())
-    }
-
-    pub async fn mark_grant_revoked(&self, grant_id: &str) -> Result<()> {
-        self.eph
-            .put(
-                &revoked_grant_key(grant_id),
-                "1",
-                self.secs(self.settings.access_token_secs + 60),
-            )
-            .await?;
-        Ok(())
-    }
-
-    /// The live access token's data, or `None` if unknown, expired, revoked, or its client
-    /// is no longer allowed.
-    pub async fn check_access_token(&self, token: &str, now: i64) -> Result<Option<AccessData>> {
-        let Some(data) = self.open_access_token(token) else {
-            return Ok(None);
-        };
-        if data.exp <= now {
-            return Ok(None);
-        }
-        let Some(client) = self
-            .clients
-            .get(&data.client_id)
-            .filter(|c| c.availability(now).is_ok())
-        else {
-            return Ok(None);
-        };
-        if self.eph.get(&revoked_token_key(&data.jti)).await?.is_some() {
-            return Ok(None);
-        }
-        if let Some(g) = &data.grant_id {
-            if self.eph.get(&revoked_grant_key(g)).await?.is_some() {
-                return Ok(None);
-            }
-        }
-        // A citizen's token releases only what its client may still have (userinfo and
-        // introspection read this): a scope the ministry withdrew stops at once, not when
-        // the token lapses.
-        let mut data = data;
-        if data.citizen_id.is_some() {
-            data.scope = current_scope(&data.scope, &client);
-        } else {
-            // A service token likewise: a ministry API the client may no longer call
-            // stops at once.
-            data.scope = data
-                .scope
-                .split_ascii_whitespace()
-                .filter(|s| client.service_scopes.iter().any(|a| a == s))
-                .collect::<Vec<_>>()
-                .join(" ");
-        }
-        Ok(Some(data))
-    }
-
-    /// RFC 7009: revokes an access or refresh token of `client`. Unknown tokens are fine.
-    pub async fn revoke_token(&self, client: &Client, token: &str, now: i64) -> Result<()> {
-        if let Some(data) = self.open_access_token(token) {
-            if data.client_id == client.id.as_str() && data.exp > now {
-                self.eph
-                    .put(
-                        &revoked_token_key(&data.jti),
-                        "1",
-                        self.secs(data.exp - now + 1),
-                    )
-                    .await?;
-            }
-            return Ok(());
-        }
-        let hash = b64(&sha256(token.as_bytes()));
-        if let Some(row) = self.db.refresh_token(&hash).await? {
-            if let Some(grant) = self.db.grant(&row.grant_id).await? {
-                if grant.client_id == client.id.as_str() {
-                    // Revoking a refresh token revokes its grant and so its access tokens.
-                    self.revoke_grant(&grant.id, now).await?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// RFC 7662. A client may introspect only its own tokens; others are `active: false`.
-    pub async fn introspect(&self, client: &Client, token: &str, now: i64) -> Result<Value> {
-        if let Some(data) = self.check_access_token(token, now).await? {
-            // A resource server the ministry lets check other clients' service tokens
-            // (presale, for a manufacturer's seed commitment): client_credentials tokens
-            // only, never a citizen's.
-            let resource_server = data.citizen_id.is_none()
-                && client.service_scopes.iter().any(|s| s == INTROSPECT_SCOPE);
-            if data.client_id == client.id.as_str() || resource_server {
-                return Ok(json!({
-                    "active": true,
-                    "token_type": "Bearer",
-                    "scope": data.scope,
-                    "client_id": data.client_id,
-                    "sub": data
-                        .citizen_id
-                        .as_deref()
-                        .map_or(data.client_id.clone(), |c| self.subject(client, c)),
-                    "aud": data.client_id,
-                    "iss": self.issuer(),
-                    "iat": data.iat,
-                    "exp": data.exp,
-                }));
-            }
-            return Ok(json!({ "active": false }));
-        }
-        let hash = b64(&sha256(token.as_bytes()));
-        if let Some(row) = self.db.refresh_token(&hash).await? {
-            if let Some(grant) = self.db.grant(&row.grant_id).await? {
-                let live =
-                    grant.revoked_at.is_none() && row.used_at.is_none() && row.expires_at > now;
-                if live && grant.client_id == client.id.as_str() {
-                    // No token_type: RFC 7662 means the access token's type by it, and a
-                    // refresh token has none.
-                    return Ok(json!({
-                        "active": true,
-                        "scope": current_scope(&grant.scope, client),
-                        "client_id": grant.client_id,
-                        "sub": self.subject(client, &grant.citizen_id),
-                        "iss": self.issuer(),
-                        "exp": row.expires_at,
-                    }));
-                }
-            }
-        }
-        Ok(json!({ "active": false }))
-    }
-
-    /// Claims for the userinfo endpoint.
-    pub async fn userinfo(&self, data: &AccessData) -> Result<Option<Value>> {
-        let Some(citizen_id) = &data.citizen_id else {
-            return Ok(None);
-        };
-        let Some(citizen) = self.db.citizen_by_id(citizen_id).await? else {
-            return Ok(None);
-        };
-        let Some(sub) = self.subject_at(&data.client_id, &citizen.id) else {
-            return Ok(None);
-        };
-        let scope = Scopes::parse_known(&data.scope, KNOWN_SCOPES);
-        let mut claims = Map::new();
-        claims.insert("sub".into(), json!(sub));
-        scope_claims(&citizen, &scope, &mut claims);
-        Ok(Some(Value::Object(claims)))
     }
 }
