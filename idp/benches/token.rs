@@ -63,9 +63,8 @@ async fn main() -> anyhow::Result<()> {
             "SQLite + in-process store"
         }
     };
-    s.secret_key = idp::config::Secret::new(
-        "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0",
-    );
+    // 32 random bytes (the strength check refuses a patterned key, as it should).
+    s.secret_key = idp::config::Secret::new("tbT/3jUFn/kP2NjFDptD7XlSaf0x5m23CEwFdGuatsQ=");
     s.registry_url = stub_url;
     s.ownership_url = s.registry_url.clone();
     s.sms_url = s.registry_url.clone();

@@ -288,6 +288,10 @@ pub async fn add_client(
     // is of a secret nobody knows, and its registered method refuses secrets anyway.
     let secret = random_token(32);
     let secret_hash = hash_secret(keys, &secret);
+    // Checked here too, whoever parsed the keys: the registration is what must hold.
+    if let Some(KeySource::Uri(u)) = &new.private_key_jwt {
+        callback_uri(u, new.private_callbacks)?;
+    }
     let (auth, secret) = match new.private_key_jwt {
         Some(k) => (ClientAuth::PrivateKeyJwt(k), String::new()),
         None => (ClientAuth::Secret, secret),
@@ -488,10 +492,14 @@ pub async fn set_client_keys(
     db: &Db,
     id: &str,
     keys: Option<KeySource>,
+    private_callbacks: bool,
     actor: &str,
     now: i64,
 ) -> Result<(), AdminError> {
     let cid = parse_id(id)?;
+    if let Some(KeySource::Uri(u)) = &keys {
+        callback_uri(u, private_callbacks)?;
+    }
     let auth = keys.map_or(ClientAuth::Secret, ClientAuth::PrivateKeyJwt);
     let detail = match &auth {
         ClientAuth::Secret => "secret".to_owned(),

@@ -78,6 +78,12 @@ impl Application {
              machine, `cargo run -p local -- demo` starts stubs of all three and points the \
              IdP at them)"
         );
+        // A challenge a browser could not solve in a day is a misconfiguration, not a
+        // defence (the rise tops out at three bits, see `flow::pow`).
+        anyhow::ensure!(
+            u32::from(settings.pow_difficulty) + u32::from(settings.pow_max_rise.min(3)) <= 32,
+            "EMTA_POW_DIFFICULTY plus its rise (EMTA_POW_MAX_RISE, at most 3) must be at most 32 bits"
+        );
         let registry = Registry::new(&settings.registry_url, &settings.ownership_url, timeout);
         let sms = Sms::http(&settings.sms_url, timeout);
 

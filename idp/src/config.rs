@@ -94,7 +94,7 @@ pub struct Settings {
     pub pow_difficulty: u8,
 
     /// How many bits the proof of work may rise above `pow_difficulty` as the live-login
-    /// cap fills (see `flow::pow`); 0 keeps it fixed.
+    /// cap fills (see `flow::pow`: its table tops out at 3); 0 keeps it fixed.
     #[arg(long, env = "EMTA_POW_MAX_RISE", default_value_t = 3)]
     pub pow_max_rise: u8,
 
@@ -187,6 +187,19 @@ pub struct Settings {
     /// fills. Nothing is stored for a login before its phone step's proof of work.
     #[arg(long, env = "EMTA_MAX_LIVE_LOGINS", default_value_t = 100_000)]
     pub max_live_logins: i64,
+
+    /// Pushed authorization requests (RFC 9126) one client may make per second, all
+    /// replicas together. A push is stored for a minute, before any proof of work, and a
+    /// storefront may push for every visitor: so pushes are a budget of their own, the
+    /// client's alone, never the stored logins' (a login is counted when its phone step
+    /// stores it, as any other). Past it, 503 with Retry-After to that client.
+    #[arg(long, env = "EMTA_PUSHES_PER_CLIENT_RPS", default_value_t = 500)]
+    pub pushes_per_client_rps: i64,
+
+    /// Pushed requests stored at once, all clients and replicas together (each lives a
+    /// minute, about a kilobyte): the backstop past the clients' own budgets.
+    #[arg(long, env = "EMTA_MAX_LIVE_PUSHES", default_value_t = 100_000)]
+    pub max_live_pushes: i64,
 
     /// Bits of an IPv6 address that name one subscriber for per-address limits.
     #[arg(long, env = "EMTA_IPV6_PREFIX", default_value_t = 64)]

@@ -77,6 +77,8 @@ pub mod pow {
     }
 
     /// Checks a solved challenge; returns the challenge's random part (for single use).
+    /// `min_difficulty` gives the least difficulty accepted for a challenge of a given age
+    /// in seconds (the deployment's level may have risen since it was issued).
     pub fn verify(
         keys: &Keyring,
         challenge: &str,
@@ -84,7 +86,7 @@ pub mod pow {
         nonce: &str,
         now: i64,
         max_age: i64,
-        min_difficulty: u8,
+        min_difficulty: impl Fn(i64) -> u8,
     ) -> Result<String, PowError> {
         let mut parts = challenge.rsplitn(2, '.');
         let mac = parts.next().ok_or(PowError::Malformed)?;
@@ -105,7 +107,7 @@ pub mod pow {
         if now - issued > max_age || issued > now + 5 {
             return Err(PowError::Expired);
         }
-        if difficulty < min_difficulty {
+        if difficulty < min_difficulty(now - issued) {
             return Err(PowError::TooEasy);
         }
         if nonce.len() > 20 || leading_zero_bits(challenge, nonce) < u32::from(difficulty) {
@@ -137,13 +139,13 @@ pub mod pow {
             let keys = Keyring::new(b"k");
             let c = issue(&keys, 1000, 8, "tx|b");
             let n = testkit::login::solve_pow(&c);
-            assert!(verify(&keys, &c, "tx|b", &n, 1010, 300, 8).is_ok());
+            assert!(verify(&keys, &c, "tx|b", &n, 1010, 300, |_| 8).is_ok());
             assert_eq!(
-                verify(&keys, &c, "tx|b", &n, 2000, 300, 8),
+                verify(&keys, &c, "tx|b", &n, 2000, 300, |_| 8),
                 Err(PowError::Expired)
             );
             assert_eq!(
-                verify(&keys, &c, "tx|b", &n, 1010, 300, 9),
+                verify(&keys, &c, "tx|b", &n, 1010, 300, |_| 9),
                 Err(PowError::TooEasy)
             );
         }
@@ -155,7 +157,7 @@ pub mod pow {
             let n = testkit::login::solve_pow(&c);
             for other in ["tx-2|browser-1", "tx-1|browser-2"] {
                 assert_eq!(
-                    verify(&keys, &c, other, &n, 1010, 300, 8),
+                    verify(&keys, &c, other, &n, 1010, 300, |_| 8),
                     Err(PowError::Malformed),
                     "{other}"
                 );
@@ -168,7 +170,7 @@ pub mod pow {
             let c = issue(&keys, 1000, 16, "t");
             let forged = c.replacen(".16.", ".1.", 1);
             assert_eq!(
-                verify(&keys, &forged, "t", "0", 1000, 300, 1),
+                verify(&keys, &forged, "t", "0", 1000, 300, |_| 1),
                 Err(PowError::Malformed)
             );
             let wrong = (0..)
@@ -176,7 +178,7 @@ pub mod pow {
                 .find(|n| leading_zero_bits(&c, n) < 16)
                 .unwrap_or_default();
             assert_eq!(
-                verify(&keys, &c, "t", &wrong, 1000, 300, 16),
+                verify(&keys, &c, "t", &wrong, 1000, 300, |_| 16),
                 Err(PowError::WrongSolution)
             );
         }

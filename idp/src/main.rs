@@ -389,6 +389,7 @@ async fn main() -> anyhow::Result<()> {
                         &db,
                         &id,
                         k.parse(allow_private_callbacks)?,
+                        allow_private_callbacks,
                         &actor,
                         now,
                     )

@@ -56,6 +56,8 @@ pub struct Options {
     /// unless a test needs fewer. (It was 4 here from 2026-11-22, which is what lowered
     /// the surge capacity measured through this deployment; see load/BENCHMARKS.md.)
     pub presale_db_connections: u32,
+    /// The witnesses whose cosignatures the presale log keeps (`EMTA_LOG_WITNESSES`).
+    pub log_witnesses: Vec<String>,
 }
 
 /// Presale's own default pool (`presale serve --help`).
@@ -85,6 +87,7 @@ impl Options {
             presale_admission: None,
             idp_admission: None,
             presale_db_connections: PRESALE_DB_CONNECTIONS,
+            log_witnesses: Vec::new(),
         }
     }
 }
@@ -664,6 +667,7 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
                     o.presale_db_connections.to_string(),
                 ),
                 ("RUST_LOG", "warn".into()),
+                ("EMTA_LOG_WITNESSES", o.log_witnesses.join(",")),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
@@ -700,6 +704,7 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
         settings.storage.db_max_connections = o.presale_db_connections;
         settings.ip_per_sec = o.ip_per_sec;
         settings.trust_forwarded_for = o.trust_forwarded_for;
+        settings.log_witnesses = o.log_witnesses.clone();
         settings.metrics_listen = Some(([127, 0, 0, 1], 0).into());
         if let Some((n, ms)) = o.presale_admission {
             settings.max_inflight = n;

@@ -70,6 +70,8 @@ pub struct CoreState {
     refusals: [std::sync::atomic::AtomicU64; crate::domain::Refusal::ALL.len()],
     /// Signs the campaigns' transparency-log checkpoints.
     pub(crate) log_key: LogKey,
+    /// The witnesses whose cosignatures the log keeps (`EMTA_LOG_WITNESSES`).
+    pub(crate) log_witnesses: Vec<String>,
     /// Licenses as last read from SQL, shared rather than copied: status polls look them
     /// up on every request.
     licenses: RwLock<Arc<Vec<Arc<License>>>>,
@@ -203,6 +205,16 @@ impl Application {
             !secret.is_empty(),
             "EMTA_SECRET_KEY is required: every replica must share it"
         );
+        for k in settings
+            .log_witnesses
+            .iter()
+            .filter(|k| !k.trim().is_empty())
+        {
+            anyhow::ensure!(
+                signed_note::StandardVerifier::new(k.trim()).is_ok(),
+                "EMTA_LOG_WITNESSES: {k} is not a verifier key (name+id+key)"
+            );
+        }
         settings
             .secret_key
             .check_strength("EMTA_SECRET_KEY")
@@ -260,6 +272,12 @@ impl Application {
             admitter: Admitter::default(),
             gates: crate::http::Gates::new(&settings),
             log_key: LogKey::from_keyring(&keys),
+            log_witnesses: settings
+                .log_witnesses
+                .iter()
+                .map(|k| k.trim().to_owned())
+                .filter(|k| !k.is_empty())
+                .collect(),
             refusals: Default::default(),
             store,
             queue,

@@ -155,6 +155,12 @@ pub struct Settings {
     /// On SIGTERM, seconds to keep serving with readiness false before closing.
     #[arg(long, env = "EMTA_DRAIN_SECS", default_value_t = 0)]
     pub drain_secs: u64,
+
+    /// The independent witnesses whose cosignatures on the logs' checkpoints this service
+    /// keeps and serves (their verifier keys, `presale witness key` prints one;
+    /// comma-separated). A cosignature by any other key is refused.
+    #[arg(long, env = "EMTA_LOG_WITNESSES", value_delimiter = ',')]
+    pub log_witnesses: Vec<String>,
 }
 
 impl Settings {

@@ -393,6 +393,10 @@ pub mod msg {
         "این ورود در مرورگر دیگری آغاز شده است.",
         "This sign-in was started in another browser."
     );
+    pub const IDP_REFUSED: Text = t!(
+        "سامانه امتا ورود به این فروشگاه را اکنون نمی‌پذیرد. بعداً دوباره امتحان کنید.",
+        "emta does not accept sign-ins to this storefront now. Try again later."
+    );
     pub const IDP_DOWN: Text = t!(
         "امتا پاسخ نداد؛ دوباره تلاش کنید.",
         "emta did not answer; please try again."
@@ -419,6 +423,18 @@ pub mod msg {
     pub const TURN_OVER: Text = t!(
         "نوبت شما نرسیده یا مهلت آن گذشته است.",
         "It is not your turn, or your time to apply has run out."
+    );
+    pub const NOT_OUR_CHECKPOINT: Text = t!(
+        "این نقطهٔ بررسی از دفتر این کارزار نیست.",
+        "This checkpoint is not one of this campaign's log."
+    );
+    pub const UNKNOWN_WITNESS: Text = t!(
+        "امضای هیچ گواه ثبت‌شده‌ای روی این نقطهٔ بررسی نیست.",
+        "This checkpoint carries no registered witness's signature."
+    );
+    pub const COSIGNED: Text = t!(
+        "امضای گواه نگه داشته شد.",
+        "The witness's cosignature is kept."
     );
     pub const NO_LOG: Text = t!(
         "گزارش شفافیت این پیش‌فروش پیدا نشد.",

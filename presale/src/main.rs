@@ -71,6 +71,47 @@ enum Command {
         /// every one, and the latest is added to it.
         #[arg(long)]
         state: Option<PathBuf>,
+        /// A witness's verifier key (repeatable): rely only on checkpoints every named
+        /// witness cosigned, so a split view is a finding.
+        #[arg(long = "witness")]
+        witnesses: Vec<String>,
+    },
+    /// Witness campaign logs: check each new checkpoint extends the one cosigned before
+    /// (the log's consistency proof), cosign it with this witness's key and post the
+    /// cosignature to the log. A fork or rollback is refused, reported, and makes the
+    /// command exit non-zero. Runs until stopped, or once with `--once`.
+    Witness {
+        /// The presale service's public URL.
+        #[arg(long)]
+        log: String,
+        /// The log's verifier key, obtained out of band.
+        #[arg(long)]
+        log_key: String,
+        /// The campaigns (license ids) to witness.
+        #[arg(long = "campaign", required = true)]
+        campaigns: Vec<String>,
+        /// This witness's name (its key is `witness/NAME`).
+        #[arg(long)]
+        name: String,
+        /// This witness's private key (32 bytes, made on first use, mode 0600).
+        #[arg(long)]
+        key_file: PathBuf,
+        /// What this witness has cosigned, per campaign (JSON, replaced whole).
+        #[arg(long)]
+        state: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        interval_secs: u64,
+        /// Look once and exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Print a witness's verifier key (for the log's EMTA_LOG_WITNESSES and auditors'
+    /// `verify --witness`), making its private key file on first use.
+    WitnessKey {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        key_file: PathBuf,
     },
     /// Run the database migrations with the owner's credentials and, on PostgreSQL, let
     /// the service's role do what it needs and no more (`--grant-to`): it may only read
@@ -228,11 +269,52 @@ async fn main() -> anyhow::Result<()> {
                 c.commitment().commitment
             );
         }
+        Command::Witness {
+            log,
+            log_key,
+            campaigns,
+            name,
+            key_file,
+            state,
+            interval_secs,
+            once,
+        } => {
+            use presale::transparency::witness::{observe, State, WitnessKey};
+            let key = WitnessKey::from_file(&name, &key_file).map_err(anyhow::Error::msg)?;
+            let http = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .build()?;
+            let mut seen = State::load(&state).map_err(anyhow::Error::msg)?;
+            loop {
+                for campaign in &campaigns {
+                    match observe(&http, &log, campaign, &log_key, &key, &mut seen).await {
+                        Ok(o) => {
+                            seen.save(&state).map_err(anyhow::Error::msg)?;
+                            println!("{campaign}: {o:?}");
+                        }
+                        Err(e @ presale::transparency::witness::Refusal::Unreachable(_)) => {
+                            eprintln!("{campaign}: {e}");
+                        }
+                        Err(e) => anyhow::bail!("{campaign}: REFUSED: {e}"),
+                    }
+                }
+                if once {
+                    return Ok(());
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(interval_secs)).await;
+            }
+        }
+        Command::WitnessKey { name, key_file } => {
+            let key = presale::transparency::witness::WitnessKey::from_file(&name, &key_file)
+                .map_err(anyhow::Error::msg)?;
+            println!("{}", key.verifier_key());
+        }
         Command::Verify {
             url,
             campaign,
             key,
             state,
+            witnesses,
         } => {
             let source = presale::transparency::verify::HttpSource::new(&url);
             let key = match key {
@@ -247,9 +329,11 @@ async fn main() -> anyhow::Result<()> {
                 Some(p) if p.exists() => serde_json::from_slice(&std::fs::read(p)?)?,
                 _ => Vec::new(),
             };
-            let report = presale::transparency::verify::audit(&source, &campaign, &key, &kept)
-                .await
-                .map_err(anyhow::Error::msg)?;
+            let report = presale::transparency::verify::audit_witnessed(
+                &source, &campaign, &key, &kept, &witnesses,
+            )
+            .await
+            .map_err(anyhow::Error::msg)?;
             for c in &report.checked {
                 println!("checked: {c}");
             }

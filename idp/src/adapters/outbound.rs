@@ -185,7 +185,11 @@ pub fn allowed(url: &str, private: bool) -> Result<(), String> {
         Some(url::Host::Ipv4(v4)) if !is_public(IpAddr::V4(v4)) => Err("a private address".into()),
         Some(url::Host::Ipv6(v6)) if !is_public(IpAddr::V6(v6)) => Err("a private address".into()),
         Some(url::Host::Domain(d))
-            if d.eq_ignore_ascii_case("localhost") || d.ends_with(".localhost") =>
+            if {
+                // `localhost.` is `localhost` (a fully qualified name), in any case.
+                let d = d.strip_suffix('.').unwrap_or(d).to_ascii_lowercase();
+                d == "localhost" || d.ends_with(".localhost")
+            } =>
         {
             Err("localhost".into())
         }
@@ -228,6 +232,11 @@ mod tests {
         assert!(allowed("https://127.0.0.1/jwks", false).is_err());
         assert!(allowed("http://[::1]:8080/logout", false).is_err());
         assert!(allowed("http://localhost:9/logout", false).is_err());
+        assert!(allowed("https://localhost./logout", false).is_err());
+        assert!(allowed("https://shop.LOCALHOST./logout", false).is_err());
+        assert!(allowed("https://2130706433/jwks", false).is_err());
+        assert!(allowed("https://0x7f.1/jwks", false).is_err());
+        assert!(allowed("https://[::127.0.0.1]/jwks", false).is_err());
         assert!(allowed("https://169.254.169.254/latest/meta-data", false).is_err());
         assert!(allowed("https://shop.saipa.example/jwks", false).is_ok());
         assert!(allowed("http://localhost:9/logout", true).is_ok());

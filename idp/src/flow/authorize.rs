@@ -143,18 +143,22 @@ pub async fn push(
         Err(AuthorizeError::Page(e)) => return refuse("invalid_request", e.public().1.en),
         Err(AuthorizeError::Redirect(r)) => return refuse(r.error, r.description),
     };
-    // A pushed request is stored: it counts as a login to come against its client's share
-    // and the deployment's cap on stored logins (503 past either, before the store fills).
+    // A pushed request is stored for a minute before anyone paid a proof of work (a
+    // storefront may push for every visitor): it counts against its client's own push
+    // budget and a deployment-wide backstop of its own, never the stored logins' share or
+    // cap (its login is counted when the phone step stores it, as any other), so a flood
+    // of visits to one storefront costs that manufacturer's pushes alone and moves neither
+    // the live-login cap nor the proof of work's difficulty.
     core.limiter
         .budget(
-            crate::flow::limits::Subject::ClientLoginStart(client_id),
-            core.settings.logins_per_client_rps,
+            crate::flow::limits::Subject::ClientPush(client_id),
+            core.settings.pushes_per_client_rps,
         )
         .await?;
     core.limiter
         .capacity(
-            crate::flow::limits::Subject::LiveLogins,
-            core.settings.max_live_logins,
+            crate::flow::limits::Subject::LivePushes,
+            core.settings.max_live_pushes,
             core.secs(PAR_TTL),
         )
         .await?;

@@ -39,6 +39,10 @@ pub enum Subject<'a> {
     SmsBudget,
     /// Login transactions stored per login lifetime, all clients and replicas together.
     LiveLogins,
+    /// Pushed authorization requests of one client, per second.
+    ClientPush(&'a str),
+    /// Pushed requests stored per their lifetime, all clients and replicas together.
+    LivePushes,
     /// Consent-only logins and codes at authorize of one SSO session (by its sid).
     SessionLogins(&'a str),
 }
@@ -60,6 +64,8 @@ impl Subject<'_> {
             Self::RegistryBudget => return "rl:budget:registry".into(),
             Self::SmsBudget => return "rl:budget:sms".into(),
             Self::LiveLogins => return "rl:budget:live-logins".into(),
+            Self::ClientPush(v) => return format!("rl:push-client:{v}"),
+            Self::LivePushes => return "rl:budget:live-pushes".into(),
         };
         limiter.key(kind, value)
     }
@@ -147,6 +153,8 @@ fn subject_label(s: Subject<'_>) -> &'static str {
         Subject::RegistryBudget => "registry_budget",
         Subject::SmsBudget => "sms_budget",
         Subject::LiveLogins => "live_logins",
+        Subject::ClientPush(_) => "client_push",
+        Subject::LivePushes => "live_pushes",
         Subject::SessionLogins(_) => "session_logins",
     }
 }

@@ -1,8 +1,8 @@
 //! The proof of work's difficulty, rising with the deployment's load.
 //!
-//! The phone step's challenge costs `EMTA_POW_DIFFICULTY` bits at rest. As the
-//! deployment's cap on stored logins (`EMTA_MAX_LIVE_LOGINS` per login lifetime, the
-//! resource a flood of paid-for logins spends) fills, each challenge asks for more:
+//! The phone step's challenge costs `EMTA_POW_DIFFICULTY` bits at rest. As the logins
+//! stored across the deployment approach their cap (`EMTA_MAX_LIVE_LOGINS` per login
+//! lifetime, the resource a flood of paid-for logins spends), each challenge asks for more:
 //!
 //! | stored logins, of the cap | bits added |
 //! |---|---|
@@ -11,19 +11,29 @@
 //! | 75% to 90% | 2 |
 //! | 90% and over | 3 |
 //!
-//! at most `EMTA_POW_MAX_RISE` (3; 0 turns the rise off). Each bit doubles what a
-//! flooder pays per stored login, while a citizen pays once per login (the README's
-//! table gives a phone's time at each level). A challenge carries its difficulty under
-//! the MAC; a solution is accepted if it meets its own challenge and that challenge asks
-//! at least the level now in force less one bit (a replica's view may be a second old,
-//! and a citizen's page a few seconds), so challenges stockpiled while the deployment was
-//! quiet cannot be spent once it is loaded.
+//! at most `EMTA_POW_MAX_RISE` (3 is the table's top; 0 turns the rise off). The cap is
+//! counted in a fixed window that starts again empty while the logins of the last window
+//! are still stored: so the reading is the current window's count plus the last window's
+//! final count, fading linearly over one login lifetime as those logins lapse. Nothing
+//! else counts (a pushed request is the pushing client's budget, see
+//! [`crate::flow::authorize::push`]).
+//!
+//! A challenge carries its difficulty under the MAC. A solution must meet its own
+//! challenge, and that challenge must ask at least the level now in force; for a
+//! challenge issued within the last [`GRACE_SECS`], one bit less is enough (a citizen's
+//! page may have been shown just before a rise, and a replica's reading may be a second
+//! old). Challenges gathered longer ago than that pay the level in force.
 //!
 //! The load is read from the shared counter at most once a second per replica (one
 //! caller reads, the others use the last reading meanwhile): one Redis read a second,
-//! not one per page.
+//! not one per page. Time here is monotonic: a wall clock stepped back does not freeze it.
 
-use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long after its issue a challenge may be one bit under the level in force.
+pub const GRACE_SECS: i64 = 120;
 
 /// How many bits the difficulty rises for `stored` logins of a cap of `cap`.
 pub fn rise_for(stored: i64, cap: i64) -> u8 {
@@ -40,25 +50,74 @@ pub fn rise_for(stored: i64, cap: i64) -> u8 {
     }
 }
 
+/// The least difficulty accepted for a challenge `age` seconds old when the level in
+/// force is `now` bits and the configured floor `base`.
+pub fn least_accepted(base: u8, now: u8, age: i64) -> u8 {
+    if age <= GRACE_SECS {
+        base.max(now.saturating_sub(1))
+    } else {
+        base.max(now)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Reading {
+    read_at: Option<Instant>,
+    /// The current window's count at the last reading.
+    last: i64,
+    /// The last window's final count, and when its window ended.
+    carried: Option<(i64, Instant)>,
+}
+
 /// The last reading of the deployment's load, per replica.
 #[derive(Debug, Default)]
 pub struct PowLoad {
     rise: AtomicU8,
-    read_at_ms: AtomicI64,
+    reading: Mutex<Reading>,
 }
 
 impl PowLoad {
-    /// Whether a new reading is due at `now_ms`; true for exactly one caller a second.
-    pub fn due(&self, now_ms: i64) -> bool {
-        let last = self.read_at_ms.load(Ordering::Relaxed);
-        now_ms - last >= 1000
-            && self
-                .read_at_ms
-                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
+    /// Whether a new reading is due now (one a second); true for one caller at a time.
+    pub fn due(&self) -> bool {
+        self.due_at(Instant::now())
     }
 
-    pub fn set(&self, rise: u8) {
+    fn due_at(&self, now: Instant) -> bool {
+        let Ok(mut r) = self.reading.try_lock() else {
+            return false;
+        };
+        if r.read_at
+            .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
+        {
+            return false;
+        }
+        r.read_at = Some(now);
+        true
+    }
+
+    /// Records a reading of the window's `count` for a cap of `cap` over `lifetime`.
+    pub fn record(&self, count: i64, cap: i64, lifetime: Duration) {
+        self.record_at(count, cap, lifetime, Instant::now());
+    }
+
+    fn record_at(&self, count: i64, cap: i64, lifetime: Duration, now: Instant) {
+        let rise = {
+            let mut r = self.reading.lock().unwrap_or_else(|p| p.into_inner());
+            if count < r.last {
+                // The window started again: its predecessor's logins are still stored.
+                r.carried = Some((r.last, now));
+            }
+            r.last = count;
+            let carried = r.carried.map_or(0, |(n, since)| {
+                let left = lifetime.saturating_sub(now.saturating_duration_since(since));
+                if lifetime.is_zero() {
+                    0
+                } else {
+                    (n as f64 * left.as_secs_f64() / lifetime.as_secs_f64()) as i64
+                }
+            });
+            rise_for(count.saturating_add(carried), cap)
+        };
         self.rise.store(rise, Ordering::Relaxed);
         metrics::gauge!("emta_pow_rise_bits").set(f64::from(rise));
     }
@@ -93,8 +152,37 @@ mod tests {
     #[test]
     fn one_reader_a_second() {
         let l = PowLoad::default();
-        assert!(l.due(5_000));
-        assert!(!l.due(5_500));
-        assert!(l.due(6_000));
+        let t = Instant::now();
+        assert!(l.due_at(t));
+        assert!(!l.due_at(t + Duration::from_millis(500)));
+        assert!(l.due_at(t + Duration::from_millis(1000)));
+    }
+
+    /// A window that starts again empty does not drop the level while the last window's
+    /// logins are still stored: they fade out over one login lifetime.
+    #[test]
+    fn the_last_windows_logins_count_until_they_lapse() {
+        let l = PowLoad::default();
+        let life = Duration::from_secs(900);
+        let t = Instant::now();
+        l.record_at(95, 100, life, t);
+        assert_eq!(l.rise(), 3);
+        // The window started again: 95 still stored, a few new.
+        l.record_at(2, 100, life, t + Duration::from_secs(1));
+        assert_eq!(l.rise(), 3);
+        // Half a lifetime on: about 47 of them left, and 10 new.
+        l.record_at(10, 100, life, t + Duration::from_secs(451));
+        assert_eq!(l.rise(), 1);
+        // A lifetime on: all lapsed.
+        l.record_at(10, 100, life, t + Duration::from_secs(902));
+        assert_eq!(l.rise(), 0);
+    }
+
+    #[test]
+    fn one_bit_of_grace_for_a_fresh_challenge_only() {
+        assert_eq!(least_accepted(18, 18, 0), 18);
+        assert_eq!(least_accepted(18, 20, 30), 19);
+        assert_eq!(least_accepted(18, 20, GRACE_SECS + 1), 20);
+        assert_eq!(least_accepted(18, 19, 10), 18);
     }
 }

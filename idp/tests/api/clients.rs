@@ -601,6 +601,26 @@ async fn a_private_callback_is_refused_at_registration(backend: Backend) {
     )
     .await
     .expect("public callbacks");
+    // Whoever parsed the keys: registration and a change of keys check the URI too.
+    let loose = idp::admin::parse_client_keys(None, Some("https://10.0.0.7/jwks"), true)
+        .expect("parsed as a local deployment would");
+    let e = idp::admin::add_client(
+        &app.core.db,
+        &app.core.keyring,
+        new("loose", None, loose.clone()),
+        "test",
+        idp::now(),
+    )
+    .await
+    .map(|(c, _)| c.id)
+    .expect_err("a private jwks_uri in production")
+    .to_string();
+    assert!(e.contains("public https"), "{e}");
+    let e = idp::admin::set_client_keys(&app.core.db, "inner", loose, false, "test", idp::now())
+        .await
+        .expect_err("a private jwks_uri in production")
+        .to_string();
+    assert!(e.contains("public https"), "{e}");
     let mut local = new("local", Some("http://localhost:9/logout"), None);
     local.private_callbacks = true;
     idp::admin::add_client(&app.core.db, &app.core.keyring, local, "test", idp::now())

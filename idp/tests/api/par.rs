@@ -218,13 +218,21 @@ async fn the_ministry_can_require_pushed_requests_of_a_client(backend: Backend) 
     assert_eq!(discovery["require_pushed_authorization_requests"], false);
 }
 
-/// What a push stores is bounded: it counts against its client's login share and the
-/// deployment's cap on stored logins, 503 with Retry-After past them.
+/// What a push stores is bounded by its client's own push budget, 503 with Retry-After
+/// past it, and moves nothing that other clients or citizens share (issue 32, the review
+/// of PAR in emta's storefronts): a storefront pushes for every visitor before anyone
+/// paid a proof of work, so a flood of visits must spend neither the deployment's cap on
+/// stored logins (nor so raise everyone's proof of work) nor the client's login share.
+/// Before, each push counted against both.
 async fn pushes_are_bounded_by_the_clients_share(backend: Backend) {
     let app = crate::helpers::spawn_app_with(
         backend,
         crate::helpers::Options {
-            settings: Box::new(|s| s.logins_per_client_rps = 3),
+            settings: Box::new(|s| {
+                s.pushes_per_client_rps = 3;
+                s.logins_per_client_rps = 3;
+                s.max_live_logins = 4;
+            }),
         },
     )
     .await;
@@ -254,6 +262,20 @@ async fn pushes_are_bounded_by_the_clients_share(backend: Backend) {
         "{statuses:?}"
     );
     assert!(statuses.contains(&503), "{statuses:?}");
+    let live = app
+        .core
+        .limiter
+        .count(idp::flow::limits::Subject::LiveLogins)
+        .await
+        .expect("count");
+    assert_eq!(live, 0, "pushes spent the deployment's live-login cap");
+    // Saipa's citizens still sign in: its login share is untouched by its pushes.
+    let b = Browser::new(&app.base);
+    let page = b
+        .follow(b.get(&crate::helpers::raw_auth(&app, c, "").url).await)
+        .await;
+    let r = b.submit_phone(&page, &app.citizens[3].mobile).await;
+    assert_eq!(r.status, 303, "{}", r.body);
 }
 
 both!(

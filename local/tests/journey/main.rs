@@ -3120,3 +3120,183 @@ async fn a_deployment_takes_its_redis_keys_with_it() {
         "the stopped deployment's keys are gone"
     );
 }
+
+/// An independent witness cosigns each checkpoint of a campaign's log after checking that
+/// it extends the last one it cosigned, and an auditor that names the witness relies only
+/// on cosigned checkpoints (issue 31, point 4): a split view (the log's own key signing
+/// another tree for another audience, as an insider holding `EMTA_SECRET_KEY` can) is
+/// refused by the witness as a fork and is a finding for the auditor, while the auditor
+/// that names no witness cannot tell it from the real log. Before, nothing outside the
+/// service witnessed the tree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_witness_cosigns_the_log_and_a_split_view_is_a_finding() {
+    use presale::transparency::verify::{audit, audit_witnessed, HttpSource, LogSource as _};
+    use presale::transparency::witness::{observe, Observed, Refusal, State, WitnessKey};
+    let witness = WitnessKey::from_seed("court", &[5; 32]).expect("a witness key");
+    let now = service_kit::clock::now();
+    let d = local::deploy(Options {
+        citizens: 10,
+        log_witnesses: vec![witness.verifier_key().to_owned()],
+        ..Options::new(test_license("saipa", "Shahin", now))
+    })
+    .await
+    .expect("deployment");
+    let secret = d.secret.clone();
+    let env = env_of(d);
+    let base = env.base.clone();
+    let campaign = env.store.licenses().await.expect("licenses").remove(0).id;
+    let key = reqwest::get(format!("{base}/transparency/key"))
+        .await
+        .expect("key")
+        .text()
+        .await
+        .expect("text")
+        .trim()
+        .to_owned();
+    let http = reqwest::Client::new();
+    let mut seen = State::default();
+    // The first checkpoint, once the log's record of the license is sequenced.
+    let mut first = 0;
+    for _ in 0..100 {
+        if let Ok(Observed::Cosigned { size }) =
+            observe(&http, &base, &campaign, &key, &witness, &mut seen).await
+        {
+            first = size;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(first > 0, "the witness cosigned the first checkpoint");
+
+    // A citizen joins: the log grows, and the witness checks the extension (the log's
+    // consistency proof) before it cosigns again.
+    let b = Browser::new("");
+    let front = sign_in_to_join(&env, &b, "saipa", &env.citizens[0]).await;
+    let action = form_action(&front.body, "/join");
+    b.post_follow(
+        &resolve(&format!("{base}/saipa/"), &action),
+        &[("csrf", &input(&front.body, "csrf"))],
+    )
+    .await;
+    let mut second = first;
+    for _ in 0..100 {
+        match observe(&http, &base, &campaign, &key, &witness, &mut seen).await {
+            Ok(Observed::Cosigned { size }) => {
+                second = size;
+                break;
+            }
+            Ok(Observed::Unchanged { .. }) => {}
+            Err(e) => panic!("the witness refused the real log: {e}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(second > first, "the witness cosigned the grown log");
+    let witnesses = [witness.verifier_key().to_owned()];
+    let real = HttpSource::new(&base);
+    let report = audit_witnessed(&real, &campaign, &key, &[], &witnesses)
+        .await
+        .expect("audit");
+    assert!(report.ok(), "{:?}", report.findings);
+    assert!(
+        report
+            .checked
+            .iter()
+            .any(|c| c.contains("cosigned by every witness")),
+        "{:?}",
+        report.checked
+    );
+
+    // The split view: the same key signs a tree whose last record differs, served to
+    // another audience.
+    let log_key = presale::transparency::LogKey::from_keyring(&service_kit::keys::Keyring::new(
+        secret.as_bytes(),
+        &[],
+    ));
+    assert_eq!(
+        log_key.verifier_key(),
+        key,
+        "the insider holds the log's key"
+    );
+    let mut records = real
+        .records(&campaign, 0, second)
+        .await
+        .expect("the real records");
+    assert_eq!(records.len() as u64, second);
+    let last = records.pop().expect("a last record");
+    let forged_last = presale::transparency::Event::Ticket {
+        holder: "someone-else".into(),
+        arrival: None,
+        ticket: Some(1),
+    }
+    .line();
+    assert_ne!(last, forged_last);
+    records.push(forged_last);
+    let mut tree = presale::transparency::MemoryTree::default();
+    for r in &records {
+        tree.push(r.as_bytes());
+    }
+    let note = log_key.sign(&campaign, second, tree.root(), service_kit::clock::now_ms());
+    let other = forged_view(&campaign, note, records).await;
+    assert_eq!(
+        observe(&http, &other, &campaign, &key, &witness, &mut seen).await,
+        Err(Refusal::Fork {
+            old: second,
+            new: second
+        }),
+        "the witness refuses the other view"
+    );
+    let forged = HttpSource::new(&other);
+    let blind = audit(&forged, &campaign, &key, &[]).await.expect("audit");
+    assert!(
+        !blind.findings.iter().any(|f| f.contains("checkpoint")),
+        "without a witness the other view's checkpoints verify: {:?}",
+        blind.findings
+    );
+    let witnessed = audit_witnessed(&forged, &campaign, &key, &[], &witnesses)
+        .await
+        .expect("audit");
+    assert!(
+        witnessed.findings.iter().any(|f| f.contains("split view")),
+        "{:?}",
+        witnessed.findings
+    );
+}
+
+/// A log server that serves one forged view of `campaign`: its checkpoint and records.
+async fn forged_view(campaign: &str, note: String, records: Vec<String>) -> String {
+    use axum::extract::Query;
+    use axum::routing::{get, post};
+    let view = std::sync::Arc::new((note, records));
+    let (v1, v2, v3) = (view.clone(), view.clone(), view);
+    let app = axum::Router::new()
+        .route(
+            &format!("/transparency/{campaign}/checkpoint"),
+            get(move || async move { v1.0.clone() }),
+        )
+        .route(
+            &format!("/transparency/{campaign}/checkpoints"),
+            get(move || async move { axum::Json(vec![v2.0.clone()]) }),
+        )
+        .route(
+            &format!("/transparency/{campaign}/records"),
+            get(
+                move |Query(r): Query<std::collections::HashMap<String, usize>>| async move {
+                    let at = |k: &str| r.get(k).copied().unwrap_or_default();
+                    let end = at("end").min(v3.1.len());
+                    axum::Json(v3.1[at("start").min(end)..end].to_vec())
+                },
+            ),
+        )
+        .route(
+            &format!("/transparency/{campaign}/cosignatures"),
+            post(|| async { "kept" }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}

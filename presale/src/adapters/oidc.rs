@@ -109,10 +109,19 @@ pub struct RelyingParty {
 /// Why a sign-in could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The IdP did not take the pushed request (unreachable, busy, or refusing it).
+    /// The IdP could not be reached, or answered that it is busy (its `Retry-After`,
+    /// when it gave one).
     #[error("the IdP did not take the pushed authorization request")]
-    Unreachable,
+    Busy { retry_after: Option<u64> },
+    /// The IdP refused the request for good (a suspended client, a request it does not
+    /// accept): this storefront cannot sign anyone in until that changes.
+    #[error("the IdP refused the pushed authorization request")]
+    Refused,
 }
+
+/// How long a storefront's visitor waits for the IdP to take a pushed request: a sign-in
+/// holds a browsing slot meanwhile.
+const PUSH_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What a verified logout token names.
 #[derive(Debug, Clone)]
@@ -358,24 +367,50 @@ impl RelyingParty {
         url: &openidconnect::url::Url,
     ) -> Result<String, StartError> {
         let params: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        // RFC 6749 §2.3.1: the id and secret are form-encoded before Basic.
+        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let busy = |why: &dyn std::fmt::Display| {
+            tracing::warn!(storefront = %front.cfg.id, %why, "the IdP did not take a pushed request");
+            StartError::Busy { retry_after: None }
+        };
         let answer = self
             .http
             .post(endpoint)
-            .basic_auth(&front.cfg.id, Some(front.cfg.client_secret.expose()))
+            .timeout(PUSH_TIMEOUT)
+            .basic_auth(
+                enc(&front.cfg.id),
+                Some(enc(front.cfg.client_secret.expose())),
+            )
             .form(&params)
             .send()
             .await
-            .map_err(|_| StartError::Unreachable)?;
-        if answer.status().as_u16() != 201 {
-            tracing::warn!(status = %answer.status(), storefront = %front.cfg.id, "pushed request refused");
-            return Err(StartError::Unreachable);
+            .map_err(|e| busy(&e.without_url()))?;
+        let status = answer.status().as_u16();
+        if status != 201 {
+            let retry_after = answer
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+            let body: serde_json::Value = answer.json().await.unwrap_or_default();
+            tracing::warn!(
+                storefront = %front.cfg.id,
+                status,
+                error = body["error"].as_str().unwrap_or_default(),
+                description = body["error_description"].as_str().unwrap_or_default(),
+                "the IdP did not take a pushed request"
+            );
+            return Err(if status == 429 || status >= 500 {
+                StartError::Busy { retry_after }
+            } else {
+                StartError::Refused
+            });
         }
-        let body: serde_json::Value = answer.json().await.map_err(|_| StartError::Unreachable)?;
+        let body: serde_json::Value = answer.json().await.map_err(|e| busy(&e))?;
         let request_uri = body["request_uri"]
             .as_str()
-            .ok_or(StartError::Unreachable)?;
-        let mut out =
-            url::Url::parse(&self.authorization_endpoint).map_err(|_| StartError::Unreachable)?;
+            .ok_or_else(|| busy(&"no request_uri in the answer"))?;
+        let mut out = url::Url::parse(&self.authorization_endpoint).map_err(|e| busy(&e))?;
         out.query_pairs_mut()
             .append_pair("client_id", &front.cfg.id)
             .append_pair("request_uri", request_uri);

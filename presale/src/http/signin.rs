@@ -13,7 +13,7 @@ use axum_extra::extract::CookieJar;
 use serde::Deserialize;
 
 use super::session::Citizen;
-use crate::adapters::oidc::{Pending, SignInError};
+use crate::adapters::oidc::{Pending, SignInError, StartError};
 use crate::app::Core;
 use crate::error::{msg, Error, Result};
 
@@ -47,11 +47,12 @@ async fn login(
 ) -> Result<Response> {
     let front = core.storefront(&m)?;
     let (jar, sid) = core.ensure_session(jar);
-    let (url, state, pending) = core
-        .rp
-        .start(front, &sid)
-        .await
-        .map_err(|_| Error::Busy { retry_after: 2 })?;
+    let (url, state, pending) = core.rp.start(front, &sid).await.map_err(|e| match e {
+        StartError::Busy { retry_after } => Error::Busy {
+            retry_after: retry_after.unwrap_or(2).clamp(1, 60),
+        },
+        StartError::Refused => Error::user(StatusCode::BAD_GATEWAY, msg::IDP_REFUSED),
+    })?;
     let json = serde_json::to_string(&pending).map_err(|e| Error::Internal(e.to_string()))?;
     core.sessions
         .put(&pending_key(&state), &json, PENDING)

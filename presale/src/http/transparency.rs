@@ -32,10 +32,44 @@ pub(crate) fn router(g: &super::Gates) -> Router<Core> {
         .route("/transparency/{id}/records", get(records))
         .route("/transparency/{id}/proof", get(proof))
         .route("/transparency/{id}/consistency", get(consistency))
-        .route("/{m}/c/{id}/receipts", get(receipts));
+                .route("/{m}/c/{id}/receipts", get(receipts))
+        // Anyone may post; only a configured witness's signature is kept. Gated as the
+        // reads are, so a flood of posts sheds like any other public request.
+        .route(
+            "/transparency/{id}/cosignatures",
+            post(cosign).layer(axum::extract::DefaultBodyLimit::max(MAX_NOTE)),
+        );
     g.browse
         .around(reads)
         .route("/transparency/{id}/reveal", post(reveal))
+}
+
+/// The largest cosigned checkpoint accepted: a checkpoint and a few signature lines.
+const MAX_NOTE: usize = 16 * 1024;
+
+/// A witness posts a checkpoint of this log with its cosignature (see
+/// [`crate::transparency::witness`]): kept if the text is this log's own checkpoint and the
+/// signature is a configured witness's; served with the checkpoint from then on.
+async fn cosign(
+    State(core): State<Core>,
+    Path(id): Path<String>,
+    body: String,
+) -> Result<Response> {
+    campaign(&core, &id)?;
+    let kept = core
+        .store
+        .add_cosignatures(
+            &id,
+            &body,
+            &core.log_witnesses,
+            service_kit::clock::now_ms(),
+        )
+        .await?;
+    Ok(match kept {
+        None => answer(StatusCode::NOT_FOUND, msg::NOT_OUR_CHECKPOINT),
+        Some(0) => answer(StatusCode::FORBIDDEN, msg::UNKNOWN_WITNESS),
+        Some(_) => answer(StatusCode::OK, msg::COSIGNED),
+    })
 }
 
 fn campaign(core: &Core, id: &str) -> Result<std::sync::Arc<License>> {

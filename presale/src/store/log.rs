@@ -15,7 +15,7 @@ use sqlx::Row;
 use tlog_tiles::tlog::{self, Hash};
 
 use super::{Store, StoreError};
-use crate::transparency::{hash_text, parse_hash, with_hashes, Event, LogKey, Receipt};
+use crate::transparency::{hash_text, parse_hash, with_hashes, witness, Event, LogKey, Receipt};
 
 /// Records sequenced in one transaction at most.
 const SEQUENCE_BATCH: i64 = 20_000;
@@ -230,25 +230,119 @@ impl Store {
         Ok(out)
     }
 
-    /// The latest signed checkpoint of a campaign's log.
+    /// The latest signed checkpoint of a campaign's log, with the witnesses' cosignatures
+    /// it has.
     pub async fn log_checkpoint(&self, license_id: &str) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query(
-            "SELECT note FROM log_heads WHERE license_id = $1 ORDER BY size DESC LIMIT 1",
+        let Some(row) = sqlx::query(
+            "SELECT size, note FROM log_heads WHERE license_id = $1 ORDER BY size DESC LIMIT 1",
         )
         .bind(license_id)
         .fetch_optional(&self.pool)
         .await?
-        .map(|r| r.try_get("note"))
-        .transpose()?)
+        else {
+            return Ok(None);
+        };
+        let size: i64 = row.try_get("size")?;
+        let note: String = row.try_get("note")?;
+        let mut cosigned = self.cosignatures(license_id, Some(size)).await?;
+        Ok(Some(witness::with_signatures(
+            &note,
+            &cosigned.remove(&size).unwrap_or_default(),
+        )))
     }
 
-    /// Every signed checkpoint of a campaign's log, oldest first.
+    /// Every signed checkpoint of a campaign's log, oldest first, each with the
+    /// witnesses' cosignatures it has.
     pub async fn log_checkpoints(&self, license_id: &str) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query("SELECT note FROM log_heads WHERE license_id = $1 ORDER BY size")
-            .bind(license_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(|r| Ok(r.try_get("note")?)).collect()
+        let rows =
+            sqlx::query("SELECT size, note FROM log_heads WHERE license_id = $1 ORDER BY size")
+                .bind(license_id)
+                .fetch_all(&self.pool)
+                .await?;
+        let mut cosigned = self.cosignatures(license_id, None).await?;
+        rows.iter()
+            .map(|r| {
+                let size: i64 = r.try_get("size")?;
+                let note: String = r.try_get("note")?;
+                Ok(witness::with_signatures(
+                    &note,
+                    &cosigned.remove(&size).unwrap_or_default(),
+                ))
+            })
+            .collect()
+    }
+
+    /// The witnesses' signature lines per checkpoint size (one size, or all).
+    async fn cosignatures(
+        &self,
+        license_id: &str,
+        size: Option<i64>,
+    ) -> Result<HashMap<i64, Vec<String>>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT size, signature FROM log_cosignatures \
+             WHERE license_id = $1 AND ($2 < 0 OR size = $2) ORDER BY size, witness",
+        )
+        .bind(license_id)
+        .bind(size.unwrap_or(-1))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: HashMap<i64, Vec<String>> = HashMap::new();
+        for r in rows {
+            out.entry(r.try_get("size")?)
+                .or_default()
+                .push(r.try_get("signature")?);
+        }
+        Ok(out)
+    }
+
+    /// Keeps the signature lines of `witnesses` (verifier keys) that `note` carries, if
+    /// its text is this log's own checkpoint at that size. Returns how many witnesses'
+    /// signatures were kept; `None` when the note is not one of this log's checkpoints.
+    pub async fn add_cosignatures(
+        &self,
+        license_id: &str,
+        note: &str,
+        witnesses: &[String],
+        now_ms: i64,
+    ) -> Result<Option<usize>, StoreError> {
+        let Some(text) = witness::note_text(note) else {
+            return Ok(None);
+        };
+        let Ok(checkpoint) = tlog_tiles::checkpoint::Checkpoint::from_bytes(text.as_bytes()) else {
+            return Ok(None);
+        };
+        let Some(own) =
+            sqlx::query("SELECT note FROM log_heads WHERE license_id = $1 AND size = $2")
+                .bind(license_id)
+                .bind(checkpoint.size() as i64)
+                .fetch_optional(&self.pool)
+                .await?
+        else {
+            return Ok(None);
+        };
+        let own: String = own.try_get("note")?;
+        if witness::note_text(&own).as_deref() != Some(text.as_str()) {
+            return Ok(None);
+        }
+        let mut kept = 0;
+        for key in witnesses {
+            for line in witness::signatures_of(note, std::slice::from_ref(key)) {
+                let name = key.split('+').take(2).collect::<Vec<_>>().join("+");
+                sqlx::query(
+                    "INSERT INTO log_cosignatures (license_id, size, witness, signature, at_ms) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                )
+                .bind(license_id)
+                .bind(checkpoint.size() as i64)
+                .bind(name)
+                .bind(&line)
+                .bind(now_ms)
+                .execute(&self.pool)
+                .await?;
+                kept += 1;
+            }
+        }
+        Ok(Some(kept))
     }
 
     /// Records `start..end` (at most [`PAGE`]).

@@ -34,7 +34,8 @@ static POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/presale
 pub use service_kit::sql::StoreError;
 
 /// Tables the service may only read and append to.
-const APPEND_ONLY: &str = "audit_log, log_records, log_hashes, log_heads, seed_commitments";
+const APPEND_ONLY: &str =
+    "audit_log, log_records, log_hashes, log_heads, log_cosignatures, seed_commitments";
 
 /// Rows per multi-row statement (well under both engines' bind limits).
 pub(crate) const CHUNK: usize = 400;

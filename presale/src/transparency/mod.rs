@@ -15,6 +15,7 @@
 pub mod seed;
 pub mod vdf;
 pub mod verify;
+pub mod witness;
 
 use std::collections::HashMap;
 

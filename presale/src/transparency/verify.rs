@@ -136,6 +136,20 @@ pub async fn audit(
     verifier_key: &str,
     kept: &[String],
 ) -> Result<Report, String> {
+    audit_witnessed(source, campaign, verifier_key, kept, &[]).await
+}
+
+/// As [`audit`], relying only on checkpoints that every witness of `witnesses` (their
+/// verifier keys) cosigned ([`super::witness`]): a log that shows this auditor a tree
+/// the witnesses did not see (a split view: another tree signed for another audience)
+/// is a finding, and records past the last witnessed checkpoint wait for a later run.
+pub async fn audit_witnessed(
+    source: &impl LogSource,
+    campaign: &str,
+    verifier_key: &str,
+    kept: &[String],
+    witnesses: &[String],
+) -> Result<Report, String> {
     let mut report = Report::default();
     let mut heads = Vec::new();
     for note in source.checkpoints(campaign).await?.iter().chain(kept) {
@@ -145,6 +159,29 @@ pub async fn audit(
         }
     }
     heads.sort_by_key(|h| h.size);
+    if !witnesses.is_empty() {
+        let witnessed = |h: &Head| {
+            witnesses
+                .iter()
+                .all(|w| super::witness::cosigned_by(&h.note, w))
+        };
+        let Some(last) = heads.iter().rev().find(|h| witnessed(h)).map(|h| h.size) else {
+            report.find(format!(
+                "no checkpoint of this log is cosigned by every witness ({}): the log shows this auditor a tree its witnesses have not seen (a split view), or no witness has looked yet",
+                witnesses
+                    .iter()
+                    .map(|w| w.split('+').next().unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            return Ok(report);
+        };
+        let later = heads.iter().filter(|h| h.size > last).count();
+        heads.retain(|h| h.size <= last);
+        report.checked.push(format!(
+            "the checkpoint of {last} records is cosigned by every witness; {later} later checkpoints are not yet, and wait for a later run"
+        ));
+    }
     let Some(latest) = heads.last().cloned() else {
         report.find("no checkpoint verifies with the pinned key".into());
         return Ok(report);

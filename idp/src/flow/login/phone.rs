@@ -7,32 +7,35 @@ impl Login<'_> {
     /// The phone step's proof-of-work challenge, bound to this login and its browser, at
     /// the difficulty in force ([`Self::pow_difficulty`]).
     pub async fn pow_challenge(&self, tx: &LoginTx, now: i64) -> String {
-        let (difficulty, _) = self.pow_difficulty().await;
+        let (_, difficulty) = self.pow_difficulty().await;
         pow::issue(&self.keyring, now, difficulty, &pow_binding(tx))
     }
 
-    /// The proof of work's difficulty now, and the least a solved challenge may carry:
-    /// `pow_difficulty` plus the rise for the deployment's load (see [`crate::flow::pow`]),
-    /// and one bit less than that (never under `pow_difficulty`).
+    /// The proof of work's floor (`pow_difficulty`) and its level now: the floor plus the
+    /// rise for the deployment's load (see [`crate::flow::pow`]), at most `pow_max_rise`.
     pub async fn pow_difficulty(&self) -> (u8, u8) {
         let base = self.settings.pow_difficulty;
         let max_rise = self.settings.pow_max_rise;
         if max_rise == 0 {
             return (base, base);
         }
-        if self.pow_load.due(service_kit::clock::now_ms()) {
+        if self.pow_load.due() {
             match self.limiter.count(Subject::LiveLogins).await {
-                Ok(stored) => self.pow_load.set(crate::flow::pow::rise_for(
-                    stored,
+                Ok(count) => self.pow_load.record(
+                    count,
                     self.settings.max_live_logins,
-                )),
-                // The last reading stands; the store's failure shows where it matters.
-                Err(e) => tracing::warn!(error = %e, "reading the deployment's load"),
+                    self.secs(self.settings.login_secs),
+                ),
+                // The last reading stands; the store's failure shows where it matters,
+                // and here as a count operators can alert on.
+                Err(e) => {
+                    metrics::counter!("emta_pow_load_read_failures_total").increment(1);
+                    tracing::warn!(error = %e, "reading the deployment's load");
+                }
             }
         }
         let rise = self.pow_load.rise().min(max_rise);
-        let now = base.saturating_add(rise).min(64);
-        (now, base.max(now.saturating_sub(1)))
+        (base, base.saturating_add(rise))
     }
 
     /// Step 1: checks the proof of work and limits, then sends a code to `mobile`.
@@ -80,7 +83,10 @@ impl Login<'_> {
             nonce,
             now,
             POW_MAX_AGE,
-            self.pow_difficulty().await.1,
+            {
+                let (base, level) = self.pow_difficulty().await;
+                move |age| crate::flow::pow::least_accepted(base, level, age)
+            },
         )
         .map_err(|_| Error::bad_request(msg::POW_FAILED))?;
         // A solved challenge buys one attempt, on any replica.

@@ -261,7 +261,14 @@ impl Login<'_> {
             .get(&tx_key(id))
             .await?
             .ok_or(Error::LoginOver(msg::LOGIN_EXPIRED))?;
-        let tx: LoginTx = serde_json::from_str(&raw).map_err(|e| Error::Internal(e.to_string()))?;
+        // A stored login that no longer reads (its values are parsed again: a number
+        // outside today's operator ranges, a format from an older release) is a login
+        // that is over, not a server error: the citizen starts again.
+        let tx: LoginTx = serde_json::from_str(&raw).map_err(|e| {
+                        // Its kind and place only: the message may quote a value (a phone number).
+            tracing::warn!(kind = ?e.classify(), column = e.column(), "a stored login does not read back");
+            Error::LoginOver(msg::LOGIN_EXPIRED)
+        })?;
         if browser != Some(tx.browser.as_str()) {
             return Err(Error::user(StatusCode::FORBIDDEN, msg::LOGIN_OTHER_BROWSER));
         }
