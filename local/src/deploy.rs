@@ -58,6 +58,10 @@ pub struct Options {
     pub presale_db_connections: u32,
     /// The witnesses whose cosignatures the presale log keeps (`EMTA_LOG_WITNESSES`).
     pub log_witnesses: Vec<String>,
+    /// A file holding the logs' signing key, given to the first presale replica only (the
+    /// sequencer); the others get its public half. `None`: every replica derives the key
+    /// from the shared secret.
+    pub log_signing_key: Option<std::path::PathBuf>,
 }
 
 /// Presale's own default pool (`presale serve --help`).
@@ -88,6 +92,7 @@ impl Options {
             idp_admission: None,
             presale_db_connections: PRESALE_DB_CONNECTIONS,
             log_witnesses: Vec::new(),
+            log_signing_key: None,
         }
     }
 }
@@ -639,6 +644,17 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
     )));
     let mut metrics = Vec::new();
     let processes = Processes::default();
+    // The log's signing key for the first replica, its public half for the others.
+    let log_key = match &o.log_signing_key {
+        Some(file) => Some((
+            file.clone(),
+            presale::transparency::LogKey::from_file(file)
+                .map_err(anyhow::Error::msg)?
+                .verifier_key()
+                .to_owned(),
+        )),
+        None => None,
+    };
     if let Some(binary) = &o.presale_binary {
         let dir = std::sync::Arc::new(testkit::servers::TempDir::new("presale")?);
         let fronts_file = dir.path().join("storefronts.json");
@@ -671,6 +687,7 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
             ]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
+            .chain(log_key_env(replica, &log_key))
             .chain(o.presale_admission.into_iter().flat_map(|(n, ms)| {
                 [
                     ("EMTA_MAX_INFLIGHT".to_owned(), n.to_string()),
@@ -688,7 +705,9 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
         processes.ready().await?;
     }
     // In-process replicas, unless they run as processes (then no listener is left).
-    for ((port, base), listener) in ports.into_iter().zip(&publics).zip(listeners) {
+    for (replica, ((port, base), listener)) in
+        ports.into_iter().zip(&publics).zip(listeners).enumerate()
+    {
         let mut settings = presale_settings(
             ([127, 0, 0, 1], port).into(),
             base,
@@ -705,6 +724,13 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
         settings.ip_per_sec = o.ip_per_sec;
         settings.trust_forwarded_for = o.trust_forwarded_for;
         settings.log_witnesses = o.log_witnesses.clone();
+        if let Some((file, verifier)) = &log_key {
+            if replica == 0 {
+                settings.log_signing_key_file = Some(file.clone());
+            } else {
+                settings.log_verifier_key = Some(verifier.clone());
+            }
+        }
         settings.metrics_listen = Some(([127, 0, 0, 1], 0).into());
         if let Some((n, ms)) = o.presale_admission {
             settings.max_inflight = n;
@@ -745,4 +771,20 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
         stop,
         servers,
     })
+}
+
+/// The environment that gives presale process `replica` the log's signing key (the
+/// first) or its public half (the others); nothing when the key is derived from the secret.
+fn log_key_env(
+    replica: usize,
+    key: &Option<(std::path::PathBuf, String)>,
+) -> Option<(String, String)> {
+    match key {
+        Some((file, _)) if replica == 0 => Some((
+            "EMTA_LOG_SIGNING_KEY_FILE".into(),
+            file.display().to_string(),
+        )),
+        Some((_, verifier)) => Some(("EMTA_LOG_VERIFIER_KEY".into(), verifier.clone())),
+        None => None,
+    }
 }

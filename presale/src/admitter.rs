@@ -174,12 +174,16 @@ async fn campaign(core: &Core, l: &License) -> bool {
             tracing::warn!(error = %e, campaign = %l.id, "admitter tick failed");
         }
     }
-    let (store, key) = (core.store.clone(), core.log_key.clone());
-    spawn_once(&core.admitter.sequencing, l.id.clone(), |id| async move {
-        if let Err(e) = store.sequence_log(&id, &key).await {
-            tracing::warn!(error = %e, campaign = %id, "transparency log sequencing failed");
-        }
-    });
+    // Only a replica that holds the log's signing key sequences (the others leave the
+    // pending events to it).
+    if let Some(key) = core.log_signer.clone() {
+        let store = core.store.clone();
+        spawn_once(&core.admitter.sequencing, l.id.clone(), |id| async move {
+            if let Err(e) = store.sequence_log(&id, &key).await {
+                tracing::warn!(error = %e, campaign = %id, "transparency log sequencing failed");
+            }
+        });
+    }
     advanced
 }
 

@@ -68,8 +68,12 @@ pub struct CoreState {
     pub(crate) gates: crate::http::Gates,
     /// Applications this replica refused, by reason (`Refusal::ALL` order).
     refusals: [std::sync::atomic::AtomicU64; crate::domain::Refusal::ALL.len()],
-    /// Signs the campaigns' transparency-log checkpoints.
-    pub(crate) log_key: LogKey,
+    /// Signs the campaigns' transparency-log checkpoints, on a replica that sequences
+    /// (`EMTA_LOG_SIGNING_KEY_FILE`, or a key derived from the secret when neither key is
+    /// configured); `None` on a replica that only serves the log.
+    pub(crate) log_signer: Option<LogKey>,
+    /// The logs' public key, as verifiers pin it.
+    pub(crate) log_verifier: String,
     /// The witnesses whose cosignatures the log keeps (`EMTA_LOG_WITNESSES`).
     pub(crate) log_witnesses: Vec<String>,
     /// Licenses as last read from SQL, shared rather than copied: status polls look them
@@ -231,6 +235,32 @@ impl Application {
             store.check_migrated().await?;
         }
         let keys = Keyring::new(secret.as_bytes(), HOT_PURPOSES);
+        let (log_signer, log_verifier) =
+            match (&settings.log_signing_key_file, &settings.log_verifier_key) {
+                (Some(file), given) => {
+                    let key = LogKey::from_file(file).map_err(anyhow::Error::msg)?;
+                    if let Some(v) = given {
+                        anyhow::ensure!(
+                        v.trim() == key.verifier_key(),
+                        "EMTA_LOG_VERIFIER_KEY is not the public half of EMTA_LOG_SIGNING_KEY_FILE"
+                    );
+                    }
+                    let v = key.verifier_key().to_owned();
+                    (Some(key), v)
+                }
+                (None, Some(v)) => {
+                    anyhow::ensure!(
+                        signed_note::StandardVerifier::new(v.trim()).is_ok(),
+                        "EMTA_LOG_VERIFIER_KEY is not a verifier key (name+id+key)"
+                    );
+                    (None, v.trim().to_owned())
+                }
+                (None, None) => {
+                    let key = LogKey::from_keyring(&keys);
+                    let v = key.verifier_key().to_owned();
+                    (Some(key), v)
+                }
+            };
         let redis_url = settings.storage.redis_url.expose();
         let sessions = if redis_url.is_empty() {
             Ephemeral::memory()
@@ -271,7 +301,8 @@ impl Application {
             in_flight: AtomicUsize::new(0),
             admitter: Admitter::default(),
             gates: crate::http::Gates::new(&settings),
-            log_key: LogKey::from_keyring(&keys),
+            log_signer,
+            log_verifier,
             log_witnesses: settings
                 .log_witnesses
                 .iter()

@@ -157,10 +157,22 @@ pub struct Settings {
     pub drain_secs: u64,
 
     /// The independent witnesses whose cosignatures on the logs' checkpoints this service
-    /// keeps and serves (their verifier keys, `presale witness key` prints one;
+    /// keeps and serves (their verifier keys, `presale witness-key` prints one;
     /// comma-separated). A cosignature by any other key is refused.
     #[arg(long, env = "EMTA_LOG_WITNESSES", value_delimiter = ',')]
     pub log_witnesses: Vec<String>,
+
+    /// The transparency logs' signing key, a file of 32 bytes (`presale log-key`) given
+    /// to the sequencing replicas only: they sign checkpoints with it. Unset, with
+    /// `EMTA_LOG_VERIFIER_KEY` set: this replica serves the log but never signs. Both
+    /// unset (a local deployment): the key is derived from `EMTA_SECRET_KEY`, and so held
+    /// by every replica and whoever holds that secret.
+    #[arg(long, env = "EMTA_LOG_SIGNING_KEY_FILE")]
+    pub log_signing_key_file: Option<PathBuf>,
+
+    /// The logs' public key (note format), on the replicas that do not sign.
+    #[arg(long, env = "EMTA_LOG_VERIFIER_KEY")]
+    pub log_verifier_key: Option<String>,
 }
 
 impl Settings {

@@ -101,9 +101,21 @@ enum Command {
         state: PathBuf,
         #[arg(long, default_value_t = 5)]
         interval_secs: u64,
-        /// Look once and exit.
+        /// Look once and exit (non-zero if a fork was found).
         #[arg(long)]
         once: bool,
+        /// Start without a state file: a new witness, which trusts the first checkpoint
+        /// it sees of each campaign.
+        #[arg(long)]
+        init: bool,
+    },
+    /// Print the transparency logs' verifier key (for EMTA_LOG_VERIFIER_KEY on the replicas
+    /// that do not sign, and for auditors' `verify --key`), making the signing key file on
+    /// first use (32 bytes, mode 0600: give it to the sequencing replicas only, as
+    /// EMTA_LOG_SIGNING_KEY_FILE).
+    LogKey {
+        #[arg(long)]
+        key_file: PathBuf,
     },
     /// Print a witness's verifier key (for the log's EMTA_LOG_WITNESSES and auditors'
     /// `verify --witness`), making its private key file on first use.
@@ -278,31 +290,45 @@ async fn main() -> anyhow::Result<()> {
             state,
             interval_secs,
             once,
+            init,
         } => {
-            use presale::transparency::witness::{observe, State, WitnessKey};
+            use presale::transparency::witness::{observe, Refusal, State, WitnessKey};
             let key = WitnessKey::from_file(&name, &key_file).map_err(anyhow::Error::msg)?;
             let http = reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(10))
                 .build()?;
-            let mut seen = State::load(&state).map_err(anyhow::Error::msg)?;
+            let mut seen = State::load(&state, init).map_err(anyhow::Error::msg)?;
+            let persist = |s: &State| s.save(&state);
             loop {
+                let mut forked = false;
+                // One campaign's fork or outage stops nobody else's witnessing.
                 for campaign in &campaigns {
-                    match observe(&http, &log, campaign, &log_key, &key, &mut seen).await {
-                        Ok(o) => {
-                            seen.save(&state).map_err(anyhow::Error::msg)?;
-                            println!("{campaign}: {o:?}");
+                    match observe(&http, &log, campaign, &log_key, &key, &mut seen, &persist).await
+                    {
+                        Ok(o) => println!("{campaign}: {o:?}"),
+                        Err(e @ Refusal::Fork { .. }) => {
+                            forked = true;
+                            eprintln!(
+                                "{campaign}: REFUSED: {e} (both signed checkpoints are in {})",
+                                state.display()
+                            );
                         }
-                        Err(e @ presale::transparency::witness::Refusal::Unreachable(_)) => {
-                            eprintln!("{campaign}: {e}");
-                        }
-                        Err(e) => anyhow::bail!("{campaign}: REFUSED: {e}"),
+                        Err(e) => eprintln!("{campaign}: {e}"),
                     }
                 }
                 if once {
+                    if forked {
+                        anyhow::bail!("a log forked");
+                    }
                     return Ok(());
                 }
                 tokio::time::sleep(std::time::Duration::from_secs(interval_secs)).await;
             }
+        }
+        Command::LogKey { key_file } => {
+            let key =
+                presale::transparency::LogKey::from_file(&key_file).map_err(anyhow::Error::msg)?;
+            println!("{}", key.verifier_key());
         }
         Command::WitnessKey { name, key_file } => {
             let key = presale::transparency::witness::WitnessKey::from_file(&name, &key_file)
@@ -329,8 +355,19 @@ async fn main() -> anyhow::Result<()> {
                 Some(p) if p.exists() => serde_json::from_slice(&std::fs::read(p)?)?,
                 _ => Vec::new(),
             };
+            for w in &witnesses {
+                anyhow::ensure!(
+                    signed_note::StandardVerifier::new(w).is_ok(),
+                    "--witness {w}: not a verifier key (name+id+key)"
+                );
+            }
             let report = presale::transparency::verify::audit_witnessed(
-                &source, &campaign, &key, &kept, &witnesses,
+                &source,
+                &campaign,
+                &key,
+                &kept,
+                &witnesses,
+                service_kit::clock::now_ms(),
             )
             .await
             .map_err(anyhow::Error::msg)?;
@@ -342,7 +379,9 @@ async fn main() -> anyhow::Result<()> {
             }
             if let (Some(p), Some(latest)) = (&state, &report.latest) {
                 let mut kept = kept;
-                if !kept.contains(&latest.note) {
+                // One entry per checkpoint, whatever cosignatures it carried each time.
+                let text = presale::transparency::witness::note_text;
+                if !kept.iter().any(|k| text(k) == text(&latest.note)) {
                     kept.push(latest.note.clone());
                 }
                 std::fs::write(p, serde_json::to_vec_pretty(&kept)?)?;

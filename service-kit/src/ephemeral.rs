@@ -195,6 +195,27 @@ impl Ephemeral {
         }
     }
 
+    /// Reads a counter and how long its window has left (`None`: no live window).
+    pub async fn window(&self, key: &str) -> Result<(i64, Option<Duration>), EphemeralError> {
+        match self {
+            Self::Memory(m) => Ok(m.window(key)),
+            Self::Redis(r) => {
+                let mut c = r.pool.get().await?;
+                let k = r.key(key);
+                let (value, pttl): (Option<String>, i64) = redis::pipe()
+                    .cmd("GET")
+                    .arg(&k)
+                    .cmd("PTTL")
+                    .arg(&k)
+                    .query_async(&mut c)
+                    .await?;
+                let count = value.and_then(|v| v.parse().ok()).unwrap_or(0);
+                let left = (pttl > 0).then(|| Duration::from_millis(pttl as u64));
+                Ok((count, left))
+            }
+        }
+    }
+
     /// Reads a counter without counting (a limit checked before an expensive step).
     pub async fn count(&self, key: &str) -> Result<i64, EphemeralError> {
         Ok(self
@@ -441,6 +462,20 @@ impl MemoryStore {
             .get(key)
             .filter(|(_, exp)| *exp > now)
             .map(|(v, _)| v.clone())
+    }
+
+    fn window(&self, key: &str) -> (i64, Option<Duration>) {
+        let now = Instant::now();
+        self.shard(key)
+            .map
+            .get(key)
+            .filter(|(_, exp)| *exp > now)
+            .map_or((0, None), |(v, exp)| {
+                (
+                    v.parse().unwrap_or(0),
+                    Some(exp.saturating_duration_since(now)),
+                )
+            })
     }
 
     fn take(&self, key: &str) -> Option<String> {

@@ -69,6 +69,11 @@ impl Limiter {
         Ok(self.store.count(key).await?)
     }
 
+    /// The hits counted on `key` and how long its window has left.
+    pub async fn window_key(&self, key: &str) -> Result<(i64, Option<Duration>), LimitError> {
+        Ok(self.store.window(key).await?)
+    }
+
     /// Fails if `max` hits are already counted on `key`, without counting one.
     pub async fn check_key(&self, key: &str, max: i64) -> Result<(), LimitError> {
         if self.store.count(key).await? >= max {

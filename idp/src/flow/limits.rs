@@ -90,6 +90,17 @@ impl Limiter {
         self.answer(subject, r)
     }
 
+    /// Reads a subject's count in its current window and the time that window has left.
+    pub async fn window(&self, subject: Subject<'_>) -> Result<(i64, Option<Duration>)> {
+        self.0
+            .window_key(&subject.key(&self.0))
+            .await
+            .map_err(|e| match e {
+                LimitError::Store(e) => e.into(),
+                LimitError::Limited { retry_after } => Error::RateLimited { retry_after },
+            })
+    }
+
     /// Reads a subject's count in its current window, without counting.
     pub async fn count(&self, subject: Subject<'_>) -> Result<i64> {
         self.0

@@ -14,7 +14,8 @@
 //! at most `EMTA_POW_MAX_RISE` (3 is the table's top; 0 turns the rise off). The cap is
 //! counted in a fixed window that starts again empty while the logins of the last window
 //! are still stored: so the reading is the current window's count plus the last window's
-//! final count, fading linearly over one login lifetime as those logins lapse. Nothing
+//! last count, fading linearly over one login lifetime from the window's end as those
+//! logins lapse (a new window is told by its end time, read with the count). Nothing
 //! else counts (a pushed request is the pushing client's budget, see
 //! [`crate::flow::authorize::push`]).
 //!
@@ -63,9 +64,9 @@ pub fn least_accepted(base: u8, now: u8, age: i64) -> u8 {
 #[derive(Debug, Default)]
 struct Reading {
     read_at: Option<Instant>,
-    /// The current window's count at the last reading.
-    last: i64,
-    /// The last window's final count, and when its window ended.
+    /// The window last read: its count and when it ends.
+    window: Option<(i64, Instant)>,
+    /// The last window's final count, and when that window ended.
     carried: Option<(i64, Instant)>,
 }
 
@@ -95,26 +96,38 @@ impl PowLoad {
         true
     }
 
-    /// Records a reading of the window's `count` for a cap of `cap` over `lifetime`.
-    pub fn record(&self, count: i64, cap: i64, lifetime: Duration) {
-        self.record_at(count, cap, lifetime, Instant::now());
+    /// Records a reading of the window: its `count` and the time it has `left` (`None`:
+    /// no window, nothing counted yet), for a cap of `cap` over `lifetime`.
+    pub fn record(&self, count: i64, left: Option<Duration>, cap: i64, lifetime: Duration) {
+        self.record_at(count, left, cap, lifetime, Instant::now());
     }
 
-    fn record_at(&self, count: i64, cap: i64, lifetime: Duration, now: Instant) {
+    fn record_at(
+        &self,
+        count: i64,
+        left: Option<Duration>,
+        cap: i64,
+        lifetime: Duration,
+        now: Instant,
+    ) {
         let rise = {
             let mut r = self.reading.lock().unwrap_or_else(|p| p.into_inner());
-            if count < r.last {
-                // The window started again: its predecessor's logins are still stored.
-                r.carried = Some((r.last, now));
-            }
-            r.last = count;
-            let carried = r.carried.map_or(0, |(n, since)| {
-                let left = lifetime.saturating_sub(now.saturating_duration_since(since));
-                if lifetime.is_zero() {
-                    0
-                } else {
-                    (n as f64 * left.as_secs_f64() / lifetime.as_secs_f64()) as i64
+            let ends = left.map(|l| now + l);
+            // A new window is told by its end, not by a falling count (a refund lowers
+            // the count too): the window last read has ended, and its logins are still
+            // stored, lapsing over one lifetime from when it ended.
+            if let Some((last, last_ends)) = r.window {
+                if last_ends <= now && ends != Some(last_ends) {
+                    r.carried = Some((last, last_ends));
                 }
+            }
+            r.window = ends.map(|e| (count, e));
+            let carried = r.carried.map_or(0, |(n, since)| {
+                if lifetime.is_zero() {
+                    return 0;
+                }
+                let left = lifetime.saturating_sub(now.saturating_duration_since(since));
+                (n as f64 * left.as_secs_f64() / lifetime.as_secs_f64()) as i64
             });
             rise_for(count.saturating_add(carried), cap)
         };
@@ -159,22 +172,29 @@ mod tests {
     }
 
     /// A window that starts again empty does not drop the level while the last window's
-    /// logins are still stored: they fade out over one login lifetime.
+    /// logins are still stored: they fade out over one login lifetime. A count that falls
+    /// inside one window (a refund) is no new window.
     #[test]
     fn the_last_windows_logins_count_until_they_lapse() {
         let l = PowLoad::default();
         let life = Duration::from_secs(900);
         let t = Instant::now();
-        l.record_at(95, 100, life, t);
+        let left = |at: u64| Some(Duration::from_secs(900 - at));
+        l.record_at(95, left(0), 100, life, t);
         assert_eq!(l.rise(), 3);
-        // The window started again: 95 still stored, a few new.
-        l.record_at(2, 100, life, t + Duration::from_secs(1));
+        // Refunds within the window: the count falls, nothing is carried.
+        l.record_at(40, left(10), 100, life, t + Duration::from_secs(10));
+        assert_eq!(l.rise(), 0);
+        l.record_at(95, left(899), 100, life, t + Duration::from_secs(899));
+        // The window ended at 900 and a new one started: 95 still stored, a few new.
+        let next = |at: u64| Some(Duration::from_secs(900 + 901 - at));
+        l.record_at(2, next(901), 100, life, t + Duration::from_secs(901));
         assert_eq!(l.rise(), 3);
-        // Half a lifetime on: about 47 of them left, and 10 new.
-        l.record_at(10, 100, life, t + Duration::from_secs(451));
+        // Half a lifetime after the window ended: about 47 of them left, and 10 new.
+        l.record_at(10, next(1350), 100, life, t + Duration::from_secs(1350));
         assert_eq!(l.rise(), 1);
         // A lifetime on: all lapsed.
-        l.record_at(10, 100, life, t + Duration::from_secs(902));
+        l.record_at(10, next(1800), 100, life, t + Duration::from_secs(1800));
         assert_eq!(l.rise(), 0);
     }
 

@@ -3159,7 +3159,10 @@ async fn a_witness_cosigns_the_log_and_a_split_view_is_a_finding() {
     let mut first = 0;
     for _ in 0..100 {
         if let Ok(Observed::Cosigned { size }) =
-            observe(&http, &base, &campaign, &key, &witness, &mut seen).await
+            observe(&http, &base, &campaign, &key, &witness, &mut seen, &|_| {
+                Ok(())
+            })
+            .await
         {
             first = size;
             break;
@@ -3180,7 +3183,11 @@ async fn a_witness_cosigns_the_log_and_a_split_view_is_a_finding() {
     .await;
     let mut second = first;
     for _ in 0..100 {
-        match observe(&http, &base, &campaign, &key, &witness, &mut seen).await {
+        match observe(&http, &base, &campaign, &key, &witness, &mut seen, &|_| {
+            Ok(())
+        })
+        .await
+        {
             Ok(Observed::Cosigned { size }) => {
                 second = size;
                 break;
@@ -3193,7 +3200,7 @@ async fn a_witness_cosigns_the_log_and_a_split_view_is_a_finding() {
     assert!(second > first, "the witness cosigned the grown log");
     let witnesses = [witness.verifier_key().to_owned()];
     let real = HttpSource::new(&base);
-    let report = audit_witnessed(&real, &campaign, &key, &[], &witnesses)
+    let report = audit_witnessed(&real, &campaign, &key, &[], &witnesses, now_ms())
         .await
         .expect("audit");
     assert!(report.ok(), "{:?}", report.findings);
@@ -3201,7 +3208,7 @@ async fn a_witness_cosigns_the_log_and_a_split_view_is_a_finding() {
         report
             .checked
             .iter()
-            .any(|c| c.contains("cosigned by every witness")),
+            .any(|c| c.contains("witness witness/court cosigned")),
         "{:?}",
         report.checked
     );
@@ -3235,15 +3242,31 @@ async fn a_witness_cosigns_the_log_and_a_split_view_is_a_finding() {
     for r in &records {
         tree.push(r.as_bytes());
     }
-    let note = log_key.sign(&campaign, second, tree.root(), service_kit::clock::now_ms());
-    let other = forged_view(&campaign, note, records).await;
+    let note = log_key.sign(&campaign, second, tree.root(), now_ms());
+    // Served alone: the witness refuses it as a fork and keeps both signed checkpoints;
+    // the auditor naming the witness finds no cosigned checkpoint.
+    let other = forged_view(&campaign, vec![note.clone()], records.clone(), 200).await;
     assert_eq!(
-        observe(&http, &other, &campaign, &key, &witness, &mut seen).await,
+        observe(
+            &http,
+            &other,
+            &campaign,
+            &key,
+            &witness,
+            &mut seen,
+            &|_| Ok(())
+        )
+        .await,
         Err(Refusal::Fork {
             old: second,
             new: second
         }),
         "the witness refuses the other view"
+    );
+    assert_eq!(seen.forks.len(), 1);
+    assert_eq!(
+        seen.forks[0].2, note,
+        "the refused checkpoint is kept as evidence"
     );
     let forged = HttpSource::new(&other);
     let blind = audit(&forged, &campaign, &key, &[]).await.expect("audit");
@@ -3252,7 +3275,7 @@ async fn a_witness_cosigns_the_log_and_a_split_view_is_a_finding() {
         "without a witness the other view's checkpoints verify: {:?}",
         blind.findings
     );
-    let witnessed = audit_witnessed(&forged, &campaign, &key, &[], &witnesses)
+    let witnessed = audit_witnessed(&forged, &campaign, &key, &[], &witnesses, now_ms())
         .await
         .expect("audit");
     assert!(
@@ -3260,22 +3283,107 @@ async fn a_witness_cosigns_the_log_and_a_split_view_is_a_finding() {
         "{:?}",
         witnessed.findings
     );
+    // Served after the real checkpoint the witness cosigned first (its records agree up
+    // to there): within the witness's lag the auditor waits, past it the view is a
+    // finding, whatever time the forged checkpoint claims.
+    let cosigned_first = real
+        .checkpoints(&campaign)
+        .await
+        .expect("checkpoints")
+        .into_iter()
+        .find(|n| {
+            presale::transparency::witness::cosigned_by(n, witness.verifier_key())
+                && presale::transparency::open_checkpoint(n, &key, &campaign)
+                    .is_ok_and(|h| h.size == first)
+        })
+        .expect("the first checkpoint, cosigned");
+    let first_at = presale::transparency::open_checkpoint(&cosigned_first, &key, &campaign)
+        .expect("opens")
+        .at_ms;
+    let lag = presale::transparency::verify::WITNESS_LAG_MS;
+    for (claimed, finding) in [
+        (first_at + 1_000, false),
+        (first_at + lag + 60_000, true),
+        (first_at - lag, true),
+    ] {
+        let late = log_key.sign(&campaign, second, tree.root(), claimed);
+        let view = forged_view(
+            &campaign,
+            vec![cosigned_first.clone(), late],
+            records.clone(),
+            200,
+        )
+        .await;
+        let r = audit_witnessed(
+            &HttpSource::new(&view),
+            &campaign,
+            &key,
+            &[],
+            &witnesses,
+            now_ms().max(first_at + 1_000),
+        )
+        .await
+        .expect("audit");
+        assert_eq!(
+            r.findings.iter().any(|f| f.contains("split view")),
+            finding,
+            "claimed {claimed} (first {first_at}): {:?}",
+            r.findings
+        );
+    }
+    // A cosignature the log refused to take (or whose answer was lost) still binds the
+    // witness: it saves what it cosigns before the cosignature leaves, so the other tree
+    // is refused next.
+    let mut fresh = State::default();
+    let refusing = forged_view(&campaign, vec![note], records, 500).await;
+    assert!(matches!(
+        observe(
+            &http,
+            &refusing,
+            &campaign,
+            &key,
+            &witness,
+            &mut fresh,
+            &|_| Ok(())
+        )
+        .await,
+        Err(Refusal::Unreachable(_))
+    ));
+    let next = observe(&http, &base, &campaign, &key, &witness, &mut fresh, &|_| {
+        Ok(())
+    })
+    .await;
+    assert!(
+        matches!(next, Err(Refusal::Fork { old, .. }) if old == second),
+        "after a refused post, the other tree: {next:?}"
+    );
 }
 
-/// A log server that serves one forged view of `campaign`: its checkpoint and records.
-async fn forged_view(campaign: &str, note: String, records: Vec<String>) -> String {
+fn now_ms() -> i64 {
+    service_kit::clock::now_ms()
+}
+
+/// A log server that serves one forged view of `campaign`: its checkpoints (the last is
+/// the latest) and records, answering `post_status` to cosignatures.
+async fn forged_view(
+    campaign: &str,
+    notes: Vec<String>,
+    records: Vec<String>,
+    post_status: u16,
+) -> String {
     use axum::extract::Query;
     use axum::routing::{get, post};
-    let view = std::sync::Arc::new((note, records));
+    let view = std::sync::Arc::new((notes, records));
     let (v1, v2, v3) = (view.clone(), view.clone(), view);
+    let status = axum::http::StatusCode::from_u16(post_status).expect("a status");
     let app = axum::Router::new()
         .route(
             &format!("/transparency/{campaign}/checkpoint"),
-            get(move || async move { v1.0.clone() }),
+            get(move || async move { v1.0.last().cloned().unwrap_or_default() }),
         )
         .route(
             &format!("/transparency/{campaign}/checkpoints"),
-            get(move || async move { axum::Json(vec![v2.0.clone()]) }),
+            get(move || async move { axum::Json(v2.0.clone()) }),
         )
         .route(
             &format!("/transparency/{campaign}/records"),
@@ -3289,7 +3397,7 @@ async fn forged_view(campaign: &str, note: String, records: Vec<String>) -> Stri
         )
         .route(
             &format!("/transparency/{campaign}/cosignatures"),
-            post(|| async { "kept" }),
+            post(move || async move { (status, "answered") }),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -3299,4 +3407,84 @@ async fn forged_view(campaign: &str, note: String, records: Vec<String>) -> Stri
         let _ = axum::serve(listener, app).await;
     });
     format!("http://{addr}")
+}
+
+/// The logs' signing key can live outside the shared secret (issue 31, point 4): given as
+/// a file to the sequencing replica only, it signs every checkpoint, the other replica
+/// serves the same log and public key without holding it, and whoever holds
+/// `EMTA_SECRET_KEY` (every replica, and an insider with a replica's environment) can no
+/// longer sign a checkpoint that verifies. Before, the key was derived from that secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_logs_signing_key_is_the_sequencers_alone() {
+    let dir = testkit::servers::TempDir::new("log-key").expect("dir");
+    let file = dir.path().join("log.key");
+    let now = service_kit::clock::now();
+    let d = local::deploy(Options {
+        citizens: 10,
+        presale_replicas: 2,
+        public_per_replica: true,
+        log_signing_key: Some(file.clone()),
+        ..Options::new(test_license("saipa", "Shahin", now))
+    })
+    .await
+    .expect("deployment");
+    let secret = d.secret.clone();
+    let env = env_of(d);
+    let key = presale::transparency::LogKey::from_file(&file).expect("the key file");
+    for base in [&env.base, &env.replica] {
+        let served = reqwest::get(format!("{base}/transparency/key"))
+            .await
+            .expect("key")
+            .text()
+            .await
+            .expect("text");
+        assert_eq!(served.trim(), key.verifier_key(), "{base}");
+    }
+    let insider = presale::transparency::LogKey::from_keyring(&service_kit::keys::Keyring::new(
+        secret.as_bytes(),
+        &[],
+    ));
+    assert_ne!(insider.verifier_key(), key.verifier_key());
+    let campaign = env.store.licenses().await.expect("licenses").remove(0).id;
+    let forged = insider.sign(&campaign, 1, tlog_root_of(&["x"]), now * 1000);
+    assert!(
+        presale::transparency::open_checkpoint(&forged, key.verifier_key(), &campaign).is_err(),
+        "a checkpoint signed with the secret's key verifies"
+    );
+    // The sequencer signs; both replicas serve what it signed.
+    let mut note = String::new();
+    for _ in 0..100 {
+        if let Ok(r) = reqwest::get(format!(
+            "{}/transparency/{campaign}/checkpoint",
+            env.replica
+        ))
+        .await
+        {
+            if r.status() == 200 {
+                note = r.text().await.expect("text");
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    presale::transparency::open_checkpoint(&note, key.verifier_key(), &campaign)
+        .expect("the sequencer's checkpoint, served by the other replica");
+    let report = presale::transparency::verify::audit(
+        &presale::transparency::verify::HttpSource::new(&env.replica),
+        &campaign,
+        key.verifier_key(),
+        &[],
+    )
+    .await
+    .expect("audit");
+    assert!(report.ok(), "{:?}", report.findings);
+}
+
+/// The Merkle root of `records`.
+fn tlog_root_of(records: &[&str]) -> presale::transparency::Hash {
+    let mut tree = presale::transparency::MemoryTree::default();
+    for r in records {
+        tree.push(r.as_bytes());
+    }
+    tree.root()
 }

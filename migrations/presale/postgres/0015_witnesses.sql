@@ -13,3 +13,6 @@ CREATE TABLE log_cosignatures (
 
 CREATE TRIGGER log_cosignatures_append_only BEFORE UPDATE OR DELETE ON log_cosignatures
     FOR EACH ROW EXECUTE FUNCTION log_append_only();
+-- Row triggers do not see TRUNCATE; statement triggers do.
+CREATE TRIGGER log_cosignatures_no_truncate BEFORE TRUNCATE ON log_cosignatures
+    FOR EACH STATEMENT EXECUTE FUNCTION log_append_only();

@@ -32,7 +32,7 @@ pub(crate) fn router(g: &super::Gates) -> Router<Core> {
         .route("/transparency/{id}/records", get(records))
         .route("/transparency/{id}/proof", get(proof))
         .route("/transparency/{id}/consistency", get(consistency))
-                .route("/{m}/c/{id}/receipts", get(receipts))
+        .route("/{m}/c/{id}/receipts", get(receipts))
         // Anyone may post; only a configured witness's signature is kept. Gated as the
         // reads are, so a flood of posts sheds like any other public request.
         .route(
@@ -79,7 +79,7 @@ fn campaign(core: &Core, id: &str) -> Result<std::sync::Arc<License>> {
 async fn key(State(core): State<Core>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        format!("{}\n", core.log_key.verifier_key()),
+        format!("{}\n", core.log_verifier.as_str()),
     )
         .into_response()
 }
@@ -232,7 +232,7 @@ async fn receipts(
     let holder = core.queue.holder(&id, &c.national_id);
     let list = core
         .store
-        .receipts(&id, &holder.0, core.log_key.verifier_key())
+        .receipts(&id, &holder.0, core.log_verifier.as_str())
         .await?;
     Ok((
         [(
@@ -271,7 +271,7 @@ async fn overview(State(core): State<Core>, Path(id): Path<String>) -> Result<Re
             a href=(format!("/transparency/{id}/records?start=0&end=1000")) { "records.json" } " · "
             a href="/transparency/key" { (fa(t!("کلید عمومی", "public key"))) } }
         p { (fa(t!("هر کسی می‌تواند کل گزارش را بازسازی و بررسی کند:", "Anyone can recompute and check the whole log:"))) }
-        pre { "presale verify " (base) " " (id) " --key '" (core.log_key.verifier_key()) "'" }
+        pre { "presale verify " (base) " " (id) " --key '" (core.log_verifier.as_str()) "'" }
         h3 { (fa(t!("بررسی رسید", "Check a receipt"))) }
         form method="get" action="/transparency/check" {
             label for="receipt" { (fa(t!("رسید (متن JSON)", "The receipt (its JSON)"))) }
@@ -296,7 +296,7 @@ struct CheckQuery {
 async fn check(State(core): State<Core>, Query(q): Query<CheckQuery>) -> Result<Response> {
     let receipt: Receipt =
         serde_json::from_str(&q.receipt).map_err(|_| Error::bad_request(msg::BAD_RECEIPT))?;
-    let key = core.log_key.verifier_key();
+    let key = core.log_verifier.as_str();
     let verdict: std::result::Result<String, String> = async {
         let head = receipt.check(key).map_err(|e| e.to_string())?;
         let latest_note = core

@@ -328,18 +328,36 @@ impl Store {
         for key in witnesses {
             for line in witness::signatures_of(note, std::slice::from_ref(key)) {
                 let name = key.split('+').take(2).collect::<Vec<_>>().join("+");
-                sqlx::query(
+                let inserted = sqlx::query(
                     "INSERT INTO log_cosignatures (license_id, size, witness, signature, at_ms) \
                      VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
                 )
                 .bind(license_id)
                 .bind(checkpoint.size() as i64)
-                .bind(name)
+                .bind(&name)
                 .bind(&line)
                 .bind(now_ms)
                 .execute(&self.pool)
-                .await?;
-                kept += 1;
+                .await?
+                .rows_affected();
+                // Kept is what is served: a line already stored counts only if it is
+                // this one (a row put there by other hands keeps the witness's out).
+                let stored = inserted == 1
+                    || sqlx::query(
+                        "SELECT signature FROM log_cosignatures \
+                         WHERE license_id = $1 AND size = $2 AND witness = $3",
+                    )
+                    .bind(license_id)
+                    .bind(checkpoint.size() as i64)
+                    .bind(&name)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .map(|r| r.try_get::<String, _>("signature"))
+                    .transpose()?
+                    .is_some_and(|s| s == line);
+                if stored {
+                    kept += 1;
+                }
             }
         }
         Ok(Some(kept))

@@ -21,7 +21,9 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use tlog_tiles::checkpoint::Checkpoint;
-use tlog_tiles::tlog::{self, Hash, HashReader};
+/// A Merkle tree hash (RFC 6962), as the log and its proofs carry it.
+pub use tlog_tiles::tlog::Hash;
+use tlog_tiles::tlog::{self, HashReader};
 
 use crate::domain::NewLicense;
 
@@ -331,6 +333,20 @@ impl LogKey {
             signer: std::sync::Arc::new(signer),
             verifier,
         }
+    }
+
+    /// The key kept in `file`: 32 bytes, made on first use (readable by its owner only).
+    pub fn from_file(file: &std::path::Path) -> Result<Self, String> {
+        if !file.exists() {
+            let seed: [u8; 32] = rand::random();
+            witness::write_private(file, &seed).map_err(|e| format!("{}: {e}", file.display()))?;
+        }
+        let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let seed: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| format!("{}: not a 32-byte key", file.display()))?;
+        Ok(Self::from_seed(&seed))
     }
 
     /// The public key in note format (`name+id+key`), as verifiers pin it.

@@ -136,19 +136,28 @@ pub async fn audit(
     verifier_key: &str,
     kept: &[String],
 ) -> Result<Report, String> {
-    audit_witnessed(source, campaign, verifier_key, kept, &[]).await
+    audit_witnessed(source, campaign, verifier_key, kept, &[], 0).await
 }
 
-/// As [`audit`], relying only on checkpoints that every witness of `witnesses` (their
-/// verifier keys) cosigned ([`super::witness`]): a log that shows this auditor a tree
-/// the witnesses did not see (a split view: another tree signed for another audience)
-/// is a finding, and records past the last witnessed checkpoint wait for a later run.
+/// How long a log's checkpoint may wait for its witnesses' cosignatures before an
+/// auditor that names them calls it unwitnessed (witnesses poll every few seconds).
+pub const WITNESS_LAG_MS: i64 = 10 * 60 * 1000;
+
+/// As [`audit`], and each witness of `witnesses` (their verifier keys, see
+/// [`super::witness`]) must have kept up with the log: a witness that cosigned none of
+/// the checkpoints served, or whose last cosigned checkpoint is more than
+/// [`WITNESS_LAG_MS`] behind a larger one (by the checkpoints' own times, or by `now_ms`
+/// for one signed that long ago), is a finding. A view the witnesses did not see (a split
+/// view: another tree signed for this auditor) can then live at most that long past the
+/// last checkpoint the witnesses cosigned, after which its records must hash to what they
+/// cosigned, or the log's own heads disagree.
 pub async fn audit_witnessed(
     source: &impl LogSource,
     campaign: &str,
     verifier_key: &str,
     kept: &[String],
     witnesses: &[String],
+    now_ms: i64,
 ) -> Result<Report, String> {
     let mut report = Report::default();
     let mut heads = Vec::new();
@@ -159,28 +168,38 @@ pub async fn audit_witnessed(
         }
     }
     heads.sort_by_key(|h| h.size);
-    if !witnesses.is_empty() {
-        let witnessed = |h: &Head| {
-            witnesses
+    if let Some(newest) = heads.last().cloned() {
+        for w in witnesses {
+            let name = w.split('+').next().unwrap_or_default();
+            let Some(last) = heads
                 .iter()
-                .all(|w| super::witness::cosigned_by(&h.note, w))
-        };
-        let Some(last) = heads.iter().rev().find(|h| witnessed(h)).map(|h| h.size) else {
-            report.find(format!(
-                "no checkpoint of this log is cosigned by every witness ({}): the log shows this auditor a tree its witnesses have not seen (a split view), or no witness has looked yet",
-                witnesses
-                    .iter()
-                    .map(|w| w.split('+').next().unwrap_or_default())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-            return Ok(report);
-        };
-        let later = heads.iter().filter(|h| h.size > last).count();
-        heads.retain(|h| h.size <= last);
-        report.checked.push(format!(
-            "the checkpoint of {last} records is cosigned by every witness; {later} later checkpoints are not yet, and wait for a later run"
-        ));
+                .rev()
+                .find(|h| super::witness::cosigned_by(&h.note, w))
+            else {
+                report.find(format!(
+                    "no checkpoint served is cosigned by witness {name}: the log shows this auditor a tree its witness has not seen (a split view), or the witness never looked"
+                ));
+                continue;
+            };
+            let late = heads.iter().find(|h| {
+                h.size > last.size
+                    && (h.at_ms - last.at_ms > WITNESS_LAG_MS || now_ms - h.at_ms > WITNESS_LAG_MS)
+            });
+            match late {
+                Some(h) => report.find(format!(
+                    "witness {name} last cosigned the checkpoint of {} records (time {}); the log's checkpoint of {} records (time {}) has waited longer than {} minutes for it: a split view, or a witness that stopped",
+                    last.size,
+                    last.at_ms,
+                    h.size,
+                    h.at_ms,
+                    WITNESS_LAG_MS / 60_000
+                )),
+                None => report.checked.push(format!(
+                    "witness {name} cosigned the checkpoint of {} records; the newest, of {}, is within its lag",
+                    last.size, newest.size
+                )),
+            }
+        }
     }
     let Some(latest) = heads.last().cloned() else {
         report.find("no checkpoint verifies with the pinned key".into());

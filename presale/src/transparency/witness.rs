@@ -81,7 +81,8 @@ impl WitnessKey {
     }
 }
 
-fn write_private(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes a new file readable by its owner only; an existing file is never overwritten.
+pub(crate) fn write_private(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -151,37 +152,64 @@ pub fn with_signatures(note: &str, extra: &[String]) -> String {
     out
 }
 
-/// What the witness remembers: the last checkpoint it cosigned of each campaign.
+/// What the witness remembers: the last checkpoint it cosigned of each campaign (the
+/// log's signed note, which is also the evidence of what the log showed it), and every
+/// fork it refused, with both signed checkpoints.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct State {
-    /// Campaign → (size, root).
-    pub heads: HashMap<String, (u64, String)>,
+    /// Campaign → (size, root, the log's signed note).
+    pub heads: HashMap<String, (u64, String, String)>,
+    /// Forks refused: the campaign, the checkpoint cosigned and the one that does not
+    /// extend it, both as the log signed them.
+    #[serde(default)]
+    pub forks: Vec<(String, String, String)>,
 }
 
 impl State {
-    pub fn load(file: &Path) -> Result<Self, String> {
+    /// The state in `file`. A witness that starts without one trusts the first checkpoint
+    /// it sees of each campaign: so a missing file is refused unless `init` (a new
+    /// witness, on purpose), never taken for an empty state by accident.
+    pub fn load(file: &Path, init: bool) -> Result<Self, String> {
         if !file.exists() {
-            return Ok(Self::default());
+            return if init {
+                Ok(Self::default())
+            } else {
+                Err(format!(
+                    "{}: no state; a new witness starts with --init (it then trusts the first checkpoint it sees of each campaign)",
+                    file.display()
+                ))
+            };
         }
         serde_json::from_slice(&std::fs::read(file).map_err(|e| e.to_string())?)
             .map_err(|e| format!("{}: {e}", file.display()))
     }
 
-    /// Writes the whole state to a new file and renames it into place.
+    /// Writes the whole state to a new file, flushes it to disk and renames it into place
+    /// (one process per state file).
     pub fn save(&self, file: &Path) -> Result<(), String> {
+        use std::io::Write;
         let tmp: PathBuf = file.with_extension("tmp");
         let json = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
-        std::fs::write(&tmp, json).map_err(|e| e.to_string())?;
-        std::fs::rename(&tmp, file).map_err(|e| e.to_string())
+        let mut f = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
+        f.write_all(&json).map_err(|e| e.to_string())?;
+        f.sync_all().map_err(|e| e.to_string())?;
+        std::fs::rename(&tmp, file).map_err(|e| e.to_string())?;
+        if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 }
 
 /// What one look at a campaign's log came to.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Observed {
-    /// A new checkpoint, consistent with the last one seen, cosigned and posted.
+    /// A new checkpoint, consistent with the last one cosigned: cosigned and posted.
     Cosigned { size: u64 },
-    /// Nothing new since the last look.
+    /// Nothing new since the last look (its cosignature posted again, in case the last
+    /// post was lost).
     Unchanged { size: u64 },
 }
 
@@ -193,17 +221,21 @@ pub enum Refusal {
     #[error("the checkpoint does not verify: {0}")]
     Signature(String),
     /// The log shows a tree that does not extend the one this witness cosigned: a
-    /// rollback or a fork. The evidence is both checkpoints.
+    /// rollback or a fork. Both signed checkpoints are kept in the state's `forks`.
     #[error("the log forked: the checkpoint of size {new} does not extend the cosigned one of size {old}")]
     Fork { old: u64, new: u64 },
-    /// The log could not be read, or refused the cosignature.
+    /// The log could not be read, or refused the cosignature, or the witness's state
+    /// could not be saved.
     #[error("{0}")]
     Unreachable(String),
 }
 
 /// Looks at `campaign`'s log at `base` once: verifies its checkpoint with `log_key`,
-/// checks that it extends the last one this witness cosigned, cosigns it and posts the
-/// cosignature back. `state` is updated (and should be saved) only after a cosignature.
+/// checks that it extends the last one this witness cosigned (the log's consistency
+/// proof), records it in `state` and has `persist` save that **before** the cosignature
+/// leaves (so that no crash, lost answer or refused post can make this witness cosign a
+/// tree that does not extend one it signed), then posts the cosigned note. A fork is
+/// recorded in `state.forks` and persisted too.
 pub async fn observe(
     http: &reqwest::Client,
     base: &str,
@@ -211,6 +243,7 @@ pub async fn observe(
     log_key: &str,
     key: &WitnessKey,
     state: &mut State,
+    persist: &dyn Fn(&State) -> Result<(), String>,
 ) -> Result<Observed, Refusal> {
     let base = base.trim_end_matches('/');
     let get = |path: String| {
@@ -232,24 +265,31 @@ pub async fn observe(
     let note = get(format!("/transparency/{campaign}/checkpoint")).await?;
     let head: Head =
         open_checkpoint(&note, log_key, campaign).map_err(|e| Refusal::Signature(e.to_string()))?;
-    if let Some((old_size, old_root)) = state.heads.get(campaign).cloned() {
+    let fork = |state: &mut State, old: u64, old_note: &str| -> Result<Observed, Refusal> {
+        state
+            .forks
+            .push((campaign.to_owned(), old_note.to_owned(), note.clone()));
+        persist(state).map_err(Refusal::Unreachable)?;
+        Err(Refusal::Fork {
+            old,
+            new: head.size,
+        })
+    };
+    let mut unchanged = false;
+    if let Some((old_size, old_root, old_note)) = state.heads.get(campaign).cloned() {
         let old = parse_hash(&old_root)
             .ok_or_else(|| Refusal::Unreachable("the witness's state is corrupt".into()))?;
         if head.size < old_size || (head.size == old_size && head.root != old) {
-            return Err(Refusal::Fork {
-                old: old_size,
-                new: head.size,
-            });
+            return fork(state, old_size, &old_note);
         }
-        if head.size == old_size {
-            return Ok(Observed::Unchanged { size: head.size });
-        }
-        if old_size > 0 {
+        unchanged = head.size == old_size;
+        if !unchanged && old_size > 0 {
             let body = get(format!(
                 "/transparency/{campaign}/consistency?old={old_size}&new={}",
                 head.size
             ))
             .await?;
+            // An answer that is not a proof is an outage; a proof that fails is a fork.
             let proof: Vec<tlog::Hash> = serde_json::from_str::<serde_json::Value>(&body)
                 .ok()
                 .and_then(|v| {
@@ -259,19 +299,22 @@ pub async fn observe(
                         .map(|p| p.as_str().and_then(parse_hash))
                         .collect()
                 })
-                .ok_or(Refusal::Fork {
-                    old: old_size,
-                    new: head.size,
+                .ok_or_else(|| {
+                    Refusal::Unreachable(format!("{campaign}: the consistency proof does not read"))
                 })?;
-            tlog::check_tree(&proof, head.size, head.root, old_size, old).map_err(|_| {
-                Refusal::Fork {
-                    old: old_size,
-                    new: head.size,
-                }
-            })?;
+            if tlog::check_tree(&proof, head.size, head.root, old_size, old).is_err() {
+                return fork(state, old_size, &old_note);
+            }
         }
     }
     let cosigned = key.cosign(&note).map_err(Refusal::Signature)?;
+    if !unchanged {
+        state.heads.insert(
+            campaign.to_owned(),
+            (head.size, hash_text(&head.root), note.clone()),
+        );
+        persist(state).map_err(Refusal::Unreachable)?;
+    }
     let url = format!("{base}/transparency/{campaign}/cosignatures");
     let r = http
         .post(&url)
@@ -283,10 +326,11 @@ pub async fn observe(
     if !r.status().is_success() {
         return Err(Refusal::Unreachable(format!("{url}: HTTP {}", r.status())));
     }
-    state
-        .heads
-        .insert(campaign.to_owned(), (head.size, hash_text(&head.root)));
-    Ok(Observed::Cosigned { size: head.size })
+    Ok(if unchanged {
+        Observed::Unchanged { size: head.size }
+    } else {
+        Observed::Cosigned { size: head.size }
+    })
 }
 
 #[cfg(test)]

@@ -20,9 +20,10 @@ impl Login<'_> {
             return (base, base);
         }
         if self.pow_load.due() {
-            match self.limiter.count(Subject::LiveLogins).await {
-                Ok(count) => self.pow_load.record(
+            match self.limiter.window(Subject::LiveLogins).await {
+                Ok((count, left)) => self.pow_load.record(
                     count,
+                    left,
                     self.settings.max_live_logins,
                     self.secs(self.settings.login_secs),
                 ),

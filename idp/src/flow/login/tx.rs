@@ -265,8 +265,12 @@ impl Login<'_> {
         // outside today's operator ranges, a format from an older release) is a login
         // that is over, not a server error: the citizen starts again.
         let tx: LoginTx = serde_json::from_str(&raw).map_err(|e| {
-                        // Its kind and place only: the message may quote a value (a phone number).
-            tracing::warn!(kind = ?e.classify(), column = e.column(), "a stored login does not read back");
+            // Its kind and place only: the message may quote a value (a phone number).
+            tracing::warn!(
+                kind = ?e.classify(),
+                column = e.column(),
+                "a stored login does not read back"
+            );
             Error::LoginOver(msg::LOGIN_EXPIRED)
         })?;
         if browser != Some(tx.browser.as_str()) {
