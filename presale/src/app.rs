@@ -74,6 +74,8 @@ pub struct CoreState {
     pub(crate) log_signer: Option<LogKey>,
     /// The logs' public key, as verifiers pin it.
     pub(crate) log_verifier: String,
+    /// Signs the promises of inclusion given at a join or an entry.
+    pub(crate) promise_key: crate::transparency::promise::PromiseKey,
     /// The witnesses whose cosignatures the log keeps (`EMTA_LOG_WITNESSES`).
     pub(crate) log_witnesses: Vec<String>,
     /// Licenses as last read from SQL, shared rather than copied: status polls look them
@@ -303,6 +305,7 @@ impl Application {
             gates: crate::http::Gates::new(&settings),
             log_signer,
             log_verifier,
+            promise_key: crate::transparency::promise::PromiseKey::from_keyring(&keys),
             log_witnesses: settings
                 .log_witnesses
                 .iter()

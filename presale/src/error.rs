@@ -424,6 +424,10 @@ pub mod msg {
         "نوبت شما نرسیده یا مهلت آن گذشته است.",
         "It is not your turn, or your time to apply has run out."
     );
+    pub const NO_PROMISE: Text = t!(
+        "این مرورگر تعهدی برای این پیش‌فروش ندارد.",
+        "This browser holds no promise for this presale."
+    );
     pub const NOT_OUR_CHECKPOINT: Text = t!(
         "این نقطهٔ بررسی از دفتر این کارزار نیست.",
         "This checkpoint is not one of this campaign's log."

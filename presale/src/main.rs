@@ -71,10 +71,17 @@ enum Command {
         /// every one, and the latest is added to it.
         #[arg(long)]
         state: Option<PathBuf>,
-        /// A witness's verifier key (repeatable): rely only on checkpoints every named
-        /// witness cosigned, so a split view is a finding.
+        /// A witness's verifier key (repeatable): each must have kept up with the log,
+        /// so a split view is a finding.
         #[arg(long = "witness")]
         witnesses: Vec<String>,
+        /// Citizens' promises of inclusion (a JSON file: one promise as downloaded from
+        /// a waiting room, or a list of them): each must be the service's and kept.
+        #[arg(long)]
+        promises: Option<PathBuf>,
+        /// The promise key, obtained out of band; without it the published one is used.
+        #[arg(long)]
+        promise_key: Option<String>,
     },
     /// Witness campaign logs: check each new checkpoint extends the one cosigned before
     /// (the log's consistency proof), cosign it with this witness's key and post the
@@ -341,6 +348,8 @@ async fn main() -> anyhow::Result<()> {
             key,
             state,
             witnesses,
+            promises,
+            promise_key,
         } => {
             let source = presale::transparency::verify::HttpSource::new(&url);
             let key = match key {
@@ -371,6 +380,38 @@ async fn main() -> anyhow::Result<()> {
             )
             .await
             .map_err(anyhow::Error::msg)?;
+            let mut report = report;
+            if let Some(file) = &promises {
+                use presale::transparency::promise::Promise;
+                // As downloaded (`{"promise": …, "verdict": …}`), bare, or a list of either.
+                let raw: serde_json::Value = serde_json::from_slice(&std::fs::read(file)?)?;
+                let items = match raw {
+                    serde_json::Value::Array(v) => v,
+                    one => vec![one],
+                };
+                let list: Vec<Promise> = items
+                    .into_iter()
+                    .map(|v| serde_json::from_value(v.get("promise").cloned().unwrap_or(v)))
+                    .collect::<Result<_, _>>()?;
+                let pk = match promise_key {
+                    Some(k) => k,
+                    None => source.promise_key().await.map_err(anyhow::Error::msg)?,
+                };
+                let found = presale::transparency::verify::audit_promises(
+                    &source,
+                    &campaign,
+                    &key,
+                    &pk,
+                    &list,
+                    service_kit::clock::now_ms(),
+                )
+                .await
+                .map_err(anyhow::Error::msg)?;
+                report
+                    .checked
+                    .push(format!("{} promises of inclusion judged", list.len()));
+                report.findings.extend(found);
+            }
             for c in &report.checked {
                 println!("checked: {c}");
             }

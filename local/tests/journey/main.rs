@@ -3198,6 +3198,44 @@ async fn a_witness_cosigns_the_log_and_a_split_view_is_a_finding() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(second > first, "the witness cosigned the grown log");
+    // The cosignature endpoint keeps only a configured witness's signature on one of the
+    // log's own checkpoints: junk is 404, a stranger's cosignature 403, a repost 200.
+    let post = |body: String| {
+        let (http, url) = (
+            &http,
+            format!("{base}/transparency/{campaign}/cosignatures"),
+        );
+        async move {
+            http.post(url)
+                .body(body)
+                .send()
+                .await
+                .expect("post")
+                .status()
+                .as_u16()
+        }
+    };
+    let served = reqwest::get(format!("{base}/transparency/{campaign}/checkpoint"))
+        .await
+        .expect("checkpoint")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(post("not a note".into()).await, 404);
+    let stranger = WitnessKey::from_seed("court", &[6; 32]).expect("a key");
+    // The log's checkpoint without the witness's line, cosigned by a stranger only.
+    let mine = presale::transparency::witness::signatures_of(
+        &served,
+        &[witness.verifier_key().to_owned()],
+    );
+    let bare: String = served
+        .lines()
+        .filter(|l| !mine.iter().any(|m| m == l))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(post(stranger.cosign(&bare).expect("cosign")).await, 403);
+    assert_eq!(post(witness.cosign(&served).expect("cosign")).await, 200);
+    assert_eq!(post(witness.cosign(&served).expect("cosign")).await, 200);
     let witnesses = [witness.verifier_key().to_owned()];
     let real = HttpSource::new(&base);
     let report = audit_witnessed(&real, &campaign, &key, &[], &witnesses, now_ms())
@@ -3487,4 +3525,144 @@ fn tlog_root_of(records: &[&str]) -> presale::transparency::Hash {
         tree.push(r.as_bytes());
     }
     tree.root()
+}
+
+/// A storefront that pushes its requests and whose push the IdP refuses for good (its
+/// client suspended) answers 502 with the reason, and stores no pending sign-in; once the
+/// IdP takes pushes again, the browser is sent with only a `request_uri`. (The review of
+/// PAR in emta's storefronts: a refusal was answered as "busy, retry in 2 s", and each
+/// retry was another push.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_push_is_a_502_not_a_retry() {
+    let now = service_kit::clock::now();
+    let d = local::deploy(Options {
+        citizens: 5,
+        ..Options::new(test_license("iran-khodro", "Dena", now))
+    })
+    .await
+    .expect("deployment");
+    let idp = d.idp.clone();
+    let env = env_of(d);
+    let bare = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let login = || {
+        let (bare, url) = (&bare, format!("{}/iran-khodro/login", env.base));
+        async move { bare.get(url).send().await.expect("login") }
+    };
+    let status = |s| {
+        let idp = idp.clone();
+        async move {
+            idp::admin::set_status(&idp.db, "iran-khodro", s, "test", service_kit::clock::now())
+                .await
+                .expect("status");
+            idp.reload().await.expect("reload");
+        }
+    };
+    status(idp::domain::client::ClientStatus::Suspended).await;
+    let r = login().await;
+    assert_eq!(r.status(), 502);
+    assert!(r.headers().get("location").is_none());
+    let body = r.text().await.expect("body");
+    assert!(body.contains("does not accept sign-ins"), "{body}");
+    status(idp::domain::client::ClientStatus::Active).await;
+    let r = login().await;
+    assert_eq!(r.status(), 303);
+    let to = r
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .expect("a redirect")
+        .to_owned();
+    assert!(to.contains("request_uri="), "{to}");
+}
+
+/// A join is acknowledged with a promise of inclusion (issue 31, point 4: "citizens hold
+/// a promise at the moment of acknowledgement", as CT's signed certificate timestamps):
+/// the record that stands for the ticket and the service's signed word that it is in the
+/// log's tree within the merge delay. The citizen's page shows it kept once a checkpoint
+/// signed in time includes it; the auditor judges promises handed to it, and a promise
+/// whose record never came, or that another key signed, is a finding. Before, a citizen
+/// held nothing a third party could check until after they applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_holds_a_signed_promise_that_the_log_keeps() {
+    use presale::transparency::promise::{Promise, PromiseKey, MMD_MS};
+    use presale::transparency::verify::{audit_promises, HttpSource};
+    let now = service_kit::clock::now();
+    let d = local::deploy(Options {
+        citizens: 5,
+        ..Options::new(test_license("saipa", "Shahin", now))
+    })
+    .await
+    .expect("deployment");
+    let secret = d.secret.clone();
+    let env = env_of(d);
+    let base = env.base.clone();
+    let campaign = env.store.licenses().await.expect("licenses").remove(0).id;
+    let b = Browser::new("");
+    let front = sign_in_to_join(&env, &b, "saipa", &env.citizens[0]).await;
+    let action = form_action(&front.body, "/join");
+    let wait = b
+        .post_follow(
+            &resolve(&format!("{base}/saipa/"), &action),
+            &[("csrf", &input(&front.body, "csrf"))],
+        )
+        .await;
+    assert!(wait.body.contains("/promise"), "{}", wait.body);
+    let promise_url = format!("{base}/saipa/c/{campaign}/promise");
+    let mut answer = serde_json::Value::Null;
+    for _ in 0..100 {
+        answer = serde_json::from_str(&b.go(&promise_url).await.body).expect("json");
+        if answer["verdict"]["kept"] == true {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(answer["verdict"]["kept"], true, "{answer}");
+    let promise: Promise = serde_json::from_value(answer["promise"].clone()).expect("a promise");
+    assert!(
+        promise.record.contains("\"event\":\"ticket\""),
+        "{}",
+        promise.record
+    );
+    let source = HttpSource::new(&base);
+    let key = source.key().await.expect("log key");
+    let pk = source.promise_key().await.expect("promise key");
+    promise.check(&pk).expect("the service's promise");
+    let kept = audit_promises(
+        &source,
+        &campaign,
+        &key,
+        &pk,
+        std::slice::from_ref(&promise),
+        now_ms(),
+    )
+    .await
+    .expect("audit");
+    assert!(kept.is_empty(), "{kept:?}");
+
+    // A promise for a record that never came, its time past: a finding. One that another
+    // key signed: a finding too.
+    let service =
+        PromiseKey::from_keyring(&service_kit::keys::Keyring::new(secret.as_bytes(), &[]));
+    assert_eq!(service.verifier_key(), pk);
+    let never = service.promise(
+        &campaign,
+        &presale::transparency::Event::Ticket {
+            holder: "nobody".into(),
+            arrival: None,
+            ticket: Some(99),
+        }
+        .line(),
+        now_ms() - 2 * MMD_MS,
+    );
+    let stranger = PromiseKey::from_keyring(&service_kit::keys::Keyring::new(b"elsewhere", &[]));
+    let foreign = stranger.promise(&campaign, &promise.record, now_ms());
+    let found = audit_promises(&source, &campaign, &key, &pk, &[never, foreign], now_ms())
+        .await
+        .expect("audit");
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found[0].contains("not kept"), "{found:?}");
+    assert!(found[1].contains("not signed"), "{found:?}");
 }

@@ -33,6 +33,8 @@ pub(crate) fn router(g: &super::Gates) -> Router<Core> {
         .route("/transparency/{id}/proof", get(proof))
         .route("/transparency/{id}/consistency", get(consistency))
         .route("/{m}/c/{id}/receipts", get(receipts))
+        .route("/{m}/c/{id}/promise", get(promise))
+        .route("/transparency/promise-key", get(promise_key))
         // Anyone may post; only a configured witness's signature is kept. Gated as the
         // reads are, so a flood of posts sheds like any other public request.
         .route(
@@ -240,6 +242,52 @@ async fn receipts(
             "attachment; filename=\"emta-receipts.json\"",
         )],
         Json(list),
+    )
+        .into_response())
+}
+
+async fn promise_key(State(core): State<Core>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{}\n", core.promise_key.verifier_key()),
+    )
+        .into_response()
+}
+
+/// This browser's promise of inclusion in a campaign, and what became of it: kept (the
+/// record is in a checkpoint signed by the promised time), pending, or broken.
+async fn promise(
+    State(core): State<Core>,
+    jar: CookieJar,
+    Path((m, id)): Path<(String, String)>,
+) -> Result<Response> {
+    use crate::transparency::promise::Verdict;
+    core.license(&m, &id)
+        .ok_or(Error::not_found(msg::NO_PRESALE))?;
+    let promise =
+        super::waiting::read_promise(&jar, &id).ok_or(Error::not_found(msg::NO_PROMISE))?;
+    let mut heads: Vec<_> = core
+        .store
+        .log_checkpoints(&id)
+        .await?
+        .iter()
+        .filter_map(|n| crate::transparency::open_checkpoint(n, &core.log_verifier, &id).ok())
+        .collect();
+    heads.sort_by_key(|h| h.size);
+    let index = core.store.log_index_of(&id, &promise.record).await?;
+    let verdict = match promise.verdict_at(&heads, index, service_kit::clock::now_ms()) {
+        Verdict::Kept { index, at_ms } => {
+            serde_json::json!({"kept": true, "index": index, "checkpoint_at_ms": at_ms})
+        }
+        Verdict::Pending => serde_json::json!({"kept": null}),
+        Verdict::Broken(why) => serde_json::json!({"kept": false, "finding": why}),
+    };
+    Ok((
+        [(
+            header::CONTENT_DISPOSITION,
+            "attachment; filename=\"emta-promise.json\"",
+        )],
+        Json(serde_json::json!({ "promise": promise, "verdict": verdict })),
     )
         .into_response())
 }

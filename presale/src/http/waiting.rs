@@ -90,7 +90,60 @@ async fn join(
     .secure(core.secure_cookies())
     .max_age(time::Duration::days(3))
     .build();
-    Ok((jar.add(cookie), Redirect::to(&format!("/{m}/c/{id}/wait"))).into_response())
+    // The promise of inclusion: the record that stands for this place in the campaign's
+    // log, and the service's signed word that it is in the tree within the log's merge
+    // delay (`transparency::promise`), given with the acknowledgement itself.
+    let holder = core.queue.holder(&id, &c.national_id).0;
+    let record = match place {
+        Place::Early(arrival) => crate::transparency::Event::Ticket {
+            holder,
+            arrival: Some(arrival),
+            ticket: None,
+        },
+        Place::Ticket(ticket) => crate::transparency::Event::Ticket {
+            holder,
+            arrival: None,
+            ticket: Some(ticket),
+        },
+        Place::Entry(entry) => crate::transparency::Event::Entry { holder, entry },
+    }
+    .line();
+    let promise = core
+        .promise_key
+        .promise(&id, &record, service_kit::clock::now_ms());
+    let promise = Cookie::build((
+        promise_cookie(&id),
+        service_kit::keys::b64(
+            serde_json::to_string(&promise)
+                .map_err(|e| Error::Internal(e.to_string()))?
+                .as_bytes(),
+        ),
+    ))
+    .path(format!("/{m}/c/{id}/"))
+    .http_only(true)
+    .same_site(SameSite::Lax)
+    .secure(core.secure_cookies())
+    .max_age(time::Duration::days(3))
+    .build();
+    Ok((
+        jar.add(cookie).add(promise),
+        Redirect::to(&format!("/{m}/c/{id}/wait")),
+    )
+        .into_response())
+}
+
+/// The cookie that keeps this browser's promise of inclusion for campaign `id`.
+pub(super) fn promise_cookie(id: &str) -> String {
+    format!("emta_promise_{id}")
+}
+
+/// The promise of inclusion this browser was given for campaign `id`, if any.
+pub(super) fn read_promise(
+    jar: &CookieJar,
+    id: &str,
+) -> Option<crate::transparency::promise::Promise> {
+    let raw = jar.get(&promise_cookie(id))?.value().to_owned();
+    serde_json::from_slice(&service_kit::keys::b64_decode(&raw)?).ok()
 }
 
 /// The place in this browser's ticket cookie for campaign `id`; with `owner`, only if it
@@ -211,8 +264,9 @@ async fn wait(
             p { "زمان تقریبی / estimated wait: " span #eta { (st.eta_secs.unwrap_or(0) / 60) } " دقیقه / min" }
         } @else {
             p { (fa(t!("در صف ثبت شدید. ترتیب همه کسانی که پیش از گشایش آمده‌اند پس از گشایش به قید قرعه تعیین می‌شود، با بذری که پس از قطعی شدن فهرست از سهم چند طرف ساخته می‌شود.", "You are in. The order of everyone who joined before the opening is drawn after the opening, with a seed made from several parties' shares once the list is frozen."))) }
-            p { "گشایش / opens: " (format_time(l.opens_at)) }
+                        p { "گشایش / opens: " (format_time(l.opens_at)) }
         }
+        p { a href=(format!("/{m}/c/{id}/promise")) { (fa(t!("تعهد امضاشده ثبت شما در گزارش شفافیت", "Your signed promise of inclusion in the transparency log"))) } }
     };
     Ok(page(StatusCode::OK, t!("صف انتظار", "Waiting room"), body))
 }

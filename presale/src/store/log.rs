@@ -454,6 +454,29 @@ impl Store {
         Ok(out)
     }
 
+    /// Where `record` is in a campaign's sequenced log, if it is.
+    pub async fn log_index_of(
+        &self,
+        license_id: &str,
+        record: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let holder =
+            crate::transparency::Event::parse(record).and_then(|e| e.holder().map(str::to_owned));
+        let rows = sqlx::query(
+            "SELECT idx, body FROM log_records WHERE license_id = $1 AND ref = $2 ORDER BY idx",
+        )
+        .bind(license_id)
+        .bind(holder.unwrap_or_default())
+        .fetch_all(&self.pool)
+        .await?;
+        for r in rows {
+            if r.try_get::<String, _>("body")? == record {
+                return Ok(Some(r.try_get::<i64, _>("idx")? as u64));
+            }
+        }
+        Ok(None)
+    }
+
     /// Events not yet sequenced, per campaign (the operators' journal lag).
     pub async fn log_pending(&self) -> Result<i64, StoreError> {
         Ok(sqlx::query("SELECT COUNT(*) AS n FROM log_pending")

@@ -12,6 +12,7 @@
 //! - [`LogKey`]: the service's signing key for checkpoints, and checking them.
 //! - [`verify`]: the auditor: recomputes a whole campaign from its public log.
 
+pub mod promise;
 pub mod seed;
 pub mod vdf;
 pub mod verify;
@@ -315,19 +316,9 @@ impl LogKey {
     }
 
     pub fn from_seed(seed: &[u8; 32]) -> Self {
-        use base64::Engine;
-        let signing = ed25519_dalek::SigningKey::from_bytes(seed);
-        let public = [&[1u8][..], signing.verifying_key().as_bytes()].concat();
-        let id = signed_note::key_id(KEY_NAME, &public);
-        let private = [&[1u8][..], signing.to_bytes().as_slice()].concat();
-        let skey = format!(
-            "PRIVATE+KEY+{KEY_NAME}+{id:08x}+{}",
-            base64::engine::general_purpose::STANDARD.encode(private)
-        );
-        let verifier = signed_note::new_ed25519_verifier_key(KEY_NAME, &signing.verifying_key());
-        let signer = match signed_note::StandardSigner::new(&skey) {
-            Ok(s) => s,
-            Err(_) => unreachable!("a key built in the format it parses"),
+        let (signer, verifier) = match note_key(KEY_NAME, seed) {
+            Ok(k) => k,
+            Err(_) => unreachable!("KEY_NAME is a valid key name"),
         };
         Self {
             signer: std::sync::Arc::new(signer),
@@ -371,6 +362,39 @@ impl LogKey {
         }
         String::from_utf8_lossy(&note.to_bytes()).into_owned()
     }
+}
+
+/// An Ed25519 signed-note key named `name` from a 32-byte seed: its signer and its
+/// verifier key (`name+id+key`), as the log, its witnesses and its promises use them.
+pub fn note_key(
+    name: &str,
+    seed: &[u8; 32],
+) -> Result<(signed_note::StandardSigner, String), String> {
+    use base64::Engine;
+    if !signed_note::is_key_name_valid(name) {
+        return Err(format!("{name:?} is not a valid key name"));
+    }
+    let signing = ed25519_dalek::SigningKey::from_bytes(seed);
+    let public = [&[1u8][..], signing.verifying_key().as_bytes()].concat();
+    let id = signed_note::key_id(name, &public);
+    let private = [&[1u8][..], signing.to_bytes().as_slice()].concat();
+    let skey = format!(
+        "PRIVATE+KEY+{name}+{id:08x}+{}",
+        base64::engine::general_purpose::STANDARD.encode(private)
+    );
+    let signer = signed_note::StandardSigner::new(&skey).map_err(|e| format!("{e:?}"))?;
+    Ok((
+        signer,
+        signed_note::new_ed25519_verifier_key(name, &signing.verifying_key()),
+    ))
+}
+
+/// Signs `text` (a note's text, ending in a newline) with `signer`.
+pub fn sign_note(signer: &signed_note::StandardSigner, text: &str) -> Result<String, String> {
+    let mut note = signed_note::Note::new(text.as_bytes(), &[]).map_err(|e| format!("{e:?}"))?;
+    let signer: &dyn signed_note::Signer = signer;
+    note.add_sigs(&[signer]).map_err(|e| format!("{e:?}"))?;
+    Ok(String::from_utf8_lossy(&note.to_bytes()).into_owned())
 }
 
 /// A checkpoint that verified: the tree's size, root and time.

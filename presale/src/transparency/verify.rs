@@ -90,6 +90,19 @@ impl LogSource for HttpSource {
     }
 }
 
+impl HttpSource {
+    /// The service's published promise key (pin it as the log's key is pinned).
+    pub async fn promise_key(&self) -> Result<String, String> {
+        let text = self
+            .fetch("/transparency/promise-key")
+            .await?
+            .text()
+            .await
+            .map_err(|e| format!("/transparency/promise-key: {e}"))?;
+        Ok(text.trim().to_owned())
+    }
+}
+
 /// What the auditor found.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -137,6 +150,61 @@ pub async fn audit(
     kept: &[String],
 ) -> Result<Report, String> {
     audit_witnessed(source, campaign, verifier_key, kept, &[], 0).await
+}
+
+/// Records `0..size` of a campaign's log, page by page (fewer if the log serves fewer).
+async fn fetch_records(
+    source: &impl LogSource,
+    campaign: &str,
+    size: u64,
+) -> Result<Vec<String>, String> {
+    let mut records = Vec::with_capacity(size as usize);
+    while (records.len() as u64) < size {
+        let page = source.records(campaign, records.len() as u64, size).await?;
+        if page.is_empty() {
+            break;
+        }
+        records.extend(page);
+    }
+    Ok(records)
+}
+
+/// Judges citizens' promises of inclusion (`promises`, as they downloaded them) against
+/// the log: each must be signed by the service's promise key (`promise_key`), and its
+/// record must be in a checkpoint (signed by `verifier_key`) by the promised time. Returns
+/// a finding per promise broken or not the service's; pending ones are not findings.
+pub async fn audit_promises(
+    source: &impl LogSource,
+    campaign: &str,
+    verifier_key: &str,
+    promise_key: &str,
+    promises: &[super::promise::Promise],
+    now_ms: i64,
+) -> Result<Vec<String>, String> {
+    use super::promise::Verdict;
+    let mut heads: Vec<Head> = source
+        .checkpoints(campaign)
+        .await?
+        .iter()
+        .filter_map(|n| open_checkpoint(n, verifier_key, campaign).ok())
+        .collect();
+    heads.sort_by_key(|h| h.size);
+    let size = heads.last().map_or(0, |h| h.size);
+    let records = fetch_records(source, campaign, size).await?;
+    let mut findings = Vec::new();
+    for (i, p) in promises.iter().enumerate() {
+        if p.campaign != campaign {
+            continue;
+        }
+        if let Err(e) = p.check(promise_key) {
+            findings.push(format!("promise {i}: {e}"));
+            continue;
+        }
+        if let Verdict::Broken(why) = p.verdict(&heads, &records, now_ms) {
+            findings.push(format!("promise {i} was not kept: {why}"));
+        }
+    }
+    Ok(findings)
 }
 
 /// How long a log's checkpoint may wait for its witnesses' cosignatures before an
@@ -205,16 +273,7 @@ pub async fn audit_witnessed(
         report.find("no checkpoint verifies with the pinned key".into());
         return Ok(report);
     };
-    let mut records = Vec::with_capacity(latest.size as usize);
-    while (records.len() as u64) < latest.size {
-        let page = source
-            .records(campaign, records.len() as u64, latest.size)
-            .await?;
-        if page.is_empty() {
-            break;
-        }
-        records.extend(page);
-    }
+    let records = fetch_records(source, campaign, latest.size).await?;
     if records.len() as u64 != latest.size {
         report.find(format!(
             "the log serves {} records; its checkpoint says {}",

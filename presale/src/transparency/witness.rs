@@ -31,23 +31,10 @@ pub struct WitnessKey {
 impl WitnessKey {
     /// The key of witness `name` from a 32-byte seed.
     pub fn from_seed(name: &str, seed: &[u8; 32]) -> Result<Self, String> {
-        use base64::Engine;
-        let key_name = format!("witness/{name}");
-        if !signed_note::is_key_name_valid(&key_name) {
-            return Err(format!("{key_name:?} is not a valid key name"));
-        }
-        let signing = ed25519_dalek::SigningKey::from_bytes(seed);
-        let public = [&[1u8][..], signing.verifying_key().as_bytes()].concat();
-        let id = signed_note::key_id(&key_name, &public);
-        let private = [&[1u8][..], signing.to_bytes().as_slice()].concat();
-        let skey = format!(
-            "PRIVATE+KEY+{key_name}+{id:08x}+{}",
-            base64::engine::general_purpose::STANDARD.encode(private)
-        );
-        let signer = signed_note::StandardSigner::new(&skey).map_err(|e| format!("{e:?}"))?;
+        let (signer, verifier) = super::note_key(&format!("witness/{name}"), seed)?;
         Ok(Self {
             signer: std::sync::Arc::new(signer),
-            verifier: signed_note::new_ed25519_verifier_key(&key_name, &signing.verifying_key()),
+            verifier,
         })
     }
 
