@@ -648,7 +648,7 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
     let log_key = match &o.log_signing_key {
         Some(file) => Some((
             file.clone(),
-            presale::transparency::LogKey::from_file(file)
+            presale::transparency::LogKey::from_file(file, true)
                 .map_err(anyhow::Error::msg)?
                 .verifier_key()
                 .to_owned(),

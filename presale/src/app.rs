@@ -240,7 +240,7 @@ impl Application {
         let (log_signer, log_verifier) =
             match (&settings.log_signing_key_file, &settings.log_verifier_key) {
                 (Some(file), given) => {
-                    let key = LogKey::from_file(file).map_err(anyhow::Error::msg)?;
+                    let key = LogKey::from_file(file, false).map_err(anyhow::Error::msg)?;
                     if let Some(v) = given {
                         anyhow::ensure!(
                         v.trim() == key.verifier_key(),
@@ -263,6 +263,16 @@ impl Application {
                     (Some(key), v)
                 }
             };
+        // The key must be the one the logs were signed with: a replica left without its
+        // key settings (which would sign with the secret's key), a wrong key file, or a
+        // key changed under existing logs refuses to start rather than sign a second tree
+        // or break every receipt (`presale log-key --from-secret` keeps the old key).
+        if let Some((license, note)) = store.latest_log_head().await? {
+            anyhow::ensure!(
+                crate::transparency::open_checkpoint(&note, &log_verifier, &license).is_ok(),
+                "the transparency logs' key {log_verifier} does not verify the checkpoints already signed (campaign {license}): set EMTA_LOG_SIGNING_KEY_FILE or EMTA_LOG_VERIFIER_KEY to the key they were signed with"
+            );
+        }
         let redis_url = settings.storage.redis_url.expose();
         let sessions = if redis_url.is_empty() {
             Ephemeral::memory()

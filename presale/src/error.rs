@@ -424,6 +424,10 @@ pub mod msg {
         "نوبت شما نرسیده یا مهلت آن گذشته است.",
         "It is not your turn, or your time to apply has run out."
     );
+    pub const PROMISE_LINK: Text = t!(
+        "تعهد امضاشده ثبت شما در گزارش شفافیت",
+        "Your signed promise of inclusion in the transparency log"
+    );
     pub const NO_PROMISE: Text = t!(
         "این مرورگر تعهدی برای این پیش‌فروش ندارد.",
         "This browser holds no promise for this presale."

@@ -123,6 +123,18 @@ enum Command {
     LogKey {
         #[arg(long)]
         key_file: PathBuf,
+        /// Write the key this deployment has signed with so far (derived from
+        /// EMTA_SECRET_KEY) instead of a new one: the move to a sequencer's key without
+        /// changing the key auditors and witnesses pinned.
+        #[arg(long)]
+        from_secret: bool,
+        #[arg(
+            long,
+            env = "EMTA_SECRET_KEY",
+            default_value = "",
+            hide_env_values = true
+        )]
+        secret_key: String,
     },
     /// Print a witness's verifier key (for the log's EMTA_LOG_WITNESSES and auditors'
     /// `verify --witness`), making its private key file on first use.
@@ -332,9 +344,22 @@ async fn main() -> anyhow::Result<()> {
                 tokio::time::sleep(std::time::Duration::from_secs(interval_secs)).await;
             }
         }
-        Command::LogKey { key_file } => {
-            let key =
-                presale::transparency::LogKey::from_file(&key_file).map_err(anyhow::Error::msg)?;
+        Command::LogKey {
+            key_file,
+            from_secret,
+            secret_key,
+        } => {
+            if from_secret {
+                anyhow::ensure!(!secret_key.is_empty(), "EMTA_SECRET_KEY is required");
+                let keys = service_kit::keys::Keyring::new(secret_key.as_bytes(), &[]);
+                presale::transparency::LogKey::write_seed(
+                    &key_file,
+                    &presale::transparency::LogKey::seed_of(&keys),
+                )
+                .map_err(anyhow::Error::msg)?;
+            }
+            let key = presale::transparency::LogKey::from_file(&key_file, true)
+                .map_err(anyhow::Error::msg)?;
             println!("{}", key.verifier_key());
         }
         Command::WitnessKey { name, key_file } => {

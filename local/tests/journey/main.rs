@@ -3467,8 +3467,10 @@ async fn the_logs_signing_key_is_the_sequencers_alone() {
     .await
     .expect("deployment");
     let secret = d.secret.clone();
+    let presale_db = d.databases[1].url.clone();
+    let (issuer, fronts) = (d.issuer.clone(), d.storefronts.clone());
     let env = env_of(d);
-    let key = presale::transparency::LogKey::from_file(&file).expect("the key file");
+    let key = presale::transparency::LogKey::from_file(&file, false).expect("the key file");
     for base in [&env.base, &env.replica] {
         let served = reqwest::get(format!("{base}/transparency/key"))
             .await
@@ -3516,6 +3518,27 @@ async fn the_logs_signing_key_is_the_sequencers_alone() {
     .await
     .expect("audit");
     assert!(report.ok(), "{:?}", report.findings);
+
+    // A replica left without its key settings would sign with the secret's key: it
+    // refuses to start, since that key does not verify the checkpoints already signed.
+    let mut stray = local::deploy::presale_settings(
+        ([127, 0, 0, 1], 0).into(),
+        "http://localhost:9",
+        &issuer,
+        &secret,
+        &fronts,
+    );
+    stray.storage.database_url = presale::config::Secret::new(presale_db);
+    let refused = presale::Application::build(stray)
+        .await
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        refused
+            .as_deref()
+            .is_some_and(|e| e.contains("does not verify")),
+        "{refused:?}"
+    );
 }
 
 /// The Merkle root of `records`.
@@ -3621,6 +3644,27 @@ async fn a_join_holds_a_signed_promise_that_the_log_keeps() {
     }
     assert_eq!(answer["verdict"]["kept"], true, "{answer}");
     let promise: Promise = serde_json::from_value(answer["promise"].clone()).expect("a promise");
+    // Joining again keeps the first acknowledgement's promise: never replaced by a later
+    // one (whose time would be easier to keep).
+    let front = b.go(&format!("{base}/saipa/")).await;
+    let again = testkit::forms::form_action(&front.body, "/join").expect("the join form again");
+    b.post_follow(
+        &resolve(&format!("{base}/saipa/"), &again),
+        &[("csrf", &input(&front.body, "csrf"))],
+    )
+    .await;
+    let kept_answer: serde_json::Value =
+        serde_json::from_str(&b.go(&promise_url).await.body).expect("json");
+    assert_eq!(
+        kept_answer["promise"], answer["promise"],
+        "the first promise stands"
+    );
+    // Without a sign-in, no promise is shown (a shared browser keeps the cookie).
+    assert_eq!(
+        reqwest::get(&promise_url).await.expect("get").status(),
+        401,
+        "the promise page needs the citizen"
+    );
     assert!(
         promise.record.contains("\"event\":\"ticket\""),
         "{}",

@@ -45,7 +45,8 @@ pub(super) async fn waiting(
     let body = html! {
         h2 { (l.model) }
         p { "شماره ثبت‌نام / entry: " strong { (entry_id(entry)) } }
-        p { a href=(format!("/{m}/c/{id}/lottery")) { (fa(t!("فهرست عمومی و نتیجه قرعه‌کشی", "Public list and result of the draw"))) } }
+                p { a href=(format!("/{m}/c/{id}/lottery")) { (fa(t!("فهرست عمومی و نتیجه قرعه‌کشی", "Public list and result of the draw"))) } }
+        p { a href=(format!("/{m}/c/{id}/promise")) { (fa(msg::PROMISE_LINK)) } }
         @match rank {
             None => {
                 meta http-equiv="refresh" content="30";

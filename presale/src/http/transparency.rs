@@ -262,19 +262,34 @@ async fn promise(
     Path((m, id)): Path<(String, String)>,
 ) -> Result<Response> {
     use crate::transparency::promise::Verdict;
+    // The signed-in citizen's own promise only: a shared browser shows nobody else's.
+    let Some(c) = core.citizen(&jar, &m).await? else {
+        return Err(Error::user(StatusCode::UNAUTHORIZED, msg::SIGN_IN_EXPIRED));
+    };
     core.license(&m, &id)
         .ok_or(Error::not_found(msg::NO_PRESALE))?;
-    let promise =
-        super::waiting::read_promise(&jar, &id).ok_or(Error::not_found(msg::NO_PROMISE))?;
-    let mut heads: Vec<_> = core
-        .store
-        .log_checkpoints(&id)
-        .await?
-        .iter()
-        .filter_map(|n| crate::transparency::open_checkpoint(n, &core.log_verifier, &id).ok())
-        .collect();
-    heads.sort_by_key(|h| h.size);
+    let holder = core.queue.holder(&id, &c.national_id).0;
+    let promise = super::waiting::read_promise(&jar, &id)
+        .filter(|p| {
+            p.campaign == id
+                && p.check(core.promise_key.verifier_key()).is_ok()
+                && crate::transparency::Event::parse(&p.record)
+                    .is_some_and(|e| e.holder() == Some(holder.as_str()))
+        })
+        .ok_or(Error::not_found(msg::NO_PROMISE))?;
+    // The index first, then the first checkpoint past it (one row by the primary key):
+    // a record sequenced between two reads is never judged without its checkpoint.
     let index = core.store.log_index_of(&id, &promise.record).await?;
+    let heads: Vec<_> = match index {
+        Some(i) => core
+            .store
+            .log_checkpoint_past(&id, i)
+            .await?
+            .and_then(|n| crate::transparency::open_checkpoint(&n, &core.log_verifier, &id).ok())
+            .into_iter()
+            .collect(),
+        None => Vec::new(),
+    };
     let verdict = match promise.verdict_at(&heads, index, service_kit::clock::now_ms()) {
         Verdict::Kept { index, at_ms } => {
             serde_json::json!({"kept": true, "index": index, "checkpoint_at_ms": at_ms})

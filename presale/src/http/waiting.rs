@@ -108,6 +108,11 @@ async fn join(
         Place::Entry(entry) => crate::transparency::Event::Entry { holder, entry },
     }
     .line();
+    // A repeated join keeps the promise given at the first acknowledgement (its earlier
+    // time is the one that must be kept): it is never replaced by a later one.
+    if read_promise(&jar, &id).is_some_and(|p| p.record == record) {
+        return Ok((jar.add(cookie), Redirect::to(&format!("/{m}/c/{id}/wait"))).into_response());
+    }
     let promise = core
         .promise_key
         .promise(&id, &record, service_kit::clock::now_ms());
@@ -266,7 +271,7 @@ async fn wait(
             p { (fa(t!("در صف ثبت شدید. ترتیب همه کسانی که پیش از گشایش آمده‌اند پس از گشایش به قید قرعه تعیین می‌شود، با بذری که پس از قطعی شدن فهرست از سهم چند طرف ساخته می‌شود.", "You are in. The order of everyone who joined before the opening is drawn after the opening, with a seed made from several parties' shares once the list is frozen."))) }
                         p { "گشایش / opens: " (format_time(l.opens_at)) }
         }
-        p { a href=(format!("/{m}/c/{id}/promise")) { (fa(t!("تعهد امضاشده ثبت شما در گزارش شفافیت", "Your signed promise of inclusion in the transparency log"))) } }
+        p { a href=(format!("/{m}/c/{id}/promise")) { (fa(msg::PROMISE_LINK)) } }
     };
     Ok(page(StatusCode::OK, t!("صف انتظار", "Waiting room"), body))
 }

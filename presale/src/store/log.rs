@@ -2,7 +2,8 @@
 //!
 //! An event is appended to `log_pending` inside the transaction of what it records, so it
 //! exists exactly when its action committed. The sequencer ([`Store::sequence_log`], run by
-//! the admitter on any replica, one at a time per campaign under `log_state`'s row lock)
+//! the admitter on a replica that holds the log's key, one at a time per campaign under
+//! `log_state`'s row lock)
 //! takes what is pending, gives it the next indices, stores the records and the tree's
 //! hashes (tlog's stored-hash layout: about two per record) and signs a checkpoint. Records,
 //! hashes and checkpoints are insert-only (triggers refuse the rest); a change made anyway
@@ -452,6 +453,32 @@ impl Store {
             });
         }
         Ok(out)
+    }
+
+    /// The most recently signed checkpoint of any campaign, and its campaign.
+    pub async fn latest_log_head(&self) -> Result<Option<(String, String)>, StoreError> {
+        sqlx::query("SELECT license_id, note FROM log_heads ORDER BY at_ms DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| Ok((r.try_get("license_id")?, r.try_get("note")?)))
+            .transpose()
+    }
+
+    /// The first signed checkpoint whose tree holds record `index`.
+    pub async fn log_checkpoint_past(
+        &self,
+        license_id: &str,
+        index: u64,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query(
+            "SELECT note FROM log_heads WHERE license_id = $1 AND size > $2 ORDER BY size LIMIT 1",
+        )
+        .bind(license_id)
+        .bind(index as i64)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|r| r.try_get("note"))
+        .transpose()?)
     }
 
     /// Where `record` is in a campaign's sequenced log, if it is.

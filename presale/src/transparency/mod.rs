@@ -308,11 +308,23 @@ pub enum CheckpointError {
 
 impl LogKey {
     pub fn from_keyring(keys: &service_kit::keys::Keyring) -> Self {
-        let seed = service_kit::keys::sha256(
+        Self::from_seed(&Self::seed_of(keys))
+    }
+
+    /// The seed of the key derived from the shared secret (a local deployment's key, and
+    /// every deployment's before the sequencer held its own): `presale log-key
+    /// --from-secret` writes it to a key file, so a deployment moves its key to the
+    /// sequencer without changing it.
+    pub fn seed_of(keys: &service_kit::keys::Keyring) -> [u8; 32] {
+        service_kit::keys::sha256(
             keys.hash("transparency-log-signing-key", b"ed25519")
                 .as_bytes(),
-        );
-        Self::from_seed(&seed)
+        )
+    }
+
+    /// Writes `seed` to a new key file (readable by its owner only).
+    pub fn write_seed(file: &std::path::Path, seed: &[u8; 32]) -> Result<(), String> {
+        witness::write_private(file, seed).map_err(|e| format!("{}: {e}", file.display()))
     }
 
     pub fn from_seed(seed: &[u8; 32]) -> Self {
@@ -326,9 +338,11 @@ impl LogKey {
         }
     }
 
-    /// The key kept in `file`: 32 bytes, made on first use (readable by its owner only).
-    pub fn from_file(file: &std::path::Path) -> Result<Self, String> {
-        if !file.exists() {
+    /// The key kept in `file`: 32 bytes; with `create`, made if missing (readable by its
+    /// owner only). A serving replica never creates one: a mistyped path would otherwise
+    /// start signing with a key nobody pinned.
+    pub fn from_file(file: &std::path::Path, create: bool) -> Result<Self, String> {
+        if create && !file.exists() {
             let seed: [u8; 32] = rand::random();
             witness::write_private(file, &seed).map_err(|e| format!("{}: {e}", file.display()))?;
         }

@@ -216,9 +216,9 @@ pub const WITNESS_LAG_MS: i64 = 10 * 60 * 1000;
 /// the checkpoints served, or whose last cosigned checkpoint is more than
 /// [`WITNESS_LAG_MS`] behind a larger one (by the checkpoints' own times, or by `now_ms`
 /// for one signed that long ago), is a finding. A view the witnesses did not see (a split
-/// view: another tree signed for this auditor) can then live at most that long past the
-/// last checkpoint the witnesses cosigned, after which its records must hash to what they
-/// cosigned, or the log's own heads disagree.
+/// view: another tree signed for this auditor) can then live at most twice that long
+/// past the last checkpoint the witnesses cosigned (once by `now_ms`, once more by the
+/// dates the key holder writes), after which its records must hash to what they cosigned.
 pub async fn audit_witnessed(
     source: &impl LogSource,
     campaign: &str,
@@ -236,6 +236,16 @@ pub async fn audit_witnessed(
         }
     }
     heads.sort_by_key(|h| h.size);
+    // A larger tree is never signed earlier: a checkpoint dated back (to make a late
+    // inclusion look kept, or to slip under a witness's lag) is a finding.
+    for pair in heads.windows(2) {
+        if pair[1].size > pair[0].size && pair[1].at_ms < pair[0].at_ms {
+            report.find(format!(
+                "the checkpoint of {} records is dated {}, before the one of {} records ({})",
+                pair[1].size, pair[1].at_ms, pair[0].size, pair[0].at_ms
+            ));
+        }
+    }
     if let Some(newest) = heads.last().cloned() {
         for w in witnesses {
             let name = w.split('+').next().unwrap_or_default();

@@ -253,10 +253,12 @@ pub async fn observe(
     let head: Head =
         open_checkpoint(&note, log_key, campaign).map_err(|e| Refusal::Signature(e.to_string()))?;
     let fork = |state: &mut State, old: u64, old_note: &str| -> Result<Observed, Refusal> {
-        state
-            .forks
-            .push((campaign.to_owned(), old_note.to_owned(), note.clone()));
-        persist(state).map_err(Refusal::Unreachable)?;
+        // Each fork once, however often the log shows it.
+        let evidence = (campaign.to_owned(), old_note.to_owned(), note.clone());
+        if !state.forks.contains(&evidence) {
+            state.forks.push(evidence);
+            persist(state).map_err(Refusal::Unreachable)?;
+        }
         Err(Refusal::Fork {
             old,
             new: head.size,
@@ -267,6 +269,11 @@ pub async fn observe(
         let old = parse_hash(&old_root)
             .ok_or_else(|| Refusal::Unreachable("the witness's state is corrupt".into()))?;
         if head.size < old_size || (head.size == old_size && head.root != old) {
+            return fork(state, old_size, &old_note);
+        }
+        // Nor is a larger tree dated before the one cosigned.
+        let old_at = open_checkpoint(&old_note, log_key, campaign).map_or(0, |h| h.at_ms);
+        if head.size > old_size && head.at_ms < old_at {
             return fork(state, old_size, &old_note);
         }
         unchanged = head.size == old_size;
