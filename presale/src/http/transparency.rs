@@ -219,6 +219,22 @@ async fn reveal(
     })
 }
 
+/// The signed-in citizen's public identity in campaign `id` of storefront `m` (401 without
+/// a sign-in, 404 for another storefront's campaign).
+async fn signed_in_holder(
+    core: &Core,
+    jar: &CookieJar,
+    m: &str,
+    id: &str,
+) -> Result<crate::domain::citizen::Holder> {
+    let Some(c) = core.citizen(jar, m).await? else {
+        return Err(Error::user(StatusCode::UNAUTHORIZED, msg::SIGN_IN_EXPIRED));
+    };
+    core.license(m, id)
+        .ok_or(Error::not_found(msg::NO_PRESALE))?;
+    Ok(core.queue.holder(id, &c.national_id))
+}
+
 /// The signed-in citizen's receipts in a campaign: their ticket or entry and their
 /// application, each with its inclusion proof and the checkpoint it is proved against.
 async fn receipts(
@@ -226,12 +242,7 @@ async fn receipts(
     jar: CookieJar,
     Path((m, id)): Path<(String, String)>,
 ) -> Result<Response> {
-    let Some(c) = core.citizen(&jar, &m).await? else {
-        return Err(Error::user(StatusCode::UNAUTHORIZED, msg::SIGN_IN_EXPIRED));
-    };
-    core.license(&m, &id)
-        .ok_or(Error::not_found(msg::NO_PRESALE))?;
-    let holder = core.queue.holder(&id, &c.national_id);
+    let holder = signed_in_holder(&core, &jar, &m, &id).await?;
     let list = core
         .store
         .receipts(&id, &holder.0, core.log_verifier.as_str())
@@ -263,12 +274,7 @@ async fn promise(
 ) -> Result<Response> {
     use crate::transparency::promise::Verdict;
     // The signed-in citizen's own promise only: a shared browser shows nobody else's.
-    let Some(c) = core.citizen(&jar, &m).await? else {
-        return Err(Error::user(StatusCode::UNAUTHORIZED, msg::SIGN_IN_EXPIRED));
-    };
-    core.license(&m, &id)
-        .ok_or(Error::not_found(msg::NO_PRESALE))?;
-    let holder = core.queue.holder(&id, &c.national_id).0;
+    let holder = signed_in_holder(&core, &jar, &m, &id).await?.0;
     let promise = super::waiting::read_promise(&jar, &id)
         .filter(|p| {
             p.campaign == id
