@@ -342,16 +342,7 @@ impl LogKey {
     /// owner only). A serving replica never creates one: a mistyped path would otherwise
     /// start signing with a key nobody pinned.
     pub fn from_file(file: &std::path::Path, create: bool) -> Result<Self, String> {
-        if create && !file.exists() {
-            let seed: [u8; 32] = rand::random();
-            witness::write_private(file, &seed).map_err(|e| format!("{}: {e}", file.display()))?;
-        }
-        let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
-        let seed: [u8; 32] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| format!("{}: not a 32-byte key", file.display()))?;
-        Ok(Self::from_seed(&seed))
+        Ok(Self::from_seed(&read_seed(file, create)?))
     }
 
     /// The public key in note format (`name+id+key`), as verifiers pin it.
@@ -366,15 +357,10 @@ impl LogKey {
                 Ok(c) => c.to_bytes(),
                 Err(_) => unreachable!("the origin is never empty and the extension is one line"),
             };
-        let mut note = match signed_note::Note::new(&text, &[]) {
-            Ok(n) => n,
-            Err(_) => unreachable!("a checkpoint is a valid note text"),
-        };
-        let signer: &dyn signed_note::Signer = self.signer.as_ref();
-        if note.add_sigs(&[signer]).is_err() {
-            unreachable!("the key name is valid");
+        match sign_note(&self.signer, &String::from_utf8_lossy(&text)) {
+            Ok(note) => note,
+            Err(_) => unreachable!("a checkpoint is a valid note text and the key name is valid"),
         }
-        String::from_utf8_lossy(&note.to_bytes()).into_owned()
     }
 }
 
@@ -401,6 +387,20 @@ pub fn note_key(
         signer,
         signed_note::new_ed25519_verifier_key(name, &signing.verifying_key()),
     ))
+}
+
+/// The 32-byte seed kept in `file`; with `create`, a new random one is written first if
+/// the file is missing (readable by its owner only).
+pub fn read_seed(file: &std::path::Path, create: bool) -> Result<[u8; 32], String> {
+    if create && !file.exists() {
+        let seed: [u8; 32] = rand::random();
+        witness::write_private(file, &seed).map_err(|e| format!("{}: {e}", file.display()))?;
+    }
+    let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| format!("{}: not a 32-byte key", file.display()))
 }
 
 /// Signs `text` (a note's text, ending in a newline) with `signer`.

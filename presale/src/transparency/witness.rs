@@ -41,16 +41,7 @@ impl WitnessKey {
     /// The key kept in `file` (32 random bytes, made on first use, readable by its owner
     /// only).
     pub fn from_file(name: &str, file: &Path) -> Result<Self, String> {
-        if !file.exists() {
-            let seed: [u8; 32] = rand::random();
-            write_private(file, &seed).map_err(|e| format!("{}: {e}", file.display()))?;
-        }
-        let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
-        let seed: [u8; 32] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| format!("{}: not a 32-byte key", file.display()))?;
-        Self::from_seed(name, &seed)
+        Self::from_seed(name, &super::read_seed(file, true)?)
     }
 
     /// The public key in note format, as the log's configuration and auditors name it.
