@@ -158,7 +158,9 @@ const ROUTES: &[Route] = &[
     r(Presale, "GET", "/transparency/{id}/records", &["from", "to", "start", "end"]),
     r(Presale, "GET", "/transparency/{id}/proof", &["index", "size", "leaf"]),
     r(Presale, "GET", "/transparency/{id}/consistency", &["first", "second", "from", "to"]),
-    r(Presale, "POST", "/transparency/{id}/reveal", &["party", "secret", "contribution"]),
+    r(Presale, "POST", "/api/seed-reveals", &["license_id", "secret"]),
+    r(Presale, "POST", "/api/observers/{id}/statements", &["note"]),
+    r(Presale, "POST", "/ministry/licenses/{id}/reveal", &["csrf", "secret"]),
     r(Presale, "GET", "/readyz", &[]),
 ];
 

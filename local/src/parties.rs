@@ -2,7 +2,8 @@
 //!
 //! A real campaign's parties (the ministry and the manufacturer, perhaps an observer) each
 //! keep a secret from `presale commit` and reveal it by hand after the list is frozen
-//! (`POST /transparency/ID/reveal`). Locally nobody is there to do that, so every local
+//! (each through its own channel: the console, the manufacturer's seed client, an
+//! observer's signed statement). Locally nobody is there to do that, so every local
 //! license commits to two fixed demo secrets and [`reveal_when_frozen`] reveals them as
 //! soon as the service accepts. These secrets are public (they are in this file): a local
 //! campaign's seed is recomputable in advance, which is fine for a demo and a test bed and
@@ -29,19 +30,15 @@ pub fn contribution(party: &str) -> Contribution {
     }
 }
 
-/// Sends `manufacturer`'s seed commitment for license number `license_no` through its own
-/// channel, as the manufacturer's back-end would: a client_credentials token of its seed
-/// client (`{manufacturer}-seed`, with `client_secret`) from the IdP at `issuer` (scope
-/// `presale.seed`), then `POST {presale}/api/seed-commitments`.
-pub async fn commit_through_idp(
+/// A client_credentials token of `manufacturer`'s seed client (`{manufacturer}-seed`,
+/// with `client_secret`) from the IdP at `issuer`, scope `presale.seed`: what its
+/// back-end sends with its commitment and its reveal.
+pub async fn seed_token(
     issuer: &str,
-    presale: &str,
     manufacturer: &str,
     client_secret: &str,
-    license_no: &str,
-) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
-    let token: serde_json::Value = http
+) -> anyhow::Result<String> {
+    let token: serde_json::Value = reqwest::Client::new()
         .post(format!("{issuer}/token"))
         .basic_auth(
             format!(
@@ -59,11 +56,46 @@ pub async fn commit_through_idp(
         .error_for_status()?
         .json()
         .await?;
-    let access = token["access_token"]
+    token["access_token"]
         .as_str()
-        .ok_or_else(|| anyhow::anyhow!("no access token: {token}"))?;
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("no access token: {token}"))
+}
+
+/// Sends `manufacturer`'s seed commitment for license number `license_no` through its own
+/// channel, as the manufacturer's back-end would: a token of its seed client (see
+/// [`seed_token`]), then `POST {presale}/api/seed-commitments`. The local demo secret's
+/// commitment.
+pub async fn commit_through_idp(
+    issuer: &str,
+    presale: &str,
+    manufacturer: &str,
+    client_secret: &str,
+    license_no: &str,
+) -> anyhow::Result<()> {
     let commitment = contribution(manufacturer).commitment().commitment;
-    let r = http
+    commit_with_idp(
+        issuer,
+        presale,
+        manufacturer,
+        client_secret,
+        license_no,
+        &commitment,
+    )
+    .await
+}
+
+/// As [`commit_through_idp`], with `commitment`.
+pub async fn commit_with_idp(
+    issuer: &str,
+    presale: &str,
+    manufacturer: &str,
+    client_secret: &str,
+    license_no: &str,
+    commitment: &str,
+) -> anyhow::Result<()> {
+    let access = seed_token(issuer, manufacturer, client_secret).await?;
+    let r = reqwest::Client::new()
         .post(format!("{presale}/api/seed-commitments"))
         .bearer_auth(access)
         .json(&serde_json::json!({ "license_no": license_no, "commitment": commitment }))
@@ -76,6 +108,25 @@ pub async fn commit_through_idp(
         r.text().await.unwrap_or_default()
     );
     Ok(())
+}
+
+/// `manufacturer` reveals `secret` for campaign `license_id` through its seed client
+/// (`POST {presale}/api/seed-reveals`); the answer as it came.
+pub async fn reveal_through_idp(
+    issuer: &str,
+    presale: &str,
+    manufacturer: &str,
+    client_secret: &str,
+    license_id: &str,
+    secret: &str,
+) -> anyhow::Result<reqwest::Response> {
+    let access = seed_token(issuer, manufacturer, client_secret).await?;
+    Ok(reqwest::Client::new()
+        .post(format!("{presale}/api/seed-reveals"))
+        .bearer_auth(access)
+        .json(&serde_json::json!({ "license_id": license_id, "secret": secret }))
+        .send()
+        .await?)
 }
 
 /// The seed's reveal window and delay in a local deployment: the machine reveals at once,
@@ -108,7 +159,10 @@ pub async fn reveal_when_frozen(store: Store) {
                     if done.contains(&key) {
                         continue;
                     }
-                    match store.reveal(&l.id, &c.party, &c.secret).await {
+                    match store
+                        .reveal(&l.id, &c.party, &c.secret, "local:parties")
+                        .await
+                    {
                         Ok(Revealed::TooEarly) | Err(_) => {}
                         Ok(_) => {
                             done.insert(key);

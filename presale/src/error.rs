@@ -85,6 +85,16 @@ pub mod msg {
         pub const REFUSALS: Text = t!("درخواست‌های ردشده (این نمونه)", "Refusals (this replica)");
         pub const AS_OF: Text = t!("زمان", "As of");
         pub const SAME_PERSON: Text = t!("تأییدکننده و پیشنهاددهنده یک نفرند: یکی دیگری را ثبت کرده یا هر دو را یک مدیر ثبت کرده است. تأیید با صادرکننده مستقل دیگری است.", "The approver and the proposer are one person: one enrolled the other, or one administrator enrolled both. Another, independent issuer must approve.");
+        pub const F_MINISTRY_SECRET: Text = t!(
+            "راز وزارت (همان که با presale commit ministry ساخته شد)",
+            "The ministry's secret (as presale commit ministry made it)"
+        );
+        pub const REVEAL_MINISTRY: Text = t!("آشکار کردن سهم وزارت", "Reveal the ministry's share");
+        pub const E_UNKNOWN_OBSERVER: Text = t!(
+            "ناظری با این نام ثبت نشده یا غیرفعال است.",
+            "No observer is registered under this name, or it is disabled."
+        );
+        pub const E_OBSERVER_SIGNATURE: Text = t!("این بیانیه با کلید ثبت‌شده این ناظر امضا نشده یا قالب آن درست نیست.", "This statement is not signed with the key registered for this observer, or is not well formed.");
         pub const E_NOT_SEED_CLIENT: Text = t!("تعهد خودروساز فقط با کلاینت بذر خود او ({خودروساز}-seed) پذیرفته است، نه با کلاینت فروشگاه.", "A manufacturer's commitment is taken from its own seed client ({manufacturer}-seed) only, never the storefront's client.");
         pub const COMMITMENTS: Text = t!("صفحه تعهدها", "The commitments page");
         pub const MINISTRY_COMMITMENT_EXPLAINED: Text = t!("تعهد وزارت را با presale commit ministry روی رایانه خود بسازید و راز را نزد خود نگه دارید؛ اینجا فقط تعهد را بچسبانید. پیشنهاددهنده مجوز نمی‌تواند تعهد وزارت را ثبت کرده باشد.", "Make the ministry's commitment with presale commit ministry on your own computer and keep the secret; paste only the commitment here. Whoever proposes the license cannot be who entered the ministry's commitment.");
@@ -455,6 +465,18 @@ pub mod msg {
     pub const REVEAL_UNKNOWN_PARTY: Text = t!(
         "این طرف در بذر این پیش‌فروش سهمی ندارد.",
         "This party has no share in this presale's seed."
+    );
+    pub const REVEAL_TOO_LATE: Text = t!(
+        "مهلت آشکارسازی گذشته است؛ سهم این طرف «خودداری‌شده» ثبت می‌شود.",
+        "The reveal window has closed; this party's share counts as withheld."
+    );
+    pub const REVEAL_ACCEPTED: Text = t!(
+        "راز پذیرفته شد؛ بذر پس از آشکار شدن همه سهم‌ها یا پایان مهلت، با تأخیر محاسبه می‌شود.",
+        "The secret is accepted; the seed is computed, with its delay, once every share is revealed or the window closes."
+    );
+    pub const REVEAL_ALREADY: Text = t!(
+        "این راز پیش‌تر آشکار شده بود.",
+        "This secret was revealed already."
     );
     pub const REVEAL_MISMATCH: Text = t!(
         "این راز با تعهد منتشرشده این طرف نمی‌خواند.",

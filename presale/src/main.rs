@@ -41,7 +41,7 @@ enum Command {
     /// Make a seed contribution for a license: prints a secret to keep (and reveal after
     /// the freeze) and the commitment to give the ministry at issuance.
     Commit {
-        /// The party: `ministry`, the manufacturer's name, or `observer`.
+        /// The party: `ministry`, the manufacturer's name, or a registered observer's name.
         party: String,
     },
     /// Measure the seed's delay function on this machine: how many steps a second one
@@ -158,6 +158,33 @@ enum Command {
         #[arg(long)]
         grant_to: Option<String>,
     },
+    /// Observers of seeds (a court, a citizens' representative): register one with the
+    /// public key it made with `presale observer-key`, list them, disable one.
+    Observer {
+        #[arg(
+            long,
+            env = "DATABASE_URL",
+            default_value = "sqlite://emta-presale.db?mode=rwc"
+        )]
+        database_url: String,
+        #[command(subcommand)]
+        action: ObserverAction,
+    },
+    /// An observer's side: print its public key (making its private key file on first
+    /// use), or sign a statement to post to `/api/observers/NAME/statements`
+    /// (`curl --data-binary @statement URL/api/observers/NAME/statements`).
+    ObserverKey {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        key_file: PathBuf,
+        /// Sign a commitment: the license number and the commitment `presale commit` made.
+        #[arg(long, num_args = 2, value_names = ["LICENSE_NO", "COMMITMENT"], conflicts_with = "reveal")]
+        commit: Option<Vec<String>>,
+        /// Sign a reveal: the campaign (license id) and the secret `presale commit` made.
+        #[arg(long, num_args = 2, value_names = ["LICENSE_ID", "SECRET"])]
+        reveal: Option<Vec<String>>,
+    },
     /// Ministry staff accounts.
     Staff {
         #[arg(
@@ -184,6 +211,29 @@ enum LicenseAction {
         #[arg(long)]
         actor: String,
     },
+}
+
+#[derive(Subcommand)]
+enum ObserverAction {
+    /// Register an observer under its name with its public key.
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        key: String,
+        /// Who does it, for the audit log.
+        #[arg(long)]
+        actor: String,
+    },
+    /// Disable an observer: its statements no longer count.
+    Disable {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        actor: String,
+    },
+    /// List the observers.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -361,6 +411,57 @@ async fn main() -> anyhow::Result<()> {
             let key = presale::transparency::LogKey::from_file(&key_file, true)
                 .map_err(anyhow::Error::msg)?;
             println!("{}", key.verifier_key());
+        }
+        Command::ObserverKey {
+            name,
+            key_file,
+            commit,
+            reveal,
+        } => {
+            let key = presale::transparency::observer::ObserverKey::from_file(&name, &key_file)
+                .map_err(anyhow::Error::msg)?;
+            let note = match (commit.as_deref(), reveal.as_deref()) {
+                (Some([no, c]), _) => key.commit(no, c).map_err(anyhow::Error::msg)?,
+                (_, Some([id, secret])) => key.reveal(id, secret).map_err(anyhow::Error::msg)?,
+                _ => format!("{}\n", key.verifier_key()),
+            };
+            print!("{note}");
+        }
+        Command::Observer {
+            database_url,
+            action,
+        } => {
+            let store = Store::connect(&database_url, 2).await?;
+            store.migrate().await?;
+            let now = service_kit::clock::now();
+            match action {
+                ObserverAction::Add { name, key, actor } => {
+                    store
+                        .add_observer(&name, &key, &format!("cli:{actor}"), now)
+                        .await?
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    println!("observer {name} registered");
+                }
+                ObserverAction::Disable { name, actor } => {
+                    anyhow::ensure!(
+                        store
+                            .disable_observer(&name, &format!("cli:{actor}"), now)
+                            .await?,
+                        "no enabled observer {name}"
+                    );
+                    println!("observer {name} disabled");
+                }
+                ObserverAction::List => {
+                    for o in store.observers().await? {
+                        let state = if o.disabled_at.is_some() {
+                            "disabled"
+                        } else {
+                            "enabled"
+                        };
+                        println!("{}\t{state}\t{}\tby {}", o.name, o.verifier_key, o.added_by);
+                    }
+                }
+            }
         }
         Command::WitnessKey { name, key_file } => {
             let key = presale::transparency::witness::WitnessKey::from_file(&name, &key_file)

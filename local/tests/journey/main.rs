@@ -5,6 +5,7 @@
 //! Redis.
 
 mod console_browser;
+mod parties;
 
 use local::{Deployment, Options};
 use presale::domain::{NewLicense, PresaleKind, Selection};

@@ -9,8 +9,17 @@
 //!   storefront's client, whose secret presale itself holds). The party is the manufacturer
 //!   that client belongs to: nobody else can commit in its name, and an issuer cannot type
 //!   it in.
+//! - `POST /api/seed-reveals`, JSON `{"license_id", "secret"}`: the manufacturer's secret
+//!   for a campaign whose list is frozen, with a token of the same seed client.
+//! - `POST /api/observers/{name}/statements`, a signed note: a registered observer's
+//!   commitment or reveal (see [`crate::transparency::observer`]), checked against the
+//!   key registered for `name`.
+//!
+//! The ministry's share is revealed in the console by an issuer. Nobody reveals without a
+//! channel that makes them the party: the secret alone is not enough (an issuer who
+//! learnt another party's secret cannot reveal in its name).
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -22,6 +31,7 @@ use service_kit::Text;
 use crate::app::Core;
 use crate::error::msg::console as m;
 use crate::store::commitments::{CommitmentError, Via};
+use crate::store::seeds::Revealed;
 
 /// The service scope a manufacturer's token needs to commit to a seed.
 pub const SEED_SCOPE: &str = "presale.seed";
@@ -29,7 +39,13 @@ pub const SEED_SCOPE: &str = "presale.seed";
 pub use crate::store::commitments::SEED_CLIENT_SUFFIX;
 
 pub(crate) fn router() -> Router<Core> {
-    Router::new().route("/api/seed-commitments", post(seed_commitment))
+    Router::new()
+        .route("/api/seed-commitments", post(seed_commitment))
+        .route("/api/seed-reveals", post(seed_reveal))
+        .route(
+            "/api/observers/{name}/statements",
+            post(observer_statement).layer(axum::extract::DefaultBodyLimit::max(4096)),
+        )
 }
 
 #[derive(Deserialize)]
@@ -66,37 +82,49 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim)
 }
 
-async fn seed_commitment(
-    State(core): State<Core>,
-    headers: HeaderMap,
-    body: Result<Json<SeedCommitment>, axum::extract::rejection::JsonRejection>,
-) -> Response {
+/// The manufacturer whose seed client sent this request's bearer token, or the answer
+/// refusing it.
+async fn seed_client(core: &Core, headers: &HeaderMap) -> Result<(String, String), Response> {
     let Some(ministry) = &core.ministry else {
-        return problem(
+        return Err(problem(
             StatusCode::SERVICE_UNAVAILABLE,
             "temporarily_unavailable",
             m::E_NO_CHANNEL,
-        );
+        ));
     };
     // Only what looks like one of the IdP's access tokens is worth its introspection: no
     // request with any other string reaches the IdP.
-    let Some(token) = bearer(&headers).filter(|t| t.starts_with("at1.") && t.len() <= 2048) else {
-        return problem(StatusCode::UNAUTHORIZED, "invalid_token", m::E_TOKEN);
+    let Some(token) = bearer(headers).filter(|t| t.starts_with("at1.") && t.len() <= 2048) else {
+        return Err(problem(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            m::E_TOKEN,
+        ));
     };
     let caller = match ministry.caller(token).await {
         Ok(Some(c)) => c,
-        Ok(None) => return problem(StatusCode::UNAUTHORIZED, "invalid_token", m::E_TOKEN),
+        Ok(None) => {
+            return Err(problem(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                m::E_TOKEN,
+            ))
+        }
         Err(e) => {
             tracing::warn!(error = %e, "introspection at the IdP");
-            return problem(
+            return Err(problem(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "temporarily_unavailable",
                 crate::error::msg::BUSY,
-            );
+            ));
         }
     };
     if !caller.scopes.iter().any(|s| s == SEED_SCOPE) {
-        return problem(StatusCode::FORBIDDEN, "insufficient_scope", m::E_SCOPE);
+        return Err(problem(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            m::E_SCOPE,
+        ));
     }
     // A manufacturer's seed client, never a client whose secret this service holds.
     let Some(manufacturer) = caller
@@ -108,12 +136,25 @@ async fn seed_commitment(
                 && core.rp.storefront(&caller.client_id).is_none()
         })
     else {
-        return problem(
+        return Err(problem(
             StatusCode::FORBIDDEN,
             "insufficient_scope",
             m::E_NOT_SEED_CLIENT,
-        );
+        ));
     };
+    Ok((manufacturer.to_owned(), caller.client_id.clone()))
+}
+
+async fn seed_commitment(
+    State(core): State<Core>,
+    headers: HeaderMap,
+    body: Result<Json<SeedCommitment>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let (manufacturer, client_id) = match seed_client(&core, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let manufacturer = manufacturer.as_str();
     let Ok(Json(c)) = body else {
         return problem(
             StatusCode::BAD_REQUEST,
@@ -128,7 +169,7 @@ async fn seed_commitment(
             manufacturer,
             c.commitment.trim(),
             Via::IdpClient,
-            &caller.client_id,
+            &client_id,
             service_kit::clock::now(),
         )
         .await
@@ -153,6 +194,161 @@ async fn seed_commitment(
                 "temporarily_unavailable",
                 crate::error::msg::BUSY,
             )
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct SeedReveal {
+    license_id: String,
+    secret: String,
+}
+
+/// What a reveal came to, as an API answer.
+pub(crate) fn reveal_answer(party: &str, r: Revealed) -> Response {
+    use crate::error::msg;
+    let done = |outcome: &str, seeded: bool| {
+        (
+            StatusCode::OK,
+            Json(json!({ "party": party, "outcome": outcome, "seeded": seeded })),
+        )
+            .into_response()
+    };
+    match r {
+        Revealed::Accepted { seeded } => done("accepted", seeded),
+        Revealed::Already => done("already", false),
+        Revealed::TooEarly => problem(StatusCode::CONFLICT, "too_early", msg::REVEAL_TOO_EARLY),
+        Revealed::TooLate => problem(StatusCode::CONFLICT, "too_late", msg::REVEAL_TOO_LATE),
+        Revealed::UnknownParty => problem(
+            StatusCode::NOT_FOUND,
+            "unknown_party",
+            msg::REVEAL_UNKNOWN_PARTY,
+        ),
+        Revealed::Mismatch => problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "mismatch",
+            msg::REVEAL_MISMATCH,
+        ),
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display, doing: &str) -> Response {
+    tracing::error!(error = %e, "{doing}");
+    problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        crate::error::msg::BUSY,
+    )
+}
+
+/// A manufacturer reveals its secret for a campaign, through its seed client as it
+/// committed: the party is the manufacturer the client belongs to.
+async fn seed_reveal(
+    State(core): State<Core>,
+    headers: HeaderMap,
+    body: Result<Json<SeedReveal>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let (manufacturer, client_id) = match seed_client(&core, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let Some(Json(r)) = body.ok().filter(|Json(r)| {
+        crate::transparency::seed::valid_secret(&r.secret) && valid_id(&r.license_id)
+    }) else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            crate::error::msg::BAD_FORM,
+        );
+    };
+    match core
+        .store
+        .reveal(&r.license_id, &manufacturer, &r.secret, &client_id)
+        .await
+    {
+        Ok(outcome) => reveal_answer(&manufacturer, outcome),
+        Err(e) => unavailable(e, "recording a reveal"),
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// An observer's signed statement (its commitment for a license number, or its secret
+/// for a campaign), in the body as a signed note. It counts only if it verifies with the
+/// key registered for the observer named in the path.
+async fn observer_statement(
+    State(core): State<Core>,
+    Path(name): Path<String>,
+    body: String,
+) -> Response {
+    use crate::transparency::observer::{verified, Statement};
+    let key = match core.store.observer_key(&name).await {
+        Ok(Some(k)) => k,
+        Ok(None) => {
+            return problem(
+                StatusCode::NOT_FOUND,
+                "unknown_observer",
+                m::E_UNKNOWN_OBSERVER,
+            )
+        }
+        Err(e) => return unavailable(e, "reading an observer's key"),
+    };
+    let Some(statement) = verified(&body, &name, &key) else {
+        return problem(
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+            m::E_OBSERVER_SIGNATURE,
+        );
+    };
+    match statement {
+        Statement::Commitment {
+            license_no,
+            commitment,
+        } => match core
+            .store
+            .record_commitment(
+                &license_no,
+                &name,
+                &commitment,
+                Via::Observer,
+                &name,
+                service_kit::clock::now(),
+            )
+            .await
+        {
+            Ok(Ok(id)) => (
+                StatusCode::CREATED,
+                Json(json!({ "id": id, "license_no": license_no, "party": name })),
+            )
+                .into_response(),
+            Ok(Err(CommitmentError::Exists)) => {
+                problem(StatusCode::CONFLICT, "exists", m::E_COMMITMENT_EXISTS)
+            }
+            Ok(Err(_)) => problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                m::E_COMMITMENT_FORMAT,
+            ),
+            Err(e) => unavailable(e, "recording a seed commitment"),
+        },
+        Statement::Reveal { license_id, secret } => {
+            if !crate::transparency::seed::valid_secret(&secret) || !valid_id(&license_id) {
+                return problem(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    crate::error::msg::BAD_FORM,
+                );
+            }
+            let by = format!("observer:{name}");
+            match core.store.reveal(&license_id, &name, &secret, &by).await {
+                Ok(outcome) => reveal_answer(&name, outcome),
+                Err(e) => unavailable(e, "recording a reveal"),
+            }
         }
     }
 }

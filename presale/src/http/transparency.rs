@@ -1,16 +1,16 @@
 //! The public transparency log of every campaign (see [`crate::transparency`]): its page,
-//! its checkpoints and records as the auditor downloads them, proofs, the parties'
-//! reveals, a citizen's receipts, and a page that checks a receipt.
+//! its checkpoints and records as the auditor downloads them, proofs, a citizen's receipts
+//! and promises, a page that checks a receipt, and where witnesses post cosignatures.
 //!
-//! Everything here is public and read-only except the reveal, which needs no session: a
-//! secret is accepted only if it opens its party's commitment, and only after the freeze,
-//! so knowing it is the authority.
+//! Everything here is public and read-only except the cosignatures (kept only when they
+//! verify with a configured witness's key). The parties reveal through their own channels
+//! (see [`crate::http::api`] and the console), not here.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Form, Json, Router};
+use axum::{Json, Router};
 use axum_extra::extract::CookieJar;
 use maud::html;
 use service_kit::{t, Text};
@@ -19,7 +19,6 @@ use super::pages::{fa, page};
 use crate::app::Core;
 use crate::domain::License;
 use crate::error::{msg, Error, Result};
-use crate::store::seeds::Revealed;
 use crate::transparency::Receipt;
 
 pub(crate) fn router(g: &super::Gates) -> Router<Core> {
@@ -41,9 +40,7 @@ pub(crate) fn router(g: &super::Gates) -> Router<Core> {
             "/transparency/{id}/cosignatures",
             post(cosign).layer(axum::extract::DefaultBodyLimit::max(MAX_NOTE)),
         );
-    g.browse
-        .around(reads)
-        .route("/transparency/{id}/reveal", post(reveal))
+    g.browse.around(reads)
 }
 
 /// The largest cosigned checkpoint accepted: a checkpoint and a few signature lines.
@@ -159,64 +156,12 @@ async fn consistency(
     Ok(Json(serde_json::json!({ "old": q.old, "new": q.new, "proof": p })).into_response())
 }
 
-#[derive(serde::Deserialize)]
-struct RevealForm {
-    party: String,
-    secret: String,
-}
-
 fn answer(status: StatusCode, text: Text) -> Response {
     (
         status,
         Json(serde_json::json!({ "ok": status.is_success(), "fa": text.fa, "en": text.en })),
     )
         .into_response()
-}
-
-/// A party reveals its secret: `curl -d party=ministry -d secret=... URL/transparency/ID/reveal`.
-async fn reveal(
-    State(core): State<Core>,
-    Path(id): Path<String>,
-    Form(f): Form<RevealForm>,
-) -> Result<Response> {
-    campaign(&core, &id)?;
-    use crate::transparency::seed::{valid_party, valid_secret};
-    if !valid_party(&f.party) || !valid_secret(&f.secret) {
-        return Ok(answer(StatusCode::BAD_REQUEST, msg::BAD_FORM));
-    }
-    Ok(match core.store.reveal(&id, &f.party, &f.secret).await? {
-        Revealed::Accepted { seeded: true } => answer(
-            StatusCode::OK,
-            t!(
-                "پذیرفته شد؛ همه سهم‌ها آشکار شده و بذر ساخته شد.",
-                "Accepted; every share is revealed and the seed is made."
-            ),
-        ),
-        Revealed::Accepted { seeded: false } => answer(
-            StatusCode::OK,
-            t!(
-                "پذیرفته شد؛ بذر پس از آشکار شدن همه سهم‌ها یا پایان مهلت، با تأخیر محاسبه می‌شود.",
-                "Accepted; the seed is computed, with its delay, once every share is revealed or the window closes."
-            ),
-        ),
-        Revealed::TooLate => answer(
-            StatusCode::CONFLICT,
-            t!(
-                "مهلت آشکارسازی گذشته است؛ سهم این طرف «خودداری‌شده» ثبت می‌شود.",
-                "The reveal window has closed; this party's share counts as withheld."
-            ),
-        ),
-        Revealed::Already => answer(
-            StatusCode::OK,
-            t!(
-                "این راز پیش‌تر آشکار شده بود.",
-                "This secret was revealed already."
-            ),
-        ),
-        Revealed::TooEarly => answer(StatusCode::CONFLICT, msg::REVEAL_TOO_EARLY),
-        Revealed::UnknownParty => answer(StatusCode::NOT_FOUND, msg::REVEAL_UNKNOWN_PARTY),
-        Revealed::Mismatch => answer(StatusCode::UNPROCESSABLE_ENTITY, msg::REVEAL_MISMATCH),
-    })
 }
 
 /// The signed-in citizen's public identity in campaign `id` of storefront `m` (401 without

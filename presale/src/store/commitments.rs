@@ -6,6 +6,8 @@
 //!   client's credentials, or its representative's console page (an account enrolled
 //!   for that manufacturer, of other people than the proposer);
 //! - the ministry's came from a member of staff other than the proposer;
+//! - an observer's came as a statement signed with the key registered for it (see
+//!   [`crate::transparency::observer`]);
 //! - every party's commitment is the one recorded for it, once.
 //!
 //! So one issuer can no longer be every party of a draw.
@@ -23,6 +25,8 @@ pub enum Via {
     /// A member of staff, in the console: the ministry's share from an issuer, or the
     /// manufacturer's from its representative.
     Console,
+    /// A statement signed with a registered observer's key: the party is that observer.
+    Observer,
 }
 
 impl Via {
@@ -30,6 +34,7 @@ impl Via {
         match self {
             Self::IdpClient => "idp-client",
             Self::Console => "console",
+            Self::Observer => "observer-key",
         }
     }
 
@@ -37,6 +42,7 @@ impl Via {
         match s {
             "idp-client" => Some(Self::IdpClient),
             "console" => Some(Self::Console),
+            "observer-key" => Some(Self::Observer),
             _ => None,
         }
     }
@@ -250,12 +256,24 @@ impl Store {
                 representatives.insert(r.made_by.clone());
             }
         }
+        // Observers' shares: each by an observer registered (on the record) and enabled,
+        // in its own name, never the manufacturer's.
+        let mut observers = std::collections::HashSet::new();
+        for r in received
+            .iter()
+            .filter(|r| r.via == Via::Observer && r.made_by == r.party && r.party != manufacturer)
+        {
+            if self.observer_key_in(&mut *conn, &r.party).await?.is_some() {
+                observers.insert(r.party.clone());
+            }
+        }
         let mut eligible = match parties_of(
             &received,
             &audited,
             &Vouched {
                 issuers: independent,
                 representatives,
+                observers,
             },
             manufacturer,
             proposer,
@@ -316,8 +334,8 @@ impl Store {
             .and_then(|e| chosen(&e)))
     }
 
-    /// Whether `parties` are what was recorded for the license: the manufacturer's, and
-    /// one eligible ministry commitment.
+    /// Whether `parties` are what was recorded for the license: the manufacturer's, one
+    /// eligible ministry commitment, and registered observers' own.
     pub(crate) async fn check_parties_in(
         &self,
         conn: &mut sqlx::AnyConnection,
@@ -333,18 +351,31 @@ impl Store {
             Ok(e) => e,
             Err(e) => return Ok(Err(e)),
         };
-        // Exactly two parties: the manufacturer's recorded commitment, and one of the
-        // eligible ministry commitments (the one the proposal names: a ministry
-        // commitment entered since does not undo it).
+        // The manufacturer's recorded commitment, one of the eligible ministry commitments
+        // (the one the proposal names: a ministry commitment entered since does not undo
+        // it), and any registered observers' commitments.
         let ministry = parties
             .iter()
             .filter(|p| p.party == MINISTRY)
             .collect::<Vec<_>>();
         let maker = parties
             .iter()
-            .filter(|p| p.party != MINISTRY)
+            .filter(|p| p.party == manufacturer)
             .collect::<Vec<_>>();
-        if parties.len() != 2 || ministry.len() != 1 || maker.len() != 1 {
+        // Every other party is an observer, with the commitment it signed for this
+        // license number, each once.
+        let observers = parties
+            .iter()
+            .filter(|p| p.party != MINISTRY && p.party != manufacturer)
+            .collect::<Vec<_>>();
+        let mut names: Vec<&str> = observers.iter().map(|p| p.party.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        if ministry.len() != 1
+            || maker.len() != 1
+            || names.len() != observers.len()
+            || !observers.iter().all(|o| eligible.observers.contains(o))
+        {
             return Ok(Err(CommitmentError::Mismatch));
         }
         let ministry_authors: Vec<&String> = eligible
@@ -380,6 +411,8 @@ impl Store {
 struct Eligible {
     maker: Vec<(Commitment, Option<String>)>,
     ministry: Vec<(Commitment, String)>,
+    /// Registered observers' commitments, one per observer (its latest).
+    observers: Vec<Commitment>,
     /// (ministry author, representative) pairs with someone behind both.
     dependent: std::collections::HashSet<(String, String)>,
 }
@@ -399,6 +432,8 @@ impl Eligible {
 struct Vouched {
     issuers: std::collections::HashSet<String>,
     representatives: std::collections::HashSet<String>,
+    /// Registered, enabled observers whose commitment is in their own name.
+    observers: std::collections::HashSet<String>,
 }
 
 fn parties_of(
@@ -408,8 +443,6 @@ fn parties_of(
     manufacturer: &str,
     proposer: &str,
 ) -> Result<Eligible, CommitmentError> {
-    // Observers' shares (with keys of their own) are not taken yet: another client's
-    // commitment for this license number is not a party of its seed.
     let counts = |r: &Received| {
         let entry = (
             r.made_by.clone(),
@@ -422,6 +455,9 @@ fn parties_of(
                         && r.made_by != proposer
                         && vouched.issuers.contains(&r.made_by)
                 }
+                party if r.via == Via::Observer => {
+                    party != manufacturer && r.made_by == party && vouched.observers.contains(party)
+                }
                 party => {
                     party == manufacturer
                         && match r.via {
@@ -430,6 +466,7 @@ fn parties_of(
                                 r.made_by != proposer
                                     && vouched.representatives.contains(&r.made_by)
                             }
+                            Via::Observer => false,
                         }
                 }
             }
@@ -454,6 +491,14 @@ fn parties_of(
     if ministry.is_empty() {
         return Err(CommitmentError::NoMinistry);
     }
+    // Each observer's latest commitment for this license number (an observer may have
+    // sent a new one before the proposal; the record keeps both).
+    let mut observed: Vec<&Received> = received
+        .iter()
+        .filter(|r| r.via == Via::Observer && counts(r))
+        .collect();
+    observed.sort_by_key(|r| (r.party.clone(), std::cmp::Reverse(r.made_at)));
+    observed.dedup_by(|a, b| a.party == b.party);
     Ok(Eligible {
         maker: maker
             .into_iter()
@@ -466,6 +511,7 @@ fn parties_of(
             .into_iter()
             .map(|r| (commitment(r), r.made_by.clone()))
             .collect(),
+        observers: observed.into_iter().map(commitment).collect(),
         dependent: std::collections::HashSet::new(),
     })
 }
@@ -484,6 +530,7 @@ fn chosen(e: &Eligible) -> Result<Vec<Commitment>, CommitmentError> {
         })
         .ok_or(CommitmentError::Dependent)?;
     let mut parties = vec![maker.clone(), ministry.clone()];
+    parties.extend(e.observers.iter().cloned());
     parties.sort_by(|a, b| a.party.cmp(&b.party));
     Ok(parties)
 }

@@ -19,6 +19,7 @@ pub mod figures;
 pub mod licenses;
 pub mod log;
 pub mod lottery;
+pub mod observers;
 pub mod proposals;
 pub mod queue;
 pub mod seeds;
@@ -167,6 +168,12 @@ impl Store {
             format!("REVOKE UPDATE, DELETE, TRUNCATE ON {APPEND_ONLY} FROM {role}",),
             format!("REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON _sqlx_migrations FROM {role}"),
             format!("REVOKE DELETE, TRUNCATE ON audit_head FROM {role}"),
+            // Never edited, never removed by the service (see migration 0017, whose
+            // guards bind what it may still update).
+            format!("REVOKE UPDATE, TRUNCATE ON log_pending FROM {role}"),
+            format!(
+                "REVOKE DELETE, TRUNCATE ON licenses, campaign_seeds, seed_parties, staff, seed_observers FROM {role}"
+            ),
         ] {
             sqlx::query(&sql).execute(&mut *tx).await?;
         }

@@ -186,12 +186,15 @@ impl Store {
             .await
     }
 
-    /// A party reveals its secret (after the freeze only). The last reveal derives the seed.
+    /// A party reveals its secret (after the freeze only), through the channel that makes it
+    /// that party (`by`: the member of staff, the manufacturer's seed client or the observer,
+    /// checked by the caller), audited. The last reveal derives an undelayed seed.
     pub async fn reveal(
         &self,
         license_id: &str,
         party: &str,
         secret: &str,
+        by: &str,
     ) -> Result<Revealed, StoreError> {
         let mut tx = service_kit::sql::begin(&self.pool).await?;
         let Some(frozen) = sqlx::query(&format!(
@@ -238,9 +241,19 @@ impl Store {
         .bind(license_id)
         .bind(party)
         .bind(secret)
-        .bind(now_ms)
+                .bind(now_ms)
         .execute(&mut *tx)
         .await?;
+        let detail = format!("{party} revealed");
+        let entry = super::audit::Entry {
+            at: now_ms / 1000,
+            actor: by,
+            action: "seed.reveal",
+            subject: license_id,
+            detail: &detail,
+            anchor: None,
+        };
+        self.audit_in(&mut tx, &entry).await?;
         self.log_event(
             &mut tx,
             license_id,

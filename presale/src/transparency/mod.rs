@@ -12,6 +12,7 @@
 //! - [`LogKey`]: the service's signing key for checkpoints, and checking them.
 //! - [`verify`]: the auditor: recomputes a whole campaign from its public log.
 
+pub mod observer;
 pub mod promise;
 pub mod seed;
 pub mod vdf;

@@ -496,7 +496,9 @@ pub(crate) async fn the_last_party_withholding_changes_nothing_it_could_choose(b
     assert_eq!(sa.draw_lottery(&lic).await.expect("freeze"), None);
     for c in &parties[..2] {
         assert_eq!(
-            sb.reveal(&id, &c.party, &c.secret).await.expect("reveal"),
+            sb.reveal(&id, &c.party, &c.secret, "party")
+                .await
+                .expect("reveal"),
             Revealed::Accepted { seeded: false }
         );
     }
@@ -513,7 +515,7 @@ pub(crate) async fn the_last_party_withholding_changes_nothing_it_could_choose(b
         .expect("the seed, the observer's share withheld");
     let late = &parties[2];
     assert_eq!(
-        sa.reveal(&id, &late.party, &late.secret)
+        sa.reveal(&id, &late.party, &late.secret, "party")
             .await
             .expect("reveal"),
         Revealed::TooLate,

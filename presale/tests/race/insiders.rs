@@ -870,3 +870,162 @@ pub(crate) async fn one_person_behind_two_accounts_is_one_pair_of_eyes(backend: 
         "an author edited in the database"
     );
 }
+
+/// The insider with a replica's `DATABASE_URL` (issue 31, point 4): what decides who gets
+/// a car (a license's terms, its rate, its active bound, its status, the frozen list, the
+/// seed and its parties, the records waiting for the tree, the staff) changes under the
+/// service's role only in the transaction that writes its public record, so every silent
+/// edit is refused; an edit that writes its record too is public, and a forged seed
+/// published that way is the auditor's finding. Meanwhile everything the service itself
+/// does still goes through as that role: issuance, four-eyes changes of rate, bound and
+/// status, joins, the freeze, reveals, the seed, the log. (Before: every edit below was
+/// accepted without a trace.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_service_role_changes_who_gets_a_car_only_in_the_open() {
+    let db = Backend::Servers.database("presale").await;
+    let owner = Store::connect(&db.url, 4).await.expect("owner");
+    owner.migrate().await.expect("migrate");
+    let role = unique("emta_app").to_lowercase();
+    sqlx::query(&format!("CREATE ROLE {role} LOGIN PASSWORD 'app-password'"))
+        .execute(owner.pool())
+        .await
+        .expect("role");
+    owner.grant_service_role(&role).await.expect("grant");
+    let app = Store::connect(&as_user(&db.url, &role, "app-password"), 4)
+        .await
+        .expect("the service's role connects");
+
+    // The service's own path, as the role.
+    staff(&app, "issuer.a", Role::Issuer).await;
+    staff(&app, "issuer.b", Role::Issuer).await;
+    staff(&app, "auditor.a", Role::Auditor).await;
+    let p = propose(
+        &app,
+        &Change::Issue {
+            license: Box::new(license(10, None)),
+        },
+        "issuer.a",
+    )
+    .await;
+    let Ok(Outcome::Done { license_id: id }) =
+        decide(&app, &p, "issuer.b", Decision::Approve).await
+    else {
+        panic!("approved")
+    };
+    let holders: Vec<String> = (0..20).map(|i| format!("p{i}")).collect();
+    app.join_queue(&id, &holders).await.expect("join");
+    app.advance_queue(&id).await.expect("tick").expect("queue");
+    for change in [
+        Change::Rate {
+            license_id: id.clone(),
+            admission_per_min: 5_000_000,
+        },
+        Change::MaxActive {
+            license_id: id.clone(),
+            max_active: 50_000,
+        },
+        Change::Suspend {
+            license_id: id.clone(),
+        },
+        Change::Resume {
+            license_id: id.clone(),
+        },
+    ] {
+        let p = propose(&app, &change, "issuer.a").await;
+        let done = decide(&app, &p, "issuer.b", Decision::Approve).await;
+        assert!(
+            matches!(done, Ok(Outcome::Done { .. })),
+            "{change:?}: {done:?}"
+        );
+    }
+    app.set_staff_standing(
+        "auditor.a",
+        presale::store::staff::Standing::Revoked,
+        "cli:test",
+        service_kit::clock::now(),
+    )
+    .await
+    .expect("an audited change of an account");
+
+    // The insider's silent edits, each refused.
+    let commitment = presale::transparency::seed::commitment_of("an insider's own secret!");
+    for sql in [
+        format!("UPDATE licenses SET admission_per_min = 999999999 WHERE id = '{id}'"),
+        format!("UPDATE licenses SET max_active = 999999 WHERE id = '{id}'"),
+        format!("UPDATE licenses SET status = 'suspended' WHERE id = '{id}'"),
+        format!("UPDATE licenses SET units = 1000 WHERE id = '{id}'"),
+        format!("UPDATE licenses SET closes_at = closes_at + 3600 WHERE id = '{id}'"),
+        format!("UPDATE licenses SET paused_ms = paused_ms + 600000 WHERE id = '{id}'"),
+        format!("DELETE FROM licenses WHERE id = '{id}'"),
+        format!(
+            "UPDATE campaign_seeds SET seed = 'chosen-by-the-insider' WHERE license_id = '{id}'"
+        ),
+        format!(
+            "UPDATE campaign_seeds SET list_size = 0, list_root = 'x' WHERE license_id = '{id}'"
+        ),
+        format!("UPDATE seed_parties SET commitment = '{commitment}' WHERE license_id = '{id}'"),
+        format!(
+            "UPDATE seed_parties SET secret = 'race-test-secret-of-saipa' \
+             WHERE license_id = '{id}' AND party = 'saipa'"
+        ),
+        format!(
+            "INSERT INTO seed_parties (license_id, party, commitment) \
+             VALUES ('{id}', 'insider', '{commitment}')"
+        ),
+        "UPDATE log_pending SET body = body".to_owned(),
+        format!("DELETE FROM log_pending WHERE license_id = '{id}'"),
+        "INSERT INTO staff (username, password_hash, totp_secret, role, created_at) \
+         VALUES ('ghost', 'h', 's', 'issuer', 1)"
+            .to_owned(),
+        "UPDATE staff SET role = 'issuer' WHERE username = 'auditor.a'".to_owned(),
+        "UPDATE staff SET totp_secret = 'JBSWY3DPEHPK3PXP' WHERE username = 'issuer.a'".to_owned(),
+        "UPDATE staff SET password_hash = 'x' WHERE username = 'issuer.a'".to_owned(),
+        "UPDATE staff SET disabled_at = NULL, session_epoch = 0 WHERE username = 'auditor.a'"
+            .to_owned(),
+        "DELETE FROM staff WHERE username = 'auditor.a'".to_owned(),
+    ] {
+        let r = sqlx::query(&sql).execute(app.pool()).await;
+        let e = r.expect_err(&format!("the service's role may not: {sql}"));
+        let text = e.to_string();
+        assert!(
+            text.contains("permission denied")
+                || text.contains("not for the service")
+                || text.contains("without its")
+                || text.contains("not in the license")
+                || text.contains("without being appended"),
+            "{sql}: {text}"
+        );
+    }
+    assert!(
+        app.log_pending().await.expect("pending") > 0,
+        "the records waiting for the tree are all still there"
+    );
+
+    // An insider who writes the record too is in the open: a seed chosen before the
+    // reveals, published with its record, is what the auditor finds.
+    let mut tx = app.pool().begin().await.expect("begin");
+    sqlx::query("INSERT INTO log_pending (license_id, body, ref) VALUES ($1, $2, NULL)")
+        .bind(&id)
+        .bind(r#"{"event":"seed","seed":"chosen-by-the-insider"}"#)
+        .execute(&mut *tx)
+        .await
+        .expect("the record");
+    sqlx::query("UPDATE campaign_seeds SET seed = 'chosen-by-the-insider' WHERE license_id = $1")
+        .bind(&id)
+        .execute(&mut *tx)
+        .await
+        .expect("the seed");
+    tx.commit().await.expect("public, so it commits");
+    // The service's own path goes on: the parties reveal, the log is sequenced.
+    super::reveal_all(&app, &id).await;
+    let size = super::transparency::sequence_all(&app, &id).await;
+    assert!(size > 20, "{size}");
+    let report = super::transparency::audit_db(&app, &id, &[]).await;
+    assert!(
+        report.findings.iter().any(|f| f.contains("seed")),
+        "the forged seed is a finding: {:?}",
+        report.findings
+    );
+    app.close().await;
+    owner.close().await;
+}

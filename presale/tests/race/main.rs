@@ -88,7 +88,10 @@ fn contributions() -> Vec<Contribution> {
 /// the seed exists.
 async fn reveal_all(store: &Store, id: &str) -> bool {
     for c in contributions() {
-        let _ = store.reveal(id, &c.party, &c.secret).await.expect("reveal");
+        let _ = store
+            .reveal(id, &c.party, &c.secret, "party")
+            .await
+            .expect("reveal");
     }
     store.settle_seed(id).await.expect("settle").is_some()
 }

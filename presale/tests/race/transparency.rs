@@ -143,7 +143,9 @@ pub(crate) async fn the_seed_is_unknowable_until_the_list_is_frozen_and_every_pa
     assert_eq!(secrets, 0, "no secret stored before its reveal");
     let c = &contributions()[0];
     assert_eq!(
-        sa.reveal(&id, &c.party, &c.secret).await.expect("reveal"),
+        sa.reveal(&id, &c.party, &c.secret, "party")
+            .await
+            .expect("reveal"),
         Revealed::TooEarly,
         "a reveal before the freeze is refused"
     );
@@ -171,27 +173,35 @@ pub(crate) async fn the_seed_is_unknowable_until_the_list_is_frozen_and_every_pa
     );
 
     assert_eq!(
-        sb.reveal(&id, &c.party, "a secret that was never committed")
+        sb.reveal(&id, &c.party, "a secret that was never committed", "party")
             .await
             .expect("reveal"),
         Revealed::Mismatch
     );
     assert_eq!(
-        sb.reveal(&id, "observer", &c.secret).await.expect("reveal"),
+        sb.reveal(&id, "observer", &c.secret, "party")
+            .await
+            .expect("reveal"),
         Revealed::UnknownParty
     );
     assert_eq!(
-        sb.reveal(&id, &c.party, &c.secret).await.expect("reveal"),
+        sb.reveal(&id, &c.party, &c.secret, "party")
+            .await
+            .expect("reveal"),
         Revealed::Accepted { seeded: false }
     );
     assert_eq!(tick(&sa, &id).await.serving, 0, "one party is not enough");
     assert_eq!(
-        sb.reveal(&id, &c.party, &c.secret).await.expect("reveal"),
+        sb.reveal(&id, &c.party, &c.secret, "party")
+            .await
+            .expect("reveal"),
         Revealed::Already
     );
     let d = &contributions()[1];
     assert_eq!(
-        sa.reveal(&id, &d.party, &d.secret).await.expect("reveal"),
+        sa.reveal(&id, &d.party, &d.secret, "party")
+            .await
+            .expect("reveal"),
         Revealed::Accepted { seeded: false },
         "the seed waits for its delay, computed outside the reveal"
     );

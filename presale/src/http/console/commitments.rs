@@ -81,6 +81,7 @@ pub(super) async fn list(State(app): State<App>, staff: Staff) -> Result<Respons
                                 @match c.via {
                                     Via::IdpClient => "the manufacturer's credentials at emta (client_credentials, checked at the IdP)",                                    Via::Console if c.party == MINISTRY => "the console (an issuer)",
                                     Via::Console => "the console (the manufacturer's representative)",
+                                    Via::Observer => "a statement signed with the observer's registered key",
                                 }
                             }
                             dt { (fa(m::COMMITTED_BY)) } dd lang="en" dir="ltr" { (c.made_by) }

@@ -129,6 +129,15 @@ pub(super) async fn show(
             @if let Some((size, root)) = &seed.frozen {
                 p { (fa(m::FROZEN_LIST)) " " (size) " · " code.hash { (root) } }
             }
+            @if issuer && seed.frozen.is_some() && seed.seed.is_none()
+                && seed.parties.iter().any(|(p, revealed)| p.party == crate::store::commitments::MINISTRY && !*revealed) {
+                form method="post" action=(format!("/ministry/licenses/{}/reveal", l.id)) {
+                    input type="hidden" name="csrf" value=(staff.csrf);
+                    label for="secret" { (fa(m::F_MINISTRY_SECRET)) }
+                    input #secret type="password" name="secret" required autocomplete="off";
+                    button type="submit" { (fa(m::REVEAL_MINISTRY)) }
+                }
+            }
             @if let Some(s) = &seed.seed { p { "seed: " code.hash { (s) } } }
             h3 { (fa(m::SIGNED_HEAD)) }
             @if let Some(n) = &head { pre.note { (n) } } @else { p { (fa(m::NONE)) } }
@@ -277,4 +286,48 @@ pub(super) async fn rate(
         admission_per_min: per_min,
     };
     propose(&app, &staff, &f.csrf, change).await
+}
+
+#[derive(Deserialize)]
+pub(super) struct RevealForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    secret: String,
+}
+
+/// An issuer reveals the ministry's secret for a campaign whose list is frozen (the
+/// ministry's channel, as entering its commitment was; audited under their name).
+pub(super) async fn reveal(
+    State(app): State<App>,
+    staff: Staff,
+    Path(id): Path<String>,
+    Form(f): Form<RevealForm>,
+) -> Result<Response, Error> {
+    use crate::error::msg;
+    use crate::store::seeds::Revealed;
+    staff.may(Role::Issuer, &f.csrf)?;
+    let secret = f.secret.trim();
+    if !crate::transparency::seed::valid_secret(secret) {
+        return Err(Error::user(StatusCode::BAD_REQUEST, msg::BAD_FORM));
+    }
+    let refused = |status, text| Err(Error::user(status, text));
+    match app
+        .store
+        .reveal(
+            &id,
+            crate::store::commitments::MINISTRY,
+            secret,
+            &staff.username,
+        )
+        .await?
+    {
+        Revealed::Accepted { .. } | Revealed::Already => {
+            Ok(Redirect::to(&format!("/ministry/licenses/{id}")).into_response())
+        }
+        Revealed::TooEarly => refused(StatusCode::CONFLICT, msg::REVEAL_TOO_EARLY),
+        Revealed::TooLate => refused(StatusCode::CONFLICT, msg::REVEAL_TOO_LATE),
+        Revealed::UnknownParty => refused(StatusCode::NOT_FOUND, msg::REVEAL_UNKNOWN_PARTY),
+        Revealed::Mismatch => refused(StatusCode::UNPROCESSABLE_ENTITY, msg::REVEAL_MISMATCH),
+    }
 }

@@ -62,6 +62,7 @@ pub(crate) fn router() -> Router<App> {
         )
         .route("/ministry/licenses/{id}/extend", post(license::extend))
         .route("/ministry/licenses/{id}/pause", post(license::pause))
+        .route("/ministry/licenses/{id}/reveal", post(license::reveal))
         .route("/ministry/licenses/{id}/unpause", post(license::unpause))
         .route("/ministry/proposals/{id}", get(proposals::show))
         .route("/ministry/proposals/{id}/approve", post(proposals::approve))

@@ -1,0 +1,225 @@
+-- What the service's own database role may change (issue 31, point 4). The service runs
+-- as a role that owns nothing (`presale migrate --grant-to`); these guards, owned with the
+-- tables by the migrations' role, make every change that decides who gets a car either
+-- impossible for it or public: it takes effect only in the transaction that appends its
+-- record to the campaign's transparency log (or, for staff, its entry to the hash-chained
+-- audit log), with the same values. A silent edit with a replica's DATABASE_URL is
+-- refused at commit; one that writes the record too is in the public log for every
+-- auditor to see and judge (a forged seed fails the recomputation, a rate without its
+-- approval stands out). The owner is not bound: it could switch any trigger off.
+
+-- Whether the current role owns (or is a member of the owner of) table `rel`.
+CREATE FUNCTION emta_owner_acts(rel oid) RETURNS boolean AS $$
+    SELECT pg_has_role(current_user, c.relowner, 'MEMBER') FROM pg_class c WHERE c.oid = rel
+$$ LANGUAGE sql STABLE;
+
+-- The records of event `ev` this transaction appended to campaign `lic`'s log.
+CREATE FUNCTION emta_logged_now(lic text, ev text) RETURNS SETOF jsonb AS $$
+    SELECT body::jsonb FROM log_pending
+    WHERE license_id = lic AND xmin = pg_current_xact_id()::xid AND body::jsonb ->> 'event' = ev
+$$ LANGUAGE sql STABLE;
+
+-- Whether this transaction appended an audit entry `action` (a LIKE pattern) about `subj`.
+CREATE FUNCTION emta_audited_now(action_like text, subj text) RETURNS boolean AS $$
+    SELECT EXISTS (SELECT 1 FROM audit_log
+                   WHERE subject = subj AND action LIKE action_like
+                     AND xmin = pg_current_xact_id()::xid)
+$$ LANGUAGE sql STABLE;
+
+CREATE FUNCTION emta_refuse() RETURNS trigger AS $$
+BEGIN
+    IF emta_owner_acts(TG_RELID) AND TG_OP = 'DELETE' THEN
+        RETURN OLD;
+    ELSIF emta_owner_acts(TG_RELID) THEN
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION '%: % is not for the service''s role (%)', TG_TABLE_NAME, TG_OP, TG_ARGV[0]
+        USING ERRCODE = 'insufficient_privilege';
+END;
+$$ LANGUAGE plpgsql;
+
+-- Licenses: the terms never change after issuance.
+CREATE TRIGGER licenses_terms_fixed BEFORE UPDATE ON licenses FOR EACH ROW
+    WHEN ((OLD.id, OLD.license_no, OLD.manufacturer, OLD.model, OLD.units, OLD.unit_price,
+           OLD.down_payment, OLD.kind, OLD.delivery_deadline, OLD.opens_at, OLD.closes_at,
+           OLD.selection, OLD.apply_window_secs, OLD.min_age, OLD.round, OLD.seed_commitment,
+           OLD.seed, OLD.created_at, OLD.exclusion_manufacturers, OLD.exclusion_months,
+           OLD.seed_reveal_secs, OLD.seed_iterations)
+          IS DISTINCT FROM
+          (NEW.id, NEW.license_no, NEW.manufacturer, NEW.model, NEW.units, NEW.unit_price,
+           NEW.down_payment, NEW.kind, NEW.delivery_deadline, NEW.opens_at, NEW.closes_at,
+           NEW.selection, NEW.apply_window_secs, NEW.min_age, NEW.round, NEW.seed_commitment,
+           NEW.seed, NEW.created_at, NEW.exclusion_manufacturers, NEW.exclusion_months,
+           NEW.seed_reveal_secs, NEW.seed_iterations))
+    EXECUTE FUNCTION emta_refuse('a license''s terms are fixed at issuance');
+CREATE TRIGGER licenses_no_delete BEFORE DELETE ON licenses FOR EACH ROW
+    EXECUTE FUNCTION emta_refuse('a license is never removed');
+
+-- Licenses: status, rate, bound, pause and freeze change only with their record.
+CREATE FUNCTION licenses_change_logged() RETURNS trigger AS $$
+BEGIN
+    IF emta_owner_acts(TG_RELID) THEN RETURN NULL; END IF;
+    IF TG_OP = 'INSERT' THEN
+        IF NOT EXISTS (SELECT 1 FROM emta_logged_now(NEW.id, 'license') e WHERE e ->> 'id' = NEW.id) THEN
+            RAISE EXCEPTION 'license %: issued without its record in the public log', NEW.id
+                USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        RETURN NULL;
+    END IF;
+    IF (OLD.status, OLD.suspended_at_ms) IS DISTINCT FROM (NEW.status, NEW.suspended_at_ms)
+       AND NOT EXISTS (SELECT 1 FROM emta_logged_now(NEW.id, 'status') e
+                       WHERE e ->> 'status' = NEW.status) THEN
+        RAISE EXCEPTION 'license %: a change of status without its record in the public log', NEW.id
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF OLD.admission_per_min IS DISTINCT FROM NEW.admission_per_min
+       AND NOT EXISTS (SELECT 1 FROM emta_logged_now(NEW.id, 'rate') e
+                       WHERE (e ->> 'admission_per_min')::bigint = NEW.admission_per_min) THEN
+        RAISE EXCEPTION 'license %: a change of rate without its record in the public log', NEW.id
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF OLD.max_active IS DISTINCT FROM NEW.max_active
+       AND NOT EXISTS (SELECT 1 FROM emta_logged_now(NEW.id, 'max_active') e
+                       WHERE (e ->> 'max_active')::bigint = NEW.max_active) THEN
+        RAISE EXCEPTION 'license %: a change of the active bound without its record in the public log', NEW.id
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    -- The time given back (a pause's or a suspension's length) moves with either record.
+    IF (OLD.paused_ms, OLD.admissions_paused_at_ms)
+           IS DISTINCT FROM (NEW.paused_ms, NEW.admissions_paused_at_ms)
+       AND NOT EXISTS (SELECT 1 FROM emta_logged_now(NEW.id, 'admissions'))
+       AND NOT EXISTS (SELECT 1 FROM emta_logged_now(NEW.id, 'status')) THEN
+        RAISE EXCEPTION 'license %: a pause of admissions without its record in the public log', NEW.id
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF OLD.frozen_at_ms IS DISTINCT FROM NEW.frozen_at_ms
+       AND (OLD.frozen_at_ms IS NOT NULL
+            OR NOT EXISTS (SELECT 1 FROM emta_logged_now(NEW.id, 'frozen'))) THEN
+        RAISE EXCEPTION 'license %: a freeze without its record in the public log', NEW.id
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql;
+CREATE CONSTRAINT TRIGGER licenses_issued_logged AFTER INSERT ON licenses
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION licenses_change_logged();
+CREATE CONSTRAINT TRIGGER licenses_change_logged AFTER UPDATE ON licenses
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+    WHEN ((OLD.status, OLD.suspended_at_ms, OLD.paused_ms, OLD.admission_per_min, OLD.max_active,
+           OLD.admissions_paused_at_ms, OLD.frozen_at_ms)
+          IS DISTINCT FROM
+          (NEW.status, NEW.suspended_at_ms, NEW.paused_ms, NEW.admission_per_min, NEW.max_active,
+           NEW.admissions_paused_at_ms, NEW.frozen_at_ms))
+    EXECUTE FUNCTION licenses_change_logged();
+
+-- The frozen list, once written, is final; the seed is written once, with its record.
+CREATE TRIGGER campaign_seeds_list_fixed BEFORE UPDATE ON campaign_seeds FOR EACH ROW
+    WHEN ((OLD.license_id, OLD.list, OLD.list_size, OLD.list_root, OLD.frozen_at_ms)
+              IS DISTINCT FROM (NEW.license_id, NEW.list, NEW.list_size, NEW.list_root, NEW.frozen_at_ms)
+          OR (OLD.seed IS NOT NULL AND OLD.seed IS DISTINCT FROM NEW.seed))
+    EXECUTE FUNCTION emta_refuse('a frozen list and a seed are final');
+CREATE TRIGGER campaign_seeds_no_delete BEFORE DELETE ON campaign_seeds FOR EACH ROW
+    EXECUTE FUNCTION emta_refuse('a frozen list is never removed');
+CREATE FUNCTION campaign_seeds_logged() RETURNS trigger AS $$
+BEGIN
+    IF emta_owner_acts(TG_RELID) THEN RETURN NULL; END IF;
+    IF TG_OP = 'INSERT' AND NOT EXISTS (
+           SELECT 1 FROM emta_logged_now(NEW.license_id, 'frozen') e
+           WHERE (e ->> 'size')::bigint = NEW.list_size AND e ->> 'root' = NEW.list_root
+             AND e ->> 'list' = NEW.list) THEN
+        RAISE EXCEPTION 'campaign %: a list frozen without its record in the public log', NEW.license_id
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF NEW.seed IS NOT NULL AND (TG_OP = 'INSERT' OR OLD.seed IS NULL) AND NOT EXISTS (
+           SELECT 1 FROM emta_logged_now(NEW.license_id, 'seed') e WHERE e ->> 'seed' = NEW.seed) THEN
+        RAISE EXCEPTION 'campaign %: a seed without its record in the public log', NEW.license_id
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql;
+CREATE CONSTRAINT TRIGGER campaign_seeds_logged AFTER INSERT OR UPDATE ON campaign_seeds
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION campaign_seeds_logged();
+
+-- A party's commitment is the license's; its secret is written once, with its reveal.
+CREATE TRIGGER seed_parties_fixed BEFORE UPDATE ON seed_parties FOR EACH ROW
+    WHEN ((OLD.license_id, OLD.party, OLD.commitment)
+              IS DISTINCT FROM (NEW.license_id, NEW.party, NEW.commitment)
+          OR (OLD.secret IS NOT NULL AND OLD.secret IS DISTINCT FROM NEW.secret))
+    EXECUTE FUNCTION emta_refuse('a seed party''s commitment and reveal are final');
+CREATE TRIGGER seed_parties_no_delete BEFORE DELETE ON seed_parties FOR EACH ROW
+    EXECUTE FUNCTION emta_refuse('a seed party is never removed');
+CREATE FUNCTION seed_parties_logged() RETURNS trigger AS $$
+BEGIN
+    IF emta_owner_acts(TG_RELID) THEN RETURN NULL; END IF;
+    IF TG_OP = 'INSERT' AND NOT EXISTS (
+           SELECT 1 FROM emta_logged_now(NEW.license_id, 'license') e
+           WHERE e -> 'terms' -> 'parties'
+                 @> jsonb_build_array(jsonb_build_object('party', NEW.party, 'commitment', NEW.commitment))) THEN
+        RAISE EXCEPTION 'campaign %: a seed party not in the license''s record', NEW.license_id
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF NEW.secret IS NOT NULL AND (TG_OP = 'INSERT' OR OLD.secret IS NULL) AND NOT EXISTS (
+           SELECT 1 FROM emta_logged_now(NEW.license_id, 'reveal') e
+           WHERE e ->> 'party' = NEW.party AND e ->> 'secret' = NEW.secret) THEN
+        RAISE EXCEPTION 'campaign %: a reveal without its record in the public log', NEW.license_id
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql;
+CREATE CONSTRAINT TRIGGER seed_parties_logged AFTER INSERT OR UPDATE ON seed_parties
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION seed_parties_logged();
+
+-- Staff: an account is made or changed only with its audit entry (the last TOTP step a
+-- sign-in spends is not a change of who may act).
+CREATE TRIGGER staff_no_delete BEFORE DELETE ON staff FOR EACH ROW
+    EXECUTE FUNCTION emta_refuse('a staff account is disabled, never removed');
+CREATE FUNCTION staff_audited() RETURNS trigger AS $$
+BEGIN
+    IF emta_owner_acts(TG_RELID) THEN RETURN NULL; END IF;
+    IF TG_OP = 'INSERT' AND NOT emta_audited_now('staff.add', NEW.username) THEN
+        RAISE EXCEPTION 'staff %: an account without its staff.add audit entry', NEW.username
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF TG_OP = 'UPDATE' AND NOT emta_audited_now('staff.%', NEW.username) THEN
+        RAISE EXCEPTION 'staff %: a change without its audit entry', NEW.username
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql;
+CREATE CONSTRAINT TRIGGER staff_added_audited AFTER INSERT ON staff
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION staff_audited();
+CREATE CONSTRAINT TRIGGER staff_change_audited AFTER UPDATE ON staff
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+    WHEN ((OLD.username, OLD.password_hash, OLD.totp_secret, OLD.role, OLD.created_at,
+           OLD.disabled_at, OLD.session_epoch, OLD.manufacturer)
+          IS DISTINCT FROM
+          (NEW.username, NEW.password_hash, NEW.totp_secret, NEW.role, NEW.created_at,
+           NEW.disabled_at, NEW.session_epoch, NEW.manufacturer))
+    EXECUTE FUNCTION staff_audited();
+
+-- Records waiting for the tree: never edited; removed only by the sequencer, in the
+-- transaction that appends them to the tree (each removed record is among the records
+-- appended past the tree's size, which the sequencer moves on after the removal).
+CREATE TRIGGER log_pending_no_update BEFORE UPDATE ON log_pending FOR EACH ROW
+    EXECUTE FUNCTION emta_refuse('a record waiting for the tree is never edited');
+CREATE FUNCTION log_pending_moved() RETURNS trigger AS $$
+BEGIN
+    IF emta_owner_acts(TG_RELID) THEN RETURN NULL; END IF;
+    IF EXISTS (
+        SELECT g.license_id, g.body, g.ref FROM gone g
+        EXCEPT ALL
+        SELECT r.license_id, r.body, r.ref FROM log_records r JOIN log_state s
+            ON s.license_id = r.license_id
+        WHERE r.license_id IN (SELECT DISTINCT license_id FROM gone) AND r.idx >= s.size
+    ) THEN
+        RAISE EXCEPTION 'a record waiting for the tree was removed without being appended to it'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql;
+CREATE TRIGGER log_pending_moved AFTER DELETE ON log_pending
+    REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION log_pending_moved();
