@@ -1,7 +1,7 @@
 //! The ledger of acknowledgements: every ticket, admission and tracking code the servers
 //! answered a citizen during the run, checked afterwards against the durable public
 //! record, the campaign's transparency log (audited first: signatures, consistency, the
-//! shuffle, the admission order and the cap, by `presale`'s own verifier); and every
+//! shuffle, the admission order and the cap, by the `emta-verify` crate's auditor); and every
 //! sign-in a storefront acknowledged, checked against the IdP's durable record of the
 //! tokens it answered (its grants and refresh tokens, read from its database where the
 //! tool has it: a rehearsal owns it; `load run --idp-database-url` for a deployment).
@@ -14,7 +14,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use presale::transparency::verify::{self, HttpSource, Summary};
+use emta_verify::audit::{self as verify, HttpSource, Summary};
 use serde::Serialize;
 
 /// What the servers acknowledged, per citizen (indexes into the run's citizens).

@@ -258,7 +258,7 @@ impl Application {
                     (None, v.trim().to_owned())
                 }
                 (None, None) => {
-                    let key = LogKey::from_keyring(&keys);
+                    let key = <LogKey as crate::transparency::FromKeyring>::from_keyring(&keys);
                     let v = key.verifier_key().to_owned();
                     (Some(key), v)
                 }
@@ -315,7 +315,7 @@ impl Application {
             gates: crate::http::Gates::new(&settings),
             log_signer,
             log_verifier,
-            promise_key: crate::transparency::promise::PromiseKey::from_keyring(&keys),
+            promise_key: crate::transparency::FromKeyring::from_keyring(&keys),
             log_witnesses: settings
                 .log_witnesses
                 .iter()

@@ -55,34 +55,9 @@ enum Command {
         #[arg(long, default_value_t = 600)]
         seconds: u64,
     },
-    /// Audit a campaign from its public transparency log alone: checkpoints, consistency,
-    /// the seed, the shuffle, the admission order, the draw and every acceptance. Exits
-    /// non-zero on any finding.
-    Verify {
-        /// The presale service's public URL.
-        url: String,
-        /// The campaign (license id).
-        campaign: String,
-        /// The log's verifier key, obtained out of band (the ministry's site); without it
-        /// the key the service publishes is used (trust on first use).
-        #[arg(long)]
-        key: Option<String>,
-        /// A file of checkpoints kept from earlier runs: the log must still agree with
-        /// every one, and the latest is added to it.
-        #[arg(long)]
-        state: Option<PathBuf>,
-        /// A witness's verifier key (repeatable): each must have kept up with the log,
-        /// so a split view is a finding.
-        #[arg(long = "witness")]
-        witnesses: Vec<String>,
-        /// Citizens' promises of inclusion (a JSON file: one promise as downloaded from
-        /// a waiting room, or a list of them): each must be the service's and kept.
-        #[arg(long)]
-        promises: Option<PathBuf>,
-        /// The promise key, obtained out of band; without it the published one is used.
-        #[arg(long)]
-        promise_key: Option<String>,
-    },
+    /// Audit a campaign from its public transparency log alone (the same command as the
+    /// `emta-verify` binary, which an outside auditor builds without this service).
+    Verify(emta_verify::cli::VerifyArgs),
     /// Witness campaign logs: check each new checkpoint extends the one cosigned before
     /// (the log's consistency proof), cosign it with this witness's key and post the
     /// cosignature to the log. A fork or rollback is refused, reported, and makes the
@@ -404,7 +379,7 @@ async fn main() -> anyhow::Result<()> {
                 let keys = service_kit::keys::Keyring::new(secret_key.as_bytes(), &[]);
                 presale::transparency::LogKey::write_seed(
                     &key_file,
-                    &presale::transparency::LogKey::seed_of(&keys),
+                    &presale::transparency::log_seed_of(&keys),
                 )
                 .map_err(anyhow::Error::msg)?;
             }
@@ -468,97 +443,7 @@ async fn main() -> anyhow::Result<()> {
                 .map_err(anyhow::Error::msg)?;
             println!("{}", key.verifier_key());
         }
-        Command::Verify {
-            url,
-            campaign,
-            key,
-            state,
-            witnesses,
-            promises,
-            promise_key,
-        } => {
-            let source = presale::transparency::verify::HttpSource::new(&url);
-            let key = match key {
-                Some(k) => k,
-                None => {
-                    let k = source.key().await.map_err(anyhow::Error::msg)?;
-                    println!("key (as published, not pinned): {k}");
-                    k
-                }
-            };
-            let kept: Vec<String> = match &state {
-                Some(p) if p.exists() => serde_json::from_slice(&std::fs::read(p)?)?,
-                _ => Vec::new(),
-            };
-            for w in &witnesses {
-                anyhow::ensure!(
-                    signed_note::StandardVerifier::new(w).is_ok(),
-                    "--witness {w}: not a verifier key (name+id+key)"
-                );
-            }
-            let report = presale::transparency::verify::audit_witnessed(
-                &source,
-                &campaign,
-                &key,
-                &kept,
-                &witnesses,
-                service_kit::clock::now_ms(),
-            )
-            .await
-            .map_err(anyhow::Error::msg)?;
-            let mut report = report;
-            if let Some(file) = &promises {
-                use presale::transparency::promise::Promise;
-                // As downloaded (`{"promise": …, "verdict": …}`), bare, or a list of either.
-                let raw: serde_json::Value = serde_json::from_slice(&std::fs::read(file)?)?;
-                let items = match raw {
-                    serde_json::Value::Array(v) => v,
-                    one => vec![one],
-                };
-                let list: Vec<Promise> = items
-                    .into_iter()
-                    .map(|v| serde_json::from_value(v.get("promise").cloned().unwrap_or(v)))
-                    .collect::<Result<_, _>>()?;
-                let pk = match promise_key {
-                    Some(k) => k,
-                    None => source.promise_key().await.map_err(anyhow::Error::msg)?,
-                };
-                let found = presale::transparency::verify::audit_promises(
-                    &source,
-                    &campaign,
-                    &key,
-                    &pk,
-                    &list,
-                    service_kit::clock::now_ms(),
-                )
-                .await
-                .map_err(anyhow::Error::msg)?;
-                report
-                    .checked
-                    .push(format!("{} promises of inclusion judged", list.len()));
-                report.findings.extend(found);
-            }
-            for c in &report.checked {
-                println!("checked: {c}");
-            }
-            for f in &report.findings {
-                println!("FINDING: {f}");
-            }
-            if let (Some(p), Some(latest)) = (&state, &report.latest) {
-                let mut kept = kept;
-                // One entry per checkpoint, whatever cosignatures it carried each time.
-                let text = presale::transparency::witness::note_text;
-                if !kept.iter().any(|k| text(k) == text(&latest.note)) {
-                    kept.push(latest.note.clone());
-                }
-                std::fs::write(p, serde_json::to_vec_pretty(&kept)?)?;
-            }
-            if report.ok() {
-                println!("campaign {campaign}: everything recomputed from the log matches");
-            } else {
-                anyhow::bail!("campaign {campaign}: {} findings", report.findings.len());
-            }
-        }
+        Command::Verify(args) => args.run().await?,
         Command::Migrate {
             database_url,
             grant_to,

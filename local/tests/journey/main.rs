@@ -10,6 +10,7 @@ mod parties;
 use local::{Deployment, Options};
 use presale::domain::{NewLicense, PresaleKind, Selection};
 use presale::store::Store;
+use presale::transparency::FromKeyring as _;
 use testkit::browser::resolve;
 use testkit::{login, Browser, FixtureCitizen, Page, StubServices};
 

@@ -294,4 +294,26 @@ async fn a_lottery_of_three_parties_where_the_observer_withholds() {
         "{:?}",
         report.checked
     );
+    // The same with the outside auditor's command: over HTTP, saving the log, then from
+    // the saved file alone.
+    let dir = testkit::servers::TempDir::new("saved-log").expect("dir");
+    let file = dir.path().join("log.json");
+    let args = |log: String, save: Option<std::path::PathBuf>| emta_verify::cli::VerifyArgs {
+        log,
+        campaign: id.clone(),
+        key: Some(key.trim().to_owned()),
+        state: None,
+        witnesses: Vec::new(),
+        promises: None,
+        promise_key: None,
+        save,
+    };
+    args(env.base.clone(), Some(file.clone()))
+        .run()
+        .await
+        .expect("the log over HTTP");
+    args(file.display().to_string(), None)
+        .run()
+        .await
+        .expect("the saved log, offline");
 }

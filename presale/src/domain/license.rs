@@ -2,62 +2,7 @@
 
 use super::application::LicenseTerms;
 
-/// Legal delivery limits by presale kind: firm 9 months, regular 12 months (DESIGN.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PresaleKind {
-    Firm,
-    Regular,
-}
-
-impl PresaleKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Firm => "firm",
-            Self::Regular => "regular",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "firm" => Some(Self::Firm),
-            "regular" => Some(Self::Regular),
-            _ => None,
-        }
-    }
-
-    /// The latest delivery deadline allowed, counted from the registration window's close.
-    pub fn max_delivery_months(self) -> i64 {
-        match self {
-            Self::Firm => 9,
-            Self::Regular => 12,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Selection {
-    Queue,
-    Lottery,
-}
-
-impl Selection {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Queue => "queue",
-            Self::Lottery => "lottery",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "queue" => Some(Self::Queue),
-            "lottery" => Some(Self::Lottery),
-            _ => None,
-        }
-    }
-}
+pub use emta_verify::terms::{Exclusion, NewLicense, PresaleKind, SeedDelay, Selection};
 
 /// Whether a license may sell now. Suspension is the ministry's (staff console).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,75 +62,6 @@ pub fn status_change(
 }
 
 /// Eligibility rule: no accepted application at these manufacturers in the last `months`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Exclusion {
-    pub manufacturers: Vec<String>,
-    pub months: i64,
-}
-
-/// A license to be issued. Times in Unix seconds, money in rials. (JSON for `presale
-/// license issue`: the same field names, `kind` "firm" or "regular", `selection` "queue"
-/// or "lottery", `parties` the seed commitments: `presale commit PARTY` makes one.)
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewLicense {
-    pub license_no: String,
-    pub manufacturer: String,
-    pub model: String,
-    pub units: i64,
-    pub unit_price: i64,
-    pub down_payment: i64,
-    pub kind: PresaleKind,
-    pub delivery_deadline: i64,
-    pub opens_at: i64,
-    pub closes_at: i64,
-    pub selection: Selection,
-    pub admission_per_min: i64,
-    pub max_active: i64,
-    pub apply_window_secs: i64,
-    pub min_age: Option<i64>,
-    pub round: Option<String>,
-    pub exclusion: Option<Exclusion>,
-    /// Every party's commitment to its seed contribution: at least two parties.
-    pub parties: Vec<crate::transparency::seed::Commitment>,
-    /// The reveals' deadline and the delay between them and the seed (see
-    /// [`crate::transparency::vdf`]). Required at issuance; absent only in the records of
-    /// campaigns issued before it existed (their seed followed the last reveal at once).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seed_delay: Option<SeedDelay>,
-}
-
-/// When reveals are due and how long the seed takes to compute after them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SeedDelay {
-    /// Seconds after the freeze during which the parties reveal. A reveal later is
-    /// refused, and the party's share is a fixed marker: withholding cannot be undone.
-    pub reveal_secs: i64,
-    /// Sloth steps from the reveals (and markers) to the seed. Chosen so that the fastest
-    /// known hardware takes longer than `reveal_secs` to compute them: by the time anyone
-    /// can know the outcome, every reveal was due.
-    pub iterations: u64,
-}
-
-impl SeedDelay {
-    /// The ministry's default: reveals within a minute of the freeze, and 40 000 steps.
-    /// Measured on this project's machine (`presale seed-delay`, `load/BENCHMARKS.md`):
-    /// GMP, the fastest implementation we know, takes 4.3 ms per modular square root of
-    /// 2048 bits, about 6.4 ms per step (half the steps take two), so 40 000 steps are
-    /// about 4 minutes there, and still over two minutes on a core twice as fast: more
-    /// than twice the reveal window for an attacker, while the service computes it in
-    /// the minutes after the window.
-    pub const RECOMMENDED: Self = Self {
-        reveal_secs: 60,
-        iterations: 40_000,
-    };
-
-    fn valid(&self) -> bool {
-        (1..=86_400).contains(&self.reveal_secs) && (1..=100_000_000).contains(&self.iterations)
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LicenseError {
     #[error("units, price, down payment, rate and bounds must be positive")]
@@ -277,8 +153,13 @@ pub const MONTH: i64 = 30 * 24 * 3600;
 const EARLIEST: i64 = 0;
 const LATEST: i64 = 32_503_593_600;
 
-impl NewLicense {
-    pub fn validate(&self) -> Result<(), LicenseError> {
+/// The rules a license's terms must satisfy to be issued.
+pub trait Validate {
+    fn validate(&self) -> Result<(), LicenseError>;
+}
+
+impl Validate for NewLicense {
+    fn validate(&self) -> Result<(), LicenseError> {
         let ok_no = (3..=32).contains(&self.license_no.len())
             && self
                 .license_no

@@ -4,13 +4,13 @@
 pub mod application;
 pub mod citizen;
 pub mod license;
-pub mod lottery;
+pub use emta_verify::lottery;
 pub mod ticket;
 
 pub use application::{Accepted, ApplicationRequest, LicenseTerms, Refusal};
 pub use citizen::{Holder, NationalId};
 pub use license::{
     Exclusion, License, LicenseError, LicenseStatus, NewLicense, PresaleKind, SeedDelay, Selection,
-    StatusChange,
+    StatusChange, Validate,
 };
 pub use ticket::Place;

@@ -287,6 +287,14 @@ async fn observer_statement(
     body: String,
 ) -> Response {
     use crate::transparency::observer::{verified, Statement};
+    // A name no observer can have goes no further (nor into a query).
+    if !crate::transparency::seed::valid_party(&name) {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "unknown_observer",
+            m::E_UNKNOWN_OBSERVER,
+        );
+    }
     let key = match core.store.observer_key(&name).await {
         Ok(Some(k)) => k,
         Ok(None) => {

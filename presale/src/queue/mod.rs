@@ -14,7 +14,8 @@
 //! ticket numbers after them. The admitter ([`crate::admitter`]) advances the serving
 //! counter at the license's rate on any replica. Every time is the database's clock.
 
-pub mod permutation;
+pub use emta_verify::shuffle as permutation;
+pub use emta_verify::shuffle::early_ticket;
 
 use std::collections::HashMap;
 
@@ -155,14 +156,4 @@ async fn commit_joins(store: Store, mut rx: mpsc::Receiver<Job>) {
             }
         }
     }
-}
-
-/// The ticket of the early arrival number `arrival` (1-based) among `early` early
-/// arrivals, under the campaign's revealed seed: a uniform random order, all ahead of the
-/// later arrivals.
-pub fn early_ticket(seed: &[u8], early: i64, arrival: i64) -> Option<i64> {
-    if arrival < 1 || arrival > early {
-        return None;
-    }
-    Some(1 + permutation::permute(seed, early as u64, (arrival - 1) as u64) as i64)
 }

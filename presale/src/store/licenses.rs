@@ -64,7 +64,7 @@ impl Store {
         l: &NewLicense,
         now: i64,
     ) -> Result<Result<String, LicenseError>, StoreError> {
-        if let Err(e) = l.validate() {
+        if let Err(e) = crate::domain::Validate::validate(l) {
             return Ok(Err(e));
         }
         let id = format!("l-{}", service_kit::keys::random_token(9));

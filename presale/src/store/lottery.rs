@@ -8,9 +8,7 @@ use crate::domain::{Holder, License, LicenseStatus, NationalId};
 use crate::transparency::{Event, ENTRIES};
 
 /// A public entry identifier, as the draw and the published list use it.
-pub fn entry_id(entry_no: i64) -> String {
-    format!("E{entry_no:07}")
-}
+pub use emta_verify::lottery::entry_id;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entered {

@@ -227,7 +227,7 @@ impl Store {
     ) -> Result<Result<String, ProposalError>, StoreError> {
         match change {
             Change::Issue { license } => {
-                if let Err(e) = license.validate() {
+                if let Err(e) = crate::domain::Validate::validate(license.as_ref()) {
                     return Ok(Err(e.into()));
                 }
             }

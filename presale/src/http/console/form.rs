@@ -350,7 +350,7 @@ fn read(typed: &Typed, makers: &[String], parties: &Parties) -> (Result<NewLicen
                 .map_or(SeedDelay::RECOMMENDED.iterations, |n| n.max(0) as u64),
         }),
     };
-    match license.validate() {
+    match crate::domain::Validate::validate(&license) {
         Ok(()) => (Ok(license), r),
         Err(e) => {
             let (name, text) = field_of(&e);
@@ -815,7 +815,7 @@ mod tests {
             match parse(&f, &makers(), &recorded()) {
                 Err(errors) => prop_assert!(!errors.is_empty()),
                 Ok(l) => {
-                    prop_assert_eq!(l.validate(), Ok(()));
+                    prop_assert_eq!(crate::domain::Validate::validate(&l), Ok(()));
                     prop_assert!(l.closes_at.checked_add(l.apply_window_secs).is_some());
                     prop_assert!(l.closes_at > l.opens_at);
                 }

@@ -324,7 +324,7 @@ mod tests {
 
     #[test]
     fn a_cosignature_verifies_with_the_witness_key_only() {
-        let log = super::super::LogKey::from_seed(&[1; 32]);
+        let log = crate::LogKey::from_seed(&[1; 32]);
         let note = log.sign("l-1", 5, tlog::Hash([9; 32]), 7);
         let w = WitnessKey::from_seed("court", &[2; 32]).expect("key");
         let other = WitnessKey::from_seed("court", &[3; 32]).expect("key");

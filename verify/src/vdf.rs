@@ -141,7 +141,7 @@ mod tests {
 
     #[test]
     fn the_output_checks_and_nothing_else_does() {
-        let input = crate::transparency::seed::sha256(b"frozen root and reveals");
+        let input = crate::seed::sha256(b"frozen root and reveals");
         let out = delay(&input, 12);
         assert!(check(&input, 12, &out));
         assert!(!check(&input, 11, &out), "another number of steps");
@@ -160,7 +160,7 @@ mod tests {
             assert!(!check(&input, 12, &trimmed), "a shorter spelling");
         }
         assert_eq!(out.len(), OUTPUT_BYTES);
-        let input2 = crate::transparency::seed::sha256(b"another input");
+        let input2 = crate::seed::sha256(b"another input");
         assert!(!check(&input2, 12, &out), "another input");
     }
 
@@ -170,7 +170,7 @@ mod tests {
     #[test]
     fn every_step_is_undone_by_the_check() {
         for seed in 0u8..16 {
-            let input = crate::transparency::seed::sha256(&[seed]);
+            let input = crate::seed::sha256(&[seed]);
             for t in 1..4 {
                 assert!(
                     check(&input, t, &delay(&input, t)),

@@ -29,10 +29,9 @@ pub struct PromiseKey {
 }
 
 impl PromiseKey {
-    pub fn from_keyring(keys: &service_kit::keys::Keyring) -> Self {
-        let seed =
-            service_kit::keys::sha256(keys.hash("transparency-promise-key", b"ed25519").as_bytes());
-        let (signer, verifier) = match super::note_key(PROMISE_KEY_NAME, &seed) {
+    /// The key from its 32-byte seed (the service derives it from its shared secret).
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        let (signer, verifier) = match super::note_key(PROMISE_KEY_NAME, seed) {
             Ok(k) => k,
             Err(_) => unreachable!("PROMISE_KEY_NAME is a valid key name"),
         };
@@ -64,7 +63,7 @@ impl PromiseKey {
 }
 
 fn text(campaign: &str, record: &str, by_ms: i64) -> String {
-    let hash = service_kit::keys::b64(&service_kit::keys::sha256(record.as_bytes()));
+    let hash = crate::keys::b64(&crate::keys::sha256(record.as_bytes()));
     format!("{}\npromise\n{hash}\nby {by_ms}\n", origin(campaign))
 }
 
@@ -156,7 +155,7 @@ mod tests {
 
     #[test]
     fn a_promise_is_kept_only_by_its_time() {
-        let key = PromiseKey::from_keyring(&service_kit::keys::Keyring::new(b"k", &[]));
+        let key = PromiseKey::from_seed(&[1; 32]);
         let p = key.promise("l-1", "{\"event\":\"entry\"}", 1_000);
         assert_eq!(p.by_ms, 1_000 + MMD_MS);
         p.check(key.verifier_key()).expect("signed");
@@ -187,7 +186,7 @@ mod tests {
         let mut changed = p.clone();
         changed.by_ms += 1;
         assert!(changed.check(key.verifier_key()).is_err());
-        let other = PromiseKey::from_keyring(&service_kit::keys::Keyring::new(b"other", &[]));
+        let other = PromiseKey::from_seed(&[2; 32]);
         assert!(p.check(other.verifier_key()).is_err());
     }
 }

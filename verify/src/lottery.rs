@@ -1,12 +1,17 @@
 //! Lotteries: registration during the window, then a draw of exactly `units` winners and an
 //! ordered waiting list, from a seed that exists only after the entries are frozen (see
-//! [`crate::transparency::seed`]: every party's secret, committed at issuance and revealed
+//! [`crate::seed`]: every party's secret, committed at issuance and revealed
 //! after the close, with the frozen list's root).
 //!
 //! The draw is a pure function of the seed and the published list of entries: each
 //! entry's rank is SHA-256(seed ":" entry), ascending. Anyone can recompute it.
 
 use sha2::{Digest, Sha256};
+
+/// An entry's public identifier: `E` and its number, seven digits.
+pub fn entry_id(entry_no: i64) -> String {
+    format!("E{entry_no:07}")
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Draw {

@@ -48,6 +48,16 @@ pub fn permute(seed: &[u8], n: u64, x: u64) -> u64 {
     x
 }
 
+/// The ticket of the early arrival number `arrival` (1-based) among `early` early
+/// arrivals, under the campaign's revealed seed: a uniform random order, all ahead of the
+/// later arrivals.
+pub fn early_ticket(seed: &[u8], early: i64, arrival: i64) -> Option<i64> {
+    if arrival < 1 || arrival > early {
+        return None;
+    }
+    Some(1 + permute(seed, early as u64, (arrival - 1) as u64) as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

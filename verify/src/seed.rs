@@ -46,7 +46,7 @@ impl Contribution {
     pub fn generate(party: &str) -> Self {
         Self {
             party: party.to_owned(),
-            secret: service_kit::keys::random_token(32),
+            secret: crate::keys::random_token(32),
         }
     }
 
@@ -59,12 +59,12 @@ impl Contribution {
 }
 
 pub fn commitment_of(secret: &str) -> String {
-    service_kit::keys::b64(&service_kit::keys::sha256(secret.as_bytes()))
+    crate::keys::b64(&crate::keys::sha256(secret.as_bytes()))
 }
 
 /// Whether `secret` is what `commitment` committed to.
 pub fn opens(commitment: &str, secret: &str) -> bool {
-    service_kit::keys::ct_eq(&commitment_of(secret), commitment)
+    crate::keys::ct_eq(&commitment_of(secret), commitment)
 }
 
 /// A party name: lowercase letters, digits and dashes, 1 to 32.
@@ -96,7 +96,7 @@ pub fn valid_parties(parties: &[Commitment]) -> bool {
         && parties.len() >= 2
         && parties.iter().all(|p| {
             valid_party(&p.party)
-                && service_kit::keys::b64_decode(&p.commitment).is_some_and(|d| d.len() == 32)
+                && crate::keys::b64_decode(&p.commitment).is_some_and(|d| d.len() == 32)
         })
 }
 
@@ -115,7 +115,7 @@ pub fn derive(
     for (party, secret) in sorted {
         text.push_str(&format!("{party}\n{secret}\n"));
     }
-    service_kit::keys::b64(&service_kit::keys::sha256(text.as_bytes()))
+    crate::keys::b64(&crate::keys::sha256(text.as_bytes()))
 }
 
 /// What stands for a party that did not reveal by the deadline. No secret can be it (a
@@ -132,7 +132,7 @@ pub struct DelayProof {
 }
 
 pub fn sha256(data: &[u8]) -> [u8; 32] {
-    service_kit::keys::sha256(data)
+    crate::keys::sha256(data)
 }
 
 /// The delay function's input for a campaign with a seed delay: SHA-256 over a domain
@@ -158,7 +158,7 @@ pub fn delay_input(
 pub fn seed_of_delay(output: &[u8]) -> String {
     let mut text = b"emta-seed/v2/out\n".to_vec();
     text.extend_from_slice(output);
-    service_kit::keys::b64(&sha256(&text))
+    crate::keys::b64(&sha256(&text))
 }
 
 /// A delayed seed computed in full (slow: minutes by design; a blocking thread).
@@ -176,7 +176,7 @@ pub fn delayed_seed(
         seed_of_delay(&output),
         DelayProof {
             iterations,
-            output: service_kit::keys::b64(&output),
+            output: crate::keys::b64(&output),
         },
     )
 }
@@ -192,7 +192,7 @@ pub fn check_delayed_seed(
     seed: &str,
 ) -> bool {
     let input = delay_input(license_id, list, size, root, shares);
-    let Some(output) = service_kit::keys::b64_decode(&proof.output) else {
+    let Some(output) = crate::keys::b64_decode(&proof.output) else {
         return false;
     };
     super::vdf::check(&input, proof.iterations, &output) && seed_of_delay(&output) == seed

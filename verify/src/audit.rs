@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::seed::{self, Commitment};
 use super::{list_root, open_checkpoint, Event, Head, MemoryTree, EARLY, ENTRIES};
-use crate::domain::Selection;
+use crate::terms::Selection;
 
 /// Where the auditor reads a log from.
 #[allow(async_fn_in_trait)]
@@ -153,7 +153,7 @@ pub async fn audit(
 }
 
 /// Records `0..size` of a campaign's log, page by page (fewer if the log serves fewer).
-async fn fetch_records(
+pub async fn fetch_records(
     source: &impl LogSource,
     campaign: &str,
     size: u64,
@@ -363,7 +363,7 @@ struct Campaign {
     /// records (the admitter banks no more than that). None before the first admission.
     allowance_milli: Option<(i64, i64)>,
     /// The license's seed delay (None: issued before it existed).
-    seed_delay: Option<crate::domain::SeedDelay>,
+    seed_delay: Option<crate::terms::SeedDelay>,
     reveals: Vec<(String, String)>,
     /// Parties whose share became the withheld marker.
     withheld: Vec<String>,
@@ -466,7 +466,7 @@ impl Campaign {
     fn ticket_of(&self, holder: &str) -> Option<i64> {
         if let Some(&p) = self.place.get(holder) {
             let seed = self.seed.as_ref()?;
-            return crate::queue::early_ticket(
+            return crate::shuffle::early_ticket(
                 seed.as_bytes(),
                 self.listed.len() as i64,
                 p as i64 + 1,
@@ -771,9 +771,9 @@ impl Campaign {
                     ));
                 }
                 let ids: Vec<String> = (1..=self.listed.len() as i64)
-                    .map(crate::store::lottery::entry_id)
+                    .map(crate::lottery::entry_id)
                     .collect();
-                let draw = crate::domain::lottery::draw(s, &ids, self.units as usize);
+                let draw = crate::lottery::draw(s, &ids, self.units as usize);
                 let order: Vec<i64> = draw
                     .order
                     .iter()
