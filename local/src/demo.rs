@@ -244,7 +244,7 @@ fn demo_license(now: i64, opens_in: i64) -> NewLicense {
             manufacturers: vec!["saipa".into(), "iran-khodro".into()],
             months: 48,
         }),
-        parties: crate::parties::commitments(),
+        parties: crate::parties::commitments("saipa"),
         seed_delay: Some(crate::parties::SEED_DELAY),
     }
 }

@@ -206,7 +206,7 @@ pub fn queue_license(units: i64, opens_in: i64, admission_per_min: i64) -> NewLi
         min_age: Some(18),
         round: None,
         exclusion: None,
-        parties: crate::parties::commitments(),
+        parties: crate::parties::commitments("saipa"),
         seed_delay: Some(crate::parties::SEED_DELAY),
     }
 }

@@ -137,12 +137,12 @@ pub const SEED_DELAY: presale::domain::SeedDelay = presale::domain::SeedDelay {
     iterations: 16,
 };
 
-/// The commitments a local license is issued with.
-pub fn commitments() -> Vec<Commitment> {
-    contributions()
-        .iter()
-        .map(Contribution::commitment)
-        .collect()
+/// The commitments a local license of `manufacturer` is issued with: the ministry's and
+/// that manufacturer's (the auditor requires both).
+pub fn commitments(manufacturer: &str) -> Vec<Commitment> {
+    ["ministry", manufacturer]
+        .map(|p| contribution(p).commitment())
+        .to_vec()
 }
 
 /// Reveals the local parties' secrets in every campaign of `store` as soon as its list is

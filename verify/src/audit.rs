@@ -18,6 +18,9 @@ use super::seed::{self, Commitment};
 use super::{list_root, open_checkpoint, Event, Head, MemoryTree, EARLY, ENTRIES};
 use crate::terms::Selection;
 
+/// The largest answer the auditor reads from a log server at once (a page of records).
+pub const MAX_ANSWER_BYTES: usize = 64 << 20;
+
 /// Where the auditor reads a log from.
 #[allow(async_fn_in_trait)]
 pub trait LogSource {
@@ -37,8 +40,26 @@ impl HttpSource {
     pub fn new(base: &str) -> Self {
         Self {
             base: base.trim_end_matches('/').to_owned(),
-            client: reqwest::Client::new(),
+            // A log that stops answering is a finding to report, not a hang.
+            client: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(60))
+                .build()
+                .unwrap_or_default(),
         }
+    }
+
+    /// The body of `path`, refused past [`MAX_ANSWER_BYTES`] (a hostile server cannot
+    /// make the auditor hold more than that at once).
+    async fn body(&self, path: &str) -> Result<Vec<u8>, String> {
+        let mut r = self.fetch(path).await?;
+        let mut body = Vec::new();
+        while let Some(chunk) = r.chunk().await.map_err(|e| format!("{path}: {e}"))? {
+            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(format!("{path}: an answer over {MAX_ANSWER_BYTES} bytes"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
     async fn fetch(&self, path: &str) -> Result<reqwest::Response, String> {
@@ -56,23 +77,14 @@ impl HttpSource {
     }
 
     async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, String> {
-        self.fetch(path)
-            .await?
-            .json()
-            .await
-            .map_err(|e| format!("{path}: {e}"))
+        serde_json::from_slice(&self.body(path).await?).map_err(|e| format!("{path}: {e}"))
     }
 
     /// The log's published verifier key (to pin it, compare it with one obtained
     /// elsewhere: the ministry's site, a newspaper).
     pub async fn key(&self) -> Result<String, String> {
-        let text = self
-            .fetch("/transparency/key")
-            .await?
-            .text()
-            .await
-            .map_err(|e| format!("/transparency/key: {e}"))?;
-        Ok(text.trim().to_owned())
+        let text = self.body("/transparency/key").await?;
+        Ok(String::from_utf8_lossy(&text).trim().to_owned())
     }
 }
 
@@ -93,13 +105,8 @@ impl LogSource for HttpSource {
 impl HttpSource {
     /// The service's published promise key (pin it as the log's key is pinned).
     pub async fn promise_key(&self) -> Result<String, String> {
-        let text = self
-            .fetch("/transparency/promise-key")
-            .await?
-            .text()
-            .await
-            .map_err(|e| format!("/transparency/promise-key: {e}"))?;
-        Ok(text.trim().to_owned())
+        let text = self.body("/transparency/promise-key").await?;
+        Ok(String::from_utf8_lossy(&text).trim().to_owned())
     }
 }
 
@@ -158,11 +165,20 @@ pub async fn fetch_records(
     campaign: &str,
     size: u64,
 ) -> Result<Vec<String>, String> {
-    let mut records = Vec::with_capacity(size as usize);
+    // Room for what arrives, not for what a checkpoint claims.
+    let mut records = Vec::with_capacity(size.min(4096) as usize);
     while (records.len() as u64) < size {
-        let page = source.records(campaign, records.len() as u64, size).await?;
+        let start = records.len() as u64;
+        let page = source.records(campaign, start, size).await?;
         if page.is_empty() {
             break;
+        }
+        if page.len() as u64 > size - start {
+            return Err(format!(
+                "the log answered {} records where {} were asked",
+                page.len(),
+                size - start
+            ));
         }
         records.extend(page);
     }
@@ -487,6 +503,14 @@ impl Campaign {
                          (distinct names and distinct commitments)"
                             .into(),
                     );
+                }
+                for needed in [crate::seed::MINISTRY, terms.manufacturer.as_str()] {
+                    if !terms.parties.iter().any(|p| p.party == needed) {
+                        return Err(format!(
+                            "the license's seed has no share of {needed}: the ministry and \
+                             the manufacturer are always among its parties"
+                        ));
+                    }
                 }
                 self.selection = Some(terms.selection);
                 self.units = terms.units;

@@ -51,12 +51,14 @@ pub struct SavedLog {
 
 impl SavedLog {
     /// Reads campaign `campaign`'s whole log from `source`: every checkpoint, and the
-    /// records up to the largest.
-    pub async fn read(source: &impl LogSource, campaign: &str) -> Result<Self, String> {
+    /// records up to the largest that verifies with `key` (a size nobody signed fetches
+    /// nothing).
+    pub async fn read(source: &impl LogSource, campaign: &str, key: &str) -> Result<Self, String> {
         let checkpoints = source.checkpoints(campaign).await?;
         let size = checkpoints
             .iter()
-            .filter_map(|c| c.lines().nth(1)?.parse::<u64>().ok())
+            .filter_map(|c| crate::open_checkpoint(c, key, campaign).ok())
+            .map(|h| h.size)
             .max()
             .unwrap_or(0);
         let records = audit::fetch_records(source, campaign, size).await?;
@@ -100,17 +102,6 @@ impl VerifyArgs {
     pub async fn run(self) -> anyhow::Result<()> {
         let from_http = self.log.starts_with("http://") || self.log.starts_with("https://");
         let http = from_http.then(|| HttpSource::new(&self.log));
-        let saved = match &http {
-            Some(h) => SavedLog::read(h, &self.campaign)
-                .await
-                .map_err(anyhow::Error::msg)?,
-            None => serde_json::from_slice(&std::fs::read(&self.log)?)
-                .map_err(|e| anyhow::anyhow!("{}: not a saved log: {e}", self.log))?,
-        };
-        if let Some(file) = &self.save {
-            std::fs::write(file, serde_json::to_vec_pretty(&saved)?)?;
-            println!("saved: {}", file.display());
-        }
         let key = match (self.key, &http) {
             (Some(k), _) => k,
             (None, Some(h)) => {
@@ -120,6 +111,17 @@ impl VerifyArgs {
             }
             (None, None) => anyhow::bail!("--key: a saved log is checked against a pinned key"),
         };
+        let saved = match &http {
+            Some(h) => SavedLog::read(h, &self.campaign, &key)
+                .await
+                .map_err(anyhow::Error::msg)?,
+            None => serde_json::from_slice(&std::fs::read(&self.log)?)
+                .map_err(|e| anyhow::anyhow!("{}: not a saved log: {e}", self.log))?,
+        };
+        if let Some(file) = &self.save {
+            std::fs::write(file, serde_json::to_vec_pretty(&saved)?)?;
+            println!("saved: {}", file.display());
+        }
         let kept: Vec<String> = match &self.state {
             Some(p) if p.exists() => serde_json::from_slice(&std::fs::read(p)?)?,
             _ => Vec::new(),
@@ -174,6 +176,18 @@ impl VerifyArgs {
                 kept.push(latest.note.clone());
             }
             std::fs::write(p, serde_json::to_vec_pretty(&kept)?)?;
+        }
+        if let Some(latest) = &report.latest {
+            println!(
+                "audited: {} records, to the checkpoint signed at {} ms{}",
+                latest.size,
+                latest.at_ms,
+                if http.is_none() {
+                    " (a saved log: whether it is the whole log, only the log can say)"
+                } else {
+                    ""
+                }
+            );
         }
         if report.ok() {
             println!("campaign {campaign}: everything recomputed from the log matches");

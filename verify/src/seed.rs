@@ -20,6 +20,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The ministry's party name in every seed.
+pub const MINISTRY: &str = "ministry";
+
 /// A party's published commitment: base64url(SHA-256(secret)).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

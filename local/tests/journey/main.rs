@@ -43,7 +43,7 @@ fn test_license(manufacturer: &str, model: &str, now: i64) -> NewLicense {
         min_age: Some(18),
         round: None,
         exclusion: None,
-        parties: local::parties::commitments(),
+        parties: local::parties::commitments(manufacturer),
         seed_delay: Some(local::parties::SEED_DELAY),
     }
 }

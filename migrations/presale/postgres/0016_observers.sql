@@ -25,7 +25,10 @@ CREATE TRIGGER seed_observers_guard BEFORE UPDATE OR DELETE ON seed_observers
 CREATE TRIGGER seed_observers_no_truncate BEFORE TRUNCATE ON seed_observers
     FOR EACH STATEMENT EXECUTE FUNCTION seed_observers_guard();
 
--- An observer's commitment arrives with its signed statement.
+-- An observer's commitment arrives with its signed statement, kept with it: a proposal
+-- checks it again against the observer's key (a row written without one counts for
+-- nothing).
+ALTER TABLE seed_commitments ADD COLUMN statement TEXT;
 ALTER TABLE seed_commitments DROP CONSTRAINT seed_commitments_via_check;
 ALTER TABLE seed_commitments ADD CONSTRAINT seed_commitments_via_check
     CHECK (via IN ('idp-client', 'console', 'observer-key'));

@@ -9,22 +9,35 @@
 -- approval stands out). The owner is not bound: it could switch any trigger off.
 
 -- Whether the current role owns (or is a member of the owner of) table `rel`.
+--
+-- Every function below names its tables with their schema and runs with a fixed search
+-- path (pg_catalog first, the session's temporary schema last): a temporary table the
+-- service's role makes (a `pg_class` or a `log_pending` of its own) is never read in
+-- their place. The role has no TEMPORARY right either (`presale migrate --grant-to`).
 CREATE FUNCTION emta_owner_acts(rel oid) RETURNS boolean AS $$
-    SELECT pg_has_role(current_user, c.relowner, 'MEMBER') FROM pg_class c WHERE c.oid = rel
-$$ LANGUAGE sql STABLE;
+    SELECT pg_catalog.pg_has_role(current_user, c.relowner, 'MEMBER')
+    FROM pg_catalog.pg_class c WHERE c.oid = rel
+$$ LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp;
 
 -- The records of event `ev` this transaction appended to campaign `lic`'s log.
 CREATE FUNCTION emta_logged_now(lic text, ev text) RETURNS SETOF jsonb AS $$
-    SELECT body::jsonb FROM log_pending
-    WHERE license_id = lic AND xmin = pg_current_xact_id()::xid AND body::jsonb ->> 'event' = ev
-$$ LANGUAGE sql STABLE;
+    SELECT body::jsonb FROM public.log_pending
+    WHERE license_id = lic AND xmin = pg_catalog.pg_current_xact_id()::xid
+      AND body::jsonb ->> 'event' = ev
+$$ LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp;
 
--- Whether this transaction appended an audit entry `action` (a LIKE pattern) about `subj`.
-CREATE FUNCTION emta_audited_now(action_like text, subj text) RETURNS boolean AS $$
-    SELECT EXISTS (SELECT 1 FROM audit_log
-                   WHERE subject = subj AND action LIKE action_like
-                     AND xmin = pg_current_xact_id()::xid)
-$$ LANGUAGE sql STABLE;
+-- Whether this transaction appended a chained audit entry, one of `actions`, about `subj`.
+CREATE FUNCTION emta_audited_now(actions text[], subj text) RETURNS boolean AS $$
+    SELECT EXISTS (SELECT 1 FROM public.audit_log
+                   WHERE subject = subj AND action = ANY (actions) AND seq IS NOT NULL
+                     AND xmin = pg_catalog.pg_current_xact_id()::xid)
+$$ LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp;
+
+-- Every new audit entry is in the chain (entries from before it have no sequence number;
+-- an entry without one would count for the checks above and below, yet escape the
+-- chain's recomputation).
+ALTER TABLE audit_log ADD CONSTRAINT audit_log_chained
+    CHECK (seq IS NOT NULL AND hash IS NOT NULL AND prev_hash IS NOT NULL) NOT VALID;
 
 CREATE FUNCTION emta_refuse() RETURNS trigger AS $$
 BEGIN
@@ -36,7 +49,7 @@ BEGIN
     RAISE EXCEPTION '%: % is not for the service''s role (%)', TG_TABLE_NAME, TG_OP, TG_ARGV[0]
         USING ERRCODE = 'insufficient_privilege';
 END;
-$$ LANGUAGE plpgsql;
+$$ LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp;
 
 -- Licenses: the terms never change after issuance.
 CREATE TRIGGER licenses_terms_fixed BEFORE UPDATE ON licenses FOR EACH ROW
@@ -60,8 +73,34 @@ CREATE FUNCTION licenses_change_logged() RETURNS trigger AS $$
 BEGIN
     IF emta_owner_acts(TG_RELID) THEN RETURN NULL; END IF;
     IF TG_OP = 'INSERT' THEN
-        IF NOT EXISTS (SELECT 1 FROM emta_logged_now(NEW.id, 'license') e WHERE e ->> 'id' = NEW.id) THEN
-            RAISE EXCEPTION 'license %: issued without its record in the public log', NEW.id
+        -- Issued with its record, and as the record states it.
+        IF NOT EXISTS (
+            SELECT 1 FROM emta_logged_now(NEW.id, 'license') e
+            WHERE e ->> 'id' = NEW.id
+              AND e -> 'terms' ->> 'license_no' = NEW.license_no
+              AND e -> 'terms' ->> 'manufacturer' = NEW.manufacturer
+              AND (e -> 'terms' ->> 'units')::bigint = NEW.units
+              AND (e -> 'terms' ->> 'unit_price')::bigint = NEW.unit_price
+              AND (e -> 'terms' ->> 'down_payment')::bigint = NEW.down_payment
+              AND e -> 'terms' ->> 'kind' = NEW.kind
+              AND (e -> 'terms' ->> 'delivery_deadline')::bigint = NEW.delivery_deadline
+              AND (e -> 'terms' ->> 'opens_at')::bigint = NEW.opens_at
+              AND (e -> 'terms' ->> 'closes_at')::bigint = NEW.closes_at
+              AND e -> 'terms' ->> 'selection' = NEW.selection
+              AND (e -> 'terms' ->> 'admission_per_min')::bigint = NEW.admission_per_min
+              AND (e -> 'terms' ->> 'max_active')::bigint = NEW.max_active
+              AND (e -> 'terms' ->> 'apply_window_secs')::bigint = NEW.apply_window_secs
+              AND (e -> 'terms' ->> 'min_age')::bigint IS NOT DISTINCT FROM NEW.min_age
+              AND e -> 'terms' ->> 'round' IS NOT DISTINCT FROM NEW.round
+              AND (e -> 'terms' -> 'exclusion' ->> 'months')::bigint
+                  IS NOT DISTINCT FROM NEW.exclusion_months
+              AND (e -> 'terms' -> 'seed_delay' ->> 'reveal_secs')::bigint
+                  IS NOT DISTINCT FROM NEW.seed_reveal_secs
+              AND (e -> 'terms' -> 'seed_delay' ->> 'iterations')::bigint
+                  IS NOT DISTINCT FROM NEW.seed_iterations
+              AND NEW.accepted = 0 AND NEW.entries = 0 AND NEW.status = 'active'
+        ) THEN
+            RAISE EXCEPTION 'license %: issued without its record in the public log, or unlike it', NEW.id
                 USING ERRCODE = 'insufficient_privilege';
         END IF;
         RETURN NULL;
@@ -100,7 +139,7 @@ BEGIN
     END IF;
     RETURN NULL;
 END;
-$$ LANGUAGE plpgsql;
+$$ LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp;
 CREATE CONSTRAINT TRIGGER licenses_issued_logged AFTER INSERT ON licenses
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION licenses_change_logged();
 CREATE CONSTRAINT TRIGGER licenses_change_logged AFTER UPDATE ON licenses
@@ -137,7 +176,7 @@ BEGIN
     END IF;
     RETURN NULL;
 END;
-$$ LANGUAGE plpgsql;
+$$ LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp;
 CREATE CONSTRAINT TRIGGER campaign_seeds_logged AFTER INSERT OR UPDATE ON campaign_seeds
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION campaign_seeds_logged();
 
@@ -167,7 +206,7 @@ BEGIN
     END IF;
     RETURN NULL;
 END;
-$$ LANGUAGE plpgsql;
+$$ LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp;
 CREATE CONSTRAINT TRIGGER seed_parties_logged AFTER INSERT OR UPDATE ON seed_parties
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION seed_parties_logged();
 
@@ -178,17 +217,40 @@ CREATE TRIGGER staff_no_delete BEFORE DELETE ON staff FOR EACH ROW
 CREATE FUNCTION staff_audited() RETURNS trigger AS $$
 BEGIN
     IF emta_owner_acts(TG_RELID) THEN RETURN NULL; END IF;
-    IF TG_OP = 'INSERT' AND NOT emta_audited_now('staff.add', NEW.username) THEN
+    IF TG_OP = 'INSERT' AND NOT emta_audited_now(ARRAY['staff.add'], NEW.username) THEN
         RAISE EXCEPTION 'staff %: an account without its staff.add audit entry', NEW.username
             USING ERRCODE = 'insufficient_privilege';
     END IF;
-    IF TG_OP = 'UPDATE' AND NOT emta_audited_now('staff.%', NEW.username) THEN
-        RAISE EXCEPTION 'staff %: a change without its audit entry', NEW.username
+    IF TG_OP = 'INSERT' THEN RETURN NULL; END IF;
+    -- Each column with the action that changes it (a sign-in's entry covers nothing).
+    IF (OLD.username, OLD.created_at) IS DISTINCT FROM (NEW.username, NEW.created_at) THEN
+        RAISE EXCEPTION 'staff %: an account''s name and creation are fixed', OLD.username
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF (OLD.role, OLD.manufacturer) IS DISTINCT FROM (NEW.role, NEW.manufacturer)
+       AND NOT emta_audited_now(ARRAY['staff.role'], NEW.username) THEN
+        RAISE EXCEPTION 'staff %: a change of role without its staff.role audit entry', NEW.username
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF (OLD.password_hash, OLD.totp_secret) IS DISTINCT FROM (NEW.password_hash, NEW.totp_secret)
+       AND NOT emta_audited_now(ARRAY['staff.reset-totp'], NEW.username) THEN
+        RAISE EXCEPTION 'staff %: new credentials without their staff.reset-totp audit entry', NEW.username
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF OLD.disabled_at IS DISTINCT FROM NEW.disabled_at
+       AND NOT emta_audited_now(ARRAY['staff.disable', 'staff.enable'], NEW.username) THEN
+        RAISE EXCEPTION 'staff %: a change of standing without its audit entry', NEW.username
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF OLD.session_epoch IS DISTINCT FROM NEW.session_epoch
+       AND NOT emta_audited_now(ARRAY['staff.disable', 'staff.enable', 'staff.revoke-sessions',
+                                      'staff.role', 'staff.reset-totp'], NEW.username) THEN
+        RAISE EXCEPTION 'staff %: sessions ended without an audit entry', NEW.username
             USING ERRCODE = 'insufficient_privilege';
     END IF;
     RETURN NULL;
 END;
-$$ LANGUAGE plpgsql;
+$$ LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp;
 CREATE CONSTRAINT TRIGGER staff_added_audited AFTER INSERT ON staff
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION staff_audited();
 CREATE CONSTRAINT TRIGGER staff_change_audited AFTER UPDATE ON staff
@@ -211,15 +273,61 @@ BEGIN
     IF EXISTS (
         SELECT g.license_id, g.body, g.ref FROM gone g
         EXCEPT ALL
-        SELECT r.license_id, r.body, r.ref FROM log_records r JOIN log_state s
+        SELECT r.license_id, r.body, r.ref FROM public.log_records r JOIN public.log_state s
             ON s.license_id = r.license_id
         WHERE r.license_id IN (SELECT DISTINCT license_id FROM gone) AND r.idx >= s.size
+          AND r.xmin = pg_catalog.pg_current_xact_id()::xid
     ) THEN
         RAISE EXCEPTION 'a record waiting for the tree was removed without being appended to it'
             USING ERRCODE = 'insufficient_privilege';
     END IF;
     RETURN NULL;
 END;
-$$ LANGUAGE plpgsql;
+$$ LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp;
 CREATE TRIGGER log_pending_moved AFTER DELETE ON log_pending
     REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION log_pending_moved();
+
+-- The tree's records: appended only within the size the sequencer sets in the same
+-- transaction (no record parked past the tree, where no checkpoint would ever cover it),
+-- and the size only grows.
+CREATE FUNCTION log_records_within() RETURNS trigger AS $$
+BEGIN
+    IF emta_owner_acts(TG_RELID) THEN RETURN NULL; END IF;
+    IF NOT EXISTS (SELECT 1 FROM public.log_state s
+                   WHERE s.license_id = NEW.license_id AND NEW.idx < s.size) THEN
+        RAISE EXCEPTION 'campaign %: a record past the tree''s size', NEW.license_id
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp;
+CREATE CONSTRAINT TRIGGER log_records_within AFTER INSERT ON log_records
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION log_records_within();
+CREATE TRIGGER log_state_grows BEFORE UPDATE ON log_state FOR EACH ROW
+    WHEN (NEW.size < OLD.size OR NEW.license_id IS DISTINCT FROM OLD.license_id)
+    EXECUTE FUNCTION emta_refuse('a log only grows');
+CREATE TRIGGER log_state_no_delete BEFORE DELETE ON log_state FOR EACH ROW
+    EXECUTE FUNCTION emta_refuse('a log is never removed');
+
+-- When the queue opens is the license's: it decides who arrived before the opening.
+CREATE TRIGGER queue_campaigns_opening_fixed BEFORE UPDATE ON queue_campaigns FOR EACH ROW
+    WHEN ((OLD.license_id, OLD.opens_at_ms) IS DISTINCT FROM (NEW.license_id, NEW.opens_at_ms))
+    EXECUTE FUNCTION emta_refuse('the queue''s opening is the license''s');
+
+-- Observers: registered and disabled only with their audit entries.
+CREATE FUNCTION seed_observers_audited() RETURNS trigger AS $$
+BEGIN
+    IF emta_owner_acts(TG_RELID) THEN RETURN NULL; END IF;
+    IF TG_OP = 'INSERT' AND NOT emta_audited_now(ARRAY['observer.add'], NEW.name) THEN
+        RAISE EXCEPTION 'observer %: registered without its audit entry', NEW.name
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF TG_OP = 'UPDATE' AND NOT emta_audited_now(ARRAY['observer.disable'], NEW.name) THEN
+        RAISE EXCEPTION 'observer %: disabled without its audit entry', NEW.name
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp;
+CREATE CONSTRAINT TRIGGER seed_observers_audited AFTER INSERT OR UPDATE ON seed_observers
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION seed_observers_audited();

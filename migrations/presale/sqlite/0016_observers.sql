@@ -21,7 +21,7 @@ BEGIN
     SELECT RAISE(ABORT, 'an observer''s registration is only ever disabled');
 END;
 
--- An observer's commitment arrives with its signed statement: SQLite cannot change a
+-- An observer's commitment arrives with its signed statement, kept with it: SQLite cannot change a
 -- CHECK, so the table is rebuilt (rows kept, triggers made again).
 CREATE TABLE seed_commitments_new (
     id          TEXT PRIMARY KEY,
@@ -31,10 +31,12 @@ CREATE TABLE seed_commitments_new (
     via         TEXT NOT NULL CHECK (via IN ('idp-client', 'console', 'observer-key')),
     made_by     TEXT NOT NULL,
     made_at     BIGINT NOT NULL,
+    -- An observer's signed statement, checked again by every proposal that takes it.
+    statement   TEXT,
     UNIQUE (license_no, party, made_by)
 );
-INSERT INTO seed_commitments_new SELECT id, license_no, party, commitment, via, made_by, made_at
-    FROM seed_commitments;
+INSERT INTO seed_commitments_new (id, license_no, party, commitment, via, made_by, made_at)
+    SELECT id, license_no, party, commitment, via, made_by, made_at FROM seed_commitments;
 DROP TABLE seed_commitments;
 ALTER TABLE seed_commitments_new RENAME TO seed_commitments;
 CREATE TRIGGER seed_commitments_no_update BEFORE UPDATE ON seed_commitments

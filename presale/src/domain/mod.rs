@@ -4,6 +4,8 @@
 pub mod application;
 pub mod citizen;
 pub mod license;
+pub mod proposals;
+pub mod staff;
 pub use emta_verify::lottery;
 pub mod ticket;
 

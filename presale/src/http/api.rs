@@ -261,6 +261,12 @@ async fn seed_reveal(
             crate::error::msg::BAD_FORM,
         );
     };
+    // The manufacturer's share of its own licenses only.
+    match core.store.license(&r.license_id).await {
+        Ok(Some(l)) if l.manufacturer == manufacturer => {}
+        Ok(_) => return reveal_answer(&manufacturer, Revealed::UnknownParty),
+        Err(e) => return unavailable(e, "reading a license"),
+    }
     match core
         .store
         .reveal(&r.license_id, &manufacturer, &r.secret, &client_id)
@@ -295,7 +301,7 @@ async fn observer_statement(
             m::E_UNKNOWN_OBSERVER,
         );
     }
-    let key = match core.store.observer_key(&name).await {
+    let (key, enabled) = match core.store.observer_registration(&name).await {
         Ok(Some(k)) => k,
         Ok(None) => {
             return problem(
@@ -314,17 +320,23 @@ async fn observer_statement(
         );
     };
     match statement {
+        Statement::Commitment { .. } if !enabled => problem(
+            StatusCode::NOT_FOUND,
+            "unknown_observer",
+            m::E_UNKNOWN_OBSERVER,
+        ),
         Statement::Commitment {
             license_no,
             commitment,
         } => match core
             .store
-            .record_commitment(
+            .record_commitment_with(
                 &license_no,
                 &name,
                 &commitment,
                 Via::Observer,
                 &name,
+                Some(&body),
                 service_kit::clock::now(),
             )
             .await
@@ -351,6 +363,13 @@ async fn observer_statement(
                     "invalid_request",
                     crate::error::msg::BAD_FORM,
                 );
+            }
+            // An observer's share only: never the manufacturer's of that license, whatever
+            // the names.
+            match core.store.license(&license_id).await {
+                Ok(Some(l)) if l.manufacturer != name => {}
+                Ok(_) => return reveal_answer(&name, Revealed::UnknownParty),
+                Err(e) => return unavailable(e, "reading a license"),
             }
             let by = format!("observer:{name}");
             match core.store.reveal(&license_id, &name, &secret, &by).await {

@@ -48,8 +48,7 @@ impl Via {
     }
 }
 
-/// The ministry's party name in every seed.
-pub const MINISTRY: &str = "ministry";
+pub use crate::transparency::seed::MINISTRY;
 
 /// A manufacturer's seed client at the IdP is `{manufacturer}-seed`: a service client of
 /// its own, whose credentials only the manufacturer holds.
@@ -65,24 +64,11 @@ pub struct Received {
     pub via: Via,
     pub made_by: String,
     pub made_at: i64,
+    /// An observer's signed statement of it.
+    pub statement: Option<String>,
 }
 
-/// Why a commitment was not recorded, or a license's parties not accepted.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CommitmentError {
-    #[error("a commitment is base64url SHA-256 (43 characters); a license number 3 to 32 letters, digits or dashes")]
-    Malformed,
-    #[error("this party has a commitment for this license number already")]
-    Exists,
-    #[error("the manufacturer's commitment has not arrived through its own credentials or its representative")]
-    NoManufacturer,
-    #[error("the ministry's commitment has not been entered by a member of staff other than the proposer")]
-    NoMinistry,
-    #[error("a party's commitment is not the one recorded for it")]
-    Mismatch,
-    #[error("the two parties' commitments were entered by accounts with someone behind both")]
-    Dependent,
-}
+pub use crate::domain::proposals::CommitmentError;
 
 /// A commitment's audit entry's detail.
 fn audit_detail(party: &str, commitment: &str, via: Via) -> String {
@@ -102,6 +88,22 @@ impl Store {
         commitment: &str,
         via: Via,
         made_by: &str,
+        now: i64,
+    ) -> Result<Result<String, CommitmentError>, StoreError> {
+        self.record_commitment_with(license_no, party, commitment, via, made_by, None, now)
+            .await
+    }
+
+    /// [`Self::record_commitment`], keeping the observer's signed `statement` of it.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_commitment_with(
+        &self,
+        license_no: &str,
+        party: &str,
+        commitment: &str,
+        via: Via,
+        made_by: &str,
+        statement: Option<&str>,
         now: i64,
     ) -> Result<Result<String, CommitmentError>, StoreError> {
         let c = Commitment {
@@ -128,16 +130,17 @@ impl Store {
         };
         self.audit_in(&mut tx, &entry).await?;
         let inserted = sqlx::query(
-            "INSERT INTO seed_commitments (id, license_no, party, commitment, via, made_by, made_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                        "INSERT INTO seed_commitments (id, license_no, party, commitment, via, made_by, made_at, \
+             statement) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&id)
         .bind(license_no)
         .bind(party)
         .bind(commitment)
         .bind(via.as_str())
-        .bind(made_by)
+                .bind(made_by)
         .bind(now)
+        .bind(statement)
         .execute(&mut *tx)
         .await;
         match inserted {
@@ -164,7 +167,7 @@ impl Store {
     /// The commitments recorded for `license_no`, by party.
     pub async fn commitments_for(&self, license_no: &str) -> Result<Vec<Received>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, license_no, party, commitment, via, made_by, made_at \
+            "SELECT id, license_no, party, commitment, via, made_by, made_at, statement \
              FROM seed_commitments WHERE license_no = $1 ORDER BY party",
         )
         .bind(license_no)
@@ -176,7 +179,7 @@ impl Store {
     /// The latest commitments, newest first (the console's list).
     pub async fn recent_commitments(&self, limit: i64) -> Result<Vec<Received>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, license_no, party, commitment, via, made_by, made_at \
+            "SELECT id, license_no, party, commitment, via, made_by, made_at, statement \
              FROM seed_commitments ORDER BY made_at DESC, id LIMIT $1",
         )
         .bind(limit)
@@ -192,7 +195,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<Received>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, license_no, party, commitment, via, made_by, made_at \
+            "SELECT id, license_no, party, commitment, via, made_by, made_at, statement \
              FROM seed_commitments WHERE party = $1 ORDER BY made_at DESC, id LIMIT $2",
         )
         .bind(party)
@@ -213,7 +216,7 @@ impl Store {
         proposer: &str,
     ) -> Result<Result<Eligible, CommitmentError>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, license_no, party, commitment, via, made_by, made_at \
+            "SELECT id, license_no, party, commitment, via, made_by, made_at, statement \
              FROM seed_commitments WHERE license_no = $1 ORDER BY party",
         )
         .bind(license_no)
@@ -258,13 +261,13 @@ impl Store {
         }
         // Observers' shares: each by an observer registered (on the record) and enabled,
         // in its own name, never the manufacturer's.
-        let mut observers = std::collections::HashSet::new();
+        let mut observers = std::collections::HashMap::new();
         for r in received
             .iter()
             .filter(|r| r.via == Via::Observer && r.made_by == r.party && r.party != manufacturer)
         {
-            if self.observer_key_in(&mut *conn, &r.party).await?.is_some() {
-                observers.insert(r.party.clone());
+            if let Some(key) = self.observer_key_in(&mut *conn, &r.party).await? {
+                observers.insert(r.party.clone(), key);
             }
         }
         let mut eligible = match parties_of(
@@ -432,8 +435,9 @@ impl Eligible {
 struct Vouched {
     issuers: std::collections::HashSet<String>,
     representatives: std::collections::HashSet<String>,
-    /// Registered, enabled observers whose commitment is in their own name.
-    observers: std::collections::HashSet<String>,
+    /// Registered, enabled observers whose commitment is in their own name, with their
+    /// keys.
+    observers: std::collections::HashMap<String, String>,
 }
 
 fn parties_of(
@@ -455,8 +459,19 @@ fn parties_of(
                         && r.made_by != proposer
                         && vouched.issuers.contains(&r.made_by)
                 }
+                // The observer's own signed statement of this very commitment, checked
+                // again with its key (not only when it was posted).
                 party if r.via == Via::Observer => {
-                    party != manufacturer && r.made_by == party && vouched.observers.contains(party)
+                    party != manufacturer
+                        && r.made_by == party
+                        && vouched.observers.get(party).is_some_and(|key| {
+                            r.statement.as_deref().and_then(|note| {
+                                crate::transparency::observer::verified(note, party, key)
+                            }) == Some(crate::transparency::observer::Statement::Commitment {
+                                license_no: r.license_no.clone(),
+                                commitment: r.commitment.clone(),
+                            })
+                        })
                 }
                 party => {
                     party == manufacturer
@@ -546,5 +561,6 @@ fn received_from_row(r: &sqlx::any::AnyRow) -> Result<Received, StoreError> {
             .ok_or_else(|| StoreError::Corrupt(format!("commitment via {via:?}")))?,
         made_by: r.try_get("made_by")?,
         made_at: r.try_get("made_at")?,
+        statement: r.try_get("statement")?,
     })
 }

@@ -162,4 +162,29 @@ impl Store {
     pub async fn observer_key(&self, name: &str) -> Result<Option<String>, StoreError> {
         self.observer_key_in(self.pool(), name).await
     }
+
+    /// Observer `name`'s key and whether it is enabled, if it was ever registered (with
+    /// its audit entry). A disabled observer still reveals for the licenses it is a party
+    /// of: disabling keeps it out of licenses to come, it does not void its share (which
+    /// would count as withheld, in its name) of those issued.
+    pub async fn observer_registration(
+        &self,
+        name: &str,
+    ) -> Result<Option<(String, bool)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT o.verifier_key, o.disabled_at FROM seed_observers o JOIN audit_log a \
+             ON a.action = 'observer.add' AND a.subject = o.name AND a.actor = o.added_by \
+             AND a.detail = o.verifier_key WHERE o.name = $1",
+        )
+        .bind(name)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| {
+            Ok((
+                r.try_get("verifier_key")?,
+                r.try_get::<Option<i64>, _>("disabled_at")?.is_none(),
+            ))
+        })
+        .transpose()
+    }
 }

@@ -10,50 +10,6 @@ use totp_rs::{Builder, Totp};
 
 use super::{audit, Store, StoreError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Manages staff accounts; approves nothing and changes no campaign.
-    Administrator,
-    /// Proposes and approves issuing, suspending and resuming licenses and their rates.
-    Issuer,
-    /// Reads everything and exports the audit log; changes nothing.
-    Auditor,
-    /// A manufacturer's representative, bound to that manufacturer when enrolled: sees its
-    /// campaigns' dashboards and enters its seed commitment; changes nothing else.
-    Representative,
-}
-
-impl Role {
-    pub const ALL: [Role; 4] = [
-        Self::Administrator,
-        Self::Issuer,
-        Self::Auditor,
-        Self::Representative,
-    ];
-    /// The roles an account may be moved between. A representative is bound to its
-    /// manufacturer at enrolment: no role change makes or unmakes one.
-    pub const CHANGEABLE: [Role; 3] = [Self::Administrator, Self::Issuer, Self::Auditor];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Administrator => "administrator",
-            Self::Issuer => "issuer",
-            Self::Auditor => "auditor",
-            Self::Representative => "representative",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "administrator" => Some(Self::Administrator),
-            "issuer" => Some(Self::Issuer),
-            "auditor" => Some(Self::Auditor),
-            "representative" => Some(Self::Representative),
-            _ => None,
-        }
-    }
-}
-
 /// A staff account as the administrators' page lists it (no secrets).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
@@ -121,36 +77,7 @@ fn new_totp(username: &str) -> Result<(String, Enrolment), StaffError> {
     ))
 }
 
-/// A successful sign-in: the account's role and the epoch its session carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SignedIn {
-    pub role: Role,
-    pub epoch: i64,
-}
-
-/// An account's standing (see [`Store::staff_account`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Account {
-    pub role: Role,
-    /// A representative's manufacturer.
-    pub manufacturer: Option<String>,
-    pub enabled: bool,
-    pub epoch: i64,
-}
-
-/// What an operator does to an account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Standing {
-    Disabled,
-    Enabled,
-    Revoked,
-}
-
-/// Why a login failed; deliberately one answer for the user ("wrong credentials").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LoginFailure {
-    BadCredentials,
-}
+pub use crate::domain::staff::{Account, LoginFailure, Role, SignedIn, Standing};
 
 impl Store {
     /// Creates a staff account; returns the TOTP enrolment to show once.

@@ -947,6 +947,19 @@ async fn the_service_role_changes_who_gets_a_car_only_in_the_open() {
     .await
     .expect("an audited change of an account");
 
+    // An observer registered as the service does it (audited).
+    let court =
+        presale::transparency::observer::ObserverKey::from_seed("court", &[5; 32]).expect("key");
+    app.add_observer(
+        "court",
+        court.verifier_key(),
+        "cli:test",
+        service_kit::clock::now(),
+    )
+    .await
+    .expect("sql")
+    .expect("registered");
+
     // The insider's silent edits, each refused.
     let commitment = presale::transparency::seed::commitment_of("an insider's own secret!");
     for sql in [
@@ -982,13 +995,39 @@ async fn the_service_role_changes_who_gets_a_car_only_in_the_open() {
         "UPDATE staff SET password_hash = 'x' WHERE username = 'issuer.a'".to_owned(),
         "UPDATE staff SET disabled_at = NULL, session_epoch = 0 WHERE username = 'auditor.a'"
             .to_owned(),
-        "DELETE FROM staff WHERE username = 'auditor.a'".to_owned(),
+                "DELETE FROM staff WHERE username = 'auditor.a'".to_owned(),
+        // What a first review still found open (a temporary table read in place of a
+        // table the guards read; a record parked past the tree; the tree's size moved
+        // back; an unchained audit entry; the queue's opening; the records of who
+        // applied, entered and ranked; an observer disabled without its entry).
+        "CREATE TEMP TABLE pg_class (oid oid, relowner oid)".to_owned(),
+        "CREATE TEMP TABLE log_pending (license_id text, body text, ref text)".to_owned(),
+        format!(
+            "INSERT INTO log_records (license_id, idx, body, ref) \
+             VALUES ('{id}', 9000000000000000000, '{{}}', NULL)"
+        ),
+        format!("UPDATE log_state SET size = size - 1 WHERE license_id = '{id}'"),
+        format!("DELETE FROM log_state WHERE license_id = '{id}'"),
+        "INSERT INTO audit_log (at, actor, action, subject, detail) \
+         VALUES (1, 'cli:x', 'staff.role', 'auditor.a', 'issuer')"
+            .to_owned(),
+        format!("UPDATE queue_campaigns SET opens_at_ms = opens_at_ms + 60000 WHERE license_id = '{id}'"),
+        format!("DELETE FROM queue_tickets WHERE license_id = '{id}'"),
+        format!("UPDATE queue_tickets SET holder = 'someone else' WHERE license_id = '{id}'"),
+        "DELETE FROM applications".to_owned(),
+        "UPDATE seed_observers SET disabled_at = 1 WHERE name = 'court'".to_owned(),
     ] {
         let r = sqlx::query(&sql).execute(app.pool()).await;
         let e = r.expect_err(&format!("the service's role may not: {sql}"));
         let text = e.to_string();
         assert!(
             text.contains("permission denied")
+                || text.contains("violates check constraint")
+                || text.contains("past the tree")
+                || text.contains("audit entry")
+                || text.contains("only grows")
+                || text.contains("never removed")
+                || text.contains("is the license")
                 || text.contains("not for the service")
                 || text.contains("without its")
                 || text.contains("not in the license")
@@ -1000,6 +1039,49 @@ async fn the_service_role_changes_who_gets_a_car_only_in_the_open() {
         app.log_pending().await.expect("pending") > 0,
         "the records waiting for the tree are all still there"
     );
+    // New credentials under cover of a chained entry of another kind (a failed sign-in).
+    let mut tx = app.pool().begin().await.expect("begin");
+    app.audit_in(
+        &mut tx,
+        &presale::store::audit::Entry {
+            at: service_kit::clock::now(),
+            actor: "anonymous",
+            action: "staff.login-failed",
+            subject: "issuer.b",
+            detail: "",
+            anchor: None,
+        },
+    )
+    .await
+    .expect("a chained entry");
+    sqlx::query("UPDATE staff SET totp_secret = 'JBSWY3DPEHPK3PXP' WHERE username = 'issuer.b'")
+        .execute(&mut *tx)
+        .await
+        .expect("deferred to the commit");
+    let e = tx.commit().await.expect_err("refused at commit");
+    assert!(e.to_string().contains("reset-totp"), "{e}");
+    // A pending record moved to a place past the tree, in the same transaction.
+    let mut tx = app.pool().begin().await.expect("begin");
+    let pending =
+        sqlx::query("SELECT id, body, ref FROM log_pending WHERE license_id = $1 LIMIT 1")
+            .bind(&id)
+            .fetch_one(&mut *tx)
+            .await
+            .expect("a pending record");
+    sqlx::query("INSERT INTO log_records (license_id, idx, body, ref) VALUES ($1, 9000000000000000000, $2, $3)")
+        .bind(&id)
+        .bind(pending.get::<String, _>("body"))
+        .bind(pending.get::<Option<String>, _>("ref"))
+        .execute(&mut *tx)
+        .await
+        .expect("deferred to the commit");
+    sqlx::query("DELETE FROM log_pending WHERE id = $1")
+        .bind(pending.get::<i64, _>("id"))
+        .execute(&mut *tx)
+        .await
+        .expect("the same record is there");
+    let e = tx.commit().await.expect_err("refused at commit");
+    assert!(e.to_string().contains("past the tree"), "{e}");
 
     // An insider who writes the record too is in the open: a seed chosen before the
     // reveals, published with its record, is what the auditor finds.

@@ -1,105 +1,38 @@
-//! The fair queue's durable record in SQL (tables `queue_campaigns`, `queue_tickets`,
-//! `queue_admissions`; see migration 0005).
-//!
-//! Every join batch and every admitter tick changes its campaign's row, so they happen one
-//! at a time per campaign across all replicas, and each decides on the database's clock.
-//! A tick, and a join batch on SQLite or after a lost race, locks the row first and reads
-//! after the lock; a join batch on PostgreSQL first reads without it and writes only if
-//! the row's counters are still those it read (a compare-and-swap, `Store::swap_join`).
-//! Numbers come from those counters and the `UNIQUE (license_id, number)` key refuses any
-//! second holder of a number, so nothing is issued twice whatever a clock does. A ticket or admission exists only once its
-//! transaction has committed, and only then is it answered.
-//!
-//! The queue has its own clock (`clock_ms`): the admitter's last tick. Apply deadlines are
-//! read against `min(now, clock_ms + STALL_MS)`, so when the admitter cannot tick (the
-//! license is suspended, or no replica reached the database) the queue's time stands
-//! still, and the next tick extends every live deadline by the time it stood still: nobody
-//! loses a turn they could not use.
+//! Join batches: numbered from one read and written by a compare-and-swap on the
+//! campaign's counters (PostgreSQL), or under the campaign's row lock.
 
 use std::collections::HashMap;
 
 use sqlx::Row;
 
-use super::{Store, StoreError};
-use crate::transparency::{Event, EARLY};
-
-/// How long the queue's clock runs on without an admitter tick (ticks come every 250 ms).
-pub const STALL_MS: i64 = 1000;
-
-/// The answer to one join.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Joined {
-    /// Joined before the opening: arrival number (1-based); the ticket is drawn at the
-    /// opening. `fresh` is false when this holder had joined already.
-    Early { arrival: i64, fresh: bool },
-    /// Joined after the opening: the ticket number.
-    Ticket { ticket: i64, fresh: bool },
-    /// Sold out: nobody new joins.
-    SoldOut,
-    /// Suspended by the ministry: nobody new joins until it resumes.
-    Suspended,
-    /// Not a queue campaign.
-    Unknown,
-}
-
-impl Joined {
-    fn of(number: i64, fresh: bool) -> Self {
-        if number < 0 {
-            Self::Early {
-                arrival: -number,
-                fresh,
-            }
-        } else {
-            Self::Ticket {
-                ticket: number,
-                fresh,
-            }
-        }
-    }
-}
-
-/// A campaign's queue as committed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct QueueState {
-    pub serving: i64,
-    pub early: i64,
-    pub late: i64,
-    /// The opening has passed on the database's clock: no join is early any more, so
-    /// `early` is final and early tickets can be computed.
-    pub opened: bool,
-    pub sold_out: bool,
-    pub suspended: bool,
-    /// Admitted applicants whose time to apply is still running.
-    pub live: i64,
-    /// The seed that orders the pre-opening arrivals, once every party revealed it after
-    /// the opening froze their list.
-    pub seed: Option<String>,
-}
+use super::super::{Store, StoreError};
+use super::Joined;
+use crate::transparency::Event;
 
 /// A campaign's row, locked, with its license and the database's time after the lock.
-struct Locked {
-    opens_at_ms: i64,
-    early: i64,
-    late: i64,
-    opened: bool,
-    serving: i64,
-    clock_ms: i64,
-    carry_milli: i64,
-    now_ms: i64,
-    suspended: bool,
+pub(super) struct Locked {
+    pub(super) opens_at_ms: i64,
+    pub(super) early: i64,
+    pub(super) late: i64,
+    pub(super) opened: bool,
+    pub(super) serving: i64,
+    pub(super) clock_ms: i64,
+    pub(super) carry_milli: i64,
+    pub(super) now_ms: i64,
+    pub(super) suspended: bool,
     /// Admissions paused by the ministry (the license still active).
-    admissions_paused: bool,
-    sold_out: bool,
+    pub(super) admissions_paused: bool,
+    pub(super) sold_out: bool,
     /// Units neither taken by an accepted application nor promised to a live
     /// admission, read in one snapshot (ticks only).
-    units_left: i64,
+    pub(super) units_left: i64,
     /// Units not taken by an accepted application (same snapshot).
-    units_unsold: i64,
+    pub(super) units_unsold: i64,
     /// When the admitter stops: the license's close, moved on by its suspensions.
-    closes_at_ms: i64,
-    rate_per_min: i64,
-    max_active: i64,
-    window_ms: i64,
+    pub(super) closes_at_ms: i64,
+    pub(super) rate_per_min: i64,
+    pub(super) max_active: i64,
+    pub(super) window_ms: i64,
 }
 
 impl Locked {
@@ -262,88 +195,6 @@ impl JoinView {
 }
 
 impl Store {
-    /// The database's clock in Unix milliseconds, as an SQL expression. SQLite is the
-    /// embedded single-node default, so its clock is this host's.
-    pub(crate) fn now_ms_sql(&self) -> &'static str {
-        if self.postgres {
-            "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)"
-        } else {
-            "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
-        }
-    }
-
-    /// PostgreSQL: the admitter's transactions (a campaign's tick, its log's sequencing)
-    /// give up on a lock after two seconds and on a statement after five, so one campaign
-    /// whose row somebody holds cannot hold the admitter's connection, or the server's
-    /// backend, for long. (SQLite has one writer and a busy timeout of its own.)
-    pub(crate) async fn bound_admitter_tx(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-    ) -> Result<(), StoreError> {
-        if self.postgres {
-            sqlx::query(
-                "SELECT set_config('lock_timeout', '2000', true), \
-                 set_config('statement_timeout', '5000', true)",
-            )
-            .execute(&mut *conn)
-            .await?;
-        }
-        Ok(())
-    }
-
-    /// The time on the database's clock (Unix milliseconds).
-    pub async fn db_now_ms(&self) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query(&format!("SELECT {} AS now_ms", self.now_ms_sql()))
-                .fetch_one(&self.pool)
-                .await?
-                .try_get("now_ms")?,
-        )
-    }
-
-    /// The time on the database's clock (Unix milliseconds), in the caller's transaction.
-    pub(crate) async fn db_now_ms_in(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-    ) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query(&format!("SELECT {} AS now_ms", self.now_ms_sql()))
-                .fetch_one(&mut *conn)
-                .await?
-                .try_get("now_ms")?,
-        )
-    }
-
-    /// The SQL of "the queue's time now" for the campaign `$1`: the database's clock,
-    /// stopped at `clock_ms + STALL_MS` while no admitter ticks.
-    pub(crate) fn queue_time_sql(&self) -> String {
-        let least = if self.postgres { "LEAST" } else { "MIN" };
-        format!(
-            "(SELECT {least}({now}, CASE WHEN clock_ms = 0 THEN {now} ELSE clock_ms + {STALL_MS} END) \
-             FROM queue_campaigns WHERE license_id = $1)",
-            now = self.now_ms_sql()
-        )
-    }
-
-    /// Creates a campaign's queue row (idempotent). Issuing a queue license does this in
-    /// its own transaction.
-    pub(crate) async fn create_queue(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        license_id: &str,
-        opens_at: i64,
-    ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO queue_campaigns (license_id, opens_at_ms) VALUES ($1, $2) \
-             ON CONFLICT (license_id) DO NOTHING",
-        )
-        .bind(license_id)
-        .bind(opens_at * 1000)
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
-    }
-
     /// Locks a campaign's row (the first statement writes, as SQLite's writers must).
     ///
     /// A join reads the license's terms in the same round trip on PostgreSQL. An admitter
@@ -352,7 +203,7 @@ impl Store {
     /// license as its snapshot saw it, so a tick that waited behind a suspension (which
     /// moves this row's clock) would still see the license active and admit a second's
     /// worth of people. A new statement sees what committed before the lock was granted.
-    async fn lock_queue(
+    pub(super) async fn lock_queue(
         &self,
         conn: &mut sqlx::AnyConnection,
         license_id: &str,
@@ -467,7 +318,7 @@ impl Store {
         license_id: &str,
         holders: &[String],
     ) -> Result<Vec<Joined>, StoreError> {
-        if self.postgres && holders.len() <= super::CHUNK && held.optimistic() {
+        if self.postgres && holders.len() <= super::super::CHUNK && held.optimistic() {
             let tried = match self.prepare_join(held, license_id, holders).await {
                 Ok(Prepared::Answered(answers)) => return Ok(answers),
                 Ok(Prepared::Numbered(batch)) => self.swap_join(held, license_id, batch).await,
@@ -502,7 +353,7 @@ impl Store {
              LEFT JOIN queue_tickets t ON t.license_id = q.license_id AND t.holder IN {} \
              WHERE q.license_id = $1",
             self.now_ms_sql(),
-            super::values(1, holders.len(), 2)
+            super::super::values(1, holders.len(), 2)
         );
         let mut query = sqlx::query(&sql).bind(license_id);
         for h in holders {
@@ -545,8 +396,8 @@ impl Store {
     ) -> Result<Option<Vec<Joined>>, StoreError> {
         let (view, plan) = *batch;
         let n = plan.fresh.len();
-        let tickets = super::values(n, 2, 9);
-        let records = super::values(n, 2, 9 + 2 * n);
+        let tickets = super::super::values(n, 2, 9);
+        let records = super::super::values(n, 2, 9 + 2 * n);
         let sql = format!(
             "WITH c AS (UPDATE queue_campaigns SET early = $2, late = $3, opened = $4 \
              WHERE license_id = $1 AND early = $5 AND late = $6 AND opened = $7 \
@@ -590,10 +441,10 @@ impl Store {
             return Ok(vec![Joined::Unknown; holders.len()]);
         };
         let mut known: HashMap<String, i64> = HashMap::new();
-        for chunk in holders.chunks(super::CHUNK) {
+        for chunk in holders.chunks(super::super::CHUNK) {
             let sql = format!(
                 "SELECT holder, number FROM queue_tickets WHERE license_id = $1 AND holder IN {}",
-                super::values(1, chunk.len(), 2)
+                super::super::values(1, chunk.len(), 2)
             );
             let mut query = sqlx::query(&sql).bind(license_id);
             for h in chunk {
@@ -611,11 +462,11 @@ impl Store {
             late,
             opened,
         } = q.view().plan(holders, known);
-        if self.postgres && !fresh.is_empty() && fresh.len() <= super::CHUNK {
+        if self.postgres && !fresh.is_empty() && fresh.len() <= super::super::CHUNK {
             // One round trip for the batch's writes (under the campaign's lock, every
             // round trip is time nobody else joins): tickets, log records, counters.
-            let tickets = super::values(fresh.len(), 4, 5);
-            let records = super::values(fresh.len(), 3, 5 + 4 * fresh.len());
+            let tickets = super::super::values(fresh.len(), 4, 5);
+            let records = super::super::values(fresh.len(), 3, 5 + 4 * fresh.len());
             let sql = format!(
                 "WITH t AS (INSERT INTO queue_tickets (license_id, holder, number, joined_at_ms) \
                  VALUES {tickets}), \
@@ -635,10 +486,10 @@ impl Store {
             }
             query.execute(&mut *tx).await?;
         } else {
-            for chunk in fresh.chunks(super::CHUNK) {
+            for chunk in fresh.chunks(super::super::CHUNK) {
                 let sql = format!(
                     "INSERT INTO queue_tickets (license_id, holder, number, joined_at_ms) VALUES {}",
-                    super::values(chunk.len(), 4, 1)
+                    super::super::values(chunk.len(), 4, 1)
                 );
                 let mut query = sqlx::query(&sql);
                 for (h, n) in chunk {
@@ -660,321 +511,12 @@ impl Store {
         tx.commit().await?;
         Ok(answers)
     }
-
-    /// One admitter tick for a campaign (any replica may run it; ticks and joins take the
-    /// campaign's lock in turn). Admits at the license's rate, bounded by the admitted
-    /// applicants still within their time, and only while the license is active and not
-    /// sold out. Returns the state as committed.
-    pub async fn advance_queue(&self, license_id: &str) -> Result<Option<QueueState>, StoreError> {
-        let mut tx = service_kit::sql::begin(&self.pool).await?;
-        self.bound_admitter_tx(&mut tx).await?;
-        let Some(q) = self.lock_queue(&mut tx, license_id, true).await? else {
-            return Ok(None);
-        };
-        let now = q.now_ms;
-        let opened = q.opened || now >= q.opens_at_ms;
-        let mut serving = q.serving;
-        let (mut clock, mut carry) = (q.clock_ms, q.carry_milli);
-        // Admitted applicants still within their time, once counted.
-        let mut live = None;
-        // At the opening the pre-opening list is final (every early join committed under
-        // this lock before): freeze it. Its tickets need the seed, revealed only after.
-        let seeded = if opened {
-            self.freeze_early(&mut tx, license_id, now).await?
-        } else {
-            false
-        };
-        let waiting_for_seed = !seeded && q.serving < q.early;
-        // Suspended or sold out: nobody is admitted and the queue's clock stands still.
-        // After the close (moved on by suspensions) the clock runs, so the admitted keep
-        // exactly their time, but nobody new is admitted.
-        if opened && !q.suspended && !q.sold_out {
-            let admitting = now < q.closes_at_ms;
-            let since = if q.clock_ms == 0 {
-                q.opens_at_ms
-            } else {
-                q.clock_ms
-            };
-            let gap = now - since;
-            if q.clock_ms != 0 && gap > STALL_MS {
-                // The queue's time stood still from `clock + STALL` until now: every
-                // deadline still running then runs on by as much.
-                let stood = gap - STALL_MS;
-                let extended = sqlx::query(
-                    "UPDATE queue_admissions SET deadline_ms = deadline_ms + $3 \
-                     WHERE license_id = $1 AND released = 0 AND deadline_ms > $2",
-                )
-                .bind(license_id)
-                .bind(q.clock_ms + STALL_MS)
-                .bind(stood)
-                .execute(&mut *tx)
-                .await?;
-                tracing::warn!(
-                    campaign = license_id,
-                    stood_ms = stood,
-                    extended = extended.rows_affected(),
-                    "the queue's clock stood still; deadlines extended"
-                );
-            }
-            let counted = self.live_admissions(&mut tx, license_id, now).await?;
-            // Nothing is owed while the first tickets wait for their seed, nor while the
-            // ministry has paused admissions: no burst after.
-            let allowance = if waiting_for_seed || !admitting || q.admissions_paused {
-                0
-            } else {
-                carry + gap.clamp(0, STALL_MS) * q.rate_per_min / 60
-            };
-            // Never more admitted than units left for them: at sell-out as at the opening,
-            // every admitted applicant has a unit, so a faster script with a later ticket
-            // cannot take the one an earlier ticket was admitted for.
-            // Both bounds: the one-snapshot count (an application committing between two
-            // reads cannot free a unit twice) and the count after the deadlines were
-            // extended (admissions a stall revived are promised units too).
-            let k = (allowance / 1000)
-                .min(q.max_active - counted)
-                .min(q.units_left)
-                .min(q.units_unsold - counted)
-                .min(q.early + q.late - serving)
-                .max(0);
-            let first = serving + 1;
-            let tickets: Vec<i64> = (first..first + k).collect();
-            for chunk in tickets.chunks(super::CHUNK) {
-                let sql = format!(
-                    "INSERT INTO queue_admissions (license_id, ticket, admitted_at_ms, deadline_ms) VALUES {}",
-                    super::values(chunk.len(), 4, 1)
-                );
-                let mut query = sqlx::query(&sql);
-                for t in chunk {
-                    query = query
-                        .bind(license_id)
-                        .bind(*t)
-                        .bind(now)
-                        .bind(now + q.window_ms);
-                }
-                query.execute(&mut *tx).await?;
-            }
-            if k > 0 {
-                let event = Event::Admitted {
-                    first,
-                    last: first + k - 1,
-                    at_ms: now,
-                };
-                self.log_event(&mut tx, license_id, &event).await?;
-            }
-            serving += k;
-            live = Some(counted + k);
-            // An idle queue does not bank admissions for a burst later: at most a minute's.
-            carry = (allowance - k * 1000).min(q.rate_per_min * 1000);
-            clock = now;
-        }
-        sqlx::query(
-            "UPDATE queue_campaigns SET serving = $2, clock_ms = $3, carry_milli = $4, opened = $5 \
-             WHERE license_id = $1",
-        )
-        .bind(license_id)
-        .bind(serving)
-        .bind(clock)
-        .bind(carry)
-        .bind(i64::from(opened))
-        .execute(&mut *tx)
-        .await?;
-        let live = match live {
-            Some(n) => n,
-            None => self.live_admissions(&mut tx, license_id, now).await?,
-        };
-        let seed = self.campaign_seed_in(&mut tx, license_id).await?;
-        tx.commit().await?;
-        Ok(Some(QueueState {
-            serving,
-            early: q.early,
-            late: q.late,
-            opened,
-            sold_out: q.sold_out,
-            suspended: q.suspended,
-            live,
-            seed,
-        }))
-    }
-
-    /// Freezes the pre-opening list once (its holders in arrival order) and says whether
-    /// the seed that orders it exists.
-    async fn freeze_early(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        license_id: &str,
-        now_ms: i64,
-    ) -> Result<bool, StoreError> {
-        let frozen = sqlx::query("SELECT seed FROM campaign_seeds WHERE license_id = $1")
-            .bind(license_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-        if let Some(row) = frozen {
-            return Ok(row.try_get::<Option<String>, _>("seed")?.is_some());
-        }
-        let holders: Vec<String> = sqlx::query(
-            "SELECT holder FROM queue_tickets WHERE license_id = $1 AND number < 0 ORDER BY number DESC",
-        )
-        .bind(license_id)
-        .fetch_all(&mut *conn)
-        .await?
-        .iter()
-        .map(|r| r.try_get("holder"))
-        .collect::<Result<_, _>>()?;
-        self.freeze_list(conn, license_id, EARLY, &holders, now_ms)
-            .await?;
-        Ok(self.campaign_seed_in(conn, license_id).await?.is_some())
-    }
-
-    async fn live_admissions(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        license_id: &str,
-        now_ms: i64,
-    ) -> Result<i64, StoreError> {
-        Ok(sqlx::query(
-            "SELECT COUNT(*) AS n FROM queue_admissions \
-             WHERE license_id = $1 AND released = 0 AND deadline_ms > $2",
-        )
-        .bind(license_id)
-        .bind(now_ms)
-        .fetch_one(&mut *conn)
-        .await?
-        .try_get("n")?)
-    }
-
-    /// A campaign's queue as committed, without ticking.
-    pub async fn queue_state(&self, license_id: &str) -> Result<Option<QueueState>, StoreError> {
-        let Some(r) = sqlx::query(&format!(
-            "SELECT q.early, q.late, q.serving, q.opened, l.status, l.accepted, l.units, \
-             {} AS now_ms FROM queue_campaigns q JOIN licenses l ON l.id = q.license_id \
-             WHERE q.license_id = $1",
-            self.now_ms_sql()
-        ))
-        .bind(license_id)
-        .fetch_optional(&self.pool)
-        .await?
-        else {
-            return Ok(None);
-        };
-        let now: i64 = r.try_get("now_ms")?;
-        let status: String = r.try_get("status")?;
-        let (live, seed) = {
-            let mut conn = self.pool.acquire().await?;
-            (
-                self.live_admissions(&mut conn, license_id, now).await?,
-                self.campaign_seed_in(&mut conn, license_id).await?,
-            )
-        };
-        Ok(Some(QueueState {
-            serving: r.try_get("serving")?,
-            early: r.try_get("early")?,
-            late: r.try_get("late")?,
-            // Set by the first join or tick after the opening, under the campaign's lock,
-            // so every early join has committed by then.
-            opened: r.try_get::<i64, _>("opened")? == 1,
-            sold_out: r.try_get::<i64, _>("accepted")? >= r.try_get::<i64, _>("units")?,
-            suspended: status != crate::domain::LicenseStatus::Active.as_str(),
-            live,
-            seed,
-        }))
-    }
-
-    /// The admission of ticket `$2` in campaign `$1`, unused and within its time on the
-    /// queue's clock (one definition for the check and for its use).
-    fn live_ticket_sql(&self) -> String {
-        format!(
-            "license_id = $1 AND ticket = $2 AND released = 0 AND deadline_ms > {}",
-            self.queue_time_sql()
-        )
-    }
-
-    /// Whether `ticket` holds a live admission now, on the queue's clock.
-    pub async fn is_admitted(&self, license_id: &str, ticket: i64) -> Result<bool, StoreError> {
-        Ok(sqlx::query(&format!(
-            "SELECT 1 AS one FROM queue_admissions WHERE {}",
-            self.live_ticket_sql()
-        ))
-        .bind(license_id)
-        .bind(ticket)
-        .fetch_optional(&self.pool)
-        .await?
-        .is_some())
-    }
-
-    /// Gives an admitted slot back (its holder gave up). Library callers; the service
-    /// releases an applicant's own slot only, with [`Self::release_own_admission`].
-    pub async fn release_admission(&self, license_id: &str, ticket: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE queue_admissions SET released = 1 WHERE license_id = $1 AND ticket = $2",
-        )
-        .bind(license_id)
-        .bind(ticket)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Gives back the admitted slot of an applicant refused for good, if the slot is
-    /// theirs: a ticket in a forged cookie releases nobody else's.
-    pub async fn release_own_admission(
-        &self,
-        license_id: &str,
-        req: &crate::domain::ApplicationRequest,
-    ) -> Result<(), StoreError> {
-        sqlx::query(&format!(
-            "UPDATE queue_admissions SET released = 1 \
-             WHERE license_id = $1 AND ticket = $2 AND {}",
-            Self::OWNS_TICKET
-        ))
-        .bind(license_id)
-        .bind(req.ticket)
-        .bind(&req.holder.0)
-        .bind(req.arrival.map_or(req.ticket, |a| -a))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// The holder `$3` joined campaign `$1` with queue number `$4` (the ticket, or minus
-    /// a pre-opening arrival, whose ticket the seed gives).
-    const OWNS_TICKET: &'static str = "EXISTS (SELECT 1 FROM queue_tickets t \
-         WHERE t.license_id = $1 AND t.holder = $3 AND t.number = $4)";
-
-    /// Uses a live admission inside an application's transaction: true if the applicant's
-    /// ticket was admitted, its time (on the queue's clock) has not run out, and the
-    /// ticket is the applicant's own. The ticket in the cookie is signed, but whoever holds
-    /// the signing key could sign another's number: the holder is checked here, against
-    /// the queue's record, in the transaction that spends the turn.
-    pub(crate) async fn claim_admission(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        license_id: &str,
-        req: &crate::domain::ApplicationRequest,
-    ) -> Result<bool, StoreError> {
-        let used = sqlx::query(&format!(
-            "UPDATE queue_admissions SET released = 1 WHERE {} AND {}",
-            self.live_ticket_sql(),
-            Self::OWNS_TICKET
-        ))
-        .bind(license_id)
-        .bind(req.ticket)
-        .bind(&req.holder.0)
-        .bind(req.arrival.map_or(req.ticket, |a| -a))
-        .execute(&mut *conn)
-        .await?;
-        Ok(used.rows_affected() == 1)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::NewLicense;
-
-    #[test]
-    fn values_numbers_placeholders_row_by_row() {
-        assert_eq!(super::super::values(2, 2, 3), "($3, $4), ($5, $6)");
-    }
 
     /// A queue campaign on a fresh PostgreSQL database, opening `opens_in` seconds from now.
     async fn campaign(opens_in: i64) -> (Store, String, testkit::servers::FreshDatabase) {
