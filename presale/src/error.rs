@@ -89,6 +89,12 @@ pub mod msg {
             "راز وزارت (همان که با presale commit ministry ساخته شد)",
             "The ministry's secret (as presale commit ministry made it)"
         );
+        pub const F_MAKER_SECRET: Text = t!(
+            "راز خودروساز (همان که با presale commit ساخته شد)",
+            "The manufacturer's secret (as presale commit made it)"
+        );
+        pub const REVEAL_MAKER: Text =
+            t!("آشکار کردن سهم خودروساز", "Reveal the manufacturer's share");
         pub const REVEAL_MINISTRY: Text = t!("آشکار کردن سهم وزارت", "Reveal the ministry's share");
         pub const E_UNKNOWN_OBSERVER: Text = t!(
             "ناظری با این نام ثبت نشده یا غیرفعال است.",

@@ -317,3 +317,218 @@ async fn a_lottery_of_three_parties_where_the_observer_withholds() {
         .await
         .expect("the saved log, offline");
 }
+
+/// Each party reveals through the channel its commitment came by, whatever happened
+/// since (review of issue 31): a manufacturer whose representative entered its share in
+/// the console reveals it there (before, no channel took it: its share was withheld for
+/// want of a way to reveal), and an observer disabled after the license was issued still
+/// reveals its share (before, a 404: disabling it after issuance turned its share into
+/// "withheld", in its name). Disabling keeps it out of licenses proposed afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_party_reveals_by_the_channel_it_committed_through() {
+    let env = start(false).await;
+    for who in ["issuer.one", "issuer.two", "issuer.three"] {
+        add_staff(&env, who, Role::Issuer).await;
+    }
+    env.store
+        .add_representative(
+            "khodro.rep",
+            STAFF_PASSWORD,
+            "iran-khodro",
+            "test",
+            service_kit::clock::now(),
+        )
+        .await
+        .expect("representative");
+    let http = reqwest::Client::new();
+    let license_no = format!("MIMT-RP-{}", rand::random::<u16>());
+    let ministry = Contribution::generate("ministry");
+    let maker = Contribution::generate("iran-khodro");
+    let court = Contribution::generate("court");
+    let court_key = ObserverKey::from_seed("court", &rand::random()).expect("key");
+    env.store
+        .add_observer(
+            "court",
+            court_key.verifier_key(),
+            "cli:test",
+            service_kit::clock::now(),
+        )
+        .await
+        .expect("sql")
+        .expect("registered");
+    let statements = format!("{}/api/observers/court/statements", env.base);
+    let sent = http
+        .post(&statements)
+        .body(
+            court_key
+                .commit(&license_no, &court.commitment().commitment)
+                .expect("sign"),
+        )
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(sent.status(), 201);
+    // The manufacturer's share by its representative, the ministry's by an issuer.
+    let rep = Browser::new("");
+    let home = staff_sign_in(&env, &rep, "khodro.rep", 0).await;
+    for (b, csrf, c) in [
+        (&rep, input(&home.body, "csrf"), &maker),
+        (&Browser::new(""), String::new(), &ministry),
+    ] {
+        let csrf = if csrf.is_empty() {
+            let d = staff_sign_in(&env, b, "issuer.two", 0).await;
+            input(&d.body, "csrf")
+        } else {
+            csrf
+        };
+        let r = b
+            .post_follow(
+                &format!("{}/ministry/commitments", env.base),
+                &[
+                    ("csrf", csrf.as_str()),
+                    ("license_no", &license_no),
+                    ("commitment", &c.commitment().commitment),
+                ],
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let parties = parties_of(&env, &license_no, "iran-khodro", "issuer.one")
+        .await
+        .expect("three parties");
+    assert_eq!(parties.len(), 3, "{parties:?}");
+    let now = service_kit::clock::now();
+    let delay = presale::domain::SeedDelay {
+        reveal_secs: 20,
+        iterations: 16,
+    };
+    let lottery = NewLicense {
+        license_no: license_no.clone(),
+        units: 1,
+        kind: PresaleKind::Firm,
+        delivery_deadline: now + 4 + 200 * 24 * 3600,
+        closes_at: now + 4,
+        selection: Selection::Lottery,
+        parties,
+        seed_delay: Some(delay),
+        ..test_license("iran-khodro", "Tara", now)
+    };
+    let proposal = propose_issue(&env, lottery, "issuer.one")
+        .await
+        .expect("proposed");
+    let Ok(Outcome::Done { license_id: id }) = env
+        .store
+        .decide(
+            &proposal,
+            "issuer.three",
+            Decision::Approve,
+            service_kit::clock::now(),
+        )
+        .await
+        .expect("sql")
+    else {
+        panic!("approved")
+    };
+    // The court is disabled now: no new license takes it, its share of this one stands.
+    assert!(env
+        .store
+        .disable_observer("court", "cli:test", service_kit::clock::now())
+        .await
+        .expect("sql"));
+    let store = env.store.clone();
+    let lic = store
+        .licenses()
+        .await
+        .expect("licenses")
+        .into_iter()
+        .find(|l| l.id == id)
+        .expect("license");
+    let who = presale::domain::NationalId::parse(&env.citizens[0].national_id).expect("id");
+    store
+        .enter_lottery(&lic, &who, "sub-0", &presale::domain::Holder("h-0".into()))
+        .await
+        .expect("enter");
+    until(30, || {
+        let (store, id) = (store.clone(), id.clone());
+        async move { store.seed_status(&id).await.ok().and_then(|s| s.frozen) }
+    })
+    .await
+    .expect("the list froze after the close");
+    // The representative reveals on its campaign's dashboard.
+    let dash = rep
+        .go(&format!("{}/ministry/licenses/{id}/dashboard", env.base))
+        .await;
+    let done = rep
+        .post_follow(
+            &resolve(&dash.url, &form_action(&dash.body, "/reveal")),
+            &[
+                ("csrf", input(&dash.body, "csrf").as_str()),
+                ("secret", maker.secret.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    // The disabled court reveals with its statement.
+    let late = http
+        .post(&statements)
+        .body(court_key.reveal(&id, &court.secret).expect("sign"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(
+        late.status(),
+        200,
+        "{}",
+        late.text().await.unwrap_or_default()
+    );
+    // And the ministry through an issuer: every share revealed, the seed follows its delay.
+    let b2 = Browser::new("");
+    // The next TOTP step: the first was spent entering the commitment.
+    staff_sign_in(&env, &b2, "issuer.two", 30).await;
+    let page = b2.go(&format!("{}/ministry/licenses/{id}", env.base)).await;
+    let done = b2
+        .post_follow(
+            &resolve(&page.url, &form_action(&page.body, "/reveal")),
+            &[
+                ("csrf", input(&page.body, "csrf").as_str()),
+                ("secret", ministry.secret.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    let status = store.seed_status(&id).await.expect("status");
+    assert!(
+        status.parties.iter().all(|(_, revealed)| *revealed),
+        "{:?}",
+        status.parties
+    );
+    let history = store.audit_for(&id).await.expect("audit");
+    for actor in ["khodro.rep", "observer:court", "issuer.two"] {
+        assert!(
+            history
+                .iter()
+                .any(|e| e.action == "seed.reveal" && e.actor == actor),
+            "{actor}'s reveal in {history:?}"
+        );
+    }
+    // A license proposed now does not take the disabled court.
+    let next = format!("{license_no}-2");
+    let sent = http
+        .post(&statements)
+        .body(
+            court_key
+                .commit(
+                    &next,
+                    &Contribution::generate("court").commitment().commitment,
+                )
+                .expect("sign"),
+        )
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(
+        sent.status(),
+        404,
+        "a disabled observer commits to nothing new"
+    );
+}

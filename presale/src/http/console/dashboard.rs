@@ -161,6 +161,17 @@ pub(super) async fn show(
     } else {
         Vec::new()
     };
+    // A representative reveals its manufacturer's share here once the list is frozen (the
+    // channel its commitment came through).
+    let reveal_due = !ministry && {
+        let seed = app.store.seed_status(&l.id).await?;
+        seed.frozen.is_some()
+            && seed.seed.is_none()
+            && seed
+                .parties
+                .iter()
+                .any(|(p, revealed)| p.party == l.manufacturer && !*revealed)
+    };
     let body = html! {
         // Without the script, the whole page every ten seconds.
         noscript { meta http-equiv="refresh" content="10"; }        p {
@@ -180,6 +191,16 @@ pub(super) async fn show(
                     @for p in &pending {
                         li { a href=(format!("/ministry/proposals/{}", p.id)) { (p.change.summary()) } " · " span lang="en" dir="ltr" { (p.proposed_by) } }
                     }
+                }
+            }
+        }
+        @if reveal_due {
+            section.card {
+                form method="post" action=(format!("/ministry/licenses/{}/reveal", l.id)) {
+                    input type="hidden" name="csrf" value=(staff.csrf);
+                    label for="secret" { (fa(m::F_MAKER_SECRET)) }
+                    input #secret type="password" name="secret" required autocomplete="off";
+                    button type="submit" { (fa(m::REVEAL_MAKER)) }
                 }
             }
         }

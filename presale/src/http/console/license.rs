@@ -296,8 +296,9 @@ pub(super) struct RevealForm {
     secret: String,
 }
 
-/// An issuer reveals the ministry's secret for a campaign whose list is frozen (the
-/// ministry's channel, as entering its commitment was; audited under their name).
+/// An issuer reveals the ministry's secret for a campaign whose list is frozen, and a
+/// manufacturer's representative its manufacturer's (each the channel its party's
+/// commitment came through; audited under their name).
 pub(super) async fn reveal(
     State(app): State<App>,
     staff: Staff,
@@ -306,7 +307,26 @@ pub(super) async fn reveal(
 ) -> Result<Response, Error> {
     use crate::error::msg;
     use crate::store::seeds::Revealed;
-    staff.may(Role::Issuer, &f.csrf)?;
+    let (party, back) = match staff.role {
+        Role::Issuer => {
+            staff.may(Role::Issuer, &f.csrf)?;
+            (
+                crate::store::commitments::MINISTRY.to_owned(),
+                format!("/ministry/licenses/{id}"),
+            )
+        }
+        Role::Representative => {
+            staff.may(Role::Representative, &f.csrf)?;
+            let l = app
+                .store
+                .license(&id)
+                .await?
+                .ok_or(Error::not_found(m::NO_LICENSE))?;
+            staff.sees(&l.manufacturer)?;
+            (l.manufacturer, format!("/ministry/licenses/{id}/dashboard"))
+        }
+        _ => return Err(Error::user(StatusCode::FORBIDDEN, m::NOT_YOUR_ROLE)),
+    };
     let secret = f.secret.trim();
     if !crate::transparency::seed::valid_secret(secret) {
         return Err(Error::user(StatusCode::BAD_REQUEST, msg::BAD_FORM));
@@ -314,17 +334,10 @@ pub(super) async fn reveal(
     let refused = |status, text| Err(Error::user(status, text));
     match app
         .store
-        .reveal(
-            &id,
-            crate::store::commitments::MINISTRY,
-            secret,
-            &staff.username,
-        )
+        .reveal(&id, &party, secret, &staff.username)
         .await?
     {
-        Revealed::Accepted { .. } | Revealed::Already => {
-            Ok(Redirect::to(&format!("/ministry/licenses/{id}")).into_response())
-        }
+        Revealed::Accepted { .. } | Revealed::Already => Ok(Redirect::to(&back).into_response()),
         Revealed::TooEarly => refused(StatusCode::CONFLICT, msg::REVEAL_TOO_EARLY),
         Revealed::TooLate => refused(StatusCode::CONFLICT, msg::REVEAL_TOO_LATE),
         Revealed::UnknownParty => refused(StatusCode::NOT_FOUND, msg::REVEAL_UNKNOWN_PARTY),

@@ -99,7 +99,12 @@ fn open_to_representatives(path: &str) -> bool {
     let Some(rest) = path.strip_prefix("/ministry/licenses/") else {
         return false;
     };
-    let mut parts = rest.split('/');
+    let parts: Vec<&str> = rest.split('/').collect();
+    // Its manufacturer's share of a campaign's seed, revealed (checked by the handler).
+    if let [id, "reveal"] = parts.as_slice() {
+        return !id.is_empty();
+    }
+    let mut parts = parts.into_iter();
     let (Some(id), Some("dashboard"), tail) = (parts.next(), parts.next(), parts.next()) else {
         return false;
     };
@@ -211,6 +216,7 @@ mod tests {
             "/ministry/logout",
             "/ministry/licenses/l-1/dashboard",
             "/ministry/licenses/l-1/dashboard/live",
+            "/ministry/licenses/l-1/reveal",
         ] {
             assert!(open(path), "{path}");
         }
@@ -220,6 +226,8 @@ mod tests {
             "/ministry/licenses/l-1",
             "/ministry/licenses/l-1/pause",
             "/ministry/licenses/l-1/dashboard/live/x",
+            "/ministry/licenses/l-1/reveal/x",
+            "/ministry/licenses//reveal",
             "/ministry/licenses//dashboard",
             "/ministry/proposals/p-1",
             "/ministry/proposals/p-1/approve",
