@@ -21,6 +21,11 @@ use crate::terms::Selection;
 /// The largest answer the auditor reads from a log server at once (a page of records).
 pub const MAX_ANSWER_BYTES: usize = 64 << 20;
 
+/// The most records the auditor reads of one campaign's log (a national campaign's log
+/// is a few million: one record per ticket, admission batch and application); a log that
+/// signs a larger tree is refused rather than read until memory runs out.
+pub const MAX_RECORDS: u64 = 50_000_000;
+
 /// Where the auditor reads a log from.
 #[allow(async_fn_in_trait)]
 pub trait LogSource {
@@ -165,6 +170,11 @@ pub async fn fetch_records(
     campaign: &str,
     size: u64,
 ) -> Result<Vec<String>, String> {
+    if size > MAX_RECORDS {
+        return Err(format!(
+            "the log claims {size} records, more than the {MAX_RECORDS} an audit reads"
+        ));
+    }
     // Room for what arrives, not for what a checkpoint claims.
     let mut records = Vec::with_capacity(size.min(4096) as usize);
     while (records.len() as u64) < size {

@@ -227,7 +227,7 @@ pub async fn observe(
     let get = |path: String| {
         let url = format!("{base}{path}");
         async move {
-            let r = http
+            let mut r = http
                 .get(&url)
                 .send()
                 .await
@@ -235,9 +235,20 @@ pub async fn observe(
             if !r.status().is_success() {
                 return Err(Refusal::Unreachable(format!("{url}: HTTP {}", r.status())));
             }
-            r.text()
+            // A checkpoint and a consistency proof are a few kilobytes: a log that sends
+            // more is not read on.
+            let mut body = Vec::new();
+            while let Some(chunk) = r
+                .chunk()
                 .await
-                .map_err(|e| Refusal::Unreachable(format!("{url}: {e}")))
+                .map_err(|e| Refusal::Unreachable(format!("{url}: {e}")))?
+            {
+                body.extend_from_slice(&chunk);
+                if body.len() > 1 << 20 {
+                    return Err(Refusal::Unreachable(format!("{url}: an answer over 1 MiB")));
+                }
+            }
+            String::from_utf8(body).map_err(|e| Refusal::Unreachable(format!("{url}: {e}")))
         }
     };
     let note = get(format!("/transparency/{campaign}/checkpoint")).await?;

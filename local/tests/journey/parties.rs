@@ -26,6 +26,65 @@ where
     None
 }
 
+/// A one-car lottery of Iran Khodro (license number `license_no`, seed `parties` and
+/// `delay`) that closes `secs` seconds from now, proposed by issuer.one and approved by
+/// issuer.three: its id.
+async fn issue_lottery(
+    env: &Env,
+    license_no: &str,
+    parties: Vec<presale::transparency::seed::Commitment>,
+    delay: presale::domain::SeedDelay,
+    secs: i64,
+) -> String {
+    let now = service_kit::clock::now();
+    let lottery = NewLicense {
+        license_no: license_no.to_owned(),
+        units: 1,
+        kind: PresaleKind::Firm,
+        delivery_deadline: now + secs + 200 * 24 * 3600,
+        closes_at: now + secs,
+        selection: Selection::Lottery,
+        admission_per_min: 60,
+        apply_window_secs: 600,
+        parties,
+        seed_delay: Some(delay),
+        ..test_license("iran-khodro", "Tara", now)
+    };
+    let proposal = propose_issue(env, lottery, "issuer.one")
+        .await
+        .expect("proposed");
+    match env
+        .store
+        .decide(
+            &proposal,
+            "issuer.three",
+            Decision::Approve,
+            service_kit::clock::now(),
+        )
+        .await
+        .expect("sql")
+    {
+        Ok(Outcome::Done { license_id }) => license_id,
+        other => panic!("approved: {other:?}"),
+    }
+}
+
+/// Registers observer `court` with a new key, as an administrator does: the key.
+async fn register_court(env: &Env) -> ObserverKey {
+    let key = ObserverKey::from_seed("court", &rand::random()).expect("key");
+    env.store
+        .add_observer(
+            "court",
+            key.verifier_key(),
+            "cli:test",
+            service_kit::clock::now(),
+        )
+        .await
+        .expect("sql")
+        .expect("the court is registered");
+    key
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lottery_of_three_parties_where_the_observer_withholds() {
     let env = start(false).await;
@@ -37,17 +96,7 @@ async fn a_lottery_of_three_parties_where_the_observer_withholds() {
     let ministry = Contribution::generate("ministry");
     let maker = Contribution::generate("iran-khodro");
     let court = Contribution::generate("court");
-    let court_key = ObserverKey::from_seed("court", &rand::random()).expect("key");
-    env.store
-        .add_observer(
-            "court",
-            court_key.verifier_key(),
-            "cli:test",
-            service_kit::clock::now(),
-        )
-        .await
-        .expect("sql")
-        .expect("the court is registered");
+    let court_key = register_court(&env).await;
 
     // The manufacturer commits through its own credentials at the IdP.
     let maker_secret = env.seed_secret("iran-khodro");
@@ -121,40 +170,11 @@ async fn a_lottery_of_three_parties_where_the_observer_withholds() {
         .expect("three parties on the record");
     let names: Vec<&str> = parties.iter().map(|p| p.party.as_str()).collect();
     assert_eq!(names, ["court", "iran-khodro", "ministry"]);
-    let now = service_kit::clock::now();
     let delay = presale::domain::SeedDelay {
         reveal_secs: 4,
         iterations: 16,
     };
-    let lottery = NewLicense {
-        license_no: license_no.clone(),
-        units: 1,
-        kind: PresaleKind::Firm,
-        delivery_deadline: now + 8 + 200 * 24 * 3600,
-        closes_at: now + 8,
-        selection: Selection::Lottery,
-        admission_per_min: 60,
-        apply_window_secs: 600,
-        parties,
-        seed_delay: Some(delay),
-        ..test_license("iran-khodro", "Tara", now)
-    };
-    let proposal = propose_issue(&env, lottery, "issuer.one")
-        .await
-        .expect("proposed");
-    let Ok(Outcome::Done { license_id: id }) = env
-        .store
-        .decide(
-            &proposal,
-            "issuer.three",
-            Decision::Approve,
-            service_kit::clock::now(),
-        )
-        .await
-        .expect("sql")
-    else {
-        panic!("approved")
-    };
+    let id = issue_lottery(&env, &license_no, parties, delay, 8).await;
 
     // Two citizens enter over the storefront.
     for who in &env.citizens[..2] {
@@ -345,17 +365,7 @@ async fn every_party_reveals_by_the_channel_it_committed_through() {
     let ministry = Contribution::generate("ministry");
     let maker = Contribution::generate("iran-khodro");
     let court = Contribution::generate("court");
-    let court_key = ObserverKey::from_seed("court", &rand::random()).expect("key");
-    env.store
-        .add_observer(
-            "court",
-            court_key.verifier_key(),
-            "cli:test",
-            service_kit::clock::now(),
-        )
-        .await
-        .expect("sql")
-        .expect("registered");
+    let court_key = register_court(&env).await;
     let statements = format!("{}/api/observers/court/statements", env.base);
     let sent = http
         .post(&statements)
@@ -397,38 +407,11 @@ async fn every_party_reveals_by_the_channel_it_committed_through() {
         .await
         .expect("three parties");
     assert_eq!(parties.len(), 3, "{parties:?}");
-    let now = service_kit::clock::now();
     let delay = presale::domain::SeedDelay {
         reveal_secs: 20,
         iterations: 16,
     };
-    let lottery = NewLicense {
-        license_no: license_no.clone(),
-        units: 1,
-        kind: PresaleKind::Firm,
-        delivery_deadline: now + 4 + 200 * 24 * 3600,
-        closes_at: now + 4,
-        selection: Selection::Lottery,
-        parties,
-        seed_delay: Some(delay),
-        ..test_license("iran-khodro", "Tara", now)
-    };
-    let proposal = propose_issue(&env, lottery, "issuer.one")
-        .await
-        .expect("proposed");
-    let Ok(Outcome::Done { license_id: id }) = env
-        .store
-        .decide(
-            &proposal,
-            "issuer.three",
-            Decision::Approve,
-            service_kit::clock::now(),
-        )
-        .await
-        .expect("sql")
-    else {
-        panic!("approved")
-    };
+    let id = issue_lottery(&env, &license_no, parties, delay, 4).await;
     // The court is disabled now: no new license takes it, its share of this one stands.
     assert!(env
         .store

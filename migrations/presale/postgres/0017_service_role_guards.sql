@@ -26,10 +26,13 @@ CREATE FUNCTION emta_logged_now(lic text, ev text) RETURNS SETOF jsonb AS $$
       AND body::jsonb ->> 'event' = ev
 $$ LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp;
 
--- Whether this transaction appended a chained audit entry, one of `actions`, about `subj`.
-CREATE FUNCTION emta_audited_now(actions text[], subj text) RETURNS boolean AS $$
+-- Whether this transaction appended a chained audit entry, one of `actions`, about `subj`
+-- (and, given `said`, saying exactly that).
+CREATE FUNCTION emta_audited_now(actions text[], subj text, said text DEFAULT NULL)
+RETURNS boolean AS $$
     SELECT EXISTS (SELECT 1 FROM public.audit_log
                    WHERE subject = subj AND action = ANY (actions) AND seq IS NOT NULL
+                     AND (said IS NULL OR detail = said)
                      AND xmin = pg_catalog.pg_current_xact_id()::xid)
 $$ LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp;
 
@@ -98,7 +101,14 @@ BEGIN
                   IS NOT DISTINCT FROM NEW.seed_reveal_secs
               AND (e -> 'terms' -> 'seed_delay' ->> 'iterations')::bigint
                   IS NOT DISTINCT FROM NEW.seed_iterations
+              AND e -> 'terms' ->> 'model' = NEW.model
+              AND (SELECT pg_catalog.string_agg(m, ',' ORDER BY n)
+                   FROM pg_catalog.jsonb_array_elements_text(e -> 'terms' -> 'exclusion' -> 'manufacturers')
+                        WITH ORDINALITY AS x(m, n))
+                  IS NOT DISTINCT FROM NEW.exclusion_manufacturers
               AND NEW.accepted = 0 AND NEW.entries = 0 AND NEW.status = 'active'
+              AND NEW.paused_ms = 0 AND NEW.suspended_at_ms IS NULL
+              AND NEW.admissions_paused_at_ms IS NULL AND NEW.frozen_at_ms IS NULL
         ) THEN
             RAISE EXCEPTION 'license %: issued without its record in the public log, or unlike it', NEW.id
                 USING ERRCODE = 'insufficient_privilege';
@@ -131,6 +141,18 @@ BEGIN
         RAISE EXCEPTION 'license %: a pause of admissions without its record in the public log', NEW.id
             USING ERRCODE = 'insufficient_privilege';
     END IF;
+    -- Each application accepted, each lottery entry, with its record.
+    IF NEW.accepted < OLD.accepted
+       OR NEW.accepted - OLD.accepted
+          > (SELECT count(*) FROM emta_logged_now(NEW.id, 'accepted')) THEN
+        RAISE EXCEPTION 'license %: applications counted without their records in the public log', NEW.id
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF NEW.entries < OLD.entries
+       OR NEW.entries - OLD.entries > (SELECT count(*) FROM emta_logged_now(NEW.id, 'entry')) THEN
+        RAISE EXCEPTION 'license %: entries counted without their records in the public log', NEW.id
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
     IF OLD.frozen_at_ms IS DISTINCT FROM NEW.frozen_at_ms
        AND (OLD.frozen_at_ms IS NOT NULL
             OR NOT EXISTS (SELECT 1 FROM emta_logged_now(NEW.id, 'frozen'))) THEN
@@ -145,10 +167,10 @@ CREATE CONSTRAINT TRIGGER licenses_issued_logged AFTER INSERT ON licenses
 CREATE CONSTRAINT TRIGGER licenses_change_logged AFTER UPDATE ON licenses
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
     WHEN ((OLD.status, OLD.suspended_at_ms, OLD.paused_ms, OLD.admission_per_min, OLD.max_active,
-           OLD.admissions_paused_at_ms, OLD.frozen_at_ms)
+           OLD.admissions_paused_at_ms, OLD.frozen_at_ms, OLD.accepted, OLD.entries)
           IS DISTINCT FROM
           (NEW.status, NEW.suspended_at_ms, NEW.paused_ms, NEW.admission_per_min, NEW.max_active,
-           NEW.admissions_paused_at_ms, NEW.frozen_at_ms))
+           NEW.admissions_paused_at_ms, NEW.frozen_at_ms, NEW.accepted, NEW.entries))
     EXECUTE FUNCTION licenses_change_logged();
 
 -- The frozen list, once written, is final; the seed is written once, with its record.
@@ -194,7 +216,7 @@ BEGIN
     IF TG_OP = 'INSERT' AND NOT EXISTS (
            SELECT 1 FROM emta_logged_now(NEW.license_id, 'license') e
            WHERE e -> 'terms' -> 'parties'
-                 @> jsonb_build_array(jsonb_build_object('party', NEW.party, 'commitment', NEW.commitment))) THEN
+                 @> pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object('party', NEW.party, 'commitment', NEW.commitment))) THEN
         RAISE EXCEPTION 'campaign %: a seed party not in the license''s record', NEW.license_id
             USING ERRCODE = 'insufficient_privilege';
     END IF;
@@ -217,7 +239,10 @@ CREATE TRIGGER staff_no_delete BEFORE DELETE ON staff FOR EACH ROW
 CREATE FUNCTION staff_audited() RETURNS trigger AS $$
 BEGIN
     IF emta_owner_acts(TG_RELID) THEN RETURN NULL; END IF;
-    IF TG_OP = 'INSERT' AND NOT emta_audited_now(ARRAY['staff.add'], NEW.username) THEN
+    -- The entry names the role (and a representative's manufacturer) the account has.
+    IF TG_OP = 'INSERT' AND NOT emta_audited_now(ARRAY['staff.add'], NEW.username,
+           CASE WHEN NEW.manufacturer IS NULL THEN NEW.role
+                ELSE NEW.role || ' ' || NEW.manufacturer END) THEN
         RAISE EXCEPTION 'staff %: an account without its staff.add audit entry', NEW.username
             USING ERRCODE = 'insufficient_privilege';
     END IF;
@@ -228,7 +253,7 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege';
     END IF;
     IF (OLD.role, OLD.manufacturer) IS DISTINCT FROM (NEW.role, NEW.manufacturer)
-       AND NOT emta_audited_now(ARRAY['staff.role'], NEW.username) THEN
+       AND NOT emta_audited_now(ARRAY['staff.role'], NEW.username, NEW.role) THEN
         RAISE EXCEPTION 'staff %: a change of role without its staff.role audit entry', NEW.username
             USING ERRCODE = 'insufficient_privilege';
     END IF;
@@ -303,16 +328,107 @@ END;
 $$ LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp;
 CREATE CONSTRAINT TRIGGER log_records_within AFTER INSERT ON log_records
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION log_records_within();
+CREATE FUNCTION log_state_filled() RETURNS trigger AS $$
+BEGIN
+    IF emta_owner_acts(TG_RELID) THEN RETURN NULL; END IF;
+    IF TG_OP = 'INSERT' AND NEW.size <> 0 THEN
+        RAISE EXCEPTION 'campaign %: a log starts empty', NEW.license_id
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    -- Every index the size now covers holds a record: no gap for a parked one.
+    IF TG_OP = 'UPDATE' AND NEW.size > OLD.size AND (
+           SELECT count(*) FROM public.log_records r
+           WHERE r.license_id = NEW.license_id AND r.idx >= OLD.size AND r.idx < NEW.size)
+           <> NEW.size - OLD.size THEN
+        RAISE EXCEPTION 'campaign %: the tree''s size passes a gap', NEW.license_id
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp;
+CREATE CONSTRAINT TRIGGER log_state_filled AFTER INSERT OR UPDATE ON log_state
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION log_state_filled();
 CREATE TRIGGER log_state_grows BEFORE UPDATE ON log_state FOR EACH ROW
     WHEN (NEW.size < OLD.size OR NEW.license_id IS DISTINCT FROM OLD.license_id)
     EXECUTE FUNCTION emta_refuse('a log only grows');
 CREATE TRIGGER log_state_no_delete BEFORE DELETE ON log_state FOR EACH ROW
     EXECUTE FUNCTION emta_refuse('a log is never removed');
 
--- When the queue opens is the license's: it decides who arrived before the opening.
+-- When the queue opens is the license's: it decides who arrived before the opening. The
+-- queue starts empty at the license's opening, and is marked open only once the
+-- database's clock has reached it.
 CREATE TRIGGER queue_campaigns_opening_fixed BEFORE UPDATE ON queue_campaigns FOR EACH ROW
     WHEN ((OLD.license_id, OLD.opens_at_ms) IS DISTINCT FROM (NEW.license_id, NEW.opens_at_ms))
     EXECUTE FUNCTION emta_refuse('the queue''s opening is the license''s');
+CREATE FUNCTION queue_campaigns_opening() RETURNS trigger AS $$
+BEGIN
+    IF emta_owner_acts(TG_RELID) THEN RETURN NEW; END IF;
+    IF TG_OP = 'INSERT' AND (
+           NEW.opens_at_ms IS DISTINCT FROM
+               (SELECT l.opens_at * 1000 FROM public.licenses l WHERE l.id = NEW.license_id)
+           OR (NEW.early, NEW.late, NEW.opened, NEW.serving, NEW.clock_ms, NEW.carry_milli)
+              IS DISTINCT FROM (0::bigint, 0::bigint, 0::bigint, 0::bigint, 0::bigint, 0::bigint)) THEN
+        RAISE EXCEPTION 'queue %: not the license''s opening, or not empty', NEW.license_id
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF TG_OP = 'UPDATE' AND (NEW.opened < OLD.opened OR (NEW.opened > OLD.opened
+           AND CAST(EXTRACT(EPOCH FROM pg_catalog.clock_timestamp()) * 1000 AS bigint)
+               < NEW.opens_at_ms)) THEN
+        RAISE EXCEPTION 'queue %: opened before its opening', NEW.license_id
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NEW;
+END;
+$$ LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp;
+CREATE TRIGGER queue_campaigns_opening BEFORE INSERT OR UPDATE ON queue_campaigns FOR EACH ROW
+    EXECUTE FUNCTION queue_campaigns_opening();
+
+-- An application, an admission: only with their records in the public log.
+CREATE FUNCTION applications_logged() RETURNS trigger AS $$
+BEGIN
+    IF emta_owner_acts(TG_RELID) THEN RETURN NULL; END IF;
+    IF NOT EXISTS (
+           SELECT 1 FROM emta_logged_now(NEW.license_id, 'accepted') e
+           WHERE e ->> 'tracking_code' = NEW.tracking_code
+             AND (e ->> 'ticket')::bigint = NEW.ticket) THEN
+        RAISE EXCEPTION 'campaign %: an application without its record in the public log', NEW.license_id
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp;
+CREATE FUNCTION queue_admissions_logged() RETURNS trigger AS $$
+BEGIN
+    IF emta_owner_acts(TG_RELID) THEN RETURN NULL; END IF;
+    IF NOT EXISTS (
+           SELECT 1 FROM emta_logged_now(NEW.license_id, 'admitted') e
+           WHERE NEW.ticket BETWEEN (e ->> 'first')::bigint AND (e ->> 'last')::bigint) THEN
+        RAISE EXCEPTION 'campaign %: an admission without its record in the public log', NEW.license_id
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp;
+CREATE CONSTRAINT TRIGGER applications_logged AFTER INSERT ON applications
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION applications_logged();
+CREATE CONSTRAINT TRIGGER queue_admissions_logged AFTER INSERT ON queue_admissions
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION queue_admissions_logged();
+-- A winner's time to apply moves only with a suspension's end or an extension.
+CREATE FUNCTION lottery_draws_time_logged() RETURNS trigger AS $$
+BEGIN
+    IF emta_owner_acts(TG_RELID) THEN RETURN NULL; END IF;
+    IF NOT EXISTS (SELECT 1 FROM emta_logged_now(NEW.license_id, 'status'))
+       AND NOT EXISTS (SELECT 1 FROM emta_logged_now(NEW.license_id, 'extended')) THEN
+        RAISE EXCEPTION 'campaign %: a winner''s time moved without its record in the public log', NEW.license_id
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp;
+CREATE CONSTRAINT TRIGGER lottery_draws_time_logged AFTER UPDATE ON lottery_draws
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW
+    WHEN (OLD.apply_until_ms IS DISTINCT FROM NEW.apply_until_ms)
+    EXECUTE FUNCTION lottery_draws_time_logged();
 
 -- Observers: registered and disabled only with their audit entries.
 CREATE FUNCTION seed_observers_audited() RETURNS trigger AS $$

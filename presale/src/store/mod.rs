@@ -173,6 +173,9 @@ impl Store {
             // migration 0017, whose guards bind what it may still update).
             format!("REVOKE DELETE, TRUNCATE ON ALL TABLES IN SCHEMA public FROM {role}"),
             format!("GRANT DELETE ON log_pending TO {role}"),
+            // Nothing of its own in the schema the guards name their tables in (the
+            // default since PostgreSQL 15, said again for older servers).
+            format!("REVOKE CREATE ON SCHEMA public FROM PUBLIC, {role}"),
             format!(
                 "REVOKE UPDATE ON log_pending, applications, round_claims, lottery_ranks, \
                  lottery_entries, queue_tickets FROM {role}"

@@ -507,8 +507,9 @@ fn as_user(url: &str, user: &str, password: &str) -> String {
     format!("{scheme}://{user}:{password}@{host}")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_service_role_serves_but_cannot_rewrite_the_audit_or_the_logs() {
+/// A fresh PostgreSQL database migrated by its owner, and a store on it as the service's
+/// role (granted as `presale migrate --grant-to` does): (database, owner, service).
+async fn as_service_role() -> (testkit::servers::FreshDatabase, Store, Store) {
     let db = Backend::Servers.database("presale").await;
     let owner = Store::connect(&db.url, 4).await.expect("owner");
     owner.migrate().await.expect("migrate");
@@ -521,6 +522,12 @@ async fn the_service_role_serves_but_cannot_rewrite_the_audit_or_the_logs() {
     let app = Store::connect(&as_user(&db.url, &role, "app-password"), 4)
         .await
         .expect("the service's role connects");
+    (db, owner, app)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_service_role_serves_but_cannot_rewrite_the_audit_or_the_logs() {
+    let (_db, owner, app) = as_service_role().await;
     app.check_migrated().await.expect("the schema is current");
 
     // Everything the service does, as the role: staff, four-eyes, queue, application, log.
@@ -882,18 +889,7 @@ pub(crate) async fn one_person_behind_two_accounts_is_one_pair_of_eyes(backend: 
 /// accepted without a trace.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_service_role_changes_who_gets_a_car_only_in_the_open() {
-    let db = Backend::Servers.database("presale").await;
-    let owner = Store::connect(&db.url, 4).await.expect("owner");
-    owner.migrate().await.expect("migrate");
-    let role = unique("emta_app").to_lowercase();
-    sqlx::query(&format!("CREATE ROLE {role} LOGIN PASSWORD 'app-password'"))
-        .execute(owner.pool())
-        .await
-        .expect("role");
-    owner.grant_service_role(&role).await.expect("grant");
-    let app = Store::connect(&as_user(&db.url, &role, "app-password"), 4)
-        .await
-        .expect("the service's role connects");
+    let (_db, owner, app) = as_service_role().await;
 
     // The service's own path, as the role.
     staff(&app, "issuer.a", Role::Issuer).await;
@@ -1015,7 +1011,22 @@ async fn the_service_role_changes_who_gets_a_car_only_in_the_open() {
         format!("DELETE FROM queue_tickets WHERE license_id = '{id}'"),
         format!("UPDATE queue_tickets SET holder = 'someone else' WHERE license_id = '{id}'"),
         "DELETE FROM applications".to_owned(),
-        "UPDATE seed_observers SET disabled_at = 1 WHERE name = 'court'".to_owned(),
+                "UPDATE seed_observers SET disabled_at = 1 WHERE name = 'court'".to_owned(),
+        // And what a second review found open: an application, an admission or a count
+        // written without its record; the queue closed again; a license whose row is not
+        // what its record states.
+        format!(
+            "INSERT INTO applications (id, license_id, national_id, citizen_sub, ticket, \
+             tracking_code, created_at) VALUES ('a-insider', '{id}', '0499370899', 'friend', \
+             19, 'INSIDER1', 1)"
+        ),
+        format!("UPDATE licenses SET accepted = accepted + 1 WHERE id = '{id}'"),
+        format!("UPDATE licenses SET entries = entries + 5 WHERE id = '{id}'"),
+        format!(
+            "INSERT INTO queue_admissions (license_id, ticket, admitted_at_ms, deadline_ms) \
+             VALUES ('{id}', 999, 1, 9000000000000)"
+        ),
+        format!("UPDATE queue_campaigns SET opened = 0 WHERE license_id = '{id}'"),
     ] {
         let r = sqlx::query(&sql).execute(app.pool()).await;
         let e = r.expect_err(&format!("the service's role may not: {sql}"));
@@ -1024,7 +1035,10 @@ async fn the_service_role_changes_who_gets_a_car_only_in_the_open() {
             text.contains("permission denied")
                 || text.contains("violates check constraint")
                 || text.contains("past the tree")
-                || text.contains("audit entry")
+                                || text.contains("audit entry")
+                || text.contains("without their records")
+                || text.contains("without its record")
+                || text.contains("before its opening")
                 || text.contains("only grows")
                 || text.contains("never removed")
                 || text.contains("is the license")
@@ -1082,6 +1096,56 @@ async fn the_service_role_changes_who_gets_a_car_only_in_the_open() {
         .expect("the same record is there");
     let e = tx.commit().await.expect_err("refused at commit");
     assert!(e.to_string().contains("past the tree"), "{e}");
+    // ... or parked far ahead with the size jumping past the gap to cover it.
+    let mut tx = app.pool().begin().await.expect("begin");
+    let size: i64 = sqlx::query("SELECT size FROM log_state WHERE license_id = $1")
+        .bind(&id)
+        .fetch_one(&mut *tx)
+        .await
+        .expect("size")
+        .get("size");
+    sqlx::query("INSERT INTO log_records (license_id, idx, body, ref) VALUES ($1, $2, $3, $4)")
+        .bind(&id)
+        .bind(size + 1000)
+        .bind(pending.get::<String, _>("body"))
+        .bind(pending.get::<Option<String>, _>("ref"))
+        .execute(&mut *tx)
+        .await
+        .expect("deferred to the commit");
+    sqlx::query("DELETE FROM log_pending WHERE id = $1")
+        .bind(pending.get::<i64, _>("id"))
+        .execute(&mut *tx)
+        .await
+        .expect("the same record is there");
+    sqlx::query("UPDATE log_state SET size = $2 WHERE license_id = $1")
+        .bind(&id)
+        .bind(size + 1001)
+        .execute(&mut *tx)
+        .await
+        .expect("deferred to the commit");
+    let e = tx.commit().await.expect_err("refused at commit");
+    assert!(e.to_string().contains("passes a gap"), "{e}");
+    // A role change whose entry says another role.
+    let mut tx = app.pool().begin().await.expect("begin");
+    app.audit_in(
+        &mut tx,
+        &presale::store::audit::Entry {
+            at: service_kit::clock::now(),
+            actor: "admin.x",
+            action: "staff.role",
+            subject: "auditor.a",
+            detail: "auditor",
+            anchor: None,
+        },
+    )
+    .await
+    .expect("a chained entry");
+    sqlx::query("UPDATE staff SET role = 'issuer' WHERE username = 'auditor.a'")
+        .execute(&mut *tx)
+        .await
+        .expect("deferred to the commit");
+    let e = tx.commit().await.expect_err("refused at commit");
+    assert!(e.to_string().contains("staff.role"), "{e}");
 
     // An insider who writes the record too is in the open: a seed chosen before the
     // reveals, published with its record, is what the auditor finds.
