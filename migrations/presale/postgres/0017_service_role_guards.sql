@@ -380,7 +380,12 @@ BEGIN
     RETURN NEW;
 END;
 $$ LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp;
-CREATE TRIGGER queue_campaigns_opening BEFORE INSERT OR UPDATE ON queue_campaigns FOR EACH ROW
+-- (Only when `opened` changes: every join batch updates the row, and a function called
+-- for each would cost the surge's hot path.)
+CREATE TRIGGER queue_campaigns_created BEFORE INSERT ON queue_campaigns FOR EACH ROW
+    EXECUTE FUNCTION queue_campaigns_opening();
+CREATE TRIGGER queue_campaigns_opening BEFORE UPDATE ON queue_campaigns FOR EACH ROW
+    WHEN (OLD.opened IS DISTINCT FROM NEW.opened)
     EXECUTE FUNCTION queue_campaigns_opening();
 
 -- An application, an admission: only with their records in the public log.
