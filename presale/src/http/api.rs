@@ -110,14 +110,7 @@ async fn seed_client(core: &Core, headers: &HeaderMap) -> Result<(String, String
                 m::E_TOKEN,
             ))
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "introspection at the IdP");
-            return Err(problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                crate::error::msg::BUSY,
-            ));
-        }
+        Err(e) => return Err(unavailable(e, "introspection at the IdP")),
     };
     if !caller.scopes.iter().any(|s| s == SEED_SCOPE) {
         return Err(problem(
@@ -187,14 +180,7 @@ async fn seed_commitment(
             "invalid_request",
             m::E_COMMITMENT_FORMAT,
         ),
-        Err(e) => {
-            tracing::error!(error = %e, "recording a seed commitment");
-            problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                crate::error::msg::BUSY,
-            )
-        }
+        Err(e) => unavailable(e, "recording a seed commitment"),
     }
 }
 

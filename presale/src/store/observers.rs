@@ -146,21 +146,10 @@ impl Store {
     where
         E: sqlx::Executor<'c, Database = sqlx::Any>,
     {
-        let row = sqlx::query(
-            "SELECT o.verifier_key FROM seed_observers o JOIN audit_log a \
-             ON a.action = 'observer.add' AND a.subject = o.name AND a.actor = o.added_by \
-             AND a.detail = o.verifier_key \
-             WHERE o.name = $1 AND o.disabled_at IS NULL",
-        )
-        .bind(name)
-        .fetch_optional(conn)
-        .await?;
-        Ok(row.map(|r| r.try_get("verifier_key")).transpose()?)
-    }
-
-    /// Observer `name`'s key, as [`Self::observer_key_in`].
-    pub async fn observer_key(&self, name: &str) -> Result<Option<String>, StoreError> {
-        self.observer_key_in(self.pool(), name).await
+        Ok(self
+            .observer_registration_in(conn, name)
+            .await?
+            .and_then(|(key, enabled)| enabled.then_some(key)))
     }
 
     /// Observer `name`'s key and whether it is enabled, if it was ever registered (with
@@ -171,13 +160,26 @@ impl Store {
         &self,
         name: &str,
     ) -> Result<Option<(String, bool)>, StoreError> {
+        self.observer_registration_in(self.pool(), name).await
+    }
+
+    /// [`Self::observer_registration`] on `conn`: a row written without its `observer.add`
+    /// entry is nobody.
+    async fn observer_registration_in<'c, E>(
+        &self,
+        conn: E,
+        name: &str,
+    ) -> Result<Option<(String, bool)>, StoreError>
+    where
+        E: sqlx::Executor<'c, Database = sqlx::Any>,
+    {
         let row = sqlx::query(
             "SELECT o.verifier_key, o.disabled_at FROM seed_observers o JOIN audit_log a \
              ON a.action = 'observer.add' AND a.subject = o.name AND a.actor = o.added_by \
              AND a.detail = o.verifier_key WHERE o.name = $1",
         )
         .bind(name)
-        .fetch_optional(self.pool())
+        .fetch_optional(conn)
         .await?;
         row.map(|r| {
             Ok((
