@@ -246,6 +246,7 @@ fn demo_license(now: i64, opens_in: i64) -> NewLicense {
         }),
         parties: crate::parties::commitments("saipa"),
         seed_delay: Some(crate::parties::SEED_DELAY),
+        registration: None,
     }
 }
 
@@ -348,6 +349,8 @@ pub async fn run(dir: &Path, ports: &Ports, opens_in: i64) -> anyhow::Result<()>
     );
     settings.storage.database_url = presale::config::Secret::new(database_url);
     settings.ministry_client_id = Some(demo.ministry.0.clone());
+    settings.traffic_police_url = Some(stub_url.clone());
+    settings.vehicle_registry_url = Some(stub_url.clone());
     settings.ministry_client_secret = Some(presale::config::Secret::new(demo.ministry.1.clone()));
     let service = presale::Application::build(settings).await?;
     // The manufacturers' back-ends send their seed commitments for the next license

@@ -208,6 +208,7 @@ pub fn queue_license(units: i64, opens_in: i64, admission_per_min: i64) -> NewLi
         exclusion: None,
         parties: crate::parties::commitments("saipa"),
         seed_delay: Some(crate::parties::SEED_DELAY),
+        registration: None,
     }
 }
 
@@ -682,6 +683,8 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
                 ("EMTA_MINISTRY_CLIENT_ID", ministry_id.clone()),
                 ("EMTA_MINISTRY_CLIENT_SECRET", ministry_secret.clone()),
                 ("EMTA_IP_PER_SEC", o.ip_per_sec.to_string()),
+                ("EMTA_TRAFFIC_POLICE_URL", stub_url.clone()),
+                ("EMTA_VEHICLE_REGISTRY_URL", stub_url.clone()),
                 (
                     "EMTA_TRUST_FORWARDED_FOR",
                     o.trust_forwarded_for.to_string(),
@@ -732,6 +735,8 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
         settings.storage.db_max_connections = o.presale_db_connections;
         settings.ip_per_sec = o.ip_per_sec;
         settings.trust_forwarded_for = o.trust_forwarded_for;
+        settings.traffic_police_url = Some(stub_url.clone());
+        settings.vehicle_registry_url = Some(stub_url.clone());
         settings.log_witnesses = o.log_witnesses.clone();
         if let Some((file, verifier)) = &log_key {
             if replica == 0 {

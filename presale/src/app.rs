@@ -76,6 +76,12 @@ pub struct CoreState {
     pub(crate) log_verifier: String,
     /// Signs the promises of inclusion given at a join or an entry.
     pub(crate) promise_key: crate::transparency::promise::PromiseKey,
+    /// The registries a license may ask at registration ([`crate::eligibility`]).
+    pub(crate) registries: crate::adapters::registries::Registries,
+    /// Registry calls per second across the deployment.
+    pub(crate) registry_rps: i64,
+    /// How long a registry's answer is kept.
+    pub(crate) registry_cache: Duration,
     /// The witnesses whose cosignatures the log keeps (`EMTA_LOG_WITNESSES`).
     pub(crate) log_witnesses: Vec<String>,
     /// Licenses as last read from SQL, shared rather than copied: status polls look them
@@ -323,6 +329,13 @@ impl Application {
                 .filter(|k| !k.is_empty())
                 .collect(),
             refusals: Default::default(),
+            registries: crate::adapters::registries::Registries::new(
+                settings.traffic_police_url.as_deref(),
+                settings.vehicle_registry_url.as_deref(),
+                Duration::from_millis(settings.registry_timeout_ms.max(1)),
+            ),
+            registry_rps: settings.registry_rps.max(1),
+            registry_cache: Duration::from_secs(settings.registry_cache_secs.max(1)),
             store,
             queue,
             sessions,

@@ -170,6 +170,30 @@ pub struct Settings {
     #[arg(long, env = "EMTA_LOG_SIGNING_KEY_FILE")]
     pub log_signing_key_file: Option<PathBuf>,
 
+    /// The traffic police's driving-licence registry (`POST {url}/licences/verify`), for
+    /// licenses that require a valid driving licence. Unset: such licenses answer "try
+    /// again" (503), never a pass.
+    #[arg(long, env = "EMTA_TRAFFIC_POLICE_URL")]
+    pub traffic_police_url: Option<String>,
+
+    /// The vehicle registry (`POST {url}/vehicles/query`), for licenses that exclude a
+    /// recent vehicle or an active plate.
+    #[arg(long, env = "EMTA_VEHICLE_REGISTRY_URL")]
+    pub vehicle_registry_url: Option<String>,
+
+    /// How long a registry may take to answer (ms).
+    #[arg(long, env = "EMTA_REGISTRY_TIMEOUT_MS", default_value_t = 3000)]
+    pub registry_timeout_ms: u64,
+
+    /// Registry calls per second across the whole deployment (every replica, both
+    /// registries): what the registries agreed to. Past it a citizen is told to try again.
+    #[arg(long, env = "EMTA_REGISTRY_RPS", default_value_t = 200)]
+    pub registry_rps: i64,
+
+    /// How long a registry's answer about a national ID is kept (seconds).
+    #[arg(long, env = "EMTA_REGISTRY_CACHE_SECS", default_value_t = 900)]
+    pub registry_cache_secs: u64,
+
     /// The logs' public key (note format), on the replicas that do not sign.
     #[arg(long, env = "EMTA_LOG_VERIFIER_KEY")]
     pub log_verifier_key: Option<String>,

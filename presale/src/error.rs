@@ -188,6 +188,20 @@ pub mod msg {
             "دوره فروش (یک درخواست در هر دوره)",
             "Sales round (one application per round)"
         );
+        pub const F_DRIVING_LICENCE: Text = t!(
+            "گواهینامه رانندگی معتبر (استعلام از پلیس راهور)",
+            "A valid driving licence (asked of the traffic police)"
+        );
+        pub const F_VEHICLE_MONTHS: Text = t!(
+            "بدون خودروی شماره‌شده به نام متقاضی در این چند ماه (استعلام از سامانه شماره‌گذاری)",
+            "No vehicle registered to the applicant in these many months (asked of the vehicle registry)"
+        );
+        pub const YES: Text = t!("بله", "Yes");
+        pub const NO: Text = t!("خیر", "No");
+        pub const E_VEHICLE_MONTHS: Text = t!(
+            "قاعده خودرو ۱ تا ۱۲۰ ماه را می‌شمارد.",
+            "The vehicle rule counts 1 to 120 months."
+        );
         pub const F_EXCLUSION_MONTHS: Text = t!(
             "محرومیت: ماه‌های پس از خرید قبلی",
             "Exclusion: months since a previous purchase"
@@ -496,6 +510,23 @@ pub mod msg {
         "بازه درخواستی نامعتبر است.",
         "The requested range is not valid."
     );
+    /// A registry or bank that a rule needs and that could not answer, by name.
+    pub fn upstream(service: &str) -> Text {
+        match service {
+            crate::adapters::registries::TRAFFIC_POLICE => t!(
+                "سامانه پلیس راهور اکنون پاسخ نمی‌دهد؛ درخواست شما رد نشده است. کمی بعد دوباره امتحان کنید.",
+                "The traffic police registry cannot answer now; you have not been refused. Try again shortly."
+            ),
+            crate::adapters::registries::VEHICLE_REGISTRY => t!(
+                "سامانه شماره‌گذاری خودرو اکنون پاسخ نمی‌دهد؛ درخواست شما رد نشده است. کمی بعد دوباره امتحان کنید.",
+                "The vehicle registry cannot answer now; you have not been refused. Try again shortly."
+            ),
+            _ => t!(
+                "سامانه بیرونی لازم اکنون پاسخ نمی‌دهد؛ درخواست شما رد نشده است. کمی بعد دوباره امتحان کنید.",
+                "A service this step needs cannot answer now; you have not been refused. Try again shortly."
+            ),
+        }
+    }
     pub const NOT_A_WINNER: Text = t!(
         "شما در قرعه‌کشی برنده نشده‌اید یا قرعه‌کشی هنوز انجام نشده است.",
         "You did not win the lottery, or it has not been drawn yet."
@@ -514,6 +545,13 @@ pub enum Error {
     /// done.
     #[error("busy, retry in {retry_after}s")]
     Busy { retry_after: u64 },
+    /// A registry (or a bank) that a rule needs could not answer: 503 with Retry-After,
+    /// nothing refused and nothing done.
+    #[error("{service} cannot answer, retry in {retry_after}s")]
+    Upstream {
+        service: &'static str,
+        retry_after: u64,
+    },
     /// A form whose CSRF token does not belong to this browser's session: 403.
     #[error("bad form")]
     BadForm,
@@ -556,6 +594,14 @@ impl Error {
             Self::Busy { retry_after } => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 msg::BUSY,
+                Some(*retry_after),
+            ),
+            Self::Upstream {
+                service,
+                retry_after,
+            } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                msg::upstream(service),
                 Some(*retry_after),
             ),
             Self::BadForm => (StatusCode::FORBIDDEN, msg::BAD_FORM, None),

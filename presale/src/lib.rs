@@ -19,7 +19,8 @@
 //!   rate, draw closed lotteries, sequence and sign the transparency logs.
 //! - [`transparency`]: the public log's records, checkpoints and receipts, the seed's
 //!   commit-then-reveal, and the auditor (`presale verify`).
-//! - [`adapters`]: the storefronts as OIDC relying parties of the IdP.
+//! - [`adapters`]: the storefronts as OIDC relying parties of the IdP; the registries a
+//!   license asks ([`eligibility`] applies their rules).
 //! - [`app`], [`config`], [`error`]: building and running the service, its typed
 //!   settings, its one error type.
 
@@ -28,6 +29,7 @@ pub mod admitter;
 pub mod app;
 pub mod config;
 pub mod domain;
+pub mod eligibility;
 pub mod error;
 pub mod http;
 pub mod queue;

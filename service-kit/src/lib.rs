@@ -17,6 +17,8 @@
 //! - [`shutdown`], [`telemetry`]: SIGTERM drain and logging setup for the binaries.
 //! - [`admission`]: bounded in-flight work per step, refusing at once past it;
 //!   [`body`]: request bodies read whole, within a size and a deadline, before any of it.
+//! - [`upstream`]: calls to government services and banks (errors naming the service,
+//!   circuit breakers, JSON POSTs).
 
 pub mod admission;
 pub mod body;
@@ -33,5 +35,6 @@ pub mod secret;
 pub mod shutdown;
 pub mod sql;
 pub mod telemetry;
+pub mod upstream;
 
 pub use page::{Lang, Text};

@@ -14,6 +14,49 @@ pub struct FixtureCitizen {
     pub family_name: String,
     /// Jalali, `YYYY/MM/DD`.
     pub birth_date: String,
+    /// Whether the traffic police hold a valid driving licence for them.
+    #[serde(default = "valid_licence")]
+    pub driving_licence: bool,
+    /// The vehicles the vehicle registry has registered to them.
+    #[serde(default)]
+    pub vehicles: Vec<FixtureVehicle>,
+}
+
+fn valid_licence() -> bool {
+    true
+}
+
+/// A vehicle registered to a synthetic citizen, relative to when the registry is asked.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FixtureVehicle {
+    pub months_ago: i64,
+    pub plate_active: bool,
+}
+
+/// Every tenth citizen from the eighth on has no driving licence; from the ninth, a car
+/// registered 20 months ago under an active plate; from the tenth, a car registered 60
+/// months ago and sold since (eligible under a 48-month rule). The rest hold a licence
+/// and no vehicle. By position, not drawn, so the citizens a seed gives are the same as
+/// before these existed.
+pub fn registries_of(index: usize) -> (bool, Vec<FixtureVehicle>) {
+    match index % 10 {
+        7 => (false, Vec::new()),
+        8 => (
+            true,
+            vec![FixtureVehicle {
+                months_ago: 20,
+                plate_active: true,
+            }],
+        ),
+        9 => (
+            true,
+            vec![FixtureVehicle {
+                months_ago: 60,
+                plate_active: false,
+            }],
+        ),
+        _ => (true, Vec::new()),
+    }
 }
 
 const GIVEN: &[&str] = &[
@@ -89,7 +132,10 @@ pub fn generate_citizens(n: usize, seed: u64) -> Vec<FixtureCitizen> {
         // Months 1-6 have 31 days, 7-11 have 30, Esfand 29 (30 in leap years): 29 is
         // always valid for the second half.
         let day = rng.gen_range(1..=if month <= 6 { 31 } else { 29 });
+        let (driving_licence, vehicles) = registries_of(out.len());
         out.push(FixtureCitizen {
+            driving_licence,
+            vehicles,
             national_id: nid,
             mobile: format!("09{:09}", 100_000_000 + out.len() as u64),
             given_name: GIVEN[rng.gen_range(0..GIVEN.len())].to_owned(),

@@ -1,5 +1,6 @@
-//! The three upstream services a deployment under test points at, over real HTTP: the
-//! civil registry (`POST /persons/verify`), mobile ownership (`POST /ownership/verify`)
+//! The upstream services a deployment under test points at, over real HTTP: the civil
+//! registry (`POST /persons/verify`), mobile ownership (`POST /ownership/verify`), the
+//! traffic police (`POST /licences/verify`), the vehicle registry (`POST /vehicles/query`)
 //! and the SMS gateway (`POST /messages`), answering from synthetic citizens; plus
 //! `GET /outbox?to=09…`, where tests and the load tool read the codes that were "sent".
 //! The wire contracts are the README's ("Upstream services").
@@ -150,6 +151,27 @@ struct OwnershipAnswer {
 }
 
 #[derive(Deserialize)]
+struct RegistryQuery {
+    national_id: String,
+}
+
+#[derive(Serialize)]
+struct LicenceAnswer {
+    valid: bool,
+}
+
+#[derive(Serialize)]
+struct VehicleAnswer {
+    registered_at: i64,
+    plate_active: bool,
+}
+
+#[derive(Serialize)]
+struct VehiclesAnswer {
+    vehicles: Vec<VehicleAnswer>,
+}
+
+#[derive(Deserialize)]
 struct SmsMessage {
     to: String,
     text: String,
@@ -200,6 +222,8 @@ impl StubServices {
         Router::new()
             .route("/persons/verify", post(person))
             .route("/ownership/verify", post(ownership))
+            .route("/licences/verify", post(licence))
+            .route("/vehicles/query", post(vehicles))
             .route("/messages", post(sms))
             .route("/outbox", get(outbox))
             .with_state(self)
@@ -281,6 +305,45 @@ async fn ownership(
         .get(&q.national_id)
         .is_some_and(|c| e164(&c.mobile).as_deref() == Some(mobile.as_str()));
     Ok(Json(OwnershipAnswer { matched }))
+}
+
+/// The traffic police: a valid driving licence or not; an unknown person is 404.
+async fn licence(
+    State(s): State<StubServices>,
+    Json(q): Json<RegistryQuery>,
+) -> Result<Json<LicenceAnswer>, StatusCode> {
+    s.called().await?;
+    let c = s
+        .citizens
+        .get(&q.national_id)
+        .ok_or(StatusCode::NOT_FOUND)?;
+    Ok(Json(LicenceAnswer {
+        valid: c.driving_licence,
+    }))
+}
+
+/// The vehicle registry: the vehicles registered to a person (their dates relative to
+/// now); an unknown person is 404.
+async fn vehicles(
+    State(s): State<StubServices>,
+    Json(q): Json<RegistryQuery>,
+) -> Result<Json<VehiclesAnswer>, StatusCode> {
+    s.called().await?;
+    let c = s
+        .citizens
+        .get(&q.national_id)
+        .ok_or(StatusCode::NOT_FOUND)?;
+    let now = service_kit::clock::now();
+    Ok(Json(VehiclesAnswer {
+        vehicles: c
+            .vehicles
+            .iter()
+            .map(|v| VehicleAnswer {
+                registered_at: now - v.months_ago * 30 * 24 * 3600,
+                plate_active: v.plate_active,
+            })
+            .collect(),
+    }))
 }
 
 async fn sms(State(s): State<StubServices>, Json(m): Json<SmsMessage>) -> StatusCode {

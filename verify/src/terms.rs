@@ -95,6 +95,35 @@ pub struct NewLicense {
     /// campaigns issued before it existed (their seed followed the last reveal at once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed_delay: Option<SeedDelay>,
+    /// What a citizen must show to register beyond identity, age and one per round: the
+    /// registries' rules. Absent in the records of campaigns issued before it existed,
+    /// and when the license asks for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration: Option<Registration>,
+}
+
+/// The registries a license asks at registration (issue 30), each an HTTP service of its
+/// own, as the civil registry is to the IdP.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registration {
+    /// A valid driving licence, as the traffic police's registry says.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub driving_licence: bool,
+    /// No vehicle registered to the national ID in the last so many months, and no active
+    /// plate, as the vehicle registry says (the real rounds: 48).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_vehicle_months: Option<i64>,
+}
+
+impl Registration {
+    /// The real rounds' vehicle rule: no car in the last 48 months.
+    pub const VEHICLE_MONTHS: i64 = 48;
+
+    /// Whether it asks any registry at all.
+    pub fn asks_anything(&self) -> bool {
+        self.driving_licence || self.no_vehicle_months.is_some()
+    }
 }
 
 /// When reveals are due and how long the seed takes to compute after them.

@@ -32,6 +32,7 @@ fn license() -> NewLicense {
             .map(|p| Contribution::generate(p).commitment())
             .to_vec(),
         seed_delay: Some(SeedDelay::RECOMMENDED),
+        registration: None,
     }
 }
 

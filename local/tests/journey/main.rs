@@ -6,6 +6,7 @@
 
 mod console_browser;
 mod parties;
+mod registration;
 
 use local::{Deployment, Options};
 use presale::domain::{NewLicense, PresaleKind, Selection};
@@ -45,6 +46,7 @@ fn test_license(manufacturer: &str, model: &str, now: i64) -> NewLicense {
         exclusion: None,
         parties: local::parties::commitments(manufacturer),
         seed_delay: Some(local::parties::SEED_DELAY),
+        registration: None,
     }
 }
 

@@ -48,6 +48,7 @@ async fn issue_lottery(
         apply_window_secs: 600,
         parties,
         seed_delay: Some(delay),
+        registration: None,
         ..test_license("iran-khodro", "Tara", now)
     };
     let proposal = propose_issue(env, lottery, "issuer.one")

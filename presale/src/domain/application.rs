@@ -19,11 +19,15 @@ pub enum Refusal {
     TurnOver,
     /// A lottery entry whose rank is not among the winners.
     NotAWinner,
+    /// The license asks for a valid driving licence and the traffic police know none.
+    NoDrivingLicence,
+    /// The license excludes a vehicle registered within its months, or an active plate.
+    RecentVehicle,
 }
 
 impl Refusal {
     /// Every refusal, for counting them by reason.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 11] = [
         Self::SoldOut,
         Self::AlreadyApplied,
         Self::AlreadyAppliedInRound,
@@ -33,6 +37,8 @@ impl Refusal {
         Self::RecentPurchase,
         Self::TurnOver,
         Self::NotAWinner,
+        Self::NoDrivingLicence,
+        Self::RecentVehicle,
     ];
 
     /// The reason as a metric label.
@@ -47,6 +53,8 @@ impl Refusal {
             Self::RecentPurchase => "recent_purchase",
             Self::TurnOver => "turn_over",
             Self::NotAWinner => "not_a_winner",
+            Self::NoDrivingLicence => "no_driving_licence",
+            Self::RecentVehicle => "recent_vehicle",
         }
     }
 
@@ -84,6 +92,14 @@ impl Refusal {
                 fa: "نوبت شما نرسیده یا مهلت آن گذشته است.",
                 en: "It is not your turn, or your time to apply has run out.",
             },
+            Self::NoDrivingLicence => Text {
+                fa: "پلیس راهور گواهینامه رانندگی معتبری به نام این کد ملی نمی‌شناسد؛ این پیش‌فروش گواهینامه معتبر می‌خواهد.",
+                en: "The traffic police know of no valid driving licence for this national ID; this presale requires one.",
+            },
+            Self::RecentVehicle => Text {
+                fa: "به گفته سامانه شماره‌گذاری، خودرویی در بازه این پیش‌فروش به نام این کد ملی شماره شده یا پلاک فعالی به نام آن است؛ این پیش‌فروش آن را نمی‌پذیرد.",
+                en: "The vehicle registry shows a vehicle registered to this national ID within this presale's months, or an active plate; this presale excludes it.",
+            },
             Self::RecentPurchase => Text {
                 fa: "این کد ملی در ماه‌های اخیر از خودروسازان بزرگ خرید داشته و در این پیش‌فروش مجاز نیست.",
                 en: "This national ID bought from a major manufacturer recently and cannot apply in this presale.",
@@ -107,6 +123,8 @@ pub struct LicenseTerms {
     pub apply_window_secs: i64,
     /// No accepted application at these manufacturers in the last so many months.
     pub exclusion: Option<Exclusion>,
+    /// The registries asked (checked before the store is, see `registries`).
+    pub registration: Option<super::license::Registration>,
 }
 
 /// One applicant's request, with the identity the IdP verified.

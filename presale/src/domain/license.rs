@@ -2,7 +2,9 @@
 
 use super::application::LicenseTerms;
 
-pub use emta_verify::terms::{Exclusion, NewLicense, PresaleKind, SeedDelay, Selection};
+pub use emta_verify::terms::{
+    Exclusion, NewLicense, PresaleKind, Registration, SeedDelay, Selection,
+};
 
 /// Whether a license may sell now. Suspension is the ministry's (staff console).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +90,8 @@ pub enum LicenseError {
         "the seed needs a reveal window of 1 second to a day and 1 to 100 000 000 delay steps"
     )]
     SeedDelay,
+    #[error("the vehicle rule counts 1 to 120 months")]
+    VehicleMonths,
 }
 
 /// An issued license, as storefronts show it and applications are checked against.
@@ -114,6 +118,8 @@ pub struct License {
     pub round: Option<String>,
     pub status: LicenseStatus,
     pub exclusion: Option<Exclusion>,
+    /// The registries asked at registration.
+    pub registration: Option<Registration>,
 }
 
 impl License {
@@ -142,6 +148,7 @@ impl License {
             lottery: self.is_lottery(),
             apply_window_secs: self.apply_window_secs,
             exclusion: self.exclusion.clone(),
+            registration: self.registration.clone(),
         }
     }
 }
@@ -211,6 +218,14 @@ impl Validate for NewLicense {
         if !self.seed_delay.is_some_and(|d| d.valid()) {
             return Err(LicenseError::SeedDelay);
         }
+        if self
+            .registration
+            .as_ref()
+            .and_then(|r| r.no_vehicle_months)
+            .is_some_and(|m| !(1..=120).contains(&m))
+        {
+            return Err(LicenseError::VehicleMonths);
+        }
         Ok(())
     }
 }
@@ -246,6 +261,7 @@ pub(crate) mod tests {
                 reveal_secs: 5,
                 iterations: 4,
             }),
+            registration: None,
         }
     }
 

@@ -70,7 +70,13 @@ async fn apply(
         },
         holder: core.queue.holder(&id, &c.national_id),
     };
-    match core.store.apply(&l.terms(), &req).await? {
+    // The registries' rules first (cached, within the deployment's budget); a registry
+    // that cannot answer is "try again", and the admission stays the applicant's.
+    let outcome = match core.check_registries(&l, &c.national_id).await? {
+        Ok(()) => core.store.apply(&l.terms(), &req).await?,
+        Err(why) => Err(why),
+    };
+    match outcome {
         Ok(acc) => Ok(page(
             StatusCode::OK,
             t!("درخواست ثبت شد", "Application accepted"),

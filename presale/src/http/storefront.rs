@@ -92,6 +92,14 @@ async fn storefront(
                         li { "ظرفیت / units: " (l.units) " (" (l.accepted) " پذیرفته / accepted)" }
                         li { "تحویل تا / delivery by: " (format_time(l.delivery_deadline)) " (" (l.kind.as_str()) ")" }
                         li { "ثبت‌نام / registration: " (format_time(l.opens_at)) " → " (format_time(l.closes_at)) }
+                        @if let Some(r) = l.registration.as_ref() {
+                            @if r.driving_licence {
+                                li { "شرط / rule: گواهینامه رانندگی معتبر (استعلام از پلیس راهور) / a valid driving licence (the traffic police are asked)" }
+                            }
+                            @if let Some(months) = r.no_vehicle_months {
+                                li { "شرط / rule: بدون خودروی شماره‌شده در " (months) " ماه گذشته و بدون پلاک فعال / no vehicle registered in the last " (months) " months and no active plate (the vehicle registry is asked)" }
+                            }
+                        }
                         @if l.selection == Selection::Lottery {
                             li { "روش انتخاب / selection: قرعه‌کشی پس از پایان ثبت‌نام / lottery after registration closes — " a href=(format!("/{m}/c/{}/lottery", l.id)) { "فهرست و نتیجه / list and result" } }
                         } @else {

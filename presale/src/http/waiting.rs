@@ -57,7 +57,15 @@ async fn join(
         .license(&m, &id)
         .ok_or(Error::not_found(msg::NO_PRESALE))?;
     citizen_limit(&core, "join", &c.national_id).await?;
+    if l.is_lottery() {
+        if let Err(why) = core.check_registries(&l, &c.national_id).await? {
+            core.count_refusal(why);
+            return Err(why.into());
+        }
+    }
     let place = match l.selection {
+        // Registering for a draw is registering: the registries' rules are asked here,
+        // so that every entry drawn could apply.
         Selection::Lottery => match core
             .store
             .enter_lottery(

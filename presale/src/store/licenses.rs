@@ -73,9 +73,9 @@ impl Store {
              down_payment, kind, delivery_deadline, opens_at, closes_at, selection, \
              admission_per_min, max_active, apply_window_secs, min_age, round, status, \
              seed_commitment, seed, created_at, exclusion_manufacturers, exclusion_months, \
-             seed_reveal_secs, seed_iterations) \
+             seed_reveal_secs, seed_iterations, registration) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-             'active', '', '', $18, $19, $20, $21, $22)",
+             'active', '', '', $18, $19, $20, $21, $22, $23)",
         )
         .bind(&id)
         .bind(&l.license_no)
@@ -99,6 +99,13 @@ impl Store {
         .bind(l.exclusion.as_ref().map(|e| e.months))
         .bind(l.seed_delay.map(|d| d.reveal_secs))
         .bind(l.seed_delay.map(|d| d.iterations as i64))
+        .bind(
+            l.registration
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        )
         .execute(&mut *tx)
         .await;
         match inserted {
@@ -404,7 +411,7 @@ impl Store {
             "SELECT id, license_no, manufacturer, model, units, accepted, unit_price, \
              down_payment, kind, delivery_deadline, opens_at, closes_at, selection, \
              admission_per_min, max_active, apply_window_secs, min_age, round, status, \
-             exclusion_manufacturers, exclusion_months \
+             exclusion_manufacturers, exclusion_months, registration \
              FROM licenses WHERE id = $1",
         )
         .bind(id)
@@ -419,7 +426,7 @@ impl Store {
             "SELECT id, license_no, manufacturer, model, units, accepted, unit_price, \
              down_payment, kind, delivery_deadline, opens_at, closes_at, selection, \
              admission_per_min, max_active, apply_window_secs, min_age, round, status, \
-             exclusion_manufacturers, exclusion_months \
+             exclusion_manufacturers, exclusion_months, registration \
              FROM licenses ORDER BY opens_at",
         )
         .fetch_all(&self.pool)
@@ -452,6 +459,7 @@ struct LicenseRow {
     status: String,
     exclusion_manufacturers: Option<String>,
     exclusion_months: Option<i64>,
+    registration: Option<String>,
 }
 
 impl TryFrom<LicenseRow> for License {
@@ -475,7 +483,14 @@ impl TryFrom<LicenseRow> for License {
             }),
             _ => None,
         };
+        let registration = r
+            .registration
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|e| bad("registration", &e.to_string()))?;
         Ok(License {
+            registration,
             kind,
             selection,
             status,

@@ -373,7 +373,14 @@ pub(crate) async fn the_audit_chain_shows_an_altered_a_deleted_and_a_rewritten_e
     let p = propose(
         &a,
         &Change::Issue {
-            license: Box::new(license(10, None)),
+            // With the registries' rules (issue 30): the row's JSON must be the record's.
+            license: Box::new(presale::domain::NewLicense {
+                registration: Some(presale::domain::Registration {
+                    driving_licence: true,
+                    no_vehicle_months: Some(48),
+                }),
+                ..license(10, None)
+            }),
         },
         "issuer.a",
     )
@@ -536,7 +543,14 @@ async fn the_service_role_serves_but_cannot_rewrite_the_audit_or_the_logs() {
     let p = propose(
         &app,
         &Change::Issue {
-            license: Box::new(license(10, None)),
+            // With the registries' rules (issue 30): the row's JSON must be the record's.
+            license: Box::new(presale::domain::NewLicense {
+                registration: Some(presale::domain::Registration {
+                    driving_licence: true,
+                    no_vehicle_months: Some(48),
+                }),
+                ..license(10, None)
+            }),
         },
         "issuer.a",
     )
@@ -898,7 +912,14 @@ async fn the_service_role_changes_who_gets_a_car_only_in_the_open() {
     let p = propose(
         &app,
         &Change::Issue {
-            license: Box::new(license(10, None)),
+            // With the registries' rules (issue 30): the row's JSON must be the record's.
+            license: Box::new(presale::domain::NewLicense {
+                registration: Some(presale::domain::Registration {
+                    driving_licence: true,
+                    no_vehicle_months: Some(48),
+                }),
+                ..license(10, None)
+            }),
         },
         "issuer.a",
     )
@@ -1027,6 +1048,11 @@ async fn the_service_role_changes_who_gets_a_car_only_in_the_open() {
              VALUES ('{id}', 999, 1, 9000000000000)"
         ),
         format!("UPDATE queue_campaigns SET opened = 0 WHERE license_id = '{id}'"),
+        // Issue 30: the registries' rules are a term like the others.
+        format!("UPDATE licenses SET registration = NULL WHERE id = '{id}'"),
+        format!(
+            "UPDATE licenses SET registration = '{{\"driving_licence\":true}}' WHERE id = '{id}'"
+        ),
     ] {
         let r = sqlx::query(&sql).execute(app.pool()).await;
         let e = r.expect_err(&format!("the service's role may not: {sql}"));

@@ -71,6 +71,7 @@ fn license(units: i64, round: Option<&str>) -> NewLicense {
             reveal_secs: 5,
             iterations: 4,
         }),
+        registration: None,
     }
 }
 
@@ -125,6 +126,7 @@ async fn issue(store: &Store, l: &NewLicense) -> LicenseTerms {
         lottery: false,
         apply_window_secs: l.apply_window_secs,
         exclusion: l.exclusion.clone(),
+        registration: l.registration.clone(),
     }
 }
 

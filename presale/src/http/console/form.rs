@@ -55,6 +55,7 @@ struct Field {
 }
 
 const KINDS: &[(&str, Text)] = &[("regular", m::KIND_REGULAR), ("firm", m::KIND_FIRM)];
+const YES_NO: &[(&str, Text)] = &[("no", m::NO), ("yes", m::YES)];
 const SELECTIONS: &[(&str, Text)] = &[
     ("queue", m::SELECTION_QUEUE),
     ("lottery", m::SELECTION_LOTTERY),
@@ -161,6 +162,20 @@ const FIELDS: &[Field] = &[
         Kind::Text,
         false,
         "saipa,iran-khodro",
+    ),
+    field(
+        "driving_licence",
+        m::F_DRIVING_LICENCE,
+        Kind::Choice(YES_NO),
+        false,
+        "",
+    ),
+    field(
+        "no_vehicle_months",
+        m::F_VEHICLE_MONTHS,
+        Kind::Whole,
+        false,
+        "۴۸",
     ),
     field(
         "seed_reveal_secs",
@@ -349,6 +364,11 @@ fn read(typed: &Typed, makers: &[String], parties: &Parties) -> (Result<NewLicen
             iterations: opt("seed_iterations")
                 .map_or(SeedDelay::RECOMMENDED.iterations, |n| n.max(0) as u64),
         }),
+        registration: Some(crate::domain::Registration {
+            driving_licence: text("driving_licence") == "yes",
+            no_vehicle_months: opt("no_vehicle_months"),
+        })
+        .filter(crate::domain::Registration::asks_anything),
     };
     match crate::domain::Validate::validate(&license) {
         Ok(()) => (Ok(license), r),
@@ -374,6 +394,7 @@ pub(super) fn field_of(e: &LicenseError) -> (&'static str, Text) {
         LicenseError::MinAge => ("min_age", m::E_MIN_AGE),
         LicenseError::Exclusion => ("exclusion_months", m::E_EXCLUSION),
         LicenseError::SeedDelay => ("seed_reveal_secs", m::E_SEED_DELAY),
+        LicenseError::VehicleMonths => ("no_vehicle_months", m::E_VEHICLE_MONTHS),
     }
 }
 

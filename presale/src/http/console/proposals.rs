@@ -83,6 +83,8 @@ pub(super) fn terms(l: &NewLicense) -> Markup {
             (row(m::F_MIN_AGE, None, text(l.min_age.map(|a| a.to_string()).unwrap_or_else(|| "—".into()))))
             (row(m::F_ROUND, None, text(l.round.as_deref().unwrap_or("—"))))
             (row(m::F_EXCLUSION_MONTHS, None, text(l.exclusion.as_ref().map(|e| format!("{} ({})", e.months, e.manufacturers.join(", "))).unwrap_or_else(|| "—".into()))))
+            (row(m::F_DRIVING_LICENCE, None, text(if l.registration.as_ref().is_some_and(|r| r.driving_licence) { "✓" } else { "—" })))
+            (row(m::F_VEHICLE_MONTHS, None, text(l.registration.as_ref().and_then(|r| r.no_vehicle_months).map(|n| n.to_string()).unwrap_or_else(|| "—".into()))))
             @for p in &l.parties {
                 (row(m::SEED_PARTY, None, html! { (p.party) ": " code { (p.commitment) } }))
             }
