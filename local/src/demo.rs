@@ -161,7 +161,7 @@ pub async fn run_idp(dir: &Path, ports: &Ports) -> anyhow::Result<()> {
     let stub_url = format!("http://localhost:{}", ports.stubs);
     let manufacturers = demo_manufacturers(&format!("http://localhost:{}", ports.presale));
     let demo = prepare(&dir.join("idp"), ports.idp, &stub_url, &manufacturers).await?;
-    serve_stubs(&demo.citizens, ports.stubs).await?;
+    serve_stubs(&demo.citizens, ports.stubs, &stub_url).await?;
     let issuer = demo.settings.issuer.clone();
     let app = idp::Application::build(demo.settings).await?;
     println!("\nemta IdP demo is running\n");
@@ -202,10 +202,14 @@ fn demo_manufacturers(base: &str) -> Vec<DemoManufacturer<'static>> {
 }
 
 /// The stub civil registry, mobile ownership and SMS gateway, on loopback.
-async fn serve_stubs(citizens: &[FixtureCitizen], port: u16) -> anyhow::Result<()> {
-    StubServices::new(citizens.to_vec())
+async fn serve_stubs(citizens: &[FixtureCitizen], port: u16, url: &str) -> anyhow::Result<()> {
+    let stubs = StubServices::new(citizens.to_vec());
+    stubs
+        .clone()
         .serve(([127, 0, 0, 1], port).into(), std::future::pending())
         .await?;
+    // The bank's pages at the address the browser and presale know it by.
+    *stubs.bank.base.lock().unwrap_or_else(|p| p.into_inner()) = format!("{url}/bank");
     Ok(())
 }
 
@@ -246,7 +250,18 @@ fn demo_license(now: i64, opens_in: i64) -> NewLicense {
         }),
         parties: crate::parties::commitments("saipa"),
         seed_delay: Some(crate::parties::SEED_DELAY),
-        registration: None,
+        // The real rounds' registration: a driving licence, no car in 48 months, and the
+        // down payment held at a participating bank before joining.
+        registration: Some(presale::domain::Registration {
+            driving_licence: true,
+            no_vehicle_months: Some(presale::domain::Registration::VEHICLE_MONTHS),
+            hold: Some(presale::domain::HoldTerms {
+                banks: vec![crate::deploy::STUB_BANK.into()],
+                amount: 2_000_000_000,
+                title: "پیش‌فروش شاهین — دوره نمایشی / Shahin presale, demo round".into(),
+                before: presale::domain::HoldBefore::Entry,
+            }),
+        }),
     }
 }
 
@@ -265,7 +280,7 @@ pub async fn run(dir: &Path, ports: &Ports, opens_in: i64) -> anyhow::Result<()>
         &demo_manufacturers(&base),
     )
     .await?;
-    serve_stubs(&demo.citizens, ports.stubs).await?;
+    serve_stubs(&demo.citizens, ports.stubs, &stub_url).await?;
     demo.settings.trust_forwarded_for = true;
     let issuer = demo.settings.issuer.clone();
     let secret = demo.settings.secret_key.expose().to_owned();
@@ -350,6 +365,11 @@ pub async fn run(dir: &Path, ports: &Ports, opens_in: i64) -> anyhow::Result<()>
     settings.storage.database_url = presale::config::Secret::new(database_url);
     settings.ministry_client_id = Some(demo.ministry.0.clone());
     settings.traffic_police_url = Some(stub_url.clone());
+    settings.sms_url = Some(stub_url.clone());
+    settings.banks = vec![crate::deploy::stub_bank(
+        &stub_url,
+        &testkit::bank::StubBank::default(),
+    )];
     settings.vehicle_registry_url = Some(stub_url.clone());
     settings.ministry_client_secret = Some(presale::config::Secret::new(demo.ministry.1.clone()));
     let service = presale::Application::build(settings).await?;

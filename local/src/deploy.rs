@@ -62,6 +62,8 @@ pub struct Options {
     /// sequencer); the others get its public half. `None`: every replica derives the key
     /// from the shared secret.
     pub log_signing_key: Option<std::path::PathBuf>,
+    /// How long presale waits for a bank's answer (`EMTA_BANK_TIMEOUT_MS`).
+    pub bank_timeout_ms: u64,
 }
 
 /// Presale's own default pool (`presale serve --help`).
@@ -93,6 +95,7 @@ impl Options {
             presale_db_connections: PRESALE_DB_CONNECTIONS,
             log_witnesses: Vec::new(),
             log_signing_key: None,
+            bank_timeout_ms: 5000,
         }
     }
 }
@@ -112,6 +115,8 @@ pub struct Deployment {
     pub stub: StubServices,
     pub citizens: Vec<FixtureCitizen>,
     pub store: Store,
+    /// The presale database as the owner (migrations, `presale reconcile`) reaches it.
+    pub presale_database_url: String,
     /// The manufacturers' storefronts, with their client secrets at the IdP (their
     /// back-ends' credentials, as for a seed commitment).
     pub storefronts: Vec<StorefrontConfig>,
@@ -341,6 +346,21 @@ pub fn presale_settings(
     s.storefronts = fronts.to_vec();
     s.trust_forwarded_for = true;
     s
+}
+
+/// The participating bank of a local deployment: the stub's, under `{stubs}/bank`.
+pub const STUB_BANK: &str = "stub-bank";
+
+/// The stub bank as presale's configuration names it (issue 30).
+pub fn stub_bank(stub_url: &str, bank: &testkit::bank::StubBank) -> presale::config::BankConfig {
+    presale::config::BankConfig {
+        id: STUB_BANK.into(),
+        name: "Stub bank".into(),
+        name_fa: "بانک آزمایشی".into(),
+        url: format!("{}/bank", stub_url.trim_end_matches('/')),
+        api_key: presale::config::Secret::new(bank.api_key.clone()),
+        callback_key: presale::config::Secret::new(bank.callback_key.clone()),
+    }
 }
 
 /// The storefront that pushes its authorization requests (RFC 9126), and of which the IdP
@@ -667,6 +687,11 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
         let dir = std::sync::Arc::new(testkit::servers::TempDir::new("presale")?);
         let fronts_file = dir.path().join("storefronts.json");
         std::fs::write(&fronts_file, serde_json::to_vec(&fronts)?)?;
+        let banks_file = dir.path().join("banks.json");
+        std::fs::write(
+            &banks_file,
+            serde_json::to_vec(&[stub_bank(&stub_url, &stub.bank)])?,
+        )?;
         // The listeners were bound only to reserve the ports: each process binds its own.
         listeners.clear();
         for (replica, (port, base)) in ports.iter().zip(&publics).enumerate() {
@@ -684,6 +709,9 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
                 ("EMTA_MINISTRY_CLIENT_SECRET", ministry_secret.clone()),
                 ("EMTA_IP_PER_SEC", o.ip_per_sec.to_string()),
                 ("EMTA_TRAFFIC_POLICE_URL", stub_url.clone()),
+                ("EMTA_BANKS_FILE", banks_file.display().to_string()),
+                ("EMTA_BANK_TIMEOUT_MS", o.bank_timeout_ms.to_string()),
+                ("EMTA_SMS_URL", stub_url.clone()),
                 ("EMTA_VEHICLE_REGISTRY_URL", stub_url.clone()),
                 (
                     "EMTA_TRUST_FORWARDED_FOR",
@@ -736,6 +764,9 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
         settings.ip_per_sec = o.ip_per_sec;
         settings.trust_forwarded_for = o.trust_forwarded_for;
         settings.traffic_police_url = Some(stub_url.clone());
+        settings.banks = vec![stub_bank(&stub_url, &stub.bank)];
+        settings.bank_timeout_ms = o.bank_timeout_ms;
+        settings.sms_url = Some(stub_url.clone());
         settings.vehicle_registry_url = Some(stub_url.clone());
         settings.log_witnesses = o.log_witnesses.clone();
         if let Some((file, verifier)) = &log_key {
@@ -760,6 +791,7 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
         }));
     }
     Ok(Deployment {
+        presale_database_url: db.url.clone(),
         presale: Url::parse(&public)?,
         replicas,
         metrics,

@@ -33,6 +33,9 @@ pub(crate) struct Admitter {
     /// time, so a backlog's large batch is never cut off by a round's budget (and rolled
     /// back, round after round) and never holds up another campaign's admissions.
     sequencing: Running,
+    /// Campaigns whose round work (lapses, promotions, holds settled, notifications) this
+    /// replica is doing ([`crate::settle`]).
+    rounds: Running,
     /// When this replica last completed a tick with every campaign advanced (Unix ms).
     pub(crate) last_tick_ms: std::sync::atomic::AtomicI64,
 }
@@ -174,6 +177,17 @@ async fn campaign(core: &Core, l: &License) -> bool {
             tracing::warn!(error = %e, campaign = %l.id, "admitter tick failed");
         }
     }
+    // The round's work: a lottery's lapses and promotions, holds settled, citizens told.
+    if l.selection == Selection::Lottery
+        || l.registration.as_ref().is_some_and(|r| r.hold.is_some())
+    {
+        let (c, lic) = (core.clone(), l.clone());
+        spawn_once(&core.admitter.rounds, l.id.clone(), |id| async move {
+            if let Err(e) = crate::settle::round(&c, &lic).await {
+                tracing::warn!(error = %e, campaign = %id, "the round's work failed");
+            }
+        });
+    }
     // Only a replica that holds the log's signing key sequences (the others leave the
     // pending events to it).
     if let Some(key) = core.log_signer.clone() {
@@ -188,7 +202,15 @@ async fn campaign(core: &Core, l: &License) -> bool {
 }
 
 async fn admit(core: &Core, l: &License) -> Result<(), StoreError> {
+    let before = core.cached(&l.id).serving;
     if let Some(state) = core.store.advance_queue(&l.id).await? {
+        if state.serving > before {
+            // Their turn came: told off the tick (one message per ticket across replicas).
+            let (c, lic, st) = (core.clone(), l.clone(), state.clone());
+            tokio::spawn(async move {
+                crate::notify::admitted_range(&c, &lic, before + 1, st.serving, &st).await;
+            });
+        }
         core.set_counters(&l.id, state);
     }
     Ok(())

@@ -78,6 +78,14 @@ pub struct CoreState {
     pub(crate) promise_key: crate::transparency::promise::PromiseKey,
     /// The registries a license may ask at registration ([`crate::eligibility`]).
     pub(crate) registries: crate::adapters::registries::Registries,
+    /// The participating banks (issue 30).
+    pub(crate) banks: crate::adapters::bank::Banks,
+    /// The SMS gateway, when configured, and the deployment's budget for it.
+    pub(crate) sms: Option<crate::adapters::sms::Sms>,
+    pub(crate) sms_rps: i64,
+    /// Notifications waiting to be sent by this replica ([`crate::notify`]).
+    pub(crate) sms_queue: tokio::sync::mpsc::Sender<(String, String)>,
+    sms_outbox: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<(String, String)>>>,
     /// Registry calls per second across the deployment.
     pub(crate) registry_rps: i64,
     /// How long a registry's answer is kept.
@@ -307,6 +315,7 @@ impl Application {
         let burst = std::num::NonZeroU32::new(settings.ip_per_sec.max(1).saturating_mul(2))
             .unwrap_or(per_sec);
         let quota = governor::Quota::per_second(per_sec).allow_burst(burst);
+        let (sms_queue, sms_outbox) = tokio::sync::mpsc::channel(crate::notify::QUEUE);
         let core = Core(Arc::new(CoreState {
             base_url: settings.base_url.clone(),
             ministry,
@@ -335,6 +344,18 @@ impl Application {
                 Duration::from_millis(settings.registry_timeout_ms.max(1)),
             ),
             registry_rps: settings.registry_rps.max(1),
+            sms: settings
+                .sms_url
+                .as_deref()
+                .filter(|u| !u.trim().is_empty())
+                .map(|u| crate::adapters::sms::Sms::http(u, Duration::from_secs(5))),
+            sms_rps: settings.sms_rps.max(1),
+            sms_queue,
+            sms_outbox: std::sync::Mutex::new(Some(sms_outbox)),
+            banks: crate::adapters::bank::Banks::new(
+                &settings.banks,
+                Duration::from_millis(settings.bank_timeout_ms.max(1)),
+            ),
             registry_cache: Duration::from_secs(settings.registry_cache_secs.max(1)),
             store,
             queue,
@@ -374,6 +395,13 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let admitter = tokio::spawn(crate::admitter::run(self.core.clone()));
+        let outbox = self
+            .core
+            .sms_outbox
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let notifier = outbox.map(|rx| tokio::spawn(crate::notify::drain(self.core.clone(), rx)));
         let metrics = self.metrics.map(|l| {
             let router = crate::http::metrics::router(self.core.clone());
             tokio::spawn(async move { axum::serve(l, router).await })
@@ -392,6 +420,9 @@ impl Application {
         ))
         .await;
         admitter.abort();
+        if let Some(n) = notifier {
+            n.abort();
+        }
         if let Some(m) = metrics {
             m.abort();
         }

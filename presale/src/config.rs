@@ -33,6 +33,33 @@ impl std::fmt::Debug for StorefrontConfig {
     }
 }
 
+/// A participating bank (issue 30): where its mandate API and pages are, and the two keys
+/// it issued to emta: the API's bearer key, and the key its redirects back are signed
+/// with (HMAC-SHA256).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct BankConfig {
+    /// The id licenses name it by (a-z, 0-9, dashes).
+    pub id: String,
+    pub name: String,
+    pub name_fa: String,
+    /// Its base URL: the mandate API and the citizen's pages are under it.
+    pub url: String,
+    #[serde(with = "secret_string")]
+    pub api_key: Secret,
+    #[serde(with = "secret_string")]
+    pub callback_key: Secret,
+}
+
+impl std::fmt::Debug for BankConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BankConfig")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("api_key", &self.api_key)
+            .finish()
+    }
+}
+
 mod secret_string {
     use super::Secret;
     use serde::{Deserialize, Deserializer, Serializer};
@@ -170,6 +197,31 @@ pub struct Settings {
     #[arg(long, env = "EMTA_LOG_SIGNING_KEY_FILE")]
     pub log_signing_key_file: Option<PathBuf>,
 
+    /// JSON file: `[{"id","name","name_fa","url","api_key","callback_key"}]`, the
+    /// participating banks a license may name for its down payment's hold.
+    #[arg(long, env = "EMTA_BANKS_FILE")]
+    pub banks_file: Option<PathBuf>,
+
+    /// The banks themselves (from `banks_file`, or given by a local deployment).
+    #[arg(skip)]
+    pub banks: Vec<BankConfig>,
+
+    /// How long a bank may take to answer (ms). A call that times out is retried later
+    /// under the same idempotency key.
+    #[arg(long, env = "EMTA_BANK_TIMEOUT_MS", default_value_t = 5000)]
+    pub bank_timeout_ms: u64,
+
+    /// The SMS gateway (`POST {url}/messages`) for citizens' notifications: their turn,
+    /// their win or promotion, their time lapsing, their hold captured or released. Unset:
+    /// nothing is sent (counted only).
+    #[arg(long, env = "EMTA_SMS_URL")]
+    pub sms_url: Option<String>,
+
+    /// Notifications per second across the whole deployment (every replica); past it they
+    /// wait their turn.
+    #[arg(long, env = "EMTA_SMS_RPS", default_value_t = 100)]
+    pub sms_rps: i64,
+
     /// The traffic police's driving-licence registry (`POST {url}/licences/verify`), for
     /// licenses that require a valid driving licence. Unset: such licenses answer "try
     /// again" (503), never a pass.
@@ -219,10 +271,15 @@ impl Settings {
         s
     }
 
-    /// Reads `storefronts_file` into `storefronts` when given.
+    /// Reads `storefronts_file` into `storefronts`, and `banks_file` into `banks`, when
+    /// given.
     pub fn load_storefronts(&mut self) -> anyhow::Result<()> {
         if let Some(path) = &self.storefronts_file {
             self.storefronts = serde_json::from_slice(&std::fs::read(path)?)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        }
+        if let Some(path) = &self.banks_file {
+            self.banks = serde_json::from_slice(&std::fs::read(path)?)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         }
         Ok(())

@@ -58,7 +58,7 @@ impl Core {
         l: &License,
         nid: &NationalId,
     ) -> Result<std::result::Result<(), Refusal>> {
-        let Some(rules) = l.registration.as_ref().filter(|r| r.asks_anything()) else {
+        let Some(rules) = l.registration.as_ref().filter(|r| r.asks_registries()) else {
             return Ok(Ok(()));
         };
         let licence = if rules.driving_licence {
@@ -163,6 +163,7 @@ mod tests {
         let both = Registration {
             driving_licence: true,
             no_vehicle_months: Some(48),
+            hold: None,
         };
         assert_eq!(judge(&both, Some(true), Some(&[]), NOW), Ok(()));
         assert_eq!(
@@ -191,6 +192,7 @@ mod tests {
         let both = Registration {
             driving_licence: true,
             no_vehicle_months: Some(48),
+            hold: None,
         };
         assert!(judge(&both, None, Some(&[]), NOW).is_err());
         assert!(judge(&both, Some(true), None, NOW).is_err());

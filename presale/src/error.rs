@@ -196,6 +196,23 @@ pub mod msg {
             "بدون خودروی شماره‌شده به نام متقاضی در این چند ماه (استعلام از سامانه شماره‌گذاری)",
             "No vehicle registered to the applicant in these many months (asked of the vehicle registry)"
         );
+        pub const F_HOLD_BANKS: Text = t!(
+            "بانک‌های عامل برای مسدودی پیش‌پرداخت (شناسه‌ها، با ویرگول)",
+            "Participating banks for the down payment's hold (ids, comma-separated)"
+        );
+        pub const F_HOLD_AMOUNT: Text = t!("مبلغ مسدودی (ریال)", "Amount held (rials)");
+        pub const F_HOLD_TITLE: Text =
+            t!("عنوان حساب وکالتی این دوره", "The round's account title");
+        pub const F_HOLD_BEFORE: Text = t!("مسدودی لازم پیش از", "Hold required before");
+        pub const HOLD_BEFORE_ENTRY: Text = t!(
+            "ثبت‌نام (ورود به صف یا قرعه‌کشی)",
+            "registering (joining the queue or the lottery)"
+        );
+        pub const HOLD_BEFORE_APPLY: Text = t!("ثبت درخواست", "applying");
+        pub const E_HOLD: Text = t!(
+            "مسدودی: ۱ تا ۲۰ بانک با شناسه‌های جدا (حروف کوچک لاتین، رقم، خط تیره)، مبلغ مثبت و نه بیش از قیمت، و عنوان ۱ تا ۱۲۰ نویسه.",
+            "A hold: 1 to 20 distinct bank ids (lowercase letters, digits, dashes), a positive amount no more than the price, and a title of 1 to 120 characters."
+        );
         pub const YES: Text = t!("بله", "Yes");
         pub const NO: Text = t!("خیر", "No");
         pub const E_VEHICLE_MONTHS: Text = t!(
@@ -510,6 +527,26 @@ pub mod msg {
         "بازه درخواستی نامعتبر است.",
         "The requested range is not valid."
     );
+    pub const NO_HOLD: Text = t!(
+        "این پیش‌فروش مسدودی پیش‌پرداخت نمی‌خواهد.",
+        "This presale takes no down payment hold."
+    );
+    pub const NOT_A_PARTICIPATING_BANK: Text = t!(
+        "یکی از بانک‌های عامل همین پیش‌فروش را برگزینید.",
+        "Choose one of this presale's participating banks."
+    );
+    pub const HOLD_CHANGED: Text = t!(
+        "مسدودی شما در این میان تغییر کرد؛ صفحه مسدودی را دوباره باز کنید.",
+        "Your hold changed meanwhile; open the hold's page again."
+    );
+    pub const BAD_BANK_RETURN: Text = t!(
+        "پاسخ بانک معتبر نیست (امضا، شناسه یا مبلغ با سابقه امتا نمی‌خواند). مسدودی ثبت نشد.",
+        "The bank's answer is not valid (its signature, reference or amount does not match emta's record). No hold was recorded."
+    );
+    pub const HOLD_MISMATCH: Text = t!(
+        "سابقه بانک از این مسدودی (کد ملی، مبلغ، عنوان یا دوره) با سابقه امتا یکی نیست؛ مسدودی پذیرفته نشد.",
+        "The bank's record of this mandate (national ID, amount, title or round) is not emta's; the hold does not count."
+    );
     /// A registry or bank that a rule needs and that could not answer, by name.
     pub fn upstream(service: &str) -> Text {
         match service {
@@ -520,6 +557,10 @@ pub mod msg {
             crate::adapters::registries::VEHICLE_REGISTRY => t!(
                 "سامانه شماره‌گذاری خودرو اکنون پاسخ نمی‌دهد؛ درخواست شما رد نشده است. کمی بعد دوباره امتحان کنید.",
                 "The vehicle registry cannot answer now; you have not been refused. Try again shortly."
+            ),
+            crate::adapters::bank::SERVICE => t!(
+                "بانک اکنون پاسخ نمی‌دهد؛ چیزی ثبت یا برداشت نشده است. کمی بعد دوباره امتحان کنید.",
+                "The bank cannot answer now; nothing was recorded or taken. Try again shortly."
             ),
             _ => t!(
                 "سامانه بیرونی لازم اکنون پاسخ نمی‌دهد؛ درخواست شما رد نشده است. کمی بعد دوباره امتحان کنید.",

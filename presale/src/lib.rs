@@ -17,6 +17,9 @@
 //!   ([`store::queue`]), the seeded permutation of pre-opening arrivals.
 //! - [`admitter`]: the loop every replica runs: reload licenses, admit at each license's
 //!   rate, draw closed lotteries, sequence and sign the transparency logs.
+//! - [`reconcile`]: a round's holds against the banks' statements.
+//! - [`settle`]: rounds' ends: lapses and the reserves' promotions, holds captured or
+//!   released exactly once.
 //! - [`transparency`]: the public log's records, checkpoints and receipts, the seed's
 //!   commit-then-reveal, and the auditor (`presale verify`).
 //! - [`adapters`]: the storefronts as OIDC relying parties of the IdP; the registries a
@@ -32,7 +35,10 @@ pub mod domain;
 pub mod eligibility;
 pub mod error;
 pub mod http;
+pub mod notify;
 pub mod queue;
+pub mod reconcile;
+pub mod settle;
 pub mod store;
 pub mod transparency;
 

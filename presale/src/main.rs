@@ -119,6 +119,27 @@ enum Command {
         #[arg(long)]
         key_file: PathBuf,
     },
+    /// Compare a round's holds with each participating bank's statement (issue 30): every
+    /// difference (held but unknown, captured twice, released and captured, still held
+    /// after the round, missing at the bank, another state or amount), as a table or as
+    /// JSON. Exits 2 when there is any.
+    Reconcile {
+        #[arg(
+            long,
+            env = "DATABASE_URL",
+            default_value = "sqlite://emta-presale.db?mode=rwc"
+        )]
+        database_url: String,
+        /// JSON file of the participating banks, as `presale serve` reads it.
+        #[arg(long, env = "EMTA_BANKS_FILE")]
+        banks_file: PathBuf,
+        /// The license (campaign id).
+        #[arg(long)]
+        license: String,
+        /// JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the database migrations with the owner's credentials and, on PostgreSQL, let
     /// the service's role do what it needs and no more (`--grant-to`): it may only read
     /// and append to the audit log and the transparency logs, and owns nothing.
@@ -444,6 +465,29 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", key.verifier_key());
         }
         Command::Verify(args) => args.run().await?,
+        Command::Reconcile {
+            database_url,
+            banks_file,
+            license,
+            json,
+        } => {
+            let banks: Vec<presale::config::BankConfig> =
+                serde_json::from_slice(&std::fs::read(&banks_file)?)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", banks_file.display()))?;
+            let banks =
+                presale::adapters::bank::Banks::new(&banks, std::time::Duration::from_secs(30));
+            let store = Store::connect(&database_url, 2).await?;
+            store.check_migrated().await?;
+            let report = presale::reconcile::reconcile(&store, &banks, &license).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+            if !report.differences.is_empty() {
+                std::process::exit(2);
+            }
+        }
         Command::Migrate {
             database_url,
             grant_to,

@@ -172,6 +172,25 @@ pub fn http_client(timeout: std::time::Duration) -> reqwest::Client {
         .unwrap_or_else(|_| reqwest::Client::new())
 }
 
+/// The signature a bank puts on its redirect back to emta after a mandate (issue 30):
+/// base64url of HMAC-SHA256 under the callback key it issued, over
+/// `token|state|status|amount`. Banks and their stubs sign with it; presale checks it.
+pub fn bank_callback_signature(
+    key: &[u8],
+    token: &str,
+    state: &str,
+    status: &str,
+    amount: i64,
+) -> String {
+    use hmac::Mac;
+    let mut mac = match hmac::Hmac::<sha2::Sha256>::new_from_slice(key) {
+        Ok(m) => m,
+        Err(_) => unreachable!("HMAC takes keys of any length"),
+    };
+    mac.update(format!("{token}|{state}|{status}|{amount}").as_bytes());
+    crate::keys::b64(&mac.finalize().into_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,8 @@
 //! - [`citizens`]: synthetic citizens with valid national IDs and Jalali birth dates.
 //! - [`stubs`]: the civil registry, mobile ownership and SMS gateway contracts over HTTP,
 //!   answering from those citizens, with the outbox where codes can be read.
+//! - [`bank`]: a participating bank's mandate API and pages (card, PIN, approve), with
+//!   faults to play and differences to plant for reconciliation.
 //! - [`forms`], [`browser`]: reading plain HTML forms; a cookie-keeping client that shows
 //!   every redirect hop.
 //! - [`login`]: the walk through the IdP's pages (proof of work, SMS code, identity,
@@ -16,6 +18,7 @@
 //!   prefixes, temporary folders, free ports, built binaries.
 //! - [`webdriver`]: headless Chromium over WebDriver, for the pages people use.
 
+pub mod bank;
 pub mod browser;
 pub mod citizens;
 pub mod drive;

@@ -119,6 +119,8 @@ pub struct StubServices {
     /// When not zero, every registry call answers this status (a registry refusing the
     /// query itself, say 404).
     pub registry_status: Arc<std::sync::atomic::AtomicU16>,
+    /// A participating bank, under `/bank` (see [`crate::bank`]).
+    pub bank: crate::bank::StubBank,
 }
 
 /// The registry side of the wire contract.
@@ -211,6 +213,7 @@ impl StubServices {
             registry_calls: Arc::default(),
             registry_delay_ms: Arc::default(),
             registry_status: Arc::default(),
+            bank: crate::bank::StubBank::default(),
         }
     }
 
@@ -226,7 +229,8 @@ impl StubServices {
             .route("/vehicles/query", post(vehicles))
             .route("/messages", post(sms))
             .route("/outbox", get(outbox))
-            .with_state(self)
+            .with_state(self.clone())
+            .nest("/bank", self.bank.router())
     }
 
     /// Serves the stub on `addr` (port 0 for any) until `shutdown` resolves.
@@ -237,6 +241,7 @@ impl StubServices {
     ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
+        *self.bank.base.lock().unwrap_or_else(|p| p.into_inner()) = format!("http://{local}/bank");
         let app = self.router();
         let handle = tokio::spawn(async move {
             let _ = axum::serve(listener, app)

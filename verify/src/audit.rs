@@ -402,6 +402,15 @@ struct Campaign {
     admissions_paused: bool,
     /// Lottery: holder's rank once drawn.
     ranks: HashMap<String, i64>,
+    /// The license's hold terms, if it asks for one (issue 30).
+    hold: Option<crate::terms::HoldTerms>,
+    /// Holders whose hold the bank confirmed.
+    held: HashSet<String>,
+    /// Holders whose hold was settled (captured or released).
+    settled: HashSet<String>,
+    /// Lottery: ranks offered beyond the units (promoted reserves), and ranks lapsed.
+    promoted: HashSet<i64>,
+    lapsed: HashSet<i64>,
 }
 
 impl Campaign {
@@ -476,6 +485,30 @@ impl Campaign {
         }
     }
 
+    /// When the license makes `step` wait for a hold: the holder's must be confirmed and
+    /// not settled.
+    fn held_before(&self, holder: &str, step: crate::terms::HoldBefore) -> Result<(), String> {
+        let Some(h) = &self.hold else {
+            return Ok(());
+        };
+        // A hold required before entering is required before applying too.
+        let needed = step == h.before || step == crate::terms::HoldBefore::Apply;
+        // Registering needs a hold confirmed before it; applying, one not settled since
+        // (a hold released on withdrawal leaves the place, but no application can follow).
+        let settled = step == crate::terms::HoldBefore::Apply && self.settled.contains(holder);
+        if needed && (!self.held.contains(holder) || settled) {
+            return Err(format!(
+                "holder {holder} {} without a hold the bank confirmed",
+                if step == crate::terms::HoldBefore::Entry {
+                    "registered"
+                } else {
+                    "applied"
+                }
+            ));
+        }
+        Ok(())
+    }
+
     fn early_count(&self) -> i64 {
         match self.selection {
             Some(Selection::Queue) => self.listed.len() as i64,
@@ -527,6 +560,7 @@ impl Campaign {
                 self.rate_per_min = terms.admission_per_min;
                 self.parties = terms.parties.clone();
                 self.seed_delay = terms.seed_delay;
+                self.hold = terms.registration.as_ref().and_then(|r| r.hold.clone());
             }
             _ if i == 0 => {
                 // A campaign issued before the log existed: its single legacy party.
@@ -544,6 +578,7 @@ impl Campaign {
                 arrival,
                 ticket,
             } => {
+                self.held_before(holder, crate::terms::HoldBefore::Entry)?;
                 if !self.holders.insert(holder.clone()) {
                     return Err(format!("holder {holder} has a second ticket"));
                 }
@@ -578,6 +613,7 @@ impl Campaign {
                 }
             }
             Event::Entry { holder, entry } => {
+                self.held_before(holder, crate::terms::HoldBefore::Entry)?;
                 if self.frozen.is_some() {
                     return Err(format!("entry {entry} after the list was frozen"));
                 }
@@ -771,11 +807,17 @@ impl Campaign {
                 if self.accepted.len() as i64 > self.units {
                     return Err(format!("more than {} applications accepted", self.units));
                 }
+                self.held_before(holder, crate::terms::HoldBefore::Apply)?;
                 match self.selection {
                     Some(Selection::Lottery) => match self.ranks.get(holder) {
-                        Some(r) if *r == *ticket && *r <= self.units => {}
+                        Some(r)
+                            if *r == *ticket
+                                && (*r <= self.units || self.promoted.contains(r))
+                                && !self.lapsed.contains(r) => {}
                         _ => {
-                            return Err(format!("holder {holder} accepted without a winning rank"))
+                            return Err(format!(
+                                "holder {holder} accepted without a winning rank or a promotion in time"
+                            ))
                         }
                     },
                     _ => {
@@ -821,6 +863,60 @@ impl Campaign {
                         self.ranks.insert(h.clone(), rank as i64 + 1);
                     }
                 }
+            }
+            Event::Held { holder, .. } => {
+                if self.hold.is_none() {
+                    return Err(format!(
+                        "a hold for {holder}, and the license asks for none"
+                    ));
+                }
+                if self.settled.contains(holder) || !self.held.insert(holder.clone()) {
+                    return Err(format!("holder {holder} held twice"));
+                }
+            }
+            Event::Settled { holder, capture } => {
+                if !self.held.contains(holder) {
+                    return Err(format!("holder {holder} settled without a hold"));
+                }
+                if !self.settled.insert(holder.clone()) {
+                    return Err(format!("holder {holder}'s hold settled twice"));
+                }
+                if *capture != self.accepted.contains(holder) {
+                    return Err(format!(
+                        "holder {holder}'s hold {} though they {} applied",
+                        if *capture { "captured" } else { "released" },
+                        if *capture { "never" } else { "" }
+                    ));
+                }
+            }
+            Event::Lapsed { rank, .. } => {
+                let offered = *rank >= 1 && (*rank <= self.units || self.promoted.contains(rank));
+                let taken = self
+                    .ranks
+                    .iter()
+                    .any(|(h, r)| r == rank && self.accepted.contains(h));
+                if !offered || taken || !self.lapsed.insert(*rank) {
+                    return Err(format!(
+                        "rank {rank} lapsed, though it was not offered, applied, or had lapsed already"
+                    ));
+                }
+            }
+            Event::Promoted { rank, .. } => {
+                // Reserves in their order, one for each lapse: nobody skipped, nobody
+                // silently turned into a reserve.
+                let next = self.units + self.promoted.len() as i64 + 1;
+                if *rank != next {
+                    return Err(format!(
+                        "rank {rank} promoted; the next on the reserve list was {next}"
+                    ));
+                }
+                if self.promoted.len() >= self.lapsed.len() {
+                    return Err(format!("rank {rank} promoted without a place lapsed"));
+                }
+                if *rank > self.listed.len() as i64 {
+                    return Err(format!("rank {rank} promoted past the list's end"));
+                }
+                self.promoted.insert(*rank);
             }
             Event::Status { status, .. } => self.suspended = status == "suspended",
             // Checked against the ministry's audit chain by `presale staff audit-check`.

@@ -119,6 +119,23 @@ pub enum Event {
     /// The ministry gave everyone admitted and still within their time `by_ms` more to
     /// apply (after an outage; approved by a second issuer).
     Extended { by_ms: i64, at_ms: i64 },
+    /// A citizen's down payment held at `bank`, as the bank confirmed it server-to-server
+    /// (issue 30): an entry, a join or an application that the license makes wait for a
+    /// hold comes after its holder's.
+    Held { holder: String, bank: String },
+    /// A hold's one settlement, as decided: captured for an accepted applicant (`capture`),
+    /// released for everyone else. A hold is settled once, and no application follows.
+    Settled { holder: String, capture: bool },
+    /// A lottery place's time to apply ran out without an application: the place of
+    /// `rank` goes to the next on the reserve list.
+    Lapsed { rank: i64, at_ms: i64 },
+    /// The next on the reserve list, `rank`, is offered a place until `until_ms`: reserves
+    /// are promoted in their order, one for each lapse.
+    Promoted {
+        rank: i64,
+        until_ms: i64,
+        at_ms: i64,
+    },
     /// A staff action about this campaign: its entry in the ministry's hash-chained audit
     /// log (sequence number and hash, no names). It pins the whole chain up to that entry.
     Audit {

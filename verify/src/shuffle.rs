@@ -48,6 +48,29 @@ pub fn permute(seed: &[u8], n: u64, x: u64) -> u64 {
     x
 }
 
+/// The preimage of `y` (in `0..n`): the rounds undone in reverse (each is an involution).
+pub fn unpermute(seed: &[u8], n: u64, y: u64) -> u64 {
+    assert!(y < n, "y must be below n");
+    let mut x = y;
+    for r in (0..rounds(n)).rev() {
+        let k = prf(seed, &[0, r]) % n;
+        let partner = (k + n - x) % n;
+        let high = x.max(partner);
+        if prf(seed, &[1, r, high]) & 1 == 1 {
+            x = partner;
+        }
+    }
+    x
+}
+
+/// The early arrival number that `ticket` went to (the inverse of [`early_ticket`]).
+pub fn early_arrival(seed: &[u8], early: i64, ticket: i64) -> Option<i64> {
+    if ticket < 1 || ticket > early {
+        return None;
+    }
+    Some(1 + unpermute(seed, early as u64, (ticket - 1) as u64) as i64)
+}
+
 /// The ticket of the early arrival number `arrival` (1-based) among `early` early
 /// arrivals, under the campaign's revealed seed: a uniform random order, all ahead of the
 /// later arrivals.
@@ -79,5 +102,18 @@ mod tests {
         let a: Vec<u64> = (0..50).map(|x| permute(b"one", 50, x)).collect();
         let b: Vec<u64> = (0..50).map(|x| permute(b"two", 50, x)).collect();
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn unpermute_undoes_permute() {
+        for n in [1u64, 2, 5, 100, 1001] {
+            for x in 0..n {
+                assert_eq!(unpermute(b"seed", n, permute(b"seed", n, x)), x);
+            }
+        }
+        assert_eq!(
+            early_arrival(b"s", 10, early_ticket(b"s", 10, 4).unwrap_or(0)),
+            Some(4)
+        );
     }
 }

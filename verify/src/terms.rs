@@ -114,6 +114,59 @@ pub struct Registration {
     /// plate, as the vehicle registry says (the real rounds: 48).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_vehicle_months: Option<i64>,
+    /// The down payment held at one of the participating banks, as a mandate the bank
+    /// confirms (حساب وکالتی), not a card payment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<HoldTerms>,
+}
+
+/// A down payment's hold: at which banks, how much, under which account title, and
+/// before which step.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldTerms {
+    /// The participating banks, by the ids the deployment knows them by.
+    pub banks: Vec<String>,
+    /// Rials held.
+    pub amount: i64,
+    /// The round's account title: a hold under another title does not count.
+    pub title: String,
+    pub before: HoldBefore,
+}
+
+/// When a hold is required.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HoldBefore {
+    /// Before entering the lottery or joining the queue (the real rounds' rule: placed
+    /// the day before the opening, so the surge costs the banks nothing).
+    Entry,
+    /// Before applying, once admitted or drawn.
+    Apply,
+}
+
+impl HoldTerms {
+    /// Bank ids: 1 to 20 distinct names of a-z, 0-9 and dashes; a positive amount; a title
+    /// of 1 to 120 characters without control characters.
+    pub fn valid(&self) -> bool {
+        let name = |b: &String| {
+            (1..=32).contains(&b.len())
+                && b.bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        };
+        let distinct = self
+            .banks
+            .iter()
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+            == self.banks.len();
+        (1..=20).contains(&self.banks.len())
+            && self.banks.iter().all(name)
+            && distinct
+            && self.amount > 0
+            && (1..=120).contains(&self.title.chars().count())
+            && !self.title.chars().any(char::is_control)
+    }
 }
 
 impl Registration {
@@ -121,7 +174,7 @@ impl Registration {
     pub const VEHICLE_MONTHS: i64 = 48;
 
     /// Whether it asks any registry at all.
-    pub fn asks_anything(&self) -> bool {
+    pub fn asks_registries(&self) -> bool {
         self.driving_licence || self.no_vehicle_months.is_some()
     }
 }

@@ -89,6 +89,18 @@ struct Env {
 }
 
 impl Env {
+    /// Where the stub services are served (the stub bank is under `/bank`).
+    fn stub_url(&self) -> String {
+        let bank = self
+            .stub
+            .bank
+            .base
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        bank.trim_end_matches("/bank").to_owned()
+    }
+
     /// The secret of `manufacturer`'s own seed client (what its back-end holds).
     fn seed_secret(&self, manufacturer: &str) -> String {
         self.seed_clients

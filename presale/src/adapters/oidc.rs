@@ -58,6 +58,8 @@ pub struct Identity {
     pub national_id: NationalId,
     pub name: String,
     pub birthdate: String,
+    /// The verified phone (E.164), for notifications.
+    pub phone: Option<String>,
 }
 
 /// Fresh tokens: the refresh token to keep and when the access token lapses.
@@ -468,6 +470,7 @@ impl RelyingParty {
             national_id,
             name: s("name"),
             birthdate: s("birthdate"),
+            phone: Some(s("phone_number")).filter(|p| !p.is_empty()),
         };
         let fresh = Tokens {
             refresh_token: tokens.refresh_token().map(|r| r.secret().clone()),

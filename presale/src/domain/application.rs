@@ -23,11 +23,14 @@ pub enum Refusal {
     NoDrivingLicence,
     /// The license excludes a vehicle registered within its months, or an active plate.
     RecentVehicle,
+    /// The license requires the down payment held at a participating bank, and this
+    /// person's hold is not confirmed (or was released).
+    NoHold,
 }
 
 impl Refusal {
     /// Every refusal, for counting them by reason.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::SoldOut,
         Self::AlreadyApplied,
         Self::AlreadyAppliedInRound,
@@ -39,6 +42,7 @@ impl Refusal {
         Self::NotAWinner,
         Self::NoDrivingLicence,
         Self::RecentVehicle,
+        Self::NoHold,
     ];
 
     /// The reason as a metric label.
@@ -55,6 +59,7 @@ impl Refusal {
             Self::NotAWinner => "not_a_winner",
             Self::NoDrivingLicence => "no_driving_licence",
             Self::RecentVehicle => "recent_vehicle",
+            Self::NoHold => "no_hold",
         }
     }
 
@@ -99,6 +104,10 @@ impl Refusal {
             Self::RecentVehicle => Text {
                 fa: "به گفته سامانه شماره‌گذاری، خودرویی در بازه این پیش‌فروش به نام این کد ملی شماره شده یا پلاک فعالی به نام آن است؛ این پیش‌فروش آن را نمی‌پذیرد.",
                 en: "The vehicle registry shows a vehicle registered to this national ID within this presale's months, or an active plate; this presale excludes it.",
+            },
+            Self::NoHold => Text {
+                fa: "مسدودی پیش‌پرداخت این پیش‌فروش در یکی از بانک‌های عامل برای این کد ملی تأیید نشده (یا آزاد شده) است؛ نخست از صفحه پیش‌فروش آن را انجام دهید.",
+                en: "This presale's down payment hold at a participating bank is not confirmed for this national ID (or was released); place it from the presale's page first.",
             },
             Self::RecentPurchase => Text {
                 fa: "این کد ملی در ماه‌های اخیر از خودروسازان بزرگ خرید داشته و در این پیش‌فروش مجاز نیست.",

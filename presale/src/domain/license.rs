@@ -3,7 +3,7 @@
 use super::application::LicenseTerms;
 
 pub use emta_verify::terms::{
-    Exclusion, NewLicense, PresaleKind, Registration, SeedDelay, Selection,
+    Exclusion, HoldBefore, HoldTerms, NewLicense, PresaleKind, Registration, SeedDelay, Selection,
 };
 
 /// Whether a license may sell now. Suspension is the ministry's (staff console).
@@ -92,6 +92,8 @@ pub enum LicenseError {
     SeedDelay,
     #[error("the vehicle rule counts 1 to 120 months")]
     VehicleMonths,
+    #[error("a hold names 1 to 20 distinct banks (a-z, 0-9, dashes), a positive amount no more than the price, and a title of 1 to 120 characters")]
+    Hold,
 }
 
 /// An issued license, as storefronts show it and applications are checked against.
@@ -225,6 +227,11 @@ impl Validate for NewLicense {
             .is_some_and(|m| !(1..=120).contains(&m))
         {
             return Err(LicenseError::VehicleMonths);
+        }
+        if let Some(h) = self.registration.as_ref().and_then(|r| r.hold.as_ref()) {
+            if !h.valid() || h.amount > self.unit_price {
+                return Err(LicenseError::Hold);
+            }
         }
         Ok(())
     }

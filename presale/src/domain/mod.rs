@@ -12,7 +12,7 @@ pub mod ticket;
 pub use application::{Accepted, ApplicationRequest, LicenseTerms, Refusal};
 pub use citizen::{Holder, NationalId};
 pub use license::{
-    Exclusion, License, LicenseError, LicenseStatus, NewLicense, PresaleKind, Registration,
-    SeedDelay, Selection, StatusChange, Validate,
+    Exclusion, HoldBefore, HoldTerms, License, LicenseError, LicenseStatus, NewLicense,
+    PresaleKind, Registration, SeedDelay, Selection, StatusChange, Validate,
 };
 pub use ticket::Place;

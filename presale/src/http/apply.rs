@@ -52,9 +52,10 @@ async fn apply(
     let lottery = matches!(place, Place::Entry(_));
     let ticket = if lottery {
         // Lottery: only a winner (rank within the units) may apply.
+        // Only a winner, or a reserve promoted in their place: the store decides.
         match core.store.lottery_rank(&id, &c.national_id).await? {
-            Some(rank) if rank <= l.units => rank,
-            _ => return Err(Error::conflict(msg::NOT_A_WINNER)),
+            Some(rank) => rank,
+            None => return Err(Error::conflict(msg::NOT_A_WINNER)),
         }
     } else {
         queue_ticket(&core, &l, place).await?
@@ -94,7 +95,9 @@ async fn apply(
         Err(why) => {
             core.count_refusal(why);
             // Refused for good (not for a pause or the cap): the slot goes to the next.
-            if !lottery && !matches!(why, Refusal::Suspended | Refusal::SoldOut) {
+            // A hold still to be placed is not a refusal for good: the admitted citizen
+            // places it within their time and applies.
+            if !lottery && !matches!(why, Refusal::Suspended | Refusal::SoldOut | Refusal::NoHold) {
                 let _ = core.store.release_own_admission(&id, &req).await;
             }
             Err(why.into())

@@ -41,6 +41,12 @@ pub(super) async fn waiting(
             .flatten(),
         _ => None,
     };
+    // A winner's place, or a reserve's promoted in a lapsed winner's (issue 30).
+    let offer = match rank {
+        Some(r) => core.store.offer(l, r).await.ok(),
+        None => None,
+    };
+    use crate::store::lottery::Offer;
     let csrf = core.csrf(jar);
     let body = html! {
         h2 { (l.model) }
@@ -53,14 +59,25 @@ pub(super) async fn waiting(
                 p { (fa(t!("ثبت‌نام شما در قرعه‌کشی انجام شد. قرعه‌کشی پس از پایان ثبت‌نام انجام می‌شود.", "You are registered for the lottery. The draw takes place after registration closes."))) }
                 p { "پایان ثبت‌نام / closes: " (format_time(l.closes_at)) }
             }
-            Some(r) if r <= l.units => {
-                p { (fa(t!("برنده شدید. تا پایان مهلت، درخواست خود را ثبت کنید.", "You won. Apply before your time runs out."))) }
+            Some(_) if offer == Some(Offer::Lapsed) => {
+                p data-offer="lapsed" { (fa(t!("مهلت درخواست شما گذشت و جای شما به نفر بعدی فهرست ذخیره رسید.", "Your time to apply ran out; your place went to the next on the reserve list."))) }
+            }
+            Some(r) if matches!(offer, Some(Offer::Until(_))) => {
+                @if r <= l.units {
+                    p { (fa(t!("برنده شدید. تا پایان مهلت، درخواست خود را ثبت کنید.", "You won. Apply before your time runs out."))) }
+                } @else {
+                    p { (fa(t!("از فهرست ذخیره به جای برنده‌ای که در مهلت اقدام نکرد، نوبت به شما رسید. تا پایان مهلت، درخواست خود را ثبت کنید.", "A winner's time lapsed and you are next on the reserve list: apply before your time runs out."))) }
+                }
+                @if let Some(Offer::Until(until)) = offer {
+                    p { "مهلت / until: " (format_time(until.div_euclid(1000))) }
+                }
                 form method="post" action=(format!("/{m}/c/{id}/apply")) {
                     input type="hidden" name="csrf" value=(csrf);
                     button type="submit" { (fa(t!("ثبت درخواست", "Apply"))) }
                 }
             }
             Some(r) => {
+                meta http-equiv="refresh" content="30";
                 p { (fa(t!("برنده نشدید؛ در فهرست انتظار هستید.", "You did not win; you are on the waiting list."))) }
                 p { "جایگاه در فهرست انتظار / waiting list position: " strong { (r - l.units) } }
             }

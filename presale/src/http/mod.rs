@@ -6,6 +6,7 @@
 //! - [`signin`]: signing citizens in through the IdP (the relying party's two routes).
 //! - [`waiting`]: joining the queue, the waiting room and its status JSON.
 //! - [`apply`]: applying once admitted (or drawn).
+//! - [`holds`]: the down payment's hold at a participating bank, out and back.
 //! - [`lottery`]: the public list and draw of a lottery campaign.
 //! - [`console`]: the ministry console.
 //! - [`transparency`]: each campaign's public log, proofs, reveals, receipts.
@@ -35,6 +36,7 @@ use crate::error::{msg, Error};
 pub mod api;
 pub mod apply;
 pub mod console;
+pub mod holds;
 pub mod lottery;
 pub mod metrics;
 pub mod pages;
@@ -104,6 +106,7 @@ pub(crate) fn router(core: Core) -> Router {
         .merge(signin::router(g))
         .merge(waiting::router(g))
         .merge(apply::router(g))
+        .merge(holds::router(g))
         .merge(lottery::router(g))
         .merge(console::router())
         .merge(api::router())

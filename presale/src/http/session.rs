@@ -43,6 +43,9 @@ pub(crate) struct Citizen {
     /// that a renewed browser session is linked to it again.
     #[serde(default)]
     pub idp_sid: Option<String>,
+    /// The verified phone (E.164), for notifications (issue 30).
+    #[serde(default)]
+    pub phone: Option<String>,
 }
 
 fn key(sid: &str, m: &str) -> String {

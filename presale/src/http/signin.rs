@@ -143,6 +143,7 @@ async fn callback(
         refresh_token: tokens.refresh_token,
         access_expires: tokens.access_expires,
         idp_sid: who.idp_sid,
+        phone: who.phone,
     };
     core.save_citizen(&jar, &m, &citizen).await?;
     Ok((core.mark_signed_in(jar), Redirect::to(&format!("/{m}/"))).into_response())

@@ -113,6 +113,12 @@ async fn storefront(
                         li { a href=(format!("/transparency/{}", l.id)) { "گزارش شفافیت / transparency log" } " (" (fa(t!("بذر از سهم چند طرف پس از قطعی شدن فهرست ساخته می‌شود", "the seed is made from several parties' shares after the list is frozen"))) ")" }
                         @if !l.is_active() { li.error { (fa(t!("مجوز تعلیق شده است.", "The license is suspended."))) } }
                     }
+                    @if let Some(h) = l.registration.as_ref().and_then(|r| r.hold.as_ref()) {
+                        p { a href=(format!("/{m}/c/{}/hold", l.id)) data-hold-link="1" {
+                            (fa(t!("مسدودی پیش‌پرداخت در بانک عامل", "The down payment's hold at a participating bank")))
+                        } " (" (crate::http::pages::money(h.amount)) " ریال / rials; "
+                          (if h.before == crate::domain::HoldBefore::Entry { "پیش از ثبت‌نام / before registering" } else { "پیش از ثبت درخواست / before applying" }) ")" }
+                    }
                     @if citizen.is_some() {
                         form method="post" action=(format!("/{m}/c/{}/join", l.id)) {
                             input type="hidden" name="csrf" value=(csrf);
@@ -135,6 +141,16 @@ async fn my_applications(
     };
     let rows = core.store.applications_of(&c.sub).await?;
     let licenses = core.all_licenses();
+    let holds = core.store.holds_of_person(&c.national_id).await?;
+    let mine: Vec<_> = holds
+        .iter()
+        .filter_map(|h| {
+            licenses
+                .iter()
+                .find(|l| l.id == h.license_id && l.manufacturer == m)
+                .map(|l| (l.clone(), h))
+        })
+        .collect();
     Ok(page(
         StatusCode::OK,
         t!("درخواست‌های من", "My applications"),
@@ -147,6 +163,17 @@ async fn my_applications(
                     " — " (format_time(r.created_at))
                 }
             } }
+            @if !mine.is_empty() {
+                h2 { (fa(t!("مسدودی‌های پیش‌پرداخت", "Down payment holds"))) }
+                ul { @for (l, h) in &mine {
+                    li data-hold-state=(h.state.as_str()) {
+                        (l.model) " — " (crate::http::pages::money(h.amount)) " ریال / rials — "
+                        (core.banks.get(&h.bank).map(|b| format!("{} / {}", b.config.name_fa, b.config.name)).unwrap_or_else(|| h.bank.clone()))
+                        " — " strong { (h.state.text().fa) " / " (h.state.text().en) }
+                        " — " a href=(format!("/{m}/c/{}/hold", l.id)) { (fa(t!("جزئیات", "details"))) }
+                    }
+                } }
+            }
         },
     ))
 }

@@ -62,6 +62,17 @@ async fn join(
             core.count_refusal(why);
             return Err(why.into());
         }
+    } else if l
+        .registration
+        .as_ref()
+        .and_then(|r| r.hold.as_ref())
+        .is_some_and(|h| h.before == crate::domain::HoldBefore::Entry)
+        && !core.store.hold_counts(&l.id, &c.national_id).await?
+    {
+        // A queue that needs the hold before joining: the queue's own record is written
+        // in batches, so this is a read; applying checks it again under its lock.
+        core.count_refusal(crate::domain::Refusal::NoHold);
+        return Err(crate::domain::Refusal::NoHold.into());
     }
     let place = match l.selection {
         // Registering for a draw is registering: the registries' rules are asked here,
@@ -78,6 +89,10 @@ async fn join(
         {
             Entered::New(n) | Entered::Already(n) => Place::Entry(n),
             Entered::Closed => return Err(Error::conflict(msg::LOTTERY_NOT_OPEN)),
+            Entered::NoHold => {
+                core.count_refusal(crate::domain::Refusal::NoHold);
+                return Err(crate::domain::Refusal::NoHold.into());
+            }
         },
         // Answered once the join has committed; a store that cannot commit sheds the join
         // with 503 and Retry-After, and nothing was promised.
@@ -102,6 +117,7 @@ async fn join(
     // log, and the service's signed word that it is in the tree within the log's merge
     // delay (`transparency::promise`), given with the acknowledgement itself.
     let holder = core.queue.holder(&id, &c.national_id).0;
+    crate::notify::remember(&core, &holder, c.phone.as_deref()).await;
     let record = match place {
         Place::Early(arrival) => crate::transparency::Event::Ticket {
             holder,

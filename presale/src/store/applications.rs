@@ -82,6 +82,18 @@ impl Store {
         } else if !self.claim_admission(&mut tx, &terms.id, req).await? {
             return Ok(Err(Refusal::TurnOver));
         }
+        // The down payment's hold, locked so that no settlement decides it under this
+        // application (issue 30).
+        if terms
+            .registration
+            .as_ref()
+            .is_some_and(|r| r.hold.is_some())
+            && !self
+                .lock_counting_hold(&mut tx, &terms.id, &req.national_id)
+                .await?
+        {
+            return Ok(Err(Refusal::NoHold));
+        }
         if let Some(ex) = &terms.exclusion {
             let since = now - ex.months * 30 * 24 * 3600;
             let recent = sqlx::query(
@@ -151,20 +163,26 @@ impl Store {
     }
 
     /// A lottery application's rank, read in its transaction: the applicant's own entry
-    /// must be ranked among the winners and applied with that rank, within the apply
-    /// window that runs from the draw (moved on by suspensions since). The handler's
-    /// check is only for a quicker answer; this one decides.
+    /// must be ranked among the winners, or promoted from the reserves (issue 30), and
+    /// applied with that rank, within its offer's time to apply (a winner's runs from the
+    /// draw, moved on by suspensions since) and not lapsed. The license row's lock comes
+    /// first, as the promotions' does, so a lapse and this application never cross; the
+    /// time is the database's under that lock. The handler's check is only for a quicker
+    /// answer; this one decides.
     async fn check_winner(
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         terms: &LicenseTerms,
         req: &ApplicationRequest,
-        now_ms: i64,
+        _now_ms: i64,
     ) -> Result<Result<(), Refusal>, StoreError> {
+        let Some(lock) = self.lock_license(&mut *tx, &terms.id, "units").await? else {
+            return Ok(Err(Refusal::NotAWinner));
+        };
+        let now_ms: i64 = lock.try_get("now_ms")?;
         let Some(row) = sqlx::query(
-            "SELECT r.rank, d.apply_until_ms FROM lottery_entries e \
+            "SELECT r.rank FROM lottery_entries e \
              JOIN lottery_ranks r ON r.license_id = e.license_id AND r.entry_no = e.entry_no \
-             JOIN lottery_draws d ON d.license_id = e.license_id \
              WHERE e.license_id = $1 AND e.national_id = $2",
         )
         .bind(&terms.id)
@@ -175,17 +193,21 @@ impl Store {
             return Ok(Err(Refusal::NotAWinner));
         };
         let rank: i64 = row.try_get("rank")?;
-        if rank > terms.units || rank != req.ticket {
+        if rank != req.ticket {
             return Ok(Err(Refusal::NotAWinner));
         }
         // Draws from before the window ran from the draw: from the close, as then.
-        let until = row
-            .try_get::<Option<i64>, _>("apply_until_ms")?
-            .unwrap_or((terms.closes_at + terms.apply_window_secs) * 1000);
-        if now_ms >= until {
-            return Ok(Err(Refusal::OutsideWindow));
+        let legacy = (terms.closes_at + terms.apply_window_secs) * 1000;
+        use super::lottery::Offer;
+        match self
+            .offer_of(&mut *tx, &terms.id, terms.units, rank, legacy)
+            .await?
+        {
+            Offer::Never => Ok(Err(Refusal::NotAWinner)),
+            Offer::Lapsed => Ok(Err(Refusal::TurnOver)),
+            Offer::Until(until) if now_ms >= until => Ok(Err(Refusal::OutsideWindow)),
+            Offer::Until(_) => Ok(Ok(())),
         }
-        Ok(Ok(()))
     }
 
     /// Inserts the application with a fresh tracking code and returns the code. A code

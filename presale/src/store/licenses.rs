@@ -214,6 +214,16 @@ impl Store {
                 .bind(suspended_at.unwrap_or(at_ms))
                 .execute(&mut *tx)
                 .await?;
+                // And the reserves promoted in lapsed winners' places (issue 30).
+                sqlx::query(
+                    "UPDATE lottery_promotions SET until_ms = until_ms + $2 \
+                     WHERE license_id = $1 AND until_ms > $3",
+                )
+                .bind(id)
+                .bind(paused_ms)
+                .bind(suspended_at.unwrap_or(at_ms))
+                .execute(&mut *tx)
+                .await?;
             }
         }
         let status = if active { "active" } else { "suspended" }.to_owned();
@@ -225,7 +235,7 @@ impl Store {
     /// Takes a license row's lock in the caller's transaction (the first statement writes,
     /// as SQLite's writers must) and reads `columns` and the database's time (`now_ms`)
     /// after it; None if there is no such license.
-    async fn lock_license(
+    pub(crate) async fn lock_license(
         &self,
         tx: &mut sqlx::AnyConnection,
         id: &str,
@@ -387,7 +397,16 @@ impl Store {
         .bind(at_ms)
         .execute(&mut *tx)
         .await?;
-        if queue.rows_affected() + lottery.rows_affected() == 0 {
+        let promoted = sqlx::query(
+            "UPDATE lottery_promotions SET until_ms = until_ms + $2 \
+             WHERE license_id = $1 AND until_ms > $3",
+        )
+        .bind(id)
+        .bind(by_ms)
+        .bind(at_ms)
+        .execute(&mut *tx)
+        .await?;
+        if queue.rows_affected() + lottery.rows_affected() + promoted.rows_affected() == 0 {
             return Ok(Some(false));
         }
         self.log_event(tx, id, &Event::Extended { by_ms, at_ms })

@@ -16,6 +16,7 @@ pub mod applications;
 pub mod audit;
 pub mod commitments;
 pub mod figures;
+pub mod holds;
 pub mod licenses;
 pub mod log;
 pub mod lottery;
@@ -178,7 +179,7 @@ impl Store {
             format!("REVOKE CREATE ON SCHEMA public FROM PUBLIC, {role}"),
             format!(
                 "REVOKE UPDATE ON log_pending, applications, round_claims, lottery_ranks, \
-                 lottery_entries, queue_tickets FROM {role}"
+                 lottery_entries, queue_tickets, lottery_lapses FROM {role}"
             ),
         ] {
             sqlx::query(&sql).execute(&mut *tx).await?;

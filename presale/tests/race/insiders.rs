@@ -373,14 +373,7 @@ pub(crate) async fn the_audit_chain_shows_an_altered_a_deleted_and_a_rewritten_e
     let p = propose(
         &a,
         &Change::Issue {
-            // With the registries' rules (issue 30): the row's JSON must be the record's.
-            license: Box::new(presale::domain::NewLicense {
-                registration: Some(presale::domain::Registration {
-                    driving_licence: true,
-                    no_vehicle_months: Some(48),
-                }),
-                ..license(10, None)
-            }),
+            license: Box::new(license(10, None)),
         },
         "issuer.a",
     )
@@ -543,14 +536,7 @@ async fn the_service_role_serves_but_cannot_rewrite_the_audit_or_the_logs() {
     let p = propose(
         &app,
         &Change::Issue {
-            // With the registries' rules (issue 30): the row's JSON must be the record's.
-            license: Box::new(presale::domain::NewLicense {
-                registration: Some(presale::domain::Registration {
-                    driving_licence: true,
-                    no_vehicle_months: Some(48),
-                }),
-                ..license(10, None)
-            }),
+            license: Box::new(license(10, None)),
         },
         "issuer.a",
     )
@@ -917,6 +903,7 @@ async fn the_service_role_changes_who_gets_a_car_only_in_the_open() {
                 registration: Some(presale::domain::Registration {
                     driving_licence: true,
                     no_vehicle_months: Some(48),
+                    hold: None,
                 }),
                 ..license(10, None)
             }),

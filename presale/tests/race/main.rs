@@ -939,6 +939,7 @@ async fn a_lottery_entry_at_the_close_is_either_drawn_or_refused(backend: Backen
                 {
                     presale::store::lottery::Entered::New(n) => accepted.push(n),
                     presale::store::lottery::Entered::Already(_) => panic!("fresh people"),
+                    presale::store::lottery::Entered::NoHold => panic!("no hold asked"),
                     presale::store::lottery::Entered::Closed => {}
                 }
             }

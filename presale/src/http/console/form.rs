@@ -56,6 +56,10 @@ struct Field {
 
 const KINDS: &[(&str, Text)] = &[("regular", m::KIND_REGULAR), ("firm", m::KIND_FIRM)];
 const YES_NO: &[(&str, Text)] = &[("no", m::NO), ("yes", m::YES)];
+const HOLD_BEFORE: &[(&str, Text)] = &[
+    ("entry", m::HOLD_BEFORE_ENTRY),
+    ("apply", m::HOLD_BEFORE_APPLY),
+];
 const SELECTIONS: &[(&str, Text)] = &[
     ("queue", m::SELECTION_QUEUE),
     ("lottery", m::SELECTION_LOTTERY),
@@ -176,6 +180,34 @@ const FIELDS: &[Field] = &[
         Kind::Whole,
         false,
         "۴۸",
+    ),
+    field(
+        "hold_banks",
+        m::F_HOLD_BANKS,
+        Kind::Text,
+        false,
+        "melli,mellat",
+    ),
+    field(
+        "hold_amount",
+        m::F_HOLD_AMOUNT,
+        Kind::Rials,
+        false,
+        "۱٬۰۰۰٬۰۰۰٬۰۰۰",
+    ),
+    field(
+        "hold_title",
+        m::F_HOLD_TITLE,
+        Kind::Text,
+        false,
+        "پیش‌فروش ۱۴۰۵ — نوبت اول",
+    ),
+    field(
+        "hold_before",
+        m::F_HOLD_BEFORE,
+        Kind::Choice(HOLD_BEFORE),
+        false,
+        "",
     ),
     field(
         "seed_reveal_secs",
@@ -367,8 +399,24 @@ fn read(typed: &Typed, makers: &[String], parties: &Parties) -> (Result<NewLicen
         registration: Some(crate::domain::Registration {
             driving_licence: text("driving_licence") == "yes",
             no_vehicle_months: opt("no_vehicle_months"),
+            hold: Some(text("hold_banks"))
+                .filter(|b| !b.is_empty())
+                .map(|banks| crate::domain::HoldTerms {
+                    banks: banks
+                        .split(',')
+                        .map(|b| b.trim().to_owned())
+                        .filter(|b| !b.is_empty())
+                        .collect(),
+                    amount: n("hold_amount"),
+                    title: text("hold_title"),
+                    before: if text("hold_before") == "apply" {
+                        crate::domain::HoldBefore::Apply
+                    } else {
+                        crate::domain::HoldBefore::Entry
+                    },
+                }),
         })
-        .filter(crate::domain::Registration::asks_anything),
+        .filter(|r| r.asks_registries() || r.hold.is_some()),
     };
     match crate::domain::Validate::validate(&license) {
         Ok(()) => (Ok(license), r),
@@ -395,6 +443,7 @@ pub(super) fn field_of(e: &LicenseError) -> (&'static str, Text) {
         LicenseError::Exclusion => ("exclusion_months", m::E_EXCLUSION),
         LicenseError::SeedDelay => ("seed_reveal_secs", m::E_SEED_DELAY),
         LicenseError::VehicleMonths => ("no_vehicle_months", m::E_VEHICLE_MONTHS),
+        LicenseError::Hold => ("hold_banks", m::E_HOLD),
     }
 }
 

@@ -266,3 +266,45 @@ impl Store {
         Ok(used.rows_affected() == 1)
     }
 }
+
+impl Store {
+    /// The holders admitted with tickets `from..=to` and their time to apply (ms, on the
+    /// queue's clock): an early arrival's number is recovered from its ticket with the
+    /// seed, as the admitted citizen's own cookie names it.
+    pub async fn admitted_holders(
+        &self,
+        license_id: &str,
+        from: i64,
+        to: i64,
+        state: &crate::queue::QueueState,
+    ) -> Result<Vec<(i64, String, i64)>, StoreError> {
+        let mut out = Vec::new();
+        for ticket in from.max(1)..=to {
+            let number = if ticket <= state.early {
+                let Some(seed) = state.seed.as_deref() else {
+                    continue;
+                };
+                match emta_verify::shuffle::early_arrival(seed.as_bytes(), state.early, ticket) {
+                    Some(arrival) => -arrival,
+                    None => continue,
+                }
+            } else {
+                ticket
+            };
+            let row = sqlx::query(
+                "SELECT t.holder AS holder, a.deadline_ms AS deadline_ms FROM queue_tickets t \
+                 JOIN queue_admissions a ON a.license_id = t.license_id AND a.ticket = $3 \
+                 WHERE t.license_id = $1 AND t.number = $2",
+            )
+            .bind(license_id)
+            .bind(number)
+            .bind(ticket)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some(r) = row {
+                out.push((ticket, r.try_get("holder")?, r.try_get("deadline_ms")?));
+            }
+        }
+        Ok(out)
+    }
+}
