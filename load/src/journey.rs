@@ -467,6 +467,7 @@ impl<'a> Walk<'a> {
             opens_at: num("data-opens-at"),
             selection: attribute(&front.body, &marker, "data-selection"),
         });
+        self.hold(front, &id).await?;
         let mut front = front.clone();
         let mut signed_in_again = false;
         let (wait, sent) = loop {
@@ -725,6 +726,85 @@ impl<'a> Walk<'a> {
                 }
             }
         }
+    }
+}
+
+impl Walk<'_> {
+    /// The down payment's hold, when the campaign asks for one before registering (issue
+    /// 30): its page, the bank's page (the person chooses the first participating bank),
+    /// signing in to the bank with the card and PIN, approving, and back to emta, which
+    /// confirms the hold with the bank. Skipped when the storefront offers no hold, or the
+    /// person's hold is confirmed already.
+    async fn hold(&mut self, front: &Page, id: &str) -> Result<(), Stop> {
+        let storefront = self.j.storefront.clone();
+        if !has(front, &format!("/{storefront}/c/{id}/hold\"")) {
+            return Ok(());
+        }
+        let url = self.storefront_url(&storefront, &format!("c/{id}/hold"))?;
+        let page = self.step("hold", Req::Go(url.clone()), ok_page).await?;
+        if has(&page, "data-hold-state=\"held\"") {
+            return Ok(());
+        }
+        let csrf = input(&page.body, "csrf").unwrap_or_default();
+        let bank = page
+            .body
+            .split("<option value=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_default()
+            .to_owned();
+        let bank_page = self
+            .step(
+                "bank",
+                Req::Post(url, vec![("csrf", csrf), ("bank", bank)]),
+                |p| {
+                    ok_page(p)?;
+                    if has(p, "name=\"card\"") {
+                        Ok(())
+                    } else {
+                        Err(Fail::Page("the bank's page"))
+                    }
+                },
+            )
+            .await?;
+        let login = action(&bank_page, "/login", "bank_sign_in")?;
+        let card = testkit::bank::card_of(&self.p.citizen.national_id);
+        let approve_page = self
+            .step(
+                "bank_sign_in",
+                Req::Post(
+                    login,
+                    vec![("card", card), ("pin", testkit::bank::PIN.to_owned())],
+                ),
+                |p| {
+                    ok_page(p)?;
+                    if has(p, "name=\"auth\"") {
+                        Ok(())
+                    } else {
+                        Err(Fail::Page("the bank's approval"))
+                    }
+                },
+            )
+            .await?;
+        let approve = action(&approve_page, "/approve", "bank_approve")?;
+        let auth = input(&approve_page.body, "auth").unwrap_or_default();
+        self.step(
+            "bank_approve",
+            Req::Post(
+                approve,
+                vec![("auth", auth), ("decision", "approve".to_owned())],
+            ),
+            |p| {
+                ok_page(p)?;
+                if has(p, "data-hold-outcome=\"true\"") {
+                    Ok(())
+                } else {
+                    Err(Fail::Page("the hold confirmed"))
+                }
+            },
+        )
+        .await?;
+        Ok(())
     }
 }
 

@@ -79,7 +79,13 @@ pub async fn one(s: &Sweep, rate: f64) -> anyhow::Result<(Report, (i64, i64))> {
         presale_admission: s.presale_admission,
         idp_admission: s.idp_admission,
         // Opens a fifth of the way in (5 s), like the opening shape.
-        ..Options::new(local::queue_license((n / 2) as i64, 5, s.admission_per_min))
+        // The real rounds' registration: the down payment held at a bank (the stub's)
+        // before joining, so every citizen walks the bank's pages too (issue 30).
+        ..Options::new(local::deploy::with_stub_bank_hold(local::queue_license(
+            (n / 2) as i64,
+            5,
+            s.admission_per_min,
+        )))
     })
     .await?;
     let journey = Journey::local(&d, 1.0, Duration::from_secs(600))?;

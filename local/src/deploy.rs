@@ -217,6 +217,24 @@ pub fn queue_license(units: i64, opens_in: i64, admission_per_min: i64) -> NewLi
     }
 }
 
+/// `l` with its down payment held at the stub bank before registering (issue 30), as the
+/// real rounds did it: the load tool's journey then walks the bank's pages.
+pub fn with_stub_bank_hold(l: NewLicense) -> NewLicense {
+    let amount = l.down_payment;
+    NewLicense {
+        registration: Some(presale::domain::Registration {
+            hold: Some(presale::domain::HoldTerms {
+                banks: vec![STUB_BANK.into()],
+                amount,
+                title: format!("{} — {}", l.model, l.license_no),
+                before: presale::domain::HoldBefore::Entry,
+            }),
+            ..l.registration.clone().unwrap_or_default()
+        }),
+        ..l
+    }
+}
+
 /// Walks the keys matching `pattern` in the Redis at `url` (SCAN: no KEYS, which blocks a
 /// Redis with millions of keys), for at most a minute, and UNLINKs the keys `pick` returns
 /// from each batch; how many it removed.

@@ -543,6 +543,10 @@ pub mod msg {
         "پاسخ بانک معتبر نیست (امضا، شناسه یا مبلغ با سابقه امتا نمی‌خواند). مسدودی ثبت نشد.",
         "The bank's answer is not valid (its signature, reference or amount does not match emta's record). No hold was recorded."
     );
+    pub const MANDATE_OPEN: Text = t!(
+        "درخواست مسدودی پیشین شما در بانک هنوز باز است: نخست در صفحه بانک آن را تأیید یا لغو کنید.",
+        "Your earlier hold request is still open at the bank: approve or decline it on the bank's page first."
+    );
     pub const HOLD_MISMATCH: Text = t!(
         "سابقه بانک از این مسدودی (کد ملی، مبلغ، عنوان یا دوره) با سابقه امتا یکی نیست؛ مسدودی پذیرفته نشد.",
         "The bank's record of this mandate (national ID, amount, title or round) is not emta's; the hold does not count."

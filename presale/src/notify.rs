@@ -3,8 +3,10 @@
 //! hold is captured or released.
 //!
 //! A citizen's verified phone (the ID token's `phone_number`) is kept in the shared
-//! ephemeral store under the campaign's keyed holder hash when they join, enter or place a
-//! hold, for 30 days: no table holds phones. Messages go through one queue per replica,
+//! ephemeral store for 30 days when they join, enter or place a hold, sealed
+//! (ChaCha20-Poly1305 under a key derived from the server secret, bound to the place)
+//! under a keyed hash of the campaign's holder: no table holds phones, and Redis links no
+//! place to one. Messages go through one queue per replica,
 //! sent within the deployment's SMS budget (`EMTA_SMS_RPS`, shared by replicas): past it
 //! they wait their turn rather than being dropped. Without `EMTA_SMS_URL` they are only
 //! counted. Notifications are best effort: a replica that stops with messages queued, or
@@ -23,8 +25,13 @@ pub(crate) const QUEUE: usize = 100_000;
 /// The budget's counter, shared by every replica.
 const BUDGET_KEY: &str = "rl:budget:presale-sms";
 
-fn contact_key(holder: &str) -> String {
-    format!("contact:{holder}")
+/// The contact's key: a keyed hash of the holder (which the public log shows), so a look
+/// at Redis links no place to a phone.
+fn contact_key(core: &Core, holder: &str) -> String {
+    format!(
+        "contact:{}",
+        &core.keys.hash("contact", holder.as_bytes())[..22]
+    )
 }
 
 /// Keeps `phone` for the campaign place of `holder` (best effort).
@@ -32,9 +39,16 @@ pub(crate) async fn remember(core: &Core, holder: &str, phone: Option<&str>) {
     let Some(phone) = phone.filter(|p| p.starts_with('+') && p.len() <= 16) else {
         return;
     };
+    let Some(sealed) = service_kit::keys::seal::seal(
+        &core.keys.key("contact"),
+        holder.as_bytes(),
+        phone.as_bytes(),
+    ) else {
+        return;
+    };
     if let Err(e) = core
         .sessions
-        .put(&contact_key(holder), phone, CONTACT_TTL)
+        .put(&contact_key(core, holder), &sealed, CONTACT_TTL)
         .await
     {
         tracing::warn!(error = %e, "a phone for notifications could not be kept");
@@ -43,8 +57,19 @@ pub(crate) async fn remember(core: &Core, holder: &str, phone: Option<&str>) {
 
 /// Queues `text` for the holder's phone, if one is kept.
 pub(crate) async fn tell(core: &Core, holder: &str, text: String) {
-    let phone = match core.sessions.get(&contact_key(holder)).await {
-        Ok(Some(p)) => p,
+    let phone = match core.sessions.get(&contact_key(core, holder)).await {
+        Ok(Some(sealed)) => {
+            match service_kit::keys::seal::open(
+                &core.keys.key("contact"),
+                holder.as_bytes(),
+                &sealed,
+            )
+            .and_then(|p| String::from_utf8(p).ok())
+            {
+                Some(p) => p,
+                None => return,
+            }
+        }
         Ok(None) => return,
         Err(e) => {
             tracing::warn!(error = %e, "a phone for notifications could not be read");

@@ -164,8 +164,10 @@ pub fn differences(holds: &[Hold], lines: &[(String, StatementEntry)]) -> Vec<Di
                 Some(e),
             ));
         }
-        let crossed = (h.state == HoldState::Captured && e.status == "released")
-            || (h.state == HoldState::Released && e.status == "captured")
+        let crossed = (matches!(h.state, HoldState::Captured | HoldState::Capturing)
+            && e.status == "released")
+            || (matches!(h.state, HoldState::Released | HoldState::Releasing)
+                && e.status == "captured")
             || (h.state == HoldState::Held && matches!(e.status.as_str(), "captured" | "released"));
         if crossed {
             out.push(diff(Kind::StateDiffers, bank, &e.token, Some(h), Some(e)));

@@ -22,6 +22,8 @@ const CONCURRENT_CALLS: usize = 16;
 /// One license's round work for this tick.
 pub(crate) async fn round(core: &Core, l: &License) -> Result<(), StoreError> {
     let over = match l.selection {
+        // Nothing to lapse or promote before the close (the draw follows it).
+        Selection::Lottery if service_kit::clock::now() < l.closes_at => false,
         Selection::Lottery => {
             let offers = core.store.promote_reserves(l).await?;
             for (rank, _, _) in &offers.promoted {
@@ -78,25 +80,41 @@ pub(crate) async fn carry_out(core: &Core, hold: &Hold) -> bool {
     } else {
         "released"
     };
-    match bank.settle(token, op, hold.amount, key).await {
-        Ok(s) if s.status == expected => match core.store.settled(&hold.id).await {
-            Ok(_) => {
-                metrics::counter!("emta_presale_holds_settled_total", "op" => op).increment(1);
-                crate::notify::settled(core, hold, op).await;
-                true
+    let done = match bank.settle(token, op, hold.amount, key).await {
+        Ok(s) if s.status == expected => true,
+        other => {
+            match &other {
+                Ok(s) => {
+                    tracing::error!(service = SERVICE, answer = %s.status, op, "a settlement answered otherwise")
+                }
+                Err(e) => tracing::warn!(error = %e, op, "a settlement's bank call failed"),
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "a settled hold could not be recorded; retried");
-                false
-            }
-        },
-        Ok(s) => {
-            // The bank says something else of this mandate: reconciliation reports it.
-            tracing::error!(service = SERVICE, answer = %s.status, op, "a settlement answered otherwise");
-            false
+            // Refused (409: it forgot the key, or settled the mandate itself) or answered
+            // otherwise: what the bank holds now decides. Done if it is what was decided;
+            // otherwise tried again later, backing off, and reconciliation shows it.
+            matches!(
+                other,
+                Ok(_) | Err(service_kit::upstream::UpstreamError::Rejected { .. })
+            ) && bank
+                .verify(token)
+                .await
+                .is_ok_and(|m| m.status == expected && m.reference == hold.id)
+        }
+    };
+    if !done {
+        if let Err(e) = core.store.settle_failed(&hold.id).await {
+            tracing::warn!(error = %e, "a failed settlement's next try could not be set");
+        }
+        return false;
+    }
+    match core.store.settled(&hold.id).await {
+        Ok(_) => {
+            metrics::counter!("emta_presale_holds_settled_total", "op" => op).increment(1);
+            crate::notify::settled(core, hold, op).await;
+            true
         }
         Err(e) => {
-            tracing::warn!(error = %e, op, "a settlement's bank call failed; retried under its key");
+            tracing::warn!(error = %e, "a settled hold could not be recorded; retried");
             false
         }
     }

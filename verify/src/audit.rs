@@ -408,9 +408,15 @@ struct Campaign {
     held: HashSet<String>,
     /// Holders whose hold was settled (captured or released).
     settled: HashSet<String>,
-    /// Lottery: ranks offered beyond the units (promoted reserves), and ranks lapsed.
-    promoted: HashSet<i64>,
+    /// Lottery: ranks offered beyond the units (promoted reserves) with the time to apply
+    /// their record gave them, and ranks lapsed.
+    promoted: HashMap<i64, i64>,
     lapsed: HashSet<i64>,
+    /// Lottery: the holder of each rank, once drawn; when the draw was recorded.
+    by_rank: HashMap<i64, String>,
+    drawn_at_ms: Option<i64>,
+    /// The license's time to apply, in ms.
+    window_ms: i64,
 }
 
 impl Campaign {
@@ -495,7 +501,9 @@ impl Campaign {
         let needed = step == h.before || step == crate::terms::HoldBefore::Apply;
         // Registering needs a hold confirmed before it; applying, one not settled since
         // (a hold released on withdrawal leaves the place, but no application can follow).
-        let settled = step == crate::terms::HoldBefore::Apply && self.settled.contains(holder);
+        let settled = (step == crate::terms::HoldBefore::Apply
+            || self.selection == Some(Selection::Lottery))
+            && self.settled.contains(holder);
         if needed && (!self.held.contains(holder) || settled) {
             return Err(format!(
                 "holder {holder} {} without a hold the bank confirmed",
@@ -561,6 +569,7 @@ impl Campaign {
                 self.parties = terms.parties.clone();
                 self.seed_delay = terms.seed_delay;
                 self.hold = terms.registration.as_ref().and_then(|r| r.hold.clone());
+                self.window_ms = terms.apply_window_secs * 1000;
             }
             _ if i == 0 => {
                 // A campaign issued before the log existed: its single legacy party.
@@ -812,7 +821,7 @@ impl Campaign {
                     Some(Selection::Lottery) => match self.ranks.get(holder) {
                         Some(r)
                             if *r == *ticket
-                                && (*r <= self.units || self.promoted.contains(r))
+                                && (*r <= self.units || self.promoted.contains_key(r))
                                 && !self.lapsed.contains(r) => {}
                         _ => {
                             return Err(format!(
@@ -835,7 +844,7 @@ impl Campaign {
             Event::Draw {
                 entries,
                 order_sha256,
-                ..
+                at_ms,
             } => {
                 let Some(s) = &self.seed else {
                     return Err("a draw before the seed".into());
@@ -861,8 +870,10 @@ impl Campaign {
                 for (rank, no) in order.iter().enumerate() {
                     if let Some(h) = self.listed.get(*no as usize - 1) {
                         self.ranks.insert(h.clone(), rank as i64 + 1);
+                        self.by_rank.insert(rank as i64 + 1, h.clone());
                     }
                 }
+                self.drawn_at_ms = Some(*at_ms);
             }
             Event::Held { holder, .. } => {
                 if self.hold.is_none() {
@@ -875,6 +886,20 @@ impl Campaign {
                 }
             }
             Event::Settled { holder, capture } => {
+                // Nobody's money is released while their place is open to them: that
+                // would turn a winner into a reserve (their place then lapses).
+                if !*capture {
+                    if let Some(rank) = self.ranks.get(holder) {
+                        let open = (*rank <= self.units || self.promoted.contains_key(rank))
+                            && !self.lapsed.contains(rank)
+                            && !self.accepted.contains(holder);
+                        if open {
+                            return Err(format!(
+                                "holder {holder}'s hold released while their place (rank {rank}) was open"
+                            ));
+                        }
+                    }
+                }
                 if !self.held.contains(holder) {
                     return Err(format!("holder {holder} settled without a hold"));
                 }
@@ -889,19 +914,37 @@ impl Campaign {
                     ));
                 }
             }
-            Event::Lapsed { rank, .. } => {
-                let offered = *rank >= 1 && (*rank <= self.units || self.promoted.contains(rank));
+            Event::Lapsed { rank, at_ms } => {
+                let offered =
+                    *rank >= 1 && (*rank <= self.units || self.promoted.contains_key(rank));
                 let taken = self
-                    .ranks
-                    .iter()
-                    .any(|(h, r)| r == rank && self.accepted.contains(h));
+                    .by_rank
+                    .get(rank)
+                    .is_some_and(|h| self.accepted.contains(h));
                 if !offered || taken || !self.lapsed.insert(*rank) {
                     return Err(format!(
                         "rank {rank} lapsed, though it was not offered, applied, or had lapsed already"
                     ));
                 }
+                // Not before its time: the draw's record plus the window for a winner, the
+                // promotion's own time for a reserve (suspensions and extensions only move
+                // these later, so they are lower bounds).
+                let due = match self.promoted.get(rank) {
+                    Some(until) => Some(*until),
+                    None => self.drawn_at_ms.map(|d| d + self.window_ms),
+                };
+                if self.suspended || due.is_none_or(|due| *at_ms < due) {
+                    return Err(format!(
+                        "rank {rank} lapsed at {at_ms}, before its time to apply ran out ({})",
+                        due.map_or("no draw".to_owned(), |d| d.to_string())
+                    ));
+                }
             }
-            Event::Promoted { rank, .. } => {
+            Event::Promoted {
+                rank,
+                until_ms,
+                at_ms,
+            } => {
                 // Reserves in their order, one for each lapse: nobody skipped, nobody
                 // silently turned into a reserve.
                 let next = self.units + self.promoted.len() as i64 + 1;
@@ -916,7 +959,14 @@ impl Campaign {
                 if *rank > self.listed.len() as i64 {
                     return Err(format!("rank {rank} promoted past the list's end"));
                 }
-                self.promoted.insert(*rank);
+                if self.suspended || *until_ms != *at_ms + self.window_ms {
+                    return Err(format!(
+                        "rank {rank} promoted with {} ms to apply; the license gives {}",
+                        until_ms - at_ms,
+                        self.window_ms
+                    ));
+                }
+                self.promoted.insert(*rank, *until_ms);
             }
             Event::Status { status, .. } => self.suspended = status == "suspended",
             // Checked against the ministry's audit chain by `presale staff audit-check`.
@@ -937,5 +987,245 @@ impl Campaign {
             Event::Audit { .. } => {}
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The auditor's rules for holds and reserves (issue 30), record by record.
+
+    use super::*;
+    use crate::terms::{HoldBefore, HoldTerms, NewLicense, PresaleKind, Registration};
+
+    fn lottery(units: i64, before: HoldBefore) -> Event {
+        Event::License {
+            id: "l-1".into(),
+            terms: Box::new(NewLicense {
+                license_no: "MIMT-1".into(),
+                manufacturer: "saipa".into(),
+                model: "Shahin".into(),
+                units,
+                unit_price: 8_000_000_000,
+                down_payment: 1_000_000_000,
+                kind: PresaleKind::Firm,
+                delivery_deadline: 1_900_000_000,
+                opens_at: 1_800_000_000,
+                closes_at: 1_800_003_600,
+                selection: Selection::Lottery,
+                admission_per_min: 600,
+                max_active: 100,
+                apply_window_secs: 600,
+                min_age: None,
+                round: None,
+                exclusion: None,
+                parties: ["ministry", "saipa"]
+                    .map(|p| crate::seed::Contribution::generate(p).commitment())
+                    .to_vec(),
+                seed_delay: None,
+                registration: Some(Registration {
+                    hold: Some(HoldTerms {
+                        banks: vec!["melli".into()],
+                        amount: 1_000_000_000,
+                        title: "t".into(),
+                        before,
+                    }),
+                    ..Registration::default()
+                }),
+            }),
+            at_ms: 0,
+        }
+    }
+
+    /// A lottery of `units` with entrants h1..=h5 held and entered, ranked in order
+    /// (as a draw would leave it), then `events`: the first finding, if any.
+    fn replay(units: i64, before: HoldBefore, events: Vec<Event>) -> Option<String> {
+        let mut c = Campaign::new("l-1");
+        let mut all = vec![lottery(units, before)];
+        for i in 1..=5 {
+            let holder = format!("h{i}");
+            all.push(Event::Held {
+                holder: holder.clone(),
+                bank: "melli".into(),
+            });
+            all.push(Event::Entry { holder, entry: i });
+        }
+        for (i, e) in all.iter().enumerate() {
+            if let Err(why) = c.apply(i, e) {
+                return Some(format!("setup {i}: {why}"));
+            }
+        }
+        for i in 1..=5 {
+            c.ranks.insert(format!("h{i}"), i);
+            c.by_rank.insert(i, format!("h{i}"));
+        }
+        c.drawn_at_ms = Some(0);
+        c.frozen = Some((String::new(), 5, String::new()));
+        for (i, e) in events.iter().enumerate() {
+            if let Err(why) = c.apply(100 + i, e) {
+                return Some(why);
+            }
+        }
+        None
+    }
+
+    /// The license's window (600 s) in ms, and a time past every winner's window.
+    const WINDOW: i64 = 600_000;
+    const LATE: i64 = WINDOW + 1;
+
+    fn accepted(h: &str, rank: i64) -> Event {
+        Event::Accepted {
+            holder: h.into(),
+            ticket: rank,
+            tracking_code: format!("T{h}"),
+        }
+    }
+
+    fn settled(h: &str, capture: bool) -> Event {
+        Event::Settled {
+            holder: h.into(),
+            capture,
+        }
+    }
+
+    #[test]
+    fn a_round_as_it_should_go_has_no_finding() {
+        let events = vec![
+            accepted("h1", 1),
+            Event::Lapsed {
+                rank: 2,
+                at_ms: LATE,
+            },
+            Event::Promoted {
+                rank: 3,
+                until_ms: LATE + WINDOW,
+                at_ms: LATE,
+            },
+            accepted("h3", 3),
+            settled("h1", true),
+            settled("h2", false),
+            settled("h3", true),
+            settled("h4", false),
+            settled("h5", false),
+        ];
+        assert_eq!(replay(2, HoldBefore::Entry, events), None);
+    }
+
+    #[test]
+    fn an_entry_without_a_hold_is_a_finding() {
+        let mut c = Campaign::new("l-1");
+        assert!(c.apply(0, &lottery(2, HoldBefore::Entry)).is_ok());
+        let e = Event::Entry {
+            holder: "h9".into(),
+            entry: 1,
+        };
+        let why = c.apply(1, &e).expect_err("no hold");
+        assert!(why.contains("without a hold"), "{why}");
+    }
+
+    #[test]
+    fn skipping_a_reserve_or_promoting_without_a_lapse_is_a_finding() {
+        // The next on the list is rank 3: promoting 4 skips someone.
+        let skip = vec![
+            Event::Lapsed {
+                rank: 2,
+                at_ms: LATE,
+            },
+            Event::Promoted {
+                rank: 4,
+                until_ms: LATE + WINDOW,
+                at_ms: LATE,
+            },
+        ];
+        let why = replay(2, HoldBefore::Entry, skip).expect("a finding");
+        assert!(why.contains("next on the reserve list was 3"), "{why}");
+        // A winner silently turned into a reserve: a promotion with no lapse.
+        let silent = vec![Event::Promoted {
+            rank: 3,
+            until_ms: LATE + WINDOW,
+            at_ms: LATE,
+        }];
+        let why = replay(2, HoldBefore::Entry, silent).expect("a finding");
+        assert!(why.contains("without a place lapsed"), "{why}");
+        // A reserve applying without a promotion, and a lapsed winner applying.
+        let why = replay(2, HoldBefore::Entry, vec![accepted("h3", 3)]).expect("a finding");
+        assert!(why.contains("without a winning rank"), "{why}");
+        let late = vec![
+            Event::Lapsed {
+                rank: 2,
+                at_ms: LATE,
+            },
+            accepted("h2", 2),
+        ];
+        assert!(replay(2, HoldBefore::Entry, late).is_some());
+        // An applied place cannot lapse.
+        let applied = vec![
+            accepted("h1", 1),
+            Event::Lapsed {
+                rank: 1,
+                at_ms: LATE,
+            },
+        ];
+        assert!(replay(2, HoldBefore::Entry, applied).is_some());
+        // A winner lapsed before their time ran out (turned into a reserve by an insider),
+        // and a promotion with another time to apply than the license's.
+        let early = vec![Event::Lapsed {
+            rank: 2,
+            at_ms: WINDOW - 1,
+        }];
+        let why = replay(2, HoldBefore::Entry, early).expect("a finding");
+        assert!(why.contains("before its time to apply ran out"), "{why}");
+        let short = vec![
+            Event::Lapsed {
+                rank: 2,
+                at_ms: LATE,
+            },
+            Event::Promoted {
+                rank: 3,
+                until_ms: LATE + 1,
+                at_ms: LATE,
+            },
+        ];
+        let why = replay(2, HoldBefore::Entry, short).expect("a finding");
+        assert!(why.contains("the license gives"), "{why}");
+        // A winner's hold released while their place is open.
+        let why = replay(2, HoldBefore::Entry, vec![settled("h1", false)]).expect("a finding");
+        assert!(why.contains("while their place"), "{why}");
+    }
+
+    #[test]
+    fn a_hold_settled_twice_or_against_its_application_is_a_finding() {
+        let twice = vec![settled("h4", false), settled("h4", false)];
+        let why = replay(2, HoldBefore::Entry, twice).expect("a finding");
+        assert!(why.contains("settled twice"), "{why}");
+        let captured_idle = vec![settled("h4", true)];
+        let why = replay(2, HoldBefore::Entry, captured_idle).expect("a finding");
+        assert!(why.contains("captured though they never applied"), "{why}");
+        let released_buyer = vec![accepted("h1", 1), settled("h1", false)];
+        assert!(replay(2, HoldBefore::Entry, released_buyer).is_some());
+        // Released (a reserve's, not promoted), then an application: no hold to apply with.
+        let after = vec![
+            settled("h4", false),
+            Event::Lapsed {
+                rank: 2,
+                at_ms: LATE,
+            },
+            Event::Promoted {
+                rank: 3,
+                until_ms: LATE + WINDOW,
+                at_ms: LATE,
+            },
+            Event::Lapsed {
+                rank: 3,
+                at_ms: LATE + WINDOW,
+            },
+            Event::Promoted {
+                rank: 4,
+                until_ms: LATE + 2 * WINDOW,
+                at_ms: LATE + WINDOW,
+            },
+            accepted("h4", 4),
+        ];
+        let why = replay(2, HoldBefore::Entry, after).expect("a finding");
+        assert!(why.contains("applied without a hold"), "{why}");
     }
 }

@@ -20,7 +20,7 @@ fn shots() -> std::path::PathBuf {
 
 /// What a person would see as broken at this width: the page wider than the screen, a
 /// visible element outside the main card, a field without a label.
-const LAYOUT: &str = r#"
+pub(super) const LAYOUT: &str = r#"
 const vw = document.documentElement.clientWidth;
 const out = [];
 if (document.documentElement.scrollWidth > vw) {

@@ -5,6 +5,7 @@
 //! Redis.
 
 mod console_browser;
+mod holds_browser;
 mod parties;
 mod registration;
 

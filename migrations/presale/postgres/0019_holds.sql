@@ -23,6 +23,9 @@ CREATE TABLE holds (
     settle_key     TEXT UNIQUE,
     settle_at_ms   BIGINT,
     settled_at_ms  BIGINT,
+    -- A settlement's calls that failed, and when the next may be made (backing off).
+    attempts       BIGINT NOT NULL DEFAULT 0,
+    next_try_at_ms BIGINT NOT NULL DEFAULT 0,
     UNIQUE (license_id, national_id)
 );
 CREATE UNIQUE INDEX holds_token ON holds (bank, token);
@@ -33,6 +36,15 @@ CREATE FUNCTION holds_start_pending() RETURNS trigger AS $$
 BEGIN
     IF NEW.state <> 'pending' OR NEW.settle_key IS NOT NULL OR NEW.verified_at_ms IS NOT NULL THEN
         RAISE EXCEPTION 'hold %: a hold starts pending', NEW.id USING ERRCODE = 'check_violation';
+    END IF;
+    -- For the license's amount, under its title, at one of its banks.
+    IF NOT EXISTS (SELECT 1 FROM public.licenses l
+                   WHERE l.id = NEW.license_id
+                     AND (l.registration::jsonb -> 'hold' ->> 'amount')::bigint = NEW.amount
+                     AND l.registration::jsonb -> 'hold' ->> 'title' = NEW.title
+                     AND (l.registration::jsonb -> 'hold' -> 'banks') ? NEW.bank) THEN
+        RAISE EXCEPTION 'hold %: not the license''s amount, title or banks', NEW.id
+            USING ERRCODE = 'check_violation';
     END IF;
     RETURN NEW;
 END;
@@ -57,8 +69,19 @@ BEGIN
                                              ('held', 'releasing'), ('capturing', 'captured'),
                                              ('releasing', 'released')))
        OR (NEW.state IN ('capturing', 'releasing', 'captured', 'released')
-           AND NEW.settle_key IS NULL) THEN
+           AND NEW.settle_key IS NULL)
+       -- The key is set once, with the decision, and names it.
+       OR (OLD.settle_key IS NULL AND NEW.settle_key IS NOT NULL
+           AND NOT (OLD.state = 'held' AND NEW.state IN ('capturing', 'releasing')
+                    AND NEW.settle_key = (CASE NEW.state WHEN 'capturing' THEN 'capture:'
+                                          ELSE 'release:' END) || NEW.id)) THEN
         RAISE EXCEPTION 'hold %: a hold moves only forward, and is settled once', OLD.id
+            USING ERRCODE = 'check_violation';
+    END IF;
+    IF NEW.bank <> OLD.bank AND NOT EXISTS (
+           SELECT 1 FROM public.licenses l WHERE l.id = NEW.license_id
+             AND (l.registration::jsonb -> 'hold' -> 'banks') ? NEW.bank) THEN
+        RAISE EXCEPTION 'hold %: not one of the license''s banks', OLD.id
             USING ERRCODE = 'check_violation';
     END IF;
     RETURN NEW;
@@ -119,6 +142,20 @@ BEGIN
         RAISE EXCEPTION 'rank %: a lapse without its record in the public log', NEW.rank
             USING ERRCODE = 'insufficient_privilege';
     END IF;
+    -- Only an offer whose time ran out on the database's clock, without an application.
+    IF EXISTS (SELECT 1 FROM public.applications a
+               WHERE a.license_id = NEW.license_id AND a.ticket = NEW.rank)
+       OR NOT COALESCE(
+           (SELECT CASE WHEN NEW.rank <= l.units
+                        THEN (SELECT d.apply_until_ms FROM public.lottery_draws d
+                              WHERE d.license_id = NEW.license_id)
+                        ELSE (SELECT p.until_ms FROM public.lottery_promotions p
+                              WHERE p.license_id = NEW.license_id AND p.rank = NEW.rank)
+                   END <= CAST(EXTRACT(EPOCH FROM pg_catalog.clock_timestamp()) * 1000 AS bigint)
+            FROM public.licenses l WHERE l.id = NEW.license_id), false) THEN
+        RAISE EXCEPTION 'rank %: a lapse before its time ran out, or of a place applied for', NEW.rank
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
     RETURN NULL;
 END;
 $$ LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp;
@@ -132,6 +169,23 @@ BEGIN
            SELECT 1 FROM emta_logged_now(NEW.license_id, 'promoted') e
            WHERE (e ->> 'rank')::bigint = NEW.rank AND (e ->> 'until_ms')::bigint = NEW.until_ms) THEN
         RAISE EXCEPTION 'rank %: a promotion without its record in the public log', NEW.rank
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    -- The next on the list, one for each lapse, for the license's window from now.
+    IF TG_OP = 'INSERT' AND NOT EXISTS (
+           SELECT 1 FROM public.licenses l
+           WHERE l.id = NEW.license_id
+             AND NEW.rank = l.units + 1 + (SELECT count(*) FROM public.lottery_promotions p
+                                           WHERE p.license_id = NEW.license_id
+                                             AND p.rank < NEW.rank)
+             AND (SELECT count(*) FROM public.lottery_promotions p
+                  WHERE p.license_id = NEW.license_id)
+                 <= (SELECT count(*) FROM public.lottery_lapses x
+                     WHERE x.license_id = NEW.license_id)
+             AND NEW.until_ms - NEW.at_ms = l.apply_window_secs * 1000
+             AND abs(NEW.at_ms - CAST(EXTRACT(EPOCH FROM pg_catalog.clock_timestamp()) * 1000
+                                      AS bigint)) < 60000) THEN
+        RAISE EXCEPTION 'rank %: a promotion out of the reserve list''s order, past the lapses, or with another window', NEW.rank
             USING ERRCODE = 'insufficient_privilege';
     END IF;
     -- A promoted reserve's time moves on only with a resumption's or an extension's record.

@@ -23,6 +23,9 @@ CREATE TABLE holds (
     settle_key     TEXT UNIQUE,
     settle_at_ms   BIGINT,
     settled_at_ms  BIGINT,
+    -- A settlement's calls that failed, and when the next may be made (backing off).
+    attempts       BIGINT NOT NULL DEFAULT 0,
+    next_try_at_ms BIGINT NOT NULL DEFAULT 0,
     UNIQUE (license_id, national_id)
 );
 CREATE UNIQUE INDEX holds_token ON holds (bank, token);
@@ -48,6 +51,10 @@ WHEN NEW.id <> OLD.id OR NEW.license_id <> OLD.license_id OR NEW.national_id <> 
           OR (OLD.state = 'capturing' AND NEW.state = 'captured')
           OR (OLD.state = 'releasing' AND NEW.state = 'released'))
   OR (NEW.state IN ('capturing', 'releasing', 'captured', 'released') AND NEW.settle_key IS NULL)
+  OR (OLD.settle_key IS NULL AND NEW.settle_key IS NOT NULL
+      AND NOT (OLD.state = 'held' AND NEW.state IN ('capturing', 'releasing')
+               AND NEW.settle_key = (CASE NEW.state WHEN 'capturing' THEN 'capture:'
+                                     ELSE 'release:' END) || NEW.id))
 BEGIN
     SELECT RAISE(ABORT, 'a hold moves only forward, and is settled once');
 END;

@@ -193,14 +193,16 @@ impl Bank {
         .await
     }
 
-    /// The mandate as the bank holds it, server-to-server.
-    pub async fn verify(&self, token: &str, key: &str) -> Result<Mandate, UpstreamError> {
+    /// The mandate as the bank holds it now, server-to-server: a read, so no idempotency
+    /// key (a key would have the bank replay its first answer, a `pending` seen before the
+    /// approval, for a day).
+    pub async fn verify(&self, token: &str) -> Result<Mandate, UpstreamError> {
         let path = format!("/api/mandates/{}/verify", urlencode(token));
         self.call(
             self.client
                 .post(self.url(&path))
                 .json(&serde_json::json!({})),
-            Some(key),
+            None,
         )
         .await
     }

@@ -4,7 +4,8 @@
 //! civil registry the IdP asks, with the same discipline: a timeout, a circuit breaker per
 //! registry and replica, and errors that name the registry and never carry the URL.
 //!
-//! Wire contract, JSON over HTTP POST (documented in the README):
+//! Wire contract, JSON over HTTP POST (documented in the README; 404 is "nobody of that ID
+//! on its records": no licence, no vehicle; 400 and 422 are errors, "try again"):
 //! - `{traffic_police}/licences/verify` `{"national_id"}` → `{"valid":bool}`
 //! - `{vehicle_registry}/vehicles/query` `{"national_id"}` →
 //!   `{"vehicles":[{"registered_at":UNIX_SECONDS,"plate_active":bool}]}`
@@ -109,30 +110,35 @@ impl Registries {
             .await
         {
             Ok(a) => Ok(a.valid),
-            Err(UpstreamError::Rejected { status, .. }) => {
-                tracing::warn!(
-                    service = TRAFFIC_POLICE,
-                    status,
-                    "the registry refused a query"
-                );
-                Ok(false)
-            }
+            // No such person on their records: no licence.
+            Err(UpstreamError::Rejected { status: 404, .. }) => Ok(false),
+            // A query they cannot read is our fault or theirs, never the citizen's.
             Err(e) => Err(e),
         }
     }
 
-    /// The vehicles registered to `nid`. A refused query is an error here, not "none": a
-    /// registry that will not say is never read as a clean record.
+    /// The vehicles registered to `nid`: a 404 (nobody of that ID on its records) is no
+    /// vehicle; any other refusal is an error here, not "none": a registry that will not
+    /// say is never read as a clean record.
     #[tracing::instrument(skip_all, name = "registry.vehicles")]
     pub async fn vehicles(&self, nid: &NationalId) -> Result<Vec<Vehicle>, UpstreamError> {
         let url = Self::url(&self.vehicle_registry, VEHICLE_REGISTRY, "/vehicles/query")?;
         let query = PersonQuery {
             national_id: nid.as_str(),
         };
-        let a: VehiclesAnswer = self
+        match self
             .vehicle_breaker
-            .call(post_json(&self.client, VEHICLE_REGISTRY, url, &query))
-            .await?;
-        Ok(a.vehicles)
+            .call(post_json::<VehiclesAnswer>(
+                &self.client,
+                VEHICLE_REGISTRY,
+                url,
+                &query,
+            ))
+            .await
+        {
+            Ok(a) => Ok(a.vehicles),
+            Err(UpstreamError::Rejected { status: 404, .. }) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
     }
 }

@@ -73,7 +73,14 @@ async fn apply(
     };
     // The registries' rules first (cached, within the deployment's budget); a registry
     // that cannot answer is "try again", and the admission stays the applicant's.
-    let outcome = match core.check_registries(&l, &c.national_id).await? {
+    // A lottery's were asked at entry: a registry outage during a winner's time to apply
+    // must not cost them their place.
+    let registries = if lottery {
+        Ok(())
+    } else {
+        core.check_registries(&l, &c.national_id).await?
+    };
+    let outcome = match registries {
         Ok(()) => core.store.apply(&l.terms(), &req).await?,
         Err(why) => Err(why),
     };

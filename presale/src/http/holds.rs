@@ -62,12 +62,17 @@ async fn show(
         .ok_or(Error::not_found(msg::NO_PRESALE))?;
     let h = terms(&l)?;
     let hold = core.store.hold_of(&id, &c.national_id).await?;
-    let applied = core
+    let holder = core.queue.holder(&id, &c.national_id);
+    let registered = core
         .store
-        .applications_of(&c.sub)
+        .registered(&id, &c.national_id, &holder.0)
         .await?
-        .iter()
-        .any(|a| a.license_id == id);
+        || core
+            .store
+            .applications_of(&c.sub)
+            .await?
+            .iter()
+            .any(|a| a.license_id == id);
     let csrf = core.csrf(&jar);
     let banks = core.banks.names();
     let offered: Vec<_> = banks.iter().filter(|b| h.banks.contains(&b.0)).collect();
@@ -83,7 +88,8 @@ async fn show(
             Some(hold) if hold.state != HoldState::Pending => {
                 p data-hold-state=(hold.state.as_str()) { "وضعیت / state: " strong { (hold.state.text().fa) " / " (hold.state.text().en) } }
                 p { "بانک / bank: " (bank_name(&core, &hold.bank)) }
-                @if hold.state == HoldState::Held && !applied {
+                @if hold.state == HoldState::Held && !registered {
+                    p { (fa(t!("انصراف پیش از ثبت‌نام، مسدودی را بی‌درنگ آزاد می‌کند و به ثبت‌نام شما در این دوره پایان می‌دهد. پس از ثبت‌نام، مسدودی تا پایان دوره می‌ماند.", "Withdrawing before registering releases the hold at once and ends your registration for this round. Once registered, the hold stays until the round ends."))) }
                     form method="post" action=(format!("/{m}/c/{id}/hold/withdraw")) {
                         input type="hidden" name="csrf" value=(csrf);
                         button type="submit" { (fa(t!("انصراف و آزادسازی مسدودی", "Withdraw and release the hold"))) }
@@ -176,15 +182,62 @@ async fn start(
             return Ok(Redirect::to(&format!("/{m}/c/{id}/hold")).into_response())
         }
     };
+    // A mandate asked before (another tab, a double click, a bank changed, a return that
+    // never came): what its bank says of it decides. Held: it is this hold, confirmed
+    // now. Still open at the bank: it must be approved or declined there first, so that
+    // no second mandate holds the citizen's money unknown to emta. Otherwise (declined,
+    // expired, unknown to the bank) a new one may be asked.
+    let hold = match hold.token.clone() {
+        None => hold,
+        Some(old) => {
+            let old_bank = core
+                .banks
+                .get(&hold.bank)
+                .ok_or(Error::bad_request(msg::NOT_A_PARTICIPATING_BANK))?
+                .clone();
+            let known = match old_bank.verify(&old).await {
+                Ok(mandate) => Some(mandate),
+                Err(service_kit::upstream::UpstreamError::Rejected { status: 404, .. }) => None,
+                Err(e) => return Err(upstream(&e)),
+            };
+            match known {
+                Some(mandate) if mandate.status == "held" => {
+                    confirm(&core, &l, h, &hold, &old, &mandate).await?;
+                    return Ok(Redirect::to(&format!("/{m}/c/{id}/hold")).into_response());
+                }
+                Some(mandate) if mandate.status == "pending" => {
+                    return Err(Error::conflict(msg::MANDATE_OPEN));
+                }
+                _ => {
+                    if !core
+                        .store
+                        .reset_mandate(&hold.id, &old, &bank.config.id)
+                        .await?
+                    {
+                        return Err(Error::conflict(msg::HOLD_CHANGED));
+                    }
+                    core.store
+                        .hold_of(&id, &c.national_id)
+                        .await?
+                        .ok_or(Error::conflict(msg::HOLD_CHANGED))?
+                }
+            }
+        }
+    };
+    // The row is the license's terms (an insider's row with another amount is refused).
+    if hold.amount != h.amount || hold.title != h.title || hold.bank != bank.config.id {
+        tracing::error!(hold = %hold.id, "a hold row unlike its license's terms");
+        return Err(Error::conflict(msg::HOLD_MISMATCH));
+    }
     let state = service_kit::keys::random_token(24);
     let state_hash = core.keys.hash("hold-state", state.as_bytes());
     let callback = format!("{}/{m}/c/{id}/hold/back/{}", core.base_url, bank.config.id);
     let request = MandateRequest {
         reference: &hold.id,
         national_id: c.national_id.as_str(),
-        // emta's record, never anything the browser sent.
-        amount: hold.amount,
-        title: &hold.title,
+        // The license's terms, never anything the browser sent.
+        amount: h.amount,
+        title: &h.title,
         round: &l.license_no,
         callback: &callback,
         state: &state,
@@ -284,30 +337,43 @@ async fn returned(core: &Core, id: &str, bank_id: &str, r: &BankReturn) -> Resul
     if r.status != "approved" {
         return Ok(Returned::Declined);
     }
-    let key = format!("verify:{}:{}", hold.id, r.token);
-    let mandate = bank
-        .verify(&r.token, &key)
-        .await
-        .map_err(|e| upstream(&e))?;
-    let license_no = core
+    let l = core
         .license_by_id(id)
-        .map(|l| l.license_no.clone())
-        .unwrap_or_default();
-    let same = mandate.token == r.token
-        && mandate.reference == hold.id
-        && mandate.national_id == hold.national_id
-        && mandate.amount == hold.amount
-        && mandate.title == hold.title
-        && mandate.round == license_no;
-    if !same {
-        tracing::warn!(bank = %bank_id, "the bank's record of a mandate is not emta's hold");
-        return Err(Error::conflict(msg::HOLD_MISMATCH));
-    }
+        .ok_or(Error::not_found(msg::NO_PRESALE))?;
+    let h = terms(&l)?;
+    let mandate = bank.verify(&r.token).await.map_err(|e| upstream(&e))?;
     if mandate.status != "held" {
         return Ok(Returned::Declined);
     }
-    if core.store.confirm_hold(&hold, &r.token).await? {
-        Ok(Returned::Held)
+    confirm(core, &l, h, &hold, &r.token, &mandate).await?;
+    Ok(Returned::Held)
+}
+
+/// Confirms `hold` with the bank's record of its mandate `token`, which must name the
+/// hold, its national ID, the license's amount and title and the round, and be held.
+async fn confirm(
+    core: &Core,
+    l: &License,
+    h: &HoldTerms,
+    hold: &Hold,
+    token: &str,
+    mandate: &crate::adapters::bank::Mandate,
+) -> Result<()> {
+    let same = mandate.token == token
+        && mandate.reference == hold.id
+        && mandate.national_id == hold.national_id
+        && mandate.amount == h.amount
+        && hold.amount == h.amount
+        && mandate.title == h.title
+        && hold.title == h.title
+        && mandate.round == l.license_no
+        && mandate.status == "held";
+    if !same {
+        tracing::warn!(bank = %hold.bank, "the bank's record of a mandate is not emta's hold");
+        return Err(Error::conflict(msg::HOLD_MISMATCH));
+    }
+    if core.store.confirm_hold(hold, token).await? {
+        Ok(())
     } else {
         Err(Error::conflict(msg::HOLD_CHANGED))
     }

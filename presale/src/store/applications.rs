@@ -27,6 +27,19 @@ fn person_lock(national_id: &crate::domain::NationalId) -> i64 {
 }
 use crate::domain::{Accepted, ApplicationRequest, LicenseTerms, Refusal};
 
+/// A refusal decided inside an application's transaction: rolled back now. A dropped
+/// transaction is rolled back only when its pooled connection is next used, and until
+/// then SQLite's one writer lock (and PostgreSQL's row locks) stay taken: a dropped
+/// refusal held every other writer off for seconds (`applications_and_settlements_never_
+/// cross` on SQLite, "database is locked").
+async fn refuse<T>(
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    why: Refusal,
+) -> Result<Result<T, Refusal>, StoreError> {
+    tx.rollback().await?;
+    Ok(Err(why))
+}
+
 impl Store {
     /// Accepts an application or says why not, on the database's clock: the window and
     /// the applicant's age (on the database's date in Tehran) alike. A queue applicant's
@@ -73,14 +86,14 @@ impl Store {
             .await?
         {
             Ok(code) => code,
-            Err(refusal) => return Ok(Err(refusal)),
+            Err(refusal) => return refuse(tx, refusal).await,
         };
         if terms.lottery {
             if let Err(refusal) = self.check_winner(&mut tx, terms, req, now_ms).await? {
-                return Ok(Err(refusal));
+                return refuse(tx, refusal).await;
             }
         } else if !self.claim_admission(&mut tx, &terms.id, req).await? {
-            return Ok(Err(Refusal::TurnOver));
+            return refuse(tx, Refusal::TurnOver).await;
         }
         // The down payment's hold, locked so that no settlement decides it under this
         // application (issue 30).
@@ -92,7 +105,7 @@ impl Store {
                 .lock_counting_hold(&mut tx, &terms.id, &req.national_id)
                 .await?
         {
-            return Ok(Err(Refusal::NoHold));
+            return refuse(tx, Refusal::NoHold).await;
         }
         if let Some(ex) = &terms.exclusion {
             let since = now - ex.months * 30 * 24 * 3600;
@@ -108,7 +121,7 @@ impl Store {
             for r in recent {
                 let m: String = r.try_get("m")?;
                 if ex.manufacturers.contains(&m) {
-                    return Ok(Err(Refusal::RecentPurchase));
+                    return refuse(tx, Refusal::RecentPurchase).await;
                 }
             }
         }
@@ -124,7 +137,7 @@ impl Store {
             match claimed {
                 Ok(_) => {}
                 Err(e) if is_unique_violation(&e) => {
-                    return Ok(Err(Refusal::AlreadyAppliedInRound))
+                    return refuse(tx, Refusal::AlreadyAppliedInRound).await
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -144,7 +157,7 @@ impl Store {
         .await?;
         if counted.rows_affected() != 1 {
             // Sold out, or suspended since this replica last read the license: say which.
-            drop(tx);
+            tx.rollback().await?;
             let status: String = sqlx::query("SELECT status FROM licenses WHERE id = $1")
                 .bind(&terms.id)
                 .fetch_one(&self.pool)

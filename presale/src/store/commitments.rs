@@ -146,7 +146,7 @@ impl Store {
         match inserted {
             Ok(_) => {}
             Err(e) if service_kit::sql::is_unique_violation(&e) => {
-                drop(tx);
+                tx.rollback().await?;
                 // The same commitment sent again (a retry after a lost answer) is the
                 // record it made; another one is refused: a commitment is never replaced.
                 let same = self

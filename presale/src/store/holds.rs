@@ -243,10 +243,11 @@ impl Store {
         match inserted {
             Ok(_) => {}
             Err(e) if is_unique_violation(&e) => {
-                // Theirs already: pending ones move to the bank chosen now.
+                // Theirs already: a pending one with no mandate outstanding moves to the
+                // bank chosen now (one with a mandate is the caller's to settle first).
                 sqlx::query(
-                    "UPDATE holds SET bank = $3, token = NULL, state_hash = NULL \
-                     WHERE license_id = $1 AND national_id = $2 AND state = 'pending'",
+                    "UPDATE holds SET bank = $3 WHERE license_id = $1 AND national_id = $2 \
+                     AND state = 'pending' AND token IS NULL",
                 )
                 .bind(license_id)
                 .bind(national_id.as_str())
@@ -277,12 +278,33 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE holds SET token = $3, state_hash = $4 \
-             WHERE id = $1 AND bank = $2 AND state = 'pending'",
+             WHERE id = $1 AND bank = $2 AND state = 'pending' AND token IS NULL",
         )
         .bind(hold_id)
         .bind(bank)
         .bind(token)
         .bind(state_hash)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Forgets a pending hold's mandate `token`, which its bank says it does not hold
+    /// (declined, expired, unknown), so that a new one may be asked at `bank`. False if
+    /// the hold changed meanwhile.
+    pub async fn reset_mandate(
+        &self,
+        hold_id: &str,
+        token: &str,
+        bank: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE holds SET bank = $3, token = NULL, state_hash = NULL \
+             WHERE id = $1 AND token = $2 AND state = 'pending'",
+        )
+        .bind(hold_id)
+        .bind(token)
+        .bind(bank)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -295,11 +317,12 @@ impl Store {
         let mut tx = service_kit::sql::begin(&self.pool).await?;
         let done = sqlx::query(&format!(
             "UPDATE holds SET state = 'held', verified_at_ms = {} \
-             WHERE id = $1 AND token = $2 AND state = 'pending'",
+             WHERE id = $1 AND token = $2 AND bank = $3 AND state = 'pending'",
             self.now_ms_sql()
         ))
         .bind(&hold.id)
         .bind(token)
+        .bind(&hold.bank)
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 1 {
@@ -311,7 +334,7 @@ impl Store {
             tx.commit().await?;
             return Ok(true);
         }
-        drop(tx);
+        tx.rollback().await?;
         Ok(self
             .hold_by_token(&hold.bank, token)
             .await?
@@ -327,7 +350,7 @@ impl Store {
         national_id: &NationalId,
     ) -> Result<bool, StoreError> {
         let locked = sqlx::query(
-            "UPDATE holds SET id = id WHERE license_id = $1 AND national_id = $2 \
+            "UPDATE holds SET state = state WHERE license_id = $1 AND national_id = $2 \
              AND state = 'held' RETURNING id",
         )
         .bind(license_id)
@@ -353,8 +376,31 @@ impl Store {
         .is_some())
     }
 
-    /// A citizen withdraws: their confirmed hold is released at once, unless they have an
-    /// accepted application (then it is theirs to pay). The hold as it now stands.
+    /// Whether the person holds a place in the campaign (a lottery entry or a queue
+    /// ticket): their hold then stays until the round ends.
+    pub async fn registered(
+        &self,
+        license_id: &str,
+        national_id: &NationalId,
+        holder: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "SELECT 1 AS one FROM lottery_entries WHERE license_id = $1 AND national_id = $2 \
+             UNION ALL SELECT 1 AS one FROM queue_tickets WHERE license_id = $1 AND holder = $3",
+        )
+        .bind(license_id)
+        .bind(national_id.as_str())
+        .bind(holder)
+        .fetch_optional(&self.pool)
+        .await?
+        .is_some())
+    }
+
+    /// A citizen withdraws before registering: their confirmed hold is released at once.
+    /// Once they hold a place (an entry, a ticket) or an application, the hold stays
+    /// until the round ends: a released hold under a place would let one sum of money
+    /// stand behind many places, and a winner's released hold would turn them into a
+    /// reserve. The hold as it now stands.
     pub async fn withdraw_hold(
         &self,
         license_id: &str,
@@ -362,7 +408,7 @@ impl Store {
     ) -> Result<Option<Hold>, StoreError> {
         let mut tx = service_kit::sql::begin(&self.pool).await?;
         let locked = sqlx::query(
-            "UPDATE holds SET id = id WHERE license_id = $1 AND national_id = $2 \
+            "UPDATE holds SET state = state WHERE license_id = $1 AND national_id = $2 \
              AND state = 'held' RETURNING id, holder",
         )
         .bind(license_id)
@@ -370,21 +416,28 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(row) = locked {
-            let applied = sqlx::query(
-                "SELECT 1 AS one FROM applications WHERE license_id = $1 AND national_id = $2",
+            let holder: String = row.try_get("holder")?;
+            let placed = sqlx::query(
+                "SELECT 1 AS one FROM applications WHERE license_id = $1 AND national_id = $2 \
+                 UNION ALL SELECT 1 AS one FROM lottery_entries WHERE license_id = $1 AND national_id = $2 \
+                 UNION ALL SELECT 1 AS one FROM queue_tickets WHERE license_id = $1 AND holder = $3",
             )
             .bind(license_id)
             .bind(national_id.as_str())
+            .bind(&holder)
             .fetch_optional(&mut *tx)
             .await?
             .is_some();
-            if !applied {
+            if !placed {
                 let id: String = row.try_get("id")?;
-                let holder: String = row.try_get("holder")?;
                 self.decide_settlements(&mut tx, license_id, &[(id, holder, false)])
                     .await?;
                 tx.commit().await?;
+            } else {
+                tx.rollback().await?;
             }
+        } else {
+            tx.rollback().await?;
         }
         self.hold_of(license_id, national_id).await
     }
@@ -400,7 +453,7 @@ impl Store {
             // The lock first; who applied is read after it, in a statement of its own, so
             // an application that held the lock has committed (or not) by then.
             let rows = sqlx::query(&format!(
-                "UPDATE holds SET id = id WHERE state = 'held' AND id IN \
+                "UPDATE holds SET state = state WHERE state = 'held' AND id IN \
                  (SELECT id FROM holds WHERE license_id = $1 AND state = 'held' \
                   ORDER BY id LIMIT {SETTLE_BATCH}) RETURNING id, national_id, holder"
             ))
@@ -408,6 +461,9 @@ impl Store {
             .fetch_all(&mut *tx)
             .await?;
             if rows.is_empty() {
+                // Rolled back now, not when the connection is next used: SQLite keeps its
+                // one writer's lock until then.
+                tx.rollback().await?;
                 return Ok(total);
             }
             let mut batch = Vec::with_capacity(rows.len());
@@ -510,7 +566,9 @@ impl Store {
     ) -> Result<Vec<Hold>, StoreError> {
         sqlx::query(&format!(
             "SELECT {COLUMNS} FROM holds WHERE license_id = $1 \
-             AND state IN ('capturing', 'releasing') ORDER BY settle_at_ms LIMIT {limit}"
+             AND state IN ('capturing', 'releasing') AND next_try_at_ms <= {now} \
+             ORDER BY next_try_at_ms, settle_at_ms LIMIT {limit}",
+            now = self.now_ms_sql()
         ))
         .bind(license_id)
         .fetch_all(&self.pool)
@@ -520,11 +578,14 @@ impl Store {
         .collect()
     }
 
-    /// Whether a queue's round is over: closed (on the database's clock, with the time
-    /// any suspension gave back) and no admission still within its time to apply.
+    /// Whether a queue's round is over: active, its admissions not paused, closed (on the
+    /// database's clock, with the time suspensions and pauses gave back, which is added
+    /// only when they end: hence no verdict during one) and no admission still within its
+    /// time to apply.
     pub async fn queue_round_over(&self, license_id: &str) -> Result<bool, StoreError> {
         let row = sqlx::query(&format!(
-            "SELECT (closes_at * 1000 + paused_ms <= {now}) AS closed, \
+            "SELECT (closes_at * 1000 + paused_ms <= {now} AND status = 'active' \
+             AND suspended_at_ms IS NULL AND admissions_paused_at_ms IS NULL) AS closed, \
              (SELECT COUNT(*) FROM queue_admissions WHERE license_id = $1 AND released = 0 \
               AND deadline_ms > {queue_time}) AS live \
              FROM licenses WHERE id = $1",
@@ -542,6 +603,25 @@ impl Store {
             .or_else(|_| row.try_get::<i64, _>("closed").map(|n| n != 0))?;
         let live: i64 = row.try_get("live")?;
         Ok(closed && live == 0)
+    }
+
+    /// A settling hold's call failed: the next waits 2^attempts seconds (at most five
+    /// minutes), so holds a bank keeps refusing never hold up the others.
+    pub async fn settle_failed(&self, hold_id: &str) -> Result<(), StoreError> {
+        let backoff = if self.postgres {
+            "LEAST(300000, 1000 * CAST(power(2, LEAST(attempts, 9)) AS BIGINT))"
+        } else {
+            "MIN(300000, 1000 * (1 << MIN(attempts, 9)))"
+        };
+        sqlx::query(&format!(
+            "UPDATE holds SET attempts = attempts + 1, next_try_at_ms = {} + {backoff} \
+             WHERE id = $1 AND state IN ('capturing', 'releasing')",
+            self.now_ms_sql()
+        ))
+        .bind(hold_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     /// The bank answered a settling hold's call: captured or released, once.

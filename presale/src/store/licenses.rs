@@ -234,7 +234,12 @@ impl Store {
 
     /// Takes a license row's lock in the caller's transaction (the first statement writes,
     /// as SQLite's writers must) and reads `columns` and the database's time (`now_ms`)
-    /// after it; None if there is no such license.
+    /// after it; None if there is no such license. The statement names no key column, so
+    /// on PostgreSQL it takes the row's no-key update lock, which the key-share locks of
+    /// an application's or an entry's foreign key do not block: a lottery application
+    /// inserts its row (a key share on the license) before it takes this lock, and naming
+    /// `id` would ask for the exclusive lock and deadlock two of them (seen as 40P01 in
+    /// `the_auditor_recomputes_a_lottery_campaign`).
     pub(crate) async fn lock_license(
         &self,
         tx: &mut sqlx::AnyConnection,
@@ -242,7 +247,7 @@ impl Store {
         columns: &str,
     ) -> Result<Option<sqlx::any::AnyRow>, StoreError> {
         Ok(sqlx::query(&format!(
-            "UPDATE licenses SET id = id WHERE id = $1 RETURNING {columns}, {} AS now_ms",
+            "UPDATE licenses SET status = status WHERE id = $1 RETURNING {columns}, {} AS now_ms",
             self.now_ms_sql()
         ))
         .bind(id)

@@ -68,6 +68,7 @@ impl Store {
             || now_ms >= closes_ms
             || status != LicenseStatus::Active.as_str()
         {
+            tx.rollback().await?;
             return Ok(Entered::Closed);
         }
         let n: i64 = row.try_get("entries")?;
@@ -93,7 +94,7 @@ impl Store {
                 Ok(Entered::New(n))
             }
             Err(e) if is_unique_violation(&e) => {
-                drop(tx);
+                tx.rollback().await?;
                 Ok(self
                     .entry_of(&l.id, national_id)
                     .await?
@@ -351,6 +352,7 @@ impl Store {
             .lock_license(&mut tx, &l.id, "status, units, apply_window_secs")
             .await?
         else {
+            tx.rollback().await?;
             return Ok(Offers::default());
         };
         let now_ms: i64 = row.try_get("now_ms")?;
@@ -365,6 +367,7 @@ impl Store {
                 .map(|r| r.try_get("apply_until_ms"))
                 .transpose()?;
         let (Some(until), true) = (until, status == LicenseStatus::Active.as_str()) else {
+            tx.rollback().await?;
             return Ok(Offers {
                 waiting: true,
                 ..Offers::default()
@@ -463,7 +466,9 @@ impl Store {
             live += 1;
         }
         out.over = live == 0;
-        if !events.is_empty() {
+        if events.is_empty() {
+            tx.rollback().await?;
+        } else {
             self.log_events(&mut tx, &l.id, &events).await?;
             tx.commit().await?;
         }

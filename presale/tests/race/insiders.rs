@@ -903,7 +903,12 @@ async fn the_service_role_changes_who_gets_a_car_only_in_the_open() {
                 registration: Some(presale::domain::Registration {
                     driving_licence: true,
                     no_vehicle_months: Some(48),
-                    hold: None,
+                    hold: Some(presale::domain::HoldTerms {
+                        banks: vec!["melli".into()],
+                        amount: 1_000_000_000,
+                        title: "t".into(),
+                        before: presale::domain::HoldBefore::Apply,
+                    }),
                 }),
                 ..license(10, None)
             }),
@@ -963,6 +968,21 @@ async fn the_service_role_changes_who_gets_a_car_only_in_the_open() {
     .await
     .expect("sql")
     .expect("registered");
+
+    // A citizen's hold, asked of a bank and not confirmed (issue 30).
+    let someone = presale::domain::NationalId::parse("0499370899").expect("nid");
+    app.start_hold(
+        &id,
+        &someone,
+        "sub",
+        &presale::domain::Holder("a-holder".into()),
+        "melli",
+        1_000_000_000,
+        "t",
+    )
+    .await
+    .expect("sql")
+    .expect("started");
 
     // The insider's silent edits, each refused.
     let commitment = presale::transparency::seed::commitment_of("an insider's own secret!");
@@ -1037,6 +1057,20 @@ async fn the_service_role_changes_who_gets_a_car_only_in_the_open() {
         format!("UPDATE queue_campaigns SET opened = 0 WHERE license_id = '{id}'"),
         // Issue 30: the registries' rules are a term like the others.
         format!("UPDATE licenses SET registration = NULL WHERE id = '{id}'"),
+        // A hold confirmed, and a lottery's lapse and promotion, without their records.
+        format!("UPDATE holds SET state = 'held' WHERE license_id = '{id}'"),
+        format!("UPDATE holds SET settle_key = 'x' WHERE license_id = '{id}'"),
+        format!("UPDATE holds SET bank = 'a-bank-of-my-own' WHERE license_id = '{id}'"),
+        format!(
+            "INSERT INTO holds (id, license_id, national_id, citizen_sub, holder, bank, amount, \
+             title, state, created_at_ms) VALUES ('h-cheap', '{id}', '0012345679', 's', 'x', \
+             'melli', 1, 't', 'pending', 1)"
+        ),
+        format!("INSERT INTO lottery_lapses (license_id, rank, at_ms) VALUES ('{id}', 1, 1)"),
+        format!(
+            "INSERT INTO lottery_promotions (license_id, rank, until_ms, at_ms) \
+             VALUES ('{id}', 2, 9000000000000, 1)"
+        ),
         format!(
             "UPDATE licenses SET registration = '{{\"driving_licence\":true}}' WHERE id = '{id}'"
         ),
@@ -1058,7 +1092,10 @@ async fn the_service_role_changes_who_gets_a_car_only_in_the_open() {
                 || text.contains("not for the service")
                 || text.contains("without its")
                 || text.contains("not in the license")
-                || text.contains("without being appended"),
+                || text.contains("without being appended")
+                || text.contains("not the license's")
+                || text.contains("not one of the license's")
+                || text.contains("settled once"),
             "{sql}: {text}"
         );
     }

@@ -17,10 +17,12 @@ use testkit::servers::unique;
 use testkit::Backend;
 
 mod fairness;
+mod holds;
 mod insiders;
 mod outflow;
 mod transparency;
 use fairness::*;
+use holds::*;
 use insiders::*;
 use outflow::*;
 use transparency::*;
@@ -355,6 +357,8 @@ macro_rules! both {
     };
 }
 both!(
+    applications_and_settlements_never_cross,
+    a_hold_moves_only_forward,
     one_person_behind_two_accounts_is_one_pair_of_eyes,
     the_console_migration_keeps_staff_and_proposals,
     pausing_admissions_keeps_every_place_and_deadline,
