@@ -78,6 +78,9 @@ enum Command {
         /// Keep going past the first rate that does not hold.
         #[arg(long)]
         all: bool,
+        /// Leave out the bank step (the campaign asks no down payment hold), to compare.
+        #[arg(long)]
+        no_bank: bool,
         /// The campaign's admission rate per minute (the ministry sets it to what the
         /// database absorbs; the queue holds everyone else).
         #[arg(long, default_value_t = 6000)]
@@ -525,6 +528,7 @@ async fn main() -> anyhow::Result<()> {
             pow_difficulty,
             p99_limit_ms,
             all,
+            no_bank,
             admission_per_min,
             presale_db_connections,
             presale_admission,
@@ -540,6 +544,7 @@ async fn main() -> anyhow::Result<()> {
                 p99_limit_ms,
                 out,
                 all,
+                no_bank,
                 admission_per_min,
                 presale_db_connections,
                 presale_admission,

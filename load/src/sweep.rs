@@ -31,6 +31,8 @@ pub struct Sweep {
     pub presale_admission: Option<(usize, u64)>,
     /// The IdP's admission budget (`None`: its defaults).
     pub idp_admission: Option<(usize, u64)>,
+    /// Without the bank step (the license asks no hold): for comparing what it costs.
+    pub no_bank: bool,
 }
 
 /// Work the servers' backends did: PostgreSQL commits (all databases) and Redis commands.
@@ -81,11 +83,14 @@ pub async fn one(s: &Sweep, rate: f64) -> anyhow::Result<(Report, (i64, i64))> {
         // Opens a fifth of the way in (5 s), like the opening shape.
         // The real rounds' registration: the down payment held at a bank (the stub's)
         // before joining, so every citizen walks the bank's pages too (issue 30).
-        ..Options::new(local::deploy::with_stub_bank_hold(local::queue_license(
-            (n / 2) as i64,
-            5,
-            s.admission_per_min,
-        )))
+        ..Options::new({
+            let l = local::queue_license((n / 2) as i64, 5, s.admission_per_min);
+            if s.no_bank {
+                l
+            } else {
+                local::deploy::with_stub_bank_hold(l)
+            }
+        })
     })
     .await?;
     let journey = Journey::local(&d, 1.0, Duration::from_secs(600))?;

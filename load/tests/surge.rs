@@ -42,8 +42,14 @@ fn journey(d: &Deployment, poll_scale: f64) -> Journey {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_surge_is_accounted_for_fills_the_cap_and_stays_fair() {
     // Arrange: 300 citizens over 20 s through two replicas; 120 units; the campaign opens
-    // about a third of the way in, so some join before the opening and some after.
-    let d = deploy(true, 300, queue_license(120, 8)).await;
+    // about a third of the way in, so some join before the opening and some after; each
+    // places the down payment's hold at the stub bank before joining (issue 30).
+    let d = deploy(
+        true,
+        300,
+        local::deploy::with_stub_bank_hold(queue_license(120, 8)),
+    )
+    .await;
     let plan = Plan {
         scenario: "test-surge".into(),
         curve: Curve {
@@ -111,6 +117,15 @@ async fn a_small_surge_is_accounted_for_fills_the_cap_and_stays_fair() {
     );
     assert!(step("otp (wrong code)").is_some_and(|s| s.errors_total == 0 && s.count > 0));
     assert!(step("join").is_some_and(|s| s.errors_total == 0));
+    // The bank step, walked by everyone once (a second device finds the hold placed).
+    assert!(
+        step("bank_approve").is_some_and(|s| s.errors_total == 0 && s.count == 300),
+        "{}",
+        report.summary()
+    );
+    let holds = d.store.holds_of_license(&license.id).await.expect("holds");
+    assert_eq!(holds.len(), 300);
+    assert!(holds.iter().all(|h| h.state.counts()));
     // Fairness figures: first come, first served after the opening; a shuffle before.
     let f = &report.fairness;
     assert!(f.after_opening.n > 20 && f.before_opening.n > 20, "{f:?}");
