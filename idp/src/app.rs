@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::adapters::registry::Registry;
-use crate::adapters::sms::Sms;
+use crate::adapters::Sms;
 use crate::config::Settings;
 use crate::core::{ClientCache, Core, CoreState};
 use crate::crypto::{random_token, Keyring};

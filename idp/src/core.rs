@@ -9,7 +9,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::adapters::registry::Registry;
-use crate::adapters::sms::Sms;
+use crate::adapters::Sms;
 use crate::config::Settings;
 use crate::crypto::Keyring;
 use crate::domain::{Client, ClientId, SubjectType};

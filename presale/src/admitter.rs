@@ -38,13 +38,18 @@ pub(crate) struct Admitter {
     rounds: Running,
     /// When this replica last completed a tick with every campaign advanced (Unix ms).
     pub(crate) last_tick_ms: std::sync::atomic::AtomicI64,
+    /// Events this replica knows were told already ([`crate::notify::once`]): the shared
+    /// store is asked once per event here, not once per tick.
+    pub(crate) told: std::sync::Mutex<HashSet<String>>,
+    /// When this replica last looked for a campaign's admissions about to lapse (Unix ms).
+    pub(crate) lapse_looked: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
 
 /// Campaigns with a task of some kind running on this replica.
 type Running = std::sync::Arc<std::sync::Mutex<HashSet<String>>>;
 
 /// A std mutex whose poisoning (a panic elsewhere mid-update of plain data) is ignored.
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -211,6 +216,11 @@ async fn admit(core: &Core, l: &License) -> Result<(), StoreError> {
                 crate::notify::admitted_range(&c, &lic, before + 1, st.serving, &st).await;
             });
         }
+        // Those whose time is about to run out are reminded (once a second at most here).
+        let (c, lic, st) = (core.clone(), l.clone(), state.clone());
+        tokio::spawn(async move {
+            crate::notify::admissions_lapsing(&c, &lic, &st).await;
+        });
         core.set_counters(&l.id, state);
     }
     Ok(())

@@ -81,7 +81,7 @@ pub struct CoreState {
     /// The participating banks (issue 30).
     pub(crate) banks: crate::adapters::bank::Banks,
     /// The SMS gateway, when configured, and the deployment's budget for it.
-    pub(crate) sms: Option<crate::adapters::sms::Sms>,
+    pub(crate) sms: Option<service_kit::upstream::Sms>,
     pub(crate) sms_rps: i64,
     /// Notifications waiting to be sent by this replica ([`crate::notify`]).
     pub(crate) sms_queue: tokio::sync::mpsc::Sender<(String, String)>,
@@ -348,7 +348,7 @@ impl Application {
                 .sms_url
                 .as_deref()
                 .filter(|u| !u.trim().is_empty())
-                .map(|u| crate::adapters::sms::Sms::http(u, Duration::from_secs(5))),
+                .map(|u| service_kit::upstream::Sms::http(u, Duration::from_secs(5))),
             sms_rps: settings.sms_rps.max(1),
             sms_queue,
             sms_outbox: std::sync::Mutex::new(Some(sms_outbox)),

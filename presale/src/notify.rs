@@ -111,11 +111,72 @@ fn when(ms: i64) -> String {
 
 /// True the first time any replica calls it for `what` (within a day): one message per
 /// event, however many replicas notice it.
+/// This replica remembers what it has seen told, so the shared store is asked once per
+/// event here rather than once per tick while the event stays in view.
 pub(crate) async fn once(core: &Core, what: &str) -> bool {
-    core.sessions
+    use crate::admitter::lock;
+    if lock(&core.admitter.told).contains(what) {
+        return false;
+    }
+    let first = match core
+        .sessions
         .put_new(&format!("told:{what}"), "1", Duration::from_secs(24 * 3600))
         .await
-        .unwrap_or(false)
+    {
+        Ok(first) => first,
+        // Not remembered: asked again next time.
+        Err(_) => return false,
+    };
+    let mut told = lock(&core.admitter.told);
+    if told.len() >= TOLD_REMEMBERED {
+        told.clear();
+    }
+    told.insert(what.to_owned());
+    first
+}
+
+/// Events remembered per replica before the memory starts afresh (the shared store still
+/// answers for them for a day).
+const TOLD_REMEMBERED: usize = 1_000_000;
+
+/// Reminds the admitted of a queue whose time to apply runs out within a quarter of the
+/// apply window (at least a minute) that it is about to lapse. Looks once a second at most
+/// per campaign on this replica; one message per admission across replicas.
+pub(crate) async fn admissions_lapsing(core: &Core, l: &License, state: &crate::queue::QueueState) {
+    use crate::admitter::lock;
+    let now = service_kit::clock::now_ms();
+    {
+        let mut looked = lock(&core.admitter.lapse_looked);
+        if looked.get(&l.id).is_some_and(|t| now - t < 1000) {
+            return;
+        }
+        looked.insert(l.id.clone(), now);
+    }
+    let soon = (l.apply_window_secs * 1000 / 4).max(60_000);
+    let due = match core.store.admissions_lapsing(&l.id, soon).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, "admissions about to lapse could not be read");
+            return;
+        }
+    };
+    for ticket in due {
+        if !once(core, &format!("lapsing-q:{}:{ticket}", l.id)).await {
+            continue;
+        }
+        match core
+            .store
+            .admitted_holders(&l.id, ticket, ticket, state)
+            .await
+        {
+            Ok(holders) => {
+                for (_, holder, deadline_ms) in holders {
+                    lapsing(core, l, &holder, deadline_ms).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "an admitted holder could not be read"),
+        }
+    }
 }
 
 /// Tells the holders admitted with tickets `from..=to` of a queue that their turn came.

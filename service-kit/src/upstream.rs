@@ -211,3 +211,50 @@ mod tests {
         );
     }
 }
+
+/// The SMS gateway, as both services speak to it: `POST {sms}/messages`
+/// `{"to":"+989…","text":"…"}`, any 2xx accepted, within a timeout and behind a breaker.
+/// Texts may hold a code: they are never logged.
+#[derive(Clone)]
+pub struct Sms {
+    client: reqwest::Client,
+    url: String,
+    breaker: std::sync::Arc<Breaker>,
+}
+
+impl Sms {
+    pub const SERVICE: &'static str = "SMS gateway";
+
+    pub fn http(url: &str, timeout: std::time::Duration) -> Self {
+        Self {
+            client: http_client(timeout),
+            url: format!("{}/messages", url.trim_end_matches('/')),
+            breaker: std::sync::Arc::new(Breaker::new(
+                Self::SERVICE,
+                5,
+                std::time::Duration::from_secs(10),
+            )),
+        }
+    }
+
+    /// Sends `text` to `to` (E.164).
+    #[tracing::instrument(skip_all, name = "sms.send")]
+    pub async fn send(&self, to: &str, text: &str) -> Result<(), UpstreamError> {
+        #[derive(serde::Serialize)]
+        struct Message<'a> {
+            to: &'a str,
+            text: &'a str,
+        }
+        let send = async {
+            self.client
+                .post(&self.url)
+                .json(&Message { to, text })
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .map_err(|e| UpstreamError::from_reqwest(Self::SERVICE, e))
+        };
+        self.breaker.call(send).await?;
+        Ok(())
+    }
+}

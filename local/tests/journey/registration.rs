@@ -33,8 +33,11 @@ async fn enter(env: &Env, who: &FixtureCitizen) -> reqwest::Response {
 async fn registries(postgres: bool) {
     let now = service_kit::clock::now();
     // Saipa's queue asks both registries at applying; Iran Khodro's lottery at entering.
+    // An apply window of a minute: the reminder that it is about to lapse (a quarter of
+    // the window, at least a minute ahead) is due at admission.
     let queue = NewLicense {
         registration: real_rules(),
+        apply_window_secs: 60,
         ..test_license("saipa", "Shahin", now)
     };
     let env = start_with(
@@ -153,6 +156,33 @@ async fn registries(postgres: bool) {
         .filter(|t| t.text.contains("your turn in the Shahin presale has come"))
         .count();
     assert_eq!(turns, 1, "{told:?}");
+
+    // An admitted citizen who has not applied is reminded that their time is about to
+    // lapse (issue 30), once, however many ticks and replicas see it.
+    let waiter = &env.citizens[3];
+    let (b, wait) = join_and_stay(&env, waiter).await;
+    until_admitted(&b, &wait, 20).await;
+    let to = testkit::citizens::e164(&waiter.mobile);
+    let reminded = |told: &[testkit::stubs::OutboxEntry]| {
+        told.iter()
+            .filter(|t| {
+                t.text
+                    .contains("your time to apply in the Shahin presale ends at")
+            })
+            .count()
+    };
+    let mut told = Vec::new();
+    for _ in 0..100 {
+        told = env.stub.outbox.list(to.as_deref(), 10);
+        if reminded(&told) > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(reminded(&told), 1, "{told:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let told = env.stub.outbox.list(to.as_deref(), 10);
+    assert_eq!(reminded(&told), 1, "told once: {told:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -272,7 +272,7 @@ impl Login<'_> {
             "امتا: کد تأیید شما {code}\nemta code: {code}\nاین کد را به هیچ‌کس ندهید / never share it"
         );
         self.sms
-            .send(mobile, &text)
+            .send(mobile.e164(), &text)
             .await
             .map_err(|source| Error::Upstream {
                 text: msg::SMS_DOWN,

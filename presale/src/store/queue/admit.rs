@@ -268,6 +268,27 @@ impl Store {
 }
 
 impl Store {
+    /// The tickets of live admissions whose time (on the queue's clock) runs out within
+    /// `soon_ms`, at most 10 000.
+    pub async fn admissions_lapsing(
+        &self,
+        license_id: &str,
+        soon_ms: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT ticket FROM queue_admissions WHERE license_id = $1 AND released = 0 \
+             AND deadline_ms > {now} AND deadline_ms <= {now} + $2 ORDER BY ticket LIMIT 10000",
+            now = self.queue_time_sql()
+        ))
+        .bind(license_id)
+        .bind(soon_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get("ticket").map_err(StoreError::from))
+            .collect()
+    }
+
     /// The holders admitted with tickets `from..=to` and their time to apply (ms, on the
     /// queue's clock): an early arrival's number is recovered from its ticket with the
     /// seed, as the admitted citizen's own cookie names it.
