@@ -291,6 +291,28 @@ pub async fn run(dir: &Path, ports: &Ports, opens_in: i64) -> anyhow::Result<()>
     let store = Store::connect(&database_url, 4).await?;
     store.migrate().await?;
     let now = service_kit::clock::now();
+    // The ministry's late-delivery compensation rates (issue 34), a month: 2.5% for an
+    // immediate sale and a firm presale, the deposit rate plus 1% (2.9%) for a regular
+    // presale and participation, 3% for custom orders.
+    if store.compensation_rates().await?.is_empty() {
+        use presale::domain::after_sale::{Rate, SaleKind};
+        for (kind, monthly_bp) in [
+            (SaleKind::Immediate, 250),
+            (SaleKind::Firm, 250),
+            (SaleKind::Regular, 290),
+            (SaleKind::Participation, 290),
+            (SaleKind::Custom, 300),
+            (SaleKind::CustomImported, 300),
+        ] {
+            let rate = Rate {
+                from: 0,
+                monthly_bp,
+            };
+            store
+                .set_compensation_rate(kind, rate, "cli:demo", now)
+                .await?;
+        }
+    }
     if store.licenses().await?.iter().all(|l| l.closes_at <= now) {
         store
             .issue_license(&demo_license(now, opens_in), now)

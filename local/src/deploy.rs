@@ -64,6 +64,8 @@ pub struct Options {
     pub log_signing_key: Option<std::path::PathBuf>,
     /// How long presale waits for a bank's answer (`EMTA_BANK_TIMEOUT_MS`).
     pub bank_timeout_ms: u64,
+    /// The ministry's credit ceilings per star rating (`EMTA_CREDIT_CEILINGS`, issue 34).
+    pub credit_ceilings: Option<String>,
 }
 
 /// Presale's own default pool (`presale serve --help`).
@@ -93,6 +95,7 @@ impl Options {
             presale_admission: None,
             idp_admission: None,
             presale_db_connections: PRESALE_DB_CONNECTIONS,
+            credit_ceilings: None,
             log_witnesses: Vec::new(),
             log_signing_key: None,
             bank_timeout_ms: 5000,
@@ -494,8 +497,9 @@ pub async fn register_ministry_client(
     Ok((ID.into(), secret))
 }
 
-/// Each manufacturer's own seed client at the IdP, `{id}-seed` (a service client with scope
-/// `presale.seed`): its back-end sends its seed commitments to presale with it. Presale
+/// Each manufacturer's own seed client at the IdP, `{id}-seed` (a service client with
+/// scopes `presale.seed` and `presale.deliveries`): its back-end sends its seed commitments
+/// and records its deliveries (issue 34) with it. Presale
 /// never holds these credentials (it holds the storefronts' clients). Returns
 /// (manufacturer, secret) pairs.
 pub async fn register_seed_clients(
@@ -507,8 +511,14 @@ pub async fn register_seed_clients(
     for (id, name, name_fa) in manufacturers {
         let client = format!("{id}{}", presale::store::commitments::SEED_CLIENT_SUFFIX);
         let names = (format!("{name} (seed)"), format!("{name_fa} (بذر)"));
-        let secret =
-            service_client(db, keys, &client, (&names.0, &names.1), &["presale.seed"]).await?;
+        let secret = service_client(
+            db,
+            keys,
+            &client,
+            (&names.0, &names.1),
+            &["presale.seed", "presale.deliveries"],
+        )
+        .await?;
         out.push(((*id).to_owned(), secret));
     }
     Ok(out)
@@ -752,6 +762,11 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
                 ]
             }))
             .chain(
+                o.credit_ceilings
+                    .iter()
+                    .map(|c| ("EMTA_CREDIT_CEILINGS".to_owned(), c.clone())),
+            )
+            .chain(
                 o.presale_env
                     .iter()
                     .map(|(k, v)| (k.clone(), v.replace("{replica}", &replica.to_string()))),
@@ -784,6 +799,12 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
         settings.traffic_police_url = Some(stub_url.clone());
         settings.banks = vec![stub_bank(&stub_url, &stub.bank)];
         settings.bank_timeout_ms = o.bank_timeout_ms;
+        settings.credit_ceilings = o
+            .credit_ceilings
+            .as_deref()
+            .map(presale::domain::after_sale::Ceilings::parse)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("credit ceilings: {e}"))?;
         settings.sms_url = Some(stub_url.clone());
         settings.vehicle_registry_url = Some(stub_url.clone());
         settings.log_witnesses = o.log_witnesses.clone();

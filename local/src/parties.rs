@@ -38,6 +38,17 @@ pub async fn seed_token(
     manufacturer: &str,
     client_secret: &str,
 ) -> anyhow::Result<String> {
+    service_token(issuer, manufacturer, client_secret, "presale.seed").await
+}
+
+/// A client_credentials token of `manufacturer`'s service client for `scope`
+/// (`presale.seed`, or `presale.deliveries` for its deliveries, issue 34).
+pub async fn service_token(
+    issuer: &str,
+    manufacturer: &str,
+    client_secret: &str,
+    scope: &str,
+) -> anyhow::Result<String> {
     let token: serde_json::Value = reqwest::Client::new()
         .post(format!("{issuer}/token"))
         .basic_auth(
@@ -47,10 +58,7 @@ pub async fn seed_token(
             ),
             Some(client_secret),
         )
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("scope", "presale.seed"),
-        ])
+        .form(&[("grant_type", "client_credentials"), ("scope", scope)])
         .send()
         .await?
         .error_for_status()?

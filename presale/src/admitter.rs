@@ -41,8 +41,11 @@ pub(crate) struct Admitter {
     /// Events this replica knows were told already ([`crate::notify::once`]): the shared
     /// store is asked once per event here, not once per tick.
     pub(crate) told: std::sync::Mutex<HashSet<String>>,
-    /// When this replica last looked for a campaign's admissions about to lapse (Unix ms).
-    pub(crate) lapse_looked: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    /// When this replica last looked for a campaign's admissions about to lapse (Unix ms),
+    /// and the last ticket it has reminded.
+    pub(crate) lapse_looked: std::sync::Mutex<std::collections::HashMap<String, (i64, i64)>>,
+    /// Campaigns whose reminders this replica is sending.
+    reminding: Running,
 }
 
 /// Campaigns with a task of some kind running on this replica.
@@ -218,7 +221,7 @@ async fn admit(core: &Core, l: &License) -> Result<(), StoreError> {
         }
         // Those whose time is about to run out are reminded (once a second at most here).
         let (c, lic, st) = (core.clone(), l.clone(), state.clone());
-        tokio::spawn(async move {
+        spawn_once(&core.admitter.reminding, l.id.clone(), |_| async move {
             crate::notify::admissions_lapsing(&c, &lic, &st).await;
         });
         core.set_counters(&l.id, state);

@@ -222,6 +222,14 @@ pub struct Settings {
     #[arg(long, env = "EMTA_SMS_RPS", default_value_t = 100)]
     pub sms_rps: i64,
 
+    /// The ministry's credit ceilings per star rating (issue 34), `stars:rials,…` (say
+    /// `1:0,2:20000000000000,3:50000000000000,4:100000000000000,5:200000000000000`): what a
+    /// manufacturer may have outstanding in presales (units licensed and not delivered,
+    /// times their down payment). A rating the list does not name may presell nothing.
+    /// Unset: no ceiling (the overdue rule still holds: one new unit per unit delivered).
+    #[arg(long, env = "EMTA_CREDIT_CEILINGS", value_parser = crate::domain::after_sale::Ceilings::parse)]
+    pub credit_ceilings: Option<crate::domain::after_sale::Ceilings>,
+
     /// The traffic police's driving-licence registry (`POST {url}/licences/verify`), for
     /// licenses that require a valid driving licence. Unset: such licenses answer "try
     /// again" (503), never a pass.

@@ -287,6 +287,56 @@ pub mod msg {
             "شماره مجوز: ۳ تا ۳۲ حرف لاتین، رقم یا خط تیره.",
             "License number: 3 to 32 letters, digits or dashes."
         );
+        pub const E_CREDIT_CEILING: Text = t!(
+            "این مجوز از سقف اعتبار خودروساز برای رتبه ستاره‌اش فراتر می‌رود (تعهدات تحویل‌نشده ضرب در پیش‌پرداخت).",
+            "This license would pass the manufacturer's credit ceiling for its star rating (units not delivered times their down payment)."
+        );
+        pub const E_CREDIT_OVERDUE: Text = t!(
+            "خودروساز تحویل معوق دارد: به ازای هر خودروی تحویل‌شده از آن پس، تنها یک واحد تازه مجاز است.",
+            "The manufacturer has overdue deliveries: only one new unit is allowed per unit delivered since."
+        );
+        pub const E_NO_RATING: Text = t!(
+            "رتبه خودروساز از سامانه هویت خوانده نشد (ثبت‌نشده، تعلیق یا منقضی): زیر سقف اعتبار مجوزی صادر نمی‌شود.",
+            "The manufacturer's rating could not be read from the IdP (unregistered, suspended or expired): no license is issued under a credit ceiling."
+        );
+        pub const DELIVERIES: Text =
+            t!("تحویل‌ها و خسارت تأخیر", "Deliveries and late compensation");
+        pub const RATES: Text = t!("جدول نرخ خسارت تأخیر", "Late-delivery compensation rates");
+        pub const ADD_RATE: Text = t!("افزودن نرخ", "Add a rate");
+        pub const RECORD_STAGE: Text = t!("ثبت", "Record");
+        pub const E_RATE_FORM: Text = t!(
+            "نرخ: نوع فروش، تاریخ اجرا (مثلاً ۱۴۰۵/۰۱/۰۱) و درصد ماهانه میان ۰ و ۱۰۰ با حداکثر دو رقم اعشار.",
+            "A rate: the kind of sale, the date it takes effect (say 1405/01/01) and a monthly percentage from 0 to 100 with at most two decimals."
+        );
+        pub const E_RATE_EXISTS: Text = t!(
+            "برای این نوع فروش از همین زمان نرخی ثبت شده است؛ نرخ‌ها تغییر نمی‌کنند، نرخ تازه با تاریخ تازه ثبت کنید.",
+            "This kind already has a rate from that moment; rates are kept as written: add a new one from a new date."
+        );
+        pub const E_STAGE_FORM: Text = t!(
+            "مرحله: قرارداد، پرداخت (با مبلغ ریالی) یا تحویل.",
+            "A stage: contract, payment (with its amount in rials) or delivered."
+        );
+        pub const E_STAGE_NO_APPLICATION: Text = t!(
+            "درخواست پذیرفته‌شده‌ای از این خودروساز با این کد پیگیری نیست.",
+            "No accepted application of this manufacturer has that tracking code."
+        );
+        pub const E_STAGE_RECORDED: Text = t!(
+            "این مرحله پیش‌تر ثبت شده است (قرارداد و تحویل یک بار ثبت می‌شوند).",
+            "This stage is recorded already (a contract and a delivery are recorded once)."
+        );
+        pub const E_STAGE_NO_CONTRACT: Text = t!(
+            "پرداخت یا تحویل پس از ثبت قرارداد ثبت می‌شود.",
+            "A payment or a delivery is recorded after the contract."
+        );
+        pub const E_STAGE_DELIVERED: Text = t!(
+            "خودرو تحویل شده است: مرحله دیگری ثبت نمی‌شود.",
+            "The car is delivered: nothing more is recorded."
+        );
+        pub const E_STAGE_AMOUNT: Text = t!(
+            "پرداخت مبلغی مثبت تا قیمت خودرو است؛ مراحل دیگر مبلغ ندارند.",
+            "A payment is a positive amount up to the unit price; other stages carry none."
+        );
+        pub const E_STAGE_TIME: Text = t!("زمان مرحله نه پیش از درخواست (و قرارداد) و نه در آینده است.", "A stage's time is neither before the application (and the contract) nor in the future.");
         pub const E_LICENSE_EXISTS: Text = t!(
             "این شماره مجوز قبلاً صادر شده است.",
             "This license number has been issued already."
@@ -597,6 +647,14 @@ pub enum Error {
         service: &'static str,
         retry_after: u64,
     },
+    /// Something the user can act on, with the figures that decided it (numbers and
+    /// names, the same in both languages).
+    #[error("{status}: {} ({figures})", text.en)]
+    Figures {
+        status: StatusCode,
+        text: Text,
+        figures: String,
+    },
     /// A form whose CSRF token does not belong to this browser's session: 403.
     #[error("bad form")]
     BadForm,
@@ -630,7 +688,9 @@ impl Error {
     /// Status, message and Retry-After as shown to the user; logs internal causes.
     fn public(&self) -> (StatusCode, Text, Option<u64>) {
         match self {
-            Self::User { status, text } => (*status, *text, None),
+            Self::User { status, text } | Self::Figures { status, text, .. } => {
+                (*status, *text, None)
+            }
             Self::RateLimited { retry_after } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 msg::RATE_LIMITED,
@@ -697,7 +757,12 @@ impl From<service_kit::ephemeral::EphemeralError> for Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, text, retry_after) = self.public();
-        let mut r = crate::http::pages::problem(status, text);
+        let mut r = match &self {
+            Self::Figures { figures, .. } => {
+                crate::http::pages::problem_with(status, text, figures)
+            }
+            _ => crate::http::pages::problem(status, text),
+        };
         if let Some(secs) = retry_after {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 r.headers_mut().insert(header::RETRY_AFTER, v);

@@ -120,7 +120,7 @@ pub(crate) async fn once(core: &Core, what: &str) -> bool {
     }
     let first = match core
         .sessions
-        .put_new(&format!("told:{what}"), "1", Duration::from_secs(24 * 3600))
+        .put_new(&format!("told:{what}"), "1", TOLD_FOR)
         .await
     {
         Ok(first) => first,
@@ -135,47 +135,66 @@ pub(crate) async fn once(core: &Core, what: &str) -> bool {
     first
 }
 
+/// How long the shared store remembers an event told: past the longest apply window (30
+/// days) with its reminder.
+const TOLD_FOR: Duration = Duration::from_secs(32 * 24 * 3600);
+
 /// Events remembered per replica before the memory starts afresh (the shared store still
 /// answers for them for a day).
 const TOLD_REMEMBERED: usize = 1_000_000;
 
 /// Reminds the admitted of a queue whose time to apply runs out within a quarter of the
-/// apply window (at least a minute) that it is about to lapse. Looks once a second at most
-/// per campaign on this replica; one message per admission across replicas.
+/// apply window (at least a minute) that it is about to lapse: one message per admission
+/// across replicas, none while the license is suspended (its clock stands still, and the
+/// time would be wrong), none for windows no longer than that (the "your turn" text says
+/// it all). Each replica walks the admissions in ticket order from where it left off
+/// (deadlines follow tickets), at most once a second per campaign and one pass at a time.
 pub(crate) async fn admissions_lapsing(core: &Core, l: &License, state: &crate::queue::QueueState) {
     use crate::admitter::lock;
+    let soon = (l.apply_window_secs * 1000 / 4).max(60_000);
+    if state.suspended || l.apply_window_secs * 1000 <= soon {
+        return;
+    }
     let now = service_kit::clock::now_ms();
-    {
+    let after = {
         let mut looked = lock(&core.admitter.lapse_looked);
-        if looked.get(&l.id).is_some_and(|t| now - t < 1000) {
+        let (at, after) = looked.get(&l.id).copied().unwrap_or((0, 0));
+        if now - at < 1000 {
             return;
         }
-        looked.insert(l.id.clone(), now);
-    }
-    let soon = (l.apply_window_secs * 1000 / 4).max(60_000);
-    let due = match core.store.admissions_lapsing(&l.id, soon).await {
+        looked.insert(l.id.clone(), (now, after));
+        after
+    };
+    let due = match core.store.admissions_lapsing(&l.id, soon, after).await {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!(error = %e, "admissions about to lapse could not be read");
             return;
         }
     };
+    let mut done = after;
     for ticket in due {
-        if !once(core, &format!("lapsing-q:{}:{ticket}", l.id)).await {
-            continue;
-        }
-        match core
+        // The holder first: an event is marked told only once its text is queued.
+        let holders = match core
             .store
             .admitted_holders(&l.id, ticket, ticket, state)
             .await
         {
-            Ok(holders) => {
-                for (_, holder, deadline_ms) in holders {
-                    lapsing(core, l, &holder, deadline_ms).await;
-                }
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %e, "an admitted holder could not be read");
+                break;
             }
-            Err(e) => tracing::warn!(error = %e, "an admitted holder could not be read"),
+        };
+        for (_, holder, deadline_ms) in holders {
+            if once(core, &format!("lapsing-q:{}:{ticket}", l.id)).await {
+                lapsing(core, l, &holder, deadline_ms).await;
+            }
         }
+        done = ticket;
+    }
+    if let Some(e) = lock(&core.admitter.lapse_looked).get_mut(&l.id) {
+        e.1 = e.1.max(done);
     }
 }
 

@@ -4,6 +4,7 @@
 //! manufacturer through single sign-on. On SQLite + in-process stores and on PostgreSQL +
 //! Redis.
 
+mod after_sale;
 mod console_browser;
 mod holds_browser;
 mod parties;

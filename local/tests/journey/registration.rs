@@ -33,11 +33,8 @@ async fn enter(env: &Env, who: &FixtureCitizen) -> reqwest::Response {
 async fn registries(postgres: bool) {
     let now = service_kit::clock::now();
     // Saipa's queue asks both registries at applying; Iran Khodro's lottery at entering.
-    // An apply window of a minute: the reminder that it is about to lapse (a quarter of
-    // the window, at least a minute ahead) is due at admission.
     let queue = NewLicense {
         registration: real_rules(),
-        apply_window_secs: 60,
         ..test_license("saipa", "Shahin", now)
     };
     let env = start_with(
@@ -158,7 +155,8 @@ async fn registries(postgres: bool) {
     assert_eq!(turns, 1, "{told:?}");
 
     // An admitted citizen who has not applied is reminded that their time is about to
-    // lapse (issue 30), once, however many ticks and replicas see it.
+    // lapse (issue 30) once it is within a quarter of the window (five minutes here: 75 s
+    // ahead), once, however many ticks and replicas see it; one who applied is not.
     let waiter = &env.citizens[3];
     let (b, wait) = join_and_stay(&env, waiter).await;
     until_admitted(&b, &wait, 20).await;
@@ -171,6 +169,26 @@ async fn registries(postgres: bool) {
             })
             .count()
     };
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let told = env.stub.outbox.list(to.as_deref(), 10);
+    assert_eq!(reminded(&told), 0, "not yet: {told:?}");
+    // Four minutes on: the deadline is a minute away.
+    let saipa = env
+        .store
+        .licenses()
+        .await
+        .expect("licenses")
+        .into_iter()
+        .find(|l| l.manufacturer == "saipa")
+        .expect("the queue");
+    sqlx::query(
+        "UPDATE queue_admissions SET deadline_ms = deadline_ms - 240000 \
+         WHERE license_id = $1 AND released = 0",
+    )
+    .bind(&saipa.id)
+    .execute(env.store.pool())
+    .await
+    .expect("four minutes on");
     let mut told = Vec::new();
     for _ in 0..100 {
         told = env.stub.outbox.list(to.as_deref(), 10);
@@ -183,6 +201,11 @@ async fn registries(postgres: bool) {
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let told = env.stub.outbox.list(to.as_deref(), 10);
     assert_eq!(reminded(&told), 1, "told once: {told:?}");
+    let applied = env
+        .stub
+        .outbox
+        .list(testkit::citizens::e164(&old_car.mobile).as_deref(), 10);
+    assert_eq!(reminded(&applied), 0, "{applied:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

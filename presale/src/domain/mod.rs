@@ -1,6 +1,7 @@
 //! Presale's domain: types that parse at the edge and the rules they follow. Nothing here
 //! knows HTTP, SQL or Redis.
 
+pub mod after_sale;
 pub mod application;
 pub mod citizen;
 pub mod license;

@@ -153,6 +153,13 @@ pub enum ProposalError {
     /// [`super::commitments`]).
     #[error(transparent)]
     Commitments(#[from] CommitmentError),
+    /// The manufacturer's credit does not allow this license (issue 34).
+    #[error(transparent)]
+    Credit(#[from] super::after_sale::CreditRefusal),
+    /// A credit ceiling applies and the manufacturer's rating is not known (not listed
+    /// by the IdP: unregistered, suspended or expired).
+    #[error("the manufacturer's rating is not known: no license under a credit ceiling")]
+    NoRating,
 }
 
 /// The decision on a proposal.

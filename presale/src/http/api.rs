@@ -11,6 +11,12 @@
 //!   it in.
 //! - `POST /api/seed-reveals`, JSON `{"license_id", "secret"}`: the manufacturer's secret
 //!   for a campaign whose list is frozen, with a token of the same seed client.
+//! - `GET /api/deliveries` and `POST /api/deliveries`, JSON `{"tracking_code", "stage":
+//!   "contract"|"payment"|"delivered", "amount"?, "at"?}`: the manufacturer's accepted
+//!   applications with their deadline, stages and compensation owed, and a stage recorded
+//!   (issue 34), with a token of the same service client holding scope
+//!   `presale.deliveries`. `at` (Unix seconds, default now) may be in the past, not before
+//!   the application nor in the future.
 //! - `POST /api/observers/{name}/statements`, a signed note: a registered observer's
 //!   commitment or reveal (see [`crate::transparency::observer`]), checked against the
 //!   key registered for `name`.
@@ -36,12 +42,22 @@ use crate::store::seeds::Revealed;
 /// The service scope a manufacturer's token needs to commit to a seed.
 pub const SEED_SCOPE: &str = "presale.seed";
 
+/// The service scope a manufacturer's token needs to read its applications after the sale
+/// and record their contract, payments and delivery (issue 34).
+pub const DELIVERIES_SCOPE: &str = "presale.deliveries";
+
 pub use crate::store::commitments::SEED_CLIENT_SUFFIX;
 
 pub(crate) fn router() -> Router<Core> {
     Router::new()
         .route("/api/seed-commitments", post(seed_commitment))
         .route("/api/seed-reveals", post(seed_reveal))
+        .route(
+            "/api/deliveries",
+            axum::routing::get(deliveries)
+                .post(record_stage)
+                .layer(axum::extract::DefaultBodyLimit::max(4096)),
+        )
         .route(
             "/api/observers/{name}/statements",
             post(observer_statement).layer(axum::extract::DefaultBodyLimit::max(4096)),
@@ -57,19 +73,24 @@ struct SeedCommitment {
 /// An API error: OAuth-style code, the message in both languages, and the bearer
 /// challenge where one applies (RFC 6750 §3).
 fn problem(status: StatusCode, code: &str, text: Text) -> Response {
+    scoped_problem(status, code, text, SEED_SCOPE)
+}
+
+/// [`problem`], whose 403 challenge names `scope`.
+fn scoped_problem(status: StatusCode, code: &str, text: Text, scope: &str) -> Response {
     let mut r = (
         status,
         Json(json!({ "error": code, "error_description": text.en, "message_fa": text.fa })),
     )
         .into_response();
     let challenge = match status {
-        StatusCode::UNAUTHORIZED => Some("Bearer error=\"invalid_token\""),
-        StatusCode::FORBIDDEN => {
-            Some("Bearer error=\"insufficient_scope\", scope=\"presale.seed\"")
-        }
+        StatusCode::UNAUTHORIZED => Some("Bearer error=\"invalid_token\"".to_owned()),
+        StatusCode::FORBIDDEN => Some(format!(
+            "Bearer error=\"insufficient_scope\", scope=\"{scope}\""
+        )),
         _ => None,
     };
-    if let Some(c) = challenge.and_then(|c| header::HeaderValue::from_str(c).ok()) {
+    if let Some(c) = challenge.and_then(|c| header::HeaderValue::from_str(&c).ok()) {
         r.headers_mut().insert(header::WWW_AUTHENTICATE, c);
     }
     r
@@ -85,6 +106,17 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// The manufacturer whose seed client sent this request's bearer token, or the answer
 /// refusing it.
 async fn seed_client(core: &Core, headers: &HeaderMap) -> Result<(String, String), Response> {
+    maker_client(core, headers, SEED_SCOPE).await
+}
+
+/// The manufacturer whose own service client (`{manufacturer}-seed`) sent this request's
+/// bearer token with `scope`, or the answer refusing it.
+async fn maker_client(
+    core: &Core,
+    headers: &HeaderMap,
+    scope: &str,
+) -> Result<(String, String), Response> {
+    let problem = |status, code: &str, text| scoped_problem(status, code, text, scope);
     let Some(ministry) = &core.ministry else {
         return Err(problem(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -112,7 +144,7 @@ async fn seed_client(core: &Core, headers: &HeaderMap) -> Result<(String, String
         }
         Err(e) => return Err(unavailable(e, "introspection at the IdP")),
     };
-    if !caller.scopes.iter().any(|s| s == SEED_SCOPE) {
+    if !caller.scopes.iter().any(|s| s == scope) {
         return Err(problem(
             StatusCode::FORBIDDEN,
             "insufficient_scope",
@@ -363,5 +395,106 @@ async fn observer_statement(
                 Err(e) => unavailable(e, "recording a reveal"),
             }
         }
+    }
+}
+
+#[derive(Deserialize)]
+struct StageBody {
+    tracking_code: String,
+    stage: String,
+    #[serde(default)]
+    amount: i64,
+    #[serde(default)]
+    at: Option<i64>,
+}
+
+/// A manufacturer's applications after the sale, as its back-end reads them.
+async fn deliveries(State(core): State<Core>, headers: HeaderMap) -> Response {
+    let (manufacturer, _) = match maker_client(&core, &headers, DELIVERIES_SCOPE).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let now = service_kit::clock::now();
+    match core
+        .store
+        .deliveries_of_manufacturer(&manufacturer, now)
+        .await
+    {
+        Ok(ds) => {
+            let items: Vec<_> = ds
+                .iter()
+                .map(|d| {
+                    json!({
+                        "tracking_code": d.tracking_code,
+                        "license_id": d.license_id,
+                        "national_id": d.national_id,
+                        "applied_at": d.applied_at,
+                        "deadline": d.deadline,
+                        "kind": d.kind.as_str(),
+                        "contract_at": d.contract_at,
+                        "paid": d.paid(),
+                        "payments": d.payments.iter().map(|p| json!({"at": p.at, "amount": p.amount})).collect::<Vec<_>>(),
+                        "delivered_at": d.delivered_at,
+                        "days_late": d.lateness.days,
+                        "compensation_owed": d.lateness.owed,
+                    })
+                })
+                .collect();
+            (
+                StatusCode::OK,
+                Json(json!({ "manufacturer": manufacturer, "applications": items })),
+            )
+                .into_response()
+        }
+        Err(e) => unavailable(e, "reading deliveries"),
+    }
+}
+
+/// A stage recorded by the manufacturer's back-end.
+async fn record_stage(
+    State(core): State<Core>,
+    headers: HeaderMap,
+    body: Result<Json<StageBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    use crate::store::after_sale::{Stage, StageError};
+    let problem = |status, code: &str, text| scoped_problem(status, code, text, DELIVERIES_SCOPE);
+    let (manufacturer, client_id) = match maker_client(&core, &headers, DELIVERIES_SCOPE).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let Ok(Json(b)) = body else {
+        return problem(StatusCode::BAD_REQUEST, "invalid_request", m::E_STAGE_FORM);
+    };
+    let Some(stage) = Stage::parse(b.stage.trim()) else {
+        return problem(StatusCode::BAD_REQUEST, "invalid_request", m::E_STAGE_FORM);
+    };
+    let now = service_kit::clock::now();
+    match core
+        .store
+        .record_stage(
+            &manufacturer,
+            b.tracking_code.trim(),
+            stage,
+            b.amount,
+            b.at.unwrap_or(now),
+            &client_id,
+            now,
+        )
+        .await
+    {
+        Ok(Ok(id)) => (
+            StatusCode::CREATED,
+            Json(json!({ "id": id, "tracking_code": b.tracking_code.trim(), "stage": stage.as_str() })),
+        )
+            .into_response(),
+        Ok(Err(e)) => {
+            let status = match e {
+                StageError::NoApplication => StatusCode::NOT_FOUND,
+                StageError::Amount | StageError::Time => StatusCode::UNPROCESSABLE_ENTITY,
+                _ => StatusCode::CONFLICT,
+            };
+            problem(status, "refused", super::console::stage_text(e))
+        }
+        Err(e) => unavailable(e, "recording a delivery stage"),
     }
 }

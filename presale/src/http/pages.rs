@@ -31,6 +31,18 @@ pub(crate) fn problem(status: StatusCode, text: Text) -> Response {
     )
 }
 
+/// [`problem`], with the figures that decided it.
+pub(crate) fn problem_with(status: StatusCode, text: Text, figures: &str) -> Response {
+    page(
+        status,
+        crate::error::ERROR_TITLE,
+        html! {
+            p.error role="alert" { (both(Lang::Fa, text)) }
+            p.figures data-figures { (figures) }
+        },
+    )
+}
+
 /// Rials with thousands separators.
 pub(crate) fn money(rials: i64) -> String {
     let s = rials.unsigned_abs().to_string();

@@ -140,6 +140,9 @@ async fn my_applications(
         return Ok(Redirect::to(&format!("/{m}/login")).into_response());
     };
     let rows = core.store.applications_of(&c.sub).await?;
+    // After the sale (issue 34): the deadline, the state and the compensation owed.
+    let now = service_kit::clock::now();
+    let after = core.store.deliveries_of_citizen(&c.sub, now).await?;
     let licenses = core.all_licenses();
     let holds = core.store.holds_of_person(&c.national_id).await?;
     let mine: Vec<_> = holds
@@ -157,10 +160,22 @@ async fn my_applications(
         html! {
             @if rows.is_empty() { p { (fa(t!("هنوز درخواستی ندارید.", "You have no applications yet."))) } }
             ul { @for r in &rows {
-                li {
+                li data-tracking=(r.tracking_code) {
                     (licenses.iter().find(|l| l.id == r.license_id).map(|l| l.model.clone()).unwrap_or_default())
                     " — کد پیگیری / tracking: " strong { (r.tracking_code) }
                     " — " (format_time(r.created_at))
+                    @if let Some(d) = after.iter().find(|d| d.tracking_code == r.tracking_code) {
+                        dl.delivery {
+                            dt { (fa(t!("مهلت تحویل", "Delivery by"))) } dd { (format_time(d.deadline)) }
+                            dt { (fa(t!("وضعیت", "State"))) } dd data-delivery-state { (fa(d.state())) }
+                            dt { (fa(t!("پرداخت‌شده", "Paid"))) } dd { (money(d.paid())) " ریال / rials" }
+                            @if d.lateness.days > 0 {
+                                dt { (fa(t!("تأخیر", "Late"))) } dd data-days-late=(d.lateness.days) { (d.lateness.days) " روز / days" }
+                                dt { (fa(t!("خسارت تأخیر تا امروز", "Late compensation owed so far"))) }
+                                dd data-owed=(d.lateness.owed) { (money(d.lateness.owed)) " ریال / rials" }
+                            }
+                        }
+                    }
                 }
             } }
             @if !mine.is_empty() {

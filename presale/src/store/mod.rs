@@ -12,6 +12,7 @@
 //! - [`log`]: the campaigns' transparency logs: pending events, the sequencer, proofs.
 //! - [`seeds`]: commit-then-reveal seeds: parties, the frozen list, reveals.
 
+pub mod after_sale;
 pub mod applications;
 pub mod audit;
 pub mod commitments;
@@ -179,7 +180,8 @@ impl Store {
             format!("REVOKE CREATE ON SCHEMA public FROM PUBLIC, {role}"),
             format!(
                 "REVOKE UPDATE ON log_pending, applications, round_claims, lottery_ranks, \
-                 lottery_entries, queue_tickets, lottery_lapses FROM {role}"
+                 lottery_entries, queue_tickets, lottery_lapses, delivery_stages, \
+                 compensation_rates FROM {role}"
             ),
         ] {
             sqlx::query(&sql).execute(&mut *tx).await?;

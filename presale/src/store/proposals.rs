@@ -7,6 +7,7 @@ use sqlx::Row;
 
 use super::staff::Role;
 use super::{audit, Store, StoreError};
+use crate::domain::after_sale::CreditPolicy;
 use crate::domain::{LicenseStatus, StatusChange};
 
 pub use crate::domain::proposals::*;
@@ -274,7 +275,53 @@ impl Store {
         seen: Option<&str>,
         now: i64,
     ) -> Result<Result<Outcome, ProposalError>, StoreError> {
+        self.decide_with(id, by, decision, seen, None, now).await
+    }
+
+    /// [`Store::decide_seen`], with the ministry's credit policy and the manufacturers'
+    /// ratings (issue 34) for an issue's approval. Without a policy only the overdue rule
+    /// applies. A refusal rolls the transaction back at once (on SQLite a dropped one
+    /// keeps the one writer's lock until its connection is used again).
+    pub async fn decide_with(
+        &self,
+        id: &str,
+        by: &str,
+        decision: Decision,
+        seen: Option<&str>,
+        credit: Option<&CreditPolicy>,
+        now: i64,
+    ) -> Result<Result<Outcome, ProposalError>, StoreError> {
         let mut tx = service_kit::sql::begin(self.pool()).await?;
+        let decided = self
+            .decide_in(&mut tx, id, by, decision, seen, credit, now)
+            .await;
+        match decided {
+            Ok(Ok(outcome)) => {
+                tx.commit().await?;
+                Ok(Ok(outcome))
+            }
+            Ok(Err(e)) => {
+                tx.rollback().await?;
+                Ok(Err(e))
+            }
+            Err(e) => {
+                tx.rollback().await.ok();
+                Err(e)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn decide_in(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        id: &str,
+        by: &str,
+        decision: Decision,
+        seen: Option<&str>,
+        credit: Option<&CreditPolicy>,
+        now: i64,
+    ) -> Result<Result<Outcome, ProposalError>, StoreError> {
         // The audit chain's lock first, as every other staff action takes it (a pause: the
         // chain, then the license): one order, no deadlock.
         sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
@@ -328,18 +375,18 @@ impl Store {
                 return Ok(Err(ProposalError::Changed));
             }
         }
-        if !own && !self.is_issuer(&mut tx, by).await? {
+        if !own && !self.is_issuer(&mut *tx, by).await? {
             return Ok(Err(ProposalError::NotIssuer));
         }
         // An author disabled or given another role since: their proposal is not carried
         // out (it may still be rejected).
-        if decision == Decision::Approve && !own && !self.is_issuer(&mut tx, &proposed_by).await? {
+        if decision == Decision::Approve && !own && !self.is_issuer(&mut *tx, &proposed_by).await? {
             return Ok(Err(ProposalError::NotIssuer));
         }
         // Two accounts, one person: no second pair of eyes.
         if decision == Decision::Approve
             && !own
-            && !self.independent(&mut tx, &proposed_by, by).await?
+            && !self.independent(&mut *tx, &proposed_by, by).await?
         {
             return Ok(Err(ProposalError::SamePerson));
         }
@@ -350,7 +397,10 @@ impl Store {
             Decision::Approve if proposed_at <= now - PROPOSAL_TTL_SECS => {
                 return Ok(Err(ProposalError::Expired))
             }
-            Decision::Approve => match self.carry_out(&mut tx, &change, &proposed_by, now).await? {
+            Decision::Approve => match self
+                .carry_out(&mut *tx, &change, &proposed_by, credit, now)
+                .await?
+            {
                 Ok(license_id) => ("approved", Some(license_id)),
                 Err(e) => return Ok(Err(e)),
             },
@@ -378,7 +428,7 @@ impl Store {
             detail: &summary,
             anchor: license_id.as_deref(),
         };
-        self.audit_in(&mut tx, &entry).await?;
+        self.audit_in(&mut *tx, &entry).await?;
         if outcome == "approved" {
             let detail = format!("{summary}; proposed by {proposed_by} as {id}, approved by {by}");
             let entry = audit::Entry {
@@ -389,9 +439,8 @@ impl Store {
                 detail: &detail,
                 anchor: license_id.as_deref(),
             };
-            self.audit_in(&mut tx, &entry).await?;
+            self.audit_in(&mut *tx, &entry).await?;
         }
-        tx.commit().await?;
         Ok(Ok(match outcome {
             "approved" => Outcome::Done {
                 license_id: license_id.unwrap_or_default(),
@@ -407,10 +456,25 @@ impl Store {
         tx: &mut sqlx::AnyConnection,
         change: &Change,
         proposed_by: &str,
+        credit: Option<&CreditPolicy>,
         now: i64,
     ) -> Result<Result<String, ProposalError>, StoreError> {
         let changed = match change {
             Change::Issue { license } => {
+                // The manufacturer's credit (issue 34): under the ceiling its rating
+                // allows, and while late, one new unit per unit delivered. Staff actions
+                // hold the audit chain's lock, so two approvals never both pass it.
+                let mut standing = self.credit_in(tx, &license.manufacturer, now).await?;
+                if let Some(p) = credit.filter(|p| !p.ceilings.is_empty()) {
+                    let Some(stars) = p.stars.get(&license.manufacturer).copied() else {
+                        return Ok(Err(ProposalError::NoRating));
+                    };
+                    standing.stars = Some(stars);
+                    standing.ceiling = Some(p.ceilings.for_stars(stars));
+                }
+                if let Err(e) = standing.check(license.units, license.down_payment) {
+                    return Ok(Err(e.into()));
+                }
                 // The parties are still the commitments recorded for it.
                 if let Err(e) = self
                     .check_parties_in(

@@ -31,7 +31,11 @@ async fn decide(store: &Store, id: &str, by: &str, d: Decision) -> Result<Outcom
 
 /// Records a license's seed parties as they arrive in a real deployment: the ministry's
 /// entered in the console by `ministry_by`, the manufacturer's through its own channel.
-async fn record_parties(store: &Store, l: &presale::domain::NewLicense, ministry_by: &str) {
+pub(crate) async fn record_parties(
+    store: &Store,
+    l: &presale::domain::NewLicense,
+    ministry_by: &str,
+) {
     use presale::store::commitments::{CommitmentError, Via};
     // The ministry's share is entered by an enabled issuer.
     match store
@@ -984,6 +988,21 @@ async fn the_service_role_changes_who_gets_a_car_only_in_the_open() {
     .expect("sql")
     .expect("started");
 
+    // A compensation rate, with its audit entry as the console adds it (issue 34).
+    let rate = presale::domain::after_sale::Rate {
+        from: 1,
+        monthly_bp: 250,
+    };
+    assert!(app
+        .set_compensation_rate(
+            presale::domain::after_sale::SaleKind::Firm,
+            rate,
+            "issuer.a",
+            service_kit::clock::now()
+        )
+        .await
+        .expect("an audited rate"));
+
     // The insider's silent edits, each refused.
     let commitment = presale::transparency::seed::commitment_of("an insider's own secret!");
     for sql in [
@@ -1074,6 +1093,14 @@ async fn the_service_role_changes_who_gets_a_car_only_in_the_open() {
         format!(
             "UPDATE licenses SET registration = '{{\"driving_licence\":true}}' WHERE id = '{id}'"
         ),
+        // Issue 34: the rate table and the stages after the sale are kept as written, and
+        // a rate needs its staff member's audit entry.
+        "INSERT INTO compensation_rates (kind, effective_from, monthly_bp, set_by, set_at) \
+         VALUES ('firm', 2, 0, 'x', 1)"
+            .to_owned(),
+        "UPDATE compensation_rates SET monthly_bp = 0".to_owned(),
+        "UPDATE delivery_stages SET amount = 0".to_owned(),
+        "DELETE FROM delivery_stages".to_owned(),
     ] {
         let r = sqlx::query(&sql).execute(app.pool()).await;
         let e = r.expect_err(&format!("the service's role may not: {sql}"));

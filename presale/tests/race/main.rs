@@ -16,11 +16,13 @@ use presale::transparency::seed::Contribution;
 use testkit::servers::unique;
 use testkit::Backend;
 
+mod after_sale;
 mod fairness;
 mod holds;
 mod insiders;
 mod outflow;
 mod transparency;
+use after_sale::*;
 use fairness::*;
 use holds::*;
 use insiders::*;
@@ -357,6 +359,10 @@ macro_rules! both {
     };
 }
 both!(
+    late_delivery_is_compensated_by_the_rate_table,
+    stages_follow_their_order_and_one_contract_wins_a_race,
+    a_license_past_the_credit_ceiling_is_refused_with_the_figures,
+    while_late_a_manufacturer_gets_one_unit_per_unit_delivered,
     applications_and_settlements_never_cross,
     a_hold_moves_only_forward,
     one_person_behind_two_accounts_is_one_pair_of_eyes,

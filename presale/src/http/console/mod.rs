@@ -5,8 +5,11 @@
 //!   ([`form`], [`license`]), and a second issuer approves what they were shown in full
 //!   ([`proposals`]: four-eyes, with the payload's digest pinned in the audit log);
 //! - auditors read everything and export the audit log ([`audit`]);
-//! - a manufacturer's representative sees its own manufacturer's campaigns' dashboards
-//!   and enters its seed commitment ([`commitments`]), and reaches nothing else (the
+//! - issuers and auditors see every manufacturer's deliveries and the compensation owed,
+//!   and issuers add rates to the ministry's table ([`deliveries`]);
+//! - a manufacturer's representative sees its own manufacturer's campaigns' dashboards,
+//!   enters its seed commitment ([`commitments`]) and records its applications' contract,
+//!   payments and delivery ([`deliveries`]), and reaches nothing else (the
 //!   [`Staff`] extractor closes every other page to it).
 //!
 //! Every page is a module; the [`Staff`] extractor answers the sign-in redirect (or 403)
@@ -30,6 +33,7 @@ use crate::store::staff::Role;
 mod audit;
 mod commitments;
 mod dashboard;
+mod deliveries;
 mod form;
 mod home;
 mod license;
@@ -38,6 +42,7 @@ mod people;
 mod proposals;
 mod staff;
 
+pub(crate) use deliveries::stage_text;
 pub(crate) use staff::Staff;
 
 pub(crate) fn router() -> Router<App> {
@@ -73,6 +78,9 @@ pub(crate) fn router() -> Router<App> {
             "/ministry/commitments",
             get(commitments::list).post(commitments::enter),
         )
+        .route("/ministry/deliveries", get(deliveries::show))
+        .route("/ministry/deliveries/rates", post(deliveries::add_rate))
+        .route("/ministry/deliveries/stage", post(deliveries::record))
         .route("/ministry/audit", get(audit::show))
         .route("/ministry/audit.csv", get(audit::csv))
 }
@@ -107,6 +115,9 @@ fn page(staff: &Staff, status: StatusCode, title: Text, body: Markup) -> Respons
             }
             ul {
                 li { a href="/ministry" { (fa(m::HOME)) } }
+                @if staff.role != Role::Administrator {
+                    li { a href="/ministry/deliveries" { (fa(m::DELIVERIES)) } }
+                }
                 @if staff.role == Role::Issuer {
                     li { a href="/ministry/licenses/new" { (fa(m::PROPOSE_LICENSE)) } }
                     li { a href="/ministry/commitments" { (fa(m::SEED_COMMITMENTS)) } }

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::{fa, page, when, Staff};
 use crate::app::Core as App;
+use crate::domain::after_sale::CreditPolicy;
 use crate::domain::{License, LicenseError, NewLicense};
 use crate::error::msg::console as m;
 use crate::error::Error;
@@ -40,6 +41,8 @@ pub(super) fn refused(e: ProposalError) -> Error {
             StatusCode::UNPROCESSABLE_ENTITY,
             super::commitments::text(&e),
         ),
+        ProposalError::Credit(c) => super::deliveries::credit_refused(c),
+        ProposalError::NoRating => Error::user(StatusCode::CONFLICT, m::E_NO_RATING),
     }
 }
 
@@ -194,9 +197,22 @@ async fn decide(
         Decision::Approve => Some(f.digest.as_str()),
         Decision::Reject => None,
     };
+    // The credit ceiling (issue 34) needs the manufacturers' ratings as the IdP gives
+    // them now; without a ceiling configured, only the overdue rule applies.
+    let credit = match d {
+        Decision::Approve if !app.credit_ceilings.is_empty() => Some(credit_policy(&app).await?),
+        _ => None,
+    };
     let outcome = app
         .store
-        .decide_seen(&id, &staff.username, d, seen, service_kit::clock::now())
+        .decide_with(
+            &id,
+            &staff.username,
+            d,
+            seen,
+            credit.as_ref(),
+            service_kit::clock::now(),
+        )
         .await?
         .map_err(refused)?;
     if let Outcome::Done { license_id } = &outcome {
@@ -205,6 +221,21 @@ async fn decide(
         return Ok(Redirect::to(&format!("/ministry/licenses/{license_id}")).into_response());
     }
     Ok(Redirect::to("/ministry").into_response())
+}
+
+/// The ministry's ceilings with every listed manufacturer's rating, read from the IdP.
+async fn credit_policy(app: &App) -> Result<CreditPolicy, Error> {
+    let Some(ministry) = &app.ministry else {
+        return Err(Error::user(StatusCode::CONFLICT, m::E_NO_RATING));
+    };
+    let list = ministry.manufacturers().await.map_err(|e| {
+        tracing::warn!(error = %e, "the IdP's manufacturer list, for a credit ceiling");
+        Error::Busy { retry_after: 5 }
+    })?;
+    Ok(CreditPolicy {
+        ceilings: app.credit_ceilings.clone(),
+        stars: list.into_iter().map(|m| (m.id, m.stars)).collect(),
+    })
 }
 
 pub(super) async fn approve(

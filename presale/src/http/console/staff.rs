@@ -85,14 +85,19 @@ impl Staff {
 }
 
 /// The console's pages a manufacturer's representative may reach: home, the seed
-/// commitments page (bound to its manufacturer), its campaigns' dashboards (checked
+/// commitments page (bound to its manufacturer), its deliveries (bound to its
+/// manufacturer), its campaigns' dashboards (checked
 /// against its manufacturer by the page), and signing out. Everything else is closed to
 /// it here, before any handler runs, so a page added later is closed until it is listed.
 fn open_to_representatives(path: &str) -> bool {
     let path = path.trim_end_matches('/');
     if matches!(
         path,
-        "/ministry" | "/ministry/commitments" | "/ministry/logout"
+        "/ministry"
+            | "/ministry/commitments"
+            | "/ministry/logout"
+            | "/ministry/deliveries"
+            | "/ministry/deliveries/stage"
     ) {
         return true;
     }
@@ -217,6 +222,8 @@ mod tests {
             "/ministry/licenses/l-1/dashboard",
             "/ministry/licenses/l-1/dashboard/live",
             "/ministry/licenses/l-1/reveal",
+            "/ministry/deliveries",
+            "/ministry/deliveries/stage",
         ] {
             assert!(open(path), "{path}");
         }
@@ -235,6 +242,7 @@ mod tests {
             "/ministry/audit",
             "/ministry/audit.csv",
             "/ministry/commitments/x",
+            "/ministry/deliveries/rates",
         ] {
             assert!(!open(path), "{path}");
         }

@@ -268,20 +268,23 @@ impl Store {
 }
 
 impl Store {
-    /// The tickets of live admissions whose time (on the queue's clock) runs out within
-    /// `soon_ms`, at most 10 000.
+    /// The tickets after `after` of live admissions whose time (on the queue's clock)
+    /// runs out within `soon_ms`, in ticket order, at most 1 000.
     pub async fn admissions_lapsing(
         &self,
         license_id: &str,
         soon_ms: i64,
+        after: i64,
     ) -> Result<Vec<i64>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT ticket FROM queue_admissions WHERE license_id = $1 AND released = 0 \
-             AND deadline_ms > {now} AND deadline_ms <= {now} + $2 ORDER BY ticket LIMIT 10000",
+             AND ticket > $3 AND deadline_ms > {now} AND deadline_ms <= {now} + $2 \
+             ORDER BY ticket LIMIT 1000",
             now = self.queue_time_sql()
         ))
         .bind(license_id)
         .bind(soon_ms)
+        .bind(after)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

@@ -1,0 +1,273 @@
+//! After the sale (issue 34), over HTTP on PostgreSQL and Redis with two presale
+//! replicas: the manufacturer's back-end records a buyer's contract and payment through
+//! the API with its own service client (the scope checked), the buyer sees the deadline,
+//! the state and the compensation owed on their applications page, the ministry sees it
+//! per manufacturer, an issuer adds a rate to the table, the manufacturer's representative
+//! records the delivery at the console, and a license past the manufacturer's credit
+//! ceiling is refused with the figures.
+
+use super::*;
+
+const DAY: i64 = 86_400;
+
+/// The first accepted tracking code on an application's answer page.
+fn tracking_code(body: &str) -> String {
+    let at = body
+        .find("data-tracking-code=\"")
+        .unwrap_or_else(|| panic!("a tracking code in {body}"));
+    body[at + "data-tracking-code=\"".len()..]
+        .split('"')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The value of the first `data-{name}="…"` attribute on `body` after `from`.
+fn data(body: &str, name: &str) -> Option<String> {
+    let key = format!("data-{name}=\"");
+    let at = body.find(&key)?;
+    Some(body[at + key.len()..].split('"').next()?.to_owned())
+}
+
+async fn api(
+    env: &Env,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value, Option<String>) {
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/deliveries", env.replica);
+    let req = match body {
+        Some(b) => http.post(url).json(&b),
+        None => http.get(url),
+    };
+    let r = req.bearer_auth(token).send().await.expect("api");
+    let status = r.status().as_u16();
+    let challenge = r
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (
+        status,
+        r.json().await.unwrap_or(serde_json::Value::Null),
+        challenge,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_compensation_and_the_credit_ceiling_on_postgres_and_redis() {
+    use presale::store::staff::Role;
+    let now = service_kit::clock::now();
+    // Saipa has four stars at the IdP; four stars may have 15 billion rials outstanding.
+    let d = local::deploy(Options {
+        postgres_admin: Some(testkit::servers::postgres_admin_url()),
+        redis_url: testkit::Backend::Servers.redis_url(),
+        citizens: 10,
+        presale_replicas: 2,
+        public_per_replica: true,
+        trust_forwarded_for: false,
+        credit_ceilings: Some("1:0,4:15000000000".into()),
+        ..Options::new(test_license("saipa", "Shahin", now))
+    })
+    .await
+    .expect("deployment");
+    let env = env_of(d);
+    let buyer = &env.citizens[0];
+    let (b, wait) = join_and_stay(&env, buyer).await;
+    let page = until_admitted(&b, &wait, 20).await;
+    let code = tracking_code(&apply_from(&b, &wait, &page).await.body);
+
+    // The manufacturer's back-end: its own service client, with the deliveries scope.
+    let secret = |m: &str| {
+        env.seed_clients
+            .iter()
+            .find(|(id, _)| id == m)
+            .map(|(_, s)| s.clone())
+            .expect("seed client")
+    };
+    let seed_only = local::parties::seed_token(&env.issuer, "saipa", &secret("saipa"))
+        .await
+        .expect("token");
+    let (status, _, challenge) = api(&env, &seed_only, None).await;
+    assert_eq!(status, 403, "the seed scope is not the deliveries scope");
+    assert!(
+        challenge.is_some_and(|c| c.contains("scope=\"presale.deliveries\"")),
+        "the challenge names the scope"
+    );
+    let token =
+        local::parties::service_token(&env.issuer, "saipa", &secret("saipa"), "presale.deliveries")
+            .await
+            .expect("token");
+    let (status, list, _) = api(&env, &token, None).await;
+    assert_eq!(status, 200, "{list}");
+    let mine = list["applications"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["tracking_code"] == code.as_str()))
+        .unwrap_or_else(|| panic!("the application in {list}"))
+        .clone();
+    assert_eq!(mine["national_id"], buyer.national_id.as_str());
+    assert!(mine["delivered_at"].is_null());
+
+    // Time passes (moved in the database by its owner): the application was made 30 days
+    // ago and the delivery deadline passed 10 days ago.
+    let license_id = env
+        .store
+        .licenses()
+        .await
+        .expect("licenses")
+        .into_iter()
+        .find(|l| l.manufacturer == "saipa")
+        .expect("saipa")
+        .id;
+    for sql in [
+        "UPDATE applications SET created_at = created_at - 2592000 WHERE license_id = $1",
+        "UPDATE licenses SET delivery_deadline = $2 WHERE id = $1",
+    ] {
+        sqlx::query(sql)
+            .bind(&license_id)
+            .bind(now - 10 * DAY)
+            .execute(env.store.pool())
+            .await
+            .expect(sql);
+    }
+    // The contract and the down payment 25 days ago; a second contract is refused; Iran
+    // Khodro's back-end reaches nothing of Saipa's.
+    let paid_at = service_kit::clock::now() - 25 * DAY;
+    let contract = serde_json::json!({"tracking_code": code, "stage": "contract", "at": paid_at});
+    let (status, body, _) = api(&env, &token, Some(contract.clone())).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body, _) = api(&env, &token, Some(contract.clone())).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["message_fa"].as_str().is_some_and(|m| !m.is_empty()));
+    let khodro = local::parties::service_token(
+        &env.issuer,
+        "iran-khodro",
+        &secret("iran-khodro"),
+        "presale.deliveries",
+    )
+    .await
+    .expect("token");
+    let (status, _, _) = api(&env, &khodro, Some(contract)).await;
+    assert_eq!(status, 404);
+    let payment = serde_json::json!({"tracking_code": code, "stage": "payment", "amount": 2_000_000_000i64, "at": paid_at});
+    let (status, body, _) = api(&env, &token, Some(payment)).await;
+    assert_eq!(status, 201, "{body}");
+    let future = serde_json::json!({"tracking_code": code, "stage": "payment", "amount": 1, "at": now + 3600});
+    assert_eq!(api(&env, &token, Some(future)).await.0, 422);
+
+    // The ministry's rate for regular presales, added by an issuer at the console: 2.5% a
+    // month from a year ago. Ten whole days late on 2 billion paid:
+    // 2e9 × 250 × 10 / 300 000 = 16 666 666.67 → 16 666 666 rials.
+    add_staff(&env, "issuer.one", Role::Issuer).await;
+    let issuer = Browser::new("");
+    staff_sign_in(&env, &issuer, "issuer.one", 0).await;
+    let console = issuer
+        .go(&format!("{}/ministry/deliveries", env.base))
+        .await;
+    let form = issuer
+        .post_follow(
+            &format!("{}/ministry/deliveries/rates", env.base),
+            &[
+                ("csrf", &input(&console.body, "csrf")),
+                ("kind", "regular"),
+                ("from", &jalali(now - 365 * DAY)),
+                ("percent", "۲٫۵"),
+            ],
+        )
+        .await;
+    assert!(form.body.contains("2.50%"), "{}", form.body);
+    let mine = b.go(&format!("{}/saipa/applications", env.base)).await;
+    assert_eq!(
+        data(&mine.body, "days-late").as_deref(),
+        Some("10"),
+        "{}",
+        mine.body
+    );
+    assert_eq!(data(&mine.body, "owed").as_deref(), Some("16666666"));
+    assert!(mine.body.contains("contracted, payments made"));
+    // The ministry sees it per manufacturer.
+    let report = issuer
+        .go(&format!("{}/ministry/deliveries", env.base))
+        .await;
+    let saipa_row = report
+        .body
+        .split("data-manufacturer=\"saipa\"")
+        .nth(1)
+        .expect("saipa's row");
+    assert_eq!(data(saipa_row, "overdue").as_deref(), Some("1"));
+    assert_eq!(data(saipa_row, "owed").as_deref(), Some("16666666"));
+
+    // Saipa's representative records the delivery at the console; the buyer sees it.
+    env.store
+        .add_representative("saipa.rep", STAFF_PASSWORD, "saipa", "test", now)
+        .await
+        .expect("representative");
+    let rep = Browser::new("");
+    staff_sign_in(&env, &rep, "saipa.rep", 0).await;
+    let list = rep.go(&format!("{}/ministry/deliveries", env.base)).await;
+    assert!(list.body.contains(&code), "{}", list.body);
+    let done = rep
+        .post_follow(
+            &format!("{}/ministry/deliveries/stage", env.base),
+            &[
+                ("csrf", &input(&list.body, "csrf")),
+                ("tracking_code", &code),
+                ("stage", "delivered"),
+                ("amount", ""),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    // A representative adds no rate.
+    let refused = rep
+        .post(
+            &format!("{}/ministry/deliveries/rates", env.base),
+            &[
+                ("csrf", &input(&list.body, "csrf")),
+                ("kind", "firm"),
+                ("from", &jalali(now)),
+                ("percent", "0"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+    let mine = b.go(&format!("{}/saipa/applications", env.base)).await;
+    assert!(mine.body.contains("delivered"), "{}", mine.body);
+    assert_eq!(data(&mine.body, "owed").as_deref(), Some("16666666"));
+
+    // A license past the ceiling: 5 units × 1 billion outstanding (none delivered before
+    // today's one: 4 billion now), 12 asked: 16 > 15. Proposed by one issuer, the second's
+    // approval is refused with the figures.
+    add_staff(&env, "issuer.two", Role::Issuer).await;
+    add_staff(&env, "issuer.three", Role::Issuer).await;
+    let mut big = test_license("saipa", "Tiba", now);
+    big.units = 12;
+    let parties = local::parties::commitments("saipa");
+    for c in &parties {
+        let (via, by) = if c.party == "ministry" {
+            (presale::store::commitments::Via::Console, "issuer.three")
+        } else {
+            (presale::store::commitments::Via::IdpClient, "saipa-seed")
+        };
+        env.store
+            .record_commitment(&big.license_no, &c.party, &c.commitment, via, by, now)
+            .await
+            .expect("sql")
+            .expect("recorded");
+    }
+    propose_issue(&env, big, "issuer.one")
+        .await
+        .expect("proposed");
+    let second = Browser::new("");
+    staff_sign_in(&env, &second, "issuer.two", 0).await;
+    let refused = decide_on_page(&env, &second, "/approve").await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(
+        refused.body.contains("credit ceiling")
+            && refused
+                .body
+                .contains("4,000,000,000 + 12,000,000,000 &gt; 15,000,000,000 (4★)"),
+        "{}",
+        refused.body
+    );
+}
