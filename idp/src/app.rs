@@ -104,6 +104,7 @@ impl Application {
             .into();
         let addr = listener.local_addr()?;
         let gates = crate::core::Gates::new(&settings);
+        let campaigns = crate::http::badge::Campaigns::new(settings.presale_url.as_deref());
         let core = Core::new(CoreState {
             limiter: Limiter::new(eph.clone(), keyring.clone()),
             settings,
@@ -121,6 +122,7 @@ impl Application {
             client_keys: Default::default(),
             gates,
             reload_lock: tokio::sync::Mutex::new(()),
+            campaigns,
             pow_load: Default::default(),
         });
         core.reload().await?;

@@ -81,6 +81,12 @@ pub struct Settings {
     #[arg(long, env = "EMTA_SMS_URL", default_value = "")]
     pub sms_url: String,
 
+    /// Presale's public URL, whose licensed campaigns the trust badge's page names
+    /// (`GET {url}/transparency/campaigns.json`). Unset: the page says they could not be
+    /// read.
+    #[arg(long, env = "EMTA_PRESALE_URL")]
+    pub presale_url: Option<String>,
+
     /// Timeout of one call to a government service or the SMS gateway, in milliseconds.
     #[arg(long, env = "EMTA_UPSTREAM_TIMEOUT_MS", default_value_t = 3000)]
     pub upstream_timeout_ms: u64,

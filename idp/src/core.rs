@@ -48,6 +48,8 @@ pub struct CoreState {
     pub reload_lock: tokio::sync::Mutex<()>,
     /// The last reading of the deployment's load, for the proof of work's difficulty.
     pub pow_load: crate::flow::pow::PowLoad,
+    /// Presale's public list of licensed campaigns, for the trust badge (issue 34).
+    pub campaigns: crate::http::badge::Campaigns,
 }
 
 impl std::ops::Deref for Core {

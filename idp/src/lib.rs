@@ -19,6 +19,7 @@
 pub mod adapters;
 pub mod admin;
 pub mod app;
+pub mod badge_scan;
 pub mod config;
 pub mod core;
 pub mod crypto;

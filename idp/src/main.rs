@@ -58,12 +58,36 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Trust badges (issue 34).
+    Badge {
+        #[command(subcommand)]
+        action: BadgeAction,
+    },
     /// Print the audit log, newest first.
     Audit {
         #[command(flatten)]
         storage: StorageSettings,
         #[arg(long, default_value_t = 100)]
         limit: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum BadgeAction {
+    /// Fetch pages and report the emta badges on them that are copied (the issuer's
+    /// script on another origin), forged (a script not served by the issuer), altered
+    /// (copied markup with another rating), stale (copied markup stating a standing the
+    /// manufacturer no longer has) or static copies; exits with status 2 if any.
+    Scan {
+        /// The IdP whose badges these are (its issuer URL).
+        #[arg(long, env = "EMTA_ISSUER")]
+        issuer: String,
+        /// JSON instead of a table.
+        #[arg(long, default_value_t = false)]
+        json: bool,
+        /// The pages to fetch.
+        #[arg(required = true)]
+        pages: Vec<String>,
     },
 }
 
@@ -465,6 +489,35 @@ async fn main() -> anyhow::Result<()> {
                         );
                     }
                 }
+            }
+        }
+        Command::Badge {
+            action:
+                BadgeAction::Scan {
+                    issuer,
+                    json,
+                    pages,
+                },
+        } => {
+            let found = idp::badge_scan::scan(&issuer, &pages).await;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&found)?);
+            } else if found.is_empty() {
+                println!("no finding on {} page(s)", pages.len());
+            } else {
+                println!("kind\tmanufacturer\tpage\tdetail");
+                for f in &found {
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        f.kind,
+                        f.manufacturer.as_deref().unwrap_or("-"),
+                        f.page,
+                        f.detail
+                    );
+                }
+            }
+            if !found.is_empty() {
+                std::process::exit(2);
             }
         }
         Command::Audit { storage, limit } => {

@@ -282,6 +282,8 @@ pub async fn run(dir: &Path, ports: &Ports, opens_in: i64) -> anyhow::Result<()>
     .await?;
     serve_stubs(&demo.citizens, ports.stubs, &stub_url).await?;
     demo.settings.trust_forwarded_for = true;
+    // The trust badge's page names the licensed campaigns presale lists (issue 34).
+    demo.settings.presale_url = Some(base.clone());
     let issuer = demo.settings.issuer.clone();
     let secret = demo.settings.secret_key.expose().to_owned();
     let idp_app = idp::Application::build(demo.settings).await?;
@@ -305,12 +307,13 @@ pub async fn run(dir: &Path, ports: &Ports, opens_in: i64) -> anyhow::Result<()>
             (SaleKind::CustomImported, 300),
         ] {
             let rate = Rate {
-                from: 0,
+                from: now,
                 monthly_bp,
             };
             store
                 .set_compensation_rate(kind, rate, "cli:demo", now)
-                .await?;
+                .await?
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
     }
     if store.licenses().await?.iter().all(|l| l.closes_at <= now) {

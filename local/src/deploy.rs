@@ -529,6 +529,10 @@ fn idp_env(s: &idp::Settings, port: u16) -> Vec<(String, String)> {
     [
         ("EMTA_IDP_LISTEN", format!("127.0.0.1:{port}")),
         ("EMTA_ISSUER", s.issuer.clone()),
+        (
+            "EMTA_PRESALE_URL",
+            s.presale_url.clone().unwrap_or_default(),
+        ),
         ("DATABASE_URL", s.storage.database_url.expose().to_owned()),
         ("EMTA_DB_MAX_CONNECTIONS", "8".into()),
         ("REDIS_URL", s.storage.redis_url.expose().to_owned()),
@@ -637,6 +641,7 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
     );
     s.pow_difficulty = o.pow_difficulty;
     s.resend_secs = 1;
+    s.presale_url = Some(public.clone());
     s.trust_forwarded_for = true;
     if let Some((n, ms)) = o.idp_admission {
         s.max_inflight = n;

@@ -83,6 +83,8 @@ pub struct CoreState {
     /// The SMS gateway, when configured, and the deployment's budget for it.
     pub(crate) sms: Option<service_kit::upstream::Sms>,
     pub(crate) sms_rps: i64,
+    /// The IdP's issuer URL (the storefronts embed its trust badge, issue 34).
+    pub(crate) issuer: String,
     /// The ministry's credit ceilings per star rating (issue 34).
     pub(crate) credit_ceilings: crate::domain::after_sale::Ceilings,
     /// Notifications waiting to be sent by this replica ([`crate::notify`]).
@@ -353,6 +355,7 @@ impl Application {
                 .map(|u| service_kit::upstream::Sms::http(u, Duration::from_secs(5))),
             sms_rps: settings.sms_rps.max(1),
             credit_ceilings: settings.credit_ceilings.clone().unwrap_or_default(),
+            issuer: settings.issuer.trim_end_matches('/').to_owned(),
             sms_queue,
             sms_outbox: std::sync::Mutex::new(Some(sms_outbox)),
             banks: crate::adapters::bank::Banks::new(

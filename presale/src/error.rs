@@ -305,8 +305,8 @@ pub mod msg {
         pub const ADD_RATE: Text = t!("افزودن نرخ", "Add a rate");
         pub const RECORD_STAGE: Text = t!("ثبت", "Record");
         pub const E_RATE_FORM: Text = t!(
-            "نرخ: نوع فروش، تاریخ اجرا (مثلاً ۱۴۰۵/۰۱/۰۱) و درصد ماهانه میان ۰ و ۱۰۰ با حداکثر دو رقم اعشار.",
-            "A rate: the kind of sale, the date it takes effect (say 1405/01/01) and a monthly percentage from 0 to 100 with at most two decimals."
+            "نرخ: نوع فروش، تاریخ اجرا از امروز به بعد (مثلاً ۱۴۰۶/۰۱/۰۱) و درصد ماهانه میان ۰ و ۱۰۰ با حداکثر دو رقم اعشار.",
+            "A rate: the kind of sale, the date it takes effect, today or later (say 1406/01/01), and a monthly percentage from 0 to 100 with at most two decimals."
         );
         pub const E_RATE_EXISTS: Text = t!(
             "برای این نوع فروش از همین زمان نرخی ثبت شده است؛ نرخ‌ها تغییر نمی‌کنند، نرخ تازه با تاریخ تازه ثبت کنید.",
@@ -333,10 +333,14 @@ pub mod msg {
             "The car is delivered: nothing more is recorded."
         );
         pub const E_STAGE_AMOUNT: Text = t!(
-            "پرداخت مبلغی مثبت تا قیمت خودرو است؛ مراحل دیگر مبلغ ندارند.",
-            "A payment is a positive amount up to the unit price; other stages carry none."
+            "پرداخت مبلغی مثبت است و جمع پرداخت‌ها از قیمت خودرو بیشتر نمی‌شود؛ مراحل دیگر مبلغ ندارند.",
+            "A payment is a positive amount, and payments total at most the unit price; other stages carry none."
         );
-        pub const E_STAGE_TIME: Text = t!("زمان مرحله نه پیش از درخواست (و قرارداد) و نه در آینده است.", "A stage's time is neither before the application (and the contract) nor in the future.");
+        pub const E_STAGE_TIME: Text = t!("هر مرحله با زمان رخ‌دادنش ثبت می‌شود: نه پیش از درخواست یا آخرین مرحله، نه در آینده و نه بیش از سه روز پیش.", "A stage is dated when it happened: not before the application or the last stage, not in the future, and at most three days ago.");
+        pub const E_STAGE_KEY: Text = t!(
+            "این کلید درخواست برای مرحله دیگری به کار رفته است.",
+            "This request key was used for another stage."
+        );
         pub const E_LICENSE_EXISTS: Text = t!(
             "این شماره مجوز قبلاً صادر شده است.",
             "This license number has been issued already."

@@ -109,14 +109,21 @@ fn when(ms: i64) -> String {
     service_kit::clock::format_time(ms.div_euclid(1000))
 }
 
-/// True the first time any replica calls it for `what` (within a day): one message per
-/// event, however many replicas notice it.
-/// This replica remembers what it has seen told, so the shared store is asked once per
-/// event here rather than once per tick while the event stays in view.
+/// True the first time any replica calls it for `what` (within [`TOLD_FOR`]): one message
+/// per event, however many replicas notice it. False too when the shared store cannot
+/// answer: the event is asked again next time.
 pub(crate) async fn once(core: &Core, what: &str) -> bool {
+    once_or_unknown(core, what).await.unwrap_or(false)
+}
+
+/// [`once`], saying `None` when the shared store could not answer (nothing is
+/// remembered: asked again next time). This replica remembers what it has seen told, so
+/// the shared store is asked once per event here rather than once per tick while the
+/// event stays in view.
+async fn once_or_unknown(core: &Core, what: &str) -> Option<bool> {
     use crate::admitter::lock;
     if lock(&core.admitter.told).contains(what) {
-        return false;
+        return Some(false);
     }
     let first = match core
         .sessions
@@ -124,15 +131,17 @@ pub(crate) async fn once(core: &Core, what: &str) -> bool {
         .await
     {
         Ok(first) => first,
-        // Not remembered: asked again next time.
-        Err(_) => return false,
+        Err(e) => {
+            tracing::warn!(error = %e, "whether a notification was sent could not be asked");
+            return None;
+        }
     };
     let mut told = lock(&core.admitter.told);
     if told.len() >= TOLD_REMEMBERED {
         told.clear();
     }
     told.insert(what.to_owned());
-    first
+    Some(first)
 }
 
 /// How long the shared store remembers an event told: past the longest apply window (30
@@ -186,10 +195,17 @@ pub(crate) async fn admissions_lapsing(core: &Core, l: &License, state: &crate::
                 break;
             }
         };
+        let mut asked = true;
         for (_, holder, deadline_ms) in holders {
-            if once(core, &format!("lapsing-q:{}:{ticket}", l.id)).await {
-                lapsing(core, l, &holder, deadline_ms).await;
+            match once_or_unknown(core, &format!("lapsing-q:{}:{ticket}", l.id)).await {
+                Some(true) => lapsing(core, l, &holder, deadline_ms).await,
+                Some(false) => {}
+                None => asked = false,
             }
+        }
+        // A ticket the shared store could not answer for is looked at again next time.
+        if !asked {
+            break;
         }
         done = ticket;
     }

@@ -2,6 +2,7 @@
 //! domain types, call a flow on [`Core`], and render; they never build SQL.
 
 pub mod api;
+pub mod badge;
 pub mod login;
 pub mod oauth;
 pub mod ops;
@@ -69,6 +70,15 @@ pub fn router(core: Core) -> Router {
                     "/userinfo",
                     get(oauth::userinfo_get).post(oauth::userinfo_post),
                 ),
+        ))
+        // The trust badge (issue 34): public, cached briefly, behind the start gate's
+        // share of the replica like the other pages anyone may load.
+        .merge(gated(
+            &g.start,
+            Router::new()
+                .route("/badge/{id}", get(badge::page))
+                .route("/badge/{id}/badge.js", get(badge::script))
+                .route("/badge/{id}/badge.jwt", get(badge::signed)),
         ))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

@@ -108,32 +108,9 @@ async fn deliveries_compensation_and_the_credit_ceiling_on_postgres_and_redis() 
     assert_eq!(mine["national_id"], buyer.national_id.as_str());
     assert!(mine["delivered_at"].is_null());
 
-    // Time passes (moved in the database by its owner): the application was made 30 days
-    // ago and the delivery deadline passed 10 days ago.
-    let license_id = env
-        .store
-        .licenses()
-        .await
-        .expect("licenses")
-        .into_iter()
-        .find(|l| l.manufacturer == "saipa")
-        .expect("saipa")
-        .id;
-    for sql in [
-        "UPDATE applications SET created_at = created_at - 2592000 WHERE license_id = $1",
-        "UPDATE licenses SET delivery_deadline = $2 WHERE id = $1",
-    ] {
-        sqlx::query(sql)
-            .bind(&license_id)
-            .bind(now - 10 * DAY)
-            .execute(env.store.pool())
-            .await
-            .expect(sql);
-    }
-    // The contract and the down payment 25 days ago; a second contract is refused; Iran
-    // Khodro's back-end reaches nothing of Saipa's.
-    let paid_at = service_kit::clock::now() - 25 * DAY;
-    let contract = serde_json::json!({"tracking_code": code, "stage": "contract", "at": paid_at});
+    // The contract and the down payment, as they happen; a second contract is refused;
+    // Iran Khodro's back-end reaches nothing of Saipa's; nothing is dated in the future.
+    let contract = serde_json::json!({"tracking_code": code, "stage": "contract"});
     let (status, body, _) = api(&env, &token, Some(contract.clone())).await;
     assert_eq!(status, 201, "{body}");
     let (status, body, _) = api(&env, &token, Some(contract.clone())).await;
@@ -149,33 +126,74 @@ async fn deliveries_compensation_and_the_credit_ceiling_on_postgres_and_redis() 
     .expect("token");
     let (status, _, _) = api(&env, &khodro, Some(contract)).await;
     assert_eq!(status, 404);
-    let payment = serde_json::json!({"tracking_code": code, "stage": "payment", "amount": 2_000_000_000i64, "at": paid_at});
-    let (status, body, _) = api(&env, &token, Some(payment)).await;
+    let payment = serde_json::json!({"tracking_code": code, "stage": "payment", "amount": 2_000_000_000i64, "key": "pay-1"});
+    let (status, body, _) = api(&env, &token, Some(payment.clone())).await;
     assert_eq!(status, 201, "{body}");
+    let (status, again, _) = api(&env, &token, Some(payment)).await;
+    assert_eq!(
+        (status, &again["id"]),
+        (201, &body["id"]),
+        "a retry is the same payment"
+    );
     let future = serde_json::json!({"tracking_code": code, "stage": "payment", "amount": 1, "at": now + 3600});
     assert_eq!(api(&env, &token, Some(future)).await.0, 422);
 
-    // The ministry's rate for regular presales, added by an issuer at the console: 2.5% a
-    // month from a year ago. Ten whole days late on 2 billion paid:
-    // 2e9 × 250 × 10 / 300 000 = 16 666 666.67 → 16 666 666 rials.
+    // The ministry's rate for regular presales, added by an issuer at the console from
+    // today: 2.5% a month. None reaches back before today.
     add_staff(&env, "issuer.one", Role::Issuer).await;
     let issuer = Browser::new("");
     staff_sign_in(&env, &issuer, "issuer.one", 0).await;
     let console = issuer
         .go(&format!("{}/ministry/deliveries", env.base))
         .await;
-    let form = issuer
-        .post_follow(
-            &format!("{}/ministry/deliveries/rates", env.base),
-            &[
-                ("csrf", &input(&console.body, "csrf")),
-                ("kind", "regular"),
-                ("from", &jalali(now - 365 * DAY)),
-                ("percent", "۲٫۵"),
-            ],
-        )
-        .await;
+    let add_rate = |from: String, percent: &'static str| {
+        let (issuer, csrf, base) = (&issuer, input(&console.body, "csrf"), env.base.clone());
+        async move {
+            issuer
+                .post_follow(
+                    &format!("{base}/ministry/deliveries/rates"),
+                    &[
+                        ("csrf", csrf.as_str()),
+                        ("kind", "regular"),
+                        ("from", from.as_str()),
+                        ("percent", percent),
+                    ],
+                )
+                .await
+        }
+    };
+    assert_eq!(add_rate(jalali(now - 30 * DAY), "0").await.status, 422);
+    let form = add_rate(jalali(service_kit::clock::now()), "۲٫۵").await;
     assert!(form.body.contains("2.50%"), "{}", form.body);
+
+    // A month passes (moved in the database by its owner, every time with it): the
+    // application was made 30 days ago, the contract and payment 25, the rate has been in
+    // force 30, and the delivery deadline passed 10 days ago. Ten whole days late on 2
+    // billion paid: 2e9 × 250 × 10 / 300 000 = 16 666 666.67 → 16 666 666 rials.
+    let license_id = env
+        .store
+        .licenses()
+        .await
+        .expect("licenses")
+        .into_iter()
+        .find(|l| l.manufacturer == "saipa")
+        .expect("saipa")
+        .id;
+    for sql in [
+        "UPDATE applications SET created_at = created_at - 2592000 WHERE license_id = $1",
+        "UPDATE delivery_stages SET at = at - 2160000, recorded_at = recorded_at - 2160000 \
+         WHERE license_id = $1",
+        "UPDATE compensation_rates SET effective_from = effective_from - 2592000 \
+         WHERE kind = 'regular' AND $1 <> ''",
+        "UPDATE licenses SET delivery_deadline = $2 WHERE id = $1",
+    ] {
+        sqlx::query(sql)
+            .bind(&license_id)
+            .bind(now - 10 * DAY)
+            .execute(env.store.pool())
+            .await
+            .expect(sql);
+    }
     let mine = b.go(&format!("{}/saipa/applications", env.base)).await;
     assert_eq!(
         data(&mine.body, "days-late").as_deref(),
@@ -270,4 +288,231 @@ async fn deliveries_compensation_and_the_credit_ceiling_on_postgres_and_redis() 
         "{}",
         refused.body
     );
+}
+
+/// Pages a forger might serve, on an origin of its own: the issuer's badge script copied
+/// (`/copy`), the drawn badge copied as markup with five stars (`/altered`) or with the
+/// standing it had (`/stale`), a badge script of its own (`/forged`), a picture of a badge
+/// (`/picture`).
+async fn forger(issuer: &str) -> String {
+    use axum::response::Html;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let origin = format!("http://{}", listener.local_addr().expect("addr"));
+    let page = |body: String| {
+        Html(format!(
+            "<!doctype html><html><body><h1>Saipa</h1>{body}</body></html>"
+        ))
+    };
+    let copy = page(format!(
+        r#"<script src="{issuer}/badge/saipa/badge.js"></script>"#
+    ));
+    let altered = page(format!(
+        r#"<a class="emta-badge" data-emta-badge="saipa" data-status="active" data-stars="5" href="{issuer}/badge/saipa">emta</a>"#
+    ));
+    let stale = page(format!(
+        r#"<a class="emta-badge" data-emta-badge="saipa" data-status="active" data-stars="4" href="{issuer}/badge/saipa">emta</a>"#
+    ));
+    let forged = page(format!(
+        r#"<script src="{origin}/badge/saipa/badge.js"></script>"#
+    ));
+    let picture = page(r#"<img src="/img/emta-badge.png" alt="emta">"#.to_owned());
+    let app = axum::Router::new()
+        .route("/copy", axum::routing::get(move || async move { copy }))
+        .route(
+            "/altered",
+            axum::routing::get(move || async move { altered }),
+        )
+        .route("/stale", axum::routing::get(move || async move { stale }))
+        .route("/forged", axum::routing::get(move || async move { forged }))
+        .route(
+            "/picture",
+            axum::routing::get(move || async move { picture }),
+        );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    origin
+}
+
+/// The kinds of finding a scan of `page` reports.
+fn kinds(found: &[idp::badge_scan::Finding], page: &str) -> Vec<&'static str> {
+    found
+        .iter()
+        .filter(|f| f.page == page)
+        .map(|f| f.kind)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trust_badge_cannot_be_forged_on_postgres_and_redis() {
+    let now = service_kit::clock::now();
+    let license = test_license("saipa", "Shahin", now);
+    let license_no = license.license_no.clone();
+    let d = local::deploy(Options {
+        postgres_admin: Some(testkit::servers::postgres_admin_url()),
+        redis_url: testkit::Backend::Servers.redis_url(),
+        citizens: 3,
+        ..Options::new(license)
+    })
+    .await
+    .expect("deployment");
+    let idp_core = d.idp.clone();
+    let env = env_of(d);
+    let http = reqwest::Client::new();
+    let storefront = url::Url::parse(&env.base)
+        .expect("url")
+        .origin()
+        .ascii_serialization();
+
+    // The badge's page names the manufacturer, its rating, its standing, its registered
+    // storefront and its licensed campaign (read from presale).
+    let page = http
+        .get(format!("{}/badge/saipa", env.issuer))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status(), 200);
+    let body = page.text().await.expect("body");
+    assert!(body.contains("Saipa") && body.contains("سایپا"), "{body}");
+    assert_eq!(data(&body, "stars").as_deref(), Some("4"));
+    assert_eq!(data(&body, "standing").as_deref(), Some("active"));
+    assert_eq!(data(&body, "origin").as_deref(), Some(storefront.as_str()));
+    assert_eq!(data(&body, "license").as_deref(), Some(license_no.as_str()));
+    assert!(data(&body, "badge-copied").is_none());
+    // Reached from another site, the page says the badge there was copied.
+    let copied = http
+        .get(format!("{}/badge/saipa", env.issuer))
+        .header("referer", "http://saipa-presale.example/offer")
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("body");
+    assert_eq!(
+        data(&copied, "badge-copied").as_deref(),
+        Some("http://saipa-presale.example")
+    );
+    // An unknown manufacturer's badge is a forgery.
+    let unknown = http
+        .get(format!("{}/badge/no-such-maker", env.issuer))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(unknown.status(), 404);
+
+    // The signed form verifies with the IdP's JWKS, and an edited one does not.
+    let jwks: jsonwebtoken::jwk::JwkSet = http
+        .get(format!("{}/jwks", env.issuer))
+        .send()
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("jwks");
+    let jws = http
+        .get(format!("{}/badge/saipa/badge.jwt", env.issuer))
+        .send()
+        .await
+        .expect("jwt")
+        .text()
+        .await
+        .expect("jwt");
+    let badge = idp::badge_scan::verify(&jws, &jwks, &env.issuer).expect("signed by the IdP");
+    assert_eq!(
+        (badge.sub.as_str(), badge.stars, badge.status.as_str()),
+        ("saipa", 4, "active")
+    );
+    assert!(badge.origins.contains(&storefront));
+    let mut parts: Vec<String> = jws.split('.').map(str::to_owned).collect();
+    {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let claims = String::from_utf8(b64.decode(&parts[1]).expect("claims")).expect("utf8");
+        parts[1] = b64.encode(claims.replace("\"stars\":4", "\"stars\":5"));
+    }
+    assert!(idp::badge_scan::verify(&parts.join("."), &jwks, &env.issuer).is_none());
+
+    // The storefront embeds the IdP's script, and its policy lets that script run.
+    let front = http
+        .get(format!("{}/saipa/", env.base))
+        .send()
+        .await
+        .expect("storefront");
+    let csp = front
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let issuer_origin = url::Url::parse(&env.issuer)
+        .expect("issuer")
+        .origin()
+        .ascii_serialization();
+    assert!(
+        csp.contains(&format!("script-src 'self' {issuer_origin}")),
+        "{csp}"
+    );
+    let front = front.text().await.expect("body");
+    assert!(front.contains(&format!("{}/badge/saipa/badge.js", env.issuer)));
+
+    // The monitor: the real storefront is clean; each planted copy is reported.
+    let bad = forger(&env.issuer).await;
+    let pages: Vec<String> = std::iter::once(format!("{}/saipa/", env.base))
+        .chain(
+            ["copy", "altered", "stale", "forged", "picture"]
+                .iter()
+                .map(|p| format!("{bad}/{p}")),
+        )
+        .collect();
+    let found = idp::badge_scan::scan(&env.issuer, &pages).await;
+    assert!(kinds(&found, &pages[0]).is_empty(), "{found:?}");
+    assert_eq!(kinds(&found, &pages[1]), ["copied"], "{found:?}");
+    assert_eq!(kinds(&found, &pages[2]), ["altered"], "{found:?}");
+    assert_eq!(kinds(&found, &pages[3]), ["static"], "{found:?}");
+    assert_eq!(kinds(&found, &pages[4]), ["forged"], "{found:?}");
+    assert_eq!(kinds(&found, &pages[5]), ["static"], "{found:?}");
+
+    // Suspended by the ministry: within a minute the badge, its signed form and the
+    // monitor say so, and the copy still claiming it in force is stale.
+    idp::admin::set_status(
+        &idp_core.db,
+        "saipa",
+        idp::domain::client::ClientStatus::Suspended,
+        "ministry",
+        service_kit::clock::now(),
+    )
+    .await
+    .expect("suspend");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let jws = http
+            .get(format!("{}/badge/saipa/badge.jwt", env.issuer))
+            .send()
+            .await
+            .expect("jwt")
+            .text()
+            .await
+            .expect("jwt");
+        let b = idp::badge_scan::verify(&jws, &jwks, &env.issuer).expect("signed");
+        if b.status == "suspended" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {}", b.status);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let script = http
+        .get(format!("{}/badge/saipa/badge.js", env.issuer))
+        .send()
+        .await
+        .expect("script")
+        .text()
+        .await
+        .expect("script");
+    assert!(script.contains("\"status\":\"suspended\""), "{script}");
+    let found = idp::badge_scan::scan(&env.issuer, &pages).await;
+    assert_eq!(kinds(&found, &pages[0]), ["suspended"], "{found:?}");
+    assert_eq!(kinds(&found, &pages[3]), ["stale"], "{found:?}");
 }

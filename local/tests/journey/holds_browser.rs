@@ -105,8 +105,11 @@ async fn a_citizen_places_the_hold_at_the_bank_in_a_real_browser() {
     d.find("[data-hold-state=held]").await;
     shoot(&d, "6-applications", true).await;
 
-    // And now the citizen may join.
+    // And now the citizen may join. The storefront shows the ministry's trust badge,
+    // drawn by the IdP's own script (issue 34), which its content policy lets run.
     d.goto(&format!("{}/saipa/", env.base)).await;
+    d.find("a.emta-badge[data-emta-badge=saipa][data-status=active]")
+        .await;
     d.click("form[action$='/join'] button").await;
     until_url(&d, |u| u.ends_with("/wait")).await;
     shoot(&d, "7-waiting", true).await;

@@ -23,8 +23,12 @@ CREATE TABLE delivery_stages (
     amount          BIGINT NOT NULL DEFAULT 0 CHECK (amount >= 0),
     at              BIGINT NOT NULL,
     recorded_by     TEXT NOT NULL,
-    recorded_at     BIGINT NOT NULL
+    recorded_at     BIGINT NOT NULL,
+    -- The caller's key for the request that recorded it: a retry records nothing twice.
+    request_key     TEXT
 );
+CREATE UNIQUE INDEX delivery_stages_request ON delivery_stages (application_id, request_key)
+    WHERE request_key IS NOT NULL;
 CREATE UNIQUE INDEX delivery_stages_once ON delivery_stages (application_id, stage)
     WHERE stage <> 'payment';
 CREATE INDEX delivery_stages_license ON delivery_stages (license_id, stage);
@@ -61,3 +65,26 @@ $$ LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp;
 
 CREATE TRIGGER compensation_rates_audited BEFORE INSERT ON compensation_rates
     FOR EACH ROW EXECUTE FUNCTION compensation_rate_audited();
+
+-- A stage is the application's own (its license) and is appended by the service's role
+-- only with its chained audit entry in the same transaction, saying exactly that stage:
+-- no silent, backdated delivery written with a replica's credentials.
+CREATE FUNCTION delivery_stage_audited() RETURNS trigger AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM public.applications a
+                   WHERE a.id = NEW.application_id AND a.license_id = NEW.license_id) THEN
+        RAISE EXCEPTION 'delivery stage %: not the application''s license', NEW.id
+            USING ERRCODE = 'check_violation';
+    END IF;
+    IF NOT emta_owner_acts(TG_RELID)
+       AND NOT emta_audited_now(ARRAY['delivery.' || NEW.stage], NEW.application_id,
+                                NEW.stage || ' ' || NEW.amount::text || ' ' || NEW.at::text) THEN
+        RAISE EXCEPTION 'delivery stage %: only with its audit entry', NEW.id
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NEW;
+END;
+$$ LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp;
+
+CREATE TRIGGER delivery_stages_audited BEFORE INSERT ON delivery_stages
+    FOR EACH ROW EXECUTE FUNCTION delivery_stage_audited();

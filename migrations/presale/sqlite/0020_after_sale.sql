@@ -23,8 +23,12 @@ CREATE TABLE delivery_stages (
     amount          BIGINT NOT NULL DEFAULT 0 CHECK (amount >= 0),
     at              BIGINT NOT NULL,
     recorded_by     TEXT NOT NULL,
-    recorded_at     BIGINT NOT NULL
+    recorded_at     BIGINT NOT NULL,
+    -- The caller's key for the request that recorded it: a retry records nothing twice.
+    request_key     TEXT
 );
+CREATE UNIQUE INDEX delivery_stages_request ON delivery_stages (application_id, request_key)
+    WHERE request_key IS NOT NULL;
 CREATE UNIQUE INDEX delivery_stages_once ON delivery_stages (application_id, stage)
     WHERE stage <> 'payment';
 CREATE INDEX delivery_stages_license ON delivery_stages (license_id, stage);

@@ -140,6 +140,13 @@ impl MinistryClient {
     }
 
     /// The registered, active manufacturers (kept for 30 seconds).
+    /// The list as the IdP gives it now, not the one kept for 30 seconds: for decisions a
+    /// rating or a suspension must bind at once (a license's credit, issue 34).
+    pub async fn manufacturers_now(&self) -> Result<Vec<Manufacturer>, MinistryError> {
+        *self.list.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.manufacturers().await
+    }
+
     pub async fn manufacturers(&self) -> Result<Vec<Manufacturer>, MinistryError> {
         let now = service_kit::clock::now();
         if let Some((list, at)) = self.list.lock().unwrap_or_else(|p| p.into_inner()).clone() {

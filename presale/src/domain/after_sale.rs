@@ -121,26 +121,56 @@ pub struct Lateness {
 /// The compensation for a delivery due at `deadline` and made (or still not made) at
 /// `until`: every whole day `k` past the deadline (from `deadline + (k-1)·DAY` to
 /// `deadline + k·DAY`) owes `paid × rate / 30`, with `paid` what the buyer had paid by the
-/// day's start and `rate` the table's rate in force then. `rates` may be in any order.
+/// day's start and `rate` the table's rate in force then. `rates` and `payments` may be in
+/// any order. Computed by spans of days over which neither changes, so its cost is the
+/// number of payments and rates, however many days late.
 pub fn compensation(deadline: i64, until: i64, payments: &[Payment], rates: &[Rate]) -> Lateness {
     let days = ((until - deadline) / DAY).max(0);
-    let mut rates: Vec<Rate> = rates.to_vec();
-    rates.sort_by_key(|r| r.from);
-    let mut payments: Vec<Payment> = payments.to_vec();
-    payments.sort_by_key(|p| p.at);
+    // The first late day whose start is at or after `t`.
+    let first_day_from = |t: i64| -> i64 {
+        let since = t.saturating_sub(deadline);
+        if since <= 0 {
+            1
+        } else {
+            since.div_euclid(DAY) + i64::from(since.rem_euclid(DAY) != 0) + 1
+        }
+    };
+    let mut cuts: Vec<i64> = payments
+        .iter()
+        .map(|p| p.at)
+        .chain(rates.iter().map(|r| r.from))
+        .map(first_day_from)
+        .filter(|k| *k > 1 && *k <= days)
+        .collect();
+    cuts.push(1);
+    cuts.push(days + 1);
+    cuts.sort_unstable();
+    cuts.dedup();
     // Σ paid × bp over the days, divided once at the end: no per-day rounding.
     let mut numerator: i128 = 0;
     let mut unrated_days = 0;
-    for k in 1..=days {
+    for span in cuts.windows(2) {
+        let (k, next) = (span[0], span[1]);
+        if k > days {
+            break;
+        }
         let start = deadline + (k - 1) * DAY;
+        let len = next - k;
         let paid: i128 = payments
             .iter()
-            .take_while(|p| p.at <= start)
+            .filter(|p| p.at <= start)
             .map(|p| i128::from(p.amount.max(0)))
             .sum();
-        match rates.iter().rev().find(|r| r.from <= start) {
-            Some(r) => numerator += paid * i128::from(r.monthly_bp.clamp(0, MAX_MONTHLY_BP)),
-            None => unrated_days += 1,
+        match rates
+            .iter()
+            .filter(|r| r.from <= start)
+            .max_by_key(|r| r.from)
+        {
+            Some(r) => {
+                numerator +=
+                    paid * i128::from(r.monthly_bp.clamp(0, MAX_MONTHLY_BP)) * i128::from(len)
+            }
+            None => unrated_days += len,
         }
     }
     let owed = numerator / (i128::from(MAX_MONTHLY_BP) * 30);
@@ -342,6 +372,71 @@ mod tests {
         let l = compensation(T0, T0 + 4 * DAY, &paid[1..], &late_rate);
         assert_eq!(l.unrated_days, 2);
         assert_eq!(l.owed, 100_000_000 * 300 * 2 / 300_000);
+    }
+
+    /// The rule as the law states it, a day at a time: the oracle for [`compensation`].
+    fn by_day(deadline: i64, until: i64, payments: &[Payment], rates: &[Rate]) -> Lateness {
+        let days = ((until - deadline) / DAY).max(0);
+        let (mut numerator, mut unrated_days) = (0i128, 0);
+        for k in 1..=days {
+            let start = deadline + (k - 1) * DAY;
+            let paid: i128 = payments
+                .iter()
+                .filter(|p| p.at <= start)
+                .map(|p| i128::from(p.amount))
+                .sum();
+            match rates
+                .iter()
+                .filter(|r| r.from <= start)
+                .max_by_key(|r| r.from)
+            {
+                Some(r) => numerator += paid * i128::from(r.monthly_bp),
+                None => unrated_days += 1,
+            }
+        }
+        Lateness {
+            days,
+            owed: i64::try_from(numerator / 300_000).unwrap_or(i64::MAX),
+            unrated_days,
+        }
+    }
+
+    #[test]
+    fn spans_compute_what_the_days_do() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(34);
+        for _ in 0..2000 {
+            let late = rng.gen_range(-3 * DAY..400 * DAY);
+            let jitter = |rng: &mut rand::rngs::StdRng| rng.gen_range(-40 * DAY..420 * DAY);
+            let payments: Vec<Payment> = (0..rng.gen_range(0..5))
+                .map(|_| Payment {
+                    at: T0 + jitter(&mut rng),
+                    amount: rng.gen_range(1..5_000_000_000),
+                })
+                .collect();
+            let rates: Vec<Rate> = (0..rng.gen_range(0..4))
+                .map(|_| Rate {
+                    from: T0 + jitter(&mut rng),
+                    monthly_bp: rng.gen_range(0..=MAX_MONTHLY_BP),
+                })
+                .collect();
+            assert_eq!(
+                compensation(T0, T0 + late, &payments, &rates),
+                by_day(T0, T0 + late, &payments, &rates),
+                "{late} {payments:?} {rates:?}"
+            );
+        }
+        // A deadline in 1970 costs no more than one in the future.
+        let far = compensation(
+            0,
+            T0,
+            &[Payment { at: 0, amount: 1 }],
+            &[Rate {
+                from: 0,
+                monthly_bp: 1,
+            }],
+        );
+        assert_eq!(far.days, T0 / DAY);
     }
 
     #[test]

@@ -406,6 +406,9 @@ struct StageBody {
     amount: i64,
     #[serde(default)]
     at: Option<i64>,
+    /// The caller's key for this request (a retry with it records nothing twice).
+    #[serde(default)]
+    key: Option<String>,
 }
 
 /// A manufacturer's applications after the sale, as its back-end reads them.
@@ -456,7 +459,7 @@ async fn record_stage(
     headers: HeaderMap,
     body: Result<Json<StageBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    use crate::store::after_sale::{Stage, StageError};
+    use crate::store::after_sale::{Stage, StageRequest};
     let problem = |status, code: &str, text| scoped_problem(status, code, text, DELIVERIES_SCOPE);
     let (manufacturer, client_id) = match maker_client(&core, &headers, DELIVERIES_SCOPE).await {
         Ok(c) => c,
@@ -469,17 +472,20 @@ async fn record_stage(
         return problem(StatusCode::BAD_REQUEST, "invalid_request", m::E_STAGE_FORM);
     };
     let now = service_kit::clock::now();
+    let key = b.key.filter(|k| !k.is_empty());
+    if key.as_ref().is_some_and(|k| k.len() > 128) {
+        return problem(StatusCode::BAD_REQUEST, "invalid_request", m::E_STAGE_FORM);
+    }
+    let request = StageRequest {
+        stage,
+        amount: b.amount,
+        at: b.at.unwrap_or(now),
+        key,
+    };
+    let by = format!("client:{client_id}");
     match core
         .store
-        .record_stage(
-            &manufacturer,
-            b.tracking_code.trim(),
-            stage,
-            b.amount,
-            b.at.unwrap_or(now),
-            &client_id,
-            now,
-        )
+        .record_stage(&manufacturer, b.tracking_code.trim(), &request, &by, now)
         .await
     {
         Ok(Ok(id)) => (
@@ -487,14 +493,11 @@ async fn record_stage(
             Json(json!({ "id": id, "tracking_code": b.tracking_code.trim(), "stage": stage.as_str() })),
         )
             .into_response(),
-        Ok(Err(e)) => {
-            let status = match e {
-                StageError::NoApplication => StatusCode::NOT_FOUND,
-                StageError::Amount | StageError::Time => StatusCode::UNPROCESSABLE_ENTITY,
-                _ => StatusCode::CONFLICT,
-            };
-            problem(status, "refused", super::console::stage_text(e))
-        }
+        Ok(Err(e)) => problem(
+            super::console::stage_status(e),
+            "refused",
+            super::console::stage_text(e),
+        ),
         Err(e) => unavailable(e, "recording a delivery stage"),
     }
 }

@@ -90,18 +90,51 @@ fn busy(retry_after: u64) -> Response {
 
 pub(crate) fn router(core: Core) -> Router {
     let g = &core.gates;
+    // Scripts from this service and, for the trust badge the storefronts embed (issue
+    // 34), from the IdP's origin; nothing else.
+    let idp_origin = url::Url::parse(&core.issuer)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default();
+    let csp = HeaderValue::from_str(&format!(
+        "default-src 'none'; script-src 'self' {idp_origin}; connect-src 'self'; style-src 'self'; \
+         img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'"
+    ))
+    .unwrap_or_else(|_| {
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; \
+             img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'",
+        )
+    });
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/static/wait.js", get(|| async {
-            ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("static/wait.js"))
-        }))
-        .route("/static/dashboard.js", get(|| async {
-            ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("static/dashboard.js"))
-        }))
-        .route("/static/app.css", get(|| async {
-            ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], service_kit::page::APP_CSS)
-        }))
+        .route(
+            "/static/wait.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    include_str!("static/wait.js"),
+                )
+            }),
+        )
+        .route(
+            "/static/dashboard.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    include_str!("static/dashboard.js"),
+                )
+            }),
+        )
+        .route(
+            "/static/app.css",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+                    service_kit::page::APP_CSS,
+                )
+            }),
+        )
         .merge(storefront::router(&core))
         .merge(signin::router(g))
         .merge(waiting::router(g))
@@ -118,11 +151,23 @@ pub(crate) fn router(core: Core) -> Router {
         .layer(axum::middleware::from_fn_with_state(core.clone(), shed))
         .layer(axum::middleware::from_fn(service_kit::body::read_first))
         .layer(axum::middleware::from_fn_with_state(core.clone(), guard))
-        .layer(Set::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'")))
-        .layer(Set::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
-        .layer(Set::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
-        .layer(Set::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
-        .layer(Set::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .layer(Set::overriding(header::CONTENT_SECURITY_POLICY, csp))
+        .layer(Set::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(Set::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(Set::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(Set::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
         .with_state(core)
 }
 

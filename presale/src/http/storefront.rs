@@ -78,6 +78,8 @@ async fn storefront(
         t!("پیش‌فروش", "Presale"),
         html! {
             p.client { strong { (front.cfg.name_fa) } " · " (front.cfg.name) }
+            // The ministry's trust badge, drawn by the IdP's own code (issue 34).
+            p.badge { script src=(format!("{}/badge/{m}/badge.js", core.issuer)) {} }
             @match &citizen {
                 Some(c) => { p { (c.name) " — " a href=(format!("/{m}/applications")) { (fa(t!("درخواست‌های من", "My applications"))) } } }
                 None => { p { a href=(format!("/{m}/login")) { (fa(t!("ورود با امتا", "Sign in with emta"))) } } }

@@ -24,6 +24,7 @@ use crate::transparency::Receipt;
 pub(crate) fn router(g: &super::Gates) -> Router<Core> {
     let reads = Router::new()
         .route("/transparency/key", get(key))
+        .route("/transparency/campaigns.json", get(campaigns))
         .route("/transparency/check", get(check))
         .route("/transparency/{id}", get(overview))
         .route("/transparency/{id}/checkpoint", get(checkpoint))
@@ -350,4 +351,36 @@ async fn check(State(core): State<Core>, Query(q): Query<CheckQuery>) -> Result<
         ),
     };
     Ok(page(status, t!("بررسی رسید", "Receipt check"), body))
+}
+
+#[derive(serde::Deserialize)]
+struct CampaignsQuery {
+    #[serde(default)]
+    manufacturer: String,
+}
+
+/// `GET /transparency/campaigns.json?manufacturer=ID`: the licensed campaigns, as every
+/// campaign's log states them (the IdP's trust badge names them, issue 34).
+async fn campaigns(State(core): State<Core>, Query(q): Query<CampaignsQuery>) -> Response {
+    let list: Vec<_> = core
+        .all_licenses()
+        .iter()
+        .filter(|l| q.manufacturer.is_empty() || l.manufacturer == q.manufacturer)
+        .map(|l| {
+            serde_json::json!({
+                "license_no": l.license_no,
+                "manufacturer": l.manufacturer,
+                "model": l.model,
+                "units": l.units,
+                "opens_at": l.opens_at,
+                "closes_at": l.closes_at,
+                "status": l.status.as_str(),
+            })
+        })
+        .collect();
+    (
+        [(header::CACHE_CONTROL, "public, max-age=30")],
+        Json(serde_json::json!({ "campaigns": list })),
+    )
+        .into_response()
 }

@@ -38,6 +38,32 @@ impl Stage {
     }
 }
 
+/// Why a rate was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RateError {
+    #[error("a rate is 0 to 100% a month")]
+    Range,
+    #[error("a rate takes effect from today on, never before")]
+    Past,
+    #[error("this kind already has a rate from that instant; rates are kept as written")]
+    Exists,
+}
+
+/// How long after it happened a stage may be recorded (seconds): three days.
+pub const GRACE: i64 = 3 * 86_400;
+
+/// A stage as a manufacturer asks to record it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageRequest {
+    pub stage: Stage,
+    /// Rials, for a payment; 0 otherwise.
+    pub amount: i64,
+    /// When it happened (Unix seconds).
+    pub at: i64,
+    /// The caller's key for this request: a retry with it records nothing twice.
+    pub key: Option<String>,
+}
+
 /// Why a stage was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum StageError {
@@ -49,10 +75,12 @@ pub enum StageError {
     NoContract,
     #[error("the car is delivered: nothing more is recorded")]
     Delivered,
-    #[error("a payment is a positive amount no more than the unit price; other stages carry none")]
+    #[error("a payment is a positive amount, payments total at most the unit price; other stages carry none")]
     Amount,
-    #[error("a stage's time is not before the application nor in the future")]
+    #[error("a stage is dated when it happened: not before the application or the last stage, not in the future, at most three days ago")]
     Time,
+    #[error("this request key was used for another stage")]
+    KeyReused,
 }
 
 /// An application's record after the sale, as its buyer and the ministry see it.
@@ -73,7 +101,9 @@ pub struct Delivery {
 
 impl Delivery {
     pub fn paid(&self) -> i64 {
-        self.payments.iter().map(|p| p.amount).sum()
+        self.payments
+            .iter()
+            .fold(0i64, |sum, p| sum.saturating_add(p.amount))
     }
 
     /// Past its deadline and not delivered.
@@ -130,19 +160,21 @@ impl Store {
     }
 
     /// Adds a rate to the table, with its audit entry (in the same transaction: on
-    /// PostgreSQL the service's role adds none without it). False if that kind already has
-    /// a rate from that instant (rates are kept as written).
+    /// PostgreSQL the service's role adds none without it). A rate takes effect from today
+    /// on, never before: what a past day owes stays what it was. Rates are kept as
+    /// written: a second rate of a kind from the same instant is refused.
     pub async fn set_compensation_rate(
         &self,
         kind: SaleKind,
         rate: Rate,
         by: &str,
         now: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Result<(), RateError>, StoreError> {
         if !(0..=MAX_MONTHLY_BP).contains(&rate.monthly_bp) {
-            return Err(StoreError::Corrupt(
-                "a rate is 0 to 10 000 basis points".into(),
-            ));
+            return Ok(Err(RateError::Range));
+        }
+        if rate.from < now - crate::domain::after_sale::DAY {
+            return Ok(Err(RateError::Past));
         }
         let mut tx = service_kit::sql::begin(self.pool()).await?;
         let detail = format!("{} {}bp", rate.from, rate.monthly_bp);
@@ -168,32 +200,66 @@ impl Store {
         .await?;
         if inserted.rows_affected() == 0 {
             tx.rollback().await?;
-            return Ok(false);
+            return Ok(Err(RateError::Exists));
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(Ok(()))
     }
 
     /// Records a stage of the application with `tracking_code`, if it is an accepted
-    /// application for one of `manufacturer`'s licenses. `at` is when it happened (Unix
-    /// seconds): not before the application, not after `now`.
-    #[allow(clippy::too_many_arguments)]
+    /// application for one of `manufacturer`'s licenses, with its audit entry in the same
+    /// transaction (on PostgreSQL the service's role appends no stage without it).
+    ///
+    /// `s.at` is when it happened: not before the application or the latest stage
+    /// recorded, not after `now`, and at most [`GRACE`] before `now` (a stage is recorded
+    /// as it happens: a delivery dated back to before its deadline would owe nothing).
+    /// Payments never total more than the unit price. A request with the key of a stage
+    /// recorded before for this application is that stage (a retry records nothing twice).
     pub async fn record_stage(
         &self,
         manufacturer: &str,
         tracking_code: &str,
-        stage: Stage,
-        amount: i64,
-        at: i64,
+        s: &StageRequest,
         by: &str,
         now: i64,
     ) -> Result<Result<String, StageError>, StoreError> {
         let mut tx = service_kit::sql::begin(self.pool()).await?;
-        // The license's row lock first (a write, so SQLite's one writer lock is taken at
-        // once rather than upgraded from a read, which fails under a race): one stage at a
-        // time per license, so the order checks below hold (a payment never races its
-        // contract or its delivery, two contracts never both pass). It names the
+        let out = self
+            .record_stage_in(&mut tx, manufacturer, tracking_code, s, by, now)
+            .await;
+        match out {
+            Ok(Ok(id)) => {
+                tx.commit().await?;
+                Ok(Ok(id))
+            }
+            Ok(Err(e)) => {
+                tx.rollback().await?;
+                Ok(Err(e))
+            }
+            Err(e) => {
+                tx.rollback().await.ok();
+                Err(e)
+            }
+        }
+    }
+
+    async fn record_stage_in(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        manufacturer: &str,
+        tracking_code: &str,
+        s: &StageRequest,
+        by: &str,
+        now: i64,
+    ) -> Result<Result<String, StageError>, StoreError> {
+        // The audit chain's lock, then the license's, in the order staff actions take them
+        // (no deadlock). Both are writes, so SQLite's one writer lock is taken at once
+        // rather than upgraded from a read. One stage at a time per license: the order
+        // checks below hold, two contracts never both pass. The license lock names the
         // manufacturer: another's back-end locks nothing.
+        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
         let locked = sqlx::query(
             "UPDATE licenses SET status = status WHERE manufacturer = $2 \
              AND id = (SELECT license_id FROM applications WHERE tracking_code = $1) \
@@ -204,7 +270,6 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(locked) = locked else {
-            tx.rollback().await?;
             return Ok(Err(StageError::NoApplication));
         };
         let unit_price: i64 = locked.try_get("unit_price")?;
@@ -215,86 +280,119 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(app) = app else {
-            tx.rollback().await?;
             return Ok(Err(StageError::NoApplication));
         };
         let (id, license_id): (String, String) = (app.try_get("id")?, app.try_get("license_id")?);
         let created_at: i64 = app.try_get("created_at")?;
-        let checked = (|| {
-            if at < created_at || at > now {
-                return Err(StageError::Time);
+        // A retry of a stage recorded before under the same key is that stage.
+        if let Some(key) = s.key.as_deref() {
+            let seen = sqlx::query(
+                "SELECT id, stage, amount FROM delivery_stages \
+                 WHERE application_id = $1 AND request_key = $2",
+            )
+            .bind(&id)
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(r) = seen {
+                let same = r.try_get::<String, _>("stage")? == s.stage.as_str()
+                    && r.try_get::<i64, _>("amount")? == s.amount;
+                return Ok(if same {
+                    Ok(r.try_get("id")?)
+                } else {
+                    Err(StageError::KeyReused)
+                });
             }
-            let amount_ok = match stage {
-                Stage::Payment => amount > 0 && amount <= unit_price,
-                _ => amount == 0,
-            };
-            if !amount_ok {
-                return Err(StageError::Amount);
-            }
-            Ok(())
-        })();
-        if let Err(e) = checked {
-            tx.rollback().await?;
-            return Ok(Err(e));
         }
-        let seen = sqlx::query(
-            "SELECT stage, at FROM delivery_stages WHERE application_id = $1 AND stage <> 'payment'",
+        if s.at < created_at || s.at > now || s.at < now - GRACE {
+            return Ok(Err(StageError::Time));
+        }
+        let amount_ok = match s.stage {
+            Stage::Payment => s.amount > 0 && s.amount <= unit_price,
+            _ => s.amount == 0,
+        };
+        if !amount_ok {
+            return Ok(Err(StageError::Amount));
+        }
+        let seen =
+            sqlx::query("SELECT stage, amount, at FROM delivery_stages WHERE application_id = $1")
+                .bind(&id)
+                .fetch_all(&mut *tx)
+                .await?;
+        // The down payment captured at the bank counts towards the price.
+        let held: i64 = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(h.amount), 0) AS BIGINT) AS n FROM holds h \
+             JOIN applications a ON a.license_id = h.license_id AND a.national_id = h.national_id \
+             WHERE a.id = $1 AND h.state = 'captured'",
         )
         .bind(&id)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut contract_at = None;
-        let mut delivered = false;
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+        let (mut contract, mut delivered, mut paid, mut latest) = (false, false, held, i64::MIN);
         for r in &seen {
+            latest = latest.max(r.try_get::<i64, _>("at")?);
             match r.try_get::<String, _>("stage")?.as_str() {
-                "contract" => contract_at = Some(r.try_get::<i64, _>("at")?),
+                "contract" => contract = true,
+                "payment" => paid = paid.saturating_add(r.try_get::<i64, _>("amount")?),
                 _ => delivered = true,
             }
         }
         let order = if delivered {
             Err(StageError::Delivered)
+        } else if s.at < latest {
+            Err(StageError::Time)
         } else {
-            match (stage, contract_at) {
-                (Stage::Contract, Some(_)) => Err(StageError::Recorded),
-                (Stage::Contract, None) => Ok(()),
-                (_, None) => Err(StageError::NoContract),
-                (_, Some(c)) if at < c => Err(StageError::Time),
-                (_, Some(_)) => Ok(()),
+            match (s.stage, contract) {
+                (Stage::Contract, true) => Err(StageError::Recorded),
+                (Stage::Contract, false) => Ok(()),
+                (_, false) => Err(StageError::NoContract),
+                (Stage::Payment, true) if paid.saturating_add(s.amount) > unit_price => {
+                    Err(StageError::Amount)
+                }
+                (_, true) => Ok(()),
             }
         };
         if let Err(e) = order {
-            tx.rollback().await?;
             return Ok(Err(e));
         }
+        // Its audit entry first: the guard on PostgreSQL looks for it.
+        let detail = format!("{} {} {}", s.stage.as_str(), s.amount, s.at);
+        let entry = super::audit::Entry {
+            at: now,
+            actor: by,
+            action: match s.stage {
+                Stage::Contract => "delivery.contract",
+                Stage::Payment => "delivery.payment",
+                Stage::Delivered => "delivery.delivered",
+            },
+            subject: &id,
+            detail: &detail,
+            anchor: None,
+        };
+        self.audit_in(&mut *tx, &entry).await?;
         let stage_id = format!("d-{}", service_kit::keys::random_token(9));
         let inserted = sqlx::query(
             "INSERT INTO delivery_stages (id, application_id, license_id, stage, amount, at, \
-             recorded_by, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             recorded_by, recorded_at, request_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(&stage_id)
         .bind(&id)
         .bind(&license_id)
-        .bind(stage.as_str())
-        .bind(amount)
-        .bind(at)
+        .bind(s.stage.as_str())
+        .bind(s.amount)
+        .bind(s.at)
         .bind(by)
         .bind(now)
+        .bind(s.key.as_deref())
         .execute(&mut *tx)
         .await;
         match inserted {
-            Ok(_) => {}
+            Ok(_) => Ok(Ok(stage_id)),
             // A contract or a delivery recorded at the same moment by another request.
-            Err(e) if service_kit::sql::is_unique_violation(&e) => {
-                tx.rollback().await?;
-                return Ok(Err(StageError::Recorded));
-            }
-            Err(e) => {
-                tx.rollback().await.ok();
-                return Err(e.into());
-            }
+            Err(e) if service_kit::sql::is_unique_violation(&e) => Ok(Err(StageError::Recorded)),
+            Err(e) => Err(e.into()),
         }
-        tx.commit().await?;
-        Ok(Ok(stage_id))
     }
 
     /// The after-sale record of the applications chosen by `filter` (an SQL condition on
@@ -332,6 +430,29 @@ impl Store {
                 .entry(s.try_get("application_id")?)
                 .or_default()
                 .push((s.try_get("stage")?, s.try_get("amount")?, s.try_get("at")?));
+        }
+        // The down payment held at a bank and captured for the manufacturer (issue 30) is
+        // a payment from its capture on, whatever the manufacturer records.
+        let captured = sqlx::query(&format!(
+            "SELECT a.id AS application_id, h.amount AS amount, h.settled_at_ms AS at_ms \
+             FROM holds h JOIN applications a \
+               ON a.license_id = h.license_id AND a.national_id = h.national_id \
+             JOIN licenses l ON l.id = a.license_id \
+             WHERE h.state = 'captured' AND {filter}"
+        ))
+        .bind(param)
+        .fetch_all(&self.pool)
+        .await?;
+        for h in captured {
+            let at_ms: Option<i64> = h.try_get("at_ms")?;
+            by_app
+                .entry(h.try_get("application_id")?)
+                .or_default()
+                .push((
+                    "payment".into(),
+                    h.try_get("amount")?,
+                    at_ms.unwrap_or(0).div_euclid(1000),
+                ));
         }
         let mut out = Vec::with_capacity(apps.len());
         for a in apps {
@@ -414,8 +535,8 @@ impl Store {
                 row.delivered += i64::from(d.delivered_at.is_some());
                 row.overdue += i64::from(d.overdue(now));
                 row.late_delivered += i64::from(d.delivered_at.is_some() && d.lateness.days > 0);
-                row.owed += d.lateness.owed;
-                row.unrated_days += d.lateness.unrated_days;
+                row.owed = row.owed.saturating_add(d.lateness.owed);
+                row.unrated_days = row.unrated_days.saturating_add(d.lateness.unrated_days);
             }
             out.push(row);
         }
@@ -424,7 +545,9 @@ impl Store {
     }
 
     /// A manufacturer's standing for a new license, in the issuing transaction: units
-    /// licensed and not delivered times their down payment, and its overdue deliveries
+    /// licensed and not delivered times their down payment (once a campaign has closed and
+    /// its last window to apply has passed, its units are those sold: unsold units hold no
+    /// credit), and its overdue deliveries
     /// with the units delivered and licensed since the first overdue deadline.
     pub(crate) async fn credit_in(
         &self,
@@ -433,12 +556,15 @@ impl Store {
         now: i64,
     ) -> Result<Credit, StoreError> {
         let outstanding: i64 = sqlx::query(
-            "SELECT CAST(COALESCE(SUM((l.units - (SELECT COUNT(*) FROM delivery_stages s \
+            "SELECT CAST(COALESCE(SUM(((CASE WHEN l.closes_at + l.apply_window_secs < $2 \
+                 THEN l.accepted ELSE l.units END) \
+                 - (SELECT COUNT(*) FROM delivery_stages s \
                  WHERE s.license_id = l.id AND s.stage = 'delivered')) * l.down_payment), 0) \
                  AS BIGINT) AS n \
              FROM licenses l WHERE l.manufacturer = $1",
         )
         .bind(manufacturer)
+        .bind(now)
         .fetch_one(&mut *tx)
         .await?
         .try_get("n")?;

@@ -30,17 +30,30 @@ impl Store {
 
     /// Issues a license outside the console (`presale license issue`: the operator's
     /// bootstrap path, which needs the database's credentials), with its audit entry in
-    /// the same transaction, anchored in the new campaign's log.
+    /// the same transaction, anchored in the new campaign's log. The overdue rule holds
+    /// here too (issue 34); the credit ceiling needs the rating the IdP gives at approval,
+    /// which this path does not ask: it is the console's.
     pub async fn issue_license_as(
         &self,
         l: &NewLicense,
         actor: &str,
         now: i64,
-    ) -> Result<Result<String, LicenseError>, StoreError> {
+    ) -> Result<Result<String, crate::domain::proposals::ProposalError>, StoreError> {
         let mut tx = service_kit::sql::begin(self.pool()).await?;
+        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
+        let standing = self.credit_in(&mut tx, &l.manufacturer, now).await?;
+        if let Err(e) = standing.check(l.units, l.down_payment) {
+            tx.rollback().await?;
+            return Ok(Err(e.into()));
+        }
         let id = match self.issue_license_in(&mut tx, l, now).await? {
             Ok(id) => id,
-            Err(e) => return Ok(Err(e)),
+            Err(e) => {
+                tx.rollback().await.ok();
+                return Ok(Err(e.into()));
+            }
         };
         let detail = format!("{} {} units={}", l.license_no, l.model, l.units);
         let entry = super::audit::Entry {

@@ -990,18 +990,37 @@ async fn the_service_role_changes_who_gets_a_car_only_in_the_open() {
 
     // A compensation rate, with its audit entry as the console adds it (issue 34).
     let rate = presale::domain::after_sale::Rate {
-        from: 1,
+        from: service_kit::clock::now(),
         monthly_bp: 250,
     };
-    assert!(app
-        .set_compensation_rate(
-            presale::domain::after_sale::SaleKind::Firm,
-            rate,
-            "issuer.a",
-            service_kit::clock::now()
-        )
+    let set = app.set_compensation_rate(
+        presale::domain::after_sale::SaleKind::Firm,
+        rate,
+        "issuer.a",
+        service_kit::clock::now(),
+    );
+    assert_eq!(set.await.expect("sql"), Ok(()), "an audited rate");
+    // An accepted application (written here by the owner), whose contract the service
+    // records as the manufacturer's back-end asks: with its audit entry, so it passes.
+    sqlx::query(&format!(
+        "INSERT INTO applications (id, license_id, national_id, citizen_sub, ticket, \
+         tracking_code, created_at) VALUES ('a-ok', '{id}', '0012345679', 's', 1, 'OWNER00001', 1)"
+    ))
+    .execute(owner.pool())
+    .await
+    .expect("the owner's application");
+    let now = service_kit::clock::now();
+    let contract = presale::store::after_sale::StageRequest {
+        stage: presale::store::after_sale::Stage::Contract,
+        amount: 0,
+        at: now,
+        key: None,
+    };
+    let recorded = app
+        .record_stage("saipa", "OWNER00001", &contract, "client:saipa-seed", now)
         .await
-        .expect("an audited rate"));
+        .expect("sql");
+    assert!(recorded.is_ok(), "{recorded:?}");
 
     // The insider's silent edits, each refused.
     let commitment = presale::transparency::seed::commitment_of("an insider's own secret!");
@@ -1100,6 +1119,17 @@ async fn the_service_role_changes_who_gets_a_car_only_in_the_open() {
             .to_owned(),
         "UPDATE compensation_rates SET monthly_bp = 0".to_owned(),
         "UPDATE delivery_stages SET amount = 0".to_owned(),
+        // A delivery written without its audit entry (dated back, it would owe nothing),
+        // and one claiming another application's license.
+        format!(
+            "INSERT INTO delivery_stages (id, application_id, license_id, stage, amount, at, \
+             recorded_by, recorded_at) SELECT 'd-x', a.id, a.license_id, 'delivered', 0, 1, 'x', 1 \
+             FROM applications a WHERE a.license_id = '{id}' LIMIT 1"
+        ),
+        format!(
+            "INSERT INTO delivery_stages (id, application_id, license_id, stage, amount, at, \
+             recorded_by, recorded_at) VALUES ('d-y', 'a-none', '{id}', 'contract', 0, 1, 'x', 1)"
+        ),
         "DELETE FROM delivery_stages".to_owned(),
     ] {
         let r = sqlx::query(&sql).execute(app.pool()).await;
@@ -1121,6 +1151,7 @@ async fn the_service_role_changes_who_gets_a_car_only_in_the_open() {
                 || text.contains("not in the license")
                 || text.contains("without being appended")
                 || text.contains("not the license's")
+                || text.contains("not the application's license")
                 || text.contains("not one of the license's")
                 || text.contains("settled once"),
             "{sql}: {text}"

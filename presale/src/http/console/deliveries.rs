@@ -19,7 +19,7 @@ use crate::domain::after_sale::{CreditRefusal, Rate, SaleKind, MAX_MONTHLY_BP};
 use crate::error::msg::console as m;
 use crate::error::Error;
 use crate::http::pages::money;
-use crate::store::after_sale::{Delivery, Stage, StageError};
+use crate::store::after_sale::{Delivery, RateError, Stage, StageError, StageRequest};
 use crate::store::staff::Role;
 
 /// A license refused on the manufacturer's credit, with the figures.
@@ -45,13 +45,27 @@ pub(super) fn credit_refused(c: CreditRefusal) -> Error {
             asked,
         } => (
             m::E_CREDIT_OVERDUE,
-            format!("overdue {overdue} · allowed {allowed} · asked {asked}"),
+            format!(
+                "معوق / overdue {overdue} · مجاز / allowed {allowed} · درخواستی / asked {asked}"
+            ),
         ),
     };
     Error::Figures {
         status: StatusCode::CONFLICT,
         text,
         figures,
+    }
+}
+
+/// The status a refused stage is answered with, by the API and the console alike.
+pub(crate) fn stage_status(e: StageError) -> StatusCode {
+    match e {
+        StageError::NoApplication => StatusCode::NOT_FOUND,
+        StageError::Amount | StageError::Time => StatusCode::UNPROCESSABLE_ENTITY,
+        StageError::Recorded
+        | StageError::NoContract
+        | StageError::Delivered
+        | StageError::KeyReused => StatusCode::CONFLICT,
     }
 }
 
@@ -63,6 +77,7 @@ pub(crate) fn stage_text(e: StageError) -> service_kit::Text {
         StageError::Delivered => m::E_STAGE_DELIVERED,
         StageError::Amount => m::E_STAGE_AMOUNT,
         StageError::Time => m::E_STAGE_TIME,
+        StageError::KeyReused => m::E_STAGE_KEY,
     }
 }
 
@@ -215,10 +230,11 @@ pub(super) async fn add_rate(
             service_kit::clock::now(),
         )
         .await?;
-    if !added {
-        return Err(Error::conflict(m::E_RATE_EXISTS));
+    match added {
+        Ok(()) => Ok(Redirect::to("/ministry/deliveries").into_response()),
+        Err(RateError::Exists) => Err(Error::conflict(m::E_RATE_EXISTS)),
+        Err(RateError::Past | RateError::Range) => Err(bad()),
     }
-    Ok(Redirect::to("/ministry/deliveries").into_response())
 }
 
 #[derive(Deserialize)]
@@ -251,32 +267,20 @@ pub(super) async fn record(
     };
     let now = service_kit::clock::now();
     let code = f.tracking_code.trim();
-    let by = format!("staff:{}", staff.username);
+    let request = StageRequest {
+        stage,
+        amount,
+        at: now,
+        key: None,
+    };
+    // Audited in the stage's own transaction, under the member's name.
     match app
         .store
-        .record_stage(&maker, code, stage, amount, now, &by, now)
+        .record_stage(&maker, code, &request, &staff.username, now)
         .await?
     {
-        Ok(_) => {
-            app.store
-                .audit(
-                    now,
-                    &staff.username,
-                    &format!("delivery.{}", stage.as_str()),
-                    code,
-                    &format!("{maker} {amount}"),
-                )
-                .await?;
-            Ok(Redirect::to("/ministry/deliveries").into_response())
-        }
-        Err(e) => Err(Error::user(
-            if e == StageError::NoApplication {
-                StatusCode::NOT_FOUND
-            } else {
-                StatusCode::CONFLICT
-            },
-            stage_text(e),
-        )),
+        Ok(_) => Ok(Redirect::to("/ministry/deliveries").into_response()),
+        Err(e) => Err(Error::user(stage_status(e), stage_text(e))),
     }
 }
 

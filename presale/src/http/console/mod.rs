@@ -42,7 +42,7 @@ mod people;
 mod proposals;
 mod staff;
 
-pub(crate) use deliveries::stage_text;
+pub(crate) use deliveries::{stage_status, stage_text};
 pub(crate) use staff::Staff;
 
 pub(crate) fn router() -> Router<App> {

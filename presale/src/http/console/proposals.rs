@@ -199,8 +199,15 @@ async fn decide(
     };
     // The credit ceiling (issue 34) needs the manufacturers' ratings as the IdP gives
     // them now; without a ceiling configured, only the overdue rule applies.
+    // Only an issue's approval needs it: a suspension is approved whatever the IdP says.
+    let issuing = matches!(
+        app.store.proposal(&id).await?.map(|p| p.change),
+        Some(Change::Issue { .. })
+    );
     let credit = match d {
-        Decision::Approve if !app.credit_ceilings.is_empty() => Some(credit_policy(&app).await?),
+        Decision::Approve if issuing && !app.credit_ceilings.is_empty() => {
+            Some(credit_policy(&app).await?)
+        }
         _ => None,
     };
     let outcome = app
@@ -228,7 +235,7 @@ async fn credit_policy(app: &App) -> Result<CreditPolicy, Error> {
     let Some(ministry) = &app.ministry else {
         return Err(Error::user(StatusCode::CONFLICT, m::E_NO_RATING));
     };
-    let list = ministry.manufacturers().await.map_err(|e| {
+    let list = ministry.manufacturers_now().await.map_err(|e| {
         tracing::warn!(error = %e, "the IdP's manufacturer list, for a credit ceiling");
         Error::Busy { retry_after: 5 }
     })?;
