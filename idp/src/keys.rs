@@ -335,6 +335,15 @@ impl Keys {
     /// claims. `None` for anything not signed by a published key.
     pub fn verify_own(&self, token: &str, issuer: &str) -> Option<Value> {
         let header = jsonwebtoken::decode_header(token).ok()?;
+        // An ID token's type, or none: never a logout token or a trust badge (issue 34),
+        // which the same keys sign.
+        if header
+            .typ
+            .as_deref()
+            .is_some_and(|t| !t.eq_ignore_ascii_case("JWT"))
+        {
+            return None;
+        }
         let set = self.snapshot();
         let (alg, key) = set.verifying.get(header.kid.as_deref()?)?;
         if header.alg != *alg {

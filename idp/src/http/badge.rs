@@ -4,16 +4,22 @@
 //! - `GET /badge/{id}`: the badge's page, on the IdP's domain: the manufacturer, its
 //!   rating, whether its trust record is in force (or suspended, or expired), until when,
 //!   its licensed campaigns (read from presale's public list when `EMTA_PRESALE_URL` is
-//!   set) and the storefront origins registered for it. A visitor who came from any other
-//!   origin (the `Referer`) is told the badge there is not this manufacturer's.
+//!   set) and the storefronts registered for it. It confirms, never assumes: a visitor
+//!   whose `Referer` is a registered storefront is told so; one who came from anywhere
+//!   else is told the badge there was copied; one whose browser sent no `Referer` (a
+//!   forger's link may strip it) is told the IdP cannot tell, and where the badge is
+//!   valid.
 //! - `GET /badge/{id}/badge.js`: the script a storefront embeds
 //!   (`<script src="{issuer}/badge/{id}/badge.js"></script>`). It draws a link to the page
 //!   with the rating and the state as the IdP says them now, and says "not this site's"
-//!   when the page's origin is not one registered for the manufacturer: a copy on another
-//!   site names the wrong origin in the seal itself and on the page it links to.
+//!   when the page is not under one of the manufacturer's registered storefronts (the
+//!   directories of its redirect URIs). That check runs in the visitor's browser, on the
+//!   copying site's page: it catches a passive copy, not a forger who rewrites the page's
+//!   script environment or draws a lookalike. What a forger cannot fake is the page it
+//!   links to, on the IdP's domain, and the signed form.
 //! - `GET /badge/{id}/badge.jwt`: the same facts as a compact JWS (`typ` `badge+jwt`)
-//!   signed with the IdP's ES256 key of its JWKS, valid five minutes, for a browser
-//!   extension, a bank or a marketplace to check offline.
+//!   signed with the IdP's ES256 key of its JWKS, valid a minute (never past the trust
+//!   record's own end), for a browser extension, a bank or a marketplace to check.
 //!
 //! All three are cached at most 30 seconds, and the IdP's client cache reloads within
 //! `EMTA_RELOAD_MS`: a suspended or expired manufacturer's badge says so within a minute.
@@ -35,8 +41,8 @@ use crate::http::pages::{both, layout, Lang};
 
 /// How long a badge may be cached (seconds).
 const MAX_AGE: u32 = 30;
-/// How long a signed badge is valid (seconds).
-const SIGNED_FOR: i64 = 300;
+/// How long a signed badge is valid (seconds): a suspension binds it within a minute.
+const SIGNED_FOR: i64 = 60;
 
 /// A licensed campaign, as presale lists it publicly.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -63,6 +69,10 @@ pub struct Badge {
     pub valid_until: i64,
     /// The storefront origins registered for the manufacturer (its redirect URIs').
     pub origins: Vec<String>,
+    /// The storefronts themselves: the directories of its redirect URIs (a page of the
+    /// manufacturer's is under one of them; another manufacturer's storefront on the same
+    /// host is not).
+    pub storefronts: Vec<String>,
     /// Its licensed campaigns, when presale's list could be read.
     pub campaigns: Option<Vec<Campaign>>,
     /// The badge's page.
@@ -84,12 +94,37 @@ fn origins(c: &Client) -> Vec<String> {
     out
 }
 
+/// The directories of a client's redirect URIs: `https://shop/saipa/callback` gives
+/// `https://shop/saipa/`.
+pub fn storefronts(c: &Client) -> Vec<String> {
+    let mut out: Vec<String> = c
+        .redirect_uris
+        .iter()
+        .filter_map(|u| url::Url::parse(u.as_str()).ok())
+        .filter_map(|u| u.join("./").ok())
+        .map(|u| u.to_string())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Whether `page` is under one of `storefronts`.
+pub fn under(page: &url::Url, storefronts: &[String]) -> bool {
+    let mut p = page.clone();
+    p.set_query(None);
+    p.set_fragment(None);
+    storefronts
+        .iter()
+        .any(|s| p.as_str().starts_with(s.as_str()))
+}
+
 /// A manufacturer (a client that signs citizens in) by id.
 fn manufacturer(core: &Core, id: &str) -> Option<Arc<Client>> {
     core.clients.get(id).filter(|c| !c.redirect_uris.is_empty())
 }
 
-async fn badge_of(core: &Core, c: &Client) -> Badge {
+async fn badge_of(core: &Core, c: &Client, with_campaigns: bool) -> Badge {
     let now = service_kit::clock::now();
     let status = match c.availability(now) {
         Ok(()) => "active",
@@ -105,10 +140,15 @@ async fn badge_of(core: &Core, c: &Client) -> Badge {
         status: status.to_owned(),
         valid_until: c.valid_until,
         origins: origins(c),
-        campaigns: core.campaigns.of(c.id.as_str()).await,
+        storefronts: storefronts(c),
+        campaigns: if with_campaigns {
+            core.campaigns.of(c.id.as_str()).await
+        } else {
+            None
+        },
         page: format!("{}/badge/{}", core.settings.issuer, c.id.as_str()),
         iat: now,
-        exp: now + SIGNED_FOR,
+        exp: (now + SIGNED_FOR).min(c.valid_until.max(now)),
     }
 }
 
@@ -119,6 +159,10 @@ fn cached(content_type: &'static str, body: String) -> Response {
             (header::CACHE_CONTROL, format!("public, max-age={MAX_AGE}")),
             // Any site may load the script and the signed form; that is the point.
             (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*".to_owned()),
+            (
+                header::HeaderName::from_static("cross-origin-resource-policy"),
+                "cross-origin".to_owned(),
+            ),
         ],
         body,
     )
@@ -147,10 +191,11 @@ pub async fn script(State(core): State<Core>, Path(id): Path<String>) -> Respons
             "/* emta: no such manufacturer: this badge is forged */".into(),
         );
     };
-    let b = badge_of(&core, &c).await;
+    // The script names no campaign: it never waits on presale.
+    let b = badge_of(&core, &c, false).await;
     let facts = serde_json::json!({
         "id": b.sub, "name": b.name, "name_fa": b.name_fa, "stars": b.stars,
-        "status": b.status, "origins": b.origins, "page": b.page,
+        "status": b.status, "storefronts": b.storefronts, "page": b.page,
     });
     cached(
         "text/javascript; charset=utf-8",
@@ -163,7 +208,7 @@ pub async fn signed(State(core): State<Core>, Path(id): Path<String>) -> Respons
     let Some(c) = manufacturer(&core, &id) else {
         return unknown();
     };
-    let b = badge_of(&core, &c).await;
+    let b = badge_of(&core, &c, true).await;
     match core
         .keys
         .sign_typed(crate::domain::SigningAlg::ES256, Some("badge+jwt"), &b)
@@ -185,18 +230,23 @@ pub async fn page(
     let Some(c) = manufacturer(&core, &id) else {
         return unknown();
     };
-    let b = badge_of(&core, &c).await;
+    let b = badge_of(&core, &c, true).await;
+    // Where the visitor came from, as far as the browser says: a registered storefront,
+    // somewhere else, or nobody knows.
     let came_from = headers
         .get(header::REFERER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|r| url::Url::parse(r).ok())
-        .map(|u| u.origin().ascii_serialization());
-    let issuer_origin = url::Url::parse(&core.settings.issuer)
-        .map(|u| u.origin().ascii_serialization())
-        .unwrap_or_default();
+        .and_then(|r| url::Url::parse(r).ok());
+    let registered = came_from.as_ref().is_some_and(|u| {
+        under(u, &b.storefronts)
+            // The link's referrer policy is `origin`: a registered origin is as far as
+            // the browser tells.
+            || (u.path() == "/" && b.origins.contains(&u.origin().ascii_serialization()))
+    });
     let copied = came_from
         .as_ref()
-        .filter(|o| **o != issuer_origin && !b.origins.contains(o));
+        .filter(|_| !registered)
+        .map(|u| u.origin().ascii_serialization());
     let stars: String =
         "★".repeat(usize::from(b.stars)) + &"☆".repeat(5 - usize::from(b.stars.min(5)));
     let (state_fa, state_en) = match b.status.as_str() {
@@ -206,10 +256,18 @@ pub async fn page(
     };
     let lang = Lang::Fa;
     let body = html! {
-        @if let Some(o) = copied {
+        @if let Some(o) = &copied {
             p.error role="alert" data-badge-copied=(o) {
                 (both(lang, t!("این نشان را از سایتی دیدید که فروشگاه ثبت‌شده این خودروساز نیست: نشان آنجا کپی شده است. خرید نکنید.", "You came from a site that is not this manufacturer's registered storefront: the badge there was copied. Do not buy there.")))
                 " " code lang="en" dir="ltr" { (o) }
+            }
+        } @else if registered {
+            p.ok data-badge-from-registered {
+                (both(lang, t!("از فروشگاه ثبت‌شده این خودروساز آمده‌اید.", "You came from this manufacturer's registered storefront.")))
+            }
+        } @else {
+            p.error role="alert" data-badge-unverified {
+                (both(lang, t!("نمی‌دانیم از کدام سایت آمده‌اید. این نشان تنها در فروشگاه‌های ثبت‌شده زیر معتبر است: نشانی نوار مرورگر را با آن‌ها بسنجید.", "We cannot tell which site you came from. This badge is valid only at the registered storefronts below: compare them with your browser's address bar.")))
             }
         }
         dl.badge data-emta-badge=(b.sub) data-status=(b.status) data-stars=(b.stars) {
@@ -218,7 +276,7 @@ pub async fn page(
             dt { "وضعیت / standing" } dd data-standing=(b.status) { strong { (state_fa) " / " (state_en) } }
             dt { "اعتبار تا / valid until" } dd { (service_kit::clock::format_time(b.valid_until)) }
             dt { "فروشگاه‌های ثبت‌شده / registered storefronts" }
-            dd { ul { @for o in &b.origins { li { code lang="en" dir="ltr" data-origin=(o) { (o) } } } } }
+            dd { ul { @for o in &b.storefronts { li { code lang="en" dir="ltr" data-storefront=(o) { (o) } } } } }
             dt { "مجوزهای پیش‌فروش / licensed presales" }
             dd { @match &b.campaigns {
                 Some(cs) if cs.is_empty() => { "—" }

@@ -71,15 +71,17 @@ pub fn router(core: Core) -> Router {
                     get(oauth::userinfo_get).post(oauth::userinfo_post),
                 ),
         ))
-        // The trust badge (issue 34): public, cached briefly, behind the start gate's
-        // share of the replica like the other pages anyone may load.
+        // The trust badge (issue 34). Its page reads presale's campaign list: behind the
+        // start gate like the other pages anyone may load. The script (loaded with every
+        // storefront view at an opening) and the signed form are made from memory, cached
+        // by browsers, and never wait on anything: ungated, as `/jwks` is, so they never
+        // take a sign-in's place.
         .merge(gated(
             &g.start,
-            Router::new()
-                .route("/badge/{id}", get(badge::page))
-                .route("/badge/{id}/badge.js", get(badge::script))
-                .route("/badge/{id}/badge.jwt", get(badge::signed)),
+            Router::new().route("/badge/{id}", get(badge::page)),
         ))
+        .route("/badge/{id}/badge.js", get(badge::script))
+        .route("/badge/{id}/badge.jwt", get(badge::signed))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/static/app.css", get(ops::css))

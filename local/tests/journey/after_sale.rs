@@ -378,9 +378,30 @@ async fn the_trust_badge_cannot_be_forged_on_postgres_and_redis() {
     assert!(body.contains("Saipa") && body.contains("سایپا"), "{body}");
     assert_eq!(data(&body, "stars").as_deref(), Some("4"));
     assert_eq!(data(&body, "standing").as_deref(), Some("active"));
-    assert_eq!(data(&body, "origin").as_deref(), Some(storefront.as_str()));
+    let saipa_front = format!("{}/saipa/", env.base);
+    assert_eq!(
+        data(&body, "storefront").as_deref(),
+        Some(saipa_front.as_str())
+    );
     assert_eq!(data(&body, "license").as_deref(), Some(license_no.as_str()));
+    // Reached with no Referer (a forger's link may strip it), the page cannot vouch for
+    // the site: it says where the badge is valid.
     assert!(data(&body, "badge-copied").is_none());
+    assert!(body.contains("data-badge-unverified"), "{body}");
+    // Reached from the storefront (the badge's link sends its origin), it confirms.
+    let from_front = http
+        .get(format!("{}/badge/saipa", env.issuer))
+        .header("referer", format!("{storefront}/"))
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        from_front.contains("data-badge-from-registered"),
+        "{from_front}"
+    );
     // Reached from another site, the page says the badge there was copied.
     let copied = http
         .get(format!("{}/badge/saipa", env.issuer))
@@ -426,6 +447,8 @@ async fn the_trust_badge_cannot_be_forged_on_postgres_and_redis() {
         ("saipa", 4, "active")
     );
     assert!(badge.origins.contains(&storefront));
+    assert_eq!(badge.storefronts, std::slice::from_ref(&saipa_front));
+    assert!(badge.exp - badge.iat <= 60, "a minute's statement");
     let mut parts: Vec<String> = jws.split('.').map(str::to_owned).collect();
     {
         use base64::Engine as _;
@@ -452,7 +475,7 @@ async fn the_trust_badge_cannot_be_forged_on_postgres_and_redis() {
         .origin()
         .ascii_serialization();
     assert!(
-        csp.contains(&format!("script-src 'self' {issuer_origin}")),
+        csp.contains(&format!("script-src 'self' {issuer_origin}/badge/;")),
         "{csp}"
     );
     let front = front.text().await.expect("body");

@@ -91,12 +91,10 @@ fn busy(retry_after: u64) -> Response {
 pub(crate) fn router(core: Core) -> Router {
     let g = &core.gates;
     // Scripts from this service and, for the trust badge the storefronts embed (issue
-    // 34), from the IdP's origin; nothing else.
-    let idp_origin = url::Url::parse(&core.issuer)
-        .map(|u| u.origin().ascii_serialization())
-        .unwrap_or_default();
+    // 34), from the IdP's badge path; nothing else.
+    let badges = format!("{}/badge/", core.issuer);
     let csp = HeaderValue::from_str(&format!(
-        "default-src 'none'; script-src 'self' {idp_origin}; connect-src 'self'; style-src 'self'; \
+        "default-src 'none'; script-src 'self' {badges}; connect-src 'self'; style-src 'self'; \
          img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'"
     ))
     .unwrap_or_else(|_| {

@@ -1,6 +1,6 @@
 // The emta trust badge, drawn by the IdP's own code with what the IdP says now. A copy
-// of this script on another site names that site as not the manufacturer's, and the page
-// it links to says so too.
+// of this script on another site names that site as not the manufacturer's storefront,
+// and the page it links to, on the IdP's domain, says where the badge is valid.
 (function () {
   "use strict";
   var b = __EMTA_BADGE__;
@@ -8,7 +8,16 @@
   if (!s || !s.parentNode) {
     return;
   }
-  var ours = b.origins.indexOf(window.location.origin) >= 0;
+  // Under one of the manufacturer's registered storefronts (a passive copy elsewhere
+  // says so; a forger who rewrites this page's script environment is answered by the
+  // page the badge links to, on the IdP's domain).
+  var here = String(window.location.href).split("#")[0].split("?")[0];
+  var ours = false;
+  for (var i = 0; i < b.storefronts.length; i++) {
+    if (here.slice(0, b.storefronts[i].length) === b.storefronts[i]) {
+      ours = true;
+    }
+  }
   var state = ours ? b.status : "wrong-origin";
   var n = Math.max(0, Math.min(5, b.stars));
   var stars = "★★★★★".slice(0, n) + "☆☆☆☆☆".slice(0, 5 - n);
