@@ -224,23 +224,10 @@ impl Store {
         now: i64,
     ) -> Result<Result<String, StageError>, StoreError> {
         let mut tx = service_kit::sql::begin(self.pool()).await?;
-        let out = self
+        let done = self
             .record_stage_in(&mut tx, manufacturer, tracking_code, s, by, now)
             .await;
-        match out {
-            Ok(Ok(id)) => {
-                tx.commit().await?;
-                Ok(Ok(id))
-            }
-            Ok(Err(e)) => {
-                tx.rollback().await?;
-                Ok(Err(e))
-            }
-            Err(e) => {
-                tx.rollback().await.ok();
-                Err(e)
-            }
-        }
+        super::finish(tx, done).await
     }
 
     async fn record_stage_in(
@@ -555,19 +542,29 @@ impl Store {
         manufacturer: &str,
         now: i64,
     ) -> Result<Credit, StoreError> {
-        let outstanding: i64 = sqlx::query(
-            "SELECT CAST(COALESCE(SUM(((CASE WHEN l.closes_at + l.apply_window_secs < $2 \
-                 THEN l.accepted ELSE l.units END) \
-                 - (SELECT COUNT(*) FROM delivery_stages s \
-                 WHERE s.license_id = l.id AND s.stage = 'delivered')) * l.down_payment), 0) \
-                 AS BIGINT) AS n \
+        // Per license, summed here with saturating arithmetic: no product of units and
+        // down payment can overflow the database's integers.
+        let per_license = sqlx::query(
+            "SELECT (CASE WHEN l.closes_at + l.apply_window_secs < $2 \
+                 THEN l.accepted ELSE l.units END) AS units, l.down_payment AS down_payment, \
+                 (SELECT COUNT(*) FROM delivery_stages s \
+                  WHERE s.license_id = l.id AND s.stage = 'delivered') AS delivered \
              FROM licenses l WHERE l.manufacturer = $1",
         )
         .bind(manufacturer)
         .bind(now)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("n")?;
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut outstanding: i64 = 0;
+        for r in &per_license {
+            let (units, down, delivered): (i64, i64, i64) = (
+                r.try_get("units")?,
+                r.try_get("down_payment")?,
+                r.try_get("delivered")?,
+            );
+            outstanding =
+                outstanding.saturating_add((units - delivered).max(0).saturating_mul(down));
+        }
         // Overdue: accepted, past the license's deadline, not delivered.
         let first = sqlx::query(
             "SELECT COUNT(*) AS n, MIN(l.delivery_deadline) AS since FROM applications a \

@@ -44,6 +44,30 @@ const APPEND_ONLY: &str =
 pub(crate) const CHUNK: usize = 400;
 
 /// `($2, $3, …), (…)` for `rows` rows of `cols` values, numbered from `$first`.
+/// Ends a transaction by what was done in it: committed when it went through, rolled back
+/// at once when it was refused or failed. (A transaction merely dropped is rolled back
+/// only when its pooled connection is next used: until then SQLite's one writer lock, or
+/// PostgreSQL's row locks, stay held.)
+pub(crate) async fn finish<T, E>(
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+    done: Result<Result<T, E>, StoreError>,
+) -> Result<Result<T, E>, StoreError> {
+    match done {
+        Ok(Ok(v)) => {
+            tx.commit().await?;
+            Ok(Ok(v))
+        }
+        Ok(Err(e)) => {
+            tx.rollback().await?;
+            Ok(Err(e))
+        }
+        Err(e) => {
+            tx.rollback().await.ok();
+            Err(e)
+        }
+    }
+}
+
 pub(crate) fn values(rows: usize, cols: usize, first: usize) -> String {
     (0..rows)
         .map(|r| {

@@ -295,20 +295,7 @@ impl Store {
         let decided = self
             .decide_in(&mut tx, id, by, decision, seen, credit, now)
             .await;
-        match decided {
-            Ok(Ok(outcome)) => {
-                tx.commit().await?;
-                Ok(Ok(outcome))
-            }
-            Ok(Err(e)) => {
-                tx.rollback().await?;
-                Ok(Err(e))
-            }
-            Err(e) => {
-                tx.rollback().await.ok();
-                Err(e)
-            }
-        }
+        super::finish(tx, decided).await
     }
 
     #[allow(clippy::too_many_arguments)]
