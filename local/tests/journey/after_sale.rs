@@ -294,7 +294,7 @@ async fn deliveries_compensation_and_the_credit_ceiling_on_postgres_and_redis() 
 /// (`/copy`), the drawn badge copied as markup with five stars (`/altered`) or with the
 /// standing it had (`/stale`), a badge script of its own (`/forged`), a picture of a badge
 /// (`/picture`).
-async fn forger(issuer: &str) -> String {
+pub(super) async fn forger(issuer: &str) -> String {
     use axum::response::Html;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

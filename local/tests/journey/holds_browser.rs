@@ -110,9 +110,17 @@ async fn a_citizen_places_the_hold_at_the_bank_in_a_real_browser() {
     d.goto(&format!("{}/saipa/", env.base)).await;
     d.find("a.emta-badge[data-emta-badge=saipa][data-status=active]")
         .await;
+    shoot(&d, "7-badge", false).await;
+    // The same script copied onto a forger's page says so, in the seal itself.
+    let bad = super::after_sale::forger(&env.issuer).await;
+    d.goto(&format!("{bad}/copy")).await;
+    d.find("a.emta-badge[data-emta-badge=saipa][data-status=wrong-origin]")
+        .await;
+    shoot(&d, "8-badge-copied", false).await;
+    d.goto(&format!("{}/saipa/", env.base)).await;
     d.click("form[action$='/join'] button").await;
     until_url(&d, |u| u.ends_with("/wait")).await;
-    shoot(&d, "7-waiting", true).await;
+    shoot(&d, "9-waiting", true).await;
     let license = env
         .store
         .licenses()
