@@ -87,6 +87,7 @@ pub enum StageError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     pub application_id: String,
+    pub manufacturer: String,
     pub license_id: String,
     pub tracking_code: String,
     pub national_id: String,
@@ -244,9 +245,7 @@ impl Store {
         // rather than upgraded from a read. One stage at a time per license: the order
         // checks below hold, two contracts never both pass. The license lock names the
         // manufacturer: another's back-end locks nothing.
-        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
-            .execute(&mut *tx)
-            .await?;
+        self.lock_audit_chain(&mut *tx).await?;
         let locked = sqlx::query(
             "UPDATE licenses SET status = status WHERE manufacturer = $2 \
              AND id = (SELECT license_id FROM applications WHERE tracking_code = $1) \
@@ -395,7 +394,7 @@ impl Store {
         let apps = sqlx::query(&format!(
             "SELECT a.id AS id, a.license_id AS license_id, a.tracking_code AS tracking_code, \
              a.national_id AS national_id, a.created_at AS created_at, \
-             l.delivery_deadline AS deadline, l.kind AS kind \
+             l.delivery_deadline AS deadline, l.kind AS kind, l.manufacturer AS manufacturer \
              FROM applications a JOIN licenses l ON l.id = a.license_id WHERE {filter} \
              ORDER BY a.created_at, a.id"
         ))
@@ -451,6 +450,7 @@ impl Store {
             let deadline: i64 = a.try_get("deadline")?;
             let mut d = Delivery {
                 application_id: id.clone(),
+                manufacturer: a.try_get("manufacturer")?,
                 license_id: a.try_get("license_id")?,
                 tracking_code: a.try_get("tracking_code")?,
                 national_id: a.try_get("national_id")?,
@@ -510,15 +510,17 @@ impl Store {
             .iter()
             .map(|r| r.try_get("manufacturer"))
             .collect::<Result<_, _>>()?;
+        // Every application at once (one read of the rates, the stages and the holds),
+        // then summed per manufacturer; one with licenses and no application has a row too.
+        let all = self.deliveries_where("$1 = $1", "", now).await?;
         let mut out = Vec::new();
         for m in makers {
-            let ds = self.deliveries_of_manufacturer(&m, now).await?;
             let mut row = MakerDeliveries {
                 manufacturer: m,
-                applications: ds.len() as i64,
                 ..MakerDeliveries::default()
             };
-            for d in &ds {
+            for d in all.iter().filter(|d| d.manufacturer == row.manufacturer) {
+                row.applications += 1;
                 row.delivered += i64::from(d.delivered_at.is_some());
                 row.overdue += i64::from(d.overdue(now));
                 row.late_delivered += i64::from(d.delivered_at.is_some() && d.lateness.days > 0);

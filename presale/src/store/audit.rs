@@ -80,6 +80,20 @@ fn stored_from_row(r: &sqlx::any::AnyRow) -> Result<Stored, StoreError> {
 }
 
 impl Store {
+    /// Takes the audit chain's lock in the caller's transaction: every staff action (and
+    /// every recorded delivery stage) takes it first, then any license's, in that one
+    /// order, so none deadlocks another. A write, so SQLite's one writer lock is taken at
+    /// once rather than upgraded from a read.
+    pub(crate) async fn lock_audit_chain(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
+        Ok(())
+    }
+
     /// Appends an entry to the chain, in the caller's transaction; returns its sequence
     /// number.
     pub async fn audit_in(

@@ -40,9 +40,7 @@ impl Store {
         now: i64,
     ) -> Result<Result<String, crate::domain::proposals::ProposalError>, StoreError> {
         let mut tx = service_kit::sql::begin(self.pool()).await?;
-        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
-            .execute(&mut *tx)
-            .await?;
+        self.lock_audit_chain(&mut tx).await?;
         let standing = self.credit_in(&mut tx, &l.manufacturer, now).await?;
         if let Err(e) = standing.check(l.units, l.down_payment) {
             tx.rollback().await?;

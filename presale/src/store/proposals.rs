@@ -311,9 +311,7 @@ impl Store {
     ) -> Result<Result<Outcome, ProposalError>, StoreError> {
         // The audit chain's lock first, as every other staff action takes it (a pause: the
         // chain, then the license): one order, no deadlock.
-        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
-            .execute(&mut *tx)
-            .await?;
+        self.lock_audit_chain(&mut *tx).await?;
         // The row's lock: two approvals race; one decides, the other finds it decided.
         let row = sqlx::query(
             "UPDATE proposals SET outcome = outcome WHERE id = $1 AND outcome IS NULL \
