@@ -315,6 +315,7 @@ pub async fn add_client(
         previous_secret: None,
         auth,
         require_par: false,
+        withheld: 0,
     };
     match db.insert_client(&client, now).await {
         Ok(()) => {}

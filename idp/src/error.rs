@@ -203,6 +203,16 @@ impl OAuthError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", d)
     }
 
+    /// Something on this side failed (500): the detail goes to the log, not the answer.
+    pub fn server(d: impl Into<String>) -> Self {
+        tracing::error!(detail = %d.into(), "server error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "the server failed; try again",
+        )
+    }
+
     pub fn invalid_grant(d: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_grant", d)
     }

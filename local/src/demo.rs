@@ -388,6 +388,9 @@ pub async fn run(dir: &Path, ports: &Ports, opens_in: i64) -> anyhow::Result<()>
         &storefronts,
     );
     settings.storage.database_url = presale::config::Secret::new(database_url);
+    // Complaints' attachments beside the database; the after-sale record every 30 s.
+    settings.files_dir = dir.join("files");
+    settings.record_every_secs = 30;
     settings.ministry_client_id = Some(demo.ministry.0.clone());
     settings.traffic_police_url = Some(stub_url.clone());
     settings.sms_url = Some(stub_url.clone());

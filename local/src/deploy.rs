@@ -66,6 +66,9 @@ pub struct Options {
     pub bank_timeout_ms: u64,
     /// The ministry's credit ceilings per star rating (`EMTA_CREDIT_CEILINGS`, issue 34).
     pub credit_ceilings: Option<String>,
+    /// How often presale counts manufacturers' after-sale records and carries them to the
+    /// IdP (`EMTA_RECORD_EVERY_SECS`, issue 34); 0: never in the background.
+    pub record_every_secs: u64,
 }
 
 /// Presale's own default pool (`presale serve --help`).
@@ -96,6 +99,7 @@ impl Options {
             idp_admission: None,
             presale_db_connections: PRESALE_DB_CONNECTIONS,
             credit_ceilings: None,
+            record_every_secs: 0,
             log_witnesses: Vec::new(),
             log_signing_key: None,
             bank_timeout_ms: 5000,
@@ -135,6 +139,8 @@ pub struct Deployment {
     /// balancer in front of them.
     pub idp_processes: Processes,
     idp_balancer: Option<TcpProxy>,
+    /// Complaints' attachments, shared by the replicas.
+    pub files: testkit::servers::TempDir,
     postgres_admin: Option<String>,
     /// The shared Redis (empty: the in-process store) and this deployment's key prefix in
     /// it, whose keys go when the deployment is stopped.
@@ -479,8 +485,8 @@ async fn service_client(
     Ok(admin::add_client(db, keys, new, "local", now).await?.1)
 }
 
-/// The ministry's own client at the IdP, as presale uses it: the manufacturers API and the
-/// introspection of manufacturers' service tokens. Returns its id and secret.
+/// The ministry's own client at the IdP, as presale uses it: the manufacturers API, the
+/// introspection of manufacturers' service tokens and manufacturers' standing (issue 34). Returns its id and secret.
 pub async fn register_ministry_client(
     db: &idp::store::Db,
     keys: &idp::crypto::Keyring,
@@ -491,7 +497,11 @@ pub async fn register_ministry_client(
         keys,
         ID,
         ("Ministry console", "سامانه وزارت"),
-        &["ministry.manufacturers", "ministry.introspect"],
+        &[
+            "ministry.manufacturers",
+            "ministry.introspect",
+            "ministry.trust",
+        ],
     )
     .await?;
     Ok((ID.into(), secret))
@@ -516,7 +526,12 @@ pub async fn register_seed_clients(
             keys,
             &client,
             (&names.0, &names.1),
-            &["presale.seed", "presale.deliveries"],
+            &[
+                "presale.seed",
+                "presale.deliveries",
+                "presale.complaints",
+                "presale.warranty",
+            ],
         )
         .await?;
         out.push(((*id).to_owned(), secret));
@@ -705,6 +720,8 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
     )));
     let mut metrics = Vec::new();
     let processes = Processes::default();
+    // Complaints' attachments: one directory every replica shares, as a volume would be.
+    let files = testkit::servers::TempDir::new("presale-files")?;
     // The log's signing key for the first replica, its public half for the others.
     let log_key = match &o.log_signing_key {
         Some(file) => Some((
@@ -756,6 +773,8 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
                 ),
                 ("RUST_LOG", "warn".into()),
                 ("EMTA_LOG_WITNESSES", o.log_witnesses.join(",")),
+                ("EMTA_FILES_DIR", files.path().display().to_string()),
+                ("EMTA_RECORD_EVERY_SECS", o.record_every_secs.to_string()),
             ]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
@@ -813,6 +832,8 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
         settings.sms_url = Some(stub_url.clone());
         settings.vehicle_registry_url = Some(stub_url.clone());
         settings.log_witnesses = o.log_witnesses.clone();
+        settings.files_dir = files.path().to_path_buf();
+        settings.record_every_secs = o.record_every_secs;
         if let Some((file, verifier)) = &log_key {
             if replica == 0 {
                 settings.log_signing_key_file = Some(file.clone());
@@ -855,6 +876,7 @@ pub async fn deploy(o: Options) -> anyhow::Result<Deployment> {
         presale_processes: processes,
         idp_processes,
         idp_balancer,
+        files,
         postgres_admin: o.postgres_admin,
         redis_url: o.redis_url.clone(),
         redis_prefix: prefix,

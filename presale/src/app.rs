@@ -87,6 +87,10 @@ pub struct CoreState {
     pub(crate) issuer: String,
     /// The ministry's credit ceilings per star rating (issue 34).
     pub(crate) credit_ceilings: crate::domain::after_sale::Ceilings,
+    /// Complaints' attachments, by content hash (issue 34).
+    pub(crate) files: crate::files::Files,
+    pub(crate) complaint_answer_days: i64,
+    pub(crate) record_every: Option<Duration>,
     /// Notifications waiting to be sent by this replica ([`crate::notify`]).
     pub(crate) sms_queue: tokio::sync::mpsc::Sender<(String, String)>,
     sms_outbox: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<(String, String)>>>,
@@ -355,6 +359,10 @@ impl Application {
                 .map(|u| service_kit::upstream::Sms::http(u, Duration::from_secs(5))),
             sms_rps: settings.sms_rps.max(1),
             credit_ceilings: settings.credit_ceilings.clone().unwrap_or_default(),
+            files: crate::files::Files::new(settings.files_dir.clone()),
+            complaint_answer_days: settings.complaint_answer_days.clamp(1, 365),
+            record_every: (settings.record_every_secs > 0)
+                .then(|| Duration::from_secs(settings.record_every_secs)),
             issuer: settings.issuer.trim_end_matches('/').to_owned(),
             sms_queue,
             sms_outbox: std::sync::Mutex::new(Some(sms_outbox)),
@@ -401,6 +409,7 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let admitter = tokio::spawn(crate::admitter::run(self.core.clone()));
+        let standing = tokio::spawn(crate::standing::run(self.core.clone()));
         let outbox = self
             .core
             .sms_outbox
@@ -426,6 +435,7 @@ impl Application {
         ))
         .await;
         admitter.abort();
+        standing.abort();
         if let Some(n) = notifier {
             n.abort();
         }

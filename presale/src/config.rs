@@ -142,8 +142,10 @@ pub struct Settings {
     pub storefronts: Vec<StorefrontConfig>,
 
     /// The ministry's own client at the IdP (client_credentials, service scopes
-    /// `ministry.manufacturers` and `ministry.introspect`): the console reads the registered
-    /// manufacturers through it, and manufacturers' seed commitments are checked with it.
+    /// `ministry.manufacturers`, `ministry.introspect` and `ministry.trust`): the console
+    /// reads the registered manufacturers through it, manufacturers' service tokens are
+    /// checked with it, and manufacturers' standing (an approved suspension, the stars
+    /// their after-sale record withholds, issue 34) is carried to the IdP with it.
     /// Unset: the license form offers the storefronts this service is configured with, and
     /// commitments through a manufacturer's credentials are refused.
     #[arg(long, env = "EMTA_MINISTRY_CLIENT_ID")]
@@ -229,6 +231,23 @@ pub struct Settings {
     /// Unset: no ceiling (the overdue rule still holds: one new unit per unit delivered).
     #[arg(long, env = "EMTA_CREDIT_CEILINGS", value_parser = crate::domain::after_sale::Ceilings::parse)]
     pub credit_ceilings: Option<crate::domain::after_sale::Ceilings>,
+
+    /// Where complaints' attachments are kept, each under its SHA-256 (issue 34): a
+    /// directory every replica shares (a volume in Kubernetes). Relative to the working
+    /// directory.
+    #[arg(long, env = "EMTA_FILES_DIR", default_value = "emta-files")]
+    pub files_dir: std::path::PathBuf,
+
+    /// Days a manufacturer has to answer a complaint (issue 34).
+    #[arg(long, env = "EMTA_COMPLAINT_ANSWER_DAYS", default_value_t = crate::domain::redress::ANSWER_DAYS)]
+    pub complaint_answer_days: i64,
+
+    /// How often (seconds) each replica counts every manufacturer's after-sale record and
+    /// carries its consequence (stars withheld) and any decision not yet carried out to the
+    /// IdP (issue 34). 0: never in the background (a decision is still carried out when it
+    /// is approved).
+    #[arg(long, env = "EMTA_RECORD_EVERY_SECS", default_value_t = 60)]
+    pub record_every_secs: u64,
 
     /// The traffic police's driving-licence registry (`POST {url}/licences/verify`), for
     /// licenses that require a valid driving licence. Unset: such licenses answer "try

@@ -135,7 +135,8 @@ pub mod msg {
         pub const ROLE: Text = t!("نقش", "Role");
         pub const ROLE_ADMINISTRATOR: Text = t!("مدیر کارکنان", "Administrator");
         pub const ROLE_ISSUER: Text = t!("صادرکننده مجوز", "Issuer");
-        pub const ROLE_AUDITOR: Text = t!("بازرس", "Auditor");
+        pub const ROLE_AUDITOR: Text = t!("حسابرس", "Auditor");
+        pub const ROLE_INSPECTOR: Text = t!("بازرس", "Inspector");
         pub const ROLE_REPRESENTATIVE: Text =
             t!("نماینده خودروساز", "Manufacturer's representative");
         pub const REPRESENTS: Text = t!("نماینده", "Represents");
@@ -452,6 +453,86 @@ pub mod msg {
         pub const NOT_YOURSELF: Text = t!(
             "حساب خودتان را مدیر دیگری باید تغییر دهد.",
             "Another administrator must change your own account."
+        );
+        // ---- after the sale, part two (issue 34) ------------------------------------
+        pub const COMPLAINTS: Text = t!("شکایت‌ها", "Complaints");
+        pub const TRACKING: Text = t!("کد پیگیری", "Tracking code");
+        pub const ABOUT: Text = t!("موضوع", "About");
+        pub const FILED: Text = t!("ثبت", "Filed");
+        pub const ANSWER_DUE: Text = t!("مهلت پاسخ", "Answer due");
+        pub const NOW_WITH: Text = t!("اکنون نزد", "Now with");
+        pub const OUTCOME: Text = t!("نتیجه", "Outcome");
+        pub const OPENED: Text = t!("گشوده", "Opened");
+        pub const BY: Text = t!("به دست", "By");
+        pub const UNANSWERED_LATE: Text = t!(
+            "خودروساز در مهلت پاسخ نداد.",
+            "Unanswered past its deadline."
+        );
+        pub const OVERDUE_DELIVERIES: Text = t!("تحویل معوق", "Overdue deliveries");
+        pub const UNANSWERED: Text = t!("بی‌پاسخ پس از مهلت", "Unanswered late");
+        pub const UPHELD: Text = t!("واردشده", "Upheld");
+        pub const WARRANTY_DUE: Text = t!(
+            "تعویض یا بازپرداخت گارانتی",
+            "Warranty replacement or refund due"
+        );
+        pub const WITHHELD: Text = t!("ستاره‌های کسرشده", "Stars withheld");
+        pub const SUSPENDED: Text = t!("تعلیق", "Suspended");
+        pub const ACTIVE: Text = t!("فعال", "Active");
+        pub const CASES: Text = t!("پرونده‌های بازرسی", "Inspection cases");
+        pub const CASE: Text = t!("پرونده", "Case");
+        pub const NO_CASE: Text = t!("چنین پرونده‌ای نیست.", "No such case.");
+        pub const NO_COMPLAINT: Text = t!("چنین شکایتی نیست.", "No such complaint.");
+        pub const OPEN_CASE: Text = t!("گشودن پرونده", "Open a case");
+        pub const FINDINGS: Text = t!("یافته‌ها", "Findings");
+        pub const ADD_FINDING: Text = t!("ثبت یافته", "Record a finding");
+        pub const ANSWER: Text = t!("پاسخ", "Answer");
+        pub const SEND_ANSWER: Text = t!("ارسال پاسخ", "Send the answer");
+        pub const UPHOLD: Text = t!("وارد دانستن شکایت", "Uphold");
+        pub const DISMISS: Text = t!("رد شکایت", "Dismiss");
+        pub const PROPOSE_MAKER_SUSPEND: Text = t!(
+            "پیشنهاد تعلیق خودروساز (در سامانه هویت و همه پیش‌فروش‌هایش)",
+            "Propose to suspend the manufacturer (at the IdP and in all its presales)"
+        );
+        pub const PROPOSE_MAKER_RESUME: Text = t!(
+            "پیشنهاد رفع تعلیق خودروساز",
+            "Propose to resume the manufacturer"
+        );
+        pub const PROPOSE_MAKER_RATE: Text = t!(
+            "پیشنهاد رتبه تازه (۱ تا ۵ ستاره)",
+            "Propose a new rating (1 to 5 stars)"
+        );
+        pub const STANDING: Text = t!("وضعیت خودروساز", "The manufacturer's standing");
+        pub const RECORD: Text = t!("کارنامه پس از فروش", "After-sale record");
+        pub const WARRANTY: Text = t!("گارانتی", "Warranty");
+        pub const E_TEXT: Text = t!(
+            "متن لازم است، حداکثر ۴۰۰۰ نویسه.",
+            "The text is required, at most 4000 characters."
+        );
+        pub const E_MAKER_SUSPENDED: Text = t!(
+            "خودروساز تعلیق است: پیش‌فروش‌هایش با رفع تعلیق خودروساز از سر گرفته می‌شوند.",
+            "The manufacturer is suspended: its campaigns resume with it."
+        );
+        pub const E_COMPLAINT_CLOSED: Text =
+            t!("این شکایت بسته شده است.", "The complaint is closed.");
+        pub const E_COMPLAINT_ANSWERED: Text = t!(
+            "این شکایت پیش‌تر پاسخ داده شده است.",
+            "The complaint is answered already."
+        );
+        pub const E_COMPLAINT_NOT_YET: Text = t!(
+            "این شکایت هنوز در مهلت پاسخ خودروساز است یا به وزارت نرسیده است.",
+            "The complaint is still within the manufacturer's time to answer, or has not reached the ministry."
+        );
+        pub const E_NO_MAKER: Text = t!(
+            "خودروسازی با این نام مجوز پیش‌فروش ندارد، یا شکایت از خودروساز دیگری است.",
+            "No licensed manufacturer of that name, or the complaint is about another."
+        );
+        pub const E_VISIT_FORM: Text = t!(
+            "مراجعه گارانتی: کد پیگیری خودروی تحویل‌شده، دستور کار کتبی، و زمانی نه پیش از تحویل یا پذیرش، نه در آینده و حداکثر سه روز پیش.",
+            "A warranty visit: a delivered car's tracking code, a written work order, and a time not before the delivery or the visit's start, not in the future, at most three days ago."
+        );
+        pub const E_IN_WORKSHOP: Text = t!(
+            "خودرو هم‌اکنون در تعمیرگاه است: نخست آن مراجعه را ببندید.",
+            "The car is in the workshop already: close that visit first."
         );
     }
 

@@ -34,11 +34,13 @@ pub mod config;
 pub mod domain;
 pub mod eligibility;
 pub mod error;
+pub mod files;
 pub mod http;
 pub mod notify;
 pub mod queue;
 pub mod reconcile;
 pub mod settle;
+pub mod standing;
 pub mod store;
 pub mod transparency;
 

@@ -186,6 +186,17 @@ impl Browser {
         }
     }
 
+    /// [`Browser::post_form`], then its redirects followed.
+    pub async fn post_form_follow(
+        &self,
+        page: &Page,
+        suffix: &str,
+        fields: &[(&str, &str)],
+    ) -> Page {
+        let posted = self.post_form(page, suffix, fields).await;
+        self.follow(posted).await
+    }
+
     /// Posts the form of `page` whose action ends with `suffix`, with the page's own CSRF
     /// token and `fields`; one hop, no redirect followed.
     pub async fn post_form(&self, page: &Page, suffix: &str, fields: &[(&str, &str)]) -> Page {

@@ -289,8 +289,11 @@ pub struct Client {
     pub secret_hash: String,
     pub name: String,
     pub name_fa: String,
-    /// Trust level 1-5 stars, set by the ministry and shown on the consent screen.
+    /// Trust level 1-5 stars, set by the ministry. What is shown is [`Client::rating`].
     pub stars: u8,
+    /// Stars withheld by the manufacturer's after-sale record (issue 34), as presale
+    /// counts it: 0 to 4.
+    pub withheld: u8,
     pub redirect_uris: Vec<RedirectUri>,
     pub post_logout_redirect_uris: Vec<RedirectUri>,
     /// Scopes the client may ask for with `client_credentials` (ministry APIs).
@@ -325,6 +328,12 @@ pub enum ClientUnavailable {
 }
 
 impl Client {
+    /// The rating shown everywhere (consent screen, badge, the ministry's list): the
+    /// ministry's stars less those the after-sale record withholds, at least one.
+    pub fn rating(&self) -> u8 {
+        self.stars.saturating_sub(self.withheld).max(1)
+    }
+
     pub fn availability(&self, now: i64) -> Result<(), ClientUnavailable> {
         if self.status == ClientStatus::Suspended {
             Err(ClientUnavailable::Suspended)

@@ -136,7 +136,7 @@ async fn badge_of(core: &Core, c: &Client, with_campaigns: bool) -> Badge {
         sub: c.id.as_str().to_owned(),
         name: c.name.clone(),
         name_fa: c.name_fa.clone(),
-        stars: c.stars,
+        stars: c.rating(),
         status: status.to_owned(),
         valid_until: c.valid_until,
         origins: origins(c),

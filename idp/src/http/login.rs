@@ -255,7 +255,7 @@ async fn render_step(
     let view = client.as_ref().map(|c| ClientView {
         name: &c.name,
         name_fa: &c.name_fa,
-        stars: c.stars,
+        stars: c.rating(),
     });
     let page = match tx.step {
         Step::Phone => pages::phone_page(

@@ -67,6 +67,10 @@ pub fn router(core: Core) -> Router {
                 .route("/introspect", post(oauth::introspect))
                 .route("/api/manufacturers", get(api::manufacturers))
                 .route(
+                    "/api/manufacturers/{id}/standing",
+                    post(api::standing).layer(axum::extract::DefaultBodyLimit::max(2048)),
+                )
+                .route(
                     "/userinfo",
                     get(oauth::userinfo_get).post(oauth::userinfo_post),
                 ),

@@ -621,6 +621,160 @@ async fn the_ministry_reads_manufacturers_and_checks_service_tokens(backend: Bac
     assert_eq!(r.status(), 400);
 }
 
+/// Presale carries the ministry's decisions on a manufacturer's standing (issue 34) with
+/// its own client's `ministry.trust` scope: stars withheld by the after-sale record, a
+/// suspension two staff approved. Nothing else reaches it: another scope, a manufacturer's
+/// token, a service client as the target, stars out of range. What is already so writes
+/// nothing; each change is audited under the ministry's client and the person named.
+async fn the_ministry_carries_a_manufacturers_standing_and_nothing_else(backend: Backend) {
+    use idp::admin::{self, NewClient};
+    let app = spawn_app(backend).await;
+    let http = app.http();
+    let (_, secret) = admin::add_client(
+        &app.core.db,
+        &app.core.keyring,
+        NewClient {
+            id: "ministry-console".into(),
+            name: "Ministry console".into(),
+            name_fa: "سامانه وزارت".into(),
+            stars: 5,
+            redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
+            service_scopes: vec!["ministry.manufacturers".into(), "ministry.trust".into()],
+            id_token_alg: idp::domain::SigningAlg::ES256,
+            valid_days: 365,
+            allowed_scopes: vec![],
+            subject_type: idp::domain::SubjectType::Public,
+            sector_identifier: None,
+            backchannel_logout_uri: None,
+            private_key_jwt: None,
+            private_callbacks: true,
+        },
+        "test",
+        idp::now(),
+    )
+    .await
+    .expect("service client");
+    app.core.reload().await.expect("reload");
+    let token = |id: &'static str, secret: String, scope: &'static str| {
+        let (http, url) = (http.clone(), app.token_url());
+        async move {
+            let r: serde_json::Value = http
+                .post(url)
+                .basic_auth(id, Some(secret))
+                .form(&[("grant_type", "client_credentials"), ("scope", scope)])
+                .send()
+                .await
+                .expect("token")
+                .json()
+                .await
+                .expect("json");
+            r["access_token"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{r}"))
+                .to_owned()
+        }
+    };
+    let set = |bearer: String, id: &'static str, body: serde_json::Value| {
+        let (http, url) = (
+            http.clone(),
+            format!("{}/api/manufacturers/{id}/standing", app.base),
+        );
+        async move {
+            let r = http
+                .post(url)
+                .bearer_auth(bearer)
+                .json(&body)
+                .send()
+                .await
+                .expect("api");
+            (
+                r.status().as_u16(),
+                r.json::<serde_json::Value>().await.unwrap_or_default(),
+            )
+        }
+    };
+    let trust = token("ministry-console", secret.clone(), "ministry.trust").await;
+    let list_only = token("ministry-console", secret.clone(), "ministry.manufacturers").await;
+    let ikco = app.client("ikco");
+    let maker = token("iran-khodro", ikco.secret.clone(), "presale.read").await;
+    let withhold = serde_json::json!({"withheld": 2, "by": "record", "reason": "3 overdue"});
+    assert_eq!(set(list_only, "saipa", withhold.clone()).await.0, 403);
+    assert_eq!(set(maker, "saipa", withhold.clone()).await.0, 403);
+    assert_eq!(
+        set(trust.clone(), "ministry-console", withhold.clone())
+            .await
+            .0,
+        404
+    );
+    assert_eq!(set(trust.clone(), "nobody", withhold.clone()).await.0, 404);
+    let bad = serde_json::json!({"stars": 9, "by": "x", "reason": "y"});
+    assert_eq!(set(trust.clone(), "saipa", bad).await.0, 400);
+    let no_reason = serde_json::json!({"withheld": 1, "by": "x", "reason": " "});
+    assert_eq!(set(trust.clone(), "saipa", no_reason).await.0, 400);
+    let audited = |app_db: idp::store::Db| async move {
+        app_db
+            .audit_log(100)
+            .await
+            .expect("audit")
+            .into_iter()
+            .filter(|a| a.subject == "saipa" && a.actor.starts_with("ministry-console for "))
+            .count()
+    };
+    assert_eq!(
+        audited(app.core.db.clone()).await,
+        0,
+        "nothing refused was written"
+    );
+
+    // Saipa's ministry rating stays; two stars are withheld from what is shown.
+    let before = app.core.clients.get("saipa").expect("saipa").stars;
+    let (status, body) = set(trust.clone(), "saipa", withhold.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["stars"], before);
+    assert_eq!(body["withheld"], 2);
+    assert_eq!(body["rating"], before.saturating_sub(2).max(1));
+    assert_eq!(
+        app.core.clients.get("saipa").expect("saipa").withheld,
+        2,
+        "applied at once"
+    );
+    assert_eq!(audited(app.core.db.clone()).await, 1);
+    // Again: already so, nothing written.
+    assert_eq!(set(trust.clone(), "saipa", withhold).await.0, 200);
+    assert_eq!(audited(app.core.db.clone()).await, 1);
+    // Suspended: its sign-ins refused at once.
+    let suspend = serde_json::json!({"suspended": true, "by": "inspector.one", "reason": "case-1"});
+    assert_eq!(set(trust.clone(), "saipa", suspend).await.0, 200);
+    let log = app.core.db.audit_log(100).await.expect("audit");
+    assert!(log.iter().any(|a| a.action == "client.suspend"
+        && a.subject == "saipa"
+        && a.actor == "ministry-console for inspector.one"));
+    let c = app.client("saipa");
+    let r = http
+        .get(format!(
+            "{}/authorize?client_id=saipa&response_type=code&scope=openid&redirect_uri={}&state=s&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
+            app.base,
+            urlencoding_min(&c.redirect_uri)
+        ))
+        .send()
+        .await
+        .expect("authorize");
+    let page = r.text().await.expect("page");
+    assert!(
+        page.contains("The ministry has suspended this sales site"),
+        "{page}"
+    );
+}
+
+/// Percent-encodes what a redirect URI in a query needs.
+fn urlencoding_min(s: &str) -> String {
+    s.replace(':', "%3A")
+        .replace('/', "%2F")
+        .replace('?', "%3F")
+        .replace('&', "%26")
+}
+
 async fn the_account_page_signs_out_in_one_step(backend: Backend) {
     // Arrange: a citizen signed in, on their account page.
     let app = spawn_app(backend).await;
@@ -651,4 +805,5 @@ both!(
     the_account_page_lists_and_revokes_grants,
     client_credentials_and_introspection_work_for_back_ends,
     the_ministry_reads_manufacturers_and_checks_service_tokens,
+    the_ministry_carries_a_manufacturers_standing_and_nothing_else,
 );

@@ -539,3 +539,605 @@ async fn the_trust_badge_cannot_be_forged_on_postgres_and_redis() {
     assert_eq!(kinds(&found, &pages[0]), ["suspended"], "{found:?}");
     assert_eq!(kinds(&found, &pages[3]), ["stale"], "{found:?}");
 }
+
+/// A complaint form as a browser sends it (multipart), with `files` as (name, bytes).
+async fn file_complaint(
+    b: &Browser,
+    base: &str,
+    csrf: &str,
+    tracking: &str,
+    kind: &str,
+    body: &str,
+    files: &[(&str, Vec<u8>)],
+) -> (u16, String) {
+    let mut form = reqwest::multipart::Form::new()
+        .text("csrf", csrf.to_owned())
+        .text("tracking", tracking.to_owned())
+        .text("kind", kind.to_owned())
+        .text("body", body.to_owned());
+    for (name, bytes) in files {
+        form = form.part(
+            "files",
+            reqwest::multipart::Part::bytes(bytes.clone())
+                .file_name((*name).to_owned())
+                // What the browser claims is not what is checked.
+                .mime_str("application/pdf")
+                .expect("mime"),
+        );
+    }
+    let r = b
+        .http
+        .post(format!("{base}/saipa/complaints"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("complaint");
+    let status = r.status().as_u16();
+    let location = r
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .map(str::to_owned);
+    match location {
+        Some(l) => (status, l),
+        None => (status, r.text().await.unwrap_or_default()),
+    }
+}
+
+/// Polls `check` every 200 ms for up to `secs`.
+async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn complaints_warranty_and_an_inspectors_suspension_on_postgres_and_redis() {
+    use presale::store::staff::Role;
+    let now = service_kit::clock::now();
+    // Saipa has four stars at the IdP; its record is counted every second.
+    let d = local::deploy(Options {
+        postgres_admin: Some(testkit::servers::postgres_admin_url()),
+        redis_url: testkit::Backend::Servers.redis_url(),
+        citizens: 10,
+        presale_replicas: 2,
+        public_per_replica: true,
+        trust_forwarded_for: false,
+        record_every_secs: 1,
+        ..Options::new(test_license("saipa", "Shahin", now))
+    })
+    .await
+    .expect("deployment");
+    let idp_core = d.idp.clone();
+    let env = env_of(d);
+    let http = reqwest::Client::new();
+    let rating = |core: idp::core::Core| async move {
+        core.db
+            .client(&idp::domain::ClientId::parse("saipa").expect("id"))
+            .await
+            .expect("sql")
+            .expect("saipa")
+    };
+    assert_eq!(rating(idp_core.clone()).await.rating(), 4);
+    let buyer = &env.citizens[0];
+    let (b, wait) = join_and_stay(&env, buyer).await;
+    let page = until_admitted(&b, &wait, 20).await;
+    let code = tracking_code(&apply_from(&b, &wait, &page).await.body);
+
+    // The buyer files a complaint about a price change, with a PDF; an HTML page sent as
+    // "application/pdf" is refused by its content, and nothing is kept of it.
+    let mine = b.go(&format!("{}/saipa/applications", env.base)).await;
+    assert!(
+        mine.body.contains("/saipa/complaints/new?tracking="),
+        "{}",
+        mine.body
+    );
+    let form = b
+        .go(&format!(
+            "{}/saipa/complaints/new?tracking={code}",
+            env.base
+        ))
+        .await;
+    let csrf = input(&form.body, "csrf");
+    let pdf = b"%PDF-1.4\n% the contract's price page\n".to_vec();
+    let (status, body) = file_complaint(
+        &b,
+        &env.base,
+        &csrf,
+        &code,
+        "price_change",
+        "The price went up after the contract.",
+        &[("forged.pdf", b"<html><script>alert(1)</script>".to_vec())],
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("PDF") && body.contains("پیوست"), "{body}");
+    let (status, location) = file_complaint(
+        &b,
+        &env.base,
+        &csrf,
+        &code,
+        "price_change",
+        "The price went up after the contract.",
+        &[("contract.pdf", pdf.clone())],
+    )
+    .await;
+    assert_eq!(status, 303, "{location}");
+    let complaint_id = location.rsplit('/').next().expect("id").to_owned();
+    let shown = b.go(&format!("{}{location}", env.base)).await;
+    assert_eq!(
+        data(&shown.body, "now-with").as_deref(),
+        Some("manufacturer")
+    );
+    // Another buyer, or nobody, reads nothing of it.
+    let other = &env.citizens[1];
+    let (ob, _) = join_and_stay(&env, other).await;
+    let theirs = ob.get(&format!("{}{location}", env.base)).await;
+    assert_eq!(theirs.status, 404, "{}", theirs.body);
+
+    // Saipa's back-end reads it with its complaints scope, and the attachment.
+    let secret = env
+        .seed_clients
+        .iter()
+        .find(|(id, _)| id == "saipa")
+        .map(|(_, s)| s.clone())
+        .expect("seed client");
+    let token = |scope: &'static str| {
+        let (issuer, secret) = (env.issuer.clone(), secret.clone());
+        async move {
+            local::parties::service_token(&issuer, "saipa", &secret, scope)
+                .await
+                .expect("token")
+        }
+    };
+    let complaints_token = token("presale.complaints").await;
+    let list: serde_json::Value = http
+        .get(format!("{}/api/complaints", env.replica))
+        .bearer_auth(&complaints_token)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    let listed = list["complaints"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["id"] == complaint_id.as_str()))
+        .unwrap_or_else(|| panic!("the complaint in {list}"))
+        .clone();
+    let sha = listed["files"][0]["sha256"]
+        .as_str()
+        .expect("sha")
+        .to_owned();
+    let file = http
+        .get(format!(
+            "{}/api/complaints/{complaint_id}/files/{sha}",
+            env.replica
+        ))
+        .bearer_auth(&complaints_token)
+        .send()
+        .await
+        .expect("file");
+    assert_eq!(file.headers()["content-type"], "application/pdf");
+    assert_eq!(file.bytes().await.expect("bytes").to_vec(), pdf);
+    // Kept outside the database, under its hash.
+    assert!(env_files(&env).join(&sha[..2]).join(&sha).is_file());
+    // The deliveries scope does not read complaints.
+    let deliveries = token("presale.deliveries").await;
+    let refused = http
+        .get(format!("{}/api/complaints", env.replica))
+        .bearer_auth(&deliveries)
+        .send()
+        .await
+        .expect("refused");
+    assert_eq!(refused.status(), 403);
+
+    // Answered in time; the buyer takes it further: the province's office has it.
+    let answered = http
+        .post(format!(
+            "{}/api/complaints/{complaint_id}/answer",
+            env.replica
+        ))
+        .bearer_auth(&complaints_token)
+        .json(&serde_json::json!({"answer": "The price is the contract's; see clause 4."}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(answered.status(), 200);
+    let again = http
+        .post(format!(
+            "{}/api/complaints/{complaint_id}/answer",
+            env.replica
+        ))
+        .bearer_auth(&complaints_token)
+        .json(&serde_json::json!({"answer": "A second answer."}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(again.status(), 409, "one answer");
+    let shown = b.go(&format!("{}{location}", env.base)).await;
+    assert!(shown.body.contains("clause 4"), "{}", shown.body);
+    let escalated = b
+        .post_form_follow(&shown, "/respond", &[("accept", "no")])
+        .await;
+    assert_eq!(escalated.status, 200, "{}", escalated.body);
+    assert_eq!(
+        data(&escalated.body, "now-with").as_deref(),
+        Some("province")
+    );
+
+    // A second complaint, about late delivery, left unanswered: eleven days on (moved in
+    // the database by its owner) it is with the province's office, and Saipa's record
+    // withholds a star at the IdP within seconds.
+    let (status, second) = file_complaint(
+        &b,
+        &env.base,
+        &csrf,
+        &code,
+        "late_delivery",
+        "No date for the delivery yet.",
+        &[],
+    )
+    .await;
+    assert_eq!(status, 303, "{second}");
+    let second_id = second.rsplit('/').next().expect("id").to_owned();
+    sqlx::query(
+        "UPDATE complaints SET filed_at = filed_at - 950400, answer_due = answer_due - 950400 \
+         WHERE id = $1",
+    )
+    .bind(&second_id)
+    .execute(env.store.pool())
+    .await
+    .expect("eleven days on");
+    let shown = b.go(&format!("{}{second}", env.base)).await;
+    assert_eq!(data(&shown.body, "now-with").as_deref(), Some("province"));
+    eventually(20, "a star withheld for the unanswered complaint", || {
+        let core = idp_core.clone();
+        async move { rating(core).await.rating() == 3 }
+    })
+    .await;
+    let audit = idp_core.db.audit_log(50).await.expect("audit");
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.action == "client.withheld" && a.subject == "saipa"),
+        "{audit:?}"
+    );
+    // The ministry's list and the badge show three stars.
+    let badge = http
+        .get(format!("{}/badge/saipa", env.issuer))
+        .send()
+        .await
+        .expect("badge")
+        .text()
+        .await
+        .expect("badge");
+    assert_eq!(data(&badge, "stars").as_deref(), Some("3"), "{badge}");
+
+    // Warranty: the car delivered, then in the workshop for a safety defect. Over 48
+    // hours off the road (the visit's start moved back in the database), a like
+    // replacement car is due; after three failed safety repairs, replacement or refund.
+    let stage = |s: &'static str| serde_json::json!({"tracking_code": code, "stage": s});
+    for s in ["contract", "delivered"] {
+        let r = http
+            .post(format!("{}/api/deliveries", env.replica))
+            .bearer_auth(&deliveries)
+            .json(&stage(s))
+            .send()
+            .await
+            .expect("stage");
+        assert_eq!(r.status(), 201);
+    }
+    let warranty = token("presale.warranty").await;
+    let open = |safety: bool| {
+        let (http, url, warranty, code) = (
+            http.clone(),
+            format!("{}/api/warranty", env.replica),
+            warranty.clone(),
+            code.clone(),
+        );
+        async move {
+            let r = http
+                .post(url)
+                .bearer_auth(warranty)
+                .json(&serde_json::json!({"tracking_code": code, "work_order": "WO-1: brakes pull left", "safety": safety}))
+                .send()
+                .await
+                .expect("visit");
+            let status = r.status().as_u16();
+            (
+                status,
+                r.json::<serde_json::Value>().await.unwrap_or_default(),
+            )
+        }
+    };
+    let back = |id: String, failed: bool| {
+        let (http, url, warranty) = (
+            http.clone(),
+            format!("{}/api/warranty/{id}/return", env.replica),
+            warranty.clone(),
+        );
+        async move {
+            http.post(url)
+                .bearer_auth(warranty)
+                .json(&serde_json::json!({"failed": failed}))
+                .send()
+                .await
+                .expect("return")
+                .status()
+                .as_u16()
+        }
+    };
+    let (status, first) = open(true).await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(
+        open(true).await.0,
+        409,
+        "the car is in the workshop already"
+    );
+    let no_order = http
+        .post(format!("{}/api/warranty", env.replica))
+        .bearer_auth(&warranty)
+        .json(&serde_json::json!({"tracking_code": code, "work_order": " ", "safety": true}))
+        .send()
+        .await
+        .expect("visit");
+    assert_eq!(
+        no_order.status(),
+        422,
+        "a written work order at every visit"
+    );
+    let first_id = first["id"].as_str().expect("id").to_owned();
+    let delivered_at: i64 = sqlx::query_scalar::<_, i64>(
+        "SELECT at FROM delivery_stages WHERE stage = 'delivered' AND application_id = \
+         (SELECT application_id FROM warranty_visits WHERE id = $1)",
+    )
+    .bind(&first_id)
+    .fetch_one(env.store.pool())
+    .await
+    .expect("delivered");
+    let visit_at = |hours: i64| {
+        let (pool, id) = (env.store.pool().clone(), first_id.clone());
+        async move {
+            sqlx::query("UPDATE warranty_visits SET opened_at = $2 WHERE id = $1")
+                .bind(id)
+                .bind(service_kit::clock::now() - hours * 3600)
+                .execute(&pool)
+                .await
+                .expect("moved");
+        }
+    };
+    // The delivery itself, moved back with it (a visit is never before the delivery).
+    sqlx::query(
+        "UPDATE delivery_stages SET at = at - 4000000 WHERE application_id = \
+                 (SELECT application_id FROM warranty_visits WHERE id = $1)",
+    )
+    .bind(&first_id)
+    .execute(env.store.pool())
+    .await
+    .expect("delivered earlier");
+    assert!(delivered_at > 0);
+    visit_at(47).await;
+    let mine = b.go(&format!("{}/saipa/applications", env.base)).await;
+    assert!(
+        !mine.body.contains("data-replacement-car-due"),
+        "{}",
+        mine.body
+    );
+    visit_at(49).await;
+    let mine = b.go(&format!("{}/saipa/applications", env.base)).await;
+    assert!(
+        mine.body.contains("data-replacement-car-due"),
+        "{}",
+        mine.body
+    );
+    assert!(
+        !mine.body.contains("data-replace-or-refund-due"),
+        "{}",
+        mine.body
+    );
+    assert_eq!(back(first_id.clone(), true).await, 200);
+    for _ in 0..2 {
+        let (status, v) = open(true).await;
+        assert_eq!(status, 201, "{v}");
+        assert_eq!(
+            back(v["id"].as_str().expect("id").to_owned(), true).await,
+            200
+        );
+    }
+    let mine = b.go(&format!("{}/saipa/applications", env.base)).await;
+    assert!(
+        mine.body.contains("data-replace-or-refund-due"),
+        "{}",
+        mine.body
+    );
+    // Thirty days off the road in all, another car's way: the same law, by days.
+    let cars: serde_json::Value = http
+        .get(format!("{}/api/warranty", env.replica))
+        .bearer_auth(&warranty)
+        .send()
+        .await
+        .expect("cars")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(cars["cars"][0]["failed_safety"], 3, "{cars}");
+    assert_eq!(cars["cars"][0]["replace_or_refund_due"], true);
+    let (status, long) = open(false).await;
+    assert_eq!(status, 201, "{long}");
+    let long_id = long["id"].as_str().expect("id").to_owned();
+    sqlx::query("UPDATE warranty_visits SET opened_at = $2 WHERE id = $1")
+        .bind(&long_id)
+        .bind(service_kit::clock::now() - 31 * DAY)
+        .execute(env.store.pool())
+        .await
+        .expect("moved");
+    let cars: serde_json::Value = http
+        .get(format!("{}/api/warranty", env.replica))
+        .bearer_auth(&warranty)
+        .send()
+        .await
+        .expect("cars")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        cars["cars"][0]["off_road_secs"]
+            .as_i64()
+            .unwrap_or_default()
+            >= 30 * DAY,
+        "{cars}"
+    );
+
+    // Inspection: an inspector opens a case from the escalated complaint, records a
+    // finding and proposes to suspend Saipa; the proposer cannot approve it, an issuer
+    // or a second inspector can. At once: Saipa's sign-ins refused at the IdP, its
+    // campaign suspended here with nobody's place lost, both audited.
+    add_staff(&env, "inspector.one", Role::Inspector).await;
+    add_staff(&env, "inspector.two", Role::Inspector).await;
+    let inspector = Browser::new("");
+    staff_sign_in(&env, &inspector, "inspector.one", 0).await;
+    let c = inspector
+        .go(&format!("{}/ministry/complaints/{complaint_id}", env.base))
+        .await;
+    assert_eq!(c.status, 200, "{}", c.body);
+    let decided = inspector
+        .post_form_follow(&c, "/decide", &[("outcome", "upheld")])
+        .await;
+    assert!(
+        decided.body.contains("data-outcome=\"upheld\""),
+        "{}",
+        decided.body
+    );
+    let case = inspector
+        .post_form_follow(
+            &decided,
+            "/ministry/cases",
+            &[
+                ("manufacturer", "saipa"),
+                ("complaint", &complaint_id),
+                ("summary", "Prices raised after contracts."),
+            ],
+        )
+        .await;
+    assert_eq!(case.status, 200, "{}", case.body);
+    assert!(data(&case.body, "case").is_some_and(|c| c.starts_with("case-")));
+    let found = inspector
+        .post_form_follow(
+            &case,
+            "/findings",
+            &[("finding", "Twelve contracts repriced.")],
+        )
+        .await;
+    assert!(
+        found.body.contains("Twelve contracts repriced."),
+        "{}",
+        found.body
+    );
+    let proposed = inspector
+        .post_form_follow(&found, "/propose", &[("what", "suspend")])
+        .await;
+    assert_eq!(proposed.status, 200, "{}", proposed.body);
+    assert!(
+        testkit::forms::form(&proposed.body, "/approve").is_none(),
+        "its author is not offered the approval"
+    );
+    // Nothing has happened yet.
+    assert_eq!(
+        rating(idp_core.clone()).await.status,
+        idp::domain::client::ClientStatus::Active
+    );
+    let second_pair = Browser::new("");
+    staff_sign_in(&env, &second_pair, "inspector.two", 0).await;
+    let approved = decide_on_page(&env, &second_pair, "/approve").await;
+    assert_eq!(approved.status, 200, "{}", approved.body);
+    assert_eq!(
+        data(&approved.body, "standing").as_deref(),
+        Some("suspended")
+    );
+    // At the IdP, at once: the client is suspended, a sign-in is refused.
+    assert_eq!(
+        rating(idp_core.clone()).await.status,
+        idp::domain::client::ClientStatus::Suspended
+    );
+    let visitor = Browser::new("");
+    let refused = visitor.go(&format!("{}/saipa/login", env.base)).await;
+    assert!(
+        refused
+            .body
+            .contains("The ministry has suspended this sales site"),
+        "{}",
+        refused.body
+    );
+    // Here: the campaign is suspended; the waiting buyer keeps their place.
+    let license = env
+        .store
+        .licenses()
+        .await
+        .expect("licenses")
+        .into_iter()
+        .find(|l| l.manufacturer == "saipa")
+        .expect("saipa");
+    assert!(!license.is_active(), "the campaign is paused");
+    // Both audited: the approval here, the change there under the ministry's client and
+    // the inspector's name.
+    let log = env.store.audit_log().await.expect("audit");
+    for action in [
+        "manufacturer.suspend",
+        "license.suspend",
+        "case.finding",
+        "complaint.decide",
+    ] {
+        assert!(
+            log.iter().any(|e| e.action == action),
+            "{action} in {log:?}"
+        );
+    }
+    let idp_log = idp_core.db.audit_log(50).await.expect("audit");
+    assert!(
+        idp_log.iter().any(|a| a.action == "client.suspend"
+            && a.subject == "saipa"
+            && a.actor.contains("ministry-console for inspector.one")),
+        "{idp_log:?}"
+    );
+    // A license's own resumption cannot bring the campaign back while Saipa is suspended.
+    add_staff(&env, "issuer.one", Role::Issuer).await;
+    add_staff(&env, "issuer.two", Role::Issuer).await;
+    let p = env
+        .store
+        .propose(
+            &presale::store::proposals::Change::Resume {
+                license_id: license.id.clone(),
+            },
+            "issuer.one",
+            service_kit::clock::now(),
+        )
+        .await
+        .expect("sql")
+        .expect("proposed");
+    let refused = env
+        .store
+        .decide(
+            &p,
+            "issuer.two",
+            presale::store::proposals::Decision::Approve,
+            service_kit::clock::now(),
+        )
+        .await
+        .expect("sql");
+    assert_eq!(
+        refused,
+        Err(presale::store::proposals::ProposalError::MakerSuspended)
+    );
+}
+
+/// Where the deployment keeps complaints' attachments.
+fn env_files(env: &Env) -> std::path::PathBuf {
+    env._deployment.files.path().to_path_buf()
+}

@@ -502,6 +502,126 @@ async fn an_opening_day_in_the_console_in_a_real_browser() {
         d.source().await.contains("Your role does not allow this"),
         "a representative reads no audit log"
     );
+    d.goto(&console).await;
+    sign_out(&d).await;
+    complaint_and_case(&d, &env).await;
+}
+
+/// After the sale (issue 34): the buyer files a complaint with a photograph from their
+/// applications page; unanswered past its deadline it reaches the ministry, where an
+/// inspector upholds it, opens a case, records a finding and proposes to suspend the
+/// manufacturer, which a second inspector approves.
+async fn complaint_and_case(d: &Driver, env: &Env) {
+    use presale::store::staff::Role;
+    let console = format!("{}/ministry", env.base);
+    d.goto(&format!("{}/iran-khodro/applications", env.base))
+        .await;
+    d.click("a[href*='/complaints/new']").await;
+    d.find("#body").await;
+    d.type_into("#body", "The delivery date has passed without a word.")
+        .await;
+    let photo = std::env::temp_dir().join(format!(
+        "emta-complaint-{}.png",
+        service_kit::keys::random_token(6)
+    ));
+    std::fs::write(&photo, b"\x89PNG\r\n\x1a\n a photograph of the contract").expect("photo");
+    d.type_into("#files", &photo.display().to_string()).await;
+    check(d, "complaint-form").await;
+    submit_and_wait(d, "form.complaint button").await;
+    d.find("[data-now-with=manufacturer]").await;
+    let page = d.source().await;
+    assert!(
+        page.contains(".png") || page.contains("image/png"),
+        "{page}"
+    );
+    check(d, "complaint-buyer").await;
+    let _ = std::fs::remove_file(&photo);
+    // Eleven days on, unanswered (moved in the database by its owner).
+    sqlx::query(
+        "UPDATE complaints SET filed_at = filed_at - 950400, answer_due = answer_due - 950400",
+    )
+    .execute(env.store.pool())
+    .await
+    .expect("eleven days on");
+    d.goto(&d.url().await).await;
+    d.find("[data-now-with=province]").await;
+    check(d, "complaint-buyer-province").await;
+    let complaint = d
+        .script("return document.querySelector('[data-complaint]').dataset.complaint")
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+
+    // Two inspectors, enrolled by different people (one person behind both is no
+    // second pair of eyes).
+    add_staff(env, "inspector.one", Role::Inspector).await;
+    env.store
+        .add_staff(
+            "inspector.two",
+            STAFF_PASSWORD,
+            Role::Inspector,
+            "admin.one",
+            service_kit::clock::now(),
+        )
+        .await
+        .expect("inspector");
+    sign_in_with_codes(
+        d,
+        env,
+        "inspector.one",
+        STAFF_PASSWORD,
+        &codes_from(env, "inspector.one", 0).await,
+    )
+    .await;
+    d.goto(&format!("{console}/complaints")).await;
+    d.find(&format!(
+        "tr[data-complaint='{complaint}'][data-level=province]"
+    ))
+    .await;
+    check(d, "complaints-inspector").await;
+    d.goto(&format!("{console}/complaints/{complaint}")).await;
+    check(d, "complaint-inspector").await;
+    submit_and_wait(d, "button[value=upheld]").await;
+    d.find("[data-outcome=upheld]").await;
+    d.type_into("#summary", "Deliveries of the Tara campaign are late.")
+        .await;
+    submit_and_wait(d, "form[action='/ministry/cases'] button").await;
+    d.find("dl.case").await;
+    d.type_into("#finding", "No delivery dates given to buyers.")
+        .await;
+    submit_and_wait(d, "form[action$='/findings'] button").await;
+    assert!(d
+        .source()
+        .await
+        .contains("No delivery dates given to buyers."));
+    check(d, "case").await;
+    submit_and_wait(d, "button[value=suspend]").await;
+    let proposal = d.url().await;
+    assert!(proposal.contains("/ministry/proposals/"), "{proposal}");
+    check(d, "case-proposal").await;
+    sign_out(d).await;
+    sign_in_with_codes(
+        d,
+        env,
+        "inspector.two",
+        STAFF_PASSWORD,
+        &codes_from(env, "inspector.two", 0).await,
+    )
+    .await;
+    d.goto(&proposal).await;
+    submit_and_wait(d, "form[action$='/approve'] button").await;
+    d.find("[data-standing=suspended]").await;
+    check(d, "case-suspended").await;
+    let paused = env
+        .store
+        .licenses()
+        .await
+        .expect("licenses")
+        .into_iter()
+        .filter(|l| l.manufacturer == "iran-khodro")
+        .all(|l| !l.is_active());
+    assert!(paused, "every Iran Khodro campaign paused");
 }
 
 /// Every admission of a campaign: ticket and apply deadline.

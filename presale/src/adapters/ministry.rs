@@ -6,6 +6,10 @@
 //!   `ministry.introspect`): a manufacturer sending its seed commitment through its own
 //!   credentials at the IdP.
 //!
+//! - a manufacturer's standing after the sale (issue 34, scope `ministry.trust`): a
+//!   suspension or resumption two staff approved, a rating an inspection set, the stars the
+//!   after-sale record withholds (`POST {issuer}/api/manufacturers/{id}/standing`).
+//!
 //! Endpoints come from the IdP's discovery document. The token is reused until shortly
 //! before it expires; the list is kept for 30 seconds.
 
@@ -41,6 +45,21 @@ pub enum MinistryError {
 }
 
 const LIST_TTL_SECS: i64 = 30;
+const MANUFACTURERS_SCOPE: &str = "ministry.manufacturers";
+const TRUST_SCOPE: &str = "ministry.trust";
+
+/// A manufacturer's standing as the ministry decided it; `None` leaves a part as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Standing {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suspended: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stars: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub withheld: Option<u8>,
+    pub by: String,
+    pub reason: String,
+}
 
 pub struct MinistryClient {
     http: openidconnect::reqwest::Client,
@@ -49,7 +68,9 @@ pub struct MinistryClient {
     manufacturers_url: String,
     client_id: String,
     secret: Secret,
-    token: Mutex<Option<(String, i64)>>,
+    /// A service token per scope, each reused until shortly before it expires.
+    token: Mutex<std::collections::HashMap<&'static str, (String, i64)>>,
+    issuer: String,
     list: Mutex<Option<(Vec<Manufacturer>, i64)>>,
 }
 
@@ -106,15 +127,22 @@ impl MinistryClient {
             manufacturers_url: format!("{issuer}/api/manufacturers"),
             client_id: client_id.to_owned(),
             secret,
-            token: Mutex::new(None),
+            token: Mutex::new(std::collections::HashMap::new()),
+            issuer: issuer.to_owned(),
             list: Mutex::new(None),
         })
     }
 
-    /// A service token for the manufacturers API, reused until a minute before it ends.
-    async fn token(&self) -> Result<String, MinistryError> {
+    /// A service token with `scope`, reused until a minute before it ends.
+    async fn token(&self, scope: &'static str) -> Result<String, MinistryError> {
         let now = service_kit::clock::now();
-        if let Some((t, until)) = self.token.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+        if let Some((t, until)) = self
+            .token
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(scope)
+            .cloned()
+        {
             if until > now {
                 return Ok(t);
             }
@@ -123,10 +151,7 @@ impl MinistryClient {
             .http
             .post(&self.token_endpoint)
             .basic_auth(&self.client_id, Some(self.secret.expose()))
-            .form(&[
-                ("grant_type", "client_credentials"),
-                ("scope", "ministry.manufacturers"),
-            ])
+            .form(&[("grant_type", "client_credentials"), ("scope", scope)])
             .send()
             .await
             .map_err(unreachable)?;
@@ -134,9 +159,59 @@ impl MinistryClient {
             return Err(MinistryError::Refused(format!("token: {}", r.status())));
         }
         let t: TokenAnswer = r.json().await.map_err(unreachable)?;
-        *self.token.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((t.access_token.clone(), now + (t.expires_in - 60).max(0)));
+        self.token.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            scope,
+            (t.access_token.clone(), now + (t.expires_in - 60).max(0)),
+        );
         Ok(t.access_token)
+    }
+
+    fn forget(&self, scope: &str) {
+        self.token
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(scope);
+    }
+
+    /// Carries a decision on `manufacturer`'s standing out at the IdP (idempotent there).
+    pub async fn set_standing(
+        &self,
+        manufacturer: &str,
+        s: &Standing,
+    ) -> Result<(), MinistryError> {
+        // Client ids are path-safe slugs; anything else is no manufacturer of ours.
+        if manufacturer.is_empty()
+            || !manufacturer
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        {
+            return Err(MinistryError::Refused(format!(
+                "no such manufacturer {manufacturer:?}"
+            )));
+        }
+        let url = format!("{}/api/manufacturers/{manufacturer}/standing", self.issuer);
+        for _ in 0..2 {
+            let token = self.token(TRUST_SCOPE).await?;
+            let r = self
+                .http
+                .post(&url)
+                .bearer_auth(token)
+                .json(s)
+                .send()
+                .await
+                .map_err(unreachable)?;
+            if r.status().as_u16() == 401 {
+                self.forget(TRUST_SCOPE);
+                continue;
+            }
+            if !r.status().is_success() {
+                return Err(MinistryError::Refused(format!("standing: {}", r.status())));
+            }
+            // The list of ratings is stale now.
+            *self.list.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            return Ok(());
+        }
+        Err(MinistryError::Refused("standing: token refused".into()))
     }
 
     /// The registered, active manufacturers (kept for 30 seconds).
@@ -158,7 +233,7 @@ impl MinistryClient {
         // A token the IdP no longer honours (its keys rotated, the client re-registered)
         // is fetched again once.
         for _ in 0..2 {
-            let token = self.token().await?;
+            let token = self.token(MANUFACTURERS_SCOPE).await?;
             let r = self
                 .http
                 .get(&self.manufacturers_url)
@@ -167,7 +242,7 @@ impl MinistryClient {
                 .await
                 .map_err(unreachable)?;
             if r.status().as_u16() == 401 {
-                *self.token.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                self.forget(MANUFACTURERS_SCOPE);
                 continue;
             }
             if !r.status().is_success() {

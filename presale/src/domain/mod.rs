@@ -6,6 +6,7 @@ pub mod application;
 pub mod citizen;
 pub mod license;
 pub mod proposals;
+pub mod redress;
 pub mod staff;
 pub use emta_verify::lottery;
 pub mod ticket;

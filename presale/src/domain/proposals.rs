@@ -38,6 +38,23 @@ pub enum Change {
         license_id: String,
         minutes: i64,
     },
+    /// An inspection's proposal (issue 34), made by an inspector and approved by an issuer
+    /// or another inspector: a manufacturer suspended everywhere (its client at the IdP,
+    /// its campaigns here, nobody's place lost), resumed, or given a rating.
+    Maker {
+        manufacturer: String,
+        case_id: String,
+        standing: MakerStanding,
+    },
+}
+
+/// What an inspection proposes for a manufacturer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "what", rename_all = "snake_case")]
+pub enum MakerStanding {
+    Suspend,
+    Resume,
+    Rate { stars: u8 },
 }
 
 impl Change {
@@ -50,13 +67,31 @@ impl Change {
             Self::Rate { .. } => "license.rate",
             Self::MaxActive { .. } => "license.max-active",
             Self::Extend { .. } => "license.extend",
+            Self::Maker { standing, .. } => match standing {
+                MakerStanding::Suspend => "manufacturer.suspend",
+                MakerStanding::Resume => "manufacturer.resume",
+                MakerStanding::Rate { .. } => "manufacturer.rate",
+            },
+        }
+    }
+
+    /// Proposed by an inspector (a manufacturer's standing), not an issuer.
+    pub fn by_inspector(&self) -> bool {
+        matches!(self, Self::Maker { .. })
+    }
+
+    /// What the proposal is about: its license, or the manufacturer an inspection names.
+    pub fn subject(&self) -> Option<&str> {
+        match self {
+            Self::Maker { manufacturer, .. } => Some(manufacturer),
+            other => other.license_id(),
         }
     }
 
     /// The license it is about (none yet for an issue).
     pub fn license_id(&self) -> Option<&str> {
         match self {
-            Self::Issue { .. } => None,
+            Self::Issue { .. } | Self::Maker { .. } => None,
             Self::Suspend { license_id }
             | Self::Resume { license_id }
             | Self::Rate { license_id, .. }
@@ -86,6 +121,21 @@ impl Change {
                 license_id,
                 minutes,
             } => format!("give everyone admitted in {license_id} {minutes} more minutes to apply"),
+            Self::Maker {
+                manufacturer,
+                case_id,
+                standing,
+            } => match standing {
+                MakerStanding::Suspend => format!(
+                    "suspend {manufacturer} at the IdP and pause its campaigns (case {case_id})"
+                ),
+                MakerStanding::Resume => format!(
+                    "resume {manufacturer} at the IdP and the campaigns its suspension paused (case {case_id})"
+                ),
+                MakerStanding::Rate { stars } => {
+                    format!("rate {manufacturer} {stars} stars (case {case_id})")
+                }
+            },
         }
     }
 }
@@ -129,6 +179,15 @@ pub enum ProposalError {
     Expired,
     #[error("only an enabled issuer may propose or decide")]
     NotIssuer,
+    /// A manufacturer's standing is proposed by an enabled inspector, and approved by an
+    /// enabled issuer or another inspector.
+    #[error("only an enabled inspector proposes a manufacturer's standing; an issuer or another inspector approves it")]
+    NotInspector,
+    #[error("no such inspection case about this manufacturer")]
+    NoCase,
+    /// A campaign the ministry paused by suspending its manufacturer resumes only with it.
+    #[error("the manufacturer is suspended: its campaigns resume with it")]
+    MakerSuspended,
     #[error("no such license")]
     NoLicense,
     #[error("the admission rate must be a positive number per minute")]

@@ -12,18 +12,28 @@ pub enum Role {
     /// A manufacturer's representative, bound to that manufacturer when enrolled: sees its
     /// campaigns' dashboards and enters its seed commitment; changes nothing else.
     Representative,
+    /// Inspects manufacturers after the sale (issue 34): decides complaints, opens cases,
+    /// records findings, and proposes a rating or a suspension that a second member (an
+    /// issuer or another inspector) approves.
+    Inspector,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [
+    pub const ALL: [Role; 5] = [
         Self::Administrator,
         Self::Issuer,
         Self::Auditor,
         Self::Representative,
+        Self::Inspector,
     ];
     /// The roles an account may be moved between. A representative is bound to its
     /// manufacturer at enrolment: no role change makes or unmakes one.
-    pub const CHANGEABLE: [Role; 3] = [Self::Administrator, Self::Issuer, Self::Auditor];
+    pub const CHANGEABLE: [Role; 4] = [
+        Self::Administrator,
+        Self::Issuer,
+        Self::Auditor,
+        Self::Inspector,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -31,6 +41,7 @@ impl Role {
             Self::Issuer => "issuer",
             Self::Auditor => "auditor",
             Self::Representative => "representative",
+            Self::Inspector => "inspector",
         }
     }
 
@@ -40,6 +51,7 @@ impl Role {
             "issuer" => Some(Self::Issuer),
             "auditor" => Some(Self::Auditor),
             "representative" => Some(Self::Representative),
+            "inspector" => Some(Self::Inspector),
             _ => None,
         }
     }

@@ -17,6 +17,13 @@
 //!   (issue 34), with a token of the same service client holding scope
 //!   `presale.deliveries`. `at` (Unix seconds, default now) may be in the past, not before
 //!   the application nor in the future.
+//! - `GET /api/complaints`, `POST /api/complaints/{id}/answer` (JSON `{"answer"}`) and
+//!   `GET /api/complaints/{id}/files/{sha256}`: the manufacturer's complaints, its answer,
+//!   their attachments (issue 34), scope `presale.complaints` of the same client.
+//! - `GET /api/warranty`, `POST /api/warranty` (JSON `{"tracking_code", "work_order",
+//!   "safety", "at"?, "key"?}`: a delivered car brought in) and
+//!   `POST /api/warranty/{id}/return` (JSON `{"failed", "at"?}`: back, repaired or not),
+//!   scope `presale.warranty`: the workshop's record and the law's thresholds.
 //! - `POST /api/observers/{name}/statements`, a signed note: a registered observer's
 //!   commitment or reveal (see [`crate::transparency::observer`]), checked against the
 //!   key registered for `name`.
@@ -46,6 +53,10 @@ pub const SEED_SCOPE: &str = "presale.seed";
 /// and record their contract, payments and delivery (issue 34).
 pub const DELIVERIES_SCOPE: &str = "presale.deliveries";
 
+/// The scope of a manufacturer's complaints (read, answer) and of its warranty record.
+pub const COMPLAINTS_SCOPE: &str = "presale.complaints";
+pub const WARRANTY_SCOPE: &str = "presale.warranty";
+
 pub use crate::store::commitments::SEED_CLIENT_SUFFIX;
 
 pub(crate) fn router() -> Router<Core> {
@@ -57,6 +68,25 @@ pub(crate) fn router() -> Router<Core> {
             axum::routing::get(deliveries)
                 .post(record_stage)
                 .layer(axum::extract::DefaultBodyLimit::max(4096)),
+        )
+        .route("/api/complaints", axum::routing::get(complaints))
+        .route(
+            "/api/complaints/{id}/answer",
+            post(answer).layer(axum::extract::DefaultBodyLimit::max(32 * 1024)),
+        )
+        .route(
+            "/api/complaints/{id}/files/{sha}",
+            axum::routing::get(complaint_file),
+        )
+        .route(
+            "/api/warranty",
+            axum::routing::get(warranty)
+                .post(open_visit)
+                .layer(axum::extract::DefaultBodyLimit::max(32 * 1024)),
+        )
+        .route(
+            "/api/warranty/{id}/return",
+            post(close_visit).layer(axum::extract::DefaultBodyLimit::max(4096)),
         )
         .route(
             "/api/observers/{name}/statements",
@@ -499,5 +529,274 @@ async fn record_stage(
             super::console::stage_text(e),
         ),
         Err(e) => unavailable(e, "recording a delivery stage"),
+    }
+}
+
+// ---- complaints and warranty (issue 34) ---------------------------------------------------
+
+fn complaint_json(c: &crate::store::redress::Complaint, now: i64) -> serde_json::Value {
+    json!({
+        "id": c.id,
+        "tracking_code": c.tracking_code,
+        "license_id": c.license_id,
+        "kind": c.kind.as_str(),
+        "body": c.body,
+        "filed_at": c.filed_at,
+        "answer_due": c.answer_due,
+        "answer": c.answer,
+        "answered_at": c.answered_at,
+        "escalated_at": c.escalated_at,
+        "with": c.level(now).as_str(),
+        "unanswered_late": c.ageing().unanswered_late(now),
+        "outcome": c.outcome.map(|o| o.as_str()),
+        "files": c.files.iter().map(|f| json!({
+            "sha256": f.sha256, "content_type": f.kind.mime(), "size": f.size, "name": f.name,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn complaint_refused(e: crate::store::redress::ComplaintError) -> Response {
+    use crate::store::redress::ComplaintError as E;
+    let status = match e {
+        E::NoApplication | E::NoComplaint => StatusCode::NOT_FOUND,
+        E::Text => StatusCode::UNPROCESSABLE_ENTITY,
+        E::NotInspector => StatusCode::FORBIDDEN,
+        E::Open | E::Answered | E::NotAnswered | E::Closed => StatusCode::CONFLICT,
+    };
+    let text = match e {
+        E::Text => m::E_TEXT,
+        E::NoComplaint | E::NoApplication => m::NO_COMPLAINT,
+        E::Answered => m::E_COMPLAINT_ANSWERED,
+        E::Closed => m::E_COMPLAINT_CLOSED,
+        _ => m::E_COMPLAINT_NOT_YET,
+    };
+    scoped_problem(status, "refused", text, COMPLAINTS_SCOPE)
+}
+
+async fn complaints(State(core): State<Core>, headers: HeaderMap) -> Response {
+    let (manufacturer, _) = match maker_client(&core, &headers, COMPLAINTS_SCOPE).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let now = service_kit::clock::now();
+    match core.store.complaints(Some(&manufacturer)).await {
+        Ok(list) => (
+            StatusCode::OK,
+            Json(json!({
+                "manufacturer": manufacturer,
+                "complaints": list.iter().map(|c| complaint_json(c, now)).collect::<Vec<_>>(),
+            })),
+        )
+            .into_response(),
+        Err(e) => unavailable(e, "reading complaints"),
+    }
+}
+
+#[derive(Deserialize)]
+struct AnswerBody {
+    answer: String,
+}
+
+async fn answer(
+    State(core): State<Core>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<AnswerBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let (manufacturer, client_id) = match maker_client(&core, &headers, COMPLAINTS_SCOPE).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let Ok(Json(b)) = body else {
+        return scoped_problem(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            m::E_TEXT,
+            COMPLAINTS_SCOPE,
+        );
+    };
+    let by = format!("client:{client_id}");
+    match core
+        .store
+        .answer_complaint(
+            &manufacturer,
+            &id,
+            &b.answer,
+            &by,
+            service_kit::clock::now(),
+        )
+        .await
+    {
+        Ok(Ok(())) => (StatusCode::OK, Json(json!({ "id": id, "answered": true }))).into_response(),
+        Ok(Err(e)) => complaint_refused(e),
+        Err(e) => unavailable(e, "answering a complaint"),
+    }
+}
+
+async fn complaint_file(
+    State(core): State<Core>,
+    Path((id, sha)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let (manufacturer, _) = match maker_client(&core, &headers, COMPLAINTS_SCOPE).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let found = match core.store.attachment(&id, &sha).await {
+        Ok(found) => found.filter(|(c, _)| c.manufacturer == manufacturer),
+        Err(e) => return unavailable(e, "reading an attachment"),
+    };
+    let Some((_, f)) = found else {
+        return complaint_refused(crate::store::redress::ComplaintError::NoComplaint);
+    };
+    super::complaints::serve_file(&core, &f)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
+}
+
+fn visit_refused(e: crate::store::redress::VisitError) -> Response {
+    use crate::store::redress::VisitError as E;
+    let (status, text) = match e {
+        E::NoCar | E::NoVisit => (StatusCode::NOT_FOUND, m::E_VISIT_FORM),
+        E::InWorkshop => (StatusCode::CONFLICT, m::E_IN_WORKSHOP),
+        E::Returned | E::KeyReused => (StatusCode::CONFLICT, m::E_VISIT_FORM),
+        E::WorkOrder | E::Time => (StatusCode::UNPROCESSABLE_ENTITY, m::E_VISIT_FORM),
+    };
+    scoped_problem(status, "refused", text, WARRANTY_SCOPE)
+}
+
+async fn warranty(State(core): State<Core>, headers: HeaderMap) -> Response {
+    let (manufacturer, _) = match maker_client(&core, &headers, WARRANTY_SCOPE).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let now = service_kit::clock::now();
+    match core
+        .store
+        .warranty_of_manufacturer(&manufacturer, now)
+        .await
+    {
+        Ok(list) => {
+            let cars: Vec<_> = list
+                .iter()
+                .map(|w| {
+                    json!({
+                        "tracking_code": w.tracking_code,
+                        "visits": w.visits.iter().map(|v| json!({
+                            "id": v.id, "opened_at": v.opened_at, "work_order": v.work_order,
+                            "safety": v.safety, "returned_at": v.returned_at, "failed": v.failed,
+                        })).collect::<Vec<_>>(),
+                        "off_road_secs": w.tally.off_road,
+                        "failed_safety": w.tally.failed_safety,
+                        "replacement_car_due": w.tally.replacement_car_due,
+                        "replace_or_refund_due": w.tally.replace_or_refund_due,
+                    })
+                })
+                .collect();
+            (
+                StatusCode::OK,
+                Json(json!({ "manufacturer": manufacturer, "cars": cars })),
+            )
+                .into_response()
+        }
+        Err(e) => unavailable(e, "reading warranty"),
+    }
+}
+
+#[derive(Deserialize)]
+struct VisitBody {
+    tracking_code: String,
+    work_order: String,
+    #[serde(default)]
+    safety: bool,
+    #[serde(default)]
+    at: Option<i64>,
+    #[serde(default)]
+    key: Option<String>,
+}
+
+async fn open_visit(
+    State(core): State<Core>,
+    headers: HeaderMap,
+    body: Result<Json<VisitBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let (manufacturer, client_id) = match maker_client(&core, &headers, WARRANTY_SCOPE).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let Ok(Json(b)) = body else {
+        return scoped_problem(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            m::E_VISIT_FORM,
+            WARRANTY_SCOPE,
+        );
+    };
+    let key = b.key.filter(|k| !k.is_empty());
+    if key.as_ref().is_some_and(|k| k.len() > 128) {
+        return scoped_problem(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            m::E_VISIT_FORM,
+            WARRANTY_SCOPE,
+        );
+    }
+    let now = service_kit::clock::now();
+    let by = format!("client:{client_id}");
+    match core
+        .store
+        .open_visit(
+            &manufacturer,
+            b.tracking_code.trim(),
+            b.at.unwrap_or(now),
+            &b.work_order,
+            b.safety,
+            key.as_deref(),
+            &by,
+            now,
+        )
+        .await
+    {
+        Ok(Ok(id)) => (StatusCode::CREATED, Json(json!({ "id": id }))).into_response(),
+        Ok(Err(e)) => visit_refused(e),
+        Err(e) => unavailable(e, "recording a warranty visit"),
+    }
+}
+
+#[derive(Deserialize)]
+struct ReturnBody {
+    failed: bool,
+    #[serde(default)]
+    at: Option<i64>,
+}
+
+async fn close_visit(
+    State(core): State<Core>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<ReturnBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let (manufacturer, client_id) = match maker_client(&core, &headers, WARRANTY_SCOPE).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let Ok(Json(b)) = body else {
+        return scoped_problem(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            m::E_VISIT_FORM,
+            WARRANTY_SCOPE,
+        );
+    };
+    let now = service_kit::clock::now();
+    let by = format!("client:{client_id}");
+    match core
+        .store
+        .close_visit(&manufacturer, &id, b.at.unwrap_or(now), b.failed, &by, now)
+        .await
+    {
+        Ok(Ok(())) => (StatusCode::OK, Json(json!({ "id": id, "returned": true }))).into_response(),
+        Ok(Err(e)) => visit_refused(e),
+        Err(e) => unavailable(e, "closing a warranty visit"),
     }
 }

@@ -35,6 +35,7 @@ use crate::error::{msg, Error};
 
 pub mod api;
 pub mod apply;
+pub mod complaints;
 pub mod console;
 pub mod holds;
 pub mod lottery;

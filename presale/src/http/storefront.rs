@@ -23,6 +23,7 @@ pub(crate) fn router(core: &Core) -> Router<Core> {
         .route("/", get(home))
         .route("/{m}/", get(storefront))
         .route("/{m}/applications", get(my_applications))
+        .merge(super::complaints::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             core.clone(),
             by_visitor,
@@ -147,6 +148,9 @@ async fn my_applications(
     let after = core.store.deliveries_of_citizen(&c.sub, now).await?;
     let licenses = core.all_licenses();
     let holds = core.store.holds_of_person(&c.national_id).await?;
+    // Complaints and warranty (issue 34).
+    let complaints = core.store.complaints_of_citizen(&m, &c.sub).await?;
+    let warranty = core.store.warranty_of_citizen(&c.sub, now).await?;
     let mine: Vec<_> = holds
         .iter()
         .filter_map(|h| {
@@ -178,6 +182,25 @@ async fn my_applications(
                             }
                         }
                     }
+                    @if let Some(w) = warranty.iter().find(|w| w.tracking_code == r.tracking_code) {
+                        dl.warranty data-warranty=(w.tracking_code) {
+                            dt { (fa(t!("مراجعه‌های گارانتی", "Warranty visits"))) } dd { (w.visits.len()) }
+                            dt { (fa(t!("روزهای توقف خودرو", "Days off the road"))) } dd data-days-off-road=(w.tally.off_road / 86_400) { (w.tally.off_road / 86_400) }
+                            dt { (fa(t!("تعمیر ناموفق نقص ایمنی", "Failed safety repairs"))) } dd { (w.tally.failed_safety) }
+                            @if w.tally.replacement_car_due {
+                                dt {} dd data-replacement-car-due { (fa(t!("خودروی جایگزین مشابه به شما تعلق می‌گیرد (بیش از ۴۸ ساعت توقف).", "A like replacement car is due to you (over 48 hours off the road)."))) }
+                            }
+                            @if w.tally.replace_or_refund_due {
+                                dt {} dd data-replace-or-refund-due { (fa(t!("تعویض خودرو یا بازپرداخت وجه به شما تعلق می‌گیرد (سه تعمیر ناموفق ایمنی یا ۳۰ روز توقف).", "Replacement or refund is due to you (three failed safety repairs, or 30 days off the road)."))) }
+                            }
+                        }
+                    }
+                    ul.complaints {
+                        @for cp in complaints.iter().filter(|cp| cp.tracking_code == r.tracking_code) {
+                            li data-complaint=(cp.id) { a href=(format!("/{m}/complaints/{}", cp.id)) { (fa(cp.kind.text())) } " — " (fa(cp.level(now).text())) }
+                        }
+                    }
+                    a href=(format!("/{m}/complaints/new?tracking={}", r.tracking_code)) { (fa(t!("ثبت شکایت", "File a complaint"))) }
                 }
             } }
             @if !mine.is_empty() {

@@ -384,7 +384,7 @@ impl Store {
     /// The after-sale record of the applications chosen by `filter` (an SQL condition on
     /// `a` (applications) and `l` (licenses) with one text parameter `$1`), computed at
     /// `now` with the ministry's rates.
-    async fn deliveries_where(
+    pub(crate) async fn deliveries_where(
         &self,
         filter: &str,
         param: &str,

@@ -24,6 +24,7 @@ pub mod lottery;
 pub mod observers;
 pub mod proposals;
 pub mod queue;
+pub mod redress;
 pub mod seeds;
 pub mod staff;
 
@@ -205,7 +206,7 @@ impl Store {
             format!(
                 "REVOKE UPDATE ON log_pending, applications, round_claims, lottery_ranks, \
                  lottery_entries, queue_tickets, lottery_lapses, delivery_stages, \
-                 compensation_rates FROM {role}"
+                 compensation_rates, complaint_files, case_findings FROM {role}"
             ),
         ] {
             sqlx::query(&sql).execute(&mut *tx).await?;

@@ -76,6 +76,10 @@ impl Store {
             Change::Extend { minutes, .. } if !(1..=24 * 60).contains(minutes) => {
                 return Ok(Err(ProposalError::Rate))
             }
+            Change::Maker {
+                standing: MakerStanding::Rate { stars },
+                ..
+            } if !(1..=5).contains(stars) => return Ok(Err(ProposalError::Rate)),
             _ => {}
         }
         let id = format!("p-{}", service_kit::keys::random_token(9));
@@ -94,8 +98,48 @@ impl Store {
             anchor: change.license_id(),
         };
         self.audit_in(&mut tx, &entry).await?;
-        if !self.is_issuer(&mut tx, by).await? {
+        if change.by_inspector() {
+            if !self.has_role(&mut tx, by, Role::Inspector).await? {
+                return Ok(Err(ProposalError::NotInspector));
+            }
+        } else if !self.is_issuer(&mut tx, by).await? {
             return Ok(Err(ProposalError::NotIssuer));
+        }
+        if let Change::Maker {
+            manufacturer,
+            case_id,
+            standing,
+        } = change
+        {
+            let case = sqlx::query(
+                "SELECT 1 AS one FROM inspection_cases WHERE id = $1 AND manufacturer = $2",
+            )
+            .bind(case_id)
+            .bind(manufacturer)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if case.is_none() {
+                return Ok(Err(ProposalError::NoCase));
+            }
+            if self
+                .maker_unchanged(&mut tx, manufacturer, standing)
+                .await?
+            {
+                return Ok(Err(ProposalError::Unchanged));
+            }
+            let pending = sqlx::query(
+                "SELECT 1 AS one FROM proposals WHERE action = $1 AND subject = $2 \
+                 AND payload = $3 AND outcome IS NULL AND proposed_at > $4",
+            )
+            .bind(change.action())
+            .bind(manufacturer)
+            .bind(&payload)
+            .bind(now - PROPOSAL_TTL_SECS)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if pending.is_some() {
+                return Ok(Err(ProposalError::Duplicate));
+            }
         }
         if let Change::Issue { license } = change {
             if let Err(e) = self
@@ -132,7 +176,7 @@ impl Store {
                 Change::MaxActive { max_active, .. } => {
                     current.try_get::<i64, _>("max_active")? == *max_active
                 }
-                Change::Issue { .. } | Change::Extend { .. } => false,
+                Change::Issue { .. } | Change::Extend { .. } | Change::Maker { .. } => false,
             };
             if stale {
                 return Ok(Err(ProposalError::Unchanged));
@@ -160,7 +204,7 @@ impl Store {
         )
         .bind(&id)
         .bind(change.action())
-        .bind(change.license_id().unwrap_or(""))
+        .bind(change.subject().unwrap_or(""))
         .bind(&payload)
         .bind(by)
         .bind(now)
@@ -360,13 +404,35 @@ impl Store {
                 return Ok(Err(ProposalError::Changed));
             }
         }
-        if !own && !self.is_issuer(&mut *tx, by).await? {
-            return Ok(Err(ProposalError::NotIssuer));
-        }
-        // An author disabled or given another role since: their proposal is not carried
-        // out (it may still be rejected).
-        if decision == Decision::Approve && !own && !self.is_issuer(&mut *tx, &proposed_by).await? {
-            return Ok(Err(ProposalError::NotIssuer));
+        if change.by_inspector() {
+            // An inspection's proposal: a second pair of eyes is an issuer or another
+            // inspector; its author must still be an inspector for it to be carried out.
+            if !own
+                && !self.is_issuer(&mut *tx, by).await?
+                && !self.has_role(&mut *tx, by, Role::Inspector).await?
+            {
+                return Ok(Err(ProposalError::NotInspector));
+            }
+            if decision == Decision::Approve
+                && !own
+                && !self
+                    .has_role(&mut *tx, &proposed_by, Role::Inspector)
+                    .await?
+            {
+                return Ok(Err(ProposalError::NotInspector));
+            }
+        } else {
+            if !own && !self.is_issuer(&mut *tx, by).await? {
+                return Ok(Err(ProposalError::NotIssuer));
+            }
+            // An author disabled or given another role since: their proposal is not
+            // carried out (it may still be rejected).
+            if decision == Decision::Approve
+                && !own
+                && !self.is_issuer(&mut *tx, &proposed_by).await?
+            {
+                return Ok(Err(ProposalError::NotIssuer));
+            }
         }
         // Two accounts, one person: no second pair of eyes.
         if decision == Decision::Approve
@@ -376,8 +442,8 @@ impl Store {
             return Ok(Err(ProposalError::SamePerson));
         }
         let (outcome, license_id) = match decision {
-            Decision::Reject if own => ("withdrawn", change.license_id().map(str::to_owned)),
-            Decision::Reject => ("rejected", change.license_id().map(str::to_owned)),
+            Decision::Reject if own => ("withdrawn", change.subject().map(str::to_owned)),
+            Decision::Reject => ("rejected", change.subject().map(str::to_owned)),
             Decision::Approve if own => return Ok(Err(ProposalError::OwnProposal)),
             Decision::Approve if proposed_at <= now - PROPOSAL_TTL_SECS => {
                 return Ok(Err(ProposalError::Expired))
@@ -403,6 +469,13 @@ impl Store {
         .bind(license_id.as_deref())
         .execute(&mut *tx)
         .await?;
+        // A manufacturer's standing is anchored in no campaign's log (each campaign it
+        // pauses or resumes has its own entry, anchored there).
+        let anchor = if change.by_inspector() {
+            None
+        } else {
+            license_id.as_deref()
+        };
         let decided = format!("proposal.{outcome}");
         let summary = format!("{}; {}", change.summary(), pinned(&digest(&payload)));
         let entry = audit::Entry {
@@ -411,7 +484,7 @@ impl Store {
             action: &decided,
             subject: id,
             detail: &summary,
-            anchor: license_id.as_deref(),
+            anchor,
         };
         self.audit_in(&mut *tx, &entry).await?;
         if outcome == "approved" {
@@ -422,7 +495,7 @@ impl Store {
                 action: change.action(),
                 subject: license_id.as_deref().unwrap_or(""),
                 detail: &detail,
-                anchor: license_id.as_deref(),
+                anchor,
             };
             self.audit_in(&mut *tx, &entry).await?;
         }
@@ -478,6 +551,20 @@ impl Store {
                     .await?
                     .map_err(ProposalError::from));
             }
+            Change::Maker {
+                manufacturer,
+                case_id,
+                standing,
+            } => {
+                return self
+                    .carry_out_maker(tx, manufacturer, case_id, *standing, proposed_by, now)
+                    .await;
+            }
+            Change::Resume { license_id }
+                if self.license_maker_suspended(tx, license_id).await? =>
+            {
+                return Ok(Err(ProposalError::MakerSuspended));
+            }
             Change::Suspend { license_id } | Change::Resume { license_id } => self
                 .set_license_active_in(tx, license_id, matches!(change, Change::Resume { .. }))
                 .await?
@@ -502,5 +589,157 @@ impl Store {
             Some(false) => Err(ProposalError::Unchanged),
             None => Err(ProposalError::NoLicense),
         })
+    }
+}
+
+impl Store {
+    /// Whether the manufacturer's standing is already what `standing` would make it.
+    async fn maker_unchanged(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        manufacturer: &str,
+        standing: &MakerStanding,
+    ) -> Result<bool, StoreError> {
+        let row =
+            sqlx::query("SELECT suspended, stars FROM maker_standing WHERE manufacturer = $1")
+                .bind(manufacturer)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (suspended, stars) = match row {
+            Some(r) => (
+                r.try_get::<Option<i64>, _>("suspended")? == Some(1),
+                r.try_get::<Option<i64>, _>("stars")?,
+            ),
+            None => (false, None),
+        };
+        Ok(match standing {
+            MakerStanding::Suspend => suspended,
+            MakerStanding::Resume => !suspended,
+            MakerStanding::Rate { stars: s } => stars == Some(i64::from(*s)),
+        })
+    }
+
+    /// Whether the ministry suspended the manufacturer of `license_id`.
+    async fn license_maker_suspended(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        license_id: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "SELECT 1 AS one FROM maker_standing s JOIN licenses l ON l.manufacturer = s.manufacturer \
+             WHERE l.id = $1 AND s.suspended = 1",
+        )
+        .bind(license_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some())
+    }
+
+    /// An approved inspection carried out here: the standing recorded (for the IdP, which
+    /// the console and a background pass tell until it has it), and for a suspension
+    /// every active campaign of the manufacturer suspended (the queue's clock stops:
+    /// nobody loses their place or their time), each in its own log; a resumption resumes
+    /// exactly those.
+    async fn carry_out_maker(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        manufacturer: &str,
+        case_id: &str,
+        standing: MakerStanding,
+        proposed_by: &str,
+        now: i64,
+    ) -> Result<Result<String, ProposalError>, StoreError> {
+        if self.maker_unchanged(tx, manufacturer, &standing).await? {
+            return Ok(Err(ProposalError::Unchanged));
+        }
+        let paused: String =
+            sqlx::query("SELECT paused_licenses FROM maker_standing WHERE manufacturer = $1")
+                .bind(manufacturer)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.try_get("paused_licenses"))
+                .transpose()?
+                .unwrap_or_else(|| "[]".to_owned());
+        let mut paused: Vec<String> = serde_json::from_str(&paused)
+            .map_err(|e| StoreError::Corrupt(format!("paused licenses of {manufacturer}: {e}")))?;
+        let (suspended, stars): (Option<i64>, Option<i64>) = match standing {
+            MakerStanding::Suspend => {
+                let active: Vec<String> = sqlx::query(
+                    "SELECT id FROM licenses WHERE manufacturer = $1 AND status = $2 ORDER BY id",
+                )
+                .bind(manufacturer)
+                .bind(LicenseStatus::Active.as_str())
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| r.try_get("id"))
+                .collect::<Result<_, _>>()?;
+                for id in &active {
+                    if self.set_license_active_in(tx, id, false).await?
+                        == Some(StatusChange::Suspend)
+                    {
+                        let detail = format!("{manufacturer} suspended (case {case_id})");
+                        self.audit_in(
+                            tx,
+                            &audit::Entry {
+                                at: now,
+                                actor: proposed_by,
+                                action: "license.suspend",
+                                subject: id,
+                                detail: &detail,
+                                anchor: Some(id),
+                            },
+                        )
+                        .await?;
+                        paused.push(id.clone());
+                    }
+                }
+                (Some(1), None)
+            }
+            MakerStanding::Resume => {
+                for id in std::mem::take(&mut paused) {
+                    if let Some(StatusChange::Resume { .. }) =
+                        self.set_license_active_in(tx, &id, true).await?
+                    {
+                        let detail = format!("{manufacturer} resumed (case {case_id})");
+                        self.audit_in(
+                            tx,
+                            &audit::Entry {
+                                at: now,
+                                actor: proposed_by,
+                                action: "license.resume",
+                                subject: &id,
+                                detail: &detail,
+                                anchor: Some(&id),
+                            },
+                        )
+                        .await?;
+                    }
+                }
+                (Some(0), None)
+            }
+            MakerStanding::Rate { stars } => (None, Some(i64::from(stars))),
+        };
+        let paused = serde_json::to_string(&paused)
+            .map_err(|e| StoreError::Corrupt(format!("paused licenses: {e}")))?;
+        sqlx::query(
+            "INSERT INTO maker_standing (manufacturer, suspended, stars, decided_by, reason, \
+             decided_version, paused_licenses, updated_at) VALUES ($1, $2, $3, $4, $5, 1, $6, $7) \
+             ON CONFLICT (manufacturer) DO UPDATE SET \
+             suspended = COALESCE($2, maker_standing.suspended), \
+             stars = COALESCE($3, maker_standing.stars), decided_by = $4, reason = $5, \
+             decided_version = maker_standing.decided_version + 1, paused_licenses = $6, \
+             updated_at = $7",
+        )
+        .bind(manufacturer)
+        .bind(suspended)
+        .bind(stars)
+        .bind(proposed_by)
+        .bind(format!("case {case_id}"))
+        .bind(&paused)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        Ok(Ok(manufacturer.to_owned()))
     }
 }

@@ -21,12 +21,14 @@ mod fairness;
 mod holds;
 mod insiders;
 mod outflow;
+mod redress;
 mod transparency;
 use after_sale::*;
 use fairness::*;
 use holds::*;
 use insiders::*;
 use outflow::*;
+use redress::*;
 use transparency::*;
 
 /// A fresh database and two stores on it (two replicas' pools).
@@ -359,6 +361,9 @@ macro_rules! both {
     };
 }
 both!(
+    a_complaint_is_answered_once_and_reaches_the_ministry_by_its_age,
+    one_warranty_visit_at_a_time_and_the_laws_thresholds,
+    an_inspectors_suspension_pauses_exactly_the_makers_campaigns,
     late_delivery_is_compensated_by_the_rate_table,
     stages_follow_their_order_and_one_contract_wins_a_race,
     a_license_past_the_credit_ceiling_is_refused_with_the_figures,

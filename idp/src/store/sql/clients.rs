@@ -80,6 +80,23 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Sets the stars the after-sale record withholds. Returns false if no client.
+    pub async fn update_client_withheld(
+        &self,
+        id: &ClientId,
+        withheld: u8,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE clients SET stars_withheld = $2, updated_at = $3 WHERE id = $1")
+                .bind(id.as_str())
+                .bind(i64::from(withheld))
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Replaces the secret; the one it replaces is still accepted until `old_until`
     /// (the overlap in which the manufacturer deploys the new one).
     pub async fn update_client_secret(
@@ -204,6 +221,8 @@ fn client_from_row(r: &AnyRow) -> Result<Client, StoreError> {
         name: r.try_get("name")?,
         name_fa: r.try_get("name_fa")?,
         stars: u8::try_from(r.try_get::<i64, _>("stars")?).map_err(|_| corrupt("stars"))?,
+        withheld: u8::try_from(r.try_get::<i64, _>("stars_withheld")?)
+            .map_err(|_| corrupt("stars_withheld"))?,
         redirect_uris: uris("redirect_uris")?,
         post_logout_redirect_uris: uris("post_logout_redirect_uris")?,
         service_scopes: parse_json_list(&r.try_get::<String, _>("service_scopes")?)?,

@@ -55,7 +55,9 @@ impl Db {
 
     pub async fn consents_of(&self, citizen_id: &str) -> Result<Vec<ConsentRow>, StoreError> {
         let rows = sqlx::query_as::<_, ConsentRow>(
-            "SELECT c.client_id, k.name, k.name_fa, k.stars, c.scope, c.granted_at \
+            "SELECT c.client_id, k.name, k.name_fa, \
+             CASE WHEN k.stars - k.stars_withheld < 1 THEN 1 ELSE k.stars - k.stars_withheld END \
+             AS stars, c.scope, c.granted_at \
              FROM consents c JOIN clients k ON k.id = c.client_id \
              WHERE c.citizen_id = $1 ORDER BY c.granted_at DESC",
         )

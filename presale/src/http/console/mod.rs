@@ -36,6 +36,7 @@ mod dashboard;
 mod deliveries;
 mod form;
 mod home;
+mod inspection;
 mod license;
 mod login;
 mod people;
@@ -81,6 +82,21 @@ pub(crate) fn router() -> Router<App> {
         .route("/ministry/deliveries", get(deliveries::show))
         .route("/ministry/deliveries/rates", post(deliveries::add_rate))
         .route("/ministry/deliveries/stage", post(deliveries::record))
+        .route("/ministry/complaints", get(inspection::complaints))
+        .route("/ministry/complaints/{id}", get(inspection::complaint))
+        .route("/ministry/complaints/{id}/answer", post(inspection::answer))
+        .route("/ministry/complaints/{id}/decide", post(inspection::decide))
+        .route(
+            "/ministry/complaints/{id}/files/{sha}",
+            get(inspection::complaint_file),
+        )
+        .route(
+            "/ministry/cases",
+            get(inspection::cases).post(inspection::open_case),
+        )
+        .route("/ministry/cases/{id}", get(inspection::case))
+        .route("/ministry/cases/{id}/findings", post(inspection::finding))
+        .route("/ministry/cases/{id}/propose", post(inspection::propose))
         .route("/ministry/audit", get(audit::show))
         .route("/ministry/audit.csv", get(audit::csv))
 }
@@ -117,6 +133,10 @@ fn page(staff: &Staff, status: StatusCode, title: Text, body: Markup) -> Respons
                 li { a href="/ministry" { (fa(m::HOME)) } }
                 @if staff.role != Role::Administrator {
                     li { a href="/ministry/deliveries" { (fa(m::DELIVERIES)) } }
+                    li { a href="/ministry/complaints" { (fa(m::COMPLAINTS)) } }
+                }
+                @if matches!(staff.role, Role::Inspector | Role::Issuer | Role::Auditor) {
+                    li { a href="/ministry/cases" { (fa(m::CASES)) } }
                 }
                 @if staff.role == Role::Issuer {
                     li { a href="/ministry/licenses/new" { (fa(m::PROPOSE_LICENSE)) } }

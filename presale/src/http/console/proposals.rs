@@ -29,7 +29,11 @@ pub(super) fn refused(e: ProposalError) -> Error {
             super::form::field_of(&e).1,
         ),
         ProposalError::OwnProposal => Error::user(StatusCode::FORBIDDEN, m::OWN_PROPOSAL),
-        ProposalError::NotIssuer => Error::user(StatusCode::FORBIDDEN, m::NOT_YOUR_ROLE),
+        ProposalError::NotIssuer | ProposalError::NotInspector => {
+            Error::user(StatusCode::FORBIDDEN, m::NOT_YOUR_ROLE)
+        }
+        ProposalError::NoCase => Error::not_found(m::NO_CASE),
+        ProposalError::MakerSuspended => Error::conflict(m::E_MAKER_SUSPENDED),
         ProposalError::NotFound | ProposalError::NoLicense => Error::not_found(m::NO_PROPOSAL),
         ProposalError::Expired => Error::conflict(m::PROPOSAL_EXPIRED),
         ProposalError::Unchanged => Error::conflict(m::UNCHANGED),
@@ -112,7 +116,7 @@ fn diff(change: &Change, l: Option<&License>) -> Markup {
                     Change::Rate { admission_per_min, .. } => (row(m::F_RATE, Some(text(money(l.admission_per_min))), text(money(*admission_per_min)))),
                     Change::MaxActive { max_active, .. } => (row(m::F_MAX_ACTIVE, Some(text(money(l.max_active))), text(money(*max_active)))),
                     Change::Extend { minutes, .. } => (row(m::EXTEND_BY, Some(text(0)), text(minutes))),
-                    Change::Issue { .. } => {}
+                    Change::Issue { .. } | Change::Maker { .. } => {}
                 }
             }
         } @else {
@@ -150,12 +154,17 @@ fn body(staff: &Staff, p: &Proposal, license: Option<&License>) -> Markup {
         p { (fa(m::PROPOSED_BY)) " " span lang="en" dir="ltr" { (p.proposed_by) } " · " (when(p.proposed_at)) }
         @match &p.change {
             Change::Issue { license } => (terms(license)),
+            Change::Maker { case_id, .. } => {
+                p { a href=(format!("/ministry/cases/{case_id}")) { (fa(m::CASE)) " " (case_id) } }
+            }
             other => (diff(other, license)),
         }
         p { (fa(m::DIGEST)) " " code.hash { (p.digest) } }
         @if let Some(outcome) = &p.outcome {
             p { (fa(m::DECIDED)) " " (outcome) " · " (p.decided_by.as_deref().unwrap_or("")) }
-        } @else if staff.role == Role::Issuer {
+        } @else if staff.role == Role::Issuer
+            || (p.change.by_inspector() && staff.role == Role::Inspector)
+        {
             div.actions {
                 @if !mine {
                     form method="post" action=(format!("/ministry/proposals/{}/approve", p.id)) {
@@ -191,7 +200,15 @@ async fn decide(
     f: DecisionForm,
     d: Decision,
 ) -> Result<Response, Error> {
-    staff.may(Role::Issuer, &f.csrf)?;
+    staff.form(&f.csrf)?;
+    let change = app.store.proposal(&id).await?.map(|p| p.change);
+    // An inspection's proposal is decided by an issuer or an inspector; every other by
+    // an issuer (the store checks again, on the record, in the decision's transaction).
+    if !(staff.role == Role::Issuer
+        || (staff.role == Role::Inspector && change.as_ref().is_some_and(Change::by_inspector)))
+    {
+        return Err(Error::user(StatusCode::FORBIDDEN, m::NOT_YOUR_ROLE));
+    }
     // An approval names what it approves; a rejection needs no digest.
     let seen = match d {
         Decision::Approve => Some(f.digest.as_str()),
@@ -200,10 +217,7 @@ async fn decide(
     // The credit ceiling (issue 34) needs the manufacturers' ratings as the IdP gives
     // them now; without a ceiling configured, only the overdue rule applies.
     // Only an issue's approval needs it: a suspension is approved whatever the IdP says.
-    let issuing = matches!(
-        app.store.proposal(&id).await?.map(|p| p.change),
-        Some(Change::Issue { .. })
-    );
+    let issuing = matches!(change, Some(Change::Issue { .. }));
     let credit = match d {
         Decision::Approve if issuing && !app.credit_ceilings.is_empty() => {
             Some(credit_policy(&app).await?)
@@ -222,6 +236,13 @@ async fn decide(
         )
         .await?
         .map_err(refused)?;
+    if let (Outcome::Done { .. }, Some(Change::Maker { case_id, .. })) = (&outcome, &change) {
+        // Carried out at the IdP now; if it cannot be reached, the standing pass tries
+        // again until it is (the decision is recorded here).
+        crate::standing::push(&app).await;
+        crate::admitter::tick(&app).await;
+        return Ok(Redirect::to(&format!("/ministry/cases/{case_id}")).into_response());
+    }
     if let Outcome::Done { license_id } = &outcome {
         // Suspension, resumption and a new rate hold from this tick on.
         crate::admitter::tick(&app).await;

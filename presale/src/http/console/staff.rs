@@ -98,8 +98,19 @@ fn open_to_representatives(path: &str) -> bool {
             | "/ministry/logout"
             | "/ministry/deliveries"
             | "/ministry/deliveries/stage"
+            | "/ministry/complaints"
     ) {
         return true;
+    }
+    // Its manufacturer's complaints, their answer and attachments (checked by the handler).
+    if let Some(rest) = path.strip_prefix("/ministry/complaints/") {
+        let parts: Vec<&str> = rest.split('/').collect();
+        return match parts.as_slice() {
+            [id] => !id.is_empty(),
+            [id, "answer"] => !id.is_empty(),
+            [id, "files", sha] => !id.is_empty() && !sha.is_empty(),
+            _ => false,
+        };
     }
     let Some(rest) = path.strip_prefix("/ministry/licenses/") else {
         return false;
@@ -121,6 +132,7 @@ pub(super) fn role_text(role: Role) -> Text {
         Role::Administrator => m::ROLE_ADMINISTRATOR,
         Role::Issuer => m::ROLE_ISSUER,
         Role::Auditor => m::ROLE_AUDITOR,
+        Role::Inspector => m::ROLE_INSPECTOR,
         Role::Representative => m::ROLE_REPRESENTATIVE,
     }
 }
@@ -224,6 +236,10 @@ mod tests {
             "/ministry/licenses/l-1/reveal",
             "/ministry/deliveries",
             "/ministry/deliveries/stage",
+            "/ministry/complaints",
+            "/ministry/complaints/cp-1",
+            "/ministry/complaints/cp-1/answer",
+            "/ministry/complaints/cp-1/files/ab",
         ] {
             assert!(open(path), "{path}");
         }
@@ -243,6 +259,11 @@ mod tests {
             "/ministry/audit.csv",
             "/ministry/commitments/x",
             "/ministry/deliveries/rates",
+            "/ministry/complaints/cp-1/decide",
+            "/ministry/complaints//answer",
+            "/ministry/cases",
+            "/ministry/cases/case-1",
+            "/ministry/cases/case-1/propose",
         ] {
             assert!(!open(path), "{path}");
         }

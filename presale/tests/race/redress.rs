@@ -1,0 +1,468 @@
+//! After the sale, part two (issue 34), on both engines and across two replicas: a
+//! complaint answered once however many replicas race, climbing to the ministry by its
+//! age and decided only by an inspector; a car in the workshop once at a time and the
+//! law's warranty thresholds; an inspection's suspension proposed by an inspector,
+//! approved once by a second member, pausing exactly the manufacturer's active campaigns
+//! and resuming exactly those; and the record that withholds stars.
+
+use presale::domain::redress::{ComplaintKind, Level, Outcome};
+use presale::store::after_sale::{Stage, StageRequest};
+use presale::store::proposals::{Change, Decision, MakerStanding, ProposalError};
+use presale::store::redress::{CaseError, ComplaintError, VisitError};
+use presale::store::staff::Role;
+use presale::store::Store;
+use testkit::Backend;
+
+use super::{issue, license, person, two_stores};
+
+const DAY: i64 = 86_400;
+const PASSWORD: &str = "correct horse battery staple";
+
+async fn staff(store: &Store, who: &str, role: Role) {
+    store
+        .add_staff(who, PASSWORD, role, "test", service_kit::clock::now())
+        .await
+        .expect("staff");
+}
+
+/// An accepted application of `person(i)` to a fresh Saipa license: its tracking code.
+async fn applied(store: &Store, i: usize) -> (String, String) {
+    let terms = issue(store, &license(5, None)).await;
+    let acc = store
+        .apply(&terms, &person(i))
+        .await
+        .expect("sql")
+        .expect("accepted");
+    (terms.id, acc.tracking_code)
+}
+
+pub(crate) async fn a_complaint_is_answered_once_and_reaches_the_ministry_by_its_age(
+    backend: Backend,
+) {
+    let (a, b) = two_stores(backend).await;
+    let (_, code) = applied(&a, 0).await;
+    let now = service_kit::clock::now();
+    let file = |store: &Store, sub: &'static str, kind, body: &'static str| {
+        let (store, code) = (store.clone(), code.clone());
+        async move {
+            store
+                .file_complaint("saipa", sub, &code, kind, body, &[], 10, now)
+                .await
+                .expect("sql")
+        }
+    };
+    // Only the buyer's own application, at its manufacturer; some text.
+    assert_eq!(
+        file(&a, "c-9", ComplaintKind::PriceChange, "not mine").await,
+        Err(ComplaintError::NoApplication)
+    );
+    assert_eq!(
+        a.file_complaint(
+            "iran-khodro",
+            "c-0",
+            &code,
+            ComplaintKind::Other,
+            "x",
+            &[],
+            10,
+            now
+        )
+        .await
+        .expect("sql"),
+        Err(ComplaintError::NoApplication)
+    );
+    assert_eq!(
+        file(&a, "c-0", ComplaintKind::PriceChange, "   ").await,
+        Err(ComplaintError::Text)
+    );
+    let id = file(&a, "c-0", ComplaintKind::PriceChange, "The price went up.")
+        .await
+        .expect("filed");
+    assert_eq!(
+        file(&b, "c-0", ComplaintKind::PriceChange, "Again.").await,
+        Err(ComplaintError::Open),
+        "one open complaint of a kind per application"
+    );
+    let unanswered = file(&b, "c-0", ComplaintKind::LateDelivery, "No date.")
+        .await
+        .expect("a second kind");
+
+    // Eight answers raced through both replicas: one is recorded.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (store, id) = (if i % 2 == 0 { a.clone() } else { b.clone() }, id.clone());
+        tasks.push(tokio::spawn(async move {
+            store
+                .answer_complaint(
+                    "saipa",
+                    &id,
+                    &format!("answer {i}"),
+                    "client:saipa-seed",
+                    now + 60,
+                )
+                .await
+                .expect("sql")
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(()) => ok += 1,
+            Err(e) => assert_eq!(e, ComplaintError::Answered),
+        }
+    }
+    assert_eq!(ok, 1, "one answer");
+    assert_eq!(
+        a.answer_complaint("iran-khodro", &id, "not ours", "client:x", now)
+            .await
+            .expect("sql"),
+        Err(ComplaintError::NoComplaint),
+        "another manufacturer answers nothing"
+    );
+
+    // Nobody decides what is still the manufacturer's; an inspector decides what reached
+    // the ministry; an issuer decides nothing.
+    staff(&a, "inspector.a", Role::Inspector).await;
+    staff(&a, "issuer.a", Role::Issuer).await;
+    assert_eq!(
+        a.decide_complaint(&unanswered, Outcome::Upheld, "inspector.a", now)
+            .await
+            .expect("sql"),
+        Err(ComplaintError::NotAnswered)
+    );
+    // The buyer takes the answered one further; once.
+    assert_eq!(
+        b.buyer_on_answer("saipa", "c-1", &id, false, now)
+            .await
+            .expect("sql"),
+        Err(ComplaintError::NoComplaint),
+        "another buyer cannot"
+    );
+    assert_eq!(
+        b.buyer_on_answer("saipa", "c-0", &id, false, now + 120)
+            .await
+            .expect("sql"),
+        Ok(())
+    );
+    assert_eq!(
+        a.buyer_on_answer("saipa", "c-0", &id, true, now + 130)
+            .await
+            .expect("sql"),
+        Err(ComplaintError::NotAnswered)
+    );
+    let c = b.complaint(&id).await.expect("sql").expect("complaint");
+    assert_eq!(c.level(now + 200), Level::Province);
+    assert_eq!(c.level(c.filed_at + 15 * DAY), Level::ConsumerProtection);
+    assert_eq!(c.level(c.filed_at + 20 * DAY), Level::Board);
+    assert_eq!(
+        a.decide_complaint(&id, Outcome::Upheld, "issuer.a", now + 300)
+            .await
+            .expect("sql"),
+        Err(ComplaintError::NotInspector)
+    );
+    assert_eq!(
+        a.decide_complaint(&id, Outcome::Upheld, "inspector.a", now + 300)
+            .await
+            .expect("sql"),
+        Ok(())
+    );
+    assert_eq!(
+        b.decide_complaint(&id, Outcome::Dismissed, "inspector.a", now + 301)
+            .await
+            .expect("sql"),
+        Err(ComplaintError::Closed)
+    );
+
+    // The record: eleven days on, one complaint upheld and one unanswered past its
+    // deadline: two demerits, one star withheld.
+    let later = now + 11 * DAY;
+    let record = a.demerits(later).await.expect("sql");
+    let saipa = record.get("saipa").copied().unwrap_or_default();
+    assert_eq!((saipa.upheld, saipa.unanswered), (1, 1), "{saipa:?}");
+    assert_eq!(saipa.withheld(), 1);
+    // Every step audited, under who took it; the buyer as "citizen", never by their ID.
+    let log = b.audit_log().await.expect("audit");
+    for action in [
+        "complaint.file",
+        "complaint.answer",
+        "complaint.escalate",
+        "complaint.decide",
+    ] {
+        assert!(log.iter().any(|e| e.action == action), "{action}");
+    }
+    assert!(log
+        .iter()
+        .filter(|e| e.action.starts_with("complaint."))
+        .all(|e| !e.detail.contains("0100000000") && !e.actor.contains("0100000000")));
+}
+
+pub(crate) async fn one_warranty_visit_at_a_time_and_the_laws_thresholds(backend: Backend) {
+    let (a, b) = two_stores(backend).await;
+    let (_, code) = applied(&a, 0).await;
+    let now = service_kit::clock::now();
+    // Not delivered yet: no warranty.
+    let open = |store: &Store, at: i64, maker: &'static str| {
+        let (store, code) = (store.clone(), code.clone());
+        async move {
+            store
+                .open_visit(
+                    maker,
+                    &code,
+                    at,
+                    "WO: brakes",
+                    true,
+                    None,
+                    "client:saipa-seed",
+                    now,
+                )
+                .await
+                .expect("sql")
+        }
+    };
+    assert_eq!(open(&a, now, "saipa").await, Err(VisitError::NoCar));
+    for s in [Stage::Contract, Stage::Delivered] {
+        let r = StageRequest {
+            stage: s,
+            amount: 0,
+            at: now,
+            key: None,
+        };
+        a.record_stage("saipa", &code, &r, "client:saipa-seed", now)
+            .await
+            .expect("sql")
+            .expect("stage");
+    }
+    assert_eq!(open(&a, now, "iran-khodro").await, Err(VisitError::NoCar));
+    assert_eq!(
+        open(&a, now - 60, "saipa").await,
+        Err(VisitError::Time),
+        "not before the delivery"
+    );
+    assert_eq!(
+        open(&a, now + 60, "saipa").await,
+        Err(VisitError::Time),
+        "not in the future"
+    );
+    assert_eq!(
+        a.open_visit("saipa", &code, now, " ", false, None, "x", now)
+            .await
+            .expect("sql"),
+        Err(VisitError::WorkOrder)
+    );
+    // Six visits raced through both replicas: the car is in once.
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(open(&store, now, "saipa")));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(id) => ids.push(id),
+            Err(e) => assert_eq!(e, VisitError::InWorkshop),
+        }
+    }
+    assert_eq!(ids.len(), 1, "one visit at a time");
+    // Back repaired two days and an hour later: a replacement car was due.
+    let back = now + 2 * DAY + 3600;
+    assert_eq!(
+        b.close_visit("saipa", &ids[0], back, true, "client:saipa-seed", back)
+            .await
+            .expect("sql"),
+        Ok(())
+    );
+    assert_eq!(
+        a.close_visit("saipa", &ids[0], back, true, "client:saipa-seed", back)
+            .await
+            .expect("sql"),
+        Err(VisitError::Returned)
+    );
+    let w = a.warranty_of_citizen("c-0", back).await.expect("sql");
+    assert_eq!(w.len(), 1);
+    assert!(w[0].tally.replacement_car_due);
+    assert_eq!(w[0].tally.failed_safety, 1);
+    assert!(!w[0].tally.replace_or_refund_due);
+    // Two more failed safety repairs: replacement or refund, and a demerit.
+    for k in 1..3 {
+        let at = back + k * DAY;
+        let id = a
+            .open_visit("saipa", &code, at, "WO: brakes again", true, None, "x", at)
+            .await
+            .expect("sql")
+            .expect("open");
+        b.close_visit("saipa", &id, at + 3600, true, "x", at + 3600)
+            .await
+            .expect("sql")
+            .expect("back");
+    }
+    let end = back + 3 * DAY;
+    let w = b.warranty_of_manufacturer("saipa", end).await.expect("sql");
+    assert_eq!(w[0].tally.failed_safety, 3);
+    assert!(w[0].tally.replace_or_refund_due);
+    let record = a.demerits(end).await.expect("sql");
+    assert_eq!(record.get("saipa").map(|d| d.warranty), Some(1));
+}
+
+pub(crate) async fn an_inspectors_suspension_pauses_exactly_the_makers_campaigns(backend: Backend) {
+    let (a, b) = two_stores(backend).await;
+    let now = service_kit::clock::now();
+    let (running, _) = applied(&a, 0).await;
+    let (stopped, _) = applied(&a, 1).await;
+    for (who, role) in [
+        ("issuer.a", Role::Issuer),
+        ("issuer.b", Role::Issuer),
+        ("inspector.a", Role::Inspector),
+        ("inspector.b", Role::Inspector),
+    ] {
+        staff(&a, who, role).await;
+    }
+    // One campaign suspended by the issuers before any inspection.
+    let p = a
+        .propose(
+            &Change::Suspend {
+                license_id: stopped.clone(),
+            },
+            "issuer.a",
+            now,
+        )
+        .await
+        .expect("sql")
+        .expect("proposed");
+    a.decide(&p, "issuer.b", Decision::Approve, now)
+        .await
+        .expect("sql")
+        .expect("suspended");
+
+    // A case, a proposal by an inspector (not an issuer), approved once by a second member.
+    assert_eq!(
+        a.open_case("saipa", None, "Late deliveries.", "issuer.a", now)
+            .await
+            .expect("sql"),
+        Err(CaseError::NotInspector)
+    );
+    assert_eq!(
+        a.open_case("nobody", None, "?", "inspector.a", now)
+            .await
+            .expect("sql"),
+        Err(CaseError::NoManufacturer)
+    );
+    let case = a
+        .open_case("saipa", None, "Late deliveries.", "inspector.a", now)
+        .await
+        .expect("sql")
+        .expect("case");
+    let suspend = Change::Maker {
+        manufacturer: "saipa".into(),
+        case_id: case.clone(),
+        standing: MakerStanding::Suspend,
+    };
+    assert_eq!(
+        a.propose(&suspend, "issuer.a", now).await.expect("sql"),
+        Err(ProposalError::NotInspector)
+    );
+    let wrong_case = Change::Maker {
+        manufacturer: "iran-khodro".into(),
+        case_id: case.clone(),
+        standing: MakerStanding::Suspend,
+    };
+    assert_eq!(
+        a.propose(&wrong_case, "inspector.a", now)
+            .await
+            .expect("sql"),
+        Err(ProposalError::NoCase)
+    );
+    let p = a
+        .propose(&suspend, "inspector.a", now)
+        .await
+        .expect("sql")
+        .expect("proposed");
+    assert_eq!(
+        a.decide(&p, "inspector.a", Decision::Approve, now)
+            .await
+            .expect("sql"),
+        Err(ProposalError::OwnProposal)
+    );
+    let (x, y) = tokio::join!(
+        a.decide(&p, "inspector.b", Decision::Approve, now),
+        b.decide(&p, "issuer.b", Decision::Approve, now)
+    );
+    let results = [x.expect("sql"), y.expect("sql")];
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    assert!(results.contains(&Err(ProposalError::NotFound)));
+    let licenses = b.licenses().await.expect("sql");
+    let status = |id: &str| licenses.iter().find(|l| l.id == id).map(|l| l.is_active());
+    assert_eq!(
+        (status(&running), status(&stopped)),
+        (Some(false), Some(false))
+    );
+    assert!(b.maker_suspended("saipa").await.expect("sql"));
+    let pending = a.pending_standing().await.expect("sql");
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        pending[0].decided.map(|d| (d.0, d.1)),
+        Some((Some(true), None))
+    );
+    // Suspended again: refused; a campaign's own resumption: refused while Saipa is.
+    assert_eq!(
+        a.propose(&suspend, "inspector.a", now).await.expect("sql"),
+        Err(ProposalError::Unchanged)
+    );
+    let p = a
+        .propose(
+            &Change::Resume {
+                license_id: running.clone(),
+            },
+            "issuer.a",
+            now,
+        )
+        .await
+        .expect("sql")
+        .expect("proposed");
+    assert_eq!(
+        b.decide(&p, "issuer.b", Decision::Approve, now)
+            .await
+            .expect("sql"),
+        Err(ProposalError::MakerSuspended)
+    );
+    // Resumed: the campaign it paused runs again; the one the issuers suspended does not.
+    let resume = Change::Maker {
+        manufacturer: "saipa".into(),
+        case_id: case.clone(),
+        standing: MakerStanding::Resume,
+    };
+    let p = b
+        .propose(&resume, "inspector.b", now)
+        .await
+        .expect("sql")
+        .expect("proposed");
+    a.decide(&p, "inspector.a", Decision::Approve, now + 1)
+        .await
+        .expect("sql")
+        .expect("resumed");
+    let licenses = a.licenses().await.expect("sql");
+    let status = |id: &str| licenses.iter().find(|l| l.id == id).map(|l| l.is_active());
+    assert_eq!(
+        (status(&running), status(&stopped)),
+        (Some(true), Some(false))
+    );
+    assert!(!a.maker_suspended("saipa").await.expect("sql"));
+    // Carried out at the IdP: nothing left once noted.
+    let pending = a.pending_standing().await.expect("sql");
+    let version = pending[0].decided.map(|d| d.2);
+    a.standing_pushed("saipa", version, pending[0].withheld)
+        .await
+        .expect("sql");
+    assert!(a.pending_standing().await.expect("sql").is_empty());
+    // Audited: the approvals and each campaign's own entry.
+    let log = b.audit_log().await.expect("audit");
+    for action in ["manufacturer.suspend", "manufacturer.resume", "case.open"] {
+        assert!(log.iter().any(|e| e.action == action), "{action}");
+    }
+    assert!(log.iter().any(|e| e.action == "license.suspend"
+        && e.subject == running
+        && e.detail.contains(&case)));
+}
