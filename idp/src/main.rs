@@ -315,11 +315,13 @@ async fn main() -> anyhow::Result<()> {
                 ClientAction::List => {
                     for c in db.clients().await? {
                         println!(
-                            "{}\t{}\t{}\t{}★\t{}\tvalid until {}",
+                            "{}\t{}\t{}\t{}★ (ministry {}★, {} withheld by the record)\t{}\tvalid until {}",
                             c.id.as_str(),
                             c.name,
                             c.name_fa,
+                            c.rating(),
                             c.stars,
+                            c.withheld,
                             c.status.as_str(),
                             idp::format_time(c.valid_until)
                         );
@@ -332,11 +334,13 @@ async fn main() -> anyhow::Result<()> {
                         .await?
                         .ok_or_else(|| anyhow::anyhow!("no client {id}"))?;
                     println!(
-                        "id: {}\nname: {} / {}\nstars: {}\nstatus: {}\nvalid until: {}\nalg: {}",
+                        "id: {}\nname: {} / {}\nrating: {}\nstars (the ministry's): {}\nwithheld by the after-sale record: {}\nstatus: {}\nvalid until: {}\nalg: {}",
                         c.id.as_str(),
                         c.name,
                         c.name_fa,
+                        c.rating(),
                         c.stars,
+                        c.withheld,
                         c.status.as_str(),
                         idp::format_time(c.valid_until),
                         c.id_token_alg.as_str()

@@ -530,6 +530,46 @@ pub mod msg {
             "مراجعه گارانتی: کد پیگیری خودروی تحویل‌شده، دستور کار کتبی، و زمانی نه پیش از تحویل یا پذیرش، نه در آینده و حداکثر سه روز پیش.",
             "A warranty visit: a delivered car's tracking code, a written work order, and a time not before the delivery or the visit's start, not in the future, at most three days ago."
         );
+        pub const E_NO_CAR: Text = t!(
+            "خودروی تحویل‌شده‌ای از این خودروساز با این کد پیگیری نیست (یا چنین مراجعه‌ای از آن نیست).",
+            "No delivered car of this manufacturer has that tracking code (or no such visit of its)."
+        );
+        pub const E_VISIT_RETURNED: Text = t!(
+            "این خودرو پیش‌تر تحویل داده شده است.",
+            "The car is back already."
+        );
+        pub const E_KEY_REUSED: Text = t!(
+            "این کلید درخواست برای مراجعه دیگری به کار رفته است.",
+            "This request key was used for another visit."
+        );
+        pub const E_WORK_ORDER: Text = t!(
+            "دستور کار کتبی لازم است، حداکثر ۴۰۰۰ نویسه.",
+            "A written work order is required, at most 4000 characters."
+        );
+        pub const E_VISIT_TIME: Text = t!(
+            "زمان مراجعه: نه پیش از تحویل یا پذیرش، نه در آینده؛ پذیرش حداکثر سه روز پیش و بازگشت حداکثر یک ساعت پیش.",
+            "A visit's time: not before the delivery or the visit's start, not in the future; opened at most three days ago, returned at most an hour ago."
+        );
+        pub const E_DECIDE_SECOND: Text = t!(
+            "تصمیم درباره شکایت دو نفره است: پیشنهاددهنده یا کسی که با او یک نفر است نمی‌تواند آن را تأیید کند.",
+            "A decision on a complaint needs a second person: its proposer, or anyone behind the same person, cannot confirm it."
+        );
+        pub const PROPOSED_DECISION: Text = t!(
+            "تصمیم پیشنهادی (در انتظار تأیید نفر دوم)",
+            "Proposed decision (awaiting a second person)"
+        );
+        pub const AT_IDP_PENDING: Text = t!(
+            "تصمیم هنوز در سامانه هویت اعمال نشده است؛ پیاپی دوباره فرستاده می‌شود.",
+            "The decision is not yet carried out at the IdP; it is being sent again."
+        );
+        pub const AT_IDP_REFUSED: Text = t!(
+            "سامانه هویت تصمیم را نپذیرفت:",
+            "The IdP declined the decision:"
+        );
+        pub const E_FILE_GONE: Text = t!(
+            "این پیوست خوانده نشد (از دست رفته یا دست‌کاری شده است).",
+            "The attachment could not be read (lost or altered)."
+        );
         pub const E_IN_WORKSHOP: Text = t!(
             "خودرو هم‌اکنون در تعمیرگاه است: نخست آن مراجعه را ببندید.",
             "The car is in the workshop already: close that visit first."

@@ -54,7 +54,19 @@ impl Files {
             ".{sha}.{}",
             service_kit::keys::random_token(6).replace(['-', '_'], "x")
         ));
-        tokio::fs::write(&tmp, bytes).await?;
+        // On disk before it has a name: a crash leaves a temporary file, never a short one
+        // under the hash.
+        let written = async {
+            use tokio::io::AsyncWriteExt;
+            let mut f = tokio::fs::File::create(&tmp).await?;
+            f.write_all(bytes).await?;
+            f.sync_all().await
+        }
+        .await;
+        if let Err(e) = written {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e);
+        }
         if let Err(e) = tokio::fs::rename(&tmp, &path).await {
             let _ = tokio::fs::remove_file(&tmp).await;
             return Err(e);

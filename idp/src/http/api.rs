@@ -84,17 +84,25 @@ pub async fn manufacturers(State(core): State<Core>, headers: HeaderMap) -> Resp
     r.unwrap_or_else(IntoResponse::into_response)
 }
 
-/// A decision on a manufacturer's standing, as presale sends it.
+/// A decision on a manufacturer's standing, as presale sends it: a decision (a
+/// suspension, a resumption, a rating) with its version, or the stars withheld with
+/// theirs.
 #[derive(serde::Deserialize)]
 pub struct Standing {
+    #[serde(default)]
+    version: Option<i64>,
     #[serde(default)]
     suspended: Option<bool>,
     #[serde(default)]
     stars: Option<u8>,
     #[serde(default)]
     withheld: Option<u8>,
-    /// The staff member (or `record`) it is carried out for.
+    #[serde(default)]
+    withheld_version: Option<i64>,
+    /// The staff member who proposed it (or `record`), and who approved it.
     by: String,
+    #[serde(default)]
+    approved_by: Option<String>,
     reason: String,
 }
 
@@ -127,6 +135,7 @@ pub async fn standing(
     body: Result<Json<Standing>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     use crate::domain::ClientStatus;
+    use crate::store::sql::Applied;
     let r = async {
         let caller = service_caller(&core, &headers, TRUST_SCOPE).await?;
         let Ok(Json(s)) = body else {
@@ -135,7 +144,10 @@ pub async fn standing(
         let printable = |t: &str, max: usize| {
             !t.trim().is_empty() && t.len() <= max && !t.chars().any(char::is_control)
         };
-        if !printable(&s.by, 64) || !printable(&s.reason, 512) {
+        if !printable(&s.by, 64)
+            || !printable(&s.reason, 512)
+            || s.approved_by.as_deref().is_some_and(|a| !printable(a, 64))
+        {
             return Err(OAuthError::invalid_request(
                 "by and reason are required, one line each",
             ));
@@ -145,75 +157,107 @@ pub async fn standing(
                 "stars are 1 to 5, withheld 0 to 4",
             ));
         }
+        let decision = s.suspended.is_some() || s.stars.is_some();
+        let versioned = |v: Option<i64>| v.is_some_and(|v| v > 0);
+        if (decision && !versioned(s.version))
+            || (s.withheld.is_some() != versioned(s.withheld_version))
+            || (!decision && s.withheld.is_none())
+        {
+            return Err(OAuthError::invalid_request(
+                "a decision (suspended, stars) carries its version, the stars withheld theirs",
+            ));
+        }
         // Only manufacturers (clients that sign citizens in); never a service client.
+        let not_found = || {
+            OAuthError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                "no such manufacturer",
+            )
+        };
         let client = core
             .clients
             .get(&id)
             .filter(|c| !c.redirect_uris.is_empty())
-            .ok_or_else(|| {
-                OAuthError::new(
-                    axum::http::StatusCode::NOT_FOUND,
-                    "not_found",
-                    "no such manufacturer",
-                )
-            })?;
+            .ok_or_else(not_found)?;
         let now = service_kit::clock::now();
-        // The stored record, not the replica's copy, decides what is already so.
-        let current = core
-            .db
-            .client(&client.id)
-            .await
-            .map_err(|e| OAuthError::server(format!("reading the client: {e}")))?
-            .ok_or_else(|| {
-                OAuthError::new(
-                    axum::http::StatusCode::NOT_FOUND,
-                    "not_found",
-                    "no such manufacturer",
-                )
-            })?;
         let actor = format!("{caller} for {}", s.by.trim());
-        let reason = s.reason.trim();
-        let fail = |e: crate::admin::AdminError| OAuthError::server(e.to_string());
-        if let Some(suspend) = s.suspended {
-            let want = if suspend {
-                ClientStatus::Suspended
-            } else {
-                ClientStatus::Active
-            };
-            if current.status != want {
-                crate::admin::set_status(&core.db, &id, want, &actor, now)
-                    .await
-                    .map_err(fail)?;
+        let because = match &s.approved_by {
+            Some(a) => format!("{}; approved by {}", s.reason.trim(), a.trim()),
+            None => s.reason.trim().to_owned(),
+        };
+        let failed = |e: crate::store::StoreError| OAuthError::server(format!("standing: {e}"));
+        let mut stale = false;
+        if decision {
+            let version = s.version.unwrap_or_default();
+            let before = core
+                .db
+                .client(&client.id)
+                .await
+                .map_err(failed)?
+                .ok_or_else(not_found)?;
+            match core
+                .db
+                .apply_ministry_decision(&client.id, version, s.suspended, s.stars, now)
+                .await
+                .map_err(failed)?
+            {
+                Applied::Done => {
+                    let detail = format!("v{version}: {because}");
+                    let mut audit = Vec::new();
+                    match s.suspended {
+                        Some(true) if before.status != ClientStatus::Suspended => {
+                            audit.push(("client.suspend", detail.clone()))
+                        }
+                        Some(false) if before.status == ClientStatus::Suspended => {
+                            audit.push(("client.resume", detail.clone()))
+                        }
+                        _ => {}
+                    }
+                    if let Some(n) = s.stars.filter(|n| *n != before.stars) {
+                        audit.push(("client.rate", format!("{n} stars; {detail}")));
+                    }
+                    for (action, detail) in audit {
+                        core.db
+                            .audit(now, &actor, action, &id, &detail)
+                            .await
+                            .map_err(failed)?;
+                    }
+                }
+                Applied::Stale => stale = true,
+                Applied::OperatorSuspended => return Err(OAuthError::new(
+                    axum::http::StatusCode::CONFLICT,
+                    "conflict",
+                    "the IdP's operator suspended this manufacturer: only the operator resumes it",
+                )),
+                Applied::NoClient => return Err(not_found()),
             }
         }
-        if let Some(stars) = s.stars.filter(|n| *n != current.stars) {
-            crate::admin::rate(&core.db, &id, stars, &actor, now)
+        if let (Some(withheld), Some(version)) = (s.withheld, s.withheld_version) {
+            match core
+                .db
+                .apply_withheld(&client.id, version, withheld, now)
                 .await
-                .map_err(fail)?;
-        }
-        if let Some(withheld) = s.withheld.filter(|n| *n != current.withheld) {
-            core.db
-                .update_client_withheld(&client.id, withheld, now)
-                .await
-                .map_err(|e| OAuthError::server(format!("withholding stars: {e}")))?;
-            core.db
-                .audit(
-                    now,
-                    &actor,
-                    "client.withheld",
-                    &id,
-                    &format!("{withheld}: {reason}"),
-                )
-                .await
-                .map_err(|e| OAuthError::server(format!("auditing: {e}")))?;
+                .map_err(failed)?
+            {
+                Applied::Done => core
+                    .db
+                    .audit(
+                        now,
+                        &actor,
+                        "client.withheld",
+                        &id,
+                        &format!("{withheld} (v{version}): {because}"),
+                    )
+                    .await
+                    .map_err(failed)?,
+                _ => stale = true,
+            }
         }
         core.reload()
             .await
             .map_err(|e| OAuthError::server(format!("reloading clients: {e}")))?;
-        let now_client = core
-            .clients
-            .get(&id)
-            .ok_or_else(|| OAuthError::server("reloaded"))?;
+        let now_client = core.clients.get(&id).ok_or_else(not_found)?;
         Ok::<_, OAuthError>(
             (
                 [(header::CACHE_CONTROL, "no-store")],
@@ -223,6 +267,8 @@ pub async fn standing(
                     "stars": now_client.stars,
                     "withheld": now_client.withheld,
                     "rating": now_client.rating(),
+                    // A later version was there already: this one changed nothing.
+                    "stale": stale,
                 })),
             )
                 .into_response(),

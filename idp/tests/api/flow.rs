@@ -698,7 +698,7 @@ async fn the_ministry_carries_a_manufacturers_standing_and_nothing_else(backend:
     let list_only = token("ministry-console", secret.clone(), "ministry.manufacturers").await;
     let ikco = app.client("ikco");
     let maker = token("iran-khodro", ikco.secret.clone(), "presale.read").await;
-    let withhold = serde_json::json!({"withheld": 2, "by": "record", "reason": "3 overdue"});
+    let withhold = serde_json::json!({"withheld": 2, "withheld_version": 1, "by": "record", "reason": "3 overdue"});
     assert_eq!(set(list_only, "saipa", withhold.clone()).await.0, 403);
     assert_eq!(set(maker, "saipa", withhold.clone()).await.0, 403);
     assert_eq!(
@@ -708,9 +708,12 @@ async fn the_ministry_carries_a_manufacturers_standing_and_nothing_else(backend:
         404
     );
     assert_eq!(set(trust.clone(), "nobody", withhold.clone()).await.0, 404);
-    let bad = serde_json::json!({"stars": 9, "by": "x", "reason": "y"});
+    let bad = serde_json::json!({"stars": 9, "version": 1, "by": "x", "reason": "y"});
     assert_eq!(set(trust.clone(), "saipa", bad).await.0, 400);
-    let no_reason = serde_json::json!({"withheld": 1, "by": "x", "reason": " "});
+    let unversioned = serde_json::json!({"suspended": true, "by": "x", "reason": "y"});
+    assert_eq!(set(trust.clone(), "saipa", unversioned).await.0, 400);
+    let no_reason =
+        serde_json::json!({"withheld": 1, "withheld_version": 1, "by": "x", "reason": " "});
     assert_eq!(set(trust.clone(), "saipa", no_reason).await.0, 400);
     let audited = |app_db: idp::store::Db| async move {
         app_db
@@ -743,13 +746,42 @@ async fn the_ministry_carries_a_manufacturers_standing_and_nothing_else(backend:
     // Again: already so, nothing written.
     assert_eq!(set(trust.clone(), "saipa", withhold).await.0, 200);
     assert_eq!(audited(app.core.db.clone()).await, 1);
-    // Suspended: its sign-ins refused at once.
-    let suspend = serde_json::json!({"suspended": true, "by": "inspector.one", "reason": "case-1"});
+    // An older version of the stars, arriving late, changes nothing.
+    let older =
+        serde_json::json!({"withheld": 0, "withheld_version": 1, "by": "record", "reason": "late"});
+    let (status, body) = set(trust.clone(), "saipa", older).await;
+    assert_eq!(
+        (status, &body["stale"], &body["withheld"]),
+        (200, &serde_json::json!(true), &serde_json::json!(2))
+    );
+    // Suspended (version 2): its sign-ins refused at once; version 1, a resumption sent
+    // before it and arriving after, changes nothing.
+    let suspend = serde_json::json!({"suspended": true, "version": 2, "by": "inspector.one", "approved_by": "inspector.two", "reason": "case-1"});
     assert_eq!(set(trust.clone(), "saipa", suspend).await.0, 200);
+    let resume_late = serde_json::json!({"suspended": false, "version": 1, "by": "inspector.one", "approved_by": "issuer.two", "reason": "case-1"});
+    let (status, body) = set(trust.clone(), "saipa", resume_late).await;
+    assert_eq!(
+        (status, &body["suspended"]),
+        (200, &serde_json::json!(true)),
+        "{body}"
+    );
     let log = app.core.db.audit_log(100).await.expect("audit");
     assert!(log.iter().any(|a| a.action == "client.suspend"
         && a.subject == "saipa"
-        && a.actor == "ministry-console for inspector.one"));
+        && a.actor == "ministry-console for inspector.one"
+        && a.detail.contains("approved by inspector.two")));
+    // A suspension the IdP's operator made is the operator's to lift.
+    admin::set_status(
+        &app.core.db,
+        "iran-khodro",
+        idp::domain::ClientStatus::Suspended,
+        "operator",
+        idp::now(),
+    )
+    .await
+    .expect("suspend");
+    let resume = serde_json::json!({"suspended": false, "version": 1, "by": "inspector.one", "reason": "case-2"});
+    assert_eq!(set(trust.clone(), "iran-khodro", resume).await.0, 409);
     let c = app.client("saipa");
     let r = http
         .get(format!(

@@ -1007,14 +1007,20 @@ async fn complaints_warranty_and_an_inspectors_suspension_on_postgres_and_redis(
         .go(&format!("{}/ministry/complaints/{complaint_id}", env.base))
         .await;
     assert_eq!(c.status, 200, "{}", c.body);
+    // One inspector's word is a proposal; the complaint is not decided yet.
     let decided = inspector
         .post_form_follow(&c, "/decide", &[("outcome", "upheld")])
         .await;
     assert!(
-        decided.body.contains("data-outcome=\"upheld\""),
+        decided.body.contains("data-proposed=\"upheld\"")
+            && !decided.body.contains("data-outcome="),
         "{}",
         decided.body
     );
+    let again = inspector
+        .post_form(&decided, "/decide", &[("outcome", "upheld")])
+        .await;
+    assert_eq!(again.status, 403, "its proposer cannot confirm it");
     let case = inspector
         .post_form_follow(
             &decided,
@@ -1055,6 +1061,17 @@ async fn complaints_warranty_and_an_inspectors_suspension_on_postgres_and_redis(
     );
     let second_pair = Browser::new("");
     staff_sign_in(&env, &second_pair, "inspector.two", 0).await;
+    let c = second_pair
+        .go(&format!("{}/ministry/complaints/{complaint_id}", env.base))
+        .await;
+    let confirmed = second_pair
+        .post_form_follow(&c, "/decide", &[("outcome", "upheld")])
+        .await;
+    assert!(
+        confirmed.body.contains("data-outcome=\"upheld\""),
+        "{}",
+        confirmed.body
+    );
     let approved = decide_on_page(&env, &second_pair, "/approve").await;
     assert_eq!(approved.status, 200, "{}", approved.body);
     assert_eq!(

@@ -583,7 +583,7 @@ async fn complaint_and_case(d: &Driver, env: &Env) {
     d.goto(&format!("{console}/complaints/{complaint}")).await;
     check(d, "complaint-inspector").await;
     submit_and_wait(d, "button[value=upheld]").await;
-    d.find("[data-outcome=upheld]").await;
+    d.find("[data-proposed=upheld]").await;
     d.type_into("#summary", "Deliveries of the Tara campaign are late.")
         .await;
     submit_and_wait(d, "form[action='/ministry/cases'] button").await;
@@ -609,6 +609,11 @@ async fn complaint_and_case(d: &Driver, env: &Env) {
         &codes_from(env, "inspector.two", 0).await,
     )
     .await;
+    // The second inspector confirms the decision on the complaint, then approves.
+    d.goto(&format!("{console}/complaints/{complaint}")).await;
+    submit_and_wait(d, "button[value=upheld]").await;
+    d.find("[data-outcome=upheld]").await;
+    check(d, "complaint-upheld").await;
     d.goto(&proposal).await;
     submit_and_wait(d, "form[action$='/approve'] button").await;
     d.find("[data-standing=suspended]").await;

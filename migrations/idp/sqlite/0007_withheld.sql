@@ -5,3 +5,12 @@
 -- never below one star.
 ALTER TABLE clients ADD COLUMN stars_withheld BIGINT NOT NULL DEFAULT 0
     CHECK (stars_withheld BETWEEN 0 AND 4);
+
+-- The ministry's decisions carried here from its console (a suspension, a resumption, a
+-- rating two of its staff approved) and the stars withheld each carry a version: none
+-- older than one this record has is taken, so a request overtaken by a later one never
+-- leaves the older decision in force. `suspended_by_ministry`: the suspension in force is
+-- the console's (1) or the IdP operator's (0); the console's resumption lifts only its own.
+ALTER TABLE clients ADD COLUMN standing_version BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE clients ADD COLUMN withheld_version BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE clients ADD COLUMN suspended_by_ministry BIGINT NOT NULL DEFAULT 0;

@@ -19,6 +19,9 @@ CREATE TABLE complaints (
     answered_at   BIGINT,
     answered_by   TEXT,
     escalated_at  BIGINT,
+    -- A decision is two people's: an inspector proposes it, a second member confirms it.
+    proposed_outcome TEXT CHECK (proposed_outcome IN ('upheld', 'dismissed')),
+    proposed_by   TEXT,
     outcome       TEXT CHECK (outcome IN ('upheld', 'dismissed', 'accepted')),
     decided_at    BIGINT,
     decided_by    TEXT
@@ -81,23 +84,30 @@ CREATE TABLE case_findings (
 );
 CREATE INDEX case_findings_case ON case_findings (case_id, at);
 
--- A manufacturer's standing as the ministry decided it here (an approved suspension,
--- resumption or rating), the campaigns a suspension paused, and the stars its record
--- withholds; `decided_version` > `pushed_version` (or `withheld` <> `withheld_pushed`):
--- still to be carried out at the IdP, retried until it is.
+-- A manufacturer's standing as the ministry decided it here: the latest approved decision
+-- (its kind, what it set, who proposed and who approved it, its version), the campaigns a
+-- suspension paused, and the stars its record withholds (with their own version). The
+-- IdP takes no version older than one it has; `pushed_version` and
+-- `withheld_pushed_version` say what it has, `push_error` why it refused one for good.
 CREATE TABLE maker_standing (
     manufacturer     TEXT PRIMARY KEY,
     suspended        BIGINT CHECK (suspended IN (0, 1)),
     stars            BIGINT CHECK (stars BETWEEN 1 AND 5),
+    decided_kind     TEXT CHECK (decided_kind IN ('suspend', 'resume', 'rate')),
     decided_by       TEXT NOT NULL DEFAULT '',
+    proposed_by      TEXT NOT NULL DEFAULT '',
+    proposal_id      TEXT,
     reason           TEXT NOT NULL DEFAULT '',
     decided_version  BIGINT NOT NULL DEFAULT 0,
     pushed_version   BIGINT NOT NULL DEFAULT 0,
+    push_error       TEXT,
     paused_licenses  TEXT NOT NULL DEFAULT '[]',
     withheld         BIGINT NOT NULL DEFAULT 0 CHECK (withheld BETWEEN 0 AND 4),
-    withheld_pushed  BIGINT NOT NULL DEFAULT -1,
+    withheld_version BIGINT NOT NULL DEFAULT 0,
+    withheld_pushed_version BIGINT NOT NULL DEFAULT 0,
     demerits         TEXT NOT NULL DEFAULT '',
-    updated_at       BIGINT NOT NULL
+    updated_at       BIGINT NOT NULL,
+    CHECK ((decided_version = 0) = (decided_kind IS NULL))
 );
 
 CREATE TRIGGER complaint_files_kept_u BEFORE UPDATE ON complaint_files
@@ -108,6 +118,34 @@ CREATE TRIGGER case_findings_kept_u BEFORE UPDATE ON case_findings
 BEGIN SELECT RAISE(ABORT, 'findings are kept as written'); END;
 CREATE TRIGGER case_findings_kept_d BEFORE DELETE ON case_findings
 BEGIN SELECT RAISE(ABORT, 'findings are kept as written'); END;
+CREATE TRIGGER inspection_cases_kept_u BEFORE UPDATE ON inspection_cases
+BEGIN SELECT RAISE(ABORT, 'cases are kept as written'); END;
+CREATE TRIGGER inspection_cases_kept_d BEFORE DELETE ON inspection_cases
+BEGIN SELECT RAISE(ABORT, 'cases are kept as written'); END;
+-- What is written once stays so: a complaint's parties, kind and text, its answer, its
+-- escalation, its decision; a visit's car, start, work order and safety flag, its return.
+-- (The file is the service's own; PostgreSQL's guards, which bind the service's role,
+-- are stricter: times and audit entries too.)
+CREATE TRIGGER complaints_fixed BEFORE UPDATE ON complaints
+WHEN OLD.application_id IS NOT NEW.application_id OR OLD.license_id IS NOT NEW.license_id
+  OR OLD.manufacturer IS NOT NEW.manufacturer OR OLD.citizen_sub IS NOT NEW.citizen_sub
+  OR OLD.kind IS NOT NEW.kind OR OLD.body IS NOT NEW.body
+  OR (OLD.answered_at IS NOT NULL AND (OLD.answered_at IS NOT NEW.answered_at
+      OR OLD.answer IS NOT NEW.answer))
+  OR (OLD.escalated_at IS NOT NULL AND OLD.escalated_at IS NOT NEW.escalated_at)
+  OR (OLD.outcome IS NOT NULL AND (OLD.outcome IS NOT NEW.outcome
+      OR OLD.decided_by IS NOT NEW.decided_by))
+BEGIN SELECT RAISE(ABORT, 'a complaint is kept as written'); END;
+CREATE TRIGGER complaints_kept_d BEFORE DELETE ON complaints
+BEGIN SELECT RAISE(ABORT, 'a complaint is kept as written'); END;
+CREATE TRIGGER warranty_visits_fixed BEFORE UPDATE ON warranty_visits
+WHEN OLD.application_id IS NOT NEW.application_id OR OLD.manufacturer IS NOT NEW.manufacturer
+  OR OLD.work_order IS NOT NEW.work_order OR OLD.safety IS NOT NEW.safety
+  OR (OLD.returned_at IS NOT NULL AND (OLD.returned_at IS NOT NEW.returned_at
+      OR OLD.failed IS NOT NEW.failed))
+BEGIN SELECT RAISE(ABORT, 'a warranty visit is kept as written'); END;
+CREATE TRIGGER warranty_visits_kept_d BEFORE DELETE ON warranty_visits
+BEGIN SELECT RAISE(ABORT, 'a warranty visit is kept as written'); END;
 
 -- Ministry inspectors (issue 34): a console role. SQLite cannot change a CHECK constraint,
 -- so the staff table is rebuilt as in 0014, and with it the proposals that refer to it

@@ -42,6 +42,10 @@ pub enum MinistryError {
     Unreachable(String),
     #[error("the IdP refused the ministry's client: {0}")]
     Refused(String),
+    /// The IdP declined the request for good (unknown manufacturer, a suspension by its
+    /// own operator, a malformed request): retrying it changes nothing.
+    #[error("the IdP declined: {0}")]
+    Declined(String),
 }
 
 const LIST_TTL_SECS: i64 = 30;
@@ -49,15 +53,24 @@ const MANUFACTURERS_SCOPE: &str = "ministry.manufacturers";
 const TRUST_SCOPE: &str = "ministry.trust";
 
 /// A manufacturer's standing as the ministry decided it; `None` leaves a part as it is.
+/// A decision carries its version (the IdP takes none older than one it has), and so do
+/// the stars withheld.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Standing {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub suspended: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stars: Option<u8>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub withheld: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub withheld_version: Option<i64>,
+    /// Who proposed it (or `record`), and who approved it.
     pub by: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approved_by: Option<String>,
     pub reason: String,
 }
 
@@ -204,8 +217,16 @@ impl MinistryClient {
                 self.forget(TRUST_SCOPE);
                 continue;
             }
-            if !r.status().is_success() {
-                return Err(MinistryError::Refused(format!("standing: {}", r.status())));
+            let status = r.status();
+            if matches!(status.as_u16(), 400 | 404 | 409) {
+                let body: serde_json::Value = r.json().await.unwrap_or_default();
+                return Err(MinistryError::Declined(format!(
+                    "{status}: {}",
+                    body["error_description"].as_str().unwrap_or("")
+                )));
+            }
+            if !status.is_success() {
+                return Err(MinistryError::Refused(format!("standing: {status}")));
             }
             // The list of ratings is stale now.
             *self.list.lock().unwrap_or_else(|p| p.into_inner()) = None;

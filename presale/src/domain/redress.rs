@@ -178,7 +178,7 @@ pub struct Visit {
 pub struct WarrantyTally {
     /// Seconds off the road in all the visits (the one open counts to `now`).
     pub off_road: i64,
-    /// The longest single stay, in seconds.
+    /// The longest stay, in seconds (visits within [`ONE_STAY_GAP`] of each other are one).
     pub longest: i64,
     pub failed_safety: u32,
     /// A like replacement car while the car is in: any stay over 48 hours.
@@ -194,12 +194,28 @@ pub const FAILED_SAFETY_REPAIRS: u32 = 3;
 /// Days off the road in all after which the car is replaced or refunded.
 pub const DAYS_OFF_ROAD: i64 = 30;
 
+/// Visits back in the workshop within this of the car's return are one stay for the 48
+/// hours (out and in again does not start them over).
+pub const ONE_STAY_GAP: i64 = DAY;
+
 pub fn warranty_tally(visits: &[Visit], now: i64) -> WarrantyTally {
     let mut t = WarrantyTally::default();
-    for v in visits {
-        let stay = (v.returned_at.unwrap_or(now) - v.opened_at).max(0);
-        t.off_road = t.off_road.saturating_add(stay);
-        t.longest = t.longest.max(stay);
+    let mut sorted: Vec<&Visit> = visits.iter().collect();
+    sorted.sort_by_key(|v| v.opened_at);
+    // The current stay: (its start, its latest end).
+    let mut stay: Option<(i64, i64)> = None;
+    for v in sorted {
+        let end = v.returned_at.unwrap_or(now).max(v.opened_at);
+        t.off_road = t.off_road.saturating_add(end - v.opened_at);
+        stay = match stay {
+            Some((start, last)) if v.opened_at <= last.saturating_add(ONE_STAY_GAP) => {
+                Some((start, last.max(end)))
+            }
+            _ => Some((v.opened_at, end)),
+        };
+        if let Some((start, last)) = stay {
+            t.longest = t.longest.max(last - start);
+        }
         if v.safety && v.failed && v.returned_at.is_some() {
             t.failed_safety += 1;
         }

@@ -560,7 +560,7 @@ fn complaint_refused(e: crate::store::redress::ComplaintError) -> Response {
     let status = match e {
         E::NoApplication | E::NoComplaint => StatusCode::NOT_FOUND,
         E::Text => StatusCode::UNPROCESSABLE_ENTITY,
-        E::NotInspector => StatusCode::FORBIDDEN,
+        E::NotInspector | E::SamePerson => StatusCode::FORBIDDEN,
         E::Open | E::Answered | E::NotAnswered | E::Closed => StatusCode::CONFLICT,
     };
     let text = match e {
@@ -657,10 +657,12 @@ async fn complaint_file(
 fn visit_refused(e: crate::store::redress::VisitError) -> Response {
     use crate::store::redress::VisitError as E;
     let (status, text) = match e {
-        E::NoCar | E::NoVisit => (StatusCode::NOT_FOUND, m::E_VISIT_FORM),
+        E::NoCar | E::NoVisit => (StatusCode::NOT_FOUND, m::E_NO_CAR),
         E::InWorkshop => (StatusCode::CONFLICT, m::E_IN_WORKSHOP),
-        E::Returned | E::KeyReused => (StatusCode::CONFLICT, m::E_VISIT_FORM),
-        E::WorkOrder | E::Time => (StatusCode::UNPROCESSABLE_ENTITY, m::E_VISIT_FORM),
+        E::Returned => (StatusCode::CONFLICT, m::E_VISIT_RETURNED),
+        E::KeyReused => (StatusCode::CONFLICT, m::E_KEY_REUSED),
+        E::WorkOrder => (StatusCode::UNPROCESSABLE_ENTITY, m::E_WORK_ORDER),
+        E::Time => (StatusCode::UNPROCESSABLE_ENTITY, m::E_VISIT_TIME),
     };
     scoped_problem(status, "refused", text, WARRANTY_SCOPE)
 }

@@ -64,6 +64,7 @@ pub(crate) fn refused(e: ComplaintError) -> Error {
         )),
         ComplaintError::Closed => Error::conflict(m::E_COMPLAINT_CLOSED),
         ComplaintError::NotInspector => Error::user(StatusCode::FORBIDDEN, m::NOT_YOUR_ROLE),
+        ComplaintError::SamePerson => Error::user(StatusCode::FORBIDDEN, m::E_DECIDE_SECOND),
     }
 }
 
@@ -127,7 +128,7 @@ async fn file(
     };
     let (mut csrf, mut tracking, mut kind, mut body) =
         (String::new(), String::new(), String::new(), String::new());
-    let mut uploads: Vec<(Vec<u8>, String)> = Vec::new();
+    let mut uploads: Vec<(axum::body::Bytes, String)> = Vec::new();
     let malformed = || {
         Error::user(
             StatusCode::BAD_REQUEST,
@@ -155,7 +156,7 @@ async fn file(
             if uploads.len() >= MAX_FILES || bytes.len() > MAX_FILE_BYTES {
                 return Err(bad_file());
             }
-            uploads.push((bytes.to_vec(), file_name));
+            uploads.push((bytes, file_name));
             continue;
         }
         let value = field.text().await.map_err(|_| malformed())?;
@@ -180,7 +181,12 @@ async fn file(
             ),
         )
     })?;
-    // Every attachment checked before any is kept: a bad one refuses the whole complaint.
+    // The complaint itself first, then every attachment checked before any is kept: a
+    // refused complaint, or one bad attachment, leaves nothing on the shared volume.
+    core.store
+        .complaint_precheck(&m, &c.sub, tracking.trim(), kind, &body)
+        .await?
+        .map_err(refused)?;
     let mut checked = Vec::new();
     for (bytes, name) in uploads {
         let kind = FileKind::sniff(&bytes).ok_or_else(bad_file)?;
@@ -327,9 +333,13 @@ async fn respond(
 /// An attachment served to a party: its sniffed type, never rendered in the service's
 /// origin (a download, sandboxed, not sniffed again by the browser).
 pub(crate) async fn serve_file(core: &Core, f: &FileMeta) -> Result<Response> {
+    // Lost or changed on disk is not a moment's trouble: no Retry-After.
     let bytes = core.files.get(&f.sha256).await.map_err(|e| {
         tracing::error!(error = %e, "reading an attachment");
-        Error::Busy { retry_after: 5 }
+        Error::user(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            crate::error::msg::console::E_FILE_GONE,
+        )
     })?;
     let name: String = f
         .name

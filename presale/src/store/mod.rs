@@ -206,7 +206,7 @@ impl Store {
             format!(
                 "REVOKE UPDATE ON log_pending, applications, round_claims, lottery_ranks, \
                  lottery_entries, queue_tickets, lottery_lapses, delivery_stages, \
-                 compensation_rates, complaint_files, case_findings FROM {role}"
+                 compensation_rates, complaint_files, case_findings, inspection_cases FROM {role}"
             ),
         ] {
             sqlx::query(&sql).execute(&mut *tx).await?;

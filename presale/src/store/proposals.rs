@@ -142,6 +142,12 @@ impl Store {
             }
         }
         if let Change::Issue { license } = change {
+            if self
+                .maker_suspended_in(&mut tx, &license.manufacturer)
+                .await?
+            {
+                return Ok(Err(ProposalError::MakerSuspended));
+            }
             if let Err(e) = self
                 .check_parties_in(
                     &mut tx,
@@ -449,7 +455,7 @@ impl Store {
                 return Ok(Err(ProposalError::Expired))
             }
             Decision::Approve => match self
-                .carry_out(&mut *tx, &change, &proposed_by, credit, now)
+                .carry_out(&mut *tx, &change, (&proposed_by, by, id), credit, now)
                 .await?
             {
                 Ok(license_id) => ("approved", Some(license_id)),
@@ -513,11 +519,16 @@ impl Store {
         &self,
         tx: &mut sqlx::AnyConnection,
         change: &Change,
-        proposed_by: &str,
+        (proposed_by, approved_by, proposal): (&str, &str, &str),
         credit: Option<&CreditPolicy>,
         now: i64,
     ) -> Result<Result<String, ProposalError>, StoreError> {
         let changed = match change {
+            Change::Issue { license }
+                if self.maker_suspended_in(tx, &license.manufacturer).await? =>
+            {
+                return Ok(Err(ProposalError::MakerSuspended));
+            }
             Change::Issue { license } => {
                 // The manufacturer's credit (issue 34): under the ceiling its rating
                 // allows, and while late, one new unit per unit delivered. Staff actions
@@ -556,8 +567,13 @@ impl Store {
                 case_id,
                 standing,
             } => {
+                let who = Decider {
+                    proposed_by,
+                    approved_by,
+                    proposal,
+                };
                 return self
-                    .carry_out_maker(tx, manufacturer, case_id, *standing, proposed_by, now)
+                    .carry_out_maker(tx, manufacturer, case_id, *standing, who, now)
                     .await;
             }
             Change::Resume { license_id }
@@ -635,34 +651,57 @@ impl Store {
         .is_some())
     }
 
-    /// An approved inspection carried out here: the standing recorded (for the IdP, which
-    /// the console and a background pass tell until it has it), and for a suspension
-    /// every active campaign of the manufacturer suspended (the queue's clock stops:
-    /// nobody loses their place or their time), each in its own log; a resumption resumes
-    /// exactly those.
+    /// Whether the ministry has `manufacturer` suspended (read in the caller's
+    /// transaction).
+    pub(crate) async fn maker_suspended_in(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        manufacturer: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "SELECT 1 AS one FROM maker_standing WHERE manufacturer = $1 AND suspended = 1",
+        )
+        .bind(manufacturer)
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some())
+    }
+
+    /// An approved inspection carried out here: the standing recorded with its version
+    /// and its own audit entry (for the IdP, which the console and a background pass tell
+    /// until it has it), and for a suspension every active campaign of the manufacturer
+    /// suspended (the queue's clock stops: nobody loses their place or their time), each
+    /// in its own log, under the approver's name; a resumption resumes exactly those.
     async fn carry_out_maker(
         &self,
         tx: &mut sqlx::AnyConnection,
         manufacturer: &str,
         case_id: &str,
         standing: MakerStanding,
-        proposed_by: &str,
+        who: Decider<'_>,
         now: i64,
     ) -> Result<Result<String, ProposalError>, StoreError> {
         if self.maker_unchanged(tx, manufacturer, &standing).await? {
             return Ok(Err(ProposalError::Unchanged));
         }
-        let paused: String =
-            sqlx::query("SELECT paused_licenses FROM maker_standing WHERE manufacturer = $1")
-                .bind(manufacturer)
-                .fetch_optional(&mut *tx)
-                .await?
-                .map(|r| r.try_get("paused_licenses"))
-                .transpose()?
-                .unwrap_or_else(|| "[]".to_owned());
+        let current = sqlx::query(
+            "SELECT paused_licenses, decided_version FROM maker_standing WHERE manufacturer = $1",
+        )
+        .bind(manufacturer)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let (paused, version): (String, i64) = match current {
+            Some(r) => (r.try_get("paused_licenses")?, r.try_get("decided_version")?),
+            None => ("[]".to_owned(), 0),
+        };
+        let version = version + 1;
         let mut paused: Vec<String> = serde_json::from_str(&paused)
             .map_err(|e| StoreError::Corrupt(format!("paused licenses of {manufacturer}: {e}")))?;
-        let (suspended, stars): (Option<i64>, Option<i64>) = match standing {
+        let because = format!(
+            "case {case_id}, proposal {} by {}, approved by {}",
+            who.proposal, who.proposed_by, who.approved_by
+        );
+        let (kind, suspended, stars): (&str, Option<i64>, Option<i64>) = match standing {
             MakerStanding::Suspend => {
                 let active: Vec<String> = sqlx::query(
                     "SELECT id FROM licenses WHERE manufacturer = $1 AND status = $2 ORDER BY id",
@@ -678,12 +717,12 @@ impl Store {
                     if self.set_license_active_in(tx, id, false).await?
                         == Some(StatusChange::Suspend)
                     {
-                        let detail = format!("{manufacturer} suspended (case {case_id})");
+                        let detail = format!("{manufacturer} suspended ({because})");
                         self.audit_in(
                             tx,
                             &audit::Entry {
                                 at: now,
-                                actor: proposed_by,
+                                actor: who.approved_by,
                                 action: "license.suspend",
                                 subject: id,
                                 detail: &detail,
@@ -694,19 +733,19 @@ impl Store {
                         paused.push(id.clone());
                     }
                 }
-                (Some(1), None)
+                ("suspend", Some(1), None)
             }
             MakerStanding::Resume => {
                 for id in std::mem::take(&mut paused) {
                     if let Some(StatusChange::Resume { .. }) =
                         self.set_license_active_in(tx, &id, true).await?
                     {
-                        let detail = format!("{manufacturer} resumed (case {case_id})");
+                        let detail = format!("{manufacturer} resumed ({because})");
                         self.audit_in(
                             tx,
                             &audit::Entry {
                                 at: now,
-                                actor: proposed_by,
+                                actor: who.approved_by,
                                 action: "license.resume",
                                 subject: &id,
                                 detail: &detail,
@@ -716,30 +755,58 @@ impl Store {
                         .await?;
                     }
                 }
-                (Some(0), None)
+                ("resume", Some(0), None)
             }
-            MakerStanding::Rate { stars } => (None, Some(i64::from(stars))),
+            MakerStanding::Rate { stars } => ("rate", None, Some(i64::from(stars))),
         };
+        // The standing's own entry, saying its version and kind: on PostgreSQL the
+        // service's role changes no standing without it.
+        let detail = format!("v{version} {kind}; {because}");
+        self.audit_in(
+            tx,
+            &audit::Entry {
+                at: now,
+                actor: who.approved_by,
+                action: "manufacturer.standing",
+                subject: manufacturer,
+                detail: &detail,
+                anchor: None,
+            },
+        )
+        .await?;
         let paused = serde_json::to_string(&paused)
             .map_err(|e| StoreError::Corrupt(format!("paused licenses: {e}")))?;
         sqlx::query(
-            "INSERT INTO maker_standing (manufacturer, suspended, stars, decided_by, reason, \
-             decided_version, paused_licenses, updated_at) VALUES ($1, $2, $3, $4, $5, 1, $6, $7) \
+            "INSERT INTO maker_standing (manufacturer, suspended, stars, decided_kind, \
+             decided_by, proposed_by, proposal_id, reason, decided_version, paused_licenses, \
+             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
              ON CONFLICT (manufacturer) DO UPDATE SET \
              suspended = COALESCE($2, maker_standing.suspended), \
-             stars = COALESCE($3, maker_standing.stars), decided_by = $4, reason = $5, \
-             decided_version = maker_standing.decided_version + 1, paused_licenses = $6, \
-             updated_at = $7",
+             stars = COALESCE($3, maker_standing.stars), decided_kind = $4, decided_by = $5, \
+             proposed_by = $6, proposal_id = $7, reason = $8, decided_version = $9, \
+             paused_licenses = $10, push_error = NULL, updated_at = $11",
         )
         .bind(manufacturer)
         .bind(suspended)
         .bind(stars)
-        .bind(proposed_by)
+        .bind(kind)
+        .bind(who.approved_by)
+        .bind(who.proposed_by)
+        .bind(who.proposal)
         .bind(format!("case {case_id}"))
+        .bind(version)
         .bind(&paused)
         .bind(now)
         .execute(&mut *tx)
         .await?;
         Ok(Ok(manufacturer.to_owned()))
     }
+}
+
+/// Who proposed and who approved a change, and the proposal's id.
+#[derive(Debug, Clone, Copy)]
+struct Decider<'a> {
+    proposed_by: &'a str,
+    approved_by: &'a str,
+    proposal: &'a str,
 }

@@ -44,6 +44,8 @@ pub struct Complaint {
     pub answer: Option<String>,
     pub answered_at: Option<i64>,
     pub escalated_at: Option<i64>,
+    /// A decision one inspector proposed, awaiting a second person.
+    pub proposed: Option<(Outcome, String)>,
     pub outcome: Option<Outcome>,
     pub decided_by: Option<String>,
     pub files: Vec<FileMeta>,
@@ -84,9 +86,23 @@ pub enum ComplaintError {
     NotAnswered,
     #[error("the complaint is closed")]
     Closed,
-    #[error("only an enabled inspector decides a complaint")]
+    #[error("only an enabled inspector proposes a decision on a complaint; an issuer or another inspector confirms it")]
     NotInspector,
+    #[error("a decision needs a second person: its proposer, or anyone behind the same person, cannot confirm it")]
+    SamePerson,
 }
+
+/// Where a decision on a complaint stands after a member's word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decided {
+    /// Proposed: a second member must say the same.
+    Proposed,
+    /// Final: upheld or dismissed.
+    Final,
+}
+
+/// How long after a car came back its return may be recorded (seconds): an hour.
+pub const RETURN_GRACE: i64 = 3600;
 
 /// The longest complaint, answer or finding, in characters.
 pub const MAX_TEXT: usize = 4000;
@@ -144,7 +160,7 @@ pub enum VisitError {
     Returned,
     #[error("a written work order is required, at most 4000 characters")]
     WorkOrder,
-    #[error("a visit is dated when it happened: not before the delivery or the visit's start, not in the future, at most three days ago")]
+    #[error("a visit is dated when it happened: not before the delivery or the visit's start, not in the future, opened at most three days ago and returned at most an hour ago")]
     Time,
     #[error("this request key was used for another visit")]
     KeyReused,
@@ -178,17 +194,26 @@ pub enum CaseError {
     Text,
 }
 
+/// An approved decision on a manufacturer's standing: only what it changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StandingDecision {
+    pub version: i64,
+    pub suspended: Option<bool>,
+    pub stars: Option<u8>,
+}
+
 /// What is still to be carried out at the IdP for a manufacturer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingStanding {
     pub manufacturer: String,
-    /// A decision (suspension, resumption, rating) and its version, if not yet carried
-    /// out.
-    pub decided: Option<(Option<bool>, Option<u8>, i64)>,
+    /// The latest approved decision, if the IdP does not have it yet.
+    pub decided: Option<StandingDecision>,
+    /// Who approved it, and who proposed it.
     pub decided_by: String,
+    pub proposed_by: String,
     pub reason: String,
-    /// The stars withheld, if not yet carried out.
-    pub withheld: Option<u8>,
+    /// The stars withheld and their version, if the IdP does not have them yet.
+    pub withheld: Option<(u8, i64)>,
     pub demerits: String,
 }
 
@@ -214,6 +239,13 @@ fn complaint_from(r: &sqlx::any::AnyRow) -> Result<Complaint, StoreError> {
             .map(|o| Outcome::parse(&o).ok_or_else(|| StoreError::Corrupt(format!("outcome {o}"))))
             .transpose()?,
         decided_by: r.try_get("decided_by")?,
+        proposed: match (
+            r.try_get::<Option<String>, _>("proposed_outcome")?,
+            r.try_get::<Option<String>, _>("proposed_by")?,
+        ) {
+            (Some(o), Some(by)) => Outcome::parse(&o).map(|o| (o, by)),
+            _ => None,
+        },
         files: Vec::new(),
     })
 }
@@ -234,7 +266,7 @@ fn visit_from(r: &sqlx::any::AnyRow) -> Result<WarrantyVisit, StoreError> {
 
 const COMPLAINT_COLUMNS: &str = "c.id, c.application_id, a.tracking_code, c.license_id, \
      c.manufacturer, c.citizen_sub, c.kind, c.body, c.filed_at, c.answer_due, c.answer, \
-     c.answered_at, c.escalated_at, c.outcome, c.decided_by";
+     c.answered_at, c.escalated_at, c.outcome, c.decided_by, c.proposed_outcome, c.proposed_by";
 
 impl Store {
     /// Whether `username` is an enabled member with `role`, on the record (read in the
@@ -439,12 +471,15 @@ impl Store {
             return Ok(Err(ComplaintError::Text));
         }
         let mut tx = service_kit::sql::begin(self.pool()).await?;
+        // The detail says when it was answered: on PostgreSQL the service's role records
+        // no answer without an entry saying that time.
+        let detail = format!("{manufacturer} at {now}");
         let entry = Entry {
             at: now,
             actor: by,
             action: "complaint.answer",
             subject: id,
-            detail: manufacturer,
+            detail: &detail,
             anchor: None,
         };
         let done = async {
@@ -544,34 +579,27 @@ impl Store {
         super::finish(tx, done).await
     }
 
-    /// An inspector's decision on a complaint with the ministry: upheld or dismissed.
+    /// The ministry's decision on a complaint that has reached it, upheld or dismissed, by
+    /// two people: an inspector proposes it; an issuer or another inspector (not behind
+    /// the same person) saying the same makes it final. A second member saying otherwise
+    /// replaces the proposal with theirs (a third person decides). Each step audited.
     pub async fn decide_complaint(
         &self,
         id: &str,
         outcome: Outcome,
         by: &str,
         now: i64,
-    ) -> Result<Result<(), ComplaintError>, StoreError> {
+    ) -> Result<Result<Decided, ComplaintError>, StoreError> {
         if outcome == Outcome::Accepted {
             return Ok(Err(ComplaintError::NotInspector));
         }
         let mut tx = service_kit::sql::begin(self.pool()).await?;
-        let entry = Entry {
-            at: now,
-            actor: by,
-            action: "complaint.decide",
-            subject: id,
-            detail: outcome.as_str(),
-            anchor: None,
-        };
         let done = async {
-            self.audit_in(&mut tx, &entry).await?;
-            if !self.has_role(&mut tx, by, Role::Inspector).await? {
-                return Ok(Err(ComplaintError::NotInspector));
-            }
+            // The chain's lock first (SQLite: the write lock before any read).
+            self.lock_audit_chain(&mut tx).await?;
             let row = sqlx::query(
-                "SELECT filed_at, answer_due, answered_at, escalated_at, outcome \
-                 FROM complaints WHERE id = $1",
+                "SELECT filed_at, answer_due, answered_at, escalated_at, outcome, \
+                 proposed_outcome, proposed_by FROM complaints WHERE id = $1",
             )
             .bind(id)
             .fetch_optional(&mut *tx)
@@ -594,20 +622,110 @@ impl Store {
             if ageing.level(now) == Level::Manufacturer {
                 return Ok(Err(ComplaintError::NotAnswered));
             }
-            sqlx::query(
-                "UPDATE complaints SET outcome = $2, decided_at = $3, decided_by = $4 \
-                 WHERE id = $1 AND outcome IS NULL",
-            )
-            .bind(id)
-            .bind(outcome.as_str())
-            .bind(now)
-            .bind(by)
-            .execute(&mut *tx)
-            .await?;
-            Ok(Ok(()))
+            let proposed: Option<String> = row.try_get("proposed_outcome")?;
+            let proposer: Option<String> = row.try_get("proposed_by")?;
+            let inspector = self.has_role(&mut tx, by, Role::Inspector).await?;
+            let second = match (&proposed, &proposer) {
+                (Some(p), Some(who)) if p == outcome.as_str() => {
+                    if who == by || !self.independent(&mut tx, who, by).await? {
+                        return Ok(Err(ComplaintError::SamePerson));
+                    }
+                    if !inspector && !self.is_issuer(&mut tx, by).await? {
+                        return Ok(Err(ComplaintError::NotInspector));
+                    }
+                    // The proposer must still be an inspector for it to count.
+                    if !self.has_role(&mut tx, who, Role::Inspector).await? {
+                        return Ok(Err(ComplaintError::NotInspector));
+                    }
+                    true
+                }
+                _ => {
+                    if !inspector {
+                        return Ok(Err(ComplaintError::NotInspector));
+                    }
+                    if proposer.as_deref() == Some(by) {
+                        return Ok(Err(ComplaintError::SamePerson));
+                    }
+                    false
+                }
+            };
+            let detail = match &proposer {
+                Some(who) if second => format!("{}; proposed by {who}", outcome.as_str()),
+                _ => outcome.as_str().to_owned(),
+            };
+            let entry = Entry {
+                at: now,
+                actor: by,
+                action: if second {
+                    "complaint.decide"
+                } else {
+                    "complaint.propose"
+                },
+                subject: id,
+                detail: &detail,
+                anchor: None,
+            };
+            self.audit_in(&mut tx, &entry).await?;
+            if second {
+                sqlx::query(
+                    "UPDATE complaints SET outcome = $2, decided_at = $3, decided_by = $4 \
+                     WHERE id = $1 AND outcome IS NULL",
+                )
+                .bind(id)
+                .bind(outcome.as_str())
+                .bind(now)
+                .bind(by)
+                .execute(&mut *tx)
+                .await?;
+                Ok(Ok(Decided::Final))
+            } else {
+                sqlx::query(
+                    "UPDATE complaints SET proposed_outcome = $2, proposed_by = $3 \
+                     WHERE id = $1 AND outcome IS NULL",
+                )
+                .bind(id)
+                .bind(outcome.as_str())
+                .bind(by)
+                .execute(&mut *tx)
+                .await?;
+                Ok(Ok(Decided::Proposed))
+            }
         }
         .await;
         super::finish(tx, done).await
+    }
+
+    /// Whether a complaint would be taken (the application is the buyer's at the
+    /// manufacturer, the text is there, none of its kind is open), checked before its
+    /// attachments are kept: a refused complaint leaves nothing on the shared volume.
+    pub async fn complaint_precheck(
+        &self,
+        manufacturer: &str,
+        citizen_sub: &str,
+        tracking_code: &str,
+        kind: ComplaintKind,
+        body: &str,
+    ) -> Result<Result<(), ComplaintError>, StoreError> {
+        if !text_ok(body) {
+            return Ok(Err(ComplaintError::Text));
+        }
+        let row = sqlx::query(
+            "SELECT a.id, (SELECT COUNT(*) FROM complaints c WHERE c.application_id = a.id \
+             AND c.kind = $4 AND c.outcome IS NULL) AS open FROM applications a \
+             JOIN licenses l ON l.id = a.license_id \
+             WHERE a.tracking_code = $1 AND a.citizen_sub = $2 AND l.manufacturer = $3",
+        )
+        .bind(tracking_code)
+        .bind(citizen_sub)
+        .bind(manufacturer)
+        .bind(kind.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            None => Err(ComplaintError::NoApplication),
+            Some(r) if r.try_get::<i64, _>("open")? > 0 => Err(ComplaintError::Open),
+            Some(_) => Ok(()),
+        })
     }
 
     /// Whether `sha256` is an attachment of a complaint that `party` may read: the buyer
@@ -673,8 +791,11 @@ impl Store {
             };
             let app_id: String = car.try_get("id")?;
             if let Some(key) = key {
+                // A retry is the visit recorded under its key, whatever time it carries
+                // (a retry without `at` is stamped anew); another work order or safety
+                // flag under the same key is refused.
                 let seen = sqlx::query(
-                    "SELECT id, opened_at, work_order FROM warranty_visits \
+                    "SELECT id, safety, work_order FROM warranty_visits \
                      WHERE application_id = $1 AND request_key = $2",
                 )
                 .bind(&app_id)
@@ -683,7 +804,7 @@ impl Store {
                 .await?;
                 if let Some(r) = seen {
                     let same = r.try_get::<String, _>("work_order")? == work_order.trim()
-                        && r.try_get::<i64, _>("opened_at")? == opened_at;
+                        && (r.try_get::<i64, _>("safety")? != 0) == safety;
                     return Ok(if same {
                         Ok(r.try_get("id")?)
                     } else {
@@ -761,7 +882,9 @@ impl Store {
                 return Ok(Err(VisitError::Returned));
             }
             let opened_at: i64 = row.try_get("opened_at")?;
-            if returned_at < opened_at || returned_at > now || returned_at < now - GRACE {
+            // A return is recorded as it happens: dated back past the hour, a long stay
+            // could be written short after the fact and cancel what it made due.
+            if returned_at < opened_at || returned_at > now || returned_at < now - RETURN_GRACE {
                 return Ok(Err(VisitError::Time));
             }
             sqlx::query(
@@ -1033,8 +1156,9 @@ impl Store {
         Ok(out)
     }
 
-    /// Records the stars `manufacturer`'s record withholds now (and why); to be carried
-    /// out at the IdP if it differs from what was.
+    /// Records the stars `manufacturer`'s record withholds now (and why). A change of the
+    /// stars takes the next version, to be carried to the IdP (which takes no version
+    /// older than one it has).
     pub async fn set_withheld(
         &self,
         manufacturer: &str,
@@ -1043,9 +1167,12 @@ impl Store {
         now: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO maker_standing (manufacturer, withheld, demerits, updated_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (manufacturer) DO UPDATE \
-             SET withheld = $2, demerits = $3, updated_at = $4 \
+            "INSERT INTO maker_standing (manufacturer, withheld, withheld_version, demerits, \
+             updated_at) VALUES ($1, $2, CASE WHEN $2 > 0 THEN 1 ELSE 0 END, $3, $4) \
+             ON CONFLICT (manufacturer) DO UPDATE \
+             SET withheld = $2, demerits = $3, updated_at = $4, \
+             withheld_version = maker_standing.withheld_version \
+                 + CASE WHEN maker_standing.withheld <> $2 THEN 1 ELSE 0 END \
              WHERE maker_standing.withheld <> $2 OR maker_standing.demerits <> $3",
         )
         .bind(manufacturer)
@@ -1060,9 +1187,11 @@ impl Store {
     /// What is still to be carried out at the IdP.
     pub async fn pending_standing(&self) -> Result<Vec<PendingStanding>, StoreError> {
         let rows = sqlx::query(
-            "SELECT manufacturer, suspended, stars, decided_by, reason, decided_version, \
-             pushed_version, withheld, withheld_pushed, demerits FROM maker_standing \
-             WHERE decided_version > pushed_version OR withheld <> withheld_pushed \
+            "SELECT manufacturer, suspended, stars, decided_kind, decided_by, proposed_by, \
+             reason, decided_version, pushed_version, withheld, withheld_version, \
+             withheld_pushed_version, demerits FROM maker_standing \
+             WHERE decided_version > pushed_version \
+                OR withheld_version > withheld_pushed_version \
              ORDER BY manufacturer",
         )
         .fetch_all(&self.pool)
@@ -1071,55 +1200,109 @@ impl Store {
         for r in rows {
             let version: i64 = r.try_get("decided_version")?;
             let pushed: i64 = r.try_get("pushed_version")?;
-            let withheld: i64 = r.try_get("withheld")?;
-            let stars: Option<i64> = r.try_get("stars")?;
+            let kind: Option<String> = r.try_get("decided_kind")?;
+            // Only what the decision changed: a rating carries no suspension, a suspension
+            // no rating (the IdP's operator may have set either since).
+            let decided = if version > pushed {
+                let stars: Option<i64> = r.try_get("stars")?;
+                Some(match kind.as_deref() {
+                    Some("suspend") => StandingDecision {
+                        version,
+                        suspended: Some(true),
+                        stars: None,
+                    },
+                    Some("resume") => StandingDecision {
+                        version,
+                        suspended: Some(false),
+                        stars: None,
+                    },
+                    Some("rate") => StandingDecision {
+                        version,
+                        suspended: None,
+                        stars: stars.and_then(|s| u8::try_from(s).ok()),
+                    },
+                    other => {
+                        return Err(StoreError::Corrupt(format!("standing decision {other:?}")))
+                    }
+                })
+            } else {
+                None
+            };
+            let wv: i64 = r.try_get("withheld_version")?;
+            let withheld = (wv > r.try_get::<i64, _>("withheld_pushed_version")?).then(|| {
+                (
+                    u8::try_from(r.try_get::<i64, _>("withheld").unwrap_or(4)).unwrap_or(4),
+                    wv,
+                )
+            });
             out.push(PendingStanding {
                 manufacturer: r.try_get("manufacturer")?,
-                decided: (version > pushed).then(|| {
-                    (
-                        r.try_get::<Option<i64>, _>("suspended")
-                            .ok()
-                            .flatten()
-                            .map(|s| s != 0),
-                        stars.and_then(|s| u8::try_from(s).ok()),
-                        version,
-                    )
-                }),
+                decided,
                 decided_by: r.try_get("decided_by")?,
+                proposed_by: r.try_get("proposed_by")?,
                 reason: r.try_get("reason")?,
-                withheld: (withheld != r.try_get::<i64, _>("withheld_pushed")?)
-                    .then(|| u8::try_from(withheld).unwrap_or(4)),
+                withheld,
                 demerits: r.try_get("demerits")?,
             });
         }
         Ok(out)
     }
 
-    /// Notes what the IdP has carried out: the decision's version, the stars withheld.
+    /// Notes what the IdP has taken (or refused for good, with why): the decision's
+    /// version, the stars withheld's version. Never moves back.
     pub async fn standing_pushed(
         &self,
         manufacturer: &str,
         version: Option<i64>,
-        withheld: Option<u8>,
+        withheld_version: Option<i64>,
+        refused: Option<&str>,
     ) -> Result<(), StoreError> {
         if let Some(v) = version {
             sqlx::query(
-                "UPDATE maker_standing SET pushed_version = $2 \
+                "UPDATE maker_standing SET pushed_version = $2, push_error = $3 \
                  WHERE manufacturer = $1 AND pushed_version < $2",
             )
             .bind(manufacturer)
             .bind(v)
+            .bind(refused)
             .execute(&self.pool)
             .await?;
         }
-        if let Some(w) = withheld {
-            sqlx::query("UPDATE maker_standing SET withheld_pushed = $2 WHERE manufacturer = $1")
-                .bind(manufacturer)
-                .bind(i64::from(w))
-                .execute(&self.pool)
-                .await?;
+        if let Some(w) = withheld_version {
+            sqlx::query(
+                "UPDATE maker_standing SET withheld_pushed_version = $2 \
+                 WHERE manufacturer = $1 AND withheld_pushed_version < $2",
+            )
+            .bind(manufacturer)
+            .bind(w)
+            .execute(&self.pool)
+            .await?;
         }
         Ok(())
+    }
+
+    /// Where the ministry's decision on `manufacturer` stands at the IdP: carried out,
+    /// waiting (`Some(None)`), or refused there (`Some(Some(why))`).
+    pub async fn standing_at_idp(
+        &self,
+        manufacturer: &str,
+    ) -> Result<Option<Option<String>>, StoreError> {
+        let row = sqlx::query(
+            "SELECT decided_version, pushed_version, push_error FROM maker_standing \
+             WHERE manufacturer = $1",
+        )
+        .bind(manufacturer)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let error: Option<String> = r.try_get("push_error")?;
+        if r.try_get::<i64, _>("decided_version")? > r.try_get::<i64, _>("pushed_version")? {
+            Ok(Some(None))
+        } else {
+            Ok(error.map(Some))
+        }
     }
 
     /// Whether the ministry has `manufacturer` suspended here (an approved inspection).

@@ -513,7 +513,7 @@ fn as_user(url: &str, user: &str, password: &str) -> String {
 
 /// A fresh PostgreSQL database migrated by its owner, and a store on it as the service's
 /// role (granted as `presale migrate --grant-to` does): (database, owner, service).
-async fn as_service_role() -> (testkit::servers::FreshDatabase, Store, Store) {
+pub(crate) async fn as_service_role() -> (testkit::servers::FreshDatabase, Store, Store) {
     let db = Backend::Servers.database("presale").await;
     let owner = Store::connect(&db.url, 4).await.expect("owner");
     owner.migrate().await.expect("migrate");

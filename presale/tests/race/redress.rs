@@ -8,7 +8,7 @@
 use presale::domain::redress::{ComplaintKind, Level, Outcome};
 use presale::store::after_sale::{Stage, StageRequest};
 use presale::store::proposals::{Change, Decision, MakerStanding, ProposalError};
-use presale::store::redress::{CaseError, ComplaintError, VisitError};
+use presale::store::redress::{CaseError, ComplaintError, Decided, VisitError};
 use presale::store::staff::Role;
 use presale::store::Store;
 use testkit::Backend;
@@ -158,16 +158,41 @@ pub(crate) async fn a_complaint_is_answered_once_and_reaches_the_ministry_by_its
         a.decide_complaint(&id, Outcome::Upheld, "issuer.a", now + 300)
             .await
             .expect("sql"),
-        Err(ComplaintError::NotInspector)
+        Err(ComplaintError::NotInspector),
+        "an issuer confirms an inspector's decision, never proposes one"
     );
+    // One person's word is a proposal: upheld only when a second member (an issuer or
+    // another inspector, not behind the same person) says the same.
     assert_eq!(
         a.decide_complaint(&id, Outcome::Upheld, "inspector.a", now + 300)
             .await
             .expect("sql"),
-        Ok(())
+        Ok(Decided::Proposed)
     );
     assert_eq!(
-        b.decide_complaint(&id, Outcome::Dismissed, "inspector.a", now + 301)
+        b.decide_complaint(&id, Outcome::Upheld, "inspector.a", now + 301)
+            .await
+            .expect("sql"),
+        Err(ComplaintError::SamePerson)
+    );
+    let c = a.complaint(&id).await.expect("sql").expect("complaint");
+    assert_eq!(c.outcome, None, "not decided by one person");
+    assert_eq!(
+        a.demerits(now + 400)
+            .await
+            .expect("sql")
+            .get("saipa")
+            .map(|d| d.upheld),
+        Some(0)
+    );
+    assert_eq!(
+        b.decide_complaint(&id, Outcome::Upheld, "issuer.a", now + 302)
+            .await
+            .expect("sql"),
+        Ok(Decided::Final)
+    );
+    assert_eq!(
+        b.decide_complaint(&id, Outcome::Dismissed, "inspector.a", now + 303)
             .await
             .expect("sql"),
         Err(ComplaintError::Closed)
@@ -282,9 +307,59 @@ pub(crate) async fn one_warranty_visit_at_a_time_and_the_laws_thresholds(backend
     assert!(w[0].tally.replacement_car_due);
     assert_eq!(w[0].tally.failed_safety, 1);
     assert!(!w[0].tally.replace_or_refund_due);
+    // A return is recorded as it happens: one dated back past the hour is refused (a
+    // four-day stay written as one would cancel the replacement car).
+    let at = back + 3600;
+    let id = a
+        .open_visit("saipa", &code, at, "WO: noise", false, Some("k-1"), "x", at)
+        .await
+        .expect("sql")
+        .expect("open");
+    // A retry with the same key, whatever time it carries, is the same visit.
+    assert_eq!(
+        b.open_visit(
+            "saipa",
+            &code,
+            at + 5,
+            "WO: noise",
+            false,
+            Some("k-1"),
+            "x",
+            at + 5
+        )
+        .await
+        .expect("sql"),
+        Ok(id.clone())
+    );
+    assert_eq!(
+        b.open_visit(
+            "saipa",
+            &code,
+            at,
+            "WO: brakes",
+            true,
+            Some("k-1"),
+            "x",
+            at + 5
+        )
+        .await
+        .expect("sql"),
+        Err(VisitError::KeyReused)
+    );
+    let late = at + 3 * DAY;
+    assert_eq!(
+        a.close_visit("saipa", &id, late - 2 * DAY, false, "x", late)
+            .await
+            .expect("sql"),
+        Err(VisitError::Time)
+    );
+    a.close_visit("saipa", &id, late - 60, false, "x", late)
+        .await
+        .expect("sql")
+        .expect("back");
     // Two more failed safety repairs: replacement or refund, and a demerit.
     for k in 1..3 {
-        let at = back + k * DAY;
+        let at = late + k * DAY;
         let id = a
             .open_visit("saipa", &code, at, "WO: brakes again", true, None, "x", at)
             .await
@@ -295,12 +370,43 @@ pub(crate) async fn one_warranty_visit_at_a_time_and_the_laws_thresholds(backend
             .expect("sql")
             .expect("back");
     }
-    let end = back + 3 * DAY;
+    let end = late + 3 * DAY;
     let w = b.warranty_of_manufacturer("saipa", end).await.expect("sql");
     assert_eq!(w[0].tally.failed_safety, 3);
     assert!(w[0].tally.replace_or_refund_due);
     let record = a.demerits(end).await.expect("sql");
     assert_eq!(record.get("saipa").map(|d| d.warranty), Some(1));
+
+    // Back-to-back visits are one stay: out and in again within a day does not start the
+    // 48 hours over.
+    let (_, other) = applied(&a, 1).await;
+    for s in [Stage::Contract, Stage::Delivered] {
+        let r = StageRequest {
+            stage: s,
+            amount: 0,
+            at: end,
+            key: None,
+        };
+        a.record_stage("saipa", &other, &r, "x", end)
+            .await
+            .expect("sql")
+            .expect("stage");
+    }
+    let mut t = end;
+    for _ in 0..2 {
+        let id = a
+            .open_visit("saipa", &other, t, "WO: gearbox", false, None, "x", t)
+            .await
+            .expect("sql")
+            .expect("open");
+        a.close_visit("saipa", &id, t + 30 * 3600, true, "x", t + 30 * 3600)
+            .await
+            .expect("sql")
+            .expect("back");
+        t += 30 * 3600 + 60;
+    }
+    let w = a.warranty_of_citizen("c-1", t).await.expect("sql");
+    assert!(w[0].tally.replacement_car_due, "{:?}", w[0].tally);
 }
 
 pub(crate) async fn an_inspectors_suspension_pauses_exactly_the_makers_campaigns(backend: Backend) {
@@ -403,9 +509,29 @@ pub(crate) async fn an_inspectors_suspension_pauses_exactly_the_makers_campaigns
     let pending = a.pending_standing().await.expect("sql");
     assert_eq!(pending.len(), 1);
     assert_eq!(
-        pending[0].decided.map(|d| (d.0, d.1)),
+        pending[0].decided.map(|d| (d.suspended, d.stars)),
         Some((Some(true), None))
     );
+    // No new campaign for a suspended manufacturer.
+    let p = a
+        .propose(
+            &Change::Issue {
+                license: Box::new(license(5, None)),
+            },
+            "issuer.a",
+            now,
+        )
+        .await
+        .expect("sql");
+    match p {
+        Err(e) => assert_eq!(e, ProposalError::MakerSuspended),
+        Ok(p) => assert_eq!(
+            b.decide(&p, "issuer.b", Decision::Approve, now)
+                .await
+                .expect("sql"),
+            Err(ProposalError::MakerSuspended)
+        ),
+    }
     // Suspended again: refused; a campaign's own resumption: refused while Saipa is.
     assert_eq!(
         a.propose(&suspend, "inspector.a", now).await.expect("sql"),
@@ -452,8 +578,13 @@ pub(crate) async fn an_inspectors_suspension_pauses_exactly_the_makers_campaigns
     assert!(!a.maker_suspended("saipa").await.expect("sql"));
     // Carried out at the IdP: nothing left once noted.
     let pending = a.pending_standing().await.expect("sql");
-    let version = pending[0].decided.map(|d| d.2);
-    a.standing_pushed("saipa", version, pending[0].withheld)
+    // Only what the resumption changed: no rating rides along with it.
+    assert_eq!(
+        pending[0].decided.map(|d| (d.suspended, d.stars)),
+        Some((Some(false), None))
+    );
+    let version = pending[0].decided.map(|d| d.version);
+    a.standing_pushed("saipa", version, pending[0].withheld.map(|w| w.1), None)
         .await
         .expect("sql");
     assert!(a.pending_standing().await.expect("sql").is_empty());
@@ -465,4 +596,96 @@ pub(crate) async fn an_inspectors_suspension_pauses_exactly_the_makers_campaigns
     assert!(log.iter().any(|e| e.action == "license.suspend"
         && e.subject == running
         && e.detail.contains(&case)));
+}
+
+/// The service's own database role (PostgreSQL) cannot rewrite the after-sale record: a
+/// complaint's times and text are fixed, an answer or a decision is written once and only
+/// with its audit entry, a warranty visit's start and its return likewise, and a
+/// manufacturer's standing changes only with its approval's entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_service_role_cannot_rewrite_the_after_sale_record() {
+    let (_db, owner, app) = super::insiders::as_service_role().await;
+    let (_, code) = applied(&app, 0).await;
+    let now = service_kit::clock::now();
+    let complaint = app
+        .file_complaint(
+            "saipa",
+            "c-0",
+            &code,
+            ComplaintKind::Other,
+            "x",
+            &[],
+            10,
+            now,
+        )
+        .await
+        .expect("sql")
+        .expect("filed through the service's path");
+    for s in [Stage::Contract, Stage::Delivered] {
+        let r = StageRequest {
+            stage: s,
+            amount: 0,
+            at: now,
+            key: None,
+        };
+        app.record_stage("saipa", &code, &r, "x", now)
+            .await
+            .expect("sql")
+            .expect("stage");
+    }
+    let visit = app
+        .open_visit("saipa", &code, now, "WO", true, None, "x", now)
+        .await
+        .expect("sql")
+        .expect("visit");
+    staff(&app, "inspector.a", Role::Inspector).await;
+    let case = app
+        .open_case("saipa", None, "c", "inspector.a", now)
+        .await
+        .expect("sql")
+        .expect("case");
+    app.set_withheld("saipa", 1, "1 overdue", now)
+        .await
+        .expect("sql");
+    for sql in [
+        format!("UPDATE complaints SET answer_due = answer_due + 9999999 WHERE id = '{complaint}'"),
+        format!("UPDATE complaints SET body = 'nothing' WHERE id = '{complaint}'"),
+        format!("UPDATE complaints SET answer = 'a', answered_at = filed_at WHERE id = '{complaint}'"),
+        format!("UPDATE complaints SET outcome = 'dismissed' WHERE id = '{complaint}'"),
+        format!("UPDATE warranty_visits SET opened_at = opened_at + 86400 WHERE id = '{visit}'"),
+        format!("UPDATE warranty_visits SET returned_at = opened_at, failed = 0 WHERE id = '{visit}'"),
+        format!("UPDATE inspection_cases SET summary = 'x' WHERE id = '{case}'"),
+        "INSERT INTO maker_standing (manufacturer, suspended, decided_kind, decided_version, \
+         updated_at) VALUES ('iran-khodro', 0, 'resume', 1, 1)"
+            .to_owned(),
+        "UPDATE maker_standing SET suspended = 0, decided_kind = 'resume', \
+         decided_version = decided_version + 1 WHERE manufacturer = 'saipa'"
+            .to_owned(),
+        "UPDATE maker_standing SET withheld = 0, withheld_version = withheld_version + 100 \
+         WHERE manufacturer = 'saipa'"
+            .to_owned(),
+        format!(
+            "INSERT INTO complaints (id, application_id, license_id, manufacturer, citizen_sub, \
+             kind, body, filed_at, answer_due) SELECT 'cp-x', application_id, license_id, \
+             manufacturer, 'c-0', 'price_change', 'y', 1, 2 FROM complaints WHERE id = '{complaint}'"
+        ),
+    ] {
+        let r = sqlx::query(&sql).execute(app.pool()).await;
+        let e = r.expect_err(&format!("the service's role may not: {sql}"));
+        let text = e.to_string();
+        assert!(
+            text.contains("permission denied")
+                || text.contains("not for the service")
+                || text.contains("audit entry")
+                || text.contains("one version at a time"),
+            "{sql}: {text}"
+        );
+    }
+    // The owner may (a migration, or a test moving time).
+    sqlx::query(&format!(
+        "UPDATE complaints SET answer_due = answer_due - 1 WHERE id = '{complaint}'"
+    ))
+    .execute(owner.pool())
+    .await
+    .expect("the owner");
 }

@@ -2,6 +2,17 @@
 
 use super::*;
 
+/// What a versioned change to a client's standing did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Done,
+    /// A later version was taken already: nothing changed.
+    Stale,
+    /// A resumption of a suspension the IdP's operator made: refused.
+    OperatorSuspended,
+    NoClient,
+}
+
 impl Db {
     // ---- clients -------------------------------------------------------------------------
     pub async fn insert_client(&self, c: &Client, now: i64) -> Result<(), StoreError> {
@@ -68,6 +79,7 @@ impl Db {
         let done = sqlx::query(
             "UPDATE clients SET status = COALESCE($2, status), \
              valid_until = COALESCE($3, valid_until), stars = COALESCE($4, stars), \
+             suspended_by_ministry = CASE WHEN $2 IS NULL THEN suspended_by_ministry ELSE 0 END, \
              updated_at = $5 WHERE id = $1",
         )
         .bind(id.as_str())
@@ -80,21 +92,89 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
-    /// Sets the stars the after-sale record withholds. Returns false if no client.
-    pub async fn update_client_withheld(
+    /// The ministry's decision `version` on a client's standing: its suspension (by the
+    /// ministry) or resumption, or its stars. Taken only if no later version was; a
+    /// resumption lifts only a suspension the ministry made. What it did.
+    pub async fn apply_ministry_decision(
         &self,
         id: &ClientId,
+        version: i64,
+        suspend: Option<bool>,
+        stars: Option<u8>,
+        now: i64,
+    ) -> Result<Applied, StoreError> {
+        let row = sqlx::query(
+            "SELECT status, suspended_by_ministry, standing_version FROM clients WHERE id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(Applied::NoClient);
+        };
+        if row.try_get::<i64, _>("standing_version")? >= version {
+            return Ok(Applied::Stale);
+        }
+        let suspended = row.try_get::<String, _>("status")? == ClientStatus::Suspended.as_str();
+        if suspend == Some(false)
+            && suspended
+            && row.try_get::<i64, _>("suspended_by_ministry")? == 0
+        {
+            return Ok(Applied::OperatorSuspended);
+        }
+        let by_operator = suspended && row.try_get::<i64, _>("suspended_by_ministry")? == 0;
+        let (status, by_ministry) = match suspend {
+            // Already suspended by the IdP's operator: it stays the operator's to lift.
+            Some(true) if by_operator => (Some(ClientStatus::Suspended.as_str()), Some(0i64)),
+            Some(true) => (Some(ClientStatus::Suspended.as_str()), Some(1i64)),
+            Some(false) => (Some(ClientStatus::Active.as_str()), Some(0i64)),
+            None => (None, None),
+        };
+        let done = sqlx::query(
+            "UPDATE clients SET status = COALESCE($3, status), \
+             suspended_by_ministry = COALESCE($4, suspended_by_ministry), \
+             stars = COALESCE($5, stars), standing_version = $2, updated_at = $6 \
+             WHERE id = $1 AND standing_version < $2",
+        )
+        .bind(id.as_str())
+        .bind(version)
+        .bind(status)
+        .bind(by_ministry)
+        .bind(stars.map(i64::from))
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(if done.rows_affected() == 1 {
+            Applied::Done
+        } else {
+            Applied::Stale
+        })
+    }
+
+    /// The stars the after-sale record withholds, at `version`: taken only if no later
+    /// version was.
+    pub async fn apply_withheld(
+        &self,
+        id: &ClientId,
+        version: i64,
         withheld: u8,
         now: i64,
-    ) -> Result<bool, StoreError> {
-        let done =
-            sqlx::query("UPDATE clients SET stars_withheld = $2, updated_at = $3 WHERE id = $1")
-                .bind(id.as_str())
-                .bind(i64::from(withheld))
-                .bind(now)
-                .execute(&self.pool)
-                .await?;
-        Ok(done.rows_affected() == 1)
+    ) -> Result<Applied, StoreError> {
+        let done = sqlx::query(
+            "UPDATE clients SET stars_withheld = $3, withheld_version = $2, updated_at = $4 \
+             WHERE id = $1 AND withheld_version < $2",
+        )
+        .bind(id.as_str())
+        .bind(version)
+        .bind(i64::from(withheld))
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(if done.rows_affected() == 1 {
+            Applied::Done
+        } else {
+            Applied::Stale
+        })
     }
 
     /// Replaces the secret; the one it replaces is still accepted until `old_until`

@@ -10,6 +10,7 @@ mod clients;
 mod grants;
 mod keys;
 
+pub use clients::Applied;
 pub use grants::{ConsentRow, GrantAudit, GrantRow, LogoutDelivery, RefreshRow, PER_CLIENT_DUE};
 pub use keys::KeyRow;
 

@@ -55,7 +55,12 @@ fn outcome_text(o: Outcome) -> service_kit::Text {
 }
 
 fn complaint_refused(e: crate::store::redress::ComplaintError) -> Error {
-    crate::http::complaints::refused(e)
+    use crate::store::redress::ComplaintError as E;
+    match e {
+        E::NotAnswered => Error::conflict(m::E_COMPLAINT_NOT_YET),
+        E::NoApplication | E::NoComplaint => Error::not_found(m::NO_COMPLAINT),
+        other => crate::http::complaints::refused(other),
+    }
 }
 
 /// The complaint, if this member may read it (404 otherwise: another manufacturer's
@@ -132,7 +137,9 @@ pub(super) async fn complaint(
     let rep_answers =
         staff.role == Role::Representative && c.answer.is_none() && c.outcome.is_none();
     let inspector = staff.role == Role::Inspector;
-    let decides = inspector && !matches!(level, Level::Manufacturer | Level::Closed);
+    // An inspector proposes a decision (or confirms another's); an issuer only confirms.
+    let decides = !matches!(level, Level::Manufacturer | Level::Closed)
+        && (inspector || (staff.role == Role::Issuer && c.proposed.is_some()));
     Ok(page(
         &staff,
         StatusCode::OK,
@@ -163,11 +170,18 @@ pub(super) async fn complaint(
                     button type="submit" { (fa(m::SEND_ANSWER)) }
                 }
             }
+            @if let (Some((o, by)), None) = (&c.proposed, c.outcome) {
+                p data-proposed=(o.as_str()) { (fa(m::PROPOSED_DECISION)) ": " (fa(outcome_text(*o))) " · " span lang="en" dir="ltr" { (by) } }
+            }
             @if decides {
                 form method="post" action=(format!("/ministry/complaints/{}/decide", c.id)) {
                     input type="hidden" name="csrf" value=(staff.csrf);
-                    button type="submit" name="outcome" value="upheld" { (fa(m::UPHOLD)) }
-                    button.secondary type="submit" name="outcome" value="dismissed" { (fa(m::DISMISS)) }
+                    @if inspector || c.proposed.as_ref().is_some_and(|(o, _)| *o == Outcome::Upheld) {
+                        button type="submit" name="outcome" value="upheld" { (fa(m::UPHOLD)) }
+                    }
+                    @if inspector || c.proposed.as_ref().is_some_and(|(o, _)| *o == Outcome::Dismissed) {
+                        button.secondary type="submit" name="outcome" value="dismissed" { (fa(m::DISMISS)) }
+                    }
                 }
             }
             @if inspector {
@@ -230,7 +244,10 @@ pub(super) async fn decide(
     Path(id): Path<String>,
     Form(f): Form<DecideForm>,
 ) -> Result<Response, Error> {
-    staff.may(Role::Inspector, &f.csrf)?;
+    staff.form(&f.csrf)?;
+    if !matches!(staff.role, Role::Inspector | Role::Issuer) {
+        return Err(Error::user(StatusCode::FORBIDDEN, m::NOT_YOUR_ROLE));
+    }
     let outcome = match Outcome::parse(&f.outcome) {
         Some(o @ (Outcome::Upheld | Outcome::Dismissed)) => o,
         _ => return Err(Error::BadForm),
@@ -341,6 +358,7 @@ pub(super) async fn case(
         .ok_or(Error::not_found(m::NO_CASE))?;
     let now = service_kit::clock::now();
     let suspended = app.store.maker_suspended(&c.manufacturer).await?;
+    let at_idp = app.store.standing_at_idp(&c.manufacturer).await?;
     let record = app
         .store
         .demerits(now)
@@ -370,6 +388,11 @@ pub(super) async fn case(
                 dt { (fa(m::UPHELD)) } dd { (record.upheld) }
                 dt { (fa(m::WARRANTY_DUE)) } dd { (record.warranty) }
                 dt { (fa(m::WITHHELD)) } dd data-withheld=(record.withheld()) { (record.withheld()) }
+            }
+            @match &at_idp {
+                Some(None) => p.error data-at-idp="pending" { (fa(m::AT_IDP_PENDING)) },
+                Some(Some(why)) => p.error data-at-idp="refused" { (fa(m::AT_IDP_REFUSED)) " " span lang="en" dir="ltr" { (why) } },
+                None => {}
             }
             p.summary { (c.summary) }
             h2 { (fa(m::FINDINGS)) }
@@ -446,6 +469,13 @@ pub(super) async fn propose(
     Form(f): Form<ProposeForm>,
 ) -> Result<Response, Error> {
     staff.may(Role::Inspector, &f.csrf)?;
+    // A standing nobody could carry to the IdP is not proposed.
+    if app.ministry.is_none() {
+        return Err(Error::user(
+            StatusCode::SERVICE_UNAVAILABLE,
+            m::E_NO_CHANNEL,
+        ));
+    }
     let c = app
         .store
         .case(&id)
