@@ -167,7 +167,8 @@ pub async fn standing(
                 "a decision (suspended, stars) carries its version, the stars withheld theirs",
             ));
         }
-        // Only manufacturers (clients that sign citizens in); never a service client.
+        // Only manufacturers (clients that sign citizens in); never a service client. Read
+        // from the database, not this replica's copy (which may not have a new client yet).
         let not_found = || {
             OAuthError::new(
                 axum::http::StatusCode::NOT_FOUND,
@@ -175,9 +176,13 @@ pub async fn standing(
                 "no such manufacturer",
             )
         };
+        let failed = |e: crate::store::StoreError| OAuthError::server(format!("standing: {e}"));
+        let cid = crate::domain::ClientId::parse(&id).map_err(|_| not_found())?;
         let client = core
-            .clients
-            .get(&id)
+            .db
+            .client(&cid)
+            .await
+            .map_err(failed)?
             .filter(|c| !c.redirect_uris.is_empty())
             .ok_or_else(not_found)?;
         let now = service_kit::clock::now();
@@ -186,78 +191,45 @@ pub async fn standing(
             Some(a) => format!("{}; approved by {}", s.reason.trim(), a.trim()),
             None => s.reason.trim().to_owned(),
         };
-        let failed = |e: crate::store::StoreError| OAuthError::server(format!("standing: {e}"));
         let mut stale = false;
         if decision {
-            let version = s.version.unwrap_or_default();
-            let before = core
+            let applied = core
                 .db
-                .client(&client.id)
+                .apply_ministry_decision(
+                    &client.id,
+                    s.version.unwrap_or_default(),
+                    s.suspended,
+                    s.stars,
+                    &actor,
+                    &because,
+                    now,
+                )
                 .await
-                .map_err(failed)?
-                .ok_or_else(not_found)?;
-            match core
-                .db
-                .apply_ministry_decision(&client.id, version, s.suspended, s.stars, now)
-                .await
-                .map_err(failed)?
-            {
-                Applied::Done => {
-                    let detail = format!("v{version}: {because}");
-                    let mut audit = Vec::new();
-                    match s.suspended {
-                        Some(true) if before.status != ClientStatus::Suspended => {
-                            audit.push(("client.suspend", detail.clone()))
-                        }
-                        Some(false) if before.status == ClientStatus::Suspended => {
-                            audit.push(("client.resume", detail.clone()))
-                        }
-                        _ => {}
-                    }
-                    if let Some(n) = s.stars.filter(|n| *n != before.stars) {
-                        audit.push(("client.rate", format!("{n} stars; {detail}")));
-                    }
-                    for (action, detail) in audit {
-                        core.db
-                            .audit(now, &actor, action, &id, &detail)
-                            .await
-                            .map_err(failed)?;
-                    }
-                }
-                Applied::Stale => stale = true,
-                Applied::OperatorSuspended => return Err(OAuthError::new(
-                    axum::http::StatusCode::CONFLICT,
-                    "conflict",
-                    "the IdP's operator suspended this manufacturer: only the operator resumes it",
-                )),
-                Applied::NoClient => return Err(not_found()),
-            }
+                .map_err(failed)?;
+            stale |= applied == Applied::Stale;
         }
         if let (Some(withheld), Some(version)) = (s.withheld, s.withheld_version) {
-            match core
+            let applied = core
                 .db
-                .apply_withheld(&client.id, version, withheld, now)
+                .apply_withheld(&client.id, version, withheld, &actor, &because, now)
                 .await
-                .map_err(failed)?
-            {
-                Applied::Done => core
-                    .db
-                    .audit(
-                        now,
-                        &actor,
-                        "client.withheld",
-                        &id,
-                        &format!("{withheld} (v{version}): {because}"),
-                    )
-                    .await
-                    .map_err(failed)?,
-                _ => stale = true,
-            }
+                .map_err(failed)?;
+            stale |= applied == Applied::Stale;
         }
         core.reload()
             .await
             .map_err(|e| OAuthError::server(format!("reloading clients: {e}")))?;
-        let now_client = core.clients.get(&id).ok_or_else(not_found)?;
+        let now_client = core
+            .db
+            .client(&client.id)
+            .await
+            .map_err(failed)?
+            .ok_or_else(not_found)?;
+        let (standing_version, withheld_version) = core
+            .db
+            .standing_versions(&client.id)
+            .await
+            .map_err(failed)?;
         Ok::<_, OAuthError>(
             (
                 [(header::CACHE_CONTROL, "no-store")],
@@ -269,6 +241,8 @@ pub async fn standing(
                     "rating": now_client.rating(),
                     // A later version was there already: this one changed nothing.
                     "stale": stale,
+                    "standing_version": standing_version,
+                    "withheld_version": withheld_version,
                 })),
             )
                 .into_response(),

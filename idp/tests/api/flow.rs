@@ -770,18 +770,45 @@ async fn the_ministry_carries_a_manufacturers_standing_and_nothing_else(backend:
         && a.subject == "saipa"
         && a.actor == "ministry-console for inspector.one"
         && a.detail.contains("approved by inspector.two")));
-    // A suspension the IdP's operator made is the operator's to lift.
-    admin::set_status(
-        &app.core.db,
-        "iran-khodro",
+    // Each side lifts only its own suspension: the operator's (say for a leaked secret)
+    // stands through the ministry's resumption, and the ministry's through the operator's.
+    let operator = |status| {
+        let db = app.core.db.clone();
+        async move {
+            admin::set_status(&db, "iran-khodro", status, "operator", idp::now())
+                .await
+                .expect("operator");
+        }
+    };
+    let ikco_status = || {
+        let db = app.core.db.clone();
+        async move {
+            db.client(&idp::domain::ClientId::parse("iran-khodro").expect("id"))
+                .await
+                .expect("sql")
+                .expect("client")
+                .status
+        }
+    };
+    operator(idp::domain::ClientStatus::Suspended).await;
+    let suspend = serde_json::json!({"suspended": true, "version": 1, "by": "inspector.one", "reason": "case-2"});
+    assert_eq!(set(trust.clone(), "iran-khodro", suspend).await.0, 200);
+    operator(idp::domain::ClientStatus::Active).await;
+    assert_eq!(
+        ikco_status().await,
         idp::domain::ClientStatus::Suspended,
-        "operator",
-        idp::now(),
-    )
-    .await
-    .expect("suspend");
-    let resume = serde_json::json!({"suspended": false, "version": 1, "by": "inspector.one", "reason": "case-2"});
-    assert_eq!(set(trust.clone(), "iran-khodro", resume).await.0, 409);
+        "the ministry's suspension stands"
+    );
+    operator(idp::domain::ClientStatus::Suspended).await;
+    let resume = serde_json::json!({"suspended": false, "version": 2, "by": "inspector.one", "reason": "case-2"});
+    let (status, body) = set(trust.clone(), "iran-khodro", resume).await;
+    assert_eq!(
+        (status, &body["suspended"]),
+        (200, &serde_json::json!(true)),
+        "the operator's stands: {body}"
+    );
+    operator(idp::domain::ClientStatus::Active).await;
+    assert_eq!(ikco_status().await, idp::domain::ClientStatus::Active);
     let c = app.client("saipa");
     let r = http
         .get(format!(

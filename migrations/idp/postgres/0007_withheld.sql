@@ -9,8 +9,11 @@ ALTER TABLE clients ADD COLUMN stars_withheld BIGINT NOT NULL DEFAULT 0
 -- The ministry's decisions carried here from its console (a suspension, a resumption, a
 -- rating two of its staff approved) and the stars withheld each carry a version: none
 -- older than one this record has is taken, so a request overtaken by a later one never
--- leaves the older decision in force. `suspended_by_ministry`: the suspension in force is
--- the console's (1) or the IdP operator's (0); the console's resumption lifts only its own.
+-- leaves the older decision in force. A suspension is the ministry's (from its console),
+-- the IdP operator's (`idp client suspend`), or both: the client is suspended while
+-- either stands, and each side lifts only its own.
 ALTER TABLE clients ADD COLUMN standing_version BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE clients ADD COLUMN withheld_version BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE clients ADD COLUMN suspended_by_ministry BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE clients ADD COLUMN suspended_by_operator BIGINT NOT NULL DEFAULT 0;
+UPDATE clients SET suspended_by_operator = 1 WHERE status = 'suspended';

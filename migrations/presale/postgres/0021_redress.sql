@@ -99,6 +99,10 @@ CREATE TABLE maker_standing (
     proposal_id      TEXT,
     reason           TEXT NOT NULL DEFAULT '',
     decided_version  BIGINT NOT NULL DEFAULT 0,
+    -- The decision's version at which the suspension, and the stars, last changed: a
+    -- decision not yet carried is sent with every part changed since the last carried.
+    suspend_version  BIGINT NOT NULL DEFAULT 0,
+    stars_version    BIGINT NOT NULL DEFAULT 0,
     pushed_version   BIGINT NOT NULL DEFAULT 0,
     push_error       TEXT,
     paused_licenses  TEXT NOT NULL DEFAULT '[]',
@@ -107,7 +111,9 @@ CREATE TABLE maker_standing (
     withheld_pushed_version BIGINT NOT NULL DEFAULT 0,
     demerits         TEXT NOT NULL DEFAULT '',
     updated_at       BIGINT NOT NULL,
-    CHECK ((decided_version = 0) = (decided_kind IS NULL))
+    CHECK ((decided_version = 0) = (decided_kind IS NULL)),
+    CHECK (pushed_version <= decided_version AND withheld_pushed_version <= withheld_version),
+    CHECK (suspend_version <= decided_version AND stars_version <= decided_version)
 );
 
 -- Attachments and findings are kept as written: no role but the owner changes or removes
@@ -121,12 +127,22 @@ CREATE TRIGGER inspection_cases_kept BEFORE UPDATE OR DELETE ON inspection_cases
 
 -- The service's role writes the after-sale record only as the service does: each row and
 -- each step with its chained audit entry in the same transaction (saying the time where a
--- time decides what is owed), what is written once never again, and a complaint's
--- parties, text and times, a visit's car, start and work order never. A manufacturer's
--- standing changes only with its approval's `manufacturer.standing` entry naming that
--- version, and the stars withheld take one version at a time (no version far ahead that
--- the IdP would then keep against every later one).
+-- time decides what is owed), at the database's own time within five minutes (a replica's
+-- clock may be off by that much; no more), what is written once never again, and a
+-- complaint's parties, text and times, a visit's car, start and work order never. A
+-- decision on a complaint is the action it says: a buyer's acceptance is the buyer's, an
+-- upheld or dismissed complaint is the proposal a second person confirmed. A
+-- manufacturer's standing changes only one version at a time, as the decision's kind
+-- says, with its `manufacturer.standing` entry, and (checked at commit) an approved
+-- proposal of two different people; the stars withheld take one version at a time.
+CREATE FUNCTION emta_now_near(t bigint, slack bigint DEFAULT 300) RETURNS boolean AS $$
+    SELECT t BETWEEN extract(epoch FROM clock_timestamp())::bigint - slack
+                 AND extract(epoch FROM clock_timestamp())::bigint + slack
+$$ LANGUAGE sql VOLATILE SET search_path = pg_catalog, public, pg_temp;
+
 CREATE FUNCTION redress_guarded() RETURNS trigger AS $$
+DECLARE
+    refused text;
 BEGIN
     IF emta_owner_acts(TG_RELID) THEN
         RETURN NEW;
@@ -134,108 +150,195 @@ BEGIN
     IF TG_TABLE_NAME = 'complaints' THEN
         IF TG_OP = 'INSERT' THEN
             IF NOT emta_audited_now(ARRAY['complaint.file'], NEW.id) THEN
-                RAISE EXCEPTION 'complaint %: only with its audit entry', NEW.id
-                    USING ERRCODE = 'insufficient_privilege';
+                refused := 'only with its audit entry';
+            ELSIF NOT emta_now_near(NEW.filed_at)
+                  OR NEW.answer_due NOT BETWEEN NEW.filed_at + 86400 AND NEW.filed_at + 365 * 86400
+                  OR NEW.answered_at IS NOT NULL OR NEW.escalated_at IS NOT NULL
+                  OR NEW.outcome IS NOT NULL OR NEW.proposed_outcome IS NOT NULL THEN
+                refused := 'filed now, answer due in 1 to 365 days, nothing decided';
+            ELSIF NOT EXISTS (SELECT 1 FROM public.applications a
+                              JOIN public.licenses l ON l.id = a.license_id
+                              WHERE a.id = NEW.application_id AND a.license_id = NEW.license_id
+                                AND a.citizen_sub = NEW.citizen_sub
+                                AND l.manufacturer = NEW.manufacturer) THEN
+                refused := 'not the application''s buyer, license or manufacturer';
             END IF;
-            RETURN NEW;
+        ELSE
+            IF (OLD.id, OLD.application_id, OLD.license_id, OLD.manufacturer, OLD.citizen_sub,
+                OLD.kind, OLD.body, OLD.filed_at, OLD.answer_due)
+               IS DISTINCT FROM
+               (NEW.id, NEW.application_id, NEW.license_id, NEW.manufacturer, NEW.citizen_sub,
+                NEW.kind, NEW.body, NEW.filed_at, NEW.answer_due) THEN
+                refused := 'its parties, text and times are fixed';
+            ELSIF (OLD.answer, OLD.answered_at, OLD.answered_by)
+                  IS DISTINCT FROM (NEW.answer, NEW.answered_at, NEW.answered_by)
+                  AND (OLD.answered_at IS NOT NULL OR NOT emta_now_near(NEW.answered_at)
+                       OR NOT emta_audited_now(ARRAY['complaint.answer'], NEW.id,
+                              NEW.manufacturer || ' at ' || NEW.answered_at::text)) THEN
+                refused := 'an answer once, now, only with its audit entry';
+            ELSIF OLD.escalated_at IS DISTINCT FROM NEW.escalated_at
+                  AND (OLD.escalated_at IS NOT NULL OR NOT emta_now_near(NEW.escalated_at)
+                       OR NOT emta_audited_now(ARRAY['complaint.escalate'], NEW.id)) THEN
+                refused := 'escalated once, now, only with its audit entry';
+            ELSIF (OLD.proposed_outcome, OLD.proposed_by)
+                  IS DISTINCT FROM (NEW.proposed_outcome, NEW.proposed_by)
+                  AND NOT emta_audited_now(ARRAY['complaint.propose'], NEW.id,
+                          NEW.proposed_outcome) THEN
+                refused := 'a proposed decision only with its audit entry';
+            ELSIF (OLD.outcome, OLD.decided_at, OLD.decided_by)
+                  IS DISTINCT FROM (NEW.outcome, NEW.decided_at, NEW.decided_by) THEN
+                IF OLD.outcome IS NOT NULL OR NOT emta_now_near(NEW.decided_at) THEN
+                    refused := 'decided once, now';
+                ELSIF NEW.outcome = 'accepted' THEN
+                    IF NEW.decided_by <> 'citizen' OR OLD.answered_at IS NULL
+                       OR OLD.answered_at > OLD.answer_due OR OLD.escalated_at IS NOT NULL
+                       OR NOT emta_audited_now(ARRAY['complaint.accept'], NEW.id) THEN
+                        refused := 'accepted only by its buyer, of an answer in time, with its audit entry';
+                    END IF;
+                ELSIF OLD.proposed_outcome IS DISTINCT FROM NEW.outcome
+                      OR OLD.proposed_by IS NULL OR OLD.proposed_by = NEW.decided_by
+                      OR NOT emta_audited_now(ARRAY['complaint.decide'], NEW.id,
+                             NEW.outcome || '; proposed by ' || OLD.proposed_by) THEN
+                    refused := 'decided only as proposed, by a second person, with its audit entry';
+                END IF;
+            END IF;
         END IF;
-        IF (OLD.id, OLD.application_id, OLD.license_id, OLD.manufacturer, OLD.citizen_sub,
-            OLD.kind, OLD.body, OLD.filed_at, OLD.answer_due)
-           IS DISTINCT FROM
-           (NEW.id, NEW.application_id, NEW.license_id, NEW.manufacturer, NEW.citizen_sub,
-            NEW.kind, NEW.body, NEW.filed_at, NEW.answer_due) THEN
-            RAISE EXCEPTION 'complaint %: its parties, text and times are not for the service''s role', OLD.id
-                USING ERRCODE = 'insufficient_privilege';
-        END IF;
-        IF (OLD.answer, OLD.answered_at, OLD.answered_by)
-           IS DISTINCT FROM (NEW.answer, NEW.answered_at, NEW.answered_by)
-           AND (OLD.answered_at IS NOT NULL OR NOT emta_audited_now(ARRAY['complaint.answer'],
-                NEW.id, NEW.manufacturer || ' at ' || NEW.answered_at::text)) THEN
-            RAISE EXCEPTION 'complaint %: an answer once, only with its audit entry', OLD.id
-                USING ERRCODE = 'insufficient_privilege';
-        END IF;
-        IF OLD.escalated_at IS DISTINCT FROM NEW.escalated_at
-           AND (OLD.escalated_at IS NOT NULL
-                OR NOT emta_audited_now(ARRAY['complaint.escalate'], NEW.id)) THEN
-            RAISE EXCEPTION 'complaint %: escalated once, only with its audit entry', OLD.id
-                USING ERRCODE = 'insufficient_privilege';
-        END IF;
-        IF (OLD.proposed_outcome, OLD.proposed_by)
-           IS DISTINCT FROM (NEW.proposed_outcome, NEW.proposed_by)
-           AND NOT emta_audited_now(ARRAY['complaint.propose'], NEW.id) THEN
-            RAISE EXCEPTION 'complaint %: a proposed decision only with its audit entry', OLD.id
-                USING ERRCODE = 'insufficient_privilege';
-        END IF;
-        IF (OLD.outcome, OLD.decided_at, OLD.decided_by)
-           IS DISTINCT FROM (NEW.outcome, NEW.decided_at, NEW.decided_by)
-           AND (OLD.outcome IS NOT NULL
-                OR NOT emta_audited_now(ARRAY['complaint.decide', 'complaint.accept'], NEW.id)) THEN
-            RAISE EXCEPTION 'complaint %: decided once, only with its audit entry', OLD.id
-                USING ERRCODE = 'insufficient_privilege';
+    ELSIF TG_TABLE_NAME = 'complaint_files' THEN
+        IF NOT emta_audited_now(ARRAY['complaint.file'], NEW.complaint_id) THEN
+            refused := 'an attachment only with its complaint''s audit entry';
         END IF;
     ELSIF TG_TABLE_NAME = 'warranty_visits' THEN
         IF TG_OP = 'INSERT' THEN
             IF NOT emta_audited_now(ARRAY['warranty.open'], NEW.id) THEN
-                RAISE EXCEPTION 'warranty visit %: only with its audit entry', NEW.id
-                    USING ERRCODE = 'insufficient_privilege';
+                refused := 'only with its audit entry';
+            ELSIF NOT emta_now_near(NEW.recorded_at)
+                  OR NEW.opened_at NOT BETWEEN NEW.recorded_at - 3 * 86400 - 300
+                                          AND NEW.recorded_at
+                  OR NEW.returned_at IS NOT NULL THEN
+                refused := 'recorded now, opened at most three days ago, not yet returned';
+            ELSIF NOT EXISTS (SELECT 1 FROM public.applications a
+                              JOIN public.licenses l ON l.id = a.license_id
+                              JOIN public.delivery_stages d ON d.application_id = a.id
+                                   AND d.stage = 'delivered' AND d.at <= NEW.opened_at
+                              WHERE a.id = NEW.application_id AND a.license_id = NEW.license_id
+                                AND l.manufacturer = NEW.manufacturer) THEN
+                refused := 'not a car its manufacturer delivered before the visit';
             END IF;
-            RETURN NEW;
-        END IF;
-        IF (OLD.id, OLD.application_id, OLD.license_id, OLD.manufacturer, OLD.opened_at,
-            OLD.work_order, OLD.safety, OLD.recorded_by, OLD.recorded_at, OLD.request_key)
-           IS DISTINCT FROM
-           (NEW.id, NEW.application_id, NEW.license_id, NEW.manufacturer, NEW.opened_at,
-            NEW.work_order, NEW.safety, NEW.recorded_by, NEW.recorded_at, NEW.request_key) THEN
-            RAISE EXCEPTION 'warranty visit %: its car, start and work order are not for the service''s role', OLD.id
-                USING ERRCODE = 'insufficient_privilege';
-        END IF;
-        IF (OLD.returned_at, OLD.failed) IS DISTINCT FROM (NEW.returned_at, NEW.failed)
-           AND (OLD.returned_at IS NOT NULL OR NOT emta_audited_now(ARRAY['warranty.close'],
-                NEW.id, 'back at ' || NEW.returned_at::text || CASE WHEN NEW.failed = 1
-                THEN ', not repaired' ELSE ', repaired' END)) THEN
-            RAISE EXCEPTION 'warranty visit %: returned once, only with its audit entry', OLD.id
-                USING ERRCODE = 'insufficient_privilege';
+        ELSIF (OLD.id, OLD.application_id, OLD.license_id, OLD.manufacturer, OLD.opened_at,
+               OLD.work_order, OLD.safety, OLD.recorded_by, OLD.recorded_at, OLD.request_key)
+              IS DISTINCT FROM
+              (NEW.id, NEW.application_id, NEW.license_id, NEW.manufacturer, NEW.opened_at,
+               NEW.work_order, NEW.safety, NEW.recorded_by, NEW.recorded_at, NEW.request_key) THEN
+            refused := 'its car, start and work order are fixed';
+        ELSIF (OLD.returned_at, OLD.failed) IS DISTINCT FROM (NEW.returned_at, NEW.failed)
+              AND (OLD.returned_at IS NOT NULL
+                   OR NEW.returned_at < extract(epoch FROM clock_timestamp())::bigint - 3600 - 300
+                   OR NEW.returned_at > extract(epoch FROM clock_timestamp())::bigint + 300
+                   OR NOT emta_audited_now(ARRAY['warranty.close'], NEW.id,
+                          'back at ' || NEW.returned_at::text || CASE WHEN NEW.failed = 1
+                          THEN ', not repaired' ELSE ', repaired' END)) THEN
+            refused := 'returned once, within the hour, only with its audit entry';
         END IF;
     ELSIF TG_TABLE_NAME = 'inspection_cases' THEN
         IF NOT emta_audited_now(ARRAY['case.open'], NEW.id) THEN
-            RAISE EXCEPTION 'case %: only with its audit entry', NEW.id
-                USING ERRCODE = 'insufficient_privilege';
+            refused := 'only with its audit entry';
+        END IF;
+    ELSIF TG_TABLE_NAME = 'case_findings' THEN
+        IF NOT emta_audited_now(ARRAY['case.finding'], NEW.case_id, NEW.id) THEN
+            refused := 'a finding only with its audit entry';
         END IF;
     ELSIF TG_TABLE_NAME = 'maker_standing' THEN
-        IF (TG_OP = 'INSERT' AND NEW.decided_version <> 0)
+        IF TG_OP = 'INSERT' AND NEW.decided_version = 0
+           AND (NEW.suspended, NEW.stars, NEW.decided_kind, NEW.proposal_id,
+                NEW.suspend_version, NEW.stars_version, NEW.pushed_version, NEW.paused_licenses)
+               IS DISTINCT FROM (NULL::bigint, NULL::bigint, NULL::text, NULL::text,
+                                 0::bigint, 0::bigint, 0::bigint, '[]'::text) THEN
+            refused := 'a first record of a manufacturer decides nothing';
+        ELSIF (TG_OP = 'INSERT' AND NEW.decided_version <> 0)
            OR (TG_OP = 'UPDATE' AND (OLD.suspended, OLD.stars, OLD.decided_kind, OLD.decided_by,
-               OLD.proposed_by, OLD.proposal_id, OLD.decided_version, OLD.paused_licenses)
+               OLD.proposed_by, OLD.proposal_id, OLD.decided_version, OLD.paused_licenses,
+               OLD.suspend_version, OLD.stars_version)
                IS DISTINCT FROM (NEW.suspended, NEW.stars, NEW.decided_kind, NEW.decided_by,
-               NEW.proposed_by, NEW.proposal_id, NEW.decided_version, NEW.paused_licenses)) THEN
-            IF NOT emta_audited_now(ARRAY['manufacturer.standing'], NEW.manufacturer)
-               OR NOT EXISTS (SELECT 1 FROM public.audit_log
+               NEW.proposed_by, NEW.proposal_id, NEW.decided_version, NEW.paused_licenses,
+               NEW.suspend_version, NEW.stars_version)) THEN
+            IF NEW.decided_version <> (CASE WHEN TG_OP = 'INSERT' THEN 1
+                                            ELSE OLD.decided_version + 1 END) THEN
+                refused := 'a decision is the next version';
+            ELSIF NEW.decided_kind IN ('suspend', 'resume')
+                  AND (NEW.suspended IS DISTINCT FROM
+                           (CASE WHEN NEW.decided_kind = 'suspend' THEN 1 ELSE 0 END)
+                       OR NEW.suspend_version <> NEW.decided_version
+                       OR (TG_OP = 'UPDATE' AND (NEW.stars, NEW.stars_version)
+                           IS DISTINCT FROM (OLD.stars, OLD.stars_version))) THEN
+                refused := 'a suspension or a resumption changes the suspension only';
+            ELSIF NEW.decided_kind = 'rate'
+                  AND (NEW.stars IS NULL OR NEW.stars_version <> NEW.decided_version
+                       OR (TG_OP = 'UPDATE' AND (NEW.suspended, NEW.suspend_version,
+                           NEW.paused_licenses) IS DISTINCT FROM
+                           (OLD.suspended, OLD.suspend_version, OLD.paused_licenses))) THEN
+                refused := 'a rating changes the stars only';
+            ELSIF NOT EXISTS (SELECT 1 FROM public.audit_log
                               WHERE action = 'manufacturer.standing' AND subject = NEW.manufacturer
                                 AND detail LIKE 'v' || NEW.decided_version::text || ' '
                                     || NEW.decided_kind || ';%'
                                 AND xmin = pg_catalog.pg_current_xact_id()::xid) THEN
-                RAISE EXCEPTION 'standing of %: only with its approval''s audit entry', NEW.manufacturer
-                    USING ERRCODE = 'insufficient_privilege';
+                refused := 'only with its approval''s audit entry';
             END IF;
         END IF;
-        IF (TG_OP = 'INSERT' AND NEW.withheld_version NOT IN (0, 1))
+        IF refused IS NULL AND (
+           (TG_OP = 'INSERT' AND NEW.withheld_version NOT IN (0, 1))
            OR (TG_OP = 'UPDATE' AND NEW.withheld_version NOT IN (OLD.withheld_version,
-               OLD.withheld_version + 1)) THEN
-            RAISE EXCEPTION 'standing of %: the stars withheld take one version at a time', NEW.manufacturer
-                USING ERRCODE = 'insufficient_privilege';
+               OLD.withheld_version + 1))) THEN
+            refused := 'the stars withheld take one version at a time';
         END IF;
+    END IF;
+    IF refused IS NOT NULL THEN
+        RAISE EXCEPTION '%: % (not for the service''s role otherwise)', TG_TABLE_NAME, refused
+            USING ERRCODE = 'insufficient_privilege';
     END IF;
     RETURN NEW;
 END;
 $$ LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp;
 
+-- At commit: a manufacturer's new decision is an approved proposal of two different
+-- people, approved in this transaction (its `proposal.approved` entry).
+CREATE FUNCTION maker_standing_approved() RETURNS trigger AS $$
+BEGIN
+    IF emta_owner_acts(TG_RELID) OR NEW.decided_version = 0 THEN
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'UPDATE' AND OLD.decided_version = NEW.decided_version THEN
+        RETURN NULL;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM public.proposals p
+                   WHERE p.id = NEW.proposal_id AND p.outcome = 'approved'
+                     AND p.proposed_by = NEW.proposed_by AND p.decided_by = NEW.decided_by
+                     AND p.proposed_by <> p.decided_by
+                     AND p.action = 'manufacturer.' || NEW.decided_kind
+                     AND p.subject = NEW.manufacturer)
+       OR NOT emta_audited_now(ARRAY['proposal.approved'], NEW.proposal_id) THEN
+        RAISE EXCEPTION 'maker_standing: a decision only as an approved proposal of two people (not for the service''s role otherwise)'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NULL;
+END;
+$$ LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp;
+
 CREATE TRIGGER complaints_guarded BEFORE INSERT OR UPDATE ON complaints
+    FOR EACH ROW EXECUTE FUNCTION redress_guarded();
+CREATE TRIGGER complaint_files_guarded BEFORE INSERT ON complaint_files
     FOR EACH ROW EXECUTE FUNCTION redress_guarded();
 CREATE TRIGGER warranty_visits_guarded BEFORE INSERT OR UPDATE ON warranty_visits
     FOR EACH ROW EXECUTE FUNCTION redress_guarded();
 CREATE TRIGGER inspection_cases_guarded BEFORE INSERT ON inspection_cases
     FOR EACH ROW EXECUTE FUNCTION redress_guarded();
+CREATE TRIGGER case_findings_guarded BEFORE INSERT ON case_findings
+    FOR EACH ROW EXECUTE FUNCTION redress_guarded();
 CREATE TRIGGER maker_standing_guarded BEFORE INSERT OR UPDATE ON maker_standing
     FOR EACH ROW EXECUTE FUNCTION redress_guarded();
+CREATE CONSTRAINT TRIGGER maker_standing_approved AFTER INSERT OR UPDATE ON maker_standing
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION maker_standing_approved();
 
 -- Ministry inspectors (issue 34): a console role.
 ALTER TABLE staff DROP CONSTRAINT staff_role_check;

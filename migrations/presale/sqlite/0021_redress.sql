@@ -99,6 +99,10 @@ CREATE TABLE maker_standing (
     proposal_id      TEXT,
     reason           TEXT NOT NULL DEFAULT '',
     decided_version  BIGINT NOT NULL DEFAULT 0,
+    -- The decision's version at which the suspension, and the stars, last changed: a
+    -- decision not yet carried is sent with every part changed since the last carried.
+    suspend_version  BIGINT NOT NULL DEFAULT 0,
+    stars_version    BIGINT NOT NULL DEFAULT 0,
     pushed_version   BIGINT NOT NULL DEFAULT 0,
     push_error       TEXT,
     paused_licenses  TEXT NOT NULL DEFAULT '[]',
@@ -107,7 +111,9 @@ CREATE TABLE maker_standing (
     withheld_pushed_version BIGINT NOT NULL DEFAULT 0,
     demerits         TEXT NOT NULL DEFAULT '',
     updated_at       BIGINT NOT NULL,
-    CHECK ((decided_version = 0) = (decided_kind IS NULL))
+    CHECK ((decided_version = 0) = (decided_kind IS NULL)),
+    CHECK (pushed_version <= decided_version AND withheld_pushed_version <= withheld_version),
+    CHECK (suspend_version <= decided_version AND stars_version <= decided_version)
 );
 
 CREATE TRIGGER complaint_files_kept_u BEFORE UPDATE ON complaint_files

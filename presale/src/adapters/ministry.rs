@@ -230,6 +230,15 @@ impl MinistryClient {
             }
             // The list of ratings is stale now.
             *self.list.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            // A decision later than any made here is there (this database restored from
+            // an older copy?): said, not papered over.
+            let answer: serde_json::Value = r.json().await.map_err(unreachable)?;
+            let theirs = answer["standing_version"].as_i64().unwrap_or_default();
+            if let Some(ours) = s.version.filter(|ours| theirs > *ours) {
+                return Err(MinistryError::Declined(format!(
+                    "the IdP has decision v{theirs}, later than this one (v{ours})"
+                )));
+            }
             return Ok(());
         }
         Err(MinistryError::Refused("standing: token refused".into()))

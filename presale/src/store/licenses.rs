@@ -41,6 +41,11 @@ impl Store {
     ) -> Result<Result<String, crate::domain::proposals::ProposalError>, StoreError> {
         let mut tx = service_kit::sql::begin(self.pool()).await?;
         self.lock_audit_chain(&mut tx).await?;
+        // None for a manufacturer the ministry suspended (issue 34), on this path either.
+        if self.maker_suspended_in(&mut tx, &l.manufacturer).await? {
+            tx.rollback().await?;
+            return Ok(Err(crate::domain::proposals::ProposalError::MakerSuspended));
+        }
         let standing = self.credit_in(&mut tx, &l.manufacturer, now).await?;
         if let Err(e) = standing.check(l.units, l.down_payment) {
             tx.rollback().await?;

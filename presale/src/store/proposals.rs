@@ -779,11 +779,15 @@ impl Store {
         sqlx::query(
             "INSERT INTO maker_standing (manufacturer, suspended, stars, decided_kind, \
              decided_by, proposed_by, proposal_id, reason, decided_version, paused_licenses, \
-             updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             updated_at, suspend_version, stars_version) VALUES ($1, $2, $3, $4, $5, $6, $7, \
+             $8, $9, $10, $11, CASE WHEN $2 IS NULL THEN 0 ELSE $9 END, \
+             CASE WHEN $3 IS NULL THEN 0 ELSE $9 END) \
              ON CONFLICT (manufacturer) DO UPDATE SET \
              suspended = COALESCE($2, maker_standing.suspended), \
              stars = COALESCE($3, maker_standing.stars), decided_kind = $4, decided_by = $5, \
              proposed_by = $6, proposal_id = $7, reason = $8, decided_version = $9, \
+             suspend_version = CASE WHEN $2 IS NULL THEN maker_standing.suspend_version ELSE $9 END, \
+             stars_version = CASE WHEN $3 IS NULL THEN maker_standing.stars_version ELSE $9 END, \
              paused_licenses = $10, push_error = NULL, updated_at = $11",
         )
         .bind(manufacturer)

@@ -623,7 +623,15 @@ impl Store {
                 return Ok(Err(ComplaintError::NotAnswered));
             }
             let proposed: Option<String> = row.try_get("proposed_outcome")?;
-            let proposer: Option<String> = row.try_get("proposed_by")?;
+            let mut proposer: Option<String> = row.try_get("proposed_by")?;
+            // A proposer no longer an enabled inspector proposes nothing: a word now is a
+            // new proposal.
+            if let Some(who) = proposer.clone() {
+                if !self.has_role(&mut tx, &who, Role::Inspector).await? {
+                    proposer = None;
+                }
+            }
+            let proposed = proposed.filter(|_| proposer.is_some());
             let inspector = self.has_role(&mut tx, by, Role::Inspector).await?;
             let second = match (&proposed, &proposer) {
                 (Some(p), Some(who)) if p == outcome.as_str() => {
@@ -631,10 +639,6 @@ impl Store {
                         return Ok(Err(ComplaintError::SamePerson));
                     }
                     if !inspector && !self.is_issuer(&mut tx, by).await? {
-                        return Ok(Err(ComplaintError::NotInspector));
-                    }
-                    // The proposer must still be an inspector for it to count.
-                    if !self.has_role(&mut tx, who, Role::Inspector).await? {
                         return Ok(Err(ComplaintError::NotInspector));
                     }
                     true
@@ -1188,8 +1192,8 @@ impl Store {
     pub async fn pending_standing(&self) -> Result<Vec<PendingStanding>, StoreError> {
         let rows = sqlx::query(
             "SELECT manufacturer, suspended, stars, decided_kind, decided_by, proposed_by, \
-             reason, decided_version, pushed_version, withheld, withheld_version, \
-             withheld_pushed_version, demerits FROM maker_standing \
+             reason, decided_version, suspend_version, stars_version, pushed_version, withheld, \
+             withheld_version, withheld_pushed_version, demerits FROM maker_standing \
              WHERE decided_version > pushed_version \
                 OR withheld_version > withheld_pushed_version \
              ORDER BY manufacturer",
@@ -1200,41 +1204,38 @@ impl Store {
         for r in rows {
             let version: i64 = r.try_get("decided_version")?;
             let pushed: i64 = r.try_get("pushed_version")?;
-            let kind: Option<String> = r.try_get("decided_kind")?;
-            // Only what the decision changed: a rating carries no suspension, a suspension
-            // no rating (the IdP's operator may have set either since).
+            // What changed since the IdP's last decision, and only that: a rating carries
+            // no suspension, a suspension no rating (the IdP's operator may have set either
+            // since); a suspension not yet carried rides with the rating that followed it.
             let decided = if version > pushed {
+                let suspended: Option<i64> = r.try_get("suspended")?;
                 let stars: Option<i64> = r.try_get("stars")?;
-                Some(match kind.as_deref() {
-                    Some("suspend") => StandingDecision {
-                        version,
-                        suspended: Some(true),
-                        stars: None,
-                    },
-                    Some("resume") => StandingDecision {
-                        version,
-                        suspended: Some(false),
-                        stars: None,
-                    },
-                    Some("rate") => StandingDecision {
-                        version,
-                        suspended: None,
-                        stars: stars.and_then(|s| u8::try_from(s).ok()),
-                    },
-                    other => {
-                        return Err(StoreError::Corrupt(format!("standing decision {other:?}")))
-                    }
+                let suspend_changed = r.try_get::<i64, _>("suspend_version")? > pushed;
+                let stars_changed = r.try_get::<i64, _>("stars_version")? > pushed;
+                let stars = match stars {
+                    Some(s) if stars_changed => Some(
+                        u8::try_from(s).map_err(|_| StoreError::Corrupt(format!("stars {s}")))?,
+                    ),
+                    _ => None,
+                };
+                Some(StandingDecision {
+                    version,
+                    suspended: suspended.filter(|_| suspend_changed).map(|s| s == 1),
+                    stars,
                 })
             } else {
                 None
             };
             let wv: i64 = r.try_get("withheld_version")?;
-            let withheld = (wv > r.try_get::<i64, _>("withheld_pushed_version")?).then(|| {
-                (
-                    u8::try_from(r.try_get::<i64, _>("withheld").unwrap_or(4)).unwrap_or(4),
+            let withheld = if wv > r.try_get::<i64, _>("withheld_pushed_version")? {
+                let w: i64 = r.try_get("withheld")?;
+                Some((
+                    u8::try_from(w).map_err(|_| StoreError::Corrupt(format!("withheld {w}")))?,
                     wv,
-                )
-            });
+                ))
+            } else {
+                None
+            };
             out.push(PendingStanding {
                 manufacturer: r.try_get("manufacturer")?,
                 decided,

@@ -532,6 +532,13 @@ pub(crate) async fn an_inspectors_suspension_pauses_exactly_the_makers_campaigns
             Err(ProposalError::MakerSuspended)
         ),
     }
+    // Nor through the operator's bootstrap path (`presale license issue`).
+    assert_eq!(
+        a.issue_license_as(&license(5, None), "cli:operator", now)
+            .await
+            .expect("sql"),
+        Err(ProposalError::MakerSuspended)
+    );
     // Suspended again: refused; a campaign's own resumption: refused while Saipa is.
     assert_eq!(
         a.propose(&suspend, "inspector.a", now).await.expect("sql"),
@@ -680,6 +687,52 @@ async fn the_service_role_cannot_rewrite_the_after_sale_record() {
                 || text.contains("one version at a time"),
             "{sql}: {text}"
         );
+    }
+    // Under cover of an entry it writes itself: an acceptance the buyer never gave (no
+    // answer in time), and a resumption no two people approved.
+    for (action, subject, detail, sql) in [
+        (
+            "complaint.accept",
+            complaint.clone(),
+            String::new(),
+            format!(
+                "UPDATE complaints SET outcome = 'accepted', decided_by = 'citizen', \
+                 decided_at = {now} WHERE id = '{complaint}'"
+            ),
+        ),
+        (
+            "manufacturer.standing",
+            "iran-khodro".to_owned(),
+            "v1 suspend; case x".to_owned(),
+            format!(
+                "INSERT INTO maker_standing (manufacturer, suspended, decided_kind, \
+                 decided_version, suspend_version, decided_by, proposed_by, proposal_id, \
+                 updated_at) VALUES ('iran-khodro', 1, 'suspend', 1, 1, 'me', 'me-too', \
+                 'p-none', {now})"
+            ),
+        ),
+    ] {
+        let mut tx = app.pool().begin().await.expect("begin");
+        app.audit_in(
+            &mut tx,
+            &presale::store::audit::Entry {
+                at: now,
+                actor: "insider",
+                action,
+                subject: &subject,
+                detail: &detail,
+                anchor: None,
+            },
+        )
+        .await
+        .expect("an entry of its own");
+        let wrote = sqlx::query(&sql).execute(&mut *tx).await;
+        let done = match wrote {
+            Ok(_) => tx.commit().await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let text = done.expect_err(&format!("the service's role may not: {sql}"));
+        assert!(text.contains("not for the service"), "{sql}: {text}");
     }
     // The owner may (a migration, or a test moving time).
     sqlx::query(&format!(

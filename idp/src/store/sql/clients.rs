@@ -8,9 +8,28 @@ pub enum Applied {
     Done,
     /// A later version was taken already: nothing changed.
     Stale,
-    /// A resumption of a suspension the IdP's operator made: refused.
-    OperatorSuspended,
-    NoClient,
+}
+
+/// An audit entry in the caller's transaction.
+async fn audit_in(
+    tx: &mut sqlx::AnyConnection,
+    at: i64,
+    actor: &str,
+    action: &str,
+    subject: &str,
+    detail: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO audit_log (at, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(at)
+    .bind(actor)
+    .bind(action)
+    .bind(subject)
+    .bind(detail)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }
 
 impl Db {
@@ -77,9 +96,15 @@ impl Db {
         now: i64,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE clients SET status = COALESCE($2, status), \
+            // The operator's suspension is the operator's: its resumption lifts only that
+            // (a suspension the ministry's console made stands).
+            "UPDATE clients SET \
+             status = CASE WHEN $2 IS NULL THEN status \
+                 WHEN $2 = 'suspended' OR suspended_by_ministry = 1 THEN 'suspended' \
+                 ELSE 'active' END, \
+             suspended_by_operator = CASE WHEN $2 IS NULL THEN suspended_by_operator \
+                 WHEN $2 = 'suspended' THEN 1 ELSE 0 END, \
              valid_until = COALESCE($3, valid_until), stars = COALESCE($4, stars), \
-             suspended_by_ministry = CASE WHEN $2 IS NULL THEN suspended_by_ministry ELSE 0 END, \
              updated_at = $5 WHERE id = $1",
         )
         .bind(id.as_str())
@@ -92,74 +117,74 @@ impl Db {
         Ok(done.rows_affected() == 1)
     }
 
-    /// The ministry's decision `version` on a client's standing: its suspension (by the
-    /// ministry) or resumption, or its stars. Taken only if no later version was; a
-    /// resumption lifts only a suspension the ministry made. What it did.
+    /// The ministry's decision `version` on a client's standing: its own suspension
+    /// (`Some(true)`) or the lifting of it (`Some(false)`: a suspension by the IdP's
+    /// operator stands), or its stars. Taken only if no later version was, with its audit
+    /// entries in the same transaction (`actor`, `because`).
+    #[allow(clippy::too_many_arguments)]
     pub async fn apply_ministry_decision(
         &self,
         id: &ClientId,
         version: i64,
         suspend: Option<bool>,
         stars: Option<u8>,
+        actor: &str,
+        because: &str,
         now: i64,
     ) -> Result<Applied, StoreError> {
+        let mut tx = service_kit::sql::begin(&self.pool).await?;
         let row = sqlx::query(
-            "SELECT status, suspended_by_ministry, standing_version FROM clients WHERE id = $1",
-        )
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else {
-            return Ok(Applied::NoClient);
-        };
-        if row.try_get::<i64, _>("standing_version")? >= version {
-            return Ok(Applied::Stale);
-        }
-        let suspended = row.try_get::<String, _>("status")? == ClientStatus::Suspended.as_str();
-        if suspend == Some(false)
-            && suspended
-            && row.try_get::<i64, _>("suspended_by_ministry")? == 0
-        {
-            return Ok(Applied::OperatorSuspended);
-        }
-        let by_operator = suspended && row.try_get::<i64, _>("suspended_by_ministry")? == 0;
-        let (status, by_ministry) = match suspend {
-            // Already suspended by the IdP's operator: it stays the operator's to lift.
-            Some(true) if by_operator => (Some(ClientStatus::Suspended.as_str()), Some(0i64)),
-            Some(true) => (Some(ClientStatus::Suspended.as_str()), Some(1i64)),
-            Some(false) => (Some(ClientStatus::Active.as_str()), Some(0i64)),
-            None => (None, None),
-        };
-        let done = sqlx::query(
-            "UPDATE clients SET status = COALESCE($3, status), \
-             suspended_by_ministry = COALESCE($4, suspended_by_ministry), \
-             stars = COALESCE($5, stars), standing_version = $2, updated_at = $6 \
-             WHERE id = $1 AND standing_version < $2",
+            "UPDATE clients SET \
+             suspended_by_ministry = COALESCE($3, suspended_by_ministry), \
+             status = CASE WHEN $3 IS NULL THEN status \
+                 WHEN $3 = 1 OR suspended_by_operator = 1 THEN 'suspended' ELSE 'active' END, \
+             stars = COALESCE($4, stars), standing_version = $2, updated_at = $5 \
+             WHERE id = $1 AND standing_version < $2 RETURNING status",
         )
         .bind(id.as_str())
         .bind(version)
-        .bind(status)
-        .bind(by_ministry)
+        .bind(suspend.map(i64::from))
         .bind(stars.map(i64::from))
         .bind(now)
-        .execute(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(if done.rows_affected() == 1 {
-            Applied::Done
-        } else {
-            Applied::Stale
-        })
+        let Some(row) = row else {
+            tx.rollback().await?;
+            return Ok(Applied::Stale);
+        };
+        let status: String = row.try_get("status")?;
+        let mut entries = Vec::new();
+        match suspend {
+            Some(true) => entries.push(("client.suspend", format!("v{version}: {because}"))),
+            Some(false) if status == ClientStatus::Suspended.as_str() => entries.push((
+                "client.resume",
+                format!("v{version}: {because}; the operator's suspension stands"),
+            )),
+            Some(false) => entries.push(("client.resume", format!("v{version}: {because}"))),
+            None => {}
+        }
+        if let Some(n) = stars {
+            entries.push(("client.rate", format!("{n} stars; v{version}: {because}")));
+        }
+        for (action, detail) in entries {
+            audit_in(&mut tx, now, actor, action, id.as_str(), &detail).await?;
+        }
+        tx.commit().await?;
+        Ok(Applied::Done)
     }
 
     /// The stars the after-sale record withholds, at `version`: taken only if no later
-    /// version was.
+    /// version was, audited in the same transaction.
     pub async fn apply_withheld(
         &self,
         id: &ClientId,
         version: i64,
         withheld: u8,
+        actor: &str,
+        because: &str,
         now: i64,
     ) -> Result<Applied, StoreError> {
+        let mut tx = service_kit::sql::begin(&self.pool).await?;
         let done = sqlx::query(
             "UPDATE clients SET stars_withheld = $3, withheld_version = $2, updated_at = $4 \
              WHERE id = $1 AND withheld_version < $2",
@@ -168,13 +193,28 @@ impl Db {
         .bind(version)
         .bind(i64::from(withheld))
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(if done.rows_affected() == 1 {
-            Applied::Done
-        } else {
-            Applied::Stale
-        })
+        if done.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(Applied::Stale);
+        }
+        let detail = format!("{withheld} (v{version}): {because}");
+        audit_in(&mut tx, now, actor, "client.withheld", id.as_str(), &detail).await?;
+        tx.commit().await?;
+        Ok(Applied::Done)
+    }
+
+    /// The versions of the ministry's decision and of the stars withheld this record has.
+    pub async fn standing_versions(&self, id: &ClientId) -> Result<(i64, i64), StoreError> {
+        let r = sqlx::query("SELECT standing_version, withheld_version FROM clients WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((
+            r.try_get("standing_version")?,
+            r.try_get("withheld_version")?,
+        ))
     }
 
     /// Replaces the secret; the one it replaces is still accepted until `old_until`
