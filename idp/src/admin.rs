@@ -327,13 +327,15 @@ pub async fn add_client(
     Ok((client, secret))
 }
 
+/// Suspends or resumes a client as the IdP's operator; the status it has after (a
+/// resumption leaves a suspension the ministry's console made standing).
 pub async fn set_status(
     db: &Db,
     id: &str,
     status: ClientStatus,
     actor: &str,
     now: i64,
-) -> Result<(), AdminError> {
+) -> Result<ClientStatus, AdminError> {
     let cid = parse_id(id)?;
     if !db
         .update_client_trust(&cid, Some(status), None, None, now)
@@ -345,8 +347,24 @@ pub async fn set_status(
         ClientStatus::Active => "client.resume",
         ClientStatus::Suspended => "client.suspend",
     };
-    db.audit(now, actor, action, id, "").await?;
-    Ok(())
+    // The operator lifts only the operator's suspension: one the ministry's console made
+    // stands, and the entry says so.
+    let still = status == ClientStatus::Active
+        && db
+            .client(&cid)
+            .await?
+            .is_some_and(|c| c.status == ClientStatus::Suspended);
+    let detail = if still {
+        "the operator's suspension lifted; the ministry's suspension stands"
+    } else {
+        ""
+    };
+    db.audit(now, actor, action, id, detail).await?;
+    Ok(if still {
+        ClientStatus::Suspended
+    } else {
+        status
+    })
 }
 
 /// Renews the yearly trust record: one year from today, or from the current end if later.

@@ -391,8 +391,12 @@ async fn main() -> anyhow::Result<()> {
                     println!("{id} suspended");
                 }
                 ClientAction::Resume { id } => {
-                    admin::set_status(&db, &id, ClientStatus::Active, &actor, now).await?;
-                    println!("{id} active");
+                    match admin::set_status(&db, &id, ClientStatus::Active, &actor, now).await? {
+                        ClientStatus::Active => println!("{id} active"),
+                        ClientStatus::Suspended => println!(
+                            "{id}: the operator's suspension lifted; still suspended by the ministry's console (an inspection's decision, lifted there)"
+                        ),
+                    }
                 }
                 ClientAction::Renew { id } => {
                     let until = admin::renew(&db, &id, &actor, now).await?;

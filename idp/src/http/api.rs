@@ -158,6 +158,19 @@ pub async fn standing(
             ));
         }
         let decision = s.suspended.is_some() || s.stars.is_some();
+        // A version far ahead of the record's would make every later one stale: whoever
+        // holds the ministry's credentials cannot freeze a manufacturer's standing with one.
+        let (standing_at, withheld_at) = match crate::domain::ClientId::parse(&id) {
+            Ok(cid) => core.db.standing_versions(&cid).await.unwrap_or((0, 0)),
+            Err(_) => (0, 0),
+        };
+        if s.version.is_some_and(|v| v > standing_at + 1000)
+            || s.withheld_version.is_some_and(|v| v > withheld_at + 1000)
+        {
+            return Err(OAuthError::invalid_request(
+                "a version at most 1000 past the one in force",
+            ));
+        }
         let versioned = |v: Option<i64>| v.is_some_and(|v| v > 0);
         if (decision && !versioned(s.version))
             || (s.withheld.is_some() != versioned(s.withheld_version))

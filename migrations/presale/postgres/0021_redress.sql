@@ -136,13 +136,32 @@ CREATE TRIGGER inspection_cases_kept BEFORE UPDATE OR DELETE ON inspection_cases
 -- says, with its `manufacturer.standing` entry, and (checked at commit) an approved
 -- proposal of two different people; the stars withheld take one version at a time.
 CREATE FUNCTION emta_now_near(t bigint, slack bigint DEFAULT 300) RETURNS boolean AS $$
-    SELECT t BETWEEN extract(epoch FROM clock_timestamp())::bigint - slack
+    SELECT t IS NOT NULL
+       AND t BETWEEN extract(epoch FROM clock_timestamp())::bigint - slack
                  AND extract(epoch FROM clock_timestamp())::bigint + slack
 $$ LANGUAGE sql VOLATILE SET search_path = pg_catalog, public, pg_temp;
+
+-- Whether `who` is an enabled member of the console with one of `roles`.
+CREATE FUNCTION emta_staff_is(who text, roles text[]) RETURNS boolean AS $$
+    SELECT who IS NOT NULL AND EXISTS (SELECT 1 FROM public.staff
+                                       WHERE username = who AND role = ANY (roles)
+                                         AND disabled_at IS NULL)
+$$ LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp;
+
+-- Whether `actor` wrote an entry `act` about `subj` (saying `said`) in an earlier
+-- transaction: a step another person took before, not one written now in their name.
+CREATE FUNCTION emta_audited_before(act text, subj text, who text, said text)
+RETURNS boolean AS $$
+    SELECT who IS NOT NULL AND said IS NOT NULL AND EXISTS (
+        SELECT 1 FROM public.audit_log
+        WHERE action = act AND subject = subj AND actor = who AND detail = said
+          AND seq IS NOT NULL AND xmin <> pg_catalog.pg_current_xact_id()::xid)
+$$ LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp;
 
 CREATE FUNCTION redress_guarded() RETURNS trigger AS $$
 DECLARE
     refused text;
+    now_s bigint := extract(epoch FROM clock_timestamp())::bigint;
 BEGIN
     IF emta_owner_acts(TG_RELID) THEN
         RETURN NEW;
@@ -152,9 +171,11 @@ BEGIN
             IF NOT emta_audited_now(ARRAY['complaint.file'], NEW.id) THEN
                 refused := 'only with its audit entry';
             ELSIF NOT emta_now_near(NEW.filed_at)
-                  OR NEW.answer_due NOT BETWEEN NEW.filed_at + 86400 AND NEW.filed_at + 365 * 86400
+                  OR NOT COALESCE(NEW.answer_due BETWEEN NEW.filed_at + 86400
+                                                     AND NEW.filed_at + 365 * 86400, false)
                   OR NEW.answered_at IS NOT NULL OR NEW.escalated_at IS NOT NULL
-                  OR NEW.outcome IS NOT NULL OR NEW.proposed_outcome IS NOT NULL THEN
+                  OR NEW.outcome IS NOT NULL OR NEW.proposed_outcome IS NOT NULL
+                  OR NEW.proposed_by IS NOT NULL THEN
                 refused := 'filed now, answer due in 1 to 365 days, nothing decided';
             ELSIF NOT EXISTS (SELECT 1 FROM public.applications a
                               JOIN public.licenses l ON l.id = a.license_id
@@ -172,9 +193,10 @@ BEGIN
                 refused := 'its parties, text and times are fixed';
             ELSIF (OLD.answer, OLD.answered_at, OLD.answered_by)
                   IS DISTINCT FROM (NEW.answer, NEW.answered_at, NEW.answered_by)
-                  AND (OLD.answered_at IS NOT NULL OR NOT emta_now_near(NEW.answered_at)
+                  AND (OLD.answered_at IS NOT NULL OR NEW.answer IS NULL
+                       OR NOT emta_now_near(NEW.answered_at)
                        OR NOT emta_audited_now(ARRAY['complaint.answer'], NEW.id,
-                              NEW.manufacturer || ' at ' || NEW.answered_at::text)) THEN
+                              COALESCE(NEW.manufacturer || ' at ' || NEW.answered_at::text, '-'))) THEN
                 refused := 'an answer once, now, only with its audit entry';
             ELSIF OLD.escalated_at IS DISTINCT FROM NEW.escalated_at
                   AND (OLD.escalated_at IS NOT NULL OR NOT emta_now_near(NEW.escalated_at)
@@ -182,38 +204,55 @@ BEGIN
                 refused := 'escalated once, now, only with its audit entry';
             ELSIF (OLD.proposed_outcome, OLD.proposed_by)
                   IS DISTINCT FROM (NEW.proposed_outcome, NEW.proposed_by)
-                  AND NOT emta_audited_now(ARRAY['complaint.propose'], NEW.id,
-                          NEW.proposed_outcome) THEN
-                refused := 'a proposed decision only with its audit entry';
+                  AND (NEW.proposed_outcome IS NULL
+                       OR NOT emta_staff_is(NEW.proposed_by, ARRAY['inspector'])
+                       OR NOT EXISTS (SELECT 1 FROM public.audit_log
+                                      WHERE action = 'complaint.propose' AND subject = NEW.id
+                                        AND actor = NEW.proposed_by
+                                        AND detail = NEW.proposed_outcome
+                                        AND xmin = pg_catalog.pg_current_xact_id()::xid)) THEN
+                refused := 'a proposed decision only an enabled inspector''s, with its audit entry';
             ELSIF (OLD.outcome, OLD.decided_at, OLD.decided_by)
                   IS DISTINCT FROM (NEW.outcome, NEW.decided_at, NEW.decided_by) THEN
-                IF OLD.outcome IS NOT NULL OR NOT emta_now_near(NEW.decided_at) THEN
+                IF OLD.outcome IS NOT NULL OR NEW.outcome IS NULL
+                   OR NOT emta_now_near(NEW.decided_at) THEN
                     refused := 'decided once, now';
                 ELSIF NEW.outcome = 'accepted' THEN
-                    IF NEW.decided_by <> 'citizen' OR OLD.answered_at IS NULL
+                    IF NEW.decided_by IS DISTINCT FROM 'citizen' OR OLD.answered_at IS NULL
                        OR OLD.answered_at > OLD.answer_due OR OLD.escalated_at IS NOT NULL
                        OR NOT emta_audited_now(ARRAY['complaint.accept'], NEW.id) THEN
                         refused := 'accepted only by its buyer, of an answer in time, with its audit entry';
                     END IF;
                 ELSIF OLD.proposed_outcome IS DISTINCT FROM NEW.outcome
                       OR OLD.proposed_by IS NULL OR OLD.proposed_by = NEW.decided_by
+                      -- It reached the ministry: unanswered by its deadline, answered
+                      -- after it, or taken further by its buyer.
+                      OR NOT (OLD.escalated_at IS NOT NULL
+                              OR (OLD.answered_at IS NULL AND now_s > OLD.answer_due - 300)
+                              OR OLD.answered_at > OLD.answer_due)
+                      OR NOT emta_staff_is(OLD.proposed_by, ARRAY['inspector'])
+                      OR NOT emta_staff_is(NEW.decided_by, ARRAY['inspector', 'issuer'])
+                      OR NOT emta_audited_before('complaint.propose', NEW.id, OLD.proposed_by,
+                                                 OLD.proposed_outcome)
                       OR NOT emta_audited_now(ARRAY['complaint.decide'], NEW.id,
                              NEW.outcome || '; proposed by ' || OLD.proposed_by) THEN
-                    refused := 'decided only as proposed, by a second person, with its audit entry';
+                    refused := 'decided only as an inspector proposed before, by a second member, with its audit entry';
                 END IF;
             END IF;
         END IF;
     ELSIF TG_TABLE_NAME = 'complaint_files' THEN
-        IF NOT emta_audited_now(ARRAY['complaint.file'], NEW.complaint_id) THEN
-            refused := 'an attachment only with its complaint''s audit entry';
+        IF NOT emta_audited_now(ARRAY['complaint.file'], NEW.complaint_id)
+           OR NOT EXISTS (SELECT 1 FROM public.complaints c WHERE c.id = NEW.complaint_id
+                            AND c.xmin = pg_catalog.pg_current_xact_id()::xid) THEN
+            refused := 'an attachment only with its complaint, as it is filed';
         END IF;
     ELSIF TG_TABLE_NAME = 'warranty_visits' THEN
         IF TG_OP = 'INSERT' THEN
             IF NOT emta_audited_now(ARRAY['warranty.open'], NEW.id) THEN
                 refused := 'only with its audit entry';
             ELSIF NOT emta_now_near(NEW.recorded_at)
-                  OR NEW.opened_at NOT BETWEEN NEW.recorded_at - 3 * 86400 - 300
-                                          AND NEW.recorded_at
+                  OR NOT COALESCE(NEW.opened_at BETWEEN NEW.recorded_at - 3 * 86400 - 300
+                                                    AND NEW.recorded_at, false)
                   OR NEW.returned_at IS NOT NULL THEN
                 refused := 'recorded now, opened at most three days ago, not yet returned';
             ELSIF NOT EXISTS (SELECT 1 FROM public.applications a
@@ -231,38 +270,45 @@ BEGIN
                NEW.work_order, NEW.safety, NEW.recorded_by, NEW.recorded_at, NEW.request_key) THEN
             refused := 'its car, start and work order are fixed';
         ELSIF (OLD.returned_at, OLD.failed) IS DISTINCT FROM (NEW.returned_at, NEW.failed)
-              AND (OLD.returned_at IS NOT NULL
-                   OR NEW.returned_at < extract(epoch FROM clock_timestamp())::bigint - 3600 - 300
-                   OR NEW.returned_at > extract(epoch FROM clock_timestamp())::bigint + 300
+              AND (OLD.returned_at IS NOT NULL OR NEW.returned_at IS NULL OR NEW.failed IS NULL
+                   OR NEW.returned_at < now_s - 3600 - 300 OR NEW.returned_at > now_s + 300
                    OR NOT emta_audited_now(ARRAY['warranty.close'], NEW.id,
                           'back at ' || NEW.returned_at::text || CASE WHEN NEW.failed = 1
                           THEN ', not repaired' ELSE ', repaired' END)) THEN
             refused := 'returned once, within the hour, only with its audit entry';
         END IF;
     ELSIF TG_TABLE_NAME = 'inspection_cases' THEN
-        IF NOT emta_audited_now(ARRAY['case.open'], NEW.id) THEN
-            refused := 'only with its audit entry';
+        IF NOT emta_audited_now(ARRAY['case.open'], NEW.id) OR NOT emta_now_near(NEW.opened_at)
+           OR NOT emta_staff_is(NEW.opened_by, ARRAY['inspector']) THEN
+            refused := 'a case only an enabled inspector''s, now, with its audit entry';
         END IF;
     ELSIF TG_TABLE_NAME = 'case_findings' THEN
-        IF NOT emta_audited_now(ARRAY['case.finding'], NEW.case_id, NEW.id) THEN
-            refused := 'a finding only with its audit entry';
+        IF NOT emta_audited_now(ARRAY['case.finding'], NEW.case_id, NEW.id)
+           OR NOT emta_now_near(NEW.at) OR NOT emta_staff_is(NEW.by_staff, ARRAY['inspector']) THEN
+            refused := 'a finding only an enabled inspector''s, now, with its audit entry';
         END IF;
     ELSIF TG_TABLE_NAME = 'maker_standing' THEN
+        -- An upsert of a manufacturer already recorded is an UPDATE: decided there.
+        IF TG_OP = 'INSERT' AND EXISTS (SELECT 1 FROM public.maker_standing
+                                        WHERE manufacturer = NEW.manufacturer) THEN
+            RETURN NEW;
+        END IF;
         IF TG_OP = 'INSERT' AND NEW.decided_version = 0
            AND (NEW.suspended, NEW.stars, NEW.decided_kind, NEW.proposal_id,
-                NEW.suspend_version, NEW.stars_version, NEW.pushed_version, NEW.paused_licenses)
+                NEW.suspend_version, NEW.stars_version, NEW.pushed_version, NEW.paused_licenses,
+                NEW.withheld_pushed_version, NEW.push_error)
                IS DISTINCT FROM (NULL::bigint, NULL::bigint, NULL::text, NULL::text,
-                                 0::bigint, 0::bigint, 0::bigint, '[]'::text) THEN
+                                 0::bigint, 0::bigint, 0::bigint, '[]'::text, 0::bigint, NULL::text) THEN
             refused := 'a first record of a manufacturer decides nothing';
         ELSIF (TG_OP = 'INSERT' AND NEW.decided_version <> 0)
            OR (TG_OP = 'UPDATE' AND (OLD.suspended, OLD.stars, OLD.decided_kind, OLD.decided_by,
                OLD.proposed_by, OLD.proposal_id, OLD.decided_version, OLD.paused_licenses,
-               OLD.suspend_version, OLD.stars_version)
+               OLD.suspend_version, OLD.stars_version, OLD.reason)
                IS DISTINCT FROM (NEW.suspended, NEW.stars, NEW.decided_kind, NEW.decided_by,
                NEW.proposed_by, NEW.proposal_id, NEW.decided_version, NEW.paused_licenses,
-               NEW.suspend_version, NEW.stars_version)) THEN
-            IF NEW.decided_version <> (CASE WHEN TG_OP = 'INSERT' THEN 1
-                                            ELSE OLD.decided_version + 1 END) THEN
+               NEW.suspend_version, NEW.stars_version, NEW.reason)) THEN
+            IF NEW.decided_version IS DISTINCT FROM (CASE WHEN TG_OP = 'INSERT' THEN 1
+                                                     ELSE OLD.decided_version + 1 END) THEN
                 refused := 'a decision is the next version';
             ELSIF NEW.decided_kind IN ('suspend', 'resume')
                   AND (NEW.suspended IS DISTINCT FROM
@@ -285,11 +331,38 @@ BEGIN
                 refused := 'only with its approval''s audit entry';
             END IF;
         END IF;
-        IF refused IS NULL AND (
-           (TG_OP = 'INSERT' AND NEW.withheld_version NOT IN (0, 1))
-           OR (TG_OP = 'UPDATE' AND NEW.withheld_version NOT IN (OLD.withheld_version,
-               OLD.withheld_version + 1))) THEN
-            refused := 'the stars withheld take one version at a time';
+        -- The stars withheld: one version at a time, each with its entry.
+        IF refused IS NULL
+           AND (CASE WHEN TG_OP = 'INSERT' THEN NEW.withheld <> 0 OR NEW.withheld_version <> 0
+                     ELSE (OLD.withheld, OLD.withheld_version)
+                          IS DISTINCT FROM (NEW.withheld, NEW.withheld_version) END)
+           AND (NEW.withheld_version IS DISTINCT FROM
+                    (CASE WHEN TG_OP = 'INSERT' THEN 0 ELSE OLD.withheld_version END) + 1
+                OR NOT EXISTS (SELECT 1 FROM public.audit_log
+                               WHERE action = 'manufacturer.withheld'
+                                 AND subject = NEW.manufacturer
+                                 AND detail LIKE 'v' || NEW.withheld_version::text || ' '
+                                     || NEW.withheld::text || ':%'
+                                 AND xmin = pg_catalog.pg_current_xact_id()::xid)) THEN
+            refused := 'the stars withheld take one version at a time, each with its audit entry';
+        END IF;
+        -- What the IdP took: each with its entry.
+        IF refused IS NULL AND TG_OP = 'UPDATE'
+           AND (OLD.pushed_version, OLD.push_error) IS DISTINCT FROM (NEW.pushed_version, NEW.push_error)
+           AND NOT (NEW.decided_version = OLD.decided_version + 1 AND NEW.push_error IS NULL
+                    AND NEW.pushed_version = OLD.pushed_version)
+           AND NOT EXISTS (SELECT 1 FROM public.audit_log
+                           WHERE action = 'manufacturer.carried' AND subject = NEW.manufacturer
+                             AND (detail = 'v' || NEW.pushed_version::text
+                                  OR detail LIKE 'v' || NEW.pushed_version::text || ' declined: %')
+                             AND xmin = pg_catalog.pg_current_xact_id()::xid) THEN
+            refused := 'a decision noted as carried only with its audit entry';
+        END IF;
+        IF refused IS NULL AND TG_OP = 'UPDATE'
+           AND OLD.withheld_pushed_version IS DISTINCT FROM NEW.withheld_pushed_version
+           AND NOT emta_audited_now(ARRAY['manufacturer.carried'], NEW.manufacturer,
+                   'withheld v' || NEW.withheld_pushed_version::text) THEN
+            refused := 'stars noted as carried only with their audit entry';
         END IF;
     END IF;
     IF refused IS NOT NULL THEN
@@ -300,8 +373,10 @@ BEGIN
 END;
 $$ LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp;
 
--- At commit: a manufacturer's new decision is an approved proposal of two different
--- people, approved in this transaction (its `proposal.approved` entry).
+-- At commit: a manufacturer's new decision is an approved proposal of two enabled,
+-- different members (proposed by an inspector in an earlier transaction, its
+-- `proposal.create` entry theirs, written before this transaction; approved by an issuer
+-- or another inspector in this one).
 CREATE FUNCTION maker_standing_approved() RETURNS trigger AS $$
 BEGIN
     IF emta_owner_acts(TG_RELID) OR NEW.decided_version = 0 THEN
@@ -315,7 +390,14 @@ BEGIN
                      AND p.proposed_by = NEW.proposed_by AND p.decided_by = NEW.decided_by
                      AND p.proposed_by <> p.decided_by
                      AND p.action = 'manufacturer.' || NEW.decided_kind
-                     AND p.subject = NEW.manufacturer)
+                     AND p.subject = NEW.manufacturer
+                     AND EXISTS (SELECT 1 FROM public.audit_log a
+                                 WHERE a.action = 'proposal.create' AND a.subject = p.id
+                                   AND a.actor = p.proposed_by AND a.at = p.proposed_at
+                                   AND a.seq IS NOT NULL
+                                   AND a.xmin <> pg_catalog.pg_current_xact_id()::xid))
+       OR NOT emta_staff_is(NEW.proposed_by, ARRAY['inspector'])
+       OR NOT emta_staff_is(NEW.decided_by, ARRAY['inspector', 'issuer'])
        OR NOT emta_audited_now(ARRAY['proposal.approved'], NEW.proposal_id) THEN
         RAISE EXCEPTION 'maker_standing: a decision only as an approved proposal of two people (not for the service''s role otherwise)'
             USING ERRCODE = 'insufficient_privilege';

@@ -1161,8 +1161,9 @@ impl Store {
     }
 
     /// Records the stars `manufacturer`'s record withholds now (and why). A change of the
-    /// stars takes the next version, to be carried to the IdP (which takes no version
-    /// older than one it has).
+    /// stars takes the next version, with its `manufacturer.withheld` audit entry in the
+    /// same transaction, to be carried to the IdP (which takes no version older than one
+    /// it has). Replicas counting the same change write it once.
     pub async fn set_withheld(
         &self,
         manufacturer: &str,
@@ -1170,21 +1171,77 @@ impl Store {
         why: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO maker_standing (manufacturer, withheld, withheld_version, demerits, \
-             updated_at) VALUES ($1, $2, CASE WHEN $2 > 0 THEN 1 ELSE 0 END, $3, $4) \
-             ON CONFLICT (manufacturer) DO UPDATE \
-             SET withheld = $2, demerits = $3, updated_at = $4, \
-             withheld_version = maker_standing.withheld_version \
-                 + CASE WHEN maker_standing.withheld <> $2 THEN 1 ELSE 0 END \
-             WHERE maker_standing.withheld <> $2 OR maker_standing.demerits <> $3",
-        )
-        .bind(manufacturer)
-        .bind(i64::from(withheld))
-        .bind(why)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+        let current =
+            sqlx::query("SELECT withheld, demerits FROM maker_standing WHERE manufacturer = $1")
+                .bind(manufacturer)
+                .fetch_optional(&self.pool)
+                .await?;
+        let (stars, said): (i64, String) = match &current {
+            Some(r) => (r.try_get("withheld")?, r.try_get("demerits")?),
+            None => (0, String::new()),
+        };
+        if stars == i64::from(withheld) {
+            // The same stars: the counts said beside them, if they moved (no version).
+            if current.is_some() && said != why {
+                sqlx::query(
+                    "UPDATE maker_standing SET demerits = $2, updated_at = $3 \
+                     WHERE manufacturer = $1 AND withheld = $4",
+                )
+                .bind(manufacturer)
+                .bind(why)
+                .bind(now)
+                .bind(i64::from(withheld))
+                .execute(&self.pool)
+                .await?;
+            }
+            return Ok(());
+        }
+        let mut tx = service_kit::sql::begin(self.pool()).await?;
+        let done = async {
+            self.lock_audit_chain(&mut tx).await?;
+            let version: Option<(i64, i64)> = sqlx::query(
+                "SELECT withheld, withheld_version FROM maker_standing WHERE manufacturer = $1",
+            )
+            .bind(manufacturer)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| Ok::<_, StoreError>((r.try_get("withheld")?, r.try_get("withheld_version")?)))
+            .transpose()?;
+            let (stars, version) = version.unwrap_or((0, 0));
+            if stars == i64::from(withheld) {
+                return Ok(Ok(()));
+            }
+            let next = version + 1;
+            let detail = format!("v{next} {withheld}: {why}");
+            self.audit_in(
+                &mut tx,
+                &Entry {
+                    at: now,
+                    actor: "record",
+                    action: "manufacturer.withheld",
+                    subject: manufacturer,
+                    detail: &detail,
+                    anchor: None,
+                },
+            )
+            .await?;
+            sqlx::query(
+                "INSERT INTO maker_standing (manufacturer, withheld, withheld_version, demerits, \
+                 updated_at) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (manufacturer) DO UPDATE \
+                 SET withheld = $2, withheld_version = $3, demerits = $4, updated_at = $5",
+            )
+            .bind(manufacturer)
+            .bind(i64::from(withheld))
+            .bind(next)
+            .bind(why)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            Ok::<Result<(), ()>, StoreError>(Ok(()))
+        }
+        .await;
+        super::finish(tx, done).await?.ok();
         Ok(())
     }
 
@@ -1250,7 +1307,8 @@ impl Store {
     }
 
     /// Notes what the IdP has taken (or refused for good, with why): the decision's
-    /// version, the stars withheld's version. Never moves back.
+    /// version, the stars withheld's version, each with its `manufacturer.carried` audit
+    /// entry in the same transaction. Never moves back.
     pub async fn standing_pushed(
         &self,
         manufacturer: &str,
@@ -1258,27 +1316,70 @@ impl Store {
         withheld_version: Option<i64>,
         refused: Option<&str>,
     ) -> Result<(), StoreError> {
-        if let Some(v) = version {
-            sqlx::query(
-                "UPDATE maker_standing SET pushed_version = $2, push_error = $3 \
-                 WHERE manufacturer = $1 AND pushed_version < $2",
+        let mut tx = service_kit::sql::begin(self.pool()).await?;
+        let done = async {
+            self.lock_audit_chain(&mut tx).await?;
+            let row = sqlx::query(
+                "SELECT pushed_version, withheld_pushed_version FROM maker_standing \
+                 WHERE manufacturer = $1",
             )
             .bind(manufacturer)
-            .bind(v)
-            .bind(refused)
-            .execute(&self.pool)
+            .fetch_optional(&mut *tx)
             .await?;
+            let Some(row) = row else {
+                return Ok(Ok(()));
+            };
+            let at = service_kit::clock::now();
+            fn carried<'a>(at: i64, subject: &'a str, detail: &'a str) -> Entry<'a> {
+                Entry {
+                    at,
+                    actor: "record",
+                    action: "manufacturer.carried",
+                    subject,
+                    detail,
+                    anchor: None,
+                }
+            }
+            if let Some(v) =
+                version.filter(|v| *v > row.try_get::<i64, _>("pushed_version").unwrap_or(i64::MAX))
+            {
+                let detail = match refused {
+                    Some(why) => format!("v{v} declined: {why}"),
+                    None => format!("v{v}"),
+                };
+                self.audit_in(&mut tx, &carried(at, manufacturer, &detail))
+                    .await?;
+                sqlx::query(
+                    "UPDATE maker_standing SET pushed_version = $2, push_error = $3 \
+                     WHERE manufacturer = $1 AND pushed_version < $2",
+                )
+                .bind(manufacturer)
+                .bind(v)
+                .bind(refused)
+                .execute(&mut *tx)
+                .await?;
+            }
+            if let Some(w) = withheld_version.filter(|w| {
+                *w > row
+                    .try_get::<i64, _>("withheld_pushed_version")
+                    .unwrap_or(i64::MAX)
+            }) {
+                let detail = format!("withheld v{w}");
+                self.audit_in(&mut tx, &carried(at, manufacturer, &detail))
+                    .await?;
+                sqlx::query(
+                    "UPDATE maker_standing SET withheld_pushed_version = $2 \
+                     WHERE manufacturer = $1 AND withheld_pushed_version < $2",
+                )
+                .bind(manufacturer)
+                .bind(w)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Ok::<Result<(), ()>, StoreError>(Ok(()))
         }
-        if let Some(w) = withheld_version {
-            sqlx::query(
-                "UPDATE maker_standing SET withheld_pushed_version = $2 \
-                 WHERE manufacturer = $1 AND withheld_pushed_version < $2",
-            )
-            .bind(manufacturer)
-            .bind(w)
-            .execute(&self.pool)
-            .await?;
-        }
+        .await;
+        super::finish(tx, done).await?.ok();
         Ok(())
     }
 

@@ -734,6 +734,76 @@ async fn the_service_role_cannot_rewrite_the_after_sale_record() {
         let text = done.expect_err(&format!("the service's role may not: {sql}"));
         assert!(text.contains("not for the service"), "{sql}: {text}");
     }
+    // The service's own paths, as the role, pass every guard: two decisions in a row (the
+    // second an upsert of the row the first made), the record's stars changing twice,
+    // what the IdP took noted, a complaint proposed and confirmed.
+    staff(&app, "inspector.b", Role::Inspector).await;
+    staff(&app, "issuer.a", Role::Issuer).await;
+    for (standing, by, approver) in [
+        (MakerStanding::Suspend, "inspector.a", "inspector.b"),
+        (MakerStanding::Resume, "inspector.b", "issuer.a"),
+        (MakerStanding::Rate { stars: 2 }, "inspector.a", "issuer.a"),
+    ] {
+        let change = Change::Maker {
+            manufacturer: "saipa".into(),
+            case_id: case.clone(),
+            standing,
+        };
+        let p = app
+            .propose(&change, by, now)
+            .await
+            .expect("sql")
+            .expect("proposed");
+        app.decide(&p, approver, Decision::Approve, now)
+            .await
+            .expect("sql")
+            .unwrap_or_else(|e| panic!("{standing:?}: {e}"));
+    }
+    app.set_withheld("saipa", 2, "11 overdue", now)
+        .await
+        .expect("sql");
+    app.set_withheld("saipa", 0, "clean", now)
+        .await
+        .expect("sql");
+    let pending = app.pending_standing().await.expect("sql");
+    let saipa = pending
+        .iter()
+        .find(|p| p.manufacturer == "saipa")
+        .expect("pending");
+    let decided = saipa.decided.expect("decided");
+    assert_eq!(
+        (decided.version, decided.suspended, decided.stars),
+        (3, Some(false), Some(2))
+    );
+    app.standing_pushed("saipa", Some(3), saipa.withheld.map(|w| w.1), None)
+        .await
+        .expect("noted");
+    assert!(app
+        .pending_standing()
+        .await
+        .expect("sql")
+        .iter()
+        .all(|p| p.manufacturer != "saipa"));
+    // The complaint: moved past its deadline by the owner, proposed and confirmed.
+    sqlx::query(&format!(
+        "UPDATE complaints SET filed_at = filed_at - 1000000, answer_due = answer_due - 1000000 \
+         WHERE id = '{complaint}'"
+    ))
+    .execute(owner.pool())
+    .await
+    .expect("the owner moves time");
+    assert_eq!(
+        app.decide_complaint(&complaint, Outcome::Upheld, "inspector.a", now)
+            .await
+            .expect("sql"),
+        Ok(Decided::Proposed)
+    );
+    assert_eq!(
+        app.decide_complaint(&complaint, Outcome::Upheld, "issuer.a", now)
+            .await
+            .expect("sql"),
+        Ok(Decided::Final)
+    );
     // The owner may (a migration, or a test moving time).
     sqlx::query(&format!(
         "UPDATE complaints SET answer_due = answer_due - 1 WHERE id = '{complaint}'"

@@ -139,7 +139,8 @@ impl Db {
              status = CASE WHEN $3 IS NULL THEN status \
                  WHEN $3 = 1 OR suspended_by_operator = 1 THEN 'suspended' ELSE 'active' END, \
              stars = COALESCE($4, stars), standing_version = $2, updated_at = $5 \
-             WHERE id = $1 AND standing_version < $2 RETURNING status",
+             WHERE id = $1 AND standing_version < $2 AND $2 <= standing_version + 1000 \
+             RETURNING status",
         )
         .bind(id.as_str())
         .bind(version)
@@ -187,7 +188,7 @@ impl Db {
         let mut tx = service_kit::sql::begin(&self.pool).await?;
         let done = sqlx::query(
             "UPDATE clients SET stars_withheld = $3, withheld_version = $2, updated_at = $4 \
-             WHERE id = $1 AND withheld_version < $2",
+             WHERE id = $1 AND withheld_version < $2 AND $2 <= withheld_version + 1000",
         )
         .bind(id.as_str())
         .bind(version)
