@@ -18,15 +18,18 @@ pub enum StoreError {
 }
 
 /// One entry of a service's audit log (each service has its own `audit_log` table, made
-/// append-only by its migrations).
-pub async fn append_audit(
-    pool: &AnyPool,
+/// append-only by its migrations), through a pool or in the caller's transaction.
+pub async fn append_audit<'c, E>(
+    pool: E,
     at: i64,
     actor: &str,
     action: &str,
     subject: &str,
     detail: &str,
-) -> Result<(), StoreError> {
+) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Any>,
+{
     sqlx::query(
         "INSERT INTO audit_log (at, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5)",
     )

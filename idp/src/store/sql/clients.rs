@@ -10,28 +10,6 @@ pub enum Applied {
     Stale,
 }
 
-/// An audit entry in the caller's transaction.
-async fn audit_in(
-    tx: &mut sqlx::AnyConnection,
-    at: i64,
-    actor: &str,
-    action: &str,
-    subject: &str,
-    detail: &str,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO audit_log (at, actor, action, subject, detail) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(at)
-    .bind(actor)
-    .bind(action)
-    .bind(subject)
-    .bind(detail)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
 impl Db {
     // ---- clients -------------------------------------------------------------------------
     pub async fn insert_client(&self, c: &Client, now: i64) -> Result<(), StoreError> {
@@ -168,7 +146,8 @@ impl Db {
             entries.push(("client.rate", format!("{n} stars; v{version}: {because}")));
         }
         for (action, detail) in entries {
-            audit_in(&mut tx, now, actor, action, id.as_str(), &detail).await?;
+            service_kit::sql::append_audit(&mut *tx, now, actor, action, id.as_str(), &detail)
+                .await?;
         }
         tx.commit().await?;
         Ok(Applied::Done)
@@ -201,7 +180,15 @@ impl Db {
             return Ok(Applied::Stale);
         }
         let detail = format!("{withheld} (v{version}): {because}");
-        audit_in(&mut tx, now, actor, "client.withheld", id.as_str(), &detail).await?;
+        service_kit::sql::append_audit(
+            &mut *tx,
+            now,
+            actor,
+            "client.withheld",
+            id.as_str(),
+            &detail,
+        )
+        .await?;
         tx.commit().await?;
         Ok(Applied::Done)
     }
