@@ -40,23 +40,7 @@ struct Manufacturer {
 pub async fn manufacturers(State(core): State<Core>, headers: HeaderMap) -> Response {
     let now = service_kit::clock::now();
     let r = async {
-        let token = bearer(&headers)
-            .ok_or_else(|| OAuthError::invalid_token("a bearer token is required"))?;
-        let data = core
-            .tokens()
-            .check_access_token(&token, now)
-            .await?
-            .ok_or_else(|| OAuthError::invalid_token("the access token is invalid or revoked"))?;
-        let allowed = data.citizen_id.is_none()
-            && data
-                .scope
-                .split_ascii_whitespace()
-                .any(|s| s == MANUFACTURERS_SCOPE);
-        if !allowed {
-            return Err(OAuthError::insufficient_scope(format!(
-                "a service token with scope {MANUFACTURERS_SCOPE} is required"
-            )));
-        }
+        service_caller(&core, &headers, MANUFACTURERS_SCOPE).await?;
         // Manufacturers sign citizens in: clients with a redirect URI. Service clients
         // (the ministry's own) have none.
         let list: Vec<Manufacturer> = core

@@ -27,30 +27,16 @@ fn proposal_from_row(r: &sqlx::any::AnyRow) -> Result<Proposal, StoreError> {
 }
 
 impl Store {
-    /// Whether `username` is an enabled issuer (read in the caller's transaction).
+    /// Whether `username` is an enabled issuer (read in the caller's transaction), on the
+    /// record: a staff row inserted in the database without its `staff.add` entry is
+    /// nobody's, and a role rewritten there (a representative made an issuer) is the role
+    /// its entries say (see [`Store::has_role`]).
     pub(crate) async fn is_issuer(
         &self,
         conn: &mut sqlx::AnyConnection,
         username: &str,
     ) -> Result<bool, StoreError> {
-        let row = sqlx::query("SELECT role, disabled_at FROM staff WHERE username = $1")
-            .bind(username)
-            .fetch_optional(&mut *conn)
-            .await?;
-        let enabled_issuer = match row {
-            Some(r) => {
-                r.try_get::<String, _>("role")? == Role::Issuer.as_str()
-                    && r.try_get::<Option<i64>, _>("disabled_at")?.is_none()
-            }
-            None => false,
-        };
-        // And an issuer on the record: a staff row inserted in the database without its
-        // `staff.add` entry is nobody's, and a role rewritten there (a representative
-        // made an issuer) is the role its entries say.
-        Ok(
-            enabled_issuer
-                && self.role_on_record(&mut *conn, username).await? == Some(Role::Issuer),
-        )
+        self.has_role(conn, username, Role::Issuer).await
     }
 
     /// Records a proposal; nothing changes until another issuer approves it.

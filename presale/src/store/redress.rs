@@ -1084,12 +1084,20 @@ impl Store {
 
     /// Every case, newest first, with its findings.
     pub async fn cases(&self) -> Result<Vec<Case>, StoreError> {
-        let rows = sqlx::query(
+        self.cases_where("$1 = $1", "").await
+    }
+
+    /// One case, with its findings.
+    pub async fn case(&self, id: &str) -> Result<Option<Case>, StoreError> {
+        Ok(self.cases_where("id = $1", id).await?.pop())
+    }
+
+    async fn cases_where(&self, clause: &str, bind: &str) -> Result<Vec<Case>, StoreError> {
+        let sql = format!(
             "SELECT id, manufacturer, complaint_id, summary, opened_by, opened_at \
-             FROM inspection_cases ORDER BY opened_at DESC, id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+             FROM inspection_cases WHERE {clause} ORDER BY opened_at DESC, id"
+        );
+        let rows = sqlx::query(&sql).bind(bind).fetch_all(&self.pool).await?;
         let mut out = Vec::new();
         for r in rows {
             out.push(Case {
@@ -1103,11 +1111,11 @@ impl Store {
             });
         }
         let mut findings: HashMap<String, Vec<(i64, String, String)>> = HashMap::new();
-        for r in
-            sqlx::query("SELECT case_id, at, by_staff, body FROM case_findings ORDER BY at, id")
-                .fetch_all(&self.pool)
-                .await?
-        {
+        let sql = format!(
+            "SELECT case_id, at, by_staff, body FROM case_findings WHERE case_id IN \
+             (SELECT id FROM inspection_cases WHERE {clause}) ORDER BY at, id"
+        );
+        for r in sqlx::query(&sql).bind(bind).fetch_all(&self.pool).await? {
             findings.entry(r.try_get("case_id")?).or_default().push((
                 r.try_get("at")?,
                 r.try_get("by_staff")?,
@@ -1120,29 +1128,44 @@ impl Store {
         Ok(out)
     }
 
-    pub async fn case(&self, id: &str) -> Result<Option<Case>, StoreError> {
-        Ok(self.cases().await?.into_iter().find(|c| c.id == id))
-    }
-
     // ---- the record and the standing ----------------------------------------------------
 
     /// Each manufacturer's demerits over the last 365 days (see
     /// [`crate::domain::redress::Demerits`]), for every manufacturer with a license.
     pub async fn demerits(&self, now: i64) -> Result<HashMap<String, Demerits>, StoreError> {
-        let since = now - 365 * DAY;
-        let mut out: HashMap<String, Demerits> = HashMap::new();
-        for r in sqlx::query("SELECT DISTINCT manufacturer FROM licenses")
-            .fetch_all(&self.pool)
+        self.demerits_of(None, now).await
+    }
+
+    /// One manufacturer's demerits (a case's page reads no other's).
+    pub async fn demerits_for(&self, manufacturer: &str, now: i64) -> Result<Demerits, StoreError> {
+        Ok(self
+            .demerits_of(Some(manufacturer), now)
             .await?
-        {
+            .remove(manufacturer)
+            .unwrap_or_default())
+    }
+
+    async fn demerits_of(
+        &self,
+        manufacturer: Option<&str>,
+        now: i64,
+    ) -> Result<HashMap<String, Demerits>, StoreError> {
+        let since = now - 365 * DAY;
+        let (clause, bind) = match manufacturer {
+            Some(m) => ("l.manufacturer = $1", m),
+            None => ("$1 = $1", ""),
+        };
+        let mut out: HashMap<String, Demerits> = HashMap::new();
+        let sql = format!("SELECT DISTINCT manufacturer FROM licenses l WHERE {clause}");
+        for r in sqlx::query(&sql).bind(bind).fetch_all(&self.pool).await? {
             out.insert(r.try_get("manufacturer")?, Demerits::default());
         }
-        for d in self.deliveries_where("$1 = $1", "", now).await? {
+        for d in self.deliveries_where(clause, bind, now).await? {
             if d.overdue(now) {
                 out.entry(d.manufacturer.clone()).or_default().overdue += 1;
             }
         }
-        for c in self.complaints(None).await? {
+        for c in self.complaints(manufacturer).await? {
             let e = out.entry(c.manufacturer.clone()).or_default();
             if c.filed_at >= since && c.ageing().unanswered_late(now) {
                 e.unanswered += 1;
@@ -1151,7 +1174,11 @@ impl Store {
                 e.upheld += 1;
             }
         }
-        for w in self.warranty_where("$1 = $1", "", now).await? {
+        let visits = match manufacturer {
+            Some(m) => self.warranty_of_manufacturer(m, now).await?,
+            None => self.warranty_where("$1 = $1", "", now).await?,
+        };
+        for w in visits {
             let recent = w.visits.iter().any(|v| v.opened_at >= since);
             if recent && w.tally.replace_or_refund_due {
                 out.entry(w.manufacturer.clone()).or_default().warranty += 1;
@@ -1409,15 +1436,7 @@ impl Store {
 
     /// Whether the ministry has `manufacturer` suspended here (an approved inspection).
     pub async fn maker_suspended(&self, manufacturer: &str) -> Result<bool, StoreError> {
-        Ok(
-            sqlx::query("SELECT suspended FROM maker_standing WHERE manufacturer = $1")
-                .bind(manufacturer)
-                .fetch_optional(&self.pool)
-                .await?
-                .map(|r| r.try_get::<Option<i64>, _>("suspended"))
-                .transpose()?
-                .flatten()
-                == Some(1),
-        )
+        let mut conn = self.pool.acquire().await?;
+        self.maker_suspended_in(&mut conn, manufacturer).await
     }
 }

@@ -359,12 +359,7 @@ pub(super) async fn case(
     let now = service_kit::clock::now();
     let suspended = app.store.maker_suspended(&c.manufacturer).await?;
     let at_idp = app.store.standing_at_idp(&c.manufacturer).await?;
-    let record = app
-        .store
-        .demerits(now)
-        .await?
-        .remove(&c.manufacturer)
-        .unwrap_or_default();
+    let record = app.store.demerits_for(&c.manufacturer, now).await?;
     let proposals: Vec<_> = app
         .store
         .pending_proposals(now)
