@@ -105,6 +105,7 @@ impl Application {
         let addr = listener.local_addr()?;
         let gates = crate::core::Gates::new(&settings);
         let campaigns = crate::http::badge::Campaigns::new(settings.presale_url.as_deref());
+        let token_rps_per_client = settings.token_rps_per_client;
         let core = Core::new(CoreState {
             limiter: Limiter::new(eph.clone(), keyring.clone()),
             settings,
@@ -124,8 +125,12 @@ impl Application {
             reload_lock: tokio::sync::Mutex::new(()),
             campaigns,
             pow_load: Default::default(),
+            client_rates: crate::flow::client_rate::ClientRates::new(token_rps_per_client),
+            replica_id: service_kit::keys::random_token(12),
+            readiness: Default::default(),
         });
         core.reload().await?;
+        core.refresh_presence().await;
         let metrics = match core.settings.metrics_listen {
             Some(addr) => Some(TcpListener::bind(addr).await?),
             None => None,
@@ -159,6 +164,17 @@ impl Application {
     ) -> std::io::Result<()> {
         let core = self.core.clone();
         let background = tokio::spawn(background_tasks(core.clone()));
+        // Its own task: a slow reload (SQL) never lets this replica's presence lapse.
+        let presence = tokio::spawn({
+            let core = core.clone();
+            async move {
+                let mut tick = tokio::time::interval(crate::flow::client_rate::PRESENCE_EVERY);
+                loop {
+                    tick.tick().await;
+                    core.refresh_presence().await;
+                }
+            }
+        });
         let deliveries = tokio::spawn(crate::flow::backchannel::run(core.clone()));
         let metrics = self.metrics.map(|l| {
             let router = crate::http::metrics_router();
@@ -177,6 +193,7 @@ impl Application {
         ))
         .await;
         background.abort();
+        presence.abort();
         deliveries.abort();
         if let Some(m) = metrics {
             m.abort();

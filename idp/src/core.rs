@@ -50,6 +50,30 @@ pub struct CoreState {
     pub pow_load: crate::flow::pow::PowLoad,
     /// Presale's public list of licensed campaigns, for the trust badge (issue 34).
     pub campaigns: crate::http::badge::Campaigns,
+    /// The per-client token budget, this replica's share of it (issue 33).
+    pub client_rates: crate::flow::client_rate::ClientRates,
+    /// This replica's name in the shared presence set (random, per process).
+    pub replica_id: String,
+    /// The last readiness answer, for a second (`/readyz` is public).
+    pub readiness: service_kit::ready::Cached,
+}
+
+impl Core {
+    /// Refreshes this replica's presence and takes the live count for the client budget's
+    /// shares. A failure keeps the last count.
+    pub async fn refresh_presence(&self) {
+        use crate::flow::client_rate::{PRESENCE_KEY, PRESENCE_TTL};
+        match self
+            .eph
+            .presence(PRESENCE_KEY, &self.replica_id, PRESENCE_TTL)
+            .await
+        {
+            Ok(n) => self.client_rates.set_replicas(n),
+            Err(e) => {
+                tracing::warn!(error = %e, "replica presence not refreshed; keeping the last count")
+            }
+        }
+    }
 }
 
 impl std::ops::Deref for Core {

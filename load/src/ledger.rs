@@ -74,8 +74,17 @@ fn note(l: &mut Ledger, what: String) {
 }
 
 /// Compares `acks` with what the log says, judged by [`Summary`] and the audit's
-/// findings.
-pub fn compare(campaign: &str, acks: &Acks, audit: &verify::Report) -> Ledger {
+/// findings. `holders`, when the caller can compute them (it holds the deployment's
+/// secret: a rehearsal or a sweep), are the citizens' holders in this campaign, by
+/// citizen: each acknowledged ticket is then checked against its holder's ticket in the
+/// log, so a number the log gives to someone else is caught, not only one outside the
+/// issued range.
+pub fn compare(
+    campaign: &str,
+    acks: &Acks,
+    audit: &verify::Report,
+    holders: Option<&[String]>,
+) -> Ledger {
     let mut l = Ledger {
         campaign: campaign.to_owned(),
         tickets_acknowledged: acks.tickets.len(),
@@ -113,7 +122,55 @@ pub fn compare(campaign: &str, acks: &Acks, audit: &verify::Report) -> Ledger {
         return l;
     };
     compare_summary(&mut l, acks, s, &mut find);
+    if let Some(holders) = holders {
+        compare_holders(&mut l, acks, s, holders, &mut find);
+    }
     l
+}
+
+/// Each acknowledged ticket is its holder's in the log.
+fn compare_holders(
+    l: &mut Ledger,
+    acks: &Acks,
+    s: &Summary,
+    holders: &[String],
+    find: &mut impl FnMut(&mut Ledger, String),
+) {
+    l.checked.push(format!(
+        "each of the {} acknowledged tickets against its holder's ticket in the log",
+        acks.tickets.len()
+    ));
+    let mut seen: HashSet<(usize, i64)> = HashSet::new();
+    for &(citizen, t) in &acks.tickets {
+        if !seen.insert((citizen, t)) {
+            continue;
+        }
+        let Some(holder) = holders.get(citizen) else {
+            l.lost += 1;
+            find(
+                l,
+                format!("citizen {citizen} has no holder to check ticket {t} against"),
+            );
+            continue;
+        };
+        match s.tickets.get(holder) {
+            Some(&mine) if mine == t => {}
+            Some(&mine) => {
+                l.issued_twice += 1;
+                find(
+                    l,
+                    format!("citizen {citizen} was answered ticket {t}; the log gives their holder ticket {mine}"),
+                );
+            }
+            None => {
+                l.lost += 1;
+                find(
+                    l,
+                    format!("citizen {citizen} was answered ticket {t}; the log has no ticket for their holder"),
+                );
+            }
+        }
+    }
 }
 
 fn compare_summary(
@@ -302,6 +359,7 @@ pub async fn check(
     presale: &str,
     campaign: &str,
     acks: &Acks,
+    holders: Option<&[String]>,
     patience: Duration,
 ) -> anyhow::Result<Ledger> {
     let source = HttpSource::new(presale);
@@ -314,7 +372,7 @@ pub async fn check(
         let audit = verify::audit(&source, campaign, &key, &[])
             .await
             .map_err(|e| anyhow::anyhow!("the log of {campaign}: {e}"))?;
-        let ledger = compare(campaign, acks, &audit);
+        let ledger = compare(campaign, acks, &audit, holders);
         if ledger.holds() || Instant::now() >= deadline {
             return Ok(ledger);
         }
@@ -336,6 +394,7 @@ mod tests {
                     .iter()
                     .map(|(c, t)| ((*c).to_owned(), *t))
                     .collect(),
+                tickets: (1..=issued).map(|t| (format!("h{t}"), t)).collect(),
             }),
             ..verify::Report::default()
         }
@@ -349,7 +408,7 @@ mod tests {
             codes: vec![(0, "A".into()), (1, "B".into())],
             ..Acks::default()
         };
-        let l = compare("c", &acks, &audit(3, 2, &[("A", 1), ("B", 2)]));
+        let l = compare("c", &acks, &audit(3, 2, &[("A", 1), ("B", 2)]), None);
         assert!(l.holds(), "{:?}", l.findings);
     }
 
@@ -364,7 +423,7 @@ mod tests {
             codes: vec![(0, "A".into()), (1, "B".into()), (0, "C".into())],
             ..Acks::default()
         };
-        let l = compare("c", &acks, &audit(3, 2, &[("A", 1), ("B", 2)]));
+        let l = compare("c", &acks, &audit(3, 2, &[("A", 1), ("B", 2)]), None);
         assert_eq!(l.issued_twice, 1, "{:?}", l.findings);
         assert_eq!(
             l.lost, 3,
@@ -389,9 +448,39 @@ mod tests {
                 findings: vec!["the records do not hash to the signed checkpoint".into()],
                 ..verify::Report::default()
             },
+            None,
         );
         assert_eq!(l.lost, 1);
         assert!(!l.holds());
+    }
+
+    #[test]
+    fn a_ticket_the_log_gives_to_another_holder_is_caught() {
+        // Citizens 0..3 hold h1..h3 and the log gives h1 ticket 1, h2 ticket 2, h3 ticket
+        // 3. Citizen 0 was answered ticket 2, a number the log issued (so the range check
+        // passes) but to h2; citizen 1 was answered ticket 1 (the two swapped).
+        let acks = Acks {
+            tickets: vec![(0, 2), (1, 1), (2, 3)],
+            ..Acks::default()
+        };
+        let holders: Vec<String> = (1..=3).map(|t| format!("h{t}")).collect();
+        let report = audit(3, 0, &[]);
+        assert!(
+            compare("c", &acks, &report, None).holds(),
+            "the numbers alone pass"
+        );
+        let l = compare("c", &acks, &report, Some(&holders));
+        assert_eq!(l.issued_twice, 2, "{:?}", l.findings);
+        assert!(!l.holds());
+        // A holder the log does not know at all: lost.
+        let unknown = vec!["h1".to_owned(), "h2".to_owned(), "nobody".to_owned()];
+        let acks = Acks {
+            tickets: vec![(0, 1), (1, 2), (2, 3)],
+            ..Acks::default()
+        };
+        let l = compare("c", &acks, &report, Some(&unknown));
+        assert_eq!(l.lost, 1, "{:?}", l.findings);
+        assert!(compare("c", &acks, &report, Some(&holders)).holds());
     }
 
     fn grant(nid: &str, client: &str, revoked: bool, live: i64) -> idp::store::sql::GrantAudit {
@@ -415,7 +504,7 @@ mod tests {
             ],
             ..Acks::default()
         };
-        let mut l = compare("c", &acks, &audit(0, 0, &[]));
+        let mut l = compare("c", &acks, &audit(0, 0, &[]), None);
         let ids = ["A".to_owned(), "B".to_owned()];
         compare_tokens(
             &mut l,
@@ -441,7 +530,7 @@ mod tests {
             ],
             ..Acks::default()
         };
-        let mut l = compare("c", &acks, &audit(0, 0, &[]));
+        let mut l = compare("c", &acks, &audit(0, 0, &[]), None);
         let ids = ["A".to_owned(), "B".to_owned(), "C".to_owned()];
         compare_tokens(
             &mut l,

@@ -386,8 +386,22 @@ pub async fn run(r: Rehearsal) -> anyhow::Result<Report> {
             Some(c) => {
                 let national_ids: Vec<String> =
                     d.citizens.iter().map(|c| c.national_id.clone()).collect();
-                match crate::ledger::check(&ledger_at, &c.id, &report.acks, Duration::from_secs(30))
-                    .await
+                // The deployment's secret is the tool's: each acknowledged ticket is
+                // checked against its holder's in the log.
+                let keys = service_kit::keys::Keyring::new(d.secret.as_bytes(), &[]);
+                let holders: Vec<String> = d
+                    .citizens
+                    .iter()
+                    .map(|x| presale::queue::holder_of(&keys, &c.id, &x.national_id).0)
+                    .collect();
+                match crate::ledger::check(
+                    &ledger_at,
+                    &c.id,
+                    &report.acks,
+                    Some(&holders),
+                    Duration::from_secs(30),
+                )
+                .await
                 {
                     Ok(mut l) => {
                         crate::ledger::check_tokens(&mut l, &report.acks, &national_ids, &d.idp.db)

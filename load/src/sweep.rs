@@ -35,41 +35,140 @@ pub struct Sweep {
     pub no_bank: bool,
 }
 
-/// Work the servers' backends did: PostgreSQL commits (all databases) and Redis commands.
-async fn backend_work(s: &Sweep) -> (i64, i64) {
+/// Work the servers' backends did: PostgreSQL commits (all databases), Redis commands by
+/// kind (`INFO commandstats`) and SQL statements by text (`pg_stat_statements`, when the
+/// server loads it; empty otherwise).
+#[derive(Debug, Default, Clone)]
+pub struct Work {
+    pub commits: i64,
+    pub redis: std::collections::BTreeMap<String, i64>,
+    pub sql: std::collections::BTreeMap<String, i64>,
+}
+
+impl Work {
+    pub fn commands(&self) -> i64 {
+        self.redis.values().sum()
+    }
+
+    /// What happened between `before` and `self`.
+    pub fn since(&self, before: &Work) -> Work {
+        let diff = |now: &std::collections::BTreeMap<String, i64>,
+                    then: &std::collections::BTreeMap<String, i64>| {
+            now.iter()
+                .map(|(k, v)| (k.clone(), v - then.get(k).copied().unwrap_or(0)))
+                .filter(|(_, v)| *v > 0)
+                .collect()
+        };
+        Work {
+            commits: self.commits - before.commits,
+            redis: diff(&self.redis, &before.redis),
+            sql: diff(&self.sql, &before.sql),
+        }
+    }
+
+    /// A Markdown table of the work per citizen, by kind: Redis commands, SQL commits
+    /// and the SQL statements that ran most.
+    pub fn per_citizen(&self, citizens: u64) -> String {
+        let n = citizens.max(1) as f64;
+        let mut out = format!(
+            "{} citizens: **{:.1} Redis commands** and **{:.1} SQL commits** per citizen\n\n| Redis command | per citizen |\n|---|---:|\n",
+            citizens,
+            self.commands() as f64 / n,
+            self.commits as f64 / n
+        );
+        let mut redis: Vec<_> = self.redis.iter().collect();
+        redis.sort_by(|a, b| b.1.cmp(a.1));
+        for (k, v) in redis {
+            out.push_str(&format!("| {k} | {:.2} |\n", *v as f64 / n));
+        }
+        if !self.sql.is_empty() {
+            let mut kinds: std::collections::BTreeMap<String, i64> = Default::default();
+            for (q, v) in &self.sql {
+                let kind = q.split_whitespace().next().unwrap_or("?").to_uppercase();
+                *kinds.entry(kind).or_default() += v;
+            }
+            out.push_str("\n| SQL statement kind | per citizen |\n|---|---:|\n");
+            let mut kinds: Vec<_> = kinds.into_iter().collect();
+            kinds.sort_by_key(|b| std::cmp::Reverse(b.1));
+            for (k, v) in kinds {
+                out.push_str(&format!("| {k} | {:.2} |\n", v as f64 / n));
+            }
+            out.push_str("\n| SQL statement (the 40 most run) | per citizen |\n|---|---:|\n");
+            let mut sql: Vec<_> = self.sql.iter().collect();
+            sql.sort_by(|a, b| b.1.cmp(a.1));
+            for (q, v) in sql.into_iter().take(40) {
+                let q: String = q.split_whitespace().collect::<Vec<_>>().join(" ");
+                let q: String = q.chars().take(140).collect();
+                out.push_str(&format!(
+                    "| `{}` | {:.2} |\n",
+                    q.replace('|', "\\|").replace('`', "'"),
+                    *v as f64 / n
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// Reads [`Work`] from the servers.
+pub async fn backend_work(postgres_admin: &str, redis_url: &str) -> Work {
     use sqlx::Connection;
-    let commits = async {
-        let mut c = sqlx::PgConnection::connect(&s.postgres_admin).await.ok()?;
-        sqlx::query_scalar::<_, i64>("SELECT sum(xact_commit)::bigint FROM pg_stat_database")
-            .fetch_one(&mut c)
+    let mut w = Work::default();
+    if let Ok(mut c) = sqlx::PgConnection::connect(postgres_admin).await {
+        w.commits =
+            sqlx::query_scalar::<_, i64>("SELECT sum(xact_commit)::bigint FROM pg_stat_database")
+                .fetch_one(&mut c)
+                .await
+                .unwrap_or(0);
+        let _ = sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .execute(&mut c)
+            .await;
+        if let Ok(rows) = sqlx::query_as::<_, (String, i64)>(
+            "SELECT query, sum(calls)::bigint FROM pg_stat_statements GROUP BY query",
+        )
+        .fetch_all(&mut c)
+        .await
+        {
+            w.sql = rows.into_iter().collect();
+        }
+    }
+    let info = async {
+        let client = redis::Client::open(redis_url).ok()?;
+        let mut c = client.get_multiplexed_async_connection().await.ok()?;
+        redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async::<String>(&mut c)
             .await
             .ok()
     }
     .await
-    .unwrap_or(0);
-    let commands = async {
-        let client = redis::Client::open(s.redis_url.as_str()).ok()?;
-        let mut c = client.get_multiplexed_async_connection().await.ok()?;
-        let info: String = redis::cmd("INFO")
-            .arg("stats")
-            .query_async(&mut c)
-            .await
-            .ok()?;
-        info.lines()
-            .find_map(|l| l.strip_prefix("total_commands_processed:"))
-            .and_then(|v| v.trim().parse().ok())
+    .unwrap_or_default();
+    for line in info.lines() {
+        let Some((name, rest)) = line
+            .strip_prefix("cmdstat_")
+            .and_then(|l| l.split_once(':'))
+        else {
+            continue;
+        };
+        let calls = rest
+            .split(',')
+            .find_map(|f| f.strip_prefix("calls="))
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(0);
+        // The tool's own reading is not the citizens' work.
+        if name != "info" {
+            w.redis.insert(name.to_uppercase(), calls);
+        }
     }
-    .await
-    .unwrap_or(0);
-    (commits, commands)
+    w
 }
 
 /// One rate: a fresh deployment and a plateau at `rate` for `secs`; half as many units as
 /// arrivals, so selling out (planned) is part of every run. Also returns the SQL commits
 /// and Redis commands the run cost, read before the deployment drops its databases (a
 /// dropped database's counters leave `pg_stat_database`).
-pub async fn one(s: &Sweep, rate: f64) -> anyhow::Result<(Report, (i64, i64))> {
-    let before = backend_work(s).await;
+pub async fn one(s: &Sweep, rate: f64) -> anyhow::Result<(Report, Work)> {
+    let before = backend_work(&s.postgres_admin, &s.redis_url).await;
     let curve = Curve::shape(Shape::Plateau, rate, s.secs)?;
     let n = curve.total().ceil() as usize + 1;
     let d = local::deploy(Options {
@@ -127,9 +226,9 @@ pub async fn one(s: &Sweep, rate: f64) -> anyhow::Result<(Report, (i64, i64))> {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await;
-    let after = backend_work(s).await;
+    let after = backend_work(&s.postgres_admin, &s.redis_url).await;
     d.stop().await;
-    Ok((report?, (after.0 - before.0, after.1 - before.1)))
+    Ok((report?, after.since(&before)))
 }
 
 /// The step that gave way first: the most errors, else the highest p99.
@@ -156,9 +255,14 @@ pub async fn run(s: Sweep) -> anyhow::Result<String> {
     );
     std::fs::create_dir_all(&s.out)?;
     for &rate in &s.rates {
-        let (r, (commits, commands)) = one(&s, rate).await?;
+        let (r, work) = one(&s, rate).await?;
+        let (commits, commands) = (work.commits, work.commands());
         let per = |n: i64| n as f64 / r.outcomes.total.max(1) as f64;
         crate::run::write(&r, &s.out.join(format!("plateau-{rate}")))?;
+        std::fs::write(
+            s.out.join(format!("plateau-{rate}-work.md")),
+            work.per_citizen(r.outcomes.total),
+        )?;
         let slowest = r
             .steps
             .iter()

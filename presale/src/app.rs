@@ -61,8 +61,10 @@ pub struct CoreState {
     /// False from the moment the replica is told to stop (readiness probe).
     pub(crate) ready: AtomicBool,
     pub(crate) drain: Duration,
+    /// The last readiness answer, for a second (`/readyz` is public).
+    pub(crate) readiness: service_kit::ready::Cached,
     /// Requests in flight on this replica, for load shedding.
-    pub(crate) in_flight: AtomicUsize,
+    pub(crate) in_flight: Arc<AtomicUsize>,
     pub(crate) admitter: Admitter,
     /// Admission control per step (`http::Gates`).
     pub(crate) gates: crate::http::Gates,
@@ -333,7 +335,8 @@ impl Application {
             trust_forwarded_for: settings.trust_forwarded_for,
             ready: AtomicBool::new(true),
             drain: Duration::from_secs(settings.drain_secs),
-            in_flight: AtomicUsize::new(0),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+            readiness: Default::default(),
             admitter: Admitter::default(),
             gates: crate::http::Gates::new(&settings),
             log_signer,

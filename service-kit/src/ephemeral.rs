@@ -70,6 +70,7 @@ impl Ephemeral {
         Ok(Self::Redis(RedisStore {
             pool: redis_pool(url)?,
             prefix: prefix.to_owned(),
+            url: url.to_owned(),
         }))
     }
 
@@ -157,20 +158,49 @@ impl Ephemeral {
     }
 
     /// Counts a hit in a fixed window of length `window` that starts at the first hit.
+    /// Only the count is read: [`Hit::reset_in`] is the window's length, an upper bound
+    /// (see [`Self::hit_over`] for the time left on a refusal).
     pub async fn hit(&self, key: &str, window: Duration) -> Result<Hit, EphemeralError> {
+        self.hit_over(key, window, i64::MAX).await
+    }
+
+    /// Counts a hit as [`Self::hit`] does; once the count is over `max` (a refusal), also
+    /// reads how long the window has left and, should the counter have lost its expiry,
+    /// gives it its window again, so that no subject is refused for longer than one
+    /// window. A hit costs Redis one round trip of two commands (INCR, PEXPIRE NX; Redis
+    /// 7); the time left is read, a second round trip, only when it is answered.
+    pub async fn hit_over(
+        &self,
+        key: &str,
+        window: Duration,
+        max: i64,
+    ) -> Result<Hit, EphemeralError> {
         match self {
             Self::Memory(m) => m.hit(key, window),
             Self::Redis(r) => {
                 let mut c = r.pool.get().await?;
-                let (count, pttl): (i64, i64) = HIT_SCRIPT
-                    .key(r.key(key))
+                let k = r.key(key);
+                // One round trip, two commands: the count, and the window's expiry set
+                // only where the counter has none (the first hit's, or one a counter
+                // lost: every hit gives it back, so no subject is refused for longer
+                // than a window).
+                let (count, _): (i64, i64) = redis::pipe()
+                    .cmd("INCR")
+                    .arg(&k)
+                    .cmd("PEXPIRE")
+                    .arg(&k)
                     .arg(ttl_ms(window))
-                    .invoke_async(&mut c)
+                    .arg("NX")
+                    .query_async(&mut c)
                     .await?;
-                Ok(Hit {
-                    count,
-                    reset_in: Duration::from_millis(pttl.max(0) as u64),
-                })
+                let mut reset_in = window;
+                if count > max {
+                    let pttl: i64 = redis::cmd("PTTL").arg(&k).query_async(&mut c).await?;
+                    if pttl > 0 {
+                        reset_in = Duration::from_millis(pttl as u64);
+                    }
+                }
+                Ok(Hit { count, reset_in })
             }
         }
     }
@@ -225,6 +255,56 @@ impl Ephemeral {
             .unwrap_or(0))
     }
 
+    /// A PING on a new connection, outside the pool (to the first node of a Cluster):
+    /// whether the server answers at all when the pool is full ([`crate::ready`]).
+    pub async fn ping_direct(&self) -> Result<(), EphemeralError> {
+        match self {
+            Self::Memory(_) => Ok(()),
+            Self::Redis(r) => {
+                let url = crate::redis::cluster_nodes(&r.url)
+                    .and_then(|n| n.into_iter().next())
+                    .unwrap_or_else(|| r.url.clone());
+                let client = redis::Client::open(url.as_str())?;
+                let mut c = client.get_multiplexed_async_connection().await?;
+                redis::cmd("PING").query_async::<()>(&mut c).await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Marks `member` present in the set `key` for `ttl` and answers how many members are
+    /// (one script, on the server's clock; members dated ahead of it are dropped; the
+    /// in-process store is one process: 1).
+    pub async fn presence(
+        &self,
+        key: &str,
+        member: &str,
+        ttl: Duration,
+    ) -> Result<usize, EphemeralError> {
+        match self {
+            Self::Memory(_) => Ok(1),
+            Self::Redis(r) => {
+                let mut c = r.pool.get().await?;
+                let n: i64 = PRESENCE_SCRIPT
+                    .key(r.key(key))
+                    .arg(member)
+                    .arg(ttl_ms(ttl))
+                    .invoke_async(&mut c)
+                    .await?;
+                Ok(n.max(1) as usize)
+            }
+        }
+    }
+
+    /// Whether the store's pool has every connection open and in use
+    /// ([`crate::ready::probe`]); the in-process store never is.
+    pub fn saturated(&self) -> bool {
+        match self {
+            Self::Memory(_) => false,
+            Self::Redis(r) => r.pool.saturated(),
+        }
+    }
+
     pub async fn ping(&self) -> Result<(), EphemeralError> {
         match self {
             Self::Memory(_) => Ok(()),
@@ -250,13 +330,15 @@ pub fn redis_pool(url: &str) -> Result<RedisPool, EphemeralError> {
     RedisPool::new(url).map_err(EphemeralError::Setup)
 }
 
-static HIT_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+static PRESENCE_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(
-        r"local n = redis.call('INCR', KEYS[1])
-          if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-          local t = redis.call('PTTL', KEYS[1])
-          if t < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); t = tonumber(ARGV[1]) end
-          return {n, t}",
+        r"local t = redis.call('TIME')
+          local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+          redis.call('ZADD', KEYS[1], now, ARGV[1])
+          redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+          redis.call('ZREMRANGEBYSCORE', KEYS[1], '(' .. (now + 1000), '+inf')
+          redis.call('PEXPIRE', KEYS[1], ARGV[2])
+          return redis.call('ZCARD', KEYS[1])",
     )
 });
 
@@ -276,6 +358,8 @@ fn ttl_ms(ttl: Duration) -> u64 {
 pub struct RedisStore {
     pool: RedisPool,
     prefix: String,
+    /// Where the pool connects (a probe's own connection, [`Ephemeral::ping_direct`]).
+    url: String,
 }
 
 impl RedisStore {

@@ -30,6 +30,7 @@ pub mod limit;
 pub mod national_id;
 pub mod net;
 pub mod page;
+pub mod ready;
 pub mod redis;
 pub mod secret;
 pub mod shutdown;

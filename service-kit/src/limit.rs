@@ -39,10 +39,12 @@ impl Limiter {
 
     /// Counts one hit on `key`; fails once more than `max` hits fall in `window`.
     pub async fn hit_key(&self, key: &str, max: i64, window: Duration) -> Result<(), LimitError> {
-        let hit = self.store.hit(key, window).await?;
+        let hit = self.store.hit_over(key, window, max).await?;
         if hit.count > max {
             return Err(LimitError::Limited {
-                retry_after: hit.reset_in.as_secs().max(1),
+                // Rounded up: a client told to come back sooner than the window ends
+                // is refused again.
+                retry_after: (hit.reset_in.as_millis() as u64).div_ceil(1000).max(1),
             });
         }
         Ok(())

@@ -161,6 +161,16 @@ impl RedisPool {
         matches!(self, Self::Cluster(_))
     }
 
+    /// Whether every connection of the pool is open and in use (a probe that waited for
+    /// one was turned away by load, not by a fault).
+    pub fn saturated(&self) -> bool {
+        let s = match self {
+            Self::Single(p) => p.status(),
+            Self::Cluster(p) => p.status(),
+        };
+        s.size >= s.max_size && s.available == 0
+    }
+
     pub async fn get(&self) -> Result<RedisConn, deadpool_redis::PoolError> {
         Ok(match self {
             Self::Single(p) => RedisConn::Single(p.get().await?),

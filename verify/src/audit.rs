@@ -139,6 +139,10 @@ pub struct Summary {
     pub admitted_to: i64,
     /// Accepted applications: tracking code and the ticket (or rank) it used.
     pub accepted: HashMap<String, i64>,
+    /// Queue campaigns: each holder's ticket (pre-opening arrivals once the seed is
+    /// revealed, later arrivals always), so that a replayer who knows its citizens'
+    /// holders checks each ticket it was answered against its holder, not only its number.
+    pub tickets: HashMap<String, i64>,
 }
 
 impl Report {
@@ -448,6 +452,14 @@ impl Campaign {
             _ => self.listed.len() as i64,
         };
         summary.admitted_to = self.admitted_to;
+        if self.selection == Some(Selection::Queue) {
+            summary.tickets = self
+                .place
+                .keys()
+                .chain(self.late.keys())
+                .filter_map(|h| Some((h.clone(), self.ticket_of(h)?)))
+                .collect();
+        }
         report.summary = Some(summary);
         let (early, late) = (self.early_count(), self.late.len());
         match self.selection {

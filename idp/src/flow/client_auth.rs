@@ -158,13 +158,12 @@ impl Tokens<'_> {
                 return Err(invalid("the client's trust record has expired"))
             }
         }
-        self.limiter
-            .hit(
-                Subject::ClientToken(client.id.as_str()),
-                self.settings.token_rps_per_client,
-                Duration::from_secs(1),
-            )
-            .await?;
+        // In process, this replica's share of the deployment's budget: no round trip.
+        if let Err(retry_after) = self.client_rates.check(client.id.as_str()) {
+            self.limiter
+                .refused(Subject::ClientToken(client.id.as_str()));
+            return Err(crate::error::Error::RateLimited { retry_after }.into());
+        }
         Ok(client)
     }
 

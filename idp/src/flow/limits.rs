@@ -136,6 +136,12 @@ impl Limiter {
         }
     }
 
+    /// Counts a refusal decided elsewhere (an in-process limiter) under its subject.
+    pub fn refused(&self, subject: Subject<'_>) {
+        metrics::counter!("emta_rate_limited_total", "subject" => subject_label(subject))
+            .increment(1);
+    }
+
     fn answer(&self, subject: Subject<'_>, r: Result<(), LimitError>) -> Result<()> {
         match r {
             Ok(()) => Ok(()),

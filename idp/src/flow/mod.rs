@@ -5,6 +5,7 @@
 pub mod authorize;
 pub mod backchannel;
 pub mod client_auth;
+pub mod client_rate;
 pub mod limits;
 pub mod login;
 pub mod pow;

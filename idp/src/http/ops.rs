@@ -12,20 +12,34 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready when SQL and the ephemeral store answer, and not shutting down.
+/// Ready when SQL and the ephemeral store can be reached, and not shutting down. Busy is
+/// ready ([`service_kit::ready`]): pools with every connection in use answer "busy", not
+/// "not ready", so that load never takes a replica out of its Service.
 pub async fn readyz(State(core): State<Core>) -> Response {
+    use service_kit::ready::{answer, probe, PROBE_WITHIN};
     if !core.ready.load(std::sync::atomic::Ordering::Relaxed) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+        return answer(true, &[]).into_response();
     }
-    let db = core.db.ping().await;
-    let eph = core.eph.ping().await;
-    match (db, eph) {
-        (Ok(()), Ok(())) => "ready".into_response(),
-        (db, eph) => {
-            tracing::warn!(db = ?db.err(), ephemeral = ?eph.err(), "not ready");
-            (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
-        }
-    }
+    core.readiness
+        .get_or(async {
+            let (db, eph) = tokio::join!(
+                probe(
+                    core.db.ping(),
+                    || core.db.saturated(),
+                    core.db.ping_direct(),
+                    PROBE_WITHIN
+                ),
+                probe(
+                    core.eph.ping(),
+                    || core.eph.saturated(),
+                    core.eph.ping_direct(),
+                    PROBE_WITHIN
+                ),
+            );
+            answer(false, &[("database", db), ("ephemeral store", eph)])
+        })
+        .await
+        .into_response()
 }
 
 pub async fn metrics() -> Response {

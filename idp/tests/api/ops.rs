@@ -150,6 +150,47 @@ async fn pages_carry_strict_headers_and_cookies(backend: Backend) {
     assert!(page.body.contains("dir=\"ltr\""), "English on request");
 }
 
+/// A replica whose every SQL connection is in use is busy, not unready: readiness that
+/// failed under load would take it out of its Service and send its load to the others
+/// (issue 33). Its probe answers within the kubelet's timeout either way.
+async fn a_replica_with_every_connection_in_use_is_busy_not_unready(backend: Backend) {
+    let app = crate::helpers::spawn_app_with(
+        backend,
+        crate::helpers::Options {
+            settings: Box::new(|s| {
+                s.storage.db_max_connections = 2;
+                s.db_acquire_ms = 300;
+            }),
+        },
+    )
+    .await;
+    let http = app.http();
+    let ready = || async {
+        let r = http
+            .get(format!("{}/readyz", app.base))
+            .send()
+            .await
+            .expect("get");
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    };
+    assert_eq!(ready().await, (200, "ready".to_owned()));
+    let pool = app.core.db.pool();
+    let mut held = Vec::new();
+    while held.len() < 2 {
+        held.push(pool.acquire().await.expect("a connection"));
+    }
+    // Past the second the last answer is kept for.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let started = std::time::Instant::now();
+    let (status, body) = ready().await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("busy: database"), "{body}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    drop(held);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(ready().await, (200, "ready".to_owned()));
+}
+
 async fn health_readiness_and_metrics_answer(backend: Backend) {
     let app = spawn_app(backend).await;
     let http = app.http();
@@ -313,6 +354,7 @@ both!(
     key_rotation_publishes_the_next_key_before_it_signs,
     pages_carry_strict_headers_and_cookies,
     health_readiness_and_metrics_answer,
+    a_replica_with_every_connection_in_use_is_busy_not_unready,
 );
 
 #[derive(Clone, Default)]

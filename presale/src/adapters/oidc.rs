@@ -84,6 +84,10 @@ pub enum RefreshError {
 pub enum SignInError {
     #[error("the IdP did not answer the code exchange")]
     Unreachable,
+    /// The IdP answered that it cannot serve now (`temporarily_unavailable`: its store
+    /// blinked, its admission is full): the code was not spent, try again shortly.
+    #[error("the IdP is busy")]
+    Busy,
     /// The IdP refused the code for good (`invalid_grant`: spent, expired, or lost with
     /// its store): this sign-in cannot finish; a new one can.
     #[error("the IdP refused the code")]
@@ -436,6 +440,11 @@ impl RelyingParty {
                         if *r.error() == CoreErrorResponseType::InvalidGrant =>
                     {
                         SignInError::Refused
+                    }
+                    RequestTokenError::ServerResponse(r)
+                        if matches!(r.error(), CoreErrorResponseType::Extension(e) if e == "temporarily_unavailable") =>
+                    {
+                        SignInError::Busy
                     }
                     // Anything else may pass (a busy or unreachable IdP): a reload retries.
                     _ => SignInError::Unreachable,

@@ -62,17 +62,17 @@ async fn show(
         .ok_or(Error::not_found(msg::NO_PRESALE))?;
     let h = terms(&l)?;
     let hold = core.store.hold_of(&id, &c.national_id).await?;
-    let holder = core.queue.holder(&id, &c.national_id);
-    let registered = core
-        .store
-        .registered(&id, &c.national_id, &holder.0)
-        .await?
-        || core
-            .store
-            .applications_of(&c.sub)
-            .await?
-            .iter()
-            .any(|a| a.license_id == id);
+    // Whether they registered (a place or an application) matters only to a confirmed
+    // hold (it decides whether it can still be withdrawn): one read, and only then.
+    let registered = match &hold {
+        Some(h) if h.state == HoldState::Held => {
+            let holder = core.queue.holder(&id, &c.national_id);
+            core.store
+                .registered_or_applied(&id, &c.national_id, &holder.0)
+                .await?
+        }
+        _ => false,
+    };
     let csrf = core.csrf(&jar);
     let banks = core.banks.names();
     let offered: Vec<_> = banks.iter().filter(|b| h.banks.contains(&b.0)).collect();

@@ -22,7 +22,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -170,31 +170,36 @@ pub(crate) fn router(core: Core) -> Router {
         .with_state(core)
 }
 
-/// Ready while not stopping and the database answers: it holds every durable record, the
-/// queue's included, so a replica that cannot reach it cannot take a join. (Redis trouble
-/// sheds load per request instead: it holds sessions and limits only.)
+/// Ready while not stopping and the database and the session store can be reached: the
+/// database holds every durable record, the queue's included, and sessions carry every
+/// signed-in step. Busy is ready ([`service_kit::ready`]): a replica whose pools are all
+/// in use still answers, shedding with 503 and Retry-After what it cannot take, and
+/// taking it out of the Service would only send its load to the others.
 async fn readyz(State(core): State<Core>) -> Response {
+    use service_kit::ready::{answer, probe, PROBE_WITHIN};
     if !core.ready.load(Ordering::Relaxed) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "stopping").into_response();
+        return answer(true, &[]).into_response();
     }
-    // A probe's timeout is a second or so: answer within it either way. Sessions (and so
-    // every signed-in step) need the shared store as much as the queue needs SQL.
-    let sessions = tokio::time::timeout(Duration::from_millis(800), core.sessions.ping()).await;
-    if !matches!(sessions, Ok(Ok(()))) {
-        tracing::warn!("not ready: the session store");
-        return (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response();
-    }
-    match tokio::time::timeout(Duration::from_millis(800), core.store.ping()).await {
-        Ok(Ok(())) => "ready".into_response(),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "not ready: database");
-            (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
-        }
-        Err(_) => {
-            tracing::warn!("not ready: the database did not answer in time");
-            (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
-        }
-    }
+    core.readiness
+        .get_or(async {
+            let (sessions, sql) = tokio::join!(
+                probe(
+                    core.sessions.ping(),
+                    || core.sessions.saturated(),
+                    core.sessions.ping_direct(),
+                    PROBE_WITHIN
+                ),
+                probe(
+                    core.store.ping(),
+                    || core.store.saturated(),
+                    core.store.ping_direct(),
+                    PROBE_WITHIN
+                ),
+            );
+            answer(false, &[("session store", sessions), ("database", sql)])
+        })
+        .await
+        .into_response()
 }
 
 /// The client's address as the guard saw it (the peer, or the ingress's
@@ -291,13 +296,67 @@ async fn shed(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    // The probes are answered however many requests are in flight: a busy replica is
+    // alive and ready (`readyz`).
+    if matches!(req.uri().path(), "/healthz" | "/readyz") {
+        return next.run(req).await;
+    }
     let applying = req.extensions().get::<Applying>().is_some();
-    let load = core.in_flight.fetch_add(1, Ordering::Relaxed);
-    let resp = if load >= MAX_IN_FLIGHT && !applying {
-        Error::Busy { retry_after: 5 }.into_response()
-    } else {
-        next.run(req).await
-    };
-    core.in_flight.fetch_sub(1, Ordering::Relaxed);
-    resp
+    counted(&core.in_flight, applying, next.run(req)).await
+}
+
+/// Runs `request` counted in `in_flight`, or answers 503 past [`MAX_IN_FLIGHT`] (unless
+/// `applying`). Counted out when the request ends however it ends: a client that hangs
+/// up drops this future mid-request, and a count taken back only after the request
+/// returned would creep up with every hang-up until the replica refused everyone.
+async fn counted(
+    in_flight: &std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    applying: bool,
+    request: impl std::future::Future<Output = Response>,
+) -> Response {
+    let load = in_flight.fetch_add(1, Ordering::Relaxed);
+    let _counted = InFlight(in_flight.clone());
+    if load >= MAX_IN_FLIGHT && !applying {
+        return Error::Busy { retry_after: 5 }.into_response();
+    }
+    request.await
+}
+
+/// One request in [`shed`]'s count, taken back on drop.
+struct InFlight(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use axum::response::{IntoResponse, Response};
+
+    /// Requests whose clients hung up (the future dropped mid-request) leave the count
+    /// where it was: otherwise each hang-up would take one of the replica's places for
+    /// good, and enough of them would shed every request.
+    #[tokio::test]
+    async fn a_request_dropped_mid_flight_is_counted_out() {
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        for _ in 0..100 {
+            let never = std::future::pending::<Response>();
+            let r = tokio::time::timeout(
+                Duration::from_millis(1),
+                super::counted(&in_flight, false, never),
+            )
+            .await;
+            assert!(r.is_err(), "the request never ends; its client gives up");
+        }
+        assert_eq!(in_flight.load(Ordering::Relaxed), 0);
+        let answered = super::counted(&in_flight, false, async { "ok".into_response() }).await;
+        assert_eq!(answered.status(), 200);
+        assert_eq!(in_flight.load(Ordering::Relaxed), 0);
+    }
 }

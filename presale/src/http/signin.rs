@@ -113,7 +113,7 @@ async fn callback(
         return Err(Error::bad_request(msg::SIGN_IN_OTHER_BROWSER));
     }
     let finished = core.rp.finish(front, code, pending).await;
-    if !matches!(finished, Err(SignInError::Unreachable)) {
+    if !matches!(finished, Err(SignInError::Unreachable | SignInError::Busy)) {
         // Spent either way (signed in, or a code the IdP refused): a replay is "expired".
         // Should the delete fail, the entry lapses with its TTL and the code is spent.
         if let Err(e) = core.sessions.delete(&key).await {
@@ -125,6 +125,9 @@ async fn callback(
     }
     let (who, tokens) = finished.map_err(|e| match e {
         SignInError::Unreachable => Error::user(StatusCode::BAD_GATEWAY, msg::IDP_DOWN),
+        // The IdP's own "try again shortly" (503 with Retry-After there) is passed on as
+        // such: a reload signs in.
+        SignInError::Busy => Error::Busy { retry_after: 2 },
         SignInError::Refused => Error::user(StatusCode::GONE, msg::SIGN_IN_EXPIRED),
         SignInError::InvalidToken => Error::bad_request(msg::SIGN_IN_INVALID),
         SignInError::NoNationalId => Error::bad_request(msg::NO_NATIONAL_ID),

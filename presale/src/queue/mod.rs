@@ -47,6 +47,17 @@ struct Job {
     reply: oneshot::Sender<Result<Joined, QueueError>>,
 }
 
+/// The holder of a national ID in a campaign under the deployment's keys: the name the
+/// transparency log knows them by (a load tool holding the deployment's secret checks its
+/// citizens' tickets against their holders with it).
+pub fn holder_of(keys: &Keyring, campaign: &str, national_id: &str) -> Holder {
+    let h = keys.hash(
+        "queue-holder",
+        format!("{campaign}|{national_id}").as_bytes(),
+    );
+    Holder(h.chars().take(22).collect())
+}
+
 /// The queue's front: hashes national IDs into holders and hands joins to this replica's
 /// committer. Cheap to clone.
 #[derive(Clone)]
@@ -65,11 +76,7 @@ impl Queue {
 
     /// The holder of a national ID in a campaign.
     pub fn holder(&self, campaign: &str, national_id: &NationalId) -> Holder {
-        let h = self.keys.hash(
-            "queue-holder",
-            format!("{campaign}|{}", national_id.as_str()).as_bytes(),
-        );
-        Holder(h.chars().take(22).collect())
+        holder_of(&self.keys, campaign, national_id.as_str())
     }
 
     /// Joins (idempotent per national ID); answers after the join has committed.

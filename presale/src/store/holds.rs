@@ -225,9 +225,11 @@ impl Store {
         title: &str,
     ) -> Result<Result<Hold, StartRefused>, StoreError> {
         let id = format!("h-{}", service_kit::keys::random_token(12));
+        // A new hold comes back as stored, in the same statement.
         let inserted = sqlx::query(&format!(
             "INSERT INTO holds (id, license_id, national_id, citizen_sub, holder, bank, amount, \
-             title, state, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', {})",
+             title, state, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', {}) \
+             RETURNING {COLUMNS}",
             self.now_ms_sql()
         ))
         .bind(&id)
@@ -238,10 +240,10 @@ impl Store {
         .bind(bank)
         .bind(amount)
         .bind(title)
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await;
         match inserted {
-            Ok(_) => {}
+            Ok(row) => return Ok(Ok(hold_of(&row)?)),
             Err(e) if is_unique_violation(&e) => {
                 // Theirs already: a pending one with no mandate outstanding moves to the
                 // bank chosen now (one with a mandate is the caller's to settle first).
@@ -376,9 +378,10 @@ impl Store {
         .is_some())
     }
 
-    /// Whether the person holds a place in the campaign (a lottery entry or a queue
-    /// ticket): their hold then stays until the round ends.
-    pub async fn registered(
+    /// Whether the person registered in the campaign (a lottery entry, a queue ticket or
+    /// an application): their hold then stays until the round ends. One read (the
+    /// applications by their own key, one per national ID per license).
+    pub async fn registered_or_applied(
         &self,
         license_id: &str,
         national_id: &NationalId,
@@ -386,7 +389,8 @@ impl Store {
     ) -> Result<bool, StoreError> {
         Ok(sqlx::query(
             "SELECT 1 AS one FROM lottery_entries WHERE license_id = $1 AND national_id = $2 \
-             UNION ALL SELECT 1 AS one FROM queue_tickets WHERE license_id = $1 AND holder = $3",
+             UNION ALL SELECT 1 AS one FROM queue_tickets WHERE license_id = $1 AND holder = $3 \
+             UNION ALL SELECT 1 AS one FROM applications WHERE license_id = $1 AND national_id = $2",
         )
         .bind(license_id)
         .bind(national_id.as_str())

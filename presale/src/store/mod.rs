@@ -239,4 +239,14 @@ impl Store {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+
+    /// Whether every pooled connection is open and in use ([`service_kit::ready`]).
+    pub fn saturated(&self) -> bool {
+        service_kit::ready::sql_saturated(&self.pool)
+    }
+
+    /// A new connection to the database, outside the pool ([`service_kit::ready`]).
+    pub async fn ping_direct(&self) -> Result<(), StoreError> {
+        Ok(service_kit::ready::sql_direct(&self.pool).await?)
+    }
 }

@@ -3,9 +3,18 @@
 
 use super::*;
 
+/// What a successful identity step opened.
+pub struct Opened {
+    /// The SSO session's cookie value.
+    pub cookie: String,
+    pub session: Session,
+    /// A citizen seen for the first time: no consent of theirs exists.
+    pub first_time: bool,
+}
+
 impl Login<'_> {
     /// Step 3: national ID and birth date, checked against both registries (or the
-    /// identity cache). Opens the SSO session and returns its cookie value.
+    /// identity cache). Opens the SSO session and returns it with its cookie value.
     #[tracing::instrument(skip_all, fields(tx = %tx.id))]
     pub async fn submit_identity(
         &self,
@@ -14,7 +23,7 @@ impl Login<'_> {
         birth_date: &str,
         ip: &str,
         now: i64,
-    ) -> Result<String> {
+    ) -> Result<Opened> {
         let started = started("identity");
         let result = self
             .submit_identity_inner(tx, national_id, birth_date, ip, now)
@@ -38,7 +47,7 @@ impl Login<'_> {
         birth_date: &str,
         ip: &str,
         now: i64,
-    ) -> Result<String> {
+    ) -> Result<Opened> {
         if tx.step != Step::Identity {
             return Err(Error::user(StatusCode::CONFLICT, msg::STEP_ORDER));
         }
@@ -67,10 +76,10 @@ impl Login<'_> {
                 && c.birth_date == birth
                 && now - c.verified_at < self.settings.identity_cache_secs
         });
-        let citizen = match cached {
+        let (citizen, first_time) = match cached {
             Some(c) => {
                 metrics::counter!("emta_identity_cache_total", "outcome" => "hit").increment(1);
-                c
+                (c, false)
             }
             None => {
                 metrics::counter!("emta_identity_cache_total", "outcome" => "miss").increment(1);
@@ -98,7 +107,11 @@ impl Login<'_> {
                     birth_date: birth,
                     verified_at: now,
                 };
-                self.db.upsert_citizen(&candidate, now).await?
+                let stored = self.db.upsert_citizen(&candidate, now).await?;
+                // The row is the one just made (not a known national ID's): nobody has
+                // consented to anything for it yet.
+                let first_time = stored.id == candidate.id;
+                (stored, first_time)
             }
         };
         let cookie = random_token(32);
@@ -108,10 +121,14 @@ impl Login<'_> {
             auth_time: now,
         };
         self.save_session(&cookie, &session).await?;
-        tx.sid = Some(session.sid);
+        tx.sid = Some(session.sid.clone());
         tx.step = Step::Consent;
         self.save_tx(tx).await?;
-        Ok(cookie)
+        Ok(Opened {
+            cookie,
+            session,
+            first_time,
+        })
     }
 
     /// Counts an identity try before anything is looked up, atomically, so that parallel

@@ -9,6 +9,7 @@
 //! browser that started it, so any replica can serve any step.
 
 mod identity;
+pub use identity::Opened;
 mod otp;
 mod phone;
 mod session;
@@ -227,35 +228,37 @@ impl Login<'_> {
         ip: &str,
         now: i64,
     ) -> (Next, Option<String>) {
-        let cookie = match self
+        let opened = match self
             .submit_identity(tx, national_id, birth_date, ip, now)
             .await
         {
-            Ok(c) => c,
+            Ok(o) => o,
             Err(e) => return (Err(e).into(), None),
         };
-        let next = match self.finish_if_consented(tx, &cookie, now).await {
+        let next = match self.finish_if_consented(tx, &opened, now).await {
             Ok(Some(url)) => Next::Leave(url),
             Ok(None) => Next::Step,
             Err(e) => Next::Over(e),
         };
-        (next, Some(cookie))
+        (next, Some(opened.cookie))
     }
 
-    /// After authentication: the account page, or the client if consent is remembered.
+    /// After authentication: the account page, or the client if consent is remembered
+    /// (never for a citizen seen for the first time: nothing to read).
     async fn finish_if_consented(
         &self,
         tx: &LoginTx,
-        session_cookie: &str,
+        opened: &identity::Opened,
         now: i64,
     ) -> Result<Option<String>> {
         let Some(req) = &tx.request else {
             self.drop_tx(&tx.id).await?;
             return Ok(Some("/account".into()));
         };
-        let Some(session) = self.session(Some(session_cookie)).await? else {
+        let session = &opened.session;
+        if opened.first_time {
             return Ok(None);
-        };
+        }
         if self.consent_covers(&session.citizen_id, req).await? && !req.prompt.consent {
             // Claimed before the code is issued: of two requests that read this
             // transaction at once, one issues a code and the other finds it over.
@@ -340,21 +343,15 @@ impl Login<'_> {
             };
             return Ok(e.url(self.issuer()));
         }
-        self.db
-            .save_consent(
-                &session.citizen_id,
-                &req.client_id,
-                &req.scope.to_string(),
-                now,
-            )
-            .await?;
+        // The consent is stored with the sign-in the code records, in one commit.
         self.tokens()
-            .issue_code(
+            .issue_code_consented(
                 req,
                 &session.citizen_id,
                 &session.sid,
                 session.auth_time,
                 now,
+                Some(&req.scope.to_string()),
             )
             .await
     }

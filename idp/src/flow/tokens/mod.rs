@@ -205,6 +205,22 @@ impl Tokens<'_> {
         auth_time: i64,
         now: i64,
     ) -> Result<String> {
+        self.issue_code_consented(req, citizen_id, sid, auth_time, now, None)
+            .await
+    }
+
+    /// [`Self::issue_code`] for a citizen who has just consented to `consent` (the
+    /// scopes): the consent is stored with the sign-in, in one commit, before the code
+    /// exists.
+    pub async fn issue_code_consented(
+        &self,
+        req: &AuthRequest,
+        citizen_id: &str,
+        sid: &str,
+        auth_time: i64,
+        now: i64,
+        consent: Option<&str>,
+    ) -> Result<String> {
         let code = random_token(32);
         let data = CodeData {
             client_id: req.client_id.clone(),
@@ -219,11 +235,11 @@ impl Tokens<'_> {
         };
         let json = serde_json::to_string(&data)
             .map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+        self.db
+            .record_sign_in_with_consent(citizen_id, req.client_id.as_str(), consent, now)
+            .await?;
         self.eph
             .put(&hash_key("code", &code), &json, self.secs(CODE_TTL))
-            .await?;
-        self.db
-            .record_sign_in(citizen_id, req.client_id.as_str(), now)
             .await?;
         metrics::counter!("emta_login_step_total", "step" => "code", "outcome" => "completed")
             .increment(1);
@@ -318,11 +334,6 @@ impl Tokens<'_> {
         data: &CodeData,
         now: i64,
     ) -> Result<TokenResponse, OAuthError> {
-        let citizen = self
-            .db
-            .citizen_by_id(&data.citizen_id)
-            .await?
-            .ok_or_else(|| OAuthError::invalid_grant("the citizen is unknown"))?;
         let grant = GrantRow {
             id: b64(&sha256(format!("emta grant\n{code}").as_bytes())[..16]),
             citizen_id: data.citizen_id.clone(),
@@ -335,25 +346,25 @@ impl Tokens<'_> {
         };
         let refresh = random_token(32);
         let refresh_hash = b64(&sha256(refresh.as_bytes()));
+        // The grant, its refresh token and the citizen it is for, in one commit.
         let inserted = self
             .db
-            .insert_grant(
+            .insert_grant_for_citizen(
                 &grant,
-                Some((
-                    &refresh_hash,
-                    (now + self.settings.refresh_token_secs).min(self.grant_ends(&grant)),
-                )),
+                &refresh_hash,
+                (now + self.settings.refresh_token_secs).min(self.grant_ends(&grant)),
             )
             .await;
-        match inserted {
-            Ok(()) => {}
+        let citizen = match inserted {
+            Ok(Some(citizen)) => citizen,
+            Ok(None) => return Err(OAuthError::invalid_grant("the citizen is unknown")),
             Err(crate::store::StoreError::Sql(e)) if service_kit::sql::is_unique_violation(&e) => {
                 return Err(OAuthError::invalid_grant(
                     "the code is invalid, expired or used",
                 ))
             }
             Err(e) => return Err(e.into()),
-        }
+        };
         // A code from a session that has ended since (signed out between the consent and
         // the exchange) makes no live grant, unless the citizen granted offline access,
         // which outlives the sign-in by design. Checked after the grant is written: the

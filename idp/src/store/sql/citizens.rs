@@ -25,12 +25,13 @@ impl Db {
 
     /// Records a registry-confirmed citizen. The `sub` of a known national ID never changes.
     pub async fn upsert_citizen(&self, c: &Citizen, now: i64) -> Result<Citizen, StoreError> {
-        sqlx::query(
+        let row = sqlx::query(
             "INSERT INTO citizens (id, national_id, mobile, given_name, family_name, \
              birth_jalali, verified_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (national_id) DO UPDATE SET mobile = excluded.mobile, \
              given_name = excluded.given_name, family_name = excluded.family_name, \
-             birth_jalali = excluded.birth_jalali, verified_at = excluded.verified_at",
+             birth_jalali = excluded.birth_jalali, verified_at = excluded.verified_at \
+             RETURNING *",
         )
         .bind(&c.id)
         .bind(c.national_id.as_str())
@@ -40,14 +41,55 @@ impl Db {
         .bind(c.birth_date.canonical())
         .bind(c.verified_at)
         .bind(now)
-        .execute(&self.pool)
+        // The row as stored, in the same statement (its `id` is the first one's when the
+        // national ID was known: the `sub` never changes).
+        .fetch_one(&self.pool)
         .await?;
-        self.citizen_by_national_id(&c.national_id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("citizen vanished after upsert".into()))
+        citizen_from_row(&row)
     }
 
     // ---- sign-ins ------------------------------------------------------------------------
+    /// Records a sign-in at a client and, when the citizen has just consented, their
+    /// consent with it: one commit (one statement on PostgreSQL).
+    pub async fn record_sign_in_with_consent(
+        &self,
+        citizen_id: &str,
+        client_id: &str,
+        consent: Option<&str>,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        let Some(scope) = consent else {
+            return self.record_sign_in(citizen_id, client_id, at).await;
+        };
+        const CONSENT: &str = "INSERT INTO consents (citizen_id, client_id, scope, granted_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (citizen_id, client_id) \
+             DO UPDATE SET scope = excluded.scope, granted_at = excluded.granted_at";
+        const SIGN_IN: &str =
+            "INSERT INTO sign_ins (citizen_id, client_id, at) VALUES ($1, $2, $4)";
+        if self.postgres {
+            sqlx::query(&format!("WITH c AS ({CONSENT} RETURNING 1) {SIGN_IN}",))
+                .bind(citizen_id)
+                .bind(client_id)
+                .bind(scope)
+                .bind(at)
+                .execute(&self.pool)
+                .await?;
+            return Ok(());
+        }
+        let mut tx = service_kit::sql::begin(&self.pool).await?;
+        for q in [CONSENT, SIGN_IN] {
+            sqlx::query(q)
+                .bind(citizen_id)
+                .bind(client_id)
+                .bind(scope)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     pub async fn record_sign_in(
         &self,
         citizen_id: &str,
@@ -82,7 +124,7 @@ impl Db {
     }
 }
 
-fn citizen_from_row(r: &AnyRow) -> Result<Citizen, StoreError> {
+pub(super) fn citizen_from_row(r: &AnyRow) -> Result<Citizen, StoreError> {
     let corrupt = |what: &str| StoreError::Corrupt(format!("citizen {what}"));
     Ok(Citizen {
         id: r.try_get("id")?,

@@ -151,6 +151,79 @@ impl Db {
         Ok(())
     }
 
+    /// What a code exchange writes: the grant and its first refresh token, atomically,
+    /// only if the grant's citizen exists; answers that citizen (`None`: unknown, and
+    /// nothing written). One statement on PostgreSQL; a grant id written before (a code
+    /// used twice) fails with the unique violation as [`Self::insert_grant`] does.
+    pub async fn insert_grant_for_citizen(
+        &self,
+        g: &GrantRow,
+        refresh_hash: &str,
+        refresh_expires_at: i64,
+    ) -> Result<Option<Citizen>, StoreError> {
+        if self.postgres {
+            let row = sqlx::query(
+                "WITH g AS (INSERT INTO grants (id, citizen_id, client_id, scope, sid, \
+                 auth_time, created_at) SELECT $1, $2, $3, $4, $5, $6, $7 \
+                 WHERE EXISTS (SELECT 1 FROM citizens WHERE id = $2) RETURNING id), \
+                 r AS (INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at) \
+                 SELECT $8, id, $7, $9 FROM g RETURNING 1) \
+                 SELECT c.* FROM citizens c JOIN g ON TRUE WHERE c.id = $2",
+            )
+            .bind(&g.id)
+            .bind(&g.citizen_id)
+            .bind(&g.client_id)
+            .bind(&g.scope)
+            .bind(&g.sid)
+            .bind(g.auth_time)
+            .bind(g.created_at)
+            .bind(refresh_hash)
+            .bind(refresh_expires_at)
+            .fetch_optional(&self.pool)
+            .await?;
+            return row
+                .map(|r| super::citizens::citizen_from_row(&r))
+                .transpose();
+        }
+        // SQLite: the write first, so that the transaction takes the write lock at its
+        // first statement (a read first would be upgraded later, and fail at once if
+        // another connection committed in between: SQLITE_BUSY_SNAPSHOT).
+        let mut tx = service_kit::sql::begin(&self.pool).await?;
+        let made = sqlx::query(
+            "INSERT INTO grants (id, citizen_id, client_id, scope, sid, auth_time, created_at) \
+             SELECT $1, $2, $3, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM citizens WHERE id = $2)",
+        )
+        .bind(&g.id)
+        .bind(&g.citizen_id)
+        .bind(&g.client_id)
+        .bind(&g.scope)
+        .bind(&g.sid)
+        .bind(g.auth_time)
+        .bind(g.created_at)
+        .execute(&mut *tx)
+        .await?;
+        if made.rows_affected() == 0 {
+            return Ok(None);
+        }
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(refresh_hash)
+        .bind(&g.id)
+        .bind(g.created_at)
+        .bind(refresh_expires_at)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query("SELECT * FROM citizens WHERE id = $1")
+            .bind(&g.citizen_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let citizen = super::citizens::citizen_from_row(&row)?;
+        tx.commit().await?;
+        Ok(Some(citizen))
+    }
+
     pub async fn grant(&self, id: &str) -> Result<Option<GrantRow>, StoreError> {
         Ok(
             sqlx::query_as::<_, GrantRow>("SELECT * FROM grants WHERE id = $1")

@@ -82,6 +82,21 @@ impl Db {
         Ok(())
     }
 
+    /// The pool (tests hold its connections to make a replica busy).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Whether every pooled connection is open and in use ([`service_kit::ready`]).
+    pub fn saturated(&self) -> bool {
+        service_kit::ready::sql_saturated(&self.pool)
+    }
+
+    /// A new connection to the database, outside the pool ([`service_kit::ready`]).
+    pub async fn ping_direct(&self) -> Result<(), StoreError> {
+        Ok(service_kit::ready::sql_direct(&self.pool).await?)
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }

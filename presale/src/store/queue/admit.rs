@@ -302,7 +302,9 @@ impl Store {
         to: i64,
         state: &crate::queue::QueueState,
     ) -> Result<Vec<(i64, String, i64)>, StoreError> {
-        let mut out = Vec::new();
+        // Each admitted ticket's number in `queue_tickets` (an early arrival's recovered
+        // from the seed), then one read per chunk of them, not one per ticket.
+        let mut pairs: Vec<(i64, i64)> = Vec::new();
         for ticket in from.max(1)..=to {
             let number = if ticket <= state.early {
                 let Some(seed) = state.seed.as_deref() else {
@@ -315,18 +317,37 @@ impl Store {
             } else {
                 ticket
             };
-            let row = sqlx::query(
-                "SELECT t.holder AS holder, a.deadline_ms AS deadline_ms FROM queue_tickets t \
-                 JOIN queue_admissions a ON a.license_id = t.license_id AND a.ticket = $3 \
-                 WHERE t.license_id = $1 AND t.number = $2",
-            )
-            .bind(license_id)
-            .bind(number)
-            .bind(ticket)
-            .fetch_optional(&self.pool)
-            .await?;
-            if let Some(r) = row {
-                out.push((ticket, r.try_get("holder")?, r.try_get("deadline_ms")?));
+            pairs.push((number, ticket));
+        }
+        let mut out = Vec::with_capacity(pairs.len());
+        for chunk in pairs.chunks(200) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    format!(
+                        "(CAST(${} AS BIGINT), CAST(${} AS BIGINT))",
+                        2 + 2 * i,
+                        3 + 2 * i
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "WITH w (number, ticket) AS (VALUES {}) \
+                 SELECT w.ticket AS ticket, t.holder AS holder, a.deadline_ms AS deadline_ms \
+                 FROM w JOIN queue_tickets t ON t.license_id = $1 AND t.number = w.number \
+                 JOIN queue_admissions a ON a.license_id = $1 AND a.ticket = w.ticket \
+                 ORDER BY w.ticket",
+                rows.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(license_id);
+            for (number, ticket) in chunk {
+                q = q.bind(*number).bind(*ticket);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.push((
+                    r.try_get("ticket")?,
+                    r.try_get("holder")?,
+                    r.try_get("deadline_ms")?,
+                ));
             }
         }
         Ok(out)

@@ -1,0 +1,81 @@
+//! The shared counters against a Redis server of the test's own: what a hit costs the
+//! server (a citizen's sign-in counts about twenty of them), and that a counter can never
+//! lock a subject out for longer than its window.
+
+use std::time::Duration;
+
+use service_kit::ephemeral::Ephemeral;
+use service_kit::keys::Keyring;
+use service_kit::limit::{LimitError, Limiter};
+use testkit::servers::RedisServer;
+
+fn calls(server: &RedisServer, command: &str) -> u64 {
+    let stats = server.cli(&["INFO", "commandstats"]);
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A hit is one round trip of two commands (INCR and the window's PEXPIRE NX), no
+/// script: the time left is read only when it is answered, on a refusal. (It was a script
+/// of four: EVALSHA, INCR, PEXPIRE, PTTL on a new counter, three after.)
+#[tokio::test]
+async fn a_hit_under_the_limit_reads_no_ttl() {
+    let server = RedisServer::start().expect("redis-server");
+    let store = Ephemeral::redis(&server.url(), "t").expect("store");
+    let limits = Limiter::new(store, Keyring::new(b"k", &[]));
+    let window = Duration::from_secs(60);
+    for _ in 0..10 {
+        limits
+            .hit("kind", "subject", 10, window)
+            .await
+            .expect("under the limit");
+    }
+    assert_eq!(calls(&server, "incr"), 10);
+    assert_eq!(calls(&server, "pexpire"), 10);
+    assert_eq!(calls(&server, "evalsha"), 0, "no script");
+    assert_eq!(
+        calls(&server, "pttl"),
+        0,
+        "no time left read under the limit"
+    );
+    match limits.hit("kind", "subject", 10, window).await {
+        Err(LimitError::Limited { retry_after }) => {
+            assert!((59..=60).contains(&retry_after), "{retry_after}")
+        }
+        other => panic!("the eleventh: {other:?}"),
+    }
+    assert_eq!(calls(&server, "pttl"), 1, "read once, for the refusal");
+}
+
+/// A counter that lost its expiry (a restore, a hand edit) is given its window again at
+/// its next hit: a subject is never locked out for longer than one window.
+#[tokio::test]
+async fn a_counter_without_an_expiry_gets_its_window_back_at_its_next_hit() {
+    let server = RedisServer::start().expect("redis-server");
+    let store = Ephemeral::redis(&server.url(), "t").expect("store");
+    let limits = Limiter::new(store, Keyring::new(b"k", &[]));
+    let key = limits.key("kind", "subject");
+    // What the store names the key: `prefix:{key}`.
+    server.cli(&["SET", &format!("t:{{{key}}}"), "50"]);
+    assert_eq!(server.cli(&["PTTL", &format!("t:{{{key}}}")]).trim(), "-1");
+    let r = limits.hit_key(&key, 10, Duration::from_secs(2)).await;
+    assert!(
+        matches!(r, Err(LimitError::Limited { retry_after: 2 })),
+        "{r:?}"
+    );
+    let ttl: i64 = server
+        .cli(&["PTTL", &format!("t:{{{key}}}")])
+        .trim()
+        .parse()
+        .expect("a number");
+    assert!((1..=2000).contains(&ttl), "the window is back: {ttl} ms");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    limits
+        .hit_key(&key, 10, Duration::from_secs(2))
+        .await
+        .expect("a new window after the old one");
+}
