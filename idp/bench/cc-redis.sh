@@ -32,7 +32,7 @@ STUB_PORT=$((IDP_PORT + 1))
 pids+=($!)
 export EMTA_REGISTRY_URL=http://127.0.0.1:$STUB_PORT EMTA_OWNERSHIP_URL=http://127.0.0.1:$STUB_PORT EMTA_SMS_URL=http://127.0.0.1:$STUB_PORT
 export DATABASE_URL="${PG%/*}/$db" REDIS_URL="$REDIS" EMTA_REDIS_PREFIX="cc$RANDOM"
-export EMTA_SECRET_KEY=0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0
+export EMTA_SECRET_KEY=${EMTA_SECRET_KEY:-$(openssl rand -base64 32)}
 export RUST_LOG=warn
 "$IDP" migrate >/dev/null 2>&1 || true
 secret=$("$IDP" client add --id bench --name Bench --name-fa بنچ \
@@ -43,6 +43,7 @@ secret=$("$IDP" client add --id bench --name Bench --name-fa بنچ \
   --token-rps-per-client 1000000 >"$work/idp.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 100); do curl -fs "http://localhost:$IDP_PORT/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+curl -fs "http://localhost:$IDP_PORT/readyz" >/dev/null || { echo "the IdP did not start" >&2; cat "$work/idp.log" >&2; exit 1; }
 
 cat >"$work/cc.lua" <<LUA
 wrk.method = "POST"

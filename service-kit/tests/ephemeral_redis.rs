@@ -10,13 +10,7 @@ use service_kit::limit::{LimitError, Limiter};
 use testkit::servers::RedisServer;
 
 fn calls(server: &RedisServer, command: &str) -> u64 {
-    let stats = server.cli(&["INFO", "commandstats"]);
-    stats
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
+    server.calls(command)
 }
 
 /// A hit is one round trip of two commands (INCR and the window's PEXPIRE NX), no

@@ -7,13 +7,7 @@ use service_kit::redis::RedisPool;
 use testkit::servers::RedisServer;
 
 fn calls(server: &RedisServer, command: &str) -> u64 {
-    let stats = server.cli(&["INFO", "commandstats"]);
-    stats
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
+    server.calls(command)
 }
 
 /// Every request of a surge takes a connection; a PING (and UNWATCH) on every checkout,

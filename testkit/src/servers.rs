@@ -382,6 +382,16 @@ impl RedisServer {
     }
 
     /// Runs `redis-cli` against this server; its output.
+    /// How many times the server ran `command` (lower case), from `INFO commandstats`.
+    pub fn calls(&self, command: &str) -> u64 {
+        self.cli(&["INFO", "commandstats"])
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+            .and_then(|rest| rest.split(',').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
     pub fn cli(&self, args: &[&str]) -> String {
         std::process::Command::new("redis-cli")
             .args(["-p", &self.port.to_string()])

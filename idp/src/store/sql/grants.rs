@@ -115,42 +115,6 @@ impl Db {
     }
 
     // ---- grants and refresh tokens -------------------------------------------------------
-    /// Creates a grant and its first refresh token (if any) atomically.
-    pub async fn insert_grant(
-        &self,
-        g: &GrantRow,
-        refresh: Option<(&str, i64)>,
-    ) -> Result<(), StoreError> {
-        let mut tx = service_kit::sql::begin(&self.pool).await?;
-        sqlx::query(
-            "INSERT INTO grants (id, citizen_id, client_id, scope, sid, auth_time, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&g.id)
-        .bind(&g.citizen_id)
-        .bind(&g.client_id)
-        .bind(&g.scope)
-        .bind(&g.sid)
-        .bind(g.auth_time)
-        .bind(g.created_at)
-        .execute(&mut *tx)
-        .await?;
-        if let Some((hash, expires_at)) = refresh {
-            sqlx::query(
-                "INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(hash)
-            .bind(&g.id)
-            .bind(g.created_at)
-            .bind(expires_at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
     /// What a code exchange writes: the grant and its first refresh token, atomically,
     /// only if the grant's citizen exists; answers that citizen (`None`: unknown, and
     /// nothing written). One statement on PostgreSQL; a grant id written before (a code
