@@ -169,6 +169,7 @@ impl Application {
             let core = core.clone();
             async move {
                 let mut tick = tokio::time::interval(crate::flow::client_rate::PRESENCE_EVERY);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
                 loop {
                     tick.tick().await;
                     core.refresh_presence().await;

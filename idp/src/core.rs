@@ -62,15 +62,22 @@ impl Core {
     /// Refreshes this replica's presence and takes the live count for the client budget's
     /// shares. A failure keeps the last count.
     pub async fn refresh_presence(&self) {
-        use crate::flow::client_rate::{PRESENCE_KEY, PRESENCE_TTL};
-        match self
-            .eph
-            .presence(PRESENCE_KEY, &self.replica_id, PRESENCE_TTL)
-            .await
-        {
-            Ok(n) => self.client_rates.set_replicas(n),
-            Err(e) => {
+        use crate::flow::client_rate::{PRESENCE_EVERY, PRESENCE_KEY, PRESENCE_TTL};
+        // Bounded: a pool that cannot hand out a connection (it waits without limit) must
+        // not stall the count.
+        let counted = tokio::time::timeout(
+            PRESENCE_EVERY,
+            self.eph
+                .presence(PRESENCE_KEY, &self.replica_id, PRESENCE_TTL),
+        )
+        .await;
+        match counted {
+            Ok(Ok(n)) => self.client_rates.set_replicas(n),
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "replica presence not refreshed; keeping the last count")
+            }
+            Err(_) => {
+                tracing::warn!("replica presence not refreshed in time; keeping the last count")
             }
         }
     }

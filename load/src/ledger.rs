@@ -75,7 +75,7 @@ fn note(l: &mut Ledger, what: String) {
 
 /// Compares `acks` with what the log says, judged by [`Summary`] and the audit's
 /// findings. `holders`, when the caller can compute them (it holds the deployment's
-/// secret: a rehearsal or a sweep), are the citizens' holders in this campaign, by
+/// secret: a rehearsal), are the citizens' holders in this campaign, by
 /// citizen: each acknowledged ticket is then checked against its holder's ticket in the
 /// log, so a number the log gives to someone else is caught, not only one outside the
 /// issued range.

@@ -115,24 +115,58 @@ pub fn answer(stopping: bool, probes: &[(&str, Probe)]) -> (axum::http::StatusCo
 
 /// The last answer, for a second: however often `/readyz` is asked (it is public, and a
 /// busy replica's probe opens a connection of its own), the dependencies are probed at
-/// most once a second per replica, one probe at a time.
-#[derive(Default)]
-pub struct Cached(tokio::sync::Mutex<Option<(tokio::time::Instant, Answer)>>);
+/// most once a second per replica, one probe at a time. The probe runs in a task of its
+/// own, so a caller that hangs up does not cancel it (and leave the next caller to start
+/// over); a caller waits at most [`ANSWER_WITHIN`] and then gets the last answer.
+#[derive(Default, Clone)]
+pub struct Cached {
+    last: std::sync::Arc<std::sync::Mutex<Option<(tokio::time::Instant, Answer)>>>,
+    probing: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
 
 /// A readiness answer: status and body.
 pub type Answer = (axum::http::StatusCode, String);
 
+/// How long a caller waits for a probe: under the kubelet's 2 s `timeoutSeconds` (a probe
+/// takes at most [`PROBE_WITHIN`] and half of it again for its own connection).
+pub const ANSWER_WITHIN: Duration = Duration::from_millis(1500);
+
 impl Cached {
-    pub async fn get_or(&self, probe: impl Future<Output = Answer>) -> Answer {
-        let mut last = self.0.lock().await;
-        if let Some((at, a)) = last.as_ref() {
-            if at.elapsed() < Duration::from_secs(1) {
-                return a.clone();
+    fn fresh(&self) -> Option<Answer> {
+        let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        last.as_ref()
+            .filter(|(at, _)| at.elapsed() < Duration::from_secs(1))
+            .map(|(_, a)| a.clone())
+    }
+
+    pub async fn get_or(&self, probe: impl Future<Output = Answer> + Send + 'static) -> Answer {
+        if let Some(a) = self.fresh() {
+            return a;
+        }
+        let me = self.clone();
+        let task = tokio::spawn(async move {
+            let _one = me.probing.clone().lock_owned().await;
+            if let Some(a) = me.fresh() {
+                return a;
+            }
+            let a = probe.await;
+            *me.last.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((tokio::time::Instant::now(), a.clone()));
+            a
+        });
+        match tokio::time::timeout(ANSWER_WITHIN, task).await {
+            Ok(Ok(a)) => a,
+            _ => {
+                let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+                match last.as_ref() {
+                    Some((_, a)) => a.clone(),
+                    None => (
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        "not ready: no answer in time".into(),
+                    ),
+                }
             }
         }
-        let a = probe.await;
-        *last = Some((tokio::time::Instant::now(), a.clone()));
-        a
     }
 }
 
@@ -179,6 +213,27 @@ mod tests {
             probe(slow(), || false, ok(), SOON).await,
             Probe::Down(_)
         ));
+    }
+
+    /// Callers that hang up do not cancel the probe, and a slow probe does not hold a
+    /// caller past its time: it gets the last answer.
+    #[tokio::test]
+    async fn the_probe_runs_once_a_second_and_outlives_its_caller() {
+        let c = Cached::default();
+        let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let probe = |runs: std::sync::Arc<std::sync::atomic::AtomicUsize>, wait: u64| async move {
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            (axum::http::StatusCode::OK, "ready".to_owned())
+        };
+        // A caller that gives up after 10 ms: the probe (50 ms) still completes.
+        let _ = tokio::time::timeout(Duration::from_millis(10), c.get_or(probe(runs.clone(), 50)))
+            .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // Within the second: the kept answer, no probe.
+        assert_eq!(c.get_or(probe(runs.clone(), 0)).await.0, 200);
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[test]

@@ -381,7 +381,6 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// Runs `redis-cli` against this server; its output.
     /// How many times the server ran `command` (lower case), from `INFO commandstats`.
     pub fn calls(&self, command: &str) -> u64 {
         self.cli(&["INFO", "commandstats"])
@@ -392,6 +391,7 @@ impl RedisServer {
             .unwrap_or(0)
     }
 
+    /// Runs `redis-cli` against this server; its output.
     pub fn cli(&self, args: &[&str]) -> String {
         std::process::Command::new("redis-cli")
             .args(["-p", &self.port.to_string()])

@@ -9,7 +9,9 @@
 //! deployment's total stays the budget (plus at most one request a second per replica, the
 //! rounding) as replicas come and go. A replica that cannot reach the store keeps the last
 //! count, and until its first count assumes the autoscaler's ceiling: it never falls back
-//! to one (which would multiply the budget by the replicas). A new count gives each
+//! to one (which would multiply the budget by the replicas). A count that drops (a wiped or
+//! failed-over store, the members not back yet) is believed only once the higher count is
+//! older than a presence lasts. A new count gives each
 //! client a fresh burst of its share (a second's worth, once per change).
 //!
 //! What it gives up: a client whose every connection lands on one replica gets that
@@ -45,6 +47,10 @@ pub const MAX_REPLICAS: usize = 256;
 pub struct ClientRates {
     budget: i64,
     replicas: AtomicUsize,
+    /// The highest count of the last [`PRESENCE_TTL`] and when it was seen: a count that
+    /// drops (a wiped or failed-over store, members not yet back) is believed only once
+    /// the higher one is older than a presence lasts, so shares never jump up at once.
+    high: std::sync::Mutex<Option<(usize, std::time::Instant)>>,
     /// The share the limiter below was built for, and the limiter.
     limiter: RwLock<(u32, Arc<DefaultKeyedRateLimiter<String>>)>,
 }
@@ -55,13 +61,24 @@ impl ClientRates {
         Self {
             budget,
             replicas: AtomicUsize::new(ASSUMED_UNTIL_COUNTED),
+            high: std::sync::Mutex::new(None),
             limiter: RwLock::new((share, Arc::new(limiter(share)))),
         }
     }
 
     /// The live replicas (at least this one), as the presence set counted them.
     pub fn set_replicas(&self, n: usize) {
-        let n = n.clamp(1, MAX_REPLICAS);
+        let counted = n.clamp(1, MAX_REPLICAS);
+        let n = {
+            let mut high = self.high.lock().unwrap_or_else(|p| p.into_inner());
+            match *high {
+                Some((h, at)) if counted < h && at.elapsed() < PRESENCE_TTL => h,
+                _ => {
+                    *high = Some((counted, std::time::Instant::now()));
+                    counted
+                }
+            }
+        };
         self.replicas.store(n, Ordering::Relaxed);
         let share = share(self.budget, n);
         let mut l = self.limiter.write().unwrap_or_else(|p| p.into_inner());
@@ -140,6 +157,20 @@ mod tests {
         r.check("saipa").expect("a new limiter");
         r.check("saipa").expect("a new limiter");
         assert!(r.check("saipa").is_err());
+    }
+
+    #[test]
+    fn a_count_that_drops_is_believed_only_after_a_presence_lasts() {
+        let r = ClientRates::new(100);
+        r.set_replicas(4);
+        assert_eq!(r.share(), 25);
+        // The store was wiped: one member back so far. The four of a moment ago stand.
+        r.set_replicas(1);
+        assert_eq!(r.replicas(), 4);
+        assert_eq!(r.share(), 25);
+        // Growth is believed at once.
+        r.set_replicas(5);
+        assert_eq!(r.share(), 20);
     }
 
     #[test]

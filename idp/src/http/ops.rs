@@ -20,8 +20,10 @@ pub async fn readyz(State(core): State<Core>) -> Response {
     if !core.ready.load(std::sync::atomic::Ordering::Relaxed) {
         return answer(true, &[]).into_response();
     }
+    let probed = core.clone();
     core.readiness
-        .get_or(async {
+        .get_or(async move {
+            let core = probed;
             let (db, eph) = tokio::join!(
                 probe(
                     core.db.ping(),

@@ -180,8 +180,10 @@ async fn readyz(State(core): State<Core>) -> Response {
     if !core.ready.load(Ordering::Relaxed) {
         return answer(true, &[]).into_response();
     }
+    let probed = core.clone();
     core.readiness
-        .get_or(async {
+        .get_or(async move {
+            let core = probed;
             let (sessions, sql) = tokio::join!(
                 probe(
                     core.sessions.ping(),
