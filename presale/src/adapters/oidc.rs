@@ -85,7 +85,9 @@ pub enum SignInError {
     #[error("the IdP did not answer the code exchange")]
     Unreachable,
     /// The IdP answered that it cannot serve now (`temporarily_unavailable`: its store
-    /// blinked, its admission is full): the code was not spent, try again shortly.
+    /// blinked, its admission is full): try again shortly. The IdP gives a taken code
+    /// back on its own failures; one it spent all the same (its answer lost) is refused
+    /// on the retry (`invalid_grant`: a new sign-in).
     #[error("the IdP is busy")]
     Busy,
     /// The IdP refused the code for good (`invalid_grant`: spent, expired, or lost with
