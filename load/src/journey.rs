@@ -63,6 +63,9 @@ pub struct Person {
     pub traits: Traits,
     /// The place the first of their devices got in the queue.
     pub place: std::sync::Mutex<Option<String>>,
+    /// When the first join request of any of their devices, on any pass, was sent
+    /// (seconds since the start): see [`Person::join_sent`].
+    first_join: std::sync::Mutex<Option<f64>>,
 }
 
 impl Person {
@@ -72,7 +75,19 @@ impl Person {
             citizen,
             traits,
             place: Default::default(),
+            first_join: Default::default(),
         }
+    }
+
+    /// Notes a join request sent at `at` and answers when this person's first one was
+    /// sent. A person holds one place, whichever request got it: a second device's join
+    /// that was answered first, or a join that committed while its answer was lost (a
+    /// crash, a Redis wipe) before signing in again. Their place is judged against that
+    /// first request; judged against a later one, the place they already held looked
+    /// ahead of people who came in between (the 150/s rehearsal's 6 "out of order").
+    pub fn join_sent(&self, at: f64) -> f64 {
+        let mut first = self.first_join.lock().unwrap_or_else(|e| e.into_inner());
+        *first.get_or_insert(at)
     }
 }
 
@@ -82,6 +97,9 @@ struct Status {
     ahead: Option<i64>,
     admitted: bool,
     closed: bool,
+    /// Every unit left is promised to the admitted: told, the citizen leaves the line.
+    #[serde(default)]
+    promised: bool,
 }
 
 fn ip_of(index: usize, device: u8) -> String {
@@ -483,7 +501,7 @@ impl<'a> Walk<'a> {
             }
             let join_url = action(&front, &format!("/c/{id}/join"), "join")?;
             let csrf = input(&front.body, "csrf").unwrap_or_default();
-            let sent = self.j.rec.secs(Instant::now());
+            let sent = self.p.join_sent(self.j.rec.secs(Instant::now()));
             let wait = self
                 .step("join", Req::Post(join_url, vec![("csrf", csrf)]), |p| {
                     if p.status == 409 {
@@ -714,6 +732,11 @@ impl<'a> Walk<'a> {
                     if s.closed {
                         return Ok(Err(Outcome::SoldOut { at: "wait" }));
                     }
+                    if s.promised {
+                        return Ok(Err(Outcome::SoldOut {
+                            at: "wait: every unit left promised",
+                        }));
+                    }
                     delay = if s.ahead.is_some_and(|a| a < 50) {
                         2.0
                     } else {
@@ -935,5 +958,24 @@ impl Journey {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod join_tests {
+    use super::Person;
+
+    /// A person's join is dated by the first request of any device or pass: a second
+    /// device that joined first, or a join whose answer was lost, gave them their place.
+    #[test]
+    fn a_persons_join_is_dated_by_their_first_request() {
+        let citizen = testkit::citizens::generate_citizens(1, 1).remove(0);
+        let p = Person::new(0, citizen, Default::default());
+        assert_eq!(p.join_sent(3.5), 3.5);
+        assert_eq!(
+            p.join_sent(9.0),
+            3.5,
+            "a later request keeps the first date"
+        );
     }
 }

@@ -12,6 +12,11 @@ use load::record::Recorder;
 use load::run::{Mix, Plan};
 use url::Url;
 
+/// mimalloc, the services' own allocator: the deployments this binary runs in process (the
+/// sweep's, the demo's) are then measured and run as the services are deployed.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "load",

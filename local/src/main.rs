@@ -5,6 +5,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use local::demo::Ports;
 
+/// mimalloc, the services' own allocator: the deployments this binary runs in process (the
+/// sweep's, the demo's) are then measured and run as the services are deployed.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "local", about = "emta on one machine: the demo")]
 struct Cli {

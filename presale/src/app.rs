@@ -25,9 +25,6 @@ use crate::queue::{Queue, QueueState};
 use crate::store::Store;
 use crate::transparency::LogKey;
 
-/// Per-IP limiter of this replica: cheap, local, and the first line against floods.
-pub(crate) type IpLimiter = governor::DefaultKeyedRateLimiter<std::net::IpAddr>;
-
 /// Purposes of the keyed hashes used on every request.
 const HOT_PURPOSES: &[&str] = &["csrf", "ticket", "ticket-owner", "rate-subject"];
 
@@ -52,7 +49,7 @@ pub struct CoreState {
     pub(crate) tickets: Tickets,
     /// Joins, applications and staff logins per subject, shared by replicas.
     pub(crate) limiter: Limiter,
-    pub(crate) ip_limiter: IpLimiter,
+    pub(crate) addresses: crate::http::addresses::Addresses,
     pub(crate) trust_forwarded_for: bool,
     /// The storefronts as OIDC relying parties of the IdP.
     pub(crate) rp: RelyingParty,
@@ -320,18 +317,13 @@ impl Application {
             ),
             _ => None,
         };
-        let per_sec = std::num::NonZeroU32::new(settings.ip_per_sec.max(1))
-            .unwrap_or(std::num::NonZeroU32::MIN);
-        let burst = std::num::NonZeroU32::new(settings.ip_per_sec.max(1).saturating_mul(2))
-            .unwrap_or(per_sec);
-        let quota = governor::Quota::per_second(per_sec).allow_burst(burst);
         let (sms_queue, sms_outbox) = tokio::sync::mpsc::channel(crate::notify::QUEUE);
         let core = Core(Arc::new(CoreState {
             base_url: settings.base_url.clone(),
             ministry,
             limiter: Limiter::new(sessions.clone(), keys.clone()),
             tickets: Tickets::new(keys.clone()),
-            ip_limiter: governor::RateLimiter::keyed(quota),
+            addresses: crate::http::addresses::Addresses::new(settings.ip_per_sec),
             trust_forwarded_for: settings.trust_forwarded_for,
             ready: AtomicBool::new(true),
             drain: Duration::from_secs(settings.drain_secs),
@@ -413,6 +405,16 @@ impl Application {
     ) -> std::io::Result<()> {
         let admitter = tokio::spawn(crate::admitter::run(self.core.clone()));
         let standing = tokio::spawn(crate::standing::run(self.core.clone()));
+        let trim = {
+            let core = self.core.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(crate::http::addresses::TRIM_EVERY);
+                loop {
+                    every.tick().await;
+                    core.addresses.trim();
+                }
+            })
+        };
         let outbox = self
             .core
             .sms_outbox
@@ -438,6 +440,7 @@ impl Application {
         ))
         .await;
         admitter.abort();
+        trim.abort();
         standing.abort();
         if let Some(n) = notifier {
             n.abort();

@@ -154,7 +154,8 @@ pub struct Settings {
     #[arg(long, env = "EMTA_MINISTRY_CLIENT_SECRET", hide_env_values = true)]
     pub ministry_client_secret: Option<Secret>,
 
-    /// Requests per second one IP may make to this replica (burst: twice that).
+    /// Requests per second one address (an IPv6 client's /64) may make to this replica
+    /// (burst: twice that).
     #[arg(long, env = "EMTA_IP_PER_SEC", default_value_t = 50)]
     pub ip_per_sec: u32,
 

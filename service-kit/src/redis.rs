@@ -66,8 +66,23 @@ impl managed::Manager for Manager {
 
     async fn create(&self) -> Result<Pooled, RedisError> {
         let checked_at = BROKEN_SEEN.load(Ordering::Acquire);
+        let mut conn = self.inner.create().await?;
+        // A connection is made seldom (at start, after a failover): each checks that the
+        // server it reached runs what emta's commands need, so an old server is named in
+        // the log and by readiness instead of failing every counter's command.
+        // (A server that refuses INFO to emta's user is not judged.)
+        match redis::cmd("INFO")
+            .arg("server")
+            .query_async::<String>(&mut conn)
+            .await
+        {
+            Ok(info) => supported(&info)
+                .map_err(|why| RedisError::from((ErrorKind::Client, "unsupported Redis", why)))?,
+            Err(e) if breaks_connection(&e) => return Err(e),
+            Err(_) => {}
+        }
         Ok(Pooled {
-            conn: self.inner.create().await?,
+            conn,
             broken: false,
             checked_at,
         })
@@ -86,6 +101,28 @@ impl managed::Manager for Manager {
         self.inner.recycle(&mut c.conn, metrics).await?;
         c.checked_at = seen;
         Ok(())
+    }
+}
+
+/// The oldest Redis emta runs on: its rate counters set their expiry with `PEXPIRE … NX`
+/// (7.0), one round trip with the count.
+pub const REDIS_AT_LEAST: (u32, u32) = (7, 0);
+
+/// Whether a server's `INFO server` names a version at least [`REDIS_AT_LEAST`]; why not.
+pub fn supported(info: &str) -> Result<(), String> {
+    let version = info
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("redis_version:"))
+        .ok_or("the server did not say its version")?;
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if found >= REDIS_AT_LEAST {
+        Ok(())
+    } else {
+        Err(format!(
+            "Redis {version} is older than {}.{}, which emta needs (PEXPIRE … NX)",
+            REDIS_AT_LEAST.0, REDIS_AT_LEAST.1
+        ))
     }
 }
 
@@ -244,6 +281,22 @@ mod tests {
         assert_eq!(
             cluster_nodes("redis+cluster://only:7000"),
             Some(vec!["redis://only:7000".into()])
+        );
+    }
+}
+
+#[cfg(test)]
+mod version_tests {
+    #[test]
+    fn a_server_older_than_redis_7_is_named_and_refused() {
+        let new = "# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\n";
+        assert!(super::supported(new).is_ok());
+        assert!(super::supported("redis_version:7.2.4\r\n").is_ok());
+        let old = super::supported("# Server\r\nredis_version:6.2.14\r\n").expect_err("6.2");
+        assert!(old.contains("6.2.14") && old.contains("7.0"), "{old}");
+        assert!(
+            super::supported("# Server\r\n").is_err(),
+            "no version, no guess"
         );
     }
 }

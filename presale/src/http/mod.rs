@@ -33,6 +33,7 @@ use service_kit::admission::{Admission, Gate};
 use crate::app::Core;
 use crate::error::{msg, Error};
 
+pub(crate) mod addresses;
 pub mod api;
 pub mod apply;
 pub mod complaints;
@@ -285,7 +286,7 @@ async fn guard(
             return Error::not_found(msg::NO_STOREFRONT).into_response();
         }
     }
-    if !applying && core.ip_limiter.check_key(&ip).is_err() {
+    if !applying && !core.addresses.check(ip) {
         return Error::RateLimited { retry_after: 1 }.into_response();
     }
     next.run(req).await

@@ -200,30 +200,47 @@ pub(super) fn ticket_of(c: &QueueState, place: Place) -> Option<i64> {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Debug)]
 struct StatusBody {
     ticket: Option<i64>,
     serving: i64,
     ahead: Option<i64>,
     admitted: bool,
+    /// Nobody else will be admitted: sold out, or the round's time is over.
     closed: bool,
+    /// Every unit left is promised to an admitted applicant: this place is admitted only
+    /// if one of them lets their time lapse.
+    promised: bool,
     suspended: bool,
     eta_secs: Option<i64>,
     opens_at: i64,
 }
 
 fn status_of(l: &License, c: &QueueState, place: Place) -> StatusBody {
+    status_at(l.admission_per_min, l.opens_at, c, place)
+}
+
+fn status_at(rate_per_min: i64, opens_at: i64, c: &QueueState, place: Place) -> StatusBody {
     let ticket = ticket_of(c, place);
+    let admitted = ticket.is_some_and(|t| t <= c.serving);
+    // An admitted applicant keeps their time after the close; a suspension across the
+    // close gives time back at the resume, so it closes nothing yet.
+    let closed = c.sold_out || (c.over && !admitted && !c.suspended);
+    let promised = !admitted && !closed && c.every_unit_promised();
     let ahead = ticket.map(|t| (t - c.serving - 1).max(0));
     StatusBody {
         ticket,
         serving: c.serving,
         ahead,
-        admitted: ticket.is_some_and(|t| t <= c.serving),
-        closed: c.sold_out,
+        admitted,
+        closed,
+        promised,
         suspended: c.suspended,
-        eta_secs: ahead.map(|a| a * 60 / l.admission_per_min.max(1)),
-        opens_at: l.opens_at,
+        // No estimate of a turn that depends on someone else's lapse, or never comes.
+        eta_secs: ahead
+            .filter(|_| !closed && !promised)
+            .map(|a| a * 60 / rate_per_min.max(1)),
+        opens_at,
     }
 }
 
@@ -267,18 +284,21 @@ async fn wait(
     if let Place::Entry(entry) = place {
         return super::lottery::waiting(&core, &jar, &m, &l, entry, now).await;
     }
-    let st = status_of(&l, &core.cached(&id), place);
+    let c = core.cached(&id);
+    let st = status_of(&l, &c, place);
     let csrf = core.csrf(&jar);
     // Refresh without JavaScript, backing off as the wait grows.
     let refresh = st.eta_secs.map(|e| (e / 10).clamp(3, 30)).unwrap_or(10);
     let body = html! {
         // With JavaScript the page updates itself (wait.js); without, it refreshes.
         noscript { meta http-equiv="refresh" content=(refresh); }
-        div data-status-url=(format!("/{m}/c/{id}/status")) {}
+        div data-status-url=(format!("/{m}/c/{id}/status")) data-promised=(st.promised) {}
         script src="/static/wait.js" {}
         h2 { (l.model) }
-        @if st.closed {
+        @if st.closed && !c.over {
             p.error { (fa(t!("صف بسته شد: ظرفیت تکمیل شد.", "The queue has closed: sold out."))) }
+        } @else if st.closed {
+            p.error { (fa(t!("صف بسته شد: مهلت این دوره به پایان رسید و کسی دیگر نوبت نمی‌گیرد.", "The queue has closed: the round's time is over and nobody else will be admitted."))) }
         } @else if st.suspended {
             p.error { (fa(t!("این پیش‌فروش از سوی وزارت موقتاً متوقف شده است. جای شما در صف و مهلت ثبت درخواست شما محفوظ است.", "The ministry has paused this presale. Your place in the queue and your time to apply are kept."))) }
         } @else if st.admitted {
@@ -286,6 +306,12 @@ async fn wait(
             form method="post" action=(format!("/{m}/c/{id}/apply")) {
                 input type="hidden" name="csrf" value=(csrf);
                 button type="submit" { (fa(t!("ثبت درخواست", "Apply"))) }
+            }
+        } @else if st.promised {
+            p.error { (fa(t!("همه خودروهای باقی‌مانده به متقاضیانی که نوبتشان رسیده وعده داده شده است. تنها اگر یکی از آنان در مهلت خود درخواست ندهد، نوبت به نفر بعدی می‌رسد؛ این صفحه به شما خبر می‌دهد.", "Every unit left is promised to applicants whose turn has come. The next in line is admitted only if one of them does not apply in time; this page will tell you."))) }
+            @if let Some(ticket) = st.ticket {
+                p { "نوبت / ticket: " strong #ticket { (ticket) } }
+                p { "نفرات جلوتر / people ahead: " strong #ahead { (st.ahead.unwrap_or(0)) } }
             }
         } @else if let (Some(ticket), Some(ahead)) = (st.ticket, st.ahead) {
             p { "نوبت / ticket: " strong #ticket { (ticket) } }
@@ -298,4 +324,58 @@ async fn wait(
         p { a href=(format!("/{m}/c/{id}/promise")) { (fa(msg::PROMISE_LINK)) } }
     };
     Ok(page(StatusCode::OK, t!("صف انتظار", "Waiting room"), body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{status_at, Place, QueueState};
+
+    fn opened() -> QueueState {
+        QueueState {
+            serving: 2,
+            late: 10,
+            opened: true,
+            live: 2,
+            unsold: 2,
+            ..QueueState::default()
+        }
+    }
+
+    /// The waiting are told when nothing is left for them, not shown an estimate: every
+    /// unit left promised to the admitted, or the round's time over. The admitted keep
+    /// their form either way.
+    #[test]
+    fn the_line_behind_the_last_promise_is_told_and_given_no_estimate() {
+        let waiting = status_at(60, 0, &opened(), Place::Ticket(7));
+        assert!(waiting.promised && !waiting.closed, "{waiting:?}");
+        assert_eq!((waiting.ahead, waiting.eta_secs), (Some(4), None));
+        let admitted = status_at(60, 0, &opened(), Place::Ticket(2));
+        assert!(admitted.admitted && !admitted.promised && !admitted.closed);
+
+        let spare = QueueState {
+            unsold: 3,
+            ..opened()
+        };
+        let waiting = status_at(60, 0, &spare, Place::Ticket(7));
+        assert!(!waiting.promised && !waiting.closed);
+        assert_eq!(waiting.eta_secs, Some(4));
+
+        let over = QueueState {
+            unsold: 3,
+            over: true,
+            ..opened()
+        };
+        let waiting = status_at(60, 0, &over, Place::Ticket(7));
+        assert!(waiting.closed && !waiting.promised && waiting.eta_secs.is_none());
+        assert!(
+            !status_at(60, 0, &over, Place::Ticket(1)).closed,
+            "the admitted keep their time"
+        );
+        // Suspended across the close: the resume gives the time back.
+        let paused = QueueState {
+            suspended: true,
+            ..over
+        };
+        assert!(!status_at(60, 0, &paused, Place::Ticket(7)).closed);
+    }
 }

@@ -40,6 +40,25 @@ async fn refuse<T>(
     Ok(Err(why))
 }
 
+/// A refusal the clock alone decides: before the window (a queue's applications start at
+/// the opening and end with the applicant's admission, given only before the close and
+/// kept through suspensions; a lottery's run from its draw, checked in the transaction),
+/// or too young on the database's date in Tehran.
+fn outside_window_or_age(
+    terms: &LicenseTerms,
+    req: &ApplicationRequest,
+    now: i64,
+) -> Option<Refusal> {
+    if (!terms.lottery && now < terms.opens_at) || (terms.lottery && now < terms.closes_at) {
+        return Some(Refusal::OutsideWindow);
+    }
+    let min = terms.min_age?;
+    let today = service_kit::clock::date_iso(now);
+    crate::domain::application::age_on(&req.birthdate, &today)
+        .is_none_or(|a| a < min)
+        .then_some(Refusal::TooYoung)
+}
+
 impl Store {
     /// Accepts an application or says why not, on the database's clock: the window and
     /// the applicant's age (on the database's date in Tehran) alike. A queue applicant's
@@ -53,22 +72,27 @@ impl Store {
         if !terms.active {
             return Ok(Err(Refusal::Suspended));
         }
-        let now_ms = self.db_now_ms().await?;
+        // The clock is read in the application's transaction on PostgreSQL (one commit
+        // and one pooled checkout fewer); SQLite's first statement in a transaction must
+        // write, so its clock (this host's) is read before, and a refusal takes no lock.
+        let (now_ms, open) = if self.postgres {
+            let mut tx = service_kit::sql::begin(&self.pool).await?;
+            (self.db_now_ms_in(&mut tx).await?, Some(tx))
+        } else {
+            (self.db_now_ms().await?, None)
+        };
         let now = now_ms.div_euclid(1000);
-        // A queue's applications start at the opening and end with the applicant's
-        // admission (given only before the close, kept through suspensions); a lottery's
-        // run from its draw, checked in the transaction below.
-        if (!terms.lottery && now < terms.opens_at) || (terms.lottery && now < terms.closes_at) {
-            return Ok(Err(Refusal::OutsideWindow));
+        if let Some(why) = outside_window_or_age(terms, req, now) {
+            return match open {
+                Some(tx) => refuse(tx, why).await,
+                None => Ok(Err(why)),
+            };
         }
-        if let Some(min) = terms.min_age {
-            let today = service_kit::clock::date_iso(now);
-            if crate::domain::application::age_on(&req.birthdate, &today).is_none_or(|a| a < min) {
-                return Ok(Err(Refusal::TooYoung));
-            }
-        }
+        let mut tx = match open {
+            Some(tx) => tx,
+            None => service_kit::sql::begin(&self.pool).await?,
+        };
         let id = service_kit::keys::random_token(12);
-        let mut tx = service_kit::sql::begin(&self.pool).await?;
         if terms.exclusion.is_some() && self.postgres {
             // One person's applications one at a time, so the exclusion rule below reads
             // every application of theirs that committed before (READ COMMITTED takes a

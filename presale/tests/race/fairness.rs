@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use presale::domain::{Holder, LicenseTerms, Refusal};
+use presale::domain::{Holder, LicenseTerms, NewLicense, Refusal};
 use presale::queue::Joined;
 use presale::store::lottery::Entered;
 use presale::store::proposals::{Change, Decision, Outcome, ProposalError};
@@ -328,7 +328,9 @@ pub(crate) async fn a_resume_gives_time_back_past_the_close_and_the_admitter_sto
     for i in 0..10 {
         qa.join(&id, &nid(i)).await.expect("join");
     }
-    assert_eq!(tick(&sa, &id).await.serving, 2);
+    let first = tick(&sa, &id).await;
+    assert_eq!(first.serving, 2);
+    assert!(!first.over, "{first:?}");
     assert!(sa.set_license_active(&id, false).await.expect("suspend"));
     // Suspended across the close.
     until_db_past(&sa, l.closes_at, 500).await;
@@ -365,7 +367,9 @@ pub(crate) async fn a_resume_gives_time_back_past_the_close_and_the_admitter_sto
         tick(&sa, &id).await;
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let before = tick(&sa, &id).await.serving;
+    let before = tick(&sa, &id).await;
+    assert!(before.over, "the round's admissions are over: {before:?}");
+    let before = before.serving;
     sa.release_admission(&id, before).await.expect("release");
     tick_for(&sa, &id, 600).await;
     assert_eq!(
@@ -373,10 +377,62 @@ pub(crate) async fn a_resume_gives_time_back_past_the_close_and_the_admitter_sto
         before,
         "admitted after the close"
     );
+    assert!(
+        sb.queue_state(&id).await.expect("sql").expect("queue").over,
+        "the committed state says the round is over too"
+    );
     assert!(matches!(
         qa.join(&id, &nid(0)).await.expect("join"),
         Joined::Ticket { ticket: 1, .. }
     ));
+}
+
+/// When every unit left is promised to an applicant whose turn has come, the queue says
+/// so: the rest of the line is not shown an estimate of a turn that comes only if a
+/// promise lapses. A lapsed promise gives its unit to the next ticket, which is promised
+/// it in turn; the last application sells out. In the 150/s rehearsal of issue 33, 7 715
+/// citizens waited out the tool's five minutes with two units promised and nothing said.
+pub(crate) async fn the_waiting_are_told_when_every_unit_left_is_promised(backend: Backend) {
+    let (sa, sb) = two_stores(backend).await;
+    let (qa, _) = queues(&sa, &sb);
+    let l = NewLicense {
+        units: 2,
+        ..queue_license(-10, 60_000, 10, 60)
+    };
+    let id = issue_id(&sa, &l).await;
+    for i in 0..5 {
+        qa.join(&id, &nid(i)).await.expect("join");
+    }
+    let st = tick(&sa, &id).await;
+    assert_eq!((st.serving, st.live, st.unsold), (2, 2, 2), "{st:?}");
+    assert!(st.every_unit_promised(), "two units, both promised: {st:?}");
+    let terms = issue_terms(&sa, &id).await;
+    let apply = |i: usize, ticket: i64| {
+        let mut req = person(i);
+        req.national_id = nid(i);
+        req.holder = qa.holder(&id, &nid(i));
+        req.ticket = ticket;
+        req
+    };
+    assert!(sa.apply(&terms, &apply(0, 1)).await.expect("sql").is_ok());
+    let st = tick(&sb, &id).await;
+    assert!(
+        st.every_unit_promised(),
+        "one unit, promised to ticket 2: {st:?}"
+    );
+    // Ticket 2 lets its time lapse: ticket 3 is admitted and promised the unit.
+    sa.release_admission(&id, 2).await.expect("release");
+    let st = tick(&sb, &id).await;
+    assert_eq!((st.serving, st.live, st.unsold), (3, 1, 1), "{st:?}");
+    assert!(st.every_unit_promised(), "{st:?}");
+    assert!(sa.apply(&terms, &apply(2, 3)).await.expect("sql").is_ok());
+    let st = tick(&sa, &id).await;
+    assert!(st.sold_out && !st.every_unit_promised(), "{st:?}");
+    // A campaign with units to spare promises nothing of the kind.
+    let roomy = issue_id(&sa, &queue_license(-10, 60_000, 10, 60)).await;
+    qa.join(&roomy, &nid(0)).await.expect("join");
+    let st = tick(&sa, &roomy).await;
+    assert!(!st.every_unit_promised() && !st.over, "{st:?}");
 }
 
 /// PostgreSQL: a tick whose lock waited behind a suspension admits nobody. Under READ

@@ -1,12 +1,15 @@
 // emta waiting page: keeps position, people ahead and the estimate current without a
 // reload, by polling the status endpoint (served from each replica's cache) with backoff:
 // every 2 s at first, growing by half up to 30 s, and faster again as the turn nears.
-// When the turn comes or the queue closes, the page reloads once to show the form.
+// When the turn comes, the queue closes or every unit left is promised (or a promise
+// lapses), the page reloads once to show the form or the news.
 (function () {
   "use strict";
   var root = document.querySelector("[data-status-url]");
   if (!root) return;
   var url = root.getAttribute("data-status-url");
+  // Shown with the page: every unit left promised to the admitted (the text differs).
+  var promised = root.getAttribute("data-promised") === "true";
   var delay = 2000;
   function set(id, v) {
     var el = document.getElementById(id);
@@ -23,7 +26,7 @@
         return r.json();
       })
       .then(function (s) {
-        if (s.admitted || s.closed) { window.location.reload(); return; }
+        if (s.admitted || s.closed || !!s.promised !== promised) { window.location.reload(); return; }
         set("ticket", s.ticket);
         set("ahead", s.ahead);
         if (s.eta_secs !== null) set("eta", Math.ceil(s.eta_secs / 60));

@@ -139,6 +139,8 @@ impl Store {
             sold_out: q.sold_out,
             suspended: q.suspended,
             live,
+            unsold: q.units_unsold,
+            over: opened && now >= q.closes_at_ms,
             seed,
         }))
     }

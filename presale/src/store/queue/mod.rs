@@ -77,9 +77,27 @@ pub struct QueueState {
     pub suspended: bool,
     /// Admitted applicants whose time to apply is still running.
     pub live: i64,
+    /// Units no accepted application has taken (some may be promised to `live`).
+    pub unsold: i64,
+    /// The round's admissions are over: its close (moved on by its suspensions) has
+    /// passed on the database's clock, so nobody new will be admitted.
+    pub over: bool,
     /// The seed that orders the pre-opening arrivals, once every party revealed it after
     /// the opening froze their list.
     pub seed: Option<String>,
+}
+
+impl QueueState {
+    /// Every unit left is promised to an admitted applicant still within their time: the
+    /// rest of the line is admitted only if one of those promises lapses.
+    pub fn every_unit_promised(&self) -> bool {
+        self.opened
+            && !self.sold_out
+            && !self.suspended
+            && !self.over
+            && self.unsold > 0
+            && self.live >= self.unsold
+    }
 }
 
 impl Store {
@@ -169,6 +187,7 @@ impl Store {
     pub async fn queue_state(&self, license_id: &str) -> Result<Option<QueueState>, StoreError> {
         let Some(r) = sqlx::query(&format!(
             "SELECT q.early, q.late, q.serving, q.opened, l.status, l.accepted, l.units, \
+             l.closes_at, l.paused_ms, \
              {} AS now_ms FROM queue_campaigns q JOIN licenses l ON l.id = q.license_id \
              WHERE q.license_id = $1",
             self.now_ms_sql()
@@ -188,16 +207,22 @@ impl Store {
                 self.campaign_seed_in(&mut conn, license_id).await?,
             )
         };
+        let (accepted, units): (i64, i64) = (r.try_get("accepted")?, r.try_get("units")?);
+        // Set by the first join or tick after the opening, under the campaign's lock, so
+        // every early join has committed by then.
+        let opened = r.try_get::<i64, _>("opened")? == 1;
+        let closes_at_ms =
+            r.try_get::<i64, _>("closes_at")? * 1000 + r.try_get::<i64, _>("paused_ms")?;
         Ok(Some(QueueState {
             serving: r.try_get("serving")?,
             early: r.try_get("early")?,
             late: r.try_get("late")?,
-            // Set by the first join or tick after the opening, under the campaign's lock,
-            // so every early join has committed by then.
-            opened: r.try_get::<i64, _>("opened")? == 1,
-            sold_out: r.try_get::<i64, _>("accepted")? >= r.try_get::<i64, _>("units")?,
+            opened,
+            sold_out: accepted >= units,
             suspended: status != crate::domain::LicenseStatus::Active.as_str(),
             live,
+            unsold: units - accepted,
+            over: opened && now >= closes_at_ms,
             seed,
         }))
     }
