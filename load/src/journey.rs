@@ -97,7 +97,8 @@ struct Status {
     ahead: Option<i64>,
     admitted: bool,
     closed: bool,
-    /// Every unit left is promised to the admitted: told, the citizen leaves the line.
+    /// Every unit left is promised to the admitted: the citizen is told, and waits on
+    /// (the page says it will tell them if a promise lapses).
     #[serde(default)]
     promised: bool,
 }
@@ -693,6 +694,7 @@ impl<'a> Walk<'a> {
         let give_up = self.p.traits.patience.map(|p| since + p);
         let deadline = since + self.j.max_wait;
         let mut delay = 2.0f64;
+        let mut told_promised = false;
         loop {
             self.step = "wait";
             let mut wake = Instant::now() + Duration::from_secs_f64(delay * self.j.poll_scale);
@@ -707,6 +709,14 @@ impl<'a> Walk<'a> {
             }
             tokio::time::sleep_until(wake.into()).await;
             if Instant::now() >= deadline {
+                // Told, when last asked, that every unit left was promised to the
+                // admitted: an answer (a lapsed promise would have admitted them), not a
+                // failure. Never told anything is a failure.
+                if told_promised {
+                    return Ok(Err(Outcome::SoldOut {
+                        at: "wait: every unit left promised",
+                    }));
+                }
                 return Ok(Err(Outcome::Failed {
                     step: "wait",
                     kind: "neither admitted nor closed out in time".into(),
@@ -732,11 +742,7 @@ impl<'a> Walk<'a> {
                     if s.closed {
                         return Ok(Err(Outcome::SoldOut { at: "wait" }));
                     }
-                    if s.promised {
-                        return Ok(Err(Outcome::SoldOut {
-                            at: "wait: every unit left promised",
-                        }));
-                    }
+                    told_promised = s.promised;
                     delay = if s.ahead.is_some_and(|a| a < 50) {
                         2.0
                     } else {

@@ -20,10 +20,23 @@ pub fn forwarded_for(h: &HeaderMap) -> Option<String> {
 /// that is not an address is kept as it is (a test's "unknown").
 pub fn limit_subject(ip: &str, v6_prefix: u8) -> String {
     match ip.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V4(v4)) => v4.to_string(),
-        Ok(std::net::IpAddr::V6(v6)) => {
+        Ok(addr) => match limit_addr(addr, v6_prefix) {
+            std::net::IpAddr::V4(v4) => v4.to_string(),
+            std::net::IpAddr::V6(net) => format!("{net}/{}", v6_prefix.min(128)),
+        },
+        Err(_) => ip.to_owned(),
+    }
+}
+
+/// [`limit_subject`] as an address: an IPv4 address (also one an IPv6 address carries:
+/// IPv4-mapped, or 6to4's `2002:V4::/48`, whose holder is that IPv4 address's) as is, an
+/// IPv6 address cut to its first `v6_prefix` bits.
+pub fn limit_addr(ip: std::net::IpAddr, v6_prefix: u8) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V4(_) => ip,
+        std::net::IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
-                return v4.to_string();
+                return std::net::IpAddr::V4(v4);
             }
             // 6to4 (2002:V4::/48) is one IPv4 address's holder: it shares that address's
             // budgets instead of getting a /48 of its own.
@@ -31,14 +44,12 @@ pub fn limit_subject(ip: &str, v6_prefix: u8) -> String {
             if s[0] == 0x2002 {
                 let [a, b] = s[1].to_be_bytes();
                 let [c, d] = s[2].to_be_bytes();
-                return std::net::Ipv4Addr::new(a, b, c, d).to_string();
+                return std::net::IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d));
             }
             let bits = u32::from(v6_prefix.min(128));
             let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
-            let net = std::net::Ipv6Addr::from(u128::from(v6) & mask);
-            format!("{net}/{bits}")
+            std::net::IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & mask))
         }
-        Err(_) => ip.to_owned(),
     }
 }
 

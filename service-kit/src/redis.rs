@@ -69,7 +69,8 @@ impl managed::Manager for Manager {
         let mut conn = self.inner.create().await?;
         // A connection is made seldom (at start, after a failover): each checks that the
         // server it reached runs what emta's commands need, so an old server is named in
-        // the log and by readiness instead of failing every counter's command.
+        // the log and by readiness instead of failing every counter's command. (A single
+        // server only: a Cluster's connections are made by deadpool-redis's own manager.)
         // (A server that refuses INFO to emta's user is not judged.)
         match redis::cmd("INFO")
             .arg("server")
@@ -109,11 +110,14 @@ impl managed::Manager for Manager {
 pub const REDIS_AT_LEAST: (u32, u32) = (7, 0);
 
 /// Whether a server's `INFO server` names a version at least [`REDIS_AT_LEAST`]; why not.
+/// A server that does not say its version (a proxy's trimmed `INFO`) is not judged.
 pub fn supported(info: &str) -> Result<(), String> {
-    let version = info
+    let Some(version) = info
         .lines()
         .find_map(|l| l.trim().strip_prefix("redis_version:"))
-        .ok_or("the server did not say its version")?;
+    else {
+        return Ok(());
+    };
     let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
     let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     if found >= REDIS_AT_LEAST {
@@ -295,8 +299,8 @@ mod version_tests {
         let old = super::supported("# Server\r\nredis_version:6.2.14\r\n").expect_err("6.2");
         assert!(old.contains("6.2.14") && old.contains("7.0"), "{old}");
         assert!(
-            super::supported("# Server\r\n").is_err(),
-            "no version, no guess"
+            super::supported("# Server\r\n").is_ok(),
+            "no version (a proxy's trimmed INFO): not judged"
         );
     }
 }

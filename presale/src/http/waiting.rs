@@ -292,10 +292,11 @@ async fn wait(
     let body = html! {
         // With JavaScript the page updates itself (wait.js); without, it refreshes.
         noscript { meta http-equiv="refresh" content=(refresh); }
-        div data-status-url=(format!("/{m}/c/{id}/status")) data-promised=(st.promised) {}
+        div data-status-url=(format!("/{m}/c/{id}/status")) data-admitted=(st.admitted)
+            data-closed=(st.closed) data-promised=(st.promised) {}
         script src="/static/wait.js" {}
         h2 { (l.model) }
-        @if st.closed && !c.over {
+        @if c.sold_out {
             p.error { (fa(t!("صف بسته شد: ظرفیت تکمیل شد.", "The queue has closed: sold out."))) }
         } @else if st.closed {
             p.error { (fa(t!("صف بسته شد: مهلت این دوره به پایان رسید و کسی دیگر نوبت نمی‌گیرد.", "The queue has closed: the round's time is over and nobody else will be admitted."))) }

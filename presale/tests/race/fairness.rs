@@ -435,6 +435,46 @@ pub(crate) async fn the_waiting_are_told_when_every_unit_left_is_promised(backen
     assert!(!st.every_unit_promised() && !st.over, "{st:?}");
 }
 
+/// A pause of admissions that spans the close does not end the round: its resume moves
+/// the close on by the pause's length, so the line is not told the round is over while
+/// it lasts. First failure (the first version of `over`): "told the round is over during
+/// a pause".
+pub(crate) async fn a_pause_of_admissions_across_the_close_ends_nothing(backend: Backend) {
+    let (sa, sb) = two_stores(backend).await;
+    let now = service_kit::clock::now();
+    sa.add_staff("issuer.a", PASSWORD, Role::Issuer, "test", now)
+        .await
+        .expect("staff");
+    let (qa, _) = queues(&sa, &sb);
+    let mut l = queue_license(-10, 60_000, 1, 60);
+    l.closes_at = now + REGISTRATION_SECS;
+    l.delivery_deadline = l.closes_at + 200 * 24 * 3600;
+    let id = issue_id(&sa, &l).await;
+    for i in 0..3 {
+        qa.join(&id, &nid(i)).await.expect("join");
+    }
+    let st = tick(&sa, &id).await;
+    assert_eq!(st.serving, 1);
+    assert!(!st.over);
+    let paused = sa
+        .pause_admissions(&id, true, "issuer.a", service_kit::clock::now())
+        .await
+        .expect("sql");
+    assert_eq!(paused, Ok(()));
+    until_db_past(&sa, l.closes_at, 500).await;
+    let st = tick(&sb, &id).await;
+    assert!(!st.over, "told the round is over during a pause: {st:?}");
+    let st = sb.queue_state(&id).await.expect("sql").expect("queue");
+    assert!(!st.over, "the committed state too: {st:?}");
+    let resumed = sa
+        .pause_admissions(&id, false, "issuer.a", service_kit::clock::now())
+        .await
+        .expect("sql");
+    assert_eq!(resumed, Ok(()));
+    let st = tick(&sa, &id).await;
+    assert!(!st.over, "the close moved on by the pause: {st:?}");
+}
+
 /// PostgreSQL: a tick whose lock waited behind a suspension admits nobody. Under READ
 /// COMMITTED the waiting UPDATE re-checked the campaign's row but kept the license as its
 /// snapshot saw it (active). First failure: "admitted 2 after the suspension committed".

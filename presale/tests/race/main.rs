@@ -376,6 +376,7 @@ both!(
     the_last_party_withholding_changes_nothing_it_could_choose,
     a_second_suspension_costs_nobody_their_turn,
     the_waiting_are_told_when_every_unit_left_is_promised,
+    a_pause_of_admissions_across_the_close_ends_nothing,
     stale_and_duplicate_proposals_are_refused,
     a_ticket_is_spent_only_by_its_holder,
     only_a_winner_applies_and_a_suspension_after_the_draw_gives_time_back,

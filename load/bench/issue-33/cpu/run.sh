@@ -3,6 +3,8 @@
 busy() { awk '/^cpu /{print ($2+$3+$4+$7+$8)/100}' /proc/stat; }
 export EMTA_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres EMTA_TEST_REDIS_URL=redis://127.0.0.1:6379
 RATE=${RATE:-60}
+# The second pass ran with warnings only (INFO cost the same within the noise).
+export RUST_LOG=${RUST_LOG:-warn}
 for round in 1 2; do
   for build in before after; do
     b=$(busy); t0=$(date +%s.%N)

@@ -8,8 +8,12 @@
   var root = document.querySelector("[data-status-url]");
   if (!root) return;
   var url = root.getAttribute("data-status-url");
-  // Shown with the page: every unit left promised to the admitted (the text differs).
-  var promised = root.getAttribute("data-promised") === "true";
+  // What the page shows: it reloads only when the status says otherwise (another
+  // replica a tick behind says the same again; it is not a reason to reload).
+  function flag(name) { return root.getAttribute("data-" + name) === "true"; }
+  var shown = { admitted: flag("admitted"), closed: flag("closed"), promised: flag("promised") };
+  // Closed is final: nothing more to wait for.
+  if (shown.closed) return;
   var delay = 2000;
   function set(id, v) {
     var el = document.getElementById(id);
@@ -26,7 +30,8 @@
         return r.json();
       })
       .then(function (s) {
-        if (s.admitted || s.closed || !!s.promised !== promised) { window.location.reload(); return; }
+        if (!!s.admitted !== shown.admitted || !!s.closed !== shown.closed ||
+            !!s.promised !== shown.promised) { window.location.reload(); return; }
         set("ticket", s.ticket);
         set("ahead", s.ahead);
         if (s.eta_secs !== null) set("eta", Math.ceil(s.eta_secs / 60));

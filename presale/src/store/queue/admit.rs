@@ -140,7 +140,9 @@ impl Store {
             suspended: q.suspended,
             live,
             unsold: q.units_unsold,
-            over: opened && now >= q.closes_at_ms,
+            // A pause of admissions across the close is not the end: its resume moves
+            // the close on by the pause's length.
+            over: opened && now >= q.closes_at_ms && !q.admissions_paused,
             seed,
         }))
     }

@@ -79,8 +79,9 @@ pub struct QueueState {
     pub live: i64,
     /// Units no accepted application has taken (some may be promised to `live`).
     pub unsold: i64,
-    /// The round's admissions are over: its close (moved on by its suspensions) has
-    /// passed on the database's clock, so nobody new will be admitted.
+    /// The round's admissions are over: its close (moved on by its suspensions and its
+    /// pauses of admissions) has passed on the database's clock, so nobody new will be
+    /// admitted. Never while admissions are paused: the resume moves the close on.
     pub over: bool,
     /// The seed that orders the pre-opening arrivals, once every party revealed it after
     /// the opening froze their list.
@@ -187,7 +188,7 @@ impl Store {
     pub async fn queue_state(&self, license_id: &str) -> Result<Option<QueueState>, StoreError> {
         let Some(r) = sqlx::query(&format!(
             "SELECT q.early, q.late, q.serving, q.opened, l.status, l.accepted, l.units, \
-             l.closes_at, l.paused_ms, \
+             l.closes_at, l.paused_ms, l.admissions_paused_at_ms, \
              {} AS now_ms FROM queue_campaigns q JOIN licenses l ON l.id = q.license_id \
              WHERE q.license_id = $1",
             self.now_ms_sql()
@@ -222,7 +223,10 @@ impl Store {
             suspended: status != crate::domain::LicenseStatus::Active.as_str(),
             live,
             unsold: units - accepted,
-            over: opened && now >= closes_at_ms,
+            over: opened
+                && now >= closes_at_ms
+                && r.try_get::<Option<i64>, _>("admissions_paused_at_ms")?
+                    .is_none(),
             seed,
         }))
     }
