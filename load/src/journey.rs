@@ -714,7 +714,7 @@ impl<'a> Walk<'a> {
                 // failure. Never told anything is a failure.
                 if told_promised {
                     return Ok(Err(Outcome::SoldOut {
-                        at: "wait: every unit left promised",
+                        at: crate::record::PROMISED_AT_END,
                     }));
                 }
                 return Ok(Err(Outcome::Failed {

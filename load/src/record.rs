@@ -20,6 +20,10 @@ pub(crate) fn ms_at(h: &Histogram<u64>, q: f64) -> f64 {
     }
 }
 
+/// Where a citizen still told, at the tool's deadline, that every unit left was promised
+/// to the admitted is counted: sold out (an answer), unless units were left unsold.
+pub const PROMISED_AT_END: &str = "wait: every unit left promised";
+
 /// How a citizen's journey ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {

@@ -365,6 +365,19 @@ pub fn build(meta: Meta, r: Recorded) -> Report {
             apps.duplicates, apps.second_device_mismatch
         ));
     }
+    // Told every unit was promised, and left at that: an answer only if the units were
+    // then sold. Units left while people waited is a failure of the queue to move on.
+    let promised = o
+        .sold_out
+        .get(crate::record::PROMISED_AT_END)
+        .copied()
+        .unwrap_or(0);
+    if let Some(cap) = cap.filter(|c| promised > 0 && accepted < (*c).max(0) as u64) {
+        reasons.push(format!(
+            "{promised} citizens were told every unit was promised when the tool stopped, yet {} of {cap} units were never sold",
+            cap.max(0) as u64 - accepted
+        ));
+    }
     if fairness.after_opening.out_of_order > 0 {
         reasons.push(format!(
             "{} citizens admitted ahead of someone who came before them",
@@ -590,5 +603,63 @@ impl Report {
                 .collect::<String>()
         );
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::{build, Meta};
+    use crate::record::{Campaign, Outcome, Recorder, PROMISED_AT_END};
+
+    fn meta() -> Meta {
+        Meta {
+            scenario: "test".into(),
+            target: serde_json::Value::Null,
+            routed: Default::default(),
+            mix: serde_json::Value::Null,
+            started_at: 0,
+            elapsed_secs: 1.0,
+            interrupted: false,
+            overdue: false,
+            planned: 3,
+            launched: 3,
+            peak_per_sec: 1.0,
+            duration_secs: 1.0,
+            p99_limit_ms: 500.0,
+        }
+    }
+
+    /// Citizens left told "every unit is promised" are an answer only if the units were
+    /// then sold: with units unsold, the queue failed to move on and the run does not hold.
+    #[test]
+    fn promised_at_the_end_with_units_unsold_does_not_hold() {
+        let run = |accepted: usize| {
+            let rec = Recorder::new(Instant::now());
+            rec.campaign(Campaign {
+                id: "c".into(),
+                units: Some(2),
+                opens_at: None,
+                selection: None,
+            });
+            for i in 0..accepted {
+                rec.accepted(i);
+                rec.outcome(Outcome::Applied);
+            }
+            rec.outcome(Outcome::SoldOut {
+                at: PROMISED_AT_END,
+            });
+            build(meta(), rec.finish()).verdict
+        };
+        let unsold = run(1);
+        assert!(!unsold.held, "{:?}", unsold.reasons);
+        assert!(
+            unsold.reasons.iter().any(|r| r.contains("never sold")),
+            "{:?}",
+            unsold.reasons
+        );
+        let sold = run(2);
+        assert!(sold.held, "{:?}", sold.reasons);
     }
 }

@@ -2116,7 +2116,8 @@ async fn two_replicas_never_oversell_over_http() {
                         .await;
                     return done.status;
                 }
-                if page.body.contains("closed") {
+                // The page's message, not its markup (which names its state flags).
+                if page.body.contains("The queue has closed") {
                     return 409;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;

@@ -223,9 +223,9 @@ fn status_of(l: &License, c: &QueueState, place: Place) -> StatusBody {
 fn status_at(rate_per_min: i64, opens_at: i64, c: &QueueState, place: Place) -> StatusBody {
     let ticket = ticket_of(c, place);
     let admitted = ticket.is_some_and(|t| t <= c.serving);
-    // An admitted applicant keeps their time after the close; a suspension across the
-    // close gives time back at the resume, so it closes nothing yet.
-    let closed = c.sold_out || (c.over && !admitted && !c.suspended);
+    // An admitted applicant keeps their time after the close (`over` already waits for
+    // a suspension or a pause begun before the close: its resume moves the close on).
+    let closed = c.sold_out || (c.over && !admitted);
     let promised = !admitted && !closed && c.every_unit_promised();
     let ahead = ticket.map(|t| (t - c.serving - 1).max(0));
     StatusBody {
@@ -293,7 +293,7 @@ async fn wait(
         // With JavaScript the page updates itself (wait.js); without, it refreshes.
         noscript { meta http-equiv="refresh" content=(refresh); }
         div data-status-url=(format!("/{m}/c/{id}/status")) data-admitted=(st.admitted)
-            data-closed=(st.closed) data-promised=(st.promised) {}
+            data-closed=(st.closed) data-promised=(st.promised) data-serving=(st.serving) {}
         script src="/static/wait.js" {}
         h2 { (l.model) }
         @if c.sold_out {
@@ -372,11 +372,14 @@ mod tests {
             !status_at(60, 0, &over, Place::Ticket(1)).closed,
             "the admitted keep their time"
         );
-        // Suspended across the close: the resume gives the time back.
+        // Suspended across the close: the store says not over (its resume gives the time
+        // back), and the page says suspended, not closed.
         let paused = QueueState {
             suspended: true,
+            over: false,
             ..over
         };
-        assert!(!status_at(60, 0, &paused, Place::Ticket(7)).closed);
+        let waiting = status_at(60, 0, &paused, Place::Ticket(7));
+        assert!(waiting.suspended && !waiting.closed && !waiting.promised);
     }
 }

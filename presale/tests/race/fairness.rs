@@ -441,10 +441,17 @@ pub(crate) async fn the_waiting_are_told_when_every_unit_left_is_promised(backen
 /// a pause".
 pub(crate) async fn a_pause_of_admissions_across_the_close_ends_nothing(backend: Backend) {
     let (sa, sb) = two_stores(backend).await;
+    sa.add_staff(
+        "issuer.a",
+        PASSWORD,
+        Role::Issuer,
+        "test",
+        service_kit::clock::now(),
+    )
+    .await
+    .expect("staff");
+    // After the password's hashing: the close is REGISTRATION_SECS from here.
     let now = service_kit::clock::now();
-    sa.add_staff("issuer.a", PASSWORD, Role::Issuer, "test", now)
-        .await
-        .expect("staff");
     let (qa, _) = queues(&sa, &sb);
     let mut l = queue_license(-10, 60_000, 1, 60);
     l.closes_at = now + REGISTRATION_SECS;

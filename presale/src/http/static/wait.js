@@ -12,6 +12,9 @@
   // replica a tick behind says the same again; it is not a reason to reload).
   function flag(name) { return root.getAttribute("data-" + name) === "true"; }
   var shown = { admitted: flag("admitted"), closed: flag("closed"), promised: flag("promised") };
+  // A replica whose counters are behind the page's (its ticks failing, or just started)
+  // is not believed over it: the queue never moves back.
+  var serving = parseInt(root.getAttribute("data-serving") || "0", 10);
   // Closed is final: nothing more to wait for.
   if (shown.closed) return;
   var delay = 2000;
@@ -30,6 +33,8 @@
         return r.json();
       })
       .then(function (s) {
+        if (typeof s.serving === "number" && s.serving < serving) return;
+        serving = Math.max(serving, s.serving || 0);
         if (!!s.admitted !== shown.admitted || !!s.closed !== shown.closed ||
             !!s.promised !== shown.promised) { window.location.reload(); return; }
         set("ticket", s.ticket);

@@ -140,9 +140,13 @@ impl Store {
             suspended: q.suspended,
             live,
             unsold: q.units_unsold,
-            // A pause of admissions across the close is not the end: its resume moves
-            // the close on by the pause's length.
-            over: opened && now >= q.closes_at_ms && !q.admissions_paused,
+            over: super::round_over(
+                opened,
+                now,
+                q.closes_at_ms,
+                q.paused_since,
+                q.suspended_since,
+            ),
             seed,
         }))
     }

@@ -22,6 +22,10 @@ pub(super) struct Locked {
     pub(super) suspended: bool,
     /// Admissions paused by the ministry (the license still active).
     pub(super) admissions_paused: bool,
+    /// Since when admissions are paused, and since when the license is suspended (each
+    /// resume moves the close on by its length).
+    pub(super) paused_since: Option<i64>,
+    pub(super) suspended_since: Option<i64>,
     pub(super) sold_out: bool,
     /// Units neither taken by an accepted application nor promised to a live
     /// admission, read in one snapshot (ticks only).
@@ -219,7 +223,7 @@ impl Store {
                  RETURNING q.opens_at_ms, q.early, q.late, q.opened, q.serving, q.clock_ms, \
                  q.carry_milli, l.status, l.accepted, l.units, l.admission_per_min, \
                  l.max_active, l.apply_window_secs, l.closes_at, l.paused_ms, \
-                 l.admissions_paused_at_ms, {} AS now_ms",
+                 l.admissions_paused_at_ms, l.suspended_at_ms, {} AS now_ms",
                 self.now_ms_sql()
             )
         } else {
@@ -246,6 +250,7 @@ impl Store {
                 sqlx::query(&format!(
                     "SELECT status, accepted, units, admission_per_min, max_active, \
                      apply_window_secs, closes_at, paused_ms, admissions_paused_at_ms, \
+                     suspended_at_ms, \
                      (SELECT COUNT(*) FROM queue_admissions a WHERE a.license_id = $1 \
                       AND a.released = 0 AND a.deadline_ms > {}) AS live \
                      FROM licenses WHERE id = $1",
@@ -273,6 +278,8 @@ impl Store {
             admissions_paused: l
                 .try_get::<Option<i64>, _>("admissions_paused_at_ms")?
                 .is_some(),
+            paused_since: l.try_get("admissions_paused_at_ms")?,
+            suspended_since: l.try_get("suspended_at_ms")?,
             sold_out: accepted >= units,
             units_unsold: units - accepted,
             // For a join (no tick) the units left are not used.

@@ -88,6 +88,22 @@ pub struct QueueState {
     pub seed: Option<String>,
 }
 
+/// Whether a round's admissions are over at `now_ms`: its close (`close_ms`, moved on by
+/// the pauses and suspensions resumed so far) has passed, and no pause of admissions or
+/// suspension now in progress began before it (its resume moves the close on by its
+/// length, past `now_ms`). One begun after the close moves it to before its resume: over
+/// all the same.
+pub(crate) fn round_over(
+    opened: bool,
+    now_ms: i64,
+    close_ms: i64,
+    paused_since: Option<i64>,
+    suspended_since: Option<i64>,
+) -> bool {
+    let reopens = |since: Option<i64>| since.is_some_and(|at| at < close_ms);
+    opened && now_ms >= close_ms && !reopens(paused_since) && !reopens(suspended_since)
+}
+
 impl QueueState {
     /// Every unit left is promised to an admitted applicant still within their time: the
     /// rest of the line is admitted only if one of those promises lapses.
@@ -188,7 +204,7 @@ impl Store {
     pub async fn queue_state(&self, license_id: &str) -> Result<Option<QueueState>, StoreError> {
         let Some(r) = sqlx::query(&format!(
             "SELECT q.early, q.late, q.serving, q.opened, l.status, l.accepted, l.units, \
-             l.closes_at, l.paused_ms, l.admissions_paused_at_ms, \
+             l.closes_at, l.paused_ms, l.admissions_paused_at_ms, l.suspended_at_ms, \
              {} AS now_ms FROM queue_campaigns q JOIN licenses l ON l.id = q.license_id \
              WHERE q.license_id = $1",
             self.now_ms_sql()
@@ -223,10 +239,13 @@ impl Store {
             suspended: status != crate::domain::LicenseStatus::Active.as_str(),
             live,
             unsold: units - accepted,
-            over: opened
-                && now >= closes_at_ms
-                && r.try_get::<Option<i64>, _>("admissions_paused_at_ms")?
-                    .is_none(),
+            over: round_over(
+                opened,
+                now,
+                closes_at_ms,
+                r.try_get("admissions_paused_at_ms")?,
+                r.try_get("suspended_at_ms")?,
+            ),
             seed,
         }))
     }
@@ -243,6 +262,38 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    /// A pause or a suspension begun before the close moves it on at its resume: not over
+    /// while it lasts. One begun after the close moves it to before its resume: over. (The
+    /// first version called the round over during any pause that spanned the close, then
+    /// ignored one begun after it: the line was told "closed", then shown an estimate.)
+    #[test]
+    fn the_round_is_over_only_when_no_resume_can_move_the_close_on() {
+        use super::round_over;
+        let close = 10_000;
+        assert!(!round_over(true, 9_999, close, None, None));
+        assert!(round_over(true, 10_000, close, None, None));
+        assert!(
+            !round_over(false, 10_000, close, None, None),
+            "never opened"
+        );
+        assert!(
+            !round_over(true, 12_000, close, Some(9_000), None),
+            "paused before"
+        );
+        assert!(
+            !round_over(true, 12_000, close, None, Some(9_000)),
+            "suspended before"
+        );
+        assert!(
+            round_over(true, 12_000, close, Some(11_000), None),
+            "paused after"
+        );
+        assert!(
+            round_over(true, 12_000, close, None, Some(10_000)),
+            "suspended at it"
+        );
+    }
+
     #[test]
     fn values_numbers_placeholders_row_by_row() {
         assert_eq!(super::super::values(2, 2, 3), "($3, $4), ($5, $6)");
