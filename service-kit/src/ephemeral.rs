@@ -140,6 +140,53 @@ impl Ephemeral {
         }
     }
 
+    /// The values of `keys`, in order: one MGET on a single server; on a Cluster, whose
+    /// keys each have a slot of their own, one GET a key.
+    pub async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<String>>, EphemeralError> {
+        match self {
+            Self::Redis(r) if !r.pool.is_cluster() && keys.len() > 1 => {
+                let mut c = r.pool.get().await?;
+                let mut cmd = redis::cmd("MGET");
+                for key in keys {
+                    cmd.arg(r.key(key));
+                }
+                let values: Vec<Option<String>> = cmd.query_async(&mut c).await?;
+                if values.len() != keys.len() {
+                    return Err(EphemeralError::Setup("an MGET's answers miscounted".into()));
+                }
+                Ok(values)
+            }
+            _ => {
+                let mut out = Vec::with_capacity(keys.len());
+                for key in keys {
+                    out.push(self.get(key).await?);
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Deletes `keys`: one DEL on a single server, one a key on a Cluster.
+    pub async fn delete_many(&self, keys: &[&str]) -> Result<(), EphemeralError> {
+        match self {
+            Self::Redis(r) if !r.pool.is_cluster() && keys.len() > 1 => {
+                let mut c = r.pool.get().await?;
+                let mut cmd = redis::cmd("DEL");
+                for key in keys {
+                    cmd.arg(r.key(key));
+                }
+                cmd.query_async::<()>(&mut c).await?;
+                Ok(())
+            }
+            _ => {
+                for key in keys {
+                    self.delete(key).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     pub async fn delete(&self, key: &str) -> Result<(), EphemeralError> {
         match self {
             Self::Memory(m) => {
@@ -205,6 +252,84 @@ impl Ephemeral {
         }
     }
 
+    /// Counts one hit on each of `hits` (key, window, max) as [`Self::hit_over`] does,
+    /// the counts in the same order. On a single Redis server it is one round trip for
+    /// them all (a pipeline of INCR and `PEXPIRE … NX` each), and a second only when one
+    /// is over its `max` (the time its window has left); a Cluster keeps each key in a
+    /// slot of its own, so there they are counted concurrently, one round trip each.
+    /// A step's counters are its own round trip no more (issue 33).
+    pub async fn hit_many(
+        &self,
+        hits: &[(&str, Duration, i64)],
+    ) -> Result<Vec<Hit>, EphemeralError> {
+        match self {
+            Self::Memory(m) => hits.iter().map(|(k, w, _)| m.hit(k, *w)).collect(),
+            Self::Redis(_) if hits.len() < 2 => {
+                let mut out = Vec::with_capacity(1);
+                for (key, window, max) in hits {
+                    out.push(self.hit_over(key, *window, *max).await?);
+                }
+                Ok(out)
+            }
+            Self::Redis(r) if r.pool.is_cluster() => {
+                let mut set = tokio::task::JoinSet::new();
+                for (i, (key, window, max)) in hits.iter().enumerate() {
+                    let (store, key, window, max) = (self.clone(), key.to_string(), *window, *max);
+                    set.spawn(async move { (i, store.hit_over(&key, window, max).await) });
+                }
+                let mut out: Vec<Option<Hit>> = vec![None; hits.len()];
+                while let Some(done) = set.join_next().await {
+                    let (i, hit) = done.map_err(|e| EphemeralError::Setup(e.to_string()))?;
+                    out[i] = Some(hit?);
+                }
+                out.into_iter()
+                    .map(|h| h.ok_or_else(|| EphemeralError::Setup("a hit not counted".into())))
+                    .collect()
+            }
+            Self::Redis(r) => {
+                let mut c = r.pool.get().await?;
+                let keys: Vec<String> = hits.iter().map(|(k, _, _)| r.key(k)).collect();
+                let mut pipe = redis::pipe();
+                for (k, (_, window, _)) in keys.iter().zip(hits) {
+                    pipe.cmd("INCR")
+                        .arg(k)
+                        .cmd("PEXPIRE")
+                        .arg(k)
+                        .arg(ttl_ms(*window))
+                        .arg("NX")
+                        .ignore();
+                }
+                let counts: Vec<i64> = pipe.query_async(&mut c).await?;
+                if counts.len() != hits.len() {
+                    return Err(EphemeralError::Setup(
+                        "a pipeline's answers miscounted".into(),
+                    ));
+                }
+                let over: Vec<usize> = (0..hits.len()).filter(|&i| counts[i] > hits[i].2).collect();
+                let mut left = vec![None; hits.len()];
+                if !over.is_empty() {
+                    let mut pipe = redis::pipe();
+                    for &i in &over {
+                        pipe.cmd("PTTL").arg(&keys[i]);
+                    }
+                    let pttls: Vec<i64> = pipe.query_async(&mut c).await?;
+                    for (&i, pttl) in over.iter().zip(pttls) {
+                        left[i] = (pttl > 0).then(|| Duration::from_millis(pttl as u64));
+                    }
+                }
+                Ok(counts
+                    .into_iter()
+                    .zip(hits)
+                    .zip(left)
+                    .map(|((count, (_, window, _)), left)| Hit {
+                        count,
+                        reset_in: left.unwrap_or(*window),
+                    })
+                    .collect())
+            }
+        }
+    }
+
     /// Takes back one hit of a live counter (a try that the service, not the caller,
     /// failed: an upstream outage must not spend a citizen's tries). Never below zero; an
     /// expired or missing counter stays missing.
@@ -220,6 +345,32 @@ impl Ephemeral {
                     .key(r.key(key))
                     .invoke_async::<()>(&mut c)
                     .await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Takes back one hit of each of `keys` as [`Self::unhit`] does: one round trip on a
+    /// single server, one a key on a Cluster.
+    pub async fn unhit_many(&self, keys: &[&str]) -> Result<(), EphemeralError> {
+        match self {
+            Self::Redis(r) if !r.pool.is_cluster() && keys.len() > 1 => {
+                let mut c = r.pool.get().await?;
+                let mut pipe = redis::pipe();
+                for key in keys {
+                    pipe.cmd("EVAL")
+                        .arg(UNHIT_SOURCE)
+                        .arg(1)
+                        .arg(r.key(key))
+                        .ignore();
+                }
+                pipe.query_async::<()>(&mut c).await?;
+                Ok(())
+            }
+            _ => {
+                for key in keys {
+                    self.unhit(key).await?;
+                }
                 Ok(())
             }
         }
@@ -342,13 +493,13 @@ static PRESENCE_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock
     )
 });
 
-static UNHIT_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
-    redis::Script::new(
-        r"local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+/// Takes back one hit: never below zero, and a missing counter stays missing.
+const UNHIT_SOURCE: &str = r"local n = tonumber(redis.call('GET', KEYS[1]) or '0')
           if n > 0 then redis.call('DECR', KEYS[1]) end
-          return 0",
-    )
-});
+          return 0";
+
+static UNHIT_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(UNHIT_SOURCE));
 
 fn ttl_ms(ttl: Duration) -> u64 {
     (ttl.as_millis() as u64).max(1)

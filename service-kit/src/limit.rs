@@ -50,6 +50,44 @@ impl Limiter {
         Ok(())
     }
 
+    /// Counts one hit on each of `limits` (key, max, window) as [`Self::hit_key`] would,
+    /// one after another, stopping at the first refusal; but in one round trip
+    /// ([`Ephemeral::hit_many`]). The hits counted past a refusal are given back, so a
+    /// refusal spends what the one-by-one count would have and no more (a citizen refused
+    /// for a shared address does not also spend their phone's budget). `Err((i, e))`: the
+    /// first `i` were counted and stay counted; for a refusal, so does the `i`-th (a
+    /// refused hit counts, as with [`Self::hit_key`]). A store error counts none as kept.
+    pub async fn hit_keys(
+        &self,
+        limits: &[(&str, i64, Duration)],
+    ) -> Result<(), (usize, LimitError)> {
+        let asked: Vec<(&str, Duration, i64)> =
+            limits.iter().map(|(k, max, w)| (*k, *w, *max)).collect();
+        let hits = self
+            .store
+            .hit_many(&asked)
+            .await
+            .map_err(|e| (0, LimitError::Store(e)))?;
+        let Some(first) = hits.iter().zip(limits).position(|(h, l)| h.count > l.1) else {
+            return Ok(());
+        };
+        let after: Vec<&str> = limits[first + 1..].iter().map(|l| l.0).collect();
+        if !after.is_empty() {
+            if let Err(e) = self.store.unhit_many(&after).await {
+                // The refusal stands; the store's failure is what the caller sees next.
+                tracing::warn!(error = %e, "hits past a refusal not given back");
+            }
+        }
+        Err((
+            first,
+            LimitError::Limited {
+                retry_after: (hits[first].reset_in.as_millis() as u64)
+                    .div_ceil(1000)
+                    .max(1),
+            },
+        ))
+    }
+
     /// Takes back one hit on `key` (see [`Ephemeral::unhit`]).
     pub async fn unhit_key(&self, key: &str) -> Result<(), LimitError> {
         Ok(self.store.unhit(key).await?)

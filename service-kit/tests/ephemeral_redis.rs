@@ -73,3 +73,96 @@ async fn a_counter_without_an_expiry_gets_its_window_back_at_its_next_hit() {
         .await
         .expect("a new window after the old one");
 }
+
+fn reads(server: &RedisServer) -> u64 {
+    server
+        .cli(&["INFO", "stats"])
+        .lines()
+        .find_map(|l| l.strip_prefix("total_reads_processed:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("total_reads_processed")
+}
+
+/// A step's counters are one round trip (issue 33): four subjects counted with one read
+/// of the server's, where one by one they were four.
+#[tokio::test]
+async fn a_steps_counters_are_one_round_trip() {
+    let server = RedisServer::start().expect("redis-server");
+    let store = Ephemeral::redis(&server.url(), "t").expect("store");
+    let limits = Limiter::new(store, Keyring::new(b"k", &[]));
+    let window = Duration::from_secs(60);
+    // The pool's connection made (and its version read) before counting.
+    limits.hit_key("warm", 10, window).await.expect("warm");
+    let keys = ["a", "b", "c", "d"];
+    let asked: Vec<(&str, i64, Duration)> = keys.iter().map(|k| (*k, 10, window)).collect();
+    // What reading the count costs by itself (redis-cli's own requests).
+    let reading = {
+        let a = reads(&server);
+        reads(&server) - a
+    };
+    let before = reads(&server);
+    limits.hit_keys(&asked).await.expect("under every limit");
+    assert_eq!(
+        reads(&server) - before - reading,
+        1,
+        "one round trip for four counters"
+    );
+    // One by one, as the steps counted before, it was one a counter.
+    let before = reads(&server);
+    for k in ["e", "f", "g", "h"] {
+        limits.hit_key(k, 10, window).await.expect("under the limit");
+    }
+    assert_eq!(reads(&server) - before - reading, 4);
+    for k in keys {
+        assert_eq!(
+            server.cli(&["GET", &format!("t:{{{k}}}")]).trim(),
+            "1",
+            "{k} counted once"
+        );
+        let ttl: i64 = server
+            .cli(&["PTTL", &format!("t:{{{k}}}")])
+            .trim()
+            .parse()
+            .expect("pttl");
+        assert!(ttl > 0, "{k} has its window");
+    }
+}
+
+/// Counted together, refused as one by one: the counters after the first refusal are
+/// given back, those before it (and the refused one) stay counted, and the refusal's
+/// Retry-After is its own window's.
+#[tokio::test]
+async fn counted_together_refused_as_one_by_one() {
+    let server = RedisServer::start().expect("redis-server");
+    let stores = [
+        Ephemeral::memory(),
+        Ephemeral::redis(&server.url(), "t").expect("store"),
+    ];
+    for store in stores {
+        let limits = Limiter::new(store.clone(), Keyring::new(b"k", &[]));
+        limits
+            .hit_key("full", 1, Duration::from_secs(30))
+            .await
+            .expect("the first");
+        let asked = [
+            ("before", 5, Duration::from_secs(60)),
+            ("full", 1, Duration::from_secs(30)),
+            ("after", 5, Duration::from_secs(60)),
+            ("after-too", 5, Duration::from_secs(60)),
+        ];
+        match limits.hit_keys(&asked).await {
+            Err((1, LimitError::Limited { retry_after })) => {
+                assert!((29..=30).contains(&retry_after), "{retry_after}")
+            }
+            other => panic!("refused at the second: {other:?}"),
+        }
+        assert_eq!(store.count("before").await.expect("count"), 1);
+        assert_eq!(store.count("full").await.expect("count"), 2);
+        assert_eq!(store.count("after").await.expect("count"), 0, "given back");
+        assert_eq!(
+            store.count("after-too").await.expect("count"),
+            0,
+            "given back"
+        );
+    }
+}

@@ -5,6 +5,8 @@
 //! (an open redirector is how codes get stolen). After that, errors go back to the client
 //! with `state` and the RFC 9207 `iss` parameter.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use url::Url;
 
@@ -149,19 +151,22 @@ pub async fn push(
     // cap (its login is counted when the phone step stores it, as any other), so a flood
     // of visits to one storefront costs that manufacturer's pushes alone and moves neither
     // the live-login cap nor the proof of work's difficulty.
+    // Both in one round trip, counted as one by one.
     core.limiter
-        .budget(
-            crate::flow::limits::Subject::ClientPush(client_id),
-            core.settings.pushes_per_client_rps,
-        )
-        .await?;
-    core.limiter
-        .capacity(
-            crate::flow::limits::Subject::LivePushes,
-            core.settings.max_live_pushes,
-            core.secs(PAR_TTL),
-        )
-        .await?;
+        .hit_all(&[
+            (
+                crate::flow::limits::Subject::ClientPush(client_id),
+                core.settings.pushes_per_client_rps,
+                Duration::from_secs(1),
+            ),
+            (
+                crate::flow::limits::Subject::LivePushes,
+                core.settings.max_live_pushes,
+                core.secs(PAR_TTL),
+            ),
+        ])
+        .await
+        .map_err(|(_, e)| e)?;
     let reference = crate::crypto::random_token(24);
     let json = serde_json::to_string(&req).map_err(|e| Error::Internal(e.to_string()))?;
     core.eph

@@ -48,6 +48,20 @@ pub enum Subject<'a> {
 }
 
 impl Subject<'_> {
+    /// A deployment's budget or capacity (refused with 503 and Retry-After: the service is
+    /// busy or full), not a subject's own limit (429).
+    fn busy(&self) -> bool {
+        matches!(
+            self,
+            Self::RegistryBudget
+                | Self::SmsBudget
+                | Self::LiveLogins
+                | Self::LivePushes
+                | Self::ClientPush(_)
+                | Self::ClientLoginStart(_)
+        )
+    }
+
     fn key(&self, limiter: &service_kit::limit::Limiter) -> String {
         let (kind, value) = match self {
             Self::PhoneSms(v) => ("sms-phone", v),
@@ -88,6 +102,37 @@ impl Limiter {
     pub async fn hit(&self, subject: Subject<'_>, max: i64, window: Duration) -> Result<()> {
         let r = self.0.hit_key(&subject.key(&self.0), max, window).await;
         self.answer(subject, r)
+    }
+
+    /// Counts one hit on each of `limits` (subject, max, window), in order and refused as
+    /// [`Self::hit`] one by one would be (a budget or capacity with 503, as
+    /// [`Self::budget`] and [`Self::capacity`]), in one round trip
+    /// ([`service_kit::limit::Limiter::hit_keys`]). `Err((i, e))`: the first `i` were
+    /// counted and stay counted; those after a refusal are given back.
+    pub async fn hit_all(
+        &self,
+        limits: &[(Subject<'_>, i64, Duration)],
+    ) -> std::result::Result<(), (usize, Error)> {
+        if limits.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = limits.iter().map(|(s, _, _)| s.key(&self.0)).collect();
+        let asked: Vec<(&str, i64, Duration)> = keys
+            .iter()
+            .zip(limits)
+            .map(|(k, (_, max, window))| (k.as_str(), *max, *window))
+            .collect();
+        self.0.hit_keys(&asked).await.map_err(|(i, e)| {
+            let subject = limits[i.min(limits.len() - 1)].0;
+            let e = match self.answer(subject, Err(e)) {
+                Err(Error::RateLimited { retry_after }) if subject.busy() => {
+                    Error::Busy { retry_after }
+                }
+                Err(e) => e,
+                Ok(()) => Error::Internal("a refusal without its error".into()),
+            };
+            (i, e)
+        })
     }
 
     /// Reads a subject's count in its current window and the time that window has left.

@@ -107,9 +107,15 @@ impl Core {
         let old = self.sid(&jar);
         let new = service_kit::keys::random_token(24);
         if !old.is_empty() {
-            for m in self.rp.storefront_ids() {
-                let old_key = key(&old, m);
-                let Some(raw) = self.sessions.get(&old_key).await? else {
+            // Every storefront's sign-in under the old id read in one round trip, and
+            // those found removed in one, after they are carried over.
+            let fronts: Vec<&str> = self.rp.storefront_ids().collect();
+            let old_keys: Vec<String> = fronts.iter().map(|m| key(&old, m)).collect();
+            let keys: Vec<&str> = old_keys.iter().map(String::as_str).collect();
+            let found = self.sessions.get_many(&keys).await?;
+            let mut gone = Vec::new();
+            for ((m, old_key), raw) in fronts.iter().zip(&old_keys).zip(found) {
+                let Some(raw) = raw else {
                     continue;
                 };
                 if let Some(c) = serde_json::from_str::<Citizen>(&raw)
@@ -121,8 +127,9 @@ impl Core {
                         self.link_idp_session(m, idp_sid, &new).await?;
                     }
                 }
-                self.sessions.delete(&old_key).await?;
+                gone.push(old_key.as_str());
             }
+            self.sessions.delete_many(&gone).await?;
         }
         Ok((jar.add(self.session_cookie_of(new.clone())), new))
     }

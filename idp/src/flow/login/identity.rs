@@ -149,12 +149,11 @@ impl Login<'_> {
             return Err(Error::LoginOver(msg::IDENTITY_VOID));
         }
         let pair = pair(mobile, nid);
-        for (subject, max) in self.identity_budgets(mobile, &pair, ip) {
-            self.limiter
-                .hit(subject, max, Duration::from_secs(3600))
-                .await?;
-        }
-        Ok(())
+        let hour = Duration::from_secs(3600);
+        let budgets = self
+            .identity_budgets(mobile, &pair, ip)
+            .map(|(subject, max)| (subject, max, hour));
+        self.limiter.hit_all(&budgets).await.map_err(|(_, e)| e)
     }
 
     /// The hourly budgets an identity try counts against: per address, per verified phone

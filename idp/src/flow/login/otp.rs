@@ -56,18 +56,21 @@ impl Login<'_> {
         if !tx.known_device {
             budgets.push((mobile.as_str(), self.settings.otp_tries_per_phone * 3));
         }
-        for (subject, max) in budgets {
-            self.limiter
-                .hit(Subject::PhoneOtp(subject), max, Duration::from_secs(3600))
-                .await
-                .map_err(|e| match e {
-                    Error::RateLimited { retry_after } => Error::TooSoon {
-                        text: msg::OTP_TRIES,
-                        retry_after,
-                    },
-                    other => other,
-                })?;
-        }
+        let hour = Duration::from_secs(3600);
+        let budgets: Vec<_> = budgets
+            .into_iter()
+            .map(|(subject, max)| (Subject::PhoneOtp(subject), max, hour))
+            .collect();
+        self.limiter
+            .hit_all(&budgets)
+            .await
+            .map_err(|(_, e)| match e {
+                Error::RateLimited { retry_after } => Error::TooSoon {
+                    text: msg::OTP_TRIES,
+                    retry_after,
+                },
+                other => other,
+            })?;
         let expected = tx.otp_hash.clone().unwrap_or_default();
         let right = self
             .keyring

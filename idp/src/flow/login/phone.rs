@@ -98,25 +98,32 @@ impl Login<'_> {
         {
             return Err(Error::bad_request(msg::POW_FAILED));
         }
+        // The address's limits and, paid for, the count of a login to store (a pending
+        // one is stored by `send_code`) within its client's share and the deployment's
+        // cap: one round trip, counted as one by one (`hit_all`). A code that cannot be
+        // sent (limits, the SMS budget, the gateway) stores nothing and gives the login's
+        // count back: the citizen retries from the same page.
         let wider = service_kit::net::wider_ranges(from.ip);
-        for (subject, max) in self.address_limits(
-            Subject::IpLogin,
-            from.ip,
-            &wider,
-            self.settings.sms_per_ip * 3,
-        ) {
-            self.limiter
-                .hit(subject, max, Duration::from_secs(3600))
-                .await?;
-        }
-        // Paid for: from here the store holds this login (a pending one is stored by
-        // `send_code`), within the deployment's cap. A code that cannot be sent (limits,
-        // the SMS budget, the gateway) stores nothing and gives the count back: the
-        // citizen retries from the same page.
         let counted = !tx.persisted;
         let ahead = self.is_known_device(&mobile, tx, from);
+        {
+            let hour = Duration::from_secs(3600);
+            let mut limits: Vec<_> = self
+                .address_limits(
+                    Subject::IpLogin,
+                    from.ip,
+                    &wider,
+                    self.settings.sms_per_ip * 3,
+                )
+                .into_iter()
+                .map(|(subject, max)| (subject, max, hour))
+                .collect();
+            if counted {
+                limits.extend(self.live_login_limits(tx.request.as_ref(), ahead));
+            }
+            self.limiter.hit_all(&limits).await.map_err(|(_, e)| e)?;
+        }
         if counted {
-            self.count_live_login(tx.request.as_ref(), ahead).await?;
             tx.persisted = true;
         }
         tx.mobile = Some(mobile.clone());
@@ -258,15 +265,24 @@ impl Login<'_> {
         {
             limits.push((subject, max, 3600));
         }
-        for (subject, max, secs) in limits {
-            self.limiter
-                .hit(subject, max, Duration::from_secs(secs))
-                .await?;
-            taken.push(subject);
-        }
-        self.limiter
-            .budget(Subject::SmsBudget, self.settings.sms_rps)
-            .await?;
+        // And the deployment's SMS rate, last: all in one round trip, counted as one by
+        // one; what a refusal leaves counted before it is given back by the caller.
+        let mut asked: Vec<(Subject<'s>, i64, Duration)> = limits
+            .into_iter()
+            .map(|(subject, max, secs)| (subject, max, Duration::from_secs(secs)))
+            .collect();
+        asked.push((
+            Subject::SmsBudget,
+            self.settings.sms_rps,
+            Duration::from_secs(1),
+        ));
+        let counted = self.limiter.hit_all(&asked).await;
+        let kept = match &counted {
+            Ok(()) => asked.len() - 1,
+            Err((i, _)) => (*i).min(asked.len() - 1),
+        };
+        taken.extend(asked[..kept].iter().map(|(subject, _, _)| *subject));
+        counted.map_err(|(_, e)| e)?;
         let code = random_otp();
         let text = format!(
             "امتا: کد تأیید شما {code}\nemta code: {code}\nاین کد را به هیچ‌کس ندهید / never share it"

@@ -19,13 +19,25 @@ impl Login<'_> {
         ip: &str,
         now: i64,
     ) -> Result<LoginTx> {
-        self.start_limits(ip).await?;
         // A live session's holder is admitted ahead of the client's share, which
-        // strangers can spend; the session's own limit bounds what it opens.
+        // strangers can spend; the session's own limit bounds what it opens. One round
+        // trip with the address's limits, counted as one by one.
+        let wider = service_kit::net::wider_ranges(ip);
+        let mut limits = self.start_limit_list(ip, &wider);
         match sid.as_deref() {
-            Some(sid) => self.session_use(sid).await?,
-            None => self.client_share(request.as_ref()).await?,
+            Some(sid) => limits.push((
+                Subject::SessionLogins(sid),
+                SESSION_LOGINS,
+                self.secs(self.settings.login_secs),
+            )),
+            None => limits.push((
+                Subject::ClientLoginStart(request.as_ref().map_or("", |r| r.client_id.as_str())),
+                self.settings.logins_per_client_rps,
+                Duration::from_secs(1),
+            )),
         }
+        self.limiter.hit_all(&limits).await.map_err(|(_, e)| e)?;
+        drop(limits);
         let tx = LoginTx {
             id: random_token(18),
             browser: browser.to_owned(),
@@ -130,20 +142,7 @@ impl Login<'_> {
         Ok(tx)
     }
 
-    /// One more stored login of its client's (`logins_per_client_rps`, so that a flood
-    /// through one manufacturer, paid for in proofs of work, takes only that share; the
-    /// account page's sign-ins have one budget of their own); 503 with Retry-After past it.
-    pub(super) async fn client_share(&self, request: Option<&AuthRequest>) -> Result<()> {
-        let client = request.map_or("", |r| r.client_id.as_str());
-        self.limiter
-            .budget(
-                Subject::ClientLoginStart(client),
-                self.settings.logins_per_client_rps,
-            )
-            .await
-    }
-
-    /// Gives back what [`Self::count_live_login`] took, for a login that was not stored
+    /// Gives back what [`Self::live_login_limits`] counted, for a login that was not stored
     /// after all (its code could not be sent).
     pub(super) async fn uncount_live_login(
         &self,
@@ -159,43 +158,60 @@ impl Login<'_> {
         self.limiter.refund(Subject::LiveLogins).await
     }
 
-    /// One more paid-for login to store: its client's share ([`Self::client_share`]),
+    /// One more paid-for login to store: its client's share (`logins_per_client_rps`, so
+    /// that a flood through one manufacturer, paid for in proofs of work, takes only that
+    /// share; the account page's sign-ins have one budget of their own),
     /// unless `ahead` (the phone's owner, on a browser where its code was entered before:
     /// admitted ahead of a share that strangers can spend), and the deployment's cap
     /// (`max_live_logins` per login lifetime); past either, 503 with Retry-After, before
-    /// the store fills.
-    pub(super) async fn count_live_login(
+    /// the store fills. The limits only: the phone step counts them with its address's
+    /// in one round trip.
+    pub(super) fn live_login_limits<'r>(
         &self,
-        request: Option<&AuthRequest>,
+        request: Option<&'r AuthRequest>,
         ahead: bool,
-    ) -> Result<()> {
+    ) -> Vec<(Subject<'r>, i64, Duration)> {
+        let mut limits = Vec::with_capacity(2);
         if !ahead {
-            self.client_share(request).await?;
+            let client = request.map_or("", |r| r.client_id.as_str());
+            limits.push((
+                Subject::ClientLoginStart(client),
+                self.settings.logins_per_client_rps,
+                Duration::from_secs(1),
+            ));
         }
-        self.limiter
-            .capacity(
-                Subject::LiveLogins,
-                self.settings.max_live_logins,
-                self.secs(self.settings.login_secs),
-            )
-            .await
+        limits.push((
+            Subject::LiveLogins,
+            self.settings.max_live_logins,
+            self.secs(self.settings.login_secs),
+        ));
+        limits
     }
 
     /// The limit on opening a login, stored or not: an address may open only
     /// `logins_per_ip` a minute (and its ranges their share, see [`Self::address_limits`]).
     pub(super) async fn start_limits(&self, ip: &str) -> Result<()> {
         let wider = service_kit::net::wider_ranges(ip);
-        for (subject, max) in self.address_limits(
+        let limits = self.start_limit_list(ip, &wider);
+        self.limiter.hit_all(&limits).await.map_err(|(_, e)| e)
+    }
+
+    /// The limits of [`Self::start_limits`], to count with others in one round trip.
+    fn start_limit_list<'a>(
+        &self,
+        ip: &'a str,
+        wider: &'a [(String, i64)],
+    ) -> Vec<(Subject<'a>, i64, Duration)> {
+        let minute = Duration::from_secs(60);
+        self.address_limits(
             Subject::IpLoginStart,
             ip,
-            &wider,
+            wider,
             self.settings.logins_per_ip,
-        ) {
-            self.limiter
-                .hit(subject, max, Duration::from_secs(60))
-                .await?;
-        }
-        Ok(())
+        )
+        .into_iter()
+        .map(|(subject, max)| (subject, max, minute))
+        .collect()
     }
 
     /// A per-address budget as a real network sees it: the address (an IPv4 address or an
