@@ -57,10 +57,11 @@ impl Limiter {
     /// for a shared address does not also spend their phone's budget). `Err((i, e))`: the
     /// first `i` were counted and stay counted; for a refusal, so does the `i`-th (a
     /// refused hit counts, as with [`Self::hit_key`]). A store error counts none as kept.
+    /// `Ok`: each key's count with this hit.
     pub async fn hit_keys(
         &self,
         limits: &[(&str, i64, Duration)],
-    ) -> Result<(), (usize, LimitError)> {
+    ) -> Result<Vec<i64>, (usize, LimitError)> {
         let asked: Vec<(&str, Duration, i64)> =
             limits.iter().map(|(k, max, w)| (*k, *w, *max)).collect();
         let hits = self
@@ -69,7 +70,7 @@ impl Limiter {
             .await
             .map_err(|e| (0, LimitError::Store(e)))?;
         let Some(first) = hits.iter().zip(limits).position(|(h, l)| h.count > l.1) else {
-            return Ok(());
+            return Ok(hits.iter().map(|h| h.count).collect());
         };
         let after: Vec<&str> = limits[first + 1..].iter().map(|l| l.0).collect();
         if !after.is_empty() {

@@ -101,7 +101,8 @@ async fn a_steps_counters_are_one_round_trip() {
         reads(&server) - a
     };
     let before = reads(&server);
-    limits.hit_keys(&asked).await.expect("under every limit");
+    let counts = limits.hit_keys(&asked).await.expect("under every limit");
+    assert_eq!(counts, [1, 1, 1, 1]);
     assert_eq!(
         reads(&server) - before - reading,
         1,
@@ -110,7 +111,10 @@ async fn a_steps_counters_are_one_round_trip() {
     // One by one, as the steps counted before, it was one a counter.
     let before = reads(&server);
     for k in ["e", "f", "g", "h"] {
-        limits.hit_key(k, 10, window).await.expect("under the limit");
+        limits
+            .hit_key(k, 10, window)
+            .await
+            .expect("under the limit");
     }
     assert_eq!(reads(&server) - before - reading, 4);
     for k in keys {

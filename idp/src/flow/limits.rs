@@ -45,6 +45,8 @@ pub enum Subject<'a> {
     LivePushes,
     /// Consent-only logins and codes at authorize of one SSO session (by its sid).
     SessionLogins(&'a str),
+    /// One login's tries of one step: the store's own key (`tries:…`), for its lifetime.
+    LoginTries(&'a str),
 }
 
 impl Subject<'_> {
@@ -80,6 +82,7 @@ impl Subject<'_> {
             Self::LiveLogins => return "rl:budget:live-logins".into(),
             Self::ClientPush(v) => return format!("rl:push-client:{v}"),
             Self::LivePushes => return "rl:budget:live-pushes".into(),
+            Self::LoginTries(key) => return (*key).to_owned(),
         };
         limiter.key(kind, value)
     }
@@ -108,13 +111,14 @@ impl Limiter {
     /// [`Self::hit`] one by one would be (a budget or capacity with 503, as
     /// [`Self::budget`] and [`Self::capacity`]), in one round trip
     /// ([`service_kit::limit::Limiter::hit_keys`]). `Err((i, e))`: the first `i` were
-    /// counted and stay counted; those after a refusal are given back.
+    /// counted and stay counted; those after a refusal are given back. `Ok`: each
+    /// subject's count with this hit.
     pub async fn hit_all(
         &self,
         limits: &[(Subject<'_>, i64, Duration)],
-    ) -> std::result::Result<(), (usize, Error)> {
+    ) -> std::result::Result<Vec<i64>, (usize, Error)> {
         if limits.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let keys: Vec<String> = limits.iter().map(|(s, _, _)| s.key(&self.0)).collect();
         let asked: Vec<(&str, i64, Duration)> = keys
@@ -218,5 +222,6 @@ fn subject_label(s: Subject<'_>) -> &'static str {
         Subject::ClientPush(_) => "client_push",
         Subject::LivePushes => "live_pushes",
         Subject::SessionLogins(_) => "session_logins",
+        Subject::LoginTries(_) => "login_tries",
     }
 }

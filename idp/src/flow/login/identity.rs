@@ -143,17 +143,28 @@ impl Login<'_> {
         nid: &NationalId,
         ip: &str,
     ) -> Result<()> {
-        let tries = self.count_step_try(tx, Step::Identity).await?;
-        if tries > IDENTITY_MAX_TRIES {
-            self.drop_tx(&tx.id).await?;
-            return Err(Error::LoginOver(msg::IDENTITY_VOID));
-        }
+        // The login's tries first (the fourth voids it, and counts against nothing
+        // else), then the hourly budgets: one round trip, counted as one by one.
+        let tries = step_tries_key(tx, Step::Identity);
         let pair = pair(mobile, nid);
         let hour = Duration::from_secs(3600);
-        let budgets = self
-            .identity_budgets(mobile, &pair, ip)
-            .map(|(subject, max)| (subject, max, hour));
-        self.limiter.hit_all(&budgets).await.map_err(|(_, e)| e)
+        let mut limits = vec![(
+            Subject::LoginTries(&tries),
+            IDENTITY_MAX_TRIES,
+            self.secs(self.settings.login_secs),
+        )];
+        limits.extend(
+            self.identity_budgets(mobile, &pair, ip)
+                .map(|(subject, max)| (subject, max, hour)),
+        );
+        match self.limiter.hit_all(&limits).await {
+            Ok(_) => Ok(()),
+            Err((0, Error::RateLimited { .. })) => {
+                self.drop_tx(&tx.id).await?;
+                Err(Error::LoginOver(msg::IDENTITY_VOID))
+            }
+            Err((_, e)) => Err(e),
+        }
     }
 
     /// The hourly budgets an identity try counts against: per address, per verified phone
@@ -175,13 +186,6 @@ impl Login<'_> {
                 self.settings.fails_per_national_id,
             ),
         ]
-    }
-
-    /// Counts one try of `step` in this login (for its lifetime) and returns the count.
-    pub(super) async fn count_step_try(&self, tx: &LoginTx, step: Step) -> Result<i64> {
-        let key = step_tries_key(tx, step);
-        let window = self.secs(self.settings.login_secs);
-        Ok(self.eph.hit(&key, window).await?.count)
     }
 
     /// Gives back what [`Self::count_identity_try`] counted.

@@ -40,10 +40,6 @@ impl Login<'_> {
         // Every try is counted before the code is compared, atomically: parallel guesses
         // cannot each see "fewer than five so far", and a try past the fifth is never
         // compared at all.
-        let tries = self.count_step_try(tx, Step::Otp).await?;
-        if tries > OTP_MAX_TRIES {
-            return Err(Error::LoginOver(msg::LOGIN_EXPIRED));
-        }
         // And per (phone, browser), across its logins: opening new logins in a browser
         // buys it no new guesses. Not per phone: a stranger's wrong codes would then
         // lock the owner's right one out. Across browsers the guesses stay bounded per
@@ -56,21 +52,33 @@ impl Login<'_> {
         if !tx.known_device {
             budgets.push((mobile.as_str(), self.settings.otp_tries_per_phone * 3));
         }
+        // The login's tries first (past the fifth, the login is over and nothing else
+        // is counted), then the phone's: one round trip, counted as one by one.
+        let tries_key = step_tries_key(tx, Step::Otp);
         let hour = Duration::from_secs(3600);
-        let budgets: Vec<_> = budgets
-            .into_iter()
-            .map(|(subject, max)| (Subject::PhoneOtp(subject), max, hour))
-            .collect();
-        self.limiter
-            .hit_all(&budgets)
-            .await
-            .map_err(|(_, e)| match e {
-                Error::RateLimited { retry_after } => Error::TooSoon {
+        let mut limits = vec![(
+            Subject::LoginTries(&tries_key),
+            OTP_MAX_TRIES,
+            self.secs(self.settings.login_secs),
+        )];
+        limits.extend(
+            budgets
+                .into_iter()
+                .map(|(subject, max)| (Subject::PhoneOtp(subject), max, hour)),
+        );
+        let tries = match self.limiter.hit_all(&limits).await {
+            Ok(counts) => counts.first().copied().unwrap_or(i64::MAX),
+            Err((0, Error::RateLimited { .. })) => {
+                return Err(Error::LoginOver(msg::LOGIN_EXPIRED))
+            }
+            Err((_, Error::RateLimited { retry_after })) => {
+                return Err(Error::TooSoon {
                     text: msg::OTP_TRIES,
                     retry_after,
-                },
-                other => other,
-            })?;
+                })
+            }
+            Err((_, e)) => return Err(e),
+        };
         let expected = tx.otp_hash.clone().unwrap_or_default();
         let right = self
             .keyring

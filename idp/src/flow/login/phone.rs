@@ -278,7 +278,7 @@ impl Login<'_> {
         ));
         let counted = self.limiter.hit_all(&asked).await;
         let kept = match &counted {
-            Ok(()) => asked.len() - 1,
+            Ok(_) => asked.len() - 1,
             Err((i, _)) => (*i).min(asked.len() - 1),
         };
         taken.extend(asked[..kept].iter().map(|(subject, _, _)| *subject));

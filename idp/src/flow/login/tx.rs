@@ -193,7 +193,8 @@ impl Login<'_> {
     pub(super) async fn start_limits(&self, ip: &str) -> Result<()> {
         let wider = service_kit::net::wider_ranges(ip);
         let limits = self.start_limit_list(ip, &wider);
-        self.limiter.hit_all(&limits).await.map_err(|(_, e)| e)
+        self.limiter.hit_all(&limits).await.map_err(|(_, e)| e)?;
+        Ok(())
     }
 
     /// The limits of [`Self::start_limits`], to count with others in one round trip.
