@@ -252,80 +252,74 @@ impl Ephemeral {
         }
     }
 
-    /// Counts one hit on each of `hits` (key, window, max) as [`Self::hit_over`] does,
-    /// the counts in the same order. On a single Redis server it is one round trip for
-    /// them all (a pipeline of INCR and `PEXPIRE … NX` each), and a second only when one
-    /// is over its `max` (the time its window has left); a Cluster keeps each key in a
-    /// slot of its own, so there they are counted concurrently, one round trip each.
-    /// A step's counters are its own round trip no more (issue 33).
+    /// Counts hits on `hits` (key, window, max) in order, as [`Self::hit_over`] one after
+    /// another would, and stops at the first whose count is then over its `max` (that
+    /// one is counted; those after it are not touched): the hits counted, the last one
+    /// the refused one if fewer than asked or over its `max`. On a single Redis server it
+    /// is one script, one round trip for a step's counters however many (INCR and
+    /// `PEXPIRE … NX` each, the time left read for a refusal only), and atomic: no other
+    /// request sees a count this one did not keep. On a Cluster each key has a slot of
+    /// its own and no script may span them, so there they are counted one by one. A
+    /// store error on a Cluster or in-process after some were counted is answered with
+    /// those: `Err((counted, e))`.
     pub async fn hit_many(
         &self,
         hits: &[(&str, Duration, i64)],
-    ) -> Result<Vec<Hit>, EphemeralError> {
+    ) -> Result<Vec<Hit>, (usize, EphemeralError)> {
         match self {
-            Self::Memory(m) => hits.iter().map(|(k, w, _)| m.hit(k, *w)).collect(),
-            Self::Redis(_) if hits.len() < 2 => {
-                let mut out = Vec::with_capacity(1);
+            Self::Redis(r) if !r.pool.is_cluster() && hits.len() > 1 => {
+                let mut c = r.pool.get().await.map_err(|e| (0, e.into()))?;
+                let mut script = HIT_MANY_SCRIPT.prepare_invoke();
                 for (key, window, max) in hits {
-                    out.push(self.hit_over(key, *window, *max).await?);
+                    script.key(r.key(key)).arg(ttl_ms(*window)).arg(*max);
                 }
-                Ok(out)
-            }
-            Self::Redis(r) if r.pool.is_cluster() => {
-                let mut set = tokio::task::JoinSet::new();
-                for (i, (key, window, max)) in hits.iter().enumerate() {
-                    let (store, key, window, max) = (self.clone(), key.to_string(), *window, *max);
-                    set.spawn(async move { (i, store.hit_over(&key, window, max).await) });
-                }
-                let mut out: Vec<Option<Hit>> = vec![None; hits.len()];
-                while let Some(done) = set.join_next().await {
-                    let (i, hit) = done.map_err(|e| EphemeralError::Setup(e.to_string()))?;
-                    out[i] = Some(hit?);
-                }
-                out.into_iter()
-                    .map(|h| h.ok_or_else(|| EphemeralError::Setup("a hit not counted".into())))
-                    .collect()
-            }
-            Self::Redis(r) => {
-                let mut c = r.pool.get().await?;
-                let keys: Vec<String> = hits.iter().map(|(k, _, _)| r.key(k)).collect();
-                let mut pipe = redis::pipe();
-                for (k, (_, window, _)) in keys.iter().zip(hits) {
-                    pipe.cmd("INCR")
-                        .arg(k)
-                        .cmd("PEXPIRE")
-                        .arg(k)
-                        .arg(ttl_ms(*window))
-                        .arg("NX")
-                        .ignore();
-                }
-                let counts: Vec<i64> = pipe.query_async(&mut c).await?;
-                if counts.len() != hits.len() {
-                    return Err(EphemeralError::Setup(
-                        "a pipeline's answers miscounted".into(),
+                // The counts in order; after a refusal's count, its time left.
+                let answer: Vec<i64> = script
+                    .invoke_async(&mut c)
+                    .await
+                    .map_err(|e| (0, e.into()))?;
+                let refused_at = answer
+                    .iter()
+                    .zip(hits)
+                    .position(|(count, (_, _, max))| count > max);
+                let counted = refused_at.map_or(answer.len(), |i| i + 1);
+                if counted > hits.len() || (refused_at.is_none() && counted != hits.len()) {
+                    return Err((
+                        0,
+                        EphemeralError::Setup("a script's answer miscounted".into()),
                     ));
                 }
-                let over: Vec<usize> = (0..hits.len()).filter(|&i| counts[i] > hits[i].2).collect();
-                let mut left = vec![None; hits.len()];
-                if !over.is_empty() {
-                    let mut pipe = redis::pipe();
-                    for &i in &over {
-                        pipe.cmd("PTTL").arg(&keys[i]);
-                    }
-                    let pttls: Vec<i64> = pipe.query_async(&mut c).await?;
-                    for (&i, pttl) in over.iter().zip(pttls) {
-                        left[i] = (pttl > 0).then(|| Duration::from_millis(pttl as u64));
-                    }
-                }
-                Ok(counts
-                    .into_iter()
+                let left = refused_at
+                    .and_then(|i| answer.get(i + 1))
+                    .filter(|pttl| **pttl > 0)
+                    .map(|pttl| Duration::from_millis(*pttl as u64));
+                Ok(answer[..counted]
+                    .iter()
                     .zip(hits)
-                    .zip(left)
-                    .map(|((count, (_, window, _)), left)| Hit {
-                        count,
-                        reset_in: left.unwrap_or(*window),
+                    .enumerate()
+                    .map(|(i, (count, (_, window, _)))| Hit {
+                        count: *count,
+                        reset_in: if Some(i) == refused_at {
+                            left.unwrap_or(*window)
+                        } else {
+                            *window
+                        },
                     })
                     .collect())
+            }
+            _ => {
+                let mut out = Vec::with_capacity(hits.len());
+                for (key, window, max) in hits {
+                    let hit = self
+                        .hit_over(key, *window, *max)
+                        .await
+                        .map_err(|e| (out.len(), e))?;
+                    out.push(hit);
+                    if hit.count > *max {
+                        break;
+                    }
+                }
+                Ok(out)
             }
         }
     }
@@ -345,32 +339,6 @@ impl Ephemeral {
                     .key(r.key(key))
                     .invoke_async::<()>(&mut c)
                     .await?;
-                Ok(())
-            }
-        }
-    }
-
-    /// Takes back one hit of each of `keys` as [`Self::unhit`] does: one round trip on a
-    /// single server, one a key on a Cluster.
-    pub async fn unhit_many(&self, keys: &[&str]) -> Result<(), EphemeralError> {
-        match self {
-            Self::Redis(r) if !r.pool.is_cluster() && keys.len() > 1 => {
-                let mut c = r.pool.get().await?;
-                let mut pipe = redis::pipe();
-                for key in keys {
-                    pipe.cmd("EVAL")
-                        .arg(UNHIT_SOURCE)
-                        .arg(1)
-                        .arg(r.key(key))
-                        .ignore();
-                }
-                pipe.query_async::<()>(&mut c).await?;
-                Ok(())
-            }
-            _ => {
-                for key in keys {
-                    self.unhit(key).await?;
-                }
                 Ok(())
             }
         }
@@ -493,13 +461,32 @@ static PRESENCE_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock
     )
 });
 
-/// Takes back one hit: never below zero, and a missing counter stays missing.
-const UNHIT_SOURCE: &str = r"local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+static UNHIT_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"local n = tonumber(redis.call('GET', KEYS[1]) or '0')
           if n > 0 then redis.call('DECR', KEYS[1]) end
-          return 0";
+          return 0",
+    )
+});
 
-static UNHIT_SCRIPT: std::sync::LazyLock<redis::Script> =
-    std::sync::LazyLock::new(|| redis::Script::new(UNHIT_SOURCE));
+/// [`Ephemeral::hit_many`] on a single server: for each key in order, INCR and the
+/// window's `PEXPIRE … NX` (ARGV: window in ms, max, per key); at the first count over
+/// its max, that count and its time left (PTTL), and nothing more is counted.
+static HIT_MANY_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r"local out = {}
+          for i, key in ipairs(KEYS) do
+            local count = redis.call('INCR', key)
+            redis.call('PEXPIRE', key, ARGV[2 * i - 1], 'NX')
+            out[i] = count
+            if count > tonumber(ARGV[2 * i]) then
+              out[i + 1] = redis.call('PTTL', key)
+              return out
+            end
+          end
+          return out",
+    )
+});
 
 fn ttl_ms(ttl: Duration) -> u64 {
     (ttl.as_millis() as u64).max(1)

@@ -50,14 +50,12 @@ impl Limiter {
         Ok(())
     }
 
-    /// Counts one hit on each of `limits` (key, max, window) as [`Self::hit_key`] would,
-    /// one after another, stopping at the first refusal; but in one round trip
-    /// ([`Ephemeral::hit_many`]). The hits counted past a refusal are given back, so a
-    /// refusal spends what the one-by-one count would have and no more (a citizen refused
-    /// for a shared address does not also spend their phone's budget). `Err((i, e))`: the
-    /// first `i` were counted and stay counted; for a refusal, so does the `i`-th (a
-    /// refused hit counts, as with [`Self::hit_key`]). A store error counts none as kept.
-    /// `Ok`: each key's count with this hit.
+    /// Counts one hit on each of `limits` (key, max, window) in order, as
+    /// [`Self::hit_key`] one after another would, stopping at the first refusal (those
+    /// after it are not counted); on a single Redis server in one round trip, atomically
+    /// ([`Ephemeral::hit_many`]). `Ok`: each key's count with this hit. `Err((i, e))`:
+    /// the first `i` were counted and stay counted; for a refusal, so does the `i`-th (a
+    /// refused hit counts, as with [`Self::hit_key`]).
     pub async fn hit_keys(
         &self,
         limits: &[(&str, i64, Duration)],
@@ -68,25 +66,25 @@ impl Limiter {
             .store
             .hit_many(&asked)
             .await
-            .map_err(|e| (0, LimitError::Store(e)))?;
-        let Some(first) = hits.iter().zip(limits).position(|(h, l)| h.count > l.1) else {
-            return Ok(hits.iter().map(|h| h.count).collect());
-        };
-        let after: Vec<&str> = limits[first + 1..].iter().map(|l| l.0).collect();
-        if !after.is_empty() {
-            if let Err(e) = self.store.unhit_many(&after).await {
-                // The refusal stands; the store's failure is what the caller sees next.
-                tracing::warn!(error = %e, "hits past a refusal not given back");
-            }
+            .map_err(|(i, e)| (i, LimitError::Store(e)))?;
+        match hits.iter().zip(limits).position(|(h, l)| h.count > l.1) {
+            None if hits.len() == limits.len() => Ok(hits.iter().map(|h| h.count).collect()),
+            None => Err((
+                hits.len(),
+                LimitError::Store(crate::ephemeral::EphemeralError::Setup(
+                    "fewer hits counted than asked".into(),
+                )),
+            )),
+            Some(first) => Err((
+                first,
+                LimitError::Limited {
+                    // Rounded up, as `hit_key`'s.
+                    retry_after: (hits[first].reset_in.as_millis() as u64)
+                        .div_ceil(1000)
+                        .max(1),
+                },
+            )),
         }
-        Err((
-            first,
-            LimitError::Limited {
-                retry_after: (hits[first].reset_in.as_millis() as u64)
-                    .div_ceil(1000)
-                    .max(1),
-            },
-        ))
     }
 
     /// Takes back one hit on `key` (see [`Ephemeral::unhit`]).

@@ -91,8 +91,12 @@ async fn a_steps_counters_are_one_round_trip() {
     let store = Ephemeral::redis(&server.url(), "t").expect("store");
     let limits = Limiter::new(store, Keyring::new(b"k", &[]));
     let window = Duration::from_secs(60);
-    // The pool's connection made (and its version read) before counting.
-    limits.hit_key("warm", 10, window).await.expect("warm");
+    // The pool's connection made (and its version read), and the script loaded (the
+    // server's first EVALSHA of it is answered NOSCRIPT), before counting.
+    limits
+        .hit_keys(&[("warm", 10, window), ("warm-too", 10, window)])
+        .await
+        .expect("warm");
     let keys = ["a", "b", "c", "d"];
     let asked: Vec<(&str, i64, Duration)> = keys.iter().map(|k| (*k, 10, window)).collect();
     // What reading the count costs by itself (redis-cli's own requests).
@@ -133,8 +137,10 @@ async fn a_steps_counters_are_one_round_trip() {
 }
 
 /// Counted together, refused as one by one: the counters after the first refusal are
-/// given back, those before it (and the refused one) stay counted, and the refusal's
-/// Retry-After is its own window's.
+/// never touched (not counted and given back: another request must never see a count
+/// this one did not keep, and a request dropped between the two would keep it), those
+/// before it (and the refused one) stay counted, and the refusal's Retry-After is its
+/// own window's.
 #[tokio::test]
 async fn counted_together_refused_as_one_by_one() {
     let server = RedisServer::start().expect("redis-server");
@@ -162,11 +168,19 @@ async fn counted_together_refused_as_one_by_one() {
         }
         assert_eq!(store.count("before").await.expect("count"), 1);
         assert_eq!(store.count("full").await.expect("count"), 2);
-        assert_eq!(store.count("after").await.expect("count"), 0, "given back");
+        assert_eq!(store.count("after").await.expect("count"), 0, "not counted");
         assert_eq!(
             store.count("after-too").await.expect("count"),
             0,
-            "given back"
+            "not counted"
         );
     }
+    for key in ["after", "after-too"] {
+        assert_eq!(
+            server.cli(&["EXISTS", &format!("t:{{{key}}}")]).trim(),
+            "0",
+            "{key} never touched"
+        );
+    }
+    assert_eq!(calls(&server, "decr"), 0, "nothing given back");
 }

@@ -107,12 +107,12 @@ impl Limiter {
         self.answer(subject, r)
     }
 
-    /// Counts one hit on each of `limits` (subject, max, window), in order and refused as
-    /// [`Self::hit`] one by one would be (a budget or capacity with 503, as
-    /// [`Self::budget`] and [`Self::capacity`]), in one round trip
-    /// ([`service_kit::limit::Limiter::hit_keys`]). `Err((i, e))`: the first `i` were
-    /// counted and stay counted; those after a refusal are given back. `Ok`: each
-    /// subject's count with this hit.
+    /// Counts one hit on each of `limits` (subject, max, window) in order, refused as
+    /// [`Self::hit`] one after another would be (a deployment's budget or capacity with
+    /// 503, as [`Self::budget`]), stopping at the first refusal; on a single Redis server
+    /// in one round trip ([`service_kit::limit::Limiter::hit_keys`]). `Err((i, e))`: the
+    /// first `i` were counted and stay counted (and the `i`-th, refused); those after it
+    /// were not. `Ok`: each subject's count with this hit.
     pub async fn hit_all(
         &self,
         limits: &[(Subject<'_>, i64, Duration)],
@@ -176,15 +176,6 @@ impl Limiter {
         }
     }
 
-    /// Counts one use of a deployment-wide budget over `window`; past `max`, 503 with
-    /// Retry-After (the service is full, not the citizen at fault).
-    pub async fn capacity(&self, subject: Subject<'_>, max: i64, window: Duration) -> Result<()> {
-        match self.hit(subject, max, window).await {
-            Err(Error::RateLimited { retry_after }) => Err(Error::Busy { retry_after }),
-            other => other,
-        }
-    }
-
     /// Counts a refusal decided elsewhere (an in-process limiter) under its subject.
     pub fn refused(&self, subject: Subject<'_>) {
         metrics::counter!("emta_rate_limited_total", "subject" => subject_label(subject))
@@ -195,8 +186,11 @@ impl Limiter {
         match r {
             Ok(()) => Ok(()),
             Err(LimitError::Limited { retry_after }) => {
-                metrics::counter!("emta_rate_limited_total", "subject" => subject_label(subject))
-                    .increment(1);
+                // A login's own tries past its last are the login's end, not a limit.
+                if !matches!(subject, Subject::LoginTries(_)) {
+                    metrics::counter!("emta_rate_limited_total", "subject" => subject_label(subject))
+                        .increment(1);
+                }
                 Err(Error::RateLimited { retry_after })
             }
             Err(LimitError::Store(e)) => Err(e.into()),
