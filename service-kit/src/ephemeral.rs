@@ -257,11 +257,13 @@ impl Ephemeral {
     /// one is counted; those after it are not touched): the hits counted, the last one
     /// the refused one if fewer than asked or over its `max`. On a single Redis server it
     /// is one script, one round trip for a step's counters however many (INCR and
-    /// `PEXPIRE … NX` each, the time left read for a refusal only), and atomic: no other
-    /// request sees a count this one did not keep. On a Cluster each key has a slot of
-    /// its own and no script may span them, so there they are counted one by one. A
-    /// store error on a Cluster or in-process after some were counted is answered with
-    /// those: `Err((counted, e))`.
+    /// `PEXPIRE … NX` each, the time left read for a refusal only; three round trips the
+    /// first time after the server lost its scripts, NOSCRIPT answered by loading it),
+    /// and atomic: no other request sees a hit past the refusal. On a Cluster each key
+    /// has a slot of its own and no script may span them, so there they are counted one
+    /// by one. A store error is answered with the hits known to be counted,
+    /// `Err((counted, e))`: exact on a Cluster and in process; on a single server 0, a
+    /// lower bound (a script whose answer was lost may have run).
     pub async fn hit_many(
         &self,
         hits: &[(&str, Duration, i64)],

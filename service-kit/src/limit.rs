@@ -55,7 +55,9 @@ impl Limiter {
     /// after it are not counted); on a single Redis server in one round trip, atomically
     /// ([`Ephemeral::hit_many`]). `Ok`: each key's count with this hit. `Err((i, e))`:
     /// the first `i` were counted and stay counted; for a refusal, so does the `i`-th (a
-    /// refused hit counts, as with [`Self::hit_key`]).
+    /// refused hit counts, as with [`Self::hit_key`]). For a store error `i` is what is
+    /// known to be counted, a lower bound: on a single server a script whose answer was
+    /// lost may have counted more (so a caller refunds too little, never too much).
     pub async fn hit_keys(
         &self,
         limits: &[(&str, i64, Duration)],

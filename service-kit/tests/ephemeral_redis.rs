@@ -184,3 +184,55 @@ async fn counted_together_refused_as_one_by_one() {
     }
     assert_eq!(calls(&server, "decr"), 0, "nothing given back");
 }
+
+/// A refusal at the first key counts nothing after it; one at the last key reads its
+/// own time left (the script's answer ends with it); and a server that lost its scripts
+/// (a restart, `SCRIPT FLUSH`) counts once, not twice.
+#[tokio::test]
+async fn refusals_at_either_end_and_a_flushed_script() {
+    let server = RedisServer::start().expect("redis-server");
+    let stores = [
+        Ephemeral::memory(),
+        Ephemeral::redis(&server.url(), "t").expect("store"),
+    ];
+    for store in stores {
+        let limits = Limiter::new(store.clone(), Keyring::new(b"k", &[]));
+        let minute = Duration::from_secs(60);
+        limits.hit_key("first", 1, minute).await.expect("first");
+        match limits
+            .hit_keys(&[("first", 1, minute), ("second", 5, minute)])
+            .await
+        {
+            Err((0, LimitError::Limited { .. })) => {}
+            other => panic!("refused at the first: {other:?}"),
+        }
+        assert_eq!(store.count("second").await.expect("count"), 0);
+        limits
+            .hit_key("last", 1, Duration::from_secs(20))
+            .await
+            .expect("last");
+        match limits
+            .hit_keys(&[("other", 5, minute), ("last", 1, Duration::from_secs(20))])
+            .await
+        {
+            Err((1, LimitError::Limited { retry_after })) => {
+                assert!((19..=20).contains(&retry_after), "{retry_after}")
+            }
+            other => panic!("refused at the last: {other:?}"),
+        }
+        assert_eq!(store.count("other").await.expect("count"), 1);
+    }
+    server.cli(&["SCRIPT", "FLUSH"]);
+    let limits = Limiter::new(
+        Ephemeral::redis(&server.url(), "t").expect("store"),
+        Keyring::new(b"k", &[]),
+    );
+    let counts = limits
+        .hit_keys(&[
+            ("x", 5, Duration::from_secs(60)),
+            ("y", 5, Duration::from_secs(60)),
+        ])
+        .await
+        .expect("counted");
+    assert_eq!(counts, [1, 1], "counted once after the script was reloaded");
+}
