@@ -256,8 +256,9 @@ impl Ephemeral {
     /// another would, and stops at the first whose count is then over its `max` (that
     /// one is counted; those after it are not touched): the hits counted, the last one
     /// the refused one if fewer than asked or over its `max`. On a single Redis server it
-    /// is one script, one round trip for a step's counters however many (INCR and
-    /// `PEXPIRE … NX` each, the time left read for a refusal only; three round trips the
+    /// is one script, one round trip for a step's counters however many (INCR each, the
+    /// window's PEXPIRE at a counter's first hit, the time left read for a refusal only
+    /// and a lost expiry given back there; three round trips the
     /// first time after the server lost its scripts, NOSCRIPT answered by loading it),
     /// and atomic: no other request sees a hit past the refusal. On a Cluster each key
     /// has a slot of its own and no script may span them, so there they are counted one
@@ -471,18 +472,29 @@ static UNHIT_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::n
     )
 });
 
-/// [`Ephemeral::hit_many`] on a single server: for each key in order, INCR and the
-/// window's `PEXPIRE … NX` (ARGV: window in ms, max, per key); at the first count over
-/// its max, that count and its time left (PTTL), and nothing more is counted.
+/// [`Ephemeral::hit_many`] on a single server: for each key in order, INCR, and the
+/// window's `PEXPIRE … NX` on a counter's first hit only (ARGV: window in ms, max, per
+/// key); at the first count over its max, that count and its time left (PTTL), and
+/// nothing more is counted. A counter that lost its expiry (a restore, a hand edit) is
+/// given its window at that refusal, so no subject is refused for longer than one
+/// window; a subject hit again (an address behind carrier NAT, a national budget) costs
+/// one command a hit, not two.
 static HIT_MANY_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
     redis::Script::new(
         r"local out = {}
           for i, key in ipairs(KEYS) do
             local count = redis.call('INCR', key)
-            redis.call('PEXPIRE', key, ARGV[2 * i - 1], 'NX')
+            if count == 1 then
+              redis.call('PEXPIRE', key, ARGV[2 * i - 1], 'NX')
+            end
             out[i] = count
             if count > tonumber(ARGV[2 * i]) then
-              out[i + 1] = redis.call('PTTL', key)
+              local left = redis.call('PTTL', key)
+              if left < 0 then
+                redis.call('PEXPIRE', key, ARGV[2 * i - 1])
+                left = tonumber(ARGV[2 * i - 1])
+              end
+              out[i + 1] = left
               return out
             end
           end

@@ -236,3 +236,46 @@ async fn refusals_at_either_end_and_a_flushed_script() {
         .expect("counted");
     assert_eq!(counts, [1, 1], "counted once after the script was reloaded");
 }
+
+/// A step's counters set their window once, at their first hit: a subject hit again costs
+/// one command a hit. A counter that lost its expiry is given its window at its refusal.
+#[tokio::test]
+async fn a_steps_counters_set_their_window_once_and_heal_at_a_refusal() {
+    let server = RedisServer::start().expect("redis-server");
+    let store = Ephemeral::redis(&server.url(), "t").expect("store");
+    let limits = Limiter::new(store, Keyring::new(b"k", &[]));
+    let minute = Duration::from_secs(60);
+    let asked = [("shared", 100, minute), ("budget", 100, minute)];
+    limits.hit_keys(&asked).await.expect("first");
+    let set = calls(&server, "pexpire");
+    assert_eq!(set, 2, "each counter's window set at its first hit");
+    for _ in 0..5 {
+        limits.hit_keys(&asked).await.expect("again");
+    }
+    assert_eq!(calls(&server, "pexpire"), set, "not again");
+    for k in ["shared", "budget"] {
+        let ttl: i64 = server
+            .cli(&["PTTL", &format!("t:{{{k}}}")])
+            .trim()
+            .parse()
+            .expect("pttl");
+        assert!(ttl > 0, "{k} keeps its window");
+    }
+    // What the store names the key: `prefix:{key}`.
+    server.cli(&["SET", "t:{lost}", "50"]);
+    match limits
+        .hit_keys(&[("other", 100, minute), ("lost", 10, Duration::from_secs(2))])
+        .await
+    {
+        Err((1, LimitError::Limited { retry_after })) => {
+            assert!((1..=2).contains(&retry_after), "{retry_after}")
+        }
+        other => panic!("refused at the lost counter: {other:?}"),
+    }
+    let ttl: i64 = server
+        .cli(&["PTTL", "t:{lost}"])
+        .trim()
+        .parse()
+        .expect("pttl");
+    assert!((1..=2000).contains(&ttl), "given its window back: {ttl}");
+}

@@ -148,11 +148,7 @@ impl Login<'_> {
         let tries = step_tries_key(tx, Step::Identity);
         let pair = pair(mobile, nid);
         let hour = Duration::from_secs(3600);
-        let mut limits = vec![(
-            Subject::LoginTries(&tries),
-            IDENTITY_MAX_TRIES,
-            self.secs(self.settings.login_secs),
-        )];
+        let mut limits = vec![self.login_tries(&tries, IDENTITY_MAX_TRIES)];
         limits.extend(
             self.identity_budgets(mobile, &pair, ip)
                 .map(|(subject, max)| (subject, max, hour)),

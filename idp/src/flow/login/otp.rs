@@ -56,11 +56,7 @@ impl Login<'_> {
         // is counted), then the phone's: one round trip, counted as one by one.
         let tries_key = step_tries_key(tx, Step::Otp);
         let hour = Duration::from_secs(3600);
-        let mut limits = vec![(
-            Subject::LoginTries(&tries_key),
-            OTP_MAX_TRIES,
-            self.secs(self.settings.login_secs),
-        )];
+        let mut limits = vec![self.login_tries(&tries_key, OTP_MAX_TRIES)];
         limits.extend(
             budgets
                 .into_iter()

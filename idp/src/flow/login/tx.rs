@@ -197,6 +197,16 @@ impl Login<'_> {
         Ok(())
     }
 
+    /// A login's tries of one step (`key`, from `step_tries_key`) as a limit to count
+    /// first with the step's budgets: `max` tries in the login's lifetime.
+    pub(super) fn login_tries<'k>(&self, key: &'k str, max: i64) -> (Subject<'k>, i64, Duration) {
+        (
+            Subject::LoginTries(key),
+            max,
+            self.secs(self.settings.login_secs),
+        )
+    }
+
     /// The limits of [`Self::start_limits`], to count with others in one round trip.
     fn start_limit_list<'a>(
         &self,
