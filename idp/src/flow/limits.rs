@@ -102,9 +102,12 @@ impl Limiter {
     }
 
     /// Counts one hit; fails with 429 once more than `max` hits fall in `window`.
+    /// A deployment's budget or capacity ([`Subject::busy`]) fails with 503 instead.
     pub async fn hit(&self, subject: Subject<'_>, max: i64, window: Duration) -> Result<()> {
-        let r = self.0.hit_key(&subject.key(&self.0), max, window).await;
-        self.answer(subject, r)
+        self.0
+            .hit_key(&subject.key(&self.0), max, window)
+            .await
+            .map_err(|e| refusal(subject, e))
     }
 
     /// Counts one hit on each of `limits` (subject, max, window) in order, refused as
@@ -126,17 +129,10 @@ impl Limiter {
             .zip(limits)
             .map(|(k, (_, max, window))| (k.as_str(), *max, *window))
             .collect();
-        self.0.hit_keys(&asked).await.map_err(|(i, e)| {
-            let subject = limits[i.min(limits.len() - 1)].0;
-            let e = match self.answer(subject, Err(e)) {
-                Err(Error::RateLimited { retry_after }) if subject.busy() => {
-                    Error::Busy { retry_after }
-                }
-                Err(e) => e,
-                Ok(()) => Error::Internal("a refusal without its error".into()),
-            };
-            (i, e)
-        })
+        self.0
+            .hit_keys(&asked)
+            .await
+            .map_err(|(i, e)| (i, refusal(limits[i.min(limits.len() - 1)].0, e)))
     }
 
     /// Reads a subject's count in its current window and the time that window has left.
@@ -163,17 +159,20 @@ impl Limiter {
 
     /// Takes back one hit (a try the service failed, not the citizen).
     pub async fn refund(&self, subject: Subject<'_>) -> Result<()> {
-        let r = self.0.unhit_key(&subject.key(&self.0)).await;
-        self.answer(subject, r)
+        self.0
+            .unhit_key(&subject.key(&self.0))
+            .await
+            .map_err(|e| refusal(subject, e))
     }
 
     /// Counts one use of a shared per-second budget; past `per_second`, fails with 503
     /// and Retry-After (the service is busy, not the citizen at fault).
     pub async fn budget(&self, subject: Subject<'_>, per_second: i64) -> Result<()> {
-        match self.hit(subject, per_second, Duration::from_secs(1)).await {
-            Err(Error::RateLimited { retry_after }) => Err(Error::Busy { retry_after }),
-            other => other,
-        }
+        debug_assert!(
+            subject.busy(),
+            "a budget is the deployment's, answered with 503"
+        );
+        self.hit(subject, per_second, Duration::from_secs(1)).await
     }
 
     /// Counts a refusal decided elsewhere (an in-process limiter) under its subject.
@@ -181,20 +180,26 @@ impl Limiter {
         metrics::counter!("emta_rate_limited_total", "subject" => subject_label(subject))
             .increment(1);
     }
+}
 
-    fn answer(&self, subject: Subject<'_>, r: Result<(), LimitError>) -> Result<()> {
-        match r {
-            Ok(()) => Ok(()),
-            Err(LimitError::Limited { retry_after }) => {
-                // A login's own tries past its last are the login's end, not a limit.
-                if !matches!(subject, Subject::LoginTries(_)) {
-                    metrics::counter!("emta_rate_limited_total", "subject" => subject_label(subject))
-                        .increment(1);
-                }
-                Err(Error::RateLimited { retry_after })
+/// The error a refusal is answered with: 503 for a deployment's budget or capacity
+/// ([`Subject::busy`]: the service is busy, not the citizen at fault), 429 otherwise;
+/// counted in `emta_rate_limited_total` but for a login's own tries past its last (the
+/// login's end, not a limit).
+fn refusal(subject: Subject<'_>, e: LimitError) -> Error {
+    match e {
+        LimitError::Limited { retry_after } => {
+            if !matches!(subject, Subject::LoginTries(_)) {
+                metrics::counter!("emta_rate_limited_total", "subject" => subject_label(subject))
+                    .increment(1);
             }
-            Err(LimitError::Store(e)) => Err(e.into()),
+            if subject.busy() {
+                Error::Busy { retry_after }
+            } else {
+                Error::RateLimited { retry_after }
+            }
         }
+        LimitError::Store(e) => e.into(),
     }
 }
 
