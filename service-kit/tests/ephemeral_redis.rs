@@ -136,6 +136,15 @@ async fn a_steps_counters_are_one_round_trip() {
     }
 }
 
+/// The same store in process and on `server` (its keys under the prefix `t`): what a step's
+/// counters answer must not depend on which.
+fn in_process_and_on(server: &RedisServer) -> [Ephemeral; 2] {
+    [
+        Ephemeral::memory(),
+        Ephemeral::redis(&server.url(), "t").expect("store"),
+    ]
+}
+
 /// Counted together, refused as one by one: the counters after the first refusal are
 /// never touched (not counted and given back: another request must never see a count
 /// this one did not keep, and a request dropped between the two would keep it), those
@@ -144,11 +153,7 @@ async fn a_steps_counters_are_one_round_trip() {
 #[tokio::test]
 async fn counted_together_refused_as_one_by_one() {
     let server = RedisServer::start().expect("redis-server");
-    let stores = [
-        Ephemeral::memory(),
-        Ephemeral::redis(&server.url(), "t").expect("store"),
-    ];
-    for store in stores {
+    for store in in_process_and_on(&server) {
         let limits = Limiter::new(store.clone(), Keyring::new(b"k", &[]));
         limits
             .hit_key("full", 1, Duration::from_secs(30))
@@ -191,11 +196,7 @@ async fn counted_together_refused_as_one_by_one() {
 #[tokio::test]
 async fn refusals_at_either_end_and_a_flushed_script() {
     let server = RedisServer::start().expect("redis-server");
-    let stores = [
-        Ephemeral::memory(),
-        Ephemeral::redis(&server.url(), "t").expect("store"),
-    ];
-    for store in stores {
+    for store in in_process_and_on(&server) {
         let limits = Limiter::new(store.clone(), Keyring::new(b"k", &[]));
         let minute = Duration::from_secs(60);
         limits.hit_key("first", 1, minute).await.expect("first");
