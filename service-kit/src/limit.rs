@@ -24,6 +24,14 @@ pub struct Limiter {
     keys: Keyring,
 }
 
+/// A refusal whose window ends in `reset_in`: Retry-After rounded up to whole seconds (a
+/// client told to come back sooner than the window ends is refused again).
+fn refused(reset_in: Duration) -> LimitError {
+    LimitError::Limited {
+        retry_after: (reset_in.as_millis() as u64).div_ceil(1000).max(1),
+    }
+}
+
 impl Limiter {
     pub fn new(store: Ephemeral, keys: Keyring) -> Self {
         Self { store, keys }
@@ -41,11 +49,7 @@ impl Limiter {
     pub async fn hit_key(&self, key: &str, max: i64, window: Duration) -> Result<(), LimitError> {
         let hit = self.store.hit_over(key, window, max).await?;
         if hit.count > max {
-            return Err(LimitError::Limited {
-                // Rounded up: a client told to come back sooner than the window ends
-                // is refused again.
-                retry_after: (hit.reset_in.as_millis() as u64).div_ceil(1000).max(1),
-            });
+            return Err(refused(hit.reset_in));
         }
         Ok(())
     }
@@ -77,15 +81,7 @@ impl Limiter {
                     "fewer hits counted than asked".into(),
                 )),
             )),
-            Some(first) => Err((
-                first,
-                LimitError::Limited {
-                    // Rounded up, as `hit_key`'s.
-                    retry_after: (hits[first].reset_in.as_millis() as u64)
-                        .div_ceil(1000)
-                        .max(1),
-                },
-            )),
+            Some(first) => Err((first, refused(hits[first].reset_in))),
         }
     }
 
