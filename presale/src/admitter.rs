@@ -4,11 +4,19 @@
 //! committed, draw lotteries whose registration has closed (freezing their entries first),
 //! and sequence and sign every campaign's transparency log.
 //!
+//! Work that is finished for good rests (issue 33): a queue that is over with nobody
+//! admitted still within their time, a round whose holds are all captured or released, a
+//! log with nothing pending (one statement finds the campaigns that have some). A ministry
+//! licenses presale after presale for years; without this every replica would lock and
+//! write every campaign ever run four times a second.
+//!
 //! While the database cannot be reached nothing is admitted (the tick is a transaction),
 //! and the queue's clock stands still, so those already admitted do not lose their turn
 //! (see [`crate::store::queue`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::hash::{DefaultHasher, Hasher};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::app::Core;
@@ -46,6 +54,78 @@ pub(crate) struct Admitter {
     pub(crate) lapse_looked: std::sync::Mutex<std::collections::HashMap<String, (i64, i64)>>,
     /// Campaigns whose reminders this replica is sending.
     reminding: Running,
+    /// Work found finished for good on this replica: not done again until its license
+    /// changes, or (a round) until it is looked at again.
+    resting: std::sync::Mutex<HashMap<(Work, String), Rest>>,
+}
+
+/// A campaign's work that can be finished for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Work {
+    /// A queue's admissions: over (its close passed, with no pause or suspension begun
+    /// before it still running) and nobody admitted still within their time. Final: no
+    /// admission is made after the close, and nothing moves the close past the clock again
+    /// (a resumption gives back only time begun before it, an extension only the time of
+    /// those still within theirs).
+    Admit,
+    /// A round's work ([`crate::settle::round`]): over, and every hold captured or
+    /// released. Looked at again every [`ROUND_RECHECK`], for a hold started late.
+    Round,
+}
+
+/// A rest: the license as it was (any change to it wakes the work) and until when.
+struct Rest {
+    license: u64,
+    until_ms: i64,
+}
+
+/// How often a finished round is looked at again.
+const ROUND_RECHECK: Duration = Duration::from_secs(30);
+
+/// A digest of a license as this replica loaded it: a change of any of its terms or its
+/// status (a suspension, an extension, an application accepted) wakes work resting on it.
+fn digest(l: &License) -> u64 {
+    struct Feed<'a>(&'a mut DefaultHasher);
+    impl std::fmt::Write for Feed<'_> {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0.write(s.as_bytes());
+            Ok(())
+        }
+    }
+    let mut h = DefaultHasher::new();
+    // Debug prints every field: nothing added to `License` can be forgotten here.
+    let _ = std::fmt::Write::write_fmt(&mut Feed(&mut h), format_args!("{l:?}"));
+    h.finish()
+}
+
+impl Admitter {
+    /// Whether `work` of license `l` is resting now (and forgets a rest that has ended).
+    fn resting(&self, work: Work, l: &License) -> bool {
+        let mut resting = lock(&self.resting);
+        let key = (work, l.id.clone());
+        let Some(rest) = resting.get(&key) else {
+            return false;
+        };
+        if rest.license == digest(l) && service_kit::clock::now_ms() < rest.until_ms {
+            return true;
+        }
+        resting.remove(&key);
+        false
+    }
+
+    /// Lets `work` of license `l` rest: until the license changes, and at most `for_`.
+    fn rest(&self, work: Work, l: &License, for_: Option<Duration>) {
+        let until_ms = for_.map_or(i64::MAX, |d| {
+            service_kit::clock::now_ms().saturating_add(d.as_millis() as i64)
+        });
+        lock(&self.resting).insert(
+            (work, l.id.clone()),
+            Rest {
+                license: digest(l),
+                until_ms,
+            },
+        );
+    }
 }
 
 /// Campaigns with a task of some kind running on this replica.
@@ -94,16 +174,34 @@ pub(crate) async fn tick(core: &Core) {
             Err(e) => tracing::warn!(error = %e, license = %l.id, "lottery draw failed"),
         }
     }
+    // The logs with records to sequence, for all campaigns in one statement (if it fails,
+    // every campaign's log looks for itself, as each sequencing pass does anyway).
+    let pending = match core.log_signer {
+        Some(_) => match core.store.logs_pending().await {
+            Ok(p) => Some(Arc::new(p)),
+            Err(e) => {
+                tracing::warn!(error = %e, "the logs with records pending could not be listed");
+                None
+            }
+        },
+        None => Some(Arc::default()),
+    };
     // Each campaign on its own, at once and within its own budget: one campaign whose row
     // somebody holds locked (or whose log is slow to sign) must not halt every other
     // campaign's admissions. On PostgreSQL the tick's and the sequencer's transactions
     // also carry a lock and a statement timeout, so the server gives up as well.
     let mut work = tokio::task::JoinSet::new();
     for l in licenses.iter() {
-        let (core, l) = (core.clone(), l.clone());
+        let (core, l, pending) = (core.clone(), l.clone(), pending.clone());
         work.spawn(async move {
             let id = l.id.clone();
-            let done = tokio::time::timeout(CAMPAIGN_BUDGET, campaign(&core, &l)).await;
+            // Seen pending (spares the log its own look), or not known (it looks).
+            let sequence = match &pending {
+                Some(p) => p.contains(&id).then_some(true),
+                None => Some(false),
+            };
+            let done =
+                tokio::time::timeout(CAMPAIGN_BUDGET, campaign(&core, &l, sequence)).await;
             match done {
                 Ok(advanced) => advanced,
                 Err(_) => {
@@ -175,33 +273,48 @@ where
 /// How long one campaign's admitter work may take in one round.
 const CAMPAIGN_BUDGET: Duration = Duration::from_secs(3);
 
-/// One campaign's round: admit (queues), then start sequencing and signing its log. False
-/// if its queue could not be advanced.
-async fn campaign(core: &Core, l: &License) -> bool {
+/// One campaign's round: admit (queues), then start sequencing and signing its log: when
+/// `sequence` is `Some` (`Some(true)`: records were seen pending), or when this round
+/// admitted somebody. False if its queue could not be advanced.
+async fn campaign(core: &Core, l: &License, mut sequence: Option<bool>) -> bool {
+    let a = &core.admitter;
     let mut advanced = true;
-    if l.selection == Selection::Queue {
-        if let Err(e) = admit(core, l).await {
-            advanced = false;
-            tracing::warn!(error = %e, campaign = %l.id, "admitter tick failed");
+    if l.selection == Selection::Queue && !a.resting(Work::Admit, l) {
+        match admit(core, l).await {
+            Ok(Admitted { finished, logged }) => {
+                if logged {
+                    sequence = Some(true);
+                }
+                if finished {
+                    a.rest(Work::Admit, l, None);
+                }
+            }
+            Err(e) => {
+                advanced = false;
+                tracing::warn!(error = %e, campaign = %l.id, "admitter tick failed");
+            }
         }
     }
     // The round's work: a lottery's lapses and promotions, holds settled, citizens told.
-    if l.selection == Selection::Lottery
-        || l.registration.as_ref().is_some_and(|r| r.hold.is_some())
+    if (l.selection == Selection::Lottery
+        || l.registration.as_ref().is_some_and(|r| r.hold.is_some()))
+        && !a.resting(Work::Round, l)
     {
         let (c, lic) = (core.clone(), l.clone());
-        spawn_once(&core.admitter.rounds, l.id.clone(), |id| async move {
-            if let Err(e) = crate::settle::round(&c, &lic).await {
-                tracing::warn!(error = %e, campaign = %id, "the round's work failed");
+        spawn_once(&a.rounds, l.id.clone(), |id| async move {
+            match crate::settle::round(&c, &lic).await {
+                Ok(true) => c.admitter.rest(Work::Round, &lic, Some(ROUND_RECHECK)),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, campaign = %id, "the round's work failed"),
             }
         });
     }
     // Only a replica that holds the log's signing key sequences (the others leave the
     // pending events to it).
-    if let Some(key) = core.log_signer.clone() {
+    if let (Some(key), Some(seen_pending)) = (core.log_signer.clone(), sequence) {
         let store = core.store.clone();
         spawn_once(&core.admitter.sequencing, l.id.clone(), |id| async move {
-            if let Err(e) = store.sequence_log(&id, &key).await {
+            if let Err(e) = store.sequence_log_if(&id, &key, seen_pending).await {
                 tracing::warn!(error = %e, campaign = %id, "transparency log sequencing failed");
             }
         });
@@ -209,9 +322,23 @@ async fn campaign(core: &Core, l: &License) -> bool {
     advanced
 }
 
-async fn admit(core: &Core, l: &License) -> Result<(), StoreError> {
+/// What advancing a queue did.
+#[derive(Default)]
+struct Admitted {
+    /// Its admissions are finished for good ([`Work::Admit`]).
+    finished: bool,
+    /// Somebody was admitted: the log has a record to sequence.
+    logged: bool,
+}
+
+async fn admit(core: &Core, l: &License) -> Result<Admitted, StoreError> {
     let before = core.cached(&l.id).serving;
+    let mut done = Admitted::default();
     if let Some(state) = core.store.advance_queue(&l.id).await? {
+        done = Admitted {
+            finished: state.over && state.live == 0,
+            logged: state.serving > before,
+        };
         if state.serving > before {
             // Their turn came: told off the tick (one message per ticket across replicas).
             let (c, lic, st) = (core.clone(), l.clone(), state.clone());
@@ -226,5 +353,5 @@ async fn admit(core: &Core, l: &License) -> Result<(), StoreError> {
         });
         core.set_counters(&l.id, state);
     }
-    Ok(())
+    Ok(done)
 }

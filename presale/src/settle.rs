@@ -19,8 +19,10 @@ const CALLS_PER_TICK: i64 = 200;
 /// Bank calls in flight at once per license.
 const CONCURRENT_CALLS: usize = 16;
 
-/// One license's round work for this tick.
-pub(crate) async fn round(core: &Core, l: &License) -> Result<(), StoreError> {
+/// One license's round work for this tick. True once the round is finished for good: over,
+/// and every hold (if the license takes them) captured or released, so that later ticks
+/// find nothing to do ([`crate::admitter`] then looks again only now and then).
+pub(crate) async fn round(core: &Core, l: &License) -> Result<bool, StoreError> {
     let over = match l.selection {
         // Nothing to lapse or promote before the close (the draw follows it).
         Selection::Lottery if service_kit::clock::now() < l.closes_at => false,
@@ -39,7 +41,7 @@ pub(crate) async fn round(core: &Core, l: &License) -> Result<(), StoreError> {
     };
     let holds = l.registration.as_ref().is_some_and(|r| r.hold.is_some());
     if !holds {
-        return Ok(());
+        return Ok(over);
     }
     if over && core.store.holds_open(&l.id).await? > 0 {
         let n = core.store.settle_round(&l.id).await?;
@@ -48,6 +50,9 @@ pub(crate) async fn round(core: &Core, l: &License) -> Result<(), StoreError> {
         }
     }
     let due = core.store.unsettled_holds_of(&l.id, CALLS_PER_TICK).await?;
+    // Finished when over with nothing due now and no hold left to settle, a pending one
+    // included (its bank may still confirm it, and it is then released).
+    let finished = over && due.is_empty() && core.store.holds_unfinished(&l.id).await? == 0;
     let calls = std::sync::Arc::new(tokio::sync::Semaphore::new(CONCURRENT_CALLS));
     let mut running = tokio::task::JoinSet::new();
     for h in due {
@@ -58,7 +63,7 @@ pub(crate) async fn round(core: &Core, l: &License) -> Result<(), StoreError> {
         });
     }
     while running.join_next().await.is_some() {}
-    Ok(())
+    Ok(finished)
 }
 
 /// Carries out a decided settlement at its bank, under its idempotency key: true once the

@@ -10,7 +10,7 @@
 //! by someone with the database shows as a root that no longer matches a checkpoint anyone
 //! kept.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::Row;
 use tlog_tiles::tlog::{self, Hash};
@@ -70,15 +70,42 @@ impl Store {
         Ok(())
     }
 
+    /// The campaigns with records waiting to be sequenced: one statement for every
+    /// campaign ever licensed (an index probe each), not one round trip per campaign.
+    pub async fn logs_pending(&self) -> Result<HashSet<String>, StoreError> {
+        sqlx::query(
+            "SELECT s.license_id FROM log_state s \
+             WHERE EXISTS (SELECT 1 FROM log_pending p WHERE p.license_id = s.license_id)",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| Ok(r.try_get("license_id")?))
+        .collect()
+    }
+
     /// Sequences what is pending in a campaign's log and signs the new tree. Returns the
     /// tree's size after.
     pub async fn sequence_log(&self, license_id: &str, key: &LogKey) -> Result<u64, StoreError> {
+        self.sequence_log_if(license_id, key, false).await
+    }
+
+    /// As [`Store::sequence_log`]; `seen_pending` when the caller has just seen records
+    /// pending in this log ([`Store::logs_pending`]): the campaign's own look is spared.
+    pub async fn sequence_log_if(
+        &self,
+        license_id: &str,
+        key: &LogKey,
+        seen_pending: bool,
+    ) -> Result<u64, StoreError> {
         // Nothing pending (most ticks of most campaigns): no lock, no write transaction.
-        let waiting = sqlx::query("SELECT id FROM log_pending WHERE license_id = $1 LIMIT 1")
-            .bind(license_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        if waiting.is_none() {
+        let waiting = seen_pending
+            || sqlx::query("SELECT id FROM log_pending WHERE license_id = $1 LIMIT 1")
+                .bind(license_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .is_some();
+        if !waiting {
             return Ok(
                 sqlx::query("SELECT size FROM log_state WHERE license_id = $1")
                     .bind(license_id)

@@ -1,0 +1,149 @@
+//! What the admitter costs once a campaign is over (issue 33): a ministry licenses presale
+//! after presale for years, and every replica ticks four times a second. A campaign whose
+//! queue is over with nobody admitted still within their time, whose round has nothing to
+//! settle and whose log has nothing pending must cost no statement of its own per tick.
+//!
+//! The statements are those sqlx reports (target `sqlx::query`, every statement it runs,
+//! with its text), collected by a subscriber this test binary installs for its process:
+//! nextest runs each test in a process of its own.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::Layer;
+
+/// Every statement's text sqlx has reported in this process since the last `take`.
+#[derive(Clone, Default)]
+struct Statements(Arc<Mutex<Vec<String>>>);
+
+impl Statements {
+    /// The collector, installed once for the process.
+    fn installed() -> Self {
+        static ONE: OnceLock<Statements> = OnceLock::new();
+        ONE.get_or_init(|| {
+            let s = Statements::default();
+            tracing::subscriber::set_global_default(tracing_subscriber::registry().with(s.clone()))
+                .expect("this test binary's only subscriber");
+            s
+        })
+        .clone()
+    }
+
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// A statement's text, from the event's fields (`summary`, and `db.statement` when the
+/// summary is shortened).
+struct Text(String);
+
+impl tracing::field::Visit for Text {
+    fn record_str(&mut self, _: &tracing::field::Field, value: &str) {
+        self.0.push_str(value);
+        self.0.push(' ');
+    }
+    fn record_debug(&mut self, f: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if matches!(f.name(), "summary" | "db.statement") {
+            self.0.push_str(&format!("{value:?} "));
+        }
+    }
+}
+
+impl<S: tracing::Subscriber> Layer<S> for Statements {
+    fn enabled(&self, m: &tracing::Metadata<'_>, _: Context<'_, S>) -> bool {
+        m.target() == "sqlx::query"
+    }
+    fn on_event(&self, e: &tracing::Event<'_>, _: Context<'_, S>) {
+        let mut t = Text(String::new());
+        e.record(&mut t);
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(t.0.split_whitespace().collect::<Vec<_>>().join(" "));
+    }
+}
+
+/// When the test's campaign closes, in seconds from its start.
+const CLOSES_IN: i64 = 10;
+
+async fn an_over_campaign_costs_no_statement_of_its_own(postgres: bool) {
+    let statements = Statements::installed();
+    // A queue that opened a minute ago and closes in ten seconds, taking holds at the
+    // stub bank (so that it has a round's work too). Nobody joins: once it closes it is
+    // over, with nobody admitted and no hold.
+    let now = service_kit::clock::now();
+    let license = local::deploy::with_stub_bank_hold(presale::domain::NewLicense {
+        opens_at: now - 60,
+        closes_at: now + CLOSES_IN,
+        ..local::queue_license(50, -60, 60)
+    });
+    let backend = if postgres {
+        testkit::Backend::Servers
+    } else {
+        testkit::Backend::Embedded
+    };
+    let d = local::deploy(local::Options {
+        postgres_admin: postgres.then(testkit::servers::postgres_admin_url),
+        redis_url: backend.redis_url(),
+        citizens: 1,
+        ..local::Options::new(license)
+    })
+    .await
+    .expect("deployment");
+    // While it is open, the admitter advances it every tick: the collector sees that
+    // (unless the deployment took so long to start that it is about to close).
+    if service_kit::clock::now() + 2 < now + CLOSES_IN {
+        statements.take();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let open = statements.take();
+        assert!(
+            open.iter()
+                .filter(|t| t.contains("queue_campaigns"))
+                .count()
+                >= 2,
+            "an open queue is advanced every tick: {open:#?}"
+        );
+    }
+    // Past its close (and a few ticks for its last one and its round).
+    let closes = service_kit::clock::now_ms();
+    tokio::time::sleep(Duration::from_millis(
+        u64::try_from((now + CLOSES_IN) * 1000 + 1500 - closes).unwrap_or(0),
+    ))
+    .await;
+    statements.take();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let over = statements.take();
+    // The collector still sees the admitter's tick (its reload of the licenses) ...
+    assert!(
+        over.iter().filter(|t| t.contains("FROM licenses")).count() >= 4,
+        "the admitter still ticks: {over:#?}"
+    );
+    // ... but nothing of this campaign's own: its queue, its round's holds, its log.
+    let own: Vec<&String> = over
+        .iter()
+        .filter(|t| {
+            t.contains("queue_campaigns")
+                || t.contains("queue_admissions")
+                || t.contains("FROM holds")
+                || t.contains("log_pending WHERE license_id")
+                || t.contains("log_state WHERE license_id")
+        })
+        .collect();
+    assert!(
+        own.is_empty(),
+        "an over campaign costs statements every tick: {own:#?}"
+    );
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_over_campaign_costs_no_statement_of_its_own_embedded() {
+    an_over_campaign_costs_no_statement_of_its_own(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_over_campaign_costs_no_statement_of_its_own_on_postgres() {
+    an_over_campaign_costs_no_statement_of_its_own(true).await;
+}
