@@ -7,9 +7,11 @@
 //! half taking holds, nobody in them), one deployment (the IdP, one presale replica on
 //! PostgreSQL and Redis, one campaign open now) is left alone until their delayed seeds
 //! are settled and their logs sequenced (what issuing them costs, once), then
-//! measured for `SECS`: the SQL statements every process sent (as sqlx reports them:
-//! target `sqlx::query`) and the presale database's commits (`pg_stat_database`), a second;
-//! the most frequent statements by their first words go to standard error.
+//! measured for `SECS`: the SQL statements sent from this process (the IdP, the presale
+//! replica and the deployment's helpers, as sqlx reports them: target `sqlx::query`) and
+//! the presale database's commits (`pg_stat_database`: approximate, as an idle backend
+//! reports its counts up to 10 s late), a second; the most frequent statements by their
+//! first words go to standard error.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,7 +22,7 @@ use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::Layer;
 
 /// How long each deployment is measured.
-const SECS: u64 = 10;
+const SECS: u64 = 20;
 
 /// Statements by their summary (sqlx's first words of each).
 #[derive(Clone, Default)]
@@ -65,7 +67,6 @@ impl Statements {
 
 async fn commits(url: &str) -> anyhow::Result<i64> {
     let mut c = sqlx::PgConnection::connect(url).await?;
-    // The statistics of other backends reach the view within a second.
     let n: i64 = sqlx::query_scalar(
         "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
     )
@@ -87,7 +88,7 @@ async fn main() -> anyhow::Result<()> {
         .map(|n| n.trim().parse())
         .collect::<Result<_, _>>()?;
     println!(
-        "| finished campaigns | statements a second (all processes) | presale commits a second |"
+        "| finished campaigns | statements a second (this process) | presale commits a second (approximate) |"
     );
     println!("|---:|---:|---:|");
     for k in finished {
@@ -120,11 +121,16 @@ async fn main() -> anyhow::Result<()> {
         // The replica reloads the licenses within a tick; its first ticks find the finished
         // ones finished, and it settles each one's delayed seed (once, in the first
         // seconds): measured after that, and after their log records are sequenced.
+        let mut settled = false;
         for _ in 0..240 {
             if d.store.unsettled_seeds().await?.is_empty() && d.store.log_pending().await? == 0 {
+                settled = true;
                 break;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        if !settled {
+            eprintln!("    {k} finished: seeds or log records still waiting after 120 s");
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
         statements.take();
@@ -134,8 +140,7 @@ async fn main() -> anyhow::Result<()> {
         let by_kind = statements.take();
         let n: u64 = by_kind.values().sum();
         let after = commits(&d.presale_database_url).await?;
-        // Between the two reads (each view lags by up to a second alike); the first read
-        // is a commit too.
+        // Between the two reads (each lags alike); the first read is a commit too.
         let c = after - before - 1;
         println!(
             "| {k} | {:.1} | {:.1} |",
@@ -143,7 +148,7 @@ async fn main() -> anyhow::Result<()> {
             c as f64 / t0.elapsed().as_secs_f64()
         );
         let mut top: Vec<_> = by_kind.into_iter().collect();
-        top.sort_by(|a, b| b.1.cmp(&a.1));
+        top.sort_by_key(|t| std::cmp::Reverse(t.1));
         for (summary, count) in top.iter().take(12) {
             eprintln!(
                 "    {k} finished: {:8.1}/s  {summary}",

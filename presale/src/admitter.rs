@@ -4,9 +4,10 @@
 //! committed, draw lotteries whose registration has closed (freezing their entries first),
 //! and sequence and sign every campaign's transparency log.
 //!
-//! Work that is finished for good rests (issue 33): a queue that is over with nobody
-//! admitted still within their time, a round whose holds are all captured or released, a
-//! log with nothing pending (one statement finds the campaigns that have some). A ministry
+//! Work that is finished rests (issue 33): a queue that is over with nobody admitted
+//! still within their time and its seed known, a round with no hold held or being settled
+//! (looked at again every half minute), a log with nothing pending (one statement finds
+//! the campaigns that have some). A ministry
 //! licenses presale after presale for years; without this every replica would lock and
 //! write every campaign ever run four times a second.
 //!
@@ -63,13 +64,15 @@ pub(crate) struct Admitter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Work {
     /// A queue's admissions: over (its close passed, with no pause or suspension begun
-    /// before it still running) and nobody admitted still within their time. Final: no
-    /// admission is made after the close, and nothing moves the close past the clock again
-    /// (a resumption gives back only time begun before it, an extension only the time of
-    /// those still within theirs).
+    /// before it still running), nobody admitted still within their time, and its seed
+    /// known (the counters this replica shows include it). Final: no admission is made
+    /// after the close, and nothing moves the close past the clock again (a resumption
+    /// gives back only time begun before it; an extension gives time only to those still
+    /// within theirs, and changes no license field).
     Admit,
-    /// A round's work ([`crate::settle::round`]): over, and every hold captured or
-    /// released. Looked at again every [`ROUND_RECHECK`], for a hold started late.
+    /// A round's work ([`crate::settle::round`]): over, and no hold held or being
+    /// settled. Looked at again every [`ROUND_RECHECK`], for a hold confirmed or started
+    /// late (released then, not at once).
     Round,
 }
 
@@ -83,7 +86,7 @@ struct Rest {
 const ROUND_RECHECK: Duration = Duration::from_secs(30);
 
 /// A digest of a license as this replica loaded it: a change of any of its terms or its
-/// status (a suspension, an extension, an application accepted) wakes work resting on it.
+/// status (a suspension or resumption, an application accepted) wakes work resting on it.
 fn digest(l: &License) -> u64 {
     struct Feed<'a>(&'a mut DefaultHasher);
     impl std::fmt::Write for Feed<'_> {
@@ -150,9 +153,15 @@ pub(crate) async fn run(core: Core) {
 pub(crate) async fn tick(core: &Core) {
     let a = &core.admitter;
     let _one = a.one_at_a_time.lock().await;
+    // A tick that could not read what it needs is not a tick that advanced everything
+    // (the admitter's lag shows a database gone even when every campaign rests).
+    let mut all_advanced = true;
     match core.store.licenses().await {
         Ok(ls) => core.set_licenses(ls),
-        Err(e) => tracing::warn!(error = %e, "license reload failed"),
+        Err(e) => {
+            all_advanced = false;
+            tracing::warn!(error = %e, "license reload failed");
+        }
     }
     let licenses = core.all_licenses();
     settle_seeds(core).await;
@@ -180,6 +189,7 @@ pub(crate) async fn tick(core: &Core) {
         Some(_) => match core.store.logs_pending().await {
             Ok(p) => Some(Arc::new(p)),
             Err(e) => {
+                all_advanced = false;
                 tracing::warn!(error = %e, "the logs with records pending could not be listed");
                 None
             }
@@ -211,7 +221,6 @@ pub(crate) async fn tick(core: &Core) {
             }
         });
     }
-    let mut all_advanced = true;
     while let Some(advanced) = work.join_next().await {
         all_advanced &= advanced.unwrap_or(false);
     }
@@ -336,7 +345,7 @@ async fn admit(core: &Core, l: &License) -> Result<Admitted, StoreError> {
     let mut done = Admitted::default();
     if let Some(state) = core.store.advance_queue(&l.id).await? {
         done = Admitted {
-            finished: state.over && state.live == 0,
+            finished: state.over && state.live == 0 && state.seed.is_some(),
             logged: state.serving > before,
         };
         if state.serving > before {

@@ -19,9 +19,10 @@ const CALLS_PER_TICK: i64 = 200;
 /// Bank calls in flight at once per license.
 const CONCURRENT_CALLS: usize = 16;
 
-/// One license's round work for this tick. True once the round is finished for good: over,
-/// and every hold (if the license takes them) captured or released, so that later ticks
-/// find nothing to do ([`crate::admitter`] then looks again only now and then).
+/// One license's round work for this tick. True once the round is finished: over, and no
+/// hold (if the license takes them) held or being settled, so that later ticks find
+/// nothing to do ([`crate::admitter`] then looks again only every half minute: a pending
+/// hold confirmed late, or one started late, is released then).
 pub(crate) async fn round(core: &Core, l: &License) -> Result<bool, StoreError> {
     let over = match l.selection {
         // Nothing to lapse or promote before the close (the draw follows it).
@@ -43,16 +44,22 @@ pub(crate) async fn round(core: &Core, l: &License) -> Result<bool, StoreError> 
     if !holds {
         return Ok(over);
     }
-    if over && core.store.holds_open(&l.id).await? > 0 {
+    let open = if over {
+        core.store.holds_open(&l.id).await?
+    } else {
+        0
+    };
+    if open > 0 {
         let n = core.store.settle_round(&l.id).await?;
         if n > 0 {
             tracing::info!(campaign = %l.id, holds = n, "the round is over: holds settled");
         }
     }
     let due = core.store.unsettled_holds_of(&l.id, CALLS_PER_TICK).await?;
-    // Finished when over with nothing due now and no hold left to settle, a pending one
-    // included (its bank may still confirm it, and it is then released).
-    let finished = over && due.is_empty() && core.store.holds_unfinished(&l.id).await? == 0;
+    // Finished when over with nothing due now and no hold held or being settled. A pending
+    // one does not keep it awake: its bank may confirm it late, or never (none expires).
+    let finished =
+        over && due.is_empty() && (open == 0 || core.store.holds_open(&l.id).await? == 0);
     let calls = std::sync::Arc::new(tokio::sync::Semaphore::new(CONCURRENT_CALLS));
     let mut running = tokio::task::JoinSet::new();
     for h in due {

@@ -642,18 +642,6 @@ impl Store {
     }
 
     /// Whether every hold of a license is settled or was never confirmed (pending).
-    /// A license's holds not yet captured or released (pending ones included).
-    pub async fn holds_unfinished(&self, license_id: &str) -> Result<i64, StoreError> {
-        Ok(sqlx::query(
-            "SELECT COUNT(*) AS n FROM holds WHERE license_id = $1 \
-             AND state NOT IN ('captured', 'released')",
-        )
-        .bind(license_id)
-        .fetch_one(&self.pool)
-        .await?
-        .try_get("n")?)
-    }
-
     pub async fn holds_open(&self, license_id: &str) -> Result<i64, StoreError> {
         Ok(sqlx::query(
             "SELECT COUNT(*) AS n FROM holds WHERE license_id = $1 \

@@ -56,12 +56,16 @@ impl Store {
                 .bind(stood)
                 .execute(&mut *tx)
                 .await?;
-                tracing::warn!(
-                    campaign = license_id,
-                    stood_ms = stood,
-                    extended = extended.rows_affected(),
-                    "the queue's clock stood still; deadlines extended"
-                );
+                // Only when somebody's deadline moved: a queue that rested over (nobody
+                // within their time, `crate::admitter`) and is woken stood still too.
+                if extended.rows_affected() > 0 {
+                    tracing::warn!(
+                        campaign = license_id,
+                        stood_ms = stood,
+                        extended = extended.rows_affected(),
+                        "the queue's clock stood still; deadlines extended"
+                    );
+                }
             }
             let counted = self.live_admissions(&mut tx, license_id, now).await?;
             // Nothing is owed while the first tickets wait for their seed, nor while the

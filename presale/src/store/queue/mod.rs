@@ -14,7 +14,8 @@
 //! read against `min(now, clock_ms + STALL_MS)`, so when the admitter cannot tick (the
 //! license is suspended, or no replica reached the database) the queue's time stands
 //! still, and the next tick extends every live deadline by the time it stood still: nobody
-//! loses a turn they could not use.
+//! loses a turn they could not use. It stands still too while a queue that is over, with
+//! nobody within their time, rests (`crate::admitter`): no deadline is left to extend.
 //!
 //! - [`join`]: numbering and writing join batches (the compare-and-swap, or under the row's lock).
 //! - [`admit`]: the admitter's tick (the freeze, admissions in ticket order, the clock) and
