@@ -62,18 +62,14 @@ async fn join(
             core.count_refusal(why);
             return Err(why.into());
         }
-    } else if l
+    }
+    // A queue that needs the hold before joining: the join's batch reads it with the
+    // tickets (no read of its own); applying checks it again under its lock.
+    let hold_first = l
         .registration
         .as_ref()
         .and_then(|r| r.hold.as_ref())
-        .is_some_and(|h| h.before == crate::domain::HoldBefore::Entry)
-        && !core.store.hold_counts(&l.id, &c.national_id).await?
-    {
-        // A queue that needs the hold before joining: the queue's own record is written
-        // in batches, so this is a read; applying checks it again under its lock.
-        core.count_refusal(crate::domain::Refusal::NoHold);
-        return Err(crate::domain::Refusal::NoHold.into());
-    }
+        .is_some_and(|h| h.before == crate::domain::HoldBefore::Entry);
     let place = match l.selection {
         // Registering for a draw is registering: the registries' rules are asked here,
         // so that every entry drawn could apply.
@@ -96,11 +92,19 @@ async fn join(
         },
         // Answered once the join has committed; a store that cannot commit sheds the join
         // with 503 and Retry-After, and nothing was promised.
-        Selection::Queue => match core.queue.join(&l.id, &c.national_id).await? {
+        Selection::Queue => match if hold_first {
+            core.queue.join_holding(&l.id, &c.national_id).await?
+        } else {
+            core.queue.join(&l.id, &c.national_id).await?
+        } {
             Joined::Early { arrival, .. } => Place::Early(arrival),
             Joined::Ticket { ticket, .. } => Place::Ticket(ticket),
             Joined::SoldOut | Joined::Unknown => return Err(Error::conflict(msg::QUEUE_CLOSED)),
             Joined::Suspended => return Err(Error::conflict(msg::QUEUE_SUSPENDED)),
+            Joined::NoHold => {
+                core.count_refusal(crate::domain::Refusal::NoHold);
+                return Err(crate::domain::Refusal::NoHold.into());
+            }
         },
     };
     let cookie = Cookie::build((

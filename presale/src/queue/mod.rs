@@ -44,6 +44,8 @@ const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
 struct Job {
     campaign: String,
     holder: Holder,
+    /// The national ID whose confirmed hold the place needs first, if it does.
+    hold_of: Option<String>,
     reply: oneshot::Sender<Result<Joined, QueueError>>,
 }
 
@@ -85,17 +87,39 @@ impl Queue {
         campaign: &str,
         national_id: &NationalId,
     ) -> Result<Joined, QueueError> {
-        self.join_holder(campaign, self.holder(campaign, national_id))
+        self.send(campaign, self.holder(campaign, national_id), None)
+            .await
+    }
+
+    /// Joins a campaign that takes a confirmed hold before joining: [`Joined::NoHold`]
+    /// without one, decided by the batch's own read (group commit: no read of its own).
+    pub async fn join_holding(
+        &self,
+        campaign: &str,
+        national_id: &NationalId,
+    ) -> Result<Joined, QueueError> {
+        let hold_of = Some(national_id.as_str().to_owned());
+        self.send(campaign, self.holder(campaign, national_id), hold_of)
             .await
     }
 
     /// Joins a holder (benchmarks and tests drive the committer with made-up holders).
     pub async fn join_holder(&self, campaign: &str, holder: Holder) -> Result<Joined, QueueError> {
+        self.send(campaign, holder, None).await
+    }
+
+    async fn send(
+        &self,
+        campaign: &str,
+        holder: Holder,
+        hold_of: Option<String>,
+    ) -> Result<Joined, QueueError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Job {
                 campaign: campaign.to_owned(),
                 holder,
+                hold_of,
                 reply,
             })
             .await
@@ -148,7 +172,11 @@ async fn commit_joins(store: Store, mut rx: mpsc::Receiver<Job>) {
         }
         for (campaign, jobs) in by_campaign {
             let holders: Vec<String> = jobs.iter().map(|j| j.holder.0.clone()).collect();
-            match store.join_batch(&mut held, &campaign, &holders).await {
+            let hold_of: Vec<Option<String>> = jobs.iter().map(|j| j.hold_of.clone()).collect();
+            match store
+                .join_batch(&mut held, &campaign, &holders, &hold_of)
+                .await
+            {
                 Ok(answers) => {
                     for (job, joined) in jobs.into_iter().zip(answers) {
                         let _ = job.reply.send(Ok(joined));

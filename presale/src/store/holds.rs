@@ -362,7 +362,8 @@ impl Store {
         Ok(locked.is_some())
     }
 
-    /// Whether a person's hold counts (a read, for the step before entering).
+    /// Whether a person's hold counts (a read; a queue's joins read the holds their
+    /// places need in their batch instead: [`Store::join_queue`]'s committer).
     pub async fn hold_counts(
         &self,
         license_id: &str,

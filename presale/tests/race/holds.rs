@@ -138,6 +138,101 @@ pub(crate) async fn applications_and_settlements_never_cross(backend: Backend) {
     }
 }
 
+/// A queue that takes the hold before joining: the join's batch reads the holds with the
+/// tickets (issue 33; the step read them one join at a time before). Through two replicas
+/// at once, each person twice: everyone with a confirmed hold gets one ticket (the same
+/// both times), nobody else is numbered, whether their hold is only pending, was never
+/// asked, or is confirmed in another campaign.
+pub(crate) async fn a_queue_that_takes_holds_first_numbers_only_the_held(backend: Backend) {
+    let (a, b) = two_stores(backend).await;
+    let mut l = with_hold(queue_license(-5, 60, 100, 600));
+    if let Some(h) = l.registration.as_mut().and_then(|r| r.hold.as_mut()) {
+        h.before = HoldBefore::Entry;
+    }
+    let id = issue_id(&a, &l).await;
+    let other = issue_id(
+        &a,
+        &NewLicense {
+            license_no: format!("OTHER-{}", rand::random::<u32>()),
+            ..l.clone()
+        },
+    )
+    .await;
+    let people = 60;
+    for i in 0..people {
+        match i % 4 {
+            // Confirmed here.
+            0 | 1 => {
+                held(&a, &id, i).await;
+            }
+            // Started here, never confirmed.
+            2 => {
+                let p = person(i);
+                a.start_hold(
+                    &id,
+                    &p.national_id,
+                    &p.citizen_sub,
+                    &p.holder,
+                    "melli",
+                    AMOUNT,
+                    "round title",
+                )
+                .await
+                .expect("sql")
+                .expect("started");
+            }
+            // Confirmed in the other campaign only.
+            _ => {
+                held(&a, &other, i).await;
+            }
+        }
+    }
+    let (qa, qb) = queues(&a, &b);
+    let mut tasks = Vec::new();
+    for round in 0..2 {
+        for i in 0..people {
+            let q = if (i + round) % 2 == 0 {
+                qa.clone()
+            } else {
+                qb.clone()
+            };
+            let id = id.clone();
+            tasks.push(tokio::spawn(async move {
+                (i, q.join_holding(&id, &person(i).national_id).await)
+            }));
+        }
+    }
+    let mut tickets: HashMap<usize, HashSet<i64>> = HashMap::new();
+    for t in tasks {
+        let (i, joined) = t.await.expect("task");
+        match joined.expect("join") {
+            Joined::Ticket { ticket, .. } => {
+                assert!(
+                    i % 4 < 2,
+                    "person {i} has no confirmed hold here: ticket {ticket}"
+                );
+                tickets.entry(i).or_default().insert(ticket);
+            }
+            Joined::NoHold => assert!(i % 4 >= 2, "person {i} holds here: refused"),
+            other => panic!("person {i}: {other:?}"),
+        }
+    }
+    assert_eq!(tickets.len(), people / 2, "everyone holding got a ticket");
+    let mut all: Vec<i64> = tickets
+        .values()
+        .map(|t| {
+            assert_eq!(t.len(), 1, "one ticket a person, however often they join");
+            *t.iter().next().expect("one")
+        })
+        .collect();
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        (1..=(people / 2) as i64).collect::<Vec<_>>(),
+        "numbered 1 to n, nobody else numbered in between"
+    );
+}
+
 pub(crate) async fn a_hold_moves_only_forward(backend: Backend) {
     let (a, _) = two_stores(backend).await;
     let terms = issue(&a, &with_hold(license(10, None))).await;

@@ -370,6 +370,7 @@ both!(
     while_late_a_manufacturer_gets_one_unit_per_unit_delivered,
     applications_and_settlements_never_cross,
     a_hold_moves_only_forward,
+    a_queue_that_takes_holds_first_numbers_only_the_held,
     one_person_behind_two_accounts_is_one_pair_of_eyes,
     the_console_migration_keeps_staff_and_proposals,
     pausing_admissions_keeps_every_place_and_deadline,

@@ -146,7 +146,14 @@ impl JoinView {
     }
 
     /// Numbers the holders not `known` yet (a holder twice in the batch gets one number).
-    fn plan<'a>(&self, holders: &'a [String], mut known: HashMap<String, i64>) -> Plan<'a> {
+    /// A holder whose place needs a confirmed hold that `unheld` says is missing is refused
+    /// first, as if the join had not been asked (`unheld` empty: nobody needs one).
+    fn plan<'a>(
+        &self,
+        holders: &'a [String],
+        mut known: HashMap<String, i64>,
+        unheld: &[bool],
+    ) -> Plan<'a> {
         let refused = if self.suspended {
             Some(Joined::Suspended)
         } else if self.sold_out {
@@ -160,7 +167,11 @@ impl JoinView {
         let mut fresh: Vec<(&String, i64)> = Vec::new();
         let answers: Vec<Joined> = holders
             .iter()
-            .map(|h| {
+            .enumerate()
+            .map(|(i, h)| {
+                if unheld.get(i).copied().unwrap_or(false) {
+                    return Joined::NoHold;
+                }
                 if let Some(&n) = known.get(h) {
                     return Joined::of(n, false);
                 }
@@ -196,6 +207,22 @@ impl JoinView {
             opened: i64::from(self.opened || !early_now),
         }
     }
+}
+
+/// The national IDs whose holds a batch must find (each once).
+fn needed(hold_of: &[Option<String>]) -> Vec<&str> {
+    let mut ids: Vec<&str> = hold_of.iter().flatten().map(String::as_str).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// For each holder, whether its place needs a hold and none of its national ID is held.
+fn unheld(hold_of: &[Option<String>], holding: &std::collections::HashSet<String>) -> Vec<bool> {
+    hold_of
+        .iter()
+        .map(|n| n.as_ref().is_some_and(|n| !holding.contains(n)))
+        .collect()
 }
 
 impl Store {
@@ -305,7 +332,7 @@ impl Store {
         license_id: &str,
         holders: &[String],
     ) -> Result<Vec<Joined>, StoreError> {
-        self.join_batch(&mut Held::default(), license_id, holders)
+        self.join_batch(&mut Held::default(), license_id, holders, &[])
             .await
     }
 
@@ -319,14 +346,20 @@ impl Store {
     /// the pre-opening list) moved the counters in between, nothing was written and the
     /// batch takes the lock; while batches keep racing like that (replicas joining the
     /// same campaign at full speed), the committer goes straight to the lock for a while.
+    ///
+    /// `hold_of` names, for each holder whose place needs a confirmed hold first, its
+    /// national ID (empty: nobody's does): one without is answered [`Joined::NoHold`],
+    /// from the batch's own read, not a read of its own per join. Applying checks the hold
+    /// again under its lock.
     pub(crate) async fn join_batch(
         &self,
         held: &mut Held,
         license_id: &str,
         holders: &[String],
+        hold_of: &[Option<String>],
     ) -> Result<Vec<Joined>, StoreError> {
         if self.postgres && holders.len() <= super::super::CHUNK && held.optimistic() {
-            let tried = match self.prepare_join(held, license_id, holders).await {
+            let tried = match self.prepare_join(held, license_id, holders, hold_of).await {
                 Ok(Prepared::Answered(answers)) => return Ok(answers),
                 Ok(Prepared::Numbered(batch)) => self.swap_join(held, license_id, batch).await,
                 Err(e) => Err(e),
@@ -341,30 +374,52 @@ impl Store {
                 }
             }
         }
-        self.join_queue_locked(license_id, holders).await
+        self.join_queue_locked(license_id, holders, hold_of).await
     }
 
-    /// The optimistic batch's first step (PostgreSQL): the counters, the license's standing
-    /// and the holders already known, read without a lock, and the batch numbered from
-    /// them.
+    /// The optimistic batch's first step (PostgreSQL): the counters, the license's standing,
+    /// the holders already known and the holds the batch's places need (see
+    /// [`Self::join_batch`]), read without a lock, and the batch numbered from them.
     pub(crate) async fn prepare_join<'a>(
         &self,
         held: &mut Held,
         license_id: &str,
         holders: &'a [String],
+        hold_of: &[Option<String>],
     ) -> Result<Prepared<'a>, StoreError> {
-        let sql = format!(
-            "SELECT q.opens_at_ms, q.early, q.late, q.opened, l.status, l.accepted, l.units, \
-             {} AS now_ms, t.holder, t.number \
-             FROM queue_campaigns q JOIN licenses l ON l.id = q.license_id \
-             LEFT JOIN queue_tickets t ON t.license_id = q.license_id AND t.holder IN {} \
-             WHERE q.license_id = $1",
-            self.now_ms_sql(),
+        let needed = needed(hold_of);
+        let tickets = format!(
+            "SELECT 't' AS kind, holder, number FROM queue_tickets \
+             WHERE license_id = $1 AND holder IN {}",
             super::super::values(1, holders.len(), 2)
         );
+        let sql = if needed.is_empty() {
+            format!(
+                "SELECT q.opens_at_ms, q.early, q.late, q.opened, l.status, l.accepted, l.units, \
+                 {} AS now_ms, t.kind, t.holder, t.number \
+                 FROM queue_campaigns q JOIN licenses l ON l.id = q.license_id \
+                 LEFT JOIN ({tickets}) t ON TRUE WHERE q.license_id = $1",
+                self.now_ms_sql(),
+            )
+        } else {
+            format!(
+                "SELECT q.opens_at_ms, q.early, q.late, q.opened, l.status, l.accepted, l.units, \
+                 {} AS now_ms, t.kind, t.holder, t.number \
+                 FROM queue_campaigns q JOIN licenses l ON l.id = q.license_id \
+                 LEFT JOIN ({tickets} UNION ALL \
+                 SELECT 'h' AS kind, national_id, 0 FROM holds WHERE license_id = $1 \
+                 AND state = 'held' AND national_id IN {}) t ON TRUE \
+                 WHERE q.license_id = $1",
+                self.now_ms_sql(),
+                super::super::values(1, needed.len(), 2 + holders.len())
+            )
+        };
         let mut query = sqlx::query(&sql).bind(license_id);
         for h in holders {
             query = query.bind(h);
+        }
+        for n in &needed {
+            query = query.bind(*n);
         }
         let rows = query.fetch_all(&mut **held.take(&self.pool).await?).await?;
         let Some(first) = rows.first() else {
@@ -372,12 +427,18 @@ impl Store {
         };
         let view = JoinView::read(first)?;
         let mut known = HashMap::new();
+        let mut holding = std::collections::HashSet::new();
         for row in &rows {
-            if let Some(h) = row.try_get::<Option<String>, _>("holder")? {
+            let Some(h) = row.try_get::<Option<String>, _>("holder")? else {
+                continue;
+            };
+            if row.try_get::<String, _>("kind")? == "h" {
+                holding.insert(h);
+            } else {
                 known.insert(h, row.try_get("number")?);
             }
         }
-        let plan = view.plan(holders, known);
+        let plan = view.plan(holders, known, &unheld(hold_of, &holding));
         Ok(if plan.fresh.is_empty() {
             Prepared::Answered(plan.answers)
         } else {
@@ -442,11 +503,27 @@ impl Store {
         &self,
         license_id: &str,
         holders: &[String],
+        hold_of: &[Option<String>],
     ) -> Result<Vec<Joined>, StoreError> {
         let mut tx = service_kit::sql::begin(&self.pool).await?;
         let Some(q) = self.lock_queue(&mut tx, license_id, false).await? else {
             return Ok(vec![Joined::Unknown; holders.len()]);
         };
+        let mut holding = std::collections::HashSet::new();
+        for chunk in needed(hold_of).chunks(super::super::CHUNK) {
+            let sql = format!(
+                "SELECT national_id FROM holds WHERE license_id = $1 AND state = 'held' \
+                 AND national_id IN {}",
+                super::super::values(1, chunk.len(), 2)
+            );
+            let mut query = sqlx::query(&sql).bind(license_id);
+            for n in chunk {
+                query = query.bind(*n);
+            }
+            for row in query.fetch_all(&mut *tx).await? {
+                holding.insert(row.try_get::<String, _>("national_id")?);
+            }
+        }
         let mut known: HashMap<String, i64> = HashMap::new();
         for chunk in holders.chunks(super::super::CHUNK) {
             let sql = format!(
@@ -468,7 +545,7 @@ impl Store {
             early,
             late,
             opened,
-        } = q.view().plan(holders, known);
+        } = q.view().plan(holders, known, &unheld(hold_of, &holding));
         if self.postgres && !fresh.is_empty() && fresh.len() <= super::super::CHUNK {
             // One round trip for the batch's writes (under the campaign's lock, every
             // round trip is time nobody else joins): tickets, log records, counters.
@@ -562,7 +639,7 @@ mod tests {
         let mut held = Held::default();
         let late_comers = holders(&["b", "c"]);
         let Prepared::Numbered(batch) = store
-            .prepare_join(&mut held, &id, &late_comers)
+            .prepare_join(&mut held, &id, &late_comers, &[])
             .await
             .expect("read")
         else {
@@ -590,7 +667,7 @@ mod tests {
         let st = store.queue_state(&id).await.expect("state").expect("queue");
         assert_eq!((st.early, st.late, st.opened), (1, 0, true));
         let again = store
-            .join_batch(&mut held, &id, &late_comers)
+            .join_batch(&mut held, &id, &late_comers, &[])
             .await
             .expect("join");
         assert_eq!(
@@ -620,8 +697,14 @@ mod tests {
         let (mut one, mut two) = (Held::default(), Held::default());
         let (xs, ys) = (holders(&["x1", "x2"]), holders(&["y1"]));
         let (Prepared::Numbered(first), Prepared::Numbered(second)) = (
-            store.prepare_join(&mut one, &id, &xs).await.expect("read"),
-            store.prepare_join(&mut two, &id, &ys).await.expect("read"),
+            store
+                .prepare_join(&mut one, &id, &xs, &[])
+                .await
+                .expect("read"),
+            store
+                .prepare_join(&mut two, &id, &ys, &[])
+                .await
+                .expect("read"),
         ) else {
             panic!("new holders to number")
         };
@@ -649,7 +732,10 @@ mod tests {
             None
         );
         assert_eq!(
-            store.join_batch(&mut two, &id, &ys).await.expect("join"),
+            store
+                .join_batch(&mut two, &id, &ys, &[])
+                .await
+                .expect("join"),
             vec![Joined::Ticket {
                 ticket: 4,
                 fresh: true

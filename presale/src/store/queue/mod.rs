@@ -47,6 +47,8 @@ pub enum Joined {
     Suspended,
     /// Not a queue campaign.
     Unknown,
+    /// The campaign takes a confirmed hold before joining, and this person has none.
+    NoHold,
 }
 
 impl Joined {
