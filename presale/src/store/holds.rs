@@ -363,7 +363,7 @@ impl Store {
     }
 
     /// Whether a person's hold counts (a read; a queue's joins read the holds their
-    /// places need in their batch instead: [`Store::join_queue`]'s committer).
+    /// places need in their batch instead, `Store::join_batch`).
     pub async fn hold_counts(
         &self,
         license_id: &str,

@@ -233,6 +233,96 @@ pub(crate) async fn a_queue_that_takes_holds_first_numbers_only_the_held(backend
     );
 }
 
+/// A withdrawal racing a join, through two replicas: the join either finds the hold and
+/// keeps it (the withdrawal then finds the place and the hold stays), or finds it gone
+/// and numbers nobody. Never a place standing on a released hold.
+pub(crate) async fn a_withdrawal_racing_a_join_never_leaves_a_place_without_its_hold(
+    backend: Backend,
+) {
+    let (a, b) = two_stores(backend).await;
+    let mut l = with_hold(queue_license(-5, 60, 100, 600));
+    if let Some(h) = l.registration.as_mut().and_then(|r| r.hold.as_mut()) {
+        h.before = HoldBefore::Entry;
+    }
+    let id = issue_id(&a, &l).await;
+    let people = 80;
+    // Each hold under its person's holder in the queue (as the hold step starts it): the
+    // withdrawal looks for the place by it.
+    let keys = service_kit::keys::Keyring::new(b"queue-test-key", &[]);
+    for i in 0..people {
+        let p = person(i);
+        let holder = presale::queue::holder_of(&keys, &id, p.national_id.as_str());
+        let h = a
+            .start_hold(
+                &id,
+                &p.national_id,
+                &p.citizen_sub,
+                &holder,
+                "melli",
+                AMOUNT,
+                "round title",
+            )
+            .await
+            .expect("sql")
+            .expect("started");
+        let token = format!("tok-{i}");
+        assert!(a
+            .set_mandate(&h.id, "melli", &token, "state-hash")
+            .await
+            .expect("mandate"));
+        assert!(a.confirm_hold(&h, &token).await.expect("confirm"));
+    }
+    let (qa, qb) = queues(&a, &b);
+    let mut tasks = Vec::new();
+    for i in 0..people {
+        let (q, store) = if i % 2 == 0 {
+            (qa.clone(), b.clone())
+        } else {
+            (qb.clone(), a.clone())
+        };
+        let (id_join, id_withdraw) = (id.clone(), id.clone());
+        let join = tokio::spawn(async move {
+            q.join_holding(&id_join, &person(i).national_id)
+                .await
+                .expect("join")
+        });
+        let withdraw = tokio::spawn(async move {
+            store
+                .withdraw_hold(&id_withdraw, &person(i).national_id)
+                .await
+                .expect("withdraw")
+        });
+        tasks.push((i, join, withdraw));
+    }
+    let (mut placed, mut released) = (0, 0);
+    for (i, join, withdraw) in tasks {
+        let joined = join.await.expect("task");
+        withdraw.await.expect("task");
+        let state = a
+            .hold_of(&id, &person(i).national_id)
+            .await
+            .expect("sql")
+            .expect("a hold")
+            .state;
+        match joined {
+            Joined::Ticket { .. } => {
+                placed += 1;
+                assert_eq!(
+                    state,
+                    HoldState::Held,
+                    "person {i}: a place on a released hold"
+                );
+            }
+            Joined::NoHold => {
+                released += 1;
+                assert_ne!(state, HoldState::Held, "person {i}: refused while holding");
+            }
+            other => panic!("person {i}: {other:?}"),
+        }
+    }
+    assert_eq!(placed + released, people);
+}
+
 pub(crate) async fn a_hold_moves_only_forward(backend: Backend) {
     let (a, _) = two_stores(backend).await;
     let terms = issue(&a, &with_hold(license(10, None))).await;

@@ -371,6 +371,7 @@ both!(
     applications_and_settlements_never_cross,
     a_hold_moves_only_forward,
     a_queue_that_takes_holds_first_numbers_only_the_held,
+    a_withdrawal_racing_a_join_never_leaves_a_place_without_its_hold,
     one_person_behind_two_accounts_is_one_pair_of_eyes,
     the_console_migration_keeps_staff_and_proposals,
     pausing_admissions_keeps_every_place_and_deadline,

@@ -124,6 +124,9 @@ pub(crate) struct JoinView {
 pub(crate) struct Plan<'a> {
     answers: Vec<Joined>,
     fresh: Vec<(&'a String, i64)>,
+    /// The national IDs whose holds the fresh places stand on (each once): a swap takes
+    /// effect only if each is still held, and keeps it so until it commits.
+    holds: Vec<&'a str>,
     events: Vec<Event>,
     early: i64,
     late: i64,
@@ -146,14 +149,18 @@ impl JoinView {
     }
 
     /// Numbers the holders not `known` yet (a holder twice in the batch gets one number).
-    /// A holder whose place needs a confirmed hold that `unheld` says is missing is refused
-    /// first, as if the join had not been asked (`unheld` empty: nobody needs one).
+    /// A holder whose place needs a confirmed hold (`hold_of`, aligned with `holders`, or
+    /// empty: nobody's does) that is not among those `holding` is refused first, as if the
+    /// join had not been asked.
     fn plan<'a>(
         &self,
         holders: &'a [String],
         mut known: HashMap<String, i64>,
-        unheld: &[bool],
+        hold_of: &'a [Option<String>],
+        holding: &std::collections::HashSet<String>,
     ) -> Plan<'a> {
+        debug_assert!(hold_of.is_empty() || hold_of.len() == holders.len());
+        let hold = |i: usize| hold_of.get(i).and_then(|n| n.as_deref());
         let refused = if self.suspended {
             Some(Joined::Suspended)
         } else if self.sold_out {
@@ -165,11 +172,12 @@ impl JoinView {
         let early_now = self.now_ms < self.opens_at_ms && !self.opened;
         let (mut early, mut late) = (self.early, self.late);
         let mut fresh: Vec<(&String, i64)> = Vec::new();
+        let mut holds: Vec<&str> = Vec::new();
         let answers: Vec<Joined> = holders
             .iter()
             .enumerate()
             .map(|(i, h)| {
-                if unheld.get(i).copied().unwrap_or(false) {
+                if hold(i).is_some_and(|n| !holding.contains(n)) {
                     return Joined::NoHold;
                 }
                 if let Some(&n) = known.get(h) {
@@ -187,6 +195,7 @@ impl JoinView {
                 };
                 known.insert(h.clone(), n);
                 fresh.push((h, n));
+                holds.extend(hold(i));
                 Joined::of(n, true)
             })
             .collect();
@@ -198,9 +207,12 @@ impl JoinView {
                 ticket: (*n > 0).then_some(*n),
             })
             .collect();
+        holds.sort_unstable();
+        holds.dedup();
         Plan {
             answers,
             fresh,
+            holds,
             events,
             early,
             late,
@@ -215,14 +227,6 @@ fn needed(hold_of: &[Option<String>]) -> Vec<&str> {
     ids.sort_unstable();
     ids.dedup();
     ids
-}
-
-/// For each holder, whether its place needs a hold and none of its national ID is held.
-fn unheld(hold_of: &[Option<String>], holding: &std::collections::HashSet<String>) -> Vec<bool> {
-    hold_of
-        .iter()
-        .map(|n| n.as_ref().is_some_and(|n| !holding.contains(n)))
-        .collect()
 }
 
 impl Store {
@@ -341,16 +345,18 @@ impl Store {
     ///
     /// On PostgreSQL a batch first tries without holding the campaign's lock across round
     /// trips ([`Self::prepare_join`], [`Self::swap_join`]): two statements and no explicit
-    /// transaction, where the locked path takes five with the lock held through all of
-    /// them. When another batch (another replica's, or the admitter's tick that freezes
+    /// transaction, where the locked path takes five (six when places need holds) with
+    /// the lock held through all of them. When another batch (another replica's, or the admitter's tick that freezes
     /// the pre-opening list) moved the counters in between, nothing was written and the
     /// batch takes the lock; while batches keep racing like that (replicas joining the
     /// same campaign at full speed), the committer goes straight to the lock for a while.
     ///
     /// `hold_of` names, for each holder whose place needs a confirmed hold first, its
     /// national ID (empty: nobody's does): one without is answered [`Joined::NoHold`],
-    /// from the batch's own read, not a read of its own per join. Applying checks the hold
-    /// again under its lock.
+    /// from the batch's own read, not a read of its own per join. The holds the new places
+    /// stand on are kept held until the batch commits (`FOR SHARE`), so that a withdrawal
+    /// racing the join waits and then finds the place. Applying checks the hold again
+    /// under its lock.
     pub(crate) async fn join_batch(
         &self,
         held: &mut Held,
@@ -385,7 +391,7 @@ impl Store {
         held: &mut Held,
         license_id: &str,
         holders: &'a [String],
-        hold_of: &[Option<String>],
+        hold_of: &'a [Option<String>],
     ) -> Result<Prepared<'a>, StoreError> {
         let needed = needed(hold_of);
         let tickets = format!(
@@ -438,7 +444,7 @@ impl Store {
                 known.insert(h, row.try_get("number")?);
             }
         }
-        let plan = view.plan(holders, known, &unheld(hold_of, &holding));
+        let plan = view.plan(holders, known, hold_of, &holding);
         Ok(if plan.fresh.is_empty() {
             Prepared::Answered(plan.answers)
         } else {
@@ -466,9 +472,22 @@ impl Store {
         let n = plan.fresh.len();
         let tickets = super::super::values(n, 2, 9);
         let records = super::super::values(n, 2, 9 + 2 * n);
+        // The holds the new places stand on, still held, and kept so until the commit (a
+        // withdrawal racing this batch waits, then finds the place; one that came first
+        // leaves fewer held rows, and the swap does not take effect).
+        let holds = if plan.holds.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "AND (SELECT COUNT(*) FROM (SELECT 1 FROM holds WHERE license_id = $1 \
+                 AND state = 'held' AND national_id IN {} FOR SHARE) h) = {} ",
+                super::super::values(1, plan.holds.len(), 9 + 4 * n),
+                plan.holds.len()
+            )
+        };
         let sql = format!(
             "WITH c AS (UPDATE queue_campaigns SET early = $2, late = $3, opened = $4 \
-             WHERE license_id = $1 AND early = $5 AND late = $6 AND opened = $7 \
+             WHERE license_id = $1 AND early = $5 AND late = $6 AND opened = $7 {holds}\
              RETURNING license_id), \
              t AS (INSERT INTO queue_tickets (license_id, holder, number, joined_at_ms) \
              SELECT c.license_id, v.holder, v.number, $8 FROM c, (VALUES {tickets}) AS v (holder, number)), \
@@ -491,6 +510,9 @@ impl Store {
         for e in &plan.events {
             query = query.bind(e.line()).bind(e.holder());
         }
+        for n in &plan.holds {
+            query = query.bind(*n);
+        }
         let swapped: i64 = query
             .fetch_one(&mut **held.take(&self.pool).await?)
             .await?
@@ -509,12 +531,16 @@ impl Store {
         let Some(q) = self.lock_queue(&mut tx, license_id, false).await? else {
             return Ok(vec![Joined::Unknown; holders.len()]);
         };
+        // Kept held until the batch commits (PostgreSQL; SQLite's writer lock is taken
+        // already): a withdrawal waits, then finds the place and keeps the hold; one
+        // that came first has released it, and the row is no longer read as held.
         let mut holding = std::collections::HashSet::new();
         for chunk in needed(hold_of).chunks(super::super::CHUNK) {
             let sql = format!(
                 "SELECT national_id FROM holds WHERE license_id = $1 AND state = 'held' \
-                 AND national_id IN {}",
-                super::super::values(1, chunk.len(), 2)
+                 AND national_id IN {}{}",
+                super::super::values(1, chunk.len(), 2),
+                if self.postgres { " FOR SHARE" } else { "" }
             );
             let mut query = sqlx::query(&sql).bind(license_id);
             for n in chunk {
@@ -545,7 +571,8 @@ impl Store {
             early,
             late,
             opened,
-        } = q.view().plan(holders, known, &unheld(hold_of, &holding));
+            ..
+        } = q.view().plan(holders, known, hold_of, &holding);
         if self.postgres && !fresh.is_empty() && fresh.len() <= super::super::CHUNK {
             // One round trip for the batch's writes (under the campaign's lock, every
             // round trip is time nobody else joins): tickets, log records, counters.
@@ -620,6 +647,78 @@ mod tests {
             .expect("sql")
             .expect("valid");
         (store, id, db)
+    }
+
+    /// A withdrawal between a batch's read and its swap: the batch read the hold as held,
+    /// the withdrawal found no place yet and released it. Written anyway, the place would
+    /// stand on no money (one sum behind many places). Found lacking when the swap checked
+    /// only the counters: it must not take effect, and the batch retried is refused.
+    #[tokio::test]
+    async fn a_hold_withdrawn_between_a_batchs_read_and_its_swap_stops_the_swap() {
+        let db = testkit::Backend::Servers.database("presale").await;
+        let store = Store::connect(&db.url, 4).await.expect("store");
+        store.migrate().await.expect("migrate");
+        let now = service_kit::clock::now();
+        let terms = NewLicense {
+            delivery_deadline: now + 200 * 24 * 3600,
+            opens_at: now - 5,
+            closes_at: now + 3600,
+            registration: Some(crate::domain::Registration {
+                hold: Some(crate::domain::HoldTerms {
+                    banks: vec!["melli".into()],
+                    amount: 1_000,
+                    title: "round".into(),
+                    before: crate::domain::HoldBefore::Entry,
+                }),
+                ..crate::domain::Registration::default()
+            }),
+            ..crate::domain::license::tests::sample()
+        };
+        let id = store
+            .issue_license(&terms, now)
+            .await
+            .expect("sql")
+            .expect("valid");
+        let nid = crate::domain::NationalId::parse("0499370899").expect("valid");
+        let holder = crate::domain::Holder("h-0499370899".into());
+        let hold = store
+            .start_hold(&id, &nid, "c-1", &holder, "melli", 1_000, "round")
+            .await
+            .expect("sql")
+            .expect("started");
+        assert!(store
+            .set_mandate(&hold.id, "melli", "tok", "state")
+            .await
+            .expect("mandate"));
+        assert!(store.confirm_hold(&hold, "tok").await.expect("confirm"));
+        let batch = holders(&[&holder.0]);
+        let hold_of = vec![Some(nid.as_str().to_owned())];
+
+        let mut held = Held::default();
+        let Prepared::Numbered(numbered) = store
+            .prepare_join(&mut held, &id, &batch, &hold_of)
+            .await
+            .expect("read")
+        else {
+            panic!("a holder with a confirmed hold to number")
+        };
+        let withdrawn = store.withdraw_hold(&id, &nid).await.expect("withdraw");
+        assert!(
+            withdrawn.is_some_and(|h| h.state != crate::store::holds::HoldState::Held),
+            "no place yet: the withdrawal releases the hold"
+        );
+        let swapped = store
+            .swap_join(&mut held, &id, numbered)
+            .await
+            .expect("swap");
+        assert!(swapped.is_none(), "the swap took effect on a released hold");
+        assert_eq!(
+            store
+                .join_batch(&mut held, &id, &batch, &hold_of)
+                .await
+                .expect("join"),
+            vec![Joined::NoHold]
+        );
     }
 
     fn holders(names: &[&str]) -> Vec<String> {
