@@ -531,25 +531,6 @@ impl Store {
         let Some(q) = self.lock_queue(&mut tx, license_id, false).await? else {
             return Ok(vec![Joined::Unknown; holders.len()]);
         };
-        // Kept held until the batch commits (PostgreSQL; SQLite's writer lock is taken
-        // already): a withdrawal waits, then finds the place and keeps the hold; one
-        // that came first has released it, and the row is no longer read as held.
-        let mut holding = std::collections::HashSet::new();
-        for chunk in needed(hold_of).chunks(super::super::CHUNK) {
-            let sql = format!(
-                "SELECT national_id FROM holds WHERE license_id = $1 AND state = 'held' \
-                 AND national_id IN {}{}",
-                super::super::values(1, chunk.len(), 2),
-                if self.postgres { " FOR SHARE" } else { "" }
-            );
-            let mut query = sqlx::query(&sql).bind(license_id);
-            for n in chunk {
-                query = query.bind(*n);
-            }
-            for row in query.fetch_all(&mut *tx).await? {
-                holding.insert(row.try_get::<String, _>("national_id")?);
-            }
-        }
         let mut known: HashMap<String, i64> = HashMap::new();
         for chunk in holders.chunks(super::super::CHUNK) {
             let sql = format!(
@@ -562,6 +543,37 @@ impl Store {
             }
             for row in query.fetch_all(&mut *tx).await? {
                 known.insert(row.try_get("holder")?, row.try_get("number")?);
+            }
+        }
+        // The holds of those to be placed now are kept held until the batch commits
+        // (PostgreSQL; SQLite's writer lock is taken already): a withdrawal waits, then
+        // finds the place and keeps the hold; one that came first has released it, and the
+        // row is no longer read as held. Those placed before are only read: an application
+        // of theirs may hold their hold's lock while it waits for the license's row, which
+        // a suspension may hold while it waits for this campaign's.
+        let (new, placed): (Vec<_>, Vec<_>) = holders
+            .iter()
+            .zip(hold_of)
+            .partition(|(h, _)| !known.contains_key(*h));
+        let ids = |v: Vec<(&String, &Option<String>)>| -> Vec<Option<String>> {
+            v.into_iter().map(|(_, n)| n.clone()).collect()
+        };
+        let mut holding = std::collections::HashSet::new();
+        for (ids, lock) in [(ids(new), self.postgres), (ids(placed), false)] {
+            for chunk in needed(&ids).chunks(super::super::CHUNK) {
+                let sql = format!(
+                    "SELECT national_id FROM holds WHERE license_id = $1 AND state = 'held' \
+                     AND national_id IN {}{}",
+                    super::super::values(1, chunk.len(), 2),
+                    if lock { " FOR SHARE" } else { "" }
+                );
+                let mut query = sqlx::query(&sql).bind(license_id);
+                for n in chunk {
+                    query = query.bind(*n);
+                }
+                for row in query.fetch_all(&mut *tx).await? {
+                    holding.insert(row.try_get::<String, _>("national_id")?);
+                }
             }
         }
         let Plan {
@@ -649,12 +661,16 @@ mod tests {
         (store, id, db)
     }
 
-    /// A withdrawal between a batch's read and its swap: the batch read the hold as held,
-    /// the withdrawal found no place yet and released it. Written anyway, the place would
-    /// stand on no money (one sum behind many places). Found lacking when the swap checked
-    /// only the counters: it must not take effect, and the batch retried is refused.
-    #[tokio::test]
-    async fn a_hold_withdrawn_between_a_batchs_read_and_its_swap_stops_the_swap() {
+    /// A queue campaign taking the hold before joining, opened already, on a fresh
+    /// PostgreSQL database, and one person's confirmed hold: (store, campaign, the person's
+    /// batch of one, its `hold_of`, the database).
+    async fn campaign_with_a_hold() -> (
+        Store,
+        String,
+        Vec<String>,
+        Vec<Option<String>>,
+        testkit::servers::FreshDatabase,
+    ) {
         let db = testkit::Backend::Servers.database("presale").await;
         let store = Store::connect(&db.url, 4).await.expect("store");
         store.migrate().await.expect("migrate");
@@ -691,9 +707,34 @@ mod tests {
             .await
             .expect("mandate"));
         assert!(store.confirm_hold(&hold, "tok").await.expect("confirm"));
-        let batch = holders(&[&holder.0]);
-        let hold_of = vec![Some(nid.as_str().to_owned())];
+        (
+            store,
+            id,
+            holders(&[&holder.0]),
+            vec![Some(nid.as_str().to_owned())],
+            db,
+        )
+    }
 
+    /// What a withdrawal does first: the hold's row locked, in a transaction left open.
+    async fn withdrawal_begun(store: &Store, id: &str) -> sqlx::Transaction<'static, sqlx::Any> {
+        let mut tx = store.pool.begin().await.expect("begin");
+        sqlx::query("SELECT id FROM holds WHERE license_id = $1 FOR UPDATE")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .expect("lock");
+        tx
+    }
+
+    /// A withdrawal between a batch's read and its swap: the batch read the hold as held,
+    /// the withdrawal found no place yet and released it. Written anyway, the place would
+    /// stand on no money (one sum behind many places). Found lacking when the swap checked
+    /// only the counters: it must not take effect, and the batch retried is refused.
+    #[tokio::test]
+    async fn a_hold_withdrawn_between_a_batchs_read_and_its_swap_stops_the_swap() {
+        let (store, id, batch, hold_of, _db) = campaign_with_a_hold().await;
+        let nid = crate::domain::NationalId::parse("0499370899").expect("valid");
         let mut held = Held::default();
         let Prepared::Numbered(numbered) = store
             .prepare_join(&mut held, &id, &batch, &hold_of)
@@ -719,6 +760,51 @@ mod tests {
                 .expect("join"),
             vec![Joined::NoHold]
         );
+    }
+
+    /// A withdrawal that has locked the hold (and may release it) when the batch comes:
+    /// the batch waits for it, on either path, rather than write a place on a hold about
+    /// to go. Found lacking when the holds were only read.
+    #[tokio::test]
+    async fn a_batch_waits_for_a_withdrawal_of_a_hold_it_places_on() {
+        let wait = std::time::Duration::from_millis(300);
+        // The optimistic path's swap.
+        let (store, id, batch, hold_of, _db) = campaign_with_a_hold().await;
+        let mut held = Held::default();
+        let Prepared::Numbered(numbered) = store
+            .prepare_join(&mut held, &id, &batch, &hold_of)
+            .await
+            .expect("read")
+        else {
+            panic!("a holder with a confirmed hold to number")
+        };
+        let withdrawal = withdrawal_begun(&store, &id).await;
+        let swap = store.swap_join(&mut held, &id, numbered);
+        tokio::pin!(swap);
+        assert!(
+            tokio::time::timeout(wait, &mut swap).await.is_err(),
+            "the swap did not wait for the withdrawal"
+        );
+        withdrawal.rollback().await.expect("rollback");
+        assert!(
+            swap.await.expect("swap").is_some(),
+            "the hold stayed: placed"
+        );
+
+        // The locked path.
+        let (store, id, batch, hold_of, _db) = campaign_with_a_hold().await;
+        let withdrawal = withdrawal_begun(&store, &id).await;
+        let join = store.join_queue_locked(&id, &batch, &hold_of);
+        tokio::pin!(join);
+        assert!(
+            tokio::time::timeout(wait, &mut join).await.is_err(),
+            "the locked batch did not wait for the withdrawal"
+        );
+        withdrawal.rollback().await.expect("rollback");
+        assert!(matches!(
+            join.await.expect("join")[..],
+            [Joined::Ticket { .. }]
+        ));
     }
 
     fn holders(names: &[&str]) -> Vec<String> {
