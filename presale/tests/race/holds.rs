@@ -25,20 +25,41 @@ fn with_hold(mut l: NewLicense) -> NewLicense {
 
 /// Person `i`'s hold, confirmed by the bank (as the callback's path does it).
 async fn held(store: &Store, license_id: &str, i: usize) -> presale::store::holds::Hold {
+    held_by(store, license_id, i, &person(i).holder).await
+}
+
+/// Person `i`'s hold under `holder`, asked of the bank and not confirmed (pending).
+async fn started_by(
+    store: &Store,
+    license_id: &str,
+    i: usize,
+    holder: &presale::domain::Holder,
+) -> presale::store::holds::Hold {
     let p = person(i);
-    let h = store
+    store
         .start_hold(
             license_id,
             &p.national_id,
             &p.citizen_sub,
-            &p.holder,
+            holder,
             "melli",
             AMOUNT,
             "round title",
         )
         .await
         .expect("sql")
-        .expect("started");
+        .expect("started")
+}
+
+/// The same as [`held`], under the holder `holder` (a queue's: the withdrawal finds the
+/// place by it).
+async fn held_by(
+    store: &Store,
+    license_id: &str,
+    i: usize,
+    holder: &presale::domain::Holder,
+) -> presale::store::holds::Hold {
+    let h = started_by(store, license_id, i, holder).await;
     let token = format!("tok-{i}");
     assert!(store
         .set_mandate(&h.id, "melli", &token, "state-hash")
@@ -167,19 +188,7 @@ pub(crate) async fn a_queue_that_takes_holds_first_numbers_only_the_held(backend
             }
             // Started here, never confirmed.
             2 => {
-                let p = person(i);
-                a.start_hold(
-                    &id,
-                    &p.national_id,
-                    &p.citizen_sub,
-                    &p.holder,
-                    "melli",
-                    AMOUNT,
-                    "round title",
-                )
-                .await
-                .expect("sql")
-                .expect("started");
+                started_by(&a, &id, i, &person(i).holder).await;
             }
             // Confirmed in the other campaign only.
             _ => {
@@ -250,27 +259,8 @@ pub(crate) async fn a_withdrawal_racing_a_join_never_leaves_a_place_without_its_
     // withdrawal looks for the place by it.
     let keys = service_kit::keys::Keyring::new(b"queue-test-key", &[]);
     for i in 0..people {
-        let p = person(i);
-        let holder = presale::queue::holder_of(&keys, &id, p.national_id.as_str());
-        let h = a
-            .start_hold(
-                &id,
-                &p.national_id,
-                &p.citizen_sub,
-                &holder,
-                "melli",
-                AMOUNT,
-                "round title",
-            )
-            .await
-            .expect("sql")
-            .expect("started");
-        let token = format!("tok-{i}");
-        assert!(a
-            .set_mandate(&h.id, "melli", &token, "state-hash")
-            .await
-            .expect("mandate"));
-        assert!(a.confirm_hold(&h, &token).await.expect("confirm"));
+        let holder = presale::queue::holder_of(&keys, &id, person(i).national_id.as_str());
+        held_by(&a, &id, i, &holder).await;
     }
     let (qa, qb) = queues(&a, &b);
     let mut tasks = Vec::new();

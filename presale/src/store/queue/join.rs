@@ -643,6 +643,14 @@ mod tests {
 
     /// A queue campaign on a fresh PostgreSQL database, opening `opens_in` seconds from now.
     async fn campaign(opens_in: i64) -> (Store, String, testkit::servers::FreshDatabase) {
+        campaign_with(opens_in, None).await
+    }
+
+    /// The same, registering with `registration`.
+    async fn campaign_with(
+        opens_in: i64,
+        registration: Option<crate::domain::Registration>,
+    ) -> (Store, String, testkit::servers::FreshDatabase) {
         let db = testkit::Backend::Servers.database("presale").await;
         let store = Store::connect(&db.url, 4).await.expect("store");
         store.migrate().await.expect("migrate");
@@ -651,6 +659,7 @@ mod tests {
             delivery_deadline: now + 200 * 24 * 3600,
             opens_at: now + opens_in,
             closes_at: now + 3600,
+            registration,
             ..crate::domain::license::tests::sample()
         };
         let id = store
@@ -671,15 +680,9 @@ mod tests {
         Vec<Option<String>>,
         testkit::servers::FreshDatabase,
     ) {
-        let db = testkit::Backend::Servers.database("presale").await;
-        let store = Store::connect(&db.url, 4).await.expect("store");
-        store.migrate().await.expect("migrate");
-        let now = service_kit::clock::now();
-        let terms = NewLicense {
-            delivery_deadline: now + 200 * 24 * 3600,
-            opens_at: now - 5,
-            closes_at: now + 3600,
-            registration: Some(crate::domain::Registration {
+        let (store, id, db) = campaign_with(
+            -5,
+            Some(crate::domain::Registration {
                 hold: Some(crate::domain::HoldTerms {
                     banks: vec!["melli".into()],
                     amount: 1_000,
@@ -688,13 +691,8 @@ mod tests {
                 }),
                 ..crate::domain::Registration::default()
             }),
-            ..crate::domain::license::tests::sample()
-        };
-        let id = store
-            .issue_license(&terms, now)
-            .await
-            .expect("sql")
-            .expect("valid");
+        )
+        .await;
         let nid = crate::domain::NationalId::parse("0499370899").expect("valid");
         let holder = crate::domain::Holder("h-0499370899".into());
         let hold = store
@@ -714,6 +712,24 @@ mod tests {
             vec![Some(nid.as_str().to_owned())],
             db,
         )
+    }
+
+    /// The optimistic read of a batch that has somebody new to number.
+    async fn numbered<'a>(
+        store: &Store,
+        held: &mut Held,
+        id: &str,
+        batch: &'a [String],
+        hold_of: &'a [Option<String>],
+    ) -> Box<(JoinView, Plan<'a>)> {
+        match store
+            .prepare_join(held, id, batch, hold_of)
+            .await
+            .expect("read")
+        {
+            Prepared::Numbered(numbered) => numbered,
+            Prepared::Answered(a) => panic!("somebody new to number: {a:?}"),
+        }
     }
 
     /// What a withdrawal does first: the hold's row locked, in a transaction left open.
@@ -736,13 +752,7 @@ mod tests {
         let (store, id, batch, hold_of, _db) = campaign_with_a_hold().await;
         let nid = crate::domain::NationalId::parse("0499370899").expect("valid");
         let mut held = Held::default();
-        let Prepared::Numbered(numbered) = store
-            .prepare_join(&mut held, &id, &batch, &hold_of)
-            .await
-            .expect("read")
-        else {
-            panic!("a holder with a confirmed hold to number")
-        };
+        let numbered = numbered(&store, &mut held, &id, &batch, &hold_of).await;
         let withdrawn = store.withdraw_hold(&id, &nid).await.expect("withdraw");
         assert!(
             withdrawn.is_some_and(|h| h.state != crate::store::holds::HoldState::Held),
@@ -771,13 +781,7 @@ mod tests {
         // The optimistic path's swap.
         let (store, id, batch, hold_of, _db) = campaign_with_a_hold().await;
         let mut held = Held::default();
-        let Prepared::Numbered(numbered) = store
-            .prepare_join(&mut held, &id, &batch, &hold_of)
-            .await
-            .expect("read")
-        else {
-            panic!("a holder with a confirmed hold to number")
-        };
+        let numbered = numbered(&store, &mut held, &id, &batch, &hold_of).await;
         let withdrawal = withdrawal_begun(&store, &id).await;
         let swap = store.swap_join(&mut held, &id, numbered);
         tokio::pin!(swap);
