@@ -86,6 +86,11 @@ enum Command {
         /// Leave out the bank step (the campaign asks no down payment hold), to compare.
         #[arg(long)]
         no_bank: bool,
+        /// Units for sale per arrival: 0.5, half of them buy (selling out is part of the
+        /// run); 1 for an overload run, where a queue longer than the units would make
+        /// the run's end wait for admitted citizens' time to lapse (600 s).
+        #[arg(long, default_value_t = 0.5)]
+        units_per_arrival: f64,
         /// The campaign's admission rate per minute (the ministry sets it to what the
         /// database absorbs; the queue holds everyone else).
         #[arg(long, default_value_t = 6000)]
@@ -536,6 +541,7 @@ async fn main() -> anyhow::Result<()> {
             p99_limit_ms,
             all,
             no_bank,
+            units_per_arrival,
             admission_per_min,
             presale_db_connections,
             presale_admission,
@@ -552,6 +558,7 @@ async fn main() -> anyhow::Result<()> {
                 out,
                 all,
                 no_bank,
+                units_per_arrival,
                 admission_per_min,
                 presale_db_connections,
                 presale_admission,

@@ -33,14 +33,22 @@ pub struct Sweep {
     pub idp_admission: Option<(usize, u64)>,
     /// Without the bank step (the license asks no hold): for comparing what it costs.
     pub no_bank: bool,
+    /// Units for sale per arrival (0.5: half of them buy, and selling out is part of the
+    /// run). At twice what holds, set it to 1: when more than the units reach the queue,
+    /// those behind wait for an admitted citizen's time to lapse (600 s), and the run's
+    /// goodput, journeys over its whole length, would measure that wait instead.
+    pub units_per_arrival: f64,
 }
 
-/// Work the servers' backends did: PostgreSQL commits (all databases), Redis commands by
+/// Work the servers' backends did: PostgreSQL commits by database, Redis commands by
 /// kind (`INFO commandstats`) and SQL statements by text (`pg_stat_statements`, when the
 /// server loads it; empty otherwise).
 #[derive(Debug, Default, Clone)]
 pub struct Work {
+    /// Commits of the databases counted ([`Self::of_databases`]: the deployment's own).
     pub commits: i64,
+    /// Commits by database, as read.
+    pub commits_by_db: std::collections::BTreeMap<String, i64>,
     pub redis: std::collections::BTreeMap<String, i64>,
     pub sql: std::collections::BTreeMap<String, i64>,
 }
@@ -50,7 +58,17 @@ impl Work {
         self.redis.values().sum()
     }
 
-    /// What happened between `before` and `self`.
+    /// Only the commits of the databases named `names` (a deployment's): the other
+    /// databases on the server are other processes' work, and the tool's own readings.
+    pub fn of_databases(mut self, names: &[String]) -> Work {
+        self.commits_by_db.retain(|db, _| names.contains(db));
+        self.commits = self.commits_by_db.values().sum();
+        self
+    }
+
+    /// What happened between `before` and `self`: the commits of the databases that are
+    /// still there (one dropped meanwhile, another process's, is not a negative count),
+    /// one made meanwhile counted from zero.
     pub fn since(&self, before: &Work) -> Work {
         let diff = |now: &std::collections::BTreeMap<String, i64>,
                     then: &std::collections::BTreeMap<String, i64>| {
@@ -59,8 +77,11 @@ impl Work {
                 .filter(|(_, v)| *v > 0)
                 .collect()
         };
+        let commits_by_db: std::collections::BTreeMap<String, i64> =
+            diff(&self.commits_by_db, &before.commits_by_db);
         Work {
-            commits: self.commits - before.commits,
+            commits: commits_by_db.values().sum(),
+            commits_by_db,
             redis: diff(&self.redis, &before.redis),
             sql: diff(&self.sql, &before.sql),
         }
@@ -115,11 +136,15 @@ pub async fn backend_work(postgres_admin: &str, redis_url: &str) -> Work {
     use sqlx::Connection;
     let mut w = Work::default();
     if let Ok(mut c) = sqlx::PgConnection::connect(postgres_admin).await {
-        w.commits =
-            sqlx::query_scalar::<_, i64>("SELECT sum(xact_commit)::bigint FROM pg_stat_database")
-                .fetch_one(&mut c)
-                .await
-                .unwrap_or(0);
+        w.commits_by_db = sqlx::query_as::<_, (String, i64)>(
+            "SELECT datname::text, xact_commit::bigint FROM pg_stat_database \
+             WHERE datname IS NOT NULL",
+        )
+        .fetch_all(&mut c)
+        .await
+        .map(|rows| rows.into_iter().collect())
+        .unwrap_or_default();
+        w.commits = w.commits_by_db.values().sum();
         let _ = sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
             .execute(&mut c)
             .await;
@@ -163,8 +188,8 @@ pub async fn backend_work(postgres_admin: &str, redis_url: &str) -> Work {
     w
 }
 
-/// One rate: a fresh deployment and a plateau at `rate` for `secs`; half as many units as
-/// arrivals, so selling out (planned) is part of every run. Also returns the SQL commits
+/// One rate: a fresh deployment and a plateau at `rate` for `secs`; by default half as
+/// many units as arrivals, so selling out (planned) is part of every run. Also returns the SQL commits
 /// and Redis commands the run cost, read before the deployment drops its databases (a
 /// dropped database's counters leave `pg_stat_database`).
 pub async fn one(s: &Sweep, rate: f64) -> anyhow::Result<(Report, Work)> {
@@ -183,7 +208,8 @@ pub async fn one(s: &Sweep, rate: f64) -> anyhow::Result<(Report, Work)> {
         // The real rounds' registration: the down payment held at a bank (the stub's)
         // before joining, so every citizen walks the bank's pages too (issue 30).
         ..Options::new({
-            let l = local::queue_license((n / 2) as i64, 5, s.admission_per_min);
+            let units = ((n as f64 * s.units_per_arrival).ceil() as i64).max(1);
+            let l = local::queue_license(units, 5, s.admission_per_min);
             if s.no_bank {
                 l
             } else {
@@ -232,8 +258,25 @@ pub async fn one(s: &Sweep, rate: f64) -> anyhow::Result<(Report, Work)> {
     // where the statements said 13). The pools stay open and idle meanwhile.
     tokio::time::sleep(Duration::from_secs(11)).await;
     let after = backend_work(&s.postgres_admin, &s.redis_url).await;
+    // The deployment's own databases only: another process's database dropped during the
+    // run (testkit sweeps those of ended processes) once read as 2.2 commits a citizen
+    // instead of 13.4.
+    let own: Vec<String> = d
+        .databases
+        .iter()
+        .filter_map(|db| database_name(&db.url))
+        .collect();
     d.stop().await;
-    Ok((report?, after.since(&before)))
+    Ok((report?, after.since(&before).of_databases(&own)))
+}
+
+/// The database a PostgreSQL URL names (`None` for SQLite's files).
+fn database_name(url: &str) -> Option<String> {
+    if !url.starts_with("postgres") {
+        return None;
+    }
+    let path = url.split('?').next()?.rsplit('/').next()?;
+    (!path.is_empty()).then(|| path.to_owned())
 }
 
 /// The step that gave way first: the most errors, else the highest p99.
@@ -298,4 +341,48 @@ pub async fn run(s: Sweep) -> anyhow::Result<String> {
     }
     std::fs::write(s.out.join("sweep.md"), &table)?;
     Ok(table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn work(dbs: &[(&str, i64)]) -> Work {
+        let commits_by_db: std::collections::BTreeMap<String, i64> =
+            dbs.iter().map(|(d, n)| ((*d).to_owned(), *n)).collect();
+        Work {
+            commits: commits_by_db.values().sum(),
+            commits_by_db,
+            ..Work::default()
+        }
+    }
+
+    #[test]
+    fn a_database_dropped_during_a_run_takes_nothing_from_its_count() {
+        // Another process's database, with 50 000 commits, is dropped meanwhile; the
+        // deployment's two are made during the run.
+        let before = work(&[("postgres", 900), ("emta_other_1", 50_000)]);
+        let after = work(&[
+            ("postgres", 960),
+            ("emta_idp_7", 12_000),
+            ("emta_presale_7", 30_000),
+        ]);
+        let w = after.since(&before);
+        assert_eq!(w.commits, 60 + 12_000 + 30_000);
+        let own = w.of_databases(&["emta_idp_7".into(), "emta_presale_7".into()]);
+        assert_eq!(
+            own.commits, 42_000,
+            "the tool's own readings are not counted"
+        );
+    }
+
+    #[test]
+    fn a_database_is_named_by_its_url() {
+        assert_eq!(
+            database_name("postgres://emta@127.0.0.1:5432/emta_presale_1_2?sslmode=disable")
+                .as_deref(),
+            Some("emta_presale_1_2")
+        );
+        assert_eq!(database_name("sqlite:///tmp/x/db.sqlite?mode=rwc"), None);
+    }
 }
