@@ -244,6 +244,13 @@ pub struct Settings {
     #[arg(long, env = "EMTA_QUEUE_BUDGET_MS", default_value_t = 100)]
     pub queue_budget_ms: u64,
 
+    /// The in-flight budget adapts to the latency measured: lowered, in proportion, while
+    /// requests take more than twice the best of the last 30 to 60 s and the replica uses
+    /// at least half of it, raised back while they do not; `EMTA_MAX_INFLIGHT` is its
+    /// ceiling (`service_kit::admission`). `false`: the budget is fixed.
+    #[arg(long, env = "EMTA_ADMISSION_ADAPTIVE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub admission_adaptive: bool,
+
     /// How long a request may wait for a SQL connection (ms) before it is answered 503.
     #[arg(long, env = "EMTA_DB_ACQUIRE_MS", default_value_t = 2000)]
     pub db_acquire_ms: u64,

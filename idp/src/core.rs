@@ -159,7 +159,9 @@ impl Core {
 /// phone step (an SMS) below 60%, the code and identity steps below 75%; the steps that
 /// finish a sign-in (consent, the pages between steps, sign-out) and the manufacturers'
 /// back-end calls (token, userinfo, introspection, revocation) may use all of it. Under
-/// overload new sign-ins are refused first and the ones under way finish.
+/// overload new sign-ins are refused first and the ones under way finish. An adaptive
+/// budget (`EMTA_ADMISSION_ADAPTIVE`) lowered by the latency measured is taken from each
+/// share alike, so the new sign-ins lose their room first.
 pub struct Gates {
     pub start: Gate,
     pub phone: Gate,
@@ -171,7 +173,12 @@ pub struct Gates {
 
 impl Gates {
     pub fn new(s: &crate::config::Settings) -> Self {
-        let a = Admission::new(s.max_inflight, Duration::from_millis(s.queue_budget_ms));
+        let budget = Duration::from_millis(s.queue_budget_ms);
+        let a = if s.admission_adaptive {
+            Admission::adaptive(s.max_inflight, budget)
+        } else {
+            Admission::new(s.max_inflight, budget)
+        };
         let page = |name, share| Gate {
             class: a.class(name, share),
             refuse: busy_page,

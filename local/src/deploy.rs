@@ -563,6 +563,7 @@ fn idp_env(s: &idp::Settings, port: u16) -> Vec<(String, String)> {
         ("EMTA_SMS_RPS", s.sms_rps.to_string()),
         ("EMTA_MAX_INFLIGHT", s.max_inflight.to_string()),
         ("EMTA_QUEUE_BUDGET_MS", s.queue_budget_ms.to_string()),
+        ("EMTA_ADMISSION_ADAPTIVE", s.admission_adaptive.to_string()),
         (
             "EMTA_TRUST_FORWARDED_FOR",
             s.trust_forwarded_for.to_string(),

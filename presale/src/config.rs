@@ -172,6 +172,13 @@ pub struct Settings {
     #[arg(long, env = "EMTA_QUEUE_BUDGET_MS", default_value_t = 100)]
     pub queue_budget_ms: u64,
 
+    /// The in-flight budget adapts to the latency measured: lowered, in proportion, while
+    /// requests take more than twice the best of the last 30 to 60 s and the replica uses
+    /// at least half of it, raised back while they do not; `EMTA_MAX_INFLIGHT` is its
+    /// ceiling (`service_kit::admission`). `false`: the budget is fixed.
+    #[arg(long, env = "EMTA_ADMISSION_ADAPTIVE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub admission_adaptive: bool,
+
     /// Take the client IP from the rightmost X-Forwarded-For entry (behind an ingress that
     /// appends it), as the IdP does.
     #[arg(long, env = "EMTA_TRUST_FORWARDED_FOR", default_value_t = false)]

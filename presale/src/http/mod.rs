@@ -57,7 +57,8 @@ const MAX_IN_FLIGHT: usize = 4096;
 /// at three quarters, a finished sign-in (the IdP's work already done) and the storefront
 /// pages of a citizen signed in (where a sign-in lands: refusing them there would waste
 /// it) at nine tenths; an application, the step that completes a journey, waits its
-/// queue budget for room.
+/// queue budget for room. An adaptive budget (`EMTA_ADMISSION_ADAPTIVE`) lowered by the
+/// latency measured is taken from each share alike, so new work loses its room first.
 /// Status polls (answered from the replica's cache), the console, the back-channel
 /// logout and transparency reveals are not gated.
 pub(crate) struct Gates {
@@ -70,7 +71,12 @@ pub(crate) struct Gates {
 
 impl Gates {
     pub(crate) fn new(s: &crate::config::Settings) -> Self {
-        let a = Admission::new(s.max_inflight, Duration::from_millis(s.queue_budget_ms));
+        let budget = Duration::from_millis(s.queue_budget_ms);
+        let a = if s.admission_adaptive {
+            Admission::adaptive(s.max_inflight, budget)
+        } else {
+            Admission::new(s.max_inflight, budget)
+        };
         let gate = |name, share| Gate {
             class: a.class(name, share),
             refuse: busy,
