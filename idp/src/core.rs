@@ -160,8 +160,9 @@ impl Core {
 /// finish a sign-in (consent, the pages between steps, sign-out) and the manufacturers'
 /// back-end calls (token, userinfo, introspection, revocation) may use all of it. Under
 /// overload new sign-ins are refused first and the ones under way finish. An adaptive
-/// budget (`EMTA_ADMISSION_ADAPTIVE`) lowered by the latency measured is taken from each
-/// share alike, so the new sign-ins lose their room first.
+/// budget (`EMTA_ADMISSION_ADAPTIVE`, off by default) lowered by the latency measured is taken from each
+/// share alike, so the new sign-ins lose their room first; none keeps less than half its
+/// share of the budget now, so a code whose SMS was sent still gets in.
 pub struct Gates {
     pub start: Gate,
     pub phone: Gate,

@@ -29,16 +29,20 @@
 //! what is slow, so that every step's latency grows. So the replica measures what its
 //! requests take, window by window (at least 250 ms and 16 requests: the average time a
 //! permit is held), against the best it has seen lately (the lowest window average in the
-//! last 30 to 60 s), and, as the gradient limiters do (Netflix's concurrency-limits,
-//! Envoy's adaptive concurrency filter), lowers the budget in proportion after two windows
-//! in a row of more than twice that latency with at least half the budget in use on
-//! average, and raises it back by a fifth of its square root a window otherwise (a window
-//! with the budget mostly unused too: its latency is not the budget's doing). It never
-//! leaves `[max/8, max]` (at least 4): the ceiling is `EMTA_MAX_INFLIGHT`, as a fixed
-//! budget would be. **A lowered budget is taken from the bottom**: each class's room is its
-//! share of the ceiling less what the budget was lowered by, so the classes that start
-//! journeys (the smallest shares) lose their room first and most, and the steps that
-//! finish a journey keep theirs.
+//! current 30 s epoch and the one before; after a window of idle, the best since), and,
+//! as the gradient limiters do (Netflix's concurrency-limits, Envoy's adaptive concurrency
+//! filter), lowers the budget in proportion after two windows in a row of more than twice
+//! that latency with at least half the budget in use on average (toward at most half of
+//! it, a fifth of the way a window: a tenth a window at most). The first such window holds
+//! it; any other raises it back by a fifth of its square root (a window with the budget
+//! mostly unused too: its latency is not the budget's doing), and a replica with fewer
+//! than 16 requests in 5 s returns to the ceiling at once. It never leaves `[max/8, max]`
+//! (at least 4): the ceiling is `EMTA_MAX_INFLIGHT`, as a fixed budget would be. **A
+//! lowered budget is taken from the bottom**: each class's room is its share of the
+//! ceiling less what the budget was lowered by, so the classes that start journeys (the
+//! smallest shares) lose their room first and most, and the steps that finish a journey
+//! keep theirs; but no class has less than half its share of the budget now, so a step
+//! in the middle of a journey (a code whose SMS was sent) is never shut out.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -61,6 +65,9 @@ pub struct Admission {
     enabled: bool,
     /// Requests waiting for a permit now.
     waiting: AtomicUsize,
+    /// Permits held now (counted apart from the semaphore, whose total moves with the
+    /// budget and its debt).
+    held: AtomicUsize,
     /// Moving average of how long a permit is held, in microseconds (0: none seen yet).
     hold_us: AtomicU64,
     /// The adaptive budget's measurements (`None`: a fixed budget).
@@ -131,14 +138,20 @@ impl Controller {
     /// One request's holding time, with the permits in use when it ended; the budget
     /// when a window closes, `None` otherwise.
     fn record(&mut self, held_us: u64, in_use: usize, now: Instant) -> Option<usize> {
+        let mut quiet = false;
         if now.duration_since(self.window_start) > WINDOW_STALE {
+            // Fewer than a window's requests in 5 s: nothing queues in a replica this
+            // quiet, and the next surge must not meet a budget an earlier one lowered.
             self.open_window(now);
+            self.slow_windows = 0;
+            quiet = self.limit < self.max;
+            self.limit = self.max;
         }
         self.sum_us = self.sum_us.saturating_add(held_us);
         self.samples += 1;
         self.in_use_sum = self.in_use_sum.saturating_add(in_use as u64);
         if self.samples < WINDOW_SAMPLES || now.duration_since(self.window_start) < WINDOW {
-            return None;
+            return quiet.then_some(self.max as usize);
         }
         let short = (self.sum_us / u64::from(self.samples)).max(1);
         // Used: on average at least half the budget in flight as the window's requests
@@ -197,7 +210,8 @@ pub struct Admitted {
 impl Drop for Admitted {
     fn drop(&mut self) {
         if let Some((permit, a, since)) = self.held.take() {
-            a.release(permit, since.elapsed());
+            let now = Instant::now();
+            a.release(permit, now.duration_since(since), now);
         }
     }
 }
@@ -233,7 +247,7 @@ impl Admission {
 
     fn build(max_inflight: usize, budget: Duration, adaptive: bool) -> Arc<Self> {
         let total = max_inflight.max(1);
-        metrics::gauge!("emta_admission_limit").set(total as f64);
+        metrics::gauge!("emta_admission_limit").set(max_inflight as f64);
         Arc::new(Self {
             ceiling: total,
             limit: AtomicUsize::new(total),
@@ -242,6 +256,7 @@ impl Admission {
             budget,
             enabled: max_inflight > 0,
             waiting: AtomicUsize::new(0),
+            held: AtomicUsize::new(0),
             hold_us: AtomicU64::new(0),
             controller: (adaptive && max_inflight > 0)
                 .then(|| Mutex::new(Controller::new(total, Instant::now()))),
@@ -263,47 +278,54 @@ impl Admission {
     }
 
     fn in_use(&self) -> usize {
-        (self.limit() + self.debt.load(Ordering::Relaxed))
-            .saturating_sub(self.inflight.available_permits())
+        self.held.load(Ordering::Relaxed)
     }
 
     /// Permits in use at or above which a class of `share` is refused at once: its share
-    /// of the ceiling, less what the budget has been lowered by. A lowered budget is taken
-    /// from the bottom: the classes that start journeys lose their room first and most,
-    /// the ones that finish them keep theirs as long as there is any.
+    /// of the ceiling less what the budget has been lowered by, but never less than half
+    /// its share of the budget now. A lowered budget is taken from the bottom: the classes
+    /// that start journeys lose their room first and most, the ones that finish them keep
+    /// theirs, and a step in the middle of a journey (a code whose SMS was sent) keeps
+    /// some room at the lowest budget, so no journey under way is shut out.
     fn below(&self, share: f64) -> usize {
         let limit = self.limit();
         let lowered_by = self.ceiling.saturating_sub(limit);
-        ((self.ceiling as f64 * share).ceil() as usize)
-            .saturating_sub(lowered_by)
-            .clamp(1, limit.max(1))
+        let from_bottom =
+            ((self.ceiling as f64 * share).ceil() as usize).saturating_sub(lowered_by);
+        let half_share = (limit as f64 * share / 2.0).ceil() as usize;
+        from_bottom.max(half_share).clamp(1, limit.max(1))
     }
 
     /// A request's permit given back after `held`: folded into the moving average and,
     /// for an adaptive budget, into its window; a permit the budget owes (it was lowered
     /// while this one was held) is taken out, not handed to a waiter.
-    fn release(&self, permit: OwnedSemaphorePermit, held: Duration) {
-        let in_use = self.in_use();
+    fn release(&self, permit: OwnedSemaphorePermit, held: Duration, now: Instant) {
+        let in_use = self.held.fetch_sub(1, Ordering::Relaxed);
+        let sample = self.record_hold(held);
         let Some(controller) = &self.controller else {
             drop(permit);
-            self.record_hold(held);
             return;
         };
-        let mut c = controller.lock().unwrap_or_else(|p| p.into_inner());
-        // Dropped, a permit goes straight to the first waiter and never becomes free to
-        // be forgotten: with requests queued, a lowered budget would never be paid.
-        let owed = self.debt.load(Ordering::Relaxed);
-        if owed > 0 {
-            self.debt.store(owed - 1, Ordering::Relaxed);
-            permit.forget();
-        } else {
-            drop(permit);
-        }
-        let sample = self.record_hold(held);
-        if let Some(limit) = c.record(sample, in_use, Instant::now()) {
-            self.set_limit(limit);
-        }
-        self.pay_debt();
+        let give_back = {
+            let mut c = controller.lock().unwrap_or_else(|p| p.into_inner());
+            // Dropped, a permit goes straight to the first waiter and never becomes free
+            // to be forgotten: with requests queued, a lowered budget would never be paid.
+            let owed = self.debt.load(Ordering::Relaxed);
+            let give_back = if owed > 0 {
+                self.debt.store(owed - 1, Ordering::Relaxed);
+                permit.forget();
+                None
+            } else {
+                Some(permit)
+            };
+            if let Some(limit) = c.record(sample, in_use, now) {
+                self.set_limit(limit);
+            }
+            self.pay_debt();
+            give_back
+        };
+        // Given back after the lock: it may wake a waiter.
+        drop(give_back);
     }
 
     /// Folds one permit's holding time into the moving average (weight 1/8, as TCP's
@@ -361,8 +383,10 @@ impl Admission {
             return true;
         }
         let hold = self.hold_us.load(Ordering::Relaxed);
-        let ahead = self.waiting.load(Ordering::Relaxed) as u64 + 1;
-        let expected_us = ahead.saturating_mul(hold) / self.limit().max(1) as u64;
+        // The first permits back that the budget owes go to no one.
+        let owed = self.debt.load(Ordering::Relaxed) as u64;
+        let ahead = self.waiting.load(Ordering::Relaxed) as u64 + 1 + owed;
+        let expected_us = ahead.saturating_mul(hold) / (self.limit() as u64 + owed).max(1);
         u128::from(expected_us) <= self.budget.as_micros()
     }
 }
@@ -386,8 +410,11 @@ impl Class {
                 .await
                 .ok()
                 .and_then(Result::ok)
-                .map(|p| Admitted {
-                    held: Some((p, a.clone(), Instant::now())),
+                .map(|p| {
+                    a.held.fetch_add(1, Ordering::Relaxed);
+                    Admitted {
+                        held: Some((p, a.clone(), Instant::now())),
+                    }
                 })
         };
         metrics::counter!("emta_admission_total", "class" => self.name,
@@ -652,7 +679,13 @@ mod tests {
     }
 
     fn set_limit(a: &Admission, limit: usize) {
-        let _lock = a.controller.as_ref().expect("adaptive").lock();
+        let mut c = a
+            .controller
+            .as_ref()
+            .expect("adaptive")
+            .lock()
+            .expect("lock");
+        c.limit = limit as f64;
         a.set_limit(limit);
         a.pay_debt();
     }
@@ -663,15 +696,15 @@ mod tests {
         let start = a.class("start", 0.5);
         let middle = a.class("middle", 0.75);
         let finish = a.class("finish", 1.0);
-        let held = futures_held(&finish, 6).await;
-        // Lowered to 6 while 6 permits are held: the 2 free are taken out at once.
+        let held = futures_held(&finish, 8).await;
+        // Lowered to 6 while all 8 permits are held: 2 are owed until they come back.
         set_limit(&a, 6);
         assert_eq!(a.limit(), 6);
-        assert_eq!(a.in_use(), 6);
-        assert_eq!(a.inflight.available_permits(), 0);
+        assert_eq!(a.debt.load(Ordering::Relaxed), 2);
         drop(held);
         assert_eq!(a.in_use(), 0);
         assert_eq!(a.debt.load(Ordering::Relaxed), 0, "paid as they came back");
+        assert_eq!(a.inflight.available_permits(), 6);
         // A start gets half of 8 less the 2 taken: 2; the middle, 6 less 2: 4; a finish, 6.
         let starts = futures_held(&start, 2).await;
         assert!(start.enter().await.is_none(), "a third start");
@@ -690,6 +723,58 @@ mod tests {
         let eight = futures_held(&finish, 8).await;
         assert_eq!(a.in_use(), 8);
         drop(eight);
+    }
+
+    #[tokio::test]
+    async fn a_budget_raised_while_permits_are_owed_forgives_them_first() {
+        let a = Admission::adaptive(8, Duration::from_millis(100));
+        let finish = a.class("finish", 1.0);
+        let held = futures_held(&finish, 8).await;
+        set_limit(&a, 4);
+        assert_eq!(a.debt.load(Ordering::Relaxed), 4);
+        // Raised to 6 before any came back: 2 of the 4 owed are forgiven, none added.
+        set_limit(&a, 6);
+        assert_eq!(a.debt.load(Ordering::Relaxed), 2);
+        assert_eq!(a.inflight.available_permits(), 0);
+        drop(held);
+        assert_eq!(a.debt.load(Ordering::Relaxed), 0);
+        assert_eq!(
+            a.inflight.available_permits(),
+            6,
+            "the budget, no more, no less"
+        );
+    }
+
+    #[tokio::test]
+    async fn at_the_lowest_budget_every_step_of_a_journey_keeps_some_room() {
+        // The IdP's classes on its default ceiling, at the floor of 8.
+        let a = Admission::adaptive(64, Duration::from_millis(100));
+        set_limit(&a, 8);
+        let room = |share| a.below(share);
+        assert_eq!(room(0.5), 2, "a new sign-in");
+        assert_eq!(room(0.6), 3, "the phone step");
+        assert_eq!(room(0.75), 3, "the code step, its SMS sent");
+        assert_eq!(room(1.0), 8, "consent");
+        // Lowered by a quarter: taken from the bottom.
+        set_limit(&a, 48);
+        assert_eq!(room(0.5), 16);
+        assert_eq!(room(0.75), 32);
+        assert_eq!(room(1.0), 48);
+    }
+
+    #[test]
+    fn a_quiet_replica_returns_to_its_ceiling() {
+        let mut at = Instant::now();
+        let mut c = Controller::new(64, at);
+        window(&mut c, &mut at, 10_000, 40);
+        let mut last = 64;
+        for _ in 0..40 {
+            last = window(&mut c, &mut at, 80_000, 64);
+        }
+        assert!(last < 32, "lowered: {last}");
+        // Six seconds with fewer requests than a window: the next meets the ceiling.
+        at += Duration::from_secs(6);
+        assert_eq!(c.record(80_000, 1, at), Some(64));
     }
 
     #[tokio::test]

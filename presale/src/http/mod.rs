@@ -57,8 +57,9 @@ const MAX_IN_FLIGHT: usize = 4096;
 /// at three quarters, a finished sign-in (the IdP's work already done) and the storefront
 /// pages of a citizen signed in (where a sign-in lands: refusing them there would waste
 /// it) at nine tenths; an application, the step that completes a journey, waits its
-/// queue budget for room. An adaptive budget (`EMTA_ADMISSION_ADAPTIVE`) lowered by the
-/// latency measured is taken from each share alike, so new work loses its room first.
+/// queue budget for room. An adaptive budget (`EMTA_ADMISSION_ADAPTIVE`, off by default) lowered by the
+/// latency measured is taken from each share alike, so new work loses its room first;
+/// none keeps less than half its share of the budget now.
 /// Status polls (answered from the replica's cache), the console, the back-channel
 /// logout and transparency reveals are not gated.
 pub(crate) struct Gates {
