@@ -247,9 +247,9 @@ pub struct Settings {
     /// The in-flight budget adapts to the latency measured: lowered, in proportion, while
     /// requests take more than twice the best of the last 30 to 60 s and the replica uses
     /// at least half of it, raised back while they do not; `EMTA_MAX_INFLIGHT` is its
-    /// ceiling (`service_kit::admission`). Off by default: at twice the arrivals it cut
-    /// the accepted steps' p99 by about a fifth, but near the knee it refused more
-    /// (`load/BENCHMARKS.md`, issue 33's sixth pass).
+    /// ceiling (`service_kit::admission`). Off by default: at 200/s, more than 5/3 of the
+    /// rate held, it cut the accepted steps' p99 by about a fifth, but near the knee it
+    /// refused more (`load/BENCHMARKS.md`, issue 33's sixth pass).
     #[arg(long, env = "EMTA_ADMISSION_ADAPTIVE", default_value_t = false, action = clap::ArgAction::Set)]
     pub admission_adaptive: bool,
 

@@ -23,26 +23,27 @@
 //! be refused costs the client the wait and the replica the timer: under overload it was
 //! the slowest refusals (`load/BENCHMARKS.md`, "Overload").
 //!
-//! **The budget adapts** ([`Admission::adaptive`]): a fixed budget is right for one
+//! **The budget can adapt** ([`Admission::adaptive`]): a fixed budget is right for one
 //! moment only. Sized for a healthy replica, it lets in, under a slow database or cores
 //! saturated by twice the arrivals, as many requests as before, each now waiting longer on
 //! what is slow, so that every step's latency grows. So the replica measures what its
 //! requests take, window by window (at least 250 ms and 16 requests: the average time a
 //! permit is held), against the best it has seen lately (the lowest window average in the
-//! current 30 s epoch and the one before; after a window of idle, the best since), and,
-//! as the gradient limiters do (Netflix's concurrency-limits, Envoy's adaptive concurrency
-//! filter), lowers the budget in proportion after two windows in a row of more than twice
-//! that latency with at least half the budget in use on average (toward at most half of
-//! it, a fifth of the way a window: a tenth a window at most). The first such window holds
-//! it; any other raises it back by a fifth of its square root (a window with the budget
-//! mostly unused too: its latency is not the budget's doing), and a replica with fewer
-//! than 16 requests in 5 s returns to the ceiling at once. It never leaves `[max/8, max]`
-//! (at least 4): the ceiling is `EMTA_MAX_INFLIGHT`, as a fixed budget would be. **A
-//! lowered budget is taken from the bottom**: each class's room is its share of the
-//! ceiling less what the budget was lowered by, so the classes that start journeys (the
-//! smallest shares) lose their room first and most, and the steps that finish a journey
-//! keep theirs; but no class has less than half its share of the budget now, so a step
-//! in the middle of a journey (a code whose SMS was sent) is never shut out.
+//! current 30 s epoch and the one before; after an epoch with no window closed, the best
+//! since). As the gradient limiters do (Netflix's concurrency-limits, Envoy's adaptive
+//! concurrency filter), it lowers the budget in proportion after two windows in a row of
+//! more than twice that latency with at least half the budget in use on average (toward at
+//! most half of it, a fifth of the way a window: a tenth a window at most). The first such
+//! window holds it; any other raises it back by a fifth of its square root (a window with
+//! the budget mostly unused too: its latency is not the budget's doing), and a replica
+//! with fewer than 16 requests in 5 s returns to the ceiling when its next request ends.
+//! It never leaves `[max/8, max]` (at least 4): the ceiling is `EMTA_MAX_INFLIGHT`, as a
+//! fixed budget would be. **A lowered budget is taken from the bottom**: each class's room
+//! is its share of the ceiling less what the budget was lowered by, so the classes that
+//! start journeys (the smallest shares) lose their room first and most, and the steps that
+//! finish a journey keep theirs; but no class has less than half its share of the budget
+//! now, so a step in the middle of a journey (a code whose SMS was sent) is never shut
+//! out.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
