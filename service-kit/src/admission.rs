@@ -350,14 +350,11 @@ impl Admission {
     fn set_limit(&self, limit: usize) {
         let old = self.limit();
         if limit > old {
-            // The budget first, then its permits: `in_use` never reads low meanwhile.
-            self.limit.store(limit, Ordering::Relaxed);
-            let mut more = limit - old;
+            // What is owed is forgiven first; only the rest is added.
             let owed = self.debt.load(Ordering::Relaxed);
-            let forgiven = owed.min(more);
+            let forgiven = owed.min(limit - old);
             self.debt.store(owed - forgiven, Ordering::Relaxed);
-            more -= forgiven;
-            self.inflight.add_permits(more);
+            self.inflight.add_permits(limit - old - forgiven);
         } else if limit < old {
             self.debt.fetch_add(old - limit, Ordering::Relaxed);
         }
@@ -567,6 +564,17 @@ mod tests {
         limit.expect("the window closed")
     }
 
+    /// Windows eight times slower than the best, the budget in use, until it is lowered
+    /// below half its ceiling; the budget then.
+    fn lowered_by_a_queue(c: &mut Controller, at: &mut Instant) -> usize {
+        let mut last = 64;
+        for _ in 0..41 {
+            last = window(c, at, 80_000, 64);
+        }
+        assert!(last < 32, "lowered: {last}");
+        last
+    }
+
     #[test]
     fn the_budget_falls_while_requests_take_more_than_twice_their_best_and_comes_back() {
         let mut at = Instant::now();
@@ -613,11 +621,7 @@ mod tests {
         }
         // Lowered by a queue, then the load goes: the budget climbs back while unused,
         // whatever the latency (a slow registry keeps it high), ready for the next surge.
-        for _ in 0..40 {
-            window(&mut c, &mut at, 80_000, 64);
-        }
-        let mut last = window(&mut c, &mut at, 80_000, 64);
-        assert!(last < 32, "lowered: {last}");
+        let mut last = lowered_by_a_queue(&mut c, &mut at);
         for _ in 0..100 {
             last = window(&mut c, &mut at, 80_000, 2);
         }
@@ -768,11 +772,7 @@ mod tests {
         let mut at = Instant::now();
         let mut c = Controller::new(64, at);
         window(&mut c, &mut at, 10_000, 40);
-        let mut last = 64;
-        for _ in 0..40 {
-            last = window(&mut c, &mut at, 80_000, 64);
-        }
-        assert!(last < 32, "lowered: {last}");
+        lowered_by_a_queue(&mut c, &mut at);
         // Six seconds with fewer requests than a window: the next meets the ceiling.
         at += Duration::from_secs(6);
         assert_eq!(c.record(80_000, 1, at), Some(64));
