@@ -31,6 +31,21 @@ pub enum Ephemeral {
     Redis(RedisStore),
 }
 
+/// What a counter's hit most often finds, so that it costs Redis the fewest commands.
+/// A counter many requests share (an address, which a carrier's NAT gives thousands of
+/// citizens; a deployment's budget) mostly exists already: [`Self::Shared`] counts with
+/// INCR and sets the window's expiry only at its first hit, one command a hit once it
+/// exists. A subject's own counter (a phone, a national ID, a login's step) is mostly hit
+/// once, when it is new: [`Self::Own`] creates it with `SET … NX PX`, the count and its
+/// window in one command, and counts with INCR only when it exists (then one command more
+/// than [`Self::Shared`]). The counting is the same either way; only its cost differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Counter {
+    #[default]
+    Shared,
+    Own,
+}
+
 /// A fixed-window counter reading: the count after this hit, and when the window resets.
 #[derive(Debug, Clone, Copy)]
 pub struct Hit {
@@ -222,15 +237,50 @@ impl Ephemeral {
         window: Duration,
         max: i64,
     ) -> Result<Hit, EphemeralError> {
+        self.hit_counter(key, window, max, Counter::Shared).await
+    }
+
+    /// Counts a hit as [`Self::hit_over`] does, at the cost `counter` expects
+    /// ([`Counter`]). [`Counter::Own`] on Redis: a new counter is one round trip of one
+    /// command (`SET … NX PX … GET`, which says whether it existed); one that exists
+    /// costs a second round trip, [`Self::hit_over`]'s.
+    pub async fn hit_counter(
+        &self,
+        key: &str,
+        window: Duration,
+        max: i64,
+        counter: Counter,
+    ) -> Result<Hit, EphemeralError> {
         match self {
             Self::Memory(m) => m.hit(key, window),
             Self::Redis(r) => {
                 let mut c = r.pool.get().await?;
                 let k = r.key(key);
+                if counter == Counter::Own {
+                    let existed: Option<String> = redis::cmd("SET")
+                        .arg(&k)
+                        .arg(1)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(ttl_ms(window))
+                        .arg("GET")
+                        .query_async(&mut c)
+                        .await?;
+                    if existed.is_none() {
+                        // Created, with its whole window ahead.
+                        return Ok(Hit {
+                            count: 1,
+                            reset_in: window,
+                        });
+                    }
+                }
                 // One round trip, two commands: the count, and the window's expiry set
                 // only where the counter has none (the first hit's, or one a counter
                 // lost: every hit gives it back, so no subject is refused for longer
-                // than a window).
+                // than a window). A round trip, not a command, is what a hit costs the
+                // machine; INCR alone with the expiry in a second round trip at a first
+                // hit would save a command on a counter that exists and cost a round trip
+                // on a new one.
                 let (count, _): (i64, i64) = redis::pipe()
                     .cmd("INCR")
                     .arg(&k)
@@ -269,12 +319,28 @@ impl Ephemeral {
         &self,
         hits: &[(&str, Duration, i64)],
     ) -> Result<Vec<Hit>, (usize, EphemeralError)> {
+        let hits: Vec<_> = hits
+            .iter()
+            .map(|(key, window, max)| (*key, *window, *max, Counter::Shared))
+            .collect();
+        self.hit_counters(&hits).await
+    }
+
+    /// [`Self::hit_many`], each counter at the cost it expects ([`Counter`]).
+    pub async fn hit_counters(
+        &self,
+        hits: &[(&str, Duration, i64, Counter)],
+    ) -> Result<Vec<Hit>, (usize, EphemeralError)> {
         match self {
             Self::Redis(r) if !r.pool.is_cluster() && hits.len() > 1 => {
                 let mut c = r.pool.get().await.map_err(|e| (0, e.into()))?;
                 let mut script = HIT_MANY_SCRIPT.prepare_invoke();
-                for (key, window, max) in hits {
-                    script.key(r.key(key)).arg(ttl_ms(*window)).arg(*max);
+                for (key, window, max, counter) in hits {
+                    script
+                        .key(r.key(key))
+                        .arg(ttl_ms(*window))
+                        .arg(*max)
+                        .arg(u8::from(*counter == Counter::Own));
                 }
                 // The counts in order; after a refusal's count, its time left.
                 let answer: Vec<i64> = script
@@ -284,7 +350,7 @@ impl Ephemeral {
                 let refused_at = answer
                     .iter()
                     .zip(hits)
-                    .position(|(count, (_, _, max))| count > max);
+                    .position(|(count, (_, _, max, _))| count > max);
                 let counted = refused_at.map_or(answer.len(), |i| i + 1);
                 if counted > hits.len() || (refused_at.is_none() && counted != hits.len()) {
                     return Err((
@@ -300,7 +366,7 @@ impl Ephemeral {
                     .iter()
                     .zip(hits)
                     .enumerate()
-                    .map(|(i, (count, (_, window, _)))| Hit {
+                    .map(|(i, (count, (_, window, _, _)))| Hit {
                         count: *count,
                         reset_in: if Some(i) == refused_at {
                             left.unwrap_or(*window)
@@ -312,9 +378,9 @@ impl Ephemeral {
             }
             _ => {
                 let mut out = Vec::with_capacity(hits.len());
-                for (key, window, max) in hits {
+                for (key, window, max, counter) in hits {
                     let hit = self
-                        .hit_over(key, *window, *max)
+                        .hit_counter(key, *window, *max, *counter)
                         .await
                         .map_err(|e| (out.len(), e))?;
                     out.push(hit);
@@ -472,9 +538,11 @@ static UNHIT_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::n
     )
 });
 
-/// [`Ephemeral::hit_many`] on a single server: for each key in order, INCR, and the
-/// window's `PEXPIRE … NX` on a counter's first hit only (ARGV: window in ms, max, per
-/// key); at the first count over its max, that count and its time left (PTTL), and
+/// [`Ephemeral::hit_counters`] on a single server: for each key in order, INCR, and the
+/// window's `PEXPIRE … NX` on a counter's first hit only, or for a subject's own counter
+/// ([`Counter::Own`]) `SET … NX PX` first, INCR only if it exists (ARGV: window in ms,
+/// max, 1 for an own counter, per key); at the first count over its max, that count and
+/// its time left (PTTL), and
 /// nothing more is counted. A counter that lost its expiry (a restore, a hand edit) is
 /// given its window at that refusal, so no subject is refused for longer than one
 /// window; a subject hit again (an address behind carrier NAT, a national budget) costs
@@ -483,16 +551,22 @@ static HIT_MANY_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock
     redis::Script::new(
         r"local out = {}
           for i, key in ipairs(KEYS) do
-            local count = redis.call('INCR', key)
-            if count == 1 then
-              redis.call('PEXPIRE', key, ARGV[2 * i - 1], 'NX')
+            local window = ARGV[3 * i - 2]
+            local count
+            if ARGV[3 * i] == '1' and redis.call('SET', key, '1', 'NX', 'PX', window) then
+              count = 1
+            else
+              count = redis.call('INCR', key)
+              if count == 1 then
+                redis.call('PEXPIRE', key, window, 'NX')
+              end
             end
             out[i] = count
-            if count > tonumber(ARGV[2 * i]) then
+            if count > tonumber(ARGV[3 * i - 1]) then
               local left = redis.call('PTTL', key)
               if left < 0 then
-                redis.call('PEXPIRE', key, ARGV[2 * i - 1])
-                left = tonumber(ARGV[2 * i - 1])
+                redis.call('PEXPIRE', key, window)
+                left = tonumber(window)
               end
               out[i + 1] = left
               return out

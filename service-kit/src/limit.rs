@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::ephemeral::{Ephemeral, EphemeralError};
+use crate::ephemeral::{Counter, Ephemeral, EphemeralError};
 use crate::keys::Keyring;
 
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +47,18 @@ impl Limiter {
 
     /// Counts one hit on `key`; fails once more than `max` hits fall in `window`.
     pub async fn hit_key(&self, key: &str, max: i64, window: Duration) -> Result<(), LimitError> {
-        let hit = self.store.hit_over(key, window, max).await?;
+        self.hit_key_as(key, max, window, Counter::Shared).await
+    }
+
+    /// [`Self::hit_key`] at the cost `counter` expects ([`Counter`]).
+    pub async fn hit_key_as(
+        &self,
+        key: &str,
+        max: i64,
+        window: Duration,
+        counter: Counter,
+    ) -> Result<(), LimitError> {
+        let hit = self.store.hit_counter(key, window, max, counter).await?;
         if hit.count > max {
             return Err(refused(hit.reset_in));
         }
@@ -66,11 +77,25 @@ impl Limiter {
         &self,
         limits: &[(&str, i64, Duration)],
     ) -> Result<Vec<i64>, (usize, LimitError)> {
-        let asked: Vec<(&str, Duration, i64)> =
-            limits.iter().map(|(k, max, w)| (*k, *w, *max)).collect();
+        let limits: Vec<_> = limits
+            .iter()
+            .map(|(k, max, w)| (*k, *max, *w, Counter::Shared))
+            .collect();
+        self.hit_keys_as(&limits).await
+    }
+
+    /// [`Self::hit_keys`], each counter at the cost it expects ([`Counter`]).
+    pub async fn hit_keys_as(
+        &self,
+        limits: &[(&str, i64, Duration, Counter)],
+    ) -> Result<Vec<i64>, (usize, LimitError)> {
+        let asked: Vec<(&str, Duration, i64, Counter)> = limits
+            .iter()
+            .map(|(k, max, w, counter)| (*k, *w, *max, *counter))
+            .collect();
         let hits = self
             .store
-            .hit_many(&asked)
+            .hit_counters(&asked)
             .await
             .map_err(|(i, e)| (i, LimitError::Store(e)))?;
         match hits.iter().zip(limits).position(|(h, l)| h.count > l.1) {
@@ -99,6 +124,18 @@ impl Limiter {
         window: Duration,
     ) -> Result<(), LimitError> {
         self.hit_key(&self.key(kind, value), max, window).await
+    }
+
+    /// [`Self::hit`] for a subject's own counter, mostly hit once, new ([`Counter::Own`]).
+    pub async fn hit_own(
+        &self,
+        kind: &str,
+        value: &str,
+        max: i64,
+        window: Duration,
+    ) -> Result<(), LimitError> {
+        self.hit_key_as(&self.key(kind, value), max, window, Counter::Own)
+            .await
     }
 
     /// The hits counted on `key` in its current window.

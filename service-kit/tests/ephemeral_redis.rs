@@ -280,3 +280,126 @@ async fn a_steps_counters_set_their_window_once_and_heal_at_a_refusal() {
         .expect("pttl");
     assert!((1..=2000).contains(&ttl), "given its window back: {ttl}");
 }
+
+/// A subject's own counter ([`Counter::Own`], issue 33) counts exactly as a shared one:
+/// alone and among a step's counters, in process and on Redis, the same counts, the same
+/// refusal with its window's Retry-After, the same window. On Redis its first hit is one
+/// command, `SET … NX PX` (no INCR, no PEXPIRE), and one that exists is counted on.
+#[tokio::test]
+async fn an_own_counter_counts_as_a_shared_one_for_one_command_when_new() {
+    use service_kit::ephemeral::Counter;
+    let server = RedisServer::start().expect("redis-server");
+    let window = Duration::from_secs(30);
+    for store in in_process_and_on(&server) {
+        let on_redis = matches!(store, Ephemeral::Redis(_));
+        let limits = Limiter::new(store.clone(), Keyring::new(b"k", &[]));
+        // Alone.
+        let (incr, pexpire, set) = (
+            calls(&server, "incr"),
+            calls(&server, "pexpire"),
+            calls(&server, "set"),
+        );
+        limits
+            .hit_key_as("alone", 3, window, Counter::Own)
+            .await
+            .expect("the first");
+        if on_redis {
+            assert_eq!(calls(&server, "set") - set, 1, "one SET");
+            assert_eq!(calls(&server, "incr") - incr, 0, "no INCR");
+            assert_eq!(calls(&server, "pexpire") - pexpire, 0, "no PEXPIRE");
+            let ttl: i64 = server
+                .cli(&["PTTL", "t:{alone}"])
+                .trim()
+                .parse()
+                .expect("pttl");
+            assert!((29_000..=30_000).contains(&ttl), "its window: {ttl}");
+        }
+        for _ in 0..2 {
+            limits
+                .hit_key_as("alone", 3, window, Counter::Own)
+                .await
+                .expect("within the limit");
+        }
+        assert_eq!(store.count("alone").await.expect("count"), 3);
+        match limits.hit_key_as("alone", 3, window, Counter::Own).await {
+            Err(LimitError::Limited { retry_after }) => {
+                assert!((29..=30).contains(&retry_after), "{retry_after}")
+            }
+            other => panic!("the fourth is refused: {other:?}"),
+        }
+        // Among a step's counters, first and in the middle; a refusal at an own counter.
+        limits
+            .hit_key("shared", 10, window)
+            .await
+            .expect("the shared one exists");
+        let asked = [
+            ("mine", 1, window, Counter::Own),
+            ("shared", 10, window, Counter::Shared),
+            ("mine-too", 5, Duration::from_secs(60), Counter::Own),
+        ];
+        let counts = limits.hit_keys_as(&asked).await.expect("under every limit");
+        assert_eq!(counts, [1, 2, 1]);
+        match limits.hit_keys_as(&asked).await {
+            Err((0, LimitError::Limited { retry_after })) => {
+                assert!((29..=30).contains(&retry_after), "{retry_after}")
+            }
+            other => panic!("refused at the first: {other:?}"),
+        }
+        assert_eq!(store.count("mine").await.expect("count"), 2);
+        assert_eq!(store.count("shared").await.expect("count"), 2, "untouched");
+        assert_eq!(
+            store.count("mine-too").await.expect("count"),
+            1,
+            "untouched"
+        );
+    }
+    for key in ["mine", "mine-too", "shared"] {
+        let ttl: i64 = server
+            .cli(&["PTTL", &format!("t:{{{key}}}")])
+            .trim()
+            .parse()
+            .expect("pttl");
+        assert!(ttl > 0, "{key} has its window");
+    }
+}
+
+/// An own counter that lost its expiry (a restore, a hand edit) gets its window back, as
+/// a shared one does: at its next hit alone, at its refusal among a step's counters. No
+/// subject is refused for longer than one window.
+#[tokio::test]
+async fn an_own_counter_without_an_expiry_gets_its_window_back() {
+    use service_kit::ephemeral::Counter;
+    let server = RedisServer::start().expect("redis-server");
+    let store = Ephemeral::redis(&server.url(), "t").expect("store");
+    let limits = Limiter::new(store, Keyring::new(b"k", &[]));
+    let window = Duration::from_secs(2);
+    for key in ["alone", "among"] {
+        server.cli(&["SET", &format!("t:{{{key}}}"), "50"]);
+    }
+    assert!(limits
+        .hit_key_as("alone", 10, window, Counter::Own)
+        .await
+        .is_err());
+    let asked = [
+        ("other", 10, window, Counter::Shared),
+        ("among", 10, window, Counter::Own),
+    ];
+    assert!(limits.hit_keys_as(&asked).await.is_err());
+    for key in ["alone", "among"] {
+        let ttl: i64 = server
+            .cli(&["PTTL", &format!("t:{{{key}}}")])
+            .trim()
+            .parse()
+            .expect("pttl");
+        assert!((1..=2_000).contains(&ttl), "{key}: its window again, {ttl}");
+    }
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    limits
+        .hit_key_as("alone", 10, window, Counter::Own)
+        .await
+        .expect("a window later, counted afresh");
+    limits
+        .hit_keys_as(&asked)
+        .await
+        .expect("a window later, counted afresh");
+}

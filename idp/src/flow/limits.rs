@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::crypto::Keyring;
 use crate::error::{Error, Result};
 use crate::store::Ephemeral;
+use service_kit::ephemeral::Counter;
 use service_kit::limit::LimitError;
 
 #[derive(Debug, Clone, Copy)]
@@ -64,6 +65,32 @@ impl Subject<'_> {
         )
     }
 
+    /// What the subject's hit costs the store ([`Counter`]): a citizen's own counters
+    /// (their phone, their phone and national ID, a login's tries) are mostly hit once,
+    /// new; an address's (shared behind a carrier's NAT), a client's, a session's and the
+    /// deployment's budgets mostly exist already.
+    fn counter(&self) -> Counter {
+        match self {
+            Self::PhoneSms(_)
+            | Self::PhoneOtp(_)
+            | Self::PhoneIdentity(_)
+            | Self::PairIdentity(_)
+            | Self::LoginTries(_) => Counter::Own,
+            Self::IpSms(_)
+            | Self::IpLogin(_)
+            | Self::IpLoginStart(_)
+            | Self::IpIdentity(_)
+            | Self::ClientToken(_)
+            | Self::ClientLoginStart(_)
+            | Self::RegistryBudget
+            | Self::SmsBudget
+            | Self::LiveLogins
+            | Self::ClientPush(_)
+            | Self::LivePushes
+            | Self::SessionLogins(_) => Counter::Shared,
+        }
+    }
+
     fn key(&self, limiter: &service_kit::limit::Limiter) -> String {
         let (kind, value) = match self {
             Self::PhoneSms(v) => ("sms-phone", v),
@@ -105,7 +132,7 @@ impl Limiter {
     /// A deployment's budget or capacity ([`Subject::busy`]) fails with 503 instead.
     pub async fn hit(&self, subject: Subject<'_>, max: i64, window: Duration) -> Result<()> {
         self.0
-            .hit_key(&subject.key(&self.0), max, window)
+            .hit_key_as(&subject.key(&self.0), max, window, subject.counter())
             .await
             .map_err(|e| refusal(subject, e))
     }
@@ -124,13 +151,13 @@ impl Limiter {
             return Ok(Vec::new());
         }
         let keys: Vec<String> = limits.iter().map(|(s, _, _)| s.key(&self.0)).collect();
-        let asked: Vec<(&str, i64, Duration)> = keys
+        let asked: Vec<(&str, i64, Duration, Counter)> = keys
             .iter()
             .zip(limits)
-            .map(|(k, (_, max, window))| (k.as_str(), *max, *window))
+            .map(|(k, (subject, max, window))| (k.as_str(), *max, *window, subject.counter()))
             .collect();
         self.0
-            .hit_keys(&asked)
+            .hit_keys_as(&asked)
             .await
             .map_err(|(i, e)| (i, refusal(limits[i.min(limits.len() - 1)].0, e)))
     }

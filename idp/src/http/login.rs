@@ -203,17 +203,10 @@ fn pending_cookie(
 /// proof of work, as its pending cookie carries it.
 async fn load_any(core: &Core, jar: &CookieJar, id: &str) -> Result<LoginTx> {
     let browser = browser_of(core, jar);
-    match core.login().load_tx(id, browser.as_deref()).await {
-        Err(Error::LoginOver(text)) => match jar.get(cookie_names(core).pending) {
-            Some(c) => {
-                core.login()
-                    .open_pending(id, c.value(), browser.as_deref(), now())
-                    .await
-            }
-            None => Err(Error::LoginOver(text)),
-        },
-        other => other,
-    }
+    let pending = jar.get(cookie_names(core).pending).map(|c| c.value());
+    core.login()
+        .load_or_pending(id, browser.as_deref(), pending, now())
+        .await
 }
 
 /// GET /login/{tx}: the page of the transaction's current step.

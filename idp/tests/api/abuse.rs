@@ -1584,3 +1584,150 @@ async fn phone_page(
     b.follow(b.get(&raw_auth(app, app.client(client), "").url).await)
         .await
 }
+
+/// The commands a Redis server's MONITOR saw while `during` ran: each as its arguments
+/// (`["SET", "key", …]`), those a script ran as well as those sent.
+async fn monitored<F: std::future::Future<Output = ()>>(
+    redis: &testkit::servers::RedisServer,
+    during: F,
+) -> Vec<Vec<String>> {
+    use std::io::BufRead as _;
+    let mut monitor = std::process::Command::new("redis-cli")
+        .args(["-u", &redis.url(), "monitor"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("redis-cli monitor");
+    let stdout = monitor.stdout.take().expect("its output");
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if line == "OK" {
+                let _ = ready_tx.send(());
+                continue;
+            }
+            lines.push(line);
+        }
+        lines
+    });
+    ready_rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("MONITOR started");
+    during.await;
+    // What was sent last reaches the monitor before this: a command of its own.
+    redis.cli(&["PING"]);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    let lines = reader.join().expect("the reader");
+    lines
+        .iter()
+        .filter_map(|l| l.split_once("] "))
+        .map(|(_, args)| {
+            args.trim_matches('"')
+                .split("\" \"")
+                .map(str::to_owned)
+                .collect()
+        })
+        .collect()
+}
+
+/// What Redis ran for a citizen's first sign-in at Saipa, on a server of the test's own.
+async fn a_first_sign_in_monitored() -> Vec<Vec<String>> {
+    let redis = testkit::servers::RedisServer::start().expect("redis-server");
+    let redis_url = redis.url();
+    let app = spawn_app_with(
+        Backend::Servers,
+        Options {
+            settings: Box::new(move |s| {
+                s.storage.redis_url = idp::config::Secret::new(redis_url.clone());
+            }),
+        },
+    )
+    .await;
+    let b = Browser::new(&app.base);
+    monitored(&redis, async {
+        crate::helpers::login_code(&app, &b, app.client("saipa"), &app.citizens[0]).await;
+    })
+    .await
+}
+
+/// A login not yet stored (before the phone step's proof of work it travels as its
+/// pending cookie) is looked for in the store, and the code step's outcome with it (a
+/// kept cookie must not bring back a login that was stored or decided since), in one
+/// command, MGET: the phone's page and the phone step read one key each, where they read
+/// two one after the other (issue 33).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_not_yet_stored_is_read_with_its_outcome_in_one_command() {
+    let seen = a_first_sign_in_monitored().await;
+    let reads = |name: &str, key: &str| {
+        seen.iter()
+            .filter(|c| c[0].eq_ignore_ascii_case(name) && c[1..].iter().any(|a| a.contains(key)))
+            .count()
+    };
+    assert_eq!(reads("GET", "{otp-outcome:"), 0, "not read by itself");
+    let together = seen
+        .iter()
+        .filter(|c| {
+            c[0].eq_ignore_ascii_case("MGET")
+                && c.len() == 3
+                && c[1].contains("{tx:")
+                && c[2].contains("{otp-outcome:")
+        })
+        .count();
+    assert_eq!(together, 2, "the phone's page and the phone step");
+    let stored_at = seen
+        .iter()
+        .position(|c| c[0].eq_ignore_ascii_case("SET") && c[1].contains("{tx:"))
+        .expect("the login stored");
+    assert!(
+        !seen[..stored_at]
+            .iter()
+            .any(|c| c[0].eq_ignore_ascii_case("GET") && c[1].contains("{tx:")),
+        "before it is stored, no GET of the login by itself"
+    );
+}
+
+/// A citizen's own counters, new at their first sign-in (keyed by their phone, their
+/// phone and national ID, or the login itself: nine of them), cost Redis one command each
+/// at their first hit, `SET … NX PX` (the count and its window at once), not two (INCR
+/// and the window's PEXPIRE): about a tenth of what a citizen costs Redis (issue 33).
+/// Counters many citizens share (an address behind a carrier's NAT, the deployment's
+/// budgets) stay INCR first, one command a hit once they exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_citizen_s_own_counters_cost_one_command_at_their_first_hit() {
+    let seen = a_first_sign_in_monitored().await;
+    let own = [
+        "rl:sms-phone:",
+        "rl:otp-phone:",
+        "rl:id-phone:",
+        "rl:id-pair:",
+        "tries:",
+    ];
+    let mut by_key: std::collections::BTreeMap<&str, Vec<&Vec<String>>> = Default::default();
+    for command in &seen {
+        let Some(key) = command.get(1) else { continue };
+        let name = command[0].to_ascii_uppercase();
+        if name != "EVALSHA" && own.iter().any(|o| key.contains(o)) {
+            by_key.entry(key.as_str()).or_default().push(command);
+        }
+    }
+    assert_eq!(
+        by_key.len(),
+        9,
+        "three SMS counters of the phone, two of its codes, two of its identity tries, \
+         the login's two steps' tries: {:?}",
+        by_key.keys()
+    );
+    for (key, commands) in &by_key {
+        assert_eq!(commands.len(), 1, "{key}: {commands:?}");
+        let c = commands[0];
+        assert!(
+            c[0].eq_ignore_ascii_case("SET")
+                && c.iter().any(|a| a.eq_ignore_ascii_case("NX"))
+                && c.iter().any(|a| a.eq_ignore_ascii_case("PX")),
+            "{key}: {c:?}"
+        );
+    }
+}

@@ -35,10 +35,11 @@ pub(crate) fn router(g: &super::Gates) -> Router<Core> {
         .route("/{m}/c/{id}/status", get(status))
 }
 
-/// Joins and applications per national ID per minute, shared by replicas.
+/// Joins and applications per national ID per minute, shared by replicas: a citizen's
+/// own counter, mostly new at its hit (one command, `SET … NX PX`).
 pub(super) async fn citizen_limit(core: &Core, what: &str, nid: &NationalId) -> Result<()> {
     core.limiter
-        .hit(what, nid.as_str(), 10, Duration::from_secs(60))
+        .hit_own(what, nid.as_str(), 10, Duration::from_secs(60))
         .await?;
     Ok(())
 }

@@ -107,11 +107,48 @@ impl Login<'_> {
             .await
     }
 
-    /// The pending login `id` from its cookie's `value`: its MAC, its id, this browser,
-    /// its phone step and its lifetime checked, and not a login whose code step was
-    /// decided since (finished or voided: a kept cookie does not bring it back). Expired
-    /// or altered is "login over".
-    pub async fn open_pending(
+    /// The login `id` of this browser as the store holds it ([`Self::load_tx`]) or, not
+    /// stored, as its pending cookie's `pending` value carries it: its MAC, its id, this
+    /// browser, its phone step and its lifetime checked, and not a login whose code step
+    /// was decided since (finished or voided: a kept cookie does not bring it back).
+    /// Expired or altered is "login over". With a pending cookie the stored login and the
+    /// code step's outcome are read in one command (MGET on a single server; before the
+    /// phone step the store has neither), where they were read one after the other.
+    pub async fn load_or_pending(
+        &self,
+        id: &str,
+        browser: Option<&str>,
+        pending: Option<&str>,
+        now: i64,
+    ) -> Result<LoginTx> {
+        let Some(value) = pending else {
+            return self.load_tx(id, browser).await;
+        };
+        if id.len() > 64 {
+            return Err(Error::user(StatusCode::NOT_FOUND, msg::LOGIN_EXPIRED));
+        }
+        let read = self
+            .eph
+            .get_many(&[&tx_key(id), &otp_outcome_key(id)])
+            .await?;
+        match read.as_slice() {
+            [Some(raw), _] => self.stored_tx(raw, browser),
+            [None, outcome] => {
+                let tx = self.pending_tx(id, value, browser, now)?;
+                if outcome.is_some() {
+                    return Err(Error::LoginOver(msg::LOGIN_EXPIRED));
+                }
+                Ok(tx)
+            }
+            _ => Err(Error::Internal(
+                "a read of two keys answered otherwise".into(),
+            )),
+        }
+    }
+
+    /// The pending cookie's login, its own checks only (not the code step's outcome,
+    /// which is the store's).
+    fn pending_tx(
         &self,
         id: &str,
         value: &str,
@@ -135,9 +172,6 @@ impl Login<'_> {
         }
         if browser != Some(tx.browser.as_str()) {
             return Err(Error::user(StatusCode::FORBIDDEN, msg::LOGIN_OTHER_BROWSER));
-        }
-        if self.eph.get(&otp_outcome_key(id)).await?.is_some() {
-            return Err(over());
         }
         Ok(tx)
     }
@@ -288,10 +322,15 @@ impl Login<'_> {
             .get(&tx_key(id))
             .await?
             .ok_or(Error::LoginOver(msg::LOGIN_EXPIRED))?;
+        self.stored_tx(&raw, browser)
+    }
+
+    /// A stored login's value read back, and checked to be this browser's.
+    fn stored_tx(&self, raw: &str, browser: Option<&str>) -> Result<LoginTx> {
         // A stored login that no longer reads (its values are parsed again: a number
         // outside today's operator ranges, a format from an older release) is a login
         // that is over, not a server error: the citizen starts again.
-        let tx: LoginTx = serde_json::from_str(&raw).map_err(|e| {
+        let tx: LoginTx = serde_json::from_str(raw).map_err(|e| {
             // Its kind and place only: the message may quote a value (a phone number).
             tracing::warn!(
                 kind = ?e.classify(),
