@@ -201,11 +201,19 @@ fn pending_cookie(
 
 /// The login `id` of this browser: as the store holds it, or, before the phone step's
 /// proof of work, as its pending cookie carries it.
-async fn load_any(core: &Core, jar: &CookieJar, id: &str) -> Result<LoginTx> {
+/// With `with_session`, the browser's SSO session is read in the same command (the
+/// consent step's page and post).
+async fn load_any(
+    core: &Core,
+    jar: &CookieJar,
+    id: &str,
+    with_session: bool,
+) -> Result<crate::flow::login::Loaded> {
     let browser = browser_of(core, jar);
     let pending = jar.get(cookie_names(core).pending).map(|c| c.value());
+    let session = with_session.then(|| session_cookie(core, jar)).flatten();
     core.login()
-        .load_or_pending(id, browser.as_deref(), pending, now())
+        .load_or_pending(id, browser.as_deref(), pending, session.as_deref(), now())
         .await
 }
 
@@ -215,11 +223,12 @@ pub async fn show_step(
     jar: CookieJar,
     Path(id): Path<String>,
 ) -> Response {
-    let tx = match load_any(&core, &jar, &id).await {
-        Ok(tx) => tx,
+    let loaded = match load_any(&core, &jar, &id, true).await {
+        Ok(loaded) => loaded,
         Err(e) => return render_error(Lang::Fa, e),
     };
-    match render_step(&core, &jar, &tx, None).await {
+    let tx = &loaded.tx;
+    match render_step(&core, &jar, tx, loaded.session, None).await {
         Ok(r) => r,
         Err(e) => render_error(lang_of(&tx), e),
     }
@@ -230,6 +239,7 @@ async fn render_step(
     core: &Core,
     jar: &CookieJar,
     tx: &LoginTx,
+    session: Option<Option<crate::flow::login::Session>>,
     error: Option<Error>,
 ) -> Result<Response> {
     let lang = lang_of(tx);
@@ -274,7 +284,7 @@ async fn render_step(
                 return Ok(Redirect::to("/account").into_response());
             };
             core.login()
-                .live_session(session_cookie(core, jar).as_deref(), tx)
+                .live_session(session_cookie(core, jar).as_deref(), session, tx)
                 .await?;
             pages::consent_page(lang, &tx.id, &csrf, view, &scope_descriptions(&req.scope))
         }
@@ -286,9 +296,22 @@ async fn render_step(
 
 /// Loads the transaction, checks browser binding and the form's CSRF token.
 async fn load_for_post(core: &Core, jar: &CookieJar, id: &str, csrf: &str) -> Result<LoginTx> {
-    let tx = load_any(core, jar, id).await?;
-    core.login().check_csrf(&tx.id, &tx.browser, csrf)?;
-    Ok(tx)
+    Ok(load_posted(core, jar, id, csrf, false).await?.tx)
+}
+
+/// [`load_for_post`], with the browser's SSO session read in the same command when
+/// `with_session` (the consent step's post).
+async fn load_posted(
+    core: &Core,
+    jar: &CookieJar,
+    id: &str,
+    csrf: &str,
+    with_session: bool,
+) -> Result<crate::flow::login::Loaded> {
+    let loaded = load_any(core, jar, id, with_session).await?;
+    core.login()
+        .check_csrf(&loaded.tx.id, &loaded.tx.browser, csrf)?;
+    Ok(loaded)
 }
 
 /// Renders what the flow decided comes after a step.
@@ -297,7 +320,7 @@ async fn show(core: &Core, jar: CookieJar, tx: &LoginTx, next: Next) -> Response
         Next::Step => (jar, Redirect::to(&format!("/login/{}", tx.id))).into_response(),
         Next::Leave(url) => (jar, Redirect::to(&url)).into_response(),
         Next::Over(e) => (jar, render_error(lang_of(tx), e)).into_response(),
-        Next::Retry(e) => match render_step(core, &jar, tx, Some(e)).await {
+        Next::Retry(e) => match render_step(core, &jar, tx, None, Some(e)).await {
             Ok(r) => r,
             Err(e) => render_error(lang_of(tx), e),
         },
@@ -471,15 +494,17 @@ pub async fn post_consent(
     Path(id): Path<String>,
     Form(f): Form<ConsentForm>,
 ) -> Response {
-    let tx = match load_for_post(&core, &jar, &id, &f.csrf).await {
-        Ok(tx) => tx,
+    let loaded = match load_posted(&core, &jar, &id, &f.csrf, true).await {
+        Ok(loaded) => loaded,
         Err(e) => return render_error(Lang::Fa, e),
     };
+    let tx = loaded.tx;
     let next = core
         .login()
         .consent_step(
             &tx,
             session_cookie(&core, &jar).as_deref(),
+            loaded.session,
             &f.decision,
             now(),
         )

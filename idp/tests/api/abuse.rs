@@ -1689,6 +1689,28 @@ async fn a_login_not_yet_stored_is_read_with_its_outcome_in_one_command() {
     );
 }
 
+/// The consent step's page and post read the login and the browser's SSO session in one
+/// command (MGET), where they read them one after the other (issue 33).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consent_step_reads_the_login_and_its_session_in_one_command() {
+    let seen = a_first_sign_in_monitored().await;
+    let alone = seen
+        .iter()
+        .filter(|c| c[0].eq_ignore_ascii_case("GET") && c[1].contains("{sso:"))
+        .count();
+    assert_eq!(alone, 0, "the session not read by itself");
+    let together = seen
+        .iter()
+        .filter(|c| {
+            c[0].eq_ignore_ascii_case("MGET")
+                && c.len() == 3
+                && c[1].contains("{tx:")
+                && c[2].contains("{sso:")
+        })
+        .count();
+    assert_eq!(together, 2, "the consent page and the consent post");
+}
+
 /// A citizen's own counters, new at their first sign-in (keyed by their phone, their
 /// phone and national ID, or the login itself: nine of them), cost Redis one command each
 /// at their first hit, `SET … NX PX` (the count and its window at once), not two (INCR

@@ -97,6 +97,14 @@ pub struct Session {
     pub auth_time: i64,
 }
 
+/// A login as a request read it ([`Login::load_or_pending`]): the transaction, and the
+/// browser's SSO session when it was read in the same command (`Some`; `Some(None)`: the
+/// browser has none live). `None`: not read, [`Login::live_session`] reads it.
+pub struct Loaded {
+    pub tx: LoginTx,
+    pub session: Option<Option<Session>>,
+}
+
 /// The login flow over the provider's core (`core.login()`): the transaction's state
 /// machine, the SSO session, and what each step leads to.
 #[derive(Clone, Copy)]
@@ -295,10 +303,14 @@ impl Login<'_> {
     pub async fn live_session(
         &self,
         session_cookie: Option<&str>,
+        read: Option<Option<Session>>,
         tx: &LoginTx,
     ) -> Result<Session> {
-        self.session(session_cookie)
-            .await?
+        let session = match read {
+            Some(session) => session,
+            None => self.session(session_cookie).await?,
+        };
+        session
             .filter(|s| Some(&s.sid) == tx.sid.as_ref())
             .ok_or(Error::LoginOver(msg::LOGIN_EXPIRED))
     }
@@ -309,10 +321,14 @@ impl Login<'_> {
         &self,
         tx: &LoginTx,
         session_cookie: Option<&str>,
+        read: Option<Option<Session>>,
         decision: &str,
         now: i64,
     ) -> Next {
-        match self.consent_inner(tx, session_cookie, decision, now).await {
+        match self
+            .consent_inner(tx, session_cookie, read, decision, now)
+            .await
+        {
             Ok(url) => Next::Leave(url),
             Err(e) => Next::Over(e),
         }
@@ -322,13 +338,14 @@ impl Login<'_> {
         &self,
         tx: &LoginTx,
         session_cookie: Option<&str>,
+        read: Option<Option<Session>>,
         decision: &str,
         now: i64,
     ) -> Result<String> {
         let (Step::Consent, Some(req)) = (tx.step, tx.request.as_ref()) else {
             return Err(step_order());
         };
-        let session = self.live_session(session_cookie, tx).await?;
+        let session = self.live_session(session_cookie, read, tx).await?;
         // The ministry may have suspended the client while the citizen was reading.
         super::authorize::validate_client_now(self, req.client_id.as_str(), now)?;
         // Two consents posted at once (a double click, a script) issue one code: the

@@ -114,36 +114,61 @@ impl Login<'_> {
     /// Expired or altered is "login over". With a pending cookie the stored login and the
     /// code step's outcome are read in one command (MGET on a single server; before the
     /// phone step the store has neither), where they were read one after the other.
+    ///
+    /// With `session_cookie` (the consent step's page and post need the browser's SSO
+    /// session), the session is read in the same command: [`Loaded::session`].
     pub async fn load_or_pending(
         &self,
         id: &str,
         browser: Option<&str>,
         pending: Option<&str>,
+        session_cookie: Option<&str>,
         now: i64,
-    ) -> Result<LoginTx> {
-        let Some(value) = pending else {
-            return self.load_tx(id, browser).await;
-        };
+    ) -> Result<Loaded> {
+        let session_cookie = session_cookie.filter(|c| c.len() <= 64);
+        if pending.is_none() && session_cookie.is_none() {
+            return Ok(Loaded {
+                tx: self.load_tx(id, browser).await?,
+                session: None,
+            });
+        }
         if id.len() > 64 {
             return Err(Error::user(StatusCode::NOT_FOUND, msg::LOGIN_EXPIRED));
         }
-        let read = self
-            .eph
-            .get_many(&[&tx_key(id), &otp_outcome_key(id)])
-            .await?;
-        match read.as_slice() {
-            [Some(raw), _] => self.stored_tx(raw, browser),
-            [None, outcome] => {
+        let tx_key = tx_key(id);
+        let outcome_key = otp_outcome_key(id);
+        let session_key = session_cookie.map(session_key);
+        let mut keys = vec![tx_key.as_str()];
+        if pending.is_some() {
+            keys.push(&outcome_key);
+        }
+        if let Some(k) = &session_key {
+            keys.push(k);
+        }
+        let read = self.eph.get_many(&keys).await?;
+        if read.len() != keys.len() {
+            return Err(Error::Internal("a read of keys answered otherwise".into()));
+        }
+        let mut read = read.into_iter();
+        let stored = read.next().flatten();
+        let outcome = pending.and_then(|_| read.next().flatten());
+        let session = session_key.map(|_| {
+            read.next()
+                .flatten()
+                .and_then(|raw| serde_json::from_str(&raw).ok())
+        });
+        let tx = match (stored, pending) {
+            (Some(raw), _) => self.stored_tx(&raw, browser)?,
+            (None, Some(value)) => {
                 let tx = self.pending_tx(id, value, browser, now)?;
                 if outcome.is_some() {
                     return Err(Error::LoginOver(msg::LOGIN_EXPIRED));
                 }
-                Ok(tx)
+                tx
             }
-            _ => Err(Error::Internal(
-                "a read of two keys answered otherwise".into(),
-            )),
-        }
+            (None, None) => return Err(Error::LoginOver(msg::LOGIN_EXPIRED)),
+        };
+        Ok(Loaded { tx, session })
     }
 
     /// The pending cookie's login, its own checks only (not the code step's outcome,
