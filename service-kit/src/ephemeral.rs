@@ -93,6 +93,16 @@ impl Ephemeral {
         matches!(self, Self::Redis(_))
     }
 
+    /// Whether [`Self::get_many`] reads its keys in one command (a single Redis server,
+    /// or in process): on a Cluster each key is a GET of its own, so a key read ahead
+    /// "in case" costs a command there.
+    pub fn reads_many_at_once(&self) -> bool {
+        match self {
+            Self::Memory(_) => true,
+            Self::Redis(r) => !r.pool.is_cluster(),
+        }
+    }
+
     /// Stores `value` under `key` for `ttl`, replacing what was there.
     pub async fn put(&self, key: &str, value: &str, ttl: Duration) -> Result<(), EphemeralError> {
         match self {

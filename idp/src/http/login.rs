@@ -201,8 +201,10 @@ fn pending_cookie(
 
 /// The login `id` of this browser: as the store holds it, or, before the phone step's
 /// proof of work, as its pending cookie carries it.
-/// With `with_session`, the browser's SSO session is read in the same command (the
-/// consent step's page and post).
+/// With `with_session`, the browser's SSO session is read in the same command when it
+/// has a session cookie (the consent step's page and post need it; a step's page reads it
+/// whatever the step, which the login tells only once read: on a single server one key
+/// more in the same MGET, on a Cluster nothing read ahead).
 async fn load_any(
     core: &Core,
     jar: &CookieJar,
@@ -230,7 +232,7 @@ pub async fn show_step(
     let tx = &loaded.tx;
     match render_step(&core, &jar, tx, loaded.session, None).await {
         Ok(r) => r,
-        Err(e) => render_error(lang_of(&tx), e),
+        Err(e) => render_error(lang_of(tx), e),
     }
 }
 

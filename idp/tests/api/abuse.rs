@@ -1496,6 +1496,7 @@ async fn parallel_consents_issue_one_code(backend: Backend) {
 }
 
 both!(
+    consent_after_signing_out_or_in_as_another_is_over,
     a_proof_of_work_is_good_only_for_its_own_login,
     parallel_consents_issue_one_code,
     the_national_sms_budget_refuses_past_its_rate,
@@ -1598,29 +1599,34 @@ async fn monitored<F: std::future::Future<Output = ()>>(
         .spawn()
         .expect("redis-cli monitor");
     let stdout = monitor.stdout.take().expect("its output");
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut lines = Vec::new();
+    let (line_tx, line_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            if line == "OK" {
-                let _ = ready_tx.send(());
-                continue;
+            if line_tx.send(line).is_err() {
+                break;
             }
-            lines.push(line);
         }
-        lines
     });
-    ready_rx
-        .recv_timeout(std::time::Duration::from_secs(10))
-        .expect("MONITOR started");
+    let wait = std::time::Duration::from_secs(10);
+    assert_eq!(line_rx.recv_timeout(wait).expect("MONITOR started"), "OK");
     during.await;
-    // What was sent last reaches the monitor before this: a command of its own.
-    redis.cli(&["PING"]);
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // Everything sent before it reaches the monitor before this command of its own: the
+    // log is read up to it, however slowly redis-cli prints.
+    let end = format!("monitor-end-{}", std::process::id());
+    redis.cli(&["ECHO", &end]);
+    let mut lines = Vec::new();
+    loop {
+        let line = line_rx
+            .recv_timeout(wait)
+            .expect("the monitor's end marker");
+        if line.contains(&end) {
+            break;
+        }
+        lines.push(line);
+    }
     let _ = monitor.kill();
     let _ = monitor.wait();
-    let lines = reader.join().expect("the reader");
     lines
         .iter()
         .filter_map(|l| l.split_once("] "))
@@ -1752,4 +1758,43 @@ async fn a_citizen_s_own_counters_cost_one_command_at_their_first_hit() {
             "{key}: {c:?}"
         );
     }
+}
+
+/// The consent step checks the browser's session as it is when the consent is posted,
+/// now that the session is read with the login (issue 33): signed out since the consent
+/// page, or signed in since as another citizen (`prompt=login` in the same browser), the
+/// login is over and no code reaches the manufacturer.
+async fn consent_after_signing_out_or_in_as_another_is_over(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let b = Browser::new(&app.base);
+    let first = raw_auth(&app, app.client("saipa"), "");
+    let consent = b
+        .verify_to_consent(&app, &first.url, &app.citizens[0])
+        .await;
+    assert!(
+        consent.body.contains("name=\"decision\""),
+        "{}",
+        consent.body
+    );
+    let account = b.get("/account").await;
+    b.follow(b.post_form(&account, "/logout", &[]).await).await;
+    let r = b.submit_consent(&consent, "approve").await;
+    assert_eq!(r.status, 410, "signed out: {}", r.body);
+    assert!(r.location.is_none(), "no code: {:?}", r.location);
+
+    let x = raw_auth(&app, app.client("saipa"), "");
+    let consent = b.verify_to_consent(&app, &x.url, &app.citizens[2]).await;
+    assert!(
+        consent.body.contains("name=\"decision\""),
+        "{}",
+        consent.body
+    );
+    let y = raw_auth(&app, app.client("saipa"), "&prompt=login");
+    let other = b.verify_to_consent(&app, &y.url, &app.citizens[1]).await;
+    assert!(other.body.contains("name=\"decision\""), "{}", other.body);
+    let r = b.submit_consent(&consent, "approve").await;
+    assert_eq!(r.status, 410, "another citizen's session: {}", r.body);
+    assert!(r.location.is_none(), "no code: {:?}", r.location);
+    let r = b.submit_consent(&other, "approve").await;
+    assert_eq!(r.status, 303, "the other's own consent: {}", r.body);
 }

@@ -299,7 +299,7 @@ impl Login<'_> {
     }
 
     /// The SSO session of `session_cookie`, which must be the one the transaction
-    /// reached.
+    /// reached: as `read` with the login ([`Loaded::session`]), or read now if it was not.
     pub async fn live_session(
         &self,
         session_cookie: Option<&str>,

@@ -114,9 +114,11 @@ impl Login<'_> {
     /// Expired or altered is "login over". With a pending cookie the stored login and the
     /// code step's outcome are read in one command (MGET on a single server; before the
     /// phone step the store has neither), where they were read one after the other.
-    ///
     /// With `session_cookie` (the consent step's page and post need the browser's SSO
-    /// session), the session is read in the same command: [`Loaded::session`].
+    /// session), the session is read in the same command: [`Loaded::session`]. On a
+    /// Redis Cluster, where each key is a command of its own, nothing is read ahead:
+    /// the login first, the outcome only for a pending login, the session when asked
+    /// for ([`Self::live_session`]).
     pub async fn load_or_pending(
         &self,
         id: &str,
@@ -125,6 +127,19 @@ impl Login<'_> {
         session_cookie: Option<&str>,
         now: i64,
     ) -> Result<Loaded> {
+        if !self.eph.reads_many_at_once() {
+            let tx = match (self.load_tx(id, browser).await, pending) {
+                (Err(Error::LoginOver(_)), Some(value)) => {
+                    let tx = self.pending_tx(id, value, browser, now)?;
+                    if self.eph.get(&otp_outcome_key(id)).await?.is_some() {
+                        return Err(Error::LoginOver(msg::LOGIN_EXPIRED));
+                    }
+                    tx
+                }
+                (tx, _) => tx?,
+            };
+            return Ok(Loaded { tx, session: None });
+        }
         let session_cookie = session_cookie.filter(|c| c.len() <= 64);
         if pending.is_none() && session_cookie.is_none() {
             return Ok(Loaded {
@@ -157,16 +172,22 @@ impl Login<'_> {
                 .flatten()
                 .and_then(|raw| serde_json::from_str(&raw).ok())
         });
+        // As the store's login and then the pending cookie one after the other: the
+        // cookie is tried where the stored login is over (absent, or no longer reading
+        // back), and a decided code step ends it too.
+        let stored = match stored {
+            Some(raw) => self.stored_tx(&raw, browser),
+            None => Err(Error::LoginOver(msg::LOGIN_EXPIRED)),
+        };
         let tx = match (stored, pending) {
-            (Some(raw), _) => self.stored_tx(&raw, browser)?,
-            (None, Some(value)) => {
+            (Err(Error::LoginOver(_)), Some(value)) => {
                 let tx = self.pending_tx(id, value, browser, now)?;
                 if outcome.is_some() {
                     return Err(Error::LoginOver(msg::LOGIN_EXPIRED));
                 }
                 tx
             }
-            (None, None) => return Err(Error::LoginOver(msg::LOGIN_EXPIRED)),
+            (tx, _) => tx?,
         };
         Ok(Loaded { tx, session })
     }
