@@ -1659,6 +1659,25 @@ async fn a_first_sign_in_monitored() -> Vec<Vec<String>> {
     .await
 }
 
+/// How many of the commands `seen` are `name` with an argument naming `key`.
+fn commands_on(seen: &[Vec<String>], name: &str, key: &str) -> usize {
+    seen.iter()
+        .filter(|c| c[0].eq_ignore_ascii_case(name) && c[1..].iter().any(|a| a.contains(key)))
+        .count()
+}
+
+/// How many of the commands `seen` are an MGET of two keys, `first`'s and then `second`'s.
+fn mgets_of(seen: &[Vec<String>], first: &str, second: &str) -> usize {
+    seen.iter()
+        .filter(|c| {
+            c[0].eq_ignore_ascii_case("MGET")
+                && c.len() == 3
+                && c[1].contains(first)
+                && c[2].contains(second)
+        })
+        .count()
+}
+
 /// A login not yet stored (before the phone step's proof of work it travels as its
 /// pending cookie) is looked for in the store, and the code step's outcome with it (a
 /// kept cookie must not bring back a login that was stored or decided since), in one
@@ -1667,22 +1686,16 @@ async fn a_first_sign_in_monitored() -> Vec<Vec<String>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_not_yet_stored_is_read_with_its_outcome_in_one_command() {
     let seen = a_first_sign_in_monitored().await;
-    let reads = |name: &str, key: &str| {
-        seen.iter()
-            .filter(|c| c[0].eq_ignore_ascii_case(name) && c[1..].iter().any(|a| a.contains(key)))
-            .count()
-    };
-    assert_eq!(reads("GET", "{otp-outcome:"), 0, "not read by itself");
-    let together = seen
-        .iter()
-        .filter(|c| {
-            c[0].eq_ignore_ascii_case("MGET")
-                && c.len() == 3
-                && c[1].contains("{tx:")
-                && c[2].contains("{otp-outcome:")
-        })
-        .count();
-    assert_eq!(together, 2, "the phone's page and the phone step");
+    assert_eq!(
+        commands_on(&seen, "GET", "{otp-outcome:"),
+        0,
+        "not read by itself"
+    );
+    assert_eq!(
+        mgets_of(&seen, "{tx:", "{otp-outcome:"),
+        2,
+        "the phone's page and the phone step"
+    );
     let stored_at = seen
         .iter()
         .position(|c| c[0].eq_ignore_ascii_case("SET") && c[1].contains("{tx:"))
@@ -1700,21 +1713,16 @@ async fn a_login_not_yet_stored_is_read_with_its_outcome_in_one_command() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_consent_step_reads_the_login_and_its_session_in_one_command() {
     let seen = a_first_sign_in_monitored().await;
-    let alone = seen
-        .iter()
-        .filter(|c| c[0].eq_ignore_ascii_case("GET") && c[1].contains("{sso:"))
-        .count();
-    assert_eq!(alone, 0, "the session not read by itself");
-    let together = seen
-        .iter()
-        .filter(|c| {
-            c[0].eq_ignore_ascii_case("MGET")
-                && c.len() == 3
-                && c[1].contains("{tx:")
-                && c[2].contains("{sso:")
-        })
-        .count();
-    assert_eq!(together, 2, "the consent page and the consent post");
+    assert_eq!(
+        commands_on(&seen, "GET", "{sso:"),
+        0,
+        "the session not read by itself"
+    );
+    assert_eq!(
+        mgets_of(&seen, "{tx:", "{sso:"),
+        2,
+        "the consent page and the consent post"
+    );
 }
 
 /// A citizen's own counters, new at their first sign-in (keyed by their phone, their
