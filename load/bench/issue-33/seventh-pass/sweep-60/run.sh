@@ -1,13 +1,3 @@
 #!/bin/bash
-# Issue 33, seventh pass: the build before (5f3ce45) and after (b87f588), alternated twice,
-# the services' defaults (the adaptive budget off). Builds: `cargo build --release -p load`
-# at each commit, copied to /tmp/before/load and /tmp/after/load.
-export EMTA_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres EMTA_TEST_REDIS_URL=redis://127.0.0.1:6379 RUST_LOG=warn
-OUT=${OUT:-/tmp/seventh-60}
-mkdir -p "$OUT"
-for round in 1 2; do
-  for build in before after; do
-    /tmp/$build/load sweep --rates 60 --all --secs 60 --units-per-arrival 1 --out "$OUT/$build-$round" > "$OUT/$build-$round.log" 2>&1
-    echo "$build $round"; grep -a "^| 60 " "$OUT/$build-$round.log"
-  done
-done
+# Issue 33, seventh pass: 60/s, rounds 1 and 2 (`../sweep/run.sh`).
+RATES=60 ROUNDS="1 2" OUT=${OUT:-/tmp/seventh-60} exec bash "$(dirname "$0")/../sweep/run.sh"
